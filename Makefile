@@ -1,0 +1,38 @@
+# Two commands do everything on a fresh machine:  `make demo`  and  `make test`.
+# Each creates the virtual environment (.venv) when it is missing.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# torch/torchvision are pinned and installed first: a bare `torch` requirement on a machine without
+# torch would pull a multi-GB CUDA build. GPU users may pre-install their own torch instead.
+TORCH  ?= torch==2.14.1 torchvision==0.29.1
+
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: setup demo test test-all lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/.installed
+
+demo: setup
+	$(BIN)/videolift demo
+
+test: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/pytest -q -m "not slow"
+
+test-all: setup
+	$(BIN)/pytest -q
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,93 @@
+"""The ``videolift`` command. Each room registers its own typer app; this file only wires them.
+
+Sub-command modules must keep their top-level imports light (no torch/diffusers/transformers at
+import time) so that ``videolift --help`` stays fast: import heavy libraries inside the commands.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+import typer
+from rich.console import Console
+
+from videolift import __version__
+from videolift.core.errors import VideoliftError
+
+app = typer.Typer(
+    name="videolift",
+    help="Align text-to-video models with human feedback (LiFT): rate, train a critic, align, evaluate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# name -> "module:attribute" of a typer app (a command group) or a plain function (a command).
+# A module that does not exist yet is skipped, so rooms can land independently.
+GROUPS = {
+    "hra": "videolift.data.hra_cli:app",
+    "prompts": "videolift.data.prompts_cli:app",
+    "annotate": "videolift.data.annotate.cli:app",
+    "toy": "videolift.toy.cli:app",
+    "critic": "videolift.critic.cli:app",
+}
+COMMANDS = {
+    "generate": "videolift.data.generate_cli:generate",
+    "align": "videolift.align.cli:align",
+    "eval": "videolift.evaluate.cli:evaluate",
+    "run": "videolift.evaluate.pipeline_cli:run",
+    "demo": "videolift.evaluate.demo_cli:demo",
+}
+
+
+def _load(target: str):
+    module_name, attr = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            return None  # that room has not landed
+        raise
+    return getattr(module, attr)
+
+
+for _name, _target in GROUPS.items():
+    if (_sub := _load(_target)) is not None:
+        app.add_typer(_sub, name=_name)
+for _name, _target in COMMANDS.items():
+    if (_fn := _load(_target)) is not None:
+        app.command(_name)(_fn)
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+) -> None:
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+def main() -> None:
+    err = Console(stderr=True)
+    try:
+        code = app(standalone_mode=False)
+    except VideoliftError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

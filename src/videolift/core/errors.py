@@ -1,0 +1,43 @@
+"""User-facing errors. The CLI prints these without a traceback and exits non-zero."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class VideoliftError(Exception):
+    """An error caused by the user's input or environment, with a message that says what to fix."""
+
+
+class DataError(VideoliftError):
+    """Bad content in a data file, located by file, line (or record index) and field."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | Path | None = None,
+        line: int | None = None,
+        record: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.file, self.line, self.record, self.field = file, line, record, field
+        where = []
+        if file is not None:
+            where.append(str(file))
+        if line is not None:
+            where.append(f"line {line}")
+        if record is not None:
+            where.append(f"record {record}")
+        if field:
+            where.append(f"field '{field}'")
+        self.detail = message
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+
+
+class VideoError(VideoliftError):
+    """A video file that is missing, truncated or not a video."""
+
+    def __init__(self, path: str | Path, message: str) -> None:
+        self.path = Path(path)
+        super().__init__(f"{path}: {message}")

@@ -1,0 +1,117 @@
+"""JSON/JSONL reading with located errors, and all-or-nothing file writing."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from videolift.core.errors import DataError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
+    """Write to a temporary file next to ``path`` and rename it into place only on success.
+
+    A crash or an exception leaves either the old file or nothing, never a half-written one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_jsonl(path: str | Path, records: Iterable[dict[str, Any] | BaseModel]) -> int:
+    """Atomically write records (dicts or models) as JSONL; returns the count."""
+    n = 0
+    with atomic_write(path) as handle:
+        for record in records:
+            data = record.to_json() if hasattr(record, "to_json") else record
+            if isinstance(data, BaseModel):
+                data = data.model_dump(mode="json")
+            handle.write(json.dumps(data, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
+    """Append one line and fsync: used by resumable stages whose logs grow line by line."""
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def iter_json_lines(path: str | Path, *, skip_partial_last: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, object) for each non-blank line; DataError on malformed JSON.
+
+    ``skip_partial_last`` tolerates a torn final line (a process killed mid-append), which resumable
+    stages then rewrite.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError("file not found", file=path)
+    with open(path, encoding="utf-8") as handle:
+        lines = handle.readlines()
+    for i, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if skip_partial_last and i == len(lines) and not line.endswith("\n"):
+                return
+            raise DataError(f"malformed JSON ({exc.msg} at column {exc.colno})", file=path, line=i) from None
+        if not isinstance(obj, dict):
+            raise DataError(f"expected a JSON object, got {type(obj).__name__}", file=path, line=i)
+        yield i, obj
+
+
+def validation_field(exc: ValidationError) -> tuple[str, str]:
+    """The first error of a pydantic ValidationError as (dotted field path, message)."""
+    err = exc.errors()[0]
+    loc = ".".join(str(part) for part in err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    return loc, msg
+
+
+def parse_model(model: type[M], obj: dict[str, Any], *, file: str | Path, line: int | None = None,
+                record: int | None = None) -> M:
+    try:
+        return model.model_validate(obj)
+    except ValidationError as exc:
+        field, msg = validation_field(exc)
+        raise DataError(msg, file=file, line=line, record=record, field=field) from None
+
+
+def read_jsonl(path: str | Path, model: type[M]) -> list[M]:
+    """Read and validate every line; the first bad one raises a DataError naming file, line, field."""
+    return [parse_model(model, obj, file=path, line=i) for i, obj in iter_json_lines(path)]
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.exists():
+        raise DataError("file not found", file=path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"malformed JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})", file=path) from None

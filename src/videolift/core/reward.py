@@ -1,0 +1,73 @@
+"""Label -> score mapping and aggregation over dimensions: the reward as data, not code.
+
+Defaults are the paper's: Good 0.9, Normal 0.2, Bad 0.05, mean over the three dimensions
+(all Good = 0.90, all Bad = 0.05). Load another mapping from YAML/JSON with ``RewardConfig.load``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from videolift.core.errors import DataError
+from videolift.core.jsonl import validation_field
+from videolift.core.schema import DIMENSIONS, Dimension, Label, parse_label
+
+
+class RewardConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scores: dict[Label, float] = Field(
+        default_factory=lambda: {Label.Good: 0.9, Label.Normal: 0.2, Label.Bad: 0.05},
+        description="score of each label",
+    )
+    aggregation: Literal["mean", "min", "weighted"] = Field("mean", description="how dimension scores combine")
+    weights: dict[Dimension, float] = Field(
+        default_factory=lambda: {d: 1.0 for d in DIMENSIONS},
+        description="per-dimension weights for aggregation='weighted'",
+    )
+
+    @field_validator("scores", mode="before")
+    @classmethod
+    def _labels(cls, value: dict) -> dict:
+        out = {parse_label(k): v for k, v in dict(value).items()}
+        missing = [label.value for label in Label if label not in out]
+        if missing:
+            raise ValueError(f"missing score for {', '.join(missing)}")
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> RewardConfig:
+        """The default mapping for ``None``; otherwise a YAML or JSON file with the fields above."""
+        if path is None:
+            return cls()
+        path = Path(path)
+        if not path.exists():
+            raise DataError("reward config not found", file=path)
+        data = yaml.safe_load(path.read_text()) or {}
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            field, msg = validation_field(exc)
+            raise DataError(msg, file=path, field=field) from None
+
+    def score(self, label: Label | str) -> float:
+        return float(self.scores[parse_label(str(label))])
+
+    def aggregate(self, labels: Mapping[Dimension | str, Label | str]) -> float:
+        """Reward of one video from the labels of the dimensions it was rated on."""
+        if not labels:
+            raise ValueError("cannot compute a reward without any rated dimension")
+        per_dim = {Dimension(d): self.score(lab) for d, lab in labels.items()}
+        if self.aggregation == "min":
+            return min(per_dim.values())
+        if self.aggregation == "weighted":
+            total = sum(self.weights.get(d, 0.0) for d in per_dim)
+            if total <= 0:
+                raise ValueError("weights of the rated dimensions sum to zero")
+            return sum(self.weights.get(d, 0.0) * s for d, s in per_dim.items()) / total
+        return sum(per_dim.values()) / len(per_dim)

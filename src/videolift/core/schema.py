@@ -1,0 +1,132 @@
+"""The human-rating (HRA) data model every stage shares.
+
+One record per (video, annotator); each rates some or all of the three LiFT dimensions with a
+Good / Normal / Bad label and a free-text reason. See docs/formats.md.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Dimension(StrEnum):
+    semantic_consistency = "semantic_consistency"
+    motion_smoothness = "motion_smoothness"
+    video_fidelity = "video_fidelity"
+
+
+class Label(StrEnum):
+    Good = "Good"
+    Normal = "Normal"
+    Bad = "Bad"
+
+
+DIMENSIONS: tuple[Dimension, ...] = tuple(Dimension)
+LABELS: tuple[Label, ...] = tuple(Label)
+# Ordinal rank, used by agreement statistics and neighbouring-label logic.
+LABEL_RANK: dict[Label, int] = {Label.Bad: 0, Label.Normal: 1, Label.Good: 2}
+
+
+def parse_label(value: str) -> Label:
+    """Exact label name, case-insensitive ('good' -> Label.Good); ValueError otherwise."""
+    for label in LABELS:
+        if isinstance(value, str) and value.strip().lower() == label.value.lower():
+            return label
+    raise ValueError(f"unknown label {value!r}; expected one of {', '.join(LABELS)}")
+
+
+def parse_dimension(value: str) -> Dimension:
+    try:
+        return Dimension(value)
+    except ValueError:
+        raise ValueError(f"unknown dimension {value!r}; expected one of {', '.join(DIMENSIONS)}") from None
+
+
+# Leading label of a free-text answer: optional markup/quotes, an optional "Label:" prefix, then the
+# word. Only the *leading* word counts: "Good. Nothing bad here" is Good (the LiFT reference script
+# searches the whole answer and would get this wrong).
+_ANSWER_RE = re.compile(
+    r"^[\s\W_]*(?:(?:label|answer|rating)\s*[:\-]\s*[\s\W_]*)?(good|normal|bad)\b[\s\*_\"'`\.\:,;!\-\u2013\u2014)\]]*",
+    re.IGNORECASE,
+)
+
+
+def parse_answer(text: str) -> tuple[Label | None, str]:
+    """Split an answer like ``"Bad. The panda has no spacesuit."`` into (label, reason).
+
+    Case- and markup-tolerant (``**good**:``, ``"Normal" -``). Returns ``(None, text)`` when the answer
+    does not start with a label: callers must count that as unparsed, never as a label.
+    """
+    match = _ANSWER_RE.match(text or "")
+    if match is None:
+        return None, (text or "").strip()
+    return parse_label(match.group(1)), text[match.end() :].strip()
+
+
+def format_answer(label: Label | str, reason: str = "") -> str:
+    """Serialise as the LiFT release does: ``"<Label>. <reason>"`` (just ``"<Label>."`` without reason)."""
+    label = parse_label(str(label))
+    reason = reason.strip()
+    return f"{label.value}. {reason}" if reason else f"{label.value}."
+
+
+class Rating(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    label: Label
+    reason: str = ""
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _label(cls, value: Any) -> Label:
+        if isinstance(value, Label):
+            return value
+        if not isinstance(value, str):
+            raise ValueError(f"label must be a string, got {type(value).__name__}")
+        return parse_label(value)
+
+    @field_validator("reason", mode="before")
+    @classmethod
+    def _reason(cls, value: Any) -> str:
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise ValueError(f"reason must be a string, got {type(value).__name__}")
+        return value.strip()
+
+
+class HRARecord(BaseModel):
+    """One annotator's ratings of one video. Extra keys (e.g. ``truth``, ``seed``) are carried along."""
+
+    model_config = ConfigDict(extra="allow")
+
+    video_id: str = ""
+    video: str = Field(min_length=1, description="path relative to the videos root")
+    prompt: str
+    annotator: str | None = None
+    ratings: dict[Dimension, Rating]
+
+    @field_validator("ratings", mode="before")
+    @classmethod
+    def _dims(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise ValueError("ratings must be an object mapping dimension -> {label, reason}")
+        for key in value:
+            parse_dimension(key)
+        return value
+
+    @model_validator(mode="after")
+    def _default_id(self) -> HRARecord:
+        if not self.video_id:
+            self.video_id = self.video
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json", exclude_none=True)
+        # Keep dimensions in canonical order for readable, diffable files.
+        data["ratings"] = {d.value: data["ratings"][d.value] for d in DIMENSIONS if d.value in data["ratings"]}
+        return data

@@ -1,0 +1,141 @@
+"""Video I/O on PyAV: read an MP4 to uint8 (T, H, W, 3), write one with libx264, sample, probe."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from videolift.core.errors import VideoError
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    fps: float
+    num_frames: int
+    height: int
+    width: int
+
+
+def _open(path: str | Path):
+    import av
+
+    path = Path(path)
+    if not path.exists():
+        raise VideoError(path, "file not found")
+    if path.is_dir():
+        raise VideoError(path, "is a directory, not a video file")
+    try:
+        container = av.open(str(path))
+    except Exception as exc:  # PyAV raises a family of FFmpeg errors
+        raise VideoError(path, f"not a readable video ({exc.__class__.__name__}: {exc})") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoError(path, "contains no video stream")
+    return container
+
+
+def read_video(path: str | Path) -> np.ndarray:
+    """All frames as a uint8 array (T, H, W, 3), RGB."""
+    container = _open(path)
+    frames = []
+    try:
+        with container:
+            for frame in container.decode(video=0):
+                frames.append(frame.to_ndarray(format="rgb24"))
+    except VideoError:
+        raise
+    except Exception as exc:
+        raise VideoError(path, f"could not decode ({exc.__class__.__name__}: {exc})") from None
+    if not frames:
+        raise VideoError(path, "no decodable frames (truncated or empty file)")
+    return np.stack(frames)
+
+
+def probe_video(path: str | Path, *, decode: bool = False) -> VideoInfo:
+    """fps, frame count and size. ``decode=True`` counts frames by decoding (slower, catches truncation)."""
+    if decode:
+        frames = read_video(path)
+        container = _open(path)
+        with container:
+            rate = container.streams.video[0].average_rate
+        return VideoInfo(float(rate or 0), frames.shape[0], frames.shape[1], frames.shape[2])
+    container = _open(path)
+    with container:
+        stream = container.streams.video[0]
+        count = stream.frames
+        if not count:  # some containers do not store it: count packets
+            count = sum(1 for p in container.demux(stream) if p.size)
+        return VideoInfo(float(stream.average_rate or 0), int(count), stream.height, stream.width)
+
+
+def write_video(
+    path: str | Path,
+    frames: np.ndarray,
+    fps: float = 8.0,
+    *,
+    crf: int = 18,
+    preset: str = "veryfast",
+    pix_fmt: str = "yuv420p",
+) -> Path:
+    """Write uint8 (T, H, W, 3) RGB frames as H.264 MP4, atomically.
+
+    yuv420p needs even sizes: odd heights/widths are padded by repeating the last row/column.
+    ``crf=0`` with ``pix_fmt="yuv444p"`` is lossless (used for tiny toy videos where chroma
+    subsampling would smear the colours).
+    """
+    import av
+
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must have shape (T, H, W, 3), got {frames.shape}")
+    if frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8, got {frames.dtype}")
+    if frames.shape[0] == 0:
+        raise ValueError("cannot write a video with no frames")
+    if pix_fmt == "yuv420p":
+        pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
+        if pad_h or pad_w:
+            frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        with av.open(str(tmp), mode="w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+            stream.height, stream.width = frames.shape[1], frames.shape[2]
+            stream.pix_fmt = pix_fmt
+            stream.options = {"crf": str(crf), "preset": preset}
+            for array in frames:
+                for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def sample_indices(num_frames: int, n: int) -> list[int]:
+    """``n`` frame indices spread uniformly over a clip of ``num_frames`` (first and last included).
+
+    Shorter clips repeat frames so callers always get exactly ``n``.
+    """
+    if num_frames <= 0:
+        raise ValueError("clip has no frames")
+    if n <= 0:
+        raise ValueError("n must be positive")
+    if n == 1:
+        return [0]
+    return [min(num_frames - 1, math.floor(i * (num_frames - 1) / (n - 1) + 0.5)) for i in range(n)]
+
+
+def sample_frames(video: np.ndarray | str | Path, n: int = 8) -> np.ndarray:
+    """``n`` frames sampled uniformly over a clip (an array or a file): (n, H, W, 3) uint8."""
+    frames = read_video(video) if isinstance(video, str | Path) else np.asarray(video)
+    return frames[sample_indices(frames.shape[0], n)]

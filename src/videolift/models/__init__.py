@@ -1,0 +1,1 @@
+"""Model specifications: T2V families (CogVideoX) and VLM families, plus tiny builders for tests."""
