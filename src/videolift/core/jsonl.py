@@ -59,7 +59,9 @@ def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
         os.fsync(handle.fileno())
 
 
-def iter_json_lines(path: str | Path, *, skip_partial_last: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_json_lines(
+    path: str | Path, *, skip_partial_last: bool = False
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object) for each non-blank line; DataError on malformed JSON.
 
     ``skip_partial_last`` tolerates a torn final line (a process killed mid-append), which resumable
@@ -92,8 +94,14 @@ def validation_field(exc: ValidationError) -> tuple[str, str]:
     return loc, msg
 
 
-def parse_model(model: type[M], obj: dict[str, Any], *, file: str | Path, line: int | None = None,
-                record: int | None = None) -> M:
+def parse_model(
+    model: type[M],
+    obj: dict[str, Any],
+    *,
+    file: str | Path,
+    line: int | None = None,
+    record: int | None = None,
+) -> M:
     try:
         return model.model_validate(obj)
     except ValidationError as exc:
@@ -114,4 +122,6 @@ def read_json(path: str | Path) -> Any:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
     except json.JSONDecodeError as exc:
-        raise DataError(f"malformed JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})", file=path) from None
+        raise DataError(
+            f"malformed JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})", file=path
+        ) from None

@@ -25,7 +25,9 @@ class RewardConfig(BaseModel):
         default_factory=lambda: {Label.Good: 0.9, Label.Normal: 0.2, Label.Bad: 0.05},
         description="score of each label",
     )
-    aggregation: Literal["mean", "min", "weighted"] = Field("mean", description="how dimension scores combine")
+    aggregation: Literal["mean", "min", "weighted"] = Field(
+        "mean", description="how dimension scores combine"
+    )
     weights: dict[Dimension, float] = Field(
         default_factory=lambda: {d: 1.0 for d in DIMENSIONS},
         description="per-dimension weights for aggregation='weighted'",

@@ -128,5 +128,7 @@ class HRARecord(BaseModel):
     def to_json(self) -> dict[str, Any]:
         data = self.model_dump(mode="json", exclude_none=True)
         # Keep dimensions in canonical order for readable, diffable files.
-        data["ratings"] = {d.value: data["ratings"][d.value] for d in DIMENSIONS if d.value in data["ratings"]}
+        data["ratings"] = {
+            d.value: data["ratings"][d.value] for d in DIMENSIONS if d.value in data["ratings"]
+        }
         return data
