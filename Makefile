@@ -20,8 +20,9 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
+# The main job. Until the toy-world demo lands, it shows the command tree.
 demo: setup
-	$(BIN)/videolift demo
+	@if $(BIN)/videolift demo --help >/dev/null 2>&1; then $(BIN)/videolift demo; else $(BIN)/videolift --help; fi
 
 test: setup
 	$(BIN)/ruff check src tests benchmarks

@@ -7,14 +7,10 @@ import time) so that ``videolift --help`` stays fast: import heavy libraries ins
 from __future__ import annotations
 
 import importlib
-import sys
 
-import click
 import typer
-from rich.console import Console
 
 from videolift import __version__
-from videolift.core.errors import VideoliftError
 
 app = typer.Typer(
     name="videolift",
@@ -22,6 +18,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain errors ("Error: file, line 3, field 'x': ...") that stay greppable and copy-pasteable.
+    rich_markup_mode=None,
 )
 
 # name -> "module:attribute" of a typer app (a command group) or a plain function (a command).
@@ -71,22 +69,7 @@ def _root(
 
 
 def main() -> None:
-    err = Console(stderr=True)
-    try:
-        code = app(standalone_mode=False)
-    except VideoliftError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        err.print("aborted")
-        sys.exit(130)
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
+    app()
 
 
 if __name__ == "__main__":

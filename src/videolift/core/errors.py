@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import typer
 
-class VideoliftError(Exception):
-    """An error caused by the user's input or environment, with a message that says what to fix."""
+# typer vendors its own click: subclass the ClickException class typer's main loop actually catches.
+_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+class VideoliftError(_ClickException):
+    """An error caused by the user's input or environment, with a message that says what to fix.
+
+    A ClickException, so every command (and typer's test runner) prints it as ``Error: ...`` without
+    a traceback and exits with status 1.
+    """
 
 
 class DataError(VideoliftError):

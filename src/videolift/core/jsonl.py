@@ -60,12 +60,13 @@ def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
 
 
 def iter_json_lines(
-    path: str | Path, *, skip_partial_last: bool = False
+    path: str | Path, *, skip_partial_last: bool = False, errors: list[DataError] | None = None
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object) for each non-blank line; DataError on malformed JSON.
 
     ``skip_partial_last`` tolerates a torn final line (a process killed mid-append), which resumable
-    stages then rewrite.
+    stages then rewrite. With an ``errors`` list, bad lines are collected there instead of raising
+    (for validators that report every problem).
     """
     path = Path(path)
     if not path.exists():
@@ -80,10 +81,15 @@ def iter_json_lines(
         except json.JSONDecodeError as exc:
             if skip_partial_last and i == len(lines) and not line.endswith("\n"):
                 return
-            raise DataError(f"malformed JSON ({exc.msg} at column {exc.colno})", file=path, line=i) from None
-        if not isinstance(obj, dict):
-            raise DataError(f"expected a JSON object, got {type(obj).__name__}", file=path, line=i)
-        yield i, obj
+            error = DataError(f"malformed JSON ({exc.msg} at column {exc.colno})", file=path, line=i)
+        else:
+            if isinstance(obj, dict):
+                yield i, obj
+                continue
+            error = DataError(f"expected a JSON object, got {type(obj).__name__}", file=path, line=i)
+        if errors is None:
+            raise error
+        errors.append(error)
 
 
 def validation_field(exc: ValidationError) -> tuple[str, str]:

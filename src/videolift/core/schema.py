@@ -50,7 +50,11 @@ def parse_dimension(value: str) -> Dimension:
 # word. Only the *leading* word counts: "Good. Nothing bad here" is Good (the LiFT reference script
 # searches the whole answer and would get this wrong).
 _ANSWER_RE = re.compile(
-    r"^[\s\W_]*(?:(?:label|answer|rating)\s*[:\-]\s*[\s\W_]*)?(good|normal|bad)\b[\s\*_\"'`\.\:,;!\-\u2013\u2014)\]]*",
+    r"^[\s*_\"'`#>(\[]*"  # leading markup: bold, quotes, headings, brackets
+    r"(?:(?:label|answer|rating)\s*[:\-]\s*[*_\"'`(\[]*)?"  # an optional "Label:" prefix
+    r"(good|normal|bad)\b"
+    r"[*_\"'`)\]]*"  # closing markup
+    r"(?:\s*[.:;,!\-\u2013\u2014]+)?\s*",  # one separator run, then the reason
     re.IGNORECASE,
 )
 

@@ -1,0 +1,198 @@
+"""``videolift hra``: import, export, validate, describe and split human-rating datasets."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from videolift.core.errors import DataError, VideoError
+from videolift.core.jsonl import (
+    atomic_write,
+    iter_json_lines,
+    parse_model,
+    read_json,
+    read_jsonl,
+    write_jsonl,
+)
+from videolift.core.schema import DIMENSIONS, LABELS, HRARecord
+
+app = typer.Typer(
+    help="Human-rating (HRA) datasets: import/export the LiFT release, validate, stats, split.",
+    no_args_is_help=True,
+)
+console = Console()
+
+
+class Format(StrEnum):
+    lift = "lift"
+
+
+@app.command("import")
+def import_(
+    src: Path = typer.Argument(..., help="The release file (JSON list, one record per video and dimension)."),
+    format: Format = typer.Option(Format.lift, "--format", help="Source layout."),
+    out: Path = typer.Option(..., "--out", help="Canonical HRA JSONL to write."),
+) -> None:
+    """Convert the LiFT release layout (LiFT-HRA-10K/20K, VIDGEN) to canonical HRA JSONL."""
+    from videolift.data.lift_format import import_lift
+
+    records, stats = import_lift(src, read_json(src))
+    write_jsonl(out, records)
+    console.print(
+        f"{stats['input_records']} release records -> {stats['output_records']} HRA records in {out}"
+        f" ({stats['duplicates']} exact duplicates dropped, {stats['extra_records']} repeated ratings kept"
+        " as extra records)"
+    )
+
+
+@app.command("export")
+def export(
+    src: Path = typer.Argument(..., help="Canonical HRA JSONL."),
+    format: Format = typer.Option(Format.lift, "--format", help="Target layout."),
+    out: Path = typer.Option(..., "--out", help="JSON file to write in the release layout."),
+) -> None:
+    """Convert canonical HRA JSONL to the LiFT release layout (one record per video and dimension)."""
+    from videolift.data.lift_format import export_lift
+
+    items = export_lift(read_jsonl(src, HRARecord))
+    with atomic_write(out) as handle:
+        json.dump(items, handle, ensure_ascii=False, indent=1)
+    console.print(f"{len(items)} release records written to {out}")
+
+
+@app.command()
+def validate(
+    src: Path = typer.Argument(..., help="Canonical HRA JSONL."),
+    videos: Path | None = typer.Option(None, "--videos", help="Videos root: also check every video decodes."),
+    quick: bool = typer.Option(
+        False, "--quick", help="With --videos: only open each file, do not decode it all."
+    ),
+    max_errors: int = typer.Option(50, help="Stop listing after this many errors."),
+) -> None:
+    """Report schema errors and missing or undecodable videos, by file, line and field."""
+    from videolift.core.video import probe_video
+
+    line_errors: list[DataError] = []
+    seen: dict[tuple[str, str], int] = {}
+    checked: dict[str, str | None] = {}
+    records = 0
+    lines = list(iter_json_lines(src, errors=line_errors))
+    errors = [str(e) for e in line_errors]
+    for line, obj in _progress(lines, "validating", enabled=videos is not None):
+        try:
+            record = parse_model(HRARecord, obj, file=src, line=line)
+        except DataError as exc:
+            errors.append(str(exc))
+            continue
+        records += 1
+        if record.annotator is not None:
+            key = (record.video_id, record.annotator)
+            if key in seen:
+                errors.append(
+                    str(
+                        DataError(
+                            f"second record of video {record.video_id!r} by annotator {record.annotator!r} "
+                            f"(first on line {seen[key]})",
+                            file=src,
+                            line=line,
+                            field="annotator",
+                        )
+                    )
+                )
+            seen.setdefault(key, line)
+        if videos is not None:
+            if record.video not in checked:
+                try:
+                    probe_video(videos / record.video, decode=not quick)
+                    checked[record.video] = None
+                except VideoError as exc:
+                    checked[record.video] = exc.args[0] if exc.args else str(exc)
+            if checked[record.video] is not None:
+                errors.append(str(DataError(checked[record.video], file=src, line=line, field="video")))
+        if len(errors) >= max_errors:
+            break
+    for message in errors[:max_errors]:
+        console.print(f"[red]✗[/] {message}", highlight=False, soft_wrap=True)
+    if errors:
+        more = " (stopped early)" if len(errors) >= max_errors else ""
+        console.print(f"[red]{len(errors)} error(s){more}[/] in {src}")
+        raise typer.Exit(1)
+    console.print(
+        f"[green]✓[/] {src}: {records} valid records" + (f", {len(checked)} videos decode" if videos else "")
+    )
+
+
+def _progress(items, description: str, enabled: bool):
+    if not enabled:
+        return items
+    from rich.progress import track
+
+    return track(items, description=description, console=console, transient=True)
+
+
+@app.command()
+def stats(
+    src: Path = typer.Argument(..., help="Canonical HRA JSONL."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Counts, label distribution and inter-annotator agreement per dimension."""
+    from videolift.data.stats import dataset_stats
+
+    result = dataset_stats(read_jsonl(src, HRARecord))
+    if as_json:
+        typer.echo(json.dumps(result, indent=1))
+        return
+    console.print(
+        f"{src}: {result['records']} records, {result['videos']} videos, {result['prompts']} prompts, "
+        f"{result['annotators']} named annotators"
+    )
+    table = Table("dimension", "n", *[lab.value for lab in LABELS], "alpha", "agree", "multi", box=None)
+    table.columns[0].no_wrap = True
+    for dim in DIMENSIONS:
+        d = result["dimensions"][dim.value]
+        agr = d["agreement"]
+        table.add_row(
+            dim.value,
+            str(d["ratings"]),
+            *[f"{d['labels'][lab.value]} {d['label_rates'][lab.value]:.0%}" for lab in LABELS],
+            "-" if agr["krippendorff_alpha"] is None else f"{agr['krippendorff_alpha']:.3f}",
+            "-" if agr["pairwise_agreement"] is None else f"{agr['pairwise_agreement']:.1%}",
+            str(agr["videos"]),
+        )
+    console.print(table)
+    console.print(
+        "alpha: Krippendorff's alpha (ordinal); agree: pairwise agreement; multi: videos rated twice or more"
+    )
+
+
+class GroupBy(StrEnum):
+    video = "video"
+    prompt = "prompt"
+
+
+@app.command()
+def split(
+    src: Path = typer.Argument(..., help="Canonical HRA JSONL."),
+    test_fraction: float = typer.Option(
+        ..., "--test-fraction", min=0.0, max=1.0, help="Share of videos held out."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Shuffle seed; the split is deterministic for a seed."),
+    out: Path = typer.Option(..., "--out", help="Directory for train.jsonl and test.jsonl."),
+    group_by: GroupBy = typer.Option(
+        GroupBy.video, "--group-by", help="Keep each video (or each prompt) on one side."
+    ),
+) -> None:
+    """Split into train.jsonl and test.jsonl, never the same video on both sides."""
+    from videolift.data.split import split_records
+
+    if not 0.0 < test_fraction < 1.0:
+        raise DataError(f"--test-fraction must be strictly between 0 and 1, got {test_fraction}")
+    train, test = split_records(read_jsonl(src, HRARecord), test_fraction, seed, group_by=group_by.value)
+    write_jsonl(out / "train.jsonl", train)
+    write_jsonl(out / "test.jsonl", test)
+    console.print(f"train: {len(train)} records, test: {len(test)} records -> {out}")

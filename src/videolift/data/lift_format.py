@@ -1,0 +1,154 @@
+"""The LiFT release layout (LiFT-HRA-10K/20K, VIDGEN) <-> canonical HRA records.
+
+The release is a JSON list with one record per (video, dimension) in the LLaVA conversation layout:
+``{"video": "videos/x.mp4", "conversations": [{"from": "human", "value": "<video>\\n <caption> <question>"},
+{"from": "gpt", "value": "<Label>. <reason>"}]}``. Every question starts with "Please identify the"
+and names its dimension by a key phrase.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from videolift.core.errors import DataError
+from videolift.core.schema import DIMENSIONS, Dimension, HRARecord, Rating, format_answer, parse_answer
+
+VIDEO_TOKEN = "<video>"
+QUESTION_PREFIX = "Please identify the"
+
+# The release's question texts (also the critic's default per-dimension questions).
+QUESTIONS: dict[Dimension, str] = {
+    Dimension.semantic_consistency: (
+        "Please identify the semantic consistency issues in this video, focusing on the alignment between "
+        "the text and the visual content. Specifically, point out any discrepancies regarding the subject "
+        "(e.g., person or animal), quantity, color, scene description, style, and other relevant aspects."
+    ),
+    Dimension.motion_smoothness: (
+        "Please identify the motion issues in this video, focusing on the continuity and smoothness of "
+        "actions, as well as their coherence and adherence to the laws of physics."
+    ),
+    Dimension.video_fidelity: (
+        "Please identify the fidelity issues in this video, assessing the realism of the content, including "
+        "people, animals, and other objects. Highlight any problems such as missing limbs, deformed hands or "
+        "faces, or other unrealistic elements."
+    ),
+}
+KEY_PHRASES: dict[str, Dimension] = {
+    "semantic consistency": Dimension.semantic_consistency,
+    "motion issues": Dimension.motion_smoothness,
+    "fidelity issues": Dimension.video_fidelity,
+}
+
+
+def split_human_turn(text: str) -> tuple[str, Dimension]:
+    """``"<video>\\n <caption> <question>"`` -> (caption, dimension); ValueError if not recognisable."""
+    body = text.replace(VIDEO_TOKEN, "", 1) if VIDEO_TOKEN in text else text
+    at = body.find(QUESTION_PREFIX)
+    if at < 0:
+        raise ValueError(f"no question starting with {QUESTION_PREFIX!r}")
+    caption, question = body[:at].strip(), body[at:].lower()
+    found = [dim for phrase, dim in KEY_PHRASES.items() if phrase in question]
+    if len(found) != 1:
+        raise ValueError(f"question names {'no' if not found else 'several'} dimension(s): {question[:80]!r}")
+    return caption, found[0]
+
+
+def human_turn(caption: str, dimension: Dimension) -> str:
+    return f"{VIDEO_TOKEN}\n {caption} {QUESTIONS[dimension]}"
+
+
+def _turn(conversations: list[Any], role: str) -> str:
+    for turn in conversations:
+        if isinstance(turn, dict) and turn.get("from") == role and isinstance(turn.get("value"), str):
+            return turn["value"]
+    raise KeyError(role)
+
+
+def import_lift(path: str | Path, data: Any) -> tuple[list[HRARecord], dict[str, int]]:
+    """Merge per-(video, dimension) release records into canonical per-video records.
+
+    Records of the same video and caption merge into one. A second answer for a dimension that a
+    record already has (duplicates across releases, or several raters) starts another record for that
+    video, so nothing is lost. Returns the records and counts for a summary.
+    """
+    if not isinstance(data, list):
+        raise DataError(f"expected a JSON list of records, got {type(data).__name__}", file=path)
+    groups: dict[tuple[str, str], list[HRARecord]] = {}
+    stats = {"input_records": len(data), "duplicates": 0, "extra_records": 0}
+    for i, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise DataError(f"expected an object, got {type(item).__name__}", file=path, record=i)
+        video = item.get("video")
+        if not isinstance(video, str) or not video:
+            raise DataError("missing or empty video path", file=path, record=i, field="video")
+        conv = item.get("conversations")
+        if not isinstance(conv, list):
+            raise DataError("missing conversations list", file=path, record=i, field="conversations")
+        try:
+            human = _turn(conv, "human")
+        except KeyError:
+            raise DataError("no human turn", file=path, record=i, field="conversations") from None
+        try:
+            answer = _turn(conv, "gpt")
+        except KeyError:
+            raise DataError("no gpt (answer) turn", file=path, record=i, field="conversations") from None
+        try:
+            caption, dim = split_human_turn(human)
+        except ValueError as exc:
+            raise DataError(str(exc), file=path, record=i, field="conversations[human].value") from None
+        label, reason = parse_answer(answer)
+        if label is None:
+            raise DataError(
+                f"answer does not start with Good, Normal or Bad: {answer[:60]!r}",
+                file=path,
+                record=i,
+                field="conversations[gpt].value",
+            )
+        rating = Rating(label=label, reason=reason)
+        annotator = item.get("annotator") if isinstance(item.get("annotator"), str) else None
+        key = (video, caption)
+        records = groups.setdefault(key, [])
+        target = next(
+            (r for r in records if dim not in r.ratings and r.annotator == annotator),
+            None,
+        )
+        if target is None:
+            if any(r.ratings.get(dim) == rating and r.annotator == annotator for r in records):
+                stats["duplicates"] += 1  # exact repeat (e.g. the 20K file contains the 10K one)
+                continue
+            if records:
+                stats["extra_records"] += 1
+            video_id = item.get("video_id") if isinstance(item.get("video_id"), str) else video
+            target = HRARecord(
+                video_id=video_id, video=video, prompt=caption, annotator=annotator, ratings={}
+            )
+            records.append(target)
+        target.ratings[dim] = rating
+    out = [r for records in groups.values() for r in records]
+    stats["output_records"] = len(out)
+    return out, stats
+
+
+def export_lift(records: list[HRARecord]) -> list[dict[str, Any]]:
+    """Canonical records -> release layout. ``video_id`` and ``annotator`` ride along as extra keys
+    (LLaVA loaders ignore them) so that export -> import loses nothing."""
+    out = []
+    for record in records:
+        for dim in DIMENSIONS:
+            rating = record.ratings.get(dim)
+            if rating is None:
+                continue
+            item: dict[str, Any] = {
+                "video": record.video,
+                "conversations": [
+                    {"from": "human", "value": human_turn(record.prompt, dim)},
+                    {"from": "gpt", "value": format_answer(rating.label, rating.reason)},
+                ],
+            }
+            if record.video_id != record.video:
+                item["video_id"] = record.video_id
+            if record.annotator is not None:
+                item["annotator"] = record.annotator
+            out.append(item)
+    return out

@@ -1,0 +1,23 @@
+"""Shared fixtures. Everything runs offline on tiny models built from configs."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_cogvideox_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random tiny CogVideoX pipeline saved with save_pretrained (9x64x64 samples, ~100K params)."""
+    from videolift.models.tiny_cogvideox import build_tiny_cogvideox
+
+    out = tmp_path_factory.mktemp("tiny_cogvideox")
+    build_tiny_cogvideox(out)
+    return out

@@ -1,0 +1,296 @@
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from videolift.cli import app
+from videolift.core.jsonl import read_jsonl
+from videolift.core.schema import Dimension, HRARecord, Label
+from videolift.core.video import write_video
+from videolift.data.lift_format import QUESTIONS
+
+runner = CliRunner()
+SC, MS, VF = Dimension.semantic_consistency, Dimension.motion_smoothness, Dimension.video_fidelity
+
+
+def release_item(video, caption, dim, answer):
+    return {
+        "video": video,
+        "conversations": [
+            {"from": "human", "value": f"<video>\n {caption} {QUESTIONS[dim]}"},
+            {"from": "gpt", "value": answer},
+        ],
+    }
+
+
+RELEASE = [
+    release_item(
+        "videos/a.mp4",
+        "A panda in a spacesuit walks on the moon.",
+        SC,
+        "Bad. The panda is not wearing the spacesuit.",
+    ),
+    release_item("videos/a.mp4", "A panda in a spacesuit walks on the moon.", MS, "good. "),
+    release_item(
+        "videos/a.mp4",
+        "A panda in a spacesuit walks on the moon.",
+        VF,
+        "Normal. Mostly Good, but the Bad paw is deformed.",
+    ),
+    release_item("videos/b.mp4", "Two dogs play in the snow.", SC, "  Good.   The dogs look Normal.  "),
+    release_item("videos/b.mp4", "Two dogs play in the snow.", MS, "Bad. Jumps; not Good at all."),
+    # The 20K file repeats records of the 10K one: exact repeats collapse.
+    release_item("videos/b.mp4", "Two dogs play in the snow.", MS, "Bad. Jumps; not Good at all."),
+]
+
+
+def run(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def test_import_merges_per_video_and_parses_leading_labels(tmp_path):
+    src = tmp_path / "lift.json"
+    src.write_text(json.dumps(RELEASE))
+    code, out = run("hra", "import", src, "--format", "lift", "--out", tmp_path / "hra.jsonl")
+    assert code == 0, out
+    records = {r.video: r for r in read_jsonl(tmp_path / "hra.jsonl", HRARecord)}
+    assert set(records) == {"videos/a.mp4", "videos/b.mp4"}
+    a, b = records["videos/a.mp4"], records["videos/b.mp4"]
+    assert a.prompt == "A panda in a spacesuit walks on the moon."
+    assert (
+        a.ratings[SC].label is Label.Bad and a.ratings[SC].reason == "The panda is not wearing the spacesuit."
+    )
+    assert a.ratings[MS].label is Label.Good and a.ratings[MS].reason == ""
+    assert (
+        a.ratings[VF].label is Label.Normal
+        and a.ratings[VF].reason == "Mostly Good, but the Bad paw is deformed."
+    )
+    assert b.ratings[SC].label is Label.Good and b.ratings[SC].reason == "The dogs look Normal."
+    assert b.ratings[MS].label is Label.Bad
+    assert VF not in b.ratings  # a record may rate a subset of dimensions
+
+
+def test_export_then_import_round_trips(tmp_path):
+    records = [
+        HRARecord(
+            video_id="v1",
+            video="videos/v1.mp4",
+            prompt="a red circle moves left",
+            annotator="a1",
+            ratings={
+                SC: {"label": "Bad", "reason": "The circle is green, not red. Bad."},
+                MS: {"label": "Good"},
+            },
+        ),
+        HRARecord(
+            video_id="v1",
+            video="videos/v1.mp4",
+            prompt="a red circle moves left",
+            annotator="a2",
+            ratings={SC: {"label": "Normal", "reason": "Good colour, Normal shape."}},
+        ),
+        HRARecord(
+            video="videos/v2.mp4", prompt="two dogs", ratings={VF: {"label": "Good", "reason": "Crisp."}}
+        ),
+    ]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r.to_json()) + "\n" for r in records))
+    assert run("hra", "export", src, "--format", "lift", "--out", tmp_path / "lift.json")[0] == 0
+    exported = json.loads((tmp_path / "lift.json").read_text())
+    assert len(exported) == 4 and all(
+        e["conversations"][0]["value"].startswith("<video>\n ") for e in exported
+    )
+    assert (
+        run("hra", "import", tmp_path / "lift.json", "--format", "lift", "--out", tmp_path / "back.jsonl")[0]
+        == 0
+    )
+    back = read_jsonl(tmp_path / "back.jsonl", HRARecord)
+    key = lambda r: (r.video, r.annotator or "")  # noqa: E731
+    assert [r.to_json() for r in sorted(back, key=key)] == [r.to_json() for r in sorted(records, key=key)]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("[{", "lift.json: malformed JSON"),
+        (json.dumps({"video": "x"}), "expected a JSON list"),
+        (json.dumps([RELEASE[0], {"conversations": RELEASE[0]["conversations"]}]), "record 1, field 'video'"),
+        (
+            json.dumps(
+                [
+                    {
+                        "video": "a.mp4",
+                        "conversations": [
+                            {"from": "human", "value": "<video>\n cap What?"},
+                            {"from": "gpt", "value": "Good."},
+                        ],
+                    }
+                ]
+            ),
+            "record 0, field 'conversations[human].value': no question",
+        ),
+        (
+            json.dumps([release_item("a.mp4", "cap", SC, "Excellent. Looks fine.")]),
+            "record 0, field 'conversations[gpt].value': answer does not start",
+        ),
+        (
+            json.dumps([{"video": "a.mp4", "conversations": [RELEASE[0]["conversations"][0]]}]),
+            "record 0, field 'conversations': no gpt",
+        ),
+    ],
+)
+def test_import_bad_input_names_the_place_and_writes_nothing(tmp_path, content, expected):
+    src = tmp_path / "lift.json"
+    src.write_text(content)
+    out = tmp_path / "out" / "hra.jsonl"
+    code, output = run("hra", "import", src, "--format", "lift", "--out", out)
+    assert code != 0
+    assert expected in " ".join(output.split())
+    assert not out.exists() and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_bad_jsonl_names_file_line_and_field(tmp_path):
+    src = tmp_path / "hra.jsonl"
+    good = {"video": "v.mp4", "prompt": "p", "ratings": {"video_fidelity": {"label": "Good"}}}
+    lines = [good, {**good, "ratings": {"video_fidelity": {"label": "Great"}}}]
+    src.write_text("\n".join(json.dumps(x) for x in lines) + "\n{broken\n")
+    code, out = run("hra", "export", src, "--format", "lift", "--out", tmp_path / "o.json")
+    flat = " ".join(out.split())
+    assert (
+        code != 0 and "hra.jsonl, line 2, field 'ratings.video_fidelity.label': unknown label 'Great'" in flat
+    )
+    assert not (tmp_path / "o.json").exists()
+    code, out = run("hra", "validate", src)
+    flat = " ".join(out.split())
+    assert code == 1
+    assert "line 2, field 'ratings.video_fidelity.label'" in flat
+    # validate reads past the first error... but malformed JSON stops the file reader: it is reported too.
+    assert "line 3: malformed JSON" in flat or "line 3" in flat
+
+
+def test_validate_checks_videos_and_duplicates(tmp_path):
+    (tmp_path / "videos").mkdir()
+    write_video(tmp_path / "videos" / "ok.mp4", np.zeros((5, 16, 16, 3), np.uint8))
+    (tmp_path / "videos" / "broken.mp4").write_text("not a video")
+    rows = [
+        {
+            "video": "ok.mp4",
+            "prompt": "p",
+            "annotator": "a",
+            "ratings": {"video_fidelity": {"label": "Good"}},
+        },
+        {
+            "video": "ok.mp4",
+            "prompt": "p",
+            "annotator": "a",
+            "ratings": {"motion_smoothness": {"label": "Bad"}},
+        },
+        {"video": "missing.mp4", "prompt": "p", "ratings": {"video_fidelity": {"label": "Good"}}},
+        {"video": "broken.mp4", "prompt": "p", "ratings": {"video_fidelity": {"label": "Good"}}},
+        {"video": "ok.mp4", "prompt": "p", "ratings": {"colour": {"label": "Good"}}},
+    ]
+    src = tmp_path / "hra.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, out = run("hra", "validate", src, "--videos", tmp_path / "videos")
+    flat = " ".join(out.split())
+    assert code == 1
+    assert "line 2, field 'annotator': second record" in flat
+    assert "line 3, field 'video'" in flat and "missing.mp4: file not found" in flat
+    assert "line 4, field 'video'" in flat and "broken.mp4" in flat
+    assert "line 5, field 'ratings': unknown dimension 'colour'" in flat
+    ok = tmp_path / "ok.jsonl"
+    ok.write_text(json.dumps(rows[0]) + "\n")
+    code, out = run("hra", "validate", ok, "--videos", tmp_path / "videos")
+    assert code == 0, out
+
+
+def _panel(n_videos=40, annotators=3, seed=0, flip=0.0):
+    rng = np.random.default_rng(seed)
+    labels = ["Bad", "Normal", "Good"]
+    records = []
+    for v in range(n_videos):
+        truth = rng.integers(0, 3)
+        for a in range(annotators):
+            lab = truth if rng.random() >= flip else (truth + 1) % 3
+            records.append(
+                {
+                    "video_id": f"v{v}",
+                    "video": f"videos/v{v}.mp4",
+                    "prompt": f"prompt {v % 7}",
+                    "annotator": f"a{a}",
+                    "ratings": {"semantic_consistency": {"label": labels[lab], "reason": "r"}},
+                }
+            )
+    return records
+
+
+def test_stats_reports_distribution_and_agreement(tmp_path):
+    src = tmp_path / "hra.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in _panel()))
+    code, out = run("hra", "stats", src, "--json")
+    assert code == 0, out
+    stats = json.loads(out)
+    sc = stats["dimensions"]["semantic_consistency"]
+    assert stats["records"] == 120 and stats["videos"] == 40 and stats["annotators"] == 3
+    assert sum(sc["labels"].values()) == 120
+    assert sc["agreement"]["krippendorff_alpha"] == pytest.approx(1.0)  # identical panels agree perfectly
+    noisy = tmp_path / "noisy.jsonl"
+    noisy.write_text("".join(json.dumps(r) + "\n" for r in _panel(flip=0.3)))
+    alpha = json.loads(run("hra", "stats", noisy, "--json")[1])["dimensions"]["semantic_consistency"][
+        "agreement"
+    ]
+    assert 0.0 < alpha["krippendorff_alpha"] < 0.9 and alpha["pairwise_agreement"] < 1.0
+    assert stats["dimensions"]["video_fidelity"]["agreement"]["krippendorff_alpha"] is None
+    code, table = run("hra", "stats", src)
+    assert code == 0 and "semantic_consistency" in table
+
+
+@pytest.mark.parametrize("group_by", ["video", "prompt"])
+def test_split_never_leaks_and_is_deterministic(tmp_path, group_by):
+    src = tmp_path / "hra.jsonl"
+    records = _panel(n_videos=50)
+    src.write_text("".join(json.dumps(r) + "\n" for r in records))
+    outs = []
+    for name in ("s1", "s2"):
+        code, out = run(
+            "hra",
+            "split",
+            src,
+            "--test-fraction",
+            0.2,
+            "--seed",
+            3,
+            "--out",
+            tmp_path / name,
+            "--group-by",
+            group_by,
+        )
+        assert code == 0, out
+        outs.append(
+            ((tmp_path / name / "train.jsonl").read_text(), (tmp_path / name / "test.jsonl").read_text())
+        )
+    assert outs[0] == outs[1]
+    train = read_jsonl(tmp_path / "s1" / "train.jsonl", HRARecord)
+    test = read_jsonl(tmp_path / "s1" / "test.jsonl", HRARecord)
+    assert len(train) + len(test) == len(records) and test
+    key = (lambda r: r.video_id) if group_by == "video" else (lambda r: r.prompt)
+    assert not {key(r) for r in train} & {key(r) for r in test}
+    assert not {r.video for r in train} & {r.video for r in test}
+    run(
+        "hra",
+        "split",
+        src,
+        "--test-fraction",
+        0.2,
+        "--seed",
+        4,
+        "--out",
+        tmp_path / "s3",
+        "--group-by",
+        group_by,
+    )
+    assert (tmp_path / "s3" / "test.jsonl").read_text() != outs[0][1]
+    code, _ = run("hra", "split", src, "--test-fraction", 1.0, "--seed", 3, "--out", tmp_path / "bad")
+    assert code != 0 and not (tmp_path / "bad").exists()

@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+from videolift.core.errors import VideoError
+from videolift.core.video import probe_video, read_video, sample_frames, sample_indices, write_video
+
+
+def _clip(t=9, h=32, w=48):
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (1, h, w, 3), dtype=np.uint8)
+    return np.repeat(base, t, axis=0)
+
+
+def test_write_read_probe_round_trip(tmp_path):
+    frames = _clip()
+    path = write_video(tmp_path / "a.mp4", frames, fps=8, crf=0, pix_fmt="yuv444p")
+    back = read_video(path)
+    assert back.shape == frames.shape and back.dtype == np.uint8
+    assert np.abs(back.astype(int) - frames).mean() < 2.0
+    info = probe_video(path)
+    assert (info.num_frames, info.height, info.width, info.fps) == (9, 32, 48, 8.0)
+    assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+
+
+def test_odd_sizes_are_padded_for_yuv420p(tmp_path):
+    frames = _clip(h=31, w=45)
+    back = read_video(write_video(tmp_path / "odd.mp4", frames))
+    assert back.shape == (9, 32, 46, 3)
+
+
+def test_sample_indices_are_uniform_and_cover_the_clip():
+    assert sample_indices(49, 8) == [0, 7, 14, 21, 27, 34, 41, 48]
+    assert sample_indices(9, 8)[0] == 0 and sample_indices(9, 8)[-1] == 8
+    assert len(sample_indices(3, 8)) == 8  # short clips repeat frames
+    frames = np.arange(20)[:, None, None, None] * np.ones((1, 2, 2, 3), dtype=np.uint8)
+    assert sample_frames(frames, 4)[:, 0, 0, 0].tolist() == [0, 6, 13, 19]
+
+
+def test_bad_files_raise_errors_naming_the_file(tmp_path):
+    with pytest.raises(VideoError, match=r"missing\.mp4: file not found"):
+        read_video(tmp_path / "missing.mp4")
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video")
+    with pytest.raises(VideoError, match="notes.mp4"):
+        read_video(text)
+    good = write_video(tmp_path / "good.mp4", _clip(t=30, h=64, w=64))
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(good.read_bytes()[:300])
+    with pytest.raises(VideoError, match="truncated.mp4"):
+        read_video(truncated)
+    with pytest.raises(ValueError, match="uint8"):
+        write_video(tmp_path / "f.mp4", _clip().astype(np.float32))
