@@ -1,0 +1,186 @@
+"""A self-contained HTML report (opens offline): tables, matplotlib figures and frame strips, all inline."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from videolift.core.jsonl import atomic_write
+from videolift.core.schema import DIMENSIONS, LABELS
+
+
+@dataclass
+class Report:
+    title: str
+    sections: list[str] = field(default_factory=list)
+
+    def heading(self, text: str) -> None:
+        self.sections.append(f"<h2>{html.escape(text)}</h2>")
+
+    def paragraph(self, text: str, cls: str = "") -> None:
+        self.sections.append(f'<p class="{cls}">{html.escape(text)}</p>')
+
+    def table(self, header: Sequence[str], rows: Sequence[Sequence[Any]], caption: str = "") -> None:
+        head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows
+        )
+        cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+        self.sections.append(f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+    def figure(self, fig: Any, caption: str = "") -> None:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+        self._image(buf.getvalue(), caption)
+
+    def frames(self, rows: Sequence[tuple[str, np.ndarray]], caption: str = "", scale: int = 3) -> None:
+        """One frame strip per row: (label, uint8 frames (T, H, W, 3))."""
+        parts = []
+        for label, frames in rows:
+            png = frame_strip_png(frames, scale=scale)
+            parts.append(
+                f'<div class="strip"><span>{html.escape(label)}</span>'
+                f'<img alt="{html.escape(label)}" src="data:image/png;base64,{base64.b64encode(png).decode()}"></div>'
+            )
+        cap = f"<p class='cap'>{html.escape(caption)}</p>" if caption else ""
+        self.sections.append(f"<figure>{''.join(parts)}{cap}</figure>")
+
+    def _image(self, png: bytes, caption: str) -> None:
+        cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
+        self.sections.append(
+            f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">{cap}</figure>'
+        )
+
+    def write(self, path: str | Path) -> Path:
+        with atomic_write(path) as handle:
+            handle.write(_PAGE.format(title=html.escape(self.title), body="\n".join(self.sections)))
+        return Path(path)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return "-" if value is None else str(value)
+
+
+def frame_strip_png(frames: np.ndarray, scale: int = 3, gap: int = 2) -> bytes:
+    """Frames side by side, nearest-neighbour upscaled so tiny toy videos stay readable."""
+    from PIL import Image
+
+    frames = np.asarray(frames, dtype=np.uint8)
+    t, h, w, _ = frames.shape
+    strip = np.full((h, t * (w + gap) - gap, 3), 255, np.uint8)
+    for i, frame in enumerate(frames):
+        strip[:, i * (w + gap) : i * (w + gap) + w] = frame
+    image = Image.fromarray(strip).resize((strip.shape[1] * scale, h * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def label_rates_figure(models: Mapping[str, Mapping[str, Any]], title: str = "label rates"):
+    """Stacked bars of Good/Normal/Bad per dimension for each model (``summarize`` outputs)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"Good": "#4caf50", "Normal": "#ffb300", "Bad": "#e53935", "unparsed": "#9e9e9e"}
+    fig, axes = plt.subplots(1, len(DIMENSIONS), figsize=(4 * len(DIMENSIONS), 3), sharey=True)
+    names = list(models)
+    for ax, dim in zip(np.atleast_1d(axes), DIMENSIONS, strict=True):
+        bottom = np.zeros(len(names))
+        for key in [lab.value for lab in LABELS] + ["unparsed"]:
+            vals = np.array([models[m]["dimensions"][dim.value].get(key, 0.0) for m in names])
+            ax.bar(names, vals, bottom=bottom, color=colours[key], label=key)
+            bottom += vals
+        ax.set_title(dim.value.replace("_", " "))
+        ax.set_ylim(0, 1)
+        ax.tick_params(axis="x", rotation=20)
+    np.atleast_1d(axes)[0].legend(fontsize=7, loc="lower left")
+    fig.suptitle(title)
+    return fig
+
+
+def curves_figure(curves: Mapping[str, Sequence[tuple[float, float]]], title: str, ylabel: str = "loss"):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    for name, points in curves.items():
+        if points:
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, ys, label=name, linewidth=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def confusion_figure(matrix: Sequence[Sequence[int]], labels: Sequence[str], title: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(3, 3))
+    ax.imshow(m, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("critic")
+    ax.set_ylabel("reference")
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    return fig
+
+
+def histogram_figure(values: Mapping[str, Sequence[float]], title: str, bins: int = 12):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    for name, vals in values.items():
+        if len(vals):
+            ax.hist(vals, bins=bins, range=(0, 1), alpha=0.5, label=name)
+    ax.set_xlabel("reward")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    return fig
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; font-size: 14px; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
+th:first-child, td:first-child {{ text-align: left; }}
+caption {{ text-align: left; font-weight: 600; padding: 4px 0; }}
+figure {{ margin: 1em 0; }} img {{ image-rendering: pixelated; max-width: 100%; }}
+.strip {{ display: flex; align-items: center; gap: 8px; margin: 2px 0; }}
+.strip span {{ width: 260px; font-size: 12px; }}
+.warn {{ background: #fff3e0; border-left: 4px solid #fb8c00; padding: 6px 10px; }}
+.cap {{ font-size: 12px; color: #555; }}
+</style></head>
+<body><h1>{title}</h1>
+{body}
+</body></html>
+"""

@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+
+from videolift.evaluate.metrics import pairwise, summarize
+from videolift.evaluate.report import Report, frame_strip_png, label_rates_figure
+
+G, N, B = "Good", "Normal", "Bad"
+
+
+def r(sc, ms, vf):
+    return {"semantic_consistency": sc, "motion_smoothness": ms, "video_fidelity": vf}
+
+
+def test_summarize_rates_reward_and_all_good():
+    s = summarize([r(G, G, G), r(G, B, N), r(None, G, G), r(B, B, B)])
+    assert s["videos"] == 4
+    assert s["all_good_rate"] == pytest.approx(0.25)
+    assert s["dimensions"]["semantic_consistency"] == {
+        "Good": 0.5,
+        "Normal": 0.0,
+        "Bad": 0.25,
+        "unparsed": 0.25,
+    }
+    # reward of the unparsed video comes from its parsed dimensions only
+    expected = [0.9, (0.9 + 0.05 + 0.2) / 3, 0.9, 0.05]
+    assert s["mean_reward"] == pytest.approx(np.mean(expected))
+    assert summarize([])["all_good_rate"] is None
+
+
+def test_pairwise_counts_wins_ties_losses_per_dimension():
+    a = [r(G, G, G), r(N, G, B), r(B, B, B)]
+    b = [r(N, G, G), r(N, B, N), r(None, B, G)]
+    p = pairwise(a, b)
+    assert p["semantic_consistency"] == pytest.approx({"win": 2 / 3, "tie": 1 / 3, "loss": 0.0})
+    assert p["motion_smoothness"] == pytest.approx({"win": 1 / 3, "tie": 2 / 3, "loss": 0.0})
+    assert p["video_fidelity"] == pytest.approx({"win": 0.0, "tie": 1 / 3, "loss": 2 / 3})
+    assert p["overall"] == pytest.approx({"win": 2 / 3, "tie": 0.0, "loss": 1 / 3})  # counts of Good dims
+    with pytest.raises(ValueError, match="aligned"):
+        pairwise(a, b[:2])
+
+
+def test_report_is_self_contained_html(tmp_path):
+    rep = Report("demo")
+    rep.heading("Summary")
+    rep.table(["model", "reward"], [["base", 0.31234], ["aligned", None]])
+    rep.figure(label_rates_figure({"base": summarize([r(G, N, B)]), "rwl": summarize([r(G, G, G)])}))
+    rep.frames([("base", np.zeros((3, 8, 8, 3), np.uint8))])
+    out = rep.write(tmp_path / "report.html")
+    text = out.read_text()
+    assert "<td>0.312</td>" in text and "<td>-</td>" in text
+    assert text.count("data:image/png;base64,") == 2
+    assert "http://" not in text and "https://" not in text  # opens offline
+    png = frame_strip_png(np.zeros((4, 8, 8, 3), np.uint8), scale=2)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
