@@ -25,15 +25,15 @@ demo: setup
 	@if $(BIN)/videolift demo --help >/dev/null 2>&1; then $(BIN)/videolift demo; else $(BIN)/videolift --help; fi
 
 test: setup
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check
 	$(BIN)/pytest -q -m "not slow"
 
 test-all: setup
 	$(BIN)/pytest -q
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check
+	$(BIN)/ruff format --check
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
