@@ -34,6 +34,11 @@ class T2VModelSpec(Protocol):
     def load(self, model: str, *, dtype: Any, device: Any, lora: str | None = None) -> Any:
         """Load a pipeline (local directory or Hub id), optionally with LoRA weights applied."""
 
+    def default_sampling(
+        self, pipe: Any, frames: int | None = None, height: int | None = None, width: int | None = None
+    ) -> tuple[int, int, int]:
+        """The model's own frames/height/width for the ones left unset."""
+
     def check_sampling(self, pipe: Any, settings: SamplerSettings) -> None:
         """Raise VideoliftError for sizes/frames the model cannot produce."""
 

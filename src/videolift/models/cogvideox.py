@@ -76,6 +76,18 @@ class CogVideoXSpec:
         if settings.steps < 1:
             raise VideoliftError(f"--steps {settings.steps}: must be at least 1")
 
+    def default_sampling(
+        self, pipe: Any, frames: int | None = None, height: int | None = None, width: int | None = None
+    ) -> tuple[int, int, int]:
+        """Frames and size left unset fall back to the pipeline's own (49x480x720 for CogVideoX-2B)."""
+        cfg = pipe.transformer.config
+        scale = pipe.vae_scale_factor_spatial
+        return (
+            int(cfg.sample_frames) if frames is None else frames,
+            int(cfg.sample_height) * scale if height is None else height,
+            int(cfg.sample_width) * scale if width is None else width,
+        )
+
     def max_sequence_length(self, pipe: Any, settings: SamplerSettings | None = None) -> int:
         if settings is not None and settings.max_sequence_length:
             return settings.max_sequence_length
@@ -145,7 +157,8 @@ class CogVideoXSpec:
         scheduler = pipe.scheduler
         noisy = scheduler.add_noise(latents, noise, timesteps)
         rotary = None
-        if transformer.config.use_rotary_positional_embeddings:
+        # A DDP/DeepSpeed wrapper does not forward `.config`: read it from the wrapped module.
+        if getattr(transformer, "module", transformer).config.use_rotary_positional_embeddings:
             rotary = pipe._prepare_rotary_positional_embeddings(
                 latents.shape[3] * pipe.vae_scale_factor_spatial,
                 latents.shape[4] * pipe.vae_scale_factor_spatial,

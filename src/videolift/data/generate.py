@@ -1,0 +1,326 @@
+"""The generation stage: K candidate videos per prompt from a CogVideoX pipeline, resumable and sharded.
+
+Layout of an output directory::
+
+    OUT/generation.json       the run's settings (model, LoRA, base seed, dtype, sampler, codec)
+    OUT/videos/00012_03.mp4   prompt 12, candidate 3
+    OUT/.parts/rank{r}.jsonl  per-rank completion logs, one fsync'd line per finished video
+    OUT/manifest.jsonl        one line per video, merged from the logs (written atomically at the end)
+
+Crash safety: a video is written to a temp file and renamed (``write_video``), fsync'd, and only then
+logged. A logged video whose file exists is finished; anything else (no log line, e.g. killed between
+rename and log, or a log line whose file was deleted) is generated again and replaced. A torn last
+log line (killed mid-append) is ignored and cut off before the rank appends again.
+
+Sharding: every rank reads the same state before anyone writes, takes ``pending[rank::world]`` and
+logs to its own file; rank 0 merges after all ranks are done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from videolift.core.errors import VideoliftError
+from videolift.core.jsonl import append_jsonl, atomic_write, iter_json_lines, read_json, write_jsonl
+from videolift.data.prompt_files import PromptRecord, read_prompts
+from videolift.models.base import SamplerSettings
+
+MANIFEST = "manifest.jsonl"
+RUN_CONFIG = "generation.json"
+VIDEOS = "videos"
+PARTS = ".parts"
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    prompt_index: int
+    candidate: int
+    seed: int
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return self.prompt_index, self.candidate
+
+    @property
+    def video_id(self) -> str:
+        return f"{self.prompt_index:05d}_{self.candidate:02d}"
+
+    @property
+    def video(self) -> str:
+        return f"{VIDEOS}/{self.video_id}.mp4"
+
+
+@dataclass(frozen=True)
+class GenerationSummary:
+    total: int  # videos in the manifest
+    generated: int  # by this rank in this run
+    skipped: int  # finished by an earlier run
+    world_size: int
+    main_process: bool  # the rank that merged the manifest
+    seconds: float  # the whole call, model loading included
+    loop_seconds: float  # generating and writing this rank's videos
+    manifest: Path
+
+
+def derive_seed(base_seed: int, prompt_index: int, candidate: int) -> int:
+    """A 32-bit seed per (prompt, candidate): independent of sharding, batching and run order."""
+    digest = hashlib.sha256(f"videolift-generate:{base_seed}:{prompt_index}:{candidate}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def work_items(n_prompts: int, per_prompt: int, base_seed: int) -> list[WorkItem]:
+    return [WorkItem(i, k, derive_seed(base_seed, i, k)) for i in range(n_prompts) for k in range(per_prompt)]
+
+
+def manifest_record(item: WorkItem, prompt: PromptRecord, run: dict[str, Any]) -> dict[str, Any]:
+    """One manifest line. The prompt file's other fields come first so ours win on a name clash."""
+    return {
+        **prompt.extra,
+        "video": item.video,
+        "video_id": item.video_id,
+        "prompt": prompt.prompt,
+        "prompt_index": item.prompt_index,
+        "candidate": item.candidate,
+        "seed": item.seed,
+        **run,
+    }
+
+
+# ---- settings ----------------------------------------------------------------------------------
+
+
+def resolve_model(model: str) -> str:
+    """An existing local directory as an absolute path (so reruns from elsewhere match), else a Hub id."""
+    local = Path(model).expanduser()
+    if local.exists():
+        return str(local.resolve())
+    if model.startswith((".", "/", "~")) or model.count("/") != 1:
+        raise VideoliftError(f"--model {model}: no such directory, and not a Hub id like THUDM/CogVideoX-2b")
+    return model
+
+
+def check_run_config(out: Path, run: dict[str, Any]) -> str | None:
+    """Why OUT cannot be resumed with these settings, or None when it can (or holds nothing yet)."""
+    path = out / RUN_CONFIG
+    if not path.exists():
+        return None
+    before = read_json(path)
+    changed = [k for k in sorted(run.keys() | before.keys()) if run.get(k) != before.get(k)]
+    if not changed:
+        return None
+    return "settings differ: " + "; ".join(f"{k} was {before.get(k)!r}, now {run.get(k)!r}" for k in changed)
+
+
+# ---- resume state --------------------------------------------------------------------------------
+
+
+def read_logs(out: Path) -> dict[tuple[int, int], dict[str, Any]]:
+    """Every logged video of every rank (any world size); a torn last line is ignored."""
+    logged = {}
+    for path in sorted((out / PARTS).glob("rank*.jsonl")):
+        for _, record in iter_json_lines(path, skip_partial_last=True):
+            logged[(record["prompt_index"], record["candidate"])] = record
+    return logged
+
+
+def finished(
+    out: Path,
+    items: list[WorkItem],
+    prompts: list[PromptRecord],
+    logged: dict[tuple[int, int], dict[str, Any]],
+) -> tuple[set[tuple[int, int]], str | None]:
+    """Keys of finished videos, and a conflict message if the prompt file changed under OUT."""
+    done = set()
+    for item in items:
+        record = logged.get(item.key)
+        if record is None:
+            continue
+        if record["prompt"] != prompts[item.prompt_index].prompt:
+            return set(), (
+                f"prompt {item.prompt_index} (line {prompts[item.prompt_index].line}) was "
+                f"{record['prompt']!r} in the earlier run, now {prompts[item.prompt_index].prompt!r}"
+            )
+        path = out / item.video
+        if record["seed"] == item.seed and path.is_file() and path.stat().st_size > 0:
+            done.add(item.key)
+    return done, None
+
+
+def repair_log(path: Path) -> None:
+    """Cut a torn last line (killed mid-append) so the next append starts on a fresh line."""
+    if not path.exists():
+        return
+    with open(path, "rb+") as handle:
+        data = handle.read()
+        if data and not data.endswith(b"\n"):
+            handle.truncate(data.rfind(b"\n") + 1)
+
+
+def remove_outputs(out: Path) -> None:
+    """Delete what this stage wrote into OUT (and nothing else)."""
+    for name in (VIDEOS, PARTS):
+        shutil.rmtree(out / name, ignore_errors=True)
+    for name in (MANIFEST, RUN_CONFIG):
+        (out / name).unlink(missing_ok=True)
+
+
+def merge_manifest(
+    out: Path, items: list[WorkItem], prompts: list[PromptRecord], run: dict[str, Any]
+) -> Path:
+    logged = read_logs(out)
+    missing = [item.video for item in items if item.key not in logged or not (out / item.video).is_file()]
+    if missing:
+        raise VideoliftError(
+            f"{out}: {len(missing)} videos have no finished record (e.g. {missing[0]}); rerun the same command"
+        )
+    for partial in (out / VIDEOS).glob(".*.partial.mp4"):  # left by a run killed mid-write
+        partial.unlink(missing_ok=True)
+    path = out / MANIFEST
+    write_jsonl(path, (manifest_record(item, prompts[item.prompt_index], run) for item in items))
+    return path
+
+
+def _fsync(path: Path) -> None:
+    # write_video renames without fsync; make the bytes durable before the log line says "finished".
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ---- the stage -----------------------------------------------------------------------------------
+
+
+def generate_videos(
+    model: str,
+    prompts_path: str | Path,
+    out: str | Path,
+    *,
+    per_prompt: int = 1,
+    seed: int = 0,
+    steps: int = 50,
+    guidance: float = 6.0,
+    dynamic_cfg: bool = False,
+    frames: int | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    fps: int = 8,
+    dtype: str = "auto",
+    device: str = "auto",
+    lora: str | None = None,
+    batch_size: int = 1,
+    overwrite: bool = False,
+    prompt_field: str = "prompt",
+    limit: int | None = None,
+    lossless: bool = False,
+    vae_tiling: bool = False,
+    progress: bool = True,
+) -> GenerationSummary:
+    """Generate ``per_prompt`` videos for each prompt of ``prompts_path`` into ``out`` (see module doc)."""
+    import torch
+    from accelerate import PartialState
+    from tqdm.auto import tqdm
+
+    from videolift.core.video import write_video
+    from videolift.models.cogvideox import get_spec, resolve_dtype
+
+    start = time.perf_counter()
+    counts = {"--per-prompt": per_prompt, "--batch-size": batch_size, "--fps": fps, "--limit": limit or 1}
+    for name, value in counts.items():
+        if value < 1:
+            raise VideoliftError(f"{name} {value}: must be at least 1")
+    prompts = read_prompts(prompts_path, prompt_field=prompt_field)[:limit]
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise VideoliftError(f"--out {out}: exists and is not a directory")
+    model = resolve_model(model)
+    if lora is not None:
+        if not Path(lora).exists():
+            raise VideoliftError(f"--lora {lora}: directory not found")
+        lora = str(Path(lora).resolve())
+
+    cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    # cpu=True is what makes torchrun / `accelerate launch` ranks on a CPU machine join one gloo group.
+    state = PartialState(cpu=cpu, timeout=timedelta(hours=12))
+    run_device = state.device if device in ("auto", "cuda") else torch.device(device)
+    if dtype == "auto":
+        dtype = "bfloat16" if run_device.type == "cuda" else "float32"
+    dtype = str(resolve_dtype(dtype)).removeprefix("torch.")
+
+    spec = get_spec("cogvideox")
+    pipe = spec.load(model, dtype=dtype, device=run_device, lora=lora)
+    if vae_tiling:
+        pipe.vae.enable_tiling()
+        pipe.vae.enable_slicing()
+    frames, height, width = spec.default_sampling(pipe, frames, height, width)
+    settings = SamplerSettings(steps, guidance, dynamic_cfg, frames, height, width, fps)
+    spec.check_sampling(pipe, settings)
+    settings = SamplerSettings(**{**asdict(settings), "max_sequence_length": spec.max_sequence_length(pipe)})
+    run = {"model": model, "lora": lora, "base_seed": seed, "dtype": dtype, **asdict(settings)}
+    run |= {"lossless": lossless, "vae_tiling": vae_tiling}
+    items = work_items(len(prompts), per_prompt, seed)
+
+    # Every rank reads the same state before anyone writes, so all compute the same pending list.
+    conflict = check_run_config(out, run)
+    done: set[tuple[int, int]] = set()
+    if conflict is None and (out / PARTS).exists():
+        done, conflict = finished(out, items, prompts, read_logs(out))
+    if conflict and not overwrite:
+        raise VideoliftError(
+            f"--out {out} holds an earlier generation run that does not match this one ({conflict}). "
+            "Use another --out, or --overwrite to delete its videos and start over."
+        )
+    pending = [item for item in items if item.key not in done]
+    state.wait_for_everyone()
+    if state.is_main_process:
+        if conflict:
+            remove_outputs(out)
+        (out / VIDEOS).mkdir(parents=True, exist_ok=True)
+        (out / PARTS).mkdir(parents=True, exist_ok=True)
+        with atomic_write(out / RUN_CONFIG) as handle:
+            handle.write(json.dumps(run, indent=1) + "\n")
+    state.wait_for_everyone()
+
+    mine = pending[state.process_index :: state.num_processes]
+    log = out / PARTS / f"rank{state.process_index}.jsonl"
+    repair_log(log)
+    codec = {"crf": 0, "pix_fmt": "yuv444p"} if lossless else {}
+    desc = f"rank {state.process_index}/{state.num_processes}" if state.num_processes > 1 else "generate"
+    loop_start = time.perf_counter()
+    with tqdm(
+        total=len(mine), unit="video", desc=desc, disable=not (progress and state.is_main_process)
+    ) as bar:
+        for start_at in range(0, len(mine), batch_size):
+            batch = mine[start_at : start_at + batch_size]
+            texts = [prompts[item.prompt_index].prompt for item in batch]
+            videos = spec.generate(pipe, texts, [item.seed for item in batch], settings)
+            for item, video in zip(batch, videos, strict=True):
+                path = write_video(out / item.video, video, fps=fps, **codec)
+                _fsync(path)
+                append_jsonl(log, manifest_record(item, prompts[item.prompt_index], run))
+            bar.update(len(batch))
+    loop_seconds = time.perf_counter() - loop_start
+    state.wait_for_everyone()
+    manifest = out / MANIFEST
+    if state.is_main_process:
+        manifest = merge_manifest(out, items, prompts, run)
+    state.wait_for_everyone()
+    return GenerationSummary(
+        total=len(items),
+        generated=len(mine),
+        skipped=len(items) - len(pending),
+        world_size=state.num_processes,
+        main_process=state.is_main_process,
+        seconds=time.perf_counter() - start,
+        loop_seconds=loop_seconds,
+        manifest=manifest,
+    )

@@ -1,0 +1,89 @@
+"""``videolift generate``: K candidate videos per prompt, resumable, sharded under accelerate/torchrun."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def generate(
+    model: str = typer.Option(
+        ..., "--model", help="CogVideoX pipeline: a save_pretrained directory or a Hub id."
+    ),
+    prompts: Path = typer.Option(..., "--prompts", help="Prompt file: .txt (one per line), .jsonl or .csv."),
+    out: Path = typer.Option(..., "--out", help="Output directory (videos/, manifest.jsonl)."),
+    per_prompt: int = typer.Option(
+        1, "--per-prompt", help="Candidate videos per prompt, each with its own seed."
+    ),
+    seed: int = typer.Option(
+        0, "--seed", help="Base seed; each video's seed is derived from it, the prompt and k."
+    ),
+    steps: int = typer.Option(50, "--steps", help="Denoising steps."),
+    guidance: float = typer.Option(6.0, "--guidance", help="Classifier-free guidance scale."),
+    dynamic_cfg: bool = typer.Option(False, "--dynamic-cfg/--no-dynamic-cfg", help="CogVideoX dynamic CFG."),
+    frames: int | None = typer.Option(None, "--frames", help="Frames (4k+1). Default: the model's own."),
+    height: int | None = typer.Option(None, "--height", help="Height. Default: the model's own."),
+    width: int | None = typer.Option(None, "--width", help="Width. Default: the model's own."),
+    fps: int = typer.Option(8, "--fps", help="Frame rate written to the MP4s."),
+    dtype: str = typer.Option(
+        "auto", "--dtype", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16."
+    ),
+    device: str = typer.Option(
+        "auto", "--device", help="auto (each rank's GPU, else CPU), cpu, cuda, cuda:1, ..."
+    ),
+    lora: Path | None = typer.Option(None, "--lora", help="Alignment LoRA directory to load on top."),
+    batch_size: int = typer.Option(1, "--batch-size", help="Videos per pipeline call."),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="If OUT holds a run with other settings or prompts, delete it and start over.",
+    ),
+    prompt_field: str = typer.Option("prompt", "--prompt-field", help="Prompt field of .jsonl/.csv files."),
+    limit: int | None = typer.Option(None, "--limit", help="Only the first N prompts."),
+    lossless: bool = typer.Option(
+        False, "--lossless", help="Lossless H.264 (yuv444p, crf 0), for tiny toy videos."
+    ),
+    vae_tiling: bool = typer.Option(
+        False, "--vae-tiling", help="Tiled/sliced VAE decoding: less memory, slower."
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Generate --per-prompt candidate videos for each prompt with a CogVideoX pipeline.
+
+    Writes OUT/videos/*.mp4 and OUT/manifest.jsonl. Rerunning the same command resumes; under
+    `accelerate launch` or `torchrun` each rank generates a disjoint share.
+    """
+    from videolift.data.generate import generate_videos
+
+    summary = generate_videos(
+        model,
+        prompts,
+        out,
+        per_prompt=per_prompt,
+        seed=seed,
+        steps=steps,
+        guidance=guidance,
+        dynamic_cfg=dynamic_cfg,
+        frames=frames,
+        height=height,
+        width=width,
+        fps=fps,
+        dtype=dtype,
+        device=device,
+        lora=str(lora) if lora else None,
+        batch_size=batch_size,
+        overwrite=overwrite,
+        prompt_field=prompt_field,
+        limit=limit,
+        lossless=lossless,
+        vae_tiling=vae_tiling,
+        progress=progress,
+    )
+    if summary.main_process:
+        rate = summary.generated / summary.loop_seconds if summary.generated else 0.0
+        typer.echo(
+            f"{summary.total} videos in {summary.manifest} ({summary.generated} generated here, "
+            f"{summary.skipped} already done; {summary.world_size} process(es), {summary.seconds:.1f} s, "
+            f"{rate:.2f} videos/s on this rank)"
+        )

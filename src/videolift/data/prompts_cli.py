@@ -1,0 +1,76 @@
+"""``videolift prompts``: build prompt sets the way LiFT-HRA did."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="Build prompt sets for generation (LiFT-HRA style).", no_args_is_help=True)
+
+
+@app.command()
+def sample(
+    n: int = typer.Option(..., "--n", help="Number of distinct prompts."),
+    seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same prompts."),
+    out: Path = typer.Option(..., "--out", help="Output .jsonl (prompts with their categories) or .txt."),
+    categories: Path | None = typer.Option(
+        None,
+        "--categories",
+        help="Directory of <slot>_<category>.txt phrase lists (default: the shipped ones).",
+    ),
+    expand_with: str | None = typer.Option(
+        None,
+        "--expand-with",
+        help="A transformers chat LM (directory or Hub id) that rewrites each prompt in detail.",
+    ),
+    system_prompt: Path | None = typer.Option(
+        None, "--system-prompt", help="Text file replacing the built-in expansion instructions."
+    ),
+    max_new_tokens: int = typer.Option(200, "--max-new-tokens", help="Expansion length limit in tokens."),
+    temperature: float = typer.Option(
+        0.0, "--temperature", help="Expansion sampling temperature (0: greedy)."
+    ),
+    batch_size: int = typer.Option(8, "--batch-size", help="Prompts per LM call when expanding."),
+    device: str = typer.Option("auto", "--device", help="Device of the expansion LM (auto: GPU if present)."),
+) -> None:
+    """Sample N prompts of 1-2 subjects, one action and one place from editable category lists."""
+    from videolift.core.errors import VideoliftError
+    from videolift.core.jsonl import atomic_write, write_jsonl
+    from videolift.data.prompts import EXPAND_SYSTEM_PROMPT, expand_prompts, load_categories, sample_prompts
+
+    if out.suffix not in (".jsonl", ".txt"):
+        raise VideoliftError(
+            f"--out {out}: use a .jsonl file (prompts with categories) or .txt (prompts only)"
+        )
+    records = sample_prompts(n, seed, load_categories(categories))
+    if expand_with:
+        instructions = EXPAND_SYSTEM_PROMPT
+        if system_prompt is not None:
+            if not system_prompt.is_file():
+                raise VideoliftError(f"--system-prompt {system_prompt}: file not found")
+            instructions = system_prompt.read_text(encoding="utf-8").strip()
+        expanded = expand_prompts(
+            [r["prompt"] for r in records],
+            expand_with,
+            system_prompt=instructions,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            seed=seed,
+            device=device,
+        )
+        for record, text in zip(records, expanded, strict=True):
+            record["short_prompt"] = record["prompt"]
+            record["expanded_with"] = expand_with if text else None
+            record["prompt"] = text or record["prompt"]
+        if failed := sum(1 for text in expanded if not text):
+            typer.echo(
+                f"warning: {failed} prompts came back empty from {expand_with}; kept them short", err=True
+            )
+    if out.suffix == ".txt":
+        with atomic_write(out) as handle:
+            handle.writelines(r["prompt"] + "\n" for r in records)
+    else:
+        write_jsonl(out, records)
+    typer.echo(f"{len(records)} prompts -> {out}")

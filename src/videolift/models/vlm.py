@@ -1,0 +1,175 @@
+"""Video-VLM families behind one small interface, keyed by ``config.model_type``.
+
+Every family loads with ``AutoModelForImageTextToText`` + ``AutoProcessor`` and is prompted through the
+checkpoint's own chat template, so what differs between families is small: which modules are the
+vision tower and the projector (frozen by default), which linear layers LoRA targets (the language
+model's), and processor options for videos. A checkpoint of an unknown type falls back to
+``GenericVLM``, which finds those modules by the names transformers' VLMs commonly use.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, ClassVar
+
+from videolift.core.errors import VideoliftError
+
+
+class VLMFamily:
+    """How to prompt and fine-tune one family. Module paths are as in ``model.named_modules()``."""
+
+    name: ClassVar[str] = "generic"
+    model_types: ClassVar[tuple[str, ...]] = ()
+    vision_tower: ClassVar[tuple[str, ...]] = ()
+    projector: ClassVar[tuple[str, ...]] = ()
+    language_model: ClassVar[str] = "model.language_model"
+
+    def messages(self, user_text: str, answer: str | None = None) -> list[dict[str, Any]]:
+        """A user turn with the video before the text (LiFT's layout), optionally the assistant's answer."""
+        turns: list[dict[str, Any]] = [
+            {"role": "user", "content": [{"type": "video"}, {"type": "text", "text": user_text}]}
+        ]
+        if answer is not None:
+            turns.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+        return turns
+
+    def video_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for the processor call with videos. Frames are sampled by videolift,
+        so the processor's own frame sampling is always off."""
+        return {"do_sample_frames": False}
+
+    def configure_processor(self, processor: Any, max_pixels: int | None, min_pixels: int | None) -> None:
+        """Apply a per-frame pixel budget to the processor (saved with the critic)."""
+        if max_pixels is not None or min_pixels is not None:
+            raise VideoliftError(
+                f"{self.name}: this family resizes frames to a fixed size; drop --max-pixels"
+            )
+
+    def _modules(self, model: Any, prefixes: tuple[str, ...]) -> list[str]:
+        names = {n for n, _ in model.named_modules()}
+        return [p for p in prefixes if p in names]
+
+    def vision_modules(self, model: Any) -> list[str]:
+        return self._modules(model, self.vision_tower)
+
+    def projector_modules(self, model: Any) -> list[str]:
+        return self._modules(model, self.projector)
+
+    def lora_targets(self, model: Any, *, vision: bool = False) -> list[str]:
+        """Names of the language model's linear layers (and, with ``vision``, the vision tower's)."""
+        import torch
+
+        roots = [self.language_model] + (self.vision_modules(model) if vision else [])
+        skip = tuple(p + "." for p in self.projector_modules(model))
+        out = []
+        for name, module in model.named_modules():
+            if not isinstance(module, torch.nn.Linear) or name.startswith(skip):
+                continue
+            if any(name.startswith(root + ".") for root in roots):
+                out.append(name)
+        if not out:
+            raise VideoliftError(f"{self.name}: found no linear layers under {roots} to put LoRA on")
+        return out
+
+    def lora_target_regex(self, model: Any, *, vision: bool = False) -> str:
+        """The LoRA targets as one regex over module names (what peft stores in adapter_config.json);
+        layer names are generalised over the layer index so the pattern stays short."""
+        escaped = {re.escape(n) for n in self.lora_targets(model, vision=vision)}
+        general = sorted({re.sub(r"\\\.\d+\\\.", lambda _: r"\.\d+\.", n) for n in escaped})
+        return "^(?:" + "|".join(general) + ")$"
+
+
+class QwenVL(VLMFamily):
+    """Qwen2-VL and Qwen2.5-VL: the projector (``merger``) lives inside the vision module."""
+
+    name = "qwen_vl"
+    model_types = ("qwen2_vl", "qwen2_5_vl")
+    vision_tower = ("model.visual",)
+    projector = ("model.visual.merger",)
+
+    def configure_processor(self, processor: Any, max_pixels: int | None, min_pixels: int | None) -> None:
+        video = processor.video_processor
+        size = dict(video.size)
+        if max_pixels is not None:
+            size["longest_edge"] = int(max_pixels)
+        if min_pixels is not None:
+            size["shortest_edge"] = int(min_pixels)
+        if size.get("shortest_edge", 0) > size.get("longest_edge", 1 << 62):
+            raise VideoliftError(
+                f"min pixels {size['shortest_edge']} exceed max pixels {size['longest_edge']}"
+            )
+        video.size = size
+
+    def vision_modules(self, model: Any) -> list[str]:
+        return self._modules(model, self.vision_tower)  # includes the merger; excluded by lora_targets
+
+
+class LlavaVideo(VLMFamily):
+    """LLaVA-OneVision and LLaVA-NeXT-Video: a CLIP/SigLIP tower, a projector, a separate LM."""
+
+    name = "llava_video"
+    model_types = ("llava_onevision", "llava_next_video")
+    vision_tower = ("model.vision_tower",)
+    projector = ("model.multi_modal_projector", "model.vision_resampler")
+
+
+class GenericVLM(VLMFamily):
+    """Any other ``AutoModelForImageTextToText`` checkpoint that takes videos: modules found by name."""
+
+    name = "generic"
+    vision_tower = ("model.visual", "model.vision_tower", "model.vision_model", "vision_tower", "visual")
+    projector = (
+        "model.multi_modal_projector",
+        "model.visual.merger",
+        "multi_modal_projector",
+        "model.connector",
+    )
+
+    def lora_targets(self, model: Any, *, vision: bool = False) -> list[str]:
+        names = {n for n, _ in model.named_modules()}
+        for root in ("model.language_model", "language_model", "model.text_model"):
+            if root in names:
+                self.language_model = root
+                break
+        return super().lora_targets(model, vision=vision)
+
+
+FAMILIES: list[type[VLMFamily]] = [QwenVL, LlavaVideo]
+
+
+def get_family(model_type: str) -> VLMFamily:
+    for family in FAMILIES:
+        if model_type in family.model_types:
+            return family()
+    return GenericVLM()
+
+
+def model_type_of(model: str | Path) -> str:
+    """``config.model_type`` of a local directory or Hub id, without loading weights."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(str(model)).model_type
+    except (OSError, ValueError) as exc:
+        raise VideoliftError(
+            f"cannot read the model config of {str(model)!r}: not a local model directory and not "
+            f"reachable on the Hub ({str(exc).splitlines()[0]})"
+        ) from None
+
+
+def load_vlm(model: str | Path, *, dtype: Any = "float32", device: Any = "cpu"):
+    """(model, processor) with ``AutoModelForImageTextToText`` + ``AutoProcessor``, clear errors."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from videolift.models.cogvideox import resolve_dtype
+
+    model_type_of(model)  # a readable error before the heavy load
+    try:
+        vlm = AutoModelForImageTextToText.from_pretrained(str(model), dtype=resolve_dtype(dtype))
+        processor = AutoProcessor.from_pretrained(str(model))
+    except (OSError, ValueError) as exc:
+        raise VideoliftError(f"cannot load VLM {str(model)!r}: {str(exc).splitlines()[0]}") from None
+    if getattr(processor, "video_processor", None) is None:
+        raise VideoliftError(f"{model}: the processor has no video processor; is this a video-capable VLM?")
+    return vlm.to(device), processor

@@ -1,0 +1,256 @@
+"""The generation stage in-process on a tiny CogVideoX: manifest, resume, crash states, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from videolift.cli import app
+from videolift.core.errors import VideoliftError
+from videolift.core.jsonl import iter_json_lines
+from videolift.core.video import read_video
+from videolift.data.generate import derive_seed, work_items
+
+REQUIRED = {
+    "video", "video_id", "prompt", "prompt_index", "candidate", "seed", "model", "lora", "base_seed", "dtype",
+    "steps", "guidance", "dynamic_cfg", "frames", "height", "width", "fps", "max_sequence_length",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory):
+    from videolift.models.tiny_cogvideox import build_tiny_cogvideox
+
+    path = tmp_path_factory.mktemp("tiny_cogvideox")
+    build_tiny_cogvideox(path)
+    return path
+
+
+@pytest.fixture
+def prompts_txt(tmp_path):
+    path = tmp_path / "prompts.txt"
+    path.write_text("a red circle moves left\n\na dog running on the beach\na panda dancing in a bubble\n")
+    return path
+
+
+def invoke(*args: str):
+    """Run ``videolift ...`` in-process; user errors surface as result.exception (the CLI exits 2 on them)."""
+    return CliRunner().invoke(app, [str(a) for a in args], standalone_mode=False)
+
+
+def gen(model, prompts, out, *extra):
+    return invoke(
+        "generate",
+        "--model",
+        model,
+        "--prompts",
+        prompts,
+        "--out",
+        out,
+        "--steps",
+        "4",
+        "--no-progress",
+        *extra,
+    )
+
+
+def manifest(out):
+    return [record for _, record in iter_json_lines(out / "manifest.jsonl")]
+
+
+def test_seeds_are_deterministic_distinct_and_depend_on_base_seed():
+    items = work_items(50, 4, base_seed=7)
+    assert [(i.prompt_index, i.candidate) for i in items[:5]] == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0)]
+    assert len({i.seed for i in items}) == 200
+    assert items[5].seed == derive_seed(7, 1, 1) == work_items(50, 4, base_seed=7)[5].seed
+    assert derive_seed(8, 1, 1) != derive_seed(7, 1, 1)
+    assert all(0 <= i.seed < 2**32 for i in items)
+
+
+def test_generate_manifest_videos_and_resume(tiny_pipeline, prompts_txt, tmp_path):
+    out = tmp_path / "out"
+    result = gen(tiny_pipeline, prompts_txt, out, "--per-prompt", "2", "--batch-size", "4")
+    assert result.exception is None, result.output
+    records = manifest(out)
+    assert [(r["prompt_index"], r["candidate"]) for r in records] == [
+        (i, k) for i in range(3) for k in range(2)
+    ]
+    for r in records:
+        assert r.keys() >= REQUIRED
+        assert r["seed"] == derive_seed(0, r["prompt_index"], r["candidate"])
+        assert r["video"] == f"videos/{r['prompt_index']:05d}_{r['candidate']:02d}.mp4"
+        # sizes default to the pipeline's own (the tiny model samples 9x64x64)
+        assert (r["frames"], r["height"], r["width"], r["steps"]) == (9, 64, 64, 4)
+        assert read_video(out / r["video"]).shape == (9, 64, 64, 3)
+    assert records[2]["prompt"] == "a dog running on the beach"
+    assert records[0]["model"] == str(tiny_pipeline.resolve())
+    assert len({r["seed"] for r in records}) == 6
+    assert not np.array_equal(read_video(out / records[0]["video"]), read_video(out / records[1]["video"]))
+    assert "6 videos" in result.output and "6 generated here" in result.output
+
+    # Rerunning the same command skips every finished video and rewrites the same manifest.
+    mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "videos").iterdir()}
+    result = gen(tiny_pipeline, prompts_txt, out, "--per-prompt", "2", "--batch-size", "4")
+    assert result.exception is None, result.output
+    assert "0 generated here, 6 already done" in result.output
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "videos").iterdir()} == mtimes
+    assert manifest(out) == records
+
+    # More candidates per prompt: only the new ones are generated; the old ones keep their seeds.
+    result = gen(tiny_pipeline, prompts_txt, out, "--per-prompt", "3", "--batch-size", "4")
+    assert "3 generated here, 6 already done" in result.output
+    grown = manifest(out)
+    assert len(grown) == 9 and [r for r in grown if r["candidate"] < 2] == records
+
+
+def test_jsonl_fields_are_carried_and_videos_regenerate_exactly(tiny_pipeline, tmp_path):
+    prompts = tmp_path / "p.jsonl"
+    rows = [
+        {"prompt": "a dog running", "categories": {"place": "real"}, "seed": "ignored"},
+        {"prompt": "an owl sleeping", "categories": {"place": "imagined"}},
+    ]
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    result = gen(tiny_pipeline, prompts, out, "--lossless", "--guidance", "3.5", "--seed", "11")
+    assert result.exception is None, result.output
+    records = manifest(out)
+    assert [r["categories"] for r in records] == [{"place": "real"}, {"place": "imagined"}]
+    assert records[0]["seed"] == derive_seed(11, 0, 0)  # our fields win over the prompt file's
+    assert (records[0]["guidance"], records[0]["lossless"]) == (3.5, True)
+
+    # The manifest line alone is enough to regenerate the video.
+    from videolift.models.base import SamplerSettings
+    from videolift.models.cogvideox import get_spec
+
+    r = records[1]
+    spec = get_spec("cogvideox")
+    pipe = spec.load(r["model"], dtype=r["dtype"])
+    settings = SamplerSettings(**{k: r[k] for k in SamplerSettings.__dataclass_fields__})
+    again = spec.generate(pipe, [r["prompt"]], [r["seed"]], settings)[0].astype(int)
+    stored = read_video(out / r["video"]).astype(int)
+    other = spec.generate(pipe, [r["prompt"]], [r["seed"] + 1], settings)[0].astype(int)
+    assert np.abs(again - stored).max() <= 3  # yuv444p crf 0: only RGB<->YUV rounding
+    assert np.abs(other - stored).mean() > 5 * np.abs(again - stored).mean() + 1
+
+
+def test_resume_repairs_every_crash_state(tiny_pipeline, prompts_txt, tmp_path):
+    out = tmp_path / "out"
+    assert gen(tiny_pipeline, prompts_txt, out, "--per-prompt", "2").exception is None
+    first = manifest(out)
+    log = out / ".parts" / "rank0.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    # Killed between rename and log: the last video exists (here: with other content) but has no line.
+    (out / first[-1]["video"]).write_bytes(b"not what the log would vouch for")
+    # Killed mid-append: a torn last line. Killed mid-write: a temp file next to the videos.
+    log.write_text("".join(lines[:-1]) + lines[-1][:25])
+    (out / "videos" / ".00002_01.partial.mp4").write_bytes(b"\x00" * 100)
+    # A logged video deleted by hand is generated again too.
+    (out / first[0]["video"]).unlink()
+
+    result = gen(tiny_pipeline, prompts_txt, out, "--per-prompt", "2")
+    assert result.exception is None, result.output
+    assert "2 generated here, 4 already done" in result.output
+    assert manifest(out) == first
+    assert sorted(p.name for p in (out / "videos").iterdir()) == sorted(r["video"][7:] for r in first)
+    for r in first:
+        assert read_video(out / r["video"]).shape == (9, 64, 64, 3)
+    logged = [rec for _, rec in iter_json_lines(log)]  # no torn line left behind
+    assert sorted((r["prompt_index"], r["candidate"]) for r in logged) == sorted(
+        [(r["prompt_index"], r["candidate"]) for r in first] + [(0, 0)]
+    )
+
+
+def test_other_settings_or_prompts_are_refused_unless_overwrite(tiny_pipeline, prompts_txt, tmp_path):
+    out = tmp_path / "out"
+    assert gen(tiny_pipeline, prompts_txt, out).exception is None
+    result = gen(tiny_pipeline, prompts_txt, out, "--guidance", "2")
+    assert isinstance(result.exception, VideoliftError)
+    assert "guidance was 6.0, now 2.0" in str(result.exception) and "--overwrite" in str(result.exception)
+
+    changed = tmp_path / "changed.txt"
+    changed.write_text("a red circle moves left\na cat running\na panda dancing in a bubble\n")
+    result = gen(tiny_pipeline, changed, out)
+    assert isinstance(result.exception, VideoliftError)
+    assert "prompt 1 (line 2) was 'a dog running on the beach' in the earlier run" in str(result.exception)
+
+    result = gen(tiny_pipeline, changed, out, "--guidance", "2", "--overwrite")
+    assert result.exception is None, result.output
+    assert "3 generated here, 0 already done" in result.output
+    assert [r["guidance"] for r in manifest(out)] == [2.0] * 3
+    assert json.loads((out / "generation.json").read_text())["guidance"] == 2.0
+    assert len(list((out / "videos").iterdir())) == 3
+    # --overwrite on a matching run resumes rather than starting over
+    assert "0 generated here" in gen(tiny_pipeline, changed, out, "--guidance", "2", "--overwrite").output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--frames", "10"], "--frames 10: CogVideoX needs frames = 4k+1"),
+        (["--height", "60"], "--height 60: must be a positive multiple of 16"),
+        (["--width", "0"], "--width 0"),
+        (["--per-prompt", "0"], "--per-prompt 0: must be at least 1"),
+        (["--dtype", "int8"], "unknown dtype 'int8'"),
+    ],
+)
+def test_impossible_settings_name_the_option(tiny_pipeline, prompts_txt, tmp_path, args, message):
+    result = gen(tiny_pipeline, prompts_txt, tmp_path / "out", *args)
+    assert isinstance(result.exception, VideoliftError)
+    assert message in str(result.exception)
+    assert not (tmp_path / "out" / "manifest.jsonl").exists()
+
+
+def test_bad_inputs_are_named(tiny_pipeline, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a dog"}\n{"prompt": "a cat"\n')
+    good = tmp_path / "good.txt"
+    good.write_text("a dog\n")
+    cases = [
+        (tiny_pipeline, empty, "empty.txt: no prompts"),
+        (tiny_pipeline, bad, "bad.jsonl, line 2: malformed JSON"),
+        (tmp_path / "no_model", good, "no_model: no such directory, and not a Hub id"),
+        (tmp_path, good, "not a diffusers pipeline directory"),
+    ]
+    for model, prompts, message in cases:
+        result = gen(model, prompts, tmp_path / "out")
+        assert isinstance(result.exception, VideoliftError), result.output
+        assert message in str(result.exception)
+    result = gen(tiny_pipeline, good, tmp_path / "out", "--lora", tmp_path / "no_lora")
+    assert "--lora" in str(result.exception) and "not found" in str(result.exception)
+
+
+@pytest.mark.skipif(os.environ.get("HF_HUB_OFFLINE") != "1", reason="needs the offline hub to fail fast")
+def test_unknown_hub_model_is_a_clear_error(tmp_path):
+    good = tmp_path / "good.txt"
+    good.write_text("a dog\n")
+    result = gen("no-such-org/no-such-model", good, tmp_path / "out")
+    assert isinstance(result.exception, VideoliftError)
+    assert "cannot load CogVideoX pipeline 'no-such-org/no-such-model'" in str(result.exception)
+
+
+def test_lora_is_loaded_on_top_and_recorded(tiny_pipeline, prompts_txt, tmp_path):
+    from diffusers import CogVideoXPipeline
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    pipe = CogVideoXPipeline.from_pretrained(tiny_pipeline)
+    lora = LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_v"], init_lora_weights=False)
+    pipe.transformer.add_adapter(lora)  # random B: the adapter really changes the output
+    CogVideoXPipeline.save_lora_weights(
+        tmp_path / "lora", transformer_lora_layers=get_peft_model_state_dict(pipe.transformer)
+    )
+
+    base, tuned = tmp_path / "base", tmp_path / "tuned"
+    assert gen(tiny_pipeline, prompts_txt, base, "--limit", "1").exception is None
+    result = gen(tiny_pipeline, prompts_txt, tuned, "--limit", "1", "--lora", tmp_path / "lora")
+    assert result.exception is None, result.output
+    [record] = manifest(tuned)
+    assert record["lora"] == str((tmp_path / "lora").resolve())
+    assert record["seed"] == manifest(base)[0]["seed"]
+    difference = np.abs(read_video(base / record["video"]).astype(int) - read_video(tuned / record["video"]))
+    assert difference.mean() > 1
