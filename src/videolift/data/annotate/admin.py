@@ -1,0 +1,226 @@
+"""What the admin sees and gets: progress, HRA export, agreement, and model-assisted review.
+
+Review (the paper's correction stage): import a critic's scores of the rated videos, list the videos
+where the critic and the raters disagree, and let an admin record the adjudicated ratings.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from videolift.core.errors import DataError
+from videolift.core.jsonl import iter_json_lines, validation_field
+from videolift.core.schema import DIMENSIONS, LABEL_RANK, HRARecord, Rating, parse_dimension, parse_label
+from videolift.data import stats
+from videolift.data.annotate.models import Annotation, CriticScore, Review, Task, User, Video, utcnow
+from videolift.data.annotate.project import Settings
+from videolift.data.annotate.tasks import TaskError, validate_ratings
+from videolift.data.annotate.videos import media_url
+
+
+def progress(session: Session, settings: Settings) -> dict[str, Any]:
+    """Per annotator (done / skipped / open) and per video (done / open / skipped) of the rating study."""
+    per_user = {
+        name: Counter() for name in session.scalars(select(User.name).where(User.role == "annotator"))
+    }
+    for name, kind, status, n in session.execute(
+        select(User.name, Task.video_id.is_(None), Task.status, func.count(Task.id))
+        .join(User, Task.annotator_id == User.id)
+        .group_by(User.name, Task.video_id.is_(None), Task.status)
+    ):
+        per_user[name][("pair_" if kind else "") + status] += n
+    per_video: dict[int, Counter] = {}
+    for video_id, status, n in session.execute(
+        select(Task.video_id, Task.status, func.count(Task.id))
+        .where(Task.video_id.is_not(None))
+        .group_by(Task.video_id, Task.status)
+    ):
+        per_video.setdefault(video_id, Counter())[status] += n
+    videos = session.execute(
+        select(Video.id, Video.video_id, Video.prompt).where(Video.rate).order_by(Video.position)
+    ).all()
+    r = settings.ratings_per_video
+    rows = [
+        {"video_id": vid, "prompt": prompt, "done": c["done"], "open": c["open"], "skipped": c["skipped"]}
+        for pk, vid, prompt in videos
+        for c in [per_video.get(pk, Counter())]
+    ]
+    keys = ("done", "skipped", "open", "pair_done", "pair_skipped", "pair_open")
+    return {
+        "ratings_per_video": r,
+        "videos": len(rows),
+        "videos_complete": sum(row["done"] >= r for row in rows),
+        "ratings_done": sum(row["done"] for row in rows),
+        "ratings_needed": r * len(rows),
+        "annotators": [{"name": name, **{k: c[k] for k in keys}} for name, c in sorted(per_user.items())],
+        "per_video": rows,
+    }
+
+
+def export_records(session: Session, *, with_reviews: bool = False) -> list[HRARecord]:
+    """One HRA record per (video, annotator) with a submitted rating, in manifest order. With
+    ``with_reviews``, also one record per adjudicated video (annotator ``review:<admin>``,
+    ``adjudicated: true``)."""
+    rows = session.execute(
+        select(Video, User.name, Annotation.result)
+        .join(Task, Task.video_id == Video.id)
+        .join(User, Task.annotator_id == User.id)
+        .join(Annotation, Annotation.task_id == Task.id)
+        .order_by(Video.position, User.name)
+    ).all()
+    records = [_record(video, name, result) for video, name, result in rows]
+    if with_reviews:
+        for video, review in session.execute(
+            select(Video, Review).join(Review, Review.video_id == Video.id).order_by(Video.position)
+        ):
+            records.append(_record(video, f"review:{review.reviewer}", review.ratings, adjudicated=True))
+    return records
+
+
+def _record(video: Video, annotator: str, ratings: dict[str, Any], **marks: Any) -> HRARecord:
+    fields = video.extra | marks
+    return HRARecord(
+        video_id=video.video_id,
+        video=video.video,
+        prompt=video.prompt,
+        annotator=annotator,
+        ratings=ratings,
+        **fields,
+    )
+
+
+def agreement(records: list[HRARecord]) -> dict[str, Any]:
+    """Krippendorff's alpha (ordinal) and pairwise agreement per dimension, over videos rated twice or more."""
+    by_video = stats.labels_by_video(r for r in records if not getattr(r, "adjudicated", False))
+    return {dim.value: stats.agreement(by_video[dim]) for dim in DIMENSIONS}
+
+
+def _critic_rating(value: Any) -> dict[str, Any] | None:
+    """One dimension of a critic line -> {label, reason, score}; None when the critic's answer had no
+    parsable label (``videolift critic score`` writes ``label: null`` then)."""
+    if not isinstance(value, dict):
+        raise ValueError("expected {label, reason, score}")
+    if value.get("label") is None:
+        return None
+    try:
+        rating = Rating(label=value["label"], reason=value.get("reason"))
+    except ValidationError as exc:
+        raise ValueError(validation_field(exc)[1]) from None
+    return rating.model_dump(mode="json") | {"score": value.get("score")}
+
+
+def import_critic(session: Session, path: str | Path, critic: str) -> dict[str, int]:
+    """Load critic scores (JSONL ``{video, prompt, ratings: {dim: {label, reason, score}}, reward}``, as
+    ``videolift critic score`` writes), matched to project videos by ``video_id`` if given, else by
+    ``video``. Unparsed answers (label null) are left out. Importing again under the same name replaces."""
+    by_path = dict(session.execute(select(Video.video, Video.id)).all())
+    by_id = dict(session.execute(select(Video.video_id, Video.id).where(Video.rate)).all())
+    counts = Counter()
+    for line, obj in iter_json_lines(path):
+        ratings = obj.get("ratings")
+        if not isinstance(ratings, dict):
+            raise DataError(
+                "expected an object {dimension: {label, reason, score}}",
+                file=path,
+                line=line,
+                field="ratings",
+            )
+        clean = {}
+        for dim, value in ratings.items():
+            try:
+                rating = _critic_rating(value)
+                if rating is None:
+                    counts["unparsed"] += 1
+                else:
+                    clean[parse_dimension(dim).value] = rating
+            except ValueError as exc:
+                raise DataError(str(exc), file=path, line=line, field=f"ratings.{dim}") from None
+        video_pk = by_id.get(obj.get("video_id")) or by_path.get(obj.get("video"))
+        if video_pk is None:
+            counts["unmatched"] += 1
+            continue
+        score = session.scalar(
+            select(CriticScore).where(CriticScore.video_id == video_pk, CriticScore.critic == critic)
+        )
+        if score is None:
+            score = CriticScore(video_id=video_pk, critic=critic)
+            session.add(score)
+        score.ratings, score.reward = clean, obj.get("reward")
+        counts["matched"] += 1
+    return {key: counts[key] for key in ("matched", "unmatched", "unparsed")}
+
+
+def critics(session: Session) -> list[str]:
+    return list(session.scalars(select(CriticScore.critic).distinct().order_by(CriticScore.critic)))
+
+
+def disagreements(session: Session, critic: str | None = None, min_gap: float = 1.0) -> list[dict[str, Any]]:
+    """Rated videos where the critic's label is at least ``min_gap`` ranks (Bad 0, Normal 1, Good 2) from
+    the raters' mean on some dimension, the largest total gap first."""
+    names = critics(session)
+    critic = critic or (names[-1] if names else None)
+    if critic is None:
+        return []
+    human: dict[int, dict[str, list[dict[str, str]]]] = {}
+    for video_pk, result in session.execute(
+        select(Task.video_id, Annotation.result)
+        .join(Annotation, Annotation.task_id == Task.id)
+        .where(Task.video_id.is_not(None))
+    ):
+        for dim, rating in result.items():
+            human.setdefault(video_pk, {}).setdefault(dim, []).append(rating)
+    reviews = dict(session.execute(select(Review.video_id, Review.ratings)).all())
+    out = []
+    for score, video in session.execute(
+        select(CriticScore, Video)
+        .join(Video, CriticScore.video_id == Video.id)
+        .where(CriticScore.critic == critic)
+    ):
+        if video.id not in human:
+            continue
+        dims, total = {}, 0.0
+        for dim in DIMENSIONS:
+            raters, machine = human[video.id].get(dim.value), score.ratings.get(dim.value)
+            if not raters or not machine:
+                continue
+            gap = abs(
+                LABEL_RANK[parse_label(machine["label"])]
+                - mean(LABEL_RANK[parse_label(r["label"])] for r in raters)
+            )
+            dims[dim.value] = {"critic": machine, "raters": raters, "gap": gap}
+            total += gap if gap >= min_gap else 0.0
+        if total:
+            out.append(
+                {
+                    "video_id": video.video_id,
+                    "video": video.video,
+                    "prompt": video.prompt,
+                    "video_url": media_url(video),
+                    "critic": critic,
+                    "reward": score.reward,
+                    "gap": total,
+                    "dimensions": dims,
+                    "review": reviews.get(video.id),
+                }
+            )
+    return sorted(out, key=lambda item: -item["gap"])
+
+
+def save_review(session: Session, reviewer: str, video_id: str, ratings: Any) -> Review:
+    video = session.scalar(select(Video).where(Video.video_id == video_id, Video.rate))
+    if video is None:
+        raise TaskError(404, f"no video {video_id!r} in the rating study")
+    clean = validate_ratings(ratings)
+    review = session.scalar(select(Review).where(Review.video_id == video.id))
+    if review is None:
+        review = Review(video_id=video.id, reviewer=reviewer, ratings=clean)
+        session.add(review)
+    review.reviewer, review.ratings, review.updated_at = reviewer, clean, utcnow()
+    return review

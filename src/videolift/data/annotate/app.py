@@ -1,0 +1,222 @@
+"""The FastAPI server: rater and admin JSON API (bearer tokens), the static UI and the videos.
+
+Every endpoint runs its work in one explicit transaction that is committed before the response
+leaves, so a 201 always means the rating is on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fastapi import Body, Depends, FastAPI, Request, Response
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from videolift.core.errors import VideoliftError
+from videolift.data.annotate import admin, guideline, pairwise, tasks
+from videolift.data.annotate.models import User, Video
+from videolift.data.annotate.project import Project, add_user, user_for_token
+from videolift.data.annotate.tasks import TaskError
+from videolift.data.annotate.videos import UnsafePath, resolve_video
+
+STATIC = Path(__file__).parent / "static"
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+}
+
+Credentials = HTTPAuthorizationCredentials | None
+
+
+def authenticate(session: Session, credentials: Credentials, role: str | None) -> User:
+    """The caller; 401 without a valid token, 403 with a token of another role (``None``: any role)."""
+    if credentials is None or not credentials.credentials:
+        raise TaskError(401, "missing bearer token (Authorization: Bearer <token>)")
+    user = user_for_token(session, credentials.credentials)
+    if user is None:
+        raise TaskError(401, "invalid token")
+    if role is not None and user.role != role:
+        raise TaskError(403, f"this needs an {role} token")
+    return user
+
+
+def create_app(project: Project) -> FastAPI:
+    app = FastAPI(
+        title="videolift annotate", docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json"
+    )
+    guide = guideline.load(project.directory)
+    settings = project.settings
+    bearer = HTTPBearer(auto_error=False)
+
+    @app.exception_handler(VideoliftError)
+    def _error(_request: Request, exc: VideoliftError) -> JSONResponse:
+        status = exc.status if isinstance(exc, TaskError) else 400
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next):
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    # ---- UI and videos -------------------------------------------------------------------------
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/media/{key}", include_in_schema=False)
+    def media(key: str) -> FileResponse:
+        """A video by its opaque key. The stored path is resolved again on every request, so a file later
+        replaced by a symlink out of the videos root is refused too."""
+        with project.session(readonly=True) as session:
+            relative = session.scalar(select(Video.video).where(Video.key == key))
+        try:
+            path = resolve_video(project.videos_root, relative) if relative else None
+        except UnsafePath:
+            path = None
+        if path is None or not path.is_file():
+            raise TaskError(404, "no such video")
+        return FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
+
+    # ---- rater API -----------------------------------------------------------------------------
+    @app.get("/api/guideline")
+    def get_guideline() -> dict[str, Any]:
+        return guide.model_dump(mode="json")
+
+    @app.get("/api/me")
+    def me(credentials: Credentials = Depends(bearer)) -> dict[str, Any]:
+        with project.session(readonly=True) as session:
+            user = authenticate(session, credentials, None)
+            out = {"name": user.name, "role": user.role}
+            if user.role == "annotator":
+                out["progress"] = tasks.user_progress(session, user, settings)
+            return out
+
+    @app.get("/api/next", responses={204: {"description": "nothing left for the caller"}})
+    def next_task(credentials: Credentials = Depends(bearer)) -> Any:
+        with project.session() as session:
+            user = authenticate(session, credentials, "annotator")
+            task = tasks.next_task(session, user, settings)
+            view = tasks.task_view(task) if task else None
+        return view if view else Response(status_code=204)
+
+    @app.post("/api/annotations", status_code=201)
+    def submit(
+        body: dict[str, Any] = Body(...), credentials: Credentials = Depends(bearer)
+    ) -> dict[str, Any]:
+        with project.session() as session:
+            user = authenticate(session, credentials, "annotator")
+            annotation = tasks.submit(session, user, settings, body)
+            return {"task_id": annotation.task_id, "status": "done"}
+
+    @app.put("/api/annotations/{task_id}")
+    def edit(
+        task_id: int, body: dict[str, Any] = Body(...), credentials: Credentials = Depends(bearer)
+    ) -> dict[str, Any]:
+        with project.session() as session:
+            user = authenticate(session, credentials, "annotator")
+            annotation = tasks.edit(session, user, task_id, body)
+            return {"task_id": annotation.task_id, "status": "done"}
+
+    @app.get("/api/annotations/mine")
+    def mine(credentials: Credentials = Depends(bearer)) -> list[dict[str, Any]]:
+        with project.session(readonly=True) as session:
+            return tasks.mine(session, authenticate(session, credentials, "annotator"))
+
+    @app.post("/api/tasks/{task_id}/skip")
+    def skip(
+        task_id: int, body: dict[str, Any] = Body(...), credentials: Credentials = Depends(bearer)
+    ) -> dict[str, Any]:
+        with project.session() as session:
+            user = authenticate(session, credentials, "annotator")
+            task = tasks.skip(session, user, task_id, body.get("reason"))
+            return {"task_id": task.id, "status": task.status}
+
+    # ---- admin API -----------------------------------------------------------------------------
+    @app.get("/api/admin/progress")
+    def progress(credentials: Credentials = Depends(bearer)) -> dict[str, Any]:
+        with project.session(readonly=True) as session:
+            authenticate(session, credentials, "admin")
+            return admin.progress(session, settings)
+
+    @app.get("/api/admin/export")
+    def export(with_reviews: bool = False, credentials: Credentials = Depends(bearer)) -> Response:
+        """The HRA export as JSONL, one record per (video, annotator)."""
+        with project.session(readonly=True) as session:
+            authenticate(session, credentials, "admin")
+            records = admin.export_records(session, with_reviews=with_reviews)
+        text = "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in records)
+        return Response(
+            text,
+            media_type="application/x-ndjson",
+            headers={"Content-Disposition": 'attachment; filename="hra.jsonl"'},
+        )
+
+    @app.get("/api/admin/agreement")
+    def agreement(credentials: Credentials = Depends(bearer)) -> dict[str, Any]:
+        with project.session(readonly=True) as session:
+            authenticate(session, credentials, "admin")
+            return admin.agreement(admin.export_records(session))
+
+    @app.post("/api/admin/annotators", status_code=201)
+    def add_annotator(
+        body: dict[str, Any] = Body(...), credentials: Credentials = Depends(bearer)
+    ) -> dict[str, str]:
+        with project.session() as session:
+            authenticate(session, credentials, "admin")
+            name = str(body.get("name") or "")
+            token = add_user(session, name, "annotator", reissue=bool(body.get("reissue")))
+            return {"name": name.strip(), "token": token}
+
+    @app.post("/api/admin/critic", status_code=201)
+    async def import_critic(
+        request: Request, critic: str = "critic", credentials: Credentials = Depends(bearer)
+    ) -> Any:
+        """Critic scores as a JSONL request body (see docs/annotate.md)."""
+        data = await request.body()
+
+        def work() -> dict[str, int]:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "critic_scores.jsonl"
+                path.write_bytes(data)
+                with project.session() as session:
+                    authenticate(session, credentials, "admin")
+                    return admin.import_critic(session, path, critic)
+
+        return await run_in_threadpool(work)  # keep blocking database work off the event loop
+
+    @app.get("/api/admin/review")
+    def review(
+        critic: str | None = None, min_gap: float = 1.0, credentials: Credentials = Depends(bearer)
+    ) -> Any:
+        with project.session(readonly=True) as session:
+            authenticate(session, credentials, "admin")
+            return {"critics": admin.critics(session), "items": admin.disagreements(session, critic, min_gap)}
+
+    @app.put("/api/admin/review/{video_id:path}")
+    def adjudicate(
+        video_id: str, body: dict[str, Any] = Body(...), credentials: Credentials = Depends(bearer)
+    ) -> Any:
+        with project.session() as session:
+            user = authenticate(session, credentials, "admin")
+            admin.save_review(session, user.name, video_id, body.get("ratings"))
+            return {"video_id": video_id, "status": "reviewed"}
+
+    @app.get("/api/admin/pairs")
+    def pairs(credentials: Credentials = Depends(bearer)) -> dict[str, Any]:
+        with project.session(readonly=True) as session:
+            authenticate(session, credentials, "admin")
+            return pairwise.pair_results(session)
+
+    return app

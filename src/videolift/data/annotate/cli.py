@@ -1,0 +1,291 @@
+"""``videolift annotate``: create a rating project, add raters, serve the web app, export and review.
+
+Tokens go to stdout alone on their line (``TOKEN=$(videolift annotate add-annotator ...)``); every
+other message goes to stderr. Imports are inside the commands to keep ``videolift --help`` fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    help="Collect LiFT ratings with a self-hosted web app (see docs/annotate.md).", no_args_is_help=True
+)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+DIR_HELP = "Directory {}'s video paths are relative to, inside the videos root (default: the videos root)."
+PROJECT = typer.Option(
+    ..., "--project", help="Project directory (holds project.json and the SQLite database)."
+)
+
+
+def _open(directory: Path):
+    from videolift.data.annotate.project import Project
+
+    return Project.open(directory)
+
+
+@app.command()
+def create(
+    project_dir: Path = PROJECT,
+    videos: Path = typer.Option(..., "--videos", help="Videos root: manifest paths are relative to it."),
+    manifest: Path | None = typer.Option(
+        None, "--manifest", help="JSONL with video and prompt per line (omit for a pairwise-only study)."
+    ),
+    ratings_per_video: int = typer.Option(
+        3, "--ratings-per-video", min=1, help="Independent ratings per video."
+    ),
+    db: str | None = typer.Option(None, "--db", help="SQLAlchemy URL (default: SQLite inside the project)."),
+    lease_minutes: float = typer.Option(
+        120, "--lease-minutes", help="Hand an unsubmitted task to others after this."
+    ),
+) -> None:
+    """Create a project and print the admin token."""
+    from videolift.data.annotate import guideline
+    from videolift.data.annotate.project import Project, add_user
+    from videolift.data.annotate.videos import import_manifest
+
+    project = Project.create(
+        project_dir, videos, db=db, ratings_per_video=ratings_per_video, lease_minutes=lease_minutes
+    )
+    try:
+        with project.session() as session:
+            n = len(import_manifest(session, manifest, project.videos_root)) if manifest else 0
+            token = add_user(session, "admin", "admin")
+    except BaseException:
+        project.close()  # leave nothing half-created, so that `create` can simply be rerun
+        for name in ("project.json", "annotate.db", "annotate.db-wal", "annotate.db-shm"):
+            if name == "project.json" or db is None:
+                (project_dir / name).unlink(missing_ok=True)
+        raise
+    path = guideline.write_default(project_dir)
+    err.print(f"created {project_dir}: {n} videos, {ratings_per_video} ratings each; guideline in {path}")
+    err.print("admin token (shown once, only its hash is stored; `admin-token` issues a new one):")
+    typer.echo(token)
+
+
+@app.command("add-videos")
+def add_videos(
+    manifest: Path = typer.Option(..., "--manifest"),
+    project_dir: Path = PROJECT,
+    directory: Path | None = typer.Option(None, "--dir", help=DIR_HELP.format("the manifest")),
+) -> None:
+    """Add a manifest's videos to the rating study."""
+    from videolift.data.annotate.videos import import_manifest, subdirectory
+
+    project = _open(project_dir)
+    base = subdirectory(project.videos_root, directory) if directory else ""
+    with project.session() as session:
+        n = len(import_manifest(session, manifest, project.videos_root, base=base))
+    err.print(f"{n} videos in {manifest} are in the rating study")
+
+
+@app.command("add-annotator")
+def add_annotator(
+    name: str = typer.Argument(..., help="Rater name (appears in the export)."),
+    project_dir: Path = PROJECT,
+    reissue: bool = typer.Option(
+        False, "--reissue", help="Give an existing rater a new token (the old one stops working)."
+    ),
+) -> None:
+    """Add a rater and print their token."""
+    from videolift.data.annotate.project import add_user
+
+    with _open(project_dir).session() as session:
+        token = add_user(session, name, "annotator", reissue=reissue)
+    err.print(f"token of {name.strip()} (shown once):")
+    typer.echo(token)
+
+
+@app.command("admin-token")
+def admin_token(project_dir: Path = PROJECT) -> None:
+    """Issue a new admin token (the old one stops working)."""
+    from videolift.data.annotate.project import add_user
+
+    with _open(project_dir).session() as session:
+        token = add_user(session, "admin", "admin", reissue=True)
+    typer.echo(token)
+
+
+@app.command()
+def serve(
+    project_dir: Path = PROJECT,
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Interface to listen on (0.0.0.0: the whole network)."
+    ),
+    port: int = typer.Option(8765, "--port"),
+    log_level: str = typer.Option("info", "--log-level"),
+) -> None:
+    """Serve the rater/admin UI and the API."""
+    import uvicorn
+
+    from videolift.data.annotate.app import create_app
+
+    application = create_app(_open(project_dir))
+    err.print(f"serving {project_dir} on http://{host}:{port}/  (log in with a token; Ctrl+C stops)")
+    uvicorn.run(application, host=host, port=port, log_level=log_level)
+
+
+@app.command()
+def export(
+    project_dir: Path = PROJECT,
+    out: Path = typer.Option(..., "--out", help="HRA JSONL to write (one record per video and annotator)."),
+    with_reviews: bool = typer.Option(
+        False, "--with-reviews", help="Add adjudicated records (adjudicated: true)."
+    ),
+) -> None:
+    """Write the ratings in the canonical HRA format."""
+    from videolift.core.jsonl import write_jsonl
+    from videolift.data.annotate import admin
+
+    with _open(project_dir).session(readonly=True) as session:
+        records = admin.export_records(session, with_reviews=with_reviews)
+        agreement = admin.agreement(records)
+    n = write_jsonl(out, records)
+    err.print(f"wrote {n} records to {out}")
+    for dim, stats in agreement.items():
+        alpha = stats["krippendorff_alpha"]
+        err.print(
+            f"  {dim}: alpha {'n/a' if alpha is None else f'{alpha:.3f}'} over {stats['videos']} videos"
+        )
+
+
+@app.command()
+def progress(project_dir: Path = PROJECT) -> None:
+    """Print progress per annotator."""
+    from rich.table import Table
+
+    from videolift.data.annotate import admin
+
+    project = _open(project_dir)
+    with project.session(readonly=True) as session:
+        report = admin.progress(session, project.settings)
+    table = Table("annotator", "done", "skipped", "open", "pairs done")
+    for row in report["annotators"]:
+        table.add_row(
+            row["name"], str(row["done"]), str(row["skipped"]), str(row["open"]), str(row["pair_done"])
+        )
+    Console().print(table)
+    Console().print(
+        f"{report['ratings_done']}/{report['ratings_needed']} ratings, "
+        f"{report['videos_complete']}/{report['videos']} videos complete"
+    )
+
+
+@app.command("create-pairs")
+def create_pairs(
+    manifest_a: Path = typer.Option(..., "--manifest-a", help="Manifest of model A's videos."),
+    manifest_b: Path = typer.Option(..., "--manifest-b", help="Manifest of model B's videos (same prompts)."),
+    project_dir: Path = PROJECT,
+    name_a: str | None = typer.Option(None, "--name-a", help="Model A's name (default: manifest file stem)."),
+    name_b: str | None = typer.Option(None, "--name-b", help="Model B's name (default: manifest file stem)."),
+    match: str = typer.Option("auto", "--match", help="auto | prompt | prompt+seed"),
+    dir_a: Path | None = typer.Option(None, "--dir-a", help=DIR_HELP.format("manifest A")),
+    dir_b: Path | None = typer.Option(None, "--dir-b", help=DIR_HELP.format("manifest B")),
+    ratings_per_pair: int | None = typer.Option(
+        None, "--ratings-per-pair", min=1, help="Judgements per pair (default 6)."
+    ),
+) -> None:
+    """Add a pairwise study: pair A's and B's videos of the same prompt."""
+    from videolift.core.errors import VideoliftError
+    from videolift.data.annotate.pairwise import create_pairs as make
+    from videolift.data.annotate.videos import subdirectory
+
+    if match not in ("auto", "prompt", "prompt+seed"):
+        raise VideoliftError(f"--match must be auto, prompt or prompt+seed, not {match!r}")
+    project = _open(project_dir)
+    with project.session() as session:
+        report = make(
+            session,
+            project.videos_root,
+            manifest_a,
+            manifest_b,
+            name_a=name_a or manifest_a.stem,
+            name_b=name_b or manifest_b.stem,
+            match=match,  # type: ignore[arg-type]
+            base_a=subdirectory(project.videos_root, dir_a) if dir_a else "",
+            base_b=subdirectory(project.videos_root, dir_b) if dir_b else "",
+        )
+    if ratings_per_pair is not None:
+        project.settings.ratings_per_pair = ratings_per_pair
+        project.save_settings()
+    err.print(
+        f"{report['created']} pairs created ({report['already_present']} already there) matching by {report['match']}; "
+        f"unmatched: {report['unmatched_a']} in A, {report['unmatched_b']} in B; "
+        f"{project.settings.ratings_per_pair} judgements per pair"
+    )
+
+
+@app.command("export-pairs")
+def export_pairs(
+    project_dir: Path = PROJECT, out: Path = typer.Option(..., "--out", help="JSON to write.")
+) -> None:
+    """Write pairwise results: win / tie / loss of model A against B per dimension, and every judgement."""
+    from videolift.core.jsonl import atomic_write
+    from videolift.data.annotate.pairwise import pair_results
+
+    with _open(project_dir).session(readonly=True) as session:
+        results = pair_results(session)
+    with atomic_write(out) as handle:
+        json.dump(results, handle, indent=2, ensure_ascii=False)
+    for comp in results["comparisons"]:
+        err.print(
+            f"{comp['model_a']} vs {comp['model_b']}: {comp['judgements']} judgements on {comp['pairs_judged']} pairs"
+        )
+        for dim, c in comp["dimensions"].items():
+            err.print(f"  {dim}: win {c['win']} / tie {c['tie']} / loss {c['loss']}")
+    err.print(f"wrote {out}")
+
+
+@app.command("import-critic")
+def import_critic(
+    scores: Path = typer.Argument(
+        ..., help="Critic scores JSONL ({video, prompt, ratings, reward} per line)."
+    ),
+    project_dir: Path = PROJECT,
+    critic: str = typer.Option("critic", "--critic", help="Name of the critic (several can be imported)."),
+) -> None:
+    """Import critic scores for model-assisted review."""
+    from videolift.data.annotate import admin
+
+    with _open(project_dir).session() as session:
+        report = admin.import_critic(session, scores, critic)
+    err.print(
+        f"imported {report['matched']} scores of {critic!r}; {report['unmatched']} lines matched no project video; "
+        f"{report['unparsed']} unparsed answers left out"
+    )
+
+
+@app.command()
+def review(
+    project_dir: Path = PROJECT,
+    critic: str | None = typer.Option(
+        None, "--critic", help="Critic to compare with (default: the last imported)."
+    ),
+    min_gap: float = typer.Option(
+        1.0, "--min-gap", help="Smallest label gap (Bad 0, Normal 1, Good 2) that counts."
+    ),
+    out: Path | None = typer.Option(None, "--out", help="Write the list as JSONL instead of printing it."),
+) -> None:
+    """List videos where the critic and the raters disagree, largest gap first."""
+    from videolift.core.jsonl import write_jsonl
+    from videolift.data.annotate import admin
+
+    with _open(project_dir).session(readonly=True) as session:
+        items = admin.disagreements(session, critic, min_gap)
+    if out is not None:
+        write_jsonl(out, items)
+        err.print(f"wrote {len(items)} videos to review to {out}")
+        return
+    for item in items:
+        parts = [
+            f"{dim}: critic {d['critic']['label']} vs raters {'/'.join(r['label'] for r in d['raters'])}"
+            for dim, d in item["dimensions"].items()
+            if d["gap"] >= min_gap
+        ]
+        typer.echo(f"{item['video_id']}\tgap {item['gap']:.2f}\t" + "; ".join(parts))
+    err.print(f"{len(items)} videos to review")

@@ -1,0 +1,164 @@
+"""A project directory: its settings (project.json), its database and the bearer tokens of its users.
+
+SQLite (the default, ``DIR/annotate.db``) runs in WAL mode with a busy timeout, and every writing
+transaction starts with ``BEGIN IMMEDIATE``: writers queue for the lock instead of failing with
+"database is locked" when a read turns into a write. Any other SQLAlchemy URL works too (PostgreSQL:
+``postgresql+psycopg://...``); there the row locks taken by ``tasks`` do the same job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.orm import Session
+
+from videolift.core.errors import DataError, VideoliftError
+from videolift.core.jsonl import atomic_write, read_json, validation_field
+from videolift.data.annotate.models import Base, User
+
+CONFIG_FILE = "project.json"
+DB_FILE = "annotate.db"
+BUSY_TIMEOUT_MS = 30_000
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    db: str = Field(description="SQLAlchemy URL of the database")
+    videos_root: str = Field(description="absolute path every video path is relative to")
+    ratings_per_video: int = Field(3, ge=1, description="independent ratings each video gets")
+    ratings_per_pair: int = Field(6, ge=1, description="independent judgements each pair gets")
+    lease_minutes: float = Field(
+        120, gt=0, description="an unsubmitted task older than this may be handed to someone else"
+    )
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def make_engine(url: str) -> Engine:
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_conn, _record) -> None:
+            dbapi_conn.isolation_level = None  # the driver must not BEGIN on its own: _begin does
+            for pragma in ("journal_mode=WAL", f"busy_timeout={BUSY_TIMEOUT_MS}", "foreign_keys=ON"):
+                dbapi_conn.execute(f"PRAGMA {pragma}")
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn) -> None:
+            # Readers take no lock in WAL mode; writers take the write lock up front (see module doc).
+            conn.exec_driver_sql(
+                "BEGIN" if conn.get_execution_options().get("readonly") else "BEGIN IMMEDIATE"
+            )
+
+    return engine
+
+
+class Project:
+    def __init__(self, directory: Path, settings: Settings) -> None:
+        self.directory = directory
+        self.settings = settings
+        self.videos_root = Path(settings.videos_root).resolve()
+        self.engine = make_engine(settings.db)
+        self._reader = self.engine.execution_options(readonly=True)
+
+    @classmethod
+    def create(
+        cls,
+        directory: str | Path,
+        videos_root: str | Path,
+        *,
+        db: str | None = None,
+        ratings_per_video: int = 3,
+        lease_minutes: float = 120,
+    ) -> Project:
+        directory = Path(directory)
+        if (directory / CONFIG_FILE).exists():
+            raise VideoliftError(
+                f"{directory} already holds a project ({CONFIG_FILE}); choose another --project"
+            )
+        root = Path(videos_root)
+        if not root.is_dir():
+            raise VideoliftError(f"videos root {root} is not a directory")
+        directory.mkdir(parents=True, exist_ok=True)
+        settings = Settings(
+            db=db or f"sqlite:///{(directory / DB_FILE).resolve()}",
+            videos_root=str(root.resolve()),
+            ratings_per_video=ratings_per_video,
+            lease_minutes=lease_minutes,
+        )
+        project = cls(directory, settings)
+        Base.metadata.create_all(project.engine)
+        project.save_settings()
+        return project
+
+    @classmethod
+    def open(cls, directory: str | Path) -> Project:
+        directory = Path(directory)
+        path = directory / CONFIG_FILE
+        if not path.exists():
+            raise VideoliftError(
+                f"no annotation project in {directory} (missing {CONFIG_FILE}); run `create` first"
+            )
+        try:
+            settings = Settings.model_validate(read_json(path))
+        except ValidationError as exc:
+            field, msg = validation_field(exc)
+            raise DataError(msg, file=path, field=field) from None
+        project = cls(directory, settings)
+        Base.metadata.create_all(project.engine)  # no-op on an existing schema
+        return project
+
+    def save_settings(self) -> None:
+        path = self.directory / CONFIG_FILE
+        with atomic_write(path) as handle:
+            handle.write(json.dumps(self.settings.model_dump(), indent=2) + "\n")
+        os.chmod(path, 0o600)  # may hold a database password
+
+    @contextlib.contextmanager
+    def session(self, *, readonly: bool = False) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back on an exception."""
+        with (
+            Session(self._reader if readonly else self.engine, expire_on_commit=False) as session,
+            session.begin(),
+        ):
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def add_user(session: Session, name: str, role: str = "annotator", *, reissue: bool = False) -> str:
+    """Create a user (or give an existing one a new token with ``reissue``); returns the bearer token.
+
+    Only the token's SHA-256 is stored, so a lost token cannot be recovered, only reissued.
+    """
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise VideoliftError("a user name must have 1 to 100 characters")
+    token = secrets.token_urlsafe(24)
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None:
+        session.add(User(name=name, role=role, token_hash=hash_token(token)))
+    elif not reissue:
+        raise VideoliftError(f"user {name!r} already exists; pass --reissue to give them a new token")
+    elif user.role != role:
+        raise VideoliftError(f"user {name!r} is an {user.role}, not an {role}")
+    else:
+        user.token_hash = hash_token(token)
+    return token
+
+
+def user_for_token(session: Session, token: str) -> User | None:
+    return session.scalar(select(User).where(User.token_hash == hash_token(token))) if token else None

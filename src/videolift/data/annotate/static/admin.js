@@ -1,0 +1,173 @@
+// videolift annotate: admin UI (progress, agreement, model-assisted review, pairwise results, raters,
+// export). Uses h(), api(), toast(), show() and DIMS/LABELS from app.js.
+"use strict";
+
+window.Admin = (() => {
+  const TABS = [["progress", "Progress"], ["agreement", "Agreement"], ["review", "Review"], ["pairs", "Pairwise"], ["raters", "Raters"]];
+  const body = () => $("admin-body");
+  const pct = (x) => (x == null ? "n/a" : `${(100 * x).toFixed(1)}%`);
+  const num = (x) => (x == null ? "n/a" : x.toFixed(3));
+
+  function table(head, rows) {
+    return h("table", {}, h("thead", {}, h("tr", {}, head.map((c) => h("th", {}, c)))),
+      h("tbody", {}, rows.map((r) => h("tr", {}, r.map((c) => h("td", {}, c))))));
+  }
+
+  function bar(fraction) {
+    const fill = h("i");
+    fill.style.width = `${Math.round(100 * Math.min(1, fraction))}%`;
+    return h("div", { class: "bar" }, fill);
+  }
+
+  async function download(path, filename) {
+    const res = await fetch(path, { headers: { Authorization: `Bearer ${state.token}` } });
+    if (!res.ok) { toast(`export failed: ${res.status}`); return; }
+    const url = URL.createObjectURL(await res.blob());
+    const a = h("a", { href: url, download: filename });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+  }
+
+  const MAX_ROWS = 300;
+  const leastRated = (rows) => (rows.length > MAX_ROWS ? [...rows].sort((a, b) => a.done - b.done).slice(0, MAX_ROWS) : rows);
+
+  async function progress() {
+    const p = await api("GET", "/api/admin/progress");
+    const stat = (label, value) => h("div", { class: "stat" }, h("span", { class: "muted" }, label), h("b", {}, value));
+    body().replaceChildren(
+      h("div", { class: "stats" },
+        stat("ratings", `${p.ratings_done} / ${p.ratings_needed}`),
+        stat("videos complete", `${p.videos_complete} / ${p.videos}`),
+        stat("ratings per video", String(p.ratings_per_video))),
+      h("div", { class: "row" },
+        h("button", { class: "primary", onclick: () => download("/api/admin/export", "hra.jsonl") }, "Export HRA (JSONL)"),
+        h("button", { onclick: () => download("/api/admin/export?with_reviews=true", "hra_reviewed.jsonl") }, "Export with reviews")),
+      h("h2", {}, "Annotators"),
+      table(["annotator", "done", "skipped", "open", "pairs done"],
+        p.annotators.map((a) => [a.name, a.done, a.skipped, a.open, a.pair_done])),
+      h("h2", {}, "Videos", p.per_video.length > MAX_ROWS ? h("span", { class: "muted" }, ` (least rated ${MAX_ROWS} of ${p.per_video.length})`) : ""),
+      table(["video", "prompt", "done", "", "open", "skipped"],
+        leastRated(p.per_video).map((v) => [v.video_id, v.prompt, `${v.done} / ${p.ratings_per_video}`, bar(v.done / p.ratings_per_video), v.open, v.skipped])));
+  }
+
+  async function agreement() {
+    const a = await api("GET", "/api/admin/agreement");
+    body().replaceChildren(
+      h("p", { class: "muted" }, "Krippendorff's alpha (ordinal: Bad < Normal < Good) and pairwise percent agreement, over videos rated at least twice."),
+      table(["dimension", "alpha", "pairwise agreement", "videos"],
+        DIMS.map((d) => [title(d), num(a[d].krippendorff_alpha), pct(a[d].pairwise_agreement), a[d].videos])));
+  }
+
+  async function review() {
+    const critic = body().dataset.critic || "";
+    const minGap = body().dataset.minGap || "1";
+    const r = await api("GET", `/api/admin/review?min_gap=${encodeURIComponent(minGap)}${critic ? `&critic=${encodeURIComponent(critic)}` : ""}`);
+    const upload = h("input", { type: "file", accept: ".jsonl,.json,application/x-ndjson" });
+    const name = h("input", { placeholder: "critic name", value: critic || "critic" });
+    const gap = h("select", {}, ["0.5", "1", "1.5", "2"].map((g) => h("option", { selected: g === minGap }, g)));
+    gap.addEventListener("change", () => { body().dataset.minGap = gap.value; review(); });
+    const pick = h("select", {}, r.critics.map((c) => h("option", { selected: c === critic }, c)));
+    pick.addEventListener("change", () => { body().dataset.critic = pick.value; review(); });
+    const importButton = h("button", { onclick: async () => {
+      if (!upload.files.length) { toast("choose a critic scores file"); return; }
+      const res = await fetch(`/api/admin/critic?critic=${encodeURIComponent(name.value)}`, {
+        method: "POST", headers: { Authorization: `Bearer ${state.token}` }, body: await upload.files[0].text() });
+      const data = await res.json();
+      toast(res.ok ? `imported ${data.matched} scores (${data.unmatched} unmatched)` : data.detail);
+      body().dataset.critic = name.value;
+      review();
+    } }, "Import critic scores");
+    body().replaceChildren(
+      h("p", { class: "muted" }, "Videos where the critic's label is far from the raters' (Bad 0, Normal 1, Good 2), largest gap first. Adjudicate to record the corrected ratings."),
+      h("div", { class: "row" }, upload, name, importButton),
+      h("div", { class: "row" }, h("span", { class: "muted" }, "critic"), pick, h("span", { class: "muted" }, "min gap"), gap,
+        h("span", { class: "muted" }, `${r.items.length} videos to review`)),
+      h("div", { class: "list" }, r.items.map((item) => reviewItem(item, Number(minGap)))));
+  }
+
+  // The raters' most frequent rating (ties: the worse label): the adjudication starts from the status quo.
+  function majority(raters) {
+    const count = (l) => raters.filter((r) => r.label === l).length;
+    const label = [...LABELS].reverse().reduce((best, l) => (count(l) > count(best) ? l : best), "Bad");
+    return raters.find((r) => r.label === label) || { label: "Good", reason: "" };
+  }
+
+  function reviewItem(item, minGap) {
+    const form = {};
+    const rows = DIMS.map((dim) => {
+      const d = item.dimensions[dim];
+      const start = (item.review && item.review[dim]) || (d ? majority(d.raters) : { label: "Good", reason: "" });
+      const select = h("select", {}, LABELS.map((l) => h("option", { selected: l === start.label }, l)));
+      const reason = h("input", { value: start.reason || "", placeholder: "reason" });
+      form[dim] = [select, reason];
+      const raters = d ? d.raters.map((x) => h("div", {}, h("span", { class: `tag ${x.label}` }, x.label), h("span", { class: "muted" }, x.reason))) : [];
+      return h("div", { class: `dim${d && d.gap >= minGap ? " flagged" : ""}` },
+        h("h2", {}, title(dim), h("span", { class: "muted mono" }, d ? `gap ${d.gap.toFixed(2)}` : "")),
+        h("div", {}, "critic ", d ? h("span", { class: `tag ${d.critic.label}` }, d.critic.label) : "n/a", " ",
+          h("span", { class: "muted" }, d ? d.critic.reason : "")),
+        h("div", {}, "raters", raters),
+        h("div", { class: "row" }, select, reason));
+    });
+    const save = async () => {
+      const ratings = Object.fromEntries(DIMS.map((d) => [d, { label: form[d][0].value, reason: form[d][1].value }]));
+      try {
+        await api("PUT", `/api/admin/review/${encodeURIComponent(item.video_id)}`, { ratings });
+        toast("review saved");
+      } catch (e) { toast(e.message); }
+    };
+    return h("div", { class: "card" },
+      h("div", { class: "row" }, h("video", { src: item.video_url, muted: true, loop: true, autoplay: true, class: "thumb" }),
+        h("div", {}, h("b", {}, item.video_id), h("div", {}, item.prompt),
+          h("div", { class: "muted" }, `reward ${item.reward == null ? "n/a" : item.reward.toFixed(3)}${item.review ? " · reviewed" : ""}`))),
+      h("div", { class: "review-dims" }, rows), h("button", { class: "primary", onclick: save }, "Save adjudication"));
+  }
+
+  async function pairs() {
+    const r = await api("GET", "/api/admin/pairs");
+    const out = [h("div", { class: "row" },
+      h("button", { class: "primary", onclick: () => download("/api/admin/pairs", "pairwise.json") }, "Export results (JSON)"))];
+    if (!r.comparisons.length) out.push(h("p", { class: "muted" }, "No pairwise judgements yet (create pairs with `videolift annotate create-pairs`)."));
+    for (const c of r.comparisons) {
+      out.push(h("h2", {}, `${c.model_a} vs ${c.model_b}`),
+        h("p", { class: "muted" }, `${c.judgements} judgements on ${c.pairs_judged} pairs; win / tie / loss of ${c.model_a}`),
+        table(["dimension", "win", "tie", "loss"], DIMS.map((d) => {
+          const x = c.dimensions[d];
+          return [title(d), `${x.win} (${pct(x.win_rate)})`, `${x.tie} (${pct(x.tie_rate)})`, `${x.loss} (${pct(x.loss_rate)})`];
+        })));
+    }
+    body().replaceChildren(...out);
+  }
+
+  function raters() {
+    const name = h("input", { placeholder: "rater name" });
+    const out = h("pre", { class: "mono" });
+    const add = async (reissue) => {
+      try {
+        const r = await api("POST", "/api/admin/annotators", { name: name.value, reissue });
+        out.textContent = `${r.name}: ${r.token}\nlogin link: ${location.origin}/#token=${encodeURIComponent(r.token)}\n(shown once)`;
+      } catch (e) { toast(e.message); }
+    };
+    body().replaceChildren(
+      h("p", { class: "muted" }, "Add a rater and send them their login link. Tokens are stored hashed: a lost one can only be reissued."),
+      h("div", { class: "row" }, name, h("button", { class: "primary", onclick: () => add(false) }, "Add rater"),
+        h("button", { onclick: () => add(true) }, "Reissue token")),
+      out);
+  }
+
+  const VIEWS = { progress, agreement, review, pairs, raters };
+
+  async function open(tab) {
+    for (const b of $("admin-tabs").children) b.classList.toggle("active", b.dataset.tab === tab);
+    try { await VIEWS[tab](); } catch (e) { toast(e.message); }
+  }
+
+  function start() {
+    $("admin-tabs").replaceChildren(...TABS.map(([tab, label]) => h("button", { "data-tab": tab, onclick: () => open(tab) }, label)));
+    show("admin");
+    open("progress");
+  }
+
+  return { start };
+})();

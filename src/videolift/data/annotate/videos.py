@@ -1,0 +1,138 @@
+"""Manifests in, video files out: reading manifests into the database and resolving paths safely.
+
+A manifest is JSONL with at least ``video`` (relative to the videos root) and ``prompt``, as written
+by ``videolift generate`` or ``videolift toy corpus``; ``video_id`` defaults to ``video`` and other
+fields (seed, truth...) are kept and carried into the export.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from videolift.core.errors import DataError, VideoError, VideoliftError
+from videolift.core.jsonl import iter_json_lines, parse_model
+from videolift.data.annotate.models import Video
+
+# Keys of the export record itself: a manifest field with one of these names is not carried along.
+RESERVED = {"video", "video_id", "prompt", "annotator", "ratings"}
+
+
+class ManifestEntry(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    video: str = Field(min_length=1)
+    prompt: str = Field(min_length=1)
+    video_id: str = ""
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        return {k: v for k, v in (self.model_extra or {}).items() if k not in RESERVED}
+
+
+class UnsafePath(VideoliftError):
+    pass
+
+
+def resolve_video(root: Path, relative: str) -> Path:
+    """The file ``relative`` names under ``root``; UnsafePath if it is absolute, or if it (or a symlink
+    on the way) leads outside ``root``. ``root`` must already be resolved."""
+    pure = PurePosixPath(relative.replace("\\", "/"))
+    if not relative or pure.is_absolute() or Path(relative).is_absolute() or ".." in pure.parts:
+        raise UnsafePath(f"video path {relative!r} must be relative to the videos root, without '..'")
+    path = (root / pure).resolve()
+    if not path.is_relative_to(root):
+        raise UnsafePath(f"video path {relative!r} leads outside the videos root {root}")
+    return path
+
+
+def subdirectory(root: Path, directory: str | Path) -> str:
+    """``directory`` (a path on disk) as a prefix relative to the videos root; VideoliftError if outside."""
+    resolved = Path(directory).resolve()
+    if not resolved.is_relative_to(root):
+        raise VideoliftError(f"{directory} is not inside the videos root {root}")
+    return resolved.relative_to(root).as_posix()
+
+
+Entries = list[tuple[int, ManifestEntry, Path]]
+
+
+def read_manifest(path: str | Path, root: Path, base: str = "") -> Entries:
+    """Validate every line (fields, safe path, unique ids) before anything is stored. ``base``: the
+    manifest's paths are relative to that subdirectory of the root (stored paths include it)."""
+    entries, seen_ids, seen_paths = [], {}, {}
+    for line, obj in iter_json_lines(path):
+        entry = parse_model(ManifestEntry, obj, file=path, line=line)
+        if base not in ("", "."):
+            entry.video = f"{base}/{entry.video}"
+        entry.video_id = entry.video_id or entry.video
+        try:
+            file = resolve_video(root, entry.video)
+        except UnsafePath as exc:
+            raise DataError(str(exc), file=path, line=line, field="video") from None
+        if not file.is_file():
+            raise DataError(f"video {file} not found", file=path, line=line, field="video")
+        for key, seen in ((entry.video_id, seen_ids), (entry.video, seen_paths)):
+            if key in seen:
+                raise DataError(f"{key!r} already on line {seen[key]}", file=path, line=line, field="video")
+            seen[key] = line
+        entries.append((line, entry, file))
+    if not entries:
+        raise DataError("the manifest has no records", file=path)
+    return entries
+
+
+def import_manifest(
+    session: Session, path: str | Path, root: Path, *, rate: bool = True, base: str = ""
+) -> list[Video]:
+    return add_videos(session, path, read_manifest(path, root, base), rate=rate)
+
+
+def add_videos(session: Session, path: str | Path, entries: Entries, *, rate: bool = True) -> list[Video]:
+    """Add a read manifest's videos (``rate``: hand them out for rating), one per entry, in order. A video
+    already in the project (same path) is reused, if its prompt is the same."""
+    from videolift.core.video import probe_video  # PyAV: only when importing
+
+    position = session.scalar(select(func.max(Video.position))) or 0
+    videos = []
+    for line, entry, file in entries:
+        video = session.scalar(select(Video).where(Video.video == entry.video))
+        if video is not None:
+            if video.prompt != entry.prompt:
+                raise DataError(
+                    f"{entry.video} is already in the project with another prompt", file=path, line=line
+                )
+            video.rate = video.rate or rate
+            videos.append(video)
+            continue
+        if rate and session.scalar(select(Video.id).where(Video.video_id == entry.video_id, Video.rate)):
+            raise DataError(f"video_id {entry.video_id!r} is already in the project", file=path, line=line)
+        try:
+            info = probe_video(file)
+        except VideoError as exc:
+            raise DataError(f"unreadable video: {exc}", file=path, line=line, field="video") from None
+        position += 1
+        video = Video(
+            video=entry.video,
+            video_id=entry.video_id,
+            prompt=entry.prompt,
+            extra=entry.extra,
+            key=secrets.token_urlsafe(12),
+            fps=info.fps or 8.0,
+            num_frames=info.num_frames,
+            rate=rate,
+            position=position,
+        )
+        session.add(video)
+        videos.append(video)
+    session.flush()
+    return videos
+
+
+def media_url(video: Video) -> str:
+    return f"/media/{video.key}"

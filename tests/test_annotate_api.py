@@ -1,0 +1,276 @@
+"""The annotation API: assignment rules, validation, own ratings, editing, skipping, export."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select, update
+
+from test_annotate_support import DIMS, CliFailed, add_annotator, auth, cli, make_project, ratings
+from videolift.core.jsonl import read_jsonl
+from videolift.core.schema import HRARecord
+from videolift.data.annotate.app import create_app
+from videolift.data.annotate.models import Task, utcnow
+from videolift.data.annotate.project import Project
+
+
+@pytest.fixture
+def study(tmp_path):
+    project, admin = make_project(tmp_path, n=5, r=2)
+    tokens = {name: add_annotator(project, name) for name in ("alice", "bob", "carol")}
+    with TestClient(create_app(Project.open(project))) as client:
+        yield client, project, admin, tokens
+
+
+def rate_until_done(client, token, label="Bad"):
+    done = []
+    while (resp := client.get("/api/next", headers=auth(token))).status_code == 200:
+        task = resp.json()
+        assert set(task) >= {"task_id", "video_url", "prompt"}
+        r = client.post(
+            "/api/annotations",
+            headers=auth(token),
+            json={"task_id": task["task_id"], "ratings": ratings(label)},
+        )
+        assert r.status_code == 201, r.text
+        done.append(task)
+    assert resp.status_code == 204
+    return done
+
+
+def test_each_video_gets_r_distinct_raters_and_204_when_done(study):
+    client, project, admin, tokens = study
+    prompts = {name: [t["prompt"] for t in rate_until_done(client, tok)] for name, tok in tokens.items()}
+    for seen in prompts.values():
+        assert len(seen) == len(set(seen))  # nobody rates a video twice
+    assert len(prompts["alice"]) == 5 and len(prompts["bob"]) == 5 and prompts["carol"] == []  # R=2 filled
+    progress = client.get("/api/admin/progress", headers=auth(admin)).json()
+    assert [row["done"] for row in progress["per_video"]] == [2] * 5
+    assert progress["videos_complete"] == 5 and progress["ratings_done"] == 10
+
+
+def test_next_returns_the_open_task_until_it_is_submitted(study):
+    client, _, _, tokens = study
+    first = client.get("/api/next", headers=auth(tokens["alice"])).json()
+    assert client.get("/api/next", headers=auth(tokens["alice"])).json()["task_id"] == first["task_id"]
+    me = client.get("/api/me", headers=auth(tokens["alice"])).json()
+    assert me["progress"] == {"done": 0, "skipped": 0, "open": 1, "left": 4}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"semantic_consistency": {"label": "Great", "reason": "x"}}, 422, "unknown label 'Great'"),
+        ({"colour": {"label": "Good"}}, 422, "unknown dimension 'colour'"),
+        ({d: {"label": "Normal"} for d in DIMS}, 422, "a reason is required for Normal"),
+        ({d: {"label": "Bad", "reason": "  "} for d in DIMS}, 422, "a reason is required for Bad"),
+        (
+            {"semantic_consistency": {"label": "Good"}},
+            422,
+            "missing rating for motion_smoothness, video_fidelity",
+        ),
+        ("Good", 422, "ratings must be an object"),
+    ],
+)
+def test_invalid_submissions_are_refused_with_a_message(study, body, status, message):
+    client, _, _, tokens = study
+    task = client.get("/api/next", headers=auth(tokens["alice"])).json()
+    r = client.post(
+        "/api/annotations", headers=auth(tokens["alice"]), json={"task_id": task["task_id"], "ratings": body}
+    )
+    assert r.status_code == status and message in r.json()["detail"]
+    assert client.get("/api/annotations/mine", headers=auth(tokens["alice"])).json() == []
+
+
+def test_good_needs_no_reason_and_labels_are_case_insensitive(study):
+    client, _, _, tokens = study
+    task = client.get("/api/next", headers=auth(tokens["alice"])).json()
+    body = {"task_id": task["task_id"], "ratings": {d: {"label": "good"} for d in DIMS}}
+    assert client.post("/api/annotations", headers=auth(tokens["alice"]), json=body).status_code == 201
+    assert (
+        client.post("/api/annotations", headers=auth(tokens["alice"]), json=body).status_code == 409
+    )  # no duplicate
+    mine = client.get("/api/annotations/mine", headers=auth(tokens["alice"])).json()
+    assert len(mine) == 1 and mine[0]["ratings"]["video_fidelity"] == {"label": "Good", "reason": ""}
+
+
+def test_raters_cannot_read_or_change_each_others_ratings(study):
+    client, _, _, tokens = study
+    alice, bob = auth(tokens["alice"]), auth(tokens["bob"])
+    task = client.get("/api/next", headers=alice).json()
+    assert (
+        client.post(
+            "/api/annotations", headers=alice, json={"task_id": task["task_id"], "ratings": ratings()}
+        ).status_code
+        == 201
+    )
+    bob_task = client.get("/api/next", headers=bob).json()
+    assert bob_task["task_id"] != task["task_id"]
+    # Bob submitting, editing or skipping Alice's task: refused, and nothing changes.
+    r = client.post(
+        "/api/annotations", headers=bob, json={"task_id": task["task_id"], "ratings": ratings("Good")}
+    )
+    assert r.status_code == 404 and "not assigned to you" in r.json()["detail"]
+    assert (
+        client.put(
+            f"/api/annotations/{task['task_id']}", headers=bob, json={"ratings": ratings("Good")}
+        ).status_code
+        == 404
+    )
+    assert (
+        client.post(f"/api/tasks/{task['task_id']}/skip", headers=bob, json={"reason": "x"}).status_code
+        == 404
+    )
+    assert client.get("/api/annotations/mine", headers=bob).json() == []
+    r = client.post(
+        "/api/annotations", headers=bob, json={"task_id": str(task["task_id"]), "ratings": ratings()}
+    )
+    assert r.status_code == 422 and "task_id must be an integer" in r.json()["detail"]
+    assert client.get("/api/annotations/mine", headers=alice).json()[0]["ratings"] == ratings()
+
+
+def test_admin_endpoints_refuse_annotator_missing_and_forged_tokens(study):
+    client, _, admin, tokens = study
+    for path in (
+        "/api/admin/progress",
+        "/api/admin/export",
+        "/api/admin/agreement",
+        "/api/admin/review",
+        "/api/admin/pairs",
+    ):
+        assert client.get(path).status_code == 401
+        assert client.get(path, headers=auth("not-a-token")).status_code == 401
+        assert client.get(path, headers=auth(tokens["alice"])).status_code == 403
+        assert client.get(path, headers=auth(admin)).status_code == 200
+    assert (
+        client.post(
+            "/api/admin/annotators", headers=auth(tokens["alice"]), json={"name": "mallory"}
+        ).status_code
+        == 403
+    )
+    assert client.get("/api/next", headers=auth(admin)).status_code == 403  # the admin is not a rater
+    assert client.get("/api/next").status_code == 401
+
+
+def test_edit_own_rating_and_export_shows_the_edit(study, tmp_path):
+    client, project, admin, tokens = study
+    alice = auth(tokens["alice"])
+    task = client.get("/api/next", headers=alice).json()
+    assert (
+        client.put(
+            f"/api/annotations/{task['task_id']}", headers=alice, json={"ratings": ratings()}
+        ).status_code
+        == 409
+    )
+    client.post(
+        "/api/annotations", headers=alice, json={"task_id": task["task_id"], "ratings": ratings("Bad")}
+    )
+    fixed = ratings("Normal", "only a slight colour shift")
+    assert (
+        client.put(f"/api/annotations/{task['task_id']}", headers=alice, json={"ratings": fixed}).status_code
+        == 200
+    )
+    out = tmp_path / "hra.jsonl"
+    cli("annotate", "export", "--project", str(project), "--out", str(out))
+    records = read_jsonl(out, HRARecord)
+    assert len(records) == 1
+    rec = records[0]
+    assert (rec.video_id, rec.video, rec.annotator) == ("v/0000.mp4", "v/0000.mp4", "alice")
+    assert rec.prompt == "a red square moving right #0" and rec.model_extra == {
+        "seed": 0,
+        "truth": {"color": "red"},
+    }
+    assert {d.value: r.model_dump(mode="json") for d, r in rec.ratings.items()} == fixed
+    api = client.get("/api/admin/export", headers=auth(admin))
+    assert api.headers["content-type"].startswith("application/x-ndjson") and api.text == out.read_text()
+
+
+def test_skip_needs_a_reason_and_frees_the_slot(study):
+    client, project, _, tokens = study
+    project_obj = Project.open(project)
+    project_obj.settings.ratings_per_video = 1
+    project_obj.save_settings()
+    with TestClient(create_app(Project.open(project))) as one:  # R=1: a skipped video must go to someone else
+        alice, bob = auth(tokens["alice"]), auth(tokens["bob"])
+        task = one.get("/api/next", headers=alice).json()
+        r = one.post(f"/api/tasks/{task['task_id']}/skip", headers=alice, json={"reason": " "})
+        assert r.status_code == 422 and "reason" in r.json()["detail"]
+        assert one.get("/api/next", headers=bob).json()["prompt"] != task["prompt"]  # still held by alice
+        assert (
+            one.post(
+                f"/api/tasks/{task['task_id']}/skip", headers=alice, json={"reason": "obscure prompt"}
+            ).status_code
+            == 200
+        )
+        assert (
+            one.get("/api/next", headers=alice).json()["prompt"] != task["prompt"]
+        )  # never the same video again
+        mine = one.get("/api/annotations/mine", headers=alice).json()
+        assert mine[0]["status"] == "skipped" and mine[0]["skip_reason"] == "obscure prompt"
+        carol = one.get("/api/next", headers=auth(tokens["carol"])).json()
+        assert carol["prompt"] == task["prompt"]
+
+
+def test_expired_lease_hands_the_video_to_someone_else(study):
+    client, project, _, tokens = study
+    p = Project.open(project)
+    alice, bob, carol = (auth(tokens[n]) for n in ("alice", "bob", "carol"))
+    stale = client.get("/api/next", headers=alice).json()
+    with p.session() as session:  # alice walked away three hours ago
+        session.execute(
+            update(Task).where(Task.id == stale["task_id"]).values(claimed_at=utcnow() - timedelta(hours=3))
+        )
+    # Alice's slot no longer counts: bob and carol (R=2) get her video, fullest first.
+    for who in (bob, carol):
+        t = client.get("/api/next", headers=who).json()
+        assert t["prompt"] == stale["prompt"]
+        client.post("/api/annotations", headers=who, json={"task_id": t["task_id"], "ratings": ratings()})
+    r = client.post(
+        "/api/annotations", headers=alice, json={"task_id": stale["task_id"], "ratings": ratings()}
+    )
+    assert r.status_code == 409 and "expired" in r.json()["detail"]
+    nxt = client.get("/api/next", headers=alice).json()
+    assert nxt["task_id"] != stale["task_id"]
+    with p.session(readonly=True) as session:
+        assert session.scalar(select(Task.status).where(Task.id == stale["task_id"])) == "expired"
+
+
+def test_agreement_per_dimension(study):
+    client, _, admin, tokens = study
+    for name in ("alice", "bob"):
+        tok = auth(tokens[name])
+        while (resp := client.get("/api/next", headers=tok)).status_code == 200:
+            t = resp.json()
+            n = int(t["prompt"].rsplit("#", 1)[1])
+            body = ratings("Good", "")
+            body["motion_smoothness"] = {"label": ["Good", "Normal", "Bad"][n % 3], "reason": "x"}
+            # semantic: raters disagree on one video out of five
+            if name == "bob" and n == 0:
+                body["semantic_consistency"] = {"label": "Bad", "reason": "wrong colour"}
+            client.post("/api/annotations", headers=tok, json={"task_id": t["task_id"], "ratings": body})
+    a = client.get("/api/admin/agreement", headers=auth(admin)).json()
+    assert a["motion_smoothness"]["krippendorff_alpha"] == pytest.approx(1.0)
+    assert a["motion_smoothness"]["pairwise_agreement"] == 1.0 and a["motion_smoothness"]["videos"] == 5
+    assert a["semantic_consistency"]["pairwise_agreement"] == pytest.approx(0.8)
+    assert (
+        a["semantic_consistency"]["krippendorff_alpha"] < 0.1
+    )  # almost all Good: one disagreement ruins alpha
+
+
+def test_tokens_are_stored_hashed_and_can_be_reissued(study):
+    client, project, admin, tokens = study
+    db = (project / "annotate.db").read_bytes()
+    for token in [admin, *tokens.values()]:
+        assert token.encode() not in db
+    with pytest.raises(CliFailed, match="already exists"):
+        add_annotator(project, "alice")
+    new = cli("annotate", "add-annotator", "alice", "--project", str(project), "--reissue")
+    assert client.get("/api/me", headers=auth(tokens["alice"])).status_code == 401
+    assert client.get("/api/me", headers=auth(new)).json()["name"] == "alice"
+    r = client.post("/api/admin/annotators", headers=auth(admin), json={"name": "dave"})
+    assert (
+        r.status_code == 201
+        and client.get("/api/me", headers=auth(r.json()["token"])).json()["role"] == "annotator"
+    )

@@ -1,0 +1,225 @@
+"""Model-assisted review (critic vs raters, adjudication) and the pairwise study."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from test_annotate_support import (
+    DIMS,
+    CliFailed,
+    add_annotator,
+    auth,
+    cli,
+    create,
+    make_pair_project,
+    make_project,
+    ratings,
+    write_manifest,
+)
+from videolift.core.jsonl import read_jsonl
+from videolift.core.schema import HRARecord
+from videolift.data.annotate.app import create_app
+from videolift.data.annotate.models import Pair, Task
+from videolift.data.annotate.project import Project
+
+
+def test_review_lists_critic_disagreements_and_exports_adjudications(tmp_path):
+    project, admin = make_project(tmp_path, n=3, r=2)
+    tokens = [add_annotator(project, n) for n in ("alice", "bob")]
+    with TestClient(create_app(Project.open(project))) as client:
+        for tok in tokens:  # raters: every video Good on all dimensions
+            while (resp := client.get("/api/next", headers=auth(tok))).status_code == 200:
+                client.post(
+                    "/api/annotations",
+                    headers=auth(tok),
+                    json={"task_id": resp.json()["task_id"], "ratings": ratings("Good")},
+                )
+        critic = tmp_path / "critic.jsonl"
+        lines = []
+        for i, label in enumerate(["Good", "Normal", "Bad"]):
+            rating = {d: {"label": "Good", "reason": "", "score": 0.9} for d in DIMS}
+            rating["motion_smoothness"] = {"label": label, "reason": f"critic says {label}", "score": 0.5}
+            lines.append({"video": f"v/{i:04d}.mp4", "prompt": "p", "ratings": rating, "reward": 0.5})
+        lines[0]["ratings"]["video_fidelity"] = {
+            "label": None,
+            "reason": "",
+            "score": None,
+            "answer": "hmm",
+        }  # unparsed
+        lines.append(
+            {"video": "elsewhere.mp4", "prompt": "p", "ratings": {}, "reward": None, "error": "unreadable"}
+        )
+        critic.write_text("".join(json.dumps(x) + "\n" for x in lines))
+        cli("annotate", "import-critic", str(critic), "--project", str(project), "--critic", "tiny")
+        again = client.post("/api/admin/critic?critic=tiny", headers=auth(admin), content=critic.read_bytes())
+        assert again.json() == {"matched": 3, "unmatched": 1, "unparsed": 1}  # replaces, no duplicates
+        review = client.get("/api/admin/review", headers=auth(admin)).json()
+        assert review["critics"] == ["tiny"]
+        # Good vs Good: agreement; Normal is one rank away (listed at min_gap 1); Bad is two (listed first).
+        assert [item["video_id"] for item in review["items"]] == ["v/0002.mp4", "v/0001.mp4"]
+        top = review["items"][0]["dimensions"]["motion_smoothness"]
+        assert top["gap"] == 2 and top["critic"]["reason"] == "critic says Bad" and len(top["raters"]) == 2
+        assert [
+            i["video_id"]
+            for i in client.get("/api/admin/review?min_gap=2", headers=auth(admin)).json()["items"]
+        ] == ["v/0002.mp4"]
+        fixed = ratings("Good", "")
+        fixed["motion_smoothness"] = {"label": "Bad", "reason": "the square jumps at frame 5"}
+        r = client.put("/api/admin/review/v/0002.mp4", headers=auth(admin), json={"ratings": fixed})
+        assert r.status_code == 200
+        assert (
+            client.put(
+                "/api/admin/review/v/0002.mp4", headers=auth(tokens[0]), json={"ratings": fixed}
+            ).status_code
+            == 403
+        )
+        assert (
+            client.put("/api/admin/review/nope", headers=auth(admin), json={"ratings": fixed}).status_code
+            == 404
+        )
+    out = tmp_path / "hra.jsonl"
+    cli("annotate", "export", "--project", str(project), "--out", str(out), "--with-reviews")
+    records = read_jsonl(out, HRARecord)
+    assert len(records) == 7
+    adjudicated = [r for r in records if r.model_extra.get("adjudicated")]
+    assert len(adjudicated) == 1 and adjudicated[0].annotator == "review:admin"
+    assert adjudicated[0].ratings["motion_smoothness"].reason == "the square jumps at frame 5"
+
+
+def test_critic_file_errors_are_located(tmp_path):
+    project, _ = make_project(tmp_path, n=1, r=1)
+    bad = tmp_path / "critic.jsonl"
+    bad.write_text(
+        json.dumps({"video": "v/0000.mp4", "ratings": {"semantic_consistency": {"label": "Great"}}}) + "\n"
+    )
+    with pytest.raises(CliFailed, match=r"line 1, field 'ratings.semantic_consistency'.*unknown label"):
+        cli("annotate", "import-critic", str(bad), "--project", str(project))
+
+
+@pytest.fixture
+def pair_study(tmp_path):
+    # 4 prompts in A, 3 in B: one without a partner
+    names = ("--name-a", "cogvideox-2b", "--name-b", "lift", "--ratings-per-pair", "5")
+    return make_pair_project(tmp_path, 4, 3, *names)
+
+
+def test_pairs_are_shown_in_random_recorded_order_and_counted_for_model_a(pair_study, tmp_path):
+    project, admin = pair_study
+    tokens = [add_annotator(project, f"r{i}") for i in range(6)]
+    with TestClient(create_app(Project.open(project))) as client:
+        for tok in tokens:
+            while (resp := client.get("/api/next", headers=auth(tok))).status_code == 200:
+                task = resp.json()
+                assert task["kind"] == "pair" and task["video_url"] != task["video_url_b"]
+                # This rater prefers whichever side shows model B on motion, A on semantics, ties on fidelity,
+                # so the stored (displayed) choice only maps back correctly if the order was recorded.
+                with Project.open(project).session(readonly=True) as s:
+                    swapped = s.scalar(select(Task.swapped).where(Task.id == task["task_id"]))
+                left_is_a = not swapped
+                choices = {
+                    "semantic_consistency": "A" if left_is_a else "B",
+                    "motion_smoothness": "B" if left_is_a else "A",
+                    "video_fidelity": "tie",
+                }
+                bad = client.post(
+                    "/api/annotations",
+                    headers=auth(tok),
+                    json={"task_id": task["task_id"], "choices": {**choices, "video_fidelity": "C"}},
+                )
+                assert bad.status_code == 422 and "choice must be one of" in bad.json()["detail"]
+                r = client.post(
+                    "/api/annotations",
+                    headers=auth(tok),
+                    json={"task_id": task["task_id"], "choices": choices},
+                )
+                assert r.status_code == 201
+        with Project.open(project).session(readonly=True) as s:
+            orders = list(s.scalars(select(Task.swapped)))
+        assert len(orders) == 15 and 0 < sum(orders) < 15  # 3 pairs x 5 judgements, both orders used
+        assert client.get("/api/admin/pairs", headers=auth(tokens[0])).status_code == 403
+    out = tmp_path / "pairs.json"
+    cli("annotate", "export-pairs", "--project", str(project), "--out", str(out))
+    results = json.loads(out.read_text())
+    (comp,) = results["comparisons"]
+    assert (comp["model_a"], comp["model_b"], comp["pairs_judged"], comp["judgements"]) == (
+        "cogvideox-2b",
+        "lift",
+        3,
+        15,
+    )
+    assert comp["dimensions"]["semantic_consistency"] == {
+        "win": 15,
+        "tie": 0,
+        "loss": 0,
+        "win_rate": 1.0,
+        "tie_rate": 0.0,
+        "loss_rate": 0.0,
+    }
+    assert (
+        comp["dimensions"]["motion_smoothness"]["loss"] == 15
+        and comp["dimensions"]["video_fidelity"]["tie_rate"] == 1.0
+    )
+    j = results["judgements"][0]
+    assert j["winner"] == {
+        "semantic_consistency": "cogvideox-2b",
+        "motion_smoothness": "lift",
+        "video_fidelity": "tie",
+    }
+    assert j["video_a"].startswith("base/") and j["video_b"].startswith("lift/")
+
+
+def test_pairs_match_by_prompt_and_seed(tmp_path):
+    # One prompt, three seeds; B listed in reverse order: only the seeds can pair them right.
+    project, _ = make_pair_project(tmp_path, 3, 3, reverse_b=True, prompt="same prompt")
+    with Project.open(project).session(readonly=True) as s:
+        pairs = [
+            (p.video_a.video, p.video_b.video, p.model_a, p.model_b)
+            for p in s.scalars(select(Pair).order_by(Pair.id))
+        ]
+    assert pairs == [(f"base/{i:04d}.mp4", f"lift/{i:04d}.mp4", "a", "b") for i in range(3)]
+
+
+def test_pairs_match_by_prompt_occurrence_without_seeds(tmp_path):
+    project, _ = make_pair_project(tmp_path, 2, 3, reverse_b=True, prompt="same prompt", seeds=False)
+    with Project.open(project).session(readonly=True) as s:
+        pairs = [(p.video_a.video, p.video_b.video) for p in s.scalars(select(Pair).order_by(Pair.id))]
+    assert pairs == [("base/0000.mp4", "lift/0002.mp4"), ("base/0001.mp4", "lift/0001.mp4")]
+
+
+def test_pairs_of_two_generate_runs_with_their_own_roots(tmp_path):
+    # `videolift generate` writes paths relative to each run's OUT: videos/00000_00.mp4 in both runs.
+    gen = tmp_path / "gen"
+    for run in ("base", "lift"):
+        write_manifest(gen / run / "manifest.jsonl", gen / run, 2, prefix="videos")
+    project = tmp_path / "project"
+    create(project, gen)
+    args = [
+        "--manifest-a",
+        str(gen / "base" / "manifest.jsonl"),
+        "--manifest-b",
+        str(gen / "lift" / "manifest.jsonl"),
+    ]
+    dirs = ["--dir-a", str(gen / "base"), "--dir-b", str(gen / "lift")]
+    with pytest.raises(CliFailed, match="not inside the videos root"):
+        cli("annotate", "create-pairs", *args, "--project", str(project), "--dir-a", str(tmp_path))
+    with pytest.raises(CliFailed, match="need different names"):  # both manifests are called manifest.jsonl
+        cli("annotate", "create-pairs", *args, "--project", str(project), *dirs)
+    cli(
+        "annotate",
+        "create-pairs",
+        *args,
+        "--project",
+        str(project),
+        *dirs,
+        "--name-a",
+        "base",
+        "--name-b",
+        "lift",
+    )
+    with Project.open(project).session(readonly=True) as s:
+        pairs = [(p.video_a.video, p.video_b.video) for p in s.scalars(select(Pair).order_by(Pair.id))]
+    assert pairs == [(f"base/videos/{i:04d}.mp4", f"lift/videos/{i:04d}.mp4") for i in range(2)]

@@ -1,0 +1,99 @@
+"""Video serving cannot leave the videos root; bad manifests are refused before anything is stored."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from test_annotate_support import CliFailed, add_annotator, auth, create, make_project, write_clip
+from videolift.core.jsonl import write_jsonl
+from videolift.data.annotate.app import create_app
+from videolift.data.annotate.project import Project
+from videolift.data.annotate.videos import UnsafePath, resolve_video
+
+
+def test_resolve_video_refuses_paths_out_of_the_root(tmp_path):
+    root = (tmp_path / "videos").resolve()
+    (root / "sub").mkdir(parents=True)
+    (tmp_path / "secret.mp4").write_bytes(b"secret")
+    (root / "sub" / "ok.mp4").write_bytes(b"ok")
+    (root / "link.mp4").symlink_to(tmp_path / "secret.mp4")
+    (root / "inner.mp4").symlink_to(root / "sub" / "ok.mp4")
+    assert resolve_video(root, "sub/ok.mp4") == root / "sub" / "ok.mp4"
+    assert resolve_video(root, "inner.mp4") == root / "sub" / "ok.mp4"  # a symlink inside the root is fine
+    for bad in (
+        "../secret.mp4",
+        "sub/../../secret.mp4",
+        str(tmp_path / "secret.mp4"),
+        "/etc/passwd",
+        "link.mp4",
+        "..\\secret.mp4",
+        "",
+    ):
+        with pytest.raises(UnsafePath):
+            resolve_video(root, bad)
+
+
+@pytest.mark.parametrize("video", ["../outside.mp4", "ABSOLUTE", "link.mp4"])
+def test_create_refuses_manifest_paths_out_of_the_root(tmp_path, video):
+    root = tmp_path / "videos"
+    root.mkdir()
+    write_clip(tmp_path / "outside.mp4")
+    (root / "link.mp4").symlink_to(tmp_path / "outside.mp4")
+    video = str(tmp_path / "outside.mp4") if video == "ABSOLUTE" else video
+    manifest = tmp_path / "m.jsonl"
+    write_jsonl(manifest, [{"video": video, "prompt": "p"}])
+    with pytest.raises(CliFailed, match="line 1, field 'video'"):
+        create(tmp_path / "p", root, manifest)
+    assert list((tmp_path / "p").iterdir()) == []  # nothing half-created: create can be rerun
+
+
+def test_create_reports_missing_and_duplicate_videos(tmp_path):
+    root = tmp_path / "videos"
+    root.mkdir()
+    write_clip(root / "a.mp4")
+    manifest = tmp_path / "m.jsonl"
+    write_jsonl(manifest, [{"video": "a.mp4", "prompt": "p"}, {"video": "b.mp4", "prompt": "q"}])
+    with pytest.raises(CliFailed, match=r"line 2, field 'video'.*not found"):
+        create(tmp_path / "p", root, manifest)
+    write_jsonl(manifest, [{"video": "a.mp4", "prompt": "p"}, {"video": "a.mp4", "prompt": "q"}])
+    with pytest.raises(CliFailed, match="already on line 1"):
+        create(tmp_path / "p", root, manifest)
+
+
+def test_media_urls_are_opaque_and_cannot_escape_the_root(tmp_path):
+    project, _ = make_project(tmp_path, n=2, r=1)
+    (tmp_path / "secret.txt").write_text("secret")
+    token = add_annotator(project, "alice")
+    with TestClient(create_app(Project.open(project))) as client:
+        task = client.get("/api/next", headers=auth(token)).json()
+        url = task["video_url"]
+        assert "v/0000" not in url and url.startswith("/media/")  # the file path is not revealed
+        ok = client.get(url)
+        assert ok.status_code == 200 and ok.headers["content-type"] == "video/mp4"
+        for probe in (
+            "/media/../../secret.txt",
+            "/media/..%2F..%2Fsecret.txt",
+            "/media/%2e%2e%2fsecret.txt",
+            f"/media/{tmp_path}/secret.txt",
+            "/media/v%2F0000.mp4",
+            "/static/../../../secret.txt",
+            "/static/..%2F..%2F..%2Fsecret.txt",
+        ):
+            r = client.get(probe)
+            assert r.status_code == 404 and b"secret" not in r.content, probe
+        # The file is swapped for a symlink out of the root after import: refused at serving time.
+        clip = tmp_path / "videos" / "v" / "0000.mp4"
+        clip.unlink()
+        clip.symlink_to(tmp_path / "secret.txt")
+        r = client.get(url)
+        assert r.status_code == 404 and b"secret" not in r.content
+
+
+def test_pages_carry_security_headers(tmp_path):
+    project, _ = make_project(tmp_path, n=1, r=1)
+    with TestClient(create_app(Project.open(project))) as client:
+        r = client.get("/")
+        assert r.status_code == 200 and "<title>videolift" in r.text
+        assert "default-src 'self'" in r.headers["content-security-policy"]
+        assert r.headers["x-content-type-options"] == "nosniff"
