@@ -101,9 +101,6 @@ class QwenVL(VLMFamily):
             )
         video.size = size
 
-    def vision_modules(self, model: Any) -> list[str]:
-        return self._modules(model, self.vision_tower)  # includes the merger; excluded by lora_targets
-
 
 class LlavaVideo(VLMFamily):
     """LLaVA-OneVision and LLaVA-NeXT-Video: a CLIP/SigLIP tower, a projector, a separate LM."""

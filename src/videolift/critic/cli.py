@@ -1,0 +1,334 @@
+"""``videolift critic train | score | eval`` (see docs/critic.md). Heavy imports live inside the commands."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Train a video-VLM critic on HRA data, score videos with it, measure its accuracy.")
+
+
+class Layout(StrEnum):
+    per_dimension = "per_dimension"
+    one_pass = "one_pass"
+
+
+class Adapter(StrEnum):
+    lora = "lora"
+    full = "full"
+
+
+def _log(message: str) -> None:
+    Console(stderr=True).print(message, highlight=False, soft_wrap=True)
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _device(device: str):
+    import torch
+    from accelerate import PartialState
+
+    if device != "auto":
+        return device
+    return PartialState(cpu=not torch.cuda.is_available()).device
+
+
+@app.command()
+def train(
+    base: str = typer.Option(..., "--base", help="Base VLM: a save_pretrained directory or a Hub id."),
+    data: Path = typer.Option(..., "--data", help="HRA records (JSONL) to train on."),
+    videos: Path = typer.Option(..., "--videos", help="Root that the records' video paths are relative to."),
+    out: Path = typer.Option(
+        ..., "--out", help="Output directory: adapter (or model), processor, critic_spec.json."
+    ),
+    no_reasons: bool = typer.Option(
+        False, "--no-reasons", help="Train on labels only (the paper's ablation)."
+    ),
+    layout: Layout = typer.Option(
+        Layout.per_dimension,
+        "--layout",
+        help="One question per dimension (LiFT) or all in one answer.",
+    ),
+    dimensions: str | None = typer.Option(
+        None, "--dimensions", help="Comma-separated dimensions (default: all three)."
+    ),
+    num_frames: int = typer.Option(8, "--num-frames", help="Frames sampled uniformly over each clip."),
+    max_pixels: int | None = typer.Option(
+        None, "--max-pixels", help="Per-frame pixel budget (Qwen-VL family)."
+    ),
+    min_pixels: int | None = typer.Option(
+        None, "--min-pixels", help="Per-frame pixel floor (Qwen-VL family)."
+    ),
+    adapter: Adapter = typer.Option(Adapter.lora, "--adapter", help="LoRA or full fine-tuning."),
+    lora_r: int = typer.Option(16, "--lora-r", help="LoRA rank (paper: 128 for 13B)."),
+    lora_alpha: int = typer.Option(32, "--lora-alpha", help="LoRA alpha (paper: 2 x r)."),
+    lora_dropout: float = typer.Option(0.05, "--lora-dropout"),
+    lora_targets: str | None = typer.Option(
+        None,
+        "--lora-targets",
+        help="Comma-separated layer names, e.g. q_proj,v_proj (default: every LM linear layer).",
+    ),
+    tune_vision: bool = typer.Option(
+        False, "--tune-vision", help="Also train the vision tower (frozen by default)."
+    ),
+    tune_projector: bool = typer.Option(
+        False, "--tune-projector", help="Also train the projector (frozen by default)."
+    ),
+    lr: float = typer.Option(1e-4, "--lr", help="Peak learning rate (paper: 1e-5 at 13B)."),
+    weight_decay: float = typer.Option(0.0, "--weight-decay"),
+    warmup_ratio: float = typer.Option(
+        0.03, "--warmup-ratio", help="Linear warmup as a fraction of the updates."
+    ),
+    epochs: float = typer.Option(3.0, "--epochs"),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="Number of updates (overrides --epochs)."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Examples per device per micro-batch."),
+    grad_accum: int = typer.Option(1, "--grad-accum", help="Micro-batches per update."),
+    max_grad_norm: float = typer.Option(1.0, "--max-grad-norm", help="Gradient clipping (0: off)."),
+    max_answer_tokens: int = typer.Option(256, "--max-answer-tokens", help="Longer answers are cut."),
+    class_weights: float = typer.Option(
+        0.0,
+        "--class-weights",
+        help="Weight examples by inverse (dimension, label) frequency ** this (1: balanced, 0.5: sqrt, 0: off).",
+    ),
+    seed: int = typer.Option(0, "--seed"),
+    save_every: int = typer.Option(200, "--save-every", help="Updates between checkpoints (0: final only)."),
+    keep_checkpoints: int = typer.Option(2, "--keep-checkpoints"),
+    gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing"),
+    dtype: str = typer.Option(
+        "float32", "--dtype", help="Weights dtype at load (mixed precision: accelerate config)."
+    ),
+    reward_config: Path | None = typer.Option(
+        None, "--reward-config", help="Label scores and aggregation (YAML/JSON), stored in the spec."
+    ),
+    max_new_tokens: int | None = typer.Option(
+        None,
+        "--max-new-tokens",
+        help="Scoring budget per answer (default: from the longest training answer).",
+    ),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in OUT."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished or unfinished run in OUT."),
+    stop_at_step: int | None = typer.Option(
+        None, "--stop-at-step", help="Checkpoint and stop after this update (resume later).", hidden=True
+    ),
+) -> None:
+    """Fine-tune a video-VLM into a critic. Under `accelerate launch` it runs data-parallel (DDP,
+    DeepSpeed or FSDP per the accelerate config; GPU configs in configs/accelerate/)."""
+    from videolift.critic.train import SFTConfig, train_critic
+
+    cfg = SFTConfig(
+        adapter=adapter.value,
+        lora_r=lora_r,
+        lora_alpha=lora_alpha,
+        lora_dropout=lora_dropout,
+        lora_targets=_csv(lora_targets),
+        tune_vision=tune_vision,
+        tune_projector=tune_projector,
+        lr=lr,
+        weight_decay=weight_decay,
+        warmup_ratio=warmup_ratio,
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        max_grad_norm=max_grad_norm,
+        max_answer_tokens=max_answer_tokens,
+        seed=seed,
+        save_every=save_every,
+        keep_checkpoints=keep_checkpoints,
+        gradient_checkpointing=gradient_checkpointing,
+        dtype=dtype,
+        num_frames=num_frames,
+        max_pixels=max_pixels,
+        min_pixels=min_pixels,
+    )
+    result = train_critic(
+        base,
+        data,
+        videos,
+        out,
+        cfg,
+        layout=layout.value,
+        reasons=not no_reasons,
+        dimensions=_csv(dimensions),
+        class_weight_power=class_weights,
+        reward_config=reward_config,
+        max_new_tokens=max_new_tokens,
+        resume=resume,
+        overwrite=overwrite,
+        stop_at_step=stop_at_step,
+        log=_log,
+    )
+    if not result.main_process:
+        return
+    state = "stopped at" if result.stopped_early else "finished after"
+    loss = "-" if result.final_loss is None else f"{result.final_loss:.4f}"
+    _log(f"{state} {result.steps} updates ({result.seconds:.1f} s), last loss {loss}; critic in {out}")
+
+
+def _score_options(
+    critic: Path, base: str | None, device: str, dtype: str, merge_lora: bool, num_frames: int | None
+):
+    from videolift.critic.score import load_critic
+
+    return load_critic(
+        critic, base=base, device=_device(device), dtype=dtype, merge_lora=merge_lora, num_frames=num_frames
+    )
+
+
+@app.command()
+def score(
+    critic: Path = typer.Option(..., "--critic", help="Critic directory written by `critic train`."),
+    manifest: Path = typer.Option(
+        ..., "--manifest", help="JSONL with `video` (relative to --videos) and `prompt` per line."
+    ),
+    videos: Path = typer.Option(..., "--videos", help="Root of the manifest's video paths."),
+    out: Path = typer.Option(
+        ..., "--out", help="Scores JSONL (written at the end; OUT.summary.json beside it)."
+    ),
+    batch_size: int = typer.Option(24, "--batch-size", help="Prompts (video x question) per generate call."),
+    temperature: float = typer.Option(
+        0.0, "--temperature", help="0: greedy, deterministic (default); >0 samples."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed (with --temperature > 0)."),
+    workers: int = typer.Option(
+        2, "--workers", help="Threads decoding the next videos while the model runs."
+    ),
+    base: str | None = typer.Option(None, "--base", help="Base model path, if it moved since training."),
+    device: str = typer.Option("auto", "--device", help="auto (each rank's GPU, else CPU), cpu, cuda, ..."),
+    dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16, float16."),
+    merge_lora: bool = typer.Option(
+        False, "--merge-lora", help="Merge the adapter into the weights (faster, tiny numeric drift)."
+    ),
+    num_frames: int | None = typer.Option(
+        None, "--num-frames", help="Assert the critic's frame count (it always uses its own)."
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Rate every manifest video on each dimension; rerun to resume; shards under accelerate/torchrun."""
+    from videolift.critic.score import score_manifest
+
+    model = _score_options(critic, base, device, dtype, merge_lora, num_frames)
+    summary = score_manifest(
+        model,
+        manifest,
+        videos,
+        out,
+        batch_size=batch_size,
+        temperature=temperature,
+        seed=seed,
+        workers=workers,
+        progress=progress,
+        log=_log,
+    )
+    if summary.main_process:
+        reward = "-" if summary.mean_reward is None else f"{summary.mean_reward:.4f}"
+        _log(
+            f"{summary.videos} videos in {out} ({summary.scored_here} scored here, {summary.skipped} already done, "
+            f"{summary.errors} unreadable; unparsed answers {summary.unparsed}; mean reward {reward}; "
+            f"{summary.world_size} process(es), {summary.seconds:.1f} s)"
+        )
+
+
+@app.command("eval")
+def evaluate(
+    critic: Path = typer.Option(..., "--critic", help="Critic directory written by `critic train`."),
+    data: Path = typer.Option(..., "--data", help="Held-out HRA records (several raters: majority label)."),
+    videos: Path = typer.Option(..., "--videos", help="Root of the records' video paths."),
+    as_json: bool = typer.Option(False, "--json", help="Print the full report as JSON."),
+    pairs: Path | None = typer.Option(
+        None, "--pairs", help="Human pairwise judgements JSONL: a, b, winner (a|b|tie), dimension."
+    ),
+    scores: Path | None = typer.Option(
+        None, "--scores", help="Keep the critic's scores here (resumable); default: a temporary file."
+    ),
+    batch_size: int = typer.Option(24, "--batch-size", help="Prompts per generate call."),
+    base: str | None = typer.Option(None, "--base", help="Base model path, if it moved since training."),
+    device: str = typer.Option("auto", "--device"),
+    dtype: str = typer.Option("float32", "--dtype"),
+) -> None:
+    """Accuracy, macro-F1 and confusion per dimension against reference labels; pairwise accuracy."""
+    from videolift.core.jsonl import iter_json_lines, write_jsonl
+    from videolift.critic.data import majority_items, read_hra
+    from videolift.critic.evaluate import evaluate_predictions, read_pairs
+    from videolift.critic.score import score_manifest, video_key
+
+    items = majority_items(read_hra(data))
+    model = _score_options(critic, base, device, dtype, False, None)
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = Path(tmp) / "manifest.jsonl"
+        write_jsonl(
+            manifest, [{"video_id": it.video_id, "video": it.video, "prompt": it.prompt} for it in items]
+        )
+        out = scores or Path(tmp) / "scores.jsonl"
+        summary = score_manifest(model, manifest, videos, out, batch_size=batch_size, log=_log)
+        if not summary.main_process:
+            return
+        lines = {video_key(obj): obj for _, obj in iter_json_lines(out)}
+    report = evaluate_predictions(
+        items, lines, reward=model.spec.reward, pairs=read_pairs(str(pairs)) if pairs else None
+    )
+    report["critic"] = str(critic)
+    if as_json:
+        typer.echo(json.dumps(report, indent=1))
+        return
+    _print_report(report)
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def _print_report(report: dict) -> None:
+    console = Console()
+    table = Table(title=f"critic {report['critic']}: {report['videos']} videos")
+    for col in ("dimension", "accuracy %", "macro-F1 %", "majority baseline %", "unparsed", "n"):
+        table.add_column(col, justify="right" if col != "dimension" else "left")
+    for dim, m in report["dimensions"].items():
+        table.add_row(
+            dim,
+            _fmt(m["accuracy"]),
+            _fmt(m["macro_f1"]),
+            _fmt(m["majority_baseline"]),
+            str(m["unparsed"]),
+            str(m["n"]),
+        )
+    table.add_row(
+        "mean",
+        _fmt(report["mean_accuracy"]),
+        _fmt(report["mean_macro_f1"]),
+        _fmt(report["mean_majority_baseline"]),
+        "",
+        "",
+    )
+    console.print(table)
+    for dim, m in report["dimensions"].items():
+        conf = Table(title=f"{dim}: confusion (rows: reference, columns: critic)")
+        cols = list(next(iter(m["confusion"].values())))
+        conf.add_column("")
+        for c in cols:
+            conf.add_column(c, justify="right")
+        for ref, row in m["confusion"].items():
+            conf.add_row(ref, *(str(row[c]) for c in cols))
+        console.print(conf)
+    for name in ("pairwise_same_prompt", "pairwise_judged"):
+        if name in report:
+            pw = Table(title=name.replace("_", " "))
+            for col in ("dimension", "pairs", "ties-aware acc %", "decisive acc %", "reference ties"):
+                pw.add_column(col)
+            for dim, m in report[name].items():
+                pw.add_row(
+                    dim,
+                    str(m["pairs"]),
+                    _fmt(m["ties_aware_accuracy"]),
+                    _fmt(m["decisive_accuracy"]),
+                    str(m["reference_ties"]),
+                )
+            console.print(pw)

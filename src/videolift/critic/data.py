@@ -1,0 +1,149 @@
+"""Supervised examples for VLM fine-tuning, and the HRA adapters on top of them.
+
+The trainer only knows ``SFTExample`` = (video file, user text, answer text, weight): the critic's HRA
+data is one adapter (``hra_examples``), caption pretraining ("Describe the video." -> caption) another
+(``caption_examples``). Evaluation reads held-out HRA records as one majority-label item per video.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from videolift.core.errors import DataError
+from videolift.core.jsonl import read_jsonl
+from videolift.core.schema import Dimension, HRARecord, Label, format_answer
+from videolift.core.video import sample_frames
+from videolift.critic.prompts import DESCRIBE_INSTRUCTION, one_pass_answer, user_text
+from videolift.critic.spec import CriticSpec
+from videolift.data.stats import labels_by_video, majority_label
+
+
+@dataclass(frozen=True)
+class SFTExample:
+    video: Path
+    user_text: str
+    answer: str
+    weight: float = 1.0
+    labels: tuple[tuple[Dimension, Label], ...] = ()  # what the answer says, for class weights and stats
+
+
+class FrameCache:
+    """Uniformly sampled frames per video file, decoded once and kept (LRU, bounded in bytes) across epochs."""
+
+    def __init__(self, num_frames: int, max_bytes: int = 2 << 30) -> None:
+        self.num_frames, self.max_bytes, self.bytes = num_frames, max_bytes, 0
+        self._items: OrderedDict[Path, np.ndarray] = OrderedDict()
+
+    def __call__(self, path: Path) -> np.ndarray:
+        if path in self._items:
+            self._items.move_to_end(path)
+            return self._items[path]
+        frames = sample_frames(path, self.num_frames)
+        if frames.nbytes <= self.max_bytes:
+            self._items[path] = frames
+            self.bytes += frames.nbytes
+            while self.bytes > self.max_bytes:
+                self.bytes -= self._items.popitem(last=False)[1].nbytes
+        return frames
+
+
+def resolve_video(root: Path, record: HRARecord, *, file: Path, record_index: int) -> Path:
+    path = root / record.video
+    if not path.is_file():
+        raise DataError(f"video not found: {path}", file=file, record=record_index, field="video")
+    return path
+
+
+def read_hra(path: str | Path) -> list[HRARecord]:
+    records = read_jsonl(path, HRARecord)
+    if not records:
+        raise DataError("no records", file=path)
+    return records
+
+
+def hra_examples(
+    records: list[HRARecord], videos: Path, spec: CriticSpec, *, file: Path
+) -> tuple[list[SFTExample], int]:
+    """HRA records -> examples in the spec's layout; returns (examples, records skipped).
+
+    ``per_dimension``: one example per rated dimension. ``one_pass``: one per record that rates every
+    dimension of the spec (others are skipped: a partial answer would teach the model to omit lines).
+    """
+    out: list[SFTExample] = []
+    skipped = 0
+    for i, record in enumerate(records):
+        rated = [d for d in spec.dimensions if d in record.ratings]
+        if not rated or (spec.layout == "one_pass" and len(rated) < len(spec.dimensions)):
+            skipped += 1
+            continue
+        video = resolve_video(videos, record, file=file, record_index=i)
+        reason = {d: record.ratings[d].reason if spec.reasons else "" for d in rated}
+        labels = tuple((d, record.ratings[d].label) for d in rated)
+        if spec.layout == "one_pass":
+            answer = one_pass_answer({d: (record.ratings[d].label, reason[d]) for d in rated}, rated)
+            out.append(
+                SFTExample(video, user_text(record.prompt, spec.one_pass_question), answer, labels=labels)
+            )
+            continue
+        for dim, label in labels:
+            text = user_text(record.prompt, spec.question(dim))
+            out.append(SFTExample(video, text, format_answer(label, reason[dim]), labels=((dim, label),)))
+    return out, skipped
+
+
+def caption_examples(
+    items: Iterable[tuple[str | Path, str]], instruction: str = DESCRIBE_INSTRUCTION
+) -> list[SFTExample]:
+    """(video, caption) pairs -> "describe the video" examples, for VLM caption pretraining."""
+    return [SFTExample(Path(video), instruction, caption) for video, caption in items]
+
+
+def class_weights(examples: list[SFTExample], power: float) -> list[SFTExample]:
+    """Reweight examples by (inverse frequency of their (dimension, label)) ** power, mean weight 1.
+
+    ``power=1`` balances classes fully, ``0.5`` halfway (sqrt); one-pass examples average their lines.
+    """
+    if power == 0:
+        return examples
+    counts = Counter(pair for ex in examples for pair in ex.labels)
+    if not counts:
+        return examples
+    per_dim = Counter(d for d, _ in counts.elements())
+    classes = Counter(d for d, _ in counts)
+
+    def weight(pair: tuple[Dimension, Label]) -> float:
+        dim = pair[0]
+        return (per_dim[dim] / (classes[dim] * counts[pair])) ** power
+
+    raw = [float(np.mean([weight(p) for p in ex.labels])) if ex.labels else 1.0 for ex in examples]
+    scale = len(raw) / sum(raw)
+    return [
+        SFTExample(ex.video, ex.user_text, ex.answer, w * scale, ex.labels)
+        for ex, w in zip(examples, raw, strict=True)
+    ]
+
+
+@dataclass
+class EvalItem:
+    """One held-out video with its reference label per dimension (majority over raters)."""
+
+    video_id: str
+    video: str
+    prompt: str
+    labels: dict[Dimension, Label] = field(default_factory=dict)
+
+
+def majority_items(records: list[HRARecord]) -> list[EvalItem]:
+    """One item per video id, in first-appearance order; ties go to the worse label (see data.stats)."""
+    items: dict[str, EvalItem] = {}
+    for record in records:
+        items.setdefault(record.video_id, EvalItem(record.video_id, record.video, record.prompt))
+    for dim, per_video in labels_by_video(records).items():
+        for video_id, labels in per_video.items():
+            items[video_id].labels[dim] = majority_label(labels)
+    return list(items.values())

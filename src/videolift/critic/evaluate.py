@@ -1,0 +1,211 @@
+"""Critic accuracy against reference labels: per-dimension accuracy, macro-F1, confusion matrix, and
+ties-aware pairwise accuracy over pairs of videos.
+
+Unparsed answers (and unreadable videos) are wrong predictions, never a label: they lower accuracy
+and recall, and appear as their own "unparsed" column in the confusion matrix.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from videolift.core.errors import DataError
+from videolift.core.jsonl import iter_json_lines
+from videolift.core.reward import RewardConfig
+from videolift.core.schema import DIMENSIONS, LABEL_RANK, LABELS, Dimension, Label, parse_dimension
+from videolift.critic.data import EvalItem
+
+UNPARSED = "unparsed"
+
+
+def label_metrics(truth: Sequence[Label], pred: Sequence[Label | None]) -> dict[str, Any]:
+    """Accuracy, macro-F1 (over labels seen in truth or predictions), per-label precision/recall/F1,
+    confusion matrix ``{true: {predicted | "unparsed": count}}`` and the majority-class baseline."""
+    if len(truth) != len(pred):
+        raise ValueError(f"{len(truth)} reference labels but {len(pred)} predictions")
+    n = len(truth)
+    confusion = {t.value: {**{p.value: 0 for p in LABELS}, UNPARSED: 0} for t in LABELS}
+    for t, p in zip(truth, pred, strict=True):
+        confusion[t.value][UNPARSED if p is None else p.value] += 1
+    per_label, f1s = {}, []
+    seen = set(truth) | {p for p in pred if p is not None}
+    for label in LABELS:
+        tp = confusion[label.value][label.value]
+        predicted = sum(row[label.value] for row in confusion.values())
+        actual = sum(confusion[label.value].values())
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / actual if actual else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_label[label.value] = {"precision": precision, "recall": recall, "f1": f1, "support": actual}
+        if label in seen:
+            f1s.append(f1)
+    counts = Counter(truth)
+    majority = max(LABELS, key=lambda lab: (counts[lab], -LABEL_RANK[lab]))
+    return {
+        "n": n,
+        "accuracy": sum(t == p for t, p in zip(truth, pred, strict=True)) / n if n else None,
+        "macro_f1": sum(f1s) / len(f1s) if f1s else None,
+        "unparsed": sum(p is None for p in pred),
+        "majority_label": majority.value if n else None,
+        "majority_baseline": counts[majority] / n if n else None,
+        "per_label": per_label,
+        "confusion": confusion,
+    }
+
+
+def _sign(x: float, eps: float = 1e-9) -> int:
+    return 0 if abs(x) <= eps else (1 if x > 0 else -1)
+
+
+def pairwise_accuracy(pairs: Sequence[tuple[float, float, float | None, float | None]]) -> dict[str, Any]:
+    """Agreement on which of two videos is better, from (ref_a, ref_b, critic_a, critic_b) values.
+
+    ``ties_aware_accuracy``: a pair counts when the critic's preference (a, b or tie) equals the
+    reference's, ties included, so a critic cannot gain by never calling ties or by always calling
+    them. ``decisive_accuracy``: over pairs the reference prefers one side, the critic must prefer the
+    same side. A missing critic value (unparsed) is a disagreement.
+    """
+    n = len(pairs)
+    agree = decisive = decisive_agree = ties = 0
+    for ra, rb, ca, cb in pairs:
+        ref = _sign(ra - rb)
+        crit = None if ca is None or cb is None else _sign(ca - cb)
+        agree += crit == ref
+        ties += ref == 0
+        if ref != 0:
+            decisive += 1
+            decisive_agree += crit == ref
+    return {
+        "pairs": n,
+        "reference_ties": ties,
+        "ties_aware_accuracy": agree / n if n else None,
+        "decisive_accuracy": decisive_agree / decisive if decisive else None,
+    }
+
+
+def _rank(label: Label | str | None) -> float | None:
+    return None if label is None else float(LABEL_RANK[Label(label)])
+
+
+def _predicted(lines: dict[str, dict[str, Any]], key: str) -> dict[Dimension, Label | None]:
+    ratings = lines.get(key, {}).get("ratings", {})
+    return {
+        d: (Label(ratings[d.value]["label"]) if ratings.get(d.value, {}).get("label") else None)
+        for d in DIMENSIONS
+    }
+
+
+def read_pairs(path: str) -> list[dict[str, Any]]:
+    """Human pairwise judgements: lines ``{"a": id, "b": id, "winner": "a"|"b"|"tie", "dimension": opt}``
+    (no dimension, or "overall": compared by reward)."""
+    out = []
+    for line, obj in iter_json_lines(path):
+        for key in ("a", "b"):
+            if not isinstance(obj.get(key), str):
+                raise DataError("missing video id", file=path, line=line, field=key)
+        if obj.get("winner") not in ("a", "b", "tie"):
+            raise DataError("winner must be 'a', 'b' or 'tie'", file=path, line=line, field="winner")
+        dim = obj.get("dimension") or "overall"
+        if dim != "overall":
+            try:
+                dim = parse_dimension(dim)
+            except ValueError as exc:
+                raise DataError(str(exc), file=path, line=line, field="dimension") from None
+        out.append(
+            {
+                "a": obj["a"],
+                "b": obj["b"],
+                "winner": obj["winner"],
+                "dimension": dim,
+                "file": path,
+                "line": line,
+            }
+        )
+    return out
+
+
+def evaluate_predictions(
+    items: list[EvalItem],
+    lines: dict[str, dict[str, Any]],
+    *,
+    reward: RewardConfig | None = None,
+    pairs: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The full report: per-dimension metrics, means, and pairwise accuracy (same-prompt pairs of the
+    reference data, and ``pairs`` from a human pairwise study if given). ``lines`` are score lines
+    by video id."""
+    reward = reward or RewardConfig()
+    predicted = {it.video_id: _predicted(lines, it.video_id) for it in items}
+    dims: dict[str, Any] = {}
+    for dim in DIMENSIONS:
+        rated = [it for it in items if dim in it.labels]
+        if rated:
+            dims[dim.value] = label_metrics(
+                [it.labels[dim] for it in rated], [predicted[it.video_id][dim] for it in rated]
+            )
+    accs = [m["accuracy"] for m in dims.values()]
+    f1s = [m["macro_f1"] for m in dims.values() if m["macro_f1"] is not None]
+    report: dict[str, Any] = {
+        "videos": len(items),
+        "errors": sum("error" in lines.get(it.video_id, {}) for it in items),
+        "dimensions": dims,
+        "mean_accuracy": sum(accs) / len(accs) if accs else None,
+        "mean_macro_f1": sum(f1s) / len(f1s) if f1s else None,
+        "mean_majority_baseline": (
+            sum(m["majority_baseline"] for m in dims.values()) / len(dims) if dims else None
+        ),
+    }
+
+    def critic_reward(key: str) -> float | None:
+        return lines.get(key, {}).get("reward")
+
+    # Same-prompt pairs of the reference data: per dimension by label, overall by reward.
+    by_prompt: dict[str, list[EvalItem]] = defaultdict(list)
+    for it in items:
+        by_prompt[it.prompt].append(it)
+    same_prompt: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    for group in by_prompt.values():
+        for a, b in itertools.combinations(group, 2):
+            for dim in DIMENSIONS:
+                if dim in a.labels and dim in b.labels:
+                    pa, pb = predicted[a.video_id][dim], predicted[b.video_id][dim]
+                    same_prompt[dim.value].append(
+                        (_rank(a.labels[dim]), _rank(b.labels[dim]), _rank(pa), _rank(pb))
+                    )
+            if a.labels and b.labels:
+                same_prompt["overall"].append(
+                    (
+                        reward.aggregate(a.labels),
+                        reward.aggregate(b.labels),
+                        critic_reward(a.video_id),
+                        critic_reward(b.video_id),
+                    )
+                )
+    if same_prompt:
+        report["pairwise_same_prompt"] = {k: pairwise_accuracy(v) for k, v in same_prompt.items()}
+    if pairs:
+        known = {it.video_id for it in items} | set(lines)
+        judged: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+        for p in pairs:
+            for side in ("a", "b"):
+                if p[side] not in known:
+                    raise DataError(
+                        f"video {p[side]!r} is not in the evaluated data",
+                        file=p.get("file"),
+                        line=p["line"],
+                        field=side,
+                    )
+            ref = {"a": (1.0, 0.0), "b": (0.0, 1.0), "tie": (0.0, 0.0)}[p["winner"]]
+            if p["dimension"] == "overall":
+                crit = (critic_reward(p["a"]), critic_reward(p["b"]))
+            else:
+                crit = (
+                    _rank(_predicted(lines, p["a"])[p["dimension"]]),
+                    _rank(_predicted(lines, p["b"])[p["dimension"]]),
+                )
+            judged[str(p["dimension"])].append((*ref, *crit))
+        report["pairwise_judged"] = {k: pairwise_accuracy(v) for k, v in judged.items()}
+    return report

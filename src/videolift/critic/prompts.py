@@ -1,0 +1,60 @@
+"""What the critic is asked and how its answers read, for both prompt layouts.
+
+- ``per_dimension`` (LiFT's): one question per dimension; user text = caption, a space, the question;
+  answer ``"<Label>. <reason>"``.
+- ``one_pass``: one question for all dimensions; the answer has one line per dimension,
+  ``"<Dimension title>: <Label>. <reason>"``. One generation per video instead of three.
+"""
+
+from __future__ import annotations
+
+import re
+
+from videolift.core.schema import Dimension, Label, format_answer, parse_answer
+from videolift.data.lift_format import QUESTIONS
+
+DEFAULT_QUESTIONS: dict[Dimension, str] = dict(QUESTIONS)
+
+TITLES: dict[Dimension, str] = {
+    Dimension.semantic_consistency: "Semantic consistency",
+    Dimension.motion_smoothness: "Motion smoothness",
+    Dimension.video_fidelity: "Video fidelity",
+}
+
+ONE_PASS_QUESTION = (
+    "Rate this video on semantic consistency (does it show what the text says), motion smoothness (are "
+    "movements continuous and physically plausible) and video fidelity (is the content realistic and "
+    "clear). Answer one line per aspect as '<Aspect>: <Good, Normal or Bad>. <reason>'."
+)
+
+DESCRIBE_INSTRUCTION = "Describe the video."
+
+
+def user_text(caption: str, question: str) -> str:
+    """Caption then question, as in the LiFT release's human turn."""
+    return f"{caption.strip()} {question.strip()}"
+
+
+def one_pass_answer(ratings: dict[Dimension, tuple[Label | str, str]], dimensions: list[Dimension]) -> str:
+    return "\n".join(f"{TITLES[d]}: {format_answer(*ratings[d])}" for d in dimensions)
+
+
+def _title_re(dim: Dimension) -> re.Pattern[str]:
+    words = r"[\s_]+".join(re.escape(w) for w in TITLES[dim].split())
+    return re.compile(rf"^[\s*_#>\-\"'`]*{words}[*_\"'`]*\s*[:\-\u2013\u2014]\s*", re.IGNORECASE)
+
+
+_TITLE_RES = {d: _title_re(d) for d in Dimension}
+
+
+def parse_one_pass(text: str, dimensions: list[Dimension]) -> dict[Dimension, tuple[Label | None, str]]:
+    """Each dimension's (label, reason) from a one-pass answer. A dimension whose line is missing, or
+    whose line has no leading label, is ``(None, "")`` / ``(None, line)``: unparsed, never a label."""
+    out: dict[Dimension, tuple[Label | None, str]] = {d: (None, "") for d in dimensions}
+    for line in (text or "").splitlines():
+        for dim in dimensions:
+            match = _TITLE_RES[dim].match(line)
+            if match and out[dim] == (None, ""):
+                out[dim] = parse_answer(line[match.end() :])
+                break
+    return out

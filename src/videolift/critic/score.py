@@ -1,0 +1,398 @@
+"""Scoring videos with a trained critic: batched greedy generation, resumable, sharded.
+
+All (video, question) prompts of a chunk of videos go into one left-padded ``generate`` call (KV cache
+on), so three questions per video cost one batch, not three calls. Output lines, in manifest order::
+
+    {"video": ..., "prompt": ..., "video_id": ...,            # manifest fields carried along
+     "ratings": {dim: {"label": "Bad" | null, "reason": ..., "score": 0.05 | null}},
+     "reward": 0.3 | null}
+
+An answer with no valid leading label is unparsed: ``label`` and ``score`` are null, the raw text is
+kept as ``answer``, and it is counted in the summary. The reward aggregates the parsed dimensions only
+(null if none parsed). A video that cannot be read gets ``"error"`` and no ratings.
+
+Resume and sharding: rank r scores ``pending[r::world]`` and appends each finished video to
+``OUT.parts/rank{r}.jsonl``; rerunning the same command skips what any rank logged (and what a finished
+``OUT`` of the same critic and settings holds); rank 0 merges into ``OUT`` (atomically) and
+``OUT.summary.json`` at the end, then removes the parts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+import warnings
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from videolift.core.errors import DataError, VideoError, VideoliftError
+from videolift.core.jsonl import append_jsonl, atomic_write, iter_json_lines, write_jsonl
+from videolift.core.schema import Dimension, Label, parse_answer
+from videolift.core.video import sample_frames
+from videolift.critic.prompts import parse_one_pass, user_text
+from videolift.critic.spec import CriticSpec, check_checkpoint
+from videolift.data.generate import repair_log
+
+
+@dataclass
+class Critic:
+    directory: Path
+    spec: CriticSpec
+    model: Any
+    processor: Any
+    collator: Any
+
+    def prompts(self, caption: str) -> list[tuple[Dimension | None, str]]:
+        """(dimension, user text) per generation for one video; dimension None in the one-pass layout."""
+        if self.spec.layout == "one_pass":
+            return [(None, user_text(caption, self.spec.one_pass_question))]
+        return [(d, user_text(caption, self.spec.question(d))) for d in self.spec.dimensions]
+
+    def parse(self, answers: list[tuple[Dimension | None, str]]) -> dict[Dimension, dict[str, Any]]:
+        """Answers of one video -> {dim: {label, reason, score[, answer]}}."""
+        parsed: dict[Dimension, tuple[Label | None, str, str]] = {}
+        for dim, text in answers:
+            if dim is None:
+                for d, (label, reason) in parse_one_pass(text, self.spec.dimensions).items():
+                    parsed[d] = (label, reason, text)
+            else:
+                label, reason = parse_answer(text)
+                parsed[dim] = (label, reason, text)
+        out: dict[Dimension, dict[str, Any]] = {}
+        for dim in self.spec.dimensions:
+            label, reason, raw = parsed[dim]
+            entry: dict[str, Any] = {
+                "label": None if label is None else label.value,
+                "reason": reason if label is not None else "",
+                "score": None if label is None else self.spec.reward.score(label),
+            }
+            if label is None:
+                entry["answer"] = raw
+            out[dim] = entry
+        return out
+
+    def reward(self, ratings: dict[Dimension, dict[str, Any]]) -> float | None:
+        labels = {d: r["label"] for d, r in ratings.items() if r["label"] is not None}
+        return self.spec.reward.aggregate(labels) if labels else None
+
+
+def load_critic(
+    directory: str | Path,
+    *,
+    base: str | None = None,
+    device: Any = "cpu",
+    dtype: str = "float32",
+    merge_lora: bool = False,
+    **expected: Any,
+) -> Critic:
+    """Load a critic directory (peft adapter + processor + spec, or a full model) for generation.
+
+    ``base`` overrides the base model path recorded in the spec (e.g. after moving it); ``expected``
+    settings (``num_frames=8``, ``layout=...``) must match the spec or loading fails.
+    """
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from videolift.critic.collate import ChatCollator
+    from videolift.models.cogvideox import resolve_dtype
+    from videolift.models.vlm import get_family, model_type_of
+
+    directory = Path(directory)
+    spec = CriticSpec.load(directory)
+    spec.check_settings(**expected)
+    source = str(base or spec.base_model) if spec.adapter == "lora" else str(directory)
+    processor = AutoProcessor.from_pretrained(str(directory))
+    check_checkpoint(spec, processor, model_type_of(source), directory)
+    model = AutoModelForImageTextToText.from_pretrained(source, dtype=resolve_dtype(dtype))
+    if spec.adapter == "lora":
+        from peft import PeftModel
+
+        with warnings.catch_warnings():  # peft probes a deprecated transformers attribute
+            warnings.simplefilter("ignore", FutureWarning)
+            model = PeftModel.from_pretrained(model, str(directory))
+        if merge_lora:
+            model = model.merge_and_unload()
+    model = model.to(device).eval()
+    eos = model.generation_config.eos_token_id
+    collator = ChatCollator(
+        processor,
+        get_family(spec.model_type),
+        eos_token_ids=[eos] if isinstance(eos, int) else list(eos or []),
+    )
+    return Critic(directory, spec, model, processor, collator)
+
+
+def generate(
+    critic: Critic,
+    items: list[Any],
+    *,
+    max_new_tokens: int | None = None,
+    temperature: float = 0.0,
+) -> list[str]:
+    """One answer per ``collate.Item`` in a single left-padded ``generate`` call."""
+    import torch
+
+    batch = critic.collator(items)
+    device = next(critic.model.parameters()).device
+    batch = {k: v.to(device) for k, v in batch.items()}
+    n = batch["input_ids"].shape[1]
+    sampling = (
+        {"do_sample": True, "temperature": temperature, "top_p": 1.0}
+        if temperature > 0
+        else {"do_sample": False}
+    )
+    with torch.inference_mode():
+        out = critic.model.generate(
+            **batch,
+            max_new_tokens=max_new_tokens or critic.spec.max_new_tokens,
+            eos_token_id=critic.collator.stop_ids,
+            pad_token_id=critic.collator.pad_id,
+            num_beams=1,
+            use_cache=True,
+            **sampling,
+        )
+    return critic.processor.batch_decode(out[:, n:], skip_special_tokens=True)
+
+
+def rate(
+    critic: Critic, videos: list[tuple[np.ndarray, str]], *, temperature: float = 0.0
+) -> list[dict[Dimension, dict[str, Any]]]:
+    """Ratings of (frames, caption) pairs, all their questions in one generate call."""
+    from videolift.critic.collate import Item
+
+    jobs = [
+        (v, dim, Item(frames, text))
+        for v, (frames, caption) in enumerate(videos)
+        for dim, text in critic.prompts(caption)
+    ]
+    answers = generate(critic, [job[2] for job in jobs], temperature=temperature) if jobs else []
+    per_video: list[list[tuple[Dimension | None, str]]] = [[] for _ in videos]
+    for (v, dim, _), answer in zip(jobs, answers, strict=True):
+        per_video[v].append((dim, answer))
+    return [critic.parse(a) for a in per_video]
+
+
+# ---- manifests and resumable, sharded runs ---------------------------------------------------------
+
+
+def read_manifest(path: str | Path) -> list[dict[str, Any]]:
+    """Lines with ``video`` (relative to the videos root) and ``prompt``; other fields are carried along."""
+    records, seen = [], {}
+    for line, obj in iter_json_lines(path):
+        for key in ("video", "prompt"):
+            if not isinstance(obj.get(key), str) or not obj[key].strip():
+                raise DataError(f"missing or empty {key}", file=path, line=line, field=key)
+        key = video_key(obj)
+        if key in seen:
+            raise DataError(f"duplicate video {key!r} (first on line {seen[key]})", file=path, line=line)
+        seen[key] = line
+        records.append(obj)
+    if not records:
+        raise DataError("no videos in the manifest", file=path)
+    return records
+
+
+def video_key(record: dict[str, Any]) -> str:
+    return str(record.get("video_id") or record["video"])
+
+
+def parts_dir(out: Path) -> Path:
+    return out.with_name(out.name + ".parts")
+
+
+def summary_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".summary.json")
+
+
+def _run_signature(critic: Critic, temperature: float, seed: int) -> dict[str, Any]:
+    spec = critic.spec.model_dump_json()
+    return {
+        "critic": str(critic.directory.resolve()),
+        "spec_sha256": hashlib.sha256(spec.encode()).hexdigest(),
+        "temperature": temperature,
+        "seed": seed if temperature > 0 else None,
+    }
+
+
+@dataclass
+class ScoreSummary:
+    videos: int
+    scored_here: int
+    skipped: int
+    errors: int
+    unparsed: dict[str, int]
+    mean_reward: float | None
+    per_rank: dict[str, int]
+    seconds: float
+    world_size: int
+    main_process: bool
+    out: Path
+
+
+def _line(
+    record: dict[str, Any], ratings: dict[Dimension, dict[str, Any]] | None, critic: Critic, error: str | None
+):
+    line = {k: v for k, v in record.items() if k not in ("ratings", "reward", "error")}
+    if error is not None:
+        return {**line, "ratings": {}, "reward": None, "error": error}
+    assert ratings is not None
+    return {**line, "ratings": {d.value: r for d, r in ratings.items()}, "reward": critic.reward(ratings)}
+
+
+def score_manifest(
+    critic: Critic,
+    manifest: str | Path,
+    videos: str | Path,
+    out: str | Path,
+    *,
+    batch_size: int = 24,
+    temperature: float = 0.0,
+    seed: int = 0,
+    workers: int = 2,
+    progress: bool = True,
+    log: Any = print,
+) -> ScoreSummary:
+    """Score every manifest video into ``out`` (see the module doc for layout, resume and sharding)."""
+    import torch
+    from accelerate import PartialState
+
+    state = PartialState(cpu=not torch.cuda.is_available())
+    out, videos = Path(out), Path(videos)
+    records = read_manifest(manifest)
+    parts = parts_dir(out)
+    signature = _run_signature(critic, temperature, seed)
+    started = time.time()
+    if state.is_main_process:
+        parts.mkdir(parents=True, exist_ok=True)
+        run_file = parts / "run.json"
+        if run_file.exists() and (before := json.loads(run_file.read_text())) != signature:
+            changed = ", ".join(k for k in signature if before.get(k) != signature[k])
+            raise VideoliftError(
+                f"{parts}: holds a scoring run with different settings ({changed}); delete it or use another --out"
+            )
+        with atomic_write(run_file) as handle:
+            handle.write(json.dumps(signature, indent=1) + "\n")
+    state.wait_for_everyone()
+    previous = _finished_lines(out, signature)
+    done = {**previous, **_read_parts(parts)}
+    state.wait_for_everyone()  # everyone has read the same state before anyone appends
+    # A logged video counts only for the same prompt (a manifest edited between runs is rescored).
+    pending = [r for r in records if done.get(video_key(r), {}).get("prompt") != r["prompt"]]
+    mine = pending[state.process_index :: state.num_processes]
+    log_path = parts / f"rank{state.process_index}.jsonl"
+    repair_log(log_path)
+    per_chunk = max(1, batch_size // len(critic.prompts("")))
+    chunks = [mine[i : i + per_chunk] for i in range(0, len(mine), per_chunk)]
+
+    def load(chunk: list[dict[str, Any]]) -> list[np.ndarray | str]:
+        out_frames: list[np.ndarray | str] = []
+        for record in chunk:
+            try:
+                out_frames.append(sample_frames(videos / record["video"], critic.spec.num_frames))
+            except VideoError as exc:
+                out_frames.append(str(exc))
+        return out_frames
+
+    if state.is_main_process:
+        log(f"{len(pending)} of {len(records)} videos to score on {state.num_processes} process(es)")
+    bar = tqdm(total=len(mine), unit="video", disable=not (progress and state.is_main_process))
+    with bar, ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        future = pool.submit(load, chunks[0]) if chunks else None
+        for k, chunk in enumerate(chunks):
+            frames = future.result()
+            future = pool.submit(load, chunks[k + 1]) if k + 1 < len(chunks) else None
+            ok = [i for i, f in enumerate(frames) if not isinstance(f, str)]
+            if temperature > 0:
+                torch.manual_seed(
+                    seed * 1_000_003 + int(hashlib.sha256(video_key(chunk[0]).encode()).hexdigest()[:8], 16)
+                )
+            ratings = rate(critic, [(frames[i], chunk[i]["prompt"]) for i in ok], temperature=temperature)
+            by_index = dict(zip(ok, ratings, strict=True))
+            for i, record in enumerate(chunk):
+                error = frames[i] if isinstance(frames[i], str) else None
+                append_jsonl(log_path, _line(record, by_index.get(i), critic, error))
+            bar.update(len(chunk))
+    state.wait_for_everyone()
+    summary = None
+    if state.is_main_process:
+        summary = _merge(records, parts, out, started, previous, signature)
+    state.wait_for_everyone()
+    counts = summary or {"unparsed": {}, "errors": 0, "mean_reward": None, "per_rank": {}}
+    return ScoreSummary(
+        videos=len(records),
+        scored_here=len(mine),
+        skipped=len(records) - len(pending),
+        errors=counts["errors"],
+        unparsed=counts["unparsed"],
+        mean_reward=counts["mean_reward"],
+        per_rank=counts["per_rank"],
+        seconds=time.time() - started,
+        world_size=state.num_processes,
+        main_process=state.is_main_process,
+        out=out,
+    )
+
+
+def _read_parts(parts: Path) -> dict[str, dict[str, Any]]:
+    done: dict[str, dict[str, Any]] = {}
+    for path in sorted(parts.glob("rank*.jsonl")):
+        for _, record in iter_json_lines(path, skip_partial_last=True):
+            done[video_key(record)] = record
+    return done
+
+
+def _finished_lines(out: Path, signature: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Lines of an earlier, finished run into ``out`` with the same critic and settings (reused on a rerun,
+    e.g. after adding videos to the manifest); nothing if it was scored differently."""
+    summary = summary_path(out)
+    if not (out.exists() and summary.exists()) or json.loads(summary.read_text()).get("run") != signature:
+        return {}
+    return {video_key(obj): obj for _, obj in iter_json_lines(out)}
+
+
+def _merge(
+    records: list[dict[str, Any]],
+    parts: Path,
+    out: Path,
+    started: float,
+    previous: dict[str, dict[str, Any]],
+    signature: dict[str, Any],
+) -> dict[str, Any]:
+    done = {**previous, **_read_parts(parts)}
+    missing = [video_key(r) for r in records if done.get(video_key(r), {}).get("prompt") != r["prompt"]]
+    if missing:
+        raise VideoliftError(
+            f"{parts}: {len(missing)} videos were not scored (e.g. {missing[0]}); rerun the command"
+        )
+    lines = [done[video_key(r)] for r in records]
+    unparsed: Counter[str] = Counter()
+    for line in lines:
+        for dim, rating in line["ratings"].items():
+            unparsed[dim] += rating["label"] is None
+    rewards = [line["reward"] for line in lines if line["reward"] is not None]
+    per_rank = {
+        p.stem.removeprefix("rank"): sum(1 for _ in iter_json_lines(p, skip_partial_last=True))
+        for p in sorted(parts.glob("rank*.jsonl"))
+    }
+    summary = {
+        "videos": len(lines),
+        "errors": sum("error" in line for line in lines),
+        "unparsed": dict(unparsed),
+        "unparsed_videos": sum(any(r["label"] is None for r in line["ratings"].values()) for line in lines),
+        "mean_reward": sum(rewards) / len(rewards) if rewards else None,
+        "per_rank": per_rank,
+        "seconds": round(time.time() - started, 2),
+        "run": signature,
+    }
+    write_jsonl(out, lines)
+    with atomic_write(summary_path(out)) as handle:
+        handle.write(json.dumps(summary, indent=1) + "\n")
+    shutil.rmtree(parts, ignore_errors=True)
+    return summary

@@ -1,0 +1,140 @@
+"""The critic's input spec: everything that decides what the model sees and is asked.
+
+Saved as ``critic_spec.json`` next to the adapter (or full model) and the processor. Scoring and
+evaluation read it instead of taking their own options, and ``check_*`` refuse a checkpoint whose
+processor, model type or requested settings disagree with it, so scoring feeds what training fed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from videolift.core.errors import DataError, VideoliftError
+from videolift.core.jsonl import atomic_write, read_json, validation_field
+from videolift.core.reward import RewardConfig
+from videolift.core.schema import DIMENSIONS, Dimension, parse_dimension
+from videolift.critic.prompts import DEFAULT_QUESTIONS, ONE_PASS_QUESTION
+
+SPEC_FILE = "critic_spec.json"
+SPEC_VERSION = 1
+
+
+class CriticSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = SPEC_VERSION
+    base_model: str = Field(description="base VLM directory or Hub id the critic was fine-tuned from")
+    model_type: str = Field(description="config.model_type of the base (selects the VLM family)")
+    adapter: Literal["lora", "full"] = Field("lora", description="peft LoRA adapter or a full model")
+    num_frames: int = Field(8, ge=1, description="frames sampled uniformly over each clip")
+    frame_sampling: Literal["uniform"] = Field(
+        "uniform",
+        description="uniform over the whole clip regardless of its fps; the processor's own sampling is off",
+    )
+    max_pixels: int | None = Field(None, description="per-frame pixel budget (Qwen-VL family); None: default")
+    min_pixels: int | None = Field(None, description="per-frame pixel floor (Qwen-VL family); None: default")
+    video_processor: dict[str, Any] = Field(
+        default_factory=dict, description="the saved video processor's resizing settings, checked on load"
+    )
+    layout: Literal["per_dimension", "one_pass"] = "per_dimension"
+    dimensions: list[Dimension] = Field(default_factory=lambda: list(DIMENSIONS))
+    questions: dict[Dimension, str] = Field(default_factory=lambda: dict(DEFAULT_QUESTIONS))
+    one_pass_question: str = ONE_PASS_QUESTION
+    reasons: bool = Field(True, description="answers carry reasons (False: the paper's label-only ablation)")
+    max_new_tokens: int = Field(128, ge=1, description="generation budget per answer")
+    reward: RewardConfig = Field(default_factory=RewardConfig)
+
+    @field_validator("dimensions", mode="before")
+    @classmethod
+    def _dims(cls, value: Any) -> Any:
+        dims = [parse_dimension(v) for v in value]
+        if not dims or len(set(dims)) != len(dims):
+            raise ValueError("dimensions must be a non-empty list without repeats")
+        return [d for d in DIMENSIONS if d in dims]  # canonical order
+
+    def question(self, dim: Dimension) -> str:
+        return self.questions[dim]
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / SPEC_FILE
+        with atomic_write(path) as handle:
+            handle.write(json.dumps(self.model_dump(mode="json"), indent=1) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> CriticSpec:
+        path = Path(directory) / SPEC_FILE
+        if not path.exists():
+            raise VideoliftError(
+                f"{directory}: not a critic checkpoint (no {SPEC_FILE}); train one with `videolift critic train`"
+            )
+        data = read_json(path)
+        if isinstance(data, dict) and data.get("version", SPEC_VERSION) > SPEC_VERSION:
+            raise DataError(
+                f"spec version {data['version']} is newer than this videolift supports", file=path
+            )
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            field, msg = validation_field(exc)
+            raise DataError(msg, file=path, field=field) from None
+
+    def check_settings(self, **requested: Any) -> None:
+        """Refuse requested settings (non-None) that differ from what the critic was trained with."""
+        wrong = [
+            f"{name}={value!r} (trained with {getattr(self, name)!r})"
+            for name, value in requested.items()
+            if value is not None and value != getattr(self, name)
+        ]
+        if wrong:
+            raise VideoliftError(
+                "the critic must be fed as it was trained; mismatched settings: " + ", ".join(wrong)
+            )
+
+
+def _plain(value: Any) -> Any:
+    """JSON-able form; size dicts (plain or transformers' SizeDict) without their unset entries."""
+    if dataclasses.is_dataclass(value):
+        value = dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in sorted(value.items()) if v is not None}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value if isinstance(value, int | float | str | bool) else str(value)
+
+
+def video_processor_settings(processor: Any) -> dict[str, Any]:
+    """The resizing-relevant settings of a processor's video processor, as plain JSON."""
+    video = processor.video_processor
+    keys = (
+        "size",
+        "crop_size",
+        "patch_size",
+        "temporal_patch_size",
+        "merge_size",
+        "do_resize",
+        "do_center_crop",
+    )
+    return {key: _plain(getattr(video, key)) for key in keys if getattr(video, key, None) is not None}
+
+
+def check_checkpoint(spec: CriticSpec, processor: Any, model_type: str, directory: str | Path) -> None:
+    """The saved processor and the loaded model must be the ones the spec describes."""
+    if model_type != spec.model_type:
+        raise VideoliftError(
+            f"{directory}: critic was trained on a {spec.model_type!r} model, but the base loads as {model_type!r}"
+        )
+    found = video_processor_settings(processor)
+    if spec.video_processor and found != spec.video_processor:
+        diff = sorted(
+            k for k in set(found) | set(spec.video_processor) if found.get(k) != spec.video_processor.get(k)
+        )
+        raise VideoliftError(
+            f"{directory}: the processor's video settings differ from {SPEC_FILE} ({', '.join(diff)}): "
+            f"saved {[spec.video_processor.get(k) for k in diff]}, loaded {[found.get(k) for k in diff]}"
+        )

@@ -1,0 +1,286 @@
+"""`videolift critic train | score | eval` end to end on a tiny random Qwen2-VL and four tiny videos."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from videolift.cli import app
+from videolift.core.errors import VideoliftError
+from videolift.core.jsonl import iter_json_lines
+from videolift.core.reward import RewardConfig
+from videolift.core.video import write_video
+from videolift.critic.score import load_critic, parts_dir, summary_path
+from videolift.models.tiny_vlm import build_tiny_vlm
+
+COLORS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220), "yellow": (230, 230, 30)}
+SC_LABELS = ["Good", "Bad", "Normal", "Good"]
+MS_LABELS = ["Bad", "Good", "Good", "Normal"]
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")  # peft probing a deprecated attribute
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: threads only contend on a shared 2-core machine
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    """A tiny base VLM, four 12-frame videos, HRA records and a manifest (with one missing video)."""
+    root = tmp_path_factory.mktemp("critic_world")
+    build_tiny_vlm(root / "base")
+    records = []
+    for i, (name, rgb) in enumerate(COLORS.items()):
+        video = np.zeros((12, 56, 56, 3), np.uint8)
+        video[:] = rgb
+        for t in range(12):
+            video[t, 20:36, 4 + 3 * t : 20 + 3 * t] = 255
+        write_video(root / f"videos/v{i}.mp4", video, crf=0, pix_fmt="yuv444p")
+        records.append(
+            {
+                "video_id": f"v{i}",
+                "video": f"videos/v{i}.mp4",
+                "prompt": f"a white square on {name}" if i < 3 else "a white square on red",
+                "ratings": {
+                    "semantic_consistency": {"label": SC_LABELS[i], "reason": f"the background is {name}"},
+                    "motion_smoothness": {"label": MS_LABELS[i], "reason": "the square moves right"},
+                    "video_fidelity": {"label": "Good", "reason": "clear"},
+                },
+            }
+        )
+    (root / "hra.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    manifest = [
+        {"video": r["video"], "prompt": r["prompt"], "video_id": r["video_id"], "seed": i}
+        for i, r in enumerate(records)
+    ]
+    manifest.append({"video": "videos/missing.mp4", "prompt": "gone"})
+    (root / "manifest.jsonl").write_text("".join(json.dumps(m) + "\n" for m in manifest))
+    return root
+
+
+def run(*args: str, fails: bool = False):
+    """Invoke the CLI; a user error (VideoliftError: "Error: ...", exit 1) only when ``fails``."""
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == (1 if fails else 0), result.output
+    return result
+
+
+def train(world: Path, out: Path, *extra: str, steps: int = 8, fails: bool = False):
+    return run(
+        "critic", "train", "--base", world / "base", "--data", world / "hra.jsonl", "--videos", world,
+        "--out", out, "--max-steps", steps, "--lr", "5e-3", "--batch-size", "4", *extra, fails=fails,
+    )  # fmt: skip
+
+
+def log_of(out: Path) -> list[dict]:
+    return [obj for _, obj in iter_json_lines(out / "train_log.jsonl")]
+
+
+@pytest.fixture(scope="module")
+def critic_dir(world) -> Path:
+    out = world / "critic"
+    train(world, out, "--save-every", "4")
+    return out
+
+
+def test_training_lowers_the_loss_and_writes_a_plain_peft_critic(world, critic_dir):
+    log = log_of(critic_dir)
+    assert [r["step"] for r in log] == list(range(1, 9))
+    assert np.mean([r["loss"] for r in log[-2:]]) < np.mean([r["loss"] for r in log[:2]]) - 0.1
+    for name in (
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "processor_config.json",
+        "tokenizer.json",
+    ):
+        assert (critic_dir / name).is_file(), name
+    spec = json.loads((critic_dir / "critic_spec.json").read_text())
+    assert spec["model_type"] == "qwen2_vl" and spec["num_frames"] == 8 and spec["reasons"] is True
+    assert spec["base_model"] == str((world / "base").resolve())
+    assert (critic_dir / "checkpoints/step-000004/trainer_state.json").is_file()
+
+    # Plain transformers + peft, the processor's own chat template: the scorer's greedy answer.
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from videolift.core.schema import parse_answer
+    from videolift.core.video import sample_frames
+    from videolift.critic.prompts import user_text
+    from videolift.critic.score import rate
+
+    base = AutoModelForImageTextToText.from_pretrained(world / "base")
+    model = PeftModel.from_pretrained(base, critic_dir).eval()
+    processor = AutoProcessor.from_pretrained(critic_dir)
+    frames = sample_frames(world / "videos/v1.mp4", 8)
+    text = user_text("a white square on green", spec["questions"]["motion_smoothness"])
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": text}]}]
+    prompt = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    inputs = processor(text=[prompt], videos=[frames], return_tensors="pt", do_sample_frames=False)
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=spec["max_new_tokens"], do_sample=False)
+    plain = processor.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+
+    critic = load_critic(critic_dir)
+    ours = rate(critic, [(frames, "a white square on green")])[0]
+    entry = ours["motion_smoothness"]
+    label, reason = parse_answer(plain)
+    assert entry["label"] == (label.value if label else None)
+    assert entry["reason"] == reason if label else entry["answer"] == plain
+
+
+def test_resume_equals_uninterrupted(world, tmp_path):
+    from safetensors.torch import load_file
+
+    whole, pieces = tmp_path / "whole", tmp_path / "pieces"
+    train(world, whole, "--save-every", "0", steps=6)
+    train(world, pieces, "--save-every", "3", "--stop-at-step", "3", steps=6)
+    assert not (pieces / "critic_spec.json").exists() and len(log_of(pieces)) == 3
+    assert "pass --resume" in train(world, pieces, "--save-every", "3", steps=6, fails=True).output
+    changed = train(
+        world, pieces, "--save-every", "3", "--resume", "--lr", "1e-3", steps=6, fails=True
+    ).output
+    assert "different settings" in changed and "lr" in changed
+    train(world, pieces, "--save-every", "3", "--resume", steps=6)
+    a, b = load_file(whole / "adapter_model.safetensors"), load_file(pieces / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+    assert [r["loss"] for r in log_of(whole)] == pytest.approx([r["loss"] for r in log_of(pieces)], rel=1e-5)
+    assert "finished model" in train(world, pieces, "--save-every", "3", steps=6, fails=True).output
+
+
+def score(critic: Path, world: Path, out: Path, *extra: str):
+    return run("critic", "score", "--critic", critic, "--manifest", world / "manifest.jsonl", "--videos", world,
+               "--out", out, "--batch-size", "6", *extra)  # fmt: skip
+
+
+def test_score_lines_resume_and_determinism(world, critic_dir, tmp_path):
+    first = tmp_path / "first.jsonl"
+    score(critic_dir, world, first)
+    lines = [obj for _, obj in iter_json_lines(first)]
+    assert [line.get("video_id") for line in lines] == ["v0", "v1", "v2", "v3", None]
+    reward = RewardConfig()
+    for line in lines[:4]:
+        assert line["seed"] is not None and set(line) >= {"video", "prompt", "ratings", "reward"}
+        assert set(line["ratings"]) == {"semantic_consistency", "motion_smoothness", "video_fidelity"}
+        parsed = {d: r["label"] for d, r in line["ratings"].items() if r["label"] is not None}
+        for r in line["ratings"].values():
+            assert set(r) >= {"label", "reason", "score"}
+            assert r["score"] == (None if r["label"] is None else reward.score(r["label"]))
+        assert line["reward"] == (pytest.approx(reward.aggregate(parsed)) if parsed else None)
+    assert lines[4]["ratings"] == {} and lines[4]["reward"] is None and "not found" in lines[4]["error"]
+    summary = json.loads(summary_path(first).read_text())
+    assert summary["videos"] == 5 and summary["errors"] == 1 and summary["per_rank"] == {"0": 5}
+    assert not parts_dir(first).exists()
+
+    # Interrupted run: two videos logged, then a torn line. The rerun scores only the other three.
+    second = tmp_path / "second.jsonl"
+    parts_dir(second).mkdir()
+    done = "".join(json.dumps(line) + "\n" for line in lines[:2])
+    (parts_dir(second) / "rank0.jsonl").write_text(done + '{"video": "videos/v2.mp')
+    result = score(critic_dir, world, second)
+    assert "3 scored here, 2 already done" in result.output
+    assert second.read_text() == first.read_text()  # greedy scoring is deterministic
+    # A finished output of the same critic is reused: nothing to score again.
+    assert "0 scored here, 5 already done" in score(critic_dir, world, second).output
+    assert second.read_text() == first.read_text()
+
+
+def test_eval_reports_metrics_matching_the_scores(world, critic_dir, tmp_path):
+    scores = tmp_path / "scores.jsonl"
+    result = run("critic", "eval", "--critic", critic_dir, "--data", world / "hra.jsonl", "--videos", world,
+                 "--json", "--scores", scores)  # fmt: skip
+    report = json.loads(result.stdout)
+    lines = {obj["video_id"]: obj for _, obj in iter_json_lines(scores)}
+    sc = report["dimensions"]["semantic_consistency"]
+    hits = sum(lines[f"v{i}"]["ratings"]["semantic_consistency"]["label"] == SC_LABELS[i] for i in range(4))
+    assert sc["n"] == 4 and sc["accuracy"] == pytest.approx(hits / 4)
+    assert (
+        sc["majority_baseline"] == pytest.approx(0.5)
+        and sum(map(sum, (r.values() for r in sc["confusion"].values()))) == 4
+    )
+    assert report["dimensions"]["video_fidelity"]["majority_baseline"] == 1.0
+    # v0 and v3 share a prompt: one same-prompt pair per dimension.
+    assert report["pairwise_same_prompt"]["semantic_consistency"]["pairs"] == 1
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(
+        json.dumps({"a": "v0", "b": "v1", "winner": "a", "dimension": "semantic_consistency"}) + "\n"
+    )
+    result = run("critic", "eval", "--critic", critic_dir, "--data", world / "hra.jsonl", "--videos", world,
+                 "--scores", scores, "--pairs", pairs)  # fmt: skip
+    assert "0 of 4 videos to score" in result.output  # the kept scores are reused
+    assert "macro-F1" in result.stdout and "confusion" in result.stdout and "pairwise judged" in result.stdout
+
+
+def test_one_pass_label_only_critic(world, tmp_path):
+    from videolift.critic.data import hra_examples, read_hra
+    from videolift.critic.spec import CriticSpec
+
+    spec = CriticSpec(base_model="b", model_type="qwen2_vl", layout="one_pass", reasons=False)
+    examples, skipped = hra_examples(read_hra(world / "hra.jsonl"), world, spec, file=world / "hra.jsonl")
+    assert skipped == 0 and len(examples) == 4
+    assert examples[1].answer == "Semantic consistency: Bad.\nMotion smoothness: Good.\nVideo fidelity: Good."
+
+    out = tmp_path / "one_pass"
+    train(world, out, "--layout", "one_pass", "--no-reasons", "--save-every", "0", steps=2)
+    saved = CriticSpec.load(out)
+    assert saved.layout == "one_pass" and not saved.reasons and saved.max_new_tokens < 64
+    scores = tmp_path / "s.jsonl"
+    score(out, world, scores)
+    for _, line in iter_json_lines(scores):
+        if "error" not in line:
+            assert set(line["ratings"]) == {"semantic_consistency", "motion_smoothness", "video_fidelity"}
+
+
+def test_full_finetune_freezes_vision_and_loads_plainly(world, tmp_path):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForImageTextToText
+
+    out = tmp_path / "full"
+    train(world, out, "--adapter", "full", "--save-every", "0", steps=2)
+    model = AutoModelForImageTextToText.from_pretrained(out)
+    assert type(model).__name__ == "Qwen2VLForConditionalGeneration"
+    before, after = load_file(world / "base/model.safetensors"), load_file(out / "model.safetensors")
+    vision = [k for k in before if k.startswith("visual.")]  # saved in the original Qwen2-VL layout
+    assert vision and all(torch.equal(before[k], after[k]) for k in vision)
+    assert not torch.equal(before["lm_head.weight"], after["lm_head.weight"])
+
+
+def test_loading_refuses_a_critic_fed_differently(critic_dir, tmp_path):
+    with pytest.raises(VideoliftError, match="num_frames=4"):
+        load_critic(critic_dir, num_frames=4)
+    copy = tmp_path / "copy"
+    shutil.copytree(critic_dir, copy, ignore=shutil.ignore_patterns("checkpoints"))
+    spec = json.loads((copy / "critic_spec.json").read_text())
+    spec["video_processor"]["size"]["longest_edge"] = 9999
+    (copy / "critic_spec.json").write_text(json.dumps(spec))
+    with pytest.raises(VideoliftError, match="video settings differ"):
+        load_critic(copy)
+
+
+def test_the_same_loop_does_caption_pretraining(world, tmp_path):
+    from videolift.critic.data import caption_examples
+    from videolift.critic.train import SFTConfig, run_sft
+    from videolift.models.vlm import load_vlm
+
+    pairs = [
+        (world / f"videos/v{i}.mp4", f"A white square moves right on {c}.") for i, c in enumerate(COLORS)
+    ]
+    examples = caption_examples(pairs)
+    assert examples[0].user_text == "Describe the video." and examples[0].answer.startswith("A white square")
+    out = tmp_path / "pretrained"
+    result = run_sft(examples, str(world / "base"), out, SFTConfig(adapter="full", max_steps=3, lr=5e-3, save_every=0), log=lambda _: None)  # fmt: skip
+    assert result.steps == 3 and (out / "train_summary.json").is_file()
+    model, processor = load_vlm(out)  # a plain model directory: usable as `critic train --base`
+    assert model.config.model_type == "qwen2_vl" and processor.video_processor is not None

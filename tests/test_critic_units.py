@@ -1,0 +1,267 @@
+"""Critic pieces without training: prompts and parsing, spec checks, answer mask, metrics, families."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from videolift.core.errors import VideoliftError
+from videolift.core.schema import Dimension, Label
+from videolift.critic.collate import IGNORE, ChatCollator, Item, answer_loss
+from videolift.critic.data import SFTExample, class_weights, majority_items
+from videolift.critic.evaluate import evaluate_predictions, label_metrics, pairwise_accuracy
+from videolift.critic.prompts import one_pass_answer, parse_one_pass
+from videolift.critic.score import Critic
+from videolift.critic.spec import CriticSpec, check_checkpoint, video_processor_settings
+from videolift.critic.train import epoch_batches
+from videolift.models.tiny_vlm import TinyVLMConfig, build_tiny_vlm
+from videolift.models.vlm import get_family
+
+SC, MS, VF = Dimension.semantic_consistency, Dimension.motion_smoothness, Dimension.video_fidelity
+G, N, B = Label.Good, Label.Normal, Label.Bad
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: threads only contend on a shared 2-core machine
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_qwen():
+    return build_tiny_vlm()
+
+
+def frames(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 255, (8, 56, 56, 3), dtype=np.uint8)
+
+
+# ---- prompts and parsing ---------------------------------------------------------------------------
+
+
+def test_one_pass_answer_round_trips_and_tolerates_markup():
+    dims = [SC, MS, VF]
+    text = one_pass_answer({SC: (B, "no panda"), MS: (G, ""), VF: (N, "a bit blurry")}, dims)
+    assert (
+        text
+        == "Semantic consistency: Bad. no panda\nMotion smoothness: Good.\nVideo fidelity: Normal. a bit blurry"
+    )
+    assert parse_one_pass(text, dims) == {SC: (B, "no panda"), MS: (G, ""), VF: (N, "a bit blurry")}
+    messy = "**Semantic consistency**: **bad** - no panda\n- motion smoothness: good.\nvideo fidelity: Maybe fine."
+    parsed = parse_one_pass(messy, dims)
+    assert parsed[SC] == (B, "no panda") and parsed[MS] == (G, "")
+    assert parsed[VF][0] is None  # a line without a leading label is unparsed, not a label
+
+
+def test_unparsed_answers_are_null_and_reward_uses_parsed_dimensions():
+    critic = Critic(Path("."), CriticSpec(base_model="x", model_type="qwen2_vl"), None, None, None)
+    ratings = critic.parse(
+        [(SC, "Bad. The panda is missing."), (MS, "The motion is Good overall."), (VF, "good")]
+    )
+    assert ratings[SC] == {"label": "Bad", "reason": "The panda is missing.", "score": 0.05}
+    assert ratings[MS] == {
+        "label": None,
+        "reason": "",
+        "score": None,
+        "answer": "The motion is Good overall.",
+    }
+    assert ratings[VF]["label"] == "Good"
+    assert critic.reward(ratings) == pytest.approx((0.05 + 0.9) / 2)
+    none = critic.parse([(SC, "?"), (MS, ""), (VF, "Fine.")])
+    assert critic.reward(none) is None
+
+    one_pass = Critic(
+        Path("."), CriticSpec(base_model="x", model_type="qwen2_vl", layout="one_pass"), None, None, None
+    )
+    assert [d for d, _ in one_pass.prompts("a cat")] == [None]
+    rated = one_pass.parse([(None, "Semantic consistency: Normal. ok\nVideo fidelity: Bad. blur")])
+    assert [rated[d]["label"] for d in (SC, MS, VF)] == ["Normal", None, "Bad"]
+
+
+# ---- spec ------------------------------------------------------------------------------------------
+
+
+def test_spec_round_trip_and_mismatch_errors(tmp_path, tiny_qwen):
+    processor = copy.deepcopy(tiny_qwen[1])  # resized below
+    spec = CriticSpec(
+        base_model="base", model_type="qwen2_vl", video_processor=video_processor_settings(processor)
+    )
+    spec.save(tmp_path)
+    loaded = CriticSpec.load(tmp_path)
+    assert loaded == spec and loaded.questions[SC].startswith("Please identify the semantic consistency")
+    loaded.check_settings(num_frames=8, layout=None)
+    with pytest.raises(VideoliftError, match=r"num_frames=16 \(trained with 8\)"):
+        loaded.check_settings(num_frames=16)
+    check_checkpoint(loaded, processor, "qwen2_vl", tmp_path)
+    with pytest.raises(VideoliftError, match="trained on a 'qwen2_vl' model"):
+        check_checkpoint(loaded, processor, "llava_onevision", tmp_path)
+    get_family("qwen2_vl").configure_processor(processor, max_pixels=28 * 28 * 4, min_pixels=28 * 28)
+    with pytest.raises(VideoliftError, match=r"video settings differ .*\(size\)"):
+        check_checkpoint(loaded, processor, "qwen2_vl", tmp_path)
+    with pytest.raises(VideoliftError, match="not a critic checkpoint"):
+        CriticSpec.load(tmp_path / "nowhere")
+
+
+# ---- the answer mask -------------------------------------------------------------------------------
+
+
+def test_labels_cover_exactly_the_answer_and_end_of_turn(tiny_qwen):
+    model, processor = tiny_qwen
+    collate = ChatCollator(
+        processor, get_family("qwen2_vl"), eos_token_ids=[model.generation_config.eos_token_id]
+    )
+    tok = processor.tokenizer
+    answers = ["Bad. The square moves up, not left.", "Good."]
+    texts = ["a red square moves left. Please identify the motion issues in this video.", "x"]
+    batch = collate([Item(frames(0), texts[0], answers[0]), Item(frames(1), texts[1], answers[1])])
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    for i, (text, answer) in enumerate(zip(texts, answers, strict=True)):
+        ids, labels, mask = batch["input_ids"][i], batch["labels"][i], batch["attention_mask"][i]
+        answer_ids = tok(answer, add_special_tokens=False)["input_ids"] + [end]
+        n = len(answer_ids)
+        assert labels[-n:].tolist() == answer_ids == ids[-n:].tolist()
+        assert (labels[:-n] == IGNORE).all()
+        # Everything before the answer is the processor's own encoding of the generation prompt, left-padded.
+        prompt = processor(
+            text=[collate.render(text)], videos=[frames(i)], return_tensors="pt", do_sample_frames=False
+        )["input_ids"][0]
+        pad = len(ids) - n - len(prompt)
+        assert ids[pad:-n].tolist() == prompt.tolist()
+        assert (ids[:pad] == tok.pad_token_id).all() and mask[:pad].sum() == 0 and mask[pad:].all()
+        assert collate.render(text).endswith("<|im_start|>assistant\n")
+    assert tok.decode(batch["labels"][1][batch["labels"][1] != IGNORE]) == "Good.<|im_end|>"
+    # The loss on the last logits equals transformers' own masked loss over the full sequence.
+    inputs = {k: v for k, v in batch.items() if k != "weights"}
+    with torch.no_grad():
+        ours, tokens = answer_loss(model, batch)
+        theirs = model(**inputs).loss
+    assert tokens == int((batch["labels"] != IGNORE).sum()) and ours.item() == pytest.approx(
+        theirs.item(), rel=1e-5
+    )
+    # Generation batches carry no labels and end with the same prompt.
+    gen = collate([Item(frames(0), texts[0])])
+    assert "labels" not in gen and gen["input_ids"][0].tolist() == prompt_ids(processor, collate, texts[0])
+
+
+def prompt_ids(processor, collate, text):
+    return processor(
+        text=[collate.render(text)], videos=[frames(0)], return_tensors="pt", do_sample_frames=False
+    )["input_ids"][0].tolist()
+
+
+def test_example_weights_scale_the_loss(tiny_qwen):
+    model, processor = tiny_qwen
+    collate = ChatCollator(processor, get_family("qwen2_vl"))
+    items = [Item(frames(0), "a", "Bad. no."), Item(frames(1), "b", "Good. A longer reason here.")]
+    with torch.no_grad():
+        each = [answer_loss(model, collate([it]))[0].item() for it in items]
+        n = [len(collate.answer_ids(it.answer)) for it in items]
+        items[1].weight = 3.0
+        weighted = answer_loss(model, collate(items))[0].item()
+    assert weighted == pytest.approx((each[0] * n[0] + 3 * each[1] * n[1]) / (n[0] + 3 * n[1]), rel=1e-4)
+
+
+# ---- families ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "llava_onevision", "llava_next_video"])
+def test_every_family_trains_and_generates_through_one_collator(family):
+    model, processor = build_tiny_vlm(config=TinyVLMConfig(family=family))
+    fam = get_family(model.config.model_type)
+    targets = fam.lora_targets(model)
+    assert targets and all(t.startswith("model.language_model.") for t in targets)
+    assert fam.vision_modules(model) and fam.projector_modules(model)
+    with_vision = set(fam.lora_targets(model, vision=True))
+    assert set(targets) < with_vision  # --tune-vision adds the tower's linear layers ...
+    assert not any(
+        t.startswith(tuple(p + "." for p in fam.projector_modules(model))) for t in with_vision
+    )  # not the projector
+    collate = ChatCollator(processor, fam, eos_token_ids=[model.generation_config.eos_token_id])
+    loss, _ = answer_loss(
+        model, collate([Item(frames(0), "a red circle", "Good. fine."), Item(frames(1), "b", "Bad.")])
+    )
+    loss.backward()
+    assert torch.isfinite(loss) and model.lm_head.weight.grad is not None
+    batch = collate(
+        [Item(frames(0), "a red circle"), Item(frames(1), "a much longer prompt with many words")]
+    )
+    out = model.generate(**batch, max_new_tokens=3, do_sample=False, pad_token_id=collate.pad_id)
+    assert out.shape[0] == 2 and batch["input_ids"].shape[1] < out.shape[1] <= batch["input_ids"].shape[1] + 3
+
+
+# ---- data and metrics --------------------------------------------------------------------------------
+
+
+def test_class_weights_balance_each_dimension():
+    ex = [SFTExample(Path("v"), "t", "a", labels=((SC, lab),)) for lab in (B, B, B, G)]
+    w = [e.weight for e in class_weights(ex, 1.0)]
+    # SC has 2 classes over 4 examples: Bad weight 4/(2*3), Good 4/(2*1), then scaled to mean 1.
+    raw = [4 / 6] * 3 + [2.0]
+    assert w == pytest.approx([r * 4 / sum(raw) for r in raw])
+    assert sum(w[:3]) == pytest.approx(w[3])  # each class carries the same total weight
+    assert [e.weight for e in class_weights(ex, 0.0)] == [1.0] * 4
+
+
+def test_epoch_batches_are_disjoint_equal_and_seeded():
+    r0, r1 = epoch_batches(11, 2, seed=3, epoch=1, rank=0, world=2), epoch_batches(11, 2, 3, 1, 1, 2)
+    assert len(r0) == len(r1) == 3  # 6 batches (the last one partial), 3 per rank
+    flat = [i for b in r0 + r1 for i in b]
+    assert sorted(flat) == list(range(11))
+    assert (
+        len(epoch_batches(13, 2, 3, 1, 0, 2)) == len(epoch_batches(13, 2, 3, 1, 1, 2)) == 3
+    )  # 7th batch dropped
+    assert epoch_batches(11, 2, 3, 1, 0, 2) == r0 and epoch_batches(11, 2, 3, 2, 0, 2) != r0
+
+
+def test_label_metrics_hand_computed():
+    truth = [G, G, G, N, B, B]
+    pred = [G, G, N, N, G, None]
+    m = label_metrics(truth, pred)
+    assert m["accuracy"] == pytest.approx(3 / 6)
+    # Good: P 2/3 R 2/3; Normal: P 1/2 R 1; Bad: P 0 R 0 -> F1 2/3, 2/3, 0.
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 2 / 3 + 0) / 3)
+    assert m["confusion"]["Good"] == {"Good": 2, "Normal": 1, "Bad": 0, "unparsed": 0}
+    assert m["confusion"]["Bad"] == {"Good": 1, "Normal": 0, "Bad": 0, "unparsed": 1}
+    assert (
+        m["unparsed"] == 1 and m["majority_label"] == "Good" and m["majority_baseline"] == pytest.approx(0.5)
+    )
+
+
+def test_pairwise_accuracy_counts_ties():
+    pairs = [(2, 1, 2, 0), (1, 1, 1, 1), (1, 1, 2, 1), (0, 2, 1, 1), (0, 2, None, 2)]
+    p = pairwise_accuracy(pairs)
+    assert p["pairs"] == 5 and p["reference_ties"] == 2
+    assert p["ties_aware_accuracy"] == pytest.approx(2 / 5)  # pairs 1 and 2 agree
+    assert p["decisive_accuracy"] == pytest.approx(1 / 3)  # of pairs 1, 4, 5 only 1
+
+
+def test_evaluate_predictions_uses_majority_and_same_prompt_pairs():
+    from videolift.core.schema import HRARecord
+
+    def rec(vid, prompt, sc, annotator):
+        return HRARecord(video=vid, prompt=prompt, annotator=annotator, ratings={SC: {"label": sc}})
+
+    records = [
+        rec("a", "p", "Good", "x"),
+        rec("a", "p", "Bad", "y"),
+        rec("a", "p", "Good", "z"),
+        rec("b", "p", "Bad", "x"),
+    ]
+    items = majority_items(records)
+    assert [(it.video_id, it.labels[SC]) for it in items] == [("a", G), ("b", B)]
+    lines = {
+        "a": {"ratings": {"semantic_consistency": {"label": "Good"}}, "reward": 0.9},
+        "b": {"ratings": {"semantic_consistency": {"label": None}}, "reward": None},
+    }
+    report = evaluate_predictions(items, lines)
+    assert report["dimensions"]["semantic_consistency"]["accuracy"] == pytest.approx(0.5)
+    assert report["pairwise_same_prompt"]["semantic_consistency"]["ties_aware_accuracy"] == 0.0  # b unparsed
+    pairs = [{"a": "a", "b": "b", "winner": "a", "dimension": "overall", "line": 1}]
+    judged = evaluate_predictions(items, {**lines, "b": {**lines["b"], "reward": 0.05}}, pairs=pairs)
+    assert judged["pairwise_judged"]["overall"]["ties_aware_accuracy"] == 1.0
