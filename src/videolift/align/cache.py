@@ -1,0 +1,236 @@
+"""Encode once, train many steps: VAE latent-distribution parameters and text embeddings on disk.
+
+One safetensors file per video (``latents/<key>``) and per distinct prompt (``text/<key>``). Keys
+hash the model's frozen components (configs + local weight-file stats), the video (path + size +
+mtime, or its content) and the preprocessing, so a changed video, model or resize invalidates
+exactly its entries. Each file is written atomically: an interrupted build resumes where it
+stopped; ranks split the missing entries between them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save
+
+from videolift.core.errors import VideoliftError
+from videolift.core.jsonl import atomic_write
+from videolift.core.video import read_video
+from videolift.models.base import SamplerSettings
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _config_of(component: Any) -> Any:
+    config = getattr(component, "config", None)
+    if config is not None:
+        return config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    if hasattr(component, "model_max_length"):  # tokenizers
+        return {"vocab": len(component), "max_length": component.model_max_length}
+    return type(component).__name__
+
+
+def model_fingerprint(model: str, pipe: Any, trained: Any = None) -> str:
+    """Identity of what encodes videos and prompts: class, config and dtype of every pipeline
+    component (the scheduler aside), and for a local directory the size and mtime of their weight
+    files — except those of the ``trained`` module, whose weights the cache does not depend on."""
+    root = Path(model)
+    parts: dict[str, Any] = {"model": str(root.resolve()) if root.exists() else model}
+    for name, component in sorted(pipe.components.items()):
+        if component is None or name == "scheduler":
+            continue
+        entry = {"type": type(component).__name__, "config": _config_of(component)}
+        if isinstance(component, torch.nn.Module) and component is not trained:
+            entry["dtype"] = str(next(component.parameters()).dtype)
+            if (root / name).is_dir():
+                entry["files"] = sorted(
+                    (f.name, f.stat().st_size, f.stat().st_mtime_ns)
+                    for f in (root / name).iterdir()
+                    if f.is_file()
+                )
+        parts[name] = entry
+    return _digest(parts)[:32]
+
+
+def file_identity(path: Path, hash_content: bool) -> Any:
+    if hash_content:
+        h = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+    stat = path.stat()
+    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+
+
+def preprocess_video(
+    frames: np.ndarray,
+    *,
+    num_frames: int | None = None,
+    stride: int = 1,
+    height: int | None = None,
+    width: int | None = None,
+) -> np.ndarray:
+    """Every ``stride``-th frame, cut to the first ``num_frames``, resized to cover (height, width)
+    and centre-cropped. uint8 (T, H, W, 3) in and out."""
+    frames = frames[::stride]
+    if num_frames is not None:
+        if frames.shape[0] < num_frames:
+            raise ValueError(f"has {frames.shape[0]} frames (stride {stride}), fewer than {num_frames}")
+        frames = frames[:num_frames]
+    if height is None or width is None or frames.shape[1:3] == (height, width):
+        return np.ascontiguousarray(frames)
+    h, w = frames.shape[1:3]
+    scale = max(height / h, width / w)
+    size = (max(height, round(h * scale)), max(width, round(w * scale)))
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+    top, left = (size[0] - height) // 2, (size[1] - width) // 2
+    x = x[:, :, top : top + height, left : left + width]
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+@dataclass
+class CacheStats:
+    videos_encoded: int = 0
+    videos_cached: int = 0
+    prompts_encoded: int = 0
+    prompts_cached: int = 0
+
+
+class EncodingCache:
+    """Paths of cached tensors for one model fingerprint and one preprocessing."""
+
+    def __init__(
+        self, root: str | Path, fingerprint: str, preprocessing: dict, *, hash_content: bool = False
+    ):
+        self.root = Path(root)
+        self.fingerprint = fingerprint
+        self.preprocessing = dict(preprocessing)
+        self.hash_content = hash_content
+
+    def latent_path(self, video: Path) -> Path:
+        key = _digest([self.fingerprint, file_identity(video, self.hash_content), self.preprocessing])
+        return self.root / "latents" / f"{key[:40]}.safetensors"
+
+    def text_path(self, prompt: str) -> Path:
+        return self.root / "text" / f"{_digest([self.fingerprint, prompt])[:40]}.safetensors"
+
+    def build(
+        self,
+        spec: Any,
+        pipe: Any,
+        items: list[tuple[Path, str]],
+        *,
+        rank: int = 0,
+        world: int = 1,
+        prompt_batch: int = 8,
+        barrier: Callable[[], None] | None = None,
+        before_encode: Callable[[], None] | None = None,
+        progress: bool = True,
+    ) -> tuple[list[tuple[Path, Path]], CacheStats]:
+        """Encode what is missing for (video path, prompt) items; this rank does every world-th entry.
+
+        Returns the (latent file, text file) of every item, and counts of this rank's work.
+        ``barrier`` (multi-process) runs after every rank has listed what is missing and before any
+        rank writes, so all ranks split the same list.
+        ``before_encode`` runs once, only if there is something to encode (e.g. move encoders to GPU).
+        """
+        from tqdm import tqdm
+
+        paths = [(self.latent_path(v), self.text_path(p)) for v, p in items]
+        stats = CacheStats()
+        todo_videos = sorted({(lat, v) for (lat, _), (v, _) in zip(paths, items, strict=True)})
+        todo_prompts = sorted({(txt, p) for (_, txt), (_, p) in zip(paths, items, strict=True)})
+        todo_videos = [t for t in todo_videos if not t[0].exists()]
+        todo_prompts = [t for t in todo_prompts if not t[0].exists()]
+        stats.videos_cached = len({lat for lat, _ in paths}) - len(todo_videos)
+        stats.prompts_cached = len({txt for _, txt in paths}) - len(todo_prompts)
+        if barrier is not None:
+            barrier()
+        todo_videos, todo_prompts = todo_videos[rank::world], todo_prompts[rank::world]
+        if (todo_videos or todo_prompts) and before_encode is not None:
+            before_encode()
+
+        for i in range(0, len(todo_prompts), prompt_batch):
+            chunk = todo_prompts[i : i + prompt_batch]
+            embeds = spec.encode_prompts(pipe, [p for _, p in chunk]).cpu()
+            for (path, prompt), embed in zip(chunk, embeds, strict=True):
+                _save(path, "text", embed, {"prompt": prompt})
+            stats.prompts_encoded += len(chunk)
+
+        bar = tqdm(todo_videos, desc=f"encode videos (rank {rank})", disable=not progress or not todo_videos)
+        for path, video in bar:
+            frames = self._load_video(spec, pipe, video)
+            params = spec.encode_videos(pipe, [frames]).cpu()[0]
+            _save(path, "params", params, {"video": str(video)})
+            stats.videos_encoded += 1
+        return paths, stats
+
+    def _load_video(self, spec: Any, pipe: Any, video: Path) -> np.ndarray:
+        p = self.preprocessing
+        try:
+            frames = preprocess_video(
+                read_video(video),
+                num_frames=p["frames"],
+                stride=p["stride"],
+                height=p["height"],
+                width=p["width"],
+            )
+        except ValueError as exc:
+            raise VideoliftError(f"{video}: {exc}") from None
+        t, h, w = frames.shape[:3]
+        try:
+            spec.check_sampling(pipe, SamplerSettings(frames=t, height=h, width=w, steps=1))
+        except VideoliftError as exc:
+            raise VideoliftError(
+                f"{video}: {t}x{h}x{w} cannot be encoded for training ({exc}); "
+                "set --frames / --height / --width"
+            ) from None
+        return frames
+
+
+def _save(path: Path, name: str, tensor: torch.Tensor, metadata: dict[str, str]) -> None:
+    with atomic_write(path, "wb") as handle:
+        handle.write(save({name: tensor.contiguous()}, metadata=metadata))
+
+
+def load_tensor(path: Path) -> torch.Tensor:
+    tensors = load_file(str(path))
+    return next(iter(tensors.values()))
+
+
+def tensor_shape(path: Path) -> tuple[int, ...]:
+    """Shape of a cached tensor from the file header (no data read)."""
+    with safe_open(str(path), framework="pt") as handle:
+        return tuple(handle.get_slice(next(iter(handle.keys()))).get_shape())
+
+
+def common_shape(paths: list[Path], what: str) -> tuple[int, ...]:
+    """The one shape all cached tensors share; VideoliftError naming two files if they differ."""
+    shapes: dict[tuple[int, ...], Path] = {}
+    for path in dict.fromkeys(paths):
+        shapes.setdefault(tensor_shape(path), path)
+        if len(shapes) > 1:
+            (s1, p1), (s2, p2) = list(shapes.items())[:2]
+            raise VideoliftError(
+                f"{what} of different shapes cannot share a batch: {s1} ({_source(p1)}) vs {s2} ({_source(p2)}); "
+                "set --frames / --height / --width so all videos are preprocessed to one size"
+            )
+    return next(iter(shapes))
+
+
+def _source(path: Path) -> str:
+    with safe_open(str(path), framework="pt") as handle:
+        meta = handle.metadata() or {}
+    return meta.get("video") or meta.get("prompt") or str(path)

@@ -1,0 +1,80 @@
+"""``videolift align``: reward-weighted (or rejection-sampling) fine-tuning of a T2V model.
+
+Options override a YAML ``--config`` (fields of ``AlignConfig``); the help text of each option is
+the field's description. torch is imported inside the command only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from videolift.align.config import AlignConfig
+
+
+def _h(name: str) -> str:
+    return AlignConfig.model_fields[name].description or ""
+
+
+def align(
+    model: str = typer.Option(None, "--model", help=_h("model")),
+    scores: Path = typer.Option(None, "--scores", help=_h("scores")),
+    videos: Path = typer.Option(None, "--videos", help=_h("videos")),
+    out: Path = typer.Option(None, "--out", help=_h("out")),
+    real: Path = typer.Option(None, "--real", help=_h("real")),
+    real_videos: Path = typer.Option(None, "--real-videos", help=_h("real_videos")),
+    method: str = typer.Option(None, "--method", help="rwl | rs. " + _h("method")),
+    lora: bool = typer.Option(None, "--lora/--full", help="LoRA adapters or full fine-tune (default --full)"),
+    lambda_real: float = typer.Option(None, "--lambda-real", help=_h("lambda_real")),
+    max_steps: int = typer.Option(None, "--max-steps", help=_h("max_steps")),
+    resume: bool = typer.Option(False, "--resume", help=_h("resume")),
+    config: Path = typer.Option(
+        None, "--config", help="YAML file of AlignConfig fields (options override it)"
+    ),
+    family: str = typer.Option(None, "--family", help=_h("family")),
+    cache_dir: Path = typer.Option(None, "--cache-dir", help=_h("cache_dir")),
+    weight_transform: str = typer.Option(None, "--weight-transform", help=_h("weight_transform")),
+    exp_temperature: float = typer.Option(None, "--exp-temperature", help=_h("exp_temperature")),
+    lora_rank: int = typer.Option(None, "--lora-rank", help=_h("lora_rank")),
+    lora_alpha: float = typer.Option(None, "--lora-alpha", help=_h("lora_alpha")),
+    lr: float = typer.Option(None, "--lr", help=_h("lr")),
+    weight_decay: float = typer.Option(None, "--weight-decay", help=_h("weight_decay")),
+    lr_scheduler: str = typer.Option(None, "--lr-scheduler", help=_h("lr_scheduler")),
+    warmup_steps: int = typer.Option(None, "--warmup-steps", help=_h("warmup_steps")),
+    batch_size: int = typer.Option(None, "--batch-size", help=_h("batch_size")),
+    real_batch_size: int = typer.Option(None, "--real-batch-size", help=_h("real_batch_size")),
+    grad_accum: int = typer.Option(None, "--grad-accum", help=_h("grad_accum")),
+    max_grad_norm: float = typer.Option(None, "--max-grad-norm", help=_h("max_grad_norm")),
+    mixed_precision: str = typer.Option(
+        None, "--mixed-precision", help="no | bf16 | fp16. " + _h("mixed_precision")
+    ),
+    gradient_checkpointing: bool = typer.Option(
+        None, "--gradient-checkpointing/--no-gradient-checkpointing", help=_h("gradient_checkpointing")
+    ),
+    ema_decay: float = typer.Option(None, "--ema-decay", help=_h("ema_decay")),
+    seed: int = typer.Option(None, "--seed", help=_h("seed")),
+    frames: int = typer.Option(None, "--frames", help=_h("frames")),
+    frame_stride: int = typer.Option(None, "--frame-stride", help=_h("frame_stride")),
+    height: int = typer.Option(None, "--height", help=_h("height")),
+    width: int = typer.Option(None, "--width", help=_h("width")),
+    checkpoint_every: int = typer.Option(None, "--checkpoint-every", help=_h("checkpoint_every")),
+    keep_checkpoints: int = typer.Option(None, "--keep-checkpoints", help=_h("keep_checkpoints")),
+    log_every: int = typer.Option(None, "--log-every", help=_h("log_every")),
+    num_workers: int = typer.Option(None, "--num-workers", help=_h("num_workers")),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
+) -> None:
+    """Align a T2V model with critic rewards: L = mean_syn(w * diffusion loss) + lambda * mean_real(loss).
+
+    Writes OUT/pipeline (full: CogVideoXPipeline.from_pretrained(OUT/pipeline)) or OUT/lora
+    (pipe.load_lora_weights(OUT/lora)), OUT/logs/train.jsonl + tensorboard, OUT/checkpoints.
+    Multi-GPU: `accelerate launch --config_file configs/accelerate/deepspeed_zero2.yaml -m videolift.cli align ...`.
+    """
+    options = {k: v for k, v in locals().items() if k not in ("config", "lora", "quiet", "resume")}
+    options["finetune"] = None if lora is None else ("lora" if lora else "full")
+    options["resume"] = True if resume else None
+    cfg = AlignConfig.load(config, **options)
+
+    from videolift.align.trainer import train
+
+    train(cfg, progress=not quiet)

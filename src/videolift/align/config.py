@@ -1,0 +1,163 @@
+"""``AlignConfig``: every knob of reward-weighted alignment, documented in one place.
+
+The field descriptions are the CLI help and the reference of docs/align.md. Defaults follow the
+LiFT release (AdamW 0.9/0.95, wd 1e-4, lr 1e-5, 200 warmup steps, clip 1.0); the paper's global
+batch of 64 is ``batch_size x grad_accum x processes``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from videolift.core.errors import DataError
+from videolift.core.jsonl import validation_field
+
+# Fields that may change between a run and its --resume without changing what is being trained.
+RESUMABLE_CHANGES = frozenset(
+    {"max_steps", "resume", "checkpoint_every", "keep_checkpoints", "log_every", "num_workers"}
+)
+
+
+class AlignConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # ---- inputs / outputs -------------------------------------------------------------------------
+    model: str = Field(description="diffusers pipeline directory or Hub id of the T2V model to align")
+    family: str = Field("cogvideox", description="T2V model family (videolift.models spec name)")
+    scores: Path = Field(description="JSONL from `critic score`: video, prompt, ratings, reward")
+    videos: Path = Field(description="root that the scores file's video paths are relative to")
+    out: Path = Field(description="output directory: exported model, checkpoints, logs, cache")
+    real: Path | None = Field(None, description="optional real video-text JSONL (`video`, `prompt`)")
+    real_videos: Path | None = Field(
+        None, description="root of the real set's video paths (default: the real JSONL's directory)"
+    )
+    cache_dir: Path | None = Field(None, description="latent/text cache directory (default OUT/cache)")
+
+    # ---- objective ------------------------------------------------------------------------------
+    method: Literal["rwl", "rs"] = Field(
+        "rwl",
+        description="rwl: reward-weighted likelihood (paper); rs: rejection sampling, weight 1 for "
+        "videos rated Good on every dimension, the rest dropped",
+    )
+    lambda_real: float = Field(1.0, ge=0, description="weight of the real-data term (paper: 1)")
+    weight_transform: Literal["raw", "normalized", "exp"] = Field(
+        "raw",
+        description="reward -> loss weight. raw: w = r (paper). Extensions: normalized: w = r / mean(r); "
+        "exp: w = exp(r / temperature), rescaled to mean 1",
+    )
+    exp_temperature: float = Field(0.1, gt=0, description="temperature of weight_transform=exp")
+
+    # ---- what is trained --------------------------------------------------------------------------
+    finetune: Literal["full", "lora"] = Field(
+        "full", description="full: all transformer weights (paper); lora: peft adapters only"
+    )
+    lora_rank: int = Field(64, ge=1, description="LoRA rank")
+    lora_alpha: float = Field(64.0, gt=0, description="LoRA alpha (scale = alpha / rank)")
+    lora_targets: list[str] = Field(
+        default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"],
+        description="module names LoRA adapts (diffusers attention projections)",
+    )
+
+    # ---- optimisation -----------------------------------------------------------------------------
+    lr: float = Field(1e-5, gt=0, description="AdamW learning rate")
+    betas: tuple[float, float] = Field((0.9, 0.95), description="AdamW betas")
+    weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
+    adam_eps: float = Field(1e-8, gt=0, description="AdamW epsilon")
+    lr_scheduler: Literal["constant_with_warmup", "cosine", "linear"] = Field(
+        "constant_with_warmup", description="learning-rate schedule after warm-up (paper: not stated)"
+    )
+    warmup_steps: int = Field(200, ge=0, description="linear warm-up, in optimizer steps")
+    max_steps: int = Field(1000, ge=1, description="optimizer steps to train")
+    batch_size: int = Field(1, ge=1, description="synthetic videos per process per micro-step")
+    real_batch_size: int | None = Field(
+        None, ge=1, description="real videos per process per micro-step (default: batch_size)"
+    )
+    grad_accum: int = Field(1, ge=1, description="micro-steps per optimizer step")
+    max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
+    mixed_precision: Literal["no", "bf16", "fp16"] = Field(
+        "no", description="autocast precision; frozen encoders also run in it (paper: bf16)"
+    )
+    gradient_checkpointing: bool = Field(False, description="recompute activations in backward")
+    ema_decay: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="EMA of the trained weights, exported instead of the raw ones; off if unset. diffusers' "
+        "EMAModel: decay 0 at the first update, then min(ema_decay, (1 + s) / (10 + s))",
+    )
+    seed: int = Field(0, description="seed of init, data order, latent sampling, timesteps, noise")
+
+    # ---- preprocessing (part of the cache key) ----------------------------------------------------
+    frames: int | None = Field(None, ge=1, description="keep the first N frames (default: all)")
+    frame_stride: int = Field(1, ge=1, description="take every k-th frame before cutting to `frames`")
+    height: int | None = Field(None, ge=1, description="resize (cover) + centre-crop height (default: as is)")
+    width: int | None = Field(None, ge=1, description="resize (cover) + centre-crop width (default: as is)")
+    hash_content: bool = Field(
+        False, description="key cached videos by content hash instead of path + size + mtime"
+    )
+
+    # ---- bookkeeping ------------------------------------------------------------------------------
+    checkpoint_every: int = Field(100, ge=1, description="optimizer steps between checkpoints")
+    keep_checkpoints: int = Field(2, ge=1, description="most recent checkpoints kept on disk")
+    log_every: int = Field(1, ge=1, description="optimizer steps between log lines")
+    num_workers: int = Field(2, ge=0, description="DataLoader workers reading cached tensors")
+    resume: bool = Field(False, description="continue from the last complete checkpoint in OUT")
+
+    @model_validator(mode="after")
+    def _check(self) -> AlignConfig:
+        if (self.height is None) != (self.width is None):
+            raise ValueError("give both height and width, or neither")
+        return self
+
+    # ---- derived ------------------------------------------------------------------------------------
+    @property
+    def cache_root(self) -> Path:
+        return self.cache_dir or self.out / "cache"
+
+    @property
+    def real_root(self) -> Path | None:
+        if self.real is None:
+            return None
+        return self.real_videos or self.real.parent
+
+    @property
+    def real_bs(self) -> int:
+        return self.real_batch_size or self.batch_size
+
+    def preprocessing(self) -> dict:
+        return {
+            "frames": self.frames,
+            "stride": self.frame_stride,
+            "height": self.height,
+            "width": self.width,
+        }
+
+    def training_fingerprint(self) -> str:
+        """Hash of the fields that define the run (not the ones --resume may change)."""
+        data = self.model_dump(mode="json", exclude=set(RESUMABLE_CHANGES))
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    # ---- loading --------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path | None = None, **overrides) -> AlignConfig:
+        """From a YAML file (optional), with keyword overrides on top (None values ignored)."""
+        data: dict = {}
+        if path is not None:
+            path = Path(path)
+            if not path.exists():
+                raise DataError("config file not found", file=path)
+            data = yaml.safe_load(path.read_text()) or {}
+            if not isinstance(data, dict):
+                raise DataError("expected a mapping of AlignConfig fields", file=path)
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            field, msg = validation_field(exc)
+            raise DataError(msg, file=path or "align options", field=field) from None

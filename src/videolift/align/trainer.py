@@ -1,0 +1,472 @@
+"""The LiFT alignment loop: L = mean_syn(w * loss) + lambda * mean_real(loss), through accelerate.
+
+The trainer knows diffusers pipelines only in general (a ``transformer`` to train, frozen other
+components); everything model-specific — loading, encoding, latent sampling, the diffusion loss —
+goes through the model spec (``videolift.models``). Randomness and data order are functions of
+(seed, rank, micro-step), so a resumed run replays exactly what the uninterrupted one would do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from videolift.align.cache import CacheStats, EncodingCache, common_shape, model_fingerprint
+from videolift.align.config import AlignConfig
+from videolift.align.data import CachedItem, StepDataset, Stream
+from videolift.align.export import export_full, export_lora, gathered_transformer
+from videolift.align.weights import Sample, read_real, read_scores, select_synthetic
+from videolift.core.errors import VideoliftError
+from videolift.core.jsonl import append_jsonl, atomic_write, iter_json_lines
+from videolift.models.cogvideox import get_spec, resolve_dtype
+
+CKPT_RE = re.compile(r"^step-(\d+)$")
+STATE_FILE = "trainer_state.json"
+
+
+@dataclass
+class AlignResult:
+    out: Path
+    export_dir: Path | None
+    steps: int
+    world_size: int
+    data: dict = field(default_factory=dict)
+    last_log: dict = field(default_factory=dict)
+
+
+# ---- pieces reused by the benchmark ------------------------------------------------------------------
+def step_generator(seed: int, rank: int, micro_step: int, device: Any) -> torch.Generator:
+    """The RNG of one micro-step on one rank: independent of everything that ran before."""
+    state = np.random.SeedSequence([seed, rank, micro_step]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator(device=device).manual_seed(int(state) & (2**63 - 1))
+
+
+def batch_loss(
+    spec: Any,
+    pipe: Any,
+    model: Any,
+    params: torch.Tensor,
+    text: torch.Tensor,
+    coef: torch.Tensor,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """sum_i coef_i * diffusion_loss_i, with latents drawn from cached distribution parameters,
+    t ~ U[0, num_train_timesteps) and Gaussian noise. Returns (scalar loss, per-sample losses)."""
+    device = params.device
+    latents = spec.sample_latents(pipe, params.float(), generator)
+    steps = pipe.scheduler.config.num_train_timesteps
+    timesteps = torch.randint(0, steps, (latents.shape[0],), generator=generator, device=device)
+    noise = torch.randn(latents.shape, generator=generator, device=device, dtype=latents.dtype)
+    per_sample = spec.training_loss(pipe, model, latents, text.float(), timesteps=timesteps, noise=noise)
+    return (coef.to(per_sample.dtype) * per_sample).sum(), per_sample.detach()
+
+
+def trainable_parameters(module: torch.nn.Module) -> list[torch.nn.Parameter]:
+    return [p for p in module.parameters() if p.requires_grad]
+
+
+def params_checksum(params: list[torch.Tensor]) -> list[float]:
+    """Order-sensitive fingerprint of weights, cheap enough to compare ranks every checkpoint."""
+    with torch.no_grad():
+        total = [0.0, 0.0, 0.0]
+        for i, p in enumerate(params, start=1):
+            p64 = p.detach().double()
+            total[0] += float(p64.sum())
+            total[1] += float((p64 * p64).sum())
+            total[2] += i * float(p64.abs().sum())
+    return total
+
+
+def assert_ranks_in_sync(accelerator: Any, model: Any, step: int) -> list[list[float]]:
+    """Gather every rank's (step, weight checksum); raise if any rank diverged. Collective."""
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type == DistributedType.FSDP:  # shards differ by design
+        return []
+    local = [float(step), *params_checksum(trainable_parameters(accelerator.unwrap_model(model)))]
+    rows = accelerator.gather(torch.tensor([local], dtype=torch.float64, device=accelerator.device)).cpu()
+    if not torch.allclose(rows, rows[:1].expand_as(rows), rtol=1e-9, atol=1e-12):
+        raise RuntimeError(f"ranks out of sync at step {step}: (step, checksums) per rank = {rows.tolist()}")
+    return rows.tolist()
+
+
+# ---- data ---------------------------------------------------------------------------------------------
+def load_samples(cfg: AlignConfig) -> tuple[list[Sample], list[Sample], dict]:
+    """Synthetic samples with weights, real samples, and counts for the log."""
+    try:
+        synthetic, counts = select_synthetic(
+            read_scores(cfg.scores), cfg.method, cfg.weight_transform, cfg.exp_temperature
+        )
+    except ValueError as exc:
+        raise VideoliftError(f"{cfg.scores}: {exc}") from None
+    if not synthetic:
+        why = "none is rated Good on every dimension" if cfg.method == "rs" else "every reward is null"
+        raise VideoliftError(f"{cfg.scores}: no synthetic video to train on ({counts['rated']} rated, {why})")
+    real = read_real(cfg.real) if cfg.real is not None else []
+    data = dict(counts)
+    weights = np.array([s.weight for s in synthetic])
+    data.update(
+        real=len(real),
+        weight_mean=float(weights.mean()),
+        weight_min=float(weights.min()),
+        weight_max=float(weights.max()),
+    )
+    return synthetic, real, data
+
+
+def _cache_all(cfg, spec, pipe, accelerator, synthetic, real) -> tuple[list, list, CacheStats]:
+    """Cache every synthetic and real video and prompt (all ranks together); afterwards only the
+    trained transformer stays on the accelerator."""
+    from accelerate.utils import gather_object
+
+    fingerprint = model_fingerprint(cfg.model, pipe, trained=pipe.transformer)
+    cache = EncodingCache(cfg.cache_root, fingerprint, cfg.preprocessing(), hash_content=cfg.hash_content)
+    items = [(cfg.videos / s.video, s.prompt) for s in synthetic]
+    items += [(cfg.real_root / s.video, s.prompt) for s in real]
+    paths, stats = cache.build(
+        spec,
+        pipe,
+        items,
+        rank=accelerator.process_index,
+        world=accelerator.num_processes,
+        barrier=accelerator.wait_for_everyone,
+        before_encode=lambda: pipe.to(accelerator.device),
+        progress=accelerator.is_local_main_process,
+    )
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module) and component is not pipe.transformer:
+            component.to("cpu")
+    per_rank = gather_object([asdict(stats)])  # cached counts agree; encoded ones add up
+    stats.videos_encoded = sum(r["videos_encoded"] for r in per_rank)
+    stats.prompts_encoded = sum(r["prompts_encoded"] for r in per_rank)
+    return paths[: len(synthetic)], paths[len(synthetic) :], stats
+
+
+def _check_shapes(syn_paths: list, real_paths: list) -> None:
+    lat = common_shape([p for p, _ in syn_paths], "synthetic latents")
+    common_shape([t for _, t in syn_paths + real_paths], "text embeddings")
+    if real_paths:
+        real_lat = common_shape([p for p, _ in real_paths], "real latents")
+        if real_lat != lat:  # one forward pass over the concatenated batch needs one shape
+            raise VideoliftError(
+                f"real latents {real_lat} and synthetic latents {lat} differ in shape; "
+                "set --frames / --height / --width so both are preprocessed to one size"
+            )
+
+
+def make_trainable(transformer: torch.nn.Module, cfg: AlignConfig) -> list[torch.nn.Parameter]:
+    """Full: every weight, in fp32 (master weights under mixed precision). LoRA: peft adapters in
+    fp32 on a frozen base left in its loaded dtype."""
+    if cfg.finetune == "lora":
+        from diffusers.training_utils import cast_training_params
+        from peft import LoraConfig
+
+        config = LoraConfig(
+            r=cfg.lora_rank,
+            lora_alpha=cfg.lora_alpha,
+            init_lora_weights=True,
+            target_modules=list(cfg.lora_targets),
+        )
+        transformer.add_adapter(config)
+        cast_training_params(transformer, torch.float32)
+    else:
+        if transformer.dtype != torch.float32:
+            transformer.to(torch.float32)
+        transformer.requires_grad_(True)
+    if cfg.gradient_checkpointing:
+        transformer.enable_gradient_checkpointing()
+    params = trainable_parameters(transformer)
+    if not params:
+        raise VideoliftError(f"no trainable parameters (LoRA targets {cfg.lora_targets} matched nothing?)")
+    return params
+
+
+# ---- checkpoints --------------------------------------------------------------------------------------
+def latest_checkpoint(root: Path) -> Path | None:
+    found = [
+        (int(m.group(1)), p)
+        for p in (root.iterdir() if root.exists() else [])
+        if (m := CKPT_RE.match(p.name)) and (p / STATE_FILE).exists()
+    ]
+    return max(found)[1] if found else None
+
+
+def save_checkpoint(accelerator: Any, root: Path, step: int, state: dict, keep: int) -> Path:
+    """accelerate.save_state into a temporary directory, renamed when complete. Collective."""
+    final, tmp = root / f"step-{step:07d}", root / f".partial-step-{step:07d}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        with atomic_write(tmp / STATE_FILE) as handle:
+            json.dump(state, handle, indent=1)
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        done = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := CKPT_RE.match(p.name)))
+        for _, old in done[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """After a resume, drop log lines of steps the killed run did past its last checkpoint."""
+    if not path.exists():
+        return
+    keep = [obj for _, obj in iter_json_lines(path, skip_partial_last=True) if obj.get("step", 0) <= step]
+    with atomic_write(path) as handle:
+        handle.writelines(json.dumps(obj) + "\n" for obj in keep)
+
+
+# ---- the run ---------------------------------------------------------------------------------------------
+def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedType, gather_object, set_seed
+    from diffusers.optimization import get_scheduler
+
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum)
+    rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != world:  # e.g. torchrun on a machine without GPUs: N independent runs, not one
+        raise VideoliftError(
+            f"launched {launched} processes but accelerate runs {world}: the ranks would not synchronise; "
+            "on CPU set ACCELERATE_USE_CPU=1 (see docs/align.md)"
+        )
+    say = accelerator.print
+    set_seed(cfg.seed)
+    out, ckpt_root, log_dir = cfg.out, cfg.out / "checkpoints", cfg.out / "logs"
+    fsdp = accelerator.distributed_type == DistributedType.FSDP
+    if fsdp and (cfg.finetune == "lora" or cfg.ema_decay):
+        raise VideoliftError("FSDP supports full fine-tuning without EMA; use DDP or ZeRO-2 for LoRA / EMA")
+
+    # -- resume or fresh start: decided identically on every rank
+    resume_from = latest_checkpoint(ckpt_root) if cfg.resume else None
+    if not cfg.resume and latest_checkpoint(ckpt_root) is not None:
+        raise VideoliftError(
+            f"{out} already holds checkpoints: pass --resume to continue, or use a new --out"
+        )
+    if resume_from is not None:
+        saved = json.loads((resume_from / STATE_FILE).read_text())
+        if saved["fingerprint"] != cfg.training_fingerprint():
+            raise VideoliftError(
+                f"{resume_from}: written by a run with different settings (only max_steps, checkpoint_every, "
+                "keep_checkpoints, log_every and num_workers may change on --resume); see align_config.json"
+            )
+    synthetic, real, data = load_samples(cfg)
+    weight_dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.mixed_precision]
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_write(out / "align_config.json") as handle:
+            handle.write(cfg.model_dump_json(indent=1))
+
+    # -- model: frozen encoders in the mixed-precision dtype, trained transformer with fp32 master weights
+    spec = get_spec(cfg.family)
+    pipe = spec.load(cfg.model, dtype=resolve_dtype(weight_dtype), device="cpu")
+    transformer = pipe.transformer
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            component.requires_grad_(False)
+
+    syn_paths, real_paths, cache_stats = _cache_all(cfg, spec, pipe, accelerator, synthetic, real)
+    _check_shapes(syn_paths, real_paths)
+    data["cache"] = asdict(cache_stats)
+
+    params = make_trainable(transformer, cfg)
+    transformer.to(accelerator.device).train()
+
+    optimizer = torch.optim.AdamW(
+        params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, eps=cfg.adam_eps
+    )
+    # Not passed to prepare(): accelerate would step it once per process. Stepped once per optimizer step.
+    scheduler = get_scheduler(
+        cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.max_steps
+    )
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:  # no prepared DataLoader to infer these
+        ds = accelerator.state.deepspeed_plugin.deepspeed_config
+        ds["train_micro_batch_size_per_gpu"] = cfg.batch_size + (
+            cfg.real_bs if real and cfg.lambda_real > 0 else 0
+        )
+        if ds.get("gradient_clipping") in (None, "auto"):
+            ds["gradient_clipping"] = cfg.max_grad_norm
+    model, optimizer = accelerator.prepare(transformer, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+    ema = None
+    if cfg.ema_decay:
+        from diffusers.training_utils import EMAModel
+
+        ema = EMAModel(trainable_parameters(accelerator.unwrap_model(model)), decay=cfg.ema_decay)
+        accelerator.register_for_checkpointing(ema)
+
+    step = 0
+    if resume_from is not None:
+        accelerator.load_state(str(resume_from))
+        saved = json.loads((resume_from / STATE_FILE).read_text())
+        step = int(saved["step"])
+        say(f"resumed from {resume_from} at step {step}")
+        if saved.get("world_size") != world:
+            say(
+                f"warning: checkpoint written by {saved.get('world_size')} processes, now {world}: the data order differs"
+            )
+    if main:
+        for partial in ckpt_root.glob(".partial-step-*"):  # a save the previous run did not finish
+            shutil.rmtree(partial, ignore_errors=True)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        _truncate_log(log_dir / "train.jsonl", step)
+    assert_ranks_in_sync(accelerator, model, step)
+
+    # -- data: micro-step k is item k of the dataset
+    syn_items = [CachedItem(lat, txt, s.weight) for (lat, txt), s in zip(syn_paths, synthetic, strict=True)]
+    real_items = [CachedItem(lat, txt, 1.0) for lat, txt in real_paths]
+    total_micro = cfg.max_steps * cfg.grad_accum
+    dataset = StepDataset(
+        syn_items,
+        Stream(len(syn_items), cfg.batch_size, seed=cfg.seed, rank=rank, world=world),
+        real_items,
+        Stream(len(real_items), cfg.real_bs, seed=cfg.seed + 1, rank=rank, world=world)
+        if real_items
+        else None,
+        lambda_real=cfg.lambda_real,
+        length=total_micro,
+    )
+    start_micro = step * cfg.grad_accum
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=None, sampler=range(start_micro, total_micro), num_workers=cfg.num_workers
+    )
+    n_real = cfg.real_bs if dataset.real else 0
+    samples_per_step = (cfg.batch_size + n_real) * world * cfg.grad_accum
+    say(
+        f"align: {cfg.method}, {cfg.finetune} fine-tune, {data['kept']} synthetic videos "
+        f"(weights {data['weight_min']:.3g}..{data['weight_max']:.3g}), {len(real_items)} real (lambda "
+        f"{cfg.lambda_real}); per step: {cfg.batch_size} syn + {n_real} real x {world} processes x "
+        f"{cfg.grad_accum} accumulation = {samples_per_step} videos; {sum(p.numel() for p in params):,} "
+        f"trainable parameters; steps {step} -> {cfg.max_steps}"
+    )
+
+    writer = None
+    if main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(log_dir / "tensorboard"), purge_step=step + 1 if step else None)
+    from tqdm import tqdm
+
+    bar = tqdm(total=cfg.max_steps, initial=step, desc="align", disable=not (progress and main))
+    acc = torch.zeros(6, dtype=torch.float64)  # loss, syn weighted, syn plain, real, weight, count
+    first_ids: list[int] | None = None
+    last_log: dict = {}
+    t_log, steps_since_log = time.perf_counter(), 0
+    for micro, batch in zip(range(start_micro, total_micro), loader, strict=True):
+        first_ids = batch["ids"] if first_ids is None else first_ids
+        with accelerator.accumulate(model):
+            gen = step_generator(cfg.seed, rank, micro, accelerator.device)
+            coef = batch["coef"].to(accelerator.device)
+            loss, per_sample = batch_loss(
+                spec,
+                pipe,
+                model,
+                batch["params"].to(accelerator.device),
+                batch["text"].to(accelerator.device),
+                coef,
+                gen,
+            )
+            accelerator.backward(loss)
+            grad_norm = None
+            if accelerator.sync_gradients:
+                grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        n_syn, per = batch["n_syn"], per_sample.double().cpu()
+        w = batch["coef"][:n_syn].double() * n_syn
+        acc += torch.tensor(
+            [
+                float(loss.detach()),
+                float((w * per[:n_syn]).mean()),
+                float(per[:n_syn].mean()),
+                float(per[n_syn:].mean()) if len(per) > n_syn else 0.0,
+                float(w.mean()),
+                1.0,
+            ],
+            dtype=torch.float64,
+        )
+        if not accelerator.sync_gradients:
+            continue
+        scheduler.step()
+        if ema is not None:
+            ema.step(trainable_parameters(accelerator.unwrap_model(model)))
+        step += 1
+        steps_since_log += 1
+        bar.update(1)
+
+        if step % cfg.log_every == 0 or step == cfg.max_steps:
+            means = accelerator.reduce(acc.to(accelerator.device), reduction="mean").cpu()
+            means = (means[:5] / means[5]).tolist()
+            elapsed = time.perf_counter() - t_log
+            last_log = {
+                "step": step,
+                "loss": means[0],
+                "loss_syn_weighted": means[1],
+                "loss_syn": means[2],
+                "loss_real": means[3] if n_real else None,
+                "weight_mean": means[4],
+                "lr": scheduler.get_last_lr()[0],
+                "grad_norm": None if grad_norm is None else float(grad_norm),
+                "steps_per_s": steps_since_log / elapsed,
+                "samples_per_s": steps_since_log * samples_per_step / elapsed,
+                "world_size": world,
+            }
+            if main:
+                append_jsonl(log_dir / "train.jsonl", last_log)
+                for key, value in last_log.items():
+                    if isinstance(value, float) and key != "step":
+                        writer.add_scalar(f"align/{key}", value, step)
+                bar.set_postfix(loss=f"{means[0]:.4g}")
+            acc.zero_()
+            t_log, steps_since_log = time.perf_counter(), 0
+
+        if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
+            assert_ranks_in_sync(accelerator, model, step)
+            state = {"step": step, "fingerprint": cfg.training_fingerprint(), "world_size": world}
+            save_checkpoint(accelerator, ckpt_root, step, state, cfg.keep_checkpoints)
+    bar.close()
+    if writer is not None:
+        writer.close()
+
+    # -- export (EMA weights when enabled) and a summary every rank contributes to
+    final_sync = assert_ranks_in_sync(accelerator, model, step)
+    if ema is not None:
+        ema.copy_to(trainable_parameters(accelerator.unwrap_model(model)))
+    trained = gathered_transformer(accelerator, model)
+    ranks = gather_object([{"rank": rank, "first_ids": first_ids}])
+    export_dir = None
+    if main:
+        if cfg.finetune == "lora":
+            export_dir = export_lora(pipe, trained, out)
+        else:
+            export_dir = export_full(pipe, trained, out, weight_dtype)
+        summary = {
+            "steps": step,
+            "world_size": world,
+            "export": str(export_dir),
+            "data": data,
+            "last_log": last_log,
+            "ranks": [
+                dict(r, checksum=c[1:] if c else None)
+                for r, c in zip(ranks, final_sync or [[]] * world, strict=True)
+            ],
+        }
+        with atomic_write(out / "train_summary.json") as handle:
+            json.dump(summary, handle, indent=1)
+        say(f"done: {step} steps; model in {export_dir}")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return AlignResult(out, export_dir, step, world, data, last_log)

@@ -1,0 +1,127 @@
+"""From critic scores to per-video loss weights: reading, the RS filter, reward transforms.
+
+Pure functions (no torch). The paper weights each synthetic video's diffusion loss by its raw
+reward (no normalisation); ``normalized`` and ``exp`` are extensions of this project.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from videolift.core.errors import DataError
+from videolift.core.jsonl import iter_json_lines
+from videolift.core.schema import DIMENSIONS, Label
+
+
+@dataclass(frozen=True)
+class ScoredVideo:
+    video: str
+    prompt: str
+    reward: float | None
+    labels: dict[str, str | None]  # dimension -> label (None: the critic's answer was unparsed)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One training video: path (relative to its root), prompt and loss weight."""
+
+    video: str
+    prompt: str
+    weight: float = 1.0
+
+
+def _text_field(obj: dict, name: str, path: Path, line: int) -> str:
+    value = obj.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise DataError("missing or empty", file=path, line=line, field=name)
+    return value
+
+
+def read_scores(path: str | Path) -> list[ScoredVideo]:
+    """Parse a `critic score` JSONL; DataError naming file, line and field on malformed lines."""
+    path = Path(path)
+    items = []
+    for line, obj in iter_json_lines(path):
+        video, prompt = _text_field(obj, "video", path, line), _text_field(obj, "prompt", path, line)
+        reward = obj.get("reward")
+        if reward is not None and (isinstance(reward, bool) or not isinstance(reward, int | float)):
+            raise DataError(
+                f"expected a number or null, got {reward!r}", file=path, line=line, field="reward"
+            )
+        if reward is not None and not math.isfinite(reward):
+            raise DataError(f"not finite: {reward!r}", file=path, line=line, field="reward")
+        ratings = obj.get("ratings") or {}
+        if not isinstance(ratings, dict):
+            raise DataError("expected an object", file=path, line=line, field="ratings")
+        labels = {}
+        for dim, rating in ratings.items():
+            label = rating.get("label") if isinstance(rating, dict) else None
+            labels[str(dim)] = label if isinstance(label, str) else None
+        items.append(ScoredVideo(video, prompt, None if reward is None else float(reward), labels))
+    return items
+
+
+def read_real(path: str | Path) -> list[Sample]:
+    """A real video-text JSONL: one ``{"video": ..., "prompt": ...}`` per line, weight 1."""
+    path = Path(path)
+    return [
+        Sample(_text_field(obj, "video", path, line), _text_field(obj, "prompt", path, line))
+        for line, obj in iter_json_lines(path)
+    ]
+
+
+def all_good(labels: dict[str, str | None]) -> bool:
+    """Rated Good on every LiFT dimension (a missing or unparsed label is not Good)."""
+    return all((labels.get(d.value) or "").strip().lower() == Label.Good.value.lower() for d in DIMENSIONS)
+
+
+def transform_rewards(rewards: list[float], kind: str = "raw", temperature: float = 0.1) -> list[float]:
+    """Loss weights from rewards.
+
+    raw (paper): w = r. Extensions — normalized: w = r / mean(r), so the mean weight is 1 and the
+    learning rate does not depend on the reward scale; exp: w ∝ exp(r / temperature), rescaled to
+    mean 1 (advantage-weighted-regression style: sharper preference for the best videos).
+    """
+    if not rewards:
+        return []
+    if kind in ("raw", "normalized") and min(rewards) < 0:
+        raise ValueError(f"weight_transform={kind} needs rewards >= 0 (a negative weight ascends the loss)")
+    if kind == "raw":
+        return list(rewards)
+    if kind == "normalized":
+        mean = sum(rewards) / len(rewards)
+        if mean <= 0:
+            raise ValueError("weight_transform=normalized: all rewards are zero")
+        return [r / mean for r in rewards]
+    if kind == "exp":
+        top = max(rewards)  # subtract the max for numerical safety; the rescaling removes it anyway
+        raw = [math.exp((r - top) / temperature) for r in rewards]
+        mean = sum(raw) / len(raw)
+        return [w / mean for w in raw]
+    raise ValueError(f"unknown weight transform {kind!r}; use raw, normalized or exp")
+
+
+def select_synthetic(
+    items: list[ScoredVideo], method: str = "rwl", transform: str = "raw", temperature: float = 0.1
+) -> tuple[list[Sample], Counter]:
+    """Training samples and counts of what was kept and dropped (and why).
+
+    rwl keeps every video with a reward and weights it by ``transform(reward)``; rs keeps the
+    videos rated Good on all dimensions with weight 1.
+    """
+    counts: Counter = Counter(rated=len(items))
+    if method == "rs":
+        kept = [i for i in items if all_good(i.labels)]
+        counts["dropped_not_all_good"] = len(items) - len(kept)
+        counts["kept"] = len(kept)
+        return [Sample(i.video, i.prompt, 1.0) for i in kept], counts
+    if method != "rwl":
+        raise ValueError(f"unknown method {method!r}; use rwl or rs")
+    kept = [i for i in items if i.reward is not None]
+    counts["dropped_null_reward"] = len(items) - len(kept)
+    counts["kept"] = len(kept)
+    weights = transform_rewards([i.reward for i in kept], transform, temperature)
+    return [Sample(i.video, i.prompt, w) for i, w in zip(kept, weights, strict=True)], counts

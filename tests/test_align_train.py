@@ -1,0 +1,297 @@
+"""Alignment end to end on a tiny CogVideoX: cache, training, weighting, exports, resume, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from videolift.align.cache import EncodingCache, model_fingerprint
+from videolift.align.config import AlignConfig
+from videolift.align.trainer import batch_loss, step_generator, train
+from videolift.core.video import write_video
+from videolift.models.cogvideox import get_spec
+from videolift.models.tiny_cogvideox import build_tiny_cogvideox
+
+DIMS = ("semantic_consistency", "motion_smoothness", "video_fidelity")
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220), "yellow": (220, 220, 30)}
+BIN = Path(sys.executable).parent
+
+
+def _square_video(rgb, shift: int) -> np.ndarray:
+    video = np.full((9, 64, 64, 3), 40, np.uint8)
+    for t in range(9):
+        x = 4 + shift + 4 * t
+        video[t, 20:36, x : x + 16] = rgb
+    return video
+
+
+def _score_line(video: str, prompt: str, label: str | None, reward: float | None) -> str:
+    ratings = {d: {"label": label, "reason": "", "score": reward} for d in DIMS}
+    return json.dumps({"video": video, "prompt": prompt, "ratings": ratings, "reward": reward}) + "\n"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A tiny pipeline, four 9x64x64 videos, a scores file (2 Good, 2 Bad) and a real set."""
+    root = tmp_path_factory.mktemp("align")
+    build_tiny_cogvideox(root / "model")
+    lines = []
+    for i, (name, rgb) in enumerate(COLOURS.items()):
+        write_video(root / f"videos/v{i}.mp4", _square_video(rgb, i), crf=0, pix_fmt="yuv444p")
+        good = i % 2 == 0
+        lines.append(
+            _score_line(
+                f"videos/v{i}.mp4",
+                f"a {name} square moves right",
+                *(("Good", 0.9) if good else ("Bad", 0.05)),
+            )
+        )
+    (root / "scores.jsonl").write_text("".join(lines))
+    (root / "real.jsonl").write_text(
+        "".join(
+            json.dumps({"video": f"videos/v{i}.mp4", "prompt": "a square moves right"}) + "\n" for i in (1, 3)
+        )
+    )
+    return root
+
+
+def _cfg(world: Path, out: Path, **kw) -> AlignConfig:
+    base = dict(
+        model=str(world / "model"), scores=world / "scores.jsonl", videos=world, out=out, num_workers=0,
+        warmup_steps=0, lr=1e-3, batch_size=2, max_steps=4, checkpoint_every=100,
+        cache_dir=world / "cache",  # shared: keyed by model, video and preprocessing
+    )  # fmt: skip
+    return AlignConfig(**(base | kw))
+
+
+def _transformer_state(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "transformer" / "diffusion_pytorch_model.safetensors"))
+
+
+def test_cache_is_computed_once_and_keyed(world, tmp_path):
+    spec = get_spec("cogvideox")
+    pipe = spec.load(str(world / "model"))
+    fp = model_fingerprint(str(world / "model"), pipe, trained=pipe.transformer)
+    items = [(world / f"videos/v{i}.mp4", f"prompt {i % 2}") for i in range(4)]
+    cache = EncodingCache(tmp_path / "cache", fp, AlignConfig(**_min(world)).preprocessing())
+    paths, stats = cache.build(spec, pipe, items, progress=False)
+    assert (stats.videos_encoded, stats.prompts_encoded) == (4, 2)
+    mtimes = {p: p.stat().st_mtime_ns for pair in paths for p in pair}
+
+    calls = []
+    encode = spec.encode_videos
+    spec.encode_videos = lambda *a, **k: calls.append(1) or encode(*a, **k)
+    again, stats = cache.build(spec, pipe, items, progress=False)
+    assert again == paths and not calls and (stats.videos_cached, stats.prompts_cached) == (4, 2)
+    assert mtimes == {p: p.stat().st_mtime_ns for pair in again for p in pair}  # nothing rewritten
+
+    changed = tmp_path / "v0.mp4"  # a copy we can change
+    write_video(changed, _square_video((220, 30, 30), 0), crf=0, pix_fmt="yuv444p")
+    first, _ = cache.build(spec, pipe, [(changed, "prompt 0")], progress=False)
+    time.sleep(0.01)
+    write_video(changed, _square_video((30, 30, 220), 0), crf=0, pix_fmt="yuv444p")
+    second, stats = cache.build(spec, pipe, [(changed, "prompt 0")], progress=False)
+    assert second[0][0] != first[0][0] and stats.videos_encoded == 1 and stats.prompts_encoded == 0
+    resized = EncodingCache(tmp_path / "cache", fp, {**cache.preprocessing, "height": 32, "width": 32})
+    assert resized.latent_path(items[0][0]) != paths[0][0]  # preprocessing is part of the key
+    other_model = EncodingCache(tmp_path / "cache", "another-model", cache.preprocessing)
+    assert other_model.text_path("prompt 0") != paths[0][1]
+
+
+def _min(world: Path) -> dict:
+    return {"model": "m", "scores": world / "scores.jsonl", "videos": world, "out": world / "unused"}
+
+
+def _eval_loss(pipe, transformer, world: Path, weights: list[float]) -> float:
+    """The reward-weighted objective with fixed latents, timesteps and noise (no training randomness)."""
+    from videolift.core.video import read_video
+
+    spec = get_spec("cogvideox")
+    params = spec.encode_videos(pipe, [read_video(world / f"videos/v{i}.mp4") for i in range(4)])
+    text = spec.encode_prompts(pipe, [f"a {name} square moves right" for name in COLOURS])
+    coef = torch.tensor(weights) / len(weights)
+    with torch.no_grad():
+        losses = [
+            float(batch_loss(spec, pipe, transformer, params, text, coef, step_generator(7, 0, k, "cpu"))[0])
+            for k in range(16)
+        ]
+    return float(np.mean(losses))
+
+
+def test_training_decreases_weighted_loss_and_full_export_loads(world, tmp_path):
+    from diffusers import CogVideoXPipeline
+
+    result = train(
+        _cfg(world, tmp_path / "run", max_steps=40, batch_size=4, weight_decay=0.0, cache_dir=None),
+        progress=False,
+    )
+    assert result.export_dir == tmp_path / "run" / "pipeline" and result.steps == 40
+    base = CogVideoXPipeline.from_pretrained(world / "model")
+    aligned = CogVideoXPipeline.from_pretrained(result.export_dir)  # plain diffusers
+    weights = [0.9, 0.05, 0.9, 0.05]
+    before, after = (
+        _eval_loss(base, base.transformer, world, weights),
+        _eval_loss(base, aligned.transformer, world, weights),
+    )
+    assert after < 0.85 * before, (before, after)
+
+    log = [json.loads(line) for line in (tmp_path / "run/logs/train.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 41))
+    assert {"loss", "loss_syn_weighted", "weight_mean", "lr", "steps_per_s", "samples_per_s"} <= set(log[0])
+    assert list((tmp_path / "run/logs/tensorboard").glob("events.out.tfevents.*"))
+    assert result.data["cache"]["videos_encoded"] == 4
+
+
+@pytest.mark.parametrize("reward", [0.0, 0.9])
+def test_zero_weight_video_does_not_change_weights(world, tmp_path, reward):
+    scores = tmp_path / "one.jsonl"
+    scores.write_text(_score_line("videos/v0.mp4", "a red square moves right", "Good", reward))
+    cfg = _cfg(world, tmp_path / "run", scores=scores, max_steps=3, weight_decay=0.0, batch_size=1)
+    trained = _transformer_state(train(cfg, progress=False).export_dir)
+    base = _transformer_state(world / "model")
+    unchanged = all(torch.equal(trained[k], base[k]) for k in base)
+    assert unchanged == (reward == 0.0)
+
+
+def test_gradient_checkpointing_is_exact_and_ema_is_exported(world, tmp_path):
+    from safetensors.torch import load_file
+
+    def run(name: str, **kw) -> dict[str, torch.Tensor]:
+        cfg = _cfg(world, tmp_path / name, max_steps=3, checkpoint_every=1, keep_checkpoints=3, **kw)
+        return _transformer_state(train(cfg, progress=False).export_dir)
+
+    plain, checkpointed = run("plain"), run("gc", gradient_checkpointing=True)
+    assert all(torch.allclose(plain[k], checkpointed[k], atol=1e-6) for k in plain)
+    ema = run("ema", ema_decay=0.99)
+    # diffusers' EMAModel: decay 0 at the first update, then min(ema_decay, (1 + s) / (10 + s)).
+    steps = [
+        load_file(str(tmp_path / f"plain/checkpoints/step-000000{i}/model.safetensors")) for i in (1, 2, 3)
+    ]
+    for k in plain:
+        shadow = steps[0][k]
+        for s, weights in enumerate(steps[1:], start=1):
+            decay = min(0.99, (1 + s) / (10 + s))
+            shadow = decay * shadow + (1 - decay) * weights[k]
+        assert torch.allclose(ema[k], shadow, atol=1e-6), k
+    assert any(not torch.allclose(ema[k], plain[k]) for k in plain)
+
+
+def test_rs_lora_export_loads_with_plain_diffusers(world, tmp_path):
+    from diffusers import CogVideoXPipeline
+    from peft import LoraConfig, set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    cfg = _cfg(
+        world, tmp_path / "run", method="rs", finetune="lora", lora_rank=4, lora_alpha=8, lr=1e-2, max_steps=3
+    )
+    result = train(cfg, progress=False)
+    assert (
+        result.export_dir == tmp_path / "run" / "lora" and result.data["kept"] == 2
+    )  # only the all-Good videos
+
+    pipe = CogVideoXPipeline.from_pretrained(world / "model")
+    pipe.load_lora_weights(result.export_dir)  # plain diffusers
+    manual = CogVideoXPipeline.from_pretrained(world / "model").transformer
+    manual.add_adapter(LoraConfig(r=4, lora_alpha=8, target_modules=cfg.lora_targets))
+    lora = {
+        k.removeprefix("transformer."): v
+        for k, v in load_file(str(result.export_dir / "pytorch_lora_weights.safetensors")).items()
+    }
+    set_peft_model_state_dict(manual, lora)
+    base = CogVideoXPipeline.from_pretrained(world / "model").transformer
+
+    gen = torch.Generator().manual_seed(0)
+    x, text, t = (
+        torch.randn(1, 3, 4, 8, 8, generator=gen),
+        torch.randn(1, 16, 32, generator=gen),
+        torch.tensor([500]),
+    )
+    out = {name: m(hidden_states=x, encoder_hidden_states=text, timestep=t, return_dict=False)[0] for name, m in
+           (("loaded", pipe.transformer), ("manual", manual), ("base", base))}  # fmt: skip
+    assert torch.allclose(out["loaded"], out["manual"], atol=1e-6)  # rank and alpha survived the round trip
+    assert not torch.allclose(out["loaded"], out["base"], atol=1e-4)  # and the adapter does something
+
+
+def _cli_args(world: Path, out: Path, **kw) -> list[str]:
+    args = dict(model=world / "model", scores=world / "scores.jsonl", videos=world, out=out, real=world / "real.jsonl",
+                max_steps=20, checkpoint_every=3, batch_size=1, grad_accum=2, warmup_steps=2, lr=1e-3, num_workers=0, seed=3) | kw  # fmt: skip
+    return [x for k, v in args.items() for x in (f"--{k.replace('_', '-')}", str(v))] + ["--quiet"]
+
+
+def test_resume_after_kill_matches_uninterrupted_run(world, tmp_path):
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    cmd = [str(BIN / "videolift"), "align", *_cli_args(world, tmp_path / "killed")]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while not (tmp_path / "killed/checkpoints/step-0000006").exists():
+            assert proc.poll() is None and time.time() < deadline, "training ended before the checkpoint"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (tmp_path / "killed/pipeline").exists()  # really killed mid-run
+
+    resumed = AlignConfig.load(None, **_flags(world, tmp_path / "killed"), resume=True)
+    train(resumed, progress=False)
+    train(AlignConfig.load(None, **_flags(world, tmp_path / "straight")), progress=False)
+    a, b = (
+        _transformer_state(tmp_path / "killed/pipeline"),
+        _transformer_state(tmp_path / "straight/pipeline"),
+    )
+    assert all(torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-7) for k in a)
+    steps = [json.loads(x)["step"] for x in (tmp_path / "killed/logs/train.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 21))  # lines past the last checkpoint were replaced, not duplicated
+    assert len(list((tmp_path / "killed/checkpoints").glob("step-*"))) == 2  # keep_checkpoints
+
+
+def _flags(world: Path, out: Path) -> dict:
+    args = _cli_args(world, out)[:-1]
+    return {args[i][2:].replace("-", "_"): args[i + 1] for i in range(0, len(args), 2)}
+
+
+def test_two_process_ddp_on_cpu_stays_in_sync(world, tmp_path):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1")
+    cmd = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", str(BIN / "videolift"), "align",
+           *_cli_args(world, tmp_path / "ddp", max_steps=4, checkpoint_every=2)]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        _, stderr = proc.communicate(timeout=240)
+    finally:  # never leave ranks behind (torchrun does not always reap them)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, stderr[-3000:]
+    summary = json.loads((tmp_path / "ddp/train_summary.json").read_text())
+    assert summary["world_size"] == 2
+    rank0, rank1 = summary["ranks"]
+    assert rank0["first_ids"] != rank1["first_ids"]  # different shards of each global batch
+    assert rank0["checksum"] == rank1["checksum"]  # ...yet identical weights
+    base = _transformer_state(world / "model")
+    trained = _transformer_state(tmp_path / "ddp/pipeline")
+    assert any(not torch.equal(base[k], trained[k]) for k in base)
+
+
+def test_cli_refuses_to_overwrite_checkpoints_without_resume(world, tmp_path):
+    from typer.testing import CliRunner
+
+    from videolift.cli import app
+
+    (tmp_path / "run/checkpoints/step-0000003").mkdir(parents=True)
+    (tmp_path / "run/checkpoints/step-0000003/trainer_state.json").write_text("{}")
+    result = CliRunner().invoke(app, ["align", *_cli_args(world, tmp_path / "run")])
+    assert result.exit_code == 1 and "pass --resume" in result.output

@@ -1,0 +1,139 @@
+"""Alignment: pure pieces (scores, RS filter, reward transforms, loss coefficients, sampler, config)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from videolift.align.cache import preprocess_video
+from videolift.align.config import AlignConfig
+from videolift.align.data import Stream, loss_coefficients
+from videolift.align.weights import all_good, read_scores, select_synthetic, transform_rewards
+from videolift.core.errors import DataError
+
+DIMS = ("semantic_consistency", "motion_smoothness", "video_fidelity")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _line(video, reward, labels):
+    ratings = {d: {"label": lab, "reason": "r", "score": 0.5} for d, lab in zip(DIMS, labels, strict=True)}
+    return json.dumps({"video": video, "prompt": f"prompt of {video}", "ratings": ratings, "reward": reward})
+
+
+@pytest.fixture
+def scores(tmp_path):
+    path = tmp_path / "scores.jsonl"
+    lines = [
+        _line("a.mp4", 0.9, ["Good", "Good", "Good"]),
+        _line("b.mp4", 0.05, ["Bad", "Bad", "Bad"]),
+        _line("c.mp4", None, [None, "Good", "Good"]),  # unparsed critic answer, no reward
+        _line("d.mp4", 0.667, ["Good", "Normal", "Good"]),
+        _line("e.mp4", 0.9, ["good", "GOOD", "Good"]),
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_rwl_keeps_rewarded_videos_with_raw_reward_weights(scores):
+    samples, counts = select_synthetic(read_scores(scores), "rwl")
+    assert [s.video for s in samples] == ["a.mp4", "b.mp4", "d.mp4", "e.mp4"]
+    assert [s.weight for s in samples] == [0.9, 0.05, 0.667, 0.9]
+    assert counts["dropped_null_reward"] == 1 and counts["kept"] == 4 and counts["rated"] == 5
+
+
+def test_rs_keeps_only_all_good_with_weight_one(scores):
+    samples, counts = select_synthetic(read_scores(scores), "rs")
+    assert [s.video for s in samples] == ["a.mp4", "e.mp4"]
+    assert {s.weight for s in samples} == {1.0}
+    assert counts["dropped_not_all_good"] == 3
+    assert not all_good({"semantic_consistency": "Good", "motion_smoothness": "Good"})  # a missing dimension
+
+
+def test_malformed_scores_are_located(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_text(
+        _line("a.mp4", 0.9, ["Good"] * 3) + "\n" + json.dumps({"video": "b.mp4", "reward": 1}) + "\n"
+    )
+    with pytest.raises(DataError, match=r"s.jsonl, line 2, field 'prompt'"):
+        read_scores(path)
+    path.write_text(_line("a.mp4", "high", ["Good"] * 3) + "\n")
+    with pytest.raises(DataError, match=r"line 1, field 'reward'"):
+        read_scores(path)
+
+
+def test_reward_transforms():
+    rewards = [0.05, 0.2, 0.9, 0.9]
+    assert transform_rewards(rewards, "raw") == rewards
+    normalized = transform_rewards(rewards, "normalized")
+    assert math.isclose(sum(normalized) / 4, 1.0) and math.isclose(normalized[2] / normalized[0], 18.0)
+    sharp = transform_rewards(rewards, "exp", temperature=0.1)
+    assert math.isclose(sum(sharp) / 4, 1.0) and sharp[0] < sharp[1] < sharp[2] == sharp[3]
+    assert sharp[2] / sharp[0] > normalized[2] / normalized[0]  # sharper than proportional
+    with pytest.raises(ValueError, match="rewards >= 0"):
+        transform_rewards([-0.1, 0.5], "raw")
+
+
+def test_loss_coefficients_give_the_lift_objective():
+    weights, syn_losses, real_losses, lam = (
+        [0.9, 0.05, 0.2],
+        np.array([1.0, 2.0, 3.0]),
+        np.array([4.0, 6.0]),
+        0.5,
+    )
+    coef = np.array(loss_coefficients(weights, len(real_losses), lam))
+    expected = np.mean(np.array(weights) * syn_losses) + lam * real_losses.mean()
+    assert math.isclose(coef @ np.concatenate([syn_losses, real_losses]), expected)
+    assert loss_coefficients([1.0, 1.0], 0, 1.0) == [0.5, 0.5]
+
+
+def test_stream_shards_disjointly_covers_epochs_and_resumes():
+    ranks = [Stream(10, 2, seed=3, rank=r, world=2) for r in range(2)]
+    # One epoch (10 samples) = 2.5 micro-steps of 2 x 2: the first two steps never repeat a sample.
+    seen = [i for k in range(2) for s in ranks for i in s.indices(k)]
+    assert len(seen) == len(set(seen)) == 8
+    epoch = [i for k in range(5) for s in ranks for i in s.indices(k)]  # 20 positions = 2 epochs
+    assert sorted(epoch[:10]) == list(range(10)) and sorted(epoch[10:]) == list(range(10))
+    fresh = Stream(10, 2, seed=3, rank=1, world=2)  # a resumed process: same indices, no state
+    assert fresh.indices(7) == ranks[1].indices(7)
+    assert len({tuple(Stream(10, 2, seed=s).indices(0)) for s in range(5)}) > 1  # the seed matters
+
+
+def test_preprocess_video_cuts_resizes_and_crops():
+    frames = np.zeros((20, 48, 80, 3), np.uint8)
+    frames[:, :, 40:] = 200  # right half bright
+    out = preprocess_video(frames, num_frames=9, stride=2, height=32, width=32)
+    assert out.shape == (9, 32, 32, 3) and out.dtype == np.uint8
+    assert out[0, :, -1].mean() > 150 and out[0, :, 0].mean() < 50  # centre crop keeps both halves
+    with pytest.raises(ValueError, match="fewer than 13"):
+        preprocess_video(frames, num_frames=13, stride=2)
+    assert preprocess_video(frames).shape == frames.shape
+
+
+def test_config_yaml_overrides_and_errors(tmp_path):
+    req = {"model": "m", "scores": "s.jsonl", "videos": "v", "out": "o"}
+    for name in ("cogvideox2b_lift.yaml", "toy.yaml"):
+        cfg = AlignConfig.load(REPO / "configs" / "align" / name, **req)
+        assert cfg.betas == (0.9, 0.95) and cfg.weight_decay == 1e-4
+    paper = AlignConfig.load(REPO / "configs/align/cogvideox2b_lift.yaml", **req)
+    assert (paper.finetune, paper.lr, paper.warmup_steps, paper.mixed_precision) == (
+        "full",
+        1e-5,
+        200,
+        "bf16",
+    )
+    assert paper.batch_size * paper.grad_accum * 8 == 64  # the paper's global batch on 8 GPUs
+    path = tmp_path / "c.yaml"
+    path.write_text("lr: 0.001\nmethod: rs\n")
+    cfg = AlignConfig.load(path, lr=None, max_steps=7, **req)
+    assert (cfg.lr, cfg.method, cfg.max_steps) == (0.001, "rs", 7)
+    assert cfg.training_fingerprint() == cfg.model_copy(update={"max_steps": 9}).training_fingerprint()
+    assert cfg.training_fingerprint() != cfg.model_copy(update={"lr": 0.1}).training_fingerprint()
+    path.write_text("lrr: 1\n")
+    with pytest.raises(DataError, match="field 'lrr'"):
+        AlignConfig.load(path, **req)
+    with pytest.raises(DataError, match="height and width"):
+        AlignConfig.load(None, height=64, **req)
