@@ -33,9 +33,9 @@ class Sample:
     weight: float = 1.0
 
 
-def _text_field(obj: dict, name: str, path: Path, line: int) -> str:
+def _text_field(obj: dict, name: str, path: Path, line: int, allow_empty: bool = False) -> str:
     value = obj.get(name)
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str) or (not allow_empty and not value.strip()):
         raise DataError("missing or empty", file=path, line=line, field=name)
     return value
 
@@ -45,7 +45,9 @@ def read_scores(path: str | Path) -> list[ScoredVideo]:
     path = Path(path)
     items = []
     for line, obj in iter_json_lines(path):
-        video, prompt = _text_field(obj, "video", path, line), _text_field(obj, "prompt", path, line)
+        # An empty prompt is an unconditional sample (what classifier-free guidance learns from).
+        video = _text_field(obj, "video", path, line)
+        prompt = _text_field(obj, "prompt", path, line, allow_empty=True)
         reward = obj.get("reward")
         if reward is not None and (isinstance(reward, bool) or not isinstance(reward, int | float)):
             raise DataError(

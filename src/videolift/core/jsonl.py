@@ -124,6 +124,11 @@ def read_jsonl(path: str | Path, model: type[M]) -> list[M]:
     return [parse_model(model, obj, file=path, line=i) for i, obj in iter_json_lines(path)]
 
 
+def read_jsonl_dicts(path: str | Path) -> list[dict[str, Any]]:
+    """Every line as a plain dict (no schema)."""
+    return [obj for _, obj in iter_json_lines(path)]
+
+
 def read_json(path: str | Path) -> Any:
     path = Path(path)
     if not path.exists():
