@@ -1,0 +1,77 @@
+"""``videolift eval``: compare T2V models on held-out prompts with fixed seeds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from videolift.core.schema import DIMENSIONS
+
+
+def evaluate(
+    model: list[str] = typer.Option(
+        ...,
+        "--model",
+        help="Model to evaluate (pipeline dir or Hub id); repeat. "
+        "Append '+LORA_DIR' to apply a LoRA. The first model is the reference.",
+    ),
+    prompts: Path = typer.Option(..., "--prompts", help="Held-out prompts (.txt, .jsonl or .csv)."),
+    critic: Path | None = typer.Option(None, "--critic", help="Critic directory to rate with."),
+    oracle: bool = typer.Option(
+        False, "--oracle", help="Also rate with the toy-world oracle (toy prompts only)."
+    ),
+    out: Path = typer.Option(Path("eval-out"), "--out", help="Directory for videos, ratings and eval.json."),
+    per_prompt: int = typer.Option(1, "--per-prompt", min=1, help="Videos per prompt (seeds are shared)."),
+    seed: int = typer.Option(0, "--seed", help="Base seed, the same for every model."),
+    steps: int = typer.Option(50, "--steps", min=1, help="Sampling steps."),
+    guidance: float = typer.Option(6.0, "--guidance", help="Classifier-free guidance scale."),
+    batch_size: int = typer.Option(4, "--batch-size", min=1, help="Videos per pipeline call."),
+    reward_config: Path | None = typer.Option(
+        None, "--reward-config", help="Label->score mapping (YAML/JSON)."
+    ),
+) -> None:
+    """Generate on the same prompts and seeds with every model, rate, and report label rates, mean
+    reward, all-Good rate and pairwise win/tie/loss against the first model."""
+    from videolift.core.reward import RewardConfig
+    from videolift.evaluate.compare import compare_models
+
+    models = [(m.split("+", 1)[0], m.split("+", 1)[1] if "+" in m else None) for m in model]
+    result = compare_models(
+        models,
+        prompts,
+        out,
+        critic_dir=critic,
+        oracle=oracle,
+        per_prompt=per_prompt,
+        seed=seed,
+        steps=steps,
+        guidance=guidance,
+        batch_size=batch_size,
+        reward=RewardConfig.load(reward_config),
+    )
+    print_comparison(result)
+    Console().print(f"written: {out / 'eval.json'}")
+
+
+def print_comparison(result: dict) -> None:
+    console = Console()
+    table = Table(
+        "model", "rater", "mean reward", "all Good", *[d.value.split("_")[0] + " Good" for d in DIMENSIONS]
+    )
+    for name, by_rater in result["summary"].items():
+        for rater, s in by_rater.items():
+            table.add_row(
+                name,
+                rater,
+                f"{s['mean_reward']:.3f}",
+                f"{s['all_good_rate']:.1%}",
+                *[f"{s['dimensions'][d.value]['Good']:.1%}" for d in DIMENSIONS],
+            )
+    console.print(table)
+    for pair, by_rater in result["pairwise"].items():
+        for rater, p in by_rater.items():
+            cells = ", ".join(f"{k}: {v['win']:.0%}/{v['tie']:.0%}/{v['loss']:.0%}" for k, v in p.items())
+            console.print(f"{pair} ({rater}, win/tie/loss): {cells}")

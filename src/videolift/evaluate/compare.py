@@ -1,0 +1,140 @@
+"""Compare T2V models on the same prompts and seeds: generate, rate (critic and/or toy oracle), summarise.
+
+Every model generates from the same prompt file with the same base seed, so video ``i`` of every model
+has the same prompt and seed; pairwise win/tie/loss compares those videos one to one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from videolift.core.jsonl import atomic_write, read_jsonl_dicts, write_jsonl
+from videolift.core.reward import RewardConfig
+from videolift.evaluate.metrics import pairwise, summarize
+
+
+@dataclass
+class ModelRun:
+    name: str
+    model: str
+    lora: str | None = None
+    ratings: dict[str, list[dict[str, str | None]]] = field(default_factory=dict)  # rater -> per video
+
+
+def model_name(model: str, lora: str | None, taken: set[str]) -> str:
+    base = Path(lora or model).name or "model"
+    name, i = base, 2
+    while name in taken:
+        name, i = f"{base}-{i}", i + 1
+    return name
+
+
+def oracle_ratings(
+    manifest: Path, videos: Path, out: Path, progress: bool = True
+) -> list[dict[str, str | None]]:
+    """Toy-world oracle labels (and reasons, written to ``out``) for each manifest video."""
+    from tqdm import tqdm
+
+    from videolift.core.video import read_video
+    from videolift.toy.oracle import judge
+
+    records, lines = read_jsonl_dicts(manifest), []
+    for rec in tqdm(records, desc="oracle", disable=not progress):
+        judgement = judge(read_video(videos / rec["video"]), rec["prompt"])
+        ratings = {
+            d.value: {"label": r.label.value, "reason": r.reason} for d, r in judgement.ratings().items()
+        }
+        lines.append(
+            {"video": rec["video"], "prompt": rec["prompt"], "seed": rec.get("seed"), "ratings": ratings}
+        )
+    write_jsonl(out, lines)
+    return [{d: r["label"] for d, r in line["ratings"].items()} for line in lines]
+
+
+def critic_ratings(critic: Any, manifest: Path, videos: Path, out: Path, progress: bool = True):
+    from videolift.critic.score import score_manifest
+
+    score_manifest(critic, manifest, videos, out, progress=progress, log=lambda *a, **k: None)
+    by_video = {line["video"]: line for line in read_jsonl_dicts(out)}
+    return [
+        {d: r.get("label") for d, r in by_video[rec["video"]]["ratings"].items()}
+        for rec in read_jsonl_dicts(manifest)
+    ]
+
+
+def compare_models(
+    models: list[tuple[str, str | None]],
+    prompts: Path,
+    out: Path,
+    *,
+    critic_dir: Path | None = None,
+    oracle: bool = False,
+    per_prompt: int = 1,
+    seed: int = 0,
+    steps: int = 50,
+    guidance: float = 6.0,
+    batch_size: int = 4,
+    reward: RewardConfig | None = None,
+    progress: bool = True,
+    **sampler: Any,
+) -> dict[str, Any]:
+    """Generate with every model, rate, and return (and write ``out/eval.json``) the comparison."""
+    from videolift.data.generate import generate_videos
+
+    if not critic_dir and not oracle:
+        from videolift.core.errors import VideoliftError
+
+        raise VideoliftError("nothing to rate with: give --critic DIR and/or --oracle")
+    reward = reward or RewardConfig()
+    out.mkdir(parents=True, exist_ok=True)
+    critic = None
+    if critic_dir is not None:
+        from videolift.critic.score import load_critic
+
+        critic = load_critic(critic_dir)
+    runs: list[ModelRun] = []
+    for model, lora in models:
+        run = ModelRun(model_name(model, lora, {r.name for r in runs}), model, lora)
+        gen_dir = out / run.name
+        generate_videos(
+            model,
+            prompts,
+            gen_dir,
+            per_prompt=per_prompt,
+            seed=seed,
+            steps=steps,
+            guidance=guidance,
+            lora=lora,
+            batch_size=batch_size,
+            progress=progress,
+            **sampler,
+        )
+        manifest = gen_dir / "manifest.jsonl"
+        if critic is not None:
+            run.ratings["critic"] = critic_ratings(
+                critic, manifest, gen_dir, gen_dir / "critic_scores.jsonl", progress
+            )
+        if oracle:
+            run.ratings["oracle"] = oracle_ratings(
+                manifest, gen_dir, gen_dir / "oracle_ratings.jsonl", progress
+            )
+        runs.append(run)
+    result: dict[str, Any] = {
+        "prompts": str(prompts),
+        "seed": seed,
+        "per_prompt": per_prompt,
+        "models": {r.name: {"model": r.model, "lora": r.lora} for r in runs},
+        "summary": {r.name: {rater: summarize(v, reward) for rater, v in r.ratings.items()} for r in runs},
+        "pairwise": {},
+    }
+    for other in runs[1:]:
+        key = f"{other.name} vs {runs[0].name}"
+        result["pairwise"][key] = {
+            rater: pairwise(other.ratings[rater], runs[0].ratings[rater]) for rater in other.ratings
+        }
+    with atomic_write(out / "eval.json") as handle:
+        json.dump(result, handle, indent=1)
+    return result

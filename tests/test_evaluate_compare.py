@@ -1,0 +1,52 @@
+import json
+
+from typer.testing import CliRunner
+
+from videolift.cli import app
+
+
+def test_eval_rates_every_model_on_the_same_prompts_and_seeds(tmp_path, tiny_cogvideox_dir):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle moves left in a sand desert\ntwo blue squares bounce on a snow field\n")
+    out = tmp_path / "eval"
+    args = [
+        "eval",
+        "--model",
+        str(tiny_cogvideox_dir),
+        "--model",
+        str(tiny_cogvideox_dir),
+        "--prompts",
+        str(prompts),
+        "--oracle",
+        "--out",
+        str(out),
+        "--steps",
+        "2",
+        "--per-prompt",
+        "2",
+        "--seed",
+        "5",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "eval.json").read_text())
+    names = list(data["models"])
+    assert len(names) == 2 and names[0] != names[1]
+    seeds = [
+        [json.loads(line)["seed"] for line in (out / n / "manifest.jsonl").read_text().splitlines()]
+        for n in names
+    ]
+    assert seeds[0] == seeds[1] and len(seeds[0]) == 4
+    oracle = data["summary"][names[0]]["oracle"]
+    assert oracle["videos"] == 4 and 0.0 <= oracle["all_good_rate"] <= 1.0
+    # The same model on the same seeds ties with itself on every dimension.
+    pair = data["pairwise"][f"{names[1]} vs {names[0]}"]["oracle"]
+    assert all(v["tie"] == 1.0 for v in pair.values())
+    assert "win/tie/loss" in result.output
+
+
+def test_eval_needs_a_rater(tmp_path, tiny_cogvideox_dir):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red circle moves left in a sand desert\n")
+    result = CliRunner().invoke(app, ["eval", "--model", str(tiny_cogvideox_dir), "--prompts", str(prompts)])
+    assert result.exit_code != 0 and "--critic DIR and/or --oracle" in result.output
