@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from enum import StrEnum
 from pathlib import Path
 
@@ -255,26 +254,12 @@ def evaluate(
     dtype: str = typer.Option("float32", "--dtype"),
 ) -> None:
     """Accuracy, macro-F1 and confusion per dimension against reference labels; pairwise accuracy."""
-    from videolift.core.jsonl import iter_json_lines, write_jsonl
-    from videolift.critic.data import majority_items, read_hra
-    from videolift.critic.evaluate import evaluate_predictions, read_pairs
-    from videolift.critic.score import score_manifest, video_key
+    from videolift.critic.evaluate import evaluate_critic
 
-    items = majority_items(read_hra(data))
     model = _score_options(critic, base, device, dtype, False, None)
-    with tempfile.TemporaryDirectory() as tmp:
-        manifest = Path(tmp) / "manifest.jsonl"
-        write_jsonl(
-            manifest, [{"video_id": it.video_id, "video": it.video, "prompt": it.prompt} for it in items]
-        )
-        out = scores or Path(tmp) / "scores.jsonl"
-        summary = score_manifest(model, manifest, videos, out, batch_size=batch_size, log=_log)
-        if not summary.main_process:
-            return
-        lines = {video_key(obj): obj for _, obj in iter_json_lines(out)}
-    report = evaluate_predictions(
-        items, lines, reward=model.spec.reward, pairs=read_pairs(str(pairs)) if pairs else None
-    )
+    report = evaluate_critic(model, data, videos, scores=scores, pairs=pairs, batch_size=batch_size, log=_log)
+    if report is None:  # not the main process
+        return
     report["critic"] = str(critic)
     if as_json:
         typer.echo(json.dumps(report, indent=1))

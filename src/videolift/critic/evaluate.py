@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from videolift.core.errors import DataError
@@ -209,3 +210,40 @@ def evaluate_predictions(
             judged[str(p["dimension"])].append((*ref, *crit))
         report["pairwise_judged"] = {k: pairwise_accuracy(v) for k, v in judged.items()}
     return report
+
+
+def evaluate_critic(
+    critic: Any,
+    data: str | Path,
+    videos: str | Path,
+    *,
+    scores: str | Path | None = None,
+    pairs: str | Path | None = None,
+    batch_size: int = 24,
+    log: Any = print,
+) -> dict[str, Any] | None:
+    """Score the held-out HRA videos with a loaded critic and compare with their (majority) labels.
+
+    Returns the report on the main process, None on the others. ``scores`` keeps the critic's score
+    lines (resumable); by default they go to a temporary file.
+    """
+    import tempfile
+
+    from videolift.core.jsonl import iter_json_lines, write_jsonl
+    from videolift.critic.data import majority_items, read_hra
+    from videolift.critic.score import score_manifest, video_key
+
+    items = majority_items(read_hra(data))
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = Path(tmp) / "manifest.jsonl"
+        write_jsonl(
+            manifest, [{"video_id": it.video_id, "video": it.video, "prompt": it.prompt} for it in items]
+        )
+        out = Path(scores) if scores else Path(tmp) / "scores.jsonl"
+        summary = score_manifest(critic, manifest, videos, out, batch_size=batch_size, log=log)
+        if not summary.main_process:
+            return None
+        lines = {video_key(obj): obj for _, obj in iter_json_lines(out)}
+    return evaluate_predictions(
+        items, lines, reward=critic.spec.reward, pairs=read_pairs(str(pairs)) if pairs else None
+    )

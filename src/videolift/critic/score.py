@@ -137,10 +137,24 @@ def generate(
     temperature: float = 0.0,
 ) -> list[str]:
     """One answer per ``collate.Item`` in a single left-padded ``generate`` call."""
+    return generate_answers(
+        critic.model,
+        critic.processor,
+        critic.collator,
+        items,
+        max_new_tokens=max_new_tokens or critic.spec.max_new_tokens,
+        temperature=temperature,
+    )
+
+
+def generate_answers(
+    model: Any, processor: Any, collator: Any, items: list[Any], *, max_new_tokens: int, temperature: float = 0.0
+) -> list[str]:
+    """Greedy (or sampled) answers of any VLM to ``collate.Item`` prompts, in one batched call."""
     import torch
 
-    batch = critic.collator(items)
-    device = next(critic.model.parameters()).device
+    batch = collator(items)
+    device = next(model.parameters()).device
     batch = {k: v.to(device) for k, v in batch.items()}
     n = batch["input_ids"].shape[1]
     sampling = (
@@ -149,16 +163,16 @@ def generate(
         else {"do_sample": False}
     )
     with torch.inference_mode():
-        out = critic.model.generate(
+        out = model.generate(
             **batch,
-            max_new_tokens=max_new_tokens or critic.spec.max_new_tokens,
-            eos_token_id=critic.collator.stop_ids,
-            pad_token_id=critic.collator.pad_id,
+            max_new_tokens=max_new_tokens,
+            eos_token_id=collator.stop_ids,
+            pad_token_id=collator.pad_id,
             num_beams=1,
             use_cache=True,
             **sampling,
         )
-    return critic.processor.batch_decode(out[:, n:], skip_special_tokens=True)
+    return processor.batch_decode(out[:, n:], skip_special_tokens=True)
 
 
 def rate(

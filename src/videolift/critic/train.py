@@ -197,11 +197,13 @@ def run_sft(
     stop_at_step: int | None = None,
     finalize: Any = None,
     log: Any = print,
+    progress: bool = False,
 ) -> SFTResult:
     """Fine-tune ``base`` on ``examples`` into ``out``. ``finalize(out, model, processor)`` runs on the
     main process after the model and processor are saved (the critic writes its spec there).
     ``stop_at_step`` stops after that update's checkpoint, as an interruption would (for tests and
-    time-boxed runs); ``resume`` continues from the latest checkpoint."""
+    time-boxed runs); ``resume`` continues from the latest checkpoint. ``progress``: a progress bar of
+    the updates (main process)."""
     import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -280,6 +282,7 @@ def run_sft(
     )
     frames = FrameCache(cfg.num_frames, cfg.frame_cache_mb << 20)
     started, losses, last_loss, stopped = time.time(), [], None, False
+    bar = _progress_bar(total, step) if progress and main else None
     for micro in range(step * cfg.grad_accum, total_micro):
         epoch, index = divmod(micro, per_epoch)
         batch_ids = epoch_batches(len(examples), cfg.batch_size, cfg.seed, epoch, rank, world)[index]
@@ -314,17 +317,28 @@ def run_sft(
                 "seconds": round(time.time() - started, 2),
             }
             _append_log(out / TRAIN_LOG, record)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{last_loss:.4f}", refresh=False)
         if (cfg.save_every and step % cfg.save_every == 0 and step < total) or step == stop_at_step:
             _save_checkpoint(accelerator, out, step, cfg.keep_checkpoints)
         if stop_at_step is not None and step >= stop_at_step and step < total:
             stopped = True
             break
 
+    if bar is not None:
+        bar.close()
     result = SFTResult(out, step, last_loss, time.time() - started, resumed, n_trainable, stopped, main)
     if not stopped:
         _save_final(accelerator, model, processor, out, finalize, result)
     accelerator.wait_for_everyone()
     return result
+
+
+def _progress_bar(total: int, done: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=done, desc="training", unit="update", dynamic_ncols=True)
 
 
 def _eos_ids(model: Any) -> list[int]:
