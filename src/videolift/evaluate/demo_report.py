@@ -1,0 +1,164 @@
+"""``report.html`` of a pipeline run: summary, label and reward distributions, training curves,
+critic confusion matrices and a base-vs-aligned frame grid on the same held-out prompts and seeds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from videolift.core.jsonl import read_jsonl_dicts
+from videolift.core.schema import DIMENSIONS, LABELS
+from videolift.evaluate.report import (
+    Report,
+    confusion_figure,
+    curves_figure,
+    histogram_figure,
+    label_rates_figure,
+)
+
+GAIN_GUARD = 0.7  # oracle gain must be at least this share of the critic-measured gain
+
+
+def _curve(path: Path, key: str = "loss") -> list[tuple[float, float]]:
+    if not path.exists():
+        return []
+    return [(r["step"], r[key]) for r in read_jsonl_dicts(path) if r.get(key) is not None]
+
+
+def reward_hacking_check(summary: dict[str, Any], key: str = "aligned_rwl") -> dict[str, Any] | None:
+    base, aligned = summary.get("base"), summary.get(key)
+    if not base or not aligned or base.get("oracle_mean_reward") is None:
+        return None
+    oracle_gain = aligned["oracle_mean_reward"] - base["oracle_mean_reward"]
+    critic_gain = aligned["critic_mean_reward"] - base["critic_mean_reward"]
+    ratio = oracle_gain / critic_gain if critic_gain > 0 else None
+    return {
+        "oracle_gain": oracle_gain,
+        "critic_gain": critic_gain,
+        "ratio": ratio,
+        "ok": ratio is None or ratio >= GAIN_GUARD,
+    }
+
+
+def write_report(
+    workdir: str | Path, summary: dict[str, Any], title: str = "videolift: the LiFT loop"
+) -> Path:
+    w = Path(workdir)
+    evaluation = json.loads((w / "eval" / "eval.json").read_text())
+    names = list(evaluation["summary"])
+    rep = Report(title)
+
+    rep.heading("Summary (held-out prompts)")
+    rows = []
+    for key in ["base", *[k for k in summary if k.startswith("aligned_")]]:
+        s = summary[key]
+        rows.append(
+            [
+                key,
+                s["model"],
+                s.get("oracle_all_good_rate"),
+                s.get("oracle_mean_reward"),
+                s.get("critic_all_good_rate"),
+                s.get("critic_mean_reward"),
+            ]
+        )
+    rep.table(
+        ["model", "directory", "oracle all-Good", "oracle reward", "critic all-Good", "critic reward"], rows
+    )
+    acc = summary["critic"]
+    rep.table(
+        ["critic", *[d.value for d in DIMENSIONS], "mean"],
+        [
+            [name, *[(acc[k] or {}).get(d.value) for d in DIMENSIONS], (acc[k] or {}).get("mean")]
+            for name, k in (("with reasons", "accuracy"), ("label only", "accuracy_no_reasons"))
+            if acc.get(k)
+        ],
+        caption="critic label accuracy on held-out videos (majority label)",
+    )
+    check = reward_hacking_check(summary)
+    if check is not None:
+        text = (
+            f"Reward-hacking guard: oracle gain {check['oracle_gain']:+.3f} vs critic gain "
+            f"{check['critic_gain']:+.3f}"
+            + (f" (ratio {check['ratio']:.2f})" if check["ratio"] is not None else "")
+        )
+        rep.paragraph(
+            text
+            + (
+                ""
+                if check["ok"]
+                else f" — BELOW {GAIN_GUARD}: the critic's gain is not matched "
+                "by the oracle; the aligned model may exploit the critic."
+            ),
+            "" if check["ok"] else "warn",
+        )
+    for pair, by_rater in evaluation.get("pairwise", {}).items():
+        rep.table(
+            ["rater", *[f"{k} win/tie/loss" for k in next(iter(by_rater.values()))]],
+            [
+                [rater, *[f"{v['win']:.0%}/{v['tie']:.0%}/{v['loss']:.0%}" for v in p.values()]]
+                for rater, p in by_rater.items()
+            ],
+            caption=f"pairwise: {pair}",
+        )
+
+    rep.heading("Label and reward distributions, before and after")
+    for rater in ("oracle", "critic"):
+        models = {n: s[rater] for n, s in evaluation["summary"].items() if rater in s}
+        if models:
+            rep.figure(label_rates_figure(models, f"{rater} labels per dimension"))
+    rewards = {}
+    for n in names:
+        path = w / "eval" / n / "critic_scores.jsonl"
+        if path.exists():
+            rewards[n] = [r["reward"] for r in read_jsonl_dicts(path) if r.get("reward") is not None]
+    if rewards:
+        rep.figure(histogram_figure(rewards, "critic reward per video"))
+
+    rep.heading("Training curves")
+    critic_curves = {n: _curve(w / n / "train_log.jsonl") for n in ("critic", "critic_label_only")}
+    rep.figure(curves_figure(critic_curves, "critic fine-tuning (answer-token cross-entropy)"))
+    align_curves = {p.name: _curve(p / "logs" / "train.jsonl") for p in sorted(w.glob("aligned_*"))}
+    if align_curves:
+        rep.figure(curves_figure(align_curves, "alignment (reward-weighted diffusion loss)"))
+
+    rep.heading("Critic confusion matrices (held-out)")
+    for name in ("critic", "critic_label_only"):
+        path = w / f"{name}_eval.json"
+        if not path.exists():
+            continue
+        report = json.loads(path.read_text())
+        for dim, m in report.get("dimensions", {}).items():
+            labels = [lab.value for lab in LABELS]
+            matrix = [[m["confusion"][t][p] for p in labels] for t in labels]
+            rep.figure(confusion_figure(matrix, labels, f"{name}: {dim}"))
+
+    rep.heading("Same held-out prompts and seeds: base vs aligned")
+    _frame_grid(rep, w, names)
+    return rep.write(w / "report.html")
+
+
+def _frame_grid(rep: Report, w: Path, names: list[str], n: int = 6) -> None:
+    from videolift.core.video import read_video
+
+    manifests = {name: read_jsonl_dicts(w / "eval" / name / "manifest.jsonl") for name in names}
+    oracle = {
+        name: {r["video"]: r for r in read_jsonl_dicts(p)}
+        for name in names
+        if (p := w / "eval" / name / "oracle_ratings.jsonl").exists()
+    }
+    for i in range(min(n, len(manifests[names[0]]))):
+        rows = []
+        for name in names:
+            rec = manifests[name][i]
+            verdict = oracle.get(name, {}).get(rec["video"])
+            tag = (
+                " ".join(f"{d[:1].upper()}:{v['label'][0]}" for d, v in verdict["ratings"].items())
+                if verdict
+                else ""
+            )
+            rows.append((f"{name} {tag}", read_video(w / "eval" / name / rec["video"])))
+        rep.frames(
+            rows, caption=f'"{manifests[names[0]][i]["prompt"]}" (seed {manifests[names[0]][i]["seed"]})'
+        )

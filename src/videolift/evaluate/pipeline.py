@@ -1,0 +1,444 @@
+"""The whole LiFT loop as one resumable pipeline, driven by a YAML file (``videolift run``).
+
+generate (videos to rate) -> rate (human HRA file, or the toy world's simulated panel) -> split ->
+critic train (with reasons, optionally label-only too) -> critic eval -> generate (videos to align on)
+-> critic score -> align (RWL and/or RS) -> evaluate (base vs aligned on held-out prompts) -> report.
+
+Each stage calls the stage commands' own code, records its settings and outputs in
+``WORKDIR/run_manifest.json`` and is skipped when those are unchanged; the stages resume themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from videolift.core.errors import DataError, VideoliftError
+from videolift.core.jsonl import atomic_write, validation_field, write_jsonl
+from videolift.evaluate.stages import Runner, Stage
+
+TOY = "toy"  # model name that resolves to the committed toy-world bases
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Sampler(_Strict):
+    steps: int = Field(50, description="sampling steps")
+    guidance: float = Field(6.0, description="classifier-free guidance scale")
+    batch_size: int = Field(4, description="videos per pipeline call")
+    frames: int | None = Field(None, description="frames (default: the model's)")
+    height: int | None = None
+    width: int | None = None
+
+
+class PromptSet(_Strict):
+    file: Path | None = Field(None, description="prompt file (.txt/.jsonl/.csv); toy runs may omit it")
+    n: int = Field(64, description="toy world: number of distinct prompts drawn from the split")
+    per_prompt: int = Field(1, description="videos per prompt")
+    seed: int = 0
+
+
+class HRA(_Strict):
+    source: Literal["file", "toy-panel"] = Field("toy-panel", description="human ratings, or simulated ones")
+    file: Path | None = Field(None, description="canonical HRA JSONL (source: file)")
+    videos: Path | None = Field(None, description="videos root of the HRA file (source: file)")
+    prompts: PromptSet = Field(default_factory=lambda: PromptSet(n=200, per_prompt=4))
+    annotators: int = Field(3, description="simulated annotators per video (toy panel)")
+    test_fraction: float = 0.2
+
+
+class Critic(_Strict):
+    adapter: Literal["lora", "full"] = "full"
+    lr: float = 1e-4
+    epochs: float = 3.0
+    max_steps: int | None = None
+    batch_size: int = 8
+    layout: Literal["per_dimension", "one_pass"] = "per_dimension"
+    label_only_baseline: bool = Field(True, description="also train the --no-reasons ablation")
+    score_batch_size: int = 24
+
+
+class Align(_Strict):
+    prompts: PromptSet = Field(default_factory=lambda: PromptSet(n=200, per_prompt=4, seed=1))
+    methods: list[Literal["rwl", "rs"]] = Field(default_factory=lambda: ["rwl", "rs"])
+    real: Path | None = Field(None, description="real video-text JSONL for the real-data term")
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="AlignConfig fields (lr, max_steps, ...)"
+    )
+
+
+class Evaluate(_Strict):
+    prompts: PromptSet = Field(default_factory=lambda: PromptSet(n=64, per_prompt=2, seed=2))
+    oracle: bool | None = Field(None, description="rate with the toy oracle too (default: on in toy runs)")
+
+
+class PipelineConfig(_Strict):
+    workdir: Path = Path("runs/lift")
+    t2v: str = Field(TOY, description="T2V pipeline dir or Hub id ('toy': the committed toy base)")
+    vlm: str = Field(TOY, description="critic base VLM dir or Hub id ('toy': the committed toy VLM)")
+    seed: int = 0
+    sampler: Sampler = Field(default_factory=Sampler)
+    hra: HRA = Field(default_factory=HRA)
+    critic: Critic = Field(default_factory=Critic)
+    align: Align = Field(default_factory=Align)
+    evaluate: Evaluate = Field(default_factory=Evaluate)
+
+    @property
+    def toy(self) -> bool:
+        return self.t2v == TOY or self.hra.source == "toy-panel"
+
+    @classmethod
+    def load(cls, path: str | Path, **overrides: Any) -> PipelineConfig:
+        path = Path(path)
+        if not path.exists():
+            raise DataError("pipeline config not found", file=path)
+        data = yaml.safe_load(path.read_text()) or {}
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            cfg = cls.model_validate(data)
+        except ValidationError as exc:
+            field, msg = validation_field(exc)
+            raise DataError(msg, file=path, field=field) from None
+        if not cfg.workdir.is_absolute() and "workdir" not in overrides:
+            cfg.workdir = path.parent / cfg.workdir
+        return cfg
+
+
+def toy_asset(name: str) -> str:
+    path = Path(__file__).resolve().parent.parent / "toy" / "assets" / name
+    if not (path / "config.json").exists() and not (path / "model_index.json").exists():
+        raise VideoliftError(
+            f"the committed toy {name} model is missing at {path}; build it with `videolift toy pretrain`"
+        )
+    return str(path)
+
+
+def _prompt_file(cfg: PipelineConfig, prompts: PromptSet, split: str, out: Path) -> Path:
+    if prompts.file is not None:
+        return prompts.file
+    if not cfg.toy:
+        raise VideoliftError(f"give a prompts file for the {out.stem} prompts (only toy runs draw their own)")
+    from videolift.toy.grammar import sample_distinct
+
+    specs = sample_distinct(prompts.n, split, seed=prompts.seed)
+    write_jsonl(out, [{"prompt": s.text, "split": split, **s.categories()} for s in specs])
+    return out
+
+
+def run_pipeline(cfg: PipelineConfig, *, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) every stage; returns the summary (also ``WORKDIR/summary.json``)."""
+    started = time.time()
+    w = cfg.workdir
+    runner = Runner(w)
+    t2v = toy_asset("t2v") if cfg.t2v == TOY else cfg.t2v
+    vlm = toy_asset("vlm") if cfg.vlm == TOY else cfg.vlm
+    sampler = cfg.sampler.model_dump()
+    gen_kwargs = {k: sampler[k] for k in ("steps", "guidance", "batch_size", "frames", "height", "width")}
+
+    def generate(prompt_set: PromptSet, split: str, name: str) -> Stage:
+        from videolift.data.generate import generate_videos
+
+        prompts = w / f"{name}_prompts.jsonl"
+        out = w / name
+
+        def run() -> dict:
+            path = _prompt_file(cfg, prompt_set, split, prompts)
+            s = generate_videos(
+                t2v,
+                path,
+                out,
+                per_prompt=prompt_set.per_prompt,
+                seed=prompt_set.seed,
+                progress=progress,
+                **gen_kwargs,
+            )
+            return {"videos": s.total, "seconds": round(s.seconds, 1)}
+
+        return Stage(
+            f"generate:{name}",
+            run,
+            inputs=[Path(t2v)] if Path(t2v).exists() else [],
+            outputs=[out / "manifest.jsonl"],
+            settings={"prompts": prompt_set.model_dump(mode="json"), "split": split, **gen_kwargs},
+        )
+
+    # ---- data: ratings ------------------------------------------------------------------------------
+    if cfg.hra.source == "toy-panel":
+        runner.run(generate(cfg.hra.prompts, "train", "hra_videos"))
+        hra_file, hra_videos = w / "hra.jsonl", w / "hra_videos"
+
+        def rate() -> dict:
+            from videolift.toy.panel import rate_manifest
+
+            return rate_manifest(
+                hra_videos / "manifest.jsonl",
+                hra_videos,
+                hra_file,
+                annotators=cfg.hra.annotators,
+                seed=cfg.seed,
+            )
+
+        runner.run(
+            Stage(
+                "rate:toy-panel",
+                rate,
+                inputs=[hra_videos / "manifest.jsonl"],
+                outputs=[hra_file],
+                settings={"annotators": cfg.hra.annotators, "seed": cfg.seed},
+            )
+        )
+    else:
+        if cfg.hra.file is None or cfg.hra.videos is None:
+            raise VideoliftError("hra.source 'file' needs hra.file and hra.videos")
+        hra_file, hra_videos = cfg.hra.file, cfg.hra.videos
+
+    def split() -> dict:
+        from videolift.core.jsonl import read_jsonl
+        from videolift.core.schema import HRARecord
+        from videolift.data.split import split_records
+
+        train, test = split_records(read_jsonl(hra_file, HRARecord), cfg.hra.test_fraction, cfg.seed)
+        write_jsonl(w / "hra_split" / "train.jsonl", train)
+        write_jsonl(w / "hra_split" / "test.jsonl", test)
+        return {"train": len(train), "test": len(test)}
+
+    runner.run(
+        Stage(
+            "split",
+            split,
+            inputs=[hra_file],
+            outputs=[w / "hra_split" / "test.jsonl"],
+            settings={"test_fraction": cfg.hra.test_fraction, "seed": cfg.seed},
+        )
+    )
+
+    # ---- critic ---------------------------------------------------------------------------------------
+    critics = {"critic": True} | ({"critic_label_only": False} if cfg.critic.label_only_baseline else {})
+    accuracy: dict[str, Any] = {}
+    for name, reasons in critics.items():
+        runner.run(_critic_stage(cfg, vlm, w, hra_videos, name, reasons))
+        accuracy[name] = runner.run(_critic_eval_stage(cfg, w, hra_videos, name))
+
+    # ---- alignment -------------------------------------------------------------------------------------
+    runner.run(generate(cfg.align.prompts, "train", "align_videos"))
+
+    def score() -> dict:
+        from videolift.critic.score import load_critic, score_manifest
+
+        s = score_manifest(
+            load_critic(w / "critic"),
+            w / "align_videos" / "manifest.jsonl",
+            w / "align_videos",
+            w / "align_scores.jsonl",
+            batch_size=cfg.critic.score_batch_size,
+            progress=progress,
+            log=lambda *a, **k: None,
+        )
+        return {"videos": getattr(s, "total", None)}
+
+    runner.run(
+        Stage(
+            "score",
+            score,
+            inputs=[w / "critic", w / "align_videos" / "manifest.jsonl"],
+            outputs=[w / "align_scores.jsonl"],
+            settings={"batch": cfg.critic.score_batch_size},
+        )
+    )
+    aligned: dict[str, tuple[str, str | None]] = {}
+    for method in cfg.align.methods:
+        runner.run(_align_stage(cfg, t2v, w, method, progress))
+        out = w / f"aligned_{method}"
+        lora = out / "lora"
+        aligned[method] = (str(out / "pipeline"), None) if (out / "pipeline").exists() else (t2v, str(lora))
+
+    # ---- evaluation --------------------------------------------------------------------------------------
+    oracle = cfg.toy if cfg.evaluate.oracle is None else cfg.evaluate.oracle
+
+    def evaluate() -> dict:
+        from videolift.evaluate.compare import compare_models
+
+        prompts = _prompt_file(cfg, cfg.evaluate.prompts, "heldout", w / "eval_prompts.jsonl")
+        return compare_models(
+            [(t2v, None), *aligned.values()],
+            prompts,
+            w / "eval",
+            critic_dir=w / "critic",
+            oracle=oracle,
+            per_prompt=cfg.evaluate.prompts.per_prompt,
+            seed=cfg.evaluate.prompts.seed,
+            progress=progress,
+            **gen_kwargs,
+        )
+
+    result = runner.run(
+        Stage(
+            "evaluate",
+            evaluate,
+            inputs=[w / "critic", *(Path(m) for m, _ in aligned.values())],
+            outputs=[w / "eval" / "eval.json"],
+            settings={
+                "prompts": cfg.evaluate.prompts.model_dump(mode="json"),
+                "oracle": oracle,
+                "methods": list(aligned),
+                **gen_kwargs,
+            },
+        )
+    )
+    summary = build_summary(result, accuracy, list(aligned), started)
+    with atomic_write(w / "summary.json") as handle:
+        json.dump(summary, handle, indent=1)
+    return summary
+
+
+def _critic_stage(
+    cfg: PipelineConfig, vlm: str, w: Path, hra_videos: Path, name: str, reasons: bool
+) -> Stage:
+    from videolift.critic.train import SFTConfig
+
+    c = cfg.critic
+    sft = SFTConfig(
+        adapter=c.adapter,
+        lr=c.lr,
+        epochs=c.epochs,
+        max_steps=c.max_steps,
+        batch_size=c.batch_size,
+        seed=cfg.seed,
+        save_every=0,
+    )
+
+    def run() -> dict:
+        from videolift.critic.train import train_critic
+
+        train_critic(
+            vlm,
+            w / "hra_split" / "train.jsonl",
+            hra_videos,
+            w / name,
+            sft,
+            layout=c.layout,
+            reasons=reasons,
+            overwrite=True,
+            log=lambda *a, **k: None,
+        )
+        return {"reasons": reasons}
+
+    return Stage(
+        f"critic:{name}",
+        run,
+        inputs=[w / "hra_split" / "train.jsonl"],
+        outputs=[w / name],
+        settings={"vlm": vlm, "reasons": reasons, **c.model_dump()},
+    )
+
+
+def _critic_eval_stage(cfg: PipelineConfig, w: Path, hra_videos: Path, name: str) -> Stage:
+    def run() -> dict:
+        from videolift.critic.evaluate import evaluate_critic
+        from videolift.critic.score import load_critic
+
+        report = evaluate_critic(
+            load_critic(w / name),
+            w / "hra_split" / "test.jsonl",
+            hra_videos,
+            scores=w / f"{name}_test_scores.jsonl",
+            batch_size=cfg.critic.score_batch_size,
+            log=lambda *a, **k: None,
+        )
+        with atomic_write(w / f"{name}_eval.json") as handle:
+            json.dump(report, handle, indent=1)
+        return report
+
+    return Stage(
+        f"critic-eval:{name}",
+        run,
+        inputs=[w / name, w / "hra_split" / "test.jsonl"],
+        outputs=[w / f"{name}_eval.json"],
+    )
+
+
+def _align_stage(cfg: PipelineConfig, t2v: str, w: Path, method: str, progress: bool) -> Stage:
+    from videolift.align.config import AlignConfig
+
+    settings = {"seed": cfg.seed, **cfg.align.settings, "method": method}
+    out = w / f"aligned_{method}"
+
+    def run() -> dict:
+        import shutil
+
+        from videolift.align.trainer import STATE_FILE, latest_checkpoint, train
+
+        align_cfg = AlignConfig(
+            model=t2v,
+            scores=w / "align_scores.jsonl",
+            videos=w / "align_videos",
+            out=out,
+            real=cfg.align.real,
+            **settings,
+        )
+        # Resume a checkpoint of these very settings; anything else in OUT is stale.
+        last = latest_checkpoint(out / "checkpoints")
+        same = last is not None and json.loads((last / STATE_FILE).read_text()).get("fingerprint") == (
+            align_cfg.training_fingerprint()
+        )
+        if last is not None and not same:
+            shutil.rmtree(out)
+        r = train(align_cfg.model_copy(update={"resume": same}), progress=progress)
+        return {"steps": r.steps, "export": str(r.export_dir)}
+
+    AlignConfig(model=t2v, scores=w / "align_scores.jsonl", videos=w, out=out, **settings)  # validate early
+    return Stage(
+        f"align:{method}",
+        run,
+        inputs=[w / "align_scores.jsonl"],
+        outputs=[out],
+        settings={"model": t2v, "real": str(cfg.align.real), **settings},
+    )
+
+
+def build_summary(result: dict, accuracy: dict, methods: list[str], started: float) -> dict[str, Any]:
+    """The contract of ``summary.json``: critic accuracy, and per model the oracle and critic rewards."""
+
+    def acc(report: dict | None) -> dict | None:
+        if not report:
+            return None
+        dims = {d: m["accuracy"] for d, m in report.get("dimensions", {}).items()}
+        return {**dims, "mean": sum(dims.values()) / len(dims) if dims else None}
+
+    names = list(result["summary"])
+    keys = ["base"] + [f"aligned_{m}" for m in methods]
+    out: dict[str, Any] = {
+        "critic": {
+            "accuracy": acc(accuracy.get("critic")),
+            "accuracy_no_reasons": acc(accuracy.get("critic_label_only")),
+        },
+    }
+    for key, name in zip(keys, names, strict=True):
+        s = result["summary"][name]
+        oracle, critic = s.get("oracle"), s.get("critic")
+        out[key] = {
+            "oracle_all_good_rate": oracle and oracle["all_good_rate"],
+            "oracle_mean_reward": oracle and oracle["mean_reward"],
+            "critic_mean_reward": critic and critic["mean_reward"],
+            "critic_all_good_rate": critic and critic["all_good_rate"],
+            "model": name,
+        }
+    out["pairwise"] = result.get("pairwise", {})
+    out["wall_seconds"] = round(time.time() - started, 1)
+    out["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    return out
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process and its finished children (Linux reports KiB)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, kids) / 1024

@@ -1,0 +1,49 @@
+"""``videolift run PIPELINE.yaml``: the whole loop from one config file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def run(
+    config: Path = typer.Argument(..., help="Pipeline YAML (see configs/pipeline/)."),
+    workdir: Path | None = typer.Option(None, "--workdir", help="Override the config's workdir."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Write WORKDIR/report.html."),
+) -> None:
+    """Run generate -> rate -> critic -> score -> align -> evaluate; finished stages are skipped."""
+    from videolift.evaluate.demo_report import write_report
+    from videolift.evaluate.pipeline import PipelineConfig, run_pipeline
+
+    cfg = PipelineConfig.load(config, workdir=workdir)
+    summary = run_pipeline(cfg)
+    print_summary(summary)
+    if report:
+        typer.echo(f"report: {write_report(cfg.workdir, summary)}")
+
+
+def print_summary(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table("model", "oracle all-Good", "oracle reward", "critic all-Good", "critic reward")
+    for key, s in summary.items():
+        if isinstance(s, dict) and "oracle_all_good_rate" in s:
+            cells = [
+                s.get(k)
+                for k in (
+                    "oracle_all_good_rate",
+                    "oracle_mean_reward",
+                    "critic_all_good_rate",
+                    "critic_mean_reward",
+                )
+            ]
+            table.add_row(key, *["-" if c is None else f"{c:.3f}" for c in cells])
+    console.print(table)
+    acc = summary["critic"]
+    for name, key in (("critic (with reasons)", "accuracy"), ("critic (label only)", "accuracy_no_reasons")):
+        if acc.get(key):
+            console.print(f"{name} accuracy: " + ", ".join(f"{d} {v:.3f}" for d, v in acc[key].items()))
+    console.print(f"wall {summary['wall_seconds']:.0f} s, peak RSS {summary['peak_rss_mb']:.0f} MB")
