@@ -32,6 +32,12 @@ def evaluate(
     reward_config: Path | None = typer.Option(
         None, "--reward-config", help="Label->score mapping (YAML/JSON)."
     ),
+    vbench: list[str] | None = typer.Option(
+        None,
+        "--vbench",
+        help="Also lay videos out for VBench under OUT/vbench and run this VBench dimension (needs the "
+        "vbench package and a GPU). Repeat for several dimensions.",
+    ),
 ) -> None:
     """Generate on the same prompts and seeds with every model, rate, and report label rates, mean
     reward, all-Good rate and pairwise win/tie/loss against the first model."""
@@ -53,7 +59,21 @@ def evaluate(
         reward=RewardConfig.load(reward_config),
     )
     print_comparison(result)
+    if vbench:
+        _vbench(result, out, vbench)
     Console().print(f"written: {out / 'eval.json'}")
+
+
+def _vbench(result: dict, out: Path, dimensions: list[str]) -> None:
+    from videolift.evaluate.vbench import export_for_vbench, long_clip_warning, run_vbench
+
+    for name in result["models"]:
+        manifest = out / name / "manifest.jsonl"
+        if warning := long_clip_warning(manifest):
+            Console(stderr=True).print(f"[yellow]warning:[/] {warning}")
+        folder = out / "vbench" / name
+        export_for_vbench(manifest, out / name, folder / "videos")
+        run_vbench(folder / "videos", folder / "results", dimensions)
 
 
 def print_comparison(result: dict) -> None:
