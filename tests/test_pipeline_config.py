@@ -1,0 +1,33 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from videolift.core.errors import DataError
+from videolift.evaluate.demo_cli import PRESET
+from videolift.evaluate.pipeline import PipelineConfig
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "pipeline"
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_pipeline_configs_validate(path):
+    cfg = PipelineConfig.load(path)
+    assert cfg.workdir.is_absolute() or str(cfg.workdir).startswith(str(path.parent))
+
+
+def test_toy_example_matches_the_demo_preset():
+    example = yaml.safe_load((CONFIGS / "toy.yaml").read_text())
+    preset = yaml.safe_load(PRESET.read_text())
+    example.pop("workdir"), preset.pop("workdir")
+    assert example == preset
+
+
+def test_bad_config_names_file_and_field(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("critic: {adapter: half}\n")
+    with pytest.raises(DataError, match=r"p\.yaml, field 'critic\.adapter'"):
+        PipelineConfig.load(path)
+    path.write_text("align: {methods: [rwl], nonsense: 1}\n")
+    with pytest.raises(DataError, match="align.nonsense"):
+        PipelineConfig.load(path)
