@@ -63,6 +63,17 @@ def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
         os.fsync(handle.fileno())
 
 
+def repair_log(path: str | Path) -> None:
+    """Cut a torn last line (a process killed mid-append) so the next append starts on a fresh line."""
+    path = Path(path)
+    if not path.exists():
+        return
+    with open(path, "rb+") as handle:
+        data = handle.read()
+        if data and not data.endswith(b"\n"):
+            handle.truncate(data.rfind(b"\n") + 1)
+
+
 def iter_json_lines(
     path: str | Path, *, skip_partial_last: bool = False, errors: list[DataError] | None = None
 ) -> Iterator[tuple[int, dict[str, Any]]]:

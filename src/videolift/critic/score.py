@@ -34,12 +34,11 @@ import numpy as np
 from tqdm import tqdm
 
 from videolift.core.errors import DataError, VideoError, VideoliftError
-from videolift.core.jsonl import append_jsonl, atomic_write, iter_json_lines, write_jsonl
+from videolift.core.jsonl import append_jsonl, atomic_write, iter_json_lines, repair_log, write_jsonl
 from videolift.core.schema import Dimension, Label, parse_answer
 from videolift.core.video import sample_frames
 from videolift.critic.prompts import parse_one_pass, user_text
 from videolift.critic.spec import CriticSpec, check_checkpoint
-from videolift.data.generate import repair_log
 
 
 @dataclass
@@ -148,7 +147,13 @@ def generate(
 
 
 def generate_answers(
-    model: Any, processor: Any, collator: Any, items: list[Any], *, max_new_tokens: int, temperature: float = 0.0
+    model: Any,
+    processor: Any,
+    collator: Any,
+    items: list[Any],
+    *,
+    max_new_tokens: int,
+    temperature: float = 0.0,
 ) -> list[str]:
     """Greedy (or sampled) answers of any VLM to ``collate.Item`` prompts, in one batched call."""
     import torch

@@ -29,7 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from videolift.core.errors import VideoliftError
-from videolift.core.jsonl import append_jsonl, atomic_write, iter_json_lines, read_json, write_jsonl
+from videolift.core.jsonl import (
+    append_jsonl,
+    atomic_write,
+    iter_json_lines,
+    read_json,
+    repair_log,
+    write_jsonl,
+)
 from videolift.data.prompt_files import PromptRecord, read_prompts
 from videolift.models.base import SamplerSettings
 
@@ -152,16 +159,6 @@ def finished(
         if record["seed"] == item.seed and path.is_file() and path.stat().st_size > 0:
             done.add(item.key)
     return done, None
-
-
-def repair_log(path: Path) -> None:
-    """Cut a torn last line (killed mid-append) so the next append starts on a fresh line."""
-    if not path.exists():
-        return
-    with open(path, "rb+") as handle:
-        data = handle.read()
-        if data and not data.endswith(b"\n"):
-            handle.truncate(data.rfind(b"\n") + 1)
 
 
 def remove_outputs(out: Path) -> None:
