@@ -135,6 +135,7 @@ class EncodingCache:
         rank: int = 0,
         world: int = 1,
         prompt_batch: int = 8,
+        video_batch: int = 16,
         barrier: Callable[[], None] | None = None,
         before_encode: Callable[[], None] | None = None,
         progress: bool = True,
@@ -169,12 +170,26 @@ class EncodingCache:
                 _save(path, "text", embed, {"prompt": prompt})
             stats.prompts_encoded += len(chunk)
 
-        bar = tqdm(todo_videos, desc=f"encode videos (rank {rank})", disable=not progress or not todo_videos)
-        for path, video in bar:
-            frames = self._load_video(spec, pipe, video)
-            params = spec.encode_videos(pipe, [frames]).cpu()[0]
-            _save(path, "params", params, {"video": str(video)})
-            stats.videos_encoded += 1
+        bar = tqdm(
+            total=len(todo_videos),
+            desc=f"encode videos (rank {rank})",
+            disable=not progress or not todo_videos,
+        )
+        for i in range(0, len(todo_videos), video_batch):
+            chunk = todo_videos[i : i + video_batch]
+            clips = [self._load_video(spec, pipe, video) for _, video in chunk]
+            # Batch the VAE over clips of one shape (one call per clip otherwise).
+            groups: dict[tuple[int, ...], list[int]] = {}
+            for j, clip in enumerate(clips):
+                groups.setdefault(clip.shape, []).append(j)
+            for members in groups.values():
+                params = spec.encode_videos(pipe, [clips[j] for j in members]).cpu()
+                for j, p in zip(members, params, strict=True):
+                    path, video = chunk[j]
+                    _save(path, "params", p.clone(), {"video": str(video)})
+            stats.videos_encoded += len(chunk)
+            bar.update(len(chunk))
+        bar.close()
         return paths, stats
 
     def _load_video(self, spec: Any, pipe: Any, video: Path) -> np.ndarray:
