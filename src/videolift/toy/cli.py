@@ -1,0 +1,168 @@
+"""``videolift toy``: prompts, a rendered corpus with ground truth, and oracle or simulated-panel ratings."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from videolift.core.errors import DataError, VideoliftError
+
+app = typer.Typer(
+    help="The toy world: a synthetic video domain with ground truth, an oracle rater and a simulated panel.",
+    no_args_is_help=True,
+)
+
+HRA_FIELDS = ("video_id", "video", "prompt", "annotator", "ratings")
+
+
+def _split(value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise VideoliftError(f"--split must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+@app.command()
+def prompts(
+    split: str = typer.Option(..., "--split", help="train or heldout (combinations never seen in training)."),
+    out: Path = typer.Option(..., "--out", help="Output file: .jsonl (prompt + category fields) or .txt."),
+    n: int | None = typer.Option(None, "--n", help="How many different prompts (default: all of the split)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for drawing --n prompts."),
+) -> None:
+    """Write prompts of the toy grammar from one split."""
+    from videolift.core.jsonl import atomic_write, write_jsonl
+    from videolift.toy.grammar import sample_distinct, split_specs
+
+    split = _split(split, ("train", "heldout"))
+    if out.suffix not in (".jsonl", ".txt"):
+        raise VideoliftError(f"{out}: unsupported prompt file type {out.suffix!r}; use .jsonl or .txt")
+    if n is not None and n < 1:
+        raise VideoliftError(f"--n must be at least 1, got {n}")
+    try:
+        specs = sample_distinct(n, split, seed) if n else split_specs(split)
+    except ValueError as exc:
+        raise VideoliftError(str(exc)) from None
+    if out.suffix == ".txt":
+        with atomic_write(out) as handle:
+            handle.writelines(spec.text + "\n" for spec in specs)
+    else:
+        write_jsonl(out, ({"prompt": spec.text, "split": spec.split, **spec.categories()} for spec in specs))
+    typer.echo(f"wrote {len(specs)} {split} prompts to {out}")
+
+
+@app.command()
+def corpus(
+    n: int = typer.Option(..., "--n", help="Number of videos."),
+    out: Path = typer.Option(..., "--out", help="Output directory: videos/*.mp4 and manifest.jsonl."),
+    defect_rate: float = typer.Option(
+        0.0, "--defect-rate", help="Share of videos with a defect, per dimension (half mild, half strong)."
+    ),
+    split: str = typer.Option("train", "--split", help="Prompts from train, heldout or all."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the whole corpus (prompts, layouts, defects)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing corpus in --out."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Render a toy corpus with injected defects and their ground-truth labels."""
+    from videolift.toy.corpus import plan, write_corpus
+
+    if n < 1:
+        raise VideoliftError(f"--n must be at least 1, got {n}")
+    if not 0.0 <= defect_rate <= 1.0:
+        raise VideoliftError(f"--defect-rate must be within [0, 1], got {defect_rate}")
+    split = _split(split, ("train", "heldout", "all"))
+    manifest = out / "manifest.jsonl"
+    if manifest.exists() and not overwrite:
+        raise VideoliftError(f"{manifest} already exists; pass --overwrite to replace the corpus")
+    items = plan(n, defect_rate=defect_rate, seed=seed, split=None if split == "all" else split)
+    write_corpus(items, out, progress=progress)
+    counts = {
+        dim: Counter(json.loads(line)["truth"][dim] for line in manifest.read_text().splitlines())
+        for dim in ("semantic_consistency", "motion_smoothness", "video_fidelity")
+    }
+    typer.echo(f"wrote {n} videos and {manifest}")
+    for dim, c in counts.items():
+        typer.echo(f"  {dim}: " + ", ".join(f"{lab} {c.get(lab, 0)}" for lab in ("Good", "Normal", "Bad")))
+
+
+def _read_manifest(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    from videolift.core.jsonl import iter_json_lines
+    from videolift.toy.grammar import parse_prompt
+
+    records = []
+    for line, obj in iter_json_lines(path):
+        for field in ("video", "prompt"):
+            if not isinstance(obj.get(field), str) or not obj[field].strip():
+                raise DataError(f"missing or empty {field!r} (a string)", file=path, line=line, field=field)
+        try:
+            parse_prompt(obj["prompt"])
+        except ValueError as exc:
+            raise DataError(str(exc), file=path, line=line, field="prompt") from None
+        records.append((line, obj))
+    if not records:
+        raise DataError("manifest has no records", file=path)
+    return records
+
+
+@app.command()
+def rate(
+    manifest: Path = typer.Option(
+        ..., "--manifest", help="JSONL with 'video' (relative to --videos) and 'prompt'."
+    ),
+    videos: Path = typer.Option(..., "--videos", help="Root the manifest's video paths are relative to."),
+    out: Path = typer.Option(..., "--out", help="Output HRA JSONL (one record per video and annotator)."),
+    oracle: bool = typer.Option(False, "--oracle", help="Rate with the oracle alone (annotator 'oracle')."),
+    annotators: int = typer.Option(3, "--annotators", help="Simulated panel size (ignored with --oracle)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the simulated panel."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Rate any toy-world videos from their pixels: the oracle, or a simulated annotator panel."""
+    from tqdm import tqdm
+
+    from videolift.core.errors import VideoError
+    from videolift.core.jsonl import write_jsonl
+    from videolift.core.schema import HRARecord
+    from videolift.core.video import read_video
+    from videolift.toy.oracle import judge
+    from videolift.toy.panel import Panel
+
+    if annotators < 1:
+        raise VideoliftError(f"--annotators must be at least 1, got {annotators}")
+    if not videos.is_dir():
+        raise VideoliftError(f"{videos}: videos root is not a directory")
+    rows = _read_manifest(manifest)
+    panel = None if oracle else Panel(annotators, seed=seed)
+    records: list[HRARecord] = []
+    agree: Counter[str] = Counter()
+    for line, obj in tqdm(rows, desc="rating", unit="video", disable=not progress):
+        try:
+            frames = read_video(videos / obj["video"])
+        except VideoError as exc:
+            raise DataError(
+                f"cannot read the video: {exc}", file=manifest, line=line, field="video"
+            ) from None
+        verdict = judge(frames, obj["prompt"])
+        video_id = str(obj.get("video_id") or obj["video"])
+        extra = {k: v for k, v in obj.items() if k not in HRA_FIELDS}
+        rated = [("oracle", verdict.ratings())] if panel is None else panel.rate(video_id, verdict)
+        for name, ratings in rated:
+            records.append(
+                HRARecord(
+                    video_id=video_id,
+                    video=obj["video"],
+                    prompt=obj["prompt"],
+                    annotator=name,
+                    ratings=ratings,
+                    **extra,
+                )
+            )
+        truth = obj.get("truth")
+        if isinstance(truth, dict):
+            for dim, label in verdict.labels().items():
+                agree[dim.value] += truth.get(dim.value) == label.value
+    write_jsonl(out, records)
+    typer.echo(f"wrote {len(records)} ratings of {len(rows)} videos to {out}")
+    if agree:
+        typer.echo("oracle vs truth: " + ", ".join(f"{d} {agree[d] / len(rows):.3f}" for d in sorted(agree)))

@@ -1,0 +1,113 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from videolift.cli import app
+from videolift.core.jsonl import iter_json_lines, read_jsonl
+from videolift.core.schema import DIMENSIONS, HRARecord
+from videolift.core.video import probe_video
+from videolift.toy.grammar import parse_prompt, split_specs
+
+
+def run(*args, fails=False):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == (1 if fails else 0), result.output
+    return " ".join(result.output.split())
+
+
+def test_prompts_jsonl_and_txt(tmp_path):
+    run("toy", "prompts", "--split", "heldout", "--out", tmp_path / "held.jsonl")
+    held = [obj for _, obj in iter_json_lines(tmp_path / "held.jsonl")]
+    assert len(held) == len(split_specs("heldout"))
+    assert all(parse_prompt(r["prompt"]).split == "heldout" == r["split"] for r in held)
+    assert {"layout", "count", "action", "scene"} <= set(held[0])
+    run("toy", "prompts", "--split", "train", "--n", 25, "--seed", 1, "--out", tmp_path / "train.txt")
+    lines = (tmp_path / "train.txt").read_text().splitlines()
+    assert len(set(lines)) == 25 and all(parse_prompt(x).split == "train" for x in lines)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--split", "test"), "--split must be one of train, heldout"),
+        (("--split", "train", "--n", 0), "--n must be at least 1"),
+        (("--split", "heldout", "--n", 10**6), "has only"),
+    ],
+)
+def test_prompts_bad_input(tmp_path, args, message):
+    assert message in run("toy", "prompts", *args, "--out", tmp_path / "p.jsonl", fails=True)
+    assert not (tmp_path / "p.jsonl").exists()
+    assert "use .jsonl or .txt" in run(
+        "toy", "prompts", "--split", "train", "--out", tmp_path / "p.csv", fails=True
+    )
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    out = tmp_path_factory.mktemp("toy") / "corpus"
+    run("toy", "corpus", "--n", 12, "--out", out, "--defect-rate", 0.5, "--seed", 3, "--no-progress")
+    return out
+
+
+def test_corpus_has_videos_manifest_and_every_label(corpus):
+    records = [obj for _, obj in iter_json_lines(corpus / "manifest.jsonl")]
+    assert len(records) == 12
+    for r in records:
+        assert {"video_id", "video", "prompt", "truth", "defects", "seed", "caption", "shown"} <= set(r)
+        assert probe_video(corpus / r["video"]).num_frames == 9
+        assert parse_prompt(r["prompt"]).split == "train"
+    for dim in DIMENSIONS:
+        assert {r["truth"][dim.value] for r in records} == {"Good", "Normal", "Bad"}
+    assert "already exists" in run("toy", "corpus", "--n", 2, "--out", corpus, fails=True)
+
+
+def test_rate_with_the_oracle_recovers_the_truth(corpus, tmp_path):
+    out = tmp_path / "oracle.jsonl"
+    printed = run("toy", "rate", "--manifest", corpus / "manifest.jsonl", "--videos", corpus, "--out", out,
+                  "--oracle", "--no-progress")  # fmt: skip
+    records = read_jsonl(out, HRARecord)
+    assert len(records) == 12 and {r.annotator for r in records} == {"oracle"}
+    for r in records:
+        assert {d.value: rating.label.value for d, rating in r.ratings.items()} == r.truth  # carried along
+        assert r.video_id.startswith("toy-") and r.defects is not None
+    assert "oracle vs truth: motion_smoothness 1.000" in printed
+
+
+def test_rate_with_a_panel_is_seeded_and_has_several_annotators(corpus, tmp_path):
+    args = ["toy", "rate", "--manifest", corpus / "manifest.jsonl", "--videos", corpus, "--annotators", 4,
+            "--seed", 9, "--no-progress"]  # fmt: skip
+    run(*args, "--out", tmp_path / "a.jsonl")
+    run(*args, "--out", tmp_path / "b.jsonl")
+    assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "b.jsonl").read_text()
+    records = read_jsonl(tmp_path / "a.jsonl", HRARecord)
+    assert {r.annotator for r in records} == {"sim-01", "sim-02", "sim-03", "sim-04"}
+    assert 12 * 3 <= len(records) <= 12 * 4
+    assert all(rating.reason for r in records for rating in r.ratings.values())
+    assert "alpha" in run("hra", "stats", tmp_path / "a.jsonl")
+
+
+def test_rate_bad_input_names_file_line_and_field(corpus, tmp_path):
+    lines = (corpus / "manifest.jsonl").read_text().splitlines()
+    broken = tmp_path / "m.jsonl"
+    missing = {**json.loads(lines[1]), "video": "videos/nope.mp4"}
+    broken.write_text("\n".join([lines[0], json.dumps(missing)]) + "\n")
+    out = tmp_path / "hra.jsonl"
+    msg = run(
+        "toy", "rate", "--manifest", broken, "--videos", corpus, "--out", out, "--no-progress", fails=True
+    )
+    assert "m.jsonl, line 2, field 'video'" in msg and "file not found" in msg
+    assert not out.exists()
+    broken.write_text(json.dumps({**json.loads(lines[0]), "prompt": "a cat sleeps"}) + "\n")
+    msg = run(
+        "toy", "rate", "--manifest", broken, "--videos", corpus, "--out", out, "--no-progress", fails=True
+    )
+    assert "line 1, field 'prompt'" in msg and "not a toy-world prompt" in msg
+    broken.write_text(json.dumps({"prompt": "a red circle moves left in a sand desert"}) + "\n")
+    assert "field 'video'" in run(
+        "toy", "rate", "--manifest", broken, "--videos", corpus, "--out", out, fails=True
+    )
+    assert "not a directory" in run("toy", "rate", "--manifest", broken, "--videos", tmp_path / "x", "--out", out,
+                                    fails=True)  # fmt: skip

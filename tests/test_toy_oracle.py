@@ -1,0 +1,101 @@
+"""The oracle on each injected defect kind, on clean videos, and on blurred, colour-drifted, re-encoded copies."""
+
+import numpy as np
+import pytest
+
+from videolift.core.schema import DIMENSIONS, Dimension, Label
+from videolift.core.video import read_video, write_video
+from videolift.toy.defects import KINDS, Defect, allowed_kinds, sample_defect, truth
+from videolift.toy.grammar import parse_prompt
+from videolift.toy.oracle import judge
+from videolift.toy.render import Style, render
+
+SC, MS, VF = Dimension.semantic_consistency, Dimension.motion_smoothness, Dimension.video_fidelity
+G, N, B = Label.Good, Label.Normal, Label.Bad
+
+PROMPTS = [
+    "a red circle moves left in a sand desert",
+    "two blue squares bounce in the night sky",
+    "a yellow triangle moves in a circle on a snow field",
+    "a green square and a red triangle grow on a grey road",
+]
+ALL_GOOD = {d: G for d in DIMENSIONS}
+
+
+def labels(frames, prompt):
+    return judge(frames, prompt).labels()
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_clean_videos_are_good_on_every_dimension(prompt):
+    spec = parse_prompt(prompt)
+    for seed in range(3):
+        assert labels(render(spec, seed), spec) == ALL_GOOD, (prompt, seed)
+
+
+def _cases():
+    """Every defect kind that applies to each prompt, mild and strong (semantic kinds are one or the other)."""
+    for p, prompt in enumerate(PROMPTS):
+        spec = parse_prompt(prompt)
+        for dim in KINDS:
+            for severity in ("mild", "strong"):
+                for kind in allowed_kinds(dim, severity, spec):
+                    yield pytest.param(prompt, dim, kind, severity, id=f"{p}-{kind}-{severity}")
+
+
+@pytest.mark.parametrize(("prompt", "dim", "kind", "severity"), list(_cases()))
+def test_each_defect_gets_its_label_on_its_dimension_only(prompt, dim, kind, severity):
+    spec = parse_prompt(prompt)
+    defect = sample_defect(dim, severity, spec, np.random.default_rng(len(kind)), kind=kind)
+    expected = truth([defect])
+    got = labels(render(spec, 5, [defect]), spec)
+    assert got == expected, (defect, judge(render(spec, 5, [defect]), spec).reason(dim))
+
+
+def test_reasons_name_what_is_wrong():
+    spec = parse_prompt("a red circle moves left in a sand desert")
+    green = Defect(SC, "colour", "strong", {"subject": 0, "to": "green"})
+    verdict = judge(render(spec, 1, [green]), spec)
+    assert verdict.label(SC) == B
+    assert verdict.reason(SC) == "The circle is green, but the prompt asks for red."
+    right = Defect(SC, "direction", "strong", {"to": "right"})
+    assert (
+        judge(render(spec, 1, [right]), spec).reason(SC) == "The circle moves right instead of moving left."
+    )
+    frozen = Defect(MS, "frozen", "strong", {"start": 2, "frames": 3})
+    assert "freezes" in judge(render(spec, 1, [frozen]), spec).reason(MS)
+    assert judge(render(spec, 1), spec).reason(VF).startswith("The image is clean and sharp")
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_generator_like_blur_and_colour_drift_are_still_good(prompt):
+    spec = parse_prompt(prompt)
+    for seed in range(2):
+        assert labels(render(spec, seed, style=Style.generated(seed)), spec) == ALL_GOOD
+    drifted = Style(blur=0.7, gain=(1.12, 0.9, 0.92), offset=(14.0, -12.0, 8.0), flicker=0.05, noise=2.5)
+    assert labels(render(spec, 7, style=drifted), spec) == ALL_GOOD
+
+
+def test_a_blurry_drifted_video_keeps_its_meaning_and_motion():
+    """Blur is a fidelity problem, never a reason to misread colour, shape, count or motion."""
+    for prompt in PROMPTS:
+        spec = parse_prompt(prompt)
+        blurred = Defect(VF, "blur", "mild", {"sigma": 1.8})
+        got = labels(render(spec, 2, [blurred], style=Style.generated(2)), spec)
+        assert got == {SC: G, MS: G, VF: N}, prompt
+
+
+def test_ordinary_yuv420p_reencode_is_still_good(tmp_path):
+    for i, prompt in enumerate(PROMPTS):
+        spec = parse_prompt(prompt)
+        path = tmp_path / f"{i}.mp4"
+        write_video(path, render(spec, i), crf=18, pix_fmt="yuv420p")
+        assert labels(read_video(path), spec) == ALL_GOOD, prompt
+
+
+def test_a_video_without_any_subject_is_bad():
+    spec = parse_prompt("a red circle moves left in a sand desert")
+    empty = np.full((9, 48, 48, 3), (176, 146, 100), dtype=np.uint8)
+    verdict = judge(empty, spec)
+    assert verdict.label(SC) == B and verdict.label(VF) == B
+    assert "no shape" in verdict.reason(SC)
