@@ -176,7 +176,7 @@ def run_pipeline(cfg: PipelineConfig, *, progress: bool = True) -> dict[str, Any
         hra_file, hra_videos = w / "hra.jsonl", w / "hra_videos"
 
         def rate() -> dict:
-            from videolift.toy.panel import rate_manifest
+            from videolift.toy.rate import rate_manifest
 
             return rate_manifest(
                 hra_videos / "manifest.jsonl",

@@ -5,18 +5,15 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import typer
 
-from videolift.core.errors import DataError, VideoliftError
+from videolift.core.errors import VideoliftError
 
 app = typer.Typer(
     help="The toy world: a synthetic video domain with ground truth, an oracle rater and a simulated panel.",
     no_args_is_help=True,
 )
-
-HRA_FIELDS = ("video_id", "video", "prompt", "annotator", "ratings")
 
 
 def _split(value: str, allowed: tuple[str, ...]) -> str:
@@ -87,25 +84,6 @@ def corpus(
         typer.echo(f"  {dim}: " + ", ".join(f"{lab} {c.get(lab, 0)}" for lab in ("Good", "Normal", "Bad")))
 
 
-def _read_manifest(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    from videolift.core.jsonl import iter_json_lines
-    from videolift.toy.grammar import parse_prompt
-
-    records = []
-    for line, obj in iter_json_lines(path):
-        for field in ("video", "prompt"):
-            if not isinstance(obj.get(field), str) or not obj[field].strip():
-                raise DataError(f"missing or empty {field!r} (a string)", file=path, line=line, field=field)
-        try:
-            parse_prompt(obj["prompt"])
-        except ValueError as exc:
-            raise DataError(str(exc), file=path, line=line, field="prompt") from None
-        records.append((line, obj))
-    if not records:
-        raise DataError("manifest has no records", file=path)
-    return records
-
-
 @app.command()
 def rate(
     manifest: Path = typer.Option(
@@ -119,50 +97,16 @@ def rate(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Rate any toy-world videos from their pixels: the oracle, or a simulated annotator panel."""
-    from tqdm import tqdm
-
-    from videolift.core.errors import VideoError
-    from videolift.core.jsonl import write_jsonl
-    from videolift.core.schema import HRARecord
-    from videolift.core.video import read_video
-    from videolift.toy.oracle import judge
-    from videolift.toy.panel import Panel
+    from videolift.toy.rate import rate_manifest
 
     if annotators < 1:
         raise VideoliftError(f"--annotators must be at least 1, got {annotators}")
-    if not videos.is_dir():
-        raise VideoliftError(f"{videos}: videos root is not a directory")
-    rows = _read_manifest(manifest)
-    panel = None if oracle else Panel(annotators, seed=seed)
-    records: list[HRARecord] = []
-    agree: Counter[str] = Counter()
-    for line, obj in tqdm(rows, desc="rating", unit="video", disable=not progress):
-        try:
-            frames = read_video(videos / obj["video"])
-        except VideoError as exc:
-            raise DataError(
-                f"cannot read the video: {exc}", file=manifest, line=line, field="video"
-            ) from None
-        verdict = judge(frames, obj["prompt"])
-        video_id = str(obj.get("video_id") or obj["video"])
-        extra = {k: v for k, v in obj.items() if k not in HRA_FIELDS}
-        rated = [("oracle", verdict.ratings())] if panel is None else panel.rate(video_id, verdict)
-        for name, ratings in rated:
-            records.append(
-                HRARecord(
-                    video_id=video_id,
-                    video=obj["video"],
-                    prompt=obj["prompt"],
-                    annotator=name,
-                    ratings=ratings,
-                    **extra,
-                )
-            )
-        truth = obj.get("truth")
-        if isinstance(truth, dict):
-            for dim, label in verdict.labels().items():
-                agree[dim.value] += truth.get(dim.value) == label.value
-    write_jsonl(out, records)
-    typer.echo(f"wrote {len(records)} ratings of {len(rows)} videos to {out}")
-    if agree:
-        typer.echo("oracle vs truth: " + ", ".join(f"{d} {agree[d] / len(rows):.3f}" for d in sorted(agree)))
+    result = rate_manifest(
+        manifest, videos, out, annotators=annotators, seed=seed, oracle=oracle, progress=progress
+    )
+    typer.echo(f"wrote {result['records']} ratings of {result['videos']} videos to {out}")
+    if result["oracle_vs_truth"]:
+        typer.echo(
+            "oracle vs truth: "
+            + ", ".join(f"{d} {v:.3f}" for d, v in sorted(result["oracle_vs_truth"].items()))
+        )
