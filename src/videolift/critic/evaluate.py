@@ -221,6 +221,7 @@ def evaluate_critic(
     pairs: str | Path | None = None,
     batch_size: int = 24,
     log: Any = print,
+    overwrite: bool = False,
 ) -> dict[str, Any] | None:
     """Score the held-out HRA videos with a loaded critic and compare with their (majority) labels.
 
@@ -240,7 +241,9 @@ def evaluate_critic(
             manifest, [{"video_id": it.video_id, "video": it.video, "prompt": it.prompt} for it in items]
         )
         out = Path(scores) if scores else Path(tmp) / "scores.jsonl"
-        summary = score_manifest(critic, manifest, videos, out, batch_size=batch_size, log=log)
+        summary = score_manifest(
+            critic, manifest, videos, out, batch_size=batch_size, log=log, overwrite=overwrite
+        )
         if not summary.main_process:
             return None
         lines = {video_key(obj): obj for _, obj in iter_json_lines(out)}

@@ -232,9 +232,16 @@ def summary_path(out: Path) -> Path:
 
 def _run_signature(critic: Critic, temperature: float, seed: int) -> dict[str, Any]:
     spec = critic.spec.model_dump_json()
+    # The weights' identity too: retraining a critic in the same directory must not reuse old scores.
+    weights = sorted(
+        (p.name, p.stat().st_size, p.stat().st_mtime_ns)
+        for p in critic.directory.iterdir()
+        if p.suffix in (".safetensors", ".bin")
+    )
     return {
         "critic": str(critic.directory.resolve()),
         "spec_sha256": hashlib.sha256(spec.encode()).hexdigest(),
+        "weights_sha256": hashlib.sha256(json.dumps(weights).encode()).hexdigest(),
         "temperature": temperature,
         "seed": seed if temperature > 0 else None,
     }
@@ -277,8 +284,13 @@ def score_manifest(
     workers: int = 2,
     progress: bool = True,
     log: Any = print,
+    overwrite: bool = False,
 ) -> ScoreSummary:
-    """Score every manifest video into ``out`` (see the module doc for layout, resume and sharding)."""
+    """Score every manifest video into ``out`` (see the module doc for layout, resume and sharding).
+
+    A previous run into ``out`` with another critic or settings is an error, or with ``overwrite``
+    discarded.
+    """
     import torch
     from accelerate import PartialState
 
@@ -288,14 +300,21 @@ def score_manifest(
     parts = parts_dir(out)
     signature = _run_signature(critic, temperature, seed)
     started = time.time()
-    if state.is_main_process:
-        parts.mkdir(parents=True, exist_ok=True)
-        run_file = parts / "run.json"
-        if run_file.exists() and (before := json.loads(run_file.read_text())) != signature:
-            changed = ", ".join(k for k in signature if before.get(k) != signature[k])
+    run_file = parts / "run.json"
+    # Every rank checks (an error on rank 0 alone would leave the others waiting at the barrier).
+    before = json.loads(run_file.read_text()) if run_file.exists() else None
+    state.wait_for_everyone()
+    if before is not None and before != signature:
+        changed = ", ".join(k for k in signature if before.get(k) != signature[k])
+        if not overwrite:
             raise VideoliftError(
                 f"{parts}: holds a scoring run with different settings ({changed}); delete it or use another --out"
             )
+        if state.is_main_process:
+            shutil.rmtree(parts)
+            out.unlink(missing_ok=True)
+    if state.is_main_process:
+        parts.mkdir(parents=True, exist_ok=True)
         with atomic_write(run_file) as handle:
             handle.write(json.dumps(signature, indent=1) + "\n")
     state.wait_for_everyone()

@@ -57,7 +57,7 @@ def oracle_ratings(
 def critic_ratings(critic: Any, manifest: Path, videos: Path, out: Path, progress: bool = True):
     from videolift.critic.score import score_manifest
 
-    score_manifest(critic, manifest, videos, out, progress=progress, log=lambda *a, **k: None)
+    score_manifest(critic, manifest, videos, out, progress=progress, log=lambda *a, **k: None, overwrite=True)
     by_video = {line["video"]: line for line in read_jsonl_dicts(out)}
     return [
         {d: r.get("label") for d, r in by_video[rec["video"]]["ratings"].items()}
@@ -79,6 +79,8 @@ def compare_models(
     batch_size: int = 4,
     reward: RewardConfig | None = None,
     progress: bool = True,
+    names: list[str] | None = None,
+    overwrite: bool = False,
     **sampler: Any,
 ) -> dict[str, Any]:
     """Generate with every model, rate, and return (and write ``out/eval.json``) the comparison."""
@@ -96,8 +98,9 @@ def compare_models(
 
         critic = load_critic(critic_dir)
     runs: list[ModelRun] = []
-    for model, lora in models:
-        run = ModelRun(model_name(model, lora, {r.name for r in runs}), model, lora)
+    for i, (model, lora) in enumerate(models):
+        name = names[i] if names else model_name(model, lora, {r.name for r in runs})
+        run = ModelRun(name, model, lora)
         gen_dir = out / run.name
         generate_videos(
             model,
@@ -110,6 +113,7 @@ def compare_models(
             lora=lora,
             batch_size=batch_size,
             progress=progress,
+            overwrite=overwrite,
             **sampler,
         )
         manifest = gen_dir / "manifest.jsonl"

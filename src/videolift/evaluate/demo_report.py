@@ -53,6 +53,9 @@ def write_report(
     rows = []
     for key in ["base", *[k for k in summary if k.startswith("aligned_")]]:
         s = summary[key]
+        if "skipped" in s:
+            rows.append([key, f"skipped: {s['skipped']}", None, None, None, None])
+            continue
         rows.append(
             [
                 key,

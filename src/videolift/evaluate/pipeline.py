@@ -107,7 +107,7 @@ class PipelineConfig(_Strict):
         except ValidationError as exc:
             field, msg = validation_field(exc)
             raise DataError(msg, file=path, field=field) from None
-        if not cfg.workdir.is_absolute() and "workdir" not in overrides:
+        if not cfg.workdir.is_absolute() and overrides.get("workdir") is None:
             cfg.workdir = path.parent / cfg.workdir
         return cfg
 
@@ -158,6 +158,7 @@ def run_pipeline(cfg: PipelineConfig, *, progress: bool = True) -> dict[str, Any
                 per_prompt=prompt_set.per_prompt,
                 seed=prompt_set.seed,
                 progress=progress,
+                overwrite=True,  # resumes a matching run; restarts one with other settings
                 **gen_kwargs,
             )
             return {"videos": s.total, "seconds": round(s.seconds, 1)}
@@ -241,8 +242,9 @@ def run_pipeline(cfg: PipelineConfig, *, progress: bool = True) -> dict[str, Any
             batch_size=cfg.critic.score_batch_size,
             progress=progress,
             log=lambda *a, **k: None,
+            overwrite=True,  # the stage reruns only when the critic or the videos changed
         )
-        return {"videos": getattr(s, "total", None)}
+        return {"videos": s.videos, "mean_reward": s.mean_reward, "unparsed": s.unparsed}
 
     runner.run(
         Stage(
@@ -254,7 +256,13 @@ def run_pipeline(cfg: PipelineConfig, *, progress: bool = True) -> dict[str, Any
         )
     )
     aligned: dict[str, tuple[str, str | None]] = {}
+    skipped: dict[str, str] = {}
     for method in cfg.align.methods:
+        if method == "rs" and not _any_all_good(w / "align_scores.jsonl"):
+            # Nothing survives rejection sampling: report it instead of failing the whole run.
+            skipped[method] = "no generated video was rated Good on every dimension"
+            runner.console.print(f"[yellow]align:rs skipped: {skipped[method]}[/]")
+            continue
         runner.run(_align_stage(cfg, t2v, w, method, progress))
         out = w / f"aligned_{method}"
         lora = out / "lora"
@@ -276,6 +284,8 @@ def run_pipeline(cfg: PipelineConfig, *, progress: bool = True) -> dict[str, Any
             per_prompt=cfg.evaluate.prompts.per_prompt,
             seed=cfg.evaluate.prompts.seed,
             progress=progress,
+            names=["base", *(f"aligned_{m}" for m in aligned)],
+            overwrite=True,
             **gen_kwargs,
         )
 
@@ -294,9 +304,16 @@ def run_pipeline(cfg: PipelineConfig, *, progress: bool = True) -> dict[str, Any
         )
     )
     summary = build_summary(result, accuracy, list(aligned), started)
+    summary.update({f"aligned_{m}": {"skipped": why} for m, why in skipped.items()})
     with atomic_write(w / "summary.json") as handle:
         json.dump(summary, handle, indent=1)
     return summary
+
+
+def _any_all_good(scores: Path) -> bool:
+    from videolift.align.weights import all_good, read_scores
+
+    return any(all_good(v.labels) for v in read_scores(scores))
 
 
 def _critic_stage(
@@ -350,6 +367,7 @@ def _critic_eval_stage(cfg: PipelineConfig, w: Path, hra_videos: Path, name: str
             w / "hra_split" / "test.jsonl",
             hra_videos,
             scores=w / f"{name}_test_scores.jsonl",
+            overwrite=True,
             batch_size=cfg.critic.score_batch_size,
             log=lambda *a, **k: None,
         )
@@ -429,7 +447,7 @@ def build_summary(result: dict, accuracy: dict, methods: list[str], started: flo
             "oracle_mean_reward": oracle and oracle["mean_reward"],
             "critic_mean_reward": critic and critic["mean_reward"],
             "critic_all_good_rate": critic and critic["all_good_rate"],
-            "model": name,
+            "model": result["models"][name]["lora"] or result["models"][name]["model"],
         }
     out["pairwise"] = result.get("pairwise", {})
     out["wall_seconds"] = round(time.time() - started, 1)

@@ -55,6 +55,7 @@ class Runner:
             json.loads(self.manifest_path.read_text()) if self.manifest_path.exists() else {"stages": {}}
         )
         self.results: dict[str, Any] = {}
+        self.console = console
 
     def is_done(self, stage: Stage) -> bool:
         entry = self.manifest["stages"].get(stage.name)
