@@ -110,3 +110,13 @@ def rate(
             "oracle vs truth: "
             + ", ".join(f"{d} {v:.3f}" for d, v in sorted(result["oracle_vs_truth"].items()))
         )
+
+
+def _register_pretraining() -> None:
+    from videolift.toy.pretrain_cli import pretrain_t2v_command, pretrain_vlm_command
+
+    app.command("pretrain")(pretrain_t2v_command)
+    app.command("pretrain-vlm")(pretrain_vlm_command)
+
+
+_register_pretraining()
