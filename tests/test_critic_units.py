@@ -25,13 +25,6 @@ SC, MS, VF = Dimension.semantic_consistency, Dimension.motion_smoothness, Dimens
 G, N, B = Label.Good, Label.Normal, Label.Bad
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only contend on a shared 2-core machine
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def tiny_qwen():
