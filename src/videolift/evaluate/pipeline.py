@@ -113,10 +113,13 @@ class PipelineConfig(_Strict):
 
 
 def toy_asset(name: str) -> str:
+    """Directory of a committed toy-world base model ("t2v" or "vlm")."""
     path = Path(__file__).resolve().parent.parent / "toy" / "assets" / name
     if not (path / "config.json").exists() and not (path / "model_index.json").exists():
+        command = "pretrain" if name == "t2v" else "pretrain-vlm"
         raise VideoliftError(
-            f"the committed toy {name} model is missing at {path}; build it with `videolift toy pretrain`"
+            f"the committed toy {name} base is missing at {path}; build it with "
+            f"`videolift toy {command} --out {path}`"
         )
     return str(path)
 
