@@ -82,7 +82,12 @@ class TinyVLMConfig:
     vision_layers: int = 2
     vision_heads: int = 2
     patch_size: int = 14
+    temporal_patch_size: int = 2  # Qwen-VL: frames per vision slice (the tower attends within a slice)
     frame_size: int = 56  # frames are resized to frame_size x frame_size
+    # Rotary bases. A tiny head has few frequencies; with the usual 10000 the (M-)RoPE sections for a
+    # few rows/columns of video tokens rotate by almost nothing, so attention cannot tell where a token is.
+    rope_theta: float = 10000.0
+    vision_rope_theta: float = 10000.0  # Qwen-VL vision tower (axial 2D RoPE)
     vocab_size: int = 512  # BPE target size (the trained vocabulary may come out smaller)
     max_positions: int = 2048
     words: list[str] = field(default_factory=lambda: list(DEFAULT_WORDS))
@@ -159,15 +164,16 @@ def _qwen(cfg: TinyVLMConfig, tokenizer, qwen25: bool):
     # mrope_section splits the rotary half-dimension into (time, height, width): it must sum to head_dim/2.
     half = head_dim // 2
     section = [half - 2 * (half // 3), half // 3, half // 3]
-    rope = {"rope_type": "default", "mrope_section": section, "rope_theta": 10000.0}
+    rope = {"rope_type": "default", "mrope_section": section, "rope_theta": cfg.rope_theta}
     vision = dict(
         depth=cfg.vision_layers,
         hidden_size=cfg.vision_dim if qwen25 else cfg.hidden,
         num_heads=cfg.vision_heads,
         patch_size=cfg.patch_size,
         spatial_merge_size=2,
-        temporal_patch_size=2,
+        temporal_patch_size=cfg.temporal_patch_size,
         in_channels=3,
+        rope_parameters={"rope_type": "axial", "rope_theta": cfg.vision_rope_theta},
     )
     if qwen25:
         vision |= dict(
@@ -188,7 +194,11 @@ def _qwen(cfg: TinyVLMConfig, tokenizer, qwen25: bool):
     model_cls = Qwen2_5_VLForConditionalGeneration if qwen25 else Qwen2VLForConditionalGeneration
     pixels = cfg.frame_size * cfg.frame_size
     sizes = dict(
-        min_pixels=pixels, max_pixels=pixels, patch_size=cfg.patch_size, temporal_patch_size=2, merge_size=2
+        min_pixels=pixels,
+        max_pixels=pixels,
+        patch_size=cfg.patch_size,
+        temporal_patch_size=cfg.temporal_patch_size,
+        merge_size=2,
     )
     processor_cls = Qwen2_5_VLProcessor if qwen25 else Qwen2VLProcessor
     processor = processor_cls(

@@ -1,0 +1,104 @@
+"""The toy VLM pretraining: caption parsing and scoring, and the command on a shortened schedule."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from videolift.toy.corpus import plan
+from videolift.toy.defects import shown_spec
+from videolift.toy.pretrain_cli import pretrain_vlm_command
+from videolift.toy.pretrain_vlm import caption_accuracy, caption_fields, clause_table
+
+
+def _captions(n: int = 60) -> list[str]:
+    return [item.record("")["caption"] for item in plan(n, defect_rate=0.7, seed=5, split=None)]
+
+
+def test_every_caption_parses_back_to_its_clip() -> None:
+    clauses = clause_table()
+    for item in plan(80, defect_rate=0.7, seed=5, split=None):
+        record = item.record("")
+        fields = caption_fields(record["caption"], clauses)
+        assert fields is not None and fields["unknown_clauses"] == 0, record["caption"]
+        shown = shown_spec(item.spec, item.defects)
+        assert fields["subjects"] == [(s.colour, s.shape) for s in shown.subjects]
+        assert (fields["action"], fields["scene"], fields["count"]) == (
+            shown.action,
+            shown.scene,
+            shown.count,
+        )
+        # The clauses of each dimension name exactly the injected defect at its severity.
+        for dim in ("motion_smoothness", "video_fidelity"):
+            injected = {(d.kind, d.severity) for d in item.defects if d.dimension.value == dim}
+            assert fields["defects"][dim] == injected, record["caption"]
+
+
+def test_caption_accuracy_scores_each_field() -> None:
+    truths = _captions()
+    perfect = caption_accuracy(truths, truths)
+    assert all(v == 1.0 for k, v in perfect.items() if k != "clips")
+    # Swap the colour words red <-> blue: only colour (and exact match) may drop.
+    swapped = [t.replace("red", "@").replace("blue", "red").replace("@", "blue") for t in truths]
+    scores = caption_accuracy(truths, swapped)
+    assert scores["colour"] < 0.8 and scores["shape"] == scores["action"] == scores["scene"] == 1.0
+    # Dropping the defect clauses keeps the sentence but loses the motion/fidelity findings.
+    plain = [t.split(";")[0] for t in truths]
+    scores = caption_accuracy(truths, plain)
+    assert (
+        scores["colour"] == 1.0
+        and scores["motion_smoothness_label"] < 1.0
+        and scores["video_fidelity_label"] < 1.0
+    )
+    garbage = caption_accuracy(truths, ["red red red"] * len(truths))
+    assert garbage["parsed"] == 0.0 and garbage["colour"] == 0.0 and garbage["motion_smoothness_label"] == 0.0
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    app = typer.Typer()
+    app.command()(pretrain_vlm_command)
+    out = tmp_path_factory.mktemp("toy_vlm") / "vlm"
+    args = ["--out", str(out), "--steps", "3", "--train-videos", "12", "--eval-videos", "4", "--no-progress"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return out, result.output
+
+
+def test_pretrain_vlm_command_saves_a_plain_transformers_vlm(pretrained) -> None:
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    out, output = pretrained
+    model = AutoModelForImageTextToText.from_pretrained(out)
+    processor = AutoProcessor.from_pretrained(out)
+    assert model.config.model_type == "qwen2_vl" and processor.video_processor is not None
+    # Toy words are whole tokens: a caption costs about one token per word.
+    caption = "a red circle moves left in a sand desert; it pauses for a moment"
+    assert len(processor.tokenizer(caption)["input_ids"]) <= len(caption.split()) + 2
+    assert not (out / "corpus").exists() and not (out / "checkpoints").exists()
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3] and all(r["loss"] > 0 for r in log)
+    assert "caption accuracy" in output
+
+
+def test_pretrain_report_has_caption_accuracies(pretrained) -> None:
+    out, _ = pretrained
+    report = json.loads((out / "pretrain_report.json").read_text())
+    heldout = report["heldout"]
+    assert heldout["clips"] == 4 and report["steps"] == 3
+    for field in (
+        "colour",
+        "shape",
+        "count",
+        "action",
+        "scene",
+        "motion_smoothness_label",
+        "video_fidelity_label",
+    ):
+        assert 0.0 <= heldout[field] <= 1.0
+    assert report["chance"]["colour"] == 0.25 and len(report["examples"]) == 4
+    config = json.loads((out / "pretrain_config.json").read_text())
+    assert config["steps_run"] == 3 and config["num_frames"] == 9
