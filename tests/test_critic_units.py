@@ -25,7 +25,6 @@ SC, MS, VF = Dimension.semantic_consistency, Dimension.motion_smoothness, Dimens
 G, N, B = Label.Good, Label.Normal, Label.Bad
 
 
-
 @pytest.fixture(scope="module")
 def tiny_qwen():
     return build_tiny_vlm()

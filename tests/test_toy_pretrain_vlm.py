@@ -10,8 +10,15 @@ from typer.testing import CliRunner
 
 from videolift.toy.corpus import plan
 from videolift.toy.defects import shown_spec
+from videolift.toy.grammar import parse_prompt
 from videolift.toy.pretrain_cli import pretrain_vlm_command
-from videolift.toy.pretrain_vlm import caption_accuracy, caption_fields, clause_table
+from videolift.toy.pretrain_vlm import (
+    MATCH_QUESTION,
+    caption_accuracy,
+    caption_fields,
+    clause_table,
+    matching_examples,
+)
 
 
 def _captions(n: int = 60) -> list[str]:
@@ -57,15 +64,72 @@ def test_caption_accuracy_scores_each_field() -> None:
     assert garbage["parsed"] == 0.0 and garbage["colour"] == 0.0 and garbage["motion_smoothness_label"] == 0.0
 
 
-@pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
+def test_matching_examples_pair_sentences_with_the_truth(tmp_path) -> None:
+    records = [item.record(f"v{i}.mp4") for i, item in enumerate(plan(400, defect_rate=0.7, seed=3))]
+    examples = matching_examples(records, tmp_path, seed=0)
+    assert len(examples) == len(records)
+    yes = 0
+    for record, example in zip(records, examples, strict=True):
+        claim, question = example.user_text.rsplit(" ", len(MATCH_QUESTION.split()))[0], MATCH_QUESTION
+        assert example.user_text == f"{claim} {question}" and example.video == tmp_path / record["video"]
+        head = record["caption"].split(";")[0]
+        if example.answer == "Yes.":
+            yes += 1
+            assert claim == head  # only what the clip shows, weak actions included, is a match
+        else:
+            assert example.answer == f"No. It shows {head}." and claim != head
+            # a changed sentence differs from what is shown in one respect only
+            got, shown = parse_prompt(claim), parse_prompt(record["shown"])
+            differences = [
+                got.subjects != shown.subjects and got.count == shown.count,
+                got.count != shown.count,
+                got.action != shown.action,
+                got.scene != shown.scene,
+            ]
+            assert sum(differences) <= 1
+    assert 0.35 < yes / len(records) < 0.55
+
+
+def _args(out) -> list[str]:
+    return [
+        "--out",
+        str(out),
+        "--vision-steps",
+        "3",
+        "--steps",
+        "3",
+        "--train-videos",
+        "12",
+        "--eval-videos",
+        "4",
+        "--no-progress",
+    ]
+
+
+def _app() -> typer.Typer:
     app = typer.Typer()
     app.command()(pretrain_vlm_command)
+    return app
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
     out = tmp_path_factory.mktemp("toy_vlm") / "vlm"
-    args = ["--out", str(out), "--steps", "3", "--train-videos", "12", "--eval-videos", "4", "--no-progress"]
-    result = CliRunner().invoke(app, args)
+    result = CliRunner().invoke(_app(), _args(out))
     assert result.exit_code == 0, result.output + repr(result.exception)
     return out, result.output
+
+
+def test_rerun_after_training_only_repeats_the_checks(pretrained) -> None:
+    out, _ = pretrained
+    weights = (out / "model.safetensors").read_bytes()
+    (out / "pretrain_report.json").unlink()  # as if killed while captioning
+    result = CliRunner().invoke(_app(), _args(out))
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "already holds the trained model" in result.output
+    assert (out / "model.safetensors").read_bytes() == weights
+    report = json.loads((out / "pretrain_report.json").read_text())
+    assert report["steps"] == 3 and report["heldout"]["clips"] == 4
 
 
 def test_pretrain_vlm_command_saves_a_plain_transformers_vlm(pretrained) -> None:
@@ -81,6 +145,8 @@ def test_pretrain_vlm_command_saves_a_plain_transformers_vlm(pretrained) -> None
     assert not (out / "corpus").exists() and not (out / "checkpoints").exists()
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3] and all(r["loss"] > 0 for r in log)
+    vision_log = [json.loads(line) for line in (out / "vision_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in vision_log] == [1, 3] and all(r["motion"] > 0 for r in vision_log)
     assert "caption accuracy" in output
 
 
@@ -100,5 +166,8 @@ def test_pretrain_report_has_caption_accuracies(pretrained) -> None:
     ):
         assert 0.0 <= heldout[field] <= 1.0
     assert report["chance"]["colour"] == 0.25 and len(report["examples"]) == 4
+    for dim in ("motion_smoothness", "video_fidelity"):
+        assert 0.0 <= report["defects"][dim]["label_accuracy"] <= 1.0
+    assert set(report["vision_probe"]) >= {"colours", "shapes", "action", "motion", "fidelity"}
     config = json.loads((out / "pretrain_config.json").read_text())
-    assert config["steps_run"] == 3 and config["num_frames"] == 9
+    assert config["steps_run"] == 3 and config["vision_steps_run"] == 3 and config["num_frames"] == 9

@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -105,6 +105,18 @@ def iter_json_lines(
         if errors is None:
             raise error
         errors.append(error)
+
+
+def read_rank_logs(
+    folder: str | Path, key: Callable[[dict[str, Any]], Hashable]
+) -> dict[Any, dict[str, Any]]:
+    """Merge the per-process logs ``folder/rank*.jsonl`` of a sharded, resumable job (any world size):
+    the last record per ``key`` wins; a torn last line (a killed writer) is ignored."""
+    merged: dict[Any, dict[str, Any]] = {}
+    for path in sorted(Path(folder).glob("rank*.jsonl")):
+        for _, record in iter_json_lines(path, skip_partial_last=True):
+            merged[key(record)] = record
+    return merged
 
 
 def validation_field(exc: ValidationError) -> tuple[str, str]:

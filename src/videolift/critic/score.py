@@ -34,7 +34,14 @@ import numpy as np
 from tqdm import tqdm
 
 from videolift.core.errors import DataError, VideoError, VideoliftError
-from videolift.core.jsonl import append_jsonl, atomic_write, iter_json_lines, repair_log, write_jsonl
+from videolift.core.jsonl import (
+    append_jsonl,
+    atomic_write,
+    iter_json_lines,
+    read_rank_logs,
+    repair_log,
+    write_jsonl,
+)
 from videolift.core.schema import Dimension, Label, parse_answer
 from videolift.core.video import sample_frames
 from videolift.critic.prompts import parse_one_pass, user_text
@@ -319,7 +326,7 @@ def score_manifest(
             handle.write(json.dumps(signature, indent=1) + "\n")
     state.wait_for_everyone()
     previous = _finished_lines(out, signature)
-    done = {**previous, **_read_parts(parts)}
+    done = {**previous, **read_rank_logs(parts, video_key)}
     state.wait_for_everyone()  # everyone has read the same state before anyone appends
     # A logged video counts only for the same prompt (a manifest edited between runs is rescored).
     pending = [r for r in records if done.get(video_key(r), {}).get("prompt") != r["prompt"]]
@@ -378,14 +385,6 @@ def score_manifest(
     )
 
 
-def _read_parts(parts: Path) -> dict[str, dict[str, Any]]:
-    done: dict[str, dict[str, Any]] = {}
-    for path in sorted(parts.glob("rank*.jsonl")):
-        for _, record in iter_json_lines(path, skip_partial_last=True):
-            done[video_key(record)] = record
-    return done
-
-
 def _finished_lines(out: Path, signature: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Lines of an earlier, finished run into ``out`` with the same critic and settings (reused on a rerun,
     e.g. after adding videos to the manifest); nothing if it was scored differently."""
@@ -403,7 +402,7 @@ def _merge(
     previous: dict[str, dict[str, Any]],
     signature: dict[str, Any],
 ) -> dict[str, Any]:
-    done = {**previous, **_read_parts(parts)}
+    done = {**previous, **read_rank_logs(parts, video_key)}
     missing = [video_key(r) for r in records if done.get(video_key(r), {}).get("prompt") != r["prompt"]]
     if missing:
         raise VideoliftError(

@@ -32,8 +32,8 @@ from videolift.core.errors import VideoliftError
 from videolift.core.jsonl import (
     append_jsonl,
     atomic_write,
-    iter_json_lines,
     read_json,
+    read_rank_logs,
     repair_log,
     write_jsonl,
 )
@@ -131,11 +131,7 @@ def check_run_config(out: Path, run: dict[str, Any]) -> str | None:
 
 def read_logs(out: Path) -> dict[tuple[int, int], dict[str, Any]]:
     """Every logged video of every rank (any world size); a torn last line is ignored."""
-    logged = {}
-    for path in sorted((out / PARTS).glob("rank*.jsonl")):
-        for _, record in iter_json_lines(path, skip_partial_last=True):
-            logged[(record["prompt_index"], record["candidate"])] = record
-    return logged
+    return read_rank_logs(out / PARTS, lambda r: (r["prompt_index"], r["candidate"]))
 
 
 def finished(

@@ -43,6 +43,7 @@ class TinyCogVideoXConfig:
     sample_height: int = 64
     sample_width: int = 64
     patch_size: int = 2
+    temporal_compression: int = 4  # 1: one latent frame per frame (CogVideoX itself uses 4)
     scaling_factor: float = 1.0
     words: list[str] = field(default_factory=lambda: list(DEFAULT_WORDS))
 
@@ -92,7 +93,7 @@ def build_tiny_cogvideox(
         latent_channels=cfg.latent_channels,
         layers_per_block=cfg.vae_layers_per_block,
         norm_num_groups=cfg.vae_norm_groups,
-        temporal_compression_ratio=4,
+        temporal_compression_ratio=cfg.temporal_compression,
         sample_height=cfg.sample_height,
         sample_width=cfg.sample_width,
         scaling_factor=cfg.scaling_factor,
@@ -110,7 +111,7 @@ def build_tiny_cogvideox(
         sample_height=cfg.sample_height // spatial,
         sample_frames=cfg.sample_frames,
         patch_size=cfg.patch_size,
-        temporal_compression_ratio=4,
+        temporal_compression_ratio=cfg.temporal_compression,
         max_text_seq_length=cfg.max_text_len,
     )
     text_encoder = T5EncoderModel(

@@ -20,8 +20,11 @@ def pretrain_vlm_command(
     minutes: float | None = typer.Option(
         None, "--minutes", help="Fit the number of updates to this time budget (measured on the spot)."
     ),
+    vision_steps: int | None = typer.Option(
+        None, "--vision-steps", help="Vision-encoder updates, stage 1 (default: the committed model's)."
+    ),
     steps: int | None = typer.Option(
-        None, "--steps", help="Number of updates (default: the committed model's)."
+        None, "--steps", help="Caption updates, stage 2 (default: the committed model's)."
     ),
     train_videos: int | None = typer.Option(None, "--train-videos", help="Rendered train-split clips."),
     eval_videos: int | None = typer.Option(
@@ -32,13 +35,19 @@ def pretrain_vlm_command(
     keep_corpus: bool = typer.Option(False, "--keep-corpus", help="Keep the rendered clips in OUT/corpus."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
-    """Caption-pretrain the toy VLM (the toy critic's base): Describe the video -> what the renderer
-    knows it shows. Writes OUT (model, processor, train_log.jsonl loss log, pretrain_report.json)."""
+    """Pretrain the toy VLM (the toy critic's base) to see toy videos: its vision encoder on what the
+    renderer knows each clip shows, then "Describe the video." -> caption. Writes OUT (model, processor,
+    vision_log.jsonl and train_log.jsonl loss logs, pretrain_report.json)."""
     from dataclasses import replace
 
     from videolift.toy.pretrain_vlm import PretrainVLMConfig, pretrain_vlm
 
-    overrides = {"steps": steps, "train_videos": train_videos, "eval_videos": eval_videos}
+    overrides = {
+        "vision_steps": vision_steps,
+        "steps": steps,
+        "train_videos": train_videos,
+        "eval_videos": eval_videos,
+    }
     cfg = replace(
         PretrainVLMConfig(),
         seed=seed,
@@ -68,10 +77,18 @@ def _print_report(report: dict, out: Path) -> None:
         ref = chance.get(field, majority.get(field))
         table.add_row(field, f"{100 * value:.1f}", "-" if ref is None else f"{100 * ref:.1f}")
     console = Console()
+    for dim, scores in report["defects"].items():
+        table.add_row(
+            f"{dim} seen (best clause)",
+            f"{100 * scores['label_accuracy']:.1f}",
+            f"{100 * scores['majority_label']:.1f}",
+        )
     console.print(table)
     console.print(
-        f"{report['parameters']:,} parameters, {report['steps']} updates in {report['train_seconds'] / 60:.1f} min, "
-        f"last loss {report['final_loss']:.4f}; model in {out}, report in {out / 'pretrain_report.json'}"
+        f"{report['parameters']:,} parameters; vision encoder {report['vision_steps']} updates in "
+        f"{report['vision_seconds'] / 60:.1f} min, captions {report['steps']} updates in "
+        f"{report['train_seconds'] / 60:.1f} min, last loss {report['final_loss']:.4f}; "
+        f"model in {out}, report in {out / 'pretrain_report.json'}"
     )
 
 

@@ -1,12 +1,18 @@
-"""Pretrain the toy world's tiny base VLM (Qwen2-VL classes, built from a config) on describing toy videos.
+"""Pretrain the toy world's tiny base VLM (Qwen2-VL classes, built from a config) to see toy videos.
 
-Real VLMs learn to see from captioning before anyone fine-tunes them into critics; a tiny VLM trained
-from scratch directly on Good/Normal/Bad never learns to compare the object's colour, shape or motion
-with the prompt (docs/toy-world.md). So the toy VLM is first trained on "Describe the video." ->
-``describe()`` captions (subjects, colours, shapes, action, scene and visible defects) of a rendered
-corpus of train-split prompts, with the generic SFT loop (full fine-tuning, vision tower included),
-then checked by captioning held-out-split clips and parsing the captions back. It never sees the
-rating task: that is the critic's job, on HRA data.
+Real VLMs can see before anyone fine-tunes them into critics: a pretrained vision encoder, then
+captioning. A tiny Qwen2-VL trained from scratch directly on Good/Normal/Bad never learns to compare the
+object's colour, shape or motion with the prompt (docs/toy-world.md), and one trained on captions alone
+learns colour and scene but hardly shape or defects in tens of minutes. So, on a rendered corpus of
+train-split clips with defects:
+
+1. the vision encoder (tower + merger) learns what the renderer knows each clip shows (colours, shapes,
+   count, action, scene, motion and quality defects) through throw-away heads on its pooled tokens;
+2. the language model learns to describe clips, "Describe the video." -> ``describe()`` captions, with
+   the generic SFT loop (``critic.train.run_sft``).
+
+Checked by captioning held-out-split clips and parsing the captions back, and by scoring every possible
+defect clause. It never sees the rating task: that is the critic's job, on HRA data.
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ from videolift.core.jsonl import atomic_write, read_jsonl_dicts
 from videolift.models.tiny_vlm import TinyVLMConfig
 
 REPORT = "pretrain_report.json"
+VISION_LOG = "vision_log.jsonl"
 CONFIG = "pretrain_config.json"
+TRAINING = "training.json"  # written when both stages are done
 TOY_VLM_CONFIG = "videolift_tiny.json"
 ASSET = Path(__file__).parent / "assets" / "vlm"
 WEAK = " only a little"
@@ -53,18 +61,25 @@ class PretrainVLMConfig:
     patch_size: int = 6
     temporal_patch_size: int = 2
     frame_size: int = 48
-    rope_theta: float = 10000.0
-    vision_rope_theta: float = 10000.0
+    # Low rotary bases: with head_dim 32 and 10000, a 4x4 token grid rotates by < 0.1 rad, so attention
+    # cannot tell where a video token is (the language model then never learns direction).
+    rope_theta: float = 5.0
+    vision_rope_theta: float = 10.0
     vocab_size: int = 1024
     num_frames: int = 9  # every frame of a toy clip (8 would drop the middle one and fake a skip)
     # data
-    train_videos: int = 4000
+    train_videos: int = 8000
     eval_videos: int = 200  # held-out-split clips captioned for the quality report
     defect_rate: float = 0.5
-    # schedule (full fine-tuning of everything, vision tower and projector included)
-    steps: int = 5000
+    # stage 1: the vision encoder (tower + merger) on the renderer's attributes of each clip
+    vision_steps: int = 2500
+    vision_batch_size: int = 32
+    vision_lr: float = 2e-3
+    # stage 2: captions (the language model; the encoder too with caption_tune_vision)
+    steps: int = 1500
     batch_size: int = 16
     lr: float = 1e-3
+    caption_tune_vision: bool = False
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
     seed: int = 0
@@ -119,6 +134,7 @@ def toy_texts(seed: int = 0, n: int = 400) -> list[str]:
         for options in variants.values():
             texts += [re.sub(r"\{\w+\}", " ", o) for o in options]
     texts += [*DEFAULT_QUESTIONS.values(), ONE_PASS_QUESTION, DESCRIBE_INSTRUCTION, "Good. Normal. Bad."]
+    texts += [MATCH_QUESTION, "Yes. No. It shows"]
     return texts
 
 
@@ -237,6 +253,19 @@ def chance_levels() -> dict[str, float]:
     }
 
 
+def _load(model_dir: str | Path):
+    from videolift.critic.collate import ChatCollator
+    from videolift.models.vlm import get_family, load_vlm
+
+    model, processor = load_vlm(model_dir)
+    model.eval()
+    eos = model.generation_config.eos_token_id
+    collator = ChatCollator(
+        processor, get_family(model.config.model_type), eos_token_ids=[eos] if isinstance(eos, int) else eos
+    )
+    return model, processor, collator
+
+
 def caption_clips(
     model_dir: str | Path,
     videos: list[Path],
@@ -249,17 +278,11 @@ def caption_clips(
     from tqdm import tqdm
 
     from videolift.core.video import sample_frames
-    from videolift.critic.collate import ChatCollator, Item
+    from videolift.critic.collate import Item
     from videolift.critic.prompts import DESCRIBE_INSTRUCTION
     from videolift.critic.score import generate_answers
-    from videolift.models.vlm import get_family, load_vlm
 
-    model, processor = load_vlm(model_dir)
-    model.eval()
-    eos = model.generation_config.eos_token_id
-    collator = ChatCollator(
-        processor, get_family(model.config.model_type), eos_token_ids=[eos] if isinstance(eos, int) else eos
-    )
+    model, processor, collator = _load(model_dir)
     out: list[str] = []
     chunks = range(0, len(videos), batch_size)
     for start in tqdm(chunks, desc="captioning", unit="batch", disable=not progress):
@@ -269,6 +292,294 @@ def caption_clips(
         ]
         out += generate_answers(model, processor, collator, items, max_new_tokens=48)
     return out
+
+
+def clause_options(caption: str, dimension: str) -> dict[tuple[str, str] | None, str]:
+    """Every version of a true caption with ``dimension``'s clause replaced: None (no defect) or
+    (kind, severity) -> the caption as ``describe`` would write it."""
+    from videolift.core.schema import Dimension
+    from videolift.toy.defects import KINDS, Defect
+    from videolift.toy.describe import describe
+    from videolift.toy.grammar import PromptSpec, Subject
+
+    clauses = clause_table()
+    fields = caption_fields(caption, clauses)
+    if fields is None:
+        raise ValueError(f"not a toy caption: {caption!r}")
+    head, *rest = caption.split("; ")
+    kept = {d: [c for c in rest if clauses[c][0] == d] for d in DEFECT_DIMENSIONS}
+    spec = PromptSpec(tuple(Subject(c, s) for c, s in fields["subjects"]), fields["action"], fields["scene"])
+    dim = Dimension(dimension)
+    out: dict[tuple[str, str] | None, str] = {}
+    for option in [None, *((k, sev) for k in KINDS[dim] for sev in ("mild", "strong"))]:
+        swap = [] if option is None else [describe(spec, [Defect(dim, *option)]).split("; ", 1)[1]]
+        parts = {d: (swap if d == dimension else kept[d]) for d in DEFECT_DIMENSIONS}
+        out[option] = "; ".join([head, *parts["motion_smoothness"], *parts["video_fidelity"]])
+    return out
+
+
+def _answer_logprob(model: Any, batch: dict[str, Any]):
+    """Summed log-probability of each row's answer (and end of turn) under the model."""
+    import torch
+
+    from videolift.critic.collate import IGNORE
+
+    inputs = dict(batch)
+    labels = inputs.pop("labels")
+    inputs.pop("weights")
+    keep = int((labels != IGNORE).sum(dim=1).max()) + 1
+    with torch.inference_mode():
+        logits = model(**inputs, logits_to_keep=keep, use_cache=False).logits[:, -keep:-1].float()
+    target = labels[:, -keep + 1 :]
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, target.clamp_min(0)[..., None])[..., 0]
+    return (logp * (target != IGNORE)).sum(dim=1)
+
+
+def defect_recognition(
+    model_dir: str | Path,
+    clips: list[tuple[Path, str]],
+    *,
+    num_frames: int,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Does the VLM see motion and quality defects? Per clip and dimension, the true caption with that
+    dimension's clause swapped for every possible one (or none) is scored, and the most likely version
+    is the model's reading. Greedy captions understate this: their first clause is a motion one, so a
+    model unsure about motion masks what it sees of quality."""
+    from tqdm import tqdm
+
+    from videolift.core.video import sample_frames
+    from videolift.critic.collate import Item
+    from videolift.critic.prompts import DESCRIBE_INSTRUCTION
+
+    model, _, collator = _load(model_dir)
+    hits: dict[str, dict[str, list[bool]]] = {d: {"label": [], "clause": []} for d in DEFECT_DIMENSIONS}
+    truth_labels: dict[str, list[str]] = {d: [] for d in DEFECT_DIMENSIONS}
+    clauses = clause_table()
+    for video, caption in tqdm(clips, desc="defect recognition", unit="clip", disable=not progress):
+        frames = sample_frames(video, num_frames)
+        truth = caption_fields(caption, clauses)
+        for dim in DEFECT_DIMENSIONS:
+            options = clause_options(caption, dim)
+            keys = list(options)
+            scores = []
+            for start in range(0, len(keys), batch_size):
+                chunk = keys[start : start + batch_size]
+                batch = collator([Item(frames, DESCRIBE_INSTRUCTION, options[k]) for k in chunk])
+                scores += _answer_logprob(model, batch).tolist()
+            best = keys[int(np.argmax(scores))]
+            found = set() if best is None else {best}
+            want = truth["defects"][dim]
+            hits[dim]["clause"].append(found == want)
+            hits[dim]["label"].append(_defect_label(found) == _defect_label(want))
+            truth_labels[dim].append(_defect_label(want))
+    out: dict[str, Any] = {}
+    for dim in DEFECT_DIMENSIONS:
+        majority = Counter(truth_labels[dim]).most_common(1)[0][1] / max(len(clips), 1)
+        out[dim] = {
+            "label_accuracy": round(float(np.mean(hits[dim]["label"])), 4),
+            "clause_accuracy": round(float(np.mean(hits[dim]["clause"])), 4),
+            "majority_label": round(majority, 4),
+        }
+    return out
+
+
+# ---- image-text matching (stage 2, beside captions) ----------------------------------------------
+
+MATCH_QUESTION = "Does the video show this?"
+MISMATCH_KINDS = ("colour", "shape", "count", "direction", "scene")
+
+
+def matching_examples(records: list[dict[str, Any]], root: Path, seed: int) -> list[Any]:
+    """One image-text matching example per clip, as BLIP-style VLMs are pretrained: a sentence, then
+    "Does the video show this?" -> "Yes." or "No. It shows <what it shows>." Half the sentences are what
+    the clip shows, half change one thing (colour, shape, count, action or scene). Without this the
+    language model can describe a clip but never learns to hold a sentence against it."""
+    from videolift.core.schema import Dimension
+    from videolift.critic.data import SFTExample
+    from videolift.critic.prompts import user_text
+    from videolift.toy.defects import sample_defect, shown_spec
+    from videolift.toy.grammar import parse_prompt
+
+    rng = np.random.default_rng([seed, 11])
+    out = []
+    for record in records:
+        head = record["caption"].split(";")[0].strip()
+        claim = record["shown"]
+        if rng.random() < 0.5:
+            spec = parse_prompt(record["shown"])
+            kind = str(rng.choice(MISMATCH_KINDS))
+            defect = sample_defect(Dimension.semantic_consistency, "strong", spec, rng, kind=kind)
+            claim = shown_spec(spec, [defect]).text
+        answer = "Yes." if claim == head else f"No. It shows {head}."
+        out.append(SFTExample(root / record["video"], user_text(claim, MATCH_QUESTION), answer))
+    return out
+
+
+# ---- stage 1: the vision encoder --------------------------------------------------------------------
+
+# What the vision encoder learns to tell apart, from pooled tower outputs (the tokens the LM will read).
+# Colours and shapes are multi-hot (which are present); the rest one class per clip.
+MULTI_HOT = ("colours", "shapes")
+
+
+def attribute_classes() -> dict[str, list[str]]:
+    from videolift.core.schema import Dimension
+    from videolift.toy import grammar
+    from videolift.toy.defects import KINDS
+
+    def defects(dim: Dimension) -> list[str]:
+        return ["none"] + [f"{k} {sev}" for k in KINDS[dim] for sev in ("mild", "strong")]
+
+    return {
+        "colours": list(grammar.COLOURS),
+        "shapes": list(grammar.SHAPES),
+        "count": ["1", "2"],
+        "action": list(grammar.ACTIONS),
+        "weak": ["no", "yes"],
+        "scene": list(grammar.SCENES),
+        "motion": defects(Dimension.motion_smoothness),
+        "fidelity": defects(Dimension.video_fidelity),
+    }
+
+
+def attribute_targets(record: dict[str, Any], classes: dict[str, list[str]]) -> list[np.ndarray]:
+    """Per task, the target of one manifest record: what the clip shows (after its defects)."""
+    from videolift.toy.grammar import parse_prompt
+
+    shown = parse_prompt(record["shown"])
+    found = {d["dimension"]: f"{d['kind']} {d['severity']}" for d in record["defects"]}
+    values = {
+        "colours": {s.colour for s in shown.subjects},
+        "shapes": {s.shape for s in shown.subjects},
+        "count": str(shown.count),
+        "action": shown.action,
+        "weak": "yes" if any(d["kind"] == "weak_action" for d in record["defects"]) else "no",
+        "scene": shown.scene,
+        "motion": found.get("motion_smoothness", "none"),
+        "fidelity": found.get("video_fidelity", "none"),
+    }
+    out = []
+    for task, names in classes.items():
+        if task in MULTI_HOT:
+            out.append(np.array([name in values[task] for name in names], dtype=np.float32))
+        else:
+            out.append(np.array(names.index(values[task])))
+    return out
+
+
+class VisionProbe:
+    """Heads on the vision tower's output tokens, mean- and max-pooled per time slice: a training signal
+    for the encoder alone, the analogue of the contrastive/supervised pretraining of real VLM encoders.
+    Pooling hides where a token is, so the encoder must put what it sees into the tokens themselves."""
+
+    def __init__(self, model: Any, processor: Any, num_frames: int, seed: int) -> None:
+        import torch
+
+        self.model, self.processor = model, processor
+        self.visual = model.model.visual
+        self.classes = attribute_classes()
+        self.sizes = [len(v) for v in self.classes.values()]
+        vision = model.config.vision_config
+        self.slices = -(-num_frames // vision.temporal_patch_size)
+        self.dim = model.config.text_config.hidden_size
+        torch.manual_seed(seed)
+        self.head = torch.nn.Sequential(
+            torch.nn.Linear(2 * self.dim * self.slices, 256),
+            torch.nn.GELU(),
+            torch.nn.Linear(256, sum(self.sizes)),
+        )
+
+    def logits(self, frames: list[np.ndarray]):
+        import torch
+
+        inputs = self.processor.video_processor(videos=frames, return_tensors="pt", do_sample_frames=False)
+        out = self.visual(inputs["pixel_values_videos"], grid_thw=inputs["video_grid_thw"])
+        tokens = getattr(out, "pooler_output", out)  # merged tokens, as the language model gets them
+        tokens = tokens.reshape(len(frames), self.slices, -1, self.dim)
+        pooled = torch.cat([tokens.mean(dim=2), tokens.amax(dim=2)], dim=-1).flatten(1)
+        return self.head(pooled).split(self.sizes, dim=-1)
+
+    def loss(self, frames: list[np.ndarray], targets: list[list[np.ndarray]]):
+        import torch
+
+        total, parts = 0.0, {}
+        for task, logits, target in zip(
+            self.classes, self.logits(frames), zip(*targets, strict=True), strict=True
+        ):
+            y = torch.from_numpy(np.stack(target))
+            if task in MULTI_HOT:
+                part = torch.nn.functional.binary_cross_entropy_with_logits(logits, y)
+            else:
+                part = torch.nn.functional.cross_entropy(logits, y)
+            parts[task] = float(part.detach())
+            total = total + part
+        return total, parts
+
+    def accuracy(
+        self, frames: list[np.ndarray], targets: list[list[np.ndarray]], batch: int = 50
+    ) -> dict[str, float]:
+        """Per task, the share of clips read exactly (multi-hot: every colour/shape present and no other)."""
+        import torch
+
+        hits = {task: 0 for task in self.classes}
+        with torch.inference_mode():
+            for start in range(0, len(frames), batch):
+                chunk = targets[start : start + batch]
+                for task, logits, target in zip(
+                    self.classes,
+                    self.logits(frames[start : start + batch]),
+                    zip(*chunk, strict=True),
+                    strict=True,
+                ):
+                    y = np.stack(target)
+                    pred = (logits > 0).numpy() if task in MULTI_HOT else logits.argmax(dim=-1).numpy()
+                    hits[task] += int(
+                        (pred == y).all(axis=-1).sum() if task in MULTI_HOT else (pred == y).sum()
+                    )
+        return {task: round(n / max(len(frames), 1), 4) for task, n in hits.items()}
+
+
+def train_vision(
+    probe: VisionProbe,
+    frames: list[np.ndarray],
+    targets: list[list[np.ndarray]],
+    cfg: PretrainVLMConfig,
+    steps: int,
+    log_path: Path,
+    progress: bool,
+) -> float | None:
+    """AdamW one-cycle on the tower (merger included) and the probe heads; logs every 10 updates."""
+    import torch
+    from tqdm import tqdm
+
+    params = [*probe.visual.parameters(), *probe.head.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=cfg.vision_lr, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=cfg.vision_lr, total_steps=max(steps, 2), pct_start=0.05
+    )
+    rng = np.random.default_rng([cfg.seed, 3])
+    probe.visual.train()
+    started, last = time.time(), None
+    log_path.unlink(missing_ok=True)
+    bar = tqdm(range(steps), desc="vision encoder", unit="update", disable=not progress)
+    for step in bar:
+        idx = rng.choice(len(frames), min(cfg.vision_batch_size, len(frames)), replace=False)
+        loss, parts = probe.loss([frames[i] for i in idx], [targets[i] for i in idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        schedule.step()
+        last = float(loss)
+        bar.set_postfix(loss=f"{last:.3f}", refresh=False)
+        if step % 10 == 0 or step == steps - 1:
+            record = {"step": step + 1, "loss": round(last, 5), **{k: round(v, 5) for k, v in parts.items()}}
+            with open(log_path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record | {"seconds": round(time.time() - started, 2)}) + "\n")
+    probe.visual.eval()
+    return last
 
 
 # ---- the pretraining run --------------------------------------------------------------------------
@@ -294,8 +605,8 @@ def _sft_config(cfg: PretrainVLMConfig, steps: int):
 
     return SFTConfig(
         adapter="full",
-        tune_vision=True,
-        tune_projector=True,
+        tune_vision=cfg.caption_tune_vision,
+        tune_projector=cfg.caption_tune_vision,
         lr=cfg.lr,
         weight_decay=cfg.weight_decay,
         warmup_ratio=cfg.warmup_ratio,
@@ -308,16 +619,40 @@ def _sft_config(cfg: PretrainVLMConfig, steps: int):
     )
 
 
-def _steps_for(minutes: float, examples: list, base: Path, work: Path, cfg: PretrainVLMConfig) -> int:
-    """Updates that fit in ``minutes``: time a few real updates first (the machine's speed varies)."""
+def _fit_budget(
+    minutes: float,
+    cfg: PretrainVLMConfig,
+    probe: VisionProbe,
+    frames,
+    targets,
+    examples,
+    base: Path,
+    work: Path,
+) -> tuple[int, int]:
+    """(vision, caption) updates that fit in ``minutes``, in the default proportion: a few real updates
+    of each stage are timed first (the machine's speed varies). The probe's weights are restored."""
+    import copy
+
     from videolift.critic.train import TRAIN_LOG, run_sft
 
-    probe = 6
-    run_sft(examples, str(base), work / "probe", _sft_config(cfg, probe), overwrite=True, log=lambda _: None)
+    state = copy.deepcopy((probe.visual.state_dict(), probe.head.state_dict()))
+    started = time.time()
+    train_vision(probe, frames, targets, cfg, 4, work / "probe_vision.jsonl", progress=False)
+    per_vision = (time.time() - started) / 4
+    probe.visual.load_state_dict(state[0])
+    probe.head.load_state_dict(state[1])
+    run_sft(examples, str(base), work / "probe", _sft_config(cfg, 6), overwrite=True, log=lambda _: None)
     log = [json.loads(line) for line in (work / "probe" / TRAIN_LOG).read_text().splitlines()]
-    per_step = (log[-1]["seconds"] - log[1]["seconds"]) / max(len(log) - 2, 1)  # the first update warms up
+    per_caption = (log[-1]["seconds"] - log[1]["seconds"]) / max(len(log) - 2, 1)  # the first one warms up
     shutil.rmtree(work / "probe", ignore_errors=True)
-    return max(1, int(minutes * 60 / max(per_step, 1e-3)))
+    scale = minutes * 60 / (cfg.vision_steps * per_vision + cfg.steps * per_caption)
+    return max(1, int(cfg.vision_steps * scale)), max(1, int(cfg.steps * scale))
+
+
+def _load_frames(root: Path, records: list[dict[str, Any]], num_frames: int) -> list[np.ndarray]:
+    from videolift.core.video import sample_frames
+
+    return [sample_frames(root / r["video"], num_frames) for r in records]
 
 
 def pretrain_vlm(
@@ -329,17 +664,16 @@ def pretrain_vlm(
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Build, caption-pretrain and check the toy VLM; ``out`` ends as a plain save_pretrained directory
-    (model, processor, ``train_log.jsonl``, ``pretrain_report.json``). Returns the report.
+    """Build, pretrain and check the toy VLM; ``out`` ends as a plain save_pretrained directory
+    (model, processor, ``vision_log.jsonl`` + ``train_log.jsonl`` loss logs, ``pretrain_report.json``).
 
-    ``minutes``: fit the number of updates to this time budget (measured on the spot) instead of
-    ``cfg.steps``. The corpus is rendered into ``out/corpus`` and removed at the end unless ``keep_corpus``.
+    Stage 1 trains the vision encoder on what the renderer knows each clip shows; stage 2 teaches the
+    language model to describe clips ("Describe the video." -> caption, the generic SFT loop).
+    ``minutes``: fit both stages to this time budget (measured on the spot) instead of the step counts.
+    The corpus is rendered into ``out/corpus`` and removed at the end unless ``keep_corpus``. Rerun on
+    an ``out`` whose training finished (``training.json``, same configuration), only the checks run.
     """
     import torch
-
-    from videolift.critic.data import caption_examples
-    from videolift.critic.train import run_sft
-    from videolift.models.tiny_vlm import build_tiny_vlm
 
     cfg = cfg or PretrainVLMConfig()
     out = Path(out)
@@ -349,49 +683,112 @@ def pretrain_vlm(
     log(f"rendering {cfg.train_videos} train-split and {cfg.eval_videos} held-out-split clips into {work}")
     train = render_split(work / "train", cfg.train_videos, cfg, "train", cfg.seed, progress)
     heldout = render_split(work / "heldout", cfg.eval_videos, cfg, "heldout", cfg.seed + 1, progress)
-
-    base = work / "init"
-    model, _ = build_tiny_vlm(base, cfg.model_config(), seed=cfg.seed)
-    params = sum(p.numel() for p in model.parameters())
-    vision = sum(p.numel() for p in model.model.visual.parameters())
-    log(f"tiny Qwen2-VL: {params:,} parameters ({vision:,} in the vision tower and projector)")
-    examples = caption_examples((work / "train" / r["video"], r["caption"]) for r in train)
-    steps = cfg.steps if minutes is None else _steps_for(minutes, examples, base, work, cfg)
-    sft = _sft_config(cfg, steps)
-    sft.extra = {"pretrain_vlm": asdict(cfg)}
-    result = run_sft(examples, str(base), out, sft, overwrite=True, log=log, progress=progress)
-    # The saved config names the random init as its base; the toy VLM is a base in its own right.
-    shutil.copy(base / TOY_VLM_CONFIG, out / TOY_VLM_CONFIG)
-
+    if _trained(out, cfg):
+        # A run that stopped after training (e.g. killed while captioning) only needs its checks.
+        log(f"{out} already holds the trained model of this configuration: checking it")
+        training = json.loads((out / TRAINING).read_text())
+    else:
+        training = _train(out, cfg, train, work, minutes, progress, log)
     log(f"captioning {len(heldout)} held-out-split clips")
-    generated = caption_clips(
-        out, [work / "heldout" / r["video"] for r in heldout], num_frames=cfg.num_frames, progress=progress
-    )
-    truths = [r["caption"] for r in heldout]
-    report = {
-        "heldout": caption_accuracy(truths, generated),
-        "chance": chance_levels(),
-        "majority": _majority(truths),
-        "parameters": params,
-        "vision_parameters": vision,
-        "steps": result.steps,
-        "final_loss": result.final_loss,
-        "train_seconds": round(result.seconds, 1),
-        "total_minutes": round((time.time() - started) / 60, 2),
-        "num_frames": cfg.num_frames,
-        "examples": [{"truth": t, "generated": g} for t, g in list(zip(truths, generated, strict=True))[:12]],
-    }
-    with atomic_write(out / CONFIG) as handle:
-        handle.write(
-            json.dumps(asdict(cfg) | {"minutes": minutes, "steps_run": result.steps}, indent=1) + "\n"
-        )
+    report = quality_report(out, work / "heldout", heldout, cfg.num_frames, progress) | training
+    report["total_minutes"] = round(training["train_minutes"] + (time.time() - started) / 60, 2)
     with atomic_write(out / REPORT) as handle:
         handle.write(json.dumps(report, indent=1) + "\n")
     if not keep_corpus:
         shutil.rmtree(work, ignore_errors=True)
     else:
-        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(work / "init", ignore_errors=True)
     return report
+
+
+def _trained(out: Path, cfg: PretrainVLMConfig) -> bool:
+    if not (out / TRAINING).exists() or not (out / CONFIG).exists():
+        return False
+    saved = json.loads((out / CONFIG).read_text())
+    return all(saved.get(k) == v for k, v in json.loads(json.dumps(asdict(cfg))).items() if k != "threads")
+
+
+def _train(
+    out: Path,
+    cfg: PretrainVLMConfig,
+    train: list[dict[str, Any]],
+    work: Path,
+    minutes: float | None,
+    progress: bool,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Both stages; leaves the model in ``out`` and returns what the report says about training."""
+    from videolift.critic.data import caption_examples
+    from videolift.critic.train import run_sft
+    from videolift.models.tiny_vlm import build_tiny_vlm
+
+    started = time.time()
+    (out / TRAINING).unlink(missing_ok=True)
+    base = work / "init"
+    model, processor = build_tiny_vlm(base, cfg.model_config(), seed=cfg.seed)
+    params = sum(p.numel() for p in model.parameters())
+    vision = sum(p.numel() for p in model.model.visual.parameters())
+    log(f"tiny Qwen2-VL: {params:,} parameters ({vision:,} in the vision tower and projector)")
+    probe = VisionProbe(model, processor, cfg.num_frames, cfg.seed)
+    frames = _load_frames(work / "train", train, cfg.num_frames)
+    targets = [attribute_targets(r, probe.classes) for r in train]
+    examples = caption_examples((work / "train" / r["video"], r["caption"]) for r in train)
+    vision_steps, caption_steps = cfg.vision_steps, cfg.steps
+    if minutes is not None:
+        vision_steps, caption_steps = _fit_budget(minutes, cfg, probe, frames, targets, examples, base, work)
+        log(f"{minutes} min: {vision_steps} vision-encoder and {caption_steps} caption updates")
+
+    vision_started = time.time()
+    vision_loss = train_vision(probe, frames, targets, cfg, vision_steps, out / VISION_LOG, progress)
+    vision_seconds = time.time() - vision_started
+    heldout = read_jsonl_dicts(work / "heldout" / "manifest.jsonl")
+    held_frames = _load_frames(work / "heldout", heldout, cfg.num_frames)
+    vision_accuracy = probe.accuracy(held_frames, [attribute_targets(r, probe.classes) for r in heldout])
+    log(f"vision encoder: {vision_steps} updates, held-out probe accuracy {vision_accuracy}")
+    model.save_pretrained(base)
+    processor.save_pretrained(base)
+    del frames
+
+    sft = _sft_config(cfg, caption_steps)
+    sft.extra = {"pretrain_vlm": asdict(cfg)}
+    result = run_sft(examples, str(base), out, sft, overwrite=True, log=log, progress=progress)
+    # The saved config names the random init as its base; the toy VLM is a base in its own right.
+    shutil.copy(base / TOY_VLM_CONFIG, out / TOY_VLM_CONFIG)
+    training = {
+        "vision_probe": vision_accuracy,
+        "parameters": params,
+        "vision_parameters": vision,
+        "vision_steps": vision_steps,
+        "vision_final_loss": vision_loss,
+        "vision_seconds": round(vision_seconds, 1),
+        "steps": result.steps,
+        "final_loss": result.final_loss,
+        "train_seconds": round(result.seconds, 1),
+        "train_minutes": round((time.time() - started) / 60, 2),
+        "num_frames": cfg.num_frames,
+    }
+    with atomic_write(out / CONFIG) as handle:
+        runs = {"minutes": minutes, "vision_steps_run": vision_steps, "steps_run": result.steps}
+        handle.write(json.dumps(asdict(cfg) | runs, indent=1) + "\n")
+    with atomic_write(out / TRAINING) as handle:  # written last: marks the training as complete
+        handle.write(json.dumps(training, indent=1) + "\n")
+    return training
+
+
+def quality_report(
+    model_dir: Path, clips_dir: Path, records: list[dict[str, Any]], num_frames: int, progress: bool = False
+) -> dict[str, Any]:
+    """Held-out checks of a toy VLM: greedy captions parsed field by field, and defect recognition."""
+    clips = [(clips_dir / r["video"], r["caption"]) for r in records]
+    generated = caption_clips(model_dir, [c for c, _ in clips], num_frames=num_frames, progress=progress)
+    truths = [r["caption"] for r in records]
+    return {
+        "heldout": caption_accuracy(truths, generated),
+        "defects": defect_recognition(model_dir, clips, num_frames=num_frames, progress=progress),
+        "chance": chance_levels(),
+        "majority": _majority(truths),
+        "examples": [{"truth": t, "generated": g} for t, g in list(zip(truths, generated, strict=True))[:12]],
+    }
 
 
 def _majority(truths: list[str]) -> dict[str, float]:
