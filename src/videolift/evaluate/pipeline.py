@@ -61,6 +61,7 @@ class Critic(_Strict):
     epochs: float = 3.0
     max_steps: int | None = None
     batch_size: int = 8
+    num_frames: int = Field(8, description="frames sampled per clip (the toy VLM was pretrained on 9)")
     layout: Literal["per_dimension", "one_pass"] = "per_dimension"
     label_only_baseline: bool = Field(True, description="also train the --no-reasons ablation")
     score_batch_size: int = 24
@@ -331,6 +332,7 @@ def _critic_stage(
         epochs=c.epochs,
         max_steps=c.max_steps,
         batch_size=c.batch_size,
+        num_frames=c.num_frames,
         seed=cfg.seed,
         save_every=0,
     )

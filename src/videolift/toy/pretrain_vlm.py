@@ -134,7 +134,6 @@ def toy_texts(seed: int = 0, n: int = 400) -> list[str]:
         for options in variants.values():
             texts += [re.sub(r"\{\w+\}", " ", o) for o in options]
     texts += [*DEFAULT_QUESTIONS.values(), ONE_PASS_QUESTION, DESCRIBE_INSTRUCTION, "Good. Normal. Bad."]
-    texts += [MATCH_QUESTION, "Yes. No. It shows"]
     return texts
 
 
@@ -382,38 +381,6 @@ def defect_recognition(
             "clause_accuracy": round(float(np.mean(hits[dim]["clause"])), 4),
             "majority_label": round(majority, 4),
         }
-    return out
-
-
-# ---- image-text matching (stage 2, beside captions) ----------------------------------------------
-
-MATCH_QUESTION = "Does the video show this?"
-MISMATCH_KINDS = ("colour", "shape", "count", "direction", "scene")
-
-
-def matching_examples(records: list[dict[str, Any]], root: Path, seed: int) -> list[Any]:
-    """One image-text matching example per clip, as BLIP-style VLMs are pretrained: a sentence, then
-    "Does the video show this?" -> "Yes." or "No. It shows <what it shows>." Half the sentences are what
-    the clip shows, half change one thing (colour, shape, count, action or scene). Without this the
-    language model can describe a clip but never learns to hold a sentence against it."""
-    from videolift.core.schema import Dimension
-    from videolift.critic.data import SFTExample
-    from videolift.critic.prompts import user_text
-    from videolift.toy.defects import sample_defect, shown_spec
-    from videolift.toy.grammar import parse_prompt
-
-    rng = np.random.default_rng([seed, 11])
-    out = []
-    for record in records:
-        head = record["caption"].split(";")[0].strip()
-        claim = record["shown"]
-        if rng.random() < 0.5:
-            spec = parse_prompt(record["shown"])
-            kind = str(rng.choice(MISMATCH_KINDS))
-            defect = sample_defect(Dimension.semantic_consistency, "strong", spec, rng, kind=kind)
-            claim = shown_spec(spec, [defect]).text
-        answer = "Yes." if claim == head else f"No. It shows {head}."
-        out.append(SFTExample(root / record["video"], user_text(claim, MATCH_QUESTION), answer))
     return out
 
 
