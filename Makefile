@@ -30,9 +30,9 @@ chromium:
 	    || echo "chromium could not be installed: the browser test will be skipped"; \
 	else echo "no /usr/bin/chromium: the browser test will be skipped"; fi
 
-# The main job. Until the toy-world demo lands, it shows the command tree.
+# The main job: the toy world end to end (videolift demo; results in demo-out/).
 demo: setup
-	@if $(BIN)/videolift demo --help >/dev/null 2>&1; then $(BIN)/videolift demo; else $(BIN)/videolift --help; fi
+	$(BIN)/videolift demo --out demo-out
 
 test: setup chromium
 	$(BIN)/ruff check

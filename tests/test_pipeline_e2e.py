@@ -40,8 +40,13 @@ def test_run_pipeline_end_to_end_and_rerun_skips(tmp_path, tiny_cogvideox_dir):
     summary = json.loads((w / "summary.json").read_text())
     for key in ("oracle_all_good_rate", "oracle_mean_reward", "critic_mean_reward"):
         assert 0.0 <= summary["base"][key] <= 1.0
-    assert set(summary["critic"]) == {"accuracy", "accuracy_no_reasons"}
+    assert set(summary["critic"]) == {"accuracy", "accuracy_no_reasons", "majority_baseline"}
     assert "mean" in summary["critic"]["accuracy"]
+    manifest = json.loads((w / "run_manifest.json").read_text())
+    stages = manifest.get("stages", manifest)
+    dims = stages["critic-eval:critic"]["result"]["dimensions"]
+    for dim, report in dims.items():  # the baseline a reader needs next to the accuracy
+        assert summary["critic"]["majority_baseline"][dim] == report["majority_baseline"]
     assert summary["aligned_rwl"]["model"].endswith("aligned_rwl/pipeline")
     # RS either trained or was reported as skipped (nothing rated all-Good), never silently missing.
     assert "skipped" in summary["aligned_rs"] or "oracle_all_good_rate" in summary["aligned_rs"]

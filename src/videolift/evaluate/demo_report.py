@@ -74,10 +74,15 @@ def write_report(
         ["critic", *[d.value for d in DIMENSIONS], "mean"],
         [
             [name, *[(acc[k] or {}).get(d.value) for d in DIMENSIONS], (acc[k] or {}).get("mean")]
-            for name, k in (("with reasons", "accuracy"), ("label only", "accuracy_no_reasons"))
+            for name, k in (
+                ("with reasons", "accuracy"),
+                ("label only", "accuracy_no_reasons"),
+                ("always the majority label", "majority_baseline"),
+            )
             if acc.get(k)
         ],
-        caption="critic label accuracy on held-out videos (majority label)",
+        caption="critic label accuracy on held-out videos (majority label of the raters), "
+        "and what always answering each dimension's most frequent label scores",
     )
     check = reward_hacking_check(summary)
     if check is not None:

@@ -430,10 +430,10 @@ def _align_stage(cfg: PipelineConfig, t2v: str, w: Path, method: str, progress: 
 def build_summary(result: dict, accuracy: dict, methods: list[str], started: float) -> dict[str, Any]:
     """The contract of ``summary.json``: critic accuracy, and per model the oracle and critic rewards."""
 
-    def acc(report: dict | None) -> dict | None:
+    def acc(report: dict | None, key: str = "accuracy") -> dict | None:
         if not report:
             return None
-        dims = {d: m["accuracy"] for d, m in report.get("dimensions", {}).items()}
+        dims = {d: m[key] for d, m in report.get("dimensions", {}).items()}
         return {**dims, "mean": sum(dims.values()) / len(dims) if dims else None}
 
     names = list(result["summary"])
@@ -442,6 +442,9 @@ def build_summary(result: dict, accuracy: dict, methods: list[str], started: flo
         "critic": {
             "accuracy": acc(accuracy.get("critic")),
             "accuracy_no_reasons": acc(accuracy.get("critic_label_only")),
+            # Always answering each dimension's most frequent test label scores this: read accuracy
+            # against it (a weak base model makes nearly every label Bad).
+            "majority_baseline": acc(accuracy.get("critic"), "majority_baseline"),
         },
     }
     for key, name in zip(keys, names, strict=True):

@@ -43,7 +43,11 @@ def print_summary(summary: dict) -> None:
             table.add_row(key, *["-" if c is None else f"{c:.3f}" for c in cells])
     console.print(table)
     acc = summary["critic"]
-    for name, key in (("critic (with reasons)", "accuracy"), ("critic (label only)", "accuracy_no_reasons")):
+    for name, key in (
+        ("critic (with reasons)", "accuracy"),
+        ("critic (label only)", "accuracy_no_reasons"),
+        ("always the majority label", "majority_baseline"),
+    ):
         if acc.get(key):
             console.print(f"{name} accuracy: " + ", ".join(f"{d} {v:.3f}" for d, v in acc[key].items()))
     console.print(f"wall {summary['wall_seconds']:.0f} s, peak RSS {summary['peak_rss_mb']:.0f} MB")
