@@ -539,7 +539,7 @@ def train_vision(
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         schedule.step()
-        last = float(loss)
+        last = float(loss.detach())
         bar.set_postfix(loss=f"{last:.3f}", refresh=False)
         if step % 10 == 0 or step == steps - 1:
             record = {"step": step + 1, "loss": round(last, 5), **{k: round(v, 5) for k, v in parts.items()}}
