@@ -23,7 +23,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -86,25 +86,9 @@ class PretrainVLMConfig:
     threads: int = 1
 
     def model_config(self) -> TinyVLMConfig:
-        return TinyVLMConfig(
-            family="qwen2_vl",
-            hidden=self.hidden,
-            layers=self.layers,
-            heads=self.heads,
-            kv_heads=self.kv_heads,
-            intermediate=self.intermediate,
-            vision_dim=self.vision_dim,
-            vision_layers=self.vision_layers,
-            vision_heads=self.vision_heads,
-            patch_size=self.patch_size,
-            temporal_patch_size=self.temporal_patch_size,
-            frame_size=self.frame_size,
-            rope_theta=self.rope_theta,
-            vision_rope_theta=self.vision_rope_theta,
-            vocab_size=self.vocab_size,
-            words=toy_words(),
-            corpus=toy_texts(self.seed),
-        )
+        """The model sizes (every field both configs share), the toy vocabulary and tokenizer text."""
+        shared = {f.name: getattr(self, f.name) for f in fields(TinyVLMConfig) if hasattr(self, f.name)}
+        return TinyVLMConfig(**shared, family="qwen2_vl", words=toy_words(), corpus=toy_texts(self.seed))
 
 
 # ---- vocabulary ---------------------------------------------------------------------------------
@@ -655,7 +639,7 @@ def pretrain_vlm(
         log(f"{out} already holds the trained model of this configuration: checking it")
         training = json.loads((out / TRAINING).read_text())
     else:
-        training = _train(out, cfg, train, work, minutes, progress, log)
+        training = _train(out, cfg, train, heldout, work, minutes, progress, log)
     log(f"captioning {len(heldout)} held-out-split clips")
     report = quality_report(out, work / "heldout", heldout, cfg.num_frames, progress) | training
     report["total_minutes"] = round(training["train_minutes"] + (time.time() - started) / 60, 2)
@@ -679,6 +663,7 @@ def _train(
     out: Path,
     cfg: PretrainVLMConfig,
     train: list[dict[str, Any]],
+    heldout: list[dict[str, Any]],
     work: Path,
     minutes: float | None,
     progress: bool,
@@ -708,7 +693,6 @@ def _train(
     vision_started = time.time()
     vision_loss = train_vision(probe, frames, targets, cfg, vision_steps, out / VISION_LOG, progress)
     vision_seconds = time.time() - vision_started
-    heldout = read_jsonl_dicts(work / "heldout" / "manifest.jsonl")
     held_frames = _load_frames(work / "heldout", heldout, cfg.num_frames)
     vision_accuracy = probe.accuracy(held_frames, [attribute_targets(r, probe.classes) for r in heldout])
     log(f"vision encoder: {vision_steps} updates, held-out probe accuracy {vision_accuracy}")
