@@ -243,6 +243,49 @@ def test_one_pass_label_only_critic(world, tmp_path):
             assert set(line["ratings"]) == {"semantic_consistency", "motion_smoothness", "video_fidelity"}
 
 
+def test_describe_then_rate_critic(world, tmp_path):
+    from videolift.critic.data import hra_examples, read_hra
+    from videolift.critic.descriptions import CACHE_FILE
+    from videolift.critic.prompts import DESCRIBE_INSTRUCTION, user_text
+    from videolift.critic.spec import CriticSpec
+
+    # Examples: one describe example per video (the base's description is the target), then every
+    # question carries that description.
+    spec = CriticSpec(base_model="b", model_type="qwen2_vl", describe=True)
+    records = read_hra(world / "hra.jsonl")
+    seen = {world / r.video: f"description {i}" for i, r in enumerate(records)}
+    examples, _ = hra_examples(records, world, spec, file=world / "hra.jsonl", descriptions=seen)
+    assert len(examples) == 4 * 4
+    describe = [ex for ex in examples if ex.user_text == DESCRIBE_INSTRUCTION]
+    assert [ex.answer for ex in describe] == [f"description {i}" for i in range(4)]
+    assert all(not ex.labels for ex in describe)
+    q = spec.question(spec.dimensions[0])
+    assert any(ex.user_text == user_text(records[1].prompt, q, "description 1") for ex in examples)
+    with pytest.raises(ValueError, match="descriptions"):
+        hra_examples(records, world, spec, file=world / "hra.jsonl")
+
+    out = tmp_path / "describe"
+    train(world, out, "--describe", "--save-every", "0", steps=2)
+    cached = json.loads((out / CACHE_FILE).read_text())
+    assert len(cached["descriptions"]) == 4 and cached["key"]["instruction"] == DESCRIBE_INSTRUCTION
+    assert CriticSpec.load(out).describe
+    scores = tmp_path / "s.jsonl"
+    score(out, world, scores)
+    critic = load_critic(out)
+    lines = [line for _, line in iter_json_lines(scores) if "error" not in line]
+    assert len(lines) == 4
+    from videolift.core.video import sample_frames
+    from videolift.critic.score import describe as critic_describe
+    from videolift.critic.score import rate
+
+    for line in lines[:2]:
+        frames = sample_frames(world / line["video"], critic.spec.num_frames)
+        # The critic's own description of the video, and the ratings it gives reading it.
+        assert line["description"] == critic_describe(critic, [frames])[0]
+        ratings = rate(critic, [(frames, line["prompt"])], descriptions=[line["description"]])[0]
+        assert {d.value: r for d, r in ratings.items()} == line["ratings"]
+
+
 def test_full_finetune_freezes_vision_and_loads_plainly(world, tmp_path):
     from safetensors.torch import load_file
     from transformers import AutoModelForImageTextToText

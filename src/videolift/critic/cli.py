@@ -56,6 +56,12 @@ def train(
         "--layout",
         help="One question per dimension (LiFT) or all in one answer.",
     ),
+    describe: bool = typer.Option(
+        False,
+        "--describe",
+        help="Describe-then-rate (extension): the critic first describes the video and reads that "
+        "description before each question; trained on the base model's descriptions.",
+    ),
     dimensions: str | None = typer.Option(
         None, "--dimensions", help="Comma-separated dimensions (default: all three)."
     ),
@@ -156,6 +162,7 @@ def train(
         cfg,
         layout=layout.value,
         reasons=not no_reasons,
+        describe=describe,
         dimensions=_csv(dimensions),
         class_weight_power=class_weights,
         reward_config=reward_config,

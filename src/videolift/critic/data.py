@@ -67,14 +67,24 @@ def read_hra(path: str | Path) -> list[HRARecord]:
 
 
 def hra_examples(
-    records: list[HRARecord], videos: Path, spec: CriticSpec, *, file: Path
+    records: list[HRARecord],
+    videos: Path,
+    spec: CriticSpec,
+    *,
+    file: Path,
+    descriptions: dict[Path, str] | None = None,
 ) -> tuple[list[SFTExample], int]:
     """HRA records -> examples in the spec's layout; returns (examples, records skipped).
 
     ``per_dimension``: one example per rated dimension. ``one_pass``: one per record that rates every
     dimension of the spec (others are skipped: a partial answer would teach the model to omit lines).
+    With ``spec.describe``, ``descriptions`` (per video file) go into every question, and each video
+    also gets one describe example teaching that description (the critic writes it itself when scoring).
     """
+    if spec.describe and descriptions is None:
+        raise ValueError("spec.describe needs the videos' descriptions")
     out: list[SFTExample] = []
+    described: set[Path] = set()
     skipped = 0
     for i, record in enumerate(records):
         rated = [d for d in spec.dimensions if d in record.ratings]
@@ -82,16 +92,22 @@ def hra_examples(
             skipped += 1
             continue
         video = resolve_video(videos, record, file=file, record_index=i)
+        seen = descriptions[video] if spec.describe else None
+        if seen is not None and video not in described:
+            described.add(video)
+            out.append(SFTExample(video, spec.describe_instruction, seen))
         reason = {d: record.ratings[d].reason if spec.reasons else "" for d in rated}
         labels = tuple((d, record.ratings[d].label) for d in rated)
         if spec.layout == "one_pass":
             answer = one_pass_answer({d: (record.ratings[d].label, reason[d]) for d in rated}, rated)
             out.append(
-                SFTExample(video, user_text(record.prompt, spec.one_pass_question), answer, labels=labels)
+                SFTExample(
+                    video, user_text(record.prompt, spec.one_pass_question, seen), answer, labels=labels
+                )
             )
             continue
         for dim, label in labels:
-            text = user_text(record.prompt, spec.question(dim))
+            text = user_text(record.prompt, spec.question(dim), seen)
             out.append(SFTExample(video, text, format_answer(label, reason[dim]), labels=((dim, label),)))
     return out, skipped
 

@@ -4,6 +4,10 @@
   answer ``"<Label>. <reason>"``.
 - ``one_pass``: one question for all dimensions; the answer has one line per dimension,
   ``"<Dimension title>: <Label>. <reason>"``. One generation per video instead of three.
+
+Describe-then-rate (an extension, either layout): the critic first answers ``DESCRIBE_INSTRUCTION``
+and every question's text carries that description between caption and question, so judging semantic
+consistency becomes comparing two texts instead of binding what is seen to the caption in one step.
 """
 
 from __future__ import annotations
@@ -30,9 +34,11 @@ ONE_PASS_QUESTION = (
 DESCRIBE_INSTRUCTION = "Describe the video."
 
 
-def user_text(caption: str, question: str) -> str:
-    """Caption then question, as in the LiFT release's human turn."""
-    return f"{caption.strip()} {question.strip()}"
+def user_text(caption: str, question: str, description: str | None = None) -> str:
+    """Caption then question, as in the LiFT release's human turn; a description goes between them."""
+    if description is None:
+        return f"{caption.strip()} {question.strip()}"
+    return f"{caption.strip()} The video shows: {description.strip()} {question.strip()}"
 
 
 def one_pass_answer(ratings: dict[Dimension, tuple[Label | str, str]], dimensions: list[Dimension]) -> str:

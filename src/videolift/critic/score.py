@@ -5,7 +5,8 @@ on), so three questions per video cost one batch, not three calls. Output lines,
 
     {"video": ..., "prompt": ..., "video_id": ...,            # manifest fields carried along
      "ratings": {dim: {"label": "Bad" | null, "reason": ..., "score": 0.05 | null}},
-     "reward": 0.3 | null}
+     "reward": 0.3 | null,
+     "description": ...}                                      # describe-then-rate critics only
 
 An answer with no valid leading label is unparsed: ``label`` and ``score`` are null, the raw text is
 kept as ``answer``, and it is counted in the summary. The reward aggregates the parsed dimensions only
@@ -56,11 +57,12 @@ class Critic:
     processor: Any
     collator: Any
 
-    def prompts(self, caption: str) -> list[tuple[Dimension | None, str]]:
-        """(dimension, user text) per generation for one video; dimension None in the one-pass layout."""
+    def prompts(self, caption: str, description: str | None = None) -> list[tuple[Dimension | None, str]]:
+        """(dimension, user text) per generation for one video; dimension None in the one-pass layout.
+        A describe-then-rate critic needs the video's ``description`` (from ``describe``)."""
         if self.spec.layout == "one_pass":
-            return [(None, user_text(caption, self.spec.one_pass_question))]
-        return [(d, user_text(caption, self.spec.question(d))) for d in self.spec.dimensions]
+            return [(None, user_text(caption, self.spec.one_pass_question, description))]
+        return [(d, user_text(caption, self.spec.question(d), description)) for d in self.spec.dimensions]
 
     def parse(self, answers: list[tuple[Dimension | None, str]]) -> dict[Dimension, dict[str, Any]]:
         """Answers of one video -> {dim: {label, reason, score[, answer]}}."""
@@ -187,16 +189,34 @@ def generate_answers(
     return processor.batch_decode(out[:, n:], skip_special_tokens=True)
 
 
-def rate(
-    critic: Critic, videos: list[tuple[np.ndarray, str]], *, temperature: float = 0.0
-) -> list[dict[Dimension, dict[str, Any]]]:
-    """Ratings of (frames, caption) pairs, all their questions in one generate call."""
+def describe(critic: Critic, frames: list[np.ndarray]) -> list[str]:
+    """A describe-then-rate critic's own greedy descriptions of videos, in one generate call."""
     from videolift.critic.collate import Item
 
+    if not frames:
+        return []
+    items = [Item(f, critic.spec.describe_instruction) for f in frames]
+    return [t.strip() for t in generate(critic, items, max_new_tokens=critic.spec.describe_max_new_tokens)]
+
+
+def rate(
+    critic: Critic,
+    videos: list[tuple[np.ndarray, str]],
+    *,
+    temperature: float = 0.0,
+    descriptions: list[str] | None = None,
+) -> list[dict[Dimension, dict[str, Any]]]:
+    """Ratings of (frames, caption) pairs, all their questions in one generate call. A describe-then-rate
+    critic describes the videos first (one more call) unless ``descriptions`` are given."""
+    from videolift.critic.collate import Item
+
+    if critic.spec.describe and descriptions is None:
+        descriptions = describe(critic, [frames for frames, _ in videos])
+    seen = descriptions if critic.spec.describe else [None] * len(videos)
     jobs = [
         (v, dim, Item(frames, text))
         for v, (frames, caption) in enumerate(videos)
-        for dim, text in critic.prompts(caption)
+        for dim, text in critic.prompts(caption, seen[v])
     ]
     answers = generate(critic, [job[2] for job in jobs], temperature=temperature) if jobs else []
     per_video: list[list[tuple[Dimension | None, str]]] = [[] for _ in videos]
@@ -270,12 +290,18 @@ class ScoreSummary:
 
 
 def _line(
-    record: dict[str, Any], ratings: dict[Dimension, dict[str, Any]] | None, critic: Critic, error: str | None
+    record: dict[str, Any],
+    ratings: dict[Dimension, dict[str, Any]] | None,
+    critic: Critic,
+    error: str | None,
+    description: str | None = None,
 ):
-    line = {k: v for k, v in record.items() if k not in ("ratings", "reward", "error")}
+    line = {k: v for k, v in record.items() if k not in ("ratings", "reward", "error", "description")}
     if error is not None:
         return {**line, "ratings": {}, "reward": None, "error": error}
     assert ratings is not None
+    if description is not None:
+        line["description"] = description
     return {**line, "ratings": {d.value: r for d, r in ratings.items()}, "reward": critic.reward(ratings)}
 
 
@@ -358,11 +384,18 @@ def score_manifest(
                 torch.manual_seed(
                     seed * 1_000_003 + int(hashlib.sha256(video_key(chunk[0]).encode()).hexdigest()[:8], 16)
                 )
-            ratings = rate(critic, [(frames[i], chunk[i]["prompt"]) for i in ok], temperature=temperature)
+            seen = describe(critic, [frames[i] for i in ok]) if critic.spec.describe else None
+            ratings = rate(
+                critic,
+                [(frames[i], chunk[i]["prompt"]) for i in ok],
+                temperature=temperature,
+                descriptions=seen,
+            )
             by_index = dict(zip(ok, ratings, strict=True))
+            seen_by_index = dict(zip(ok, seen or [], strict=False))
             for i, record in enumerate(chunk):
                 error = frames[i] if isinstance(frames[i], str) else None
-                append_jsonl(log_path, _line(record, by_index.get(i), critic, error))
+                append_jsonl(log_path, _line(record, by_index.get(i), critic, error, seen_by_index.get(i)))
             bar.update(len(chunk))
     state.wait_for_everyone()
     summary = None

@@ -18,7 +18,7 @@ from videolift.core.errors import DataError, VideoliftError
 from videolift.core.jsonl import atomic_write, read_json, validation_field
 from videolift.core.reward import RewardConfig
 from videolift.core.schema import DIMENSIONS, Dimension, parse_dimension
-from videolift.critic.prompts import DEFAULT_QUESTIONS, ONE_PASS_QUESTION
+from videolift.critic.prompts import DEFAULT_QUESTIONS, DESCRIBE_INSTRUCTION, ONE_PASS_QUESTION
 
 SPEC_FILE = "critic_spec.json"
 SPEC_VERSION = 1
@@ -45,6 +45,13 @@ class CriticSpec(BaseModel):
     dimensions: list[Dimension] = Field(default_factory=lambda: list(DIMENSIONS))
     questions: dict[Dimension, str] = Field(default_factory=lambda: dict(DEFAULT_QUESTIONS))
     one_pass_question: str = ONE_PASS_QUESTION
+    describe: bool = Field(
+        False,
+        description="describe-then-rate (extension): the critic answers describe_instruction first and "
+        "each question carries that description",
+    )
+    describe_instruction: str = DESCRIBE_INSTRUCTION
+    describe_max_new_tokens: int = Field(64, ge=1, description="generation budget of the description")
     reasons: bool = Field(True, description="answers carry reasons (False: the paper's label-only ablation)")
     max_new_tokens: int = Field(128, ge=1, description="generation budget per answer")
     reward: RewardConfig = Field(default_factory=RewardConfig)

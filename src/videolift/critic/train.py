@@ -387,6 +387,24 @@ def resolve_base(base: str) -> str:
     return str(local.resolve()) if local.exists() else base
 
 
+def _base_descriptions(
+    base: str, records: list[Any], videos: Path, spec: Any, out: Path, data: Path, log: Any
+) -> dict[Path, str]:
+    """The base model's descriptions of the training videos: the main process writes them, the others read."""
+    import torch
+    from accelerate import PartialState
+
+    from videolift.critic.data import resolve_video
+    from videolift.critic.descriptions import base_descriptions
+
+    files = [resolve_video(videos, r, file=data, record_index=i) for i, r in enumerate(records)]
+    state = PartialState(cpu=not torch.cuda.is_available())
+    if state.is_main_process:
+        base_descriptions(base, files, spec, out, log=log)
+    state.wait_for_everyone()
+    return base_descriptions(base, files, spec, out, log=log)
+
+
 def train_critic(
     base: str,
     data: str | Path,
@@ -396,6 +414,7 @@ def train_critic(
     *,
     layout: str = "per_dimension",
     reasons: bool = True,
+    describe: bool = False,
     dimensions: list[str] | None = None,
     class_weight_power: float = 0.0,
     reward_config: str | Path | None = None,
@@ -423,11 +442,18 @@ def train_critic(
         min_pixels=cfg.min_pixels,
         layout=layout,
         dimensions=dimensions or list(DIMENSIONS),
+        describe=describe,
         reasons=reasons,
         reward=RewardConfig.load(reward_config),
     )
     records = read_hra(data)
-    examples, skipped = hra_examples(records, Path(videos), spec, file=data)
+    out = Path(out)
+    if (out / TRAIN_SUMMARY).exists() and not overwrite:
+        raise VideoliftError(f"{out}: already holds a finished model; pass --overwrite to replace it")
+    descriptions = None
+    if describe:
+        descriptions = _base_descriptions(base, records, Path(videos), spec, out, data, log)
+    examples, skipped = hra_examples(records, Path(videos), spec, file=data, descriptions=descriptions)
     if not examples:
         raise VideoliftError(f"{data}: no record rates the dimensions {', '.join(spec.dimensions)}")
     if skipped:

@@ -63,6 +63,9 @@ class Critic(_Strict):
     batch_size: int = 8
     num_frames: int = Field(8, description="frames sampled per clip (the toy VLM was pretrained on 9)")
     layout: Literal["per_dimension", "one_pass"] = "per_dimension"
+    describe: bool = Field(
+        False, description="describe-then-rate critic (extension, `critic train --describe`)"
+    )
     label_only_baseline: bool = Field(True, description="also train the --no-reasons ablation")
     score_batch_size: int = 24
 
@@ -348,6 +351,7 @@ def _critic_stage(
             sft,
             layout=c.layout,
             reasons=reasons,
+            describe=c.describe,
             overwrite=True,
             log=lambda *a, **k: None,
         )

@@ -43,6 +43,9 @@ class TinyCogVideoXConfig:
     sample_height: int = 64
     sample_width: int = 64
     patch_size: int = 2
+    # CogVideoX 1.5 layout: also patch across latent frames (needs rotary position embeddings).
+    patch_size_t: int | None = None
+    rotary: bool = False
     temporal_compression: int = 4  # 1: one latent frame per frame (CogVideoX itself uses 4)
     scaling_factor: float = 1.0
     words: list[str] = field(default_factory=lambda: list(DEFAULT_WORDS))
@@ -111,6 +114,8 @@ def build_tiny_cogvideox(
         sample_height=cfg.sample_height // spatial,
         sample_frames=cfg.sample_frames,
         patch_size=cfg.patch_size,
+        patch_size_t=cfg.patch_size_t,
+        use_rotary_positional_embeddings=cfg.rotary or cfg.patch_size_t is not None,
         temporal_compression_ratio=cfg.temporal_compression,
         max_text_seq_length=cfg.max_text_len,
     )

@@ -154,9 +154,16 @@ class T2VPretrainConfig:
     eval_prompts: int = 64
 
 
-def render_corpus(out: Path, n: int, seed: int, defect_rate: float, empty_rate: float) -> Path:
+def render_corpus(
+    out: Path, n: int, seed: int, defect_rate: float, empty_rate: float, text_field: str = "shown"
+) -> Path:
     """``videolift toy corpus`` with defects, as a scores file of reward 1 (plain likelihood training),
-    plus (clip, "") pairs so the model also learns the unconditional score for guidance."""
+    plus (clip, "") pairs so the model also learns the unconditional score for guidance.
+
+    ``text_field`` "shown" pairs each clip with the prompt of what is on screen (a re-captioned web
+    corpus, as real T2V pretraining data is); "prompt" keeps the asked prompt, so clips with a
+    semantic defect teach a wrong pairing.
+    """
     from videolift.core.jsonl import read_jsonl_dicts, write_jsonl
     from videolift.toy.corpus import plan, write_corpus
 
@@ -166,7 +173,7 @@ def render_corpus(out: Path, n: int, seed: int, defect_rate: float, empty_rate: 
     rng = np.random.default_rng([seed, 7])
     records = []
     for rec in read_jsonl_dicts(manifest):
-        records.append({"video": rec["video"], "prompt": rec["prompt"], "reward": 1.0})
+        records.append({"video": rec["video"], "prompt": rec[text_field], "reward": 1.0})
         if rng.random() < empty_rate:
             records.append({"video": rec["video"], "prompt": "", "reward": 1.0})
     write_jsonl(out / "scores.jsonl", records)

@@ -236,19 +236,6 @@ def chance_levels() -> dict[str, float]:
     }
 
 
-def _load(model_dir: str | Path):
-    from videolift.critic.collate import ChatCollator
-    from videolift.models.vlm import get_family, load_vlm
-
-    model, processor = load_vlm(model_dir)
-    model.eval()
-    eos = model.generation_config.eos_token_id
-    collator = ChatCollator(
-        processor, get_family(model.config.model_type), eos_token_ids=[eos] if isinstance(eos, int) else eos
-    )
-    return model, processor, collator
-
-
 def caption_clips(
     model_dir: str | Path,
     videos: list[Path],
@@ -258,23 +245,22 @@ def caption_clips(
     progress: bool = False,
 ) -> list[str]:
     """Greedy "Describe the video." answers of a VLM directory for video files."""
-    from tqdm import tqdm
-
-    from videolift.core.video import sample_frames
-    from videolift.critic.collate import Item
+    from videolift.critic.descriptions import describe_files, load_describer
     from videolift.critic.prompts import DESCRIBE_INSTRUCTION
-    from videolift.critic.score import generate_answers
 
-    model, processor, collator = _load(model_dir)
-    out: list[str] = []
-    chunks = range(0, len(videos), batch_size)
-    for start in tqdm(chunks, desc="captioning", unit="batch", disable=not progress):
-        items = [
-            Item(sample_frames(v, num_frames), DESCRIBE_INSTRUCTION)
-            for v in videos[start : start + batch_size]
-        ]
-        out += generate_answers(model, processor, collator, items, max_new_tokens=48)
-    return out
+    model, processor, collator = load_describer(model_dir)
+    return describe_files(
+        model,
+        processor,
+        collator,
+        videos,
+        num_frames=num_frames,
+        instruction=DESCRIBE_INSTRUCTION,
+        max_new_tokens=48,
+        batch_size=batch_size,
+        progress=progress,
+        desc="captioning",
+    )
 
 
 def clause_options(caption: str, dimension: str) -> dict[tuple[str, str] | None, str]:
@@ -334,9 +320,10 @@ def defect_recognition(
 
     from videolift.core.video import sample_frames
     from videolift.critic.collate import Item
+    from videolift.critic.descriptions import load_describer
     from videolift.critic.prompts import DESCRIBE_INSTRUCTION
 
-    model, _, collator = _load(model_dir)
+    model, _, collator = load_describer(model_dir)
     hits: dict[str, dict[str, list[bool]]] = {d: {"label": [], "clause": []} for d in DEFECT_DIMENSIONS}
     truth_labels: dict[str, list[str]] = {d: [] for d in DEFECT_DIMENSIONS}
     clauses = clause_table()
