@@ -8,14 +8,14 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from videolift.toy.corpus import plan
-from videolift.toy.defects import shown_spec
-from videolift.toy.pretrain_cli import pretrain_vlm_command
-from videolift.toy.pretrain_vlm import (
+from videolift.toy.caption_check import (
     caption_accuracy,
     caption_fields,
     clause_table,
 )
+from videolift.toy.corpus import plan
+from videolift.toy.defects import shown_spec
+from videolift.toy.pretrain_cli import pretrain_vlm_command
 
 
 def _captions(n: int = 60) -> list[str]:
