@@ -43,66 +43,6 @@ class VAEPhase:
     defect_rate: float = 0.5
 
 
-@dataclass
-class DecoderPhase:
-    """Phase 1b: the decoder alone (encoder frozen, so the latent space stays) learns to decode
-    slightly-off latents into clean clips. A diffusion model's samples are never exactly on the latent
-    manifold; with a near-deterministic VAE (KL 1e-6) the plain decoder turned latent errors of 0.2 std
-    into speckles and blotches that the oracle grades as noise, holes and wrong shapes."""
-
-    steps: int = 700
-    batch: int = 8
-    window: int = 3
-    lr: float = 3e-4
-    noise_max: float = 0.4  # per clip, noise std ~ U(0, noise_max) in scaled (unit-variance) latents
-    defect_rate: float = 0.5
-    seed_offset: int = 5  # its own stream of clips
-
-
-def train_decoder(
-    vae: Any,
-    sample: Callable[[int], tuple[np.ndarray, list[str]]],
-    phase: DecoderPhase,
-    deadline: float | None = None,
-    log: Callable[[dict], None] | None = None,
-) -> dict[str, float]:
-    """Fine-tune the decoder on noisy scaled latents; returns its final loss (MSE + L1, [-1, 1] scale)."""
-    scale = vae.config.scaling_factor
-    vae.requires_grad_(False)
-    vae.decoder.requires_grad_(True)
-    if getattr(vae, "post_quant_conv", None) is not None:
-        vae.post_quant_conv.requires_grad_(True)
-    params = [p for p in vae.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=phase.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=phase.lr, total_steps=phase.steps + 1, pct_start=0.05
-    )
-    rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
-    ema = None
-    bar = tqdm(range(phase.steps), desc="decoder", unit="step")
-    for step in bar:
-        x = _clips(sample(phase.batch)[0], phase.window, rng)
-        with torch.no_grad():
-            z = vae.encode(x).latent_dist.mean * scale
-        sigma = torch.rand(z.shape[0], 1, 1, 1, 1, generator=gen) * phase.noise_max
-        recon = vae.decode((z + sigma * torch.randn(z.shape, generator=gen)) / scale).sample
-        loss = torch.mean((recon - x) ** 2) + torch.mean(torch.abs(recon - x))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
-        bar.set_postfix(loss=f"{ema:.4f}")
-        if log and step % 50 == 0:
-            log({"phase": "decoder", "step": step, "loss": loss.item(), "lr": sched.get_last_lr()[0]})
-        if deadline is not None and time.time() > deadline:
-            break
-    vae.requires_grad_(False)
-    vae.eval()
-    return {"decoder_loss": float(ema or 0.0)}
-
-
 def toy_model_config() -> TinyCogVideoXConfig:
     from videolift.toy import render
 
@@ -207,7 +147,6 @@ class T2VPretrainConfig:
 
     seed: int = 0
     vae: VAEPhase = field(default_factory=VAEPhase)
-    decoder: DecoderPhase = field(default_factory=DecoderPhase)
     corpus_size: int = 12000  # rendered web-corpus clips the transformer trains on
     corpus_defect_rate: float = 0.5  # share of clips with at least one defect
     corpus_text: str = "shown"  # "shown": each clip with the prompt of what is on screen (render_corpus)
@@ -275,17 +214,6 @@ def pretrain_t2v(out: str | Path, cfg: T2VPretrainConfig | None = None, minutes:
         pipe.save_pretrained(base0)
         (work / "vae_report.json").write_text(json.dumps(vae_report))
     vae_report = json.loads((work / "vae_report.json").read_text())
-    base = work / "base"
-    if not (base / "model_index.json").exists():
-        from diffusers import CogVideoXPipeline
-
-        pipe = CogVideoXPipeline.from_pretrained(base0)
-        deadline = None if budget is None else start + 0.4 * budget
-        sample = web_clips(cfg.seed + cfg.decoder.seed_offset, cfg.decoder.defect_rate)
-        vae_report.update(train_decoder(pipe.vae, sample, cfg.decoder, deadline, log))
-        pipe.save_pretrained(base)
-        (work / "vae_report.json").write_text(json.dumps(vae_report))
-
     corpus = work / "corpus"
     if not (corpus / "scores.jsonl").exists():
         render_corpus(
@@ -298,7 +226,7 @@ def pretrain_t2v(out: str | Path, cfg: T2VPretrainConfig | None = None, minutes:
         )
     steps = cfg.steps
     align_cfg = AlignConfig(
-        model=str(base),
+        model=str(base0),
         scores=corpus / "scores.jsonl",
         videos=corpus,
         out=work / "transformer",
