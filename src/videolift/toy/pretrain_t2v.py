@@ -149,7 +149,7 @@ class T2VPretrainConfig:
     vae: VAEPhase = field(default_factory=VAEPhase)
     corpus_size: int = 12000  # rendered web-corpus clips the transformer trains on
     corpus_defect_rate: float = 0.5  # share of clips with at least one defect
-    corpus_text: str = "shown"  # "shown": each clip with the prompt of what is on screen (render_corpus)
+    corpus_text: str = "prompt"  # or "shown": each clip with the prompt of what is on screen (render_corpus)
     empty_prompt_rate: float = 0.1  # extra (clip, "") pairs: classifier-free guidance needs them
     steps: int = 5000
     batch: int = 16
@@ -161,14 +161,14 @@ class T2VPretrainConfig:
 
 
 def render_corpus(
-    out: Path, n: int, seed: int, defect_rate: float, empty_rate: float, text_field: str = "shown"
+    out: Path, n: int, seed: int, defect_rate: float, empty_rate: float, text_field: str = "prompt"
 ) -> Path:
     """``videolift toy corpus`` with defects, as a scores file of reward 1 (plain likelihood training),
     plus (clip, "") pairs so the model also learns the unconditional score for guidance.
 
-    ``text_field`` "shown" pairs each clip with the prompt of what is on screen (a re-captioned web
-    corpus, as real T2V pretraining data is); "prompt" keeps the asked prompt, so clips with a
-    semantic defect teach a wrong pairing.
+    ``text_field`` "prompt" (the committed model's) keeps the asked prompt, so clips with a semantic
+    defect pair it with other content, as loosely captioned web data does; "shown" pairs each clip with
+    the prompt of what is on screen (a re-captioned corpus).
     """
     from videolift.core.jsonl import read_jsonl_dicts, write_jsonl
     from videolift.toy.corpus import plan, write_corpus
