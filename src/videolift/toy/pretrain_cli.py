@@ -101,6 +101,12 @@ def pretrain_t2v_command(
         None, "--steps", help="Transformer updates (default: the committed model's)."
     ),
     seed: int = typer.Option(0, "--seed"),
+    corpus_text: str = typer.Option(
+        "prompt",
+        "--corpus-text",
+        help="Text paired with each corpus clip: 'prompt' (the asked prompt; clips with a semantic defect "
+        "then show something else, as on the web) or 'shown' (the prompt of what is on screen).",
+    ),
 ) -> None:
     """Pretrain the toy T2V base (CogVideoX classes): the VAE on toy clips, then the transformer on a
     rendered web corpus with defects. Writes OUT (pipeline + videolift_pretrain.json quality report)."""
@@ -108,7 +114,11 @@ def pretrain_t2v_command(
 
     from videolift.toy.pretrain_t2v import T2VPretrainConfig, pretrain_t2v
 
-    cfg = replace(T2VPretrainConfig(), seed=seed, **({"steps": steps} if steps else {}))
+    if corpus_text not in ("prompt", "shown"):
+        raise typer.BadParameter("must be 'prompt' or 'shown'", param_hint="--corpus-text")
+    cfg = replace(
+        T2VPretrainConfig(), seed=seed, corpus_text=corpus_text, **({"steps": steps} if steps else {})
+    )
     report = pretrain_t2v(out, cfg, minutes=minutes)
     q = report["quality"]
     table = Table(title=f"oracle on {q['videos']} held-out-prompt videos")
