@@ -400,9 +400,11 @@ def _base_descriptions(
     files = [resolve_video(videos, r, file=data, record_index=i) for i, r in enumerate(records)]
     state = PartialState(cpu=not torch.cuda.is_available())
     if state.is_main_process:
-        base_descriptions(base, files, spec, out, log=log)
+        described = base_descriptions(base, files, spec, out, log=log)
     state.wait_for_everyone()
-    return base_descriptions(base, files, spec, out, log=log)
+    if not state.is_main_process:  # reads what the main process cached
+        described = base_descriptions(base, files, spec, out, log=log)
+    return described
 
 
 def train_critic(
