@@ -47,7 +47,7 @@ class CogVideoXSpec:
             raise VideoliftError(f"{model}: not a diffusers pipeline directory (no model_index.json)")
         try:
             pipe = CogVideoXPipeline.from_pretrained(model, dtype=resolve_dtype(dtype))
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: huggingface_hub's invalid repo id (a bad path)
             raise VideoliftError(
                 f"cannot load CogVideoX pipeline {model!r}: not a local pipeline directory and not "
                 f"reachable on the Hub ({str(exc).splitlines()[0]})"

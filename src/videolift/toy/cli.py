@@ -113,9 +113,10 @@ def rate(
 
 
 def _register_pretraining() -> None:
-    from videolift.toy.pretrain_cli import pretrain_t2v_command, pretrain_vlm_command
+    from videolift.toy.pretrain_cli import pretrain_t2v_command, pretrain_vlm_command, probe_t2v_command
 
     app.command("pretrain")(pretrain_t2v_command)
+    app.command("probe-t2v")(probe_t2v_command)
     app.command("pretrain-vlm")(pretrain_vlm_command)
 
 

@@ -1,4 +1,4 @@
-"""``videolift toy pretrain-vlm``: build and caption-pretrain the toy world's tiny base VLM.
+"""``videolift toy pretrain`` / ``pretrain-vlm`` / ``probe-t2v``: build, pretrain and probe the toy base models.
 
 Registered by ``videolift.toy.cli`` (``app.command("pretrain-vlm")(pretrain_vlm_command)``). Heavy imports
 live inside the command so ``videolift --help`` stays fast.
@@ -133,3 +133,49 @@ def pretrain_t2v_command(
         )
     table.add_row("all three Good", f"{q['all_good_rate']:.2f}", "")
     Console().print(table)
+    _print_probe(q["conditioning"])
+
+
+def _print_probe(probe: dict) -> None:
+    table = Table(
+        title=f"does the model read each word? high-noise loss on {probe['clips']} clips "
+        f"(t in [{probe['t_range'][0]}, {probe['t_range'][1]}))"
+    )
+    for col in ("prompt", "loss", "gap vs true prompt"):
+        table.add_column(col, justify="left" if col == "prompt" else "right")
+    table.add_row("true", f"{probe['loss_true']:.4f}", "")
+    for attribute, loss in probe["loss_swapped"].items():
+        table.add_row(f"{attribute} swapped", f"{loss:.4f}", f"{100 * probe['gap'][attribute]:+.1f}%")
+    Console().print(table)
+    ignored = [a for a, gap in probe["gap"].items() if gap < 0.01]
+    if ignored:
+        Console().print(f"[yellow]the model ignores (gap < 1%): {', '.join(ignored)}[/yellow]")
+
+
+def probe_t2v_command(
+    model: str = typer.Option(..., "--model", help="A toy T2V pipeline directory (videolift toy pretrain)."),
+    clips: int = typer.Option(64, "--clips", min=1, help="Clean single-subject clips of linear moves."),
+    split: str = typer.Option("heldout", "--split", help="Prompt split the clips are drawn from."),
+    t_low: int = typer.Option(700, "--t-low", min=0, help="Noise levels probed: t in [T_LOW, T)."),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = typer.Option(False, "--json", help="Print the probe as JSON."),
+) -> None:
+    """Does a toy T2V model read the colour, shape and direction words of its prompt? Compares its
+    high-noise diffusion loss with the true prompt against each word swapped (docs/toy-world.md)."""
+    import json
+
+    from videolift.models.cogvideox import get_spec
+    from videolift.toy.t2v_probe import conditioning_probe
+
+    if split not in ("train", "heldout"):
+        raise typer.BadParameter("must be 'train' or 'heldout'", param_hint="--split")
+    spec = get_spec("cogvideox")
+    pipe = spec.load(model)
+    total = pipe.scheduler.config.num_train_timesteps
+    if t_low >= total:
+        raise typer.BadParameter(f"must be below the scheduler's {total} timesteps", param_hint="--t-low")
+    probe = conditioning_probe(spec, pipe, n_clips=clips, split=split, seed=seed, t_low=t_low)
+    if as_json:
+        typer.echo(json.dumps(probe, indent=1))
+    else:
+        _print_probe(probe)

@@ -278,16 +278,19 @@ def evaluate_t2v(
 
     Attribute accuracy is measured on single-subject prompts: the share of videos whose (first)
     detected subject has the asked colour / shape / motion kind (direction for linear moves).
-    Chance: colour 1/4, shape 1/3, linear direction 1/4.
+    Chance: colour 1/4, shape 1/3, linear direction 1/4. ``conditioning`` is the probe of
+    ``t2v_probe`` on as many clips as prompts: whether the model reads each word at all.
     """
     from videolift.core.schema import DIMENSIONS, Label
     from videolift.models.base import SamplerSettings
     from videolift.models.cogvideox import get_spec
     from videolift.toy import grammar, render
     from videolift.toy.oracle import judge
+    from videolift.toy.t2v_probe import conditioning_probe
 
     spec = get_spec("cogvideox")
     pipe = spec.load(str(model))
+    conditioning = conditioning_probe(spec, pipe, n_clips=n_prompts, seed=seed)
     prompts = grammar.sample_distinct(n_prompts, "heldout", seed=seed)
     settings = SamplerSettings(
         steps=steps,
@@ -326,6 +329,7 @@ def evaluate_t2v(
         "chance": {"colour": 1 / len(grammar.COLOURS), "shape": 1 / len(grammar.SHAPES), "direction": 0.25},
         "label_rates": {d: {lab: c / n for lab, c in counts.items()} for d, counts in labels.items()},
         "all_good_rate": all_good / n,
+        "conditioning": conditioning,
     }
     if strip is not None:
         from videolift.evaluate.report import frame_strip_png
