@@ -129,6 +129,36 @@ def _eval_loss(pipe, transformer, world: Path, weights: list[float]) -> float:
     return float(np.mean(losses))
 
 
+def test_fingerprint_follows_encoder_contents_not_paths(world, tmp_path):
+    """A copy of the same encoders (an aligned pipeline aligned again) reuses the cache; another
+    transformer's weights do not matter; a changed VAE does."""
+    import shutil
+
+    from diffusers import CogVideoXPipeline
+
+    def fingerprint(model: Path, memo: Path | None = None) -> str:
+        pipe = CogVideoXPipeline.from_pretrained(model)
+        return model_fingerprint(str(model), pipe, trained=pipe.transformer, memo=memo)
+
+    memo = tmp_path / "cache" / "file_hashes.json"
+    original = fingerprint(world / "model", memo)
+    copy = tmp_path / "copy"
+    shutil.copytree(world / "model", copy)
+    pipe = CogVideoXPipeline.from_pretrained(copy)
+    with torch.no_grad():
+        for p in pipe.transformer.parameters():
+            p.add_(0.5)
+    pipe.transformer.save_pretrained(copy / "transformer")
+    assert fingerprint(copy, memo) == original
+    assert len(json.loads(memo.read_text())) >= 2 * 2  # VAE and text-encoder files of both dirs
+
+    with torch.no_grad():
+        next(pipe.vae.parameters()).add_(0.01)
+    pipe.vae.save_pretrained(copy / "vae")
+    assert fingerprint(copy, memo) != original
+    assert fingerprint(copy) == fingerprint(copy, memo)  # the memo saves reading, never changes a key
+
+
 def test_training_decreases_weighted_loss_and_full_export_loads(world, tmp_path):
     from diffusers import CogVideoXPipeline
 

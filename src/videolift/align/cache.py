@@ -1,7 +1,7 @@
 """Encode once, train many steps: VAE latent-distribution parameters and text embeddings on disk.
 
 One safetensors file per video (``latents/<key>``) and per distinct prompt (``text/<key>``). Keys
-hash the model's frozen components (configs + local weight-file stats), the video (path + size +
+hash the model's frozen components (configs + local weight-file contents), the video (path + size +
 mtime, or its content) and the preprocessing, so a changed video, model or resize invalidates
 exactly its entries. Each file is written atomically: an interrupted build resumes where it
 stopped; ranks split the missing entries between them.
@@ -34,18 +34,27 @@ def _digest(obj: Any) -> str:
 def _config_of(component: Any) -> Any:
     config = getattr(component, "config", None)
     if config is not None:
-        return config.to_dict() if hasattr(config, "to_dict") else dict(config)
+        config = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+        config.pop("_name_or_path", None)  # where it was loaded from is not what it is
+        return config
     if hasattr(component, "model_max_length"):  # tokenizers
         return {"vocab": len(component), "max_length": component.model_max_length}
     return type(component).__name__
 
 
-def model_fingerprint(model: str, pipe: Any, trained: Any = None) -> str:
+def model_fingerprint(model: str, pipe: Any, trained: Any = None, memo: Path | None = None) -> str:
     """Identity of what encodes videos and prompts: class, config and dtype of every pipeline
-    component (the scheduler aside), and for a local directory the size and mtime of their weight
-    files — except those of the ``trained`` module, whose weights the cache does not depend on."""
+    component (the scheduler aside) and, for a local directory, the content of their weight files —
+    except those of the ``trained`` module, whose weights the cache does not depend on.
+
+    A local model is known by what it holds, not where it lies: an exported copy of the same
+    encoders (an aligned model aligned again, a pretraining phase continued) reuses the cache, and a
+    changed encoder misses it. Content hashes are memoised in ``memo`` by (path, size, mtime), so
+    multi-GB weights are read once, not on every run.
+    """
     root = Path(model)
-    parts: dict[str, Any] = {"model": str(root.resolve()) if root.exists() else model}
+    parts: dict[str, Any] = {} if root.exists() else {"model": model}
+    memo_table = _read_memo(memo)
     for name, component in sorted(pipe.components.items()):
         if component is None or name == "scheduler":
             continue
@@ -54,12 +63,38 @@ def model_fingerprint(model: str, pipe: Any, trained: Any = None) -> str:
             entry["dtype"] = str(next(component.parameters()).dtype)
             if (root / name).is_dir():
                 entry["files"] = sorted(
-                    (f.name, f.stat().st_size, f.stat().st_mtime_ns)
-                    for f in (root / name).iterdir()
-                    if f.is_file()
+                    (f.name, _content_hash(f, memo_table)) for f in (root / name).iterdir() if f.is_file()
                 )
+            elif root.exists():  # weights we cannot see: fall back to where the model lies
+                parts["model"] = str(root.resolve())
         parts[name] = entry
+    if memo is not None and memo_table.pop("_changed", False):
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(memo) as handle:  # ranks may race here: each writes a complete table
+            json.dump(memo_table, handle)
     return _digest(parts)[:32]
+
+
+def _read_memo(memo: Path | None) -> dict[str, Any]:
+    if memo is None or not memo.exists():
+        return {}
+    try:
+        return json.loads(memo.read_text())
+    except (OSError, ValueError):  # a damaged memo only costs re-hashing
+        return {}
+
+
+def _content_hash(path: Path, memo_table: dict[str, Any]) -> str:
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    if key not in memo_table:
+        h = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                h.update(block)
+        memo_table[key] = h.hexdigest()
+        memo_table["_changed"] = True
+    return memo_table[key]
 
 
 def file_identity(path: Path, hash_content: bool) -> Any:

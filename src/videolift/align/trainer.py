@@ -128,7 +128,9 @@ def _cache_all(cfg, spec, pipe, accelerator, synthetic, real) -> tuple[list, lis
     trained transformer stays on the accelerator."""
     from accelerate.utils import gather_object
 
-    fingerprint = model_fingerprint(cfg.model, pipe, trained=pipe.transformer)
+    fingerprint = model_fingerprint(
+        cfg.model, pipe, trained=pipe.transformer, memo=cfg.cache_root / "file_hashes.json"
+    )
     cache = EncodingCache(cfg.cache_root, fingerprint, cfg.preprocessing(), hash_content=cfg.hash_content)
     items = [(cfg.videos / s.video, s.prompt) for s in synthetic]
     items += [(cfg.real_root / s.video, s.prompt) for s in real]
