@@ -1,6 +1,10 @@
 """The toy T2V pretraining on a shortened schedule: both phases run and the result is a plain diffusers pipeline."""
 
 import json
+from pathlib import Path
+
+from videolift.core.jsonl import read_jsonl_dicts
+from videolift.toy.grammar import LINEAR_ACTIONS
 
 
 def test_pretrain_t2v_short_schedule_loads_with_plain_diffusers(tmp_path):
@@ -9,7 +13,15 @@ def test_pretrain_t2v_short_schedule_loads_with_plain_diffusers(tmp_path):
     from videolift.toy.pretrain_t2v import T2VPretrainConfig, VAEPhase, pretrain_t2v
 
     cfg = T2VPretrainConfig(
-        vae=VAEPhase(steps=3), corpus_size=24, steps=3, batch=4, warmup=1, eval_prompts=2, sample_steps=2
+        vae=VAEPhase(steps=3),
+        corpus_size=24,
+        steps=3,
+        batch=4,
+        warmup=1,
+        eval_prompts=2,
+        sample_steps=2,
+        first_steps=2,
+        first_corpus_size=6,
     )
     report = pretrain_t2v(tmp_path / "t2v", cfg)
     pipe = CogVideoXPipeline.from_pretrained(tmp_path / "t2v")
@@ -21,3 +33,15 @@ def test_pretrain_t2v_short_schedule_loads_with_plain_diffusers(tmp_path):
     assert not (tmp_path / ".t2v.partial").exists()
     log = [json.loads(x) for x in (tmp_path / ".t2v.work" / "pretrain_log.jsonl").read_text().splitlines()]
     assert log and log[0]["phase"] == "vae"
+    # The curriculum's first lesson: clean single-subject linear moves, then the web corpus from there.
+    lesson = list(read_jsonl_dicts(tmp_path / ".t2v.work" / "corpus_first" / "manifest.jsonl"))
+    assert len(lesson) == 6
+    assert all(r["count"] == 1 and r["action"] in LINEAR_ACTIONS and not r["defects"] for r in lesson)
+    assert all(r["split"] == "train" for r in lesson)
+    web = json.loads((tmp_path / ".t2v.work" / "transformer" / "align_config.json").read_text())
+    assert Path(web["model"]) == tmp_path / ".t2v.work" / "transformer_first" / "pipeline"
+    assert q["conditioning"]["clips"] == 2 and set(q["conditioning"]["gap"]) == {
+        "colour",
+        "shape",
+        "direction",
+    }

@@ -101,6 +101,13 @@ def pretrain_t2v_command(
         None, "--steps", help="Transformer updates (default: the committed model's)."
     ),
     seed: int = typer.Option(0, "--seed"),
+    first_steps: int = typer.Option(
+        0,
+        "--first-steps",
+        min=0,
+        help="Curriculum: updates on clean clips of one subject moving in a line before the web corpus "
+        "(0: off, the committed model's recipe; see docs/toy-world.md).",
+    ),
     corpus_text: str = typer.Option(
         "prompt",
         "--corpus-text",
@@ -117,7 +124,11 @@ def pretrain_t2v_command(
     if corpus_text not in ("prompt", "shown"):
         raise typer.BadParameter("must be 'prompt' or 'shown'", param_hint="--corpus-text")
     cfg = replace(
-        T2VPretrainConfig(), seed=seed, corpus_text=corpus_text, **({"steps": steps} if steps else {})
+        T2VPretrainConfig(),
+        seed=seed,
+        corpus_text=corpus_text,
+        first_steps=first_steps,
+        **({"steps": steps} if steps else {}),
     )
     report = pretrain_t2v(out, cfg, minutes=minutes)
     q = report["quality"]

@@ -151,6 +151,11 @@ class T2VPretrainConfig:
     corpus_defect_rate: float = 0.5  # share of clips with at least one defect
     corpus_text: str = "prompt"  # or "shown": each clip with the prompt of what is on screen (render_corpus)
     empty_prompt_rate: float = 0.1  # extra (clip, "") pairs: classifier-free guidance needs them
+    # Curriculum (0 = off, the committed model): first this many updates on clean clips of one subject
+    # moving in a line, then the web corpus. On the web corpus alone the transformer never learns to
+    # read the shape and direction words (docs/toy-world.md, "Does the model read each word?").
+    first_steps: int = 0
+    first_corpus_size: int = 2000
     steps: int = 5000
     batch: int = 16
     lr: float = 1e-3
@@ -160,22 +165,42 @@ class T2VPretrainConfig:
     eval_prompts: int = 64
 
 
+def first_lesson_items(n: int, seed: int) -> list:
+    """The curriculum's first lesson: clean clips of one subject moving in a line (train split)."""
+    from videolift.toy import grammar
+    from videolift.toy.corpus import Item
+
+    pool = [p for p in grammar.split_specs("train") if p.count == 1 and p.action in grammar.LINEAR_ACTIONS]
+    rng = np.random.default_rng([seed, 13])
+    width = max(6, len(str(n - 1)))
+    return [
+        Item(f"first-{i:0{width}d}", pool[int(rng.integers(len(pool)))], int(rng.integers(2**31)), ())
+        for i in range(n)
+    ]
+
+
 def render_corpus(
-    out: Path, n: int, seed: int, defect_rate: float, empty_rate: float, text_field: str = "prompt"
+    out: Path,
+    n: int,
+    seed: int,
+    defect_rate: float,
+    empty_rate: float,
+    text_field: str = "prompt",
+    items: list | None = None,
 ) -> Path:
     """``videolift toy corpus`` with defects, as a scores file of reward 1 (plain likelihood training),
     plus (clip, "") pairs so the model also learns the unconditional score for guidance.
 
     ``text_field`` "prompt" (the committed model's) keeps the asked prompt, so clips with a semantic
     defect pair it with other content, as loosely captioned web data does; "shown" pairs each clip with
-    the prompt of what is on screen (a re-captioned corpus).
+    the prompt of what is on screen (a re-captioned corpus). ``items`` replaces the planned corpus.
     """
     from videolift.core.jsonl import read_jsonl_dicts, write_jsonl
     from videolift.toy.corpus import plan, write_corpus
 
     manifest = out / "manifest.jsonl"
     if not manifest.exists():
-        write_corpus(plan(n, defect_rate=defect_rate, seed=seed, split="train"), out)
+        write_corpus(items or plan(n, defect_rate=defect_rate, seed=seed, split="train"), out)
     rng = np.random.default_rng([seed, 7])
     records = []
     for rec in read_jsonl_dicts(manifest):
@@ -224,26 +249,46 @@ def pretrain_t2v(out: str | Path, cfg: T2VPretrainConfig | None = None, minutes:
             cfg.empty_prompt_rate,
             cfg.corpus_text,
         )
-    steps = cfg.steps
-    align_cfg = AlignConfig(
-        model=str(base0),
-        scores=corpus / "scores.jsonl",
-        videos=corpus,
-        out=work / "transformer",
-        lambda_real=0.0,
-        finetune="full",
-        lr=cfg.lr,
-        lr_scheduler="cosine",
-        warmup_steps=cfg.warmup,
-        max_steps=steps,
-        batch_size=cfg.batch,
-        seed=cfg.seed,
-        checkpoint_every=500,
-        log_every=50,
-        num_workers=0,
-        resume=(work / "transformer").exists(),
-    )
-    result = train(align_cfg, progress=True)
+
+    def phase(model: Path, scores: Path, name: str, steps: int, schedule: str, warmup: int) -> Any:
+        return train(
+            AlignConfig(
+                model=str(model),
+                scores=scores,
+                videos=scores.parent,
+                out=work / name,
+                lambda_real=0.0,
+                finetune="full",
+                lr=cfg.lr,
+                lr_scheduler=schedule,
+                warmup_steps=warmup,
+                max_steps=steps,
+                batch_size=cfg.batch,
+                seed=cfg.seed,
+                checkpoint_every=500,
+                log_every=50,
+                num_workers=0,
+                resume=(work / name).exists(),
+            ),
+            progress=True,
+        )
+
+    model = base0
+    if cfg.first_steps > 0:
+        first = work / "corpus_first"
+        if not (first / "scores.jsonl").exists():
+            items = first_lesson_items(cfg.first_corpus_size, cfg.seed + 2)
+            render_corpus(first, len(items), cfg.seed + 2, 0.0, 0.0, items=items)
+        lesson = phase(
+            base0,
+            first / "scores.jsonl",
+            "transformer_first",
+            cfg.first_steps,
+            "constant_with_warmup",
+            min(100, cfg.first_steps),
+        )
+        model = lesson.export_dir
+    result = phase(model, corpus / "scores.jsonl", "transformer", cfg.steps, "cosine", cfg.warmup)
     from shutil import copytree, rmtree
 
     tmp = out.parent / f".{out.name}.partial"
