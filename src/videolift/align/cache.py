@@ -55,6 +55,7 @@ def model_fingerprint(model: str, pipe: Any, trained: Any = None, memo: Path | N
     root = Path(model)
     parts: dict[str, Any] = {} if root.exists() else {"model": model}
     memo_table = _read_memo(memo)
+    known = len(memo_table)
     for name, component in sorted(pipe.components.items()):
         if component is None or name == "scheduler":
             continue
@@ -68,7 +69,7 @@ def model_fingerprint(model: str, pipe: Any, trained: Any = None, memo: Path | N
             elif root.exists():  # weights we cannot see: fall back to where the model lies
                 parts["model"] = str(root.resolve())
         parts[name] = entry
-    if memo is not None and memo_table.pop("_changed", False):
+    if memo is not None and len(memo_table) > known:
         memo.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(memo) as handle:  # ranks may race here: each writes a complete table
             json.dump(memo_table, handle)
@@ -93,7 +94,6 @@ def _content_hash(path: Path, memo_table: dict[str, Any]) -> str:
             for block in iter(lambda: handle.read(1 << 22), b""):
                 h.update(block)
         memo_table[key] = h.hexdigest()
-        memo_table["_changed"] = True
     return memo_table[key]
 
 

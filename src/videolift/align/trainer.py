@@ -128,9 +128,17 @@ def _cache_all(cfg, spec, pipe, accelerator, synthetic, real) -> tuple[list, lis
     trained transformer stays on the accelerator."""
     from accelerate.utils import gather_object
 
-    fingerprint = model_fingerprint(
-        cfg.model, pipe, trained=pipe.transformer, memo=cfg.cache_root / "file_hashes.json"
-    )
+    def fingerprint_of() -> str:
+        return model_fingerprint(
+            cfg.model, pipe, trained=pipe.transformer, memo=cfg.cache_root / "file_hashes.json"
+        )
+
+    # The main process reads (and memoises) the weight files once; the other ranks then hit its memo.
+    if accelerator.is_main_process:
+        fingerprint = fingerprint_of()
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        fingerprint = fingerprint_of()
     cache = EncodingCache(cfg.cache_root, fingerprint, cfg.preprocessing(), hash_content=cfg.hash_content)
     items = [(cfg.videos / s.video, s.prompt) for s in synthetic]
     items += [(cfg.real_root / s.video, s.prompt) for s in real]
