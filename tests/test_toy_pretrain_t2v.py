@@ -45,3 +45,14 @@ def test_pretrain_t2v_short_schedule_loads_with_plain_diffusers(tmp_path):
         "shape",
         "direction",
     }
+
+
+def test_committed_base_is_what_the_defaults_build():
+    """`videolift toy pretrain` with its defaults must rebuild the committed model: same recorded recipe."""
+    from dataclasses import asdict
+
+    from videolift.toy.pretrain_t2v import T2VPretrainConfig
+
+    asset = Path(__file__).parents[1] / "src" / "videolift" / "toy" / "assets" / "t2v"
+    recorded = json.loads((asset / "videolift_pretrain.json").read_text())["config"]
+    assert recorded == json.loads(json.dumps(asdict(T2VPretrainConfig())))

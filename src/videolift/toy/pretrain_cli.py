@@ -101,18 +101,19 @@ def pretrain_t2v_command(
         None, "--steps", help="Transformer updates (default: the committed model's)."
     ),
     seed: int = typer.Option(0, "--seed"),
-    first_steps: int = typer.Option(
-        0,
+    first_steps: int | None = typer.Option(
+        None,
         "--first-steps",
         min=0,
         help="Curriculum: updates on clean clips of one subject moving in a line before the web corpus "
-        "(0: off, the committed model's recipe; see docs/toy-world.md).",
+        "(default: the committed model's, 2000; 0: off; see docs/toy-world.md).",
     ),
-    corpus_text: str = typer.Option(
-        "prompt",
+    corpus_text: str | None = typer.Option(
+        None,
         "--corpus-text",
-        help="Text paired with each corpus clip: 'prompt' (the asked prompt; clips with a semantic defect "
-        "then show something else, as on the web) or 'shown' (the prompt of what is on screen).",
+        help="Text paired with each corpus clip: 'shown' (the prompt of what is on screen; the committed "
+        "model's) or 'prompt' (the asked prompt; clips with a semantic defect then show something else, "
+        "as on the web).",
     ),
 ) -> None:
     """Pretrain the toy T2V base (CogVideoX classes): the VAE on toy clips, then the transformer on a
@@ -121,15 +122,10 @@ def pretrain_t2v_command(
 
     from videolift.toy.pretrain_t2v import T2VPretrainConfig, pretrain_t2v
 
-    if corpus_text not in ("prompt", "shown"):
+    if corpus_text not in (None, "prompt", "shown"):
         raise typer.BadParameter("must be 'prompt' or 'shown'", param_hint="--corpus-text")
-    cfg = replace(
-        T2VPretrainConfig(),
-        seed=seed,
-        corpus_text=corpus_text,
-        first_steps=first_steps,
-        **({"steps": steps} if steps else {}),
-    )
+    chosen = {"steps": steps, "first_steps": first_steps, "corpus_text": corpus_text}
+    cfg = replace(T2VPretrainConfig(), seed=seed, **{k: v for k, v in chosen.items() if v is not None})
     report = pretrain_t2v(out, cfg, minutes=minutes)
     q = report["quality"]
     table = Table(title=f"oracle on {q['videos']} held-out-prompt videos")

@@ -149,14 +149,16 @@ class T2VPretrainConfig:
     vae: VAEPhase = field(default_factory=VAEPhase)
     corpus_size: int = 12000  # rendered web-corpus clips the transformer trains on
     corpus_defect_rate: float = 0.5  # share of clips with at least one defect
-    corpus_text: str = "prompt"  # or "shown": each clip with the prompt of what is on screen (render_corpus)
+    # "shown": each clip with the prompt of what is on screen (a re-captioned corpus); "prompt": the
+    # asked prompt, so clips with a semantic defect show something else, as loosely captioned web data
+    corpus_text: str = "shown"
     empty_prompt_rate: float = 0.1  # extra (clip, "") pairs: classifier-free guidance needs them
-    # Curriculum (0 = off, the committed model): first this many updates on clean clips of one subject
-    # moving in a line, then the web corpus. On the web corpus alone the transformer never learns to
-    # read the shape and direction words (docs/toy-world.md, "Does the model read each word?").
-    first_steps: int = 0
+    # Curriculum (0 = off): first this many updates on clean clips of one subject moving in a line, then
+    # the web corpus. On the web corpus alone the transformer never learns to read the shape and
+    # direction words (docs/toy-world.md, "Does the model read each word?").
+    first_steps: int = 2000
     first_corpus_size: int = 2000
-    steps: int = 5000
+    steps: int = 3000
     batch: int = 16
     lr: float = 1e-3
     warmup: int = 300
