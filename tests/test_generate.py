@@ -187,6 +187,24 @@ def test_other_settings_or_prompts_are_refused_unless_overwrite(tiny_pipeline, p
     assert "0 generated here" in gen(tiny_pipeline, changed, out, "--guidance", "2", "--overwrite").output
 
 
+def test_model_retrained_in_place_is_not_resumed(tiny_pipeline, prompts_txt, tmp_path):
+    """Same path, new weights (an aligned model retrained): its old videos must not count as done."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_pipeline, model)
+    out = tmp_path / "out"
+    assert gen(model, prompts_txt, out).exception is None
+    weights = next((model / "transformer").glob("*.safetensors"))
+    stat = weights.stat()  # rewritten weights: a new modification time (or size)
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    result = gen(model, prompts_txt, out)
+    assert isinstance(result.exception, VideoliftError) and "model_files was" in str(result.exception)
+    result = gen(model, prompts_txt, out, "--overwrite")
+    assert result.exception is None, result.output
+    assert "3 generated here, 0 already done" in result.output
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

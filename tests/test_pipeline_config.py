@@ -31,3 +31,10 @@ def test_bad_config_names_file_and_field(tmp_path):
     path.write_text("align: {methods: [rwl], nonsense: 1}\n")
     with pytest.raises(DataError, match="align.nonsense"):
         PipelineConfig.load(path)
+
+
+def test_real_set_is_a_file_or_toy_renders_not_both(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("align: {real: real.jsonl, real_toy: 8}\n")
+    with pytest.raises(DataError, match=r"p\.yaml.*not both"):
+        PipelineConfig.load(path)

@@ -28,6 +28,7 @@ def test_run_pipeline_end_to_end_and_rerun_skips(tmp_path, tiny_cogvideox_dir):
         "align": {
             "prompts": {"n": 6, "per_prompt": 2, "seed": 1},
             "methods": ["rwl", "rs"],
+            "real_toy": 4,
             "settings": {"max_steps": 3, "batch_size": 4, "warmup_steps": 1, "num_workers": 0},
         },
         "evaluate": {"prompts": {"n": 4, "per_prompt": 1, "seed": 2}},
@@ -48,6 +49,11 @@ def test_run_pipeline_end_to_end_and_rerun_skips(tmp_path, tiny_cogvideox_dir):
     for dim, report in dims.items():  # the baseline a reader needs next to the accuracy
         assert summary["critic"]["majority_baseline"][dim] == report["majority_baseline"]
     assert summary["aligned_rwl"]["model"].endswith("aligned_rwl/pipeline")
+    # The real-data term trains on clean renders of train-split prompts.
+    real = [json.loads(x) for x in (w / "real_toy" / "manifest.jsonl").read_text().splitlines()]
+    assert len(real) == 4 and all(r["split"] == "train" and not r["defects"] for r in real)
+    align_cfg = json.loads((w / "aligned_rwl" / "align_config.json").read_text())
+    assert align_cfg["real"] == str(w / "real_toy" / "manifest.jsonl") and align_cfg["lambda_real"] == 1.0
     # RS either trained or was reported as skipped (nothing rated all-Good), never silently missing.
     assert "skipped" in summary["aligned_rs"] or "oracle_all_good_rate" in summary["aligned_rs"]
     assert summary["wall_seconds"] > 0 and summary["peak_rss_mb"] > 0

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from videolift.core.errors import VideoliftError
+from videolift.core.files import fingerprint
 from videolift.core.jsonl import (
     append_jsonl,
     atomic_write,
@@ -259,6 +260,11 @@ def generate_videos(
     spec.check_sampling(pipe, settings)
     settings = SamplerSettings(**{**asdict(settings), "max_sequence_length": spec.max_sequence_length(pipe)})
     run = {"model": model, "lora": lora, "base_seed": seed, "dtype": dtype, **asdict(settings)}
+    # A model retrained in place (same path, new weights) must not resume from the old model's videos.
+    run["model_files"] = {
+        name: fingerprint(path) if path and Path(path).is_dir() else None
+        for name, path in (("model", model), ("lora", lora))
+    }
     run |= {"lossless": lossless, "vae_tiling": vae_tiling}
     items = work_items(len(prompts), per_prompt, seed)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from videolift.core.errors import DataError, VideoliftError
 from videolift.core.jsonl import atomic_write, validation_field, write_jsonl
@@ -74,9 +74,20 @@ class Align(_Strict):
     prompts: PromptSet = Field(default_factory=lambda: PromptSet(n=200, per_prompt=4, seed=1))
     methods: list[Literal["rwl", "rs"]] = Field(default_factory=lambda: ["rwl", "rs"])
     real: Path | None = Field(None, description="real video-text JSONL for the real-data term")
+    real_toy: int = Field(
+        0,
+        ge=0,
+        description="toy runs: render this many clean train-split clips as the real set (instead of `real`)",
+    )
     settings: dict[str, Any] = Field(
         default_factory=dict, description="AlignConfig fields (lr, max_steps, ...)"
     )
+
+    @model_validator(mode="after")
+    def _one_real_set(self) -> Align:
+        if self.real is not None and self.real_toy:
+            raise ValueError("set either `real` (a JSONL) or `real_toy` (clips to render), not both")
+        return self
 
 
 class Evaluate(_Strict):
@@ -264,13 +275,17 @@ def run_pipeline(cfg: PipelineConfig, *, progress: bool = True) -> dict[str, Any
     )
     aligned: dict[str, tuple[str, str | None]] = {}
     skipped: dict[str, str] = {}
+    real = cfg.align.real
+    if cfg.align.real_toy:
+        real = w / "real_toy" / "manifest.jsonl"
+        runner.run(_real_toy_stage(cfg.align.real_toy, cfg.seed, real.parent))
     for method in cfg.align.methods:
         if method == "rs" and not _any_all_good(w / "align_scores.jsonl"):
             # Nothing survives rejection sampling: report it instead of failing the whole run.
             skipped[method] = "no generated video was rated Good on every dimension"
             runner.console.print(f"[yellow]align:rs skipped: {skipped[method]}[/]")
             continue
-        runner.run(_align_stage(cfg, t2v, w, method, progress))
+        runner.run(_align_stage(cfg, t2v, w, method, real, progress))
         out = w / f"aligned_{method}"
         lora = out / "lora"
         aligned[method] = (str(out / "pipeline"), None) if (out / "pipeline").exists() else (t2v, str(lora))
@@ -392,7 +407,21 @@ def _critic_eval_stage(cfg: PipelineConfig, w: Path, hra_videos: Path, name: str
     )
 
 
-def _align_stage(cfg: PipelineConfig, t2v: str, w: Path, method: str, progress: bool) -> Stage:
+def _real_toy_stage(n: int, seed: int, out: Path) -> Stage:
+    """The toy world's "real videos": clean renders of train-split prompts (the real-data term's set)."""
+
+    def run() -> dict:
+        from videolift.toy.corpus import plan, write_corpus
+
+        write_corpus(plan(n, defect_rate=0.0, seed=seed + 17, split="train"), out)
+        return {"videos": n}
+
+    return Stage("real:toy", run, outputs=[out / "manifest.jsonl"], settings={"n": n, "seed": seed})
+
+
+def _align_stage(
+    cfg: PipelineConfig, t2v: str, w: Path, method: str, real: Path | None, progress: bool
+) -> Stage:
     from videolift.align.config import AlignConfig
 
     settings = {"seed": cfg.seed, **cfg.align.settings, "method": method}
@@ -408,7 +437,7 @@ def _align_stage(cfg: PipelineConfig, t2v: str, w: Path, method: str, progress: 
             scores=w / "align_scores.jsonl",
             videos=w / "align_videos",
             out=out,
-            real=cfg.align.real,
+            real=real,
             **settings,
         )
         # Resume a checkpoint of these very settings; anything else in OUT is stale.
@@ -427,7 +456,7 @@ def _align_stage(cfg: PipelineConfig, t2v: str, w: Path, method: str, progress: 
         run,
         inputs=[w / "align_scores.jsonl"],
         outputs=[out],
-        settings={"model": t2v, "real": str(cfg.align.real), **settings},
+        settings={"model": t2v, "real": str(real), **settings},
     )
 
 

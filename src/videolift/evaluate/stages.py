@@ -15,22 +15,10 @@ from typing import Any
 
 from rich.console import Console
 
+from videolift.core.files import fingerprint
 from videolift.core.jsonl import atomic_write
 
 console = Console()
-
-
-def fingerprint(path: str | Path) -> str:
-    """Cheap identity of a file or directory tree: names, sizes and modification times."""
-    path = Path(path)
-    if not path.exists():
-        return "missing"
-    items = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    h = hashlib.sha256()
-    for p in items:
-        st = p.stat()
-        h.update(f"{p.relative_to(path) if p != path else p.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
 
 
 @dataclass
