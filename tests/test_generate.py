@@ -203,6 +203,11 @@ def test_model_retrained_in_place_is_not_resumed(tiny_pipeline, prompts_txt, tmp
     result = gen(model, prompts_txt, out, "--overwrite")
     assert result.exception is None, result.output
     assert "3 generated here, 0 already done" in result.output
+    # A run recorded before the fingerprint existed still resumes.
+    config = json.loads((out / "generation.json").read_text())
+    del config["model_files"]
+    (out / "generation.json").write_text(json.dumps(config))
+    assert "0 generated here, 3 already done" in gen(model, prompts_txt, out).output
 
 
 @pytest.mark.parametrize(

@@ -115,13 +115,18 @@ def resolve_model(model: str) -> str:
     return model
 
 
+ADDED_LATER = frozenset({"model_files"})  # run-config keys that older generation.json files lack
+
+
 def check_run_config(out: Path, run: dict[str, Any]) -> str | None:
     """Why OUT cannot be resumed with these settings, or None when it can (or holds nothing yet)."""
     path = out / RUN_CONFIG
     if not path.exists():
         return None
     before = read_json(path)
-    changed = [k for k in sorted(run.keys() | before.keys()) if run.get(k) != before.get(k)]
+    # Runs written before a key existed resume as they did then (their files were not recorded).
+    keys = (run.keys() - (ADDED_LATER - before.keys())) | before.keys()
+    changed = [k for k in sorted(keys) if run.get(k) != before.get(k)]
     if not changed:
         return None
     return "settings differ: " + "; ".join(f"{k} was {before.get(k)!r}, now {run.get(k)!r}" for k in changed)
