@@ -125,7 +125,7 @@ def check_run_config(out: Path, run: dict[str, Any]) -> str | None:
         return None
     before = read_json(path)
     # Runs written before a key existed resume as they did then (their files were not recorded).
-    keys = (run.keys() - (ADDED_LATER - before.keys())) | before.keys()
+    keys = before.keys() | (run.keys() - ADDED_LATER)
     changed = [k for k in sorted(keys) if run.get(k) != before.get(k)]
     if not changed:
         return None
