@@ -63,8 +63,12 @@ def model_fingerprint(model: str, pipe: Any, trained: Any = None, memo: Path | N
         if isinstance(component, torch.nn.Module) and component is not trained:
             entry["dtype"] = str(next(component.parameters()).dtype)
             if (root / name).is_dir():
+                # Weights only: a saved config.json also records where it was loaded from
+                # (_name_or_path), and the config itself is already in the entry.
                 entry["files"] = sorted(
-                    (f.name, _content_hash(f, memo_table)) for f in (root / name).iterdir() if f.is_file()
+                    (f.name, _content_hash(f, memo_table))
+                    for f in (root / name).iterdir()
+                    if f.is_file() and f.suffix != ".json"
                 )
             elif root.exists():  # weights we cannot see: fall back to where the model lies
                 parts["model"] = str(root.resolve())
