@@ -22,6 +22,7 @@ def test_pretrain_t2v_short_schedule_loads_with_plain_diffusers(tmp_path):
         sample_steps=2,
         first_steps=2,
         first_corpus_size=6,
+        polish_steps=2,
     )
     report = pretrain_t2v(tmp_path / "t2v", cfg)
     pipe = CogVideoXPipeline.from_pretrained(tmp_path / "t2v")
@@ -40,6 +41,13 @@ def test_pretrain_t2v_short_schedule_loads_with_plain_diffusers(tmp_path):
     assert all(r["split"] == "train" for r in lesson)
     web = json.loads((tmp_path / ".t2v.work" / "transformer" / "align_config.json").read_text())
     assert Path(web["model"]) == tmp_path / ".t2v.work" / "transformer_first" / "pipeline"
+    # The polish: continues the web phase at its own rate with an EMA, on the web phase's cache.
+    polish = json.loads((tmp_path / ".t2v.work" / "transformer_polish" / "align_config.json").read_text())
+    assert Path(polish["model"]) == tmp_path / ".t2v.work" / "transformer" / "pipeline"
+    assert (polish["lr"], polish["ema_decay"], polish["max_steps"]) == (cfg.polish_lr, cfg.polish_ema, 2)
+    assert Path(polish["cache_dir"]) == tmp_path / ".t2v.work" / "transformer" / "cache"
+    summary = json.loads((tmp_path / ".t2v.work" / "transformer_polish" / "train_summary.json").read_text())
+    assert summary["data"]["cache"]["videos_encoded"] == 0 and summary["data"]["cache"]["videos_cached"] > 0
     assert q["conditioning"]["clips"] == 2 and set(q["conditioning"]["gap"]) == {
         "colour",
         "shape",

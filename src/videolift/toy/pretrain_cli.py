@@ -108,6 +108,13 @@ def pretrain_t2v_command(
         help="Curriculum: updates on clean clips of one subject moving in a line before the web corpus "
         "(default: the committed model's, 2000; 0: off; see docs/toy-world.md).",
     ),
+    polish_steps: int | None = typer.Option(
+        None,
+        "--polish-steps",
+        min=0,
+        help="Updates after the web phase at a constant lower rate, exporting the weights' EMA (default: "
+        "the committed model's, 3000; 0: off).",
+    ),
     corpus_text: str | None = typer.Option(
         None,
         "--corpus-text",
@@ -124,7 +131,12 @@ def pretrain_t2v_command(
 
     if corpus_text not in (None, "prompt", "shown"):
         raise typer.BadParameter("must be 'prompt' or 'shown'", param_hint="--corpus-text")
-    chosen = {"steps": steps, "first_steps": first_steps, "corpus_text": corpus_text}
+    chosen = {
+        "steps": steps,
+        "first_steps": first_steps,
+        "polish_steps": polish_steps,
+        "corpus_text": corpus_text,
+    }
     cfg = replace(T2VPretrainConfig(), seed=seed, **{k: v for k, v in chosen.items() if v is not None})
     report = pretrain_t2v(out, cfg, minutes=minutes)
     q = report["quality"]
