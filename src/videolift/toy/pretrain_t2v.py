@@ -257,7 +257,16 @@ def pretrain_t2v(out: str | Path, cfg: T2VPretrainConfig | None = None, minutes:
             cfg.corpus_text,
         )
 
-    def phase(model: Path, scores: Path, name: str, steps: int, schedule: str, warmup: int, **extra) -> Any:
+    def phase(
+        model: Path,
+        scores: Path,
+        name: str,
+        steps: int,
+        schedule: str,
+        warmup: int,
+        lr: float | None = None,
+        **extra,
+    ) -> Any:
         return train(
             AlignConfig(
                 model=str(model),
@@ -266,7 +275,7 @@ def pretrain_t2v(out: str | Path, cfg: T2VPretrainConfig | None = None, minutes:
                 out=work / name,
                 lambda_real=0.0,
                 finetune="full",
-                lr=extra.pop("lr", cfg.lr),
+                lr=cfg.lr if lr is None else lr,
                 lr_scheduler=schedule,
                 warmup_steps=warmup,
                 max_steps=steps,
