@@ -26,6 +26,7 @@ def test_eval_rates_every_model_on_the_same_prompts_and_seeds(tmp_path, tiny_cog
         "2",
         "--seed",
         "5",
+        "--dynamic-cfg",
     ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -37,6 +38,8 @@ def test_eval_rates_every_model_on_the_same_prompts_and_seeds(tmp_path, tiny_cog
         for n in names
     ]
     assert seeds[0] == seeds[1] and len(seeds[0]) == 4
+    lines = [json.loads(x) for n in names for x in (out / n / "manifest.jsonl").read_text().splitlines()]
+    assert all(r["dynamic_cfg"] is True and r["steps"] == 2 for r in lines)
     oracle = data["summary"][names[0]]["oracle"]
     assert oracle["videos"] == 4 and 0.0 <= oracle["all_good_rate"] <= 1.0
     # The same model on the same prompts and seeds makes the same videos (up to float noise) ...

@@ -28,6 +28,9 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Base seed, the same for every model."),
     steps: int = typer.Option(50, "--steps", min=1, help="Sampling steps."),
     guidance: float = typer.Option(6.0, "--guidance", help="Classifier-free guidance scale."),
+    dynamic_cfg: bool = typer.Option(
+        False, "--dynamic-cfg/--no-dynamic-cfg", help="CogVideoX dynamic guidance (use_dynamic_cfg)."
+    ),
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Videos per pipeline call."),
     reward_config: Path | None = typer.Option(
         None, "--reward-config", help="Label->score mapping (YAML/JSON)."
@@ -55,6 +58,7 @@ def evaluate(
         seed=seed,
         steps=steps,
         guidance=guidance,
+        dynamic_cfg=dynamic_cfg,
         batch_size=batch_size,
         reward=RewardConfig.load(reward_config),
     )
