@@ -38,3 +38,18 @@ def test_real_set_is_a_file_or_toy_renders_not_both(tmp_path):
     path.write_text("align: {real: real.jsonl, real_toy: 8}\n")
     with pytest.raises(DataError, match=r"p\.yaml.*not both"):
         PipelineConfig.load(path)
+
+
+def test_demo_samples_as_the_toy_base_was_judged():
+    """The demo's sampler is the one the committed toy base's quality report used (docs/toy-world.md)."""
+    import json
+
+    from videolift.toy.pretrain_t2v import T2VPretrainConfig
+
+    preset = PipelineConfig.load(PRESET)
+    asset = Path(__file__).resolve().parents[1] / "src" / "videolift" / "toy" / "assets" / "t2v"
+    recorded = json.loads((asset / "videolift_pretrain.json").read_text())["config"]
+    cfg = T2VPretrainConfig()
+    assert (preset.sampler.steps, preset.sampler.guidance) == (cfg.sample_steps, cfg.guidance)
+    assert (recorded["sample_steps"], recorded["guidance"]) == (cfg.sample_steps, cfg.guidance)
+    assert preset.sampler.dynamic_cfg is False

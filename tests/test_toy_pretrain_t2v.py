@@ -3,6 +3,9 @@
 import json
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from videolift.core.jsonl import read_jsonl_dicts
 from videolift.toy.grammar import LINEAR_ACTIONS
 
@@ -10,7 +13,7 @@ from videolift.toy.grammar import LINEAR_ACTIONS
 def test_pretrain_t2v_short_schedule_loads_with_plain_diffusers(tmp_path):
     from diffusers import CogVideoXPipeline
 
-    from videolift.toy.pretrain_t2v import T2VPretrainConfig, VAEPhase, pretrain_t2v
+    from videolift.toy.pretrain_t2v import DecoderPhase, T2VPretrainConfig, VAEPhase, pretrain_t2v
 
     cfg = T2VPretrainConfig(
         vae=VAEPhase(steps=3),
@@ -23,6 +26,7 @@ def test_pretrain_t2v_short_schedule_loads_with_plain_diffusers(tmp_path):
         first_steps=2,
         first_corpus_size=6,
         polish_steps=2,
+        decoder=DecoderPhase(steps=3, batch=2),
     )
     report = pretrain_t2v(tmp_path / "t2v", cfg)
     pipe = CogVideoXPipeline.from_pretrained(tmp_path / "t2v")
@@ -48,6 +52,12 @@ def test_pretrain_t2v_short_schedule_loads_with_plain_diffusers(tmp_path):
     assert Path(polish["cache_dir"]) == tmp_path / ".t2v.work" / "transformer" / "cache"
     summary = json.loads((tmp_path / ".t2v.work" / "transformer_polish" / "train_summary.json").read_text())
     assert summary["data"]["cache"]["videos_encoded"] == 0 and summary["data"]["cache"]["videos_cached"] > 0
+    # The decoder phase: only the decoder changed; the encoder (so every latent) is the polish export's.
+    assert set(saved["decoder"]) == {"recon_loss", "edge_loss"}
+    polished = CogVideoXPipeline.from_pretrained(tmp_path / ".t2v.work" / "transformer_polish" / "pipeline")
+    before, after = polished.vae.state_dict(), pipe.vae.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith("decoder."))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
     assert q["conditioning"]["clips"] == 2 and set(q["conditioning"]["gap"]) == {
         "colour",
         "shape",
@@ -64,3 +74,17 @@ def test_committed_base_is_what_the_defaults_build():
     asset = Path(__file__).parents[1] / "src" / "videolift" / "toy" / "assets" / "t2v"
     recorded = json.loads((asset / "videolift_pretrain.json").read_text())["config"]
     assert recorded == json.loads(json.dumps(asdict(T2VPretrainConfig())))
+
+
+def test_blur_clips_blurs_each_clip_by_its_own_sigma():
+    from videolift.toy.sharpen_decoder import blur_clips, edge_loss
+
+    x = -torch.ones(2, 3, 2, 32, 32)
+    x[..., 12:20, 12:20] = 1.0  # a sharp square, far from the border
+    y = blur_clips(x, np.array([0.0, 1.5]))
+    assert torch.equal(y[0], x[0])
+    assert y.shape == x.shape and not torch.equal(y[1], x[1])
+    assert edge_loss(y[1:], x[1:]) > 0 and edge_loss(y[:1], x[:1]) == 0
+    # blurring keeps the mean (mass) and lowers the edges' contrast
+    assert torch.allclose(y[1].mean(), x[1].mean(), atol=1e-3)
+    assert (y[1, ..., 1:, :] - y[1, ..., :-1, :]).abs().max() < 1.0

@@ -115,6 +115,13 @@ def pretrain_t2v_command(
         help="Updates after the web phase at a constant lower rate, exporting the weights' EMA (default: "
         "the committed model's, 3000; 0: off).",
     ),
+    decoder_steps: int | None = typer.Option(
+        None,
+        "--decoder-steps",
+        min=0,
+        help="Last phase: updates teaching the VAE decoder (encoder frozen) to draw sharp outlines "
+        "(default: the committed model's, 1200; 0: off).",
+    ),
     corpus_text: str | None = typer.Option(
         None,
         "--corpus-text",
@@ -138,6 +145,8 @@ def pretrain_t2v_command(
         "corpus_text": corpus_text,
     }
     cfg = replace(T2VPretrainConfig(), seed=seed, **{k: v for k, v in chosen.items() if v is not None})
+    if decoder_steps is not None:
+        cfg.decoder = replace(cfg.decoder, steps=decoder_steps)
     report = pretrain_t2v(out, cfg, minutes=minutes)
     q = report["quality"]
     table = Table(title=f"oracle on {q['videos']} held-out-prompt videos")
