@@ -52,4 +52,4 @@ def test_demo_samples_as_the_toy_base_was_judged():
     cfg = T2VPretrainConfig()
     assert (preset.sampler.steps, preset.sampler.guidance) == (cfg.sample_steps, cfg.guidance)
     assert (recorded["sample_steps"], recorded["guidance"]) == (cfg.sample_steps, cfg.guidance)
-    assert preset.sampler.dynamic_cfg is False
+    assert preset.sampler.dynamic_cfg is False and preset.sampler.lossless is True

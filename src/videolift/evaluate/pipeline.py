@@ -34,6 +34,7 @@ class Sampler(_Strict):
     steps: int = Field(50, description="sampling steps")
     guidance: float = Field(6.0, description="classifier-free guidance scale")
     dynamic_cfg: bool = Field(False, description="CogVideoX's dynamic guidance (use_dynamic_cfg)")
+    lossless: bool = Field(False, description="lossless H.264 (yuv444p, crf 0), for tiny toy videos")
     batch_size: int = Field(4, description="videos per pipeline call")
     frames: int | None = Field(None, description="frames (default: the model's)")
     height: int | None = None
@@ -160,9 +161,8 @@ def run_pipeline(cfg: PipelineConfig, *, progress: bool = True) -> dict[str, Any
     t2v = toy_asset("t2v") if cfg.t2v == TOY else cfg.t2v
     vlm = toy_asset("vlm") if cfg.vlm == TOY else cfg.vlm
     sampler = cfg.sampler.model_dump()
-    gen_kwargs = {
-        k: sampler[k] for k in ("steps", "guidance", "dynamic_cfg", "batch_size", "frames", "height", "width")
-    }
+    keys = ("steps", "guidance", "dynamic_cfg", "lossless", "batch_size", "frames", "height", "width")
+    gen_kwargs = {k: sampler[k] for k in keys}
 
     def generate(prompt_set: PromptSet, split: str, name: str) -> Stage:
         from videolift.data.generate import generate_videos
