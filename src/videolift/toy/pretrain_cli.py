@@ -95,7 +95,10 @@ def _print_report(report: dict, out: Path) -> None:
 def pretrain_t2v_command(
     out: Path = typer.Option(..., "--out", help="Output directory: a diffusers CogVideoX pipeline."),
     minutes: float | None = typer.Option(
-        None, "--minutes", help="Time budget; the VAE phase gets 30% of it (default: fixed step counts)."
+        None,
+        "--minutes",
+        help="Time budget; the VAE phase gets 30% of it and the decoder phase stops at its end "
+        "(default: fixed step counts).",
     ),
     steps: int | None = typer.Option(
         None, "--steps", help="Transformer updates (default: the committed model's)."

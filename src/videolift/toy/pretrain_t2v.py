@@ -327,13 +327,18 @@ def pretrain_t2v(out: str | Path, cfg: T2VPretrainConfig | None = None, minutes:
     final = result.export_dir
     report = {"config": asdict(cfg), "vae": vae_report}
     if cfg.decoder.steps > 0:
-        final = sharpen_pipeline(result.export_dir, work / "decoder", cfg, log)
+        deadline = None if budget is None else start + budget
+        final = sharpen_pipeline(result.export_dir, work / "decoder", cfg, log, deadline)
         report["decoder"] = json.loads((work / "decoder" / "decoder_report.json").read_text())
     return export(final, out, cfg, {**report, "train_minutes": round((time.time() - start) / 60, 1)}, work)
 
 
 def sharpen_pipeline(
-    model: Path, work_dir: Path, cfg: T2VPretrainConfig, log: Callable | None = None
+    model: Path,
+    work_dir: Path,
+    cfg: T2VPretrainConfig,
+    log: Callable | None = None,
+    deadline: float | None = None,
 ) -> Path:
     """The decoder phase on a saved pipeline; writes ``work_dir/pipeline`` (kept: a rerun skips it)."""
     from shutil import rmtree
@@ -347,7 +352,12 @@ def sharpen_pipeline(
         return done
     pipe = CogVideoXPipeline.from_pretrained(model)
     report = sharpen_decoder(
-        pipe.vae, web_clips(cfg.seed + 5, cfg.decoder.defect_rate), cfg.decoder, seed=cfg.seed, log=log
+        pipe.vae,
+        web_clips(cfg.seed + 5, cfg.decoder.defect_rate),
+        cfg.decoder,
+        seed=cfg.seed,
+        deadline=deadline,
+        log=log,
     )
     tmp = work_dir / "pipeline.partial"
     rmtree(tmp, ignore_errors=True)
@@ -384,9 +394,8 @@ def evaluate_t2v(
     n_prompts: int = 64,
     per_prompt: int = 2,
     seed: int = 0,
-    steps: int = 25,
+    steps: int = 10,
     guidance: float = 3.0,
-    dynamic_cfg: bool = False,
     strip: Path | None = None,
 ) -> dict[str, Any]:
     """Judge a toy T2V model on held-out prompts with the oracle.
@@ -410,7 +419,6 @@ def evaluate_t2v(
     settings = SamplerSettings(
         steps=steps,
         guidance=guidance,
-        dynamic_cfg=dynamic_cfg,
         frames=render.FRAMES,
         height=render.SIZE,
         width=render.SIZE,
