@@ -427,7 +427,8 @@ def _align_stage(
 ) -> Stage:
     from videolift.align.config import AlignConfig
 
-    settings = {"seed": cfg.seed, **cfg.align.settings, "method": method}
+    # One latent/text cache for RWL and RS: the real clips and shared videos are encoded once.
+    settings = {"seed": cfg.seed, "cache_dir": str(w / "align_cache"), **cfg.align.settings, "method": method}
     out = w / f"aligned_{method}"
 
     def run() -> dict:
