@@ -183,6 +183,45 @@ def test_training_decreases_weighted_loss_and_full_export_loads(world, tmp_path)
     assert result.data["cache"]["videos_encoded"] == 4
 
 
+def test_synthetic_min_timestep_applies_to_synthetic_rows_only(world):
+    """Synthetic rows draw t >= the minimum, real rows keep the full range; with 0 the draws are the
+    default ones (so existing runs and resumes are unchanged)."""
+    from videolift.core.video import read_video
+
+    spec, seen = get_spec("cogvideox"), []
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(spec, name)
+
+        def training_loss(self, *args, timesteps, **kw):
+            seen.append(timesteps.clone())
+            return spec.training_loss(*args, timesteps=timesteps, **kw)
+
+    from diffusers import CogVideoXPipeline
+
+    pipe = CogVideoXPipeline.from_pretrained(world / "model")
+    params = spec.encode_videos(pipe, [read_video(world / f"videos/v{i}.mp4") for i in range(4)] * 8)
+    text = spec.encode_prompts(pipe, ["a red square moves right"] * 32)
+    coef = torch.full((32,), 1 / 32)
+    with torch.no_grad():
+        for syn_min in (0, 0, 600):
+            batch_loss(
+                Spy(),
+                pipe,
+                pipe.transformer,
+                params,
+                text,
+                coef,
+                step_generator(3, 0, 0, "cpu"),
+                n_syn=16,
+                syn_min_timestep=syn_min,
+            )
+    default, again, restricted = seen
+    assert torch.equal(default, again) and int(default[:16].min()) < 600
+    assert int(restricted[:16].min()) >= 600 and torch.equal(restricted[16:], default[16:])
+
+
 @pytest.mark.parametrize("reward", [0.0, 0.9])
 def test_zero_weight_video_does_not_change_weights(world, tmp_path, reward):
     scores = tmp_path / "one.jsonl"

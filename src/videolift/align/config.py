@@ -52,6 +52,13 @@ class AlignConfig(BaseModel):
         "exp: w = exp(r / temperature), rescaled to mean 1",
     )
     exp_temperature: float = Field(0.1, gt=0, description="temperature of weight_transform=exp")
+    synthetic_min_timestep: int = Field(
+        0,
+        ge=0,
+        description="extension: synthetic videos train only at t >= this (of the scheduler's "
+        "num_train_timesteps), where layout, content and motion are decided; real videos train at "
+        "every t. 0: every t for both (paper). Keeps the model from learning its own samples' blur",
+    )
 
     # ---- what is trained --------------------------------------------------------------------------
     finetune: Literal["full", "lora"] = Field(

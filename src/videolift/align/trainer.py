@@ -58,13 +58,21 @@ def batch_loss(
     text: torch.Tensor,
     coef: torch.Tensor,
     generator: torch.Generator,
+    *,
+    n_syn: int = 0,
+    syn_min_timestep: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """sum_i coef_i * diffusion_loss_i, with latents drawn from cached distribution parameters,
-    t ~ U[0, num_train_timesteps) and Gaussian noise. Returns (scalar loss, per-sample losses)."""
+    t ~ U[0, num_train_timesteps) (the first ``n_syn`` rows: U[syn_min_timestep, ...)) and Gaussian
+    noise. Returns (scalar loss, per-sample losses)."""
     device = params.device
     latents = spec.sample_latents(pipe, params.float(), generator)
     steps = pipe.scheduler.config.num_train_timesteps
     timesteps = torch.randint(0, steps, (latents.shape[0],), generator=generator, device=device)
+    if syn_min_timestep and n_syn:  # drawn after the default draw: with 0 the RNG stream is unchanged
+        timesteps[:n_syn] = torch.randint(
+            syn_min_timestep, steps, (n_syn,), generator=generator, device=device
+        )
     noise = torch.randn(latents.shape, generator=generator, device=device, dtype=latents.dtype)
     per_sample = spec.training_loss(pipe, model, latents, text.float(), timesteps=timesteps, noise=noise)
     return (coef.to(per_sample.dtype) * per_sample).sum(), per_sample.detach()
@@ -284,6 +292,11 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
     spec = get_spec(cfg.family)
     pipe = spec.load(cfg.model, dtype=resolve_dtype(weight_dtype), device="cpu")
     transformer = pipe.transformer
+    if cfg.synthetic_min_timestep >= (n_t := pipe.scheduler.config.num_train_timesteps):
+        raise VideoliftError(
+            f"--synthetic-min-timestep {cfg.synthetic_min_timestep}: must be below the scheduler's "
+            f"num_train_timesteps ({n_t})"
+        )
     for component in pipe.components.values():
         if isinstance(component, torch.nn.Module):
             component.requires_grad_(False)
@@ -388,6 +401,8 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
                 batch["text"].to(accelerator.device),
                 coef,
                 gen,
+                n_syn=batch["n_syn"],
+                syn_min_timestep=cfg.synthetic_min_timestep,
             )
             accelerator.backward(loss)
             grad_norm = None
