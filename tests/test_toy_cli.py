@@ -66,14 +66,26 @@ def test_corpus_has_videos_manifest_and_every_label(corpus):
 
 def test_rate_with_the_oracle_recovers_the_truth(corpus, tmp_path):
     out = tmp_path / "oracle.jsonl"
+    scores = tmp_path / "oracle_scores.jsonl"
     printed = run("toy", "rate", "--manifest", corpus / "manifest.jsonl", "--videos", corpus, "--out", out,
-                  "--oracle", "--no-progress")  # fmt: skip
+                  "--oracle", "--no-progress", "--scores-out", scores)  # fmt: skip
     records = read_jsonl(out, HRARecord)
     assert len(records) == 12 and {r.annotator for r in records} == {"oracle"}
     for r in records:
         assert {d.value: rating.label.value for d, rating in r.ratings.items()} == r.truth  # carried along
         assert r.video_id.startswith("toy-") and r.defects is not None
     assert "oracle vs truth: motion_smoothness 1.000" in printed
+    # The same ratings as a perfect critic's scores file, as `videolift align` reads it.
+    from videolift.align.weights import read_scores
+
+    scored = read_scores(scores)
+    score_of = {"Good": 0.9, "Normal": 0.2, "Bad": 0.05}  # the default mapping, mean over dimensions
+    for r, s in zip(records, scored, strict=True):
+        assert (s.video, s.prompt) == (r.video, r.prompt)
+        assert s.labels == {d.value: rating.label.value for d, rating in r.ratings.items()}
+        assert s.reward == pytest.approx(sum(score_of[label] for label in s.labels.values()) / 3)
+    assert "needs --oracle" in run("toy", "rate", "--manifest", corpus / "manifest.jsonl", "--videos", corpus,
+                                   "--out", tmp_path / "p.jsonl", "--scores-out", scores, fails=True)  # fmt: skip
 
 
 def test_rate_with_a_panel_is_seeded_and_has_several_annotators(corpus, tmp_path):

@@ -95,6 +95,15 @@ def rate(
     annotators: int = typer.Option(3, "--annotators", help="Simulated panel size (ignored with --oracle)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the simulated panel."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    scores_out: Path = typer.Option(
+        None,
+        "--scores-out",
+        help="With --oracle: also write the ratings as a `critic score` file (rewards included), "
+        "for `videolift align --scores` with the oracle as a perfect critic.",
+    ),
+    reward_config: Path = typer.Option(
+        None, "--reward-config", help="Label -> score mapping and aggregation for --scores-out (YAML/JSON)."
+    ),
 ) -> None:
     """Rate any toy-world videos from their pixels: the oracle, or a simulated annotator panel."""
     from videolift.toy.rate import rate_manifest
@@ -102,7 +111,15 @@ def rate(
     if annotators < 1:
         raise VideoliftError(f"--annotators must be at least 1, got {annotators}")
     result = rate_manifest(
-        manifest, videos, out, annotators=annotators, seed=seed, oracle=oracle, progress=progress
+        manifest,
+        videos,
+        out,
+        annotators=annotators,
+        seed=seed,
+        oracle=oracle,
+        progress=progress,
+        scores_out=scores_out,
+        reward_config=reward_config,
     )
     typer.echo(f"wrote {result['records']} ratings of {result['videos']} videos to {out}")
     if result["oracle_vs_truth"]:

@@ -40,13 +40,18 @@ def rate_manifest(
     seed: int = 0,
     oracle: bool = False,
     progress: bool = True,
+    scores_out: Path | None = None,
+    reward_config: Path | None = None,
 ) -> dict[str, Any]:
     """Write one HRA record per (video, annotator) to ``out``; returns counts and, when the manifest
-    carries injected ``truth``, the oracle's agreement with it per dimension."""
+    carries injected ``truth``, the oracle's agreement with it per dimension. With ``scores_out``
+    (oracle only) the same ratings are also written in `critic score`'s format, rewards included:
+    the oracle as a perfect critic, the upper bound of what alignment can get from its rewards."""
     from tqdm import tqdm
 
     from videolift.core.errors import VideoError
     from videolift.core.jsonl import write_jsonl
+    from videolift.core.reward import RewardConfig
     from videolift.core.schema import HRARecord
     from videolift.core.video import read_video
     from videolift.toy.oracle import judge
@@ -54,6 +59,9 @@ def rate_manifest(
 
     if not videos.is_dir():
         raise VideoliftError(f"{videos}: videos root is not a directory")
+    if scores_out is not None and not oracle:
+        raise VideoliftError("--scores-out needs --oracle (a panel gives several ratings per video)")
+    reward = RewardConfig.load(reward_config)
     rows = _read_manifest(manifest)
     panel = None if oracle else Panel(annotators, seed=seed)
     records: list[HRARecord] = []
@@ -85,8 +93,21 @@ def rate_manifest(
             for dim, label in verdict.labels().items():
                 agree[dim.value] += truth.get(dim.value) == label.value
     write_jsonl(out, records)
+    if scores_out is not None:
+        write_jsonl(scores_out, (_score_line(r, reward) for r in records))
     return {
         "records": len(records),
         "videos": len(rows),
         "oracle_vs_truth": {d: agree[d] / len(rows) for d in agree},
     }
+
+
+def _score_line(record: Any, reward: Any) -> dict[str, Any]:
+    """One HRA record as a `critic score` line: label, reason and score per dimension, and the reward."""
+    ratings = {
+        d.value: {"label": r.label.value, "reason": r.reason, "score": reward.score(r.label)}
+        for d, r in record.ratings.items()
+    }
+    labels = {d: r.label for d, r in record.ratings.items()}
+    line = {k: v for k, v in record.model_dump(mode="json").items() if k not in ("ratings", "annotator")}
+    return {**line, "ratings": ratings, "reward": reward.aggregate(labels)}
