@@ -54,10 +54,14 @@ def test_run_pipeline_end_to_end_and_rerun_skips(tmp_path, tiny_cogvideox_dir):
     assert len(real) == 4 and all(r["split"] == "train" and not r["defects"] for r in real)
     align_cfg = json.loads((w / "aligned_rwl" / "align_config.json").read_text())
     assert align_cfg["real"] == str(w / "real_toy" / "manifest.jsonl") and align_cfg["lambda_real"] == 1.0
-    assert align_cfg["cache_dir"] == str(w / "align_cache")  # shared by RWL and RS
-    if (w / "aligned_rs" / "train_summary.json").exists():  # RS ran: nothing left to encode
-        rs_cache = json.loads((w / "aligned_rs" / "train_summary.json").read_text())["data"]["cache"]
-        assert rs_cache["videos_encoded"] == 0 and rs_cache["prompts_encoded"] == 0
+    assert align_cfg["cache_dir"] == str(w / "align_cache")
+    # RS is usually skipped here (nothing rated all-Good), so check its stage's settings directly:
+    # RWL and RS share one cache, the real clips are encoded once.
+    from videolift.evaluate.pipeline import PipelineConfig, _align_stage
+
+    cfg = PipelineConfig.load(path)
+    caches = {m: _align_stage(cfg, "m", w, m, None, False).settings["cache_dir"] for m in ("rwl", "rs")}
+    assert caches == {"rwl": str(w / "align_cache"), "rs": str(w / "align_cache")}
     # RS either trained or was reported as skipped (nothing rated all-Good), never silently missing.
     assert "skipped" in summary["aligned_rs"] or "oracle_all_good_rate" in summary["aligned_rs"]
     assert summary["wall_seconds"] > 0 and summary["peak_rss_mb"] > 0
