@@ -86,6 +86,12 @@ def test_rate_with_the_oracle_recovers_the_truth(corpus, tmp_path):
         assert s.reward == pytest.approx(sum(score_of[label] for label in s.labels.values()) / 3)
     assert "needs --oracle" in run("toy", "rate", "--manifest", corpus / "manifest.jsonl", "--videos", corpus,
                                    "--out", tmp_path / "p.jsonl", "--scores-out", scores, fails=True)  # fmt: skip
+    reward_yaml = tmp_path / "reward.yaml"
+    reward_yaml.write_text("aggregation: mean\n")
+    assert "only used with --scores-out" in run("toy", "rate", "--manifest", corpus / "manifest.jsonl", "--videos",
+                                                corpus, "--out", tmp_path / "q.jsonl", "--oracle",
+                                                "--reward-config", reward_yaml, fails=True)  # fmt: skip
+    assert not (tmp_path / "q.jsonl").exists()
 
 
 def test_rate_with_a_panel_is_seeded_and_has_several_annotators(corpus, tmp_path):

@@ -346,7 +346,7 @@ def smoothness(states: np.ndarray, action: Action) -> Smoothness:
             steps[a:b] = (tau[b] - tau[a]) / (b - a)
         phase = np.arange(frames - 1) >= vertex if vertex is not None else np.zeros(frames - 1, dtype=bool)
         overall = np.nanmedian(steps)
-        typical = np.array([np.nanmedian(np.where(phase == p, steps, np.nan)) for p in phase])
+        typical = np.array([_median_or_nan(steps[phase == p]) for p in phase])
         return steps, np.maximum(np.nan_to_num(typical, nan=overall), 0.5 * overall)
 
     steps, typical = per_frame_steps(idx)
@@ -383,3 +383,9 @@ def _vertex(y: np.ndarray) -> float:
     top = np.nanmax(y)
     low = np.flatnonzero(np.nan_to_num(y, nan=-np.inf) >= top - 1.5)
     return float(np.clip(np.round(low.mean()), 2, len(y) - 3))
+
+
+def _median_or_nan(values: np.ndarray) -> float:
+    """Median of the known values, NaN when there are none (np.nanmedian would warn)."""
+    known = values[~np.isnan(values)]
+    return float(np.median(known)) if known.size else np.nan
