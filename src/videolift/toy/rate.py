@@ -62,7 +62,9 @@ def rate_manifest(
     if scores_out is not None and not oracle:
         raise VideoliftError("--scores-out needs --oracle (a panel gives several ratings per video)")
     if reward_config is not None and scores_out is None:
-        raise VideoliftError(f"--reward-config {reward_config}: only used with --scores-out (HRA holds labels only)")
+        raise VideoliftError(
+            f"--reward-config {reward_config}: only used with --scores-out (HRA holds labels only)"
+        )
     reward = RewardConfig.load(reward_config)
     rows = _read_manifest(manifest)
     panel = None if oracle else Panel(annotators, seed=seed)
