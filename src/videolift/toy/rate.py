@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from videolift.core.errors import DataError, VideoliftError
+
+if TYPE_CHECKING:
+    from videolift.core.reward import RewardConfig
+    from videolift.core.schema import HRARecord
 
 HRA_FIELDS = ("video_id", "video", "prompt", "annotator", "ratings")
 
@@ -106,7 +110,7 @@ def rate_manifest(
     }
 
 
-def _score_line(record: Any, reward: Any) -> dict[str, Any]:
+def _score_line(record: HRARecord, reward: RewardConfig) -> dict[str, Any]:
     """One HRA record as a `critic score` line: label, reason and score per dimension, and the reward."""
     ratings = {
         d.value: {"label": r.label.value, "reason": r.reason, "score": reward.score(r.label)}
