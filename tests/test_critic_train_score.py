@@ -286,6 +286,67 @@ def test_describe_then_rate_critic(world, tmp_path):
         assert {d.value: r for d, r in ratings.items()} == line["ratings"]
 
 
+def test_check_then_rate_critic(world, tmp_path):
+    from videolift.core.video import sample_frames
+    from videolift.critic.checks import CACHE_FILE, NOTHING_FLAGGED, Checker, check_captions, load_checker
+    from videolift.critic.descriptions import load_describer
+    from videolift.critic.prompts import user_text
+    from videolift.critic.score import check as critic_check
+    from videolift.critic.score import rate
+    from videolift.critic.spec import CriticSpec
+
+    frames = sample_frames(world / "videos/v0.mp4", 8)
+    caption = "a white square on red"
+    base_model, _, base_collator = load_describer(world / "base")
+    base = Checker(base_model, base_collator)
+
+    def checked(checker: Checker, threshold: float) -> str:
+        return check_captions(
+            checker, [frames], [caption], instruction="Describe the video.", threshold=threshold
+        )[0]
+
+    # The threshold decides: every word is less likely than 0.999, none less likely than 1e-9.
+    assert checked(base, 1e-9) == NOTHING_FLAGGED
+    flagged = checked(base, 0.999)
+    assert [w.split(" (expected ")[0] for w in flagged.rstrip(".").split(", ")] == caption.split()
+
+    out = tmp_path / "check"
+    train(world, out, "--check", "--check-threshold", "0.999", "--save-every", "0", steps=2)
+    spec = CriticSpec.load(out)
+    assert spec.check and spec.check_model is None and spec.check_threshold == 0.999
+    cached = json.loads((out / CACHE_FILE).read_text())
+    assert len(cached["checks"]) == 4 and cached["key"]["threshold"] == 0.999
+    assert cached["checks"][f"{(world / 'videos/v0.mp4').resolve()}\t{caption}"] == checked(base, 0.999)
+
+    # Scoring checks with the base (the LoRA critic with its adapter off) and rates reading the check.
+    critic = load_critic(out)
+    assert critic.checker.model is critic.model and critic.checker.as_checker == critic.model.disable_adapter
+    assert critic_check(critic, [(frames, caption)]) == [checked(base, 0.999)]
+    scores = tmp_path / "s.jsonl"
+    score(out, world, scores)
+    lines = [line for _, line in iter_json_lines(scores) if "error" not in line]
+    assert len(lines) == 4
+    for line in lines[:2]:
+        clip = sample_frames(world / line["video"], 8)
+        assert (
+            line["check"]
+            == check_captions(
+                base, [clip], [line["prompt"]], instruction="Describe the video.", threshold=0.999
+            )[0]
+        )
+        ratings = rate(critic, [(clip, line["prompt"])], checks=[line["check"]])[0]
+        assert {d.value: r for d, r in ratings.items()} == line["ratings"]
+    q = spec.question(spec.dimensions[0])
+    assert critic.prompts(caption, check="x.")[0][1] == user_text(caption, q, check="x.")
+    assert user_text("c", "q?", "d", "x.") == "c The video shows: d Unexpected words: x. q?"
+
+    # A merged LoRA critic has no adapter to switch off: it loads the base as its check model.
+    merged = load_critic(out, merge_lora=True)
+    assert merged.checker.model is not merged.model
+    assert critic_check(merged, [(frames, caption)]) == [checked(base, 0.999)]
+    assert load_checker(spec).model is not critic.model
+
+
 def test_full_finetune_freezes_vision_and_loads_plainly(world, tmp_path):
     from safetensors.torch import load_file
     from transformers import AutoModelForImageTextToText

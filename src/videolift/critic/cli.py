@@ -62,6 +62,22 @@ def train(
         help="Describe-then-rate (extension): the critic first describes the video and reads that "
         "description before each question; trained on the base model's descriptions.",
     ),
+    check: bool = typer.Option(
+        False,
+        "--check",
+        help="Check-then-rate (extension): each question lists the caption words the check model would "
+        "not have written for the video (one forward pass per video, no training).",
+    ),
+    check_model: str | None = typer.Option(
+        None, "--check-model", help="VLM that checks captions (default: the base model)."
+    ),
+    check_threshold: float = typer.Option(
+        0.05,
+        "--check-threshold",
+        min=1e-6,
+        max=0.999,
+        help="A caption token the check model gives less probability than this is unexpected.",
+    ),
     dimensions: str | None = typer.Option(
         None, "--dimensions", help="Comma-separated dimensions (default: all three)."
     ),
@@ -163,6 +179,9 @@ def train(
         layout=layout.value,
         reasons=not no_reasons,
         describe=describe,
+        check=check,
+        check_model=check_model,
+        check_threshold=check_threshold,
         dimensions=_csv(dimensions),
         class_weight_power=class_weights,
         reward_config=reward_config,

@@ -73,6 +73,7 @@ def hra_examples(
     *,
     file: Path,
     descriptions: dict[Path, str] | None = None,
+    checks: dict[tuple[Path, str], str] | None = None,
 ) -> tuple[list[SFTExample], int]:
     """HRA records -> examples in the spec's layout; returns (examples, records skipped).
 
@@ -80,9 +81,12 @@ def hra_examples(
     dimension of the spec (others are skipped: a partial answer would teach the model to omit lines).
     With ``spec.describe``, ``descriptions`` (per video file) go into every question, and each video
     also gets one describe example teaching that description (the critic writes it itself when scoring).
+    With ``spec.check``, ``checks`` (per video file and caption) go into every question.
     """
     if spec.describe and descriptions is None:
         raise ValueError("spec.describe needs the videos' descriptions")
+    if spec.check and checks is None:
+        raise ValueError("spec.check needs the captions' checks")
     out: list[SFTExample] = []
     described: set[Path] = set()
     skipped = 0
@@ -93,6 +97,7 @@ def hra_examples(
             continue
         video = resolve_video(videos, record, file=file, record_index=i)
         seen = descriptions[video] if spec.describe else None
+        check = checks[(video, record.prompt)] if spec.check else None
         if seen is not None and video not in described:
             described.add(video)
             out.append(SFTExample(video, spec.describe_instruction, seen))
@@ -102,12 +107,15 @@ def hra_examples(
             answer = one_pass_answer({d: (record.ratings[d].label, reason[d]) for d in rated}, rated)
             out.append(
                 SFTExample(
-                    video, user_text(record.prompt, spec.one_pass_question, seen), answer, labels=labels
+                    video,
+                    user_text(record.prompt, spec.one_pass_question, seen, check),
+                    answer,
+                    labels=labels,
                 )
             )
             continue
         for dim, label in labels:
-            text = user_text(record.prompt, spec.question(dim), seen)
+            text = user_text(record.prompt, spec.question(dim), seen, check)
             out.append(SFTExample(video, text, format_answer(label, reason[dim]), labels=((dim, label),)))
     return out, skipped
 

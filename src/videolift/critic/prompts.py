@@ -8,6 +8,8 @@
 Describe-then-rate (an extension, either layout): the critic first answers ``DESCRIBE_INSTRUCTION``
 and every question's text carries that description between caption and question, so judging semantic
 consistency becomes comparing two texts instead of binding what is seen to the caption in one step.
+Check-then-rate (an extension, ``critic.checks``): the question's text carries the caption words a
+check model would not have written for the video, after ``CHECK_PREFIX``.
 """
 
 from __future__ import annotations
@@ -32,13 +34,18 @@ ONE_PASS_QUESTION = (
 )
 
 DESCRIBE_INSTRUCTION = "Describe the video."
+CHECK_PREFIX = "Unexpected words:"
 
 
-def user_text(caption: str, question: str, description: str | None = None) -> str:
-    """Caption then question, as in the LiFT release's human turn; a description goes between them."""
-    if description is None:
-        return f"{caption.strip()} {question.strip()}"
-    return f"{caption.strip()} The video shows: {description.strip()} {question.strip()}"
+def user_text(caption: str, question: str, description: str | None = None, check: str | None = None) -> str:
+    """Caption then question, as in the LiFT release's human turn; a description and a caption check
+    (extensions) go between them, in that order."""
+    parts = [caption.strip()]
+    if description is not None:
+        parts.append(f"The video shows: {description.strip()}")
+    if check is not None:
+        parts.append(f"{CHECK_PREFIX} {check.strip()}")
+    return " ".join([*parts, question.strip()])
 
 
 def one_pass_answer(ratings: dict[Dimension, tuple[Label | str, str]], dimensions: list[Dimension]) -> str:

@@ -6,7 +6,8 @@ on), so three questions per video cost one batch, not three calls. Output lines,
     {"video": ..., "prompt": ..., "video_id": ...,            # manifest fields carried along
      "ratings": {dim: {"label": "Bad" | null, "reason": ..., "score": 0.05 | null}},
      "reward": 0.3 | null,
-     "description": ...}                                      # describe-then-rate critics only
+     "description": ...,                                      # describe-then-rate critics only
+     "check": ...}                                            # check-then-rate critics only
 
 An answer with no valid leading label is unparsed: ``label`` and ``score`` are null, the raw text is
 kept as ``answer``, and it is counted in the summary. The reward aggregates the parsed dimensions only
@@ -27,7 +28,7 @@ import time
 import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +57,31 @@ class Critic:
     model: Any
     processor: Any
     collator: Any
+    base: str | None = None  # where the base model was loaded from, if not the spec's
+    _checker: Any = field(default=None, repr=False)
 
-    def prompts(self, caption: str, description: str | None = None) -> list[tuple[Dimension | None, str]]:
+    def prompts(
+        self, caption: str, description: str | None = None, check: str | None = None
+    ) -> list[tuple[Dimension | None, str]]:
         """(dimension, user text) per generation for one video; dimension None in the one-pass layout.
-        A describe-then-rate critic needs the video's ``description`` (from ``describe``)."""
+        A describe-then-rate critic needs the video's ``description`` (from ``describe``), a
+        check-then-rate critic the caption's ``check`` (from ``check``)."""
         if self.spec.layout == "one_pass":
-            return [(None, user_text(caption, self.spec.one_pass_question, description))]
-        return [(d, user_text(caption, self.spec.question(d), description)) for d in self.spec.dimensions]
+            return [(None, user_text(caption, self.spec.one_pass_question, description, check))]
+        return [
+            (d, user_text(caption, self.spec.question(d), description, check)) for d in self.spec.dimensions
+        ]
+
+    @property
+    def checker(self) -> Any:
+        """The check model of a check-then-rate critic, loaded on first use."""
+        if self._checker is None:
+            from videolift.critic.checks import load_checker
+
+            self._checker = load_checker(
+                self.spec, critic_model=self.model, collator=self.collator, base=self.base
+            )
+        return self._checker
 
     def parse(self, answers: list[tuple[Dimension | None, str]]) -> dict[Dimension, dict[str, Any]]:
         """Answers of one video -> {dim: {label, reason, score[, answer]}}."""
@@ -134,7 +153,7 @@ def load_critic(
         get_family(spec.model_type),
         eos_token_ids=[eos] if isinstance(eos, int) else list(eos or []),
     )
-    return Critic(directory, spec, model, processor, collator)
+    return Critic(directory, spec, model, processor, collator, base=base)
 
 
 def generate(
@@ -199,24 +218,42 @@ def describe(critic: Critic, frames: list[np.ndarray]) -> list[str]:
     return [t.strip() for t in generate(critic, items, max_new_tokens=critic.spec.describe_max_new_tokens)]
 
 
+def check(critic: Critic, videos: list[tuple[np.ndarray, str]]) -> list[str]:
+    """A check-then-rate critic's checks of (frames, caption) pairs, in one forward pass."""
+    from videolift.critic.checks import check_captions
+
+    return check_captions(
+        critic.checker,
+        [frames for frames, _ in videos],
+        [caption for _, caption in videos],
+        instruction=critic.spec.check_instruction,
+        threshold=critic.spec.check_threshold,
+    )
+
+
 def rate(
     critic: Critic,
     videos: list[tuple[np.ndarray, str]],
     *,
     temperature: float = 0.0,
     descriptions: list[str] | None = None,
+    checks: list[str] | None = None,
 ) -> list[dict[Dimension, dict[str, Any]]]:
     """Ratings of (frames, caption) pairs, all their questions in one generate call. A describe-then-rate
-    critic describes the videos first (one more call) unless ``descriptions`` are given."""
+    critic describes the videos first (one more call) unless ``descriptions`` are given; a
+    check-then-rate critic checks the captions first (one forward pass) unless ``checks`` are given."""
     from videolift.critic.collate import Item
 
     if critic.spec.describe and descriptions is None:
         descriptions = describe(critic, [frames for frames, _ in videos])
+    if critic.spec.check and checks is None:
+        checks = check(critic, videos)
     seen = descriptions if critic.spec.describe else [None] * len(videos)
+    checked = checks if critic.spec.check else [None] * len(videos)
     jobs = [
         (v, dim, Item(frames, text))
         for v, (frames, caption) in enumerate(videos)
-        for dim, text in critic.prompts(caption, seen[v])
+        for dim, text in critic.prompts(caption, seen[v], checked[v])
     ]
     answers = generate(critic, [job[2] for job in jobs], temperature=temperature) if jobs else []
     per_video: list[list[tuple[Dimension | None, str]]] = [[] for _ in videos]
@@ -295,13 +332,17 @@ def _line(
     critic: Critic,
     error: str | None,
     description: str | None = None,
+    check: str | None = None,
 ):
-    line = {k: v for k, v in record.items() if k not in ("ratings", "reward", "error", "description")}
+    drop = ("ratings", "reward", "error", "description", "check")
+    line = {k: v for k, v in record.items() if k not in drop}
     if error is not None:
         return {**line, "ratings": {}, "reward": None, "error": error}
     assert ratings is not None
     if description is not None:
         line["description"] = description
+    if check is not None:
+        line["check"] = check
     return {**line, "ratings": {d.value: r for d, r in ratings.items()}, "reward": critic.reward(ratings)}
 
 
@@ -384,18 +425,19 @@ def score_manifest(
                 torch.manual_seed(
                     seed * 1_000_003 + int(hashlib.sha256(video_key(chunk[0]).encode()).hexdigest()[:8], 16)
                 )
-            seen = describe(critic, [frames[i] for i in ok]) if critic.spec.describe else None
-            ratings = rate(
-                critic,
-                [(frames[i], chunk[i]["prompt"]) for i in ok],
-                temperature=temperature,
-                descriptions=seen,
-            )
+            pairs = [(frames[i], chunk[i]["prompt"]) for i in ok]
+            seen = describe(critic, [f for f, _ in pairs]) if critic.spec.describe else None
+            checked = check(critic, pairs) if critic.spec.check else None
+            ratings = rate(critic, pairs, temperature=temperature, descriptions=seen, checks=checked)
             by_index = dict(zip(ok, ratings, strict=True))
             seen_by_index = dict(zip(ok, seen or [], strict=False))
+            checked_by_index = dict(zip(ok, checked or [], strict=False))
             for i, record in enumerate(chunk):
                 error = frames[i] if isinstance(frames[i], str) else None
-                append_jsonl(log_path, _line(record, by_index.get(i), critic, error, seen_by_index.get(i)))
+                line = _line(
+                    record, by_index.get(i), critic, error, seen_by_index.get(i), checked_by_index.get(i)
+                )
+                append_jsonl(log_path, line)
             bar.update(len(chunk))
     state.wait_for_everyone()
     summary = None

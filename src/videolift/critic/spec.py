@@ -52,6 +52,16 @@ class CriticSpec(BaseModel):
     )
     describe_instruction: str = DESCRIBE_INSTRUCTION
     describe_max_new_tokens: int = Field(64, ge=1, description="generation budget of the description")
+    check: bool = Field(
+        False,
+        description="check-then-rate (extension): each question carries the caption words that check_model, "
+        "reading the caption as its answer to check_instruction, finds unlikely for the video",
+    )
+    check_model: str | None = Field(None, description="VLM that checks captions; None: the base model")
+    check_instruction: str = DESCRIBE_INSTRUCTION
+    check_threshold: float = Field(
+        0.05, gt=0, lt=1, description="a caption token the check model gives less probability is unexpected"
+    )
     reasons: bool = Field(True, description="answers carry reasons (False: the paper's label-only ablation)")
     max_new_tokens: int = Field(128, ge=1, description="generation budget per answer")
     reward: RewardConfig = Field(default_factory=RewardConfig)
@@ -66,6 +76,11 @@ class CriticSpec(BaseModel):
 
     def question(self, dim: Dimension) -> str:
         return self.questions[dim]
+
+    @property
+    def checker(self) -> str:
+        """The model that checks captions (check-then-rate critics)."""
+        return self.check_model or self.base_model
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / SPEC_FILE

@@ -24,6 +24,7 @@ import math
 import shutil
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -387,24 +388,34 @@ def resolve_base(base: str) -> str:
     return str(local.resolve()) if local.exists() else base
 
 
-def _base_descriptions(
-    base: str, records: list[Any], videos: Path, spec: Any, out: Path, data: Path, log: Any
-) -> dict[Path, str]:
-    """The base model's descriptions of the training videos: the main process writes them, the others read."""
+def _main_process_first(compute: Callable[[], Any]) -> Any:
+    """``compute()`` on the main process, then on the others (which read what it cached)."""
     import torch
     from accelerate import PartialState
 
+    state = PartialState(cpu=not torch.cuda.is_available())
+    result = compute() if state.is_main_process else None
+    state.wait_for_everyone()
+    return result if state.is_main_process else compute()
+
+
+def _first_passes(
+    base: str, records: list[Any], videos: Path, spec: Any, out: Path, data: Path, log: Any
+) -> tuple[dict[Path, str] | None, dict[tuple[Path, str], str] | None]:
+    """What the base model (or the check model) says about the training videos, for describe-then-rate
+    and check-then-rate critics: (descriptions per video, checks per (video, caption))."""
+    from videolift.critic.checks import base_checks
     from videolift.critic.data import resolve_video
     from videolift.critic.descriptions import base_descriptions
 
     files = [resolve_video(videos, r, file=data, record_index=i) for i, r in enumerate(records)]
-    state = PartialState(cpu=not torch.cuda.is_available())
-    if state.is_main_process:
-        described = base_descriptions(base, files, spec, out, log=log)
-    state.wait_for_everyone()
-    if not state.is_main_process:  # reads what the main process cached
-        described = base_descriptions(base, files, spec, out, log=log)
-    return described
+    descriptions = checks = None
+    if spec.describe:
+        descriptions = _main_process_first(lambda: base_descriptions(base, files, spec, out, log=log))
+    if spec.check:
+        pairs = [(f, r.prompt) for f, r in zip(files, records, strict=True)]
+        checks = _main_process_first(lambda: base_checks(pairs, spec, out, log=log))
+    return descriptions, checks
 
 
 def train_critic(
@@ -417,6 +428,9 @@ def train_critic(
     layout: str = "per_dimension",
     reasons: bool = True,
     describe: bool = False,
+    check: bool = False,
+    check_model: str | None = None,
+    check_threshold: float = 0.05,
     dimensions: list[str] | None = None,
     class_weight_power: float = 0.0,
     reward_config: str | Path | None = None,
@@ -445,6 +459,9 @@ def train_critic(
         layout=layout,
         dimensions=dimensions or list(DIMENSIONS),
         describe=describe,
+        check=check,
+        check_model=resolve_base(check_model) if check_model else None,
+        check_threshold=check_threshold,
         reasons=reasons,
         reward=RewardConfig.load(reward_config),
     )
@@ -452,10 +469,10 @@ def train_critic(
     out = Path(out)
     if (out / TRAIN_SUMMARY).exists() and not overwrite:
         raise VideoliftError(f"{out}: already holds a finished model; pass --overwrite to replace it")
-    descriptions = None
-    if describe:
-        descriptions = _base_descriptions(base, records, Path(videos), spec, out, data, log)
-    examples, skipped = hra_examples(records, Path(videos), spec, file=data, descriptions=descriptions)
+    descriptions, checks = _first_passes(base, records, Path(videos), spec, out, data, log)
+    examples, skipped = hra_examples(
+        records, Path(videos), spec, file=data, descriptions=descriptions, checks=checks
+    )
     if not examples:
         raise VideoliftError(f"{data}: no record rates the dimensions {', '.join(spec.dimensions)}")
     if skipped:
