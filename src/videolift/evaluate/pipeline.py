@@ -68,6 +68,8 @@ class Critic(_Strict):
     describe: bool = Field(
         False, description="describe-then-rate critic (extension, `critic train --describe`)"
     )
+    check: bool = Field(False, description="check-then-rate critic (extension, `critic train --check`)")
+    check_threshold: float = Field(0.05, gt=0, lt=1, description="`critic train --check-threshold`")
     label_only_baseline: bool = Field(True, description="also train the --no-reasons ablation")
     score_batch_size: int = 24
 
@@ -370,6 +372,8 @@ def _critic_stage(
             layout=c.layout,
             reasons=reasons,
             describe=c.describe,
+            check=c.check,
+            check_threshold=c.check_threshold,
             overwrite=True,
             log=lambda *a, **k: None,
         )
