@@ -296,14 +296,12 @@ def test_check_then_rate_critic(world, tmp_path):
     from videolift.critic.spec import CriticSpec
 
     frames = sample_frames(world / "videos/v0.mp4", 8)
-    caption = "a white square on red"
+    caption, ask = "a white square on red", "Caption this video."
     base_model, _, base_collator = load_describer(world / "base")
     base = Checker(base_model, base_collator)
 
     def checked(checker: Checker, threshold: float) -> str:
-        return check_captions(
-            checker, [frames], [caption], instruction="Describe the video.", threshold=threshold
-        )[0]
+        return check_captions(checker, [frames], [caption], instruction=ask, threshold=threshold)[0]
 
     # The threshold decides: every word is less likely than 0.999, none less likely than 1e-9.
     assert checked(base, 1e-9) == NOTHING_FLAGGED
@@ -311,11 +309,27 @@ def test_check_then_rate_critic(world, tmp_path):
     assert [w.split(" (expected ")[0] for w in flagged.rstrip(".").split(", ")] == caption.split()
 
     out = tmp_path / "check"
-    train(world, out, "--check", "--check-threshold", "0.999", "--save-every", "0", steps=2)
+    train(
+        world,
+        out,
+        "--check",
+        "--check-threshold",
+        "0.999",
+        "--check-instruction",
+        ask,
+        "--save-every",
+        "0",
+        steps=2,
+    )
     spec = CriticSpec.load(out)
     assert spec.check and spec.check_model is None and spec.check_threshold == 0.999
+    assert spec.check_instruction == ask
     cached = json.loads((out / CACHE_FILE).read_text())
-    assert len(cached["checks"]) == 4 and cached["key"]["threshold"] == 0.999
+    assert (
+        len(cached["checks"]) == 4
+        and cached["key"]["threshold"] == 0.999
+        and cached["key"]["instruction"] == ask
+    )
     assert cached["checks"][f"{(world / 'videos/v0.mp4').resolve()}\t{caption}"] == checked(base, 0.999)
 
     # Scoring checks with the base (the LoRA critic with its adapter off) and rates reading the check.
@@ -330,9 +344,7 @@ def test_check_then_rate_critic(world, tmp_path):
         clip = sample_frames(world / line["video"], 8)
         assert (
             line["check"]
-            == check_captions(
-                base, [clip], [line["prompt"]], instruction="Describe the video.", threshold=0.999
-            )[0]
+            == check_captions(base, [clip], [line["prompt"]], instruction=ask, threshold=0.999)[0]
         )
         ratings = rate(critic, [(clip, line["prompt"])], checks=[line["check"]])[0]
         assert {d.value: r for d, r in ratings.items()} == line["ratings"]

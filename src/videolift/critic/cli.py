@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from videolift.critic.prompts import DESCRIBE_INSTRUCTION
+
 app = typer.Typer(help="Train a video-VLM critic on HRA data, score videos with it, measure its accuracy.")
 
 
@@ -70,6 +72,12 @@ def train(
     ),
     check_model: str | None = typer.Option(
         None, "--check-model", help="VLM that checks captions (default: the base model)."
+    ),
+    check_instruction: str = typer.Option(
+        DESCRIBE_INSTRUCTION,
+        "--check-instruction",
+        help="The question the caption is read as the answer to (for chat VLMs e.g. 'Caption this video "
+        "in one sentence.').",
     ),
     check_threshold: float = typer.Option(
         0.05,
@@ -181,6 +189,7 @@ def train(
         describe=describe,
         check=check,
         check_model=check_model,
+        check_instruction=check_instruction,
         check_threshold=check_threshold,
         dimensions=_csv(dimensions),
         class_weight_power=class_weights,
