@@ -287,12 +287,14 @@ def test_describe_then_rate_critic(world, tmp_path):
 
 
 def test_check_then_rate_critic(world, tmp_path):
+    from videolift.core.schema import Dimension
     from videolift.core.video import sample_frames
     from videolift.critic.checks import CACHE_FILE, NOTHING_FLAGGED, Checker, check_captions, load_checker
+    from videolift.critic.data import hra_examples, read_hra
     from videolift.critic.descriptions import load_describer
     from videolift.critic.prompts import user_text
+    from videolift.critic.score import Critic, rate
     from videolift.critic.score import check as critic_check
-    from videolift.critic.score import rate
     from videolift.critic.spec import CriticSpec
 
     frames = sample_frames(world / "videos/v0.mp4", 8)
@@ -348,8 +350,24 @@ def test_check_then_rate_critic(world, tmp_path):
         )
         ratings = rate(critic, [(clip, line["prompt"])], checks=[line["check"]])[0]
         assert {d.value: r for d, r in ratings.items()} == line["ratings"]
-    q = spec.question(spec.dimensions[0])
-    assert critic.prompts(caption, check="x.")[0][1] == user_text(caption, q, check="x.")
+    # Only the semantic-consistency question carries the check by default (one pass: its one question).
+    assert spec.check_dimensions == [Dimension.semantic_consistency]
+    assert critic.prompts(caption, check="x.") == [
+        (d, user_text(caption, spec.question(d), check="x." if d == Dimension.semantic_consistency else None))
+        for d in spec.dimensions
+    ]
+    one_pass = spec.model_copy(update={"layout": "one_pass"})
+    assert user_text(caption, one_pass.one_pass_question, check="x.") in [
+        t for _, t in Critic(out, one_pass, None, None, None).prompts(caption, check="x.")
+    ]
+    records = read_hra(world / "hra.jsonl")
+    every = spec.model_copy(update={"check_dimensions": list(spec.dimensions)})
+    checks = {(world / r.video, r.prompt): f"w{i} (expected v)." for i, r in enumerate(records)}
+    for dims, n_checked in ((spec, 4), (every, 12)):
+        examples, _ = hra_examples(records, world, dims, file=world / "hra.jsonl", checks=checks)
+        assert sum("Unexpected words: w" in ex.user_text for ex in examples) == n_checked
+    with pytest.raises(ValueError, match="checks"):
+        hra_examples(records, world, spec, file=world / "hra.jsonl")
     assert user_text("c", "q?", "d", "x.") == "c The video shows: d Unexpected words: x. q?"
 
     # A merged LoRA critic has no adapter to switch off: it loads the base as its check model.

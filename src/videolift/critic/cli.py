@@ -79,6 +79,11 @@ def train(
         help="The question the caption is read as the answer to (for chat VLMs e.g. 'Caption this video "
         "in one sentence.').",
     ),
+    check_dimensions: str = typer.Option(
+        "semantic_consistency",
+        "--check-dimensions",
+        help="Comma-separated dimensions whose questions carry the check (per_dimension layout).",
+    ),
     check_threshold: float = typer.Option(
         0.05,
         "--check-threshold",
@@ -190,6 +195,7 @@ def train(
         check=check,
         check_model=check_model,
         check_instruction=check_instruction,
+        check_dimensions=_csv(check_dimensions),
         check_threshold=check_threshold,
         dimensions=_csv(dimensions),
         class_weight_power=class_weights,

@@ -81,7 +81,8 @@ def hra_examples(
     dimension of the spec (others are skipped: a partial answer would teach the model to omit lines).
     With ``spec.describe``, ``descriptions`` (per video file) go into every question, and each video
     also gets one describe example teaching that description (the critic writes it itself when scoring).
-    With ``spec.check``, ``checks`` (per video file and caption) go into every question.
+    With ``spec.check``, ``checks`` (per video file and caption) go into the questions of
+    ``spec.check_dimensions`` (the one-pass question always).
     """
     if spec.describe and descriptions is None:
         raise ValueError("spec.describe needs the videos' descriptions")
@@ -115,7 +116,7 @@ def hra_examples(
             )
             continue
         for dim, label in labels:
-            text = user_text(record.prompt, spec.question(dim), seen, check)
+            text = user_text(record.prompt, spec.question(dim), seen, check if spec.check_in(dim) else None)
             out.append(SFTExample(video, text, format_answer(label, reason[dim]), labels=((dim, label),)))
     return out, skipped
 

@@ -69,7 +69,13 @@ class Critic:
         if self.spec.layout == "one_pass":
             return [(None, user_text(caption, self.spec.one_pass_question, description, check))]
         return [
-            (d, user_text(caption, self.spec.question(d), description, check)) for d in self.spec.dimensions
+            (
+                d,
+                user_text(
+                    caption, self.spec.question(d), description, check if self.spec.check_in(d) else None
+                ),
+            )
+            for d in self.spec.dimensions
         ]
 
     @property

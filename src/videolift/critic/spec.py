@@ -58,6 +58,11 @@ class CriticSpec(BaseModel):
         "reading the caption as its answer to check_instruction, finds unlikely for the video",
     )
     check_model: str | None = Field(None, description="VLM that checks captions; None: the base model")
+    check_dimensions: list[Dimension] = Field(
+        default_factory=lambda: [Dimension.semantic_consistency],
+        description="the questions that carry the check (per_dimension layout; one_pass always does): "
+        "it is evidence about the caption, and a motion or fidelity question given it learns shortcuts",
+    )
     check_instruction: str = DESCRIBE_INSTRUCTION
     check_threshold: float = Field(
         0.05, gt=0, lt=1, description="a caption token the check model gives less probability is unexpected"
@@ -66,7 +71,7 @@ class CriticSpec(BaseModel):
     max_new_tokens: int = Field(128, ge=1, description="generation budget per answer")
     reward: RewardConfig = Field(default_factory=RewardConfig)
 
-    @field_validator("dimensions", mode="before")
+    @field_validator("dimensions", "check_dimensions", mode="before")
     @classmethod
     def _dims(cls, value: Any) -> Any:
         dims = [parse_dimension(v) for v in value]
@@ -76,6 +81,10 @@ class CriticSpec(BaseModel):
 
     def question(self, dim: Dimension) -> str:
         return self.questions[dim]
+
+    def check_in(self, dim: Dimension | None) -> bool:
+        """Whether the question of ``dim`` (None: the one-pass question) carries the caption check."""
+        return self.check and (dim is None or dim in self.check_dimensions)
 
     @property
     def checker(self) -> str:

@@ -431,6 +431,7 @@ def train_critic(
     check: bool = False,
     check_model: str | None = None,
     check_instruction: str | None = None,
+    check_dimensions: list[str] | None = None,
     check_threshold: float = 0.05,
     dimensions: list[str] | None = None,
     class_weight_power: float = 0.0,
@@ -464,6 +465,7 @@ def train_critic(
         check_model=resolve_base(check_model) if check_model else None,
         check_threshold=check_threshold,
         **({"check_instruction": check_instruction} if check_instruction else {}),
+        **({"check_dimensions": check_dimensions} if check_dimensions else {}),
         reasons=reasons,
         reward=RewardConfig.load(reward_config),
     )
