@@ -60,8 +60,8 @@ class CriticSpec(BaseModel):
     check_model: str | None = Field(None, description="VLM that checks captions; None: the base model")
     check_dimensions: list[Dimension] = Field(
         default_factory=lambda: [Dimension.semantic_consistency],
-        description="the questions that carry the check (per_dimension layout; one_pass always does): "
-        "it is evidence about the caption, and a motion or fidelity question given it learns shortcuts",
+        description="the questions that carry the check (per_dimension layout; one_pass always does); "
+        "it is evidence about the caption",
     )
     check_instruction: str = DESCRIBE_INSTRUCTION
     check_threshold: float = Field(
