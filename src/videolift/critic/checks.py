@@ -4,7 +4,8 @@ The check model (by default the critic's base) reads the caption as its own answ
 instruction, teacher-forced: one forward pass per video, no generation. Every caption word holding a
 token to which the model gives less than ``check_threshold`` probability is listed with the token the
 model found likeliest there, ``"two (expected a), circle (expected square)."``, or ``"none."``; the
-critic reads that list before each question (``prompts.user_text``). Generative scoring of a caption
+critic reads that list before the semantic-consistency question (``spec.check_dimensions``,
+``prompts.user_text``). Generative scoring of a caption
 in the spirit of VQAScore; here it does, word by word, the comparison of caption and video that a small
 critic does not learn from ratings alone (docs/critic.md). A model that describes what it sees names the
 other colour or shape where the caption is wrong.

@@ -54,8 +54,8 @@ class CriticSpec(BaseModel):
     describe_max_new_tokens: int = Field(64, ge=1, description="generation budget of the description")
     check: bool = Field(
         False,
-        description="check-then-rate (extension): each question carries the caption words that check_model, "
-        "reading the caption as its answer to check_instruction, finds unlikely for the video",
+        description="check-then-rate (extension): the questions of check_dimensions carry the caption words "
+        "that check_model, reading the caption as its answer to check_instruction, finds unlikely for the video",
     )
     check_model: str | None = Field(None, description="VLM that checks captions; None: the base model")
     check_dimensions: list[Dimension] = Field(
