@@ -376,6 +376,11 @@ def test_check_then_rate_critic(world, tmp_path):
     assert critic_check(merged, [(frames, caption)]) == [checked(base, 0.999)]
     assert load_checker(spec).model is not critic.model
 
+    # An unknown dimension is a clear error naming the setting, and nothing is written.
+    bad = train(world, tmp_path / "bad", "--check", "--check-dimensions", "motion", fails=True)
+    assert "check_dimensions: unknown dimension 'motion'" in bad.output
+    assert not (tmp_path / "bad").exists()
+
 
 def test_full_finetune_freezes_vision_and_loads_plainly(world, tmp_path):
     from safetensors.torch import load_file

@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import ValidationError
 
 from videolift.core.errors import VideoliftError
-from videolift.core.jsonl import atomic_write, iter_json_lines, write_jsonl
+from videolift.core.jsonl import atomic_write, iter_json_lines, validation_field, write_jsonl
 from videolift.critic.data import FrameCache, SFTExample
 
 TRAIN_CONFIG = "train_config.json"
@@ -451,24 +452,29 @@ def train_critic(
 
     base = resolve_base(base)
     data = Path(data)
-    spec = CriticSpec(
-        base_model=base,
-        model_type=model_type_of(base),
-        adapter=cfg.adapter,
-        num_frames=cfg.num_frames,
-        max_pixels=cfg.max_pixels,
-        min_pixels=cfg.min_pixels,
-        layout=layout,
-        dimensions=dimensions or list(DIMENSIONS),
-        describe=describe,
-        check=check,
-        check_model=resolve_base(check_model) if check_model else None,
-        check_threshold=check_threshold,
-        **({"check_instruction": check_instruction} if check_instruction else {}),
-        **({"check_dimensions": check_dimensions} if check_dimensions else {}),
-        reasons=reasons,
-        reward=RewardConfig.load(reward_config),
-    )
+    reward = RewardConfig.load(reward_config)
+    try:
+        spec = CriticSpec(
+            base_model=base,
+            model_type=model_type_of(base),
+            adapter=cfg.adapter,
+            num_frames=cfg.num_frames,
+            max_pixels=cfg.max_pixels,
+            min_pixels=cfg.min_pixels,
+            layout=layout,
+            dimensions=dimensions or list(DIMENSIONS),
+            describe=describe,
+            check=check,
+            check_model=resolve_base(check_model) if check_model else None,
+            check_threshold=check_threshold,
+            **({"check_instruction": check_instruction} if check_instruction else {}),
+            **({"check_dimensions": check_dimensions} if check_dimensions else {}),
+            reasons=reasons,
+            reward=reward,
+        )
+    except ValidationError as exc:  # an option out of range or unknown, e.g. --check-dimensions motion
+        field, msg = validation_field(exc)
+        raise VideoliftError(f"critic settings: {field}: {msg}") from None
     records = read_hra(data)
     out = Path(out)
     if (out / TRAIN_SUMMARY).exists() and not overwrite:
