@@ -67,8 +67,8 @@ def train(
     check: bool = typer.Option(
         False,
         "--check",
-        help="Check-then-rate (extension): each question lists the caption words the check model would "
-        "not have written for the video (one forward pass per video, no training).",
+        help="Check-then-rate (extension): the semantic question (see --check-dimensions) lists the caption "
+        "words the check model would not have written for the video (one forward pass per video).",
     ),
     check_model: str | None = typer.Option(
         None, "--check-model", help="VLM that checks captions (default: the base model)."
