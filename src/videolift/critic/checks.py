@@ -16,7 +16,6 @@ scoring uses the same model (for a LoRA critic on its base: the critic with its 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -26,7 +25,6 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from videolift.core.jsonl import atomic_write
 from videolift.core.video import sample_frames
 
 CACHE_FILE = "checks.json"
@@ -140,6 +138,8 @@ def base_checks(
     pairs: list[tuple[Path, str]], spec: Any, cache_dir: Path, *, progress: bool = True, log: Any = print
 ) -> dict[tuple[Path, str], str]:
     """The check model's check of every training (video, caption), cached in ``cache_dir/checks.json``."""
+    from videolift.critic.descriptions import cached_texts
+
     key = {
         "check_model": spec.checker,
         "instruction": spec.check_instruction,
@@ -148,20 +148,9 @@ def base_checks(
         "max_pixels": spec.max_pixels,
         "min_pixels": spec.min_pixels,
     }
-    path = cache_dir / CACHE_FILE
-    known: dict[str, str] = {}
-    if path.exists():
-        saved = json.loads(path.read_text())
-        if saved.get("key") == key:
-            known = saved["checks"]
-    pairs = list(dict.fromkeys(pairs))
-    name = {pair: f"{pair[0].resolve()}\t{pair[1]}" for pair in pairs}
-    missing = [pair for pair in pairs if name[pair] not in known]
-    if missing:
-        log(
-            f"checking {len(missing)} training captions with {spec.checker} ({len(pairs) - len(missing)} cached)"
-        )
-        texts = check_files(
+
+    def compute(missing: list[tuple[Path, str]]) -> list[str]:
+        return check_files(
             load_checker(spec),
             missing,
             num_frames=spec.num_frames,
@@ -169,8 +158,12 @@ def base_checks(
             threshold=spec.check_threshold,
             progress=progress,
         )
-        known.update({name[pair]: text for pair, text in zip(missing, texts, strict=True)})
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_write(path) as handle:
-            handle.write(json.dumps({"key": key, "checks": known}, indent=0) + "\n")
-    return {pair: known[name[pair]] for pair in pairs}
+
+    return cached_texts(
+        cache_dir / CACHE_FILE,
+        key,
+        "checks",
+        {pair: f"{pair[0].resolve()}\t{pair[1]}" for pair in pairs},
+        compute,
+        lambda n, cached: log(f"checking {n} training captions with {spec.checker} ({cached} cached)"),
+    )

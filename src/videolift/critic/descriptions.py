@@ -9,6 +9,7 @@ that decides them (base, instruction, frames, pixel budget, token budget).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,32 @@ def load_describer(model_dir: str | Path, max_pixels: int | None = None, min_pix
     return model, processor, collator
 
 
+def cached_texts(
+    path: Path,
+    key: dict[str, Any],
+    field: str,
+    names: dict[Any, str],
+    compute: Callable[[list[Any]], list[str]],
+    announce: Callable[[int, int], None],
+) -> dict[Any, str]:
+    """A text per item (``names``: item -> its name in the cache), computing only the items missing from
+    the JSON cache at ``path`` (``{"key": key, field: {name: text}}``, reused only for the same ``key``).
+    ``announce(missing, cached)`` is called before computing."""
+    known: dict[str, str] = {}
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved.get("key") == key:
+            known = saved[field]
+    missing = [item for item, name in names.items() if name not in known]
+    if missing:
+        announce(len(missing), len(names) - len(missing))
+        known.update({names[item]: text for item, text in zip(missing, compute(missing), strict=True)})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as handle:
+            handle.write(json.dumps({"key": key, field: known}, indent=0) + "\n")
+    return {item: known[name] for item, name in names.items()}
+
+
 def base_descriptions(
     base: str, videos: list[Path], spec: Any, cache_dir: Path, *, progress: bool = True, log: Any = print
 ) -> dict[Path, str]:
@@ -75,20 +102,10 @@ def base_descriptions(
         "min_pixels": spec.min_pixels,
         "max_new_tokens": spec.describe_max_new_tokens,
     }
-    path = cache_dir / CACHE_FILE
-    known: dict[str, str] = {}
-    if path.exists():
-        saved = json.loads(path.read_text())
-        if saved.get("key") == key:
-            known = saved["descriptions"]
-    videos = list(dict.fromkeys(videos))
-    missing = [v for v in videos if str(v.resolve()) not in known]
-    if missing:
-        log(
-            f"describing {len(missing)} training videos with the base model ({len(videos) - len(missing)} cached)"
-        )
+
+    def compute(missing: list[Path]) -> list[str]:
         model, processor, collator = load_describer(base, spec.max_pixels, spec.min_pixels)
-        texts = describe_files(
+        return describe_files(
             model,
             processor,
             collator,
@@ -98,8 +115,12 @@ def base_descriptions(
             max_new_tokens=spec.describe_max_new_tokens,
             progress=progress,
         )
-        known.update({str(v.resolve()): t for v, t in zip(missing, texts, strict=True)})
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_write(path) as handle:
-            handle.write(json.dumps({"key": key, "descriptions": known}, indent=0) + "\n")
-    return {v: known[str(v.resolve())] for v in videos}
+
+    return cached_texts(
+        cache_dir / CACHE_FILE,
+        key,
+        "descriptions",
+        {v: str(v.resolve()) for v in videos},
+        compute,
+        lambda n, cached: log(f"describing {n} training videos with the base model ({cached} cached)"),
+    )
