@@ -396,6 +396,31 @@ def test_full_finetune_freezes_vision_and_loads_plainly(world, tmp_path):
     assert not torch.equal(before["lm_head.weight"], after["lm_head.weight"])
 
 
+def test_pairs_sampling_critic_is_fed_frame_steps(world, tmp_path, monkeypatch):
+    import videolift.critic.score as score_module
+    from videolift.critic.data import FrameCache
+    from videolift.critic.spec import CriticSpec
+
+    # v0's square moves 3 px per frame: its left edge tells which of the 12 frames a sample is.
+    cols = [
+        int(np.argmax(f[28, :, 1] > 128)) for f in FrameCache(4, sampling="pairs")(world / "videos/v0.mp4")
+    ]
+    assert [(c - 4) // 3 for c in cols] == [0, 1, 10, 11]
+
+    out = tmp_path / "pairs"
+    train(world, tmp_path / "odd", "--frame-sampling", "pairs", "--num-frames", "3", steps=1, fails=True)
+    assert not (tmp_path / "odd").exists()
+    train(world, out, "--frame-sampling", "pairs", "--num-frames", "4", "--save-every", "0", steps=2)
+    spec = CriticSpec.load(out)
+    assert (spec.frame_sampling, spec.num_frames) == ("pairs", 4)
+
+    fed = []
+    real = score_module.sample_frames
+    monkeypatch.setattr(score_module, "sample_frames", lambda *a: fed.append(a[1:]) or real(*a))
+    score(out, world, tmp_path / "s.jsonl")
+    assert fed and set(fed) == {(4, "pairs")}
+
+
 def test_loading_refuses_a_critic_fed_differently(critic_dir, tmp_path):
     with pytest.raises(VideoliftError, match="num_frames=4"):
         load_critic(critic_dir, num_frames=4)

@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 
 from videolift.core.errors import VideoError
-from videolift.core.video import probe_video, read_video, sample_frames, sample_indices, write_video
+from videolift.core.video import (
+    pair_indices,
+    probe_video,
+    read_video,
+    sample_frames,
+    sample_indices,
+    write_video,
+)
 
 
 def _clip(t=9, h=32, w=48):
@@ -34,6 +41,36 @@ def test_sample_indices_are_uniform_and_cover_the_clip():
     assert len(sample_indices(3, 8)) == 8  # short clips repeat frames
     frames = np.arange(20)[:, None, None, None] * np.ones((1, 2, 2, 3), dtype=np.uint8)
     assert sample_frames(frames, 4)[:, 0, 0, 0].tolist() == [0, 6, 13, 19]
+
+
+def test_pairs_are_consecutive_frames_spread_over_the_clip():
+    assert pair_indices(9, 16) == [
+        0,
+        1,
+        1,
+        2,
+        2,
+        3,
+        3,
+        4,
+        4,
+        5,
+        5,
+        6,
+        6,
+        7,
+        7,
+        8,
+    ]  # every step of a 9-frame clip
+    idx = pair_indices(49, 8)
+    assert idx == [0, 1, 16, 17, 31, 32, 47, 48]
+    assert all(b == a + 1 for a, b in zip(idx[::2], idx[1::2], strict=True))
+    assert pair_indices(1, 4) == [0, 0, 0, 0]
+    for bad in (0, 3):
+        with pytest.raises(ValueError, match="even"):
+            pair_indices(9, bad)
+    frames = np.arange(20)[:, None, None, None] * np.ones((1, 2, 2, 3), dtype=np.uint8)
+    assert sample_frames(frames, 4, "pairs")[:, 0, 0, 0].tolist() == [0, 1, 18, 19]
 
 
 def test_bad_files_raise_errors_naming_the_file(tmp_path):

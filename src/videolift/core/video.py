@@ -135,7 +135,22 @@ def sample_indices(num_frames: int, n: int) -> list[int]:
     return [min(num_frames - 1, math.floor(i * (num_frames - 1) / (n - 1) + 0.5)) for i in range(n)]
 
 
-def sample_frames(video: np.ndarray | str | Path, n: int = 8) -> np.ndarray:
-    """``n`` frames sampled uniformly over a clip (an array or a file): (n, H, W, 3) uint8."""
+def pair_indices(num_frames: int, n: int) -> list[int]:
+    """``n // 2`` frame steps spread uniformly over a clip, each as (frame, next frame).
+
+    VLMs that patch video two frames at a time (the Qwen-VL family) then see one real step of motion
+    inside every temporal patch, instead of a step between patches that only the language model can compare.
+    """
+    if n <= 0 or n % 2:
+        raise ValueError(f"pairs sampling needs a positive even number of frames, got {n}")
+    starts = sample_indices(max(num_frames - 1, 1), n // 2)
+    return [i for s in starts for i in (s, min(s + 1, num_frames - 1))]
+
+
+FRAME_SAMPLERS = {"uniform": sample_indices, "pairs": pair_indices}
+
+
+def sample_frames(video: np.ndarray | str | Path, n: int = 8, sampling: str = "uniform") -> np.ndarray:
+    """``n`` frames of a clip (an array or a file), ``uniform`` or in ``pairs``: (n, H, W, 3) uint8."""
     frames = read_video(video) if isinstance(video, str | Path) else np.asarray(video)
-    return frames[sample_indices(frames.shape[0], n)]
+    return frames[FRAME_SAMPLERS[sampling](frames.shape[0], n)]

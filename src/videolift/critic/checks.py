@@ -118,6 +118,7 @@ def check_files(
     num_frames: int,
     instruction: str,
     threshold: float,
+    sampling: str = "uniform",
     batch_size: int = 16,
     progress: bool = False,
 ) -> list[str]:
@@ -127,7 +128,7 @@ def check_files(
         range(0, len(pairs), batch_size), desc="checking captions", unit="batch", disable=not progress
     ):
         chunk = pairs[start : start + batch_size]
-        frames = [sample_frames(video, num_frames) for video, _ in chunk]
+        frames = [sample_frames(video, num_frames, sampling) for video, _ in chunk]
         out += check_captions(
             checker, frames, [c for _, c in chunk], instruction=instruction, threshold=threshold
         )
@@ -145,6 +146,7 @@ def base_checks(
         "instruction": spec.check_instruction,
         "threshold": spec.check_threshold,
         "num_frames": spec.num_frames,
+        **({"frame_sampling": spec.frame_sampling} if spec.frame_sampling != "uniform" else {}),
         "max_pixels": spec.max_pixels,
         "min_pixels": spec.min_pixels,
     }
@@ -154,6 +156,7 @@ def base_checks(
             load_checker(spec),
             missing,
             num_frames=spec.num_frames,
+            sampling=spec.frame_sampling,
             instruction=spec.check_instruction,
             threshold=spec.check_threshold,
             progress=progress,

@@ -25,6 +25,11 @@ class Adapter(StrEnum):
     full = "full"
 
 
+class FrameSampling(StrEnum):
+    uniform = "uniform"
+    pairs = "pairs"
+
+
 def _log(message: str) -> None:
     Console(stderr=True).print(message, highlight=False, soft_wrap=True)
 
@@ -94,7 +99,13 @@ def train(
     dimensions: str | None = typer.Option(
         None, "--dimensions", help="Comma-separated dimensions (default: all three)."
     ),
-    num_frames: int = typer.Option(8, "--num-frames", help="Frames sampled uniformly over each clip."),
+    num_frames: int = typer.Option(8, "--num-frames", help="Frames fed per clip."),
+    frame_sampling: FrameSampling = typer.Option(
+        FrameSampling.uniform,
+        "--frame-sampling",
+        help="uniform: spread over the clip. pairs: NUM_FRAMES/2 steps spread over the clip, each a frame "
+        "and the next, so each 2-frame temporal patch (Qwen-VL) holds one step of motion.",
+    ),
     max_pixels: int | None = typer.Option(
         None, "--max-pixels", help="Per-frame pixel budget (Qwen-VL family)."
     ),
@@ -180,6 +191,7 @@ def train(
         gradient_checkpointing=gradient_checkpointing,
         dtype=dtype,
         num_frames=num_frames,
+        frame_sampling=frame_sampling.value,
         max_pixels=max_pixels,
         min_pixels=min_pixels,
     )

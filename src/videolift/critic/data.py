@@ -33,17 +33,17 @@ class SFTExample:
 
 
 class FrameCache:
-    """Uniformly sampled frames per video file, decoded once and kept (LRU, bounded in bytes) across epochs."""
+    """Sampled frames per video file, decoded once and kept (LRU, bounded in bytes) across epochs."""
 
-    def __init__(self, num_frames: int, max_bytes: int = 2 << 30) -> None:
-        self.num_frames, self.max_bytes, self.bytes = num_frames, max_bytes, 0
+    def __init__(self, num_frames: int, max_bytes: int = 2 << 30, sampling: str = "uniform") -> None:
+        self.num_frames, self.sampling, self.max_bytes, self.bytes = num_frames, sampling, max_bytes, 0
         self._items: OrderedDict[Path, np.ndarray] = OrderedDict()
 
     def __call__(self, path: Path) -> np.ndarray:
         if path in self._items:
             self._items.move_to_end(path)
             return self._items[path]
-        frames = sample_frames(path, self.num_frames)
+        frames = sample_frames(path, self.num_frames, self.sampling)
         if frames.nbytes <= self.max_bytes:
             self._items[path] = frames
             self.bytes += frames.nbytes

@@ -30,6 +30,7 @@ def describe_files(
     num_frames: int,
     instruction: str,
     max_new_tokens: int,
+    sampling: str = "uniform",
     batch_size: int = 16,
     progress: bool = False,
     desc: str = "describing",
@@ -40,7 +41,10 @@ def describe_files(
 
     out: list[str] = []
     for start in tqdm(range(0, len(videos), batch_size), desc=desc, unit="batch", disable=not progress):
-        items = [Item(sample_frames(v, num_frames), instruction) for v in videos[start : start + batch_size]]
+        items = [
+            Item(sample_frames(v, num_frames, sampling), instruction)
+            for v in videos[start : start + batch_size]
+        ]
         out += [
             t.strip()
             for t in generate_answers(model, processor, collator, items, max_new_tokens=max_new_tokens)
@@ -98,6 +102,7 @@ def base_descriptions(
         "base": base,
         "instruction": spec.describe_instruction,
         "num_frames": spec.num_frames,
+        **({"frame_sampling": spec.frame_sampling} if spec.frame_sampling != "uniform" else {}),
         "max_pixels": spec.max_pixels,
         "min_pixels": spec.min_pixels,
         "max_new_tokens": spec.describe_max_new_tokens,
@@ -111,6 +116,7 @@ def base_descriptions(
             collator,
             missing,
             num_frames=spec.num_frames,
+            sampling=spec.frame_sampling,
             instruction=spec.describe_instruction,
             max_new_tokens=spec.describe_max_new_tokens,
             progress=progress,

@@ -413,7 +413,11 @@ def score_manifest(
         out_frames: list[np.ndarray | str] = []
         for record in chunk:
             try:
-                out_frames.append(sample_frames(videos / record["video"], critic.spec.num_frames))
+                out_frames.append(
+                    sample_frames(
+                        videos / record["video"], critic.spec.num_frames, critic.spec.frame_sampling
+                    )
+                )
             except VideoError as exc:
                 out_frames.append(str(exc))
         return out_frames

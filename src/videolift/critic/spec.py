@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from videolift.core.errors import DataError, VideoliftError
 from videolift.core.jsonl import atomic_write, read_json, validation_field
@@ -31,10 +31,12 @@ class CriticSpec(BaseModel):
     base_model: str = Field(description="base VLM directory or Hub id the critic was fine-tuned from")
     model_type: str = Field(description="config.model_type of the base (selects the VLM family)")
     adapter: Literal["lora", "full"] = Field("lora", description="peft LoRA adapter or a full model")
-    num_frames: int = Field(8, ge=1, description="frames sampled uniformly over each clip")
-    frame_sampling: Literal["uniform"] = Field(
+    num_frames: int = Field(8, ge=1, description="frames fed per clip")
+    frame_sampling: Literal["uniform", "pairs"] = Field(
         "uniform",
-        description="uniform over the whole clip regardless of its fps; the processor's own sampling is off",
+        description="uniform: num_frames spread over the whole clip regardless of its fps; pairs: num_frames / 2 "
+        "steps spread so, each as a frame and the next (motion inside every 2-frame temporal patch); "
+        "the processor's own sampling is off",
     )
     max_pixels: int | None = Field(None, description="per-frame pixel budget (Qwen-VL family); None: default")
     min_pixels: int | None = Field(None, description="per-frame pixel floor (Qwen-VL family); None: default")
@@ -78,6 +80,12 @@ class CriticSpec(BaseModel):
         if not dims or len(set(dims)) != len(dims):
             raise ValueError("dimensions must be a non-empty list without repeats")
         return [d for d in DIMENSIONS if d in dims]  # canonical order
+
+    @model_validator(mode="after")
+    def _pairs_even(self) -> CriticSpec:
+        if self.frame_sampling == "pairs" and self.num_frames % 2:
+            raise ValueError(f"frame_sampling 'pairs' needs an even num_frames, got {self.num_frames}")
+        return self
 
     def question(self, dim: Dimension) -> str:
         return self.questions[dim]

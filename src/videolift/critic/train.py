@@ -71,6 +71,7 @@ class SFTConfig:
     dtype: str = "float32"  # weights dtype at load; mixed precision comes from the accelerate config
     frame_cache_mb: int = 2048  # sampled frames kept in memory across epochs (per process)
     num_frames: int = 8
+    frame_sampling: str = "uniform"  # or "pairs" (videolift.core.video.FRAME_SAMPLERS)
     max_pixels: int | None = None
     min_pixels: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # caller's settings, checked on resume
@@ -282,7 +283,7 @@ def run_sft(
         eos_token_ids=_eos_ids(accelerator.unwrap_model(model)),
         max_answer_tokens=cfg.max_answer_tokens,
     )
-    frames = FrameCache(cfg.num_frames, cfg.frame_cache_mb << 20)
+    frames = FrameCache(cfg.num_frames, cfg.frame_cache_mb << 20, cfg.frame_sampling)
     started, losses, last_loss, stopped = time.time(), [], None, False
     bar = _progress_bar(total, step) if progress and main else None
     for micro in range(step * cfg.grad_accum, total_micro):
@@ -459,6 +460,7 @@ def train_critic(
             model_type=model_type_of(base),
             adapter=cfg.adapter,
             num_frames=cfg.num_frames,
+            frame_sampling=cfg.frame_sampling,
             max_pixels=cfg.max_pixels,
             min_pixels=cfg.min_pixels,
             layout=layout,
