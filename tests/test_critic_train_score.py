@@ -398,6 +398,8 @@ def test_full_finetune_freezes_vision_and_loads_plainly(world, tmp_path):
 
 def test_pairs_sampling_critic_is_fed_frame_steps(world, tmp_path, monkeypatch):
     import videolift.critic.score as score_module
+    from videolift.core.video import sample_frames
+    from videolift.critic.checks import CACHE_FILE, check_captions
     from videolift.critic.data import FrameCache
     from videolift.critic.spec import CriticSpec
 
@@ -407,18 +409,33 @@ def test_pairs_sampling_critic_is_fed_frame_steps(world, tmp_path, monkeypatch):
     ]
     assert [(c - 4) // 3 for c in cols] == [0, 1, 10, 11]
 
-    out = tmp_path / "pairs"
     train(world, tmp_path / "odd", "--frame-sampling", "pairs", "--num-frames", "3", steps=1, fails=True)
     assert not (tmp_path / "odd").exists()
-    train(world, out, "--frame-sampling", "pairs", "--num-frames", "4", "--save-every", "0", steps=2)
+    # The check model may read its own view (--check-frames): here 3 frames spread uniformly.
+    out = tmp_path / "pairs"
+    train(world, out, "--frame-sampling", "pairs", "--num-frames", "4", "--check", "--check-threshold", "0.999",
+          "--check-frames", "3", "--save-every", "0", steps=2)  # fmt: skip
     spec = CriticSpec.load(out)
-    assert (spec.frame_sampling, spec.num_frames) == ("pairs", 4)
+    assert (spec.frame_sampling, spec.num_frames, spec.check_view) == ("pairs", 4, (3, "uniform"))
+    assert json.loads((out / CACHE_FILE).read_text())["key"]["num_frames"] == 3
 
     fed = []
     real = score_module.sample_frames
     monkeypatch.setattr(score_module, "sample_frames", lambda *a: fed.append(a[1:]) or real(*a))
-    score(out, world, tmp_path / "s.jsonl")
-    assert fed and set(fed) == {(4, "pairs")}
+    scores = tmp_path / "s.jsonl"
+    score(out, world, scores)
+    assert fed and set(fed) == {(4, "pairs"), (3, "uniform")}
+    critic = load_critic(out)
+    line = next(line for _, line in iter_json_lines(scores) if "error" not in line)
+    seen = sample_frames(world / line["video"], 3)
+    assert (
+        line["check"]
+        == check_captions(
+            critic.checker, [seen], [line["prompt"]], instruction=spec.check_instruction, threshold=0.999
+        )[0]
+    )
+    with pytest.raises(ValueError, match="check_frames"):
+        score_module.rate(critic, [(seen, line["prompt"])])
 
 
 def test_loading_refuses_a_critic_fed_differently(critic_dir, tmp_path):

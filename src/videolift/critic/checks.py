@@ -145,8 +145,8 @@ def base_checks(
         "check_model": spec.checker,
         "instruction": spec.check_instruction,
         "threshold": spec.check_threshold,
-        "num_frames": spec.num_frames,
-        **({"frame_sampling": spec.frame_sampling} if spec.frame_sampling != "uniform" else {}),
+        "num_frames": spec.check_view[0],
+        **({"frame_sampling": spec.check_view[1]} if spec.check_view[1] != "uniform" else {}),
         "max_pixels": spec.max_pixels,
         "min_pixels": spec.min_pixels,
     }
@@ -155,8 +155,8 @@ def base_checks(
         return check_files(
             load_checker(spec),
             missing,
-            num_frames=spec.num_frames,
-            sampling=spec.frame_sampling,
+            num_frames=spec.check_view[0],
+            sampling=spec.check_view[1],
             instruction=spec.check_instruction,
             threshold=spec.check_threshold,
             progress=progress,

@@ -96,6 +96,13 @@ def train(
         max=0.999,
         help="A caption token the check model gives less probability than this is unexpected.",
     ),
+    check_frames: int | None = typer.Option(
+        None,
+        "--check-frames",
+        min=1,
+        help="Frames the check model reads, spread uniformly (default: the critic's own frames); e.g. 9 "
+        "for the toy VLM under --frame-sampling pairs.",
+    ),
     dimensions: str | None = typer.Option(
         None, "--dimensions", help="Comma-separated dimensions (default: all three)."
     ),
@@ -209,6 +216,7 @@ def train(
         check_instruction=check_instruction,
         check_dimensions=_csv(check_dimensions),
         check_threshold=check_threshold,
+        check_frames=check_frames,
         dimensions=_csv(dimensions),
         class_weight_power=class_weights,
         reward_config=reward_config,

@@ -45,7 +45,7 @@ from videolift.core.jsonl import (
     write_jsonl,
 )
 from videolift.core.schema import Dimension, Label, parse_answer
-from videolift.core.video import sample_frames
+from videolift.core.video import read_video, sample_frames
 from videolift.critic.prompts import parse_one_pass, user_text
 from videolift.critic.spec import CriticSpec, check_checkpoint
 
@@ -225,7 +225,8 @@ def describe(critic: Critic, frames: list[np.ndarray]) -> list[str]:
 
 
 def check(critic: Critic, videos: list[tuple[np.ndarray, str]]) -> list[str]:
-    """A check-then-rate critic's checks of (frames, caption) pairs, in one forward pass."""
+    """A check-then-rate critic's checks of (frames, caption) pairs, in one forward pass; the frames as
+    ``spec.check_view`` samples them."""
     from videolift.critic.checks import check_captions
 
     return check_captions(
@@ -253,6 +254,8 @@ def rate(
     if critic.spec.describe and descriptions is None:
         descriptions = describe(critic, [frames for frames, _ in videos])
     if critic.spec.check and checks is None:
+        if critic.spec.check_frames:
+            raise ValueError("this critic's check model reads its own frames (check_frames): pass checks=")
         checks = check(critic, videos)
     seen = descriptions if critic.spec.describe else [None] * len(videos)
     checked = checks if critic.spec.check else [None] * len(videos)
@@ -409,15 +412,17 @@ def score_manifest(
     per_chunk = max(1, batch_size // len(critic.prompts("")))
     chunks = [mine[i : i + per_chunk] for i in range(0, len(mine), per_chunk)]
 
-    def load(chunk: list[dict[str, Any]]) -> list[np.ndarray | str]:
-        out_frames: list[np.ndarray | str] = []
+    spec = critic.spec
+    own_view = spec.check_view == (spec.num_frames, spec.frame_sampling)
+
+    def load(chunk: list[dict[str, Any]]) -> list[tuple[np.ndarray, np.ndarray] | str]:
+        """Per record the critic's frames and the check model's (the same unless --check-frames), or an error."""
+        out_frames: list[tuple[np.ndarray, np.ndarray] | str] = []
         for record in chunk:
             try:
-                out_frames.append(
-                    sample_frames(
-                        videos / record["video"], critic.spec.num_frames, critic.spec.frame_sampling
-                    )
-                )
+                clip = read_video(videos / record["video"])
+                fed = sample_frames(clip, spec.num_frames, spec.frame_sampling)
+                out_frames.append((fed, fed if own_view else sample_frames(clip, *spec.check_view)))
             except VideoError as exc:
                 out_frames.append(str(exc))
         return out_frames
@@ -435,9 +440,9 @@ def score_manifest(
                 torch.manual_seed(
                     seed * 1_000_003 + int(hashlib.sha256(video_key(chunk[0]).encode()).hexdigest()[:8], 16)
                 )
-            pairs = [(frames[i], chunk[i]["prompt"]) for i in ok]
-            seen = describe(critic, [f for f, _ in pairs]) if critic.spec.describe else None
-            checked = check(critic, pairs) if critic.spec.check else None
+            pairs = [(frames[i][0], chunk[i]["prompt"]) for i in ok]
+            seen = describe(critic, [f for f, _ in pairs]) if spec.describe else None
+            checked = check(critic, [(frames[i][1], chunk[i]["prompt"]) for i in ok]) if spec.check else None
             ratings = rate(critic, pairs, temperature=temperature, descriptions=seen, checks=checked)
             by_index = dict(zip(ok, ratings, strict=True))
             seen_by_index = dict(zip(ok, seen or [], strict=False))

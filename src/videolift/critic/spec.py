@@ -69,6 +69,12 @@ class CriticSpec(BaseModel):
     check_threshold: float = Field(
         0.05, gt=0, lt=1, description="a caption token the check model gives less probability is unexpected"
     )
+    check_frames: int | None = Field(
+        None,
+        ge=1,
+        description="frames the check model reads, spread uniformly over the clip (None: the critic's own "
+        "frames); for a check model pretrained on another view than the critic is fed",
+    )
     reasons: bool = Field(True, description="answers carry reasons (False: the paper's label-only ablation)")
     max_new_tokens: int = Field(128, ge=1, description="generation budget per answer")
     reward: RewardConfig = Field(default_factory=RewardConfig)
@@ -98,6 +104,11 @@ class CriticSpec(BaseModel):
     def checker(self) -> str:
         """The model that checks captions (check-then-rate critics)."""
         return self.check_model or self.base_model
+
+    @property
+    def check_view(self) -> tuple[int, str]:
+        """(frames, sampling) the check model reads."""
+        return (self.check_frames, "uniform") if self.check_frames else (self.num_frames, self.frame_sampling)
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / SPEC_FILE

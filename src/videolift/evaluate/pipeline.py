@@ -70,6 +70,10 @@ class Critic(_Strict):
     )
     check: bool = Field(False, description="check-then-rate critic (extension, `critic train --check`)")
     check_threshold: float = Field(0.05, gt=0, lt=1, description="`critic train --check-threshold`")
+    frame_sampling: Literal["uniform", "pairs"] = Field(
+        "uniform", description="`critic train --frame-sampling`"
+    )
+    check_frames: int | None = Field(None, ge=1, description="`critic train --check-frames`")
     label_only_baseline: bool = Field(True, description="also train the --no-reasons ablation")
     score_batch_size: int = 24
 
@@ -356,6 +360,7 @@ def _critic_stage(
         max_steps=c.max_steps,
         batch_size=c.batch_size,
         num_frames=c.num_frames,
+        frame_sampling=c.frame_sampling,
         seed=cfg.seed,
         save_every=0,
     )
@@ -374,6 +379,7 @@ def _critic_stage(
             describe=c.describe,
             check=c.check,
             check_threshold=c.check_threshold,
+            check_frames=c.check_frames,
             overwrite=True,
             log=lambda *a, **k: None,
         )
