@@ -44,24 +44,8 @@ def test_sample_indices_are_uniform_and_cover_the_clip():
 
 
 def test_pairs_are_consecutive_frames_spread_over_the_clip():
-    assert pair_indices(9, 16) == [
-        0,
-        1,
-        1,
-        2,
-        2,
-        3,
-        3,
-        4,
-        4,
-        5,
-        5,
-        6,
-        6,
-        7,
-        7,
-        8,
-    ]  # every step of a 9-frame clip
+    every_step = [f for step in range(8) for f in (step, step + 1)]  # 0, 1, 1, 2, ..., 7, 8
+    assert pair_indices(9, 16) == every_step  # a 9-frame clip has 8 steps
     idx = pair_indices(49, 8)
     assert idx == [0, 1, 16, 17, 31, 32, 47, 48]
     assert all(b == a + 1 for a, b in zip(idx[::2], idx[1::2], strict=True))
