@@ -140,13 +140,13 @@ def base_checks(
 ) -> dict[tuple[Path, str], str]:
     """The check model's check of every training (video, caption), cached in ``cache_dir/checks.json``."""
     from videolift.critic.descriptions import cached_texts
+    from videolift.critic.spec import view_key
 
     key = {
         "check_model": spec.checker,
         "instruction": spec.check_instruction,
         "threshold": spec.check_threshold,
-        "num_frames": spec.check_view[0],
-        **({"frame_sampling": spec.check_view[1]} if spec.check_view[1] != "uniform" else {}),
+        **view_key(*spec.check_view),
         "max_pixels": spec.max_pixels,
         "min_pixels": spec.min_pixels,
     }

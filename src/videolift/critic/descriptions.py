@@ -98,11 +98,12 @@ def base_descriptions(
     base: str, videos: list[Path], spec: Any, cache_dir: Path, *, progress: bool = True, log: Any = print
 ) -> dict[Path, str]:
     """The base model's description of every video (cached in ``cache_dir/descriptions.json``)."""
+    from videolift.critic.spec import view_key
+
     key = {
         "base": base,
         "instruction": spec.describe_instruction,
-        "num_frames": spec.num_frames,
-        **({"frame_sampling": spec.frame_sampling} if spec.frame_sampling != "uniform" else {}),
+        **view_key(spec.num_frames, spec.frame_sampling),
         "max_pixels": spec.max_pixels,
         "min_pixels": spec.min_pixels,
         "max_new_tokens": spec.describe_max_new_tokens,

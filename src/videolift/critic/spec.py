@@ -147,6 +147,11 @@ class CriticSpec(BaseModel):
             )
 
 
+def view_key(num_frames: int, sampling: str) -> dict[str, Any]:
+    """Cache-key entries of a frame view; uniform sampling adds none, so caches from before pairs stay valid."""
+    return {"num_frames": num_frames, **({"frame_sampling": sampling} if sampling != "uniform" else {})}
+
+
 def _plain(value: Any) -> Any:
     """JSON-able form; size dicts (plain or transformers' SizeDict) without their unset entries."""
     if dataclasses.is_dataclass(value):
