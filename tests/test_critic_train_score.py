@@ -16,7 +16,7 @@ from videolift.core.errors import VideoliftError
 from videolift.core.jsonl import iter_json_lines
 from videolift.core.reward import RewardConfig
 from videolift.core.video import write_video
-from videolift.critic.score import load_critic, parts_dir, summary_path
+from videolift.critic.score import load_critic, parts_dir, rate, summary_path
 from videolift.models.tiny_vlm import build_tiny_vlm
 
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220), "yellow": (230, 230, 30)}
@@ -117,7 +117,6 @@ def test_training_lowers_the_loss_and_writes_a_plain_peft_critic(world, critic_d
     from videolift.core.schema import parse_answer
     from videolift.core.video import sample_frames
     from videolift.critic.prompts import user_text
-    from videolift.critic.score import rate
 
     base = AutoModelForImageTextToText.from_pretrained(world / "base")
     model = PeftModel.from_pretrained(base, critic_dir).eval()
@@ -276,7 +275,6 @@ def test_describe_then_rate_critic(world, tmp_path):
     assert len(lines) == 4
     from videolift.core.video import sample_frames
     from videolift.critic.score import describe as critic_describe
-    from videolift.critic.score import rate
 
     for line in lines[:2]:
         frames = sample_frames(world / line["video"], critic.spec.num_frames)
@@ -394,6 +392,34 @@ def test_full_finetune_freezes_vision_and_loads_plainly(world, tmp_path):
     vision = [k for k in before if k.startswith("visual.")]  # saved in the original Qwen2-VL layout
     assert vision and all(torch.equal(before[k], after[k]) for k in vision)
     assert not torch.equal(before["lm_head.weight"], after["lm_head.weight"])
+
+
+@pytest.mark.parametrize("adapter", ["lora", "full"])
+def test_export_of_a_checkpoint_is_the_critic_the_run_writes(world, tmp_path, adapter):
+    from safetensors.torch import load_file
+
+    run_dir, out, early = tmp_path / "run", tmp_path / "exported", tmp_path / "early"
+    # stop at the last update: a checkpoint of update 4 and the finished critic, the same weights
+    train(world, run_dir, "--adapter", adapter, "--save-every", "2", "--stop-at-step", "4", steps=4)
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-000002", "step-000004"]
+    missing = run("critic", "export", "--run", run_dir, "--out", out, "--step", "3", fails=True).output
+    assert "no checkpoint of update 3" in missing and "2, 4" in missing and not out.exists()
+
+    run("critic", "export", "--run", run_dir, "--out", out)  # the latest checkpoint
+    spec = json.loads((run_dir / "critic_spec.json").read_text())
+    assert json.loads((out / "critic_spec.json").read_text()) == spec
+    weights = "adapter_model.safetensors" if adapter == "lora" else "model.safetensors"
+    final, exported = load_file(run_dir / weights), load_file(out / weights)
+    assert final.keys() == exported.keys()
+    assert all(torch.equal(final[k], exported[k]) for k in final)
+    probe = [(np.zeros((8, 56, 56, 3), np.uint8), "a white square on red")]
+    assert rate(load_critic(out), probe) == rate(load_critic(run_dir), probe)  # as critic score loads it
+
+    run("critic", "export", "--run", run_dir, "--out", early, "--step", "2")
+    assert any(not torch.equal(final[k], v) for k, v in load_file(early / weights).items())
+    assert "not empty" in run("critic", "export", "--run", run_dir, "--out", out, fails=True).output
+    not_a_run = run("critic", "export", "--run", out, "--out", tmp_path / "x", fails=True).output
+    assert "no train_config.json" in not_a_run
 
 
 def test_pairs_sampling_critic_is_fed_frame_steps(world, tmp_path, monkeypatch):

@@ -233,6 +233,22 @@ def train(
     _log(f"{state} {result.steps} updates ({result.seconds:.1f} s), last loss {loss}; critic in {out}")
 
 
+@app.command()
+def export(
+    run: Path = typer.Option(
+        ..., "--run", help="Output directory of a `critic train` run (finished or not)."
+    ),
+    out: Path = typer.Option(..., "--out", help="Critic directory to write (as `critic train --out`)."),
+    step: int | None = typer.Option(None, "--step", help="Update of the checkpoint (default: the latest)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
+) -> None:
+    """Write a training checkpoint as a critic that `critic score` / `eval` and plain transformers load."""
+    from videolift.critic.train import export_critic
+
+    done = export_critic(run, out, step=step, overwrite=overwrite, log=_log)
+    _log(f"update {done} of {run} written to {out}")
+
+
 def _score_options(
     critic: Path, base: str | None, device: str, dtype: str, merge_lora: bool, num_frames: int | None
 ):

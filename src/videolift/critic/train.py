@@ -147,9 +147,15 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int, wor
 # ---- checkpoints --------------------------------------------------------------------------------
 
 
+def checkpoints(out: Path) -> dict[int, Path]:
+    """Complete checkpoints in ``out`` by update (a checkpoint killed mid-save has no state file)."""
+    done = (p for p in (out / CHECKPOINTS).glob("step-*") if (p / STATE).exists())
+    return {json.loads((p / STATE).read_text())["step"]: p for p in done}
+
+
 def latest_checkpoint(out: Path) -> Path | None:
-    done = sorted(p for p in (out / CHECKPOINTS).glob("step-*") if (p / STATE).exists())
-    return done[-1] if done else None
+    done = checkpoints(out)
+    return done[max(done)] if done else None
 
 
 def _trim_log(path: Path, step: int) -> None:
@@ -369,16 +375,56 @@ def _save_final(
     accelerator.wait_for_everyone()
     state = accelerator.get_state_dict(model)  # collective under DeepSpeed / FSDP
     if accelerator.is_main_process:
-        unwrapped = accelerator.unwrap_model(model)
-        unwrapped.config.use_cache = True
-        getattr(unwrapped, "base_model", unwrapped).config.use_cache = True
-        unwrapped.save_pretrained(out, state_dict=state, safe_serialization=True)
-        processor.save_pretrained(out)
-        if finalize is not None:
-            finalize(out, unwrapped, processor)
+        _write_model(accelerator.unwrap_model(model), state, processor, out, finalize)
         summary = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()}
         with atomic_write(out / TRAIN_SUMMARY) as handle:
             handle.write(json.dumps(summary, indent=1) + "\n")
+
+
+def _write_model(model: Any, state: dict[str, Any] | None, processor: Any, out: Path, finalize: Any) -> None:
+    """The adapter (or full model) and processor as plain transformers / peft load them, then ``finalize``."""
+    model.config.use_cache = True
+    getattr(model, "base_model", model).config.use_cache = True
+    model.save_pretrained(out, state_dict=state, safe_serialization=True)
+    processor.save_pretrained(out)
+    if finalize is not None:
+        finalize(out, model, processor)
+
+
+def find_checkpoint(out: Path, step: int | None = None) -> tuple[Path, int]:
+    """The complete checkpoint of update ``step`` in ``out`` (default: the latest), and its step."""
+    found = checkpoints(out)
+    if not found:
+        raise VideoliftError(f"{out}: no complete checkpoint in {out / CHECKPOINTS}")
+    step = max(found) if step is None else step
+    if step not in found:
+        raise VideoliftError(
+            f"{out}: no checkpoint of update {step} (there are: {', '.join(map(str, sorted(found)))})"
+        )
+    return found[step], step
+
+
+def export_sft_checkpoint(ckpt: Path, base: str, cfg: SFTConfig, dest: Path, finalize: Any) -> None:
+    """Write the model of checkpoint ``ckpt`` into ``dest`` as ``run_sft`` writes its final model.
+    Checkpoints hold the trainable weights only; the rest comes from ``base``, prepared with the
+    run's settings ``cfg``."""
+    from safetensors.torch import load_file
+
+    from videolift.models.vlm import get_family, load_vlm
+
+    model, processor = load_vlm(base, dtype=cfg.dtype)
+    family = get_family(model.config.model_type)
+    family.configure_processor(processor, cfg.max_pixels, cfg.min_pixels)
+    model = prepare_model(model, family, cfg)
+    weights = {k.removeprefix("module."): v for k, v in load_file(ckpt / "model.safetensors").items()}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    if missing := sorted(trainable - weights.keys()):
+        raise VideoliftError(
+            f"{ckpt}: lacks {len(missing)} trainable weights (e.g. {missing[0]}); "
+            "was it made with other settings than the run's train_config.json?"
+        )
+    model.load_state_dict(weights, strict=False)
+    _write_model(model, None, processor, dest, finalize)
 
 
 # ---- the critic on top of the generic loop ------------------------------------------------------
@@ -448,8 +494,7 @@ def train_critic(
     """Fine-tune ``base`` into a critic on HRA records (``critic train``)."""
     from videolift.core.reward import RewardConfig
     from videolift.core.schema import DIMENSIONS
-    from videolift.critic.data import class_weights, hra_examples, read_hra
-    from videolift.critic.spec import CriticSpec, video_processor_settings
+    from videolift.critic.spec import CriticSpec
     from videolift.models.vlm import model_type_of
 
     base = resolve_base(base)
@@ -479,19 +524,10 @@ def train_critic(
     except ValidationError as exc:  # an option out of range or unknown, e.g. --check-dimensions motion
         field, msg = validation_field(exc)
         raise VideoliftError(f"critic settings: {field}: {msg}") from None
-    records = read_hra(data)
     out = Path(out)
     if (out / TRAIN_SUMMARY).exists() and not overwrite:
         raise VideoliftError(f"{out}: already holds a finished model; pass --overwrite to replace it")
-    descriptions, checks = _first_passes(base, records, Path(videos), spec, out, data, log)
-    examples, skipped = hra_examples(
-        records, Path(videos), spec, file=data, descriptions=descriptions, checks=checks
-    )
-    if not examples:
-        raise VideoliftError(f"{data}: no record rates the dimensions {', '.join(spec.dimensions)}")
-    if skipped:
-        log(f"{skipped} of {len(records)} records skipped (no rating, or not every dimension for one_pass)")
-    examples = class_weights(examples, class_weight_power)
+    examples = _critic_examples(spec, data, Path(videos), out, class_weight_power, log)
     cfg.extra = {
         "spec": spec.model_dump(mode="json"),
         "data": str(data.resolve()),
@@ -499,6 +535,43 @@ def train_critic(
         "class_weight_power": class_weight_power,
         "max_new_tokens": max_new_tokens,
     }
+    finalize = _spec_writer(spec, examples, cfg, max_new_tokens)
+    return run_sft(
+        examples,
+        base,
+        out,
+        cfg,
+        resume=resume,
+        overwrite=overwrite,
+        stop_at_step=stop_at_step,
+        finalize=finalize,
+        log=log,
+    )
+
+
+def _critic_examples(
+    spec: Any, data: Path, videos: Path, out: Path, class_weight_power: float, log: Any
+) -> list[SFTExample]:
+    """The training examples of a critic (first passes cached in ``out``)."""
+    from videolift.critic.data import class_weights, hra_examples, read_hra
+
+    records = read_hra(data)
+    descriptions, checks = _first_passes(spec.base_model, records, videos, spec, out, data, log)
+    examples, skipped = hra_examples(
+        records, videos, spec, file=data, descriptions=descriptions, checks=checks
+    )
+    if not examples:
+        raise VideoliftError(f"{data}: no record rates the dimensions {', '.join(spec.dimensions)}")
+    if skipped:
+        log(f"{skipped} of {len(records)} records skipped (no rating, or not every dimension for one_pass)")
+    return class_weights(examples, class_weight_power)
+
+
+def _spec_writer(
+    spec: Any, examples: list[SFTExample], cfg: SFTConfig, max_new_tokens: int | None
+) -> Callable:
+    """``finalize`` for ``run_sft``: completes the spec from the processor and the answers, and saves it."""
+    from videolift.critic.spec import video_processor_settings
 
     def finalize(directory: Path, model: Any, processor: Any) -> None:
         longest = max(
@@ -511,14 +584,48 @@ def train_critic(
         spec.video_processor = video_processor_settings(processor)
         spec.save(directory)
 
-    return run_sft(
-        examples,
-        base,
-        out,
-        cfg,
-        resume=resume,
-        overwrite=overwrite,
-        stop_at_step=stop_at_step,
-        finalize=finalize,
-        log=log,
+    return finalize
+
+
+def export_critic(
+    run: str | Path, dest: str | Path, *, step: int | None = None, overwrite: bool = False, log: Any = print
+) -> int:
+    """A checkpoint of a ``critic train`` run (finished or not) as a critic directory (``critic export``):
+    what the run would have written had it ended at that update. Returns the update exported."""
+    from videolift.critic.spec import CriticSpec
+
+    run, dest = Path(run), Path(dest)
+    config_file = run / TRAIN_CONFIG
+    if not config_file.is_file():
+        raise VideoliftError(f"{run}: not a critic training directory (no {TRAIN_CONFIG})")
+    config = json.loads(config_file.read_text())
+    extra = config.pop("extra", {})
+    if "spec" not in extra:
+        raise VideoliftError(f"{config_file}: no critic spec in 'extra'; not written by critic train")
+    ckpt, step = find_checkpoint(run, step)
+    if dest.resolve() == run.resolve():
+        raise VideoliftError(f"{dest}: export into another directory than the run")
+    if dest.is_file():
+        raise VideoliftError(f"{dest}: is a file; --out names a directory")
+    if dest.exists() and any(dest.iterdir()) and not overwrite:
+        raise VideoliftError(f"{dest}: exists and is not empty; pass --overwrite to replace it")
+    try:
+        cfg = SFTConfig(**config, extra=extra)
+        spec = CriticSpec.model_validate(extra["spec"])
+    except (TypeError, ValidationError) as exc:  # written by another videolift version
+        raise VideoliftError(f"{config_file}: unreadable settings: {str(exc).splitlines()[0]}") from None
+    examples = _critic_examples(
+        spec, Path(extra["data"]), Path(extra["videos"]), run, extra["class_weight_power"], log
     )
+    partial = dest.with_name(dest.name + ".partial")  # renamed into place when complete
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        finalize = _spec_writer(spec, examples, cfg, extra["max_new_tokens"])
+        export_sft_checkpoint(ckpt, spec.base_model, cfg, partial, finalize)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    shutil.rmtree(dest, ignore_errors=True)
+    partial.rename(dest)
+    return step
