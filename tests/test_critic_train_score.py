@@ -422,6 +422,36 @@ def test_export_of_a_checkpoint_is_the_critic_the_run_writes(world, tmp_path, ad
     assert "no train_config.json" in not_a_run
 
 
+def test_runs_share_a_check_cache_one_file_per_setting(world, tmp_path, monkeypatch):
+    import videolift.critic.checks as checks_module
+
+    shared = tmp_path / "cache"
+    train(world, tmp_path / "a", "--check", "--cache-dir", shared, "--save-every", "0", steps=1)
+    (first,) = shared.glob("checks-*.json")
+    assert len(json.loads(first.read_text())["checks"]) == 4 and not (tmp_path / "a/checks.json").exists()
+
+    def no_checking(*args, **kwargs):
+        raise AssertionError("the cached checks were computed again")
+
+    with monkeypatch.context() as patch:  # same settings, another run: every check comes from the cache
+        patch.setattr(checks_module, "check_files", no_checking)
+        train(world, tmp_path / "b", "--check", "--cache-dir", shared, "--save-every", "0", steps=1)
+    before = first.read_text()
+    train(
+        world,
+        tmp_path / "c",
+        "--check",
+        "--check-threshold",
+        "0.5",
+        "--cache-dir",
+        shared,
+        "--save-every",
+        "0",
+        steps=1,
+    )
+    assert len(list(shared.glob("checks-*.json"))) == 2 and first.read_text() == before
+
+
 def test_pairs_sampling_critic_is_fed_frame_steps(world, tmp_path, monkeypatch):
     import videolift.critic.score as score_module
     from videolift.core.video import sample_frames

@@ -136,10 +136,17 @@ def check_files(
 
 
 def base_checks(
-    pairs: list[tuple[Path, str]], spec: Any, cache_dir: Path, *, progress: bool = True, log: Any = print
+    pairs: list[tuple[Path, str]],
+    spec: Any,
+    cache_dir: Path,
+    *,
+    shared: bool = False,
+    progress: bool = True,
+    log: Any = print,
 ) -> dict[tuple[Path, str], str]:
-    """The check model's check of every training (video, caption), cached in ``cache_dir/checks.json``."""
-    from videolift.critic.descriptions import cached_texts
+    """The check model's check of every training (video, caption), cached in ``cache_dir`` (see
+    ``descriptions.cache_file``)."""
+    from videolift.critic.descriptions import cache_file, cached_texts
     from videolift.critic.spec import view_key
 
     key = {
@@ -163,7 +170,7 @@ def base_checks(
         )
 
     return cached_texts(
-        cache_dir / CACHE_FILE,
+        cache_file(cache_dir, CACHE_FILE, key, shared),
         key,
         "checks",
         {pair: f"{pair[0].resolve()}\t{pair[1]}" for pair in pairs},

@@ -165,6 +165,12 @@ def train(
         "--max-new-tokens",
         help="Scoring budget per answer (default: from the longest training answer).",
     ),
+    cache_dir: Path | None = typer.Option(
+        None,
+        "--cache-dir",
+        help="Where the check model's checks (--check) and the base's descriptions (--describe) of the "
+        "training data are cached (default: OUT); one directory can serve several runs on the same data.",
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in OUT."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished or unfinished run in OUT."),
     stop_at_step: int | None = typer.Option(
@@ -221,6 +227,7 @@ def train(
         class_weight_power=class_weights,
         reward_config=reward_config,
         max_new_tokens=max_new_tokens,
+        cache_dir=cache_dir,
         resume=resume,
         overwrite=overwrite,
         stop_at_step=stop_at_step,
@@ -240,12 +247,15 @@ def export(
     ),
     out: Path = typer.Option(..., "--out", help="Critic directory to write (as `critic train --out`)."),
     step: int | None = typer.Option(None, "--step", help="Update of the checkpoint (default: the latest)."),
+    cache_dir: Path | None = typer.Option(
+        None, "--cache-dir", help="The run's --cache-dir, if it had one (default: the run directory)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
 ) -> None:
     """Write a training checkpoint as a critic that `critic score` / `eval` and plain transformers load."""
     from videolift.critic.train import export_critic
 
-    done = export_critic(run, out, step=step, overwrite=overwrite, log=_log)
+    done = export_critic(run, out, step=step, cache_dir=cache_dir, overwrite=overwrite, log=_log)
     _log(f"update {done} of {run} written to {out}")
 
 

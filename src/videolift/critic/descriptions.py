@@ -8,6 +8,7 @@ that decides them (base, instruction, frames, pixel budget, token budget).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -68,6 +69,16 @@ def load_describer(model_dir: str | Path, max_pixels: int | None = None, min_pix
     return model, processor, collator
 
 
+def cache_file(cache_dir: Path, name: str, key: dict[str, Any], shared: bool) -> Path:
+    """``cache_dir/name`` (a run's own cache), or in a cache ``shared`` by runs one file per settings
+    (``checks-<hash of key>.json``) so that runs with other settings do not overwrite each other's."""
+    if not shared:
+        return cache_dir / name
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    stem, dot, ext = name.partition(".")
+    return cache_dir / f"{stem}-{digest}{dot}{ext}"
+
+
 def cached_texts(
     path: Path,
     key: dict[str, Any],
@@ -95,9 +106,16 @@ def cached_texts(
 
 
 def base_descriptions(
-    base: str, videos: list[Path], spec: Any, cache_dir: Path, *, progress: bool = True, log: Any = print
+    base: str,
+    videos: list[Path],
+    spec: Any,
+    cache_dir: Path,
+    *,
+    shared: bool = False,
+    progress: bool = True,
+    log: Any = print,
 ) -> dict[Path, str]:
-    """The base model's description of every video (cached in ``cache_dir/descriptions.json``)."""
+    """The base model's description of every video (cached in ``cache_dir``, see ``cache_file``)."""
     from videolift.critic.spec import view_key
 
     key = {
@@ -124,7 +142,7 @@ def base_descriptions(
         )
 
     return cached_texts(
-        cache_dir / CACHE_FILE,
+        cache_file(cache_dir, CACHE_FILE, key, shared),
         key,
         "descriptions",
         {v: str(v.resolve()) for v in videos},

@@ -448,10 +448,11 @@ def _main_process_first(compute: Callable[[], Any]) -> Any:
 
 
 def _first_passes(
-    base: str, records: list[Any], videos: Path, spec: Any, out: Path, data: Path, log: Any
+    base: str, records: list[Any], videos: Path, spec: Any, cache: Path, shared: bool, data: Path, log: Any
 ) -> tuple[dict[Path, str] | None, dict[tuple[Path, str], str] | None]:
     """What the base model (or the check model) says about the training videos, for describe-then-rate
-    and check-then-rate critics: (descriptions per video, checks per (video, caption))."""
+    and check-then-rate critics: (descriptions per video, checks per (video, caption)), cached in
+    ``cache`` (``shared``: a cache directory that other runs use too)."""
     from videolift.critic.checks import base_checks
     from videolift.critic.data import resolve_video
     from videolift.critic.descriptions import base_descriptions
@@ -459,10 +460,12 @@ def _first_passes(
     files = [resolve_video(videos, r, file=data, record_index=i) for i, r in enumerate(records)]
     descriptions = checks = None
     if spec.describe:
-        descriptions = _main_process_first(lambda: base_descriptions(base, files, spec, out, log=log))
+        descriptions = _main_process_first(
+            lambda: base_descriptions(base, files, spec, cache, shared=shared, log=log)
+        )
     if spec.check:
         pairs = [(f, r.prompt) for f, r in zip(files, records, strict=True)]
-        checks = _main_process_first(lambda: base_checks(pairs, spec, out, log=log))
+        checks = _main_process_first(lambda: base_checks(pairs, spec, cache, shared=shared, log=log))
     return descriptions, checks
 
 
@@ -486,12 +489,15 @@ def train_critic(
     class_weight_power: float = 0.0,
     reward_config: str | Path | None = None,
     max_new_tokens: int | None = None,
+    cache_dir: str | Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
     stop_at_step: int | None = None,
     log: Any = print,
 ) -> SFTResult:
-    """Fine-tune ``base`` into a critic on HRA records (``critic train``)."""
+    """Fine-tune ``base`` into a critic on HRA records (``critic train``). ``cache_dir``: where the first
+    passes of check- and describe-then-rate critics are cached (default: ``out``), e.g. one directory
+    for several runs on the same data."""
     from videolift.core.reward import RewardConfig
     from videolift.core.schema import DIMENSIONS
     from videolift.critic.spec import CriticSpec
@@ -527,7 +533,7 @@ def train_critic(
     out = Path(out)
     if (out / TRAIN_SUMMARY).exists() and not overwrite:
         raise VideoliftError(f"{out}: already holds a finished model; pass --overwrite to replace it")
-    examples = _critic_examples(spec, data, Path(videos), out, class_weight_power, log)
+    examples = _critic_examples(spec, data, Path(videos), class_weight_power, out, cache_dir, log)
     cfg.extra = {
         "spec": spec.model_dump(mode="json"),
         "data": str(data.resolve()),
@@ -550,13 +556,20 @@ def train_critic(
 
 
 def _critic_examples(
-    spec: Any, data: Path, videos: Path, out: Path, class_weight_power: float, log: Any
+    spec: Any,
+    data: Path,
+    videos: Path,
+    class_weight_power: float,
+    out: Path,
+    cache_dir: str | Path | None,
+    log: Any,
 ) -> list[SFTExample]:
-    """The training examples of a critic (first passes cached in ``out``)."""
+    """The training examples of a critic (first passes cached in ``cache_dir``, default ``out``)."""
     from videolift.critic.data import class_weights, hra_examples, read_hra
 
     records = read_hra(data)
-    descriptions, checks = _first_passes(spec.base_model, records, videos, spec, out, data, log)
+    cache, shared = (Path(cache_dir), True) if cache_dir is not None else (out, False)
+    descriptions, checks = _first_passes(spec.base_model, records, videos, spec, cache, shared, data, log)
     examples, skipped = hra_examples(
         records, videos, spec, file=data, descriptions=descriptions, checks=checks
     )
@@ -588,10 +601,17 @@ def _spec_writer(
 
 
 def export_critic(
-    run: str | Path, dest: str | Path, *, step: int | None = None, overwrite: bool = False, log: Any = print
+    run: str | Path,
+    dest: str | Path,
+    *,
+    step: int | None = None,
+    cache_dir: str | Path | None = None,
+    overwrite: bool = False,
+    log: Any = print,
 ) -> int:
     """A checkpoint of a ``critic train`` run (finished or not) as a critic directory (``critic export``):
-    what the run would have written had it ended at that update. Returns the update exported."""
+    what the run would have written had it ended at that update (``cache_dir``: the run's, if it had
+    one). Returns the update exported."""
     from videolift.critic.spec import CriticSpec
 
     run, dest = Path(run), Path(dest)
@@ -614,9 +634,8 @@ def export_critic(
         spec = CriticSpec.model_validate(extra["spec"])
     except (TypeError, ValidationError) as exc:  # written by another videolift version
         raise VideoliftError(f"{config_file}: unreadable settings: {str(exc).splitlines()[0]}") from None
-    examples = _critic_examples(
-        spec, Path(extra["data"]), Path(extra["videos"]), run, extra["class_weight_power"], log
-    )
+    data, videos = Path(extra["data"]), Path(extra["videos"])
+    examples = _critic_examples(spec, data, videos, extra["class_weight_power"], run, cache_dir, log)
     partial = dest.with_name(dest.name + ".partial")  # renamed into place when complete
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
