@@ -423,7 +423,8 @@ def export_sft_checkpoint(ckpt: Path, base: str, cfg: SFTConfig, dest: Path, fin
             f"{ckpt}: lacks {len(missing)} trainable weights (e.g. {missing[0]}); "
             "was it made with other settings than the run's train_config.json?"
         )
-    model.load_state_dict(weights, strict=False)
+    if unexpected := model.load_state_dict(weights, strict=False).unexpected_keys:
+        raise VideoliftError(f"{ckpt}: holds weights the model lacks (e.g. {unexpected[0]})")
     _write_model(model, None, processor, dest, finalize)
 
 
