@@ -99,3 +99,15 @@ def test_a_video_without_any_subject_is_bad():
     verdict = judge(empty, spec)
     assert verdict.label(SC) == B and verdict.label(VF) == B
     assert "no shape" in verdict.reason(SC)
+
+
+def test_reasons_call_a_shape_given_the_benefit_of_the_doubt_by_the_asked_name():
+    """Heavily blurred squares that fit the circle template a little better are accepted as squares;
+    no reason may then call them circles."""
+    spec = parse_prompt("two blue squares bounce in the night sky")
+    blurred = Defect(VF, "blur", "strong", {"sigma": 3.6})
+    verdict = judge(render(spec, 2, [blurred], style=Style.generated(2)), spec)
+    assert {s["shape"] for s in verdict.measurements["subjects"]} == {"circle"}  # the fitted template
+    assert verdict.labels() == {SC: G, MS: G, VF: B}
+    reasons = [r.reason for r in verdict.ratings().values()]
+    assert all("circle" not in r for r in reasons) and "square" in reasons[2], reasons
