@@ -54,7 +54,20 @@ def test_eval_rates_every_model_on_the_same_prompts_and_seeds(tmp_path, tiny_cog
     # ... and the pairwise rates of each dimension add up.
     pair = data["pairwise"][f"{names[1]} vs {names[0]}"]["oracle"]
     assert all(abs(v["win"] + v["tie"] + v["loss"] - 1.0) < 1e-9 for v in pair.values())
-    assert "win/tie/loss" in result.output
+    assert "win/tie/loss" in result.output and "Pass --lossless" not in result.output
+
+
+def test_eval_warns_when_the_oracle_judges_lossy_videos(tmp_path, tiny_cogvideox_dir):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red circle moves left in a sand desert\n")
+    out = tmp_path / "eval"
+    args = ["eval", "--model", str(tiny_cogvideox_dir), "--prompts", str(prompts), "--oracle"]
+    result = CliRunner().invoke(app, [*args, "--out", str(out), "--steps", "1"])
+    assert result.exit_code == 0, result.output
+    assert "Pass --lossless" in result.output
+    (name,) = json.loads((out / "eval.json").read_text())["models"]
+    record = json.loads((out / name / "manifest.jsonl").read_text().splitlines()[0])
+    assert record["lossless"] is False
 
 
 def test_eval_needs_a_rater(tmp_path, tiny_cogvideox_dir):

@@ -53,6 +53,11 @@ def evaluate(
     from videolift.core.reward import RewardConfig
     from videolift.evaluate.compare import compare_models
 
+    if oracle and not lossless:
+        Console(stderr=True).print(
+            "[yellow]note:[/yellow] the oracle judges lossy H.264 here; tiny toy videos lose fidelity Good "
+            "to the encode (docs/evaluate.md). Pass --lossless to judge what the model made."
+        )
     models = [(m.split("+", 1)[0], m.split("+", 1)[1] if "+" in m else None) for m in model]
     result = compare_models(
         models,
