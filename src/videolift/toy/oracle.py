@@ -303,7 +303,7 @@ def name_as_asked(spec: PromptSpec, subjects: list[Subject]) -> None:
     """Call a subject by the asked shape where it gets the benefit of the doubt, so that no reason
     says "the circle" of what the semantic verdict accepted as the asked square."""
     for want, got in _match(spec, subjects):
-        if got.shape != want.shape and not got.clearly_not(want.shape):
+        if not got.clearly_not(want.shape):  # also when it is the asked shape: the same name
             got.called = want.shape
 
 
