@@ -183,6 +183,37 @@ def test_training_decreases_weighted_loss_and_full_export_loads(world, tmp_path)
     assert result.data["cache"]["videos_encoded"] == 4
 
 
+def test_text_dropout_trains_some_rows_on_the_empty_prompt(world, tmp_path, monkeypatch):
+    """With --text-dropout the empty prompt is cached once and about that share of the rows the
+    transformer trains on carry its embedding instead of their own prompt's."""
+    import videolift.align.trainer as trainer
+
+    spec = get_spec("cogvideox")
+    seen: list[torch.Tensor] = []
+    loss = spec.training_loss
+
+    def recording_loss(pipe, model, latents, text, **kw):
+        seen.append(text.detach().clone())
+        return loss(pipe, model, latents, text, **kw)
+
+    monkeypatch.setattr(spec, "training_loss", recording_loss)
+    monkeypatch.setattr(trainer, "get_spec", lambda family: spec)
+    result = train(
+        _cfg(world, tmp_path / "run", max_steps=30, batch_size=2, text_dropout=0.3), progress=False
+    )
+    cache = result.data["cache"]
+    assert cache["prompts_cached"] + cache["prompts_encoded"] == 4 + 1  # four prompts and the empty one
+
+    pipe = spec.load(str(world / "model"))
+    empty = spec.encode_prompts(pipe, [""])[0]
+    own = spec.encode_prompts(pipe, [f"a {name} square moves right" for name in COLOURS])
+    rows = torch.cat(seen)
+    is_empty = torch.tensor([torch.allclose(r, empty) for r in rows])
+    is_own = torch.tensor([any(torch.allclose(r, o) for o in own) for r in rows])
+    assert bool((is_empty ^ is_own).all())  # every row is one or the other
+    assert 0.15 < float(is_empty.float().mean()) < 0.45, is_empty.float().mean()
+
+
 def test_synthetic_min_timestep_applies_to_synthetic_rows_only(world):
     """Synthetic rows draw t >= the minimum, real rows keep the full range; with 0 the draws are the
     default ones (so existing runs and resumes are unchanged)."""

@@ -11,7 +11,7 @@ import pytest
 
 from videolift.align.cache import preprocess_video
 from videolift.align.config import AlignConfig
-from videolift.align.data import Stream, loss_coefficients
+from videolift.align.data import CachedItem, StepDataset, Stream, loss_coefficients
 from videolift.align.weights import all_good, read_scores, select_synthetic, transform_rewards
 from videolift.core.errors import DataError
 
@@ -100,6 +100,44 @@ def test_stream_shards_disjointly_covers_epochs_and_resumes():
     fresh = Stream(10, 2, seed=3, rank=1, world=2)  # a resumed process: same indices, no state
     assert fresh.indices(7) == ranks[1].indices(7)
     assert len({tuple(Stream(10, 2, seed=s).indices(0)) for s in range(5)}) > 1  # the seed matters
+
+
+def test_text_dropout_swaps_in_the_empty_prompt_reproducibly(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    def tensor_file(name: str, value: float) -> Path:
+        save_file({"t": torch.full((2, 3), value)}, str(tmp_path / f"{name}.safetensors"))
+        return tmp_path / f"{name}.safetensors"
+
+    syn = [CachedItem(tensor_file(f"lat{i}", i), tensor_file(f"txt{i}", i), 1.0) for i in range(4)]
+    real = [
+        CachedItem(tensor_file(f"rlat{i}", 10 + i), tensor_file(f"rtxt{i}", 10 + i), 1.0) for i in range(4)
+    ]
+    empty = tensor_file("empty", -1)
+
+    def dataset(p: float, rank: int = 0) -> StepDataset:
+        return StepDataset(
+            syn, Stream(4, 2, seed=5, rank=rank, world=2), real, Stream(4, 2, seed=6, rank=rank, world=2),
+            length=200, empty_text=empty if p else None, text_dropout=p,
+        )  # fmt: skip
+
+    on, off = dataset(0.25), dataset(0.0)
+    texts = torch.stack([on[k]["text"][:, 0, 0] for k in range(200)])  # (steps, 2 syn + 2 real)
+    dropped = texts == -1
+    assert 0.18 < float(dropped.float().mean()) < 0.32  # about 1 in 4, synthetic and real rows alike
+    assert dropped[:, :2].any() and dropped[:, 2:].any()
+    for k in range(20):  # the rest is untouched: same latents, and the prompt where not dropped
+        a, b = on[k], off[k]
+        assert torch.equal(a["params"], b["params"]) and a["ids"] == b["ids"]
+        kept = a["text"][:, 0, 0] != -1
+        assert torch.equal(a["text"][kept], b["text"][kept])
+    assert torch.equal(dataset(0.25)[7]["text"], on[7]["text"])  # a function of (seed, rank, step)
+    assert not torch.equal(
+        torch.stack([dataset(0.25, rank=1)[k]["text"][:, 0, 0] == -1 for k in range(20)]), dropped[:20]
+    )
+    with pytest.raises(ValueError, match="empty prompt"):
+        StepDataset(syn, Stream(4, 2, seed=5), text_dropout=0.1)
 
 
 def test_preprocess_video_cuts_resizes_and_crops():

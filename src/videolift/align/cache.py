@@ -171,6 +171,7 @@ class EncodingCache:
         pipe: Any,
         items: list[tuple[Path, str]],
         *,
+        extra_prompts: tuple[str, ...] = (),
         rank: int = 0,
         world: int = 1,
         prompt_batch: int = 8,
@@ -182,6 +183,7 @@ class EncodingCache:
         """Encode what is missing for (video path, prompt) items; this rank does every world-th entry.
 
         Returns the (latent file, text file) of every item, and counts of this rank's work.
+        ``extra_prompts`` are encoded too (e.g. the empty prompt); find them with ``text_path``.
         ``barrier`` (multi-process) runs after every rank has listed what is missing and before any
         rank writes, so all ranks split the same list.
         ``before_encode`` runs once, only if there is something to encode (e.g. move encoders to GPU).
@@ -191,11 +193,12 @@ class EncodingCache:
         paths = [(self.latent_path(v), self.text_path(p)) for v, p in items]
         stats = CacheStats()
         todo_videos = sorted({(lat, v) for (lat, _), (v, _) in zip(paths, items, strict=True)})
-        todo_prompts = sorted({(txt, p) for (_, txt), (_, p) in zip(paths, items, strict=True)})
+        all_prompts = {(txt, p) for (_, txt), (_, p) in zip(paths, items, strict=True)}
+        all_prompts |= {(self.text_path(p), p) for p in extra_prompts}
         todo_videos = [t for t in todo_videos if not t[0].exists()]
-        todo_prompts = [t for t in todo_prompts if not t[0].exists()]
+        todo_prompts = sorted(t for t in all_prompts if not t[0].exists())
         stats.videos_cached = len({lat for lat, _ in paths}) - len(todo_videos)
-        stats.prompts_cached = len({txt for _, txt in paths}) - len(todo_prompts)
+        stats.prompts_cached = len(all_prompts) - len(todo_prompts)
         if barrier is not None:
             barrier()
         todo_videos, todo_prompts = todo_videos[rank::world], todo_prompts[rank::world]

@@ -39,6 +39,7 @@ def align(
     synthetic_min_timestep: int = typer.Option(
         None, "--synthetic-min-timestep", help=_h("synthetic_min_timestep")
     ),
+    text_dropout: float = typer.Option(None, "--text-dropout", help=_h("text_dropout")),
     lora_rank: int = typer.Option(None, "--lora-rank", help=_h("lora_rank")),
     lora_alpha: float = typer.Option(None, "--lora-alpha", help=_h("lora_alpha")),
     lr: float = typer.Option(None, "--lr", help=_h("lr")),

@@ -59,6 +59,14 @@ class AlignConfig(BaseModel):
         "num_train_timesteps), where layout, content and motion are decided; real videos train at "
         "every t. 0: every t for both (paper). Keeps the model from learning its own samples' blur",
     )
+    text_dropout: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="extension: each training video's prompt is replaced by the empty prompt with this "
+        "probability, so the unconditional prediction that classifier-free guidance subtracts is "
+        "fine-tuned along with the conditional one. 0: off (paper)",
+    )
 
     # ---- what is trained --------------------------------------------------------------------------
     finetune: Literal["full", "lora"] = Field(

@@ -60,10 +60,27 @@ class StepDataset(torch.utils.data.Dataset):
         real_stream: Stream | None = None,
         lambda_real: float = 1.0,
         length: int = 0,
+        empty_text: Path | None = None,
+        text_dropout: float = 0.0,
     ):
+        if text_dropout and empty_text is None:
+            raise ValueError("text_dropout needs the empty prompt's cached embedding")
         self.synthetic, self.syn_stream = synthetic, syn_stream
         self.real = real if real and lambda_real > 0 else []
         self.real_stream, self.lambda_real, self.length = real_stream, lambda_real, length
+        self.empty_text, self.text_dropout = empty_text, text_dropout
+
+    def _texts(self, items: list[CachedItem], micro_step: int) -> list[Path]:
+        """Each item's prompt embedding, or with probability ``text_dropout`` the empty prompt's:
+        a pure function of (seed, rank, micro-step), like the batch itself."""
+        texts = [it.text for it in items]
+        if self.text_dropout:
+            s = self.syn_stream
+            drop = (
+                np.random.default_rng([s.seed, s.rank, micro_step, 1]).random(len(items)) < self.text_dropout
+            )
+            texts = [self.empty_text if d else t for d, t in zip(drop, texts, strict=True)]
+        return texts
 
     def __len__(self) -> int:
         return self.length
@@ -76,7 +93,7 @@ class StepDataset(torch.utils.data.Dataset):
         coef = loss_coefficients([self.synthetic[i].weight for i in syn_ids], len(real_ids), self.lambda_real)
         return {
             "params": torch.stack([load_tensor(it.latent) for it in items]),
-            "text": torch.stack([load_tensor(it.text) for it in items]),
+            "text": torch.stack([load_tensor(t) for t in self._texts(items, micro_step)]),
             "coef": torch.tensor(coef, dtype=torch.float32),
             "n_syn": len(syn_ids),
             "ids": syn_ids + [-1 - i for i in real_ids],  # real ids are negative: -1 - index

@@ -131,9 +131,9 @@ def load_samples(cfg: AlignConfig) -> tuple[list[Sample], list[Sample], dict]:
     return synthetic, real, data
 
 
-def _cache_all(cfg, spec, pipe, accelerator, synthetic, real) -> tuple[list, list, CacheStats]:
-    """Cache every synthetic and real video and prompt (all ranks together); afterwards only the
-    trained transformer stays on the accelerator."""
+def _cache_all(cfg, spec, pipe, accelerator, synthetic, real) -> tuple[list, list, Path | None, CacheStats]:
+    """Cache every synthetic and real video and prompt, and the empty prompt when text dropout is on
+    (all ranks together); afterwards only the trained transformer stays on the accelerator."""
     from accelerate.utils import gather_object
 
     def fingerprint_of() -> str:
@@ -154,6 +154,7 @@ def _cache_all(cfg, spec, pipe, accelerator, synthetic, real) -> tuple[list, lis
         spec,
         pipe,
         items,
+        extra_prompts=("",) if cfg.text_dropout else (),
         rank=accelerator.process_index,
         world=accelerator.num_processes,
         barrier=accelerator.wait_for_everyone,
@@ -166,7 +167,8 @@ def _cache_all(cfg, spec, pipe, accelerator, synthetic, real) -> tuple[list, lis
     per_rank = gather_object([asdict(stats)])  # cached counts agree; encoded ones add up
     stats.videos_encoded = sum(r["videos_encoded"] for r in per_rank)
     stats.prompts_encoded = sum(r["prompts_encoded"] for r in per_rank)
-    return paths[: len(synthetic)], paths[len(synthetic) :], stats
+    empty = cache.text_path("") if cfg.text_dropout else None
+    return paths[: len(synthetic)], paths[len(synthetic) :], empty, stats
 
 
 def _check_shapes(syn_paths: list, real_paths: list) -> None:
@@ -301,7 +303,7 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
         if isinstance(component, torch.nn.Module):
             component.requires_grad_(False)
 
-    syn_paths, real_paths, cache_stats = _cache_all(cfg, spec, pipe, accelerator, synthetic, real)
+    syn_paths, real_paths, empty_text, cache_stats = _cache_all(cfg, spec, pipe, accelerator, synthetic, real)
     _check_shapes(syn_paths, real_paths)
     data["cache"] = asdict(cache_stats)
 
@@ -361,6 +363,8 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
         else None,
         lambda_real=cfg.lambda_real,
         length=total_micro,
+        empty_text=empty_text,
+        text_dropout=cfg.text_dropout,
     )
     start_micro = step * cfg.grad_accum
     loader = torch.utils.data.DataLoader(
@@ -374,6 +378,7 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
         f"{cfg.lambda_real}); per step: {cfg.batch_size} syn + {n_real} real x {world} processes x "
         f"{cfg.grad_accum} accumulation = {samples_per_step} videos; {sum(p.numel() for p in params):,} "
         f"trainable parameters; steps {step} -> {cfg.max_steps}"
+        + (f"; {cfg.text_dropout:.0%} of prompts dropped to the empty one" if cfg.text_dropout else "")
     )
 
     writer = None
