@@ -171,9 +171,10 @@ def _cache_all(cfg, spec, pipe, accelerator, synthetic, real) -> tuple[list, lis
     return paths[: len(synthetic)], paths[len(synthetic) :], empty, stats
 
 
-def _check_shapes(syn_paths: list, real_paths: list) -> None:
+def _check_shapes(syn_paths: list, real_paths: list, empty_text: Path | None) -> None:
     lat = common_shape([p for p, _ in syn_paths], "synthetic latents")
-    common_shape([t for _, t in syn_paths + real_paths], "text embeddings")
+    texts = [t for _, t in syn_paths + real_paths] + ([empty_text] if empty_text else [])
+    common_shape(texts, "text embeddings")  # the empty prompt's too: dropout stacks it with the rest
     if real_paths:
         real_lat = common_shape([p for p, _ in real_paths], "real latents")
         if real_lat != lat:  # one forward pass over the concatenated batch needs one shape
@@ -304,7 +305,7 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
             component.requires_grad_(False)
 
     syn_paths, real_paths, empty_text, cache_stats = _cache_all(cfg, spec, pipe, accelerator, synthetic, real)
-    _check_shapes(syn_paths, real_paths)
+    _check_shapes(syn_paths, real_paths, empty_text)
     data["cache"] = asdict(cache_stats)
 
     params = make_trainable(transformer, cfg)
