@@ -40,8 +40,9 @@ def test_real_set_is_a_file_or_toy_renders_not_both(tmp_path):
         PipelineConfig.load(path)
 
 
-def test_demo_samples_as_the_toy_base_was_judged():
-    """The demo's sampler is the one the committed toy base's quality report used (docs/toy-world.md)."""
+def test_demo_samples_with_the_toy_base_steps():
+    """The demo samples with the step count the committed toy base was judged with (docs/toy-world.md);
+    its guidance is lower on purpose (2 vs 3: fine-tuned models lose fidelity at 3, docs/align.md)."""
     import json
 
     from videolift.toy.pretrain_t2v import T2VPretrainConfig
@@ -50,6 +51,7 @@ def test_demo_samples_as_the_toy_base_was_judged():
     asset = Path(__file__).resolve().parents[1] / "src" / "videolift" / "toy" / "assets" / "t2v"
     recorded = json.loads((asset / "videolift_pretrain.json").read_text())["config"]
     cfg = T2VPretrainConfig()
-    assert (preset.sampler.steps, preset.sampler.guidance) == (cfg.sample_steps, cfg.guidance)
+    assert preset.sampler.steps == cfg.sample_steps
+    assert preset.sampler.guidance < cfg.guidance
     assert (recorded["sample_steps"], recorded["guidance"]) == (cfg.sample_steps, cfg.guidance)
     assert preset.sampler.dynamic_cfg is False and preset.sampler.lossless is True
