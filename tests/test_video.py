@@ -1,3 +1,5 @@
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -27,6 +29,30 @@ def test_write_read_probe_round_trip(tmp_path):
     info = probe_video(path)
     assert (info.num_frames, info.height, info.width, info.fps) == (9, 32, 48, 8.0)
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+
+
+def test_reading_matches_pyav_per_frame_conversion_across_sizes_and_threads(tmp_path):
+    """The shared reformatter must give PyAV's own pixels, also when the size or format changes
+    between files and when threads read at once (critic scoring decodes in a thread pool)."""
+    import av
+
+    paths = [
+        write_video(tmp_path / "a.mp4", _clip(), crf=0, pix_fmt="yuv444p"),
+        write_video(tmp_path / "b.mp4", _clip(t=5, h=64, w=32)),
+        write_video(tmp_path / "c.mp4", _clip(h=16, w=16), crf=0, pix_fmt="yuv444p"),
+    ]
+
+    def reference(path):
+        with av.open(str(path)) as container:
+            return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+    expected = [reference(p) for p in paths]
+    for path, want in zip(paths * 2, expected * 2, strict=True):
+        assert np.array_equal(read_video(path), want)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(read_video, paths * 4))
+    for got, want in zip(results, expected * 4, strict=True):
+        assert np.array_equal(got, want)
 
 
 def test_odd_sizes_are_padded_for_yuv420p(tmp_path):

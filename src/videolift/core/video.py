@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -38,6 +39,20 @@ def _open(path: str | Path):
     return container
 
 
+_local = threading.local()
+
+
+def _to_rgb(frame) -> np.ndarray:
+    # One reformatter per thread: `frame.to_ndarray(format=...)` builds a new swscale context for every
+    # frame (~8 ms); reusing one reads 48x48 toy clips 9x faster, same pixels (benchmarks/video_read.py).
+    reformatter = getattr(_local, "reformatter", None)
+    if reformatter is None:
+        from av.video.reformatter import VideoReformatter
+
+        reformatter = _local.reformatter = VideoReformatter()
+    return reformatter.reformat(frame, format="rgb24").to_ndarray()
+
+
 def read_video(path: str | Path) -> np.ndarray:
     """All frames as a uint8 array (T, H, W, 3), RGB."""
     container = _open(path)
@@ -45,7 +60,7 @@ def read_video(path: str | Path) -> np.ndarray:
     try:
         with container:
             for frame in container.decode(video=0):
-                frames.append(frame.to_ndarray(format="rgb24"))
+                frames.append(_to_rgb(frame))
     except VideoError:
         raise
     except Exception as exc:
