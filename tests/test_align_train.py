@@ -214,6 +214,39 @@ def test_text_dropout_trains_some_rows_on_the_empty_prompt(world, tmp_path, monk
     assert 0.15 < float(is_empty.float().mean()) < 0.45, is_empty.float().mean()
 
 
+def test_weighted_sampling_trains_mostly_the_high_reward_videos(world, tmp_path, monkeypatch):
+    """--syn-sampling weighted draws videos by weight (raw rewards 0.9 for the two Good, 0.05 for the
+    two Bad) and scales every loss by the mean weight; uniform sees each video equally often."""
+    import videolift.align.trainer as trainer
+
+    spec = get_spec("cogvideox")
+    seen: list[torch.Tensor] = []
+    loss = spec.training_loss
+
+    def recording_loss(pipe, model, latents, text, **kw):
+        seen.append(text.detach().clone())
+        return loss(pipe, model, latents, text, **kw)
+
+    monkeypatch.setattr(spec, "training_loss", recording_loss)
+    monkeypatch.setattr(trainer, "get_spec", lambda family: spec)
+    pipe = spec.load(str(world / "model"))
+    good = spec.encode_prompts(pipe, ["a red square moves right", "a blue square moves right"])
+    share, logged = {}, {}
+    for sampling in ("uniform", "weighted"):
+        seen.clear()
+        out = tmp_path / sampling
+        train(_cfg(world, out, max_steps=20, syn_sampling=sampling, log_every=1), progress=False)
+        rows = torch.cat(seen)
+        share[sampling] = float(
+            torch.tensor([any(torch.allclose(r, g) for g in good) for r in rows]).float().mean()
+        )
+        lines = (out / "logs" / "train.jsonl").read_text().splitlines()
+        logged[sampling] = {round(json.loads(line)["weight_mean"], 6) for line in lines}
+    assert share["uniform"] == 0.5 and share["weighted"] > 0.85, share
+    assert logged["weighted"] == {0.475}  # every coefficient is the mean weight
+    assert len(logged["uniform"]) > 1
+
+
 def test_synthetic_min_timestep_applies_to_synthetic_rows_only(world):
     """Synthetic rows draw t >= the minimum, real rows keep the full range; with 0 the draws are the
     default ones (so existing runs and resumes are unchanged)."""

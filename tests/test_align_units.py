@@ -11,7 +11,7 @@ import pytest
 
 from videolift.align.cache import preprocess_video
 from videolift.align.config import AlignConfig
-from videolift.align.data import CachedItem, StepDataset, Stream, loss_coefficients
+from videolift.align.data import CachedItem, StepDataset, Stream, WeightedStream, loss_coefficients
 from videolift.align.weights import all_good, read_scores, select_synthetic, transform_rewards
 from videolift.core.errors import DataError
 
@@ -100,6 +100,44 @@ def test_stream_shards_disjointly_covers_epochs_and_resumes():
     fresh = Stream(10, 2, seed=3, rank=1, world=2)  # a resumed process: same indices, no state
     assert fresh.indices(7) == ranks[1].indices(7)
     assert len({tuple(Stream(10, 2, seed=s).indices(0)) for s in range(5)}) > 1  # the seed matters
+
+
+def test_weighted_stream_draws_by_weight_reproducibly():
+    weights = [0.0, 1.0, 3.0, 6.0]
+    stream = WeightedStream(weights, 4, seed=3, rank=0, world=2)
+    drawn = np.array([i for k in range(3000) for i in stream.indices(k)])
+    freq = np.bincount(drawn, minlength=4) / drawn.size
+    assert freq[0] == 0 and np.allclose(freq, np.array(weights) / 10, atol=0.015)
+    assert WeightedStream(weights, 4, seed=3, rank=0, world=2).indices(17) == stream.indices(17)  # resume
+    other_rank = WeightedStream(weights, 4, seed=3, rank=1, world=2)
+    assert [other_rank.indices(k) for k in range(10)] != [stream.indices(k) for k in range(10)]
+    for bad in ([0.0, 0.0], [], [1.0, -0.5], [1.0, float("nan")]):
+        with pytest.raises(ValueError, match="weighted sampling"):
+            WeightedStream(bad, 2, seed=0)
+
+
+def test_weighted_sampling_estimates_the_same_objective_with_less_variance():
+    """Drawn by weight with every coefficient at the mean weight, a batch's synthetic loss has the
+    expectation of the paper's uniform estimator, mean(w * loss), and (skewed weights) less variance."""
+    rng = np.random.default_rng(0)
+    weights = np.exp(rng.uniform(0, 1, 50) / 0.1)
+    weights /= weights.mean()  # exp weights, as `--weight-transform exp`
+    losses = rng.uniform(0.5, 1.5, 50)
+    target = float(np.mean(weights * losses))
+
+    def estimates(stream, coef_weights) -> np.ndarray:
+        out = []
+        for k in range(4000):
+            ids = stream.indices(k)
+            coef = loss_coefficients([coef_weights[i] for i in ids], 0, 1.0)
+            out.append(float(np.dot(coef, losses[ids])))
+        return np.array(out)
+
+    uniform = estimates(Stream(50, 8, seed=1), weights)
+    weighted = estimates(WeightedStream(list(weights), 8, seed=1), [weights.mean()] * 50)
+    for est in (uniform, weighted):
+        assert abs(est.mean() - target) < 4 * est.std() / np.sqrt(est.size)
+    assert weighted.std() < 0.5 * uniform.std()
 
 
 def test_text_dropout_swaps_in_the_empty_prompt_reproducibly(tmp_path):

@@ -52,6 +52,13 @@ class AlignConfig(BaseModel):
         "exp: w = exp(r / temperature), rescaled to mean 1",
     )
     exp_temperature: float = Field(0.1, gt=0, description="temperature of weight_transform=exp")
+    syn_sampling: Literal["uniform", "weighted"] = Field(
+        "uniform",
+        description="how synthetic videos are drawn. uniform: each equally often, its loss times its "
+        "weight (paper). Extension: weighted: drawn with probability proportional to the weight, each "
+        "loss times the mean weight: the same objective in expectation, with far less variance when a "
+        "few videos carry most of the weight (e.g. exp weights)",
+    )
     synthetic_min_timestep: int = Field(
         0,
         ge=0,

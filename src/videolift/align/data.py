@@ -45,6 +45,22 @@ class Stream:
         return [int(self._perm(p // self.size)[p % self.size]) for p in range(start, start + self.batch)]
 
 
+class WeightedStream:
+    """Indices drawn with replacement, with probability proportional to ``weights``; like ``Stream``
+    a pure function of (seed, micro-step, rank), so resuming needs no saved state."""
+
+    def __init__(self, weights: list[float], batch: int, *, seed: int, rank: int = 0, world: int = 1):
+        w = np.asarray(weights, dtype=np.float64)
+        if w.size < 1 or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+            raise ValueError("weighted sampling needs finite weights >= 0 with a positive sum")
+        self.p, self.size = w / w.sum(), w.size
+        self.batch, self.seed, self.rank, self.world = batch, seed, rank, world
+
+    def indices(self, micro_step: int) -> list[int]:
+        rng = np.random.default_rng([self.seed, micro_step, self.rank, 2])
+        return [int(i) for i in rng.choice(self.size, self.batch, p=self.p)]
+
+
 class StepDataset(torch.utils.data.Dataset):
     """Item k is the whole batch of micro-step k: synthetic samples first, then real ones.
 
@@ -55,7 +71,7 @@ class StepDataset(torch.utils.data.Dataset):
     def __init__(
         self,
         synthetic: list[CachedItem],
-        syn_stream: Stream,
+        syn_stream: Stream | WeightedStream,
         real: list[CachedItem] | None = None,
         real_stream: Stream | None = None,
         lambda_real: float = 1.0,

@@ -22,7 +22,7 @@ import torch
 
 from videolift.align.cache import CacheStats, EncodingCache, common_shape, model_fingerprint
 from videolift.align.config import AlignConfig
-from videolift.align.data import CachedItem, StepDataset, Stream
+from videolift.align.data import CachedItem, StepDataset, Stream, WeightedStream
 from videolift.align.export import export_full, export_lora, gathered_transformer
 from videolift.align.weights import Sample, read_real, read_scores, select_synthetic
 from videolift.core.errors import VideoliftError
@@ -119,9 +119,11 @@ def load_samples(cfg: AlignConfig) -> tuple[list[Sample], list[Sample], dict]:
     if not synthetic:
         why = "none is rated Good on every dimension" if cfg.method == "rs" else "every reward is null"
         raise VideoliftError(f"{cfg.scores}: no synthetic video to train on ({counts['rated']} rated, {why})")
+    weights = np.array([s.weight for s in synthetic])
+    if cfg.syn_sampling == "weighted" and not weights.sum() > 0:
+        raise VideoliftError(f"{cfg.scores}: --syn-sampling weighted needs a video with a positive weight")
     real = read_real(cfg.real) if cfg.real is not None else []
     data = dict(counts)
-    weights = np.array([s.weight for s in synthetic])
     data.update(
         real=len(real),
         weight_mean=float(weights.mean()),
@@ -352,12 +354,18 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
     assert_ranks_in_sync(accelerator, model, step)
 
     # -- data: micro-step k is item k of the dataset
-    syn_items = [CachedItem(lat, txt, s.weight) for (lat, txt), s in zip(syn_paths, synthetic, strict=True)]
+    weights = [s.weight for s in synthetic]
+    if cfg.syn_sampling == "weighted":  # draw by weight, scale by the mean weight: same objective
+        syn_stream = WeightedStream(weights, cfg.batch_size, seed=cfg.seed, rank=rank, world=world)
+        weights = [float(np.mean(weights))] * len(weights)
+    else:
+        syn_stream = Stream(len(weights), cfg.batch_size, seed=cfg.seed, rank=rank, world=world)
+    syn_items = [CachedItem(lat, txt, w) for (lat, txt), w in zip(syn_paths, weights, strict=True)]
     real_items = [CachedItem(lat, txt, 1.0) for lat, txt in real_paths]
     total_micro = cfg.max_steps * cfg.grad_accum
     dataset = StepDataset(
         syn_items,
-        Stream(len(syn_items), cfg.batch_size, seed=cfg.seed, rank=rank, world=world),
+        syn_stream,
         real_items,
         Stream(len(real_items), cfg.real_bs, seed=cfg.seed + 1, rank=rank, world=world)
         if real_items
@@ -375,7 +383,9 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
     samples_per_step = (cfg.batch_size + n_real) * world * cfg.grad_accum
     say(
         f"align: {cfg.method}, {cfg.finetune} fine-tune, {data['kept']} synthetic videos "
-        f"(weights {data['weight_min']:.3g}..{data['weight_max']:.3g}), {len(real_items)} real (lambda "
+        f"(weights {data['weight_min']:.3g}..{data['weight_max']:.3g}"
+        + (", drawn by weight" if cfg.syn_sampling == "weighted" else "")
+        + f"), {len(real_items)} real (lambda "
         f"{cfg.lambda_real}); per step: {cfg.batch_size} syn + {n_real} real x {world} processes x "
         f"{cfg.grad_accum} accumulation = {samples_per_step} videos; {sum(p.numel() for p in params):,} "
         f"trainable parameters; steps {step} -> {cfg.max_steps}"
