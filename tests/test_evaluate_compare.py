@@ -55,6 +55,10 @@ def test_eval_rates_every_model_on_the_same_prompts_and_seeds(tmp_path, tiny_cog
     pair = data["pairwise"][f"{names[1]} vs {names[0]}"]["oracle"]
     assert all(abs(v["win"] + v["tie"] + v["loss"] - 1.0) < 1e-9 for v in pair.values())
     assert "win/tie/loss" in result.output and "Pass --lossless" not in result.output
+    # The paired difference covers every pair and prints beside win/tie/loss.
+    diff = data["differences"][f"{names[1]} vs {names[0]}"]["oracle"]
+    assert diff["all_good_rate"]["pairs"] == 4 and -1.0 <= diff["all_good_rate"]["diff"] <= 1.0
+    assert "paired difference ± SE" in result.output
 
 
 def test_eval_warns_when_the_oracle_judges_lossy_videos(tmp_path, tiny_cogvideox_dir):

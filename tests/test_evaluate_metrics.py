@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from videolift.evaluate.metrics import pairwise, summarize
+from videolift.evaluate.metrics import format_difference, paired_difference, pairwise, summarize
 from videolift.evaluate.report import Report, frame_strip_png, label_rates_figure
 
 G, N, B = "Good", "Normal", "Bad"
@@ -25,6 +25,29 @@ def test_summarize_rates_reward_and_all_good():
     expected = [0.9, (0.9 + 0.05 + 0.2) / 3, 0.9, 0.05]
     assert s["mean_reward"] == pytest.approx(np.mean(expected))
     assert summarize([])["all_good_rate"] is None
+    # standard errors: all-Good is a 0/1 per video, so sqrt(p(1-p)/(n-1)) with the sample variance
+    assert s["all_good_rate_se"] == pytest.approx(np.std([1, 0, 0, 0], ddof=1) / 2)
+    assert s["mean_reward_se"] == pytest.approx(np.std(expected, ddof=1) / 2)
+    assert summarize([r(G, G, G)])["all_good_rate_se"] is None  # one video: no spread to measure
+
+
+def test_paired_difference_uses_per_video_differences():
+    a = [r(G, G, G), r(G, G, G), r(B, G, G), r(G, G, G)]
+    b = [r(G, G, N), r(G, G, G), r(B, G, G), r(None, None, None)]
+    d = paired_difference(a, b)
+    good = [1, 0, 0, 1]
+    assert d["all_good_rate"]["diff"] == pytest.approx(0.5)
+    assert d["all_good_rate"]["se"] == pytest.approx(np.std(good, ddof=1) / 2)
+    # the fourth pair has no parsed label in B: left out of the reward difference only
+    assert d["mean_reward"]["pairs"] == 3 and d["all_good_rate"]["pairs"] == 4
+    assert d["mean_reward"]["diff"] == pytest.approx((0.9 - (0.9 + 0.9 + 0.2) / 3) / 3)  # Normal = 0.2
+    # Identical ratings: zero difference and zero spread, though each side's own rate has an SE.
+    same = paired_difference([r(G, G, G), r(B, B, B)], [r(G, G, G), r(B, B, B)])
+    assert same["all_good_rate"] == {"diff": 0.0, "se": 0.0, "pairs": 2}
+    text = format_difference(d)
+    assert text == "all Good +50.0 ± 28.9 points, reward +0.078 ± 0.078"
+    with pytest.raises(ValueError, match="aligned"):
+        paired_difference(a, b[:2])
 
 
 def test_pairwise_counts_wins_ties_losses_per_dimension():

@@ -67,6 +67,10 @@ def test_run_pipeline_end_to_end_and_rerun_skips(tmp_path, tiny_cogvideox_dir):
     assert summary["wall_seconds"] > 0 and summary["peak_rss_mb"] > 0
     html = (w / "report.html").read_text()
     assert "Summary (held-out prompts)" in html and "data:image/png;base64," in html
+    # Paired differences against the base, by both raters, in summary.json and in the report.
+    (pair,) = [k for k in summary["differences"] if k.startswith("aligned_rwl")]
+    assert set(summary["differences"][pair]) == {"critic", "oracle"}
+    assert "over videos of the same prompt and seed" in html
     eval_seeds = {
         name: [json.loads(x)["seed"] for x in (w / "eval" / name / "manifest.jsonl").read_text().splitlines()]
         for name in json.loads((w / "eval" / "eval.json").read_text())["models"]

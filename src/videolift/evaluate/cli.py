@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from videolift.core.schema import DIMENSIONS
+from videolift.evaluate.metrics import format_difference
 
 
 def evaluate(
@@ -111,3 +112,5 @@ def print_comparison(result: dict) -> None:
         for rater, p in by_rater.items():
             cells = ", ".join(f"{k}: {v['win']:.0%}/{v['tie']:.0%}/{v['loss']:.0%}" for k, v in p.items())
             console.print(f"{pair} ({rater}, win/tie/loss): {cells}")
+            if diff := result.get("differences", {}).get(pair, {}).get(rater):
+                console.print(f"{pair} ({rater}, paired difference ± SE): {format_difference(diff)}")

@@ -1,7 +1,8 @@
 """Compare T2V models on the same prompts and seeds: generate, rate (critic and/or toy oracle), summarise.
 
 Every model generates from the same prompt file with the same base seed, so video ``i`` of every model
-has the same prompt and seed; pairwise win/tie/loss compares those videos one to one.
+has the same prompt and seed; pairwise win/tie/loss and the paired differences (with standard errors)
+compare those videos one to one.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from videolift.core.jsonl import atomic_write, read_jsonl_dicts, write_jsonl
 from videolift.core.reward import RewardConfig
-from videolift.evaluate.metrics import pairwise, summarize
+from videolift.evaluate.metrics import paired_difference, pairwise, summarize
 
 
 @dataclass
@@ -133,11 +134,13 @@ def compare_models(
         "models": {r.name: {"model": r.model, "lora": r.lora} for r in runs},
         "summary": {r.name: {rater: summarize(v, reward) for rater, v in r.ratings.items()} for r in runs},
         "pairwise": {},
+        "differences": {},
     }
     for other in runs[1:]:
-        key = f"{other.name} vs {runs[0].name}"
-        result["pairwise"][key] = {
-            rater: pairwise(other.ratings[rater], runs[0].ratings[rater]) for rater in other.ratings
+        key, ref = f"{other.name} vs {runs[0].name}", runs[0].ratings
+        result["pairwise"][key] = {rater: pairwise(v, ref[rater]) for rater, v in other.ratings.items()}
+        result["differences"][key] = {
+            rater: paired_difference(v, ref[rater], reward) for rater, v in other.ratings.items()
         }
     with atomic_write(out / "eval.json") as handle:
         json.dump(result, handle, indent=1)

@@ -9,6 +9,7 @@ from typing import Any
 
 from videolift.core.jsonl import read_jsonl_dicts
 from videolift.core.schema import DIMENSIONS, LABELS
+from videolift.evaluate.metrics import format_difference
 from videolift.evaluate.report import (
     Report,
     confusion_figure,
@@ -109,6 +110,12 @@ def write_report(
                 for rater, p in by_rater.items()
             ],
             caption=f"pairwise: {pair}",
+        )
+    for pair, by_rater in evaluation.get("differences", {}).items():
+        rep.table(
+            ["rater", "paired difference ± standard error"],
+            [[rater, format_difference(d)] for rater, d in by_rater.items()],
+            caption=f"{pair}, over videos of the same prompt and seed",
         )
 
     rep.heading("Label and reward distributions, before and after")

@@ -1,4 +1,5 @@
-"""Evaluation metrics over rated videos: label rates, mean reward, all-Good rate, pairwise win/tie/loss.
+"""Evaluation metrics over rated videos: label rates, mean reward, all-Good rate, pairwise win/tie/loss,
+paired differences with their standard errors.
 
 A "rating" here is ``{dimension: label}`` for one video (from the critic, the toy oracle or people).
 Unparsed critic answers are ``None`` labels: they count as not Good and are reported separately.
@@ -6,6 +7,7 @@ Unparsed critic answers are ``None`` labels: they count as not Good and are repo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,28 +21,64 @@ def _label(value: Label | str | None) -> Label | None:
     return None if value is None else Label(value)
 
 
+def _reward_and_all_good(rating: Rating, reward: RewardConfig) -> tuple[float | None, bool]:
+    """A video's reward (from its parsed dimensions; None if none parsed) and whether all are Good."""
+    labels = {Dimension(d): _label(v) for d, v in rating.items()}
+    parsed = {d: lab for d, lab in labels.items() if lab is not None}
+    all_good = all(labels.get(d) is Label.Good for d in DIMENSIONS)
+    return (reward.aggregate(parsed) if parsed else None), all_good
+
+
+def _mean_and_se(values: Sequence[float]) -> tuple[float | None, float | None]:
+    """Mean and its standard error (sample standard deviation / sqrt(n)); None where undefined."""
+    n = len(values)
+    if n == 0:
+        return None, None
+    mean = sum(values) / n
+    if n == 1:
+        return mean, None
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
+
+
 def summarize(ratings: Sequence[Rating], reward: RewardConfig | None = None) -> dict[str, Any]:
-    """Per-dimension label rates, mean reward and all-Good rate of a set of videos (rates in [0, 1])."""
+    """Per-dimension label rates, mean reward and all-Good rate of a set of videos (rates in [0, 1]),
+    with the standard errors of the last two."""
     reward = reward or RewardConfig()
     n = len(ratings)
     out: dict[str, Any] = {"videos": n, "dimensions": {}}
     if n == 0:
         return {**out, "mean_reward": None, "all_good_rate": None}
-    rewards, all_good = [], 0
-    for rating in ratings:
-        labels = {Dimension(d): _label(v) for d, v in rating.items()}
-        parsed = {d: lab for d, lab in labels.items() if lab is not None}
-        rewards.append(reward.aggregate(parsed) if parsed else None)
-        all_good += all(labels.get(d) is Label.Good for d in DIMENSIONS)
+    scored = [_reward_and_all_good(rating, reward) for rating in ratings]
+    rewards = [value for value, _ in scored]
     for dim in DIMENSIONS:
         labels = [_label(r.get(dim) if dim in r else r.get(dim.value)) for r in ratings]
         out["dimensions"][dim.value] = {
             **{lab.value: sum(x is lab for x in labels) / n for lab in LABELS},
             "unparsed": sum(x is None for x in labels) / n,
         }
-    valid = [r for r in rewards if r is not None]
-    out["mean_reward"] = sum(valid) / len(valid) if valid else None
-    out["all_good_rate"] = all_good / n
+    out["mean_reward"], out["mean_reward_se"] = _mean_and_se([r for r in rewards if r is not None])
+    out["all_good_rate"], out["all_good_rate_se"] = _mean_and_se([float(good) for _, good in scored])
+    return out
+
+
+def paired_difference(
+    a: Sequence[Rating], b: Sequence[Rating], reward: RewardConfig | None = None
+) -> dict[str, dict[str, Any]]:
+    """A minus B in all-Good rate and mean reward over videos of the same prompt and seed, each with
+    the standard error of the per-video differences. Pairing removes the prompts' own spread, so this
+    error is usually well below that of two independent rates. Pairs where either video has no parsed
+    label are left out of the reward difference."""
+    if len(a) != len(b):
+        raise ValueError(f"paired difference needs aligned lists, got {len(a)} vs {len(b)} videos")
+    reward = reward or RewardConfig()
+    sa = [_reward_and_all_good(r, reward) for r in a]
+    sb = [_reward_and_all_good(r, reward) for r in b]
+    good = [float(x[1]) - float(y[1]) for x, y in zip(sa, sb, strict=True)]
+    rew = [x[0] - y[0] for x, y in zip(sa, sb, strict=True) if x[0] is not None and y[0] is not None]
+    out: dict[str, dict[str, Any]] = {}
+    for name, values in (("all_good_rate", good), ("mean_reward", rew)):
+        diff, se = _mean_and_se(values)
+        out[name] = {"diff": diff, "se": se, "pairs": len(values)}
     return out
 
 
@@ -75,3 +113,18 @@ def pairwise(a: Sequence[Rating], b: Sequence[Rating]) -> dict[str, dict[str, fl
             {"win": win / n, "tie": tie / n, "loss": loss / n} if n else {"win": 0.0, "tie": 0.0, "loss": 0.0}
         )
     return out
+
+
+def format_difference(diff: dict) -> str:
+    """``all Good +4.0 ± 2.8 points, reward +0.021 ± 0.010`` from a ``paired_difference`` result."""
+
+    def cell(d: dict, scale: float, fmt: str) -> str:
+        if d["diff"] is None:
+            return "n/a"
+        se = "" if d["se"] is None else f" ± {d['se'] * scale:{fmt[1:]}}"
+        return f"{d['diff'] * scale:{fmt}}{se}"
+
+    return (
+        f"all Good {cell(diff['all_good_rate'], 100, '+.1f')} points, "
+        f"reward {cell(diff['mean_reward'], 1, '+.3f')}"
+    )

@@ -505,6 +505,7 @@ def build_summary(result: dict, accuracy: dict, methods: list[str], started: flo
             "model": result["models"][name]["lora"] or result["models"][name]["model"],
         }
     out["pairwise"] = result.get("pairwise", {})
+    out["differences"] = result.get("differences", {})
     out["wall_seconds"] = round(time.time() - started, 1)
     out["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return out
