@@ -428,3 +428,19 @@ def test_cli_refuses_to_overwrite_checkpoints_without_resume(world, tmp_path):
     (tmp_path / "run/checkpoints/step-0000003/trainer_state.json").write_text("{}")
     result = CliRunner().invoke(app, ["align", *_cli_args(world, tmp_path / "run")])
     assert result.exit_code == 1 and "pass --resume" in result.output
+
+
+def test_cli_resume_names_the_settings_that_changed(world, tmp_path):
+    from typer.testing import CliRunner
+
+    from videolift.cli import app
+
+    flags = _flags(world, tmp_path / "run")
+    saved = AlignConfig.load(None, **flags).model_dump(mode="json")
+    ckpt = tmp_path / "run/checkpoints/step-0000003"
+    ckpt.mkdir(parents=True)
+    (ckpt / "trainer_state.json").write_text(json.dumps({"step": 3, "config": {**saved, "lr": 0.5}}))
+    result = CliRunner().invoke(app, ["align", *_cli_args(world, tmp_path / "run"), "--resume"])
+    assert result.exit_code == 1
+    assert "lr: 0.5 in the checkpoint, 0.001 now" in result.output and "max_steps" in result.output
+    assert not (tmp_path / "run/align_config.json").exists()  # refused before writing anything

@@ -178,6 +178,44 @@ def test_text_dropout_swaps_in_the_empty_prompt_reproducibly(tmp_path):
         StepDataset(syn, Stream(4, 2, seed=5), text_dropout=0.1)
 
 
+def test_resume_conflicts_name_changed_settings_and_accept_newer_options_at_default(tmp_path):
+    from videolift.align.trainer import STATE_FILE, checkpoint_conflicts
+
+    cfg = AlignConfig(model="m", scores="s.jsonl", videos="v", out=tmp_path / "run", lr=1e-3)
+    saved = cfg.model_dump(mode="json")
+    assert cfg.resume_conflicts(saved) == []
+    assert cfg.model_copy(update={"max_steps": 99, "log_every": 7}).resume_conflicts(saved) == []
+    (lr,) = cfg.model_copy(update={"lr": 2e-3}).resume_conflicts(saved)
+    assert lr == "lr: 0.001 in the checkpoint, 0.002 now"
+    # A checkpoint from a version without syn_sampling: fine at the default, a conflict otherwise.
+    older = {k: v for k, v in saved.items() if k != "syn_sampling"}
+    assert cfg.resume_conflicts(older) == []
+    (new,) = cfg.model_copy(update={"syn_sampling": "weighted"}).resume_conflicts(older)
+    assert new.startswith("syn_sampling: 'weighted' now; the checkpoint predates it")
+    (gone,) = cfg.resume_conflicts({**saved, "retired_option": 1})
+    assert "retired_option" in gone and "not an option of this version" in gone
+
+    # Checkpoints written before the config was kept in them: the hash, then OUT/align_config.json.
+    ckpt = tmp_path / "run" / "checkpoints" / "step-0000010"
+    ckpt.mkdir(parents=True)
+    (ckpt / STATE_FILE).write_text(json.dumps({"step": 10, "fingerprint": cfg.training_fingerprint()}))
+    assert checkpoint_conflicts(cfg, ckpt) == []
+    (ckpt / STATE_FILE).write_text(json.dumps({"step": 10, "fingerprint": "from-an-older-field-set"}))
+    (missing,) = checkpoint_conflicts(cfg, ckpt)
+    assert "align_config.json is missing" in missing
+    (tmp_path / "run" / "align_config.json").write_text(json.dumps(older))
+    assert checkpoint_conflicts(cfg, ckpt) == []
+    assert checkpoint_conflicts(cfg.model_copy(update={"seed": 5}), ckpt) == [
+        "seed: 0 in the checkpoint, 5 now"
+    ]
+    (ckpt / STATE_FILE).write_text(
+        json.dumps({"step": 10, "fingerprint": "x", "config": {**saved, "seed": 4}})
+    )
+    assert checkpoint_conflicts(cfg, ckpt) == [
+        "seed: 4 in the checkpoint, 0 now"
+    ]  # the state's own copy wins
+
+
 def test_preprocess_video_cuts_resizes_and_crops():
     frames = np.zeros((20, 48, 80, 3), np.uint8)
     frames[:, :, 40:] = 200  # right half bright

@@ -14,6 +14,7 @@ from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import to_jsonable_python
 
 from videolift.core.errors import DataError
 from videolift.core.jsonl import validation_field
@@ -164,6 +165,28 @@ class AlignConfig(BaseModel):
         """Hash of the fields that define the run (not the ones --resume may change)."""
         data = self.model_dump(mode="json", exclude=set(RESUMABLE_CHANGES))
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def resume_conflicts(self, saved: dict) -> list[str]:
+        """How these settings differ from those a checkpoint was written with (a JSON ``model_dump``).
+
+        An option newer than the checkpoint is no conflict at its default (what the older version did),
+        so a run started by one version resumes under the next; any other difference changes the run.
+        """
+        now = self.model_dump(mode="json", exclude=set(RESUMABLE_CHANGES))
+        conflicts = []
+        for name in sorted(set(now) | (set(saved) - RESUMABLE_CHANGES)):
+            if name not in now:
+                conflicts.append(f"{name}: {saved[name]!r} in the checkpoint, not an option of this version")
+            elif name in saved:
+                if now[name] != saved[name]:
+                    conflicts.append(f"{name}: {saved[name]!r} in the checkpoint, {now[name]!r} now")
+            elif (info := type(self).model_fields[name]).is_required():
+                conflicts.append(f"{name}: required now, absent from the checkpoint")
+            elif now[name] != (default := to_jsonable_python(info.get_default(call_default_factory=True))):
+                conflicts.append(
+                    f"{name}: {now[name]!r} now; the checkpoint predates it (default {default!r})"
+                )
+        return conflicts
 
     # ---- loading --------------------------------------------------------------------------------
     @classmethod

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from videolift.align.cache import CacheStats, EncodingCache, common_shape, model_fingerprint
-from videolift.align.config import AlignConfig
+from videolift.align.config import RESUMABLE_CHANGES, AlignConfig
 from videolift.align.data import CachedItem, StepDataset, Stream, WeightedStream
 from videolift.align.export import export_full, export_lora, gathered_transformer
 from videolift.align.weights import Sample, read_real, read_scores, select_synthetic
@@ -223,6 +223,20 @@ def latest_checkpoint(root: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
+def checkpoint_conflicts(cfg: AlignConfig, checkpoint: Path) -> list[str]:
+    """Settings of ``cfg`` that differ from those of the run that wrote ``checkpoint`` (none: resume)."""
+    state = json.loads((checkpoint / STATE_FILE).read_text())
+    saved = state.get("config")
+    if saved is None:  # checkpoints written before 2026-12-04 hold only a hash; the config sits in OUT
+        if state.get("fingerprint") == cfg.training_fingerprint():
+            return []
+        path = checkpoint.parent.parent / "align_config.json"
+        if not path.exists():
+            return [f"the checkpoint's settings differ and {path} is missing to say how"]
+        saved = json.loads(path.read_text())
+    return cfg.resume_conflicts(saved)
+
+
 def save_checkpoint(accelerator: Any, root: Path, step: int, state: dict, keep: int) -> Path:
     """accelerate.save_state into a temporary directory, renamed when complete. Collective."""
     final, tmp = root / f"step-{step:07d}", root / f".partial-step-{step:07d}"
@@ -279,13 +293,11 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
         raise VideoliftError(
             f"{out} already holds checkpoints: pass --resume to continue, or use a new --out"
         )
-    if resume_from is not None:
-        saved = json.loads((resume_from / STATE_FILE).read_text())
-        if saved["fingerprint"] != cfg.training_fingerprint():
-            raise VideoliftError(
-                f"{resume_from}: written by a run with different settings (only max_steps, checkpoint_every, "
-                "keep_checkpoints, log_every and num_workers may change on --resume); see align_config.json"
-            )
+    if resume_from is not None and (conflicts := checkpoint_conflicts(cfg, resume_from)):
+        raise VideoliftError(
+            f"{resume_from}: written by a run with other settings (only {', '.join(sorted(RESUMABLE_CHANGES))}"
+            " may change on --resume):\n  " + "\n  ".join(conflicts)
+        )
     synthetic, real, data = load_samples(cfg)
     weight_dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.mixed_precision]
     if main:
@@ -476,7 +488,12 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
 
         if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
             assert_ranks_in_sync(accelerator, model, step)
-            state = {"step": step, "fingerprint": cfg.training_fingerprint(), "world_size": world}
+            state = {
+                "step": step,
+                "fingerprint": cfg.training_fingerprint(),
+                "config": cfg.model_dump(mode="json"),  # what --resume compares against
+                "world_size": world,
+            }
             save_checkpoint(accelerator, ckpt_root, step, state, cfg.keep_checkpoints)
     bar.close()
     if writer is not None:

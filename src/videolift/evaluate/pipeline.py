@@ -444,7 +444,7 @@ def _align_stage(
     def run() -> dict:
         import shutil
 
-        from videolift.align.trainer import STATE_FILE, latest_checkpoint, train
+        from videolift.align.trainer import checkpoint_conflicts, latest_checkpoint, train
 
         align_cfg = AlignConfig(
             model=t2v,
@@ -456,9 +456,7 @@ def _align_stage(
         )
         # Resume a checkpoint of these very settings; anything else in OUT is stale.
         last = latest_checkpoint(out / "checkpoints")
-        same = last is not None and json.loads((last / STATE_FILE).read_text()).get("fingerprint") == (
-            align_cfg.training_fingerprint()
-        )
+        same = last is not None and not checkpoint_conflicts(align_cfg, last)
         if last is not None and not same:
             shutil.rmtree(out)
         r = train(align_cfg.model_copy(update={"resume": same}), progress=progress)
