@@ -377,17 +377,16 @@ def test_resume_after_kill_matches_uninterrupted_run(world, tmp_path):
         proc.wait()
     assert not (tmp_path / "killed/pipeline").exists()  # really killed mid-run
 
-    resumed = AlignConfig.load(None, **_flags(world, tmp_path / "killed"), resume=True)
+    # The run directory moves (to another disk, say) before it resumes.
+    moved = (tmp_path / "killed").rename(tmp_path / "moved")
+    resumed = AlignConfig.load(None, **_flags(world, moved), resume=True)
     train(resumed, progress=False)
     train(AlignConfig.load(None, **_flags(world, tmp_path / "straight")), progress=False)
-    a, b = (
-        _transformer_state(tmp_path / "killed/pipeline"),
-        _transformer_state(tmp_path / "straight/pipeline"),
-    )
+    a, b = _transformer_state(moved / "pipeline"), _transformer_state(tmp_path / "straight/pipeline")
     assert all(torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-7) for k in a)
-    steps = [json.loads(x)["step"] for x in (tmp_path / "killed/logs/train.jsonl").read_text().splitlines()]
+    steps = [json.loads(x)["step"] for x in (moved / "logs/train.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 21))  # lines past the last checkpoint were replaced, not duplicated
-    assert len(list((tmp_path / "killed/checkpoints").glob("step-*"))) == 2  # keep_checkpoints
+    assert len(list((moved / "checkpoints").glob("step-*"))) == 2  # keep_checkpoints
 
 
 def _flags(world: Path, out: Path) -> dict:

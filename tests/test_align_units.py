@@ -184,7 +184,8 @@ def test_resume_conflicts_name_changed_settings_and_accept_newer_options_at_defa
     cfg = AlignConfig(model="m", scores="s.jsonl", videos="v", out=tmp_path / "run", lr=1e-3)
     saved = cfg.model_dump(mode="json")
     assert cfg.resume_conflicts(saved) == []
-    assert cfg.model_copy(update={"max_steps": 99, "log_every": 7}).resume_conflicts(saved) == []
+    moved = cfg.model_copy(update={"max_steps": 99, "log_every": 7, "out": tmp_path / "moved"})
+    assert moved.resume_conflicts(saved) == []
     (lr,) = cfg.model_copy(update={"lr": 2e-3}).resume_conflicts(saved)
     assert lr == "lr: 0.001 in the checkpoint, 0.002 now"
     # A checkpoint from a version without syn_sampling: fine at the default, a conflict otherwise.

@@ -19,9 +19,10 @@ from pydantic_core import to_jsonable_python
 from videolift.core.errors import DataError
 from videolift.core.jsonl import validation_field
 
-# Fields that may change between a run and its --resume without changing what is being trained.
+# Fields that may change between a run and its --resume without changing what is being trained
+# (``out`` too: a run directory moved to another disk resumes where it now is).
 RESUMABLE_CHANGES = frozenset(
-    {"max_steps", "resume", "checkpoint_every", "keep_checkpoints", "log_every", "num_workers"}
+    {"max_steps", "resume", "checkpoint_every", "keep_checkpoints", "log_every", "num_workers", "out"}
 )
 
 
