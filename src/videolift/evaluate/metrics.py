@@ -47,7 +47,10 @@ def summarize(ratings: Sequence[Rating], reward: RewardConfig | None = None) -> 
     n = len(ratings)
     out: dict[str, Any] = {"videos": n, "dimensions": {}}
     if n == 0:
-        return {**out, "mean_reward": None, "all_good_rate": None}
+        return {
+            **out,
+            **dict.fromkeys(("mean_reward", "mean_reward_se", "all_good_rate", "all_good_rate_se")),
+        }
     scored = [_reward_and_all_good(rating, reward) for rating in ratings]
     rewards = [value for value, _ in scored]
     for dim in DIMENSIONS:
