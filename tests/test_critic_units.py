@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 
 import numpy as np
@@ -216,6 +217,7 @@ def test_label_metrics_hand_computed():
     pred = [G, G, N, N, G, None]
     m = label_metrics(truth, pred)
     assert m["accuracy"] == pytest.approx(3 / 6)
+    assert m["accuracy_se"] == pytest.approx(math.sqrt(0.25 * 6 / 5 / 6))  # sample variance of 0/1s, over n
     # Good: P 2/3 R 2/3; Normal: P 1/2 R 1; Bad: P 0 R 0 -> F1 2/3, 2/3, 0.
     assert m["macro_f1"] == pytest.approx((2 / 3 + 2 / 3 + 0) / 3)
     assert m["confusion"]["Good"] == {"Good": 2, "Normal": 1, "Bad": 0, "unparsed": 0}
@@ -257,3 +259,20 @@ def test_evaluate_predictions_uses_majority_and_same_prompt_pairs():
     pairs = [{"a": "a", "b": "b", "winner": "a", "dimension": "overall", "line": 1}]
     judged = evaluate_predictions(items, {**lines, "b": {**lines["b"], "reward": 0.05}}, pairs=pairs)
     assert judged["pairwise_judged"]["overall"]["ties_aware_accuracy"] == 1.0
+
+
+def test_mean_accuracy_error_counts_a_videos_dimensions_together():
+    from videolift.core.schema import HRARecord
+
+    def rec(vid, sc, ms):
+        return HRARecord(video=vid, prompt=vid, annotator="x", ratings={SC: {"label": sc}, MS: {"label": ms}})
+
+    items = majority_items([rec("a", "Good", "Good"), rec("b", "Good", "Good"), rec("c", "Good", "Good")])
+    said = {"a": ("Good", "Good"), "b": ("Bad", "Bad"), "c": ("Good", "Bad")}  # 2, 0 and 1 of 2 right
+    lines = {
+        v: {"ratings": {SC.value: {"label": sc}, MS.value: {"label": ms}}, "reward": None}
+        for v, (sc, ms) in said.items()
+    }
+    report = evaluate_predictions(items, lines)
+    assert report["mean_accuracy"] == pytest.approx(0.5)
+    assert report["mean_accuracy_se"] == pytest.approx(0.5 / math.sqrt(3))  # sd of (1, 0, 0.5) / sqrt(3)

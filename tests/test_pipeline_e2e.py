@@ -41,7 +41,8 @@ def test_run_pipeline_end_to_end_and_rerun_skips(tmp_path, tiny_cogvideox_dir):
     summary = json.loads((w / "summary.json").read_text())
     for key in ("oracle_all_good_rate", "oracle_mean_reward", "critic_mean_reward"):
         assert 0.0 <= summary["base"][key] <= 1.0
-    assert set(summary["critic"]) == {"accuracy", "accuracy_no_reasons", "majority_baseline"}
+    assert set(summary["critic"]) == {"accuracy", "accuracy_no_reasons", "majority_baseline", "accuracy_se"}
+    assert set(summary["critic"]["accuracy_se"]) == set(summary["critic"]["accuracy"])
     assert "mean" in summary["critic"]["accuracy"]
     manifest = json.loads((w / "run_manifest.json").read_text())
     stages = manifest.get("stages", manifest)

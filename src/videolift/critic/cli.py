@@ -354,19 +354,21 @@ def evaluate(
     _print_report(report)
 
 
-def _fmt(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}"
+def _fmt(x: float | None, se: float | None = None) -> str:
+    if x is None:
+        return "-"
+    return f"{100 * x:.1f}" + ("" if se is None else f" ± {100 * se:.1f}")
 
 
 def _print_report(report: dict) -> None:
     console = Console()
     table = Table(title=f"critic {report['critic']}: {report['videos']} videos")
-    for col in ("dimension", "accuracy %", "macro-F1 %", "majority baseline %", "unparsed", "n"):
+    for col in ("dimension", "accuracy % ± SE", "macro-F1 %", "majority baseline %", "unparsed", "n"):
         table.add_column(col, justify="right" if col != "dimension" else "left")
     for dim, m in report["dimensions"].items():
         table.add_row(
             dim,
-            _fmt(m["accuracy"]),
+            _fmt(m["accuracy"], m.get("accuracy_se")),
             _fmt(m["macro_f1"]),
             _fmt(m["majority_baseline"]),
             str(m["unparsed"]),
@@ -374,7 +376,7 @@ def _print_report(report: dict) -> None:
         )
     table.add_row(
         "mean",
-        _fmt(report["mean_accuracy"]),
+        _fmt(report["mean_accuracy"], report.get("mean_accuracy_se")),
         _fmt(report["mean_macro_f1"]),
         _fmt(report["mean_majority_baseline"]),
         "",

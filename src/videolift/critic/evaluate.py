@@ -17,6 +17,7 @@ from videolift.core.errors import DataError
 from videolift.core.jsonl import iter_json_lines
 from videolift.core.reward import RewardConfig
 from videolift.core.schema import DIMENSIONS, LABEL_RANK, LABELS, Dimension, Label, parse_dimension
+from videolift.core.stats import mean_and_se
 from videolift.critic.data import EvalItem
 
 UNPARSED = "unparsed"
@@ -45,9 +46,11 @@ def label_metrics(truth: Sequence[Label], pred: Sequence[Label | None]) -> dict[
             f1s.append(f1)
     counts = Counter(truth)
     majority = max(LABELS, key=lambda lab: (counts[lab], -LABEL_RANK[lab]))
+    accuracy, accuracy_se = mean_and_se([float(t == p) for t, p in zip(truth, pred, strict=True)])
     return {
         "n": n,
-        "accuracy": sum(t == p for t, p in zip(truth, pred, strict=True)) / n if n else None,
+        "accuracy": accuracy,
+        "accuracy_se": accuracy_se,
         "macro_f1": sum(f1s) / len(f1s) if f1s else None,
         "unparsed": sum(p is None for p in pred),
         "majority_label": majority.value if n else None,
@@ -148,12 +151,20 @@ def evaluate_predictions(
                 [it.labels[dim] for it in rated], [predicted[it.video_id][dim] for it in rated]
             )
     accs = [m["accuracy"] for m in dims.values()]
+    # The mean's error from each video's share of correct dimensions: a video's dimensions are not
+    # independent (a critic that misreads a clip tends to miss more than one).
+    shares = [
+        sum(predicted[it.video_id][d] == lab for d, lab in it.labels.items()) / len(it.labels)
+        for it in items
+        if it.labels
+    ]
     f1s = [m["macro_f1"] for m in dims.values() if m["macro_f1"] is not None]
     report: dict[str, Any] = {
         "videos": len(items),
         "errors": sum("error" in lines.get(it.video_id, {}) for it in items),
         "dimensions": dims,
         "mean_accuracy": sum(accs) / len(accs) if accs else None,
+        "mean_accuracy_se": mean_and_se(shares)[1],
         "mean_macro_f1": sum(f1s) / len(f1s) if f1s else None,
         "mean_majority_baseline": (
             sum(m["majority_baseline"] for m in dims.values()) / len(dims) if dims else None

@@ -79,11 +79,13 @@ def write_report(
                 ("with reasons", "accuracy"),
                 ("label only", "accuracy_no_reasons"),
                 ("always the majority label", "majority_baseline"),
+                ("standard error (with reasons)", "accuracy_se"),
             )
             if acc.get(k)
         ],
         caption="critic label accuracy on held-out videos (majority label of the raters), "
-        "and what always answering each dimension's most frequent label scores",
+        "what always answering each dimension's most frequent label scores, and the accuracy's "
+        "standard error over the test videos",
     )
     check = reward_hacking_check(summary)
     if check is not None:

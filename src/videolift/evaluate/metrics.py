@@ -7,12 +7,12 @@ Unparsed critic answers are ``None`` labels: they count as not Good and are repo
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from videolift.core.reward import RewardConfig
 from videolift.core.schema import DIMENSIONS, LABEL_RANK, LABELS, Dimension, Label
+from videolift.core.stats import mean_and_se
 
 Rating = Mapping[Dimension | str, Label | str | None]
 
@@ -27,17 +27,6 @@ def _reward_and_all_good(rating: Rating, reward: RewardConfig) -> tuple[float | 
     parsed = {d: lab for d, lab in labels.items() if lab is not None}
     all_good = all(labels.get(d) is Label.Good for d in DIMENSIONS)
     return (reward.aggregate(parsed) if parsed else None), all_good
-
-
-def _mean_and_se(values: Sequence[float]) -> tuple[float | None, float | None]:
-    """Mean and its standard error (sample standard deviation / sqrt(n)); None where undefined."""
-    n = len(values)
-    if n == 0:
-        return None, None
-    mean = sum(values) / n
-    if n == 1:
-        return mean, None
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
 
 
 def summarize(ratings: Sequence[Rating], reward: RewardConfig | None = None) -> dict[str, Any]:
@@ -59,8 +48,8 @@ def summarize(ratings: Sequence[Rating], reward: RewardConfig | None = None) -> 
             **{lab.value: sum(x is lab for x in labels) / n for lab in LABELS},
             "unparsed": sum(x is None for x in labels) / n,
         }
-    out["mean_reward"], out["mean_reward_se"] = _mean_and_se([r for r in rewards if r is not None])
-    out["all_good_rate"], out["all_good_rate_se"] = _mean_and_se([float(good) for _, good in scored])
+    out["mean_reward"], out["mean_reward_se"] = mean_and_se([r for r in rewards if r is not None])
+    out["all_good_rate"], out["all_good_rate_se"] = mean_and_se([float(good) for _, good in scored])
     return out
 
 
@@ -80,7 +69,7 @@ def paired_difference(
     rew = [x[0] - y[0] for x, y in zip(sa, sb, strict=True) if x[0] is not None and y[0] is not None]
     out: dict[str, dict[str, Any]] = {}
     for name, values in (("all_good_rate", good), ("mean_reward", rew)):
-        diff, se = _mean_and_se(values)
+        diff, se = mean_and_se(values)
         out[name] = {"diff": diff, "se": se, "pairs": len(values)}
     return out
 

@@ -492,6 +492,11 @@ def build_summary(result: dict, accuracy: dict, methods: list[str], started: flo
             "majority_baseline": acc(accuracy.get("critic"), "majority_baseline"),
         },
     }
+    if (
+        report := accuracy.get("critic")
+    ) and "mean_accuracy_se" in report:  # test sets are small: say how small
+        se = {d: m.get("accuracy_se") for d, m in report["dimensions"].items()}
+        out["critic"]["accuracy_se"] = {**se, "mean": report["mean_accuracy_se"]}
     for key, name in zip(keys, names, strict=True):
         s = result["summary"][name]
         oracle, critic = s.get("oracle"), s.get("critic")

@@ -50,4 +50,12 @@ def print_summary(summary: dict) -> None:
     ):
         if acc.get(key):
             console.print(f"{name} accuracy: " + ", ".join(f"{d} {v:.3f}" for d, v in acc[key].items()))
+    if se := acc.get("accuracy_se"):
+        shown = ", ".join(f"{d} {v:.3f}" for d, v in se.items() if v is not None)
+        console.print(f"critic (with reasons) standard error: {shown}")
+    from videolift.evaluate.metrics import format_difference
+
+    for pair, by_rater in summary.get("differences", {}).items():
+        for rater, diff in by_rater.items():
+            console.print(f"{pair} ({rater}, paired difference ± SE): {format_difference(diff)}")
     console.print(f"wall {summary['wall_seconds']:.0f} s, peak RSS {summary['peak_rss_mb']:.0f} MB")
