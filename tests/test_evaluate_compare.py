@@ -79,3 +79,13 @@ def test_eval_needs_a_rater(tmp_path, tiny_cogvideox_dir):
     prompts.write_text("a red circle moves left in a sand desert\n")
     result = CliRunner().invoke(app, ["eval", "--model", str(tiny_cogvideox_dir), "--prompts", str(prompts)])
     assert result.exit_code != 0 and "--critic DIR and/or --oracle" in result.output
+
+
+def test_eval_refuses_a_bad_prompt_file_before_writing_anything(tmp_path):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "a red circle moves left"}\n{"prompt": 5}\n')
+    out = tmp_path / "eval"
+    args = ["eval", "--model", "unused", "--prompts", str(prompts), "--oracle", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code != 0 and "line 2, field 'prompt'" in result.output
+    assert not out.exists()

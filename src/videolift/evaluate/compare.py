@@ -92,6 +92,9 @@ def compare_models(
 
         raise VideoliftError("nothing to rate with: give --critic DIR and/or --oracle")
     reward = reward or RewardConfig()
+    from videolift.data.prompt_files import read_prompts
+
+    read_prompts(prompts)  # a bad prompt file fails here, before OUT exists
     out.mkdir(parents=True, exist_ok=True)
     critic = None
     if critic_dir is not None:
