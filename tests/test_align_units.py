@@ -206,15 +206,12 @@ def test_resume_conflicts_name_changed_settings_and_accept_newer_options_at_defa
     assert "align_config.json is missing" in missing
     (tmp_path / "run" / "align_config.json").write_text(json.dumps(older))
     assert checkpoint_conflicts(cfg, ckpt) == []
-    assert checkpoint_conflicts(cfg.model_copy(update={"seed": 5}), ckpt) == [
-        "seed: 0 in the checkpoint, 5 now"
-    ]
-    (ckpt / STATE_FILE).write_text(
-        json.dumps({"step": 10, "fingerprint": "x", "config": {**saved, "seed": 4}})
-    )
-    assert checkpoint_conflicts(cfg, ckpt) == [
-        "seed: 4 in the checkpoint, 0 now"
-    ]  # the state's own copy wins
+    reseeded = cfg.model_copy(update={"seed": 5})
+    assert checkpoint_conflicts(reseeded, ckpt) == ["seed: 0 in the checkpoint, 5 now"]
+    # A checkpoint's own copy of its config wins over OUT/align_config.json.
+    state = {"step": 10, "fingerprint": "x", "config": {**saved, "seed": 4}}
+    (ckpt / STATE_FILE).write_text(json.dumps(state))
+    assert checkpoint_conflicts(cfg, ckpt) == ["seed: 4 in the checkpoint, 0 now"]
 
 
 def test_preprocess_video_cuts_resizes_and_crops():
