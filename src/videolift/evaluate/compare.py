@@ -92,10 +92,6 @@ def compare_models(
 
         raise VideoliftError("nothing to rate with: give --critic DIR and/or --oracle")
     reward = reward or RewardConfig()
-    from videolift.data.prompt_files import read_prompts
-
-    read_prompts(prompts)  # a bad prompt file fails here, before OUT exists
-    out.mkdir(parents=True, exist_ok=True)
     critic = None
     if critic_dir is not None:
         from videolift.critic.score import load_critic
@@ -145,6 +141,9 @@ def compare_models(
         result["differences"][key] = {
             rater: paired_difference(v, ref[rater], reward) for rater, v in other.ratings.items()
         }
+    # OUT appears with the first model's videos (generate_videos checks the prompt file first), so a
+    # bad prompt file leaves nothing behind.
+    out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "eval.json") as handle:
         json.dump(result, handle, indent=1)
     return result
