@@ -59,7 +59,7 @@ def worker(args: argparse.Namespace) -> None:
     from videolift.align.cache import EncodingCache, load_tensor, model_fingerprint, preprocess_video
     from videolift.align.trainer import batch_loss, step_generator
     from videolift.core.video import read_video
-    from videolift.models.cogvideox import get_spec
+    from videolift.models.families import get_spec
 
     root = Path(args.root)
     spec = get_spec("cogvideox")

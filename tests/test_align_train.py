@@ -14,29 +14,15 @@ import numpy as np
 import pytest
 import torch
 
+from align_world import COLOURS, align_config, make_world, score_line, square_video
 from videolift.align.cache import EncodingCache, model_fingerprint
 from videolift.align.config import AlignConfig
 from videolift.align.trainer import batch_loss, step_generator, train
 from videolift.core.video import write_video
-from videolift.models.cogvideox import get_spec
+from videolift.models.families import get_spec
 from videolift.models.tiny_cogvideox import build_tiny_cogvideox
 
-DIMS = ("semantic_consistency", "motion_smoothness", "video_fidelity")
-COLOURS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220), "yellow": (220, 220, 30)}
 BIN = Path(sys.executable).parent
-
-
-def _square_video(rgb, shift: int) -> np.ndarray:
-    video = np.full((9, 64, 64, 3), 40, np.uint8)
-    for t in range(9):
-        x = 4 + shift + 4 * t
-        video[t, 20:36, x : x + 16] = rgb
-    return video
-
-
-def _score_line(video: str, prompt: str, label: str | None, reward: float | None) -> str:
-    ratings = {d: {"label": label, "reason": "", "score": reward} for d in DIMS}
-    return json.dumps({"video": video, "prompt": prompt, "ratings": ratings, "reward": reward}) + "\n"
 
 
 @pytest.fixture(scope="module")
@@ -44,33 +30,7 @@ def world(tmp_path_factory):
     """A tiny pipeline, four 9x64x64 videos, a scores file (2 Good, 2 Bad) and a real set."""
     root = tmp_path_factory.mktemp("align")
     build_tiny_cogvideox(root / "model")
-    lines = []
-    for i, (name, rgb) in enumerate(COLOURS.items()):
-        write_video(root / f"videos/v{i}.mp4", _square_video(rgb, i), crf=0, pix_fmt="yuv444p")
-        good = i % 2 == 0
-        lines.append(
-            _score_line(
-                f"videos/v{i}.mp4",
-                f"a {name} square moves right",
-                *(("Good", 0.9) if good else ("Bad", 0.05)),
-            )
-        )
-    (root / "scores.jsonl").write_text("".join(lines))
-    (root / "real.jsonl").write_text(
-        "".join(
-            json.dumps({"video": f"videos/v{i}.mp4", "prompt": "a square moves right"}) + "\n" for i in (1, 3)
-        )
-    )
-    return root
-
-
-def _cfg(world: Path, out: Path, **kw) -> AlignConfig:
-    base = dict(
-        model=str(world / "model"), scores=world / "scores.jsonl", videos=world, out=out, num_workers=0,
-        warmup_steps=0, lr=1e-3, batch_size=2, max_steps=4, checkpoint_every=100,
-        cache_dir=world / "cache",  # shared: keyed by model, video and preprocessing
-    )  # fmt: skip
-    return AlignConfig(**(base | kw))
+    return make_world(root)
 
 
 def _transformer_state(path: Path) -> dict[str, torch.Tensor]:
@@ -97,10 +57,10 @@ def test_cache_is_computed_once_and_keyed(world, tmp_path):
     assert mtimes == {p: p.stat().st_mtime_ns for pair in again for p in pair}  # nothing rewritten
 
     changed = tmp_path / "v0.mp4"  # a copy we can change
-    write_video(changed, _square_video((220, 30, 30), 0), crf=0, pix_fmt="yuv444p")
+    write_video(changed, square_video((220, 30, 30), 0), crf=0, pix_fmt="yuv444p")
     first, _ = cache.build(spec, pipe, [(changed, "prompt 0")], progress=False)
     time.sleep(0.01)
-    write_video(changed, _square_video((30, 30, 220), 0), crf=0, pix_fmt="yuv444p")
+    write_video(changed, square_video((30, 30, 220), 0), crf=0, pix_fmt="yuv444p")
     second, stats = cache.build(spec, pipe, [(changed, "prompt 0")], progress=False)
     assert second[0][0] != first[0][0] and stats.videos_encoded == 1 and stats.prompts_encoded == 0
     resized = EncodingCache(tmp_path / "cache", fp, {**cache.preprocessing, "height": 32, "width": 32})
@@ -163,7 +123,7 @@ def test_training_decreases_weighted_loss_and_full_export_loads(world, tmp_path)
     from diffusers import CogVideoXPipeline
 
     result = train(
-        _cfg(world, tmp_path / "run", max_steps=40, batch_size=4, weight_decay=0.0, cache_dir=None),
+        align_config(world, tmp_path / "run", max_steps=40, batch_size=4, weight_decay=0.0, cache_dir=None),
         progress=False,
     )
     assert result.export_dir == tmp_path / "run" / "pipeline" and result.steps == 40
@@ -199,7 +159,7 @@ def test_text_dropout_trains_some_rows_on_the_empty_prompt(world, tmp_path, monk
     monkeypatch.setattr(spec, "training_loss", recording_loss)
     monkeypatch.setattr(trainer, "get_spec", lambda family: spec)
     result = train(
-        _cfg(world, tmp_path / "run", max_steps=30, batch_size=2, text_dropout=0.3), progress=False
+        align_config(world, tmp_path / "run", max_steps=30, batch_size=2, text_dropout=0.3), progress=False
     )
     cache = result.data["cache"]
     assert cache["prompts_cached"] + cache["prompts_encoded"] == 4 + 1  # four prompts and the empty one
@@ -235,7 +195,7 @@ def test_weighted_sampling_trains_mostly_the_high_reward_videos(world, tmp_path,
     for sampling in ("uniform", "weighted"):
         seen.clear()
         out = tmp_path / sampling
-        train(_cfg(world, out, max_steps=20, syn_sampling=sampling, log_every=1), progress=False)
+        train(align_config(world, out, max_steps=20, syn_sampling=sampling, log_every=1), progress=False)
         rows = torch.cat(seen)
         share[sampling] = float(
             torch.tensor([any(torch.allclose(r, g) for g in good) for r in rows]).float().mean()
@@ -289,8 +249,8 @@ def test_synthetic_min_timestep_applies_to_synthetic_rows_only(world):
 @pytest.mark.parametrize("reward", [0.0, 0.9])
 def test_zero_weight_video_does_not_change_weights(world, tmp_path, reward):
     scores = tmp_path / "one.jsonl"
-    scores.write_text(_score_line("videos/v0.mp4", "a red square moves right", "Good", reward))
-    cfg = _cfg(world, tmp_path / "run", scores=scores, max_steps=3, weight_decay=0.0, batch_size=1)
+    scores.write_text(score_line("videos/v0.mp4", "a red square moves right", "Good", reward))
+    cfg = align_config(world, tmp_path / "run", scores=scores, max_steps=3, weight_decay=0.0, batch_size=1)
     trained = _transformer_state(train(cfg, progress=False).export_dir)
     base = _transformer_state(world / "model")
     unchanged = all(torch.equal(trained[k], base[k]) for k in base)
@@ -301,7 +261,7 @@ def test_gradient_checkpointing_is_exact_and_ema_is_exported(world, tmp_path):
     from safetensors.torch import load_file
 
     def run(name: str, **kw) -> dict[str, torch.Tensor]:
-        cfg = _cfg(world, tmp_path / name, max_steps=3, checkpoint_every=1, keep_checkpoints=3, **kw)
+        cfg = align_config(world, tmp_path / name, max_steps=3, checkpoint_every=1, keep_checkpoints=3, **kw)
         return _transformer_state(train(cfg, progress=False).export_dir)
 
     plain, checkpointed = run("plain"), run("gc", gradient_checkpointing=True)
@@ -325,7 +285,7 @@ def test_rs_lora_export_loads_with_plain_diffusers(world, tmp_path):
     from peft import LoraConfig, set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    cfg = _cfg(
+    cfg = align_config(
         world, tmp_path / "run", method="rs", finetune="lora", lora_rank=4, lora_alpha=8, lr=1e-2, max_steps=3
     )
     result = train(cfg, progress=False)

@@ -124,7 +124,7 @@ def test_jsonl_fields_are_carried_and_videos_regenerate_exactly(tiny_pipeline, t
 
     # The manifest line alone is enough to regenerate the video.
     from videolift.models.base import SamplerSettings
-    from videolift.models.cogvideox import get_spec
+    from videolift.models.families import get_spec
 
     r = records[1]
     spec = get_spec("cogvideox")
@@ -254,7 +254,11 @@ def test_unknown_hub_model_is_a_clear_error(tmp_path):
     good.write_text("a dog\n")
     result = gen("no-such-org/no-such-model", good, tmp_path / "out")
     assert isinstance(result.exception, VideoliftError)
-    assert "cannot load CogVideoX pipeline 'no-such-org/no-such-model'" in str(result.exception)
+    message = str(result.exception)
+    assert "cannot read the model index of 'no-such-org/no-such-model'" in message and "--family" in message
+    result = gen("no-such-org/no-such-model", good, tmp_path / "out", "--family", "cogvideox")
+    assert "cannot load CogVideoXPipeline 'no-such-org/no-such-model'" in str(result.exception)
+    assert not (tmp_path / "out").exists()
 
 
 def test_lora_is_loaded_on_top_and_recorded(tiny_pipeline, prompts_txt, tmp_path):

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from videolift.models.base import SamplerSettings
-from videolift.models.cogvideox import get_spec
+from videolift.models.families import get_spec
 from videolift.models.tiny_cogvideox import TinyCogVideoXConfig, build_tiny_cogvideox
 
 

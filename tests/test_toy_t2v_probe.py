@@ -44,7 +44,7 @@ def toy_shaped_pipe():
 
 
 def test_probe_reports_zero_gap_when_the_text_cannot_reach_the_video(toy_shaped_pipe):
-    from videolift.models.cogvideox import get_spec
+    from videolift.models.families import get_spec
 
     spec, pipe = get_spec("cogvideox"), toy_shaped_pipe
     random_text = conditioning_probe(spec, pipe, n_clips=4, batch=2)

@@ -71,9 +71,10 @@ def align(
     num_workers: int = typer.Option(None, "--num-workers", help=_h("num_workers")),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
 ) -> None:
-    """Align a T2V model with critic rewards: L = mean_syn(w * diffusion loss) + lambda * mean_real(loss).
+    """Align a T2V model (CogVideoX or Wan 2.1) with critic rewards:
+    L = mean_syn(w * diffusion loss) + lambda * mean_real(loss).
 
-    Writes OUT/pipeline (full: CogVideoXPipeline.from_pretrained(OUT/pipeline)) or OUT/lora
+    Writes OUT/pipeline (full: <Family>Pipeline.from_pretrained(OUT/pipeline)) or OUT/lora
     (pipe.load_lora_weights(OUT/lora)), OUT/logs/train.jsonl + tensorboard, OUT/checkpoints.
     Multi-GPU: `accelerate launch --config_file configs/accelerate/deepspeed_zero2.yaml -m videolift.cli align ...`.
     """

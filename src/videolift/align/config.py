@@ -31,7 +31,10 @@ class AlignConfig(BaseModel):
 
     # ---- inputs / outputs -------------------------------------------------------------------------
     model: str = Field(description="diffusers pipeline directory or Hub id of the T2V model to align")
-    family: str = Field("cogvideox", description="T2V model family (videolift.models spec name)")
+    family: str | None = Field(
+        None,
+        description="T2V model family: cogvideox | wan (default: read from the model's model_index.json)",
+    )
     scores: Path = Field(description="JSONL from `critic score`: video, prompt, ratings, reward")
     videos: Path = Field(description="root that the scores file's video paths are relative to")
     out: Path = Field(description="output directory: exported model, checkpoints, logs, cache")
@@ -176,6 +179,8 @@ class AlignConfig(BaseModel):
         now = self.model_dump(mode="json", exclude=set(RESUMABLE_CHANGES))
         conflicts = []
         for name in sorted(set(now) | (set(saved) - RESUMABLE_CHANGES)):
+            if name == "family" and now[name] is None:
+                continue  # detected from the model, which is compared on its own
             if name not in now:
                 conflicts.append(f"{name}: {saved[name]!r} in the checkpoint, not an option of this version")
             elif name in saved:

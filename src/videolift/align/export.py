@@ -1,6 +1,7 @@
 """Write the aligned model so that plain diffusers loads it.
 
-- full fine-tune -> ``OUT/pipeline``: ``CogVideoXPipeline.from_pretrained("OUT/pipeline")``
+- full fine-tune -> ``OUT/pipeline``: ``CogVideoXPipeline.from_pretrained("OUT/pipeline")`` (or
+                                      ``WanPipeline``: the base model's own pipeline class)
 - LoRA           -> ``OUT/lora``:     ``pipe = CogVideoXPipeline.from_pretrained(BASE)``;
                                       ``pipe.load_lora_weights("OUT/lora")``
 

@@ -27,7 +27,8 @@ from videolift.align.export import export_full, export_lora, gathered_transforme
 from videolift.align.weights import Sample, read_real, read_scores, select_synthetic
 from videolift.core.errors import VideoliftError
 from videolift.core.jsonl import append_jsonl, atomic_write, iter_json_lines
-from videolift.models.cogvideox import get_spec, resolve_dtype
+from videolift.models.base import resolve_dtype
+from videolift.models.families import detect_family, get_spec
 
 CKPT_RE = re.compile(r"^step-(\d+)$")
 STATE_FILE = "trainer_state.json"
@@ -282,6 +283,8 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
         )
     say = accelerator.print
     set_seed(cfg.seed)
+    if cfg.family is None:  # recorded resolved, so checkpoints and align_config.json name the family
+        cfg = cfg.model_copy(update={"family": detect_family(cfg.model)})
     out, ckpt_root, log_dir = cfg.out, cfg.out / "checkpoints", cfg.out / "logs"
     fsdp = accelerator.distributed_type == DistributedType.FSDP
     if fsdp and (cfg.finetune == "lora" or cfg.ema_decay):
@@ -308,6 +311,7 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
     # -- model: frozen encoders in the mixed-precision dtype, trained transformer with fp32 master weights
     spec = get_spec(cfg.family)
     pipe = spec.load(cfg.model, dtype=resolve_dtype(weight_dtype), device="cpu")
+    spec.check_trainable(pipe)
     transformer = pipe.transformer
     if cfg.synthetic_min_timestep >= (n_t := pipe.scheduler.config.num_train_timesteps):
         raise VideoliftError(

@@ -134,7 +134,7 @@ def load_critic(
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from videolift.critic.collate import ChatCollator
-    from videolift.models.cogvideox import resolve_dtype
+    from videolift.models.base import resolve_dtype
     from videolift.models.vlm import get_family, model_type_of
 
     directory = Path(directory)

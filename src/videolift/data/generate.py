@@ -222,6 +222,7 @@ def generate_videos(
     limit: int | None = None,
     lossless: bool = False,
     vae_tiling: bool = False,
+    family: str | None = None,
     progress: bool = True,
 ) -> GenerationSummary:
     """Generate ``per_prompt`` videos for each prompt of ``prompts_path`` into ``out`` (see module doc)."""
@@ -230,7 +231,8 @@ def generate_videos(
     from tqdm.auto import tqdm
 
     from videolift.core.video import write_video
-    from videolift.models.cogvideox import get_spec, resolve_dtype
+    from videolift.models.base import resolve_dtype
+    from videolift.models.families import spec_for
 
     start = time.perf_counter()
     counts = {"--per-prompt": per_prompt, "--batch-size": batch_size, "--fps": fps, "--limit": limit or 1}
@@ -255,7 +257,7 @@ def generate_videos(
         dtype = "bfloat16" if run_device.type == "cuda" else "float32"
     dtype = str(resolve_dtype(dtype)).removeprefix("torch.")
 
-    spec = get_spec("cogvideox")
+    spec = spec_for(model, family)
     pipe = spec.load(model, dtype=dtype, device=run_device, lora=lora)
     if vae_tiling:
         pipe.vae.enable_tiling()

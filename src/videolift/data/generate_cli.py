@@ -9,7 +9,7 @@ import typer
 
 def generate(
     model: str = typer.Option(
-        ..., "--model", help="CogVideoX pipeline: a save_pretrained directory or a Hub id."
+        ..., "--model", help="T2V pipeline (CogVideoX or Wan 2.1): a save_pretrained directory or a Hub id."
     ),
     prompts: Path = typer.Option(..., "--prompts", help="Prompt file: .txt (one per line), .jsonl or .csv."),
     out: Path = typer.Option(..., "--out", help="Output directory (videos/, manifest.jsonl)."),
@@ -47,9 +47,12 @@ def generate(
     vae_tiling: bool = typer.Option(
         False, "--vae-tiling", help="Tiled/sliced VAE decoding: less memory, slower."
     ),
+    family: str | None = typer.Option(
+        None, "--family", help="cogvideox | wan. Default: read from the model's model_index.json."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
-    """Generate --per-prompt candidate videos for each prompt with a CogVideoX pipeline.
+    """Generate --per-prompt candidate videos for each prompt with a diffusers T2V pipeline.
 
     Writes OUT/videos/*.mp4 and OUT/manifest.jsonl. Rerunning the same command resumes; under
     `accelerate launch` or `torchrun` each rank generates a disjoint share.
@@ -78,6 +81,7 @@ def generate(
         limit=limit,
         lossless=lossless,
         vae_tiling=vae_tiling,
+        family=family,
         progress=progress,
     )
     if summary.main_process:

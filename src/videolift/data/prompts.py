@@ -138,7 +138,7 @@ def load_chat_lm(model: str, *, device: str = "auto", dtype: str = "auto"):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from videolift.models.cogvideox import resolve_dtype
+    from videolift.models.base import resolve_dtype
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -39,6 +39,7 @@ class Sampler(_Strict):
     frames: int | None = Field(None, description="frames (default: the model's)")
     height: int | None = None
     width: int | None = None
+    fps: int = Field(8, description="frame rate written to the MP4s (Wan 2.1: 16)")
 
 
 class PromptSet(_Strict):
@@ -169,6 +170,8 @@ def run_pipeline(cfg: PipelineConfig, *, progress: bool = True) -> dict[str, Any
     sampler = cfg.sampler.model_dump()
     keys = ("steps", "guidance", "dynamic_cfg", "lossless", "batch_size", "frames", "height", "width")
     gen_kwargs = {k: sampler[k] for k in keys}
+    if sampler["fps"] != 8:  # only when set: runs from before the option keep their stage settings
+        gen_kwargs["fps"] = sampler["fps"]
 
     def generate(prompt_set: PromptSet, split: str, name: str) -> Stage:
         from videolift.data.generate import generate_videos

@@ -1,15 +1,38 @@
 """The contract between trainers/generators and a text-to-video model family.
 
-A new T2V family (Wan, HunyuanVideo, ...) is one new module implementing ``T2VModelSpec``;
+A new T2V family (HunyuanVideo, LTX-Video, ...) is one new module implementing ``T2VModelSpec``
+(usually by subclassing ``DiffusersT2VSpec``) plus one line in ``videolift.models.families``;
 trainers and the generation stage only talk to this interface.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import torch
+
+from videolift.core.errors import VideoliftError
+
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+def resolve_dtype(name: str | torch.dtype) -> torch.dtype:
+    if isinstance(name, torch.dtype):
+        return name
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise VideoliftError(f"unknown dtype {name!r}; use one of {', '.join(DTYPES)}") from None
 
 
 @dataclass(frozen=True)
@@ -42,6 +65,12 @@ class T2VModelSpec(Protocol):
     def check_sampling(self, pipe: Any, settings: SamplerSettings) -> None:
         """Raise VideoliftError for sizes/frames the model cannot produce."""
 
+    def check_trainable(self, pipe: Any) -> None:
+        """Raise VideoliftError if this pipeline can generate but not be fine-tuned by videolift."""
+
+    def max_sequence_length(self, pipe: Any, settings: SamplerSettings | None = None) -> int:
+        """Text tokens the prompt is padded/cut to (recorded, so cached embeddings match sampling)."""
+
     def generate(
         self, pipe: Any, prompts: list[str], seeds: list[int], settings: SamplerSettings
     ) -> list[np.ndarray]:
@@ -53,7 +82,128 @@ class T2VModelSpec(Protocol):
     def encode_videos(self, pipe: Any, videos: list[np.ndarray]) -> Any:
         """VAE latent distribution parameters of each video, for caching."""
 
+    def sample_latents(self, pipe: Any, parameters: Any, generator: Any = None) -> Any:
+        """A latent drawn from cached distribution parameters, normalised and laid out as the
+        transformer takes it."""
+
     def training_loss(
         self, pipe: Any, transformer: Any, latents: Any, text: Any, *, timesteps: Any, noise: Any
     ) -> Any:
-        """The family's own diffusion loss, per sample (B,), without reduction over the batch."""
+        """The family's own diffusion loss, per sample (B,), without reduction over the batch.
+        ``timesteps`` are integers in [0, num_train_timesteps): higher is noisier."""
+
+
+class DiffusersT2VSpec:
+    """What diffusers T2V pipelines share: loading, frame/size checks, batched sampling with one
+    generator per video, prompt and VAE encoding. A family sets ``pipeline_class`` and the rest."""
+
+    family = ""
+    name = ""  # for messages
+    pipeline_class = ""  # diffusers class name, as in model_index.json's _class_name
+    default_max_sequence_length = 226
+
+    def pipeline_type(self) -> Any:
+        import diffusers
+
+        return getattr(diffusers, self.pipeline_class)
+
+    # ---- loading -------------------------------------------------------------------------------
+    def load(self, model: str, *, dtype: Any = "float32", device: Any = "cpu", lora: str | None = None):
+        local = Path(model)
+        if local.exists() and not (local / "model_index.json").exists():
+            raise VideoliftError(f"{model}: not a diffusers pipeline directory (no model_index.json)")
+        try:
+            pipe = self.pipeline_type().from_pretrained(model, dtype=resolve_dtype(dtype))
+        except (OSError, ValueError) as exc:  # ValueError: huggingface_hub's invalid repo id (a bad path)
+            raise VideoliftError(
+                f"cannot load {self.pipeline_class} {model!r}: not a local pipeline directory and not "
+                f"reachable on the Hub ({str(exc).splitlines()[0]})"
+            ) from None
+        if lora:
+            if not Path(lora).exists():
+                raise VideoliftError(f"{lora}: LoRA directory not found")
+            pipe.load_lora_weights(lora)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe.to(device)
+
+    # ---- sampling ------------------------------------------------------------------------------
+    def spatial_patch(self, pipe: Any) -> int:
+        return int(pipe.transformer.config.patch_size)
+
+    def check_sampling(self, pipe: Any, settings: SamplerSettings) -> None:
+        tcr = pipe.vae_scale_factor_temporal
+        if settings.frames < 1 or (settings.frames - 1) % tcr:
+            raise VideoliftError(
+                f"--frames {settings.frames}: {self.name} needs frames = {tcr}k+1 "
+                f"(e.g. {tcr * 2 + 1}, {tcr * 3 + 1}, {tcr * 12 + 1})"
+            )
+        patch = self.spatial_patch(pipe)
+        multiple = pipe.vae_scale_factor_spatial * patch
+        for name, value in (("height", settings.height), ("width", settings.width)):
+            if value <= 0 or value % multiple:
+                raise VideoliftError(
+                    f"--{name} {value}: must be a positive multiple of {multiple} "
+                    f"(VAE scale {pipe.vae_scale_factor_spatial} x patch {patch})"
+                )
+        if settings.steps < 1:
+            raise VideoliftError(f"--steps {settings.steps}: must be at least 1")
+
+    def check_trainable(self, pipe: Any) -> None:
+        return None
+
+    def max_sequence_length(self, pipe: Any, settings: SamplerSettings | None = None) -> int:
+        if settings is not None and settings.max_sequence_length:
+            return settings.max_sequence_length
+        return self.default_max_sequence_length
+
+    def sampling_kwargs(self, settings: SamplerSettings) -> dict[str, Any]:
+        """Family-specific pipeline arguments beyond the shared ones."""
+        return {}
+
+    @torch.no_grad()
+    def generate(
+        self, pipe: Any, prompts: list[str], seeds: list[int], settings: SamplerSettings
+    ) -> list[np.ndarray]:
+        # The pipeline makes one video per prompt: repeat prompts and pass one generator per sample.
+        generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+        out = pipe(
+            prompt=list(prompts),
+            num_inference_steps=settings.steps,
+            guidance_scale=settings.guidance,
+            num_frames=settings.frames,
+            height=settings.height,
+            width=settings.width,
+            generator=generators,
+            output_type="np",
+            max_sequence_length=self.max_sequence_length(pipe, settings),
+            **self.sampling_kwargs(settings),
+        ).frames
+        return [np.clip(np.asarray(v) * 255.0 + 0.5, 0, 255).astype(np.uint8) for v in out]
+
+    # ---- encoding (cached once by the trainer) --------------------------------------------------
+    @torch.no_grad()
+    def encode_prompts(self, pipe: Any, prompts: list[str]) -> torch.Tensor:
+        embeds, _ = pipe.encode_prompt(
+            prompts,
+            do_classifier_free_guidance=False,
+            max_sequence_length=self.max_sequence_length(pipe),
+            device=pipe.text_encoder.device,
+            dtype=pipe.text_encoder.dtype,
+        )
+        return embeds.detach()
+
+    @torch.no_grad()
+    def encode_videos(self, pipe: Any, videos: list[np.ndarray]) -> torch.Tensor:
+        """Latent distribution parameters (B, 2C, F, h, w) (mean and log-variance), for caching."""
+        vae = pipe.vae
+        x = torch.from_numpy(np.stack(videos)).to(vae.device, vae.dtype)  # B T H W C
+        x = x.permute(0, 4, 1, 2, 3) / 127.5 - 1.0  # B C T H W in [-1, 1]
+        return vae.encode(x).latent_dist.parameters.detach()
+
+    @staticmethod
+    def draw(parameters: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """A sample of the VAE posterior from its cached (mean, log-variance), (B, C, F, h, w)."""
+        mean, logvar = parameters.chunk(2, dim=1)
+        std = torch.exp(0.5 * logvar.clamp(-30.0, 20.0))
+        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return mean + std * eps

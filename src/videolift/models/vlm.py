@@ -159,7 +159,7 @@ def load_vlm(model: str | Path, *, dtype: Any = "float32", device: Any = "cpu"):
     """(model, processor) with ``AutoModelForImageTextToText`` + ``AutoProcessor``, clear errors."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from videolift.models.cogvideox import resolve_dtype
+    from videolift.models.base import resolve_dtype
 
     model_type_of(model)  # a readable error before the heavy load
     try:

@@ -195,7 +195,7 @@ def probe_t2v_command(
     high-noise diffusion loss with the true prompt against each word swapped (docs/toy-world.md)."""
     import json
 
-    from videolift.models.cogvideox import get_spec
+    from videolift.models.families import get_spec
     from videolift.toy.t2v_probe import conditioning_probe
 
     if split not in ("train", "heldout"):

@@ -407,7 +407,7 @@ def evaluate_t2v(
     """
     from videolift.core.schema import DIMENSIONS, Label
     from videolift.models.base import SamplerSettings
-    from videolift.models.cogvideox import get_spec
+    from videolift.models.families import get_spec
     from videolift.toy import grammar, render
     from videolift.toy.oracle import judge
     from videolift.toy.t2v_probe import conditioning_probe

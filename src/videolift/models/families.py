@@ -1,0 +1,58 @@
+"""Which T2V family serves a model: one registry line per family, found from model_index.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from videolift.core.errors import VideoliftError
+from videolift.models.base import DiffusersT2VSpec
+from videolift.models.cogvideox import CogVideoXSpec
+from videolift.models.wan import WanSpec
+
+SPECS: dict[str, type[DiffusersT2VSpec]] = {"cogvideox": CogVideoXSpec, "wan": WanSpec}
+
+
+def get_spec(family: str = "cogvideox") -> DiffusersT2VSpec:
+    try:
+        return SPECS[family]()
+    except KeyError:
+        raise VideoliftError(f"unknown T2V family {family!r}; known: {', '.join(SPECS)}") from None
+
+
+def pipeline_class_of(model: str) -> str:
+    """``_class_name`` of a pipeline's model_index.json: a local directory, or fetched from the Hub."""
+    local = Path(model)
+    if local.exists():
+        index = local / "model_index.json"
+        if not index.exists():
+            raise VideoliftError(f"{model}: not a diffusers pipeline directory (no model_index.json)")
+        try:
+            return str(json.loads(index.read_text())["_class_name"])
+        except (ValueError, KeyError, TypeError):
+            raise VideoliftError(f"{index}: not a diffusers model_index.json (no _class_name)") from None
+    from diffusers import DiffusionPipeline
+
+    try:
+        return str(DiffusionPipeline.load_config(model)["_class_name"])
+    except Exception as exc:  # offline, unknown repo, or no model_index.json
+        raise VideoliftError(
+            f"cannot read the model index of {model!r}: not a local pipeline directory and not "
+            f"reachable on the Hub ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+            "pass --family to name the model family"
+        ) from None
+
+
+def detect_family(model: str) -> str:
+    """The family whose pipeline class ``model`` was saved with."""
+    name = pipeline_class_of(model)
+    for family, spec in SPECS.items():
+        if spec.pipeline_class == name:
+            return family
+    known = ", ".join(f"{s.pipeline_class} ({f})" for f, s in SPECS.items())
+    raise VideoliftError(f"{model}: pipeline class {name} is not supported; videolift knows {known}")
+
+
+def spec_for(model: str, family: str | None = None) -> DiffusersT2VSpec:
+    """The spec of ``family``, or of the family detected from the model when it is None."""
+    return get_spec(family or detect_family(model))

@@ -1,0 +1,68 @@
+"""Tiny Wan 2.1 pipelines built from configs (no download), for tests.
+
+Same diffusers classes as Wan2.1-T2V-1.3B-Diffusers (AutoencoderKLWan, WanTransformer3DModel,
+UMT5EncoderModel, UniPCMultistepScheduler with flow sigmas), saved as a standard pipeline directory
+that ``WanPipeline.from_pretrained`` loads. The VAE compresses 4x in time and 8x in space, as Wan's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from videolift.models.tiny_cogvideox import DEFAULT_WORDS, build_tokenizer
+
+
+def build_tiny_wan(out_dir: str | Path | None = None, seed: int = 0, *, text_dim: int = 32):
+    """Build (and, with ``out_dir``, save) a randomly initialised tiny WanPipeline (~150K params)."""
+    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer(list(DEFAULT_WORDS))
+    z_dim = 4
+    vae = AutoencoderKLWan(
+        base_dim=8,
+        z_dim=z_dim,
+        dim_mult=[1, 1, 1, 1],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+        latents_mean=[0.1, -0.2, 0.0, 0.3],  # not 0 / 1: tests see the normalisation
+        latents_std=[1.5, 0.8, 1.0, 2.0],
+    )
+    transformer = WanTransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=16,
+        in_channels=z_dim,
+        out_channels=z_dim,
+        text_dim=text_dim,
+        freq_dim=32,
+        ffn_dim=32,
+        num_layers=2,
+        rope_max_seq_len=32,
+    )
+    text_encoder = UMT5EncoderModel(
+        UMT5Config(
+            vocab_size=len(tokenizer),
+            d_model=text_dim,
+            d_kv=text_dim // 2,
+            d_ff=text_dim * 2,
+            num_layers=2,
+            num_heads=2,
+            relative_attention_num_buckets=8,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            decoder_start_token_id=tokenizer.pad_token_id,
+        )
+    )
+    scheduler = UniPCMultistepScheduler(
+        prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0, num_train_timesteps=1000
+    )
+    pipe = WanPipeline(
+        tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=scheduler
+    )
+    if out_dir is not None:
+        pipe.save_pretrained(Path(out_dir))
+    return pipe

@@ -1,0 +1,58 @@
+"""The small alignment world both T2V families are trained on in tests: four videos of a coloured
+square moving right, scored 2 Good / 2 Bad, and a two-clip real set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from videolift.align.config import AlignConfig
+from videolift.core.video import write_video
+
+DIMS = ("semantic_consistency", "motion_smoothness", "video_fidelity")
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220), "yellow": (220, 220, 30)}
+PROMPTS = [f"a {name} square moves right" for name in COLOURS]
+WEIGHTS = [0.9, 0.05, 0.9, 0.05]  # the rewards of the four videos, in order
+
+
+def square_video(rgb, shift: int, size: int = 64) -> np.ndarray:
+    """9 frames of a size/4 square moving right by size/16 per frame."""
+    video = np.full((9, size, size, 3), 40, np.uint8)
+    side, step = size // 4, size // 16
+    for t in range(9):
+        x = step + shift + step * t
+        video[t, side + side // 4 : 2 * side + side // 4, x : x + side] = rgb
+    return video
+
+
+def score_line(video: str, prompt: str, label: str | None, reward: float | None) -> str:
+    ratings = {d: {"label": label, "reason": "", "score": reward} for d in DIMS}
+    return json.dumps({"video": video, "prompt": prompt, "ratings": ratings, "reward": reward}) + "\n"
+
+
+def make_world(root: Path, size: int = 64) -> Path:
+    """Videos, ``scores.jsonl`` and ``real.jsonl`` under ``root`` (the model is the caller's)."""
+    lines = []
+    for i, (prompt, rgb) in enumerate(zip(PROMPTS, COLOURS.values(), strict=True)):
+        write_video(root / f"videos/v{i}.mp4", square_video(rgb, i, size), crf=0, pix_fmt="yuv444p")
+        lines.append(
+            score_line(f"videos/v{i}.mp4", prompt, *(("Good", 0.9) if i % 2 == 0 else ("Bad", 0.05)))
+        )
+    (root / "scores.jsonl").write_text("".join(lines))
+    (root / "real.jsonl").write_text(
+        "".join(
+            json.dumps({"video": f"videos/v{i}.mp4", "prompt": "a square moves right"}) + "\n" for i in (1, 3)
+        )
+    )
+    return root
+
+
+def align_config(world: Path, out: Path, **kw) -> AlignConfig:
+    base = dict(
+        model=str(world / "model"), scores=world / "scores.jsonl", videos=world, out=out, num_workers=0,
+        warmup_steps=0, lr=1e-3, batch_size=2, max_steps=4, checkpoint_every=100,
+        cache_dir=world / "cache",  # shared: keyed by model, video and preprocessing
+    )  # fmt: skip
+    return AlignConfig(**(base | kw))

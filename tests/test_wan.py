@@ -1,0 +1,183 @@
+"""Wan 2.1 as a second T2V family: detection, generation, its flow-matching loss, alignment, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from align_world import PROMPTS, WEIGHTS, align_config, make_world
+from videolift.align.trainer import batch_loss, step_generator, train
+from videolift.cli import app
+from videolift.core.errors import VideoliftError
+from videolift.core.video import read_video
+from videolift.models.families import detect_family, get_spec, spec_for
+from videolift.models.tiny_cogvideox import build_tiny_cogvideox
+from videolift.models.tiny_wan import build_tiny_wan
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A tiny Wan pipeline, four 9x32x32 videos scored 2 Good / 2 Bad, and a real set."""
+    root = tmp_path_factory.mktemp("wan")
+    build_tiny_wan(root / "model")
+    return make_world(root, size=32)
+
+
+def test_family_is_read_from_the_model_index(world, tmp_path):
+    build_tiny_cogvideox(tmp_path / "cog")
+    assert detect_family(str(world / "model")) == "wan"
+    assert detect_family(str(tmp_path / "cog")) == "cogvideox"
+    assert spec_for(str(tmp_path / "cog"), "wan").family == "wan"  # an explicit family wins
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(VideoliftError, match="no model_index.json"):
+        detect_family(str(tmp_path / "empty"))
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other/model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    with pytest.raises(VideoliftError, match="StableDiffusionPipeline is not supported.*WanPipeline"):
+        detect_family(str(tmp_path / "other"))
+    with pytest.raises(VideoliftError, match="--family"):  # HF_HUB_OFFLINE: the Hub cannot be asked
+        detect_family("no-such-org/no-such-model")
+    with pytest.raises(VideoliftError, match="unknown T2V family 'hunyuan'"):
+        get_spec("hunyuan")
+
+
+def test_generate_cli_makes_wan_videos_and_checks_their_sizes(world, tmp_path):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red square moves right\na blue square moves right\n")
+    args = ["generate", "--model", str(world / "model"), "--prompts", str(prompts), "--steps", "2",
+            "--frames", "9", "--height", "32", "--width", "32", "--guidance", "5", "--no-progress"]  # fmt: skip
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (tmp_path / "out/manifest.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and records[0]["max_sequence_length"] == 512  # WanPipeline's own default
+    video = read_video(tmp_path / "out" / records[0]["video"])
+    assert video.shape == (9, 32, 32, 3)
+
+    bad = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "bad"), "--frames", "10"])
+    assert bad.exit_code != 0 and "Wan 2.1 needs frames = 4k+1" in bad.output
+    bad = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "bad"), "--width", "40"])
+    assert bad.exit_code != 0 and "multiple of 16" in bad.output
+    bad = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "bad"), "--dynamic-cfg"])
+    assert bad.exit_code != 0 and "CogVideoX's" in bad.output
+    assert not (tmp_path / "bad" / "manifest.jsonl").exists()
+
+
+class _Recorder(torch.nn.Module):
+    """Stands in for the transformer: records its inputs, predicts a fixed tensor."""
+
+    def __init__(self, pred: torch.Tensor):
+        super().__init__()
+        self.pred, self.seen = pred, {}
+
+    def forward(self, hidden_states, timestep, encoder_hidden_states, return_dict=False):
+        self.seen = {"x": hidden_states, "t": timestep}
+        return (self.pred,)
+
+
+def test_flow_matching_loss_uses_shifted_sigmas_and_the_velocity_target(world):
+    spec = get_spec("wan")
+    pipe = spec.load(str(world / "model"))
+    assert spec.shift(pipe.scheduler) == 3.0  # the tiny model's UniPC flow_shift, as Wan2.1-1.3B's
+    t = torch.tensor([0, 500, 999])
+    sigma = spec.sigmas(pipe, t, torch.float32)
+    assert torch.allclose(sigma, torch.tensor([0.0, 0.75, 3 * 0.999 / (1 + 2 * 0.999)]))  # s*x / (1+(s-1)x)
+
+    gen = torch.Generator().manual_seed(0)
+    latents, noise, pred = (torch.randn(3, 4, 3, 4, 4, generator=gen) for _ in range(3))
+    model = _Recorder(pred)
+    loss = spec.training_loss(pipe, model, latents, torch.zeros(3, 8, 32), timesteps=t, noise=noise)
+    s = sigma.view(-1, 1, 1, 1, 1)
+    assert torch.allclose(model.seen["x"], (1 - s) * latents + s * noise)
+    assert torch.allclose(model.seen["t"], sigma * 1000)
+    assert torch.allclose(loss, ((pred - (noise - latents)) ** 2).flatten(1).mean(1))
+
+
+def test_latents_are_normalised_as_the_pipeline_denormalises_them(world):
+    spec = get_spec("wan")
+    pipe = spec.load(str(world / "model"))
+    mean = torch.randn(2, 4, 3, 4, 4)
+    params = torch.cat([mean, torch.full_like(mean, -30.0)], dim=1)  # (almost) no posterior noise
+    latents = spec.sample_latents(pipe, params, torch.Generator().manual_seed(0))
+    cfg = pipe.vae.config
+    # WanPipeline decodes latents / (1 / std) + mean: undoing it must give the VAE mean back.
+    back = latents * torch.tensor(cfg.latents_std).view(1, 4, 1, 1, 1) + torch.tensor(cfg.latents_mean).view(
+        1, 4, 1, 1, 1
+    )
+    assert torch.allclose(back, mean, atol=1e-5)
+
+
+def _objective(pipe, transformer, world: Path) -> float:
+    """The reward-weighted loss on fixed latents, timesteps and noise."""
+    spec = get_spec("wan")
+    params = spec.encode_videos(pipe, [read_video(world / f"videos/v{i}.mp4") for i in range(4)])
+    text = spec.encode_prompts(pipe, PROMPTS)
+    coef = torch.tensor(WEIGHTS) / 4
+    with torch.no_grad():
+        return float(
+            np.mean(
+                [
+                    float(
+                        batch_loss(
+                            spec, pipe, transformer, params, text, coef, step_generator(7, 0, k, "cpu")
+                        )[0]
+                    )
+                    for k in range(16)
+                ]
+            )  # fmt: skip
+        )
+
+
+def test_full_alignment_lowers_the_objective_and_exports_a_wan_pipeline(world, tmp_path):
+    from diffusers import WanPipeline
+
+    result = train(align_config(world, tmp_path / "run", real=world / "real.jsonl", max_steps=30, batch_size=4,
+                        weight_decay=0.0), progress=False)  # fmt: skip
+    assert json.loads((tmp_path / "run/align_config.json").read_text())["family"] == "wan"  # detected
+    base = WanPipeline.from_pretrained(world / "model")
+    aligned = WanPipeline.from_pretrained(result.export_dir)  # plain diffusers
+    before, after = _objective(base, base.transformer, world), _objective(base, aligned.transformer, world)
+    assert after < 0.9 * before, (before, after)
+
+
+def test_lora_alignment_loads_with_plain_diffusers(world, tmp_path):
+    from diffusers import WanPipeline
+
+    result = train(align_config(world, tmp_path / "run", method="rs", finetune="lora", lora_rank=4, lora_alpha=8,
+                        lr=1e-2, max_steps=3), progress=False)  # fmt: skip
+    pipe = WanPipeline.from_pretrained(world / "model")
+    pipe.load_lora_weights(result.export_dir)
+    base = WanPipeline.from_pretrained(world / "model").transformer
+    gen = torch.Generator().manual_seed(0)
+    x, text = torch.randn(1, 4, 3, 4, 4, generator=gen), torch.randn(1, 8, 32, generator=gen)
+    t = torch.tensor([500.0])
+    out = [m(hidden_states=x, encoder_hidden_states=text, timestep=t, return_dict=False)[0]
+           for m in (pipe.transformer, base)]  # fmt: skip
+    assert not torch.allclose(out[0], out[1], atol=1e-4)
+
+
+def test_resumed_wan_run_ends_with_the_uninterrupted_weights(world, tmp_path):
+    from safetensors.torch import load_file
+
+    kw = dict(real=world / "real.jsonl", max_steps=4, checkpoint_every=2)
+    straight = train(align_config(world, tmp_path / "a", **kw), progress=False)
+    train(align_config(world, tmp_path / "b", **(kw | {"max_steps": 2})), progress=False)
+    resumed = train(
+        align_config(world, tmp_path / "b", **kw, resume=True), progress=False
+    )  # family None vs "wan"
+    a, b = (
+        load_file(str(r.export_dir / "transformer/diffusion_pytorch_model.safetensors"))
+        for r in (straight, resumed)
+    )
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+    with pytest.raises(VideoliftError, match="family: 'wan' in the checkpoint, 'cogvideox' now"):
+        train(
+            align_config(world, tmp_path / "b", **(kw | {"max_steps": 6}), resume=True, family="cogvideox"),
+            progress=False,
+        )
