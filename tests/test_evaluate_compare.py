@@ -1,5 +1,7 @@
 import json
 
+import pytest
+import typer
 from typer.testing import CliRunner
 
 from videolift.cli import app
@@ -89,3 +91,42 @@ def test_eval_refuses_a_bad_prompt_file_before_writing_anything(tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code != 0 and "line 2, field 'prompt'" in result.output
     assert not out.exists()
+
+
+def test_model_options_name_replicates_of_a_recipe():
+    from videolift.evaluate.cli import parse_models
+
+    models, names, groups = parse_models(
+        ["base_dir", "rs=runs/s0/pipeline", "rs=runs/s1/pipeline+runs/s1/lora", "runs/a=b/pipeline"]
+    )
+    assert models == [("base_dir", None), ("runs/s0/pipeline", None), ("runs/s1/pipeline", "runs/s1/lora"),
+                      ("runs/a=b/pipeline", None)]  # fmt: skip
+    assert names == ["base_dir", "rs.1", "rs.2", "pipeline"] and groups == [None, "rs", "rs", None]
+    with pytest.raises(typer.BadParameter, match="collide"):
+        parse_models(["x/rs", "rs=y/pipeline"])  # a recipe named like another model
+
+
+def test_eval_compares_recipes_over_their_replicates(tmp_path, tiny_cogvideox_dir):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle moves left in a sand desert\ntwo blue squares bounce on a snow field\n")
+    out = tmp_path / "eval"
+    model = str(tiny_cogvideox_dir)
+    args = ["eval", "--model", model, "--model", f"same={model}", "--model", f"same={model}", "--prompts",
+            str(prompts), "--oracle", "--lossless", "--out", str(out), "--steps", "1", "--height", "32",
+            "--width", "48", "--fps", "4"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "eval.json").read_text())
+    assert list(data["models"])[1:] == ["same.1", "same.2"]
+    record = json.loads((out / "same.2" / "manifest.jsonl").read_text().splitlines()[0])
+    assert (record["height"], record["width"], record["fps"]) == (
+        32,
+        48,
+        4,
+    )  # sampler options reach generation
+    group = data["groups"]["same"]
+    assert group["members"] == ["same.1", "same.2"] and group["oracle"]["replicates"] == 2
+    # three copies of one model: the recipe equals the reference, replicates agree, no seed spread
+    d = data["group_differences"][f"same vs {list(data['models'])[0]}"]["oracle"]["all_good_rate"]
+    assert d["diff"] == 0.0 and d["seed_se"] == 0.0 and d["replicates"] == [2, 1]
+    assert "recipes, 2 vs 1 replicates" in result.output

@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from videolift.evaluate.metrics import format_difference, paired_difference, pairwise, summarize
+from videolift.evaluate.metrics import (
+    format_difference,
+    paired_difference,
+    pairwise,
+    replicate_difference,
+    replicate_summary,
+    summarize,
+)
 from videolift.evaluate.report import Report, frame_strip_png, label_rates_figure
 
 G, N, B = "Good", "Normal", "Bad"
@@ -48,6 +55,36 @@ def test_paired_difference_uses_per_video_differences():
     assert text == "all Good +50.0 ± 28.9 points, reward +0.078 ± 0.078"
     with pytest.raises(ValueError, match="aligned"):
         paired_difference(a, b[:2])
+
+
+def test_replicates_average_per_video_and_add_the_seed_spread():
+    all_good, bad = r(G, G, G), r(B, B, B)
+    # recipe A: two training seeds on the same 4 videos (all-Good rates 0.75 and 0.25)
+    a = [[all_good, all_good, all_good, bad], [all_good, bad, bad, bad]]
+    # recipe B: a single (untrained) base, all-Good rate 0.25
+    b = [[bad, bad, all_good, bad]]
+    sa = replicate_summary(a)
+    assert sa["replicates"] == 2 and sa["all_good_rate"] == pytest.approx(0.5)
+    assert sa["all_good_rate_seed_se"] == pytest.approx(np.std([0.75, 0.25], ddof=1) / np.sqrt(2))  # 0.25
+    assert replicate_summary(b)["all_good_rate_seed_se"] is None  # one replicate: no spread
+
+    d = replicate_difference(a, b)["all_good_rate"]
+    per_video = [1.0 - 0.0, 0.5 - 0.0, 0.5 - 1.0, 0.0 - 0.0]  # replicate-averaged A minus B, per video
+    assert d["diff"] == pytest.approx(0.25) and d["replicates"] == [2, 1] and d["pairs"] == 4
+    assert d["eval_se"] == pytest.approx(np.std(per_video, ddof=1) / 2)
+    assert d["seed_se"] == pytest.approx(0.25)  # only A has replicates
+    assert d["se"] == pytest.approx(np.hypot(d["eval_se"], 0.25))
+    # With one replicate each it is the plain paired difference, and no seed term.
+    single = replicate_difference(a[:1], b)
+    plain = paired_difference(a[0], b[0])
+    assert single["all_good_rate"]["diff"] == pytest.approx(plain["all_good_rate"]["diff"])
+    assert single["all_good_rate"]["se"] == pytest.approx(plain["all_good_rate"]["se"])
+    assert single["mean_reward"]["seed_se"] is None
+    # Rewards average over the replicates whose labels parsed.
+    parsed = replicate_difference([[r(G, G, G)], [r(None, None, None)]], [[r(B, B, B)]])
+    assert parsed["mean_reward"]["diff"] == pytest.approx(0.9 - 0.05) and parsed["mean_reward"]["pairs"] == 1
+    with pytest.raises(ValueError, match="same videos"):
+        replicate_difference(a, [[bad]])
 
 
 def test_pairwise_counts_wins_ties_losses_per_dimension():

@@ -17,7 +17,9 @@ def evaluate(
         ...,
         "--model",
         help="Model to evaluate (pipeline dir or Hub id); repeat. "
-        "Append '+LORA_DIR' to apply a LoRA. The first model is the reference.",
+        "Append '+LORA_DIR' to apply a LoRA. Prefix 'NAME=' to mark replicates of one recipe "
+        "(e.g. --model rs=seed0/pipeline --model rs=seed1/pipeline): recipes are compared over their "
+        "replicates too. The first model (and its recipe) is the reference.",
     ),
     prompts: Path = typer.Option(..., "--prompts", help="Held-out prompts (.txt, .jsonl or .csv)."),
     critic: Path | None = typer.Option(None, "--critic", help="Critic directory to rate with."),
@@ -33,6 +35,10 @@ def evaluate(
         False, "--dynamic-cfg/--no-dynamic-cfg", help="CogVideoX dynamic guidance (use_dynamic_cfg)."
     ),
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Videos per pipeline call."),
+    frames: int | None = typer.Option(None, "--frames", help="Frames (4k+1). Default: the model's own."),
+    height: int | None = typer.Option(None, "--height", help="Height. Default: the model's own."),
+    width: int | None = typer.Option(None, "--width", help="Width. Default: the model's own."),
+    fps: int = typer.Option(8, "--fps", help="Frame rate written to the MP4s (Wan 2.1: 16)."),
     lossless: bool = typer.Option(
         False,
         "--lossless/--lossy",
@@ -59,7 +65,7 @@ def evaluate(
             "[yellow]note:[/yellow] the oracle judges lossy H.264 here; tiny toy videos lose fidelity Good "
             "to the encode (docs/evaluate.md). Pass --lossless to judge what the model made."
         )
-    models = [(m.split("+", 1)[0], m.split("+", 1)[1] if "+" in m else None) for m in model]
+    models, names, groups = parse_models(model)
     result = compare_models(
         models,
         prompts,
@@ -73,12 +79,45 @@ def evaluate(
         dynamic_cfg=dynamic_cfg,
         batch_size=batch_size,
         lossless=lossless,
+        frames=frames,
+        height=height,
+        width=width,
+        fps=fps,
         reward=RewardConfig.load(reward_config),
+        names=names,
+        groups=groups,
     )
     print_comparison(result)
     if vbench:
         _vbench(result, out, vbench)
     Console().print(f"written: {out / 'eval.json'}")
+
+
+def parse_models(values: list[str]) -> tuple[list[tuple[str, str | None]], list[str], list[str | None]]:
+    """``[NAME=]DIR[+LORA]`` options -> (model, lora) pairs, run names and recipe groups.
+
+    Replicates are named NAME.1, NAME.2, ...; others after their directory (deduplicated)."""
+    from videolift.evaluate.compare import model_name
+
+    models, names, groups = [], [], []
+    counts: dict[str, int] = {}
+    for value in values:
+        group, sep, rest = value.partition("=")
+        if not sep or "/" in group or not group:  # a path that merely contains '='
+            group, rest = None, value
+        path, _, lora = rest.partition("+")
+        models.append((path, lora or None))
+        groups.append(group)
+        if group is not None:
+            counts[group] = counts.get(group, 0) + 1
+            names.append(f"{group}.{counts[group]}")
+        else:
+            names.append(model_name(path, lora or None, set(names)))
+    if len(set(names)) != len(names) or set(counts) & set(names):
+        raise typer.BadParameter(
+            f"model names collide: {', '.join(names)}; pick other NAME= prefixes", param_hint="--model"
+        )
+    return models, names, groups
 
 
 def _vbench(result: dict, out: Path, dimensions: list[str]) -> None:
@@ -114,3 +153,32 @@ def print_comparison(result: dict) -> None:
             console.print(f"{pair} ({rater}, win/tie/loss): {cells}")
             if diff := result.get("differences", {}).get(pair, {}).get(rater):
                 console.print(f"{pair} ({rater}, paired difference ± SE): {format_difference(diff)}")
+    if result.get("groups"):
+        print_recipes(result)
+
+
+def print_recipes(result: dict) -> None:
+    """Recipes over their replicates, and their differences with evaluation and seed errors."""
+    console = Console()
+    table = Table("recipe", "replicates", "rater", "mean reward ± seed SE", "all Good ± seed SE")
+
+    def pm(value: float | None, se: float | None, scale: float, fmt: str) -> str:
+        return (
+            "n/a"
+            if value is None
+            else f"{value * scale:{fmt}}" + ("" if se is None else f" ± {se * scale:{fmt}}")
+        )
+
+    for group, g in result["groups"].items():
+        for rater, s in ((k, v) for k, v in g.items() if k != "members"):
+            table.add_row(group, str(s["replicates"]), rater, pm(s["mean_reward"], s["mean_reward_seed_se"], 1, ".3f"),
+                          pm(s["all_good_rate"], s["all_good_rate_seed_se"], 100, ".1f") + " %")  # fmt: skip
+    console.print(table)
+    for pair, by_rater in result["group_differences"].items():
+        for rater, d in by_rater.items():
+            a = d["all_good_rate"]
+            seed = ""
+            if a["seed_se"] is not None and a["eval_se"] is not None:  # one video: no evaluation SE
+                seed = f"; seed SE {a['seed_se'] * 100:.1f}, evaluation SE {a['eval_se'] * 100:.1f} points"
+            console.print(f"{pair} ({rater}, recipes, {a['replicates'][0]} vs {a['replicates'][1]} replicates): "
+                          f"{format_difference(d)}{seed}")  # fmt: skip

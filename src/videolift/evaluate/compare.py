@@ -2,7 +2,8 @@
 
 Every model generates from the same prompt file with the same base seed, so video ``i`` of every model
 has the same prompt and seed; pairwise win/tie/loss and the paired differences (with standard errors)
-compare those videos one to one.
+compare those videos one to one. Models given as replicates of one recipe (``groups``; e.g. several
+training seeds) are also compared as recipes, with the replicates' spread in the standard errors.
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ from typing import Any
 
 from videolift.core.jsonl import atomic_write, read_jsonl_dicts, write_jsonl
 from videolift.core.reward import RewardConfig
-from videolift.evaluate.metrics import paired_difference, pairwise, summarize
+from videolift.evaluate.metrics import (
+    paired_difference,
+    pairwise,
+    replicate_difference,
+    replicate_summary,
+    summarize,
+)
 
 
 @dataclass
@@ -23,6 +30,35 @@ class ModelRun:
     model: str
     lora: str | None = None
     ratings: dict[str, list[dict[str, str | None]]] = field(default_factory=dict)  # rater -> per video
+
+
+def replicate_comparison(runs: list[ModelRun], groups: list[str | None], reward: RewardConfig) -> dict:
+    """Recipes (groups of replicate models) summarised over their replicates and compared with the
+    first model's recipe; nothing when every group has one model."""
+    members: dict[str, list[ModelRun]] = {}
+    for run, group in zip(runs, groups, strict=True):
+        members.setdefault(group or run.name, []).append(run)
+    if all(len(m) == 1 for m in members.values()):
+        return {}
+    raters = list(runs[0].ratings)
+
+    def ratings(group: str, rater: str) -> list:
+        return [r.ratings[rater] for r in members[group]]
+
+    ref, *others = members
+    return {
+        "groups": {
+            g: {
+                "members": [r.name for r in m],
+                **{k: replicate_summary(ratings(g, k), reward) for k in raters},
+            }
+            for g, m in members.items()
+        },
+        "group_differences": {
+            f"{g} vs {ref}": {k: replicate_difference(ratings(g, k), ratings(ref, k), reward) for k in raters}
+            for g in others
+        },
+    }
 
 
 def model_name(model: str, lora: str | None, taken: set[str]) -> str:
@@ -81,10 +117,14 @@ def compare_models(
     reward: RewardConfig | None = None,
     progress: bool = True,
     names: list[str] | None = None,
+    groups: list[str | None] | None = None,
     overwrite: bool = False,
     **sampler: Any,
 ) -> dict[str, Any]:
-    """Generate with every model, rate, and return (and write ``out/eval.json``) the comparison."""
+    """Generate with every model, rate, and return (and write ``out/eval.json``) the comparison.
+
+    ``groups`` names each model's recipe (None: its own): models of one group are replicates (e.g.
+    training seeds), compared as recipes in ``groups`` / ``group_differences`` too."""
     from videolift.data.generate import generate_videos
 
     if not critic_dir and not oracle:
@@ -141,6 +181,8 @@ def compare_models(
         result["differences"][key] = {
             rater: paired_difference(v, ref[rater], reward) for rater, v in other.ratings.items()
         }
+    if groups:
+        result |= replicate_comparison(runs, groups, reward)
     # OUT appears with the first model's videos (generate_videos checks the prompt file first), so a
     # bad prompt file leaves nothing behind.
     out.mkdir(parents=True, exist_ok=True)

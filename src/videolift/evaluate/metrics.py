@@ -120,3 +120,58 @@ def format_difference(diff: dict) -> str:
         f"all Good {cell(diff['all_good_rate'], 100, '+.1f')} points, "
         f"reward {cell(diff['mean_reward'], 1, '+.3f')}"
     )
+
+
+# ---- replicates: several trained models of one recipe (training seeds) ---------------------------------
+def _per_video(
+    runs: Sequence[Sequence[Rating]], reward: RewardConfig
+) -> tuple[list[float], list[float | None]]:
+    """All-Good and reward of each video averaged over replicates (reward: over those that parsed)."""
+    scored = [[_reward_and_all_good(r, reward) for r in run] for run in runs]
+    good = [sum(float(s[v][1]) for s in scored) / len(scored) for v in range(len(scored[0]))]
+    rewards = []
+    for v in range(len(scored[0])):
+        parsed = [s[v][0] for s in scored if s[v][0] is not None]
+        rewards.append(sum(parsed) / len(parsed) if parsed else None)
+    return good, rewards
+
+
+def replicate_summary(runs: Sequence[Sequence[Rating]], reward: RewardConfig | None = None) -> dict[str, Any]:
+    """A recipe's all-Good rate and mean reward averaged over its replicates, with the standard error
+    of that mean from the replicates' spread (``*_seed_se``; None with one replicate)."""
+    reward = reward or RewardConfig()
+    per = [summarize(run, reward) for run in runs]
+    out: dict[str, Any] = {"replicates": len(runs)}
+    for key in ("all_good_rate", "mean_reward"):
+        out[key], out[f"{key}_seed_se"] = mean_and_se([p[key] for p in per if p[key] is not None])
+    return out
+
+
+def replicate_difference(
+    a: Sequence[Sequence[Rating]], b: Sequence[Sequence[Rating]], reward: RewardConfig | None = None
+) -> dict[str, dict[str, Any]]:
+    """Recipe A minus recipe B, each averaged over its replicates (same prompts and seeds throughout).
+
+    ``eval_se``: the paired standard error over videos of the replicate-averaged differences (the
+    evaluation's sampling). ``seed_se``: sqrt(SE_A² + SE_B²) of the replicate means (the training
+    runs' own randomness); a recipe with one replicate adds nothing (right for an untrained base; for one
+    trained run the seed noise is unknown). ``se`` combines both; it is conservative, as replicate
+    means also carry some evaluation noise."""
+    if len({len(run) for run in [*a, *b]}) != 1:
+        raise ValueError("replicate difference needs the same videos for every replicate")
+    reward = reward or RewardConfig()
+    (good_a, rew_a), (good_b, rew_b) = _per_video(a, reward), _per_video(b, reward)
+    sa, sb = replicate_summary(a, reward), replicate_summary(b, reward)
+    per_video = {
+        "all_good_rate": [x - y for x, y in zip(good_a, good_b, strict=True)],
+        "mean_reward": [x - y for x, y in zip(rew_a, rew_b, strict=True) if x is not None and y is not None],
+    }
+    out: dict[str, dict[str, Any]] = {}
+    for key, values in per_video.items():
+        diff, eval_se = mean_and_se(values)
+        seed_terms = [s[f"{key}_seed_se"] for s in (sa, sb) if s[f"{key}_seed_se"] is not None]
+        seed_se = sum(t * t for t in seed_terms) ** 0.5 if seed_terms else None
+        se = None if eval_se is None else (eval_se**2 + (seed_se or 0.0) ** 2) ** 0.5
+        out[key] = {"diff": diff, "se": se, "eval_se": eval_se, "seed_se": seed_se,
+                    "replicates": [len(a), len(b)], "pairs": len(values)}  # fmt: skip
+    return out
