@@ -17,7 +17,7 @@ from videolift.data.generate import derive_seed, work_items
 
 REQUIRED = {
     "video", "video_id", "prompt", "prompt_index", "candidate", "seed", "model", "lora", "base_seed", "dtype",
-    "steps", "guidance", "dynamic_cfg", "frames", "height", "width", "fps", "max_sequence_length",
+    "steps", "guidance", "dynamic_cfg", "frames", "height", "width", "fps", "max_sequence_length", "negative_prompt",
 }  # fmt: skip
 
 

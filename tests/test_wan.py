@@ -57,7 +57,17 @@ def test_generate_cli_makes_wan_videos_and_checks_their_sizes(world, tmp_path):
     records = [json.loads(line) for line in (tmp_path / "out/manifest.jsonl").read_text().splitlines()]
     assert len(records) == 2 and records[0]["max_sequence_length"] == 512  # WanPipeline's own default
     video = read_video(tmp_path / "out" / records[0]["video"])
-    assert video.shape == (9, 32, 32, 3)
+    assert video.shape == (9, 32, 32, 3) and records[0]["negative_prompt"] is None
+
+    # A negative prompt changes what guidance steers away from, and is recorded for regeneration.
+    result = CliRunner().invoke(
+        app, [*args, "--out", str(tmp_path / "neg"), "--negative-prompt", "blurry static"]
+    )
+    assert result.exit_code == 0, result.output
+    neg = [json.loads(line) for line in (tmp_path / "neg/manifest.jsonl").read_text().splitlines()]
+    assert neg[0]["negative_prompt"] == "blurry static" and neg[0]["seed"] == records[0]["seed"]
+    other = read_video(tmp_path / "neg" / neg[0]["video"])
+    assert np.abs(other.astype(int) - video.astype(int)).mean() > 1.0
 
     bad = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "bad"), "--frames", "10"])
     assert bad.exit_code != 0 and "Wan 2.1 needs frames = 4k+1" in bad.output

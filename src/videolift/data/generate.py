@@ -223,6 +223,7 @@ def generate_videos(
     lossless: bool = False,
     vae_tiling: bool = False,
     family: str | None = None,
+    negative_prompt: str | None = None,
     progress: bool = True,
 ) -> GenerationSummary:
     """Generate ``per_prompt`` videos for each prompt of ``prompts_path`` into ``out`` (see module doc)."""
@@ -265,7 +266,13 @@ def generate_videos(
     frames, height, width = spec.default_sampling(pipe, frames, height, width)
     settings = SamplerSettings(steps, guidance, dynamic_cfg, frames, height, width, fps)
     spec.check_sampling(pipe, settings)
-    settings = SamplerSettings(**{**asdict(settings), "max_sequence_length": spec.max_sequence_length(pipe)})
+    settings = SamplerSettings(
+        **{
+            **asdict(settings),
+            "max_sequence_length": spec.max_sequence_length(pipe),
+            "negative_prompt": negative_prompt,
+        }
+    )
     run = {"model": model, "lora": lora, "base_seed": seed, "dtype": dtype, **asdict(settings)}
     # A model retrained in place (same path, new weights) must not resume from the old model's videos.
     run["model_files"] = {

@@ -47,6 +47,9 @@ def generate(
     vae_tiling: bool = typer.Option(
         False, "--vae-tiling", help="Tiled/sliced VAE decoding: less memory, slower."
     ),
+    negative_prompt: str | None = typer.Option(
+        None, "--negative-prompt", help="What guidance steers away from (default: the empty prompt)."
+    ),
     family: str | None = typer.Option(
         None, "--family", help="cogvideox | wan. Default: read from the model's model_index.json."
     ),
@@ -82,6 +85,7 @@ def generate(
         lossless=lossless,
         vae_tiling=vae_tiling,
         family=family,
+        negative_prompt=negative_prompt,
         progress=progress,
     )
     if summary.main_process:

@@ -39,6 +39,9 @@ def evaluate(
     height: int | None = typer.Option(None, "--height", help="Height. Default: the model's own."),
     width: int | None = typer.Option(None, "--width", help="Width. Default: the model's own."),
     fps: int = typer.Option(8, "--fps", help="Frame rate written to the MP4s (Wan 2.1: 16)."),
+    negative_prompt: str | None = typer.Option(
+        None, "--negative-prompt", help="What guidance steers away from (default: the empty prompt)."
+    ),
     lossless: bool = typer.Option(
         False,
         "--lossless/--lossy",
@@ -83,6 +86,7 @@ def evaluate(
         height=height,
         width=width,
         fps=fps,
+        negative_prompt=negative_prompt,
         reward=RewardConfig.load(reward_config),
         names=names,
         groups=groups,

@@ -40,6 +40,7 @@ class Sampler(_Strict):
     height: int | None = None
     width: int | None = None
     fps: int = Field(8, description="frame rate written to the MP4s (Wan 2.1: 16)")
+    negative_prompt: str | None = Field(None, description="what guidance steers away from (default: empty)")
 
 
 class PromptSet(_Strict):
@@ -170,8 +171,10 @@ def run_pipeline(cfg: PipelineConfig, *, progress: bool = True) -> dict[str, Any
     sampler = cfg.sampler.model_dump()
     keys = ("steps", "guidance", "dynamic_cfg", "lossless", "batch_size", "frames", "height", "width")
     gen_kwargs = {k: sampler[k] for k in keys}
-    if sampler["fps"] != 8:  # only when set: runs from before the option keep their stage settings
-        gen_kwargs["fps"] = sampler["fps"]
+    # Only when set: runs from before these options keep their stage settings (and are not redone).
+    gen_kwargs |= {
+        k: sampler[k] for k, default in (("fps", 8), ("negative_prompt", None)) if sampler[k] != default
+    }
 
     def generate(prompt_set: PromptSet, split: str, name: str) -> Stage:
         from videolift.data.generate import generate_videos

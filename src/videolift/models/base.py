@@ -47,6 +47,7 @@ class SamplerSettings:
     width: int = 720
     fps: int = 8
     max_sequence_length: int | None = None  # None: the model's own
+    negative_prompt: str | None = None  # None: the pipeline's own (the empty prompt)
 
 
 class T2VModelSpec(Protocol):
@@ -176,6 +177,7 @@ class DiffusersT2VSpec:
             generator=generators,
             output_type="np",
             max_sequence_length=self.max_sequence_length(pipe, settings),
+            **({"negative_prompt": settings.negative_prompt} if settings.negative_prompt is not None else {}),
             **self.sampling_kwargs(settings),
         ).frames
         return [np.clip(np.asarray(v) * 255.0 + 0.5, 0, 255).astype(np.uint8) for v in out]
