@@ -6,11 +6,12 @@ backward, AdamW); they differ only in where the step's inputs come from:
             (precomputed once, timed separately);
 - reencode: every step decodes the mp4s, runs the VAE encoder and the text encoder.
 Each mode (and the one-off precompute) runs in a fresh process so its peak RSS is its own. Default model: a tiny-but-not-trivial
-CogVideoX (17x128x128 videos, 4-layer 128-wide transformer) built here; ``--model`` takes any
-pipeline directory (with --frames/--height/--width to match).
+CogVideoX (17x128x128 videos, 4-layer 128-wide transformer) built here, or with ``--family wan`` a
+Wan 2.1 of the same width; ``--model`` takes any pipeline directory (with --frames/--size to match).
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/align_throughput.py
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/align_throughput.py --steps 30 --batch 4
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/align_throughput.py --family wan
 """
 
 from __future__ import annotations
@@ -34,7 +35,12 @@ def build_inputs(root: Path, args: argparse.Namespace) -> str:
     from videolift.models.tiny_cogvideox import TinyCogVideoXConfig, build_tiny_cogvideox
 
     model = args.model
-    if model is None:
+    if model is None and args.family == "wan":
+        from videolift.models.tiny_wan import build_tiny_wan
+
+        model = str(root / "model")
+        build_tiny_wan(model, layers=4, heads=4, head_dim=32, ffn_dim=256, text_dim=64, vae_dim=16, z_dim=8)
+    elif model is None:
         model = str(root / "model")
         config = TinyCogVideoXConfig(
             vae_channels=(16, 32, 32, 32), latent_channels=8, layers=4, heads=4, head_dim=32,
@@ -59,10 +65,10 @@ def worker(args: argparse.Namespace) -> None:
     from videolift.align.cache import EncodingCache, load_tensor, model_fingerprint, preprocess_video
     from videolift.align.trainer import batch_loss, step_generator
     from videolift.core.video import read_video
-    from videolift.models.families import get_spec
+    from videolift.models.families import spec_for
 
     root = Path(args.root)
-    spec = get_spec("cogvideox")
+    spec = spec_for(args.model)
     pipe = spec.load(args.model)
     transformer = pipe.transformer.requires_grad_(True).train()
     optimizer = torch.optim.AdamW(transformer.parameters(), lr=1e-5, betas=(0.9, 0.95), weight_decay=1e-4)
@@ -120,7 +126,10 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--model", help="pipeline directory (default: a tiny-but-not-trivial CogVideoX built here)"
+        "--model", help="pipeline directory (default: a tiny-but-not-trivial model built here)"
+    )
+    parser.add_argument(
+        "--family", choices=("cogvideox", "wan"), default="cogvideox", help="of the built model"
     )
     parser.add_argument("--batch", type=int, default=2, help="videos per step")
     parser.add_argument("--steps", type=int, default=15, help="timed steps per mode")
@@ -148,7 +157,7 @@ def main() -> None:
                 sys.exit(f"{mode} failed:\n{done.stderr[-3000:]}")
             rows[mode] = json.loads(done.stdout.strip().splitlines()[-1])
     shape = f"{args.frames}x{args.size}x{args.size}"
-    print(f"model: {args.model or 'tiny CogVideoX'} ({rows['cached']['params']:,} transformer params), "
+    print(f"model: {args.model or 'tiny ' + args.family} ({rows['cached']['params']:,} transformer params), "
           f"batch {args.batch} x {shape}, {args.steps} timed steps")  # fmt: skip
     pre = rows.pop("precompute")
     print(f"{'mode':>10} {'steps/s':>8} {'peak RSS MB':>12}")

@@ -14,33 +14,45 @@ import torch
 from videolift.models.tiny_cogvideox import DEFAULT_WORDS, build_tokenizer
 
 
-def build_tiny_wan(out_dir: str | Path | None = None, seed: int = 0, *, text_dim: int = 32):
-    """Build (and, with ``out_dir``, save) a randomly initialised tiny WanPipeline (~150K params)."""
+def build_tiny_wan(
+    out_dir: str | Path | None = None,
+    seed: int = 0,
+    *,
+    text_dim: int = 32,
+    layers: int = 2,
+    heads: int = 2,
+    head_dim: int = 16,
+    ffn_dim: int = 32,
+    vae_dim: int = 8,
+    z_dim: int = 4,
+):
+    """Build (and, with ``out_dir``, save) a randomly initialised tiny WanPipeline (defaults: ~34K
+    transformer parameters)."""
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
     torch.manual_seed(seed)
     tokenizer = build_tokenizer(list(DEFAULT_WORDS))
-    z_dim = 4
     vae = AutoencoderKLWan(
-        base_dim=8,
+        base_dim=vae_dim,
         z_dim=z_dim,
         dim_mult=[1, 1, 1, 1],
         num_res_blocks=1,
         temperal_downsample=[False, True, True],
-        latents_mean=[0.1, -0.2, 0.0, 0.3],  # not 0 / 1: tests see the normalisation
-        latents_std=[1.5, 0.8, 1.0, 2.0],
+        # not 0 / 1, so tests see the normalisation
+        latents_mean=[0.1 * ((-1) ** i) * (i % 4) for i in range(z_dim)],
+        latents_std=[(1.5, 0.8, 1.0, 2.0)[i % 4] for i in range(z_dim)],
     )
     transformer = WanTransformer3DModel(
         patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=16,
+        num_attention_heads=heads,
+        attention_head_dim=head_dim,
         in_channels=z_dim,
         out_channels=z_dim,
         text_dim=text_dim,
         freq_dim=32,
-        ffn_dim=32,
-        num_layers=2,
+        ffn_dim=ffn_dim,
+        num_layers=layers,
         rope_max_seq_len=32,
     )
     text_encoder = UMT5EncoderModel(
