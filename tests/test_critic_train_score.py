@@ -477,7 +477,7 @@ def test_pairs_sampling_critic_is_fed_frame_steps(world, tmp_path, monkeypatch):
 
     fed = []
     real = score_module.sample_frames
-    monkeypatch.setattr(score_module, "sample_frames", lambda *a: fed.append(a[1:]) or real(*a))
+    monkeypatch.setattr(score_module, "sample_frames", lambda *a, **k: fed.append(a[1:]) or real(*a, **k))
     scores = tmp_path / "s.jsonl"
     score(out, world, scores)
     assert fed and set(fed) == {(4, "pairs"), (3, "uniform")}
@@ -521,3 +521,32 @@ def test_the_same_loop_does_caption_pretraining(world, tmp_path):
     assert result.steps == 3 and (out / "train_summary.json").is_file()
     model, processor = load_vlm(out)  # a plain model directory: usable as `critic train --base`
     assert model.config.model_type == "qwen2_vl" and processor.video_processor is not None
+
+
+def test_qwen3_vl_critic_reads_timestamps_and_a_per_frame_budget(world, tmp_path):
+    import re
+
+    from videolift.core.video import sample_frames, sample_indices
+    from videolift.critic.collate import Item
+    from videolift.models.tiny_vlm import TinyVLMConfig
+
+    build_tiny_vlm(tmp_path / "qwen3", TinyVLMConfig(family="qwen3_vl"))
+    out = tmp_path / "critic"
+    run("critic", "train", "--base", tmp_path / "qwen3", "--data", world / "hra.jsonl", "--videos", world,
+        "--out", out, "--max-steps", 4, "--lr", "5e-3", "--batch-size", "4", "--max-pixels", 56 * 56)  # fmt: skip
+    critic = load_critic(out)
+    assert critic.spec.model_type == "qwen3_vl" and critic.spec.max_pixels == 56 * 56
+    # The prompt tells the model when each temporal patch was taken: from the file's 8 fps and the
+    # sampled frames' indices in its 12 frames (Qwen3-VL averages the two frames of a patch).
+    batch = critic.collator([Item(sample_frames(world / "videos/v0.mp4", 8), "a white square")])
+    text = critic.processor.tokenizer.decode(batch["input_ids"][0])
+    idx = sample_indices(12, 8)
+    expected = [f"<{(idx[i] + idx[i + 1]) / 2 / 8:.1f} seconds>" for i in range(0, 8, 2)]
+    assert re.findall(r"<[\d.]+ seconds>", text) == expected and expected[-1] == "<1.2 seconds>"
+    # --max-pixels is per frame (Qwen3-VL's processor budgets all frames together): 56x56 frames,
+    # a 4x4 grid of 14-px patches, for each of the 4 temporal patches.
+    assert batch["video_grid_thw"].tolist() == [[4, 4, 4]]
+    scores = tmp_path / "scores.jsonl"
+    score(out, world, scores)
+    lines = [obj for _, obj in iter_json_lines(scores)]
+    assert len(lines) == 5 and sum("error" in line for line in lines) == 1  # the missing video

@@ -19,7 +19,7 @@ from videolift.critic.prompts import one_pass_answer, parse_one_pass
 from videolift.critic.score import Critic
 from videolift.critic.spec import CriticSpec, check_checkpoint, video_processor_settings
 from videolift.critic.train import epoch_batches
-from videolift.models.tiny_vlm import TinyVLMConfig, build_tiny_vlm
+from videolift.models.tiny_vlm import FAMILIES, TinyVLMConfig, build_tiny_vlm
 from videolift.models.vlm import get_family
 
 SC, MS, VF = Dimension.semantic_consistency, Dimension.motion_smoothness, Dimension.video_fidelity
@@ -163,7 +163,7 @@ def test_example_weights_scale_the_loss(tiny_qwen):
 # ---- families ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "llava_onevision", "llava_next_video"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_every_family_trains_and_generates_through_one_collator(family):
     model, processor = build_tiny_vlm(config=TinyVLMConfig(family=family))
     fam = get_family(model.config.model_type)

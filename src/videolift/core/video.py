@@ -7,6 +7,7 @@ import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -165,7 +166,43 @@ def pair_indices(num_frames: int, n: int) -> list[int]:
 FRAME_SAMPLERS = {"uniform": sample_indices, "pairs": pair_indices}
 
 
-def sample_frames(video: np.ndarray | str | Path, n: int = 8, sampling: str = "uniform") -> np.ndarray:
-    """``n`` frames of a clip (an array or a file), ``uniform`` or in ``pairs``: (n, H, W, 3) uint8."""
-    frames = read_video(video) if isinstance(video, str | Path) else np.asarray(video)
-    return frames[FRAME_SAMPLERS[sampling](frames.shape[0], n)]
+@dataclass(frozen=True)
+class FrameTiming:
+    """Where sampled frames were taken: what VLMs that read timestamps (Qwen3-VL) are told."""
+
+    fps: float  # of the source video
+    indices: tuple[int, ...]  # of the sampled frames in the source video
+    total: int  # frames of the source video
+
+
+class Clip(np.ndarray):
+    """Sampled frames (an ordinary uint8 array) that carry their ``FrameTiming``.
+
+    numpy's documented way to attach metadata to an array, so the frames pass through every API that
+    takes arrays. Arrays derived from a clip (slices, stacks) have ``timing`` None: it would be wrong.
+    """
+
+    timing: FrameTiming | None
+
+    def __new__(cls, frames: np.ndarray, timing: FrameTiming | None) -> Clip:
+        clip = np.asarray(frames).view(cls)
+        clip.timing = timing
+        return clip
+
+    def __array_finalize__(self, obj: Any) -> None:
+        self.timing = None
+
+
+def sample_frames(
+    video: np.ndarray | str | Path, n: int = 8, sampling: str = "uniform", *, fps: float | None = None
+) -> Clip:
+    """``n`` frames of a clip (an array or a file), ``uniform`` or in ``pairs``: (n, H, W, 3) uint8,
+    with their timing (a file's own frame rate; for an array, ``fps`` if given)."""
+    if isinstance(video, str | Path):
+        frames = read_video(video)
+        fps = fps or probe_video(video).fps or None
+    else:
+        frames = np.asarray(video)
+    indices = FRAME_SAMPLERS[sampling](frames.shape[0], n)
+    timing = FrameTiming(float(fps), tuple(int(i) for i in indices), frames.shape[0]) if fps else None
+    return Clip(frames[indices], timing)

@@ -77,8 +77,10 @@ class ChatCollator:
 
     # ---- tensors -------------------------------------------------------------------------------
     def encode_prompt(self, frames: np.ndarray, user_text: str) -> dict[str, torch.Tensor]:
+        # Frames from videolift.core.video.sample_frames carry where they were taken (a Clip's timing).
+        kwargs = self.family.video_kwargs(len(frames), getattr(frames, "timing", None))
         encoded = self.processor(
-            text=[self.render(user_text)], videos=[frames], return_tensors="pt", **self.family.video_kwargs()
+            text=[self.render(user_text)], videos=[np.asarray(frames)], return_tensors="pt", **kwargs
         )
         return {k: v for k, v in encoded.items() if isinstance(v, torch.Tensor)}
 

@@ -45,7 +45,7 @@ from videolift.core.jsonl import (
     write_jsonl,
 )
 from videolift.core.schema import Dimension, Label, parse_answer
-from videolift.core.video import read_video, sample_frames
+from videolift.core.video import probe_video, read_video, sample_frames
 from videolift.critic.prompts import parse_one_pass, user_text
 from videolift.critic.spec import CriticSpec, check_checkpoint
 
@@ -154,10 +154,12 @@ def load_critic(
             model = model.merge_and_unload()
     model = model.to(device).eval()
     eos = model.generation_config.eos_token_id
+    family = get_family(spec.model_type)
+    # As training set it: the saved processor holds the budget already, except where the family
+    # applies it per call (Qwen3-VL).
+    family.configure_processor(processor, spec.max_pixels, spec.min_pixels)
     collator = ChatCollator(
-        processor,
-        get_family(spec.model_type),
-        eos_token_ids=[eos] if isinstance(eos, int) else list(eos or []),
+        processor, family, eos_token_ids=[eos] if isinstance(eos, int) else list(eos or [])
     )
     return Critic(directory, spec, model, processor, collator, base=base)
 
@@ -420,9 +422,10 @@ def score_manifest(
         out_frames: list[tuple[np.ndarray, np.ndarray] | str] = []
         for record in chunk:
             try:
-                clip = read_video(videos / record["video"])
-                fed = sample_frames(clip, spec.num_frames, spec.frame_sampling)
-                out_frames.append((fed, fed if own_view else sample_frames(clip, *spec.check_view)))
+                path = videos / record["video"]
+                clip, fps = read_video(path), probe_video(path).fps or None
+                fed = sample_frames(clip, spec.num_frames, spec.frame_sampling, fps=fps)
+                out_frames.append((fed, fed if own_view else sample_frames(clip, *spec.check_view, fps=fps)))
             except VideoError as exc:
                 out_frames.append(str(exc))
         return out_frames

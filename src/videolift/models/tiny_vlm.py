@@ -1,7 +1,7 @@
 """Tiny video-VLMs built from configs (no download), for tests and as the toy world's VLM base.
 
 Same transformers classes as the real checkpoints (``Qwen2VLForConditionalGeneration`` +
-``Qwen2VLProcessor``, and the Qwen2.5-VL / LLaVA-OneVision / LLaVA-NeXT-Video equivalents), saved with
+``Qwen2VLProcessor``, and the Qwen2.5-VL / Qwen3-VL / LLaVA-OneVision / LLaVA-NeXT-Video equivalents), saved with
 ``save_pretrained`` so that ``AutoModelForImageTextToText`` + ``AutoProcessor`` load them offline.
 The tokenizer is a byte-level BPE trained on the spot with ``tokenizers`` (so any text encodes) and
 wrapped in ``Qwen2Tokenizer`` with a small ChatML chat template.
@@ -18,7 +18,7 @@ import torch
 
 from videolift.models.tiny_cogvideox import DEFAULT_WORDS
 
-FAMILIES = ("qwen2_vl", "qwen2_5_vl", "llava_onevision", "llava_next_video")
+FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava_onevision", "llava_next_video")
 
 # Fixed ids: the first tokens of the vocabulary, so they always fit a tiny vocab.
 SPECIAL_TOKENS = (
@@ -148,6 +148,14 @@ def _text_config(cfg: TinyVLMConfig, tokenizer, **extra) -> dict[str, Any]:
     )
 
 
+def _mrope(cfg: TinyVLMConfig, **extra: Any) -> dict[str, Any]:
+    """Multimodal RoPE parameters: mrope_section splits the rotary half-dimension into (time, height,
+    width) and must sum to head_dim / 2."""
+    half = cfg.hidden // cfg.heads // 2
+    section = [half - 2 * (half // 3), half // 3, half // 3]
+    return {"rope_type": "default", "mrope_section": section, "rope_theta": cfg.rope_theta, **extra}
+
+
 def _qwen(cfg: TinyVLMConfig, tokenizer, qwen25: bool):
     from transformers import (
         Qwen2_5_VLConfig,
@@ -160,11 +168,7 @@ def _qwen(cfg: TinyVLMConfig, tokenizer, qwen25: bool):
         Qwen2VLVideoProcessor,
     )
 
-    head_dim = cfg.hidden // cfg.heads
-    # mrope_section splits the rotary half-dimension into (time, height, width): it must sum to head_dim/2.
-    half = head_dim // 2
-    section = [half - 2 * (half // 3), half // 3, half // 3]
-    rope = {"rope_type": "default", "mrope_section": section, "rope_theta": cfg.rope_theta}
+    rope = _mrope(cfg)
     vision = dict(
         depth=cfg.vision_layers,
         hidden_size=cfg.vision_dim if qwen25 else cfg.hidden,
@@ -208,6 +212,47 @@ def _qwen(cfg: TinyVLMConfig, tokenizer, qwen25: bool):
         chat_template=tokenizer.chat_template,
     )
     return model_cls(config), processor
+
+
+def _qwen3(cfg: TinyVLMConfig, tokenizer):
+    """Qwen3-VL: interleaved M-RoPE, DeepStack mergers, timestamps in the prompt."""
+    from transformers import (
+        Qwen2VLImageProcessor,
+        Qwen3VLConfig,
+        Qwen3VLForConditionalGeneration,
+        Qwen3VLProcessor,
+    )
+    from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
+
+    head_dim = cfg.hidden // cfg.heads
+    rope = _mrope(cfg, mrope_interleaved=True)
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    grid = cfg.frame_size // cfg.patch_size
+    config = Qwen3VLConfig(
+        text_config=_text_config(cfg, tokenizer, rope_parameters=rope, head_dim=head_dim),
+        vision_config=dict(
+            depth=cfg.vision_layers, hidden_size=cfg.vision_dim, intermediate_size=cfg.vision_dim * 2,
+            num_heads=cfg.vision_heads, patch_size=cfg.patch_size, spatial_merge_size=2,
+            temporal_patch_size=cfg.temporal_patch_size, out_hidden_size=cfg.hidden,
+            num_position_embeddings=grid * grid, deepstack_visual_indexes=[0],
+        ),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )  # fmt: skip
+    pixels = cfg.frame_size * cfg.frame_size
+    sizes = dict(patch_size=cfg.patch_size, temporal_patch_size=cfg.temporal_patch_size, merge_size=2)
+    processor = Qwen3VLProcessor(
+        image_processor=Qwen2VLImageProcessor(min_pixels=pixels, max_pixels=pixels, **sizes),
+        # The budget counts every frame of a video: per frame it is pixels, at any frame count up to 64.
+        video_processor=Qwen3VLVideoProcessor(
+            size={"shortest_edge": pixels, "longest_edge": pixels * 64}, **sizes
+        ),
+        tokenizer=tokenizer,
+        chat_template=tokenizer.chat_template,
+    )
+    return Qwen3VLForConditionalGeneration(config), processor
 
 
 def _llava(cfg: TinyVLMConfig, tokenizer, next_video: bool):
@@ -296,7 +341,9 @@ def build_tiny_vlm(out_dir: str | Path | None = None, config: TinyVLMConfig | No
         raise ValueError(f"unknown tiny VLM family {cfg.family!r}; known: {', '.join(FAMILIES)}")
     torch.manual_seed(seed)
     tokenizer = build_tokenizer(cfg)
-    if cfg.family.startswith("qwen"):
+    if cfg.family == "qwen3_vl":
+        model, processor = _qwen3(cfg, tokenizer)
+    elif cfg.family.startswith("qwen"):
         model, processor = _qwen(cfg, tokenizer, qwen25=cfg.family == "qwen2_5_vl")
     else:
         model, processor = _llava(cfg, tokenizer, next_video=cfg.family == "llava_next_video")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from videolift.core.errors import VideoliftError
+from videolift.core.video import FrameTiming
 
 
 class VLMFamily:
@@ -34,9 +35,9 @@ class VLMFamily:
             turns.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
         return turns
 
-    def video_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for the processor call with videos. Frames are sampled by videolift,
-        so the processor's own frame sampling is always off."""
+    def video_kwargs(self, num_frames: int, timing: FrameTiming | None = None) -> dict[str, Any]:
+        """Keyword arguments for the processor call with one video of ``num_frames`` frames sampled as
+        ``timing`` says. Frames are sampled by videolift, so the processor's own sampling is off."""
         return {"do_sample_frames": False}
 
     def configure_processor(self, processor: Any, max_pixels: int | None, min_pixels: int | None) -> None:
@@ -102,6 +103,48 @@ class QwenVL(VLMFamily):
         video.size = size
 
 
+class Qwen3VL(QwenVL):
+    """Qwen3-VL: the prompt carries a timestamp per temporal patch (``<1.3 seconds>``), computed from
+    the sampled frames' indices and the video's frame rate, so videolift passes both; the DeepStack
+    mergers are part of the projector. Its video processor's pixel budget counts all frames together,
+    so the per-frame budget is scaled by the frame count of each call."""
+
+    name = "qwen3_vl"
+    model_types = ("qwen3_vl", "qwen3_vl_moe")
+    projector = ("model.visual.merger", "model.visual.deepstack_merger_list")
+
+    def __init__(self) -> None:
+        self.per_frame: dict[str, int] = {}  # the budget per frame; empty: the processor's own
+        self.total: dict[str, int] = {}  # the processor's own budget for a whole video
+
+    def configure_processor(self, processor: Any, max_pixels: int | None, min_pixels: int | None) -> None:
+        if max_pixels is not None and min_pixels is not None and min_pixels > max_pixels:
+            raise VideoliftError(f"min pixels {min_pixels} exceed max pixels {max_pixels}")
+        budget = {"longest_edge": max_pixels, "shortest_edge": min_pixels}
+        self.per_frame = {k: int(v) for k, v in budget.items() if v is not None}
+        self.total = {k: int(v) for k, v in dict(processor.video_processor.size).items() if k in budget and v}
+
+    def frame_budget(self, num_frames: int) -> dict[str, int]:
+        """The processor's ``size`` for a video of ``num_frames`` frames under the per-frame budget."""
+        size = self.total | {k: v * num_frames for k, v in self.per_frame.items()}
+        size["shortest_edge"] = min(size.get("shortest_edge", 0), size.get("longest_edge", 1 << 62))
+        return size
+
+    def video_kwargs(self, num_frames: int, timing: FrameTiming | None = None) -> dict[str, Any]:
+        from transformers.video_utils import VideoMetadata
+
+        kwargs: dict[str, Any] = {"do_sample_frames": False, "cap_pixels_per_frame": False}
+        if self.per_frame:
+            kwargs["size"] = self.frame_budget(num_frames)
+        if timing is not None:  # else (an array without a frame rate) the processor assumes 24 fps and warns
+            kwargs["video_metadata"] = [
+                VideoMetadata(
+                    total_num_frames=timing.total, fps=timing.fps, frames_indices=list(timing.indices)
+                )
+            ]
+        return kwargs
+
+
 class LlavaVideo(VLMFamily):
     """LLaVA-OneVision and LLaVA-NeXT-Video: a CLIP/SigLIP tower, a projector, a separate LM."""
 
@@ -132,7 +175,7 @@ class GenericVLM(VLMFamily):
         return super().lora_targets(model, vision=vision)
 
 
-FAMILIES: list[type[VLMFamily]] = [QwenVL, LlavaVideo]
+FAMILIES: list[type[VLMFamily]] = [QwenVL, Qwen3VL, LlavaVideo]
 
 
 def get_family(model_type: str) -> VLMFamily:
