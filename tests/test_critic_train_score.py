@@ -550,3 +550,24 @@ def test_qwen3_vl_critic_reads_timestamps_and_a_per_frame_budget(world, tmp_path
     score(out, world, scores)
     lines = [obj for _, obj in iter_json_lines(scores)]
     assert len(lines) == 5 and sum("error" in line for line in lines) == 1  # the missing video
+
+
+def test_a_critic_trained_in_its_own_process_equals_one_trained_here(world, tmp_path):
+    """The pipeline's parallel critics (one process, one thread each) train exactly what it would."""
+    from safetensors.torch import load_file
+
+    from videolift.evaluate.pipeline import PipelineConfig, _critic_stage
+
+    (tmp_path / "hra_split").mkdir()
+    shutil.copy(world / "hra.jsonl", tmp_path / "hra_split/train.jsonl")
+    cfg = PipelineConfig.model_validate(
+        {"workdir": str(tmp_path), "critic": {"max_steps": 3, "batch_size": 4, "lr": 5e-3, "parallel": True}}
+    )
+    here = _critic_stage(cfg, str(world / "base"), tmp_path, world, "here", True)
+    there = _critic_stage(cfg, str(world / "base"), tmp_path, world, "there", True, own_process=True)
+    assert here.settings == there.settings and "parallel" not in here.settings  # when, not what
+    assert here.run() == {"reasons": True}
+    result = there.run()
+    assert result["peak_rss_mb"] > 0
+    a, b = (load_file(str(tmp_path / name / "model.safetensors")) for name in ("here", "there"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

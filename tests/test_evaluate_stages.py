@@ -40,3 +40,54 @@ def test_a_failing_stage_is_not_recorded(tmp_path):
     with pytest.raises(RuntimeError):
         Runner(tmp_path).run(Stage("s", boom, outputs=[tmp_path / "x"]))
     assert not (tmp_path / "run_manifest.json").exists()
+
+
+def write_after(path: str, seconds: float) -> dict:
+    """A stage's work in a child process: when it ran, where, with how many torch threads."""
+    import os
+    import time
+
+    import torch
+
+    start = time.time()
+    time.sleep(seconds)
+    from pathlib import Path
+
+    Path(path).write_text("done")
+    return {"pid": os.getpid(), "start": start, "end": time.time(), "threads": torch.get_num_threads()}
+
+
+def test_concurrent_stages_run_in_their_own_processes_at_once(tmp_path):
+    import os
+
+    from videolift.evaluate.stages import in_subprocess
+
+    def stage(name: str) -> Stage:
+        out = tmp_path / name
+
+        def run():
+            result, peak_mb = in_subprocess(write_after, {"path": str(out), "seconds": 1.5}, threads=1)
+            return {**result, "peak_rss_mb": peak_mb}
+
+        return Stage(name, run, outputs=[out], settings={"n": 1})
+
+    runner = Runner(tmp_path / "w")
+    a, b = runner.run_concurrently([stage("a"), stage("b")])
+    assert len({a["pid"], b["pid"], os.getpid()}) == 3 and a["threads"] == b["threads"] == 1
+    assert a["start"] < b["end"] and b["start"] < a["end"]  # they overlapped
+    assert a["peak_rss_mb"] > 10  # the child's own peak (torch imported)
+    manifest = json.loads((tmp_path / "w/run_manifest.json").read_text())["stages"]
+    assert set(manifest) == {"a", "b"}  # both recorded, neither lost to the other's write
+    assert Runner(tmp_path / "w").run_concurrently([stage("a"), stage("b")]) == [a, b]  # rerun: skipped
+
+
+def test_a_failing_concurrent_stage_fails_the_run_after_the_others_finish(tmp_path):
+    def boom():
+        raise RuntimeError("stage b broke")
+
+    out = tmp_path / "a"
+    stages = [Stage("a", lambda: out.write_text("x") and {}, outputs=[out]), Stage("b", boom)]
+    runner = Runner(tmp_path / "w")
+    with pytest.raises(RuntimeError, match="stage b broke"):
+        runner.run_concurrently(stages)
+    assert set(json.loads((tmp_path / "w/run_manifest.json").read_text())["stages"]) == {"a"}

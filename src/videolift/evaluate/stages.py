@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ class Runner:
         )
         self.results: dict[str, Any] = {}
         self.console = console
+        self._lock = threading.Lock()  # stages run concurrently record into one manifest
 
     def is_done(self, stage: Stage) -> bool:
         entry = self.manifest["stages"].get(stage.name)
@@ -62,7 +64,7 @@ class Runner:
         console.rule(f"[bold]{stage.name}")
         start = time.time()
         result = stage.run()
-        self.manifest["stages"][stage.name] = {
+        entry = {
             "key": stage.key(),
             "settings": stage.settings,
             "outputs": {str(p): fingerprint(p) for p in stage.outputs},
@@ -70,10 +72,43 @@ class Runner:
             "result": result if _jsonable(result) else None,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
-        with atomic_write(self.manifest_path) as handle:
-            json.dump(self.manifest, handle, indent=1, default=str)
-        self.results[stage.name] = result
+        with self._lock:
+            self.manifest["stages"][stage.name] = entry
+            with atomic_write(self.manifest_path) as handle:
+                json.dump(self.manifest, handle, indent=1, default=str)
+            self.results[stage.name] = result
         return result
+
+    def run_concurrently(self, stages: Sequence[Stage]) -> list[Any]:
+        """Run independent stages at the same time (each in a thread; stages that compute should
+        do so in their own process, see ``in_subprocess``). The first failure is raised once all
+        have stopped."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=max(1, len(stages))) as pool:
+            futures = [pool.submit(self.run, stage) for stage in stages]
+        return [f.result() for f in futures]
+
+
+def _call_with_threads(threads: int, fn: Callable[..., Any], kwargs: dict[str, Any]) -> tuple[Any, float]:
+    """In the child: limit torch's threads, run, and report the child's own peak RSS (MB)."""
+    import resource
+
+    import torch
+
+    torch.set_num_threads(threads)
+    result = fn(**kwargs)
+    return result, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def in_subprocess(fn: Callable[..., Any], kwargs: dict[str, Any], *, threads: int = 1) -> tuple[Any, float]:
+    """``fn(**kwargs)`` in a fresh (spawned) process with ``threads`` torch threads; returns its result
+    and the process's peak RSS in MB. ``fn`` must be importable and ``kwargs`` picklable."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_call_with_threads, threads, fn, kwargs).result()
 
 
 def _jsonable(value: Any) -> bool:
