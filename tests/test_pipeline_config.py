@@ -55,3 +55,15 @@ def test_demo_samples_with_the_toy_base_steps():
     assert preset.sampler.guidance < cfg.guidance
     assert (recorded["sample_steps"], recorded["guidance"]) == (cfg.sample_steps, cfg.guidance)
     assert preset.sampler.dynamic_cfg is False and preset.sampler.lossless is True
+
+
+def test_current_memory_follows_allocations_and_the_peak_keeps_them():
+    import numpy as np
+
+    from videolift.evaluate.pipeline import current_rss_mb, peak_rss_mb
+
+    before = current_rss_mb()
+    block = np.ones(200 << 20, np.uint8)  # 200 MB, touched
+    during = current_rss_mb()
+    del block
+    assert during - before > 150 and current_rss_mb() < during - 150 and peak_rss_mb() > during - 1

@@ -267,8 +267,8 @@ def run_pipeline(cfg: PipelineConfig, *, progress: bool = True) -> dict[str, Any
     ]
     if concurrent:
         done = runner.run_concurrently(stages)
-        # Peak memory while they ran: this process's peak so far plus each critic process's own.
-        memory_bound = peak_rss_mb() + sum((r or {}).get("peak_rss_mb", 0.0) for r in done)
+        # Memory while they ran: this (waiting) process's plus each critic process's own peak.
+        memory_bound = current_rss_mb() + sum((r or {}).get("peak_rss_mb", 0.0) for r in done)
     else:
         for stage in stages:
             runner.run(stage)
@@ -551,6 +551,17 @@ def build_summary(result: dict, accuracy: dict, methods: list[str], started: flo
     out["wall_seconds"] = round(time.time() - started, 1)
     out["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return out
+
+
+def current_rss_mb() -> float:
+    """Resident memory of this process now (Linux); its peak so far where /proc is missing."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def peak_rss_mb() -> float:
