@@ -91,3 +91,16 @@ def test_a_failing_concurrent_stage_fails_the_run_after_the_others_finish(tmp_pa
     with pytest.raises(RuntimeError, match="stage b broke"):
         runner.run_concurrently(stages)
     assert set(json.loads((tmp_path / "w/run_manifest.json").read_text())["stages"]) == {"a"}
+
+
+def test_a_spawned_child_reports_its_own_peak_not_its_parents(tmp_path):
+    """getrusage's peak of a fork + exec child starts at the parent's memory; the child's own must not."""
+    import numpy as np
+
+    from videolift.core.memory import current_rss_mb
+    from videolift.evaluate.stages import in_subprocess
+
+    block = np.ones(400 << 20, np.uint8)  # the parent grows by 400 MB
+    _, child_peak = in_subprocess(write_after, {"path": str(tmp_path / "x"), "seconds": 0.0})
+    assert child_peak < current_rss_mb() - 300, (child_peak, current_rss_mb())
+    del block

@@ -60,7 +60,7 @@ def test_demo_samples_with_the_toy_base_steps():
 def test_current_memory_follows_allocations_and_the_peak_keeps_them():
     import numpy as np
 
-    from videolift.evaluate.pipeline import current_rss_mb, peak_rss_mb
+    from videolift.core.memory import current_rss_mb, peak_rss_mb
 
     before = current_rss_mb()
     block = np.ones(200 << 20, np.uint8)  # 200 MB, touched

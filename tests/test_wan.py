@@ -191,3 +191,12 @@ def test_resumed_wan_run_ends_with_the_uninterrupted_weights(world, tmp_path):
             align_config(world, tmp_path / "b", **(kw | {"max_steps": 6}), resume=True, family="cogvideox"),
             progress=False,
         )
+
+
+def test_wan_2_2_pipelines_are_refused_for_alignment_with_a_reason(world):
+    spec = get_spec("wan")
+    pipe = spec.load(str(world / "model"))
+    spec.check_trainable(pipe)  # Wan 2.1: trainable
+    pipe.register_to_config(expand_timesteps=True)  # Wan 2.2 TI2V-5B's per-token timesteps
+    with pytest.raises(VideoliftError, match="Wan 2.2 pipelines .* can generate but not be aligned"):
+        spec.check_trainable(pipe)

@@ -11,7 +11,6 @@ Each stage calls the stage commands' own code, records its settings and outputs 
 from __future__ import annotations
 
 import json
-import resource
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from videolift.core.errors import DataError, VideoliftError
 from videolift.core.jsonl import atomic_write, validation_field, write_jsonl
+from videolift.core.memory import current_rss_mb, peak_rss_mb
 from videolift.evaluate.stages import Runner, Stage, in_subprocess
 
 TOY = "toy"  # model name that resolves to the committed toy-world bases
@@ -551,21 +551,3 @@ def build_summary(result: dict, accuracy: dict, methods: list[str], started: flo
     out["wall_seconds"] = round(time.time() - started, 1)
     out["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return out
-
-
-def current_rss_mb() -> float:
-    """Resident memory of this process now (Linux); its peak so far where /proc is missing."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process and its finished children (Linux reports KiB)."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, kids) / 1024

@@ -92,13 +92,13 @@ class Runner:
 
 def _call_with_threads(threads: int, fn: Callable[..., Any], kwargs: dict[str, Any]) -> tuple[Any, float]:
     """In the child: limit torch's threads, run, and report the child's own peak RSS (MB)."""
-    import resource
-
     import torch
+
+    from videolift.core.memory import own_peak_rss_mb
 
     torch.set_num_threads(threads)
     result = fn(**kwargs)
-    return result, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result, own_peak_rss_mb()
 
 
 def in_subprocess(fn: Callable[..., Any], kwargs: dict[str, Any], *, threads: int = 1) -> tuple[Any, float]:
