@@ -80,7 +80,7 @@ class Critic(_Strict):
     parallel: bool = Field(
         False,
         description="train the critic and its label-only baseline at the same time, each in its own "
-        "process with one thread (a 2-core CPU: ~40 % less wall time; on one GPU: twice the memory)",
+        "process with one thread (the demo on 2 cores: 23 % less time for both; on one GPU: twice the memory)",
     )
     score_batch_size: int = 24
 
