@@ -523,19 +523,20 @@ def test_the_same_loop_does_caption_pretraining(world, tmp_path):
     assert model.config.model_type == "qwen2_vl" and processor.video_processor is not None
 
 
-def test_qwen3_vl_critic_reads_timestamps_and_a_per_frame_budget(world, tmp_path):
+@pytest.mark.parametrize("family", ["qwen3_vl", "qwen3_5"])
+def test_qwen3_critics_read_timestamps_and_a_per_frame_budget(world, tmp_path, family):
     import re
 
     from videolift.core.video import sample_frames, sample_indices
     from videolift.critic.collate import Item
     from videolift.models.tiny_vlm import TinyVLMConfig
 
-    build_tiny_vlm(tmp_path / "qwen3", TinyVLMConfig(family="qwen3_vl"))
+    build_tiny_vlm(tmp_path / "qwen3", TinyVLMConfig(family=family))
     out = tmp_path / "critic"
     run("critic", "train", "--base", tmp_path / "qwen3", "--data", world / "hra.jsonl", "--videos", world,
         "--out", out, "--max-steps", 4, "--lr", "5e-3", "--batch-size", "4", "--max-pixels", 56 * 56)  # fmt: skip
     critic = load_critic(out)
-    assert critic.spec.model_type == "qwen3_vl" and critic.spec.max_pixels == 56 * 56
+    assert critic.spec.model_type == family and critic.spec.max_pixels == 56 * 56
     # The prompt tells the model when each temporal patch was taken: from the file's 8 fps and the
     # sampled frames' indices in its 12 frames (Qwen3-VL averages the two frames of a patch).
     batch = critic.collator([Item(sample_frames(world / "videos/v0.mp4", 8), "a white square")])

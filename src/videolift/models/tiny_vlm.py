@@ -1,7 +1,8 @@
 """Tiny video-VLMs built from configs (no download), for tests and as the toy world's VLM base.
 
 Same transformers classes as the real checkpoints (``Qwen2VLForConditionalGeneration`` +
-``Qwen2VLProcessor``, and the Qwen2.5-VL / Qwen3-VL / LLaVA-OneVision / LLaVA-NeXT-Video equivalents), saved with
+``Qwen2VLProcessor``, and the Qwen2.5-VL / Qwen3-VL / Qwen3.5 / LLaVA-OneVision / LLaVA-NeXT-Video
+equivalents), saved with
 ``save_pretrained`` so that ``AutoModelForImageTextToText`` + ``AutoProcessor`` load them offline.
 The tokenizer is a byte-level BPE trained on the spot with ``tokenizers`` (so any text encodes) and
 wrapped in ``Qwen2Tokenizer`` with a small ChatML chat template.
@@ -18,7 +19,7 @@ import torch
 
 from videolift.models.tiny_cogvideox import DEFAULT_WORDS
 
-FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava_onevision", "llava_next_video")
+FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5", "llava_onevision", "llava_next_video")
 
 # Fixed ids: the first tokens of the vocabulary, so they always fit a tiny vocab.
 SPECIAL_TOKENS = (
@@ -214,10 +215,13 @@ def _qwen(cfg: TinyVLMConfig, tokenizer, qwen25: bool):
     return model_cls(config), processor
 
 
-def _qwen3(cfg: TinyVLMConfig, tokenizer):
-    """Qwen3-VL: interleaved M-RoPE, DeepStack mergers, timestamps in the prompt."""
+def _qwen3(cfg: TinyVLMConfig, tokenizer, qwen35: bool):
+    """Qwen3-VL (interleaved M-RoPE, DeepStack mergers) and Qwen3.5 (its language model mixes gated
+    linear-attention and full-attention layers, no DeepStack); both put timestamps in the prompt."""
     from transformers import (
         Qwen2VLImageProcessor,
+        Qwen3_5Config,
+        Qwen3_5ForConditionalGeneration,
         Qwen3VLConfig,
         Qwen3VLForConditionalGeneration,
         Qwen3VLProcessor,
@@ -228,14 +232,26 @@ def _qwen3(cfg: TinyVLMConfig, tokenizer):
     rope = _mrope(cfg, mrope_interleaved=True)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     grid = cfg.frame_size // cfg.patch_size
-    config = Qwen3VLConfig(
-        text_config=_text_config(cfg, tokenizer, rope_parameters=rope, head_dim=head_dim),
-        vision_config=dict(
-            depth=cfg.vision_layers, hidden_size=cfg.vision_dim, intermediate_size=cfg.vision_dim * 2,
-            num_heads=cfg.vision_heads, patch_size=cfg.patch_size, spatial_merge_size=2,
-            temporal_patch_size=cfg.temporal_patch_size, out_hidden_size=cfg.hidden,
-            num_position_embeddings=grid * grid, deepstack_visual_indexes=[0],
-        ),
+    text = _text_config(cfg, tokenizer, rope_parameters=rope, head_dim=head_dim)
+    vision = dict(
+        depth=cfg.vision_layers, hidden_size=cfg.vision_dim, intermediate_size=cfg.vision_dim * 2,
+        num_heads=cfg.vision_heads, patch_size=cfg.patch_size, spatial_merge_size=2,
+        temporal_patch_size=cfg.temporal_patch_size, out_hidden_size=cfg.hidden,
+        num_position_embeddings=grid * grid,
+    )  # fmt: skip
+    if qwen35:  # every other layer linear attention (the real ones: 3 of 4)
+        text |= dict(linear_key_head_dim=8, linear_value_head_dim=8, linear_num_key_heads=2,
+                     linear_num_value_heads=4, full_attention_interval=2)  # fmt: skip
+    else:
+        vision["deepstack_visual_indexes"] = [0]
+    config_cls, model_cls = (
+        (Qwen3_5Config, Qwen3_5ForConditionalGeneration)
+        if qwen35
+        else (Qwen3VLConfig, Qwen3VLForConditionalGeneration)
+    )
+    config = config_cls(
+        text_config=text,
+        vision_config=vision,
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
@@ -252,7 +268,7 @@ def _qwen3(cfg: TinyVLMConfig, tokenizer):
         tokenizer=tokenizer,
         chat_template=tokenizer.chat_template,
     )
-    return Qwen3VLForConditionalGeneration(config), processor
+    return model_cls(config), processor
 
 
 def _llava(cfg: TinyVLMConfig, tokenizer, next_video: bool):
@@ -341,8 +357,8 @@ def build_tiny_vlm(out_dir: str | Path | None = None, config: TinyVLMConfig | No
         raise ValueError(f"unknown tiny VLM family {cfg.family!r}; known: {', '.join(FAMILIES)}")
     torch.manual_seed(seed)
     tokenizer = build_tokenizer(cfg)
-    if cfg.family == "qwen3_vl":
-        model, processor = _qwen3(cfg, tokenizer)
+    if cfg.family in ("qwen3_vl", "qwen3_5"):
+        model, processor = _qwen3(cfg, tokenizer, qwen35=cfg.family == "qwen3_5")
     elif cfg.family.startswith("qwen"):
         model, processor = _qwen(cfg, tokenizer, qwen25=cfg.family == "qwen2_5_vl")
     else:

@@ -104,13 +104,13 @@ class QwenVL(VLMFamily):
 
 
 class Qwen3VL(QwenVL):
-    """Qwen3-VL: the prompt carries a timestamp per temporal patch (``<1.3 seconds>``), computed from
-    the sampled frames' indices and the video's frame rate, so videolift passes both; the DeepStack
-    mergers are part of the projector. Its video processor's pixel budget counts all frames together,
+    """Qwen3-VL and Qwen3.5: the prompt carries a timestamp per temporal patch (``<1.3 seconds>``), computed from
+    the sampled frames' indices and the video's frame rate, so videolift passes both; Qwen3-VL's
+    DeepStack mergers are part of the projector. Its video processor's pixel budget counts all frames together,
     so the per-frame budget is scaled by the frame count of each call."""
 
     name = "qwen3_vl"
-    model_types = ("qwen3_vl", "qwen3_vl_moe")
+    model_types = ("qwen3_vl", "qwen3_vl_moe", "qwen3_5", "qwen3_5_moe")
     projector = ("model.visual.merger", "model.visual.deepstack_merger_list")
 
     def __init__(self) -> None:
