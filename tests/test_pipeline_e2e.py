@@ -24,7 +24,14 @@ def test_run_pipeline_end_to_end_and_rerun_skips(tmp_path, tiny_cogvideox_dir):
             "test_fraction": 0.25,
         },
         # A tiny random VLM needs a high learning rate to answer with labels at all.
-        "critic": {"max_steps": 150, "batch_size": 8, "lr": 0.01, "label_only_baseline": True},
+        # parallel: both critics at once in their own processes, as the demo trains them
+        "critic": {
+            "max_steps": 150,
+            "batch_size": 8,
+            "lr": 0.01,
+            "label_only_baseline": True,
+            "parallel": True,
+        },
         "align": {
             "prompts": {"n": 6, "per_prompt": 2, "seed": 1},
             "methods": ["rwl", "rs"],
@@ -46,6 +53,8 @@ def test_run_pipeline_end_to_end_and_rerun_skips(tmp_path, tiny_cogvideox_dir):
     assert "mean" in summary["critic"]["accuracy"]
     manifest = json.loads((w / "run_manifest.json").read_text())
     stages = manifest.get("stages", manifest)
+    children = [stages[f"critic:{n}"]["result"]["peak_rss_mb"] for n in ("critic", "critic_label_only")]
+    assert summary["peak_rss_mb"] > sum(children) > 0  # overlapping processes' memory adds up
     dims = stages["critic-eval:critic"]["result"]["dimensions"]
     for dim, report in dims.items():  # the baseline a reader needs next to the accuracy
         assert summary["critic"]["majority_baseline"][dim] == report["majority_baseline"]
