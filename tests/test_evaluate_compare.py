@@ -130,3 +130,6 @@ def test_eval_compares_recipes_over_their_replicates(tmp_path, tiny_cogvideox_di
     d = data["group_differences"][f"same vs {list(data['models'])[0]}"]["oracle"]["all_good_rate"]
     assert d["diff"] == 0.0 and d["seed_se"] == 0.0 and d["replicates"] == [2, 1]
     assert "recipes, 2 vs 1 replicates" in result.output
+    html = (out / "report.html").read_text()  # self-contained: tables, figures and frames inline
+    assert "recipes averaged over their replicates" in html and "same.2" in html
+    assert html.count("data:image/png;base64,") >= 1 + 2  # label rates + a frame strip per prompt

@@ -51,6 +51,9 @@ def evaluate(
     reward_config: Path | None = typer.Option(
         None, "--reward-config", help="Label->score mapping (YAML/JSON)."
     ),
+    report: bool = typer.Option(
+        True, "--report/--no-report", help="Also write OUT/report.html (tables, distributions, frames)."
+    ),
     vbench: list[str] | None = typer.Option(
         None,
         "--vbench",
@@ -92,6 +95,10 @@ def evaluate(
         groups=groups,
     )
     print_comparison(result)
+    if report:
+        from videolift.evaluate.eval_report import write_eval_report
+
+        Console().print(f"report: {write_eval_report(out, result)}")
     if vbench:
         _vbench(result, out, vbench)
     Console().print(f"written: {out / 'eval.json'}")

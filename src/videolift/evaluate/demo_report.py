@@ -9,14 +9,8 @@ from typing import Any
 
 from videolift.core.jsonl import read_jsonl_dicts
 from videolift.core.schema import DIMENSIONS, LABELS
-from videolift.evaluate.metrics import format_difference
-from videolift.evaluate.report import (
-    Report,
-    confusion_figure,
-    curves_figure,
-    histogram_figure,
-    label_rates_figure,
-)
+from videolift.evaluate.eval_report import comparison_tables, distributions, frame_grid
+from videolift.evaluate.report import Report, confusion_figure, curves_figure
 
 GAIN_GUARD = 0.7  # oracle gain must be at least this share of the critic-measured gain
 
@@ -104,34 +98,10 @@ def write_report(
             ),
             "" if check["ok"] else "warn",
         )
-    for pair, by_rater in evaluation.get("pairwise", {}).items():
-        rep.table(
-            ["rater", *[f"{k} win/tie/loss" for k in next(iter(by_rater.values()))]],
-            [
-                [rater, *[f"{v['win']:.0%}/{v['tie']:.0%}/{v['loss']:.0%}" for v in p.values()]]
-                for rater, p in by_rater.items()
-            ],
-            caption=f"pairwise: {pair}",
-        )
-    for pair, by_rater in evaluation.get("differences", {}).items():
-        rep.table(
-            ["rater", "paired difference ± standard error"],
-            [[rater, format_difference(d)] for rater, d in by_rater.items()],
-            caption=f"{pair}, over videos of the same prompt and seed",
-        )
+    comparison_tables(rep, evaluation)
 
     rep.heading("Label and reward distributions, before and after")
-    for rater in ("oracle", "critic"):
-        models = {n: s[rater] for n, s in evaluation["summary"].items() if rater in s}
-        if models:
-            rep.figure(label_rates_figure(models, f"{rater} labels per dimension"))
-    rewards = {}
-    for n in names:
-        path = w / "eval" / n / "critic_scores.jsonl"
-        if path.exists():
-            rewards[n] = [r["reward"] for r in read_jsonl_dicts(path) if r.get("reward") is not None]
-    if rewards:
-        rep.figure(histogram_figure(rewards, "critic reward per video"))
+    distributions(rep, evaluation, w / "eval")
 
     rep.heading("Training curves")
     critic_curves = {n: _curve(w / n / "train_log.jsonl") for n in ("critic", "critic_label_only")}
@@ -152,30 +122,5 @@ def write_report(
             rep.figure(confusion_figure(matrix, labels, f"{name}: {dim}"))
 
     rep.heading("Same held-out prompts and seeds: base vs aligned")
-    _frame_grid(rep, w, names)
+    frame_grid(rep, w / "eval", names)
     return rep.write(w / "report.html")
-
-
-def _frame_grid(rep: Report, w: Path, names: list[str], n: int = 6) -> None:
-    from videolift.core.video import read_video
-
-    manifests = {name: read_jsonl_dicts(w / "eval" / name / "manifest.jsonl") for name in names}
-    oracle = {
-        name: {r["video"]: r for r in read_jsonl_dicts(p)}
-        for name in names
-        if (p := w / "eval" / name / "oracle_ratings.jsonl").exists()
-    }
-    for i in range(min(n, len(manifests[names[0]]))):
-        rows = []
-        for name in names:
-            rec = manifests[name][i]
-            verdict = oracle.get(name, {}).get(rec["video"])
-            tag = (
-                " ".join(f"{d[:1].upper()}:{v['label'][0]}" for d, v in verdict["ratings"].items())
-                if verdict
-                else ""
-            )
-            rows.append((f"{name} {tag}", read_video(w / "eval" / name / rec["video"])))
-        rep.frames(
-            rows, caption=f'"{manifests[names[0]][i]["prompt"]}" (seed {manifests[names[0]][i]["seed"]})'
-        )

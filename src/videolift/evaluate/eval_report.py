@@ -1,0 +1,142 @@
+"""``report.html`` of ``videolift eval`` (and the comparison sections of the pipeline's report):
+per-model tables with standard errors, pairwise and paired differences, recipes over replicates,
+label and reward distributions, and a frame grid of the same prompts and seeds for every model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from videolift.core.jsonl import read_jsonl_dicts
+from videolift.core.schema import DIMENSIONS
+from videolift.evaluate.metrics import format_difference
+from videolift.evaluate.report import Report, histogram_figure, label_rates_figure
+
+
+def _pm(value: float | None, se: float | None, scale: float = 1.0, fmt: str = ".3f") -> str:
+    if value is None:
+        return "n/a"
+    return f"{value * scale:{fmt}}" + ("" if se is None else f" ± {se * scale:{fmt}}")
+
+
+def comparison_tables(rep: Report, evaluation: dict[str, Any]) -> None:
+    """Pairwise win/tie/loss and paired differences against the first model; recipes if any."""
+    for pair, by_rater in evaluation.get("pairwise", {}).items():
+        rep.table(
+            ["rater", *[f"{k} win/tie/loss" for k in next(iter(by_rater.values()))]],
+            [
+                [rater, *[f"{v['win']:.0%}/{v['tie']:.0%}/{v['loss']:.0%}" for v in p.values()]]
+                for rater, p in by_rater.items()
+            ],
+            caption=f"pairwise: {pair}",
+        )
+    for pair, by_rater in evaluation.get("differences", {}).items():
+        rep.table(
+            ["rater", "paired difference ± standard error"],
+            [[rater, format_difference(d)] for rater, d in by_rater.items()],
+            caption=f"{pair}, over videos of the same prompt and seed",
+        )
+    if not evaluation.get("groups"):
+        return
+    rows = [
+        [group, ", ".join(g["members"]), rater, s["replicates"],
+         _pm(s["all_good_rate"], s["all_good_rate_seed_se"], 100, ".1f"),
+         _pm(s["mean_reward"], s["mean_reward_seed_se"])]
+        for group, g in evaluation["groups"].items()
+        for rater, s in g.items() if rater != "members"
+    ]  # fmt: skip
+    rep.table(
+        ["recipe", "replicates", "rater", "n", "all-Good % ± seed SE", "mean reward ± seed SE"],
+        rows,
+        caption="recipes averaged over their replicates (training seeds); the SE is the replicates' spread",
+    )
+    rows = [
+        [pair, rater, format_difference(d), _pm(d["all_good_rate"]["eval_se"], None, 100, ".1f"),
+         _pm(d["all_good_rate"]["seed_se"], None, 100, ".1f")]
+        for pair, by_rater in evaluation["group_differences"].items()
+        for rater, d in by_rater.items()
+    ]  # fmt: skip
+    rep.table(
+        [
+            "recipes",
+            "rater",
+            "difference ± SE (evaluation and seeds)",
+            "evaluation SE (points)",
+            "seed SE (points)",
+        ],
+        rows,
+        caption="recipe minus the first model's recipe, per video averaged over replicates",
+    )
+
+
+def distributions(rep: Report, evaluation: dict[str, Any], root: Path) -> None:
+    """Label rates per rater and the critic's reward per video, for every model in ``root``."""
+    for rater in ("oracle", "critic"):
+        models = {n: s[rater] for n, s in evaluation["summary"].items() if rater in s}
+        if models:
+            rep.figure(label_rates_figure(models, f"{rater} labels per dimension"))
+    rewards = {}
+    for name in evaluation["summary"]:
+        path = root / name / "critic_scores.jsonl"
+        if path.exists():
+            rewards[name] = [r["reward"] for r in read_jsonl_dicts(path) if r.get("reward") is not None]
+    if rewards:
+        rep.figure(histogram_figure(rewards, "critic reward per video"))
+
+
+def frame_grid(rep: Report, root: Path, names: list[str], n: int = 6) -> None:
+    """The first ``n`` prompts as frame strips, one row per model (with the oracle's labels, if any)."""
+    from videolift.core.video import read_video
+
+    manifests = {name: read_jsonl_dicts(root / name / "manifest.jsonl") for name in names}
+    oracle = {
+        name: {r["video"]: r for r in read_jsonl_dicts(p)}
+        for name in names
+        if (p := root / name / "oracle_ratings.jsonl").exists()
+    }
+    for i in range(min(n, len(manifests[names[0]]))):
+        rows = []
+        for name in names:
+            rec = manifests[name][i]
+            verdict = oracle.get(name, {}).get(rec["video"])
+            tag = (
+                " ".join(f"{d[:1].upper()}:{v['label'][0]}" for d, v in verdict["ratings"].items())
+                if verdict
+                else ""
+            )
+            rows.append((f"{name} {tag}", read_video(root / name / rec["video"])))
+        rep.frames(
+            rows, caption=f'"{manifests[names[0]][i]["prompt"]}" (seed {manifests[names[0]][i]["seed"]})'
+        )
+
+
+def write_eval_report(out: str | Path, evaluation: dict[str, Any], title: str = "videolift eval") -> Path:
+    """``OUT/report.html`` for a ``videolift eval`` run (``evaluation`` is its eval.json)."""
+    out = Path(out)
+    names = list(evaluation["summary"])
+    rep = Report(title)
+    rep.heading(f"Models on {evaluation['prompts']} (the same prompts and seeds for every model)")
+    rows = [
+        [name, rater, s["videos"], _pm(s["all_good_rate"], s["all_good_rate_se"], 100, ".1f"),
+         _pm(s["mean_reward"], s["mean_reward_se"]),
+         *[s["dimensions"][d.value]["Good"] for d in DIMENSIONS]]
+        for name, by_rater in evaluation["summary"].items()
+        for rater, s in by_rater.items()
+    ]  # fmt: skip
+    rep.table(
+        [
+            "model",
+            "rater",
+            "videos",
+            "all-Good % ± SE",
+            "mean reward ± SE",
+            *[f"{d.value} Good" for d in DIMENSIONS],
+        ],
+        rows,
+    )
+    comparison_tables(rep, evaluation)
+    rep.heading("Label and reward distributions")
+    distributions(rep, evaluation, out)
+    rep.heading("Same prompts and seeds, every model")
+    frame_grid(rep, out, names)
+    return rep.write(out / "report.html")
