@@ -78,7 +78,9 @@ def test_concurrent_stages_run_in_their_own_processes_at_once(tmp_path):
     assert a["peak_rss_mb"] > 10  # the child's own peak (torch imported)
     manifest = json.loads((tmp_path / "w/run_manifest.json").read_text())["stages"]
     assert set(manifest) == {"a", "b"}  # both recorded, neither lost to the other's write
-    assert Runner(tmp_path / "w").run_concurrently([stage("a"), stage("b")]) == [a, b]  # rerun: skipped
+    again = Runner(tmp_path / "w")
+    assert again.run_concurrently([stage("a"), stage("b")]) == [a, b] and not again.ran  # rerun: skipped
+    assert runner.ran == {"a", "b"}
 
 
 def test_a_failing_concurrent_stage_fails_the_run_after_the_others_finish(tmp_path):

@@ -170,19 +170,14 @@ def print_comparison(result: dict) -> None:
 
 def print_recipes(result: dict) -> None:
     """Recipes over their replicates, and their differences with evaluation and seed errors."""
+    from videolift.evaluate.eval_report import plus_minus as pm
+
     console = Console()
     table = Table("recipe", "replicates", "rater", "mean reward ± seed SE", "all Good ± seed SE")
 
-    def pm(value: float | None, se: float | None, scale: float, fmt: str) -> str:
-        return (
-            "n/a"
-            if value is None
-            else f"{value * scale:{fmt}}" + ("" if se is None else f" ± {se * scale:{fmt}}")
-        )
-
     for group, g in result["groups"].items():
         for rater, s in ((k, v) for k, v in g.items() if k != "members"):
-            table.add_row(group, str(s["replicates"]), rater, pm(s["mean_reward"], s["mean_reward_seed_se"], 1, ".3f"),
+            table.add_row(group, str(s["replicates"]), rater, pm(s["mean_reward"], s["mean_reward_seed_se"]),
                           pm(s["all_good_rate"], s["all_good_rate_seed_se"], 100, ".1f") + " %")  # fmt: skip
     console.print(table)
     for pair, by_rater in result["group_differences"].items():

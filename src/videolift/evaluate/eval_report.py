@@ -13,7 +13,8 @@ from videolift.evaluate.metrics import format_difference
 from videolift.evaluate.report import Report, histogram_figure, label_rates_figure
 
 
-def _pm(value: float | None, se: float | None, scale: float = 1.0, fmt: str = ".3f") -> str:
+def plus_minus(value: float | None, se: float | None, scale: float = 1.0, fmt: str = ".3f") -> str:
+    """``0.312 ± 0.021`` (``n/a`` without a value; no ``±`` without an error)."""
     if value is None:
         return "n/a"
     return f"{value * scale:{fmt}}" + ("" if se is None else f" ± {se * scale:{fmt}}")
@@ -40,8 +41,8 @@ def comparison_tables(rep: Report, evaluation: dict[str, Any]) -> None:
         return
     rows = [
         [group, ", ".join(g["members"]), rater, s["replicates"],
-         _pm(s["all_good_rate"], s["all_good_rate_seed_se"], 100, ".1f"),
-         _pm(s["mean_reward"], s["mean_reward_seed_se"])]
+         plus_minus(s["all_good_rate"], s["all_good_rate_seed_se"], 100, ".1f"),
+         plus_minus(s["mean_reward"], s["mean_reward_seed_se"])]
         for group, g in evaluation["groups"].items()
         for rater, s in g.items() if rater != "members"
     ]  # fmt: skip
@@ -51,8 +52,8 @@ def comparison_tables(rep: Report, evaluation: dict[str, Any]) -> None:
         caption="recipes averaged over their replicates (training seeds); the SE is the replicates' spread",
     )
     rows = [
-        [pair, rater, format_difference(d), _pm(d["all_good_rate"]["eval_se"], None, 100, ".1f"),
-         _pm(d["all_good_rate"]["seed_se"], None, 100, ".1f")]
+        [pair, rater, format_difference(d), plus_minus(d["all_good_rate"]["eval_se"], None, 100, ".1f"),
+         plus_minus(d["all_good_rate"]["seed_se"], None, 100, ".1f")]
         for pair, by_rater in evaluation["group_differences"].items()
         for rater, d in by_rater.items()
     ]  # fmt: skip
@@ -117,8 +118,8 @@ def write_eval_report(out: str | Path, evaluation: dict[str, Any], title: str = 
     rep = Report(title)
     rep.heading(f"Models on {evaluation['prompts']} (the same prompts and seeds for every model)")
     rows = [
-        [name, rater, s["videos"], _pm(s["all_good_rate"], s["all_good_rate_se"], 100, ".1f"),
-         _pm(s["mean_reward"], s["mean_reward_se"]),
+        [name, rater, s["videos"], plus_minus(s["all_good_rate"], s["all_good_rate_se"], 100, ".1f"),
+         plus_minus(s["mean_reward"], s["mean_reward_se"]),
          *[s["dimensions"][d.value]["Good"] for d in DIMENSIONS]]
         for name, by_rater in evaluation["summary"].items()
         for rater, s in by_rater.items()

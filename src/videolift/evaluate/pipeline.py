@@ -266,11 +266,13 @@ def run_pipeline(cfg: PipelineConfig, *, progress: bool = True) -> dict[str, Any
         _critic_stage(cfg, vlm, w, hra_videos, name, reasons, concurrent) for name, reasons in critics.items()
     ]
     if concurrent:
-        fresh = [not runner.is_done(stage) for stage in stages]  # skipped ones used no memory now
         done = runner.run_concurrently(stages)
-        # Memory while they ran: this (waiting) process's plus each critic process's own peak.
+        # Memory while they ran: this (waiting) process's plus each critic process's own peak
+        # (skipped ones used none now).
         memory_bound = current_rss_mb() + sum(
-            (r or {}).get("peak_rss_mb", 0.0) for r, ran in zip(done, fresh, strict=True) if ran
+            (r or {}).get("peak_rss_mb", 0.0)
+            for r, s in zip(done, stages, strict=True)
+            if s.name in runner.ran
         )
     else:
         for stage in stages:

@@ -44,6 +44,7 @@ class Runner:
             json.loads(self.manifest_path.read_text()) if self.manifest_path.exists() else {"stages": {}}
         )
         self.results: dict[str, Any] = {}
+        self.ran: set[str] = set()  # stages run (not skipped) by this runner
         self.console = console
         self._lock = threading.Lock()  # stages run concurrently record into one manifest
 
@@ -77,6 +78,7 @@ class Runner:
             with atomic_write(self.manifest_path) as handle:
                 json.dump(self.manifest, handle, indent=1, default=str)
             self.results[stage.name] = result
+            self.ran.add(stage.name)
         return result
 
     def run_concurrently(self, stages: Sequence[Stage]) -> list[Any]:
