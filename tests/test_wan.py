@@ -200,3 +200,17 @@ def test_wan_2_2_pipelines_are_refused_for_alignment_with_a_reason(world):
     pipe.register_to_config(expand_timesteps=True)  # Wan 2.2 TI2V-5B's per-token timesteps
     with pytest.raises(VideoliftError, match="Wan 2.2 pipelines .* can generate but not be aligned"):
         spec.check_trainable(pipe)
+
+
+def test_text_cache_drops_wans_zero_padding_and_restores_it_on_load(world, tmp_path):
+    from videolift.align.cache import EncodingCache, load_tensor, model_fingerprint, tensor_shape
+
+    spec = get_spec("wan")
+    pipe = spec.load(str(world / "model"))
+    fingerprint = model_fingerprint(str(world / "model"), pipe, trained=pipe.transformer)
+    cache = EncodingCache(tmp_path / "cache", fingerprint, align_config(world, tmp_path / "run").preprocessing())
+    [(_, text)], _ = cache.build(spec, pipe, [(world / "videos/v0.mp4", PROMPTS[0])], progress=False)
+    full = spec.encode_prompts(pipe, [PROMPTS[0]])[0]
+    assert full.shape[0] == 512 and not full[-1].any()  # Wan pads every prompt to 512 tokens with zeros
+    assert torch.equal(load_tensor(text), full) and tensor_shape(text) == tuple(full.shape)
+    assert text.stat().st_size < full.numel() * full.element_size() / 10  # a few tokens stored, not 512

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 
 from videolift.core.errors import VideoliftError
 from videolift.core.jsonl import atomic_write
@@ -209,7 +209,8 @@ class EncodingCache:
             chunk = todo_prompts[i : i + prompt_batch]
             embeds = spec.encode_prompts(pipe, [p for _, p in chunk]).cpu()
             for (path, prompt), embed in zip(chunk, embeds, strict=True):
-                _save(path, "text", embed, {"prompt": prompt})
+                embed, rows = trim_zero_rows(embed)
+                _save(path, "text", embed, {"prompt": prompt, **rows})
             stats.prompts_encoded += len(chunk)
 
         bar = tqdm(
@@ -262,15 +263,39 @@ def _save(path: Path, name: str, tensor: torch.Tensor, metadata: dict[str, str])
         handle.write(save({name: tensor.contiguous()}, metadata=metadata))
 
 
+def trim_zero_rows(embed: torch.Tensor) -> tuple[torch.Tensor, dict[str, str]]:
+    """Drop the all-zero rows that end an embedding, and say how many rows it had.
+
+    Wan zero-pads every prompt's embedding to 512 tokens (4 MB in bf16 for the 1.3B's UMT5) where a
+    prompt is a few dozen: storing the rows up to the last non-zero one and padding back with zeros
+    on load is lossless and makes the text cache about ten times smaller. Encoders whose padding
+    positions carry values (CogVideoX's T5) are stored whole.
+    """
+    if embed.dim() < 2:
+        return embed, {}
+    nonzero = embed.reshape(embed.shape[0], -1).any(dim=1).nonzero()
+    keep = int(nonzero[-1]) + 1 if len(nonzero) else 1
+    if keep == embed.shape[0]:
+        return embed, {}
+    return embed[:keep].clone(), {"rows": str(embed.shape[0])}
+
+
 def load_tensor(path: Path) -> torch.Tensor:
-    tensors = load_file(str(path))
-    return next(iter(tensors.values()))
+    with safe_open(str(path), framework="pt") as handle:
+        tensor = handle.get_tensor(next(iter(handle.keys())))
+        rows = (handle.metadata() or {}).get("rows")
+    if rows is not None:  # trimmed by trim_zero_rows: pad back with the zeros it dropped
+        pad = tensor.new_zeros(int(rows) - tensor.shape[0], *tensor.shape[1:])
+        tensor = torch.cat([tensor, pad])
+    return tensor
 
 
 def tensor_shape(path: Path) -> tuple[int, ...]:
-    """Shape of a cached tensor from the file header (no data read)."""
+    """Shape of a cached tensor (as ``load_tensor`` returns it) from the file header (no data read)."""
     with safe_open(str(path), framework="pt") as handle:
-        return tuple(handle.get_slice(next(iter(handle.keys()))).get_shape())
+        shape = tuple(handle.get_slice(next(iter(handle.keys()))).get_shape())
+        rows = (handle.metadata() or {}).get("rows")
+    return (int(rows), *shape[1:]) if rows is not None else shape
 
 
 def common_shape(paths: list[Path], what: str) -> tuple[int, ...]:
