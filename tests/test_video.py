@@ -5,6 +5,7 @@ import pytest
 
 from videolift.core.errors import VideoError
 from videolift.core.video import (
+    FrameTiming,
     pair_indices,
     probe_video,
     read_video,
@@ -28,6 +29,10 @@ def test_write_read_probe_round_trip(tmp_path):
     assert np.abs(back.astype(int) - frames).mean() < 2.0
     info = probe_video(path)
     assert (info.num_frames, info.height, info.width, info.fps) == (9, 32, 48, 8.0)
+    assert probe_video(path, decode=True) == info
+    clip = sample_frames(path, 3)  # a file's clip carries its frame rate and which frames it holds
+    assert np.array_equal(clip, back[[0, 4, 8]]) and clip.timing == FrameTiming(8.0, (0, 4, 8), 9)
+    assert sample_frames(path, 3, fps=16).timing.fps == 16.0  # a given rate wins
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
 
 

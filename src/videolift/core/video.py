@@ -54,12 +54,13 @@ def _to_rgb(frame) -> np.ndarray:
     return reformatter.reformat(frame, format="rgb24").to_ndarray()
 
 
-def read_video(path: str | Path) -> np.ndarray:
-    """All frames as a uint8 array (T, H, W, 3), RGB."""
+def _decode(path: str | Path) -> tuple[np.ndarray, float]:
+    """All frames (T, H, W, 3) RGB uint8 and the stream's frame rate (0 if unknown), one open."""
     container = _open(path)
     frames = []
     try:
         with container:
+            rate = container.streams.video[0].average_rate
             for frame in container.decode(video=0):
                 frames.append(_to_rgb(frame))
     except VideoError:
@@ -68,17 +69,19 @@ def read_video(path: str | Path) -> np.ndarray:
         raise VideoError(path, f"could not decode ({exc.__class__.__name__}: {exc})") from None
     if not frames:
         raise VideoError(path, "no decodable frames (truncated or empty file)")
-    return np.stack(frames)
+    return np.stack(frames), float(rate or 0)
+
+
+def read_video(path: str | Path) -> np.ndarray:
+    """All frames as a uint8 array (T, H, W, 3), RGB."""
+    return _decode(path)[0]
 
 
 def probe_video(path: str | Path, *, decode: bool = False) -> VideoInfo:
     """fps, frame count and size. ``decode=True`` counts frames by decoding (slower, catches truncation)."""
     if decode:
-        frames = read_video(path)
-        container = _open(path)
-        with container:
-            rate = container.streams.video[0].average_rate
-        return VideoInfo(float(rate or 0), frames.shape[0], frames.shape[1], frames.shape[2])
+        frames, rate = _decode(path)
+        return VideoInfo(rate, frames.shape[0], frames.shape[1], frames.shape[2])
     container = _open(path)
     with container:
         stream = container.streams.video[0]
@@ -199,8 +202,8 @@ def sample_frames(
     """``n`` frames of a clip (an array or a file), ``uniform`` or in ``pairs``: (n, H, W, 3) uint8,
     with their timing (a file's own frame rate; for an array, ``fps`` if given)."""
     if isinstance(video, str | Path):
-        frames = read_video(video)
-        fps = fps or probe_video(video).fps or None
+        frames, rate = _decode(video)
+        fps = fps or rate or None
     else:
         frames = np.asarray(video)
     indices = FRAME_SAMPLERS[sampling](frames.shape[0], n)
