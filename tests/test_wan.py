@@ -208,7 +208,9 @@ def test_text_cache_drops_wans_zero_padding_and_restores_it_on_load(world, tmp_p
     spec = get_spec("wan")
     pipe = spec.load(str(world / "model"))
     fingerprint = model_fingerprint(str(world / "model"), pipe, trained=pipe.transformer)
-    cache = EncodingCache(tmp_path / "cache", fingerprint, align_config(world, tmp_path / "run").preprocessing())
+    cache = EncodingCache(
+        tmp_path / "cache", fingerprint, align_config(world, tmp_path / "run").preprocessing()
+    )
     [(_, text)], _ = cache.build(spec, pipe, [(world / "videos/v0.mp4", PROMPTS[0])], progress=False)
     full = spec.encode_prompts(pipe, [PROMPTS[0]])[0]
     assert full.shape[0] == 512 and not full[-1].any()  # Wan pads every prompt to 512 tokens with zeros
