@@ -403,3 +403,20 @@ def test_cli_resume_names_the_settings_that_changed(world, tmp_path):
     assert result.exit_code == 1
     assert "lr: 0.5 in the checkpoint, 0.001 now" in result.output and "max_steps" in result.output
     assert not (tmp_path / "run/align_config.json").exists()  # refused before writing anything
+
+
+def test_cli_no_progress_silences_every_bar_including_encoding(world, tmp_path):
+    from typer.testing import CliRunner
+
+    from videolift.cli import app
+
+    def bars(out: Path, flag: str) -> str:
+        args = _cli_args(world, out, max_steps=1, cache_dir=out / "cache")[:-1]  # without --quiet
+        result = CliRunner().invoke(app, ["align", *args, flag])
+        assert result.exit_code == 0, result.output
+        return result.stderr
+
+    assert "encode videos" in bars(tmp_path / "shown", "--progress")
+    for flag in ("--no-progress", "--quiet"):
+        shown = bars(tmp_path / flag, flag)
+        assert "encode videos" not in shown and "align:" not in shown and "%|" not in shown

@@ -69,7 +69,8 @@ def align(
     keep_checkpoints: int = typer.Option(None, "--keep-checkpoints", help=_h("keep_checkpoints")),
     log_every: int = typer.Option(None, "--log-every", help=_h("log_every")),
     num_workers: int = typer.Option(None, "--num-workers", help=_h("num_workers")),
-    quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars (the same as --no-progress)."),
 ) -> None:
     """Align a T2V model (CogVideoX or Wan 2.1) with critic rewards:
     L = mean_syn(w * diffusion loss) + lambda * mean_real(loss).
@@ -78,11 +79,13 @@ def align(
     (pipe.load_lora_weights(OUT/lora)), OUT/logs/train.jsonl + tensorboard, OUT/checkpoints.
     Multi-GPU: `accelerate launch --config_file configs/accelerate/deepspeed_zero2.yaml -m videolift.cli align ...`.
     """
-    options = {k: v for k, v in locals().items() if k not in ("config", "lora", "quiet", "resume")}
+    options = {
+        k: v for k, v in locals().items() if k not in ("config", "lora", "progress", "quiet", "resume")
+    }
     options["finetune"] = None if lora is None else ("lora" if lora else "full")
     options["resume"] = True if resume else None
     cfg = AlignConfig.load(config, **options)
 
     from videolift.align.trainer import train
 
-    train(cfg, progress=not quiet)
+    train(cfg, progress=progress and not quiet)

@@ -134,7 +134,9 @@ def load_samples(cfg: AlignConfig) -> tuple[list[Sample], list[Sample], dict]:
     return synthetic, real, data
 
 
-def _cache_all(cfg, spec, pipe, accelerator, synthetic, real) -> tuple[list, list, Path | None, CacheStats]:
+def _cache_all(
+    cfg, spec, pipe, accelerator, synthetic, real, progress: bool = True
+) -> tuple[list, list, Path | None, CacheStats]:
     """Cache every synthetic and real video and prompt, and the empty prompt when text dropout is on
     (all ranks together); afterwards only the trained transformer stays on the accelerator."""
     from accelerate.utils import gather_object
@@ -162,7 +164,7 @@ def _cache_all(cfg, spec, pipe, accelerator, synthetic, real) -> tuple[list, lis
         world=accelerator.num_processes,
         barrier=accelerator.wait_for_everyone,
         before_encode=lambda: pipe.to(accelerator.device),
-        progress=accelerator.is_local_main_process,
+        progress=progress and accelerator.is_local_main_process,
     )
     for component in pipe.components.values():
         if isinstance(component, torch.nn.Module) and component is not pipe.transformer:
@@ -322,7 +324,9 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
         if isinstance(component, torch.nn.Module):
             component.requires_grad_(False)
 
-    syn_paths, real_paths, empty_text, cache_stats = _cache_all(cfg, spec, pipe, accelerator, synthetic, real)
+    syn_paths, real_paths, empty_text, cache_stats = _cache_all(
+        cfg, spec, pipe, accelerator, synthetic, real, progress
+    )
     _check_shapes(syn_paths, real_paths, empty_text)
     data["cache"] = asdict(cache_stats)
 
