@@ -75,6 +75,7 @@ def test_generate_manifest_videos_and_resume(tiny_pipeline, prompts_txt, tmp_pat
     out = tmp_path / "out"
     result = gen(tiny_pipeline, prompts_txt, out, "--per-prompt", "2", "--batch-size", "4")
     assert result.exception is None, result.output
+    assert "%|" not in result.stderr  # --no-progress: not even diffusers' "Loading pipeline components"
     records = manifest(out)
     assert [(r["prompt_index"], r["candidate"]) for r in records] == [
         (i, k) for i in range(3) for k in range(2)

@@ -87,5 +87,8 @@ def align(
     cfg = AlignConfig.load(config, **options)
 
     from videolift.align.trainer import train
+    from videolift.core.progress import library_bars
 
-    train(cfg, progress=progress and not quiet)
+    progress = progress and not quiet
+    with library_bars(progress):
+        train(cfg, progress=progress)

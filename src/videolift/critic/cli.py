@@ -299,21 +299,23 @@ def score(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Rate every manifest video on each dimension; rerun to resume; shards under accelerate/torchrun."""
+    from videolift.core.progress import library_bars
     from videolift.critic.score import score_manifest
 
-    model = _score_options(critic, base, device, dtype, merge_lora, num_frames)
-    summary = score_manifest(
-        model,
-        manifest,
-        videos,
-        out,
-        batch_size=batch_size,
-        temperature=temperature,
-        seed=seed,
-        workers=workers,
-        progress=progress,
-        log=_log,
-    )
+    with library_bars(progress):
+        model = _score_options(critic, base, device, dtype, merge_lora, num_frames)
+        summary = score_manifest(
+            model,
+            manifest,
+            videos,
+            out,
+            batch_size=batch_size,
+            temperature=temperature,
+            seed=seed,
+            workers=workers,
+            progress=progress,
+            log=_log,
+        )
     if summary.main_process:
         reward = "-" if summary.mean_reward is None else f"{summary.mean_reward:.4f}"
         _log(

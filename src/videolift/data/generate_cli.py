@@ -60,34 +60,36 @@ def generate(
     Writes OUT/videos/*.mp4 and OUT/manifest.jsonl. Rerunning the same command resumes; under
     `accelerate launch` or `torchrun` each rank generates a disjoint share.
     """
+    from videolift.core.progress import library_bars
     from videolift.data.generate import generate_videos
 
-    summary = generate_videos(
-        model,
-        prompts,
-        out,
-        per_prompt=per_prompt,
-        seed=seed,
-        steps=steps,
-        guidance=guidance,
-        dynamic_cfg=dynamic_cfg,
-        frames=frames,
-        height=height,
-        width=width,
-        fps=fps,
-        dtype=dtype,
-        device=device,
-        lora=str(lora) if lora else None,
-        batch_size=batch_size,
-        overwrite=overwrite,
-        prompt_field=prompt_field,
-        limit=limit,
-        lossless=lossless,
-        vae_tiling=vae_tiling,
-        family=family,
-        negative_prompt=negative_prompt,
-        progress=progress,
-    )
+    with library_bars(progress):
+        summary = generate_videos(
+            model,
+            prompts,
+            out,
+            per_prompt=per_prompt,
+            seed=seed,
+            steps=steps,
+            guidance=guidance,
+            dynamic_cfg=dynamic_cfg,
+            frames=frames,
+            height=height,
+            width=width,
+            fps=fps,
+            dtype=dtype,
+            device=device,
+            lora=str(lora) if lora else None,
+            batch_size=batch_size,
+            overwrite=overwrite,
+            prompt_field=prompt_field,
+            limit=limit,
+            lossless=lossless,
+            vae_tiling=vae_tiling,
+            family=family,
+            negative_prompt=negative_prompt,
+            progress=progress,
+        )
     if summary.main_process:
         rate = summary.generated / summary.loop_seconds if summary.generated else 0.0
         typer.echo(
