@@ -30,9 +30,11 @@ def test_eval_rates_every_model_on_the_same_prompts_and_seeds(tmp_path, tiny_cog
         "5",
         "--dynamic-cfg",
         "--lossless",
+        "--no-progress",
     ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
+    assert "%|" not in result.stderr  # no bars: neither ours nor the libraries' loading bars
     data = json.loads((out / "eval.json").read_text())
     names = list(data["models"])
     assert len(names) == 2 and names[0] != names[1]

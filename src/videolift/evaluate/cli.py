@@ -60,9 +60,11 @@ def evaluate(
         help="Also lay videos out for VBench under OUT/vbench and run this VBench dimension (needs the "
         "vbench package and a GPU). Repeat for several dimensions.",
     ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Generate on the same prompts and seeds with every model, rate, and report label rates, mean
     reward, all-Good rate and pairwise win/tie/loss against the first model."""
+    from videolift.core.progress import library_bars
     from videolift.core.reward import RewardConfig
     from videolift.evaluate.compare import compare_models
 
@@ -72,28 +74,30 @@ def evaluate(
             "to the encode (docs/evaluate.md). Pass --lossless to judge what the model made."
         )
     models, names, groups = parse_models(model)
-    result = compare_models(
-        models,
-        prompts,
-        out,
-        critic_dir=critic,
-        oracle=oracle,
-        per_prompt=per_prompt,
-        seed=seed,
-        steps=steps,
-        guidance=guidance,
-        dynamic_cfg=dynamic_cfg,
-        batch_size=batch_size,
-        lossless=lossless,
-        frames=frames,
-        height=height,
-        width=width,
-        fps=fps,
-        negative_prompt=negative_prompt,
-        reward=RewardConfig.load(reward_config),
-        names=names,
-        groups=groups,
-    )
+    with library_bars(progress):
+        result = compare_models(
+            models,
+            prompts,
+            out,
+            critic_dir=critic,
+            oracle=oracle,
+            per_prompt=per_prompt,
+            seed=seed,
+            steps=steps,
+            guidance=guidance,
+            dynamic_cfg=dynamic_cfg,
+            batch_size=batch_size,
+            lossless=lossless,
+            frames=frames,
+            height=height,
+            width=width,
+            fps=fps,
+            negative_prompt=negative_prompt,
+            reward=RewardConfig.load(reward_config),
+            names=names,
+            groups=groups,
+            progress=progress,
+        )
     print_comparison(result)
     if report:
         from videolift.evaluate.eval_report import write_eval_report
