@@ -282,3 +282,24 @@ def test_lora_is_loaded_on_top_and_recorded(tiny_pipeline, prompts_txt, tmp_path
     assert record["seed"] == manifest(base)[0]["seed"]
     difference = np.abs(read_video(base / record["video"]).astype(int) - read_video(tuned / record["video"]))
     assert difference.mean() > 1
+
+
+def test_library_bars_switch_off_inside_the_block_and_restore_afterwards():
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    from videolift.core.progress import library_bars
+
+    libraries = (diffusers_logging, transformers_logging)
+    for m in libraries:  # whatever the environment (HF_HUB_DISABLE_PROGRESS_BARS) set
+        m.enable_progress_bar()
+    with library_bars(False):
+        assert not any(m.is_progress_bar_enabled() for m in libraries)
+    assert all(m.is_progress_bar_enabled() for m in libraries)
+    transformers_logging.disable_progress_bar()  # a caller's own choice survives the block
+    try:
+        with library_bars(True):
+            assert transformers_logging.is_progress_bar_enabled()
+        assert not transformers_logging.is_progress_bar_enabled()
+    finally:
+        transformers_logging.enable_progress_bar()
