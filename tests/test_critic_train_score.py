@@ -222,6 +222,18 @@ def test_eval_reports_metrics_matching_the_scores(world, critic_dir, tmp_path):
     assert "macro-F1" in result.stdout and "confusion" in result.stdout and "pairwise judged" in result.stdout
 
 
+def test_train_and_eval_show_bars_unless_no_progress(world, critic_dir, tmp_path):
+    shown = train(world, tmp_path / "shown", steps=2).stderr
+    assert "training: 100%|" in shown and "loss=" in shown  # the bar of the updates
+    quiet = train(world, tmp_path / "quiet", "--no-progress", steps=2)
+    assert "%|" not in quiet.stderr  # not even transformers' "Loading weights" bar
+    assert "finished after 2 updates" in quiet.output
+    args = ["critic", "eval", "--critic", critic_dir, "--data", world / "hra.jsonl", "--videos", world]
+    assert "%|" in run(*args).stderr
+    quiet = run(*args, "--no-progress")
+    assert "%|" not in quiet.stderr and "macro-F1" in quiet.stdout
+
+
 def test_one_pass_label_only_critic(world, tmp_path):
     from videolift.critic.data import hra_examples, read_hra
     from videolift.critic.spec import CriticSpec

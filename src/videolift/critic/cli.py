@@ -176,9 +176,13 @@ def train(
     stop_at_step: int | None = typer.Option(
         None, "--stop-at-step", help="Checkpoint and stop after this update (resume later).", hidden=True
     ),
+    progress: bool = typer.Option(
+        True, "--progress/--no-progress", help="Progress bars (updates, first passes, model loading)."
+    ),
 ) -> None:
     """Fine-tune a video-VLM into a critic. Under `accelerate launch` it runs data-parallel (DDP,
     DeepSpeed or FSDP per the accelerate config; GPU configs in configs/accelerate/)."""
+    from videolift.core.progress import library_bars
     from videolift.critic.train import SFTConfig, train_critic
 
     cfg = SFTConfig(
@@ -208,31 +212,33 @@ def train(
         max_pixels=max_pixels,
         min_pixels=min_pixels,
     )
-    result = train_critic(
-        base,
-        data,
-        videos,
-        out,
-        cfg,
-        layout=layout.value,
-        reasons=not no_reasons,
-        describe=describe,
-        check=check,
-        check_model=check_model,
-        check_instruction=check_instruction,
-        check_dimensions=_csv(check_dimensions),
-        check_threshold=check_threshold,
-        check_frames=check_frames,
-        dimensions=_csv(dimensions),
-        class_weight_power=class_weights,
-        reward_config=reward_config,
-        max_new_tokens=max_new_tokens,
-        cache_dir=cache_dir,
-        resume=resume,
-        overwrite=overwrite,
-        stop_at_step=stop_at_step,
-        log=_log,
-    )
+    with library_bars(progress):
+        result = train_critic(
+            base,
+            data,
+            videos,
+            out,
+            cfg,
+            layout=layout.value,
+            reasons=not no_reasons,
+            describe=describe,
+            check=check,
+            check_model=check_model,
+            check_instruction=check_instruction,
+            check_dimensions=_csv(check_dimensions),
+            check_threshold=check_threshold,
+            check_frames=check_frames,
+            dimensions=_csv(dimensions),
+            class_weight_power=class_weights,
+            reward_config=reward_config,
+            max_new_tokens=max_new_tokens,
+            cache_dir=cache_dir,
+            resume=resume,
+            overwrite=overwrite,
+            stop_at_step=stop_at_step,
+            log=_log,
+            progress=progress,
+        )
     if not result.main_process:
         return
     state = "stopped at" if result.stopped_early else "finished after"
@@ -341,12 +347,26 @@ def evaluate(
     base: str | None = typer.Option(None, "--base", help="Base model path, if it moved since training."),
     device: str = typer.Option("auto", "--device"),
     dtype: str = typer.Option("float32", "--dtype"),
+    progress: bool = typer.Option(
+        True, "--progress/--no-progress", help="Progress bars (scoring, model loading)."
+    ),
 ) -> None:
     """Accuracy, macro-F1 and confusion per dimension against reference labels; pairwise accuracy."""
+    from videolift.core.progress import library_bars
     from videolift.critic.evaluate import evaluate_critic
 
-    model = _score_options(critic, base, device, dtype, False, None)
-    report = evaluate_critic(model, data, videos, scores=scores, pairs=pairs, batch_size=batch_size, log=_log)
+    with library_bars(progress):
+        model = _score_options(critic, base, device, dtype, False, None)
+        report = evaluate_critic(
+            model,
+            data,
+            videos,
+            scores=scores,
+            pairs=pairs,
+            batch_size=batch_size,
+            log=_log,
+            progress=progress,
+        )
     if report is None:  # not the main process
         return
     report["critic"] = str(critic)

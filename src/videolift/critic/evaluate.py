@@ -233,11 +233,12 @@ def evaluate_critic(
     batch_size: int = 24,
     log: Any = print,
     overwrite: bool = False,
+    progress: bool = True,
 ) -> dict[str, Any] | None:
     """Score the held-out HRA videos with a loaded critic and compare with their (majority) labels.
 
     Returns the report on the main process, None on the others. ``scores`` keeps the critic's score
-    lines (resumable); by default they go to a temporary file.
+    lines (resumable); by default they go to a temporary file. ``progress``: the scoring's bar.
     """
     import tempfile
 
@@ -253,7 +254,14 @@ def evaluate_critic(
         )
         out = Path(scores) if scores else Path(tmp) / "scores.jsonl"
         summary = score_manifest(
-            critic, manifest, videos, out, batch_size=batch_size, log=log, overwrite=overwrite
+            critic,
+            manifest,
+            videos,
+            out,
+            batch_size=batch_size,
+            log=log,
+            overwrite=overwrite,
+            progress=progress,
         )
         if not summary.main_process:
             return None

@@ -449,7 +449,15 @@ def _main_process_first(compute: Callable[[], Any]) -> Any:
 
 
 def _first_passes(
-    base: str, records: list[Any], videos: Path, spec: Any, cache: Path, shared: bool, data: Path, log: Any
+    base: str,
+    records: list[Any],
+    videos: Path,
+    spec: Any,
+    cache: Path,
+    shared: bool,
+    data: Path,
+    log: Any,
+    progress: bool = True,
 ) -> tuple[dict[Path, str] | None, dict[tuple[Path, str], str] | None]:
     """What the base model (or the check model) says about the training videos, for describe-then-rate
     and check-then-rate critics: (descriptions per video, checks per (video, caption)), cached in
@@ -462,11 +470,13 @@ def _first_passes(
     descriptions = checks = None
     if spec.describe:
         descriptions = _main_process_first(
-            lambda: base_descriptions(base, files, spec, cache, shared=shared, log=log)
+            lambda: base_descriptions(base, files, spec, cache, shared=shared, progress=progress, log=log)
         )
     if spec.check:
         pairs = [(f, r.prompt) for f, r in zip(files, records, strict=True)]
-        checks = _main_process_first(lambda: base_checks(pairs, spec, cache, shared=shared, log=log))
+        checks = _main_process_first(
+            lambda: base_checks(pairs, spec, cache, shared=shared, progress=progress, log=log)
+        )
     return descriptions, checks
 
 
@@ -495,10 +505,11 @@ def train_critic(
     overwrite: bool = False,
     stop_at_step: int | None = None,
     log: Any = print,
+    progress: bool = False,
 ) -> SFTResult:
     """Fine-tune ``base`` into a critic on HRA records (``critic train``). ``cache_dir``: where the first
     passes of check- and describe-then-rate critics are cached (default: ``out``), e.g. one directory
-    for several runs on the same data."""
+    for several runs on the same data. ``progress``: bars for the first passes and the updates."""
     from videolift.core.reward import RewardConfig
     from videolift.core.schema import DIMENSIONS
     from videolift.critic.spec import CriticSpec
@@ -534,7 +545,9 @@ def train_critic(
     out = Path(out)
     if (out / TRAIN_SUMMARY).exists() and not overwrite:
         raise VideoliftError(f"{out}: already holds a finished model; pass --overwrite to replace it")
-    examples = _critic_examples(spec, data, Path(videos), class_weight_power, out, cache_dir, log)
+    examples = _critic_examples(
+        spec, data, Path(videos), class_weight_power, out, cache_dir, log, progress=progress
+    )
     cfg.extra = {
         "spec": spec.model_dump(mode="json"),
         "data": str(data.resolve()),
@@ -553,6 +566,7 @@ def train_critic(
         stop_at_step=stop_at_step,
         finalize=finalize,
         log=log,
+        progress=progress,
     )
 
 
@@ -564,13 +578,16 @@ def _critic_examples(
     out: Path,
     cache_dir: str | Path | None,
     log: Any,
+    progress: bool = True,
 ) -> list[SFTExample]:
     """The training examples of a critic (first passes cached in ``cache_dir``, default ``out``)."""
     from videolift.critic.data import class_weights, hra_examples, read_hra
 
     records = read_hra(data)
     cache, shared = (Path(cache_dir), True) if cache_dir is not None else (out, False)
-    descriptions, checks = _first_passes(spec.base_model, records, videos, spec, cache, shared, data, log)
+    descriptions, checks = _first_passes(
+        spec.base_model, records, videos, spec, cache, shared, data, log, progress
+    )
     examples, skipped = hra_examples(
         records, videos, spec, file=data, descriptions=descriptions, checks=checks
     )

@@ -278,7 +278,7 @@ def run_pipeline(cfg: PipelineConfig, *, progress: bool = True) -> dict[str, Any
         for stage in stages:
             runner.run(stage)
     accuracy: dict[str, Any] = {
-        name: runner.run(_critic_eval_stage(cfg, w, hra_videos, name)) for name in critics
+        name: runner.run(_critic_eval_stage(cfg, w, hra_videos, name, progress)) for name in critics
     }
 
     # ---- alignment -------------------------------------------------------------------------------------
@@ -438,7 +438,7 @@ def _critic_stage(
     )
 
 
-def _critic_eval_stage(cfg: PipelineConfig, w: Path, hra_videos: Path, name: str) -> Stage:
+def _critic_eval_stage(cfg: PipelineConfig, w: Path, hra_videos: Path, name: str, progress: bool) -> Stage:
     def run() -> dict:
         from videolift.critic.evaluate import evaluate_critic
         from videolift.critic.score import load_critic
@@ -451,6 +451,7 @@ def _critic_eval_stage(cfg: PipelineConfig, w: Path, hra_videos: Path, name: str
             overwrite=True,
             batch_size=cfg.critic.score_batch_size,
             log=lambda *a, **k: None,
+            progress=progress,
         )
         with atomic_write(w / f"{name}_eval.json") as handle:
             json.dump(report, handle, indent=1)
