@@ -27,7 +27,8 @@ def tiny_world(root: Path, n_videos: int, train_steps: int) -> tuple[Path, Path]
     import numpy as np
 
     from videolift.core.video import write_video
-    from videolift.critic.train import SFTConfig, train_critic
+    from videolift.critic.sft import SFTConfig
+    from videolift.critic.train import train_critic
     from videolift.models.tiny_vlm import build_tiny_vlm
 
     build_tiny_vlm(root / "base")

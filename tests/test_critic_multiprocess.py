@@ -37,7 +37,8 @@ def tiny_world(root: Path, n: int) -> list[dict]:
 
 
 def test_two_processes_share_the_manifest_and_match_one_process(tmp_path):
-    from videolift.critic.train import SFTConfig, train_critic
+    from videolift.critic.sft import SFTConfig
+    from videolift.critic.train import train_critic
 
     manifest = tiny_world(tmp_path, 5)
     cfg = SFTConfig(max_steps=2, batch_size=2, save_every=0, lr=5e-3)

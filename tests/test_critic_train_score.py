@@ -520,7 +520,7 @@ def test_loading_refuses_a_critic_fed_differently(critic_dir, tmp_path):
 
 def test_the_same_loop_does_caption_pretraining(world, tmp_path):
     from videolift.critic.data import caption_examples
-    from videolift.critic.train import SFTConfig, run_sft
+    from videolift.critic.sft import SFTConfig, run_sft
     from videolift.models.vlm import load_vlm
 
     pairs = [

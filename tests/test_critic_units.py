@@ -17,8 +17,8 @@ from videolift.critic.data import SFTExample, class_weights, majority_items
 from videolift.critic.evaluate import evaluate_predictions, label_metrics, pairwise_accuracy
 from videolift.critic.prompts import one_pass_answer, parse_one_pass
 from videolift.critic.score import Critic
+from videolift.critic.sft import epoch_batches
 from videolift.critic.spec import CriticSpec, check_checkpoint, video_processor_settings
-from videolift.critic.train import epoch_batches
 from videolift.models.tiny_vlm import FAMILIES, TinyVLMConfig, build_tiny_vlm
 from videolift.models.vlm import get_family
 

@@ -391,7 +391,7 @@ def _critic_stage(
     reasons: bool,
     own_process: bool = False,
 ) -> Stage:
-    from videolift.critic.train import SFTConfig
+    from videolift.critic.sft import SFTConfig
 
     c = cfg.critic
     sft = SFTConfig(

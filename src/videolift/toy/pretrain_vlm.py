@@ -10,7 +10,7 @@ train-split clips with defects:
    count, action, scene, motion and quality defects) through throw-away heads on its pooled tokens
    (``vision_probe``);
 2. the language model learns to describe clips, "Describe the video." -> ``describe()`` captions, with
-   the generic SFT loop (``critic.train.run_sft``).
+   the generic SFT loop (``critic.sft.run_sft``).
 
 Checked by captioning held-out-split clips and parsing the captions back, and by scoring every possible
 defect clause (``caption_check``). It never sees the rating task: that is the critic's job, on HRA data.
@@ -138,7 +138,7 @@ def render_split(
 
 
 def _sft_config(cfg: PretrainVLMConfig, steps: int):
-    from videolift.critic.train import SFTConfig
+    from videolift.critic.sft import SFTConfig
 
     return SFTConfig(
         adapter="full",
@@ -170,7 +170,7 @@ def _fit_budget(
     of each stage are timed first (the machine's speed varies). The probe's weights are restored."""
     import copy
 
-    from videolift.critic.train import TRAIN_LOG, run_sft
+    from videolift.critic.sft import TRAIN_LOG, run_sft
 
     state = copy.deepcopy((probe.visual.state_dict(), probe.head.state_dict()))
     started = time.time()
@@ -257,7 +257,7 @@ def _train(
 ) -> dict[str, Any]:
     """Both stages; leaves the model in ``out`` and returns what the report says about training."""
     from videolift.critic.data import caption_examples
-    from videolift.critic.train import run_sft
+    from videolift.critic.sft import run_sft
     from videolift.models.tiny_vlm import build_tiny_vlm
 
     started = time.time()

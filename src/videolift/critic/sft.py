@@ -1,0 +1,426 @@
+"""Supervised fine-tuning of a video-VLM on (video, user text, answer) examples, with accelerate.
+
+The one loop that critic training (``critic.train``) and the toy VLM's caption pretraining share.
+Loss on answer tokens only; LoRA on the language
+model (vision tower and projector frozen by default) or full fine-tuning; AdamW, cosine schedule with
+linear warmup, gradient accumulation and clipping; checkpoints every N updates and ``resume``.
+
+Output directory::
+
+    OUT/adapter_model.safetensors, adapter_config.json   (LoRA; or model.safetensors + config.json for full)
+    OUT/processor + tokenizer files                        (AutoProcessor.from_pretrained(OUT))
+    OUT/critic_spec.json                                   (a critic's ``finalize``: written after the model)
+    OUT/train_config.json, OUT/train_log.jsonl             (settings; one line per update: loss, lr, grad norm)
+    OUT/checkpoints/step-000100/                           (accelerate state: trainable weights, optimizer, RNG)
+
+Data order depends only on the seed and the epoch: each epoch is a seeded permutation cut into
+per-device batches, dealt round-robin to the processes, so a resumed run sees the same batches.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from videolift.core.errors import VideoliftError
+from videolift.core.jsonl import atomic_write, iter_json_lines, write_jsonl
+from videolift.critic.data import FrameCache, SFTExample
+
+TRAIN_CONFIG = "train_config.json"
+TRAIN_LOG = "train_log.jsonl"
+TRAIN_SUMMARY = "train_summary.json"  # written last: marks a finished run
+CHECKPOINTS = "checkpoints"
+STATE = "trainer_state.json"
+
+
+@dataclass
+class SFTConfig:
+    """Hyper-parameters of the fine-tuning loop (the CLI options of ``critic train``)."""
+
+    adapter: Literal["lora", "full"] = "lora"  # LoRA on the language model, or full fine-tuning
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_targets: list[str] | None = None  # leaf names (q_proj, ...); None: every LM linear layer
+    tune_vision: bool = False  # train the vision tower too (LoRA on its linear layers / full)
+    tune_projector: bool = False  # train the projector too (saved whole with LoRA)
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_ratio: float = 0.03
+    epochs: float = 3.0
+    max_steps: int | None = None  # overrides epochs
+    batch_size: int = 4  # per device
+    grad_accum: int = 1
+    max_grad_norm: float = 1.0
+    max_answer_tokens: int | None = 256
+    seed: int = 0
+    save_every: int = 200  # updates between checkpoints (0: only the final model)
+    keep_checkpoints: int = 2
+    gradient_checkpointing: bool = False
+    dtype: str = "float32"  # weights dtype at load; mixed precision comes from the accelerate config
+    frame_cache_mb: int = 2048  # sampled frames kept in memory across epochs (per process)
+    num_frames: int = 8
+    frame_sampling: str = "uniform"  # or "pairs" (videolift.core.video.FRAME_SAMPLERS)
+    max_pixels: int | None = None
+    min_pixels: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # caller's settings, checked on resume
+
+    def comparable(self) -> dict[str, Any]:
+        """What must not change between a run and its resumption."""
+        return json.loads(json.dumps(asdict(self)))
+
+
+@dataclass
+class SFTResult:
+    out: Path
+    steps: int
+    final_loss: float | None
+    seconds: float
+    resumed_from: int
+    trainable_params: int
+    stopped_early: bool
+    main_process: bool = True
+
+
+# ---- model set-up -------------------------------------------------------------------------------
+
+
+def prepare_model(model: Any, family: Any, cfg: SFTConfig):
+    """Apply LoRA or freeze modules per config; returns the (possibly peft-wrapped) model."""
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.adapter == "full":
+        for name in family.vision_modules(model):
+            model.get_submodule(name).requires_grad_(cfg.tune_vision)
+        for name in family.projector_modules(model):  # after the tower: Qwen's projector lives inside it
+            model.get_submodule(name).requires_grad_(cfg.tune_projector)
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    names = family.lora_targets(model, vision=cfg.tune_vision)
+    if cfg.lora_targets:
+        wanted = set(cfg.lora_targets)
+        names = [n for n in names if n.rsplit(".", 1)[-1] in wanted]
+        if not names:
+            raise VideoliftError(f"--lora-targets {','.join(cfg.lora_targets)}: matches no linear layer")
+        target: Any = names
+    else:
+        target = family.lora_target_regex(model, vision=cfg.tune_vision)
+    lora = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=target,
+        modules_to_save=family.projector_modules(model) if cfg.tune_projector else None,
+        task_type="CAUSAL_LM",
+    )
+    if cfg.gradient_checkpointing:
+        model.enable_input_require_grads()
+    with warnings.catch_warnings():  # peft probes a deprecated transformers attribute
+        warnings.simplefilter("ignore", FutureWarning)
+        return get_peft_model(model, lora)
+
+
+# ---- data order ---------------------------------------------------------------------------------
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int, world: int) -> list[list[int]]:
+    """This process's batches of an epoch: a seeded permutation, cut, dealt round-robin; every process
+    gets the same count (the last incomplete round is dropped) so DDP steps stay in lockstep."""
+    order = np.random.default_rng([seed, epoch]).permutation(n).tolist()
+    batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    per_rank = len(batches) // world
+    return batches[rank::world][:per_rank]
+
+
+# ---- checkpoints --------------------------------------------------------------------------------
+
+
+def checkpoints(out: Path) -> dict[int, Path]:
+    """Complete checkpoints in ``out`` by update (a checkpoint killed mid-save has no state file)."""
+    done = (p for p in (out / CHECKPOINTS).glob("step-*") if (p / STATE).exists())
+    return {json.loads((p / STATE).read_text())["step"]: p for p in done}
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    done = checkpoints(out)
+    return done[max(done)] if done else None
+
+
+def _trim_log(path: Path, step: int) -> None:
+    """Drop log lines past the checkpoint we resume from (they will be logged again)."""
+    if path.exists():
+        write_jsonl(
+            path, [obj for _, obj in iter_json_lines(path, skip_partial_last=True) if obj["step"] <= step]
+        )
+
+
+def _append_log(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def check_output_dir(out: Path, cfg: SFTConfig, *, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix runs: a finished or different run in OUT needs --overwrite, a resumed one the same settings."""
+    config = out / TRAIN_CONFIG
+    if overwrite:
+        for name in (CHECKPOINTS,):
+            shutil.rmtree(out / name, ignore_errors=True)
+        for name in (TRAIN_CONFIG, TRAIN_LOG, TRAIN_SUMMARY):
+            (out / name).unlink(missing_ok=True)
+        return
+    if (out / TRAIN_SUMMARY).exists():
+        raise VideoliftError(f"{out}: already holds a finished model; pass --overwrite to replace it")
+    if config.exists():
+        before = json.loads(config.read_text())
+        now = cfg.comparable()
+        if not resume:
+            raise VideoliftError(
+                f"{out}: holds an unfinished run; pass --resume to continue it or --overwrite"
+            )
+        changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        if changed:
+            detail = "; ".join(f"{k}: was {before.get(k)!r}, now {now.get(k)!r}" for k in changed)
+            raise VideoliftError(f"{out}: cannot resume with different settings ({detail})")
+
+
+def run_sft(
+    examples: list[SFTExample],
+    base: str,
+    out: str | Path,
+    cfg: SFTConfig,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    stop_at_step: int | None = None,
+    finalize: Any = None,
+    log: Any = print,
+    progress: bool = False,
+) -> SFTResult:
+    """Fine-tune ``base`` on ``examples`` into ``out``. ``finalize(out, model, processor)`` runs on the
+    main process after the model and processor are saved (the critic writes its spec there).
+    ``stop_at_step`` stops after that update's checkpoint, as an interruption would (for tests and
+    time-boxed runs); ``resume`` continues from the latest checkpoint. ``progress``: a progress bar of
+    the updates (main process)."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from transformers import get_cosine_schedule_with_warmup
+
+    from videolift.critic.collate import ChatCollator, Item, answer_loss
+    from videolift.models.vlm import get_family, load_vlm
+
+    if not examples:
+        raise VideoliftError("no training examples")
+    out = Path(out)
+    # cpu=True without a GPU: otherwise torchrun on CPU gives unsynchronised single-process runs.
+    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, cpu=not torch.cuda.is_available())
+    main = accelerator.is_main_process
+    if main:
+        check_output_dir(out, cfg, resume=resume, overwrite=overwrite)
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_write(out / TRAIN_CONFIG) as handle:
+            handle.write(json.dumps(cfg.comparable(), indent=1) + "\n")
+    accelerator.wait_for_everyone()
+    set_seed(cfg.seed)
+
+    model, processor = load_vlm(base, dtype=cfg.dtype)
+    family = get_family(model.config.model_type)
+    family.configure_processor(processor, cfg.max_pixels, cfg.min_pixels)
+    model.config.use_cache = False
+    model = prepare_model(model, family, cfg)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    n_trainable = sum(p.numel() for p in params)
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+
+    world, rank = accelerator.num_processes, accelerator.process_index
+    per_epoch = len(epoch_batches(len(examples), cfg.batch_size, cfg.seed, 0, rank, world))
+    if per_epoch == 0:
+        raise VideoliftError(
+            f"{len(examples)} examples make no full round of batch {cfg.batch_size} x {world} processes"
+        )
+    total_micro = math.ceil(cfg.epochs * per_epoch)
+    total = cfg.max_steps or max(1, total_micro // cfg.grad_accum)
+    total_micro = total * cfg.grad_accum
+    scheduler = get_cosine_schedule_with_warmup(optimizer, round(cfg.warmup_ratio * total), total)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+
+    # Checkpoints hold the trainable weights only (a LoRA run must not copy the frozen base each time).
+    def keep_trainable(models: list[Any], weights: list[dict[str, Any]], _dir: str) -> None:
+        for m, state in zip(models, weights, strict=True):
+            wanted = {n for n, p in accelerator.unwrap_model(m).named_parameters() if p.requires_grad}
+            for key in [k for k in state if k.removeprefix("module.") not in wanted]:
+                del state[key]
+
+    accelerator.register_save_state_pre_hook(keep_trainable)
+
+    step = resumed = 0
+    if resume and (ckpt := latest_checkpoint(out)) is not None:
+        accelerator.load_state(str(ckpt), strict=False)
+        step = resumed = json.loads((ckpt / STATE).read_text())["step"]
+        if main:
+            _trim_log(out / TRAIN_LOG, step)
+            log(f"resumed from {ckpt.name} (update {step} of {total})")
+    elif main:
+        (out / TRAIN_LOG).unlink(missing_ok=True)
+    if main:
+        log(
+            f"{len(examples)} examples, {per_epoch} batches/epoch/process; batch {cfg.batch_size} x "
+            f"accum {cfg.grad_accum} x {world} processes = {cfg.batch_size * cfg.grad_accum * world} per update; "
+            f"{total} updates; {n_trainable:,} trainable parameters ({cfg.adapter})"
+        )
+
+    collate = ChatCollator(
+        processor,
+        family,
+        eos_token_ids=_eos_ids(accelerator.unwrap_model(model)),
+        max_answer_tokens=cfg.max_answer_tokens,
+    )
+    frames = FrameCache(cfg.num_frames, cfg.frame_cache_mb << 20, cfg.frame_sampling)
+    started, losses, last_loss, stopped = time.time(), [], None, False
+    bar = _progress_bar(total, step) if progress and main else None
+    for micro in range(step * cfg.grad_accum, total_micro):
+        epoch, index = divmod(micro, per_epoch)
+        batch_ids = epoch_batches(len(examples), cfg.batch_size, cfg.seed, epoch, rank, world)[index]
+        items = [
+            Item(frames(examples[i].video), examples[i].user_text, examples[i].answer, examples[i].weight)
+            for i in batch_ids
+        ]
+        batch = {k: v.to(accelerator.device) for k, v in collate(items).items()}
+        with accelerator.accumulate(model):
+            loss, _ = answer_loss(model, batch)
+            accelerator.backward(loss)
+            grad_norm = None
+            if accelerator.sync_gradients and cfg.max_grad_norm > 0:
+                grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad()
+        losses.append(loss.detach())
+        if not accelerator.sync_gradients:
+            continue
+        lr = scheduler.get_last_lr()[0]  # the rate this update used
+        scheduler.step()
+        step += 1
+        last_loss = float(accelerator.reduce(torch.stack(losses).mean(), reduction="mean"))
+        losses = []
+        if main:
+            record = {
+                "step": step,
+                "epoch": round((micro + 1) / per_epoch, 4),  # epochs completed after this update
+                "loss": round(last_loss, 6),
+                "lr": lr,
+                "grad_norm": None if grad_norm is None else round(float(grad_norm), 6),
+                "seconds": round(time.time() - started, 2),
+            }
+            _append_log(out / TRAIN_LOG, record)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{last_loss:.4f}", refresh=False)
+        if (cfg.save_every and step % cfg.save_every == 0 and step < total) or step == stop_at_step:
+            _save_checkpoint(accelerator, out, step, cfg.keep_checkpoints)
+        if stop_at_step is not None and step >= stop_at_step and step < total:
+            stopped = True
+            break
+
+    if bar is not None:
+        bar.close()
+    result = SFTResult(out, step, last_loss, time.time() - started, resumed, n_trainable, stopped, main)
+    if not stopped:
+        _save_final(accelerator, model, processor, out, finalize, result)
+    accelerator.wait_for_everyone()
+    return result
+
+
+def _progress_bar(total: int, done: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=done, desc="training", unit="update", dynamic_ncols=True)
+
+
+def _eos_ids(model: Any) -> list[int]:
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    return [eos] if isinstance(eos, int) else list(eos or [])
+
+
+def _save_checkpoint(accelerator: Any, out: Path, step: int, keep: int) -> None:
+    final = out / CHECKPOINTS / f"step-{step:06d}"
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(final))
+    if accelerator.is_main_process:
+        # The state file comes last: a checkpoint without it (killed mid-save) is ignored on resume.
+        with atomic_write(final / STATE) as handle:
+            handle.write(json.dumps({"step": step}) + "\n")
+        done = sorted(p for p in (out / CHECKPOINTS).glob("step-*") if p != final)
+        for old in done[: max(0, len(done) - max(keep, 1) + 1)]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def _save_final(
+    accelerator: Any, model: Any, processor: Any, out: Path, finalize: Any, result: SFTResult
+) -> None:
+    accelerator.wait_for_everyone()
+    state = accelerator.get_state_dict(model)  # collective under DeepSpeed / FSDP
+    if accelerator.is_main_process:
+        _write_model(accelerator.unwrap_model(model), state, processor, out, finalize)
+        summary = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()}
+        with atomic_write(out / TRAIN_SUMMARY) as handle:
+            handle.write(json.dumps(summary, indent=1) + "\n")
+
+
+def _write_model(model: Any, state: dict[str, Any] | None, processor: Any, out: Path, finalize: Any) -> None:
+    """The adapter (or full model) and processor as plain transformers / peft load them, then ``finalize``."""
+    model.config.use_cache = True
+    getattr(model, "base_model", model).config.use_cache = True
+    model.save_pretrained(out, state_dict=state, safe_serialization=True)
+    processor.save_pretrained(out)
+    if finalize is not None:
+        finalize(out, model, processor)
+
+
+def find_checkpoint(out: Path, step: int | None = None) -> tuple[Path, int]:
+    """The complete checkpoint of update ``step`` in ``out`` (default: the latest), and its step."""
+    found = checkpoints(out)
+    if not found:
+        raise VideoliftError(f"{out}: no complete checkpoint in {out / CHECKPOINTS}")
+    step = max(found) if step is None else step
+    if step not in found:
+        raise VideoliftError(
+            f"{out}: no checkpoint of update {step} (there are: {', '.join(map(str, sorted(found)))})"
+        )
+    return found[step], step
+
+
+def export_sft_checkpoint(ckpt: Path, base: str, cfg: SFTConfig, dest: Path, finalize: Any) -> None:
+    """Write the model of checkpoint ``ckpt`` into ``dest`` as ``run_sft`` writes its final model.
+    Checkpoints hold the trainable weights only; the rest comes from ``base``, prepared with the
+    run's settings ``cfg``."""
+    from safetensors.torch import load_file
+
+    from videolift.models.vlm import get_family, load_vlm
+
+    model, processor = load_vlm(base, dtype=cfg.dtype)
+    family = get_family(model.config.model_type)
+    family.configure_processor(processor, cfg.max_pixels, cfg.min_pixels)
+    model = prepare_model(model, family, cfg)
+    weights = {k.removeprefix("module."): v for k, v in load_file(ckpt / "model.safetensors").items()}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    if missing := sorted(trainable - weights.keys()):
+        raise VideoliftError(
+            f"{ckpt}: lacks {len(missing)} trainable weights (e.g. {missing[0]}); "
+            "was it made with other settings than the run's train_config.json?"
+        )
+    if unexpected := model.load_state_dict(weights, strict=False).unexpected_keys:
+        raise VideoliftError(f"{ckpt}: holds weights the model lacks (e.g. {unexpected[0]})")
+    _write_model(model, None, processor, dest, finalize)
