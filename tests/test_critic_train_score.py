@@ -518,6 +518,30 @@ def test_loading_refuses_a_critic_fed_differently(critic_dir, tmp_path):
         load_critic(copy)
 
 
+def test_pipeline_critic_stage_resumes_its_own_run_and_replaces_any_other(world, tmp_path):
+    """`videolift run`'s critic stage: a killed run continues from its checkpoint; a finished run or
+    one of other settings in the same directory is replaced (it is never mixed in)."""
+    from videolift.critic.sft import SFTConfig
+    from videolift.evaluate.pipeline import _train_critic_quietly
+
+    out = tmp_path / "critic"
+
+    def stage(lr: float = 5e-3, **extra) -> dict:
+        cfg = SFTConfig(adapter="full", lr=lr, max_steps=4, batch_size=4, save_every=2)
+        _train_critic_quietly(base=str(world / "base"), data=world / "hra.jsonl", videos=world, out=out, cfg=cfg, **extra)  # fmt: skip
+        summary = out / "train_summary.json"
+        return json.loads(summary.read_text()) if summary.exists() else {}
+
+    assert stage(stop_at_step=2) == {}  # "killed" after update 2's checkpoint
+    assert stage()["resumed_from"] == 2 and [r["step"] for r in log_of(out)] == [1, 2, 3, 4]
+    replaced = stage(lr=1e-3)  # finished, other settings: trained again from the start
+    assert replaced["resumed_from"] == 0 and replaced["steps"] == 4
+    assert json.loads((out / "train_config.json").read_text())["lr"] == 1e-3
+    stage(lr=2e-3, stop_at_step=2)  # an unfinished run of other settings is replaced too
+    assert stage()["resumed_from"] == 0
+    assert json.loads((out / "train_config.json").read_text())["lr"] == 5e-3
+
+
 def test_the_same_loop_does_caption_pretraining(world, tmp_path):
     from videolift.critic.data import caption_examples
     from videolift.critic.sft import SFTConfig, run_sft

@@ -169,6 +169,10 @@ def _append_log(path: Path, record: dict[str, Any]) -> None:
         handle.write(json.dumps(record) + "\n")
 
 
+class RunConflict(VideoliftError):
+    """OUT holds another run: a finished one, or an unfinished one with other settings."""
+
+
 def check_output_dir(out: Path, cfg: SFTConfig, *, resume: bool, overwrite: bool) -> None:
     """Refuse to mix runs: a finished or different run in OUT needs --overwrite, a resumed one the same settings."""
     config = out / TRAIN_CONFIG
@@ -179,7 +183,7 @@ def check_output_dir(out: Path, cfg: SFTConfig, *, resume: bool, overwrite: bool
             (out / name).unlink(missing_ok=True)
         return
     if (out / TRAIN_SUMMARY).exists():
-        raise VideoliftError(f"{out}: already holds a finished model; pass --overwrite to replace it")
+        raise RunConflict(f"{out}: already holds a finished model; pass --overwrite to replace it")
     if config.exists():
         before = json.loads(config.read_text())
         now = cfg.comparable()
@@ -190,7 +194,7 @@ def check_output_dir(out: Path, cfg: SFTConfig, *, resume: bool, overwrite: bool
         changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
         if changed:
             detail = "; ".join(f"{k}: was {before.get(k)!r}, now {now.get(k)!r}" for k in changed)
-            raise VideoliftError(f"{out}: cannot resume with different settings ({detail})")
+            raise RunConflict(f"{out}: cannot resume with different settings ({detail})")
 
 
 def run_sft(

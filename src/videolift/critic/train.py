@@ -21,6 +21,7 @@ from videolift.critic.data import SFTExample
 from videolift.critic.sft import (
     TRAIN_CONFIG,
     TRAIN_SUMMARY,
+    RunConflict,
     SFTConfig,
     SFTResult,
     export_sft_checkpoint,
@@ -142,7 +143,7 @@ def train_critic(
         raise VideoliftError(f"critic settings: {field}: {msg}") from None
     out = Path(out)
     if (out / TRAIN_SUMMARY).exists() and not overwrite:
-        raise VideoliftError(f"{out}: already holds a finished model; pass --overwrite to replace it")
+        raise RunConflict(f"{out}: already holds a finished model; pass --overwrite to replace it")
     examples = _critic_examples(
         spec, data, Path(videos), class_weight_power, out, cache_dir, log, progress=progress
     )

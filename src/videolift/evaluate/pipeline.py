@@ -83,6 +83,9 @@ class Critic(_Strict):
         "process with one thread (the demo on 2 cores: 23 % less time for both; on one GPU: twice the memory)",
     )
     score_batch_size: int = 24
+    save_every: int = Field(
+        200, ge=0, description="updates between checkpoints: a killed run resumes from the last (0: none)"
+    )
 
 
 class Align(_Strict):
@@ -376,10 +379,19 @@ def _any_all_good(scores: Path) -> bool:
 
 
 def _train_critic_quietly(**kwargs: Any) -> None:
-    """``train_critic`` without log lines (importable: run in a child process by parallel critics)."""
+    """``train_critic`` without log lines, continuing an interrupted run of the same settings from its
+    last checkpoint; any other run in OUT is replaced. Importable: parallel critics run it in a child
+    process."""
+    from videolift.critic.sft import RunConflict
     from videolift.critic.train import train_critic
 
-    train_critic(**kwargs, log=lambda *a, **k: None)
+    def quiet(*_: Any, **__: Any) -> None:
+        pass
+
+    try:
+        train_critic(**kwargs, resume=True, log=quiet)
+    except RunConflict:
+        train_critic(**kwargs, overwrite=True, log=quiet)
 
 
 def _critic_stage(
@@ -403,7 +415,7 @@ def _critic_stage(
         num_frames=c.num_frames,
         frame_sampling=c.frame_sampling,
         seed=cfg.seed,
-        save_every=0,
+        save_every=c.save_every,
     )
 
     kwargs = dict(
@@ -418,7 +430,6 @@ def _critic_stage(
         check=c.check,
         check_threshold=c.check_threshold,
         check_frames=c.check_frames,
-        overwrite=True,
     )
 
     def run() -> dict:
@@ -433,8 +444,8 @@ def _critic_stage(
         run,
         inputs=[w / "hra_split" / "train.jsonl"],
         outputs=[w / name],
-        # `parallel` changes when, not what, is trained
-        settings={"vlm": vlm, "reasons": reasons, **c.model_dump(exclude={"parallel"})},
+        # `parallel` and `save_every` change when, not what, is trained
+        settings={"vlm": vlm, "reasons": reasons, **c.model_dump(exclude={"parallel", "save_every"})},
     )
 
 
