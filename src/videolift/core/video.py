@@ -54,7 +54,7 @@ def _to_rgb(frame) -> np.ndarray:
     return reformatter.reformat(frame, format="rgb24").to_ndarray()
 
 
-def _decode(path: str | Path) -> tuple[np.ndarray, float]:
+def read_video_and_fps(path: str | Path) -> tuple[np.ndarray, float]:
     """All frames (T, H, W, 3) RGB uint8 and the stream's frame rate (0 if unknown), one open."""
     container = _open(path)
     frames = []
@@ -74,13 +74,13 @@ def _decode(path: str | Path) -> tuple[np.ndarray, float]:
 
 def read_video(path: str | Path) -> np.ndarray:
     """All frames as a uint8 array (T, H, W, 3), RGB."""
-    return _decode(path)[0]
+    return read_video_and_fps(path)[0]
 
 
 def probe_video(path: str | Path, *, decode: bool = False) -> VideoInfo:
     """fps, frame count and size. ``decode=True`` counts frames by decoding (slower, catches truncation)."""
     if decode:
-        frames, rate = _decode(path)
+        frames, rate = read_video_and_fps(path)
         return VideoInfo(rate, frames.shape[0], frames.shape[1], frames.shape[2])
     container = _open(path)
     with container:
@@ -202,7 +202,7 @@ def sample_frames(
     """``n`` frames of a clip (an array or a file), ``uniform`` or in ``pairs``: (n, H, W, 3) uint8,
     with their timing (a file's own frame rate; for an array, ``fps`` if given)."""
     if isinstance(video, str | Path):
-        frames, rate = _decode(video)
+        frames, rate = read_video_and_fps(video)
         fps = fps or rate or None
     else:
         frames = np.asarray(video)

@@ -45,7 +45,7 @@ from videolift.core.jsonl import (
     write_jsonl,
 )
 from videolift.core.schema import Dimension, Label, parse_answer
-from videolift.core.video import probe_video, read_video, sample_frames
+from videolift.core.video import read_video_and_fps, sample_frames
 from videolift.critic.prompts import parse_one_pass, user_text
 from videolift.critic.spec import CriticSpec, check_checkpoint
 
@@ -423,7 +423,8 @@ def score_manifest(
         for record in chunk:
             try:
                 path = videos / record["video"]
-                clip, fps = read_video(path), probe_video(path).fps or None
+                clip, rate = read_video_and_fps(path)  # one open for both
+                fps = rate or None
                 fed = sample_frames(clip, spec.num_frames, spec.frame_sampling, fps=fps)
                 out_frames.append((fed, fed if own_view else sample_frames(clip, *spec.check_view, fps=fps)))
             except VideoError as exc:
