@@ -33,13 +33,48 @@ def test_stages_skip_when_inputs_settings_and_outputs_are_unchanged(tmp_path):
     assert manifest["stages"]["upper"]["settings"] == {"k": 2}
 
 
-def test_a_failing_stage_is_not_recorded(tmp_path):
+def test_a_failing_stage_is_not_recorded_as_done(tmp_path):
     def boom():
+        (tmp_path / "x").write_text("half")
         raise RuntimeError("killed")
 
     with pytest.raises(RuntimeError):
         Runner(tmp_path).run(Stage("s", boom, outputs=[tmp_path / "x"]))
-    assert not (tmp_path / "run_manifest.json").exists()
+    entry = json.loads((tmp_path / "run_manifest.json").read_text())["stages"]["s"]
+    assert "started" in entry and "outputs" not in entry  # its start only
+    assert not Runner(tmp_path).is_done(Stage("s", boom, outputs=[tmp_path / "x"]))
+
+
+def test_an_interrupted_stage_resumes_only_with_the_same_inputs_and_settings(tmp_path):
+    """``fresh`` (clear what an attempt left) runs unless the last attempt had this stage's key."""
+    data = tmp_path / "data.txt"
+    data.write_text("v1")
+    cleared, attempts = [], []
+
+    def stage(lr: float, fail: bool = False) -> Stage:
+        def run():
+            attempts.append(lr)
+            if fail:
+                raise KeyboardInterrupt  # killed mid-training
+            (tmp_path / "model").write_text(str(lr))
+
+        return Stage("train", run, inputs=[data], outputs=[tmp_path / "model"], settings={"lr": lr},
+                     fresh=lambda: cleared.append(lr))  # fmt: skip
+
+    w = tmp_path / "w"
+    with pytest.raises(KeyboardInterrupt):
+        Runner(w).run(stage(1.0, fail=True))
+    assert cleared == [1.0]  # nothing recorded before: start clean
+    Runner(w).run(stage(1.0))  # the same attempt again: resume, keep its checkpoints
+    assert cleared == [1.0] and attempts == [1.0, 1.0]
+    with pytest.raises(KeyboardInterrupt):
+        Runner(w).run(stage(2.0, fail=True))  # other settings
+    assert cleared == [1.0, 2.0]
+    data.write_text("v2")  # other data, same settings: a checkpoint of v1 must not be continued
+    Runner(w).run(stage(2.0))
+    assert cleared == [1.0, 2.0, 2.0]
+    Runner(w).run(stage(2.0))  # done: skipped, nothing cleared
+    assert cleared == [1.0, 2.0, 2.0] and attempts == [1.0, 1.0, 2.0, 2.0]
 
 
 def write_after(path: str, seconds: float) -> dict:
@@ -92,7 +127,9 @@ def test_a_failing_concurrent_stage_fails_the_run_after_the_others_finish(tmp_pa
     runner = Runner(tmp_path / "w")
     with pytest.raises(RuntimeError, match="stage b broke"):
         runner.run_concurrently(stages)
-    assert set(json.loads((tmp_path / "w/run_manifest.json").read_text())["stages"]) == {"a"}
+    recorded = json.loads((tmp_path / "w/run_manifest.json").read_text())["stages"]
+    assert "outputs" in recorded["a"] and "outputs" not in recorded["b"]  # b started, never finished
+    assert runner.is_done(stages[0]) and not runner.is_done(stages[1])
 
 
 def test_a_spawned_child_reports_its_own_peak_not_its_parents(tmp_path):

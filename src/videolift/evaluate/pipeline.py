@@ -11,6 +11,7 @@ Each stage calls the stage commands' own code, records its settings and outputs 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -446,6 +447,7 @@ def _critic_stage(
         outputs=[w / name],
         # `parallel` and `save_every` change when, not what, is trained
         settings={"vlm": vlm, "reasons": reasons, **c.model_dump(exclude={"parallel", "save_every"})},
+        fresh=lambda: shutil.rmtree(w / name, ignore_errors=True),
     )
 
 
@@ -498,8 +500,6 @@ def _align_stage(
     out = w / f"aligned_{method}"
 
     def run() -> dict:
-        import shutil
-
         from videolift.align.trainer import checkpoint_conflicts, latest_checkpoint, train
 
         align_cfg = AlignConfig(
@@ -525,6 +525,7 @@ def _align_stage(
         inputs=[w / "align_scores.jsonl"],
         outputs=[out],
         settings={"model": t2v, "real": str(real), **settings},
+        fresh=lambda: shutil.rmtree(out, ignore_errors=True),
     )
 
 

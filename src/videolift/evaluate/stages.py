@@ -1,6 +1,8 @@
 """A tiny stage runner: each stage is skipped when its outputs are complete for the same inputs and
 settings, as recorded in a run manifest (``DIR/run_manifest.json``). Stages themselves are resumable,
-so a killed run restarts at the stage it was in and that stage resumes its own work.
+so a killed run restarts at the stage it was in and that stage resumes its own work. A stage's start
+is recorded too: an unfinished attempt with other inputs or settings is cleared (``Stage.fresh``)
+rather than resumed, since a training checkpoint does not know which data it was trained on.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ class Stage:
     inputs: Sequence[Path] = ()
     outputs: Sequence[Path] = ()
     settings: dict[str, Any] = field(default_factory=dict)
+    # Called before the stage runs unless its last attempt had the same inputs and settings (for
+    # stages that resume from checkpoints: remove what another attempt left behind).
+    fresh: Callable[[], None] | None = None
 
     def key(self) -> str:
         payload = {"settings": self.settings, "inputs": {str(p): fingerprint(p) for p in self.inputs}}
@@ -63,23 +68,33 @@ class Runner:
             self.results[stage.name] = self.manifest["stages"][stage.name].get("result")
             return self.results[stage.name]
         console.rule(f"[bold]{stage.name}")
+        key = stage.key()
+        last = self.manifest["stages"].get(stage.name) or {}
+        if stage.fresh is not None and last.get("key") != key:
+            stage.fresh()
+        # No outputs recorded: not done until the entry below replaces this one.
+        self._record(stage.name, {"key": key, "settings": stage.settings, "started": _now()})
         start = time.time()
         result = stage.run()
         entry = {
-            "key": stage.key(),
+            "key": key,
             "settings": stage.settings,
             "outputs": {str(p): fingerprint(p) for p in stage.outputs},
             "seconds": round(time.time() - start, 1),
             "result": result if _jsonable(result) else None,
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "finished": _now(),
         }
+        self._record(stage.name, entry)
         with self._lock:
-            self.manifest["stages"][stage.name] = entry
-            with atomic_write(self.manifest_path) as handle:
-                json.dump(self.manifest, handle, indent=1, default=str)
             self.results[stage.name] = result
             self.ran.add(stage.name)
         return result
+
+    def _record(self, name: str, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self.manifest["stages"][name] = entry
+            with atomic_write(self.manifest_path) as handle:
+                json.dump(self.manifest, handle, indent=1, default=str)
 
     def run_concurrently(self, stages: Sequence[Stage]) -> list[Any]:
         """Run independent stages at the same time (each in a thread; stages that compute should
@@ -111,6 +126,10 @@ def in_subprocess(fn: Callable[..., Any], kwargs: dict[str, Any], *, threads: in
 
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
         return pool.submit(_call_with_threads, threads, fn, kwargs).result()
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _jsonable(value: Any) -> bool:
