@@ -159,6 +159,20 @@ def test_resume_equals_uninterrupted(world, tmp_path):
     assert "finished model" in train(world, pieces, "--save-every", "3", steps=6, fails=True).output
 
 
+def test_resume_refuses_edited_ratings_at_the_same_path(world, tmp_path):
+    data, out = tmp_path / "hra.jsonl", tmp_path / "critic"
+    lines = (world / "hra.jsonl").read_text().splitlines(keepends=True)
+    data.write_text("".join(lines))
+    common = ("--data", data, "--save-every", "2")
+    train(world, out, *common, "--stop-at-step", "2", steps=4)
+    data.write_text("".join(lines[:-1]))  # one rating fewer, same file name
+    refused = train(world, out, *common, "--resume", steps=4, fails=True).output
+    assert "different settings" in refused and "data_sha256" in refused
+    data.write_text("".join(lines))  # the original ratings again: resuming is fine
+    assert train(world, out, *common, "--resume", steps=4).exit_code == 0
+    assert [r["step"] for r in log_of(out)] == [1, 2, 3, 4]
+
+
 def score(critic: Path, world: Path, out: Path, *extra: str):
     return run("critic", "score", "--critic", critic, "--manifest", world / "manifest.jsonl", "--videos", world,
                "--out", out, "--batch-size", "6", *extra)  # fmt: skip

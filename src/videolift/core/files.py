@@ -17,3 +17,12 @@ def fingerprint(path: str | Path) -> str:
         st = p.stat()
         h.update(f"{p.relative_to(path) if p != path else p.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
+
+
+def content_hash(path: str | Path) -> str:
+    """SHA-256 of a file's bytes: identity that survives copies and touches (for small files)."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from videolift.core.errors import VideoliftError
+from videolift.core.files import content_hash
 from videolift.core.jsonl import validation_field
 from videolift.critic.data import SFTExample
 from videolift.critic.sft import (
@@ -150,6 +151,8 @@ def train_critic(
     cfg.extra = {
         "spec": spec.model_dump(mode="json"),
         "data": str(data.resolve()),
+        # The path alone would let --resume continue on edited ratings.
+        "data_sha256": content_hash(data),
         "videos": str(Path(videos).resolve()),
         "class_weight_power": class_weight_power,
         "max_new_tokens": max_new_tokens,
