@@ -12,8 +12,9 @@ import pytest
 from videolift.align.cache import preprocess_video
 from videolift.align.config import AlignConfig
 from videolift.align.data import CachedItem, StepDataset, Stream, WeightedStream, loss_coefficients
-from videolift.align.weights import all_good, read_scores, select_synthetic, transform_rewards
+from videolift.align.weights import all_good, read_scores, rescore, select_synthetic, transform_rewards
 from videolift.core.errors import DataError
+from videolift.core.reward import RewardConfig
 
 DIMS = ("semantic_consistency", "motion_smoothness", "video_fidelity")
 REPO = Path(__file__).resolve().parents[1]
@@ -51,6 +52,43 @@ def test_rs_keeps_only_all_good_with_weight_one(scores):
     assert {s.weight for s in samples} == {1.0}
     assert counts["dropped_not_all_good"] == 3
     assert not all_good({"semantic_consistency": "Good", "motion_smoothness": "Good"})  # a missing dimension
+
+
+def test_rescore_recomputes_rewards_from_labels(scores):
+    semantic_only = RewardConfig(
+        aggregation="weighted",
+        weights={"semantic_consistency": 1, "motion_smoothness": 0, "video_fidelity": 0},
+    )
+    items = rescore(read_scores(scores), semantic_only, scores)
+    # b: Bad on semantics; c: its semantic answer was unparsed and nothing else counts, so no reward
+    assert [(i.video, i.reward) for i in items] == [
+        ("a.mp4", 0.9),
+        ("b.mp4", 0.05),
+        ("c.mp4", None),
+        ("d.mp4", 0.9),
+        ("e.mp4", 0.9),
+    ]
+    assert items[0].labels == read_scores(scores)[0].labels
+    by_min = rescore(read_scores(scores), RewardConfig(aggregation="min"), scores)
+    assert [i.reward for i in by_min] == [0.9, 0.05, 0.9, 0.2, 0.9]  # c: the two parsed labels count
+    bad = scores.parent / "bad.jsonl"
+    bad.write_text(_line("a.mp4", 0.9, ["Good", "Great", "Good"]) + "\n")
+    with pytest.raises(DataError, match=r"bad.jsonl, line 1, field 'ratings'"):
+        rescore(read_scores(bad), RewardConfig(), bad)
+
+
+def test_align_reward_config_reweights_the_scores_file(scores, tmp_path):
+    from videolift.align.trainer import load_samples
+
+    req = {"model": "m", "scores": scores, "videos": "v", "out": tmp_path / "o"}
+    (tmp_path / "min.yaml").write_text("aggregation: min\n")
+    as_scored = load_samples(AlignConfig(**req))[0]
+    by_min = load_samples(AlignConfig(reward_config=tmp_path / "min.yaml", **req))[0]
+    assert [s.weight for s in as_scored] == [0.9, 0.05, 0.667, 0.9]
+    assert [(s.video, s.weight) for s in by_min] == [("a.mp4", 0.9), ("b.mp4", 0.05), ("c.mp4", 0.9),
+                                                     ("d.mp4", 0.2), ("e.mp4", 0.9)]  # fmt: skip
+    with pytest.raises(DataError, match="reward config not found"):
+        load_samples(AlignConfig(reward_config=tmp_path / "nope.yaml", **req))
 
 
 def test_malformed_scores_are_located(tmp_path):

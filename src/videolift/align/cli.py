@@ -36,6 +36,7 @@ def align(
     cache_dir: Path = typer.Option(None, "--cache-dir", help=_h("cache_dir")),
     weight_transform: str = typer.Option(None, "--weight-transform", help=_h("weight_transform")),
     exp_temperature: float = typer.Option(None, "--exp-temperature", help=_h("exp_temperature")),
+    reward_config: Path = typer.Option(None, "--reward-config", help=_h("reward_config")),
     syn_sampling: str = typer.Option(
         None, "--syn-sampling", help="uniform | weighted. " + _h("syn_sampling")
     ),

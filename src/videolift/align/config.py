@@ -57,6 +57,12 @@ class AlignConfig(BaseModel):
         "exp: w = exp(r / temperature), rescaled to mean 1",
     )
     exp_temperature: float = Field(0.1, gt=0, description="temperature of weight_transform=exp")
+    reward_config: Path | None = Field(
+        None,
+        description="extension: recompute each synthetic video's reward from its labels in the scores "
+        "file with this reward config (YAML/JSON: label scores, aggregation, per-dimension weights) "
+        "instead of using its `reward`; tries another mapping without scoring the videos again",
+    )
     syn_sampling: Literal["uniform", "weighted"] = Field(
         "uniform",
         description="how synthetic videos are drawn. uniform: each equally often, its loss times its "

@@ -24,9 +24,10 @@ from videolift.align.cache import CacheStats, EncodingCache, common_shape, model
 from videolift.align.config import RESUMABLE_CHANGES, AlignConfig
 from videolift.align.data import CachedItem, StepDataset, Stream, WeightedStream
 from videolift.align.export import export_full, export_lora, gathered_transformer
-from videolift.align.weights import Sample, read_real, read_scores, select_synthetic
+from videolift.align.weights import Sample, read_real, read_scores, rescore, select_synthetic
 from videolift.core.errors import VideoliftError
 from videolift.core.jsonl import append_jsonl, atomic_write, iter_json_lines
+from videolift.core.reward import RewardConfig
 from videolift.models.base import resolve_dtype
 from videolift.models.families import detect_family, get_spec
 
@@ -111,10 +112,11 @@ def assert_ranks_in_sync(accelerator: Any, model: Any, step: int) -> list[list[f
 # ---- data ---------------------------------------------------------------------------------------------
 def load_samples(cfg: AlignConfig) -> tuple[list[Sample], list[Sample], dict]:
     """Synthetic samples with weights, real samples, and counts for the log."""
+    scored = read_scores(cfg.scores)
+    if cfg.reward_config is not None:
+        scored = rescore(scored, RewardConfig.load(cfg.reward_config), cfg.scores)
     try:
-        synthetic, counts = select_synthetic(
-            read_scores(cfg.scores), cfg.method, cfg.weight_transform, cfg.exp_temperature
-        )
+        synthetic, counts = select_synthetic(scored, cfg.method, cfg.weight_transform, cfg.exp_temperature)
     except ValueError as exc:
         raise VideoliftError(f"{cfg.scores}: {exc}") from None
     if not synthetic:

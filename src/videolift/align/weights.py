@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from videolift.core.errors import DataError
 from videolift.core.jsonl import iter_json_lines
-from videolift.core.schema import DIMENSIONS, Label
+from videolift.core.reward import RewardConfig
+from videolift.core.schema import DIMENSIONS, Dimension, Label
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class ScoredVideo:
     prompt: str
     reward: float | None
     labels: dict[str, str | None]  # dimension -> label (None: the critic's answer was unparsed)
+    line: int | None = None  # in the scores file, for errors
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,28 @@ def read_scores(path: str | Path) -> list[ScoredVideo]:
         for dim, rating in ratings.items():
             label = rating.get("label") if isinstance(rating, dict) else None
             labels[str(dim)] = label if isinstance(label, str) else None
-        items.append(ScoredVideo(video, prompt, None if reward is None else float(reward), labels))
+        items.append(ScoredVideo(video, prompt, None if reward is None else float(reward), labels, line))
     return items
+
+
+def rescore(items: list[ScoredVideo], reward: RewardConfig, path: str | Path) -> list[ScoredVideo]:
+    """The same videos with rewards recomputed from their labels. Unparsed labels are left out, as
+    `critic score` does; a video with no parsed label on a dimension the reward counts gets a null
+    reward (RWL drops it). ``path`` names the scores file in errors."""
+    out = []
+    for item in items:
+        labels = {d: lab for d, lab in item.labels.items() if lab is not None}
+        try:
+            counted = [
+                d
+                for d in labels
+                if reward.aggregation != "weighted" or reward.weights.get(Dimension(d), 0) > 0
+            ]
+            value = reward.aggregate(labels) if counted else None
+        except ValueError as exc:  # an unknown label or dimension
+            raise DataError(str(exc), file=path, line=item.line, field="ratings") from None
+        out.append(replace(item, reward=value))
+    return out
 
 
 def read_real(path: str | Path) -> list[Sample]:
