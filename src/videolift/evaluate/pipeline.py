@@ -522,7 +522,11 @@ def _align_stage(
     return Stage(
         f"align:{method}",
         run,
-        inputs=[w / "align_scores.jsonl"],
+        # A reward config's content changes the weights as much as the scores do.
+        inputs=[
+            w / "align_scores.jsonl",
+            *[Path(settings[k]) for k in ("reward_config",) if settings.get(k)],
+        ],
         outputs=[out],
         settings={"model": t2v, "real": str(real), **settings},
         fresh=lambda: shutil.rmtree(out, ignore_errors=True),
