@@ -523,10 +523,7 @@ def _align_stage(
         f"align:{method}",
         run,
         # A reward config's content changes the weights as much as the scores do.
-        inputs=[
-            w / "align_scores.jsonl",
-            *[Path(settings[k]) for k in ("reward_config",) if settings.get(k)],
-        ],
+        inputs=[w / "align_scores.jsonl", *([Path(rc)] if (rc := settings.get("reward_config")) else [])],
         outputs=[out],
         settings={"model": t2v, "real": str(real), **settings},
         fresh=lambda: shutil.rmtree(out, ignore_errors=True),
