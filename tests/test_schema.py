@@ -77,6 +77,12 @@ def test_reward_defaults_are_the_papers():
         (0.9 + 0.2 + 0.05) / 3
     )
     assert cfg.aggregate({dims[0]: "Normal"}) == pytest.approx(0.2)
+    # reward(): parsed labels only; None when nothing the mapping counts was parsed
+    assert cfg.reward({dims[0]: "Normal", dims[1]: None}) == pytest.approx(0.2)
+    assert cfg.reward({dims[0]: None}) is None
+    weighted = RewardConfig(aggregation="weighted", weights={dims[0]: 1, dims[1]: 0, dims[2]: 0})
+    assert weighted.reward({dims[0]: "Good", dims[1]: "Bad"}) == pytest.approx(0.9)
+    assert weighted.reward({dims[0]: None, dims[1]: "Good"}) is None
 
 
 def test_reward_config_from_file(tmp_path):

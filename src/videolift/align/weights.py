@@ -14,7 +14,7 @@ from pathlib import Path
 from videolift.core.errors import DataError
 from videolift.core.jsonl import iter_json_lines
 from videolift.core.reward import RewardConfig
-from videolift.core.schema import DIMENSIONS, Dimension, Label
+from videolift.core.schema import DIMENSIONS, Label
 
 
 @dataclass(frozen=True)
@@ -69,22 +69,14 @@ def read_scores(path: str | Path) -> list[ScoredVideo]:
 
 
 def rescore(items: list[ScoredVideo], reward: RewardConfig, path: str | Path) -> list[ScoredVideo]:
-    """The same videos with rewards recomputed from their labels. Unparsed labels are left out, as
-    `critic score` does; a video with no parsed label on a dimension the reward counts gets a null
-    reward (RWL drops it). ``path`` names the scores file in errors."""
+    """The same videos with rewards recomputed from their labels by ``RewardConfig.reward`` (null when
+    nothing it counts was parsed: RWL drops the video). ``path`` names the scores file in errors."""
     out = []
     for item in items:
-        labels = {d: lab for d, lab in item.labels.items() if lab is not None}
         try:
-            counted = [
-                d
-                for d in labels
-                if reward.aggregation != "weighted" or reward.weights.get(Dimension(d), 0) > 0
-            ]
-            value = reward.aggregate(labels) if counted else None
+            out.append(replace(item, reward=reward.reward(item.labels)))
         except ValueError as exc:  # an unknown label or dimension
             raise DataError(str(exc), file=path, line=item.line, field="ratings") from None
-        out.append(replace(item, reward=value))
     return out
 
 

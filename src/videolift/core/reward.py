@@ -60,6 +60,13 @@ class RewardConfig(BaseModel):
     def score(self, label: Label | str) -> float:
         return float(self.scores[parse_label(str(label))])
 
+    def reward(self, labels: Mapping[Dimension | str, Label | str | None]) -> float | None:
+        """Reward of a video from its parsed labels (None: unparsed, left out); None when no parsed
+        label is on a dimension this mapping counts (a weight above 0 for ``weighted``)."""
+        parsed = {d: lab for d, lab in labels.items() if lab is not None}
+        counted = self.aggregation != "weighted" or any(self.weights.get(Dimension(d), 0) > 0 for d in parsed)
+        return self.aggregate(parsed) if parsed and counted else None
+
     def aggregate(self, labels: Mapping[Dimension | str, Label | str]) -> float:
         """Reward of one video from the labels of the dimensions it was rated on."""
         if not labels:

@@ -113,8 +113,7 @@ class Critic:
         return out
 
     def reward(self, ratings: dict[Dimension, dict[str, Any]]) -> float | None:
-        labels = {d: r["label"] for d, r in ratings.items() if r["label"] is not None}
-        return self.spec.reward.aggregate(labels) if labels else None
+        return self.spec.reward.reward({d: r["label"] for d, r in ratings.items()})
 
 
 def load_critic(

@@ -24,9 +24,8 @@ def _label(value: Label | str | None) -> Label | None:
 def _reward_and_all_good(rating: Rating, reward: RewardConfig) -> tuple[float | None, bool]:
     """A video's reward (from its parsed dimensions; None if none parsed) and whether all are Good."""
     labels = {Dimension(d): _label(v) for d, v in rating.items()}
-    parsed = {d: lab for d, lab in labels.items() if lab is not None}
     all_good = all(labels.get(d) is Label.Good for d in DIMENSIONS)
-    return (reward.aggregate(parsed) if parsed else None), all_good
+    return reward.reward(labels), all_good
 
 
 def summarize(ratings: Sequence[Rating], reward: RewardConfig | None = None) -> dict[str, Any]:
