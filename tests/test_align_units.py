@@ -252,6 +252,34 @@ def test_resume_conflicts_name_changed_settings_and_accept_newer_options_at_defa
     assert checkpoint_conflicts(cfg, ckpt) == ["seed: 4 in the checkpoint, 0 now"]
 
 
+def test_resume_refuses_inputs_edited_at_the_same_path(tmp_path):
+    from videolift.align.trainer import STATE_FILE, checkpoint_conflicts
+
+    scores, rewards = tmp_path / "s.jsonl", tmp_path / "reward.yaml"
+    scores.write_text('{"video": "a.mp4"}\n')
+    rewards.write_text("aggregation: min\n")
+    cfg = AlignConfig(model="m", scores=scores, videos="v", out=tmp_path / "run", reward_config=rewards)
+    ckpt = tmp_path / "run" / "checkpoints" / "step-0000010"
+    ckpt.mkdir(parents=True)
+    state = {"step": 10, "config": cfg.model_dump(mode="json"), "inputs": cfg.input_hashes()}
+    (ckpt / STATE_FILE).write_text(json.dumps(state))
+    assert cfg.input_hashes()["real"] is None and checkpoint_conflicts(cfg, ckpt) == []
+    scores.touch()  # a new mtime, the same bytes
+    assert checkpoint_conflicts(cfg, ckpt) == []
+    rewards.write_text("aggregation: mean\n")
+    (edited,) = checkpoint_conflicts(cfg, ckpt)
+    assert edited.startswith("reward_config:") and "content differs" in edited
+    # A changed path is reported once, as a changed setting.
+    other = tmp_path / "t.jsonl"
+    other.write_text("{}\n")
+    moved = checkpoint_conflicts(cfg.model_copy(update={"scores": other}), ckpt)
+    assert [c.split(":")[0] for c in moved] == ["scores", "reward_config"]
+    # Checkpoints written before the hashes were kept compare inputs by path only.
+    del state["inputs"]
+    (ckpt / STATE_FILE).write_text(json.dumps(state))
+    assert checkpoint_conflicts(cfg, ckpt) == []
+
+
 def test_preprocess_video_cuts_resizes_and_crops():
     frames = np.zeros((20, 48, 80, 3), np.uint8)
     frames[:, :, 40:] = 200  # right half bright

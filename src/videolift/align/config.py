@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_core import to_jsonable_python
 
 from videolift.core.errors import DataError
+from videolift.core.files import content_hash
 from videolift.core.jsonl import validation_field
 
 # Fields that may change between a run and its --resume without changing what is being trained
@@ -170,6 +171,12 @@ class AlignConfig(BaseModel):
             "height": self.height,
             "width": self.width,
         }
+
+    def input_hashes(self) -> dict[str, str | None]:
+        """SHA-256 of the files the run reads by path (None: unset or missing, which loading reports):
+        --resume must not continue on edited ones."""
+        files = {"scores": self.scores, "real": self.real, "reward_config": self.reward_config}
+        return {name: content_hash(p) if p is not None and p.is_file() else None for name, p in files.items()}
 
     def training_fingerprint(self) -> str:
         """Hash of the fields that define the run (not the ones --resume may change)."""

@@ -239,7 +239,15 @@ def checkpoint_conflicts(cfg: AlignConfig, checkpoint: Path) -> list[str]:
         if not path.exists():
             return [f"the checkpoint's settings differ and {path} is missing to say how"]
         saved = json.loads(path.read_text())
-    return cfg.resume_conflicts(saved)
+    conflicts = cfg.resume_conflicts(saved)
+    # Checkpoints from before 2026-12-05 hold no hashes: their inputs are compared by path only.
+    hashes, now = state.get("inputs") or {}, cfg.input_hashes()
+    for name, digest in sorted(hashes.items()):
+        if now.get(name) != digest and not any(c.startswith(f"{name}:") for c in conflicts):
+            conflicts.append(
+                f"{name}: {getattr(cfg, name)} has changed since the checkpoint (its content differs)"
+            )
+    return conflicts
 
 
 def save_checkpoint(accelerator: Any, root: Path, step: int, state: dict, keep: int) -> Path:
@@ -305,6 +313,7 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
             f"{resume_from}: written by a run with other settings (only {', '.join(sorted(RESUMABLE_CHANGES))}"
             " may change on --resume):\n  " + "\n  ".join(conflicts)
         )
+    inputs = cfg.input_hashes()
     synthetic, real, data = load_samples(cfg)
     weight_dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.mixed_precision]
     if main:
@@ -502,6 +511,7 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
                 "step": step,
                 "fingerprint": cfg.training_fingerprint(),
                 "config": cfg.model_dump(mode="json"),  # what --resume compares against
+                "inputs": inputs,  # and the content of the files it names
                 "world_size": world,
             }
             save_checkpoint(accelerator, ckpt_root, step, state, cfg.keep_checkpoints)
