@@ -47,6 +47,15 @@ def test_eval_rates_every_model_on_the_same_prompts_and_seeds(tmp_path, tiny_cog
     assert all(r["dynamic_cfg"] is True and r["lossless"] is True and r["steps"] == 2 for r in lines)
     oracle = data["summary"][names[0]]["oracle"]
     assert oracle["videos"] == 4 and 0.0 <= oracle["all_good_rate"] <= 1.0
+    # What the oracle found wrong: per video in its ratings file, tallied per dimension in the summary.
+    rated = [json.loads(x) for x in (out / names[0] / "oracle_ratings.jsonl").read_text().splitlines()]
+    for dim, kinds in oracle["findings"].items():
+        videos_with = [r for r in rated if r["findings"][dim]]
+        assert sum(kinds.values()) >= len(videos_with)  # a video may show several kinds
+        assert len(videos_with) == sum(r["ratings"][dim]["label"] != "Good" for r in rated)
+        for kind, n in kinds.items():
+            assert n == sum(kind in r["findings"][dim] for r in rated) > 0
+    assert "videos with each fault" in result.output
     # The same model on the same prompts and seeds makes the same videos (up to float noise) ...
     from videolift.core.video import read_video
 

@@ -58,6 +58,7 @@ def test_reasons_name_what_is_wrong():
     verdict = judge(render(spec, 1, [green]), spec)
     assert verdict.label(SC) == B
     assert verdict.reason(SC) == "The circle is green, but the prompt asks for red."
+    assert verdict.finding_kinds() == {SC: ["colour"], MS: [], VF: []}
     right = Defect(SC, "direction", "strong", {"to": "right"})
     assert (
         judge(render(spec, 1, [right]), spec).reason(SC) == "The circle moves right instead of moving left."

@@ -162,6 +162,14 @@ def print_comparison(result: dict) -> None:
                 *[f"{s['dimensions'][d.value]['Good']:.1%}" for d in DIMENSIONS],
             )
     console.print(table)
+    for name, by_rater in result["summary"].items():
+        if found := by_rater.get("oracle", {}).get("findings"):
+            cells = "; ".join(
+                f"{dim.split('_')[0]}: " + ", ".join(f"{k} {n}" for k, n in kinds.items())
+                for dim, kinds in found.items()
+                if kinds
+            )
+            console.print(f"{name} (oracle, videos with each fault): {cells or 'none'}")
     for pair, by_rater in result["pairwise"].items():
         for rater, p in by_rater.items():
             cells = ", ".join(f"{k}: {v['win']:.0%}/{v['tie']:.0%}/{v['loss']:.0%}" for k, v in p.items())

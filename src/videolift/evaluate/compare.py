@@ -30,6 +30,7 @@ class ModelRun:
     model: str
     lora: str | None = None
     ratings: dict[str, list[dict[str, str | None]]] = field(default_factory=dict)  # rater -> per video
+    findings: list[dict[str, list[str]]] = field(default_factory=list)  # the oracle's, per video
 
 
 def replicate_comparison(runs: list[ModelRun], groups: list[str | None], reward: RewardConfig) -> dict:
@@ -71,8 +72,9 @@ def model_name(model: str, lora: str | None, taken: set[str]) -> str:
 
 def oracle_ratings(
     manifest: Path, videos: Path, out: Path, progress: bool = True
-) -> list[dict[str, str | None]]:
-    """Toy-world oracle labels (and reasons, written to ``out``) for each manifest video."""
+) -> tuple[list[dict[str, str | None]], list[dict[str, list[str]]]]:
+    """Toy-world oracle labels and the kinds of fault it found, per manifest video (both written to
+    ``out`` with the reasons)."""
     from tqdm import tqdm
 
     from videolift.core.video import read_video
@@ -84,11 +86,26 @@ def oracle_ratings(
         ratings = {
             d.value: {"label": r.label.value, "reason": r.reason} for d, r in judgement.ratings().items()
         }
+        findings = {d.value: kinds for d, kinds in judgement.finding_kinds().items()}
         lines.append(
             {"video": rec["video"], "prompt": rec["prompt"], "seed": rec.get("seed"), "ratings": ratings}
+            | {"findings": findings}
         )
     write_jsonl(out, lines)
-    return [{d: r["label"] for d, r in line["ratings"].items()} for line in lines]
+    return [{d: r["label"] for d, r in line["ratings"].items()} for line in lines], [
+        line["findings"] for line in lines
+    ]
+
+
+def tally_findings(findings: list[dict[str, list[str]]]) -> dict[str, dict[str, int]]:
+    """Per dimension, how many videos have each kind of fault (most frequent first)."""
+    counts: dict[str, dict[str, int]] = {}
+    for video in findings:
+        for dim, kinds in video.items():
+            by_kind = counts.setdefault(dim, {})
+            for kind in kinds:
+                by_kind[kind] = by_kind.get(kind, 0) + 1
+    return {dim: dict(sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))) for dim, c in counts.items()}
 
 
 def critic_ratings(critic: Any, manifest: Path, videos: Path, out: Path, progress: bool = True):
@@ -162,7 +179,7 @@ def compare_models(
                 critic, manifest, gen_dir, gen_dir / "critic_scores.jsonl", progress
             )
         if oracle:
-            run.ratings["oracle"] = oracle_ratings(
+            run.ratings["oracle"], run.findings = oracle_ratings(
                 manifest, gen_dir, gen_dir / "oracle_ratings.jsonl", progress
             )
         runs.append(run)
@@ -175,6 +192,9 @@ def compare_models(
         "pairwise": {},
         "differences": {},
     }
+    for r in runs:  # toy world: what the oracle found wrong, e.g. how many videos drew the wrong shape
+        if r.findings:
+            result["summary"][r.name]["oracle"]["findings"] = tally_findings(r.findings)
     for other in runs[1:]:
         key, ref = f"{other.name} vs {runs[0].name}", runs[0].ratings
         result["pairwise"][key] = {rater: pairwise(v, ref[rater]) for rater, v in other.ratings.items()}

@@ -70,6 +70,17 @@ def comparison_tables(rep: Report, evaluation: dict[str, Any]) -> None:
     )
 
 
+def findings_table(rep: Report, evaluation: dict[str, Any]) -> None:
+    """Toy world: per model and dimension, how many videos show each kind of fault the oracle found."""
+    rows = [
+        [name, dim, ", ".join(f"{kind} {n}" for kind, n in kinds.items()) or "none"]
+        for name, by_rater in evaluation["summary"].items()
+        for dim, kinds in by_rater.get("oracle", {}).get("findings", {}).items()
+    ]
+    if rows:
+        rep.table(["model", "dimension", "videos with each fault (oracle)"], rows)
+
+
 def distributions(rep: Report, evaluation: dict[str, Any], root: Path) -> None:
     """Label rates per rater and the critic's reward per video, for every model in ``root``."""
     for rater in ("oracle", "critic"):
@@ -136,6 +147,7 @@ def write_eval_report(out: str | Path, evaluation: dict[str, Any], title: str = 
         rows,
     )
     comparison_tables(rep, evaluation)
+    findings_table(rep, evaluation)
     rep.heading("Label and reward distributions")
     distributions(rep, evaluation, out)
     rep.heading("Same prompts and seeds, every model")

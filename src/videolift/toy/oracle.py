@@ -167,6 +167,10 @@ class Judgement:
     def labels(self) -> dict[Dimension, Label]:
         return {d: self.label(d) for d in DIMENSIONS}
 
+    def finding_kinds(self) -> dict[Dimension, list[str]]:
+        """Every kind of fault found per dimension (e.g. shape and colour), not only those in the reason."""
+        return {d: sorted({f.kind for f in self.findings[d]}) for d in DIMENSIONS}
+
 
 def _grade(value: float, key: str) -> Label | None:
     normal, bad = THRESHOLDS[key]
