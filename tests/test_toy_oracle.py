@@ -107,8 +107,15 @@ def test_reasons_call_a_shape_given_the_benefit_of_the_doubt_by_the_asked_name()
     no reason may then call them circles."""
     spec = parse_prompt("two blue squares bounce in the night sky")
     blurred = Defect(VF, "blur", "strong", {"sigma": 3.6})
-    verdict = judge(render(spec, 2, [blurred], style=Style.generated(2)), spec)
+    frames = render(spec, 2, [blurred], style=Style.generated(2))
+    verdict = judge(frames, spec)
     assert {s["shape"] for s in verdict.measurements["subjects"]} == {"circle"}  # the fitted template
     assert verdict.labels() == {SC: G, MS: G, VF: B}
     reasons = [r.reason for r in verdict.ratings().values()]
     assert all("circle" not in r for r in reasons) and "square" in reasons[2], reasons
+    # Without the benefit of the doubt (``shape_doubt=1.0``) they are the circles they fit best.
+    strict = judge(frames, spec, shape_doubt=1.0)
+    assert strict.labels() == {SC: B, MS: G, VF: B} and strict.finding_kinds()[SC] == ["shape"]
+    assert "circle, but the prompt asks for a square" in strict.reason(SC)
+    with pytest.raises(ValueError, match="shape_doubt must be >= 1.0"):
+        judge(frames, spec, shape_doubt=0.9)

@@ -104,6 +104,12 @@ def rate(
     reward_config: Path = typer.Option(
         None, "--reward-config", help="Label -> score mapping and aggregation for --scores-out (YAML/JSON)."
     ),
+    shape_doubt: float = typer.Option(
+        None,
+        "--shape-doubt",
+        help="How many times worse the asked shape may fit than the best-fitting shape and still count "
+        "as drawn (default 1.3, the oracle's benefit of the doubt; 1.0: strict, only when it fits best).",
+    ),
 ) -> None:
     """Rate any toy-world videos from their pixels: the oracle, or a simulated annotator panel."""
     from videolift.toy.rate import rate_manifest
@@ -120,6 +126,7 @@ def rate(
         progress=progress,
         scores_out=scores_out,
         reward_config=reward_config,
+        shape_doubt=shape_doubt,
     )
     typer.echo(f"wrote {result['records']} ratings of {result['videos']} videos to {out}")
     if result["oracle_vs_truth"]:

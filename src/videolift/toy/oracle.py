@@ -118,9 +118,10 @@ class Subject:
         """Mean template error of a shape over the fitted frames (lower: more like that shape)."""
         return float(np.mean([f.errors[shape] for f in self.fits]))
 
-    def clearly_not(self, shape: str) -> bool:
-        """Another shape fits clearly better than ``shape`` (else ``shape`` gets the benefit of the doubt)."""
-        return self.shape != shape and self.shape_error(shape) > SHAPE_DOUBT * self.shape_error(self.shape)
+    def clearly_not(self, shape: str, doubt: float = SHAPE_DOUBT) -> bool:
+        """Another shape fits clearly better than ``shape``: ``shape``'s error is over ``doubt`` times the
+        best fit's (else ``shape`` gets the benefit of the doubt; 1.0: none)."""
+        return self.shape != shape and self.shape_error(shape) > doubt * self.shape_error(self.shape)
 
 
 @dataclass
@@ -303,15 +304,17 @@ def _count_text(subjects: list[Subject]) -> str:
     return f"{len(subjects)} shapes"
 
 
-def name_as_asked(spec: PromptSpec, subjects: list[Subject]) -> None:
+def name_as_asked(spec: PromptSpec, subjects: list[Subject], doubt: float = SHAPE_DOUBT) -> None:
     """Call a subject by the asked shape where it gets the benefit of the doubt, so that no reason
     says "the circle" of what the semantic verdict accepted as the asked square."""
     for want, got in _match(spec, subjects):
-        if not got.clearly_not(want.shape):  # also when it is the asked shape: the same name
+        if not got.clearly_not(want.shape, doubt):  # also when it is the asked shape: the same name
             got.called = want.shape
 
 
-def _semantic(spec: PromptSpec, seg: Segmentation, subjects: list[Subject]) -> list[Finding]:
+def _semantic(
+    spec: PromptSpec, seg: Segmentation, subjects: list[Subject], doubt: float = SHAPE_DOUBT
+) -> list[Finding]:
     out: list[Finding] = []
     if len(subjects) != spec.count:
         want = subjects_text(spec.subjects) if spec.count == 2 else f"just one {spec.subjects[0].text}"
@@ -323,7 +326,7 @@ def _semantic(spec: PromptSpec, seg: Segmentation, subjects: list[Subject]) -> l
                     "colour", B, {"it": got.noun, "shape": got.name, "want": want.colour, "got": got.colour}
                 )
             )
-        if got.clearly_not(want.shape):
+        if got.clearly_not(want.shape, doubt):
             out.append(Finding("shape", B, {"colour": got.colour, "want": want.shape, "got": got.shape}))
     gerund = ACTION_PHRASES[spec.action][2]
     for sub in subjects:
@@ -393,14 +396,21 @@ def _fidelity(seg: Segmentation, subjects: list[Subject]) -> list[Finding]:
     return out
 
 
-def judge(frames: np.ndarray, prompt: str | PromptSpec) -> Judgement:
-    """Rate a clip against its prompt on the three LiFT dimensions."""
+def judge(frames: np.ndarray, prompt: str | PromptSpec, shape_doubt: float = SHAPE_DOUBT) -> Judgement:
+    """Rate a clip against its prompt on the three LiFT dimensions. ``shape_doubt``: how much worse the
+    asked shape may fit than the best-fitting one and still count as drawn (1.0: only if it fits best)."""
+    if shape_doubt < 1.0:
+        raise ValueError(f"shape_doubt must be >= 1.0 (1.0: strict), got {shape_doubt}")
     spec = prompt if isinstance(prompt, PromptSpec) else parse_prompt(prompt)
     seg, subjects = observe(frames)
-    name_as_asked(spec, subjects)
+    name_as_asked(spec, subjects, shape_doubt)
     first = subjects[0].noun if subjects else "the shape"
     desc = f"{subjects_text(spec.subjects)} {ACTION_PHRASES[spec.action][2]} {SCENE_PHRASES[spec.scene]}"
-    findings = {S: _semantic(spec, seg, subjects), M: _motion(subjects), F: _fidelity(seg, subjects)}
+    findings = {
+        S: _semantic(spec, seg, subjects, shape_doubt),
+        M: _motion(subjects),
+        F: _fidelity(seg, subjects),
+    }
     measurements = {
         "noise": seg.noise,
         "count": len(subjects),

@@ -46,11 +46,13 @@ def rate_manifest(
     progress: bool = True,
     scores_out: Path | None = None,
     reward_config: Path | None = None,
+    shape_doubt: float | None = None,
 ) -> dict[str, Any]:
     """Write one HRA record per (video, annotator) to ``out``; returns counts and, when the manifest
     carries injected ``truth``, the oracle's agreement with it per dimension. With ``scores_out``
     (oracle only) the same ratings are also written in `critic score`'s format, rewards included:
-    the oracle as a perfect critic, the upper bound of what alignment can get from its rewards."""
+    the oracle as a perfect critic, the upper bound of what alignment can get from its rewards.
+    ``shape_doubt`` overrides the oracle's benefit of the doubt on shapes (``oracle.judge``)."""
     from tqdm import tqdm
 
     from videolift.core.errors import VideoError
@@ -58,7 +60,7 @@ def rate_manifest(
     from videolift.core.reward import RewardConfig
     from videolift.core.schema import HRARecord
     from videolift.core.video import read_video
-    from videolift.toy.oracle import judge
+    from videolift.toy.oracle import SHAPE_DOUBT, judge
     from videolift.toy.panel import Panel
 
     if not videos.is_dir():
@@ -69,6 +71,9 @@ def rate_manifest(
         raise VideoliftError(
             f"--reward-config {reward_config}: only used with --scores-out (HRA holds labels only)"
         )
+    if shape_doubt is not None and shape_doubt < 1.0:
+        raise VideoliftError(f"--shape-doubt {shape_doubt}: must be >= 1.0 (1.0: strict)")
+    doubt = SHAPE_DOUBT if shape_doubt is None else shape_doubt
     reward = RewardConfig.load(reward_config)
     rows = _read_manifest(manifest)
     panel = None if oracle else Panel(annotators, seed=seed)
@@ -81,7 +86,7 @@ def rate_manifest(
             raise DataError(
                 f"cannot read the video: {exc}", file=manifest, line=line, field="video"
             ) from None
-        verdict = judge(frames, obj["prompt"])
+        verdict = judge(frames, obj["prompt"], shape_doubt=doubt)
         video_id = str(obj.get("video_id") or obj["video"])
         extra = {k: v for k, v in obj.items() if k not in HRA_FIELDS}
         rated = [("oracle", verdict.ratings())] if panel is None else panel.rate(video_id, verdict)
