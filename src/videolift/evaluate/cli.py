@@ -162,13 +162,11 @@ def print_comparison(result: dict) -> None:
                 *[f"{s['dimensions'][d.value]['Good']:.1%}" for d in DIMENSIONS],
             )
     console.print(table)
+    from videolift.evaluate.eval_report import findings_text
+
     for name, by_rater in result["summary"].items():
         if found := by_rater.get("oracle", {}).get("findings"):
-            cells = "; ".join(
-                f"{dim.split('_')[0]}: " + ", ".join(f"{k} {n}" for k, n in kinds.items())
-                for dim, kinds in found.items()
-                if kinds
-            )
+            cells = "; ".join(f"{dim.split('_')[0]}: {findings_text(k)}" for dim, k in found.items() if k)
             console.print(f"{name} (oracle, videos with each fault): {cells or 'none'}")
     for pair, by_rater in result["pairwise"].items():
         for rater, p in by_rater.items():

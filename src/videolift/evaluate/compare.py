@@ -9,6 +9,7 @@ training seeds) are also compared as recipes, with the replicates' spread in the
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,9 +89,9 @@ def oracle_ratings(
         }
         findings = {d.value: kinds for d, kinds in judgement.finding_kinds().items()}
         lines.append(
-            {"video": rec["video"], "prompt": rec["prompt"], "seed": rec.get("seed"), "ratings": ratings}
-            | {"findings": findings}
-        )
+            {"video": rec["video"], "prompt": rec["prompt"], "seed": rec.get("seed"), "ratings": ratings,
+             "findings": findings}
+        )  # fmt: skip
     write_jsonl(out, lines)
     return [{d: r["label"] for d, r in line["ratings"].items()} for line in lines], [
         line["findings"] for line in lines
@@ -99,13 +100,9 @@ def oracle_ratings(
 
 def tally_findings(findings: list[dict[str, list[str]]]) -> dict[str, dict[str, int]]:
     """Per dimension, how many videos have each kind of fault (most frequent first)."""
-    counts: dict[str, dict[str, int]] = {}
-    for video in findings:
-        for dim, kinds in video.items():
-            by_kind = counts.setdefault(dim, {})
-            for kind in kinds:
-                by_kind[kind] = by_kind.get(kind, 0) + 1
-    return {dim: dict(sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))) for dim, c in counts.items()}
+    dims = dict.fromkeys(d for video in findings for d in video)
+    counts = {d: Counter(kind for video in findings for kind in video.get(d, ())) for d in dims}
+    return {d: dict(sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))) for d, c in counts.items()}
 
 
 def critic_ratings(critic: Any, manifest: Path, videos: Path, out: Path, progress: bool = True):

@@ -70,10 +70,15 @@ def comparison_tables(rep: Report, evaluation: dict[str, Any]) -> None:
     )
 
 
+def findings_text(kinds: dict[str, int]) -> str:
+    """``{"shape": 65, "colour": 20}`` -> ``"shape 65, colour 20"``."""
+    return ", ".join(f"{kind} {n}" for kind, n in kinds.items()) or "none"
+
+
 def findings_table(rep: Report, evaluation: dict[str, Any]) -> None:
     """Toy world: per model and dimension, how many videos show each kind of fault the oracle found."""
     rows = [
-        [name, dim, ", ".join(f"{kind} {n}" for kind, n in kinds.items()) or "none"]
+        [name, dim, findings_text(kinds)]
         for name, by_rater in evaluation["summary"].items()
         for dim, kinds in by_rater.get("oracle", {}).get("findings", {}).items()
     ]
