@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -143,9 +144,9 @@ def test_training_decreases_weighted_loss_and_full_export_loads(world, tmp_path)
     assert result.data["cache"]["videos_encoded"] == 4
 
 
-def test_text_dropout_trains_some_rows_on_the_empty_prompt(world, tmp_path, monkeypatch):
-    """With --text-dropout the empty prompt is cached once and about that share of the rows the
-    transformer trains on carry its embedding instead of their own prompt's."""
+def _record_trained_text(monkeypatch) -> tuple[Any, list[torch.Tensor]]:
+    """The CogVideoX spec the trainer will use, and the list each training row's text embedding is
+    appended to as the loss is computed."""
     import videolift.align.trainer as trainer
 
     spec = get_spec("cogvideox")
@@ -158,6 +159,13 @@ def test_text_dropout_trains_some_rows_on_the_empty_prompt(world, tmp_path, monk
 
     monkeypatch.setattr(spec, "training_loss", recording_loss)
     monkeypatch.setattr(trainer, "get_spec", lambda family: spec)
+    return spec, seen
+
+
+def test_text_dropout_trains_some_rows_on_the_empty_prompt(world, tmp_path, monkeypatch):
+    """With --text-dropout the empty prompt is cached once and about that share of the rows the
+    transformer trains on carry its embedding instead of their own prompt's."""
+    spec, seen = _record_trained_text(monkeypatch)
     result = train(
         align_config(world, tmp_path / "run", max_steps=30, batch_size=2, text_dropout=0.3), progress=False
     )
@@ -177,18 +185,7 @@ def test_text_dropout_trains_some_rows_on_the_empty_prompt(world, tmp_path, monk
 def test_weighted_sampling_trains_mostly_the_high_reward_videos(world, tmp_path, monkeypatch):
     """--syn-sampling weighted draws videos by weight (raw rewards 0.9 for the two Good, 0.05 for the
     two Bad) and scales every loss by the mean weight; uniform sees each video equally often."""
-    import videolift.align.trainer as trainer
-
-    spec = get_spec("cogvideox")
-    seen: list[torch.Tensor] = []
-    loss = spec.training_loss
-
-    def recording_loss(pipe, model, latents, text, **kw):
-        seen.append(text.detach().clone())
-        return loss(pipe, model, latents, text, **kw)
-
-    monkeypatch.setattr(spec, "training_loss", recording_loss)
-    monkeypatch.setattr(trainer, "get_spec", lambda family: spec)
+    spec, seen = _record_trained_text(monkeypatch)
     pipe = spec.load(str(world / "model"))
     good = spec.encode_prompts(pipe, ["a red square moves right", "a blue square moves right"])
     share, logged = {}, {}
