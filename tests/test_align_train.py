@@ -417,3 +417,28 @@ def test_cli_no_progress_silences_every_bar_including_encoding(world, tmp_path):
     for flag in ("--no-progress", "--quiet"):
         shown = bars(tmp_path / flag, flag)
         assert "encode videos" not in shown and "align:" not in shown and "%|" not in shown
+
+
+def test_cli_lora_targets_adapts_the_feed_forward_layers_too(world, tmp_path):
+    """--lora-targets (comma-separated) reaches peft: the exported adapter holds exactly the named
+    layers, plain diffusers loads it, and a name that matches nothing is refused before training."""
+    from diffusers import CogVideoXPipeline
+    from safetensors.torch import load_file
+    from typer.testing import CliRunner
+
+    from videolift.cli import app
+
+    args = _cli_args(world, tmp_path / "run", max_steps=2, lora_rank=2, lora_alpha=2)
+    result = CliRunner().invoke(app, ["align", *args, "--lora", "--lora-targets", "to_q, ff.net.2"])
+    assert result.exit_code == 0, result.output
+    keys = load_file(str(tmp_path / "run/lora/pytorch_lora_weights.safetensors")).keys()
+    adapted = {k.split(".lora_")[0].split(".", 3)[-1] for k in keys}  # transformer.transformer_blocks.N.<layer>
+    assert adapted == {"attn1.to_q", "ff.net.2"}, adapted
+    pipe = CogVideoXPipeline.from_pretrained(world / "model")
+    pipe.load_lora_weights(tmp_path / "run/lora", weight_name="pytorch_lora_weights.safetensors")
+    assert any("ff.net.2.lora_A" in n for n, _ in pipe.transformer.named_parameters())
+
+    bad = _cli_args(world, tmp_path / "bad", max_steps=2)
+    result = CliRunner().invoke(app, ["align", *bad, "--lora", "--lora-targets", "to_qq"])
+    assert result.exit_code != 0 and "to_qq" in result.output and "ff.net.2" in result.output, result.output
+    assert not (tmp_path / "bad/lora").exists()

@@ -46,6 +46,7 @@ def align(
     text_dropout: float = typer.Option(None, "--text-dropout", help=_h("text_dropout")),
     lora_rank: int = typer.Option(None, "--lora-rank", help=_h("lora_rank")),
     lora_alpha: float = typer.Option(None, "--lora-alpha", help=_h("lora_alpha")),
+    lora_targets: str = typer.Option(None, "--lora-targets", help=_h("lora_targets")),
     lr: float = typer.Option(None, "--lr", help=_h("lr")),
     weight_decay: float = typer.Option(None, "--weight-decay", help=_h("weight_decay")),
     lr_scheduler: str = typer.Option(None, "--lr-scheduler", help=_h("lr_scheduler")),

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import to_jsonable_python
 
 from videolift.core.errors import DataError
@@ -95,7 +95,8 @@ class AlignConfig(BaseModel):
     lora_alpha: float = Field(64.0, gt=0, description="LoRA alpha (scale = alpha / rank)")
     lora_targets: list[str] = Field(
         default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"],
-        description="module names LoRA adapts (diffusers attention projections)",
+        description="module names LoRA adapts, comma-separated on the command line (default: the "
+        "attention projections; add ff.net.0.proj,ff.net.2 for the feed-forward layers)",
     )
 
     # ---- optimisation -----------------------------------------------------------------------------
@@ -142,6 +143,16 @@ class AlignConfig(BaseModel):
     log_every: int = Field(1, ge=1, description="optimizer steps between log lines")
     num_workers: int = Field(2, ge=0, description="DataLoader workers reading cached tensors")
     resume: bool = Field(False, description="continue from the last complete checkpoint in OUT")
+
+    @field_validator("lora_targets", mode="before")
+    @classmethod
+    def _split_targets(cls, value: object) -> object:
+        """``--lora-targets to_q,to_v`` arrives as one string."""
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not value:
+            raise ValueError("needs at least one module name")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> AlignConfig:

@@ -204,7 +204,15 @@ def make_trainable(transformer: torch.nn.Module, cfg: AlignConfig) -> list[torch
             init_lora_weights=True,
             target_modules=list(cfg.lora_targets),
         )
-        transformer.add_adapter(config)
+        try:
+            transformer.add_adapter(config)
+        except ValueError as err:  # peft: "Target modules {...} not found in the base model"
+            linear = sorted({n.rsplit("blocks.", 1)[-1].split(".", 1)[-1] for n, m in transformer.named_modules()
+                             if isinstance(m, torch.nn.Linear) and "blocks." in n})  # fmt: skip
+            raise VideoliftError(
+                f"--lora-targets {','.join(cfg.lora_targets)}: {err} The transformer blocks' linear layers: "
+                f"{', '.join(linear)}"
+            ) from err
         cast_training_params(transformer, torch.float32)
     else:
         if transformer.dtype != torch.float32:
