@@ -207,8 +207,12 @@ def make_trainable(transformer: torch.nn.Module, cfg: AlignConfig) -> list[torch
         try:
             transformer.add_adapter(config)
         except ValueError as err:  # peft: "Target modules {...} not found in the base model"
-            linear = sorted({n.rsplit("blocks.", 1)[-1].split(".", 1)[-1] for n, m in transformer.named_modules()
-                             if isinstance(m, torch.nn.Linear) and "blocks." in n})  # fmt: skip
+            names = [
+                n for n, m in transformer.named_modules() if isinstance(m, torch.nn.Linear) and "blocks." in n
+            ]
+            linear = sorted(
+                {n.split("blocks.", 1)[1].split(".", 1)[1] for n in names}
+            )  # "attn1.to_q": no block index
             raise VideoliftError(
                 f"--lora-targets {','.join(cfg.lora_targets)}: {err} The transformer blocks' linear layers: "
                 f"{', '.join(linear)}"
