@@ -210,9 +210,8 @@ def make_trainable(transformer: torch.nn.Module, cfg: AlignConfig) -> list[torch
             names = [
                 n for n, m in transformer.named_modules() if isinstance(m, torch.nn.Linear) and "blocks." in n
             ]
-            linear = sorted(
-                {n.split("blocks.", 1)[1].split(".", 1)[1] for n in names}
-            )  # "attn1.to_q": no block index
+            # "transformer_blocks.0.attn1.to_q" -> "attn1.to_q", the name peft matches
+            linear = sorted({n.split("blocks.", 1)[1].split(".", 1)[1] for n in names})
             raise VideoliftError(
                 f"--lora-targets {','.join(cfg.lora_targets)}: {err} The transformer blocks' linear layers: "
                 f"{', '.join(linear)}"
