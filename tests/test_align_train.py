@@ -432,7 +432,8 @@ def test_cli_lora_targets_adapts_the_feed_forward_layers_too(world, tmp_path):
     result = CliRunner().invoke(app, ["align", *args, "--lora", "--lora-targets", "to_q, ff.net.2"])
     assert result.exit_code == 0, result.output
     keys = load_file(str(tmp_path / "run/lora/pytorch_lora_weights.safetensors")).keys()
-    adapted = {k.split(".lora_")[0].split(".", 3)[-1] for k in keys}  # transformer.transformer_blocks.N.<layer>
+    # "transformer.transformer_blocks.N.<layer>.lora_A.weight" -> "<layer>"
+    adapted = {k.split(".lora_")[0].split(".", 3)[-1] for k in keys}
     assert adapted == {"attn1.to_q", "ff.net.2"}, adapted
     pipe = CogVideoXPipeline.from_pretrained(world / "model")
     pipe.load_lora_weights(tmp_path / "run/lora", weight_name="pytorch_lora_weights.safetensors")
