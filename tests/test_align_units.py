@@ -315,3 +315,8 @@ def test_config_yaml_overrides_and_errors(tmp_path):
         AlignConfig.load(path, **req)
     with pytest.raises(DataError, match="height and width"):
         AlignConfig.load(None, height=64, **req)
+    assert AlignConfig.load(None, lora_targets="to_q, ff.net.2", **req).lora_targets == ["to_q", "ff.net.2"]
+    path.write_text("lora_targets: [to_v]\n")
+    assert AlignConfig.load(path, **req).lora_targets == ["to_v"]  # YAML lists as before
+    with pytest.raises(DataError, match="lora_targets"):
+        AlignConfig.load(None, lora_targets=" , ", **req)
