@@ -421,7 +421,8 @@ def test_cli_no_progress_silences_every_bar_including_encoding(world, tmp_path):
 
 def test_cli_lora_targets_adapts_the_feed_forward_layers_too(world, tmp_path):
     """--lora-targets (comma-separated) reaches peft: the exported adapter holds exactly the named
-    layers, plain diffusers loads it, and a name that matches nothing is refused before training."""
+    layers, plain diffusers loads it, and a name that matches nothing is refused before any video
+    is encoded."""
     from diffusers import CogVideoXPipeline
     from safetensors.torch import load_file
     from typer.testing import CliRunner
@@ -442,4 +443,4 @@ def test_cli_lora_targets_adapts_the_feed_forward_layers_too(world, tmp_path):
     bad = _cli_args(world, tmp_path / "bad", max_steps=2)
     result = CliRunner().invoke(app, ["align", *bad, "--lora", "--lora-targets", "to_qq"])
     assert result.exit_code != 0 and "to_qq" in result.output and "ff.net.2" in result.output, result.output
-    assert not (tmp_path / "bad/lora").exists()
+    assert not (tmp_path / "bad/lora").exists() and not (tmp_path / "bad/cache").exists()  # before encoding

@@ -345,6 +345,7 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
     for component in pipe.components.values():
         if isinstance(component, torch.nn.Module):
             component.requires_grad_(False)
+    params = make_trainable(transformer, cfg)  # before caching: a bad --lora-targets fails in seconds
 
     syn_paths, real_paths, empty_text, cache_stats = _cache_all(
         cfg, spec, pipe, accelerator, synthetic, real, progress
@@ -352,7 +353,6 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
     _check_shapes(syn_paths, real_paths, empty_text)
     data["cache"] = asdict(cache_stats)
 
-    params = make_trainable(transformer, cfg)
     transformer.to(accelerator.device).train()
 
     optimizer = torch.optim.AdamW(
