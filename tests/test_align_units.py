@@ -217,7 +217,7 @@ def test_text_dropout_swaps_in_the_empty_prompt_reproducibly(tmp_path):
 
 
 def test_resume_conflicts_name_changed_settings_and_accept_newer_options_at_default(tmp_path):
-    from videolift.align.trainer import STATE_FILE, checkpoint_conflicts
+    from videolift.align.checkpoints import STATE_FILE, checkpoint_conflicts
 
     cfg = AlignConfig(model="m", scores="s.jsonl", videos="v", out=tmp_path / "run", lr=1e-3)
     saved = cfg.model_dump(mode="json")
@@ -253,7 +253,7 @@ def test_resume_conflicts_name_changed_settings_and_accept_newer_options_at_defa
 
 
 def test_resume_refuses_inputs_edited_at_the_same_path(tmp_path):
-    from videolift.align.trainer import STATE_FILE, checkpoint_conflicts
+    from videolift.align.checkpoints import STATE_FILE, checkpoint_conflicts
 
     scores, rewards = tmp_path / "s.jsonl", tmp_path / "reward.yaml"
     scores.write_text('{"video": "a.mp4"}\n')

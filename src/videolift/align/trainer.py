@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,18 +19,16 @@ import numpy as np
 import torch
 
 from videolift.align.cache import CacheStats, EncodingCache, common_shape, model_fingerprint
-from videolift.align.config import RESUMABLE_CHANGES, AlignConfig
+from videolift.align.checkpoints import clear_after, load_checkpoint, resume_point, save_checkpoint
+from videolift.align.config import AlignConfig
 from videolift.align.data import CachedItem, StepDataset, Stream, WeightedStream
 from videolift.align.export import export_full, export_lora, gathered_transformer
 from videolift.align.weights import Sample, read_real, read_scores, rescore, select_synthetic
 from videolift.core.errors import VideoliftError
-from videolift.core.jsonl import append_jsonl, atomic_write, iter_json_lines
+from videolift.core.jsonl import append_jsonl, atomic_write
 from videolift.core.reward import RewardConfig
 from videolift.models.base import resolve_dtype
 from videolift.models.families import detect_family, get_spec
-
-CKPT_RE = re.compile(r"^step-(\d+)$")
-STATE_FILE = "trainer_state.json"
 
 
 @dataclass
@@ -229,114 +225,29 @@ def make_trainable(transformer: torch.nn.Module, cfg: AlignConfig) -> list[torch
     return params
 
 
-# ---- checkpoints --------------------------------------------------------------------------------------
-def latest_checkpoint(root: Path) -> Path | None:
-    found = [
-        (int(m.group(1)), p)
-        for p in (root.iterdir() if root.exists() else [])
-        if (m := CKPT_RE.match(p.name)) and (p / STATE_FILE).exists()
-    ]
-    return max(found)[1] if found else None
-
-
-def checkpoint_conflicts(cfg: AlignConfig, checkpoint: Path) -> list[str]:
-    """Settings of ``cfg`` that differ from those of the run that wrote ``checkpoint`` (none: resume)."""
-    state = json.loads((checkpoint / STATE_FILE).read_text())
-    saved = state.get("config")
-    if saved is None:  # checkpoints written before 2026-12-04 hold only a hash; the config sits in OUT
-        if state.get("fingerprint") == cfg.training_fingerprint():
-            return []
-        path = checkpoint.parent.parent / "align_config.json"
-        if not path.exists():
-            return [f"the checkpoint's settings differ and {path} is missing to say how"]
-        saved = json.loads(path.read_text())
-    conflicts = cfg.resume_conflicts(saved)
-    # Checkpoints from before 2026-12-05 hold no hashes: their inputs are compared by path only.
-    hashes, now = state.get("inputs") or {}, cfg.input_hashes()
-    for name, digest in sorted(hashes.items()):
-        if now.get(name) != digest and not any(c.startswith(f"{name}:") for c in conflicts):
-            conflicts.append(
-                f"{name}: {getattr(cfg, name)} has changed since the checkpoint (its content differs)"
-            )
-    return conflicts
-
-
-def save_checkpoint(accelerator: Any, root: Path, step: int, state: dict, keep: int) -> Path:
-    """accelerate.save_state into a temporary directory, renamed when complete. Collective."""
-    final, tmp = root / f"step-{step:07d}", root / f".partial-step-{step:07d}"
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        with atomic_write(tmp / STATE_FILE) as handle:
-            json.dump(state, handle, indent=1)
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
-        done = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := CKPT_RE.match(p.name)))
-        for _, old in done[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    return final
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """After a resume, drop log lines of steps the killed run did past its last checkpoint."""
-    if not path.exists():
-        return
-    keep = [obj for _, obj in iter_json_lines(path, skip_partial_last=True) if obj.get("step", 0) <= step]
-    with atomic_write(path) as handle:
-        handle.writelines(json.dumps(obj) + "\n" for obj in keep)
-
-
-# ---- the run ---------------------------------------------------------------------------------------------
-def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
+# ---- the run, piece by piece ------------------------------------------------------------------------------
+def _accelerator(cfg: AlignConfig) -> Any:
     from accelerate import Accelerator
-    from accelerate.utils import DistributedType, gather_object, set_seed
-    from diffusers.optimization import get_scheduler
+    from accelerate.utils import DistributedType
 
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum)
-    rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
     launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if launched != world:  # e.g. torchrun on a machine without GPUs: N independent runs, not one
+    if launched != accelerator.num_processes:  # e.g. torchrun on a machine without GPUs: N runs, not one
         raise VideoliftError(
-            f"launched {launched} processes but accelerate runs {world}: the ranks would not synchronise; "
-            "on CPU set ACCELERATE_USE_CPU=1 (see docs/align.md)"
+            f"launched {launched} processes but accelerate runs {accelerator.num_processes}: the ranks would "
+            "not synchronise; on CPU set ACCELERATE_USE_CPU=1 (see docs/align.md)"
         )
-    say = accelerator.print
-    set_seed(cfg.seed)
-    if cfg.family is None:  # recorded resolved, so checkpoints and align_config.json name the family
-        cfg = cfg.model_copy(update={"family": detect_family(cfg.model)})
-    out, ckpt_root, log_dir = cfg.out, cfg.out / "checkpoints", cfg.out / "logs"
-    fsdp = accelerator.distributed_type == DistributedType.FSDP
-    if fsdp and (cfg.finetune == "lora" or cfg.ema_decay):
+    if accelerator.distributed_type == DistributedType.FSDP and (cfg.finetune == "lora" or cfg.ema_decay):
         raise VideoliftError("FSDP supports full fine-tuning without EMA; use DDP or ZeRO-2 for LoRA / EMA")
+    return accelerator
 
-    # -- resume or fresh start: decided identically on every rank
-    resume_from = latest_checkpoint(ckpt_root) if cfg.resume else None
-    if not cfg.resume and latest_checkpoint(ckpt_root) is not None:
-        raise VideoliftError(
-            f"{out} already holds checkpoints: pass --resume to continue, or use a new --out"
-        )
-    if resume_from is not None and (conflicts := checkpoint_conflicts(cfg, resume_from)):
-        raise VideoliftError(
-            f"{resume_from}: written by a run with other settings (only {', '.join(sorted(RESUMABLE_CHANGES))}"
-            " may change on --resume):\n  " + "\n  ".join(conflicts)
-        )
-    inputs = cfg.input_hashes()
-    synthetic, real, data = load_samples(cfg)
-    weight_dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.mixed_precision]
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        with atomic_write(out / "align_config.json") as handle:
-            handle.write(cfg.model_dump_json(indent=1))
 
-    # -- model: frozen encoders in the mixed-precision dtype, trained transformer with fp32 master weights
+def _load_model(cfg: AlignConfig, weight_dtype: torch.dtype) -> tuple[Any, Any, list[torch.nn.Parameter]]:
+    """The pipeline with frozen encoders in the mixed-precision dtype and its transformer made
+    trainable (fp32 master weights); (spec, pipe, trained parameters)."""
     spec = get_spec(cfg.family)
     pipe = spec.load(cfg.model, dtype=resolve_dtype(weight_dtype), device="cpu")
     spec.check_trainable(pipe)
-    transformer = pipe.transformer
     if cfg.synthetic_min_timestep >= (n_t := pipe.scheduler.config.num_train_timesteps):
         raise VideoliftError(
             f"--synthetic-min-timestep {cfg.synthetic_min_timestep}: must be below the scheduler's "
@@ -345,15 +256,12 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
     for component in pipe.components.values():
         if isinstance(component, torch.nn.Module):
             component.requires_grad_(False)
-    params = make_trainable(transformer, cfg)  # before caching: a bad --lora-targets fails in seconds
+    return spec, pipe, make_trainable(pipe.transformer, cfg)  # before caching: bad targets fail in seconds
 
-    syn_paths, real_paths, empty_text, cache_stats = _cache_all(
-        cfg, spec, pipe, accelerator, synthetic, real, progress
-    )
-    _check_shapes(syn_paths, real_paths, empty_text)
-    data["cache"] = asdict(cache_stats)
 
-    transformer.to(accelerator.device).train()
+def _optimizer(cfg: AlignConfig, params: list, accelerator: Any, micro_batch: int) -> tuple[Any, Any]:
+    from accelerate.utils import DistributedType
+    from diffusers.optimization import get_scheduler
 
     optimizer = torch.optim.AdamW(
         params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, eps=cfg.adam_eps
@@ -364,113 +272,67 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
     )
     if accelerator.distributed_type == DistributedType.DEEPSPEED:  # no prepared DataLoader to infer these
         ds = accelerator.state.deepspeed_plugin.deepspeed_config
-        ds["train_micro_batch_size_per_gpu"] = cfg.batch_size + (
-            cfg.real_bs if real and cfg.lambda_real > 0 else 0
-        )
+        ds["train_micro_batch_size_per_gpu"] = micro_batch
         if ds.get("gradient_clipping") in (None, "auto"):
             ds["gradient_clipping"] = cfg.max_grad_norm
-    model, optimizer = accelerator.prepare(transformer, optimizer)
-    accelerator.register_for_checkpointing(scheduler)
-    ema = None
-    if cfg.ema_decay:
-        from diffusers.training_utils import EMAModel
+    return optimizer, scheduler
 
-        ema = EMAModel(trainable_parameters(accelerator.unwrap_model(model)), decay=cfg.ema_decay)
-        accelerator.register_for_checkpointing(ema)
 
-    step = 0
-    if resume_from is not None:
-        accelerator.load_state(str(resume_from))
-        saved = json.loads((resume_from / STATE_FILE).read_text())
-        step = int(saved["step"])
-        say(f"resumed from {resume_from} at step {step}")
-        if saved.get("world_size") != world:
-            say(
-                f"warning: checkpoint written by {saved.get('world_size')} processes, now {world}: the data order differs"
-            )
-    if main:
-        for partial in ckpt_root.glob(".partial-step-*"):  # a save the previous run did not finish
-            shutil.rmtree(partial, ignore_errors=True)
-        log_dir.mkdir(parents=True, exist_ok=True)
-        _truncate_log(log_dir / "train.jsonl", step)
-    assert_ranks_in_sync(accelerator, model, step)
-
-    # -- data: micro-step k is item k of the dataset
+def _step_dataset(
+    cfg: AlignConfig, synthetic: list[Sample], cached: tuple[list, list, Path | None], rank: int, world: int
+) -> StepDataset:
+    """Micro-step k of the run is item k: synthetic draws (by weight, or uniform with weighted loss)
+    and real ones, a pure function of (seed, rank, k)."""
+    syn_paths, real_paths, empty_text = cached
     weights = [s.weight for s in synthetic]
     if cfg.syn_sampling == "weighted":  # draw by weight, scale by the mean weight: same objective
         syn_stream = WeightedStream(weights, cfg.batch_size, seed=cfg.seed, rank=rank, world=world)
         weights = [float(np.mean(weights))] * len(weights)
     else:
         syn_stream = Stream(len(weights), cfg.batch_size, seed=cfg.seed, rank=rank, world=world)
-    syn_items = [CachedItem(lat, txt, w) for (lat, txt), w in zip(syn_paths, weights, strict=True)]
     real_items = [CachedItem(lat, txt, 1.0) for lat, txt in real_paths]
-    total_micro = cfg.max_steps * cfg.grad_accum
-    dataset = StepDataset(
-        syn_items,
+    return StepDataset(
+        [CachedItem(lat, txt, w) for (lat, txt), w in zip(syn_paths, weights, strict=True)],
         syn_stream,
         real_items,
         Stream(len(real_items), cfg.real_bs, seed=cfg.seed + 1, rank=rank, world=world)
         if real_items
         else None,
         lambda_real=cfg.lambda_real,
-        length=total_micro,
+        length=cfg.max_steps * cfg.grad_accum,
         empty_text=empty_text,
         text_dropout=cfg.text_dropout,
     )
-    start_micro = step * cfg.grad_accum
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=None, sampler=range(start_micro, total_micro), num_workers=cfg.num_workers
-    )
-    n_real = cfg.real_bs if dataset.real else 0
-    samples_per_step = (cfg.batch_size + n_real) * world * cfg.grad_accum
-    say(
+
+
+def _describe(cfg: AlignConfig, data: dict, n_real: int, world: int, params: list, step: int) -> str:
+    return (
         f"align: {cfg.method}, {cfg.finetune} fine-tune, {data['kept']} synthetic videos "
         f"(weights {data['weight_min']:.3g}..{data['weight_max']:.3g}"
         + (", drawn by weight" if cfg.syn_sampling == "weighted" else "")
-        + f"), {len(real_items)} real (lambda "
+        + f"), {data['real']} real (lambda "
         f"{cfg.lambda_real}); per step: {cfg.batch_size} syn + {n_real} real x {world} processes x "
-        f"{cfg.grad_accum} accumulation = {samples_per_step} videos; {sum(p.numel() for p in params):,} "
-        f"trainable parameters; steps {step} -> {cfg.max_steps}"
+        f"{cfg.grad_accum} accumulation = {(cfg.batch_size + n_real) * world * cfg.grad_accum} videos; "
+        f"{sum(p.numel() for p in params):,} trainable parameters; steps {step} -> {cfg.max_steps}"
         + (f"; {cfg.text_dropout:.0%} of prompts dropped to the empty one" if cfg.text_dropout else "")
     )
 
-    writer = None
-    if main:
-        from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(log_dir / "tensorboard"), purge_step=step + 1 if step else None)
-    from tqdm import tqdm
+class _StepLog:
+    """Means of the losses and weights over the micro-steps since the last log line, across ranks."""
 
-    bar = tqdm(total=cfg.max_steps, initial=step, desc="align", disable=not (progress and main))
-    acc = torch.zeros(6, dtype=torch.float64)  # loss, syn weighted, syn plain, real, weight, count
-    first_ids: list[int] | None = None
-    last_log: dict = {}
-    t_log, steps_since_log = time.perf_counter(), 0
-    for micro, batch in zip(range(start_micro, total_micro), loader, strict=True):
-        first_ids = batch["ids"] if first_ids is None else first_ids
-        with accelerator.accumulate(model):
-            gen = step_generator(cfg.seed, rank, micro, accelerator.device)
-            coef = batch["coef"].to(accelerator.device)
-            loss, per_sample = batch_loss(
-                spec,
-                pipe,
-                model,
-                batch["params"].to(accelerator.device),
-                batch["text"].to(accelerator.device),
-                coef,
-                gen,
-                n_syn=batch["n_syn"],
-                syn_min_timestep=cfg.synthetic_min_timestep,
-            )
-            accelerator.backward(loss)
-            grad_norm = None
-            if accelerator.sync_gradients:
-                grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+    def __init__(self, samples_per_step: int, world: int):
+        self.samples_per_step, self.world = samples_per_step, world
+        self._reset()
+
+    def _reset(self) -> None:
+        self.acc = torch.zeros(6, dtype=torch.float64)  # loss, syn weighted, syn plain, real, weight, count
+        self.started, self.steps = time.perf_counter(), 0
+
+    def add(self, loss: torch.Tensor, per_sample: torch.Tensor, batch: dict) -> None:
         n_syn, per = batch["n_syn"], per_sample.double().cpu()
         w = batch["coef"][:n_syn].double() * n_syn
-        acc += torch.tensor(
+        self.acc += torch.tensor(
             [
                 float(loss.detach()),
                 float((w * per[:n_syn]).mean()),
@@ -481,40 +343,147 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
             ],
             dtype=torch.float64,
         )
+
+    def row(self, accelerator: Any, step: int, lr: float, grad_norm: Any, has_real: bool) -> dict:
+        """The log line of ``step`` (collective: every rank must call it), then start afresh."""
+        means = accelerator.reduce(self.acc.to(accelerator.device), reduction="mean").cpu()
+        means = (means[:5] / means[5]).tolist()
+        elapsed = time.perf_counter() - self.started
+        row = {
+            "step": step,
+            "loss": means[0],
+            "loss_syn_weighted": means[1],
+            "loss_syn": means[2],
+            "loss_real": means[3] if has_real else None,
+            "weight_mean": means[4],
+            "lr": lr,
+            "grad_norm": None if grad_norm is None else float(grad_norm),
+            "steps_per_s": self.steps / elapsed,
+            "samples_per_s": self.steps * self.samples_per_step / elapsed,
+            "world_size": self.world,
+        }
+        self._reset()
+        return row
+
+
+def _export(cfg: AlignConfig, accelerator: Any, pipe: Any, model: Any, ema: Any, weight_dtype: Any) -> Any:
+    """Copy EMA weights in when enabled, then write what plain diffusers loads (main process only;
+    collective); the exported directory on the main process, else None."""
+    if ema is not None:
+        ema.copy_to(trainable_parameters(accelerator.unwrap_model(model)))
+    trained = gathered_transformer(accelerator, model)
+    if not accelerator.is_main_process:
+        return None
+    if cfg.finetune == "lora":
+        return export_lora(pipe, trained, cfg.out)
+    return export_full(pipe, trained, cfg.out, weight_dtype)
+
+
+# ---- the run ---------------------------------------------------------------------------------------------
+def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
+    from accelerate.utils import gather_object, set_seed
+    from tqdm import tqdm
+
+    accelerator = _accelerator(cfg)
+    rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
+    say = accelerator.print
+    set_seed(cfg.seed)
+    if cfg.family is None:  # recorded resolved, so checkpoints and align_config.json name the family
+        cfg = cfg.model_copy(update={"family": detect_family(cfg.model)})
+    ckpt_root, log_dir = cfg.out / "checkpoints", cfg.out / "logs"
+    resume_from = resume_point(cfg, ckpt_root)
+    inputs = cfg.input_hashes()
+    synthetic, real, data = load_samples(cfg)
+    weight_dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.mixed_precision]
+    if main:
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        with atomic_write(cfg.out / "align_config.json") as handle:
+            handle.write(cfg.model_dump_json(indent=1))
+
+    spec, pipe, params = _load_model(cfg, weight_dtype)
+    *cached, cache_stats = _cache_all(cfg, spec, pipe, accelerator, synthetic, real, progress)
+    _check_shapes(*cached)
+    data["cache"] = asdict(cache_stats)
+    dataset = _step_dataset(cfg, synthetic, tuple(cached), rank, world)
+    n_real = cfg.real_bs if dataset.real else 0
+
+    pipe.transformer.to(accelerator.device).train()
+    optimizer, scheduler = _optimizer(cfg, params, accelerator, micro_batch=cfg.batch_size + n_real)
+    model, optimizer = accelerator.prepare(pipe.transformer, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+    ema = None
+    if cfg.ema_decay:
+        from diffusers.training_utils import EMAModel
+
+        ema = EMAModel(trainable_parameters(accelerator.unwrap_model(model)), decay=cfg.ema_decay)
+        accelerator.register_for_checkpointing(ema)
+
+    step = 0
+    if resume_from is not None:
+        saved = load_checkpoint(accelerator, resume_from)
+        step = int(saved["step"])
+        say(f"resumed from {resume_from} at step {step}")
+        if saved.get("world_size") != world:
+            say(
+                f"warning: checkpoint written by {saved.get('world_size')} processes, now {world}: the data order differs"
+            )
+    if main:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        clear_after(ckpt_root, log_dir / "train.jsonl", step)
+    assert_ranks_in_sync(accelerator, model, step)
+
+    start_micro = step * cfg.grad_accum
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=None, sampler=range(start_micro, len(dataset)), num_workers=cfg.num_workers
+    )
+    say(_describe(cfg, data, n_real, world, params, step))
+    writer = None
+    if main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(log_dir / "tensorboard"), purge_step=step + 1 if step else None)
+    bar = tqdm(total=cfg.max_steps, initial=step, desc="align", disable=not (progress and main))
+    log = _StepLog((cfg.batch_size + n_real) * world * cfg.grad_accum, world)
+    first_ids: list[int] | None = None
+    last_log: dict = {}
+    for micro, batch in zip(range(start_micro, len(dataset)), loader, strict=True):
+        first_ids = batch["ids"] if first_ids is None else first_ids
+        with accelerator.accumulate(model):
+            loss, per_sample = batch_loss(
+                spec,
+                pipe,
+                model,
+                batch["params"].to(accelerator.device),
+                batch["text"].to(accelerator.device),
+                batch["coef"].to(accelerator.device),
+                step_generator(cfg.seed, rank, micro, accelerator.device),
+                n_syn=batch["n_syn"],
+                syn_min_timestep=cfg.synthetic_min_timestep,
+            )
+            accelerator.backward(loss)
+            grad_norm = None
+            if accelerator.sync_gradients:
+                grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        log.add(loss, per_sample, batch)
         if not accelerator.sync_gradients:
             continue
         scheduler.step()
         if ema is not None:
             ema.step(trainable_parameters(accelerator.unwrap_model(model)))
         step += 1
-        steps_since_log += 1
+        log.steps += 1
         bar.update(1)
 
         if step % cfg.log_every == 0 or step == cfg.max_steps:
-            means = accelerator.reduce(acc.to(accelerator.device), reduction="mean").cpu()
-            means = (means[:5] / means[5]).tolist()
-            elapsed = time.perf_counter() - t_log
-            last_log = {
-                "step": step,
-                "loss": means[0],
-                "loss_syn_weighted": means[1],
-                "loss_syn": means[2],
-                "loss_real": means[3] if n_real else None,
-                "weight_mean": means[4],
-                "lr": scheduler.get_last_lr()[0],
-                "grad_norm": None if grad_norm is None else float(grad_norm),
-                "steps_per_s": steps_since_log / elapsed,
-                "samples_per_s": steps_since_log * samples_per_step / elapsed,
-                "world_size": world,
-            }
+            last_log = log.row(accelerator, step, scheduler.get_last_lr()[0], grad_norm, bool(n_real))
             if main:
                 append_jsonl(log_dir / "train.jsonl", last_log)
                 for key, value in last_log.items():
                     if isinstance(value, float) and key != "step":
                         writer.add_scalar(f"align/{key}", value, step)
-                bar.set_postfix(loss=f"{means[0]:.4g}")
-            acc.zero_()
-            t_log, steps_since_log = time.perf_counter(), 0
+                bar.set_postfix(loss=f"{last_log['loss']:.4g}")
 
         if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
             assert_ranks_in_sync(accelerator, model, step)
@@ -532,16 +501,9 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
 
     # -- export (EMA weights when enabled) and a summary every rank contributes to
     final_sync = assert_ranks_in_sync(accelerator, model, step)
-    if ema is not None:
-        ema.copy_to(trainable_parameters(accelerator.unwrap_model(model)))
-    trained = gathered_transformer(accelerator, model)
+    export_dir = _export(cfg, accelerator, pipe, model, ema, weight_dtype)
     ranks = gather_object([{"rank": rank, "first_ids": first_ids}])
-    export_dir = None
     if main:
-        if cfg.finetune == "lora":
-            export_dir = export_lora(pipe, trained, out)
-        else:
-            export_dir = export_full(pipe, trained, out, weight_dtype)
         summary = {
             "steps": step,
             "world_size": world,
@@ -553,9 +515,9 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
                 for r, c in zip(ranks, final_sync or [[]] * world, strict=True)
             ],
         }
-        with atomic_write(out / "train_summary.json") as handle:
+        with atomic_write(cfg.out / "train_summary.json") as handle:
             json.dump(summary, handle, indent=1)
         say(f"done: {step} steps; model in {export_dir}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
-    return AlignResult(out, export_dir, step, world, data, last_log)
+    return AlignResult(cfg.out, export_dir, step, world, data, last_log)

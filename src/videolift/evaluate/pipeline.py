@@ -500,7 +500,8 @@ def _align_stage(
     out = w / f"aligned_{method}"
 
     def run() -> dict:
-        from videolift.align.trainer import checkpoint_conflicts, latest_checkpoint, train
+        from videolift.align.checkpoints import checkpoint_conflicts, latest_checkpoint
+        from videolift.align.trainer import train
 
         align_cfg = AlignConfig(
             model=t2v,
