@@ -42,7 +42,7 @@ def test_real_set_is_a_file_or_toy_renders_not_both(tmp_path):
 
 def test_demo_samples_with_the_toy_base_steps():
     """The demo samples with the step count the committed toy base was judged with (docs/toy-world.md);
-    its guidance is lower on purpose (2 vs 3: fine-tuned models lose fidelity at 3, docs/align.md)."""
+    its guidance is lower on purpose (2 vs 3: fine-tuned models lose fidelity at 3, docs/results/align.md)."""
     import json
 
     from videolift.toy.pretrain_t2v import T2VPretrainConfig
