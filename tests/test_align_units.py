@@ -320,3 +320,35 @@ def test_config_yaml_overrides_and_errors(tmp_path):
     assert AlignConfig.load(path, **req).lora_targets == ["to_v"]  # YAML lists as before
     with pytest.raises(DataError, match="lora_targets"):
         AlignConfig.load(None, lora_targets=" , ", **req)
+
+
+def test_step_log_means_undo_the_loss_coefficients():
+    """The logged synthetic loss is mean(w * loss) with the rewards recovered from the coefficients,
+    averaged over the micro-steps since the last line; then the log starts afresh."""
+    import torch
+
+    from videolift.align.trainer import _StepLog
+
+    class OneRank:  # reduce over one process: the identity
+        device = "cpu"
+
+        def reduce(self, tensor, reduction):
+            return tensor
+
+    log = _StepLog(samples_per_step=4, world=1)
+    coef = torch.tensor(loss_coefficients([1.0, 3.0], n_real=2, lambda_real=1.0))
+    for per in ([0.2, 0.4, 0.1, 0.3], [0.4, 0.2, 0.3, 0.1]):
+        per = torch.tensor(per)
+        log.add((coef * per).sum(), per, {"n_syn": 2, "coef": coef})
+    log.steps = 2
+    row = log.row(OneRank(), step=2, lr=1e-4, grad_norm=torch.tensor(0.5), has_real=True)
+    # micro-step 1: w*loss = (0.2, 1.2) -> 0.7; micro-step 2: (0.4, 0.6) -> 0.5
+    assert row["loss_syn_weighted"] == pytest.approx(0.6)
+    assert row["loss_syn"] == pytest.approx(0.3)
+    assert row["loss_real"] == pytest.approx(0.2)
+    assert row["weight_mean"] == pytest.approx(2.0)
+    assert row["loss"] == pytest.approx(0.6 + 1.0 * 0.2)  # the objective: syn weighted + lambda * real
+    assert (row["step"], row["grad_norm"], row["world_size"]) == (2, 0.5, 1)
+    assert row["samples_per_s"] == pytest.approx(4 * row["steps_per_s"])
+    empty = log.row(OneRank(), step=3, lr=1e-4, grad_norm=None, has_real=False)
+    assert empty["loss_real"] is None and empty["grad_norm"] is None and empty["steps_per_s"] == 0
