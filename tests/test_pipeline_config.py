@@ -67,3 +67,15 @@ def test_current_memory_follows_allocations_and_the_peak_keeps_them():
     during = current_rss_mb()
     del block
     assert during - before > 150 and current_rss_mb() < during - 150 and peak_rss_mb() > during - 1
+
+
+def test_oracle_rewards_only_in_the_toy_world(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "t2v: THUDM/CogVideoX-2b\nhra: {source: file, file: h.jsonl, videos: v}\nalign: {rewards: oracle}\n"
+    )
+    with pytest.raises(DataError, match=r"p\.yaml.*oracle.*toy world"):
+        PipelineConfig.load(path)
+    path.write_text("align: {rewards: oracle}\n")  # the toy base: a perfect critic is at hand
+    assert PipelineConfig.load(path).align.rewards == "oracle"
+    assert PipelineConfig.load(CONFIGS / "toy.yaml").align.rewards == "critic"  # the LiFT loop

@@ -2,10 +2,13 @@
 
 import json
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
 from videolift.cli import app
+
+DIMENSIONS = ("semantic_consistency", "motion_smoothness", "video_fidelity")
 
 
 def test_run_pipeline_end_to_end_and_rerun_skips(tmp_path, tiny_cogvideox_dir):
@@ -94,3 +97,25 @@ def test_run_pipeline_end_to_end_and_rerun_skips(tmp_path, tiny_cogvideox_dir):
     again = CliRunner().invoke(app, ["run", str(path), "--no-report"])
     assert again.exit_code == 0, again.output
     assert again.output.count("up to date, skipped") >= 10
+
+    # The same run with the oracle's ratings as rewards (a perfect critic): only scoring and what
+    # follows it run again, and the rewards are the oracle's labels mapped as a critic's would be.
+    config["align"]["rewards"] = "oracle"
+    path.write_text(yaml.safe_dump(config))
+    oracle_run = CliRunner().invoke(app, ["run", str(path)])
+    assert oracle_run.exit_code == 0, oracle_run.output
+    assert "critic:critic: up to date, skipped" in oracle_run.output
+    paper = {"Good": 0.9, "Normal": 0.2, "Bad": 0.05}  # the paper's label scores, mean over dimensions
+    oracle = {
+        r["video"]: r["ratings"] for r in map(json.loads, (w / "align_oracle.jsonl").read_text().splitlines())
+    }
+    scores = [json.loads(x) for x in (w / "align_scores.jsonl").read_text().splitlines()]
+    assert len(scores) == len(oracle) == 12
+    for line in scores:
+        labels = [oracle[line["video"]][d]["label"] for d in DIMENSIONS]
+        assert line["reward"] == pytest.approx(sum(paper[lab] for lab in labels) / 3)
+    stages = json.loads((w / "run_manifest.json").read_text())["stages"]
+    assert stages["score"]["settings"] == {"rewards": "oracle"}
+    summary = json.loads((w / "summary.json").read_text())
+    assert summary["align_rewards"] == "oracle"
+    assert "align.rewards: oracle" in (w / "report.html").read_text()

@@ -82,7 +82,13 @@ def write_report(
         "standard error over the test videos",
     )
     check = reward_hacking_check(summary)
-    if check is not None:
+    if summary.get("align_rewards") == "oracle":  # no critic in the loop to exploit
+        rep.paragraph(
+            "The aligned models were trained on the oracle's ratings (align.rewards: oracle), a perfect "
+            "critic: this measures alignment apart from the critic's errors, and the reward-hacking "
+            "guard does not apply."
+        )
+    elif check is not None:
         text = (
             f"Reward-hacking guard: oracle gain {check['oracle_gain']:+.3f} vs critic gain "
             f"{check['critic_gain']:+.3f}"

@@ -101,6 +101,11 @@ class Align(_Strict):
     settings: dict[str, Any] = Field(
         default_factory=dict, description="AlignConfig fields (lr, max_steps, ...)"
     )
+    rewards: Literal["critic", "oracle"] = Field(
+        "critic",
+        description="what scores the alignment videos: the trained critic (the LiFT loop), or in the toy "
+        "world the oracle, a perfect critic (measures alignment apart from the critic's errors)",
+    )
 
     @model_validator(mode="after")
     def _one_real_set(self) -> Align:
@@ -128,6 +133,12 @@ class PipelineConfig(_Strict):
     @property
     def toy(self) -> bool:
         return self.t2v == TOY or self.hra.source == "toy-panel"
+
+    @model_validator(mode="after")
+    def _oracle_needs_toy(self) -> PipelineConfig:
+        if self.align.rewards == "oracle" and not self.toy:
+            raise ValueError("align.rewards 'oracle' needs the toy world (t2v: toy or hra.source: toy-panel)")
+        return self
 
     @classmethod
     def load(cls, path: str | Path, **overrides: Any) -> PipelineConfig:
@@ -303,15 +314,38 @@ def run_pipeline(cfg: PipelineConfig, *, progress: bool = True) -> dict[str, Any
         )
         return {"videos": s.videos, "mean_reward": s.mean_reward, "unparsed": s.unparsed}
 
-    runner.run(
-        Stage(
+    def score_by_oracle() -> dict:
+        from videolift.align.weights import read_scores
+        from videolift.toy.rate import rate_manifest
+
+        r = rate_manifest(
+            w / "align_videos" / "manifest.jsonl",
+            w / "align_videos",
+            w / "align_oracle.jsonl",
+            oracle=True,
+            progress=progress,
+            scores_out=w / "align_scores.jsonl",
+        )
+        rewards = [v.reward for v in read_scores(w / "align_scores.jsonl")]
+        return {"videos": r["videos"], "mean_reward": sum(rewards) / len(rewards), "unparsed": 0}
+
+    if cfg.align.rewards == "oracle":
+        scoring = Stage(
+            "score",
+            score_by_oracle,
+            inputs=[w / "align_videos" / "manifest.jsonl"],
+            outputs=[w / "align_scores.jsonl"],
+            settings={"rewards": "oracle"},
+        )
+    else:  # settings as before the option existed: earlier runs are not redone
+        scoring = Stage(
             "score",
             score,
             inputs=[w / "critic", w / "align_videos" / "manifest.jsonl"],
             outputs=[w / "align_scores.jsonl"],
             settings={"batch": cfg.critic.score_batch_size},
         )
-    )
+    runner.run(scoring)
     aligned: dict[str, tuple[str, str | None]] = {}
     skipped: dict[str, str] = {}
     real = cfg.align.real
@@ -365,6 +399,7 @@ def run_pipeline(cfg: PipelineConfig, *, progress: bool = True) -> dict[str, Any
         )
     )
     summary = build_summary(result, accuracy, list(aligned), started)
+    summary["align_rewards"] = cfg.align.rewards
     if concurrent:  # the critics' processes overlapped: their memory adds up
         summary["peak_rss_mb"] = round(max(summary["peak_rss_mb"], memory_bound), 1)
     summary.update({f"aligned_{m}": {"skipped": why} for m, why in skipped.items()})
