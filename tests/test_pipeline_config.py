@@ -79,3 +79,40 @@ def test_oracle_rewards_only_in_the_toy_world(tmp_path):
     path.write_text("align: {rewards: oracle}\n")  # the toy base: a perfect critic is at hand
     assert PipelineConfig.load(path).align.rewards == "oracle"
     assert PipelineConfig.load(CONFIGS / "toy.yaml").align.rewards == "critic"  # the LiFT loop
+
+
+def test_set_edits_nested_settings_with_yaml_values(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("align:\n  settings: {lr: 0.001}\nevaluate:\n")
+    cfg = PipelineConfig.load(
+        path,
+        sets=["align.settings.seed=3", "align.methods=[rs]", "evaluate.prompts.n=5", "sampler.guidance=2.5"],
+    )
+    assert cfg.align.settings == {"lr": 0.001, "seed": 3}  # merged into the section, not replacing it
+    assert (cfg.align.methods, cfg.evaluate.prompts.n, cfg.sampler.guidance) == (["rs"], 5, 2.5)
+    with pytest.raises(DataError, match=r"p\.yaml.*'align\.methods\.0'"):
+        PipelineConfig.load(path, sets=["align.methods=[dpo]"])  # validated like the file itself
+    with pytest.raises(DataError, match=r"p\.yaml.*KEY=VALUE"):
+        PipelineConfig.load(path, sets=["align.settings.seed"])
+    with pytest.raises(DataError, match=r"align\.settings\.lr is not a section"):
+        PipelineConfig.load(path, sets=["align.settings.lr.x=1"])
+
+
+def test_cli_run_set_reaches_the_config(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from videolift.cli import app
+    from videolift.evaluate import pipeline
+
+    seen = {}
+
+    def fake_run(cfg, **_):
+        seen["cfg"] = cfg
+        raise SystemExit(0)
+
+    monkeypatch.setattr(pipeline, "run_pipeline", fake_run)
+    path = tmp_path / "p.yaml"
+    path.write_text("seed: 0\n")
+    result = CliRunner().invoke(app, ["run", str(path), "--set", "align.settings.seed=7", "--set", "seed=2"])
+    assert result.exit_code == 0, result.output
+    assert seen["cfg"].align.settings == {"seed": 7} and seen["cfg"].seed == 2

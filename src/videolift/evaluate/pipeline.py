@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -141,11 +142,15 @@ class PipelineConfig(_Strict):
         return self
 
     @classmethod
-    def load(cls, path: str | Path, **overrides: Any) -> PipelineConfig:
+    def load(cls, path: str | Path, sets: Sequence[str] = (), **overrides: Any) -> PipelineConfig:
+        """The config in ``path``; ``sets`` are ``dotted.key=value`` edits (YAML values) applied
+        first, then the top-level ``overrides`` that are not None."""
         path = Path(path)
         if not path.exists():
             raise DataError("pipeline config not found", file=path)
         data = yaml.safe_load(path.read_text()) or {}
+        for item in sets:
+            _apply_set(data, item, path)
         data.update({k: v for k, v in overrides.items() if v is not None})
         try:
             cfg = cls.model_validate(data)
@@ -155,6 +160,22 @@ class PipelineConfig(_Strict):
         if not cfg.workdir.is_absolute() and overrides.get("workdir") is None:
             cfg.workdir = path.parent / cfg.workdir
         return cfg
+
+
+def _apply_set(data: dict[str, Any], item: str, path: Path) -> None:
+    """One ``--set a.b.c=VALUE``: VALUE parsed as YAML (``1`` an int, ``[rwl]`` a list, ``x`` a string)."""
+    key, eq, raw = item.partition("=")
+    if not eq or not key.strip():
+        raise DataError(f"--set {item!r}: expected KEY=VALUE, e.g. align.settings.seed=1", file=path)
+    *parents, leaf = key.strip().split(".")
+    node = data
+    for i, part in enumerate(parents):
+        if node.get(part) is None:  # absent, or an empty section in the YAML
+            node[part] = {}
+        node = node[part]
+        if not isinstance(node, dict):
+            raise DataError(f"--set {item!r}: {'.'.join(parents[: i + 1])} is not a section", file=path)
+    node[leaf] = yaml.safe_load(raw)
 
 
 def toy_asset(name: str) -> str:

@@ -11,12 +11,18 @@ def run(
     config: Path = typer.Argument(..., help="Pipeline YAML (see configs/pipeline/)."),
     workdir: Path | None = typer.Option(None, "--workdir", help="Override the config's workdir."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write WORKDIR/report.html."),
+    sets: list[str] = typer.Option(
+        [],
+        "--set",
+        help="Edit one setting, KEY=VALUE with a dotted key and a YAML value (repeatable), "
+        "e.g. --set align.settings.seed=1 --set 'align.methods=[rwl]'.",
+    ),
 ) -> None:
     """Run generate -> rate -> critic -> score -> align -> evaluate; finished stages are skipped."""
     from videolift.evaluate.demo_report import write_report
     from videolift.evaluate.pipeline import PipelineConfig, run_pipeline
 
-    cfg = PipelineConfig.load(config, workdir=workdir)
+    cfg = PipelineConfig.load(config, sets=sets, workdir=workdir)
     summary = run_pipeline(cfg)
     print_summary(summary)
     if report:
