@@ -96,6 +96,9 @@ def test_set_edits_nested_settings_with_yaml_values(tmp_path):
         PipelineConfig.load(path, sets=["align.settings.seed"])
     with pytest.raises(DataError, match=r"align\.settings\.lr is not a section"):
         PipelineConfig.load(path, sets=["align.settings.lr.x=1"])
+    path.write_text("- not a mapping\n")
+    with pytest.raises(DataError, match=r"p\.yaml: expected a mapping of settings, got a list"):
+        PipelineConfig.load(path, sets=["seed=1"])
 
 
 def test_cli_run_set_reaches_the_config(tmp_path, monkeypatch):

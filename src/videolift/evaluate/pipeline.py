@@ -149,6 +149,8 @@ class PipelineConfig(_Strict):
         if not path.exists():
             raise DataError("pipeline config not found", file=path)
         data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise DataError(f"expected a mapping of settings, got a {type(data).__name__}", file=path)
         for item in sets:
             _apply_set(data, item, path)
         data.update({k: v for k, v in overrides.items() if v is not None})
