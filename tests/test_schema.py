@@ -93,3 +93,14 @@ def test_reward_config_from_file(tmp_path):
     path.write_text("scores: {good: 1.0}\n")
     with pytest.raises(Exception, match=r"reward\.yaml.*scores.*missing score for Normal, Bad"):
         RewardConfig.load(path)
+
+
+def test_trim_step_log_keeps_steps_up_to_the_checkpoint(tmp_path):
+    from videolift.core.jsonl import trim_step_log
+
+    log = tmp_path / "train.jsonl"
+    trim_step_log(log, 3)  # no log yet: nothing to do
+    assert not log.exists()
+    log.write_text('{"step": 1}\n{"step": 2}\n{"step": 3}\n{"step": 4}\n{"step": 5, "lo')  # killed mid-line
+    trim_step_log(log, 3)
+    assert log.read_text() == '{"step": 1}\n{"step": 2}\n{"step": 3}\n'

@@ -10,7 +10,7 @@ from typing import Any
 
 from videolift.align.config import RESUMABLE_CHANGES, AlignConfig
 from videolift.core.errors import VideoliftError
-from videolift.core.jsonl import atomic_write, iter_json_lines
+from videolift.core.jsonl import atomic_write, trim_step_log
 
 CKPT_RE = re.compile(r"^step-(\d+)$")
 STATE_FILE = "trainer_state.json"
@@ -96,8 +96,4 @@ def clear_after(root: Path, log: Path, step: int) -> None:
     steps it did past its last checkpoint. Main process only."""
     for partial in root.glob(".partial-step-*"):
         shutil.rmtree(partial, ignore_errors=True)
-    if not log.exists():
-        return
-    keep = [obj for _, obj in iter_json_lines(log, skip_partial_last=True) if obj.get("step", 0) <= step]
-    with atomic_write(log) as handle:
-        handle.writelines(json.dumps(obj) + "\n" for obj in keep)
+    trim_step_log(log, step)

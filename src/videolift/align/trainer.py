@@ -305,14 +305,16 @@ def _step_dataset(
     )
 
 
-def _describe(cfg: AlignConfig, data: dict, n_real: int, world: int, params: list, step: int) -> str:
+def _describe(
+    cfg: AlignConfig, data: dict, n_real: int, world: int, params: list, step: int, per_step: int
+) -> str:
     return (
         f"align: {cfg.method}, {cfg.finetune} fine-tune, {data['kept']} synthetic videos "
         f"(weights {data['weight_min']:.3g}..{data['weight_max']:.3g}"
         + (", drawn by weight" if cfg.syn_sampling == "weighted" else "")
         + f"), {data['real']} real (lambda "
         f"{cfg.lambda_real}); per step: {cfg.batch_size} syn + {n_real} real x {world} processes x "
-        f"{cfg.grad_accum} accumulation = {(cfg.batch_size + n_real) * world * cfg.grad_accum} videos; "
+        f"{cfg.grad_accum} accumulation = {per_step} videos; "
         f"{sum(p.numel() for p in params):,} trainable parameters; steps {step} -> {cfg.max_steps}"
         + (f"; {cfg.text_dropout:.0%} of prompts dropped to the empty one" if cfg.text_dropout else "")
     )
@@ -436,14 +438,15 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=None, sampler=range(start_micro, len(dataset)), num_workers=cfg.num_workers
     )
-    say(_describe(cfg, data, n_real, world, params, step))
+    samples_per_step = (cfg.batch_size + n_real) * world * cfg.grad_accum
+    say(_describe(cfg, data, n_real, world, params, step, samples_per_step))
     writer = None
     if main:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(log_dir / "tensorboard"), purge_step=step + 1 if step else None)
     bar = tqdm(total=cfg.max_steps, initial=step, desc="align", disable=not (progress and main))
-    log = _StepLog((cfg.batch_size + n_real) * world * cfg.grad_accum, world)
+    log = _StepLog(samples_per_step, world)
     first_ids: list[int] | None = None
     last_log: dict = {}
     for micro, batch in zip(range(start_micro, len(dataset)), loader, strict=True):

@@ -119,6 +119,15 @@ def read_rank_logs(
     return merged
 
 
+def trim_step_log(path: str | Path, step: int) -> None:
+    """Keep the lines of a per-step training log up to ``step`` (a run resumed from that checkpoint
+    logs the later ones again); a torn last line is dropped. Atomic; no file, nothing to do."""
+    if Path(path).exists():
+        write_jsonl(
+            path, [o for _, o in iter_json_lines(path, skip_partial_last=True) if o.get("step", 0) <= step]
+        )
+
+
 def validation_field(exc: ValidationError) -> tuple[str, str]:
     """The first error of a pydantic ValidationError as (dotted field path, message)."""
     err = exc.errors()[0]

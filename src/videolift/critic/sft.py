@@ -31,7 +31,7 @@ from typing import Any, Literal
 import numpy as np
 
 from videolift.core.errors import VideoliftError
-from videolift.core.jsonl import atomic_write, iter_json_lines, write_jsonl
+from videolift.core.jsonl import atomic_write, trim_step_log
 from videolift.critic.data import FrameCache, SFTExample
 
 TRAIN_CONFIG = "train_config.json"
@@ -156,14 +156,6 @@ def latest_checkpoint(out: Path) -> Path | None:
     return done[max(done)] if done else None
 
 
-def _trim_log(path: Path, step: int) -> None:
-    """Drop log lines past the checkpoint we resume from (they will be logged again)."""
-    if path.exists():
-        write_jsonl(
-            path, [obj for _, obj in iter_json_lines(path, skip_partial_last=True) if obj["step"] <= step]
-        )
-
-
 def _append_log(path: Path, record: dict[str, Any]) -> None:
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(record) + "\n")
@@ -274,7 +266,7 @@ def run_sft(
         accelerator.load_state(str(ckpt), strict=False)
         step = resumed = json.loads((ckpt / STATE).read_text())["step"]
         if main:
-            _trim_log(out / TRAIN_LOG, step)
+            trim_step_log(out / TRAIN_LOG, step)
             log(f"resumed from {ckpt.name} (update {step} of {total})")
     elif main:
         (out / TRAIN_LOG).unlink(missing_ok=True)
