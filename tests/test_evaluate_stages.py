@@ -1,4 +1,6 @@
 import json
+from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 
@@ -143,3 +145,58 @@ def test_a_spawned_child_reports_its_own_peak_not_its_parents(tmp_path):
     _, child_peak = in_subprocess(write_after, {"path": str(tmp_path / "x"), "seconds": 0.0})
     assert child_peak < current_rss_mb() - 300, (child_peak, current_rss_mb())
     del block
+
+
+def _copy_stage(w, calls: list, lr: float = 1.0) -> Stage:
+    """A stage whose input, output and settings all name paths inside the workdir ``w``."""
+
+    def run():
+        calls.append(lr)
+        (w / "out.txt").write_text((w / "in.txt").read_text() + str(lr))
+
+    settings = {"lr": lr, "cache_dir": str(w / "cache"), "files": [w / "in.txt"]}
+    return Stage("s", run, inputs=[w / "in.txt"], outputs=[w / "out.txt"], settings=settings)
+
+
+def test_a_workdir_named_otherwise_or_copied_keeps_its_finished_stages(tmp_path, monkeypatch):
+    import shutil
+
+    w = tmp_path / "w"
+    w.mkdir()
+    (w / "in.txt").write_text("a")
+    calls = []
+    Runner(w).run(_copy_stage(w, calls))
+    monkeypatch.chdir(tmp_path)
+    Runner("w").run(_copy_stage(Path("w"), calls))  # the same workdir, named from its parent
+    copy = tmp_path / "copy"
+    shutil.copytree(w, copy)  # keeps modification times, as `cp -a`
+    Runner(copy).run(_copy_stage(copy, calls))
+    assert calls == [1.0]  # neither reran
+    Runner(copy).run(_copy_stage(copy, calls, lr=2.0))  # only what changes reruns, in the copy only
+    assert calls == [1.0, 2.0] and (copy / "out.txt").read_text() == "a2.0"
+    assert (w / "out.txt").read_text() == "a1.0"
+    recorded = json.loads((copy / "run_manifest.json").read_text())["stages"]["s"]
+    assert set(recorded["outputs"]) == {"<workdir>/out.txt"}
+
+
+@pytest.mark.parametrize("paths_in_settings", [True, False])
+def test_a_manifest_of_an_earlier_version_is_read_and_rewritten_relocatable(tmp_path, paths_in_settings):
+    """Earlier versions keyed paths as the pipeline named them. A stage whose settings and inputs name
+    no path in the workdir has the same key both ways, but its outputs are still recorded as given."""
+    w = tmp_path / "w"
+    w.mkdir()
+    (w / "in.txt").write_text("a")
+    calls = []
+    stage = _copy_stage(w, calls)
+    if not paths_in_settings:
+        stage.settings, stage.inputs = {"lr": 1.0}, []
+    Runner(w).run(stage)
+    manifest = json.loads((w / "run_manifest.json").read_text())
+    manifest["stages"]["s"] |= {"key": stage.key(), "outputs": stage.output_prints()}
+    (w / "run_manifest.json").write_text(json.dumps(manifest))
+    runner = Runner(w)
+    assert runner.run(stage) is None and calls == [1.0]  # skipped, not redone
+    entry = json.loads((w / "run_manifest.json").read_text())["stages"]["s"]
+    assert (entry["key"] == stage.key()) is not paths_in_settings
+    assert entry["key"] == stage.key(runner.relative)
+    assert entry["outputs"] == stage.output_prints(runner.relative) == {"<workdir>/out.txt": ANY}

@@ -1,6 +1,7 @@
 """The whole loop on tiny random models: wiring, summary.json contract, report, skip-on-rerun."""
 
 import json
+import shutil
 
 import pytest
 import yaml
@@ -97,6 +98,13 @@ def test_run_pipeline_end_to_end_and_rerun_skips(tmp_path, tiny_cogvideox_dir):
     again = CliRunner().invoke(app, ["run", str(path), "--no-report"])
     assert again.exit_code == 0, again.output
     assert again.output.count("up to date, skipped") >= 10
+    # A copy of the workdir (timestamps kept, as `cp -a`) is as finished as the original.
+    shutil.copytree(w, tmp_path / "copy")
+    copied = CliRunner().invoke(app, ["run", str(path), "--no-report", "--workdir", str(tmp_path / "copy")])
+    assert copied.exit_code == 0, copied.output
+    assert copied.output.count("up to date, skipped") == again.output.count("up to date, skipped")
+    copy_summary = json.loads((tmp_path / "copy" / "summary.json").read_text())
+    assert copy_summary["aligned_rwl"]["model"] == str(tmp_path / "copy" / "aligned_rwl" / "pipeline")
 
     # The same run with the oracle's ratings as rewards (a perfect critic): only scoring and what
     # follows it run again, and the rewards are the oracle's labels mapped as a critic's would be.

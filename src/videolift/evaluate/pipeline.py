@@ -421,7 +421,8 @@ def run_pipeline(cfg: PipelineConfig, *, progress: bool = True) -> dict[str, Any
             },
         )
     )
-    summary = build_summary(result, accuracy, list(aligned), started)
+    models = {"base": (t2v, None)} | {f"aligned_{m}": paths for m, paths in aligned.items()}
+    summary = build_summary(result, accuracy, models, started)
     summary["align_rewards"] = cfg.align.rewards
     if concurrent:  # the critics' processes overlapped: their memory adds up
         summary["peak_rss_mb"] = round(max(summary["peak_rss_mb"], memory_bound), 1)
@@ -589,8 +590,11 @@ def _align_stage(
     )
 
 
-def build_summary(result: dict, accuracy: dict, methods: list[str], started: float) -> dict[str, Any]:
-    """The contract of ``summary.json``: critic accuracy, and per model the oracle and critic rewards."""
+def build_summary(
+    result: dict, accuracy: dict, models: dict[str, tuple[str, str | None]], started: float
+) -> dict[str, Any]:
+    """The contract of ``summary.json``: critic accuracy, and per model (``key: (model, lora)``, in the
+    evaluation's order) the oracle and critic rewards."""
 
     def acc(report: dict | None, key: str = "accuracy") -> dict | None:
         if not report:
@@ -599,7 +603,6 @@ def build_summary(result: dict, accuracy: dict, methods: list[str], started: flo
         return {**dims, "mean": sum(dims.values()) / len(dims) if dims else None}
 
     names = list(result["summary"])
-    keys = ["base"] + [f"aligned_{m}" for m in methods]
     out: dict[str, Any] = {
         "critic": {
             "accuracy": acc(accuracy.get("critic")),
@@ -614,7 +617,7 @@ def build_summary(result: dict, accuracy: dict, methods: list[str], started: flo
     ) and "mean_accuracy_se" in report:  # test sets are small: say how small
         se = {d: m.get("accuracy_se") for d, m in report["dimensions"].items()}
         out["critic"]["accuracy_se"] = {**se, "mean": report["mean_accuracy_se"]}
-    for key, name in zip(keys, names, strict=True):
+    for (key, (model, lora)), name in zip(models.items(), names, strict=True):
         s = result["summary"][name]
         oracle, critic = s.get("oracle"), s.get("critic")
         out[key] = {
@@ -622,7 +625,8 @@ def build_summary(result: dict, accuracy: dict, methods: list[str], started: flo
             "oracle_mean_reward": oracle and oracle["mean_reward"],
             "critic_mean_reward": critic and critic["mean_reward"],
             "critic_all_good_rate": critic and critic["all_good_rate"],
-            "model": result["models"][name]["lora"] or result["models"][name]["model"],
+            # where this workdir holds it (a copied workdir's evaluation may name the original's)
+            "model": lora or model,
         }
     out["pairwise"] = result.get("pairwise", {})
     out["differences"] = result.get("differences", {})

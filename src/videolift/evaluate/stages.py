@@ -3,12 +3,17 @@ settings, as recorded in a run manifest (``DIR/run_manifest.json``). Stages them
 so a killed run restarts at the stage it was in and that stage resumes its own work. A stage's start
 is recorded too: an unfinished attempt with other inputs or settings is cleared (``Stage.fresh``)
 rather than resumed, since a training checkpoint does not know which data it was trained on.
+
+Paths inside the workdir are recorded relative to it, so a run is recognised when the workdir is
+named from another directory, moved, or copied with its timestamps (``cp -a``: a copy can then rerun
+only the stages whose settings change, e.g. alignment with another seed on the same videos).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +29,10 @@ from videolift.core.jsonl import atomic_write
 console = Console()
 
 
+def _as_given(value: Any) -> Any:
+    return value
+
+
 @dataclass
 class Stage:
     name: str
@@ -35,9 +44,14 @@ class Stage:
     # stages that resume from checkpoints: remove what another attempt left behind).
     fresh: Callable[[], None] | None = None
 
-    def key(self) -> str:
-        payload = {"settings": self.settings, "inputs": {str(p): fingerprint(p) for p in self.inputs}}
+    def key(self, where: Callable[[Any], Any] = _as_given) -> str:
+        """Identity of the settings and the inputs' contents; ``where`` rewrites paths (see ``Runner``)."""
+        inputs = {where(str(p)): fingerprint(p) for p in self.inputs}
+        payload = {"settings": where(self.settings), "inputs": inputs}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def output_prints(self, where: Callable[[Any], Any] = _as_given) -> dict[str, str]:
+        return {where(str(p)): fingerprint(p) for p in self.outputs}
 
 
 class Runner:
@@ -53,24 +67,50 @@ class Runner:
         self.console = console
         self._lock = threading.Lock()  # stages run concurrently record into one manifest
 
+    def relative(self, value: Any) -> Any:
+        """``value`` with every path inside the workdir (a str or Path, also within dicts and lists)
+        written relative to it, as ``<workdir>/...``."""
+        if isinstance(value, dict):
+            return {k: self.relative(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.relative(v) for v in value]
+        if isinstance(value, str | Path):
+            root, text = str(self.workdir), str(value)
+            if text == root or text.startswith(root + os.sep):
+                return "<workdir>" + text[len(root) :]
+        return value
+
+    def _recorded_as(
+        self, stage: Stage, entry: dict[str, Any], finished: bool
+    ) -> Callable[[Any], Any] | None:
+        """How ``entry`` names the workdir's paths, if it records ``stage`` with these settings and
+        inputs (and, if ``finished``, these outputs): relative to the workdir, or as given (manifests of
+        earlier versions; the two agree on a stage that names no path inside the workdir)."""
+        for where in (self.relative, _as_given):
+            if entry.get("key") == stage.key(where) and (
+                not finished or entry.get("outputs") == stage.output_prints(where)
+            ):
+                return where
+        return None
+
     def is_done(self, stage: Stage) -> bool:
-        entry = self.manifest["stages"].get(stage.name)
-        return bool(
-            entry
-            and entry.get("key") == stage.key()
-            and all(Path(p).exists() for p in stage.outputs)
-            and entry.get("outputs") == {str(p): fingerprint(p) for p in stage.outputs}
+        entry = self.manifest["stages"].get(stage.name) or {}
+        return (
+            all(Path(p).exists() for p in stage.outputs) and self._recorded_as(stage, entry, True) is not None
         )
 
     def run(self, stage: Stage) -> Any:
+        last = self.manifest["stages"].get(stage.name) or {}
         if self.is_done(stage):
             console.print(f"[dim]✓ {stage.name}: up to date, skipped[/]")
-            self.results[stage.name] = self.manifest["stages"][stage.name].get("result")
+            if self._recorded_as(stage, last, True) is _as_given:  # an earlier version's: make it relocatable
+                moved = {"key": stage.key(self.relative), "outputs": stage.output_prints(self.relative)}
+                self._record(stage.name, last | moved)
+            self.results[stage.name] = last.get("result")
             return self.results[stage.name]
         console.rule(f"[bold]{stage.name}")
-        key = stage.key()
-        last = self.manifest["stages"].get(stage.name) or {}
-        if stage.fresh is not None and last.get("key") != key:
+        key = stage.key(self.relative)
+        if stage.fresh is not None and self._recorded_as(stage, last, False) is None:
             stage.fresh()
         # No outputs recorded: not done until the entry below replaces this one.
         self._record(stage.name, {"key": key, "settings": stage.settings, "started": _now()})
@@ -79,7 +119,7 @@ class Runner:
         entry = {
             "key": key,
             "settings": stage.settings,
-            "outputs": {str(p): fingerprint(p) for p in stage.outputs},
+            "outputs": stage.output_prints(self.relative),
             "seconds": round(time.time() - start, 1),
             "result": result if _jsonable(result) else None,
             "finished": _now(),
