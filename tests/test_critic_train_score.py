@@ -536,7 +536,7 @@ def test_pipeline_critic_stage_resumes_its_own_run_and_replaces_any_other(world,
     """`videolift run`'s critic stage: a killed run continues from its checkpoint; a finished run or
     one of other settings in the same directory is replaced (it is never mixed in)."""
     from videolift.critic.sft import SFTConfig
-    from videolift.evaluate.pipeline import _train_critic_quietly
+    from videolift.evaluate.pipeline_stages import _train_critic_quietly
 
     out = tmp_path / "critic"
 
@@ -607,15 +607,16 @@ def test_a_critic_trained_in_its_own_process_equals_one_trained_here(world, tmp_
     """The pipeline's parallel critics (one process, one thread each) train exactly what it would."""
     from safetensors.torch import load_file
 
-    from videolift.evaluate.pipeline import PipelineConfig, _critic_stage
+    from videolift.evaluate.pipeline_config import PipelineConfig
+    from videolift.evaluate.pipeline_stages import critic_stage
 
     (tmp_path / "hra_split").mkdir()
     shutil.copy(world / "hra.jsonl", tmp_path / "hra_split/train.jsonl")
     cfg = PipelineConfig.model_validate(
         {"workdir": str(tmp_path), "critic": {"max_steps": 3, "batch_size": 4, "lr": 5e-3, "parallel": True}}
     )
-    here = _critic_stage(cfg, str(world / "base"), tmp_path, world, "here", True)
-    there = _critic_stage(cfg, str(world / "base"), tmp_path, world, "there", True, own_process=True)
+    here = critic_stage(cfg, str(world / "base"), tmp_path, world, "here", True)
+    there = critic_stage(cfg, str(world / "base"), tmp_path, world, "there", True, own_process=True)
     assert here.settings == there.settings and "parallel" not in here.settings  # when, not what
     assert here.run() == {"reasons": True}
     result = there.run()

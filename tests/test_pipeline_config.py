@@ -5,7 +5,7 @@ import yaml
 
 from videolift.core.errors import DataError
 from videolift.evaluate.demo_cli import PRESET
-from videolift.evaluate.pipeline import PipelineConfig
+from videolift.evaluate.pipeline_config import PipelineConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "pipeline"
 

@@ -71,15 +71,16 @@ def test_run_pipeline_end_to_end_and_rerun_skips(tmp_path, tiny_cogvideox_dir):
     assert align_cfg["cache_dir"] == str(w / "align_cache")
     # RS is usually skipped here (nothing rated all-Good), so check its stage's settings directly:
     # RWL and RS share one cache, the real clips are encoded once.
-    from videolift.evaluate.pipeline import PipelineConfig, _align_stage
+    from videolift.evaluate.pipeline_config import PipelineConfig
+    from videolift.evaluate.pipeline_stages import align_stage
 
     cfg = PipelineConfig.load(path)
-    caches = {m: _align_stage(cfg, "m", w, m, None, False).settings["cache_dir"] for m in ("rwl", "rs")}
+    caches = {m: align_stage(cfg, "m", w, m, None, False).settings["cache_dir"] for m in ("rwl", "rs")}
     assert caches == {"rwl": str(w / "align_cache"), "rs": str(w / "align_cache")}
     # A reward config is an input of the stage: editing it reruns alignment.
     (w / "min.yaml").write_text("aggregation: min\n")
     cfg.align.settings["reward_config"] = str(w / "min.yaml")
-    assert w / "min.yaml" in _align_stage(cfg, "m", w, "rwl", None, False).inputs
+    assert w / "min.yaml" in align_stage(cfg, "m", w, "rwl", None, False).inputs
     # RS either trained or was reported as skipped (nothing rated all-Good), never silently missing.
     assert "skipped" in summary["aligned_rs"] or "oracle_all_good_rate" in summary["aligned_rs"]
     assert summary["wall_seconds"] > 0 and summary["peak_rss_mb"] > 0

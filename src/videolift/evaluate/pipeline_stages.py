@@ -1,0 +1,372 @@
+"""The stages of ``videolift run``, each built from the pipeline's config: what it runs (the stage
+commands' own code), its inputs, outputs and settings (which decide whether it is up to date).
+
+Order: generate (videos to rate) -> rate (toy panel; human HRA files are given) -> split -> critic
+train -> critic eval -> generate (videos to align on) -> score -> real:toy -> align -> evaluate.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from videolift.core.errors import VideoliftError
+from videolift.core.jsonl import atomic_write, write_jsonl
+from videolift.evaluate.pipeline_config import PipelineConfig, PromptSet, Sampler
+from videolift.evaluate.stages import Stage, in_subprocess
+
+
+def generation_settings(sampler: Sampler) -> dict[str, Any]:
+    """The sampler's settings as ``generate_videos`` / ``compare_models`` keywords."""
+    s = sampler.model_dump()
+    keys = ("steps", "guidance", "dynamic_cfg", "lossless", "batch_size", "frames", "height", "width")
+    # Only when set: runs from before these options keep their stage settings (and are not redone).
+    optional = {k: s[k] for k, default in (("fps", 8), ("negative_prompt", None)) if s[k] != default}
+    return {k: s[k] for k in keys} | optional
+
+
+def prompt_file(cfg: PipelineConfig, prompts: PromptSet, split: str, out: Path) -> Path:
+    if prompts.file is not None:
+        return prompts.file
+    if not cfg.toy:
+        raise VideoliftError(f"give a prompts file for the {out.stem} prompts (only toy runs draw their own)")
+    from videolift.toy.grammar import sample_distinct
+
+    specs = sample_distinct(prompts.n, split, seed=prompts.seed)
+    write_jsonl(out, [{"prompt": s.text, "split": split, **s.categories()} for s in specs])
+    return out
+
+
+def generate_stage(
+    cfg: PipelineConfig,
+    t2v: str,
+    gen: dict[str, Any],
+    prompt_set: PromptSet,
+    split: str,
+    name: str,
+    progress: bool,
+) -> Stage:
+    """Videos of ``prompt_set`` (drawn from the toy ``split`` when it names no file) in ``WORKDIR/name``."""
+    w = cfg.workdir
+    prompts, out = w / f"{name}_prompts.jsonl", w / name
+
+    def run() -> dict:
+        from videolift.data.generate import generate_videos
+
+        s = generate_videos(
+            t2v,
+            prompt_file(cfg, prompt_set, split, prompts),
+            out,
+            per_prompt=prompt_set.per_prompt,
+            seed=prompt_set.seed,
+            progress=progress,
+            overwrite=True,  # resumes a matching run; restarts one with other settings
+            **gen,
+        )
+        return {"videos": s.total, "seconds": round(s.seconds, 1)}
+
+    return Stage(
+        f"generate:{name}",
+        run,
+        inputs=[Path(t2v)] if Path(t2v).exists() else [],
+        outputs=[out / "manifest.jsonl"],
+        settings={"prompts": prompt_set.model_dump(mode="json"), "split": split, **gen},
+    )
+
+
+def toy_panel_stage(cfg: PipelineConfig, videos: Path, hra_file: Path) -> Stage:
+    """The toy world's simulated annotators rate ``videos`` into an HRA file."""
+
+    def run() -> dict:
+        from videolift.toy.rate import rate_manifest
+
+        return rate_manifest(
+            videos / "manifest.jsonl", videos, hra_file, annotators=cfg.hra.annotators, seed=cfg.seed
+        )
+
+    return Stage(
+        "rate:toy-panel",
+        run,
+        inputs=[videos / "manifest.jsonl"],
+        outputs=[hra_file],
+        settings={"annotators": cfg.hra.annotators, "seed": cfg.seed},
+    )
+
+
+def split_stage(cfg: PipelineConfig, hra_file: Path) -> Stage:
+    """Train / test split of the ratings (``WORKDIR/hra_split/``)."""
+    out = cfg.workdir / "hra_split"
+
+    def run() -> dict:
+        from videolift.core.jsonl import read_jsonl
+        from videolift.core.schema import HRARecord
+        from videolift.data.split import split_records
+
+        train, test = split_records(read_jsonl(hra_file, HRARecord), cfg.hra.test_fraction, cfg.seed)
+        write_jsonl(out / "train.jsonl", train)
+        write_jsonl(out / "test.jsonl", test)
+        return {"train": len(train), "test": len(test)}
+
+    return Stage(
+        "split",
+        run,
+        inputs=[hra_file],
+        outputs=[out / "test.jsonl"],
+        settings={"test_fraction": cfg.hra.test_fraction, "seed": cfg.seed},
+    )
+
+
+def score_stage(cfg: PipelineConfig, progress: bool) -> Stage:
+    """Rewards of the alignment videos (``WORKDIR/align_scores.jsonl``): the trained critic's, or in
+    the toy world with ``align.rewards: oracle`` the oracle's labels mapped as a critic's would be."""
+    w = cfg.workdir
+    videos, scores = w / "align_videos", w / "align_scores.jsonl"
+
+    def by_critic() -> dict:
+        from videolift.critic.score import load_critic, score_manifest
+
+        s = score_manifest(
+            load_critic(w / "critic"),
+            videos / "manifest.jsonl",
+            videos,
+            scores,
+            batch_size=cfg.critic.score_batch_size,
+            progress=progress,
+            log=lambda *a, **k: None,
+            overwrite=True,  # the stage reruns only when the critic or the videos changed
+        )
+        return {"videos": s.videos, "mean_reward": s.mean_reward, "unparsed": s.unparsed}
+
+    def by_oracle() -> dict:
+        from videolift.align.weights import read_scores
+        from videolift.toy.rate import rate_manifest
+
+        r = rate_manifest(
+            videos / "manifest.jsonl",
+            videos,
+            w / "align_oracle.jsonl",
+            oracle=True,
+            progress=progress,
+            scores_out=scores,
+        )
+        rewards = [v.reward for v in read_scores(scores)]
+        return {"videos": r["videos"], "mean_reward": sum(rewards) / len(rewards), "unparsed": 0}
+
+    if cfg.align.rewards == "oracle":
+        return Stage(
+            "score",
+            by_oracle,
+            inputs=[videos / "manifest.jsonl"],
+            outputs=[scores],
+            settings={"rewards": "oracle"},
+        )
+    return Stage(  # settings as before `align.rewards` existed: earlier runs are not redone
+        "score",
+        by_critic,
+        inputs=[w / "critic", videos / "manifest.jsonl"],
+        outputs=[scores],
+        settings={"batch": cfg.critic.score_batch_size},
+    )
+
+
+def evaluate_stage(
+    cfg: PipelineConfig,
+    t2v: str,
+    aligned: dict[str, tuple[str, str | None]],
+    gen: dict[str, Any],
+    progress: bool,
+) -> Stage:
+    """Base vs every aligned model (``method: (model, lora)``) on held-out prompts (``WORKDIR/eval``)."""
+    w = cfg.workdir
+    oracle = cfg.toy if cfg.evaluate.oracle is None else cfg.evaluate.oracle
+
+    def run() -> dict:
+        from videolift.evaluate.compare import compare_models
+
+        prompts = prompt_file(cfg, cfg.evaluate.prompts, "heldout", w / "eval_prompts.jsonl")
+        return compare_models(
+            [(t2v, None), *aligned.values()],
+            prompts,
+            w / "eval",
+            critic_dir=w / "critic",
+            oracle=oracle,
+            per_prompt=cfg.evaluate.prompts.per_prompt,
+            seed=cfg.evaluate.prompts.seed,
+            progress=progress,
+            names=["base", *(f"aligned_{m}" for m in aligned)],
+            overwrite=True,
+            **gen,
+        )
+
+    return Stage(
+        "evaluate",
+        run,
+        inputs=[w / "critic", *(Path(m) for m, _ in aligned.values())],
+        outputs=[w / "eval" / "eval.json"],
+        settings={
+            "prompts": cfg.evaluate.prompts.model_dump(mode="json"),
+            "oracle": oracle,
+            "methods": list(aligned),
+            **gen,
+        },
+    )
+
+
+def any_all_good(scores: Path) -> bool:
+    from videolift.align.weights import all_good, read_scores
+
+    return any(all_good(v.labels) for v in read_scores(scores))
+
+
+def _train_critic_quietly(**kwargs: Any) -> None:
+    """``train_critic`` without log lines, continuing an interrupted run of the same settings from its
+    last checkpoint; any other run in OUT is replaced. Importable: parallel critics run it in a child
+    process."""
+    from videolift.critic.sft import RunConflict
+    from videolift.critic.train import train_critic
+
+    def quiet(*_: Any, **__: Any) -> None:
+        pass
+
+    try:
+        train_critic(**kwargs, resume=True, log=quiet)
+    except RunConflict:
+        train_critic(**kwargs, overwrite=True, log=quiet)
+
+
+def critic_stage(
+    cfg: PipelineConfig,
+    vlm: str,
+    w: Path,
+    hra_videos: Path,
+    name: str,
+    reasons: bool,
+    own_process: bool = False,
+) -> Stage:
+    from videolift.critic.sft import SFTConfig
+
+    c = cfg.critic
+    sft = SFTConfig(
+        adapter=c.adapter,
+        lr=c.lr,
+        epochs=c.epochs,
+        max_steps=c.max_steps,
+        batch_size=c.batch_size,
+        num_frames=c.num_frames,
+        frame_sampling=c.frame_sampling,
+        seed=cfg.seed,
+        save_every=c.save_every,
+    )
+
+    kwargs = dict(
+        base=vlm,
+        data=w / "hra_split" / "train.jsonl",
+        videos=hra_videos,
+        out=w / name,
+        cfg=sft,
+        layout=c.layout,
+        reasons=reasons,
+        describe=c.describe,
+        check=c.check,
+        check_threshold=c.check_threshold,
+        check_frames=c.check_frames,
+    )
+
+    def run() -> dict:
+        if not own_process:
+            _train_critic_quietly(**kwargs)
+            return {"reasons": reasons}
+        _, peak_mb = in_subprocess(_train_critic_quietly, kwargs, threads=1)
+        return {"reasons": reasons, "peak_rss_mb": round(peak_mb, 1)}
+
+    return Stage(
+        f"critic:{name}",
+        run,
+        inputs=[w / "hra_split" / "train.jsonl"],
+        outputs=[w / name],
+        # `parallel` and `save_every` change when, not what, is trained
+        settings={"vlm": vlm, "reasons": reasons, **c.model_dump(exclude={"parallel", "save_every"})},
+        fresh=lambda: shutil.rmtree(w / name, ignore_errors=True),
+    )
+
+
+def critic_eval_stage(cfg: PipelineConfig, w: Path, hra_videos: Path, name: str, progress: bool) -> Stage:
+    def run() -> dict:
+        from videolift.critic.evaluate import evaluate_critic
+        from videolift.critic.score import load_critic
+
+        report = evaluate_critic(
+            load_critic(w / name),
+            w / "hra_split" / "test.jsonl",
+            hra_videos,
+            scores=w / f"{name}_test_scores.jsonl",
+            overwrite=True,
+            batch_size=cfg.critic.score_batch_size,
+            log=lambda *a, **k: None,
+            progress=progress,
+        )
+        with atomic_write(w / f"{name}_eval.json") as handle:
+            json.dump(report, handle, indent=1)
+        return report
+
+    return Stage(
+        f"critic-eval:{name}",
+        run,
+        inputs=[w / name, w / "hra_split" / "test.jsonl"],
+        outputs=[w / f"{name}_eval.json"],
+    )
+
+
+def real_toy_stage(n: int, seed: int, out: Path) -> Stage:
+    """The toy world's "real videos": clean renders of train-split prompts (the real-data term's set)."""
+
+    def run() -> dict:
+        from videolift.toy.corpus import plan, write_corpus
+
+        write_corpus(plan(n, defect_rate=0.0, seed=seed + 17, split="train"), out)
+        return {"videos": n}
+
+    return Stage("real:toy", run, outputs=[out / "manifest.jsonl"], settings={"n": n, "seed": seed})
+
+
+def align_stage(
+    cfg: PipelineConfig, t2v: str, w: Path, method: str, real: Path | None, progress: bool
+) -> Stage:
+    from videolift.align.config import AlignConfig
+
+    # One latent/text cache for RWL and RS: the real clips and shared videos are encoded once.
+    settings = {"seed": cfg.seed, "cache_dir": str(w / "align_cache"), **cfg.align.settings, "method": method}
+    out = w / f"aligned_{method}"
+
+    def run() -> dict:
+        from videolift.align.checkpoints import checkpoint_conflicts, latest_checkpoint
+        from videolift.align.trainer import train
+
+        align_cfg = AlignConfig(
+            model=t2v,
+            scores=w / "align_scores.jsonl",
+            videos=w / "align_videos",
+            out=out,
+            real=real,
+            **settings,
+        )
+        # Resume a checkpoint of these very settings; anything else in OUT is stale.
+        last = latest_checkpoint(out / "checkpoints")
+        same = last is not None and not checkpoint_conflicts(align_cfg, last)
+        if last is not None and not same:
+            shutil.rmtree(out)
+        r = train(align_cfg.model_copy(update={"resume": same}), progress=progress)
+        return {"steps": r.steps, "export": str(r.export_dir)}
+
+    AlignConfig(model=t2v, scores=w / "align_scores.jsonl", videos=w, out=out, **settings)  # validate early
+    return Stage(
+        f"align:{method}",
+        run,
+        # A reward config's content changes the weights as much as the scores do.
+        inputs=[w / "align_scores.jsonl", *([Path(rc)] if (rc := settings.get("reward_config")) else [])],
+        outputs=[out],
+        settings={"model": t2v, "real": str(real), **settings},
+        fresh=lambda: shutil.rmtree(out, ignore_errors=True),
+    )
