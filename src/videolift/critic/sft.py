@@ -208,68 +208,29 @@ def run_sft(
     time-boxed runs); ``resume`` continues from the latest checkpoint. ``progress``: a progress bar of
     the updates (main process)."""
     import torch
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
     from transformers import get_cosine_schedule_with_warmup
 
     from videolift.critic.collate import ChatCollator, Item, answer_loss
-    from videolift.models.vlm import get_family, load_vlm
 
     if not examples:
         raise VideoliftError("no training examples")
     out = Path(out)
-    # cpu=True without a GPU: otherwise torchrun on CPU gives unsynchronised single-process runs.
-    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, cpu=not torch.cuda.is_available())
+    accelerator = _accelerator(out, cfg, resume=resume, overwrite=overwrite)
     main = accelerator.is_main_process
-    if main:
-        check_output_dir(out, cfg, resume=resume, overwrite=overwrite)
-        out.mkdir(parents=True, exist_ok=True)
-        with atomic_write(out / TRAIN_CONFIG) as handle:
-            handle.write(json.dumps(cfg.comparable(), indent=1) + "\n")
-    accelerator.wait_for_everyone()
-    set_seed(cfg.seed)
-
-    model, processor = load_vlm(base, dtype=cfg.dtype)
-    family = get_family(model.config.model_type)
-    family.configure_processor(processor, cfg.max_pixels, cfg.min_pixels)
-    model.config.use_cache = False
-    model = prepare_model(model, family, cfg)
-    model.train()
+    model, processor, family = _load_model(base, cfg)
     params = [p for p in model.parameters() if p.requires_grad]
     n_trainable = sum(p.numel() for p in params)
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
 
     world, rank = accelerator.num_processes, accelerator.process_index
-    per_epoch = len(epoch_batches(len(examples), cfg.batch_size, cfg.seed, 0, rank, world))
-    if per_epoch == 0:
-        raise VideoliftError(
-            f"{len(examples)} examples make no full round of batch {cfg.batch_size} x {world} processes"
-        )
-    total_micro = math.ceil(cfg.epochs * per_epoch)
-    total = cfg.max_steps or max(1, total_micro // cfg.grad_accum)
+    per_epoch, total = _plan(len(examples), cfg, rank, world)
     total_micro = total * cfg.grad_accum
     scheduler = get_cosine_schedule_with_warmup(optimizer, round(cfg.warmup_ratio * total), total)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
+    _checkpoint_trainable_only(accelerator)
 
-    # Checkpoints hold the trainable weights only (a LoRA run must not copy the frozen base each time).
-    def keep_trainable(models: list[Any], weights: list[dict[str, Any]], _dir: str) -> None:
-        for m, state in zip(models, weights, strict=True):
-            wanted = {n for n, p in accelerator.unwrap_model(m).named_parameters() if p.requires_grad}
-            for key in [k for k in state if k.removeprefix("module.") not in wanted]:
-                del state[key]
-
-    accelerator.register_save_state_pre_hook(keep_trainable)
-
-    step = resumed = 0
-    if resume and (ckpt := latest_checkpoint(out)) is not None:
-        accelerator.load_state(str(ckpt), strict=False)
-        step = resumed = json.loads((ckpt / STATE).read_text())["step"]
-        if main:
-            trim_step_log(out / TRAIN_LOG, step)
-            log(f"resumed from {ckpt.name} (update {step} of {total})")
-    elif main:
-        (out / TRAIN_LOG).unlink(missing_ok=True)
+    step = resumed = _resume(accelerator, out, resume, total, log)
     if main:
         log(
             f"{len(examples)} examples, {per_epoch} batches/epoch/process; batch {cfg.batch_size} x "
@@ -336,6 +297,75 @@ def run_sft(
         _save_final(accelerator, model, processor, out, finalize, result)
     accelerator.wait_for_everyone()
     return result
+
+
+def _accelerator(out: Path, cfg: SFTConfig, *, resume: bool, overwrite: bool) -> Any:
+    """The accelerator, with OUT checked (refusing another run's output) and the run's config written."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    # cpu=True without a GPU: otherwise torchrun on CPU gives unsynchronised single-process runs.
+    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, cpu=not torch.cuda.is_available())
+    if accelerator.is_main_process:
+        check_output_dir(out, cfg, resume=resume, overwrite=overwrite)
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_write(out / TRAIN_CONFIG) as handle:
+            handle.write(json.dumps(cfg.comparable(), indent=1) + "\n")
+    accelerator.wait_for_everyone()
+    set_seed(cfg.seed)
+    return accelerator
+
+
+def _load_model(base: str, cfg: SFTConfig) -> tuple[Any, Any, Any]:
+    """The base VLM in training mode with only what ``cfg`` trains left trainable; its processor, family."""
+    from videolift.models.vlm import get_family, load_vlm
+
+    model, processor = load_vlm(base, dtype=cfg.dtype)
+    family = get_family(model.config.model_type)
+    family.configure_processor(processor, cfg.max_pixels, cfg.min_pixels)
+    model.config.use_cache = False
+    model = prepare_model(model, family, cfg)
+    model.train()
+    return model, processor, family
+
+
+def _plan(n_examples: int, cfg: SFTConfig, rank: int, world: int) -> tuple[int, int]:
+    """(batches per epoch per process, optimizer updates in the run)."""
+    per_epoch = len(epoch_batches(n_examples, cfg.batch_size, cfg.seed, 0, rank, world))
+    if per_epoch == 0:
+        raise VideoliftError(
+            f"{n_examples} examples make no full round of batch {cfg.batch_size} x {world} processes"
+        )
+    return per_epoch, cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch) // cfg.grad_accum)
+
+
+def _checkpoint_trainable_only(accelerator: Any) -> None:
+    """Checkpoints hold the trainable weights only (a LoRA run must not copy the frozen base each time)."""
+
+    def keep_trainable(models: list[Any], weights: list[dict[str, Any]], _dir: str) -> None:
+        for m, state in zip(models, weights, strict=True):
+            wanted = {n for n, p in accelerator.unwrap_model(m).named_parameters() if p.requires_grad}
+            for key in [k for k in state if k.removeprefix("module.") not in wanted]:
+                del state[key]
+
+    accelerator.register_save_state_pre_hook(keep_trainable)
+
+
+def _resume(accelerator: Any, out: Path, resume: bool, total: int, log: Any) -> int:
+    """The update to start from: the latest checkpoint's when resuming (its log trimmed to it), else 0
+    (and no log of an earlier run)."""
+    main = accelerator.is_main_process
+    if resume and (ckpt := latest_checkpoint(out)) is not None:
+        accelerator.load_state(str(ckpt), strict=False)
+        step = json.loads((ckpt / STATE).read_text())["step"]
+        if main:
+            trim_step_log(out / TRAIN_LOG, step)
+            log(f"resumed from {ckpt.name} (update {step} of {total})")
+        return step
+    if main:
+        (out / TRAIN_LOG).unlink(missing_ok=True)
+    return 0
 
 
 def _progress_bar(total: int, done: int) -> Any:
