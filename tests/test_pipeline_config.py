@@ -109,8 +109,8 @@ def test_cli_run_set_reaches_the_config(tmp_path, monkeypatch):
 
     seen = {}
 
-    def fake_run(cfg, **_):
-        seen["cfg"] = cfg
+    def fake_run(cfg, **kwargs):
+        seen["cfg"], seen["progress"] = cfg, kwargs["progress"]
         raise SystemExit(0)
 
     monkeypatch.setattr(pipeline, "run_pipeline", fake_run)
@@ -119,3 +119,7 @@ def test_cli_run_set_reaches_the_config(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["run", str(path), "--set", "align.settings.seed=7", "--set", "seed=2"])
     assert result.exit_code == 0, result.output
     assert seen["cfg"].align.settings == {"seed": 7} and seen["cfg"].seed == 2
+    assert seen["progress"] is True
+    result = CliRunner().invoke(app, ["run", str(path), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert seen["progress"] is False

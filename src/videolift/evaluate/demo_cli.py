@@ -11,6 +11,9 @@ PRESET = Path(__file__).with_name("presets") / "toy.yaml"
 
 def demo(
     out: Path = typer.Option(Path("demo-out"), "--out", help="Working directory (resumable)."),
+    progress: bool = typer.Option(
+        True, "--progress/--no-progress", help="Progress bars (off for logs of batch jobs)."
+    ),
 ) -> None:
     """Simulated ratings -> critic (with reasons and label-only) -> scores -> RWL and RS alignment ->
     evaluation on held-out prompts; prints a summary, writes OUT/report.html and OUT/summary.json."""
@@ -19,6 +22,6 @@ def demo(
     from videolift.evaluate.pipeline_cli import print_summary
 
     cfg = PipelineConfig.load(PRESET, workdir=out)
-    summary = run_pipeline(cfg)
+    summary = run_pipeline(cfg, progress=progress)
     print_summary(summary)
     typer.echo(f"report: {write_report(out, summary)}\nsummary: {out / 'summary.json'}")

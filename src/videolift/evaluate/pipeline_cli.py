@@ -17,13 +17,16 @@ def run(
         help="Edit one setting, KEY=VALUE with a dotted key and a YAML value (repeatable), "
         "e.g. --set align.settings.seed=1 --set 'align.methods=[rwl]'.",
     ),
+    progress: bool = typer.Option(
+        True, "--progress/--no-progress", help="Progress bars (off for logs of batch jobs)."
+    ),
 ) -> None:
     """Run generate -> rate -> critic -> score -> align -> evaluate; finished stages are skipped."""
     from videolift.evaluate.demo_report import write_report
     from videolift.evaluate.pipeline import PipelineConfig, run_pipeline
 
     cfg = PipelineConfig.load(config, sets=sets, workdir=workdir)
-    summary = run_pipeline(cfg)
+    summary = run_pipeline(cfg, progress=progress)
     print_summary(summary)
     if report:
         typer.echo(f"report: {write_report(cfg.workdir, summary)}")
