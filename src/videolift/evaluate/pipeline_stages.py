@@ -28,6 +28,8 @@ def generation_settings(sampler: Sampler) -> dict[str, Any]:
 
 
 def prompt_file(cfg: PipelineConfig, prompts: PromptSet, split: str, out: Path) -> Path:
+    """The prompts' file: the config's, or in the toy world ``prompts.n`` distinct prompts of ``split``
+    written to ``out``."""
     if prompts.file is not None:
         return prompts.file
     if not cfg.toy:
