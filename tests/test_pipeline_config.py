@@ -123,3 +123,14 @@ def test_cli_run_set_reaches_the_config(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["run", str(path), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert seen["progress"] is False
+
+
+def test_a_missing_model_directory_is_refused_naming_the_field(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t2v").mkdir()
+    path = tmp_path / "p.yaml"
+    path.write_text("t2v: t2v\nvlm: ./vlm\n")
+    with pytest.raises(DataError, match=r"p\.yaml, field 'vlm'.*'\./vlm': no such directory"):
+        PipelineConfig.load(path)
+    path.write_text("t2v: t2v\nvlm: Qwen/Qwen2-VL-2B-Instruct\n")  # a Hub id is left to the loader
+    assert PipelineConfig.load(path).vlm == "Qwen/Qwen2-VL-2B-Instruct"

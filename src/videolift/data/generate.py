@@ -105,12 +105,17 @@ def manifest_record(item: WorkItem, prompt: PromptRecord, run: dict[str, Any]) -
 # ---- settings ----------------------------------------------------------------------------------
 
 
+def is_hub_id(model: str) -> bool:
+    """``owner/name``: what cannot be a Hub id is a local path (and must exist)."""
+    return not model.startswith((".", "/", "~")) and model.count("/") == 1
+
+
 def resolve_model(model: str) -> str:
     """An existing local directory as an absolute path (so reruns from elsewhere match), else a Hub id."""
     local = Path(model).expanduser()
     if local.exists():
         return str(local.resolve())
-    if model.startswith((".", "/", "~")) or model.count("/") != 1:
+    if not is_hub_id(model):
         raise VideoliftError(f"--model {model}: no such directory, and not a Hub id like THUDM/CogVideoX-2b")
     return model
 

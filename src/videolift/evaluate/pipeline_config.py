@@ -152,6 +152,17 @@ class PipelineConfig(_Strict):
             raise DataError(msg, file=path, field=field) from None
         if not cfg.workdir.is_absolute() and overrides.get("workdir") is None:
             cfg.workdir = path.parent / cfg.workdir
+        from videolift.data.generate import is_hub_id
+
+        for field in ("t2v", "vlm"):  # before any stage runs, and naming the file's field
+            model = getattr(cfg, field)
+            if model != TOY and not Path(model).expanduser().exists() and not is_hub_id(model):
+                raise DataError(
+                    f"{model!r}: no such directory (relative paths are read from {Path.cwd()}), "
+                    "and not a Hub id like owner/name",
+                    file=path,
+                    field=field,
+                )
         return cfg
 
 
