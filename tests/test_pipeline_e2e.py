@@ -86,6 +86,7 @@ def test_run_pipeline_end_to_end_and_rerun_skips(tmp_path, tiny_cogvideox_dir):
     assert summary["wall_seconds"] > 0 and summary["peak_rss_mb"] > 0
     html = (w / "report.html").read_text()
     assert "Summary (held-out prompts)" in html and "data:image/png;base64," in html
+    assert "each stage&#x27;s time when it last ran" in html  # the stages' times table
     # Paired differences against the base, by both raters, in summary.json and in the report.
     (pair,) = [k for k in summary["differences"] if k.startswith("aligned_rwl")]
     assert set(summary["differences"][pair]) == {"critic", "oracle"}
@@ -96,9 +97,14 @@ def test_run_pipeline_end_to_end_and_rerun_skips(tmp_path, tiny_cogvideox_dir):
     }
     assert len({tuple(v) for v in eval_seeds.values()}) == 1  # same seeds for every model
 
+    first = summary["stages"]
+    assert first["critic:critic"]["ran"] and first["critic:critic"]["seconds"] > 0
     again = CliRunner().invoke(app, ["run", str(path), "--no-report"])
     assert again.exit_code == 0, again.output
     assert again.output.count("up to date, skipped") >= 10
+    rerun = json.loads((w / "summary.json").read_text())["stages"]
+    assert not any(s["ran"] for s in rerun.values())  # the times of the run that did the work
+    assert {n: s["seconds"] for n, s in rerun.items()} == {n: s["seconds"] for n, s in first.items()}
     # A copy of the workdir (timestamps kept, as `cp -a`) is as finished as the original.
     shutil.copytree(w, tmp_path / "copy")
     copied = CliRunner().invoke(app, ["run", str(path), "--no-report", "--workdir", str(tmp_path / "copy")])

@@ -105,6 +105,13 @@ def write_report(
             "" if check["ok"] else "warn",
         )
     comparison_tables(rep, evaluation)
+    if stages := summary.get("stages"):
+        rep.table(
+            ["stage", "seconds", "in this run"],
+            [[n, s["seconds"], "ran" if s["ran"] else "up to date"] for n, s in stages.items()],
+            caption=f"each stage's time when it last ran; this run took {summary['wall_seconds']:.0f} s "
+            f"wall, the stages {sum(s['seconds'] or 0 for s in stages.values()):.0f} s together",
+        )
 
     rep.heading("Label and reward distributions, before and after")
     distributions(rep, evaluation, w / "eval")

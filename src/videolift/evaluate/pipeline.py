@@ -103,6 +103,11 @@ def run_pipeline(cfg: PipelineConfig, *, progress: bool = True) -> dict[str, Any
     models = {"base": (t2v, None)} | {f"aligned_{m}": paths for m, paths in aligned.items()}
     summary = build_summary(result, accuracy, models, started)
     summary["align_rewards"] = cfg.align.rewards
+    # Each stage's time when it last ran: a rerun that skips stages still tells where the time went.
+    summary["stages"] = {
+        name: {"seconds": entry.get("seconds"), "ran": name in runner.ran}
+        for name, entry in runner.manifest["stages"].items()
+    }
     if concurrent:  # the critics' processes overlapped: their memory adds up
         summary["peak_rss_mb"] = round(max(summary["peak_rss_mb"], memory_bound), 1)
     summary.update({f"aligned_{m}": {"skipped": why} for m, why in skipped.items()})
