@@ -99,11 +99,16 @@ def test_run_pipeline_end_to_end_and_rerun_skips(tmp_path, tiny_cogvideox_dir):
 
     first = summary["stages"]
     assert first["critic:critic"]["ran"] and first["critic:critic"]["seconds"] > 0
+    manifest_path = w / "run_manifest.json"  # a stage of earlier settings stays in the manifest ...
+    manifest = json.loads(manifest_path.read_text())
+    manifest["stages"]["align:old"] = {"key": "0", "seconds": 9.0}
+    manifest_path.write_text(json.dumps(manifest))
     again = CliRunner().invoke(app, ["run", str(path), "--no-report"])
     assert again.exit_code == 0, again.output
     assert again.output.count("up to date, skipped") >= 10
     rerun = json.loads((w / "summary.json").read_text())["stages"]
     assert not any(s["ran"] for s in rerun.values())  # the times of the run that did the work
+    # ... but is not one of this run's stages
     assert {n: s["seconds"] for n, s in rerun.items()} == {n: s["seconds"] for n, s in first.items()}
     # A copy of the workdir (timestamps kept, as `cp -a`) is as finished as the original.
     shutil.copytree(w, tmp_path / "copy")

@@ -110,7 +110,7 @@ def write_report(
             ["stage", "seconds", "in this run"],
             [[n, s["seconds"], "ran" if s["ran"] else "up to date"] for n, s in stages.items()],
             caption=f"each stage's time when it last ran; this run took {summary['wall_seconds']:.0f} s "
-            f"wall, the stages {sum(s['seconds'] or 0 for s in stages.values()):.0f} s together",
+            f"wall, the stages {sum(s['seconds'] or 0 for s in stages.values()):.0f} s together (side by side ones overlap)",
         )
 
     rep.heading("Label and reward distributions, before and after")

@@ -104,9 +104,10 @@ def run_pipeline(cfg: PipelineConfig, *, progress: bool = True) -> dict[str, Any
     summary = build_summary(result, accuracy, models, started)
     summary["align_rewards"] = cfg.align.rewards
     # Each stage's time when it last ran: a rerun that skips stages still tells where the time went.
+    # (This run's stages only: the manifest also keeps those of earlier settings, e.g. a dropped method.)
     summary["stages"] = {
-        name: {"seconds": entry.get("seconds"), "ran": name in runner.ran}
-        for name, entry in runner.manifest["stages"].items()
+        name: {"seconds": runner.manifest["stages"][name].get("seconds"), "ran": name in runner.ran}
+        for name in runner.results
     }
     if concurrent:  # the critics' processes overlapped: their memory adds up
         summary["peak_rss_mb"] = round(max(summary["peak_rss_mb"], memory_bound), 1)
