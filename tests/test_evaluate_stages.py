@@ -1,10 +1,10 @@
 import json
+import os
 from pathlib import Path
-from unittest.mock import ANY
 
 import pytest
 
-from videolift.evaluate.stages import Runner, Stage
+from videolift.evaluate.stages import Runner, Stage, content_print
 
 
 def test_stages_skip_when_inputs_settings_and_outputs_are_unchanged(tmp_path):
@@ -198,5 +198,43 @@ def test_a_manifest_of_an_earlier_version_is_read_and_rewritten_relocatable(tmp_
     assert runner.run(stage) is None and calls == [1.0]  # skipped, not redone
     entry = json.loads((w / "run_manifest.json").read_text())["stages"]["s"]
     assert (entry["key"] == stage.key()) is not paths_in_settings
-    assert entry["key"] == stage.key(runner.relative)
-    assert entry["outputs"] == stage.output_prints(runner.relative) == {"<workdir>/out.txt": ANY}
+    assert entry["key"] == stage.key(runner.relative, content_print)
+    assert entry["outputs"] == stage.output_prints(runner.relative, content_print)
+    assert set(entry["outputs"]) == {"<workdir>/out.txt"} and entry["outputs"][
+        "<workdir>/out.txt"
+    ].startswith("sha256:")
+
+
+def test_a_file_rewritten_identically_does_not_redo_the_stages_after_it(tmp_path):
+    """Files are identified by content: a stage that reruns (its settings changed) and writes the same
+    bytes again leaves the stages that read them up to date; other bytes redo them."""
+    w = tmp_path / "w"
+    w.mkdir()
+    (w / "in.txt").write_text("a")
+    ran = []
+
+    def first(batch: int) -> Stage:
+        def run():
+            ran.append("first")
+            (w / "mid.txt").write_text((w / "in.txt").read_text() * 2)
+
+        # `batch` changes how, not what, it computes
+        return Stage("first", run, inputs=[w / "in.txt"], outputs=[w / "mid.txt"], settings={"batch": batch})
+
+    def second() -> Stage:
+        def run():
+            ran.append("second")
+            (w / "out.txt").write_text((w / "mid.txt").read_text().upper())
+
+        return Stage("second", run, inputs=[w / "mid.txt"], outputs=[w / "out.txt"])
+
+    for stage in (first(1), second()):
+        Runner(w).run(stage)
+    os.utime(w / "mid.txt", ns=(0, 0))  # so that the rewrite surely changes its time
+    for stage in (first(2), second()):
+        Runner(w).run(stage)
+    assert ran == ["first", "second", "first"] and (w / "mid.txt").stat().st_mtime_ns != 0
+    (w / "in.txt").write_text("b")
+    for stage in (first(2), second()):
+        Runner(w).run(stage)
+    assert ran[3:] == ["first", "second"] and (w / "out.txt").read_text() == "BB"

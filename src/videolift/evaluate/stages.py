@@ -4,6 +4,8 @@ so a killed run restarts at the stage it was in and that stage resumes its own w
 is recorded too: an unfinished attempt with other inputs or settings is cleared (``Stage.fresh``)
 rather than resumed, since a training checkpoint does not know which data it was trained on.
 
+Input and output files are identified by their bytes (directories by their files' names, sizes and
+times), so a stage that reruns and writes the same file again does not redo the stages after it.
 Paths inside the workdir are recorded relative to it, so a run is recognised when the workdir is
 named from another directory, moved, or copied with its timestamps (``cp -a``: a copy can then rerun
 only the stages whose settings change, e.g. alignment with another seed on the same videos).
@@ -23,14 +25,24 @@ from typing import Any
 
 from rich.console import Console
 
-from videolift.core.files import fingerprint
+from videolift.core.files import content_hash, fingerprint
 from videolift.core.jsonl import atomic_write
 
 console = Console()
 
 
+Print = Callable[[Path], str]
+
+
 def _as_given(value: Any) -> Any:
     return value
+
+
+def content_print(path: Path) -> str:
+    """A file by its bytes, so a stage that rewrites a file identically does not redo the stages after
+    it; a directory by its files' names, sizes and times (weights and checkpoints: too large to hash)."""
+    path = Path(path)
+    return f"sha256:{content_hash(path)[:16]}" if path.is_file() else fingerprint(path)
 
 
 @dataclass
@@ -44,14 +56,17 @@ class Stage:
     # stages that resume from checkpoints: remove what another attempt left behind).
     fresh: Callable[[], None] | None = None
 
-    def key(self, where: Callable[[Any], Any] = _as_given) -> str:
-        """Identity of the settings and the inputs' contents; ``where`` rewrites paths (see ``Runner``)."""
-        inputs = {where(str(p)): fingerprint(p) for p in self.inputs}
+    def key(self, where: Callable[[Any], Any] = _as_given, prints: Print = fingerprint) -> str:
+        """Identity of the settings and the inputs' contents; ``where`` rewrites paths and ``prints``
+        identifies files (see ``Runner``)."""
+        inputs = {where(str(p)): prints(p) for p in self.inputs}
         payload = {"settings": where(self.settings), "inputs": inputs}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
-    def output_prints(self, where: Callable[[Any], Any] = _as_given) -> dict[str, str]:
-        return {where(str(p)): fingerprint(p) for p in self.outputs}
+    def output_prints(
+        self, where: Callable[[Any], Any] = _as_given, prints: Print = fingerprint
+    ) -> dict[str, str]:
+        return {where(str(p)): prints(p) for p in self.outputs}
 
 
 class Runner:
@@ -80,17 +95,19 @@ class Runner:
                 return "<workdir>" + text[len(root) :]
         return value
 
-    def _recorded_as(
-        self, stage: Stage, entry: dict[str, Any], finished: bool
-    ) -> Callable[[Any], Any] | None:
-        """How ``entry`` names the workdir's paths, if it records ``stage`` with these settings and
-        inputs (and, if ``finished``, these outputs): relative to the workdir, or as given (manifests of
-        earlier versions; the two agree on a stage that names no path inside the workdir)."""
-        for where in (self.relative, _as_given):
-            if entry.get("key") == stage.key(where) and (
-                not finished or entry.get("outputs") == stage.output_prints(where)
+    def _ways(self) -> list[tuple[Callable[[Any], Any], Print]]:
+        """How a manifest names paths and identifies files: this version's way (paths relative to the
+        workdir, files by content), then earlier versions' (by size and time; paths as given)."""
+        return [(self.relative, content_print), (self.relative, fingerprint), (_as_given, fingerprint)]
+
+    def _recorded_as(self, stage: Stage, entry: dict[str, Any], finished: bool) -> int | None:
+        """Which of ``_ways`` ``entry`` used, if it records ``stage`` with these settings and inputs
+        (and, if ``finished``, these outputs). The ways agree on what a stage does not name."""
+        for i, (where, prints) in enumerate(self._ways()):
+            if entry.get("key") == stage.key(where, prints) and (
+                not finished or entry.get("outputs") == stage.output_prints(where, prints)
             ):
-                return where
+                return i
         return None
 
     def is_done(self, stage: Stage) -> bool:
@@ -103,13 +120,13 @@ class Runner:
         last = self.manifest["stages"].get(stage.name) or {}
         if self.is_done(stage):
             console.print(f"[dim]✓ {stage.name}: up to date, skipped[/]")
-            if self._recorded_as(stage, last, True) is _as_given:  # an earlier version's: make it relocatable
-                moved = {"key": stage.key(self.relative), "outputs": stage.output_prints(self.relative)}
-                self._record(stage.name, last | moved)
+            if self._recorded_as(stage, last, True) != 0:  # an earlier version's entry: record it this way
+                now = {"key": stage.key(*self._ways()[0]), "outputs": stage.output_prints(*self._ways()[0])}
+                self._record(stage.name, last | now)
             self.results[stage.name] = last.get("result")
             return self.results[stage.name]
         console.rule(f"[bold]{stage.name}")
-        key = stage.key(self.relative)
+        key = stage.key(*self._ways()[0])
         if stage.fresh is not None and self._recorded_as(stage, last, False) is None:
             stage.fresh()
         # No outputs recorded: not done until the entry below replaces this one.
@@ -119,7 +136,7 @@ class Runner:
         entry = {
             "key": key,
             "settings": stage.settings,
-            "outputs": stage.output_prints(self.relative),
+            "outputs": stage.output_prints(*self._ways()[0]),
             "seconds": round(time.time() - start, 1),
             "result": result if _jsonable(result) else None,
             "finished": _now(),
