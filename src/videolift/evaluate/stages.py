@@ -118,15 +118,17 @@ class Runner:
 
     def run(self, stage: Stage) -> Any:
         last = self.manifest["stages"].get(stage.name) or {}
+        way = self._ways()[0]  # how this version records
         if self.is_done(stage):
             console.print(f"[dim]✓ {stage.name}: up to date, skipped[/]")
             if self._recorded_as(stage, last, True) != 0:  # an earlier version's entry: record it this way
-                now = {"key": stage.key(*self._ways()[0]), "outputs": stage.output_prints(*self._ways()[0])}
-                self._record(stage.name, last | now)
+                self._record(
+                    stage.name, last | {"key": stage.key(*way), "outputs": stage.output_prints(*way)}
+                )
             self.results[stage.name] = last.get("result")
             return self.results[stage.name]
         console.rule(f"[bold]{stage.name}")
-        key = stage.key(*self._ways()[0])
+        key = stage.key(*way)
         if stage.fresh is not None and self._recorded_as(stage, last, False) is None:
             stage.fresh()
         # No outputs recorded: not done until the entry below replaces this one.
@@ -136,7 +138,7 @@ class Runner:
         entry = {
             "key": key,
             "settings": stage.settings,
-            "outputs": stage.output_prints(*self._ways()[0]),
+            "outputs": stage.output_prints(*way),
             "seconds": round(time.time() - start, 1),
             "result": result if _jsonable(result) else None,
             "finished": _now(),
