@@ -238,3 +238,29 @@ def test_a_file_rewritten_identically_does_not_redo_the_stages_after_it(tmp_path
     for stage in (first(2), second()):
         Runner(w).run(stage)
     assert ran[3:] == ["first", "second"] and (w / "out.txt").read_text() == "BB"
+
+
+def test_a_plan_says_why_the_first_stage_to_run_would_and_writes_nothing(tmp_path):
+    from videolift.evaluate.stages import PlanReached
+
+    w = tmp_path / "w"
+    w.mkdir()
+    (w / "in.txt").write_text("a")
+    calls = []
+
+    def plan(stage: Stage) -> str:
+        before = (w / "run_manifest.json").read_bytes() if (w / "run_manifest.json").exists() else None
+        with pytest.raises(PlanReached) as reached:
+            Runner(w, plan=True).run(stage)
+        after = (w / "run_manifest.json").read_bytes() if (w / "run_manifest.json").exists() else None
+        assert before == after and not calls[1:]  # nothing written, nothing run
+        return reached.value.why
+
+    assert plan(_copy_stage(w, calls)) == "not run yet"
+    Runner(w).run(_copy_stage(w, calls))
+    assert Runner(w, plan=True).run(_copy_stage(w, calls)) is None  # up to date: the recorded result
+    assert plan(_copy_stage(w, calls, lr=2.0)) == "its settings or inputs changed"
+    (w / "out.txt").write_text("edited")
+    assert plan(_copy_stage(w, calls)) == "its outputs are missing or changed"
+    assert calls == [1.0]
+    assert not Runner(tmp_path / "none", plan=True).workdir.exists()  # a plan creates no workdir

@@ -139,3 +139,13 @@ def test_run_pipeline_end_to_end_and_rerun_skips(tmp_path, tiny_cogvideox_dir):
     summary = json.loads((w / "summary.json").read_text())
     assert summary["align_rewards"] == "oracle"
     assert "align.rewards: oracle" in (w / "report.html").read_text()
+
+    # --plan runs and writes nothing: it says which stages are done and why the first to run would.
+    manifest = (w / "run_manifest.json").read_bytes()
+    done = CliRunner().invoke(app, ["run", str(path), "--plan"])
+    assert done.exit_code == 0 and "Every stage is up to date." in done.output, done.output
+    edited = CliRunner().invoke(app, ["run", str(path), "--plan", "--set", "align.settings.max_steps=4"])
+    assert edited.exit_code == 0, edited.output
+    assert "align:rwl: would run (its settings or inputs changed)" in edited.output
+    assert "score: up to date" in edited.output and "evaluate" not in edited.output
+    assert (w / "run_manifest.json").read_bytes() == manifest

@@ -31,16 +31,31 @@ from videolift.evaluate.pipeline_stages import (
     split_stage,
     toy_panel_stage,
 )
-from videolift.evaluate.stages import Runner
+from videolift.evaluate.stages import PlanReached, Runner
 
 __all__ = ["PipelineConfig", "build_summary", "run_pipeline"]
 
 
-def run_pipeline(cfg: PipelineConfig, *, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) every stage; returns the summary (also ``WORKDIR/summary.json``)."""
+def run_pipeline(cfg: PipelineConfig, *, progress: bool = True, plan: bool = False) -> dict[str, Any] | None:
+    """Run (or resume) every stage; returns the summary (also ``WORKDIR/summary.json``). ``plan``: only
+    print which stages are up to date, up to the first that would run (and why); runs nothing, returns
+    None."""
     started = time.time()
     w = cfg.workdir
-    runner = Runner(w)
+    runner = Runner(w, plan=plan)
+    if plan:
+        try:
+            _run_stages(cfg, runner, progress, started)
+        except PlanReached:
+            runner.console.print("The stages after it run too when what it writes changes.")
+        else:
+            runner.console.print("Every stage is up to date.")
+        return None
+    return _run_stages(cfg, runner, progress, started)
+
+
+def _run_stages(cfg: PipelineConfig, runner: Runner, progress: bool, started: float) -> dict[str, Any]:
+    w = cfg.workdir
     t2v = toy_asset("t2v") if cfg.t2v == TOY else cfg.t2v
     vlm = toy_asset("vlm") if cfg.vlm == TOY else cfg.vlm
     gen = generation_settings(cfg.sampler)
@@ -112,8 +127,9 @@ def run_pipeline(cfg: PipelineConfig, *, progress: bool = True) -> dict[str, Any
     if concurrent:  # the critics' processes overlapped: their memory adds up
         summary["peak_rss_mb"] = round(max(summary["peak_rss_mb"], memory_bound), 1)
     summary.update({f"aligned_{m}": {"skipped": why} for m, why in skipped.items()})
-    with atomic_write(w / "summary.json") as handle:
-        json.dump(summary, handle, indent=1)
+    if not runner.plan:
+        with atomic_write(w / "summary.json") as handle:
+            json.dump(summary, handle, indent=1)
     return summary
 
 

@@ -20,13 +20,20 @@ def run(
     progress: bool = typer.Option(
         True, "--progress/--no-progress", help="Progress bars (off for logs of batch jobs)."
     ),
+    plan: bool = typer.Option(
+        False,
+        "--plan",
+        help="Only say which stages are up to date and the first that would run, and why; runs nothing.",
+    ),
 ) -> None:
     """Run generate -> rate -> critic -> score -> align -> evaluate; finished stages are skipped."""
     from videolift.evaluate.demo_report import write_report
     from videolift.evaluate.pipeline import PipelineConfig, run_pipeline
 
     cfg = PipelineConfig.load(config, sets=sets, workdir=workdir)
-    summary = run_pipeline(cfg, progress=progress)
+    summary = run_pipeline(cfg, progress=progress, plan=plan)
+    if summary is None:  # --plan
+        return
     print_summary(summary)
     if report:
         typer.echo(f"report: {write_report(cfg.workdir, summary)}")

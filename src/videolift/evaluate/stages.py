@@ -69,10 +69,22 @@ class Stage:
         return {where(str(p)): prints(p) for p in self.outputs}
 
 
+class PlanReached(Exception):
+    """A planning runner (``Runner(plan=True)``) reached the first stage that would run."""
+
+    def __init__(self, stage: str, why: str) -> None:
+        super().__init__(f"{stage}: would run ({why})")
+        self.stage, self.why = stage, why
+
+
 class Runner:
-    def __init__(self, workdir: str | Path) -> None:
+    def __init__(self, workdir: str | Path, *, plan: bool = False) -> None:
+        """``plan``: only say which stages are up to date, and stop (``PlanReached``) at the first
+        that would run; nothing is run or written."""
         self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.plan = plan
+        if not plan:
+            self.workdir.mkdir(parents=True, exist_ok=True)
         self.manifest_path = self.workdir / "run_manifest.json"
         self.manifest: dict[str, Any] = (
             json.loads(self.manifest_path.read_text()) if self.manifest_path.exists() else {"stages": {}}
@@ -110,18 +122,30 @@ class Runner:
                 return i
         return None
 
-    def is_done(self, stage: Stage) -> bool:
+    def why_to_run(self, stage: Stage) -> str | None:
+        """None when ``stage`` is up to date, else why it would run."""
         entry = self.manifest["stages"].get(stage.name) or {}
-        return (
-            all(Path(p).exists() for p in stage.outputs) and self._recorded_as(stage, entry, True) is not None
-        )
+        if all(Path(p).exists() for p in stage.outputs) and self._recorded_as(stage, entry, True) is not None:
+            return None
+        if not entry:
+            return "not run yet"
+        same = self._recorded_as(stage, entry, False) is not None
+        if "outputs" not in entry:
+            return "interrupted: resumes its work" if same else "interrupted, since changed: starts over"
+        return "its outputs are missing or changed" if same else "its settings or inputs changed"
+
+    def is_done(self, stage: Stage) -> bool:
+        return self.why_to_run(stage) is None
 
     def run(self, stage: Stage) -> Any:
         last = self.manifest["stages"].get(stage.name) or {}
         way = self._ways()[0]  # how this version records
+        if self.plan and (why := self.why_to_run(stage)) is not None:
+            console.print(f"[bold]→ {stage.name}: would run ({why})[/]")
+            raise PlanReached(stage.name, why)
         if self.is_done(stage):
             console.print(f"[dim]✓ {stage.name}: up to date, skipped[/]")
-            if self._recorded_as(stage, last, True) != 0:  # an earlier version's entry: record it this way
+            if not self.plan and self._recorded_as(stage, last, True) != 0:  # an earlier version's: rewrite
                 self._record(
                     stage.name, last | {"key": stage.key(*way), "outputs": stage.output_prints(*way)}
                 )
@@ -161,6 +185,8 @@ class Runner:
         have stopped."""
         from concurrent.futures import ThreadPoolExecutor
 
+        if self.plan:  # nothing runs: in order, stopping at the first that would
+            return [self.run(stage) for stage in stages]
         with ThreadPoolExecutor(max_workers=max(1, len(stages))) as pool:
             futures = [pool.submit(self.run, stage) for stage in stages]
         return [f.result() for f in futures]
