@@ -615,8 +615,8 @@ def test_a_critic_trained_in_its_own_process_equals_one_trained_here(world, tmp_
     cfg = PipelineConfig.model_validate(
         {"workdir": str(tmp_path), "critic": {"max_steps": 3, "batch_size": 4, "lr": 5e-3, "parallel": True}}
     )
-    here = critic_stage(cfg, str(world / "base"), tmp_path, world, "here", True)
-    there = critic_stage(cfg, str(world / "base"), tmp_path, world, "there", True, own_process=True)
+    here = critic_stage(cfg, str(world / "base"), world, "here", True)
+    there = critic_stage(cfg, str(world / "base"), world, "there", True, own_process=True)
     assert here.settings == there.settings and "parallel" not in here.settings  # when, not what
     assert here.run() == {"reasons": True}
     result = there.run()

@@ -75,12 +75,12 @@ def test_run_pipeline_end_to_end_and_rerun_skips(tmp_path, tiny_cogvideox_dir):
     from videolift.evaluate.pipeline_stages import align_stage
 
     cfg = PipelineConfig.load(path)
-    caches = {m: align_stage(cfg, "m", w, m, None, False).settings["cache_dir"] for m in ("rwl", "rs")}
+    caches = {m: align_stage(cfg, "m", m, None, False).settings["cache_dir"] for m in ("rwl", "rs")}
     assert caches == {"rwl": str(w / "align_cache"), "rs": str(w / "align_cache")}
     # A reward config is an input of the stage: editing it reruns alignment.
     (w / "min.yaml").write_text("aggregation: min\n")
     cfg.align.settings["reward_config"] = str(w / "min.yaml")
-    assert w / "min.yaml" in align_stage(cfg, "m", w, "rwl", None, False).inputs
+    assert w / "min.yaml" in align_stage(cfg, "m", "rwl", None, False).inputs
     # RS either trained or was reported as skipped (nothing rated all-Good), never silently missing.
     assert "skipped" in summary["aligned_rs"] or "oracle_all_good_rate" in summary["aligned_rs"]
     assert summary["wall_seconds"] > 0 and summary["peak_rss_mb"] > 0

@@ -75,7 +75,7 @@ def _run_stages(cfg: PipelineConfig, runner: Runner, progress: bool, started: fl
     critics = {"critic": True} | ({"critic_label_only": False} if cfg.critic.label_only_baseline else {})
     concurrent, memory_bound = cfg.critic.parallel and len(critics) > 1, 0.0
     stages = [
-        critic_stage(cfg, vlm, w, hra_videos, name, reasons, concurrent) for name, reasons in critics.items()
+        critic_stage(cfg, vlm, hra_videos, name, reasons, concurrent) for name, reasons in critics.items()
     ]
     if concurrent:
         done = runner.run_concurrently(stages)
@@ -90,7 +90,7 @@ def _run_stages(cfg: PipelineConfig, runner: Runner, progress: bool, started: fl
         for stage in stages:
             runner.run(stage)
     accuracy: dict[str, Any] = {
-        name: runner.run(critic_eval_stage(cfg, w, hra_videos, name, progress)) for name in critics
+        name: runner.run(critic_eval_stage(cfg, hra_videos, name, progress)) for name in critics
     }
 
     # ---- alignment -------------------------------------------------------------------------------------
@@ -108,7 +108,7 @@ def _run_stages(cfg: PipelineConfig, runner: Runner, progress: bool, started: fl
             skipped[method] = "no generated video was rated Good on every dimension"
             runner.console.print(f"[yellow]align:rs skipped: {skipped[method]}[/]")
             continue
-        runner.run(align_stage(cfg, t2v, w, method, real, progress))
+        runner.run(align_stage(cfg, t2v, method, real, progress))
         out = w / f"aligned_{method}"
         lora = out / "lora"
         aligned[method] = (str(out / "pipeline"), None) if (out / "pipeline").exists() else (t2v, str(lora))

@@ -241,7 +241,6 @@ def _train_critic_quietly(**kwargs: Any) -> None:
 def critic_stage(
     cfg: PipelineConfig,
     vlm: str,
-    w: Path,
     hra_videos: Path,
     name: str,
     reasons: bool,
@@ -249,7 +248,7 @@ def critic_stage(
 ) -> Stage:
     from videolift.critic.sft import SFTConfig
 
-    c = cfg.critic
+    w, c = cfg.workdir, cfg.critic
     sft = SFTConfig(
         adapter=c.adapter,
         lr=c.lr,
@@ -294,7 +293,9 @@ def critic_stage(
     )
 
 
-def critic_eval_stage(cfg: PipelineConfig, w: Path, hra_videos: Path, name: str, progress: bool) -> Stage:
+def critic_eval_stage(cfg: PipelineConfig, hra_videos: Path, name: str, progress: bool) -> Stage:
+    w = cfg.workdir
+
     def run() -> dict:
         from videolift.critic.evaluate import evaluate_critic
         from videolift.critic.score import load_critic
@@ -333,9 +334,8 @@ def real_toy_stage(n: int, seed: int, out: Path) -> Stage:
     return Stage("real:toy", run, outputs=[out / "manifest.jsonl"], settings={"n": n, "seed": seed})
 
 
-def align_stage(
-    cfg: PipelineConfig, t2v: str, w: Path, method: str, real: Path | None, progress: bool
-) -> Stage:
+def align_stage(cfg: PipelineConfig, t2v: str, method: str, real: Path | None, progress: bool) -> Stage:
+    w = cfg.workdir
     from videolift.align.config import AlignConfig
 
     # One latent/text cache for RWL and RS: the real clips and shared videos are encoded once.

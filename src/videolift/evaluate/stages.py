@@ -122,11 +122,13 @@ class Runner:
                 return i
         return None
 
-    def why_to_run(self, stage: Stage) -> str | None:
-        """None when ``stage`` is up to date, else why it would run."""
-        entry = self.manifest["stages"].get(stage.name) or {}
-        if all(Path(p).exists() for p in stage.outputs) and self._recorded_as(stage, entry, True) is not None:
+    def _finished_way(self, stage: Stage, entry: dict[str, Any]) -> int | None:
+        """Which of ``_ways`` ``entry`` records ``stage`` as finished by, its outputs all present."""
+        if not all(Path(p).exists() for p in stage.outputs):
             return None
+        return self._recorded_as(stage, entry, True)
+
+    def _why_not_done(self, stage: Stage, entry: dict[str, Any]) -> str:
         if not entry:
             return "not run yet"
         same = self._recorded_as(stage, entry, False) is not None
@@ -134,23 +136,30 @@ class Runner:
             return "interrupted: resumes its work" if same else "interrupted, since changed: starts over"
         return "its outputs are missing or changed" if same else "its settings or inputs changed"
 
+    def why_to_run(self, stage: Stage) -> str | None:
+        """None when ``stage`` is up to date, else why it would run."""
+        entry = self.manifest["stages"].get(stage.name) or {}
+        return None if self._finished_way(stage, entry) is not None else self._why_not_done(stage, entry)
+
     def is_done(self, stage: Stage) -> bool:
         return self.why_to_run(stage) is None
 
     def run(self, stage: Stage) -> Any:
         last = self.manifest["stages"].get(stage.name) or {}
         way = self._ways()[0]  # how this version records
-        if self.plan and (why := self.why_to_run(stage)) is not None:
-            console.print(f"[bold]→ {stage.name}: would run ({why})[/]")
-            raise PlanReached(stage.name, why)
-        if self.is_done(stage):
+        finished = self._finished_way(stage, last)
+        if finished is not None:
             console.print(f"[dim]✓ {stage.name}: up to date, skipped[/]")
-            if not self.plan and self._recorded_as(stage, last, True) != 0:  # an earlier version's: rewrite
+            if finished != 0 and not self.plan:  # an earlier version's entry: record it this way
                 self._record(
                     stage.name, last | {"key": stage.key(*way), "outputs": stage.output_prints(*way)}
                 )
             self.results[stage.name] = last.get("result")
             return self.results[stage.name]
+        if self.plan:
+            why = self._why_not_done(stage, last)
+            console.print(f"[bold]→ {stage.name}: would run ({why})[/]")
+            raise PlanReached(stage.name, why)
         console.rule(f"[bold]{stage.name}")
         key = stage.key(*way)
         if stage.fresh is not None and self._recorded_as(stage, last, False) is None:
