@@ -70,6 +70,41 @@ def test_cache_is_computed_once_and_keyed(world, tmp_path):
     assert other_model.text_path("prompt 0") != paths[0][1]
 
 
+def test_content_keys_follow_copied_videos_and_hash_each_file_once(world, tmp_path, monkeypatch):
+    """--hash-content: a copied video tree hits the cache (no encoding), and a file is hashed once
+    per (path, size, mtime), remembered in CACHE/file_hashes.json across runs; without it a copy
+    is keyed by where it lies."""
+    import shutil
+
+    from videolift.align import cache as cache_mod
+
+    hashed = []
+    content_hash = cache_mod.content_hash
+    monkeypatch.setattr(cache_mod, "content_hash", lambda p: hashed.append(Path(p)) or content_hash(p))
+    spec = get_spec("cogvideox")
+    pipe = spec.load(str(world / "model"))
+    preprocessing = AlignConfig(**_min(world)).preprocessing()
+    memo = tmp_path / "cache/file_hashes.json"
+
+    def build(videos: Path):
+        cache = EncodingCache(tmp_path / "cache", "fp", preprocessing, hash_content=True, memo=memo)
+        items = [(videos / f"v{i}.mp4", f"prompt {i % 2}") for i in range(4)]
+        return cache.build(spec, pipe, items, progress=False)
+
+    paths, stats = build(world / "videos")
+    assert stats.videos_encoded == 4 and len(hashed) == 4
+    again, stats = build(world / "videos")  # a new run: the memo answers, nothing is read
+    assert again == paths and stats.videos_cached == 4 and len(hashed) == 4
+    shutil.copytree(world / "videos", tmp_path / "copy")
+    copied, stats = build(tmp_path / "copy")
+    assert [lat for lat, _ in copied] == [lat for lat, _ in paths]
+    assert stats.videos_encoded == 0 and len(hashed) == 8  # each copy hashed once, none encoded
+    assert sum(str(tmp_path / "copy") in key for key in json.loads(memo.read_text())) == 4
+
+    by_place = EncodingCache(tmp_path / "cache", "fp", preprocessing)
+    assert by_place.latent_path(tmp_path / "copy/v0.mp4") != by_place.latent_path(world / "videos/v0.mp4")
+
+
 def _min(world: Path) -> dict:
     return {"model": "m", "scores": world / "scores.jsonl", "videos": world, "out": world / "unused"}
 
@@ -417,6 +452,19 @@ def test_cli_no_progress_silences_every_bar_including_encoding(world, tmp_path):
     for flag in ("--no-progress", "--quiet"):
         shown = bars(tmp_path / flag, flag)
         assert "encode videos" not in shown and "align:" not in shown and "%|" not in shown
+
+
+def test_cli_hash_content_keys_the_cache_by_content(world, tmp_path):
+    from typer.testing import CliRunner
+
+    from videolift.cli import app
+
+    args = _cli_args(world, tmp_path / "run", max_steps=1, cache_dir=tmp_path / "cache")
+    result = CliRunner().invoke(app, ["align", *args, "--hash-content"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run/align_config.json").read_text())["hash_content"] is True
+    memo = json.loads((tmp_path / "cache/file_hashes.json").read_text())
+    assert sum(".mp4|" in key for key in memo) == 4  # the four videos, by content
 
 
 def test_cli_lora_targets_adapts_the_feed_forward_layers_too(world, tmp_path):

@@ -40,7 +40,13 @@ def test_run_pipeline_end_to_end_and_rerun_skips(tmp_path, tiny_cogvideox_dir):
             "prompts": {"n": 6, "per_prompt": 2, "seed": 1},
             "methods": ["rwl", "rs"],
             "real_toy": 4,
-            "settings": {"max_steps": 3, "batch_size": 4, "warmup_steps": 1, "num_workers": 0},
+            "settings": {
+                "max_steps": 3,
+                "batch_size": 4,
+                "warmup_steps": 1,
+                "num_workers": 0,
+                "hash_content": True,
+            },
         },
         "evaluate": {"prompts": {"n": 4, "per_prompt": 1, "seed": 2}},
     }
@@ -117,6 +123,22 @@ def test_run_pipeline_end_to_end_and_rerun_skips(tmp_path, tiny_cogvideox_dir):
     assert copied.output.count("up to date, skipped") == again.output.count("up to date, skipped")
     copy_summary = json.loads((tmp_path / "copy" / "summary.json").read_text())
     assert copy_summary["aligned_rwl"]["model"] == str(tmp_path / "copy" / "aligned_rwl" / "pipeline")
+    # Another alignment seed in the copy: the copied latent cache (keyed by content) is reused.
+    reseeded = CliRunner().invoke(
+        app,
+        [
+            "run",
+            str(path),
+            "--no-report",
+            "--workdir",
+            str(tmp_path / "copy"),
+            "--set",
+            "align.settings.seed=1",
+        ],
+    )
+    assert reseeded.exit_code == 0, reseeded.output
+    trained = json.loads((tmp_path / "copy" / "aligned_rwl" / "train_summary.json").read_text())
+    assert trained["data"]["cache"]["videos_encoded"] == 0 and trained["data"]["cache"]["videos_cached"] > 0
 
     # The same run with the oracle's ratings as rewards (a perfect critic): only scoring and what
     # follows it run again, and the rewards are the oracle's labels mapped as a critic's would be.

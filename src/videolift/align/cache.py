@@ -3,7 +3,8 @@
 One safetensors file per video (``latents/<key>``) and per distinct prompt (``text/<key>``). Keys
 hash the model's frozen components (configs + local weight-file contents), the video (path + size +
 mtime, or its content) and the preprocessing, so a changed video, model or resize invalidates
-exactly its entries. Each file is written atomically: an interrupted build resumes where it
+exactly its entries. Content hashes are memoised by (path, size, mtime) in one JSON file beside
+the cache, so each file is read for hashing once, not on every run. Each file is written atomically: an interrupted build resumes where it
 stopped; ranks split the missing entries between them.
 """
 
@@ -22,6 +23,7 @@ from safetensors import safe_open
 from safetensors.torch import save
 
 from videolift.core.errors import VideoliftError
+from videolift.core.files import content_hash
 from videolift.core.jsonl import atomic_write
 from videolift.core.video import read_video
 from videolift.models.base import SamplerSettings
@@ -73,10 +75,7 @@ def model_fingerprint(model: str, pipe: Any, trained: Any = None, memo: Path | N
             elif root.exists():  # weights we cannot see: fall back to where the model lies
                 parts["model"] = str(root.resolve())
         parts[name] = entry
-    if memo is not None and len(memo_table) > known:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(memo) as handle:  # ranks may race here: each writes a complete table
-            json.dump(memo_table, handle)
+    _write_memo(memo, memo_table, known)
     return _digest(parts)[:32]
 
 
@@ -89,25 +88,27 @@ def _read_memo(memo: Path | None) -> dict[str, Any]:
         return {}
 
 
+def _write_memo(memo: Path | None, memo_table: dict[str, Any], known: int) -> None:
+    """Save the memo if it gained entries (``known``: how many it had when read)."""
+    if memo is None or len(memo_table) <= known:
+        return
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(memo) as handle:  # ranks may race here: each writes a complete table
+        json.dump(memo_table, handle)
+
+
 def _content_hash(path: Path, memo_table: dict[str, Any]) -> str:
     stat = path.stat()
     key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
     if key not in memo_table:
-        h = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 22), b""):
-                h.update(block)
-        memo_table[key] = h.hexdigest()
+        memo_table[key] = content_hash(path)
     return memo_table[key]
 
 
-def file_identity(path: Path, hash_content: bool) -> Any:
+def file_identity(path: Path, hash_content: bool, memo_table: dict[str, Any] | None = None) -> Any:
+    """What a cached video is known by: its SHA-256 (memoised in ``memo_table``), or where it lies."""
     if hash_content:
-        h = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                h.update(block)
-        return h.hexdigest()
+        return _content_hash(path, {} if memo_table is None else memo_table)
     stat = path.stat()
     return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
 
@@ -151,15 +152,26 @@ class EncodingCache:
     """Paths of cached tensors for one model fingerprint and one preprocessing."""
 
     def __init__(
-        self, root: str | Path, fingerprint: str, preprocessing: dict, *, hash_content: bool = False
+        self,
+        root: str | Path,
+        fingerprint: str,
+        preprocessing: dict,
+        *,
+        hash_content: bool = False,
+        memo: Path | None = None,
     ):
+        """``hash_content``: key videos by their bytes, so copied or moved videos hit the cache;
+        ``memo``: where those hashes are remembered by (path, size, mtime) between runs."""
         self.root = Path(root)
         self.fingerprint = fingerprint
         self.preprocessing = dict(preprocessing)
         self.hash_content = hash_content
+        self.memo = memo
+        self._memo_table = _read_memo(memo) if hash_content else {}
 
     def latent_path(self, video: Path) -> Path:
-        key = _digest([self.fingerprint, file_identity(video, self.hash_content), self.preprocessing])
+        identity = file_identity(video, self.hash_content, self._memo_table)
+        key = _digest([self.fingerprint, identity, self.preprocessing])
         return self.root / "latents" / f"{key[:40]}.safetensors"
 
     def text_path(self, prompt: str) -> Path:
@@ -190,7 +202,9 @@ class EncodingCache:
         """
         from tqdm import tqdm
 
+        known = len(self._memo_table)
         paths = [(self.latent_path(v), self.text_path(p)) for v, p in items]
+        _write_memo(self.memo, self._memo_table, known)
         stats = CacheStats()
         todo_videos = sorted({(lat, v) for (lat, _), (v, _) in zip(paths, items, strict=True)})
         all_prompts = {(txt, p) for (_, txt), (_, p) in zip(paths, items, strict=True)}

@@ -67,6 +67,7 @@ def align(
     frame_stride: int = typer.Option(None, "--frame-stride", help=_h("frame_stride")),
     height: int = typer.Option(None, "--height", help=_h("height")),
     width: int = typer.Option(None, "--width", help=_h("width")),
+    hash_content: bool = typer.Option(None, "--hash-content/--no-hash-content", help=_h("hash_content")),
     checkpoint_every: int = typer.Option(None, "--checkpoint-every", help=_h("checkpoint_every")),
     keep_checkpoints: int = typer.Option(None, "--keep-checkpoints", help=_h("keep_checkpoints")),
     log_every: int = typer.Option(None, "--log-every", help=_h("log_every")),

@@ -23,7 +23,16 @@ from videolift.core.jsonl import validation_field
 # Fields that may change between a run and its --resume without changing what is being trained
 # (``out`` too: a run directory moved to another disk resumes where it now is).
 RESUMABLE_CHANGES = frozenset(
-    {"max_steps", "resume", "checkpoint_every", "keep_checkpoints", "log_every", "num_workers", "out"}
+    {
+        "max_steps",
+        "resume",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "log_every",
+        "num_workers",
+        "out",
+        "hash_content",  # how cached files are named, not what they hold
+    }
 )
 
 
@@ -134,7 +143,9 @@ class AlignConfig(BaseModel):
     height: int | None = Field(None, ge=1, description="resize (cover) + centre-crop height (default: as is)")
     width: int | None = Field(None, ge=1, description="resize (cover) + centre-crop width (default: as is)")
     hash_content: bool = Field(
-        False, description="key cached videos by content hash instead of path + size + mtime"
+        False,
+        description="key cached videos by their SHA-256 instead of path + size + mtime, so copied or "
+        "moved videos reuse the cache (each file is hashed once, memoised in CACHE/file_hashes.json)",
     )
 
     # ---- bookkeeping ------------------------------------------------------------------------------

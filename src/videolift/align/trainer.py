@@ -139,10 +139,10 @@ def _cache_all(
     (all ranks together); afterwards only the trained transformer stays on the accelerator."""
     from accelerate.utils import gather_object
 
+    memo = cfg.cache_root / "file_hashes.json"
+
     def fingerprint_of() -> str:
-        return model_fingerprint(
-            cfg.model, pipe, trained=pipe.transformer, memo=cfg.cache_root / "file_hashes.json"
-        )
+        return model_fingerprint(cfg.model, pipe, trained=pipe.transformer, memo=memo)
 
     # The main process reads (and memoises) the weight files once; the other ranks then hit its memo.
     if accelerator.is_main_process:
@@ -150,7 +150,9 @@ def _cache_all(
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         fingerprint = fingerprint_of()
-    cache = EncodingCache(cfg.cache_root, fingerprint, cfg.preprocessing(), hash_content=cfg.hash_content)
+    cache = EncodingCache(
+        cfg.cache_root, fingerprint, cfg.preprocessing(), hash_content=cfg.hash_content, memo=memo
+    )
     items = [(cfg.videos / s.video, s.prompt) for s in synthetic]
     items += [(cfg.real_root / s.video, s.prompt) for s in real]
     paths, stats = cache.build(

@@ -20,7 +20,7 @@ def fingerprint(path: str | Path) -> str:
 
 
 def content_hash(path: str | Path) -> str:
-    """SHA-256 of a file's bytes: identity that survives copies and touches (for small files)."""
+    """SHA-256 of a file's bytes: identity that survives copies and touches."""
     h = hashlib.sha256()
     with Path(path).open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
