@@ -446,6 +446,10 @@ def test_export_of_a_checkpoint_is_the_critic_the_run_writes(world, tmp_path, ad
     assert "not empty" in run("critic", "export", "--run", run_dir, "--out", out, fails=True).output
     not_a_run = run("critic", "export", "--run", out, "--out", tmp_path / "x", fails=True).output
     assert "no train_config.json" in not_a_run
+    # A finished run checkpoints only updates before its last (--save-every): the last is the run itself.
+    shutil.rmtree(run_dir / "checkpoints" / "step-000004")
+    finished = run("critic", "export", "--run", run_dir, "--out", tmp_path / "y", fails=True).output
+    assert "finished at update 4" in finished and "there are: 2" in finished and not (tmp_path / "y").exists()
 
 
 def test_runs_share_a_check_cache_one_file_per_setting(world, tmp_path, monkeypatch):

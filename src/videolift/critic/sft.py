@@ -418,14 +418,28 @@ def _write_model(model: Any, state: dict[str, Any] | None, processor: Any, out: 
 def find_checkpoint(out: Path, step: int | None = None) -> tuple[Path, int]:
     """The complete checkpoint of update ``step`` in ``out`` (default: the latest), and its step."""
     found = checkpoints(out)
+    final = _finished_step(out)
+    there_are = f"there are: {', '.join(map(str, sorted(found)))}" if found else "it has none"
+    if final is not None and final not in found and step in (None, final):
+        # Checkpoints are saved before the end, not at it: the last update is the run itself.
+        raise VideoliftError(
+            f"{out}: finished at update {final}, and is itself that critic: use it as it is "
+            f"(--critic {out}); only earlier updates are checkpointed ({there_are})"
+        )
     if not found:
         raise VideoliftError(f"{out}: no complete checkpoint in {out / CHECKPOINTS}")
     step = max(found) if step is None else step
     if step not in found:
-        raise VideoliftError(
-            f"{out}: no checkpoint of update {step} (there are: {', '.join(map(str, sorted(found)))})"
-        )
+        raise VideoliftError(f"{out}: no checkpoint of update {step} ({there_are})")
     return found[step], step
+
+
+def _finished_step(out: Path) -> int | None:
+    """The last update of a finished run (its summary is written last), or None."""
+    try:
+        return int(json.loads((out / TRAIN_SUMMARY).read_text())["steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def export_sft_checkpoint(ckpt: Path, base: str, cfg: SFTConfig, dest: Path, finalize: Any) -> None:

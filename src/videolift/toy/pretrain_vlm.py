@@ -2,7 +2,7 @@
 
 Real VLMs can see before anyone fine-tunes them into critics: a pretrained vision encoder, then
 captioning. A tiny Qwen2-VL trained from scratch directly on Good/Normal/Bad never learns to compare the
-object's colour, shape or motion with the prompt (measured, STACK_NOTES), and one trained on captions alone
+object's colour, shape or motion with the prompt (measured; docs/toy-world.md), and one trained on captions alone
 learns colour and scene but hardly shape or defects in tens of minutes. So, on a rendered corpus of
 train-split clips with defects:
 
