@@ -4,8 +4,9 @@ One safetensors file per video (``latents/<key>``) and per distinct prompt (``te
 hash the model's frozen components (configs + local weight-file contents), the video (path + size +
 mtime, or its content) and the preprocessing, so a changed video, model or resize invalidates
 exactly its entries. Content hashes are memoised by (path, size, mtime) in one JSON file beside
-the cache, so each file is read for hashing once, not on every run. Each file is written atomically: an interrupted build resumes where it
-stopped; ranks split the missing entries between them.
+the cache, so each file is read for hashing once, not on every run. Each file is written
+atomically: an interrupted build resumes where it stopped; ranks split the missing entries between
+them.
 """
 
 from __future__ import annotations
