@@ -454,6 +454,21 @@ def test_cli_no_progress_silences_every_bar_including_encoding(world, tmp_path):
         assert "encode videos" not in shown and "align:" not in shown and "%|" not in shown
 
 
+def test_a_missing_video_is_named_by_its_line_before_anything_is_written(world, tmp_path):
+    from typer.testing import CliRunner
+
+    from videolift.cli import app
+
+    scores = tmp_path / "scores.jsonl"
+    lines = (world / "scores.jsonl").read_text().splitlines()
+    scores.write_text("\n".join(lines) + "\n" + score_line("videos/gone.mp4", "a square", "Good", 0.9))
+    args = _cli_args(world, tmp_path / "run", scores=scores)
+    result = CliRunner().invoke(app, ["align", *args])
+    assert result.exit_code == 1, result.output
+    assert f"scores.jsonl, line {len(lines) + 1}, field 'video': no video at" in result.output
+    assert not (tmp_path / "run").exists()
+
+
 def test_cli_hash_content_keys_the_cache_by_content(world, tmp_path):
     from typer.testing import CliRunner
 

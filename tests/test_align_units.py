@@ -352,3 +352,18 @@ def test_step_log_means_undo_the_loss_coefficients():
     assert row["samples_per_s"] == pytest.approx(4 * row["steps_per_s"])
     empty = log.row(OneRank(), step=3, lr=1e-4, grad_norm=None, has_real=False)
     assert empty["loss_real"] is None and empty["grad_norm"] is None and empty["steps_per_s"] == 0
+
+
+def test_a_line_without_its_reward_or_ratings_is_an_error_not_a_dropped_video(tmp_path):
+    from videolift.align.trainer import load_samples
+
+    path = tmp_path / "s.jsonl"
+    path.write_text(
+        _line("a.mp4", 0.9, ["Good"] * 3) + "\n" + json.dumps({"video": "b.mp4", "prompt": "p"}) + "\n"
+    )
+    with pytest.raises(DataError, match=r"s.jsonl, line 2, field 'reward': missing"):
+        read_scores(path)
+    (tmp_path / "min.yaml").write_text("aggregation: min\n")
+    req = {"model": "m", "scores": path, "videos": "v", "out": tmp_path / "o"}
+    with pytest.raises(DataError, match=r"s.jsonl, line 2, field 'ratings': missing"):
+        load_samples(AlignConfig(reward_config=tmp_path / "min.yaml", **req))

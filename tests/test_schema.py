@@ -104,3 +104,63 @@ def test_trim_step_log_keeps_steps_up_to_the_checkpoint(tmp_path):
     log.write_text('{"step": 1}\n{"step": 2}\n{"step": 3}\n{"step": 4}\n{"step": 5, "lo')  # killed mid-line
     trim_step_log(log, 3)
     assert log.read_text() == '{"step": 1}\n{"step": 2}\n{"step": 3}\n'
+
+
+def test_reward_config_refuses_negative_scores_and_weights_that_count_nothing(tmp_path):
+    path = tmp_path / "reward.yaml"
+    path.write_text("scores: {Good: -3, Normal: 0.2, Bad: 0.05}\n")
+    with pytest.raises(Exception, match=r"reward\.yaml, field 'scores': must be finite and at least 0"):
+        RewardConfig.load(path)
+    path.write_text("aggregation: weighted\nweights: {semantic_consistency: 0, motion_smoothness: 0}\n")
+    with pytest.raises(Exception, match=r"reward\.yaml: aggregation 'weighted' needs a weight above 0"):
+        RewardConfig.load(path)
+    path.write_text("scores: [1\n")
+    with pytest.raises(Exception, match=r"reward\.yaml, line 2: malformed YAML \(expected ',' or '\]'"):
+        RewardConfig.load(path)
+
+
+def test_text_readers_name_the_file_and_line(tmp_path):
+    from videolift.core.errors import DataError
+    from videolift.core.jsonl import atomic_write, read_json, read_jsonl_dicts
+
+    with pytest.raises(DataError, match=r": is a directory, expected a file"):
+        read_jsonl_dicts(tmp_path)
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes('{"prompt": "a"}\n{"prompt": "caf\u00e9"}\n'.encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin\.jsonl, line 2: not UTF-8 text \(byte 0xe9\)"):
+        read_jsonl_dicts(latin)
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b'\xef\xbb\xbf{"prompt": "a"}\n')  # as some editors save
+    assert read_jsonl_dicts(bom) == [{"prompt": "a"}]
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text('{"prompt": "a"}\n{"prompt": "a", "video": "v.mp4"\n')
+    with pytest.raises(DataError, match=r"cut\.jsonl, line 2: malformed JSON \(Expecting .* at column 33\)"):
+        read_jsonl_dicts(cut)  # the column where the line stops, not 1 on the next line
+    cut.write_text('{"prompt": "a", "video": "v.mp\n')
+    with pytest.raises(DataError, match=r"\(Unterminated string starting at column 26\)"):
+        read_jsonl_dicts(cut)
+    with pytest.raises(DataError, match=r": is a directory, expected a file"):
+        read_json(tmp_path)
+    with (
+        pytest.raises(DataError, match=r": is a directory; name a file to write"),
+        atomic_write(tmp_path) as f,
+    ):
+        f.write("x")
+    assert list(tmp_path.glob(".*.tmp")) == []
+
+
+def test_cli_reports_file_system_mistakes_without_a_traceback(tmp_path):
+    from typer.testing import CliRunner
+
+    from videolift.cli import app
+
+    hra = tmp_path / "hra.jsonl"
+    hra.write_text(
+        '{"video": "a.mp4", "prompt": "p", "ratings": {"semantic_consistency": {"label": "Good"}}}\n'
+    )
+    (tmp_path / "taken").write_text("a file where a directory is wanted")
+    result = CliRunner().invoke(
+        app, ["hra", "split", str(hra), "--test-fraction", "0.5", "--out", str(tmp_path / "taken")]
+    )
+    assert result.exit_code == 1 and "taken: File exists" in result.output
+    assert not isinstance(result.exception, OSError)  # reported, not raised

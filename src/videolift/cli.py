@@ -6,11 +6,13 @@ import time) so that ``videolift --help`` stays fast: import heavy libraries ins
 
 from __future__ import annotations
 
+import functools
 import importlib
 
 import typer
 
 from videolift import __version__
+from videolift.core.errors import VideoliftError
 
 app = typer.Typer(
     name="videolift",
@@ -40,6 +42,34 @@ COMMANDS = {
 }
 
 
+def _plain_errors(fn):
+    """Report the file-system mistakes no reader anticipated (an output path that is a directory, a
+    full disk, a denied permission, ...) as "Error: PATH: reason", like every other user error,
+    instead of a traceback."""
+
+    @functools.wraps(fn)
+    def command(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except OSError as exc:
+            if exc.filename is None:
+                raise
+            where = f"{exc.filename} -> {exc.filename2}" if exc.filename2 else str(exc.filename)
+            raise VideoliftError(f"{where}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise VideoliftError(f"an input is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+    return command
+
+
+def _wrap_commands(group: typer.Typer) -> typer.Typer:
+    for info in group.registered_commands:
+        info.callback = _plain_errors(info.callback)
+    for sub in group.registered_groups:
+        _wrap_commands(sub.typer_instance)
+    return group
+
+
 def _load(target: str):
     module_name, attr = target.split(":")
     try:
@@ -53,10 +83,10 @@ def _load(target: str):
 
 for _name, _target in GROUPS.items():
     if (_sub := _load(_target)) is not None:
-        app.add_typer(_sub, name=_name)
+        app.add_typer(_wrap_commands(_sub), name=_name)
 for _name, _target in COMMANDS.items():
     if (_fn := _load(_target)) is not None:
-        app.command(_name)(_fn)
+        app.command(_name)(_plain_errors(_fn))
 
 
 @app.callback(invoke_without_command=True)

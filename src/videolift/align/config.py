@@ -12,13 +12,12 @@ import json
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import to_jsonable_python
 
 from videolift.core.errors import DataError
 from videolift.core.files import content_hash
-from videolift.core.jsonl import validation_field
+from videolift.core.jsonl import read_yaml, validation_field
 
 # Fields that may change between a run and its --resume without changing what is being trained
 # (``out`` too: a run directory moved to another disk resumes where it now is).
@@ -238,7 +237,7 @@ class AlignConfig(BaseModel):
             path = Path(path)
             if not path.exists():
                 raise DataError("config file not found", file=path)
-            data = yaml.safe_load(path.read_text()) or {}
+            data = read_yaml(path) or {}
             if not isinstance(data, dict):
                 raise DataError("expected a mapping of AlignConfig fields", file=path)
         data.update({k: v for k, v in overrides.items() if v is not None})

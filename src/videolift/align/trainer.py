@@ -24,7 +24,7 @@ from videolift.align.config import AlignConfig
 from videolift.align.data import CachedItem, StepDataset, Stream, WeightedStream
 from videolift.align.export import export_full, export_lora, gathered_transformer
 from videolift.align.weights import Sample, read_real, read_scores, rescore, select_synthetic
-from videolift.core.errors import VideoliftError
+from videolift.core.errors import DataError, VideoliftError
 from videolift.core.jsonl import append_jsonl, atomic_write
 from videolift.core.reward import RewardConfig
 from videolift.models.base import resolve_dtype
@@ -108,7 +108,7 @@ def assert_ranks_in_sync(accelerator: Any, model: Any, step: int) -> list[list[f
 # ---- data ---------------------------------------------------------------------------------------------
 def load_samples(cfg: AlignConfig) -> tuple[list[Sample], list[Sample], dict]:
     """Synthetic samples with weights, real samples, and counts for the log."""
-    scored = read_scores(cfg.scores)
+    scored = read_scores(cfg.scores, from_labels=cfg.reward_config is not None)
     if cfg.reward_config is not None:
         scored = rescore(scored, RewardConfig.load(cfg.reward_config), cfg.scores)
     try:
@@ -384,6 +384,16 @@ def _export(cfg: AlignConfig, accelerator: Any, pipe: Any, model: Any, ema: Any,
 
 
 # ---- the run ---------------------------------------------------------------------------------------------
+def check_videos(cfg: AlignConfig, synthetic: list[Sample], real: list[Sample]) -> None:
+    """Every video to train on is a file, before anything is written (decoding comes with encoding)."""
+    for root, samples, listed_in in ((cfg.videos, synthetic, cfg.scores), (cfg.real_root, real, cfg.real)):
+        for sample in samples:
+            if not (root / sample.video).is_file():
+                raise DataError(
+                    f"no video at {root / sample.video}", file=listed_in, line=sample.line, field="video"
+                )
+
+
 def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
     from accelerate.utils import gather_object, set_seed
     from tqdm import tqdm
@@ -398,6 +408,7 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
     resume_from = resume_point(cfg, ckpt_root)
     inputs = cfg.input_hashes()
     synthetic, real, data = load_samples(cfg)
+    check_videos(cfg, synthetic, real)
     weight_dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.mixed_precision]
     if main:
         cfg.out.mkdir(parents=True, exist_ok=True)

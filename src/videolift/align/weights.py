@@ -33,6 +33,7 @@ class Sample:
     video: str
     prompt: str
     weight: float = 1.0
+    line: int | None = None  # in the scores or real-set file, for errors
 
 
 def _text_field(obj: dict, name: str, path: Path, line: int, allow_empty: bool = False) -> str:
@@ -42,14 +43,21 @@ def _text_field(obj: dict, name: str, path: Path, line: int, allow_empty: bool =
     return value
 
 
-def read_scores(path: str | Path) -> list[ScoredVideo]:
-    """Parse a `critic score` JSONL; DataError naming file, line and field on malformed lines."""
+def read_scores(path: str | Path, *, from_labels: bool = False) -> list[ScoredVideo]:
+    """Parse a `critic score` JSONL; DataError naming file, line and field on malformed lines.
+
+    Every line needs a ``reward`` (null: the critic's answer was unparsed), or with ``from_labels``
+    (rewards recomputed by a reward config) its ``ratings``: a line without is a mistake, not a
+    video to drop silently."""
     path = Path(path)
     items = []
     for line, obj in iter_json_lines(path):
         # An empty prompt is an unconditional sample (what classifier-free guidance learns from).
         video = _text_field(obj, "video", path, line)
         prompt = _text_field(obj, "prompt", path, line, allow_empty=True)
+        needed = "ratings" if from_labels else "reward"
+        if needed not in obj:
+            raise DataError("missing", file=path, line=line, field=needed)
         reward = obj.get("reward")
         if reward is not None and (isinstance(reward, bool) or not isinstance(reward, int | float)):
             raise DataError(
@@ -84,7 +92,7 @@ def read_real(path: str | Path) -> list[Sample]:
     """A real video-text JSONL: one ``{"video": ..., "prompt": ...}`` per line, weight 1."""
     path = Path(path)
     return [
-        Sample(_text_field(obj, "video", path, line), _text_field(obj, "prompt", path, line))
+        Sample(_text_field(obj, "video", path, line), _text_field(obj, "prompt", path, line), line=line)
         for line, obj in iter_json_lines(path)
     ]
 
@@ -133,11 +141,11 @@ def select_synthetic(
         kept = [i for i in items if all_good(i.labels)]
         counts["dropped_not_all_good"] = len(items) - len(kept)
         counts["kept"] = len(kept)
-        return [Sample(i.video, i.prompt, 1.0) for i in kept], counts
+        return [Sample(i.video, i.prompt, 1.0, i.line) for i in kept], counts
     if method != "rwl":
         raise ValueError(f"unknown method {method!r}; use rwl or rs")
     kept = [i for i in items if i.reward is not None]
     counts["dropped_null_reward"] = len(items) - len(kept)
     counts["kept"] = len(kept)
     weights = transform_rewards([i.reward for i in kept], transform, temperature)
-    return [Sample(i.video, i.prompt, w) for i, w in zip(kept, weights, strict=True)], counts
+    return [Sample(i.video, i.prompt, w, i.line) for i, w in zip(kept, weights, strict=True)], counts

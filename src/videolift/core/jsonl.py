@@ -1,4 +1,4 @@
-"""JSON/JSONL reading with located errors, and all-or-nothing file writing."""
+"""JSON, JSONL and YAML reading with located errors, and all-or-nothing file writing."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+import yaml
 from pydantic import BaseModel, ValidationError
 
 from videolift.core.errors import DataError
@@ -24,6 +25,8 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
     A crash or an exception leaves either the old file or nothing, never a half-written one.
     """
     path = Path(path)
+    if path.is_dir():
+        raise DataError("is a directory; name a file to write", file=path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     # mkstemp creates 0600; give the file the permissions a plain open() would (0666 minus umask).
@@ -84,19 +87,16 @@ def iter_json_lines(
     (for validators that report every problem).
     """
     path = Path(path)
-    if not path.exists():
-        raise DataError("file not found", file=path)
-    with open(path, encoding="utf-8") as handle:
-        lines = handle.readlines()
+    lines = read_text(path).splitlines(keepends=True)
     for i, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = json.loads(line.rstrip("\r\n"))  # so a cut-off line's error column is where it ends
         except json.JSONDecodeError as exc:
             if skip_partial_last and i == len(lines) and not line.endswith("\n"):
                 return
-            error = DataError(f"malformed JSON ({exc.msg} at column {exc.colno})", file=path, line=i)
+            error = DataError(f"malformed JSON ({_json_problem(exc)} at column {exc.colno})", file=path, line=i)
         else:
             if isinstance(obj, dict):
                 yield i, obj
@@ -105,6 +105,11 @@ def iter_json_lines(
         if errors is None:
             raise error
         errors.append(error)
+
+
+def _json_problem(exc: json.JSONDecodeError) -> str:
+    # "Unterminated string starting at" already ends in "at": no "at at column 5".
+    return exc.msg.removesuffix(" at")
 
 
 def read_rank_logs(
@@ -161,14 +166,40 @@ def read_jsonl_dicts(path: str | Path) -> list[dict[str, Any]]:
     return [obj for _, obj in iter_json_lines(path)]
 
 
-def read_json(path: str | Path) -> Any:
+def read_text(path: str | Path) -> str:
+    """A text file's content; DataError naming the file (and line) if it is missing, a directory or
+    not UTF-8. A leading byte-order mark is dropped."""
     path = Path(path)
     if not path.exists():
         raise DataError("file not found", file=path)
+    if path.is_dir():
+        raise DataError("is a directory, expected a file", file=path)
+    data = path.read_bytes()
     try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DataError(f"not UTF-8 text (byte 0x{data[exc.start]:02x})", file=path, line=line) from None
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML (or JSON) file's content; DataError naming file, line and column if it does not parse."""
+    text = read_text(path)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        where = f", column {mark.column + 1}" if mark is not None else ""
+        line = mark.line + 1 if mark is not None else None
+        raise DataError(f"malformed YAML ({problem}{where})", file=path, line=line) from None
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise DataError(
-            f"malformed JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})", file=path
+            f"malformed JSON ({_json_problem(exc)} at line {exc.lineno}, column {exc.colno})", file=path
         ) from None

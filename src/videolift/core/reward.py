@@ -10,11 +10,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from videolift.core.errors import DataError
-from videolift.core.jsonl import validation_field
+from videolift.core.jsonl import read_yaml, validation_field
 from videolift.core.schema import DIMENSIONS, Dimension, Label, parse_label
 
 
@@ -42,6 +41,21 @@ class RewardConfig(BaseModel):
             raise ValueError(f"missing score for {', '.join(missing)}")
         return out
 
+    @field_validator("scores", "weights")
+    @classmethod
+    def _not_negative(cls, value: dict) -> dict:
+        # Rewards weight a training loss: a negative one would push the model towards what it scores.
+        bad = {str(getattr(k, "value", k)): v for k, v in value.items() if not 0 <= v < float("inf")}
+        if bad:
+            raise ValueError(f"must be finite and at least 0, got {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _something_counts(self) -> RewardConfig:
+        if self.aggregation == "weighted" and not any(w > 0 for w in self.weights.values()):
+            raise ValueError("aggregation 'weighted' needs a weight above 0 on some dimension")
+        return self
+
     @classmethod
     def load(cls, path: str | Path | None) -> RewardConfig:
         """The default mapping for ``None``; otherwise a YAML or JSON file with the fields above."""
@@ -50,7 +64,7 @@ class RewardConfig(BaseModel):
         path = Path(path)
         if not path.exists():
             raise DataError("reward config not found", file=path)
-        data = yaml.safe_load(path.read_text()) or {}
+        data = read_yaml(path) or {}
         try:
             return cls.model_validate(data)
         except ValidationError as exc:

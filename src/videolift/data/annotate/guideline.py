@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from videolift.core.errors import DataError
-from videolift.core.jsonl import atomic_write, validation_field
+from videolift.core.jsonl import atomic_write, read_yaml, validation_field
 from videolift.core.schema import Dimension, Label
 from videolift.data.lift_format import QUESTIONS
 
@@ -89,9 +89,9 @@ def load(directory: Path) -> Guideline:
     if not path.exists():
         return DEFAULT
     try:
-        guide = Guideline.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
-    except (ValidationError, yaml.YAMLError) as exc:
-        field, msg = validation_field(exc) if isinstance(exc, ValidationError) else ("", str(exc))
+        guide = Guideline.model_validate(read_yaml(path) or {})
+    except ValidationError as exc:
+        field, msg = validation_field(exc)
         raise DataError(msg, file=path, field=field) from None
     missing = [d.value for d in Dimension if d not in guide.dimensions] + [
         f"{d.value}.{label.value}"
