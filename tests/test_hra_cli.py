@@ -294,3 +294,30 @@ def test_split_never_leaks_and_is_deterministic(tmp_path, group_by):
     assert (tmp_path / "s3" / "test.jsonl").read_text() != outs[0][1]
     code, _ = run("hra", "split", src, "--test-fraction", 1.0, "--seed", 3, "--out", tmp_path / "bad")
     assert code != 0 and not (tmp_path / "bad").exists()
+
+
+def test_an_empty_file_and_a_fraction_of_0_or_1_are_refused(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    for command in (["stats"], ["validate"], ["export", "--out", str(tmp_path / "x.json")],
+                    ["split", "--test-fraction", "0.5", "--out", str(tmp_path / "s")]):  # fmt: skip
+        code, out = run("hra", command[0], empty, *command[1:])
+        assert code == 1 and "empty.jsonl: no records: the file is empty" in out, (command, out)
+    assert not (tmp_path / "x.json").exists() and not (tmp_path / "s").exists()
+    hra = tmp_path / "hra.jsonl"
+    hra.write_text(
+        json.dumps({"video": "a.mp4", "prompt": "p", "ratings": {"semantic_consistency": "Good"}}) + "\n"
+    )
+    code, out = run("hra", "split", hra, "--test-fraction", "1", "--out", tmp_path / "s")
+    assert code == 1 and "strictly between 0 and 1" in out
+    assert "1.0]" not in run("hra", "split", "--help")[1]  # the help does not offer 0 or 1 either
+
+
+def test_annotate_create_checks_its_settings_before_making_the_project(tmp_path):
+    (tmp_path / "videos").mkdir()
+    base = ["annotate", "create", "--videos", tmp_path / "videos", "--project", tmp_path / "p"]
+    code, out = run(*base, "--lease-minutes", "-1")
+    assert code == 1 and "--lease-minutes: Input should be greater than 0" in out
+    code, out = run(*base, "--db", "nosuchdb://x")
+    assert code == 1 and "--db nosuchdb://x: Can't load plugin" in out
+    assert not (tmp_path / "p").exists()

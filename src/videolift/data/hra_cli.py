@@ -59,7 +59,7 @@ def export(
     """Convert canonical HRA JSONL to the LiFT release layout (one record per video and dimension)."""
     from videolift.data.lift_format import export_lift
 
-    items = export_lift(read_jsonl(src, HRARecord))
+    items = export_lift(_records(src))
     with atomic_write(out) as handle:
         json.dump(items, handle, ensure_ascii=False, indent=1)
     console.print(f"{len(items)} release records written to {out}")
@@ -116,6 +116,8 @@ def validate(
                 errors.append(str(DataError(checked[record.video], file=src, line=line, field="video")))
         if len(errors) >= max_errors:
             break
+    if not records and not errors:
+        errors.append(str(DataError("no records: the file is empty", file=src)))
     for message in errors[:max_errors]:
         console.print(f"[red]✗[/] {message}", highlight=False, soft_wrap=True)
     if errors:
@@ -125,6 +127,14 @@ def validate(
     console.print(
         f"[green]✓[/] {src}: {records} valid records" + (f", {len(checked)} videos decode" if videos else "")
     )
+
+
+def _records(src: Path) -> list[HRARecord]:
+    """Every record of an HRA file; a file without any is a mistake (a wrong path, a failed export)."""
+    records = read_jsonl(src, HRARecord)
+    if not records:
+        raise DataError("no records: the file is empty", file=src)
+    return records
 
 
 def _progress(items, description: str, enabled: bool):
@@ -143,7 +153,7 @@ def stats(
     """Counts, label distribution and inter-annotator agreement per dimension."""
     from videolift.data.stats import dataset_stats
 
-    result = dataset_stats(read_jsonl(src, HRARecord))
+    result = dataset_stats(_records(src))
     if as_json:
         typer.echo(json.dumps(result, indent=1))
         return
@@ -179,7 +189,7 @@ class GroupBy(StrEnum):
 def split(
     src: Path = typer.Argument(..., help="Canonical HRA JSONL."),
     test_fraction: float = typer.Option(
-        ..., "--test-fraction", min=0.0, max=1.0, help="Share of videos held out."
+        ..., "--test-fraction", help="Share of videos held out, strictly between 0 and 1."
     ),
     seed: int = typer.Option(0, "--seed", help="Shuffle seed; the split is deterministic for a seed."),
     out: Path = typer.Option(..., "--out", help="Directory for train.jsonl and test.jsonl."),
@@ -192,7 +202,7 @@ def split(
 
     if not 0.0 < test_fraction < 1.0:
         raise DataError(f"--test-fraction must be strictly between 0 and 1, got {test_fraction}")
-    train, test = split_records(read_jsonl(src, HRARecord), test_fraction, seed, group_by=group_by.value)
+    train, test = split_records(_records(src), test_fraction, seed, group_by=group_by.value)
     write_jsonl(out / "train.jsonl", train)
     write_jsonl(out / "test.jsonl", test)
     console.print(f"train: {len(train)} records, test: {len(test)} records -> {out}")

@@ -16,6 +16,7 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+import sqlalchemy
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.orm import Session
@@ -91,13 +92,21 @@ class Project:
         root = Path(videos_root)
         if not root.is_dir():
             raise VideoliftError(f"videos root {root} is not a directory")
+        try:  # settings and the database URL are checked before the directory is made
+            settings = Settings(
+                db=db or f"sqlite:///{(directory / DB_FILE).resolve()}",
+                videos_root=str(root.resolve()),
+                ratings_per_video=ratings_per_video,
+                lease_minutes=lease_minutes,
+            )
+            if db is not None:
+                sqlalchemy.engine.make_url(db).get_dialect()
+        except ValidationError as exc:
+            field, msg = validation_field(exc)
+            raise VideoliftError(f"--{field.replace('_', '-')}: {msg}") from None
+        except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError) as exc:
+            raise VideoliftError(f"--db {db}: {exc}") from None
         directory.mkdir(parents=True, exist_ok=True)
-        settings = Settings(
-            db=db or f"sqlite:///{(directory / DB_FILE).resolve()}",
-            videos_root=str(root.resolve()),
-            ratings_per_video=ratings_per_video,
-            lease_minutes=lease_minutes,
-        )
         project = cls(directory, settings)
         Base.metadata.create_all(project.engine)
         project.save_settings()
