@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,21 @@ from videolift.evaluate.pipeline_config import PipelineConfig
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "pipeline"
 
 
+# What the GPU recipes read (relative to where `videolift run` starts): your ratings, prompts, real set.
+RECIPE_DATA = ("data/hra.jsonl", "data/align_prompts.txt", "data/openvid.jsonl", "data/heldout_prompts.txt")
+
+
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
-def test_shipped_pipeline_configs_validate(path):
+def test_shipped_pipeline_configs_validate(path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    if PipelineConfig.model_validate(yaml.safe_load(path.read_text())).toy:
+        assert PipelineConfig.load(path).workdir == path.parent / yaml.safe_load(path.read_text())["workdir"]
+        return
+    with pytest.raises(DataError, match=r"field 'hra\.file'.*no such file"):
+        PipelineConfig.load(path)  # its data is named, and looked for, at load
+    (tmp_path / "data").mkdir()
+    for name in RECIPE_DATA:
+        (tmp_path / name).touch()
     cfg = PipelineConfig.load(path)
     assert cfg.workdir.is_absolute() or str(cfg.workdir).startswith(str(path.parent))
 
@@ -96,6 +110,11 @@ def test_set_edits_nested_settings_with_yaml_values(tmp_path):
         PipelineConfig.load(path, sets=["align.settings.seed"])
     with pytest.raises(DataError, match=r"align\.settings\.lr is not a section"):
         PipelineConfig.load(path, sets=["align.settings.lr.x=1"])
+    with pytest.raises(DataError, match=r"--set 'align\.methods=\[rwl': the value is not YAML"):
+        PipelineConfig.load(path, sets=["align.methods=[rwl"])
+    path.write_text("sampler: {steps: 2\n")
+    with pytest.raises(DataError, match=r"p\.yaml, line 2: malformed YAML"):
+        PipelineConfig.load(path)
     path.write_text("- not a mapping\n")
     with pytest.raises(DataError, match=r"p\.yaml: expected a mapping of settings, got a list"):
         PipelineConfig.load(path, sets=["seed=1"])
@@ -134,3 +153,161 @@ def test_a_missing_model_directory_is_refused_naming_the_field(tmp_path, monkeyp
         PipelineConfig.load(path)
     path.write_text("t2v: t2v\nvlm: Qwen/Qwen2-VL-2B-Instruct\n")  # a Hub id is left to the loader
     assert PipelineConfig.load(path).vlm == "Qwen/Qwen2-VL-2B-Instruct"
+
+
+def _load_with(tmp_path, text: str = "", sets: tuple[str, ...] = ()) -> PipelineConfig:
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    return PipelineConfig.load(path, sets=sets)
+
+
+@pytest.mark.parametrize(
+    "text, field, message",
+    [
+        ("align: {settings: {learning_rate: 0.1}}", "learning_rate", "Extra inputs are not permitted"),
+        ("align: {settings: {max_steps: one}}", "max_steps", "valid integer"),
+        ("align: {settings: {text_dropout: 2}}", "text_dropout", "less than 1"),
+        ("align: {settings: {lora_targets: []}}", "lora_targets", "at least one module"),
+        ("align: {settings: {height: 64}}", "", "both height and width"),  # AlignConfig's own checks
+        # Filled in by the pipeline: said where they are set instead of silently replaced or clashing.
+        ("align: {settings: {method: rs}}", "method", "align.methods"),
+        ("align: {settings: {model: m}}", "model", "t2v"),
+        ("align: {settings: {real: r.jsonl}}", "real", "align.real"),
+        ("align: {settings: {scores: s.jsonl}}", "scores", "set by the pipeline"),
+        ("align: {settings: {videos: v}}", "videos", "set by the pipeline"),
+        ("align: {settings: {out: o}}", "out", "set by the pipeline"),
+        ("align: {settings: {resume: true}}", "resume", "set by the pipeline"),
+    ],
+)
+def test_align_settings_are_alignconfig_fields_checked_at_load(tmp_path, text, field, message):
+    where = "align.settings" + (f".{field}" if field else "")
+    with pytest.raises(DataError, match=rf"p\.yaml, field '{re.escape(where)}': .*{re.escape(message)}"):
+        _load_with(tmp_path, text)
+
+
+def test_align_settings_edited_by_set_are_checked_and_pipeline_defaults_may_be_overridden(tmp_path):
+    with pytest.raises(DataError, match=r"p\.yaml, field 'align\.settings\.learnin_rate': Extra inputs"):
+        _load_with(tmp_path, sets=("align.settings.learnin_rate=1",))
+    cfg = _load_with(
+        tmp_path, sets=("align.settings.seed=3", "align.settings.cache_dir=c", "align.settings.lr=1")
+    )
+    assert cfg.align.settings == {"seed": 3, "cache_dir": "c", "lr": 1}  # as written: the stage merges it
+
+
+@pytest.mark.parametrize(
+    "edit, field, message",
+    [
+        ("hra.test_fraction=1.5", "hra.test_fraction", "less than 1"),
+        ("hra.test_fraction=0", "hra.test_fraction", "greater than 0"),
+        ("hra.annotators=0", "hra.annotators", "greater than or equal to 1"),
+        ("hra.prompts.n=0", "hra.prompts.n", "greater than or equal to 1"),
+        ("critic.num_frames=0", "critic.num_frames", "greater than or equal to 1"),
+        ("critic.batch_size=0", "critic.batch_size", "greater than or equal to 1"),
+        ("critic.lr=0", "critic.lr", "greater than 0"),
+        ("critic.epochs=0", "critic.epochs", "greater than 0"),
+        ("critic.max_steps=0", "critic.max_steps", "greater than or equal to 1"),
+        ("critic.score_batch_size=0", "critic.score_batch_size", "greater than or equal to 1"),
+        ("critic.frame_sampling=pairs", "critic.frame_sampling", "even num_frames, got 9"),
+        ("sampler.steps=0", "sampler.steps", "greater than or equal to 1"),
+        ("sampler.batch_size=0", "sampler.batch_size", "greater than or equal to 1"),
+        ("sampler.frames=0", "sampler.frames", "greater than or equal to 1"),
+        ("sampler.fps=0", "sampler.fps", "greater than or equal to 1"),
+        ("evaluate.prompts.per_prompt=0", "evaluate.prompts.per_prompt", "greater than or equal to 1"),
+        ("align.prompts.n=0", "align.prompts.n", "greater than or equal to 1"),
+    ],
+)
+def test_counts_and_fractions_out_of_range_are_refused_at_load(tmp_path, edit, field, message):
+    with pytest.raises(DataError, match=rf"p\.yaml, field '{re.escape(field)}': .*{re.escape(message)}"):
+        _load_with(tmp_path, "critic: {num_frames: 9}\n", sets=(edit,))
+
+
+@pytest.mark.parametrize(
+    "text, field, message",
+    [
+        ("align: {real: nope.jsonl}", "align.real", "'nope.jsonl': no such file"),
+        ("align: {real: v}", "align.real", "'v': a directory, not a file"),
+        ("align: {prompts: {file: nope.txt}}", "align.prompts.file", "no such file"),
+        ("evaluate: {prompts: {file: nope.txt}}", "evaluate.prompts.file", "no such file"),
+        ("hra: {prompts: {file: nope.txt}}", "hra.prompts.file", "no such file"),
+        ("hra: {source: file, file: nope.jsonl, videos: v}", "hra.file", "no such file"),
+        ("hra: {source: file, file: h.jsonl, videos: nope}", "hra.videos", "'nope': no such directory"),
+        ("hra: {source: file, file: h.jsonl, videos: h.jsonl}", "hra.videos", "a file, not a directory"),
+        ("hra: {source: file, videos: v}", "hra.file", "hra.source 'file' needs"),
+        ("hra: {source: file, file: h.jsonl}", "hra.videos", "hra.source 'file' needs"),
+        ("align: {settings: {reward_config: nope.yaml}}", "align.settings.reward_config", "no such file"),
+        ("align: {settings: {real_videos: nope}}", "align.settings.real_videos", "no such directory"),
+        # Beyond the toy world, prompts come from files (only toy runs draw their own).
+        (
+            "t2v: THUDM/CogVideoX-2b\nhra: {source: file, file: h.jsonl, videos: v}\n",
+            "align.prompts.file",
+            "only toy runs draw their own",
+        ),
+        (
+            "t2v: o/m\nhra: {source: file, file: h.jsonl, videos: v}\nalign: {prompts: {file: h.jsonl}}\n",
+            "evaluate.prompts.file",
+            "only toy runs draw their own",
+        ),
+    ],
+)
+def test_input_files_are_looked_for_at_load(tmp_path, monkeypatch, text, field, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "h.jsonl").touch()
+    (tmp_path / "v").mkdir()
+    with pytest.raises(DataError, match=rf"p\.yaml, field '{re.escape(field)}': .*{re.escape(message)}"):
+        _load_with(tmp_path, text)
+
+
+def test_input_files_are_looked_for_where_the_run_starts(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("h.jsonl", "p.txt", "r.jsonl", "rc.yaml"):
+        (data / name).touch()
+    (data / "v").mkdir()
+    text = (
+        "t2v: THUDM/CogVideoX-2b\nhra: {source: file, file: h.jsonl, videos: v, prompts: {file: gone.txt}}\n"
+        "align: {real: r.jsonl, prompts: {file: p.txt}, settings: {reward_config: rc.yaml, real_videos: v}}\n"
+        "evaluate: {prompts: {file: p.txt}}\n"
+    )
+    monkeypatch.chdir(data)
+    cfg = _load_with(tmp_path, text)  # hra.prompts is not read when the ratings are given
+    assert (cfg.hra.file, cfg.align.real) == (Path("h.jsonl"), Path("r.jsonl"))
+    monkeypatch.chdir(tmp_path)  # the file's directory is not where relative paths are read from
+    with pytest.raises(
+        DataError, match=rf"field 'hra\.file': 'h\.jsonl': no such file.*read from {tmp_path}"
+    ):
+        _load_with(tmp_path, text)
+
+
+@pytest.mark.parametrize(
+    "edit, field",
+    [
+        ("align.settings.learnin_rate=1", "align.settings.learnin_rate"),
+        ("align.settings.max_steps=one", "align.settings.max_steps"),
+        ("align.real=nope.jsonl", "align.real"),
+        ("hra.test_fraction=1.5", "hra.test_fraction"),
+        ("sampler.steps=0", "sampler.steps"),
+    ],
+)
+@pytest.mark.parametrize("plan", [False, True], ids=["run", "plan"])
+def test_cli_run_refuses_bad_settings_before_any_stage_and_writes_nothing(
+    tmp_path, monkeypatch, edit, field, plan
+):
+    from typer.testing import CliRunner
+
+    from videolift.cli import app
+    from videolift.evaluate import pipeline
+
+    def no_stage(cfg, **kwargs):
+        raise AssertionError("a stage was reached")
+
+    if not plan:  # on a bad config, the real run would start generating videos
+        monkeypatch.setattr(pipeline, "run_pipeline", no_stage)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.yaml").write_text("workdir: w\n")
+    args = ["run", "p.yaml", "--set", edit, "--no-progress", *(["--plan"] if plan else [])]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert not isinstance(result.exception, AssertionError)
+    text = " ".join(result.output.split())
+    assert f"p.yaml, field '{field}'" in text and "Traceback" not in text, result.output
+    assert list(tmp_path.iterdir()) == [tmp_path / "p.yaml"]  # no workdir, nothing written

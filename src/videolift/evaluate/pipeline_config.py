@@ -1,7 +1,9 @@
 """The pipeline file of ``videolift run`` (and the demo's preset): every stage's settings, validated.
 
 Unknown keys are refused, so a typo fails before hours of work; ``PipelineConfig.load`` applies
-``--set`` edits and names the file and field of any bad value.
+``--set`` edits and names the file and field of any bad value: out-of-range counts, ``align.settings``
+that are not ``AlignConfig``'s, and input files or directories that do not exist are refused there,
+before any stage runs.
 """
 
 from __future__ import annotations
@@ -11,12 +13,33 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from videolift.core.errors import DataError, VideoliftError
-from videolift.core.jsonl import validation_field
+from videolift.core.jsonl import read_yaml, validation_field
 
 TOY = "toy"  # model name that resolves to the committed toy-world bases
+
+# AlignConfig fields that the align stage (pipeline_stages.align_stage) fills in itself, so
+# `align.settings` may not set them: where they come from instead. (`seed` and `cache_dir` are only
+# defaults there: settings may override them.)
+PIPELINE_ALIGN_FIELDS = {
+    "model": "set by the pipeline: the model is `t2v`",
+    "scores": "set by the pipeline: the score stage's WORKDIR/align_scores.jsonl",
+    "videos": "set by the pipeline: the generated WORKDIR/align_videos",
+    "out": "set by the pipeline: WORKDIR/aligned_METHOD",
+    "real": "set by the pipeline: give the real set as `align.real` (or `align.real_toy`)",
+    "method": "set by the pipeline: one run per method of `align.methods`",
+    "resume": "set by the pipeline: it resumes a checkpoint of the same settings by itself",
+}
 
 
 class _Strict(BaseModel):
@@ -24,22 +47,22 @@ class _Strict(BaseModel):
 
 
 class Sampler(_Strict):
-    steps: int = Field(50, description="sampling steps")
+    steps: int = Field(50, ge=1, description="sampling steps")
     guidance: float = Field(6.0, description="classifier-free guidance scale")
     dynamic_cfg: bool = Field(False, description="CogVideoX's dynamic guidance (use_dynamic_cfg)")
     lossless: bool = Field(False, description="lossless H.264 (yuv444p, crf 0), for tiny toy videos")
-    batch_size: int = Field(4, description="videos per pipeline call")
-    frames: int | None = Field(None, description="frames (default: the model's)")
-    height: int | None = None
-    width: int | None = None
-    fps: int = Field(8, description="frame rate written to the MP4s (Wan 2.1: 16)")
+    batch_size: int = Field(4, ge=1, description="videos per pipeline call")
+    frames: int | None = Field(None, ge=1, description="frames (default: the model's)")
+    height: int | None = Field(None, ge=1)
+    width: int | None = Field(None, ge=1)
+    fps: int = Field(8, ge=1, description="frame rate written to the MP4s (Wan 2.1: 16)")
     negative_prompt: str | None = Field(None, description="what guidance steers away from (default: empty)")
 
 
 class PromptSet(_Strict):
     file: Path | None = Field(None, description="prompt file (.txt/.jsonl/.csv); toy runs may omit it")
-    n: int = Field(64, description="toy world: number of distinct prompts drawn from the split")
-    per_prompt: int = Field(1, description="videos per prompt")
+    n: int = Field(64, ge=1, description="toy world: number of distinct prompts drawn from the split")
+    per_prompt: int = Field(1, ge=1, description="videos per prompt")
     seed: int = 0
 
 
@@ -48,17 +71,17 @@ class HRA(_Strict):
     file: Path | None = Field(None, description="canonical HRA JSONL (source: file)")
     videos: Path | None = Field(None, description="videos root of the HRA file (source: file)")
     prompts: PromptSet = Field(default_factory=lambda: PromptSet(n=200, per_prompt=4))
-    annotators: int = Field(3, description="simulated annotators per video (toy panel)")
-    test_fraction: float = 0.2
+    annotators: int = Field(3, ge=1, description="simulated annotators per video (toy panel)")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="share of the rated videos held out")
 
 
 class Critic(_Strict):
     adapter: Literal["lora", "full"] = "full"
-    lr: float = 1e-4
-    epochs: float = 3.0
-    max_steps: int | None = None
-    batch_size: int = 8
-    num_frames: int = Field(8, description="frames sampled per clip (the toy VLM was pretrained on 9)")
+    lr: float = Field(1e-4, gt=0)
+    epochs: float = Field(3.0, gt=0)
+    max_steps: int | None = Field(None, ge=1, description="updates to train (default: from epochs)")
+    batch_size: int = Field(8, ge=1)
+    num_frames: int = Field(8, ge=1, description="frames sampled per clip (the toy VLM was pretrained on 9)")
     layout: Literal["per_dimension", "one_pass"] = "per_dimension"
     describe: bool = Field(
         False, description="describe-then-rate critic (extension, `critic train --describe`)"
@@ -75,10 +98,19 @@ class Critic(_Strict):
         description="train the critic and its label-only baseline at the same time, each in its own "
         "process with one thread (the demo on 2 cores: 23 % less time for both; on one GPU: twice the memory)",
     )
-    score_batch_size: int = 24
+    score_batch_size: int = Field(24, ge=1)
     save_every: int = Field(
         200, ge=0, description="updates between checkpoints: a killed run resumes from the last (0: none)"
     )
+
+    @field_validator("frame_sampling")
+    @classmethod
+    def _pairs_even(cls, value: str, info: ValidationInfo) -> str:
+        """As the critic's spec will check, once its stage starts."""
+        frames = info.data.get("num_frames")
+        if value == "pairs" and frames is not None and frames % 2:
+            raise ValueError(f"'pairs' needs an even num_frames, got {frames}")
+        return value
 
 
 class Align(_Strict):
@@ -139,7 +171,7 @@ class PipelineConfig(_Strict):
         path = Path(path)
         if not path.exists():
             raise DataError("pipeline config not found", file=path)
-        data = yaml.safe_load(path.read_text()) or {}
+        data = read_yaml(path) or {}
         if not isinstance(data, dict):
             raise DataError(f"expected a mapping of settings, got a {type(data).__name__}", file=path)
         for item in sets:
@@ -152,6 +184,9 @@ class PipelineConfig(_Strict):
             raise DataError(msg, file=path, field=field) from None
         if not cfg.workdir.is_absolute() and overrides.get("workdir") is None:
             cfg.workdir = path.parent / cfg.workdir
+        if problem := _align_settings_problem(cfg.align.settings):
+            field, msg = problem
+            raise DataError(msg, file=path, field="align.settings" + (f".{field}" if field else ""))
         from videolift.data.generate import is_hub_id
 
         for field in ("t2v", "vlm"):  # before any stage runs, and naming the file's field
@@ -163,7 +198,68 @@ class PipelineConfig(_Strict):
                     file=path,
                     field=field,
                 )
+        for field, value, kind, needed in cfg._inputs():  # the stages' inputs, looked for now
+            problem = needed if value is None else _input_problem(Path(value), kind)
+            if problem:
+                raise DataError(problem, file=path, field=field)
         return cfg
+
+    def _inputs(self) -> list[tuple[str, Any, str, str | None]]:
+        """The files and directories the stages will read that the config names (none the pipeline
+        writes itself), as (field, path or None, "file" | "dir", why it is needed when unset, or None
+        when it is optional). Paths the run does not read (the prompts of ratings that are given)
+        are left out."""
+        hra, settings = self.hra, self.align.settings
+        if hra.source == "file":
+            needs = "hra.source 'file' needs {}: the ratings are read, not made"
+            inputs = [
+                ("hra.file", hra.file, "file", needs.format("the HRA JSONL")),
+                ("hra.videos", hra.videos, "dir", needs.format("the root of its videos' paths")),
+            ]
+        else:
+            inputs = [("hra.prompts.file", hra.prompts.file, "file", None)]
+        prompts_needed = (
+            None if self.toy else "needed beyond the toy world: only toy runs draw their own prompts"
+        )
+        return [
+            *inputs,
+            ("align.prompts.file", self.align.prompts.file, "file", prompts_needed),
+            ("evaluate.prompts.file", self.evaluate.prompts.file, "file", prompts_needed),
+            ("align.real", self.align.real, "file", None),
+            ("align.settings.reward_config", settings.get("reward_config"), "file", None),
+            ("align.settings.real_videos", settings.get("real_videos"), "dir", None),
+        ]
+
+
+def _align_settings_problem(settings: dict[str, Any]) -> tuple[str, str] | None:
+    """(field, message) of the first of ``settings`` that the align stage's ``AlignConfig`` would
+    refuse, checked by ``AlignConfig`` itself (the fields the pipeline fills in given stand-ins);
+    field "" for a problem of the settings together, e.g. height without width."""
+    from videolift.align.config import AlignConfig
+
+    for key in settings:
+        if key in PIPELINE_ALIGN_FIELDS:
+            return key, PIPELINE_ALIGN_FIELDS[key]
+    stand_ins = {"model": TOY, "scores": "align_scores.jsonl", "videos": "align_videos", "out": "aligned"}
+    try:
+        AlignConfig.model_validate(stand_ins | settings)
+    except ValidationError as exc:
+        return validation_field(exc)
+    return None
+
+
+def _input_problem(path: Path, kind: str) -> str | None:
+    """Why ``path`` cannot be read as an input ``kind`` ("file" or "dir"), or None if it can."""
+    if not path.exists():
+        problem = "no such file" if kind == "file" else "no such directory"
+    elif kind == "file" and path.is_dir():
+        problem = "a directory, not a file"
+    elif kind == "dir" and not path.is_dir():
+        problem = "a file, not a directory"
+    else:
+        return None
+    where = "" if path.is_absolute() else f" (relative paths are read from {Path.cwd()})"
+    return f"{str(path)!r}: {problem}{where}"
 
 
 def _apply_set(data: dict[str, Any], item: str, path: Path) -> None:
@@ -179,7 +275,11 @@ def _apply_set(data: dict[str, Any], item: str, path: Path) -> None:
         node = node[part]
         if not isinstance(node, dict):
             raise DataError(f"--set {item!r}: {'.'.join(parents[: i + 1])} is not a section", file=path)
-    node[leaf] = yaml.safe_load(raw)
+    try:
+        node[leaf] = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise DataError(f"--set {item!r}: the value is not YAML ({problem})", file=path) from None
 
 
 def toy_asset(name: str) -> str:
