@@ -104,6 +104,48 @@ def test_eval_refuses_a_bad_prompt_file_before_writing_anything(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("prompt_lines", "extra_models", "message"),
+    [
+        (  # the oracle cannot rate a non-toy prompt: refused before the first model generates
+            ["a red circle moves left in a sand desert", "a dog running on the beach"],
+            [],
+            "p.txt, line 2: --oracle rates toy-world prompts only: not a toy-world prompt: 'a dog running",
+        ),
+        (["a red circle moves left in a sand desert"], ["b=nomodel"], "--model nomodel: no such directory"),
+        (["a red circle moves left in a sand desert"], ["{model}+{tmp}/nolora"], "LoRA directory"),
+        (["a red circle moves left in a sand desert"], ["{tmp}"], "not a diffusers pipeline directory"),
+    ],
+)
+def test_eval_checks_every_model_and_prompt_before_generating(
+    tmp_path, tiny_cogvideox_dir, prompt_lines, extra_models, message
+):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("\n".join(prompt_lines) + "\n")
+    out = tmp_path / "eval"
+    models = [m.format(model=tiny_cogvideox_dir, tmp=tmp_path) for m in extra_models]
+    args = ["eval", "--model", str(tiny_cogvideox_dir), *(a for m in models for a in ("--model", m))]
+    result = CliRunner().invoke(app, [*args, "--prompts", str(prompts), "--oracle", "--out", str(out),
+                                      "--steps", "1", "--no-progress"])  # fmt: skip
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert message in " ".join(result.output.split())
+    assert not out.exists()  # nothing generated, nothing rated
+
+
+def test_eval_refuses_a_model_folder_holding_another_tools_files(tmp_path, tiny_cogvideox_dir):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red circle moves left in a sand desert\n")
+    out = tmp_path / "eval"
+    (out / "b.1").mkdir(parents=True)  # the second model's folder
+    (out / "b.1" / "manifest.jsonl").write_text('{"video": "videos/mine.mp4"}\n')
+    model = str(tiny_cogvideox_dir)
+    args = ["eval", "--model", model, "--model", f"b={model}"]
+    result = CliRunner().invoke(app, [*args, "--prompts", str(prompts), "--oracle", "--out", str(out)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "manifest.jsonl was not written by `videolift generate`" in " ".join(result.output.split())
+    assert sorted(p.name for p in out.rglob("*")) == ["b.1", "manifest.jsonl"]  # only what was there
+
+
 def test_model_options_name_replicates_of_a_recipe():
     from videolift.evaluate.cli import parse_models
 

@@ -249,6 +249,66 @@ def test_bad_inputs_are_named(tiny_pipeline, tmp_path):
     assert "--lora" in str(result.exception) and "not found" in str(result.exception)
 
 
+def snapshot(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_out_holding_another_tools_corpus_is_refused_and_left_alone(tiny_pipeline, tmp_path):
+    """A toy corpus (manifest with ground truth + videos) must not be replaced by generate's manifest."""
+    corpus = tmp_path / "corpus"
+    made = CliRunner().invoke(app, ["toy", "corpus", "--n", "4", "--out", str(corpus), "--no-progress"])
+    assert made.exit_code == 0, made.output
+    before = snapshot(corpus)
+    assert len(before) == 5  # manifest.jsonl + 4 videos
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a dog running\n")
+    args = ["generate", "--model", str(tiny_pipeline), "--prompts", str(prompts), "--out", str(corpus)]
+    for extra in ([], ["--overwrite"]):  # --overwrite deletes a generate run's files only
+        result = CliRunner().invoke(app, [*args, "--steps", "1", "--limit", "1", "--no-progress", *extra])
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        message = " ".join(result.output.split())
+        assert f"{corpus / 'manifest.jsonl'} was not written by `videolift generate`" in message
+        assert "Use another --out" in message
+        assert snapshot(corpus) == before  # byte-identical, nothing added
+    # Foreign videos alone (no manifest) are refused too.
+    (corpus / "manifest.jsonl").unlink()
+    result = CliRunner().invoke(app, [*args, "--steps", "1", "--no-progress"])
+    assert result.exit_code == 1 and f"{corpus / 'videos'} was not written" in " ".join(result.output.split())
+    assert sorted(p.name for p in corpus.iterdir()) == ["videos"]
+
+
+@pytest.mark.parametrize("limit", ["0", "-2"])
+def test_limit_below_one_is_refused(tiny_pipeline, prompts_txt, tmp_path, limit):
+    out = tmp_path / "out"
+    args = ["generate", "--model", str(tiny_pipeline), "--prompts", str(prompts_txt), "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--limit", limit, "--steps", "1", "--no-progress"])
+    assert result.exit_code == 2 and "--limit" in result.output and "Traceback" not in result.output
+    assert not out.exists()
+    with pytest.raises(VideoliftError, match="--limit 0: must be at least 1"):  # the library call too
+        from videolift.data.generate import generate_videos
+
+        generate_videos(str(tiny_pipeline), prompts_txt, out, limit=0)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("prompts.csv", b'prompt,id\na red circle,1\n"two, blue squares,2\na cat,3\n', "prompts.csv, line 3: unterminated quote"),
+        ("latin.txt", "a dog\ncafé terrace\n".encode("latin-1"), "latin.txt, line 2: not UTF-8 text"),
+    ],
+)  # fmt: skip
+def test_broken_prompt_files_are_refused_before_any_output(tiny_pipeline, tmp_path, name, content, message):
+    prompts = tmp_path / name
+    prompts.write_bytes(content)
+    out = tmp_path / "out"
+    args = ["generate", "--model", str(tiny_pipeline), "--prompts", str(prompts), "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--steps", "1", "--no-progress"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert message in " ".join(result.output.split())
+    assert not out.exists()
+
+
 @pytest.mark.skipif(os.environ.get("HF_HUB_OFFLINE") != "1", reason="needs the offline hub to fail fast")
 def test_unknown_hub_model_is_a_clear_error(tmp_path):
     good = tmp_path / "good.txt"

@@ -63,6 +63,17 @@ def test_custom_prompt_field(tmp_path):
         ("cell.csv", "prompt,id\na dog,1\n,2\n", "cell.csv, line 3, field 'prompt': empty prompt"),
         ("wide.csv", "prompt\na dog,extra\n", "wide.csv, line 2: 2 cells but the header has 1"),
         ("p.yaml", "- a dog\n", "unsupported prompt file type '.yaml'"),
+        (
+            "open.csv",
+            'prompt,id\na red circle,1\n"two, blue squares,2\na cat,3\n',
+            "open.csv, line 3: unterminated quote",
+        ),
+        (  # an open quote closed by a later one: one prompt over three lines
+            "joined.csv",
+            'id,prompt,note\n1,a dog\n2,"two, blue squares\n3,a cat\n4,an owl",x\n',
+            "joined.csv, line 3, field 'prompt': the quoted prompt runs over 3 lines",
+        ),
+        ("stray.csv", 'prompt,id\n"a dog"s,1\n', "stray.csv, line 2: malformed CSV"),
     ],
 )
 def test_errors_name_file_line_and_field(tmp_path, name, content, expected):
@@ -76,3 +87,29 @@ def test_errors_name_file_line_and_field(tmp_path, name, content, expected):
 def test_missing_file(tmp_path):
     with pytest.raises(DataError, match="nope.txt: prompt file not found"):
         read_prompts(tmp_path / "nope.txt")
+
+
+@pytest.mark.parametrize(
+    ("name", "lines"),
+    [
+        ("latin.txt", ["a dog", "café terrace"]),
+        ("latin.jsonl", ['{"prompt": "a dog"}', '{"prompt": "café terrace"}']),
+        ("latin.csv", ["prompt", "a dog", "café terrace"]),
+    ],
+)
+def test_non_utf8_file_names_the_line(tmp_path, name, lines):
+    path = tmp_path / name
+    path.write_bytes("\n".join(lines).encode("latin-1") + b"\n")
+    with pytest.raises(DataError) as info:
+        read_prompts(path)
+    assert f"{name}, line {len(lines)}: not UTF-8 text (byte 0xe9 at column" in str(info.value)
+
+
+def test_csv_quoted_fields_keep_working(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_bytes(
+        '\ufeffid,prompt,note\r\n1,"a dog, ""running""",x\r\n2,a cat,"two\r\nlines"\r\n3,an owl\r\n'.encode()
+    )
+    records = read_prompts(path)
+    assert [(r.prompt, r.line) for r in records] == [('a dog, "running"', 2), ("a cat", 3), ("an owl", 5)]
+    assert records[1].extra["note"] == "two\r\nlines" and records[2].extra == {"id": "3", "note": None}

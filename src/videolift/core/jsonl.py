@@ -96,7 +96,9 @@ def iter_json_lines(
         except json.JSONDecodeError as exc:
             if skip_partial_last and i == len(lines) and not line.endswith("\n"):
                 return
-            error = DataError(f"malformed JSON ({_json_problem(exc)} at column {exc.colno})", file=path, line=i)
+            error = DataError(
+                f"malformed JSON ({_json_problem(exc)} at column {exc.colno})", file=path, line=i
+            )
         else:
             if isinstance(obj, dict):
                 yield i, obj

@@ -120,6 +120,23 @@ def resolve_model(model: str) -> str:
     return model
 
 
+def check_out(out: Path) -> None:
+    """Refuse an OUT whose manifest or videos another tool wrote (e.g. a toy corpus, with its ground
+    truth): this stage would replace them, and --overwrite deletes only a generate run's own files."""
+    if out.exists() and not out.is_dir():
+        raise VideoliftError(f"--out {out}: exists and is not a directory")
+    if (out / RUN_CONFIG).is_file():  # a generate run: resumed or refused by its settings
+        return
+    for path in (out / MANIFEST, out / VIDEOS):
+        # an empty videos/ is what a generate run killed before writing its settings leaves
+        if path.exists() and not (path.is_dir() and not any(path.iterdir())):
+            raise VideoliftError(
+                f"--out {out}: {path} was not written by `videolift generate` (there is no {out / RUN_CONFIG}), "
+                "and generating here would replace it. Use another --out; --overwrite does not delete "
+                "files of other tools."
+            )
+
+
 ADDED_LATER = frozenset({"model_files"})  # run-config keys that older generation.json files lack
 
 
@@ -241,14 +258,13 @@ def generate_videos(
     from videolift.models.families import spec_for
 
     start = time.perf_counter()
-    counts = {"--per-prompt": per_prompt, "--batch-size": batch_size, "--fps": fps, "--limit": limit or 1}
-    for name, value in counts.items():
+    counts = {"--per-prompt": per_prompt, "--batch-size": batch_size, "--fps": fps}
+    for name, value in (counts | ({} if limit is None else {"--limit": limit})).items():
         if value < 1:
             raise VideoliftError(f"{name} {value}: must be at least 1")
     prompts = read_prompts(prompts_path, prompt_field=prompt_field)[:limit]
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise VideoliftError(f"--out {out}: exists and is not a directory")
+    check_out(out)
     model = resolve_model(model)
     if lora is not None:
         if not Path(lora).exists():

@@ -12,7 +12,11 @@ def generate(
         ..., "--model", help="T2V pipeline (CogVideoX or Wan 2.1): a save_pretrained directory or a Hub id."
     ),
     prompts: Path = typer.Option(..., "--prompts", help="Prompt file: .txt (one per line), .jsonl or .csv."),
-    out: Path = typer.Option(..., "--out", help="Output directory (videos/, manifest.jsonl)."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        help="Output directory (videos/, manifest.jsonl). Refused if it holds another tool's manifest or videos.",
+    ),
     per_prompt: int = typer.Option(
         1, "--per-prompt", help="Candidate videos per prompt, each with its own seed."
     ),
@@ -40,7 +44,7 @@ def generate(
         help="If OUT holds a run with other settings or prompts, delete it and start over.",
     ),
     prompt_field: str = typer.Option("prompt", "--prompt-field", help="Prompt field of .jsonl/.csv files."),
-    limit: int | None = typer.Option(None, "--limit", help="Only the first N prompts."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N prompts (N >= 1)."),
     lossless: bool = typer.Option(
         False, "--lossless", help="Lossless H.264 (yuv444p, crf 0), for tiny toy videos."
     ),

@@ -7,6 +7,7 @@ field of its record (carried along into generation manifests, e.g. ``categories`
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,8 @@ class PromptRecord:
 def read_prompts(path: str | Path, *, prompt_field: str = "prompt") -> list[PromptRecord]:
     """All prompts of a .txt (one per line), .jsonl (``prompt_field``) or .csv (a ``prompt_field`` column).
 
-    Blank .txt lines are skipped. DataError for a missing, empty or malformed file or record.
+    Blank .txt lines are skipped. DataError for a missing, empty, non-UTF-8 or malformed file or record
+    (a .csv quote left open, or a quoted prompt running over several lines, included).
     """
     path = Path(path)
     if path.suffix.lower() not in SUFFIXES:
@@ -43,9 +45,24 @@ def read_prompts(path: str | Path, *, prompt_field: str = "prompt") -> list[Prom
     return records
 
 
+def _read_text(path: Path) -> str:
+    """The file's text (a leading byte-order mark dropped); DataError naming the line of the first
+    byte that is not UTF-8."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise DataError(
+            f"not UTF-8 text (byte 0x{data[exc.start]:02x} at column {column}); save the file as UTF-8",
+            file=path,
+            line=line,
+        ) from None
+
+
 def _read_txt(path: Path, _field: str) -> list[PromptRecord]:
-    with open(path, encoding="utf-8") as handle:
-        lines = handle.read().splitlines()
+    lines = _read_text(path).splitlines()
     return [PromptRecord(line.strip(), i) for i, line in enumerate(lines, start=1) if line.strip()]
 
 
@@ -62,6 +79,7 @@ def _checked_prompt(value: Any, *, file: Path, line: int, prompt_field: str) -> 
 
 
 def _read_jsonl(path: Path, prompt_field: str) -> list[PromptRecord]:
+    _read_text(path)  # a non-UTF-8 byte is named by its line, not a UnicodeDecodeError
     records = []
     for line, obj in iter_json_lines(path):
         prompt = _checked_prompt(obj.get(prompt_field), file=path, line=line, prompt_field=prompt_field)
@@ -70,25 +88,48 @@ def _read_jsonl(path: Path, prompt_field: str) -> list[PromptRecord]:
 
 
 def _read_csv(path: Path, prompt_field: str) -> list[PromptRecord]:
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None:
-            return []
-        if prompt_field not in reader.fieldnames:
-            raise DataError(
-                f"no {prompt_field!r} column (header has: {', '.join(reader.fieldnames)})", file=path, line=1
+    # strict: a quote left open (or text right after a closing quote) is an error, not a silent merge
+    # of every following line into one cell.
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""), strict=True)
+    rows: list[tuple[int, list[str]]] = []  # (first line of the record, cells)
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            if "unexpected end of data" in str(exc):
+                raise DataError("unterminated quote", file=path, line=start) from None
+            where = (
+                f"; the record runs from here to line {reader.line_num}" if reader.line_num > start else ""
             )
-        records = []
-        for row in reader:
-            line = reader.line_num
-            if None in row:  # DictReader files surplus cells under the key None
-                raise DataError(
-                    f"{len(reader.fieldnames) + len(row[None])} cells but the header has {len(reader.fieldnames)}",
-                    file=path,
-                    line=line,
-                )
-            if not any((v or "").strip() for v in row.values()):
-                continue  # a blank row
-            prompt = _checked_prompt(row[prompt_field], file=path, line=line, prompt_field=prompt_field)
-            records.append(PromptRecord(prompt, line, {k: v for k, v in row.items() if k != prompt_field}))
+            raise DataError(
+                f"malformed CSV ({exc}{where}; a quote left open?)", file=path, line=start
+            ) from None
+        if row:  # a blank line
+            rows.append((start, row))
+    if not rows:
+        return []
+    (header_line, header), *body = rows
+    if prompt_field not in header:
+        raise DataError(
+            f"no {prompt_field!r} column (header has: {', '.join(header)})", file=path, line=header_line
+        )
+    records = []
+    for line, cells in body:
+        if len(cells) > len(header):
+            raise DataError(f"{len(cells)} cells but the header has {len(header)}", file=path, line=line)
+        row = dict(zip(header, cells + [None] * (len(header) - len(cells)), strict=True))
+        if not any((v or "").strip() for v in row.values()):
+            continue  # a row of empty cells
+        prompt = _checked_prompt(row[prompt_field], file=path, line=line, prompt_field=prompt_field)
+        if len(lines := prompt.splitlines()) > 1:
+            raise DataError(
+                f"the quoted prompt runs over {len(lines)} lines (a quote left open?); a prompt is one line",
+                file=path,
+                line=line,
+                field=prompt_field,
+            )
+        records.append(PromptRecord(prompt, line, {k: v for k, v in row.items() if k != prompt_field}))
     return records

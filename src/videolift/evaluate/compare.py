@@ -71,6 +71,49 @@ def model_name(model: str, lora: str | None, taken: set[str]) -> str:
     return name
 
 
+def check_inputs(
+    models: list[tuple[str, str | None]],
+    prompts: Path,
+    out: Path,
+    names: list[str],
+    *,
+    oracle: bool,
+    family: str | None = None,
+) -> None:
+    """What ``compare_models`` would otherwise find out only midway (after earlier models generated and
+    were rated): the prompt file, every prompt a toy-world prompt (with the oracle), every model and
+    LoRA, and every model's output directory."""
+    from videolift.core.errors import DataError, VideoliftError
+    from videolift.data.generate import check_out, resolve_model
+    from videolift.data.prompt_files import read_prompts
+    from videolift.models.families import spec_for
+
+    prompts = Path(prompts)
+    records = read_prompts(prompts)
+    if oracle:
+        from videolift.toy.grammar import parse_prompt
+
+        field = None if prompts.suffix.lower() == ".txt" else "prompt"
+        for record in records:
+            try:
+                parse_prompt(record.prompt)
+            except ValueError as exc:
+                raise DataError(
+                    f"--oracle rates toy-world prompts only: {exc}",
+                    file=prompts,
+                    line=record.line,
+                    field=field,
+                ) from None
+    for model, lora in models:
+        spec_for(resolve_model(model), family)  # a local pipeline directory, or a reachable Hub model
+        if lora is not None and not Path(lora).exists():
+            raise VideoliftError(f"--model {model}+{lora}: LoRA directory {lora} not found")
+    if out.exists() and not out.is_dir():
+        raise VideoliftError(f"--out {out}: exists and is not a directory")
+    for name in names:
+        check_out(out / name)
+
+
 def oracle_ratings(
     manifest: Path, videos: Path, out: Path, progress: bool = True
 ) -> tuple[list[dict[str, str | None]], list[dict[str, list[str]]]]:
@@ -145,6 +188,11 @@ def compare_models(
         from videolift.core.errors import VideoliftError
 
         raise VideoliftError("nothing to rate with: give --critic DIR and/or --oracle")
+    if not names:
+        names = []
+        for model, lora in models:
+            names.append(model_name(model, lora, set(names)))
+    check_inputs(models, prompts, out, names, oracle=oracle, family=sampler.get("family"))
     reward = reward or RewardConfig()
     critic = None
     if critic_dir is not None:
@@ -153,8 +201,7 @@ def compare_models(
         critic = load_critic(critic_dir)
     runs: list[ModelRun] = []
     for i, (model, lora) in enumerate(models):
-        name = names[i] if names else model_name(model, lora, {r.name for r in runs})
-        run = ModelRun(name, model, lora)
+        run = ModelRun(names[i], model, lora)
         gen_dir = out / run.name
         generate_videos(
             model,
