@@ -402,7 +402,7 @@ def test_check_then_rate_critic(world, tmp_path):
 
     # An unknown dimension is a clear error naming the setting, and nothing is written.
     bad = train(world, tmp_path / "bad", "--check", "--check-dimensions", "motion", fails=True)
-    assert "check_dimensions: unknown dimension 'motion'" in bad.output
+    assert "--check-dimensions: unknown dimension 'motion'" in bad.output
     assert not (tmp_path / "bad").exists()
 
 
@@ -627,3 +627,111 @@ def test_a_critic_trained_in_its_own_process_equals_one_trained_here(world, tmp_
     assert result["peak_rss_mb"] > 0
     a, b = (load_file(str(tmp_path / name / "model.safetensors")) for name in ("here", "there"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ---- refusals before any work ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--batch-size", "0"),
+        ("--lora-r", "0"),
+        ("--lr", "-1"),
+        ("--grad-accum", "0"),
+        ("--epochs", "0"),
+        ("--epochs", "-1"),
+        ("--max-steps", "-1"),
+        ("--num-frames", "0"),
+        ("--save-every", "-1"),
+        ("--lora-alpha", "0"),
+        ("--lora-dropout", "1"),
+        ("--lora-dropout", "-0.1"),
+        ("--max-new-tokens", "0"),
+        ("--dtype", "fp33"),
+        ("--seed", "-1"),
+    ],
+)
+def test_train_refuses_a_bad_setting_by_its_option_before_writing(world, tmp_path, option, value):
+    out = tmp_path / "critic"
+    # The bad value comes last: it overrides train()'s own --max-steps / --batch-size.
+    refused = train(world, out, option, value, steps=1, fails=True).output
+    assert f"Error: {option} {value}" in refused and "Traceback" not in refused
+    assert not out.exists()  # no train_config.json that would make the corrected run "unfinished"
+
+
+def test_a_refused_run_leaves_out_free_for_the_corrected_command(world, tmp_path, critic_dir):
+    out = tmp_path / "critic"
+    # Settings found bad only once the model is loaded: still refused before OUT is written.
+    assert "--lora-targets nope: matches no linear layer" in train(world, out, "--lora-targets", "nope", steps=1, fails=True).output  # fmt: skip
+    assert not out.exists()
+    assert "finished after 1 updates" in train(world, out, "--lora-targets", "q_proj", steps=1).output
+    # A refused --overwrite leaves the run it would have replaced as it was.
+    kept = tmp_path / "kept"
+    shutil.copytree(critic_dir, kept)
+    before = {p.name: p.read_bytes() for p in kept.iterdir() if p.is_file()}
+    train(world, kept, "--overwrite", "--lora-targets", "nope", steps=1, fails=True)
+    assert {p.name: p.read_bytes() for p in kept.iterdir() if p.is_file()} == before
+
+
+def _with_bad_videos(world: Path, tmp_path: Path) -> Path:
+    """The world's records with a missing video on line 3 and a non-video on line 6."""
+    shutil.copytree(world / "videos", tmp_path / "videos")
+    (tmp_path / "videos/not_a_video.mp4").write_text("not a video")
+    good = [json.loads(line) for line in (world / "hra.jsonl").read_text().splitlines()]
+    missing = dict(good[0], video_id="gone", video="videos/gone.mp4")
+    broken = dict(good[1], video_id="broken", video="videos/not_a_video.mp4")
+    data = tmp_path / "hra.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in [*good[:2], missing, *good[2:], broken]))
+    return data
+
+
+def test_train_refuses_missing_and_unreadable_videos_before_training(world, tmp_path):
+    data, out = _with_bad_videos(world, tmp_path), tmp_path / "critic"
+    refused = run("critic", "train", "--base", world / "base", "--data", data, "--videos", tmp_path,
+                  "--out", out, "--max-steps", "1", fails=True).output  # fmt: skip
+    assert "2 record(s) name a missing or unreadable video" in refused
+    assert f"{data}, line 3, field 'video'" in refused and "gone.mp4: file not found" in refused
+    assert f"{data}, line 6, field 'video'" in refused and "not_a_video.mp4: not a readable video" in refused
+    assert not out.exists()
+
+
+def test_train_errors_name_the_jsonl_line_not_a_record_index(world, tmp_path):
+    from videolift.core.errors import DataError
+    from videolift.critic.data import hra_examples, read_hra_lines
+    from videolift.critic.spec import CriticSpec
+
+    data = _with_bad_videos(world, tmp_path)
+    numbered = read_hra_lines(data)
+    assert [line for line, _ in numbered] == [1, 2, 3, 4, 5, 6]
+    spec = CriticSpec(base_model="b", model_type="qwen2_vl")
+    with pytest.raises(DataError, match=r"line 3, field 'video': video not found") as err:
+        hra_examples([r for _, r in numbered], tmp_path, spec, file=data, lines=[n for n, _ in numbered])
+    assert err.value.line == 3 and err.value.record is None
+
+
+def test_eval_refuses_unreadable_videos_before_scoring(world, critic_dir, tmp_path):
+    data, scores = _with_bad_videos(world, tmp_path), tmp_path / "scores.jsonl"
+    refused = run("critic", "eval", "--critic", critic_dir, "--data", data, "--videos", tmp_path,
+                  "--scores", scores, fails=True).output  # fmt: skip
+    assert f"{data}, line 3, field 'video'" in refused and f"{data}, line 6, field 'video'" in refused
+    assert "accuracy over the rest would not be comparable" in refused
+    assert not scores.exists() and "videos to score" not in refused
+
+
+def test_eval_names_a_video_that_opens_but_does_not_decode(world, critic_dir, tmp_path, monkeypatch):
+    import videolift.core.video as video
+
+    data = _with_bad_videos(world, tmp_path)
+    lines = data.read_text().splitlines(keepends=True)
+    data.write_text("".join(lines[:2] + lines[3:]))  # the non-video is now on line 5
+    probe = video.probe_video
+    monkeypatch.setattr(
+        video, "probe_video", lambda p, **k: None if "not_a_video" in str(p) else probe(p, **k)
+    )
+    result = run("critic", "eval", "--critic", critic_dir, "--data", data, "--videos", tmp_path, "--json")
+    assert (
+        f"warning: {data}, line 5, field 'video':" in result.stderr and "count as unparsed" in result.stderr
+    )
+    report = json.loads(result.stdout)
+    assert report["errors"] == 1 and [u["line"] for u in report["unreadable"]] == [5]

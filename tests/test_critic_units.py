@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -210,6 +211,35 @@ def test_epoch_batches_are_disjoint_equal_and_seeded():
         len(epoch_batches(13, 2, 3, 1, 0, 2)) == len(epoch_batches(13, 2, 3, 1, 1, 2)) == 3
     )  # 7th batch dropped
     assert epoch_batches(11, 2, 3, 1, 0, 2) == r0 and epoch_batches(11, 2, 3, 2, 0, 2) != r0
+
+
+def test_sft_config_refuses_values_out_of_range_naming_the_option():
+    import json
+    import pickle
+
+    from videolift.critic.sft import SFTConfig
+
+    for kwargs, message in [
+        ({"batch_size": 0}, "--batch-size 0: Input should be greater than or equal to 1"),
+        ({"grad_accum": 0}, "--grad-accum 0: "),
+        ({"lr": 0.0}, "--lr 0.0: Input should be greater than 0"),
+        ({"epochs": -1.0}, "--epochs -1.0: "),
+        ({"max_steps": 0}, "--max-steps 0: "),
+        ({"lora_dropout": 1.0}, "--lora-dropout 1.0: Input should be less than 1"),
+        ({"warmup_ratio": 1.5}, "--warmup-ratio 1.5: "),
+        ({"keep_checkpoints": 0}, "--keep-checkpoints 0: "),
+        ({"dtype": "fp33"}, "--dtype fp33: unknown dtype; use one of float32"),
+        ({"frame_sampling": "pairs", "num_frames": 3}, "pairs needs an even --num-frames, got 3"),
+        ({"min_pixels": 10, "max_pixels": 5}, "--min-pixels 10 is above --max-pixels 5"),
+        ({"betas": (0.9, 1.0)}, "betas.1 1.0: Input should be less than 1"),
+        ({"no_such_setting": 1}, "no_such_setting 1: Unexpected keyword argument"),
+    ]:
+        with pytest.raises(VideoliftError, match=re.escape(message)):
+            SFTConfig(**kwargs)
+    # Valid settings round-trip through train_config.json and pickle (parallel critics) unchanged.
+    cfg = SFTConfig(max_steps=3, batch_size=2, lora_targets=["q_proj"], extra={"a": 1})
+    assert SFTConfig(**json.loads(json.dumps(cfg.comparable()))) == cfg == pickle.loads(pickle.dumps(cfg))
+    assert cfg.comparable()["betas"] == [0.9, 0.999] and cfg.comparable()["lora_alpha"] == 32
 
 
 def test_label_metrics_hand_computed():

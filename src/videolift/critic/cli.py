@@ -8,8 +8,10 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from videolift.core.errors import DataError
 from videolift.critic.prompts import DESCRIBE_INSTRUCTION
 
 app = typer.Typer(help="Train a video-VLM critic on HRA data, score videos with it, measure its accuracy.")
@@ -148,6 +150,7 @@ def train(
     class_weights: float = typer.Option(
         0.0,
         "--class-weights",
+        min=0.0,
         help="Weight examples by inverse (dimension, label) frequency ** this (1: balanced, 0.5: sqrt, 0: off).",
     ),
     seed: int = typer.Option(0, "--seed"),
@@ -174,7 +177,11 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in OUT."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished or unfinished run in OUT."),
     stop_at_step: int | None = typer.Option(
-        None, "--stop-at-step", help="Checkpoint and stop after this update (resume later).", hidden=True
+        None,
+        "--stop-at-step",
+        min=1,
+        help="Checkpoint and stop after this update (resume later).",
+        hidden=True,
     ),
     progress: bool = typer.Option(
         True, "--progress/--no-progress", help="Progress bars (updates, first passes, model loading)."
@@ -286,13 +293,15 @@ def score(
     out: Path = typer.Option(
         ..., "--out", help="Scores JSONL (written at the end; OUT.summary.json beside it)."
     ),
-    batch_size: int = typer.Option(24, "--batch-size", help="Prompts (video x question) per generate call."),
+    batch_size: int = typer.Option(
+        24, "--batch-size", min=1, help="Prompts (video x question) per generate call."
+    ),
     temperature: float = typer.Option(
-        0.0, "--temperature", help="0: greedy, deterministic (default); >0 samples."
+        0.0, "--temperature", min=0.0, help="0: greedy, deterministic (default); >0 samples."
     ),
     seed: int = typer.Option(0, "--seed", help="Sampling seed (with --temperature > 0)."),
     workers: int = typer.Option(
-        2, "--workers", help="Threads decoding the next videos while the model runs."
+        2, "--workers", min=1, help="Threads decoding the next videos while the model runs."
     ),
     base: str | None = typer.Option(None, "--base", help="Base model path, if it moved since training."),
     device: str = typer.Option("auto", "--device", help="auto (each rank's GPU, else CPU), cpu, cuda, ..."),
@@ -301,7 +310,7 @@ def score(
         False, "--merge-lora", help="Merge the adapter into the weights (faster, tiny numeric drift)."
     ),
     num_frames: int | None = typer.Option(
-        None, "--num-frames", help="Assert the critic's frame count (it always uses its own)."
+        None, "--num-frames", min=1, help="Assert the critic's frame count (it always uses its own)."
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
@@ -344,7 +353,7 @@ def evaluate(
     scores: Path | None = typer.Option(
         None, "--scores", help="Keep the critic's scores here (resumable); default: a temporary file."
     ),
-    batch_size: int = typer.Option(24, "--batch-size", help="Prompts per generate call."),
+    batch_size: int = typer.Option(24, "--batch-size", min=1, help="Prompts per generate call."),
     base: str | None = typer.Option(None, "--base", help="Base model path, if it moved since training."),
     device: str = typer.Option("auto", "--device"),
     dtype: str = typer.Option("float32", "--dtype"),
@@ -371,6 +380,9 @@ def evaluate(
     if report is None:  # not the main process
         return
     report["critic"] = str(critic)
+    for bad in report["unreadable"]:  # opened before scoring, but failed to decode
+        where = DataError(bad["error"], file=bad["file"], line=bad["line"], field="video")
+        _log(f"[yellow]warning:[/] {escape(str(where))} (its answers count as unparsed)")
     if as_json:
         typer.echo(json.dumps(report, indent=1))
         return

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from videolift.core.errors import DataError
-from videolift.core.jsonl import read_jsonl
+from videolift.core.jsonl import iter_json_lines, parse_model
 from videolift.core.schema import Dimension, HRARecord, Label, format_answer
 from videolift.core.video import sample_frames
 from videolift.critic.prompts import DESCRIBE_INSTRUCTION, one_pass_answer, user_text
@@ -52,18 +52,55 @@ class FrameCache:
         return frames
 
 
-def resolve_video(root: Path, record: HRARecord, *, file: Path, record_index: int) -> Path:
+def resolve_video(
+    root: Path, record: HRARecord, *, file: Path, line: int | None = None, record_index: int | None = None
+) -> Path:
+    """The record's video file under ``root``; a missing one is a DataError naming the record's JSONL
+    ``line`` (or, for records not read from a file, its 0-based ``record_index``)."""
     path = root / record.video
     if not path.is_file():
-        raise DataError(f"video not found: {path}", file=file, record=record_index, field="video")
+        raise DataError(f"video not found: {path}", file=file, line=line, record=record_index, field="video")
     return path
 
 
-def read_hra(path: str | Path) -> list[HRARecord]:
-    records = read_jsonl(path, HRARecord)
+def read_hra_lines(path: str | Path) -> list[tuple[int, HRARecord]]:
+    """(1-based JSONL line, record) of every record; a file without records is a DataError."""
+    records = [(i, parse_model(HRARecord, obj, file=path, line=i)) for i, obj in iter_json_lines(path)]
     if not records:
         raise DataError("no records", file=path)
     return records
+
+
+def read_hra(path: str | Path) -> list[HRARecord]:
+    return [record for _, record in read_hra_lines(path)]
+
+
+MAX_LISTED = 20  # unreadable videos listed in one error
+
+
+def check_videos(records: list[tuple[int, HRARecord]], root: Path, *, file: Path, action: str) -> None:
+    """Refuse, before any work, records whose video is missing or does not open as a video container
+    (the check of ``hra validate --videos --quick``: cheap, no decoding), each named by file, line and
+    field. ``action`` ends the first line of the message: what the user should do."""
+    from videolift.core.video import VideoError, probe_video
+
+    opened: dict[str, str | None] = {}
+    bad: list[str] = []
+    for line, record in records:
+        if record.video not in opened:
+            try:
+                probe_video(root / record.video)
+                opened[record.video] = None
+            except VideoError as exc:
+                opened[record.video] = str(exc)
+        if (problem := opened[record.video]) is not None:
+            bad.append(str(DataError(problem, file=file, line=line, field="video")))
+    if bad:
+        listed = "\n".join(f"  {b}" for b in bad[:MAX_LISTED])
+        more = f"\n  ... and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
+        raise DataError(
+            f"{len(bad)} record(s) name a missing or unreadable video; {action}:\n{listed}{more}", file=file
+        )
 
 
 def hra_examples(
@@ -74,8 +111,10 @@ def hra_examples(
     file: Path,
     descriptions: dict[Path, str] | None = None,
     checks: dict[tuple[Path, str], str] | None = None,
+    lines: list[int] | None = None,
 ) -> tuple[list[SFTExample], int]:
-    """HRA records -> examples in the spec's layout; returns (examples, records skipped).
+    """HRA records -> examples in the spec's layout; returns (examples, records skipped). ``lines``: each
+    record's line in ``file`` (``read_hra_lines``), for errors; without them errors give record indexes.
 
     ``per_dimension``: one example per rated dimension. ``one_pass``: one per record that rates every
     dimension of the spec (others are skipped: a partial answer would teach the model to omit lines).
@@ -96,7 +135,7 @@ def hra_examples(
         if not rated or (spec.layout == "one_pass" and len(rated) < len(spec.dimensions)):
             skipped += 1
             continue
-        video = resolve_video(videos, record, file=file, record_index=i)
+        video = resolve_video(videos, record, file=file, **_where(i, lines))
         seen = descriptions[video] if spec.describe else None
         check = checks[(video, record.prompt)] if spec.check else None
         if seen is not None and video not in described:
@@ -119,6 +158,11 @@ def hra_examples(
             text = user_text(record.prompt, spec.question(dim), seen, check if spec.check_in(dim) else None)
             out.append(SFTExample(video, text, format_answer(label, reason[dim]), labels=((dim, label),)))
     return out, skipped
+
+
+def _where(index: int, lines: list[int] | None) -> dict[str, int]:
+    """Where a record is, for DataError: its JSONL line if known, else its 0-based index."""
+    return {"line": lines[index]} if lines is not None else {"record_index": index}
 
 
 def caption_examples(

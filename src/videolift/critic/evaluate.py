@@ -1,8 +1,10 @@
 """Critic accuracy against reference labels: per-dimension accuracy, macro-F1, confusion matrix, and
 ties-aware pairwise accuracy over pairs of videos.
 
-Unparsed answers (and unreadable videos) are wrong predictions, never a label: they lower accuracy
-and recall, and appear as their own "unparsed" column in the confusion matrix.
+Unparsed answers are wrong predictions, never a label: they lower accuracy and recall, and appear as
+their own "unparsed" column in the confusion matrix. A record whose video is missing or does not open is
+refused before scoring (accuracy over a silently smaller set would mislead); a video that opens but
+fails to decode while scoring counts as unparsed and is named in the report's ``unreadable``.
 """
 
 from __future__ import annotations
@@ -239,14 +241,24 @@ def evaluate_critic(
 
     Returns the report on the main process, None on the others. ``scores`` keeps the critic's score
     lines (resumable); by default they go to a temporary file. ``progress``: the scoring's bar.
+    Records whose video is missing or does not open are refused, all named, before anything is scored.
     """
     import tempfile
 
     from videolift.core.jsonl import iter_json_lines, write_jsonl
-    from videolift.critic.data import majority_items, read_hra
+    from videolift.critic.data import check_videos, majority_items, read_hra_lines
     from videolift.critic.score import score_manifest, video_key
 
-    items = majority_items(read_hra(data))
+    data, videos = Path(data), Path(videos)
+    records = read_hra_lines(data)
+    check_videos(
+        records,
+        videos,
+        file=data,
+        action="fix or remove those records (accuracy over the rest would not be comparable)",
+    )
+    judged_pairs = read_pairs(str(pairs)) if pairs else None  # a bad pairs file: refused before scoring
+    items = majority_items([record for _, record in records])
     with tempfile.TemporaryDirectory() as tmp:
         manifest = Path(tmp) / "manifest.jsonl"
         write_jsonl(
@@ -266,6 +278,19 @@ def evaluate_critic(
         if not summary.main_process:
             return None
         lines = {video_key(obj): obj for _, obj in iter_json_lines(out)}
-    return evaluate_predictions(
-        items, lines, reward=critic.spec.reward, pairs=read_pairs(str(pairs)) if pairs else None
-    )
+    report = evaluate_predictions(items, lines, reward=critic.spec.reward, pairs=judged_pairs)
+    first_line: dict[str, int] = {}
+    for line, record in records:
+        first_line.setdefault(record.video_id, line)
+    report["unreadable"] = [
+        {
+            "file": str(data),
+            "line": first_line[it.video_id],
+            "video_id": it.video_id,
+            "video": it.video,
+            "error": lines[it.video_id]["error"],
+        }
+        for it in items
+        if "error" in lines.get(it.video_id, {})
+    ]
+    return report

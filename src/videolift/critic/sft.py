@@ -24,11 +24,13 @@ import math
 import shutil
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.dataclasses import dataclass as checked_dataclass
 
 from videolift.core.errors import VideoliftError
 from videolift.core.jsonl import atomic_write, trim_step_log
@@ -41,38 +43,89 @@ CHECKPOINTS = "checkpoints"
 STATE = "trainer_state.json"
 
 
-@dataclass
+# Settings of the critic's spec that are `critic train` options of the same name.
+_SPEC_OPTIONS = frozenset(
+    {"layout", "dimensions", "check_model", "check_instruction", "check_dimensions", "check_threshold"}
+    | {"check_frames", "max_new_tokens"}
+)
+
+
+def option_name(field: str) -> str:
+    """The ``critic train`` option of a setting (``batch_size`` -> ``--batch-size``); others as they are."""
+    options = {f.name for f in fields(SFTConfig)} - {"betas", "frame_cache_mb", "extra"} | _SPEC_OPTIONS
+    return "--" + field.replace("_", "-") if field in options else field
+
+
+def settings_error(exc: ValidationError, what: str = "critic settings") -> VideoliftError:
+    """A bad setting as a user error naming its option and value (``--batch-size 0: ...``)."""
+    err = exc.errors()[0]
+    field = ".".join(str(part) for part in err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    if not field:
+        return VideoliftError(f"{what}: {msg}")
+    value = err.get("input")
+    shown = f" {value}" if isinstance(value, int | float | str) and not isinstance(value, bool) else ""
+    return VideoliftError(f"{option_name(field)}{shown}: {msg}")
+
+
+@checked_dataclass(config=ConfigDict(extra="forbid"))
 class SFTConfig:
-    """Hyper-parameters of the fine-tuning loop (the CLI options of ``critic train``)."""
+    """Hyper-parameters of the fine-tuning loop (the CLI options of ``critic train``). Validated when
+    made: a value out of range raises a VideoliftError naming its option, before anything runs."""
 
     adapter: Literal["lora", "full"] = "lora"  # LoRA on the language model, or full fine-tuning
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, gt=0)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
     lora_targets: list[str] | None = None  # leaf names (q_proj, ...); None: every LM linear layer
     tune_vision: bool = False  # train the vision tower too (LoRA on its linear layers / full)
     tune_projector: bool = False  # train the projector too (saved whole with LoRA)
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_ratio: float = 0.03
-    epochs: float = 3.0
-    max_steps: int | None = None  # overrides epochs
-    batch_size: int = 4  # per device
-    grad_accum: int = 1
-    max_grad_norm: float = 1.0
-    max_answer_tokens: int | None = 256
-    seed: int = 0
-    save_every: int = 200  # updates between checkpoints (0: only the final model)
-    keep_checkpoints: int = 2
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.999)
+    warmup_ratio: float = Field(0.03, ge=0, le=1)
+    epochs: float = Field(3.0, gt=0)
+    max_steps: int | None = Field(None, ge=1)  # overrides epochs
+    batch_size: int = Field(4, ge=1)  # per device
+    grad_accum: int = Field(1, ge=1)
+    max_grad_norm: float = Field(1.0, ge=0)  # 0: no clipping
+    max_answer_tokens: int | None = Field(256, ge=1)
+    seed: int = Field(0, ge=0)
+    save_every: int = Field(200, ge=0)  # updates between checkpoints (0: only the final model)
+    keep_checkpoints: int = Field(2, ge=1)
     gradient_checkpointing: bool = False
     dtype: str = "float32"  # weights dtype at load; mixed precision comes from the accelerate config
-    frame_cache_mb: int = 2048  # sampled frames kept in memory across epochs (per process)
-    num_frames: int = 8
-    frame_sampling: str = "uniform"  # or "pairs" (videolift.core.video.FRAME_SAMPLERS)
-    max_pixels: int | None = None
-    min_pixels: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # caller's settings, checked on resume
+    frame_cache_mb: int = Field(2048, ge=0)  # sampled frames kept in memory across epochs (per process)
+    num_frames: int = Field(8, ge=1)
+    frame_sampling: Literal["uniform", "pairs"] = "uniform"  # videolift.core.video.FRAME_SAMPLERS
+    max_pixels: int | None = Field(None, ge=1)
+    min_pixels: int | None = Field(None, ge=1)
+    extra: dict[str, Any] = Field(default_factory=dict)  # caller's settings, checked on resume
+
+    @field_validator("dtype")
+    @classmethod
+    def _known_dtype(cls, value: str) -> str:
+        from videolift.models.base import DTYPES
+
+        if value not in DTYPES:
+            raise ValueError(f"unknown dtype; use one of {', '.join(DTYPES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SFTConfig:
+        if self.frame_sampling == "pairs" and self.num_frames % 2:
+            raise ValueError(f"--frame-sampling pairs needs an even --num-frames, got {self.num_frames}")
+        if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
+            raise ValueError(f"--min-pixels {self.min_pixels} is above --max-pixels {self.max_pixels}")
+        return self
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _as_user_error(cls, values: Any, handler: Any) -> SFTConfig:
+        try:
+            return handler(values)
+        except ValidationError as exc:
+            raise settings_error(exc) from None
 
     def comparable(self) -> dict[str, Any]:
         """What must not change between a run and its resumption."""
@@ -166,13 +219,10 @@ class RunConflict(VideoliftError):
 
 
 def check_output_dir(out: Path, cfg: SFTConfig, *, resume: bool, overwrite: bool) -> None:
-    """Refuse to mix runs: a finished or different run in OUT needs --overwrite, a resumed one the same settings."""
+    """Refuse to mix runs: a finished or different run in OUT needs --overwrite, a resumed one the same
+    settings. Only reads: ``_start_run`` clears what --overwrite replaces, once everything is checked."""
     config = out / TRAIN_CONFIG
     if overwrite:
-        for name in (CHECKPOINTS,):
-            shutil.rmtree(out / name, ignore_errors=True)
-        for name in (TRAIN_CONFIG, TRAIN_LOG, TRAIN_SUMMARY):
-            (out / name).unlink(missing_ok=True)
         return
     if (out / TRAIN_SUMMARY).exists():
         raise RunConflict(f"{out}: already holds a finished model; pass --overwrite to replace it")
@@ -214,18 +264,23 @@ def run_sft(
 
     if not examples:
         raise VideoliftError("no training examples")
+    if stop_at_step is not None and stop_at_step < 1:
+        raise VideoliftError(f"stop_at_step {stop_at_step}: must be 1 or more")
     out = Path(out)
-    accelerator = _accelerator(out, cfg, resume=resume, overwrite=overwrite)
+    accelerator = _accelerator(cfg)
     main = accelerator.is_main_process
+    # Every check (OUT, the model and its adapter, the batches) before OUT is written: a refused run
+    # leaves no train_config.json that would make its corrected rerun "an unfinished run".
+    check_output_dir(out, cfg, resume=resume, overwrite=overwrite)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    per_epoch, total = _plan(len(examples), cfg, rank, world)
     model, processor, family = _load_model(base, cfg)
     params = [p for p in model.parameters() if p.requires_grad]
     n_trainable = sum(p.numel() for p in params)
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-
-    world, rank = accelerator.num_processes, accelerator.process_index
-    per_epoch, total = _plan(len(examples), cfg, rank, world)
     total_micro = total * cfg.grad_accum
     scheduler = get_cosine_schedule_with_warmup(optimizer, round(cfg.warmup_ratio * total), total)
+    _start_run(accelerator, out, cfg, overwrite=overwrite)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
     _checkpoint_trainable_only(accelerator)
@@ -299,22 +354,31 @@ def run_sft(
     return result
 
 
-def _accelerator(out: Path, cfg: SFTConfig, *, resume: bool, overwrite: bool) -> Any:
-    """The accelerator, with OUT checked (refusing another run's output) and the run's config written."""
+def _accelerator(cfg: SFTConfig) -> Any:
+    """The accelerator, seeded."""
     import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     # cpu=True without a GPU: otherwise torchrun on CPU gives unsynchronised single-process runs.
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, cpu=not torch.cuda.is_available())
+    set_seed(cfg.seed)
+    return accelerator
+
+
+def _start_run(accelerator: Any, out: Path, cfg: SFTConfig, *, overwrite: bool) -> None:
+    """OUT's first writes, once the run is known to start: the run --overwrite replaces is cleared and
+    the run's config written (every process has checked OUT before the main one changes it)."""
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        check_output_dir(out, cfg, resume=resume, overwrite=overwrite)
+        if overwrite:
+            shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+            for name in (TRAIN_CONFIG, TRAIN_LOG, TRAIN_SUMMARY):
+                (out / name).unlink(missing_ok=True)
         out.mkdir(parents=True, exist_ok=True)
         with atomic_write(out / TRAIN_CONFIG) as handle:
             handle.write(json.dumps(cfg.comparable(), indent=1) + "\n")
     accelerator.wait_for_everyone()
-    set_seed(cfg.seed)
-    return accelerator
 
 
 def _load_model(base: str, cfg: SFTConfig) -> tuple[Any, Any, Any]:

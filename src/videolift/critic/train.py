@@ -17,17 +17,16 @@ from pydantic import ValidationError
 
 from videolift.core.errors import VideoliftError
 from videolift.core.files import content_hash
-from videolift.core.jsonl import validation_field
 from videolift.critic.data import SFTExample
 from videolift.critic.sft import (
     TRAIN_CONFIG,
-    TRAIN_SUMMARY,
-    RunConflict,
     SFTConfig,
     SFTResult,
+    check_output_dir,
     export_sft_checkpoint,
     find_checkpoint,
     run_sft,
+    settings_error,
 )
 
 
@@ -50,7 +49,7 @@ def _main_process_first(compute: Callable[[], Any]) -> Any:
 
 def _first_passes(
     base: str,
-    records: list[Any],
+    records: list[tuple[int, Any]],
     videos: Path,
     spec: Any,
     cache: Path,
@@ -66,14 +65,14 @@ def _first_passes(
     from videolift.critic.data import resolve_video
     from videolift.critic.descriptions import base_descriptions
 
-    files = [resolve_video(videos, r, file=data, record_index=i) for i, r in enumerate(records)]
+    files = [resolve_video(videos, r, file=data, line=line) for line, r in records]
     descriptions = checks = None
     if spec.describe:
         descriptions = _main_process_first(
             lambda: base_descriptions(base, files, spec, cache, shared=shared, progress=progress, log=log)
         )
     if spec.check:
-        pairs = [(f, r.prompt) for f, r in zip(files, records, strict=True)]
+        pairs = [(f, r.prompt) for f, (_, r) in zip(files, records, strict=True)]
         checks = _main_process_first(
             lambda: base_checks(pairs, spec, cache, shared=shared, progress=progress, log=log)
         )
@@ -109,14 +108,22 @@ def train_critic(
 ) -> SFTResult:
     """Fine-tune ``base`` into a critic on HRA records (``critic train``). ``cache_dir``: where the first
     passes of check- and describe-then-rate critics are cached (default: ``out``), e.g. one directory
-    for several runs on the same data. ``progress``: bars for the first passes and the updates."""
+    for several runs on the same data. ``progress``: bars for the first passes and the updates.
+
+    Everything the run depends on is checked before anything is written: the settings (``cfg`` checks
+    its own when made), the records and that every video they name opens, and what OUT holds."""
     from videolift.core.reward import RewardConfig
     from videolift.core.schema import DIMENSIONS
+    from videolift.critic.data import check_videos, read_hra_lines
     from videolift.critic.spec import CriticSpec
     from videolift.models.vlm import model_type_of
 
     base = resolve_base(base)
-    data = Path(data)
+    data, videos = Path(data), Path(videos)
+    if class_weight_power < 0:
+        raise VideoliftError(f"--class-weights {class_weight_power}: must be 0 or more")
+    if stop_at_step is not None and stop_at_step < 1:
+        raise VideoliftError(f"--stop-at-step {stop_at_step}: must be 1 or more")
     reward = RewardConfig.load(reward_config)
     try:
         spec = CriticSpec(
@@ -138,25 +145,27 @@ def train_critic(
             **({"check_dimensions": check_dimensions} if check_dimensions else {}),
             reasons=reasons,
             reward=reward,
+            **({"max_new_tokens": max_new_tokens} if max_new_tokens is not None else {}),
         )
     except ValidationError as exc:  # an option out of range or unknown, e.g. --check-dimensions motion
-        field, msg = validation_field(exc)
-        raise VideoliftError(f"critic settings: {field}: {msg}") from None
+        raise settings_error(exc) from None
     out = Path(out)
-    if (out / TRAIN_SUMMARY).exists() and not overwrite:
-        raise RunConflict(f"{out}: already holds a finished model; pass --overwrite to replace it")
-    examples = _critic_examples(
-        spec, data, Path(videos), class_weight_power, out, cache_dir, log, progress=progress
-    )
+    records = read_hra_lines(data)
+    check_videos(records, videos, file=data, action="fix or remove those records before training")
     cfg.extra = {
         "spec": spec.model_dump(mode="json"),
         "data": str(data.resolve()),
         # The path alone would let --resume continue on edited ratings.
         "data_sha256": content_hash(data),
-        "videos": str(Path(videos).resolve()),
+        "videos": str(videos.resolve()),
         "class_weight_power": class_weight_power,
         "max_new_tokens": max_new_tokens,
     }
+    # Before the first passes, which may take long: run_sft checks again and only then writes to OUT.
+    check_output_dir(out, cfg, resume=resume, overwrite=overwrite)
+    examples = _critic_examples(
+        spec, data, records, videos, class_weight_power, out, cache_dir, log, progress=progress
+    )
     finalize = _spec_writer(spec, examples, cfg, max_new_tokens)
     return run_sft(
         examples,
@@ -175,6 +184,7 @@ def train_critic(
 def _critic_examples(
     spec: Any,
     data: Path,
+    records: list[tuple[int, Any]],
     videos: Path,
     class_weight_power: float,
     out: Path,
@@ -182,16 +192,22 @@ def _critic_examples(
     log: Any,
     progress: bool = True,
 ) -> list[SFTExample]:
-    """The training examples of a critic (first passes cached in ``cache_dir``, default ``out``)."""
-    from videolift.critic.data import class_weights, hra_examples, read_hra
+    """The training examples of a critic from (line, record) pairs of ``data`` (first passes cached in
+    ``cache_dir``, default ``out``)."""
+    from videolift.critic.data import class_weights, hra_examples
 
-    records = read_hra(data)
     cache, shared = (Path(cache_dir), True) if cache_dir is not None else (out, False)
     descriptions, checks = _first_passes(
         spec.base_model, records, videos, spec, cache, shared, data, log, progress
     )
     examples, skipped = hra_examples(
-        records, videos, spec, file=data, descriptions=descriptions, checks=checks
+        [r for _, r in records],
+        videos,
+        spec,
+        file=data,
+        descriptions=descriptions,
+        checks=checks,
+        lines=[line for line, _ in records],
     )
     if not examples:
         raise VideoliftError(f"{data}: no record rates the dimensions {', '.join(spec.dimensions)}")
@@ -232,6 +248,7 @@ def export_critic(
     """A checkpoint of a ``critic train`` run (finished or not) as a critic directory (``critic export``):
     what the run would have written had it ended at that update (``cache_dir``: the run's, if it had
     one). Returns the update exported."""
+    from videolift.critic.data import read_hra_lines
     from videolift.critic.spec import CriticSpec
 
     run, dest = Path(run), Path(dest)
@@ -252,10 +269,11 @@ def export_critic(
     try:
         cfg = SFTConfig(**config, extra=extra)
         spec = CriticSpec.model_validate(extra["spec"])
-    except (TypeError, ValidationError) as exc:  # written by another videolift version
+    except (TypeError, ValidationError, VideoliftError) as exc:  # written by another videolift version
         raise VideoliftError(f"{config_file}: unreadable settings: {str(exc).splitlines()[0]}") from None
     data, videos = Path(extra["data"]), Path(extra["videos"])
-    examples = _critic_examples(spec, data, videos, extra["class_weight_power"], run, cache_dir, log)
+    records = read_hra_lines(data)
+    examples = _critic_examples(spec, data, records, videos, extra["class_weight_power"], run, cache_dir, log)
     partial = dest.with_name(dest.name + ".partial")  # renamed into place when complete
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
