@@ -180,7 +180,8 @@ def score(critic: Path, world: Path, out: Path, *extra: str):
 
 def test_score_lines_resume_and_determinism(world, critic_dir, tmp_path):
     first = tmp_path / "first.jsonl"
-    score(critic_dir, world, first)
+    warned = score(critic_dir, world, first).output
+    assert "warning:" in warned and "not found" in warned and "scored as unparsed" in warned  # named
     lines = [obj for _, obj in iter_json_lines(first)]
     assert [line.get("video_id") for line in lines] == ["v0", "v1", "v2", "v3", None]
     reward = RewardConfig()
@@ -195,7 +196,16 @@ def test_score_lines_resume_and_determinism(world, critic_dir, tmp_path):
     assert lines[4]["ratings"] == {} and lines[4]["reward"] is None and "not found" in lines[4]["error"]
     summary = json.loads(summary_path(first).read_text())
     assert summary["videos"] == 5 and summary["errors"] == 1 and summary["per_rank"] == {"0": 5}
+    assert [u["video"] for u in summary["unreadable"]] == [lines[4]["video"]]
     assert not parts_dir(first).exists()
+    (tmp_path / "a_dir").mkdir()  # an output path that is a directory: refused before scoring
+    refused = run("critic", "score", "--critic", critic_dir, "--manifest", world / "manifest.jsonl",
+                  "--videos", world, "--out", tmp_path / "a_dir", fails=True).output  # fmt: skip
+    assert "Loading weights" not in refused  # refused before the critic loads
+    assert (
+        "a_dir: is a directory; --out names the scores JSONL" in refused
+        and not parts_dir(tmp_path / "a_dir").exists()
+    )
 
     # Interrupted run: two videos logged, then a torn line. The rerun scores only the other three.
     second = tmp_path / "second.jsonl"

@@ -316,8 +316,9 @@ def score(
 ) -> None:
     """Rate every manifest video on each dimension; rerun to resume; shards under accelerate/torchrun."""
     from videolift.core.progress import library_bars
-    from videolift.critic.score import score_manifest
+    from videolift.critic.score import check_scores_out, score_manifest
 
+    check_scores_out(out)  # before the critic loads
     with library_bars(progress):
         model = _score_options(critic, base, device, dtype, merge_lora, num_frames)
         summary = score_manifest(
@@ -339,6 +340,10 @@ def score(
             f"{summary.errors} unreadable; unparsed answers {summary.unparsed}; mean reward {reward}; "
             f"{summary.world_size} process(es), {summary.seconds:.1f} s)"
         )
+        for bad in summary.unreadable[:10]:  # scored as unparsed: say which, so they can be fixed
+            _log(f"[yellow]warning:[/] {escape(bad['error'])} (in {manifest}; scored as unparsed)")
+        if len(summary.unreadable) > 10:
+            _log(f"[yellow]warning:[/] ... and {len(summary.unreadable) - 10} more unreadable videos")
 
 
 @app.command("eval")

@@ -334,6 +334,7 @@ class ScoreSummary:
     world_size: int
     main_process: bool
     out: Path
+    unreadable: list[dict[str, str]] = field(default_factory=list)  # {video, error} of each error
 
 
 def _line(
@@ -354,6 +355,12 @@ def _line(
     if check is not None:
         line["check"] = check
     return {**line, "ratings": {d.value: r for d, r in ratings.items()}, "reward": critic.reward(ratings)}
+
+
+def check_scores_out(out: Path) -> None:
+    """An output path that is a directory, found before scoring rather than when the scores are written."""
+    if Path(out).is_dir():
+        raise DataError("is a directory; --out names the scores JSONL to write", file=out)
 
 
 def score_manifest(
@@ -380,6 +387,7 @@ def score_manifest(
 
     state = PartialState(cpu=not torch.cuda.is_available())
     out, videos = Path(out), Path(videos)
+    check_scores_out(out)
     records = read_manifest(manifest)
     parts = parts_dir(out)
     signature = _run_signature(critic, temperature, seed)
@@ -475,6 +483,7 @@ def score_manifest(
         world_size=state.num_processes,
         main_process=state.is_main_process,
         out=out,
+        unreadable=counts.get("unreadable", []),
     )
 
 
@@ -514,6 +523,7 @@ def _merge(
     summary = {
         "videos": len(lines),
         "errors": sum("error" in line for line in lines),
+        "unreadable": [{"video": line["video"], "error": line["error"]} for line in lines if "error" in line],
         "unparsed": dict(unparsed),
         "unparsed_videos": sum(any(r["label"] is None for r in line["ratings"].values()) for line in lines),
         "mean_reward": sum(rewards) / len(rewards) if rewards else None,
