@@ -128,7 +128,7 @@ def test_custom_categories_and_exhaustion(tmp_path):
     (tmp_path / "README.txt").write_text("not a category file\n")
     records = sample_prompts(2, seed=0, categories=load_categories(tmp_path))
     assert {r["prompt"] for r in records} == {"A robot waving on the moon.", "A robot waving in a crater."}
-    with pytest.raises(VideoliftError, match="gave only 2 distinct prompts"):
+    with pytest.raises(VideoliftError, match="hold at most 2 distinct prompts"):  # said before drawing
         sample_prompts(3, seed=0, categories=load_categories(tmp_path))
     (tmp_path / "places_moon.txt").unlink()
     with pytest.raises(DataError, match="no places_<category>.txt file"):

@@ -76,6 +76,14 @@ def sample_prompts(n: int, seed: int = 0, categories: Categories | None = None) 
     if n < 1:
         raise VideoliftError(f"--n {n}: must be at least 1")
     categories = categories or load_categories()
+    distinct = {slot: {x for phrases in categories.phrases[slot].values() for x in phrases} for slot in SLOTS}
+    subjects = len(distinct["subjects"])
+    capacity = subjects * subjects * len(distinct["actions"]) * len(distinct["places"])  # one or two subjects
+    if n > capacity:  # said at once, not after 50 x n draws
+        raise VideoliftError(
+            f"--n {n}: the categories in {categories.source} hold at most {capacity:,} distinct prompts; "
+            "add phrases or ask for fewer"
+        )
     rng = random.Random(seed)
 
     def draw(slot: str) -> tuple[str, str]:
