@@ -181,7 +181,12 @@ def read_text(path: str | Path) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise DataError(f"not UTF-8 text (byte 0x{data[exc.start]:02x})", file=path, line=line) from None
+        column = exc.start - data.rfind(b"\n", 0, exc.start)
+        raise DataError(
+            f"not UTF-8 text (byte 0x{data[exc.start]:02x} at column {column}); save the file as UTF-8",
+            file=path,
+            line=line,
+        ) from None
 
 
 def read_yaml(path: str | Path) -> Any:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from videolift.core.errors import DataError
-from videolift.core.jsonl import iter_json_lines
+from videolift.core.jsonl import iter_json_lines, read_text
 
 SUFFIXES = (".txt", ".jsonl", ".csv")
 
@@ -45,24 +45,8 @@ def read_prompts(path: str | Path, *, prompt_field: str = "prompt") -> list[Prom
     return records
 
 
-def _read_text(path: Path) -> str:
-    """The file's text (a leading byte-order mark dropped); DataError naming the line of the first
-    byte that is not UTF-8."""
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise DataError(
-            f"not UTF-8 text (byte 0x{data[exc.start]:02x} at column {column}); save the file as UTF-8",
-            file=path,
-            line=line,
-        ) from None
-
-
 def _read_txt(path: Path, _field: str) -> list[PromptRecord]:
-    lines = _read_text(path).splitlines()
+    lines = read_text(path).splitlines()
     return [PromptRecord(line.strip(), i) for i, line in enumerate(lines, start=1) if line.strip()]
 
 
@@ -79,7 +63,6 @@ def _checked_prompt(value: Any, *, file: Path, line: int, prompt_field: str) -> 
 
 
 def _read_jsonl(path: Path, prompt_field: str) -> list[PromptRecord]:
-    _read_text(path)  # a non-UTF-8 byte is named by its line, not a UnicodeDecodeError
     records = []
     for line, obj in iter_json_lines(path):
         prompt = _checked_prompt(obj.get(prompt_field), file=path, line=line, prompt_field=prompt_field)
@@ -90,7 +73,7 @@ def _read_jsonl(path: Path, prompt_field: str) -> list[PromptRecord]:
 def _read_csv(path: Path, prompt_field: str) -> list[PromptRecord]:
     # strict: a quote left open (or text right after a closing quote) is an error, not a silent merge
     # of every following line into one cell.
-    reader = csv.reader(io.StringIO(_read_text(path), newline=""), strict=True)
+    reader = csv.reader(io.StringIO(read_text(path), newline=""), strict=True)
     rows: list[tuple[int, list[str]]] = []  # (first line of the record, cells)
     while True:
         start = reader.line_num + 1
