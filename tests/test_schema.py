@@ -127,7 +127,7 @@ def test_text_readers_name_the_file_and_line(tmp_path):
         read_jsonl_dicts(tmp_path)
     latin = tmp_path / "latin.jsonl"
     latin.write_bytes('{"prompt": "a"}\n{"prompt": "caf\u00e9"}\n'.encode("latin-1"))
-    with pytest.raises(DataError, match=r"latin\.jsonl, line 2: not UTF-8 text \(byte 0xe9 at column 15\)"):
+    with pytest.raises(DataError, match=r"latin\.jsonl, line 2: not UTF-8 text \(byte 0xe9 at column 16\)"):
         read_jsonl_dicts(latin)
     bom = tmp_path / "bom.jsonl"
     bom.write_bytes(b'\xef\xbb\xbf{"prompt": "a"}\n')  # as some editors save
