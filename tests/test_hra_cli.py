@@ -308,6 +308,10 @@ def test_an_empty_file_and_a_fraction_of_0_or_1_are_refused(tmp_path):
     hra.write_text(
         json.dumps({"video": "a.mp4", "prompt": "p", "ratings": {"semantic_consistency": "Good"}}) + "\n"
     )
+    unrated = tmp_path / "unrated.jsonl"
+    unrated.write_text(json.dumps({"video": "a.mp4", "prompt": "p", "ratings": {}}) + "\n")
+    code, out = run("hra", "validate", unrated)
+    assert code == 1 and "unrated.jsonl, line 1, field 'ratings': no rating" in out
     code, out = run("hra", "split", hra, "--test-fraction", "1", "--out", tmp_path / "s")
     assert code == 1 and "strictly between 0 and 1" in out
     assert "1.0]" not in run("hra", "split", "--help")[1]  # the help does not offer 0 or 1 either

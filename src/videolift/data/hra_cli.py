@@ -90,6 +90,10 @@ def validate(
             errors.append(str(exc))
             continue
         records += 1
+        if not record.ratings:  # valid JSON, but a record that rates nothing is a mistake upstream
+            errors.append(
+                str(DataError("no rating: rate at least one dimension", file=src, line=line, field="ratings"))
+            )
         if record.annotator is not None:
             key = (record.video_id, record.annotator)
             if key in seen:
