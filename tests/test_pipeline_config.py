@@ -120,6 +120,28 @@ def test_set_edits_nested_settings_with_yaml_values(tmp_path):
         PipelineConfig.load(path, sets=["seed=1"])
 
 
+def test_no_progress_silences_the_libraries_loading_bars_during_the_stages(tmp_path, monkeypatch):
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    from videolift.evaluate import pipeline
+
+    during = []
+    monkeypatch.setattr(
+        pipeline,
+        "_run_stages",
+        lambda *a: during.append(
+            (diffusers_logging.is_progress_bar_enabled(), transformers_logging.is_progress_bar_enabled())
+        ),
+    )
+    path = tmp_path / "p.yaml"
+    path.write_text("seed: 0\n")
+    pipeline.run_pipeline(PipelineConfig.load(path), progress=False)
+    pipeline.run_pipeline(PipelineConfig.load(path), progress=True)
+    assert during == [(False, False), (True, True)]
+    assert diffusers_logging.is_progress_bar_enabled()  # restored after the run
+
+
 def test_cli_run_set_reaches_the_config(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 

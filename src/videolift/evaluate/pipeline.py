@@ -51,7 +51,10 @@ def run_pipeline(cfg: PipelineConfig, *, progress: bool = True, plan: bool = Fal
         else:
             runner.console.print("Every stage is up to date.")
         return None
-    return _run_stages(cfg, runner, progress, started)
+    from videolift.core.progress import library_bars
+
+    with library_bars(progress):  # --no-progress: diffusers' and transformers' loading bars off too
+        return _run_stages(cfg, runner, progress, started)
 
 
 def _run_stages(cfg: PipelineConfig, runner: Runner, progress: bool, started: float) -> dict[str, Any]:
