@@ -308,6 +308,16 @@ def test_an_empty_file_and_a_fraction_of_0_or_1_are_refused(tmp_path):
     hra.write_text(
         json.dumps({"video": "a.mp4", "prompt": "p", "ratings": {"semantic_consistency": "Good"}}) + "\n"
     )
+    twice = tmp_path / "twice.jsonl"
+    rated = {
+        "video": "a.mp4",
+        "prompt": "p",
+        "annotator": "ann",
+        "ratings": {"semantic_consistency": {"label": "Good"}},
+    }
+    twice.write_text(json.dumps(rated) + "\n" + json.dumps(rated) + "\n")
+    code, out = run("hra", "stats", twice)
+    assert code == 1 and "twice.jsonl, line 2, field 'annotator': second record of video 'a.mp4'" in out
     unrated = tmp_path / "unrated.jsonl"
     unrated.write_text(json.dumps({"video": "a.mp4", "prompt": "p", "ratings": {}}) + "\n")
     code, out = run("hra", "validate", unrated)

@@ -16,7 +16,6 @@ from videolift.core.jsonl import (
     iter_json_lines,
     parse_model,
     read_json,
-    read_jsonl,
     write_jsonl,
 )
 from videolift.core.schema import DIMENSIONS, LABELS, HRARecord
@@ -134,8 +133,23 @@ def validate(
 
 
 def _records(src: Path) -> list[HRARecord]:
-    """Every record of an HRA file; a file without any is a mistake (a wrong path, a failed export)."""
-    records = read_jsonl(src, HRARecord)
+    """Every record of an HRA file; a file without any is a mistake (a wrong path, a failed export),
+    and so is a second record of one video by one named annotator (it would count twice)."""
+    records, first = [], {}
+    for line, obj in iter_json_lines(src):
+        record = parse_model(HRARecord, obj, file=src, line=line)
+        if record.annotator is not None:
+            key = (record.video_id, record.annotator)
+            if key in first:
+                raise DataError(
+                    f"second record of video {record.video_id!r} by annotator {record.annotator!r} "
+                    f"(first on line {first[key]}); `hra validate` lists every problem",
+                    file=src,
+                    line=line,
+                    field="annotator",
+                )
+            first[key] = line
+        records.append(record)
     if not records:
         raise DataError("no records: the file is empty", file=src)
     return records
