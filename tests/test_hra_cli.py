@@ -335,3 +335,5 @@ def test_annotate_create_checks_its_settings_before_making_the_project(tmp_path)
     code, out = run(*base, "--db", "nosuchdb://x")
     assert code == 1 and "--db nosuchdb://x: Can't load plugin" in out
     assert not (tmp_path / "p").exists()
+    code, out = run(*base, "--manifest", tmp_path / "videos")  # a bad manifest: no empty project left
+    assert code == 1 and "videos: is a directory, expected a file" in out and not (tmp_path / "p").exists()

@@ -49,6 +49,7 @@ def create(
     from videolift.data.annotate.project import Project, add_user
     from videolift.data.annotate.videos import import_manifest
 
+    made_dir = not project_dir.exists()
     project = Project.create(
         project_dir, videos, db=db, ratings_per_video=ratings_per_video, lease_minutes=lease_minutes
     )
@@ -61,6 +62,8 @@ def create(
         for name in ("project.json", "annotate.db", "annotate.db-wal", "annotate.db-shm"):
             if name == "project.json" or db is None:
                 (project_dir / name).unlink(missing_ok=True)
+        if made_dir and not any(project_dir.iterdir()):
+            project_dir.rmdir()
         raise
     path = guideline.write_default(project_dir)
     err.print(f"created {project_dir}: {n} videos, {ratings_per_video} ratings each; guideline in {path}")
