@@ -1,3 +1,5 @@
+import json
+
 import pytest
 from pydantic import ValidationError
 
@@ -129,6 +131,9 @@ def test_text_readers_name_the_file_and_line(tmp_path):
     latin.write_bytes('{"prompt": "a"}\n{"prompt": "caf\u00e9"}\n'.encode("latin-1"))
     with pytest.raises(DataError, match=r"latin\.jsonl, line 2: not UTF-8 text \(byte 0xe9 at column 16\)"):
         read_jsonl_dicts(latin)
+    sep = tmp_path / "sep.jsonl"  # U+2028 unescaped in a string is valid JSON, not a line break
+    sep.write_text(json.dumps({"prompt": "a\u2028b"}, ensure_ascii=False) + "\r\n", encoding="utf-8")
+    assert read_jsonl_dicts(sep) == [{"prompt": "a\u2028b"}]
     bom = tmp_path / "bom.jsonl"
     bom.write_bytes(b'\xef\xbb\xbf{"prompt": "a"}\n')  # as some editors save
     assert read_jsonl_dicts(bom) == [{"prompt": "a"}]

@@ -87,7 +87,10 @@ def iter_json_lines(
     (for validators that report every problem).
     """
     path = Path(path)
-    lines = read_text(path).splitlines(keepends=True)
+    # Lines end at "\n" only: str.splitlines would also cut at U+2028 and friends, which JSON strings
+    # may hold unescaped.
+    lines = read_text(path).split("\n")
+    lines = [line + "\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
     for i, line in enumerate(lines, start=1):
         if not line.strip():
             continue
