@@ -88,3 +88,19 @@ def test_blur_clips_blurs_each_clip_by_its_own_sigma():
     # blurring keeps the mean (mass) and lowers the edges' contrast
     assert torch.allclose(y[1].mean(), x[1].mean(), atol=1e-3)
     assert (y[1, ..., 1:, :] - y[1, ..., :-1, :]).abs().max() < 1.0
+
+
+def test_pretrain_t2v_refuses_an_out_it_would_delete_before_training(tmp_path):
+    import pytest
+
+    from videolift.core.errors import VideoliftError
+    from videolift.toy.pretrain_t2v import pretrain_t2v
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "keep.txt").write_text("someone's files")  # the export would rmtree OUT
+    (tmp_path / "file").write_text("a file")
+    for out in (tmp_path / "data", tmp_path / "file"):
+        with pytest.raises(VideoliftError, match="not a toy base written by `videolift toy pretrain`"):
+            pretrain_t2v(out)
+        assert not (tmp_path / f".{out.name}.work").exists()  # nothing started
+    assert (tmp_path / "data" / "keep.txt").read_text() == "someone's files"

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from videolift.core.errors import VideoliftError
 from videolift.models.tiny_cogvideox import TinyCogVideoXConfig
 from videolift.toy.sharpen_decoder import DecoderPhase
 
@@ -226,6 +227,19 @@ def render_corpus(
     return out / "scores.jsonl"
 
 
+REPORT = "videolift_pretrain.json"  # in every exported base: marks a directory this command may replace
+
+
+def check_replaceable(out: Path) -> None:
+    """OUT is replaced at the end: refuse, before any training, a file or a directory that is neither
+    empty nor an earlier export of this command (it would be deleted)."""
+    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / REPORT).is_file())):
+        raise VideoliftError(
+            f"--out {out}: exists and is not a toy base written by `videolift toy pretrain` (no {REPORT}); "
+            "the export replaces OUT, so choose a new or empty directory"
+        )
+
+
 def pretrain_t2v(out: str | Path, cfg: T2VPretrainConfig | None = None, minutes: float | None = None) -> dict:
     """Build, train and save the toy base T2V pipeline; returns the quality report."""
     from videolift.align.config import AlignConfig
@@ -234,6 +248,7 @@ def pretrain_t2v(out: str | Path, cfg: T2VPretrainConfig | None = None, minutes:
 
     cfg = cfg or T2VPretrainConfig()
     out = Path(out)
+    check_replaceable(out)
     work = out.parent / f".{out.name}.work"
     work.mkdir(parents=True, exist_ok=True)
     start = time.time()
@@ -383,7 +398,8 @@ def export(model: Path, out: Path, cfg: T2VPretrainConfig, report: dict, work: P
         guidance=cfg.guidance,
         strip=work / "samples.png",
     )
-    (tmp / "videolift_pretrain.json").write_text(json.dumps(report, indent=1))
+    (tmp / REPORT).write_text(json.dumps(report, indent=1))
+    check_replaceable(out)  # again: something may have appeared there during the hours of training
     if out.exists():
         rmtree(out)
     tmp.rename(out)
