@@ -192,6 +192,11 @@ def read_text(path: str | Path) -> str:
         ) from None
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """What the YAML parser objects to, in a few words ("expected ',' or ']', but got ...")."""
+    return getattr(exc, "problem", None) or str(exc).splitlines()[0]
+
+
 def read_yaml(path: str | Path) -> Any:
     """A YAML (or JSON) file's content; DataError naming file, line and column if it does not parse."""
     text = read_text(path)
@@ -199,7 +204,7 @@ def read_yaml(path: str | Path) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = yaml_problem(exc)
         where = f", column {mark.column + 1}" if mark is not None else ""
         line = mark.line + 1 if mark is not None else None
         raise DataError(f"malformed YAML ({problem}{where})", file=path, line=line) from None

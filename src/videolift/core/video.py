@@ -91,6 +91,19 @@ def probe_video(path: str | Path, *, decode: bool = False) -> VideoInfo:
         return VideoInfo(float(stream.average_rate or 0), int(count), stream.height, stream.width)
 
 
+def video_problem(path: str | Path, *, decode: bool = False, seen: dict[str, str | None]) -> str | None:
+    """Why ``path`` is not a readable video (``probe_video``), or None; each path is probed once,
+    its answer remembered in ``seen`` (records of several annotators share a video)."""
+    key = str(path)
+    if key not in seen:
+        try:
+            probe_video(path, decode=decode)
+            seen[key] = None
+        except VideoError as exc:
+            seen[key] = str(exc)
+    return seen[key]
+
+
 def write_video(
     path: str | Path,
     frames: np.ndarray,

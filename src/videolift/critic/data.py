@@ -82,18 +82,12 @@ def check_videos(records: list[tuple[int, HRARecord]], root: Path, *, file: Path
     """Refuse, before any work, records whose video is missing or does not open as a video container
     (the check of ``hra validate --videos --quick``: cheap, no decoding), each named by file, line and
     field. ``action`` ends the first line of the message: what the user should do."""
-    from videolift.core.video import VideoError, probe_video
+    from videolift.core.video import video_problem
 
     opened: dict[str, str | None] = {}
     bad: list[str] = []
     for line, record in records:
-        if record.video not in opened:
-            try:
-                probe_video(root / record.video)
-                opened[record.video] = None
-            except VideoError as exc:
-                opened[record.video] = str(exc)
-        if (problem := opened[record.video]) is not None:
+        if (problem := video_problem(root / record.video, seen=opened)) is not None:
             bad.append(str(DataError(problem, file=file, line=line, field="video")))
     if bad:
         listed = "\n".join(f"  {b}" for b in bad[:MAX_LISTED])

@@ -33,7 +33,7 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator, model_
 from pydantic.dataclasses import dataclass as checked_dataclass
 
 from videolift.core.errors import VideoliftError
-from videolift.core.jsonl import atomic_write, trim_step_log
+from videolift.core.jsonl import atomic_write, trim_step_log, validation_field
 from videolift.critic.data import FrameCache, SFTExample
 
 TRAIN_CONFIG = "train_config.json"
@@ -58,12 +58,10 @@ def option_name(field: str) -> str:
 
 def settings_error(exc: ValidationError, what: str = "critic settings") -> VideoliftError:
     """A bad setting as a user error naming its option and value (``--batch-size 0: ...``)."""
-    err = exc.errors()[0]
-    field = ".".join(str(part) for part in err["loc"])
-    msg = err["msg"].removeprefix("Value error, ")
+    field, msg = validation_field(exc)
     if not field:
         return VideoliftError(f"{what}: {msg}")
-    value = err.get("input")
+    value = exc.errors()[0].get("input")
     shown = f" {value}" if isinstance(value, int | float | str) and not isinstance(value, bool) else ""
     return VideoliftError(f"{option_name(field)}{shown}: {msg}")
 

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from videolift.core.errors import DataError, VideoError
+from videolift.core.errors import DataError
 from videolift.core.jsonl import (
     atomic_write,
     iter_json_lines,
@@ -74,7 +74,7 @@ def validate(
     max_errors: int = typer.Option(50, help="Stop listing after this many errors."),
 ) -> None:
     """Report schema errors and missing or undecodable videos, by file, line and field."""
-    from videolift.core.video import probe_video
+    from videolift.core.video import video_problem
 
     line_errors: list[DataError] = []
     seen: dict[tuple[str, str], int] = {}
@@ -93,30 +93,12 @@ def validate(
             errors.append(
                 str(DataError("no rating: rate at least one dimension", file=src, line=line, field="ratings"))
             )
-        if record.annotator is not None:
-            key = (record.video_id, record.annotator)
-            if key in seen:
-                errors.append(
-                    str(
-                        DataError(
-                            f"second record of video {record.video_id!r} by annotator {record.annotator!r} "
-                            f"(first on line {seen[key]})",
-                            file=src,
-                            line=line,
-                            field="annotator",
-                        )
-                    )
-                )
-            seen.setdefault(key, line)
+        if (twice := _second_record(record, line, seen, src)) is not None:
+            errors.append(str(twice))
         if videos is not None:
-            if record.video not in checked:
-                try:
-                    probe_video(videos / record.video, decode=not quick)
-                    checked[record.video] = None
-                except VideoError as exc:
-                    checked[record.video] = exc.args[0] if exc.args else str(exc)
-            if checked[record.video] is not None:
-                errors.append(str(DataError(checked[record.video], file=src, line=line, field="video")))
+            problem = video_problem(videos / record.video, decode=not quick, seen=checked)
+            if problem is not None:
+                errors.append(str(DataError(problem, file=src, line=line, field="video")))
         if len(errors) >= max_errors:
             break
     if not records and not errors:
@@ -132,23 +114,32 @@ def validate(
     )
 
 
+def _second_record(record: HRARecord, line: int, first: dict, src: Path) -> DataError | None:
+    """The error of a second record of one video by one named annotator (``first``: (video_id,
+    annotator) -> line of the first, updated here), or None."""
+    if record.annotator is None:
+        return None
+    key = (record.video_id, record.annotator)
+    if key not in first:
+        first[key] = line
+        return None
+    return DataError(
+        f"second record of video {record.video_id!r} by annotator {record.annotator!r} "
+        f"(first on line {first[key]})",
+        file=src,
+        line=line,
+        field="annotator",
+    )
+
+
 def _records(src: Path) -> list[HRARecord]:
     """Every record of an HRA file; a file without any is a mistake (a wrong path, a failed export),
     and so is a second record of one video by one named annotator (it would count twice)."""
     records, first = [], {}
     for line, obj in iter_json_lines(src):
         record = parse_model(HRARecord, obj, file=src, line=line)
-        if record.annotator is not None:
-            key = (record.video_id, record.annotator)
-            if key in first:
-                raise DataError(
-                    f"second record of video {record.video_id!r} by annotator {record.annotator!r} "
-                    f"(first on line {first[key]}); `hra validate` lists every problem",
-                    file=src,
-                    line=line,
-                    field="annotator",
-                )
-            first[key] = line
+        if (twice := _second_record(record, line, first, src)) is not None:
+            raise twice
         records.append(record)
     if not records:
         raise DataError("no records: the file is empty", file=src)

@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from videolift.core.errors import DataError, VideoliftError
-from videolift.core.jsonl import read_yaml, validation_field
+from videolift.core.jsonl import read_yaml, validation_field, yaml_problem
 
 TOY = "toy"  # model name that resolves to the committed toy-world bases
 
@@ -278,8 +278,7 @@ def _apply_set(data: dict[str, Any], item: str, path: Path) -> None:
     try:
         node[leaf] = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise DataError(f"--set {item!r}: the value is not YAML ({problem})", file=path) from None
+        raise DataError(f"--set {item!r}: the value is not YAML ({yaml_problem(exc)})", file=path) from None
 
 
 def toy_asset(name: str) -> str:
