@@ -320,6 +320,11 @@ def test_config_yaml_overrides_and_errors(tmp_path):
     assert AlignConfig.load(path, **req).lora_targets == ["to_v"]  # YAML lists as before
     with pytest.raises(DataError, match="lora_targets"):
         AlignConfig.load(None, lora_targets=" , ", **req)
+    path.write_text("mixed_precision: no\n")  # YAML 1.1 reads an unquoted no as false
+    assert AlignConfig.load(path, **req).mixed_precision == "no"
+    path.write_text("mixed_precision: yes\n")
+    with pytest.raises(DataError, match="mixed_precision"):
+        AlignConfig.load(path, **req)
 
 
 def test_step_log_means_undo_the_loss_coefficients():

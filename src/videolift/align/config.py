@@ -164,6 +164,12 @@ class AlignConfig(BaseModel):
             raise ValueError("needs at least one module name")
         return value
 
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _yaml_no(cls, value: object) -> object:
+        """YAML reads an unquoted ``mixed_precision: no`` as false (accelerate's files quote it)."""
+        return "no" if value is False else value
+
     @model_validator(mode="after")
     def _check(self) -> AlignConfig:
         if (self.height is None) != (self.width is None):

@@ -1,0 +1,110 @@
+"""The shipped GPU recipes run end to end: each `configs/pipeline/*.yaml` with human ratings from a
+file, exactly as a user runs it, on tiny models of the same families (the checkpoints, sizes and
+step counts overridden with `--set`, every other setting the file's own)."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from align_world import COLOURS, square_video
+from videolift.cli import app
+from videolift.core.video import write_video
+
+REPO = Path(__file__).resolve().parents[1]
+DIMENSIONS = ("semantic_consistency", "motion_smoothness", "video_fidelity")
+REASON = "The square is blurry."
+# shipped file -> tiny T2V family, tiny VLM family, frame size the tiny T2V samples at
+RECIPES = {
+    "cogvideox2b_qwen2vl.yaml": ("cogvideox", "qwen2_vl", 64),
+    "wan21_1.3b_qwen25vl.yaml": ("wan", "qwen2_5_vl", 32),
+}
+
+
+def _data(root: Path, size: int) -> None:
+    """What the recipe's `data/` holds on a user's machine: rated videos, prompt files, a real set."""
+    rng = random.Random(0)
+    hra, real = [], []
+    for i in range(24):
+        colour, rgb = list(COLOURS.items())[i % 4]
+        prompt = f"a {colour} square moves right"
+        write_video(root / f"videos/v{i}.mp4", square_video(rgb, i % 5, size), crf=0, pix_fmt="yuv444p")
+        for annotator in ("a1", "a2"):
+            # Mostly Good: a tiny random critic learns to answer parseably within a few dozen updates.
+            labels = {d: rng.choice(["Good"] * 8 + ["Normal", "Bad"]) for d in DIMENSIONS}
+            ratings = {d: {"label": x, "reason": "" if x == "Good" else REASON} for d, x in labels.items()}
+            hra.append({"video_id": f"v{i}", "video": f"videos/v{i}.mp4", "prompt": prompt,
+                        "annotator": annotator, "ratings": ratings})  # fmt: skip
+        real.append({"video": f"videos/v{i}.mp4", "prompt": prompt})
+    (root / "hra.jsonl").write_text("".join(json.dumps(r) + "\n" for r in hra))
+    (root / "openvid.jsonl").write_text("".join(json.dumps(r) + "\n" for r in real))
+    (root / "align_prompts.txt").write_text("".join(f"a {c} square moves right\n" for c in COLOURS))
+    (root / "heldout_prompts.txt").write_text("a red square moves left\na blue square moves left\n")
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_shipped_gpu_recipe_runs_end_to_end_on_tiny_models(name, tmp_path, monkeypatch):
+    from videolift.models.tiny_cogvideox import build_tiny_cogvideox
+    from videolift.models.tiny_vlm import TinyVLMConfig, build_tiny_vlm
+    from videolift.models.tiny_wan import build_tiny_wan
+
+    t2v_family, vlm_family, size = RECIPES[name]
+    (build_tiny_wan if t2v_family == "wan" else build_tiny_cogvideox)(tmp_path / "t2v")
+    build_tiny_vlm(tmp_path / "vlm", TinyVLMConfig(family=vlm_family, corpus=[REASON]))
+    recipe = tmp_path / "recipe"
+    (recipe / "data").mkdir(parents=True)
+    shutil.copy(REPO / "configs/pipeline" / name, recipe / name)
+    _data(recipe / "data", size)
+    shipped = yaml.safe_load((REPO / "configs/pipeline" / name).read_text())
+
+    monkeypatch.chdir(recipe)  # the file's data paths are relative to where `run` starts
+    small = [
+        f"t2v={tmp_path / 't2v'}",
+        f"vlm={tmp_path / 'vlm'}",
+        "sampler.steps=2",
+        "sampler.batch_size=4",
+        "sampler.frames=9",
+        f"sampler.height={size}",
+        f"sampler.width={size}",
+        # A tiny random VLM answers with parseable labels only after a few dozen updates at a high rate.
+        "critic.max_steps=50",
+        "critic.batch_size=8",
+        "critic.lr=0.01",
+        "critic.adapter=full",
+        "align.settings.max_steps=2",
+        "align.settings.warmup_steps=1",
+        "align.settings.mixed_precision=no",  # unquoted, as a user types it: YAML's false
+        "align.settings.frames=9",
+        f"align.settings.height={size}",
+        f"align.settings.width={size}",
+    ]
+    args = ["run", name, "--workdir", str(tmp_path / "run"), "--no-progress"]
+    result = CliRunner().invoke(app, [*args, *(x for s in small for x in ("--set", s))])
+    assert result.exit_code == 0, result.output
+
+    w = tmp_path / "run"
+    summary = json.loads((w / "summary.json").read_text())
+    assert summary["align_rewards"] == "critic"
+    assert set(summary["critic"]["accuracy"]) == {*DIMENSIONS, "mean"}
+    for model in ("base", "aligned_rwl"):  # judged by the critic only: no oracle outside the toy world
+        assert 0.0 <= summary[model]["critic_mean_reward"] <= 1.0
+        assert summary[model].get("oracle_mean_reward") is None
+    assert 0.0 <= summary["aligned_rs"]["critic_mean_reward"] <= 1.0  # both methods trained
+    # The ratings came from the file, split by video, and every held-out prompt was generated.
+    split = [json.loads(x) for x in (w / "hra_split/test.jsonl").read_text().splitlines()]
+    assert split and {r["annotator"] for r in split} <= {"a1", "a2"}
+    # Everything not overridden is the shipped recipe's: the paper's optimizer settings.
+    trained = json.loads((w / "aligned_rwl/align_config.json").read_text())
+    for key in ("lr", "weight_decay", "grad_accum", "max_grad_norm", "gradient_checkpointing", "finetune"):
+        assert trained[key] == shipped["align"]["settings"][key], key
+    assert tuple(trained["betas"]) == tuple(shipped["align"]["settings"]["betas"])
+    generated = json.loads((w / "align_videos/manifest.jsonl").read_text().splitlines()[0])
+    assert generated["guidance"] == shipped["sampler"]["guidance"]
+    assert generated["negative_prompt"] == shipped["sampler"].get("negative_prompt")  # Wan's, kept
+    assert (w / "report.html").stat().st_size > 0
