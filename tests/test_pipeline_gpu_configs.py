@@ -72,11 +72,10 @@ def test_shipped_gpu_recipe_runs_end_to_end_on_tiny_models(name, tmp_path, monke
         "sampler.frames=9",
         f"sampler.height={size}",
         f"sampler.width={size}",
-        # A tiny random VLM answers with parseable labels only after a few dozen updates at a high rate.
+        # A tiny random VLM answers parseably only after a few dozen updates at a high rate (LoRA, as shipped).
         "critic.max_steps=50",
         "critic.batch_size=8",
         "critic.lr=0.01",
-        "critic.adapter=full",
         "align.settings.max_steps=2",
         "align.settings.warmup_steps=1",
         "align.settings.mixed_precision=no",  # unquoted, as a user types it: YAML's false
@@ -99,7 +98,10 @@ def test_shipped_gpu_recipe_runs_end_to_end_on_tiny_models(name, tmp_path, monke
     # The ratings came from the file, split by video, and every held-out prompt was generated.
     split = [json.loads(x) for x in (w / "hra_split/test.jsonl").read_text().splitlines()]
     assert split and {r["annotator"] for r in split} <= {"a1", "a2"}
-    # Everything not overridden is the shipped recipe's: the paper's optimizer settings.
+    # Everything not overridden is the shipped recipe's: the critic's adapter, the paper's optimizer.
+    spec = json.loads((w / "critic/critic_spec.json").read_text())
+    assert spec["adapter"] == shipped["critic"]["adapter"] == "lora"
+    assert (w / "critic/adapter_model.safetensors").is_file()
     trained = json.loads((w / "aligned_rwl/align_config.json").read_text())
     for key in ("lr", "weight_decay", "grad_accum", "max_grad_norm", "gradient_checkpointing", "finetune"):
         assert trained[key] == shipped["align"]["settings"][key], key
