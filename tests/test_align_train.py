@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from align_world import COLOURS, align_config, make_world, score_line, square_video
-from videolift.align.cache import EncodingCache, model_fingerprint
+from videolift.align.cache import EncodingCache, encode_batch, load_tensor, model_fingerprint
 from videolift.align.config import AlignConfig
 from videolift.align.trainer import batch_loss, step_generator, train
 from videolift.core.video import write_video
@@ -68,6 +68,35 @@ def test_cache_is_computed_once_and_keyed(world, tmp_path):
     assert resized.latent_path(items[0][0]) != paths[0][0]  # preprocessing is part of the key
     other_model = EncodingCache(tmp_path / "cache", "another-model", cache.preprocessing)
     assert other_model.text_path("prompt 0") != paths[0][1]
+
+
+def test_vae_batches_follow_clip_size_and_tiling_keys_the_cache(world, tmp_path, monkeypatch):
+    assert encode_batch((9, 64, 64, 3)) == 16 and encode_batch((9, 48, 48, 3)) == 16
+    assert encode_batch((17, 128, 128, 3)) == 2 and encode_batch((49, 480, 720, 3)) == 1
+
+    spec = get_spec("cogvideox")
+    pipe = spec.load(str(world / "model"))
+    items = [(world / f"videos/v{i}.mp4", "p") for i in range(4)]
+    sizes = []
+    encode = spec.encode_videos
+    monkeypatch.setattr(spec, "encode_videos", lambda p, clips: sizes.append(len(clips)) or encode(p, clips))
+    cfg = AlignConfig(**_min(world))
+    batched, _ = EncodingCache(tmp_path / "a", "m", cfg.preprocessing()).build(
+        spec, pipe, items, progress=False
+    )
+    single, _ = EncodingCache(tmp_path / "b", "m", cfg.preprocessing()).build(
+        spec, pipe, items, video_batch=1, progress=False
+    )
+    assert sizes == [4, 1, 1, 1, 1]
+    for (a, _), (b, _) in zip(batched, single, strict=True):  # the same latents up to float32 reordering
+        torch.testing.assert_close(load_tensor(a), load_tensor(b), rtol=0, atol=2e-3)
+
+    tiled = cfg.model_copy(update={"vae_tiling": True})
+    assert cfg.preprocessing() == {"frames": None, "stride": 1, "height": None, "width": None}  # keys kept
+    assert tiled.preprocessing() == {**cfg.preprocessing(), "vae_tiling": True}
+    assert (
+        cfg.model_copy(update={"encode_batch_size": 1}).training_fingerprint() == cfg.training_fingerprint()
+    )
 
 
 def test_content_keys_follow_copied_videos_and_hash_each_file_once(world, tmp_path, monkeypatch):
@@ -480,6 +509,27 @@ def test_cli_hash_content_keys_the_cache_by_content(world, tmp_path):
     assert json.loads((tmp_path / "run/align_config.json").read_text())["hash_content"] is True
     memo = json.loads((tmp_path / "cache/file_hashes.json").read_text())
     assert sum(".mp4|" in key for key in memo) == 4  # the four videos, by content
+
+
+def test_cli_vae_tiling_and_encode_batch_size_reach_the_encoder(world, tmp_path, monkeypatch):
+    from diffusers import AutoencoderKLCogVideoX
+    from typer.testing import CliRunner
+
+    from videolift.cli import app
+
+    tiled, sizes = [], []  # recorded, not switched on: the tiny VAE's frames are smaller than a tile
+    monkeypatch.setattr(AutoencoderKLCogVideoX, "enable_tiling", lambda self, *a: tiled.append(1))
+    spec = get_spec("cogvideox")
+    encode = spec.encode_videos
+    monkeypatch.setattr(
+        type(spec), "encode_videos", lambda self, p, clips: sizes.append(len(clips)) or encode(p, clips)
+    )
+    args = _cli_args(world, tmp_path / "run", max_steps=1, cache_dir=tmp_path / "cache")
+    result = CliRunner().invoke(app, ["align", *args, "--vae-tiling", "--encode-batch-size", "3"])
+    assert result.exit_code == 0, result.output
+    assert tiled == [1] and sizes == [3, 1]  # four videos, three at a time
+    saved = json.loads((tmp_path / "run/align_config.json").read_text())
+    assert saved["vae_tiling"] is True and saved["encode_batch_size"] == 3
 
 
 def test_cli_lora_targets_adapts_the_feed_forward_layers_too(world, tmp_path):

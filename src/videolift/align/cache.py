@@ -23,11 +23,14 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save
 
+from videolift.align.config import ENCODE_PIXELS
 from videolift.core.errors import VideoliftError
 from videolift.core.files import content_hash
 from videolift.core.jsonl import atomic_write
 from videolift.core.video import read_video
 from videolift.models.base import SamplerSettings
+
+READ_BATCH = 16  # videos read and preprocessed at a time while caching
 
 
 def _digest(obj: Any) -> str:
@@ -188,7 +191,7 @@ class EncodingCache:
         rank: int = 0,
         world: int = 1,
         prompt_batch: int = 8,
-        video_batch: int = 16,
+        video_batch: int | None = None,
         barrier: Callable[[], None] | None = None,
         before_encode: Callable[[], None] | None = None,
         progress: bool = True,
@@ -200,6 +203,7 @@ class EncodingCache:
         ``barrier`` (multi-process) runs after every rank has listed what is missing and before any
         rank writes, so all ranks split the same list.
         ``before_encode`` runs once, only if there is something to encode (e.g. move encoders to GPU).
+        ``video_batch`` clips go through the VAE at once (default: ``encode_batch(shape)``).
         """
         from tqdm import tqdm
 
@@ -233,18 +237,21 @@ class EncodingCache:
             desc=f"encode videos (rank {rank})",
             disable=not progress or not todo_videos,
         )
-        for i in range(0, len(todo_videos), video_batch):
-            chunk = todo_videos[i : i + video_batch]
+        for i in range(0, len(todo_videos), READ_BATCH):
+            chunk = todo_videos[i : i + READ_BATCH]
             clips = [self._load_video(spec, pipe, video) for _, video in chunk]
-            # Batch the VAE over clips of one shape (one call per clip otherwise).
+            # Batch the VAE over clips of one shape (one call per clip otherwise), as many as fit.
             groups: dict[tuple[int, ...], list[int]] = {}
             for j, clip in enumerate(clips):
                 groups.setdefault(clip.shape, []).append(j)
-            for members in groups.values():
-                params = spec.encode_videos(pipe, [clips[j] for j in members]).cpu()
-                for j, p in zip(members, params, strict=True):
-                    path, video = chunk[j]
-                    _save(path, "params", p.clone(), {"video": str(video)})
+            for shape, members in groups.items():
+                size = video_batch or encode_batch(shape)
+                for k in range(0, len(members), size):
+                    batch = members[k : k + size]
+                    params = spec.encode_videos(pipe, [clips[j] for j in batch]).cpu()
+                    for j, p in zip(batch, params, strict=True):
+                        path, video = chunk[j]
+                        _save(path, "params", p.clone(), {"video": str(video)})
             stats.videos_encoded += len(chunk)
             bar.update(len(chunk))
         bar.close()
@@ -271,6 +278,14 @@ class EncodingCache:
                 "set --frames / --height / --width"
             ) from None
         return frames
+
+
+def encode_batch(shape: tuple[int, ...]) -> int:
+    """Clips of ``shape`` (T, H, W, C) per VAE call: as many as hold ENCODE_PIXELS frame pixels,
+    1 to READ_BATCH. Encoder activations grow with them: 16 real 49x480x720 clips at once run any
+    GPU out of memory, 16 toy clips fit a laptop."""
+    t, h, w = shape[:3]
+    return max(1, min(READ_BATCH, ENCODE_PIXELS // (t * h * w)))
 
 
 def _save(path: Path, name: str, tensor: torch.Tensor, metadata: dict[str, str]) -> None:

@@ -68,6 +68,8 @@ def align(
     height: int = typer.Option(None, "--height", help=_h("height")),
     width: int = typer.Option(None, "--width", help=_h("width")),
     hash_content: bool = typer.Option(None, "--hash-content/--no-hash-content", help=_h("hash_content")),
+    vae_tiling: bool = typer.Option(None, "--vae-tiling/--no-vae-tiling", help=_h("vae_tiling")),
+    encode_batch_size: int = typer.Option(None, "--encode-batch-size", help=_h("encode_batch_size")),
     checkpoint_every: int = typer.Option(None, "--checkpoint-every", help=_h("checkpoint_every")),
     keep_checkpoints: int = typer.Option(None, "--keep-checkpoints", help=_h("keep_checkpoints")),
     log_every: int = typer.Option(None, "--log-every", help=_h("log_every")),

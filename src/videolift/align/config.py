@@ -31,8 +31,14 @@ RESUMABLE_CHANGES = frozenset(
         "num_workers",
         "out",
         "hash_content",  # how cached files are named, not what they hold
+        "encode_batch_size",  # how many videos the VAE encodes at once, not what it encodes
     }
 )
+
+
+# Frame pixels (frames x height x width) the VAE encodes in one call by default: 16 toy clips of
+# 9x64x64; a 49x480x720 CogVideoX clip alone is 29 times this.
+ENCODE_PIXELS = 16 * 9 * 64 * 64
 
 
 class AlignConfig(BaseModel):
@@ -146,6 +152,17 @@ class AlignConfig(BaseModel):
         description="key cached videos by their SHA-256 instead of path + size + mtime, so copied or "
         "moved videos reuse the cache (each file is hashed once, memoised in CACHE/file_hashes.json)",
     )
+    vae_tiling: bool = Field(
+        False,
+        description="encode videos for the cache in overlapping spatial tiles (diffusers' "
+        "vae.enable_tiling): much less accelerator memory for large frames, slightly different latents",
+    )
+    encode_batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="videos per VAE call when caching (default: by clip size, as many as hold "
+        f"{ENCODE_PIXELS:,} frame pixels, at most 16: 16 toy clips of 9x64x64, one 49x480x720 clip)",
+    )
 
     # ---- bookkeeping ------------------------------------------------------------------------------
     checkpoint_every: int = Field(100, ge=1, description="optimizer steps between checkpoints")
@@ -192,11 +209,14 @@ class AlignConfig(BaseModel):
         return self.real_batch_size or self.batch_size
 
     def preprocessing(self) -> dict:
+        """What the cached latents depend on besides model and video (the cache key)."""
+        tiling = {"vae_tiling": True} if self.vae_tiling else {}  # untiled keys as before the option
         return {
             "frames": self.frames,
             "stride": self.frame_stride,
             "height": self.height,
             "width": self.width,
+            **tiling,
         }
 
     def input_hashes(self) -> dict[str, str | None]:

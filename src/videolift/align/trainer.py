@@ -163,7 +163,8 @@ def _cache_all(
         rank=accelerator.process_index,
         world=accelerator.num_processes,
         barrier=accelerator.wait_for_everyone,
-        before_encode=lambda: pipe.to(accelerator.device),
+        video_batch=cfg.encode_batch_size,
+        before_encode=lambda: _encoders_ready(pipe, accelerator.device, cfg.vae_tiling),
         progress=progress and accelerator.is_local_main_process,
     )
     for component in pipe.components.values():
@@ -174,6 +175,12 @@ def _cache_all(
     stats.prompts_encoded = sum(r["prompts_encoded"] for r in per_rank)
     empty = cache.text_path("") if cfg.text_dropout else None
     return paths[: len(synthetic)], paths[len(synthetic) :], empty, stats
+
+
+def _encoders_ready(pipe: Any, device: Any, vae_tiling: bool) -> None:
+    pipe.to(device)
+    if vae_tiling:
+        pipe.vae.enable_tiling()
 
 
 def _check_shapes(syn_paths: list, real_paths: list, empty_text: Path | None) -> None:
