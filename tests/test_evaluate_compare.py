@@ -129,6 +129,7 @@ def test_eval_checks_every_model_and_prompt_before_generating(
                                       "--steps", "1", "--no-progress"])  # fmt: skip
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert message in " ".join(result.output.split())
+    assert "Pass --lossless" not in result.output  # lossy videos' advice only once the inputs are fine
     assert not out.exists()  # nothing generated, nothing rated
 
 

@@ -68,11 +68,13 @@ def evaluate(
     from videolift.core.reward import RewardConfig
     from videolift.evaluate.compare import compare_models
 
-    if oracle and not lossless:
-        Console(stderr=True).print(
-            "[yellow]note:[/yellow] the oracle judges lossy H.264 here; tiny toy videos lose fidelity Good "
-            "to the encode (docs/evaluate.md). Pass --lossless to judge what the model made."
-        )
+    def note() -> None:  # after the input checks: an error is not preceded by advice
+        if oracle and not lossless:
+            Console(stderr=True).print(
+                "[yellow]note:[/yellow] the oracle judges lossy H.264 here; tiny toy videos lose fidelity "
+                "Good to the encode (docs/evaluate.md). Pass --lossless to judge what the model made."
+            )
+
     models, names, groups = parse_models(model)
     with library_bars(progress):
         result = compare_models(
@@ -97,6 +99,7 @@ def evaluate(
             names=names,
             groups=groups,
             progress=progress,
+            checked=note,
         )
     print_comparison(result)
     if report:

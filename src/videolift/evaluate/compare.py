@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,12 +177,14 @@ def compare_models(
     names: list[str] | None = None,
     groups: list[str | None] | None = None,
     overwrite: bool = False,
+    checked: Callable[[], None] | None = None,
     **sampler: Any,
 ) -> dict[str, Any]:
     """Generate with every model, rate, and return (and write ``out/eval.json``) the comparison.
 
     ``groups`` names each model's recipe (None: its own): models of one group are replicates (e.g.
-    training seeds), compared as recipes in ``groups`` / ``group_differences`` too."""
+    training seeds), compared as recipes in ``groups`` / ``group_differences`` too. ``checked`` runs
+    once every input has been checked, before the first video (e.g. to print notes)."""
     from videolift.data.generate import generate_videos
 
     if not critic_dir and not oracle:
@@ -193,6 +196,8 @@ def compare_models(
         for model, lora in models:
             names.append(model_name(model, lora, set(names)))
     check_inputs(models, prompts, out, names, oracle=oracle, family=sampler.get("family"))
+    if checked is not None:
+        checked()
     reward = reward or RewardConfig()
     critic = None
     if critic_dir is not None:
