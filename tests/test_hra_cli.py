@@ -116,7 +116,7 @@ def test_export_then_import_round_trips(tmp_path):
     [
         ("[{", "lift.json: malformed JSON"),
         (json.dumps({"video": "x"}), "expected a JSON list"),
-        (json.dumps([RELEASE[0], {"conversations": RELEASE[0]["conversations"]}]), "record 1, field 'video'"),
+        (json.dumps([RELEASE[0], {"conversations": RELEASE[0]["conversations"]}]), "element [1], field 'video'"),
         (
             json.dumps(
                 [
@@ -129,15 +129,15 @@ def test_export_then_import_round_trips(tmp_path):
                     }
                 ]
             ),
-            "record 0, field 'conversations[human].value': no question",
+            "element [0], field 'conversations[human].value': no question",
         ),
         (
             json.dumps([release_item("a.mp4", "cap", SC, "Excellent. Looks fine.")]),
-            "record 0, field 'conversations[gpt].value': answer does not start",
+            "element [0], field 'conversations[gpt].value': answer does not start",
         ),
         (
             json.dumps([{"video": "a.mp4", "conversations": [RELEASE[0]["conversations"][0]]}]),
-            "record 0, field 'conversations': no gpt",
+            "element [0], field 'conversations': no gpt",
         ),
     ],
 )

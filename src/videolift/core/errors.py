@@ -19,7 +19,7 @@ class VideoliftError(_ClickException):
 
 
 class DataError(VideoliftError):
-    """Bad content in a data file, located by file, line (or record index) and field."""
+    """Bad content in a data file, located by file, line (or 0-based record index) and field."""
 
     def __init__(
         self,
@@ -36,8 +36,8 @@ class DataError(VideoliftError):
             where.append(str(file))
         if line is not None:
             where.append(f"line {line}")
-        if record is not None:
-            where.append(f"record {record}")
+        if record is not None:  # a 0-based index into an array (a line number is 1-based)
+            where.append(f"element [{record}]")
         if field:
             where.append(f"field '{field}'")
         self.detail = message
