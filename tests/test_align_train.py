@@ -16,9 +16,10 @@ import pytest
 import torch
 
 from align_world import COLOURS, align_config, make_world, score_line, square_video
-from videolift.align.cache import EncodingCache, encode_batch, load_tensor, model_fingerprint
+from videolift.align.cache import READ_BATCH, EncodingCache, load_tensor, model_fingerprint
 from videolift.align.config import AlignConfig
 from videolift.align.trainer import batch_loss, step_generator, train
+from videolift.core.memory import clips_per_call
 from videolift.core.video import write_video
 from videolift.models.families import get_spec
 from videolift.models.tiny_cogvideox import build_tiny_cogvideox
@@ -71,8 +72,11 @@ def test_cache_is_computed_once_and_keyed(world, tmp_path):
 
 
 def test_vae_batches_follow_clip_size_and_tiling_keys_the_cache(world, tmp_path, monkeypatch):
-    assert encode_batch((9, 64, 64, 3)) == 16 and encode_batch((9, 48, 48, 3)) == 16
-    assert encode_batch((17, 128, 128, 3)) == 2 and encode_batch((49, 480, 720, 3)) == 1
+    def per_call(t: int, h: int, w: int) -> int:
+        return clips_per_call(t, h, w, cap=READ_BATCH)
+
+    assert per_call(9, 64, 64) == 16 and per_call(9, 48, 48) == 16  # toy clips: as before
+    assert per_call(17, 128, 128) == 2 and per_call(49, 480, 720) == 1
 
     spec = get_spec("cogvideox")
     pipe = spec.load(str(world / "model"))

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from videolift.cli import app
 from videolift.core.errors import VideoliftError
 from videolift.core.jsonl import iter_json_lines
+from videolift.core.memory import clips_per_call
 from videolift.core.video import read_video
 from videolift.data.generate import derive_seed, work_items
 
@@ -363,3 +364,22 @@ def test_library_bars_switch_off_inside_the_block_and_restore_afterwards():
         assert not transformers_logging.is_progress_bar_enabled()
     finally:
         transformers_logging.enable_progress_bar()
+
+
+def test_batch_size_unset_is_chosen_by_clip_size(tiny_pipeline, prompts_txt, tmp_path, monkeypatch):
+    """`eval` leaves it unset: 4 clips of 9x64x64 per call, and one per call at real sizes."""
+    from videolift.data.generate import generate_videos
+    from videolift.models.cogvideox import CogVideoXSpec
+
+    calls = []
+    sample = CogVideoXSpec.generate
+    monkeypatch.setattr(
+        CogVideoXSpec,
+        "generate",
+        lambda self, pipe, texts, *a: calls.append(len(texts)) or sample(self, pipe, texts, *a),
+    )
+    generate_videos(
+        tiny_pipeline, prompts_txt, tmp_path / "a", per_prompt=2, steps=1, batch_size=None, progress=False
+    )
+    assert calls[0] == 4 and sum(calls) == len(manifest(tmp_path / "a"))
+    assert clips_per_call(49, 480, 720, cap=4) == 1 and clips_per_call(9, 48, 48, cap=4) == 4

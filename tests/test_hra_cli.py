@@ -116,7 +116,10 @@ def test_export_then_import_round_trips(tmp_path):
     [
         ("[{", "lift.json: malformed JSON"),
         (json.dumps({"video": "x"}), "expected a JSON list"),
-        (json.dumps([RELEASE[0], {"conversations": RELEASE[0]["conversations"]}]), "element [1], field 'video'"),
+        (
+            json.dumps([RELEASE[0], {"conversations": RELEASE[0]["conversations"]}]),
+            "element [1], field 'video'",
+        ),
         (
             json.dumps(
                 [

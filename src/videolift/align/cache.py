@@ -23,10 +23,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save
 
-from videolift.align.config import ENCODE_PIXELS
 from videolift.core.errors import VideoliftError
 from videolift.core.files import content_hash
 from videolift.core.jsonl import atomic_write
+from videolift.core.memory import clips_per_call
 from videolift.core.video import read_video
 from videolift.models.base import SamplerSettings
 
@@ -203,7 +203,7 @@ class EncodingCache:
         ``barrier`` (multi-process) runs after every rank has listed what is missing and before any
         rank writes, so all ranks split the same list.
         ``before_encode`` runs once, only if there is something to encode (e.g. move encoders to GPU).
-        ``video_batch`` clips go through the VAE at once (default: ``encode_batch(shape)``).
+        ``video_batch`` clips go through the VAE at once (default: by their size, ``clips_per_call``).
         """
         from tqdm import tqdm
 
@@ -245,7 +245,7 @@ class EncodingCache:
             for j, clip in enumerate(clips):
                 groups.setdefault(clip.shape, []).append(j)
             for shape, members in groups.items():
-                size = video_batch or encode_batch(shape)
+                size = video_batch or clips_per_call(*shape[:3], cap=READ_BATCH)
                 for k in range(0, len(members), size):
                     batch = members[k : k + size]
                     params = spec.encode_videos(pipe, [clips[j] for j in batch]).cpu()
@@ -278,14 +278,6 @@ class EncodingCache:
                 "set --frames / --height / --width"
             ) from None
         return frames
-
-
-def encode_batch(shape: tuple[int, ...]) -> int:
-    """Clips of ``shape`` (T, H, W, C) per VAE call: as many as hold ENCODE_PIXELS frame pixels,
-    1 to READ_BATCH. Encoder activations grow with them: 16 real 49x480x720 clips at once run any
-    GPU out of memory, 16 toy clips fit a laptop."""
-    t, h, w = shape[:3]
-    return max(1, min(READ_BATCH, ENCODE_PIXELS // (t * h * w)))
 
 
 def _save(path: Path, name: str, tensor: torch.Tensor, metadata: dict[str, str]) -> None:

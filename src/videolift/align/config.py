@@ -18,6 +18,7 @@ from pydantic_core import to_jsonable_python
 from videolift.core.errors import DataError
 from videolift.core.files import content_hash
 from videolift.core.jsonl import read_yaml, validation_field
+from videolift.core.memory import BATCH_PIXELS
 
 # Fields that may change between a run and its --resume without changing what is being trained
 # (``out`` too: a run directory moved to another disk resumes where it now is).
@@ -34,11 +35,6 @@ RESUMABLE_CHANGES = frozenset(
         "encode_batch_size",  # how many videos the VAE encodes at once, not what it encodes
     }
 )
-
-
-# Frame pixels (frames x height x width) the VAE encodes in one call by default: 16 toy clips of
-# 9x64x64; a 49x480x720 CogVideoX clip alone is 29 times this.
-ENCODE_PIXELS = 16 * 9 * 64 * 64
 
 
 class AlignConfig(BaseModel):
@@ -161,7 +157,7 @@ class AlignConfig(BaseModel):
         None,
         ge=1,
         description="videos per VAE call when caching (default: by clip size, as many as hold "
-        f"{ENCODE_PIXELS:,} frame pixels, at most 16: 16 toy clips of 9x64x64, one 49x480x720 clip)",
+        f"{BATCH_PIXELS:,} frame pixels, at most 16: 16 toy clips of 9x64x64, one 49x480x720 clip)",
     )
 
     # ---- bookkeeping ------------------------------------------------------------------------------

@@ -32,3 +32,14 @@ def peak_rss_mb() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return max(own, kids) / 1024
+
+
+# Frame pixels (frames x height x width) one model call processes by default when clips are batched:
+# 16 toy clips of 9x64x64. One 49x480x720 CogVideoX clip is 29 times this, so it goes alone.
+BATCH_PIXELS = 16 * 9 * 64 * 64
+
+
+def clips_per_call(frames: int, height: int, width: int, cap: int) -> int:
+    """Default clips per VAE or pipeline call: as many as hold BATCH_PIXELS frame pixels, 1 to ``cap``.
+    Activations grow with them: a batch sized for toy clips runs real-size clips out of GPU memory."""
+    return max(1, min(cap, BATCH_PIXELS // (frames * height * width)))

@@ -38,6 +38,7 @@ from videolift.core.jsonl import (
     repair_log,
     write_jsonl,
 )
+from videolift.core.memory import clips_per_call
 from videolift.data.prompt_files import PromptRecord, read_prompts
 from videolift.models.base import SamplerSettings
 
@@ -238,7 +239,7 @@ def generate_videos(
     dtype: str = "auto",
     device: str = "auto",
     lora: str | None = None,
-    batch_size: int = 1,
+    batch_size: int | None = 1,
     overwrite: bool = False,
     prompt_field: str = "prompt",
     limit: int | None = None,
@@ -248,7 +249,8 @@ def generate_videos(
     negative_prompt: str | None = None,
     progress: bool = True,
 ) -> GenerationSummary:
-    """Generate ``per_prompt`` videos for each prompt of ``prompts_path`` into ``out`` (see module doc)."""
+    """Generate ``per_prompt`` videos for each prompt of ``prompts_path`` into ``out`` (see module doc).
+    ``batch_size`` None: by clip size, up to 4 (``clips_per_call``: one 49x480x720 clip per call)."""
     import torch
     from accelerate import PartialState
     from tqdm.auto import tqdm
@@ -258,7 +260,11 @@ def generate_videos(
     from videolift.models.families import spec_for
 
     start = time.perf_counter()
-    counts = {"--per-prompt": per_prompt, "--batch-size": batch_size, "--fps": fps}
+    counts = {
+        "--per-prompt": per_prompt,
+        "--batch-size": 1 if batch_size is None else batch_size,
+        "--fps": fps,
+    }
     for name, value in (counts | ({} if limit is None else {"--limit": limit})).items():
         if value < 1:
             raise VideoliftError(f"{name} {value}: must be at least 1")
@@ -285,6 +291,8 @@ def generate_videos(
         pipe.vae.enable_tiling()
         pipe.vae.enable_slicing()
     frames, height, width = spec.default_sampling(pipe, frames, height, width)
+    if batch_size is None:
+        batch_size = clips_per_call(frames, height, width, cap=4)
     settings = SamplerSettings(steps, guidance, dynamic_cfg, frames, height, width, fps)
     spec.check_sampling(pipe, settings)
     settings = SamplerSettings(

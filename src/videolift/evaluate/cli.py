@@ -34,7 +34,13 @@ def evaluate(
     dynamic_cfg: bool = typer.Option(
         False, "--dynamic-cfg/--no-dynamic-cfg", help="CogVideoX dynamic guidance (use_dynamic_cfg)."
     ),
-    batch_size: int = typer.Option(4, "--batch-size", min=1, help="Videos per pipeline call."),
+    batch_size: int = typer.Option(
+        None,
+        "--batch-size",
+        min=1,
+        help="Videos per pipeline call (default: by clip size, 4 for toy clips, 1 for CogVideoX-2B's "
+        "49x480x720: as many as hold 16x9x64x64 frame pixels).",
+    ),
     frames: int | None = typer.Option(None, "--frames", help="Frames (4k+1). Default: the model's own."),
     height: int | None = typer.Option(None, "--height", help="Height. Default: the model's own."),
     width: int | None = typer.Option(None, "--width", help="Width. Default: the model's own."),

@@ -171,7 +171,7 @@ def compare_models(
     seed: int = 0,
     steps: int = 50,
     guidance: float = 6.0,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     reward: RewardConfig | None = None,
     progress: bool = True,
     names: list[str] | None = None,
