@@ -51,7 +51,9 @@ class Sampler(_Strict):
     guidance: float = Field(6.0, description="classifier-free guidance scale")
     dynamic_cfg: bool = Field(False, description="CogVideoX's dynamic guidance (use_dynamic_cfg)")
     lossless: bool = Field(False, description="lossless H.264 (yuv444p, crf 0), for tiny toy videos")
-    batch_size: int = Field(4, ge=1, description="videos per pipeline call")
+    batch_size: int | None = Field(
+        None, ge=1, description="videos per pipeline call (default: by clip size, as `eval --batch-size`)"
+    )
     frames: int | None = Field(None, ge=1, description="frames (default: the model's)")
     height: int | None = Field(None, ge=1)
     width: int | None = Field(None, ge=1)
