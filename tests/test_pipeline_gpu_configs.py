@@ -95,9 +95,18 @@ def test_shipped_gpu_recipe_runs_end_to_end_on_tiny_models(name, tmp_path, monke
         assert 0.0 <= summary[model]["critic_mean_reward"] <= 1.0
         assert summary[model].get("oracle_mean_reward") is None
     assert 0.0 <= summary["aligned_rs"]["critic_mean_reward"] <= 1.0  # both methods trained
-    # The ratings came from the file, split by video, and every held-out prompt was generated.
-    split = [json.loads(x) for x in (w / "hra_split/test.jsonl").read_text().splitlines()]
-    assert split and {r["annotator"] for r in split} <= {"a1", "a2"}
+    # The ratings came from the file, split by video; every model made a video of each held-out prompt.
+    test, train = (
+        [json.loads(x) for x in (w / f"hra_split/{n}.jsonl").read_text().splitlines()]
+        for n in ("test", "train")
+    )
+    assert len(test) + len(train) == 48 and {r["annotator"] for r in test + train} == {"a1", "a2"}
+    assert test and not {r["video"] for r in test} & {r["video"] for r in train}
+    for model in ("base", "aligned_rwl", "aligned_rs"):
+        made = [
+            json.loads(x)["prompt"] for x in (w / "eval" / model / "manifest.jsonl").read_text().splitlines()
+        ]
+        assert sorted(made) == ["a blue square moves left", "a red square moves left"]
     # Everything not overridden is the shipped recipe's: the critic's adapter, the paper's optimizer.
     spec = json.loads((w / "critic/critic_spec.json").read_text())
     assert spec["adapter"] == shipped["critic"]["adapter"] == "lora"
