@@ -108,7 +108,7 @@ def write_report(
     if stages := summary.get("stages"):
         rep.table(
             ["stage", "seconds", "in this run"],
-            [[n, s["seconds"], "ran" if s["ran"] else "up to date"] for n, s in stages.items()],
+            [[n, _seconds(s["seconds"]), "ran" if s["ran"] else "up to date"] for n, s in stages.items()],
             caption=f"each stage's time when it last ran; this run took {summary['wall_seconds']:.0f} s "
             f"wall, the stages {sum(s['seconds'] or 0 for s in stages.values()):.0f} s together (side by side ones overlap)",
         )
@@ -137,3 +137,7 @@ def write_report(
     rep.heading("Same held-out prompts and seeds: base vs aligned")
     frame_grid(rep, w / "eval", names)
     return rep.write(w / "report.html")
+
+
+def _seconds(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}"

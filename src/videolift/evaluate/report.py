@@ -96,7 +96,10 @@ def label_rates_figure(models: Mapping[str, Mapping[str, Any]], title: str = "la
     import matplotlib.pyplot as plt
 
     colours = {"Good": "#4caf50", "Normal": "#ffb300", "Bad": "#e53935", "unparsed": "#9e9e9e"}
-    fig, axes = plt.subplots(1, len(DIMENSIONS), figsize=(4 * len(DIMENSIONS), 3), sharey=True)
+    # constrained: the suptitle clears the panel titles; the legend sits beside the bars, not on them
+    fig, axes = plt.subplots(
+        1, len(DIMENSIONS), figsize=(4 * len(DIMENSIONS) + 1, 3), sharey=True, layout="constrained"
+    )
     names = list(models)
     for ax, dim in zip(np.atleast_1d(axes), DIMENSIONS, strict=True):
         bottom = np.zeros(len(names))
@@ -107,7 +110,7 @@ def label_rates_figure(models: Mapping[str, Mapping[str, Any]], title: str = "la
         ax.set_title(dim.value.replace("_", " "))
         ax.set_ylim(0, 1)
         ax.tick_params(axis="x", rotation=20)
-    np.atleast_1d(axes)[0].legend(fontsize=7, loc="lower left")
+    fig.legend(*np.atleast_1d(axes)[0].get_legend_handles_labels(), fontsize=7, loc="outside right center")
     fig.suptitle(title)
     return fig
 
