@@ -153,6 +153,43 @@ def test_cli_sample_jsonl_and_txt(tmp_path):
     assert isinstance(result.exception, VideoliftError) and "use a .jsonl file" in str(result.exception)
 
 
+def test_cli_sample_excludes_the_prompts_of_other_files(tmp_path):
+    runner = CliRunner()
+    train, held = tmp_path / "train.jsonl", tmp_path / "held.txt"
+    assert (
+        runner.invoke(app, ["prompts", "sample", "--n", "40", "--seed", "0", "--out", str(train)]).exit_code
+        == 0
+    )
+    (tmp_path / "more.txt").write_text(sample_prompts(40, seed=5)[0]["prompt"] + "\n")
+    args = ["prompts", "sample", "--n", "40", "--seed", "5", "--out", str(held)]
+    result = runner.invoke(app, [*args, "--exclude", str(train), "--exclude", str(tmp_path / "more.txt")])
+    assert result.exit_code == 0, result.output
+    drawn, excluded = held.read_text().splitlines(), {r["prompt"] for r in sample_prompts(40, seed=0)}
+    assert len(set(drawn)) == 40 and not excluded & set(drawn)
+    assert sample_prompts(40, seed=5)[0]["prompt"] not in drawn
+    # Without the exclusions the same seed draws some of them: the option is what keeps the sets apart.
+    assert set(drawn) != {r["prompt"] for r in sample_prompts(40, seed=5)}
+    # An expanded .jsonl excludes the short prompts it was made from.
+    short = sample_prompts(1, seed=9)[0]["prompt"]
+    (tmp_path / "expanded.jsonl").write_text(
+        json.dumps({"prompt": "A long text.", "short_prompt": short}) + "\n"
+    )
+    result = runner.invoke(app, [*args, "--exclude", str(tmp_path / "expanded.jsonl")])
+    assert result.exit_code == 0 and short not in held.read_text().splitlines()
+    missing = runner.invoke(app, [*args, "--exclude", str(tmp_path / "none.txt")], standalone_mode=False)
+    assert "none.txt" in str(missing.exception) and "not found" in str(missing.exception)
+
+
+def test_sample_says_when_the_exclusions_leave_too_few(tmp_path):
+    (tmp_path / "subjects_robots.txt").write_text("a robot\n")
+    (tmp_path / "actions_any.txt").write_text("waving\n")
+    (tmp_path / "places_moon.txt").write_text("on the moon\nin a crater\n")
+    with pytest.raises(VideoliftError, match="gave only 1 distinct prompts not among the 1 excluded"):
+        sample_prompts(
+            2, seed=0, categories=load_categories(tmp_path), exclude={"A robot waving on the moon."}
+        )
+
+
 def test_expansion_messages_and_cleaning():
     messages = expansion_messages("A dog running.")
     assert messages[0] == {"role": "system", "content": EXPAND_SYSTEM_PROMPT}

@@ -71,8 +71,16 @@ def compose(subjects: list[str], action: str, place: str) -> str:
     return text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
-def sample_prompts(n: int, seed: int = 0, categories: Categories | None = None) -> list[dict[str, Any]]:
-    """``n`` distinct prompts: a category uniformly per slot, then a phrase uniformly within it."""
+def sample_prompts(
+    n: int,
+    seed: int = 0,
+    categories: Categories | None = None,
+    exclude: set[str] | frozenset[str] = frozenset(),
+) -> list[dict[str, Any]]:
+    """``n`` distinct prompts: a category uniformly per slot, then a phrase uniformly within it.
+
+    Prompts in ``exclude`` are never drawn (held-out prompts apart from the training ones).
+    """
     if n < 1:
         raise VideoliftError(f"--n {n}: must be at least 1")
     categories = categories or load_categories()
@@ -100,7 +108,7 @@ def sample_prompts(n: int, seed: int = 0, categories: Categories | None = None) 
             continue
         action, place = draw("actions"), draw("places")
         prompt = compose([s for _, s in subjects], action[1], place[1])
-        if prompt in seen:
+        if prompt in seen or prompt in exclude:
             continue
         seen.add(prompt)
         records.append(
@@ -117,8 +125,9 @@ def sample_prompts(n: int, seed: int = 0, categories: Categories | None = None) 
             }
         )
     if len(records) < n:
+        apart = f" not among the {len(exclude):,} excluded" if exclude else ""
         raise VideoliftError(
-            f"--n {n}: the categories in {categories.source} gave only {len(records)} distinct prompts; "
+            f"--n {n}: the categories in {categories.source} gave only {len(records)} distinct prompts{apart}; "
             "add phrases or ask for fewer"
         )
     return records

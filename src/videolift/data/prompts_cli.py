@@ -19,6 +19,12 @@ def sample(
         "--categories",
         help="Directory of <slot>_<category>.txt phrase lists (default: the shipped ones).",
     ),
+    exclude: list[Path] = typer.Option(
+        [],
+        "--exclude",
+        help="Prompt file (.txt, .jsonl or .csv) whose prompts are not drawn, e.g. the training prompts "
+        "when sampling held-out ones. Repeatable.",
+    ),
     expand_with: str | None = typer.Option(
         None,
         "--expand-with",
@@ -37,13 +43,17 @@ def sample(
     """Sample N prompts of 1-2 subjects, one action and one place from editable category lists."""
     from videolift.core.errors import VideoliftError
     from videolift.core.jsonl import atomic_write, write_jsonl
+    from videolift.data.prompt_files import read_prompts
     from videolift.data.prompts import EXPAND_SYSTEM_PROMPT, expand_prompts, load_categories, sample_prompts
 
     if out.suffix not in (".jsonl", ".txt"):
         raise VideoliftError(
             f"--out {out}: use a .jsonl file (prompts with categories) or .txt (prompts only)"
         )
-    records = sample_prompts(n, seed, load_categories(categories))
+    taken: set[str] = set()
+    for path in exclude:  # an expanded .jsonl excludes its short prompts too: those are what is drawn
+        taken.update(p for r in read_prompts(path) for p in (r.prompt, r.extra.get("short_prompt")) if p)
+    records = sample_prompts(n, seed, load_categories(categories), exclude=taken)
     if expand_with:
         instructions = EXPAND_SYSTEM_PROMPT
         if system_prompt is not None:
