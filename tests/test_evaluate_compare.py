@@ -155,7 +155,10 @@ def test_model_options_name_replicates_of_a_recipe():
     )
     assert models == [("base_dir", None), ("runs/s0/pipeline", None), ("runs/s1/pipeline", "runs/s1/lora"),
                       ("runs/a=b/pipeline", None)]  # fmt: skip
-    assert names == ["base_dir", "rs.1", "rs.2", "pipeline"] and groups == [None, "rs", "rs", None]
+    # align's OUT/pipeline is named by its run: OUT.
+    assert names == ["base_dir", "rs.1", "rs.2", "a=b"] and groups == [None, "rs", "rs", None]
+    assert parse_models(["THUDM/CogVideoX-2b", "aligned/pipeline", "x/lora_run", "b+aligned/lora"])[1] == [
+        "CogVideoX-2b", "aligned", "lora_run", "aligned-2"]  # fmt: skip
     with pytest.raises(typer.BadParameter, match="collide"):
         parse_models(["x/rs", "rs=y/pipeline"])  # a recipe named like another model
 

@@ -65,7 +65,11 @@ def replicate_comparison(runs: list[ModelRun], groups: list[str | None], reward:
 
 
 def model_name(model: str, lora: str | None, taken: set[str]) -> str:
-    base = Path(lora or model).name or "model"
+    """The last path part, or for align's ``OUT/pipeline`` and ``OUT/lora`` the run's name ``OUT``."""
+    from videolift.align.export import FULL_DIR, LORA_DIR
+
+    path = Path(lora or model)
+    base = (path.parent.name if path.name in (FULL_DIR, LORA_DIR) else path.name) or path.name or "model"
     name, i = base, 2
     while name in taken:
         name, i = f"{base}-{i}", i + 1
