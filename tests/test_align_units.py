@@ -91,6 +91,26 @@ def test_align_reward_config_reweights_the_scores_file(scores, tmp_path):
         load_samples(AlignConfig(reward_config=tmp_path / "nope.yaml", **req))
 
 
+def test_rewards_above_one_are_warned_about_once_loaded(scores, tmp_path):
+    from videolift.align.trainer import load_samples
+
+    req = {"model": "m", "videos": "v", "out": tmp_path / "o"}
+    assert "warning" not in load_samples(AlignConfig(scores=scores, **req))[2]  # the paper's scale
+    big = tmp_path / "big.jsonl"
+    big.write_text(scores.read_text() + _line("f.mp4", 1e6, ["Good", "Good", "Good"]) + "\n")
+    raw = load_samples(AlignConfig(scores=big, **req))[2]["warning"]
+    assert str(big) in raw and "1 of 5 rewards above 1 (the largest 1e+06, line 6)" in raw
+    assert "--weight-transform normalized" in raw and "real-data term" not in raw  # there is none
+    exp = load_samples(AlignConfig(scores=big, weight_transform="exp", exp_temperature=0.2, **req))[2]
+    assert "units of --exp-temperature (0.2)" in exp["warning"]
+    assert "warning" not in load_samples(AlignConfig(scores=big, weight_transform="normalized", **req))[2]
+    assert "warning" not in load_samples(AlignConfig(scores=big, method="rs", **req))[2]  # weights are 1
+    # A reward config with scores above 1 rescales every reward: said the same way.
+    (tmp_path / "tens.yaml").write_text("scores: {Good: 10, Normal: 2, Bad: 0}\n")
+    tens = load_samples(AlignConfig(scores=scores, reward_config=tmp_path / "tens.yaml", **req))[2]
+    assert "4 of 5 rewards above 1 (the largest 10, line 1)" in tens["warning"]  # c: its two parsed labels
+
+
 def test_malformed_scores_are_located(tmp_path):
     path = tmp_path / "s.jsonl"
     path.write_text(

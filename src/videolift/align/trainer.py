@@ -23,7 +23,14 @@ from videolift.align.checkpoints import clear_after, load_checkpoint, resume_poi
 from videolift.align.config import AlignConfig
 from videolift.align.data import CachedItem, StepDataset, Stream, WeightedStream
 from videolift.align.export import export_full, export_lora, gathered_transformer
-from videolift.align.weights import Sample, read_real, read_scores, rescore, select_synthetic
+from videolift.align.weights import (
+    Sample,
+    read_real,
+    read_scores,
+    rescore,
+    reward_scale_warning,
+    select_synthetic,
+)
 from videolift.core.errors import DataError, VideoliftError
 from videolift.core.jsonl import append_jsonl, atomic_write
 from videolift.core.reward import RewardConfig
@@ -123,6 +130,12 @@ def load_samples(cfg: AlignConfig) -> tuple[list[Sample], list[Sample], dict]:
         raise VideoliftError(f"{cfg.scores}: --syn-sampling weighted needs a video with a positive weight")
     real = read_real(cfg.real) if cfg.real is not None else []
     data = dict(counts)
+    if cfg.method == "rwl" and (
+        note := reward_scale_warning(
+            scored, cfg.weight_transform, cfg.exp_temperature, bool(real) and cfg.lambda_real > 0
+        )
+    ):
+        data["warning"] = f"{cfg.scores}: {note}"
     data.update(
         real=len(real),
         weight_mean=float(weights.mean()),
@@ -415,6 +428,8 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
     resume_from = resume_point(cfg, ckpt_root)
     inputs = cfg.input_hashes()
     synthetic, real, data = load_samples(cfg)
+    if "warning" in data:  # before the cache, which can take long
+        say(f"warning: {data['warning']}")
     check_videos(cfg, synthetic, real)
     weight_dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.mixed_precision]
     if main:

@@ -128,6 +128,30 @@ def transform_rewards(rewards: list[float], kind: str = "raw", temperature: floa
     raise ValueError(f"unknown weight transform {kind!r}; use raw, normalized or exp")
 
 
+def reward_scale_warning(
+    items: list[ScoredVideo], transform: str, temperature: float, with_real: bool = True
+) -> str | None:
+    """Rewards above 1, on a scale the weights were not made for: the paper's rewards lie in [0.05, 0.9]
+    (the default reward config), which is what λ = 1 balances (raw) and ``--exp-temperature`` is set
+    for (exp). Normalized weights have mean 1 whatever the scale."""
+    rated = [i for i in items if i.reward is not None]
+    above = [i for i in rated if i.reward > 1]
+    if not above or transform == "normalized":
+        return None
+    top = max(above, key=lambda i: i.reward)
+    where = f"{len(above)} of {len(rated)} rewards above 1 (the largest {top.reward:g}, line {top.line})"
+    if transform == "exp":
+        return (
+            f"{where}: exp weights compare rewards in units of --exp-temperature ({temperature:g}), so a few "
+            "videos take nearly all the weight; rescale the rewards or raise the temperature"
+        )
+    real = ", and the synthetic term the real-data term that lambda weighs against it" if with_real else ""
+    return (
+        f"{where}: raw weights scale each video's loss by its reward, so the largest rewards outweigh the "
+        f"rest{real}; rescale the rewards to [0, 1] or use --weight-transform normalized"
+    )
+
+
 def select_synthetic(
     items: list[ScoredVideo], method: str = "rwl", transform: str = "raw", temperature: float = 0.1
 ) -> tuple[list[Sample], Counter]:
