@@ -521,7 +521,7 @@ def test_cli_vae_tiling_and_encode_batch_size_reach_the_encoder(world, tmp_path,
 
     from videolift.cli import app
 
-    tiled, sizes = [], []  # recorded, not switched on: the tiny VAE's frames are smaller than a tile
+    tiled, sizes = [], []  # recorded, not switched on: diffusers' tiles do not fit the tiny VAE (below)
     monkeypatch.setattr(AutoencoderKLCogVideoX, "enable_tiling", lambda self, *a: tiled.append(1))
     spec = get_spec("cogvideox")
     encode = spec.encode_videos
@@ -534,6 +534,23 @@ def test_cli_vae_tiling_and_encode_batch_size_reach_the_encoder(world, tmp_path,
     assert tiled == [1] and sizes == [3, 1]  # four videos, three at a time
     saved = json.loads((tmp_path / "run/align_config.json").read_text())
     assert saved["vae_tiling"] is True and saved["encode_batch_size"] == 3
+
+
+def test_tiles_that_do_not_fit_the_frames_are_refused_before_latents_are_cached(world, tmp_path):
+    """diffusers' CogVideoX tiles are sized by the VAE's config (half its sample size) and line up only
+    for real frame sizes; on the tiny VAE they give 9x9 latents of 64x64 frames, which used to be cached
+    and fail the first training step with a shape error deep in the scheduler."""
+    from typer.testing import CliRunner
+
+    from videolift.cli import app
+
+    args = _cli_args(world, tmp_path / "run", max_steps=1, cache_dir=tmp_path / "cache")
+    result = CliRunner().invoke(app, ["align", *args, "--vae-tiling"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    said = " ".join(result.output.split())
+    assert "encoded 64x64 frames to 9x9 latents, not 8x8 with --vae-tiling" in said, said
+    assert "run without tiling" in said
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and "latent" in str(p)]
 
 
 def test_cli_lora_targets_adapts_the_feed_forward_layers_too(world, tmp_path):

@@ -229,6 +229,18 @@ def test_impossible_settings_name_the_option(tiny_pipeline, prompts_txt, tmp_pat
     assert not (tmp_path / "out" / "manifest.jsonl").exists()
 
 
+def test_tiles_that_do_not_fit_the_frames_are_refused_before_a_video_is_written(tiny_pipeline, tmp_path):
+    """diffusers sizes CogVideoX's decoding tiles by the VAE's config; on the tiny VAE they decode 64x64
+    frames to 70x68, which used to be written as the video without a word."""
+    (tmp_path / "p.txt").write_text("a red circle moves left\n")
+    args = ("--frames", "9", "--height", "64", "--width", "64", "--limit", "1")
+    result = gen(tiny_pipeline, tmp_path / "p.txt", tmp_path / "out", *args, "--vae-tiling")
+    assert isinstance(result.exception, VideoliftError)
+    assert "made 70x68 frames, not 64x64 with --vae-tiling" in str(result.exception)
+    assert not list((tmp_path / "out").rglob("*.mp4")) and not (tmp_path / "out/manifest.jsonl").exists()
+    assert gen(tiny_pipeline, tmp_path / "p.txt", tmp_path / "ok", *args).exception is None  # untiled
+
+
 def test_bad_inputs_are_named(tiny_pipeline, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n")

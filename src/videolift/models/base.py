@@ -94,6 +94,18 @@ class T2VModelSpec(Protocol):
         ``timesteps`` are integers in [0, num_train_timesteps): higher is noisier."""
 
 
+def _tiling_hint(vae: Any) -> str:
+    """Why a size came out wrong when the VAE tiles: diffusers sizes CogVideoX's tiles by the VAE's config
+    (half its sample size), and they line up only for the frame sizes that config was made for."""
+    if not getattr(vae, "use_tiling", False):
+        return ""
+    tiles = getattr(vae, "tile_sample_min_height", "?"), getattr(vae, "tile_sample_min_width", "?")
+    return (
+        f" with --vae-tiling: diffusers' tiles of {tiles[0]}x{tiles[1]} px, set by this VAE's config, do not "
+        "add up to these frames; run without tiling"
+    )
+
+
 class DiffusersT2VSpec:
     """What diffusers T2V pipelines share: loading, frame/size checks, batched sampling with one
     generator per video, prompt and VAE encoding. A family sets ``pipeline_class`` and the rest."""
@@ -180,7 +192,14 @@ class DiffusersT2VSpec:
             **({"negative_prompt": settings.negative_prompt} if settings.negative_prompt is not None else {}),
             **self.sampling_kwargs(settings),
         ).frames
-        return [np.clip(np.asarray(v) * 255.0 + 0.5, 0, 255).astype(np.uint8) for v in out]
+        videos = [np.clip(np.asarray(v) * 255.0 + 0.5, 0, 255).astype(np.uint8) for v in out]
+        want = (settings.height, settings.width)
+        if None not in want and videos and videos[0].shape[1:3] != want:  # before a wrong size is written
+            got = videos[0].shape[1:3]
+            raise VideoliftError(
+                f"the pipeline made {got[0]}x{got[1]} frames, not {want[0]}x{want[1]}{_tiling_hint(pipe.vae)}"
+            )
+        return videos
 
     # ---- encoding (cached once by the trainer) --------------------------------------------------
     @torch.no_grad()
@@ -200,7 +219,15 @@ class DiffusersT2VSpec:
         vae = pipe.vae
         x = torch.from_numpy(np.stack(videos)).to(vae.device, vae.dtype)  # B T H W C
         x = x.permute(0, 4, 1, 2, 3) / 127.5 - 1.0  # B C T H W in [-1, 1]
-        return vae.encode(x).latent_dist.parameters.detach()
+        params = vae.encode(x).latent_dist.parameters.detach()
+        scale = pipe.vae_scale_factor_spatial
+        want, got = (x.shape[3] // scale, x.shape[4] // scale), tuple(params.shape[3:])
+        if got != want:  # found here, before such latents are cached and fail the first training step
+            raise VideoliftError(
+                f"the VAE encoded {x.shape[3]}x{x.shape[4]} frames to {got[0]}x{got[1]} latents, not "
+                f"{want[0]}x{want[1]}{_tiling_hint(vae)}"
+            )
+        return params
 
     @staticmethod
     def draw(parameters: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
