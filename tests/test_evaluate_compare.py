@@ -133,6 +133,19 @@ def test_eval_checks_every_model_and_prompt_before_generating(
     assert not out.exists()  # nothing generated, nothing rated
 
 
+def test_eval_vae_tiling_reaches_the_decoder(tmp_path, tiny_cogvideox_dir):
+    """--vae-tiling decodes in tiles as `generate --vae-tiling` does: on the tiny VAE, whose tiles do not
+    add up to 64x64 frames, that is the size error (a big model's frames fit its tiles)."""
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red circle moves left in a sand desert\n")
+    args = ["eval", "--model", str(tiny_cogvideox_dir), "--prompts", str(prompts), "--oracle", "--lossless",
+            "--steps", "1", "--frames", "9", "--height", "64", "--width", "64", "--no-progress"]  # fmt: skip
+    tiled = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "tiled"), "--vae-tiling"])
+    assert tiled.exit_code == 1 and "not 64x64 with --vae-tiling" in " ".join(tiled.output.split())
+    plain = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "plain"), "--no-report"])
+    assert plain.exit_code == 0, plain.output
+
+
 def test_eval_refuses_a_model_folder_holding_another_tools_files(tmp_path, tiny_cogvideox_dir):
     prompts = tmp_path / "p.txt"
     prompts.write_text("a red circle moves left in a sand desert\n")

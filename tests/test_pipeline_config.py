@@ -71,6 +71,15 @@ def test_demo_samples_with_the_toy_base_steps():
     assert preset.sampler.dynamic_cfg is False and preset.sampler.lossless is True
 
 
+def test_sampler_vae_tiling_reaches_generation_and_leaves_untiled_stages_as_they_were():
+    from videolift.evaluate.pipeline_config import Sampler
+    from videolift.evaluate.pipeline_stages import generation_settings
+
+    plain = generation_settings(Sampler())
+    assert "vae_tiling" not in plain  # a finished stage's recorded settings do not change
+    assert generation_settings(Sampler(vae_tiling=True)) == {**plain, "vae_tiling": True}
+
+
 def test_current_memory_follows_allocations_and_the_peak_keeps_them():
     import numpy as np
 

@@ -54,6 +54,9 @@ def evaluate(
         help="Write lossless H.264 (yuv444p, crf 0). Use it for tiny toy videos: lossy 4:2:0 blurs "
         "48x48 outlines past the oracle's blur limit.",
     ),
+    vae_tiling: bool = typer.Option(
+        False, "--vae-tiling", help="Tiled/sliced VAE decoding: less memory, slower (as `generate`)."
+    ),
     reward_config: Path | None = typer.Option(
         None, "--reward-config", help="Label->score mapping (YAML/JSON)."
     ),
@@ -101,6 +104,7 @@ def evaluate(
             width=width,
             fps=fps,
             negative_prompt=negative_prompt,
+            vae_tiling=vae_tiling,
             reward=RewardConfig.load(reward_config),
             names=names,
             groups=groups,

@@ -59,6 +59,9 @@ class Sampler(_Strict):
     width: int | None = Field(None, ge=1)
     fps: int = Field(8, ge=1, description="frame rate written to the MP4s (Wan 2.1: 16)")
     negative_prompt: str | None = Field(None, description="what guidance steers away from (default: empty)")
+    vae_tiling: bool = Field(
+        False, description="tiled and sliced VAE decoding (`generate --vae-tiling`): less GPU memory, slower"
+    )
 
 
 class PromptSet(_Strict):

@@ -23,7 +23,11 @@ def generation_settings(sampler: Sampler) -> dict[str, Any]:
     s = sampler.model_dump()
     keys = ("steps", "guidance", "dynamic_cfg", "lossless", "batch_size", "frames", "height", "width")
     # Only when set: runs from before these options keep their stage settings (and are not redone).
-    optional = {k: s[k] for k, default in (("fps", 8), ("negative_prompt", None)) if s[k] != default}
+    optional = {
+        k: s[k]
+        for k, default in (("fps", 8), ("negative_prompt", None), ("vae_tiling", False))
+        if s[k] != default
+    }
     return {k: s[k] for k in keys} | optional
 
 
