@@ -36,7 +36,7 @@ demo: setup
 
 test: setup chromium
 	$(BIN)/ruff check
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m "not slow" --durations=10
 
 test-all: setup chromium
 	$(BIN)/pytest -q
