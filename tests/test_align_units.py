@@ -392,3 +392,19 @@ def test_a_line_without_its_reward_or_ratings_is_an_error_not_a_dropped_video(tm
     req = {"model": "m", "scores": path, "videos": "v", "out": tmp_path / "o"}
     with pytest.raises(DataError, match=r"s.jsonl, line 2, field 'ratings': missing"):
         load_samples(AlignConfig(reward_config=tmp_path / "min.yaml", **req))
+
+
+def test_align_help_shows_the_defaults_that_apply_and_the_choices():
+    """The options default to None (only those given override --config), so the help text carries
+    AlignConfig's defaults and choices; typer alone would show neither."""
+    from typer.testing import CliRunner
+
+    from videolift.cli import app
+
+    text = " ".join(CliRunner().invoke(app, ["align", "--help"], env={"COLUMNS": "300"}).output.split())
+    for shown in ("AdamW learning rate [default: 1e-05]", "[default: constant_with_warmup]",
+                  "constant_with_warmup | cosine | linear.", "rwl | rs. rwl: reward-weighted",
+                  "no | bf16 | fp16.", "recompute activations in backward [default: off]",
+                  "[default: to_q,to_k,to_v,to_out.0]", "relative to [required, here or in --config]"):  # fmt: skip
+        assert shown in text, shown
+    assert "[default: None]" not in text

@@ -7,6 +7,7 @@ the field's description. torch is imported inside the command only.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal, get_args, get_origin
 
 import typer
 
@@ -14,7 +15,20 @@ from videolift.align.config import AlignConfig
 
 
 def _h(name: str) -> str:
-    return AlignConfig.model_fields[name].description or ""
+    """The field's description with its choices and default. The options themselves default to None, so
+    that only those given override --config; typer would show that None, not the default that applies."""
+    field = AlignConfig.model_fields[name]
+    text = field.description or ""
+    if get_origin(field.annotation) is Literal:
+        text = f"{' | '.join(get_args(field.annotation))}. {text}"
+    if field.is_required():
+        return f"{text} [required, here or in --config]"
+    default = field.get_default(call_default_factory=True)
+    if isinstance(default, bool):
+        default = "on" if default else "off"
+    elif isinstance(default, list):
+        default = ",".join(default)
+    return text if default is None else f"{text} [default: {default}]"
 
 
 def align(
@@ -24,7 +38,7 @@ def align(
     out: Path = typer.Option(None, "--out", help=_h("out")),
     real: Path = typer.Option(None, "--real", help=_h("real")),
     real_videos: Path = typer.Option(None, "--real-videos", help=_h("real_videos")),
-    method: str = typer.Option(None, "--method", help="rwl | rs. " + _h("method")),
+    method: str = typer.Option(None, "--method", help=_h("method")),
     lora: bool = typer.Option(None, "--lora/--full", help="LoRA adapters or full fine-tune (default --full)"),
     lambda_real: float = typer.Option(None, "--lambda-real", help=_h("lambda_real")),
     max_steps: int = typer.Option(None, "--max-steps", help=_h("max_steps")),
@@ -37,9 +51,7 @@ def align(
     weight_transform: str = typer.Option(None, "--weight-transform", help=_h("weight_transform")),
     exp_temperature: float = typer.Option(None, "--exp-temperature", help=_h("exp_temperature")),
     reward_config: Path = typer.Option(None, "--reward-config", help=_h("reward_config")),
-    syn_sampling: str = typer.Option(
-        None, "--syn-sampling", help="uniform | weighted. " + _h("syn_sampling")
-    ),
+    syn_sampling: str = typer.Option(None, "--syn-sampling", help=_h("syn_sampling")),
     synthetic_min_timestep: int = typer.Option(
         None, "--synthetic-min-timestep", help=_h("synthetic_min_timestep")
     ),
@@ -55,9 +67,7 @@ def align(
     real_batch_size: int = typer.Option(None, "--real-batch-size", help=_h("real_batch_size")),
     grad_accum: int = typer.Option(None, "--grad-accum", help=_h("grad_accum")),
     max_grad_norm: float = typer.Option(None, "--max-grad-norm", help=_h("max_grad_norm")),
-    mixed_precision: str = typer.Option(
-        None, "--mixed-precision", help="no | bf16 | fp16. " + _h("mixed_precision")
-    ),
+    mixed_precision: str = typer.Option(None, "--mixed-precision", help=_h("mixed_precision")),
     gradient_checkpointing: bool = typer.Option(
         None, "--gradient-checkpointing/--no-gradient-checkpointing", help=_h("gradient_checkpointing")
     ),
