@@ -142,8 +142,11 @@ def test_eval_vae_tiling_reaches_the_decoder(tmp_path, tiny_cogvideox_dir):
             "--steps", "1", "--frames", "9", "--height", "64", "--width", "64", "--no-progress"]  # fmt: skip
     tiled = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "tiled"), "--vae-tiling"])
     assert tiled.exit_code == 1 and "not 64x64 with --vae-tiling" in " ".join(tiled.output.split())
-    plain = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "plain"), "--no-report"])
+    plain = CliRunner().invoke(
+        app, [*args, "--out", str(tmp_path / "plain"), "--no-report"], env={"COLUMNS": "200"}
+    )
     assert plain.exit_code == 0, plain.output
+    assert "┃ semantic Good ┃ motion Good ┃ fidelity Good ┃" in plain.output  # each dimension by name
 
 
 def test_eval_refuses_a_model_folder_holding_another_tools_files(tmp_path, tiny_cogvideox_dir):

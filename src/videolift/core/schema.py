@@ -18,6 +18,14 @@ class Dimension(StrEnum):
     motion_smoothness = "motion_smoothness"
     video_fidelity = "video_fidelity"
 
+    @property
+    def short(self) -> str:
+        """One word for narrow tables: semantic, motion, fidelity ("video" would say nothing)."""
+        return _SHORT[self.value]
+
+
+_SHORT = {"semantic_consistency": "semantic", "motion_smoothness": "motion", "video_fidelity": "fidelity"}
+
 
 class Label(StrEnum):
     Good = "Good"

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from videolift.core.schema import DIMENSIONS
+from videolift.core.schema import DIMENSIONS, Dimension
 from videolift.evaluate.metrics import format_difference
 
 
@@ -162,9 +162,7 @@ def _vbench(result: dict, out: Path, dimensions: list[str]) -> None:
 
 def print_comparison(result: dict) -> None:
     console = Console()
-    table = Table(
-        "model", "rater", "mean reward", "all Good", *[d.value.split("_")[0] + " Good" for d in DIMENSIONS]
-    )
+    table = Table("model", "rater", "mean reward", "all Good", *[d.short + " Good" for d in DIMENSIONS])
     for name, by_rater in result["summary"].items():
         for rater, s in by_rater.items():
             table.add_row(
@@ -179,7 +177,7 @@ def print_comparison(result: dict) -> None:
 
     for name, by_rater in result["summary"].items():
         if found := by_rater.get("oracle", {}).get("findings"):
-            cells = "; ".join(f"{dim.split('_')[0]}: {findings_text(k)}" for dim, k in found.items() if k)
+            cells = "; ".join(f"{Dimension(dim).short}: {findings_text(k)}" for dim, k in found.items() if k)
             console.print(f"{name} (oracle, videos with each fault): {cells or 'none'}")
     for pair, by_rater in result["pairwise"].items():
         for rater, p in by_rater.items():
