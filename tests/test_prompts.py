@@ -160,7 +160,9 @@ def test_cli_sample_excludes_the_prompts_of_other_files(tmp_path):
         runner.invoke(app, ["prompts", "sample", "--n", "40", "--seed", "0", "--out", str(train)]).exit_code
         == 0
     )
-    (tmp_path / "more.txt").write_text(sample_prompts(40, seed=5)[0]["prompt"] + "\n")
+    # Written by hand: lower case, no full stop, doubled spaces; still the same prompt.
+    first = sample_prompts(40, seed=5)[0]["prompt"]
+    (tmp_path / "more.txt").write_text(first.lower().rstrip(".").replace(" ", "  ", 1) + "\n")
     args = ["prompts", "sample", "--n", "40", "--seed", "5", "--out", str(held)]
     result = runner.invoke(app, [*args, "--exclude", str(train), "--exclude", str(tmp_path / "more.txt")])
     assert result.exit_code == 0, result.output

@@ -71,6 +71,10 @@ def compose(subjects: list[str], action: str, place: str) -> str:
     return text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
+def _key(prompt: str) -> str:
+    return " ".join(prompt.lower().split()).rstrip(".")
+
+
 def sample_prompts(
     n: int,
     seed: int = 0,
@@ -79,7 +83,8 @@ def sample_prompts(
 ) -> list[dict[str, Any]]:
     """``n`` distinct prompts: a category uniformly per slot, then a phrase uniformly within it.
 
-    Prompts in ``exclude`` are never drawn (held-out prompts apart from the training ones).
+    Prompts in ``exclude`` are never drawn (held-out prompts apart from the training ones), compared
+    regardless of case, spacing and a final full stop.
     """
     if n < 1:
         raise VideoliftError(f"--n {n}: must be at least 1")
@@ -93,6 +98,7 @@ def sample_prompts(
             "add phrases or ask for fewer"
         )
     rng = random.Random(seed)
+    excluded = {_key(p) for p in exclude}
 
     def draw(slot: str) -> tuple[str, str]:
         category = rng.choice(sorted(categories.phrases[slot]))
@@ -108,7 +114,7 @@ def sample_prompts(
             continue
         action, place = draw("actions"), draw("places")
         prompt = compose([s for _, s in subjects], action[1], place[1])
-        if prompt in seen or prompt in exclude:
+        if prompt in seen or _key(prompt) in excluded:
             continue
         seen.add(prompt)
         records.append(
