@@ -151,6 +151,35 @@ def test_no_progress_silences_the_libraries_loading_bars_during_the_stages(tmp_p
     assert diffusers_logging.is_progress_bar_enabled()  # restored after the run
 
 
+def test_no_progress_reaches_the_toy_stages_and_the_critics_own_process(tmp_path, monkeypatch, capfd):
+    """The demo's log under --no-progress held the toy panel's "rating" bar, the real clips' "rendering"
+    bar, and transformers' "Loading weights" / "Writing model shards" from the critics' processes."""
+    from transformers.utils import logging as transformers_logging
+
+    from videolift.critic import train as critic_train
+    from videolift.evaluate import pipeline_stages as stages
+    from videolift.toy.corpus import plan, write_corpus
+
+    path = tmp_path / "p.yaml"
+    path.write_text("seed: 0\n")
+    cfg = PipelineConfig.load(path)
+    real = tmp_path / "real"
+    stages.real_toy_stage(3, 0, real, progress=False).run()
+    write_corpus(plan(3, defect_rate=0.5, seed=1, split="train"), tmp_path / "clips", progress=False)
+    stages.toy_panel_stage(cfg, tmp_path / "clips", tmp_path / "hra.jsonl", progress=False).run()
+    assert len((tmp_path / "hra.jsonl").read_text().splitlines()) == 3 * cfg.hra.annotators
+    err = capfd.readouterr().err
+    assert "rendering" not in err and "rating" not in err, err
+
+    bars = []
+    monkeypatch.setattr(
+        critic_train, "train_critic", lambda **kw: bars.append(transformers_logging.is_progress_bar_enabled())
+    )
+    transformers_logging.enable_progress_bar()  # as a freshly spawned process starts
+    stages._train_critic_quietly(base="b", out=tmp_path / "c")
+    assert bars == [False] and transformers_logging.is_progress_bar_enabled()  # and restored after
+
+
 def test_cli_run_set_reaches_the_config(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 

@@ -67,7 +67,7 @@ def _run_stages(cfg: PipelineConfig, runner: Runner, progress: bool, started: fl
     if cfg.hra.source == "toy-panel":
         hra_file, hra_videos = w / "hra.jsonl", w / "hra_videos"
         runner.run(generate_stage(cfg, t2v, gen, cfg.hra.prompts, "train", "hra_videos", progress))
-        runner.run(toy_panel_stage(cfg, hra_videos, hra_file))
+        runner.run(toy_panel_stage(cfg, hra_videos, hra_file, progress))
     elif cfg.hra.file is None or cfg.hra.videos is None:
         raise VideoliftError("hra.source 'file' needs hra.file and hra.videos")
     else:
@@ -104,7 +104,7 @@ def _run_stages(cfg: PipelineConfig, runner: Runner, progress: bool, started: fl
     real = cfg.align.real
     if cfg.align.real_toy:
         real = w / "real_toy" / "manifest.jsonl"
-        runner.run(real_toy_stage(cfg.align.real_toy, cfg.seed, real.parent))
+        runner.run(real_toy_stage(cfg.align.real_toy, cfg.seed, real.parent, progress))
     for method in cfg.align.methods:
         if method == "rs" and not any_all_good(w / "align_scores.jsonl"):
             # Nothing survives rejection sampling: report it instead of failing the whole run.

@@ -82,15 +82,14 @@ def generate_stage(
     )
 
 
-def toy_panel_stage(cfg: PipelineConfig, videos: Path, hra_file: Path) -> Stage:
+def toy_panel_stage(cfg: PipelineConfig, videos: Path, hra_file: Path, progress: bool) -> Stage:
     """The toy world's simulated annotators rate ``videos`` into an HRA file."""
 
     def run() -> dict:
         from videolift.toy.rate import rate_manifest
 
-        return rate_manifest(
-            videos / "manifest.jsonl", videos, hra_file, annotators=cfg.hra.annotators, seed=cfg.seed
-        )
+        manifest, panel = videos / "manifest.jsonl", cfg.hra.annotators
+        return rate_manifest(manifest, videos, hra_file, annotators=panel, seed=cfg.seed, progress=progress)
 
     return Stage(
         "rate:toy-panel",
@@ -236,10 +235,14 @@ def _train_critic_quietly(**kwargs: Any) -> None:
     def quiet(*_: Any, **__: Any) -> None:
         pass
 
-    try:
-        train_critic(**kwargs, resume=True, log=quiet)
-    except RunConflict:
-        train_critic(**kwargs, overwrite=True, log=quiet)
+    from videolift.core.progress import library_bars
+
+    # Its own process starts with the libraries' bars on ("Loading weights", "Writing model shards").
+    with library_bars(False):
+        try:
+            train_critic(**kwargs, resume=True, log=quiet)
+        except RunConflict:
+            train_critic(**kwargs, overwrite=True, log=quiet)
 
 
 def critic_stage(
@@ -326,13 +329,13 @@ def critic_eval_stage(cfg: PipelineConfig, hra_videos: Path, name: str, progress
     )
 
 
-def real_toy_stage(n: int, seed: int, out: Path) -> Stage:
+def real_toy_stage(n: int, seed: int, out: Path, progress: bool) -> Stage:
     """The toy world's "real videos": clean renders of train-split prompts (the real-data term's set)."""
 
     def run() -> dict:
         from videolift.toy.corpus import plan, write_corpus
 
-        write_corpus(plan(n, defect_rate=0.0, seed=seed + 17, split="train"), out)
+        write_corpus(plan(n, defect_rate=0.0, seed=seed + 17, split="train"), out, progress=progress)
         return {"videos": n}
 
     return Stage("real:toy", run, outputs=[out / "manifest.jsonl"], settings={"n": n, "seed": seed})
