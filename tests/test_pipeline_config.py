@@ -163,8 +163,8 @@ def test_no_progress_reaches_the_toy_stages_and_the_critics_own_process(tmp_path
     path = tmp_path / "p.yaml"
     path.write_text("seed: 0\n")
     cfg = PipelineConfig.load(path)
-    real = tmp_path / "real"
-    stages.real_toy_stage(3, 0, real, progress=False).run()
+    stages.real_toy_stage(3, 0, tmp_path / "real", progress=False).run()
+    assert len((tmp_path / "real/manifest.jsonl").read_text().splitlines()) == 3
     write_corpus(plan(3, defect_rate=0.5, seed=1, split="train"), tmp_path / "clips", progress=False)
     stages.toy_panel_stage(cfg, tmp_path / "clips", tmp_path / "hra.jsonl", progress=False).run()
     assert len((tmp_path / "hra.jsonl").read_text().splitlines()) == 3 * cfg.hra.annotators
