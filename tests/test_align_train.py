@@ -553,6 +553,38 @@ def test_tiles_that_do_not_fit_the_frames_are_refused_before_latents_are_cached(
     assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and "latent" in str(p)]
 
 
+def test_videos_of_other_sizes_are_refused_before_anything_is_encoded(world, tmp_path):
+    """Real clips at another size or length fail only once every video is encoded unless found from the
+    files' metadata first (hours on a GPU for the paper's 40K videos); --height / --width resize them."""
+    from typer.testing import CliRunner
+
+    from videolift.cli import app
+
+    write_video(tmp_path / "small.mp4", square_video((220, 30, 30), 0, size=32), crf=0, pix_fmt="yuv444p")
+    write_video(tmp_path / "short.mp4", square_video((220, 30, 30), 0)[:5], crf=0, pix_fmt="yuv444p")
+    for name in ("small", "short"):
+        (tmp_path / f"{name}.jsonl").write_text(
+            json.dumps({"video": f"{name}.mp4", "prompt": "a square"}) + "\n"
+        )
+
+    def align(name: str, *extra: str):
+        args = _cli_args(world, tmp_path / name / "run", max_steps=1, real=tmp_path / f"{name}.jsonl")
+        return CliRunner().invoke(app, ["align", *args, "--real-videos", str(tmp_path), *extra])
+
+    for name, other in (("small", "9x32x32"), ("short", "5x64x64")):
+        said = " ".join(align(name).output.split())
+        assert (
+            f"cannot share a batch: 9x64x64 ({world / 'videos/v0.mp4'}, {world / 'scores.jsonl'} line 1) vs {other} ({tmp_path / name}.mp4, {tmp_path / name}.jsonl line 1)"
+            in said
+        ), said
+        assert "set --frames / --height / --width" in said
+        assert not (tmp_path / name).exists()  # nothing written, nothing encoded
+    said = " ".join(align("short", "--frames", "9").output.split())
+    assert "short.jsonl, line 1, field 'video'" in said and "has 5 frames (stride 1), fewer than 9" in said
+    resized = align("small", "--height", "64", "--width", "64")
+    assert resized.exit_code == 0, resized.output
+
+
 def test_cli_lora_targets_adapts_the_feed_forward_layers_too(world, tmp_path):
     """--lora-targets (comma-separated) reaches peft: the exported adapter holds exactly the named
     layers, plain diffusers loads it, and a name that matches nothing is refused before any video

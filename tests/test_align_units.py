@@ -311,6 +311,21 @@ def test_preprocess_video_cuts_resizes_and_crops():
     assert preprocess_video(frames).shape == frames.shape
 
 
+@pytest.mark.parametrize(
+    ("frames", "stride", "height", "width"),
+    [(None, 1, None, None), (9, 2, 32, 32), (None, 3, 16, 48), (10, 2, None, 32), (7, 1, 64, 40)],
+)
+def test_the_shape_predicted_from_metadata_is_the_one_preprocessing_makes(frames, stride, height, width):
+    from videolift.align.cache import preprocessed_shape
+
+    clip = np.zeros((20, 48, 80, 3), np.uint8)
+    p = {"frames": frames, "stride": stride, "height": height, "width": width}
+    made = preprocess_video(clip, num_frames=frames, stride=stride, height=height, width=width).shape[:3]
+    assert preprocessed_shape(20, 48, 80, p) == made
+    with pytest.raises(ValueError, match="has 7 frames \\(stride 3\\), fewer than 9"):
+        preprocessed_shape(20, 48, 80, {**p, "frames": 9, "stride": 3})
+
+
 def test_config_yaml_overrides_and_errors(tmp_path):
     req = {"model": "m", "scores": "s.jsonl", "videos": "v", "out": "o"}
     for name in ("cogvideox2b_lift.yaml", "toy.yaml"):

@@ -144,6 +144,21 @@ def preprocess_video(
     return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
+def preprocessed_shape(
+    num_frames: int, height: int, width: int, preprocessing: dict[str, Any]
+) -> tuple[int, int, int]:
+    """(frames, height, width) that ``preprocess_video`` makes of a clip of this size, from its
+    metadata, without decoding it; ValueError as ``preprocess_video`` for a clip too short."""
+    p = preprocessing
+    t = -(-num_frames // p["stride"])  # frames[::stride]
+    if p["frames"] is not None:
+        if t < p["frames"]:
+            raise ValueError(f"has {t} frames (stride {p['stride']}), fewer than {p['frames']}")
+        t = p["frames"]
+    resized = p["height"] is not None and p["width"] is not None
+    return (t, p["height"], p["width"]) if resized else (t, height, width)
+
+
 @dataclass
 class CacheStats:
     videos_encoded: int = 0
