@@ -253,7 +253,14 @@ def test_bad_inputs_are_named(tiny_pipeline, tmp_path):
         (tiny_pipeline, bad, "bad.jsonl, line 2: malformed JSON"),
         (tmp_path / "no_model", good, "no_model: no such directory, and not a Hub id"),
         (tmp_path, good, "not a diffusers pipeline directory"),
+        # An align run's directory instead of the model inside it: the error says where that is.
+        (tmp_path / "full_run", good, f"it is an align run: its model is {tmp_path / 'full_run/pipeline'}"),
+        (tmp_path / "lora_run", good, f"generate: --model base_dir --lora {tmp_path / 'lora_run/lora'}"),
     ]
+    (tmp_path / "full_run/pipeline").mkdir(parents=True)
+    (tmp_path / "full_run/pipeline/model_index.json").write_text("{}")
+    (tmp_path / "lora_run/lora").mkdir(parents=True)
+    (tmp_path / "lora_run/align_config.json").write_text('{"model": "base_dir"}')
     for model, prompts, message in cases:
         result = gen(model, prompts, tmp_path / "out")
         assert isinstance(result.exception, VideoliftError), result.output

@@ -124,7 +124,9 @@ class DiffusersT2VSpec:
     def load(self, model: str, *, dtype: Any = "float32", device: Any = "cpu", lora: str | None = None):
         local = Path(model)
         if local.exists() and not (local / "model_index.json").exists():
-            raise VideoliftError(f"{model}: not a diffusers pipeline directory (no model_index.json)")
+            from videolift.models.families import not_a_pipeline
+
+            raise not_a_pipeline(model)
         try:
             pipe = self.pipeline_type().from_pretrained(model, dtype=resolve_dtype(dtype))
         except (OSError, ValueError) as exc:  # ValueError: huggingface_hub's invalid repo id (a bad path)

@@ -20,13 +20,33 @@ def get_spec(family: str = "cogvideox") -> DiffusersT2VSpec:
         raise VideoliftError(f"unknown T2V family {family!r}; known: {', '.join(SPECS)}") from None
 
 
+def not_a_pipeline(model: str) -> VideoliftError:
+    """The error for a local directory without model_index.json; for an `align` run's directory it
+    says where the aligned model inside is (its OUT/pipeline, or OUT/lora on top of the base)."""
+    from videolift.align.export import FULL_DIR, LORA_DIR
+
+    local, hint = Path(model), ""
+    if (local / FULL_DIR / "model_index.json").exists():
+        hint = f"; it is an align run: its model is {local / FULL_DIR}"
+    elif (local / LORA_DIR).is_dir():
+        try:
+            base = json.loads((local / "align_config.json").read_text())["model"]
+        except (OSError, ValueError, KeyError, TypeError):
+            base = "BASE"
+        hint = (
+            f"; it is an align run with a LoRA: load {local / LORA_DIR} on top of {base} "
+            f"(eval: --model {base}+{local / LORA_DIR}; generate: --model {base} --lora {local / LORA_DIR})"
+        )
+    return VideoliftError(f"{model}: not a diffusers pipeline directory (no model_index.json){hint}")
+
+
 def pipeline_class_of(model: str) -> str:
     """``_class_name`` of a pipeline's model_index.json: a local directory, or fetched from the Hub."""
     local = Path(model)
     if local.exists():
         index = local / "model_index.json"
         if not index.exists():
-            raise VideoliftError(f"{model}: not a diffusers pipeline directory (no model_index.json)")
+            raise not_a_pipeline(model)
         try:
             return str(json.loads(index.read_text())["_class_name"])
         except (ValueError, KeyError, TypeError):
