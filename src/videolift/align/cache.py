@@ -127,28 +127,26 @@ def preprocess_video(
 ) -> np.ndarray:
     """Every ``stride``-th frame, cut to the first ``num_frames``, resized to cover (height, width)
     and centre-cropped. uint8 (T, H, W, 3) in and out."""
-    frames = frames[::stride]
-    if num_frames is not None:
-        if frames.shape[0] < num_frames:
-            raise ValueError(f"has {frames.shape[0]} frames (stride {stride}), fewer than {num_frames}")
-        frames = frames[:num_frames]
-    if height is None or width is None or frames.shape[1:3] == (height, width):
-        return np.ascontiguousarray(frames)
+    setting = {"frames": num_frames, "stride": stride, "height": height, "width": width}
+    t, out_h, out_w = preprocessed_shape(*frames.shape[:3], setting)
+    frames = frames[::stride][:t]
     h, w = frames.shape[1:3]
-    scale = max(height / h, width / w)
-    size = (max(height, round(h * scale)), max(width, round(w * scale)))
+    if (h, w) == (out_h, out_w):
+        return np.ascontiguousarray(frames)
+    scale = max(out_h / h, out_w / w)
+    size = (max(out_h, round(h * scale)), max(out_w, round(w * scale)))
     x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
     x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-    top, left = (size[0] - height) // 2, (size[1] - width) // 2
-    x = x[:, :, top : top + height, left : left + width]
+    top, left = (size[0] - out_h) // 2, (size[1] - out_w) // 2
+    x = x[:, :, top : top + out_h, left : left + out_w]
     return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def preprocessed_shape(
     num_frames: int, height: int, width: int, preprocessing: dict[str, Any]
 ) -> tuple[int, int, int]:
-    """(frames, height, width) that ``preprocess_video`` makes of a clip of this size, from its
-    metadata, without decoding it; ValueError as ``preprocess_video`` for a clip too short."""
+    """(frames, height, width) that ``preprocess_video`` makes of a clip of this size: its rule, usable
+    on a file's metadata without decoding it. ValueError for a clip too short."""
     p = preprocessing
     t = -(-num_frames // p["stride"])  # frames[::stride]
     if p["frames"] is not None:

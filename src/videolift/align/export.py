@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-FULL_DIR, LORA_DIR = "pipeline", "lora"
+from videolift.models.base import FULL_DIR, LORA_DIR
 
 
 def _replace_dir(tmp: Path, final: Path) -> Path:

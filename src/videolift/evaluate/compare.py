@@ -66,7 +66,7 @@ def replicate_comparison(runs: list[ModelRun], groups: list[str | None], reward:
 
 def model_name(model: str, lora: str | None, taken: set[str]) -> str:
     """The last path part, or for align's ``OUT/pipeline`` and ``OUT/lora`` the run's name ``OUT``."""
-    from videolift.align.export import FULL_DIR, LORA_DIR
+    from videolift.models.base import FULL_DIR, LORA_DIR
 
     path = Path(lora or model)
     base = (path.parent.name if path.name in (FULL_DIR, LORA_DIR) else path.name) or path.name or "model"

@@ -94,6 +94,10 @@ class T2VModelSpec(Protocol):
         ``timesteps`` are integers in [0, num_train_timesteps): higher is noisier."""
 
 
+# What `align` writes under its OUT: the full pipeline, or the LoRA for the base model (align/export.py).
+FULL_DIR, LORA_DIR = "pipeline", "lora"
+
+
 def _tiling_hint(vae: Any) -> str:
     """Why a size came out wrong when the VAE tiles: diffusers sizes CogVideoX's tiles by the VAE's config
     (half its sample size), and they line up only for the frame sizes that config was made for."""

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from videolift.core.errors import VideoliftError
-from videolift.models.base import DiffusersT2VSpec
+from videolift.models.base import FULL_DIR, LORA_DIR, DiffusersT2VSpec
 from videolift.models.cogvideox import CogVideoXSpec
 from videolift.models.wan import WanSpec
 
@@ -23,8 +23,6 @@ def get_spec(family: str = "cogvideox") -> DiffusersT2VSpec:
 def not_a_pipeline(model: str) -> VideoliftError:
     """The error for a local directory without model_index.json; for an `align` run's directory it
     says where the aligned model inside is (its OUT/pipeline, or OUT/lora on top of the base)."""
-    from videolift.align.export import FULL_DIR, LORA_DIR
-
     local, hint = Path(model), ""
     if (local / FULL_DIR / "model_index.json").exists():
         hint = f"; it is an align run: its model is {local / FULL_DIR}"
