@@ -423,3 +423,63 @@ def test_align_help_shows_the_defaults_that_apply_and_the_choices():
                   "[default: to_q,to_k,to_v,to_out.0]", "relative to [required, here or in --config]"):  # fmt: skip
         assert shown in text, shown
     assert "[default: None]" not in text
+
+
+def test_the_video_check_split_over_ranks_gives_every_rank_the_sequential_verdict(tmp_path):
+    """Each rank probes every world-th video; from the gathered summaries every rank must raise what a
+    single process checking the files in order raises first (a missing file or a size mismatch,
+    whichever comes first), so ranks fail together with the same message."""
+    from align_world import align_config, make_world, score_line, square_video
+    from videolift.align.trainer import load_samples
+    from videolift.align.video_check import check_videos, summarize
+    from videolift.core.errors import VideoliftError
+    from videolift.core.video import write_video
+
+    world = make_world(tmp_path)
+    write_video(world / "videos/small.mp4", square_video((220, 30, 30), 0, size=32), crf=0, pix_fmt="yuv444p")
+    base = (world / "scores.jsonl").read_text()
+    gone, small = (
+        score_line("videos/gone.mp4", "a", "Good", 0.9),
+        score_line("videos/small.mp4", "b", "Good", 0.9),
+    )
+
+    class Summaries(Exception):
+        pass
+
+    def verdicts(extra: str, world_size: int) -> list[str | None]:
+        (world / "scores.jsonl").write_text(base + extra)
+        cfg = align_config(world, tmp_path / "run", real=world / "real.jsonl")
+        synthetic, real, _ = load_samples(cfg)
+        shares = []  # each rank's summary, as gather_object would collect them
+
+        def keep(mine):
+            shares.extend(mine)
+            raise Summaries
+
+        said = []
+        for rank in range(world_size if world_size > 1 else 0):  # one process gathers nothing
+            with pytest.raises(Summaries):
+                check_videos(cfg, synthetic, real, rank=rank, world=world_size, gather=keep)
+        for rank in range(world_size):
+            try:
+                check_videos(
+                    cfg, synthetic, real, rank=rank, world=world_size, gather=lambda mine: shares or 1 / 0
+                )
+                said.append(None)
+            except VideoliftError as exc:
+                said.append(str(exc))
+        return said
+
+    for extra, expected in (
+        ("", None),
+        (small + gone, "cannot share a batch: 9x64x64"),
+        (gone + small, "line 5, field 'video': no video at"),
+    ):
+        sequential = verdicts(extra, 1)[0]
+        assert (sequential is None) if expected is None else (expected in sequential), sequential
+        for world_size in (2, 3):
+            assert verdicts(extra, world_size) == [sequential] * world_size
+    assert "small.mp4" in verdicts(small + gone, 2)[0]  # not the missing file on line 6
+    assert summarize([(3, ("shape", (9, 8, 8), "x")), (1, ("shape", (9, 8, 8), "y"))])[1] == {
+        (9, 8, 8): (1, "y")
+    }

@@ -23,12 +23,12 @@ from videolift.align.cache import (
     EncodingCache,
     common_shape,
     model_fingerprint,
-    preprocessed_shape,
 )
 from videolift.align.checkpoints import clear_after, load_checkpoint, resume_point, save_checkpoint
 from videolift.align.config import AlignConfig
 from videolift.align.data import CachedItem, StepDataset, Stream, WeightedStream
 from videolift.align.export import export_full, export_lora, gathered_transformer
+from videolift.align.video_check import check_videos
 from videolift.align.weights import (
     Sample,
     read_real,
@@ -37,10 +37,9 @@ from videolift.align.weights import (
     reward_scale_warning,
     select_synthetic,
 )
-from videolift.core.errors import DataError, VideoError, VideoliftError
+from videolift.core.errors import VideoliftError
 from videolift.core.jsonl import append_jsonl, atomic_write
 from videolift.core.reward import RewardConfig
-from videolift.core.video import probe_video
 from videolift.models.base import resolve_dtype
 from videolift.models.families import detect_family, get_spec
 
@@ -411,34 +410,6 @@ def _export(cfg: AlignConfig, accelerator: Any, pipe: Any, model: Any, ema: Any,
 
 
 # ---- the run ---------------------------------------------------------------------------------------------
-def check_videos(cfg: AlignConfig, synthetic: list[Sample], real: list[Sample]) -> None:
-    """Every video to train on opens, is long enough, and comes out of preprocessing at the size of the
-    others (one batch holds them all), before anything is written: from the files' metadata, since
-    otherwise a mismatch shows only once every video has been encoded."""
-    preprocessing, first = cfg.preprocessing(), None
-    for root, samples, listed_in in ((cfg.videos, synthetic, cfg.scores), (cfg.real_root, real, cfg.real)):
-        for sample in samples:
-            path = root / sample.video
-            where = {"file": listed_in, "line": sample.line, "field": "video"}
-            if not path.is_file():
-                raise DataError(f"no video at {path}", **where)
-            try:
-                info = probe_video(path)
-                shape = preprocessed_shape(info.num_frames, info.height, info.width, preprocessing)
-            except (VideoError, ValueError) as exc:
-                raise DataError(
-                    f"{path}: {exc}" if isinstance(exc, ValueError) else str(exc), **where
-                ) from None
-            here = f"{'x'.join(map(str, shape))} ({path}, {listed_in} line {sample.line})"
-            if first is None:
-                first = (shape, here)
-            elif shape != first[0]:
-                raise VideoliftError(
-                    f"videos of different sizes after preprocessing cannot share a batch: {first[1]} vs "
-                    f"{here}; set --frames / --height / --width so all are preprocessed to one size"
-                )
-
-
 def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
     from accelerate.utils import gather_object, set_seed
     from tqdm import tqdm
@@ -455,7 +426,7 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
     synthetic, real, data = load_samples(cfg)
     if "warning" in data:  # before the cache, which can take long
         say(f"warning: {data['warning']}")
-    check_videos(cfg, synthetic, real)
+    check_videos(cfg, synthetic, real, rank=rank, world=world, gather=gather_object)
     weight_dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.mixed_precision]
     if main:
         cfg.out.mkdir(parents=True, exist_ok=True)
