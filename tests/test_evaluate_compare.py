@@ -206,3 +206,18 @@ def test_eval_compares_recipes_over_their_replicates(tmp_path, tiny_cogvideox_di
     html = (out / "report.html").read_text()  # self-contained: tables, figures and frames inline
     assert "recipes averaged over their replicates" in html and "same.2" in html
     assert html.count("data:image/png;base64,") >= 1 + 2  # label rates + a frame strip per prompt
+
+
+def test_the_comparison_table_prints_a_critic_that_parsed_nothing(capsys):
+    """An undertrained critic may parse no label at all: its mean reward is null (eval.json says so),
+    which the table shows as n/a instead of failing before the report is written."""
+    from videolift.evaluate.cli import print_comparison
+    from videolift.evaluate.metrics import summarize
+
+    unparsed = summarize(
+        [{"semantic_consistency": None, "motion_smoothness": None, "video_fidelity": None}] * 2
+    )
+    good = summarize([{"semantic_consistency": "Good", "motion_smoothness": "Good", "video_fidelity": "Bad"}])
+    print_comparison({"summary": {"base": {"critic": unparsed}, "aligned": {"critic": good}}, "pairwise": {}})
+    out = capsys.readouterr().out
+    assert unparsed["mean_reward"] is None and "n/a" in out and "0.0%" in out and "100.0%" in out

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -264,3 +265,49 @@ def test_a_plan_says_why_the_first_stage_to_run_would_and_writes_nothing(tmp_pat
     assert plan(_copy_stage(w, calls)) == "its outputs are missing or changed"
     assert calls == [1.0]
     assert not Runner(tmp_path / "none", plan=True).workdir.exists()  # a plan creates no workdir
+
+
+def test_what_an_earlier_version_keyed_otherwise_stays_done_only_where_that_is_sound(tmp_path):
+    """A version that stops keying a stage on a setting that never changed its result (``dropped``),
+    or that tracks one more input file, keeps an earlier version's finished stage done at any value of
+    that setting, and records it its own way — but with a new input only where the stage says the
+    recorded run used it (``earlier_inputs``); otherwise the stage reruns once."""
+    w = tmp_path / "w"
+    w.mkdir()
+    for name in ("in.txt", "extra.txt"):
+        (w / name).write_text(name)
+    calls = []
+
+    def run():
+        calls.append(1)
+        (w / "out.txt").write_text("done")
+
+    def old(lr: float, batch: int) -> Stage:  # as the earlier version built it
+        return Stage(
+            "s", run, inputs=[w / "in.txt"], outputs=[w / "out.txt"], settings={"lr": lr, "batch": batch}
+        )
+
+    def new(lr: float, sound: bool = True) -> Stage:
+        return Stage(
+            "s", run, inputs=[w / "in.txt", w / "extra.txt"], outputs=[w / "out.txt"], settings={"lr": lr},
+            dropped=frozenset({"batch"}), earlier_inputs=[w / "in.txt"] if sound else None,
+        )  # fmt: skip
+
+    Runner(w).run(old(1.0, batch=8))
+    Runner(w).run(new(1.0))  # `batch` taken from the record: the earlier key matches
+    assert calls == [1]
+    entry = json.loads((w / "run_manifest.json").read_text())["stages"]["s"]
+    assert entry["key"] == new(1.0).key(Runner(w).relative, content_print)  # recorded the new way
+    (w / "extra.txt").write_text("edited")  # now tracked
+    Runner(w).run(new(1.0))
+    assert calls == [1, 1]
+
+    for stage, reruns in ((new(2.0), True), (new(1.0, sound=False), True), (new(1.0), False)):
+        calls.clear()
+        shutil.rmtree(w)  # a fresh workdir, recorded by the earlier version
+        w.mkdir()
+        for name in ("in.txt", "extra.txt"):
+            (w / name).write_text(name)
+        Runner(w).run(old(1.0, batch=16))
+        Runner(w).run(stage)
+        assert calls == [1, 1] if reruns else calls == [1], (stage.settings, stage.earlier_inputs)

@@ -371,3 +371,55 @@ def test_cli_run_refuses_bad_settings_before_any_stage_and_writes_nothing(
     text = " ".join(result.output.split())
     assert f"p.yaml, field '{field}'" in text and "Traceback" not in text, result.output
     assert list(tmp_path.iterdir()) == [tmp_path / "p.yaml"]  # no workdir, nothing written
+
+
+def test_stages_are_keyed_on_what_changes_their_result_and_on_every_file_they_read(tmp_path):
+    """A stage reruns when a file it reads changes (a prompts file edited in place, the real set, a
+    retrained LoRA), and not for settings that change only how it runs (which used to retrain the
+    critic, or wipe alignment's checkpoints and start over)."""
+    from videolift.evaluate.pipeline_stages import (
+        align_stage,
+        critic_stage,
+        evaluate_stage,
+        generate_stage,
+        generation_settings,
+    )
+
+    t2v, lora, real = tmp_path / "t2v", tmp_path / "lora", tmp_path / "real.jsonl"
+    for d in (t2v, lora):
+        d.mkdir()
+        (d / "weights.bin").write_text("w")
+    prompts = tmp_path / "heldout.txt"
+    for path in (real, prompts):
+        path.write_text("x\n")
+
+    def cfg(*sets: str) -> PipelineConfig:
+        return _load_with(tmp_path, f"workdir: {tmp_path / 'w'}\n", sets)
+
+    def keys(make, *sets: str) -> tuple[str, list]:
+        stage = make(cfg(*sets))
+        return stage.key(), stage.inputs
+
+    critic = lambda c: critic_stage(c, "vlm", tmp_path, "critic", True)  # noqa: E731
+    assert keys(critic)[0] == keys(critic, "critic.score_batch_size=4", "critic.label_only_baseline=false")[0]
+    assert keys(critic)[0] != keys(critic, "critic.lr=0.5")[0]
+
+    align = lambda c: align_stage(c, str(t2v), "rwl", real, False)  # noqa: E731
+    for resumable in ("log_every=5", "checkpoint_every=7", "num_workers=1", "encode_batch_size=2"):
+        assert keys(align)[0] == keys(align, f"align.settings.{resumable}")[0], resumable
+    assert keys(align)[0] != keys(align, "align.settings.max_steps=9")[0]
+    assert real in keys(align)[1]
+
+    def evaluate(c: PipelineConfig):
+        return evaluate_stage(
+            c, str(t2v), {"rwl": (str(t2v), str(lora))}, generation_settings(c.sampler), False
+        )
+
+    assert {t2v, lora} <= set(keys(evaluate)[1])
+    assert prompts in keys(evaluate, f"evaluate.prompts.file={prompts}")[1]
+
+    def generate(c: PipelineConfig):
+        gen = generation_settings(c.sampler)
+        return generate_stage(c, str(t2v), gen, c.align.prompts, "train", "align_videos", False)
+
+    assert prompts in keys(generate, f"align.prompts.file={prompts}")[1]

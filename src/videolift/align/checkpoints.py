@@ -25,6 +25,10 @@ def latest_checkpoint(root: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
+def checkpoint_step(checkpoint: Path) -> int:
+    return int(CKPT_RE.match(checkpoint.name).group(1))
+
+
 def checkpoint_conflicts(cfg: AlignConfig, checkpoint: Path) -> list[str]:
     """Settings of ``cfg`` that differ from those of the run that wrote ``checkpoint`` (none: resume)."""
     state = json.loads((checkpoint / STATE_FILE).read_text())
@@ -61,6 +65,11 @@ def resume_point(cfg: AlignConfig, root: Path) -> Path | None:
         raise VideoliftError(
             f"{latest}: written by a run with other settings (only {', '.join(sorted(RESUMABLE_CHANGES))}"
             " may change on --resume):\n  " + "\n  ".join(conflicts)
+        )
+    if latest is not None and (step := checkpoint_step(latest)) > cfg.max_steps:
+        raise VideoliftError(  # it would export the longer run's weights as the shorter one's
+            f"{latest}: the run is at step {step}, past --max-steps {cfg.max_steps}; "
+            "train fewer steps into a new --out"
         )
     return latest
 

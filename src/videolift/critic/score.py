@@ -15,7 +15,7 @@ kept as ``answer``, and it is counted in the summary. The reward aggregates the 
 
 Resume and sharding: rank r scores ``pending[r::world]`` and appends each finished video to
 ``OUT.parts/rank{r}.jsonl``; rerunning the same command skips what any rank logged (and what a finished
-``OUT`` of the same critic and settings holds); rank 0 merges into ``OUT`` (atomically) and
+``OUT`` of the same critic and settings holds) for the same manifest record; rank 0 merges into ``OUT`` (atomically) and
 ``OUT.summary.json`` at the end, then removes the parts.
 """
 
@@ -337,6 +337,16 @@ class ScoreSummary:
     unreadable: list[dict[str, str]] = field(default_factory=list)  # {video, error} of each error
 
 
+# What a score line adds to its manifest record (a record's own keys of these names are replaced).
+SCORED_KEYS = ("ratings", "reward", "error", "description", "check")
+
+
+def scored_for(line: dict[str, Any] | None, record: dict[str, Any]) -> bool:
+    """Whether ``line`` scored this very record: its prompt, and its seed, model and whatever else the
+    manifest says (a video regenerated under the same name, with another seed or model, is new)."""
+    return line is not None and all(line.get(k) == v for k, v in record.items() if k not in SCORED_KEYS)
+
+
 def _line(
     record: dict[str, Any],
     ratings: dict[Dimension, dict[str, Any]] | None,
@@ -345,8 +355,7 @@ def _line(
     description: str | None = None,
     check: str | None = None,
 ):
-    drop = ("ratings", "reward", "error", "description", "check")
-    line = {k: v for k, v in record.items() if k not in drop}
+    line = {k: v for k, v in record.items() if k not in SCORED_KEYS}
     if error is not None:
         return {**line, "ratings": {}, "reward": None, "error": error}
     assert ratings is not None
@@ -413,8 +422,8 @@ def score_manifest(
     previous = _finished_lines(out, signature)
     done = {**previous, **read_rank_logs(parts, video_key)}
     state.wait_for_everyone()  # everyone has read the same state before anyone appends
-    # A logged video counts only for the same prompt (a manifest edited between runs is rescored).
-    pending = [r for r in records if done.get(video_key(r), {}).get("prompt") != r["prompt"]]
+    # A logged video counts only for the same record (a manifest edited between runs is rescored).
+    pending = [r for r in records if not scored_for(done.get(video_key(r)), r)]
     mine = pending[state.process_index :: state.num_processes]
     log_path = parts / f"rank{state.process_index}.jsonl"
     repair_log(log_path)
@@ -505,7 +514,7 @@ def _merge(
     signature: dict[str, Any],
 ) -> dict[str, Any]:
     done = {**previous, **read_rank_logs(parts, video_key)}
-    missing = [video_key(r) for r in records if done.get(video_key(r), {}).get("prompt") != r["prompt"]]
+    missing = [video_key(r) for r in records if not scored_for(done.get(video_key(r)), r)]
     if missing:
         raise VideoliftError(
             f"{parts}: {len(missing)} videos were not scored (e.g. {missing[0]}); rerun the command"

@@ -161,6 +161,11 @@ def _vbench(result: dict, out: Path, dimensions: list[str]) -> None:
 
 
 def print_comparison(result: dict) -> None:
+    from videolift.evaluate.eval_report import findings_text, plus_minus
+
+    def pct(rate: float | None) -> str:
+        return "n/a" if rate is None else f"{rate:.1%}"
+
     console = Console()
     table = Table("model", "rater", "mean reward", "all Good", *[d.short + " Good" for d in DIMENSIONS])
     for name, by_rater in result["summary"].items():
@@ -168,12 +173,11 @@ def print_comparison(result: dict) -> None:
             table.add_row(
                 name,
                 rater,
-                f"{s['mean_reward']:.3f}",
-                f"{s['all_good_rate']:.1%}",
-                *[f"{s['dimensions'][d.value]['Good']:.1%}" for d in DIMENSIONS],
+                plus_minus(s["mean_reward"], None),  # None: the critic parsed no answer
+                pct(s["all_good_rate"]),
+                *[pct(s["dimensions"].get(d.value, {}).get("Good")) for d in DIMENSIONS],
             )
     console.print(table)
-    from videolift.evaluate.eval_report import findings_text
 
     for name, by_rater in result["summary"].items():
         if found := by_rater.get("oracle", {}).get("findings"):

@@ -73,13 +73,20 @@ def generate_stage(
         )
         return {"videos": s.total, "seconds": round(s.seconds, 1)}
 
+    models = [Path(t2v)] if Path(t2v).exists() else []
+    settings = {"prompts": prompt_set.model_dump(mode="json"), "split": split, **gen}
     return Stage(
         f"generate:{name}",
         run,
-        inputs=[Path(t2v)] if Path(t2v).exists() else [],
+        inputs=[*models, *given_prompts(prompt_set)],  # a prompts file edited in place is new work
         outputs=[out / "manifest.jsonl"],
-        settings={"prompts": prompt_set.model_dump(mode="json"), "split": split, **gen},
+        settings=settings,
     )
+
+
+def given_prompts(prompt_set: PromptSet) -> list[Path]:
+    """The config's prompts file, an input by its bytes (drawn toy prompts follow from the settings)."""
+    return [prompt_set.file] if prompt_set.file is not None else []
 
 
 def toy_panel_stage(cfg: PipelineConfig, videos: Path, hra_file: Path, progress: bool) -> Stage:
@@ -205,17 +212,25 @@ def evaluate_stage(
             **gen,
         )
 
+    settings = {
+        "prompts": cfg.evaluate.prompts.model_dump(mode="json"),
+        "oracle": oracle,
+        "methods": list(aligned),
+        **gen,
+    }
+    models = [Path(p) for pair in [(t2v, None), *aligned.values()] for p in pair if p and Path(p).exists()]
+    # Versions to 2026-12-05 keyed on the aligned pipelines only: sound unless a LoRA or a prompts
+    # file (which they did not track) is evaluated.
+    unseen = any(lora for _, lora in aligned.values()) or cfg.evaluate.prompts.file is not None
+    before = [w / "critic", *(Path(m) for m, _ in aligned.values())]
     return Stage(
         "evaluate",
         run,
-        inputs=[w / "critic", *(Path(m) for m, _ in aligned.values())],
+        # A retrained LoRA is new work (its base is the same path), and so is an edited prompts file.
+        inputs=[w / "critic", *dict.fromkeys(models), *given_prompts(cfg.evaluate.prompts)],
         outputs=[w / "eval" / "eval.json"],
-        settings={
-            "prompts": cfg.evaluate.prompts.model_dump(mode="json"),
-            "oracle": oracle,
-            "methods": list(aligned),
-            **gen,
-        },
+        settings=settings,
+        earlier_inputs=None if unseen else before,
     )
 
 
@@ -243,6 +258,11 @@ def _train_critic_quietly(**kwargs: Any) -> None:
             train_critic(**kwargs, resume=True, log=quiet)
         except RunConflict:
             train_critic(**kwargs, overwrite=True, log=quiet)
+
+
+# Critic settings that change when or how it is trained or used, not the trained critic (versions to
+# 2026-12-05 keyed the stage on the last two too, so changing them retrained it).
+NOT_THE_CRITIC = frozenset({"parallel", "save_every", "score_batch_size", "label_only_baseline"})
 
 
 def critic_stage(
@@ -294,9 +314,9 @@ def critic_stage(
         run,
         inputs=[w / "hra_split" / "train.jsonl"],
         outputs=[w / name],
-        # `parallel` and `save_every` change when, not what, is trained
-        settings={"vlm": vlm, "reasons": reasons, **c.model_dump(exclude={"parallel", "save_every"})},
+        settings={"vlm": vlm, "reasons": reasons, **c.model_dump(exclude=NOT_THE_CRITIC)},
         fresh=lambda: shutil.rmtree(w / name, ignore_errors=True),
+        dropped=NOT_THE_CRITIC,
     )
 
 
@@ -343,14 +363,17 @@ def real_toy_stage(n: int, seed: int, out: Path, progress: bool) -> Stage:
 
 def align_stage(cfg: PipelineConfig, t2v: str, method: str, real: Path | None, progress: bool) -> Stage:
     w = cfg.workdir
-    from videolift.align.config import AlignConfig
+    from videolift.align.config import RESUMABLE_CHANGES, AlignConfig
 
     # One latent/text cache for RWL and RS: the real clips and shared videos are encoded once.
     settings = {"seed": cfg.seed, "cache_dir": str(w / "align_cache"), **cfg.align.settings, "method": method}
     out = w / f"aligned_{method}"
+    # What the stage is keyed on: not the settings that change how the run is logged, saved or fed
+    # (align resumes across them; the exported model is the same).
+    keyed = {k: v for k, v in settings.items() if k not in RESUMABLE_CHANGES or k == "max_steps"}
 
     def run() -> dict:
-        from videolift.align.checkpoints import checkpoint_conflicts, latest_checkpoint
+        from videolift.align.checkpoints import checkpoint_conflicts, checkpoint_step, latest_checkpoint
         from videolift.align.trainer import train
 
         align_cfg = AlignConfig(
@@ -361,21 +384,43 @@ def align_stage(cfg: PipelineConfig, t2v: str, method: str, real: Path | None, p
             real=real,
             **settings,
         )
-        # Resume a checkpoint of these very settings; anything else in OUT is stale.
+        # Resume a checkpoint of these very settings and inputs (a longer max_steps continues it, as
+        # `align --resume` does); anything else in OUT is stale.
         last = latest_checkpoint(out / "checkpoints")
-        same = last is not None and not checkpoint_conflicts(align_cfg, last)
+        same = (
+            last is not None
+            and checkpoint_step(last) <= align_cfg.max_steps
+            and not checkpoint_conflicts(align_cfg, last)
+        )
         if last is not None and not same:
             shutil.rmtree(out)
         r = train(align_cfg.model_copy(update={"resume": same}), progress=progress)
         return {"steps": r.steps, "export": str(r.export_dir)}
 
     AlignConfig(model=t2v, scores=w / "align_scores.jsonl", videos=w, out=out, **settings)  # validate early
+    # A reward config's content changes the weights as much as the scores do; so does the real set's.
+    before = [w / "align_scores.jsonl", *([Path(rc)] if (rc := settings.get("reward_config")) else [])]
     return Stage(
         f"align:{method}",
         run,
-        # A reward config's content changes the weights as much as the scores do.
-        inputs=[w / "align_scores.jsonl", *([Path(rc)] if (rc := settings.get("reward_config")) else [])],
+        inputs=[*before, *([real] if real is not None else [])],
         outputs=[out],
-        settings={"model": t2v, "real": str(real), **settings},
-        fresh=lambda: shutil.rmtree(out, ignore_errors=True),
+        settings={"model": t2v, "real": str(real), **keyed},
+        # No `fresh`: the run itself clears OUT unless its checkpoint's settings and inputs match.
+        # Versions to 2026-12-05 keyed on every setting and not on the real set: sound when the run's
+        # last checkpoint trained on this real set.
+        dropped=frozenset(settings) - frozenset(keyed),
+        earlier_inputs=before if _trained_on(out, real) else None,
     )
+
+
+def _trained_on(out: Path, real: Path | None) -> bool:
+    """Whether the last checkpoint in ``out`` recorded ``real``'s content (or no real set) as its own."""
+    from videolift.align.checkpoints import STATE_FILE, latest_checkpoint
+    from videolift.core.files import content_hash
+
+    last = latest_checkpoint(out / "checkpoints")
+    if last is None:
+        return False
+    recorded = (json.loads((last / STATE_FILE).read_text()).get("inputs") or {}).get("real", False)
+    return recorded == (content_hash(real) if real is not None and real.is_file() else None)

@@ -55,12 +55,32 @@ class Stage:
     # Called before the stage runs unless its last attempt had the same inputs and settings (for
     # stages that resume from checkpoints: remove what another attempt left behind).
     fresh: Callable[[], None] | None = None
+    # How earlier versions keyed this same work, so what they recorded as done stays done (and is
+    # recorded this version's way): settings they keyed on that never changed the result (their
+    # values are taken from the record), and their inputs when this version tracks more (only where
+    # that is sound: the stage knows whether the new inputs are what the recorded run used).
+    dropped: frozenset[str] = frozenset()
+    earlier_inputs: Sequence[Path] | None = None
 
-    def key(self, where: Callable[[Any], Any] = _as_given, prints: Print = fingerprint) -> str:
-        """Identity of the settings and the inputs' contents; ``where`` rewrites paths and ``prints``
-        identifies files (see ``Runner``)."""
-        inputs = {where(str(p)): prints(p) for p in self.inputs}
-        payload = {"settings": where(self.settings), "inputs": inputs}
+    def earlier(self, recorded: dict[str, Any]) -> tuple[dict[str, Any], Sequence[Path]] | None:
+        """The (settings, inputs) an earlier version would have keyed this stage on, given the
+        settings it recorded; None when no version keyed it differently."""
+        if not self.dropped and self.earlier_inputs is None:
+            return None
+        settings = self.settings | {k: recorded[k] for k in self.dropped if k in recorded}
+        return settings, self.inputs if self.earlier_inputs is None else self.earlier_inputs
+
+    def key(
+        self,
+        where: Callable[[Any], Any] = _as_given,
+        prints: Print = fingerprint,
+        variant: tuple[dict[str, Any], Sequence[Path]] | None = None,
+    ) -> str:
+        """Identity of the settings and the inputs' contents (this version's, or an ``earlier``
+        variant's); ``where`` rewrites paths and ``prints`` identifies files (see ``Runner``)."""
+        settings, paths = variant or (self.settings, self.inputs)
+        inputs = {where(str(p)): prints(p) for p in paths}
+        payload = {"settings": where(settings), "inputs": inputs}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def output_prints(
@@ -113,13 +133,16 @@ class Runner:
         return [(self.relative, content_print), (self.relative, fingerprint), (_as_given, fingerprint)]
 
     def _recorded_as(self, stage: Stage, entry: dict[str, Any], finished: bool) -> int | None:
-        """Which of ``_ways`` ``entry`` used, if it records ``stage`` with these settings and inputs
-        (and, if ``finished``, these outputs). The ways agree on what a stage does not name."""
+        """Which of ``_ways`` (and of the stage's ``earlier`` keys) ``entry`` used, if it records
+        ``stage`` with these settings and inputs (and, if ``finished``, these outputs); 0: this
+        version's. The ways agree on what a stage does not name."""
+        variants = [None, stage.earlier(entry.get("settings") or {})]
         for i, (where, prints) in enumerate(self._ways()):
-            if entry.get("key") == stage.key(where, prints) and (
-                not finished or entry.get("outputs") == stage.output_prints(where, prints)
-            ):
-                return i
+            if finished and entry.get("outputs") != stage.output_prints(where, prints):
+                continue
+            for j, variant in enumerate(variants):
+                if (j == 0 or variant is not None) and entry.get("key") == stage.key(where, prints, variant):
+                    return i * len(variants) + j
         return None
 
     def _finished_way(self, stage: Stage, entry: dict[str, Any]) -> int | None:
