@@ -218,6 +218,16 @@ def test_score_lines_resume_and_determinism(world, critic_dir, tmp_path):
     # A finished output of the same critic is reused: nothing to score again.
     assert "0 scored here, 5 already done" in score(critic_dir, world, second).output
     assert second.read_text() == first.read_text()
+    # ... unless a video was regenerated under its name: its manifest record (here its seed) changed.
+    records = [json.loads(line) for line in (world / "manifest.jsonl").read_text().splitlines()]
+    records[1]["seed"] += 1
+    edited = tmp_path / "edited"
+    edited.mkdir()
+    (edited / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    rescored = run("critic", "score", "--critic", critic_dir, "--manifest", edited / "manifest.jsonl",
+                   "--videos", world, "--out", second, "--batch-size", "6")  # fmt: skip
+    assert "1 scored here, 4 already done" in rescored.output
+    assert [obj.get("seed") for _, obj in iter_json_lines(second)] == [r.get("seed") for r in records]
 
 
 def test_eval_reports_metrics_matching_the_scores(world, critic_dir, tmp_path):
@@ -651,6 +661,7 @@ def test_a_critic_trained_in_its_own_process_equals_one_trained_here(world, tmp_
         ("--grad-accum", "0"),
         ("--epochs", "0"),
         ("--epochs", "-1"),
+        ("--epochs", "inf"),
         ("--max-steps", "-1"),
         ("--num-frames", "0"),
         ("--save-every", "-1"),
@@ -682,6 +693,12 @@ def test_a_refused_run_leaves_out_free_for_the_corrected_command(world, tmp_path
     before = {p.name: p.read_bytes() for p in kept.iterdir() if p.is_file()}
     train(world, kept, "--overwrite", "--lora-targets", "nope", steps=1, fails=True)
     assert {p.name: p.read_bytes() for p in kept.iterdir() if p.is_file()} == before
+    # An accepted one replaces all of it: the LoRA critic's adapter must not load onto the new full
+    # weights (transformers attaches an adapter_config.json it finds beside them).
+    assert (kept / "adapter_model.safetensors").exists()
+    train(world, kept, "--overwrite", "--adapter", "full", steps=1)
+    assert not any(kept.glob("adapter_*")) and (kept / "model.safetensors").exists()
+    assert json.loads((kept / "critic_spec.json").read_text())["adapter"] == "full"
 
 
 def _with_bad_videos(world: Path, tmp_path: Path) -> Path:
@@ -745,3 +762,44 @@ def test_eval_names_a_video_that_opens_but_does_not_decode(world, critic_dir, tm
     )
     report = json.loads(result.stdout)
     assert report["errors"] == 1 and [u["line"] for u in report["unreadable"]] == [5]
+
+
+def test_eval_judges_a_critic_on_its_own_dimensions_and_refuses_bad_pairs_before_scoring(world, tmp_path):
+    """A critic trained on a subset of the dimensions is judged on those (the others used to count as
+    wrong); a pairs file naming an unknown video or another dimension, and an HRA file giving one id
+    two videos, are refused before any video is scored."""
+    out = tmp_path / "semantic"
+    train(world, out, "--dimensions", "semantic_consistency", "--save-every", "0", steps=2)
+    scores = tmp_path / "scores.jsonl"
+    report = json.loads(run("critic", "eval", "--critic", out, "--data", world / "hra.jsonl", "--videos", world,
+                            "--json", "--scores", scores).stdout)  # fmt: skip
+    assert set(report["dimensions"]) == {"semantic_consistency"}
+    assert report["mean_accuracy"] == report["dimensions"]["semantic_consistency"]["accuracy"]
+
+    def refused(pairs: str = "", data: Path = world / "hra.jsonl") -> str:
+        (tmp_path / "pairs.jsonl").write_text(pairs)
+        extra = ("--pairs", tmp_path / "pairs.jsonl") if pairs else ()
+        said = run("critic", "eval", "--critic", out, "--data", data, "--videos", world,
+                   "--scores", tmp_path / "new.jsonl", *extra, fails=True).output  # fmt: skip
+        assert not (tmp_path / "new.jsonl").exists() and "to score" not in said  # nothing scored
+        return " ".join(said.split())
+
+    ok = json.dumps({"a": "v0", "b": "v1", "winner": "a"})
+    unknown = json.dumps({"a": "v0", "b": "v9", "winner": "a"})
+    motion = json.dumps({"a": "v0", "b": "v1", "winner": "a", "dimension": "motion_smoothness"})
+    assert "pairs.jsonl, line 2, field 'b': video 'v9' is not in the evaluated data" in refused(
+        f"{ok}\n{unknown}\n"
+    )
+    assert "line 1, field 'dimension': the critic rates only semantic_consistency" in refused(motion + "\n")
+    records = (world / "hra.jsonl").read_text().splitlines()
+    twice = json.loads(records[1]) | {"video_id": json.loads(records[0])["video_id"]}
+    (tmp_path / "hra.jsonl").write_text("\n".join([*records, json.dumps(twice)]) + "\n")
+    said = refused(data=tmp_path / "hra.jsonl")
+    assert f"hra.jsonl, line {len(records) + 1}, field 'video'" in said and "one id names one video" in said
+
+
+def test_lora_targets_are_checked_before_a_describing_critics_first_pass(world, tmp_path):
+    out = tmp_path / "describe"
+    said = train(world, out, "--describe", "--lora-targets", "nope", steps=1, fails=True).output
+    assert "--lora-targets nope: matches no linear layer" in said
+    assert not out.exists()  # not described first

@@ -193,6 +193,19 @@ def test_validate_checks_videos_and_duplicates(tmp_path):
         {"video": "missing.mp4", "prompt": "p", "ratings": {"video_fidelity": {"label": "Good"}}},
         {"video": "broken.mp4", "prompt": "p", "ratings": {"video_fidelity": {"label": "Good"}}},
         {"video": "ok.mp4", "prompt": "p", "ratings": {"colour": {"label": "Good"}}},
+        # one id, another prompt (and below, another video): one id names one video
+        {
+            "video": "ok.mp4",
+            "prompt": "q",
+            "annotator": "b",
+            "ratings": {"video_fidelity": {"label": "Good"}},
+        },
+        {
+            "video_id": "ok.mp4",
+            "video": "broken.mp4",
+            "prompt": "p",
+            "ratings": {"video_fidelity": {"label": "Bad"}},
+        },
     ]
     src = tmp_path / "hra.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -203,6 +216,8 @@ def test_validate_checks_videos_and_duplicates(tmp_path):
     assert "line 3, field 'video'" in flat and "missing.mp4: file not found" in flat
     assert "line 4, field 'video'" in flat and "broken.mp4" in flat
     assert "line 5, field 'ratings': unknown dimension 'colour'" in flat
+    assert "line 6, field 'prompt': video id 'ok.mp4' is 'p' on line 1, 'q' here" in flat
+    assert "line 7, field 'video': video id 'ok.mp4' is 'ok.mp4' on line 1, 'broken.mp4' here" in flat
     ok = tmp_path / "ok.jsonl"
     ok.write_text(json.dumps(rows[0]) + "\n")
     code, out = run("hra", "validate", ok, "--videos", tmp_path / "videos")

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from videolift.core.errors import DataError
+from videolift.core.errors import DataError, VideoliftError
 from videolift.critic.prompts import DESCRIBE_INSTRUCTION
 
 app = typer.Typer(help="Train a video-VLM critic on HRA data, score videos with it, measure its accuracy.")
@@ -44,9 +44,13 @@ def _device(device: str):
     import torch
     from accelerate import PartialState
 
-    if device != "auto":
-        return device
-    return PartialState(cpu=not torch.cuda.is_available()).device
+    if device == "auto":
+        return PartialState(cpu=not torch.cuda.is_available()).device
+    try:  # refused here rather than by torch's traceback once the weights are loaded
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as exc:
+        raise VideoliftError(f"--device {device}: {str(exc).splitlines()[0]}") from None
+    return device
 
 
 @app.command()

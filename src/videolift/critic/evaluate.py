@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,21 @@ def read_pairs(path: str) -> list[dict[str, Any]]:
     return out
 
 
+def check_pairs(
+    pairs: list[dict[str, Any]], known: set[str], dimensions: list[Dimension] | None = None
+) -> None:
+    """Every judged pair names evaluated videos and, if ``dimensions`` is given, one of them (or the
+    overall reward): known before anything is scored."""
+    for p in pairs:
+        where = {"file": p.get("file"), "line": p["line"]}
+        for side in ("a", "b"):
+            if p[side] not in known:
+                raise DataError(f"video {p[side]!r} is not in the evaluated data", **where, field=side)
+        if dimensions is not None and p["dimension"] not in ("overall", *dimensions):
+            rated = ", ".join(d.value for d in dimensions)
+            raise DataError(f"the critic rates only {rated}", **where, field="dimension")
+
+
 def evaluate_predictions(
     items: list[EvalItem],
     lines: dict[str, dict[str, Any]],
@@ -201,17 +217,9 @@ def evaluate_predictions(
     if same_prompt:
         report["pairwise_same_prompt"] = {k: pairwise_accuracy(v) for k, v in same_prompt.items()}
     if pairs:
-        known = {it.video_id for it in items} | set(lines)
+        check_pairs(pairs, {it.video_id for it in items} | set(lines))
         judged: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
         for p in pairs:
-            for side in ("a", "b"):
-                if p[side] not in known:
-                    raise DataError(
-                        f"video {p[side]!r} is not in the evaluated data",
-                        file=p.get("file"),
-                        line=p["line"],
-                        field=side,
-                    )
             ref = {"a": (1.0, 0.0), "b": (0.0, 1.0), "tie": (0.0, 0.0)}[p["winner"]]
             if p["dimension"] == "overall":
                 crit = (critic_reward(p["a"]), critic_reward(p["b"]))
@@ -248,6 +256,7 @@ def evaluate_critic(
     from videolift.core.jsonl import iter_json_lines, write_jsonl
     from videolift.critic.data import check_videos, majority_items, read_hra_lines
     from videolift.critic.score import score_manifest, video_key
+    from videolift.data.stats import check_one_video_per_id
 
     data, videos = Path(data), Path(videos)
     records = read_hra_lines(data)
@@ -257,8 +266,16 @@ def evaluate_critic(
         file=data,
         action="fix or remove those records (accuracy over the rest would not be comparable)",
     )
+    check_one_video_per_id(records, data)
+    # Only the dimensions the critic rates (`critic train --dimensions`): the others would count as wrong.
+    rated = list(critic.spec.dimensions)
+    items = [
+        replace(it, labels={d: lab for d, lab in it.labels.items() if d in rated})
+        for it in majority_items([record for _, record in records])
+    ]
     judged_pairs = read_pairs(str(pairs)) if pairs else None  # a bad pairs file: refused before scoring
-    items = majority_items([record for _, record in records])
+    if judged_pairs:
+        check_pairs(judged_pairs, {it.video_id for it in items}, rated)
     with tempfile.TemporaryDirectory() as tmp:
         manifest = Path(tmp) / "manifest.jsonl"
         write_jsonl(

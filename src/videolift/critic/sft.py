@@ -34,12 +34,15 @@ from pydantic.dataclasses import dataclass as checked_dataclass
 
 from videolift.core.errors import VideoliftError
 from videolift.core.jsonl import atomic_write, trim_step_log, validation_field
+from videolift.critic.checks import CACHE_FILE as CHECKS_CACHE
 from videolift.critic.data import FrameCache, SFTExample
+from videolift.critic.descriptions import CACHE_FILE as DESCRIPTIONS_CACHE
 
 TRAIN_CONFIG = "train_config.json"
 TRAIN_LOG = "train_log.jsonl"
 TRAIN_SUMMARY = "train_summary.json"  # written last: marks a finished run
 CHECKPOINTS = "checkpoints"
+FIRST_PASS_CACHES = frozenset({DESCRIPTIONS_CACHE, CHECKS_CACHE})  # a critic's own, when OUT holds them
 STATE = "trainer_state.json"
 
 
@@ -82,7 +85,7 @@ class SFTConfig:
     weight_decay: float = Field(0.0, ge=0)
     betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.999)
     warmup_ratio: float = Field(0.03, ge=0, le=1)
-    epochs: float = Field(3.0, gt=0)
+    epochs: float = Field(3.0, gt=0, allow_inf_nan=False)
     max_steps: int | None = Field(None, ge=1)  # overrides epochs
     batch_size: int = Field(4, ge=1)  # per device
     grad_accum: int = Field(1, ge=1)
@@ -145,6 +148,32 @@ class SFTResult:
 # ---- model set-up -------------------------------------------------------------------------------
 
 
+def lora_target_modules(model: Any, family: Any, cfg: SFTConfig) -> Any:
+    """peft's ``target_modules``: the layers ``--lora-targets`` names (refused if none), else the family's."""
+    if not cfg.lora_targets:
+        return family.lora_target_regex(model, vision=cfg.tune_vision)
+    wanted = set(cfg.lora_targets)
+    names = [n for n in family.lora_targets(model, vision=cfg.tune_vision) if n.rsplit(".", 1)[-1] in wanted]
+    if not names:
+        raise VideoliftError(f"--lora-targets {','.join(cfg.lora_targets)}: matches no linear layer")
+    return names
+
+
+def check_lora_targets(base: str, cfg: SFTConfig) -> None:
+    """``--lora-targets`` checked on the model built from its config on the meta device (no weights
+    read): for critics whose first passes run long before the model is loaded to train."""
+    if cfg.adapter != "lora" or not cfg.lora_targets:
+        return
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    from videolift.models.vlm import get_family
+
+    with init_empty_weights():
+        model = AutoModelForImageTextToText.from_config(AutoConfig.from_pretrained(base))
+    lora_target_modules(model, get_family(model.config.model_type), cfg)
+
+
 def prepare_model(model: Any, family: Any, cfg: SFTConfig):
     """Apply LoRA or freeze modules per config; returns the (possibly peft-wrapped) model."""
     if cfg.gradient_checkpointing:
@@ -157,15 +186,7 @@ def prepare_model(model: Any, family: Any, cfg: SFTConfig):
         return model
     from peft import LoraConfig, get_peft_model
 
-    names = family.lora_targets(model, vision=cfg.tune_vision)
-    if cfg.lora_targets:
-        wanted = set(cfg.lora_targets)
-        names = [n for n in names if n.rsplit(".", 1)[-1] in wanted]
-        if not names:
-            raise VideoliftError(f"--lora-targets {','.join(cfg.lora_targets)}: matches no linear layer")
-        target: Any = names
-    else:
-        target = family.lora_target_regex(model, vision=cfg.tune_vision)
+    target = lora_target_modules(model, family, cfg)
     lora = LoraConfig(
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
@@ -369,10 +390,13 @@ def _start_run(accelerator: Any, out: Path, cfg: SFTConfig, *, overwrite: bool) 
     the run's config written (every process has checked OUT before the main one changes it)."""
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        if overwrite:
-            shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
-            for name in (TRAIN_CONFIG, TRAIN_LOG, TRAIN_SUMMARY):
-                (out / name).unlink(missing_ok=True)
+        if overwrite and out.is_dir():
+            # Everything: a model file the new run does not write (a LoRA adapter beside new full
+            # weights, or the reverse) would otherwise load with it. The first passes' caches stay:
+            # they are keyed by their settings and were just made or checked for this run.
+            for path in out.iterdir():
+                if path.name not in FIRST_PASS_CACHES:
+                    shutil.rmtree(path) if path.is_dir() else path.unlink()
         out.mkdir(parents=True, exist_ok=True)
         with atomic_write(out / TRAIN_CONFIG) as handle:
             handle.write(json.dumps(cfg.comparable(), indent=1) + "\n")

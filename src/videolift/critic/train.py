@@ -22,6 +22,7 @@ from videolift.critic.sft import (
     TRAIN_CONFIG,
     SFTConfig,
     SFTResult,
+    check_lora_targets,
     check_output_dir,
     export_sft_checkpoint,
     find_checkpoint,
@@ -163,6 +164,8 @@ def train_critic(
     }
     # Before the first passes, which may take long: run_sft checks again and only then writes to OUT.
     check_output_dir(out, cfg, resume=resume, overwrite=overwrite)
+    if describe or check:
+        check_lora_targets(base, cfg)
     examples = _critic_examples(
         spec, data, records, videos, class_weight_power, out, cache_dir, log, progress=progress
     )

@@ -75,9 +75,11 @@ def validate(
 ) -> None:
     """Report schema errors and missing or undecodable videos, by file, line and field."""
     from videolift.core.video import video_problem
+    from videolift.data.stats import video_id_conflict
 
     line_errors: list[DataError] = []
     seen: dict[tuple[str, str], int] = {}
+    videos_by_id: dict = {}
     checked: dict[str, str | None] = {}
     records = 0
     lines = list(iter_json_lines(src, errors=line_errors))
@@ -95,6 +97,8 @@ def validate(
             )
         if (twice := _second_record(record, line, seen, src)) is not None:
             errors.append(str(twice))
+        if (conflict := video_id_conflict(record, line, videos_by_id, src)) is not None:
+            errors.append(str(conflict))
         if videos is not None:
             problem = video_problem(videos / record.video, decode=not quick, seen=checked)
             if problem is not None:

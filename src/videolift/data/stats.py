@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from videolift.core.errors import DataError
 from videolift.core.schema import DIMENSIONS, LABEL_RANK, LABELS, Dimension, HRARecord, Label
 
 
@@ -82,3 +83,30 @@ def dataset_stats(records: list[HRARecord]) -> dict[str, Any]:
             "agreement": agreement(by_video[dim]),
         }
     return out
+
+
+def video_id_conflict(
+    record: HRARecord, line: int, first: dict[str, tuple[int, HRARecord]], file: Any
+) -> DataError | None:
+    """The error of a record giving its video id another video or prompt than the id's first record
+    (``first``: video id -> (line, record), updated here), or None. Records of one id rate one video;
+    two videos under one id would be scored as the first and judged by both's labels."""
+    seen_line, seen = first.setdefault(record.video_id, (line, record))
+    for name in ("video", "prompt"):
+        if getattr(record, name) != getattr(seen, name):
+            return DataError(
+                f"video id {record.video_id!r} is {getattr(seen, name)!r} on line {seen_line}, "
+                f"{getattr(record, name)!r} here; one id names one video",
+                file=file,
+                line=line,
+                field=name,
+            )
+    return None
+
+
+def check_one_video_per_id(records: Iterable[tuple[int, HRARecord]], file: Any) -> None:
+    """Raise the first ``video_id_conflict`` of (line, record) pairs."""
+    first: dict[str, tuple[int, HRARecord]] = {}
+    for line, record in records:
+        if (conflict := video_id_conflict(record, line, first, file)) is not None:
+            raise conflict
