@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -610,3 +611,57 @@ def test_cli_lora_targets_adapts_the_feed_forward_layers_too(world, tmp_path):
     result = CliRunner().invoke(app, ["align", *bad, "--lora", "--lora-targets", "to_qq"])
     assert result.exit_code != 0 and "to_qq" in result.output and "ff.net.2" in result.output, result.output
     assert not (tmp_path / "bad/lora").exists() and not (tmp_path / "bad/cache").exists()  # before encoding
+
+
+def test_a_restart_and_a_finished_runs_resume_keep_logs_summary_and_export_whole(world, tmp_path):
+    """Steps logged by an attempt killed before its first checkpoint are replaced in TensorBoard as in
+    train.jsonl; resuming a finished run (which re-exports) keeps its last log line and leaves one
+    complete pipeline, the previous export moved aside and removed only once the new one is in place."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from videolift.align.export import _replace_dir
+
+    out = tmp_path / "run"
+    train(align_config(world, out, max_steps=2), progress=False)
+    shutil.rmtree(out / "checkpoints")  # as if killed after logging, before any checkpoint
+    train(align_config(world, out, max_steps=2), progress=False)
+    events = EventAccumulator(str(out / "logs/tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("align/loss")] == [1, 2]
+    before = json.loads((out / "train_summary.json").read_text())
+
+    train(align_config(world, out, max_steps=2, resume=True), progress=False)  # nothing left to train
+    after = json.loads((out / "train_summary.json").read_text())
+    assert after["last_log"] == before["last_log"] and after["last_log"]["step"] == 2
+    assert after["ranks"][0]["first_ids"] == before["ranks"][0]["first_ids"] is not None
+    assert sorted(p.name for p in out.iterdir() if "pipeline" in p.name) == ["pipeline"]
+
+    # The swap itself: the old export stays whole until the new one has replaced it.
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new/model.bin").write_text("new")
+    seen = []
+    real_replace = os.replace
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("videolift.align.export.os.replace", lambda a, b: seen.append(sorted(
+            p.name for p in Path(b).parent.iterdir())) or real_replace(a, b))  # fmt: skip
+        _replace_dir(tmp_path / "new", out / "pipeline")
+    assert (out / "pipeline/model.bin").read_text() == "new" and not (out / ".pipeline.old").exists()
+    assert all("pipeline" in names or ".pipeline.old" in names for names in seen)
+
+
+def test_a_bf16_runs_export_keeps_the_frozen_parts_as_the_base_has_them(world, tmp_path):
+    """Mixed precision holds the VAE and text encoder in bf16; the export copies the base's files of
+    them instead, so no precision is lost and the aligned model, aligned again, hits the same cache."""
+    out = tmp_path / "bf16"
+    cmd = [str(BIN / "videolift"), "align", *_cli_args(world, out, max_steps=1), "--mixed-precision", "bf16"]
+    # its own process: accelerate fixes one precision per process
+    subprocess.run(cmd, env=dict(os.environ, HF_HUB_OFFLINE="1"), check=True, capture_output=True)
+    for part in ("vae", "text_encoder"):
+        for file in (world / "model" / part).iterdir():
+            assert (out / "pipeline" / part / file.name).read_bytes() == file.read_bytes(), file
+    cache = {"cache_dir": tmp_path / "cache", "max_steps": 1}
+    train(align_config(world, tmp_path / "base", **cache), progress=False)  # the base fills the cache
+    again = train(
+        align_config(world, tmp_path / "again", model=str(out / "pipeline"), **cache), progress=False
+    )
+    assert again.data["cache"]["videos_encoded"] == 0 and again.data["cache"]["prompts_encoded"] == 0

@@ -121,6 +121,18 @@ def test_malformed_scores_are_located(tmp_path):
     path.write_text(_line("a.mp4", "high", ["Good"] * 3) + "\n")
     with pytest.raises(DataError, match=r"line 1, field 'reward'"):
         read_scores(path)
+    # A rating given as a bare label is not an unparsed answer: RS would drop the video silently.
+    bare = json.loads(_line("a.mp4", 0.9, ["Good"] * 3)) | {"ratings": {d: "Good" for d in DIMS}}
+    path.write_text(_line("a.mp4", 0.9, ["Good"] * 3) + "\n" + json.dumps(bare) + "\n")
+    with pytest.raises(DataError, match=r"line 2, field 'ratings.semantic_consistency': expected"):
+        read_scores(path)
+    path.write_text(_line("a.mp4", 0.9, [None] * 3).replace('"score": 0.5', '"score": null') + "\n")
+    assert read_scores(path)[0].labels == dict.fromkeys(DIMS)  # null labels: unparsed, accepted
+    # A negative reward under raw weights is named by its line.
+    path.write_text(_line("a.mp4", 0.9, ["Good"] * 3) + "\n" + _line("b.mp4", -0.2, ["Bad"] * 3) + "\n")
+    with pytest.raises(ValueError, match=r"line 2, field 'reward': -0.2: weight_transform=raw needs"):
+        select_synthetic(read_scores(path), "rwl", "raw")
+    assert len(select_synthetic(read_scores(path), "rwl", "exp")[0]) == 2
 
 
 def test_reward_transforms():
@@ -483,3 +495,21 @@ def test_the_video_check_split_over_ranks_gives_every_rank_the_sequential_verdic
     assert summarize([(3, ("shape", (9, 8, 8), "x")), (1, ("shape", (9, 8, 8), "y"))])[1] == {
         (9, 8, 8): (1, "y")
     }
+
+
+def test_resume_refuses_a_checkpoint_past_max_steps(tmp_path):
+    """Resuming a 10-step run with --max-steps 5 would export the 10-step weights as a 5-step run's."""
+    from align_world import align_config, make_world
+    from videolift.align.checkpoints import STATE_FILE, resume_point
+    from videolift.core.errors import VideoliftError
+
+    world = make_world(tmp_path)
+    cfg = align_config(world, tmp_path / "run", max_steps=10, resume=True)
+    step = tmp_path / "run/checkpoints/step-0000010"
+    step.mkdir(parents=True)
+    state = {"step": 10, "config": cfg.model_dump(mode="json"), "inputs": cfg.input_hashes()}
+    (step / STATE_FILE).write_text(json.dumps(state))
+    assert resume_point(cfg, step.parent) == step
+    assert resume_point(cfg.model_copy(update={"max_steps": 20}), step.parent) == step  # a longer run
+    with pytest.raises(VideoliftError, match="at step 10, past --max-steps 5"):
+        resume_point(cfg.model_copy(update={"max_steps": 5}), step.parent)

@@ -22,9 +22,14 @@ from videolift.models.base import FULL_DIR, LORA_DIR
 
 
 def _replace_dir(tmp: Path, final: Path) -> Path:
+    """``tmp`` renamed to ``final``; a previous export is moved aside first and removed only then, so
+    a crash leaves the old model whole, no model, or the new one (never a half-deleted directory)."""
+    old = final.with_name(f".{final.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
     if final.exists():
-        shutil.rmtree(final)
+        os.replace(final, old)
     os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
     return final
 
 
@@ -34,14 +39,36 @@ def _fresh_tmp(out: Path, name: str) -> Path:
     return tmp
 
 
-def export_full(pipe: Any, transformer: torch.nn.Module, out: Path, dtype: torch.dtype) -> Path:
-    """The whole pipeline with the trained transformer (in ``dtype``); frozen parts as loaded."""
+def export_full(
+    pipe: Any, transformer: torch.nn.Module, out: Path, dtype: torch.dtype, source: Path | None = None
+) -> Path:
+    """The whole pipeline with the trained transformer (in ``dtype``). The frozen parts are saved as
+    loaded, or, given the base's ``source`` directory, copied from it: a run in bf16 holds them in
+    bf16, and saving those would lose their precision for good (and make the aligned model, aligned
+    again, miss the latent cache its base filled)."""
     if transformer.dtype != dtype:  # diffusers warns about .to() even when it is a no-op
         transformer.to(dtype)
     pipe.transformer = transformer
     tmp = _fresh_tmp(out, FULL_DIR)
     pipe.save_pretrained(tmp)
+    frozen = [n for n, c in pipe.components.items() if n != "transformer" and isinstance(c, torch.nn.Module)]
+    for name in frozen if source is not None else []:
+        if (source / name).is_dir():
+            shutil.rmtree(tmp / name)
+            shutil.copytree(source / name, tmp / name)  # (follows the Hub cache's symlinks)
     return _replace_dir(tmp, out / FULL_DIR)
+
+
+def base_directory(model: str) -> Path | None:
+    """The base pipeline's files: a local directory, or a Hub id's snapshot in the local cache."""
+    if Path(model).is_dir():
+        return Path(model)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(model, local_files_only=True))
+    except Exception:  # not cached (or not a Hub id): the frozen parts are saved as loaded
+        return None
 
 
 def export_lora(pipe: Any, transformer: torch.nn.Module, out: Path) -> Path:

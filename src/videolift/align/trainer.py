@@ -27,7 +27,7 @@ from videolift.align.cache import (
 from videolift.align.checkpoints import clear_after, load_checkpoint, resume_point, save_checkpoint
 from videolift.align.config import AlignConfig
 from videolift.align.data import CachedItem, StepDataset, Stream, WeightedStream
-from videolift.align.export import export_full, export_lora, gathered_transformer
+from videolift.align.export import base_directory, export_full, export_lora, gathered_transformer
 from videolift.align.video_check import check_videos
 from videolift.align.weights import (
     Sample,
@@ -396,6 +396,20 @@ class _StepLog:
         return row
 
 
+def _previous_summary(out: Path, log_dir: Path, ranks: list[dict]) -> tuple[dict, list[dict]]:
+    """The last log line and each rank's first batch of the run that a resume without steps continues."""
+    from collections import deque
+
+    from videolift.core.jsonl import iter_json_lines
+
+    log_file = log_dir / "train.jsonl"
+    lines = deque(iter_json_lines(log_file, skip_partial_last=True), maxlen=1) if log_file.exists() else ()
+    last = lines[0][1] if lines else {}
+    summary = out / "train_summary.json"
+    before = {r["rank"]: r for r in json.loads(summary.read_text())["ranks"]} if summary.exists() else {}
+    return last, [r | {"first_ids": before.get(r["rank"], {}).get("first_ids")} for r in ranks]
+
+
 def _export(cfg: AlignConfig, accelerator: Any, pipe: Any, model: Any, ema: Any, weight_dtype: Any) -> Any:
     """Copy EMA weights in when enabled, then write what plain diffusers loads (main process only;
     collective); the exported directory on the main process, else None."""
@@ -406,7 +420,9 @@ def _export(cfg: AlignConfig, accelerator: Any, pipe: Any, model: Any, ema: Any,
         return None
     if cfg.finetune == "lora":
         return export_lora(pipe, trained, cfg.out)
-    return export_full(pipe, trained, cfg.out, weight_dtype)
+    # Frozen parts held in reduced precision are copied from the base's files instead.
+    source = base_directory(cfg.model) if weight_dtype != torch.float32 else None
+    return export_full(pipe, trained, cfg.out, weight_dtype, source)
 
 
 # ---- the run ---------------------------------------------------------------------------------------------
@@ -475,7 +491,9 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
     if main:
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(log_dir / "tensorboard"), purge_step=step + 1 if step else None)
+        writer = SummaryWriter(
+            str(log_dir / "tensorboard"), purge_step=step + 1
+        )  # a killed attempt's steps too
     bar = tqdm(total=cfg.max_steps, initial=step, desc="align", disable=not (progress and main))
     log = _StepLog(samples_per_step, world)
     first_ids: list[int] | None = None
@@ -538,6 +556,9 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
     export_dir = _export(cfg, accelerator, pipe, model, ema, weight_dtype)
     ranks = gather_object([{"rank": rank, "first_ids": first_ids}])
     if main:
+        if step and not last_log:
+            # A finished run resumed (to re-export): nothing ran now, so keep what the run logged.
+            last_log, ranks = _previous_summary(cfg.out, log_dir, ranks)
         summary = {
             "steps": step,
             "world_size": world,

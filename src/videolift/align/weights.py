@@ -70,8 +70,16 @@ def read_scores(path: str | Path, *, from_labels: bool = False) -> list[ScoredVi
             raise DataError("expected an object", file=path, line=line, field="ratings")
         labels = {}
         for dim, rating in ratings.items():
+            # {"label": ..., "reason": ...} as `critic score` writes; null: nothing parsed
             label = rating.get("label") if isinstance(rating, dict) else None
-            labels[str(dim)] = label if isinstance(label, str) else None
+            if not (rating is None or isinstance(rating, dict) and isinstance(label, str | None)):
+                raise DataError(
+                    f'expected {{"label": "Good" | "Normal" | "Bad" | null, ...}}, got {rating!r}',
+                    file=path,
+                    line=line,
+                    field=f"ratings.{dim}",
+                )
+            labels[str(dim)] = label
         items.append(ScoredVideo(video, prompt, None if reward is None else float(reward), labels, line))
     return items
 
@@ -171,5 +179,10 @@ def select_synthetic(
     kept = [i for i in items if i.reward is not None]
     counts["dropped_null_reward"] = len(items) - len(kept)
     counts["kept"] = len(kept)
+    if transform in ("raw", "normalized") and (neg := next((i for i in kept if i.reward < 0), None)):
+        raise ValueError(
+            f"line {neg.line}, field 'reward': {neg.reward}: weight_transform={transform} needs rewards >= 0 "
+            "(a negative weight ascends the loss; exp takes any reward)"
+        )
     weights = transform_rewards([i.reward for i in kept], transform, temperature)
     return [Sample(i.video, i.prompt, w, i.line) for i, w in zip(kept, weights, strict=True)], counts
