@@ -88,6 +88,19 @@ def test_review_lists_critic_disagreements_and_exports_adjudications(tmp_path):
     adjudicated = [r for r in records if r.model_extra.get("adjudicated")]
     assert len(adjudicated) == 1 and adjudicated[0].annotator == "review:admin"
     assert adjudicated[0].ratings["motion_smoothness"].reason == "the square jumps at frame 5"
+    # `hra stats` on the export agrees with the admin's agreement: the review is not another rater.
+    from videolift.data.annotate.admin import agreement
+    from videolift.data.stats import dataset_stats
+
+    summary = dataset_stats(records)
+    raters = [r for r in records if not r.model_extra.get("adjudicated")]
+    assert summary["adjudicated_records"] == 1 and summary["records"] == 7
+    assert summary["annotators"] == len({r.annotator for r in raters})
+    for dim, expected in agreement(raters).items():
+        assert summary["dimensions"][dim]["agreement"] == expected
+    assert summary["dimensions"]["motion_smoothness"]["ratings"] == sum(
+        "motion_smoothness" in r.ratings for r in raters
+    )
 
 
 def test_critic_file_errors_are_located(tmp_path):
@@ -98,6 +111,10 @@ def test_critic_file_errors_are_located(tmp_path):
     )
     with pytest.raises(CliFailed, match=r"line 1, field 'ratings.semantic_consistency'.*unknown label"):
         cli("annotate", "import-critic", str(bad), "--project", str(project))
+    for field, value in (("video_id", ["v/0000.mp4"]), ("video", {"path": "v"}), ("reward", "high")):
+        bad.write_text(json.dumps({"video": "v/0000.mp4", "ratings": {}, field: value}) + "\n")
+        with pytest.raises(CliFailed, match=rf"line 1, field '{field}': expected a"):  # not a traceback
+            cli("annotate", "import-critic", str(bad), "--project", str(project))
 
 
 @pytest.fixture

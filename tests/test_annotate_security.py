@@ -61,6 +61,17 @@ def test_create_reports_missing_and_duplicate_videos(tmp_path):
         create(tmp_path / "p", root, manifest)
 
 
+def test_create_never_touches_a_ratings_database_it_did_not_make(tmp_path):
+    """A project whose project.json went missing still holds its ratings in annotate.db: create used to
+    reuse it, fail on the existing admin, and delete it while cleaning up after itself."""
+    project, _ = make_project(tmp_path, n=2, r=1)
+    (project / "project.json").rename(tmp_path / "project.json.moved")
+    before = (project / "annotate.db").read_bytes()
+    with pytest.raises(CliFailed, match=r"already holds a project \(annotate.db\)"):
+        create(project, tmp_path / "videos")
+    assert (project / "annotate.db").read_bytes() == before
+
+
 def test_media_urls_are_opaque_and_cannot_escape_the_root(tmp_path):
     project, _ = make_project(tmp_path, n=2, r=1)
     (tmp_path / "secret.txt").write_text("secret")

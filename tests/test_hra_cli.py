@@ -72,6 +72,21 @@ def test_import_merges_per_video_and_parses_leading_labels(tmp_path):
     assert VF not in b.ratings  # a record may rate a subset of dimensions
 
 
+def test_import_drops_exact_repeats_before_filling_another_raters_record(tmp_path):
+    """Rater 1 rates all three, rater 2 (anonymous too) only semantics, then rater 1's three answers
+    come again (the 20K file repeats the 10K one): the repeats must not complete rater 2's record."""
+    cap = "A panda walks."
+    first = [release_item("v.mp4", cap, d, "Good. Fine.") for d in (SC, MS, VF)]
+    second = release_item("v.mp4", "A panda  walks.", SC, "Bad. No panda.")  # spacing: the same caption
+    src = tmp_path / "lift.json"
+    src.write_text(json.dumps([*first, second, *first]))
+    code, out = run("hra", "import", src, "--format", "lift", "--out", tmp_path / "hra.jsonl")
+    assert code == 0, out
+    records = read_jsonl(tmp_path / "hra.jsonl", HRARecord)
+    assert [sorted(r.ratings) for r in records] == [sorted([SC, MS, VF]), [SC]]
+    assert {r.prompt for r in records} == {cap}
+
+
 def test_export_then_import_round_trips(tmp_path):
     records = [
         HRARecord(
@@ -94,12 +109,17 @@ def test_export_then_import_round_trips(tmp_path):
         HRARecord(
             video="videos/v2.mp4", prompt="two dogs", ratings={VF: {"label": "Good", "reason": "Crisp."}}
         ),
+        HRARecord(  # a prompt holding the questions' first words used to be cut there
+            video="videos/v3.mp4",
+            prompt="A teacher says: Please identify the red bird.",
+            ratings={SC: {"label": "Good"}},
+        ),
     ]
     src = tmp_path / "in.jsonl"
     src.write_text("".join(json.dumps(r.to_json()) + "\n" for r in records))
     assert run("hra", "export", src, "--format", "lift", "--out", tmp_path / "lift.json")[0] == 0
     exported = json.loads((tmp_path / "lift.json").read_text())
-    assert len(exported) == 4 and all(
+    assert len(exported) == 5 and all(
         e["conversations"][0]["value"].startswith("<video>\n ") for e in exported
     )
     assert (
@@ -141,6 +161,16 @@ def test_export_then_import_round_trips(tmp_path):
         (
             json.dumps([{"video": "a.mp4", "conversations": [RELEASE[0]["conversations"][0]]}]),
             "element [0], field 'conversations': no gpt",
+        ),
+        (
+            json.dumps([release_item("a.mp4", "", SC, "Good.")]),
+            "element [0], field 'conversations[human].value': empty caption",
+        ),
+        (
+            json.dumps(
+                [release_item("a.mp4", "a cat", SC, "Good."), release_item("a.mp4", "a dog", MS, "Good.")]
+            ),
+            "element [1], field 'conversations[human].value': video 'a.mp4' has the caption 'a cat' at element [0]",
         ),
     ],
 )
@@ -355,3 +385,31 @@ def test_annotate_create_checks_its_settings_before_making_the_project(tmp_path)
     assert not (tmp_path / "p").exists()
     code, out = run(*base, "--manifest", tmp_path / "videos")  # a bad manifest: no empty project left
     assert code == 1 and "videos: is a directory, expected a file" in out and not (tmp_path / "p").exists()
+
+
+def test_split_keeps_a_shared_video_on_one_side_whatever_the_grouping_and_the_line_order(tmp_path):
+    """Two ids naming one file, each with its own prompt: grouped by prompt the file used to land on
+    both sides; with shared files the result also used to depend on the file's line order."""
+    from videolift.core.errors import VideoliftError
+    from videolift.data.split import split_records
+
+    def record(video_id: str, video: str, prompt: str) -> HRARecord:
+        return HRARecord(
+            video_id=video_id, video=video, prompt=prompt, ratings={"video_fidelity": {"label": "Good"}}
+        )
+
+    records = [record("x1", "x.mp4", "a cat"), record("x2", "x.mp4", "a dog")]
+    records += [record(f"v{i}", f"v{i}.mp4", f"prompt {i}") for i in range(8)]
+    records += [record("y1", "y.mp4", "prompt 0"), record("y2", "y.mp4", "prompt 9")]  # shares too
+    for group_by in ("video", "prompt"):
+        splits = set()
+        for seed in range(6):
+            for order in (records, records[::-1]):
+                train, test = split_records(order, 0.3, seed, group_by=group_by)
+                assert not {r.video for r in train} & {r.video for r in test}, (group_by, seed)
+                if group_by == "prompt":
+                    assert not {r.prompt for r in train} & {r.prompt for r in test}
+                splits.add((seed, frozenset(r.video_id for r in test)))
+        assert len(splits) == 6  # the line order changes nothing
+    with pytest.raises(VideoliftError, match="all of one video"):
+        split_records([record("x1", "x.mp4", "a"), record("x2", "x.mp4", "b")], 0.5, 0)

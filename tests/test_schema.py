@@ -161,7 +161,10 @@ def test_cli_reports_file_system_mistakes_without_a_traceback(tmp_path):
 
     hra = tmp_path / "hra.jsonl"
     hra.write_text(
-        '{"video": "a.mp4", "prompt": "p", "ratings": {"semantic_consistency": {"label": "Good"}}}\n'
+        "".join(
+            f'{{"video": "{v}.mp4", "prompt": "p", "ratings": {{"semantic_consistency": {{"label": "Good"}}}}}}\n'
+            for v in "ab"
+        )
     )
     (tmp_path / "taken").write_text("a file where a directory is wanted")
     result = CliRunner().invoke(

@@ -173,6 +173,11 @@ def stats(
     console.print(
         f"{src}: {result['records']} records, {result['videos']} videos, {result['prompts']} prompts, "
         f"{result['annotators']} named annotators"
+        + (
+            f", {n} adjudicated reviews (not counted as ratings)"
+            if (n := result["adjudicated_records"])
+            else ""
+        )
     )
     table = Table("dimension", "n", *[lab.value for lab in LABELS], "alpha", "agree", "multi", box=None)
     table.columns[0].no_wrap = True

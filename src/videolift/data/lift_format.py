@@ -44,7 +44,7 @@ KEY_PHRASES: dict[str, Dimension] = {
 def split_human_turn(text: str) -> tuple[str, Dimension]:
     """``"<video>\\n <caption> <question>"`` -> (caption, dimension); ValueError if not recognisable."""
     body = text.replace(VIDEO_TOKEN, "", 1) if VIDEO_TOKEN in text else text
-    at = body.find(QUESTION_PREFIX)
+    at = body.rfind(QUESTION_PREFIX)  # the last: a caption may contain the phrase too
     if at < 0:
         raise ValueError(f"no question starting with {QUESTION_PREFIX!r}")
     caption, question = body[:at].strip(), body[at:].lower()
@@ -68,13 +68,15 @@ def _turn(conversations: list[Any], role: str) -> str:
 def import_lift(path: str | Path, data: Any) -> tuple[list[HRARecord], dict[str, int]]:
     """Merge per-(video, dimension) release records into canonical per-video records.
 
-    Records of the same video and caption merge into one. A second answer for a dimension that a
+    Records of the same video merge into one (a video has one caption: another is refused, one
+    differing only in spacing takes the first's text). A second answer for a dimension that a
     record already has (duplicates across releases, or several raters) starts another record for that
     video, so nothing is lost. Returns the records and counts for a summary.
     """
     if not isinstance(data, list):
         raise DataError(f"expected a JSON list of records, got {type(data).__name__}", file=path)
     groups: dict[tuple[str, str], list[HRARecord]] = {}
+    captions: dict[str, tuple[int, str]] = {}  # video -> (element, caption) of its first record
     stats = {"input_records": len(data), "duplicates": 0, "extra_records": 0}
     for i, item in enumerate(data):
         if not isinstance(item, dict):
@@ -105,18 +107,32 @@ def import_lift(path: str | Path, data: Any) -> tuple[list[HRARecord], dict[str,
                 record=i,
                 field="conversations[gpt].value",
             )
+        if not caption:
+            raise DataError("empty caption", file=path, record=i, field="conversations[human].value")
         rating = Rating(label=label, reason=reason)
         annotator = item.get("annotator") if isinstance(item.get("annotator"), str) else None
-        key = (video, caption)
-        records = groups.setdefault(key, [])
+        if video in captions and captions[video][1] != caption:
+            first, text = captions[video]
+            if text.split() != caption.split():  # spacing alone: the first one's text
+                raise DataError(
+                    f"video {video!r} has the caption {text!r} at element [{first}], {caption!r} here; "
+                    "one video has one prompt",
+                    file=path,
+                    record=i,
+                    field="conversations[human].value",
+                )
+        caption = captions.setdefault(video, (i, caption))[1]
+        records = groups.setdefault((video, caption), [])
+        # An exact repeat first (e.g. the 20K file contains the 10K one): it must not fill another
+        # rater's record that lacks the dimension.
+        if any(r.ratings.get(dim) == rating and r.annotator == annotator for r in records):
+            stats["duplicates"] += 1
+            continue
         target = next(
             (r for r in records if dim not in r.ratings and r.annotator == annotator),
             None,
         )
         if target is None:
-            if any(r.ratings.get(dim) == rating and r.annotator == annotator for r in records):
-                stats["duplicates"] += 1  # exact repeat (e.g. the 20K file contains the 10K one)
-                continue
             if records:
                 stats["extra_records"] += 1
             video_id = item.get("video_id") if isinstance(item.get("video_id"), str) else video

@@ -6,6 +6,7 @@ import math
 import random
 from typing import Literal
 
+from videolift.core.errors import VideoliftError
 from videolift.core.schema import HRARecord
 
 
@@ -15,7 +16,8 @@ def split_records(
     """Split by group so all records of one video (default) or one prompt land on one side.
 
     Groups are sorted before shuffling so the result depends only on the records and the seed, not
-    on file order. A group key also covers the video path: two ids pointing at one file stay together.
+    on file order. A group key also covers the video path: two ids pointing at one file stay together,
+    and by prompt, so do two prompts given one video.
     """
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test fraction must be in (0, 1), got {test_fraction}")
@@ -29,16 +31,28 @@ def split_records(
         return x
 
     def keys(r: HRARecord) -> list[str]:
-        return ["p:" + r.prompt] if group_by == "prompt" else ["id:" + r.video_id, "path:" + r.video]
+        video = ["id:" + r.video_id, "path:" + r.video]  # a video is never on both sides
+        return ["p:" + r.prompt, *video] if group_by == "prompt" else video
 
     for record in records:
         first, *rest = keys(record)
         for other in rest:
             parent[find(other)] = find(first)
-    groups = sorted({find(keys(r)[0]) for r in records})
+    # A group is named by its smallest first key (id, or prompt): the same whatever the file's order.
+    names: dict[str, str] = {}
+    for record in records:
+        root, first = find(keys(record)[0]), keys(record)[0]
+        names[root] = min(names.get(root, first), first)
+    if len(names) < 2:
+        raise VideoliftError(
+            f"the {len(records)} records are all of one {'prompt' if group_by == 'prompt' else 'video'} "
+            "(or of videos sharing one): nothing is left to hold out"
+        )
+    groups = sorted(names.values())
     random.Random(seed).shuffle(groups)
-    n_test = min(len(groups) - 1, max(1, math.ceil(test_fraction * len(groups)))) if len(groups) > 1 else 0
+    n_test = min(len(groups) - 1, max(1, math.ceil(test_fraction * len(groups))))
     test_groups = set(groups[:n_test])
-    train = [r for r in records if find(keys(r)[0]) not in test_groups]
-    test = [r for r in records if find(keys(r)[0]) in test_groups]
+    side = {root: name in test_groups for root, name in names.items()}
+    train = [r for r in records if not side[find(keys(r)[0])]]
+    test = [r for r in records if side[find(keys(r)[0])]]
     return train, test

@@ -56,13 +56,22 @@ def agreement(per_video: dict[str, list[Label]]) -> dict[str, Any]:
     return {"videos": len(units), "krippendorff_alpha": alpha, "pairwise_agreement": agree / pairs}
 
 
+def is_review(record: HRARecord) -> bool:
+    """An admin's adjudicated record (``annotate export --with-reviews``): not another rater's."""
+    return bool(getattr(record, "adjudicated", False))
+
+
 def dataset_stats(records: list[HRARecord]) -> dict[str, Any]:
+    """Counts, label distributions and agreement; adjudicated reviews are counted apart, not as a rater."""
+    reviews = sum(map(is_review, records))
+    all_records, records = records, [r for r in records if not is_review(r)]
     by_video = labels_by_video(records)
     annotators = {r.annotator for r in records if r.annotator is not None}
     out: dict[str, Any] = {
-        "records": len(records),
-        "videos": len({r.video_id for r in records}),
-        "prompts": len({r.prompt for r in records}),
+        "records": len(all_records),
+        "adjudicated_records": reviews,
+        "videos": len({r.video_id for r in all_records}),
+        "prompts": len({r.prompt for r in all_records}),
         "annotators": len(annotators),
         "dimensions": {},
     }

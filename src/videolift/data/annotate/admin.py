@@ -98,7 +98,7 @@ def _record(video: Video, annotator: str, ratings: dict[str, Any], **marks: Any)
 
 def agreement(records: list[HRARecord]) -> dict[str, Any]:
     """Krippendorff's alpha (ordinal) and pairwise agreement per dimension, over videos rated twice or more."""
-    by_video = stats.labels_by_video(r for r in records if not getattr(r, "adjudicated", False))
+    by_video = stats.labels_by_video(r for r in records if not stats.is_review(r))
     return {dim.value: stats.agreement(by_video[dim]) for dim in DIMENSIONS}
 
 
@@ -142,6 +142,14 @@ def import_critic(session: Session, path: str | Path, critic: str) -> dict[str, 
                     clean[parse_dimension(dim).value] = rating
             except ValueError as exc:
                 raise DataError(str(exc), file=path, line=line, field=f"ratings.{dim}") from None
+        for name in ("video_id", "video"):
+            if not isinstance(obj.get(name), str | None):
+                raise DataError(f"expected a string, got {obj[name]!r}", file=path, line=line, field=name)
+        reward = obj.get("reward")
+        if reward is not None and (isinstance(reward, bool) or not isinstance(reward, int | float)):
+            raise DataError(
+                f"expected a number or null, got {reward!r}", file=path, line=line, field="reward"
+            )
         video_pk = by_id.get(obj.get("video_id")) or by_path.get(obj.get("video"))
         if video_pk is None:
             counts["unmatched"] += 1
@@ -152,7 +160,7 @@ def import_critic(session: Session, path: str | Path, critic: str) -> dict[str, 
         if score is None:
             score = CriticScore(video_id=video_pk, critic=critic)
             session.add(score)
-        score.ratings, score.reward = clean, obj.get("reward")
+        score.ratings, score.reward = clean, reward
         counts["matched"] += 1
     return {key: counts[key] for key in ("matched", "unmatched", "unparsed")}
 

@@ -85,10 +85,11 @@ class Project:
         lease_minutes: float = 120,
     ) -> Project:
         directory = Path(directory)
-        if (directory / CONFIG_FILE).exists():
-            raise VideoliftError(
-                f"{directory} already holds a project ({CONFIG_FILE}); choose another --project"
-            )
+        for name in (CONFIG_FILE, *([DB_FILE] if db is None else [])):
+            if (directory / name).exists():  # a database without its project.json still holds ratings
+                raise VideoliftError(
+                    f"{directory} already holds a project ({name}); choose another --project"
+                )
         root = Path(videos_root)
         if not root.is_dir():
             raise VideoliftError(f"videos root {root} is not a directory")
