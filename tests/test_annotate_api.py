@@ -269,6 +269,8 @@ def test_tokens_are_stored_hashed_and_can_be_reissued(study):
     new = cli("annotate", "add-annotator", "alice", "--project", str(project), "--reissue")
     assert client.get("/api/me", headers=auth(tokens["alice"])).status_code == 401
     assert client.get("/api/me", headers=auth(new)).json()["name"] == "alice"
+    refused = client.post("/api/admin/annotators", headers=auth(admin), json={"name": ["dave"]})
+    assert refused.status_code == 422 and "expected a string" in refused.json()["detail"]
     r = client.post("/api/admin/annotators", headers=auth(admin), json={"name": "dave"})
     assert (
         r.status_code == 201

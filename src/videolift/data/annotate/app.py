@@ -175,7 +175,9 @@ def create_app(project: Project) -> FastAPI:
     ) -> dict[str, str]:
         with project.session() as session:
             authenticate(session, credentials, "admin")
-            name = str(body.get("name") or "")
+            name = body.get("name") or ""
+            if not isinstance(name, str):  # str() would name the user "['a']"
+                raise TaskError(422, f"name: expected a string, got {name!r}")
             token = add_user(session, name, "annotator", reissue=bool(body.get("reissue")))
             return {"name": name.strip(), "token": token}
 
