@@ -221,3 +221,55 @@ def test_the_comparison_table_prints_a_critic_that_parsed_nothing(capsys):
     print_comparison({"summary": {"base": {"critic": unparsed}, "aligned": {"critic": good}}, "pairwise": {}})
     out = capsys.readouterr().out
     assert unparsed["mean_reward"] is None and "n/a" in out and "0.0%" in out and "100.0%" in out
+
+
+def test_the_run_report_guards_every_aligned_model_and_shows_what_the_critic_did_not_parse(
+    tmp_path, monkeypatch
+):
+    """report.html of a run: the reward-hacking guard for each aligned model (RS too), said to be not
+    computable where the critic parsed nothing (it used to raise before writing the report), and
+    unparsed answers as a column of the confusion matrices."""
+    from videolift.evaluate.demo_report import write_report
+    from videolift.evaluate.metrics import summarize
+
+    good = {"semantic_consistency": "Good", "motion_smoothness": "Good", "video_fidelity": "Good"}
+    bad = dict.fromkeys(good, "Bad")
+    (tmp_path / "eval").mkdir()
+    rated = {"base": [bad, good], "aligned_rwl": [good, good], "aligned_rs": [bad, bad]}
+    evaluation = {"summary": {n: {"oracle": summarize(r)} for n, r in rated.items()}, "pairwise": {}}
+    (tmp_path / "eval/eval.json").write_text(json.dumps(evaluation))
+    for name in rated:  # no videos to show: the frame grid is empty
+        (tmp_path / "eval" / name).mkdir()
+        (tmp_path / "eval" / name / "manifest.jsonl").write_text("")
+    confusion = {"Good": {"Good": 1, "Normal": 0, "Bad": 0, "unparsed": 3}, "Normal": {}, "Bad": {}}
+    (tmp_path / "critic_eval.json").write_text(
+        json.dumps({"dimensions": {"video_fidelity": {"confusion": confusion}}})
+    )
+
+    def model(oracle: float, critic: float | None) -> dict:
+        return {
+            "model": "m",
+            "oracle_all_good_rate": 0.5,
+            "oracle_mean_reward": oracle,
+            "critic_mean_reward": critic,
+        }
+
+    summary = {
+        "critic": {"accuracy": None},
+        "base": model(0.5, 0.5),
+        "aligned_rwl": model(0.6, None),  # the critic parsed nothing on its videos
+        "aligned_rs": model(0.4, 0.8),  # the critic's gain, not the oracle's
+        "wall_seconds": 1.0,
+    }
+    from videolift.evaluate import demo_report
+
+    drawn = []
+    figure = demo_report.confusion_figure
+    monkeypatch.setattr(demo_report, "confusion_figure", lambda m, *a: drawn.append(m) or figure(m, *a))
+    html = write_report(tmp_path, summary).read_text()
+    assert drawn == [[[1, 0, 0, 3], [0, 0, 0, 0], [0, 0, 0, 0]]]  # Good / Normal / Bad / unparsed
+    assert "Reward-hacking guard (aligned_rwl): not computable, the critic parsed no answer" in html
+    assert "Reward-hacking guard (aligned_rs): oracle gain -0.100 vs critic gain +0.300" in html
+    assert "BELOW 0.7" in html
+    summary["align_rewards"] = "oracle"  # a perfect critic: no guard
+    assert "Reward-hacking guard" not in write_report(tmp_path, summary).read_text()

@@ -134,3 +134,47 @@ def test_rate_bad_input_names_file_line_and_field(corpus, tmp_path):
     assert "--shape-doubt 0.5: must be >= 1.0" in run("toy", "rate", "--manifest", good, "--videos", corpus, "--out",
                                                       out, "--oracle", "--shape-doubt", 0.5, fails=True)  # fmt: skip
     assert not out.exists()
+
+
+def test_rate_refuses_an_output_that_is_its_input_or_its_other_output(corpus, tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text((corpus / "manifest.jsonl").read_text().splitlines()[0] + "\n")
+    before = manifest.read_text()
+    said = run(
+        "toy",
+        "rate",
+        "--manifest",
+        manifest,
+        "--videos",
+        corpus,
+        "--out",
+        manifest,
+        "--no-progress",
+        fails=True,
+    )
+    assert f"--out {manifest} is also --manifest" in said and manifest.read_text() == before
+    out = tmp_path / "r.jsonl"
+    said = run("toy", "rate", "--manifest", manifest, "--videos", corpus, "--out", out, "--oracle",
+               "--scores-out", out, "--no-progress", fails=True)  # fmt: skip
+    assert f"--scores-out {out} is also --out" in said and not out.exists()
+
+
+def test_corpus_overwrite_removes_the_old_corpus_before_rendering(tmp_path, monkeypatch):
+    """A killed --overwrite left the old manifest beside new videos (rated against the old truth), and a
+    smaller --n left the old corpus's extra videos."""
+    from videolift.toy import corpus as corpus_module
+
+    out = tmp_path / "c"
+    run("toy", "corpus", "--n", 4, "--out", out, "--seed", 7, "--no-progress")
+
+    def killed(items, out, **kw):
+        raise KeyboardInterrupt  # interrupted before the new manifest is written
+
+    monkeypatch.setattr(corpus_module, "write_corpus", killed)
+    result = CliRunner().invoke(
+        app, ["toy", "corpus", "--n", "2", "--out", str(out), "--seed", "8", "--overwrite"]
+    )
+    assert result.exit_code != 0 and not (out / "manifest.jsonl").exists()  # (click: "Aborted!")
+    monkeypatch.undo()
+    run("toy", "corpus", "--n", 2, "--out", out, "--seed", 8, "--overwrite", "--no-progress")
+    assert sorted(p.name for p in (out / "videos").iterdir()) == ["toy-000000.mp4", "toy-000001.mp4"]

@@ -22,9 +22,13 @@ def _curve(path: Path, key: str = "loss") -> list[tuple[float, float]]:
 
 
 def reward_hacking_check(summary: dict[str, Any], key: str = "aligned_rwl") -> dict[str, Any] | None:
+    """Oracle gain against the critic-measured gain of the aligned model ``key``; None without an
+    oracle or that model; ``ok`` None when the critic parsed no answer on either model's videos."""
     base, aligned = summary.get("base"), summary.get(key)
-    if not base or not aligned or base.get("oracle_mean_reward") is None:
+    if not base or not aligned or "skipped" in aligned or base.get("oracle_mean_reward") is None:
         return None
+    if base.get("critic_mean_reward") is None or aligned.get("critic_mean_reward") is None:
+        return {"oracle_gain": None, "critic_gain": None, "ratio": None, "ok": None}
     oracle_gain = aligned["oracle_mean_reward"] - base["oracle_mean_reward"]
     critic_gain = aligned["critic_mean_reward"] - base["critic_mean_reward"]
     ratio = oracle_gain / critic_gain if critic_gain > 0 else None
@@ -34,6 +38,25 @@ def reward_hacking_check(summary: dict[str, Any], key: str = "aligned_rwl") -> d
         "ratio": ratio,
         "ok": ratio is None or ratio >= GAIN_GUARD,
     }
+
+
+def _guard_text(key: str, check: dict[str, Any]) -> tuple[str, str]:
+    """The guard's paragraph for one aligned model, and its style ("warn" when it fails)."""
+    if check["ok"] is None:
+        why = "the critic parsed no answer on the base's or the aligned model's videos"
+        return f"Reward-hacking guard ({key}): not computable, {why}.", "warn"
+    text = (
+        f"Reward-hacking guard ({key}): oracle gain {check['oracle_gain']:+.3f} vs critic gain "
+        f"{check['critic_gain']:+.3f}"
+        + (f" (ratio {check['ratio']:.2f})" if check["ratio"] is not None else "")
+    )
+    if check["ok"]:
+        return text, ""
+    return (
+        text + f" — BELOW {GAIN_GUARD}: the critic's gain is not matched by the oracle; the aligned "
+        "model may exploit the critic.",
+        "warn",
+    )
 
 
 def write_report(
@@ -81,29 +104,16 @@ def write_report(
         "what always answering each dimension's most frequent label scores, and the accuracy's "
         "standard error over the test videos",
     )
-    check = reward_hacking_check(summary)
     if summary.get("align_rewards") == "oracle":  # no critic in the loop to exploit
         rep.paragraph(
             "The aligned models were trained on the oracle's ratings (align.rewards: oracle), a perfect "
             "critic: this measures alignment apart from the critic's errors, and the reward-hacking "
             "guard does not apply."
         )
-    elif check is not None:
-        text = (
-            f"Reward-hacking guard: oracle gain {check['oracle_gain']:+.3f} vs critic gain "
-            f"{check['critic_gain']:+.3f}"
-            + (f" (ratio {check['ratio']:.2f})" if check["ratio"] is not None else "")
-        )
-        rep.paragraph(
-            text
-            + (
-                ""
-                if check["ok"]
-                else f" — BELOW {GAIN_GUARD}: the critic's gain is not matched "
-                "by the oracle; the aligned model may exploit the critic."
-            ),
-            "" if check["ok"] else "warn",
-        )
+    else:
+        for key in [k for k in summary if k.startswith("aligned_")]:
+            if (check := reward_hacking_check(summary, key)) is not None:
+                rep.paragraph(*_guard_text(key, check))
     comparison_tables(rep, evaluation)
     if stages := summary.get("stages"):
         rep.table(
@@ -131,8 +141,9 @@ def write_report(
         report = json.loads(path.read_text())
         for dim, m in report.get("dimensions", {}).items():
             labels = [lab.value for lab in LABELS]
-            matrix = [[m["confusion"][t][p] for p in labels] for t in labels]
-            rep.figure(confusion_figure(matrix, labels, f"{name}: {dim}"))
+            columns = [*labels, "unparsed"]  # an answer without a label is the critic's too
+            matrix = [[m["confusion"][t].get(p, 0) for p in columns] for t in labels]
+            rep.figure(confusion_figure(matrix, labels, f"{name}: {dim}", columns))
 
     rep.heading("Same held-out prompts and seeds: base vs aligned")
     frame_grid(rep, w / "eval", names)

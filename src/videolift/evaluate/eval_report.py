@@ -47,7 +47,7 @@ def comparison_tables(rep: Report, evaluation: dict[str, Any]) -> None:
         for rater, s in g.items() if rater != "members"
     ]  # fmt: skip
     rep.table(
-        ["recipe", "replicates", "rater", "n", "all-Good % ± seed SE", "mean reward ± seed SE"],
+        ["recipe", "members", "rater", "replicates", "all-Good % ± seed SE", "mean reward ± seed SE"],
         rows,
         caption="recipes averaged over their replicates (training seeds); the SE is the replicates' spread",
     )
@@ -92,13 +92,21 @@ def distributions(rep: Report, evaluation: dict[str, Any], root: Path) -> None:
         models = {n: s[rater] for n, s in evaluation["summary"].items() if rater in s}
         if models:
             rep.figure(label_rates_figure(models, f"{rater} labels per dimension"))
-    rewards = {}
+    rewards, unparsed = {}, []
     for name in evaluation["summary"]:
         path = root / name / "critic_scores.jsonl"
         if path.exists():
-            rewards[name] = [r["reward"] for r in read_jsonl_dicts(path) if r.get("reward") is not None]
+            values = [r["reward"] for r in read_jsonl_dicts(path) if r.get("reward") is not None]
+            if values:
+                rewards[name] = values
+            else:
+                unparsed.append(name)
     if rewards:
         rep.figure(histogram_figure(rewards, "critic reward per video"))
+    if unparsed:
+        rep.paragraph(
+            f"No critic reward for {', '.join(unparsed)}: the critic parsed no answer on its videos."
+        )
 
 
 def frame_grid(rep: Report, root: Path, names: list[str], n: int = 6) -> None:

@@ -129,20 +129,25 @@ def curves_figure(curves: Mapping[str, Sequence[tuple[float, float]]], title: st
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:  # no curve logged (e.g. its run's log is gone): no legend
+        ax.legend(fontsize=7)
     return fig
 
 
-def confusion_figure(matrix: Sequence[Sequence[int]], labels: Sequence[str], title: str):
+def confusion_figure(
+    matrix: Sequence[Sequence[int]], labels: Sequence[str], title: str, columns: Sequence[str] | None = None
+):
+    """Rows: the reference ``labels``; columns: the critic's (``columns``, e.g. with "unparsed")."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     m = np.asarray(matrix)
-    fig, ax = plt.subplots(figsize=(3, 3))
+    columns = labels if columns is None else columns
+    fig, ax = plt.subplots(figsize=(0.9 * len(columns) + 0.6, 3))
     ax.imshow(m, cmap="Blues")
-    ax.set_xticks(range(len(labels)), labels)
+    ax.set_xticks(range(len(columns)), columns)
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("critic")
     ax.set_ylabel("reference")
@@ -165,7 +170,8 @@ def histogram_figure(values: Mapping[str, Sequence[float]], title: str, bins: in
             ax.hist(vals, bins=bins, range=(0, 1), alpha=0.5, label=name)
     ax.set_xlabel("reward")
     ax.set_title(title)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:  # no curve logged (e.g. its run's log is gone): no legend
+        ax.legend(fontsize=7)
     return fig
 
 

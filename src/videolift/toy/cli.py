@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -74,6 +75,9 @@ def corpus(
     if manifest.exists() and not overwrite:
         raise VideoliftError(f"{manifest} already exists; pass --overwrite to replace the corpus")
     items = plan(n, defect_rate=defect_rate, seed=seed, split=None if split == "all" else split)
+    if overwrite:  # the old corpus goes first: a killed run must not leave its manifest beside new videos
+        manifest.unlink(missing_ok=True)
+        shutil.rmtree(out / "videos", ignore_errors=True)
     write_corpus(items, out, progress=progress)
     counts = {
         dim: Counter(json.loads(line)["truth"][dim] for line in manifest.read_text().splitlines())
@@ -116,6 +120,11 @@ def rate(
 
     if annotators < 1:
         raise VideoliftError(f"--annotators must be at least 1, got {annotators}")
+    given = [(k, p) for k, p in (("--manifest", manifest), ("--out", out), ("--scores-out", scores_out)) if p]
+    for i, (name, path) in enumerate(given):
+        for other, earlier in given[:i]:
+            if path.resolve() == earlier.resolve():  # writing one would replace the other
+                raise VideoliftError(f"{name} {path} is also {other}: give each its own file")
     result = rate_manifest(
         manifest,
         videos,
