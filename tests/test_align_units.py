@@ -513,3 +513,16 @@ def test_resume_refuses_a_checkpoint_past_max_steps(tmp_path):
     assert resume_point(cfg.model_copy(update={"max_steps": 20}), step.parent) == step  # a longer run
     with pytest.raises(VideoliftError, match="at step 10, past --max-steps 5"):
         resume_point(cfg.model_copy(update={"max_steps": 5}), step.parent)
+
+
+def test_a_video_on_several_lines_of_the_scores_is_warned_about(tmp_path):
+    from align_world import align_config, make_world
+    from videolift.align.trainer import load_samples
+
+    world = make_world(tmp_path)
+    lines = (world / "scores.jsonl").read_text()
+    assert "warning" not in load_samples(align_config(world, tmp_path / "run"))[2]
+    (world / "scores.jsonl").write_text(lines + lines.splitlines(keepends=True)[0])  # concatenated by mistake
+    synthetic, _, data = load_samples(align_config(world, tmp_path / "run"))
+    assert len(synthetic) == 5  # still trained as given
+    assert "1 video(s) on more than one line (e.g. videos/v0.mp4, lines 1, 5)" in data["warning"]

@@ -142,6 +142,13 @@ def load_samples(cfg: AlignConfig) -> tuple[list[Sample], list[Sample], dict]:
         )
     ):
         data["warning"] = f"{cfg.scores}: {note}"
+    if repeated := _repeated_videos(synthetic):
+        video, lines = repeated[0]
+        note = (
+            f"{cfg.scores}: {len(repeated)} video(s) on more than one line (e.g. {video}, lines "
+            f"{', '.join(map(str, lines))}); each line is trained on, so they count that many times"
+        )
+        data["warning"] = "; ".join(filter(None, [data.get("warning"), note]))
     data.update(
         real=len(real),
         weight_mean=float(weights.mean()),
@@ -149,6 +156,14 @@ def load_samples(cfg: AlignConfig) -> tuple[list[Sample], list[Sample], dict]:
         weight_max=float(weights.max()),
     )
     return synthetic, real, data
+
+
+def _repeated_videos(samples: list[Sample]) -> list[tuple[str, list[int]]]:
+    """Videos listed on several lines, with their lines (a scores file concatenated twice, say)."""
+    lines: dict[str, list[int]] = {}
+    for sample in samples:
+        lines.setdefault(sample.video, []).append(sample.line)
+    return [(video, at) for video, at in lines.items() if len(at) > 1]
 
 
 def _cache_all(
