@@ -15,8 +15,8 @@ kept as ``answer``, and it is counted in the summary. The reward aggregates the 
 
 Resume and sharding: rank r scores ``pending[r::world]`` and appends each finished video to
 ``OUT.parts/rank{r}.jsonl``; rerunning the same command skips what any rank logged (and what a finished
-``OUT`` of the same critic and settings holds) for the same manifest record; rank 0 merges into ``OUT`` (atomically) and
-``OUT.summary.json`` at the end, then removes the parts.
+``OUT`` of the same critic and settings holds) for the same manifest record; rank 0 merges into ``OUT``
+(atomically) and ``OUT.summary.json`` at the end, then removes the parts.
 """
 
 from __future__ import annotations
