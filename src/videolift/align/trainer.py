@@ -506,9 +506,8 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
     if main:
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(
-            str(log_dir / "tensorboard"), purge_step=step + 1
-        )  # a killed attempt's steps too
+        # Purged from step 1 on a fresh start too: a killed attempt may have logged steps before any checkpoint.
+        writer = SummaryWriter(str(log_dir / "tensorboard"), purge_step=step + 1)
     bar = tqdm(total=cfg.max_steps, initial=step, desc="align", disable=not (progress and main))
     log = _StepLog(samples_per_step, world)
     first_ids: list[int] | None = None
