@@ -34,15 +34,22 @@ from pydantic.dataclasses import dataclass as checked_dataclass
 
 from videolift.core.errors import VideoliftError
 from videolift.core.jsonl import atomic_write, trim_step_log, validation_field
-from videolift.critic.checks import CACHE_FILE as CHECKS_CACHE
 from videolift.critic.data import FrameCache, SFTExample
-from videolift.critic.descriptions import CACHE_FILE as DESCRIPTIONS_CACHE
 
 TRAIN_CONFIG = "train_config.json"
 TRAIN_LOG = "train_log.jsonl"
 TRAIN_SUMMARY = "train_summary.json"  # written last: marks a finished run
 CHECKPOINTS = "checkpoints"
-FIRST_PASS_CACHES = frozenset({DESCRIPTIONS_CACHE, CHECKS_CACHE})  # a critic's own, when OUT holds them
+# What save_pretrained writes for a model or a peft adapter (processor files are rewritten as they are).
+MODEL_FILES = (
+    "config.json",
+    "generation_config.json",
+    "adapter_config.json",
+    "adapter_model.*",
+    "model*.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model*.bin*",
+)
 STATE = "trainer_state.json"
 
 
@@ -390,13 +397,14 @@ def _start_run(accelerator: Any, out: Path, cfg: SFTConfig, *, overwrite: bool) 
     the run's config written (every process has checked OUT before the main one changes it)."""
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        if overwrite and out.is_dir():
-            # Everything: a model file the new run does not write (a LoRA adapter beside new full
-            # weights, or the reverse) would otherwise load with it. The first passes' caches stay:
-            # they are keyed by their settings and were just made or checked for this run.
-            for path in out.iterdir():
-                if path.name not in FIRST_PASS_CACHES:
-                    shutil.rmtree(path) if path.is_dir() else path.unlink()
+        if overwrite:
+            shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+            # The model files too: one the new run does not write (a LoRA adapter beside new full
+            # weights, or full weights beside a new adapter) would otherwise load with it. Other
+            # files stay (first passes' caches, a caller's own data in OUT).
+            for pattern in (TRAIN_CONFIG, TRAIN_LOG, TRAIN_SUMMARY, *MODEL_FILES):
+                for path in out.glob(pattern):
+                    path.unlink()
         out.mkdir(parents=True, exist_ok=True)
         with atomic_write(out / TRAIN_CONFIG) as handle:
             handle.write(json.dumps(cfg.comparable(), indent=1) + "\n")
