@@ -95,6 +95,9 @@ def test_spec_round_trip_and_mismatch_errors(tmp_path, tiny_qwen):
     check_checkpoint(loaded, processor, "qwen2_vl", tmp_path)
     with pytest.raises(VideoliftError, match="trained on a 'qwen2_vl' model"):
         check_checkpoint(loaded, processor, "llava_onevision", tmp_path)
+    alone = copy.deepcopy(tiny_qwen[1])  # --max-pixels alone: the processor's own minimum gives way
+    get_family("qwen2_vl").configure_processor(alone, max_pixels=784, min_pixels=None)
+    assert alone.video_processor.size["longest_edge"] == alone.video_processor.size["shortest_edge"] == 784
     get_family("qwen2_vl").configure_processor(processor, max_pixels=28 * 28 * 4, min_pixels=28 * 28)
     with pytest.raises(VideoliftError, match=r"video settings differ .*\(size\)"):
         check_checkpoint(loaded, processor, "qwen2_vl", tmp_path)
@@ -176,6 +179,12 @@ def test_every_family_trains_and_generates_through_one_collator(family):
     assert not any(
         t.startswith(tuple(p + "." for p in fam.projector_modules(model))) for t in with_vision
     )  # not the projector
+    # LoRA with the projector trained whole: peft copies each projector module (Qwen3-VL's DeepStack
+    # mergers are a ModuleList, which peft refused).
+    from videolift.critic.sft import SFTConfig, prepare_model
+
+    adapted = prepare_model(copy.deepcopy(model), fam, SFTConfig(adapter="lora", tune_projector=True))
+    assert any(p.requires_grad for n, p in adapted.named_parameters() if "modules_to_save" in n)
     collate = ChatCollator(processor, fam, eos_token_ids=[model.generation_config.eos_token_id])
     loss, _ = answer_loss(
         model, collate([Item(frames(0), "a red circle", "Good. fine."), Item(frames(1), "b", "Bad.")])
@@ -306,3 +315,23 @@ def test_mean_accuracy_error_counts_a_videos_dimensions_together():
     report = evaluate_predictions(items, lines)
     assert report["mean_accuracy"] == pytest.approx(0.5)
     assert report["mean_accuracy_se"] == pytest.approx(0.5 / math.sqrt(3))  # sd of (1, 0, 0.5) / sqrt(3)
+
+
+def test_a_model_that_is_not_a_video_vlm_is_refused_before_its_weights_load(tmp_path, monkeypatch):
+    """A text LM (or an image-only VLM): its processor has no video processor, said with the families
+    videolift knows, and before AutoModelForImageTextToText reads any weight."""
+    import transformers
+
+    from test_prompts import build_tiny_chat_lm
+    from videolift.models.vlm import load_vlm
+
+    build_tiny_chat_lm(tmp_path / "lm", zero_head=False)
+    loaded = []
+    monkeypatch.setattr(
+        transformers.AutoModelForImageTextToText, "from_pretrained", lambda *a, **k: loaded.append(a)
+    )
+    with pytest.raises(
+        VideoliftError, match=r"its processor \(qwen2\) has no video processor.*qwen2_5_vl, qwen2_vl"
+    ):
+        load_vlm(tmp_path / "lm")
+    assert not loaded

@@ -55,7 +55,18 @@ class VLMFamily:
         return self._modules(model, self.vision_tower)
 
     def projector_modules(self, model: Any) -> list[str]:
-        return self._modules(model, self.projector)
+        """The projector's modules; a container (Qwen3-VL's DeepStack mergers) as its members, which is
+        what peft's ``modules_to_save`` can copy."""
+        import torch
+
+        out = []
+        for name in self._modules(model, self.projector):
+            module = model.get_submodule(name)
+            if isinstance(module, torch.nn.ModuleList | torch.nn.ModuleDict):
+                out += [f"{name}.{child}" for child, _ in module.named_children()]
+            else:
+                out.append(name)
+        return out
 
     def lora_targets(self, model: Any, *, vision: bool = False) -> list[str]:
         """Names of the language model's linear layers (and, with ``vision``, the vision tower's)."""
@@ -96,6 +107,8 @@ class QwenVL(VLMFamily):
             size["longest_edge"] = int(max_pixels)
         if min_pixels is not None:
             size["shortest_edge"] = int(min_pixels)
+        elif max_pixels is not None:  # the processor's own minimum gives way to a smaller maximum
+            size["shortest_edge"] = min(size.get("shortest_edge", 0), int(max_pixels))
         if size.get("shortest_edge", 0) > size.get("longest_edge", 1 << 62):
             raise VideoliftError(
                 f"min pixels {size['shortest_edge']} exceed max pixels {size['longest_edge']}"
@@ -204,12 +217,19 @@ def load_vlm(model: str | Path, *, dtype: Any = "float32", device: Any = "cpu"):
 
     from videolift.models.base import resolve_dtype
 
-    model_type_of(model)  # a readable error before the heavy load
-    try:
-        vlm = AutoModelForImageTextToText.from_pretrained(str(model), dtype=resolve_dtype(dtype))
+    model_type = model_type_of(model)  # a readable error before the heavy load
+    known = ", ".join(sorted({t for f in FAMILIES for t in f.model_types}))
+    try:  # the processor first: an image-only or text model is refused before its weights load
         processor = AutoProcessor.from_pretrained(str(model))
+        if getattr(processor, "video_processor", None) is None:
+            raise VideoliftError(
+                f"{model}: its processor ({model_type}) has no video processor: not a video VLM. "
+                f"Video VLMs with their own support: {known}"
+            )
+        vlm = AutoModelForImageTextToText.from_pretrained(str(model), dtype=resolve_dtype(dtype))
     except (OSError, ValueError) as exc:
-        raise VideoliftError(f"cannot load VLM {str(model)!r}: {str(exc).splitlines()[0]}") from None
-    if getattr(processor, "video_processor", None) is None:
-        raise VideoliftError(f"{model}: the processor has no video processor; is this a video-capable VLM?")
+        raise VideoliftError(
+            f"cannot load VLM {str(model)!r} ({model_type}): {str(exc).splitlines()[0]}. "
+            f"Video VLMs with their own support: {known}; others load through AutoModelForImageTextToText"
+        ) from None
     return vlm.to(device), processor
