@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -77,7 +76,8 @@ def corpus(
     items = plan(n, defect_rate=defect_rate, seed=seed, split=None if split == "all" else split)
     if overwrite:  # the old corpus goes first: a killed run must not leave its manifest beside new videos
         manifest.unlink(missing_ok=True)
-        shutil.rmtree(out / "videos", ignore_errors=True)
+        for old in (out / "videos").glob("toy-*.mp4"):  # its own videos only, by the corpus's naming
+            old.unlink()
     write_corpus(items, out, progress=progress)
     counts = {
         dim: Counter(json.loads(line)["truth"][dim] for line in manifest.read_text().splitlines())
