@@ -34,14 +34,16 @@ def split_records(
         video = ["id:" + r.video_id, "path:" + r.video]  # a video is never on both sides
         return ["p:" + r.prompt, *video] if group_by == "prompt" else video
 
+    firsts = []
     for record in records:
         first, *rest = keys(record)
+        firsts.append(first)
         for other in rest:
             parent[find(other)] = find(first)
+    roots = [find(first) for first in firsts]  # each record's group, once all unions are made
     # A group is named by its smallest first key (id, or prompt): the same whatever the file's order.
     names: dict[str, str] = {}
-    for record in records:
-        root, first = find(keys(record)[0]), keys(record)[0]
+    for root, first in zip(roots, firsts, strict=True):
         names[root] = min(names.get(root, first), first)
     if len(names) < 2:
         raise VideoliftError(
@@ -52,7 +54,7 @@ def split_records(
     random.Random(seed).shuffle(groups)
     n_test = min(len(groups) - 1, max(1, math.ceil(test_fraction * len(groups))))
     test_groups = set(groups[:n_test])
-    side = {root: name in test_groups for root, name in names.items()}
-    train = [r for r in records if not side[find(keys(r)[0])]]
-    test = [r for r in records if side[find(keys(r)[0])]]
+    held = [names[root] in test_groups for root in roots]
+    train = [r for r, h in zip(records, held, strict=True) if not h]
+    test = [r for r, h in zip(records, held, strict=True) if h]
     return train, test
