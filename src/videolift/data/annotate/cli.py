@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -15,6 +16,9 @@ from rich.console import Console
 app = typer.Typer(
     help="Collect LiFT ratings with a self-hosted web app (see docs/annotate.md).", no_args_is_help=True
 )
+if TYPE_CHECKING:
+    from videolift.data.annotate.project import Project
+
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 DIR_HELP = "Directory {}'s video paths are relative to, inside the videos root (default: the videos root)."
@@ -23,7 +27,7 @@ PROJECT = typer.Option(
 )
 
 
-def _open(directory: Path):
+def _open(directory: Path) -> Project:
     from videolift.data.annotate.project import Project
 
     return Project.open(directory)
@@ -54,11 +58,10 @@ def create(
         project_dir, videos, db=db, ratings_per_video=ratings_per_video, lease_minutes=lease_minutes
     )
     try:
-        with project.session() as session:
+        with project, project.session() as session:
             n = len(import_manifest(session, manifest, project.videos_root)) if manifest else 0
             token = add_user(session, "admin", "admin")
-    except BaseException:
-        project.close()  # leave nothing half-created, so that `create` can simply be rerun
+    except BaseException:  # leave nothing half-created, so that `create` can simply be rerun
         for name in ("project.json", "annotate.db", "annotate.db-wal", "annotate.db-shm"):
             if name == "project.json" or db is None:
                 (project_dir / name).unlink(missing_ok=True)
@@ -80,9 +83,8 @@ def add_videos(
     """Add a manifest's videos to the rating study."""
     from videolift.data.annotate.videos import import_manifest, subdirectory
 
-    project = _open(project_dir)
-    base = subdirectory(project.videos_root, directory) if directory else ""
-    with project.session() as session:
+    with _open(project_dir) as project, project.session() as session:
+        base = subdirectory(project.videos_root, directory) if directory else ""
         n = len(import_manifest(session, manifest, project.videos_root, base=base))
     err.print(f"{n} videos in {manifest} are in the rating study")
 
@@ -98,7 +100,7 @@ def add_annotator(
     """Add a rater and print their token."""
     from videolift.data.annotate.project import add_user
 
-    with _open(project_dir).session() as session:
+    with _open(project_dir) as project, project.session() as session:
         token = add_user(session, name, "annotator", reissue=reissue)
     err.print(f"token of {name.strip()} (shown once):")
     typer.echo(token)
@@ -109,7 +111,7 @@ def admin_token(project_dir: Path = PROJECT) -> None:
     """Issue a new admin token (the old one stops working)."""
     from videolift.data.annotate.project import add_user
 
-    with _open(project_dir).session() as session:
+    with _open(project_dir) as project, project.session() as session:
         token = add_user(session, "admin", "admin", reissue=True)
     typer.echo(token)
 
@@ -128,9 +130,9 @@ def serve(
 
     from videolift.data.annotate.app import create_app
 
-    application = create_app(_open(project_dir))
-    err.print(f"serving {project_dir} on http://{host}:{port}/  (log in with a token; Ctrl+C stops)")
-    uvicorn.run(application, host=host, port=port, log_level=log_level)
+    with _open(project_dir) as project:
+        err.print(f"serving {project_dir} on http://{host}:{port}/  (log in with a token; Ctrl+C stops)")
+        uvicorn.run(create_app(project), host=host, port=port, log_level=log_level)
 
 
 @app.command()
@@ -145,7 +147,7 @@ def export(
     from videolift.core.jsonl import write_jsonl
     from videolift.data.annotate import admin
 
-    with _open(project_dir).session(readonly=True) as session:
+    with _open(project_dir) as project, project.session(readonly=True) as session:
         records = admin.export_records(session, with_reviews=with_reviews)
         agreement = admin.agreement(records)
     n = write_jsonl(out, records)
@@ -164,8 +166,7 @@ def progress(project_dir: Path = PROJECT) -> None:
 
     from videolift.data.annotate import admin
 
-    project = _open(project_dir)
-    with project.session(readonly=True) as session:
+    with _open(project_dir) as project, project.session(readonly=True) as session:
         report = admin.progress(session, project.settings)
     table = Table("annotator", "done", "skipped", "open", "pairs done")
     for row in report["annotators"]:
@@ -200,8 +201,7 @@ def create_pairs(
 
     if match not in ("auto", "prompt", "prompt+seed"):
         raise VideoliftError(f"--match must be auto, prompt or prompt+seed, not {match!r}")
-    project = _open(project_dir)
-    with project.session() as session:
+    with _open(project_dir) as project, project.session() as session:
         report = make(
             session,
             project.videos_root,
@@ -231,7 +231,7 @@ def export_pairs(
     from videolift.core.jsonl import atomic_write
     from videolift.data.annotate.pairwise import pair_results
 
-    with _open(project_dir).session(readonly=True) as session:
+    with _open(project_dir) as project, project.session(readonly=True) as session:
         results = pair_results(session)
     with atomic_write(out) as handle:
         json.dump(results, handle, indent=2, ensure_ascii=False)
@@ -255,7 +255,7 @@ def import_critic(
     """Import critic scores for model-assisted review."""
     from videolift.data.annotate import admin
 
-    with _open(project_dir).session() as session:
+    with _open(project_dir) as project, project.session() as session:
         report = admin.import_critic(session, scores, critic)
     err.print(
         f"imported {report['matched']} scores of {critic!r}; {report['unmatched']} lines matched no project video; "
@@ -278,7 +278,7 @@ def review(
     from videolift.core.jsonl import write_jsonl
     from videolift.data.annotate import admin
 
-    with _open(project_dir).session(readonly=True) as session:
+    with _open(project_dir) as project, project.session(readonly=True) as session:
         items = admin.disagreements(session, critic, min_gap)
     if out is not None:
         write_jsonl(out, items)

@@ -146,7 +146,15 @@ class Project:
             yield session
 
     def close(self) -> None:
+        """Close the database connections: SQLite folds its write-ahead log into annotate.db now, not
+        whenever the garbage collector happens to drop the engine (a copy taken in between is stale)."""
         self.engine.dispose()
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def add_user(session: Session, name: str, role: str = "annotator", *, reissue: bool = False) -> str:
