@@ -111,6 +111,15 @@ def test_rewards_above_one_are_warned_about_once_loaded(scores, tmp_path):
     assert "4 of 5 rewards above 1 (the largest 10, line 1)" in tens["warning"]  # c: its two parsed labels
 
 
+def test_real_data_options_without_a_real_set_are_warned_about(scores, tmp_path):
+    from videolift.align.trainer import load_samples
+
+    req = {"model": "m", "scores": scores, "videos": "v", "out": tmp_path / "o"}
+    assert "warning" not in load_samples(AlignConfig(lambda_real=1.0, **req))[2]  # the default: no effect
+    data = load_samples(AlignConfig(lambda_real=0.5, real_batch_size=16, **req))[2]
+    assert "--lambda-real 0.5, --real-batch-size 16 set without --real" in data["warning"]
+
+
 def test_malformed_scores_are_located(tmp_path):
     path = tmp_path / "s.jsonl"
     path.write_text(

@@ -204,6 +204,13 @@ class AlignConfig(BaseModel):
     def real_bs(self) -> int:
         return self.real_batch_size or self.batch_size
 
+    def real_options_without_real(self) -> list[str]:
+        """Options of the real-data term set away from their defaults while there is no real set."""
+        if self.real is not None:
+            return []
+        names = ("lambda_real", "real_batch_size", "real_videos")
+        return [n for n in names if getattr(self, n) != type(self).model_fields[n].get_default()]
+
     def preprocessing(self) -> dict:
         """What the cached latents depend on besides model and video (the cache key)."""
         tiling = {"vae_tiling": True} if self.vae_tiling else {}  # untiled keys as before the option

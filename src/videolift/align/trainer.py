@@ -149,6 +149,10 @@ def load_samples(cfg: AlignConfig) -> tuple[list[Sample], list[Sample], dict]:
             f"{', '.join(map(str, lines))}); each line is trained on, so they count that many times"
         )
         data["warning"] = "; ".join(filter(None, [data.get("warning"), note]))
+    if unused := cfg.real_options_without_real():
+        options = ", ".join(f"--{n.replace('_', '-')} {getattr(cfg, n)}" for n in unused)
+        note = f"{options} set without --real: there is no real-data term, so they change nothing"
+        data["warning"] = "; ".join(filter(None, [data.get("warning"), note]))
     data.update(
         real=len(real),
         weight_mean=float(weights.mean()),
