@@ -131,6 +131,13 @@ class HRARecord(BaseModel):
             parse_dimension(key)
         return value
 
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, value: str) -> str:
+        if not value.strip():  # the critic is asked whether the video matches it
+            raise ValueError("prompt is empty")
+        return value
+
     @model_validator(mode="after")
     def _default_id(self) -> HRARecord:
         if not self.video_id:
