@@ -57,7 +57,15 @@ def test_create_reports_missing_and_duplicate_videos(tmp_path):
     with pytest.raises(CliFailed, match=r"line 2, field 'video'.*not found"):
         create(tmp_path / "p", root, manifest)
     write_jsonl(manifest, [{"video": "a.mp4", "prompt": "p"}, {"video": "a.mp4", "prompt": "q"}])
-    with pytest.raises(CliFailed, match="already on line 1"):
+    with pytest.raises(CliFailed, match="line 2, field 'video': 'a.mp4' already on line 1"):
+        create(tmp_path / "p", root, manifest)
+    write_clip(root / "b.mp4")
+    two = [
+        {"video": "a.mp4", "video_id": "x", "prompt": "p"},
+        {"video": "b.mp4", "video_id": "x", "prompt": "q"},
+    ]
+    write_jsonl(manifest, two)
+    with pytest.raises(CliFailed, match="line 2, field 'video_id': 'x' already on line 1"):
         create(tmp_path / "p", root, manifest)
 
 

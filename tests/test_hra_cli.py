@@ -172,6 +172,10 @@ def test_export_then_import_round_trips(tmp_path):
             ),
             "element [1], field 'conversations[human].value': video 'a.mp4' has the caption 'a cat' at element [0]",
         ),
+        (
+            json.dumps([{**release_item("a.mp4", "cap", SC, "Good."), "annotator": 7}]),
+            "element [0], field 'annotator': annotator must be a string, got int",
+        ),
     ],
 )
 def test_import_bad_input_names_the_place_and_writes_nothing(tmp_path, content, expected):

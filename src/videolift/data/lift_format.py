@@ -110,7 +110,14 @@ def import_lift(path: str | Path, data: Any) -> tuple[list[HRARecord], dict[str,
         if not caption:
             raise DataError("empty caption", file=path, record=i, field="conversations[human].value")
         rating = Rating(label=label, reason=reason)
-        annotator = item.get("annotator") if isinstance(item.get("annotator"), str) else None
+        annotator = item.get("annotator")
+        if annotator is not None and not isinstance(annotator, str):
+            raise DataError(
+                f"annotator must be a string, got {type(annotator).__name__}",
+                file=path,
+                record=i,
+                field="annotator",
+            )
         if video in captions and captions[video][1] != caption:
             first, text = captions[video]
             if text.split() != caption.split():  # spacing alone: the first one's text

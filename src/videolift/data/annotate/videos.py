@@ -77,9 +77,9 @@ def read_manifest(path: str | Path, root: Path, base: str = "") -> Entries:
             raise DataError(str(exc), file=path, line=line, field="video") from None
         if not file.is_file():
             raise DataError(f"video {file} not found", file=path, line=line, field="video")
-        for key, seen in ((entry.video_id, seen_ids), (entry.video, seen_paths)):
+        for field, key, seen in (("video", entry.video, seen_paths), ("video_id", entry.video_id, seen_ids)):
             if key in seen:
-                raise DataError(f"{key!r} already on line {seen[key]}", file=path, line=line, field="video")
+                raise DataError(f"{key!r} already on line {seen[key]}", file=path, line=line, field=field)
             seen[key] = line
         entries.append((line, entry, file))
     if not entries:
