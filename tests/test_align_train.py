@@ -20,6 +20,7 @@ from align_world import COLOURS, align_config, make_world, score_line, square_vi
 from videolift.align.cache import READ_BATCH, EncodingCache, load_tensor, model_fingerprint
 from videolift.align.config import AlignConfig
 from videolift.align.trainer import batch_loss, step_generator, train
+from videolift.core.errors import VideoliftError
 from videolift.core.memory import clips_per_call
 from videolift.core.video import write_video
 from videolift.models.families import get_spec
@@ -321,6 +322,17 @@ def test_zero_weight_video_does_not_change_weights(world, tmp_path, reward):
     base = _transformer_state(world / "model")
     unchanged = all(torch.equal(trained[k], base[k]) for k in base)
     assert unchanged == (reward == 0.0)
+
+
+def test_a_diverged_run_stops_with_a_clear_error_and_writes_no_checkpoint_of_it(world, tmp_path):
+    scores = tmp_path / "huge.jsonl"
+    scores.write_text(score_line("videos/v0.mp4", "a red square moves right", "Good", 1e308))
+    cfg = align_config(world, tmp_path / "run", scores=scores, max_steps=2, checkpoint_every=1, batch_size=1)
+    with pytest.raises(VideoliftError, match="training diverged: the weights are NaN or infinite at step 1"):
+        train(cfg, progress=False)
+    assert not (tmp_path / "run" / "checkpoints").exists() or not any(
+        (tmp_path / "run" / "checkpoints").iterdir()
+    )
 
 
 def test_gradient_checkpointing_is_exact_and_ema_is_exported(world, tmp_path):
