@@ -238,7 +238,8 @@ def test_tiles_that_do_not_fit_the_frames_are_refused_before_a_video_is_written(
     assert isinstance(result.exception, VideoliftError)
     assert "made 70x68 frames, not 64x64 with --vae-tiling" in str(result.exception)
     assert not list((tmp_path / "out").rglob("*.mp4")) and not (tmp_path / "out/manifest.jsonl").exists()
-    assert gen(tiny_pipeline, tmp_path / "p.txt", tmp_path / "ok", *args).exception is None  # untiled
+    # The corrected command, into the same OUT, runs: the refused run left no video to keep.
+    assert gen(tiny_pipeline, tmp_path / "p.txt", tmp_path / "out", *args).exception is None  # untiled
 
 
 def test_bad_inputs_are_named(tiny_pipeline, tmp_path):

@@ -313,6 +313,8 @@ def generate_videos(
 
     # Every rank reads the same state before anyone writes, so all compute the same pending list.
     conflict = check_run_config(out, run)
+    if conflict and not read_logs(out) and not (out / MANIFEST).exists():
+        conflict = None  # a run stopped before its first video (e.g. refused settings): nothing to keep
     done: set[tuple[int, int]] = set()
     if conflict is None and (out / PARTS).exists():
         done, conflict = finished(out, items, prompts, read_logs(out))
