@@ -223,20 +223,10 @@ def test_pairs_of_two_generate_runs_with_their_own_roots(tmp_path):
     dirs = ["--dir-a", str(gen / "base"), "--dir-b", str(gen / "lift")]
     with pytest.raises(CliFailed, match="not inside the videos root"):
         cli("annotate", "create-pairs", *args, "--project", str(project), "--dir-a", str(tmp_path))
-    with pytest.raises(CliFailed, match="need different names"):  # both manifests are called manifest.jsonl
-        cli("annotate", "create-pairs", *args, "--project", str(project), *dirs)
-    cli(
-        "annotate",
-        "create-pairs",
-        *args,
-        "--project",
-        str(project),
-        *dirs,
-        "--name-a",
-        "base",
-        "--name-b",
-        "lift",
-    )
+    # Both manifests are called manifest.jsonl: the models are named by their runs' directories.
+    cli("annotate", "create-pairs", *args, "--project", str(project), *dirs)
     with Project.open(project).session(readonly=True) as s:
-        pairs = [(p.video_a.video, p.video_b.video) for p in s.scalars(select(Pair).order_by(Pair.id))]
-    assert pairs == [(f"base/videos/{i:04d}.mp4", f"lift/videos/{i:04d}.mp4") for i in range(2)]
+        pairs = [(p.model_a, p.video_a.video, p.model_b, p.video_b.video) for p in s.scalars(select(Pair).order_by(Pair.id))]  # fmt: skip
+    assert pairs == [
+        ("base", f"base/videos/{i:04d}.mp4", "lift", f"lift/videos/{i:04d}.mp4") for i in range(2)
+    ]

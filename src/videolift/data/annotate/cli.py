@@ -185,8 +185,12 @@ def create_pairs(
     manifest_a: Path = typer.Option(..., "--manifest-a", help="Manifest of model A's videos."),
     manifest_b: Path = typer.Option(..., "--manifest-b", help="Manifest of model B's videos (same prompts)."),
     project_dir: Path = PROJECT,
-    name_a: str | None = typer.Option(None, "--name-a", help="Model A's name (default: manifest file stem)."),
-    name_b: str | None = typer.Option(None, "--name-b", help="Model B's name (default: manifest file stem)."),
+    name_a: str | None = typer.Option(
+        None, "--name-a", help="Model A's name (default: the manifest's file stem, or its directory's name)."
+    ),
+    name_b: str | None = typer.Option(
+        None, "--name-b", help="Model B's name (default: the manifest's file stem, or its directory's name)."
+    ),
     match: str = typer.Option("auto", "--match", help="auto | prompt | prompt+seed"),
     dir_a: Path | None = typer.Option(None, "--dir-a", help=DIR_HELP.format("manifest A")),
     dir_b: Path | None = typer.Option(None, "--dir-b", help=DIR_HELP.format("manifest B")),
@@ -201,14 +205,17 @@ def create_pairs(
 
     if match not in ("auto", "prompt", "prompt+seed"):
         raise VideoliftError(f"--match must be auto, prompt or prompt+seed, not {match!r}")
+    default_a, default_b = manifest_a.stem, manifest_b.stem
+    if default_a == default_b:  # two `generate` runs' manifest.jsonl: named by their directories
+        default_a, default_b = manifest_a.resolve().parent.name, manifest_b.resolve().parent.name
     with _open(project_dir) as project, project.session() as session:
         report = make(
             session,
             project.videos_root,
             manifest_a,
             manifest_b,
-            name_a=name_a or manifest_a.stem,
-            name_b=name_b or manifest_b.stem,
+            name_a=name_a or default_a,
+            name_b=name_b or default_b,
             match=match,  # type: ignore[arg-type]
             base_a=subdirectory(project.videos_root, dir_a) if dir_a else "",
             base_b=subdirectory(project.videos_root, dir_b) if dir_b else "",
