@@ -133,6 +133,25 @@ def test_eval_checks_every_model_and_prompt_before_generating(
     assert not out.exists()  # nothing generated, nothing rated
 
 
+def test_eval_vbench_lays_videos_out_without_the_package_and_checks_dimensions_first(
+    tmp_path, tiny_cogvideox_dir, monkeypatch
+):
+    monkeypatch.setattr("shutil.which", lambda name: None)  # vbench not installed (as here)
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red circle moves left in a sand desert\n")
+    args = ["eval", "--model", str(tiny_cogvideox_dir), "--prompts", str(prompts), "--oracle", "--lossless",
+            "--steps", "1", "--no-progress", "--no-report", "--out", str(tmp_path / "eval")]  # fmt: skip
+    refused = CliRunner().invoke(app, [*args, "--vbench", "human_action"])
+    assert refused.exit_code == 1 and "not human_action" in refused.output
+    assert not (tmp_path / "eval").exists()  # refused before the first video
+    result = CliRunner().invoke(app, [*args, "--vbench", "motion_smoothness"])
+    assert result.exit_code == 0, result.output
+    (name,) = json.loads((tmp_path / "eval" / "eval.json").read_text())["models"]
+    assert len(list((tmp_path / "eval" / "vbench" / name / "videos").glob("*.mp4"))) == 1
+    flat = " ".join(result.output.split())
+    assert "vbench is not installed" in flat and "--dimension motion_smoothness --mode=custom_input" in flat
+
+
 def test_eval_vae_tiling_reaches_the_decoder(tmp_path, tiny_cogvideox_dir):
     """--vae-tiling decodes in tiles as `generate --vae-tiling` does: on the tiny VAE, whose tiles do not
     add up to 64x64 frames, that is the size error (a big model's frames fit its tiles)."""

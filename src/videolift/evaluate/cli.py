@@ -66,8 +66,8 @@ def evaluate(
     vbench: list[str] | None = typer.Option(
         None,
         "--vbench",
-        help="Also lay videos out for VBench under OUT/vbench and run this VBench dimension (needs the "
-        "vbench package and a GPU). Repeat for several dimensions.",
+        help="Also lay videos out for VBench under OUT/vbench and score this VBench dimension when the "
+        "vbench package is installed (a GPU; without it, the command to run is printed). Repeatable.",
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
@@ -85,6 +85,10 @@ def evaluate(
             )
 
     models, names, groups = parse_models(model)
+    if vbench:
+        from videolift.evaluate.vbench import check_dimensions
+
+        check_dimensions(vbench)  # before the first video, not after the last
     with library_bars(progress):
         result = compare_models(
             models,
@@ -149,15 +153,27 @@ def parse_models(values: list[str]) -> tuple[list[tuple[str, str | None]], list[
 
 
 def _vbench(result: dict, out: Path, dimensions: list[str]) -> None:
-    from videolift.evaluate.vbench import export_for_vbench, long_clip_warning, run_vbench
+    """Lay every model's videos out for VBench; score them when the vbench package is installed."""
+    import shlex
+    import shutil
 
+    from videolift.evaluate.vbench import export_for_vbench, long_clip_warning, run_vbench, vbench_command
+
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    installed = shutil.which("vbench") is not None
     for name in result["models"]:
         manifest = out / name / "manifest.jsonl"
         if warning := long_clip_warning(manifest):
-            Console(stderr=True).print(f"[yellow]warning:[/] {warning}")
+            err.print(f"[yellow]warning:[/] {warning}")
         folder = out / "vbench" / name
         export_for_vbench(manifest, out / name, folder / "videos")
-        run_vbench(folder / "videos", folder / "results", dimensions)
+        if installed:
+            run_vbench(folder / "videos", folder / "results", dimensions)
+        else:
+            command = shlex.join(vbench_command(folder / "videos", folder / "results", dimensions))
+            err.print(
+                f"vbench is not installed (pip install vbench): {name}'s videos are laid out; score them with\n  {command}"
+            )
 
 
 def print_comparison(result: dict) -> None:

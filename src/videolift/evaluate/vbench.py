@@ -64,6 +64,21 @@ def long_clip_warning(manifest: Path) -> str | None:
     return None
 
 
+def check_dimensions(dimensions: list[str], *, custom_input: bool = True) -> None:
+    """Refuse dimensions VBench cannot score on our own prompts (checked before any video is made)."""
+    if custom_input and (bad := [d for d in dimensions if d not in CUSTOM_DIMENSIONS]):
+        raise VideoliftError(
+            f"VBench custom-input mode supports {', '.join(CUSTOM_DIMENSIONS)}; not {', '.join(bad)}"
+        )
+
+
+def vbench_command(
+    videos_dir: Path, out: Path, dimensions: list[str], *, custom_input: bool = True, exe: str = "vbench"
+) -> list[str]:
+    cmd = [exe, "evaluate", "--videos_path", str(videos_dir), "--output_path", str(out), "--dimension"]
+    return [*cmd, *dimensions, *(["--mode=custom_input"] if custom_input else [])]
+
+
 def run_vbench(videos_dir: Path, out: Path, dimensions: list[str], *, custom_input: bool = True) -> Path:
     """Run ``vbench evaluate`` on a prepared folder; results land in ``out``."""
     exe = shutil.which("vbench")
@@ -71,21 +86,8 @@ def run_vbench(videos_dir: Path, out: Path, dimensions: list[str], *, custom_inp
         raise VideoliftError(
             "the `vbench` package is not installed (pip install vbench; see docs/evaluate.md)"
         )
-    if custom_input and (bad := [d for d in dimensions if d not in CUSTOM_DIMENSIONS]):
-        raise VideoliftError(
-            f"VBench custom-input mode supports {', '.join(CUSTOM_DIMENSIONS)}; not {', '.join(bad)}"
-        )
-    cmd = [
-        exe,
-        "evaluate",
-        "--videos_path",
-        str(videos_dir),
-        "--output_path",
-        str(out),
-        "--dimension",
-        *dimensions,
-    ]
-    if custom_input:
-        cmd.append("--mode=custom_input")
-    subprocess.run(cmd, check=True)
+    check_dimensions(dimensions, custom_input=custom_input)
+    subprocess.run(
+        vbench_command(videos_dir, out, dimensions, custom_input=custom_input, exe=exe), check=True
+    )
     return out
