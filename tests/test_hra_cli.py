@@ -255,7 +255,9 @@ def test_validate_checks_videos_and_duplicates(tmp_path):
     ok = tmp_path / "ok.jsonl"
     ok.write_text(json.dumps(rows[0]) + "\n")
     code, out = run("hra", "validate", ok, "--videos", tmp_path / "videos")
-    assert code == 0, out
+    assert code == 0 and "1 valid records, 1 videos decode" in " ".join(out.split()), out
+    code, out = run("hra", "validate", ok, "--videos", tmp_path / "videos", "--quick")
+    assert code == 0 and "1 valid records, 1 videos open" in " ".join(out.split()), out  # not decoded
 
 
 def _panel(n_videos=40, annotators=3, seed=0, flip=0.0):

@@ -114,7 +114,8 @@ def validate(
         console.print(f"[red]{len(errors)} error(s){more}[/] in {src}")
         raise typer.Exit(1)
     console.print(
-        f"[green]✓[/] {src}: {records} valid records" + (f", {len(checked)} videos decode" if videos else "")
+        f"[green]✓[/] {src}: {records} valid records"
+        + (f", {len(checked)} videos {'open' if quick else 'decode'}" if videos else "")
     )
 
 
