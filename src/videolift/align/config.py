@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import to_jsonable_python
@@ -37,8 +37,11 @@ RESUMABLE_CHANGES = frozenset(
 )
 
 
+Beta = Annotated[float, Field(ge=0, lt=1)]
+
+
 class AlignConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # NaN / inf settings train nothing
 
     # ---- inputs / outputs -------------------------------------------------------------------------
     model: str = Field(description="diffusers pipeline directory or Hub id of the T2V model to align")
@@ -111,7 +114,7 @@ class AlignConfig(BaseModel):
 
     # ---- optimisation -----------------------------------------------------------------------------
     lr: float = Field(1e-5, gt=0, description="AdamW learning rate")
-    betas: tuple[float, float] = Field((0.9, 0.95), description="AdamW betas")
+    betas: tuple[Beta, Beta] = Field((0.9, 0.95), description="AdamW betas, each in [0, 1)")
     weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
     adam_eps: float = Field(1e-8, gt=0, description="AdamW epsilon")
     lr_scheduler: Literal["constant_with_warmup", "cosine", "linear"] = Field(
@@ -136,7 +139,9 @@ class AlignConfig(BaseModel):
         description="EMA of the trained weights, exported instead of the raw ones; off if unset. diffusers' "
         "EMAModel: decay 0 at the first update, then min(ema_decay, (1 + s) / (10 + s))",
     )
-    seed: int = Field(0, description="seed of init, data order, latent sampling, timesteps, noise")
+    seed: int = Field(
+        0, ge=0, lt=2**32, description="seed of init, data order, latent sampling, timesteps, noise"
+    )
 
     # ---- preprocessing (part of the cache key) ----------------------------------------------------
     frames: int | None = Field(None, ge=1, description="keep the first N frames (default: all)")
