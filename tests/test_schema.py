@@ -148,6 +148,15 @@ def test_text_readers_name_the_file_and_line(tmp_path):
     cut.write_text('{"prompt": "a", "video": "v.mp\n')
     with pytest.raises(DataError, match=r"\(Unterminated string starting at column 26\)"):
         read_jsonl_dicts(cut)
+    cut.write_text('{"prompt": "a"}\n{"seed": ' + "9" * 5000 + "}\n")  # over Python's integer digit limit
+    with pytest.raises(
+        DataError, match=r"cut\.jsonl, line 2: malformed JSON \(Exceeds the limit \(4300 digits\)"
+    ):
+        read_jsonl_dicts(cut)
+    whole = tmp_path / "whole.json"
+    whole.write_text('{"seed": ' + "9" * 5000 + "}")
+    with pytest.raises(DataError, match=r"whole\.json: malformed JSON \(Exceeds the limit"):
+        read_json(whole)
     with pytest.raises(DataError, match=r": is a directory, expected a file"):
         read_json(tmp_path)
     with (

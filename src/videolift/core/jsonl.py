@@ -96,12 +96,10 @@ def iter_json_lines(
             continue
         try:
             obj = json.loads(line.rstrip("\r\n"))  # so a cut-off line's error column is where it ends
-        except json.JSONDecodeError as exc:
+        except ValueError as exc:  # JSONDecodeError, or an integer of over 4,300 digits
             if skip_partial_last and i == len(lines) and not line.endswith("\n"):
                 return
-            error = DataError(
-                f"malformed JSON ({_json_problem(exc)} at column {exc.colno})", file=path, line=i
-            )
+            error = DataError(f"malformed JSON ({_json_problem(exc)})", file=path, line=i)
         else:
             if isinstance(obj, dict):
                 yield i, obj
@@ -112,9 +110,12 @@ def iter_json_lines(
         errors.append(error)
 
 
-def _json_problem(exc: json.JSONDecodeError) -> str:
+def _json_problem(exc: ValueError, *, line: bool = False) -> str:
+    if not isinstance(exc, json.JSONDecodeError):  # Python's own limit on integer digits
+        return str(exc).split(";")[0]
     # "Unterminated string starting at" already ends in "at": no "at at column 5".
-    return exc.msg.removesuffix(" at")
+    where = f"line {exc.lineno}, column {exc.colno}" if line else f"column {exc.colno}"
+    return f"{exc.msg.removesuffix(' at')} at {where}"
 
 
 def read_rank_logs(
@@ -214,7 +215,5 @@ def read_json(path: str | Path) -> Any:
     path = Path(path)
     try:
         return json.loads(read_text(path))
-    except json.JSONDecodeError as exc:
-        raise DataError(
-            f"malformed JSON ({_json_problem(exc)} at line {exc.lineno}, column {exc.colno})", file=path
-        ) from None
+    except ValueError as exc:
+        raise DataError(f"malformed JSON ({_json_problem(exc, line=True)})", file=path) from None
