@@ -466,6 +466,11 @@ def test_export_of_a_checkpoint_is_the_critic_the_run_writes(world, tmp_path, ad
     assert "not empty" in run("critic", "export", "--run", run_dir, "--out", out, fails=True).output
     not_a_run = run("critic", "export", "--run", out, "--out", tmp_path / "x", fails=True).output
     assert "no train_config.json" in not_a_run
+    broken = tmp_path / "broken"  # a hand-edited train_config.json: named, not a traceback
+    broken.mkdir()
+    for text, message in [("{", "train_config.json: malformed JSON"), ("[1]", "no critic spec")]:
+        (broken / "train_config.json").write_text(text)
+        assert message in run("critic", "export", "--run", broken, "--out", tmp_path / "x", fails=True).output
     # A finished run checkpoints only updates before its last (--save-every): the last is the run itself.
     shutil.rmtree(run_dir / "checkpoints" / "step-000004")
     finished = run("critic", "export", "--run", run_dir, "--out", tmp_path / "y", fails=True).output

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from videolift.core.errors import DataError
 from videolift.evaluate.stages import Runner, Stage, content_print
 
 
@@ -311,3 +312,9 @@ def test_what_an_earlier_version_keyed_otherwise_stays_done_only_where_that_is_s
         Runner(w).run(old(1.0, batch=16))
         Runner(w).run(stage)
         assert calls == [1, 1] if reruns else calls == [1], (stage.settings, stage.earlier_inputs)
+
+
+def test_a_damaged_run_manifest_is_named_not_a_traceback(tmp_path):
+    (tmp_path / "run_manifest.json").write_text('{"stages": {')  # a disk full or a hand edit
+    with pytest.raises(DataError, match=r"run_manifest\.json: malformed JSON"):
+        Runner(tmp_path)

@@ -74,6 +74,13 @@ def test_record_validation_and_defaults():
         )
 
 
+@pytest.mark.parametrize("scores", [None, [1, 2], "abc"])
+def test_reward_scores_that_are_not_a_mapping_are_named(scores):
+    # e.g. a `scores:` key whose lines are commented out reads as null
+    with pytest.raises(ValidationError, match="must map each label to its score"):
+        RewardConfig(scores=scores)
+
+
 def test_reward_defaults_are_the_papers():
     cfg = RewardConfig()
     dims = list(Dimension)

@@ -25,7 +25,7 @@ from safetensors.torch import save
 
 from videolift.core.errors import VideoliftError
 from videolift.core.files import content_hash
-from videolift.core.jsonl import atomic_write
+from videolift.core.jsonl import atomic_write, read_json
 from videolift.core.memory import clips_per_call
 from videolift.core.video import read_video
 from videolift.models.base import SamplerSettings
@@ -87,8 +87,8 @@ def _read_memo(memo: Path | None) -> dict[str, Any]:
     if memo is None or not memo.exists():
         return {}
     try:
-        return json.loads(memo.read_text())
-    except (OSError, ValueError):  # a damaged memo only costs re-hashing
+        return read_json(memo)
+    except (OSError, ValueError, VideoliftError):  # a damaged memo only costs re-hashing
         return {}
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from videolift.align.config import RESUMABLE_CHANGES, AlignConfig
 from videolift.core.errors import VideoliftError
-from videolift.core.jsonl import atomic_write, trim_step_log
+from videolift.core.jsonl import atomic_write, read_json, trim_step_log
 
 CKPT_RE = re.compile(r"^step-(\d+)$")
 STATE_FILE = "trainer_state.json"
@@ -31,7 +31,7 @@ def checkpoint_step(checkpoint: Path) -> int:
 
 def checkpoint_conflicts(cfg: AlignConfig, checkpoint: Path) -> list[str]:
     """Settings of ``cfg`` that differ from those of the run that wrote ``checkpoint`` (none: resume)."""
-    state = json.loads((checkpoint / STATE_FILE).read_text())
+    state = read_json(checkpoint / STATE_FILE)
     saved = state.get("config")
     if saved is None:  # checkpoints written before 2026-12-04 hold only a hash; the config sits in OUT
         if state.get("fingerprint") == cfg.training_fingerprint():
@@ -39,7 +39,7 @@ def checkpoint_conflicts(cfg: AlignConfig, checkpoint: Path) -> list[str]:
         path = checkpoint.parent.parent / "align_config.json"
         if not path.exists():
             return [f"the checkpoint's settings differ and {path} is missing to say how"]
-        saved = json.loads(path.read_text())
+        saved = read_json(path)
     conflicts = cfg.resume_conflicts(saved)
     # Checkpoints from before 2026-12-05 hold no hashes: their inputs are compared by path only.
     hashes, now = state.get("inputs") or {}, cfg.input_hashes()
@@ -97,7 +97,7 @@ def save_checkpoint(accelerator: Any, root: Path, step: int, state: dict, keep: 
 def load_checkpoint(accelerator: Any, checkpoint: Path) -> dict:
     """accelerate.load_state, and the trainer state saved beside it."""
     accelerator.load_state(str(checkpoint))
-    return json.loads((checkpoint / STATE_FILE).read_text())
+    return read_json(checkpoint / STATE_FILE)
 
 
 def clear_after(root: Path, log: Path, step: int) -> None:

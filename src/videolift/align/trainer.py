@@ -38,7 +38,7 @@ from videolift.align.weights import (
     select_synthetic,
 )
 from videolift.core.errors import VideoliftError
-from videolift.core.jsonl import append_jsonl, atomic_write
+from videolift.core.jsonl import append_jsonl, atomic_write, read_json
 from videolift.core.reward import RewardConfig
 from videolift.models.base import resolve_dtype
 from videolift.models.families import detect_family, get_spec
@@ -432,7 +432,7 @@ def _previous_summary(out: Path, log_dir: Path, ranks: list[dict]) -> tuple[dict
     lines = deque(iter_json_lines(log_file, skip_partial_last=True), maxlen=1) if log_file.exists() else ()
     last = lines[0][1] if lines else {}
     summary = out / "train_summary.json"
-    before = {r["rank"]: r for r in json.loads(summary.read_text())["ranks"]} if summary.exists() else {}
+    before = {r["rank"]: r for r in read_json(summary)["ranks"]} if summary.exists() else {}
     return last, [r | {"first_ids": before.get(r["rank"], {}).get("first_ids")} for r in ranks]
 
 

@@ -34,8 +34,12 @@ class RewardConfig(BaseModel):
 
     @field_validator("scores", mode="before")
     @classmethod
-    def _labels(cls, value: dict) -> dict:
-        out = {parse_label(k): v for k, v in dict(value).items()}
+    def _labels(cls, value: object) -> dict:
+        if not isinstance(value, dict):
+            raise ValueError(
+                f"must map each label to its score, e.g. {{Good: 1, Normal: 0.5, Bad: 0}}, got {value!r}"
+            )
+        out = {parse_label(k): v for k, v in value.items()}
         missing = [label.value for label in Label if label not in out]
         if missing:
             raise ValueError(f"missing score for {', '.join(missing)}")

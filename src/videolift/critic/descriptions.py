@@ -16,7 +16,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from videolift.core.jsonl import atomic_write
+from videolift.core.jsonl import atomic_write, read_json
 from videolift.core.video import sample_frames
 
 CACHE_FILE = "descriptions.json"
@@ -92,7 +92,7 @@ def cached_texts(
     ``announce(missing, cached)`` is called before computing."""
     known: dict[str, str] = {}
     if path.exists():
-        saved = json.loads(path.read_text())
+        saved = read_json(path)
         if saved.get("key") == key:
             known = saved[field]
     missing = [item for item, name in names.items() if name not in known]

@@ -40,6 +40,7 @@ from videolift.core.jsonl import (
     append_jsonl,
     atomic_write,
     iter_json_lines,
+    read_json,
     read_rank_logs,
     repair_log,
     write_jsonl,
@@ -403,7 +404,7 @@ def score_manifest(
     started = time.time()
     run_file = parts / "run.json"
     # Every rank checks (an error on rank 0 alone would leave the others waiting at the barrier).
-    before = json.loads(run_file.read_text()) if run_file.exists() else None
+    before = read_json(run_file) if run_file.exists() else None
     state.wait_for_everyone()
     if before is not None and before != signature:
         changed = ", ".join(k for k in signature if before.get(k) != signature[k])
@@ -500,7 +501,7 @@ def _finished_lines(out: Path, signature: dict[str, Any]) -> dict[str, dict[str,
     """Lines of an earlier, finished run into ``out`` with the same critic and settings (reused on a rerun,
     e.g. after adding videos to the manifest); nothing if it was scored differently."""
     summary = summary_path(out)
-    if not (out.exists() and summary.exists()) or json.loads(summary.read_text()).get("run") != signature:
+    if not (out.exists() and summary.exists()) or read_json(summary).get("run") != signature:
         return {}
     return {video_key(obj): obj for _, obj in iter_json_lines(out)}
 

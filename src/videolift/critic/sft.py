@@ -33,7 +33,7 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator, model_
 from pydantic.dataclasses import dataclass as checked_dataclass
 
 from videolift.core.errors import VideoliftError
-from videolift.core.jsonl import atomic_write, trim_step_log, validation_field
+from videolift.core.jsonl import atomic_write, read_json, trim_step_log, validation_field
 from videolift.critic.data import FrameCache, SFTExample
 
 TRAIN_CONFIG = "train_config.json"
@@ -227,7 +227,7 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int, wor
 def checkpoints(out: Path) -> dict[int, Path]:
     """Complete checkpoints in ``out`` by update (a checkpoint killed mid-save has no state file)."""
     done = (p for p in (out / CHECKPOINTS).glob("step-*") if (p / STATE).exists())
-    return {json.loads((p / STATE).read_text())["step"]: p for p in done}
+    return {read_json(p / STATE)["step"]: p for p in done}
 
 
 def latest_checkpoint(out: Path) -> Path | None:
@@ -253,7 +253,7 @@ def check_output_dir(out: Path, cfg: SFTConfig, *, resume: bool, overwrite: bool
     if (out / TRAIN_SUMMARY).exists():
         raise RunConflict(f"{out}: already holds a finished model; pass --overwrite to replace it")
     if config.exists():
-        before = json.loads(config.read_text())
+        before = read_json(config)
         now = cfg.comparable()
         if not resume:
             raise VideoliftError(
@@ -452,7 +452,7 @@ def _resume(accelerator: Any, out: Path, resume: bool, total: int, log: Any) -> 
     main = accelerator.is_main_process
     if resume and (ckpt := latest_checkpoint(out)) is not None:
         accelerator.load_state(str(ckpt), strict=False)
-        step = json.loads((ckpt / STATE).read_text())["step"]
+        step = read_json(ckpt / STATE)["step"]
         if main:
             trim_step_log(out / TRAIN_LOG, step)
             log(f"resumed from {ckpt.name} (update {step} of {total})")
@@ -531,8 +531,8 @@ def find_checkpoint(out: Path, step: int | None = None) -> tuple[Path, int]:
 def _finished_step(out: Path) -> int | None:
     """The last update of a finished run (its summary is written last), or None."""
     try:
-        return int(json.loads((out / TRAIN_SUMMARY).read_text())["steps"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return int(read_json(out / TRAIN_SUMMARY)["steps"])
+    except (OSError, ValueError, KeyError, TypeError, VideoliftError):
         return None
 
 

@@ -7,7 +7,6 @@ checkpoint as a critic directory that plain transformers / peft load.
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ from pydantic import ValidationError
 
 from videolift.core.errors import VideoliftError
 from videolift.core.files import content_hash
+from videolift.core.jsonl import read_json
 from videolift.critic.data import SFTExample
 from videolift.critic.sft import (
     TRAIN_CONFIG,
@@ -258,9 +258,9 @@ def export_critic(
     config_file = run / TRAIN_CONFIG
     if not config_file.is_file():
         raise VideoliftError(f"{run}: not a critic training directory (no {TRAIN_CONFIG})")
-    config = json.loads(config_file.read_text())
-    extra = config.pop("extra", {})
-    if "spec" not in extra:
+    config = read_json(config_file)
+    extra = config.pop("extra", {}) if isinstance(config, dict) else {}
+    if not isinstance(extra, dict) or "spec" not in extra:
         raise VideoliftError(f"{config_file}: no critic spec in 'extra'; not written by critic train")
     ckpt, step = find_checkpoint(run, step)
     if dest.resolve() == run.resolve():

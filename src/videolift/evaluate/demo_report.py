@@ -3,11 +3,10 @@ critic confusion matrices and a base-vs-aligned frame grid on the same held-out 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from videolift.core.jsonl import read_jsonl_dicts
+from videolift.core.jsonl import read_json, read_jsonl_dicts
 from videolift.core.schema import DIMENSIONS, LABELS
 from videolift.evaluate.eval_report import comparison_tables, distributions, frame_grid
 from videolift.evaluate.report import Report, confusion_figure, curves_figure
@@ -63,7 +62,7 @@ def write_report(
     workdir: str | Path, summary: dict[str, Any], title: str = "videolift: the LiFT loop"
 ) -> Path:
     w = Path(workdir)
-    evaluation = json.loads((w / "eval" / "eval.json").read_text())
+    evaluation = read_json(w / "eval" / "eval.json")
     names = list(evaluation["summary"])
     rep = Report(title)
 
@@ -138,7 +137,7 @@ def write_report(
         path = w / f"{name}_eval.json"
         if not path.exists():
             continue
-        report = json.loads(path.read_text())
+        report = read_json(path)
         for dim, m in report.get("dimensions", {}).items():
             labels = [lab.value for lab in LABELS]
             columns = [*labels, "unparsed"]  # an answer without a label is the critic's too

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from videolift.core.errors import VideoliftError
-from videolift.core.jsonl import atomic_write, write_jsonl
+from videolift.core.jsonl import atomic_write, read_json, write_jsonl
 from videolift.evaluate.pipeline_config import PipelineConfig, PromptSet, Sampler
 from videolift.evaluate.stages import Stage, in_subprocess
 
@@ -422,5 +422,5 @@ def _trained_on(out: Path, real: Path | None) -> bool:
     last = latest_checkpoint(out / "checkpoints")
     if last is None:
         return False
-    recorded = (json.loads((last / STATE_FILE).read_text()).get("inputs") or {}).get("real", False)
+    recorded = (read_json(last / STATE_FILE).get("inputs") or {}).get("real", False)
     return recorded == (content_hash(real) if real is not None and real.is_file() else None)

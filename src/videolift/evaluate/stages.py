@@ -26,7 +26,7 @@ from typing import Any
 from rich.console import Console
 
 from videolift.core.files import content_hash, fingerprint
-from videolift.core.jsonl import atomic_write
+from videolift.core.jsonl import atomic_write, read_json
 
 console = Console()
 
@@ -107,7 +107,7 @@ class Runner:
             self.workdir.mkdir(parents=True, exist_ok=True)
         self.manifest_path = self.workdir / "run_manifest.json"
         self.manifest: dict[str, Any] = (
-            json.loads(self.manifest_path.read_text()) if self.manifest_path.exists() else {"stages": {}}
+            read_json(self.manifest_path) if self.manifest_path.exists() else {"stages": {}}
         )
         self.results: dict[str, Any] = {}
         self.ran: set[str] = set()  # stages run (not skipped) by this runner

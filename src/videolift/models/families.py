@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from videolift.core.errors import VideoliftError
+from videolift.core.jsonl import read_json
 from videolift.models.base import FULL_DIR, LORA_DIR, DiffusersT2VSpec
 from videolift.models.cogvideox import CogVideoXSpec
 from videolift.models.wan import WanSpec
@@ -28,8 +28,8 @@ def not_a_pipeline(model: str) -> VideoliftError:
         hint = f"; it is an align run: its model is {local / FULL_DIR}"
     elif (local / LORA_DIR).is_dir():
         try:
-            base = json.loads((local / "align_config.json").read_text())["model"]
-        except (OSError, ValueError, KeyError, TypeError):
+            base = read_json(local / "align_config.json")["model"]
+        except (OSError, ValueError, KeyError, TypeError, VideoliftError):
             base = "BASE"
         hint = (
             f"; it is an align run with a LoRA: load {local / LORA_DIR} on top of {base} "
@@ -46,8 +46,8 @@ def pipeline_class_of(model: str) -> str:
         if not index.exists():
             raise not_a_pipeline(model)
         try:
-            return str(json.loads(index.read_text())["_class_name"])
-        except (ValueError, KeyError, TypeError):
+            return str(read_json(index)["_class_name"])
+        except (ValueError, KeyError, TypeError, VideoliftError):
             raise VideoliftError(f"{index}: not a diffusers model_index.json (no _class_name)") from None
     from diffusers import DiffusionPipeline
 

@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from videolift.core.errors import VideoliftError
+from videolift.core.jsonl import read_json
 from videolift.models.tiny_cogvideox import TinyCogVideoXConfig
 from videolift.toy.sharpen_decoder import DecoderPhase
 
@@ -268,7 +269,7 @@ def pretrain_t2v(out: str | Path, cfg: T2VPretrainConfig | None = None, minutes:
         pipe.vae.register_to_config(scaling_factor=1.0 / vae_report["latent_std"])
         pipe.save_pretrained(base0)
         (work / "vae_report.json").write_text(json.dumps(vae_report))
-    vae_report = json.loads((work / "vae_report.json").read_text())
+    vae_report = read_json(work / "vae_report.json")
     corpus = work / "corpus"
     if not (corpus / "scores.jsonl").exists():
         render_corpus(
@@ -346,7 +347,7 @@ def pretrain_t2v(out: str | Path, cfg: T2VPretrainConfig | None = None, minutes:
     if cfg.decoder.steps > 0:
         deadline = None if budget is None else start + budget
         final = sharpen_pipeline(result.export_dir, work / "decoder", cfg, log, deadline)
-        report["decoder"] = json.loads((work / "decoder" / "decoder_report.json").read_text())
+        report["decoder"] = read_json(work / "decoder" / "decoder_report.json")
     return export(final, out, cfg, {**report, "train_minutes": round((time.time() - start) / 60, 1)}, work)
 
 

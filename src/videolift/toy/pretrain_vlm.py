@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from videolift.core.errors import VideoliftError
-from videolift.core.jsonl import atomic_write, read_jsonl_dicts
+from videolift.core.jsonl import atomic_write, read_json, read_jsonl_dicts
 from videolift.models.tiny_vlm import TinyVLMConfig
 from videolift.toy.caption_check import clause_table, quality_report
 from videolift.toy.vision_probe import VisionProbe, attribute_targets, train_vision
@@ -223,7 +223,7 @@ def pretrain_vlm(
     if _trained(out, cfg):
         # A run that stopped after training (e.g. killed while captioning) only needs its checks.
         log(f"{out} already holds the trained model of this configuration: checking it")
-        training = json.loads((out / TRAINING).read_text())
+        training = read_json(out / TRAINING)
     else:
         training = _train(out, cfg, train, heldout, work, minutes, progress, log)
     log(f"captioning {len(heldout)} held-out-split clips")
@@ -241,7 +241,7 @@ def pretrain_vlm(
 def _trained(out: Path, cfg: PretrainVLMConfig) -> bool:
     if not (out / TRAINING).exists() or not (out / CONFIG).exists():
         return False
-    saved = json.loads((out / CONFIG).read_text())
+    saved = read_json(out / CONFIG)
     return all(saved.get(k) == v for k, v in json.loads(json.dumps(asdict(cfg))).items() if k != "threads")
 
 
