@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from test_annotate_support import CliFailed, add_annotator, auth, create, make_project, write_clip
+from test_annotate_support import CliFailed, add_annotator, auth, cli, create, make_project, write_clip
 from videolift.core.jsonl import write_jsonl
 from videolift.data.annotate.app import create_app
 from videolift.data.annotate.project import Project
@@ -119,3 +119,13 @@ def test_pages_carry_security_headers(tmp_path):
         assert r.status_code == 200 and "<title>videolift" in r.text
         assert "default-src 'self'" in r.headers["content-security-policy"]
         assert r.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize("command", ["export", "export-pairs", "review"])
+@pytest.mark.parametrize("name", ["annotate.db", "project.json"])
+def test_an_output_over_the_projects_own_files_is_refused(tmp_path, command, name):
+    project, _ = make_project(tmp_path, n=2, r=1)
+    before = {p.name: p.read_bytes() for p in project.iterdir() if p.is_file()}
+    with pytest.raises(CliFailed, match=f"--out {project / name} is also the project's {name}"):
+        cli("annotate", command, "--project", str(project), "--out", str(project / name))
+    assert {p.name: p.read_bytes() for p in project.iterdir() if p.is_file()} == before  # all ratings kept

@@ -203,9 +203,31 @@ def test_score_lines_resume_and_determinism(world, critic_dir, tmp_path):
                   "--videos", world, "--out", tmp_path / "a_dir", fails=True).output  # fmt: skip
     assert "Loading weights" not in refused  # refused before the critic loads
     assert (
-        "a_dir: is a directory; --out names the scores JSONL" in refused
-        and not parts_dir(tmp_path / "a_dir").exists()
+        "a_dir is a directory; name a file to write" in refused and not parts_dir(tmp_path / "a_dir").exists()
     )
+    # Nor may it be the manifest it reads, and a videos root that is not there is no run of unreadable videos.
+    copy = tmp_path / "m.jsonl"
+    shutil.copy(world / "manifest.jsonl", copy)
+    same = run(
+        "critic",
+        "score",
+        "--critic",
+        critic_dir,
+        "--manifest",
+        copy,
+        "--videos",
+        world,
+        "--out",
+        copy,
+        fails=True,
+    )
+    assert (
+        "is also --manifest: give each its own file" in same.output
+        and copy.read_bytes() == (world / "manifest.jsonl").read_bytes()
+    )
+    nowhere = run("critic", "score", "--critic", critic_dir, "--manifest", copy, "--videos", tmp_path / "nowhere",
+                  "--out", tmp_path / "n.jsonl", fails=True).output  # fmt: skip
+    assert "nowhere: the videos root is not a directory (--videos)" in " ".join(nowhere.split())
 
     # Interrupted run: two videos logged, then a torn line. The rerun scores only the other three.
     second = tmp_path / "second.jsonl"
@@ -231,6 +253,10 @@ def test_score_lines_resume_and_determinism(world, critic_dir, tmp_path):
 
 
 def test_eval_reports_metrics_matching_the_scores(world, critic_dir, tmp_path):
+    held_out = tmp_path / "held_out.jsonl"  # --scores over the reference labels: refused, untouched
+    shutil.copy(world / "hra.jsonl", held_out)
+    same = run("critic", "eval", "--critic", critic_dir, "--data", held_out, "--videos", world, "--scores", held_out, fails=True)  # fmt: skip
+    assert "is also --data" in same.output and held_out.read_bytes() == (world / "hra.jsonl").read_bytes()
     scores = tmp_path / "scores.jsonl"
     result = run("critic", "eval", "--critic", critic_dir, "--data", world / "hra.jsonl", "--videos", world,
                  "--json", "--scores", scores)  # fmt: skip

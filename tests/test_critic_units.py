@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 import re
 from pathlib import Path
@@ -17,7 +18,7 @@ from videolift.critic.collate import IGNORE, ChatCollator, Item, answer_loss
 from videolift.critic.data import SFTExample, class_weights, majority_items
 from videolift.critic.evaluate import evaluate_predictions, label_metrics, pairwise_accuracy
 from videolift.critic.prompts import one_pass_answer, parse_one_pass
-from videolift.critic.score import Critic
+from videolift.critic.score import Critic, scored_for
 from videolift.critic.sft import epoch_batches
 from videolift.critic.spec import CriticSpec, check_checkpoint, video_processor_settings
 from videolift.models.tiny_vlm import FAMILIES, TinyVLMConfig, build_tiny_vlm
@@ -335,3 +336,10 @@ def test_a_model_that_is_not_a_video_vlm_is_refused_before_its_weights_load(tmp_
     ):
         load_vlm(tmp_path / "lm")
     assert not loaded
+
+
+def test_a_score_line_matches_its_manifest_record_as_json():
+    record = {"video": "v.mp4", "prompt": "p", "seed": float("nan")}  # NaN != NaN, yet the same record
+    line = {**json.loads(json.dumps(record)), "ratings": {}, "reward": 0.5}
+    assert scored_for(line, record)
+    assert not scored_for({**line, "seed": 1}, record) and not scored_for(None, record)

@@ -419,3 +419,22 @@ def test_split_keeps_a_shared_video_on_one_side_whatever_the_grouping_and_the_li
         assert len(splits) == 6  # the line order changes nothing
     with pytest.raises(VideoliftError, match="all of one video"):
         split_records([record("x1", "x.mp4", "a"), record("x2", "x.mp4", "b")], 0.5, 0)
+
+
+def test_outputs_that_are_inputs_or_directories_are_refused_before_anything_is_written(tmp_path):
+    hra = tmp_path / "hra.jsonl"
+    hra.write_text(
+        json.dumps({"video": "v.mp4", "prompt": "p", "ratings": {"video_fidelity": {"label": "Good"}}}) + "\n"
+    )
+    before = hra.read_bytes()
+    for args, said in [
+        (("hra", "export", hra, "--out", hra), "is also the HRA file"),
+        (("hra", "import", hra, "--out", hra), "is also the release file"),
+        (("hra", "split", hra, "--test-fraction", "0.5", "--out", hra), "is a file; --out names a directory"),
+    ]:
+        code, out = run(*args)
+        assert code != 0 and said in " ".join(out.split()) and hra.read_bytes() == before, out
+    # split: a test.jsonl that cannot be written is found before train.jsonl is (re)written
+    (tmp_path / "s" / "test.jsonl").mkdir(parents=True)
+    code, out = run("hra", "split", hra, "--test-fraction", "0.5", "--out", tmp_path / "s")
+    assert code != 0 and "test.jsonl is a directory" in out and not (tmp_path / "s" / "train.jsonl").exists()

@@ -130,6 +130,13 @@ def test_custom_categories_and_exhaustion(tmp_path):
     assert {r["prompt"] for r in records} == {"A robot waving on the moon.", "A robot waving in a crater."}
     with pytest.raises(VideoliftError, match="hold at most 2 distinct prompts"):  # said before drawing
         sample_prompts(3, seed=0, categories=load_categories(tmp_path))
+    # As some editors save: a byte-order mark before the comment line (it used to become a phrase).
+    (tmp_path / "subjects_robots.txt").write_bytes(b"\xef\xbb\xbf# robots\r\na robot\r\n")
+    assert load_categories(tmp_path).phrases["subjects"]["robots"] == ["a robot"]
+    (tmp_path / "actions_any.txt").write_bytes(b"wav\xefing\n")
+    with pytest.raises(DataError, match=r"actions_any\.txt, line 1: not UTF-8"):
+        load_categories(tmp_path)
+    (tmp_path / "actions_any.txt").write_text("waving\n")
     (tmp_path / "places_moon.txt").unlink()
     with pytest.raises(DataError, match="no places_<category>.txt file"):
         load_categories(tmp_path)
@@ -180,6 +187,9 @@ def test_cli_sample_excludes_the_prompts_of_other_files(tmp_path):
     assert result.exit_code == 0 and short not in held.read_text().splitlines()
     missing = runner.invoke(app, [*args, "--exclude", str(tmp_path / "none.txt")], standalone_mode=False)
     assert "none.txt" in str(missing.exception) and "not found" in str(missing.exception)
+    before = train.read_bytes()  # --out over a file it excludes: refused, that file untouched
+    same = runner.invoke(app, [*args[:-1], str(train), "--exclude", str(train)], standalone_mode=False)
+    assert "is also --exclude" in str(same.exception) and train.read_bytes() == before
 
 
 def test_sample_says_when_the_exclusions_leave_too_few(tmp_path):

@@ -322,7 +322,7 @@ def score(
     from videolift.core.progress import library_bars
     from videolift.critic.score import check_scores_out, score_manifest
 
-    check_scores_out(out)  # before the critic loads
+    check_scores_out(out, inputs=[("--manifest", manifest)])  # before the critic loads
     with library_bars(progress):
         model = _score_options(critic, base, device, dtype, merge_lora, num_frames)
         summary = score_manifest(
@@ -373,7 +373,10 @@ def evaluate(
     """Accuracy, macro-F1 and confusion per dimension against reference labels; pairwise accuracy."""
     from videolift.core.progress import library_bars
     from videolift.critic.evaluate import evaluate_critic
+    from videolift.critic.score import check_scores_out
 
+    if scores is not None:  # before the critic loads
+        check_scores_out(scores, "--scores", [("--data", data), ("--pairs", pairs)])
     with library_bars(progress):
         model = _score_options(critic, base, device, dtype, False, None)
         report = evaluate_critic(

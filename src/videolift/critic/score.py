@@ -27,6 +27,7 @@ import shutil
 import time
 import warnings
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from videolift.core.errors import DataError, VideoError, VideoliftError
+from videolift.core.files import check_outputs
 from videolift.core.jsonl import (
     append_jsonl,
     atomic_write,
@@ -345,7 +347,12 @@ SCORED_KEYS = ("ratings", "reward", "error", "description", "check")
 def scored_for(line: dict[str, Any] | None, record: dict[str, Any]) -> bool:
     """Whether ``line`` scored this very record: its prompt, and its seed, model and whatever else the
     manifest says (a video regenerated under the same name, with another seed or model, is new)."""
-    return line is not None and all(line.get(k) == v for k, v in record.items() if k not in SCORED_KEYS)
+    return line is not None and all(_same(line.get(k), v) for k, v in record.items() if k not in SCORED_KEYS)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as JSON: a NaN read from the manifest equals the NaN written to the scores (NaN != NaN)."""
+    return a == b or json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
 def _line(
@@ -367,10 +374,12 @@ def _line(
     return {**line, "ratings": {d.value: r for d, r in ratings.items()}, "reward": critic.reward(ratings)}
 
 
-def check_scores_out(out: Path) -> None:
-    """An output path that is a directory, found before scoring rather than when the scores are written."""
-    if Path(out).is_dir():
-        raise DataError("is a directory; --out names the scores JSONL to write", file=out)
+def check_scores_out(
+    out: Path, option: str = "--out", inputs: Sequence[tuple[str, Path | None]] = ()
+) -> None:
+    """An output path that is a directory or one of the inputs, found before scoring rather than when the
+    scores are written (over that input)."""
+    check_outputs([(option, out)], inputs)
 
 
 def score_manifest(
@@ -397,7 +406,9 @@ def score_manifest(
 
     state = PartialState(cpu=not torch.cuda.is_available())
     out, videos = Path(out), Path(videos)
-    check_scores_out(out)
+    check_scores_out(out, inputs=[("--manifest", Path(manifest))])
+    if not videos.is_dir():  # every video would count as unreadable, and the run as done
+        raise DataError("the videos root is not a directory (--videos)", file=videos)
     records = read_manifest(manifest)
     parts = parts_dir(out)
     signature = _run_signature(critic, temperature, seed)

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from videolift.core.errors import DataError
+from videolift.core.files import check_outputs
 from videolift.core.jsonl import (
     atomic_write,
     iter_json_lines,
@@ -40,6 +41,7 @@ def import_(
     """Convert the LiFT release layout (LiFT-HRA-10K/20K, VIDGEN) to canonical HRA JSONL."""
     from videolift.data.lift_format import import_lift
 
+    check_outputs([("--out", out)], [("the release file", src)])
     records, stats = import_lift(src, read_json(src))
     write_jsonl(out, records)
     console.print(
@@ -58,6 +60,7 @@ def export(
     """Convert canonical HRA JSONL to the LiFT release layout (one record per video and dimension)."""
     from videolift.data.lift_format import export_lift
 
+    check_outputs([("--out", out)], [("the HRA file", src)])
     items = export_lift(_records(src))
     with atomic_write(out) as handle:
         json.dump(items, handle, ensure_ascii=False, indent=1)
@@ -221,6 +224,9 @@ def split(
 
     if not 0.0 < test_fraction < 1.0:
         raise DataError(f"--test-fraction must be strictly between 0 and 1, got {test_fraction}")
+    if out.exists() and not out.is_dir():
+        raise DataError("is a file; --out names a directory for train.jsonl and test.jsonl", file=out)
+    check_outputs([("--out", out / name) for name in ("train.jsonl", "test.jsonl")], [("the HRA file", src)])
     train, test = split_records(_records(src), test_fraction, seed, group_by=group_by.value)
     write_jsonl(out / "train.jsonl", train)
     write_jsonl(out / "test.jsonl", test)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from videolift.core.errors import DataError, VideoliftError
+from videolift.core.jsonl import read_text
 
 CATEGORY_DIR = Path(__file__).with_name("prompt_categories")
 SLOTS = ("subjects", "actions", "places")
@@ -51,7 +52,7 @@ def load_categories(directory: str | Path | None = None) -> Categories:
         slot, _, category = path.stem.partition("_")
         if slot not in SLOTS or not category:
             continue
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = read_text(path).split("\n")  # a byte-order mark dropped, a bad byte named
         items = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
         if not items:
             raise DataError("category file has no phrases", file=path)

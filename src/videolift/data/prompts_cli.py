@@ -42,7 +42,8 @@ def sample(
 ) -> None:
     """Sample N prompts of 1-2 subjects, one action and one place from editable category lists."""
     from videolift.core.errors import VideoliftError
-    from videolift.core.jsonl import atomic_write, write_jsonl
+    from videolift.core.files import check_outputs
+    from videolift.core.jsonl import atomic_write, read_text, write_jsonl
     from videolift.data.prompt_files import read_prompts
     from videolift.data.prompts import EXPAND_SYSTEM_PROMPT, expand_prompts, load_categories, sample_prompts
 
@@ -50,6 +51,7 @@ def sample(
         raise VideoliftError(
             f"--out {out}: use a .jsonl file (prompts with categories) or .txt (prompts only)"
         )
+    check_outputs([("--out", out)], [("--exclude", p) for p in exclude])
     taken: set[str] = set()
     for path in exclude:  # an expanded .jsonl excludes its short prompts too: those are what is drawn
         taken.update(p for r in read_prompts(path) for p in (r.prompt, r.extra.get("short_prompt")) if p)
@@ -57,9 +59,7 @@ def sample(
     if expand_with:
         instructions = EXPAND_SYSTEM_PROMPT
         if system_prompt is not None:
-            if not system_prompt.is_file():
-                raise VideoliftError(f"--system-prompt {system_prompt}: file not found")
-            instructions = system_prompt.read_text(encoding="utf-8").strip()
+            instructions = read_text(system_prompt).strip()  # names the file if missing or not UTF-8
         expanded = expand_prompts(
             [r["prompt"] for r in records],
             expand_with,

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from videolift.core.errors import VideoliftError
+from videolift.core.files import check_outputs
 
 app = typer.Typer(
     help="The toy world: a synthetic video domain with ground truth, an oracle rater and a simulated panel.",
@@ -120,11 +121,7 @@ def rate(
 
     if annotators < 1:
         raise VideoliftError(f"--annotators must be at least 1, got {annotators}")
-    given = [(k, p) for k, p in (("--manifest", manifest), ("--out", out), ("--scores-out", scores_out)) if p]
-    for i, (name, path) in enumerate(given):
-        for other, earlier in given[:i]:
-            if path.resolve() == earlier.resolve():  # writing one would replace the other
-                raise VideoliftError(f"{name} {path} is also {other}: give each its own file")
+    check_outputs([("--out", out), ("--scores-out", scores_out)], [("--manifest", manifest)])
     result = rate_manifest(
         manifest,
         videos,

@@ -27,9 +27,13 @@ PROJECT = typer.Option(
 )
 
 
-def _open(directory: Path) -> Project:
-    from videolift.data.annotate.project import Project
+def _open(directory: Path, out: Path | None = None) -> Project:
+    """The project; ``out``: a file the command will write, refused if it is one of the project's own."""
+    from videolift.core.files import check_outputs
+    from videolift.data.annotate.project import CONFIG_FILE, DB_FILE, Project
 
+    own = (CONFIG_FILE, DB_FILE, f"{DB_FILE}-wal", f"{DB_FILE}-shm")
+    check_outputs([("--out", out)], [(f"the project's {name}", directory / name) for name in own])
     return Project.open(directory)
 
 
@@ -147,7 +151,7 @@ def export(
     from videolift.core.jsonl import write_jsonl
     from videolift.data.annotate import admin
 
-    with _open(project_dir) as project, project.session(readonly=True) as session:
+    with _open(project_dir, out) as project, project.session(readonly=True) as session:
         records = admin.export_records(session, with_reviews=with_reviews)
         agreement = admin.agreement(records)
     n = write_jsonl(out, records)
@@ -238,7 +242,7 @@ def export_pairs(
     from videolift.core.jsonl import atomic_write
     from videolift.data.annotate.pairwise import pair_results
 
-    with _open(project_dir) as project, project.session(readonly=True) as session:
+    with _open(project_dir, out) as project, project.session(readonly=True) as session:
         results = pair_results(session)
     with atomic_write(out) as handle:
         json.dump(results, handle, indent=2, ensure_ascii=False)
@@ -285,7 +289,7 @@ def review(
     from videolift.core.jsonl import write_jsonl
     from videolift.data.annotate import admin
 
-    with _open(project_dir) as project, project.session(readonly=True) as session:
+    with _open(project_dir, out) as project, project.session(readonly=True) as session:
         items = admin.disagreements(session, critic, min_gap)
     if out is not None:
         write_jsonl(out, items)
