@@ -13,7 +13,7 @@ from videolift.align.cache import preprocess_video
 from videolift.align.config import AlignConfig
 from videolift.align.data import CachedItem, StepDataset, Stream, WeightedStream, loss_coefficients
 from videolift.align.weights import all_good, read_scores, rescore, select_synthetic, transform_rewards
-from videolift.core.errors import DataError
+from videolift.core.errors import DataError, VideoliftError
 from videolift.core.reward import RewardConfig
 
 DIMS = ("semantic_consistency", "motion_smoothness", "video_fidelity")
@@ -459,7 +459,6 @@ def test_the_video_check_split_over_ranks_gives_every_rank_the_sequential_verdic
     from align_world import align_config, make_world, score_line, square_video
     from videolift.align.trainer import load_samples
     from videolift.align.video_check import check_videos, summarize
-    from videolift.core.errors import VideoliftError
     from videolift.core.video import write_video
 
     world = make_world(tmp_path)
@@ -541,3 +540,19 @@ def test_a_video_on_several_lines_of_the_scores_is_warned_about(tmp_path):
     synthetic, _, data = load_samples(align_config(world, tmp_path / "run"))
     assert len(synthetic) == 5  # still trained as given
     assert "1 video(s) on more than one line (e.g. videos/v0.mp4, lines 1, 5)" in data["warning"]
+
+
+def test_an_empty_real_set_and_a_file_for_a_directory_are_refused_before_any_work(tmp_path):
+    from align_world import align_config, make_world
+    from videolift.align.trainer import load_samples, train
+
+    world = make_world(tmp_path)
+    (world / "empty.jsonl").write_text("\n")
+    with pytest.raises(DataError, match=r"empty\.jsonl: the real set has no records \(--real\)"):
+        load_samples(align_config(world, tmp_path / "run", real=world / "empty.jsonl"))
+    (tmp_path / "a_file").write_text("")
+    for option, cfg in [("--out", align_config(world, tmp_path / "a_file")),
+                        ("--cache-dir", align_config(world, tmp_path / "run", cache_dir=tmp_path / "a_file"))]:  # fmt: skip
+        with pytest.raises(VideoliftError, match=f"{option} .*a_file is a file; it names a directory"):
+            train(cfg, progress=False)
+    assert not (tmp_path / "run").exists()  # no align_config.json left behind

@@ -456,6 +456,9 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
     from accelerate.utils import gather_object, set_seed
     from tqdm import tqdm
 
+    for option, folder in (("--out", cfg.out), ("--cache-dir", cfg.cache_dir)):
+        if folder is not None and folder.exists() and not folder.is_dir():
+            raise VideoliftError(f"{option} {folder} is a file; it names a directory")
     accelerator = _accelerator(cfg)
     rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
     say = accelerator.print

@@ -99,10 +99,13 @@ def rescore(items: list[ScoredVideo], reward: RewardConfig, path: str | Path) ->
 def read_real(path: str | Path) -> list[Sample]:
     """A real video-text JSONL: one ``{"video": ..., "prompt": ...}`` per line, weight 1."""
     path = Path(path)
-    return [
+    samples = [
         Sample(_text_field(obj, "video", path, line), _text_field(obj, "prompt", path, line), line=line)
         for line, obj in iter_json_lines(path)
     ]
+    if not samples:  # training would go on without the real-data term the option asked for
+        raise DataError("the real set has no records (--real)", file=path)
+    return samples
 
 
 def all_good(labels: dict[str, str | None]) -> bool:
