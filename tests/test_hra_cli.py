@@ -135,6 +135,7 @@ def test_export_then_import_round_trips(tmp_path):
     ("content", "expected"),
     [
         ("[{", "lift.json: malformed JSON"),
+        ("[]", "lift.json: the release file holds no records"),
         (json.dumps({"video": "x"}), "expected a JSON list"),
         (
             json.dumps([RELEASE[0], {"conversations": RELEASE[0]["conversations"]}]),

@@ -20,6 +20,17 @@ def test_txt_skips_blank_lines_and_keeps_line_numbers(tmp_path):
     ]
 
 
+def test_a_txt_line_ends_at_a_newline_only(tmp_path):
+    path = tmp_path / "p.txt"
+    path.write_text("a dog\u2028running\r\na cat\x0cjumping\n\nan owl\n", newline="")
+    records = read_prompts(path)  # str.splitlines would make five prompts of three, numbered wrongly
+    assert [(r.prompt, r.line) for r in records] == [
+        ("a dog\u2028running", 1),
+        ("a cat\x0cjumping", 2),
+        ("an owl", 4),
+    ]
+
+
 def test_jsonl_carries_other_fields(tmp_path):
     path = tmp_path / "p.jsonl"
     rows = [{"prompt": "a dog", "categories": {"place": "real"}}, {"prompt": "a cat", "id": 7}]
@@ -74,6 +85,11 @@ def test_custom_prompt_field(tmp_path):
             "joined.csv, line 3, field 'prompt': the quoted prompt runs over 3 lines",
         ),
         ("stray.csv", 'prompt,id\n"a dog"s,1\n', "stray.csv, line 2: malformed CSV"),
+        (
+            "twice.csv",
+            "prompt,id,prompt\na dog,1,a cat\n",
+            "twice.csv, line 1: the header names 'prompt' twice",
+        ),
     ],
 )
 def test_errors_name_file_line_and_field(tmp_path, name, content, expected):

@@ -190,5 +190,27 @@ def test_cli_reports_file_system_mistakes_without_a_traceback(tmp_path):
     result = CliRunner().invoke(
         app, ["hra", "split", str(hra), "--test-fraction", "0.5", "--out", str(tmp_path / "taken")]
     )
-    assert result.exit_code == 1 and "taken: File exists" in result.output
+    assert result.exit_code == 1 and "taken: is a file; --out names a directory" in result.output
     assert not isinstance(result.exception, OSError)  # reported, not raised
+
+
+def test_files_past_the_parsers_limits_and_unwritable_places_are_named(tmp_path):
+    from videolift.core.errors import DataError
+    from videolift.core.jsonl import atomic_write, read_json, read_jsonl_dicts, read_yaml
+
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)  # past the recursion limit
+    with pytest.raises(DataError, match=r"deep\.json: malformed JSON \(nested too deeply\)"):
+        read_json(deep)
+    with pytest.raises(DataError, match=r"deep\.json, line 1: malformed JSON \(nested too deeply\)"):
+        read_jsonl_dicts(deep)
+    big = tmp_path / "big.yaml"
+    big.write_text("seed: " + "9" * 5000 + "\n")
+    with pytest.raises(DataError, match=r"big\.yaml: malformed YAML \(Exceeds the limit"):
+        read_yaml(big)
+    (tmp_path / "taken").write_text("")  # a file where the output's folder should be
+    with (
+        pytest.raises(DataError, match=r"taken/out\.json: cannot write it \(a file is in the way\)"),
+        atomic_write(tmp_path / "taken" / "out.json") as handle,
+    ):
+        handle.write("{}")

@@ -27,8 +27,12 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
     path = Path(path)
     if path.is_dir():
         raise DataError("is a directory; name a file to write", file=path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # named by the file asked for, not the temporary one beside it
+        problem = "a file is in the way" if isinstance(exc, FileExistsError) else exc.strerror
+        raise DataError(f"cannot write it ({problem})", file=path) from None
     # mkstemp creates 0600; give the file the permissions a plain open() would (0666 minus umask).
     umask = os.umask(0)
     os.umask(umask)
@@ -96,7 +100,7 @@ def iter_json_lines(
             continue
         try:
             obj = json.loads(line.rstrip("\r\n"))  # so a cut-off line's error column is where it ends
-        except ValueError as exc:  # JSONDecodeError, or an integer of over 4,300 digits
+        except (ValueError, RecursionError) as exc:  # also an integer over 4,300 digits, deep nesting
             if skip_partial_last and i == len(lines) and not line.endswith("\n"):
                 return
             error = DataError(f"malformed JSON ({_json_problem(exc)})", file=path, line=i)
@@ -110,7 +114,9 @@ def iter_json_lines(
         errors.append(error)
 
 
-def _json_problem(exc: ValueError, *, line: bool = False) -> str:
+def _json_problem(exc: ValueError | RecursionError, *, line: bool = False) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
     if not isinstance(exc, json.JSONDecodeError):  # Python's own limit on integer digits
         return str(exc).split(";")[0]
     # "Unterminated string starting at" already ends in "at": no "at at column 5".
@@ -209,11 +215,13 @@ def read_yaml(path: str | Path) -> Any:
         where = f", column {mark.column + 1}" if mark is not None else ""
         line = mark.line + 1 if mark is not None else None
         raise DataError(f"malformed YAML ({problem}{where})", file=path, line=line) from None
+    except (ValueError, RecursionError) as exc:  # an integer over 4,300 digits, nesting past the stack
+        raise DataError(f"malformed YAML ({_json_problem(exc)})", file=path) from None
 
 
 def read_json(path: str | Path) -> Any:
     path = Path(path)
     try:
         return json.loads(read_text(path))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise DataError(f"malformed JSON ({_json_problem(exc, line=True)})", file=path) from None

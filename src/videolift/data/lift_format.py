@@ -75,6 +75,8 @@ def import_lift(path: str | Path, data: Any) -> tuple[list[HRARecord], dict[str,
     """
     if not isinstance(data, list):
         raise DataError(f"expected a JSON list of records, got {type(data).__name__}", file=path)
+    if not data:
+        raise DataError("the release file holds no records", file=path)
     groups: dict[tuple[str, str], list[HRARecord]] = {}
     captions: dict[str, tuple[int, str]] = {}  # video -> (element, caption) of its first record
     stats = {"input_records": len(data), "duplicates": 0, "extra_records": 0}

@@ -46,7 +46,9 @@ def read_prompts(path: str | Path, *, prompt_field: str = "prompt") -> list[Prom
 
 
 def _read_txt(path: Path, _field: str) -> list[PromptRecord]:
-    lines = read_text(path).splitlines()
+    # Lines end at "\n" ("\r\n" too): str.splitlines would also cut at a form feed or U+2028 inside a
+    # prompt, making two prompts of one and every later line number wrong.
+    lines = read_text(path).split("\n")
     return [PromptRecord(line.strip(), i) for i, line in enumerate(lines, start=1) if line.strip()]
 
 
@@ -98,6 +100,10 @@ def _read_csv(path: Path, prompt_field: str) -> list[PromptRecord]:
     if prompt_field not in header:
         raise DataError(
             f"no {prompt_field!r} column (header has: {', '.join(header)})", file=path, line=header_line
+        )
+    if repeated := sorted({name for name in header if header.count(name) > 1}):
+        raise DataError(
+            f"the header names {', '.join(map(repr, repeated))} twice", file=path, line=header_line
         )
     records = []
     for line, cells in body:
