@@ -6,7 +6,7 @@ import json
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from test_annotate_support import (
     DIMS,
@@ -23,7 +23,7 @@ from test_annotate_support import (
 from videolift.core.jsonl import read_jsonl
 from videolift.core.schema import HRARecord
 from videolift.data.annotate.app import create_app
-from videolift.data.annotate.models import Pair, Task
+from videolift.data.annotate.models import CriticScore, Pair, Task
 from videolift.data.annotate.project import Project
 
 
@@ -115,6 +115,25 @@ def test_critic_file_errors_are_located(tmp_path):
         bad.write_text(json.dumps({"video": "v/0000.mp4", "ratings": {}, field: value}) + "\n")
         with pytest.raises(CliFailed, match=rf"line 1, field '{field}': expected a"):  # not a traceback
             cli("annotate", "import-critic", str(bad), "--project", str(project))
+    good = {
+        "video": "v/0000.mp4",
+        "ratings": {"semantic_consistency": {"label": "Good", "score": 0.9}},
+        "reward": 0.9,
+    }
+    cases = [
+        ([{**good, "reward": float("nan")}], "line 1, field 'reward': expected a finite number"),
+        ([{**good, "ratings": {"semantic_consistency": {"label": "Good", "score": "x"}}}],
+         "line 1, field 'ratings.semantic_consistency': score must be a finite number"),
+        ([good, {**good, "reward": 0.1}], "line 2, field 'video': this video was scored on line 1 already"),
+        ([], "no line matches a video of the project"),  # an empty file, or another project's scores
+        ([{**good, "video": "elsewhere.mp4"}], "no line matches a video of the project"),
+    ]  # fmt: skip
+    for lines, message in cases:
+        bad.write_text("".join(json.dumps(x) + "\n" for x in lines))
+        with pytest.raises(CliFailed, match=message):
+            cli("annotate", "import-critic", str(bad), "--project", str(project))
+    with Project.open(project).session(readonly=True) as session:  # nothing of those was stored
+        assert session.scalar(select(func.count()).select_from(CriticScore)) == 0
 
 
 @pytest.fixture

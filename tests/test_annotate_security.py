@@ -59,6 +59,9 @@ def test_create_reports_missing_and_duplicate_videos(tmp_path):
     write_jsonl(manifest, [{"video": "a.mp4", "prompt": "p"}, {"video": "a.mp4", "prompt": "q"}])
     with pytest.raises(CliFailed, match="line 2, field 'video': 'a.mp4' already on line 1"):
         create(tmp_path / "p", root, manifest)
+    write_jsonl(manifest, [{"video": "a.mp4", "prompt": "   "}])
+    with pytest.raises(CliFailed, match="line 1, field 'prompt': prompt is empty"):
+        create(tmp_path / "p", root, manifest)
     write_clip(root / "b.mp4")
     two = [
         {"video": "a.mp4", "video_id": "x", "prompt": "p"},

@@ -6,6 +6,7 @@ where the critic and the raters disagree, and let an admin record the adjudicate
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from pathlib import Path
 from statistics import mean
@@ -113,7 +114,14 @@ def _critic_rating(value: Any) -> dict[str, Any] | None:
         rating = Rating(label=value["label"], reason=value.get("reason"))
     except ValidationError as exc:
         raise ValueError(validation_field(exc)[1]) from None
-    return rating.model_dump(mode="json") | {"score": value.get("score")}
+    score = value.get("score")
+    if score is not None and not _finite_number(score):
+        raise ValueError(f"score must be a finite number or null, got {score!r}")
+    return rating.model_dump(mode="json") | {"score": score}
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def import_critic(session: Session, path: str | Path, critic: str) -> dict[str, int]:
@@ -123,6 +131,7 @@ def import_critic(session: Session, path: str | Path, critic: str) -> dict[str, 
     by_path = dict(session.execute(select(Video.video, Video.id)).all())
     by_id = dict(session.execute(select(Video.video_id, Video.id).where(Video.rate)).all())
     counts = Counter()
+    seen: dict[int, int] = {}  # project video -> the line that scored it
     for line, obj in iter_json_lines(path):
         ratings = obj.get("ratings")
         if not isinstance(ratings, dict):
@@ -146,14 +155,19 @@ def import_critic(session: Session, path: str | Path, critic: str) -> dict[str, 
             if not isinstance(obj.get(name), str | None):
                 raise DataError(f"expected a string, got {obj[name]!r}", file=path, line=line, field=name)
         reward = obj.get("reward")
-        if reward is not None and (isinstance(reward, bool) or not isinstance(reward, int | float)):
+        if reward is not None and not _finite_number(reward):
             raise DataError(
-                f"expected a number or null, got {reward!r}", file=path, line=line, field="reward"
+                f"expected a finite number or null, got {reward!r}", file=path, line=line, field="reward"
             )
         video_pk = by_id.get(obj.get("video_id")) or by_path.get(obj.get("video"))
         if video_pk is None:
             counts["unmatched"] += 1
             continue
+        if video_pk in seen:  # which score would the review show?
+            raise DataError(
+                f"this video was scored on line {seen[video_pk]} already", file=path, line=line, field="video"
+            )
+        seen[video_pk] = line
         score = session.scalar(
             select(CriticScore).where(CriticScore.video_id == video_pk, CriticScore.critic == critic)
         )
@@ -162,6 +176,12 @@ def import_critic(session: Session, path: str | Path, critic: str) -> dict[str, 
             session.add(score)
         score.ratings, score.reward = clean, reward
         counts["matched"] += 1
+    if not counts["matched"]:  # raised inside the session: nothing is stored
+        raise DataError(
+            f"no line matches a video of the project ({counts['unmatched']} lines; expected `critic score` "
+            "lines of the project's videos, by video_id or video path)",
+            file=path,
+        )
     return {key: counts[key] for key in ("matched", "unmatched", "unparsed")}
 
 

@@ -11,7 +11,7 @@ import secrets
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -29,6 +29,13 @@ class ManifestEntry(BaseModel):
     video: str = Field(min_length=1)
     prompt: str = Field(min_length=1)
     video_id: str = ""
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, value: str) -> str:
+        if not value.strip():  # raters judge the video against it; an HRA record refuses it too
+            raise ValueError("prompt is empty")
+        return value
 
     @property
     def extra(self) -> dict[str, Any]:
