@@ -822,6 +822,9 @@ def test_eval_judges_a_critic_on_its_own_dimensions_and_refuses_bad_pairs_before
         f"{ok}\n{unknown}\n"
     )
     assert "line 1, field 'dimension': the critic rates only semantic_consistency" in refused(motion + "\n")
+    assert "pairs.jsonl: no pairwise judgements in the file (--pairs)" in refused("\n")
+    itself = json.dumps({"a": "v0", "b": "v0", "winner": "tie"})
+    assert "line 1, field 'b': a video judged against itself ('v0')" in refused(itself + "\n")
     records = (world / "hra.jsonl").read_text().splitlines()
     twice = json.loads(records[1]) | {"video_id": json.loads(records[0])["video_id"]}
     (tmp_path / "hra.jsonl").write_text("\n".join([*records, json.dumps(twice)]) + "\n")

@@ -113,6 +113,8 @@ def read_pairs(path: str) -> list[dict[str, Any]]:
         for key in ("a", "b"):
             if not isinstance(obj.get(key), str):
                 raise DataError("missing video id", file=path, line=line, field=key)
+        if obj["a"] == obj["b"]:
+            raise DataError(f"a video judged against itself ({obj['a']!r})", file=path, line=line, field="b")
         if obj.get("winner") not in ("a", "b", "tie"):
             raise DataError("winner must be 'a', 'b' or 'tie'", file=path, line=line, field="winner")
         dim = obj.get("dimension") or "overall"
@@ -131,6 +133,8 @@ def read_pairs(path: str) -> list[dict[str, Any]]:
                 "line": line,
             }
         )
+    if not out:  # a pairwise accuracy of no pairs would read as "not measured" without saying why
+        raise DataError("no pairwise judgements in the file (--pairs)", file=path)
     return out
 
 
