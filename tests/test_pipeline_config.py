@@ -13,6 +13,19 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "pipeline"
 
 # What the GPU recipes read (relative to where `videolift run` starts): your ratings, prompts, real set.
 RECIPE_DATA = ("data/hra.jsonl", "data/align_prompts.txt", "data/openvid.jsonl", "data/heldout_prompts.txt")
+# Smallest valid content of each kind of input (they are read at load, as their stages will read them).
+HRA_LINE = '{"video": "v.mp4", "prompt": "a dog", "ratings": {"video_fidelity": {"label": "Good"}}}\n'
+
+
+def write_input(path: Path) -> Path:
+    """A valid input file of the kind its name says: ratings / a real set (JSONL), prompts, a reward config."""
+    if path.suffix == ".yaml":
+        path.write_text("aggregation: mean\n")
+    elif path.suffix == ".txt":
+        path.write_text("a dog runs on the beach\n")
+    else:  # an HRA line is also a valid real-set and prompts line (video, prompt)
+        path.write_text(HRA_LINE)
+    return path
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
@@ -25,7 +38,7 @@ def test_shipped_pipeline_configs_validate(path, tmp_path, monkeypatch):
         PipelineConfig.load(path)  # its data is named, and looked for, at load
     (tmp_path / "data").mkdir()
     for name in RECIPE_DATA:
-        (tmp_path / name).touch()
+        write_input(tmp_path / name)
     cfg = PipelineConfig.load(path)
     assert cfg.workdir.is_absolute() or str(cfg.workdir).startswith(str(path.parent))
 
@@ -311,9 +324,30 @@ def test_counts_and_fractions_out_of_range_are_refused_at_load(tmp_path, edit, f
 )
 def test_input_files_are_looked_for_at_load(tmp_path, monkeypatch, text, field, message):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "h.jsonl").touch()
+    write_input(tmp_path / "h.jsonl")
     (tmp_path / "v").mkdir()
     with pytest.raises(DataError, match=rf"p\.yaml, field '{re.escape(field)}': .*{re.escape(message)}"):
+        _load_with(tmp_path, text)
+
+
+@pytest.mark.parametrize(
+    "text, name, content, message",
+    [
+        ("align: {settings: {reward_config: rc.yaml}}", "rc.yaml", "scores: {Good: -1, Normal: 0.5, Bad: 0}\n",
+         "rc.yaml, field 'scores': must be finite and at least 0"),
+        ("align: {real: r.jsonl}", "r.jsonl", '{"video": "a.mp4"}\n', "r.jsonl, line 1, field 'prompt'"),
+        ("evaluate: {prompts: {file: e.txt}}", "e.txt", "\n", "e.txt: no prompts in file"),
+        ("hra: {source: file, file: h.jsonl, videos: v}", "h.jsonl", HRA_LINE.replace("Good", "Great"),
+         "h.jsonl, line 1, field 'ratings.video_fidelity.label'"),
+    ],
+)  # fmt: skip
+def test_input_files_are_read_at_load_not_hours_later_by_their_stage(
+    tmp_path, monkeypatch, text, name, content, message
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "v").mkdir()
+    (tmp_path / name).write_text(content)
+    with pytest.raises(DataError, match=re.escape(message)):
         _load_with(tmp_path, text)
 
 
@@ -321,7 +355,7 @@ def test_input_files_are_looked_for_where_the_run_starts(tmp_path, monkeypatch):
     data = tmp_path / "data"
     data.mkdir()
     for name in ("h.jsonl", "p.txt", "r.jsonl", "rc.yaml"):
-        (data / name).touch()
+        write_input(data / name)
     (data / "v").mkdir()
     text = (
         "t2v: THUDM/CogVideoX-2b\nhra: {source: file, file: h.jsonl, videos: v, prompts: {file: gone.txt}}\n"

@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from videolift.core.errors import DataError, VideoliftError
-from videolift.core.jsonl import read_yaml, validation_field, yaml_problem
+from videolift.core.jsonl import read_jsonl, read_yaml, validation_field, yaml_problem
 
 TOY = "toy"  # model name that resolves to the committed toy-world bases
 
@@ -207,6 +207,8 @@ class PipelineConfig(_Strict):
             problem = needed if value is None else _input_problem(Path(value), kind)
             if problem:
                 raise DataError(problem, file=path, field=field)
+            if value is not None and kind == "file":
+                _read_input(field, Path(value))  # its content too: not found hours later by its stage
         return cfg
 
     def _inputs(self) -> list[tuple[str, Any, str, str | None]]:
@@ -251,6 +253,23 @@ def _align_settings_problem(settings: dict[str, Any]) -> tuple[str, str] | None:
     except ValidationError as exc:
         return validation_field(exc)
     return None
+
+
+def _read_input(field: str, path: Path) -> None:
+    """Read an input file as its stage will, raising the stage's own error (file, line, field)."""
+    from videolift.align.weights import read_real
+    from videolift.core.reward import RewardConfig
+    from videolift.core.schema import HRARecord
+    from videolift.data.prompt_files import read_prompts
+
+    if field == "hra.file":
+        read_jsonl(path, HRARecord)
+    elif field.endswith("prompts.file"):
+        read_prompts(path)
+    elif field == "align.real":
+        read_real(path)
+    elif field == "align.settings.reward_config":
+        RewardConfig.load(path)
 
 
 def _input_problem(path: Path, kind: str) -> str | None:
