@@ -132,3 +132,12 @@ def test_an_output_over_the_projects_own_files_is_refused(tmp_path, command, nam
     with pytest.raises(CliFailed, match=f"--out {project / name} is also the project's {name}"):
         cli("annotate", command, "--project", str(project), "--out", str(project / name))
     assert {p.name: p.read_bytes() for p in project.iterdir() if p.is_file()} == before  # all ratings kept
+
+
+def test_a_database_that_is_not_one_is_named_not_a_traceback(tmp_path):
+    project, _ = make_project(tmp_path, n=1, r=1)
+    (project / "annotate.db").write_bytes(b"not a database" * 100)  # e.g. a file copied over it
+    with pytest.raises(
+        CliFailed, match=r"annotate\.db: cannot open the project's database \(file is not a database\)"
+    ):
+        cli("annotate", "progress", "--project", str(project))

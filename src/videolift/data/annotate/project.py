@@ -127,7 +127,17 @@ class Project:
             field, msg = validation_field(exc)
             raise DataError(msg, file=path, field=field) from None
         project = cls(directory, settings)
-        Base.metadata.create_all(project.engine)  # no-op on an existing schema
+        try:
+            Base.metadata.create_all(project.engine)  # no-op on an existing schema
+        except sqlalchemy.exc.DatabaseError as exc:
+            project.close()
+            url = sqlalchemy.engine.make_url(settings.db)
+            where = (
+                url.database
+                if url.get_backend_name() == "sqlite"
+                else url.render_as_string(hide_password=True)
+            )
+            raise VideoliftError(f"{where}: cannot open the project's database ({exc.orig or exc})") from None
         return project
 
     def save_settings(self) -> None:
