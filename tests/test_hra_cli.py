@@ -439,3 +439,24 @@ def test_outputs_that_are_inputs_or_directories_are_refused_before_anything_is_w
     (tmp_path / "s" / "test.jsonl").mkdir(parents=True)
     code, out = run("hra", "split", hra, "--test-fraction", "0.5", "--out", tmp_path / "s")
     assert code != 0 and "test.jsonl is a directory" in out and not (tmp_path / "s" / "train.jsonl").exists()
+
+
+def test_stats_export_and_split_refuse_what_validate_refuses(tmp_path):
+    good = {
+        "video": "a.mp4",
+        "prompt": "p",
+        "annotator": "x",
+        "ratings": {"video_fidelity": {"label": "Good"}},
+    }
+    cases = [
+        ({**good, "video": "b.mp4", "ratings": {}}, "line 2, field 'ratings': no rating"),
+        ({**good, "annotator": "y", "video_id": "a.mp4", "video": "c.mp4"}, "line 2, field 'video'"),
+    ]
+    for second, message in cases:
+        src = tmp_path / "hra.jsonl"
+        src.write_text(json.dumps(good) + "\n" + json.dumps(second) + "\n")
+        for args in (("stats",), ("export", "--out", tmp_path / "o.json"),
+                     ("split", "--test-fraction", "0.5", "--out", tmp_path / "s")):  # fmt: skip
+            code, out = run("hra", args[0], src, *args[1:])
+            assert code != 0 and message in " ".join(out.split()), (args, out)
+    assert not (tmp_path / "o.json").exists() and not (tmp_path / "s").exists()

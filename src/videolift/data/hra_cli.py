@@ -78,7 +78,6 @@ def validate(
 ) -> None:
     """Report schema errors and missing or undecodable videos, by file, line and field."""
     from videolift.core.video import video_problem
-    from videolift.data.stats import video_id_conflict
 
     line_errors: list[DataError] = []
     seen: dict[tuple[str, str], int] = {}
@@ -94,14 +93,7 @@ def validate(
             errors.append(str(exc))
             continue
         records += 1
-        if not record.ratings:  # valid JSON, but a record that rates nothing is a mistake upstream
-            errors.append(
-                str(DataError("no rating: rate at least one dimension", file=src, line=line, field="ratings"))
-            )
-        if (twice := _second_record(record, line, seen, src)) is not None:
-            errors.append(str(twice))
-        if (conflict := video_id_conflict(record, line, videos_by_id, src)) is not None:
-            errors.append(str(conflict))
+        errors += [str(e) for e in _record_problems(record, line, src, seen, videos_by_id)]
         if videos is not None:
             problem = video_problem(videos / record.video, decode=not quick, seen=checked)
             if problem is not None:
@@ -140,14 +132,34 @@ def _second_record(record: HRARecord, line: int, first: dict, src: Path) -> Data
     )
 
 
+def _record_problems(
+    record: HRARecord, line: int, src: Path, first: dict, videos_by_id: dict
+) -> list[DataError]:
+    """What is wrong with a valid record among the file's earlier ones (``first``, ``videos_by_id``:
+    what they said, updated here): it rates nothing, it is a rater's second record of its video, or
+    its id names another video than before."""
+    from videolift.data.stats import video_id_conflict
+
+    problems = []
+    if not record.ratings:  # valid JSON, but a record that rates nothing is a mistake upstream
+        problems.append(
+            DataError("no rating: rate at least one dimension", file=src, line=line, field="ratings")
+        )
+    if (twice := _second_record(record, line, first, src)) is not None:
+        problems.append(twice)
+    if (conflict := video_id_conflict(record, line, videos_by_id, src)) is not None:
+        problems.append(conflict)
+    return problems
+
+
 def _records(src: Path) -> list[HRARecord]:
-    """Every record of an HRA file; a file without any is a mistake (a wrong path, a failed export),
-    and so is a second record of one video by one named annotator (it would count twice)."""
-    records, first = [], {}
+    """Every record of an HRA file, refused as `hra validate` refuses it: a file without any is a mistake
+    (a wrong path, a failed export), and so is a record that `_record_problems` finds wrong."""
+    records, first, videos_by_id = [], {}, {}
     for line, obj in iter_json_lines(src):
         record = parse_model(HRARecord, obj, file=src, line=line)
-        if (twice := _second_record(record, line, first, src)) is not None:
-            raise twice
+        if problems := _record_problems(record, line, src, first, videos_by_id):
+            raise problems[0]
         records.append(record)
     if not records:
         raise DataError("no records: the file is empty", file=src)
