@@ -73,7 +73,9 @@ def test_rescore_recomputes_rewards_from_labels(scores):
     assert [i.reward for i in by_min] == [0.9, 0.05, 0.9, 0.2, 0.9]  # c: the two parsed labels count
     bad = scores.parent / "bad.jsonl"
     bad.write_text(_line("a.mp4", 0.9, ["Good", "Great", "Good"]) + "\n")
-    with pytest.raises(DataError, match=r"bad.jsonl, line 1, field 'ratings'"):
+    with pytest.raises(
+        DataError, match=r"bad.jsonl, line 1, field 'ratings.motion_smoothness': unknown label"
+    ):
         rescore(read_scores(bad), RewardConfig(), bad)
 
 
@@ -137,6 +139,13 @@ def test_malformed_scores_are_located(tmp_path):
         read_scores(path)
     path.write_text(_line("a.mp4", 0.9, [None] * 3).replace('"score": 0.5', '"score": null') + "\n")
     assert read_scores(path)[0].labels == dict.fromkeys(DIMS)  # null labels: unparsed, accepted
+    # A misspelt label or dimension is refused, not counted as "not Good" (RS) or ignored (RWL).
+    path.write_text(_line("a.mp4", 0.9, ["Good", "Great", "Good"]) + "\n")
+    with pytest.raises(DataError, match=r"line 1, field 'ratings.motion_smoothness': unknown label 'Great'"):
+        read_scores(path)
+    path.write_text(_line("a.mp4", 0.9, ["Good"] * 3).replace("video_fidelity", "fidelity") + "\n")
+    with pytest.raises(DataError, match=r"line 1, field 'ratings.fidelity': unknown dimension 'fidelity'"):
+        read_scores(path)
     # A negative reward under raw weights is named by its line.
     path.write_text(_line("a.mp4", 0.9, ["Good"] * 3) + "\n" + _line("b.mp4", -0.2, ["Bad"] * 3) + "\n")
     with pytest.raises(ValueError, match=r"line 2, field 'reward': -0.2: weight_transform=raw needs"):

@@ -14,7 +14,7 @@ from pathlib import Path
 from videolift.core.errors import DataError
 from videolift.core.jsonl import iter_json_lines
 from videolift.core.reward import RewardConfig
-from videolift.core.schema import DIMENSIONS, Label
+from videolift.core.schema import DIMENSIONS, Label, parse_dimension, parse_label
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,12 @@ def read_scores(path: str | Path, *, from_labels: bool = False) -> list[ScoredVi
                     line=line,
                     field=f"ratings.{dim}",
                 )
+            try:  # a misspelt dimension or label would silently count as not Good (RS) or be ignored
+                parse_dimension(str(dim))
+                if label is not None:
+                    parse_label(label)
+            except ValueError as exc:
+                raise DataError(str(exc), file=path, line=line, field=f"ratings.{dim}") from None
             labels[str(dim)] = label
         items.append(ScoredVideo(video, prompt, None if reward is None else float(reward), labels, line))
     return items
