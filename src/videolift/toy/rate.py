@@ -20,11 +20,22 @@ def _read_manifest(path: Path) -> list[tuple[int, dict[str, Any]]]:
     from videolift.core.jsonl import iter_json_lines
     from videolift.toy.grammar import parse_prompt
 
-    records = []
+    records, seen = [], {}
     for line, obj in iter_json_lines(path):
         for field in ("video", "prompt"):
             if not isinstance(obj.get(field), str) or not obj[field].strip():
                 raise DataError(f"missing or empty {field!r} (a string)", file=path, line=line, field=field)
+        if not isinstance(obj.get("video_id", ""), str):
+            raise DataError(
+                f"expected a string, got {obj['video_id']!r}", file=path, line=line, field="video_id"
+            )
+        # One rating per video and rater: a repeated line would give a rater two records of one video.
+        for field, key in (("video", obj["video"]), ("video_id", obj.get("video_id") or obj["video"])):
+            if (field, key) in seen:
+                raise DataError(
+                    f"{key!r} already on line {seen[field, key]}", file=path, line=line, field=field
+                )
+            seen[field, key] = line
         try:
             parse_prompt(obj["prompt"])
         except ValueError as exc:
