@@ -392,7 +392,8 @@ def test_config_yaml_overrides_and_errors(tmp_path):
         AlignConfig.load(path, **req)
     # Settings the optimizer or the seeding would fail on (or diverge with) are named before any work.
     for text, field in [("betas: [2.0, 0.95]\n", "betas.0"), ("seed: -1\n", "seed"), ("seed: 4294967296\n", "seed"),
-                        ("lr: .inf\n", "lr"), ("lambda_real: .inf\n", "lambda_real"), ("max_grad_norm: .nan\n", "max_grad_norm")]:  # fmt: skip
+                        ("lr: .inf\n", "lr"), ("lambda_real: .inf\n", "lambda_real"), ("max_grad_norm: .nan\n", "max_grad_norm"),
+                        ("cache_dir: ''\n", "cache_dir")]:  # fmt: skip
         path.write_text(text)
         with pytest.raises(DataError, match=f"field '{field}'"):
             AlignConfig.load(path, **req)

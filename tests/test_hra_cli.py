@@ -175,7 +175,7 @@ def test_export_then_import_round_trips(tmp_path):
         ),
         (
             json.dumps([{**release_item("a.mp4", "cap", SC, "Good."), "annotator": 7}]),
-            "element [0], field 'annotator': annotator must be a string, got int",
+            "element [0], field 'annotator': annotator must be a name, got 7",
         ),
     ],
 )

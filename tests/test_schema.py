@@ -68,6 +68,10 @@ def test_record_validation_and_defaults():
         )
     with pytest.raises(ValidationError):
         HRARecord.model_validate({"video": "a", "ratings": {}})
+    with pytest.raises(ValidationError, match="annotator is blank"):
+        HRARecord.model_validate(
+            {"video": "a", "prompt": "p", "annotator": " ", "ratings": {"video_fidelity": {"label": "Good"}}}
+        )
     with pytest.raises(ValidationError, match="prompt is empty"):
         HRARecord.model_validate(
             {"video": "a", "prompt": " ", "ratings": {"video_fidelity": {"label": "Good"}}}

@@ -182,6 +182,13 @@ class AlignConfig(BaseModel):
             raise ValueError("needs at least one module name")
         return value
 
+    @field_validator("model", "scores", "videos", "out", "real", "real_videos", "cache_dir", mode="before")
+    @classmethod
+    def _not_blank(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():  # Path("") is the current directory
+            raise ValueError("is empty")
+        return value
+
     @field_validator("mixed_precision", mode="before")
     @classmethod
     def _yaml_no(cls, value: object) -> object:

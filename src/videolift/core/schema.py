@@ -138,6 +138,13 @@ class HRARecord(BaseModel):
             raise ValueError("prompt is empty")
         return value
 
+    @field_validator("annotator")
+    @classmethod
+    def _annotator(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():  # a blank name would merge raters; omit it instead
+            raise ValueError("annotator is blank (omit the field for an anonymous rater)")
+        return value
+
     @model_validator(mode="after")
     def _default_id(self) -> HRARecord:
         if not self.video_id:

@@ -113,9 +113,9 @@ def import_lift(path: str | Path, data: Any) -> tuple[list[HRARecord], dict[str,
             raise DataError("empty caption", file=path, record=i, field="conversations[human].value")
         rating = Rating(label=label, reason=reason)
         annotator = item.get("annotator")
-        if annotator is not None and not isinstance(annotator, str):
+        if annotator is not None and not (isinstance(annotator, str) and annotator.strip()):
             raise DataError(
-                f"annotator must be a string, got {type(annotator).__name__}",
+                f"annotator must be a name, got {annotator!r}",
                 file=path,
                 record=i,
                 field="annotator",
