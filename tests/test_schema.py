@@ -78,6 +78,11 @@ def test_record_validation_and_defaults():
         )
 
 
+def test_reward_labels_given_twice_are_refused():
+    with pytest.raises(ValidationError, match="Good is given twice"):
+        RewardConfig(scores={"Good": 1, "good": 0.5, "Normal": 0.2, "Bad": 0})
+
+
 @pytest.mark.parametrize("scores", [None, [1, 2], "abc"])
 def test_reward_scores_that_are_not_a_mapping_are_named(scores):
     # e.g. a `scores:` key whose lines are commented out reads as null

@@ -39,7 +39,11 @@ class RewardConfig(BaseModel):
             raise ValueError(
                 f"must map each label to its score, e.g. {{Good: 1, Normal: 0.5, Bad: 0}}, got {value!r}"
             )
-        out = {parse_label(k): v for k, v in value.items()}
+        out: dict = {}
+        for key, score in value.items():
+            if (label := parse_label(key)) in out:  # "Good" and "good": which one is meant?
+                raise ValueError(f"{label.value} is given twice (labels are case-insensitive)")
+            out[label] = score
         missing = [label.value for label in Label if label not in out]
         if missing:
             raise ValueError(f"missing score for {', '.join(missing)}")
