@@ -249,3 +249,14 @@ def test_pairs_of_two_generate_runs_with_their_own_roots(tmp_path):
     assert pairs == [
         ("base", f"base/videos/{i:04d}.mp4", "lift", f"lift/videos/{i:04d}.mp4") for i in range(2)
     ]
+
+
+def test_a_legacy_record_that_is_no_hra_record_is_named_on_export():
+    from videolift.core.errors import VideoliftError
+    from videolift.data.annotate.admin import _record
+    from videolift.data.annotate.models import Video
+
+    legacy = Video(video="v/0.mp4", video_id="v0", prompt="   ", extra={})  # accepted before 2026-12-06
+    ratings = {"video_fidelity": {"label": "Good", "reason": ""}}
+    with pytest.raises(VideoliftError, match="video 'v0' cannot be exported as an HRA record \\(prompt: "):
+        _record(legacy, "alice", ratings)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -129,9 +131,37 @@ def test_pages_carry_security_headers(tmp_path):
 def test_an_output_over_the_projects_own_files_is_refused(tmp_path, command, name):
     project, _ = make_project(tmp_path, n=2, r=1)
     before = {p.name: p.read_bytes() for p in project.iterdir() if p.is_file()}
-    with pytest.raises(CliFailed, match=f"--out {project / name} is also the project's {name}"):
+    with pytest.raises(CliFailed, match=f"--out {project / name} is also the project's (database )?{name}"):
         cli("annotate", command, "--project", str(project), "--out", str(project / name))
     assert {p.name: p.read_bytes() for p in project.iterdir() if p.is_file()} == before  # all ratings kept
+
+
+def test_an_output_over_a_database_given_at_create_is_refused(tmp_path):
+    db = tmp_path / "ratings.db"
+    (tmp_path / "videos").mkdir()
+    create(tmp_path / "p", tmp_path / "videos", None, "--db", f"sqlite:///{db}")
+    before = db.read_bytes()
+    with pytest.raises(CliFailed, match="is also the project's database ratings.db"):
+        cli("annotate", "export", "--project", str(tmp_path / "p"), "--out", str(db))
+    assert db.read_bytes() == before
+
+
+def test_a_database_that_cannot_be_opened_is_named_and_create_leaves_nothing(tmp_path):
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "not.db").write_bytes(b"not a database" * 100)
+    with pytest.raises(
+        CliFailed, match=r"not\.db: cannot open the project's database \(file is not a database\)"
+    ):
+        create(tmp_path / "p", tmp_path / "videos", None, "--db", f"sqlite:///{tmp_path / 'not.db'}")
+    assert not (tmp_path / "p").exists()
+    project, _ = make_project(tmp_path / "q", n=1, r=1)  # project.json naming a driver not installed here
+    settings = json.loads((project / "project.json").read_text()) | {
+        "db": "postgresql+nodriver://u:secret@h/db"
+    }
+    (project / "project.json").write_text(json.dumps(settings))
+    with pytest.raises(CliFailed, match="cannot open the project's database") as info:
+        cli("annotate", "progress", "--project", str(project))
+    assert "secret" not in str(info.value)
 
 
 def test_a_database_that_is_not_one_is_named_not_a_traceback(tmp_path):

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from videolift.core.errors import DataError
+from videolift.core.errors import DataError, VideoliftError
 from videolift.core.jsonl import iter_json_lines, validation_field
 from videolift.core.schema import DIMENSIONS, LABEL_RANK, HRARecord, Rating, parse_dimension, parse_label
 from videolift.data import stats
@@ -87,14 +87,20 @@ def export_records(session: Session, *, with_reviews: bool = False) -> list[HRAR
 
 def _record(video: Video, annotator: str, ratings: dict[str, Any], **marks: Any) -> HRARecord:
     fields = video.extra | marks
-    return HRARecord(
-        video_id=video.video_id,
-        video=video.video,
-        prompt=video.prompt,
-        annotator=annotator,
-        ratings=ratings,
-        **fields,
-    )
+    try:
+        return HRARecord(
+            video_id=video.video_id,
+            video=video.video,
+            prompt=video.prompt,
+            annotator=annotator,
+            ratings=ratings,
+            **fields,
+        )
+    except ValidationError as exc:  # e.g. a blank prompt, which projects made before 2026-12-06 accepted
+        field, message = validation_field(exc)
+        raise VideoliftError(
+            f"video {video.video_id!r} cannot be exported as an HRA record ({field}: {message})"
+        ) from None
 
 
 def agreement(records: list[HRARecord]) -> dict[str, Any]:
@@ -164,8 +170,9 @@ def import_critic(session: Session, path: str | Path, critic: str) -> dict[str, 
             counts["unmatched"] += 1
             continue
         if video_pk in seen:  # which score would the review show?
+            field = "video_id" if by_id.get(obj.get("video_id")) else "video"  # what matched it
             raise DataError(
-                f"this video was scored on line {seen[video_pk]} already", file=path, line=line, field="video"
+                f"this video was scored on line {seen[video_pk]} already", file=path, line=line, field=field
             )
         seen[video_pk] = line
         score = session.scalar(

@@ -30,11 +30,20 @@ PROJECT = typer.Option(
 def _open(directory: Path, out: Path | None = None) -> Project:
     """The project; ``out``: a file the command will write, refused if it is one of the project's own."""
     from videolift.core.files import check_outputs
-    from videolift.data.annotate.project import CONFIG_FILE, DB_FILE, Project
+    from videolift.data.annotate.project import CONFIG_FILE, Project
 
-    own = (CONFIG_FILE, DB_FILE, f"{DB_FILE}-wal", f"{DB_FILE}-shm")
-    check_outputs([("--out", out)], [(f"the project's {name}", directory / name) for name in own])
-    return Project.open(directory)
+    project = Project.open(directory)
+    own = [("the project's project.json", directory / CONFIG_FILE)]
+    if (db := project.settings.sqlite_file()) is not None:  # where it is, also with --db at create
+        own += [
+            (f"the project's database {db.name}", db.with_name(db.name + end)) for end in ("", "-wal", "-shm")
+        ]
+    try:
+        check_outputs([("--out", out)], own)
+    except BaseException:
+        project.close()
+        raise
+    return project
 
 
 @app.command()

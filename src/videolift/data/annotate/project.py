@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,6 +41,23 @@ class Settings(BaseModel):
     lease_minutes: float = Field(
         120, gt=0, description="an unsubmitted task older than this may be handed to someone else"
     )
+
+    def sqlite_file(self) -> Path | None:
+        """The SQLite database's file, None for a database server (or a URL that does not parse)."""
+        try:
+            url = sqlalchemy.engine.make_url(self.db)
+        except sqlalchemy.exc.ArgumentError:
+            return None
+        return Path(url.database) if url.get_backend_name() == "sqlite" and url.database else None
+
+    def database_name(self) -> str:
+        """How errors name the database: its file, or its URL without the password."""
+        if (file := self.sqlite_file()) is not None:
+            return str(file)
+        try:
+            return sqlalchemy.engine.make_url(self.db).render_as_string(hide_password=True)
+        except sqlalchemy.exc.ArgumentError:
+            return "the database URL in project.json"
 
 
 def hash_token(token: str) -> str:
@@ -107,9 +125,14 @@ class Project:
             raise VideoliftError(f"--{field.replace('_', '-')}: {msg}") from None
         except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError) as exc:
             raise VideoliftError(f"--db {db}: {exc}") from None
+        made = not directory.exists()
         directory.mkdir(parents=True, exist_ok=True)
-        project = cls(directory, settings)
-        Base.metadata.create_all(project.engine)
+        try:
+            project = cls._connect(directory, settings)
+        except VideoliftError:
+            if made:  # nothing half-created: create can simply be rerun
+                shutil.rmtree(directory, ignore_errors=True)
+            raise
         project.save_settings()
         return project
 
@@ -126,18 +149,23 @@ class Project:
         except ValidationError as exc:
             field, msg = validation_field(exc)
             raise DataError(msg, file=path, field=field) from None
-        project = cls(directory, settings)
+        return cls._connect(directory, settings)
+
+    @classmethod
+    def _connect(cls, directory: Path, settings: Settings) -> Project:
+        """The project on its database, with the schema made (a no-op on an existing one); a database
+        that cannot be reached or is not one is named, not a traceback."""
+        project = None
         try:
-            Base.metadata.create_all(project.engine)  # no-op on an existing schema
-        except sqlalchemy.exc.DatabaseError as exc:
-            project.close()
-            url = sqlalchemy.engine.make_url(settings.db)
-            where = (
-                url.database
-                if url.get_backend_name() == "sqlite"
-                else url.render_as_string(hide_password=True)
-            )
-            raise VideoliftError(f"{where}: cannot open the project's database ({exc.orig or exc})") from None
+            project = cls(directory, settings)
+            Base.metadata.create_all(project.engine)
+        except (sqlalchemy.exc.SQLAlchemyError, ModuleNotFoundError) as exc:  # a driver not installed here
+            if project is not None:
+                project.close()
+            problem = getattr(exc, "orig", None) or exc
+            raise VideoliftError(
+                f"{settings.database_name()}: cannot open the project's database ({problem})"
+            ) from None
         return project
 
     def save_settings(self) -> None:
