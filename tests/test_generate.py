@@ -179,6 +179,10 @@ def test_other_settings_or_prompts_are_refused_unless_overwrite(tiny_pipeline, p
     assert isinstance(result.exception, VideoliftError)
     assert "prompt 1 (line 2) was 'a dog running on the beach' in the earlier run" in str(result.exception)
 
+    # A log damaged mid-file (a power loss) is named, and does not stand in the way of --overwrite.
+    (log,) = (out / ".parts").glob("rank*.jsonl")
+    log.write_text(log.read_text().replace("\n", "\n\x00\x00\n", 1))
+    assert "rank0.jsonl, line 2: malformed JSON" in str(gen(tiny_pipeline, prompts_txt, out).exception)
     result = gen(tiny_pipeline, changed, out, "--guidance", "2", "--overwrite")
     assert result.exception is None, result.output
     assert "3 generated here, 0 already done" in result.output

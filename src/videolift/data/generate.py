@@ -28,7 +28,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from videolift.core.errors import VideoliftError
+from videolift.core.errors import DataError, VideoliftError
 from videolift.core.files import fingerprint
 from videolift.core.jsonl import (
     append_jsonl,
@@ -313,11 +313,17 @@ def generate_videos(
 
     # Every rank reads the same state before anyone writes, so all compute the same pending list.
     conflict = check_run_config(out, run)
-    if conflict and not read_logs(out) and not (out / MANIFEST).exists():
+    logged = any(log.stat().st_size for log in (out / PARTS).glob("rank*.jsonl"))  # not parsed: may be torn
+    if conflict and not logged and not (out / MANIFEST).exists():
         conflict = None  # a run stopped before its first video (e.g. refused settings): nothing to keep
     done: set[tuple[int, int]] = set()
     if conflict is None and (out / PARTS).exists():
-        done, conflict = finished(out, items, prompts, read_logs(out))
+        try:
+            done, conflict = finished(out, items, prompts, read_logs(out))
+        except DataError as exc:  # a log damaged mid-file (a power loss): --overwrite starts over
+            if not overwrite:
+                raise
+            conflict = f"its log is damaged: {exc}"
     if conflict and not overwrite:
         raise VideoliftError(
             f"--out {out} holds an earlier generation run that does not match this one ({conflict}). "
