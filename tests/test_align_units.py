@@ -460,6 +460,9 @@ def test_align_help_shows_the_defaults_that_apply_and_the_choices():
                   "[default: to_q,to_k,to_v,to_out.0]", "relative to [required, here or in --config]"):  # fmt: skip
         assert shown in text, shown
     assert "[default: None]" not in text
+    # An empty path (OUT="" in a script) is refused, not taken for the current directory.
+    empty = CliRunner().invoke(app, ["align", "--model", "m", "--scores", "s", "--videos", "v", "--out", ""])
+    assert empty.exit_code != 0 and "field 'out': is empty" in empty.output
 
 
 def test_the_video_check_split_over_ranks_gives_every_rank_the_sequential_verdict(tmp_path):

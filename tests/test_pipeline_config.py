@@ -140,6 +140,11 @@ def test_set_edits_nested_settings_with_yaml_values(tmp_path):
     path.write_text("- not a mapping\n")
     with pytest.raises(DataError, match=r"p\.yaml: expected a mapping of settings, got a list"):
         PipelineConfig.load(path, sets=["seed=1"])
+    path.write_text("")  # values past YAML's (Python's) limits, and a seed numpy cannot take, named at load
+    with pytest.raises(DataError, match=r"--set 'seed=9+': the value is not YAML \(Exceeds the limit"):
+        PipelineConfig.load(path, sets=["seed=" + "9" * 5000])
+    with pytest.raises(DataError, match=r"field 'seed'"):
+        PipelineConfig.load(path, sets=["seed=4294967296"])
 
 
 def test_no_progress_silences_the_libraries_loading_bars_during_the_stages(tmp_path, monkeypatch):

@@ -31,13 +31,15 @@ def _h(name: str) -> str:
     return text if default is None else f"{text} [default: {default}]"
 
 
+# The path options are read as text: typer would turn an empty one ("$UNSET") into Path("."), the
+# current directory, which AlignConfig then could not tell from a "." given on purpose.
 def align(
     model: str = typer.Option(None, "--model", help=_h("model")),
-    scores: Path = typer.Option(None, "--scores", help=_h("scores")),
-    videos: Path = typer.Option(None, "--videos", help=_h("videos")),
-    out: Path = typer.Option(None, "--out", help=_h("out")),
-    real: Path = typer.Option(None, "--real", help=_h("real")),
-    real_videos: Path = typer.Option(None, "--real-videos", help=_h("real_videos")),
+    scores: str = typer.Option(None, "--scores", metavar="PATH", help=_h("scores")),
+    videos: str = typer.Option(None, "--videos", metavar="PATH", help=_h("videos")),
+    out: str = typer.Option(None, "--out", metavar="PATH", help=_h("out")),
+    real: str = typer.Option(None, "--real", metavar="PATH", help=_h("real")),
+    real_videos: str = typer.Option(None, "--real-videos", metavar="PATH", help=_h("real_videos")),
     method: str = typer.Option(None, "--method", help=_h("method")),
     lora: bool = typer.Option(None, "--lora/--full", help="LoRA adapters or full fine-tune (default --full)"),
     lambda_real: float = typer.Option(None, "--lambda-real", help=_h("lambda_real")),
@@ -47,10 +49,10 @@ def align(
         None, "--config", help="YAML file of AlignConfig fields (options override it)"
     ),
     family: str = typer.Option(None, "--family", help=_h("family")),
-    cache_dir: Path = typer.Option(None, "--cache-dir", help=_h("cache_dir")),
+    cache_dir: str = typer.Option(None, "--cache-dir", metavar="PATH", help=_h("cache_dir")),
     weight_transform: str = typer.Option(None, "--weight-transform", help=_h("weight_transform")),
     exp_temperature: float = typer.Option(None, "--exp-temperature", help=_h("exp_temperature")),
-    reward_config: Path = typer.Option(None, "--reward-config", help=_h("reward_config")),
+    reward_config: str = typer.Option(None, "--reward-config", metavar="PATH", help=_h("reward_config")),
     syn_sampling: str = typer.Option(None, "--syn-sampling", help=_h("syn_sampling")),
     synthetic_min_timestep: int = typer.Option(
         None, "--synthetic-min-timestep", help=_h("synthetic_min_timestep")

@@ -152,7 +152,7 @@ class PipelineConfig(_Strict):
     workdir: Path = Path("runs/lift")
     t2v: str = Field(TOY, description="T2V pipeline dir or Hub id ('toy': the committed toy base)")
     vlm: str = Field(TOY, description="critic base VLM dir or Hub id ('toy': the committed toy VLM)")
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32, description="seed of every stage (numpy takes 0..2**32-1)")
     sampler: Sampler = Field(default_factory=Sampler)
     hra: HRA = Field(default_factory=HRA)
     critic: Critic = Field(default_factory=Critic)
@@ -303,6 +303,9 @@ def _apply_set(data: dict[str, Any], item: str, path: Path) -> None:
         node[leaf] = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
         raise DataError(f"--set {item!r}: the value is not YAML ({yaml_problem(exc)})", file=path) from None
+    except (ValueError, RecursionError) as exc:  # an integer over 4,300 digits, nesting past the stack
+        problem = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(";")[0]
+        raise DataError(f"--set {item!r}: the value is not YAML ({problem})", file=path) from None
 
 
 def toy_asset(name: str) -> str:
