@@ -344,6 +344,8 @@ def test_input_files_are_looked_for_at_load(tmp_path, monkeypatch, text, field, 
         ("evaluate: {prompts: {file: e.txt}}", "e.txt", "\n", "e.txt: no prompts in file"),
         ("hra: {source: file, file: h.jsonl, videos: v}", "h.jsonl", HRA_LINE.replace("Good", "Great"),
          "h.jsonl, line 1, field 'ratings.video_fidelity.label'"),
+        ("hra: {source: file, file: h.jsonl, videos: v}", "h.jsonl", HRA_LINE + HRA_LINE.replace('"video_fidelity": {"label": "Good"}', ""),
+         "h.jsonl, line 2, field 'ratings': no rating"),  # as `hra split` refuses it
     ],
 )  # fmt: skip
 def test_input_files_are_read_at_load_not_hours_later_by_their_stage(

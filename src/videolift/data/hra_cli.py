@@ -20,6 +20,7 @@ from videolift.core.jsonl import (
     write_jsonl,
 )
 from videolift.core.schema import DIMENSIONS, LABELS, HRARecord
+from videolift.data.hra_file import read_hra, record_problems
 
 app = typer.Typer(
     help="Human-rating (HRA) datasets: import/export the LiFT release, validate, stats, split.",
@@ -61,7 +62,7 @@ def export(
     from videolift.data.lift_format import export_lift
 
     check_outputs([("--out", out)], [("the HRA file", src)])
-    items = export_lift(_records(src))
+    items = export_lift(read_hra(src))
     with atomic_write(out) as handle:
         json.dump(items, handle, ensure_ascii=False, indent=1)
     console.print(f"{len(items)} release records written to {out}")
@@ -93,7 +94,7 @@ def validate(
             errors.append(str(exc))
             continue
         records += 1
-        errors += [str(e) for e in _record_problems(record, line, src, seen, videos_by_id)]
+        errors += [str(e) for e in record_problems(record, line, src, seen, videos_by_id)]
         if videos is not None:
             problem = video_problem(videos / record.video, decode=not quick, seen=checked)
             if problem is not None:
@@ -114,58 +115,6 @@ def validate(
     )
 
 
-def _second_record(record: HRARecord, line: int, first: dict, src: Path) -> DataError | None:
-    """The error of a second record of one video by one named annotator (``first``: (video_id,
-    annotator) -> line of the first, updated here), or None."""
-    if record.annotator is None:
-        return None
-    key = (record.video_id, record.annotator)
-    if key not in first:
-        first[key] = line
-        return None
-    return DataError(
-        f"second record of video {record.video_id!r} by annotator {record.annotator!r} "
-        f"(first on line {first[key]})",
-        file=src,
-        line=line,
-        field="annotator",
-    )
-
-
-def _record_problems(
-    record: HRARecord, line: int, src: Path, first: dict, videos_by_id: dict
-) -> list[DataError]:
-    """What is wrong with a valid record among the file's earlier ones (``first``, ``videos_by_id``:
-    what they said, updated here): it rates nothing, it is a rater's second record of its video, or
-    its id names another video than before."""
-    from videolift.data.stats import video_id_conflict
-
-    problems = []
-    if not record.ratings:  # valid JSON, but a record that rates nothing is a mistake upstream
-        problems.append(
-            DataError("no rating: rate at least one dimension", file=src, line=line, field="ratings")
-        )
-    if (twice := _second_record(record, line, first, src)) is not None:
-        problems.append(twice)
-    if (conflict := video_id_conflict(record, line, videos_by_id, src)) is not None:
-        problems.append(conflict)
-    return problems
-
-
-def _records(src: Path) -> list[HRARecord]:
-    """Every record of an HRA file, refused as `hra validate` refuses it: a file without any is a mistake
-    (a wrong path, a failed export), and so is a record that `_record_problems` finds wrong."""
-    records, first, videos_by_id = [], {}, {}
-    for line, obj in iter_json_lines(src):
-        record = parse_model(HRARecord, obj, file=src, line=line)
-        if problems := _record_problems(record, line, src, first, videos_by_id):
-            raise problems[0]
-        records.append(record)
-    if not records:
-        raise DataError("no records: the file is empty", file=src)
-    return records
-
-
 def _progress(items, description: str, enabled: bool):
     if not enabled:
         return items
@@ -182,7 +131,7 @@ def stats(
     """Counts, label distribution and inter-annotator agreement per dimension."""
     from videolift.data.stats import dataset_stats
 
-    result = dataset_stats(_records(src))
+    result = dataset_stats(read_hra(src))
     if as_json:
         typer.echo(json.dumps(result, indent=1))
         return
@@ -239,7 +188,7 @@ def split(
     if out.exists() and not out.is_dir():
         raise DataError("is a file; --out names a directory for train.jsonl and test.jsonl", file=out)
     check_outputs([("--out", out / name) for name in ("train.jsonl", "test.jsonl")], [("the HRA file", src)])
-    train, test = split_records(_records(src), test_fraction, seed, group_by=group_by.value)
+    train, test = split_records(read_hra(src), test_fraction, seed, group_by=group_by.value)
     write_jsonl(out / "train.jsonl", train)
     write_jsonl(out / "test.jsonl", test)
     console.print(f"train: {len(train)} records, test: {len(test)} records -> {out}")

@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from videolift.core.errors import DataError, VideoliftError
-from videolift.core.jsonl import read_jsonl, read_yaml, validation_field, yaml_problem
+from videolift.core.jsonl import read_yaml, validation_field, yaml_problem
 
 TOY = "toy"  # model name that resolves to the committed toy-world bases
 
@@ -259,11 +259,11 @@ def _read_input(field: str, path: Path) -> None:
     """Read an input file as its stage will, raising the stage's own error (file, line, field)."""
     from videolift.align.weights import read_real
     from videolift.core.reward import RewardConfig
-    from videolift.core.schema import HRARecord
+    from videolift.data.hra_file import read_hra
     from videolift.data.prompt_files import read_prompts
 
     if field == "hra.file":
-        read_jsonl(path, HRARecord)
+        read_hra(path)  # as `hra split` and the split stage read it
     elif field.endswith("prompts.file"):
         read_prompts(path)
     elif field == "align.real":

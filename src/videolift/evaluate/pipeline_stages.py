@@ -112,11 +112,10 @@ def split_stage(cfg: PipelineConfig, hra_file: Path) -> Stage:
     out = cfg.workdir / "hra_split"
 
     def run() -> dict:
-        from videolift.core.jsonl import read_jsonl
-        from videolift.core.schema import HRARecord
+        from videolift.data.hra_file import read_hra
         from videolift.data.split import split_records
 
-        train, test = split_records(read_jsonl(hra_file, HRARecord), cfg.hra.test_fraction, cfg.seed)
+        train, test = split_records(read_hra(hra_file), cfg.hra.test_fraction, cfg.seed)
         write_jsonl(out / "train.jsonl", train)
         write_jsonl(out / "test.jsonl", test)
         return {"train": len(train), "test": len(test)}
