@@ -228,6 +228,7 @@ def test_score_lines_resume_and_determinism(world, critic_dir, tmp_path):
     nowhere = run("critic", "score", "--critic", critic_dir, "--manifest", copy, "--videos", tmp_path / "nowhere",
                   "--out", tmp_path / "n.jsonl", fails=True).output  # fmt: skip
     assert "nowhere: the videos root is not a directory (--videos)" in " ".join(nowhere.split())
+    assert "Loading weights" not in nowhere  # refused before the critic loads
 
     # Interrupted run: two videos logged, then a torn line. The rerun scores only the other three.
     second = tmp_path / "second.jsonl"

@@ -20,7 +20,7 @@ def test_txt_skips_blank_lines_and_keeps_line_numbers(tmp_path):
     ]
 
 
-def test_a_txt_line_ends_at_a_newline_only(tmp_path):
+def test_a_line_ends_at_a_line_break_only(tmp_path):
     path = tmp_path / "p.txt"
     path.write_text("a dog\u2028running\r\na cat\x0cjumping\n\nan owl\n", newline="")
     records = read_prompts(path)  # str.splitlines would make five prompts of three, numbered wrongly
@@ -29,6 +29,11 @@ def test_a_txt_line_ends_at_a_newline_only(tmp_path):
         ("a cat\x0cjumping", 2),
         ("an owl", 4),
     ]
+    path.write_text("a dog\ra cat\r", newline="")  # old Mac line endings
+    assert [r.prompt for r in read_prompts(path)] == ["a dog", "a cat"]
+    csv = tmp_path / "p.csv"  # the CSV reader keeps such a prompt too (one line of text)
+    csv.write_text('prompt\n"a dog\u2028running"\n')
+    assert [r.prompt for r in read_prompts(csv)] == ["a dog\u2028running"]
 
 
 def test_jsonl_carries_other_fields(tmp_path):

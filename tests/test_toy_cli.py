@@ -132,6 +132,12 @@ def test_rate_bad_input_names_file_line_and_field(corpus, tmp_path):
     broken.write_text(lines[0] + "\n" + lines[0] + "\n")  # a line pasted twice: two oracle records of a video
     assert "line 2, field 'video'" in run("toy", "rate", "--manifest", broken, "--videos", corpus, "--out", out,
                                           "--oracle", fails=True)  # fmt: skip
+    broken.write_text(
+        json.dumps({**json.loads(lines[0]), "video_id": None}) + "\n"
+    )  # null: the path stands in
+    run("toy", "rate", "--manifest", broken, "--videos", corpus, "--out", out, "--oracle", "--no-progress")
+    assert json.loads(out.read_text())["video_id"] == json.loads(lines[0])["video"]
+    out.unlink()
     good = tmp_path / "good.jsonl"
     good.write_text(lines[0] + "\n")
     assert "--shape-doubt 0.5: must be >= 1.0" in run("toy", "rate", "--manifest", good, "--videos", corpus, "--out",

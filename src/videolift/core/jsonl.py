@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from pathlib import Path
@@ -176,6 +177,12 @@ def read_jsonl(path: str | Path, model: type[M]) -> list[M]:
 def read_jsonl_dicts(path: str | Path) -> list[dict[str, Any]]:
     """Every line as a plain dict (no schema)."""
     return [obj for _, obj in iter_json_lines(path)]
+
+
+def split_lines(text: str) -> list[str]:
+    r"""Lines of a text file: they end at \n, \r\n or \r only (str.splitlines would also cut at a form
+    feed or U+2028 inside a line, making two of one and every later line number wrong)."""
+    return re.split(r"\r\n|\r|\n", text)
 
 
 def read_text(path: str | Path) -> str:

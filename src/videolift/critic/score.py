@@ -382,6 +382,11 @@ def check_scores_out(
     check_outputs([(option, out)], inputs)
 
 
+def check_videos_root(videos: Path) -> None:
+    if not Path(videos).is_dir():  # every video would count as unreadable, and the run as done
+        raise DataError("the videos root is not a directory (--videos)", file=videos)
+
+
 def score_manifest(
     critic: Critic,
     manifest: str | Path,
@@ -407,8 +412,7 @@ def score_manifest(
     state = PartialState(cpu=not torch.cuda.is_available())
     out, videos = Path(out), Path(videos)
     check_scores_out(out, inputs=[("--manifest", Path(manifest))])
-    if not videos.is_dir():  # every video would count as unreadable, and the run as done
-        raise DataError("the videos root is not a directory (--videos)", file=videos)
+    check_videos_root(videos)
     records = read_manifest(manifest)
     parts = parts_dir(out)
     signature = _run_signature(critic, temperature, seed)

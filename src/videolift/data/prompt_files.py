@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from videolift.core.errors import DataError
-from videolift.core.jsonl import iter_json_lines, read_text
+from videolift.core.jsonl import iter_json_lines, read_text, split_lines
 
 SUFFIXES = (".txt", ".jsonl", ".csv")
 
@@ -46,9 +46,7 @@ def read_prompts(path: str | Path, *, prompt_field: str = "prompt") -> list[Prom
 
 
 def _read_txt(path: Path, _field: str) -> list[PromptRecord]:
-    # Lines end at "\n" ("\r\n" too): str.splitlines would also cut at a form feed or U+2028 inside a
-    # prompt, making two prompts of one and every later line number wrong.
-    lines = read_text(path).split("\n")
+    lines = split_lines(read_text(path))
     return [PromptRecord(line.strip(), i) for i, line in enumerate(lines, start=1) if line.strip()]
 
 
@@ -113,7 +111,7 @@ def _read_csv(path: Path, prompt_field: str) -> list[PromptRecord]:
         if not any((v or "").strip() for v in row.values()):
             continue  # a row of empty cells
         prompt = _checked_prompt(row[prompt_field], file=path, line=line, prompt_field=prompt_field)
-        if len(lines := prompt.splitlines()) > 1:
+        if len(lines := split_lines(prompt)) > 1:
             raise DataError(
                 f"the quoted prompt runs over {len(lines)} lines (a quote left open?); a prompt is one line",
                 file=path,

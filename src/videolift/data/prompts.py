@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from videolift.core.errors import DataError, VideoliftError
-from videolift.core.jsonl import read_text
+from videolift.core.jsonl import read_text, split_lines
 
 CATEGORY_DIR = Path(__file__).with_name("prompt_categories")
 SLOTS = ("subjects", "actions", "places")
@@ -52,7 +52,7 @@ def load_categories(directory: str | Path | None = None) -> Categories:
         slot, _, category = path.stem.partition("_")
         if slot not in SLOTS or not category:
             continue
-        lines = read_text(path).split("\n")  # a byte-order mark dropped, a bad byte named
+        lines = split_lines(read_text(path))  # a byte-order mark dropped, a bad byte named
         items = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
         if not items:
             raise DataError("category file has no phrases", file=path)

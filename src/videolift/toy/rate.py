@@ -25,7 +25,7 @@ def _read_manifest(path: Path) -> list[tuple[int, dict[str, Any]]]:
         for field in ("video", "prompt"):
             if not isinstance(obj.get(field), str) or not obj[field].strip():
                 raise DataError(f"missing or empty {field!r} (a string)", file=path, line=line, field=field)
-        if not isinstance(obj.get("video_id", ""), str):
+        if not isinstance(obj.get("video_id") or "", str):  # absent or null: the video path stands in
             raise DataError(
                 f"expected a string, got {obj['video_id']!r}", file=path, line=line, field="video_id"
             )
