@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 import typer
 from rich.console import Console
 
-app = typer.Typer(
-    help="Collect LiFT ratings with a self-hosted web app (see docs/annotate.md).", no_args_is_help=True
-)
 if TYPE_CHECKING:
     from videolift.data.annotate.project import Project
 
+app = typer.Typer(
+    help="Collect LiFT ratings with a self-hosted web app (see docs/annotate.md).", no_args_is_help=True
+)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 DIR_HELP = "Directory {}'s video paths are relative to, inside the videos root (default: the videos root)."
