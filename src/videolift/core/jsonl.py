@@ -104,7 +104,7 @@ def iter_json_lines(
         except (ValueError, RecursionError) as exc:  # also an integer over 4,300 digits, deep nesting
             if skip_partial_last and i == len(lines) and not line.endswith("\n"):
                 return
-            error = DataError(f"malformed JSON ({_json_problem(exc)})", file=path, line=i)
+            error = DataError(f"malformed JSON ({parse_problem(exc)})", file=path, line=i)
         else:
             if isinstance(obj, dict):
                 yield i, obj
@@ -115,7 +115,8 @@ def iter_json_lines(
         errors.append(error)
 
 
-def _json_problem(exc: ValueError | RecursionError, *, line: bool = False) -> str:
+def parse_problem(exc: ValueError | RecursionError, *, line: bool = False) -> str:
+    """What a JSON (or YAML) parser's error says, for a DataError's message."""
     if isinstance(exc, RecursionError):
         return "nested too deeply"
     if not isinstance(exc, json.JSONDecodeError):  # Python's own limit on integer digits
@@ -223,7 +224,7 @@ def read_yaml(path: str | Path) -> Any:
         line = mark.line + 1 if mark is not None else None
         raise DataError(f"malformed YAML ({problem}{where})", file=path, line=line) from None
     except (ValueError, RecursionError) as exc:  # an integer over 4,300 digits, nesting past the stack
-        raise DataError(f"malformed YAML ({_json_problem(exc)})", file=path) from None
+        raise DataError(f"malformed YAML ({parse_problem(exc)})", file=path) from None
 
 
 def read_json(path: str | Path) -> Any:
@@ -231,4 +232,4 @@ def read_json(path: str | Path) -> Any:
     try:
         return json.loads(read_text(path))
     except (ValueError, RecursionError) as exc:
-        raise DataError(f"malformed JSON ({_json_problem(exc, line=True)})", file=path) from None
+        raise DataError(f"malformed JSON ({parse_problem(exc, line=True)})", file=path) from None

@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from videolift.core.errors import DataError, VideoliftError
-from videolift.core.jsonl import read_yaml, validation_field, yaml_problem
+from videolift.core.jsonl import parse_problem, read_yaml, validation_field, yaml_problem
 
 TOY = "toy"  # model name that resolves to the committed toy-world bases
 
@@ -304,8 +304,7 @@ def _apply_set(data: dict[str, Any], item: str, path: Path) -> None:
     except yaml.YAMLError as exc:
         raise DataError(f"--set {item!r}: the value is not YAML ({yaml_problem(exc)})", file=path) from None
     except (ValueError, RecursionError) as exc:  # an integer over 4,300 digits, nesting past the stack
-        problem = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(";")[0]
-        raise DataError(f"--set {item!r}: the value is not YAML ({problem})", file=path) from None
+        raise DataError(f"--set {item!r}: the value is not YAML ({parse_problem(exc)})", file=path) from None
 
 
 def toy_asset(name: str) -> str:
