@@ -223,3 +223,20 @@ def test_files_past_the_parsers_limits_and_unwritable_places_are_named(tmp_path)
         atomic_write(tmp_path / "taken" / "out.json") as handle,
     ):
         handle.write("{}")
+
+
+def test_yaml_keys_given_twice_are_refused_where_they_are(tmp_path):
+    from videolift.core.errors import DataError
+    from videolift.core.jsonl import read_yaml
+
+    path = tmp_path / "c.yaml"
+    path.write_text("lr: 1.0e-4\nalign:\n  max_steps: 10\n  max_steps: 20\n")  # PyYAML would keep 20
+    with pytest.raises(
+        DataError,
+        match=r"c\.yaml, line 4: malformed YAML \('max_steps' is given twice in one mapping, column 3\)",
+    ):
+        read_yaml(path)
+    path.write_text(
+        "base: &b {steps: 2, seed: 1}\nrun:\n  <<: *b\n  steps: 4\n"
+    )  # a merged key overridden: fine
+    assert read_yaml(path)["run"] == {"steps": 4, "seed": 1}
