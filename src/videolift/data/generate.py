@@ -186,6 +186,11 @@ def finished(
     return done, None
 
 
+def _logged_anything(out: Path) -> bool:
+    """Whether any rank logged a video; the logs are not parsed (a damaged one is --overwrite's to fix)."""
+    return any(log.stat().st_size for log in (out / PARTS).glob("rank*.jsonl"))
+
+
 def remove_outputs(out: Path) -> None:
     """Delete what this stage wrote into OUT (and nothing else)."""
     for name in (VIDEOS, PARTS):
@@ -313,8 +318,7 @@ def generate_videos(
 
     # Every rank reads the same state before anyone writes, so all compute the same pending list.
     conflict = check_run_config(out, run)
-    logged = any(log.stat().st_size for log in (out / PARTS).glob("rank*.jsonl"))  # not parsed: may be torn
-    if conflict and not logged and not (out / MANIFEST).exists():
+    if conflict and not (out / MANIFEST).exists() and not _logged_anything(out):
         conflict = None  # a run stopped before its first video (e.g. refused settings): nothing to keep
     done: set[tuple[int, int]] = set()
     if conflict is None and (out / PARTS).exists():
