@@ -9,6 +9,17 @@ from videolift.models.families import get_spec
 from videolift.models.tiny_cogvideox import TinyCogVideoXConfig, build_tiny_cogvideox
 
 
+def two_losses(spec, pipe, latents: torch.Tensor) -> torch.Tensor:
+    """The spec's per-sample training loss of two latents (a prompt and the empty one), checked finite."""
+    text = spec.encode_prompts(pipe, ["a red circle moves left", ""])
+    noise = torch.randn_like(latents)
+    loss = spec.training_loss(
+        pipe, pipe.transformer, latents, text, timesteps=torch.tensor([10, 900]), noise=noise
+    )
+    assert loss.shape == (2,) and torch.isfinite(loss).all()
+    return loss
+
+
 def test_temporal_patches_train_and_sample():
     cfg = TinyCogVideoXConfig(
         patch_size_t=3, temporal_compression=1, sample_height=32, sample_width=32, sample_frames=9
@@ -20,18 +31,27 @@ def test_temporal_patches_train_and_sample():
     videos = [np.random.default_rng(i).integers(0, 255, (9, 32, 32, 3), dtype=np.uint8) for i in range(2)]
     latents = spec.sample_latents(pipe, spec.encode_videos(pipe, videos))
     assert latents.shape[1] == 9  # one latent frame per frame, grouped 3 by 3 inside the transformer
-    text = spec.encode_prompts(pipe, ["a red circle moves left", ""])
-    loss = spec.training_loss(
-        pipe,
-        pipe.transformer,
-        latents,
-        text,
-        timesteps=torch.tensor([10, 900]),
-        noise=torch.randn_like(latents),
-    )
-    assert loss.shape == (2,) and torch.isfinite(loss).all()
+    loss = two_losses(spec, pipe, latents)
     loss.mean().backward()
     assert pipe.transformer.patch_embed.proj.weight.grad.abs().sum() > 0
     settings = SamplerSettings(steps=2, guidance=2.0, frames=9, height=32, width=32, fps=8)
     out = spec.generate(pipe, ["a red circle moves left"], [0], settings)
     assert out[0].shape == (9, 32, 32, 3) and out[0].dtype == np.uint8
+
+
+def test_latent_frames_padded_to_whole_temporal_patches_as_cogvideox_1_5():
+    # CogVideoX 1.5: 4x temporal compression and patches of 2 latent frames, so 81 frames -> 21 latent
+    # frames, one short of a whole patch. Here 9 frames -> 3 latent frames.
+    cfg = TinyCogVideoXConfig(
+        patch_size_t=2, temporal_compression=4, sample_height=32, sample_width=32, sample_frames=9
+    )
+    pipe = build_tiny_cogvideox(None, cfg, seed=0)
+    spec = get_spec("cogvideox")
+    videos = [np.random.default_rng(i).integers(0, 255, (9, 32, 32, 3), dtype=np.uint8) for i in range(2)]
+    params = spec.encode_videos(pipe, videos)
+    assert params.shape[2] == 3
+    latents = spec.sample_latents(pipe, params, torch.Generator().manual_seed(0))
+    assert latents.shape[1] == 4  # the first latent frame put in front once more
+    assert torch.equal(latents[:, 0], latents[:, 1])
+    assert not torch.equal(latents[:, 1], latents[:, 2])
+    two_losses(spec, pipe, latents)

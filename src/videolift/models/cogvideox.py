@@ -1,7 +1,7 @@
 """CogVideoX (2B / 5B / 1.5 / tiny toy) through diffusers: sampling defaults and training loss.
 
 The loss follows diffusers' CogVideoX training example: latents = VAE sample x scaling factor,
-permuted to (B, F, C, h, w); t ~ U[0, T); v-prediction turned back into x0 with
+permuted to (B, F, C, h, w) (CogVideoX 1.5: padded to whole temporal patches); t ~ U[0, T); v-prediction turned back into x0 with
 ``scheduler.get_velocity``; per-sample weight 1 / (1 - alpha_bar_t).
 """
 
@@ -42,9 +42,19 @@ class CogVideoXSpec(DiffusersT2VSpec):
     def sample_latents(
         self, pipe: Any, parameters: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Draw a latent from cached distribution parameters, scaled and laid out (B, F, C, h, w)."""
+        """Draw a latent from cached distribution parameters, scaled and laid out (B, F, C, h, w).
+
+        CogVideoX 1.5 patches latent frames ``patch_size_t`` at a time: its 81-frame videos give 21
+        latent frames, so copies of the first one are put in front to fill the last patch, as
+        THUDM's CogVideoX 1.5 fine-tuning does and as the pipeline samples (padding frames in
+        front, dropped before decoding)."""
         latents = self.draw(parameters, generator) * pipe.vae.config.scaling_factor
-        return latents.permute(0, 2, 1, 3, 4)
+        latents = latents.permute(0, 2, 1, 3, 4)
+        patch_t = getattr(pipe.transformer, "module", pipe.transformer).config.patch_size_t
+        pad = -latents.shape[1] % patch_t if patch_t else 0
+        if pad:
+            latents = torch.cat([latents[:, :1].expand(-1, pad, -1, -1, -1), latents], dim=1)
+        return latents
 
     def training_loss(
         self,
