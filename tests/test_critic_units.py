@@ -18,7 +18,7 @@ from videolift.critic.collate import IGNORE, ChatCollator, Item, answer_loss
 from videolift.critic.data import SFTExample, class_weights, majority_items
 from videolift.critic.evaluate import evaluate_predictions, label_metrics, pairwise_accuracy
 from videolift.critic.prompts import one_pass_answer, parse_one_pass
-from videolift.critic.score import Critic, scored_for
+from videolift.critic.score import Critic, read_manifest, scored_for
 from videolift.critic.sft import epoch_batches
 from videolift.critic.spec import CriticSpec, check_checkpoint, video_processor_settings
 from videolift.models.tiny_vlm import FAMILIES, TinyVLMConfig, build_tiny_vlm
@@ -343,3 +343,18 @@ def test_a_score_line_matches_its_manifest_record_as_json():
     line = {**json.loads(json.dumps(record)), "ratings": {}, "reward": 0.5}
     assert scored_for(line, record)
     assert not scored_for({**line, "seed": 1}, record) and not scored_for(None, record)
+
+
+@pytest.mark.parametrize("video_id", [{"a": 1}, ["x"], True, "  "])
+def test_a_manifest_video_id_that_is_not_an_id_is_refused_by_line_and_field(tmp_path, video_id):
+    manifest = tmp_path / "m.jsonl"
+    rows = [
+        {"video": "a.mp4", "prompt": "p", "video_id": "a"},
+        {"video": "b.mp4", "prompt": "p", "video_id": video_id},
+    ]
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(VideoliftError, match=r"m\.jsonl.*line 2.*video_id.*not a video id"):
+        read_manifest(manifest)
+    rows[1]["video_id"] = 7  # integers (and no id at all) are ids
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [r["video"] for r in read_manifest(manifest)] == ["a.mp4", "b.mp4"]

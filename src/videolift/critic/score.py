@@ -285,6 +285,13 @@ def read_manifest(path: str | Path) -> list[dict[str, Any]]:
         for key in ("video", "prompt"):
             if not isinstance(obj.get(key), str) or not obj[key].strip():
                 raise DataError(f"missing or empty {key}", file=path, line=line, field=key)
+        vid = obj.get("video_id")  # a scores line is matched to its video by it: no lists, objects or true
+        if vid is not None and (
+            isinstance(vid, bool) or not isinstance(vid, str | int) or not str(vid).strip()
+        ):
+            raise DataError(
+                f"{vid!r}: not a video id (a string or an integer)", file=path, line=line, field="video_id"
+            )
         key = video_key(obj)
         if key in seen:
             raise DataError(f"duplicate video {key!r} (first on line {seen[key]})", file=path, line=line)
