@@ -390,6 +390,11 @@ def test_config_yaml_overrides_and_errors(tmp_path):
     path.write_text("mixed_precision: yes\n")
     with pytest.raises(DataError, match="mixed_precision"):
         AlignConfig.load(path, **req)
+    path.write_text("max_steps: yes\nema_decay: on\n")  # pydantic would read true as 1
+    with pytest.raises(DataError, match=r"field 'max_steps': true is not a value of this setting"):
+        AlignConfig.load(path, **req)
+    path.write_text("gradient_checkpointing: yes\n")  # a switch takes it
+    assert AlignConfig.load(path, **req).gradient_checkpointing is True
     # Settings the optimizer or the seeding would fail on (or diverge with) are named before any work.
     for text, field in [("betas: [2.0, 0.95]\n", "betas.0"), ("seed: -1\n", "seed"), ("seed: 4294967296\n", "seed"),
                         ("lr: .inf\n", "lr"), ("lambda_real: .inf\n", "lambda_real"), ("max_grad_norm: .nan\n", "max_grad_norm"),

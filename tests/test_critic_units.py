@@ -358,3 +358,13 @@ def test_a_manifest_video_id_that_is_not_an_id_is_refused_by_line_and_field(tmp_
     rows[1]["video_id"] = 7  # integers (and no id at all) are ids
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert [r["video"] for r in read_manifest(manifest)] == ["a.mp4", "b.mp4"]
+
+
+def test_sft_settings_refuse_true_for_a_number_and_take_it_for_a_switch():
+    from videolift.critic.sft import SFTConfig
+
+    with pytest.raises(VideoliftError, match=r"--epochs: true is not a value of this setting"):
+        SFTConfig(epochs=True)
+    with pytest.raises(VideoliftError, match=r"--max-steps: false is not a value"):
+        SFTConfig(max_steps=False)
+    assert SFTConfig(gradient_checkpointing=True, tune_vision=True).gradient_checkpointing

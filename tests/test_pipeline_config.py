@@ -292,6 +292,10 @@ def test_align_settings_edited_by_set_are_checked_and_pipeline_defaults_may_be_o
         ("sampler.fps=0", "sampler.fps", "greater than or equal to 1"),
         ("evaluate.prompts.per_prompt=0", "evaluate.prompts.per_prompt", "greater than or equal to 1"),
         ("align.prompts.n=0", "align.prompts.n", "greater than or equal to 1"),
+        # YAML reads yes / on as true, which pydantic would take as 1
+        ("critic.epochs=yes", "critic.epochs", "yes, no, on and off"),
+        ("sampler.steps=on", "sampler.steps", "true is not a value of this setting"),
+        ("align.settings.max_steps=true", "align.settings.max_steps", "true is not a value"),
     ],
 )
 def test_counts_and_fractions_out_of_range_are_refused_at_load(tmp_path, edit, field, message):

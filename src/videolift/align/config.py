@@ -12,13 +12,14 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import to_jsonable_python
 
 from videolift.core.errors import DataError
 from videolift.core.files import content_hash
 from videolift.core.jsonl import read_yaml, validation_field
 from videolift.core.memory import BATCH_PIXELS
+from videolift.core.settings import StrictModel
 
 # Fields that may change between a run and its --resume without changing what is being trained
 # (``out`` too: a run directory moved to another disk resumes where it now is).
@@ -40,7 +41,7 @@ RESUMABLE_CHANGES = frozenset(
 Beta = Annotated[float, Field(ge=0, lt=1)]
 
 
-class AlignConfig(BaseModel):
+class AlignConfig(StrictModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # NaN / inf settings train nothing
 
     # ---- inputs / outputs -------------------------------------------------------------------------

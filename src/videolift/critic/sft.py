@@ -29,11 +29,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.dataclasses import dataclass as checked_dataclass
 
 from videolift.core.errors import VideoliftError
 from videolift.core.jsonl import atomic_write, read_json, trim_step_log, validation_field
+from videolift.core.settings import refuse_bool_number
 from videolift.critic.data import FrameCache, SFTExample
 
 TRAIN_CONFIG = "train_config.json"
@@ -109,6 +110,11 @@ class SFTConfig:
     max_pixels: int | None = Field(None, ge=1)
     min_pixels: int | None = Field(None, ge=1)
     extra: dict[str, Any] = Field(default_factory=dict)  # caller's settings, checked on resume
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        return refuse_bool_number(cls.__pydantic_fields__[info.field_name].annotation, value)
 
     @field_validator("dtype")
     @classmethod

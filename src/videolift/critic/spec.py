@@ -12,21 +12,20 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from videolift.core.errors import DataError, VideoliftError
 from videolift.core.jsonl import atomic_write, read_json, validation_field
 from videolift.core.reward import RewardConfig
 from videolift.core.schema import DIMENSIONS, Dimension, parse_dimension
+from videolift.core.settings import StrictModel
 from videolift.critic.prompts import DEFAULT_QUESTIONS, DESCRIBE_INSTRUCTION, ONE_PASS_QUESTION
 
 SPEC_FILE = "critic_spec.json"
 SPEC_VERSION = 1
 
 
-class CriticSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class CriticSpec(StrictModel):
     version: int = SPEC_VERSION
     base_model: str = Field(description="base VLM directory or Hub id the critic was fine-tuned from")
     model_type: str = Field(description="config.model_type of the base (selects the VLM family)")

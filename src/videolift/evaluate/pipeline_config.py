@@ -14,8 +14,6 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
@@ -25,6 +23,7 @@ from pydantic import (
 
 from videolift.core.errors import DataError, VideoliftError
 from videolift.core.jsonl import parse_problem, read_yaml, validation_field, yaml_problem
+from videolift.core.settings import StrictModel
 
 TOY = "toy"  # model name that resolves to the committed toy-world bases
 
@@ -42,8 +41,8 @@ PIPELINE_ALIGN_FIELDS = {
 }
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Strict(StrictModel):
+    pass
 
 
 class Sampler(_Strict):

@@ -18,12 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.orm import Session
 
 from videolift.core.errors import DataError, VideoliftError
 from videolift.core.jsonl import atomic_write, read_json, validation_field
+from videolift.core.settings import StrictModel
 from videolift.data.annotate.models import Base, User
 
 CONFIG_FILE = "project.json"
@@ -31,9 +32,7 @@ DB_FILE = "annotate.db"
 BUSY_TIMEOUT_MS = 30_000
 
 
-class Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Settings(StrictModel):
     db: str = Field(description="SQLAlchemy URL of the database")
     videos_root: str = Field(description="absolute path every video path is relative to")
     ratings_per_video: int = Field(3, ge=1, description="independent ratings each video gets")
