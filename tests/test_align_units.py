@@ -129,9 +129,10 @@ def test_malformed_scores_are_located(tmp_path):
     )
     with pytest.raises(DataError, match=r"s.jsonl, line 2, field 'prompt'"):
         read_scores(path)
-    path.write_text(_line("a.mp4", "high", ["Good"] * 3) + "\n")
-    with pytest.raises(DataError, match=r"line 1, field 'reward'"):
-        read_scores(path)
+    for reward in ("high", True, float("nan"), float("inf")):
+        path.write_text(_line("a.mp4", reward, ["Good"] * 3) + "\n")
+        with pytest.raises(DataError, match=r"line 1, field 'reward': expected a finite number or null"):
+            read_scores(path)
     # A rating given as a bare label is not an unparsed answer: RS would drop the video silently.
     bare = json.loads(_line("a.mp4", 0.9, ["Good"] * 3)) | {"ratings": {d: "Good" for d in DIMS}}
     path.write_text(_line("a.mp4", 0.9, ["Good"] * 3) + "\n" + json.dumps(bare) + "\n")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from videolift.core.errors import DataError
-from videolift.core.jsonl import iter_json_lines
+from videolift.core.jsonl import finite_number, iter_json_lines
 from videolift.core.reward import RewardConfig
 from videolift.core.schema import DIMENSIONS, Label, parse_dimension, parse_label
 
@@ -59,12 +59,10 @@ def read_scores(path: str | Path, *, from_labels: bool = False) -> list[ScoredVi
         if needed not in obj:
             raise DataError("missing", file=path, line=line, field=needed)
         reward = obj.get("reward")
-        if reward is not None and (isinstance(reward, bool) or not isinstance(reward, int | float)):
+        if reward is not None and not finite_number(reward):
             raise DataError(
-                f"expected a number or null, got {reward!r}", file=path, line=line, field="reward"
+                f"expected a finite number or null, got {reward!r}", file=path, line=line, field="reward"
             )
-        if reward is not None and not math.isfinite(reward):
-            raise DataError(f"not finite: {reward!r}", file=path, line=line, field="reward")
         ratings = obj.get("ratings") or {}
         if not isinstance(ratings, dict):
             raise DataError("expected an object", file=path, line=line, field="ratings")

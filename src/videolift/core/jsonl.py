@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import tempfile
@@ -178,6 +179,11 @@ def read_jsonl(path: str | Path, model: type[M]) -> list[M]:
 def read_jsonl_dicts(path: str | Path) -> list[dict[str, Any]]:
     """Every line as a plain dict (no schema)."""
     return [obj for _, obj in iter_json_lines(path)]
+
+
+def finite_number(value: Any) -> bool:
+    """A JSON number that is a number (true / false are not; Python's json reads NaN and Infinity)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def split_lines(text: str) -> list[str]:

@@ -6,7 +6,6 @@ where the critic and the raters disagree, and let an admin record the adjudicate
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from pathlib import Path
 from statistics import mean
@@ -17,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from videolift.core.errors import DataError, VideoliftError
-from videolift.core.jsonl import iter_json_lines, validation_field
+from videolift.core.jsonl import finite_number, iter_json_lines, validation_field
 from videolift.core.schema import DIMENSIONS, LABEL_RANK, HRARecord, Rating, parse_dimension, parse_label
 from videolift.data import stats
 from videolift.data.annotate.models import Annotation, CriticScore, Review, Task, User, Video, utcnow
@@ -121,13 +120,9 @@ def _critic_rating(value: Any) -> dict[str, Any] | None:
     except ValidationError as exc:
         raise ValueError(validation_field(exc)[1]) from None
     score = value.get("score")
-    if score is not None and not _finite_number(score):
+    if score is not None and not finite_number(score):
         raise ValueError(f"score must be a finite number or null, got {score!r}")
     return rating.model_dump(mode="json") | {"score": score}
-
-
-def _finite_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def import_critic(session: Session, path: str | Path, critic: str) -> dict[str, int]:
@@ -161,7 +156,7 @@ def import_critic(session: Session, path: str | Path, critic: str) -> dict[str, 
             if not isinstance(obj.get(name), str | None):
                 raise DataError(f"expected a string, got {obj[name]!r}", file=path, line=line, field=name)
         reward = obj.get("reward")
-        if reward is not None and not _finite_number(reward):
+        if reward is not None and not finite_number(reward):
             raise DataError(
                 f"expected a finite number or null, got {reward!r}", file=path, line=line, field="reward"
             )
