@@ -368,3 +368,21 @@ def test_sft_settings_refuse_true_for_a_number_and_take_it_for_a_switch():
     with pytest.raises(VideoliftError, match=r"--max-steps: false is not a value"):
         SFTConfig(max_steps=False)
     assert SFTConfig(gradient_checkpointing=True, tune_vision=True).gradient_checkpointing
+
+
+def test_qwen2_5_vl_spaces_its_temporal_patches_by_where_the_frames_were_taken():
+    # 8 frames spread over a 49-frame clip at 8 fps: 1.31 frames a second, so each temporal patch of 2
+    # frames covers 1.53 s. Without the clip's timing the processor assumes 24 fps (0.083 s a patch),
+    # which Qwen2.5-VL's rotary positions round to the same time for every patch.
+    from videolift.core.video import FrameTiming, sample_frames
+
+    model, processor = build_tiny_vlm(config=TinyVLMConfig(family="qwen2_5_vl"))
+    collate = ChatCollator(processor, get_family(model.config.model_type))
+    video = np.random.default_rng(0).integers(0, 255, (49, 28, 28, 3), dtype=np.uint8)
+    clip = sample_frames(video, 8, fps=8.0)
+    assert clip.timing == FrameTiming(8.0, clip.timing.indices, 49)
+    batch = collate([Item(clip, "a red circle", "Good. fine.")])
+    assert batch["second_per_grid_ts"].tolist() == pytest.approx([2 / (8 / 49 * 8)], rel=1e-4)
+    with torch.no_grad():
+        loss, _ = answer_loss(model, batch)
+    assert torch.isfinite(loss)

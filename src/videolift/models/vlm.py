@@ -92,8 +92,18 @@ class VLMFamily:
         return "^(?:" + "|".join(general) + ")$"
 
 
+def video_metadata(timing: FrameTiming) -> Any:
+    """Where the frames were taken, as transformers' video processors read it: Qwen2.5-VL spaces its
+    temporal positions by it (``second_per_grid_ts``), Qwen3-VL writes timestamps from it. Without it
+    the processor assumes 24 fps, which puts a clip's frames much closer together in time than they are."""
+    from transformers.video_utils import VideoMetadata
+
+    return VideoMetadata(total_num_frames=timing.total, fps=timing.fps, frames_indices=list(timing.indices))
+
+
 class QwenVL(VLMFamily):
-    """Qwen2-VL and Qwen2.5-VL: the projector (``merger``) lives inside the vision module."""
+    """Qwen2-VL and Qwen2.5-VL: the projector (``merger``) lives inside the vision module; the frames'
+    timing is passed along (Qwen2.5-VL's temporal positions follow it)."""
 
     name = "qwen_vl"
     model_types = ("qwen2_vl", "qwen2_5_vl")
@@ -114,6 +124,12 @@ class QwenVL(VLMFamily):
                 f"min pixels {size['shortest_edge']} exceed max pixels {size['longest_edge']}"
             )
         video.size = size
+
+    def video_kwargs(self, num_frames: int, timing: FrameTiming | None = None) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"do_sample_frames": False}
+        if timing is not None:  # else (an array without a frame rate) the processor assumes 24 fps and warns
+            kwargs["video_metadata"] = [video_metadata(timing)]
+        return kwargs
 
 
 class Qwen3VL(QwenVL):
@@ -144,17 +160,9 @@ class Qwen3VL(QwenVL):
         return size
 
     def video_kwargs(self, num_frames: int, timing: FrameTiming | None = None) -> dict[str, Any]:
-        from transformers.video_utils import VideoMetadata
-
-        kwargs: dict[str, Any] = {"do_sample_frames": False, "cap_pixels_per_frame": False}
+        kwargs = super().video_kwargs(num_frames, timing) | {"cap_pixels_per_frame": False}
         if self.per_frame:
             kwargs["size"] = self.frame_budget(num_frames)
-        if timing is not None:  # else (an array without a frame rate) the processor assumes 24 fps and warns
-            kwargs["video_metadata"] = [
-                VideoMetadata(
-                    total_num_frames=timing.total, fps=timing.fps, frames_indices=list(timing.indices)
-                )
-            ]
         return kwargs
 
 
