@@ -386,3 +386,36 @@ def test_qwen2_5_vl_spaces_its_temporal_patches_by_where_the_frames_were_taken()
     with torch.no_grad():
         loss, _ = answer_loss(model, batch)
     assert torch.isfinite(loss)
+
+
+def test_answers_ignore_the_checkpoints_own_sampling_settings(tiny_qwen):
+    # Qwen2/2.5-VL Instruct ship top_k 1 and repetition_penalty 1.05 in generation_config.json; here
+    # exaggerated so the answers would change if generate() applied them.
+    from videolift.critic.score import generate_answers
+
+    model, processor = tiny_qwen
+    collate = ChatCollator(
+        processor, get_family("qwen2_vl"), eos_token_ids=[model.generation_config.eos_token_id]
+    )
+    items = [Item(frames(0), "a red square moves left. Rate the motion.")]
+
+    def answers(temperature: float = 0.0, seeds: range = range(1)) -> list[str]:
+        out = []
+        for seed in seeds:
+            torch.manual_seed(seed)
+            out += generate_answers(
+                model, processor, collate, items, max_new_tokens=12, temperature=temperature
+            )
+        return out
+
+    plain = answers()
+    saved = model.generation_config
+    model.generation_config = copy.deepcopy(saved)
+    model.generation_config.update(
+        do_sample=True, top_k=1, top_p=0.001, repetition_penalty=1e4, temperature=0.1
+    )
+    try:
+        assert answers() == plain  # greedy is the plain argmax
+        assert len(set(answers(1.0, range(4)))) > 1  # and --temperature samples
+    finally:
+        model.generation_config = saved

@@ -184,6 +184,20 @@ def generate(
     )
 
 
+# Chat checkpoints ship sampling settings in generation_config.json (Qwen2/2.5-VL Instruct: top_k 1,
+# repetition_penalty 1.05) that generate() would apply: greedy answers would penalise every token of the
+# question (the end-of-turn token too) and --temperature would never sample. The critic was trained
+# teacher-forced on the plain distribution, so it is read as such.
+UNSHAPED_LOGITS = {
+    "repetition_penalty": 1.0,
+    "no_repeat_ngram_size": 0,
+    "top_k": None,
+    "top_p": None,
+    "min_p": None,
+    "typical_p": None,
+}
+
+
 def generate_answers(
     model: Any,
     processor: Any,
@@ -200,11 +214,7 @@ def generate_answers(
     device = next(model.parameters()).device
     batch = {k: v.to(device) for k, v in batch.items()}
     n = batch["input_ids"].shape[1]
-    sampling = (
-        {"do_sample": True, "temperature": temperature, "top_p": 1.0}
-        if temperature > 0
-        else {"do_sample": False}
-    )
+    sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
     with torch.inference_mode():
         out = model.generate(
             **batch,
@@ -213,6 +223,7 @@ def generate_answers(
             pad_token_id=collator.pad_id,
             num_beams=1,
             use_cache=True,
+            **UNSHAPED_LOGITS,
             **sampling,
         )
     return processor.batch_decode(out[:, n:], skip_special_tokens=True)
