@@ -677,3 +677,41 @@ def test_a_bf16_runs_export_keeps_the_frozen_parts_as_the_base_has_them(world, t
         align_config(world, tmp_path / "again", model=str(out / "pipeline"), **cache), progress=False
     )
     assert again.data["cache"]["videos_encoded"] == 0 and again.data["cache"]["prompts_encoded"] == 0
+
+
+@pytest.mark.parametrize("family", ["cogvideox", "wan"])
+def test_a_transformer_cast_to_bf16_trains_as_deepspeed_runs_it(family):
+    # DeepSpeed with bf16 casts the transformer itself and runs no autocast: the cached fp32 latents and
+    # text must reach it in bf16, and the per-sample losses come back in fp32.
+    from videolift.models.tiny_wan import build_tiny_wan
+
+    pipe = build_tiny_cogvideox() if family == "cogvideox" else build_tiny_wan()
+    spec = get_spec(family)
+    videos = [np.random.default_rng(i).integers(0, 255, (9, 64, 64, 3), dtype=np.uint8) for i in range(2)]
+    params, text = spec.encode_videos(pipe, videos), spec.encode_prompts(pipe, ["a red circle", ""])
+    model = pipe.transformer.to(torch.bfloat16)
+    loss, per_sample = batch_loss(
+        spec, pipe, model, params, text, torch.tensor([0.5, 0.5]), step_generator(0, 0, 0, "cpu")
+    )
+    assert per_sample.dtype == torch.float32 and torch.isfinite(per_sample).all()
+    loss.backward()
+    assert all(
+        p.grad is not None and p.grad.dtype == torch.bfloat16 for p in model.parameters() if p.requires_grad
+    )
+
+
+def test_bf16_full_fine_tune_starts_from_the_checkpoints_own_fp32_weights(world, tmp_path):
+    from videolift.align.trainer import _load_model
+
+    saved = _transformer_state(world / "model")
+    cfg = align_config(world, tmp_path / "run", mixed_precision="bf16", family="cogvideox")
+    _, pipe, params = _load_model(cfg, torch.bfloat16)
+    state = pipe.transformer.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in saved.items())  # not a bf16 rounding of them
+    assert all(p.dtype == torch.float32 for p in params)
+    assert pipe.text_encoder.dtype == torch.bfloat16 and pipe.vae.dtype == torch.bfloat16  # frozen: bf16
+    _, pipe, _ = _load_model(
+        align_config(world, tmp_path / "lora", mixed_precision="bf16", finetune="lora", family="cogvideox"),
+        torch.bfloat16,
+    )
+    assert next(p for n, p in pipe.transformer.named_parameters() if "lora" not in n).dtype == torch.bfloat16

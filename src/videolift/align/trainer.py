@@ -37,6 +37,7 @@ from videolift.align.weights import (
     reward_scale_warning,
     select_synthetic,
 )
+from videolift.core.distributed import deepspeed_clipping
 from videolift.core.errors import VideoliftError
 from videolift.core.jsonl import append_jsonl, atomic_write, read_json
 from videolift.core.reward import RewardConfig
@@ -85,7 +86,12 @@ def batch_loss(
             syn_min_timestep, steps, (n_syn,), generator=generator, device=device
         )
     noise = torch.randn(latents.shape, generator=generator, device=device, dtype=latents.dtype)
-    per_sample = spec.training_loss(pipe, model, latents, text.float(), timesteps=timesteps, noise=noise)
+    # DeepSpeed casts the transformer itself to bf16 / fp16 and runs no autocast (accelerate leaves it to
+    # the engine): its inputs must be in that dtype too. Elsewhere the weights are fp32 (autocast, if any,
+    # casts inside) and this changes nothing. The loss is reduced in fp32 either way.
+    dtype = next((p.dtype for p in model.parameters() if p.requires_grad), latents.dtype)
+    latents, noise, text = latents.to(dtype), noise.to(dtype), text.to(dtype)
+    per_sample = spec.training_loss(pipe, model, latents, text, timesteps=timesteps, noise=noise)
     return (coef.to(per_sample.dtype) * per_sample).sum(), per_sample.detach()
 
 
@@ -212,9 +218,7 @@ def _cache_all(
         before_encode=lambda: _encoders_ready(pipe, accelerator.device, cfg.vae_tiling),
         progress=progress and accelerator.is_local_main_process,
     )
-    for component in pipe.components.values():
-        if isinstance(component, torch.nn.Module) and component is not pipe.transformer:
-            component.to("cpu")
+    _encoders_to(pipe, "cpu")
     per_rank = gather_object([asdict(stats)])  # cached counts agree; encoded ones add up
     stats.videos_encoded = sum(r["videos_encoded"] for r in per_rank)
     stats.prompts_encoded = sum(r["prompts_encoded"] for r in per_rank)
@@ -222,8 +226,16 @@ def _cache_all(
     return paths[: len(synthetic)], paths[len(synthetic) :], empty, stats
 
 
+def _encoders_to(pipe: Any, device: Any) -> None:
+    """The frozen components (VAE, text encoder) to ``device``; the transformer stays where it is (a
+    14B one in fp32 would not fit on the GPU beside them while videos are encoded)."""
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module) and component is not pipe.transformer:
+            component.to(device)
+
+
 def _encoders_ready(pipe: Any, device: Any, vae_tiling: bool) -> None:
-    pipe.to(device)
+    _encoders_to(pipe, device)
     if vae_tiling:
         pipe.vae.enable_tiling()
 
@@ -300,7 +312,11 @@ def _load_model(cfg: AlignConfig, weight_dtype: torch.dtype) -> tuple[Any, Any, 
     """The pipeline with frozen encoders in the mixed-precision dtype and its transformer made
     trainable (fp32 master weights); (spec, pipe, trained parameters)."""
     spec = get_spec(cfg.family)
-    pipe = spec.load(cfg.model, dtype=resolve_dtype(weight_dtype), device="cpu")
+    dtype: Any = resolve_dtype(weight_dtype)
+    if cfg.finetune == "full" and dtype != torch.float32:
+        # The fp32 master weights start from the checkpoint's own values, not from a bf16 rounding of them.
+        dtype = {"transformer": torch.float32, "default": dtype}
+    pipe = spec.load(cfg.model, dtype=dtype, device="cpu")
     spec.check_trainable(pipe)
     if cfg.synthetic_min_timestep >= (n_t := pipe.scheduler.config.num_train_timesteps):
         raise VideoliftError(
@@ -327,8 +343,7 @@ def _optimizer(cfg: AlignConfig, params: list, accelerator: Any, micro_batch: in
     if accelerator.distributed_type == DistributedType.DEEPSPEED:  # no prepared DataLoader to infer these
         ds = accelerator.state.deepspeed_plugin.deepspeed_config
         ds["train_micro_batch_size_per_gpu"] = micro_batch
-        if ds.get("gradient_clipping") in (None, "auto"):
-            ds["gradient_clipping"] = cfg.max_grad_norm
+    deepspeed_clipping(accelerator, cfg.max_grad_norm)
     return optimizer, scheduler
 
 
@@ -487,13 +502,14 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
 
     pipe.transformer.to(accelerator.device).train()
     optimizer, scheduler = _optimizer(cfg, params, accelerator, micro_batch=cfg.batch_size + n_real)
-    model, optimizer = accelerator.prepare(pipe.transformer, optimizer)
-    accelerator.register_for_checkpointing(scheduler)
     ema = None
-    if cfg.ema_decay:
+    if cfg.ema_decay:  # made from the fp32 weights before DeepSpeed casts them: a bf16 average barely moves
         from diffusers.training_utils import EMAModel
 
-        ema = EMAModel(trainable_parameters(accelerator.unwrap_model(model)), decay=cfg.ema_decay)
+        ema = EMAModel(params, decay=cfg.ema_decay)
+    model, optimizer = accelerator.prepare(pipe.transformer, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+    if ema is not None:
         accelerator.register_for_checkpointing(ema)
 
     step = 0

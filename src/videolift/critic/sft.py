@@ -32,6 +32,7 @@ import numpy as np
 from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.dataclasses import dataclass as checked_dataclass
 
+from videolift.core.distributed import deepspeed_clipping
 from videolift.core.errors import VideoliftError
 from videolift.core.jsonl import atomic_write, read_json, trim_step_log, validation_field
 from videolift.core.settings import refuse_bool_number
@@ -394,6 +395,7 @@ def _accelerator(cfg: SFTConfig) -> Any:
 
     # cpu=True without a GPU: otherwise torchrun on CPU gives unsynchronised single-process runs.
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, cpu=not torch.cuda.is_available())
+    deepspeed_clipping(accelerator, cfg.max_grad_norm)
     set_seed(cfg.seed)
     return accelerator
 

@@ -132,7 +132,13 @@ class DiffusersT2VSpec:
 
             raise not_a_pipeline(model)
         try:
-            pipe = self.pipeline_type().from_pretrained(model, dtype=resolve_dtype(dtype))
+            # a dict gives components their own dtypes ({"transformer": ..., "default": ...}), as diffusers does
+            dtype = (
+                {k: resolve_dtype(v) for k, v in dtype.items()}
+                if isinstance(dtype, dict)
+                else resolve_dtype(dtype)
+            )
+            pipe = self.pipeline_type().from_pretrained(model, dtype=dtype)
         except (OSError, ValueError) as exc:  # ValueError: huggingface_hub's invalid repo id (a bad path)
             raise VideoliftError(
                 f"cannot load {self.pipeline_class} {model!r}: not a local pipeline directory and not "
