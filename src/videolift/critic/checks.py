@@ -52,11 +52,18 @@ def load_checker(
     return Checker(model, check_collator)
 
 
+def token_pieces(tokenizer: Any, ids: list[int]) -> list[str]:
+    """The text each token adds to the decoded caption, its leading space included: decoded alone, a
+    sentencepiece token (Llama's ``▁red``) loses the space that says it starts a word."""
+    texts = [tokenizer.decode(ids[:k], clean_up_tokenization_spaces=False) for k in range(len(ids) + 1)]
+    return [texts[k + 1][len(texts[k]) :] for k in range(len(ids))]
+
+
 def word_flags(
     pieces: list[str], logprobs: list[float], likeliest: list[str], threshold: float
 ) -> list[tuple[str, str]]:
     """(word, likeliest token at its first unlikely token) for every word with a token below threshold.
-    A piece starting with whitespace starts a word (byte-level BPE decodes its leading space)."""
+    A piece starting with whitespace starts a word (``token_pieces`` keeps the space)."""
     words: list[list[int]] = []
     for k, piece in enumerate(pieces):
         if not words or piece[:1].isspace():
@@ -104,7 +111,7 @@ def check_captions(
         answer = row != IGNORE
         ids = row[answer].tolist()[: -len(collator.end_ids) or None]  # the caption, not the end of turn
         lp = lp[answer][: len(ids)]
-        pieces = [tokenizer.decode([i]) for i in ids]
+        pieces = token_pieces(tokenizer, ids)
         likeliest = [tokenizer.decode([i]) for i in lp.argmax(-1).tolist()]
         chosen = lp.gather(1, torch.tensor(ids).view(-1, 1)).view(-1).tolist()
         out.append(format_check(word_flags(pieces, chosen, likeliest, threshold)))
