@@ -419,3 +419,23 @@ def test_answers_ignore_the_checkpoints_own_sampling_settings(tiny_qwen):
         assert len(set(answers(1.0, range(4)))) > 1  # and --temperature samples
     finally:
         model.generation_config = saved
+
+
+@pytest.mark.parametrize("adapter", ["lora", "full"])
+def test_gradient_checkpointing_trains_without_deprecated_calls(adapter):
+    import warnings
+
+    from videolift.critic.sft import SFTConfig, prepare_model
+
+    model, processor = build_tiny_vlm(config=TinyVLMConfig(family="qwen2_vl"))
+    fam = get_family(model.config.model_type)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # transformers 5.2x: gradient_checkpointing_enable
+        model = prepare_model(model, fam, SFTConfig(adapter=adapter, gradient_checkpointing=True))
+    base = model.get_base_model() if adapter == "lora" else model
+    assert any(getattr(m, "gradient_checkpointing", False) for m in base.modules())
+    model.train()
+    collate = ChatCollator(processor, fam)
+    loss, _ = answer_loss(model, collate([Item(frames(0), "a", "Bad. no.")]))
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)

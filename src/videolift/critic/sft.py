@@ -191,7 +191,11 @@ def check_lora_targets(base: str, cfg: SFTConfig) -> None:
 def prepare_model(model: Any, family: Any, cfg: SFTConfig):
     """Apply LoRA or freeze modules per config; returns the (possibly peft-wrapped) model."""
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        kwargs = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers 5.2x; the old name goes in v6
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     if cfg.adapter == "full":
         for name in family.vision_modules(model):
             model.get_submodule(name).requires_grad_(cfg.tune_vision)
