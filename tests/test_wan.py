@@ -14,7 +14,7 @@ from align_world import PROMPTS, WEIGHTS, align_config, make_world
 from videolift.align.trainer import batch_loss, step_generator, train
 from videolift.cli import app
 from videolift.core.errors import VideoliftError
-from videolift.core.video import read_video
+from videolift.core.video import read_video, read_video_and_fps
 from videolift.models.families import detect_family, get_spec, spec_for
 from videolift.models.tiny_cogvideox import build_tiny_cogvideox
 from videolift.models.tiny_wan import build_tiny_wan
@@ -51,11 +51,14 @@ def test_generate_cli_makes_wan_videos_and_checks_their_sizes(world, tmp_path):
     prompts = tmp_path / "p.txt"
     prompts.write_text("a red square moves right\na blue square moves right\n")
     args = ["generate", "--model", str(world / "model"), "--prompts", str(prompts), "--steps", "2",
-            "--frames", "9", "--height", "32", "--width", "32", "--guidance", "5", "--no-progress"]  # fmt: skip
+            "--frames", "9", "--height", "32", "--width", "32", "--no-progress"]  # fmt: skip
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in (tmp_path / "out/manifest.jsonl").read_text().splitlines()]
     assert len(records) == 2 and records[0]["max_sequence_length"] == 512  # WanPipeline's own default
+    # Wan 2.1's own guidance and frame rate when not given (CogVideoX's 6 and 8 would play it slowed down)
+    assert (records[0]["guidance"], records[0]["fps"]) == (5.0, 16)
+    assert read_video_and_fps(tmp_path / "out" / records[0]["video"])[1] == 16
     video = read_video(tmp_path / "out" / records[0]["video"])
     assert video.shape == (9, 32, 32, 3) and records[0]["negative_prompt"] is None
 

@@ -235,12 +235,12 @@ def generate_videos(
     per_prompt: int = 1,
     seed: int = 0,
     steps: int = 50,
-    guidance: float = 6.0,
+    guidance: float | None = None,
     dynamic_cfg: bool = False,
     frames: int | None = None,
     height: int | None = None,
     width: int | None = None,
-    fps: int = 8,
+    fps: int | None = None,
     dtype: str = "auto",
     device: str = "auto",
     lora: str | None = None,
@@ -255,7 +255,8 @@ def generate_videos(
     progress: bool = True,
 ) -> GenerationSummary:
     """Generate ``per_prompt`` videos for each prompt of ``prompts_path`` into ``out`` (see module doc).
-    ``batch_size`` None: by clip size, up to 4 (``clips_per_call``: one 49x480x720 clip per call)."""
+    ``batch_size`` None: by clip size, up to 4 (``clips_per_call``: one 49x480x720 clip per call);
+    ``guidance`` / ``fps`` None: the model family's own (CogVideoX 6 / 8, Wan 2.1 5 / 16)."""
     import torch
     from accelerate import PartialState
     from tqdm.auto import tqdm
@@ -268,7 +269,7 @@ def generate_videos(
     counts = {
         "--per-prompt": per_prompt,
         "--batch-size": 1 if batch_size is None else batch_size,
-        "--fps": fps,
+        "--fps": 1 if fps is None else fps,
     }
     for name, value in (counts | ({} if limit is None else {"--limit": limit})).items():
         if value < 1:
@@ -296,6 +297,8 @@ def generate_videos(
         pipe.vae.enable_tiling()
         pipe.vae.enable_slicing()
     frames, height, width = spec.default_sampling(pipe, frames, height, width)
+    guidance = spec.default_guidance if guidance is None else guidance
+    fps = spec.default_fps if fps is None else fps
     if batch_size is None:
         batch_size = clips_per_call(frames, height, width, cap=4)
     settings = SamplerSettings(steps, guidance, dynamic_cfg, frames, height, width, fps)

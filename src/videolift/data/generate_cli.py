@@ -24,12 +24,18 @@ def generate(
         0, "--seed", help="Base seed; each video's seed is derived from it, the prompt and k."
     ),
     steps: int = typer.Option(50, "--steps", help="Denoising steps."),
-    guidance: float = typer.Option(6.0, "--guidance", help="Classifier-free guidance scale."),
+    guidance: float | None = typer.Option(
+        None,
+        "--guidance",
+        help="Classifier-free guidance scale. Default: the family's (CogVideoX 6, Wan 2.1 5).",
+    ),
     dynamic_cfg: bool = typer.Option(False, "--dynamic-cfg/--no-dynamic-cfg", help="CogVideoX dynamic CFG."),
     frames: int | None = typer.Option(None, "--frames", help="Frames (4k+1). Default: the model's own."),
     height: int | None = typer.Option(None, "--height", help="Height. Default: the model's own."),
     width: int | None = typer.Option(None, "--width", help="Width. Default: the model's own."),
-    fps: int = typer.Option(8, "--fps", help="Frame rate written to the MP4s."),
+    fps: int | None = typer.Option(
+        None, "--fps", help="Frame rate written to the MP4s. Default: the family's (CogVideoX 8, Wan 2.1 16)."
+    ),
     dtype: str = typer.Option(
         "auto", "--dtype", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16."
     ),

@@ -30,7 +30,11 @@ def evaluate(
     per_prompt: int = typer.Option(1, "--per-prompt", min=1, help="Videos per prompt (seeds are shared)."),
     seed: int = typer.Option(0, "--seed", help="Base seed, the same for every model."),
     steps: int = typer.Option(50, "--steps", min=1, help="Sampling steps."),
-    guidance: float = typer.Option(6.0, "--guidance", help="Classifier-free guidance scale."),
+    guidance: float | None = typer.Option(
+        None,
+        "--guidance",
+        help="Classifier-free guidance scale. Default: the family's (CogVideoX 6, Wan 2.1 5).",
+    ),
     dynamic_cfg: bool = typer.Option(
         False, "--dynamic-cfg/--no-dynamic-cfg", help="CogVideoX dynamic guidance (use_dynamic_cfg)."
     ),
@@ -44,7 +48,9 @@ def evaluate(
     frames: int | None = typer.Option(None, "--frames", help="Frames (4k+1). Default: the model's own."),
     height: int | None = typer.Option(None, "--height", help="Height. Default: the model's own."),
     width: int | None = typer.Option(None, "--width", help="Width. Default: the model's own."),
-    fps: int = typer.Option(8, "--fps", help="Frame rate written to the MP4s (Wan 2.1: 16)."),
+    fps: int | None = typer.Option(
+        None, "--fps", help="Frame rate written to the MP4s. Default: the family's (CogVideoX 8, Wan 2.1 16)."
+    ),
     negative_prompt: str | None = typer.Option(
         None, "--negative-prompt", help="What guidance steers away from (default: the empty prompt)."
     ),

@@ -174,7 +174,7 @@ def compare_models(
     per_prompt: int = 1,
     seed: int = 0,
     steps: int = 50,
-    guidance: float = 6.0,
+    guidance: float | None = None,
     batch_size: int | None = None,
     reward: RewardConfig | None = None,
     progress: bool = True,

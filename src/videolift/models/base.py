@@ -118,6 +118,9 @@ class DiffusersT2VSpec:
     name = ""  # for messages
     pipeline_class = ""  # diffusers class name, as in model_index.json's _class_name
     default_max_sequence_length = 226
+    # What `generate` / `eval` use when --guidance / --fps are not given (the family's own recommendation).
+    default_guidance = 6.0
+    default_fps = 8
 
     def pipeline_type(self) -> Any:
         import diffusers
