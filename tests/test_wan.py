@@ -219,3 +219,32 @@ def test_text_cache_drops_wans_zero_padding_and_restores_it_on_load(world, tmp_p
     assert full.shape[0] == 512 and not full[-1].any()  # Wan pads every prompt to 512 tokens with zeros
     assert torch.equal(load_tensor(text), full) and tensor_shape(text) == tuple(full.shape)
     assert text.stat().st_size < full.numel() * full.element_size() / 10  # a few tokens stored, not 512
+
+
+def test_a_bf16_export_keeps_wans_fp32_modules_in_fp32():
+    from diffusers import WanTransformer3DModel
+
+    from videolift.align.export import cast_for_export
+
+    transformer = build_tiny_wan().transformer
+    before = {n: p.detach().clone() for n, p in transformer.named_parameters()}
+    cast_for_export(transformer, torch.bfloat16)
+    kept = [n for n, p in transformer.named_parameters() if p.dtype == torch.float32]
+    keep = set(WanTransformer3DModel._keep_in_fp32_modules)
+    assert kept == [n for n, _ in transformer.named_parameters() if set(n.split(".")) & keep]
+    assert any("time_embedder" in n for n in kept) and any("scale_shift_table" in n for n in kept)
+    assert all(torch.equal(p, before[n]) for n, p in transformer.named_parameters() if n in kept)
+    assert transformer.patch_embedding.weight.dtype == torch.bfloat16
+
+
+def test_wan_loads_its_vae_in_fp32_and_still_samples_in_bf16(world):
+    from videolift.models.base import SamplerSettings
+
+    spec = get_spec("wan")
+    pipe = spec.load(str(world / "model"), dtype="bfloat16")
+    assert pipe.vae.dtype == torch.float32 and pipe.transformer.dtype == torch.bfloat16
+    assert pipe.text_encoder.dtype == torch.bfloat16
+    settings = SamplerSettings(steps=2, guidance=5.0, frames=9, height=32, width=32, fps=16)
+    [video] = spec.generate(pipe, ["a red square moves right"], [0], settings)
+    assert video.shape == (9, 32, 32, 3)
+    assert spec.encode_videos(pipe, [video]).dtype == torch.float32

@@ -39,6 +39,17 @@ def _fresh_tmp(out: Path, name: str) -> Path:
     return tmp
 
 
+def cast_for_export(transformer: torch.nn.Module, dtype: torch.dtype) -> None:
+    """``transformer`` in ``dtype``, but for the modules its class keeps in fp32 (Wan's time embedder,
+    norms and modulation table: ``_keep_in_fp32_modules``, matched by name part as diffusers loads them)."""
+    keep = getattr(transformer, "_keep_in_fp32_modules", None) or []
+    with torch.no_grad():
+        for name, tensor in [*transformer.named_parameters(), *transformer.named_buffers()]:
+            want = torch.float32 if any(part in keep for part in name.split(".")) else dtype
+            if tensor.is_floating_point() and tensor.dtype != want:
+                tensor.data = tensor.data.to(want)
+
+
 def export_full(
     pipe: Any, transformer: torch.nn.Module, out: Path, dtype: torch.dtype, source: Path | None = None
 ) -> Path:
@@ -46,8 +57,7 @@ def export_full(
     loaded, or, given the base's ``source`` directory, copied from it: a run in bf16 holds them in
     bf16, and saving those would lose their precision for good (and make the aligned model, aligned
     again, miss the latent cache its base filled)."""
-    if transformer.dtype != dtype:  # diffusers warns about .to() even when it is a no-op
-        transformer.to(dtype)
+    cast_for_export(transformer, dtype)
     pipe.transformer = transformer
     tmp = _fresh_tmp(out, FULL_DIR)
     pipe.save_pretrained(tmp)

@@ -121,6 +121,16 @@ class DiffusersT2VSpec:
     # What `generate` / `eval` use when --guidance / --fps are not given (the family's own recommendation).
     default_guidance = 6.0
     default_fps = 8
+    fp32_components: tuple[str, ...] = ()  # loaded in fp32 whatever the run's dtype
+
+    def component_dtypes(self, dtype: Any) -> Any:
+        """What ``from_pretrained(dtype=...)`` gets: one dtype, or per component (diffusers' dict with a
+        "default"; the trainer asks for an fp32 transformer so), with ``fp32_components`` kept fp32."""
+        dtypes = dtype if isinstance(dtype, dict) else {"default": dtype}
+        dtypes = {name: resolve_dtype(d) for name, d in dtypes.items()}
+        for name in self.fp32_components:
+            dtypes.setdefault(name, torch.float32)
+        return dtypes if len(set(dtypes.values())) > 1 else dtypes["default"]
 
     def pipeline_type(self) -> Any:
         import diffusers
@@ -135,13 +145,7 @@ class DiffusersT2VSpec:
 
             raise not_a_pipeline(model)
         try:
-            # a dict gives components their own dtypes ({"transformer": ..., "default": ...}), as diffusers does
-            dtype = (
-                {k: resolve_dtype(v) for k, v in dtype.items()}
-                if isinstance(dtype, dict)
-                else resolve_dtype(dtype)
-            )
-            pipe = self.pipeline_type().from_pretrained(model, dtype=dtype)
+            pipe = self.pipeline_type().from_pretrained(model, dtype=self.component_dtypes(dtype))
         except (OSError, ValueError) as exc:  # ValueError: huggingface_hub's invalid repo id (a bad path)
             raise VideoliftError(
                 f"cannot load {self.pipeline_class} {model!r}: not a local pipeline directory and not "

@@ -27,6 +27,7 @@ class WanSpec(DiffusersT2VSpec):
     # Wan 2.1's recommended 480p sampling (the pipeline's defaults); no per-checkpoint size is stored.
     default_size = (81, 480, 832)
     default_guidance, default_fps = 5.0, 16  # diffusers' Wan 2.1 examples
+    fp32_components = ("vae",)  # as diffusers' Wan examples load it: bf16 decoding costs detail
 
     def default_sampling(
         self, pipe: Any, frames: int | None = None, height: int | None = None, width: int | None = None
