@@ -22,13 +22,18 @@ class CogVideoXSpec(DiffusersT2VSpec):
     def default_sampling(
         self, pipe: Any, frames: int | None = None, height: int | None = None, width: int | None = None
     ) -> tuple[int, int, int]:
-        """Frames and size left unset fall back to the pipeline's own (49x480x720 for CogVideoX-2B)."""
+        """Frames and size left unset fall back to the pipeline's own (49x480x720 for CogVideoX-2B), but
+        CogVideoX 1.5's size is THUDM's 768x1360: its config's 300x300 latent grid (2400x2400 pixels)
+        sizes the rotary positions, not the videos it was trained on."""
         cfg = pipe.transformer.config
         scale = pipe.vae_scale_factor_spatial
+        own = (int(cfg.sample_height) * scale, int(cfg.sample_width) * scale)
+        if cfg.get("patch_size_t") and own == (2400, 2400):
+            own = (768, 1360)
         return (
             int(cfg.sample_frames) if frames is None else frames,
-            int(cfg.sample_height) * scale if height is None else height,
-            int(cfg.sample_width) * scale if width is None else width,
+            own[0] if height is None else height,
+            own[1] if width is None else width,
         )
 
     def max_sequence_length(self, pipe: Any, settings: SamplerSettings | None = None) -> int:
