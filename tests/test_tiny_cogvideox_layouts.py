@@ -66,3 +66,23 @@ def test_cogvideox_1_5_samples_at_thudms_size_by_default():
     assert spec.default_sampling(pipe) == (81, 768, 1360)
     assert spec.default_sampling(pipe, 9, 64, 96) == (9, 64, 96)
     assert spec.default_sampling(build_tiny_cogvideox(None, TinyCogVideoXConfig(), seed=0)) == (9, 64, 64)
+
+
+def test_the_loss_weights_stay_fp32_when_the_latents_are_bf16():
+    # DeepSpeed bf16 feeds bf16 latents: 1 / (1 - alpha_bar) must not be rounded with them (at t = 0
+    # alpha_bar rounds to 1 and the weight to inf: a NaN loss), so a bf16 loss is finite and equals the
+    # fp32 one up to the inputs' own rounding.
+    spec = get_spec("cogvideox")
+    pipe = build_tiny_cogvideox(None, TinyCogVideoXConfig(), seed=0)
+    videos = [np.random.default_rng(i).integers(0, 255, (9, 64, 64, 3), dtype=np.uint8) for i in range(2)]
+    latents = spec.sample_latents(pipe, spec.encode_videos(pipe, videos), torch.Generator().manual_seed(0))
+    text = spec.encode_prompts(pipe, ["a red circle", ""])
+    noise, steps = torch.randn_like(latents), torch.tensor([0, 500])
+    with torch.no_grad():
+        full = spec.training_loss(pipe, pipe.transformer, latents, text, timesteps=steps, noise=noise)
+        half = spec.training_loss(
+            pipe, pipe.transformer.to(torch.bfloat16), latents.bfloat16(), text.bfloat16(),
+            timesteps=steps, noise=noise.bfloat16(),
+        )  # fmt: skip
+    assert half.dtype == torch.float32 and torch.isfinite(half).all()
+    assert torch.allclose(half[1], full[1], rtol=0.1)

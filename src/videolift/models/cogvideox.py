@@ -90,7 +90,8 @@ class CogVideoXSpec(DiffusersT2VSpec):
             return_dict=False,
         )[0]
         x0 = scheduler.get_velocity(pred, noisy, timesteps)
-        # alphas_cumprod is float64: cast, or the whole loss silently turns float64.
-        alpha_bar = scheduler.alphas_cumprod.to(latents.device)[timesteps].to(latents.dtype)
+        # In fp32 whatever the latents' dtype: in bf16, 1 / (1 - alpha_bar) is 256 instead of 393 at t = 0
+        # (float64 would turn the whole loss float64).
+        alpha_bar = scheduler.alphas_cumprod.to(latents.device)[timesteps].float()
         weight = (1.0 / (1.0 - alpha_bar)).view(-1, 1, 1, 1, 1)
         return (weight * (x0.float() - latents.float()) ** 2).flatten(1).mean(dim=1)
