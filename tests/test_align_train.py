@@ -715,3 +715,30 @@ def test_bf16_full_fine_tune_starts_from_the_checkpoints_own_fp32_weights(world,
         torch.bfloat16,
     )
     assert next(p for n, p in pipe.transformer.named_parameters() if "lora" not in n).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("scope", ["blocks", "all"])
+def test_a_full_fine_tune_trains_the_blocks_as_the_paper_or_every_weight(world, tmp_path, scope):
+    from videolift.align.trainer import make_trainable
+
+    transformer = build_tiny_cogvideox().transformer
+    params = make_trainable(transformer, align_config(world, tmp_path, full_scope=scope))
+    trained = {n for n, p in transformer.named_parameters() if p.requires_grad}
+    blocks = {n for n, _ in transformer.named_parameters() if n.startswith("transformer_blocks.")}
+    assert len(params) == len(trained)
+    assert trained == (blocks if scope == "blocks" else {n for n, _ in transformer.named_parameters()})
+    assert "patch_embed.proj.weight" in trained or scope == "blocks"
+
+
+class NoBlocks(torch.nn.Sequential):
+    dtype = torch.float32
+
+    def __init__(self):
+        super().__init__(torch.nn.Linear(2, 2))
+
+
+def test_a_transformer_without_blocks_is_refused_for_a_blocks_fine_tune(world, tmp_path):
+    from videolift.align.trainer import make_trainable
+
+    with pytest.raises(VideoliftError, match="no list of blocks to train: use --full-scope all"):
+        make_trainable(NoBlocks(), align_config(world, tmp_path))

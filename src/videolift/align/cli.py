@@ -58,6 +58,7 @@ def align(
         None, "--synthetic-min-timestep", help=_h("synthetic_min_timestep")
     ),
     text_dropout: float = typer.Option(None, "--text-dropout", help=_h("text_dropout")),
+    full_scope: str = typer.Option(None, "--full-scope", help=_h("full_scope")),
     lora_rank: int = typer.Option(None, "--lora-rank", help=_h("lora_rank")),
     lora_alpha: float = typer.Option(None, "--lora-alpha", help=_h("lora_alpha")),
     lora_targets: str = typer.Option(None, "--lora-targets", help=_h("lora_targets")),

@@ -103,7 +103,13 @@ class AlignConfig(StrictModel):
 
     # ---- what is trained --------------------------------------------------------------------------
     finetune: Literal["full", "lora"] = Field(
-        "full", description="full: all transformer weights (paper); lora: peft adapters only"
+        "full",
+        description="full: the transformer's weights (paper; see full_scope); lora: peft adapters only",
+    )
+    full_scope: Literal["blocks", "all"] = Field(
+        "blocks",
+        description="what a full fine-tune trains: blocks, the transformer blocks (the paper's release); "
+        "all, every transformer weight (patch and time embeddings, output layers too)",
     )
     lora_rank: int = Field(64, ge=1, description="LoRA rank")
     lora_alpha: float = Field(64.0, gt=0, description="LoRA alpha (scale = alpha / rank)")

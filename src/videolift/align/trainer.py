@@ -254,7 +254,8 @@ def _check_shapes(syn_paths: list, real_paths: list, empty_text: Path | None) ->
 
 
 def make_trainable(transformer: torch.nn.Module, cfg: AlignConfig) -> list[torch.nn.Parameter]:
-    """Full: every weight, in fp32 (master weights under mixed precision). LoRA: peft adapters in
+    """Full: the blocks' weights (``full_scope`` all: every weight), in fp32 (master weights under mixed
+    precision). LoRA: peft adapters in
     fp32 on a frozen base left in its loaded dtype."""
     if cfg.finetune == "lora":
         from diffusers.training_utils import cast_training_params
@@ -282,7 +283,19 @@ def make_trainable(transformer: torch.nn.Module, cfg: AlignConfig) -> list[torch
     else:
         if transformer.dtype != torch.float32:
             transformer.to(torch.float32)
-        transformer.requires_grad_(True)
+        transformer.requires_grad_(cfg.full_scope == "all")
+        if cfg.full_scope == "blocks":  # CogVideoX's transformer_blocks, Wan's blocks
+            blocks = [
+                m
+                for n, m in transformer.named_children()
+                if isinstance(m, torch.nn.ModuleList) and n.endswith("blocks")
+            ]
+            if not blocks:
+                raise VideoliftError(
+                    f"{type(transformer).__name__} has no list of blocks to train: use --full-scope all"
+                )
+            for module in blocks:
+                module.requires_grad_(True)
     if cfg.gradient_checkpointing:
         transformer.enable_gradient_checkpointing()
     params = trainable_parameters(transformer)

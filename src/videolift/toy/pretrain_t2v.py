@@ -299,6 +299,7 @@ def pretrain_t2v(out: str | Path, cfg: T2VPretrainConfig | None = None, minutes:
                 out=work / name,
                 lambda_real=0.0,
                 finetune="full",
+                full_scope="all",
                 lr=cfg.lr if lr is None else lr,
                 lr_scheduler=schedule,
                 warmup_steps=warmup,
