@@ -76,6 +76,7 @@ def test_shipped_gpu_recipe_runs_end_to_end_on_tiny_models(name, tmp_path, monke
         "critic.max_steps=50",
         "critic.batch_size=8",
         "critic.lr=0.01",
+        "critic.grad_accum=1",  # 50 updates of 8: a shipped accumulation would leave it unparseable
         "align.settings.max_steps=2",
         "align.settings.warmup_steps=1",
         "align.settings.mixed_precision=no",  # unquoted, as a user types it: YAML's false
@@ -111,6 +112,11 @@ def test_shipped_gpu_recipe_runs_end_to_end_on_tiny_models(name, tmp_path, monke
     spec = json.loads((w / "critic/critic_spec.json").read_text())
     assert spec["adapter"] == shipped["critic"]["adapter"] == "lora"
     assert (w / "critic/adapter_model.safetensors").is_file()
+    trained_critic = json.loads((w / "critic/train_config.json").read_text())
+    assert (trained_critic["lora_r"], trained_critic["lora_alpha"]) == (
+        shipped["critic"].get("lora_r", 16),
+        shipped["critic"].get("lora_alpha", 32),
+    )  # the recipe's LoRA (the 13B release's r 128 / alpha 256 for CogVideoX-2B's)
     trained = json.loads((w / "aligned_rwl/align_config.json").read_text())
     for key in ("lr", "weight_decay", "grad_accum", "max_grad_norm", "gradient_checkpointing", "finetune"):
         assert trained[key] == shipped["align"]["settings"][key], key

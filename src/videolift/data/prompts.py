@@ -1,4 +1,4 @@
-"""Prompt sets built the way LiFT-HRA built its prompts, and optional LM expansion.
+"""Prompt sets of the kind LiFT-HRA rates (subjects, actions, places), and optional LM expansion.
 
 A prompt joins 1-2 subjects (people, animals), one action (easy, difficult) and one place (real,
 imagined): "A chef and a red fox juggling three oranges inside a piano floating in a soap bubble."

@@ -85,6 +85,11 @@ class Critic(_Strict):
     epochs: float = Field(3.0, gt=0)
     max_steps: int | None = Field(None, ge=1, description="updates to train (default: from epochs)")
     batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1, description="micro-batches per update (`critic train --grad-accum`)")
+    lora_r: int | None = Field(
+        None, ge=1, description="LoRA rank (default: `critic train`'s 16; paper: 128 for 13B)"
+    )
+    lora_alpha: int | None = Field(None, gt=0, description="LoRA alpha (default: 32; paper: 2 x rank)")
     num_frames: int = Field(8, ge=1, description="frames sampled per clip (the toy VLM was pretrained on 9)")
     layout: Literal["per_dimension", "one_pass"] = "per_dimension"
     describe: bool = Field(

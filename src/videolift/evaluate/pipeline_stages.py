@@ -264,6 +264,16 @@ def _train_critic_quietly(**kwargs: Any) -> None:
 NOT_THE_CRITIC = frozenset({"parallel", "save_every", "score_batch_size", "label_only_baseline"})
 
 
+def _unset_later_options(c: Any) -> set[str]:
+    """Options added after the first runs, left out of the stage's settings while at their defaults, so
+    that those runs are not redone."""
+    return {
+        k
+        for k, default in (("grad_accum", 1), ("lora_r", None), ("lora_alpha", None))
+        if getattr(c, k) == default
+    }
+
+
 def critic_stage(
     cfg: PipelineConfig,
     vlm: str,
@@ -275,12 +285,15 @@ def critic_stage(
     from videolift.critic.sft import SFTConfig
 
     w, c = cfg.workdir, cfg.critic
+    lora = {k: v for k, v in (("lora_r", c.lora_r), ("lora_alpha", c.lora_alpha)) if v is not None}
     sft = SFTConfig(
         adapter=c.adapter,
         lr=c.lr,
         epochs=c.epochs,
         max_steps=c.max_steps,
         batch_size=c.batch_size,
+        grad_accum=c.grad_accum,
+        **lora,
         num_frames=c.num_frames,
         frame_sampling=c.frame_sampling,
         seed=cfg.seed,
@@ -313,7 +326,11 @@ def critic_stage(
         run,
         inputs=[w / "hra_split" / "train.jsonl"],
         outputs=[w / name],
-        settings={"vlm": vlm, "reasons": reasons, **c.model_dump(exclude=NOT_THE_CRITIC)},
+        settings={
+            "vlm": vlm,
+            "reasons": reasons,
+            **c.model_dump(exclude=NOT_THE_CRITIC | _unset_later_options(c)),
+        },
         fresh=lambda: shutil.rmtree(w / name, ignore_errors=True),
         dropped=NOT_THE_CRITIC,
     )

@@ -1,6 +1,6 @@
 """What the admin sees and gets: progress, HRA export, agreement, and model-assisted review.
 
-Review (the paper's correction stage): import a critic's scores of the rated videos, list the videos
+Review (model-assisted, an extension): import a critic's scores of the rated videos, list the videos
 where the critic and the raters disagree, and let an admin record the adjudicated ratings.
 """
 

@@ -125,7 +125,7 @@ class CriticScore(Base):
 
 
 class Review(Base):
-    """An adjudicated rating of a video (the paper's correction stage), by an admin."""
+    """An adjudicated rating of a video (model-assisted review), by an admin."""
 
     __tablename__ = "reviews"
 
