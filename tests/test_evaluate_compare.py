@@ -136,7 +136,7 @@ def test_eval_checks_every_model_and_prompt_before_generating(
 def test_eval_vbench_lays_videos_out_without_the_package_and_checks_dimensions_first(
     tmp_path, tiny_cogvideox_dir, monkeypatch
 ):
-    monkeypatch.setattr("shutil.which", lambda name: None)  # vbench not installed (as here)
+    monkeypatch.setattr("videolift.evaluate.vbench.installed", lambda long=False: False)  # as here
     prompts = tmp_path / "p.txt"
     prompts.write_text("a red circle moves left in a sand desert\n")
     args = ["eval", "--model", str(tiny_cogvideox_dir), "--prompts", str(prompts), "--oracle", "--lossless",
@@ -144,12 +144,16 @@ def test_eval_vbench_lays_videos_out_without_the_package_and_checks_dimensions_f
     refused = CliRunner().invoke(app, [*args, "--vbench", "human_action"])
     assert refused.exit_code == 1 and "not human_action" in refused.output
     assert not (tmp_path / "eval").exists()  # refused before the first video
-    result = CliRunner().invoke(app, [*args, "--vbench", "motion_smoothness"])
+    result = CliRunner().invoke(app, [*args, "--vbench", "motion_smoothness", "--vbench", "dynamic_degree"])
     assert result.exit_code == 0, result.output
     (name,) = json.loads((tmp_path / "eval" / "eval.json").read_text())["models"]
     assert len(list((tmp_path / "eval" / "vbench" / name / "videos").glob("*.mp4"))) == 1
     flat = " ".join(result.output.split())
-    assert "vbench is not installed" in flat and "--dimension motion_smoothness --mode=custom_input" in flat
+    assert "vbench is not installed" in flat
+    assert (
+        "-m vbench.launch.evaluate" in flat
+        and "--dimension motion_smoothness dynamic_degree --mode custom_input" in flat
+    )
 
 
 def test_eval_vae_tiling_reaches_the_decoder(tmp_path, tiny_cogvideox_dir):

@@ -1,33 +1,105 @@
 import json
+import os
+import sys
 
 import pytest
 
 from videolift.core.errors import VideoliftError
-from videolift.evaluate.vbench import export_for_vbench, long_clip_warning, run_vbench, vbench_name
+from videolift.evaluate import vbench
+from videolift.evaluate.vbench import (
+    PROMPT_FILE,
+    export_for_vbench,
+    is_long,
+    run_vbench,
+    vbench_command,
+    vbench_name,
+)
 
 
-def test_export_uses_vbench_names_and_counts_per_prompt(tmp_path):
-    (tmp_path / "videos").mkdir()
+def _manifest(tmp_path, prompts: list[str], frames: int = 49):
+    (tmp_path / "videos").mkdir(exist_ok=True)
     recs = []
-    for i, prompt in enumerate(["a dog runs", "a dog runs", "a cat/sits"]):
+    for i, prompt in enumerate(prompts):
         (tmp_path / "videos" / f"{i}.mp4").write_bytes(b"x" * (i + 1))
-        recs.append({"video": f"videos/{i}.mp4", "prompt": prompt, "frames": 49, "fps": 8})
+        recs.append({"video": f"videos/{i}.mp4", "prompt": prompt, "frames": frames, "fps": 8})
     manifest = tmp_path / "manifest.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return manifest
+
+
+def test_export_uses_vbench_names_and_counts_per_name(tmp_path):
+    manifest = _manifest(tmp_path, ["a dog runs", "a dog runs", "a cat/sits", "a cat sits "])
     files = export_for_vbench(manifest, tmp_path, tmp_path / "vb", link=False)
-    assert [f.name for f in files] == ["a dog runs-0.mp4", "a dog runs-1.mp4", "a cat sits-0.mp4"]
-    assert files[1].read_bytes() == b"xx"
+    # "a cat/sits" and "a cat sits " name the same file: counted by name, not by prompt, none is lost
+    assert [f.name for f in files] == [
+        "a dog runs-0.mp4",
+        "a dog runs-1.mp4",
+        "a cat sits-0.mp4",
+        "a cat sits-1.mp4",
+    ]
+    assert files[1].read_bytes() == b"xx" and len(list((tmp_path / "vb").iterdir())) == 4
+    # VBench gets every prompt exactly as generated, by file name
+    prompts = json.loads((tmp_path / PROMPT_FILE).read_text())
+    assert prompts == {"a dog runs-0.mp4": "a dog runs", "a dog runs-1.mp4": "a dog runs",
+                       "a cat sits-0.mp4": "a cat/sits", "a cat sits-1.mp4": "a cat sits "}  # fmt: skip
     assert vbench_name("x", 3) == "x-3.mp4"
-    assert long_clip_warning(manifest) is not None  # 49 frames at 8 fps = 6.1 s: VBench-Long territory
-    short = tmp_path / "short.jsonl"
-    short.write_text(json.dumps({**recs[0], "frames": 9}) + "\n")
-    assert long_clip_warning(short) is None
+    assert is_long(manifest)  # 49 frames at 8 fps = 6.1 s: VBench-Long territory
+    (tmp_path / "short").mkdir()
+    assert not is_long(_manifest(tmp_path / "short", ["a"], frames=9))
 
 
-def test_run_vbench_explains_what_is_missing(tmp_path, monkeypatch):
-    monkeypatch.setattr("shutil.which", lambda name: None)
+def test_long_non_ascii_prompts_fit_a_file_name_and_reruns_leave_no_stale_videos(tmp_path):
+    long_prompt = "一只熊猫在竹林里吃竹子，阳光透过树叶洒下斑驳的光影，" * 4  # 104 characters, 312 bytes
+    manifest = _manifest(tmp_path, [long_prompt, "a dog"])
+    files = export_for_vbench(manifest, tmp_path, tmp_path / "vb")
+    assert all(len(f.name.encode()) <= 255 for f in files) and files[0].is_symlink()
+    assert not os.path.isabs(os.readlink(files[0])) and files[0].read_bytes() == b"x"  # relative links
+    assert json.loads((tmp_path / PROMPT_FILE).read_text())[files[0].name] == long_prompt
+    manifest.write_text(manifest.read_text().splitlines()[1] + "\n")  # a rerun with one prompt
+    export_for_vbench(manifest, tmp_path, tmp_path / "vb")
+    assert [f.name for f in (tmp_path / "vb").iterdir()] == ["a dog-0.mp4"]  # VBench scores the folder
+
+
+def test_the_command_runs_vbenchs_launch_script_with_every_dimension(tmp_path):
+    cmd = vbench_command(
+        tmp_path / "vb" / "videos", tmp_path / "res", ["motion_smoothness", "dynamic_degree"]
+    )
+    assert cmd[:3] == [sys.executable, "-m", "torch.distributed.run"] and "vbench.launch.evaluate" in cmd
+    i = cmd.index("--dimension")
+    assert cmd[i + 1 : i + 3] == ["motion_smoothness", "dynamic_degree"] and cmd[i + 3] == "--mode"
+    assert cmd[cmd.index("--prompt_file") + 1] == str(tmp_path / "vb" / PROMPT_FILE)
+    long = vbench_command(tmp_path / "vb" / "videos", tmp_path / "res", ["motion_smoothness"], long=True)
+    assert (
+        "vbench2_beta_long.eval_long" in long and "long_custom_input" in long and "--prompt_file" not in long
+    )
+
+
+def _fake_vbench(monkeypatch, tmp_path, body: str):
+    """VBench replaced by a script: it is told the output folder and may write results there."""
+    script = tmp_path / "fake_vbench.py"
+    script.write_text(f"import json, sys\nout = sys.argv[1]\n{body}\n")
+    monkeypatch.setattr(vbench, "installed", lambda long=False: True)
+    monkeypatch.setattr(
+        vbench,
+        "vbench_command",
+        lambda videos, out, dims, long=False: [sys.executable, str(script), str(out)],
+    )
+
+
+def test_run_vbench_reads_the_scores_and_refuses_a_run_that_wrote_none(tmp_path, monkeypatch):
+    monkeypatch.setattr(vbench, "installed", lambda long=False: False)
     with pytest.raises(VideoliftError, match="pip install vbench"):
         run_vbench(tmp_path, tmp_path / "out", ["motion_smoothness"])
-    monkeypatch.setattr("shutil.which", lambda name: "/usr/bin/vbench")
+    monkeypatch.setattr(vbench, "installed", lambda long=False: True)
     with pytest.raises(VideoliftError, match="not human_action"):
         run_vbench(tmp_path, tmp_path / "out", ["human_action"])
+    # VBench's own CLI exits 0 when its worker dies: no results file is a failure
+    _fake_vbench(monkeypatch, tmp_path, "import os; os.makedirs(out, exist_ok=True)")
+    with pytest.raises(VideoliftError, match="VBench failed .* no results file"):
+        run_vbench(tmp_path, tmp_path / "out", ["motion_smoothness"])
+    _fake_vbench(monkeypatch, tmp_path, "sys.exit(3)")
+    with pytest.raises(VideoliftError, match="exit status 3"):
+        run_vbench(tmp_path, tmp_path / "out", ["motion_smoothness"])
+    write = "json.dump({'motion_smoothness': [0.975, [{'video_path': 'a', 'video_results': 0.975}]]}, open(out + '/results_1_eval_results.json', 'w'))"
+    _fake_vbench(monkeypatch, tmp_path, write)
+    assert run_vbench(tmp_path, tmp_path / "out", ["motion_smoothness"]) == {"motion_smoothness": 0.975}

@@ -159,27 +159,43 @@ def parse_models(values: list[str]) -> tuple[list[tuple[str, str | None]], list[
 
 
 def _vbench(result: dict, out: Path, dimensions: list[str]) -> None:
-    """Lay every model's videos out for VBench; score them when the vbench package is installed."""
+    """Lay every model's videos out for VBench; score them when the vbench package is installed
+    (each model's scores also go to OUT/vbench/scores.json)."""
+    import json
     import shlex
-    import shutil
 
-    from videolift.evaluate.vbench import export_for_vbench, long_clip_warning, run_vbench, vbench_command
+    from videolift.core.jsonl import atomic_write
+    from videolift.evaluate.vbench import (
+        LONG_CLIP_SECONDS,
+        export_for_vbench,
+        installed,
+        is_long,
+        run_vbench,
+        vbench_command,
+    )
 
     err = Console(stderr=True, highlight=False, soft_wrap=True)
-    installed = shutil.which("vbench") is not None
+    scores: dict[str, dict[str, float]] = {}
     for name in result["models"]:
         manifest = out / name / "manifest.jsonl"
-        if warning := long_clip_warning(manifest):
-            err.print(f"[yellow]warning:[/] {warning}")
+        long = is_long(manifest)
+        if long:
+            err.print(
+                f"{name}: clips of {LONG_CLIP_SECONDS:.0f} s or more: scored with VBench-Long (vbench2_beta_long)"
+            )
         folder = out / "vbench" / name
         export_for_vbench(manifest, out / name, folder / "videos")
-        if installed:
-            run_vbench(folder / "videos", folder / "results", dimensions)
+        if installed(long):
+            scores[name] = run_vbench(folder / "videos", folder / "results", dimensions, long=long)
+            err.print(f"VBench, {name}: " + ", ".join(f"{d} {v:.4f}" for d, v in scores[name].items()))
         else:
-            command = shlex.join(vbench_command(folder / "videos", folder / "results", dimensions))
+            command = shlex.join(vbench_command(folder / "videos", folder / "results", dimensions, long=long))
             err.print(
                 f"vbench is not installed (pip install vbench): {name}'s videos are laid out; score them with\n  {command}"
             )
+    if scores:
+        with atomic_write(out / "vbench" / "scores.json") as handle:
+            json.dump(scores, handle, indent=1)
 
 
 def print_comparison(result: dict) -> None:

@@ -1,21 +1,28 @@
 """VBench adapter: lay generated videos out as VBench expects and run the ``vbench`` package if present.
 
-VBench reads a folder of ``{prompt}-{index}.mp4`` files (its standard prompt suite samples five videos
-per prompt, indices 0-4; in ``custom_input`` mode the prompt is read from the file name too). The
-package, its detectron2 dependency and its model weights are GPU-user territory: videolift does not
-install them. Clips of 5 s or more belong to VBench-Long, whose scripts split them first.
+VBench's custom-input mode scores a folder of videos; each video's prompt comes from ``prompts.json``
+(``{file name: prompt}``, VBench's ``--prompt_file``) beside the folder, and its file name
+``{prompt}-{index}.mp4`` carries a readable (shortened) copy. Clips of 5 s or more belong to
+VBench-Long (``vbench2_beta_long``, ``long_custom_input`` mode: it splits them itself and reads the
+prompts from the file names). videolift runs VBench's own launch scripts with the current Python, one
+process, not its ``vbench evaluate`` wrapper (which takes one dimension, goes through a shell and
+exits 0 whatever happens). The package, its detectron2 dependency and model weights are GPU-user
+territory: videolift does not install them.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from videolift.core.errors import VideoliftError
-from videolift.core.jsonl import read_jsonl_dicts
+from videolift.core.jsonl import atomic_write, read_json, read_jsonl_dicts
 
 CUSTOM_DIMENSIONS = (
     "subject_consistency",
@@ -26,42 +33,57 @@ CUSTOM_DIMENSIONS = (
     "imaging_quality",
 )
 LONG_CLIP_SECONDS = 5.0
+PROMPT_FILE = "prompts.json"
+NAME_BYTES = 200  # of a file name's prompt part: Linux allows 255 bytes, UTF-8 prompts may not fit
+MODULES = {False: ("vbench", "vbench.launch.evaluate", "custom_input"),
+           True: ("vbench2_beta_long", "vbench2_beta_long.eval_long", "long_custom_input")}  # fmt: skip
 
 
 def vbench_name(prompt: str, index: int) -> str:
-    # VBench matches file names to prompts: keep the text, drop only path separators and NULs.
-    safe = re.sub(r"[/\x00]", " ", prompt).strip()[:240]
+    """``{prompt}-{index}.mp4``: the prompt without path separators, NULs or doubled spaces, cut to
+    ``NAME_BYTES`` bytes of UTF-8 at a character boundary."""
+    safe = " ".join(re.sub(r"[/\x00]", " ", prompt).split())
+    safe = safe.encode()[:NAME_BYTES].decode(errors="ignore").strip()
     return f"{safe}-{index}.mp4"
 
 
 def export_for_vbench(manifest: Path, videos: Path, out: Path, *, link: bool = True) -> list[Path]:
-    """Place each manifest video at ``out/{prompt}-{k}.mp4`` (k counts videos of that prompt)."""
+    """Place each manifest video at ``out/{prompt}-{k}.mp4`` (k counts videos given that name) and
+    write ``out/../prompts.json``; videos of an earlier export are removed first (VBench scores every
+    video in the folder). Links are relative, so a moved or copied OUT still points at its own videos."""
+    if out.is_dir():
+        for old in out.iterdir():
+            if old.suffix == ".mp4" and (old.is_symlink() or old.is_file()):
+                old.unlink()
     out.mkdir(parents=True, exist_ok=True)
     seen: dict[str, int] = {}
-    written = []
+    written, prompts = [], {}
     for rec in read_jsonl_dicts(manifest):
-        k = seen.get(rec["prompt"], 0)
-        seen[rec["prompt"]] = k + 1
+        stem = vbench_name(rec["prompt"], 0).removesuffix("-0.mp4")
+        k = seen.get(stem, 0)
+        seen[stem] = k + 1
         target = out / vbench_name(rec["prompt"], k)
-        target.unlink(missing_ok=True)
         source = (videos / rec["video"]).resolve()
         if link:
-            os.symlink(source, target)
+            os.symlink(os.path.relpath(source, out.resolve()), target)
         else:
             shutil.copyfile(source, target)
         written.append(target)
+        prompts[target.name] = rec["prompt"]
+    with atomic_write(out.parent / PROMPT_FILE) as handle:
+        json.dump(prompts, handle, indent=1, ensure_ascii=False)
     return written
 
 
-def long_clip_warning(manifest: Path) -> str | None:
+def clip_seconds(manifest: Path) -> float | None:
     recs = read_jsonl_dicts(manifest)
     seconds = [r["frames"] / r["fps"] for r in recs if r.get("frames") and r.get("fps")]
-    if seconds and max(seconds) >= LONG_CLIP_SECONDS:
-        return (
-            f"clips last up to {max(seconds):.1f} s: VBench scores clips of {LONG_CLIP_SECONDS:.0f} s or more "
-            "with VBench-Long (split them into shorter clips first)"
-        )
-    return None
+    return max(seconds) if seconds else None
+
+
+def is_long(manifest: Path) -> bool:
+    """Clips VBench scores with VBench-Long (5 s or more, by its README)."""
+    return (clip_seconds(manifest) or 0.0) >= LONG_CLIP_SECONDS
 
 
 def check_dimensions(dimensions: list[str], *, custom_input: bool = True) -> None:
@@ -72,22 +94,46 @@ def check_dimensions(dimensions: list[str], *, custom_input: bool = True) -> Non
         )
 
 
-def vbench_command(
-    videos_dir: Path, out: Path, dimensions: list[str], *, custom_input: bool = True, exe: str = "vbench"
-) -> list[str]:
-    cmd = [exe, "evaluate", "--videos_path", str(videos_dir), "--output_path", str(out), "--dimension"]
-    return [*cmd, *dimensions, *(["--mode=custom_input"] if custom_input else [])]
+def installed(long: bool = False) -> bool:
+    return importlib.util.find_spec(MODULES[long][0]) is not None
 
 
-def run_vbench(videos_dir: Path, out: Path, dimensions: list[str], *, custom_input: bool = True) -> Path:
-    """Run ``vbench evaluate`` on a prepared folder; results land in ``out``."""
-    exe = shutil.which("vbench")
-    if exe is None:
+def vbench_command(videos_dir: Path, out: Path, dimensions: list[str], *, long: bool = False) -> list[str]:
+    """VBench's launch script under ``torch.distributed.run`` (one process), as an argument list."""
+    _, module, mode = MODULES[long]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "1",
+        "-m",
+        module,
+    ]
+    cmd += ["--videos_path", str(videos_dir), "--output_path", str(out), "--dimension", *dimensions]
+    cmd += ["--mode", mode]
+    if not long:  # VBench-Long reads prompts from the file names only
+        cmd += ["--prompt_file", str(videos_dir.parent / PROMPT_FILE)]
+    return cmd
+
+
+def run_vbench(videos_dir: Path, out: Path, dimensions: list[str], *, long: bool = False) -> dict[str, float]:
+    """Run VBench on a prepared folder; its results land in ``out``. Returns each dimension's score,
+    read from the results file the run wrote (a run that wrote none failed, whatever it exited with)."""
+    if not installed(long):
+        package = "vbench" + (" (with its vbench2_beta_long scripts)" if long else "")
         raise VideoliftError(
-            "the `vbench` package is not installed (pip install vbench; see docs/evaluate.md)"
+            f"the {package} package is not installed (pip install vbench; see docs/evaluate.md)"
         )
-    check_dimensions(dimensions, custom_input=custom_input)
-    subprocess.run(
-        vbench_command(videos_dir, out, dimensions, custom_input=custom_input, exe=exe), check=True
-    )
-    return out
+    check_dimensions(dimensions)
+    before = set(out.glob("*_eval_results.json")) if out.is_dir() else set()
+    done = subprocess.run(vbench_command(videos_dir, out, dimensions, long=long), check=False)
+    new = sorted(set(out.glob("*_eval_results.json")) - before) if out.is_dir() else []
+    if done.returncode or not new:
+        raise VideoliftError(
+            f"VBench failed on {videos_dir} (exit status {done.returncode}, "
+            f"{'no' if not new else 'a'} results file in {out}): see its output above"
+        )
+    results = read_json(new[-1])
+    return {dim: float(value[0]) for dim, value in results.items() if isinstance(value, list) and value}
