@@ -112,3 +112,22 @@ def test_report_is_self_contained_html(tmp_path):
     assert "http://" not in text and "https://" not in text  # opens offline
     png = frame_strip_png(np.zeros((4, 8, 8, 3), np.uint8), scale=2)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_standard_errors_are_clustered_by_prompt():
+    from videolift.core.stats import mean_and_cluster_se, mean_and_se
+
+    values = [1.0, 1.0, -1.0, -1.0, 0.5, 0.25]
+    assert mean_and_cluster_se(values, range(6)) == pytest.approx(mean_and_se(values))  # one video a prompt
+    # two prompts whose two videos agree: two independent pieces of evidence, not four
+    diff, se = mean_and_cluster_se([1.0, 1.0, -1.0, -1.0], ["p", "p", "q", "q"])
+    assert diff == 0.0 and se == pytest.approx(1.0) and mean_and_se([1.0, 1.0, -1.0, -1.0])[1] < 0.6
+    # A model that wins both videos of one prompt and loses both of another: clustered SE is larger.
+    a = [r(G, G, G), r(G, G, G), r(B, B, B), r(B, B, B)]
+    b = [r(B, B, B), r(B, B, B), r(G, G, G), r(G, G, G)]
+    plain, clustered = paired_difference(a, b), paired_difference(a, b, clusters=["p", "p", "q", "q"])
+    assert clustered["all_good_rate"]["diff"] == plain["all_good_rate"]["diff"] == 0.0
+    assert clustered["all_good_rate"]["se"] > plain["all_good_rate"]["se"]
+    assert summarize(a, clusters=["p", "p", "q", "q"])["all_good_rate_se"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="4 values but 3 cluster labels"):
+        mean_and_cluster_se([1.0] * 4, ["p", "p", "q"])

@@ -35,7 +35,9 @@ class ModelRun:
     findings: list[dict[str, list[str]]] = field(default_factory=list)  # the oracle's, per video
 
 
-def replicate_comparison(runs: list[ModelRun], groups: list[str | None], reward: RewardConfig) -> dict:
+def replicate_comparison(
+    runs: list[ModelRun], groups: list[str | None], reward: RewardConfig, clusters: list[str] | None = None
+) -> dict:
     """Recipes (groups of replicate models) summarised over their replicates and compared with the
     first model's recipe; nothing when every group has one model."""
     members: dict[str, list[ModelRun]] = {}
@@ -58,7 +60,9 @@ def replicate_comparison(runs: list[ModelRun], groups: list[str | None], reward:
             for g, m in members.items()
         },
         "group_differences": {
-            f"{g} vs {ref}": {k: replicate_difference(ratings(g, k), ratings(ref, k), reward) for k in raters}
+            f"{g} vs {ref}": {
+                k: replicate_difference(ratings(g, k), ratings(ref, k), reward, clusters) for k in raters
+            }
             for g in others
         },
     }
@@ -236,12 +240,17 @@ def compare_models(
                 manifest, gen_dir, gen_dir / "oracle_ratings.jsonl", progress
             )
         runs.append(run)
+    # Videos of one prompt are correlated: standard errors are clustered by prompt (the same prompts
+    # and seeds for every model, in manifest order).
+    clusters = [rec["prompt"] for rec in read_jsonl_dicts(out / runs[0].name / "manifest.jsonl")]
     result: dict[str, Any] = {
         "prompts": str(prompts),
         "seed": seed,
         "per_prompt": per_prompt,
         "models": {r.name: {"model": r.model, "lora": r.lora} for r in runs},
-        "summary": {r.name: {rater: summarize(v, reward) for rater, v in r.ratings.items()} for r in runs},
+        "summary": {
+            r.name: {rater: summarize(v, reward, clusters) for rater, v in r.ratings.items()} for r in runs
+        },
         "pairwise": {},
         "differences": {},
     }
@@ -252,10 +261,10 @@ def compare_models(
         key, ref = f"{other.name} vs {runs[0].name}", runs[0].ratings
         result["pairwise"][key] = {rater: pairwise(v, ref[rater]) for rater, v in other.ratings.items()}
         result["differences"][key] = {
-            rater: paired_difference(v, ref[rater], reward) for rater, v in other.ratings.items()
+            rater: paired_difference(v, ref[rater], reward, clusters) for rater, v in other.ratings.items()
         }
     if groups:
-        result |= replicate_comparison(runs, groups, reward)
+        result |= replicate_comparison(runs, groups, reward, clusters)
     # OUT appears with the first model's videos (generate_videos checks the prompt file first), so a
     # bad prompt file leaves nothing behind.
     out.mkdir(parents=True, exist_ok=True)

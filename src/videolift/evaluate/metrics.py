@@ -7,12 +7,12 @@ Unparsed critic answers are ``None`` labels: they count as not Good and are repo
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 from videolift.core.reward import RewardConfig
 from videolift.core.schema import DIMENSIONS, LABEL_RANK, LABELS, Dimension, Label
-from videolift.core.stats import mean_and_se
+from videolift.core.stats import mean_and_cluster_se, mean_and_se
 
 Rating = Mapping[Dimension | str, Label | str | None]
 
@@ -28,9 +28,12 @@ def _reward_and_all_good(rating: Rating, reward: RewardConfig) -> tuple[float | 
     return reward.reward(labels), all_good
 
 
-def summarize(ratings: Sequence[Rating], reward: RewardConfig | None = None) -> dict[str, Any]:
+def summarize(
+    ratings: Sequence[Rating], reward: RewardConfig | None = None, clusters: Sequence[Hashable] | None = None
+) -> dict[str, Any]:
     """Per-dimension label rates, mean reward and all-Good rate of a set of videos (rates in [0, 1]),
-    with the standard errors of the last two."""
+    with the standard errors of the last two (``clusters``: each video's prompt, whose videos are
+    correlated; None: every video on its own)."""
     reward = reward or RewardConfig()
     n = len(ratings)
     out: dict[str, Any] = {"videos": n, "dimensions": {}}
@@ -47,30 +50,46 @@ def summarize(ratings: Sequence[Rating], reward: RewardConfig | None = None) -> 
             **{lab.value: sum(x is lab for x in labels) / n for lab in LABELS},
             "unparsed": sum(x is None for x in labels) / n,
         }
-    out["mean_reward"], out["mean_reward_se"] = mean_and_se([r for r in rewards if r is not None])
-    out["all_good_rate"], out["all_good_rate_se"] = mean_and_se([float(good) for _, good in scored])
+    parsed = [i for i, r in enumerate(rewards) if r is not None]
+    out["mean_reward"], out["mean_reward_se"] = mean_and_cluster_se(
+        [rewards[i] for i in parsed], None if clusters is None else [clusters[i] for i in parsed]
+    )
+    out["all_good_rate"], out["all_good_rate_se"] = mean_and_cluster_se(
+        [float(g) for _, g in scored], clusters
+    )
     return out
 
 
 def paired_difference(
-    a: Sequence[Rating], b: Sequence[Rating], reward: RewardConfig | None = None
+    a: Sequence[Rating],
+    b: Sequence[Rating],
+    reward: RewardConfig | None = None,
+    clusters: Sequence[Hashable] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """A minus B in all-Good rate and mean reward over videos of the same prompt and seed, each with
-    the standard error of the per-video differences. Pairing removes the prompts' own spread, so this
-    error is usually well below that of two independent rates. Pairs where either video has no parsed
-    label are left out of the reward difference."""
+    the standard error of the per-video differences (clustered by ``clusters``, each video's prompt:
+    a model may help on some prompts and hurt on others, so several videos of one prompt are not
+    independent). Pairing removes the prompts' own spread, so this error is usually well below that of
+    two independent rates. Pairs where either video has no parsed label are left out of the reward
+    difference."""
     if len(a) != len(b):
         raise ValueError(f"paired difference needs aligned lists, got {len(a)} vs {len(b)} videos")
     reward = reward or RewardConfig()
     sa = [_reward_and_all_good(r, reward) for r in a]
     sb = [_reward_and_all_good(r, reward) for r in b]
     good = [float(x[1]) - float(y[1]) for x, y in zip(sa, sb, strict=True)]
-    rew = [x[0] - y[0] for x, y in zip(sa, sb, strict=True) if x[0] is not None and y[0] is not None]
+    both = [i for i, (x, y) in enumerate(zip(sa, sb, strict=True)) if x[0] is not None and y[0] is not None]
+    rew = [sa[i][0] - sb[i][0] for i in both]
+    sets = (("all_good_rate", good, clusters), ("mean_reward", rew, _subset(clusters, both)))
     out: dict[str, dict[str, Any]] = {}
-    for name, values in (("all_good_rate", good), ("mean_reward", rew)):
-        diff, se = mean_and_se(values)
+    for name, values, groups in sets:
+        diff, se = mean_and_cluster_se(values, groups)
         out[name] = {"diff": diff, "se": se, "pairs": len(values)}
     return out
+
+
+def _subset(clusters: Sequence[Hashable] | None, keep: Sequence[int]) -> list[Hashable] | None:
+    return None if clusters is None else [clusters[i] for i in keep]
 
 
 def pairwise(a: Sequence[Rating], b: Sequence[Rating]) -> dict[str, dict[str, float]]:
@@ -147,7 +166,10 @@ def replicate_summary(runs: Sequence[Sequence[Rating]], reward: RewardConfig | N
 
 
 def replicate_difference(
-    a: Sequence[Sequence[Rating]], b: Sequence[Sequence[Rating]], reward: RewardConfig | None = None
+    a: Sequence[Sequence[Rating]],
+    b: Sequence[Sequence[Rating]],
+    reward: RewardConfig | None = None,
+    clusters: Sequence[Hashable] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Recipe A minus recipe B, each averaged over its replicates (same prompts and seeds throughout).
 
@@ -161,13 +183,14 @@ def replicate_difference(
     reward = reward or RewardConfig()
     (good_a, rew_a), (good_b, rew_b) = _per_video(a, reward), _per_video(b, reward)
     sa, sb = replicate_summary(a, reward), replicate_summary(b, reward)
+    both = [i for i, (x, y) in enumerate(zip(rew_a, rew_b, strict=True)) if x is not None and y is not None]
     per_video = {
-        "all_good_rate": [x - y for x, y in zip(good_a, good_b, strict=True)],
-        "mean_reward": [x - y for x, y in zip(rew_a, rew_b, strict=True) if x is not None and y is not None],
+        "all_good_rate": ([x - y for x, y in zip(good_a, good_b, strict=True)], clusters),
+        "mean_reward": ([rew_a[i] - rew_b[i] for i in both], _subset(clusters, both)),
     }
     out: dict[str, dict[str, Any]] = {}
-    for key, values in per_video.items():
-        diff, eval_se = mean_and_se(values)
+    for key, (values, groups) in per_video.items():
+        diff, eval_se = mean_and_cluster_se(values, groups)
         seed_terms = [s[f"{key}_seed_se"] for s in (sa, sb) if s[f"{key}_seed_se"] is not None]
         seed_se = sum(t * t for t in seed_terms) ** 0.5 if seed_terms else None
         se = None if eval_se is None else (eval_se**2 + (seed_se or 0.0) ** 2) ** 0.5
