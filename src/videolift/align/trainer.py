@@ -255,8 +255,7 @@ def _check_shapes(syn_paths: list, real_paths: list, empty_text: Path | None) ->
 
 def make_trainable(transformer: torch.nn.Module, cfg: AlignConfig) -> list[torch.nn.Parameter]:
     """Full: the blocks' weights (``full_scope`` all: every weight), in fp32 (master weights under mixed
-    precision). LoRA: peft adapters in
-    fp32 on a frozen base left in its loaded dtype."""
+    precision). LoRA: peft adapters in fp32 on a frozen base left in its loaded dtype."""
     if cfg.finetune == "lora":
         from diffusers.training_utils import cast_training_params
         from peft import LoraConfig

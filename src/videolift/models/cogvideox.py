@@ -1,8 +1,8 @@
 """CogVideoX (2B / 5B / 1.5 / tiny toy) through diffusers: sampling defaults and training loss.
 
 The loss follows diffusers' CogVideoX training example: latents = VAE sample x scaling factor,
-permuted to (B, F, C, h, w) (CogVideoX 1.5: padded to whole temporal patches); t ~ U[0, T); v-prediction turned back into x0 with
-``scheduler.get_velocity``; per-sample weight 1 / (1 - alpha_bar_t).
+permuted to (B, F, C, h, w) (CogVideoX 1.5: padded to whole temporal patches); t ~ U[0, T);
+v-prediction turned back into x0 with ``scheduler.get_velocity``; per-sample weight 1 / (1 - alpha_bar_t).
 """
 
 from __future__ import annotations
@@ -90,8 +90,8 @@ class CogVideoXSpec(DiffusersT2VSpec):
             return_dict=False,
         )[0]
         x0 = scheduler.get_velocity(pred, noisy, timesteps)
-        # In fp32 whatever the latents' dtype: in bf16, 1 / (1 - alpha_bar) is 256 instead of 393 at t = 0
-        # (float64 would turn the whole loss float64).
+        # In fp32 whatever the latents' dtype: in bf16, alpha_bar near 1 rounds, and the weight at small t
+        # comes out far off or infinite (a NaN loss). float64 would turn the whole loss float64.
         alpha_bar = scheduler.alphas_cumprod.to(latents.device)[timesteps].float()
         weight = (1.0 / (1.0 - alpha_bar)).view(-1, 1, 1, 1, 1)
         return (weight * (x0.float() - latents.float()) ** 2).flatten(1).mean(dim=1)
