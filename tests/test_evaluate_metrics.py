@@ -131,3 +131,13 @@ def test_standard_errors_are_clustered_by_prompt():
     assert summarize(a, clusters=["p", "p", "q", "q"])["all_good_rate_se"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="4 values but 3 cluster labels"):
         mean_and_cluster_se([1.0] * 4, ["p", "p", "q"])
+
+
+def test_a_partly_unparsed_critic_answer_is_not_a_reward_win():
+    # Good on the one parsed dimension would be a reward of 0.9 against 0.33 for Good / Bad / Bad.
+    a = [r(G, None, None), r(G, G, G)]
+    b = [r(G, B, B), r(B, G, G)]
+    d = paired_difference(a, b)
+    assert d["mean_reward"]["pairs"] == 1  # only the pair rated on every dimension
+    assert d["mean_reward"]["diff"] == pytest.approx(0.9 - (0.05 + 0.9 + 0.9) / 3)
+    assert d["all_good_rate"]["pairs"] == 2

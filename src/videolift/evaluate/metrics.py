@@ -21,6 +21,11 @@ def _label(value: Label | str | None) -> Label | None:
     return None if value is None else Label(value)
 
 
+def _complete(rating: Rating) -> bool:
+    """Every dimension has a parsed label."""
+    return all(_label(rating.get(d) if d in rating else rating.get(d.value)) is not None for d in DIMENSIONS)
+
+
 def _reward_and_all_good(rating: Rating, reward: RewardConfig) -> tuple[float | None, bool]:
     """A video's reward (from its parsed dimensions; None if none parsed) and whether all are Good."""
     labels = {Dimension(d): _label(v) for d, v in rating.items()}
@@ -70,15 +75,17 @@ def paired_difference(
     the standard error of the per-video differences (clustered by ``clusters``, each video's prompt:
     a model may help on some prompts and hurt on others, so several videos of one prompt are not
     independent). Pairing removes the prompts' own spread, so this error is usually well below that of
-    two independent rates. Pairs where either video has no parsed label are left out of the reward
-    difference."""
+    two independent rates. Pairs where either video lacks a parsed label on some dimension are left out
+    of the reward difference."""
     if len(a) != len(b):
         raise ValueError(f"paired difference needs aligned lists, got {len(a)} vs {len(b)} videos")
     reward = reward or RewardConfig()
     sa = [_reward_and_all_good(r, reward) for r in a]
     sb = [_reward_and_all_good(r, reward) for r in b]
     good = [float(x[1]) - float(y[1]) for x, y in zip(sa, sb, strict=True)]
-    both = [i for i, (x, y) in enumerate(zip(sa, sb, strict=True)) if x[0] is not None and y[0] is not None]
+    # Only pairs rated on every dimension: a video whose critic answers partly failed to parse gets the
+    # reward of its parsed dimensions alone (a lone Good is 0.9), which would count a failure as a win.
+    both = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if _complete(x) and _complete(y)]
     rew = [sa[i][0] - sb[i][0] for i in both]
     sets = (("all_good_rate", good, clusters), ("mean_reward", rew, _subset(clusters, both)))
     out: dict[str, dict[str, Any]] = {}
