@@ -284,6 +284,11 @@ def test_resume_conflicts_name_changed_settings_and_accept_newer_options_at_defa
     assert new.startswith("syn_sampling: 'weighted' now; the checkpoint predates it")
     (gone,) = cfg.resume_conflicts({**saved, "retired_option": 1})
     assert "retired_option" in gone and "not an option of this version" in gone
+    # A full fine-tune from before --full-scope trained every weight, not the blocks the default now trains.
+    before_scope = {k: v for k, v in saved.items() if k != "full_scope"}
+    (scope,) = cfg.resume_conflicts(before_scope)
+    assert scope == "full_scope: 'blocks' now; the checkpoint predates it (it did 'all')"
+    assert cfg.model_copy(update={"full_scope": "all"}).resume_conflicts(before_scope) == []
 
     # Checkpoints written before the config was kept in them: the hash, then OUT/align_config.json.
     ckpt = tmp_path / "run" / "checkpoints" / "step-0000010"

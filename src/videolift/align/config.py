@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import to_jsonable_python
@@ -39,6 +39,13 @@ RESUMABLE_CHANGES = frozenset(
 
 
 Beta = Annotated[float, Field(ge=0, lt=1)]
+# What runs did before an option existed, where that is not the option's default: a full fine-tune
+# trained every weight until --full-scope came (2026-12-06).
+BEFORE_THE_OPTION = {"full_scope": "all"}
+
+
+def _default(info: Any) -> Any:
+    return to_jsonable_python(info.get_default(call_default_factory=True))
 
 
 class AlignConfig(StrictModel):
@@ -270,9 +277,9 @@ class AlignConfig(StrictModel):
                     conflicts.append(f"{name}: {saved[name]!r} in the checkpoint, {now[name]!r} now")
             elif (info := type(self).model_fields[name]).is_required():
                 conflicts.append(f"{name}: required now, absent from the checkpoint")
-            elif now[name] != (default := to_jsonable_python(info.get_default(call_default_factory=True))):
+            elif now[name] != (default := BEFORE_THE_OPTION.get(name, _default(info))):
                 conflicts.append(
-                    f"{name}: {now[name]!r} now; the checkpoint predates it (default {default!r})"
+                    f"{name}: {now[name]!r} now; the checkpoint predates it (it did {default!r})"
                 )
         return conflicts
 

@@ -266,12 +266,8 @@ def generate_videos(
     from videolift.models.families import spec_for
 
     start = time.perf_counter()
-    counts = {
-        "--per-prompt": per_prompt,
-        "--batch-size": 1 if batch_size is None else batch_size,
-        "--fps": 1 if fps is None else fps,
-    }
-    for name, value in (counts | ({} if limit is None else {"--limit": limit})).items():
+    counts = {"--per-prompt": per_prompt, "--batch-size": batch_size, "--fps": fps, "--limit": limit}
+    for name, value in ((k, v) for k, v in counts.items() if v is not None):  # None: a default
         if value < 1:
             raise VideoliftError(f"{name} {value}: must be at least 1")
     prompts = read_prompts(prompts_path, prompt_field=prompt_field)[:limit]

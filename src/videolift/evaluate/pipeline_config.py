@@ -41,11 +41,7 @@ PIPELINE_ALIGN_FIELDS = {
 }
 
 
-class _Strict(StrictModel):
-    pass
-
-
-class Sampler(_Strict):
+class Sampler(StrictModel):
     steps: int = Field(50, ge=1, description="sampling steps")
     guidance: float = Field(6.0, description="classifier-free guidance scale")
     dynamic_cfg: bool = Field(False, description="CogVideoX's dynamic guidance (use_dynamic_cfg)")
@@ -63,14 +59,14 @@ class Sampler(_Strict):
     )
 
 
-class PromptSet(_Strict):
+class PromptSet(StrictModel):
     file: Path | None = Field(None, description="prompt file (.txt/.jsonl/.csv); toy runs may omit it")
     n: int = Field(64, ge=1, description="toy world: number of distinct prompts drawn from the split")
     per_prompt: int = Field(1, ge=1, description="videos per prompt")
     seed: int = 0
 
 
-class HRA(_Strict):
+class HRA(StrictModel):
     source: Literal["file", "toy-panel"] = Field("toy-panel", description="human ratings, or simulated ones")
     file: Path | None = Field(None, description="canonical HRA JSONL (source: file)")
     videos: Path | None = Field(None, description="videos root of the HRA file (source: file)")
@@ -79,7 +75,7 @@ class HRA(_Strict):
     test_fraction: float = Field(0.2, gt=0, lt=1, description="share of the rated videos held out")
 
 
-class Critic(_Strict):
+class Critic(StrictModel):
     adapter: Literal["lora", "full"] = "full"
     lr: float = Field(1e-4, gt=0)
     epochs: float = Field(3.0, gt=0)
@@ -122,7 +118,7 @@ class Critic(_Strict):
         return value
 
 
-class Align(_Strict):
+class Align(StrictModel):
     prompts: PromptSet = Field(default_factory=lambda: PromptSet(n=200, per_prompt=4, seed=1))
     methods: list[Literal["rwl", "rs"]] = Field(default_factory=lambda: ["rwl", "rs"])
     real: Path | None = Field(None, description="real video-text JSONL for the real-data term")
@@ -147,12 +143,12 @@ class Align(_Strict):
         return self
 
 
-class Evaluate(_Strict):
+class Evaluate(StrictModel):
     prompts: PromptSet = Field(default_factory=lambda: PromptSet(n=64, per_prompt=2, seed=2))
     oracle: bool | None = Field(None, description="rate with the toy oracle too (default: on in toy runs)")
 
 
-class PipelineConfig(_Strict):
+class PipelineConfig(StrictModel):
     workdir: Path = Path("runs/lift")
     t2v: str = Field(TOY, description="T2V pipeline dir or Hub id ('toy': the committed toy base)")
     vlm: str = Field(TOY, description="critic base VLM dir or Hub id ('toy': the committed toy VLM)")
