@@ -582,3 +582,22 @@ def test_an_empty_real_set_and_a_file_for_a_directory_are_refused_before_any_wor
         with pytest.raises(VideoliftError, match=f"{option} .*a_file is a file; it names a directory"):
             train(cfg, progress=False)
     assert not (tmp_path / "run").exists()  # no align_config.json left behind
+
+
+@pytest.mark.parametrize(
+    "kind, moved", [("NO", True), ("MULTI_GPU", True), ("DEEPSPEED", True), ("FSDP", False)]
+)
+def test_fsdp_shards_the_transformer_from_where_it_is(kind, moved):
+    """FSDP's prepare moves a block at a time; moving the whole model first would not fit big ones."""
+    from types import SimpleNamespace
+
+    import torch
+    from accelerate.utils import DistributedType
+
+    from videolift.align.trainer import place_for_training
+
+    model = torch.nn.Linear(2, 2).eval()
+    place_for_training(
+        model, SimpleNamespace(distributed_type=DistributedType[kind], device=torch.device("meta"))
+    )
+    assert model.weight.device.type == ("meta" if moved else "cpu") and model.training

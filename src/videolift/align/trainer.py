@@ -234,6 +234,17 @@ def _encoders_to(pipe: Any, device: Any) -> None:
             component.to(device)
 
 
+def place_for_training(transformer: torch.nn.Module, accelerator: Any) -> None:
+    """Train mode, on the process's device. Under FSDP the weights stay where they are: ``prepare``
+    moves and shards one block at a time, where moving first would put the whole fp32 model on every
+    GPU (Wan 14B: 56 GB)."""
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type != DistributedType.FSDP:
+        transformer.to(accelerator.device)
+    transformer.train()
+
+
 def _encoders_ready(pipe: Any, device: Any, vae_tiling: bool) -> None:
     _encoders_to(pipe, device)
     if vae_tiling:
@@ -512,7 +523,7 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
     dataset = _step_dataset(cfg, synthetic, tuple(cached), rank, world)
     n_real = cfg.real_bs if dataset.real else 0
 
-    pipe.transformer.to(accelerator.device).train()
+    place_for_training(pipe.transformer, accelerator)
     optimizer, scheduler = _optimizer(cfg, params, accelerator, micro_batch=cfg.batch_size + n_real)
     ema = None
     if cfg.ema_decay:  # made from the fp32 weights before DeepSpeed casts them: a bf16 average barely moves
