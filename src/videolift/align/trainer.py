@@ -87,10 +87,11 @@ def batch_loss(
         )
     noise = torch.randn(latents.shape, generator=generator, device=device, dtype=latents.dtype)
     # DeepSpeed casts the transformer itself to bf16 / fp16 and runs no autocast (accelerate leaves it to
-    # the engine): its inputs must be in that dtype too. Elsewhere the weights are fp32 (autocast, if any,
-    # casts inside) and this changes nothing. The loss is reduced in fp32 either way.
+    # the engine): its inputs must be in that dtype too, and the specs give it text's. Latents and noise
+    # stay fp32: noising in bf16 rounds alpha_bar near 1 to 1 (no noise at small t, a zero loss).
+    # Elsewhere the weights are fp32 (autocast, if any, casts inside) and this changes nothing.
     dtype = next((p.dtype for p in model.parameters() if p.requires_grad), latents.dtype)
-    latents, noise, text = latents.to(dtype), noise.to(dtype), text.to(dtype)
+    text = text.to(dtype)
     per_sample = spec.training_loss(pipe, model, latents, text, timesteps=timesteps, noise=noise)
     return (coef.to(per_sample.dtype) * per_sample).sum(), per_sample.detach()
 

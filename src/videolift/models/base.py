@@ -91,7 +91,9 @@ class T2VModelSpec(Protocol):
         self, pipe: Any, transformer: Any, latents: Any, text: Any, *, timesteps: Any, noise: Any
     ) -> Any:
         """The family's own diffusion loss, per sample (B,), without reduction over the batch.
-        ``timesteps`` are integers in [0, num_train_timesteps): higher is noisier."""
+        ``timesteps`` are integers in [0, num_train_timesteps): higher is noisier. ``latents`` and
+        ``noise`` are fp32 and the noising and the loss stay fp32; the transformer's inputs take
+        ``text``'s dtype (the trainable weights', which under DeepSpeed are bf16 / fp16)."""
 
 
 # What `align` writes under its OUT: the full pipeline, or the LoRA for the base model (align/export.py).

@@ -72,6 +72,7 @@ class CogVideoXSpec(DiffusersT2VSpec):
         noise: torch.Tensor,
     ) -> torch.Tensor:
         scheduler = pipe.scheduler
+        latents, noise = latents.float(), noise.float()  # the scheduler rounds alpha_bar to their dtype
         noisy = scheduler.add_noise(latents, noise, timesteps)
         rotary = None
         # A DDP/DeepSpeed wrapper does not forward `.config`: read it from the wrapped module.
@@ -83,15 +84,15 @@ class CogVideoXSpec(DiffusersT2VSpec):
                 latents.device,
             )
         pred = transformer(
-            hidden_states=noisy,
+            hidden_states=noisy.to(text.dtype),
             encoder_hidden_states=text,
             timestep=timesteps,
             image_rotary_emb=rotary,
             return_dict=False,
         )[0]
-        x0 = scheduler.get_velocity(pred, noisy, timesteps)
-        # In fp32 whatever the latents' dtype: in bf16, alpha_bar near 1 rounds, and the weight at small t
+        # In fp32 whatever the model's dtype: in bf16, alpha_bar near 1 rounds, and the weight at small t
         # comes out far off or infinite (a NaN loss). float64 would turn the whole loss float64.
+        x0 = scheduler.get_velocity(pred.float(), noisy, timesteps)
         alpha_bar = scheduler.alphas_cumprod.to(latents.device)[timesteps].float()
         weight = (1.0 / (1.0 - alpha_bar)).view(-1, 1, 1, 1, 1)
-        return (weight * (x0.float() - latents.float()) ** 2).flatten(1).mean(dim=1)
+        return (weight * (x0 - latents) ** 2).flatten(1).mean(dim=1)

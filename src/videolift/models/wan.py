@@ -92,14 +92,15 @@ class WanSpec(DiffusersT2VSpec):
         timesteps: torch.Tensor,
         noise: torch.Tensor,
     ) -> torch.Tensor:
-        sigma = self.sigmas(pipe, timesteps, latents.dtype)
+        latents, noise = latents.float(), noise.float()  # noised in fp32 whatever the model's dtype
+        sigma = self.sigmas(pipe, timesteps, torch.float32)  # the timestep too: bf16 is off by up to 2
         s = sigma.view(-1, 1, 1, 1, 1)
         noisy = (1 - s) * latents + s * noise
         pred = transformer(
-            hidden_states=noisy,
+            hidden_states=noisy.to(text.dtype),
             timestep=sigma * pipe.scheduler.config.num_train_timesteps,
             encoder_hidden_states=text,
             return_dict=False,
         )[0]
         target = noise - latents
-        return ((pred.float() - target.float()) ** 2).flatten(1).mean(dim=1)
+        return ((pred.float() - target) ** 2).flatten(1).mean(dim=1)
