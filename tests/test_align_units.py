@@ -289,6 +289,12 @@ def test_resume_conflicts_name_changed_settings_and_accept_newer_options_at_defa
     (scope,) = cfg.resume_conflicts(before_scope)
     assert scope == "full_scope: 'blocks' now; the checkpoint predates it (it did 'all')"
     assert cfg.model_copy(update={"full_scope": "all"}).resume_conflicts(before_scope) == []
+    # LoRA has no scope: its old checkpoints resume under the default, and the scope may change.
+    lora = cfg.model_copy(update={"finetune": "lora"})
+    lora_before_scope = {k: v for k, v in lora.model_dump(mode="json").items() if k != "full_scope"}
+    assert lora.resume_conflicts(lora_before_scope) == []
+    assert lora.model_copy(update={"full_scope": "all"}).resume_conflicts(lora.model_dump(mode="json")) == []
+    assert lora.resume_conflicts(saved) == ["finetune: 'full' in the checkpoint, 'lora' now"]
 
     # Checkpoints written before the config was kept in them: the hash, then OUT/align_config.json.
     ckpt = tmp_path / "run" / "checkpoints" / "step-0000010"

@@ -270,6 +270,8 @@ class AlignConfig(StrictModel):
         for name in sorted(set(now) | (set(saved) - RESUMABLE_CHANGES)):
             if name == "family" and now[name] is None:
                 continue  # detected from the model, which is compared on its own
+            if name == "full_scope" and self.finetune == "lora":
+                continue  # a LoRA run trains its adapters whatever the scope (finetune is compared)
             if name not in now:
                 conflicts.append(f"{name}: {saved[name]!r} in the checkpoint, not an option of this version")
             elif name in saved:
