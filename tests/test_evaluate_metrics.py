@@ -80,9 +80,13 @@ def test_replicates_average_per_video_and_add_the_seed_spread():
     assert single["all_good_rate"]["diff"] == pytest.approx(plain["all_good_rate"]["diff"])
     assert single["all_good_rate"]["se"] == pytest.approx(plain["all_good_rate"]["se"])
     assert single["mean_reward"]["seed_se"] is None
-    # Rewards average over the replicates whose labels parsed.
+    # Rewards average over the replicates whose labels parsed on every dimension: a lone parsed Good
+    # (a reward of 0.9 from that dimension alone) is not a win over Bad.
     parsed = replicate_difference([[r(G, G, G)], [r(None, None, None)]], [[r(B, B, B)]])
     assert parsed["mean_reward"]["diff"] == pytest.approx(0.9 - 0.05) and parsed["mean_reward"]["pairs"] == 1
+    partly = replicate_difference([[r(G, None, None)], [r(N, N, N)]], [[r(B, B, B)]])["mean_reward"]
+    assert partly["diff"] == pytest.approx(0.2 - 0.05) and partly["pairs"] == 1  # the Normal replicate only
+    assert replicate_difference([[r(G, None, None)]], [[r(B, B, B)]])["mean_reward"]["pairs"] == 0
     with pytest.raises(ValueError, match="same videos"):
         replicate_difference(a, [[bad]])
 

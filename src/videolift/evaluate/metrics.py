@@ -151,12 +151,13 @@ def format_difference(diff: dict) -> str:
 def _per_video(
     runs: Sequence[Sequence[Rating]], reward: RewardConfig
 ) -> tuple[list[float], list[float | None]]:
-    """All-Good and reward of each video averaged over replicates (reward: over those that parsed)."""
+    """All-Good and reward of each video averaged over replicates (reward: over those rated on every
+    dimension, as ``paired_difference`` counts them)."""
     scored = [[_reward_and_all_good(r, reward) for r in run] for run in runs]
     good = [sum(float(s[v][1]) for s in scored) / len(scored) for v in range(len(scored[0]))]
     rewards = []
     for v in range(len(scored[0])):
-        parsed = [s[v][0] for s in scored if s[v][0] is not None]
+        parsed = [s[v][0] for s, run in zip(scored, runs, strict=True) if _complete(run[v])]
         rewards.append(sum(parsed) / len(parsed) if parsed else None)
     return good, rewards
 
