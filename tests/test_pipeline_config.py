@@ -93,6 +93,16 @@ def test_sampler_vae_tiling_reaches_generation_and_leaves_untiled_stages_as_they
     assert generation_settings(Sampler(vae_tiling=True)) == {**plain, "vae_tiling": True}
 
 
+def test_sampler_guidance_and_fps_are_the_model_familys_unless_set():
+    # Unset, generate picks the family's own (Wan 2.1: 5 and 16); a value that is set reaches it, 8 fps too.
+    from videolift.evaluate.pipeline_config import Sampler
+    from videolift.evaluate.pipeline_stages import generation_settings
+
+    plain = generation_settings(Sampler())
+    assert "guidance" not in plain and "fps" not in plain
+    assert generation_settings(Sampler(guidance=6.0, fps=8)) == {**plain, "guidance": 6.0, "fps": 8}
+
+
 def test_current_memory_follows_allocations_and_the_peak_keeps_them():
     import numpy as np
 

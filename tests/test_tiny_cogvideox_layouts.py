@@ -58,15 +58,17 @@ def test_latent_frames_padded_to_whole_temporal_patches_as_cogvideox_1_5():
     two_losses(spec, pipe, latents)
 
 
-def test_cogvideox_1_5_samples_at_thudms_size_by_default():
+def test_cogvideox_1_5_samples_at_thudms_size_and_frame_rate_by_default():
     # CogVideoX 1.5's config holds a 300x300 latent grid for its rotary positions (2400x2400 pixels);
-    # THUDM samples it at 768x1360. Sizes that are given, and other layouts, are left alone.
+    # THUDM samples it at 768x1360, and its 81 frames are 5 s at 16 fps (1.0: 49 frames at 8 fps).
+    # Sizes that are given, and other layouts, are left alone.
     spec = get_spec("cogvideox")
     cfg = TinyCogVideoXConfig(patch_size_t=2, sample_height=2400, sample_width=2400, sample_frames=81)
     pipe = build_tiny_cogvideox(None, cfg, seed=0)
-    assert spec.default_sampling(pipe) == (81, 768, 1360)
+    assert spec.default_sampling(pipe) == (81, 768, 1360) and spec.fps(pipe) == 16
     assert spec.default_sampling(pipe, 9, 64, 96) == (9, 64, 96)
-    assert spec.default_sampling(build_tiny_cogvideox(None, TinyCogVideoXConfig(), seed=0)) == (9, 64, 64)
+    v1 = build_tiny_cogvideox(None, TinyCogVideoXConfig(), seed=0)
+    assert spec.default_sampling(v1) == (9, 64, 64) and spec.fps(v1) == 8
 
 
 @pytest.mark.parametrize("family", ["cogvideox", "wan"])

@@ -294,7 +294,7 @@ def generate_videos(
         pipe.vae.enable_slicing()
     frames, height, width = spec.default_sampling(pipe, frames, height, width)
     guidance = spec.default_guidance if guidance is None else guidance
-    fps = spec.default_fps if fps is None else fps
+    fps = spec.fps(pipe) if fps is None else fps
     if batch_size is None:
         batch_size = clips_per_call(frames, height, width, cap=4)
     settings = SamplerSettings(steps, guidance, dynamic_cfg, frames, height, width, fps)

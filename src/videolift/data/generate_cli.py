@@ -34,7 +34,9 @@ def generate(
     height: int | None = typer.Option(None, "--height", help="Height. Default: the model's own."),
     width: int | None = typer.Option(None, "--width", help="Width. Default: the model's own."),
     fps: int | None = typer.Option(
-        None, "--fps", help="Frame rate written to the MP4s. Default: the family's (CogVideoX 8, Wan 2.1 16)."
+        None,
+        "--fps",
+        help="Frame rate written to the MP4s. Default: the family's (CogVideoX 8, CogVideoX 1.5 and Wan 2.1 16).",
     ),
     dtype: str = typer.Option(
         "auto", "--dtype", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16."

@@ -49,7 +49,9 @@ def evaluate(
     height: int | None = typer.Option(None, "--height", help="Height. Default: the model's own."),
     width: int | None = typer.Option(None, "--width", help="Width. Default: the model's own."),
     fps: int | None = typer.Option(
-        None, "--fps", help="Frame rate written to the MP4s. Default: the family's (CogVideoX 8, Wan 2.1 16)."
+        None,
+        "--fps",
+        help="Frame rate written to the MP4s. Default: the family's (CogVideoX 8, CogVideoX 1.5 and Wan 2.1 16).",
     ),
     negative_prompt: str | None = typer.Option(
         None, "--negative-prompt", help="What guidance steers away from (default: the empty prompt)."

@@ -43,7 +43,9 @@ PIPELINE_ALIGN_FIELDS = {
 
 class Sampler(StrictModel):
     steps: int = Field(50, ge=1, description="sampling steps")
-    guidance: float = Field(6.0, description="classifier-free guidance scale")
+    guidance: float | None = Field(
+        None, description="classifier-free guidance scale (default: the family's, CogVideoX 6, Wan 2.1 5)"
+    )
     dynamic_cfg: bool = Field(False, description="CogVideoX's dynamic guidance (use_dynamic_cfg)")
     lossless: bool = Field(False, description="lossless H.264 (yuv444p, crf 0), for tiny toy videos")
     batch_size: int | None = Field(
@@ -52,7 +54,11 @@ class Sampler(StrictModel):
     frames: int | None = Field(None, ge=1, description="frames (default: the model's)")
     height: int | None = Field(None, ge=1)
     width: int | None = Field(None, ge=1)
-    fps: int = Field(8, ge=1, description="frame rate written to the MP4s (Wan 2.1: 16)")
+    fps: int | None = Field(
+        None,
+        ge=1,
+        description="frame rate written to the MP4s (default: the family's, CogVideoX 8, Wan 2.1 16)",
+    )
     negative_prompt: str | None = Field(None, description="what guidance steers away from (default: empty)")
     vae_tiling: bool = Field(
         False, description="tiled and sliced VAE decoding (`generate --vae-tiling`): less GPU memory, slower"

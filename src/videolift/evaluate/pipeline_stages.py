@@ -21,14 +21,14 @@ from videolift.evaluate.stages import Stage, in_subprocess
 def generation_settings(sampler: Sampler) -> dict[str, Any]:
     """The sampler's settings as ``generate_videos`` / ``compare_models`` keywords."""
     s = sampler.model_dump()
-    keys = ("steps", "guidance", "dynamic_cfg", "lossless", "batch_size", "frames", "height", "width")
+    keys = ("steps", "dynamic_cfg", "lossless", "batch_size", "frames", "height", "width")
     # Only when set: runs from before these options keep their stage settings (and are not redone).
-    optional = {
-        k: s[k]
-        for k, default in (("fps", 8), ("negative_prompt", None), ("vae_tiling", False))
-        if s[k] != default
-    }
-    return {k: s[k] for k in keys} | optional
+    # Unset guidance and fps are the model family's (generate's defaults). Until 2026-12-06 they were 6 and
+    # 8 for every family: a stage run then with them unset runs again, and a CogVideoX generation resumes
+    # from the videos it has (same settings as far as generate is concerned).
+    optional = {k: s[k] for k, unset in (("negative_prompt", None), ("vae_tiling", False)) if s[k] != unset}
+    rates = {k: s[k] for k in ("guidance", "fps") if s[k] is not None}
+    return {k: s[k] for k in keys} | rates | optional
 
 
 def prompt_file(cfg: PipelineConfig, prompts: PromptSet, split: str, out: Path) -> Path:

@@ -125,6 +125,10 @@ class DiffusersT2VSpec:
     default_fps = 8
     fp32_components: tuple[str, ...] = ()  # loaded in fp32 whatever the run's dtype
 
+    def fps(self, pipe: Any) -> int:
+        """The frame rate the model's clips play at (what `generate` writes when --fps is not given)."""
+        return self.default_fps
+
     def component_dtypes(self, dtype: Any) -> Any:
         """What ``from_pretrained(dtype=...)`` gets: one dtype, or per component (diffusers' dict with a
         "default"; the trainer asks for an fp32 transformer so), with ``fp32_components`` kept fp32."""

@@ -36,6 +36,11 @@ class CogVideoXSpec(DiffusersT2VSpec):
             own[1] if width is None else width,
         )
 
+    def fps(self, pipe: Any) -> int:
+        """CogVideoX 1.0: 49 frames at 8 fps; 1.5 (temporal patches, ``patch_size_t``): 81 or 161 frames
+        at 16 fps (THUDM's cli_demo), so 8 would play it at half speed."""
+        return 16 if pipe.transformer.config.get("patch_size_t") else self.default_fps
+
     def max_sequence_length(self, pipe: Any, settings: SamplerSettings | None = None) -> int:
         if settings is not None and settings.max_sequence_length:
             return settings.max_sequence_length
