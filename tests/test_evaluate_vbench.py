@@ -55,9 +55,13 @@ def test_long_non_ascii_prompts_fit_a_file_name_and_reruns_leave_no_stale_videos
     assert all(len(f.name.encode()) <= 255 for f in files) and files[0].is_symlink()
     assert not os.path.isabs(os.readlink(files[0])) and files[0].read_bytes() == b"x"  # relative links
     assert json.loads((tmp_path / PROMPT_FILE).read_text())[files[0].name] == long_prompt
+    # VBench-Long splits the videos into clips inside the folder, and scores old clips if it finds them.
+    for work in ("split_clip", "split_scene", "temporal_filtered_cilps"):
+        (tmp_path / "vb" / work / files[0].stem).mkdir(parents=True)
+    (tmp_path / "vb" / "notes").mkdir()  # not VBench's: left alone
     manifest.write_text(manifest.read_text().splitlines()[1] + "\n")  # a rerun with one prompt
     export_for_vbench(manifest, tmp_path, tmp_path / "vb")
-    assert [f.name for f in (tmp_path / "vb").iterdir()] == ["a dog-0.mp4"]  # VBench scores the folder
+    assert sorted(f.name for f in (tmp_path / "vb").iterdir()) == ["a dog-0.mp4", "notes"]
 
 
 def test_the_command_runs_vbenchs_launch_script_with_every_dimension(tmp_path):

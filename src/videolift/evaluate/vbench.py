@@ -35,6 +35,8 @@ CUSTOM_DIMENSIONS = (
 LONG_CLIP_SECONDS = 5.0
 PROMPT_FILE = "prompts.json"
 NAME_BYTES = 200  # of a file name's prompt part: Linux allows 255 bytes, UTF-8 prompts may not fit
+# What VBench-Long writes inside the videos folder (its spelling); it reuses them when they exist.
+LONG_WORK_DIRS = ("split_clip", "split_scene", "temporal_filtered_cilps")
 MODULES = {False: ("vbench", "vbench.launch.evaluate", "custom_input"),
            True: ("vbench2_beta_long", "vbench2_beta_long.eval_long", "long_custom_input")}  # fmt: skip
 
@@ -50,11 +52,14 @@ def vbench_name(prompt: str, index: int) -> str:
 def export_for_vbench(manifest: Path, videos: Path, out: Path, *, link: bool = True) -> list[Path]:
     """Place each manifest video at ``out/{prompt}-{k}.mp4`` (k counts videos given that name) and
     write ``out/../prompts.json``; videos of an earlier export are removed first (VBench scores every
-    video in the folder). Links are relative, so a moved or copied OUT still points at its own videos."""
+    video in the folder), and so are VBench-Long's clips of them (it would score those instead of
+    splitting the new videos). Links are relative, so a moved or copied OUT still points at its own videos."""
     if out.is_dir():
         for old in out.iterdir():
             if old.suffix == ".mp4" and (old.is_symlink() or old.is_file()):
                 old.unlink()
+            elif old.name in LONG_WORK_DIRS and old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old)
     out.mkdir(parents=True, exist_ok=True)
     seen: dict[str, int] = {}
     written, prompts = [], {}
