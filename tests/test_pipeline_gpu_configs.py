@@ -117,6 +117,7 @@ def test_shipped_gpu_recipe_runs_end_to_end_on_tiny_models(name, tmp_path, monke
         shipped["critic"].get("lora_r", 16),
         shipped["critic"].get("lora_alpha", 32),
     )  # the recipe's LoRA (the 13B release's r 128 / alpha 256 for CogVideoX-2B's)
+    assert trained_critic["gradient_checkpointing"] is shipped["critic"]["gradient_checkpointing"] is True
     trained = json.loads((w / "aligned_rwl/align_config.json").read_text())
     for key in ("lr", "weight_decay", "grad_accum", "max_grad_norm", "gradient_checkpointing", "finetune"):
         assert trained[key] == shipped["align"]["settings"][key], key

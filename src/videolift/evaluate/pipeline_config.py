@@ -92,6 +92,22 @@ class Critic(StrictModel):
         None, ge=1, description="LoRA rank (default: `critic train`'s 16; paper: 128 for 13B)"
     )
     lora_alpha: int | None = Field(None, gt=0, description="LoRA alpha (default: 32; paper: 2 x rank)")
+    # Unset: `critic train`'s defaults. What a large critic on a GPU needs, by `critic train`'s names.
+    lora_targets: list[str] | None = Field(
+        None, description="`critic train --lora-targets` (default: every LM linear)"
+    )
+    weight_decay: float | None = Field(None, ge=0, description="AdamW weight decay (default 0)")
+    warmup_ratio: float | None = Field(
+        None, ge=0, le=1, description="share of updates warming up (default 0.03)"
+    )
+    gradient_checkpointing: bool = Field(False, description="`critic train --gradient-checkpointing`")
+    dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
+        None, description="`critic train --dtype` (default float32; see docs/critic.md before bf16)"
+    )
+    max_pixels: int | None = Field(
+        None, ge=1, description="`critic train --max-pixels`: per-frame pixel budget"
+    )
+    min_pixels: int | None = Field(None, ge=1, description="`critic train --min-pixels`")
     num_frames: int = Field(8, ge=1, description="frames sampled per clip (the toy VLM was pretrained on 9)")
     layout: Literal["per_dimension", "one_pass"] = "per_dimension"
     describe: bool = Field(

@@ -264,14 +264,36 @@ def _train_critic_quietly(**kwargs: Any) -> None:
 NOT_THE_CRITIC = frozenset({"parallel", "save_every", "score_batch_size", "label_only_baseline"})
 
 
+# Critic options added after the first runs, with the value that leaves them unset.
+LATER_CRITIC_OPTIONS = {"grad_accum": 1, "lora_r": None, "lora_alpha": None, "lora_targets": None,
+                        "weight_decay": None, "warmup_ratio": None, "gradient_checkpointing": False,
+                        "dtype": None, "max_pixels": None, "min_pixels": None}  # fmt: skip
+
+
 def _unset_later_options(c: Any) -> set[str]:
-    """Options added after the first runs, left out of the stage's settings while at their defaults, so
-    that those runs are not redone."""
-    return {
-        k
-        for k, default in (("grad_accum", 1), ("lora_r", None), ("lora_alpha", None))
-        if getattr(c, k) == default
-    }
+    """Options added after the first runs, left out of the stage's settings while unset, so that those
+    runs are not redone."""
+    return {k for k, unset in LATER_CRITIC_OPTIONS.items() if getattr(c, k) == unset}
+
+
+def critic_train_config(cfg: PipelineConfig) -> Any:
+    """`critic train`'s settings from the pipeline's critic section (unset ones: its defaults)."""
+    from videolift.critic.sft import SFTConfig
+
+    c = cfg.critic
+    given = {k: getattr(c, k) for k in sorted(LATER_CRITIC_OPTIONS.keys() - _unset_later_options(c))}
+    return SFTConfig(
+        adapter=c.adapter,
+        lr=c.lr,
+        epochs=c.epochs,
+        max_steps=c.max_steps,
+        batch_size=c.batch_size,
+        **given,
+        num_frames=c.num_frames,
+        frame_sampling=c.frame_sampling,
+        seed=cfg.seed,
+        save_every=c.save_every,
+    )
 
 
 def critic_stage(
@@ -282,24 +304,8 @@ def critic_stage(
     reasons: bool,
     own_process: bool = False,
 ) -> Stage:
-    from videolift.critic.sft import SFTConfig
-
     w, c = cfg.workdir, cfg.critic
-    lora = {k: v for k, v in (("lora_r", c.lora_r), ("lora_alpha", c.lora_alpha)) if v is not None}
-    sft = SFTConfig(
-        adapter=c.adapter,
-        lr=c.lr,
-        epochs=c.epochs,
-        max_steps=c.max_steps,
-        batch_size=c.batch_size,
-        grad_accum=c.grad_accum,
-        **lora,
-        num_frames=c.num_frames,
-        frame_sampling=c.frame_sampling,
-        seed=cfg.seed,
-        save_every=c.save_every,
-    )
-
+    sft = critic_train_config(cfg)
     kwargs = dict(
         base=vlm,
         data=w / "hra_split" / "train.jsonl",
