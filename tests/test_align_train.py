@@ -96,10 +96,18 @@ def test_vae_batches_follow_clip_size_and_tiling_keys_the_cache(world, tmp_path,
     assert sizes == [4, 1, 1, 1, 1]
     for (a, _), (b, _) in zip(batched, single, strict=True):  # the same latents up to float32 reordering
         torch.testing.assert_close(load_tensor(a), load_tensor(b), rtol=0, atol=2e-3)
+    # The size rule is what sizes the calls (4 toy clips fit under READ_BATCH either way).
+    monkeypatch.setattr("videolift.align.cache.clips_per_call", lambda *size, cap: 3)
+    sizes.clear()
+    EncodingCache(tmp_path / "c", "m", cfg.preprocessing()).build(spec, pipe, items, progress=False)
+    assert sizes == [3, 1]
 
     tiled = cfg.model_copy(update={"vae_tiling": True})
     assert cfg.preprocessing() == {"frames": None, "stride": 1, "height": None, "width": None}  # keys kept
     assert tiled.preprocessing() == {**cfg.preprocessing(), "vae_tiling": True}
+    video = items[0][0]
+    untiled_at = EncodingCache(tmp_path / "a", "m", cfg.preprocessing()).latent_path(video)
+    assert EncodingCache(tmp_path / "a", "m", tiled.preprocessing()).latent_path(video) != untiled_at
     assert (
         cfg.model_copy(update={"encode_batch_size": 1}).training_fingerprint() == cfg.training_fingerprint()
     )

@@ -388,9 +388,11 @@ def test_qwen2_5_vl_spaces_its_temporal_patches_by_where_the_frames_were_taken()
     assert torch.isfinite(loss)
 
 
-def test_answers_ignore_the_checkpoints_own_sampling_settings(tiny_qwen):
+def test_answers_ignore_the_checkpoints_own_sampling_settings(tiny_qwen, monkeypatch):
     # Qwen2/2.5-VL Instruct ship top_k 1 and repetition_penalty 1.05 in generation_config.json; here
-    # exaggerated so the answers would change if generate() applied them.
+    # exaggerated so the answers would change if generate() applied them: a penalty under 1 rewards
+    # repeating the prompt's tokens, which greedy decoding otherwise does not do.
+    from videolift.critic import score
     from videolift.critic.score import generate_answers
 
     model, processor = tiny_qwen
@@ -412,11 +414,13 @@ def test_answers_ignore_the_checkpoints_own_sampling_settings(tiny_qwen):
     saved = model.generation_config
     model.generation_config = copy.deepcopy(saved)
     model.generation_config.update(
-        do_sample=True, top_k=1, top_p=0.001, repetition_penalty=1e4, temperature=0.1
+        do_sample=True, top_k=1, top_p=0.001, repetition_penalty=1e-4, temperature=0.1
     )
     try:
         assert answers() == plain  # greedy is the plain argmax
-        assert len(set(answers(1.0, range(4)))) > 1  # and --temperature samples
+        assert len(set(answers(1.0, range(4)))) > 1  # and --temperature samples (top_k 1 would not)
+        monkeypatch.delitem(score.UNSHAPED_LOGITS, "repetition_penalty")
+        assert answers() != plain  # the checkpoint's penalty, were it applied, changes the answer
     finally:
         model.generation_config = saved
 

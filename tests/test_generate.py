@@ -407,3 +407,13 @@ def test_batch_size_unset_is_chosen_by_clip_size(tiny_pipeline, prompts_txt, tmp
     )
     assert calls[0] == 4 and sum(calls) == len(manifest(tmp_path / "a"))
     assert clips_per_call(49, 480, 720, cap=4) == 1 and clips_per_call(9, 48, 48, cap=4) == 4
+    # The rule is what sizes the calls: asked of the run's clip size, its answer is the batch.
+    asked = []
+    monkeypatch.setattr(
+        "videolift.data.generate.clips_per_call", lambda *size, cap: asked.append((*size, cap)) or 1
+    )
+    calls.clear()
+    generate_videos(
+        tiny_pipeline, prompts_txt, tmp_path / "b", per_prompt=2, steps=1, batch_size=None, progress=False
+    )
+    assert asked == [(9, 64, 64, 4)] and set(calls) == {1}

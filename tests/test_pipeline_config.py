@@ -462,12 +462,19 @@ def test_stages_are_keyed_on_what_changes_their_result_and_on_every_file_they_re
     # A large critic's settings reach `critic train`, and while unset leave earlier runs' keys alone.
     assert set(critic(cfg()).settings) == set(critic(cfg("critic.grad_accum=1")).settings)
     gpu = ("critic.gradient_checkpointing=true", "critic.dtype=bfloat16", "critic.max_pixels=200704",
-           "critic.lora_targets=[q_proj, v_proj]", "critic.weight_decay=0.01", "critic.warmup_ratio=0.1")  # fmt: skip
+           "critic.lora_targets=[q_proj, v_proj]", "critic.weight_decay=0.01", "critic.warmup_ratio=0.1",
+           "critic.grad_accum=4", "critic.lora_r=128", "critic.lora_alpha=256")  # fmt: skip
     sft = critic_train_config(cfg(*gpu))
     assert (sft.gradient_checkpointing, sft.dtype, sft.max_pixels, sft.lora_targets) == (
         True, "bfloat16", 200704, ["q_proj", "v_proj"])  # fmt: skip
-    assert (sft.weight_decay, sft.warmup_ratio, sft.grad_accum) == (0.01, 0.1, 1)
-    assert critic(cfg()).settings.keys().isdisjoint({"dtype", "max_pixels", "gradient_checkpointing"})
+    assert (sft.weight_decay, sft.warmup_ratio, sft.grad_accum, sft.lora_r, sft.lora_alpha) == (
+        0.01, 0.1, 4, 128, 256)  # fmt: skip
+    assert {"grad_accum", "dtype", "max_pixels"} <= critic(cfg(*gpu)).settings.keys()
+    assert (
+        critic(cfg())
+        .settings.keys()
+        .isdisjoint({"grad_accum", "dtype", "max_pixels", "gradient_checkpointing"})
+    )
 
     align = lambda c: align_stage(c, str(t2v), "rwl", real, False)  # noqa: E731
     for resumable in ("log_every=5", "checkpoint_every=7", "num_workers=1", "encode_batch_size=2"):
