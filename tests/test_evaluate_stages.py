@@ -318,3 +318,54 @@ def test_a_damaged_run_manifest_is_named_not_a_traceback(tmp_path):
     (tmp_path / "run_manifest.json").write_text('{"stages": {')  # a disk full or a hand edit
     with pytest.raises(DataError, match=r"run_manifest\.json: malformed JSON"):
         Runner(tmp_path)
+
+
+HOLD = """
+import os, sys, time
+from pathlib import Path
+
+from videolift.evaluate.stages import in_subprocess
+
+
+def hold(path: str) -> None:
+    Path(path).write_text(str(os.getpid()))
+    time.sleep(120)
+
+
+if __name__ == "__main__":
+    in_subprocess(hold, {"path": sys.argv[1]})
+"""
+
+
+def test_a_child_process_ends_with_its_parent_killed(tmp_path):
+    # `videolift run` killed -9 while its parallel critics train: they must not train on unseen, into
+    # the directories a rerun resumes.
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    def alive(pid: int) -> bool:  # a zombie (exited, not yet reaped by PID 1) is gone
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    (tmp_path / "hold.py").write_text(HOLD)
+    pid_file = tmp_path / "child.pid"
+    parent = subprocess.Popen([sys.executable, str(tmp_path / "hold.py"), str(pid_file)])
+    deadline = time.time() + 120
+    while not pid_file.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    child = int(pid_file.read_text())
+    try:
+        assert alive(child)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.time() + 15
+        while alive(child) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not alive(child)
+    finally:
+        if alive(child):  # not left behind when the test fails
+            os.kill(child, signal.SIGKILL)

@@ -224,12 +224,28 @@ class Runner:
         return [f.result() for f in futures]
 
 
-def _call_with_threads(threads: int, fn: Callable[..., Any], kwargs: dict[str, Any]) -> tuple[Any, float]:
+def _exit_with(parent: int) -> None:
+    """End this process once ``parent`` is gone: a parent killed -9 cannot stop its children, which would
+    otherwise train on, unseen, into the directory a rerun resumes in."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _call_with_threads(
+    threads: int, fn: Callable[..., Any], kwargs: dict[str, Any], parent: int | None = None
+) -> tuple[Any, float]:
     """In the child: limit torch's threads, run, and report the child's own peak RSS (MB)."""
     import torch
 
     from videolift.core.memory import own_peak_rss_mb
 
+    if parent is not None:
+        _exit_with(parent)
     torch.set_num_threads(threads)
     result = fn(**kwargs)
     return result, own_peak_rss_mb()
@@ -237,12 +253,13 @@ def _call_with_threads(threads: int, fn: Callable[..., Any], kwargs: dict[str, A
 
 def in_subprocess(fn: Callable[..., Any], kwargs: dict[str, Any], *, threads: int = 1) -> tuple[Any, float]:
     """``fn(**kwargs)`` in a fresh (spawned) process with ``threads`` torch threads; returns its result
-    and the process's peak RSS in MB. ``fn`` must be importable and ``kwargs`` picklable."""
+    and the process's peak RSS in MB. ``fn`` must be importable and ``kwargs`` picklable. The process
+    ends within a second of this one's death, however it dies."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_call_with_threads, threads, fn, kwargs).result()
+        return pool.submit(_call_with_threads, threads, fn, kwargs, os.getpid()).result()
 
 
 def _now() -> str:
