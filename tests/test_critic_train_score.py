@@ -157,6 +157,46 @@ def test_resume_equals_uninterrupted(world, tmp_path):
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
     assert [r["loss"] for r in log_of(whole)] == pytest.approx([r["loss"] for r in log_of(pieces)], rel=1e-5)
     assert "finished model" in train(world, pieces, "--save-every", "3", steps=6, fails=True).output
+    again = train(world, pieces, "--save-every", "3", "--resume", steps=6, fails=True).output
+    assert "has finished (same settings); nothing to resume" in again
+
+
+def test_an_unfinished_run_does_not_load_as_a_critic(world, tmp_path):
+    # An --overwrite run stopped before its end keeps the old run's critic_spec.json beside its own
+    # weights: loading that mix would score with another run's questions.
+    out = tmp_path / "critic"
+    train(world, out, "--save-every", "0", "--no-reasons", steps=2)
+    load_critic(out)  # finished: loads
+    train(world, out, "--save-every", "2", "--overwrite", "--stop-at-step", "2", steps=4)
+    assert (out / "critic_spec.json").exists()
+    with pytest.raises(VideoliftError, match="has not finished.*--resume.*critic export"):
+        load_critic(out)
+    train(world, out, "--save-every", "2", "--resume", steps=4)
+    assert load_critic(out).spec.reasons  # the new run's spec, once it has finished
+
+
+def test_a_checkpoint_being_removed_stops_counting_as_complete(tmp_path):
+    # Old checkpoints are rotated out; a kill halfway through removing one must not leave a
+    # "complete" checkpoint without its weights (resume and export would pick it).
+    from types import SimpleNamespace
+
+    from videolift.critic import sft
+
+    def save_state(directory: str) -> None:
+        Path(directory).mkdir(parents=True)
+        (Path(directory) / "model.safetensors").write_bytes(b"w")
+
+    acc = SimpleNamespace(wait_for_everyone=lambda: None, save_state=save_state, is_main_process=True)
+    sft._save_checkpoint(acc, tmp_path, 10, keep=1)
+    with pytest.MonkeyPatch.context() as mp:  # the removal dies after its first file
+        mp.setattr(sft.shutil, "rmtree", lambda path, **_: (Path(path) / "model.safetensors").unlink())
+        sft._save_checkpoint(acc, tmp_path, 20, keep=1)
+    assert sorted(sft.checkpoints(tmp_path)) == [20]
+    sft._save_checkpoint(acc, tmp_path, 30, keep=1)  # the next rotation finishes the job
+    assert [p.name for p in (tmp_path / sft.CHECKPOINTS).iterdir()] == ["step-000030"]
+    (tmp_path / sft.CHECKPOINTS / "step-000030" / "model.safetensors").unlink()  # e.g. removed by hand
+    with pytest.raises(VideoliftError, match="incomplete checkpoint"):
+        sft.export_sft_checkpoint(tmp_path / sft.CHECKPOINTS / "step-000030", "base", None, tmp_path, None)
 
 
 def test_resume_refuses_edited_ratings_at_the_same_path(world, tmp_path):
@@ -589,7 +629,8 @@ def test_loading_refuses_a_critic_fed_differently(critic_dir, tmp_path):
 
 
 def test_pipeline_critic_stage_resumes_its_own_run_and_replaces_any_other(world, tmp_path):
-    """`videolift run`'s critic stage: a killed run continues from its checkpoint; a finished run or
+    """`videolift run`'s critic stage: a killed run continues from its checkpoint, a finished one of
+    the same settings is kept (the stage was killed before its manifest recorded it); a finished run or
     one of other settings in the same directory is replaced (it is never mixed in)."""
     from videolift.critic.sft import SFTConfig
     from videolift.evaluate.pipeline_stages import _train_critic_quietly
@@ -604,6 +645,8 @@ def test_pipeline_critic_stage_resumes_its_own_run_and_replaces_any_other(world,
 
     assert stage(stop_at_step=2) == {}  # "killed" after update 2's checkpoint
     assert stage()["resumed_from"] == 2 and [r["step"] for r in log_of(out)] == [1, 2, 3, 4]
+    weights = (out / "model.safetensors").read_bytes()
+    assert stage()["resumed_from"] == 2 and (out / "model.safetensors").read_bytes() == weights  # kept
     replaced = stage(lr=1e-3)  # finished, other settings: trained again from the start
     assert replaced["resumed_from"] == 0 and replaced["steps"] == 4
     assert json.loads((out / "train_config.json").read_text())["lr"] == 1e-3

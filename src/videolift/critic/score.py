@@ -119,6 +119,19 @@ class Critic:
         return self.spec.reward.reward({d: r["label"] for d, r in ratings.items()})
 
 
+def check_finished(directory: Path) -> None:
+    """Refuse a `critic train` OUT whose run has not finished: its files may mix two runs (an
+    interrupted --overwrite leaves the old critic_spec.json beside the new weights)."""
+    from videolift.critic.sft import TRAIN_CONFIG, TRAIN_SUMMARY
+
+    if (directory / TRAIN_CONFIG).exists() and not (directory / TRAIN_SUMMARY).exists():
+        raise VideoliftError(
+            f"{directory}: holds a `critic train` run that has not finished ({TRAIN_CONFIG} without "
+            f"{TRAIN_SUMMARY}); continue it with --resume, or write one of its checkpoints as a critic "
+            "with `videolift critic export`"
+        )
+
+
 def load_critic(
     directory: str | Path,
     *,
@@ -140,6 +153,7 @@ def load_critic(
     from videolift.models.vlm import get_family, model_type_of
 
     directory = Path(directory)
+    check_finished(directory)
     spec = CriticSpec.load(directory)
     spec.check_settings(**expected)
     source = str(base or spec.base_model) if spec.adapter == "lora" else str(directory)

@@ -255,6 +255,10 @@ class RunConflict(VideoliftError):
     """OUT holds another run: a finished one, or an unfinished one with other settings."""
 
 
+class AlreadyFinished(RunConflict):
+    """--resume of a run that has finished with the same settings: there is nothing left to do."""
+
+
 def check_output_dir(out: Path, cfg: SFTConfig, *, resume: bool, overwrite: bool) -> None:
     """Refuse to mix runs: a finished or different run in OUT needs --overwrite, a resumed one the same
     settings. Only reads: ``_start_run`` clears what --overwrite replaces, once everything is checked."""
@@ -262,6 +266,11 @@ def check_output_dir(out: Path, cfg: SFTConfig, *, resume: bool, overwrite: bool
     if overwrite:
         return
     if (out / TRAIN_SUMMARY).exists():
+        if resume and config.exists() and read_json(config) == cfg.comparable():
+            raise AlreadyFinished(
+                f"{out}: this run has finished (same settings); nothing to resume. Its critic is {out}; "
+                "pass --overwrite to train it again"
+            )
         raise RunConflict(f"{out}: already holds a finished model; pass --overwrite to replace it")
     if config.exists():
         before = read_json(config)
@@ -495,6 +504,7 @@ def _save_checkpoint(accelerator: Any, out: Path, step: int, keep: int) -> None:
             handle.write(json.dumps({"step": step}) + "\n")
         done = sorted(p for p in (out / CHECKPOINTS).glob("step-*") if p != final)
         for old in done[: max(0, len(done) - max(keep, 1) + 1)]:
+            (old / STATE).unlink(missing_ok=True)  # first: a removal killed halfway leaves no "complete" one
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
 
@@ -556,6 +566,8 @@ def export_sft_checkpoint(ckpt: Path, base: str, cfg: SFTConfig, dest: Path, fin
 
     from videolift.models.vlm import get_family, load_vlm
 
+    if not (ckpt / "model.safetensors").is_file():  # e.g. its files removed by hand
+        raise VideoliftError(f"{ckpt}: incomplete checkpoint (no model.safetensors); export another --step")
     model, processor = load_vlm(base, dtype=cfg.dtype)
     family = get_family(model.config.model_type)
     family.configure_processor(processor, cfg.max_pixels, cfg.min_pixels)

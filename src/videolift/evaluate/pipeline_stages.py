@@ -243,7 +243,7 @@ def _train_critic_quietly(**kwargs: Any) -> None:
     """``train_critic`` without log lines, continuing an interrupted run of the same settings from its
     last checkpoint; any other run in OUT is replaced. Importable: parallel critics run it in a child
     process."""
-    from videolift.critic.sft import RunConflict
+    from videolift.critic.sft import AlreadyFinished, RunConflict
     from videolift.critic.train import train_critic
 
     def quiet(*_: Any, **__: Any) -> None:
@@ -255,6 +255,8 @@ def _train_critic_quietly(**kwargs: Any) -> None:
     with library_bars(False):
         try:
             train_critic(**kwargs, resume=True, log=quiet)
+        except AlreadyFinished:
+            pass  # killed after training, before the manifest recorded it: the critic is there
         except RunConflict:
             train_critic(**kwargs, overwrite=True, log=quiet)
 
