@@ -394,6 +394,25 @@ def test_annotate_create_checks_its_settings_before_making_the_project(tmp_path)
     assert code == 1 and "videos: is a directory, expected a file" in out and not (tmp_path / "p").exists()
 
 
+def test_a_split_killed_between_its_files_leaves_no_mixed_pair(tmp_path, monkeypatch):
+    # Another seed's train set beside the old test set would put videos on both sides.
+    from videolift.data import split
+
+    src, out = tmp_path / "hra.jsonl", tmp_path / "split"
+    src.write_text("".join(json.dumps(r) + "\n" for r in _panel(n_videos=20)))
+    assert run("hra", "split", src, "--test-fraction", 0.5, "--seed", 0, "--out", out)[0] == 0
+    writes = split.write_jsonl
+
+    def killed_at_test(path, records):
+        if path.name == "test.jsonl":
+            raise KeyboardInterrupt  # the process dies here
+        return writes(path, records)
+
+    monkeypatch.setattr(split, "write_jsonl", killed_at_test)
+    assert run("hra", "split", src, "--test-fraction", 0.5, "--seed", 1, "--out", out)[0] != 0
+    assert (out / "train.jsonl").exists() and not (out / "test.jsonl").exists()
+
+
 def test_split_keeps_a_shared_video_on_one_side_whatever_the_grouping_and_the_line_order(tmp_path):
     """Two ids naming one file, each with its own prompt: grouped by prompt the file used to land on
     both sides; with shared files the result also used to depend on the file's line order."""

@@ -181,7 +181,7 @@ def split(
     ),
 ) -> None:
     """Split into train.jsonl and test.jsonl, never the same video on both sides."""
-    from videolift.data.split import split_records
+    from videolift.data.split import split_records, write_split
 
     if not 0.0 < test_fraction < 1.0:
         raise DataError(f"--test-fraction must be strictly between 0 and 1, got {test_fraction}")
@@ -189,6 +189,5 @@ def split(
         raise DataError("is a file; --out names a directory for train.jsonl and test.jsonl", file=out)
     check_outputs([("--out", out / name) for name in ("train.jsonl", "test.jsonl")], [("the HRA file", src)])
     train, test = split_records(read_hra(src), test_fraction, seed, group_by=group_by.value)
-    write_jsonl(out / "train.jsonl", train)
-    write_jsonl(out / "test.jsonl", test)
+    write_split(out, train, test)
     console.print(f"train: {len(train)} records, test: {len(test)} records -> {out}")

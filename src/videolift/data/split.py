@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 import random
+from pathlib import Path
 from typing import Literal
 
 from videolift.core.errors import VideoliftError
+from videolift.core.jsonl import write_jsonl
 from videolift.core.schema import HRARecord
 
 
@@ -58,3 +60,12 @@ def split_records(
     train = [r for r, h in zip(records, held, strict=True) if not h]
     test = [r for r, h in zip(records, held, strict=True) if h]
     return train, test
+
+
+def write_split(out: Path, train: list[HRARecord], test: list[HRARecord]) -> None:
+    """``out/train.jsonl`` and ``out/test.jsonl``. The old pair goes first: a run killed between the
+    two writes leaves one file missing, never a new train set beside an old test set sharing its videos."""
+    for name in ("train.jsonl", "test.jsonl"):
+        (out / name).unlink(missing_ok=True)
+    write_jsonl(out / "train.jsonl", train)
+    write_jsonl(out / "test.jsonl", test)

@@ -113,11 +113,10 @@ def split_stage(cfg: PipelineConfig, hra_file: Path) -> Stage:
 
     def run() -> dict:
         from videolift.data.hra_file import read_hra
-        from videolift.data.split import split_records
+        from videolift.data.split import split_records, write_split
 
         train, test = split_records(read_hra(hra_file), cfg.hra.test_fraction, cfg.seed)
-        write_jsonl(out / "train.jsonl", train)
-        write_jsonl(out / "test.jsonl", test)
+        write_split(out, train, test)
         return {"train": len(train), "test": len(test)}
 
     return Stage(
