@@ -94,6 +94,25 @@ def test_rate_with_the_oracle_recovers_the_truth(corpus, tmp_path):
     assert not (tmp_path / "q.jsonl").exists()
 
 
+def test_rate_killed_between_ratings_and_scores_leaves_no_old_scores(corpus, tmp_path, monkeypatch):
+    from videolift.core import jsonl
+
+    args = ["toy", "rate", "--manifest", corpus / "manifest.jsonl", "--videos", corpus, "--oracle",
+            "--no-progress", "--out", tmp_path / "r.jsonl", "--scores-out", tmp_path / "s.jsonl"]  # fmt: skip
+    run(*args)
+    writes = jsonl.write_jsonl
+
+    def killed_at_scores(path, records):
+        if str(path).endswith("s.jsonl"):
+            raise RuntimeError("killed")  # the process dies here
+        return writes(path, records)
+
+    monkeypatch.setattr(jsonl, "write_jsonl", killed_at_scores)
+    with pytest.raises(RuntimeError, match="killed"):
+        run(*args)
+    assert (tmp_path / "r.jsonl").exists() and not (tmp_path / "s.jsonl").exists()
+
+
 def test_rate_with_a_panel_is_seeded_and_has_several_annotators(corpus, tmp_path):
     args = ["toy", "rate", "--manifest", corpus / "manifest.jsonl", "--videos", corpus, "--annotators", 4,
             "--seed", 9, "--no-progress"]  # fmt: skip

@@ -116,6 +116,8 @@ def rate_manifest(
         if isinstance(truth, dict):
             for dim, label in verdict.labels().items():
                 agree[dim.value] += truth.get(dim.value) == label.value
+    if scores_out is not None:  # killed between the two writes: no old scores beside new ratings
+        Path(scores_out).unlink(missing_ok=True)
     write_jsonl(out, records)
     if scores_out is not None:
         write_jsonl(scores_out, (_score_line(r, reward) for r in records))
