@@ -296,3 +296,38 @@ def test_the_run_report_guards_every_aligned_model_and_shows_what_the_critic_did
     assert "BELOW 0.7" in html
     summary["align_rewards"] = "oracle"  # a perfect critic: no guard
     assert "Reward-hacking guard" not in write_report(tmp_path, summary).read_text()
+
+
+def test_the_guard_holds_the_oracle_to_the_critics_gain_whatever_its_sign_and_targets_are_stated():
+    from videolift.evaluate.demo_report import _guard_text, reward_hacking_check, target_rows
+
+    def run(oracle: float, critic: float, se: float | None = None) -> dict:
+        paired = {} if se is None else {"aligned_rwl vs base": {"critic": {"mean_reward": {"se": se}}}}
+        return {
+            "critic": {"accuracy": {"mean": 0.9}},
+            "base": {"oracle_all_good_rate": 0.1, "oracle_mean_reward": 0.5, "critic_mean_reward": 0.5},
+            "aligned_rwl": {
+                "oracle_all_good_rate": 0.2,
+                "oracle_mean_reward": 0.5 + oracle,
+                "critic_mean_reward": 0.5 + critic,
+            },  # fmt: skip
+            "differences": paired,
+        }
+
+    assert reward_hacking_check(run(+0.10, +0.10))["ok"]
+    assert not reward_hacking_check(run(+0.05, +0.10))["ok"]  # half the critic's gain
+    assert not reward_hacking_check(run(-0.20, -0.01))[
+        "ok"
+    ]  # the critic saw a small loss, the oracle a big one
+    assert reward_hacking_check(run(-0.005, -0.01))["ok"]
+    weak, _ = _guard_text("aligned_rwl", reward_hacking_check(run(+0.05, +0.006, se=0.006)))
+    assert "passes" in weak and "within two standard errors of zero" in weak
+    sure, _ = _guard_text("aligned_rwl", reward_hacking_check(run(+0.10, +0.05, se=0.01)))
+    assert "within two standard errors" not in sure
+    rows = {r[0]: r[2] for r in target_rows(run(+0.10, +0.10))}
+    assert rows == {"critic mean accuracy >= 0.85": "met",
+                    "aligned_rwl oracle all-Good >= base + 0.15": "NOT MET",  # +0.10
+                    "aligned_rwl: oracle gain >= 0.7 x critic gain": "met"}  # fmt: skip
+    no_oracle = run(0.1, 0.1)
+    no_oracle["base"]["oracle_all_good_rate"] = None
+    assert target_rows(no_oracle) == []  # outside the toy world the demo's targets do not apply

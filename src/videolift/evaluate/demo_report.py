@@ -12,6 +12,9 @@ from videolift.evaluate.eval_report import comparison_tables, distributions, fra
 from videolift.evaluate.report import Report, confusion_figure, curves_figure
 
 GAIN_GUARD = 0.7  # oracle gain must be at least this share of the critic-measured gain
+# The toy-world demo's targets (issue #9), shown met or not in its report.
+CRITIC_ACCURACY_TARGET = 0.85  # mean label accuracy of the critic trained with reasons
+ALL_GOOD_GAIN_TARGET = 0.15  # aligned_rwl's oracle all-Good rate over the base's
 
 
 def _curve(path: Path, key: str = "loss") -> list[tuple[float, float]]:
@@ -21,8 +24,11 @@ def _curve(path: Path, key: str = "loss") -> list[tuple[float, float]]:
 
 
 def reward_hacking_check(summary: dict[str, Any], key: str = "aligned_rwl") -> dict[str, Any] | None:
-    """Oracle gain against the critic-measured gain of the aligned model ``key``; None without an
-    oracle or that model; ``ok`` None when the critic parsed no answer on either model's videos."""
+    """Oracle gain against the critic-measured gain of the aligned model ``key``: ``ok`` when the
+    oracle's is at least ``GAIN_GUARD`` times the critic's (for a critic gain of zero or less too: an
+    oracle loss beyond it fails). None without an oracle or that model; ``ok`` None when the critic
+    parsed no answer on either model's videos. ``critic_gain_se``: the paired difference's standard
+    error, when the summary has it."""
     base, aligned = summary.get("base"), summary.get(key)
     if not base or not aligned or "skipped" in aligned or base.get("oracle_mean_reward") is None:
         return None
@@ -30,12 +36,13 @@ def reward_hacking_check(summary: dict[str, Any], key: str = "aligned_rwl") -> d
         return {"oracle_gain": None, "critic_gain": None, "ratio": None, "ok": None}
     oracle_gain = aligned["oracle_mean_reward"] - base["oracle_mean_reward"]
     critic_gain = aligned["critic_mean_reward"] - base["critic_mean_reward"]
-    ratio = oracle_gain / critic_gain if critic_gain > 0 else None
+    paired = summary.get("differences", {}).get(f"{key} vs base", {}).get("critic", {})
     return {
         "oracle_gain": oracle_gain,
         "critic_gain": critic_gain,
-        "ratio": ratio,
-        "ok": ratio is None or ratio >= GAIN_GUARD,
+        "critic_gain_se": paired.get("mean_reward", {}).get("se"),
+        "ratio": oracle_gain / critic_gain if critic_gain > 0 else None,
+        "ok": oracle_gain >= GAIN_GUARD * critic_gain,
     }
 
 
@@ -50,12 +57,45 @@ def _guard_text(key: str, check: dict[str, Any]) -> tuple[str, str]:
         + (f" (ratio {check['ratio']:.2f})" if check["ratio"] is not None else "")
     )
     if check["ok"]:
-        return text, ""
-    return (
-        text + f" — BELOW {GAIN_GUARD}: the critic's gain is not matched by the oracle; the aligned "
-        "model may exploit the critic.",
-        "warn",
-    )
+        text += f": passes (the oracle's gain is at least {GAIN_GUARD} of the critic's)."
+    else:
+        text += (
+            f" — BELOW {GAIN_GUARD} of the critic's gain: the critic's gain is not matched by the oracle; "
+            "the aligned model may exploit the critic."
+        )
+    se = check.get("critic_gain_se")
+    if se is not None and abs(check["critic_gain"]) < 2 * se:
+        text += (
+            f" The critic's gain is within two standard errors of zero (SE {se:.3f}): the critic hardly "
+            "tells the two models apart, so this check says little."
+        )
+    return text, "" if check["ok"] else "warn"
+
+
+def target_rows(summary: dict[str, Any]) -> list[list[Any]]:
+    """The demo's targets against this run, each met or not; none outside the toy world (no oracle)."""
+    base, rwl = summary.get("base", {}), summary.get("aligned_rwl", {})
+    if base.get("oracle_all_good_rate") is None:
+        return []
+    rows = []
+    mean = (summary.get("critic", {}).get("accuracy") or {}).get("mean")
+    if mean is not None:
+        verdict = "met" if mean >= CRITIC_ACCURACY_TARGET else "NOT MET"
+        rows.append([f"critic mean accuracy >= {CRITIC_ACCURACY_TARGET}", f"{mean:.3f}", verdict])
+    if rwl.get("oracle_all_good_rate") is not None:
+        gain = rwl["oracle_all_good_rate"] - base["oracle_all_good_rate"]
+        verdict = "met" if gain >= ALL_GOOD_GAIN_TARGET - 1e-9 else "NOT MET"
+        rows.append(
+            [f"aligned_rwl oracle all-Good >= base + {ALL_GOOD_GAIN_TARGET}", f"{gain:+.3f}", verdict]
+        )
+    if summary.get("align_rewards") != "oracle":
+        for key in [k for k in summary if k.startswith("aligned_")]:
+            check = reward_hacking_check(summary, key)
+            if check is not None and check["ok"] is not None:
+                rows.append([f"{key}: oracle gain >= {GAIN_GUARD} x critic gain",
+                             f"{check['oracle_gain']:+.3f} vs {check['critic_gain']:+.3f}",
+                             "met" if check["ok"] else "NOT MET"])  # fmt: skip
+    return rows
 
 
 def write_report(
@@ -113,6 +153,13 @@ def write_report(
         for key in [k for k in summary if k.startswith("aligned_")]:
             if (check := reward_hacking_check(summary, key)) is not None:
                 rep.paragraph(*_guard_text(key, check))
+    if targets := target_rows(summary):
+        rep.table(
+            ["target", "this run", "verdict"],
+            targets,
+            caption="the toy-world demo's targets (critic accuracy on held-out videos; the oracle's rates "
+            "on held-out prompts)",
+        )
     comparison_tables(rep, evaluation)
     if stages := summary.get("stages"):
         rep.table(
@@ -127,10 +174,19 @@ def write_report(
 
     rep.heading("Training curves")
     critic_curves = {n: _curve(w / n / "train_log.jsonl") for n in ("critic", "critic_label_only")}
-    rep.figure(curves_figure(critic_curves, "critic fine-tuning (answer-token cross-entropy)"))
+    rep.figure(
+        curves_figure(
+            critic_curves,
+            "critic fine-tuning: cross-entropy of the answer tokens (label and reason, or the label only)",
+        )
+    )
     align_curves = {p.name: _curve(p / "logs" / "train.jsonl") for p in sorted(w.glob("aligned_*"))}
     if align_curves:
-        rep.figure(curves_figure(align_curves, "alignment (reward-weighted diffusion loss)"))
+        rep.figure(
+            curves_figure(
+                align_curves, "alignment: the synthetic videos' loss (reward-weighted) + lambda x real"
+            )
+        )
 
     rep.heading("Critic confusion matrices (held-out)")
     for name in ("critic", "critic_label_only"):

@@ -74,4 +74,8 @@ def print_summary(summary: dict) -> None:
     for pair, by_rater in summary.get("differences", {}).items():
         for rater, diff in by_rater.items():
             console.print(f"{pair} ({rater}, paired difference ± SE): {format_difference(diff)}")
+    from videolift.evaluate.demo_report import target_rows
+
+    for target, value, verdict in target_rows(summary):
+        console.print(f"target: {target}: {value}, {verdict}")
     console.print(f"wall {summary['wall_seconds']:.0f} s, peak RSS {summary['peak_rss_mb']:.0f} MB")

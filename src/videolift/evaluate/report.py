@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,7 +129,7 @@ def curves_figure(curves: Mapping[str, Sequence[tuple[float, float]]], title: st
             ax.plot(xs, ys, label=name, linewidth=1)
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set_title(textwrap.fill(title, 70), fontsize=9)  # a long title wraps instead of running off
     if ax.get_legend_handles_labels()[0]:  # no curve logged (e.g. its run's log is gone): no legend
         ax.legend(fontsize=7)
     return fig
