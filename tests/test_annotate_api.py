@@ -66,6 +66,12 @@ def test_next_returns_the_open_task_until_it_is_submitted(study):
         ({"colour": {"label": "Good"}}, 422, "unknown dimension 'colour'"),
         ({d: {"label": "Normal"} for d in DIMS}, 422, "a reason is required for Normal"),
         ({d: {"label": "Bad", "reason": "  "} for d in DIMS}, 422, "a reason is required for Bad"),
+        ({d: {"label": "Bad", "reason": "\u200b\u00a0"} for d in DIMS}, 422, "a reason is required for Bad"),
+        (
+            {d: {"label": "Bad", "reason": "x" * 5001} for d in DIMS},
+            422,
+            "5001 characters long; at most 5000",
+        ),
         (
             {"semantic_consistency": {"label": "Good"}},
             422,
@@ -81,6 +87,21 @@ def test_invalid_submissions_are_refused_with_a_message(study, body, status, mes
         "/api/annotations", headers=auth(tokens["alice"]), json={"task_id": task["task_id"], "ratings": body}
     )
     assert r.status_code == status and message in r.json()["detail"]
+    assert client.get("/api/annotations/mine", headers=auth(tokens["alice"])).json() == []
+
+
+def test_text_that_is_not_unicode_is_refused_not_stored(study):
+    # A lone surrogate in JSON's \u escapes was stored, then broke "My ratings" and every export.
+    client, _, _, tokens = study
+    task = client.get("/api/next", headers=auth(tokens["alice"])).json()
+    ratings = ", ".join(f'"{d}": {{"label": "Bad", "reason": "bad \\ud800"}}' for d in DIMS)
+    raw = f'{{"task_id": {task["task_id"]}, "ratings": {{{ratings}}}}}'
+    headers = {**auth(tokens["alice"]), "Content-Type": "application/json"}
+    r = client.post("/api/annotations", headers=headers, content=raw.encode())
+    assert r.status_code == 422 and "lone surrogate" in r.json()["detail"]
+    skip = '{"reason": "\\udfff"}'
+    r = client.post(f"/api/tasks/{task['task_id']}/skip", headers=headers, content=skip.encode())
+    assert r.status_code == 422 and "lone surrogate" in r.json()["detail"]
     assert client.get("/api/annotations/mine", headers=auth(tokens["alice"])).json() == []
 
 
@@ -276,3 +297,11 @@ def test_tokens_are_stored_hashed_and_can_be_reissued(study):
         r.status_code == 201
         and client.get("/api/me", headers=auth(r.json()["token"])).json()["role"] == "annotator"
     )
+
+
+def test_a_manifest_field_named_adjudicated_is_not_carried_into_rater_records():
+    # It marks an admin's review in an export: carried along, every rater's record would pass for one.
+    from videolift.data.annotate.videos import ManifestEntry
+
+    entry = ManifestEntry(video="v/0.mp4", prompt="a red square", adjudicated=True, seed=3)
+    assert entry.extra == {"seed": 3}

@@ -10,6 +10,7 @@ tasks free it. Claiming runs in one transaction that holds the write lock (SQLit
 from __future__ import annotations
 
 import secrets
+import unicodedata
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -138,6 +139,28 @@ def task_view(task: Task) -> dict[str, Any]:
     }
 
 
+TEXT_LIMIT = 5000  # characters of a reason, comment or skip reason: LiFT's reasons are a sentence or two
+
+
+def clean_text(value: Any, what: str, *, missing: str | None = None) -> str:
+    """A rater's free text, stripped; TaskError(422) unless it is a string of valid Unicode (a lone
+    surrogate would be stored and then break every export) of at most ``TEXT_LIMIT`` characters, and,
+    given the ``missing`` message, with something visible in it (not only spaces or zero-width ones)."""
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise TaskError(422, f"{what} must be a string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise TaskError(422, f"{what} is not valid Unicode text (it holds a lone surrogate)") from None
+    if len(value) > TEXT_LIMIT:
+        raise TaskError(422, f"{what} is {len(value)} characters long; at most {TEXT_LIMIT}")
+    if missing is not None and not any(unicodedata.category(c)[0] in "LNPS" for c in value):
+        raise TaskError(422, missing)
+    return value.strip()
+
+
 def validate_ratings(raw: Any) -> dict[str, dict[str, str]]:
     """``{dim: {label, reason}}`` for all three dimensions, a reason for Normal and Bad; TaskError(422)."""
     if not isinstance(raw, dict):
@@ -150,16 +173,13 @@ def validate_ratings(raw: Any) -> dict[str, dict[str, str]]:
             raise TaskError(422, str(exc)) from None
         if not isinstance(value, dict) or not isinstance(value.get("label"), str):
             raise TaskError(422, f"{dim}: expected {{label, reason}} with a label string")
-        reason = value.get("reason") or ""
-        if not isinstance(reason, str):
-            raise TaskError(422, f"{dim}: reason must be a string")
         try:
             label = parse_label(value["label"])
         except ValueError as exc:
             raise TaskError(422, f"{dim}: {exc}") from None
-        if label != Label.Good and not reason.strip():
-            raise TaskError(422, f"{dim}: a reason is required for {label.value}")
-        out[dim.value] = {"label": label.value, "reason": reason.strip()}
+        needed = f"{dim}: a reason is required for {label.value}" if label != Label.Good else None
+        reason = clean_text(value.get("reason"), f"{dim}: the reason", missing=needed)
+        out[dim.value] = {"label": label.value, "reason": reason}
     missing = [d.value for d in DIMENSIONS if d.value not in out]
     if missing:
         raise TaskError(422, f"missing rating for {', '.join(missing)}")
@@ -244,19 +264,15 @@ def edit(session: Session, user: User, task_id: int, body: dict[str, Any]) -> An
 
 
 def _comment(body: dict[str, Any]) -> str:
-    comment = body.get("comment") or ""
-    if not isinstance(comment, str):
-        raise TaskError(422, "comment must be a string")
-    return comment.strip()
+    return clean_text(body.get("comment"), "comment")
 
 
 def skip(session: Session, user: User, task_id: int, reason: Any) -> Task:
     task = own_task(session, user, task_id)
-    if not isinstance(reason, str) or not reason.strip():
-        raise TaskError(422, "a reason is required to skip a task")
+    reason = clean_text(reason, "the reason", missing="a reason is required to skip a task")
     if task.status not in ("open", "expired"):
         raise TaskError(409, f"task {task.id} is {task.status}, it cannot be skipped")
-    task.status, task.skip_reason = "skipped", reason.strip()
+    task.status, task.skip_reason = "skipped", reason
     return task
 
 
