@@ -227,10 +227,15 @@ def test_pairs_match_by_prompt_occurrence_without_seeds(tmp_path):
 
 
 def test_pairs_of_two_generate_runs_with_their_own_roots(tmp_path):
-    # `videolift generate` writes paths relative to each run's OUT: videos/00000_00.mp4 in both runs.
+    # `videolift generate` writes paths relative to each run's OUT: videos/00000_00.mp4 in both runs,
+    # and the same video_id (00000_00) too.
     gen = tmp_path / "gen"
     for run in ("base", "lift"):
-        write_manifest(gen / run / "manifest.jsonl", gen / run, 2, prefix="videos")
+        manifest = write_manifest(gen / run / "manifest.jsonl", gen / run, 2, prefix="videos")
+        lines = [json.loads(x) for x in manifest.read_text().splitlines()]
+        manifest.write_text(
+            "".join(json.dumps(r | {"video_id": f"{i:05d}_00"}) + "\n" for i, r in enumerate(lines))
+        )
     project = tmp_path / "project"
     create(project, gen)
     args = [
@@ -249,6 +254,12 @@ def test_pairs_of_two_generate_runs_with_their_own_roots(tmp_path):
     assert pairs == [
         ("base", f"base/videos/{i:04d}.mp4", "lift", f"lift/videos/{i:04d}.mp4") for i in range(2)
     ]
+    # Rating the paired videos too: the two runs' videos share their ids, and the export,
+    # agreement and reviews know a rated video by its id, so the second run's are refused as new ones are.
+    add = ["annotate", "add-videos", "--project", str(project), "--manifest"]
+    cli(*add, str(gen / "base" / "manifest.jsonl"), "--dir", str(gen / "base"))
+    with pytest.raises(CliFailed, match="video_id '00000_00' is already in the project"):
+        cli(*add, str(gen / "lift" / "manifest.jsonl"), "--dir", str(gen / "lift"))
 
 
 def test_a_legacy_record_that_is_no_hra_record_is_named_on_export():

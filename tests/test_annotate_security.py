@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -124,6 +125,13 @@ def test_pages_carry_security_headers(tmp_path):
         assert r.status_code == 200 and "<title>videolift" in r.text
         assert "default-src 'self'" in r.headers["content-security-policy"]
         assert r.headers["x-content-type-options"] == "nosniff"
+        # Nothing served that loads from the internet (FastAPI's Swagger page pulls a CDN's scripts).
+        assert client.get("/api/docs").status_code == 404
+        assert client.get("/api/openapi.json").json()["info"]["title"] == "videolift annotate"
+        static = Path(__file__).parents[1] / "src/videolift/data/annotate/static"
+        assert not [
+            f for f in static.rglob("*") if f.is_file() and "https://" in f.read_text(errors="ignore")
+        ]
 
 
 @pytest.mark.parametrize("command", ["export", "export-pairs", "review"])

@@ -50,7 +50,12 @@ def authenticate(session: Session, credentials: Credentials, role: str | None) -
 
 def create_app(project: Project) -> FastAPI:
     app = FastAPI(
-        title="videolift annotate", docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json"
+        # No Swagger page: it loads its scripts from a CDN, which the app's own CSP (and an offline lab)
+        # refuses. The schema is served for any OpenAPI viewer.
+        title="videolift annotate",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
     )
     guide = guideline.load(project.directory)
     settings = project.settings

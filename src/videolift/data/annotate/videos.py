@@ -19,8 +19,9 @@ from videolift.core.errors import DataError, VideoError, VideoliftError
 from videolift.core.jsonl import iter_json_lines, parse_model
 from videolift.data.annotate.models import Video
 
-# Keys of the export record itself: a manifest field with one of these names is not carried along.
-RESERVED = {"video", "video_id", "prompt", "annotator", "ratings"}
+# Keys of the export record itself: a manifest field with one of these names is not carried along
+# (``adjudicated`` marks an admin's review: every rater's record would pass for one).
+RESERVED = {"video", "video_id", "prompt", "annotator", "ratings", "adjudicated"}
 
 
 class ManifestEntry(BaseModel):
@@ -100,6 +101,15 @@ def import_manifest(
     return add_videos(session, path, read_manifest(path, root, base), rate=rate)
 
 
+def _check_free_id(
+    session: Session, video_id: str, path: str | Path, line: int, but: int | None = None
+) -> None:
+    """Refuse a second rated video of ``video_id``: the export, agreement and reviews know videos by it."""
+    taken = select(Video.id).where(Video.video_id == video_id, Video.rate, Video.id != (but or -1))
+    if session.scalar(taken):
+        raise DataError(f"video_id {video_id!r} is already in the project", file=path, line=line)
+
+
 def add_videos(session: Session, path: str | Path, entries: Entries, *, rate: bool = True) -> list[Video]:
     """Add a read manifest's videos (``rate``: hand them out for rating), one per entry, in order. A video
     already in the project (same path) is reused, if its prompt is the same."""
@@ -114,11 +124,13 @@ def add_videos(session: Session, path: str | Path, entries: Entries, *, rate: bo
                 raise DataError(
                     f"{entry.video} is already in the project with another prompt", file=path, line=line
                 )
+            if rate and not video.rate:  # a pair's video, rated from now on: its id must be free too
+                _check_free_id(session, video.video_id, path, line, but=video.id)
             video.rate = video.rate or rate
             videos.append(video)
             continue
-        if rate and session.scalar(select(Video.id).where(Video.video_id == entry.video_id, Video.rate)):
-            raise DataError(f"video_id {entry.video_id!r} is already in the project", file=path, line=line)
+        if rate:
+            _check_free_id(session, entry.video_id, path, line)
         try:
             info = probe_video(file)
         except VideoError as exc:
