@@ -331,3 +331,53 @@ def test_the_guard_holds_the_oracle_to_the_critics_gain_whatever_its_sign_and_ta
     no_oracle = run(0.1, 0.1)
     no_oracle["base"]["oracle_all_good_rate"] = None
     assert target_rows(no_oracle) == []  # outside the toy world the demo's targets do not apply
+
+
+def test_the_frame_grid_pairs_videos_by_prompt_and_seed_and_the_oracle_rewards_are_drawn(tmp_path):
+    import numpy as np
+
+    from videolift.core.video import write_video
+    from videolift.evaluate.eval_report import distributions, frame_grid
+
+    good = {
+        d: {"label": "Good", "reason": ""}
+        for d in ("semantic_consistency", "motion_smoothness", "video_fidelity")
+    }
+    for name, order in (("base", [0, 1]), ("aligned", [1, 0])):  # the same videos, in another order
+        root = tmp_path / name
+        (root / "videos").mkdir(parents=True)
+        lines, rated = [], []
+        for i in order:
+            video = f"videos/{name}_{i}.mp4"
+            write_video(
+                root / video,
+                np.full((3, 8, 8, 3), 40 * i + (100 if name == "aligned" else 0), np.uint8),
+                fps=8,
+            )
+            lines.append({"video": video, "prompt": f"prompt {i}", "seed": 10 + i})
+            rated.append({"video": video, "ratings": good})
+        (root / "manifest.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+        (root / "oracle_ratings.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rated))
+
+    class Shown:
+        frames_of, figures = [], []
+
+        def frames(self, rows, caption):
+            self.frames_of.append((caption, [(label, clip[0, 0, 0, 0]) for label, clip in rows]))
+
+        def figure(self, fig):
+            self.figures.append(fig.axes[0].get_title())
+
+        def paragraph(self, *_):
+            pass
+
+    rep = Shown()
+    frame_grid(rep, tmp_path, ["base", "aligned"])
+    for caption, rows in rep.frames_of:
+        i = int(caption.split('"prompt ')[1][0])
+        assert f"(seed {10 + i})" in caption and "oracle labels" in caption
+        assert [label for label, _ in rows] == ["base oracle S:G M:G V:G", "aligned oracle S:G M:G V:G"]
+        assert abs(int(rows[0][1]) - 40 * i) <= 3 and abs(int(rows[1][1]) - (40 * i + 100)) <= 3
+    summary = {"base": {}, "aligned": {}}  # no label rates to draw: the rewards come from the files
+    distributions(rep, {"summary": summary}, tmp_path)
+    assert "oracle reward per video" in rep.figures

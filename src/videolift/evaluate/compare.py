@@ -247,6 +247,7 @@ def compare_models(
         "prompts": str(prompts),
         "seed": seed,
         "per_prompt": per_prompt,
+        "reward_config": reward.model_dump(mode="json"),  # what turned labels into rewards
         "models": {r.name: {"model": r.model, "lora": r.lora} for r in runs},
         "summary": {
             r.name: {rater: summarize(v, reward, clusters) for rater, v in r.ratings.items()} for r in runs

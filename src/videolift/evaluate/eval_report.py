@@ -87,11 +87,22 @@ def findings_table(rep: Report, evaluation: dict[str, Any]) -> None:
 
 
 def distributions(rep: Report, evaluation: dict[str, Any], root: Path) -> None:
-    """Label rates per rater and the critic's reward per video, for every model in ``root``."""
+    """Label rates per rater and the reward per video (the oracle's, in the toy world, and the
+    critic's), for every model in ``root``."""
+    from videolift.core.reward import RewardConfig
+
     for rater in ("oracle", "critic"):
         models = {n: s[rater] for n, s in evaluation["summary"].items() if rater in s}
         if models:
             rep.figure(label_rates_figure(models, f"{rater} labels per dimension"))
+    reward = RewardConfig.model_validate(evaluation.get("reward_config") or {})
+    oracle = {
+        name: [x for r in read_jsonl_dicts(path) if (x := reward.reward({d: v["label"] for d, v in r["ratings"].items()})) is not None]
+        for name in evaluation["summary"]
+        if (path := root / name / "oracle_ratings.jsonl").exists()
+    }  # fmt: skip
+    if oracle:
+        rep.figure(histogram_figure(oracle, "oracle reward per video"))
     rewards, unparsed = {}, []
     for name in evaluation["summary"]:
         path = root / name / "critic_scores.jsonl"
@@ -113,26 +124,35 @@ def frame_grid(rep: Report, root: Path, names: list[str], n: int = 6) -> None:
     """The first ``n`` prompts as frame strips, one row per model (with the oracle's labels, if any)."""
     from videolift.core.video import read_video
 
-    manifests = {name: read_jsonl_dicts(root / name / "manifest.jsonl") for name in names}
+    # Each model's video of the same prompt and seed (not of the same line: nothing else ties them).
+    manifests = {
+        name: {(r["prompt"], r["seed"]): r for r in read_jsonl_dicts(root / name / "manifest.jsonl")}
+        for name in names
+    }
     oracle = {
         name: {r["video"]: r for r in read_jsonl_dicts(p)}
         for name in names
         if (p := root / name / "oracle_ratings.jsonl").exists()
     }
-    for i in range(min(n, len(manifests[names[0]]))):
+    shown = [key for key in manifests[names[0]] if all(key in m for m in manifests.values())][:n]
+    for prompt, seed in shown:
         rows = []
         for name in names:
-            rec = manifests[name][i]
+            rec = manifests[name][(prompt, seed)]
             verdict = oracle.get(name, {}).get(rec["video"])
             tag = (
-                " ".join(f"{d[:1].upper()}:{v['label'][0]}" for d, v in verdict["ratings"].items())
+                " oracle "
+                + " ".join(f"{d[:1].upper()}:{v['label'][0]}" for d, v in verdict["ratings"].items())
                 if verdict
                 else ""
             )
-            rows.append((f"{name} {tag}", read_video(root / name / rec["video"])))
-        rep.frames(
-            rows, caption=f'"{manifests[names[0]][i]["prompt"]}" (seed {manifests[names[0]][i]["seed"]})'
+            rows.append((f"{name}{tag}", read_video(root / name / rec["video"])))
+        legend = (
+            " — oracle labels: S semantic, M motion, V fidelity; G / N / B Good, Normal, Bad"
+            if oracle
+            else ""
         )
+        rep.frames(rows, caption=f'"{prompt}" (seed {seed}){legend}')
 
 
 def write_eval_report(out: str | Path, evaluation: dict[str, Any], title: str = "videolift eval") -> Path:
