@@ -305,3 +305,21 @@ def test_a_manifest_field_named_adjudicated_is_not_carried_into_rater_records():
 
     entry = ManifestEntry(video="v/0.mp4", prompt="a red square", adjudicated=True, seed=3)
     assert entry.extra == {"seed": 3}
+
+
+def test_an_edit_from_a_stale_form_does_not_overwrite_a_newer_one(study):
+    # Two tabs open the same rating for editing; the second to save must not silently undo the first.
+    client, _, _, tokens = study
+    alice = auth(tokens["alice"])
+    task = client.get("/api/next", headers=alice).json()["task_id"]
+    client.post("/api/annotations", headers=alice, json={"task_id": task, "ratings": ratings("Bad")})
+    (opened,) = client.get("/api/annotations/mine", headers=alice).json()
+    first = {"ratings": ratings("Normal", "tab one"), "updated_at": opened["updated_at"]}
+    assert client.put(f"/api/annotations/{task}", headers=alice, json=first).status_code == 200
+    stale = {"ratings": ratings("Good"), "updated_at": opened["updated_at"]}
+    r = client.put(f"/api/annotations/{task}", headers=alice, json=stale)
+    assert r.status_code == 409 and "after you opened it" in r.json()["detail"]
+    (now,) = client.get("/api/annotations/mine", headers=alice).json()
+    assert now["ratings"]["video_fidelity"] == {"label": "Normal", "reason": "tab one"}
+    again = {"ratings": ratings("Good"), "updated_at": now["updated_at"]}  # reloaded: saves
+    assert client.put(f"/api/annotations/{task}", headers=alice, json=again).status_code == 200

@@ -257,10 +257,19 @@ def edit(session: Session, user: User, task_id: int, body: dict[str, Any]) -> An
     task = own_task(session, user, task_id)
     if task.annotation is None:
         raise TaskError(409, f"task {task.id} is not submitted yet; submit it with POST /api/annotations")
+    seen, now = body.get("updated_at"), _stamp(task.annotation.updated_at)
+    if seen is not None and seen != now:  # edited elsewhere (another tab) since this form was opened
+        raise TaskError(
+            409, f"task {task.id} was changed at {now}, after you opened it: reload My ratings to see it"
+        )
     task.annotation.result = _result(task, body)
     task.annotation.comment = _comment(body)
     task.annotation.updated_at = utcnow()
     return task.annotation
+
+
+def _stamp(when: datetime) -> str:
+    return when.isoformat() + "Z"
 
 
 def _comment(body: dict[str, Any]) -> str:
@@ -293,8 +302,8 @@ def mine(session: Session, user: User) -> list[dict[str, Any]]:
             item |= {
                 key: task.annotation.result,
                 "comment": task.annotation.comment,
-                "submitted_at": task.annotation.created_at.isoformat() + "Z",
-                "updated_at": task.annotation.updated_at.isoformat() + "Z",
+                "submitted_at": _stamp(task.annotation.created_at),
+                "updated_at": _stamp(task.annotation.updated_at),
             }
         out.append(item)
     return out

@@ -120,6 +120,7 @@ async function loadNext() {
 function openTask(task, previous) {
   state.task = task;
   state.editing = Boolean(previous);
+  state.version = previous ? previous.updated_at : null;  // sent back: an edit made elsewhere since is not overwritten
   state.result = {};
   state.reasons = {};
   if (previous) {
@@ -210,7 +211,7 @@ async function submit() {
     ? { task_id: state.task.task_id, choices: { ...state.result }, comment: $("comment").value }
     : { task_id: state.task.task_id, ratings: Object.fromEntries(DIMS.map((d) => [d, { label: state.result[d], reason: state.reasons[d] || "" }])) };
   try {
-    if (state.editing) await api("PUT", `/api/annotations/${state.task.task_id}`, body);
+    if (state.editing) await api("PUT", `/api/annotations/${state.task.task_id}`, { ...body, updated_at: state.version });
     else await api("POST", "/api/annotations", body);
   } catch (e) {
     $("form-error").textContent = e.message;
