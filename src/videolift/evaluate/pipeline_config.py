@@ -79,6 +79,11 @@ class HRA(StrictModel):
     prompts: PromptSet = Field(default_factory=lambda: PromptSet(n=200, per_prompt=4))
     annotators: int = Field(3, ge=1, description="simulated annotators per video (toy panel)")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="share of the rated videos held out")
+    group_by: Literal["video", "prompt"] = Field(
+        "video",
+        description="keep each video, or each prompt, on one side of the split (`hra split --group-by`): "
+        "prompt measures the critic on prompts it never saw",
+    )
 
 
 class Critic(StrictModel):

@@ -115,16 +115,18 @@ def split_stage(cfg: PipelineConfig, hra_file: Path) -> Stage:
         from videolift.data.hra_file import read_hra
         from videolift.data.split import split_records, write_split
 
-        train, test = split_records(read_hra(hra_file), cfg.hra.test_fraction, cfg.seed)
+        train, test = split_records(read_hra(hra_file), cfg.hra.test_fraction, cfg.seed, cfg.hra.group_by)
         write_split(out, train, test)
         return {"train": len(train), "test": len(test)}
 
+    # group_by only when it is not the split runs made before it existed (they are not redone)
+    grouped = {"group_by": cfg.hra.group_by} if cfg.hra.group_by != "video" else {}
     return Stage(
         "split",
         run,
         inputs=[hra_file],
         outputs=[out / "test.jsonl"],
-        settings={"test_fraction": cfg.hra.test_fraction, "seed": cfg.seed},
+        settings={"test_fraction": cfg.hra.test_fraction, "seed": cfg.seed, **grouped},
     )
 
 
