@@ -50,6 +50,19 @@ def run(*args):
     return result.exit_code, result.output
 
 
+def test_import_can_put_the_videos_under_a_folder_so_two_releases_combine(tmp_path):
+    # LiFT-HRA and VIDGEN both say videos/...: under one videos root they need folders of their own.
+    src = tmp_path / "vidgen.json"
+    src.write_text(json.dumps(RELEASE))
+    args = ("hra", "import", src, "--format", "lift", "--out", tmp_path / "v.jsonl", "--video-prefix")
+    assert run(*args, "vidgen/")[0] == 0
+    records = read_jsonl(tmp_path / "v.jsonl", HRARecord)
+    assert {(r.video, r.video_id) for r in records} == {
+        ("vidgen/videos/a.mp4", "vidgen/videos/a.mp4"), ("vidgen/videos/b.mp4", "vidgen/videos/b.mp4")}  # fmt: skip
+    code, said = run(*args, "../elsewhere")
+    assert code != 0 and "name a folder inside the videos root" in said
+
+
 def test_import_merges_per_video_and_parses_leading_labels(tmp_path):
     src = tmp_path / "lift.json"
     src.write_text(json.dumps(RELEASE))
@@ -166,6 +179,16 @@ def test_export_then_import_round_trips(tmp_path):
         (
             json.dumps([release_item("a.mp4", "", SC, "Good.")]),
             "element [0], field 'conversations[human].value': empty caption",
+        ),
+        (  # a second question and answer in one record would be dropped unread
+            json.dumps([{"video": "a.mp4", "conversations": RELEASE[0]["conversations"] * 2}]),
+            "element [0], field 'conversations': expected one human turn and its gpt answer, got turns "
+            "['human', 'gpt', 'human', 'gpt']",
+        ),
+        (
+            json.dumps([{"video": "a.mp4", "conversations": RELEASE[0]["conversations"][::-1]}]),
+            "element [0], field 'conversations': expected one human turn and its gpt answer, got turns "
+            "['gpt', 'human']",
         ),
         (
             json.dumps(

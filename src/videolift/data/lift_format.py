@@ -89,6 +89,13 @@ def import_lift(path: str | Path, data: Any) -> tuple[list[HRARecord], dict[str,
         conv = item.get("conversations")
         if not isinstance(conv, list):
             raise DataError("missing conversations list", file=path, record=i, field="conversations")
+        roles = [turn.get("from") if isinstance(turn, dict) else None for turn in conv]
+        if len(conv) > 2 or (len(conv) == 2 and roles != ["human", "gpt"]):
+            # One question and its answer per release record; more turns would be dropped unread.
+            raise DataError(
+                f"expected one human turn and its gpt answer, got turns {roles}",
+                file=path, record=i, field="conversations",
+            )  # fmt: skip
         try:
             human = _turn(conv, "human")
         except KeyError:
