@@ -38,12 +38,25 @@ def import_(
     src: Path = typer.Argument(..., help="The release file (JSON list, one record per video and dimension)."),
     format: Format = typer.Option(Format.lift, "--format", help="Source layout."),
     out: Path = typer.Option(..., "--out", help="Canonical HRA JSONL to write."),
+    video_prefix: str | None = typer.Option(
+        None,
+        "--video-prefix",
+        help="Folder put in front of every video path (and of ids taken from paths), e.g. vidgen: "
+        "LiFT-HRA and VIDGEN both name their videos videos/..., under different roots.",
+    ),
 ) -> None:
     """Convert the LiFT release layout (LiFT-HRA-10K/20K, VIDGEN) to canonical HRA JSONL."""
     from videolift.data.lift_format import import_lift
 
     check_outputs([("--out", out)], [("the release file", src)])
     records, stats = import_lift(src, read_json(src))
+    if video_prefix is not None:
+        prefix = video_prefix.strip("/")
+        if not prefix or ".." in Path(prefix).parts:
+            raise DataError(f"--video-prefix {video_prefix!r}: name a folder inside the videos root")
+        for r in records:
+            r.video_id = f"{prefix}/{r.video_id}" if r.video_id == r.video else r.video_id
+            r.video = f"{prefix}/{r.video}"
     write_jsonl(out, records)
     console.print(
         f"{stats['input_records']} release records -> {stats['output_records']} HRA records in {out}"

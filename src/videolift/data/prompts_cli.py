@@ -1,4 +1,4 @@
-"""``videolift prompts``: build prompt sets the way LiFT-HRA did."""
+"""``videolift prompts``: build prompt sets from categories, as LiFT-HRA's were (docs/generate.md)."""
 
 from __future__ import annotations
 
