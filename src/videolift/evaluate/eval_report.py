@@ -97,10 +97,10 @@ def distributions(rep: Report, evaluation: dict[str, Any], root: Path) -> None:
             rep.figure(label_rates_figure(models, f"{rater} labels per dimension"))
     reward = RewardConfig.model_validate(evaluation.get("reward_config") or {})
     oracle = {
-        name: [x for r in read_jsonl_dicts(path) if (x := reward.reward({d: v["label"] for d, v in r["ratings"].items()})) is not None]
+        name: _rewards(path, reward)
         for name in evaluation["summary"]
         if (path := root / name / "oracle_ratings.jsonl").exists()
-    }  # fmt: skip
+    }
     if oracle:
         rep.figure(histogram_figure(oracle, "oracle reward per video"))
     rewards, unparsed = {}, []
@@ -118,6 +118,12 @@ def distributions(rep: Report, evaluation: dict[str, Any], root: Path) -> None:
         rep.paragraph(
             f"No critic reward for {', '.join(unparsed)}: the critic parsed no answer on its videos."
         )
+
+
+def _rewards(ratings_file: Path, reward: Any) -> list[float]:
+    """The reward of each rated video of a ratings file (``{video, ratings: {dim: {label, ...}}}`` lines)."""
+    labels = ({d: v["label"] for d, v in r["ratings"].items()} for r in read_jsonl_dicts(ratings_file))
+    return [x for one in labels if (x := reward.reward(one)) is not None]
 
 
 def frame_grid(rep: Report, root: Path, names: list[str], n: int = 6) -> None:
