@@ -110,9 +110,11 @@ def test_good_needs_no_reason_and_labels_are_case_insensitive(study):
     task = client.get("/api/next", headers=auth(tokens["alice"])).json()
     body = {"task_id": task["task_id"], "ratings": {d: {"label": "good"} for d in DIMS}}
     assert client.post("/api/annotations", headers=auth(tokens["alice"]), json=body).status_code == 201
+    again = client.post("/api/annotations", headers=auth(tokens["alice"]), json=body)  # no duplicate
     assert (
-        client.post("/api/annotations", headers=auth(tokens["alice"]), json=body).status_code == 409
-    )  # no duplicate
+        again.status_code == 409
+        and "already saved (in another tab?): change it under My ratings" in (again.json()["detail"])
+    )
     mine = client.get("/api/annotations/mine", headers=auth(tokens["alice"])).json()
     assert len(mine) == 1 and mine[0]["ratings"]["video_fidelity"] == {"label": "Good", "reason": ""}
 

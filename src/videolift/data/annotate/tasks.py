@@ -230,8 +230,10 @@ def submit(session: Session, user: User, settings: Settings, body: dict[str, Any
     task = own_task(session, user, body.get("task_id"))
     result = _result(task, body)
     if task.status == "done":
-        raise TaskError(
-            409, f"task {task.id} is already submitted; edit it with PUT /api/annotations/{task.id}"
+        raise TaskError(  # shown on the rater page as it is, e.g. to a second tab of the same task
+            409,
+            f"task {task.id} is already saved (in another tab?): change it under My ratings "
+            f"(PUT /api/annotations/{task.id})",
         )
     if task.status == "skipped":
         raise TaskError(409, f"task {task.id} was skipped")
