@@ -261,7 +261,7 @@ class EncodingCache:
                 size = video_batch or clips_per_call(*shape[:3], cap=READ_BATCH)
                 for k in range(0, len(members), size):
                     batch = members[k : k + size]
-                    params = spec.encode_videos(pipe, [clips[j] for j in batch]).cpu()
+                    params = _encode(spec, pipe, [clips[j] for j in batch], alone=size == 1)
                     for j, p in zip(batch, params, strict=True):
                         path, video = chunk[j]
                         _save(path, "params", p.clone(), {"video": str(video)})
@@ -291,6 +291,16 @@ class EncodingCache:
                 "set --frames / --height / --width"
             ) from None
         return frames
+
+
+def _encode(spec: Any, pipe: Any, clips: list[np.ndarray], *, alone: bool) -> torch.Tensor:
+    """VAE parameters of ``clips``. Where clips of their size share calls (``alone`` False), a lone clip
+    goes with a copy of itself: the CPU's kernels for a batch of one round differently (~1e-5) from
+    those for two or more, which agree with one another, so a clip's latents would otherwise depend on
+    how many clips were left to encode with it (after a kill mid-build, on another rank)."""
+    if len(clips) == 1 and not alone:
+        return spec.encode_videos(pipe, clips * 2).cpu()[:1]
+    return spec.encode_videos(pipe, clips).cpu()
 
 
 def _save(path: Path, name: str, tensor: torch.Tensor, metadata: dict[str, str]) -> None:
