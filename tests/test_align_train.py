@@ -100,7 +100,7 @@ def test_vae_batches_follow_clip_size_and_tiling_keys_the_cache(world, tmp_path,
     monkeypatch.setattr("videolift.align.cache.clips_per_call", lambda *size, cap: 3)
     sizes.clear()
     EncodingCache(tmp_path / "c", "m", cfg.preprocessing()).build(spec, pipe, items, progress=False)
-    assert sizes == [3, 1]
+    assert sizes == [3, 2]  # the fourth clip beside a copy of itself (next test)
 
     tiled = cfg.model_copy(update={"vae_tiling": True})
     assert cfg.preprocessing() == {"frames": None, "stride": 1, "height": None, "width": None}  # keys kept
@@ -111,6 +111,22 @@ def test_vae_batches_follow_clip_size_and_tiling_keys_the_cache(world, tmp_path,
     assert (
         cfg.model_copy(update={"encode_batch_size": 1}).training_fingerprint() == cfg.training_fingerprint()
     )
+
+
+def test_a_cache_build_cut_short_and_finished_later_holds_what_one_build_holds(world, tmp_path):
+    """A kill -9 mid-build leaves some latents; the rerun encodes the rest, fewer to a VAE call. It must
+    store exactly what an uninterrupted build stores, or the resumed run ends with other weights."""
+    spec = get_spec("cogvideox")
+    pipe = spec.load(str(world / "model"))
+    items = [(world / f"videos/v{i}.mp4", "p") for i in range(4)]
+    preprocessing = AlignConfig(**_min(world)).preprocessing()
+    whole, _ = EncodingCache(tmp_path / "a", "m", preprocessing).build(spec, pipe, items, progress=False)
+    cut = EncodingCache(tmp_path / "b", "m", preprocessing)
+    cut.build(spec, pipe, items[:3], progress=False)  # what the killed build left
+    resumed, stats = cut.build(spec, pipe, items, progress=False)
+    assert stats.videos_encoded == 1 and stats.videos_cached == 3
+    for (a, _), (b, _) in zip(whole, resumed, strict=True):
+        assert torch.equal(load_tensor(a), load_tensor(b)), a.name
 
 
 def test_content_keys_follow_copied_videos_and_hash_each_file_once(world, tmp_path, monkeypatch):
@@ -406,6 +422,32 @@ def _cli_args(world: Path, out: Path, **kw) -> list[str]:
     args = dict(model=world / "model", scores=world / "scores.jsonl", videos=world, out=out, real=world / "real.jsonl",
                 max_steps=20, checkpoint_every=3, batch_size=1, grad_accum=2, warmup_steps=2, lr=1e-3, num_workers=0, seed=3) | kw  # fmt: skip
     return [x for k, v in args.items() for x in (f"--{k.replace('_', '-')}", str(v))] + ["--quiet"]
+
+
+def test_an_alignment_in_its_own_process_equals_one_trained_here(world, tmp_path):
+    """`align.parallel`: the pipeline's methods train side by side, each in a spawned one-thread process,
+    and each trains exactly what it would in the pipeline's own process."""
+    from videolift.evaluate.pipeline_config import PipelineConfig
+    from videolift.evaluate.pipeline_stages import align_stage
+
+    w = tmp_path / "w"
+    w.mkdir()
+    (w / "align_videos").symlink_to(world)  # the scores' paths are relative to the videos root
+    shutil.copy(world / "scores.jsonl", w / "align_scores.jsonl")
+    settings = {"max_steps": 3, "batch_size": 2, "lr": 1e-3, "warmup_steps": 0, "num_workers": 0}
+    cfg = PipelineConfig.model_validate(
+        {"workdir": str(w), "align": {"parallel": True, "settings": settings}}
+    )
+    here = align_stage(cfg, str(world / "model"), "rwl", world / "real.jsonl", False)
+    there = align_stage(cfg, str(world / "model"), "rwl", world / "real.jsonl", False, own_process=True)
+    assert here.key() == there.key()  # when it runs, not what it trains
+    assert here.run()["steps"] == 3
+    (w / "aligned_rwl").rename(w / "here")
+    result = there.run()
+    assert result["steps"] == 3 and result["peak_rss_mb"] > 0
+    a, b = _transformer_state(w / "here/pipeline"), _transformer_state(w / "aligned_rwl/pipeline")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], _transformer_state(world / "model")[k]) for k in a)  # it trained
 
 
 def test_resume_after_kill_matches_uninterrupted_run(world, tmp_path):
