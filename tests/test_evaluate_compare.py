@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pytest
 import typer
@@ -184,6 +185,27 @@ def test_eval_refuses_a_model_folder_holding_another_tools_files(tmp_path, tiny_
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "manifest.jsonl was not written by `videolift generate`" in " ".join(result.output.split())
     assert sorted(p.name for p in out.rglob("*")) == ["b.1", "manifest.jsonl"]  # only what was there
+
+
+def test_eval_refuses_a_later_models_folder_of_other_settings_before_any_video(tmp_path, tiny_cogvideox_dir):
+    """The second model's folder holds videos of other settings: refused before the first model generates
+    (not after it generated and was rated), with advice that works for eval: --overwrite."""
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red circle moves left in a sand desert\n")
+    out, model = tmp_path / "eval", str(tiny_cogvideox_dir)
+    args = ["eval", "--model", model, "--model", f"b={model}", "--prompts", str(prompts), "--oracle",
+            "--out", str(out), "--height", "32", "--width", "32", "--no-report", "--no-progress"]  # fmt: skip
+    assert CliRunner().invoke(app, [*args, "--steps", "1"]).exit_code == 0
+    first = next(p for p in out.iterdir() if p.is_dir() and p.name != "b.1")
+    shutil.rmtree(first)
+    result = CliRunner().invoke(app, [*args, "--steps", "2"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    text = " ".join(result.output.split())
+    assert "b.1 holds an earlier generation run" in text and "steps was 1, now 2" in text
+    assert not first.exists()  # nothing generated
+    result = CliRunner().invoke(app, [*args, "--steps", "2", "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "b.1" / "generation.json").read_text())["steps"] == 2
 
 
 def test_model_options_name_replicates_of_a_recipe():

@@ -150,8 +150,38 @@ def check_run_config(out: Path, run: dict[str, Any]) -> str | None:
     # Runs written before a key existed resume as they did then (their files were not recorded).
     keys = before.keys() | (run.keys() - ADDED_LATER)
     changed = [k for k in sorted(keys) if run.get(k) != before.get(k)]
-    if not changed:
+    return _settings_differ(before, run, changed) if changed else None
+
+
+def known_settings(model: str, lora: str | None, seed: int, sampler: dict[str, Any]) -> dict[str, Any]:
+    """The settings of a run known before its model loads, as ``generate_videos`` records them
+    (``sampler``: its keywords; those not given, or None, are the model's defaults: not known yet)."""
+    model, lora = resolve_model(model), str(Path(lora).resolve()) if lora else None
+    keys = ("steps", "dynamic_cfg", "negative_prompt", "lossless", "vae_tiling", "guidance", "frames", "height",
+            "width", "fps")  # fmt: skip
+    given = {k: sampler[k] for k in keys if sampler.get(k) is not None}
+    return {"model": model, "lora": lora, "base_seed": seed, "model_files": _model_files(model, lora)} | given
+
+
+def _model_files(model: str, lora: str | None) -> dict[str, str | None]:
+    """A model retrained in place (same path, new weights) must not resume from the old model's videos."""
+    return {
+        name: fingerprint(path) if path and Path(path).is_dir() else None
+        for name, path in (("model", model), ("lora", lora))
+    }
+
+
+def earlier_run_conflict(out: Path, known: dict[str, Any]) -> str | None:
+    """Why ``generate_videos`` would refuse OUT, judged on the ``known_settings`` alone (so that `eval`
+    can refuse before its first model generates); None when it may resume or start afresh."""
+    if not (out / RUN_CONFIG).exists() or not ((out / MANIFEST).exists() or _logged_anything(out)):
         return None
+    before = read_json(out / RUN_CONFIG)
+    changed = [k for k in sorted(known) if k in before and known[k] != before[k]]
+    return _settings_differ(before, known, changed) if changed else None
+
+
+def _settings_differ(before: dict[str, Any], run: dict[str, Any], changed: list[str]) -> str:
     return "settings differ: " + "; ".join(f"{k} was {before.get(k)!r}, now {run.get(k)!r}" for k in changed)
 
 
@@ -307,11 +337,7 @@ def generate_videos(
         }
     )
     run = {"model": model, "lora": lora, "base_seed": seed, "dtype": dtype, **asdict(settings)}
-    # A model retrained in place (same path, new weights) must not resume from the old model's videos.
-    run["model_files"] = {
-        name: fingerprint(path) if path and Path(path).is_dir() else None
-        for name, path in (("model", model), ("lora", lora))
-    }
+    run["model_files"] = _model_files(model, lora)
     run |= {"lossless": lossless, "vae_tiling": vae_tiling}
     items = work_items(len(prompts), per_prompt, seed)
 

@@ -77,6 +77,12 @@ def evaluate(
         help="Also lay videos out for VBench under OUT/vbench and score this VBench dimension when the "
         "vbench package is installed (a GPU; without it, the command to run is printed). Repeatable.",
     ),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Delete a model's videos in OUT made with other settings and generate them again (without it "
+        "such a folder is refused before any video).",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Generate on the same prompts and seeds with every model, rate, and report label rates, mean
@@ -121,6 +127,7 @@ def evaluate(
             names=names,
             groups=groups,
             progress=progress,
+            overwrite=overwrite,
             checked=note,
         )
     print_comparison(result)

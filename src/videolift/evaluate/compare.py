@@ -87,15 +87,19 @@ def check_inputs(
     names: list[str],
     *,
     oracle: bool,
-    family: str | None = None,
+    seed: int = 0,
+    sampler: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> None:
     """What ``compare_models`` would otherwise find out only midway (after earlier models generated and
     were rated): the prompt file, every prompt a toy-world prompt (with the oracle), every model and
     LoRA, and every model's output directory."""
     from videolift.core.errors import DataError, VideoliftError
-    from videolift.data.generate import check_out, resolve_model
+    from videolift.data.generate import check_out, earlier_run_conflict, known_settings, resolve_model
     from videolift.data.prompt_files import read_prompts
     from videolift.models.families import spec_for
+
+    sampler = sampler or {}
 
     prompts = Path(prompts)
     records = read_prompts(prompts)
@@ -114,13 +118,24 @@ def check_inputs(
                     field=field,
                 ) from None
     for model, lora in models:
-        spec_for(resolve_model(model), family)  # a local pipeline directory, or a reachable Hub model
+        spec_for(
+            resolve_model(model), sampler.get("family")
+        )  # a local pipeline directory, or a reachable Hub model
         if lora is not None and not Path(lora).exists():
             raise VideoliftError(f"--model {model}+{lora}: LoRA directory {lora} not found")
     if out.exists() and not out.is_dir():
         raise VideoliftError(f"--out {out}: exists and is not a directory")
-    for name in names:
+    for name, (model, lora) in zip(names, models, strict=True):
         check_out(out / name)
+        # A folder of an earlier run with other settings is refused here, not after the models before it
+        # have generated and been rated.
+        if not overwrite and (
+            why := earlier_run_conflict(out / name, known_settings(model, lora, seed, sampler))
+        ):
+            raise VideoliftError(
+                f"--out {out / name} holds an earlier generation run that does not match this one ({why}). "
+                "Use another --out, or --overwrite to delete its videos and start over."
+            )
 
 
 def oracle_ratings(
@@ -203,7 +218,8 @@ def compare_models(
         names = []
         for model, lora in models:
             names.append(model_name(model, lora, set(names)))
-    check_inputs(models, prompts, out, names, oracle=oracle, family=sampler.get("family"))
+    settings = {"steps": steps, "guidance": guidance, **sampler}
+    check_inputs(models, prompts, out, names, oracle=oracle, seed=seed, sampler=settings, overwrite=overwrite)
     if checked is not None:
         checked()
     reward = reward or RewardConfig()
