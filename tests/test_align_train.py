@@ -424,6 +424,22 @@ def _cli_args(world: Path, out: Path, **kw) -> list[str]:
     return [x for k, v in args.items() for x in (f"--{k.replace('_', '-')}", str(v))] + ["--quiet"]
 
 
+def test_a_run_into_an_out_another_run_is_training_in_is_refused(world, tmp_path):
+    """E.g. `--resume` while the ranks of a torchrun killed -9 still train in OUT: refused before it
+    writes; OUT is free again once that run has ended."""
+    from videolift.core.files import lock_run
+
+    out = tmp_path / "run"
+    held = lock_run(out, "videolift align")  # the other run
+    with pytest.raises(
+        VideoliftError, match=rf"in use by another `videolift align` run \(process {os.getpid()}\)"
+    ):
+        train(align_config(world, out, max_steps=1), progress=False)
+    assert [p.name for p in out.iterdir()] == [".lock"]  # nothing written
+    held.close()
+    assert train(align_config(world, out, max_steps=1), progress=False).steps == 1
+
+
 def test_an_alignment_in_its_own_process_equals_one_trained_here(world, tmp_path):
     """`align.parallel`: the pipeline's methods train side by side, each in a spawned one-thread process,
     and each trains exactly what it would in the pipeline's own process."""
@@ -594,7 +610,7 @@ def test_cli_vae_tiling_and_encode_batch_size_reach_the_encoder(world, tmp_path,
     args = _cli_args(world, tmp_path / "run", max_steps=1, cache_dir=tmp_path / "cache")
     result = CliRunner().invoke(app, ["align", *args, "--vae-tiling", "--encode-batch-size", "3"])
     assert result.exit_code == 0, result.output
-    assert tiled == [1] and sizes == [3, 1]  # four videos, three at a time
+    assert tiled == [1] and sizes == [3, 2]  # four videos, three at a time (the lone fourth with a copy)
     saved = json.loads((tmp_path / "run/align_config.json").read_text())
     assert saved["vae_tiling"] is True and saved["encode_batch_size"] == 3
 

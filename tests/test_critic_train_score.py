@@ -175,6 +175,23 @@ def test_an_unfinished_run_does_not_load_as_a_critic(world, tmp_path):
     assert load_critic(out).spec.reasons  # the new run's spec, once it has finished
 
 
+def test_a_run_into_an_out_another_run_is_training_in_is_refused(world, tmp_path):
+    # E.g. `--resume` while the ranks of a torchrun killed -9 still train there: refused before it writes.
+    import os
+
+    from videolift.core.files import lock_run
+
+    out = tmp_path / "critic"
+    train(world, out, "--save-every", "2", "--stop-at-step", "2", steps=4)
+    held = lock_run(out, "videolift critic train")  # the other run
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in out.rglob("*"))
+    refused = " ".join(train(world, out, "--save-every", "2", "--resume", steps=4, fails=True).output.split())
+    assert f"in use by another `videolift critic train` run (process {os.getpid()})" in refused
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in out.rglob("*")) == before
+    held.close()  # the other run has ended
+    assert train(world, out, "--save-every", "2", "--resume", steps=4).exit_code == 0
+
+
 def test_a_checkpoint_being_removed_stops_counting_as_complete(tmp_path):
     # Old checkpoints are rotated out; a kill halfway through removing one must not leave a
     # "complete" checkpoint without its weights (resume and export would pick it).

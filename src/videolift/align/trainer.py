@@ -39,6 +39,7 @@ from videolift.align.weights import (
 )
 from videolift.core.distributed import deepspeed_clipping
 from videolift.core.errors import VideoliftError
+from videolift.core.files import lock_run
 from videolift.core.jsonl import append_jsonl, atomic_write, read_json
 from videolift.core.reward import RewardConfig
 from videolift.models.base import resolve_dtype
@@ -512,8 +513,8 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
         say(f"warning: {data['warning']}")
     check_videos(cfg, synthetic, real, rank=rank, world=world, gather=gather_object)
     weight_dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.mixed_precision]
+    lock = lock_run(cfg.out, "videolift align") if main else None  # held to the end of the run
     if main:
-        cfg.out.mkdir(parents=True, exist_ok=True)
         with atomic_write(cfg.out / "align_config.json") as handle:
             handle.write(cfg.model_dump_json(indent=1))
 
@@ -643,4 +644,6 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
         say(f"done: {step} steps; model in {export_dir}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
+    if lock is not None:
+        lock.close()
     return AlignResult(cfg.out, export_dir, step, world, data, last_log)

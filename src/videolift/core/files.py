@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import IO
 
 from videolift.core.errors import VideoliftError
 
@@ -53,3 +55,33 @@ def check_outputs(
             if _same(path, earlier):
                 raise VideoliftError(f"{name} {path} is also {other}: give each its own file")
         seen.append((name, path))
+
+
+LOCK_FILE = ".lock"
+
+
+def lock_run(out: Path, command: str) -> IO[str] | None:
+    """Hold ``out/.lock`` until the returned file is closed or this process ends, however it ends: a
+    second run into the same OUT is refused rather than writing beside the first (a launcher killed -9,
+    such as torchrun, leaves its ranks training, unseen, where a ``--resume`` would write too).
+    Creates OUT. None where there is no ``flock`` (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    handle = (out / LOCK_FILE).open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise VideoliftError(
+            f"{out} is in use by another `{command}` run (process {holder}): let it finish or stop it, "
+            "then run again"
+        ) from None
+    handle.truncate(0)
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle

@@ -26,7 +26,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import IO, Annotated, Any, Literal
 
 import numpy as np
 from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -34,6 +34,7 @@ from pydantic.dataclasses import dataclass as checked_dataclass
 
 from videolift.core.distributed import deepspeed_clipping
 from videolift.core.errors import VideoliftError
+from videolift.core.files import lock_run
 from videolift.core.jsonl import atomic_write, read_json, trim_step_log, validation_field
 from videolift.core.settings import refuse_bool_number
 from videolift.critic.data import FrameCache, SFTExample
@@ -326,7 +327,7 @@ def run_sft(
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     total_micro = total * cfg.grad_accum
     scheduler = get_cosine_schedule_with_warmup(optimizer, round(cfg.warmup_ratio * total), total)
-    _start_run(accelerator, out, cfg, overwrite=overwrite)
+    lock = _start_run(accelerator, out, cfg, overwrite=overwrite)  # held to the end of the run
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
     _checkpoint_trainable_only(accelerator)
@@ -397,6 +398,8 @@ def run_sft(
     if not stopped:
         _save_final(accelerator, model, processor, out, finalize, result)
     accelerator.wait_for_everyone()
+    if lock is not None:
+        lock.close()
     return result
 
 
@@ -413,11 +416,14 @@ def _accelerator(cfg: SFTConfig) -> Any:
     return accelerator
 
 
-def _start_run(accelerator: Any, out: Path, cfg: SFTConfig, *, overwrite: bool) -> None:
-    """OUT's first writes, once the run is known to start: the run --overwrite replaces is cleared and
-    the run's config written (every process has checked OUT before the main one changes it)."""
+def _start_run(accelerator: Any, out: Path, cfg: SFTConfig, *, overwrite: bool) -> IO[str] | None:
+    """OUT's first writes, once the run is known to start: OUT locked for the run (``lock_run``; the
+    lock is returned, to hold), the run --overwrite replaces cleared and the run's config written
+    (every process has checked OUT before the main one changes it)."""
     accelerator.wait_for_everyone()
+    lock = None
     if accelerator.is_main_process:
+        lock = lock_run(out, "videolift critic train")
         if overwrite:
             shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
             # The model files too: one the new run does not write (a LoRA adapter beside new full
@@ -426,10 +432,10 @@ def _start_run(accelerator: Any, out: Path, cfg: SFTConfig, *, overwrite: bool) 
             for pattern in (TRAIN_CONFIG, TRAIN_LOG, TRAIN_SUMMARY, *MODEL_FILES):
                 for path in out.glob(pattern):
                     path.unlink()
-        out.mkdir(parents=True, exist_ok=True)
         with atomic_write(out / TRAIN_CONFIG) as handle:
             handle.write(json.dumps(cfg.comparable(), indent=1) + "\n")
     accelerator.wait_for_everyone()
+    return lock
 
 
 def _load_model(base: str, cfg: SFTConfig) -> tuple[Any, Any, Any]:
