@@ -127,6 +127,13 @@ def test_a_cache_build_cut_short_and_finished_later_holds_what_one_build_holds(w
     assert stats.videos_encoded == 1 and stats.videos_cached == 3
     for (a, _), (b, _) in zip(whole, resumed, strict=True):
         assert torch.equal(load_tensor(a), load_tensor(b)), a.name
+    # What the kill left half-written is removed by a later build once old enough to be nobody's.
+    old, fresh = tmp_path / "b/latents/.x.safetensors.a1.tmp", tmp_path / "b/text/.y.safetensors.b2.tmp"
+    for tmp in (old, fresh):
+        tmp.write_bytes(b"half")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    cut.build(spec, pipe, items, progress=False)
+    assert not old.exists() and fresh.exists()
 
 
 def test_content_keys_follow_copied_videos_and_hash_each_file_once(world, tmp_path, monkeypatch):
@@ -581,15 +588,18 @@ def test_a_missing_video_is_named_by_its_line_before_anything_is_written(world, 
     assert not (tmp_path / "run").exists()
 
 
-def test_cli_hash_content_keys_the_cache_by_content(world, tmp_path):
+def test_cli_hash_content_keys_the_cache_by_content(world, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from videolift.cli import app
 
-    args = _cli_args(world, tmp_path / "run", max_steps=1, cache_dir=tmp_path / "cache")
+    monkeypatch.chdir(world)  # the model named relative to here, with a trailing slash
+    args = _cli_args(world, tmp_path / "run", max_steps=1, cache_dir=tmp_path / "cache", model="model/")
     result = CliRunner().invoke(app, ["align", *args, "--hash-content"])
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "run/align_config.json").read_text())["hash_content"] is True
+    saved = json.loads((tmp_path / "run/align_config.json").read_text())
+    assert saved["hash_content"] is True
+    assert saved["model"] == str((world / "model").resolve())  # a LoRA's base, found from anywhere
     memo = json.loads((tmp_path / "cache/file_hashes.json").read_text())
     assert sum(".mp4|" in key for key in memo) == 4  # the four videos, by content
 

@@ -295,6 +295,14 @@ def test_resume_conflicts_name_changed_settings_and_accept_newer_options_at_defa
     assert lora.resume_conflicts(lora_before_scope) == []
     assert lora.model_copy(update={"full_scope": "all"}).resume_conflicts(lora.model_dump(mode="json")) == []
     assert lora.resume_conflicts(saved) == ["finetune: 'full' in the checkpoint, 'lora' now"]
+    # Paths are compared by where they lead: another spelling of the same model or file is no conflict.
+    model = tmp_path / "model"
+    model.mkdir()
+    spelled = cfg.model_copy(update={"model": f"{model}/", "scores": tmp_path / "x" / ".." / "s.jsonl"})
+    here = spelled.model_copy(update={"model": str(model), "scores": tmp_path / "s.jsonl"})
+    assert spelled.resume_conflicts(here.model_dump(mode="json")) == []
+    (other,) = spelled.resume_conflicts({**here.model_dump(mode="json"), "model": str(tmp_path / "other")})
+    assert other.startswith("model: ")
 
     # Checkpoints written before the config was kept in them: the hash, then OUT/align_config.json.
     ckpt = tmp_path / "run" / "checkpoints" / "step-0000010"

@@ -11,8 +11,10 @@ them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,7 @@ from videolift.core.video import read_video
 from videolift.models.base import SamplerSettings
 
 READ_BATCH = 16  # videos read and preprocessed at a time while caching
+STALE_TEMPORARY_SECONDS = 3600  # a half-written entry this old belongs to no live run
 
 
 def _digest(obj: Any) -> str:
@@ -220,6 +223,7 @@ class EncodingCache:
         """
         from tqdm import tqdm
 
+        self._remove_stale_temporaries()
         known = len(self._memo_table)
         paths = [(self.latent_path(v), self.text_path(p)) for v, p in items]
         _write_memo(self.memo, self._memo_table, known)
@@ -269,6 +273,15 @@ class EncodingCache:
             bar.update(len(chunk))
         bar.close()
         return paths, stats
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files of writes a kill interrupted (never read: entries open by exact name), once
+        they are old enough not to be another live run's writes in progress."""
+        cutoff = time.time() - STALE_TEMPORARY_SECONDS
+        for tmp in [*self.root.glob("latents/.*.tmp"), *self.root.glob("text/.*.tmp")]:
+            with contextlib.suppress(FileNotFoundError):
+                if tmp.stat().st_mtime < cutoff:
+                    tmp.unlink()
 
     def _load_video(self, spec: Any, pipe: Any, video: Path) -> np.ndarray:
         p = self.preprocessing

@@ -44,6 +44,17 @@ Beta = Annotated[float, Field(ge=0, lt=1)]
 BEFORE_THE_OPTION = {"full_scope": "all"}
 
 
+# Fields naming files or directories (the model: when local): --resume compares where they lead, so
+# `dir/` and `dir`, or a relative and an absolute spelling of one file, are the same setting.
+PATH_FIELDS = frozenset({"model", "scores", "videos", "real", "real_videos", "cache_dir", "reward_config"})
+
+
+def _same_place(a: Any, b: Any) -> bool:
+    if not isinstance(a, str) or not isinstance(b, str):
+        return False
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
 def _default(info: Any) -> Any:
     return to_jsonable_python(info.get_default(call_default_factory=True))
 
@@ -275,7 +286,9 @@ class AlignConfig(StrictModel):
             if name not in now:
                 conflicts.append(f"{name}: {saved[name]!r} in the checkpoint, not an option of this version")
             elif name in saved:
-                if now[name] != saved[name]:
+                if now[name] != saved[name] and not (
+                    name in PATH_FIELDS and _same_place(now[name], saved[name])
+                ):
                     conflicts.append(f"{name}: {saved[name]!r} in the checkpoint, {now[name]!r} now")
             elif (info := type(self).model_fields[name]).is_required():
                 conflicts.append(f"{name}: required now, absent from the checkpoint")

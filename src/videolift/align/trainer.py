@@ -505,6 +505,8 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
     set_seed(cfg.seed)
     if cfg.family is None:  # recorded resolved, so checkpoints and align_config.json name the family
         cfg = cfg.model_copy(update={"family": detect_family(cfg.model)})
+    if (local := Path(cfg.model).expanduser()).exists():  # a LoRA's base, found from any directory
+        cfg = cfg.model_copy(update={"model": str(local.resolve())})
     ckpt_root, log_dir = cfg.out / "checkpoints", cfg.out / "logs"
     resume_from = resume_point(cfg, ckpt_root)
     inputs = cfg.input_hashes()
