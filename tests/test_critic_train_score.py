@@ -703,6 +703,10 @@ def test_qwen3_critics_read_timestamps_and_a_per_frame_budget(world, tmp_path, f
         "--out", out, "--max-steps", 4, "--lr", "5e-3", "--batch-size", "4", "--max-pixels", 56 * 56)  # fmt: skip
     critic = load_critic(out)
     assert critic.spec.model_type == family and critic.spec.max_pixels == 56 * 56
+    # Plain transformers takes the frames it is given, as videolift does (it sampled its own by default).
+    from transformers import AutoProcessor
+
+    assert AutoProcessor.from_pretrained(out).video_processor.do_sample_frames is False
     # The prompt tells the model when each temporal patch was taken: from the file's 8 fps and the
     # sampled frames' indices in its 12 frames (Qwen3-VL averages the two frames of a patch).
     batch = critic.collator([Item(sample_frames(world / "videos/v0.mp4", 8), "a white square")])

@@ -112,6 +112,7 @@ class QwenVL(VLMFamily):
 
     def configure_processor(self, processor: Any, max_pixels: int | None, min_pixels: int | None) -> None:
         video = processor.video_processor
+        video.do_sample_frames = False  # the frames given are the frames seen, also for the saved processor
         size = dict(video.size)
         if max_pixels is not None:
             size["longest_edge"] = int(max_pixels)
@@ -149,6 +150,9 @@ class Qwen3VL(QwenVL):
     def configure_processor(self, processor: Any, max_pixels: int | None, min_pixels: int | None) -> None:
         if max_pixels is not None and min_pixels is not None and min_pixels > max_pixels:
             raise VideoliftError(f"min pixels {min_pixels} exceed max pixels {max_pixels}")
+        # Saved with it, so plain transformers feeds a critic the frames it is given, as videolift does
+        # (the processor's default samples its own at 2 fps and drops some of them).
+        processor.video_processor.do_sample_frames = False
         budget = {"longest_edge": max_pixels, "shortest_edge": min_pixels}
         self.per_frame = {k: int(v) for k, v in budget.items() if v is not None}
         self.total = {k: int(v) for k, v in dict(processor.video_processor.size).items() if k in budget and v}
