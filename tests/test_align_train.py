@@ -447,32 +447,6 @@ def test_a_run_into_an_out_another_run_is_training_in_is_refused(world, tmp_path
     assert train(align_config(world, out, max_steps=1), progress=False).steps == 1
 
 
-def test_an_alignment_in_its_own_process_equals_one_trained_here(world, tmp_path):
-    """`align.parallel`: the pipeline's methods train side by side, each in a spawned one-thread process,
-    and each trains exactly what it would in the pipeline's own process."""
-    from videolift.evaluate.pipeline_config import PipelineConfig
-    from videolift.evaluate.pipeline_stages import align_stage
-
-    w = tmp_path / "w"
-    w.mkdir()
-    (w / "align_videos").symlink_to(world)  # the scores' paths are relative to the videos root
-    shutil.copy(world / "scores.jsonl", w / "align_scores.jsonl")
-    settings = {"max_steps": 3, "batch_size": 2, "lr": 1e-3, "warmup_steps": 0, "num_workers": 0}
-    cfg = PipelineConfig.model_validate(
-        {"workdir": str(w), "align": {"parallel": True, "settings": settings}}
-    )
-    here = align_stage(cfg, str(world / "model"), "rwl", world / "real.jsonl", False)
-    there = align_stage(cfg, str(world / "model"), "rwl", world / "real.jsonl", False, own_process=True)
-    assert here.key() == there.key()  # when it runs, not what it trains
-    assert here.run()["steps"] == 3
-    (w / "aligned_rwl").rename(w / "here")
-    result = there.run()
-    assert result["steps"] == 3 and result["peak_rss_mb"] > 0
-    a, b = _transformer_state(w / "here/pipeline"), _transformer_state(w / "aligned_rwl/pipeline")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert not all(torch.equal(a[k], _transformer_state(world / "model")[k]) for k in a)  # it trained
-
-
 def test_resume_after_kill_matches_uninterrupted_run(world, tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     cmd = [str(BIN / "videolift"), "align", *_cli_args(world, tmp_path / "killed")]

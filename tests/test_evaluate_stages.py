@@ -369,37 +369,3 @@ def test_a_child_process_ends_with_its_parent_killed(tmp_path):
     finally:
         if alive(child):  # not left behind when the test fails
             os.kill(child, signal.SIGKILL)
-
-
-@pytest.mark.parametrize("parallel", [True, False])
-def test_align_parallel_trains_the_methods_side_by_side_and_adds_their_memory(
-    tmp_path, monkeypatch, parallel
-):
-    """`align.parallel`: RWL and RS run at the same time, each told to compute in its own process, and
-    summary.json's memory counts both processes; off, they run in turn in the pipeline's process."""
-    import threading
-
-    import videolift.evaluate.pipeline as pipeline
-    from align_world import score_line
-    from videolift.evaluate.pipeline_config import PipelineConfig
-
-    (tmp_path / "align_scores.jsonl").write_text(score_line("v.mp4", "p", "Good", 0.9))  # RS has a video
-    both_running = threading.Barrier(2, timeout=10)  # broken unless the two runs overlap
-    calls = []
-
-    def fake_align_stage(cfg, t2v, method, real, progress, own_process=False):
-        def run():
-            if own_process:
-                both_running.wait()
-            (cfg.workdir / f"aligned_{method}" / "pipeline").mkdir(parents=True)
-            return {"steps": 1} | ({"peak_rss_mb": 100.0} if own_process else {})
-
-        calls.append((method, own_process))
-        return Stage(f"align:{method}", run, outputs=[cfg.workdir / f"aligned_{method}"])
-
-    monkeypatch.setattr(pipeline, "align_stage", fake_align_stage)
-    cfg = PipelineConfig.model_validate({"workdir": str(tmp_path), "align": {"parallel": parallel}})
-    aligned, skipped, memory = pipeline._align_methods(cfg, Runner(tmp_path), "t2v", None, False)
-    assert calls == [("rwl", parallel), ("rs", parallel)] and not skipped
-    assert aligned == {m: (str(tmp_path / f"aligned_{m}" / "pipeline"), None) for m in ("rwl", "rs")}
-    assert memory > 200.0 if parallel else memory == 0.0

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 from videolift.core.errors import VideoliftError
@@ -32,7 +31,7 @@ from videolift.evaluate.pipeline_stages import (
     split_stage,
     toy_panel_stage,
 )
-from videolift.evaluate.stages import PlanReached, Runner, Stage
+from videolift.evaluate.stages import PlanReached, Runner
 
 __all__ = ["PipelineConfig", "build_summary", "run_pipeline"]
 
@@ -77,11 +76,22 @@ def _run_stages(cfg: PipelineConfig, runner: Runner, progress: bool, started: fl
 
     # ---- critic ---------------------------------------------------------------------------------------
     critics = {"critic": True} | ({"critic_label_only": False} if cfg.critic.label_only_baseline else {})
-    concurrent = cfg.critic.parallel and len(critics) > 1
+    concurrent, memory_bound = cfg.critic.parallel and len(critics) > 1, 0.0
     stages = [
         critic_stage(cfg, vlm, hra_videos, name, reasons, concurrent) for name, reasons in critics.items()
     ]
-    memory_bound = _run_side_by_side(runner, stages) if concurrent else _run_in_turn(runner, stages)
+    if concurrent:
+        done = runner.run_concurrently(stages)
+        # Memory while they ran: this (waiting) process's plus each critic process's own peak
+        # (skipped ones used none now).
+        memory_bound = current_rss_mb() + sum(
+            (r or {}).get("peak_rss_mb", 0.0)
+            for r, s in zip(done, stages, strict=True)
+            if s.name in runner.ran
+        )
+    else:
+        for stage in stages:
+            runner.run(stage)
     accuracy: dict[str, Any] = {
         name: runner.run(critic_eval_stage(cfg, hra_videos, name, progress)) for name in critics
     }
@@ -89,12 +99,22 @@ def _run_stages(cfg: PipelineConfig, runner: Runner, progress: bool, started: fl
     # ---- alignment -------------------------------------------------------------------------------------
     runner.run(generate_stage(cfg, t2v, gen, cfg.align.prompts, "train", "align_videos", progress))
     runner.run(score_stage(cfg, progress))
+    aligned: dict[str, tuple[str, str | None]] = {}
+    skipped: dict[str, str] = {}
     real = cfg.align.real
     if cfg.align.real_toy:
         real = w / "real_toy" / "manifest.jsonl"
         runner.run(real_toy_stage(cfg.align.real_toy, cfg.seed, real.parent, progress))
-    aligned, skipped, align_memory = _align_methods(cfg, runner, t2v, real, progress)
-    memory_bound = max(memory_bound, align_memory)
+    for method in cfg.align.methods:
+        if method == "rs" and not any_all_good(w / "align_scores.jsonl"):
+            # Nothing survives rejection sampling: report it instead of failing the whole run.
+            skipped[method] = "no generated video was rated Good on every dimension"
+            runner.console.print(f"[yellow]align:rs skipped: {skipped[method]}[/]")
+            continue
+        runner.run(align_stage(cfg, t2v, method, real, progress))
+        out = w / f"aligned_{method}"
+        lora = out / "lora"
+        aligned[method] = (str(out / "pipeline"), None) if (out / "pipeline").exists() else (t2v, str(lora))
 
     # ---- evaluation --------------------------------------------------------------------------------------
     result = runner.run(evaluate_stage(cfg, t2v, aligned, gen, progress))
@@ -107,54 +127,13 @@ def _run_stages(cfg: PipelineConfig, runner: Runner, progress: bool, started: fl
         name: {"seconds": runner.manifest["stages"][name].get("seconds"), "ran": name in runner.ran}
         for name in runner.results
     }
-    # Stages that ran side by side in their own processes: their memory added up.
-    summary["peak_rss_mb"] = round(max(summary["peak_rss_mb"], memory_bound), 1)
+    if concurrent:  # the critics' processes overlapped: their memory adds up
+        summary["peak_rss_mb"] = round(max(summary["peak_rss_mb"], memory_bound), 1)
     summary.update({f"aligned_{m}": {"skipped": why} for m, why in skipped.items()})
     if not runner.plan:
         with atomic_write(w / "summary.json") as handle:
             json.dump(summary, handle, indent=1)
     return summary
-
-
-def _align_methods(
-    cfg: PipelineConfig, runner: Runner, t2v: str, real: Path | None, progress: bool
-) -> tuple[dict[str, tuple[str, str | None]], dict[str, str], float]:
-    """Fine-tune by each of ``align.methods`` (side by side with ``align.parallel``); returns each
-    aligned model as (pipeline, LoRA or None), the methods skipped and why, and the memory of
-    side-by-side runs."""
-    w = cfg.workdir
-    methods, skipped = [], {}
-    for method in cfg.align.methods:
-        if method == "rs" and not any_all_good(w / "align_scores.jsonl"):
-            # Nothing survives rejection sampling: report it instead of failing the whole run.
-            skipped[method] = "no generated video was rated Good on every dimension"
-            runner.console.print(f"[yellow]align:rs skipped: {skipped[method]}[/]")
-        else:
-            methods.append(method)
-    side_by_side = cfg.align.parallel and len(methods) > 1
-    stages = [align_stage(cfg, t2v, method, real, progress, side_by_side) for method in methods]
-    memory = (_run_side_by_side if side_by_side else _run_in_turn)(runner, stages)
-    aligned: dict[str, tuple[str, str | None]] = {}
-    for method in methods:
-        out = w / f"aligned_{method}"
-        lora = out / "lora"
-        aligned[method] = (str(out / "pipeline"), None) if (out / "pipeline").exists() else (t2v, str(lora))
-    return aligned, skipped, memory
-
-
-def _run_in_turn(runner: Runner, stages: list[Stage]) -> float:
-    for stage in stages:
-        runner.run(stage)
-    return 0.0  # in this process: its own peak counts them
-
-
-def _run_side_by_side(runner: Runner, stages: list[Stage]) -> float:
-    """Run ``stages`` (each computing in its own process) at once; returns the memory they held
-    together: this waiting process's plus each process's own peak (stages skipped now used none)."""
-    done = runner.run_concurrently(stages)
-    return current_rss_mb() + sum(
-        (r or {}).get("peak_rss_mb", 0.0) for r, s in zip(done, stages, strict=True) if s.name in runner.ran
-    )
 
 
 def build_summary(

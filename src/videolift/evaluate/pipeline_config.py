@@ -159,11 +159,6 @@ class Align(StrictModel):
     settings: dict[str, Any] = Field(
         default_factory=dict, description="AlignConfig fields (lr, max_steps, ...)"
     )
-    parallel: bool = Field(
-        False,
-        description="train the methods (RWL and RS) at the same time, each in its own process with one "
-        "thread (a 2-core CPU; on one GPU: twice the memory)",
-    )
     rewards: Literal["critic", "oracle"] = Field(
         "critic",
         description="what scores the alignment videos: the trained critic (the LiFT loop), or in the toy "

@@ -386,36 +386,7 @@ def real_toy_stage(n: int, seed: int, out: Path, progress: bool) -> Stage:
     return Stage("real:toy", run, outputs=[out / "manifest.jsonl"], settings={"n": n, "seed": seed})
 
 
-def _align(align_cfg: Any, progress: bool) -> dict:
-    """Train (or resume) one alignment run; importable: parallel methods run it in a child process."""
-    from videolift.align.checkpoints import checkpoint_conflicts, checkpoint_step, latest_checkpoint
-    from videolift.align.trainer import train
-
-    # Resume a checkpoint of these very settings and inputs (a longer max_steps continues it, as
-    # `align --resume` does); anything else in OUT is stale.
-    out = align_cfg.out
-    last = latest_checkpoint(out / "checkpoints")
-    same = (
-        last is not None
-        and checkpoint_step(last) <= align_cfg.max_steps
-        and not checkpoint_conflicts(align_cfg, last)
-    )
-    if last is not None and not same:
-        shutil.rmtree(out)
-    r = train(align_cfg.model_copy(update={"resume": same}), progress=progress)
-    return {"steps": r.steps, "export": str(r.export_dir)}
-
-
-def align_stage(
-    cfg: PipelineConfig,
-    t2v: str,
-    method: str,
-    real: Path | None,
-    progress: bool,
-    own_process: bool = False,
-) -> Stage:
-    """One alignment method's fine-tune; ``own_process``: in a spawned process with one torch thread
-    (``align.parallel``: the methods train side by side)."""
+def align_stage(cfg: PipelineConfig, t2v: str, method: str, real: Path | None, progress: bool) -> Stage:
     w = cfg.workdir
     from videolift.align.config import RESUMABLE_CHANGES, AlignConfig
 
@@ -427,6 +398,9 @@ def align_stage(
     keyed = {k: v for k, v in settings.items() if k not in RESUMABLE_CHANGES or k == "max_steps"}
 
     def run() -> dict:
+        from videolift.align.checkpoints import checkpoint_conflicts, checkpoint_step, latest_checkpoint
+        from videolift.align.trainer import train
+
         align_cfg = AlignConfig(
             model=t2v,
             scores=w / "align_scores.jsonl",
@@ -435,11 +409,18 @@ def align_stage(
             real=real,
             **settings,
         )
-        if not own_process:
-            return _align(align_cfg, progress)
-        # Side by side, the two runs' bars and log lines would interleave: each runs quietly.
-        result, peak_mb = in_subprocess(_align, {"align_cfg": align_cfg, "progress": False}, threads=1)
-        return result | {"peak_rss_mb": round(peak_mb, 1)}
+        # Resume a checkpoint of these very settings and inputs (a longer max_steps continues it, as
+        # `align --resume` does); anything else in OUT is stale.
+        last = latest_checkpoint(out / "checkpoints")
+        same = (
+            last is not None
+            and checkpoint_step(last) <= align_cfg.max_steps
+            and not checkpoint_conflicts(align_cfg, last)
+        )
+        if last is not None and not same:
+            shutil.rmtree(out)
+        r = train(align_cfg.model_copy(update={"resume": same}), progress=progress)
+        return {"steps": r.steps, "export": str(r.export_dir)}
 
     AlignConfig(model=t2v, scores=w / "align_scores.jsonl", videos=w, out=out, **settings)  # validate early
     # A reward config's content changes the weights as much as the scores do; so does the real set's.
