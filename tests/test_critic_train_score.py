@@ -295,9 +295,17 @@ def test_score_lines_resume_and_determinism(world, critic_dir, tmp_path):
     result = score(critic_dir, world, second)
     assert "3 scored here, 2 already done" in result.output
     assert second.read_text() == first.read_text()  # greedy scoring is deterministic
-    # A finished output of the same critic is reused: nothing to score again.
-    assert "0 scored here, 5 already done" in score(critic_dir, world, second).output
+    # A finished output of the same critic is reused: nothing to score again but the video that could not
+    # be read (the file may have been fixed since: scored when it has).
+    assert "1 scored here, 4 already done" in score(critic_dir, world, second).output
     assert second.read_text() == first.read_text()
+    fixed = tmp_path / "fixed"
+    shutil.copytree(world / "videos", fixed / "videos")
+    shutil.copy(world / "manifest.jsonl", fixed / "manifest.jsonl")
+    shutil.copy(world / "videos/v0.mp4", fixed / "videos/missing.mp4")
+    assert "1 scored here, 4 already done" in score(critic_dir, fixed, second).output
+    assert not any("error" in obj for _, obj in iter_json_lines(second))
+    assert "0 scored here, 5 already done" in score(critic_dir, fixed, second).output
     # ... unless a video was regenerated under its name: its manifest record (here its seed) changed.
     records = [json.loads(line) for line in (world / "manifest.jsonl").read_text().splitlines()]
     records[1]["seed"] += 1
@@ -305,7 +313,7 @@ def test_score_lines_resume_and_determinism(world, critic_dir, tmp_path):
     edited.mkdir()
     (edited / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     rescored = run("critic", "score", "--critic", critic_dir, "--manifest", edited / "manifest.jsonl",
-                   "--videos", world, "--out", second, "--batch-size", "6")  # fmt: skip
+                   "--videos", fixed, "--out", second, "--batch-size", "6")  # fmt: skip
     assert "1 scored here, 4 already done" in rescored.output
     assert [obj.get("seed") for _, obj in iter_json_lines(second)] == [r.get("seed") for r in records]
 
@@ -353,8 +361,9 @@ def test_train_and_eval_show_bars_unless_no_progress(world, critic_dir, tmp_path
 
 
 def test_one_pass_label_only_critic(world, tmp_path):
-    from videolift.critic.data import hra_examples, read_hra
+    from videolift.critic.data import hra_examples
     from videolift.critic.spec import CriticSpec
+    from videolift.data.hra_file import read_hra
 
     spec = CriticSpec(base_model="b", model_type="qwen2_vl", layout="one_pass", reasons=False)
     examples, skipped = hra_examples(read_hra(world / "hra.jsonl"), world, spec, file=world / "hra.jsonl")
@@ -373,10 +382,11 @@ def test_one_pass_label_only_critic(world, tmp_path):
 
 
 def test_describe_then_rate_critic(world, tmp_path):
-    from videolift.critic.data import hra_examples, read_hra
+    from videolift.critic.data import hra_examples
     from videolift.critic.descriptions import CACHE_FILE
     from videolift.critic.prompts import DESCRIBE_INSTRUCTION, user_text
     from videolift.critic.spec import CriticSpec
+    from videolift.data.hra_file import read_hra
 
     # Examples: one describe example per video (the base's description is the target), then every
     # question carries that description.
@@ -418,12 +428,13 @@ def test_check_then_rate_critic(world, tmp_path):
     from videolift.core.schema import Dimension
     from videolift.core.video import sample_frames
     from videolift.critic.checks import CACHE_FILE, NOTHING_FLAGGED, Checker, check_captions, load_checker
-    from videolift.critic.data import hra_examples, read_hra
+    from videolift.critic.data import hra_examples
     from videolift.critic.descriptions import load_describer
     from videolift.critic.prompts import user_text
     from videolift.critic.score import Critic, rate
     from videolift.critic.score import check as critic_check
     from videolift.critic.spec import CriticSpec
+    from videolift.data.hra_file import read_hra
 
     frames = sample_frames(world / "videos/v0.mp4", 8)
     caption, ask = "a white square on red", "Caption this video."
@@ -548,6 +559,11 @@ def test_export_of_a_checkpoint_is_the_critic_the_run_writes(world, tmp_path, ad
     run("critic", "export", "--run", run_dir, "--out", early, "--step", "2")
     assert any(not torch.equal(final[k], v) for k, v in load_file(early / weights).items())
     assert "not empty" in run("critic", "export", "--run", run_dir, "--out", out, fails=True).output
+    # --overwrite replaces OUT: never the run itself, a directory holding it, or one inside it.
+    for dest in (run_dir, tmp_path, run_dir / "checkpoints"):
+        refused = run("critic", "export", "--run", run_dir, "--out", dest, "--overwrite", fails=True).output
+        assert "export outside the run's directory" in " ".join(refused.split())
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-000002", "step-000004"]
     not_a_run = run("critic", "export", "--run", out, "--out", tmp_path / "x", fails=True).output
     assert "no train_config.json" in not_a_run
     broken = tmp_path / "broken"  # a hand-edited train_config.json: named, not a traceback
@@ -809,6 +825,23 @@ def _with_bad_videos(world: Path, tmp_path: Path) -> Path:
     return data
 
 
+def test_train_and_eval_refuse_what_hra_validate_refuses(world, critic_dir, tmp_path):
+    # A rater's second record of one video counted twice in training and outvoted the others in a test set.
+    lines = (world / "hra.jsonl").read_text().splitlines(keepends=True)
+    lines[0] = json.dumps(json.loads(lines[0]) | {"annotator": "alice"}) + "\n"
+    twice = tmp_path / "twice.jsonl"
+    twice.write_text("".join([*lines, lines[0]]))
+    where = f"{twice}, line {len(lines) + 1}"
+    trained = run("critic", "train", "--base", world / "base", "--data", twice, "--videos", world,
+                  "--out", tmp_path / "c", "--max-steps", "1", fails=True).output  # fmt: skip
+    judged = run(
+        "critic", "eval", "--critic", critic_dir, "--data", twice, "--videos", world, fails=True
+    ).output
+    for output in (trained, judged):
+        assert where in " ".join(output.split()) and "second record" in output, output
+    assert not (tmp_path / "c").exists()
+
+
 def test_train_refuses_missing_and_unreadable_videos_before_training(world, tmp_path):
     data, out = _with_bad_videos(world, tmp_path), tmp_path / "critic"
     refused = run("critic", "train", "--base", world / "base", "--data", data, "--videos", tmp_path,
@@ -821,8 +854,9 @@ def test_train_refuses_missing_and_unreadable_videos_before_training(world, tmp_
 
 def test_train_errors_name_the_jsonl_line_not_a_record_index(world, tmp_path):
     from videolift.core.errors import DataError
-    from videolift.critic.data import hra_examples, read_hra_lines
+    from videolift.critic.data import hra_examples
     from videolift.critic.spec import CriticSpec
+    from videolift.data.hra_file import read_hra_lines
 
     data = _with_bad_videos(world, tmp_path)
     numbered = read_hra_lines(data)
@@ -858,6 +892,32 @@ def test_eval_names_a_video_that_opens_but_does_not_decode(world, critic_dir, tm
     )
     report = json.loads(result.stdout)
     assert report["errors"] == 1 and [u["line"] for u in report["unreadable"]] == [5]
+
+
+def test_pipeline_critic_eval_refuses_a_test_video_that_does_not_decode(
+    world, critic_dir, tmp_path, monkeypatch
+):
+    """`videolift run` stops there, naming the video, rather than recording an accuracy that counts it as
+    a wrong answer (and staying "up to date" once the video is fixed)."""
+    import videolift.core.video as video
+    from videolift.evaluate.pipeline_config import PipelineConfig
+    from videolift.evaluate.pipeline_stages import critic_eval_stage
+
+    data = _with_bad_videos(world, tmp_path)
+    lines = data.read_text().splitlines(keepends=True)
+    (tmp_path / "hra_split").mkdir()
+    (tmp_path / "hra_split/test.jsonl").write_text("".join(lines[:2] + lines[3:]))  # the non-video: line 5
+    shutil.copytree(critic_dir, tmp_path / "critic")
+    probe = video.probe_video
+    monkeypatch.setattr(
+        video, "probe_video", lambda p, **k: None if "not_a_video" in str(p) else probe(p, **k)
+    )
+    stage = critic_eval_stage(
+        PipelineConfig.model_validate({"workdir": str(tmp_path)}), tmp_path, "critic", False
+    )
+    with pytest.raises(VideoliftError, match=r"1 test video\(s\) could not be read \(.*test.jsonl, line 5: "):
+        stage.run()
+    assert not (tmp_path / "critic_eval.json").exists()  # not done: rerun once fixed
 
 
 def test_eval_judges_a_critic_on_its_own_dimensions_and_refuses_bad_pairs_before_scoring(world, tmp_path):

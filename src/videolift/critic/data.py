@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from videolift.core.errors import DataError
-from videolift.core.jsonl import iter_json_lines, parse_model
 from videolift.core.schema import Dimension, HRARecord, Label, format_answer
 from videolift.core.video import sample_frames
 from videolift.critic.prompts import DESCRIBE_INSTRUCTION, one_pass_answer, user_text
@@ -63,18 +62,6 @@ def resolve_video(
     return path
 
 
-def read_hra_lines(path: str | Path) -> list[tuple[int, HRARecord]]:
-    """(1-based JSONL line, record) of every record; a file without records is a DataError."""
-    records = [(i, parse_model(HRARecord, obj, file=path, line=i)) for i, obj in iter_json_lines(path)]
-    if not records:
-        raise DataError("no records", file=path)
-    return records
-
-
-def read_hra(path: str | Path) -> list[HRARecord]:
-    return [record for _, record in read_hra_lines(path)]
-
-
 MAX_LISTED = 20  # unreadable videos listed in one error
 
 
@@ -108,7 +95,7 @@ def hra_examples(
     lines: list[int] | None = None,
 ) -> tuple[list[SFTExample], int]:
     """HRA records -> examples in the spec's layout; returns (examples, records skipped). ``lines``: each
-    record's line in ``file`` (``read_hra_lines``), for errors; without them errors give record indexes.
+    record's line in ``file`` (``data.hra_file.read_hra_lines``), for errors; without them errors give record indexes.
 
     ``per_dimension``: one example per rated dimension. ``one_pass``: one per record that rates every
     dimension of the spec (others are skipped: a partial answer would teach the model to omit lines).

@@ -258,8 +258,9 @@ def evaluate_critic(
     import tempfile
 
     from videolift.core.jsonl import iter_json_lines, write_jsonl
-    from videolift.critic.data import check_videos, majority_items, read_hra_lines
+    from videolift.critic.data import check_videos, majority_items
     from videolift.critic.score import score_manifest, video_key
+    from videolift.data.hra_file import read_hra_lines
     from videolift.data.stats import check_one_video_per_id
 
     data, videos = Path(data), Path(videos)

@@ -470,8 +470,11 @@ def score_manifest(
     previous = _finished_lines(out, signature)
     done = {**previous, **read_rank_logs(parts, video_key)}
     state.wait_for_everyone()  # everyone has read the same state before anyone appends
-    # A logged video counts only for the same record (a manifest edited between runs is rescored).
-    pending = [r for r in records if not scored_for(done.get(video_key(r)), r)]
+    # A logged video counts only for the same record (a manifest edited between runs is rescored), and
+    # not when it could not be read: the user may have fixed the file since.
+    pending = [
+        r for r in records if not scored_for(line := done.get(video_key(r)), r) or "error" in (line or {})
+    ]
     mine = pending[state.process_index :: state.num_processes]
     log_path = parts / f"rank{state.process_index}.jsonl"
     repair_log(log_path)

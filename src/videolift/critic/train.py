@@ -115,8 +115,9 @@ def train_critic(
     its own when made), the records and that every video they name opens, and what OUT holds."""
     from videolift.core.reward import RewardConfig
     from videolift.core.schema import DIMENSIONS
-    from videolift.critic.data import check_videos, read_hra_lines
+    from videolift.critic.data import check_videos
     from videolift.critic.spec import CriticSpec
+    from videolift.data.hra_file import read_hra_lines
     from videolift.models.vlm import model_type_of
 
     base = resolve_base(base)
@@ -251,8 +252,8 @@ def export_critic(
     """A checkpoint of a ``critic train`` run (finished or not) as a critic directory (``critic export``):
     what the run would have written had it ended at that update (``cache_dir``: the run's, if it had
     one). Returns the update exported."""
-    from videolift.critic.data import read_hra_lines
     from videolift.critic.spec import CriticSpec
+    from videolift.data.hra_file import read_hra_lines
 
     run, dest = Path(run), Path(dest)
     config_file = run / TRAIN_CONFIG
@@ -263,8 +264,9 @@ def export_critic(
     if not isinstance(extra, dict) or "spec" not in extra:
         raise VideoliftError(f"{config_file}: no critic spec in 'extra'; not written by critic train")
     ckpt, step = find_checkpoint(run, step)
-    if dest.resolve() == run.resolve():
-        raise VideoliftError(f"{dest}: export into another directory than the run")
+    here, there = dest.resolve(), run.resolve()
+    if here.is_relative_to(there) or there.is_relative_to(here):  # replacing it would delete the run
+        raise VideoliftError(f"{dest}: export outside the run's directory, and not into one that holds it")
     if dest.is_file():
         raise VideoliftError(f"{dest}: is a file; --out names a directory")
     if dest.exists() and any(dest.iterdir()) and not overwrite:

@@ -47,15 +47,22 @@ def record_problems(
     return problems
 
 
-def read_hra(src: Path) -> list[HRARecord]:
-    """Every record of an HRA file, refused as `hra validate` refuses it: a file without any is a mistake
-    (a wrong path, a failed export), and so is a record that `record_problems` finds wrong."""
+def read_hra_lines(src: str | Path) -> list[tuple[int, HRARecord]]:
+    """(1-based JSONL line, record) of every record of an HRA file, refused as `hra validate` refuses it: a
+    file without any is a mistake (a wrong path, a failed export), and so is a record that
+    `record_problems` finds wrong (a rater's second record of a video would count twice in training and
+    outvote the others in a test set)."""
+    src = Path(src)
     records, first, videos_by_id = [], {}, {}
     for line, obj in iter_json_lines(src):
         record = parse_model(HRARecord, obj, file=src, line=line)
         if problems := record_problems(record, line, src, first, videos_by_id):
             raise problems[0]
-        records.append(record)
+        records.append((line, record))
     if not records:
         raise DataError("no records: the file is empty", file=src)
     return records
+
+
+def read_hra(src: str | Path) -> list[HRARecord]:
+    return [record for _, record in read_hra_lines(src)]

@@ -362,6 +362,12 @@ def critic_eval_stage(cfg: PipelineConfig, hra_videos: Path, name: str, progress
             log=lambda *a, **k: None,
             progress=progress,
         )
+        if bad := report["unreadable"]:  # opened, then failed to decode: scored as unparsed, i.e. wrong
+            where = "; ".join(f"{b['file']}, line {b['line']}: {b['error']}" for b in bad[:3])
+            raise VideoliftError(
+                f"{len(bad)} test video(s) could not be read ({where}{'; ...' if len(bad) > 3 else ''}): fix or "
+                "remove them and rerun (the critic's accuracy would count them as wrong answers)"
+            )
         with atomic_write(w / f"{name}_eval.json") as handle:
             json.dump(report, handle, indent=1)
         return report
