@@ -203,6 +203,11 @@ def test_eval_refuses_a_later_models_folder_of_other_settings_before_any_video(t
     text = " ".join(result.output.split())
     assert "b.1 holds an earlier generation run" in text and "steps was 1, now 2" in text
     assert not first.exists()  # nothing generated
+    # So is a LoRA diffusers cannot load (an empty directory), before the first model generates.
+    (tmp_path / "empty").mkdir()
+    empty = [*args[:4], f"{model}+{tmp_path / 'empty'}", *args[5:], "--steps", "2"]
+    result = CliRunner().invoke(app, empty)
+    assert result.exit_code == 1 and "not a LoRA directory" in result.output and not first.exists()
     result = CliRunner().invoke(app, [*args, "--steps", "2", "--overwrite"])
     assert result.exit_code == 0, result.output
     assert json.loads((out / "b.1" / "generation.json").read_text())["steps"] == 2

@@ -233,6 +233,17 @@ def test_impossible_settings_name_the_option(tiny_pipeline, prompts_txt, tmp_pat
     assert not (tmp_path / "out" / "manifest.jsonl").exists()
 
 
+def test_impossible_sizes_are_named_when_batches_follow_the_clip_size(tiny_pipeline, prompts_txt, tmp_path):
+    # As `eval` generates (batch_size None: sized by the clip), --frames 0 used to divide by zero.
+    from videolift.data.generate import generate_videos
+
+    with pytest.raises(VideoliftError, match="--frames 0"):
+        generate_videos(
+            str(tiny_pipeline), prompts_txt, tmp_path / "out", frames=0, batch_size=None, progress=False
+        )
+    assert not (tmp_path / "out" / "manifest.jsonl").exists()
+
+
 def test_tiles_that_do_not_fit_the_frames_are_refused_before_a_video_is_written(tiny_pipeline, tmp_path):
     """diffusers sizes CogVideoX's decoding tiles by the VAE's config; on the tiny VAE they decode 64x64
     frames to 70x68, which used to be written as the video without a word."""
@@ -272,6 +283,16 @@ def test_bad_inputs_are_named(tiny_pipeline, tmp_path):
         assert message in str(result.exception)
     result = gen(tiny_pipeline, good, tmp_path / "out", "--lora", tmp_path / "no_lora")
     assert "--lora" in str(result.exception) and "not found" in str(result.exception)
+    # A directory diffusers cannot load a LoRA from (an align run's OUT, whose LoRA is OUT/lora): named,
+    # not an OSError traceback from diffusers.
+    (tmp_path / "lora_run/lora/pytorch_lora_weights.safetensors").write_bytes(b"")
+    result = gen(tiny_pipeline, good, tmp_path / "out", "--lora", tmp_path / "lora_run")
+    assert isinstance(result.exception, VideoliftError), result.output
+    assert (
+        f"not a LoRA directory (no pytorch_lora_weights.safetensors); it is an align run: its LoRA is {tmp_path / 'lora_run/lora'}"
+        in str(result.exception)
+    )
+    assert not (tmp_path / "out" / "manifest.jsonl").exists()
 
 
 def snapshot(folder):

@@ -159,9 +159,10 @@ def test_rate_bad_input_names_file_line_and_field(corpus, tmp_path):
     out.unlink()
     good = tmp_path / "good.jsonl"
     good.write_text(lines[0] + "\n")
-    assert "--shape-doubt 0.5: must be >= 1.0" in run("toy", "rate", "--manifest", good, "--videos", corpus, "--out",
-                                                      out, "--oracle", "--shape-doubt", 0.5, fails=True)  # fmt: skip
-    assert not out.exists()
+    for doubt in ("0.5", "nan"):  # a NaN would take any drawn shape for the asked one
+        assert f"--shape-doubt {doubt}: must be a number >= 1.0" in run("toy", "rate", "--manifest", good, "--videos",
+                                             corpus, "--out", out, "--oracle", "--shape-doubt", doubt, fails=True)  # fmt: skip
+        assert not out.exists()
 
 
 def test_rate_refuses_an_output_that_is_its_input_or_its_other_output(corpus, tmp_path):
@@ -206,3 +207,26 @@ def test_corpus_overwrite_removes_the_old_corpus_before_rendering(tmp_path, monk
     monkeypatch.undo()
     run("toy", "corpus", "--n", 2, "--out", out, "--seed", 8, "--overwrite", "--no-progress")
     assert sorted(p.name for p in (out / "videos").iterdir()) == ["toy-000000.mp4", "toy-000001.mp4"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["hra", "validate", "x.jsonl", "--max-errors", "0"],  # listed no error and passed the file
+        ["prompts", "sample", "--n", "3", "--out", "x.jsonl", "--batch-size", "0"],
+        ["prompts", "sample", "--n", "3", "--out", "x.jsonl", "--max-new-tokens", "0"],
+        ["prompts", "sample", "--n", "3", "--out", "x.jsonl", "--temperature", "-1"],
+        ["toy", "pretrain-vlm", "--out", "m", "--threads", "0"],
+        ["toy", "pretrain-vlm", "--out", "m", "--train-videos", "0"],
+        ["toy", "pretrain-vlm", "--out", "m", "--steps", "-1"],
+        ["toy", "pretrain-vlm", "--out", "m", "--minutes", "0"],
+        ["toy", "pretrain", "--out", "m", "--steps", "0"],
+        ["toy", "pretrain", "--out", "m", "--minutes", "nan"],
+    ],
+)
+def test_counts_out_of_range_are_refused_by_name_before_any_work(tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, args)
+    option = args[-2]
+    assert result.exit_code == 2 and f"'{option}'" in result.output and "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []  # nothing written

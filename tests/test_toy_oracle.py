@@ -117,5 +117,6 @@ def test_reasons_call_a_shape_given_the_benefit_of_the_doubt_by_the_asked_name()
     strict = judge(frames, spec, shape_doubt=1.0)
     assert strict.labels() == {SC: B, MS: G, VF: B} and strict.finding_kinds()[SC] == ["shape"]
     assert "circle, but the prompt asks for a square" in strict.reason(SC)
-    with pytest.raises(ValueError, match="shape_doubt must be >= 1.0"):
-        judge(frames, spec, shape_doubt=0.9)
+    for bad in (0.9, float("nan")):  # a NaN would take any drawn shape for the asked one
+        with pytest.raises(ValueError, match="shape_doubt must be a number >= 1.0"):
+            judge(frames, spec, shape_doubt=bad)

@@ -40,7 +40,7 @@ from videolift.core.jsonl import (
 )
 from videolift.core.memory import clips_per_call
 from videolift.data.prompt_files import PromptRecord, read_prompts
-from videolift.models.base import SamplerSettings
+from videolift.models.base import SamplerSettings, check_lora_dir
 
 MANIFEST = "manifest.jsonl"
 RUN_CONFIG = "generation.json"
@@ -305,8 +305,10 @@ def generate_videos(
     check_out(out)
     model = resolve_model(model)
     if lora is not None:
-        if not Path(lora).exists():
-            raise VideoliftError(f"--lora {lora}: directory not found")
+        try:
+            check_lora_dir(lora)
+        except VideoliftError as exc:
+            raise VideoliftError(f"--lora {exc}") from None
         lora = str(Path(lora).resolve())
 
     cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
@@ -325,10 +327,10 @@ def generate_videos(
     frames, height, width = spec.default_sampling(pipe, frames, height, width)
     guidance = spec.default_guidance if guidance is None else guidance
     fps = spec.fps(pipe) if fps is None else fps
+    settings = SamplerSettings(steps, guidance, dynamic_cfg, frames, height, width, fps)
+    spec.check_sampling(pipe, settings)  # before a size sizes the batches (--frames 0 divided by zero)
     if batch_size is None:
         batch_size = clips_per_call(frames, height, width, cap=4)
-    settings = SamplerSettings(steps, guidance, dynamic_cfg, frames, height, width, fps)
-    spec.check_sampling(pipe, settings)
     settings = SamplerSettings(
         **{
             **asdict(settings),

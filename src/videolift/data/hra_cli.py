@@ -88,7 +88,7 @@ def validate(
     quick: bool = typer.Option(
         False, "--quick", help="With --videos: only open each file, do not decode it all."
     ),
-    max_errors: int = typer.Option(50, help="Stop listing after this many errors."),
+    max_errors: int = typer.Option(50, min=1, help="Stop listing after this many errors."),
 ) -> None:
     """Report schema errors and missing or undecodable videos, by file, line and field."""
     from videolift.core.video import video_problem

@@ -33,11 +33,13 @@ def sample(
     system_prompt: Path | None = typer.Option(
         None, "--system-prompt", help="Text file replacing the built-in expansion instructions."
     ),
-    max_new_tokens: int = typer.Option(200, "--max-new-tokens", help="Expansion length limit in tokens."),
-    temperature: float = typer.Option(
-        0.0, "--temperature", help="Expansion sampling temperature (0: greedy)."
+    max_new_tokens: int = typer.Option(
+        200, "--max-new-tokens", min=1, help="Expansion length limit in tokens."
     ),
-    batch_size: int = typer.Option(8, "--batch-size", help="Prompts per LM call when expanding."),
+    temperature: float = typer.Option(
+        0.0, "--temperature", min=0.0, help="Expansion sampling temperature (0: greedy)."
+    ),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Prompts per LM call when expanding."),
     device: str = typer.Option("auto", "--device", help="Device of the expansion LM (auto: GPU if present)."),
 ) -> None:
     """Sample N prompts of 1-2 subjects, one action and one place from editable category lists."""

@@ -97,6 +97,7 @@ def check_inputs(
     from videolift.core.errors import DataError, VideoliftError
     from videolift.data.generate import check_out, earlier_run_conflict, known_settings, resolve_model
     from videolift.data.prompt_files import read_prompts
+    from videolift.models.base import check_lora_dir
     from videolift.models.families import spec_for
 
     sampler = sampler or {}
@@ -118,11 +119,13 @@ def check_inputs(
                     field=field,
                 ) from None
     for model, lora in models:
-        spec_for(
-            resolve_model(model), sampler.get("family")
-        )  # a local pipeline directory, or a reachable Hub model
-        if lora is not None and not Path(lora).exists():
-            raise VideoliftError(f"--model {model}+{lora}: LoRA directory {lora} not found")
+        # a local pipeline directory, or a reachable Hub model
+        spec_for(resolve_model(model), sampler.get("family"))
+        if lora is not None:
+            try:
+                check_lora_dir(lora)
+            except VideoliftError as exc:
+                raise VideoliftError(f"--model {model}+{lora}: {exc}") from None
     if out.exists() and not out.is_dir():
         raise VideoliftError(f"--out {out}: exists and is not a directory")
     for name, (model, lora) in zip(names, models, strict=True):

@@ -98,6 +98,27 @@ class T2VModelSpec(Protocol):
 
 # What `align` writes under its OUT: the full pipeline, or the LoRA for the base model (align/export.py).
 FULL_DIR, LORA_DIR = "pipeline", "lora"
+LORA_WEIGHTS = (
+    "pytorch_lora_weights.safetensors",
+    "pytorch_lora_weights.bin",
+)  # what load_lora_weights finds
+
+
+def check_lora_dir(lora: str | Path) -> None:
+    """Refuse what ``pipe.load_lora_weights`` cannot load from a directory, before any work: a missing
+    path, or one without diffusers' LoRA weights file (an align run's OUT, whose LoRA is OUT/lora)."""
+    path = Path(lora)
+    if not path.exists():
+        raise VideoliftError(f"{lora}: LoRA directory not found")
+    if path.is_dir() and any((path / name).is_file() for name in LORA_WEIGHTS):
+        return
+    inside = path / LORA_DIR
+    hint = (
+        f"; it is an align run: its LoRA is {inside}"
+        if any((inside / n).is_file() for n in LORA_WEIGHTS)
+        else ""
+    )
+    raise VideoliftError(f"{lora}: not a LoRA directory (no {LORA_WEIGHTS[0]}){hint}")
 
 
 def _tiling_hint(vae: Any) -> str:
@@ -158,9 +179,13 @@ class DiffusersT2VSpec:
                 f"reachable on the Hub ({str(exc).splitlines()[0]})"
             ) from None
         if lora:
-            if not Path(lora).exists():
-                raise VideoliftError(f"{lora}: LoRA directory not found")
-            pipe.load_lora_weights(lora)
+            check_lora_dir(lora)
+            try:
+                pipe.load_lora_weights(lora)
+            except (OSError, ValueError, RuntimeError) as exc:  # e.g. a LoRA trained for another model
+                raise VideoliftError(
+                    f"{lora}: cannot load this LoRA onto {model} ({str(exc).splitlines()[0]})"
+                ) from None
         pipe.set_progress_bar_config(disable=True)
         return pipe.to(device)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import colorsys
 import itertools
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -399,8 +400,8 @@ def _fidelity(seg: Segmentation, subjects: list[Subject]) -> list[Finding]:
 def judge(frames: np.ndarray, prompt: str | PromptSpec, shape_doubt: float = SHAPE_DOUBT) -> Judgement:
     """Rate a clip against its prompt on the three LiFT dimensions. ``shape_doubt``: how much worse the
     asked shape may fit than the best-fitting one and still count as drawn (1.0: only if it fits best)."""
-    if shape_doubt < 1.0:
-        raise ValueError(f"shape_doubt must be >= 1.0 (1.0: strict), got {shape_doubt}")
+    if not 1.0 <= shape_doubt < math.inf:  # NaN too: it would take any drawn shape for the asked one
+        raise ValueError(f"shape_doubt must be a number >= 1.0 (1.0: strict), got {shape_doubt}")
     spec = prompt if isinstance(prompt, PromptSpec) else parse_prompt(prompt)
     seg, subjects = observe(frames)
     name_as_asked(spec, subjects, shape_doubt)

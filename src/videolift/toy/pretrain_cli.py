@@ -13,25 +13,39 @@ from rich.console import Console
 from rich.table import Table
 
 
+def _positive_minutes(value: float | None) -> float | None:
+    if value is not None and not value > 0:  # NaN too
+        raise typer.BadParameter(f"{value}: a time budget is more than 0 minutes")
+    return value
+
+
 def pretrain_vlm_command(
     out: Path = typer.Option(
         ..., "--out", help="Output directory: a save_pretrained VLM (model + processor)."
     ),
     minutes: float | None = typer.Option(
-        None, "--minutes", help="Fit the number of updates to this time budget (measured on the spot)."
+        None,
+        "--minutes",
+        callback=_positive_minutes,
+        help="Fit the number of updates to this time budget (measured on the spot).",
     ),
     vision_steps: int | None = typer.Option(
-        None, "--vision-steps", help="Vision-encoder updates, stage 1 (default: the committed model's)."
+        None,
+        "--vision-steps",
+        min=1,
+        help="Vision-encoder updates, stage 1 (default: the committed model's).",
     ),
     steps: int | None = typer.Option(
-        None, "--steps", help="Caption updates, stage 2 (default: the committed model's)."
+        None, "--steps", min=1, help="Caption updates, stage 2 (default: the committed model's)."
     ),
-    train_videos: int | None = typer.Option(None, "--train-videos", help="Rendered train-split clips."),
+    train_videos: int | None = typer.Option(
+        None, "--train-videos", min=1, help="Rendered train-split clips."
+    ),
     eval_videos: int | None = typer.Option(
-        None, "--eval-videos", help="Held-out-split clips captioned for the quality report."
+        None, "--eval-videos", min=1, help="Held-out-split clips captioned for the quality report."
     ),
     seed: int = typer.Option(0, "--seed"),
-    threads: int = typer.Option(1, "--threads", help="torch CPU threads."),
+    threads: int = typer.Option(1, "--threads", min=1, help="torch CPU threads."),
     keep_corpus: bool = typer.Option(False, "--keep-corpus", help="Keep the rendered clips in OUT/corpus."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
@@ -97,11 +111,12 @@ def pretrain_t2v_command(
     minutes: float | None = typer.Option(
         None,
         "--minutes",
+        callback=_positive_minutes,
         help="Time budget; the VAE phase gets 30% of it and the decoder phase stops at its end "
         "(default: fixed step counts).",
     ),
     steps: int | None = typer.Option(
-        None, "--steps", help="Transformer updates (default: the committed model's)."
+        None, "--steps", min=1, help="Transformer updates (default: the committed model's)."
     ),
     seed: int = typer.Option(0, "--seed"),
     first_steps: int | None = typer.Option(

@@ -3,6 +3,7 @@ simulated annotator panel; canonical HRA records out (``videolift toy rate``, th
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,8 +83,8 @@ def rate_manifest(
         raise VideoliftError(
             f"--reward-config {reward_config}: only used with --scores-out (HRA holds labels only)"
         )
-    if shape_doubt is not None and shape_doubt < 1.0:
-        raise VideoliftError(f"--shape-doubt {shape_doubt}: must be >= 1.0 (1.0: strict)")
+    if shape_doubt is not None and not 1.0 <= shape_doubt < math.inf:  # NaN would pass any shape
+        raise VideoliftError(f"--shape-doubt {shape_doubt}: must be a number >= 1.0 (1.0: strict)")
     doubt = SHAPE_DOUBT if shape_doubt is None else shape_doubt
     reward = RewardConfig.load(reward_config)
     rows = _read_manifest(manifest)
