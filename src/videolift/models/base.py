@@ -98,10 +98,8 @@ class T2VModelSpec(Protocol):
 
 # What `align` writes under its OUT: the full pipeline, or the LoRA for the base model (align/export.py).
 FULL_DIR, LORA_DIR = "pipeline", "lora"
-LORA_WEIGHTS = (
-    "pytorch_lora_weights.safetensors",
-    "pytorch_lora_weights.bin",
-)  # what load_lora_weights finds
+# The files `load_lora_weights` finds in a directory by itself (without a weight_name).
+LORA_WEIGHTS = ("pytorch_lora_weights.safetensors", "pytorch_lora_weights.bin")
 
 
 def check_lora_dir(lora: str | Path) -> None:
