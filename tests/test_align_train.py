@@ -431,6 +431,28 @@ def _cli_args(world: Path, out: Path, **kw) -> list[str]:
     return [x for k, v in args.items() for x in (f"--{k.replace('_', '-')}", str(v))] + ["--quiet"]
 
 
+def test_a_video_that_fails_to_decode_when_encoded_is_named_by_its_line(world, tmp_path, monkeypatch):
+    """The check before training reads headers; a video that opens but fails to decode midway shows only
+    when it is encoded, and is then named by the scores file's line, as the check names its problems."""
+    import videolift.align.cache as cache_module
+    from videolift.core.errors import DataError, VideoError
+
+    read = cache_module.read_video
+
+    def failing(path, *args, **kwargs):
+        if Path(path).name == "v2.mp4":
+            raise VideoError(path, "could not decode frame 3")
+        return read(path, *args, **kwargs)
+
+    monkeypatch.setattr(cache_module, "read_video", failing)
+    with pytest.raises(DataError) as caught:
+        train(
+            align_config(world, tmp_path / "run", max_steps=1, cache_dir=tmp_path / "cache"), progress=False
+        )
+    text = str(caught.value)
+    assert f"{world / 'scores.jsonl'}, line 3, field 'video'" in text and "could not decode frame 3" in text
+
+
 def test_a_run_into_an_out_another_run_is_training_in_is_refused(world, tmp_path):
     """E.g. `--resume` while the ranks of a torchrun killed -9 still train in OUT: refused before it
     writes; OUT is free again once that run has ended."""

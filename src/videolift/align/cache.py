@@ -25,7 +25,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save
 
-from videolift.core.errors import VideoliftError
+from videolift.core.errors import DataError, VideoError, VideoliftError
 from videolift.core.files import content_hash
 from videolift.core.jsonl import atomic_write, read_json
 from videolift.core.memory import clips_per_call
@@ -211,6 +211,7 @@ class EncodingCache:
         barrier: Callable[[], None] | None = None,
         before_encode: Callable[[], None] | None = None,
         progress: bool = True,
+        listed: dict[Path, tuple[Path, int | None]] | None = None,
     ) -> tuple[list[tuple[Path, Path]], CacheStats]:
         """Encode what is missing for (video path, prompt) items; this rank does every world-th entry.
 
@@ -220,6 +221,8 @@ class EncodingCache:
         rank writes, so all ranks split the same list.
         ``before_encode`` runs once, only if there is something to encode (e.g. move encoders to GPU).
         ``video_batch`` clips go through the VAE at once (default: by their size, ``clips_per_call``).
+        ``listed``: the file and line naming each video, for errors (a video that opened when checked and
+        fails to decode now).
         """
         from tqdm import tqdm
 
@@ -256,7 +259,7 @@ class EncodingCache:
         )
         for i in range(0, len(todo_videos), READ_BATCH):
             chunk = todo_videos[i : i + READ_BATCH]
-            clips = [self._load_video(spec, pipe, video) for _, video in chunk]
+            clips = [self._load_video(spec, pipe, video, (listed or {}).get(video)) for _, video in chunk]
             # Batch the VAE over clips of one shape (one call per clip otherwise), as many as fit.
             groups: dict[tuple[int, ...], list[int]] = {}
             for j, clip in enumerate(clips):
@@ -283,7 +286,9 @@ class EncodingCache:
                 if tmp.stat().st_mtime < cutoff:
                     tmp.unlink()
 
-    def _load_video(self, spec: Any, pipe: Any, video: Path) -> np.ndarray:
+    def _load_video(
+        self, spec: Any, pipe: Any, video: Path, listed: tuple[Path, int | None] | None = None
+    ) -> np.ndarray:
         p = self.preprocessing
         try:
             frames = preprocess_video(
@@ -293,8 +298,11 @@ class EncodingCache:
                 height=p["height"],
                 width=p["width"],
             )
-        except ValueError as exc:
-            raise VideoliftError(f"{video}: {exc}") from None
+        except (ValueError, VideoError) as exc:
+            message = str(exc) if isinstance(exc, VideoError) else f"{video}: {exc}"
+            if listed is None:
+                raise VideoliftError(message) from None
+            raise DataError(message, file=listed[0], line=listed[1], field="video") from None
         t, h, w = frames.shape[:3]
         try:
             spec.check_sampling(pipe, SamplerSettings(frames=t, height=h, width=w, steps=1))

@@ -219,6 +219,8 @@ def _cache_all(
         video_batch=cfg.encode_batch_size,
         before_encode=lambda: _encoders_ready(pipe, accelerator.device, cfg.vae_tiling),
         progress=progress and accelerator.is_local_main_process,
+        listed={cfg.videos / s.video: (cfg.scores, s.line) for s in synthetic}
+        | {cfg.real_root / s.video: (cfg.real, s.line) for s in real},
     )
     _encoders_to(pipe, "cpu")
     per_rank = gather_object([asdict(stats)])  # cached counts agree; encoded ones add up
