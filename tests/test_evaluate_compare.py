@@ -347,6 +347,13 @@ def test_the_guard_holds_the_oracle_to_the_critics_gain_whatever_its_sign_and_ta
         "ok"
     ]  # the critic saw a small loss, the oracle a big one
     assert reward_hacking_check(run(-0.005, -0.01))["ok"]
+    # The paired difference counts only videos the critic rated in full on both models: it wins over the
+    # table's means (a partly parsed answer's reward is there), and its SE is the one reported.
+    partial = run(+0.10, +0.10, se=0.01)
+    partial["differences"]["aligned_rwl vs base"]["critic"]["mean_reward"]["diff"] = 0.20
+    assert reward_hacking_check(partial)["critic_gain"] == 0.20 and not reward_hacking_check(partial)["ok"]
+    partial["differences"]["aligned_rwl vs base"]["critic"]["mean_reward"]["diff"] = None  # no full pair
+    assert reward_hacking_check(partial)["critic_gain"] == pytest.approx(0.10)
     weak, _ = _guard_text("aligned_rwl", reward_hacking_check(run(+0.05, +0.006, se=0.006)))
     assert "passes" in weak and "within two standard errors of zero" in weak
     sure, _ = _guard_text("aligned_rwl", reward_hacking_check(run(+0.10, +0.05, se=0.01)))

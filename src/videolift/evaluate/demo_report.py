@@ -27,23 +27,29 @@ def reward_hacking_check(summary: dict[str, Any], key: str = "aligned_rwl") -> d
     """Oracle gain against the critic-measured gain of the aligned model ``key``: ``ok`` when the
     oracle's is at least ``GAIN_GUARD`` times the critic's (for a critic gain of zero or less too: an
     oracle loss beyond it fails). None without an oracle or that model; ``ok`` None when the critic
-    parsed no answer on either model's videos. ``critic_gain_se``: the paired difference's standard
-    error, when the summary has it."""
+    parsed no answer on either model's videos. With the summary's paired differences the gains are theirs
+    (the critic's over videos it rated in full on both models, which the table's means are not) and
+    ``critic_gain_se`` their standard error."""
     base, aligned = summary.get("base"), summary.get(key)
     if not base or not aligned or "skipped" in aligned or base.get("oracle_mean_reward") is None:
         return None
     if base.get("critic_mean_reward") is None or aligned.get("critic_mean_reward") is None:
         return {"oracle_gain": None, "critic_gain": None, "ratio": None, "ok": None}
-    oracle_gain = aligned["oracle_mean_reward"] - base["oracle_mean_reward"]
-    critic_gain = aligned["critic_mean_reward"] - base["critic_mean_reward"]
-    paired = summary.get("differences", {}).get(f"{key} vs base", {}).get("critic", {})
+    differences = summary.get("differences", {}).get(f"{key} vs base", {})
+    oracle, critic = (differences.get(rater, {}).get("mean_reward", {}) for rater in ("oracle", "critic"))
+    oracle_gain = _or(oracle.get("diff"), aligned["oracle_mean_reward"] - base["oracle_mean_reward"])
+    critic_gain = _or(critic.get("diff"), aligned["critic_mean_reward"] - base["critic_mean_reward"])
     return {
         "oracle_gain": oracle_gain,
         "critic_gain": critic_gain,
-        "critic_gain_se": paired.get("mean_reward", {}).get("se"),
+        "critic_gain_se": critic.get("se"),
         "ratio": oracle_gain / critic_gain if critic_gain > 0 else None,
         "ok": oracle_gain >= GAIN_GUARD * critic_gain,
     }
+
+
+def _or(value: float | None, otherwise: float) -> float:
+    return otherwise if value is None else value
 
 
 def _guard_text(key: str, check: dict[str, Any]) -> tuple[str, str]:
