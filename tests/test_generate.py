@@ -289,10 +289,15 @@ def test_bad_inputs_are_named(tiny_pipeline, tmp_path):
     result = gen(tiny_pipeline, good, tmp_path / "out", "--lora", tmp_path / "lora_run")
     assert isinstance(result.exception, VideoliftError), result.output
     assert (
-        f"not a LoRA directory (no pytorch_lora_weights.safetensors); it is an align run: its LoRA is {tmp_path / 'lora_run/lora'}"
+        f"not a LoRA directory (no .safetensors or .bin weights in it); it is an align run: its LoRA is {tmp_path / 'lora_run/lora'}"
         in str(result.exception)
     )
     assert not (tmp_path / "out" / "manifest.jsonl").exists()
+    from videolift.models.base import check_lora_dir
+
+    (tmp_path / "other_name").mkdir()
+    (tmp_path / "other_name/my_style.safetensors").write_bytes(b"")
+    check_lora_dir(tmp_path / "other_name")  # diffusers loads a directory's one .safetensors file too
 
 
 def snapshot(folder):

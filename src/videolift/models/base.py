@@ -98,25 +98,26 @@ class T2VModelSpec(Protocol):
 
 # What `align` writes under its OUT: the full pipeline, or the LoRA for the base model (align/export.py).
 FULL_DIR, LORA_DIR = "pipeline", "lora"
-# The files `load_lora_weights` finds in a directory by itself (without a weight_name).
-LORA_WEIGHTS = ("pytorch_lora_weights.safetensors", "pytorch_lora_weights.bin")
 
 
 def check_lora_dir(lora: str | Path) -> None:
     """Refuse what ``pipe.load_lora_weights`` cannot load from a directory, before any work: a missing
-    path, or one without diffusers' LoRA weights file (an align run's OUT, whose LoRA is OUT/lora)."""
+    path, or a directory without a weights file (an align run's OUT, whose LoRA is OUT/lora). diffusers
+    takes the directory's ``pytorch_lora_weights.safetensors``, or else its one ``.safetensors`` file."""
     path = Path(lora)
     if not path.exists():
         raise VideoliftError(f"{lora}: LoRA directory not found")
-    if path.is_dir() and any((path / name).is_file() for name in LORA_WEIGHTS):
+    if _holds_weights(path):
         return
     inside = path / LORA_DIR
-    hint = (
-        f"; it is an align run: its LoRA is {inside}"
-        if any((inside / n).is_file() for n in LORA_WEIGHTS)
-        else ""
+    hint = f"; it is an align run: its LoRA is {inside}" if _holds_weights(inside) else ""
+    raise VideoliftError(f"{lora}: not a LoRA directory (no .safetensors or .bin weights in it){hint}")
+
+
+def _holds_weights(directory: Path) -> bool:
+    return directory.is_dir() and any(
+        f.suffix in (".safetensors", ".bin") and f.is_file() for f in directory.iterdir()
     )
-    raise VideoliftError(f"{lora}: not a LoRA directory (no {LORA_WEIGHTS[0]}){hint}")
 
 
 def _tiling_hint(vae: Any) -> str:
