@@ -135,7 +135,7 @@ def test_jsonl_fields_are_carried_and_videos_regenerate_exactly(tiny_pipeline, t
     again = spec.generate(pipe, [r["prompt"]], [r["seed"]], settings)[0].astype(int)
     stored = read_video(out / r["video"]).astype(int)
     other = spec.generate(pipe, [r["prompt"]], [r["seed"] + 1], settings)[0].astype(int)
-    assert np.abs(again - stored).max() <= 1  # lossless; a batch of one may round a level off
+    assert np.abs(again - stored).max() <= 3  # yuv444p crf 0: only RGB<->YUV rounding
     assert np.abs(other - stored).mean() > 5 * np.abs(again - stored).mean() + 1
 
 

@@ -112,14 +112,13 @@ def write_video(
     crf: int = 18,
     preset: str = "veryfast",
     pix_fmt: str = "yuv420p",
-    lossless: bool = False,
 ) -> Path:
     """Write uint8 (T, H, W, 3) RGB frames as H.264 MP4, atomically.
 
     yuv420p needs even sizes: odd heights/widths are padded by repeating the last row/column.
-    ``lossless``: H.264 of the RGB frames themselves (libx264rgb, crf 0), read back bit for bit (used for
-    tiny toy videos, which chroma subsampling would smear); ``crf`` and ``pix_fmt`` are then ignored.
-    (``crf=0`` with ``yuv444p`` comes within 2 levels: the conversion to YUV rounds.)
+    ``crf=0`` with ``pix_fmt="yuv444p"`` is lossless but for the conversion to YUV, which rounds (frames
+    read back within 2 levels); used for tiny toy videos where chroma subsampling would smear the colours.
+    (H.264 of the RGB frames, libx264rgb, reads back exactly, but browsers show it in wrong colours.)
     """
     import av
 
@@ -130,9 +129,6 @@ def write_video(
         raise ValueError(f"frames must be uint8, got {frames.dtype}")
     if frames.shape[0] == 0:
         raise ValueError("cannot write a video with no frames")
-    codec = "libx264rgb" if lossless else "libx264"
-    if lossless:
-        crf, pix_fmt = 0, "rgb24"
     if pix_fmt == "yuv420p":
         pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
         if pad_h or pad_w:
@@ -142,7 +138,7 @@ def write_video(
     tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
     try:
         with av.open(str(tmp), mode="w", format="mp4") as container:
-            stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
             stream.height, stream.width = frames.shape[1], frames.shape[2]
             stream.pix_fmt = pix_fmt
             stream.options = {"crf": str(crf), "preset": preset}

@@ -374,7 +374,7 @@ def generate_videos(
     mine = pending[state.process_index :: state.num_processes]
     log = out / PARTS / f"rank{state.process_index}.jsonl"
     repair_log(log)
-    codec = {"lossless": True} if lossless else {}
+    codec = {"crf": 0, "pix_fmt": "yuv444p"} if lossless else {}
     desc = f"rank {state.process_index}/{state.num_processes}" if state.num_processes > 1 else "generate"
     loop_start = time.perf_counter()
     with tqdm(

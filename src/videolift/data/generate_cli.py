@@ -54,7 +54,7 @@ def generate(
     prompt_field: str = typer.Option("prompt", "--prompt-field", help="Prompt field of .jsonl/.csv files."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N prompts (N >= 1)."),
     lossless: bool = typer.Option(
-        False, "--lossless", help="Lossless H.264 (of the RGB frames, crf 0), for tiny toy videos."
+        False, "--lossless", help="Lossless H.264 (yuv444p, crf 0), for tiny toy videos."
     ),
     vae_tiling: bool = typer.Option(
         False, "--vae-tiling", help="Tiled/sliced VAE decoding: less memory, slower."

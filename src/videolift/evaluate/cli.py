@@ -59,7 +59,7 @@ def evaluate(
     lossless: bool = typer.Option(
         False,
         "--lossless/--lossy",
-        help="Write lossless H.264 (of the RGB frames, crf 0). Use it for tiny toy videos: lossy 4:2:0 blurs "
+        help="Write lossless H.264 (yuv444p, crf 0). Use it for tiny toy videos: lossy 4:2:0 blurs "
         "48x48 outlines past the oracle's blur limit.",
     ),
     vae_tiling: bool = typer.Option(

@@ -47,9 +47,7 @@ class Sampler(StrictModel):
         None, description="classifier-free guidance scale (default: the family's, CogVideoX 6, Wan 2.1 5)"
     )
     dynamic_cfg: bool = Field(False, description="CogVideoX's dynamic guidance (use_dynamic_cfg)")
-    lossless: bool = Field(
-        False, description="lossless H.264 (of the RGB frames, crf 0), for tiny toy videos"
-    )
+    lossless: bool = Field(False, description="lossless H.264 (yuv444p, crf 0), for tiny toy videos")
     batch_size: int | None = Field(
         None, ge=1, description="videos per pipeline call (default: by clip size, as `eval --batch-size`)"
     )

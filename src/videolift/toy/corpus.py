@@ -63,12 +63,12 @@ def plan(n: int, *, defect_rate: float = 0.0, seed: int = 0, split: Split | None
 
 
 def write_corpus(items: list[Item], out: Path, *, progress: bool = True) -> Path:
-    """Render every item to ``out/videos/<id>.mp4`` (lossless) and write ``out/manifest.jsonl``."""
+    """Render every item to ``out/videos/<id>.mp4`` (lossless, yuv444p) and write ``out/manifest.jsonl``."""
     out = Path(out)
     records = []
     for item in _progress(items, progress):
         rel = f"videos/{item.video_id}.mp4"
-        write_video(out / rel, item.render(), fps=FPS, lossless=True)
+        write_video(out / rel, item.render(), fps=FPS, crf=0, pix_fmt="yuv444p")
         records.append(item.record(rel))
     write_jsonl(out / "manifest.jsonl", records)
     return out / "manifest.jsonl"
