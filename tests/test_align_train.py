@@ -467,6 +467,18 @@ def test_a_run_into_an_out_another_run_is_training_in_is_refused(world, tmp_path
     assert [p.name for p in out.iterdir()] == [".lock"]  # nothing written
     held.close()
     assert train(align_config(world, out, max_steps=1), progress=False).steps == 1
+    # A run that fails after taking the lock releases it, even while its caller keeps the error (and so
+    # the run's frame): a retry in the same process is not refused as "in use" by itself.
+    import videolift.align.trainer as trainer
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            trainer, "_cache_all", lambda *a, **k: (_ for _ in ()).throw(MemoryError("out of memory"))
+        )
+        with pytest.raises(MemoryError) as kept:
+            train(align_config(world, tmp_path / "again", max_steps=1), progress=False)
+    assert kept.value is not None
+    assert train(align_config(world, tmp_path / "again", max_steps=1), progress=False).steps == 1
 
 
 def test_resume_after_kill_matches_uninterrupted_run(world, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from collections.abc import Iterable
@@ -81,6 +82,11 @@ def lock_run(out: Path, command: str) -> IO[str] | None:
             f"{out} is in use by another `{command}` run (process {holder}): let it finish or stop it, "
             "then run again"
         ) from None
+    except OSError as exc:  # a file system without locks (some network mounts): run unguarded, as before
+        handle.close()
+        if exc.errno in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP):
+            return None
+        raise
     handle.truncate(0)
     handle.write(f"{os.getpid()}\n")
     handle.flush()
