@@ -318,6 +318,23 @@ def test_score_lines_resume_and_determinism(world, critic_dir, tmp_path):
     assert [obj.get("seed") for _, obj in iter_json_lines(second)] == [r.get("seed") for r in records]
 
 
+def test_a_fixed_videos_fresh_score_wins_over_its_old_error_in_another_ranks_log(world, critic_dir, tmp_path):
+    """A two-process run killed before its merge left a video's error line in rank 1's log; the video is
+    fixed and scored again by one process (rank 0's log): the fresh line is the one kept."""
+    out = tmp_path / "s.jsonl"
+    score(critic_dir, world, out)
+    (error,) = [obj for _, obj in iter_json_lines(out) if "error" in obj]
+    parts_dir(out).mkdir()
+    (parts_dir(out) / "run.json").write_text(json.dumps(json.loads(summary_path(out).read_text())["run"]))
+    (parts_dir(out) / "rank1.jsonl").write_text(json.dumps(error) + "\n")
+    fixed = tmp_path / "fixed"
+    shutil.copytree(world / "videos", fixed / "videos")
+    shutil.copy(world / "manifest.jsonl", fixed / "manifest.jsonl")
+    shutil.copy(world / "videos/v0.mp4", fixed / "videos/missing.mp4")
+    assert "1 scored here" in score(critic_dir, fixed, out).output
+    assert not any("error" in obj for _, obj in iter_json_lines(out))
+
+
 def test_eval_reports_metrics_matching_the_scores(world, critic_dir, tmp_path):
     held_out = tmp_path / "held_out.jsonl"  # --scores over the reference labels: refused, untouched
     shutil.copy(world / "hra.jsonl", held_out)
@@ -564,6 +581,9 @@ def test_export_of_a_checkpoint_is_the_critic_the_run_writes(world, tmp_path, ad
         refused = run("critic", "export", "--run", run_dir, "--out", dest, "--overwrite", fails=True).output
         assert "export outside the run's directory" in " ".join(refused.split())
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-000002", "step-000004"]
+    run(
+        "critic", "export", "--run", run_dir, "--out", run_dir / "exports/early", "--step", "2"
+    )  # no overwrite
     not_a_run = run("critic", "export", "--run", out, "--out", tmp_path / "x", fails=True).output
     assert "no train_config.json" in not_a_run
     broken = tmp_path / "broken"  # a hand-edited train_config.json: named, not a traceback

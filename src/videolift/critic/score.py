@@ -43,7 +43,6 @@ from videolift.core.jsonl import (
     atomic_write,
     iter_json_lines,
     read_json,
-    read_rank_logs,
     repair_log,
     write_jsonl,
 )
@@ -468,13 +467,11 @@ def score_manifest(
             handle.write(json.dumps(signature, indent=1) + "\n")
     state.wait_for_everyone()
     previous = _finished_lines(out, signature)
-    done = {**previous, **read_rank_logs(parts, video_key)}
+    logged = _logged_lines(parts, previous)
     state.wait_for_everyone()  # everyone has read the same state before anyone appends
     # A logged video counts only for the same record (a manifest edited between runs is rescored), and
     # not when it could not be read: the user may have fixed the file since.
-    pending = [
-        r for r in records if not scored_for(line := done.get(video_key(r)), r) or "error" in (line or {})
-    ]
+    pending = [r for r in records if "error" in (_best_line(logged, r) or {"error": "none"})]
     mine = pending[state.process_index :: state.num_processes]
     log_path = parts / f"rank{state.process_index}.jsonl"
     repair_log(log_path)
@@ -547,6 +544,23 @@ def score_manifest(
     )
 
 
+def _logged_lines(parts: Path, previous: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Every line logged per video: a finished earlier run's, then each rank log's in order."""
+    logged = {key: [line] for key, line in previous.items()}
+    for path in sorted(parts.glob("rank*.jsonl")):
+        for _, line in iter_json_lines(path, skip_partial_last=True):
+            logged.setdefault(video_key(line), []).append(line)
+    return logged
+
+
+def _best_line(logged: dict[str, list[dict[str, Any]]], record: dict[str, Any]) -> dict[str, Any] | None:
+    """The line that scored this very record, one that read its video if any did (a video retried once
+    fixed may sit in a lower rank's log than its old error), the latest such; None if none."""
+    scored = [line for line in logged.get(video_key(record), []) if scored_for(line, record)]
+    read = [line for line in scored if "error" not in line]
+    return (read or scored or [None])[-1]
+
+
 def _finished_lines(out: Path, signature: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Lines of an earlier, finished run into ``out`` with the same critic and settings (reused on a rerun,
     e.g. after adding videos to the manifest); nothing if it was scored differently."""
@@ -564,13 +578,14 @@ def _merge(
     previous: dict[str, dict[str, Any]],
     signature: dict[str, Any],
 ) -> dict[str, Any]:
-    done = {**previous, **read_rank_logs(parts, video_key)}
-    missing = [video_key(r) for r in records if not scored_for(done.get(video_key(r)), r)]
+    logged = _logged_lines(parts, previous)
+    best = [_best_line(logged, r) for r in records]
+    missing = [video_key(r) for r, line in zip(records, best, strict=True) if line is None]
     if missing:
         raise VideoliftError(
             f"{parts}: {len(missing)} videos were not scored (e.g. {missing[0]}); rerun the command"
         )
-    lines = [done[video_key(r)] for r in records]
+    lines = [line for line in best if line is not None]
     unparsed: Counter[str] = Counter()
     for line in lines:
         for dim, rating in line["ratings"].items():

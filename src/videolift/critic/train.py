@@ -265,7 +265,8 @@ def export_critic(
         raise VideoliftError(f"{config_file}: no critic spec in 'extra'; not written by critic train")
     ckpt, step = find_checkpoint(run, step)
     here, there = dest.resolve(), run.resolve()
-    if here.is_relative_to(there) or there.is_relative_to(here):  # replacing it would delete the run
+    # Replacing OUT would delete the run: OUT is the run, holds it, or (with --overwrite) lies inside it.
+    if here == there or there.is_relative_to(here) or (overwrite and here.is_relative_to(there)):
         raise VideoliftError(f"{dest}: export outside the run's directory, and not into one that holds it")
     if dest.is_file():
         raise VideoliftError(f"{dest}: is a file; --out names a directory")
