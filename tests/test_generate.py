@@ -298,6 +298,7 @@ def test_bad_inputs_are_named(tiny_pipeline, tmp_path):
     (tmp_path / "other_name").mkdir()
     (tmp_path / "other_name/my_style.safetensors").write_bytes(b"")
     check_lora_dir(tmp_path / "other_name")  # diffusers loads a directory's one .safetensors file too
+    check_lora_dir(tmp_path / "other_name/my_style.safetensors")  # and a weights file itself
 
 
 def snapshot(folder):

@@ -33,7 +33,8 @@ RESUMABLE_CHANGES = frozenset(
         "num_workers",
         "out",
         "hash_content",  # how cached files are named, not what they hold
-        "encode_batch_size",  # how many videos the VAE encodes at once, not what it encodes
+        # how many videos the VAE encodes at once, not what it encodes (but to or from 1, ~2e-5: cache.py)
+        "encode_batch_size",
     }
 )
 

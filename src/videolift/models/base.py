@@ -103,20 +103,24 @@ FULL_DIR, LORA_DIR = "pipeline", "lora"
 def check_lora_dir(lora: str | Path) -> None:
     """Refuse what ``pipe.load_lora_weights`` cannot load from a directory, before any work: a missing
     path, or a directory without a weights file (an align run's OUT, whose LoRA is OUT/lora). diffusers
-    takes the directory's ``pytorch_lora_weights.safetensors``, or else its one ``.safetensors`` file."""
+    takes a weights file itself, or a directory's ``pytorch_lora_weights.safetensors``, or else its one
+    ``.safetensors`` file."""
     path = Path(lora)
     if not path.exists():
         raise VideoliftError(f"{lora}: LoRA directory not found")
-    if _holds_weights(path):
+    if _holds_weights(path) or (path.is_file() and path.suffix in WEIGHT_SUFFIXES):
         return
     inside = path / LORA_DIR
     hint = f"; it is an align run: its LoRA is {inside}" if _holds_weights(inside) else ""
     raise VideoliftError(f"{lora}: not a LoRA directory (no .safetensors or .bin weights in it){hint}")
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
 def _holds_weights(directory: Path) -> bool:
     return directory.is_dir() and any(
-        f.suffix in (".safetensors", ".bin") and f.is_file() for f in directory.iterdir()
+        f.suffix in WEIGHT_SUFFIXES and f.is_file() for f in directory.iterdir()
     )
 
 
