@@ -235,6 +235,14 @@ def score(critic: Path, world: Path, out: Path, *extra: str):
                "--out", out, "--batch-size", "6", *extra)  # fmt: skip
 
 
+def _world_with_its_missing_video(world: Path, root: Path) -> Path:
+    """A copy of the world's videos and manifest where the manifest's missing video is there (fixed)."""
+    shutil.copytree(world / "videos", root / "videos")
+    shutil.copy(world / "manifest.jsonl", root / "manifest.jsonl")
+    shutil.copy(world / "videos/v0.mp4", root / "videos/missing.mp4")
+    return root
+
+
 def test_score_lines_resume_and_determinism(world, critic_dir, tmp_path):
     first = tmp_path / "first.jsonl"
     warned = score(critic_dir, world, first).output
@@ -299,10 +307,7 @@ def test_score_lines_resume_and_determinism(world, critic_dir, tmp_path):
     # be read (the file may have been fixed since: scored when it has).
     assert "1 scored here, 4 already done" in score(critic_dir, world, second).output
     assert second.read_text() == first.read_text()
-    fixed = tmp_path / "fixed"
-    shutil.copytree(world / "videos", fixed / "videos")
-    shutil.copy(world / "manifest.jsonl", fixed / "manifest.jsonl")
-    shutil.copy(world / "videos/v0.mp4", fixed / "videos/missing.mp4")
+    fixed = _world_with_its_missing_video(world, tmp_path / "fixed")
     assert "1 scored here, 4 already done" in score(critic_dir, fixed, second).output
     assert not any("error" in obj for _, obj in iter_json_lines(second))
     assert "0 scored here, 5 already done" in score(critic_dir, fixed, second).output
@@ -327,10 +332,7 @@ def test_a_fixed_videos_fresh_score_wins_over_its_old_error_in_another_ranks_log
     parts_dir(out).mkdir()
     (parts_dir(out) / "run.json").write_text(json.dumps(json.loads(summary_path(out).read_text())["run"]))
     (parts_dir(out) / "rank1.jsonl").write_text(json.dumps(error) + "\n")
-    fixed = tmp_path / "fixed"
-    shutil.copytree(world / "videos", fixed / "videos")
-    shutil.copy(world / "manifest.jsonl", fixed / "manifest.jsonl")
-    shutil.copy(world / "videos/v0.mp4", fixed / "videos/missing.mp4")
+    fixed = _world_with_its_missing_video(world, tmp_path / "fixed")
     assert "1 scored here" in score(critic_dir, fixed, out).output
     assert not any("error" in obj for _, obj in iter_json_lines(out))
 
