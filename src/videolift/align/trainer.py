@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -495,6 +495,15 @@ def _export(cfg: AlignConfig, accelerator: Any, pipe: Any, model: Any, ema: Any,
 
 # ---- the run ---------------------------------------------------------------------------------------------
 def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
+    held: list[IO[str]] = []  # OUT's lock, released here however the run ends (a caller that keeps
+    try:  # the error of a failed run keeps its frame, and would keep a lock held there)
+        return _train(cfg, progress, held)
+    finally:
+        for lock in held:
+            lock.close()
+
+
+def _train(cfg: AlignConfig, progress: bool, held: list[IO[str]]) -> AlignResult:
     from accelerate.utils import gather_object, set_seed
     from tqdm import tqdm
 
@@ -517,141 +526,135 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
         say(f"warning: {data['warning']}")
     check_videos(cfg, synthetic, real, rank=rank, world=world, gather=gather_object)
     weight_dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.mixed_precision]
-    lock = lock_run(cfg.out, "videolift align") if main else None  # held to the end of the run
-    try:
-        if main:
-            with atomic_write(cfg.out / "align_config.json") as handle:
-                handle.write(cfg.model_dump_json(indent=1))
+    if main:
+        held.append(lock_run(cfg.out, "videolift align"))  # to the end of the run
+        with atomic_write(cfg.out / "align_config.json") as handle:
+            handle.write(cfg.model_dump_json(indent=1))
 
-        spec, pipe, params = _load_model(cfg, weight_dtype)
-        *cached, cache_stats = _cache_all(cfg, spec, pipe, accelerator, synthetic, real, progress)
-        _check_shapes(*cached)
-        data["cache"] = asdict(cache_stats)
-        dataset = _step_dataset(cfg, synthetic, tuple(cached), rank, world)
-        n_real = cfg.real_bs if dataset.real else 0
+    spec, pipe, params = _load_model(cfg, weight_dtype)
+    *cached, cache_stats = _cache_all(cfg, spec, pipe, accelerator, synthetic, real, progress)
+    _check_shapes(*cached)
+    data["cache"] = asdict(cache_stats)
+    dataset = _step_dataset(cfg, synthetic, tuple(cached), rank, world)
+    n_real = cfg.real_bs if dataset.real else 0
 
-        place_for_training(pipe.transformer, accelerator)
-        optimizer, scheduler = _optimizer(cfg, params, accelerator, micro_batch=cfg.batch_size + n_real)
-        ema = None
-        if (
-            cfg.ema_decay
-        ):  # made from the fp32 weights before DeepSpeed casts them: a bf16 average barely moves
-            from diffusers.training_utils import EMAModel
+    place_for_training(pipe.transformer, accelerator)
+    optimizer, scheduler = _optimizer(cfg, params, accelerator, micro_batch=cfg.batch_size + n_real)
+    ema = None
+    if cfg.ema_decay:  # made from the fp32 weights before DeepSpeed casts them: a bf16 average barely moves
+        from diffusers.training_utils import EMAModel
 
-            ema = EMAModel(params, decay=cfg.ema_decay)
-        model, optimizer = accelerator.prepare(pipe.transformer, optimizer)
-        accelerator.register_for_checkpointing(scheduler)
+        ema = EMAModel(params, decay=cfg.ema_decay)
+    model, optimizer = accelerator.prepare(pipe.transformer, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+    if ema is not None:
+        accelerator.register_for_checkpointing(ema)
+
+    step = 0
+    if resume_from is not None:
+        saved = load_checkpoint(accelerator, resume_from)
+        step = int(saved["step"])
+        say(f"resumed from {resume_from} at step {step}")
+        if saved.get("world_size") != world:
+            say(
+                f"warning: checkpoint written by {saved.get('world_size')} processes, now {world}: the data order differs"
+            )
+    if main:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        clear_after(ckpt_root, log_dir / "train.jsonl", step)
+    assert_ranks_in_sync(accelerator, model, step)
+
+    start_micro = step * cfg.grad_accum
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=None, sampler=range(start_micro, len(dataset)), num_workers=cfg.num_workers
+    )
+    samples_per_step = (cfg.batch_size + n_real) * world * cfg.grad_accum
+    say(_describe(cfg, data, n_real, world, params, step, samples_per_step))
+    writer = None
+    if main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        # Purged from step 1 on a fresh start too: a killed attempt may have logged steps before any checkpoint.
+        writer = SummaryWriter(str(log_dir / "tensorboard"), purge_step=step + 1)
+    bar = tqdm(total=cfg.max_steps, initial=step, desc="align", disable=not (progress and main))
+    log = _StepLog(samples_per_step, world)
+    first_ids: list[int] | None = None
+    last_log: dict = {}
+    for micro, batch in zip(range(start_micro, len(dataset)), loader, strict=True):
+        first_ids = batch["ids"] if first_ids is None else first_ids
+        with accelerator.accumulate(model):
+            loss, per_sample = batch_loss(
+                spec,
+                pipe,
+                model,
+                batch["params"].to(accelerator.device),
+                batch["text"].to(accelerator.device),
+                batch["coef"].to(accelerator.device),
+                step_generator(cfg.seed, rank, micro, accelerator.device),
+                n_syn=batch["n_syn"],
+                syn_min_timestep=cfg.synthetic_min_timestep,
+            )
+            accelerator.backward(loss)
+            grad_norm = None
+            if accelerator.sync_gradients:
+                grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        log.add(loss, per_sample, batch)
+        if not accelerator.sync_gradients:
+            continue
+        scheduler.step()
         if ema is not None:
-            accelerator.register_for_checkpointing(ema)
+            ema.step(trainable_parameters(accelerator.unwrap_model(model)))
+        step += 1
+        log.steps += 1
+        bar.update(1)
 
-        step = 0
-        if resume_from is not None:
-            saved = load_checkpoint(accelerator, resume_from)
-            step = int(saved["step"])
-            say(f"resumed from {resume_from} at step {step}")
-            if saved.get("world_size") != world:
-                say(
-                    f"warning: checkpoint written by {saved.get('world_size')} processes, now {world}: the data order differs"
-                )
-        if main:
-            log_dir.mkdir(parents=True, exist_ok=True)
-            clear_after(ckpt_root, log_dir / "train.jsonl", step)
-        assert_ranks_in_sync(accelerator, model, step)
+        if step % cfg.log_every == 0 or step == cfg.max_steps:
+            last_log = log.row(accelerator, step, scheduler.get_last_lr()[0], grad_norm, bool(n_real))
+            if main:
+                append_jsonl(log_dir / "train.jsonl", last_log)
+                for key, value in last_log.items():
+                    if isinstance(value, float) and key != "step":
+                        writer.add_scalar(f"align/{key}", value, step)
+                bar.set_postfix(loss=f"{last_log['loss']:.4g}")
 
-        start_micro = step * cfg.grad_accum
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_size=None, sampler=range(start_micro, len(dataset)), num_workers=cfg.num_workers
-        )
-        samples_per_step = (cfg.batch_size + n_real) * world * cfg.grad_accum
-        say(_describe(cfg, data, n_real, world, params, step, samples_per_step))
-        writer = None
-        if main:
-            from torch.utils.tensorboard import SummaryWriter
-
-            # Purged from step 1 on a fresh start too: a killed attempt may have logged steps before any checkpoint.
-            writer = SummaryWriter(str(log_dir / "tensorboard"), purge_step=step + 1)
-        bar = tqdm(total=cfg.max_steps, initial=step, desc="align", disable=not (progress and main))
-        log = _StepLog(samples_per_step, world)
-        first_ids: list[int] | None = None
-        last_log: dict = {}
-        for micro, batch in zip(range(start_micro, len(dataset)), loader, strict=True):
-            first_ids = batch["ids"] if first_ids is None else first_ids
-            with accelerator.accumulate(model):
-                loss, per_sample = batch_loss(
-                    spec,
-                    pipe,
-                    model,
-                    batch["params"].to(accelerator.device),
-                    batch["text"].to(accelerator.device),
-                    batch["coef"].to(accelerator.device),
-                    step_generator(cfg.seed, rank, micro, accelerator.device),
-                    n_syn=batch["n_syn"],
-                    syn_min_timestep=cfg.synthetic_min_timestep,
-                )
-                accelerator.backward(loss)
-                grad_norm = None
-                if accelerator.sync_gradients:
-                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            log.add(loss, per_sample, batch)
-            if not accelerator.sync_gradients:
-                continue
-            scheduler.step()
-            if ema is not None:
-                ema.step(trainable_parameters(accelerator.unwrap_model(model)))
-            step += 1
-            log.steps += 1
-            bar.update(1)
-
-            if step % cfg.log_every == 0 or step == cfg.max_steps:
-                last_log = log.row(accelerator, step, scheduler.get_last_lr()[0], grad_norm, bool(n_real))
-                if main:
-                    append_jsonl(log_dir / "train.jsonl", last_log)
-                    for key, value in last_log.items():
-                        if isinstance(value, float) and key != "step":
-                            writer.add_scalar(f"align/{key}", value, step)
-                    bar.set_postfix(loss=f"{last_log['loss']:.4g}")
-
-            if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
-                assert_ranks_in_sync(accelerator, model, step)
-                state = {
-                    "step": step,
-                    "fingerprint": cfg.training_fingerprint(),
-                    "config": cfg.model_dump(mode="json"),  # what --resume compares against
-                    "inputs": inputs,  # and the content of the files it names
-                    "world_size": world,
-                }
-                save_checkpoint(accelerator, ckpt_root, step, state, cfg.keep_checkpoints)
-        bar.close()
-        if writer is not None:
-            writer.close()
-
-        # -- export (EMA weights when enabled) and a summary every rank contributes to
-        final_sync = assert_ranks_in_sync(accelerator, model, step)
-        export_dir = _export(cfg, accelerator, pipe, model, ema, weight_dtype)
-        ranks = gather_object([{"rank": rank, "first_ids": first_ids}])
-        if main:
-            if step and not last_log:
-                # A finished run resumed (to re-export): nothing ran now, so keep what the run logged.
-                last_log, ranks = _previous_summary(cfg.out, log_dir, ranks)
-            summary = {
-                "steps": step,
+        if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
+            assert_ranks_in_sync(accelerator, model, step)
+            state = {
+                "step": step,
+                "fingerprint": cfg.training_fingerprint(),
+                "config": cfg.model_dump(mode="json"),  # what --resume compares against
+                "inputs": inputs,  # and the content of the files it names
                 "world_size": world,
-                "export": str(export_dir),
-                "data": data,
-                "last_log": last_log,
-                "ranks": [
-                    dict(r, checksum=c[1:] if c else None)
-                    for r, c in zip(ranks, final_sync or [[]] * world, strict=True)
-                ],
             }
-            with atomic_write(cfg.out / "train_summary.json") as handle:
-                json.dump(summary, handle, indent=1)
-            say(f"done: {step} steps; model in {export_dir}")
-        accelerator.wait_for_everyone()
-        accelerator.end_training()
-        return AlignResult(cfg.out, export_dir, step, world, data, last_log)
-    finally:  # also when the run fails: a caller that keeps the error keeps this frame
-        if lock is not None:
-            lock.close()
+            save_checkpoint(accelerator, ckpt_root, step, state, cfg.keep_checkpoints)
+    bar.close()
+    if writer is not None:
+        writer.close()
+
+    # -- export (EMA weights when enabled) and a summary every rank contributes to
+    final_sync = assert_ranks_in_sync(accelerator, model, step)
+    export_dir = _export(cfg, accelerator, pipe, model, ema, weight_dtype)
+    ranks = gather_object([{"rank": rank, "first_ids": first_ids}])
+    if main:
+        if step and not last_log:
+            # A finished run resumed (to re-export): nothing ran now, so keep what the run logged.
+            last_log, ranks = _previous_summary(cfg.out, log_dir, ranks)
+        summary = {
+            "steps": step,
+            "world_size": world,
+            "export": str(export_dir),
+            "data": data,
+            "last_log": last_log,
+            "ranks": [
+                dict(r, checksum=c[1:] if c else None)
+                for r, c in zip(ranks, final_sync or [[]] * world, strict=True)
+            ],
+        }
+        with atomic_write(cfg.out / "train_summary.json") as handle:
+            json.dump(summary, handle, indent=1)
+        say(f"done: {step} steps; model in {export_dir}")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return AlignResult(cfg.out, export_dir, step, world, data, last_log)

@@ -304,6 +304,31 @@ def run_sft(
     ``stop_at_step`` stops after that update's checkpoint, as an interruption would (for tests and
     time-boxed runs); ``resume`` continues from the latest checkpoint. ``progress``: a progress bar of
     the updates (main process)."""
+    held: list[IO[str]] = []  # OUT's lock, released here however the run ends (a caller that keeps
+    try:  # the error of a failed run keeps its frame, and would keep a lock held there)
+        return _run_sft(
+            examples, base, out, cfg, held, resume=resume, overwrite=overwrite, stop_at_step=stop_at_step,
+            finalize=finalize, log=log, progress=progress,
+        )  # fmt: skip
+    finally:
+        for lock in held:
+            lock.close()
+
+
+def _run_sft(
+    examples: list[SFTExample],
+    base: str,
+    out: str | Path,
+    cfg: SFTConfig,
+    held: list[IO[str]],
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    stop_at_step: int | None = None,
+    finalize: Any = None,
+    log: Any = print,
+    progress: bool = False,
+) -> SFTResult:
     import torch
     from transformers import get_cosine_schedule_with_warmup
 
@@ -327,82 +352,78 @@ def run_sft(
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     total_micro = total * cfg.grad_accum
     scheduler = get_cosine_schedule_with_warmup(optimizer, round(cfg.warmup_ratio * total), total)
-    lock = _start_run(accelerator, out, cfg, overwrite=overwrite)  # held to the end of the run
-    try:
-        model, optimizer = accelerator.prepare(model, optimizer)
-        accelerator.register_for_checkpointing(scheduler)
-        _checkpoint_trainable_only(accelerator)
+    _start_run(accelerator, out, cfg, overwrite=overwrite, held=held)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+    _checkpoint_trainable_only(accelerator)
 
-        step = resumed = _resume(accelerator, out, resume, total, log)
-        if main:
-            log(
-                f"{len(examples)} examples, {per_epoch} batches/epoch/process; batch {cfg.batch_size} x "
-                f"accum {cfg.grad_accum} x {world} processes = {cfg.batch_size * cfg.grad_accum * world} per update; "
-                f"{total} updates; {n_trainable:,} trainable parameters ({cfg.adapter})"
-            )
-
-        collate = ChatCollator(
-            processor,
-            family,
-            eos_token_ids=_eos_ids(accelerator.unwrap_model(model)),
-            max_answer_tokens=cfg.max_answer_tokens,
+    step = resumed = _resume(accelerator, out, resume, total, log)
+    if main:
+        log(
+            f"{len(examples)} examples, {per_epoch} batches/epoch/process; batch {cfg.batch_size} x "
+            f"accum {cfg.grad_accum} x {world} processes = {cfg.batch_size * cfg.grad_accum * world} per update; "
+            f"{total} updates; {n_trainable:,} trainable parameters ({cfg.adapter})"
         )
-        frames = FrameCache(cfg.num_frames, cfg.frame_cache_mb << 20, cfg.frame_sampling)
-        started, losses, last_loss, stopped = time.time(), [], None, False
-        bar = _progress_bar(total, step) if progress and main else None
-        for micro in range(step * cfg.grad_accum, total_micro):
-            epoch, index = divmod(micro, per_epoch)
-            batch_ids = epoch_batches(len(examples), cfg.batch_size, cfg.seed, epoch, rank, world)[index]
-            items = [
-                Item(frames(examples[i].video), examples[i].user_text, examples[i].answer, examples[i].weight)
-                for i in batch_ids
-            ]
-            batch = {k: v.to(accelerator.device) for k, v in collate(items).items()}
-            with accelerator.accumulate(model):
-                loss, _ = answer_loss(model, batch)
-                accelerator.backward(loss)
-                grad_norm = None
-                if accelerator.sync_gradients and cfg.max_grad_norm > 0:
-                    grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad()
-            losses.append(loss.detach())
-            if not accelerator.sync_gradients:
-                continue
-            lr = scheduler.get_last_lr()[0]  # the rate this update used
-            scheduler.step()
-            step += 1
-            last_loss = float(accelerator.reduce(torch.stack(losses).mean(), reduction="mean"))
-            losses = []
-            if main:
-                record = {
-                    "step": step,
-                    "epoch": round((micro + 1) / per_epoch, 4),  # epochs completed after this update
-                    "loss": round(last_loss, 6),
-                    "lr": lr,
-                    "grad_norm": None if grad_norm is None else round(float(grad_norm), 6),
-                    "seconds": round(time.time() - started, 2),
-                }
-                _append_log(out / TRAIN_LOG, record)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{last_loss:.4f}", refresh=False)
-            if (cfg.save_every and step % cfg.save_every == 0 and step < total) or step == stop_at_step:
-                _save_checkpoint(accelerator, out, step, cfg.keep_checkpoints)
-            if stop_at_step is not None and step >= stop_at_step and step < total:
-                stopped = True
-                break
 
-        if bar is not None:
-            bar.close()
-        result = SFTResult(out, step, last_loss, time.time() - started, resumed, n_trainable, stopped, main)
-        if not stopped:
-            _save_final(accelerator, model, processor, out, finalize, result)
-        accelerator.wait_for_everyone()
-        return result
-    finally:  # also when the run fails: a caller that keeps the error keeps this frame
-        if lock is not None:
-            lock.close()
+    collate = ChatCollator(
+        processor,
+        family,
+        eos_token_ids=_eos_ids(accelerator.unwrap_model(model)),
+        max_answer_tokens=cfg.max_answer_tokens,
+    )
+    frames = FrameCache(cfg.num_frames, cfg.frame_cache_mb << 20, cfg.frame_sampling)
+    started, losses, last_loss, stopped = time.time(), [], None, False
+    bar = _progress_bar(total, step) if progress and main else None
+    for micro in range(step * cfg.grad_accum, total_micro):
+        epoch, index = divmod(micro, per_epoch)
+        batch_ids = epoch_batches(len(examples), cfg.batch_size, cfg.seed, epoch, rank, world)[index]
+        items = [
+            Item(frames(examples[i].video), examples[i].user_text, examples[i].answer, examples[i].weight)
+            for i in batch_ids
+        ]
+        batch = {k: v.to(accelerator.device) for k, v in collate(items).items()}
+        with accelerator.accumulate(model):
+            loss, _ = answer_loss(model, batch)
+            accelerator.backward(loss)
+            grad_norm = None
+            if accelerator.sync_gradients and cfg.max_grad_norm > 0:
+                grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad()
+        losses.append(loss.detach())
+        if not accelerator.sync_gradients:
+            continue
+        lr = scheduler.get_last_lr()[0]  # the rate this update used
+        scheduler.step()
+        step += 1
+        last_loss = float(accelerator.reduce(torch.stack(losses).mean(), reduction="mean"))
+        losses = []
+        if main:
+            record = {
+                "step": step,
+                "epoch": round((micro + 1) / per_epoch, 4),  # epochs completed after this update
+                "loss": round(last_loss, 6),
+                "lr": lr,
+                "grad_norm": None if grad_norm is None else round(float(grad_norm), 6),
+                "seconds": round(time.time() - started, 2),
+            }
+            _append_log(out / TRAIN_LOG, record)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{last_loss:.4f}", refresh=False)
+        if (cfg.save_every and step % cfg.save_every == 0 and step < total) or step == stop_at_step:
+            _save_checkpoint(accelerator, out, step, cfg.keep_checkpoints)
+        if stop_at_step is not None and step >= stop_at_step and step < total:
+            stopped = True
+            break
+
+    if bar is not None:
+        bar.close()
+    result = SFTResult(out, step, last_loss, time.time() - started, resumed, n_trainable, stopped, main)
+    if not stopped:
+        _save_final(accelerator, model, processor, out, finalize, result)
+    accelerator.wait_for_everyone()
+    return result
 
 
 def _accelerator(cfg: SFTConfig) -> Any:
@@ -418,14 +439,13 @@ def _accelerator(cfg: SFTConfig) -> Any:
     return accelerator
 
 
-def _start_run(accelerator: Any, out: Path, cfg: SFTConfig, *, overwrite: bool) -> IO[str] | None:
-    """OUT's first writes, once the run is known to start: OUT locked for the run (``lock_run``; the
-    lock is returned, to hold), the run --overwrite replaces cleared and the run's config written
-    (every process has checked OUT before the main one changes it)."""
+def _start_run(accelerator: Any, out: Path, cfg: SFTConfig, *, overwrite: bool, held: list[IO[str]]) -> None:
+    """OUT's first writes, once the run is known to start: OUT locked for the run (``lock_run``, the lock
+    added to ``held``), the run --overwrite replaces cleared and the run's config written (every process
+    has checked OUT before the main one changes it)."""
     accelerator.wait_for_everyone()
-    lock = None
     if accelerator.is_main_process:
-        lock = lock_run(out, "videolift critic train")
+        held.append(lock_run(out, "videolift critic train"))
         if overwrite:
             shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
             # The model files too: one the new run does not write (a LoRA adapter beside new full
@@ -437,7 +457,6 @@ def _start_run(accelerator: Any, out: Path, cfg: SFTConfig, *, overwrite: bool) 
         with atomic_write(out / TRAIN_CONFIG) as handle:
             handle.write(json.dumps(cfg.comparable(), indent=1) + "\n")
     accelerator.wait_for_everyone()
-    return lock
 
 
 def _load_model(base: str, cfg: SFTConfig) -> tuple[Any, Any, Any]:
