@@ -287,29 +287,18 @@ def check_output_dir(out: Path, cfg: SFTConfig, *, resume: bool, overwrite: bool
 
 
 def run_sft(
-    examples: list[SFTExample],
-    base: str,
-    out: str | Path,
-    cfg: SFTConfig,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    stop_at_step: int | None = None,
-    finalize: Any = None,
-    log: Any = print,
-    progress: bool = False,
+    examples: list[SFTExample], base: str, out: str | Path, cfg: SFTConfig, **options: Any
 ) -> SFTResult:
-    """Fine-tune ``base`` on ``examples`` into ``out``. ``finalize(out, model, processor)`` runs on the
-    main process after the model and processor are saved (the critic writes its spec there).
+    """Fine-tune ``base`` on ``examples`` into ``out``. Options (``_run_sft``'s keywords): ``resume``,
+    ``overwrite``, ``stop_at_step``, ``finalize``, ``log``, ``progress``. ``finalize(out, model,
+    processor)`` runs on the main process after the model and processor are saved (the critic writes its
+    spec there).
     ``stop_at_step`` stops after that update's checkpoint, as an interruption would (for tests and
     time-boxed runs); ``resume`` continues from the latest checkpoint. ``progress``: a progress bar of
     the updates (main process)."""
     held: list[IO[str]] = []  # OUT's lock, released here however the run ends (a caller that keeps
     try:  # the error of a failed run keeps its frame, and would keep a lock held there)
-        return _run_sft(
-            examples, base, out, cfg, held, resume=resume, overwrite=overwrite, stop_at_step=stop_at_step,
-            finalize=finalize, log=log, progress=progress,
-        )  # fmt: skip
+        return _run_sft(examples, base, out, cfg, held, **options)
     finally:
         for lock in held:
             lock.close()
