@@ -226,7 +226,8 @@ class EncodingCache:
         """
         from tqdm import tqdm
 
-        self._remove_stale_temporaries()
+        if rank == 0:  # one directory listing, not one per rank
+            self._remove_stale_temporaries()
         known = len(self._memo_table)
         paths = [(self.latent_path(v), self.text_path(p)) for v, p in items]
         _write_memo(self.memo, self._memo_table, known)

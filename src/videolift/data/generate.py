@@ -174,7 +174,7 @@ def _model_files(model: str, lora: str | None) -> dict[str, str | None]:
 def earlier_run_conflict(out: Path, known: dict[str, Any]) -> str | None:
     """Why ``generate_videos`` would refuse OUT, judged on the ``known_settings`` alone (so that `eval`
     can refuse before its first model generates); None when it may resume or start afresh."""
-    if not (out / RUN_CONFIG).exists() or not ((out / MANIFEST).exists() or _logged_anything(out)):
+    if not (out / RUN_CONFIG).exists() or not _holds_videos(out):
         return None
     before = read_json(out / RUN_CONFIG)
     changed = [k for k in sorted(known) if k in before and known[k] != before[k]]
@@ -214,6 +214,11 @@ def finished(
         if record["seed"] == item.seed and path.is_file() and path.stat().st_size > 0:
             done.add(item.key)
     return done, None
+
+
+def _holds_videos(out: Path) -> bool:
+    """Whether a run into OUT got as far as its first video (a manifest, or a rank's logged video)."""
+    return (out / MANIFEST).exists() or _logged_anything(out)
 
 
 def _logged_anything(out: Path) -> bool:
@@ -345,7 +350,7 @@ def generate_videos(
 
     # Every rank reads the same state before anyone writes, so all compute the same pending list.
     conflict = check_run_config(out, run)
-    if conflict and not (out / MANIFEST).exists() and not _logged_anything(out):
+    if conflict and not _holds_videos(out):
         conflict = None  # a run stopped before its first video (e.g. refused settings): nothing to keep
     done: set[tuple[int, int]] = set()
     if conflict is None and (out / PARTS).exists():
