@@ -984,3 +984,36 @@ def test_lora_targets_are_checked_before_a_describing_critics_first_pass(world, 
     said = train(world, out, "--describe", "--lora-targets", "nope", steps=1, fails=True).output
     assert "--lora-targets nope: matches no linear layer" in said
     assert not out.exists()  # not described first
+
+
+def test_train_names_the_line_of_a_video_that_opens_but_does_not_decode(world, tmp_path, monkeypatch):
+    """The quick check before training only opens each video; one that fails to decode when a batch needs
+    it is named by the data file's line (it was named by path only)."""
+    import videolift.core.video as video
+
+    data = _with_bad_videos(world, tmp_path)
+    lines = data.read_text().splitlines(keepends=True)
+    data.write_text(lines[0] + lines[-1])  # a good video, then the non-video on line 2
+    probe = video.probe_video
+    monkeypatch.setattr(
+        video, "probe_video", lambda p, **k: None if "not_a_video" in str(p) else probe(p, **k)
+    )
+    said = run("critic", "train", "--base", world / "base", "--data", data, "--videos", tmp_path,
+               "--out", tmp_path / "c", "--max-steps", "2", "--batch-size", "4", fails=True).output  # fmt: skip
+    assert f"{data}, line 2, field 'video'" in " ".join(said.split()) and "--resume" in said, said
+
+
+def test_a_failed_run_whose_error_is_kept_does_not_keep_out_locked(world, tmp_path):
+    """A caller that keeps the error of a failed run keeps its frames; a lock held there refused the retry
+    in the same process as "in use" by itself."""
+    from videolift.critic import sft
+    from videolift.critic.data import caption_examples
+
+    examples = caption_examples([(world / "videos/v0.mp4", "A white square moves right on red.")])
+    cfg, out = sft.SFTConfig(adapter="full", max_steps=1, save_every=0), tmp_path / "c"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sft, "_resume", lambda *a, **k: (_ for _ in ()).throw(MemoryError("out of memory")))
+        with pytest.raises(MemoryError) as kept:
+            sft.run_sft(examples, str(world / "base"), out, cfg, log=lambda _: None)
+    assert kept.value is not None and (out / "train_config.json").is_file()  # it had started
+    assert sft.run_sft(examples, str(world / "base"), out, cfg, overwrite=True, log=lambda _: None).steps == 1

@@ -29,6 +29,9 @@ class SFTExample:
     answer: str
     weight: float = 1.0
     labels: tuple[tuple[Dimension, Label], ...] = ()  # what the answer says, for class weights and stats
+    # where the example came from, for errors found only when training decodes the video: the data
+    # file and DataError's location keywords (``line`` or ``record``)
+    origin: tuple[Path, dict[str, int]] | None = None
 
 
 class FrameCache:
@@ -52,13 +55,13 @@ class FrameCache:
 
 
 def resolve_video(
-    root: Path, record: HRARecord, *, file: Path, line: int | None = None, record_index: int | None = None
+    root: Path, hra: HRARecord, *, file: Path, line: int | None = None, record: int | None = None
 ) -> Path:
     """The record's video file under ``root``; a missing one is a DataError naming the record's JSONL
-    ``line`` (or, for records not read from a file, its 0-based ``record_index``)."""
-    path = root / record.video
+    ``line`` (or, for records not read from a file, its 0-based index ``record``)."""
+    path = root / hra.video
     if not path.is_file():
-        raise DataError(f"video not found: {path}", file=file, line=line, record=record_index, field="video")
+        raise DataError(f"video not found: {path}", file=file, line=line, record=record, field="video")
     return path
 
 
@@ -116,12 +119,14 @@ def hra_examples(
         if not rated or (spec.layout == "one_pass" and len(rated) < len(spec.dimensions)):
             skipped += 1
             continue
-        video = resolve_video(videos, record, file=file, **_where(i, lines))
+        where = _where(i, lines)
+        video = resolve_video(videos, record, file=file, **where)
+        origin = (file, where)
         seen = descriptions[video] if spec.describe else None
         check = checks[(video, record.prompt)] if spec.check else None
         if seen is not None and video not in described:
             described.add(video)
-            out.append(SFTExample(video, spec.describe_instruction, seen))
+            out.append(SFTExample(video, spec.describe_instruction, seen, origin=origin))
         reason = {d: record.ratings[d].reason if spec.reasons else "" for d in rated}
         labels = tuple((d, record.ratings[d].label) for d in rated)
         if spec.layout == "one_pass":
@@ -132,18 +137,22 @@ def hra_examples(
                     user_text(record.prompt, spec.one_pass_question, seen, check),
                     answer,
                     labels=labels,
+                    origin=origin,
                 )
             )
             continue
         for dim, label in labels:
             text = user_text(record.prompt, spec.question(dim), seen, check if spec.check_in(dim) else None)
-            out.append(SFTExample(video, text, format_answer(label, reason[dim]), labels=((dim, label),)))
+            example = SFTExample(
+                video, text, format_answer(label, reason[dim]), labels=((dim, label),), origin=origin
+            )
+            out.append(example)
     return out, skipped
 
 
 def _where(index: int, lines: list[int] | None) -> dict[str, int]:
     """Where a record is, for DataError: its JSONL line if known, else its 0-based index."""
-    return {"line": lines[index]} if lines is not None else {"record_index": index}
+    return {"line": lines[index]} if lines is not None else {"record": index}
 
 
 def caption_examples(

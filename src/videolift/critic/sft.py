@@ -33,7 +33,7 @@ from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_v
 from pydantic.dataclasses import dataclass as checked_dataclass
 
 from videolift.core.distributed import deepspeed_clipping
-from videolift.core.errors import VideoliftError
+from videolift.core.errors import DataError, VideoError, VideoliftError
 from videolift.core.files import lock_run
 from videolift.core.jsonl import atomic_write, read_json, trim_step_log, validation_field
 from videolift.core.settings import refuse_bool_number
@@ -367,7 +367,9 @@ def _run_sft(
         epoch, index = divmod(micro, per_epoch)
         batch_ids = epoch_batches(len(examples), cfg.batch_size, cfg.seed, epoch, rank, world)[index]
         items = [
-            Item(frames(examples[i].video), examples[i].user_text, examples[i].answer, examples[i].weight)
+            Item(
+                _frames_of(examples[i], frames), examples[i].user_text, examples[i].answer, examples[i].weight
+            )
             for i in batch_ids
         ]
         batch = {k: v.to(accelerator.device) for k, v in collate(items).items()}
@@ -497,6 +499,20 @@ def _resume(accelerator: Any, out: Path, resume: bool, total: int, log: Any) -> 
     if main:
         (out / TRAIN_LOG).unlink(missing_ok=True)
     return 0
+
+
+def _frames_of(example: SFTExample, frames: FrameCache) -> np.ndarray:
+    """The example's frames; a video that opened when checked but fails to decode now is named by the
+    data file's line that asked for it (the run resumes from its last checkpoint once it is fixed)."""
+    try:
+        return frames(example.video)
+    except VideoError as exc:
+        if example.origin is None:
+            raise
+        file, where = example.origin
+        raise DataError(
+            f"{exc}; fix or remove it, then rerun with --resume", file=file, field="video", **where
+        ) from exc
 
 
 def _progress_bar(total: int, done: int) -> Any:
