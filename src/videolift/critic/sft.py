@@ -35,7 +35,7 @@ from pydantic.dataclasses import dataclass as checked_dataclass
 from videolift.core.distributed import deepspeed_clipping
 from videolift.core.errors import DataError, VideoError, VideoliftError
 from videolift.core.files import lock_run
-from videolift.core.jsonl import atomic_write, read_json, trim_step_log, validation_field
+from videolift.core.jsonl import append_jsonl, atomic_write, read_json, trim_step_log, validation_field
 from videolift.core.settings import refuse_bool_number
 from videolift.critic.data import FrameCache, SFTExample
 
@@ -247,11 +247,6 @@ def latest_checkpoint(out: Path) -> Path | None:
     return done[max(done)] if done else None
 
 
-def _append_log(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
-
-
 class RunConflict(VideoliftError):
     """OUT holds another run: a finished one, or an unfinished one with other settings."""
 
@@ -398,7 +393,7 @@ def _run_sft(
                 "grad_norm": None if grad_norm is None else round(float(grad_norm), 6),
                 "seconds": round(time.time() - started, 2),
             }
-            _append_log(out / TRAIN_LOG, record)
+            append_jsonl(out / TRAIN_LOG, record)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{last_loss:.4f}", refresh=False)

@@ -32,6 +32,7 @@ from videolift.evaluate.pipeline_stages import (
     toy_panel_stage,
 )
 from videolift.evaluate.stages import PlanReached, Runner
+from videolift.models.base import FULL_DIR, LORA_DIR
 
 __all__ = ["PipelineConfig", "build_summary", "run_pipeline"]
 
@@ -113,8 +114,8 @@ def _run_stages(cfg: PipelineConfig, runner: Runner, progress: bool, started: fl
             continue
         runner.run(align_stage(cfg, t2v, method, real, progress))
         out = w / f"aligned_{method}"
-        lora = out / "lora"
-        aligned[method] = (str(out / "pipeline"), None) if (out / "pipeline").exists() else (t2v, str(lora))
+        full, lora = out / FULL_DIR, out / LORA_DIR
+        aligned[method] = (str(full), None) if full.exists() else (t2v, str(lora))
 
     # ---- evaluation --------------------------------------------------------------------------------------
     result = runner.run(evaluate_stage(cfg, t2v, aligned, gen, progress))

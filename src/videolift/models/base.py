@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from videolift.core.errors import VideoliftError
+from videolift.core.jsonl import read_json
 
 DTYPES = {
     "float32": torch.float32,
@@ -100,6 +101,24 @@ class T2VModelSpec(Protocol):
 FULL_DIR, LORA_DIR = "pipeline", "lora"
 
 
+def not_a_pipeline(model: str) -> VideoliftError:
+    """The error for a local directory without model_index.json; for an `align` run's directory it
+    says where the aligned model inside is (its OUT/pipeline, or OUT/lora on top of the base)."""
+    local, hint = Path(model), ""
+    if (local / FULL_DIR / "model_index.json").exists():
+        hint = f"; it is an align run: its model is {local / FULL_DIR}"
+    elif (local / LORA_DIR).is_dir():
+        try:
+            base = read_json(local / "align_config.json")["model"]
+        except (OSError, ValueError, KeyError, TypeError, VideoliftError):
+            base = "BASE"
+        hint = (
+            f"; it is an align run with a LoRA: load {local / LORA_DIR} on top of {base} "
+            f"(eval: --model {base}+{local / LORA_DIR}; generate: --model {base} --lora {local / LORA_DIR})"
+        )
+    return VideoliftError(f"{model}: not a diffusers pipeline directory (no model_index.json){hint}")
+
+
 def check_lora_dir(lora: str | Path) -> None:
     """Refuse what ``pipe.load_lora_weights`` cannot load from a directory, before any work: a missing
     path, or a directory without a weights file (an align run's OUT, whose LoRA is OUT/lora). diffusers
@@ -171,8 +190,6 @@ class DiffusersT2VSpec:
     def load(self, model: str, *, dtype: Any = "float32", device: Any = "cpu", lora: str | None = None):
         local = Path(model)
         if local.exists() and not (local / "model_index.json").exists():
-            from videolift.models.families import not_a_pipeline
-
             raise not_a_pipeline(model)
         try:
             pipe = self.pipeline_type().from_pretrained(model, dtype=self.component_dtypes(dtype))

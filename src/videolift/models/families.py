@@ -6,7 +6,7 @@ from pathlib import Path
 
 from videolift.core.errors import VideoliftError
 from videolift.core.jsonl import read_json
-from videolift.models.base import FULL_DIR, LORA_DIR, DiffusersT2VSpec
+from videolift.models.base import DiffusersT2VSpec, not_a_pipeline
 from videolift.models.cogvideox import CogVideoXSpec
 from videolift.models.wan import WanSpec
 
@@ -18,24 +18,6 @@ def get_spec(family: str = "cogvideox") -> DiffusersT2VSpec:
         return SPECS[family]()
     except KeyError:
         raise VideoliftError(f"unknown T2V family {family!r}; known: {', '.join(SPECS)}") from None
-
-
-def not_a_pipeline(model: str) -> VideoliftError:
-    """The error for a local directory without model_index.json; for an `align` run's directory it
-    says where the aligned model inside is (its OUT/pipeline, or OUT/lora on top of the base)."""
-    local, hint = Path(model), ""
-    if (local / FULL_DIR / "model_index.json").exists():
-        hint = f"; it is an align run: its model is {local / FULL_DIR}"
-    elif (local / LORA_DIR).is_dir():
-        try:
-            base = read_json(local / "align_config.json")["model"]
-        except (OSError, ValueError, KeyError, TypeError, VideoliftError):
-            base = "BASE"
-        hint = (
-            f"; it is an align run with a LoRA: load {local / LORA_DIR} on top of {base} "
-            f"(eval: --model {base}+{local / LORA_DIR}; generate: --model {base} --lora {local / LORA_DIR})"
-        )
-    return VideoliftError(f"{model}: not a diffusers pipeline directory (no model_index.json){hint}")
 
 
 def pipeline_class_of(model: str) -> str:

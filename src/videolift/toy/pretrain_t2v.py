@@ -92,7 +92,7 @@ def web_clips(
     return sample
 
 
-def _clips(videos: np.ndarray, window: int, rng: np.random.Generator) -> torch.Tensor:
+def training_windows(videos: np.ndarray, window: int, rng: np.random.Generator) -> torch.Tensor:
     """uint8 (B, T, H, W, 3) -> (B, 3, T, H, W) in [-1, 1], cut to one random window of frames."""
     x = torch.from_numpy(videos).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
     if window and window < x.shape[2]:
@@ -118,7 +118,7 @@ def train_vae(
     rng = np.random.default_rng(0)
     bar = tqdm(range(phase.steps), desc="VAE", unit="step")
     for step in bar:
-        x = _clips(sample(phase.batch)[0], phase.window, rng)
+        x = training_windows(sample(phase.batch)[0], phase.window, rng)
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample()).sample
         mse = torch.mean((recon - x) ** 2)

@@ -40,7 +40,6 @@ VISION_LOG = "vision_log.jsonl"
 CONFIG = "pretrain_config.json"
 TRAINING = "training.json"  # written when both stages are done
 TOY_VLM_CONFIG = "videolift_tiny.json"
-ASSET = Path(__file__).parent / "assets" / "vlm"
 
 
 @dataclass

@@ -62,7 +62,7 @@ def sharpen_decoder(
     log: Callable[[dict], None] | None = None,
 ) -> dict[str, float]:
     """Train ``vae``'s decoder in place; returns the final reconstruction and edge losses (EMA)."""
-    from videolift.toy.pretrain_t2v import _clips
+    from videolift.toy.pretrain_t2v import training_windows
 
     vae.requires_grad_(False)
     vae.decoder.requires_grad_(True)
@@ -74,7 +74,7 @@ def sharpen_decoder(
     ema: dict[str, float] = {}
     bar = tqdm(range(phase.steps), desc="decoder", unit="step")
     for step in bar:
-        x = _clips(sample(phase.batch)[0], phase.window, rng)
+        x = training_windows(sample(phase.batch)[0], phase.window, rng)
         sigmas = rng.uniform(0, phase.max_blur, len(x)) * (rng.random(len(x)) < phase.blur_share)
         with torch.no_grad():
             z = vae.encode(blur_clips(x, sigmas)).latent_dist.sample()
