@@ -150,7 +150,9 @@ def test_set_edits_nested_settings_with_yaml_values(tmp_path):
     path.write_text("- not a mapping\n")
     with pytest.raises(DataError, match=r"p\.yaml: expected a mapping of settings, got a list"):
         PipelineConfig.load(path, sets=["seed=1"])
-    path.write_text("")  # values past YAML's (Python's) limits, and a seed numpy cannot take, named at load
+    path.write_text(
+        "{}\n"
+    )  # values past YAML's (Python's) limits, and a seed numpy cannot take, named at load
     with pytest.raises(DataError, match=r"--set 'seed=9+': the value is not YAML \(Exceeds the limit"):
         PipelineConfig.load(path, sets=["seed=" + "9" * 5000])
     with pytest.raises(DataError, match=r"field 'seed'"):
@@ -243,7 +245,7 @@ def test_a_missing_model_directory_is_refused_naming_the_field(tmp_path, monkeyp
     assert PipelineConfig.load(path).vlm == "Qwen/Qwen2-VL-2B-Instruct"
 
 
-def _load_with(tmp_path, text: str = "", sets: tuple[str, ...] = ()) -> PipelineConfig:
+def _load_with(tmp_path, text: str = "{}\n", sets: tuple[str, ...] = ()) -> PipelineConfig:
     path = tmp_path / "p.yaml"
     path.write_text(text)
     return PipelineConfig.load(path, sets=sets)
@@ -495,3 +497,122 @@ def test_stages_are_keyed_on_what_changes_their_result_and_on_every_file_they_re
         return generate_stage(c, str(t2v), gen, c.align.prompts, "train", "align_videos", False)
 
     assert prompts in keys(generate, f"align.prompts.file={prompts}")[1]
+
+
+@pytest.mark.parametrize("text", ["", "# nothing but a comment\n", "[]\n", "0\n"])
+def test_a_config_that_is_not_a_mapping_is_refused_even_when_empty(tmp_path, text):
+    """A truncated or empty file used to launch the default run (hundreds of videos)."""
+    from videolift.align.config import AlignConfig
+
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    with pytest.raises(DataError, match=r"p\.yaml: expected a mapping of settings, got"):
+        PipelineConfig.load(path)
+    with pytest.raises(DataError, match=r"p\.yaml: expected a mapping of AlignConfig fields, got"):
+        AlignConfig.load(path, model="m", scores="s.jsonl", videos="v", out="o")
+
+
+def test_home_in_paths_is_expanded_and_blank_paths_are_refused(tmp_path, monkeypatch):
+    """`~/runs` was a folder named `~` beside the config (and `~/prompts.txt` was "no such file")."""
+    from videolift.align.config import AlignConfig
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home/t2v").mkdir(parents=True)
+    write_input(tmp_path / "home/heldout.txt")
+    cfg = _load_with(tmp_path, "workdir: ~/runs\nt2v: ~/t2v\nevaluate: {prompts: {file: ~/heldout.txt}}\n")
+    home = tmp_path / "home"
+    assert (cfg.workdir, cfg.t2v, cfg.evaluate.prompts.file) == (
+        home / "runs",
+        str(home / "t2v"),
+        home / "heldout.txt",
+    )
+    aligned = AlignConfig.load(None, model="~/t2v", scores="~/s.jsonl", videos="~/v", out="~/o")
+    assert (aligned.model, aligned.out, aligned.scores) == (str(home / "t2v"), home / "o", home / "s.jsonl")
+    for text, field in [("workdir: ''\n", "workdir"), ("t2v: ' '\n", "t2v"), ("vlm: ''\n", "vlm")]:
+        with pytest.raises(DataError, match=rf"p\.yaml, field '{field}': .*is empty"):
+            _load_with(tmp_path, text)
+
+
+@pytest.mark.parametrize(
+    "edit, field, message",
+    [
+        ("critic.min_pixels=1000", "critic", "min_pixels 1000 is above max_pixels 10"),
+        ("critic.lr=.inf", "critic.lr", "finite number"),
+        ("critic.epochs=.nan", "critic.epochs", "finite number"),
+        ("sampler.guidance=.nan", "sampler.guidance", "finite number"),
+    ],
+)
+def test_critic_and_sampler_values_the_stages_refuse_are_refused_at_load(tmp_path, edit, field, message):
+    """They were found only when their stage started, after generation and rating (or never: an infinite
+    learning rate trained)."""
+    with pytest.raises(DataError, match=rf"p\.yaml, field '{re.escape(field)}': .*{re.escape(message)}"):
+        _load_with(tmp_path, "critic: {max_pixels: 10}\n", sets=(edit,))
+
+
+def test_a_bad_value_from_the_command_line_is_not_blamed_on_the_file(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from videolift.align.config import AlignConfig
+    from videolift.cli import app
+
+    path = tmp_path / "p.yaml"
+    path.write_text("lr: 0.001\n")
+    with pytest.raises(DataError, match=r"^command line, field 'lr'"):
+        AlignConfig.load(path, model="m", scores="s.jsonl", videos="v", out="o", lr=-1.0)
+    path.write_text("lr: -1\n")
+    with pytest.raises(DataError, match=r"p\.yaml, field 'lr'"):  # from the file: named so
+        AlignConfig.load(path, model="m", scores="s.jsonl", videos="v", out="o", max_steps=3)
+    with pytest.raises(DataError, match=r"p\.yaml, field 'seed': .*\(set by --set seed=\.\.\.\)"):
+        _load_with(tmp_path, sets=("seed=-1",))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.yaml").write_text("workdir: w\n")
+    for args in (["run", "run.yaml", "--workdir", "", "--plan"], ["demo", "--out", " "]):
+        said = CliRunner().invoke(app, args)
+        assert said.exit_code == 1 and "is empty" in said.output, said.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.yaml", "run.yaml"]  # nothing written
+
+
+def test_a_hub_model_keys_generation_and_evaluation_and_a_local_vlm_keys_the_critic(tmp_path):
+    """Another Hub id in `t2v` reused the first model's videos ("up to date"); a base VLM rebuilt in
+    place kept the critic trained from the old one. A critic recorded before the VLM was tracked stays
+    done."""
+    from videolift.evaluate.pipeline_stages import (
+        critic_stage,
+        evaluate_stage,
+        generate_stage,
+        generation_settings,
+    )
+    from videolift.evaluate.stages import Runner
+
+    cfg = _load_with(tmp_path, f"workdir: {tmp_path / 'w'}\n")
+    gen = generation_settings(cfg.sampler)
+
+    def generate(t2v: str):
+        return generate_stage(cfg, t2v, gen, cfg.align.prompts, "train", "align_videos", False).key()
+
+    def evaluate(t2v: str):
+        return evaluate_stage(cfg, t2v, {}, gen, False).key()
+
+    for key in (generate, evaluate):
+        assert key("THUDM/CogVideoX-2b") != key("THUDM/CogVideoX-5b")
+
+    vlm = tmp_path / "vlm"
+    vlm.mkdir()
+    (vlm / "model.safetensors").write_text("old")
+    before = critic_stage(cfg, str(vlm), tmp_path, "critic", True).key()
+    (vlm / "model.safetensors").write_text("rebuilt, and bigger")
+    assert critic_stage(cfg, str(vlm), tmp_path, "critic", True).key() != before
+
+    # A record of the version before (keyed on the ratings only) is still done.
+    split = cfg.workdir / "hra_split"
+    split.mkdir(parents=True)
+    (split / "train.jsonl").write_text(HRA_LINE)
+    (cfg.workdir / "critic").mkdir()
+    runner, stage = Runner(cfg.workdir), critic_stage(cfg, str(vlm), tmp_path, "critic", True)
+    old = stage.key(runner.relative, variant=(stage.settings, [split / "train.jsonl"]))
+    runner.manifest["stages"][stage.name] = {
+        "key": old,
+        "settings": stage.settings,
+        "outputs": stage.output_prints(runner.relative),
+    }
+    assert runner.why_to_run(stage) is None

@@ -19,7 +19,7 @@ from videolift.core.errors import DataError
 from videolift.core.files import content_hash
 from videolift.core.jsonl import read_yaml, validation_field
 from videolift.core.memory import BATCH_PIXELS
-from videolift.core.settings import StrictModel
+from videolift.core.settings import StrictModel, expand_home
 
 # Fields that may change between a run and its --resume without changing what is being trained
 # (``out`` too: a run directory moved to another disk resumes where it now is).
@@ -215,6 +215,11 @@ class AlignConfig(StrictModel):
             raise ValueError("is empty")
         return value
 
+    @field_validator("model")
+    @classmethod
+    def _model_home(cls, value: str) -> str:
+        return expand_home(value)
+
     @field_validator("mixed_precision", mode="before")
     @classmethod
     def _yaml_no(cls, value: object) -> object:
@@ -308,12 +313,16 @@ class AlignConfig(StrictModel):
             path = Path(path)
             if not path.exists():
                 raise DataError("config file not found", file=path)
-            data = read_yaml(path) or {}
-            if not isinstance(data, dict):
-                raise DataError("expected a mapping of AlignConfig fields", file=path)
-        data.update({k: v for k, v in overrides.items() if v is not None})
+            data = read_yaml(path)
+            if not isinstance(data, dict):  # an empty file too: a truncated config, not "all defaults"
+                got = "nothing" if data is None else f"a {type(data).__name__}"
+                raise DataError(f"expected a mapping of AlignConfig fields, got {got}", file=path)
+        given = {k: v for k, v in overrides.items() if v is not None}
+        data.update(given)
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
             field, msg = validation_field(exc)
-            raise DataError(msg, file=path or "align options", field=field) from None
+            # A bad value from the command line is not blamed on the file.
+            source = "command line" if path is None or field.split(".")[0] in given else path
+            raise DataError(msg, file=source, field=field) from None

@@ -1,11 +1,14 @@
-"""What every settings model shares: unknown keys are refused, and so is true / false for a number.
+"""What every settings model shares: unknown keys are refused, and so is true / false for a number;
+NaN and infinity are refused; ``~`` at the start of a path setting is the user's home, as in a shell.
 
 Pydantic reads ``true`` as 1 for an int field, and YAML reads ``yes``, ``no``, ``on`` and ``off`` as
-booleans, so ``epochs: yes`` would silently train one epoch.
+booleans, so ``epochs: yes`` would silently train one epoch. ``.inf`` and ``.nan`` are YAML floats
+that pass every ``gt`` / ``le`` bound. Pydantic keeps ``~/runs`` literally: a folder named ``~``.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
@@ -29,10 +32,20 @@ def refuse_bool_number(annotation: Any, value: Any) -> Any:
     return value
 
 
+def expand_home(model: str) -> str:
+    """A model given as a path or a Hub id: a leading ``~`` expanded (a Hub id never starts with one)."""
+    return str(Path(model).expanduser()) if model.startswith("~") else model
+
+
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     @field_validator("*", mode="before")
     @classmethod
     def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
         return refuse_bool_number(cls.model_fields[info.field_name].annotation, value)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _home(cls, value: Any) -> Any:
+        return value.expanduser() if isinstance(value, Path) else value

@@ -79,7 +79,7 @@ def settings_error(exc: ValidationError, what: str = "critic settings") -> Video
     return VideoliftError(f"{option_name(field)}{shown}: {msg}")
 
 
-@checked_dataclass(config=ConfigDict(extra="forbid"))
+@checked_dataclass(config=ConfigDict(extra="forbid", allow_inf_nan=False))
 class SFTConfig:
     """Hyper-parameters of the fine-tuning loop (the CLI options of ``critic train``). Validated when
     made: a value out of range raises a VideoliftError naming its option, before anything runs."""
@@ -95,7 +95,7 @@ class SFTConfig:
     weight_decay: float = Field(0.0, ge=0)
     betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.999)
     warmup_ratio: float = Field(0.03, ge=0, le=1)
-    epochs: float = Field(3.0, gt=0, allow_inf_nan=False)
+    epochs: float = Field(3.0, gt=0)
     max_steps: int | None = Field(None, ge=1)  # overrides epochs
     batch_size: int = Field(4, ge=1)  # per device
     grad_accum: int = Field(1, ge=1)

@@ -10,18 +10,22 @@ PRESET = Path(__file__).with_name("presets") / "toy.yaml"
 
 
 def demo(
-    out: Path = typer.Option(Path("demo-out"), "--out", help="Working directory (resumable)."),
+    # Read as text: typer turns an empty --out ("$UNSET") into Path("."), the current directory.
+    out: str = typer.Option("demo-out", "--out", metavar="PATH", help="Working directory (resumable)."),
     progress: bool = typer.Option(
         True, "--progress/--no-progress", help="Progress bars (off for logs of batch jobs)."
     ),
 ) -> None:
     """Simulated ratings -> critic (with reasons and label-only) -> scores -> RWL and RS alignment ->
     evaluation on held-out prompts; prints a summary, writes OUT/report.html and OUT/summary.json."""
+    from videolift.core.errors import VideoliftError
     from videolift.evaluate.demo_report import write_report
     from videolift.evaluate.pipeline import PipelineConfig, run_pipeline
     from videolift.evaluate.pipeline_cli import print_summary
 
-    cfg = PipelineConfig.load(PRESET, workdir=out)
+    if not out.strip():
+        raise VideoliftError("--out is empty: give the demo's working directory")
+    cfg = PipelineConfig.load(PRESET, workdir=Path(out).expanduser())
     summary = run_pipeline(cfg, progress=progress)
     print_summary(summary)
-    typer.echo(f"report: {write_report(out, summary)}\nsummary: {out / 'summary.json'}")
+    typer.echo(f"report: {write_report(cfg.workdir, summary)}\nsummary: {cfg.workdir / 'summary.json'}")

@@ -9,7 +9,13 @@ import typer
 
 def run(
     config: Path = typer.Argument(..., help="Pipeline YAML (see configs/pipeline/)."),
-    workdir: Path | None = typer.Option(None, "--workdir", help="Override the config's workdir."),
+    # Read as text: typer turns an empty --workdir ("$UNSET") into Path("."), the current directory.
+    workdir: str | None = typer.Option(
+        None,
+        "--workdir",
+        metavar="PATH",
+        help="Override the config's workdir (relative: to the current directory).",
+    ),
     report: bool = typer.Option(True, "--report/--no-report", help="Write WORKDIR/report.html."),
     sets: list[str] = typer.Option(
         [],

@@ -23,7 +23,7 @@ from pydantic import (
 
 from videolift.core.errors import DataError, VideoliftError
 from videolift.core.jsonl import parse_problem, read_yaml, validation_field, yaml_problem
-from videolift.core.settings import StrictModel
+from videolift.core.settings import StrictModel, expand_home
 
 TOY = "toy"  # model name that resolves to the committed toy-world bases
 
@@ -135,6 +135,12 @@ class Critic(StrictModel):
         200, ge=0, description="updates between checkpoints: a killed run resumes from the last (0: none)"
     )
 
+    @model_validator(mode="after")
+    def _pixel_budget(self) -> Critic:
+        if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
+            raise ValueError(f"min_pixels {self.min_pixels} is above max_pixels {self.max_pixels}")
+        return self
+
     @field_validator("frame_sampling")
     @classmethod
     def _pairs_even(cls, value: str, info: ValidationInfo) -> str:
@@ -190,6 +196,18 @@ class PipelineConfig(StrictModel):
     def toy(self) -> bool:
         return self.t2v == TOY or self.hra.source == "toy-panel"
 
+    @field_validator("workdir", "t2v", "vlm", mode="before")
+    @classmethod
+    def _not_blank(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():  # Path("") is the current directory
+            raise ValueError("is empty")
+        return value
+
+    @field_validator("t2v", "vlm")
+    @classmethod
+    def _model_home(cls, value: str) -> str:
+        return expand_home(value)
+
     @model_validator(mode="after")
     def _oracle_needs_toy(self) -> PipelineConfig:
         if self.align.rewards == "oracle" and not self.toy:
@@ -203,22 +221,37 @@ class PipelineConfig(StrictModel):
         path = Path(path)
         if not path.exists():
             raise DataError("pipeline config not found", file=path)
-        data = read_yaml(path) or {}
-        if not isinstance(data, dict):
-            raise DataError(f"expected a mapping of settings, got a {type(data).__name__}", file=path)
+        data = read_yaml(path)
+        if not isinstance(data, dict):  # an empty file too: a truncated config, not "the default run"
+            got = "nothing (write {} for every default)" if data is None else f"a {type(data).__name__}"
+            raise DataError(f"expected a mapping of settings, got {got}", file=path)
         for item in sets:
             _apply_set(data, item, path)
-        data.update({k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        data.update(given)
         try:
             cfg = cls.model_validate(data)
         except ValidationError as exc:
             field, msg = validation_field(exc)
-            raise DataError(msg, file=path, field=field) from None
+            edited = [
+                k for k in (i.partition("=")[0].strip() for i in sets) if f"{field}.".startswith(f"{k}.")
+            ]
+            if field.split(".")[0] in given:  # a bad value from the command line is not blamed on the file
+                raise DataError(msg, file="command line", field=field) from None
+            raise DataError(
+                msg + (f" (set by --set {edited[-1]}=...)" if edited else ""), file=path, field=field
+            ) from None
         if not cfg.workdir.is_absolute() and overrides.get("workdir") is None:
             cfg.workdir = path.parent / cfg.workdir
         if problem := _align_settings_problem(cfg.align.settings):
             field, msg = problem
             raise DataError(msg, file=path, field="align.settings" + (f".{field}" if field else ""))
+        from videolift.evaluate.pipeline_stages import critic_train_config
+
+        try:  # as the critic stage will, hours later
+            critic_train_config(cfg)
+        except VideoliftError as exc:
+            raise DataError(str(exc), file=path, field="critic") from None
         from videolift.data.generate import is_hub_id
 
         for field in ("t2v", "vlm"):  # before any stage runs, and naming the file's field

@@ -74,7 +74,7 @@ def generate_stage(
         return {"videos": s.total, "seconds": round(s.seconds, 1)}
 
     models = [Path(t2v)] if Path(t2v).exists() else []
-    settings = {"prompts": prompt_set.model_dump(mode="json"), "split": split, **gen}
+    settings = {"prompts": prompt_set.model_dump(mode="json"), "split": split, **gen} | hub_model(t2v)
     return Stage(
         f"generate:{name}",
         run,
@@ -82,6 +82,12 @@ def generate_stage(
         outputs=[out / "manifest.jsonl"],
         settings=settings,
     )
+
+
+def hub_model(t2v: str) -> dict[str, str]:
+    """A Hub model is keyed by its id (a local one is an input, by its files: keying it by name too
+    would redo the runs recorded before this)."""
+    return {} if Path(t2v).exists() else {"model": t2v}
 
 
 def given_prompts(prompt_set: PromptSet) -> list[Path]:
@@ -217,7 +223,7 @@ def evaluate_stage(
         "oracle": oracle,
         "methods": list(aligned),
         **gen,
-    }
+    } | hub_model(t2v)
     models = [Path(p) for pair in [(t2v, None), *aligned.values()] for p in pair if p and Path(p).exists()]
     # Versions to 2026-12-05 keyed on the aligned pipelines only: sound unless a LoRA or a prompts
     # file (which they did not track) is evaluated.
@@ -333,7 +339,10 @@ def critic_stage(
     return Stage(
         f"critic:{name}",
         run,
-        inputs=[w / "hra_split" / "train.jsonl"],
+        # The base VLM by its files: a model rebuilt in place is new work. Versions to 2026-12-06 did not
+        # track it; their records are taken as made from the VLM there now (and recorded so from then on).
+        inputs=[w / "hra_split" / "train.jsonl", *([Path(vlm)] if Path(vlm).exists() else [])],
+        earlier_inputs=[w / "hra_split" / "train.jsonl"],
         outputs=[w / name],
         settings={
             "vlm": vlm,
