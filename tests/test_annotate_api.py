@@ -12,7 +12,7 @@ from test_annotate_support import DIMS, CliFailed, add_annotator, auth, cli, mak
 from videolift.core.jsonl import read_jsonl
 from videolift.core.schema import HRARecord
 from videolift.data.annotate.app import create_app
-from videolift.data.annotate.models import Task, utcnow
+from videolift.data.annotate.models import Annotation, Task, utcnow
 from videolift.data.annotate.project import Project
 
 
@@ -325,3 +325,16 @@ def test_an_edit_from_a_stale_form_does_not_overwrite_a_newer_one(study):
     assert now["ratings"]["video_fidelity"] == {"label": "Normal", "reason": "tab one"}
     again = {"ratings": ratings("Good"), "updated_at": now["updated_at"]}  # reloaded: saves
     assert client.put(f"/api/annotations/{task}", headers=alice, json=again).status_code == 200
+
+
+def test_a_bad_stored_rating_is_named_by_annotator_and_task_on_export(study):
+    # The export named only the video: with R raters per video, which rating to fix was left to guess.
+    client, project, _, tokens = study
+    task = client.get("/api/next", headers=auth(tokens["bob"])).json()["task_id"]
+    client.post("/api/annotations", headers=auth(tokens["bob"]), json={"task_id": task, "ratings": ratings()})
+    with Project.open(project).session() as session:  # e.g. written by an older version or by hand
+        session.execute(
+            update(Annotation).where(Annotation.task_id == task).values(result={"semantic_consistency": 1})
+        )
+    with pytest.raises(CliFailed, match=f"video 'v/0000.mp4' \\(annotator 'bob', task {task}\\) cannot be"):
+        cli("annotate", "export", "--project", str(project), "--out", str(project.parent / "hra.jsonl"))

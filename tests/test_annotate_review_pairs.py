@@ -269,5 +269,8 @@ def test_a_legacy_record_that_is_no_hra_record_is_named_on_export():
 
     legacy = Video(video="v/0.mp4", video_id="v0", prompt="   ", extra={})  # accepted before 2026-12-06
     ratings = {"video_fidelity": {"label": "Good", "reason": ""}}
-    with pytest.raises(VideoliftError, match="video 'v0' cannot be exported as an HRA record \\(prompt: "):
+    with pytest.raises(
+        VideoliftError,
+        match="video 'v0' \\(annotator 'alice'\\) cannot be exported as an HRA record \\(prompt: ",
+    ):
         _record(legacy, "alice", ratings)

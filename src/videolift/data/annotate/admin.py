@@ -69,13 +69,13 @@ def export_records(session: Session, *, with_reviews: bool = False) -> list[HRAR
     ``with_reviews``, also one record per adjudicated video (annotator ``review:<admin>``,
     ``adjudicated: true``)."""
     rows = session.execute(
-        select(Video, User.name, Annotation.result)
+        select(Video, User.name, Annotation.result, Task.id)
         .join(Task, Task.video_id == Video.id)
         .join(User, Task.annotator_id == User.id)
         .join(Annotation, Annotation.task_id == Task.id)
         .order_by(Video.position, User.name)
     ).all()
-    records = [_record(video, name, result) for video, name, result in rows]
+    records = [_record(video, name, result, task_id=task) for video, name, result, task in rows]
     if with_reviews:
         for video, review in session.execute(
             select(Video, Review).join(Review, Review.video_id == Video.id).order_by(Video.position)
@@ -84,7 +84,9 @@ def export_records(session: Session, *, with_reviews: bool = False) -> list[HRAR
     return records
 
 
-def _record(video: Video, annotator: str, ratings: dict[str, Any], **marks: Any) -> HRARecord:
+def _record(
+    video: Video, annotator: str, ratings: dict[str, Any], task_id: int | None = None, **marks: Any
+) -> HRARecord:
     fields = video.extra | marks
     try:
         return HRARecord(
@@ -97,8 +99,11 @@ def _record(video: Video, annotator: str, ratings: dict[str, Any], **marks: Any)
         )
     except ValidationError as exc:  # e.g. a blank prompt, which projects made before 2026-12-06 accepted
         field, message = validation_field(exc)
+        # Name the rating too: a bad stored rating is fixed (or asked again) per annotator and task.
+        task = f", task {task_id}" if task_id is not None else ""
         raise VideoliftError(
-            f"video {video.video_id!r} cannot be exported as an HRA record ({field}: {message})"
+            f"video {video.video_id!r} (annotator {annotator!r}{task}) cannot be exported as an HRA record "
+            f"({field}: {message})"
         ) from None
 
 
