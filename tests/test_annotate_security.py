@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from test_annotate_support import CliFailed, add_annotator, auth, cli, create, make_project, write_clip
+from test_annotate_support import DIMS, CliFailed, add_annotator, auth, cli, create, make_project, write_clip
 from videolift.core.jsonl import write_jsonl
+from videolift.data.annotate import app as app_module
 from videolift.data.annotate.app import create_app
 from videolift.data.annotate.project import Project
 from videolift.data.annotate.videos import UnsafePath, resolve_video
@@ -179,3 +180,41 @@ def test_a_database_that_is_not_one_is_named_not_a_traceback(tmp_path):
         CliFailed, match=r"annotate\.db: cannot open the project's database \(file is not a database\)"
     ):
         cli("annotate", "progress", "--project", str(project))
+
+
+def test_large_bodies_are_refused_before_they_are_read(tmp_path, monkeypatch):
+    # A 50 MB POST without a token was read into memory in full before its 401.
+    project, admin = make_project(tmp_path, n=1, r=1)
+    token = add_annotator(project, "alice")
+    with TestClient(create_app(Project.open(project))) as client:
+        big = b"x" * (app_module.MAX_BODY + 1)
+        r = client.post("/api/annotations", content=big)  # no token: the size is refused first
+        assert r.status_code == 413
+        assert r.json()["detail"] == "request body too large: 1,048,577 bytes; at most 1,048,576 bytes here"
+        assert r.headers["x-content-type-options"] == "nosniff"
+        chunked = client.post("/api/annotations", headers=auth(token), content=iter([big[:9], big[9:]]))
+        assert chunked.status_code == 413 and "at most 1,048,576 bytes" in chunked.json()["detail"]
+        # Critic scores are a whole file: the upload has its own, larger cap.
+        line = {
+            "video": "v/0000.mp4",
+            "ratings": {d: {"label": "Good", "reason": "", "score": 1} for d in DIMS},
+        }
+        scores = json.dumps(line).encode() + b"\n"
+        monkeypatch.setattr(app_module, "MAX_BODY", 20)
+        assert client.post("/api/admin/critic", headers=auth(admin), content=scores).json()["matched"] == 1
+        monkeypatch.setattr(app_module, "MAX_UPLOAD", 20)
+        r = client.post("/api/admin/critic", headers=auth(admin), content=scores)
+        assert r.status_code == 413 and "at most 20 bytes" in r.json()["detail"]
+
+
+def test_a_critic_upload_is_not_stored_before_its_token_is_checked(tmp_path, monkeypatch):
+    project, _ = make_project(tmp_path, n=1, r=1)
+    token = add_annotator(project, "alice")
+
+    def no_store(*args, **kwargs):
+        raise AssertionError("the body was stored before the token was checked")
+
+    monkeypatch.setattr(app_module.tempfile, "TemporaryDirectory", no_store)
+    with TestClient(create_app(Project.open(project))) as client:
+        assert client.post("/api/admin/critic", content=b"{}\n").status_code == 401
+        assert client.post("/api/admin/critic", headers=auth(token), content=b"{}\n").status_code == 403

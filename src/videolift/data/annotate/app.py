@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from fastapi import Body, Depends, FastAPI, Request, Response
+from fastapi import Body, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
@@ -33,7 +33,51 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
 }
 
+# Request bodies are capped before they are read: a rating is a few kB, so a large body is a mistake or
+# an attack (it was read in full, into memory, before its token was even checked). Critic scores
+# (POST /api/admin/critic) are a whole JSONL file and get a larger cap.
+MAX_BODY = 1 << 20  # 1 MiB
+MAX_UPLOAD = 100 << 20  # 100 MiB
+UPLOAD_PATHS = {"/api/admin/critic"}
+
 Credentials = HTTPAuthorizationCredentials | None
+
+
+def body_cap(path: str) -> int:
+    return MAX_UPLOAD if path in UPLOAD_PATHS else MAX_BODY
+
+
+def too_large(size: int | None, cap: int) -> str:
+    got = f"{size:,} bytes" if size is not None else "more"
+    return f"request body too large: {got}; at most {cap:,} bytes here"
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a body over the path's cap, by its Content-Length before anything is
+    read, and by counting for a body sent without one (chunked)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        cap = body_cap(scope["path"])
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > cap:
+            response = JSONResponse({"detail": too_large(int(length), cap)}, status_code=413)
+            return await response(scope, receive, send)
+        seen = 0
+
+        async def counted() -> dict:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > cap:
+                raise HTTPException(413, too_large(None, cap))
+            return message
+
+        await self.app(scope, counted, send)
 
 
 def authenticate(session: Session, credentials: Credentials, role: str | None) -> User:
@@ -66,6 +110,8 @@ def create_app(project: Project) -> FastAPI:
         status = exc.status if isinstance(exc, TaskError) else 400
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
+
+    app.add_middleware(BodyLimit)  # added first, so it runs inside _headers: a 413 has the headers too
 
     @app.middleware("http")
     async def _headers(request: Request, call_next):
@@ -190,18 +236,26 @@ def create_app(project: Project) -> FastAPI:
     async def import_critic(
         request: Request, critic: str = "critic", credentials: Credentials = Depends(bearer)
     ) -> Any:
-        """Critic scores as a JSONL request body (see docs/annotate.md)."""
-        data = await request.body()
+        """Critic scores as a JSONL request body (see docs/annotate.md), at most MAX_UPLOAD bytes."""
 
-        def work() -> dict[str, int]:
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / "critic_scores.jsonl"
-                path.write_bytes(data)
-                with project.session() as session:
-                    authenticate(session, credentials, "admin")
-                    return admin.import_critic(session, path, critic)
+        def check() -> None:
+            with project.session(readonly=True) as session:
+                authenticate(session, credentials, "admin")
 
-        return await run_in_threadpool(work)  # keep blocking database work off the event loop
+        def work(path: Path) -> dict[str, int]:
+            with project.session() as session:
+                authenticate(session, credentials, "admin")
+                return admin.import_critic(session, path, critic)
+
+        # Blocking database work runs off the event loop. The token is checked before the body is read,
+        # and the body goes to disk as it arrives, not into memory.
+        await run_in_threadpool(check)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "critic_scores.jsonl"
+            with path.open("wb") as out:
+                async for chunk in request.stream():
+                    out.write(chunk)
+            return await run_in_threadpool(work, path)
 
     @app.get("/api/admin/review")
     def review(
