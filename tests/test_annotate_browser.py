@@ -13,7 +13,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from test_annotate_support import Server, add_annotator, auth, make_pair_project, make_project
+from test_annotate_support import (
+    Server,
+    add_annotator,
+    auth,
+    create,
+    make_pair_project,
+    make_project,
+    write_manifest,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -36,7 +44,7 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser():
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
@@ -140,3 +148,180 @@ def test_pairwise_judgement_by_keyboard(tmp_path, browser):
         "motion_smoothness": right,
         "video_fidelity": "tie",
     }
+
+
+# ---- keyboard, errors and accessibility: one server for these, a fresh rater (and browser context) each --
+LONG = "x" * 330  # a prompt word wider than any phone
+# Every non-GET request the page sends, recorded synchronously (a page.on("request") list lags behind).
+RECORD_SENT = """(() => {
+  window.sent = [];
+  const fetch0 = window.fetch;
+  window.fetch = (url, opts = {}) => {
+    if (opts.method && opts.method !== "GET") window.sent.push(`${opts.method} ${url}`);
+    return fetch0(url, opts);
+  };
+})();"""
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("study")
+    manifest = write_manifest(tmp / "m.jsonl", tmp / "videos", 24, prompt=LONG + " a red square #{i}")
+    project = tmp / "project"
+    create(project, tmp / "videos", manifest, "--ratings-per-video", "1")
+    with Server(project) as server:
+        yield project, server
+
+
+def rater(study, browser, name, width=1280):
+    """A page logged in as a new rater on their first task; non-GET requests land in window.sent."""
+    project, server = study
+    token = add_annotator(project, name)
+    page = browser.new_page(viewport={"width": width, "height": 800})
+    page.add_init_script(RECORD_SENT)
+    page.goto(f"{server.url}/#token={token}")
+    page.wait_for_selector("#rate-view:not([hidden])")
+    return page, token
+
+
+def sent(page) -> list[str]:
+    return page.evaluate("window.sent")
+
+
+def mine(study, token) -> list[dict]:
+    return httpx.get(study[1].url + "/api/annotations/mine", headers=auth(token)).json()
+
+
+def test_enter_and_space_on_a_focused_button_press_that_button(study, browser):
+    # They were taken for submit / play: Enter on "My ratings", a skip reason, "Skip task", "Cancel" or
+    # "Log out" submitted the rating instead (or said "Choose a rating").
+    page, token = rater(study, browser, "kb")
+    for key in "147":
+        page.keyboard.press(key)
+    page.focus("#nav button[data-view=mine]")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#mine-view:not([hidden])")
+    page.focus("#nav button[data-view=rate]")
+    page.keyboard.press("Space")
+    page.wait_for_selector("#rate-view:not([hidden])")
+    page.focus("#dim-motion_smoothness .option.Bad")
+    page.keyboard.press("Space")
+    assert page.get_attribute("#dim-motion_smoothness .option.Bad", "aria-pressed") == "true"
+    page.keyboard.press("Escape")
+    page.keyboard.press("4")
+    page.focus("details.guide summary")
+    page.keyboard.press("Enter")
+    assert page.eval_on_selector("details.guide", "d => d.open")
+    page.keyboard.press("s")
+    page.focus("#skip-reasons button >> nth=0")
+    page.keyboard.press("Enter")
+    reason = page.text_content("#skip-reasons button >> nth=0")
+    assert page.input_value("#skip-other") == reason
+    assert page.get_attribute("#skip-reasons button >> nth=0", "aria-pressed") == "true"
+    first = page.evaluate("state.task.task_id")
+    page.focus("#skip-confirm")
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"() => state.task.task_id !== {first}")
+    assert sent(page) == [f"POST /api/tasks/{first}/skip"]
+    assert page.text_content("#form-error") == ""
+    # The next task by keys alone (focus is on its prompt), then "Cancel" on an edit by Enter: no PUT.
+    for key in ("1", "4", "7", "Enter"):
+        page.keyboard.press(key)
+    page.wait_for_function("() => window.sent.length === 2")
+    page.click("#nav button[data-view=mine]")
+    page.click("#mine-list .item button")
+    page.keyboard.press("3")
+    page.keyboard.type("changed my mind")
+    page.focus("#cancel-edit")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#mine-view:not([hidden])")
+    assert sent(page) == [f"POST /api/tasks/{first}/skip", "POST /api/annotations"]
+    page.focus("#logout")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#login-view:not([hidden])")
+    done, skipped = mine(study, token)
+    assert skipped["skip_reason"] == reason and done["ratings"]["semantic_consistency"]["label"] == "Good"
+
+
+def test_the_skip_box_keys_skip_only_and_esc_closes_the_panel(study, browser):
+    # Ctrl+Enter in the skip box both submitted the rating (201) and tried to skip (409).
+    page, token = rater(study, browser, "ctrl")
+    task = page.evaluate("state.task.task_id")
+    for key in "147":
+        page.keyboard.press(key)
+    page.keyboard.press("s")
+    page.keyboard.press("Escape")
+    assert page.is_hidden("#skip-panel") and page.evaluate("document.activeElement.id") == "skip"
+    page.keyboard.press("s")
+    page.keyboard.type("Obscure or ambiguous prompt")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_function(f"() => state.task.task_id !== {task}")
+    assert sent(page) == [f"POST /api/tasks/{task}/skip"]
+    assert [item["status"] for item in mine(study, token)] == ["skipped"]
+
+
+def test_a_second_enter_while_saving_or_loading_sends_nothing(study, browser):
+    # Enter twice while a rating was saved, or once more while the next task loaded, posted the old task
+    # again; its 409 ("already saved") then showed on the next task.
+    page, _ = rater(study, browser, "twice")
+    task = page.evaluate("state.task.task_id")
+    held = []
+    page.route("**/api/annotations", lambda route: held.append(route))
+    page.route("**/api/next", lambda route: held.append(route))
+    for key in ("1", "4", "7", "Enter", "Enter"):
+        page.keyboard.press(key)
+    assert sent(page) == ["POST /api/annotations"] and page.is_disabled("#submit")
+    with page.expect_request("**/api/next"):
+        held.pop(0).continue_()  # the rating is saved; the next task is on its way
+    page.keyboard.press("Enter")
+    assert sent(page) == ["POST /api/annotations"]
+    held.pop(0).continue_()
+    page.wait_for_function(f"() => state.task.task_id !== {task}")
+    assert page.text_content("#form-error") == "" and not page.is_disabled("#submit")
+
+
+def test_failed_loads_stay_on_screen_with_retry_and_a_broken_video_can_be_skipped(study, browser):
+    project, server = study
+    token = add_annotator(project, "net")
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    busy = '{"detail": "too much contention while assigning a task; try again"}'
+    page.route(
+        "**/api/next", lambda route: route.fulfill(status=503, content_type="application/json", body=busy)
+    )
+    page.route("**/media/**", lambda route: route.fulfill(status=404, body="no such video"))
+    page.goto(f"{server.url}/#token={token}")
+    page.wait_for_selector("#alert:not([hidden])")
+    assert "too much contention" in page.text_content("#alert")
+    page.unroute("**/api/next")
+    page.click("#alert-retry")
+    page.wait_for_selector("#rate-view:not([hidden])")
+    assert page.is_hidden("#alert")
+    # The video cannot load: said so, with the skip reason that fits.
+    page.wait_for_selector("#video-error:not([hidden])")
+    task = page.evaluate("state.task.task_id")
+    page.click("#skip-broken")
+    assert page.input_value("#skip-other") == "Video does not play"
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"() => state.task.task_id !== {task}")
+    assert mine(study, token)[0]["skip_reason"] == "Video does not play"
+
+
+def test_a_phone_sized_page_is_labelled_and_keeps_a_draft_over_a_reload(study, browser):
+    page, _ = rater(study, browser, "small", width=360)
+    # A prompt word of 330 characters made the page 3,389 px wide; the header pushed "Log out" off screen.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    assert page.evaluate("document.getElementById('logout').getBoundingClientRect().right") <= 360
+    assert page.evaluate("document.activeElement.id") == "prompt"  # a screen reader reads the new task
+    # Each card is a named group; reason boxes are named by their dimension; selections are announced.
+    motion = page.get_by_role("group", name="Motion smoothness")
+    assert motion.get_by_role("button", pressed=True).count() == 0
+    page.keyboard.press("5")
+    page.keyboard.type("a small stutter")
+    assert motion.get_by_role("button", pressed=True).text_content().startswith("Normal")
+    assert page.get_by_role("textbox", name="Reason for Motion smoothness").input_value() == "a small stutter"
+    assert page.get_attribute("#comment", "aria-label") == "Comment (optional)"  # shown for pairs
+    # Selections and reasons were lost on a reload (the same task comes back).
+    page.reload()
+    page.wait_for_selector("#rate-view:not([hidden])")
+    assert page.input_value("#reason-motion_smoothness") == "a small stutter"
+    assert page.get_attribute("#dim-motion_smoothness .option.Normal", "aria-pressed") == "true"

@@ -5,6 +5,7 @@
 const DIMS = ["semantic_consistency", "motion_smoothness", "video_fidelity"];
 const LABELS = ["Good", "Normal", "Bad"];
 const CHOICES = [["A", "A better"], ["tie", "Tie"], ["B", "B better"]];
+const BROKEN = "Video does not play"; // the skip reason offered when a video fails to load
 const $ = (id) => document.getElementById(id);
 
 function h(tag, attrs = {}, ...kids) {
@@ -20,7 +21,7 @@ function h(tag, attrs = {}, ...kids) {
 
 const state = {
   token: localStorage.getItem("videolift-token") || "",
-  me: null, guide: null, task: null, editing: false, result: {}, reasons: {}, logins: 0,
+  me: null, guide: null, task: null, editing: false, result: {}, reasons: {}, logins: 0, busy: false, retry: null,
 };
 
 async function api(method, path, body) {
@@ -48,6 +49,20 @@ function toast(message) {
   toastTimer = setTimeout(() => el.classList.remove("show"), 2200);
 }
 
+// Errors that leave the page without a task stay on screen with a Retry (a toast vanished after 2 s and
+// left a blank page).
+function showAlert(message, retry) {
+  $("alert-text").textContent = message;
+  $("alert-retry").hidden = !retry;
+  state.retry = retry || null;
+  $("alert").hidden = false;
+}
+
+function clearAlert() {
+  $("alert").hidden = true;
+  state.retry = null;
+}
+
 function show(view) {
   for (const el of document.querySelectorAll(".view")) el.hidden = el.id !== `${view}-view`;
   for (const b of document.querySelectorAll("#nav button")) b.classList.toggle("active", b.dataset.view === view);
@@ -71,8 +86,14 @@ async function login(token) {
   }
   if (attempt !== state.logins) return;
   localStorage.setItem("videolift-token", state.token);
-  state.guide = await api("GET", "/api/guideline");
+  try {
+    state.guide = await api("GET", "/api/guideline");
+  } catch (e) {
+    if (attempt === state.logins) showAlert(`Could not load the guideline: ${e.message}`, () => login(state.token));
+    return;
+  }
   if (attempt !== state.logins) return;
+  clearAlert();
   $("who").textContent = `${state.me.name} (${state.me.role})`;
   $("progress").textContent = "";
   $("logout").hidden = false;
@@ -90,7 +111,8 @@ async function login(token) {
   $("intro").textContent = state.guide.intro;
   $("keys-help").textContent =
     "Keys: 1-3 / 4-6 / 7-9 choose Good / Normal / Bad (or A / Tie / B) for the 1st / 2nd / 3rd dimension; " +
-    "Space play/pause; ← → step one frame; Enter submit (Ctrl+Enter in a text box); S skip; Esc leave a text box.";
+    "Space play/pause; ← → step one frame; Enter submit (Ctrl+Enter in a text box); S skip (Enter skips, Esc closes); " +
+    "Esc leave a text box. On a focused button, Enter and Space press that button.";
   await loadNext();
 }
 
@@ -106,23 +128,59 @@ async function refreshProgress() {
 }
 
 // ---- a task -----------------------------------------------------------------------------------
-async function loadNext() {
+// One request at a time: a second Enter while a rating was being saved, or while the next task loaded,
+// posted the old task again (its 409 then showed on the next task).
+async function exclusive(work) {
+  if (state.busy) return;
+  state.busy = true;
+  $("submit").disabled = $("skip-confirm").disabled = true;
+  try {
+    await work();
+  } finally {
+    state.busy = false;
+    $("submit").disabled = $("skip-confirm").disabled = false;
+  }
+}
+
+const loadNext = () => exclusive(nextTask);
+
+async function nextTask() {
   try {
     const task = await api("GET", "/api/next");
+    clearAlert();
     if (task) openTask(task, null);
     else show("done");
   } catch (e) {
-    toast(e.message);
+    show(null); // nothing to rate (the task on screen may be saved already): only the alert and its Retry
+    showAlert(`Could not load the next task: ${e.message}`, loadNext);
   }
   refreshProgress().catch(() => {});
+}
+
+// A draft of the open task survives a reload (the same task comes back); it is dropped once sent.
+const draftKey = (taskId) => `videolift-draft-${taskId}`;
+
+function saveDraft() {
+  if (!state.task || state.editing) return;
+  const draft = { result: state.result, reasons: state.reasons, comment: $("comment").value };
+  sessionStorage.setItem(draftKey(state.task.task_id), JSON.stringify(draft));
+}
+
+function readDraft(taskId) {
+  try {
+    return JSON.parse(sessionStorage.getItem(draftKey(taskId))) || {};
+  } catch {
+    return {};
+  }
 }
 
 function openTask(task, previous) {
   state.task = task;
   state.editing = Boolean(previous);
   state.version = previous ? previous.updated_at : null;  // sent back: an edit made elsewhere since is not overwritten
-  state.result = {};
-  state.reasons = {};
+  const draft = previous ? {} : readDraft(task.task_id);
+  state.result = draft.result || {};
+  state.reasons = draft.reasons || {};
   if (previous) {
     for (const dim of DIMS) {
       const value = previous.ratings ? previous.ratings[dim] : previous.choices[dim];
@@ -130,7 +188,7 @@ function openTask(task, previous) {
       else if (value) [state.result[dim], state.reasons[dim]] = [value.label, value.reason];
     }
   }
-  $("comment").value = previous ? previous.comment || "" : "";
+  $("comment").value = previous ? previous.comment || "" : draft.comment || "";
   $("edit-banner").hidden = !state.editing;
   $("skip").hidden = state.editing;
   $("skip-panel").hidden = true;
@@ -139,6 +197,7 @@ function openTask(task, previous) {
   setVideos(task);
   renderForm();
   show("rate");
+  $("prompt").focus(); // a screen reader announces the new task; the keys keep working from here
 }
 
 function renderForm() {
@@ -151,20 +210,23 @@ function renderForm() {
     const keys = `${3 * i + 1}–${3 * i + 3}`;
     const options = pair
       ? CHOICES.map(([value, text], j) =>
-          h("button", { type: "button", class: "option choice", "data-value": value, onclick: () => choose(dim, value) },
+          h("button", { type: "button", class: "option choice", "data-value": value, "aria-pressed": "false", onclick: () => choose(dim, value) },
             h("b", {}, text, h("kbd", {}, String(3 * i + j + 1))), h("small", {}, pairHint(value, guide.title))))
       : LABELS.map((label, j) =>
-          h("button", { type: "button", class: `option ${label}`, "data-value": label, onclick: () => choose(dim, label) },
+          h("button", { type: "button", class: `option ${label}`, "data-value": label, "aria-pressed": "false", onclick: () => choose(dim, label) },
             h("b", {}, label, h("kbd", {}, String(3 * i + j + 1))), h("small", {}, guide.labels[label])));
-    const card = h("div", { class: "dim", id: `dim-${dim}`, "data-dim": dim },
-      h("h2", {}, guide.title, h("span", { class: "muted mono" }, `keys ${keys}`)),
+    const card = h("div", { class: "dim", id: `dim-${dim}`, "data-dim": dim, role: "group", "aria-labelledby": `title-${dim}` },
+      h("h2", {}, h("span", { id: `title-${dim}` }, guide.title), h("span", { class: "muted mono" }, `keys ${keys}`)),
       h("div", { class: "options" }, options));
     card.title = guide.question;
     if (!pair) {
-      const reason = h("textarea", { rows: 2, id: `reason-${dim}`, placeholder: "Why? (required for Normal and Bad)" });
+      const reason = h("textarea", {
+        rows: 2, id: `reason-${dim}`, placeholder: "Why? (required for Normal and Bad)", "aria-label": `Reason for ${guide.title}`,
+      });
       reason.value = state.reasons[dim] || "";
       reason.addEventListener("input", () => {
         state.reasons[dim] = reason.value;
+        saveDraft();
         card.classList.remove("missing");
         $("form-error").textContent = "";
       });
@@ -182,7 +244,11 @@ function pairHint(value, dimTitle) {
 
 function paint(dim) {
   const card = $(`dim-${dim}`);
-  for (const b of card.querySelectorAll(".option")) b.classList.toggle("sel", b.dataset.value === state.result[dim]);
+  for (const b of card.querySelectorAll(".option")) {
+    const on = b.dataset.value === state.result[dim];
+    b.classList.toggle("sel", on);
+    b.setAttribute("aria-pressed", String(on)); // the selection is not only a colour
+  }
   const reason = $(`reason-${dim}`);
   if (reason) reason.classList.toggle("required", state.result[dim] === "Normal" || state.result[dim] === "Bad");
   card.classList.remove("missing");
@@ -191,13 +257,16 @@ function paint(dim) {
 
 function choose(dim, value) {
   state.result[dim] = value;
+  saveDraft();
   paint(dim);
   const reason = $(`reason-${dim}`);
   if (reason && value !== "Good" && !reason.value.trim()) reason.focus();
 }
 
-async function submit() {
-  const pair = state.task.kind === "pair";
+const submit = () => exclusive(async () => {
+  const task = state.task;
+  const editing = state.editing;
+  const pair = task.kind === "pair";
   const missing = DIMS.filter((d) => !state.result[d]);
   const noReason = pair ? [] : DIMS.filter((d) => state.result[d] && state.result[d] !== "Good" && !(state.reasons[d] || "").trim());
   for (const d of [...missing, ...noReason]) $(`dim-${d}`).classList.add("missing");
@@ -208,55 +277,76 @@ async function submit() {
     return;
   }
   const body = pair
-    ? { task_id: state.task.task_id, choices: { ...state.result }, comment: $("comment").value }
-    : { task_id: state.task.task_id, ratings: Object.fromEntries(DIMS.map((d) => [d, { label: state.result[d], reason: state.reasons[d] || "" }])) };
+    ? { task_id: task.task_id, choices: { ...state.result }, comment: $("comment").value }
+    : { task_id: task.task_id, ratings: Object.fromEntries(DIMS.map((d) => [d, { label: state.result[d], reason: state.reasons[d] || "" }])) };
   try {
-    if (state.editing) await api("PUT", `/api/annotations/${state.task.task_id}`, { ...body, updated_at: state.version });
+    if (editing) await api("PUT", `/api/annotations/${task.task_id}`, { ...body, updated_at: state.version });
     else await api("POST", "/api/annotations", body);
   } catch (e) {
-    $("form-error").textContent = e.message;
+    if (state.task === task) $("form-error").textContent = e.message; // not on another task opened meanwhile
     return;
   }
-  toast(state.editing ? "Rating updated" : "Saved");
-  if (state.editing) showMine();
-  else loadNext();
-}
+  sessionStorage.removeItem(draftKey(task.task_id));
+  if (state.task !== task) return; // the rater moved on (e.g. to My ratings): stay there
+  toast(editing ? "Rating updated" : "Saved");
+  if (editing) showMine();
+  else await nextTask();
+});
 
 // ---- skipping ---------------------------------------------------------------------------------
-function openSkip() {
-  const chips = $("skip-reasons");
-  chips.replaceChildren(...state.guide.skip_reasons.map((r) =>
-    h("button", { type: "button", onclick: (e) => {
-      for (const b of chips.children) b.classList.remove("sel");
-      e.currentTarget.classList.add("sel");
-      $("skip-other").value = r;
-    } }, r)));
-  $("skip-other").value = "";
-  $("skip-panel").hidden = false;
+function openSkip(reason = "") {
+  if (state.editing) return;
+  if ($("skip-panel").hidden) {
+    $("skip-reasons").replaceChildren(...state.guide.skip_reasons.map((r) =>
+      h("button", { type: "button", "aria-pressed": "false", onclick: () => { $("skip-other").value = r; markSkip(); } }, r)));
+    $("skip-other").value = "";
+    $("skip-error").textContent = "";
+    $("skip-panel").hidden = false;
+  }
+  if (reason) $("skip-other").value = reason;
+  markSkip();
   $("skip-other").focus();
 }
 
-async function confirmSkip() {
+function markSkip() {
+  for (const b of $("skip-reasons").children) {
+    const on = b.textContent === $("skip-other").value;
+    b.classList.toggle("sel", on);
+    b.setAttribute("aria-pressed", String(on));
+  }
+}
+
+function closeSkip() {
+  $("skip-panel").hidden = true;
+  $("skip").focus();
+}
+
+const confirmSkip = () => exclusive(async () => {
+  const task = state.task;
   const reason = $("skip-other").value.trim();
   if (!reason) {
-    toast("Give a reason to skip");
+    $("skip-error").textContent = "Give a reason to skip: choose one above or type one.";
+    $("skip-other").focus();
     return;
   }
   try {
-    await api("POST", `/api/tasks/${state.task.task_id}/skip`, { reason });
+    await api("POST", `/api/tasks/${task.task_id}/skip`, { reason });
   } catch (e) {
-    toast(e.message);
+    if (state.task === task) $("skip-error").textContent = e.message;
     return;
   }
+  sessionStorage.removeItem(draftKey(task.task_id));
+  if (state.task !== task) return;
   toast("Skipped");
-  loadNext();
-}
+  await nextTask();
+});
 
 // ---- video playback ---------------------------------------------------------------------------
 const videos = () => [$("video-a"), $("video-b")].filter((v) => !v.closest("[hidden]"));
 
 function setVideos(task) {
   const pair = task.kind === "pair";
+  $("video-error").hidden = true;
   $("fig-b").hidden = !pair;
   $("cap-a").textContent = pair ? "A" : "";
   $("video-a").src = task.video_url;
@@ -267,6 +357,13 @@ function setVideos(task) {
     v.play().catch(() => {});
   }
   $("play").textContent = "Pause";
+}
+
+// A video that cannot load (missing file, unknown codec) showed a black box and nothing else.
+function videoFailed(e) {
+  if (!state.task || !e.target.getAttribute("src") || e.target.closest("[hidden]")) return; // B of a rating task
+  $("skip-broken").hidden = state.editing;
+  $("video-error").hidden = false;
 }
 
 function togglePlay() {
@@ -303,9 +400,10 @@ async function showMine() {
   try {
     items = await api("GET", "/api/annotations/mine");
   } catch (e) {
-    toast(e.message);
+    showAlert(`Could not load your ratings: ${e.message}`, showMine);
     return;
   }
+  clearAlert();
   list.replaceChildren();
   if (!items.length) list.append(h("p", { class: "muted" }, "No ratings yet."));
   for (const item of items) {
@@ -336,6 +434,9 @@ function onKey(e) {
     else if (e.key === "Enter" && (e.ctrlKey || e.metaKey) && !$("rate-view").hidden) { e.preventDefault(); submit(); }
     return;
   }
+  // Enter and Space on a focused control are its own action: they were taken for submit and play, so
+  // keyboard users could not log out, pick a skip reason, cancel, ... and a cancel could save a rating.
+  if ((e.key === "Enter" || e.key === " ") && e.target.closest("button, a[href], summary, [role=button]")) return;
   if ($("rate-view").hidden || !state.task || e.ctrlKey || e.metaKey || e.altKey) return;
   if (/^[1-9]$/.test(e.key)) {
     e.preventDefault(); // choose() may focus a reason box: the digit must not land in it
@@ -347,23 +448,33 @@ function onKey(e) {
   else if (e.key === "ArrowRight") { e.preventDefault(); step(1); }
   else if (e.key === "Enter") { e.preventDefault(); submit(); }
   else if ((e.key === "s" || e.key === "S") && !state.editing) { e.preventDefault(); openSkip(); }
-  else return;
+  else if (e.key === "Escape" && !$("skip-panel").hidden) closeSkip();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
   $("login-form").addEventListener("submit", (e) => { e.preventDefault(); login($("token-input").value); });
   $("logout").addEventListener("click", logout);
   $("submit").addEventListener("click", submit);
-  $("skip").addEventListener("click", openSkip);
+  $("skip").addEventListener("click", () => openSkip());
   $("skip-confirm").addEventListener("click", confirmSkip);
-  $("skip-cancel").addEventListener("click", () => { $("skip-panel").hidden = true; });
-  $("skip-other").addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); confirmSkip(); } });
+  $("skip-cancel").addEventListener("click", closeSkip);
+  $("skip-other").addEventListener("input", () => { markSkip(); $("skip-error").textContent = ""; });
+  // The skip panel's own keys: Enter in its box skips (Ctrl+Enter too: it used to submit the rating as
+  // well), Esc closes the panel. Neither reaches the page's keys.
+  $("skip-panel").addEventListener("keydown", (e) => {
+    if (e.key === "Escape") { e.stopPropagation(); closeSkip(); }
+    else if (e.key === "Enter" && e.target.id === "skip-other") { e.preventDefault(); e.stopPropagation(); confirmSkip(); }
+  });
+  $("skip-broken").addEventListener("click", () => openSkip(BROKEN));
+  $("comment").addEventListener("input", saveDraft);
+  $("alert-retry").addEventListener("click", () => { const retry = state.retry; clearAlert(); retry(); });
   $("cancel-edit").addEventListener("click", showMine);
   $("play").addEventListener("click", togglePlay);
   $("step-back").addEventListener("click", () => step(-1));
   $("step-fwd").addEventListener("click", () => step(1));
   $("speed").addEventListener("change", () => { for (const v of videos()) v.playbackRate = Number($("speed").value); });
   for (const ev of ["timeupdate", "seeked", "loadedmetadata"]) $("video-a").addEventListener(ev, showFrame);
+  for (const v of [$("video-a"), $("video-b")]) v.addEventListener("error", videoFailed);
   document.addEventListener("keydown", onKey);
 
   // A login link `/#token=...` keeps the token out of server logs (fragments are never sent).
