@@ -243,6 +243,36 @@ def test_enter_and_space_on_a_focused_button_press_that_button(study, browser):
     assert skipped["skip_reason"] == reason and done["ratings"]["semantic_consistency"]["label"] == "Good"
 
 
+def test_enter_after_mouse_clicks_on_the_options_submits(study, browser):
+    # The click left focus on the option, where Enter pressed it again: nothing was sent.
+    page, _ = rater(study, browser, "mouse")
+    for dim in ("semantic_consistency", "motion_smoothness", "video_fidelity"):
+        page.click(f"#dim-{dim} .option.Good")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => window.sent.length === 1")
+    assert sent(page) == ["POST /api/annotations"]
+
+
+def test_my_ratings_opened_while_the_next_task_loads_stays_open(study, browser):
+    # The next task, arriving after the rater had opened My ratings, switched the page back to rating.
+    page, _ = rater(study, browser, "wanders")
+    held = []
+    page.route("**/api/next", lambda route: held.append(route))
+    for key in ("1", "4", "7"):
+        page.keyboard.press(key)
+    with page.expect_response("**/api/annotations"):  # saved: My ratings will list it
+        page.keyboard.press("Enter")
+    page.click("#nav button[data-view=mine]")
+    page.wait_for_selector("#mine-list .item")
+    with page.expect_response("**/api/next"):
+        held.pop(0).continue_()
+    page.wait_for_function("() => !state.busy")  # the page has handled it (it used to show the task)
+    assert page.is_visible("#mine-view") and page.is_hidden("#rate-view")
+    page.unroute("**/api/next")
+    page.click("#nav button[data-view=rate]")
+    page.wait_for_selector("#rate-view:not([hidden])")
+
+
 def test_the_skip_box_keys_skip_only_and_esc_closes_the_panel(study, browser):
     # Ctrl+Enter in the skip box both submitted the rating (201) and tried to skip (409).
     page, token = rater(study, browser, "ctrl")

@@ -21,7 +21,7 @@ function h(tag, attrs = {}, ...kids) {
 
 const state = {
   token: localStorage.getItem("videolift-token") || "",
-  me: null, guide: null, task: null, editing: false, result: {}, reasons: {}, logins: 0, busy: false, retry: null,
+  me: null, guide: null, task: null, editing: false, result: {}, reasons: {}, logins: 0, busy: false, retry: null, views: 0,
 };
 
 async function api(method, path, body) {
@@ -64,6 +64,7 @@ function clearAlert() {
 }
 
 function show(view) {
+  state.views += 1;
   for (const el of document.querySelectorAll(".view")) el.hidden = el.id !== `${view}-view`;
   for (const b of document.querySelectorAll("#nav button")) b.classList.toggle("active", b.dataset.view === view);
   if (view !== "rate") for (const v of videos()) v.pause();
@@ -145,8 +146,10 @@ async function exclusive(work) {
 const loadNext = () => exclusive(nextTask);
 
 async function nextTask() {
+  const views = state.views;
   try {
     const task = await api("GET", "/api/next");
+    if (state.views !== views) return; // the rater opened My ratings meanwhile: not pulled back from there
     clearAlert();
     if (task) openTask(task, null);
     else show("done");
@@ -210,10 +213,10 @@ function renderForm() {
     const keys = `${3 * i + 1}–${3 * i + 3}`;
     const options = pair
       ? CHOICES.map(([value, text], j) =>
-          h("button", { type: "button", class: "option choice", "data-value": value, "aria-pressed": "false", onclick: () => choose(dim, value) },
+          h("button", { type: "button", class: "option choice", "data-value": value, "aria-pressed": "false", onclick: (e) => clicked(e, dim, value) },
             h("b", {}, text, h("kbd", {}, String(3 * i + j + 1))), h("small", {}, pairHint(value, guide.title))))
       : LABELS.map((label, j) =>
-          h("button", { type: "button", class: `option ${label}`, "data-value": label, "aria-pressed": "false", onclick: () => choose(dim, label) },
+          h("button", { type: "button", class: `option ${label}`, "data-value": label, "aria-pressed": "false", onclick: (e) => clicked(e, dim, label) },
             h("b", {}, label, h("kbd", {}, String(3 * i + j + 1))), h("small", {}, guide.labels[label])));
     const card = h("div", { class: "dim", id: `dim-${dim}`, "data-dim": dim, role: "group", "aria-labelledby": `title-${dim}` },
       h("h2", {}, h("span", { id: `title-${dim}` }, guide.title), h("span", { class: "muted mono" }, `keys ${keys}`)),
@@ -253,6 +256,13 @@ function paint(dim) {
   if (reason) reason.classList.toggle("required", state.result[dim] === "Normal" || state.result[dim] === "Bad");
   card.classList.remove("missing");
   $("form-error").textContent = "";
+}
+
+// A mouse click leaves focus on the option, where Enter presses it again rather than submitting: a click
+// (not a key: its detail is 0) lets focus go, so Enter submits as after a digit key.
+function clicked(e, dim, value) {
+  choose(dim, value);
+  if (e.detail > 0 && document.activeElement === e.currentTarget) e.currentTarget.blur();
 }
 
 function choose(dim, value) {
