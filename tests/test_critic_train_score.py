@@ -688,7 +688,7 @@ def test_pipeline_critic_stage_resumes_its_own_run_and_replaces_any_other(world,
     the same settings is kept (the stage was killed before its manifest recorded it); a finished run or
     one of other settings in the same directory is replaced (it is never mixed in)."""
     from videolift.critic.sft import SFTConfig
-    from videolift.evaluate.pipeline_stages import _train_critic_quietly
+    from videolift.pipeline.stages import _train_critic_quietly
 
     out = tmp_path / "critic"
 
@@ -765,8 +765,8 @@ def test_a_critic_trained_in_its_own_process_equals_one_trained_here(world, tmp_
     """The pipeline's parallel critics (one process, one thread each) train exactly what it would."""
     from safetensors.torch import load_file
 
-    from videolift.evaluate.pipeline_config import PipelineConfig
-    from videolift.evaluate.pipeline_stages import critic_stage
+    from videolift.pipeline.config import PipelineConfig
+    from videolift.pipeline.stages import critic_stage
 
     (tmp_path / "hra_split").mkdir()
     shutil.copy(world / "hra.jsonl", tmp_path / "hra_split/train.jsonl")
@@ -922,8 +922,8 @@ def test_pipeline_critic_eval_refuses_a_test_video_that_does_not_decode(
     """`videolift run` stops there, naming the video, rather than recording an accuracy that counts it as
     a wrong answer (and staying "up to date" once the video is fixed)."""
     import videolift.core.video as video
-    from videolift.evaluate.pipeline_config import PipelineConfig
-    from videolift.evaluate.pipeline_stages import critic_eval_stage
+    from videolift.pipeline.config import PipelineConfig
+    from videolift.pipeline.stages import critic_eval_stage
 
     data = _with_bad_videos(world, tmp_path)
     lines = data.read_text().splitlines(keepends=True)

@@ -279,8 +279,8 @@ def test_the_run_report_guards_every_aligned_model_and_shows_what_the_critic_did
     """report.html of a run: the reward-hacking guard for each aligned model (RS too), said to be not
     computable where the critic parsed nothing (it used to raise before writing the report), and
     unparsed answers as a column of the confusion matrices."""
-    from videolift.evaluate.demo_report import write_report
     from videolift.evaluate.metrics import summarize
+    from videolift.pipeline.run_report import write_report
 
     good = {"semantic_consistency": "Good", "motion_smoothness": "Good", "video_fidelity": "Good"}
     bad = dict.fromkeys(good, "Bad")
@@ -311,7 +311,7 @@ def test_the_run_report_guards_every_aligned_model_and_shows_what_the_critic_did
         "aligned_rs": model(0.4, 0.8),  # the critic's gain, not the oracle's
         "wall_seconds": 1.0,
     }
-    from videolift.evaluate import demo_report
+    from videolift.pipeline import run_report as demo_report
 
     drawn = []
     figure = demo_report.confusion_figure
@@ -326,7 +326,7 @@ def test_the_run_report_guards_every_aligned_model_and_shows_what_the_critic_did
 
 
 def test_the_guard_holds_the_oracle_to_the_critics_gain_whatever_its_sign_and_targets_are_stated():
-    from videolift.evaluate.demo_report import _guard_text, reward_hacking_check, target_rows
+    from videolift.pipeline.run_report import _guard_text, reward_hacking_check, target_rows
 
     def run(oracle: float, critic: float, se: float | None = None) -> dict:
         paired = {} if se is None else {"aligned_rwl vs base": {"critic": {"mean_reward": {"se": se}}}}

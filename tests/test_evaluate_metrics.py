@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from videolift.core.report import Report, frame_strip_png, label_rates_figure
 from videolift.evaluate.metrics import (
     format_difference,
     paired_difference,
@@ -9,7 +10,6 @@ from videolift.evaluate.metrics import (
     replicate_summary,
     summarize,
 )
-from videolift.evaluate.report import Report, frame_strip_png, label_rates_figure
 
 G, N, B = "Good", "Normal", "Bad"
 

@@ -5,8 +5,8 @@ import pytest
 import yaml
 
 from videolift.core.errors import DataError
-from videolift.evaluate.demo_cli import PRESET
-from videolift.evaluate.pipeline_config import PipelineConfig
+from videolift.pipeline.config import PipelineConfig
+from videolift.pipeline.demo_cli import PRESET
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "pipeline"
 
@@ -85,8 +85,8 @@ def test_demo_samples_with_the_toy_base_steps():
 
 
 def test_sampler_vae_tiling_reaches_generation_and_leaves_untiled_stages_as_they_were():
-    from videolift.evaluate.pipeline_config import Sampler
-    from videolift.evaluate.pipeline_stages import generation_settings
+    from videolift.pipeline.config import Sampler
+    from videolift.pipeline.stages import generation_settings
 
     plain = generation_settings(Sampler())
     assert "vae_tiling" not in plain  # a finished stage's recorded settings do not change
@@ -95,8 +95,8 @@ def test_sampler_vae_tiling_reaches_generation_and_leaves_untiled_stages_as_they
 
 def test_sampler_guidance_and_fps_are_the_model_familys_unless_set():
     # Unset, generate picks the family's own (Wan 2.1: 5 and 16); a value that is set reaches it, 8 fps too.
-    from videolift.evaluate.pipeline_config import Sampler
-    from videolift.evaluate.pipeline_stages import generation_settings
+    from videolift.pipeline.config import Sampler
+    from videolift.pipeline.stages import generation_settings
 
     plain = generation_settings(Sampler())
     assert "guidance" not in plain and "fps" not in plain
@@ -163,7 +163,7 @@ def test_no_progress_silences_the_libraries_loading_bars_during_the_stages(tmp_p
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
-    from videolift.evaluate import pipeline
+    from videolift.pipeline import run as pipeline
 
     during = []
     monkeypatch.setattr(
@@ -187,7 +187,7 @@ def test_no_progress_reaches_the_toy_stages_and_the_critics_own_process(tmp_path
     from transformers.utils import logging as transformers_logging
 
     from videolift.critic import train as critic_train
-    from videolift.evaluate import pipeline_stages as stages
+    from videolift.pipeline import stages
     from videolift.toy.corpus import plan, write_corpus
 
     path = tmp_path / "p.yaml"
@@ -214,7 +214,7 @@ def test_cli_run_set_reaches_the_config(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from videolift.cli import app
-    from videolift.evaluate import pipeline
+    from videolift.pipeline import run as pipeline
 
     seen = {}
 
@@ -412,7 +412,7 @@ def test_cli_run_refuses_bad_settings_before_any_stage_and_writes_nothing(
     from typer.testing import CliRunner
 
     from videolift.cli import app
-    from videolift.evaluate import pipeline
+    from videolift.pipeline import run as pipeline
 
     def no_stage(cfg, **kwargs):
         raise AssertionError("a stage was reached")
@@ -434,7 +434,7 @@ def test_stages_are_keyed_on_what_changes_their_result_and_on_every_file_they_re
     """A stage reruns when a file it reads changes (a prompts file edited in place, the real set, a
     retrained LoRA), and not for settings that change only how it runs (which used to retrain the
     critic, or wipe alignment's checkpoints and start over)."""
-    from videolift.evaluate.pipeline_stages import (
+    from videolift.pipeline.stages import (
         align_stage,
         critic_stage,
         critic_train_config,
@@ -576,13 +576,13 @@ def test_a_hub_model_keys_generation_and_evaluation_and_a_local_vlm_keys_the_cri
     """Another Hub id in `t2v` reused the first model's videos ("up to date"); a base VLM rebuilt in
     place kept the critic trained from the old one. A critic recorded before the VLM was tracked stays
     done."""
-    from videolift.evaluate.pipeline_stages import (
+    from videolift.pipeline.runner import Runner
+    from videolift.pipeline.stages import (
         critic_stage,
         evaluate_stage,
         generate_stage,
         generation_settings,
     )
-    from videolift.evaluate.stages import Runner
 
     cfg = _load_with(tmp_path, f"workdir: {tmp_path / 'w'}\n")
     gen = generation_settings(cfg.sampler)

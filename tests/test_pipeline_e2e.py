@@ -77,8 +77,8 @@ def test_run_pipeline_end_to_end_and_rerun_skips(tmp_path, tiny_cogvideox_dir):
     assert align_cfg["cache_dir"] == str(w / "align_cache")
     # RS is usually skipped here (nothing rated all-Good), so check its stage's settings directly:
     # RWL and RS share one cache, the real clips are encoded once.
-    from videolift.evaluate.pipeline_config import PipelineConfig
-    from videolift.evaluate.pipeline_stages import align_stage
+    from videolift.pipeline.config import PipelineConfig
+    from videolift.pipeline.stages import align_stage
 
     cfg = PipelineConfig.load(path)
     caches = {m: align_stage(cfg, "m", m, None, False).settings["cache_dir"] for m in ("rwl", "rs")}

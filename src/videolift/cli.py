@@ -37,8 +37,8 @@ COMMANDS = {
     "generate": "videolift.data.generate_cli:generate",
     "align": "videolift.align.cli:align",
     "eval": "videolift.evaluate.cli:evaluate",
-    "run": "videolift.evaluate.pipeline_cli:run",
-    "demo": "videolift.evaluate.demo_cli:demo",
+    "run": "videolift.pipeline.cli:run",
+    "demo": "videolift.pipeline.demo_cli:demo",
 }
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from videolift.core.jsonl import read_jsonl_dicts
+from videolift.core.report import Report, histogram_figure, label_rates_figure
 from videolift.core.schema import DIMENSIONS
 from videolift.evaluate.metrics import format_difference
-from videolift.evaluate.report import Report, histogram_figure, label_rates_figure
 
 
 def plus_minus(value: float | None, se: float | None, scale: float = 1.0, fmt: str = ".3f") -> str:

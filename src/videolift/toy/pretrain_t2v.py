@@ -476,7 +476,7 @@ def evaluate_t2v(
         "conditioning": conditioning,
     }
     if strip is not None:
-        from videolift.evaluate.report import frame_strip_png
+        from videolift.core.report import frame_strip_png
 
         strip.parent.mkdir(parents=True, exist_ok=True)
         rows = [np.concatenate(list(video), axis=1) for _, video, _ in examples]

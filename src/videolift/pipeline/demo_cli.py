@@ -19,9 +19,9 @@ def demo(
     """Simulated ratings -> critic (with reasons and label-only) -> scores -> RWL and RS alignment ->
     evaluation on held-out prompts; prints a summary, writes OUT/report.html and OUT/summary.json."""
     from videolift.core.errors import VideoliftError
-    from videolift.evaluate.demo_report import write_report
-    from videolift.evaluate.pipeline import PipelineConfig, run_pipeline
-    from videolift.evaluate.pipeline_cli import print_summary
+    from videolift.pipeline.cli import print_summary
+    from videolift.pipeline.run import PipelineConfig, run_pipeline
+    from videolift.pipeline.run_report import write_report
 
     if not out.strip():
         raise VideoliftError("--out is empty: give the demo's working directory")

@@ -33,8 +33,8 @@ def run(
     ),
 ) -> None:
     """Run generate -> rate -> critic -> score -> align -> evaluate; finished stages are skipped."""
-    from videolift.evaluate.demo_report import write_report
-    from videolift.evaluate.pipeline import PipelineConfig, run_pipeline
+    from videolift.pipeline.run import PipelineConfig, run_pipeline
+    from videolift.pipeline.run_report import write_report
 
     cfg = PipelineConfig.load(config, sets=sets, workdir=workdir)
     summary = run_pipeline(cfg, progress=progress, plan=plan)
@@ -80,7 +80,7 @@ def print_summary(summary: dict) -> None:
     for pair, by_rater in summary.get("differences", {}).items():
         for rater, diff in by_rater.items():
             console.print(f"{pair} ({rater}, paired difference ± SE): {format_difference(diff)}")
-    from videolift.evaluate.demo_report import target_rows
+    from videolift.pipeline.run_report import target_rows
 
     for target, value, verdict in target_rows(summary):
         console.print(f"target: {target}: {value}, {verdict}")

@@ -14,8 +14,8 @@ from typing import Any
 
 from videolift.core.errors import VideoliftError
 from videolift.core.jsonl import atomic_write, read_json, write_jsonl
-from videolift.evaluate.pipeline_config import PipelineConfig, PromptSet, Sampler
-from videolift.evaluate.stages import Stage, in_subprocess
+from videolift.pipeline.config import PipelineConfig, PromptSet, Sampler
+from videolift.pipeline.runner import Stage, in_subprocess
 
 
 def generation_settings(sampler: Sampler) -> dict[str, Any]:

@@ -246,7 +246,7 @@ class PipelineConfig(StrictModel):
         if problem := _align_settings_problem(cfg.align.settings):
             field, msg = problem
             raise DataError(msg, file=path, field="align.settings" + (f".{field}" if field else ""))
-        from videolift.evaluate.pipeline_stages import critic_train_config
+        from videolift.pipeline.stages import critic_train_config
 
         try:  # as the critic stage will, hours later
             critic_train_config(cfg)

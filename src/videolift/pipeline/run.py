@@ -17,8 +17,10 @@ from typing import Any
 from videolift.core.errors import VideoliftError
 from videolift.core.jsonl import atomic_write
 from videolift.core.memory import current_rss_mb, peak_rss_mb
-from videolift.evaluate.pipeline_config import TOY, PipelineConfig, toy_asset
-from videolift.evaluate.pipeline_stages import (
+from videolift.models.base import FULL_DIR, LORA_DIR
+from videolift.pipeline.config import TOY, PipelineConfig, toy_asset
+from videolift.pipeline.runner import PlanReached, Runner
+from videolift.pipeline.stages import (
     align_stage,
     any_all_good,
     critic_eval_stage,
@@ -31,8 +33,6 @@ from videolift.evaluate.pipeline_stages import (
     split_stage,
     toy_panel_stage,
 )
-from videolift.evaluate.stages import PlanReached, Runner
-from videolift.models.base import FULL_DIR, LORA_DIR
 
 __all__ = ["PipelineConfig", "build_summary", "run_pipeline"]
 

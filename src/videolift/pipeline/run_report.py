@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from videolift.core.jsonl import read_json, read_jsonl_dicts
+from videolift.core.report import Report, confusion_figure, curves_figure
 from videolift.core.schema import DIMENSIONS, LABELS
 from videolift.evaluate.eval_report import comparison_tables, distributions, frame_grid
-from videolift.evaluate.report import Report, confusion_figure, curves_figure
 
 GAIN_GUARD = 0.7  # oracle gain must be at least this share of the critic-measured gain
 # The toy-world demo's targets (issue #9), shown met or not in its report.

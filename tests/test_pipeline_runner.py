@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from videolift.core.errors import DataError
-from videolift.evaluate.stages import Runner, Stage, content_print
+from videolift.pipeline.runner import Runner, Stage, content_print
 
 
 def test_stages_skip_when_inputs_settings_and_outputs_are_unchanged(tmp_path):
@@ -99,7 +99,7 @@ def write_after(path: str, seconds: float) -> dict:
 def test_concurrent_stages_run_in_their_own_processes_at_once(tmp_path):
     import os
 
-    from videolift.evaluate.stages import in_subprocess
+    from videolift.pipeline.runner import in_subprocess
 
     def stage(name: str) -> Stage:
         out = tmp_path / name
@@ -141,7 +141,7 @@ def test_a_spawned_child_reports_its_own_peak_not_its_parents(tmp_path):
     import numpy as np
 
     from videolift.core.memory import current_rss_mb
-    from videolift.evaluate.stages import in_subprocess
+    from videolift.pipeline.runner import in_subprocess
 
     block = np.ones(400 << 20, np.uint8)  # the parent grows by 400 MB
     _, child_peak = in_subprocess(write_after, {"path": str(tmp_path / "x"), "seconds": 0.0})
@@ -243,7 +243,7 @@ def test_a_file_rewritten_identically_does_not_redo_the_stages_after_it(tmp_path
 
 
 def test_a_plan_says_why_the_first_stage_to_run_would_and_writes_nothing(tmp_path):
-    from videolift.evaluate.stages import PlanReached
+    from videolift.pipeline.runner import PlanReached
 
     w = tmp_path / "w"
     w.mkdir()
@@ -324,7 +324,7 @@ HOLD = """
 import os, sys, time
 from pathlib import Path
 
-from videolift.evaluate.stages import in_subprocess
+from videolift.pipeline.runner import in_subprocess
 
 
 def hold(path: str) -> None:
