@@ -826,3 +826,9 @@ def test_a_transformer_without_blocks_is_refused_for_a_blocks_fine_tune(world, t
 
     with pytest.raises(VideoliftError, match="no list of blocks to train: use --full-scope all"):
         make_trainable(NoBlocks(), align_config(world, tmp_path))
+
+
+def test_a_family_the_model_was_not_saved_with_is_refused_before_any_work(world, tmp_path):
+    with pytest.raises(VideoliftError, match="is a CogVideoXPipeline, not a WanPipeline"):
+        train(align_config(world, tmp_path / "wan", family="wan"), progress=False)
+    assert not (tmp_path / "wan").exists()

@@ -444,3 +444,11 @@ def test_batch_size_unset_is_chosen_by_clip_size(tiny_pipeline, prompts_txt, tmp
         tiny_pipeline, prompts_txt, tmp_path / "b", per_prompt=2, steps=1, batch_size=None, progress=False
     )
     assert asked == [(9, 64, 64, 4)] and set(calls) == {1}
+
+
+def test_a_family_the_model_was_not_saved_with_is_refused(tiny_pipeline, prompts_txt, tmp_path):
+    # `--family wan` on a CogVideoX directory failed deep in diffusers with an AttributeError.
+    result = gen(tiny_pipeline, prompts_txt, tmp_path / "out", "--family", "wan")
+    assert isinstance(result.exception, VideoliftError), result.output
+    assert "is a CogVideoXPipeline, not a WanPipeline: --family wan does not fit it" in str(result.exception)
+    assert not (tmp_path / "out").exists()

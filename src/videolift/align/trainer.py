@@ -43,7 +43,7 @@ from videolift.core.files import lock_run
 from videolift.core.jsonl import append_jsonl, atomic_write, read_json
 from videolift.core.reward import RewardConfig
 from videolift.models.base import resolve_dtype
-from videolift.models.families import detect_family, get_spec
+from videolift.models.families import detect_family, get_spec, spec_for
 
 
 @dataclass
@@ -516,6 +516,8 @@ def _train(cfg: AlignConfig, progress: bool, held: list[IO[str]]) -> AlignResult
     set_seed(cfg.seed)
     if cfg.family is None:  # recorded resolved, so checkpoints and align_config.json name the family
         cfg = cfg.model_copy(update={"family": detect_family(cfg.model)})
+    else:
+        spec_for(cfg.model, cfg.family)  # refuses a family the local model was not saved with
     if (local := Path(cfg.model).expanduser()).exists():  # a LoRA's base, found from any directory
         cfg = cfg.model_copy(update={"model": str(local.resolve())})
     ckpt_root, log_dir = cfg.out / "checkpoints", cfg.out / "logs"

@@ -54,5 +54,14 @@ def detect_family(model: str) -> str:
 
 
 def spec_for(model: str, family: str | None = None) -> DiffusersT2VSpec:
-    """The spec of ``family``, or of the family detected from the model when it is None."""
-    return get_spec(family or detect_family(model))
+    """The spec of ``family``, or of the family detected from the model when it is None. A local model
+    saved with another family's pipeline class is refused (it failed deep inside diffusers)."""
+    if family is None:
+        return get_spec(detect_family(model))
+    spec = get_spec(family)
+    if Path(model).exists() and (saved := pipeline_class_of(model)) != spec.pipeline_class:
+        raise VideoliftError(
+            f"{model} is a {saved}, not a {spec.pipeline_class}: --family {family} does not fit it "
+            "(leave --family out: it is read from model_index.json)"
+        )
+    return spec

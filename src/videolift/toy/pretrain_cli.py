@@ -112,8 +112,10 @@ def pretrain_t2v_command(
         None,
         "--minutes",
         callback=_positive_minutes,
-        help="Time budget; the VAE phase gets 30% of it and the decoder phase stops at its end "
-        "(default: fixed step counts).",
+        help="Time budget of the VAE phase (30% of it) and the decoder phase (stops at its end). The "
+        "transformer's phases still run their step counts on fully rendered corpora (an hour or more "
+        "here): for a quick base, lower --first-steps, --steps and --polish-steps too (default: fixed "
+        "step counts).",
     ),
     steps: int | None = typer.Option(
         None, "--steps", min=1, help="Transformer updates (default: the committed model's)."
