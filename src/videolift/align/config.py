@@ -17,9 +17,9 @@ from pydantic_core import to_jsonable_python
 
 from videolift.core.errors import DataError
 from videolift.core.files import content_hash
-from videolift.core.jsonl import read_yaml, validation_field
+from videolift.core.jsonl import validation_field
 from videolift.core.memory import BATCH_PIXELS
-from videolift.core.settings import StrictModel, expand_home
+from videolift.core.settings import StrictModel, expand_home, read_settings
 
 # Fields that may change between a run and its --resume without changing what is being trained
 # (``out`` too: a run directory moved to another disk resumes where it now is).
@@ -311,12 +311,7 @@ class AlignConfig(StrictModel):
         data: dict = {}
         if path is not None:
             path = Path(path)
-            if not path.exists():
-                raise DataError("config file not found", file=path)
-            data = read_yaml(path)
-            if not isinstance(data, dict):  # an empty file too: a truncated config, not "all defaults"
-                got = "nothing" if data is None else f"a {type(data).__name__}"
-                raise DataError(f"expected a mapping of AlignConfig fields, got {got}", file=path)
+            data = read_settings(path, name="config file", fields="AlignConfig fields")
         given = {k: v for k, v in overrides.items() if v is not None}
         data.update(given)
         try:

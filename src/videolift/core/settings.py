@@ -13,6 +13,9 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
+from videolift.core.errors import DataError
+from videolift.core.jsonl import read_yaml
+
 
 def takes_bool(annotation: Any) -> bool:
     """Whether a field of this type is meant to hold true / false (bool, bool | None, Literal[True])."""
@@ -30,6 +33,18 @@ def refuse_bool_number(annotation: Any, value: Any) -> Any:
             f"{str(value).lower()} is not a value of this setting (YAML reads yes, no, on and off as true / false)"
         )
     return value
+
+
+def read_settings(path: Path, *, name: str, fields: str) -> dict[str, Any]:
+    """The mapping of a settings file; a missing file, or content that is not a mapping, is a DataError
+    naming it: an empty file too, more likely cut short than meant as "every default"."""
+    if not path.exists():
+        raise DataError(f"{name} not found", file=path)
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        got = "nothing (write {} for every default)" if data is None else f"a {type(data).__name__}"
+        raise DataError(f"expected a mapping of {fields}, got {got}", file=path)
+    return data
 
 
 def expand_home(model: str) -> str:

@@ -22,8 +22,8 @@ from pydantic import (
 )
 
 from videolift.core.errors import DataError, VideoliftError
-from videolift.core.jsonl import parse_problem, read_yaml, validation_field, yaml_problem
-from videolift.core.settings import StrictModel, expand_home
+from videolift.core.jsonl import parse_problem, validation_field, yaml_problem
+from videolift.core.settings import StrictModel, expand_home, read_settings
 
 TOY = "toy"  # model name that resolves to the committed toy-world bases
 
@@ -219,12 +219,7 @@ class PipelineConfig(StrictModel):
         """The config in ``path``; ``sets`` are ``dotted.key=value`` edits (YAML values) applied
         first, then the top-level ``overrides`` that are not None."""
         path = Path(path)
-        if not path.exists():
-            raise DataError("pipeline config not found", file=path)
-        data = read_yaml(path)
-        if not isinstance(data, dict):  # an empty file too: a truncated config, not "the default run"
-            got = "nothing (write {} for every default)" if data is None else f"a {type(data).__name__}"
-            raise DataError(f"expected a mapping of settings, got {got}", file=path)
+        data = read_settings(path, name="pipeline config", fields="settings")
         for item in sets:
             _apply_set(data, item, path)
         given = {k: v for k, v in overrides.items() if v is not None}
