@@ -253,24 +253,32 @@ def test_enter_after_mouse_clicks_on_the_options_submits(study, browser):
     assert sent(page) == ["POST /api/annotations"]
 
 
-def test_my_ratings_opened_while_the_next_task_loads_stays_open(study, browser):
-    # The next task, arriving after the rater had opened My ratings, switched the page back to rating.
+def test_my_ratings_opened_while_a_rating_saves_or_the_next_task_loads_stays_open(study, browser):
+    # The saved rating's next task, arriving after the rater had opened My ratings, switched the page
+    # back to rating (whether My ratings was opened while the rating was saved or while the task loaded).
     page, _ = rater(study, browser, "wanders")
-    held = []
-    page.route("**/api/next", lambda route: held.append(route))
-    for key in ("1", "4", "7"):
-        page.keyboard.press(key)
-    with page.expect_response("**/api/annotations"):  # saved: My ratings will list it
+    for held_path in ("**/api/annotations", "**/api/next"):
+        held: list = []
+
+        def hold(route):  # one parameter: Playwright passes (route, request) to two
+            held.append(route)  # noqa: B023 (used within this iteration only)
+
+        page.route(held_path, hold)
+        for key in ("1", "4", "7"):
+            page.keyboard.press(key)
         page.keyboard.press("Enter")
-    page.click("#nav button[data-view=mine]")
-    page.wait_for_selector("#mine-list .item")
-    with page.expect_response("**/api/next"):
+        page.wait_for_function("() => state.busy")
+        page.click("#nav button[data-view=mine]")
+        page.wait_for_selector("#mine-view:not([hidden])")
+        while not held:
+            page.wait_for_timeout(20)
         held.pop(0).continue_()
-    page.wait_for_function("() => !state.busy")  # the page has handled it (it used to show the task)
-    assert page.is_visible("#mine-view") and page.is_hidden("#rate-view")
-    page.unroute("**/api/next")
-    page.click("#nav button[data-view=rate]")
-    page.wait_for_selector("#rate-view:not([hidden])")
+        page.wait_for_function("() => !state.busy")  # the page has handled it all (it used to show the task)
+        assert page.is_visible("#mine-view") and page.is_hidden("#rate-view"), held_path
+        page.unroute(held_path, hold)
+        page.click("#nav button[data-view=rate]")
+        page.wait_for_selector("#rate-view:not([hidden])")
+        page.wait_for_function("() => !state.busy")
 
 
 def test_the_skip_box_keys_skip_only_and_esc_closes_the_panel(study, browser):

@@ -452,3 +452,14 @@ def test_a_family_the_model_was_not_saved_with_is_refused(tiny_pipeline, prompts
     assert isinstance(result.exception, VideoliftError), result.output
     assert "is a CogVideoXPipeline, not a WanPipeline: --family wan does not fit it" in str(result.exception)
     assert not (tmp_path / "out").exists()
+
+    # A class no family knows (a subclass saved under its own name, say): --family says how to load it.
+    import shutil
+
+    from videolift.models.families import spec_for
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_pipeline, other)
+    index = json.loads((other / "model_index.json").read_text())
+    (other / "model_index.json").write_text(json.dumps(index | {"_class_name": "MyCogVideoXPipeline"}))
+    assert spec_for(str(other), "cogvideox").pipeline_class == "CogVideoXPipeline"

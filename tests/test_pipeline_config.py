@@ -526,6 +526,12 @@ def test_home_in_paths_is_expanded_and_blank_paths_are_refused(tmp_path, monkeyp
         str(home / "t2v"),
         home / "heldout.txt",
     )
+    (home / "rc.yaml").write_text("aggregation: mean\n")
+    settings = _load_with(tmp_path, "align: {settings: {reward_config: ~/rc.yaml, cache_dir: ~/cache}}\n")
+    assert settings.align.settings == {
+        "reward_config": str(home / "rc.yaml"),
+        "cache_dir": str(home / "cache"),
+    }
     aligned = AlignConfig.load(None, model="~/t2v", scores="~/s.jsonl", videos="~/v", out="~/o")
     assert (aligned.model, aligned.out, aligned.scores) == (str(home / "t2v"), home / "o", home / "s.jsonl")
     for text, field in [("workdir: ''\n", "workdir"), ("t2v: ' '\n", "t2v"), ("vlm: ''\n", "vlm")]:
@@ -562,8 +568,14 @@ def test_a_bad_value_from_the_command_line_is_not_blamed_on_the_file(tmp_path, m
     path.write_text("lr: -1\n")
     with pytest.raises(DataError, match=r"p\.yaml, field 'lr'"):  # from the file: named so
         AlignConfig.load(path, model="m", scores="s.jsonl", videos="v", out="o", max_steps=3)
+    with pytest.raises(DataError, match=r"p\.yaml with the command-line options: give both height and width"):
+        AlignConfig.load(path, model="m", scores="s.jsonl", videos="v", out="o", lr=0.1, height=64)
     with pytest.raises(DataError, match=r"p\.yaml, field 'seed': .*\(set by --set seed=\.\.\.\)"):
         _load_with(tmp_path, sets=("seed=-1",))
+    with pytest.raises(
+        DataError, match=r"field 'critic': .*above max_pixels 10 \(edited by --set critic\.min_pixels\)"
+    ):
+        _load_with(tmp_path, "critic: {max_pixels: 10}\n", sets=("critic.min_pixels=1000",))
     monkeypatch.chdir(tmp_path)
     (tmp_path / "run.yaml").write_text("workdir: w\n")
     for args in (["run", "run.yaml", "--workdir", "", "--plan"], ["demo", "--out", " "]):

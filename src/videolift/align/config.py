@@ -318,6 +318,10 @@ class AlignConfig(StrictModel):
             return cls.model_validate(data)
         except ValidationError as exc:
             field, msg = validation_field(exc)
-            # A bad value from the command line is not blamed on the file.
-            source = "command line" if path is None or field.split(".")[0] in given else path
+            # A bad value from the command line is not blamed on the file; settings refused together
+            # (height without width) may come from both.
+            if path is None or field.split(".")[0] in given:
+                source: Any = "command line"
+            else:
+                source = f"{path} with the command-line options" if given and not field else path
             raise DataError(msg, file=source, field=field) from None

@@ -55,11 +55,13 @@ def detect_family(model: str) -> str:
 
 def spec_for(model: str, family: str | None = None) -> DiffusersT2VSpec:
     """The spec of ``family``, or of the family detected from the model when it is None. A local model
-    saved with another family's pipeline class is refused (it failed deep inside diffusers)."""
+    saved with another family's pipeline class is refused (it failed deep inside diffusers); one saved
+    with a class no family knows is the family's to load."""
     if family is None:
         return get_spec(detect_family(model))
     spec = get_spec(family)
-    if Path(model).exists() and (saved := pipeline_class_of(model)) != spec.pipeline_class:
+    known = {s.pipeline_class for s in SPECS.values()}  # another class than these: --family decides
+    if Path(model).exists() and (saved := pipeline_class_of(model)) in known - {spec.pipeline_class}:
         raise VideoliftError(
             f"{model} is a {saved}, not a {spec.pipeline_class}: --family {family} does not fit it "
             "(leave --family out: it is read from model_index.json)"

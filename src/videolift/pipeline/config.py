@@ -27,7 +27,7 @@ from videolift.core.settings import StrictModel, expand_home, read_settings
 
 TOY = "toy"  # model name that resolves to the committed toy-world bases
 
-# AlignConfig fields that the align stage (pipeline_stages.align_stage) fills in itself, so
+# AlignConfig fields that the align stage (pipeline.stages.align_stage) fills in itself, so
 # `align.settings` may not set them: where they come from instead. (`seed` and `cache_dir` are only
 # defaults there: settings may override them.)
 PIPELINE_ALIGN_FIELDS = {
@@ -169,6 +169,14 @@ class Align(StrictModel):
         "world the oracle, a perfect critic (measures alignment apart from the critic's errors)",
     )
 
+    @field_validator("settings")
+    @classmethod
+    def _settings_home(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """`~` in the path settings, as AlignConfig reads them (and as the stage keys its inputs)."""
+        from videolift.align.config import PATH_FIELDS
+
+        return {k: expand_home(v) if k in PATH_FIELDS and isinstance(v, str) else v for k, v in value.items()}
+
     @model_validator(mode="after")
     def _one_real_set(self) -> Align:
         if self.real is not None and self.real_toy:
@@ -228,25 +236,14 @@ class PipelineConfig(StrictModel):
             cfg = cls.model_validate(data)
         except ValidationError as exc:
             field, msg = validation_field(exc)
-            edited = [
-                k for k in (i.partition("=")[0].strip() for i in sets) if f"{field}.".startswith(f"{k}.")
-            ]
             if field.split(".")[0] in given:  # a bad value from the command line is not blamed on the file
                 raise DataError(msg, file="command line", field=field) from None
-            raise DataError(
-                msg + (f" (set by --set {edited[-1]}=...)" if edited else ""), file=path, field=field
-            ) from None
+            raise DataError(msg + _set_note(field, sets), file=path, field=field) from None
         if not cfg.workdir.is_absolute() and overrides.get("workdir") is None:
             cfg.workdir = path.parent / cfg.workdir
         if problem := _align_settings_problem(cfg.align.settings):
             field, msg = problem
             raise DataError(msg, file=path, field="align.settings" + (f".{field}" if field else ""))
-        from videolift.pipeline.stages import critic_train_config
-
-        try:  # as the critic stage will, hours later
-            critic_train_config(cfg)
-        except VideoliftError as exc:
-            raise DataError(str(exc), file=path, field="critic") from None
         from videolift.data.generate import is_hub_id
 
         for field in ("t2v", "vlm"):  # before any stage runs, and naming the file's field
@@ -339,6 +336,17 @@ def _input_problem(path: Path, kind: str) -> str | None:
         return None
     where = "" if path.is_absolute() else f" (relative paths are read from {Path.cwd()})"
     return f"{str(path)!r}: {problem}{where}"
+
+
+def _set_note(field: str, sets: Sequence[str]) -> str:
+    """What the ``--set`` edits had to do with a bad ``field``: they gave it, or edited the section whose
+    settings together are refused (e.g. critic's min_pixels above its max_pixels)."""
+    keys = [i.partition("=")[0].strip() for i in sets]
+    if given := [k for k in keys if f"{field}.".startswith(f"{k}.")]:
+        return f" (set by --set {given[-1]}=...)"
+    if inside := [k for k in keys if k.startswith(f"{field}.")]:
+        return f" (edited by --set {', '.join(inside)})"
+    return ""
 
 
 def _apply_set(data: dict[str, Any], item: str, path: Path) -> None:

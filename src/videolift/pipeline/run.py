@@ -4,7 +4,7 @@ generate (videos to rate) -> rate (human HRA file, or the toy world's simulated 
 critic train (with reasons, optionally label-only too) -> critic eval -> generate (videos to align on)
 -> critic score -> align (RWL and/or RS) -> evaluate (base vs aligned on held-out prompts) -> report.
 
-Each stage (``pipeline_stages``) calls the stage commands' own code, records its settings and outputs
+Each stage (``pipeline.stages``) calls the stage commands' own code, records its settings and outputs
 in ``WORKDIR/run_manifest.json`` and is skipped when those are unchanged; the stages resume themselves.
 """
 

@@ -48,7 +48,7 @@ def body_cap(path: str) -> int:
 
 
 def too_large(size: int | None, cap: int) -> str:
-    got = f"{size:,} bytes" if size is not None else "more"
+    got = f"{size:,} bytes" if size is not None else f"over {cap:,} bytes (sent without a length)"
     return f"request body too large: {got}; at most {cap:,} bytes here"
 
 

@@ -143,17 +143,19 @@ async function exclusive(work) {
   }
 }
 
-const loadNext = () => exclusive(nextTask);
+const loadNext = () => exclusive(() => nextTask(state.views));
 
-async function nextTask() {
-  const views = state.views;
+// `views`: state.views when the rater asked (the click, or the save or skip before this load). A rater
+// who opened My ratings since is not pulled back from there.
+async function nextTask(views) {
   try {
     const task = await api("GET", "/api/next");
-    if (state.views !== views) return; // the rater opened My ratings meanwhile: not pulled back from there
+    if (state.views !== views) return;
     clearAlert();
     if (task) openTask(task, null);
     else show("done");
   } catch (e) {
+    if (state.views !== views) return;
     show(null); // nothing to rate (the task on screen may be saved already): only the alert and its Retry
     showAlert(`Could not load the next task: ${e.message}`, loadNext);
   }
@@ -161,17 +163,18 @@ async function nextTask() {
 }
 
 // A draft of the open task survives a reload (the same task comes back); it is dropped once sent.
-const draftKey = (taskId) => `videolift-draft-${taskId}`;
+// Keyed by the video's URL too (a random key per video): a project created again reuses task ids.
+const draftKey = (task) => `videolift-draft-${task.task_id}-${task.video_url}`;
 
 function saveDraft() {
   if (!state.task || state.editing) return;
   const draft = { result: state.result, reasons: state.reasons, comment: $("comment").value };
-  sessionStorage.setItem(draftKey(state.task.task_id), JSON.stringify(draft));
+  sessionStorage.setItem(draftKey(state.task), JSON.stringify(draft));
 }
 
-function readDraft(taskId) {
+function readDraft(task) {
   try {
-    return JSON.parse(sessionStorage.getItem(draftKey(taskId))) || {};
+    return JSON.parse(sessionStorage.getItem(draftKey(task))) || {};
   } catch {
     return {};
   }
@@ -181,7 +184,7 @@ function openTask(task, previous) {
   state.task = task;
   state.editing = Boolean(previous);
   state.version = previous ? previous.updated_at : null;  // sent back: an edit made elsewhere since is not overwritten
-  const draft = previous ? {} : readDraft(task.task_id);
+  const draft = previous ? {} : readDraft(task);
   state.result = draft.result || {};
   state.reasons = draft.reasons || {};
   if (previous) {
@@ -275,6 +278,7 @@ function choose(dim, value) {
 
 const submit = () => exclusive(async () => {
   const task = state.task;
+  const views = state.views;
   const editing = state.editing;
   const pair = task.kind === "pair";
   const missing = DIMS.filter((d) => !state.result[d]);
@@ -296,11 +300,11 @@ const submit = () => exclusive(async () => {
     if (state.task === task) $("form-error").textContent = e.message; // not on another task opened meanwhile
     return;
   }
-  sessionStorage.removeItem(draftKey(task.task_id));
+  sessionStorage.removeItem(draftKey(task));
   if (state.task !== task) return; // the rater moved on (e.g. to My ratings): stay there
   toast(editing ? "Rating updated" : "Saved");
   if (editing) showMine();
-  else await nextTask();
+  else await nextTask(views);
 });
 
 // ---- skipping ---------------------------------------------------------------------------------
@@ -333,6 +337,7 @@ function closeSkip() {
 
 const confirmSkip = () => exclusive(async () => {
   const task = state.task;
+  const views = state.views;
   const reason = $("skip-other").value.trim();
   if (!reason) {
     $("skip-error").textContent = "Give a reason to skip: choose one above or type one.";
@@ -345,10 +350,10 @@ const confirmSkip = () => exclusive(async () => {
     if (state.task === task) $("skip-error").textContent = e.message;
     return;
   }
-  sessionStorage.removeItem(draftKey(task.task_id));
+  sessionStorage.removeItem(draftKey(task));
   if (state.task !== task) return;
   toast("Skipped");
-  await nextTask();
+  await nextTask(views);
 });
 
 // ---- video playback ---------------------------------------------------------------------------
