@@ -1017,3 +1017,21 @@ def test_a_failed_run_whose_error_is_kept_does_not_keep_out_locked(world, tmp_pa
             sft.run_sft(examples, str(world / "base"), out, cfg, log=lambda _: None)
     assert kept.value is not None and (out / "train_config.json").is_file()  # it had started
     assert sft.run_sft(examples, str(world / "base"), out, cfg, overwrite=True, log=lambda _: None).steps == 1
+
+
+def test_a_batch_the_examples_cannot_fill_is_refused_before_the_first_passes(world, tmp_path, monkeypatch):
+    """It was refused only after checking (or describing) every training video, minutes at real sizes.
+    (Two processes, as under torchrun: one batch of every example leaves the second without a batch.)"""
+    from types import SimpleNamespace
+
+    import accelerate
+
+    import videolift.critic.train as critic_train
+
+    monkeypatch.setattr(
+        critic_train, "_first_passes", lambda *a, **k: pytest.fail("the first passes ran before the refusal")
+    )
+    monkeypatch.setattr(accelerate, "PartialState", lambda: SimpleNamespace(num_processes=2))
+    said = train(world, tmp_path / "c", "--check", "--batch-size", "100000", fails=True).output
+    assert "make no full round of batch 100000 x 2 processes" in " ".join(said.split()), said
+    assert not (tmp_path / "c").exists()

@@ -329,7 +329,7 @@ def _run_sft(
     # leaves no train_config.json that would make its corrected rerun "an unfinished run".
     check_output_dir(out, cfg, resume=resume, overwrite=overwrite)
     world, rank = accelerator.num_processes, accelerator.process_index
-    per_epoch, total = _plan(len(examples), cfg, rank, world)
+    per_epoch, total = plan(len(examples), cfg, rank, world)
     model, processor, family = _load_model(base, cfg)
     params = [p for p in model.parameters() if p.requires_grad]
     n_trainable = sum(p.numel() for p in params)
@@ -458,7 +458,7 @@ def _load_model(base: str, cfg: SFTConfig) -> tuple[Any, Any, Any]:
     return model, processor, family
 
 
-def _plan(n_examples: int, cfg: SFTConfig, rank: int, world: int) -> tuple[int, int]:
+def plan(n_examples: int, cfg: SFTConfig, rank: int, world: int) -> tuple[int, int]:
     """(batches per epoch per process, optimizer updates in the run)."""
     per_epoch = len(epoch_batches(n_examples, cfg.batch_size, cfg.seed, 0, rank, world))
     if per_epoch == 0:

@@ -26,6 +26,7 @@ from videolift.critic.sft import (
     check_output_dir,
     export_sft_checkpoint,
     find_checkpoint,
+    plan,
     run_sft,
     settings_error,
 )
@@ -167,6 +168,7 @@ def train_critic(
     check_output_dir(out, cfg, resume=resume, overwrite=overwrite)
     if describe or check:
         check_lora_targets(base, cfg)
+        _check_batches(records, videos, spec, cfg, data)
     examples = _critic_examples(
         spec, data, records, videos, class_weight_power, out, cache_dir, log, progress=progress
     )
@@ -183,6 +185,23 @@ def train_critic(
         log=log,
         progress=progress,
     )
+
+
+def _check_batches(
+    records: list[tuple[int, Any]], videos: Path, spec: Any, cfg: SFTConfig, data: Path
+) -> None:
+    """Refuse a batch plan the examples cannot fill before the first passes, which take long (the
+    examples' count does not depend on the descriptions and checks they will hold)."""
+    from collections import defaultdict
+
+    from accelerate import PartialState
+
+    from videolift.critic.data import hra_examples
+
+    blank: defaultdict = defaultdict(str)
+    rated = [r for _, r in records]
+    examples, _ = hra_examples(rated, videos, spec, file=data, descriptions=blank, checks=blank)
+    plan(len(examples), cfg, 0, PartialState().num_processes)
 
 
 def _critic_examples(
