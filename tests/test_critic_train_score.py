@@ -1022,16 +1022,12 @@ def test_a_failed_run_whose_error_is_kept_does_not_keep_out_locked(world, tmp_pa
 def test_a_batch_the_examples_cannot_fill_is_refused_before_the_first_passes(world, tmp_path, monkeypatch):
     """It was refused only after checking (or describing) every training video, minutes at real sizes.
     (Two processes, as under torchrun: one batch of every example leaves the second without a batch.)"""
-    from types import SimpleNamespace
-
-    import accelerate
-
     import videolift.critic.train as critic_train
 
     monkeypatch.setattr(
         critic_train, "_first_passes", lambda *a, **k: pytest.fail("the first passes ran before the refusal")
     )
-    monkeypatch.setattr(accelerate, "PartialState", lambda: SimpleNamespace(num_processes=2))
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it (the run itself is refused before it starts)
     said = train(world, tmp_path / "c", "--check", "--batch-size", "100000", fails=True).output
     assert "make no full round of batch 100000 x 2 processes" in " ".join(said.split()), said
     assert not (tmp_path / "c").exists()

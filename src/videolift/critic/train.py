@@ -192,16 +192,17 @@ def _check_batches(
 ) -> None:
     """Refuse a batch plan the examples cannot fill before the first passes, which take long (the
     examples' count does not depend on the descriptions and checks they will hold)."""
+    import os
     from collections import defaultdict
-
-    from accelerate import PartialState
 
     from videolift.critic.data import hra_examples
 
     blank: defaultdict = defaultdict(str)
     rated = [r for _, r in records]
     examples, _ = hra_examples(rated, videos, spec, file=data, descriptions=blank, checks=blank)
-    plan(len(examples), cfg, 0, PartialState().num_processes)
+    # The launcher's process count (torchrun / accelerate launch set it): accelerate's state is made only
+    # by run_sft, with the CPU flag multi-process CPU runs need.
+    plan(len(examples), cfg, 0, int(os.environ.get("WORLD_SIZE", "1")))
 
 
 def _critic_examples(
