@@ -463,3 +463,19 @@ def test_a_family_the_model_was_not_saved_with_is_refused(tiny_pipeline, prompts
     index = json.loads((other / "model_index.json").read_text())
     (other / "model_index.json").write_text(json.dumps(index | {"_class_name": "MyCogVideoXPipeline"}))
     assert spec_for(str(other), "cogvideox").pipeline_class == "CogVideoXPipeline"
+
+
+def test_generate_and_eval_share_their_sampling_options(tmp_path, prompts_txt):
+    """Written out twice, they had drifted: eval refused `--steps 0` and generate did not, `--lossy` was
+    eval's only, and their help differed."""
+    import typer.main
+
+    commands = typer.main.get_command(app).commands
+    shared = ("steps", "guidance", "dynamic_cfg", "frames", "height", "width", "fps", "negative_prompt")
+    for name in (*shared, "lossless", "vae_tiling"):
+        a, b = (next(p for p in commands[c].params if p.name == name) for c in ("generate", "eval"))
+        assert (a.opts, a.secondary_opts, a.help, a.min, a.max, a.default) == (
+            b.opts, b.secondary_opts, b.help, b.min, b.max, b.default), name  # fmt: skip
+    result = CliRunner().invoke(app, ["generate", "--model", "m", "--prompts", str(prompts_txt),
+                                      "--out", str(tmp_path / "o"), "--steps", "0"])  # fmt: skip
+    assert result.exit_code == 2 and "--steps" in result.output and not (tmp_path / "o").exists()

@@ -6,6 +6,19 @@ from pathlib import Path
 
 import typer
 
+from videolift.data.sampler_options import (
+    DynamicCfg,
+    Fps,
+    Frames,
+    Guidance,
+    Height,
+    Lossless,
+    NegativePrompt,
+    Steps,
+    VaeTiling,
+    Width,
+)
+
 
 def generate(
     model: str = typer.Option(
@@ -23,21 +36,13 @@ def generate(
     seed: int = typer.Option(
         0, "--seed", help="Base seed; each video's seed is derived from it, the prompt and k."
     ),
-    steps: int = typer.Option(50, "--steps", help="Denoising steps."),
-    guidance: float | None = typer.Option(
-        None,
-        "--guidance",
-        help="Classifier-free guidance scale. Default: the family's (CogVideoX 6, Wan 2.1 5).",
-    ),
-    dynamic_cfg: bool = typer.Option(False, "--dynamic-cfg/--no-dynamic-cfg", help="CogVideoX dynamic CFG."),
-    frames: int | None = typer.Option(None, "--frames", help="Frames (4k+1). Default: the model's own."),
-    height: int | None = typer.Option(None, "--height", help="Height. Default: the model's own."),
-    width: int | None = typer.Option(None, "--width", help="Width. Default: the model's own."),
-    fps: int | None = typer.Option(
-        None,
-        "--fps",
-        help="Frame rate written to the MP4s. Default: the family's (CogVideoX 8, CogVideoX 1.5 and Wan 2.1 16).",
-    ),
+    steps: Steps = 50,
+    guidance: Guidance = None,
+    dynamic_cfg: DynamicCfg = False,
+    frames: Frames = None,
+    height: Height = None,
+    width: Width = None,
+    fps: Fps = None,
     dtype: str = typer.Option(
         "auto", "--dtype", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16."
     ),
@@ -53,15 +58,9 @@ def generate(
     ),
     prompt_field: str = typer.Option("prompt", "--prompt-field", help="Prompt field of .jsonl/.csv files."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N prompts (N >= 1)."),
-    lossless: bool = typer.Option(
-        False, "--lossless", help="Lossless H.264 (yuv444p, crf 0), for tiny toy videos."
-    ),
-    vae_tiling: bool = typer.Option(
-        False, "--vae-tiling", help="Tiled/sliced VAE decoding: less memory, slower."
-    ),
-    negative_prompt: str | None = typer.Option(
-        None, "--negative-prompt", help="What guidance steers away from (default: the empty prompt)."
-    ),
+    lossless: Lossless = False,
+    vae_tiling: VaeTiling = False,
+    negative_prompt: NegativePrompt = None,
     family: str | None = typer.Option(
         None, "--family", help="cogvideox | wan. Default: read from the model's model_index.json."
     ),

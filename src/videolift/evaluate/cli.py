@@ -9,6 +9,18 @@ from rich.console import Console
 from rich.table import Table
 
 from videolift.core.schema import DIMENSIONS, Dimension
+from videolift.data.sampler_options import (
+    DynamicCfg,
+    Fps,
+    Frames,
+    Guidance,
+    Height,
+    Lossless,
+    NegativePrompt,
+    Steps,
+    VaeTiling,
+    Width,
+)
 from videolift.evaluate.metrics import format_difference
 
 
@@ -29,15 +41,9 @@ def evaluate(
     out: Path = typer.Option(Path("eval-out"), "--out", help="Directory for videos, ratings and eval.json."),
     per_prompt: int = typer.Option(1, "--per-prompt", min=1, help="Videos per prompt (seeds are shared)."),
     seed: int = typer.Option(0, "--seed", help="Base seed, the same for every model."),
-    steps: int = typer.Option(50, "--steps", min=1, help="Sampling steps."),
-    guidance: float | None = typer.Option(
-        None,
-        "--guidance",
-        help="Classifier-free guidance scale. Default: the family's (CogVideoX 6, Wan 2.1 5).",
-    ),
-    dynamic_cfg: bool = typer.Option(
-        False, "--dynamic-cfg/--no-dynamic-cfg", help="CogVideoX dynamic guidance (use_dynamic_cfg)."
-    ),
+    steps: Steps = 50,
+    guidance: Guidance = None,
+    dynamic_cfg: DynamicCfg = False,
     batch_size: int = typer.Option(
         None,
         "--batch-size",
@@ -45,26 +51,13 @@ def evaluate(
         help="Videos per pipeline call (default: by clip size, 4 for toy clips, 1 for CogVideoX-2B's "
         "49x480x720: as many as hold 16x9x64x64 frame pixels).",
     ),
-    frames: int | None = typer.Option(None, "--frames", help="Frames (4k+1). Default: the model's own."),
-    height: int | None = typer.Option(None, "--height", help="Height. Default: the model's own."),
-    width: int | None = typer.Option(None, "--width", help="Width. Default: the model's own."),
-    fps: int | None = typer.Option(
-        None,
-        "--fps",
-        help="Frame rate written to the MP4s. Default: the family's (CogVideoX 8, CogVideoX 1.5 and Wan 2.1 16).",
-    ),
-    negative_prompt: str | None = typer.Option(
-        None, "--negative-prompt", help="What guidance steers away from (default: the empty prompt)."
-    ),
-    lossless: bool = typer.Option(
-        False,
-        "--lossless/--lossy",
-        help="Write lossless H.264 (yuv444p, crf 0). Use it for tiny toy videos: lossy 4:2:0 blurs "
-        "48x48 outlines past the oracle's blur limit.",
-    ),
-    vae_tiling: bool = typer.Option(
-        False, "--vae-tiling", help="Tiled/sliced VAE decoding: less memory, slower (as `generate`)."
-    ),
+    frames: Frames = None,
+    height: Height = None,
+    width: Width = None,
+    fps: Fps = None,
+    negative_prompt: NegativePrompt = None,
+    lossless: Lossless = False,
+    vae_tiling: VaeTiling = False,
     reward_config: Path | None = typer.Option(
         None, "--reward-config", help="Label->score mapping (YAML/JSON)."
     ),

@@ -1,0 +1,46 @@
+"""The sampling options `generate` and `eval` share, defined once so their names, checks and help agree.
+
+Each is an ``Annotated`` type for a typer parameter: ``steps: Steps = 50``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+Steps = Annotated[int, typer.Option("--steps", min=1, help="Denoising steps.")]
+Guidance = Annotated[
+    float | None,
+    typer.Option(
+        "--guidance", help="Classifier-free guidance scale. Default: the family's (CogVideoX 6, Wan 2.1 5)."
+    ),
+]
+DynamicCfg = Annotated[
+    bool, typer.Option("--dynamic-cfg/--no-dynamic-cfg", help="CogVideoX dynamic guidance (use_dynamic_cfg).")
+]
+Frames = Annotated[int | None, typer.Option("--frames", help="Frames (4k+1). Default: the model's own.")]
+Height = Annotated[int | None, typer.Option("--height", help="Height. Default: the model's own.")]
+Width = Annotated[int | None, typer.Option("--width", help="Width. Default: the model's own.")]
+Fps = Annotated[
+    int | None,
+    typer.Option(
+        "--fps",
+        help="Frame rate written to the MP4s. Default: the family's (CogVideoX 8, CogVideoX 1.5 and Wan 2.1 16).",
+    ),
+]
+NegativePrompt = Annotated[
+    str | None,
+    typer.Option("--negative-prompt", help="What guidance steers away from (default: the empty prompt)."),
+]
+Lossless = Annotated[
+    bool,
+    typer.Option(
+        "--lossless/--lossy",
+        help="Lossless H.264 (yuv444p, crf 0: the model's pixels within 2 levels). Use it for tiny toy "
+        "videos: lossy 4:2:0 blurs 48x48 outlines past the oracle's blur limit.",
+    ),
+]
+VaeTiling = Annotated[
+    bool, typer.Option("--vae-tiling", help="Tiled/sliced VAE decoding: less memory, slower.")
+]
