@@ -6,18 +6,7 @@ from pathlib import Path
 
 import typer
 
-from videolift.data.sampler_options import (
-    DynamicCfg,
-    Fps,
-    Frames,
-    Guidance,
-    Height,
-    Lossless,
-    NegativePrompt,
-    Steps,
-    VaeTiling,
-    Width,
-)
+from videolift.data import sampler_options as opt
 
 
 def generate(
@@ -36,13 +25,13 @@ def generate(
     seed: int = typer.Option(
         0, "--seed", help="Base seed; each video's seed is derived from it, the prompt and k."
     ),
-    steps: Steps = 50,
-    guidance: Guidance = None,
-    dynamic_cfg: DynamicCfg = False,
-    frames: Frames = None,
-    height: Height = None,
-    width: Width = None,
-    fps: Fps = None,
+    steps: opt.Steps = 50,
+    guidance: opt.Guidance = None,
+    dynamic_cfg: opt.DynamicCfg = False,
+    frames: opt.Frames = None,
+    height: opt.Height = None,
+    width: opt.Width = None,
+    fps: opt.Fps = None,
     dtype: str = typer.Option(
         "auto", "--dtype", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16."
     ),
@@ -58,9 +47,9 @@ def generate(
     ),
     prompt_field: str = typer.Option("prompt", "--prompt-field", help="Prompt field of .jsonl/.csv files."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N prompts (N >= 1)."),
-    lossless: Lossless = False,
-    vae_tiling: VaeTiling = False,
-    negative_prompt: NegativePrompt = None,
+    lossless: opt.Lossless = False,
+    vae_tiling: opt.VaeTiling = False,
+    negative_prompt: opt.NegativePrompt = None,
     family: str | None = typer.Option(
         None, "--family", help="cogvideox | wan. Default: read from the model's model_index.json."
     ),

@@ -9,18 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from videolift.core.schema import DIMENSIONS, Dimension
-from videolift.data.sampler_options import (
-    DynamicCfg,
-    Fps,
-    Frames,
-    Guidance,
-    Height,
-    Lossless,
-    NegativePrompt,
-    Steps,
-    VaeTiling,
-    Width,
-)
+from videolift.data import sampler_options as opt
 from videolift.evaluate.metrics import format_difference
 
 
@@ -41,9 +30,9 @@ def evaluate(
     out: Path = typer.Option(Path("eval-out"), "--out", help="Directory for videos, ratings and eval.json."),
     per_prompt: int = typer.Option(1, "--per-prompt", min=1, help="Videos per prompt (seeds are shared)."),
     seed: int = typer.Option(0, "--seed", help="Base seed, the same for every model."),
-    steps: Steps = 50,
-    guidance: Guidance = None,
-    dynamic_cfg: DynamicCfg = False,
+    steps: opt.Steps = 50,
+    guidance: opt.Guidance = None,
+    dynamic_cfg: opt.DynamicCfg = False,
     batch_size: int = typer.Option(
         None,
         "--batch-size",
@@ -51,13 +40,13 @@ def evaluate(
         help="Videos per pipeline call (default: by clip size, 4 for toy clips, 1 for CogVideoX-2B's "
         "49x480x720: as many as hold 16x9x64x64 frame pixels).",
     ),
-    frames: Frames = None,
-    height: Height = None,
-    width: Width = None,
-    fps: Fps = None,
-    negative_prompt: NegativePrompt = None,
-    lossless: Lossless = False,
-    vae_tiling: VaeTiling = False,
+    frames: opt.Frames = None,
+    height: opt.Height = None,
+    width: opt.Width = None,
+    fps: opt.Fps = None,
+    negative_prompt: opt.NegativePrompt = None,
+    lossless: opt.Lossless = False,
+    vae_tiling: opt.VaeTiling = False,
     reward_config: Path | None = typer.Option(
         None, "--reward-config", help="Label->score mapping (YAML/JSON)."
     ),
