@@ -5,7 +5,8 @@ backward, AdamW); they differ only in where the step's inputs come from:
 - cached:   latent-distribution parameters and text embeddings read from the on-disk cache
             (precomputed once, timed separately);
 - reencode: every step decodes the mp4s, runs the VAE encoder and the text encoder.
-Each mode (and the one-off precompute) runs in a fresh process so its peak RSS is its own. Default model: a tiny-but-not-trivial
+Each mode (and the one-off precompute) runs in a fresh process so its peak RSS is its own (the model
+is built in one too: a child starts with its parent's peak on Linux). Default model: a tiny-but-not-trivial
 CogVideoX (17x128x128 videos, 4-layer 128-wide transformer) built here, or with ``--family wan`` a
 Wan 2.1 of the same width; ``--model`` takes any pipeline directory (with --frames/--size to match).
 
@@ -60,6 +61,9 @@ def build_inputs(root: Path, args: argparse.Namespace) -> str:
 
 
 def worker(args: argparse.Namespace) -> None:
+    if args.mode == "build":  # here, not in the parent: a child starts with its parent's peak RSS (Linux)
+        print(json.dumps({"model": build_inputs(Path(args.root), args)}))
+        return
     import torch
 
     from videolift.align.cache import EncodingCache, load_tensor, model_fingerprint, preprocess_video
@@ -144,18 +148,37 @@ def main() -> None:
         worker(args)
         return
 
+    for name in ("batch", "steps", "frames", "size"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    if args.warmup < 0:
+        parser.error("--warmup must be 0 or more")
+
     with tempfile.TemporaryDirectory() as tmp:
-        model = build_inputs(Path(tmp), args)
         env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
-        rows = {}
-        for mode in ("precompute", "cached", "reencode"):
-            cmd = [sys.executable, __file__, "--worker", "--mode", mode, "--root", tmp, "--model", model]
+        rows, model = {}, args.model
+        # Every mode in a fresh process whose parent stays small: the peak RSS it reports is its own.
+        for mode in ("build", "precompute", "cached", "reencode"):
+            cmd = [
+                sys.executable,
+                __file__,
+                "--worker",
+                "--mode",
+                mode,
+                "--root",
+                tmp,
+                "--family",
+                args.family,
+            ]
+            cmd += ["--model", model] if model else []
             for key in ("batch", "steps", "warmup", "frames", "size"):
                 cmd += [f"--{key}", str(getattr(args, key))]
             done = subprocess.run(cmd, env=env, capture_output=True, text=True)
             if done.returncode != 0:
                 sys.exit(f"{mode} failed:\n{done.stderr[-3000:]}")
             rows[mode] = json.loads(done.stdout.strip().splitlines()[-1])
+            model = model or rows["build"]["model"]
+        rows.pop("build")
     shape = f"{args.frames}x{args.size}x{args.size}"
     print(f"model: {args.model or 'tiny ' + args.family} ({rows['cached']['params']:,} transformer params), "
           f"batch {args.batch} x {shape}, {args.steps} timed steps")  # fmt: skip

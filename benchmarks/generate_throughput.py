@@ -1,6 +1,7 @@
 """Throughput of the generation stage (videos/s, s/video, peak RSS) for batch sizes 1/2/4.
 
-Each batch size runs ``generate_videos`` in a fresh process so its peak RSS is its own. By default
+Each batch size runs ``generate_videos`` in a fresh process so its peak RSS is its own (the model is
+built in one too: a child starts with its parent's peak on Linux). By default
 it builds the tiny CogVideoX (9x64x64) in a temp dir; pass ``--model`` for the toy base model or a
 real checkpoint (with --steps/--frames/--height/--width to match).
 
@@ -62,17 +63,24 @@ def main() -> None:
         worker(args)
         return
 
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    if args.videos < 1 or args.steps < 1 or min(batch_sizes) < 1:
+        parser.error("--videos, --steps and every --batch-sizes entry must be at least 1")
+    if max(batch_sizes) > args.videos:
+        parser.error(
+            f"--videos {args.videos} is fewer than batch size {max(batch_sizes)}: that row would not run it"
+        )
+
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
-        if model is None:
-            from videolift.models.tiny_cogvideox import build_tiny_cogvideox
-
+        env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
+        if model is None:  # built in a child: a child starts with its parent's peak RSS (Linux)
             model = str(Path(tmp) / "tiny_cogvideox")
-            build_tiny_cogvideox(model)
+            build = f"from videolift.models.tiny_cogvideox import build_tiny_cogvideox; build_tiny_cogvideox({model!r})"
+            subprocess.run([sys.executable, "-c", build], env=env, check=True)
         print(f"model: {args.model or 'tiny CogVideoX'}, {args.steps} steps, {args.videos} videos per row")
         print(f"{'batch':>5} {'size':>10} {'videos/s':>9} {'s/video':>8} {'peak RSS MB':>12}")
-        env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
-        for batch in (int(b) for b in args.batch_sizes.split(",")):
+        for batch in batch_sizes:
             run_dir = Path(tmp) / f"batch{batch}"
             run_dir.mkdir()
             cmd = [sys.executable, __file__, "--worker", "--model", model, "--out", str(run_dir / "out"),

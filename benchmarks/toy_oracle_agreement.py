@@ -167,6 +167,10 @@ def main() -> None:
     parser.add_argument("--dump", type=Path, help="write every rating with its measurements to this JSONL")
     parser.add_argument("--verbose", action="store_true", help="also print confusion matrices")
     args = parser.parse_args()
+    if unknown := set(args.conditions.split(",")) - set(CONDITIONS):  # anything else ran as yuv420p
+        parser.error(f"unknown --conditions {', '.join(sorted(unknown))}; known: {', '.join(CONDITIONS)}")
+    if args.n < 1 or args.workers < 1:
+        parser.error("--n and --workers must be at least 1")
 
     items = plan(args.n, defect_rate=args.defect_rate, seed=args.seed, split=None)
     dump = open(args.dump, "w") if args.dump else None  # noqa: SIM115

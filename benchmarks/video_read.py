@@ -52,6 +52,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=48)
     parser.add_argument("--pix-fmt", default="yuv444p", choices=["yuv444p", "yuv420p"])
     args = parser.parse_args()
+    if min(args.videos, args.frames, args.size) < 1:
+        parser.error("--videos, --frames and --size must be at least 1")
     rng = np.random.default_rng(0)
     lossless = args.pix_fmt == "yuv444p"
     with tempfile.TemporaryDirectory() as tmp:
