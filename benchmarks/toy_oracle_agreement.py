@@ -48,9 +48,10 @@ def _frames(item: Item, condition: str, tmp: Path):
     return out
 
 
-def _rate(args: tuple[list[Item], str]) -> list[dict]:
+def _rate(args: tuple[list[Item], str]) -> tuple[list[dict], float]:
+    """The chunk's ratings, and the seconds this process spent on them (pool start-up not counted)."""
     items, condition = args
-    rows = []
+    rows, start = [], time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for item in items:
             j = judge(_frames(item, condition, Path(tmp)), item.spec)
@@ -65,16 +66,18 @@ def _rate(args: tuple[list[Item], str]) -> list[dict]:
                     "measurements": j.measurements,
                 }
             )
-    return rows
+    return rows, time.perf_counter() - start
 
 
-def rate_all(items: list[Item], condition: str, workers: int) -> list[dict]:
-    chunks = [items[i::workers] for i in range(workers)]
+def rate_all(items: list[Item], condition: str, workers: int) -> tuple[list[dict], float]:
+    """Every item's ratings, and the seconds the workers spent rating (summed over workers)."""
     if workers == 1:
         return _rate((items, condition))
+    chunks = [items[i::workers] for i in range(workers)]
     with ProcessPoolExecutor(workers) as pool:
-        parts = list(pool.map(_rate, [(c, condition) for c in chunks]))
-    return sorted((r for p in parts for r in p), key=lambda r: r["video_id"])
+        parts = list(pool.map(_rate, [(c, condition) for c in chunks if c]))
+    rows = sorted((r for p, _ in parts for r in p), key=lambda r: r["video_id"])
+    return rows, sum(seconds for _, seconds in parts)
 
 
 def agreement_tables(rows: list[dict]) -> dict:
@@ -96,7 +99,7 @@ def agreement_tables(rows: list[dict]) -> dict:
 
 
 def print_condition(condition: str, tables: dict, seconds: float, n: int, verbose: bool) -> None:
-    print(f"\n## condition: {condition}  ({n} videos, {1000 * seconds / n:.0f} ms/video per process)")
+    print(f"\n## condition: {condition}  ({n} videos, {1000 * seconds / n:.0f} ms/video in one process)")
     print("| dimension | agreement |\n|---|---|")
     for dim, (ok, total) in tables["per_dim"].items():
         print(f"| {dim} | {ok / total:.3f} ({ok}/{total}) |")
@@ -176,10 +179,8 @@ def main() -> None:
     dump = open(args.dump, "w") if args.dump else None  # noqa: SIM115
     all_tables = {}
     for condition in args.conditions.split(","):
-        start = time.time()
-        rows = rate_all(items, condition, args.workers)
+        rows, seconds = rate_all(items, condition, args.workers)
         all_tables[condition] = agreement_tables(rows)
-        seconds = (time.time() - start) * args.workers
         print_condition(condition, all_tables[condition], seconds, len(rows), args.verbose)
         if dump:
             for r in rows:
