@@ -120,3 +120,15 @@ def test_reasons_call_a_shape_given_the_benefit_of_the_doubt_by_the_asked_name()
     for bad in (0.9, float("nan")):  # a NaN would take any drawn shape for the asked one
         with pytest.raises(ValueError, match="shape_doubt must be a number >= 1.0"):
             judge(frames, spec, shape_doubt=bad)
+
+
+@pytest.mark.parametrize(
+    "shown", ["a red square moves left in a sand desert", "a green circle moves left in a sand desert"]
+)
+def test_a_pair_prompt_showing_one_right_subject_is_faulted_on_the_count_only(shown):
+    """Either asked subject, drawn right, is matched to its own description: the reason names the missing
+    one, not a wrong colour or shape of the other."""
+    frames = render(parse_prompt(shown), 1)
+    verdict = judge(frames, "a red square and a green circle move left in a sand desert")
+    assert verdict.label(SC) == B and verdict.finding_kinds()[SC] == ["count"], verdict.reason(SC)
+    assert "asks for a red circle" not in verdict.reason(SC)

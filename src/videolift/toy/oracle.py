@@ -285,12 +285,15 @@ def _action_text(action: Action) -> str:
 def _match(spec: PromptSpec, subjects: list[Subject]) -> list[tuple[Any, Subject]]:
     """Pair prompt subjects with observed ones so that as many attributes as possible agree."""
     wanted = list(spec.subjects)
+    k = min(len(wanted), len(subjects))
     best, best_score = [], -1
-    for perm in itertools.permutations(subjects, min(len(wanted), len(subjects))):
-        pairs = list(zip(wanted, perm, strict=False))
-        score = sum((w.colour == s.colour) + (w.shape == s.shape) for w, s in pairs)
-        if score > best_score:
-            best, best_score = pairs, score
+    # With fewer shapes seen than asked, any asked subject may be the one drawn (not just the first).
+    for asked in itertools.combinations(wanted, k):
+        for perm in itertools.permutations(subjects, k):
+            pairs = list(zip(asked, perm, strict=True))
+            score = sum((w.colour == s.colour) + (w.shape == s.shape) for w, s in pairs)
+            if score > best_score:
+                best, best_score = pairs, score
     return best
 
 
