@@ -75,6 +75,14 @@ def test_semantic_defects_change_what_is_shown():
     assert describe(spec, [count]) == "a red circle moves left in a sand desert"
 
 
+def test_a_training_corpus_never_shows_a_heldout_combination():
+    """Pretraining learns from what is shown: a defect may not turn a training prompt into a held-out
+    one on screen (a direction, colour or shape changed into a held-out combination)."""
+    items = plan(2000, defect_rate=1.0, seed=0, split="train")
+    assert sum(it.defects[0].kind in ("direction", "colour", "shape") for it in items) > 500
+    assert [it.spec.text for it in items if shown_spec(it.spec, it.defects).split != "train"] == []
+
+
 def test_defect_json_round_trip_and_validation():
     d = Defect(MS, "jump", "strong", {"frame": 2, "distance": 15.0})
     assert Defect.from_json(d.to_json()) == d

@@ -253,7 +253,15 @@ def sample_defects(
     defects: list[Defect] = []
     sev = severities.get(Dimension.semantic_consistency)
     if sev:
-        defects.append(sample_defect(Dimension.semantic_consistency, sev, spec, rng))
+        # A training prompt's video must not show a held-out combination (a direction, colour or shape
+        # changed into one): pretraining learns from what is shown. Redrawn, so the rest keep their draws.
+        for _ in range(100):
+            semantic = sample_defect(Dimension.semantic_consistency, sev, spec, rng)
+            if spec.split == "heldout" or shown_spec(spec, [semantic]).split == "train":
+                break
+        else:  # unreachable: a count or scene change never leaves the split
+            raise RuntimeError(f"no {sev} semantic defect of {spec.text!r} keeps it a training video")
+        defects.append(semantic)
     shown, weak = shown_spec(spec, defects), action_scale(defects) < 1
     for dim in (Dimension.motion_smoothness, Dimension.video_fidelity):
         if sev := severities.get(dim):
