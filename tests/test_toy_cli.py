@@ -222,6 +222,9 @@ def test_corpus_overwrite_removes_the_old_corpus_before_rendering(tmp_path, monk
         ["toy", "pretrain-vlm", "--out", "m", "--minutes", "0"],
         ["toy", "pretrain", "--out", "m", "--steps", "0"],
         ["toy", "pretrain", "--out", "m", "--minutes", "nan"],
+        ["toy", "prompts", "--split", "train", "--n", "3", "--out", "x.txt", "--seed", "-1"],
+        ["toy", "corpus", "--n", "3", "--out", "c", "--seed", "-1"],
+        ["toy", "rate", "--manifest", "m.jsonl", "--videos", ".", "--out", "x.jsonl", "--seed", "-1"],
     ],
 )
 def test_counts_out_of_range_are_refused_by_name_before_any_work(tmp_path, monkeypatch, args):

@@ -53,6 +53,8 @@ def test_parse_examples(text, subjects, action):
         "two red circles moves left in a sand desert",  # plural subject, singular verb
         "a red circle move left in a sand desert",  # singular subject, plural verb
         "a dog runs in the park",
+        "two red circles move in a circle on a snow field",  # orbits have one subject
+        "a red circle and a red circle move left in a sand desert",  # the grammar says "two red circles"
     ],
 )
 def test_parse_rejects_text_outside_the_grammar(text):

@@ -49,7 +49,7 @@ def caption_fields(caption: str, clauses: dict[str, tuple[str, str, str]]) -> di
     head, *rest = [part.strip() for part in caption.strip().rstrip(".").split(";")]
     weak = WEAK in head
     try:
-        spec = parse_prompt(head.replace(WEAK, ""))
+        spec = parse_prompt(head.replace(WEAK, ""), shown=True)
     except ValueError:
         return None
     defects: dict[str, set[tuple[str, str]]] = {d: set() for d in DEFECT_DIMENSIONS}

@@ -28,7 +28,7 @@ def prompts(
     split: str = typer.Option(..., "--split", help="train or heldout (combinations never seen in training)."),
     out: Path = typer.Option(..., "--out", help="Output file: .jsonl (prompt + category fields) or .txt."),
     n: int | None = typer.Option(None, "--n", help="How many different prompts (default: all of the split)."),
-    seed: int = typer.Option(0, "--seed", help="Seed for drawing --n prompts."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed for drawing --n prompts."),
 ) -> None:
     """Write prompts of the toy grammar from one split."""
     from videolift.core.jsonl import atomic_write, write_jsonl
@@ -59,7 +59,7 @@ def corpus(
         0.0, "--defect-rate", help="Share of videos with a defect, per dimension (half mild, half strong)."
     ),
     split: str = typer.Option("train", "--split", help="Prompts from train, heldout or all."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the whole corpus (prompts, layouts, defects)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the whole corpus (prompts, layouts, defects)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing corpus in --out."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
@@ -98,7 +98,7 @@ def rate(
     out: Path = typer.Option(..., "--out", help="Output HRA JSONL (one record per video and annotator)."),
     oracle: bool = typer.Option(False, "--oracle", help="Rate with the oracle alone (annotator 'oracle')."),
     annotators: int = typer.Option(3, "--annotators", help="Simulated panel size (ignored with --oracle)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the simulated panel."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the simulated panel."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     scores_out: Path = typer.Option(
         None,

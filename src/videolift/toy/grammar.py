@@ -137,8 +137,9 @@ _PROMPT_RE = re.compile(
 )
 
 
-def parse_prompt(text: str) -> PromptSpec:
-    """Inverse of ``PromptSpec.text`` (case- and whitespace-tolerant, optional final full stop)."""
+def parse_prompt(text: str, *, shown: bool = False) -> PromptSpec:
+    """Inverse of ``PromptSpec.text`` (case- and whitespace-tolerant, optional final full stop).
+    ``shown``: the text says what a video shows, where a defect may have two shapes circle."""
     norm = " ".join(str(text).lower().split()).rstrip(".")
     match = _PROMPT_RE.match(norm)
     if match is None:
@@ -159,7 +160,12 @@ def parse_prompt(text: str) -> PromptSpec:
     if action is None:  # singular verb with a plural subject or the other way round
         raise ValueError(f"verb {match['verb']!r} does not agree with {match['subjects']!r} in {text!r}")
     scene = next(s for s, phrase in SCENE_PHRASES.items() if phrase == match["scene"])
-    return PromptSpec(subjects, action, scene)
+    spec = PromptSpec(subjects, action, scene)
+    if count == 2 and action not in PAIR_ACTIONS and not shown:  # a defect may show it; no prompt asks it
+        raise ValueError(f"not a toy-world prompt: {text!r} (orbits have one subject)")
+    if spec.text != norm:  # e.g. "a red circle and a red circle ...": the grammar writes "two red circles"
+        raise ValueError(f"not a toy-world prompt: {text!r} (the grammar writes it {spec.text!r})")
+    return spec
 
 
 def all_specs() -> Iterator[PromptSpec]:

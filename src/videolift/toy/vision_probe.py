@@ -47,7 +47,7 @@ def attribute_targets(record: dict[str, Any], classes: dict[str, list[str]]) -> 
     """Per task, the target of one manifest record: what the clip shows (after its defects)."""
     from videolift.toy.grammar import parse_prompt
 
-    shown = parse_prompt(record["shown"])
+    shown = parse_prompt(record["shown"], shown=True)
     found = {d["dimension"]: f"{d['kind']} {d['severity']}" for d in record["defects"]}
     values = {
         "colours": {s.colour for s in shown.subjects},
