@@ -132,3 +132,14 @@ def test_a_pair_prompt_showing_one_right_subject_is_faulted_on_the_count_only(sh
     verdict = judge(frames, "a red square and a green circle move left in a sand desert")
     assert verdict.label(SC) == B and verdict.finding_kinds()[SC] == ["count"], verdict.reason(SC)
     assert "asks for a red circle" not in verdict.reason(SC)
+
+
+def test_a_panel_flip_to_normal_on_an_empty_video_gets_a_normal_reason():
+    from videolift.toy.panel import reason_as
+
+    spec = parse_prompt("a red circle moves left in a sand desert")
+    verdict = judge(np.full((9, 48, 48, 3), (176, 146, 100), dtype=np.uint8), spec)
+    for variant in range(2):
+        assert reason_as(verdict, VF, B, variant) == verdict.reason(VF, variant)
+        lenient = reason_as(verdict, VF, N, variant)
+        assert lenient and lenient not in {verdict.reason(VF, v) for v in range(2)}, lenient

@@ -59,7 +59,9 @@ def corpus(
         0.0, "--defect-rate", help="Share of videos with a defect, per dimension (half mild, half strong)."
     ),
     split: str = typer.Option("train", "--split", help="Prompts from train, heldout or all."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the whole corpus (prompts, layouts, defects)."),
+    seed: int = typer.Option(
+        0, "--seed", min=0, help="Seed of the whole corpus (prompts, layouts, defects)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing corpus in --out."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:

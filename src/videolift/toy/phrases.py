@@ -217,6 +217,8 @@ PHRASES: dict[tuple[Dimension, str], dict[Label, tuple[str, ...]]] = {
         ),
     },
     (F, "absent"): {
+        # Normal: a lenient rater's flip (the oracle calls a missing subject Bad).
+        N: ("The shape is hard to make out.", "The subject is barely recognisable."),
         B: ("No shape can be made out at all.", "The subject has dissolved; nothing is recognisable."),
     },
 }
