@@ -1,0 +1,89 @@
+"""Training checkpoints shared by the trainers: atomic collective saves, the complete ones by step, loading.
+
+A checkpoint is ``ROOT/step-N/``: accelerate's state plus ``trainer_state.json``, written last. It is
+saved into ``ROOT/.partial-step-N/`` and renamed when complete, and removed state file first, so a
+process killed at any moment never leaves a directory that looks complete without being so. Each
+trainer keeps its own zero-padding of N (``digits``): checkpoints already on disk keep resuming.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from videolift.core.jsonl import atomic_write, read_json
+
+STATE_FILE = "trainer_state.json"  # the trainer's state; its presence marks a complete checkpoint
+STEP_DIR = re.compile(r"^step-(\d+)$")  # any padding: the step is read from the number
+PARTIAL = ".partial-"
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    """The step a checkpoint directory is named after."""
+    return int(STEP_DIR.match(checkpoint.name).group(1))
+
+
+def _step_dirs(root: Path) -> list[tuple[int, Path]]:
+    """Every ``step-N`` directory under ``root``, complete or not, by step."""
+    entries = root.iterdir() if root.is_dir() else ()
+    return sorted((int(m.group(1)), p) for p in entries if (m := STEP_DIR.match(p.name)) and p.is_dir())
+
+
+def complete_checkpoints(root: Path) -> dict[int, Path]:
+    """The complete checkpoints under ``root`` by step, oldest first."""
+    return {step: path for step, path in _step_dirs(root) if (path / STATE_FILE).exists()}
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    done = complete_checkpoints(root)
+    return done[max(done)] if done else None
+
+
+def _leftovers(root: Path) -> list[Path]:
+    """Saves killed before their rename, and step directories whose removal was killed halfway."""
+    partial = sorted(root.glob(f"{PARTIAL}step-*")) if root.is_dir() else []
+    return partial + [path for _, path in _step_dirs(root) if not (path / STATE_FILE).exists()]
+
+
+def _remove(path: Path) -> None:
+    # The state file first: a removal killed halfway leaves a directory that no longer counts as complete.
+    (path / STATE_FILE).unlink(missing_ok=True)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def clear_partial(root: Path) -> None:
+    """Drop what killed saves and rotations left under ``root``. Main process only, between saves."""
+    for path in _leftovers(root):
+        _remove(path)
+
+
+def save_checkpoint(accelerator: Any, root: Path, step: int, state: dict, keep: int, *, digits: int) -> Path:
+    """``accelerator.save_state`` into ``root/step-N`` (N padded to ``digits``) with ``state`` as its state
+    file; of the others, the newest ``keep`` - 1 complete ones are kept. Collective: every process calls it."""
+    final = root / f"step-{step:0{digits}d}"
+    tmp = root / f"{PARTIAL}{final.name}"
+    if accelerator.is_main_process and tmp.exists():  # the same step's save, killed
+        shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()  # every process's files (RNG states, shards) are in before it counts
+    if accelerator.is_main_process:
+        with atomic_write(tmp / STATE_FILE) as handle:
+            json.dump(state, handle, indent=1)
+        if final.exists():
+            _remove(final)
+        tmp.rename(final)
+        others = [path for path in complete_checkpoints(root).values() if path != final]
+        for path in _leftovers(root) + others[: max(len(others) - keep + 1, 0)]:  # never the new one
+            _remove(path)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load_checkpoint(accelerator: Any, checkpoint: Path, **load_state: Any) -> dict:
+    """``accelerator.load_state`` (``load_state``: its keywords) and the trainer state saved beside it."""
+    accelerator.load_state(str(checkpoint), **load_state)
+    return read_json(checkpoint / STATE_FILE)

@@ -1,0 +1,128 @@
+"""The checkpoints both trainers share (``videolift.core.checkpoints``): atomic saves, rotation, clearing,
+loading, and the checkpoints each trainer wrote before the code was shared."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from videolift.core import checkpoints as ckpt
+from videolift.core.checkpoints import (
+    STATE_FILE,
+    clear_partial,
+    complete_checkpoints,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+
+
+class Killed(BaseException):
+    """A kill -9 at that point: nothing after it runs."""
+
+
+class FakeAccelerator:
+    """What the checkpoint code uses of ``accelerate.Accelerator``, on one process."""
+
+    is_main_process = True
+
+    def __init__(self) -> None:
+        self.loaded: list[tuple[str, dict[str, Any]]] = []
+
+    def wait_for_everyone(self) -> None:
+        pass
+
+    def save_state(self, directory: str) -> None:
+        Path(directory).mkdir(parents=True)
+        (Path(directory) / "model.safetensors").write_bytes(b"weights")
+
+    def load_state(self, directory: str, **kwargs: Any) -> None:
+        self.loaded.append((directory, kwargs))
+
+
+def names(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir())
+
+
+def test_a_save_killed_before_its_state_file_is_not_complete_and_is_cleared(tmp_path):
+    acc, root = FakeAccelerator(), tmp_path / "checkpoints"
+    first = save_checkpoint(acc, root, 1, {"step": 1}, keep=2, digits=7)
+
+    class DiesMidSave(FakeAccelerator):
+        def save_state(self, directory: str) -> None:
+            super().save_state(directory)  # the weights are there, the state file is not
+            raise Killed
+
+    with pytest.raises(Killed):
+        save_checkpoint(DiesMidSave(), root, 2, {"step": 2}, keep=2, digits=7)
+    assert names(root) == [".partial-step-0000002", "step-0000001"]
+    assert complete_checkpoints(root) == {1: first} and latest_checkpoint(root) == first
+    clear_partial(root)
+    assert names(root) == ["step-0000001"]
+    assert json.loads((first / STATE_FILE).read_text()) == {"step": 1}
+
+
+def test_a_save_killed_between_its_state_file_and_the_rename_is_not_complete(tmp_path, monkeypatch):
+    acc, root = FakeAccelerator(), tmp_path / "checkpoints"
+    save_checkpoint(acc, root, 1, {"step": 1}, keep=2, digits=6)
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "rename", lambda *_: (_ for _ in ()).throw(Killed()))
+        with pytest.raises(Killed):
+            save_checkpoint(acc, root, 2, {"step": 2}, keep=2, digits=6)
+    assert (root / ".partial-step-000002" / STATE_FILE).is_file()  # its state is in, but not its name
+    assert sorted(complete_checkpoints(root)) == [1]
+    # The resumed run saves that step again over what the killed one left.
+    again = save_checkpoint(acc, root, 2, {"step": 2, "again": True}, keep=2, digits=6)
+    assert names(root) == ["step-000001", "step-000002"]
+    assert json.loads((again / STATE_FILE).read_text()) == {"step": 2, "again": True}
+
+
+def test_rotation_keeps_the_newest_and_never_the_one_just_saved(tmp_path):
+    acc, root = FakeAccelerator(), tmp_path / "checkpoints"
+    for step in range(1, 6):
+        save_checkpoint(acc, root, step, {"step": step}, keep=3, digits=7)
+    assert names(root) == ["step-0000003", "step-0000004", "step-0000005"]
+    save_checkpoint(acc, root, 6, {"step": 6}, keep=1, digits=7)
+    assert names(root) == ["step-0000006"]
+    # A checkpoint of a later step (a run restarted from an earlier one) does not push the new one out.
+    shutil.copytree(root / "step-0000006", root / "step-0000009")
+    kept = save_checkpoint(acc, root, 7, {"step": 7}, keep=1, digits=7)
+    assert names(root) == ["step-0000007"] and latest_checkpoint(root) == kept
+
+
+def test_a_rotation_killed_halfway_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
+    acc, root = FakeAccelerator(), tmp_path / "checkpoints"
+    save_checkpoint(acc, root, 1, {"step": 1}, keep=1, digits=7)
+    with monkeypatch.context() as patch:  # every removal dies after the first file it deletes
+        patch.setattr(ckpt.shutil, "rmtree", lambda path, **_: (Path(path) / "model.safetensors").unlink())
+        save_checkpoint(acc, root, 2, {"step": 2}, keep=1, digits=7)
+    assert (root / "step-0000001").is_dir() and sorted(complete_checkpoints(root)) == [2]
+    clear_partial(root)
+    assert names(root) == ["step-0000002"]
+
+
+def test_load_returns_the_saved_state_and_passes_options_to_accelerate(tmp_path):
+    acc, root = FakeAccelerator(), tmp_path / "checkpoints"
+    path = save_checkpoint(acc, root, 3, {"step": 3, "world_size": 1}, keep=1, digits=7)
+    assert load_checkpoint(acc, path, strict=False) == {"step": 3, "world_size": 1}
+    assert acc.loaded == [(str(path), {"strict": False})]
+
+
+def test_the_real_accelerator_saves_and_restores_a_model(tmp_path):
+    import torch
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=True)
+    model, optimizer = accelerator.prepare(torch.nn.Linear(3, 2), torch.optim.SGD([torch.zeros(1)], lr=0.1))
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    root = tmp_path / "checkpoints"
+    path = save_checkpoint(accelerator, root, 4, {"step": 4}, keep=1, digits=7)
+    assert names(root) == ["step-0000004"] and (path / "model.safetensors").is_file()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    assert load_checkpoint(accelerator, latest_checkpoint(root)) == {"step": 4}
+    assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
