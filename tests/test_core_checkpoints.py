@@ -126,3 +126,34 @@ def test_the_real_accelerator_saves_and_restores_a_model(tmp_path):
         model.weight.add_(1.0)
     assert load_checkpoint(accelerator, latest_checkpoint(root)) == {"step": 4}
     assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
+
+
+# ---- checkpoints written before the code was shared: found, resumed, rotated ----------------------
+
+
+def test_an_align_checkpoint_of_the_old_layout_is_resumed(tmp_path):
+    from videolift.align.checkpoints import clear_after, resume_point
+    from videolift.align.checkpoints import save_checkpoint as align_save
+    from videolift.align.config import AlignConfig
+
+    scores = tmp_path / "s.jsonl"
+    scores.write_text('{"video": "a.mp4"}\n')
+    cfg = AlignConfig(model="m", scores=scores, videos="v", out=tmp_path / "run", max_steps=300, resume=True)
+    root = cfg.out / "checkpoints"
+    old = root / "step-0000100"  # as align wrote it: accelerate's files, then trainer_state.json
+    old.mkdir(parents=True)
+    (old / "model.safetensors").write_bytes(b"weights")
+    state = {"step": 100, "fingerprint": cfg.training_fingerprint(), "config": cfg.model_dump(mode="json")}
+    (old / STATE_FILE).write_text(
+        json.dumps({**state, "inputs": cfg.input_hashes(), "world_size": 1}, indent=1)
+    )
+    (root / ".partial-step-0000200").mkdir()  # its save of step 200, killed
+    acc = FakeAccelerator()
+    assert resume_point(cfg, root) == old
+    assert load_checkpoint(acc, old)["step"] == 100 and acc.loaded == [(str(old), {})]
+    clear_after(root, cfg.out / "logs/train.jsonl", 100)
+    assert names(root) == ["step-0000100"]
+    new = align_save(acc, root, 200, {**state, "step": 200}, keep=2)
+    assert names(root) == ["step-0000100", "step-0000200"] and resume_point(cfg, root) == new
+    align_save(acc, root, 300, {**state, "step": 300}, keep=2)
+    assert names(root) == ["step-0000200", "step-0000300"]  # the old one rotates out as any other

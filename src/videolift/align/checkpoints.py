@@ -1,32 +1,18 @@
-"""Alignment checkpoints: atomic saves, the latest complete one, and whether --resume may use it."""
+"""Alignment checkpoints: align's names for the shared ones (``core.checkpoints``), and whether --resume
+may use the latest."""
 
 from __future__ import annotations
 
-import json
-import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 from videolift.align.config import RESUMABLE_CHANGES, AlignConfig
+from videolift.core import checkpoints as core
+from videolift.core.checkpoints import STATE_FILE, checkpoint_step, clear_partial, latest_checkpoint
 from videolift.core.errors import VideoliftError
-from videolift.core.jsonl import atomic_write, read_json, trim_step_log
+from videolift.core.jsonl import read_json, trim_step_log
 
-CKPT_RE = re.compile(r"^step-(\d+)$")
-STATE_FILE = "trainer_state.json"
-
-
-def latest_checkpoint(root: Path) -> Path | None:
-    found = [
-        (int(m.group(1)), p)
-        for p in (root.iterdir() if root.exists() else [])
-        if (m := CKPT_RE.match(p.name)) and (p / STATE_FILE).exists()
-    ]
-    return max(found)[1] if found else None
-
-
-def checkpoint_step(checkpoint: Path) -> int:
-    return int(CKPT_RE.match(checkpoint.name).group(1))
+STEP_DIGITS = 7  # checkpoints/step-0000100: the names align has always written
 
 
 def checkpoint_conflicts(cfg: AlignConfig, checkpoint: Path) -> list[str]:
@@ -75,34 +61,12 @@ def resume_point(cfg: AlignConfig, root: Path) -> Path | None:
 
 
 def save_checkpoint(accelerator: Any, root: Path, step: int, state: dict, keep: int) -> Path:
-    """accelerate.save_state into a temporary directory, renamed when complete. Collective."""
-    final, tmp = root / f"step-{step:07d}", root / f".partial-step-{step:07d}"
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        with atomic_write(tmp / STATE_FILE) as handle:
-            json.dump(state, handle, indent=1)
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
-        done = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := CKPT_RE.match(p.name)))
-        for _, old in done[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    return final
-
-
-def load_checkpoint(accelerator: Any, checkpoint: Path) -> dict:
-    """accelerate.load_state, and the trainer state saved beside it."""
-    accelerator.load_state(str(checkpoint))
-    return read_json(checkpoint / STATE_FILE)
+    """``core.checkpoints.save_checkpoint`` under align's names. Collective."""
+    return core.save_checkpoint(accelerator, root, step, state, keep, digits=STEP_DIGITS)
 
 
 def clear_after(root: Path, log: Path, step: int) -> None:
     """Before (re)starting at ``step``: drop a save the previous run did not finish and the log lines of
     steps it did past its last checkpoint. Main process only."""
-    for partial in root.glob(".partial-step-*"):
-        shutil.rmtree(partial, ignore_errors=True)
+    clear_partial(root)
     trim_step_log(log, step)

@@ -24,7 +24,7 @@ from videolift.align.cache import (
     common_shape,
     model_fingerprint,
 )
-from videolift.align.checkpoints import clear_after, load_checkpoint, resume_point, save_checkpoint
+from videolift.align.checkpoints import clear_after, resume_point, save_checkpoint
 from videolift.align.config import AlignConfig
 from videolift.align.data import CachedItem, StepDataset, Stream, WeightedStream
 from videolift.align.export import base_directory, export_full, export_lora, gathered_transformer
@@ -37,6 +37,7 @@ from videolift.align.weights import (
     reward_scale_warning,
     select_synthetic,
 )
+from videolift.core.checkpoints import load_checkpoint
 from videolift.core.distributed import deepspeed_clipping
 from videolift.core.errors import VideoliftError
 from videolift.core.files import lock_run
