@@ -157,3 +157,27 @@ def test_an_align_checkpoint_of_the_old_layout_is_resumed(tmp_path):
     assert names(root) == ["step-0000100", "step-0000200"] and resume_point(cfg, root) == new
     align_save(acc, root, 300, {**state, "step": 300}, keep=2)
     assert names(root) == ["step-0000200", "step-0000300"]  # the old one rotates out as any other
+
+
+def test_a_critic_checkpoint_of_the_old_layout_is_resumed(tmp_path):
+    from videolift.critic import sft
+
+    out = tmp_path / "critic"
+    old = out / "checkpoints/step-000100"  # as critic train wrote it, in place, its state file last
+    old.mkdir(parents=True)
+    (old / "model.safetensors").write_bytes(b"weights")
+    (old / "trainer_state.json").write_text(json.dumps({"step": 100}) + "\n")
+    (out / "checkpoints/step-000200").mkdir()  # its in-place save of update 200, killed: no state file
+    (out / sft.TRAIN_LOG).write_text("".join(json.dumps({"step": s}) + "\n" for s in (99, 100, 150)))
+    assert sft.find_checkpoint(out) == (old, 100) and sft.find_checkpoint(out, 100) == (old, 100)
+    with pytest.raises(sft.VideoliftError, match=r"no checkpoint of update 200 \(there are: 100\)"):
+        sft.find_checkpoint(out, 200)
+
+    acc, said = FakeAccelerator(), []
+    assert sft._resume(acc, out, True, 300, said.append) == 100
+    assert acc.loaded == [(str(old), {"strict": False})]  # trainable weights only
+    assert said == ["resumed from step-000100 (update 100 of 300)"]
+    assert [json.loads(line)["step"] for line in (out / sft.TRAIN_LOG).read_text().splitlines()] == [99, 100]
+    assert names(out / "checkpoints") == ["step-000100"]  # the killed save cleared
+    sft._save_checkpoint(acc, out, 200, keep=2)
+    assert sorted(sft.checkpoints(out)) == [100, 200] and names(out / "checkpoints")[1] == "step-000200"

@@ -32,6 +32,13 @@ import numpy as np
 from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.dataclasses import dataclass as checked_dataclass
 
+from videolift.core.checkpoints import (
+    clear_partial,
+    complete_checkpoints,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from videolift.core.distributed import deepspeed_clipping
 from videolift.core.errors import DataError, VideoError, VideoliftError
 from videolift.core.files import lock_run
@@ -53,7 +60,7 @@ MODEL_FILES = (
     "model.safetensors.index.json",
     "pytorch_model*.bin*",
 )
-STATE = "trainer_state.json"
+STEP_DIGITS = 6  # checkpoints/step-000100: the names critic train has always written
 
 
 # Settings of the critic's spec that are `critic train` options of the same name.
@@ -237,14 +244,8 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int, wor
 
 
 def checkpoints(out: Path) -> dict[int, Path]:
-    """Complete checkpoints in ``out`` by update (a checkpoint killed mid-save has no state file)."""
-    done = (p for p in (out / CHECKPOINTS).glob("step-*") if (p / STATE).exists())
-    return {read_json(p / STATE)["step"]: p for p in done}
-
-
-def latest_checkpoint(out: Path) -> Path | None:
-    done = checkpoints(out)
-    return done[max(done)] if done else None
+    """Complete checkpoints of the run in ``out`` by update (a checkpoint killed mid-save is not one)."""
+    return complete_checkpoints(out / CHECKPOINTS)
 
 
 class RunConflict(VideoliftError):
@@ -483,17 +484,18 @@ def _checkpoint_trainable_only(accelerator: Any) -> None:
 def _resume(accelerator: Any, out: Path, resume: bool, total: int, log: Any) -> int:
     """The update to start from: the latest checkpoint's when resuming (its log trimmed to it), else 0
     (and no log of an earlier run)."""
-    main = accelerator.is_main_process
-    if resume and (ckpt := latest_checkpoint(out)) is not None:
-        accelerator.load_state(str(ckpt), strict=False)
-        step = read_json(ckpt / STATE)["step"]
-        if main:
+    root = out / CHECKPOINTS
+    ckpt = latest_checkpoint(root) if resume else None
+    # strict=False: checkpoints hold the trainable weights only (``_checkpoint_trainable_only``).
+    step = 0 if ckpt is None else load_checkpoint(accelerator, ckpt, strict=False)["step"]
+    if accelerator.is_main_process:
+        clear_partial(root)  # what a killed save or rotation left
+        if ckpt is None:
+            (out / TRAIN_LOG).unlink(missing_ok=True)
+        else:
             trim_step_log(out / TRAIN_LOG, step)
             log(f"resumed from {ckpt.name} (update {step} of {total})")
-        return step
-    if main:
-        (out / TRAIN_LOG).unlink(missing_ok=True)
-    return 0
+    return step
 
 
 def _frames_of(example: SFTExample, frames: FrameCache) -> np.ndarray:
@@ -522,18 +524,7 @@ def _eos_ids(model: Any) -> list[int]:
 
 
 def _save_checkpoint(accelerator: Any, out: Path, step: int, keep: int) -> None:
-    final = out / CHECKPOINTS / f"step-{step:06d}"
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(final))
-    if accelerator.is_main_process:
-        # The state file comes last: a checkpoint without it (killed mid-save) is ignored on resume.
-        with atomic_write(final / STATE) as handle:
-            handle.write(json.dumps({"step": step}) + "\n")
-        done = sorted(p for p in (out / CHECKPOINTS).glob("step-*") if p != final)
-        for old in done[: max(0, len(done) - max(keep, 1) + 1)]:
-            (old / STATE).unlink(missing_ok=True)  # first: a removal killed halfway leaves no "complete" one
-            shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
+    save_checkpoint(accelerator, out / CHECKPOINTS, step, {"step": step}, keep, digits=STEP_DIGITS)
 
 
 def _save_final(
