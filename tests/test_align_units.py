@@ -12,9 +12,10 @@ import pytest
 from videolift.align.cache import preprocess_video
 from videolift.align.config import AlignConfig
 from videolift.align.data import CachedItem, StepDataset, Stream, WeightedStream, loss_coefficients
-from videolift.align.weights import all_good, read_scores, rescore, select_synthetic, transform_rewards
+from videolift.align.weights import read_scores, rescore, select_synthetic, transform_rewards
 from videolift.core.errors import DataError, VideoliftError
 from videolift.core.reward import RewardConfig
+from videolift.core.schema import all_good
 
 DIMS = ("semantic_consistency", "motion_smoothness", "video_fidelity")
 REPO = Path(__file__).resolve().parents[1]
@@ -52,6 +53,12 @@ def test_rs_keeps_only_all_good_with_weight_one(scores):
     assert {s.weight for s in samples} == {1.0}
     assert counts["dropped_not_all_good"] == 3
     assert not all_good({"semantic_consistency": "Good", "motion_smoothness": "Good"})  # a missing dimension
+
+
+def test_an_unknown_label_is_an_error_not_merely_not_all_good():
+    # Parsed before any is tested, so a Bad ahead of it does not hide it.
+    with pytest.raises(ValueError, match="unknown label 'Great'"):
+        all_good({"semantic_consistency": "Bad", "motion_smoothness": "Great", "video_fidelity": "Good"})
 
 
 def test_rescore_recomputes_rewards_from_labels(scores):

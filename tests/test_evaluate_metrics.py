@@ -38,6 +38,17 @@ def test_summarize_rates_reward_and_all_good():
     assert summarize([r(G, G, G)])["all_good_rate_se"] is None  # one video: no spread to measure
 
 
+def test_labels_count_in_any_case_as_rs_training_reads_them():
+    # A hand-made or older scores file may spell labels "good" / " GOOD ": RS training keeps such a
+    # video, so evaluation must count it Good too (it refused the file).
+    mixed = [r("good", " GOOD ", G), r("good", "bad", "normal"), r(None, "Good", "good")]
+    canonical = [r(G, G, G), r(G, B, N), r(None, G, G)]
+    assert summarize(mixed) == summarize(canonical)
+    assert summarize(mixed)["all_good_rate"] == pytest.approx(1 / 3)
+    assert paired_difference(mixed, canonical)["all_good_rate"]["diff"] == 0.0
+    assert pairwise(mixed, canonical)["overall"]["tie"] == 1.0
+
+
 def test_paired_difference_uses_per_video_differences():
     a = [r(G, G, G), r(G, G, G), r(B, G, G), r(G, G, G)]
     b = [r(G, G, N), r(G, G, G), r(B, G, G), r(None, None, None)]

@@ -14,7 +14,7 @@ from pathlib import Path
 from videolift.core.errors import DataError
 from videolift.core.jsonl import finite_number, iter_json_lines
 from videolift.core.reward import RewardConfig
-from videolift.core.schema import DIMENSIONS, Label, parse_dimension, parse_label
+from videolift.core.schema import all_good, parse_dimension, parse_label
 
 
 @dataclass(frozen=True)
@@ -110,11 +110,6 @@ def read_real(path: str | Path) -> list[Sample]:
     if not samples:  # training would go on without the real-data term the option asked for
         raise DataError("the real set has no records (--real)", file=path)
     return samples
-
-
-def all_good(labels: dict[str, str | None]) -> bool:
-    """Rated Good on every LiFT dimension (a missing or unparsed label is not Good)."""
-    return all((labels.get(d.value) or "").strip().lower() == Label.Good.value.lower() for d in DIMENSIONS)
 
 
 def transform_rewards(rewards: list[float], kind: str = "raw", temperature: float = 0.1) -> list[float]:

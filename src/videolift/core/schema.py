@@ -7,6 +7,7 @@ Good / Normal / Bad label and a free-text reason. See docs/formats.md.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -45,6 +46,16 @@ def parse_label(value: str) -> Label:
         if isinstance(value, str) and value.strip().lower() == label.value.lower():
             return label
     raise ValueError(f"unknown label {value!r}; expected one of {', '.join(LABELS)}")
+
+
+def all_good(labels: Mapping[Dimension | str, Label | str | None]) -> bool:
+    """Rated Good on every LiFT dimension: the one test RS training keeps videos by and evaluation's
+    all-Good rate counts. A missing or unparsed (None) label is not Good; labels read as ``parse_label``
+    does (any case; ValueError on an unknown one, which must not pass as merely not Good)."""
+    # Keyed by Dimension or by its value alike (a Dimension hashes and compares as its value). Every
+    # label is parsed before any is tested, so an unknown one raises wherever it stands.
+    parsed = [None if (label := labels.get(d.value)) is None else parse_label(label) for d in DIMENSIONS]
+    return all(label is Label.Good for label in parsed)
 
 
 def parse_dimension(value: str) -> Dimension:

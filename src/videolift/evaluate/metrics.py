@@ -11,14 +11,14 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 from videolift.core.reward import RewardConfig
-from videolift.core.schema import DIMENSIONS, LABEL_RANK, LABELS, Dimension, Label
+from videolift.core.schema import DIMENSIONS, LABEL_RANK, LABELS, Dimension, Label, all_good, parse_label
 from videolift.core.stats import mean_and_cluster_se, mean_and_se
 
 Rating = Mapping[Dimension | str, Label | str | None]
 
 
 def _label(value: Label | str | None) -> Label | None:
-    return None if value is None else Label(value)
+    return None if value is None else parse_label(value)  # any case, as `all_good` and rewards read it
 
 
 def _complete(rating: Rating) -> bool:
@@ -29,8 +29,7 @@ def _complete(rating: Rating) -> bool:
 def _reward_and_all_good(rating: Rating, reward: RewardConfig) -> tuple[float | None, bool]:
     """A video's reward (from its parsed dimensions; None if none parsed) and whether all are Good."""
     labels = {Dimension(d): _label(v) for d, v in rating.items()}
-    all_good = all(labels.get(d) is Label.Good for d in DIMENSIONS)
-    return reward.reward(labels), all_good
+    return reward.reward(labels), all_good(labels)
 
 
 def summarize(

@@ -241,7 +241,8 @@ def evaluate_stage(
 
 
 def any_all_good(scores: Path) -> bool:
-    from videolift.align.weights import all_good, read_scores
+    from videolift.align.weights import read_scores
+    from videolift.core.schema import all_good
 
     return any(all_good(v.labels) for v in read_scores(scores))
 

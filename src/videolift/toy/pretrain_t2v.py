@@ -425,7 +425,7 @@ def evaluate_t2v(
     Chance: colour 1/4, shape 1/3, linear direction 1/4. ``conditioning`` is the probe of
     ``t2v_probe`` on as many clips as prompts: whether the model reads each word at all.
     """
-    from videolift.core.schema import DIMENSIONS, Label
+    from videolift.core.schema import DIMENSIONS, Label, all_good
     from videolift.models.base import SamplerSettings
     from videolift.models.families import get_spec
     from videolift.toy import grammar, render
@@ -447,7 +447,7 @@ def evaluate_t2v(
     jobs = [(p, 1000 * i + k) for i, p in enumerate(prompts) for k in range(per_prompt)]
     hits = {"colour": [], "shape": [], "direction": []}
     labels = {d.value: {lab.value: 0 for lab in Label} for d in DIMENSIONS}
-    all_good, examples = 0, []
+    good, examples = 0, []
     for start in tqdm(range(0, len(jobs), 16), desc="evaluate", unit="batch"):
         batch = jobs[start : start + 16]
         videos = spec.generate(pipe, [p.text for p, _ in batch], [s for _, s in batch], settings)
@@ -456,7 +456,7 @@ def evaluate_t2v(
             got = verdict.labels()
             for d, lab in got.items():
                 labels[d.value][lab.value] += 1
-            all_good += all(lab is Label.Good for lab in got.values())
+            good += all_good(got)
             if len(examples) < 8:
                 examples.append((p.text, video, got))
             subjects = verdict.measurements.get("subjects") or []
@@ -472,7 +472,7 @@ def evaluate_t2v(
         "accuracy": {k: (sum(v) / len(v) if v else None) for k, v in hits.items()},
         "chance": {"colour": 1 / len(grammar.COLOURS), "shape": 1 / len(grammar.SHAPES), "direction": 0.25},
         "label_rates": {d: {lab: c / n for lab, c in counts.items()} for d, counts in labels.items()},
-        "all_good_rate": all_good / n,
+        "all_good_rate": good / n,
         "conditioning": conditioning,
     }
     if strip is not None:
