@@ -12,10 +12,11 @@ import pytest
 from videolift.align.cache import preprocess_video
 from videolift.align.config import AlignConfig
 from videolift.align.data import CachedItem, StepDataset, Stream, WeightedStream, loss_coefficients
-from videolift.align.weights import read_scores, rescore, select_synthetic, transform_rewards
+from videolift.align.weights import rescore, select_synthetic, transform_rewards
 from videolift.core.errors import DataError, VideoliftError
 from videolift.core.reward import RewardConfig
-from videolift.core.schema import all_good
+from videolift.core.schema import Label, all_good
+from videolift.core.scores import read_scores
 
 DIMS = ("semantic_consistency", "motion_smoothness", "video_fidelity")
 REPO = Path(__file__).resolve().parents[1]
@@ -53,6 +54,17 @@ def test_rs_keeps_only_all_good_with_weight_one(scores):
     assert {s.weight for s in samples} == {1.0}
     assert counts["dropped_not_all_good"] == 3
     assert not all_good({"semantic_consistency": "Good", "motion_smoothness": "Good"})  # a missing dimension
+
+
+def test_labels_in_any_case_are_read_canonical_and_counted_as_evaluation_counts_them(scores):
+    from videolift.evaluate.metrics import summarize
+
+    items = read_scores(scores)
+    e = items[4]  # rated "good", "GOOD", "Good"
+    assert all(label is Label.Good for label in e.labels.values())  # one spelling for every reader
+    # RS keeps the videos evaluation's all-Good rate counts, by one definition of all Good.
+    kept = {s.video for s in select_synthetic(items, "rs")[0]}
+    assert [i.video in kept for i in items] == [summarize([i.labels])["all_good_rate"] == 1 for i in items]
 
 
 def test_an_unknown_label_is_an_error_not_merely_not_all_good():

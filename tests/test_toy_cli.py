@@ -76,7 +76,7 @@ def test_rate_with_the_oracle_recovers_the_truth(corpus, tmp_path):
         assert r.video_id.startswith("toy-") and r.defects is not None
     assert "oracle vs truth: motion_smoothness 1.000" in printed
     # The same ratings as a perfect critic's scores file, as `videolift align` reads it.
-    from videolift.align.weights import read_scores
+    from videolift.core.scores import read_scores
 
     scored = read_scores(scores)
     score_of = {"Good": 0.9, "Normal": 0.2, "Bad": 0.05}  # the default mapping, mean over dimensions

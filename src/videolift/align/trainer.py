@@ -29,20 +29,14 @@ from videolift.align.config import AlignConfig
 from videolift.align.data import CachedItem, StepDataset, Stream, WeightedStream
 from videolift.align.export import base_directory, export_full, export_lora, gathered_transformer
 from videolift.align.video_check import check_videos
-from videolift.align.weights import (
-    Sample,
-    read_real,
-    read_scores,
-    rescore,
-    reward_scale_warning,
-    select_synthetic,
-)
+from videolift.align.weights import Sample, read_real, rescore, reward_scale_warning, select_synthetic
 from videolift.core.checkpoints import load_checkpoint
 from videolift.core.distributed import deepspeed_clipping
 from videolift.core.errors import VideoliftError
 from videolift.core.files import lock_run
 from videolift.core.jsonl import append_jsonl, atomic_write, read_json
 from videolift.core.reward import RewardConfig
+from videolift.core.scores import read_scores
 from videolift.models.base import resolve_dtype
 from videolift.models.families import detect_family, get_spec, spec_for
 

@@ -1,4 +1,5 @@
-"""From critic scores to per-video loss weights: reading, the RS filter, reward transforms.
+"""From critic scores (read by ``core.scores``) to per-video loss weights: the RS filter, reward
+transforms; and the real set.
 
 Pure functions (no torch). The paper weights each synthetic video's diffusion loss by its raw
 reward (no normalisation); ``normalized`` and ``exp`` are extensions of this project.
@@ -12,18 +13,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from videolift.core.errors import DataError
-from videolift.core.jsonl import finite_number, iter_json_lines
+from videolift.core.jsonl import iter_json_lines, text_field
 from videolift.core.reward import RewardConfig
-from videolift.core.schema import all_good, parse_dimension, parse_label
-
-
-@dataclass(frozen=True)
-class ScoredVideo:
-    video: str
-    prompt: str
-    reward: float | None
-    labels: dict[str, str | None]  # dimension -> label (None: the critic's answer was unparsed)
-    line: int | None = None  # in the scores file, for errors
+from videolift.core.schema import all_good
+from videolift.core.scores import ScoredVideo
 
 
 @dataclass(frozen=True)
@@ -34,58 +27,6 @@ class Sample:
     prompt: str
     weight: float = 1.0
     line: int | None = None  # in the scores or real-set file, for errors
-
-
-def _text_field(obj: dict, name: str, path: Path, line: int, allow_empty: bool = False) -> str:
-    value = obj.get(name)
-    if not isinstance(value, str) or (not allow_empty and not value.strip()):
-        raise DataError("missing or empty", file=path, line=line, field=name)
-    return value
-
-
-def read_scores(path: str | Path, *, from_labels: bool = False) -> list[ScoredVideo]:
-    """Parse a `critic score` JSONL; DataError naming file, line and field on malformed lines.
-
-    Every line needs a ``reward`` (null: the critic's answer was unparsed), or with ``from_labels``
-    (rewards recomputed by a reward config) its ``ratings``: a line without is a mistake, not a
-    video to drop silently."""
-    path = Path(path)
-    items = []
-    for line, obj in iter_json_lines(path):
-        # An empty prompt is an unconditional sample (what classifier-free guidance learns from).
-        video = _text_field(obj, "video", path, line)
-        prompt = _text_field(obj, "prompt", path, line, allow_empty=True)
-        needed = "ratings" if from_labels else "reward"
-        if needed not in obj:
-            raise DataError("missing", file=path, line=line, field=needed)
-        reward = obj.get("reward")
-        if reward is not None and not finite_number(reward):
-            raise DataError(
-                f"expected a finite number or null, got {reward!r}", file=path, line=line, field="reward"
-            )
-        ratings = obj.get("ratings") or {}
-        if not isinstance(ratings, dict):
-            raise DataError("expected an object", file=path, line=line, field="ratings")
-        labels = {}
-        for dim, rating in ratings.items():
-            # {"label": ..., "reason": ...} as `critic score` writes; null: nothing parsed
-            label = rating.get("label") if isinstance(rating, dict) else None
-            if not (rating is None or isinstance(rating, dict) and isinstance(label, str | None)):
-                raise DataError(
-                    f'expected {{"label": "Good" | "Normal" | "Bad" | null, ...}}, got {rating!r}',
-                    file=path,
-                    line=line,
-                    field=f"ratings.{dim}",
-                )
-            try:  # a misspelt dimension or label would silently count as not Good (RS) or be ignored
-                parse_dimension(str(dim))
-                if label is not None:
-                    parse_label(label)
-            except ValueError as exc:
-                raise DataError(str(exc), file=path, line=line, field=f"ratings.{dim}") from None
-            labels[str(dim)] = label
-        items.append(ScoredVideo(video, prompt, None if reward is None else float(reward), labels, line))
-    return items
 
 
 def rescore(items: list[ScoredVideo], reward: RewardConfig, path: str | Path) -> list[ScoredVideo]:
@@ -104,7 +45,7 @@ def read_real(path: str | Path) -> list[Sample]:
     """A real video-text JSONL: one ``{"video": ..., "prompt": ...}`` per line, weight 1."""
     path = Path(path)
     samples = [
-        Sample(_text_field(obj, "video", path, line), _text_field(obj, "prompt", path, line), line=line)
+        Sample(text_field(obj, "video", path, line), text_field(obj, "prompt", path, line), line=line)
         for line, obj in iter_json_lines(path)
     ]
     if not samples:  # training would go on without the real-data term the option asked for

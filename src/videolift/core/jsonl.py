@@ -186,6 +186,14 @@ def finite_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def text_field(obj: dict[str, Any], name: str, path: Path, line: int, allow_empty: bool = False) -> str:
+    """``obj[name]`` if it is a string (not blank unless ``allow_empty``); DataError naming it otherwise."""
+    value = obj.get(name)
+    if not isinstance(value, str) or (not allow_empty and not value.strip()):
+        raise DataError("missing or empty", file=path, line=line, field=name)
+    return value
+
+
 def split_lines(text: str) -> list[str]:
     r"""Lines of a text file: they end at \n, \r\n or \r only (str.splitlines would also cut at a form
     feed or U+2028 inside a line, making two of one and every later line number wrong)."""

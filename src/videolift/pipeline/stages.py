@@ -158,7 +158,7 @@ def score_stage(cfg: PipelineConfig, progress: bool) -> Stage:
         return {"videos": s.videos, "mean_reward": s.mean_reward, "unparsed": s.unparsed}
 
     def by_oracle() -> dict:
-        from videolift.align.weights import read_scores
+        from videolift.core.scores import read_scores
         from videolift.toy.rate import rate_manifest
 
         r = rate_manifest(
@@ -241,8 +241,8 @@ def evaluate_stage(
 
 
 def any_all_good(scores: Path) -> bool:
-    from videolift.align.weights import read_scores
     from videolift.core.schema import all_good
+    from videolift.core.scores import read_scores
 
     return any(all_good(v.labels) for v in read_scores(scores))
 

@@ -1,0 +1,66 @@
+"""A scores file's line, as `critic score` and the toy oracle (`toy rate --scores-out`) write it and
+alignment reads it: the manifest record's own fields, then
+``"ratings": {dimension: {"label": "Good" | "Normal" | "Bad" | null, "reason", "score"[, "answer"]}}``
+and ``"reward"`` (null: no label parsed). See docs/critic.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from videolift.core.errors import DataError
+from videolift.core.jsonl import finite_number, iter_json_lines, text_field
+from videolift.core.schema import Dimension, Label, parse_dimension, parse_label
+
+
+@dataclass(frozen=True)
+class ScoredVideo:
+    video: str
+    prompt: str
+    reward: float | None
+    labels: dict[Dimension, Label | None]  # None: the critic's answer was unparsed
+    line: int | None = None  # in the scores file, for errors
+
+
+def read_scores(path: str | Path, *, from_labels: bool = False) -> list[ScoredVideo]:
+    """Parse a scores file; DataError naming file, line and field on malformed lines. Labels are read
+    in any case ("good") and kept canonical (Label.Good), so every reader counts them alike.
+
+    Every line needs a ``reward`` (null: the critic's answer was unparsed), or with ``from_labels``
+    (rewards recomputed by a reward config) its ``ratings``: a line without is a mistake, not a
+    video to drop silently."""
+    path = Path(path)
+    items = []
+    for line, obj in iter_json_lines(path):
+        # An empty prompt is an unconditional sample (what classifier-free guidance learns from).
+        video = text_field(obj, "video", path, line)
+        prompt = text_field(obj, "prompt", path, line, allow_empty=True)
+        needed = "ratings" if from_labels else "reward"
+        if needed not in obj:
+            raise DataError("missing", file=path, line=line, field=needed)
+        reward = obj.get("reward")
+        if reward is not None and not finite_number(reward):
+            raise DataError(
+                f"expected a finite number or null, got {reward!r}", file=path, line=line, field="reward"
+            )
+        ratings = obj.get("ratings") or {}
+        if not isinstance(ratings, dict):
+            raise DataError("expected an object", file=path, line=line, field="ratings")
+        labels = {}
+        for dim, rating in ratings.items():
+            # {"label": ..., "reason": ...} as `critic score` writes; null: nothing parsed
+            label = rating.get("label") if isinstance(rating, dict) else None
+            if not (rating is None or isinstance(rating, dict) and isinstance(label, str | None)):
+                raise DataError(
+                    f'expected {{"label": "Good" | "Normal" | "Bad" | null, ...}}, got {rating!r}',
+                    file=path,
+                    line=line,
+                    field=f"ratings.{dim}",
+                )
+            try:  # a misspelt dimension or label would silently count as not Good (RS) or be ignored
+                labels[parse_dimension(str(dim))] = None if label is None else parse_label(label)
+            except ValueError as exc:
+                raise DataError(str(exc), file=path, line=line, field=f"ratings.{dim}") from None
+        items.append(ScoredVideo(video, prompt, None if reward is None else float(reward), labels, line))
+    return items
