@@ -14,6 +14,7 @@ import torch
 
 from videolift.core.errors import VideoliftError
 from videolift.core.schema import Dimension, Label
+from videolift.core.scores import score_line
 from videolift.critic.collate import IGNORE, ChatCollator, Item, answer_loss
 from videolift.critic.data import SFTExample, class_weights, majority_items
 from videolift.critic.evaluate import evaluate_predictions, label_metrics, pairwise_accuracy
@@ -67,9 +68,9 @@ def test_unparsed_answers_are_null_and_reward_uses_parsed_dimensions():
         "answer": "The motion is Good overall.",
     }
     assert ratings[VF]["label"] == "Good"
-    assert critic.reward(ratings) == pytest.approx((0.05 + 0.9) / 2)
+    assert score_line({}, ratings, critic.spec.reward)["reward"] == pytest.approx((0.05 + 0.9) / 2)
     none = critic.parse([(SC, "?"), (MS, ""), (VF, "Fine.")])
-    assert critic.reward(none) is None
+    assert score_line({}, none, critic.spec.reward)["reward"] is None
 
     one_pass = Critic(
         Path("."), CriticSpec(base_model="x", model_type="qwen2_vl", layout="one_pass"), None, None, None

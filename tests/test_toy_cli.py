@@ -113,6 +113,20 @@ def test_rate_killed_between_ratings_and_scores_leaves_no_old_scores(corpus, tmp
     assert (tmp_path / "r.jsonl").exists() and not (tmp_path / "s.jsonl").exists()
 
 
+def test_oracle_scores_line_is_a_critic_line_without_the_manifest_fields_a_scorer_writes():
+    from videolift.core.reward import RewardConfig
+    from videolift.toy.rate import _score_line
+
+    # A manifest's own "error" carried along would read as an unreadable video, as in `critic score`.
+    ratings = {d.value: {"label": "Good", "reason": ""} for d in DIMENSIONS}
+    record = HRARecord(video="v.mp4", prompt="a red circle", annotator="oracle", ratings=ratings, seed=3,
+                       error="old", description="theirs", check="theirs")  # fmt: skip
+    scored = {d.value: {"label": "Good", "reason": "", "score": 0.9} for d in DIMENSIONS}
+    assert _score_line(record, RewardConfig()) == {
+        "video_id": "v.mp4", "video": "v.mp4", "prompt": "a red circle", "seed": 3, "ratings": scored, "reward": 0.9
+    }  # fmt: skip
+
+
 def test_rate_with_a_panel_is_seeded_and_has_several_annotators(corpus, tmp_path):
     args = ["toy", "rate", "--manifest", corpus / "manifest.jsonl", "--videos", corpus, "--annotators", 4,
             "--seed", 9, "--no-progress"]  # fmt: skip

@@ -6,12 +6,40 @@ and ``"reward"`` (null: no label parsed). See docs/critic.md.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from videolift.core.errors import DataError
 from videolift.core.jsonl import finite_number, iter_json_lines, text_field
+from videolift.core.reward import RewardConfig
 from videolift.core.schema import Dimension, Label, parse_dimension, parse_label
+
+# What a scorer writes into a line; a manifest record's own keys of these names are left out.
+SCORED_KEYS = ("ratings", "reward", "error", "description", "check")
+
+
+def rating_entry(label: Label | None, reason: str, reward: RewardConfig, answer: str = "") -> dict[str, Any]:
+    """One dimension of a line. An unparsed answer (``label`` None) has a null label and score, and
+    keeps its text as ``answer`` so it can be looked at."""
+    if label is None:
+        return {"label": None, "reason": "", "score": None, "answer": answer}
+    return {"label": label.value, "reason": reason, "score": reward.score(label)}
+
+
+def score_line(
+    record: Mapping[str, Any],
+    ratings: Mapping[Dimension, dict[str, Any]],
+    reward: RewardConfig,
+    **fields: str | None,
+) -> dict[str, Any]:
+    """The line of ``record``: its own fields, ``fields`` (None: left out), the ``rating_entry`` of
+    each dimension and the reward of the parsed labels."""
+    line = {k: v for k, v in record.items() if k not in SCORED_KEYS}
+    line |= {k: v for k, v in fields.items() if v is not None}
+    labels = {d: entry["label"] for d, entry in ratings.items()}
+    return {**line, "ratings": {d.value: e for d, e in ratings.items()}, "reward": reward.reward(labels)}
 
 
 @dataclass(frozen=True)

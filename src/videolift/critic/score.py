@@ -47,6 +47,7 @@ from videolift.core.jsonl import (
     write_jsonl,
 )
 from videolift.core.schema import Dimension, Label, parse_answer
+from videolift.core.scores import SCORED_KEYS, rating_entry, score_line
 from videolift.core.video import read_video_and_fps, sample_frames
 from videolift.critic.prompts import parse_one_pass, user_text
 from videolift.critic.spec import CriticSpec, check_checkpoint
@@ -104,18 +105,8 @@ class Critic:
         out: dict[Dimension, dict[str, Any]] = {}
         for dim in self.spec.dimensions:
             label, reason, raw = parsed[dim]
-            entry: dict[str, Any] = {
-                "label": None if label is None else label.value,
-                "reason": reason if label is not None else "",
-                "score": None if label is None else self.spec.reward.score(label),
-            }
-            if label is None:
-                entry["answer"] = raw
-            out[dim] = entry
+            out[dim] = rating_entry(label, reason, self.spec.reward, answer=raw)
         return out
-
-    def reward(self, ratings: dict[Dimension, dict[str, Any]]) -> float | None:
-        return self.spec.reward.reward({d: r["label"] for d, r in ratings.items()})
 
 
 def check_finished(directory: Path) -> None:
@@ -371,10 +362,6 @@ class ScoreSummary:
     unreadable: list[dict[str, str]] = field(default_factory=list)  # {video, error} of each error
 
 
-# What a score line adds to its manifest record (a record's own keys of these names are replaced).
-SCORED_KEYS = ("ratings", "reward", "error", "description", "check")
-
-
 def scored_for(line: dict[str, Any] | None, record: dict[str, Any]) -> bool:
     """Whether ``line`` scored this very record: its prompt, and its seed, model and whatever else the
     manifest says (a video regenerated under the same name, with another seed or model, is new)."""
@@ -393,16 +380,11 @@ def _line(
     error: str | None,
     description: str | None = None,
     check: str | None = None,
-):
-    line = {k: v for k, v in record.items() if k not in SCORED_KEYS}
-    if error is not None:
-        return {**line, "ratings": {}, "reward": None, "error": error}
+) -> dict[str, Any]:
+    if error is not None:  # nothing rated: null reward
+        return {**score_line(record, {}, critic.spec.reward), "error": error}
     assert ratings is not None
-    if description is not None:
-        line["description"] = description
-    if check is not None:
-        line["check"] = check
-    return {**line, "ratings": {d.value: r for d, r in ratings.items()}, "reward": critic.reward(ratings)}
+    return score_line(record, ratings, critic.spec.reward, description=description, check=check)
 
 
 def check_scores_out(

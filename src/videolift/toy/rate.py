@@ -130,11 +130,9 @@ def rate_manifest(
 
 
 def _score_line(record: HRARecord, reward: RewardConfig) -> dict[str, Any]:
-    """One HRA record as a `critic score` line: label, reason and score per dimension, and the reward."""
-    ratings = {
-        d.value: {"label": r.label.value, "reason": r.reason, "score": reward.score(r.label)}
-        for d, r in record.ratings.items()
-    }
-    labels = {d: r.label for d, r in record.ratings.items()}
-    line = {k: v for k, v in record.model_dump(mode="json").items() if k not in ("ratings", "annotator")}
-    return {**line, "ratings": ratings, "reward": reward.aggregate(labels)}
+    """One HRA record as a `critic score` line: label, reason and score per dimension, and the reward
+    (by the same builder, so a manifest field named as one the scorer writes is left out as there)."""
+    from videolift.core.scores import rating_entry, score_line
+
+    ratings = {d: rating_entry(r.label, r.reason, reward) for d, r in record.ratings.items()}
+    return score_line(record.model_dump(mode="json", exclude={"annotator"}), ratings, reward)
