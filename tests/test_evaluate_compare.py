@@ -7,6 +7,8 @@ from typer.testing import CliRunner
 
 from videolift.cli import app
 
+TOY = ("--height", "48", "--width", "48")  # the clip size the oracle rates (the tiny model makes 64x64)
+
 
 def test_eval_rates_every_model_on_the_same_prompts_and_seeds(tmp_path, tiny_cogvideox_dir):
     prompts = tmp_path / "prompts.txt"
@@ -21,6 +23,7 @@ def test_eval_rates_every_model_on_the_same_prompts_and_seeds(tmp_path, tiny_cog
         "--prompts",
         str(prompts),
         "--oracle",
+        *TOY,
         "--out",
         str(out),
         "--steps",
@@ -79,7 +82,7 @@ def test_eval_warns_when_the_oracle_judges_lossy_videos(tmp_path, tiny_cogvideox
     prompts = tmp_path / "p.txt"
     prompts.write_text("a red circle moves left in a sand desert\n")
     out = tmp_path / "eval"
-    args = ["eval", "--model", str(tiny_cogvideox_dir), "--prompts", str(prompts), "--oracle"]
+    args = ["eval", "--model", str(tiny_cogvideox_dir), "--prompts", str(prompts), "--oracle", *TOY]
     result = CliRunner().invoke(app, [*args, "--out", str(out), "--steps", "1"])
     assert result.exit_code == 0, result.output
     assert "Pass --lossless" in result.output
@@ -99,7 +102,7 @@ def test_eval_refuses_a_bad_prompt_file_before_writing_anything(tmp_path):
     prompts = tmp_path / "p.jsonl"
     prompts.write_text('{"prompt": "a red circle moves left"}\n{"prompt": 5}\n')
     out = tmp_path / "eval"
-    args = ["eval", "--model", "unused", "--prompts", str(prompts), "--oracle", "--out", str(out)]
+    args = ["eval", "--model", "unused", "--prompts", str(prompts), "--oracle", *TOY, "--out", str(out)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code != 0 and "line 2, field 'prompt'" in result.output
     assert not out.exists()
@@ -126,12 +129,33 @@ def test_eval_checks_every_model_and_prompt_before_generating(
     out = tmp_path / "eval"
     models = [m.format(model=tiny_cogvideox_dir, tmp=tmp_path) for m in extra_models]
     args = ["eval", "--model", str(tiny_cogvideox_dir), *(a for m in models for a in ("--model", m))]
-    result = CliRunner().invoke(app, [*args, "--prompts", str(prompts), "--oracle", "--out", str(out),
+    result = CliRunner().invoke(app, [*args, "--prompts", str(prompts), "--oracle", *TOY, "--out", str(out),
                                       "--steps", "1", "--no-progress"])  # fmt: skip
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert message in " ".join(result.output.split())
     assert "Pass --lossless" not in result.output  # lossy videos' advice only once the inputs are fine
     assert not out.exists()  # nothing generated, nothing rated
+
+
+def test_eval_oracle_refuses_a_clip_size_it_cannot_rate_before_generating(tmp_path, tiny_cogvideox_dir):
+    prompts, out = tmp_path / "p.txt", tmp_path / "eval"
+    prompts.write_text("a red circle moves left in a sand desert\n")
+    args = [
+        "eval",
+        "--model",
+        str(tiny_cogvideox_dir),
+        "--prompts",
+        str(prompts),
+        "--oracle",
+        "--out",
+        str(out),
+    ]
+    result = CliRunner().invoke(app, [*args, "--height", "64", "--frames", "9", "--no-progress"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "--oracle rates toy-world clips (9 x 48 x 48: frames x height x width): --height 64" in " ".join(
+        result.output.split()
+    )
+    assert not out.exists()
 
 
 def test_eval_vbench_lays_videos_out_without_the_package_and_checks_dimensions_first(
@@ -140,7 +164,7 @@ def test_eval_vbench_lays_videos_out_without_the_package_and_checks_dimensions_f
     monkeypatch.setattr("videolift.evaluate.vbench.installed", lambda long=False: False)  # as here
     prompts = tmp_path / "p.txt"
     prompts.write_text("a red circle moves left in a sand desert\n")
-    args = ["eval", "--model", str(tiny_cogvideox_dir), "--prompts", str(prompts), "--oracle", "--lossless",
+    args = ["eval", "--model", str(tiny_cogvideox_dir), "--prompts", str(prompts), "--oracle", *TOY, "--lossless",
             "--steps", "1", "--no-progress", "--no-report", "--out", str(tmp_path / "eval")]  # fmt: skip
     refused = CliRunner().invoke(app, [*args, "--vbench", "human_action"])
     assert refused.exit_code == 1 and "not human_action" in refused.output
@@ -159,13 +183,13 @@ def test_eval_vbench_lays_videos_out_without_the_package_and_checks_dimensions_f
 
 def test_eval_vae_tiling_reaches_the_decoder(tmp_path, tiny_cogvideox_dir):
     """--vae-tiling decodes in tiles as `generate --vae-tiling` does: on the tiny VAE, whose tiles do not
-    add up to 64x64 frames, that is the size error (a big model's frames fit its tiles)."""
+    add up to 48x48 frames, that is the size error (a big model's frames fit its tiles)."""
     prompts = tmp_path / "p.txt"
     prompts.write_text("a red circle moves left in a sand desert\n")
-    args = ["eval", "--model", str(tiny_cogvideox_dir), "--prompts", str(prompts), "--oracle", "--lossless",
-            "--steps", "1", "--frames", "9", "--height", "64", "--width", "64", "--no-progress"]  # fmt: skip
+    args = ["eval", "--model", str(tiny_cogvideox_dir), "--prompts", str(prompts), "--oracle", *TOY, "--lossless",
+            "--steps", "1", "--frames", "9", "--no-progress"]  # fmt: skip
     tiled = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "tiled"), "--vae-tiling"])
-    assert tiled.exit_code == 1 and "not 64x64 with --vae-tiling" in " ".join(tiled.output.split())
+    assert tiled.exit_code == 1 and "not 48x48 with --vae-tiling" in " ".join(tiled.output.split())
     plain = CliRunner().invoke(
         app, [*args, "--out", str(tmp_path / "plain"), "--no-report"], env={"COLUMNS": "200"}
     )
@@ -181,7 +205,7 @@ def test_eval_refuses_a_model_folder_holding_another_tools_files(tmp_path, tiny_
     (out / "b.1" / "manifest.jsonl").write_text('{"video": "videos/mine.mp4"}\n')
     model = str(tiny_cogvideox_dir)
     args = ["eval", "--model", model, "--model", f"b={model}"]
-    result = CliRunner().invoke(app, [*args, "--prompts", str(prompts), "--oracle", "--out", str(out)])
+    result = CliRunner().invoke(app, [*args, "--prompts", str(prompts), "--oracle", *TOY, "--out", str(out)])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "manifest.jsonl was not written by `videolift generate`" in " ".join(result.output.split())
     assert sorted(p.name for p in out.rglob("*")) == ["b.1", "manifest.jsonl"]  # only what was there
@@ -193,8 +217,8 @@ def test_eval_refuses_a_later_models_folder_of_other_settings_before_any_video(t
     prompts = tmp_path / "p.txt"
     prompts.write_text("a red circle moves left in a sand desert\n")
     out, model = tmp_path / "eval", str(tiny_cogvideox_dir)
-    args = ["eval", "--model", model, "--model", f"b={model}", "--prompts", str(prompts), "--oracle",
-            "--out", str(out), "--height", "32", "--width", "32", "--no-report", "--no-progress"]  # fmt: skip
+    args = ["eval", "--model", model, "--model", f"b={model}", "--prompts", str(prompts), "--oracle", *TOY,
+            "--out", str(out), "--no-report", "--no-progress"]  # fmt: skip
     assert CliRunner().invoke(app, [*args, "--steps", "1"]).exit_code == 0
     first = next(p for p in out.iterdir() if p.is_dir() and p.name != "b.1")
     shutil.rmtree(first)
@@ -235,18 +259,13 @@ def test_eval_compares_recipes_over_their_replicates(tmp_path, tiny_cogvideox_di
     out = tmp_path / "eval"
     model = str(tiny_cogvideox_dir)
     args = ["eval", "--model", model, "--model", f"same={model}", "--model", f"same={model}", "--prompts",
-            str(prompts), "--oracle", "--lossless", "--out", str(out), "--steps", "1", "--height", "32",
-            "--width", "48", "--fps", "4"]  # fmt: skip
+            str(prompts), "--oracle", *TOY, "--lossless", "--out", str(out), "--steps", "1", "--fps", "4"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     data = json.loads((out / "eval.json").read_text())
     assert list(data["models"])[1:] == ["same.1", "same.2"]
     record = json.loads((out / "same.2" / "manifest.jsonl").read_text().splitlines()[0])
-    assert (record["height"], record["width"], record["fps"]) == (
-        32,
-        48,
-        4,
-    )  # sampler options reach generation
+    assert (record["height"], record["width"], record["fps"]) == (48, 48, 4)  # the model's own is 64
     group = data["groups"]["same"]
     assert group["members"] == ["same.1", "same.2"] and group["oracle"]["replicates"] == 2
     # three copies of one model: the recipe equals the reference, replicates agree, no seed spread

@@ -127,6 +127,17 @@ def test_oracle_rewards_only_in_the_toy_world(tmp_path):
     assert PipelineConfig.load(CONFIGS / "toy.yaml").align.rewards == "critic"  # the LiFT loop
 
 
+def test_a_toy_run_refuses_a_clip_size_the_oracle_cannot_rate(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("sampler: {height: 64, frames: 9}\n")  # the oracle and the panel rate every toy video
+    with pytest.raises(
+        DataError, match=r"p\.yaml.*sampler\.height 64: the toy world's oracle rates clips of 9 x 48 x 48"
+    ):
+        PipelineConfig.load(path)
+    path.write_text("sampler: {height: 48, width: 48, frames: 9}\n")  # its own size, said explicitly
+    assert PipelineConfig.load(path).sampler.height == 48
+
+
 def test_set_edits_nested_settings_with_yaml_values(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text("align:\n  settings: {lr: 0.001}\nevaluate:\n")

@@ -74,7 +74,7 @@ def test_rate_with_the_oracle_recovers_the_truth(corpus, tmp_path):
     for r in records:
         assert {d.value: rating.label.value for d, rating in r.ratings.items()} == r.truth  # carried along
         assert r.video_id.startswith("toy-") and r.defects is not None
-    assert "oracle vs truth: motion_smoothness 1.000" in printed
+    assert "oracle vs truth (12 videos with truth): motion_smoothness 1.000" in printed
     # The same ratings as a perfect critic's scores file, as `videolift align` reads it.
     from videolift.core.scores import read_scores
 
@@ -177,6 +177,34 @@ def test_rate_bad_input_names_file_line_and_field(corpus, tmp_path):
         assert f"--shape-doubt {doubt}: must be a number >= 1.0" in run("toy", "rate", "--manifest", good, "--videos",
                                              corpus, "--out", out, "--oracle", "--shape-doubt", doubt, fails=True)  # fmt: skip
         assert not out.exists()
+
+
+def test_rate_counts_agreement_over_the_videos_with_truth_and_refuses_a_bad_truth_or_clip(corpus, tmp_path):
+    lines = [json.loads(x) for x in (corpus / "manifest.jsonl").read_text().splitlines()[:4]]
+    manifest, out = tmp_path / "m.jsonl", tmp_path / "hra.jsonl"
+    without = [{k: v for k, v in r.items() if k != "truth"} for r in lines[2:]]
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in lines[:2] + without))
+    printed = run(
+        "toy", "rate", "--manifest", manifest, "--videos", corpus, "--out", out, "--oracle", "--no-progress"
+    )
+    assert "oracle vs truth (2 videos with truth): motion_smoothness 1.000" in printed  # not 2 of 4: 0.500
+    bad = {**lines[0], "truth": {**lines[0]["truth"], "motion_smoothness": "fine"}}
+    manifest.write_text(json.dumps(bad) + "\n")
+    out.unlink()
+    msg = run("toy", "rate", "--manifest", manifest, "--videos", corpus, "--out", out, "--oracle", fails=True)
+    assert (
+        "line 1, field 'truth.motion_smoothness'" in msg
+        and "unknown label 'fine'" in msg
+        and not out.exists()
+    )
+    from videolift.core.video import read_video, write_video
+
+    write_video(corpus.parent / "short.mp4", read_video(corpus / lines[0]["video"])[:3], fps=8)
+    manifest.write_text(json.dumps({**lines[0], "video": "../short.mp4", "video_id": "short"}) + "\n")
+    msg = run("toy", "rate", "--manifest", manifest, "--videos", corpus, "--out", out, "--oracle", fails=True)
+    assert (
+        "line 1, field 'video'" in msg and "9 frames of 48x48 RGB, got 3x48x48x3" in msg and not out.exists()
+    )
 
 
 def test_rate_refuses_an_output_that_is_its_input_or_its_other_output(corpus, tmp_path):

@@ -118,6 +118,14 @@ def check_inputs(
                     line=record.line,
                     field=field,
                 ) from None
+        from videolift.toy.oracle import CLIP_SHAPE
+
+        toy = dict(zip(("frames", "height", "width"), CLIP_SHAPE, strict=False))
+        if other := [f"--{k} {sampler[k]}" for k in toy if sampler.get(k) not in (None, toy[k])]:
+            raise VideoliftError(
+                f"--oracle rates toy-world clips ({' x '.join(map(str, CLIP_SHAPE[:3]))}: frames x height x "
+                f"width): {', '.join(other)} makes others; leave it to the model"
+            )
     for model, lora in models:
         # a local pipeline directory, or a reachable Hub model
         spec_for(resolve_model(model), sampler.get("family"))
@@ -148,12 +156,16 @@ def oracle_ratings(
     ``out`` with the reasons)."""
     from tqdm import tqdm
 
+    from videolift.core.errors import DataError
     from videolift.core.video import read_video
     from videolift.toy.oracle import judge
 
     records, lines = read_jsonl_dicts(manifest), []
-    for rec in tqdm(records, desc="oracle", disable=not progress):
-        judgement = judge(read_video(videos / rec["video"]), rec["prompt"])
+    for line, rec in enumerate(tqdm(records, desc="oracle", disable=not progress), start=1):
+        try:
+            judgement = judge(read_video(videos / rec["video"]), rec["prompt"])
+        except ValueError as exc:  # a clip of another size
+            raise DataError(str(exc), file=manifest, line=line, field="video") from None
         ratings = {
             d.value: {"label": r.label.value, "reason": r.reason} for d, r in judgement.ratings().items()
         }

@@ -139,7 +139,7 @@ def rate(
     typer.echo(f"wrote {result['records']} ratings of {result['videos']} videos to {out}")
     if result["oracle_vs_truth"]:
         typer.echo(
-            "oracle vs truth: "
+            f"oracle vs truth ({result['videos_with_truth']} videos with truth): "
             + ", ".join(f"{d} {v:.3f}" for d, v in sorted(result["oracle_vs_truth"].items()))
         )
 

@@ -29,7 +29,7 @@ from videolift.toy.grammar import (
     subjects_text,
 )
 from videolift.toy.phrases import phrase
-from videolift.toy.render import COLOUR_RGB, SCENE_RGB
+from videolift.toy.render import COLOUR_RGB, FRAMES, SCENE_RGB, SIZE
 from videolift.toy.segment import Blob, Segmentation, segment
 from videolift.toy.shapes import ShapeFit, fit_shape
 from videolift.toy.trajectory import (
@@ -400,11 +400,25 @@ def _fidelity(seg: Segmentation, subjects: list[Subject]) -> list[Finding]:
     return out
 
 
+CLIP_SHAPE = (FRAMES, SIZE, SIZE, 3)
+
+
+def check_clip(frames: np.ndarray) -> None:
+    """The oracle's measures are in the toy world's pixels and frames: another size would be rated
+    (a one-frame clip moves smoothly), but meaninglessly. ValueError naming the shape."""
+    if tuple(frames.shape) != CLIP_SHAPE:
+        got = "x".join(map(str, frames.shape))
+        raise ValueError(
+            f"the oracle rates toy-world clips of {FRAMES} frames of {SIZE}x{SIZE} RGB, got {got}"
+        )
+
+
 def judge(frames: np.ndarray, prompt: str | PromptSpec, shape_doubt: float = SHAPE_DOUBT) -> Judgement:
     """Rate a clip against its prompt on the three LiFT dimensions. ``shape_doubt``: how much worse the
     asked shape may fit than the best-fitting one and still count as drawn (1.0: only if it fits best)."""
     if not 1.0 <= shape_doubt < math.inf:  # NaN too: it would take any drawn shape for the asked one
         raise ValueError(f"shape_doubt must be a number >= 1.0 (1.0: strict), got {shape_doubt}")
+    check_clip(frames)
     spec = prompt if isinstance(prompt, PromptSpec) else parse_prompt(prompt)
     seg, subjects = observe(frames)
     name_as_asked(spec, subjects, shape_doubt)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from videolift.core.errors import DataError, VideoliftError
+from videolift.core.schema import DIMENSIONS, Dimension, Label, parse_label
 
 if TYPE_CHECKING:
     from videolift.core.reward import RewardConfig
@@ -91,6 +92,7 @@ def rate_manifest(
     panel = None if oracle else Panel(annotators, seed=seed)
     records: list[HRARecord] = []
     agree: Counter[str] = Counter()
+    with_truth = 0  # videos whose manifest line carries the injected truth
     for line, obj in tqdm(rows, desc="rating", unit="video", disable=not progress):
         try:
             frames = read_video(videos / obj["video"])
@@ -98,7 +100,10 @@ def rate_manifest(
             raise DataError(
                 f"cannot read the video: {exc}", file=manifest, line=line, field="video"
             ) from None
-        verdict = judge(frames, obj["prompt"], shape_doubt=doubt)
+        try:
+            verdict = judge(frames, obj["prompt"], shape_doubt=doubt)
+        except ValueError as exc:  # a clip of another size
+            raise DataError(str(exc), file=manifest, line=line, field="video") from None
         video_id = str(obj.get("video_id") or obj["video"])
         extra = {k: v for k, v in obj.items() if k not in HRA_FIELDS}
         rated = [("oracle", verdict.ratings())] if panel is None else panel.rate(video_id, verdict)
@@ -113,10 +118,10 @@ def rate_manifest(
                     **extra,
                 )
             )
-        truth = obj.get("truth")
-        if isinstance(truth, dict):
+        if (truth := obj.get("truth")) is not None:  # a corpus's injected labels (`toy corpus`)
+            with_truth += 1
             for dim, label in verdict.labels().items():
-                agree[dim.value] += truth.get(dim.value) == label.value
+                agree[dim.value] += _truth_label(truth, dim, manifest, line) is label
     if scores_out is not None:  # killed between the two writes: no old scores beside new ratings
         Path(scores_out).unlink(missing_ok=True)
     write_jsonl(out, records)
@@ -125,8 +130,22 @@ def rate_manifest(
     return {
         "records": len(records),
         "videos": len(rows),
-        "oracle_vs_truth": {d: agree[d] / len(rows) for d in agree},
+        "oracle_vs_truth": {d.value: agree[d.value] / with_truth for d in DIMENSIONS} if with_truth else {},
+        "videos_with_truth": with_truth,
     }
+
+
+def _truth_label(truth: Any, dim: Dimension, manifest: Path, line: int) -> Label:
+    """The injected label of ``dim`` on a manifest line; DataError naming it if missing or not a label
+    (it would count as a disagreement)."""
+    field = f"truth.{dim.value}"
+    value = truth.get(dim.value) if isinstance(truth, dict) else truth
+    if not isinstance(value, str):
+        raise DataError(f"expected a label, got {value!r}", file=manifest, line=line, field=field)
+    try:
+        return parse_label(value)
+    except ValueError as exc:
+        raise DataError(str(exc), file=manifest, line=line, field=field) from None
 
 
 def _score_line(record: HRARecord, reward: RewardConfig) -> dict[str, Any]:
