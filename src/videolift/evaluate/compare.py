@@ -118,13 +118,12 @@ def check_inputs(
                     line=record.line,
                     field=field,
                 ) from None
-        from videolift.toy.oracle import CLIP_SHAPE
+        from videolift.toy.oracle import CLIP_SHAPE, sizes_not_rated
 
-        toy = dict(zip(("frames", "height", "width"), CLIP_SHAPE, strict=False))
-        if other := [f"--{k} {sampler[k]}" for k in toy if sampler.get(k) not in (None, toy[k])]:
+        if other := sizes_not_rated(sampler.get("frames"), sampler.get("height"), sampler.get("width")):
             raise VideoliftError(
                 f"--oracle rates toy-world clips ({' x '.join(map(str, CLIP_SHAPE[:3]))}: frames x height x "
-                f"width): {', '.join(other)} makes others; leave it to the model"
+                f"width): --{', --'.join(other)} makes others; leave it to the model"
             )
     for model, lora in models:
         # a local pipeline directory, or a reachable Hub model

@@ -403,6 +403,14 @@ def _fidelity(seg: Segmentation, subjects: list[Subject]) -> list[Finding]:
 CLIP_SHAPE = (FRAMES, SIZE, SIZE, 3)
 
 
+def sizes_not_rated(frames: int | None, height: int | None, width: int | None) -> list[str]:
+    """``"name value"`` of each clip size given (None: the model's own) that the oracle cannot rate."""
+    given = {"frames": frames, "height": height, "width": width}
+    return [
+        f"{k} {v}" for (k, v), own in zip(given.items(), CLIP_SHAPE, strict=False) if v not in (None, own)
+    ]
+
+
 def check_clip(frames: np.ndarray) -> None:
     """The oracle's measures are in the toy world's pixels and frames: another size would be rated
     (a one-frame clip moves smoothly), but meaninglessly. ValueError naming the shape."""
