@@ -889,6 +889,21 @@ def test_train_errors_name_the_jsonl_line_not_a_record_index(world, tmp_path):
     assert err.value.line == 3 and err.value.record is None
 
 
+def test_eval_refuses_a_video_under_two_ids_before_scoring(world, critic_dir, tmp_path):
+    # `critic score` takes a video once: its temporary manifest was refused, named as that file.
+    lines = (world / "hra.jsonl").read_text().splitlines(keepends=True)
+    again = dict(json.loads(lines[0]), video_id="v0-again", prompt="a white square on grey")
+    data = tmp_path / "hra.jsonl"
+    data.write_text("".join([*lines, json.dumps(again) + "\n"]))
+    refused = run(
+        "critic", "eval", "--critic", critic_dir, "--data", data, "--videos", world, fails=True
+    ).output
+    where = (
+        f"{data}, line {len(lines) + 1}, field 'video_id': video 'videos/v0.mp4' is video id 'v0' on line 1"
+    )
+    assert where in " ".join(refused.split()), refused
+
+
 def test_eval_refuses_unreadable_videos_before_scoring(world, critic_dir, tmp_path):
     data, scores = _with_bad_videos(world, tmp_path), tmp_path / "scores.jsonl"
     refused = run("critic", "eval", "--critic", critic_dir, "--data", data, "--videos", tmp_path,

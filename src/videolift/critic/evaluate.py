@@ -258,8 +258,9 @@ def evaluate_critic(
     import tempfile
 
     from videolift.core.jsonl import iter_json_lines, write_jsonl
+    from videolift.core.manifest import video_key
     from videolift.critic.data import check_videos, majority_items
-    from videolift.critic.score import score_manifest, video_key
+    from videolift.critic.score import score_manifest
     from videolift.data.hra_file import read_hra_lines
     from videolift.data.stats import check_one_video_per_id
 
@@ -272,6 +273,17 @@ def evaluate_critic(
         action="fix or remove those records (accuracy over the rest would not be comparable)",
     )
     check_one_video_per_id(records, data)
+    # `critic score` takes a video once (core.manifest): refused here, not by the temporary manifest's name.
+    first: dict[str, tuple[int, str]] = {}
+    for line, record in records:
+        seen_line, seen_id = first.setdefault(record.video, (line, record.video_id))
+        if seen_id != record.video_id:
+            raise DataError(
+                f"video {record.video!r} is video id {seen_id!r} on line {seen_line}; one video, one id",
+                file=data,
+                line=line,
+                field="video_id",
+            )
     # Only the dimensions the critic rates (`critic train --dimensions`): the others would count as wrong.
     rated = list(critic.spec.dimensions)
     items = [

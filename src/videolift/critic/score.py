@@ -46,6 +46,8 @@ from videolift.core.jsonl import (
     repair_log,
     write_jsonl,
 )
+from videolift.core.manifest import read_manifest as manifest_records
+from videolift.core.manifest import video_key
 from videolift.core.schema import Dimension, Label, parse_answer
 from videolift.core.scores import SCORED_KEYS, rating_entry, score_line
 from videolift.core.video import read_video_and_fps, sample_frames
@@ -294,31 +296,8 @@ def rate(
 
 
 def read_manifest(path: str | Path) -> list[dict[str, Any]]:
-    """Lines with ``video`` (relative to the videos root) and ``prompt``; other fields are carried along."""
-    records, seen = [], {}
-    for line, obj in iter_json_lines(path):
-        for key in ("video", "prompt"):
-            if not isinstance(obj.get(key), str) or not obj[key].strip():
-                raise DataError(f"missing or empty {key}", file=path, line=line, field=key)
-        vid = obj.get("video_id")  # a scores line is matched to its video by it: no lists, objects or true
-        if vid is not None and (
-            isinstance(vid, bool) or not isinstance(vid, str | int) or not str(vid).strip()
-        ):
-            raise DataError(
-                f"{vid!r}: not a video id (a string or an integer)", file=path, line=line, field="video_id"
-            )
-        key = video_key(obj)
-        if key in seen:
-            raise DataError(f"duplicate video {key!r} (first on line {seen[key]})", file=path, line=line)
-        seen[key] = line
-        records.append(obj)
-    if not records:
-        raise DataError("no videos in the manifest", file=path)
-    return records
-
-
-def video_key(record: dict[str, Any]) -> str:
-    return str(record.get("video_id") or record["video"])
+    """The records' fields as written (carried into the score lines), read by core.manifest's rules."""
+    return [record.fields for record in manifest_records(path)]
 
 
 def parts_dir(out: Path) -> Path:
