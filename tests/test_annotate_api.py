@@ -301,12 +301,17 @@ def test_tokens_are_stored_hashed_and_can_be_reissued(study):
     )
 
 
-def test_a_manifest_field_named_adjudicated_is_not_carried_into_rater_records():
+def test_a_manifest_field_named_adjudicated_is_not_carried_into_rater_records(tmp_path):
     # It marks an admin's review in an export: carried along, every rater's record would pass for one.
-    from videolift.data.annotate.videos import ManifestEntry
+    from videolift.core.jsonl import write_jsonl
+    from videolift.data.annotate.videos import extra_fields, read_manifest
 
-    entry = ManifestEntry(video="v/0.mp4", prompt="a red square", adjudicated=True, seed=3)
-    assert entry.extra == {"seed": 3}
+    (tmp_path / "0.mp4").write_bytes(b"")
+    write_jsonl(
+        tmp_path / "m.jsonl", [{"video": "0.mp4", "prompt": "a red square", "adjudicated": True, "seed": 3}]
+    )
+    [(_, entry, _)] = read_manifest(tmp_path / "m.jsonl", tmp_path.resolve())
+    assert extra_fields(entry) == {"seed": 3}
 
 
 def test_an_edit_from_a_stale_form_does_not_overwrite_a_newer_one(study):

@@ -64,7 +64,7 @@ def test_create_reports_missing_and_duplicate_videos(tmp_path):
     with pytest.raises(CliFailed, match="line 2, field 'video': 'a.mp4' already on line 1"):
         create(tmp_path / "p", root, manifest)
     write_jsonl(manifest, [{"video": "a.mp4", "prompt": "   "}])
-    with pytest.raises(CliFailed, match="line 1, field 'prompt': prompt is empty"):
+    with pytest.raises(CliFailed, match="line 1, field 'prompt': missing or empty"):
         create(tmp_path / "p", root, manifest)
     write_clip(root / "b.mp4")
     two = [
@@ -74,6 +74,28 @@ def test_create_reports_missing_and_duplicate_videos(tmp_path):
     write_jsonl(manifest, two)
     with pytest.raises(CliFailed, match="line 2, field 'video_id': 'x' already on line 1"):
         create(tmp_path / "p", root, manifest)
+
+
+def test_create_takes_an_integer_or_null_video_id_as_critic_score_and_toy_rate_do(tmp_path):
+    from sqlalchemy import select
+
+    from videolift.data.annotate.models import Video
+
+    root = tmp_path / "videos"
+    root.mkdir()
+    write_clip(root / "a.mp4")
+    write_clip(root / "b.mp4")
+    manifest = tmp_path / "m.jsonl"
+    write_jsonl(
+        manifest,
+        [
+            {"video": "a.mp4", "video_id": 7, "prompt": "p"},
+            {"video": "b.mp4", "video_id": None, "prompt": "q"},
+        ],
+    )
+    create(tmp_path / "p", root, manifest)  # refused before: "Input should be a valid string"
+    with Project.open(tmp_path / "p").session(readonly=True) as session:
+        assert session.scalars(select(Video.video_id).order_by(Video.position)).all() == ["7", "b.mp4"]
 
 
 def test_create_never_touches_a_ratings_database_it_did_not_make(tmp_path):

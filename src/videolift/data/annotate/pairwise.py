@@ -26,7 +26,7 @@ def _keys(entries: list, by_seed: bool) -> dict[tuple, int]:
     """Matching key -> index into entries; repeated prompts are numbered by occurrence."""
     out, seen = {}, defaultdict(int)
     for i, (_line, entry, _file) in enumerate(entries):
-        base = (entry.prompt, str((entry.model_extra or {}).get("seed"))) if by_seed else (entry.prompt,)
+        base = (entry.prompt, str(entry.fields.get("seed"))) if by_seed else (entry.prompt,)
         out[base + (seen[base],)] = i
         seen[base] += 1
     return out
@@ -52,7 +52,7 @@ def create_pairs(
         )
     entries_a, entries_b = read_manifest(manifest_a, root, base_a), read_manifest(manifest_b, root, base_b)
     if match == "auto":
-        has_seed = all("seed" in (e.model_extra or {}) for _, e, _ in entries_a + entries_b)
+        has_seed = all("seed" in e.fields for _, e, _ in entries_a + entries_b)
         match = "prompt+seed" if has_seed else "prompt"
     keys_a, keys_b = _keys(entries_a, match == "prompt+seed"), _keys(entries_b, match == "prompt+seed")
     common = [k for k in keys_a if k in keys_b]

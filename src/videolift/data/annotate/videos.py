@@ -1,22 +1,23 @@
 """Manifests in, video files out: reading manifests into the database and resolving paths safely.
 
-A manifest is JSONL with at least ``video`` (relative to the videos root) and ``prompt``, as written
-by ``videolift generate`` or ``videolift toy corpus``; ``video_id`` defaults to ``video`` and other
+A manifest is read by core.manifest's rules (fields, ids, duplicates; as `critic score` and `toy rate`
+read it); annotate adds its own: each path stays inside the videos root and names a file. Other
 fields (seed, truth...) are kept and carried into the export.
 """
 
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from videolift.core.errors import DataError, VideoError, VideoliftError
-from videolift.core.jsonl import iter_json_lines, parse_model
+from videolift.core.manifest import ManifestRecord
+from videolift.core.manifest import read_manifest as manifest_records
 from videolift.data.annotate.models import Video
 
 # Keys of the export record itself: a manifest field with one of these names is not carried along
@@ -24,23 +25,9 @@ from videolift.data.annotate.models import Video
 RESERVED = {"video", "video_id", "prompt", "annotator", "ratings", "adjudicated"}
 
 
-class ManifestEntry(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    video: str = Field(min_length=1)
-    prompt: str = Field(min_length=1)
-    video_id: str = ""
-
-    @field_validator("prompt")
-    @classmethod
-    def _prompt(cls, value: str) -> str:
-        if not value.strip():  # raters judge the video against it; an HRA record refuses it too
-            raise ValueError("prompt is empty")
-        return value
-
-    @property
-    def extra(self) -> dict[str, Any]:
-        return {k: v for k, v in (self.model_extra or {}).items() if k not in RESERVED}
+def extra_fields(entry: ManifestRecord) -> dict[str, Any]:
+    """The fields carried into the export records."""
+    return {k: v for k, v in entry.fields.items() if k not in RESERVED}
 
 
 class UnsafePath(VideoliftError):
@@ -67,31 +54,24 @@ def subdirectory(root: Path, directory: str | Path) -> str:
     return resolved.relative_to(root).as_posix()
 
 
-Entries = list[tuple[int, ManifestEntry, Path]]
+Entries = list[tuple[int, ManifestRecord, Path]]
 
 
 def read_manifest(path: str | Path, root: Path, base: str = "") -> Entries:
-    """Validate every line (fields, safe path, unique ids) before anything is stored. ``base``: the
-    manifest's paths are relative to that subdirectory of the root (stored paths include it)."""
-    entries, seen_ids, seen_paths = [], {}, {}
-    for line, obj in iter_json_lines(path):
-        entry = parse_model(ManifestEntry, obj, file=path, line=line)
+    """Validate every line (core.manifest's rules, then a safe path to a file) before anything is stored.
+    ``base``: the manifest's paths are relative to that subdirectory of the root (stored paths, and the
+    ids they stand in for, include it)."""
+    entries = []
+    for entry in manifest_records(path):
         if base not in ("", "."):
-            entry.video = f"{base}/{entry.video}"
-        entry.video_id = entry.video_id or entry.video
+            entry = replace(entry, video=f"{base}/{entry.video}")
         try:
             file = resolve_video(root, entry.video)
         except UnsafePath as exc:
-            raise DataError(str(exc), file=path, line=line, field="video") from None
+            raise DataError(str(exc), file=path, line=entry.line, field="video") from None
         if not file.is_file():
-            raise DataError(f"video {file} not found", file=path, line=line, field="video")
-        for field, key, seen in (("video", entry.video, seen_paths), ("video_id", entry.video_id, seen_ids)):
-            if key in seen:
-                raise DataError(f"{key!r} already on line {seen[key]}", file=path, line=line, field=field)
-            seen[key] = line
-        entries.append((line, entry, file))
-    if not entries:
-        raise DataError("the manifest has no records", file=path)
+            raise DataError(f"video {file} not found", file=path, line=entry.line, field="video")
+        entries.append((entry.line, entry, file))
     return entries
 
 
@@ -130,7 +110,7 @@ def add_videos(session: Session, path: str | Path, entries: Entries, *, rate: bo
             videos.append(video)
             continue
         if rate:
-            _check_free_id(session, entry.video_id, path, line)
+            _check_free_id(session, entry.key, path, line)
         try:
             info = probe_video(file)
         except VideoError as exc:
@@ -138,9 +118,9 @@ def add_videos(session: Session, path: str | Path, entries: Entries, *, rate: bo
         position += 1
         video = Video(
             video=entry.video,
-            video_id=entry.video_id,
+            video_id=entry.key,
             prompt=entry.prompt,
-            extra=entry.extra,
+            extra=extra_fields(entry),
             key=secrets.token_urlsafe(12),
             fps=info.fps or 8.0,
             num_frames=info.num_frames,
