@@ -207,6 +207,14 @@ def test_rate_counts_agreement_over_the_videos_with_truth_and_refuses_a_bad_trut
     )
 
 
+def test_rate_takes_an_integer_video_id_as_critic_score_does(corpus, tmp_path):
+    manifest, out = tmp_path / "m.jsonl", tmp_path / "hra.jsonl"
+    first = json.loads((corpus / "manifest.jsonl").read_text().splitlines()[0])
+    manifest.write_text(json.dumps({**first, "video_id": 7}) + "\n")  # refused before: "expected a string"
+    run("toy", "rate", "--manifest", manifest, "--videos", corpus, "--out", out, "--oracle", "--no-progress")
+    assert [r.video_id for r in read_jsonl(out, HRARecord)] == ["7"]
+
+
 def test_rate_refuses_an_output_that_is_its_input_or_its_other_output(corpus, tmp_path):
     manifest = tmp_path / "m.jsonl"
     manifest.write_text((corpus / "manifest.jsonl").read_text().splitlines()[0] + "\n")

@@ -19,33 +19,18 @@ HRA_FIELDS = ("video_id", "video", "prompt", "annotator", "ratings")
 
 
 def _read_manifest(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    from videolift.core.jsonl import iter_json_lines
+    """(line, fields) per record, read by core.manifest's rules, with ``video_id`` set to the record's
+    id (a string; the path when not given); then each prompt must be in the toy grammar."""
+    from videolift.core.manifest import read_manifest
     from videolift.toy.grammar import parse_prompt
 
-    records, seen = [], {}
-    for line, obj in iter_json_lines(path):
-        for field in ("video", "prompt"):
-            if not isinstance(obj.get(field), str) or not obj[field].strip():
-                raise DataError(f"missing or empty {field!r} (a string)", file=path, line=line, field=field)
-        if not isinstance(obj.get("video_id") or "", str):  # absent or null: the video path stands in
-            raise DataError(
-                f"expected a string, got {obj['video_id']!r}", file=path, line=line, field="video_id"
-            )
-        # One rating per video and rater: a repeated line would give a rater two records of one video.
-        for field, key in (("video", obj["video"]), ("video_id", obj.get("video_id") or obj["video"])):
-            if (field, key) in seen:
-                raise DataError(
-                    f"{key!r} already on line {seen[field, key]}", file=path, line=line, field=field
-                )
-            seen[field, key] = line
+    records = read_manifest(path)
+    for record in records:
         try:
-            parse_prompt(obj["prompt"])
+            parse_prompt(record.prompt)
         except ValueError as exc:
-            raise DataError(str(exc), file=path, line=line, field="prompt") from None
-        records.append((line, obj))
-    if not records:
-        raise DataError("manifest has no records", file=path)
-    return records
+            raise DataError(str(exc), file=path, line=record.line, field="prompt") from None
+    return [(record.line, {**record.fields, "video_id": record.key}) for record in records]
 
 
 def rate_manifest(
