@@ -76,6 +76,11 @@ def test_record_validation_and_defaults():
         HRARecord.model_validate(
             {"video": "a", "prompt": " ", "ratings": {"video_fidelity": {"label": "Good"}}}
         )
+    with pytest.raises(ValidationError, match="video_id is blank"):  # as a manifest refuses it
+        HRARecord.model_validate({"video": "a", "video_id": "  ", "prompt": "p", "ratings": {}})
+    assert (
+        HRARecord.model_validate({"video": "a", "video_id": "", "prompt": "p", "ratings": {}}).video_id == "a"
+    )
 
 
 def test_reward_labels_given_twice_are_refused():

@@ -149,6 +149,13 @@ class HRARecord(BaseModel):
             raise ValueError("prompt is empty")
         return value
 
+    @field_validator("video_id")
+    @classmethod
+    def _video_id(cls, value: str) -> str:
+        if value and not value.strip():  # ratings are grouped by it: a blank would be an id nobody means
+            raise ValueError("video_id is blank (omit the field: the video path stands in)")
+        return value
+
     @field_validator("annotator")
     @classmethod
     def _annotator(cls, value: str | None) -> str | None:
