@@ -113,7 +113,7 @@ def test_critic_file_errors_are_located(tmp_path):
         cli("annotate", "import-critic", str(bad), "--project", str(project))
     for field, value in (("video_id", ["v/0000.mp4"]), ("video", {"path": "v"}), ("reward", "high")):
         bad.write_text(json.dumps({"video": "v/0000.mp4", "ratings": {}, field: value}) + "\n")
-        with pytest.raises(CliFailed, match=rf"line 1, field '{field}': expected a"):  # not a traceback
+        with pytest.raises(CliFailed, match=rf"line 1, field '{field}': (expected a|.*not a video id)"):
             cli("annotate", "import-critic", str(bad), "--project", str(project))
     good = {
         "video": "v/0000.mp4",
@@ -134,6 +134,22 @@ def test_critic_file_errors_are_located(tmp_path):
             cli("annotate", "import-critic", str(bad), "--project", str(project))
     with Project.open(project).session(readonly=True) as session:  # nothing of those was stored
         assert session.scalar(select(func.count()).select_from(CriticScore)) == 0
+
+
+def test_critic_scores_of_integer_video_ids_match_their_videos(tmp_path):
+    """A manifest may give integer ids (annotate stores 7 as "7"); `critic score` writes them as given."""
+    manifest = write_manifest(tmp_path / "m.jsonl", tmp_path / "videos", 2)
+    rows = [{**json.loads(x), "video_id": 7 + i} for i, x in enumerate(manifest.read_text().splitlines())]
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    create(tmp_path / "project", tmp_path / "videos", manifest)
+    scores = tmp_path / "scores.jsonl"
+    label = {"semantic_consistency": {"label": "Good", "score": 0.9}}
+    scores.write_text(
+        "".join(json.dumps({**r, "video": "x.mp4", "ratings": label, "reward": 0.9}) + "\n" for r in rows)
+    )
+    cli("annotate", "import-critic", str(scores), "--project", str(tmp_path / "project"), "--critic", "c")
+    with Project.open(tmp_path / "project").session(readonly=True) as session:
+        assert session.scalar(select(func.count()).select_from(CriticScore)) == 2  # matched by id, not path
 
 
 @pytest.fixture

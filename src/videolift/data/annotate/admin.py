@@ -157,20 +157,25 @@ def import_critic(session: Session, path: str | Path, critic: str) -> dict[str, 
                     clean[parse_dimension(dim).value] = rating
             except ValueError as exc:
                 raise DataError(str(exc), file=path, line=line, field=f"ratings.{dim}") from None
-        for name in ("video_id", "video"):
-            if not isinstance(obj.get(name), str | None):
-                raise DataError(f"expected a string, got {obj[name]!r}", file=path, line=line, field=name)
+        if not isinstance(obj.get("video"), str | None):
+            raise DataError(f"expected a string, got {obj['video']!r}", file=path, line=line, field="video")
+        vid = obj.get("video_id")  # as the manifest gave it: a string or an integer (stored as its digits)
+        if isinstance(vid, bool) or not isinstance(vid, str | int | None):
+            raise DataError(
+                f"{vid!r}: not a video id (a string or an integer)", file=path, line=line, field="video_id"
+            )
+        vid = None if vid is None else str(vid)
         reward = obj.get("reward")
         if reward is not None and not finite_number(reward):
             raise DataError(
                 f"expected a finite number or null, got {reward!r}", file=path, line=line, field="reward"
             )
-        video_pk = by_id.get(obj.get("video_id")) or by_path.get(obj.get("video"))
+        video_pk = by_id.get(vid) or by_path.get(obj.get("video"))
         if video_pk is None:
             counts["unmatched"] += 1
             continue
         if video_pk in seen:  # which score would the review show?
-            field = "video_id" if by_id.get(obj.get("video_id")) else "video"  # what matched it
+            field = "video_id" if by_id.get(vid) else "video"  # what matched it
             raise DataError(
                 f"this video was scored on line {seen[video_pk]} already", file=path, line=line, field=field
             )
