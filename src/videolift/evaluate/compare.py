@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from videolift.core.jsonl import atomic_write, read_jsonl_dicts, write_jsonl
+from videolift.core.jsonl import atomic_write, iter_json_lines, read_jsonl_dicts, write_jsonl
 from videolift.core.reward import RewardConfig
 from videolift.evaluate.metrics import (
     paired_difference,
@@ -157,14 +157,19 @@ def oracle_ratings(
 
     from videolift.core.errors import DataError
     from videolift.core.video import read_video
-    from videolift.toy.oracle import judge
+    from videolift.toy.oracle import ClipSizeError, judge
 
-    records, lines = read_jsonl_dicts(manifest), []
-    for line, rec in enumerate(tqdm(records, desc="oracle", disable=not progress), start=1):
+    records, lines = list(iter_json_lines(manifest)), []
+    for line, rec in tqdm(records, desc="oracle", disable=not progress):
         try:
             judgement = judge(read_video(videos / rec["video"]), rec["prompt"])
-        except ValueError as exc:  # a clip of another size
-            raise DataError(str(exc), file=manifest, line=line, field="video") from None
+        except ClipSizeError as exc:  # the model's own size (sizes given as options are checked first)
+            raise DataError(
+                f"{exc}; sample with --frames 9 --height 48 --width 48",
+                file=manifest,
+                line=line,
+                field="video",
+            ) from None
         ratings = {
             d.value: {"label": r.label.value, "reason": r.reason} for d, r in judgement.ratings().items()
         }

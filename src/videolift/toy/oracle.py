@@ -411,12 +411,16 @@ def sizes_not_rated(frames: int | None, height: int | None, width: int | None) -
     ]
 
 
+class ClipSizeError(ValueError):
+    """A clip the oracle cannot rate: not the toy world's size."""
+
+
 def check_clip(frames: np.ndarray) -> None:
     """The oracle's measures are in the toy world's pixels and frames: another size would be rated
-    (a one-frame clip moves smoothly), but meaninglessly. ValueError naming the shape."""
+    (a one-frame clip moves smoothly), but meaninglessly. ClipSizeError naming the shape."""
     if tuple(frames.shape) != CLIP_SHAPE:
         got = "x".join(map(str, frames.shape))
-        raise ValueError(
+        raise ClipSizeError(
             f"the oracle rates toy-world clips of {FRAMES} frames of {SIZE}x{SIZE} RGB, got {got}"
         )
 
