@@ -188,6 +188,17 @@ def test_rate_counts_agreement_over_the_videos_with_truth_and_refuses_a_bad_trut
         "toy", "rate", "--manifest", manifest, "--videos", corpus, "--out", out, "--oracle", "--no-progress"
     )
     assert "oracle vs truth (2 videos with truth): motion_smoothness 1.000" in printed  # not 2 of 4: 0.500
+    other = {**lines[0], "truth": {"color": "red"}}  # a truth of another kind is only carried along
+    partial = {**lines[1], "truth": {"video_fidelity": lines[1]["truth"]["video_fidelity"]}}
+    manifest.write_text(json.dumps(other) + "\n" + json.dumps(partial) + "\n")
+    out.unlink()
+    printed = run(
+        "toy", "rate", "--manifest", manifest, "--videos", corpus, "--out", out, "--oracle", "--no-progress"
+    )
+    assert (
+        "oracle vs truth (1 videos with truth): video_fidelity 1.000" in printed and "motion" not in printed
+    )
+    assert json.loads(out.read_text().splitlines()[0])["truth"] == {"color": "red"}
     bad = {**lines[0], "truth": {**lines[0]["truth"], "motion_smoothness": "fine"}}
     manifest.write_text(json.dumps(bad) + "\n")
     out.unlink()

@@ -58,7 +58,7 @@ def rate_manifest(
     from videolift.core.reward import RewardConfig
     from videolift.core.schema import HRARecord
     from videolift.core.video import read_video
-    from videolift.toy.oracle import SHAPE_DOUBT, judge
+    from videolift.toy.oracle import SHAPE_DOUBT, ClipSizeError, judge
     from videolift.toy.panel import Panel
 
     if not videos.is_dir():
@@ -77,7 +77,8 @@ def rate_manifest(
     panel = None if oracle else Panel(annotators, seed=seed)
     records: list[HRARecord] = []
     agree: Counter[str] = Counter()
-    with_truth = 0  # videos whose manifest line carries the injected truth
+    counted: Counter[str] = Counter()  # videos with a truth label of the dimension
+    with_truth = 0  # videos whose manifest line carries injected labels
     for line, obj in tqdm(rows, desc="rating", unit="video", disable=not progress):
         try:
             frames = read_video(videos / obj["video"])
@@ -87,7 +88,7 @@ def rate_manifest(
             ) from None
         try:
             verdict = judge(frames, obj["prompt"], shape_doubt=doubt)
-        except ValueError as exc:  # a clip of another size
+        except ClipSizeError as exc:
             raise DataError(str(exc), file=manifest, line=line, field="video") from None
         video_id = str(obj.get("video_id") or obj["video"])
         extra = {k: v for k, v in obj.items() if k not in HRA_FIELDS}
@@ -103,10 +104,14 @@ def rate_manifest(
                     **extra,
                 )
             )
-        if (truth := obj.get("truth")) is not None:  # a corpus's injected labels (`toy corpus`)
+        # A corpus's injected labels (`toy corpus`); a `truth` of another kind is only carried along.
+        if isinstance(truth := obj.get("truth"), dict) and (
+            given := [d for d in DIMENSIONS if d.value in truth]
+        ):
             with_truth += 1
-            for dim, label in verdict.labels().items():
-                agree[dim.value] += _truth_label(truth, dim, manifest, line) is label
+            for dim in given:
+                counted[dim.value] += 1
+                agree[dim.value] += _truth_label(truth[dim.value], dim, manifest, line) is verdict.label(dim)
     if scores_out is not None:  # killed between the two writes: no old scores beside new ratings
         Path(scores_out).unlink(missing_ok=True)
     write_jsonl(out, records)
@@ -115,16 +120,15 @@ def rate_manifest(
     return {
         "records": len(records),
         "videos": len(rows),
-        "oracle_vs_truth": {d.value: agree[d.value] / with_truth for d in DIMENSIONS} if with_truth else {},
+        "oracle_vs_truth": {d: agree[d] / n for d, n in counted.items()},
         "videos_with_truth": with_truth,
     }
 
 
-def _truth_label(truth: Any, dim: Dimension, manifest: Path, line: int) -> Label:
-    """The injected label of ``dim`` on a manifest line; DataError naming it if missing or not a label
-    (it would count as a disagreement)."""
+def _truth_label(value: Any, dim: Dimension, manifest: Path, line: int) -> Label:
+    """A manifest line's injected label of ``dim``; DataError naming it if it is not a label (it would
+    count as a disagreement)."""
     field = f"truth.{dim.value}"
-    value = truth.get(dim.value) if isinstance(truth, dict) else truth
     if not isinstance(value, str):
         raise DataError(f"expected a label, got {value!r}", file=manifest, line=line, field=field)
     try:
