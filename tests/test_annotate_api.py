@@ -8,8 +8,18 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from test_annotate_support import DIMS, CliFailed, add_annotator, auth, cli, make_project, ratings
-from videolift.core.jsonl import read_jsonl
+from test_annotate_support import (
+    DIMS,
+    CliFailed,
+    add_annotator,
+    auth,
+    cli,
+    create,
+    make_project,
+    ratings,
+    write_clip,
+)
+from videolift.core.jsonl import read_jsonl, write_jsonl
 from videolift.core.schema import HRARecord
 from videolift.data.annotate.app import create_app
 from videolift.data.annotate.models import Annotation, Task, utcnow
@@ -343,3 +353,30 @@ def test_a_bad_stored_rating_is_named_by_annotator_and_task_on_export(study):
         )
     with pytest.raises(CliFailed, match=f"video 'v/0000.mp4' \\(annotator 'bob', task {task}\\) cannot be"):
         cli("annotate", "export", "--project", str(project), "--out", str(project.parent / "hra.jsonl"))
+
+
+def test_add_videos_with_dir_finds_ids_clashing_once_the_folder_is_put_before_the_paths(tmp_path):
+    root = tmp_path / "videos"
+    (root / "sub").mkdir(parents=True)
+    write_clip(root / "sub/a.mp4")
+    write_clip(root / "sub/b.mp4", shade=9)
+    write_clip(root / "c.mp4", shade=50)
+    write_jsonl(tmp_path / "first.jsonl", [{"video": "c.mp4", "prompt": "c"}])
+    create(tmp_path / "p", root, tmp_path / "first.jsonl")
+    add = [
+        "annotate",
+        "add-videos",
+        "--project",
+        str(tmp_path / "p"),
+        "--dir",
+        str(root / "sub"),
+        "--manifest",
+    ]
+    clash = [{"video": "a.mp4", "prompt": "p"}, {"video": "b.mp4", "video_id": "sub/a.mp4", "prompt": "q"}]
+    write_jsonl(tmp_path / "m.jsonl", clash)  # both would be stored as sub/a.mp4
+    with pytest.raises(CliFailed, match=r"line 2, field 'video_id': 'sub/a.mp4' already on line 1"):
+        cli(*add, str(tmp_path / "m.jsonl"))
+    write_jsonl(
+        tmp_path / "m.jsonl", [clash[0], {**clash[1], "video_id": "a.mp4"}]
+    )  # stored: sub/a.mp4, a.mp4
+    cli(*add, str(tmp_path / "m.jsonl"))

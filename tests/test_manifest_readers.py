@@ -65,7 +65,7 @@ def _row(video: str = "a.mp4", **fields: Any) -> dict[str, Any]:
         ),
         ([_row(), _row("b.mp4", video_id="a.mp4")], "M, line 2, field 'video_id': 'a.mp4' already on line 1"),
         ([_row(video_id="  ")], "M, line 1, field 'video_id': '  ': not a video id (a string or an integer)"),
-        ([_row(video_id="")], "M, line 1, field 'video_id': '': not a video id (a string or an integer)"),
+        ([_row(video_id=""), _row("b.mp4")], "2 records"),  # "": the path stands in, as in an HRA record
         ([_row(video_id=True)], "M, line 1, field 'video_id': True: not a video id (a string or an integer)"),
         ([_row(video_id=1.5)], "M, line 1, field 'video_id': 1.5: not a video id (a string or an integer)"),
         (
@@ -88,4 +88,4 @@ def test_critic_score_matches_a_line_to_its_video_by_the_id_as_a_string():
     from videolift.critic.score import video_key
 
     # 0 used to count as no id (the path stood in): a scores line of id 0 matched the record of "a.mp4".
-    assert [video_key(_row(video_id=v)) for v in (0, 7, "7", None)] == ["0", "7", "7", "a.mp4"]
+    assert [video_key(_row(video_id=v)) for v in (0, 7, "7", None, "")] == ["0", "7", "7", "a.mp4", "a.mp4"]

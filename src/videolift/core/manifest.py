@@ -34,17 +34,21 @@ class ManifestRecord:
 def video_key(line: Mapping[str, Any]) -> str:
     """``ManifestRecord.key`` of a line carrying a record's fields (a scores line)."""
     vid = line.get("video_id")
-    return line["video"] if vid is None else str(vid)
+    return line["video"] if vid is None or vid == "" else str(vid)
 
 
-def read_manifest(path: str | Path) -> list[ManifestRecord]:
-    """Every record, in file order; DataError naming file, line and field on the first bad one."""
+def read_manifest(path: str | Path, prefix: str = "") -> list[ManifestRecord]:
+    """Every record, in file order; DataError naming file, line and field on the first bad one.
+    ``prefix``: a folder the paths are relative to (``annotate create --dir``), put before each ``video``
+    before duplicates are looked for, since a path without an id is the id it is stored under."""
     path = Path(path)
     records: list[ManifestRecord] = []
     first: dict[tuple[str, str], int] = {}
     for line, obj in iter_json_lines(path):
         video, prompt = text_field(obj, "video", path, line), text_field(obj, "prompt", path, line)
+        video = f"{prefix}/{video}" if prefix else video
         vid = obj.get("video_id")
+        vid = None if vid == "" else vid  # as in an HRA record: the path stands in (a blank is refused)
         # Ratings and scores are matched to their video by it: not a list, an object, true or a blank.
         if vid is not None and (
             isinstance(vid, bool) or not isinstance(vid, str | int) or not str(vid).strip()

@@ -8,7 +8,6 @@ fields (seed, truth...) are kept and carried into the export.
 from __future__ import annotations
 
 import secrets
-from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -62,9 +61,7 @@ def read_manifest(path: str | Path, root: Path, base: str = "") -> Entries:
     ``base``: the manifest's paths are relative to that subdirectory of the root (stored paths, and the
     ids they stand in for, include it)."""
     entries = []
-    for entry in manifest_records(path):
-        if base not in ("", "."):
-            entry = replace(entry, video=f"{base}/{entry.video}")
+    for entry in manifest_records(path, prefix="" if base in ("", ".") else base):
         try:
             file = resolve_video(root, entry.video)
         except UnsafePath as exc:
