@@ -444,3 +444,34 @@ def test_gradient_checkpointing_trains_without_deprecated_calls(adapter):
     loss, _ = answer_loss(model, collate([Item(frames(0), "a", "Bad. no.")]))
     loss.backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("command", ["critic score", "generate"])
+def test_sharded_jobs_let_ranks_wait_hours_at_their_barriers(
+    monkeypatch, tmp_path, command, tiny_cogvideox_dir
+):
+    """A rank that finishes its share first waits at a barrier for the others: torch's default 30 minutes
+    would kill it on a long run, so both sharded jobs ask accelerate for hours."""
+    import accelerate
+
+    asked = {}
+
+    class Stop(Exception):
+        pass
+
+    def partial_state(**kwargs):
+        asked.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(accelerate, "PartialState", partial_state)
+    with pytest.raises(Stop):
+        if command == "critic score":
+            from videolift.critic.score import score_manifest
+
+            score_manifest(None, tmp_path / "m.jsonl", tmp_path, tmp_path / "s.jsonl")
+        else:
+            from videolift.data.generate import generate_videos
+
+            (tmp_path / "p.txt").write_text("a prompt\n")
+            generate_videos(str(tiny_cogvideox_dir), tmp_path / "p.txt", tmp_path / "out", device="cpu")
+    assert asked["timeout"].total_seconds() >= 6 * 3600

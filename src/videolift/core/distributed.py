@@ -1,8 +1,14 @@
-"""Settings accelerate leaves to the DeepSpeed engine, filled from videolift's own options."""
+"""Distributed settings: how long ranks wait for each other, and what accelerate leaves to DeepSpeed."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
+
+# Sharded jobs (generate, critic score) split their items evenly, but a rank may still finish its share
+# long before another (long videos, a resumed run): torch's default 30 minutes at a barrier would kill
+# the finished rank and with it the run.
+SHARDED_JOB_TIMEOUT = timedelta(hours=12)
 
 
 def deepspeed_clipping(accelerator: Any, max_grad_norm: float) -> None:

@@ -401,7 +401,9 @@ def score_manifest(
     import torch
     from accelerate import PartialState
 
-    state = PartialState(cpu=not torch.cuda.is_available())
+    from videolift.core.distributed import SHARDED_JOB_TIMEOUT
+
+    state = PartialState(cpu=not torch.cuda.is_available(), timeout=SHARDED_JOB_TIMEOUT)
     out, videos = Path(out), Path(videos)
     check_scores_out(out, inputs=[("--manifest", Path(manifest))])
     check_videos_root(videos)

@@ -24,10 +24,10 @@ import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from videolift.core.distributed import SHARDED_JOB_TIMEOUT
 from videolift.core.errors import DataError, VideoliftError
 from videolift.core.files import fingerprint
 from videolift.core.jsonl import (
@@ -318,7 +318,7 @@ def generate_videos(
 
     cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
     # cpu=True is what makes torchrun / `accelerate launch` ranks on a CPU machine join one gloo group.
-    state = PartialState(cpu=cpu, timeout=timedelta(hours=12))
+    state = PartialState(cpu=cpu, timeout=SHARDED_JOB_TIMEOUT)
     run_device = state.device if device in ("auto", "cuda") else torch.device(device)
     if dtype == "auto":
         dtype = "bfloat16" if run_device.type == "cuda" else "float32"
