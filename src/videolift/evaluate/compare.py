@@ -118,11 +118,11 @@ def check_inputs(
                     line=record.line,
                     field=field,
                 ) from None
-        from videolift.toy.oracle import CLIP_SHAPE, sizes_not_rated
+        from videolift.toy.oracle import CLIP_SIZE, sizes_not_rated
 
         if other := sizes_not_rated(sampler.get("frames"), sampler.get("height"), sampler.get("width")):
             raise VideoliftError(
-                f"--oracle rates toy-world clips ({' x '.join(map(str, CLIP_SHAPE[:3]))}: frames x height x "
+                f"--oracle rates toy-world clips ({CLIP_SIZE}: frames x height x "
                 f"width): --{', --'.join(other)} makes others; leave it to the model"
             )
     for model, lora in models:
@@ -158,6 +158,7 @@ def oracle_ratings(
     from videolift.core.errors import DataError
     from videolift.core.video import read_video
     from videolift.toy.oracle import ClipSizeError, judge
+    from videolift.toy.render import FRAMES, SIZE
 
     records, lines = list(iter_json_lines(manifest)), []
     for line, rec in tqdm(records, desc="oracle", disable=not progress):
@@ -165,7 +166,7 @@ def oracle_ratings(
             judgement = judge(read_video(videos / rec["video"]), rec["prompt"])
         except ClipSizeError as exc:  # the model's own size (sizes given as options are checked first)
             raise DataError(
-                f"{exc}; sample with --frames 9 --height 48 --width 48",
+                f"{exc}; sample with --frames {FRAMES} --height {SIZE} --width {SIZE}",
                 file=manifest,
                 line=line,
                 field="video",

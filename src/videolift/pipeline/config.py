@@ -221,12 +221,12 @@ class PipelineConfig(StrictModel):
         if self.align.rewards == "oracle" and not self.toy:
             raise ValueError("align.rewards 'oracle' needs the toy world (t2v: toy or hra.source: toy-panel)")
         if self.toy:  # the toy world's videos are rated by the oracle, in its pixels: nothing else fits
-            from videolift.toy.oracle import CLIP_SHAPE, sizes_not_rated
+            from videolift.toy.oracle import CLIP_SIZE, sizes_not_rated
 
             if other := sizes_not_rated(self.sampler.frames, self.sampler.height, self.sampler.width):
                 raise ValueError(
                     f"sampler.{', sampler.'.join(other)}: the toy world's oracle rates clips of "
-                    f"{' x '.join(map(str, CLIP_SHAPE[:3]))} (frames x height x width); leave it unset"
+                    f"{CLIP_SIZE} (frames x height x width); leave it unset"
                 )
         return self
 

@@ -401,6 +401,7 @@ def _fidelity(seg: Segmentation, subjects: list[Subject]) -> list[Finding]:
 
 
 CLIP_SHAPE = (FRAMES, SIZE, SIZE, 3)
+CLIP_SIZE = f"{FRAMES} x {SIZE} x {SIZE}"  # frames x height x width, for messages
 
 
 def sizes_not_rated(frames: int | None, height: int | None, width: int | None) -> list[str]:

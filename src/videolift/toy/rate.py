@@ -90,7 +90,7 @@ def rate_manifest(
             verdict = judge(frames, obj["prompt"], shape_doubt=doubt)
         except ClipSizeError as exc:
             raise DataError(str(exc), file=manifest, line=line, field="video") from None
-        video_id = str(obj.get("video_id") or obj["video"])
+        video_id = obj["video_id"]  # the record's id, or its path (``_read_manifest``)
         extra = {k: v for k, v in obj.items() if k not in HRA_FIELDS}
         rated = [("oracle", verdict.ratings())] if panel is None else panel.rate(video_id, verdict)
         for name, ratings in rated:
