@@ -142,11 +142,11 @@ def test_content_keys_follow_copied_videos_and_hash_each_file_once(world, tmp_pa
     is keyed by where it lies."""
     import shutil
 
-    from videolift.align import cache as cache_mod
+    from videolift.core import files
 
     hashed = []
-    content_hash = cache_mod.content_hash
-    monkeypatch.setattr(cache_mod, "content_hash", lambda p: hashed.append(Path(p)) or content_hash(p))
+    content_hash = files.content_hash
+    monkeypatch.setattr(files, "content_hash", lambda p: hashed.append(Path(p)) or content_hash(p))
     spec = get_spec("cogvideox")
     pipe = spec.load(str(world / "model"))
     preprocessing = AlignConfig(**_min(world)).preprocessing()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -365,6 +366,35 @@ def test_resume_refuses_inputs_edited_at_the_same_path(tmp_path):
     assert [c.split(":")[0] for c in moved] == ["scores", "reward_config"]
     # Checkpoints written before the hashes were kept compare inputs by path only.
     del state["inputs"]
+    (ckpt / STATE_FILE).write_text(json.dumps(state))
+    assert checkpoint_conflicts(cfg, ckpt) == []
+
+
+def test_resume_refuses_a_model_rebuilt_at_the_same_path(tmp_path):
+    from videolift.align.checkpoints import STATE_FILE, checkpoint_conflicts
+    from videolift.core.files import weights_digest
+
+    model = tmp_path / "model"
+    (model / "transformer").mkdir(parents=True)
+    weights = model / "transformer" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(b"weights")
+    (tmp_path / "s.jsonl").write_text('{"video": "a.mp4"}\n')
+    cfg = AlignConfig(model=str(model), scores=tmp_path / "s.jsonl", videos="v", out=tmp_path / "run")
+    ckpt = tmp_path / "run" / "checkpoints" / "step-0000010"
+    ckpt.mkdir(parents=True)
+    state = {"step": 10, "config": cfg.model_dump(mode="json"), "inputs": cfg.input_hashes()}
+    (ckpt / STATE_FILE).write_text(json.dumps(state))
+    (model / "transformer" / "config.json").write_text("{}")  # a config saved again: not the weights
+    assert checkpoint_conflicts(cfg, ckpt) == []
+    weights.write_bytes(b"other weights")
+    (rebuilt,) = checkpoint_conflicts(cfg, ckpt)
+    assert rebuilt.startswith(f"model: {model}") and "content differs" in rebuilt
+    # A copy elsewhere is the same model (its path is compared as a setting); a Hub id cannot be seen.
+    copy = tmp_path / "copy"
+    shutil.copytree(model, copy)
+    assert weights_digest(copy) == weights_digest(model) and weights_digest("THUDM/CogVideoX-2b") is None
+    # Checkpoints written before model weights were hashed compare the model by path.
+    del state["inputs"]["model"]
     (ckpt / STATE_FILE).write_text(json.dumps(state))
     assert checkpoint_conflicts(cfg, ckpt) == []
 

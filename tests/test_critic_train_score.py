@@ -230,6 +230,22 @@ def test_resume_refuses_edited_ratings_at_the_same_path(world, tmp_path):
     assert [r["step"] for r in log_of(out)] == [1, 2, 3, 4]
 
 
+def test_resume_refuses_a_base_rebuilt_at_the_same_path(world, tmp_path):
+    base, out = tmp_path / "base", tmp_path / "critic"
+    shutil.copytree(world / "base", base)
+    common = ("--base", base, "--save-every", "2")
+    train(world, out, *common, "--stop-at-step", "2", steps=4)
+    build_tiny_vlm(base, seed=1)  # same path, same config, other weights
+    refused = train(world, out, *common, "--resume", steps=4, fails=True).output
+    assert "different settings" in refused and "base_weights" in refused
+    # A run recorded before base weights were: it resumes, compared by the base's path as then.
+    config = json.loads((out / "train_config.json").read_text())
+    del config["extra"]["base_weights"]
+    (out / "train_config.json").write_text(json.dumps(config))
+    assert train(world, out, *common, "--resume", steps=4).exit_code == 0
+    assert [r["step"] for r in log_of(out)] == [1, 2, 3, 4]
+
+
 def score(critic: Path, world: Path, out: Path, *extra: str):
     return run("critic", "score", "--critic", critic, "--manifest", world / "manifest.jsonl", "--videos", world,
                "--out", out, "--batch-size", "6", *extra)  # fmt: skip

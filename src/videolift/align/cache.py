@@ -26,8 +26,8 @@ from safetensors import safe_open
 from safetensors.torch import save
 
 from videolift.core.errors import DataError, VideoError, VideoliftError
-from videolift.core.files import content_hash
-from videolift.core.jsonl import atomic_write, read_json
+from videolift.core.files import HashMemo
+from videolift.core.jsonl import atomic_write
 from videolift.core.memory import clips_per_call
 from videolift.core.video import read_video
 from videolift.models.base import SamplerSettings
@@ -51,7 +51,7 @@ def _config_of(component: Any) -> Any:
     return type(component).__name__
 
 
-def model_fingerprint(model: str, pipe: Any, trained: Any = None, memo: Path | None = None) -> str:
+def model_fingerprint(model: str, pipe: Any, trained: Any = None, memo: Path | HashMemo | None = None) -> str:
     """Identity of what encodes videos and prompts: class, config and dtype of every pipeline
     component (the scheduler aside) and, for a local directory, the content of their weight files —
     except those of the ``trained`` module, whose weights the cache does not depend on.
@@ -63,8 +63,7 @@ def model_fingerprint(model: str, pipe: Any, trained: Any = None, memo: Path | N
     """
     root = Path(model)
     parts: dict[str, Any] = {} if root.exists() else {"model": model}
-    memo_table = _read_memo(memo)
-    known = len(memo_table)
+    hashes = memo if isinstance(memo, HashMemo) else HashMemo(memo)
     for name, component in sorted(pipe.components.items()):
         if component is None or name == "scheduler":
             continue
@@ -75,47 +74,21 @@ def model_fingerprint(model: str, pipe: Any, trained: Any = None, memo: Path | N
                 # Weights only: a saved config.json also records where it was loaded from
                 # (_name_or_path), and the config itself is already in the entry.
                 entry["files"] = sorted(
-                    (f.name, _content_hash(f, memo_table))
+                    (f.name, hashes.hash(f))
                     for f in (root / name).iterdir()
                     if f.is_file() and f.suffix != ".json"
                 )
             elif root.exists():  # weights we cannot see: fall back to where the model lies
                 parts["model"] = str(root.resolve())
         parts[name] = entry
-    _write_memo(memo, memo_table, known)
+    hashes.save()
     return _digest(parts)[:32]
 
 
-def _read_memo(memo: Path | None) -> dict[str, Any]:
-    if memo is None or not memo.exists():
-        return {}
-    try:
-        return read_json(memo)
-    except (OSError, ValueError, VideoliftError):  # a damaged memo only costs re-hashing
-        return {}
-
-
-def _write_memo(memo: Path | None, memo_table: dict[str, Any], known: int) -> None:
-    """Save the memo if it gained entries (``known``: how many it had when read)."""
-    if memo is None or len(memo_table) <= known:
-        return
-    memo.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(memo) as handle:  # ranks may race here: each writes a complete table
-        json.dump(memo_table, handle)
-
-
-def _content_hash(path: Path, memo_table: dict[str, Any]) -> str:
-    stat = path.stat()
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    if key not in memo_table:
-        memo_table[key] = content_hash(path)
-    return memo_table[key]
-
-
-def file_identity(path: Path, hash_content: bool, memo_table: dict[str, Any] | None = None) -> Any:
-    """What a cached video is known by: its SHA-256 (memoised in ``memo_table``), or where it lies."""
+def file_identity(path: Path, hash_content: bool, memo: HashMemo | None = None) -> Any:
+    """What a cached video is known by: its SHA-256 (memoised in ``memo``), or where it lies."""
     if hash_content:
-        return _content_hash(path, {} if memo_table is None else memo_table)
+        return (memo or HashMemo(None)).hash(path)
     stat = path.stat()
     return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
 
@@ -187,10 +160,10 @@ class EncodingCache:
         self.preprocessing = dict(preprocessing)
         self.hash_content = hash_content
         self.memo = memo
-        self._memo_table = _read_memo(memo) if hash_content else {}
+        self._hashes = HashMemo(memo if hash_content else None)
 
     def latent_path(self, video: Path) -> Path:
-        identity = file_identity(video, self.hash_content, self._memo_table)
+        identity = file_identity(video, self.hash_content, self._hashes)
         key = _digest([self.fingerprint, identity, self.preprocessing])
         return self.root / "latents" / f"{key[:40]}.safetensors"
 
@@ -228,9 +201,8 @@ class EncodingCache:
 
         if rank == 0:  # one directory listing, not one per rank
             self._remove_stale_temporaries()
-        known = len(self._memo_table)
         paths = [(self.latent_path(v), self.text_path(p)) for v, p in items]
-        _write_memo(self.memo, self._memo_table, known)
+        self._hashes.save()
         stats = CacheStats()
         todo_videos = sorted({(lat, v) for (lat, _), (v, _) in zip(paths, items, strict=True)})
         all_prompts = {(txt, p) for (_, txt), (_, p) in zip(paths, items, strict=True)}

@@ -15,8 +15,9 @@ from videolift.core.jsonl import read_json, trim_step_log
 STEP_DIGITS = 7  # checkpoints/step-0000100: the names align has always written
 
 
-def checkpoint_conflicts(cfg: AlignConfig, checkpoint: Path) -> list[str]:
-    """Settings of ``cfg`` that differ from those of the run that wrote ``checkpoint`` (none: resume)."""
+def checkpoint_conflicts(cfg: AlignConfig, checkpoint: Path, inputs: dict | None = None) -> list[str]:
+    """Settings of ``cfg`` that differ from those of the run that wrote ``checkpoint`` (none: resume).
+    ``inputs``: ``cfg.input_hashes()``, if already computed."""
     state = read_json(checkpoint / STATE_FILE)
     saved = state.get("config")
     if saved is None:  # checkpoints written before 2026-12-04 hold only a hash; the config sits in OUT
@@ -27,8 +28,9 @@ def checkpoint_conflicts(cfg: AlignConfig, checkpoint: Path) -> list[str]:
             return [f"the checkpoint's settings differ and {path} is missing to say how"]
         saved = read_json(path)
     conflicts = cfg.resume_conflicts(saved)
-    # Checkpoints from before 2026-12-05 hold no hashes: their inputs are compared by path only.
-    hashes, now = state.get("inputs") or {}, cfg.input_hashes()
+    # Checkpoints from before 2026-12-05 hold no hashes: their inputs are compared by path only (and
+    # before 2026-12-06 no model weights: the model is compared by path).
+    hashes, now = state.get("inputs") or {}, inputs or cfg.input_hashes()
     for name, digest in sorted(hashes.items()):
         if now.get(name) != digest and not any(c.startswith(f"{name}:") for c in conflicts):
             conflicts.append(
@@ -37,9 +39,10 @@ def checkpoint_conflicts(cfg: AlignConfig, checkpoint: Path) -> list[str]:
     return conflicts
 
 
-def resume_point(cfg: AlignConfig, root: Path) -> Path | None:
+def resume_point(cfg: AlignConfig, root: Path, inputs: dict | None = None) -> Path | None:
     """The checkpoint this run continues from (None: a fresh start); raises when OUT holds checkpoints
-    without --resume, or ones another run's settings wrote. Decided identically on every rank."""
+    without --resume, or ones another run's settings wrote. Decided identically on every rank.
+    ``inputs``: ``cfg.input_hashes()``, if already computed."""
     latest = latest_checkpoint(root)
     if not cfg.resume:
         if latest is not None:
@@ -47,7 +50,7 @@ def resume_point(cfg: AlignConfig, root: Path) -> Path | None:
                 f"{cfg.out} already holds checkpoints: pass --resume to continue, or use a new --out"
             )
         return None
-    if latest is not None and (conflicts := checkpoint_conflicts(cfg, latest)):
+    if latest is not None and (conflicts := checkpoint_conflicts(cfg, latest, inputs)):
         raise VideoliftError(
             f"{latest}: written by a run with other settings (only {', '.join(sorted(RESUMABLE_CHANGES))}"
             " may change on --resume):\n  " + "\n  ".join(conflicts)

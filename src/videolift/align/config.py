@@ -16,10 +16,12 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator, model_
 from pydantic_core import to_jsonable_python
 
 from videolift.core.errors import DataError
-from videolift.core.files import content_hash
+from videolift.core.files import HashMemo, content_hash, weights_digest
 from videolift.core.jsonl import validation_field
 from videolift.core.memory import BATCH_PIXELS
 from videolift.core.settings import StrictModel, expand_home, read_settings
+
+HASH_MEMO = "file_hashes.json"  # in the cache directory: content hashes of videos and weights, by path
 
 # Fields that may change between a run and its --resume without changing what is being trained
 # (``out`` too: a run directory moved to another disk resumes where it now is).
@@ -265,11 +267,17 @@ class AlignConfig(StrictModel):
             **tiling,
         }
 
-    def input_hashes(self) -> dict[str, str | None]:
-        """SHA-256 of the files the run reads by path (None: unset or missing, which loading reports):
-        --resume must not continue on edited ones."""
+    def input_hashes(self, memo: HashMemo | None = None) -> dict[str, str | None]:
+        """SHA-256 of the files the run reads by path (None: unset or missing, which loading reports), and
+        the content of a local model's weight files: --resume must not continue on edited ones, nor on a
+        base rebuilt at the same path. ``memo``: weight hashes known from earlier runs (not saved here:
+        a run refused by its checks writes nothing)."""
         files = {"scores": self.scores, "real": self.real, "reward_config": self.reward_config}
-        return {name: content_hash(p) if p is not None and p.is_file() else None for name, p in files.items()}
+        hashes = {
+            name: content_hash(p) if p is not None and p.is_file() else None for name, p in files.items()
+        }
+        hashes["model"] = weights_digest(self.model, memo or HashMemo(self.cache_root / HASH_MEMO))
+        return hashes
 
     def training_fingerprint(self) -> str:
         """Hash of the fields that define the run (not the ones --resume may change)."""

@@ -25,7 +25,7 @@ from videolift.align.cache import (
     model_fingerprint,
 )
 from videolift.align.checkpoints import clear_after, resume_point, save_checkpoint
-from videolift.align.config import AlignConfig
+from videolift.align.config import HASH_MEMO, AlignConfig
 from videolift.align.data import CachedItem, StepDataset, Stream, WeightedStream
 from videolift.align.export import base_directory, export_full, export_lora, gathered_transformer
 from videolift.align.video_check import check_videos
@@ -33,7 +33,7 @@ from videolift.align.weights import Sample, read_real, rescore, reward_scale_war
 from videolift.core.checkpoints import load_checkpoint
 from videolift.core.distributed import deepspeed_clipping
 from videolift.core.errors import VideoliftError
-from videolift.core.files import lock_run
+from videolift.core.files import HashMemo, lock_run
 from videolift.core.jsonl import append_jsonl, atomic_write, read_json
 from videolift.core.reward import RewardConfig
 from videolift.core.scores import read_scores
@@ -181,18 +181,19 @@ def _repeated_videos(samples: list[Sample]) -> list[tuple[str, list[int]]]:
 
 
 def _cache_all(
-    cfg, spec, pipe, accelerator, synthetic, real, progress: bool = True
+    cfg, spec, pipe, accelerator, synthetic, real, hashes: HashMemo, progress: bool = True
 ) -> tuple[list, list, Path | None, CacheStats]:
     """Cache every synthetic and real video and prompt, and the empty prompt when text dropout is on
-    (all ranks together); afterwards only the trained transformer stays on the accelerator."""
+    (all ranks together); afterwards only the trained transformer stays on the accelerator. ``hashes``:
+    the weight hashes of the run's start, saved with the encoders' own."""
     from accelerate.utils import gather_object
 
-    memo = cfg.cache_root / "file_hashes.json"
+    memo = cfg.cache_root / HASH_MEMO
 
     def fingerprint_of() -> str:
-        return model_fingerprint(cfg.model, pipe, trained=pipe.transformer, memo=memo)
+        return model_fingerprint(cfg.model, pipe, trained=pipe.transformer, memo=hashes)
 
-    # The main process reads (and memoises) the weight files once; the other ranks then hit its memo.
+    # The main process saves the memo first (--hash-content: the other ranks' caches read it then).
     if accelerator.is_main_process:
         fingerprint = fingerprint_of()
     accelerator.wait_for_everyone()
@@ -516,8 +517,9 @@ def _train(cfg: AlignConfig, progress: bool, held: list[IO[str]]) -> AlignResult
     if (local := Path(cfg.model).expanduser()).exists():  # a LoRA's base, found from any directory
         cfg = cfg.model_copy(update={"model": str(local.resolve())})
     ckpt_root, log_dir = cfg.out / "checkpoints", cfg.out / "logs"
-    resume_from = resume_point(cfg, ckpt_root)
-    inputs = cfg.input_hashes()
+    hashes = HashMemo(cfg.cache_root / HASH_MEMO)  # saved with the cache, once the checks have passed
+    inputs = cfg.input_hashes(hashes)
+    resume_from = resume_point(cfg, ckpt_root, inputs)
     synthetic, real, data = load_samples(cfg)
     if "warning" in data:  # before the cache, which can take long
         say(f"warning: {data['warning']}")
@@ -529,7 +531,7 @@ def _train(cfg: AlignConfig, progress: bool, held: list[IO[str]]) -> AlignResult
             handle.write(cfg.model_dump_json(indent=1))
 
     spec, pipe, params = _load_model(cfg, weight_dtype)
-    *cached, cache_stats = _cache_all(cfg, spec, pipe, accelerator, synthetic, real, progress)
+    *cached, cache_stats = _cache_all(cfg, spec, pipe, accelerator, synthetic, real, hashes, progress)
     _check_shapes(*cached)
     data["cache"] = asdict(cache_stats)
     dataset = _step_dataset(cfg, synthetic, tuple(cached), rank, world)

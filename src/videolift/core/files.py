@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
+import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from videolift.core.errors import VideoliftError
+from videolift.core.jsonl import atomic_write, read_json
+
+# What model directories keep weights in (diffusers' and transformers' formats, and torch's own).
+WEIGHT_SUFFIXES = frozenset({".safetensors", ".bin", ".pt", ".pth", ".ckpt"})
 
 
 def fingerprint(path: str | Path) -> str:
@@ -32,6 +38,52 @@ def content_hash(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+class HashMemo:
+    """``content_hash`` remembered by (path, size, mtime) in a JSON file between runs, so multi-GB
+    weights are read for hashing once. ``path`` None: remembered for this object's life only."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.table: dict[str, Any] = {}
+        if path is not None and path.exists():
+            # A damaged memo only costs re-hashing.
+            with contextlib.suppress(OSError, ValueError, VideoliftError):
+                self.table = read_json(path)
+        self._known = len(self.table)
+
+    def hash(self, file: Path) -> str:
+        stat = file.stat()
+        key = f"{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+        if key not in self.table:
+            self.table[key] = content_hash(file)
+        return self.table[key]
+
+    def save(self) -> None:
+        """Write the memo if it gained entries."""
+        if self.path is None or len(self.table) <= self._known:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(self.path) as handle:  # ranks may race here: each writes a complete table
+            json.dump(self.table, handle)
+        self._known = len(self.table)
+
+
+def weights_digest(model: str | Path, memo: HashMemo | None = None) -> str | None:
+    """Identity of a local model directory by the content of its weight files (every component's; not
+    its configs, which record where they were saved from): a model rebuilt at the same path is another
+    model. None for a Hub id or a path that is not a directory (what we cannot see). ``memo``: hashes
+    known from earlier runs; saving what it gains is the caller's (once its run may write)."""
+    root = Path(model).expanduser()
+    if not root.is_dir():
+        return None
+    memo = memo or HashMemo(None)
+    files = sorted(f for f in root.rglob("*") if f.is_file() and f.suffix in WEIGHT_SUFFIXES)
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.relative_to(root).as_posix()}:{memo.hash(f)}\n".encode())
+    return h.hexdigest()[:32]
 
 
 def _same(a: Path, b: Path) -> bool:

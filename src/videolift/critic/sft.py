@@ -60,6 +60,8 @@ MODEL_FILES = (
     "model.safetensors.index.json",
     "pytorch_model*.bin*",
 )
+# ``extra`` keys recorded since a version (base_weights: 2026-12-06); a run that did not record them resumes.
+NEWER_EXTRA = frozenset({"base_weights"})
 STEP_DIGITS = 6  # checkpoints/step-000100: the names critic train has always written
 
 
@@ -150,9 +152,14 @@ class SFTConfig:
         except ValidationError as exc:
             raise settings_error(exc) from None
 
-    def comparable(self) -> dict[str, Any]:
-        """What must not change between a run and its resumption."""
-        return json.loads(json.dumps(asdict(self)))
+    def comparable(self, recorded: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What must not change between a run and its resumption; given the settings a run ``recorded``,
+        without the ``extra`` keys it did not record yet (a run of an earlier version resumes)."""
+        now = json.loads(json.dumps(asdict(self)))
+        if recorded is not None:
+            for key in NEWER_EXTRA - set(recorded.get("extra") or {}):
+                now["extra"].pop(key, None)
+        return now
 
 
 @dataclass
@@ -263,7 +270,7 @@ def check_output_dir(out: Path, cfg: SFTConfig, *, resume: bool, overwrite: bool
     if overwrite:
         return
     if (out / TRAIN_SUMMARY).exists():
-        if resume and config.exists() and read_json(config) == cfg.comparable():
+        if resume and config.exists() and (before := read_json(config)) == cfg.comparable(before):
             raise AlreadyFinished(
                 f"{out}: this run has finished (same settings); nothing to resume. Its critic is {out}; "
                 "pass --overwrite to train it again"
@@ -271,7 +278,7 @@ def check_output_dir(out: Path, cfg: SFTConfig, *, resume: bool, overwrite: bool
         raise RunConflict(f"{out}: already holds a finished model; pass --overwrite to replace it")
     if config.exists():
         before = read_json(config)
-        now = cfg.comparable()
+        now = cfg.comparable(before)
         if not resume:
             raise VideoliftError(
                 f"{out}: holds an unfinished run; pass --resume to continue it or --overwrite"

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from videolift.core.errors import VideoliftError
-from videolift.core.files import content_hash
+from videolift.core.files import content_hash, weights_digest
 from videolift.core.jsonl import read_json
 from videolift.critic.data import SFTExample
 from videolift.critic.sft import (
@@ -160,6 +160,8 @@ def train_critic(
         "data": str(data.resolve()),
         # The path alone would let --resume continue on edited ratings.
         "data_sha256": content_hash(data),
+        # And the path alone would let it continue on a base rebuilt there (None: a Hub id).
+        "base_weights": weights_digest(base),
         "videos": str(videos.resolve()),
         "class_weight_power": class_weight_power,
         "max_new_tokens": max_new_tokens,
