@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine:  `make demo`  and  `make test`.
 # Each creates the virtual environment (.venv) when it is missing.
-PYTHON ?= python3.11
+# The first of these on PATH (videolift needs 3.11 or newer; `make PYTHON=/path/to/python` picks another).
+PYTHON ?= $(firstword $(foreach v,3.11 3.12 3.13,$(shell command -v python$(v) 2>/dev/null)) python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # torch/torchvision are pinned and installed first: a bare `torch` requirement on a machine without
@@ -12,6 +13,8 @@ export HF_HUB_OFFLINE ?= 1
 .PHONY: setup demo test test-all lint bench clean chromium
 
 $(BIN)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || \
+	  { echo "videolift needs Python 3.11 or newer; '$(PYTHON)' is missing or older: make PYTHON=/path/to/python3.11"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH)
