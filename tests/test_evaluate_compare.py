@@ -156,6 +156,13 @@ def test_eval_oracle_refuses_a_clip_size_it_cannot_rate_before_generating(tmp_pa
         result.output.split()
     )
     assert not out.exists()
+    # No size given: the model's own (read from its configs) is refused as early.
+    result = CliRunner().invoke(app, [*args, "--no-progress"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{tiny_cogvideox_dir} makes clips of 9 x 64 x 64; the oracle rates 9 x 48 x 48" in " ".join(
+        result.output.split()
+    )
+    assert "--height 48 --width 48" in " ".join(result.output.split()) and not out.exists()
 
 
 def test_eval_vbench_lays_videos_out_without_the_package_and_checks_dimensions_first(

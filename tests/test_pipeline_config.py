@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from videolift.core.errors import DataError
+from videolift.core.errors import DataError, VideoliftError
 from videolift.pipeline.config import PipelineConfig
 from videolift.pipeline.demo_cli import PRESET
 
@@ -136,6 +136,20 @@ def test_a_toy_run_refuses_a_clip_size_the_oracle_cannot_rate(tmp_path):
         PipelineConfig.load(path)
     path.write_text("sampler: {height: 48, width: 48, frames: 9}\n")  # its own size, said explicitly
     assert PipelineConfig.load(path).sampler.height == 48
+
+
+def test_a_toy_run_refuses_a_t2v_of_another_size_before_generating(tmp_path, tiny_cogvideox_dir, capsys):
+    from videolift.pipeline.run import run_pipeline
+
+    path = tmp_path / "p.yaml"
+    path.write_text(f"t2v: {tiny_cogvideox_dir}\nworkdir: {tmp_path / 'w'}\n")  # 9 x 64 x 64 clips
+    with pytest.raises(VideoliftError) as refused:
+        run_pipeline(PipelineConfig.load(path), progress=False)
+    assert "makes clips of 9 x 64 x 64; the oracle rates 9 x 48 x 48" in str(refused.value)
+    assert "sampler.height 48" in str(refused.value) and not (tmp_path / "w" / "hra_videos").exists()
+    path.write_text(path.read_text() + "sampler: {height: 48, width: 48}\n")  # the size the oracle rates
+    run_pipeline(PipelineConfig.load(path), progress=False, plan=True)  # passes: the first stage would run
+    assert "generate:hra_videos: would run" in " ".join(capsys.readouterr().out.split())
 
 
 def test_set_edits_nested_settings_with_yaml_values(tmp_path):

@@ -96,3 +96,21 @@ def test_a_bf16_transformer_gets_the_fp32_loss_at_every_timestep(family):
         )
     assert half.dtype == torch.float32 and (full > 0).all()
     assert torch.allclose(half, full, rtol=0.1), (half, full)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        TinyCogVideoXConfig(),
+        TinyCogVideoXConfig(sample_height=48, sample_width=80, sample_frames=13),
+        TinyCogVideoXConfig(patch_size_t=2, sample_height=2400, sample_width=2400, sample_frames=81),
+    ],
+    ids=["v1", "other-size", "v1.5"],
+)
+def test_own_size_read_from_the_configs_is_the_loaded_pipelines(cfg, tmp_path):
+    """What `eval --oracle` and toy runs check before generating: the size sampling would use."""
+    spec = get_spec("cogvideox")
+    pipe = build_tiny_cogvideox(tmp_path / "m", cfg, seed=0)
+    assert spec.own_sampling(str(tmp_path / "m")) == spec.default_sampling(pipe)
+    assert spec.own_sampling(str(tmp_path / "m"), 9, None, 96) == spec.default_sampling(pipe, 9, None, 96)
+    assert spec.own_sampling("THUDM/CogVideoX-2b") is None  # a Hub id: known once loaded

@@ -99,8 +99,11 @@ def check_inputs(
     from videolift.data.prompt_files import read_prompts
     from videolift.models.base import check_lora_dir
     from videolift.models.families import spec_for
+    from videolift.toy.oracle import CLIP_SIZE, model_size_error, sizes_not_rated
+    from videolift.toy.render import FRAMES, SIZE
 
     sampler = sampler or {}
+    sizes = sampler.get("frames"), sampler.get("height"), sampler.get("width")
 
     prompts = Path(prompts)
     records = read_prompts(prompts)
@@ -118,16 +121,18 @@ def check_inputs(
                     line=record.line,
                     field=field,
                 ) from None
-        from videolift.toy.oracle import CLIP_SIZE, sizes_not_rated
-
-        if other := sizes_not_rated(sampler.get("frames"), sampler.get("height"), sampler.get("width")):
+        if other := sizes_not_rated(*sizes):
             raise VideoliftError(
                 f"--oracle rates toy-world clips ({CLIP_SIZE}: frames x height x "
                 f"width): --{', --'.join(other)} makes others; leave it to the model"
             )
     for model, lora in models:
         # a local pipeline directory, or a reachable Hub model
-        spec_for(resolve_model(model), sampler.get("family"))
+        spec_for(local := resolve_model(model), sampler.get("family"))
+        if oracle and (why := model_size_error(local, sampler.get("family"), *sizes)):
+            raise VideoliftError(
+                f"--model {model}: {why}; sample it with --frames {FRAMES} --height {SIZE} --width {SIZE}"
+            )
         if lora is not None:
             try:
                 check_lora_dir(lora)

@@ -210,6 +210,13 @@ class DiffusersT2VSpec:
         return pipe.to(device)
 
     # ---- sampling ------------------------------------------------------------------------------
+    def own_sampling(
+        self, model: str, frames: int | None = None, height: int | None = None, width: int | None = None
+    ) -> tuple[int, int, int] | None:
+        """``default_sampling`` read from a local pipeline's configs, before (and without) loading its
+        weights; None where this family cannot tell so (the size is known once the model loads)."""
+        return None
+
     def spatial_patch(self, pipe: Any) -> int:
         return int(pipe.transformer.config.patch_size)
 

@@ -7,10 +7,14 @@ v-prediction turned back into x0 with ``scheduler.get_velocity``; per-sample wei
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 
+from videolift.core.errors import VideoliftError
+from videolift.core.jsonl import read_json
 from videolift.models.base import DiffusersT2VSpec, SamplerSettings
 
 
@@ -35,6 +39,25 @@ class CogVideoXSpec(DiffusersT2VSpec):
             own[0] if height is None else height,
             own[1] if width is None else width,
         )
+
+    def own_sampling(
+        self, model: str, frames: int | None = None, height: int | None = None, width: int | None = None
+    ) -> tuple[int, int, int] | None:
+        """From ``transformer/config.json`` and the VAE's scale (``CogVideoXPipeline``'s own rule: 2 to the
+        number of the VAE's blocks less one)."""
+        from diffusers.configuration_utils import FrozenDict
+
+        root = Path(model).expanduser()
+        try:
+            transformer = FrozenDict(read_json(root / "transformer" / "config.json"))
+            blocks = read_json(root / "vae" / "config.json")["block_out_channels"]
+            pipe = SimpleNamespace(
+                transformer=SimpleNamespace(config=transformer),
+                vae_scale_factor_spatial=2 ** (len(blocks) - 1),
+            )
+            return self.default_sampling(pipe, frames, height, width)
+        except (OSError, KeyError, TypeError, AttributeError, VideoliftError):  # a Hub id, other configs
+            return None
 
     def fps(self, pipe: Any) -> int:
         """CogVideoX 1.0: 49 frames at 8 fps; 1.5 (temporal patches, ``patch_size_t``): 81 or 161 frames

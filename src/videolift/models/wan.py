@@ -39,6 +39,11 @@ class WanSpec(DiffusersT2VSpec):
             w if width is None else width,
         )
 
+    def own_sampling(
+        self, model: str, frames: int | None = None, height: int | None = None, width: int | None = None
+    ) -> tuple[int, int, int]:
+        return self.default_sampling(None, frames, height, width)
+
     def check_sampling(self, pipe: Any, settings: SamplerSettings) -> None:
         if settings.dynamic_cfg:
             raise VideoliftError("--dynamic-cfg is CogVideoX's; WanPipeline has no dynamic guidance")

@@ -63,6 +63,14 @@ def _run_stages(cfg: PipelineConfig, runner: Runner, progress: bool, started: fl
     t2v = toy_asset("t2v") if cfg.t2v == TOY else cfg.t2v
     vlm = toy_asset("vlm") if cfg.vlm == TOY else cfg.vlm
     gen = generation_settings(cfg.sampler)
+    if cfg.toy:  # the oracle rates what the model makes: found before generating, where its configs tell
+        from videolift.toy.oracle import model_size_error
+        from videolift.toy.render import FRAMES, SIZE
+
+        if why := model_size_error(t2v, None, cfg.sampler.frames, cfg.sampler.height, cfg.sampler.width):
+            raise VideoliftError(
+                f"t2v: {why}; set sampler.frames {FRAMES}, sampler.height {SIZE} and sampler.width {SIZE}"
+            )
 
     # ---- data: ratings ------------------------------------------------------------------------------
     if cfg.hra.source == "toy-panel":

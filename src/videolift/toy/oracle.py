@@ -14,6 +14,7 @@ import itertools
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -410,6 +411,21 @@ def sizes_not_rated(frames: int | None, height: int | None, width: int | None) -
     return [
         f"{k} {v}" for (k, v), own in zip(given.items(), CLIP_SHAPE, strict=False) if v not in (None, own)
     ]
+
+
+def model_size_error(
+    model: str, family: str | None, frames: int | None, height: int | None, width: int | None
+) -> str | None:
+    """Why ``model`` sampled at these sizes (None: its own) makes clips the oracle cannot rate, as far as
+    its configs tell before it loads (a Hub id: not at all); None when they fit or cannot be told."""
+    from videolift.models.families import spec_for
+
+    if not Path(model).expanduser().is_dir():
+        return None
+    size = spec_for(model, family).own_sampling(model, frames, height, width)
+    if size is None or not sizes_not_rated(*size):
+        return None
+    return f"{model} makes clips of {' x '.join(map(str, size))}; the oracle rates {CLIP_SIZE} (frames x height x width)"
 
 
 class ClipSizeError(ValueError):
