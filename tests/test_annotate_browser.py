@@ -363,3 +363,36 @@ def test_a_phone_sized_page_is_labelled_and_keeps_a_draft_over_a_reload(study, b
     page.wait_for_selector("#rate-view:not([hidden])")
     assert page.input_value("#reason-motion_smoothness") == "a small stutter"
     assert page.get_attribute("#dim-motion_smoothness .option.Normal", "aria-pressed") == "true"
+
+
+def test_a_login_link_for_another_rater_asks_before_switching(study, browser):
+    """A link (or a page steering an open tab) must not silently sign alice in as bob: her next ratings
+    would be stored under his name. A stored token that no longer works is replaced without asking."""
+    project, server = study
+    page, _ = rater(study, browser, "alice_link")
+    bob = add_annotator(project, "bob_link")
+    asked = []
+
+    def dismiss(dialog) -> None:
+        asked.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
+    page.evaluate(f"location.hash = '#token={bob}'")
+    page.wait_for_function("() => location.hash === ''")
+    page.wait_for_timeout(300)
+    assert asked and "signed in as alice_link" in asked[0]
+    assert page.text_content("#who").startswith("alice_link")
+    page.remove_listener("dialog", dismiss)
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.evaluate(f"location.hash = '#token={bob}'")
+    page.wait_for_function("() => document.getElementById('who').textContent.startsWith('bob_link')")
+    # A fresh page whose stored token was revoked: the link signs in without a question.
+    fresh = browser.new_page()
+    fresh.goto(server.url)
+    fresh.evaluate("localStorage.setItem('videolift-token', 'revoked')")
+    questions = []
+    fresh.on("dialog", lambda d: (questions.append(d.message), d.dismiss()))
+    fresh.goto(f"{server.url}/#token={add_annotator(project, 'carol_link')}")
+    fresh.wait_for_function("() => document.getElementById('who').textContent.startsWith('carol_link')")
+    assert not questions

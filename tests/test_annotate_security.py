@@ -8,7 +8,17 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from test_annotate_support import DIMS, CliFailed, add_annotator, auth, cli, create, make_project, write_clip
+from test_annotate_support import (
+    DIMS,
+    CliFailed,
+    add_annotator,
+    auth,
+    cli,
+    create,
+    make_project,
+    ratings,
+    write_clip,
+)
 from videolift.core.jsonl import write_jsonl
 from videolift.data.annotate import app as app_module
 from videolift.data.annotate.app import create_app
@@ -240,3 +250,63 @@ def test_a_critic_upload_is_not_stored_before_its_token_is_checked(tmp_path, mon
     with TestClient(create_app(Project.open(project))) as client:
         assert client.post("/api/admin/critic", content=b"{}\n").status_code == 401
         assert client.post("/api/admin/critic", headers=auth(token), content=b"{}\n").status_code == 403
+
+
+def test_a_database_locked_past_its_timeout_is_a_503_and_reads_still_answer(tmp_path, monkeypatch):
+    """A writer holding SQLite's lock (e.g. a sqlite3 shell left in a transaction): writers get a JSON 503
+    to retry, not a bare 500, and reads (pages, progress, videos) keep their own connections."""
+    import sqlite3
+
+    from videolift.data.annotate import project as project_module
+
+    monkeypatch.setattr(project_module, "BUSY_TIMEOUT_MS", 200)
+    project, _ = make_project(tmp_path, n=2, r=1)
+    token = add_annotator(project, "alice")
+    with TestClient(create_app(Project.open(project))) as client:
+        url = client.get("/api/next", headers=auth(token)).json()["video_url"]
+        holder = sqlite3.connect(project / "annotate.db", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            busy = client.get("/api/next", headers=auth(token))
+            assert busy.status_code == 503 and busy.headers["retry-after"] == "5"
+            assert "database is locked" in busy.json()["detail"]
+            assert client.get("/api/me", headers=auth(token)).status_code == 200
+            assert client.get(url).status_code == 200
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert client.get("/api/next", headers=auth(token)).status_code == 200
+
+
+def test_out_of_range_ids_and_non_boolean_reissue_are_client_errors(tmp_path):
+    project, admin = make_project(tmp_path, n=1, r=1)
+    token = add_annotator(project, "alice")
+    huge = 2**70  # beyond SQLite's integers: the query itself failed with a 500
+    with TestClient(create_app(Project.open(project))) as client:
+        body = {"task_id": huge, "ratings": ratings()}
+        assert client.post("/api/annotations", json=body, headers=auth(token)).status_code == 404
+        assert client.put(f"/api/annotations/{huge}", json=body, headers=auth(token)).status_code == 404
+        assert (
+            client.post(f"/api/tasks/{huge}/skip", json={"reason": "x"}, headers=auth(token)).status_code
+            == 404
+        )
+        # "false" as a string is true to Python: it revoked alice's token.
+        r = client.post(
+            "/api/admin/annotators", json={"name": "alice", "reissue": "false"}, headers=auth(admin)
+        )
+        assert r.status_code == 422 and "reissue" in r.json()["detail"]
+        assert client.get("/api/me", headers=auth(token)).status_code == 200
+        # A lone surrogate in a name is refused, not stored to break every page that shows it.
+        headers = auth(admin) | {"Content-Type": "application/json"}
+        r = client.post("/api/admin/annotators", content='{"name": "x\\ud800"}', headers=headers)
+        assert r.status_code == 400 and "lone surrogate" in r.json()["detail"]
+
+
+def test_media_responses_do_not_say_when_a_video_was_written(tmp_path):
+    """In a pairwise study the second model's videos are newer: Last-Modified would tell them apart."""
+    project, _ = make_project(tmp_path, n=1, r=1)
+    token = add_annotator(project, "alice")
+    with TestClient(create_app(Project.open(project))) as client:
+        url = client.get("/api/next", headers=auth(token)).json()["video_url"]
+        first = client.get(url)
+        assert first.status_code == 200 and "last-modified" not in first.headers and first.headers["etag"]

@@ -81,6 +81,10 @@ def test_record_validation_and_defaults():
     assert (
         HRARecord.model_validate({"video": "a", "video_id": "", "prompt": "p", "ratings": {}}).video_id == "a"
     )
+    # JSON's "\ud800" reads as a lone surrogate: stored, it broke every later write of the record.
+    lone = json.loads('{"label": "Bad", "reason": "blurry \\ud800"}')
+    with pytest.raises(ValidationError, match="lone surrogate"):
+        HRARecord.model_validate({"video": "a", "prompt": "p", "ratings": {"video_fidelity": lone}})
 
 
 def test_reward_labels_given_twice_are_refused():

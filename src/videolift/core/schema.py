@@ -119,6 +119,10 @@ class Rating(BaseModel):
             return ""
         if not isinstance(value, str):
             raise ValueError(f"reason must be a string, got {type(value).__name__}")
+        try:  # JSON's "\ud800" reads as a lone surrogate, which no UTF-8 file can hold: every write fails
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("reason is not valid Unicode text (it holds a lone surrogate)") from None
         return value.strip()
 
 

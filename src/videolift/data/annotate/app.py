@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy.exc
 from fastapi import Body, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -111,6 +112,18 @@ def create_app(project: Project) -> FastAPI:
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 
+    @app.exception_handler(sqlalchemy.exc.OperationalError)
+    @app.exception_handler(sqlalchemy.exc.TimeoutError)
+    def _busy(_request: Request, exc: Exception) -> JSONResponse:
+        """The database stayed locked past its busy timeout (or every pooled connection waited so), or
+        cannot be used: a JSON 503 to retry, not a bare 500."""
+        why = getattr(exc, "orig", None) or exc
+        return JSONResponse(
+            {"detail": f"the database is unavailable ({why}); try again in a moment"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
     app.add_middleware(BodyLimit)  # added first, so it runs inside _headers: a 413 has the headers too
 
     @app.middleware("http")
@@ -138,7 +151,13 @@ def create_app(project: Project) -> FastAPI:
             path = None
         if path is None or not path.is_file():
             raise TaskError(404, "no such video")
-        return FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
+        response = FileResponse(
+            path, stat_result=path.stat(), headers={"Cache-Control": "private, max-age=3600"}
+        )
+        # When a file was written would tell a pairwise rater which model made it (the second model's
+        # videos are generated later); the ETag (an opaque hash) still serves conditional requests.
+        del response.headers["last-modified"]
+        return response
 
     # ---- rater API -----------------------------------------------------------------------------
     @app.get("/api/guideline")
@@ -229,7 +248,10 @@ def create_app(project: Project) -> FastAPI:
             name = body.get("name") or ""
             if not isinstance(name, str):  # str() would name the user "['a']"
                 raise TaskError(422, f"name: expected a string, got {name!r}")
-            token = add_user(session, name, "annotator", reissue=bool(body.get("reissue")))
+            reissue = body.get("reissue", False)
+            if not isinstance(reissue, bool):  # bool("false") is True: it would revoke the rater's token
+                raise TaskError(422, f"reissue: expected true or false, got {reissue!r}")
+            token = add_user(session, name, "annotator", reissue=reissue)
             return {"name": name.strip(), "token": token}
 
     @app.post("/api/admin/critic", status_code=201)

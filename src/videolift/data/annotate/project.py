@@ -89,7 +89,13 @@ class Project:
         self.settings = settings
         self.videos_root = Path(settings.videos_root).resolve()
         self.engine = make_engine(settings.db)
-        self._reader = self.engine.execution_options(readonly=True)
+        # Reads get connections of their own: requests waiting out the busy timeout for the write lock
+        # (held long by, say, a sqlite3 shell left in a transaction) must not take every pooled one from
+        # the pages, progress and videos. An in-memory database is one connection's: shared then.
+        url = self.engine.url
+        own = url.get_backend_name() != "sqlite" or url.database not in (None, "", ":memory:")
+        self._reads = make_engine(settings.db) if own else self.engine
+        self._reader = self._reads.execution_options(readonly=True)
 
     @classmethod
     def create(
@@ -186,6 +192,7 @@ class Project:
         """Close the database connections: SQLite folds its write-ahead log into annotate.db now, not
         whenever the garbage collector happens to drop the engine (a copy taken in between is stale)."""
         self.engine.dispose()
+        self._reads.dispose()
 
     def __enter__(self) -> Project:
         return self
@@ -202,6 +209,10 @@ def add_user(session: Session, name: str, role: str = "annotator", *, reissue: b
     name = name.strip()
     if not name or len(name) > 100:
         raise VideoliftError("a user name must have 1 to 100 characters")
+    try:  # a lone surrogate would be stored, then break every page and export that shows the name
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise VideoliftError("a user name must be valid Unicode text (it holds a lone surrogate)") from None
     token = secrets.token_urlsafe(24)
     user = session.scalar(select(User).where(User.name == name))
     if user is None:

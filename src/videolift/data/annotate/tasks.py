@@ -212,6 +212,8 @@ def own_task(session: Session, user: User, task_id: Any) -> Task:
     """The caller's task, locked for the update; 404 for anyone else's (its existence is not revealed)."""
     if not isinstance(task_id, int) or isinstance(task_id, bool):
         raise TaskError(422, f"task_id must be an integer, got {task_id!r}")
+    if not 0 < task_id < 1 << 63:  # beyond SQLite's integers the query itself would fail
+        raise TaskError(404, f"task {task_id} is not assigned to you")
     task = session.scalar(select(Task).where(Task.id == task_id).with_for_update())
     if task is None or task.annotator_id != user.id:
         raise TaskError(404, f"task {task_id} is not assigned to you")

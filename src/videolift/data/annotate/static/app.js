@@ -492,17 +492,34 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const v of [$("video-a"), $("video-b")]) v.addEventListener("error", videoFailed);
   document.addEventListener("keydown", onKey);
 
-  // A login link `/#token=...` keeps the token out of server logs (fragments are never sent).
-  const fromLink = () => {
+  // A login link `/#token=...` keeps the token out of server logs (fragments are never sent). One that
+  // signs in another rater while someone is signed in asks first: their next ratings would go under
+  // that name (a stored token that no longer works, e.g. reissued, is replaced without asking).
+  const linked = () => {
     const match = location.hash.match(/^#token=(.+)$/);
-    if (!match) return false;
+    if (!match) return null;
     history.replaceState(null, "", location.pathname);
-    login(decodeURIComponent(match[1]));
-    return true;
+    return decodeURIComponent(match[1]).trim();
   };
-  window.addEventListener("hashchange", fromLink);
-  if (!fromLink()) {
-    if (state.token) login(state.token);
-    else show("login");
-  }
+  const fromLink = async (token) => {
+    if (state.token && token !== state.token) {
+      let who = state.me && state.me.name;
+      if (!who) {
+        try { who = (await api("GET", "/api/me")).name; } catch (e) { who = null; }
+      }
+      if (who && !confirm(`You are signed in as ${who}. Sign in with this link instead (as another rater)?`)) {
+        if (!state.me) login(state.token); // the page's first load: the one signed in stays
+        return;
+      }
+    }
+    login(token);
+  };
+  window.addEventListener("hashchange", () => {
+    const token = linked();
+    if (token) fromLink(token);
+  });
+  const token = linked();
+  if (token) fromLink(token);
+  else if (state.token) login(state.token);
+  else show("login");
 });
