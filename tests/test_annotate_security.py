@@ -272,6 +272,9 @@ def test_a_database_locked_past_its_timeout_is_a_503_and_reads_still_answer(tmp_
             assert "database is locked" in busy.json()["detail"]
             assert client.get("/api/me", headers=auth(token)).status_code == 200
             assert client.get(url).status_code == 200
+            # A request without a valid token is refused before it would queue for the write lock.
+            forged = client.post("/api/annotations", json={"task_id": 1}, headers=auth("forged"))
+            assert forged.status_code == 401
         finally:
             holder.execute("ROLLBACK")
             holder.close()

@@ -6,8 +6,10 @@ leaves, so a 201 always means the rating is on disk.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +108,15 @@ def create_app(project: Project) -> FastAPI:
     settings = project.settings
     bearer = HTTPBearer(auto_error=False)
 
+    @contextlib.contextmanager
+    def writing(credentials: Credentials, role: str) -> Iterator[tuple[Session, User]]:
+        """A write transaction and its caller, whose token is checked first without one: a request with
+        no valid token never waits for the write lock, nor holds it."""
+        with project.session(readonly=True) as session:
+            authenticate(session, credentials, role)
+        with project.session() as session:
+            yield session, authenticate(session, credentials, role)  # a token revoked meanwhile: refused
+
     @app.exception_handler(VideoliftError)
     def _error(_request: Request, exc: VideoliftError) -> JSONResponse:
         status = exc.status if isinstance(exc, TaskError) else 400
@@ -175,8 +186,7 @@ def create_app(project: Project) -> FastAPI:
 
     @app.get("/api/next", responses={204: {"description": "nothing left for the caller"}})
     def next_task(credentials: Credentials = Depends(bearer)) -> Any:
-        with project.session() as session:
-            user = authenticate(session, credentials, "annotator")
+        with writing(credentials, "annotator") as (session, user):
             task = tasks.next_task(session, user, settings)
             view = tasks.task_view(task) if task else None
         return view if view else Response(status_code=204)
@@ -185,8 +195,7 @@ def create_app(project: Project) -> FastAPI:
     def submit(
         body: dict[str, Any] = Body(...), credentials: Credentials = Depends(bearer)
     ) -> dict[str, Any]:
-        with project.session() as session:
-            user = authenticate(session, credentials, "annotator")
+        with writing(credentials, "annotator") as (session, user):
             annotation = tasks.submit(session, user, settings, body)
             return {"task_id": annotation.task_id, "status": "done"}
 
@@ -194,8 +203,7 @@ def create_app(project: Project) -> FastAPI:
     def edit(
         task_id: int, body: dict[str, Any] = Body(...), credentials: Credentials = Depends(bearer)
     ) -> dict[str, Any]:
-        with project.session() as session:
-            user = authenticate(session, credentials, "annotator")
+        with writing(credentials, "annotator") as (session, user):
             annotation = tasks.edit(session, user, task_id, body)
             return {"task_id": annotation.task_id, "status": "done"}
 
@@ -208,8 +216,7 @@ def create_app(project: Project) -> FastAPI:
     def skip(
         task_id: int, body: dict[str, Any] = Body(...), credentials: Credentials = Depends(bearer)
     ) -> dict[str, Any]:
-        with project.session() as session:
-            user = authenticate(session, credentials, "annotator")
+        with writing(credentials, "annotator") as (session, user):
             task = tasks.skip(session, user, task_id, body.get("reason"))
             return {"task_id": task.id, "status": task.status}
 
@@ -243,8 +250,7 @@ def create_app(project: Project) -> FastAPI:
     def add_annotator(
         body: dict[str, Any] = Body(...), credentials: Credentials = Depends(bearer)
     ) -> dict[str, str]:
-        with project.session() as session:
-            authenticate(session, credentials, "admin")
+        with writing(credentials, "admin") as (session, _):
             name = body.get("name") or ""
             if not isinstance(name, str):  # str() would name the user "['a']"
                 raise TaskError(422, f"name: expected a string, got {name!r}")
@@ -265,8 +271,7 @@ def create_app(project: Project) -> FastAPI:
                 authenticate(session, credentials, "admin")
 
         def work(path: Path) -> dict[str, int]:
-            with project.session() as session:
-                authenticate(session, credentials, "admin")
+            with writing(credentials, "admin") as (session, _):
                 return admin.import_critic(session, path, critic)
 
         # Blocking database work runs off the event loop. The token is checked before the body is read,
@@ -291,8 +296,7 @@ def create_app(project: Project) -> FastAPI:
     def adjudicate(
         video_id: str, body: dict[str, Any] = Body(...), credentials: Credentials = Depends(bearer)
     ) -> Any:
-        with project.session() as session:
-            user = authenticate(session, credentials, "admin")
+        with writing(credentials, "admin") as (session, user):
             admin.save_review(session, user.name, video_id, body.get("ratings"))
             return {"video_id": video_id, "status": "reviewed"}
 
