@@ -56,7 +56,9 @@ def test_shipped_gpu_recipe_runs_end_to_end_on_tiny_models(name, tmp_path, monke
 
     t2v_family, vlm_family, size = RECIPES[name]
     (build_tiny_wan if t2v_family == "wan" else build_tiny_cogvideox)(tmp_path / "t2v")
-    build_tiny_vlm(tmp_path / "vlm", TinyVLMConfig(family=vlm_family, corpus=[REASON]))
+    # A head of a pretrained VLM's scale: LoRA (as shipped) leaves it frozen, and a random one at the usual
+    # 0.02 lets no answer become likely (which one came out likeliest then depended on the CPU's arithmetic).
+    build_tiny_vlm(tmp_path / "vlm", TinyVLMConfig(family=vlm_family, corpus=[REASON], head_scale=10.0))
     recipe = tmp_path / "recipe"
     (recipe / "data").mkdir(parents=True)
     shutil.copy(REPO / "configs/pipeline" / name, recipe / name)
@@ -72,7 +74,7 @@ def test_shipped_gpu_recipe_runs_end_to_end_on_tiny_models(name, tmp_path, monke
         "sampler.frames=9",
         f"sampler.height={size}",
         f"sampler.width={size}",
-        # A tiny random VLM answers parseably only after a few dozen updates at a high rate (LoRA, as shipped).
+        # The tiny VLM answers parseably after a few dozen updates at a high rate (LoRA, as shipped).
         "critic.max_steps=50",
         "critic.batch_size=8",
         "critic.lr=0.01",
@@ -112,6 +114,10 @@ def test_shipped_gpu_recipe_runs_end_to_end_on_tiny_models(name, tmp_path, monke
     spec = json.loads((w / "critic/critic_spec.json").read_text())
     assert spec["adapter"] == shipped["critic"]["adapter"] == "lora"
     assert (w / "critic/adapter_model.safetensors").is_file()
+    losses = [json.loads(x)["loss"] for x in (w / "critic/train_log.jsonl").read_text().splitlines()]
+    assert losses[-1] < losses[0] / 3  # the adapters learned to answer, not only to nudge a guess
+    scored = [json.loads(x) for x in (w / "align_scores.jsonl").read_text().splitlines()]
+    assert all(r["reward"] is not None for r in scored)
     trained_critic = json.loads((w / "critic/train_config.json").read_text())
     assert (trained_critic["lora_r"], trained_critic["lora_alpha"]) == (
         shipped["critic"].get("lora_r", 16),

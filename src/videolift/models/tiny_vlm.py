@@ -93,6 +93,10 @@ class TinyVLMConfig:
     max_positions: int = 2048
     words: list[str] = field(default_factory=lambda: list(DEFAULT_WORDS))
     corpus: list[str] = field(default_factory=list)  # extra training text for the tokenizer
+    # Scale of the random LM head. At 1 (std 0.02) every logit of a unit-RMS hidden state stays near 0, so an
+    # adapter that leaves the head frozen (LoRA) cannot make any answer likely, only nudge which is likeliest;
+    # a pretrained VLM's head can. 10 lets LoRA learn as on a real base.
+    head_scale: float = 1.0
 
 
 def build_tokenizer(cfg: TinyVLMConfig):
@@ -363,6 +367,9 @@ def build_tiny_vlm(out_dir: str | Path | None = None, config: TinyVLMConfig | No
         model, processor = _qwen(cfg, tokenizer, qwen25=cfg.family == "qwen2_5_vl")
     else:
         model, processor = _llava(cfg, tokenizer, next_video=cfg.family == "llava_next_video")
+    if cfg.head_scale != 1.0:
+        with torch.no_grad():
+            model.get_output_embeddings().weight.mul_(cfg.head_scale)
     model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.eval()
