@@ -18,6 +18,7 @@ from test_annotate_support import (
     make_project,
     ratings,
     write_clip,
+    write_manifest,
 )
 from videolift.core.jsonl import write_jsonl
 from videolift.data.annotate import app as app_module
@@ -313,3 +314,22 @@ def test_media_responses_do_not_say_when_a_video_was_written(tmp_path):
         url = client.get("/api/next", headers=auth(token)).json()["video_url"]
         first = client.get(url)
         assert first.status_code == 200 and "last-modified" not in first.headers and first.headers["etag"]
+
+
+def test_create_that_cannot_write_its_guideline_leaves_nothing_and_can_be_rerun(tmp_path, monkeypatch):
+    import errno
+
+    from videolift.data.annotate import guideline
+
+    manifest = write_manifest(tmp_path / "m.jsonl", tmp_path / "videos", 2)
+    write_default = guideline.write_default
+
+    def full(directory: Path) -> Path:
+        raise OSError(errno.ENOSPC, "No space left on device", str(directory / "guideline.yaml"))
+
+    monkeypatch.setattr(guideline, "write_default", full)
+    with pytest.raises(CliFailed, match=r"guideline\.yaml: No space left on device"):
+        create(tmp_path / "p", tmp_path / "videos", manifest)
+    assert not (tmp_path / "p").exists()  # no database or settings a rerun would call a project
+    monkeypatch.setattr(guideline, "write_default", write_default)
+    assert create(tmp_path / "p", tmp_path / "videos", manifest)  # the admin token

@@ -181,3 +181,25 @@ def test_a_critic_checkpoint_of_the_old_layout_is_resumed(tmp_path):
     assert names(out / "checkpoints") == ["step-000100"]  # the killed save cleared
     sft._save_checkpoint(acc, out, 200, keep=2)
     assert sorted(sft.checkpoints(out)) == [100, 200] and names(out / "checkpoints")[1] == "step-000200"
+
+
+def test_a_full_disk_during_a_save_is_one_line_naming_the_place_and_nothing_counts_as_saved(
+    tmp_path, monkeypatch
+):
+    # torch reports a full disk from its zip writer as a RuntimeError, naming no file (was a 70-line traceback).
+    from videolift.core.errors import VideoliftError
+
+    acc = FakeAccelerator()
+    save_checkpoint(acc, tmp_path, 10, {"step": 10}, keep=2, digits=7)
+
+    def full(directory: str) -> None:
+        Path(directory).mkdir(parents=True)
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(acc, "save_state", full)
+    with pytest.raises(VideoliftError) as failed:
+        save_checkpoint(acc, tmp_path, 20, {"step": 20}, keep=2, digits=7)
+    message = str(failed.value)
+    assert message.startswith(f"{tmp_path / '.partial-step-0000020'}: cannot write the checkpoint (")
+    assert "unexpected pos 64 vs 0" in message and "MB free there" in message
+    assert list(complete_checkpoints(tmp_path)) == [10]  # the earlier one stands; the half one is not one

@@ -441,3 +441,22 @@ def test_the_frame_grid_pairs_videos_by_prompt_and_seed_and_the_oracle_rewards_a
     summary = {"base": {}, "aligned": {}}  # no label rates to draw: the rewards come from the files
     distributions(rep, {"summary": summary}, tmp_path)
     assert "oracle reward per video" in rep.figures
+
+
+def test_a_rerun_interrupted_midway_leaves_no_stale_summary_or_report(
+    tmp_path, tiny_cogvideox_dir, monkeypatch
+):
+    prompts, out = tmp_path / "p.txt", tmp_path / "eval"
+    prompts.write_text("a red circle moves left in a sand desert\n")
+    args = ["eval", "--model", str(tiny_cogvideox_dir), "--prompts", str(prompts), "--oracle", *TOY,
+            "--steps", "1", "--no-progress", "--out", str(out)]  # fmt: skip
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert (out / "eval.json").is_file() and (out / "report.html").is_file()
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("videolift.data.generate.generate_videos", interrupted)  # imported at call time
+    result = CliRunner().invoke(app, [*args, "--steps", "2", "--overwrite"])
+    assert result.exit_code == 130 and "Interrupted" in result.output
+    assert not (out / "eval.json").exists() and not (out / "report.html").exists()

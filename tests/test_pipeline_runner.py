@@ -369,3 +369,61 @@ def test_a_child_process_ends_with_its_parent_killed(tmp_path):
     finally:
         if alive(child):  # not left behind when the test fails
             os.kill(child, signal.SIGKILL)
+
+
+CONCURRENT = """
+import os, sys, time
+from pathlib import Path
+
+from videolift.pipeline.runner import Runner, Stage, in_subprocess
+
+
+def hold(path: str) -> None:
+    Path(path).write_text(str(os.getpid()))
+    time.sleep(120)
+
+
+def stage(name: str) -> Stage:
+    return Stage(name, lambda: in_subprocess(hold, {"path": str(Path(sys.argv[1]) / name)}))
+
+
+if __name__ == "__main__":
+    Runner(Path(sys.argv[1]) / "w").run_concurrently([stage("a.pid"), stage("b.pid")])
+"""
+
+
+def test_sigint_to_the_runner_alone_ends_its_concurrent_stages_processes(tmp_path):
+    # `kill -INT` (a scheduler's, `timeout -s INT`) reaches only `videolift run`, not the critics it trains
+    # side by side: it waited for both to finish, hours on a real run.
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "two_stages.py").write_text(CONCURRENT)
+    parent = subprocess.Popen([sys.executable, str(tmp_path / "two_stages.py"), str(tmp_path)])
+    pids = [tmp_path / "a.pid", tmp_path / "b.pid"]
+    deadline = time.time() + 120
+    while not all(p.exists() and p.read_text() for p in pids) and time.time() < deadline:
+        time.sleep(0.2)
+    children = [int(p.read_text()) for p in pids]
+    try:
+        parent.send_signal(signal.SIGINT)
+        assert parent.wait(timeout=20) != 0
+        deadline = time.time() + 15
+        while any(Path(f"/proc/{c}").exists() and _running(c) for c in children) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not any(Path(f"/proc/{c}").exists() and _running(c) for c in children)
+    finally:
+        parent.kill()
+        for child in children:
+            if Path(f"/proc/{child}").exists():
+                os.kill(child, signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (exited, not yet reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -249,3 +249,41 @@ def test_yaml_keys_given_twice_are_refused_where_they_are(tmp_path):
         "base: &b {steps: 2, seed: 1}\nrun:\n  <<: *b\n  steps: 4\n"
     )  # a merged key overridden: fine
     assert read_yaml(path)["run"] == {"steps": 4, "seed": 1}
+
+
+def test_a_failed_write_names_its_file_and_ctrl_c_says_what_was_kept(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import typer
+
+    from videolift.cli import INTERRUPTED, _plain_errors
+    from videolift.core import jsonl
+    from videolift.core.errors import VideoliftError
+    from videolift.core.jsonl import append_jsonl, atomic_write
+
+    def full(_fd: int) -> None:  # a full disk shows at the flush or fsync, with no file name
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def atomic() -> None:
+        with atomic_write(tmp_path / "out.json") as handle:
+            handle.write("{}")
+
+    monkeypatch.setattr(jsonl.os, "fsync", full)
+    with pytest.raises(VideoliftError, match=r"log\.jsonl: No space left on device"):
+        _plain_errors(lambda: append_jsonl(tmp_path / "log.jsonl", {"step": 1}))()
+    with pytest.raises(VideoliftError, match=r"out\.json: No space left on device"):
+        _plain_errors(atomic)()
+    assert not (tmp_path / "out.json").exists() and list(tmp_path.glob(".*.tmp")) == []
+
+    def nameless() -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(VideoliftError, match="a write failed: No space left on device"):
+        _plain_errors(nameless)()
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(typer.Exit) as stopped:
+        _plain_errors(interrupted)()
+    assert stopped.value.exit_code == 130 and f"Interrupted: {INTERRUPTED}" in capsys.readouterr().err

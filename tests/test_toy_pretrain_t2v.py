@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from videolift.core.jsonl import read_jsonl_dicts
@@ -104,3 +105,22 @@ def test_pretrain_t2v_refuses_an_out_it_would_delete_before_training(tmp_path):
             pretrain_t2v(out)
         assert not (tmp_path / f".{out.name}.work").exists()  # nothing started
     assert (tmp_path / "data" / "keep.txt").read_text() == "someone's files"
+
+
+def test_an_interrupted_save_of_the_vae_phase_is_not_taken_for_a_finished_phase(tmp_path, monkeypatch):
+    # The base's model_index.json marks the phase done: a save interrupted after writing it (or before the
+    # report beside it) made every rerun fail on the missing report until the work directory was deleted.
+    from diffusers import DiffusionPipeline
+
+    from videolift.toy.pretrain_t2v import T2VPretrainConfig, VAEPhase, pretrain_t2v
+
+    def interrupted(self, directory, **kwargs):
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        (Path(directory) / "model_index.json").write_text("{}")  # the marker first, then Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(DiffusionPipeline, "save_pretrained", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain_t2v(tmp_path / "t2v", T2VPretrainConfig(vae=VAEPhase(steps=2)))
+    work = tmp_path / ".t2v.work"
+    assert not (work / "base_vae" / "model_index.json").exists()  # a rerun trains the phase again

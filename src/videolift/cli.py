@@ -6,6 +6,7 @@ import time) so that ``videolift --help`` stays fast: import heavy libraries ins
 
 from __future__ import annotations
 
+import errno
 import functools
 import importlib
 
@@ -42,6 +43,13 @@ COMMANDS = {
 }
 
 
+# Every long command keeps what it finished (videos, scores lines, checkpoints, stages) and continues there.
+INTERRUPTED = (
+    "what was finished is kept; run the same command again to continue "
+    "(`align` and `critic train` with --resume)"
+)
+
+
 def _plain_errors(fn):
     """Report the file-system mistakes no reader anticipated (an output path that is a directory, a
     full disk, a denied permission, ...) as "Error: PATH: reason", like every other user error,
@@ -53,11 +61,20 @@ def _plain_errors(fn):
             return fn(*args, **kwargs)
         except OSError as exc:
             if exc.filename is None:
+                if exc.errno in (
+                    errno.ENOSPC,
+                    errno.EDQUOT,
+                    errno.EIO,
+                ):  # a write that no file name came with
+                    raise VideoliftError(f"a write failed: {exc.strerror}") from None
                 raise
             where = f"{exc.filename} -> {exc.filename2}" if exc.filename2 else str(exc.filename)
             raise VideoliftError(f"{where}: {exc.strerror or exc}") from None
         except UnicodeDecodeError as exc:
             raise VideoliftError(f"an input is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        except KeyboardInterrupt:
+            typer.echo(f"\nInterrupted: {INTERRUPTED}", err=True)
+            raise typer.Exit(130) from None
 
     return command
 

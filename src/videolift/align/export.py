@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from videolift.core.files import writing
 from videolift.models.base import FULL_DIR, LORA_DIR
 
 
@@ -60,7 +61,8 @@ def export_full(
     cast_for_export(transformer, dtype)
     pipe.transformer = transformer
     tmp = _fresh_tmp(out, FULL_DIR)
-    pipe.save_pretrained(tmp)
+    with writing(tmp, "the aligned pipeline"):
+        pipe.save_pretrained(tmp)
     frozen = [n for n, c in pipe.components.items() if n != "transformer" and isinstance(c, torch.nn.Module)]
     for name in frozen if source is not None else []:
         if (source / name).is_dir():
@@ -86,11 +88,12 @@ def export_lora(pipe: Any, transformer: torch.nn.Module, out: Path) -> Path:
     from peft.utils import get_peft_model_state_dict
 
     tmp = _fresh_tmp(out, LORA_DIR)
-    type(pipe).save_lora_weights(
-        tmp,
-        transformer_lora_layers=get_peft_model_state_dict(transformer),
-        transformer_lora_adapter_metadata=transformer.peft_config["default"].to_dict(),
-    )
+    with writing(tmp, "the LoRA weights"):
+        type(pipe).save_lora_weights(
+            tmp,
+            transformer_lora_layers=get_peft_model_state_dict(transformer),
+            transformer_lora_adapter_metadata=transformer.peft_config["default"].to_dict(),
+        )
     return _replace_dir(tmp, out / LORA_DIR)
 
 

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from videolift.core.files import writing
 from videolift.core.jsonl import atomic_write, read_json
 
 STATE_FILE = "trainer_state.json"  # the trainer's state; its presence marks a complete checkpoint
@@ -68,7 +69,8 @@ def save_checkpoint(accelerator: Any, root: Path, step: int, state: dict, keep: 
     if accelerator.is_main_process and tmp.exists():  # the same step's save, killed
         shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
+    with writing(tmp, "the checkpoint"):
+        accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()  # every process's files (RNG states, shards) are in before it counts
     if accelerator.is_main_process:
         with atomic_write(tmp / STATE_FILE) as handle:

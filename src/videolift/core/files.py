@@ -7,7 +7,8 @@ import errno
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+import shutil
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -84,6 +85,34 @@ def weights_digest(model: str | Path, memo: HashMemo | None = None) -> str | Non
     for f in files:
         h.update(f"{f.relative_to(root).as_posix()}:{memo.hash(f)}\n".encode())
     return h.hexdigest()[:32]
+
+
+def _free_space(path: Path) -> str:
+    """Space left on the disk that holds ``path`` (or its nearest existing parent), for messages."""
+    for place in (path, *path.parents):
+        if place.exists():
+            free = shutil.disk_usage(place).free
+            return f"{free / 2**20:,.0f} MB free there"
+    return "free space unknown"
+
+
+@contextlib.contextmanager
+def writing(path: str | Path, what: str) -> Iterator[None]:
+    """Turn a failed write into ``path`` (``what``: e.g. "the checkpoint") into one line naming the place and
+    the space left there: torch's writers report a full disk as a RuntimeError ("unexpected pos ..."), and
+    a failed write or fsync as an OSError that names no file."""
+    path = Path(path)
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise VideoliftError(
+            f"{path}: cannot write {what} ({exc.strerror or exc}; {_free_space(path)})"
+        ) from exc
+    except RuntimeError as exc:
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise VideoliftError(f"{path}: cannot write {what} ({why}; {_free_space(path)})") from exc
 
 
 def _same(a: Path, b: Path) -> bool:

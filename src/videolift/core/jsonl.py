@@ -45,9 +45,11 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:  # a write or fsync that failed (a full disk)
+            exc.filename = str(path)
         raise
 
 
@@ -65,11 +67,17 @@ def write_jsonl(path: str | Path, records: Iterable[dict[str, Any] | BaseModel])
 
 
 def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
-    """Append one line and fsync: used by resumable stages whose logs grow line by line."""
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    """Append one line and fsync: used by resumable stages whose logs grow line by line (a torn line a
+    failed write leaves is cut by ``repair_log`` when the stage resumes)."""
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        if exc.filename is None:  # a full disk: name the file, as a failed open does
+            exc.filename = str(path)
+        raise
 
 
 def repair_log(path: str | Path) -> None:

@@ -41,7 +41,7 @@ from videolift.core.checkpoints import (
 )
 from videolift.core.distributed import deepspeed_clipping
 from videolift.core.errors import DataError, VideoError, VideoliftError
-from videolift.core.files import lock_run
+from videolift.core.files import lock_run, writing
 from videolift.core.jsonl import append_jsonl, atomic_write, read_json, trim_step_log, validation_field
 from videolift.core.settings import refuse_bool_number
 from videolift.critic.data import FrameCache, SFTExample
@@ -550,8 +550,9 @@ def _write_model(model: Any, state: dict[str, Any] | None, processor: Any, out: 
     """The adapter (or full model) and processor as plain transformers / peft load them, then ``finalize``."""
     model.config.use_cache = True
     getattr(model, "base_model", model).config.use_cache = True
-    model.save_pretrained(out, state_dict=state, safe_serialization=True)
-    processor.save_pretrained(out)
+    with writing(out, "the critic"):
+        model.save_pretrained(out, state_dict=state, safe_serialization=True)
+        processor.save_pretrained(out)
     if finalize is not None:
         finalize(out, model, processor)
 

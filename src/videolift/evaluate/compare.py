@@ -247,6 +247,10 @@ def compare_models(
     check_inputs(models, prompts, out, names, oracle=oracle, seed=seed, sampler=settings, overwrite=overwrite)
     if checked is not None:
         checked()
+    # An earlier run's summary and report describe other videos as soon as this run changes any: gone
+    # until this run writes its own (an interrupted run leaves none, not a stale one).
+    for stale in ("eval.json", "report.html"):
+        (out / stale).unlink(missing_ok=True)
     reward = reward or RewardConfig()
     critic = None
     if critic_dir is not None:

@@ -215,13 +215,35 @@ class Runner:
         """Run independent stages at the same time (each in a thread; stages that compute should
         do so in their own process, see ``in_subprocess``). The first failure is raised once all
         have stopped."""
-        from concurrent.futures import ThreadPoolExecutor
+        from concurrent.futures import ThreadPoolExecutor, wait
 
         if self.plan:  # nothing runs: in order, stopping at the first that would
             return [self.run(stage) for stage in stages]
-        with ThreadPoolExecutor(max_workers=max(1, len(stages))) as pool:
-            futures = [pool.submit(self.run, stage) for stage in stages]
+        pool = ThreadPoolExecutor(max_workers=max(1, len(stages)))
+        futures = [pool.submit(self.run, stage) for stage in stages]
+        try:
+            wait(futures)
+        except BaseException:
+            # Ctrl-C (or a scheduler's SIGINT) to this process alone: the stages' processes would train
+            # on, and this one would wait for them at exit. End them; each stage resumes when rerun.
+            _end_children()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
         return [f.result() for f in futures]
+
+
+_CHILDREN: set[Any] = set()  # the process pools of running ``in_subprocess`` calls
+_CHILDREN_LOCK = threading.Lock()
+
+
+def _end_children() -> None:
+    """Terminate the processes of every running ``in_subprocess`` call."""
+    with _CHILDREN_LOCK:
+        pools = list(_CHILDREN)
+    for pool in pools:
+        for process in list(getattr(pool, "_processes", {}).values()):  # no public way before 3.14
+            process.terminate()
 
 
 def _exit_with(parent: int) -> None:
@@ -259,7 +281,14 @@ def in_subprocess(fn: Callable[..., Any], kwargs: dict[str, Any], *, threads: in
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_call_with_threads, threads, fn, kwargs, os.getpid()).result()
+        future = pool.submit(_call_with_threads, threads, fn, kwargs, os.getpid())
+        with _CHILDREN_LOCK:
+            _CHILDREN.add(pool)
+        try:
+            return future.result()
+        finally:
+            with _CHILDREN_LOCK:
+                _CHILDREN.discard(pool)
 
 
 def _now() -> str:

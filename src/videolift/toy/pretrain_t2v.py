@@ -10,6 +10,7 @@ the alignment trainer itself run with real-data weight 1 (``videolift align`` wi
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -21,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from videolift.core.errors import VideoliftError
-from videolift.core.jsonl import read_json
+from videolift.core.jsonl import atomic_write, read_json
 from videolift.models.tiny_cogvideox import TinyCogVideoXConfig
 from videolift.toy.sharpen_decoder import DecoderPhase
 
@@ -267,8 +268,15 @@ def pretrain_t2v(out: str | Path, cfg: T2VPretrainConfig | None = None, minutes:
         vae_report = train_vae(pipe.vae, web_clips(cfg.seed, cfg.vae.defect_rate), cfg.vae, deadline, log)
         # Unit-variance latents, as diffusion expects (the real VAE ships its own scaling factor).
         pipe.vae.register_to_config(scaling_factor=1.0 / vae_report["latent_std"])
-        pipe.save_pretrained(base0)
-        (work / "vae_report.json").write_text(json.dumps(vae_report))
+        # The report first, the base last and whole: its model_index.json says the phase is done, so an
+        # interrupted save must not leave one (a rerun then trains the phase again).
+        with atomic_write(work / "vae_report.json") as handle:
+            json.dump(vae_report, handle)
+        partial = work / "base_vae.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        pipe.save_pretrained(partial)
+        shutil.rmtree(base0, ignore_errors=True)
+        partial.rename(base0)
     vae_report = read_json(work / "vae_report.json")
     corpus = work / "corpus"
     if not (corpus / "scores.jsonl").exists():

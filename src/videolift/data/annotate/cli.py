@@ -62,6 +62,9 @@ def create(
     ),
 ) -> None:
     """Create a project and print the admin token."""
+    import sqlalchemy.exc
+
+    from videolift.core.errors import VideoliftError
     from videolift.data.annotate import guideline
     from videolift.data.annotate.project import Project, add_user
     from videolift.data.annotate.videos import import_manifest
@@ -74,14 +77,16 @@ def create(
         with project, project.session() as session:
             n = len(import_manifest(session, manifest, project.videos_root)) if manifest else 0
             token = add_user(session, "admin", "admin")
-    except BaseException:  # leave nothing half-created, so that `create` can simply be rerun
+        path = guideline.write_default(project_dir)
+    except BaseException as exc:  # leave nothing half-created, so that `create` can simply be rerun
         for name in ("project.json", "annotate.db", "annotate.db-wal", "annotate.db-shm"):
             if name == "project.json" or db is None:
                 (project_dir / name).unlink(missing_ok=True)
         if made_dir and not any(project_dir.iterdir()):
             project_dir.rmdir()
+        if isinstance(exc, sqlalchemy.exc.OperationalError):  # e.g. "database or disk is full"
+            raise VideoliftError(f"{project_dir}: cannot write the project's database ({exc.orig})") from None
         raise
-    path = guideline.write_default(project_dir)
     err.print(f"created {project_dir}: {n} videos, {ratings_per_video} ratings each; guideline in {path}")
     err.print("admin token (shown once, only its hash is stored; `admin-token` issues a new one):")
     typer.echo(token)
