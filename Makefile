@@ -1,7 +1,9 @@
 # Two commands do everything on a fresh machine:  `make demo`  and  `make test`.
 # Each creates the virtual environment (.venv) when it is missing.
-# The first of these on PATH (videolift needs 3.11 or newer; `make PYTHON=/path/to/python` picks another).
-PYTHON ?= $(firstword $(foreach v,3.11 3.12 3.13,$(shell command -v python$(v) 2>/dev/null)) python3)
+# The first of these that runs as Python 3.11 or newer (pyenv's shims exist for versions not selected);
+# `make PYTHON=/path/to/python` picks another.
+PYTHON ?= $(or $(shell for p in python3.11 python3.12 python3.13 python3; do \
+  $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && { echo $$p; break; }; done),python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # torch/torchvision are pinned and installed first: a bare `torch` requirement on a machine without

@@ -393,6 +393,12 @@ def test_resume_refuses_a_model_rebuilt_at_the_same_path(tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(model, copy)
     assert weights_digest(copy) == weights_digest(model) and weights_digest("THUDM/CogVideoX-2b") is None
+    # A component that is a link to a shared folder is read through the link.
+    shutil.move(copy / "transformer", tmp_path / "shared")
+    (copy / "transformer").symlink_to(tmp_path / "shared")
+    assert weights_digest(copy) == weights_digest(model)
+    (tmp_path / "shared" / weights.name).write_bytes(b"retrained")
+    assert weights_digest(copy) != weights_digest(model)
     # Checkpoints written before model weights were hashed compare the model by path.
     del state["inputs"]["model"]
     (ckpt / STATE_FILE).write_text(json.dumps(state))

@@ -17,6 +17,7 @@ from test_annotate_support import (
     Server,
     add_annotator,
     auth,
+    cli,
     create,
     make_pair_project,
     make_project,
@@ -381,8 +382,13 @@ def test_a_login_link_for_another_rater_asks_before_switching(study, browser):
     page.evaluate(f"location.hash = '#token={bob}'")
     page.wait_for_function("() => location.hash === ''")
     page.wait_for_timeout(300)
-    assert asked and "signed in as alice_link" in asked[0]
+    assert asked and "signed in as alice_link" in asked[0] and "as bob_link" in asked[0]
     assert page.text_content("#who").startswith("alice_link")
+    # Alice's own token reissued (she lost it): her new link signs her in without a question.
+    renewed = cli("annotate", "add-annotator", "alice_link", "--reissue", "--project", str(project))
+    page.evaluate(f"location.hash = '#token={renewed}'")
+    page.wait_for_function(f"() => localStorage.getItem('videolift-token') === '{renewed}'")
+    assert len(asked) == 1 and page.text_content("#who").startswith("alice_link")
     page.remove_listener("dialog", dismiss)
     page.on("dialog", lambda dialog: dialog.accept())
     page.evaluate(f"location.hash = '#token={bob}'")

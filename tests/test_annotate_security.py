@@ -258,7 +258,10 @@ def test_a_database_locked_past_its_timeout_is_a_503_and_reads_still_answer(tmp_
     to retry, not a bare 500, and reads (pages, progress, videos) keep their own connections."""
     import sqlite3
 
+    import sqlalchemy.exc
+
     from videolift.data.annotate import project as project_module
+    from videolift.data.annotate import tasks
 
     monkeypatch.setattr(project_module, "BUSY_TIMEOUT_MS", 200)
     project, _ = make_project(tmp_path, n=2, r=1)
@@ -280,6 +283,14 @@ def test_a_database_locked_past_its_timeout_is_a_503_and_reads_still_answer(tmp_
             holder.execute("ROLLBACK")
             holder.close()
         assert client.get("/api/next", headers=auth(token)).status_code == 200
+
+    # Any other database failure is no "try again": a 500, logged by the server.
+    def full(*_args, **_kwargs):
+        raise sqlalchemy.exc.OperationalError("INSERT", {}, Exception("database or disk is full"))
+
+    monkeypatch.setattr(tasks, "next_task", full)
+    with TestClient(create_app(Project.open(project)), raise_server_exceptions=False) as client:
+        assert client.get("/api/next", headers=auth(token)).status_code == 500
 
 
 def test_out_of_range_ids_and_non_boolean_reissue_are_client_errors(tmp_path):

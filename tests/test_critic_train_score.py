@@ -224,7 +224,8 @@ def test_resume_refuses_edited_ratings_at_the_same_path(world, tmp_path):
     train(world, out, *common, "--stop-at-step", "2", steps=4)
     data.write_text("".join(lines[:-1]))  # one rating fewer, same file name
     refused = train(world, out, *common, "--resume", steps=4, fails=True).output
-    assert "different settings" in refused and "data_sha256" in refused
+    assert "different settings" in refused and "extra.data_sha256: was" in refused
+    assert "extra.spec" not in refused  # the setting that changed is named, not every other one
     data.write_text("".join(lines))  # the original ratings again: resuming is fine
     assert train(world, out, *common, "--resume", steps=4).exit_code == 0
     assert [r["step"] for r in log_of(out)] == [1, 2, 3, 4]
@@ -237,7 +238,7 @@ def test_resume_refuses_a_base_rebuilt_at_the_same_path(world, tmp_path):
     train(world, out, *common, "--stop-at-step", "2", steps=4)
     build_tiny_vlm(base, seed=1)  # same path, same config, other weights
     refused = train(world, out, *common, "--resume", steps=4, fails=True).output
-    assert "different settings" in refused and "base_weights" in refused
+    assert "different settings" in refused and "extra.base_weights: was" in refused
     # A run recorded before base weights were: it resumes, compared by the base's path as then.
     config = json.loads((out / "train_config.json").read_text())
     del config["extra"]["base_weights"]

@@ -61,12 +61,13 @@ def _plain_errors(fn):
             return fn(*args, **kwargs)
         except OSError as exc:
             if exc.filename is None:
-                if exc.errno in (
-                    errno.ENOSPC,
-                    errno.EDQUOT,
-                    errno.EIO,
-                ):  # a write that no file name came with
+                # A failed write or fsync names no file (the commands' own writers name theirs).
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
                     raise VideoliftError(f"a write failed: {exc.strerror}") from None
+                if exc.errno == errno.EIO:
+                    raise VideoliftError(
+                        f"{exc.strerror}: the disk (or network file system) failed"
+                    ) from None
                 raise
             where = f"{exc.filename} -> {exc.filename2}" if exc.filename2 else str(exc.filename)
             raise VideoliftError(f"{where}: {exc.strerror or exc}") from None

@@ -185,20 +185,20 @@ def _cache_all(
 ) -> tuple[list, list, Path | None, CacheStats]:
     """Cache every synthetic and real video and prompt, and the empty prompt when text dropout is on
     (all ranks together); afterwards only the trained transformer stays on the accelerator. ``hashes``:
-    the weight hashes of the run's start, saved with the encoders' own."""
+    the main process's weight hashes of the run's start, saved here."""
     from accelerate.utils import gather_object
 
     memo = cfg.cache_root / HASH_MEMO
 
-    def fingerprint_of() -> str:
-        return model_fingerprint(cfg.model, pipe, trained=pipe.transformer, memo=hashes)
+    def fingerprint_of(known: HashMemo | Path) -> str:
+        return model_fingerprint(cfg.model, pipe, trained=pipe.transformer, memo=known)
 
-    # The main process saves the memo first (--hash-content: the other ranks' caches read it then).
+    # The main process hashed the weights at the start and saves them now; the other ranks read its memo.
     if accelerator.is_main_process:
-        fingerprint = fingerprint_of()
+        fingerprint = fingerprint_of(hashes)
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
-        fingerprint = fingerprint_of()
+        fingerprint = fingerprint_of(memo)
     cache = EncodingCache(
         cfg.cache_root, fingerprint, cfg.preprocessing(), hash_content=cfg.hash_content, memo=memo
     )
@@ -500,7 +500,7 @@ def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
 
 
 def _train(cfg: AlignConfig, progress: bool, held: list[IO[str]]) -> AlignResult:
-    from accelerate.utils import gather_object, set_seed
+    from accelerate.utils import broadcast_object_list, gather_object, set_seed
     from tqdm import tqdm
 
     for option, folder in (("--out", cfg.out), ("--cache-dir", cfg.cache_dir)):
@@ -517,8 +517,10 @@ def _train(cfg: AlignConfig, progress: bool, held: list[IO[str]]) -> AlignResult
     if (local := Path(cfg.model).expanduser()).exists():  # a LoRA's base, found from any directory
         cfg = cfg.model_copy(update={"model": str(local.resolve())})
     ckpt_root, log_dir = cfg.out / "checkpoints", cfg.out / "logs"
-    hashes = HashMemo(cfg.cache_root / HASH_MEMO)  # saved with the cache, once the checks have passed
-    inputs = cfg.input_hashes(hashes)
+    # The main process reads the inputs and the model's weights for their hashes (the others get its
+    # answer: N ranks reading a 10-GB model at once gains nothing); remembered with the cache.
+    hashes = HashMemo(cfg.cache_root / HASH_MEMO)
+    inputs = broadcast_object_list([cfg.input_hashes(hashes) if main else None])[0]
     resume_from = resume_point(cfg, ckpt_root, inputs)
     synthetic, real, data = load_samples(cfg)
     if "warning" in data:  # before the cache, which can take long

@@ -80,7 +80,12 @@ def weights_digest(model: str | Path, memo: HashMemo | None = None) -> str | Non
     if not root.is_dir():
         return None
     memo = memo or HashMemo(None)
-    files = sorted(f for f in root.rglob("*") if f.is_file() and f.suffix in WEIGHT_SUFFIXES)
+    files = sorted(  # component folders may be links to shared ones: followed (rglob would not)
+        Path(folder) / name
+        for folder, _, names in os.walk(root, followlinks=True)
+        for name in names
+        if Path(name).suffix in WEIGHT_SUFFIXES and (Path(folder) / name).is_file()
+    )
     h = hashlib.sha256()
     for f in files:
         h.update(f"{f.relative_to(root).as_posix()}:{memo.hash(f)}\n".encode())
@@ -96,22 +101,32 @@ def _free_space(path: Path) -> str:
     return "free space unknown"
 
 
+# How torch's and safetensors' writers report a failed write (a full disk, a file-size limit): messages
+# that name no file, in exceptions that are not OSErrors.
+WRITE_FAILURES = ("unexpected pos", "PytorchStreamWriter failed", "file write failed", "I/O error")
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+
+
 @contextlib.contextmanager
 def writing(path: str | Path, what: str) -> Iterator[None]:
     """Turn a failed write into ``path`` (``what``: e.g. "the checkpoint") into one line naming the place and
-    the space left there: torch's writers report a full disk as a RuntimeError ("unexpected pos ..."), and
-    a failed write or fsync as an OSError that names no file."""
+    the space left there. Only write failures: an OSError of a full disk (or a file-size limit, an I/O
+    error) that names no file, and torch's and safetensors' own reports of one; anything else (out of
+    memory, a collective that failed) passes through as it is."""
+    from safetensors import SafetensorError
+
     path = Path(path)
     try:
         yield
-    except OSError as exc:
-        if exc.filename is not None:
+    except (OSError, RuntimeError, SafetensorError) as exc:
+        failed = (
+            exc.errno in WRITE_ERRNOS and exc.filename is None
+            if isinstance(exc, OSError)
+            else any(sign in str(exc) for sign in WRITE_FAILURES)
+        )
+        if not failed:
             raise
-        raise VideoliftError(
-            f"{path}: cannot write {what} ({exc.strerror or exc}; {_free_space(path)})"
-        ) from exc
-    except RuntimeError as exc:
-        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        why = exc.strerror if isinstance(exc, OSError) else str(exc).strip().splitlines()[0]
         raise VideoliftError(f"{path}: cannot write {what} ({why}; {_free_space(path)})") from exc
 
 

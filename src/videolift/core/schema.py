@@ -97,6 +97,16 @@ def format_answer(label: Label | str, reason: str = "") -> str:
     return f"{label.value}. {reason}" if reason else f"{label.value}."
 
 
+def valid_unicode(text: str) -> bool:
+    """False for text holding a lone surrogate (JSON's "\\ud800" reads as one): no UTF-8 file can hold it,
+    so every later write of it fails."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class Rating(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -119,10 +129,8 @@ class Rating(BaseModel):
             return ""
         if not isinstance(value, str):
             raise ValueError(f"reason must be a string, got {type(value).__name__}")
-        try:  # JSON's "\ud800" reads as a lone surrogate, which no UTF-8 file can hold: every write fails
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("reason is not valid Unicode text (it holds a lone surrogate)") from None
+        if not valid_unicode(value):
+            raise ValueError("reason is not valid Unicode text (it holds a lone surrogate)")
         return value.strip()
 
 

@@ -283,10 +283,17 @@ def check_output_dir(out: Path, cfg: SFTConfig, *, resume: bool, overwrite: bool
             raise VideoliftError(
                 f"{out}: holds an unfinished run; pass --resume to continue it or --overwrite"
             )
+        before, now = _flat(before), _flat(now)  # a changed caller's setting by its own name
         changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
         if changed:
             detail = "; ".join(f"{k}: was {before.get(k)!r}, now {now.get(k)!r}" for k in changed)
             raise RunConflict(f"{out}: cannot resume with different settings ({detail})")
+
+
+def _flat(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings with the caller's ``extra`` ones as ``extra.NAME``."""
+    extra = settings.get("extra") or {}
+    return {k: v for k, v in settings.items() if k != "extra"} | {f"extra.{k}": v for k, v in extra.items()}
 
 
 def run_sft(

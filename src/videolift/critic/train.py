@@ -38,6 +38,16 @@ def resolve_base(base: str) -> str:
     return str(local.resolve()) if local.exists() else base
 
 
+def _main_process_answers(compute: Callable[[], Any]) -> Any:
+    """``compute()`` on the main process only, its answer given to the others."""
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    state = PartialState(cpu=not torch.cuda.is_available())
+    return broadcast_object_list([compute() if state.is_main_process else None])[0]
+
+
 def _main_process_first(compute: Callable[[], Any]) -> Any:
     """``compute()`` on the main process, then on the others (which read what it cached)."""
     import torch
@@ -160,8 +170,9 @@ def train_critic(
         "data": str(data.resolve()),
         # The path alone would let --resume continue on edited ratings.
         "data_sha256": content_hash(data),
-        # And the path alone would let it continue on a base rebuilt there (None: a Hub id).
-        "base_weights": weights_digest(base),
+        # And the path alone would let it continue on a base rebuilt there (None: a Hub id). Read by one
+        # process (about 10 s a 16-GB base from a warm disk, at each start).
+        "base_weights": _main_process_answers(lambda: weights_digest(base)),
         "videos": str(videos.resolve()),
         "class_weight_power": class_weight_power,
         "max_new_tokens": max_new_tokens,

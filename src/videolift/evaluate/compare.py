@@ -131,7 +131,7 @@ def check_inputs(
         spec_for(local := resolve_model(model), sampler.get("family"))
         if oracle and (why := model_size_error(local, sampler.get("family"), *sizes)):
             raise VideoliftError(
-                f"--model {model}: {why}; sample it with --frames {FRAMES} --height {SIZE} --width {SIZE}"
+                f"--model {model} {why}; sample it with --frames {FRAMES} --height {SIZE} --width {SIZE}"
             )
         if lora is not None:
             try:
@@ -247,16 +247,16 @@ def compare_models(
     check_inputs(models, prompts, out, names, oracle=oracle, seed=seed, sampler=settings, overwrite=overwrite)
     if checked is not None:
         checked()
-    # An earlier run's summary and report describe other videos as soon as this run changes any: gone
-    # until this run writes its own (an interrupted run leaves none, not a stale one).
-    for stale in ("eval.json", "report.html"):
-        (out / stale).unlink(missing_ok=True)
     reward = reward or RewardConfig()
     critic = None
     if critic_dir is not None:
         from videolift.critic.score import load_critic
 
         critic = load_critic(critic_dir)
+    # An earlier run's summary and report describe other videos as soon as this run changes any: gone
+    # until this run writes its own (an interrupted run leaves none, not a stale one).
+    for stale in ("eval.json", "report.html"):
+        (out / stale).unlink(missing_ok=True)
     runs: list[ModelRun] = []
     for i, (model, lora) in enumerate(models):
         run = ModelRun(names[i], model, lora)

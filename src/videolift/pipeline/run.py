@@ -69,7 +69,7 @@ def _run_stages(cfg: PipelineConfig, runner: Runner, progress: bool, started: fl
 
         if why := model_size_error(t2v, None, cfg.sampler.frames, cfg.sampler.height, cfg.sampler.width):
             raise VideoliftError(
-                f"t2v: {why}; set sampler.frames {FRAMES}, sampler.height {SIZE} and sampler.width {SIZE}"
+                f"t2v {t2v} {why}; set sampler.frames {FRAMES}, sampler.height {SIZE} and sampler.width {SIZE}"
             )
 
     # ---- data: ratings ------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ only the stages whose settings change, e.g. alignment with another seed on the s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -240,9 +241,11 @@ _CHILDREN_LOCK = threading.Lock()
 def _end_children() -> None:
     """Terminate the processes of every running ``in_subprocess`` call."""
     with _CHILDREN_LOCK:
-        pools = list(_CHILDREN)
-    for pool in pools:
-        for process in list(getattr(pool, "_processes", {}).values()):  # no public way before 3.14
+        processes = [  # no public way before 3.14; None once a pool has shut down
+            p for pool in _CHILDREN for p in list((getattr(pool, "_processes", None) or {}).values())
+        ]
+    for process in processes:
+        with contextlib.suppress(Exception):  # one that ended meanwhile
             process.terminate()
 
 

@@ -416,7 +416,7 @@ def sizes_not_rated(frames: int | None, height: int | None, width: int | None) -
 def model_size_error(
     model: str, family: str | None, frames: int | None, height: int | None, width: int | None
 ) -> str | None:
-    """Why ``model`` sampled at these sizes (None: its own) makes clips the oracle cannot rate, as far as
+    """How ``model`` sampled at these sizes (None: its own) makes clips the oracle cannot rate, as far as
     its configs tell before it loads (a Hub id: not at all); None when they fit or cannot be told."""
     from videolift.models.families import spec_for
 
@@ -425,7 +425,9 @@ def model_size_error(
     size = spec_for(model, family).own_sampling(model, frames, height, width)
     if size is None or not sizes_not_rated(*size):
         return None
-    return f"{model} makes clips of {' x '.join(map(str, size))}; the oracle rates {CLIP_SIZE} (frames x height x width)"
+    return (
+        f"makes clips of {' x '.join(map(str, size))}; the oracle rates {CLIP_SIZE} (frames x height x width)"
+    )
 
 
 class ClipSizeError(ValueError):

@@ -126,11 +126,15 @@ def create_app(project: Project) -> FastAPI:
     @app.exception_handler(sqlalchemy.exc.OperationalError)
     @app.exception_handler(sqlalchemy.exc.TimeoutError)
     def _busy(_request: Request, exc: Exception) -> JSONResponse:
-        """The database stayed locked past its busy timeout (or every pooled connection waited so), or
-        cannot be used: a JSON 503 to retry, not a bare 500."""
+        """The database stayed locked past its busy timeout, or every pooled connection waited so: a JSON
+        503 to retry. Any other database failure (a full disk, a damaged file) is a 500, logged."""
         why = getattr(exc, "orig", None) or exc
+        if isinstance(exc, sqlalchemy.exc.OperationalError) and not any(
+            sign in str(why) for sign in ("locked", "busy")
+        ):
+            raise exc
         return JSONResponse(
-            {"detail": f"the database is unavailable ({why}); try again in a moment"},
+            {"detail": f"the database is busy ({why}); try again in a moment"},
             status_code=503,
             headers={"Retry-After": "5"},
         )

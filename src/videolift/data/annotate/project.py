@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from videolift.core.errors import DataError, VideoliftError
 from videolift.core.jsonl import atomic_write, read_json, validation_field
+from videolift.core.schema import valid_unicode
 from videolift.core.settings import StrictModel
 from videolift.data.annotate.models import Base, User
 
@@ -209,10 +210,8 @@ def add_user(session: Session, name: str, role: str = "annotator", *, reissue: b
     name = name.strip()
     if not name or len(name) > 100:
         raise VideoliftError("a user name must have 1 to 100 characters")
-    try:  # a lone surrogate would be stored, then break every page and export that shows the name
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise VideoliftError("a user name must be valid Unicode text (it holds a lone surrogate)") from None
+    if not valid_unicode(name):  # stored, it would break every page and export that shows the name
+        raise VideoliftError("a user name must be valid Unicode text (it holds a lone surrogate)")
     token = secrets.token_urlsafe(24)
     user = session.scalar(select(User).where(User.name == name))
     if user is None:

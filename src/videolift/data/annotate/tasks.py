@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from videolift.core.errors import VideoliftError
-from videolift.core.schema import DIMENSIONS, Label, parse_dimension, parse_label
+from videolift.core.schema import DIMENSIONS, Label, parse_dimension, parse_label, valid_unicode
 from videolift.data.annotate.models import Annotation, Pair, Task, User, Video, utcnow
 from videolift.data.annotate.project import Settings
 from videolift.data.annotate.videos import media_url
@@ -150,10 +150,8 @@ def clean_text(value: Any, what: str, *, missing: str | None = None) -> str:
         value = ""
     if not isinstance(value, str):
         raise TaskError(422, f"{what} must be a string")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise TaskError(422, f"{what} is not valid Unicode text (it holds a lone surrogate)") from None
+    if not valid_unicode(value):
+        raise TaskError(422, f"{what} is not valid Unicode text (it holds a lone surrogate)")
     if len(value) > TEXT_LIMIT:
         raise TaskError(422, f"{what} is {len(value)} characters long; at most {TEXT_LIMIT}")
     if missing is not None and not any(unicodedata.category(c)[0] in "LNPS" for c in value):

@@ -501,13 +501,16 @@ document.addEventListener("DOMContentLoaded", () => {
     history.replaceState(null, "", location.pathname);
     return decodeURIComponent(match[1]).trim();
   };
+  const nameOf = async (token) => {
+    const res = await fetch("/api/me", { headers: { Authorization: `Bearer ${token}` } });
+    return res.ok ? (await res.json()).name : null;
+  };
   const fromLink = async (token) => {
     if (state.token && token !== state.token) {
-      let who = state.me && state.me.name;
-      if (!who) {
-        try { who = (await api("GET", "/api/me")).name; } catch (e) { who = null; }
-      }
-      if (who && !confirm(`You are signed in as ${who}. Sign in with this link instead (as another rater)?`)) {
+      // Ask only when both tokens work and name different people (a reissued token is the same rater).
+      const [who, next] = await Promise.all([nameOf(state.token), nameOf(token)]).catch(() => [null, null]);
+      if (who && next && who !== next &&
+          !confirm(`You are signed in as ${who}. Sign in as ${next} with this link instead?`)) {
         if (!state.me) login(state.token); // the page's first load: the one signed in stays
         return;
       }
