@@ -475,3 +475,33 @@ def test_sharded_jobs_let_ranks_wait_hours_at_their_barriers(
             (tmp_path / "p.txt").write_text("a prompt\n")
             generate_videos(str(tiny_cogvideox_dir), tmp_path / "p.txt", tmp_path / "out", device="cpu")
     assert asked["timeout"].total_seconds() >= 6 * 3600
+
+
+def test_training_batches_are_made_one_ahead_and_their_errors_surface_when_due():
+    """The next micro-batch (decoding its videos) is made while the current one trains."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from videolift.critic.sft import _prefetched
+
+    made = []
+
+    def make(i: int) -> int:
+        made.append(i)
+        if i == 3:
+            raise ValueError("video 3 does not decode")
+        return 10 * i
+
+    used = []
+    with ThreadPoolExecutor(max_workers=1) as pool, pytest.raises(ValueError, match="video 3"):
+        for i, value in _prefetched(pool, make, range(6)):
+            time.sleep(0.05)  # training on batch i
+            assert i + 1 in made  # the next one was made meanwhile
+            used.append(value)
+    assert used == [0, 10, 20]  # batch 3's error surfaced when it was due, not a step early
+    made.clear()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        for i, _ in _prefetched(pool, make, range(100)):
+            if i == 1:
+                break  # e.g. --stop-at-step
+    assert made == [0, 1, 2]  # one ahead at most, dropped

@@ -19,11 +19,14 @@ per-device batches, dealt round-robin to the processes, so a resumed run sees th
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import shutil
 import time
 import warnings
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import IO, Annotated, Any, Literal
@@ -371,52 +374,63 @@ def _run_sft(
         max_answer_tokens=cfg.max_answer_tokens,
     )
     frames = FrameCache(cfg.num_frames, cfg.frame_cache_mb << 20, cfg.frame_sampling)
-    started, losses, last_loss, stopped = time.time(), [], None, False
-    bar = _progress_bar(total, step) if progress and main else None
-    for micro in range(step * cfg.grad_accum, total_micro):
+    epochs: dict[int, list[list[int]]] = {}
+
+    def prepare(micro: int) -> dict[str, torch.Tensor]:
+        """Micro-batch ``micro`` on the CPU: its videos decoded, its frames and text processed."""
         epoch, index = divmod(micro, per_epoch)
-        batch_ids = epoch_batches(len(examples), cfg.batch_size, cfg.seed, epoch, rank, world)[index]
+        if epoch not in epochs:  # one permutation an epoch, not one a micro-batch (30 ms at 90k examples)
+            epochs.clear()
+            epochs[epoch] = epoch_batches(len(examples), cfg.batch_size, cfg.seed, epoch, rank, world)
         items = [
             Item(
                 _frames_of(examples[i], frames), examples[i].user_text, examples[i].answer, examples[i].weight
             )
-            for i in batch_ids
+            for i in epochs[epoch][index]
         ]
-        batch = {k: v.to(accelerator.device) for k, v in collate(items).items()}
-        with accelerator.accumulate(model):
-            loss, _ = answer_loss(model, batch)
-            accelerator.backward(loss)
-            grad_norm = None
-            if accelerator.sync_gradients and cfg.max_grad_norm > 0:
-                grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad()
-        losses.append(loss.detach())
-        if not accelerator.sync_gradients:
-            continue
-        lr = scheduler.get_last_lr()[0]  # the rate this update used
-        scheduler.step()
-        step += 1
-        last_loss = float(accelerator.reduce(torch.stack(losses).mean(), reduction="mean"))
-        losses = []
-        if main:
-            record = {
-                "step": step,
-                "epoch": round((micro + 1) / per_epoch, 4),  # epochs completed after this update
-                "loss": round(last_loss, 6),
-                "lr": lr,
-                "grad_norm": None if grad_norm is None else round(float(grad_norm), 6),
-                "seconds": round(time.time() - started, 2),
-            }
-            append_jsonl(out / TRAIN_LOG, record)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{last_loss:.4f}", refresh=False)
-        if (cfg.save_every and step % cfg.save_every == 0 and step < total) or step == stop_at_step:
-            _save_checkpoint(accelerator, out, step, cfg.keep_checkpoints)
-        if stop_at_step is not None and step >= stop_at_step and step < total:
-            stopped = True
-            break
+        return collate(items)
+
+    started, losses, last_loss, stopped = time.time(), [], None, False
+    bar = _progress_bar(total, step) if progress and main else None
+    # Each micro-batch is made in a thread while the one before trains (decoding releases the GIL): at
+    # real sizes a video takes ~0.15 s to decode, and LiFT-HRA makes ~90k examples an epoch.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="critic-batches") as prefetch:
+        for micro, batch in _prefetched(prefetch, prepare, range(step * cfg.grad_accum, total_micro)):
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            with accelerator.accumulate(model):
+                loss, _ = answer_loss(model, batch)
+                accelerator.backward(loss)
+                grad_norm = None
+                if accelerator.sync_gradients and cfg.max_grad_norm > 0:
+                    grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad()
+            losses.append(loss.detach())
+            if not accelerator.sync_gradients:
+                continue
+            lr = scheduler.get_last_lr()[0]  # the rate this update used
+            scheduler.step()
+            step += 1
+            last_loss = float(accelerator.reduce(torch.stack(losses).mean(), reduction="mean"))
+            losses = []
+            if main:
+                record = {
+                    "step": step,
+                    "epoch": round((micro + 1) / per_epoch, 4),  # epochs completed after this update
+                    "loss": round(last_loss, 6),
+                    "lr": lr,
+                    "grad_norm": None if grad_norm is None else round(float(grad_norm), 6),
+                    "seconds": round(time.time() - started, 2),
+                }
+                append_jsonl(out / TRAIN_LOG, record)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{last_loss:.4f}", refresh=False)
+            if (cfg.save_every and step % cfg.save_every == 0 and step < total) or step == stop_at_step:
+                _save_checkpoint(accelerator, out, step, cfg.keep_checkpoints)
+            if stop_at_step is not None and step >= stop_at_step and step < total:
+                stopped = True
+                break
 
     if bar is not None:
         bar.close()
@@ -425,6 +439,22 @@ def _run_sft(
         _save_final(accelerator, model, processor, out, finalize, result)
     accelerator.wait_for_everyone()
     return result
+
+
+def _prefetched(pool: Any, make: Callable[[int], Any], indices: Iterable[int]) -> Iterator[tuple[int, Any]]:
+    """(i, make(i)) for each index, make(i + 1) running in ``pool`` while the caller works on i. An
+    error of make(i) is raised when i is due; one ahead that is never asked for is dropped."""
+    indices = iter(indices)
+    ahead = [(i, pool.submit(make, i)) for i in itertools.islice(indices, 1)]
+    while ahead:
+        i, future = ahead.pop()
+        ahead = [(j, pool.submit(make, j)) for j in itertools.islice(indices, 1)]
+        try:
+            yield i, future.result()
+        except GeneratorExit:  # the caller stopped early: do not wait for, nor raise from, the one ahead
+            for _, pending in ahead:
+                pending.cancel()
+            raise
 
 
 def _accelerator(cfg: SFTConfig) -> Any:
