@@ -1,3 +1,5 @@
+import io
+
 import numpy as np
 import pytest
 
@@ -127,6 +129,22 @@ def test_report_is_self_contained_html(tmp_path):
     assert "http://" not in text and "https://" not in text  # opens offline
     png = frame_strip_png(np.zeros((4, 8, 8, 3), np.uint8), scale=2)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_real_sized_clip_is_shown_as_nine_small_frames_not_a_25_mb_strip(tmp_path):
+    from PIL import Image
+
+    from videolift.core.report import STRIP_HEIGHT, frame_strip
+
+    clip = np.random.default_rng(0).integers(0, 255, (49, 480, 720, 3), dtype=np.uint8)  # CogVideoX-2B's
+    image, mime = frame_strip(clip)
+    shown = Image.open(io.BytesIO(image))
+    assert mime == "image/jpeg" and shown.size == (9 * 216 + 8 * 2, STRIP_HEIGHT) and len(image) < 1 << 20
+    toy, mime = frame_strip(np.zeros((9, 48, 48, 3), np.uint8))  # toy clips: every frame, as pixels
+    assert mime == "image/png" and Image.open(io.BytesIO(toy)).size == (3 * (9 * 50 - 2), 144)
+    rep = Report("real")
+    rep.frames([("base", clip)])
+    assert "data:image/jpeg;base64," in rep.write(tmp_path / "r.html").read_text()
 
 
 def test_standard_errors_are_clustered_by_prompt():

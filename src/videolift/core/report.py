@@ -48,10 +48,10 @@ class Report:
         """One frame strip per row: (label, uint8 frames (T, H, W, 3))."""
         parts = []
         for label, frames in rows:
-            png = frame_strip_png(frames, scale=scale)
+            image, mime = frame_strip(frames, scale=scale)
             parts.append(
                 f'<div class="strip"><span>{html.escape(label)}</span>'
-                f'<img alt="{html.escape(label)}" src="data:image/png;base64,{base64.b64encode(png).decode()}"></div>'
+                f'<img alt="{html.escape(label)}" src="data:{mime};base64,{base64.b64encode(image).decode()}"></div>'
             )
         cap = f"<p class='cap'>{html.escape(caption)}</p>" if caption else ""
         self.sections.append(f"<figure>{''.join(parts)}{cap}</figure>")
@@ -74,16 +74,43 @@ def _fmt(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
-def frame_strip_png(frames: np.ndarray, scale: int = 3, gap: int = 2) -> bytes:
-    """Frames side by side, nearest-neighbour upscaled so tiny toy videos stay readable."""
+# Larger than the toy world's clips (a real model's 49 frames of 480 x 720 made a 25-MB image a strip, each
+# frame 22 px wide on the page): at most STRIP_FRAMES frames spread over the clip, STRIP_HEIGHT px high.
+STRIP_FRAMES = 9
+STRIP_HEIGHT = 144  # the toy world's 48 px, shown three times as large
+
+
+def frame_strip(frames: np.ndarray, scale: int = 3, gap: int = 2) -> tuple[bytes, str]:
+    """(image, MIME type) of a clip's frames side by side: small ones upscaled ``scale`` times as pixels
+    (PNG), larger ones sampled and scaled down (JPEG)."""
     from PIL import Image
 
     frames = np.asarray(frames, dtype=np.uint8)
     t, h, w, _ = frames.shape
+    if h * scale <= 2 * STRIP_HEIGHT:
+        return frame_strip_png(frames, scale=scale, gap=gap), "image/png"
+    picked = np.linspace(0, t - 1, min(t, STRIP_FRAMES)).round().astype(int)
+    size = (max(1, round(w * STRIP_HEIGHT / h)), STRIP_HEIGHT)
+    small = np.stack([np.asarray(Image.fromarray(frames[i]).resize(size, Image.LANCZOS)) for i in picked])
+    buf = io.BytesIO()
+    Image.fromarray(_side_by_side(small, gap)).save(buf, format="JPEG", quality=85)
+    return buf.getvalue(), "image/jpeg"
+
+
+def _side_by_side(frames: np.ndarray, gap: int) -> np.ndarray:
+    t, h, w, _ = frames.shape
     strip = np.full((h, t * (w + gap) - gap, 3), 255, np.uint8)
     for i, frame in enumerate(frames):
         strip[:, i * (w + gap) : i * (w + gap) + w] = frame
-    image = Image.fromarray(strip).resize((strip.shape[1] * scale, h * scale), Image.NEAREST)
+    return strip
+
+
+def frame_strip_png(frames: np.ndarray, scale: int = 3, gap: int = 2) -> bytes:
+    """Frames side by side, nearest-neighbour upscaled so tiny toy videos stay readable."""
+    from PIL import Image
+
+    strip = _side_by_side(np.asarray(frames, dtype=np.uint8), gap)
+    image = Image.fromarray(strip).resize((strip.shape[1] * scale, strip.shape[0] * scale), Image.NEAREST)
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return buf.getvalue()
