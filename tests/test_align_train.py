@@ -380,12 +380,13 @@ def test_gradient_checkpointing_is_exact_and_ema_is_exported(world, tmp_path):
     steps = [
         load_file(str(tmp_path / f"plain/checkpoints/step-000000{i}/model.safetensors")) for i in (1, 2, 3)
     ]
-    for k in plain:
+    for k in steps[0]:  # checkpoints hold the trained weights; the frozen ones are the base's throughout
         shadow = steps[0][k]
         for s, weights in enumerate(steps[1:], start=1):
             decay = min(0.99, (1 + s) / (10 + s))
             shadow = decay * shadow + (1 - decay) * weights[k]
         assert torch.allclose(ema[k], shadow, atol=1e-6), k
+    assert all(torch.equal(ema[k], plain[k]) for k in set(plain) - set(steps[0]))
     assert any(not torch.allclose(ema[k], plain[k]) for k in plain)
 
 
@@ -423,6 +424,19 @@ def test_rs_lora_export_loads_with_plain_diffusers(world, tmp_path):
            (("loaded", pipe.transformer), ("manual", manual), ("base", base))}  # fmt: skip
     assert torch.allclose(out["loaded"], out["manual"], atol=1e-6)  # rank and alpha survived the round trip
     assert not torch.allclose(out["loaded"], out["base"], atol=1e-4)  # and the adapter does something
+
+    # Its checkpoints hold the adapters, not the frozen transformer, and a resumed run ends where an
+    # uninterrupted one does.
+    saved = load_file(str(tmp_path / "run/checkpoints/step-0000003/model.safetensors"))
+    assert saved and all("lora_" in k for k in saved)
+    train(cfg.model_copy(update={"max_steps": 5, "resume": True}), progress=False)
+    train(cfg.model_copy(update={"max_steps": 5, "out": tmp_path / "straight"}), progress=False)
+    resumed, straight = (
+        load_file(str(d / "lora/pytorch_lora_weights.safetensors"))
+        for d in (tmp_path / "run", tmp_path / "straight")
+    )
+    assert resumed.keys() == straight.keys()
+    assert all(torch.allclose(resumed[k], straight[k], rtol=1e-5, atol=1e-7) for k in resumed)
 
 
 def _cli_args(world: Path, out: Path, **kw) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -186,6 +187,7 @@ def test_a_critic_checkpoint_of_the_old_layout_is_resumed(tmp_path):
 FULL_DISK = """
 import resource, signal, sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from accelerate import Accelerator
@@ -235,3 +237,19 @@ def test_errors_that_are_not_failed_writes_pass_through_unrelabelled(tmp_path):
     ):
         with pytest.raises(type(error)), writing(tmp_path, "the checkpoint"):
             raise error
+
+
+def test_checkpoints_keep_the_trained_weights_and_leave_deepspeeds_and_fsdps_alone():
+    import torch
+
+    from videolift.core.checkpoints import save_trainable_only
+
+    hooks = []
+    acc = SimpleNamespace(register_save_state_pre_hook=hooks.append, unwrap_model=lambda m: m)
+    save_trainable_only(acc)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    model[0].requires_grad_(False)  # frozen, as a LoRA run's base
+    state = model.state_dict()
+    hooks[0]([model], [state], "dir")
+    assert sorted(state) == ["1.bias", "1.weight"]
+    hooks[0]([model], [], "dir")  # DeepSpeed and FSDP save the model themselves: no weights to filter

@@ -30,7 +30,7 @@ from videolift.align.data import CachedItem, StepDataset, Stream, WeightedStream
 from videolift.align.export import base_directory, export_full, export_lora, gathered_transformer
 from videolift.align.video_check import check_videos
 from videolift.align.weights import Sample, read_real, rescore, reward_scale_warning, select_synthetic
-from videolift.core.checkpoints import load_checkpoint
+from videolift.core.checkpoints import load_checkpoint, save_trainable_only
 from videolift.core.distributed import deepspeed_clipping
 from videolift.core.errors import VideoliftError
 from videolift.core.files import HashMemo, lock_run
@@ -548,12 +548,13 @@ def _train(cfg: AlignConfig, progress: bool, held: list[IO[str]]) -> AlignResult
         ema = EMAModel(params, decay=cfg.ema_decay)
     model, optimizer = accelerator.prepare(pipe.transformer, optimizer)
     accelerator.register_for_checkpointing(scheduler)
+    save_trainable_only(accelerator)  # a LoRA run's checkpoints: its adapters, not the whole transformer
     if ema is not None:
         accelerator.register_for_checkpointing(ema)
 
     step = 0
     if resume_from is not None:
-        saved = load_checkpoint(accelerator, resume_from)
+        saved = load_checkpoint(accelerator, resume_from, strict=False)  # frozen weights: the base's
         step = int(saved["step"])
         say(f"resumed from {resume_from} at step {step}")
         if saved.get("world_size") != world:

@@ -89,3 +89,20 @@ def load_checkpoint(accelerator: Any, checkpoint: Path, **load_state: Any) -> di
     """``accelerator.load_state`` (``load_state``: its keywords) and the trainer state saved beside it."""
     accelerator.load_state(str(checkpoint), **load_state)
     return read_json(checkpoint / STATE_FILE)
+
+
+def save_trainable_only(accelerator: Any) -> None:
+    """From now on checkpoints hold the trainable weights only: a LoRA run must not copy the frozen base
+    into each one (11 GB for CogVideoX-5B), which the run loads from the base again (whose weights resume
+    checks). Resume them with ``strict=False``. DeepSpeed and FSDP save their models themselves: the hook
+    sees no weights then, and leaves their checkpoints as they are."""
+
+    def keep_trainable(models: list[Any], weights: list[dict[str, Any]], _dir: str) -> None:
+        if not weights:  # DeepSpeed / FSDP (a zip of the models with nothing failed there)
+            return
+        for model, state in zip(models, weights, strict=True):
+            wanted = {n for n, p in accelerator.unwrap_model(model).named_parameters() if p.requires_grad}
+            for key in [k for k in state if k.removeprefix("module.") not in wanted]:
+                del state[key]
+
+    accelerator.register_save_state_pre_hook(keep_trainable)

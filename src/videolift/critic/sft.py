@@ -41,6 +41,7 @@ from videolift.core.checkpoints import (
     latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
+    save_trainable_only,
 )
 from videolift.core.distributed import deepspeed_clipping
 from videolift.core.errors import DataError, VideoError, VideoliftError
@@ -357,7 +358,7 @@ def _run_sft(
     _start_run(accelerator, out, cfg, overwrite=overwrite, held=held)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
-    _checkpoint_trainable_only(accelerator)
+    save_trainable_only(accelerator)
 
     step = resumed = _resume(accelerator, out, resume, total, log)
     if main:
@@ -513,24 +514,12 @@ def plan(n_examples: int, cfg: SFTConfig, rank: int, world: int) -> tuple[int, i
     return per_epoch, cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch) // cfg.grad_accum)
 
 
-def _checkpoint_trainable_only(accelerator: Any) -> None:
-    """Checkpoints hold the trainable weights only (a LoRA run must not copy the frozen base each time)."""
-
-    def keep_trainable(models: list[Any], weights: list[dict[str, Any]], _dir: str) -> None:
-        for m, state in zip(models, weights, strict=True):
-            wanted = {n for n, p in accelerator.unwrap_model(m).named_parameters() if p.requires_grad}
-            for key in [k for k in state if k.removeprefix("module.") not in wanted]:
-                del state[key]
-
-    accelerator.register_save_state_pre_hook(keep_trainable)
-
-
 def _resume(accelerator: Any, out: Path, resume: bool, total: int, log: Any) -> int:
     """The update to start from: the latest checkpoint's when resuming (its log trimmed to it), else 0
     (and no log of an earlier run)."""
     root = out / CHECKPOINTS
     ckpt = latest_checkpoint(root) if resume else None
-    # strict=False: checkpoints hold the trainable weights only (``_checkpoint_trainable_only``).
+    # strict=False: checkpoints hold the trainable weights only (``save_trainable_only``).
     step = 0 if ckpt is None else load_checkpoint(accelerator, ckpt, strict=False)["step"]
     if accelerator.is_main_process:
         clear_partial(root)  # what a killed save or rotation left
