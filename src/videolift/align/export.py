@@ -61,13 +61,18 @@ def export_full(
     cast_for_export(transformer, dtype)
     pipe.transformer = transformer
     tmp = _fresh_tmp(out, FULL_DIR)
-    with writing(tmp, "the aligned pipeline"):
-        pipe.save_pretrained(tmp)
     frozen = [n for n, c in pipe.components.items() if n != "transformer" and isinstance(c, torch.nn.Module)]
-    for name in frozen if source is not None else []:
-        if (source / name).is_dir():
-            shutil.rmtree(tmp / name)
-            shutil.copytree(source / name, tmp / name)  # (follows the Hub cache's symlinks)
+    copied = [n for n in frozen if source is not None and (source / n).is_dir()]
+    with writing(tmp, "the aligned pipeline"):
+        if not copied:
+            pipe.save_pretrained(tmp)
+        else:  # the frozen parts are not written only to be replaced (10 GB for CogVideoX's T5 and VAE)
+            pipe.save_config(tmp)  # model_index.json
+            for name, component in pipe.components.items():
+                if component is not None and name not in copied:
+                    component.save_pretrained(tmp / name)
+            for name in copied:
+                shutil.copytree(source / name, tmp / name)  # (follows the Hub cache's symlinks)
     return _replace_dir(tmp, out / FULL_DIR)
 
 
