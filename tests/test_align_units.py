@@ -670,3 +670,19 @@ def test_fsdp_shards_the_transformer_from_where_it_is(kind, moved):
         model, SimpleNamespace(distributed_type=DistributedType[kind], device=torch.device("meta"))
     )
     assert model.weight.device.type == ("meta" if moved else "cpu") and model.training
+
+
+def test_the_cache_reads_16_clips_at_a_time_or_fewer_when_they_are_large(tmp_path, monkeypatch):
+    from videolift.align import cache as cache_mod
+    from videolift.align.cache import EncodingCache
+
+    cache = EncodingCache(tmp_path, "fp", {})
+
+    def chunk_sizes(shape: tuple[int, ...], n: int) -> list[int]:
+        monkeypatch.setattr(cache, "_load_video", lambda *_: np.zeros(shape, np.uint8))
+        todo = [(tmp_path / f"{i}.st", tmp_path / f"{i}.mp4") for i in range(n)]
+        return [len(clips) for _, clips in cache._read_chunks(None, None, todo, {})]
+
+    assert chunk_sizes((9, 48, 48, 3), 40) == [16, 16, 8]  # toy clips: as ever (batching moves the rounding)
+    monkeypatch.setattr(cache_mod, "READ_BYTES", 3 * 9 * 480 * 720 * 3)  # three of these
+    assert chunk_sizes((9, 480, 720, 3), 7) == [3, 3, 1]

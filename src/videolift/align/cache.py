@@ -15,7 +15,7 @@ import contextlib
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from videolift.core.video import read_video
 from videolift.models.base import SamplerSettings
 
 READ_BATCH = 16  # videos read and preprocessed at a time while caching
+READ_BYTES = 256 << 20  # ... or fewer, once they hold this much (six clips of 49 x 480 x 720)
 STALE_TEMPORARY_SECONDS = 3600  # a half-written entry this old belongs to no live run
 
 
@@ -230,9 +231,7 @@ class EncodingCache:
             desc=f"encode videos (rank {rank})",
             disable=not progress or not todo_videos,
         )
-        for i in range(0, len(todo_videos), READ_BATCH):
-            chunk = todo_videos[i : i + READ_BATCH]
-            clips = [self._load_video(spec, pipe, video, (listed or {}).get(video)) for _, video in chunk]
+        for chunk, clips in self._read_chunks(spec, pipe, todo_videos, listed or {}):
             # Batch the VAE over clips of one shape (one call per clip otherwise), as many as fit.
             groups: dict[tuple[int, ...], list[int]] = {}
             for j, clip in enumerate(clips):
@@ -249,6 +248,22 @@ class EncodingCache:
             bar.update(len(chunk))
         bar.close()
         return paths, stats
+
+    def _read_chunks(
+        self, spec: Any, pipe: Any, todo: list[tuple[Path, Path]], listed: dict[Path, tuple[Path, int | None]]
+    ) -> Iterator[tuple[list[tuple[Path, Path]], list[np.ndarray]]]:
+        """(entries, their preprocessed clips), READ_BATCH at a time, or fewer once they hold READ_BYTES (16
+        real-size clips of 49 x 480 x 720 were 800 MB a rank)."""
+        chunk: list[tuple[Path, Path]] = []
+        clips: list[np.ndarray] = []
+        for entry in todo:
+            chunk.append(entry)
+            clips.append(self._load_video(spec, pipe, entry[1], listed.get(entry[1])))
+            if len(chunk) == READ_BATCH or sum(c.nbytes for c in clips) >= READ_BYTES:
+                yield chunk, clips
+                chunk, clips = [], []
+        if chunk:
+            yield chunk, clips
 
     def _remove_stale_temporaries(self) -> None:
         """Temporary files of writes a kill interrupted (never read: entries open by exact name), once
