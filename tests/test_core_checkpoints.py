@@ -253,3 +253,26 @@ def test_checkpoints_keep_the_trained_weights_and_leave_deepspeeds_and_fsdps_alo
     hooks[0]([model], [state], "dir")
     assert sorted(state) == ["1.bias", "1.weight"]
     hooks[0]([model], [], "dir")  # DeepSpeed and FSDP save the model themselves: no weights to filter
+
+
+def test_a_checkpoint_that_lacks_trained_weights_is_refused_not_silently_skipped(tmp_path):
+    # strict=False (checkpoints of the trained weights only) loads the names that match and skips the rest.
+    import torch
+    from accelerate import Accelerator
+    from safetensors.torch import load_file, save_file
+
+    from videolift.core.checkpoints import save_trainable_only
+    from videolift.core.errors import VideoliftError
+
+    accelerator = Accelerator(cpu=True)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    net[0].requires_grad_(False)
+    model, _ = accelerator.prepare(net, torch.optim.SGD(net[1].parameters(), lr=0.1))
+    save_trainable_only(accelerator)
+    path = save_checkpoint(accelerator, tmp_path, 1, {"step": 1}, keep=1, digits=7)
+    assert sorted(load_file(str(path / "model.safetensors"))) == ["1.bias", "1.weight"]
+    assert load_checkpoint(accelerator, path, strict=False) == {"step": 1}
+    renamed = {f"other.{k}": v for k, v in load_file(str(path / "model.safetensors")).items()}
+    save_file(renamed, str(path / "model.safetensors"))  # another model's names
+    with pytest.raises(VideoliftError, match=r"lacks 2 of the model's 2 trained weights \(e\.g\. 1\.bias\)"):
+        load_checkpoint(accelerator, path, strict=False)

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from videolift.core.errors import VideoliftError
 from videolift.core.files import writing
 from videolift.core.jsonl import atomic_write, read_json
 
@@ -86,9 +87,32 @@ def save_checkpoint(accelerator: Any, root: Path, step: int, state: dict, keep: 
 
 
 def load_checkpoint(accelerator: Any, checkpoint: Path, **load_state: Any) -> dict:
-    """``accelerator.load_state`` (``load_state``: its keywords) and the trainer state saved beside it."""
+    """``accelerator.load_state`` (``load_state``: its keywords) and the trainer state saved beside it.
+    With ``strict=False`` (checkpoints of ``save_trainable_only``), every trained weight must be in it."""
     accelerator.load_state(str(checkpoint), **load_state)
+    if load_state.get("strict") is False:
+        _check_trained_weights(accelerator, checkpoint)
     return read_json(checkpoint / STATE_FILE)
+
+
+def _check_trained_weights(accelerator: Any, checkpoint: Path) -> None:
+    """``strict=False`` loads the names that match and skips the rest: a checkpoint whose names do not
+    match the model (another model, another version's layout) would resume from the base's weights
+    without a word."""
+    from safetensors import safe_open
+
+    for i, model in enumerate(getattr(accelerator, "_models", [])):  # what prepare() gave it
+        file = checkpoint / ("model.safetensors" if i == 0 else f"model_{i}.safetensors")
+        if not file.exists():  # DeepSpeed's and FSDP's own layouts, which their loaders check
+            continue
+        with safe_open(str(file), "pt") as handle:
+            saved = {key.removeprefix("module.") for key in handle.keys()}  # noqa: SIM118 (not a dict)
+        trained = {n for n, p in accelerator.unwrap_model(model).named_parameters() if p.requires_grad}
+        if missing := sorted(trained - saved):
+            raise VideoliftError(
+                f"{checkpoint}: lacks {len(missing)} of the model's {len(trained)} trained weights (e.g. "
+                f"{missing[0]}): it was written for another model; resume with the one that wrote it"
+            )
 
 
 def save_trainable_only(accelerator: Any) -> None:
