@@ -276,3 +276,30 @@ def test_a_checkpoint_that_lacks_trained_weights_is_refused_not_silently_skipped
     save_file(renamed, str(path / "model.safetensors"))  # another model's names
     with pytest.raises(VideoliftError, match=r"lacks 2 of the model's 2 trained weights \(e\.g\. 1\.bias\)"):
         load_checkpoint(accelerator, path, strict=False)
+
+
+def test_under_deepspeed_frozen_weights_are_left_out_by_its_own_keywords(tmp_path):
+    """accelerate hands save_state's and load_state's keywords to DeepSpeed's engine, which saves the
+    model itself (the pre-save hook sees no weights) and knows no ``strict`` (resume raised TypeError)."""
+    from accelerate.utils import DistributedType
+
+    from videolift.core.checkpoints import save_trainable_only
+
+    class DeepSpeedAccelerator(FakeAccelerator):
+        distributed_type = DistributedType.DEEPSPEED
+
+        def register_save_state_pre_hook(self, hook: Any) -> None:
+            self.hook = hook
+
+        def save_state(self, directory: str, **kwargs: Any) -> None:
+            self.saved_with = kwargs
+            super().save_state(directory)
+
+    acc = DeepSpeedAccelerator()
+    save_checkpoint(acc, tmp_path, 1, {"step": 1}, keep=1, digits=7)
+    assert acc.saved_with == {}  # a run that saves every weight
+    save_trainable_only(acc)
+    path = save_checkpoint(acc, tmp_path, 2, {"step": 2}, keep=1, digits=7)
+    assert acc.saved_with == {"exclude_frozen_parameters": True}
+    assert load_checkpoint(acc, path, strict=False) == {"step": 2}
+    assert acc.loaded[-1][1] == {"load_module_strict": False}

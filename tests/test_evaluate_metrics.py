@@ -142,6 +142,8 @@ def test_a_real_sized_clip_is_shown_as_nine_small_frames_not_a_25_mb_strip(tmp_p
     assert mime == "image/jpeg" and shown.size == (9 * 216 + 8 * 2, STRIP_HEIGHT) and len(image) < 1 << 20
     toy, mime = frame_strip(np.zeros((9, 48, 48, 3), np.uint8))  # toy clips: every frame, as pixels
     assert mime == "image/png" and Image.open(io.BytesIO(toy)).size == (3 * (9 * 50 - 2), 144)
+    mid, mime = frame_strip(np.zeros((49, 100, 100, 3), np.uint8))  # 9 of its frames, as they are
+    assert mime == "image/png" and Image.open(io.BytesIO(mid)).size == (9 * 102 - 2, 100)
     rep = Report("real")
     rep.frames([("base", clip)])
     assert "data:image/jpeg;base64," in rep.write(tmp_path / "r.html").read_text()

@@ -70,8 +70,12 @@ def save_checkpoint(accelerator: Any, root: Path, step: int, state: dict, keep: 
     if accelerator.is_main_process and tmp.exists():  # the same step's save, killed
         shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
+    # DeepSpeed saves its model itself (the pre-save hook sees nothing): it leaves out frozen weights so.
+    frozen_out = (
+        {"exclude_frozen_parameters": True} if _deepspeed(accelerator) and _trained_only(accelerator) else {}
+    )
     with writing(tmp, "the checkpoint"):
-        accelerator.save_state(str(tmp))
+        accelerator.save_state(str(tmp), **frozen_out)
     accelerator.wait_for_everyone()  # every process's files (RNG states, shards) are in before it counts
     if accelerator.is_main_process:
         with atomic_write(tmp / STATE_FILE) as handle:
@@ -89,10 +93,19 @@ def save_checkpoint(accelerator: Any, root: Path, step: int, state: dict, keep: 
 def load_checkpoint(accelerator: Any, checkpoint: Path, **load_state: Any) -> dict:
     """``accelerator.load_state`` (``load_state``: its keywords) and the trainer state saved beside it.
     With ``strict=False`` (checkpoints of ``save_trainable_only``), every trained weight must be in it."""
+    partial = load_state.get("strict") is False
+    if partial and _deepspeed(accelerator):  # accelerate hands these to DeepSpeed's engine, whose name it is
+        load_state = {k: v for k, v in load_state.items() if k != "strict"} | {"load_module_strict": False}
     accelerator.load_state(str(checkpoint), **load_state)
-    if load_state.get("strict") is False:
+    if partial:
         _check_trained_weights(accelerator, checkpoint)
     return read_json(checkpoint / STATE_FILE)
+
+
+def _deepspeed(accelerator: Any) -> bool:
+    from accelerate.utils import DistributedType
+
+    return getattr(accelerator, "distributed_type", None) == DistributedType.DEEPSPEED
 
 
 def _check_trained_weights(accelerator: Any, checkpoint: Path) -> None:
@@ -111,18 +124,19 @@ def _check_trained_weights(accelerator: Any, checkpoint: Path) -> None:
         if missing := sorted(trained - saved):
             raise VideoliftError(
                 f"{checkpoint}: lacks {len(missing)} of the model's {len(trained)} trained weights (e.g. "
-                f"{missing[0]}): it was written for another model; resume with the one that wrote it"
+                f"{missing[0]}): its names do not match this model's (another model, or a library upgrade "
+                "that renamed the model's modules); resume with the model and versions that wrote it"
             )
 
 
 def save_trainable_only(accelerator: Any) -> None:
     """From now on checkpoints hold the trainable weights only: a LoRA run must not copy the frozen base
     into each one (11 GB for CogVideoX-5B), which the run loads from the base again (whose weights resume
-    checks). Resume them with ``strict=False``. DeepSpeed and FSDP save their models themselves: the hook
-    sees no weights then, and leaves their checkpoints as they are."""
+    checks). Resume them with ``strict=False``. DeepSpeed saves its model itself, told to leave the frozen
+    weights out (``save_checkpoint``); FSDP's checkpoints stay whole."""
 
     def keep_trainable(models: list[Any], weights: list[dict[str, Any]], _dir: str) -> None:
-        if not weights:  # DeepSpeed / FSDP (a zip of the models with nothing failed there)
+        if not weights:  # DeepSpeed / FSDP: see save_checkpoint (a zip of the models with nothing failed)
             return
         for model, state in zip(models, weights, strict=True):
             wanted = {n for n, p in accelerator.unwrap_model(model).named_parameters() if p.requires_grad}
@@ -130,3 +144,8 @@ def save_trainable_only(accelerator: Any) -> None:
                 del state[key]
 
     accelerator.register_save_state_pre_hook(keep_trainable)
+    accelerator.videolift_trained_only = True  # read by save_checkpoint
+
+
+def _trained_only(accelerator: Any) -> bool:
+    return getattr(accelerator, "videolift_trained_only", False)

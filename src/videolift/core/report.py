@@ -81,17 +81,18 @@ STRIP_HEIGHT = 144  # the toy world's 48 px, shown three times as large
 
 
 def frame_strip(frames: np.ndarray, scale: int = 3, gap: int = 2) -> tuple[bytes, str]:
-    """(image, MIME type) of a clip's frames side by side: small ones upscaled ``scale`` times as pixels
-    (PNG), larger ones sampled and scaled down (JPEG)."""
+    """(image, MIME type) of at most STRIP_FRAMES of a clip's frames, spread over it, side by side: small
+    ones upscaled up to ``scale`` times as pixels, to at most STRIP_HEIGHT (PNG), larger ones scaled down
+    to it (JPEG)."""
     from PIL import Image
 
     frames = np.asarray(frames, dtype=np.uint8)
     t, h, w, _ = frames.shape
-    if h * scale <= 2 * STRIP_HEIGHT:
-        return frame_strip_png(frames, scale=scale, gap=gap), "image/png"
-    picked = np.linspace(0, t - 1, min(t, STRIP_FRAMES)).round().astype(int)
+    frames = frames[np.linspace(0, t - 1, min(t, STRIP_FRAMES)).round().astype(int)]
+    if h <= STRIP_HEIGHT:  # up to STRIP_HEIGHT, as pixels
+        return frame_strip_png(frames, scale=max(1, min(scale, STRIP_HEIGHT // h)), gap=gap), "image/png"
     size = (max(1, round(w * STRIP_HEIGHT / h)), STRIP_HEIGHT)
-    small = np.stack([np.asarray(Image.fromarray(frames[i]).resize(size, Image.LANCZOS)) for i in picked])
+    small = np.stack([np.asarray(Image.fromarray(frame).resize(size, Image.LANCZOS)) for frame in frames])
     buf = io.BytesIO()
     Image.fromarray(_side_by_side(small, gap)).save(buf, format="JPEG", quality=85)
     return buf.getvalue(), "image/jpeg"

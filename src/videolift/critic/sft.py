@@ -444,7 +444,8 @@ def _run_sft(
 
 def _prefetched(pool: Any, make: Callable[[int], Any], indices: Iterable[int]) -> Iterator[tuple[int, Any]]:
     """(i, make(i)) for each index, make(i + 1) running in ``pool`` while the caller works on i. An
-    error of make(i) is raised when i is due; one ahead that is never asked for is dropped."""
+    error of make(i) is raised when i is due; the one ahead of a caller that stops is cancelled if it has
+    not started, else left to finish unused (the pool's shutdown waits for it)."""
     indices = iter(indices)
     ahead = [(i, pool.submit(make, i)) for i in itertools.islice(indices, 1)]
     while ahead:
