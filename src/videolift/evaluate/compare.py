@@ -99,16 +99,16 @@ def check_inputs(
     from videolift.data.prompt_files import read_prompts
     from videolift.models.base import check_lora_dir
     from videolift.models.families import spec_for
-    from videolift.toy.oracle import CLIP_SIZE, model_size_error, sizes_not_rated
-    from videolift.toy.render import FRAMES, SIZE
 
     sampler = sampler or {}
     sizes = sampler.get("frames"), sampler.get("height"), sampler.get("width")
 
     prompts = Path(prompts)
     records = read_prompts(prompts)
-    if oracle:
+    if oracle:  # the toy world's modules only then (half a second of imports)
         from videolift.toy.grammar import parse_prompt
+        from videolift.toy.oracle import CLIP_SIZE, model_size_error, sizes_not_rated
+        from videolift.toy.render import FRAMES, SIZE
 
         field = None if prompts.suffix.lower() == ".txt" else "prompt"
         for record in records:
