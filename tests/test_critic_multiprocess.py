@@ -107,3 +107,30 @@ def test_two_process_training_equals_one_process_with_accumulation(tmp_path):
     assert a.keys() == b.keys() and any(v.abs().sum() > 0 for k, v in a.items() if "lora_B" in k)
     for key in a:
         assert_close(a[key], b[key], rtol=1e-4, atol=1e-6)
+
+
+def test_two_processes_split_a_first_pass_and_match_one_process(tmp_path):
+    """A check-then-rate critic's first pass is dealt to the ranks (each logs its share; the main one merges):
+    the cache two processes write is the one process's."""
+    tiny_world(tmp_path, 5)
+    common = ["critic", "train", "--base", tmp_path / "base", "--data", tmp_path / "hra.jsonl", "--videos", tmp_path,
+              "--dimensions", "video_fidelity", "--check", "--check-dimensions", "video_fidelity",
+              "--max-steps", "1", "--batch-size", "1", "--save-every", "0"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    two = [BIN / "torchrun", "--standalone", "--nproc_per_node", "2", BIN / "videolift", *common]
+    said = {}
+    for cmd, out in ((two, "two"), ([BIN / "videolift", *common], "one")):
+        proc = subprocess.run(
+            list(map(str, [*cmd, "--out", tmp_path / out])),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        said[out] = " ".join(proc.stderr.split())
+    assert "checking 5 training captions" in said["one"] and "split between" not in said["one"]
+    assert "(0 cached), split between 2 processes" in said["two"]
+    cached = [json.loads((tmp_path / out / "checks.json").read_text()) for out in ("two", "one")]
+    assert cached[0] == cached[1] and len(cached[0]["checks"]) == 5
+    assert not (tmp_path / "two/checks.json.parts").exists()

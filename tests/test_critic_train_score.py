@@ -646,6 +646,85 @@ def test_runs_share_a_check_cache_one_file_per_setting(world, tmp_path, monkeypa
     assert len(list(shared.glob("checks-*.json"))) == 2 and first.read_text() == before
 
 
+def test_an_interrupted_first_pass_keeps_what_it_computed(world, tmp_path, monkeypatch):
+    """The first pass is logged a chunk at a time: a run stopped there (here: the check model failing at
+    its third video) keeps the checks made, and the same command computes only the others."""
+    import videolift.critic.checks as checks_module
+    import videolift.critic.text_cache as text_cache
+
+    out, whole = tmp_path / "c", tmp_path / "whole"
+    train(world, whole, "--check", "--save-every", "0", steps=1)
+    monkeypatch.setattr(text_cache, "CHUNK", 1)
+    real, checked = checks_module.check_files, []
+
+    def failing_at_the_third(checker, pairs, **kwargs):
+        if len(checked) == 2:
+            raise RuntimeError("CUDA out of memory")
+        checked.extend(pairs)
+        return real(checker, pairs, **kwargs)
+
+    monkeypatch.setattr(checks_module, "check_files", failing_at_the_third)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        train(world, out, "--check", "--save-every", "0", steps=1)
+    logged = (out / "checks.json.parts/rank0.jsonl").read_text().splitlines()
+    assert len(logged) == 2 and not (out / "checks.json").exists()
+
+    checked.clear()
+    monkeypatch.setattr(
+        checks_module,
+        "check_files",
+        lambda checker, pairs, **kwargs: checked.extend(pairs) or real(checker, pairs, **kwargs),
+    )
+    train(world, out, "--check", "--save-every", "0", steps=1)
+    assert len(checked) == 2  # the two the first try did not reach
+    assert json.loads((out / "checks.json").read_text()) == json.loads((whole / "checks.json").read_text())
+    assert not (out / "checks.json.parts").exists()
+
+
+def test_descriptions_of_a_base_rebuilt_at_the_same_path_are_made_again(world, tmp_path, monkeypatch):
+    import videolift.critic.descriptions as descriptions
+
+    base, cache = tmp_path / "base", tmp_path / "cache"
+    shutil.copytree(world / "base", base)
+    common = ("--base", base, "--describe", "--cache-dir", cache, "--save-every", "0")
+    train(world, tmp_path / "a", *common, steps=1)
+    real, described = descriptions.describe_files, []
+    monkeypatch.setattr(descriptions, "describe_files", lambda *a, **k: described.append(a) or real(*a, **k))
+    train(world, tmp_path / "b", *common, steps=1)
+    assert not described  # the same base: from the cache
+    build_tiny_vlm(base, seed=1)  # same path, other weights
+    train(world, tmp_path / "c", *common, steps=1)
+    assert described and len(list(cache.glob("descriptions-*.json"))) == 2
+
+
+def test_first_passes_run_in_the_runs_dtype_and_a_checker_where_its_critic_is(world, tmp_path, monkeypatch):
+    import videolift.critic.descriptions as descriptions
+    from videolift.critic.checks import load_checker
+    from videolift.critic.spec import CriticSpec
+
+    asked = []
+
+    class Asked(Exception):
+        pass
+
+    def spy(model_dir, max_pixels=None, min_pixels=None, **where):
+        asked.append(where)
+        raise Asked  # enough: what it was asked for
+
+    with monkeypatch.context() as patch:
+        patch.setattr(descriptions, "load_describer", spy)
+        with pytest.raises(Asked):
+            train(world, tmp_path / "c", "--check", "--dtype", "bfloat16", steps=1)
+    assert asked == [{"dtype": "bfloat16", "device": torch.device("cpu")}]
+    # Scoring: a check model other than the critic's base loads in the critic's dtype (on its device).
+    critic_model, _, collator = descriptions.load_describer(world / "base", dtype="bfloat16")
+    spec = CriticSpec(
+        base_model=str(world / "base"), model_type="qwen2_vl", check=True, check_model=str(world / "base")
+    )
+    checker = load_checker(spec, critic_model=critic_model, collator=collator)
+    assert checker.model is not critic_model and checker.model.dtype == torch.bfloat16
+
+
 def test_pairs_sampling_critic_is_fed_frame_steps(world, tmp_path, monkeypatch):
     import videolift.critic.score as score_module
     from videolift.core.video import sample_frames

@@ -11,6 +11,16 @@ from typing import Any
 SHARDED_JOB_TIMEOUT = timedelta(hours=12)
 
 
+def process_state() -> Any:
+    """accelerate's state of this launch's processes, made with ``SHARDED_JOB_TIMEOUT`` if this is its
+    first use (the state is made once per process; later settings are ignored); CPU-only without a GPU
+    (torchrun on CPU would otherwise give unsynchronised single-process runs)."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available(), timeout=SHARDED_JOB_TIMEOUT)
+
+
 def deepspeed_clipping(accelerator: Any, max_grad_norm: float) -> None:
     """Under DeepSpeed the engine clips gradients (accelerate's ``clip_grad_norm_`` does nothing there):
     give it ``--max-grad-norm`` unless the DeepSpeed config sets its own ``gradient_clipping``."""

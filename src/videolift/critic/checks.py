@@ -39,15 +39,29 @@ class Checker:
 
 
 def load_checker(
-    spec: Any, *, critic_model: Any = None, collator: Any = None, base: str | None = None
+    spec: Any,
+    *,
+    critic_model: Any = None,
+    collator: Any = None,
+    base: str | None = None,
+    dtype: Any = None,
+    device: Any = None,
 ) -> Checker:
-    """The spec's check model. A LoRA critic checked by its own base reuses its weights, adapter off."""
+    """The spec's check model. A LoRA critic checked by its own base reuses its weights, adapter off.
+    Another model loads where the critic is and in its dtype (else ``device`` / ``dtype``, default the
+    CPU in float32)."""
     from videolift.critic.descriptions import load_describer
 
     if spec.check_model is None and critic_model is not None and hasattr(critic_model, "disable_adapter"):
         return Checker(critic_model, collator, critic_model.disable_adapter)
+    if critic_model is not None:
+        device, dtype = device or critic_model.device, dtype or critic_model.dtype
     model, _, check_collator = load_describer(
-        spec.check_model or base or spec.base_model, spec.max_pixels, spec.min_pixels
+        spec.check_model or base or spec.base_model,
+        spec.max_pixels,
+        spec.min_pixels,
+        dtype=dtype or "float32",
+        device=device or "cpu",
     )
     return Checker(model, check_collator)
 
@@ -146,34 +160,41 @@ def base_checks(
     pairs: list[tuple[Path, str]],
     spec: Any,
     cache_dir: Path,
+    weights: str | None,
     *,
     shared: bool = False,
+    device: Any = "cpu",
+    dtype: Any = "float32",
     progress: bool = True,
     log: Any = print,
 ) -> dict[tuple[Path, str], str]:
-    """The check model's check of every training (video, caption), cached in ``cache_dir`` (see
-    ``descriptions.cache_file``)."""
-    from videolift.critic.descriptions import cache_file, cached_texts
+    """The check model's check of every training (video, caption) (``weights``: the check model's identity,
+    ``weights_digest``), cached in ``cache_dir`` and split between the launch's processes
+    (``text_cache.cached_texts``)."""
     from videolift.critic.spec import view_key
+    from videolift.critic.text_cache import cache_file, cached_texts, split_note
 
     key = {
         "check_model": spec.checker,
+        **({"weights": weights} if weights else {}),
         "instruction": spec.check_instruction,
         "threshold": spec.check_threshold,
         **view_key(*spec.check_view),
         "max_pixels": spec.max_pixels,
         "min_pixels": spec.min_pixels,
     }
+    loaded: list[Checker] = []  # the model, once a first chunk needs it
 
     def compute(missing: list[tuple[Path, str]]) -> list[str]:
+        if not loaded:
+            loaded.append(load_checker(spec, dtype=dtype, device=device))
         return check_files(
-            load_checker(spec),
+            loaded[0],
             missing,
             num_frames=spec.check_view[0],
             sampling=spec.check_view[1],
             instruction=spec.check_instruction,
             threshold=spec.check_threshold,
-            progress=progress,
         )
 
     return cached_texts(
@@ -182,5 +203,9 @@ def base_checks(
         "checks",
         {pair: f"{pair[0].resolve()}\t{pair[1]}" for pair in pairs},
         compute,
-        lambda n, cached: log(f"checking {n} training captions with {spec.checker} ({cached} cached)"),
+        lambda n, cached, processes: log(
+            f"checking {n} training captions with {spec.checker} ({cached} cached){split_note(processes)}"
+        ),
+        progress=progress,
+        desc="checking captions",
     )

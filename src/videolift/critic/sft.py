@@ -64,8 +64,9 @@ MODEL_FILES = (
     "model.safetensors.index.json",
     "pytorch_model*.bin*",
 )
-# ``extra`` keys recorded since a version (base_weights: 2026-12-06); a run that did not record them resumes.
-NEWER_EXTRA = frozenset({"base_weights"})
+# ``extra`` keys recorded since a version (base_weights: 2026-12-06, check_weights: 2026-12-07); a run that
+# did not record them resumes.
+NEWER_EXTRA = frozenset({"base_weights", "check_weights"})
 STEP_DIGITS = 6  # checkpoints/step-000100: the names critic train has always written
 
 

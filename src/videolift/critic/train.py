@@ -1,7 +1,7 @@
 """``critic train`` / ``critic export``: HRA records -> SFT examples -> the generic loop (``critic.sft``).
 
 The critic's own parts: its spec (questions, reward, frames), the first passes of check- and
-describe-then-rate critics (cached, computed on the main process first), and the export of a
+describe-then-rate critics (cached, split between the processes: ``critic.text_cache``), and the export of a
 checkpoint as a critic directory that plain transformers / peft load.
 """
 
@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from videolift.core.distributed import process_state
 from videolift.core.errors import VideoliftError
 from videolift.core.files import content_hash, weights_digest
 from videolift.core.jsonl import read_json
@@ -40,54 +41,40 @@ def resolve_base(base: str) -> str:
 
 def _main_process_answers(compute: Callable[[], Any]) -> Any:
     """``compute()`` on the main process only, its answer given to the others."""
-    import torch
-    from accelerate import PartialState
     from accelerate.utils import broadcast_object_list
 
-    state = PartialState(cpu=not torch.cuda.is_available())
+    state = process_state()
     return broadcast_object_list([compute() if state.is_main_process else None])[0]
 
 
-def _main_process_first(compute: Callable[[], Any]) -> Any:
-    """``compute()`` on the main process, then on the others (which read what it cached)."""
-    import torch
-    from accelerate import PartialState
-
-    state = PartialState(cpu=not torch.cuda.is_available())
-    result = compute() if state.is_main_process else None
-    state.wait_for_everyone()
-    return result if state.is_main_process else compute()
-
-
 def _first_passes(
-    base: str,
     records: list[tuple[int, Any]],
     videos: Path,
     spec: Any,
     cache: Path,
     shared: bool,
     data: Path,
+    model: dict[str, Any],
     log: Any,
     progress: bool = True,
 ) -> tuple[dict[Path, str] | None, dict[tuple[Path, str], str] | None]:
     """What the base model (or the check model) says about the training videos, for describe-then-rate
     and check-then-rate critics: (descriptions per video, checks per (video, caption)), cached in
-    ``cache`` (``shared``: a cache directory that other runs use too)."""
+    ``cache`` (``shared``: a cache directory that other runs use too). ``model``: the weights' identities
+    (``base_weights``, ``check_weights``) and the ``dtype`` to run them in."""
     from videolift.critic.checks import base_checks
     from videolift.critic.data import resolve_video
     from videolift.critic.descriptions import base_descriptions
 
     files = [resolve_video(videos, r, file=data, line=line) for line, r in records]
+    on = {"device": process_state().device, "dtype": model["dtype"], "progress": progress, "log": log}
     descriptions = checks = None
     if spec.describe:
-        descriptions = _main_process_first(
-            lambda: base_descriptions(base, files, spec, cache, shared=shared, progress=progress, log=log)
-        )
+        descriptions = base_descriptions(files, spec, cache, model["base_weights"], shared=shared, **on)
     if spec.check:
         pairs = [(f, r.prompt) for f, (_, r) in zip(files, records, strict=True)]
-        checks = _main_process_first(
-            lambda: base_checks(pairs, spec, cache, shared=shared, progress=progress, log=log)
-        )
+        weights = model["check_weights"] if spec.check_model else model["base_weights"]
+        checks = base_checks(pairs, spec, cache, weights, shared=shared, **on)
     return descriptions, checks
 
 
@@ -173,6 +160,9 @@ def train_critic(
         # And the path alone would let it continue on a base rebuilt there (None: a Hub id). Read by one
         # process (about 10 s a 16-GB base from a warm disk, at each start).
         "base_weights": _main_process_answers(lambda: weights_digest(base)),
+        "check_weights": _main_process_answers(lambda: weights_digest(spec.check_model))
+        if spec.check_model
+        else None,
         "videos": str(videos.resolve()),
         "class_weight_power": class_weight_power,
         "max_new_tokens": max_new_tokens,
@@ -182,8 +172,13 @@ def train_critic(
     if describe or check:
         check_lora_targets(base, cfg)
         _check_batches(records, videos, spec, cfg, data)
+    model = {
+        "dtype": cfg.dtype,
+        "base_weights": cfg.extra["base_weights"],
+        "check_weights": cfg.extra["check_weights"],
+    }
     examples = _critic_examples(
-        spec, data, records, videos, class_weight_power, out, cache_dir, log, progress=progress
+        spec, data, records, videos, class_weight_power, out, cache_dir, model, log, progress=progress
     )
     finalize = _spec_writer(spec, examples, cfg, max_new_tokens)
     return run_sft(
@@ -226,17 +221,16 @@ def _critic_examples(
     class_weight_power: float,
     out: Path,
     cache_dir: str | Path | None,
+    model: dict[str, Any],
     log: Any,
     progress: bool = True,
 ) -> list[SFTExample]:
     """The training examples of a critic from (line, record) pairs of ``data`` (first passes cached in
-    ``cache_dir``, default ``out``)."""
+    ``cache_dir``, default ``out``; ``model``: see ``_first_passes``)."""
     from videolift.critic.data import class_weights, hra_examples
 
     cache, shared = (Path(cache_dir), True) if cache_dir is not None else (out, False)
-    descriptions, checks = _first_passes(
-        spec.base_model, records, videos, spec, cache, shared, data, log, progress
-    )
+    descriptions, checks = _first_passes(records, videos, spec, cache, shared, data, model, log, progress)
     examples, skipped = hra_examples(
         [r for _, r in records],
         videos,
@@ -312,7 +306,14 @@ def export_critic(
         raise VideoliftError(f"{config_file}: unreadable settings: {str(exc).splitlines()[0]}") from None
     data, videos = Path(extra["data"]), Path(extra["videos"])
     records = read_hra_lines(data)
-    examples = _critic_examples(spec, data, records, videos, extra["class_weight_power"], run, cache_dir, log)
+    model = {
+        "dtype": cfg.dtype,
+        "base_weights": extra.get("base_weights"),
+        "check_weights": extra.get("check_weights"),
+    }
+    examples = _critic_examples(
+        spec, data, records, videos, extra["class_weight_power"], run, cache_dir, model, log
+    )
     partial = dest.with_name(dest.name + ".partial")  # renamed into place when complete
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
