@@ -510,9 +510,10 @@ def test_resume_after_kill_matches_uninterrupted_run(world, tmp_path):
         proc.wait()
     assert not (tmp_path / "killed/pipeline").exists()  # really killed mid-run
 
-    # The run directory moves (to another disk, say) before it resumes.
+    # The run directory moves (to another disk, say) before it resumes, which saves memory now (as after
+    # running out of it): the same updates follow.
     moved = (tmp_path / "killed").rename(tmp_path / "moved")
-    resumed = AlignConfig.load(None, **_flags(world, moved), resume=True)
+    resumed = AlignConfig.load(None, **_flags(world, moved), resume=True, gradient_checkpointing=True)
     train(resumed, progress=False)
     train(AlignConfig.load(None, **_flags(world, tmp_path / "straight")), progress=False)
     a, b = _transformer_state(moved / "pipeline"), _transformer_state(tmp_path / "straight/pipeline")

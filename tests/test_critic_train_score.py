@@ -150,7 +150,8 @@ def test_resume_equals_uninterrupted(world, tmp_path):
         world, pieces, "--save-every", "3", "--resume", "--lr", "1e-3", steps=6, fails=True
     ).output
     assert "different settings" in changed and "lr" in changed
-    train(world, pieces, "--save-every", "3", "--resume", steps=6)
+    # What saves memory or checkpoints more often may change: the same updates follow.
+    train(world, pieces, "--save-every", "2", "--resume", "--gradient-checkpointing", steps=6)
     a, b = load_file(whole / "adapter_model.safetensors"), load_file(pieces / "adapter_model.safetensors")
     assert a.keys() == b.keys()
     for key in a:

@@ -37,6 +37,9 @@ RESUMABLE_CHANGES = frozenset(
         "hash_content",  # how cached files are named, not what they hold
         # how many videos the VAE encodes at once, not what it encodes (but to or from 1, ~2e-5: cache.py)
         "encode_batch_size",
+        # memory, not the updates: activations recomputed in backward are the same (a run out of GPU
+        # memory continues with it)
+        "gradient_checkpointing",
     }
 )
 

@@ -68,6 +68,10 @@ MODEL_FILES = (
 # did not record them resumes.
 NEWER_EXTRA = frozenset({"base_weights", "check_weights"})
 STEP_DIGITS = 6  # checkpoints/step-000100: the names critic train has always written
+# Settings a --resume may change: when checkpoints are written and how much memory a step takes, not what
+# is trained (gradient checkpointing recomputes the same activations): e.g. a run out of GPU memory
+# continues with --gradient-checkpointing.
+RESUMABLE_CHANGES = frozenset({"save_every", "keep_checkpoints", "frame_cache_mb", "gradient_checkpointing"})
 
 
 # Settings of the critic's spec that are `critic train` options of the same name.
@@ -275,7 +279,7 @@ def check_output_dir(out: Path, cfg: SFTConfig, *, resume: bool, overwrite: bool
     if overwrite:
         return
     if (out / TRAIN_SUMMARY).exists():
-        if resume and config.exists() and (before := read_json(config)) == cfg.comparable(before):
+        if resume and config.exists() and not _changed(before := read_json(config), cfg.comparable(before)):
             raise AlreadyFinished(
                 f"{out}: this run has finished (same settings); nothing to resume. Its critic is {out}; "
                 "pass --overwrite to train it again"
@@ -288,17 +292,28 @@ def check_output_dir(out: Path, cfg: SFTConfig, *, resume: bool, overwrite: bool
             raise VideoliftError(
                 f"{out}: holds an unfinished run; pass --resume to continue it or --overwrite"
             )
-        before, now = _flat(before), _flat(now)  # a changed caller's setting by its own name
-        changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
-        if changed:
+        if changed := _changed(before, now):
+            before, now = _flat(before), _flat(now)
             detail = "; ".join(f"{k}: was {before.get(k)!r}, now {now.get(k)!r}" for k in changed)
-            raise RunConflict(f"{out}: cannot resume with different settings ({detail})")
+            raise RunConflict(
+                f"{out}: cannot resume with different settings ({detail}); only "
+                f"{', '.join(sorted(RESUMABLE_CHANGES))} may change on --resume"
+            )
 
 
 def _flat(settings: dict[str, Any]) -> dict[str, Any]:
     """Settings with the caller's ``extra`` ones as ``extra.NAME``."""
     extra = settings.get("extra") or {}
     return {k: v for k, v in settings.items() if k != "extra"} | {f"extra.{k}": v for k, v in extra.items()}
+
+
+def _changed(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The settings (a caller's by its own name, ``extra.NAME``) that differ and that --resume may not
+    change."""
+    before, now = _flat(before), _flat(now)
+    return sorted(
+        k for k in set(before) | set(now) if before.get(k) != now.get(k) and k not in RESUMABLE_CHANGES
+    )
 
 
 def run_sft(
