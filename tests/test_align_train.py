@@ -847,3 +847,40 @@ def test_a_family_the_model_was_not_saved_with_is_refused_before_any_work(world,
     with pytest.raises(VideoliftError, match="is a CogVideoXPipeline, not a WanPipeline"):
         train(align_config(world, tmp_path / "wan", family="wan"), progress=False)
     assert not (tmp_path / "wan").exists()
+
+
+def test_out_of_gpu_memory_says_what_takes_less_and_resumes_with_gradient_checkpointing(
+    world, tmp_path, monkeypatch
+):
+    """torch's OutOfMemoryError mid-run (here raised at the 9th micro-step, after the checkpoint of step 3):
+    one line with what torch said and the options that take less memory; the checkpoint is kept and the run
+    continues with --resume --gradient-checkpointing."""
+    from typer.testing import CliRunner
+
+    import videolift.align.trainer as trainer
+    from videolift.cli import app
+
+    real, calls = trainer.batch_loss, []
+    said = ("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 23.65 GiB of which "
+            "1.02 GiB is free. Including non-PyTorch memory, this process has 22.6 GiB memory in use. If reserved "
+            "but unallocated memory is large try setting PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True")  # fmt: skip
+
+    def running_out(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 9:
+            raise torch.OutOfMemoryError(said)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "batch_loss", running_out)
+    args = _cli_args(world, tmp_path / "run", max_steps=6)
+    result = CliRunner().invoke(app, ["align", *args])
+    assert result.exit_code == 1 and result.exception is not None
+    out = " ".join(result.output.split())
+    assert "Error: out of memory (CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of " \
+           "23.65 GiB of which 1.02 GiB is free)" in out  # fmt: skip
+    assert "PYTORCH_CUDA_ALLOC_CONF" not in out and "--gradient-checkpointing" in out and "--resume" in out
+    assert (tmp_path / "run/checkpoints/step-0000003").exists()
+    monkeypatch.setattr(trainer, "batch_loss", real)
+    resumed = CliRunner().invoke(app, ["align", *args, "--resume", "--gradient-checkpointing"])
+    assert resumed.exit_code == 0, resumed.output
+    assert (tmp_path / "run/pipeline/model_index.json").exists()

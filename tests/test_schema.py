@@ -287,3 +287,39 @@ def test_a_failed_write_names_its_file_and_ctrl_c_says_what_was_kept(tmp_path, m
     with pytest.raises(typer.Exit) as stopped:
         _plain_errors(interrupted)()
     assert stopped.value.exit_code == 130 and f"Interrupted: {INTERRUPTED}" in capsys.readouterr().err
+
+
+def test_running_out_of_accelerator_memory_names_what_the_command_can_do_about_it():
+    import torch
+
+    from videolift.cli import MEMORY_HINTS, _plain_errors, app
+    from videolift.core.errors import VideoliftError
+
+    def cuda() -> None:
+        raise torch.OutOfMemoryError(
+            "CUDA out of memory. Tried to allocate 20.00 MiB. GPU 0 has a total capacity"
+        )
+
+    def mps() -> None:
+        raise RuntimeError("MPS backend out of memory (MPS allocated: 17.5 GB, other allocations: 1 GB)")
+
+    def other() -> None:
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    with pytest.raises(VideoliftError, match=r"out of memory \(CUDA out of memory.*Takes less: --batch-size"):
+        _plain_errors(cuda, "critic score")()
+    with pytest.raises(VideoliftError, match=r"MPS backend out of memory.*--adapter lora"):
+        _plain_errors(mps, "critic train")()
+    with pytest.raises(RuntimeError, match="mat1"):  # any other error is left as it is
+        _plain_errors(other, "critic train")()
+    # Each command is wrapped with its own name (a sub-command's with its group's): one with hints.
+    import inspect
+
+    critic = next(g.typer_instance for g in app.registered_groups if g.name == "critic")
+    names = {inspect.getclosurevars(c.callback).nonlocals["name"] for c in critic.registered_commands}
+    assert {"critic train", "critic score", "critic eval"} <= names
+    top = {inspect.getclosurevars(c.callback).nonlocals["name"] for c in app.registered_commands}
+    assert {"align", "generate", "eval", "run", "demo"} <= top
+    assert names & set(MEMORY_HINTS) == {"critic train", "critic score", "critic eval"} and top <= set(
+        MEMORY_HINTS
+    )

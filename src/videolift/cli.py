@@ -49,11 +49,51 @@ INTERRUPTED = (
     "(`align` and `critic train` with --resume)"
 )
 
+# What takes less accelerator memory, by command: said when one runs out of it.
+_PIPELINE_MEMORY = (
+    "in the pipeline file, the stage's batch sizes (align.settings.batch_size with grad_accum, "
+    "critic.batch_size with critic.grad_accum, sampler.batch_size), gradient_checkpointing or vae_tiling"
+)
+MEMORY_HINTS = {
+    "align": "--batch-size / --real-batch-size with --grad-accum (the same videos per update), "
+    "--gradient-checkpointing (a --resume may switch it on), --lora, --mixed-precision bf16, --vae-tiling, "
+    "or DeepSpeed ZeRO-2 / FSDP (configs/accelerate/, docs/align.md)",
+    "critic train": "--batch-size with --grad-accum (the same examples per update), --gradient-checkpointing "
+    "(a --resume may switch it on), --adapter lora, --dtype bfloat16, or fewer --num-frames / --max-pixels "
+    "(a new run: the critic sees other inputs)",
+    "critic score": "--batch-size, --dtype bfloat16",
+    "critic eval": "--batch-size, --dtype bfloat16",
+    "generate": "--batch-size 1, --vae-tiling, --dtype bfloat16",
+    "eval": "--batch-size 1, --vae-tiling",
+    "run": _PIPELINE_MEMORY,
+    "demo": _PIPELINE_MEMORY,
+}
 
-def _plain_errors(fn):
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """torch's OutOfMemoryError (CUDA, XPU), or the RuntimeError of a backend without one (MPS)."""
+    return type(exc).__name__ == "OutOfMemoryError" or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    )
+
+
+def _memory_error(exc: BaseException, name: str) -> VideoliftError:
+    # torch's message: what it tried to allocate, the device's capacity and what is free, then advice on
+    # the allocator that rarely helps here.
+    said = " ".join(str(exc).split())
+    said = ". ".join(said.split(". ")[:3]).rstrip(".")
+    hint = MEMORY_HINTS.get(name, "smaller batches")
+    return VideoliftError(
+        f"out of memory ({said}). Takes less: {hint}. What was finished is kept: run again with such "
+        "settings to continue (`align` and `critic train` with --resume, which keeps the run's other settings)"
+    )
+
+
+def _plain_errors(fn, name: str = ""):
     """Report the file-system mistakes no reader anticipated (an output path that is a directory, a
     full disk, a denied permission, ...) as "Error: PATH: reason", like every other user error,
-    instead of a traceback."""
+    instead of a traceback; and running out of accelerator memory with what ``name`` (the command) can
+    do about it."""
 
     @functools.wraps(fn)
     def command(*args, **kwargs):
@@ -76,15 +116,20 @@ def _plain_errors(fn):
         except KeyboardInterrupt:
             typer.echo(f"\nInterrupted: {INTERRUPTED}", err=True)
             raise typer.Exit(130) from None
+        except Exception as exc:
+            if _out_of_memory(exc):
+                raise _memory_error(exc, name) from None
+            raise
 
     return command
 
 
-def _wrap_commands(group: typer.Typer) -> typer.Typer:
+def _wrap_commands(group: typer.Typer, prefix: str) -> typer.Typer:
     for info in group.registered_commands:
-        info.callback = _plain_errors(info.callback)
+        name = info.name or info.callback.__name__.replace("_", "-")
+        info.callback = _plain_errors(info.callback, f"{prefix} {name}")
     for sub in group.registered_groups:
-        _wrap_commands(sub.typer_instance)
+        _wrap_commands(sub.typer_instance, f"{prefix} {sub.name}")
     return group
 
 
@@ -101,10 +146,10 @@ def _load(target: str):
 
 for _name, _target in GROUPS.items():
     if (_sub := _load(_target)) is not None:
-        app.add_typer(_wrap_commands(_sub), name=_name)
+        app.add_typer(_wrap_commands(_sub, _name), name=_name)
 for _name, _target in COMMANDS.items():
     if (_fn := _load(_target)) is not None:
-        app.command(_name)(_plain_errors(_fn))
+        app.command(_name)(_plain_errors(_fn, _name))
 
 
 @app.callback(invoke_without_command=True)
