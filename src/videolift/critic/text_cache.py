@@ -2,26 +2,30 @@
 
 The first passes of describe- and check-then-rate critics run the base (or check) model over every
 training video before training: hours at the scale of LiFT-HRA on one GPU. So they are split between
-the launch's processes (rank r computes ``missing[r::world]``) and logged as they go, a chunk at a time,
-to ``CACHE.parts/rank{r}.jsonl``; a run interrupted there (a crash, kill -9, Ctrl-C) keeps every chunk
-logged, and the same command continues from them. Once every rank is done, the main one merges the logs
-into the cache file (``{"key": key, field: {name: text}}``) and removes them. Cached texts are reused
-only for the same ``key`` (everything that decides them: model and its weights, instruction, view).
+the launch's processes (rank r computes ``missing[r::world]``) and each process logs its texts as it
+goes, a chunk at a time, to a file of its own, ``CACHE.parts/<host>-<pid>-<random>.jsonl``: a run interrupted
+there (a crash, kill -9, Ctrl-C) keeps every chunk logged, and the same command continues from them.
+Once every rank is done they exchange their texts, and the main one writes the cache file
+(``{"key": key, field: {name: text}}``) and removes the logs it has merged that no running process holds
+(each holds a lock on its own), so runs sharing a ``--cache-dir`` may run at the same time. Cached
+texts are reused only for the same ``key`` (everything that decides them: model and its weights,
+instruction, view).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import shutil
-from collections.abc import Callable, Hashable
+import os
+from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from tqdm import tqdm
 
 from videolift.core.distributed import process_state
-from videolift.core.jsonl import append_jsonl, atomic_write, iter_json_lines, read_json, repair_log
+from videolift.core.jsonl import atomic_write, iter_json_lines, read_json
 
 Item = TypeVar("Item", bound=Hashable)
 # Items computed between two log appends: small enough that an interruption loses little, large
@@ -51,13 +55,13 @@ def parts_dir(path: Path) -> Path:
     return path.with_name(path.name + ".parts")
 
 
-def _cached(path: Path, key: dict[str, Any], field: str) -> dict[str, str]:
-    """Texts of the cache file and of any interrupted run's logs, for this ``key``."""
+def _cached(path: Path, key: dict[str, Any], field: str, logs: list[Path]) -> dict[str, str]:
+    """Texts of the cache file and of the ``logs`` of interrupted runs, for this ``key``."""
     known: dict[str, str] = {}
     if path.exists() and (saved := read_json(path)).get("key") == key:
         known = saved[field]
     digest = key_digest(key)
-    for log in sorted(parts_dir(path).glob("rank*.jsonl")):
+    for log in logs:
         for _, line in iter_json_lines(log, skip_partial_last=True):
             if line.get("key") == digest:
                 known[line["name"]] = line["text"]
@@ -79,33 +83,98 @@ def cached_texts(
     ``path`` lacks, split between the launch's processes (see the module doc). ``compute(items)`` gives
     their texts in order (it may load its model on its first call); ``announce(missing, cached,
     processes)`` is called on the main process before computing. Every process returns every text."""
+    from accelerate.utils import broadcast_object_list, gather_object
+
     state = process_state()
-    known = _cached(path, key, field)
-    missing = [item for item, name in names.items() if name not in known]
-    state.wait_for_everyone()  # everyone has read the logs before anyone appends to them
-    if not missing:
-        return {item: known[name] for item, name in names.items()}
+    # The main process reads the cache and decides what is missing: the others take its word (another
+    # run sharing the cache may add to it meanwhile; the ranks must split the same list).
+    seen: list[Path] = []
+    known: dict[str, str] = {}
+    missing: list[str] = []
     if state.is_main_process:
-        announce(len(missing), len(names) - len(missing), state.num_processes)
-    mine = missing[state.process_index :: state.num_processes]
-    log = parts_dir(path) / f"rank{state.process_index}.jsonl"
+        seen = sorted(parts_dir(path).glob("*.jsonl"))  # interrupted runs' logs: merged, then removed
+        known = _cached(path, key, field, seen)
+        missing = list(dict.fromkeys(name for name in names.values() if name not in known))
+    missing, merge = broadcast_object_list([(missing, bool(missing or seen))])[0]
+    # This process's log: removed once the cache holds its texts; kept (closed) if anything fails.
+    with contextlib.ExitStack() as own_log:
+        if missing:
+            if state.is_main_process:
+                announce(len(missing), len(names) - len(missing), state.num_processes)
+            item_of = {name: item for item, name in names.items()}
+            mine = [(item_of[name], name) for name in missing[state.process_index :: state.num_processes]]
+            log = own_log.enter_context(_own_log(path))
+            shown = progress and state.is_main_process
+            texts = _compute_logged(log, key, mine, compute, shown, desc, len(missing), state.num_processes)
+            known.update(dict(gather_object(list(texts.items()))))
+        if state.is_main_process and merge:
+            if path.exists() and (saved := read_json(path)).get("key") == key:
+                known = saved[field] | known  # and what a run sharing the cache wrote meanwhile
+            with atomic_write(path) as handle:
+                handle.write(json.dumps({"key": key, field: known}, indent=0) + "\n")
+            for old in seen:
+                _remove_unless_held(old)
+        wanted = {name: known[name] for name in names.values()} if state.is_main_process else None
+        wanted = broadcast_object_list([wanted])[0]  # once the cache is written: the logs may go
+    if merge:
+        state.wait_for_everyone()  # every process's log removed
+        if state.is_main_process:
+            with contextlib.suppress(OSError):  # gone, or holding another run's log
+                parts_dir(path).rmdir()
+    return {item: wanted[name] for item, name in names.items()}
+
+
+@contextlib.contextmanager
+def _own_log(path: Path) -> Iterator[IO[str]]:
+    """A new log file of this process beside the cache at ``path``, locked while open (a run merging logs
+    leaves it alone) and removed when done; kept if the process dies."""
+    import socket
+    import uuid
+
+    log = parts_dir(path) / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
     log.parent.mkdir(parents=True, exist_ok=True)
-    repair_log(log)
-    digest = key_digest(key)
-    with tqdm(
-        total=len(missing), desc=desc, unit="video", disable=not (progress and state.is_main_process)
-    ) as bar:
-        for start in range(0, len(mine), CHUNK):
-            chunk = mine[start : start + CHUNK]
-            for item, text in zip(chunk, compute(chunk), strict=True):
-                append_jsonl(log, {"key": digest, "name": names[item], "text": text})
-            bar.update(min(len(chunk) * state.num_processes, bar.total - bar.n))  # the others' too, roughly
-    state.wait_for_everyone()
-    if state.is_main_process:
-        known = _cached(path, key, field)
-        with atomic_write(path) as handle:
-            handle.write(json.dumps({"key": key, field: known}, indent=0) + "\n")
-        shutil.rmtree(parts_dir(path))
-    state.wait_for_everyone()
-    known = known if state.is_main_process else _cached(path, key, field)
-    return {item: known[name] for item, name in names.items()}
+    with log.open("w", encoding="utf-8") as handle:
+        with contextlib.suppress(ImportError, OSError):  # no flock (Windows, some network mounts)
+            import fcntl
+
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield handle
+    log.unlink()
+
+
+def _compute_logged(
+    log: IO[str],
+    key: dict[str, Any],
+    items: list[tuple[Any, str]],
+    compute: Callable[[list[Any]], list[str]],
+    progress: bool,
+    desc: str,
+    total: int,
+    processes: int,
+) -> dict[str, str]:
+    """This process's texts of ``items`` ((item, name) pairs), written to ``log`` a chunk at a time."""
+    digest, texts = key_digest(key), {}
+    with tqdm(total=total, desc=desc, unit="video", disable=not progress) as bar:
+        for start in range(0, len(items), CHUNK):
+            chunk = items[start : start + CHUNK]
+            for (_, name), text in zip(chunk, compute([item for item, _ in chunk]), strict=True):
+                texts[name] = text
+                line = {"key": digest, "name": name, "text": text}
+                log.write(json.dumps(line, ensure_ascii=False) + "\n")
+            log.flush()
+            os.fsync(log.fileno())
+            bar.update(min(len(chunk) * processes, bar.total - bar.n))  # the others' too, roughly
+    return texts
+
+
+def _remove_unless_held(log: Path) -> None:
+    try:
+        import fcntl
+    except ImportError:
+        return
+    try:
+        with log.open("a", encoding="utf-8") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            log.unlink()
+    except OSError:  # held by a running process, or already gone
+        pass
