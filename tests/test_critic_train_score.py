@@ -138,6 +138,24 @@ def test_training_lowers_the_loss_and_writes_a_plain_peft_critic(world, critic_d
     assert entry["reason"] == reason if label else entry["answer"] == plain
 
 
+def test_a_critic_loads_by_default_on_the_processs_accelerator_in_its_dtype(critic_dir, monkeypatch):
+    """`videolift run` and `eval --critic` load critics with the defaults: on a GPU machine, the GPU in
+    bfloat16 (they ran a 7B critic on the CPU in float32). Here the meta device stands in for the GPU."""
+    from types import SimpleNamespace
+
+    import videolift.core.distributed as distributed
+    import videolift.models.base as base
+    from videolift.models.base import auto_dtype
+
+    assert auto_dtype("cpu") == "float32"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert auto_dtype("cuda:1") == "bfloat16"
+    monkeypatch.setattr(distributed, "process_state", lambda: SimpleNamespace(device=torch.device("meta")))
+    monkeypatch.setattr(base, "auto_dtype", lambda device: "bfloat16" if device.type == "meta" else "float32")
+    model = load_critic(critic_dir).model
+    assert model.device.type == "meta" and model.dtype == torch.bfloat16
+
+
 def test_resume_equals_uninterrupted(world, tmp_path):
     from safetensors.torch import load_file
 
@@ -259,6 +277,33 @@ def _world_with_its_missing_video(world: Path, root: Path) -> Path:
     shutil.copy(world / "manifest.jsonl", root / "manifest.jsonl")
     shutil.copy(world / "videos/v0.mp4", root / "videos/missing.mp4")
     return root
+
+
+def test_score_decodes_as_many_chunks_at_once_as_it_has_workers(world, critic_dir, tmp_path, monkeypatch):
+    import threading
+    import time
+
+    import videolift.critic.score as score_module
+
+    read, lock, running, most = score_module.read_video_and_fps, threading.Lock(), [0], [0]
+
+    def slow(*args, **kwargs):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.3)
+        with lock:
+            running[0] -= 1
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(score_module, "read_video_and_fps", slow)
+    for workers in (1, 3):  # batch 3: one video (three questions) a chunk
+        most[0] = 0
+        score(
+            critic_dir, world, tmp_path / f"w{workers}.jsonl", "--workers", str(workers), "--batch-size", "3"
+        )
+        assert most[0] == workers
+    assert (tmp_path / "w1.jsonl").read_text() == (tmp_path / "w3.jsonl").read_text()
 
 
 def test_score_lines_resume_and_determinism(world, critic_dir, tmp_path):

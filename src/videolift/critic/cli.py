@@ -42,10 +42,9 @@ def _csv(value: str | None) -> list[str] | None:
 
 def _device(device: str):
     import torch
-    from accelerate import PartialState
 
     if device == "auto":
-        return PartialState(cpu=not torch.cuda.is_available()).device
+        return device  # load_critic's: this process's GPU, else the CPU
     try:  # refused here rather than by torch's traceback once the weights are loaded
         torch.empty(0, device=device)
     except (RuntimeError, AssertionError) as exc:
@@ -309,7 +308,9 @@ def score(
     ),
     base: str | None = typer.Option(None, "--base", help="Base model path, if it moved since training."),
     device: str = typer.Option("auto", "--device", help="auto (each rank's GPU, else CPU), cpu, cuda, ..."),
-    dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16, float16."),
+    dtype: str = typer.Option(
+        "auto", "--dtype", help="auto (bfloat16 on a GPU, float32 on the CPU), float32, bfloat16, float16."
+    ),
     merge_lora: bool = typer.Option(
         False, "--merge-lora", help="Merge the adapter into the weights (faster, tiny numeric drift)."
     ),
@@ -365,8 +366,10 @@ def evaluate(
     ),
     batch_size: int = typer.Option(24, "--batch-size", min=1, help="Prompts per generate call."),
     base: str | None = typer.Option(None, "--base", help="Base model path, if it moved since training."),
-    device: str = typer.Option("auto", "--device"),
-    dtype: str = typer.Option("float32", "--dtype"),
+    device: str = typer.Option("auto", "--device", help="auto (each rank's GPU, else CPU), cpu, cuda, ..."),
+    dtype: str = typer.Option(
+        "auto", "--dtype", help="auto (bfloat16 on a GPU, float32 on the CPU), float32, bfloat16, float16."
+    ),
     progress: bool = typer.Option(
         True, "--progress/--no-progress", help="Progress bars (scoring, model loading)."
     ),

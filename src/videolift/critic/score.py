@@ -26,7 +26,7 @@ import json
 import shutil
 import time
 import warnings
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -128,22 +128,29 @@ def load_critic(
     directory: str | Path,
     *,
     base: str | None = None,
-    device: Any = "cpu",
-    dtype: str = "float32",
+    device: Any = "auto",
+    dtype: str = "auto",
     merge_lora: bool = False,
     **expected: Any,
 ) -> Critic:
     """Load a critic directory (peft adapter + processor + spec, or a full model) for generation.
 
     ``base`` overrides the base model path recorded in the spec (e.g. after moving it); ``expected``
-    settings (``num_frames=8``, ``layout=...``) must match the spec or loading fails.
+    settings (``num_frames=8``, ``layout=...``) must match the spec or loading fails. ``device`` auto:
+    this process's GPU under a launcher (else the first, else the CPU); ``dtype`` auto: bfloat16 on a GPU,
+    float32 on the CPU.
     """
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from videolift.core.distributed import process_state
     from videolift.critic.collate import ChatCollator
-    from videolift.models.base import resolve_dtype
+    from videolift.models.base import auto_dtype, resolve_dtype
     from videolift.models.vlm import get_family, model_type_of
 
+    if device == "auto":
+        device = process_state().device
+    if dtype == "auto":
+        dtype = auto_dtype(device)
     directory = Path(directory)
     check_finished(directory)
     spec = CriticSpec.load(directory)
@@ -462,10 +469,12 @@ def score_manifest(
         log(f"{len(pending)} of {len(records)} videos to score on {state.num_processes} process(es)")
     bar = tqdm(total=len(mine), unit="video", disable=not (progress and state.is_main_process))
     with bar, ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        future = pool.submit(load, chunks[0]) if chunks else None
+        # ``workers`` chunks decode at once while the model rates the one before them.
+        ahead = deque(pool.submit(load, chunk) for chunk in chunks[:workers])
         for k, chunk in enumerate(chunks):
-            frames = future.result()
-            future = pool.submit(load, chunks[k + 1]) if k + 1 < len(chunks) else None
+            frames = ahead.popleft().result()
+            if k + workers < len(chunks):
+                ahead.append(pool.submit(load, chunks[k + workers]))
             ok = [i for i, f in enumerate(frames) if not isinstance(f, str)]
             if temperature > 0:
                 torch.manual_seed(

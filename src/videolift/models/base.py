@@ -27,6 +27,12 @@ DTYPES = {
 }
 
 
+def auto_dtype(device: Any) -> str:
+    """``dtype: auto``: bfloat16 on a GPU (where it runs), float32 elsewhere."""
+    on_gpu = torch.device(device).type == "cuda"
+    return "bfloat16" if on_gpu and torch.cuda.is_bf16_supported() else "float32"
+
+
 def resolve_dtype(name: str | torch.dtype) -> torch.dtype:
     if isinstance(name, torch.dtype):
         return name
