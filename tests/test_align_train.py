@@ -243,6 +243,40 @@ def test_training_decreases_weighted_loss_and_full_export_loads(world, tmp_path)
     assert {"loss", "loss_syn_weighted", "weight_mean", "lr", "steps_per_s", "samples_per_s"} <= set(log[0])
     assert list((tmp_path / "run/logs/tensorboard").glob("events.out.tfevents.*"))
     assert result.data["cache"]["videos_encoded"] == 4
+    environment = json.loads((tmp_path / "run/train_summary.json").read_text())["environment"]
+    assert environment["torch"] == torch.__version__
+    assert environment["diffusers"] and environment["device"] == "cpu"
+
+
+def test_the_log_gives_each_updates_own_rate_and_throughput_without_checkpoint_saving(
+    world, tmp_path, monkeypatch
+):
+    import time
+
+    import videolift.align.trainer as trainer
+
+    used: list[float] = []
+    step = torch.optim.AdamW.step
+
+    def recording(self, *args, **kwargs):
+        used.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    save = trainer.save_checkpoint
+
+    def slow_save(*args, **kwargs):
+        time.sleep(1.0)
+        return save(*args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording)
+    monkeypatch.setattr(trainer, "save_checkpoint", slow_save)
+    train(
+        align_config(world, tmp_path / "run", max_steps=6, warmup_steps=4, checkpoint_every=2), progress=False
+    )
+    log = [json.loads(line) for line in (tmp_path / "run/logs/train.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in log] == pytest.approx(used) and used[0] == 0.0  # warm-up starts at 0
+    # A tiny step takes milliseconds: a second of saving counted in would bring a line below 1 step/s.
+    assert min(r["steps_per_s"] for r in log) > 2
 
 
 def _record_trained_text(monkeypatch) -> tuple[Any, list[torch.Tensor]]:

@@ -95,6 +95,10 @@ def critic_dir(world) -> Path:
 
 
 def test_training_lowers_the_loss_and_writes_a_plain_peft_critic(world, critic_dir):
+    import transformers
+
+    environment = json.loads((critic_dir / "train_summary.json").read_text())["environment"]
+    assert environment["transformers"] == transformers.__version__ and environment["device"] == "cpu"
     log = log_of(critic_dir)
     assert [r["step"] for r in log] == list(range(1, 9))
     assert np.mean([r["loss"] for r in log[-2:]]) < np.mean([r["loss"] for r in log[:2]]) - 0.1
@@ -175,9 +179,16 @@ def test_resume_equals_uninterrupted(world, tmp_path):
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
     assert [r["loss"] for r in log_of(whole)] == pytest.approx([r["loss"] for r in log_of(pieces)], rel=1e-5)
+    seconds = [r["seconds"] for r in log_of(pieces)]  # the run's training time, across the resume
+    assert seconds == sorted(seconds) and seconds[3] > seconds[2]
     assert "finished model" in train(world, pieces, "--save-every", "3", steps=6, fails=True).output
     again = train(world, pieces, "--save-every", "3", "--resume", steps=6, fails=True).output
     assert "has finished (same settings); nothing to resume" in again
+
+
+def test_the_gradient_norm_is_logged_without_clipping_too(world, tmp_path):
+    train(world, tmp_path / "c", "--max-grad-norm", "0", "--save-every", "0", steps=2)
+    assert all(r["grad_norm"] > 0 for r in log_of(tmp_path / "c"))
 
 
 def test_an_unfinished_run_does_not_load_as_a_critic(world, tmp_path):

@@ -32,6 +32,7 @@ from videolift.align.video_check import check_videos
 from videolift.align.weights import Sample, read_real, rescore, reward_scale_warning, select_synthetic
 from videolift.core.checkpoints import load_checkpoint, save_trainable_only
 from videolift.core.distributed import deepspeed_clipping
+from videolift.core.environment import environment
 from videolift.core.errors import VideoliftError
 from videolift.core.files import HashMemo, lock_run
 from videolift.core.jsonl import append_jsonl, atomic_write, read_json
@@ -421,7 +422,7 @@ class _StepLog:
 
     def _reset(self) -> None:
         self.acc = torch.zeros(6, dtype=torch.float64)  # loss, syn weighted, syn plain, real, weight, count
-        self.started, self.steps = time.perf_counter(), 0
+        self.started, self.steps, self.paused = time.perf_counter(), 0, 0.0
 
     def add(self, loss: torch.Tensor, per_sample: torch.Tensor, batch: dict) -> None:
         n_syn, per = batch["n_syn"], per_sample.double().cpu()
@@ -442,7 +443,7 @@ class _StepLog:
         """The log line of ``step`` (collective: every rank must call it), then start afresh."""
         means = accelerator.reduce(self.acc.to(accelerator.device), reduction="mean").cpu()
         means = (means[:5] / means[5]).tolist()
-        elapsed = time.perf_counter() - self.started
+        elapsed = time.perf_counter() - self.started - self.paused
         row = {
             "step": step,
             "loss": means[0],
@@ -605,6 +606,7 @@ def _train(cfg: AlignConfig, progress: bool, held: list[IO[str]]) -> AlignResult
         log.add(loss, per_sample, batch)
         if not accelerator.sync_gradients:
             continue
+        lr = scheduler.get_last_lr()[0]  # the rate this update used
         scheduler.step()
         if ema is not None:
             ema.step(trainable_parameters(accelerator.unwrap_model(model)))
@@ -613,7 +615,7 @@ def _train(cfg: AlignConfig, progress: bool, held: list[IO[str]]) -> AlignResult
         bar.update(1)
 
         if step % cfg.log_every == 0 or step == cfg.max_steps:
-            last_log = log.row(accelerator, step, scheduler.get_last_lr()[0], grad_norm, bool(n_real))
+            last_log = log.row(accelerator, step, lr, grad_norm, bool(n_real))
             if main:
                 append_jsonl(log_dir / "train.jsonl", last_log)
                 for key, value in last_log.items():
@@ -630,7 +632,9 @@ def _train(cfg: AlignConfig, progress: bool, held: list[IO[str]]) -> AlignResult
                 "inputs": inputs,  # and the content of the files it names
                 "world_size": world,
             }
+            saving = time.perf_counter()
             save_checkpoint(accelerator, ckpt_root, step, state, cfg.keep_checkpoints)
+            log.paused += time.perf_counter() - saving  # not training: out of the throughput
     bar.close()
     if writer is not None:
         writer.close()
@@ -653,6 +657,7 @@ def _train(cfg: AlignConfig, progress: bool, held: list[IO[str]]) -> AlignResult
                 dict(r, checksum=c[1:] if c else None)
                 for r, c in zip(ranks, final_sync or [[]] * world, strict=True)
             ],
+            "environment": environment(accelerator.device),  # of this (the last) attempt
         }
         with atomic_write(cfg.out / "train_summary.json") as handle:
             json.dump(summary, handle, indent=1)

@@ -44,9 +44,17 @@ from videolift.core.checkpoints import (
     save_trainable_only,
 )
 from videolift.core.distributed import deepspeed_clipping
+from videolift.core.environment import environment
 from videolift.core.errors import DataError, VideoError, VideoliftError
 from videolift.core.files import lock_run, writing
-from videolift.core.jsonl import append_jsonl, atomic_write, read_json, trim_step_log, validation_field
+from videolift.core.jsonl import (
+    append_jsonl,
+    atomic_write,
+    iter_json_lines,
+    read_json,
+    trim_step_log,
+    validation_field,
+)
 from videolift.core.settings import refuse_bool_number
 from videolift.critic.data import FrameCache, SFTExample
 
@@ -407,7 +415,8 @@ def _run_sft(
         ]
         return collate(items)
 
-    started, losses, last_loss, stopped = time.time(), [], None, False
+    # A resumed run's time goes on from its log's last kept line (the time between runs left out).
+    started, losses, last_loss, stopped = time.time() - _logged_seconds(out, step, main), [], None, False
     bar = _progress_bar(total, step) if progress and main else None
     # Each micro-batch is made in a thread while the one before trains (decoding releases the GIL): at
     # real sizes a video takes ~0.15 s to decode, and LiFT-HRA makes ~90k examples an epoch.
@@ -418,8 +427,8 @@ def _run_sft(
                 loss, _ = answer_loss(model, batch)
                 accelerator.backward(loss)
                 grad_norm = None
-                if accelerator.sync_gradients and cfg.max_grad_norm > 0:
-                    grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+                if accelerator.sync_gradients:  # max norm inf (no clipping): the norm is logged still
+                    grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm or float("inf"))
                 optimizer.step()
                 optimizer.zero_grad()
             losses.append(loss.detach())
@@ -548,6 +557,14 @@ def _resume(accelerator: Any, out: Path, resume: bool, total: int, log: Any) -> 
     return step
 
 
+def _logged_seconds(out: Path, step: int, main: bool) -> float:
+    """The ``seconds`` of the train log's line of ``step`` (0 for a fresh start, or on other ranks)."""
+    if not (main and step and (out / TRAIN_LOG).exists()):
+        return 0.0
+    lines = [o for _, o in iter_json_lines(out / TRAIN_LOG, skip_partial_last=True) if o.get("step") == step]
+    return float(lines[-1].get("seconds") or 0.0) if lines else 0.0
+
+
 def _frames_of(example: SFTExample, frames: FrameCache) -> np.ndarray:
     """The example's frames; a video that opened when checked but fails to decode now is named by the
     data file's line that asked for it (the run resumes from its last checkpoint once it is fixed)."""
@@ -585,6 +602,7 @@ def _save_final(
     if accelerator.is_main_process:
         _write_model(accelerator.unwrap_model(model), state, processor, out, finalize)
         summary = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()}
+        summary["environment"] = environment(accelerator.device)  # of this (the last) attempt
         with atomic_write(out / TRAIN_SUMMARY) as handle:
             handle.write(json.dumps(summary, indent=1) + "\n")
 
