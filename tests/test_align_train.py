@@ -248,6 +248,18 @@ def test_training_decreases_weighted_loss_and_full_export_loads(world, tmp_path)
     assert environment["diffusers"] and environment["device"] == "cpu"
 
 
+def test_the_cache_decodes_only_the_frames_it_keeps(world, tmp_path, monkeypatch):
+    import videolift.align.cache as cache_module
+
+    read, asked = cache_module.read_video, []
+    monkeypatch.setattr(cache_module, "read_video", lambda path, n=None: asked.append(n) or read(path, n))
+    train(
+        align_config(world, tmp_path / "run", frames=5, frame_stride=1, cache_dir=tmp_path / "c"),
+        progress=False,
+    )
+    assert asked and set(asked) == {5}  # of 9 frames: the first 5 kept
+
+
 def test_the_log_gives_each_updates_own_rate_and_throughput_without_checkpoint_saving(
     world, tmp_path, monkeypatch
 ):

@@ -27,6 +27,7 @@ def test_write_read_probe_round_trip(tmp_path):
     back = read_video(path)
     assert back.shape == frames.shape and back.dtype == np.uint8
     assert np.abs(back.astype(int) - frames).mean() < 2.0
+    assert np.array_equal(read_video(path, 4), back[:4]) and np.array_equal(read_video(path, 20), back)
     info = probe_video(path)
     assert (info.num_frames, info.height, info.width, info.fps) == (9, 32, 48, 8.0)
     assert probe_video(path, decode=True) == info

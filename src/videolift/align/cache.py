@@ -278,9 +278,10 @@ class EncodingCache:
         self, spec: Any, pipe: Any, video: Path, listed: tuple[Path, int | None] | None = None
     ) -> np.ndarray:
         p = self.preprocessing
+        needed = p["frames"] * p["stride"] if p["frames"] is not None else None  # the rest is never used
         try:
             frames = preprocess_video(
-                read_video(video),
+                read_video(video, needed),
                 num_frames=p["frames"],
                 stride=p["stride"],
                 height=p["height"],

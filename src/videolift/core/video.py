@@ -54,8 +54,9 @@ def _to_rgb(frame) -> np.ndarray:
     return reformatter.reformat(frame, format="rgb24").to_ndarray()
 
 
-def read_video_and_fps(path: str | Path) -> tuple[np.ndarray, float]:
-    """All frames (T, H, W, 3) RGB uint8 and the stream's frame rate (0 if unknown), one open."""
+def read_video_and_fps(path: str | Path, max_frames: int | None = None) -> tuple[np.ndarray, float]:
+    """All frames (T, H, W, 3) RGB uint8, or the first ``max_frames``, and the stream's frame rate (0 if
+    unknown), one open."""
     container = _open(path)
     frames = []
     try:
@@ -63,6 +64,8 @@ def read_video_and_fps(path: str | Path) -> tuple[np.ndarray, float]:
             rate = container.streams.video[0].average_rate
             for frame in container.decode(video=0):
                 frames.append(_to_rgb(frame))
+                if len(frames) == max_frames:  # a long clip's rest is not decoded
+                    break
     except VideoError:
         raise
     except Exception as exc:
@@ -72,9 +75,9 @@ def read_video_and_fps(path: str | Path) -> tuple[np.ndarray, float]:
     return np.stack(frames), float(rate or 0)
 
 
-def read_video(path: str | Path) -> np.ndarray:
-    """All frames as a uint8 array (T, H, W, 3), RGB."""
-    return read_video_and_fps(path)[0]
+def read_video(path: str | Path, max_frames: int | None = None) -> np.ndarray:
+    """All frames (or the first ``max_frames``) as a uint8 array (T, H, W, 3), RGB."""
+    return read_video_and_fps(path, max_frames)[0]
 
 
 def probe_video(path: str | Path, *, decode: bool = False) -> VideoInfo:
