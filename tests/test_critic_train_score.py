@@ -16,7 +16,7 @@ from videolift.core.errors import VideoliftError
 from videolift.core.jsonl import iter_json_lines
 from videolift.core.reward import RewardConfig
 from videolift.core.video import write_video
-from videolift.critic.score import load_critic, parts_dir, rate, summary_path
+from videolift.critic.score import load_critic, parts_dir, rate, score_manifest, summary_path
 from videolift.models.tiny_vlm import build_tiny_vlm
 
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220), "yellow": (230, 230, 30)}
@@ -315,6 +315,10 @@ def test_score_decodes_as_many_chunks_at_once_as_it_has_workers(world, critic_di
         )
         assert most[0] == workers
     assert (tmp_path / "w1.jsonl").read_text() == (tmp_path / "w3.jsonl").read_text()
+    most[0] = 0
+    score_manifest(load_critic(critic_dir), world / "manifest.jsonl", world, tmp_path / "w0.jsonl", batch_size=3,
+                   workers=0, log=lambda *_: None)  # fmt: skip
+    assert most[0] == 1 and (tmp_path / "w0.jsonl").read_text() == (tmp_path / "w1.jsonl").read_text()
 
 
 def test_score_lines_resume_and_determinism(world, critic_dir, tmp_path):

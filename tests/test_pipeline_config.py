@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from videolift.align.config import AlignConfig
 from videolift.core.errors import DataError, VideoliftError
 from videolift.pipeline.config import PipelineConfig
 from videolift.pipeline.demo_cli import PRESET
@@ -161,6 +162,11 @@ def test_set_edits_nested_settings_with_yaml_values(tmp_path):
     )
     assert cfg.align.settings == {"lr": 0.001, "seed": 3}  # merged into the section, not replacing it
     assert (cfg.align.methods, cfg.evaluate.prompts.n, cfg.sampler.guidance) == (["rs"], 5, 2.5)
+    # Unquoted, as a user types it, `no` is YAML's false: align takes it as its "no".
+    unquoted = PipelineConfig.load(
+        path, sets=["align.settings.mixed_precision=no", "evaluate={}"]
+    ).align.settings
+    assert AlignConfig(model="m", scores="s", videos="v", out="o", **unquoted).mixed_precision == "no"
     with pytest.raises(DataError, match=r"p\.yaml.*'align\.methods\.0'"):
         PipelineConfig.load(path, sets=["align.methods=[dpo]"])  # validated like the file itself
     with pytest.raises(DataError, match=r"p\.yaml.*KEY=VALUE"):

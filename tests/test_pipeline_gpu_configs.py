@@ -81,7 +81,6 @@ def test_shipped_gpu_recipe_runs_end_to_end_on_tiny_models(name, tmp_path, monke
         "critic.grad_accum=1",  # 50 updates of 8: a shipped accumulation would leave it unparseable
         "align.settings.max_steps=2",
         "align.settings.warmup_steps=1",
-        "align.settings.mixed_precision=no",  # unquoted, as a user types it: YAML's false
         "align.settings.frames=9",
         f"align.settings.height={size}",
         f"align.settings.width={size}",

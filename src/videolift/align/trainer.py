@@ -31,7 +31,7 @@ from videolift.align.export import base_directory, export_full, export_lora, gat
 from videolift.align.video_check import check_videos
 from videolift.align.weights import Sample, read_real, rescore, reward_scale_warning, select_synthetic
 from videolift.core.checkpoints import load_checkpoint, save_trainable_only
-from videolift.core.distributed import deepspeed_clipping
+from videolift.core.distributed import deepspeed_clipping, fresh_accelerator
 from videolift.core.environment import environment
 from videolift.core.errors import VideoliftError
 from videolift.core.files import HashMemo, lock_run
@@ -317,10 +317,11 @@ def make_trainable(transformer: torch.nn.Module, cfg: AlignConfig) -> list[torch
 
 # ---- the run, piece by piece ------------------------------------------------------------------------------
 def _accelerator(cfg: AlignConfig) -> Any:
-    from accelerate import Accelerator
     from accelerate.utils import DistributedType
 
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum)
+    accelerator = fresh_accelerator(
+        mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum
+    )
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched != accelerator.num_processes:  # e.g. torchrun on a machine without GPUs: N runs, not one
         raise VideoliftError(

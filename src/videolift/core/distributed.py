@@ -30,3 +30,17 @@ def deepspeed_clipping(accelerator: Any, max_grad_norm: float) -> None:
         ds = accelerator.state.deepspeed_plugin.deepspeed_config
         if ds.get("gradient_clipping") in (None, "auto"):
             ds["gradient_clipping"] = max_grad_norm
+
+
+def fresh_accelerator(**settings: Any) -> Any:
+    """An ``Accelerator`` with these settings, also when an earlier run in this process fixed accelerate's
+    process-wide state to others: ``videolift run`` trains its critic (no mixed precision) and then aligns
+    in bf16 in one process, as a notebook may; accelerate refuses the second ("AcceleratorState has
+    already been initialized and cannot be changed"). The process group (``PartialState``) is kept."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    # Private (accelerate resets it so between its own tests); a version without it refuses as before.
+    if callable(reset := getattr(AcceleratorState, "_reset_state", None)):
+        reset()
+    return Accelerator(**settings)

@@ -468,7 +468,8 @@ def score_manifest(
     if state.is_main_process:
         log(f"{len(pending)} of {len(records)} videos to score on {state.num_processes} process(es)")
     bar = tqdm(total=len(mine), unit="video", disable=not (progress and state.is_main_process))
-    with bar, ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    workers = max(1, workers)  # 0 from a caller: decoding still runs ahead of the model
+    with bar, ThreadPoolExecutor(max_workers=workers) as pool:
         # ``workers`` chunks decode at once while the model rates the one before them.
         ahead = deque(pool.submit(load, chunk) for chunk in chunks[:workers])
         for k, chunk in enumerate(chunks):

@@ -43,7 +43,7 @@ from videolift.core.checkpoints import (
     save_checkpoint,
     save_trainable_only,
 )
-from videolift.core.distributed import deepspeed_clipping
+from videolift.core.distributed import deepspeed_clipping, fresh_accelerator
 from videolift.core.environment import environment
 from videolift.core.errors import DataError, VideoError, VideoliftError
 from videolift.core.files import lock_run, writing
@@ -487,11 +487,12 @@ def _prefetched(pool: Any, make: Callable[[int], Any], indices: Iterable[int]) -
 def _accelerator(cfg: SFTConfig) -> Any:
     """The accelerator, seeded."""
     import torch
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     # cpu=True without a GPU: otherwise torchrun on CPU gives unsynchronised single-process runs.
-    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, cpu=not torch.cuda.is_available())
+    accelerator = fresh_accelerator(
+        gradient_accumulation_steps=cfg.grad_accum, cpu=not torch.cuda.is_available()
+    )
     deepspeed_clipping(accelerator, cfg.max_grad_norm)
     set_seed(cfg.seed)
     return accelerator
