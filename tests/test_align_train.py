@@ -248,6 +248,13 @@ def test_training_decreases_weighted_loss_and_full_export_loads(world, tmp_path)
     assert environment["diffusers"] and environment["device"] == "cpu"
 
 
+def test_a_library_caller_gets_the_messages_instead_of_stdout(world, tmp_path, capsys):
+    said: list[str] = []
+    train(align_config(world, tmp_path / "run", max_steps=2), progress=False, log=said.append)
+    assert said[0].startswith("align: ") and said[-1].startswith("done: 2 steps")
+    assert capsys.readouterr().out == ""
+
+
 def test_the_cache_decodes_only_the_frames_it_keeps(world, tmp_path, monkeypatch):
     import videolift.align.cache as cache_module
 

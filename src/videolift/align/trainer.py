@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -492,16 +493,22 @@ def _export(cfg: AlignConfig, accelerator: Any, pipe: Any, model: Any, ema: Any,
 
 
 # ---- the run ---------------------------------------------------------------------------------------------
-def train(cfg: AlignConfig, *, progress: bool = True) -> AlignResult:
+def train(
+    cfg: AlignConfig, *, progress: bool = True, log: Callable[[str], None] | None = None
+) -> AlignResult:
+    """Run (or resume) the alignment ``cfg`` describes. ``log``: where the main process's messages go
+    (what it trains on, warnings, where the model is; default: printed)."""
     held: list[IO[str]] = []  # OUT's lock, released here however the run ends (a caller that keeps
     try:  # the error of a failed run keeps its frame, and would keep a lock held there)
-        return _train(cfg, progress, held)
+        return _train(cfg, progress, held, tell=log)
     finally:
         for lock in held:
             lock.close()
 
 
-def _train(cfg: AlignConfig, progress: bool, held: list[IO[str]]) -> AlignResult:
+def _train(
+    cfg: AlignConfig, progress: bool, held: list[IO[str]], tell: Callable[[str], None] | None = None
+) -> AlignResult:
     from accelerate.utils import broadcast_object_list, gather_object, set_seed
     from tqdm import tqdm
 
@@ -510,7 +517,7 @@ def _train(cfg: AlignConfig, progress: bool, held: list[IO[str]]) -> AlignResult
             raise VideoliftError(f"{option} {folder} is a file; it names a directory")
     accelerator = _accelerator(cfg)
     rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
-    say = accelerator.print
+    say = accelerator.print if tell is None else (lambda message: tell(message) if main else None)
     set_seed(cfg.seed)
     if cfg.family is None:  # recorded resolved, so checkpoints and align_config.json name the family
         cfg = cfg.model_copy(update={"family": detect_family(cfg.model)})
