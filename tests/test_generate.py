@@ -374,6 +374,20 @@ def test_unknown_hub_model_is_a_clear_error(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_device_torch_cannot_use_is_refused_before_anything_is_written(
+    tiny_pipeline, prompts_txt, tmp_path
+):
+    import torch
+
+    unusable = ["gpu"] + ([] if torch.cuda.is_available() else ["cuda"])  # "cuda" ran on the CPU, unnoticed
+    for device in unusable:
+        result = gen(tiny_pipeline, prompts_txt, tmp_path / "out", "--device", device)
+        assert isinstance(result.exception, VideoliftError) and f"--device {device}: " in str(
+            result.exception
+        )
+        assert not (tmp_path / "out").exists()
+
+
 def test_lora_is_loaded_on_top_and_recorded(tiny_pipeline, prompts_txt, tmp_path):
     from diffusers import CogVideoXPipeline
     from peft import LoraConfig, get_peft_model_state_dict

@@ -1,14 +1,32 @@
-"""Distributed settings: how long ranks wait for each other, and what accelerate leaves to DeepSpeed."""
+"""Processes and devices: how long ranks wait for each other, which device a run asks for, and what
+accelerate leaves to DeepSpeed."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
 
+from videolift.core.errors import VideoliftError
+
 # Sharded jobs (generate, critic score) split their items evenly, but a rank may still finish its share
 # long before another (long videos, a resumed run): torch's default 30 minutes at a barrier would kill
 # the finished rank and with it the run.
 SHARDED_JOB_TIMEOUT = timedelta(hours=12)
+
+
+def checked_device(device: str, option: str = "--device") -> str:
+    """``device`` as given once torch can place a tensor there ("auto" as it is), else a one-line error:
+    "cuda" on a machine without a GPU would otherwise run on the CPU, unnoticed, and "gpu" end in a
+    traceback."""
+    import torch
+
+    if device == "auto":
+        return device
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as exc:
+        raise VideoliftError(f"{option} {device}: {str(exc).splitlines()[0]}") from None
+    return device
 
 
 def process_state() -> Any:

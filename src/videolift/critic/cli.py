@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from videolift.core.errors import DataError, VideoliftError
+from videolift.core.errors import DataError
 from videolift.critic.prompts import DESCRIBE_INSTRUCTION
 
 app = typer.Typer(help="Train a video-VLM critic on HRA data, score videos with it, measure its accuracy.")
@@ -40,16 +40,10 @@ def _csv(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
-def _device(device: str):
-    import torch
+def _device(device: str) -> str:
+    from videolift.core.distributed import checked_device
 
-    if device == "auto":
-        return device  # load_critic's: this process's GPU, else the CPU
-    try:  # refused here rather than by torch's traceback once the weights are loaded
-        torch.empty(0, device=device)
-    except (RuntimeError, AssertionError) as exc:
-        raise VideoliftError(f"--device {device}: {str(exc).splitlines()[0]}") from None
-    return device
+    return checked_device(device)  # "auto": load_critic's (this process's GPU, else the CPU)
 
 
 @app.command()

@@ -296,8 +296,11 @@ def generate_videos(
     from accelerate import PartialState
     from tqdm.auto import tqdm
 
+    from videolift.core.distributed import checked_device
     from videolift.core.video import write_video
     from videolift.models.base import resolve_dtype
+
+    checked_device(device)
     from videolift.models.families import spec_for
 
     start = time.perf_counter()

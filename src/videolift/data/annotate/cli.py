@@ -16,6 +16,7 @@ from rich.console import Console
 if TYPE_CHECKING:
     from videolift.data.annotate.project import Project
 
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")  # uvicorn's
 app = typer.Typer(
     help="Collect LiFT ratings with a self-hosted web app (see docs/annotate.md).", no_args_is_help=True
 )
@@ -140,17 +141,24 @@ def serve(
     host: str = typer.Option(
         "127.0.0.1", "--host", help="Interface to listen on (0.0.0.0: the whole network)."
     ),
-    port: int = typer.Option(8765, "--port"),
-    log_level: str = typer.Option("info", "--log-level"),
+    port: int = typer.Option(8765, "--port", min=0, max=65535, help="TCP port (0: any free one)."),
+    log_level: str = typer.Option(
+        "info", "--log-level", help=f"uvicorn's log level: {', '.join(LOG_LEVELS)}."
+    ),
 ) -> None:
     """Serve the rater/admin UI and the API."""
     import uvicorn
+
+    from videolift.core.errors import VideoliftError
+
+    if log_level.lower() not in LOG_LEVELS:
+        raise VideoliftError(f"--log-level {log_level}: use one of {', '.join(LOG_LEVELS)}")
 
     from videolift.data.annotate.app import create_app
 
     with _open(project_dir) as project:
         err.print(f"serving {project_dir} on http://{host}:{port}/  (log in with a token; Ctrl+C stops)")
-        uvicorn.run(create_app(project), host=host, port=port, log_level=log_level)
+        uvicorn.run(create_app(project), host=host, port=port, log_level=log_level.lower())
 
 
 @app.command()
