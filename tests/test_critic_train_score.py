@@ -277,9 +277,9 @@ def test_resume_refuses_a_base_rebuilt_at_the_same_path(world, tmp_path):
     assert [r["step"] for r in log_of(out)] == [1, 2, 3, 4]
 
 
-def score(critic: Path, world: Path, out: Path, *extra: str):
+def score(critic: Path, world: Path, out: Path, *extra: str, fails: bool = False):
     return run("critic", "score", "--critic", critic, "--manifest", world / "manifest.jsonl", "--videos", world,
-               "--out", out, "--batch-size", "6", *extra)  # fmt: skip
+               "--out", out, "--batch-size", "6", *extra, fails=fails)  # fmt: skip
 
 
 def _world_with_its_missing_video(world: Path, root: Path) -> Path:
@@ -288,6 +288,19 @@ def _world_with_its_missing_video(world: Path, root: Path) -> Path:
     shutil.copy(world / "manifest.jsonl", root / "manifest.jsonl")
     shutil.copy(world / "videos/v0.mp4", root / "videos/missing.mp4")
     return root
+
+
+def test_finished_scores_of_other_settings_are_replaced_only_with_overwrite(world, critic_dir, tmp_path):
+    out = tmp_path / "s.jsonl"
+    score(critic_dir, world, out)
+    before = out.read_text()
+    refused = " ".join(score(critic_dir, world, out, "--temperature", "0.5", fails=True).output.split())
+    assert (
+        "holds the scores of another critic or settings (temperature" in refused and "--overwrite" in refused
+    )
+    assert out.read_text() == before
+    score(critic_dir, world, out, "--temperature", "0.5", "--overwrite")
+    assert json.loads(summary_path(out).read_text())["run"]["temperature"] == 0.5
 
 
 def test_score_decodes_as_many_chunks_at_once_as_it_has_workers(world, critic_dir, tmp_path, monkeypatch):

@@ -311,6 +311,9 @@ def score(
     num_frames: int | None = typer.Option(
         None, "--num-frames", min=1, help="Assert the critic's frame count (it always uses its own)."
     ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace scores in OUT made by another critic or settings."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Rate every manifest video on each dimension; rerun to resume; shards under accelerate/torchrun."""
@@ -332,6 +335,7 @@ def score(
             workers=workers,
             progress=progress,
             log=_log,
+            overwrite=overwrite,
         )
     if summary.main_process:
         reward = "-" if summary.mean_reward is None else f"{summary.mean_reward:.4f}"
@@ -364,6 +368,9 @@ def evaluate(
     dtype: str = typer.Option(
         "auto", "--dtype", help="auto (bfloat16 on a GPU, float32 on the CPU), float32, bfloat16, float16."
     ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace --scores made by another critic or settings."
+    ),
     progress: bool = typer.Option(
         True, "--progress/--no-progress", help="Progress bars (scoring, model loading)."
     ),
@@ -386,6 +393,7 @@ def evaluate(
             batch_size=batch_size,
             log=_log,
             progress=progress,
+            overwrite=overwrite,
         )
     if report is None:  # not the main process
         return

@@ -421,6 +421,17 @@ def score_manifest(
     run_file = parts / "run.json"
     # Every rank checks (an error on rank 0 alone would leave the others waiting at the barrier).
     before = read_json(run_file) if run_file.exists() else None
+    finished = (
+        read_json(summary_path(out)).get("run") if out.exists() and summary_path(out).exists() else None
+    )
+    if (
+        finished is not None and finished != signature and not overwrite
+    ):  # a finished file: not replaced unasked
+        changed = ", ".join(k for k in signature if finished.get(k) != signature[k])
+        raise VideoliftError(
+            f"{out}: holds the scores of another critic or settings ({changed}); pass --overwrite to replace "
+            "them, or use another --out"
+        )
     state.wait_for_everyone()
     if before is not None and before != signature:
         changed = ", ".join(k for k in signature if before.get(k) != signature[k])
