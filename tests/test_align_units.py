@@ -464,6 +464,8 @@ def test_config_yaml_overrides_and_errors(tmp_path):
         AlignConfig.load(None, lora_targets=" , ", **req)
     path.write_text("mixed_precision: no\n")  # YAML 1.1 reads an unquoted no as false
     assert AlignConfig.load(path, **req).mixed_precision == "no"
+    # The dtype names every --dtype takes mean the same here.
+    assert AlignConfig.load(None, **req, mixed_precision="bfloat16").mixed_precision == "bf16"
     path.write_text("mixed_precision: yes\n")
     with pytest.raises(DataError, match="mixed_precision"):
         AlignConfig.load(path, **req)

@@ -186,6 +186,13 @@ def test_resume_equals_uninterrupted(world, tmp_path):
     assert "has finished (same settings); nothing to resume" in again
 
 
+def test_critic_train_takes_align_s_name_for_the_lora_rank_and_the_group_shows_its_help(world, tmp_path):
+    train(world, tmp_path / "c", "--lora-rank", "4", "--save-every", "0", steps=1)
+    assert json.loads((tmp_path / "c/train_config.json").read_text())["lora_r"] == 4
+    shown = CliRunner().invoke(app, ["critic"]).output
+    assert "Usage: videolift critic" in shown and "score" in shown and "Missing command" not in shown
+
+
 def test_the_gradient_norm_is_logged_without_clipping_too(world, tmp_path):
     train(world, tmp_path / "c", "--max-grad-norm", "0", "--save-every", "0", steps=2)
     assert all(r["grad_norm"] > 0 for r in log_of(tmp_path / "c"))

@@ -228,8 +228,9 @@ class AlignConfig(StrictModel):
     @field_validator("mixed_precision", mode="before")
     @classmethod
     def _yaml_no(cls, value: object) -> object:
-        """YAML reads an unquoted ``mixed_precision: no`` as false (accelerate's files quote it)."""
-        return "no" if value is False else value
+        """YAML reads an unquoted ``mixed_precision: no`` as false (accelerate's files quote it); the dtype
+        names that ``--dtype`` options take mean the same."""
+        return "no" if value is False else {"bfloat16": "bf16", "float16": "fp16"}.get(value, value)
 
     @model_validator(mode="after")
     def _check(self) -> AlignConfig:

@@ -14,7 +14,10 @@ from rich.table import Table
 from videolift.core.errors import DataError
 from videolift.critic.prompts import DESCRIBE_INSTRUCTION
 
-app = typer.Typer(help="Train a video-VLM critic on HRA data, score videos with it, measure its accuracy.")
+app = typer.Typer(
+    help="Train a video-VLM critic on HRA data, score videos with it, measure its accuracy.",
+    no_args_is_help=True,
+)
 
 
 class Layout(StrEnum):
@@ -119,9 +122,9 @@ def train(
         None, "--min-pixels", help="Per-frame pixel floor (Qwen-VL family)."
     ),
     adapter: Adapter = typer.Option(Adapter.lora, "--adapter", help="LoRA or full fine-tuning."),
-    lora_r: int = typer.Option(16, "--lora-r", help="LoRA rank (paper: 128 for 13B)."),
+    lora_r: int = typer.Option(16, "--lora-r", "--lora-rank", help="LoRA rank (paper: 128 for 13B)."),
     lora_alpha: int = typer.Option(32, "--lora-alpha", help="LoRA alpha (paper: 2 x r)."),
-    lora_dropout: float = typer.Option(0.05, "--lora-dropout"),
+    lora_dropout: float = typer.Option(0.05, "--lora-dropout", help="Dropout on the LoRA layers' input."),
     lora_targets: str | None = typer.Option(
         None,
         "--lora-targets",
@@ -134,11 +137,11 @@ def train(
         False, "--tune-projector", help="Also train the projector (frozen by default)."
     ),
     lr: float = typer.Option(1e-4, "--lr", help="Peak learning rate (paper: 1e-5 at 13B)."),
-    weight_decay: float = typer.Option(0.0, "--weight-decay"),
+    weight_decay: float = typer.Option(0.0, "--weight-decay", help="AdamW weight decay."),
     warmup_ratio: float = typer.Option(
         0.03, "--warmup-ratio", help="Linear warmup as a fraction of the updates."
     ),
-    epochs: float = typer.Option(3.0, "--epochs"),
+    epochs: float = typer.Option(3.0, "--epochs", help="Passes over the examples (fractions allowed)."),
     max_steps: int | None = typer.Option(None, "--max-steps", help="Number of updates (overrides --epochs)."),
     batch_size: int = typer.Option(4, "--batch-size", help="Examples per device per micro-batch."),
     grad_accum: int = typer.Option(1, "--grad-accum", help="Micro-batches per update."),
@@ -150,10 +153,14 @@ def train(
         min=0.0,
         help="Weight examples by inverse (dimension, label) frequency ** this (1: balanced, 0.5: sqrt, 0: off).",
     ),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seeds LoRA init and data order."),
     save_every: int = typer.Option(200, "--save-every", help="Updates between checkpoints (0: final only)."),
-    keep_checkpoints: int = typer.Option(2, "--keep-checkpoints"),
-    gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing"),
+    keep_checkpoints: int = typer.Option(2, "--keep-checkpoints", help="Latest checkpoints kept."),
+    gradient_checkpointing: bool = typer.Option(
+        False,
+        "--gradient-checkpointing/--no-gradient-checkpointing",
+        help="Recompute activations in backward: less memory, the same updates (a --resume may switch it).",
+    ),
     dtype: str = typer.Option(
         "float32", "--dtype", help="Weights dtype at load (mixed precision: accelerate config)."
     ),

@@ -221,7 +221,7 @@ def create_pairs(
     dir_a: Path | None = typer.Option(None, "--dir-a", help=DIR_HELP.format("manifest A")),
     dir_b: Path | None = typer.Option(None, "--dir-b", help=DIR_HELP.format("manifest B")),
     ratings_per_pair: int | None = typer.Option(
-        None, "--ratings-per-pair", min=1, help="Judgements per pair (default 6)."
+        None, "--ratings-per-pair", min=1, help="Judgements per pair (default: as set before; 6 at first)."
     ),
 ) -> None:
     """Add a pairwise study: pair A's and B's videos of the same prompt."""
