@@ -307,8 +307,14 @@ def test_align_settings_are_alignconfig_fields_checked_at_load(tmp_path, text, f
 
 
 def test_align_settings_edited_by_set_are_checked_and_pipeline_defaults_may_be_overridden(tmp_path):
-    with pytest.raises(DataError, match=r"p\.yaml, field 'align\.settings\.learnin_rate': Extra inputs"):
+    with pytest.raises(
+        DataError, match=r"p\.yaml, field 'align\.settings\.learnin_rate': Extra inputs.*\(set by"
+    ):
         _load_with(tmp_path, sets=("align.settings.learnin_rate=1",))
+    with pytest.raises(
+        DataError, match=r"'align\.settings\.lr': .*greater than 0 \(set by --set align\.settings\.lr="
+    ):
+        _load_with(tmp_path, sets=("align.settings.lr=-1",))  # the file is not blamed alone
     cfg = _load_with(
         tmp_path, sets=("align.settings.seed=3", "align.settings.cache_dir=c", "align.settings.lr=1")
     )

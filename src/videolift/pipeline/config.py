@@ -251,7 +251,8 @@ class PipelineConfig(StrictModel):
             cfg.workdir = path.parent / cfg.workdir
         if problem := _align_settings_problem(cfg.align.settings):
             field, msg = problem
-            raise DataError(msg, file=path, field="align.settings" + (f".{field}" if field else ""))
+            field = "align.settings" + (f".{field}" if field else "")
+            raise DataError(msg + _set_note(field, sets), file=path, field=field)
         from videolift.data.generate import is_hub_id
 
         for field in ("t2v", "vlm"):  # before any stage runs, and naming the file's field
