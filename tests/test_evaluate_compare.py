@@ -91,6 +91,54 @@ def test_eval_warns_when_the_oracle_judges_lossy_videos(tmp_path, tiny_cogvideox
     assert record["lossless"] is False
 
 
+def test_eval_loads_its_critic_once_every_model_has_generated(tmp_path, tiny_cogvideox_dir, monkeypatch):
+    """A 7B critic on the GPU beside a T2V model that is generating would not fit: the critic is checked
+    first and loaded after the last model has generated."""
+    import videolift.critic.score as score
+    import videolift.data.generate as generate
+    import videolift.evaluate.compare as compare
+    from videolift.critic.spec import CriticSpec
+
+    events: list[str] = []
+    made = generate.generate_videos
+    monkeypatch.setattr(
+        generate, "generate_videos", lambda model, *a, **k: events.append("generate") or made(model, *a, **k)
+    )
+    monkeypatch.setattr(score, "load_critic", lambda directory, **k: events.append("load") or "critic")
+    labels = {"semantic_consistency": "Good", "motion_smoothness": "Good", "video_fidelity": "Bad"}
+
+    def rated(critic, manifest, *a):
+        events.append("score")
+        return [labels for _ in manifest.read_text().splitlines()]
+
+    monkeypatch.setattr(compare, "critic_ratings", rated)
+    critic = tmp_path / "critic"
+    critic.mkdir()
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red circle moves left in a sand desert\n")
+    args = [
+        "eval",
+        "--model",
+        str(tiny_cogvideox_dir),
+        "--model",
+        f"b={tiny_cogvideox_dir}",
+        "--prompts",
+        str(prompts),
+    ]
+    refused = CliRunner().invoke(
+        app, [*args, "--critic", str(critic), "--out", str(tmp_path / "x"), "--steps", "1"]
+    )
+    assert (
+        refused.exit_code == 1 and "critic_spec.json" in refused.output and events == []
+    )  # before generating
+    CriticSpec(base_model="b", model_type="qwen2_vl").save(critic)
+    result = CliRunner().invoke(
+        app, [*args, "--critic", str(critic), "--out", str(tmp_path / "e"), "--steps", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert events == ["generate", "generate", "load", "score", "score"]
+
+
 def test_eval_needs_a_rater(tmp_path, tiny_cogvideox_dir):
     prompts = tmp_path / "p.txt"
     prompts.write_text("a red circle moves left in a sand desert\n")

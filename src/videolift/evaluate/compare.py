@@ -248,11 +248,12 @@ def compare_models(
     if checked is not None:
         checked()
     reward = reward or RewardConfig()
-    critic = None
-    if critic_dir is not None:
-        from videolift.critic.score import load_critic
+    if critic_dir is not None:  # a directory that is no critic: refused now, not after the generation
+        from videolift.critic.score import check_finished
+        from videolift.critic.spec import CriticSpec
 
-        critic = load_critic(critic_dir)
+        check_finished(Path(critic_dir))
+        CriticSpec.load(Path(critic_dir))
     # An earlier run's summary and report describe other videos as soon as this run changes any: gone
     # until this run writes its own (an interrupted run leaves none, not a stale one).
     for stale in ("eval.json", "report.html"):
@@ -276,15 +277,26 @@ def compare_models(
             **sampler,
         )
         manifest = gen_dir / "manifest.jsonl"
-        if critic is not None:
-            run.ratings["critic"] = critic_ratings(
-                critic, manifest, gen_dir, gen_dir / "critic_scores.jsonl", progress
-            )
         if oracle:
             run.ratings["oracle"], run.findings = oracle_ratings(
                 manifest, gen_dir, gen_dir / "oracle_ratings.jsonl", progress
             )
         runs.append(run)
+    if critic_dir is not None:
+        # Loaded once every model has generated: a 7B critic on the GPU beside a T2V model would not fit.
+        from videolift.critic.score import load_critic
+
+        critic = load_critic(critic_dir)
+        for run in runs:
+            ratings = critic_ratings(
+                critic,
+                out / run.name / "manifest.jsonl",
+                out / run.name,
+                out / run.name / "critic_scores.jsonl",
+                progress,
+            )
+            run.ratings = {"critic": ratings, **run.ratings}
+        del critic
     # Videos of one prompt are correlated: standard errors are clustered by prompt (the same prompts
     # and seeds for every model, in manifest order).
     clusters = [rec["prompt"] for rec in read_jsonl_dicts(out / runs[0].name / "manifest.jsonl")]
