@@ -308,6 +308,14 @@ def test_finished_scores_of_other_settings_are_replaced_only_with_overwrite(worl
     assert out.read_text() == before
     score(critic_dir, world, out, "--temperature", "0.5", "--overwrite")
     assert json.loads(summary_path(out).read_text())["run"]["temperature"] == 0.5
+    # What the critic computes in is part of its settings; files from before it was recorded were float32.
+    score(critic_dir, world, out, "--overwrite")
+    refused = " ".join(score(critic_dir, world, out, "--dtype", "bfloat16", fails=True).output.split())
+    assert "another critic or settings (dtype)" in refused
+    summary = json.loads(summary_path(out).read_text())
+    del summary["run"]["dtype"]
+    summary_path(out).write_text(json.dumps(summary))
+    assert "(1 scored here, 4 already done" in " ".join(score(critic_dir, world, out).output.split())
 
 
 def test_score_decodes_as_many_chunks_at_once_as_it_has_workers(world, critic_dir, tmp_path, monkeypatch):
@@ -787,8 +795,13 @@ def test_a_first_pass_cache_shared_with_a_running_run_leaves_its_log_alone(tmp_p
         assert texts == {"a": "A", "b": "B", "c": "C"} and computed == [["c"]]
         assert not dead.exists() and running.exists()  # the running run's log stays
         assert json.loads(path.read_text())["checks"] == {"a": "A", "b": "B", "c": "C"}
-    cached_texts(path, key, "checks", {"a": "a"}, compute, lambda *_: None)
+        held.write(json.dumps(line | {"name": "d", "text": "D"}) + "\n")  # its last line, then it dies
+    said: list[tuple] = []
+    cached_texts(path, key, "checks", {"a": "a", "a2": "a"}, compute, lambda *n: said.append(n))
     assert not parts_dir(path).exists() and computed == [["c"]]  # released: merged and removed
+    assert json.loads(path.read_text())["checks"] == {"a": "A", "b": "B", "c": "C", "d": "D"}
+    cached_texts(path, key, "checks", {"e": "e", "e2": "e"}, compute, lambda *n: said.append(n))
+    assert said == [(1, 0, 1)] and computed == [["c"], ["e"]]  # one text for two items named alike
 
 
 def test_descriptions_of_a_base_rebuilt_at_the_same_path_are_made_again(world, tmp_path, monkeypatch):

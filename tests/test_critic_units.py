@@ -505,3 +505,18 @@ def test_training_batches_are_made_one_ahead_and_their_errors_surface_when_due()
             if i == 1:
                 break  # e.g. --stop-at-step
     assert made == [0, 1, 2]  # one ahead at most, dropped
+
+
+def test_without_clipping_the_gradient_norm_is_measured_in_float32_and_the_gradients_left_alone():
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from videolift.critic.sft import _clipped_norm
+
+    p = torch.nn.Parameter(torch.zeros(4, dtype=torch.float16))
+    p.grad = torch.full((4,), 60000.0, dtype=torch.float16)  # its norm overflows float16
+    single = SimpleNamespace(distributed_type=DistributedType.NO)
+    assert float(_clipped_norm(single, [p], 0.0)) == pytest.approx(120000.0)
+    assert torch.equal(p.grad, torch.full((4,), 60000.0, dtype=torch.float16))  # not clipped, not NaN
+    assert _clipped_norm(SimpleNamespace(distributed_type=DistributedType.DEEPSPEED), [p], 0.0) is None

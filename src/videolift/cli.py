@@ -84,8 +84,9 @@ def _memory_error(exc: BaseException, name: str) -> VideoliftError:
     said = ". ".join(said.split(". ")[:3]).rstrip(".")
     hint = MEMORY_HINTS.get(name, "smaller batches")
     return VideoliftError(
-        f"out of memory ({said}). Takes less: {hint}. What was finished is kept: run again with such "
-        "settings to continue (`align` and `critic train` with --resume, which keeps the run's other settings)"
+        f"out of memory ({said}). Takes less: {hint}. What was finished is kept: run again to continue; "
+        "`align` and `critic train` continue with --resume --gradient-checkpointing, while other batch sizes "
+        "or dtypes make a new run (--resume refuses them)"
     )
 
 

@@ -230,7 +230,9 @@ class AlignConfig(StrictModel):
     def _yaml_no(cls, value: object) -> object:
         """YAML reads an unquoted ``mixed_precision: no`` as false (accelerate's files quote it); the dtype
         names that ``--dtype`` options take mean the same."""
-        return "no" if value is False else {"bfloat16": "bf16", "float16": "fp16"}.get(value, value)
+        if value is False:
+            return "no"
+        return {"bfloat16": "bf16", "float16": "fp16"}.get(value, value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _check(self) -> AlignConfig:

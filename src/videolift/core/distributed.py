@@ -54,7 +54,9 @@ def fresh_accelerator(**settings: Any) -> Any:
     """An ``Accelerator`` with these settings, also when an earlier run in this process fixed accelerate's
     process-wide state to others: ``videolift run`` trains its critic (no mixed precision) and then aligns
     in bf16 in one process, as a notebook may; accelerate refuses the second ("AcceleratorState has
-    already been initialized and cannot be changed"). The process group (``PartialState``) is kept."""
+    already been initialized and cannot be changed"). The process group (``PartialState``) is kept; an
+    earlier Accelerator still held reads the new settings (accelerate's state is shared), so runs follow
+    each other, not interleave."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 

@@ -182,6 +182,7 @@ def base_checks(
         **view_key(*spec.check_view),
         "max_pixels": spec.max_pixels,
         "min_pixels": spec.min_pixels,
+        "dtype": str(dtype).removeprefix("torch."),  # what it computes in decides what it flags
     }
     loaded: list[Checker] = []  # the model, once a first chunk needs it
 

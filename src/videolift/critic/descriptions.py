@@ -98,6 +98,7 @@ def base_descriptions(
         "max_pixels": spec.max_pixels,
         "min_pixels": spec.min_pixels,
         "max_new_tokens": spec.describe_max_new_tokens,
+        "dtype": str(dtype).removeprefix("torch."),  # greedy texts may differ between float32 and bf16
     }
     loaded: list[Any] = []  # the model, once a first chunk needs it
 

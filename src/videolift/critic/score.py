@@ -329,7 +329,19 @@ def _run_signature(critic: Critic, temperature: float, seed: int) -> dict[str, A
         "weights_sha256": hashlib.sha256(json.dumps(weights).encode()).hexdigest(),
         "temperature": temperature,
         "seed": seed if temperature > 0 else None,
+        # What it computes in: greedy answers may differ between float32 and bfloat16.
+        "dtype": str(next(critic.model.parameters()).dtype).removeprefix("torch."),
     }
+
+
+# Signature keys added later, with the value runs before them had (they scored in float32).
+_SIGNED_LATER = {"dtype": "float32"}
+
+
+def _changed(recorded: dict[str, Any], signature: dict[str, Any]) -> list[str]:
+    """The keys of ``signature`` in which a run's ``recorded`` signature differs."""
+    recorded = _SIGNED_LATER | recorded
+    return [k for k in signature if recorded.get(k) != signature[k]]
 
 
 @dataclass
@@ -424,17 +436,14 @@ def score_manifest(
     finished = (
         read_json(summary_path(out)).get("run") if out.exists() and summary_path(out).exists() else None
     )
-    if (
-        finished is not None and finished != signature and not overwrite
-    ):  # a finished file: not replaced unasked
-        changed = ", ".join(k for k in signature if finished.get(k) != signature[k])
+    # A finished file of other settings is not replaced unasked.
+    if finished is not None and (changed := ", ".join(_changed(finished, signature))) and not overwrite:
         raise VideoliftError(
             f"{out}: holds the scores of another critic or settings ({changed}); pass --overwrite to replace "
             "them, or use another --out"
         )
     state.wait_for_everyone()
-    if before is not None and before != signature:
-        changed = ", ".join(k for k in signature if before.get(k) != signature[k])
+    if before is not None and (changed := ", ".join(_changed(before, signature))):
         if not overwrite:
             raise VideoliftError(
                 f"{parts}: holds a scoring run with different settings ({changed}); delete it or use another --out"
@@ -549,7 +558,7 @@ def _finished_lines(out: Path, signature: dict[str, Any]) -> dict[str, dict[str,
     """Lines of an earlier, finished run into ``out`` with the same critic and settings (reused on a rerun,
     e.g. after adding videos to the manifest); nothing if it was scored differently."""
     summary = summary_path(out)
-    if not (out.exists() and summary.exists()) or read_json(summary).get("run") != signature:
+    if not (out.exists() and summary.exists()) or _changed(read_json(summary).get("run") or {}, signature):
         return {}
     return {video_key(obj): obj for _, obj in iter_json_lines(out)}
 

@@ -427,8 +427,8 @@ def _run_sft(
                 loss, _ = answer_loss(model, batch)
                 accelerator.backward(loss)
                 grad_norm = None
-                if accelerator.sync_gradients:  # max norm inf (no clipping): the norm is logged still
-                    grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm or float("inf"))
+                if accelerator.sync_gradients:
+                    grad_norm = _clipped_norm(accelerator, params, cfg.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad()
             losses.append(loss.detach())
@@ -556,6 +556,21 @@ def _resume(accelerator: Any, out: Path, resume: bool, total: int, log: Any) -> 
             trim_step_log(out / TRAIN_LOG, step)
             log(f"resumed from {ckpt.name} (update {step} of {total})")
     return step
+
+
+def _clipped_norm(accelerator: Any, params: list[Any], max_norm: float) -> Any:
+    """The gradients' norm, clipped to ``max_norm``; without clipping (0) measured only, in float32 (a
+    clip to an infinite norm turns float16 gradients whose norm overflows into NaN), where every process
+    holds whole gradients (not under DeepSpeed or FSDP: None)."""
+    import torch
+    from accelerate.utils import DistributedType
+
+    if max_norm > 0:
+        return accelerator.clip_grad_norm_(params, max_norm)
+    if accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP):
+        return None
+    norms = [p.grad.detach().float().norm() for p in params if p.grad is not None]
+    return torch.stack(norms).norm() if norms else None
 
 
 def _logged_seconds(out: Path, step: int, main: bool) -> float:

@@ -55,10 +55,13 @@ def parts_dir(path: Path) -> Path:
     return path.with_name(path.name + ".parts")
 
 
-def _cached(path: Path, key: dict[str, Any], field: str, logs: list[Path]) -> dict[str, str]:
-    """Texts of the cache file and of the ``logs`` of interrupted runs, for this ``key``."""
+def _cached(
+    path: Path, key: dict[str, Any], field: str, logs: list[Path], cache: bool = True
+) -> dict[str, str]:
+    """Texts of the cache file (unless not ``cache``) and of the ``logs`` of interrupted runs, for this
+    ``key``."""
     known: dict[str, str] = {}
-    if path.exists() and (saved := read_json(path)).get("key") == key:
+    if cache and path.exists() and (saved := read_json(path)).get("key") == key:
         known = saved[field]
     digest = key_digest(key)
     for log in logs:
@@ -100,20 +103,17 @@ def cached_texts(
     with contextlib.ExitStack() as own_log:
         if missing:
             if state.is_main_process:
-                announce(len(missing), len(names) - len(missing), state.num_processes)
-            item_of = {name: item for item, name in names.items()}
+                announce(len(missing), len(set(names.values())) - len(missing), state.num_processes)
+            item_of: dict[str, Item] = {}
+            for item, name in names.items():
+                item_of.setdefault(name, item)  # items named alike share a text: computed once
             mine = [(item_of[name], name) for name in missing[state.process_index :: state.num_processes]]
             log = own_log.enter_context(_own_log(path))
             shown = progress and state.is_main_process
             texts = _compute_logged(log, key, mine, compute, shown, desc, len(missing), state.num_processes)
             known.update(dict(gather_object(list(texts.items()))))
         if state.is_main_process and merge:
-            if path.exists() and (saved := read_json(path)).get("key") == key:
-                known = saved[field] | known  # and what a run sharing the cache wrote meanwhile
-            with atomic_write(path) as handle:
-                handle.write(json.dumps({"key": key, field: known}, indent=0) + "\n")
-            for old in seen:
-                _remove_unless_held(old)
+            known = _merge(path, key, field, known, seen)
         wanted = {name: known[name] for name in names.values()} if state.is_main_process else None
         wanted = broadcast_object_list([wanted])[0]  # once the cache is written: the logs may go
     if merge:
@@ -133,11 +133,7 @@ def _own_log(path: Path) -> Iterator[IO[str]]:
 
     log = parts_dir(path) / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w", encoding="utf-8") as handle:
-        with contextlib.suppress(ImportError, OSError):  # no flock (Windows, some network mounts)
-            import fcntl
-
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with log.open("w", encoding="utf-8") as handle, _locked(log, wait=False):
         yield handle
     log.unlink()
 
@@ -167,14 +163,45 @@ def _compute_logged(
     return texts
 
 
-def _remove_unless_held(log: Path) -> None:
+def _merge(
+    path: Path, key: dict[str, Any], field: str, known: dict[str, str], seen: list[Path]
+) -> dict[str, str]:
+    """Write the cache: ``known`` and what a run sharing it wrote meanwhile, and the ``seen`` logs that no
+    running process holds, read again under their lock (a dying run may have added to them) and then
+    removed. Runs that finish together merge one after the other (``CACHE.lock``)."""
+    with _locked(path.with_name(path.name + ".lock"), wait=True), contextlib.ExitStack() as taken:
+        merged, held = dict(known), []
+        for old in seen:
+            if taken.enter_context(_locked(old, wait=False)):
+                merged |= _cached(path, key, field, [old], cache=False)
+                held.append(old)
+        if path.exists() and (saved := read_json(path)).get("key") == key:
+            merged = saved[field] | merged
+        with atomic_write(path) as handle:
+            handle.write(json.dumps({"key": key, field: merged}, indent=0) + "\n")
+        for old in held:  # merged: gone, while still locked
+            old.unlink(missing_ok=True)
+    return merged
+
+
+@contextlib.contextmanager
+def _locked(file: Path, *, wait: bool) -> Iterator[bool]:
+    """An exclusive ``flock`` on ``file`` while inside (True), or False where another process holds it
+    (``wait``: until it lets go) or the file is gone; True unguarded where there is no flock."""
     try:
         import fcntl
-    except ImportError:
+    except ImportError:  # Windows
+        yield True
         return
-    try:
-        with log.open("a", encoding="utf-8") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            log.unlink()
-    except OSError:  # held by a running process, or already gone
-        pass
+    if not wait and not file.exists():
+        yield False
+        return
+    with file.open("a", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        except OSError:  # a file system without locks (some network mounts): unguarded
+            pass
+        yield True
