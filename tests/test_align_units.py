@@ -466,6 +466,8 @@ def test_config_yaml_overrides_and_errors(tmp_path):
     assert AlignConfig.load(path, **req).mixed_precision == "no"
     # The dtype names every --dtype takes mean the same here.
     assert AlignConfig.load(None, **req, mixed_precision="bfloat16").mixed_precision == "bf16"
+    with pytest.raises(DataError, match="mixed_precision"):  # not a TypeError from the mapping
+        AlignConfig.load(None, **req, mixed_precision=["bf16"])
     path.write_text("mixed_precision: yes\n")
     with pytest.raises(DataError, match="mixed_precision"):
         AlignConfig.load(path, **req)
