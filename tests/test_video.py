@@ -103,3 +103,48 @@ def test_bad_files_raise_errors_naming_the_file(tmp_path):
         read_video(truncated)
     with pytest.raises(ValueError, match="uint8"):
         write_video(tmp_path / "f.mp4", _clip().astype(np.float32))
+
+
+def test_a_phone_videos_rotation_flag_is_applied_as_browsers_apply_it(tmp_path):
+    """A clip stored landscape with a display rotation of -90 degrees (a phone held upright) is read
+    upright, as raters see it in a browser; its probe gives the upright size."""
+    import av
+
+    stored = np.zeros((64, 96, 3), np.uint8)
+    stored[:32, :48], stored[:32, 48:], stored[32:, :48] = (255, 0, 0), (0, 255, 0), (0, 0, 255)
+    path = tmp_path / "phone.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv444p"
+        stream.options = {"crf": "0"}
+        stream.set_display_rotation(-90)
+        for _ in range(3):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")))
+        out.mux(stream.encode())
+    frames = read_video(path)
+    upright = np.rot90(stored, -1)  # turned clockwise: the blue corner comes to the top left
+    assert frames.shape == (3, 96, 64, 3) and np.abs(frames[0].astype(int) - upright).max() <= 3
+    assert (probe_video(path).height, probe_video(path).width) == (96, 64)
+    assert sample_frames(path, 2).shape == (2, 96, 64, 3)
+
+
+def test_hdr_frames_are_refused_by_name_not_read_washed_out():
+    from types import SimpleNamespace
+
+    from videolift.core.video import _frame_problem
+
+    assert "HDR video (HLG)" in _frame_problem(SimpleNamespace(color_trc=18, rotation=0))
+    assert _frame_problem(SimpleNamespace(color_trc=1, rotation=0)) is None  # BT.709
+
+
+def test_sampling_a_file_converts_only_the_frames_it_keeps(tmp_path, monkeypatch):
+    import videolift.core.video as video
+
+    path = write_video(tmp_path / "a.mp4", _clip(t=30), fps=8, crf=0, pix_fmt="yuv444p")
+    whole = read_video(path)
+    converted = []
+    to_rgb = video._to_rgb
+    monkeypatch.setattr(video, "_to_rgb", lambda frame: converted.append(1) or to_rgb(frame))
+    clip = sample_frames(path, 4)
+    assert len(converted) == 4 and np.array_equal(clip, whole[sample_indices(30, 4)])
+    assert clip.timing.indices == tuple(sample_indices(30, 4)) and clip.timing.total == 30

@@ -54,44 +54,88 @@ def _to_rgb(frame) -> np.ndarray:
     return reformatter.reformat(frame, format="rgb24").to_ndarray()
 
 
-def read_video_and_fps(path: str | Path, max_frames: int | None = None) -> tuple[np.ndarray, float]:
-    """All frames (T, H, W, 3) RGB uint8, or the first ``max_frames``, and the stream's frame rate (0 if
-    unknown), one open."""
+# Transfer curves of HDR video (FFmpeg's AVColorTransferCharacteristic): swscale converts the colour
+# matrix, not the curve, so its pixels would be read washed out (a browser tone-maps them for raters).
+HDR_TRANSFERS = {16: "PQ / SMPTE 2084", 18: "HLG"}
+
+
+def _turns(frame: Any) -> int:
+    """Counter-clockwise quarter turns that show ``frame`` upright: a phone video's rotation flag (its
+    display matrix), which browsers apply and the stored pixels do not."""
+    return round((getattr(frame, "rotation", 0) or 0) / 90) % 4
+
+
+def _frame_problem(frame: Any) -> str | None:
+    if (curve := HDR_TRANSFERS.get(getattr(frame, "color_trc", None))) is not None:
+        return f"HDR video ({curve}): convert it to SDR (BT.709) first; its colours would be read washed out"
+    return None
+
+
+def _upright_rgb(frame: Any) -> np.ndarray:
+    rgb = _to_rgb(frame)
+    return np.ascontiguousarray(np.rot90(rgb, k)) if (k := _turns(frame)) else rgb
+
+
+def _decode(
+    path: str | Path, keep: Any = None, max_frames: int | None = None
+) -> tuple[dict[int, np.ndarray], float, int]:
+    """Decode ``path``: (upright RGB frames by index, the ones ``keep(i)`` accepts (default all), the
+    stream's frame rate (0 if unknown), frames decoded). Stops after ``max_frames``."""
     container = _open(path)
-    frames = []
+    kept: dict[int, np.ndarray] = {}
+    count = 0
     try:
         with container:
             rate = container.streams.video[0].average_rate
             for frame in container.decode(video=0):
-                frames.append(_to_rgb(frame))
-                if len(frames) == max_frames:  # a long clip's rest is not decoded
+                if count == 0 and (problem := _frame_problem(frame)):
+                    raise VideoError(path, problem)
+                if keep is None or keep(count):
+                    kept[count] = _upright_rgb(frame)
+                count += 1
+                if count == max_frames:  # a long clip's rest is not decoded
                     break
     except VideoError:
         raise
     except Exception as exc:
         raise VideoError(path, f"could not decode ({exc.__class__.__name__}: {exc})") from None
-    if not frames:
+    if not count:
         raise VideoError(path, "no decodable frames (truncated or empty file)")
-    return np.stack(frames), float(rate or 0)
+    return kept, float(rate or 0), count
+
+
+def read_video_and_fps(path: str | Path, max_frames: int | None = None) -> tuple[np.ndarray, float]:
+    """All frames (T, H, W, 3) RGB uint8, upright, or the first ``max_frames``, and the stream's frame rate
+    (0 if unknown), one open."""
+    kept, rate, count = _decode(path, max_frames=max_frames)
+    return np.stack([kept[i] for i in range(count)]), rate
 
 
 def read_video(path: str | Path, max_frames: int | None = None) -> np.ndarray:
-    """All frames (or the first ``max_frames``) as a uint8 array (T, H, W, 3), RGB."""
+    """All frames (or the first ``max_frames``) as a uint8 array (T, H, W, 3), RGB, upright."""
     return read_video_and_fps(path, max_frames)[0]
 
 
+def _stored_count(stream: Any, container: Any) -> int:
+    """The stream's frame count as the container stores it, else by counting its packets."""
+    return int(stream.frames or sum(1 for p in container.demux(stream) if p.size))
+
+
 def probe_video(path: str | Path, *, decode: bool = False) -> VideoInfo:
-    """fps, frame count and size. ``decode=True`` counts frames by decoding (slower, catches truncation)."""
+    """fps, frame count and (upright) size; the first frame is decoded, for its rotation and colours.
+    ``decode=True`` counts frames by decoding them all (slower, catches truncation)."""
     if decode:
         frames, rate = read_video_and_fps(path)
         return VideoInfo(rate, frames.shape[0], frames.shape[1], frames.shape[2])
+    first, _, _ = _decode(path, max_frames=1)
+    height, width = first[0].shape[:2]
     container = _open(path)
     with container:
         stream = container.streams.video[0]
-        count = stream.frames
-        if not count:  # some containers do not store it: count packets
-            count = sum(1 for p in container.demux(stream) if p.size)
-        return VideoInfo(float(stream.average_rate or 0), int(count), stream.height, stream.width)
+        count = _stored_count(stream, container)
+    if not count:
+        raise VideoError(path, "no video frames (truncated or empty file)")
+    return VideoInfo(float(stream.average_rate or 0), count, height, width)
 
 
 def video_problem(path: str | Path, *, decode: bool = False, seen: dict[str, str | None]) -> str | None:
@@ -219,10 +263,32 @@ def sample_frames(
     """``n`` frames of a clip (an array or a file), ``uniform`` or in ``pairs``: (n, H, W, 3) uint8,
     with their timing (a file's own frame rate; for an array, ``fps`` if given)."""
     if isinstance(video, str | Path):
-        frames, rate = read_video_and_fps(video)
+        frames, indices, total, rate = _sample_file(video, n, sampling)
         fps = fps or rate or None
     else:
-        frames = np.asarray(video)
-    indices = FRAME_SAMPLERS[sampling](frames.shape[0], n)
-    timing = FrameTiming(float(fps), tuple(int(i) for i in indices), frames.shape[0]) if fps else None
-    return Clip(frames[indices], timing)
+        whole = np.asarray(video)
+        total = whole.shape[0]
+        indices = FRAME_SAMPLERS[sampling](total, n)
+        frames = whole[indices]
+    timing = FrameTiming(float(fps), tuple(int(i) for i in indices), total) if fps else None
+    return Clip(frames, timing)
+
+
+def _sample_file(path: str | Path, n: int, sampling: str) -> tuple[np.ndarray, list[int], int, float]:
+    """(the sampled frames, their indices, the clip's frame count, its frame rate) of a file. Every frame is
+    decoded but only the sampled ones are converted and kept (a 10-s 1080p clip is ~1.9 GB of RGB frames);
+    where the container's frame count proves wrong, the frames are chosen again from the decoded count."""
+    container = _open(path)
+    with container:
+        stored = _stored_count(container.streams.video[0], container)
+    if stored:
+        indices = FRAME_SAMPLERS[sampling](stored, n)
+        kept, rate, count = _decode(path, set(indices).__contains__)
+        if count == stored:
+            return np.stack([kept[i] for i in indices]), indices, count, rate
+        stored = count
+    else:
+        _, rate, stored = _decode(path, lambda i: False)
+    indices = FRAME_SAMPLERS[sampling](stored, n)
+    kept, rate, _ = _decode(path, set(indices).__contains__)
+    return np.stack([kept[i] for i in indices]), indices, stored, rate
