@@ -324,7 +324,7 @@ def test_score_decodes_as_many_chunks_at_once_as_it_has_workers(world, critic_di
 
     import videolift.critic.score as score_module
 
-    read, lock, running, most = score_module.read_video_and_fps, threading.Lock(), [0], [0]
+    read, lock, running, most = score_module.sample_frames, threading.Lock(), [0], [0]
 
     def slow(*args, **kwargs):
         with lock:
@@ -335,7 +335,7 @@ def test_score_decodes_as_many_chunks_at_once_as_it_has_workers(world, critic_di
             running[0] -= 1
         return read(*args, **kwargs)
 
-    monkeypatch.setattr(score_module, "read_video_and_fps", slow)
+    monkeypatch.setattr(score_module, "sample_frames", slow)
     for workers in (1, 3):  # batch 3: one video (three questions) a chunk
         most[0] = 0
         score(

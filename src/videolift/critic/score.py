@@ -477,10 +477,14 @@ def score_manifest(
         for record in chunk:
             try:
                 path = videos / record["video"]
-                clip, rate = read_video_and_fps(path)  # one open for both
+                if own_view:  # only the sampled frames kept (not a whole 1080p clip in RAM)
+                    fed = sample_frames(path, spec.num_frames, spec.frame_sampling)
+                    out_frames.append((fed, fed))
+                    continue
+                clip, rate = read_video_and_fps(path)  # one decode for both views
                 fps = rate or None
                 fed = sample_frames(clip, spec.num_frames, spec.frame_sampling, fps=fps)
-                out_frames.append((fed, fed if own_view else sample_frames(clip, *spec.check_view, fps=fps)))
+                out_frames.append((fed, sample_frames(clip, *spec.check_view, fps=fps)))
             except VideoError as exc:
                 out_frames.append(str(exc))
         return out_frames
