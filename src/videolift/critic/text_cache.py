@@ -9,7 +9,7 @@ Once every rank is done they exchange their texts, and the main one writes the c
 (``{"key": key, field: {name: text}}``) and removes the logs it has merged that no running process holds
 (each holds a lock on its own), so runs sharing a ``--cache-dir`` may run at the same time. Cached
 texts are reused only for the same ``key`` (everything that decides them: model and its weights,
-instruction, view).
+instruction, view, dtype).
 """
 
 from __future__ import annotations
@@ -180,7 +180,8 @@ def _merge(
         with atomic_write(path) as handle:
             handle.write(json.dumps({"key": key, field: merged}, indent=0) + "\n")
         for old in held:  # merged: gone, while still locked
-            old.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # open elsewhere where no flock guards it (Windows)
+                old.unlink()
     return merged
 
 
