@@ -193,6 +193,23 @@ def test_critic_train_takes_align_s_name_for_the_lora_rank_and_the_group_shows_i
     assert "Usage: videolift critic" in shown and "score" in shown and "Missing command" not in shown
 
 
+def test_a_diverged_loss_stops_the_run_by_name_and_keeps_the_checkpoints_before(world, tmp_path, monkeypatch):
+    import videolift.critic.collate as collate
+
+    real, calls = collate.answer_loss, []
+
+    def diverging(model, batch):
+        calls.append(1)
+        loss, tokens = real(model, batch)
+        return (loss * float("nan") if len(calls) >= 3 else loss), tokens
+
+    monkeypatch.setattr(collate, "answer_loss", diverging)
+    said = " ".join(train(world, tmp_path / "c", "--save-every", "2", steps=4, fails=True).output.split())
+    assert "training diverged at update 3 (loss nan)" in said and "critic export" in said
+    assert [r["step"] for r in log_of(tmp_path / "c")] == [1, 2]  # no NaN line
+    assert (tmp_path / "c/checkpoints/step-000002").is_dir()
+
+
 def test_the_gradient_norm_is_logged_without_clipping_too(world, tmp_path):
     train(world, tmp_path / "c", "--max-grad-norm", "0", "--save-every", "0", steps=2)
     assert all(r["grad_norm"] > 0 for r in log_of(tmp_path / "c"))

@@ -439,6 +439,12 @@ def _run_sft(
             step += 1
             last_loss = float(accelerator.reduce(torch.stack(losses).mean(), reduction="mean"))
             losses = []
+            if not math.isfinite(last_loss):  # every rank sees the reduced loss: all stop here
+                raise VideoliftError(
+                    f"{out}: training diverged at update {step} (loss {last_loss}): the weights are no longer "
+                    "usable. Lower --lr, keep --max-grad-norm above 0, or load in bfloat16 rather than float16; "
+                    "the checkpoints before it are kept (`critic export` writes one as a critic)"
+                )
             if main:
                 record = {
                     "step": step,
