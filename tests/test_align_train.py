@@ -411,12 +411,19 @@ def test_zero_weight_video_does_not_change_weights(world, tmp_path, reward):
 def test_a_diverged_run_stops_with_a_clear_error_and_writes_no_checkpoint_of_it(world, tmp_path):
     scores = tmp_path / "huge.jsonl"
     scores.write_text(score_line("videos/v0.mp4", "a red square moves right", "Good", 1e308))
-    cfg = align_config(world, tmp_path / "run", scores=scores, max_steps=2, checkpoint_every=1, batch_size=1)
-    with pytest.raises(VideoliftError, match="training diverged: the weights are NaN or infinite at step 1"):
-        train(cfg, progress=False)
-    assert not (tmp_path / "run" / "checkpoints").exists() or not any(
-        (tmp_path / "run" / "checkpoints").iterdir()
-    )
+    # Between log lines, the checkpoint's check of the weights stops it; at a log line, the loss does (no
+    # need to train on to the next checkpoint).
+    for run, settings, said in (
+        ("a", {"checkpoint_every": 1, "log_every": 2}, "the weights are NaN or infinite at step 1"),
+        ("b", {"checkpoint_every": 100, "max_steps": 50}, r"the loss is (inf|nan) at step 1 "),
+    ):
+        cfg = align_config(
+            world, tmp_path / run, scores=scores, batch_size=1, **({"max_steps": 2} | settings)
+        )
+        with pytest.raises(VideoliftError, match=f"training diverged: {said}"):
+            train(cfg, progress=False)
+        checkpoints = tmp_path / run / "checkpoints"
+        assert not checkpoints.exists() or not any(checkpoints.iterdir())
 
 
 def test_gradient_checkpointing_is_exact_and_ema_is_exported(world, tmp_path):

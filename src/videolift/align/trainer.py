@@ -9,6 +9,7 @@ goes through the model spec (``videolift.models``). Randomness and data order ar
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -630,6 +631,12 @@ def _train(
                     if isinstance(value, float) and key != "step":
                         writer.add_scalar(f"align/{key}", value, step)
                 bar.set_postfix(loss=f"{last_log['loss']:.4g}")
+            if not math.isfinite(last_log["loss"]):  # reduced over the ranks: all stop here
+                raise VideoliftError(
+                    f"training diverged: the loss is {last_log['loss']} at step {step} (its line is the last of "
+                    "logs/train.jsonl; no checkpoint of it is written). Lower --lr or --max-grad-norm, or bring "
+                    "the rewards to [0, 1] (--weight-transform normalized)"
+                )
 
         if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
             assert_ranks_in_sync(accelerator, model, step)
