@@ -52,7 +52,8 @@ INTERRUPTED = (
 # What takes less accelerator memory, by command: said when one runs out of it.
 _PIPELINE_MEMORY = (
     "in the pipeline file, the stage's batch sizes (align.settings.batch_size with grad_accum, "
-    "critic.batch_size with critic.grad_accum, sampler.batch_size), gradient_checkpointing or vae_tiling"
+    "critic.batch_size with critic.grad_accum, sampler.batch_size), gradient_checkpointing, vae_tiling, "
+    "critic.dtype bfloat16 or align.settings.finetune lora"
 )
 MEMORY_HINTS = {
     "align": "--batch-size / --real-batch-size with --grad-accum (the same videos per update), "
@@ -63,7 +64,7 @@ MEMORY_HINTS = {
     "(a new run: the critic sees other inputs)",
     "critic score": "--batch-size, --dtype bfloat16",
     "critic eval": "--batch-size, --dtype bfloat16",
-    "generate": "--batch-size 1, --vae-tiling, --dtype bfloat16",
+    "generate": "--batch-size 1, --vae-tiling",
     "eval": "--batch-size 1, --vae-tiling",
     "run": _PIPELINE_MEMORY,
     "demo": _PIPELINE_MEMORY,
