@@ -43,12 +43,6 @@ def _csv(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
-def _device(device: str) -> str:
-    from videolift.core.distributed import checked_device
-
-    return checked_device(device)  # "auto": load_critic's (this process's GPU, else the CPU)
-
-
 @app.command()
 def train(
     base: str = typer.Option(..., "--base", help="Base VLM: a save_pretrained directory or a Hub id."),
@@ -280,10 +274,16 @@ def export(
 def _score_options(
     critic: Path, base: str | None, device: str, dtype: str, merge_lora: bool, num_frames: int | None
 ):
+    from videolift.core.distributed import checked_device
     from videolift.critic.score import load_critic
 
     return load_critic(
-        critic, base=base, device=_device(device), dtype=dtype, merge_lora=merge_lora, num_frames=num_frames
+        critic,
+        base=base,
+        device=checked_device(device),  # "auto" as it is: load_critic's (this process's GPU, else the CPU)
+        dtype=dtype,
+        merge_lora=merge_lora,
+        num_frames=num_frames,
     )
 
 
