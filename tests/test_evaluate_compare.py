@@ -139,6 +139,51 @@ def test_eval_loads_its_critic_once_every_model_has_generated(tmp_path, tiny_cog
     assert events == ["generate", "generate", "load", "score", "score"]
 
 
+def test_eval_passes_its_sampler_device_and_dtypes_on_and_checks_them_first(
+    tmp_path, tiny_cogvideox_dir, monkeypatch
+):
+    """--prompt-field/--limit pick the prompts, --dtype/--family/--device reach every model's generation,
+    and the critic loads on --device in --critic-dtype; a bad device or dtype is refused before any video,
+    as is a later model's folder generated in another --dtype."""
+    import videolift.critic.score as score
+    import videolift.evaluate.compare as compare
+    from videolift.critic.spec import CriticSpec
+
+    loaded: list[dict] = []
+    monkeypatch.setattr(score, "load_critic", lambda directory, **k: loaded.append(k) or "critic")
+    monkeypatch.setattr(
+        compare, "critic_ratings", lambda c, manifest, *a: [{} for _ in manifest.read_text().splitlines()]
+    )
+    critic = tmp_path / "critic"
+    CriticSpec(base_model="b", model_type="qwen2_vl").save(critic)
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"text": "a red circle moves left in a sand desert"}\n{"text": "a dog on a beach"}\n')
+    out, model = tmp_path / "eval", str(tiny_cogvideox_dir)
+    args = ["eval", "--model", model, "--model", f"b={model}", "--prompts", str(prompts), "--critic", str(critic),
+            "--steps", "1", "--no-progress", "--no-report", "--prompt-field", "text", "--limit", "1"]  # fmt: skip
+    for bad, said in (
+        (["--device", "gpu"], "--device gpu:"),
+        (["--dtype", "float8"], "--dtype: unknown dtype 'float8'"),
+        (["--critic-dtype", "half"], "--critic-dtype: unknown dtype 'half'"),
+    ):
+        refused = CliRunner().invoke(app, [*args, "--out", str(out), *bad])
+        assert refused.exit_code == 1 and said in refused.output, refused.output
+        assert "Traceback" not in refused.output and not out.exists()
+    opts = ["--dtype", "float32", "--device", "cpu", "--family", "cogvideox", "--critic-dtype", "bfloat16"]
+    result = CliRunner().invoke(app, [*args, "--out", str(out), *opts])
+    assert result.exit_code == 0, result.output
+    assert loaded == [{"device": "cpu", "dtype": "bfloat16"}]
+    for name in ("b.1", next(p.name for p in out.iterdir() if p.is_dir() and p.name != "b.1")):
+        (line,) = (out / name / "manifest.jsonl").read_text().splitlines()  # --limit 1
+        assert json.loads(line)["prompt"] == "a red circle moves left in a sand desert"
+        assert json.loads((out / name / "generation.json").read_text())["dtype"] == "float32"
+    first = next(p for p in out.iterdir() if p.is_dir() and p.name != "b.1")
+    shutil.rmtree(first)
+    other = CliRunner().invoke(app, [*args, "--out", str(out), "--dtype", "bfloat16"])
+    assert other.exit_code == 1 and "dtype was 'float32', now 'bfloat16'" in " ".join(other.output.split())
+    assert not first.exists()  # refused before the first model generated
+
+
 def test_eval_needs_a_rater(tmp_path, tiny_cogvideox_dir):
     prompts = tmp_path / "p.txt"
     prompts.write_text("a red circle moves left in a sand desert\n")

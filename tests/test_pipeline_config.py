@@ -92,6 +92,8 @@ def test_sampler_vae_tiling_reaches_generation_and_leaves_untiled_stages_as_they
     plain = generation_settings(Sampler())
     assert "vae_tiling" not in plain  # a finished stage's recorded settings do not change
     assert generation_settings(Sampler(vae_tiling=True)) == {**plain, "vae_tiling": True}
+    assert "dtype" not in plain  # unset: generate's auto, the settings of runs before the option
+    assert generation_settings(Sampler(dtype="float16")) == {**plain, "dtype": "float16"}
 
 
 def test_sampler_guidance_and_fps_are_the_model_familys_unless_set():

@@ -160,6 +160,10 @@ def known_settings(model: str, lora: str | None, seed: int, sampler: dict[str, A
     keys = ("steps", "dynamic_cfg", "negative_prompt", "lossless", "vae_tiling", "guidance", "frames", "height",
             "width", "fps")  # fmt: skip
     given = {k: sampler[k] for k in keys if sampler.get(k) is not None}
+    if sampler.get("dtype", "auto") != "auto":  # auto: the device's, known once the run starts
+        from videolift.models.base import resolve_dtype
+
+        given["dtype"] = str(resolve_dtype(sampler["dtype"])).removeprefix("torch.")
     return {"model": model, "lora": lora, "base_seed": seed, "model_files": _model_files(model, lora)} | given
 
 

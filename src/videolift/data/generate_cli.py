@@ -32,12 +32,8 @@ def generate(
     height: opt.Height = None,
     width: opt.Width = None,
     fps: opt.Fps = None,
-    dtype: str = typer.Option(
-        "auto", "--dtype", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16."
-    ),
-    device: str = typer.Option(
-        "auto", "--device", help="auto (each rank's GPU, else CPU), cpu, cuda, cuda:1, ..."
-    ),
+    dtype: opt.Dtype = "auto",
+    device: opt.Device = "auto",
     lora: Path | None = typer.Option(None, "--lora", help="Alignment LoRA directory to load on top."),
     batch_size: int = typer.Option(1, "--batch-size", help="Videos per pipeline call."),
     overwrite: bool = typer.Option(
@@ -45,14 +41,12 @@ def generate(
         "--overwrite",
         help="If OUT holds a run with other settings or prompts, delete it and start over.",
     ),
-    prompt_field: str = typer.Option("prompt", "--prompt-field", help="Prompt field of .jsonl/.csv files."),
-    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N prompts (N >= 1)."),
+    prompt_field: opt.PromptField = "prompt",
+    limit: opt.Limit = None,
     lossless: opt.Lossless = False,
     vae_tiling: opt.VaeTiling = False,
     negative_prompt: opt.NegativePrompt = None,
-    family: str | None = typer.Option(
-        None, "--family", help="cogvideox | wan. Default: read from the model's model_index.json."
-    ),
+    family: opt.Family = None,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Generate --per-prompt candidate videos for each prompt with a diffusers T2V pipeline.

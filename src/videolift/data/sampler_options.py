@@ -44,3 +44,15 @@ Lossless = Annotated[
 VaeTiling = Annotated[
     bool, typer.Option("--vae-tiling", help="Tiled/sliced VAE decoding: less memory, slower.")
 ]
+Dtype = Annotated[
+    str, typer.Option("--dtype", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.")
+]
+Device = Annotated[
+    str, typer.Option("--device", help="auto (each rank's GPU, else CPU), cpu, cuda, cuda:1, ...")
+]
+Family = Annotated[
+    str | None,
+    typer.Option("--family", help="cogvideox | wan. Default: read from the model's model_index.json."),
+]
+PromptField = Annotated[str, typer.Option("--prompt-field", help="Prompt field of .jsonl/.csv files.")]
+Limit = Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N prompts (N >= 1).")]

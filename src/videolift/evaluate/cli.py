@@ -47,6 +47,17 @@ def evaluate(
     negative_prompt: opt.NegativePrompt = None,
     lossless: opt.Lossless = False,
     vae_tiling: opt.VaeTiling = False,
+    dtype: opt.Dtype = "auto",
+    device: opt.Device = "auto",
+    family: opt.Family = None,
+    prompt_field: opt.PromptField = "prompt",
+    limit: opt.Limit = None,
+    critic_dtype: str = typer.Option(
+        "auto",
+        "--critic-dtype",
+        help="The critic's dtype: auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16. It rates on "
+        "--device once every model has generated.",
+    ),
     reward_config: Path | None = typer.Option(
         None, "--reward-config", help="Label->score mapping (YAML/JSON)."
     ),
@@ -105,6 +116,12 @@ def evaluate(
             fps=fps,
             negative_prompt=negative_prompt,
             vae_tiling=vae_tiling,
+            dtype=dtype,
+            device=device,
+            family=family,
+            prompt_field=prompt_field,
+            limit=limit,
+            critic_dtype=critic_dtype,
             reward=RewardConfig.load(reward_config),
             names=names,
             groups=groups,

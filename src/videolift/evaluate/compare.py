@@ -90,27 +90,37 @@ def check_inputs(
     seed: int = 0,
     sampler: dict[str, Any] | None = None,
     overwrite: bool = False,
+    critic_dtype: str = "auto",
 ) -> None:
     """What ``compare_models`` would otherwise find out only midway (after earlier models generated and
-    were rated): the prompt file, every prompt a toy-world prompt (with the oracle), every model and
-    LoRA, and every model's output directory."""
+    were rated): the device and dtypes, the prompt file, every prompt a toy-world prompt (with the
+    oracle), every model and LoRA, and every model's output directory."""
+    from videolift.core.distributed import checked_device
     from videolift.core.errors import DataError, VideoliftError
     from videolift.data.generate import check_out, earlier_run_conflict, known_settings, resolve_model
     from videolift.data.prompt_files import read_prompts
-    from videolift.models.base import check_lora_dir
+    from videolift.models.base import check_lora_dir, resolve_dtype
     from videolift.models.families import spec_for
 
     sampler = sampler or {}
     sizes = sampler.get("frames"), sampler.get("height"), sampler.get("width")
+    checked_device(sampler.get("device", "auto"))
+    for option, dtype in (("--dtype", sampler.get("dtype", "auto")), ("--critic-dtype", critic_dtype)):
+        if dtype != "auto":
+            try:
+                resolve_dtype(dtype)
+            except VideoliftError as exc:
+                raise VideoliftError(f"{option}: {exc}") from None
 
     prompts = Path(prompts)
-    records = read_prompts(prompts)
+    prompt_field = sampler.get("prompt_field", "prompt")
+    records = read_prompts(prompts, prompt_field=prompt_field)[: sampler.get("limit")]
     if oracle:  # the toy world's modules only then (half a second of imports)
         from videolift.toy.grammar import parse_prompt
         from videolift.toy.oracle import CLIP_SIZE, model_size_error, sizes_not_rated
         from videolift.toy.render import FRAMES, SIZE
 
-        field = None if prompts.suffix.lower() == ".txt" else "prompt"
+        where = None if prompts.suffix.lower() == ".txt" else prompt_field
         for record in records:
             try:
                 parse_prompt(record.prompt)
@@ -119,7 +129,7 @@ def check_inputs(
                     f"--oracle rates toy-world prompts only: {exc}",
                     file=prompts,
                     line=record.line,
-                    field=field,
+                    field=where,
                 ) from None
         if other := sizes_not_rated(*sizes):
             raise VideoliftError(
@@ -226,13 +236,16 @@ def compare_models(
     groups: list[str | None] | None = None,
     overwrite: bool = False,
     checked: Callable[[], None] | None = None,
+    critic_dtype: str = "auto",
     **sampler: Any,
 ) -> dict[str, Any]:
     """Generate with every model, rate, and return (and write ``out/eval.json``) the comparison.
 
-    ``groups`` names each model's recipe (None: its own): models of one group are replicates (e.g.
-    training seeds), compared as recipes in ``groups`` / ``group_differences`` too. ``checked`` runs
-    once every input has been checked, before the first video (e.g. to print notes)."""
+    ``sampler``: ``generate_videos``' keywords (``device``, ``dtype``, ``limit``, ...); the critic rates on
+    the same ``device`` in ``critic_dtype``. ``groups`` names each model's recipe (None: its own): models
+    of one group are replicates (e.g. training seeds), compared as recipes in ``groups`` /
+    ``group_differences`` too. ``checked`` runs once every input has been checked, before the first
+    video (e.g. to print notes)."""
     from videolift.data.generate import generate_videos
 
     if not critic_dir and not oracle:
@@ -244,7 +257,17 @@ def compare_models(
         for model, lora in models:
             names.append(model_name(model, lora, set(names)))
     settings = {"steps": steps, "guidance": guidance, **sampler}
-    check_inputs(models, prompts, out, names, oracle=oracle, seed=seed, sampler=settings, overwrite=overwrite)
+    check_inputs(
+        models,
+        prompts,
+        out,
+        names,
+        oracle=oracle,
+        seed=seed,
+        sampler=settings,
+        overwrite=overwrite,
+        critic_dtype=critic_dtype,
+    )
     if checked is not None:
         checked()
     reward = reward or RewardConfig()
@@ -286,7 +309,7 @@ def compare_models(
         # Loaded once every model has generated: a 7B critic on the GPU beside a T2V model would not fit.
         from videolift.critic.score import load_critic
 
-        critic = load_critic(critic_dir)
+        critic = load_critic(critic_dir, device=sampler.get("device", "auto"), dtype=critic_dtype)
         for run in runs:
             ratings = critic_ratings(
                 critic,

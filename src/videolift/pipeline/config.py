@@ -63,6 +63,11 @@ class Sampler(StrictModel):
     vae_tiling: bool = Field(
         False, description="tiled and sliced VAE decoding (`generate --vae-tiling`): less GPU memory, slower"
     )
+    dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
+        None,
+        description="`generate --dtype` (default: bfloat16 on a GPU, float32 on the CPU; CogVideoX-2B was "
+        "trained in float16)",
+    )
 
 
 class PromptSet(StrictModel):

@@ -26,7 +26,11 @@ def generation_settings(sampler: Sampler) -> dict[str, Any]:
     # Unset guidance and fps are the model family's (generate's defaults). Until 2026-12-06 they were 6 and
     # 8 for every family: a stage run then with them unset runs again, and a CogVideoX generation resumes
     # from the videos it has (same settings as far as generate is concerned).
-    optional = {k: s[k] for k, unset in (("negative_prompt", None), ("vae_tiling", False)) if s[k] != unset}
+    optional = {
+        k: s[k]
+        for k, unset in (("negative_prompt", None), ("vae_tiling", False), ("dtype", None))
+        if s[k] != unset
+    }
     rates = {k: s[k] for k in ("guidance", "fps") if s[k] is not None}
     return {k: s[k] for k in keys} | rates | optional
 
