@@ -424,6 +424,10 @@ def test_a_diverged_run_stops_with_a_clear_error_and_writes_no_checkpoint_of_it(
             train(cfg, progress=False)
         checkpoints = tmp_path / run / "checkpoints"
         assert not checkpoints.exists() or not any(checkpoints.iterdir())
+    # The diverged line is strict JSON (jq refuses a bare NaN): null, and the value named.
+    refuse = {"parse_constant": lambda name: pytest.fail(f"{name} in the log")}
+    last = json.loads((tmp_path / "b" / "logs" / "train.jsonl").read_text().splitlines()[-1], **refuse)
+    assert last["step"] == 1 and last["loss"] is None and last["non_finite"]["loss"] in ("nan", "inf")
 
 
 def test_gradient_checkpointing_is_exact_and_ema_is_exported(world, tmp_path):

@@ -210,9 +210,20 @@ def test_a_diverged_loss_stops_the_run_by_name_and_keeps_the_checkpoints_before(
     assert (tmp_path / "c/checkpoints/step-000002").is_dir()
 
 
-def test_the_gradient_norm_is_logged_without_clipping_too(world, tmp_path):
+def test_the_gradient_norm_and_throughput_are_logged_and_drawn_for_tensorboard(world, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     train(world, tmp_path / "c", "--max-grad-norm", "0", "--save-every", "0", steps=2)
-    assert all(r["grad_norm"] > 0 for r in log_of(tmp_path / "c"))
+    lines = log_of(tmp_path / "c")
+    assert all(
+        r["grad_norm"] > 0 and r["examples_per_s"] > 0 for r in lines
+    )  # grad norm without clipping too
+    events = EventAccumulator(str(tmp_path / "c" / "tensorboard")).Reload()
+    assert {"critic/loss", "critic/lr", "critic/grad_norm", "critic/examples_per_s"} <= set(
+        events.Tags()["scalars"]
+    )
+    drawn = [(e.step, round(e.value, 5)) for e in events.Scalars("critic/loss")]
+    assert drawn == [(r["step"], pytest.approx(r["loss"], abs=1e-5)) for r in lines]
 
 
 def test_an_unfinished_run_does_not_load_as_a_critic(world, tmp_path):

@@ -37,7 +37,7 @@ from videolift.core.distributed import deepspeed_clipping, fresh_accelerator
 from videolift.core.environment import environment
 from videolift.core.errors import VideoliftError
 from videolift.core.files import HashMemo, lock_run
-from videolift.core.jsonl import append_jsonl, atomic_write, read_json
+from videolift.core.jsonl import append_jsonl, atomic_write, finite_values, read_json
 from videolift.core.reward import RewardConfig
 from videolift.core.scores import read_scores
 from videolift.models.base import resolve_dtype
@@ -626,7 +626,7 @@ def _train(
         if step % cfg.log_every == 0 or step == cfg.max_steps:
             last_log = log.row(accelerator, step, lr, grad_norm, bool(n_real))
             if main:
-                append_jsonl(log_dir / "train.jsonl", last_log)
+                append_jsonl(log_dir / "train.jsonl", finite_values(last_log))
                 for key, value in last_log.items():
                     if isinstance(value, float) and key != "step":
                         writer.add_scalar(f"align/{key}", value, step)

@@ -66,6 +66,16 @@ def write_jsonl(path: str | Path, records: Iterable[dict[str, Any] | BaseModel])
     return n
 
 
+def finite_values(record: dict[str, Any]) -> dict[str, Any]:
+    """A log line every JSON reader takes: a NaN or infinite number (a diverged loss, an overflowing
+    gradient norm) becomes null, named with its value under ``non_finite`` (``json.dumps`` would write a
+    bare ``NaN``, which jq and JSON.parse refuse)."""
+    bad = {k: str(v) for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)}
+    if not bad:
+        return record
+    return {k: None if k in bad else v for k, v in record.items()} | {"non_finite": bad}
+
+
 def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
     """Append one line and fsync: used by resumable stages whose logs grow line by line (a torn line a
     failed write leaves is cut by ``repair_log`` when the stage resumes)."""

@@ -10,7 +10,9 @@ Output directory::
     OUT/adapter_model.safetensors, adapter_config.json   (LoRA; or model.safetensors + config.json for full)
     OUT/processor + tokenizer files                        (AutoProcessor.from_pretrained(OUT))
     OUT/critic_spec.json                                   (a critic's ``finalize``: written after the model)
-    OUT/train_config.json, OUT/train_log.jsonl             (settings; one line per update: loss, lr, grad norm)
+    OUT/train_config.json, OUT/train_log.jsonl             (settings; one line per update: loss, lr, grad norm,
+                                                            examples/s)
+    OUT/tensorboard/                                       (the same curves for TensorBoard)
     OUT/checkpoints/step-000100/                           (accelerate state: trainable weights, optimizer, RNG)
 
 Data order depends only on the seed and the epoch: each epoch is a seeded permutation cut into
@@ -50,6 +52,7 @@ from videolift.core.files import lock_run, writing
 from videolift.core.jsonl import (
     append_jsonl,
     atomic_write,
+    finite_values,
     iter_json_lines,
     read_json,
     trim_step_log,
@@ -60,6 +63,7 @@ from videolift.critic.data import FrameCache, SFTExample
 
 TRAIN_CONFIG = "train_config.json"
 TRAIN_LOG = "train_log.jsonl"
+TENSORBOARD = "tensorboard"  # OUT/tensorboard: the train log's curves
 TRAIN_SUMMARY = "train_summary.json"  # written last: marks a finished run
 CHECKPOINTS = "checkpoints"
 # What save_pretrained writes for a model or a peft adapter (processor files are rewritten as they are).
@@ -418,6 +422,9 @@ def _run_sft(
     # A resumed run's time goes on from its log's last kept line (the time between runs left out).
     started, losses, last_loss, stopped = time.time() - _logged_seconds(out, step, main), [], None, False
     bar = _progress_bar(total, step) if progress and main else None
+    writer = _tensorboard(out, step) if main else None
+    per_update = cfg.batch_size * cfg.grad_accum * world
+    tick = time.perf_counter()  # the update's start: its examples/s leave checkpoint saves out
     # Each micro-batch is made in a thread while the one before trains (decoding releases the GIL): at
     # real sizes a video takes ~0.15 s to decode, and LiFT-HRA makes ~90k examples an epoch.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="critic-batches") as prefetch:
@@ -446,26 +453,34 @@ def _run_sft(
                     "the checkpoints before it are kept (`critic export` writes one as a critic)"
                 )
             if main:
+                now = time.perf_counter()
                 record = {
                     "step": step,
                     "epoch": round((micro + 1) / per_epoch, 4),  # epochs completed after this update
                     "loss": round(last_loss, 6),
                     "lr": lr,
                     "grad_norm": None if grad_norm is None else round(float(grad_norm), 6),
+                    "examples_per_s": round(per_update / max(now - tick, 1e-9), 3),
                     "seconds": round(time.time() - started, 2),
                 }
-                append_jsonl(out / TRAIN_LOG, record)
+                append_jsonl(out / TRAIN_LOG, finite_values(record))
+                for key in ("loss", "lr", "grad_norm", "examples_per_s"):
+                    if record[key] is not None:
+                        writer.add_scalar(f"critic/{key}", record[key], step)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{last_loss:.4f}", refresh=False)
             if (cfg.save_every and step % cfg.save_every == 0 and step < total) or step == stop_at_step:
                 _save_checkpoint(accelerator, out, step, cfg.keep_checkpoints)
+            tick = time.perf_counter()
             if stop_at_step is not None and step >= stop_at_step and step < total:
                 stopped = True
                 break
 
     if bar is not None:
         bar.close()
+    if writer is not None:
+        writer.close()
     result = SFTResult(out, step, last_loss, time.time() - started, resumed, n_trainable, stopped, main)
     if not stopped:
         _save_final(accelerator, model, processor, out, finalize, result)
@@ -513,6 +528,7 @@ def _start_run(accelerator: Any, out: Path, cfg: SFTConfig, *, overwrite: bool, 
         held.append(lock_run(out, "videolift critic train"))
         if overwrite:
             shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+            shutil.rmtree(out / TENSORBOARD, ignore_errors=True)
             # The model files too: one the new run does not write (a LoRA adapter beside new full
             # weights, or full weights beside a new adapter) would otherwise load with it. Other
             # files stay (first passes' caches, a caller's own data in OUT).
@@ -577,6 +593,13 @@ def _clipped_norm(accelerator: Any, params: list[Any], max_norm: float) -> Any:
         return None
     norms = [p.grad.detach().float().norm() for p in params if p.grad is not None]
     return torch.stack(norms).norm() if norms else None
+
+
+def _tensorboard(out: Path, step: int) -> Any:
+    """OUT/tensorboard's writer, its events after ``step`` (those of a killed attempt) purged."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(out / TENSORBOARD), purge_step=step + 1)
 
 
 def _logged_seconds(out: Path, step: int, main: bool) -> float:
