@@ -690,3 +690,19 @@ def test_the_cache_reads_16_clips_at_a_time_or_fewer_when_they_are_large(tmp_pat
     assert chunk_sizes((9, 48, 48, 3), 40) == [16, 16, 8]  # toy clips: as ever (batching moves the rounding)
     monkeypatch.setattr(cache_mod, "READ_BYTES", 3 * 9 * 480 * 720 * 3)  # three of these
     assert chunk_sizes((9, 480, 720, 3), 7) == [3, 3, 1]
+
+
+def test_align_and_critic_train_take_each_others_names_for_checkpoints_and_workers(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    import videolift.align.trainer as trainer
+    from videolift.cli import app
+
+    got = []
+    monkeypatch.setattr(trainer, "train", lambda cfg, **k: got.append(cfg))
+    args = ["align", "--model", "m", "--scores", "s", "--videos", "v", "--out", str(tmp_path / "o")]
+    result = CliRunner().invoke(app, [*args, "--save-every", "7", "--workers", "3"])
+    assert result.exit_code == 0, result.output
+    assert (got[0].checkpoint_every, got[0].num_workers) == (7, 3)
+    shown = CliRunner().invoke(app, ["critic", "score", "--help"], env={"COLUMNS": "300"}).output
+    assert "--workers,--num-workers" in shown.replace(" ", "")  # critic train's alias: its own tests

@@ -186,9 +186,12 @@ def test_resume_equals_uninterrupted(world, tmp_path):
     assert "has finished (same settings); nothing to resume" in again
 
 
-def test_critic_train_takes_align_s_name_for_the_lora_rank_and_the_group_shows_its_help(world, tmp_path):
-    train(world, tmp_path / "c", "--lora-rank", "4", "--save-every", "0", steps=1)
-    assert json.loads((tmp_path / "c/train_config.json").read_text())["lora_r"] == 4
+def test_critic_train_takes_align_s_names_for_the_lora_rank_and_checkpoints_and_the_group_shows_its_help(
+    world, tmp_path
+):
+    train(world, tmp_path / "c", "--lora-rank", "4", "--checkpoint-every", "0", steps=1)  # --save-every
+    config = json.loads((tmp_path / "c/train_config.json").read_text())
+    assert config["lora_r"] == 4 and config["save_every"] == 0
     shown = CliRunner().invoke(app, ["critic"]).output
     assert "Usage: videolift critic" in shown and "score" in shown and "Missing command" not in shown
 

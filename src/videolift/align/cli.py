@@ -83,10 +83,12 @@ def align(
     hash_content: bool = typer.Option(None, "--hash-content/--no-hash-content", help=_h("hash_content")),
     vae_tiling: bool = typer.Option(None, "--vae-tiling/--no-vae-tiling", help=_h("vae_tiling")),
     encode_batch_size: int = typer.Option(None, "--encode-batch-size", help=_h("encode_batch_size")),
-    checkpoint_every: int = typer.Option(None, "--checkpoint-every", help=_h("checkpoint_every")),
+    checkpoint_every: int = typer.Option(
+        None, "--checkpoint-every", "--save-every", help=_h("checkpoint_every")  # `critic train`'s name too
+    ),
     keep_checkpoints: int = typer.Option(None, "--keep-checkpoints", help=_h("keep_checkpoints")),
     log_every: int = typer.Option(None, "--log-every", help=_h("log_every")),
-    num_workers: int = typer.Option(None, "--num-workers", help=_h("num_workers")),
+    num_workers: int = typer.Option(None, "--num-workers", "--workers", help=_h("num_workers")),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars (the same as --no-progress)."),
 ) -> None:

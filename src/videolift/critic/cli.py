@@ -148,7 +148,9 @@ def train(
         help="Weight examples by inverse (dimension, label) frequency ** this (1: balanced, 0.5: sqrt, 0: off).",
     ),
     seed: int = typer.Option(0, "--seed", help="Seeds LoRA init and data order."),
-    save_every: int = typer.Option(200, "--save-every", help="Updates between checkpoints (0: final only)."),
+    save_every: int = typer.Option(
+        200, "--save-every", "--checkpoint-every", help="Updates between checkpoints (0: final only)."
+    ),
     keep_checkpoints: int = typer.Option(2, "--keep-checkpoints", help="Latest checkpoints kept."),
     gradient_checkpointing: bool = typer.Option(
         False,
@@ -305,7 +307,7 @@ def score(
     ),
     seed: int = typer.Option(0, "--seed", help="Sampling seed (with --temperature > 0)."),
     workers: int = typer.Option(
-        2, "--workers", min=1, help="Threads decoding the next videos while the model runs."
+        2, "--workers", "--num-workers", min=1, help="Threads decoding the next videos while the model runs."
     ),
     base: str | None = typer.Option(None, "--base", help="Base model path, if it moved since training."),
     device: str = typer.Option("auto", "--device", help="auto (each rank's GPU, else CPU), cpu, cuda, ..."),
