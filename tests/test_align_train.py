@@ -624,7 +624,34 @@ def test_cli_refuses_to_overwrite_checkpoints_without_resume(world, tmp_path):
     (tmp_path / "run/checkpoints/step-0000003").mkdir(parents=True)
     (tmp_path / "run/checkpoints/step-0000003/trainer_state.json").write_text("{}")
     result = CliRunner().invoke(app, ["align", *_cli_args(world, tmp_path / "run")])
-    assert result.exit_code == 1 and "pass --resume" in result.output
+    assert result.exit_code == 1 and "pass --resume" in result.output and "--overwrite" in result.output
+
+
+def test_cli_overwrite_starts_again_leaving_nothing_of_the_earlier_run_but_its_cache(world, tmp_path):
+    from typer.testing import CliRunner
+
+    from videolift.cli import app
+
+    out = tmp_path / "run"
+    args = ["align", *_cli_args(world, out, max_steps=3, checkpoint_every=1, keep_checkpoints=3)]
+    assert CliRunner().invoke(app, args).exit_code == 0  # a full fine-tune: OUT/pipeline
+    cached = sorted(p.name for p in (out / "cache").rglob("*"))
+    both = CliRunner().invoke(app, [*args, "--resume", "--overwrite"])
+    assert both.exit_code == 1 and "resume and overwrite exclude each other" in both.output
+    # A run refused by its checks leaves the earlier one whole.
+    refused = CliRunner().invoke(app, [*args, "--overwrite", "--scores", str(tmp_path / "none.jsonl")])
+    assert refused.exit_code == 1 and (out / "pipeline").is_dir() and (out / "train_summary.json").exists()
+    again = ["align", *_cli_args(world, out, max_steps=2, checkpoint_every=2), "--lora", "--overwrite"]
+    result = CliRunner().invoke(app, again)
+    assert result.exit_code == 0, result.output
+    assert not (out / "pipeline").exists() and (out / "lora").is_dir()  # no full model beside the LoRA
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-0000002"]
+    assert [json.loads(line)["step"] for line in (out / "logs" / "train.jsonl").read_text().splitlines()] == [
+        1,
+        2,
+    ]
+    assert json.loads((out / "train_summary.json").read_text())["steps"] == 2
+    assert set(cached) <= {p.name for p in (out / "cache").rglob("*")}  # the latents are not encoded again
 
 
 def test_cli_resume_names_the_settings_that_changed(world, tmp_path):

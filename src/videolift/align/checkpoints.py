@@ -45,9 +45,10 @@ def resume_point(cfg: AlignConfig, root: Path, inputs: dict | None = None) -> Pa
     ``inputs``: ``cfg.input_hashes()``, if already computed."""
     latest = latest_checkpoint(root)
     if not cfg.resume:
-        if latest is not None:
+        if latest is not None and not cfg.overwrite:  # --overwrite: the run deletes them once it starts
             raise VideoliftError(
-                f"{cfg.out} already holds checkpoints: pass --resume to continue, or use a new --out"
+                f"{cfg.out} already holds checkpoints: pass --resume to continue, --overwrite to start again, "
+                "or use a new --out"
             )
         return None
     if latest is not None and (conflicts := checkpoint_conflicts(cfg, latest, inputs)):

@@ -45,6 +45,7 @@ def align(
     lambda_real: float = typer.Option(None, "--lambda-real", help=_h("lambda_real")),
     max_steps: int = typer.Option(None, "--max-steps", help=_h("max_steps")),
     resume: bool = typer.Option(False, "--resume", help=_h("resume")),
+    overwrite: bool = typer.Option(False, "--overwrite", help=_h("overwrite")),
     config: Path = typer.Option(
         None, "--config", help="YAML file of AlignConfig fields (options override it)"
     ),
@@ -84,7 +85,10 @@ def align(
     vae_tiling: bool = typer.Option(None, "--vae-tiling/--no-vae-tiling", help=_h("vae_tiling")),
     encode_batch_size: int = typer.Option(None, "--encode-batch-size", help=_h("encode_batch_size")),
     checkpoint_every: int = typer.Option(
-        None, "--checkpoint-every", "--save-every", help=_h("checkpoint_every")  # `critic train`'s name too
+        None,
+        "--checkpoint-every",
+        "--save-every",
+        help=_h("checkpoint_every"),  # `critic train`'s name too
     ),
     keep_checkpoints: int = typer.Option(None, "--keep-checkpoints", help=_h("keep_checkpoints")),
     log_every: int = typer.Option(None, "--log-every", help=_h("log_every")),
@@ -100,10 +104,13 @@ def align(
     Multi-GPU: `accelerate launch --config_file configs/accelerate/deepspeed_zero2.yaml -m videolift.cli align ...`.
     """
     options = {
-        k: v for k, v in locals().items() if k not in ("config", "lora", "progress", "quiet", "resume")
+        k: v
+        for k, v in locals().items()
+        if k not in ("config", "lora", "progress", "quiet", "resume", "overwrite")
     }
     options["finetune"] = None if lora is None else ("lora" if lora else "full")
     options["resume"] = True if resume else None
+    options["overwrite"] = True if overwrite else None
     cfg = AlignConfig.load(config, **options)
 
     from videolift.align.trainer import train

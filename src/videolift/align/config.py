@@ -29,6 +29,7 @@ RESUMABLE_CHANGES = frozenset(
     {
         "max_steps",
         "resume",
+        "overwrite",
         "checkpoint_every",
         "keep_checkpoints",
         "log_every",
@@ -202,6 +203,11 @@ class AlignConfig(StrictModel):
     log_every: int = Field(1, ge=1, description="optimizer steps between log lines")
     num_workers: int = Field(2, ge=0, description="DataLoader workers reading cached tensors")
     resume: bool = Field(False, description="continue from the last complete checkpoint in OUT")
+    overwrite: bool = Field(
+        False,
+        description="start afresh: delete an earlier run's checkpoints, logs, exported model and summary in "
+        "OUT (its latent cache stays: keyed by content)",
+    )
 
     @field_validator("lora_targets", mode="before")
     @classmethod
@@ -236,6 +242,8 @@ class AlignConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> AlignConfig:
+        if self.resume and self.overwrite:
+            raise ValueError("resume and overwrite exclude each other: continue the run, or start it again")
         if (self.height is None) != (self.width is None):
             raise ValueError("give both height and width, or neither")
         return self

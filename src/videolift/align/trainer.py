@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -40,7 +41,7 @@ from videolift.core.files import HashMemo, lock_run
 from videolift.core.jsonl import append_jsonl, atomic_write, finite_values, read_json
 from videolift.core.reward import RewardConfig
 from videolift.core.scores import read_scores
-from videolift.models.base import resolve_dtype
+from videolift.models.base import FULL_DIR, LORA_DIR, resolve_dtype
 from videolift.models.families import detect_family, get_spec, spec_for
 
 
@@ -464,6 +465,14 @@ class _StepLog:
         return row
 
 
+def _clear_run(out: Path) -> None:
+    """What a run writes in OUT, but its latent cache: an earlier run's, for --overwrite."""
+    for name in ("checkpoints", "logs", FULL_DIR, LORA_DIR):
+        shutil.rmtree(out / name, ignore_errors=True)
+    for name in ("train_summary.json", "align_config.json"):
+        (out / name).unlink(missing_ok=True)
+
+
 def _previous_summary(out: Path, log_dir: Path, ranks: list[dict]) -> tuple[dict, list[dict]]:
     """The last log line and each rank's first batch of the run that a resume without steps continues."""
     from collections import deque
@@ -539,6 +548,8 @@ def _train(
     weight_dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.mixed_precision]
     if main:
         held.append(lock_run(cfg.out, "videolift align"))  # to the end of the run
+        if cfg.overwrite:  # every check passed: the earlier run goes (a refused one leaves it whole)
+            _clear_run(cfg.out)
         with atomic_write(cfg.out / "align_config.json") as handle:
             handle.write(cfg.model_dump_json(indent=1))
 

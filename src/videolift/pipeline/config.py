@@ -38,6 +38,7 @@ PIPELINE_ALIGN_FIELDS = {
     "real": "set by the pipeline: give the real set as `align.real` (or `align.real_toy`)",
     "method": "set by the pipeline: one run per method of `align.methods`",
     "resume": "set by the pipeline: it resumes a checkpoint of the same settings by itself",
+    "overwrite": "set by the pipeline: a stage whose settings changed starts afresh by itself",
 }
 
 
