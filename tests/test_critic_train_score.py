@@ -213,6 +213,32 @@ def test_a_diverged_loss_stops_the_run_by_name_and_keeps_the_checkpoints_before(
     assert (tmp_path / "c/checkpoints/step-000002").is_dir()
 
 
+def test_a_validation_loss_is_logged_as_the_run_goes_and_changes_nothing_trained(world, tmp_path):
+    from safetensors.torch import load_file
+
+    val = tmp_path / "val.jsonl"  # the training ratings: their loss falls as the critic learns them
+    val.write_text((world / "hra.jsonl").read_text())
+    train(world, tmp_path / "plain", "--save-every", "0", steps=4)
+    train(world, tmp_path / "val", "--save-every", "0", "--val-data", val, "--val-every", "2", steps=4)
+    a = load_file(tmp_path / "plain" / "adapter_model.safetensors")
+    b = load_file(tmp_path / "val" / "adapter_model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)  # eval mode, no RNG drawn, no gradient kept
+    lines = log_of(tmp_path / "val")
+    assert [r["step"] for r in lines if "val_loss" in r] == [2, 4]
+    assert lines[3]["val_loss"] < lines[1]["val_loss"]
+    summary = json.loads((tmp_path / "val" / "train_summary.json").read_text())
+    assert summary["val_loss"] == pytest.approx(lines[3]["val_loss"], abs=1e-6)
+    assert not any("val_loss" in r for r in log_of(tmp_path / "plain"))
+    # Without --val-every: at each epoch's end (12 examples in batches of 4: every 3 updates) and the last.
+    train(world, tmp_path / "epochs", "--save-every", "0", "--val-data", val, steps=4)
+    assert [r["step"] for r in log_of(tmp_path / "epochs") if "val_loss" in r] == [3, 4]
+    bad = tmp_path / "bad.jsonl"
+    rating = {"video_fidelity": {"label": "Good", "reason": "clear"}}
+    bad.write_text(json.dumps({"video": "videos/none.mp4", "prompt": "p", "ratings": rating}) + "\n")
+    refused = train(world, tmp_path / "refused", "--val-data", bad, steps=1, fails=True).output
+    assert "bad.jsonl" in refused and "none.mp4" in refused and not (tmp_path / "refused").exists()
+
+
 def test_the_gradient_norm_and_throughput_are_logged_and_drawn_for_tensorboard(world, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -1020,9 +1046,9 @@ def test_a_critic_trained_in_its_own_process_equals_one_trained_here(world, tmp_
 
     (tmp_path / "hra_split").mkdir()
     shutil.copy(world / "hra.jsonl", tmp_path / "hra_split/train.jsonl")
-    cfg = PipelineConfig.model_validate(
-        {"workdir": str(tmp_path), "critic": {"max_steps": 3, "batch_size": 4, "lr": 5e-3, "parallel": True}}
-    )
+    shutil.copy(world / "hra.jsonl", tmp_path / "hra_split/test.jsonl")
+    critic = {"max_steps": 3, "batch_size": 4, "lr": 5e-3, "parallel": True, "val_every": 2}
+    cfg = PipelineConfig.model_validate({"workdir": str(tmp_path), "critic": critic})
     here = critic_stage(cfg, str(world / "base"), world, "here", True)
     there = critic_stage(cfg, str(world / "base"), world, "there", True, own_process=True)
     assert here.settings == there.settings and "parallel" not in here.settings  # when, not what
@@ -1031,6 +1057,9 @@ def test_a_critic_trained_in_its_own_process_equals_one_trained_here(world, tmp_
     assert result["peak_rss_mb"] > 0
     a, b = (load_file(str(tmp_path / name / "model.safetensors")) for name in ("here", "there"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # critic.val_every: the held-out split's loss, logged (the same in both)
+    here_val, there_val = ([r.get("val_loss") for r in log_of(tmp_path / n)] for n in ("here", "there"))
+    assert here_val[0] is None and None not in here_val[1:] and here_val == there_val
 
 
 # ---- refusals before any work ------------------------------------------------------------------

@@ -499,6 +499,8 @@ def test_stages_are_keyed_on_what_changes_their_result_and_on_every_file_they_re
 
     critic = lambda c: critic_stage(c, "vlm", tmp_path, "critic", True)  # noqa: E731
     assert keys(critic)[0] == keys(critic, "critic.score_batch_size=4", "critic.label_only_baseline=false")[0]
+    assert keys(critic)[0] == keys(critic, "critic.val_every=0")[0]  # logs a loss, trains the same critic
+    assert critic_train_config(cfg("critic.val_every=5")).val_every == 5
     assert keys(critic)[0] != keys(critic, "critic.lr=0.5")[0]
     # A large critic's settings reach `critic train`, and while unset leave earlier runs' keys alone.
     assert set(critic(cfg()).settings) == set(critic(cfg("critic.grad_accum=1")).settings)

@@ -152,6 +152,21 @@ def train(
         200, "--save-every", "--checkpoint-every", help="Updates between checkpoints (0: final only)."
     ),
     keep_checkpoints: int = typer.Option(2, "--keep-checkpoints", help="Latest checkpoints kept."),
+    val_data: Path | None = typer.Option(
+        None,
+        "--val-data",
+        help="Held-out HRA ratings (e.g. `hra split`'s test.jsonl): their answers' mean loss is logged as "
+        "val_loss (train_log.jsonl, TensorBoard, train_summary.json). Not trained on.",
+    ),
+    val_videos: Path | None = typer.Option(
+        None, "--val-videos", help="Root of --val-data's videos (default: --videos)."
+    ),
+    val_every: int = typer.Option(
+        0,
+        "--val-every",
+        min=0,
+        help="Updates between validation losses (0: at each epoch's end); and at the last.",
+    ),
     gradient_checkpointing: bool = typer.Option(
         False,
         "--gradient-checkpointing/--no-gradient-checkpointing",
@@ -213,6 +228,7 @@ def train(
         seed=seed,
         save_every=save_every,
         keep_checkpoints=keep_checkpoints,
+        val_every=val_every,
         gradient_checkpointing=gradient_checkpointing,
         dtype=dtype,
         num_frames=num_frames,
@@ -246,12 +262,15 @@ def train(
             stop_at_step=stop_at_step,
             log=_log,
             progress=progress,
+            val_data=val_data,
+            val_videos=val_videos,
         )
     if not result.main_process:
         return
     state = "stopped at" if result.stopped_early else "finished after"
     loss = "-" if result.final_loss is None else f"{result.final_loss:.4f}"
-    _log(f"{state} {result.steps} updates ({result.seconds:.1f} s), last loss {loss}; critic in {out}")
+    val = "" if result.val_loss is None else f", validation loss {result.val_loss:.4f}"
+    _log(f"{state} {result.steps} updates ({result.seconds:.1f} s), last loss {loss}{val}; critic in {out}")
 
 
 @app.command()

@@ -7,6 +7,7 @@ data is one adapter (``hra_examples``), caption pretraining ("Describe the video
 
 from __future__ import annotations
 
+import threading
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -40,17 +41,21 @@ class FrameCache:
     def __init__(self, num_frames: int, max_bytes: int = 2 << 30, sampling: str = "uniform") -> None:
         self.num_frames, self.sampling, self.max_bytes, self.bytes = num_frames, sampling, max_bytes, 0
         self._items: OrderedDict[Path, np.ndarray] = OrderedDict()
+        # The batch-preparing thread and a validation pass on the training thread share one cache.
+        self._lock = threading.Lock()
 
     def __call__(self, path: Path) -> np.ndarray:
-        if path in self._items:
-            self._items.move_to_end(path)
-            return self._items[path]
-        frames = sample_frames(path, self.num_frames, self.sampling)
-        if frames.nbytes <= self.max_bytes:
-            self._items[path] = frames
-            self.bytes += frames.nbytes
-            while self.bytes > self.max_bytes:
-                self.bytes -= self._items.popitem(last=False)[1].nbytes
+        with self._lock:
+            if path in self._items:
+                self._items.move_to_end(path)
+                return self._items[path]
+        frames = sample_frames(path, self.num_frames, self.sampling)  # decoded outside the lock
+        with self._lock:
+            if frames.nbytes <= self.max_bytes and path not in self._items:
+                self._items[path] = frames
+                self.bytes += frames.nbytes
+                while self.bytes > self.max_bytes:
+                    self.bytes -= self._items.popitem(last=False)[1].nbytes
         return frames
 
 

@@ -83,7 +83,9 @@ STEP_DIGITS = 6  # checkpoints/step-000100: the names critic train has always wr
 # Settings a --resume may change: when checkpoints are written and how much memory a step takes, not what
 # is trained (gradient checkpointing recomputes the same activations): e.g. a run out of GPU memory
 # continues with --gradient-checkpointing.
-RESUMABLE_CHANGES = frozenset({"save_every", "keep_checkpoints", "frame_cache_mb", "gradient_checkpointing"})
+RESUMABLE_CHANGES = frozenset(
+    {"save_every", "keep_checkpoints", "frame_cache_mb", "gradient_checkpointing", "val_every"}
+)
 
 
 # Settings of the critic's spec that are `critic train` options of the same name.
@@ -133,6 +135,7 @@ class SFTConfig:
     max_answer_tokens: int | None = Field(256, ge=1)
     seed: int = Field(0, ge=0)
     save_every: int = Field(200, ge=0)  # updates between checkpoints (0: only the final model)
+    val_every: int = Field(0, ge=0)  # updates between validation losses (0: each epoch's end), with val data
     keep_checkpoints: int = Field(2, ge=1)
     gradient_checkpointing: bool = False
     dtype: str = "float32"  # weights dtype at load; mixed precision comes from the accelerate config
@@ -193,6 +196,7 @@ class SFTResult:
     trainable_params: int
     stopped_early: bool
     main_process: bool = True
+    val_loss: float | None = None  # on the validation examples after the last update, if any were given
 
 
 # ---- model set-up -------------------------------------------------------------------------------
@@ -332,7 +336,9 @@ def run_sft(
     examples: list[SFTExample], base: str, out: str | Path, cfg: SFTConfig, **options: Any
 ) -> SFTResult:
     """Fine-tune ``base`` on ``examples`` into ``out``. Options (``_run_sft``'s keywords): ``resume``,
-    ``overwrite``, ``stop_at_step``, ``finalize``, ``log``, ``progress``. ``finalize(out, model,
+    ``overwrite``, ``stop_at_step``, ``finalize``, ``log``, ``progress``, ``validation`` (examples
+    whose mean answer-token loss is logged as ``val_loss``, every ``cfg.val_every`` updates or at each
+    epoch's end, and at the last update). ``finalize(out, model,
     processor)`` runs on the main process after the model and processor are saved (the critic writes its
     spec there).
     ``stop_at_step`` stops after that update's checkpoint, as an interruption would (for tests and
@@ -359,6 +365,7 @@ def _run_sft(
     finalize: Any = None,
     log: Any = print,
     progress: bool = False,
+    validation: list[SFTExample] | None = None,
 ) -> SFTResult:
     import torch
     from transformers import get_cosine_schedule_with_warmup
@@ -421,6 +428,7 @@ def _run_sft(
 
     # A resumed run's time goes on from its log's last kept line (the time between runs left out).
     started, losses, last_loss, stopped = time.time() - _logged_seconds(out, step, main), [], None, False
+    last_val = None
     bar = _progress_bar(total, step) if progress and main else None
     writer = _tensorboard(out, step) if main else None
     per_update = cfg.batch_size * cfg.grad_accum * world
@@ -452,8 +460,11 @@ def _run_sft(
                     "usable. Lower --lr, keep --max-grad-norm above 0, or load in bfloat16 rather than float16; "
                     "the checkpoints before it are kept (`critic export` writes one as a critic)"
                 )
+            now = time.perf_counter()  # the update's end: a validation pass is not its time
+            val_loss = None
+            if validation and _validates(cfg, step, total, micro, per_epoch):
+                val_loss = last_val = _validation_loss(model, accelerator, collate, validation, frames, cfg)
             if main:
-                now = time.perf_counter()
                 record = {
                     "step": step,
                     "epoch": round((micro + 1) / per_epoch, 4),  # epochs completed after this update
@@ -462,10 +473,10 @@ def _run_sft(
                     "grad_norm": None if grad_norm is None else round(float(grad_norm), 6),
                     "examples_per_s": round(per_update / max(now - tick, 1e-9), 3),
                     "seconds": round(time.time() - started, 2),
-                }
+                } | ({} if val_loss is None else {"val_loss": round(val_loss, 6)})
                 append_jsonl(out / TRAIN_LOG, finite_values(record))
-                for key in ("loss", "lr", "grad_norm", "examples_per_s"):
-                    if record[key] is not None:
+                for key in ("loss", "lr", "grad_norm", "examples_per_s", "val_loss"):
+                    if record.get(key) is not None:
                         writer.add_scalar(f"critic/{key}", record[key], step)
                 if bar is not None:
                     bar.update(1)
@@ -482,6 +493,7 @@ def _run_sft(
     if writer is not None:
         writer.close()
     result = SFTResult(out, step, last_loss, time.time() - started, resumed, n_trainable, stopped, main)
+    result.val_loss = last_val
     if not stopped:
         _save_final(accelerator, model, processor, out, finalize, result)
     accelerator.wait_for_everyone()
@@ -593,6 +605,48 @@ def _clipped_norm(accelerator: Any, params: list[Any], max_norm: float) -> Any:
         return None
     norms = [p.grad.detach().float().norm() for p in params if p.grad is not None]
     return torch.stack(norms).norm() if norms else None
+
+
+def _validates(cfg: SFTConfig, step: int, total: int, micro: int, per_epoch: int) -> bool:
+    """Whether the update ``step`` (ending at micro-batch ``micro``) is followed by a validation pass:
+    every ``val_every`` updates, else when it completed an epoch; and after the last update."""
+    if step == total:
+        return True
+    if cfg.val_every:
+        return step % cfg.val_every == 0
+    return (micro + 1) // per_epoch > (micro + 1 - cfg.grad_accum) // per_epoch
+
+
+def _validation_loss(
+    model: Any, accelerator: Any, collate: Any, examples: list[SFTExample], frames: FrameCache, cfg: SFTConfig
+) -> float:
+    """The mean cross-entropy of every answer token of ``examples`` (unweighted), in eval mode, over the
+    processes. Each process runs as many batches (one out of examples repeats a batch it does not count),
+    so the forward passes DDP and FSDP synchronise stay matched."""
+    import torch
+
+    from videolift.critic.collate import Item, answer_loss
+
+    rank, world = accelerator.process_index, accelerator.num_processes
+    mine = examples[rank::world]
+    batches = [mine[i : i + cfg.batch_size] for i in range(0, len(mine), cfg.batch_size)]
+    rounds = math.ceil(math.ceil(len(examples) / world) / cfg.batch_size)
+    totals = torch.zeros(2, dtype=torch.float64)  # loss x tokens, tokens
+    model.eval()  # no dropout: the loss of the weights as they are
+    try:
+        with torch.no_grad():
+            for k in range(rounds):
+                batch = batches[k] if k < len(batches) else examples[:1]
+                items = [Item(_frames_of(ex, frames), ex.user_text, ex.answer, 1.0) for ex in batch]
+                loss, tokens = answer_loss(
+                    model, {n: v.to(accelerator.device) for n, v in collate(items).items()}
+                )
+                if k < len(batches):
+                    totals += torch.tensor([float(loss) * tokens, tokens], dtype=torch.float64)
+    finally:
+        model.train()
+    totals = accelerator.reduce(totals.to(accelerator.device), reduction="sum").cpu()
+    return float(totals[0] / totals[1].clamp_min(1))
 
 
 def _tensorboard(out: Path, step: int) -> Any:

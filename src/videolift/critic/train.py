@@ -104,10 +104,14 @@ def train_critic(
     stop_at_step: int | None = None,
     log: Any = print,
     progress: bool = False,
+    val_data: str | Path | None = None,
+    val_videos: str | Path | None = None,
 ) -> SFTResult:
     """Fine-tune ``base`` into a critic on HRA records (``critic train``). ``cache_dir``: where the first
     passes of check- and describe-then-rate critics are cached (default: ``out``), e.g. one directory
     for several runs on the same data. ``progress``: bars for the first passes and the updates.
+    ``val_data``: held-out HRA records (videos under ``val_videos``, default ``videos``) whose answers'
+    loss is logged as the run goes (not part of the run's settings: a resume may add or change them).
 
     Everything the run depends on is checked before anything is written: the settings (``cfg`` checks
     its own when made), the records and that every video they name opens, and what OUT holds."""
@@ -152,6 +156,10 @@ def train_critic(
     out = Path(out)
     records = read_hra_lines(data)
     check_videos(records, videos, file=data, action="fix or remove those records before training")
+    if val_data is not None:
+        val_data, val_videos = Path(val_data), Path(val_videos or videos)
+        val_records = read_hra_lines(val_data)
+        check_videos(val_records, val_videos, file=val_data, action="fix or remove those records first")
     cfg.extra = {
         "spec": spec.model_dump(mode="json"),
         "data": str(data.resolve()),
@@ -180,6 +188,11 @@ def train_critic(
     examples = _critic_examples(
         spec, data, records, videos, class_weight_power, out, cache_dir, model, log, progress=progress
     )
+    validation = None
+    if val_data is not None:  # unweighted: the loss of every held-out answer as it is
+        validation = _critic_examples(
+            spec, val_data, val_records, val_videos, 0.0, out, cache_dir, model, log, progress=progress
+        )
     finalize = _spec_writer(spec, examples, cfg, max_new_tokens)
     return run_sft(
         examples,
@@ -192,6 +205,7 @@ def train_critic(
         finalize=finalize,
         log=log,
         progress=progress,
+        validation=validation,
     )
 
 

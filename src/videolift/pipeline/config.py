@@ -140,6 +140,12 @@ class Critic(StrictModel):
     save_every: int = Field(
         200, ge=0, description="updates between checkpoints: a killed run resumes from the last (0: none)"
     )
+    val_every: int | None = Field(
+        None,
+        ge=0,
+        description="log the held-out split's validation loss every N updates (0: at each epoch's end; "
+        "`critic train --val-every`); unset: none",
+    )
 
     @model_validator(mode="after")
     def _pixel_budget(self) -> Critic:

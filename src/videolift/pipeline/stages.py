@@ -275,7 +275,7 @@ def _train_critic_quietly(**kwargs: Any) -> None:
 
 # Critic settings that change when or how it is trained or used, not the trained critic (versions to
 # 2026-12-05 keyed the stage on the last two too, so changing them retrained it).
-NOT_THE_CRITIC = frozenset({"parallel", "save_every", "score_batch_size", "label_only_baseline"})
+NOT_THE_CRITIC = frozenset({"parallel", "save_every", "score_batch_size", "label_only_baseline", "val_every"})
 
 
 # Critic options added after the first runs, with the value that leaves them unset.
@@ -307,6 +307,7 @@ def critic_train_config(cfg: PipelineConfig) -> Any:
         frame_sampling=c.frame_sampling,
         seed=cfg.seed,
         save_every=c.save_every,
+        val_every=c.val_every or 0,
     )
 
 
@@ -333,6 +334,8 @@ def critic_stage(
         check_threshold=c.check_threshold,
         check_frames=c.check_frames,
     )
+    if c.val_every is not None:  # the split's held-out ratings, which the critic's evaluation uses too
+        kwargs |= {"val_data": w / "hra_split" / "test.jsonl", "val_videos": hra_videos}
 
     def run() -> dict:
         if not own_process:
