@@ -706,3 +706,17 @@ def test_align_and_critic_train_take_each_others_names_for_checkpoints_and_worke
     assert (got[0].checkpoint_every, got[0].num_workers) == (7, 3)
     shown = CliRunner().invoke(app, ["critic", "score", "--help"], env={"COLUMNS": "300"}).output
     assert "--workers,--num-workers" in shown.replace(" ", "")  # critic train's alias: its own tests
+
+
+def test_the_step_log_sums_where_the_loss_is_without_reading_it_each_micro_step():
+    """Reading a GPU value to the host waits for the GPU: the log's sums stay on the loss's device (meta
+    tensors stand in for a GPU's: reading one raises) until a log line reads them once."""
+    import torch
+
+    from videolift.align.trainer import _StepLog
+
+    log = _StepLog(samples_per_step=3, world=1)
+    batch = {"n_syn": 2, "coef": torch.tensor([0.25, 0.75, 0.0])}
+    for _ in range(2):
+        log.add(torch.empty((), device="meta"), torch.empty(3, device="meta"), batch)
+    assert log.acc.device.type == "meta" and log.acc.shape == (6,)  # the values: the test above

@@ -425,27 +425,31 @@ class _StepLog:
         self._reset()
 
     def _reset(self) -> None:
-        self.acc = torch.zeros(6, dtype=torch.float64)  # loss, syn weighted, syn plain, real, weight, count
+        self.acc: torch.Tensor | None = None  # loss, syn weighted, syn plain, real, weight, count
         self.started, self.steps, self.paused = time.perf_counter(), 0, 0.0
 
     def add(self, loss: torch.Tensor, per_sample: torch.Tensor, batch: dict) -> None:
-        n_syn, per = batch["n_syn"], per_sample.double().cpu()
-        w = batch["coef"][:n_syn].double() * n_syn
-        self.acc += torch.tensor(
+        # Summed where the loss is: reading the values to the host here would wait for the GPU at every
+        # micro-step; they are read once per log line.
+        n_syn, per = batch["n_syn"], per_sample.detach().double()
+        w = batch["coef"][:n_syn].to(per.device, torch.float64) * n_syn
+        one = per.new_ones(())
+        row = torch.stack(
             [
-                float(loss.detach()),
-                float((w * per[:n_syn]).mean()),
-                float(per[:n_syn].mean()),
-                float(per[n_syn:].mean()) if len(per) > n_syn else 0.0,
-                float(w.mean()),
-                1.0,
-            ],
-            dtype=torch.float64,
+                loss.detach().double(),
+                (w * per[:n_syn]).mean(),
+                per[:n_syn].mean(),
+                per[n_syn:].mean() if len(per) > n_syn else 0 * one,
+                w.mean(),
+                one,
+            ]
         )
+        self.acc = row if self.acc is None else self.acc + row
 
     def row(self, accelerator: Any, step: int, lr: float, grad_norm: Any, has_real: bool) -> dict:
         """The log line of ``step`` (collective: every rank must call it), then start afresh."""
-        means = accelerator.reduce(self.acc.to(accelerator.device), reduction="mean").cpu()
+        acc = torch.zeros(6, dtype=torch.float64) if self.acc is None else self.acc
+        means = accelerator.reduce(acc.to(accelerator.device), reduction="mean").cpu()
         means = (means[:5] / means[5]).tolist()
         elapsed = time.perf_counter() - self.started - self.paused
         row = {
@@ -566,7 +570,9 @@ def _train(
     if cfg.ema_decay:  # made from the fp32 weights before DeepSpeed casts them: a bf16 average barely moves
         from diffusers.training_utils import EMAModel
 
-        ema = EMAModel(params, decay=cfg.ema_decay)
+        # foreach: a few fused kernels a step on a GPU rather than one per tensor (the CPU keeps the loop,
+        # whose rounding the toy results were measured with)
+        ema = EMAModel(params, decay=cfg.ema_decay, foreach=accelerator.device.type == "cuda")
     model, optimizer = accelerator.prepare(pipe.transformer, optimizer)
     accelerator.register_for_checkpointing(scheduler)
     save_trainable_only(accelerator)  # a LoRA run's checkpoints: its adapters, not the whole transformer
@@ -588,8 +594,13 @@ def _train(
     assert_ranks_in_sync(accelerator, model, step)
 
     start_micro = step * cfg.grad_accum
+    pinned = accelerator.device.type == "cuda"  # page-locked batches: copied to the GPU without a stall
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=None, sampler=range(start_micro, len(dataset)), num_workers=cfg.num_workers
+        dataset,
+        batch_size=None,
+        sampler=range(start_micro, len(dataset)),
+        num_workers=cfg.num_workers,
+        pin_memory=pinned,
     )
     samples_per_step = (cfg.batch_size + n_real) * world * cfg.grad_accum
     say(_describe(cfg, data, n_real, world, params, step, samples_per_step))
@@ -610,9 +621,9 @@ def _train(
                 spec,
                 pipe,
                 model,
-                batch["params"].to(accelerator.device),
-                batch["text"].to(accelerator.device),
-                batch["coef"].to(accelerator.device),
+                batch["params"].to(accelerator.device, non_blocking=pinned),
+                batch["text"].to(accelerator.device, non_blocking=pinned),
+                batch["coef"].to(accelerator.device, non_blocking=pinned),
                 step_generator(cfg.seed, rank, micro, accelerator.device),
                 n_syn=batch["n_syn"],
                 syn_min_timestep=cfg.synthetic_min_timestep,
