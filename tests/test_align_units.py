@@ -460,14 +460,18 @@ def test_config_yaml_overrides_and_errors(tmp_path):
     assert AlignConfig.load(None, lora_targets="to_q, ff.net.2", **req).lora_targets == ["to_q", "ff.net.2"]
     path.write_text("lora_targets: [to_v]\n")
     assert AlignConfig.load(path, **req).lora_targets == ["to_v"]  # YAML lists as before
-    with pytest.raises(DataError, match="lora_targets"):
-        AlignConfig.load(None, lora_targets=" , ", **req)
+    with pytest.raises(DataError, match="--lora-targets  , : needs at least one module name"):
+        AlignConfig.load(None, lora_targets=" , ", **req)  # an option's value is named as typed
     path.write_text("mixed_precision: no\n")  # YAML 1.1 reads an unquoted no as false
     assert AlignConfig.load(path, **req).mixed_precision == "no"
     # The dtype names every --dtype takes mean the same here.
     assert AlignConfig.load(None, **req, mixed_precision="bfloat16").mixed_precision == "bf16"
-    with pytest.raises(DataError, match="mixed_precision"):  # not a TypeError from the mapping
+    with pytest.raises(DataError, match="--mixed-precision: "):  # not a TypeError from the mapping
         AlignConfig.load(None, **req, mixed_precision=["bf16"])
+    with pytest.raises(DataError, match="^--batch-size 0: Input should be greater than or equal to 1$"):
+        AlignConfig.load(path, **req, batch_size=0)
+    with pytest.raises(DataError, match="^--model is required: give it here or in --config$"):
+        AlignConfig.load(None, **{k: v for k, v in req.items() if k != "model"})
     path.write_text("mixed_precision: yes\n")
     with pytest.raises(DataError, match="mixed_precision"):
         AlignConfig.load(path, **req)
@@ -548,7 +552,7 @@ def test_align_help_shows_the_defaults_that_apply_and_the_choices():
     assert "[default: None]" not in text
     # An empty path (OUT="" in a script) is refused, not taken for the current directory.
     empty = CliRunner().invoke(app, ["align", "--model", "m", "--scores", "s", "--videos", "v", "--out", ""])
-    assert empty.exit_code != 0 and "field 'out': is empty" in empty.output
+    assert empty.exit_code != 0 and "--out: is empty" in empty.output
 
 
 def test_the_video_check_split_over_ranks_gives_every_rank_the_sequential_verdict(tmp_path):

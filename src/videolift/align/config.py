@@ -45,6 +45,12 @@ RESUMABLE_CHANGES = frozenset(
 )
 
 
+def option_of(field: str) -> str:
+    """The `videolift align` option of a field (``batch_size`` -> ``--batch-size``)."""
+    top = field.split(".")[0]
+    return "--lora/--full" if top == "finetune" else "--" + top.replace("_", "-")
+
+
 Beta = Annotated[float, Field(ge=0, lt=1)]
 # What runs did before an option existed, where that is not the option's default: a full fine-tune
 # trained every weight until --full-scope came (2026-12-06).
@@ -340,9 +346,16 @@ class AlignConfig(StrictModel):
             return cls.model_validate(data)
         except ValidationError as exc:
             field, msg = validation_field(exc)
-            # A bad value from the command line is not blamed on the file; settings refused together
-            # (height without width) may come from both.
-            if path is None or field.split(".")[0] in given:
+            # A bad value from the command line is not blamed on the file, and is named as typed; settings
+            # refused together (height without width) may come from both.
+            error = exc.errors()[0]
+            if field and error["type"] == "missing":
+                raise DataError(f"{option_of(field)} is required: give it here or in --config") from None
+            if field and field.split(".")[0] in given:
+                value = error.get("input")
+                typed = isinstance(value, int | float | str) and not isinstance(value, bool) and value != ""
+                raise DataError(f"{option_of(field)}{f' {value}' if typed else ''}: {msg}") from None
+            if path is None:
                 source: Any = "command line"
             else:
                 source = f"{path} with the command-line options" if given and not field else path
