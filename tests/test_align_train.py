@@ -594,8 +594,11 @@ def _flags(world: Path, out: Path) -> dict:
 
 def test_two_process_ddp_on_cpu_stays_in_sync(world, tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1", ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1")
+    prompts = tmp_path / "val.txt"  # validation samples: each rank samples its share
+    prompts.write_text("a red square moves right\na blue square moves right\na green square moves right\n")
     cmd = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", str(BIN / "videolift"), "align",
-           *_cli_args(world, tmp_path / "ddp", max_steps=4, checkpoint_every=2)]  # fmt: skip
+           *_cli_args(world, tmp_path / "ddp", max_steps=4, checkpoint_every=2), "--validation-prompts",
+           str(prompts), "--validation-steps", "1"]  # fmt: skip
     proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
@@ -614,6 +617,10 @@ def test_two_process_ddp_on_cpu_stays_in_sync(world, tmp_path):
     base = _transformer_state(world / "model")
     trained = _transformer_state(tmp_path / "ddp/pipeline")
     assert any(not torch.equal(base[k], trained[k]) for k in base)
+    for step in ("step-0000000", "step-0000002", "step-0000004"):
+        folder = tmp_path / "ddp" / "validation" / step
+        assert sorted(p.name for p in folder.iterdir()) == ["000.mp4", "001.mp4", "002.mp4", "samples.jsonl"]
+        assert len((folder / "samples.jsonl").read_text().splitlines()) == 3
 
 
 def test_cli_refuses_to_overwrite_checkpoints_without_resume(world, tmp_path):
@@ -975,3 +982,45 @@ def test_out_of_gpu_memory_says_what_takes_less_and_resumes_with_gradient_checkp
     resumed = CliRunner().invoke(app, ["align", *args, "--resume", "--gradient-checkpointing"])
     assert resumed.exit_code == 0, resumed.output
     assert (tmp_path / "run/pipeline/model_index.json").exists()
+
+
+def test_validation_samples_watch_the_run_without_changing_what_it_trains(world, tmp_path):
+    """The validation prompts are sampled before training, every --validation-every steps and at the end,
+    with `videolift generate`'s seeds (the base's samples are generate's videos); the run trains exactly
+    what it trains without them."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from typer.testing import CliRunner
+
+    from videolift.cli import app
+    from videolift.core.video import read_video
+
+    prompts = tmp_path / "val.txt"
+    prompts.write_text("a red square moves right\na blue square moves right\na green square moves right\n")
+    sampled = align_config(world, tmp_path / "sampled", validation_prompts=prompts, validation_every=2,
+                           validation_steps=2)  # fmt: skip
+    train(sampled, progress=False)
+    plain = train(align_config(world, tmp_path / "plain"), progress=False)
+    a, b = _transformer_state(tmp_path / "sampled" / "pipeline"), _transformer_state(plain.export_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    folder = tmp_path / "sampled" / "validation"
+    assert sorted(p.name for p in folder.iterdir()) == ["step-0000000", "step-0000002", "step-0000004"]
+    lines = [json.loads(x) for x in (folder / "step-0000000" / "samples.jsonl").read_text().splitlines()]
+    assert [x["video"] for x in lines] == ["000.mp4", "001.mp4", "002.mp4"]
+    generated = tmp_path / "generated"
+    result = CliRunner().invoke(app, ["generate", "--model", str(world / "model"), "--prompts", str(prompts),
+                                      "--out", str(generated), "--steps", "2", "--no-progress"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    made = [json.loads(x) for x in (generated / "manifest.jsonl").read_text().splitlines()]
+    assert [x["seed"] for x in lines] == [x["seed"] for x in made]
+    for line, record in zip(lines, made, strict=True):
+        np.testing.assert_array_equal(
+            read_video(folder / "step-0000000" / line["video"]), read_video(generated / record["video"])
+        )
+    trained = read_video(folder / "step-0000004" / "000.mp4")
+    assert not np.array_equal(trained, read_video(folder / "step-0000000" / "000.mp4"))  # it learned
+    events = EventAccumulator(str(tmp_path / "sampled" / "logs" / "tensorboard")).Reload()
+    assert {"validation/000", "validation/002"} <= set(events.Tags()["images"])
+    bad = align_config(world, tmp_path / "bad", validation_prompts=tmp_path / "none.txt")
+    with pytest.raises(VideoliftError, match="none.txt"):
+        train(bad, progress=False)
+    assert not (tmp_path / "bad").exists()  # refused before any work

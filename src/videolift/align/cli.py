@@ -93,6 +93,12 @@ def align(
     keep_checkpoints: int = typer.Option(None, "--keep-checkpoints", help=_h("keep_checkpoints")),
     log_every: int = typer.Option(None, "--log-every", help=_h("log_every")),
     num_workers: int = typer.Option(None, "--num-workers", "--workers", help=_h("num_workers")),
+    validation_prompts: str = typer.Option(
+        None, "--validation-prompts", metavar="PATH", help=_h("validation_prompts")
+    ),
+    validation_every: int = typer.Option(None, "--validation-every", help=_h("validation_every")),
+    validation_steps: int = typer.Option(None, "--validation-steps", help=_h("validation_steps")),
+    validation_seed: int = typer.Option(None, "--validation-seed", help=_h("validation_seed")),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars (the same as --no-progress)."),
 ) -> None:

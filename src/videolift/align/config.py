@@ -41,6 +41,11 @@ RESUMABLE_CHANGES = frozenset(
         # memory, not the updates: activations recomputed in backward are the same (a run out of GPU
         # memory continues with it)
         "gradient_checkpointing",
+        # what is sampled to watch the run, not what it trains (align.validation)
+        "validation_prompts",
+        "validation_every",
+        "validation_steps",
+        "validation_seed",
     }
 )
 
@@ -209,6 +214,18 @@ class AlignConfig(StrictModel):
     log_every: int = Field(1, ge=1, description="optimizer steps between log lines")
     num_workers: int = Field(2, ge=0, description="DataLoader workers reading cached tensors")
     resume: bool = Field(False, description="continue from the last complete checkpoint in OUT")
+    validation_prompts: Path | None = Field(
+        None,
+        description="prompt file (.txt/.jsonl/.csv) sampled into OUT/validation/step-N/ before training, every "
+        "--validation-every steps and at the end, with fixed seeds (docs/align.md)",
+    )
+    validation_every: int | None = Field(
+        None, ge=1, description="optimizer steps between validation samples (default: --checkpoint-every)"
+    )
+    validation_steps: int = Field(50, ge=1, description="denoising steps of the validation samples")
+    validation_seed: int = Field(
+        0, ge=0, lt=2**32, description="base seed of the validation samples (as `videolift generate --seed`)"
+    )
     overwrite: bool = Field(
         False,
         description="start afresh: delete an earlier run's checkpoints, logs, exported model and summary in "
@@ -225,7 +242,17 @@ class AlignConfig(StrictModel):
             raise ValueError("needs at least one module name")
         return value
 
-    @field_validator("model", "scores", "videos", "out", "real", "real_videos", "cache_dir", mode="before")
+    @field_validator(
+        "model",
+        "scores",
+        "videos",
+        "out",
+        "real",
+        "real_videos",
+        "cache_dir",
+        "validation_prompts",
+        mode="before",
+    )
     @classmethod
     def _not_blank(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():  # Path("") is the current directory

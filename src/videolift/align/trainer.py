@@ -31,6 +31,7 @@ from videolift.align.checkpoints import clear_after, resume_point, save_checkpoi
 from videolift.align.config import HASH_MEMO, AlignConfig
 from videolift.align.data import CachedItem, StepDataset, Stream, WeightedStream
 from videolift.align.export import base_directory, export_full, export_lora, gathered_transformer
+from videolift.align.validation import samples_due, validation_prompts, write_samples
 from videolift.align.video_check import check_videos
 from videolift.align.weights import Sample, read_real, rescore, reward_scale_warning, select_synthetic
 from videolift.core.checkpoints import load_checkpoint, save_trainable_only
@@ -471,7 +472,7 @@ class _StepLog:
 
 def _clear_run(out: Path) -> None:
     """What a run writes in OUT, but its latent cache: an earlier run's, for --overwrite."""
-    for name in ("checkpoints", "logs", FULL_DIR, LORA_DIR):
+    for name in ("checkpoints", "logs", "validation", FULL_DIR, LORA_DIR):
         shutil.rmtree(out / name, ignore_errors=True)
     for name in ("train_summary.json", "align_config.json"):
         (out / name).unlink(missing_ok=True)
@@ -545,6 +546,7 @@ def _train(
     hashes = HashMemo(cfg.cache_root / HASH_MEMO)
     inputs = broadcast_object_list([cfg.input_hashes(hashes) if main else None])[0]
     resume_from = resume_point(cfg, ckpt_root, inputs)
+    prompts = validation_prompts(cfg, accelerator)  # a bad file refused before any work
     synthetic, real, data = load_samples(cfg)
     if "warning" in data:  # before the cache, which can take long
         say(f"warning: {data['warning']}")
@@ -610,6 +612,8 @@ def _train(
 
         # Purged from step 1 on a fresh start too: a killed attempt may have logged steps before any checkpoint.
         writer = SummaryWriter(str(log_dir / "tensorboard"), purge_step=step + 1)
+    if prompts and step == 0:  # the model before training: what every later sample is compared with
+        write_samples(cfg, spec, pipe, model, accelerator, prompts, step, writer)
     bar = tqdm(total=cfg.max_steps, initial=step, desc="align", disable=not (progress and main))
     log = _StepLog(samples_per_step, world)
     first_ids: list[int] | None = None
@@ -672,6 +676,10 @@ def _train(
             saving = time.perf_counter()
             save_checkpoint(accelerator, ckpt_root, step, state, cfg.keep_checkpoints)
             log.paused += time.perf_counter() - saving  # not training: out of the throughput
+        if prompts and samples_due(cfg, step):
+            sampling = time.perf_counter()
+            write_samples(cfg, spec, pipe, model, accelerator, prompts, step, writer)
+            log.paused += time.perf_counter() - sampling
     bar.close()
     if writer is not None:
         writer.close()
