@@ -121,3 +121,26 @@ def test_the_readme_loop_runs_as_written(tmp_path, monkeypatch):
     report = json.loads(Path("eval-out/eval.json").read_text())
     assert set(report["models"]) == {"t2v", "aligned"}  # align's OUT/pipeline is named OUT
     CogVideoXPipeline.from_pretrained("aligned/pipeline")  # plain diffusers loads the aligned model
+
+
+def test_the_readme_gpu_recipe_parses_as_written():
+    """The GPU recipe cannot run here, but each of its commands must parse: every option it names exists
+    and takes the value it is given (an option renamed in the code would otherwise leave it stale)."""
+    import typer.main
+
+    text = (REPO / "README.md").read_text()
+    block = text.split("### On GPUs: the paper's recipe", 1)[1].split("```bash\n", 1)[1].split("\n```", 1)[0]
+    commands = [shlex.split(c) for c in block.replace("\\\n", " ").splitlines() if c.strip()]
+    root = typer.main.get_command(app)
+    parsed = []
+    for argv in commands:
+        assert argv[:2] == ["accelerate", "launch"] and "videolift.cli" in argv, argv
+        args = argv[argv.index("videolift.cli") + 1 :]
+        command, ctx_args = root, list(args)
+        while hasattr(command, "commands") and ctx_args and ctx_args[0] in command.commands:
+            command = command.commands[ctx_args.pop(0)]
+        command.make_context(
+            command.name, list(ctx_args)
+        )  # click's parse: unknown options and bad values raise
+        parsed.append(" ".join(args[: len(args) - len(ctx_args)]))
+    assert parsed == ["critic train", "critic score", "align", "eval"]
