@@ -862,9 +862,13 @@ def test_a_bf16_runs_export_keeps_the_frozen_parts_as_the_base_has_them(world, t
     """Mixed precision holds the VAE and text encoder in bf16; the export copies the base's files of
     them instead, so no precision is lost and the aligned model, aligned again, hits the same cache."""
     out = tmp_path / "bf16"
-    cmd = [str(BIN / "videolift"), "align", *_cli_args(world, out, max_steps=1), "--mixed-precision", "bf16"]
+    (tmp_path / "val.txt").write_text("a red square moves right\n")  # samples in bf16 autocast too
+    cmd = [str(BIN / "videolift"), "align", *_cli_args(world, out, max_steps=1), "--mixed-precision", "bf16",
+           "--validation-prompts", str(tmp_path / "val.txt"), "--validation-steps", "1"]  # fmt: skip
     # its own process: accelerate fixes one precision per process
-    subprocess.run(cmd, env=dict(os.environ, HF_HUB_OFFLINE="1"), check=True, capture_output=True)
+    done = subprocess.run(cmd, env=dict(os.environ, HF_HUB_OFFLINE="1"), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in (out / "validation").iterdir()) == ["step-0000000", "step-0000001"]
     for part in ("vae", "text_encoder"):
         for file in (world / "model" / part).iterdir():
             assert (out / "pipeline" / part / file.name).read_bytes() == file.read_bytes(), file
@@ -1020,6 +1024,13 @@ def test_validation_samples_watch_the_run_without_changing_what_it_trains(world,
     assert not np.array_equal(trained, read_video(folder / "step-0000000" / "000.mp4"))  # it learned
     events = EventAccumulator(str(tmp_path / "sampled" / "logs" / "tensorboard")).Reload()
     assert {"validation/000", "validation/002"} <= set(events.Tags()["images"])
+    lora = align_config(world, tmp_path / "lora", finetune="lora", max_steps=2, validation_prompts=prompts,
+                        validation_every=2, validation_steps=1)  # fmt: skip
+    train(lora, progress=False)  # the adapters sample in place
+    assert sorted(p.name for p in (tmp_path / "lora" / "validation").iterdir()) == [
+        "step-0000000",
+        "step-0000002",
+    ]
     bad = align_config(world, tmp_path / "bad", validation_prompts=tmp_path / "none.txt")
     with pytest.raises(VideoliftError, match="none.txt"):
         train(bad, progress=False)
