@@ -188,11 +188,10 @@ def write_video(
             stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
             stream.height, stream.width = frames.shape[1], frames.shape[2]
             stream.pix_fmt = pix_fmt
-            # Without x264's macroblock-tree rate control: with it, lossy encodes of the same frames
-            # differed from one write to the next in a process that had loaded torch (decoded up to 19
-            # levels apart, 5 runs in 8 of 28 writes of 9x64x64 clips; one encoder thread did not help),
-            # so a regenerated video did not read back the same. The price: ~1.6x the bytes at the same
-            # PSNR on a 49x480x720 clip, encoded faster.
+            # Without x264's macroblock-tree rate control: it reads memory it never wrote, so lossy encodes
+            # of the same frames differed from one write to the next with whatever freed memory held
+            # (decoded up to 19 levels apart; one encoder thread did not help), and a regenerated video did
+            # not read back the same. The price: ~1.6x the bytes at the same PSNR (49x480x720), faster.
             stream.options = {"crf": str(crf), "preset": preset, "x264-params": "mbtree=0"}
             for array in frames:
                 for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
