@@ -645,9 +645,17 @@ def test_cli_overwrite_starts_again_leaving_nothing_of_the_earlier_run_but_its_c
     cached = sorted(p.name for p in (out / "cache").rglob("*"))
     both = CliRunner().invoke(app, [*args, "--resume", "--overwrite"])
     assert both.exit_code == 1 and "resume and overwrite exclude each other" in both.output
-    # A run refused by its checks leaves the earlier one whole.
-    refused = CliRunner().invoke(app, [*args, "--overwrite", "--scores", str(tmp_path / "none.jsonl")])
-    assert refused.exit_code == 1 and (out / "pipeline").is_dir() and (out / "train_summary.json").exists()
+    # A run refused by its checks leaves the earlier one whole, also by one made once the model is loaded.
+    config = (out / "align_config.json").read_text()
+    for late in (["--scores", str(tmp_path / "none.jsonl")], ["--lora", "--lora-targets", "nonexistent"]):
+        refused = CliRunner().invoke(app, [*args, "--overwrite", *late])
+        assert (
+            refused.exit_code == 1 and (out / "pipeline").is_dir() and (out / "train_summary.json").exists()
+        )
+        assert (
+            len(list((out / "checkpoints").iterdir())) == 3
+            and (out / "align_config.json").read_text() == config
+        )
     again = ["align", *_cli_args(world, out, max_steps=2, checkpoint_every=2), "--lora", "--overwrite"]
     result = CliRunner().invoke(app, again)
     assert result.exit_code == 0, result.output
@@ -1031,6 +1039,30 @@ def test_validation_samples_watch_the_run_without_changing_what_it_trains(world,
         "step-0000000",
         "step-0000002",
     ]
+    # Killed while sampling a step it had checkpointed: the resumed run samples that step first.
+    import videolift.align.trainer as trainer
+
+    def killed(cfg, spec, pipe, model, accelerator, prompts, step, writer=None):
+        (cfg.out / "validation" / f"step-{step:07d}.partial").mkdir(parents=True, exist_ok=True)
+        if step == 2:
+            raise KeyboardInterrupt
+        return real(cfg, spec, pipe, model, accelerator, prompts, step, writer)
+
+    real, kill = (
+        trainer.write_samples,
+        align_config(
+            world, tmp_path / "kill", validation_prompts=prompts, validation_steps=1, checkpoint_every=2
+        ),
+    )
+    trainer.write_samples = killed
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(kill, progress=False)
+    finally:
+        trainer.write_samples = real
+    train(kill.model_copy(update={"resume": True}), progress=False)
+    names = sorted(p.name for p in (tmp_path / "kill" / "validation").iterdir())
+    assert names == ["step-0000000", "step-0000002", "step-0000004"]  # and no .partial left
     bad = align_config(world, tmp_path / "bad", validation_prompts=tmp_path / "none.txt")
     with pytest.raises(VideoliftError, match="none.txt"):
         train(bad, progress=False)

@@ -506,7 +506,7 @@ def test_step_log_means_undo_the_loss_coefficients():
     coef = torch.tensor(loss_coefficients([1.0, 3.0], n_real=2, lambda_real=1.0))
     for per in ([0.2, 0.4, 0.1, 0.3], [0.4, 0.2, 0.3, 0.1]):
         per = torch.tensor(per)
-        log.add((coef * per).sum(), per, {"n_syn": 2, "coef": coef})
+        log.add((coef * per).sum(), per, coef, 2)
     log.steps = 2
     row = log.row(OneRank(), step=2, lr=1e-4, grad_norm=torch.tensor(0.5), has_real=True)
     # micro-step 1: w*loss = (0.2, 1.2) -> 0.7; micro-step 2: (0.4, 0.6) -> 0.5
@@ -720,7 +720,21 @@ def test_the_step_log_sums_where_the_loss_is_without_reading_it_each_micro_step(
     from videolift.align.trainer import _StepLog
 
     log = _StepLog(samples_per_step=3, world=1)
-    batch = {"n_syn": 2, "coef": torch.tensor([0.25, 0.75, 0.0])}
-    for _ in range(2):
-        log.add(torch.empty((), device="meta"), torch.empty(3, device="meta"), batch)
+    for _ in range(2):  # the coefficients come where the loss is: batch_loss's copy
+        log.add(
+            torch.empty((), device="meta"), torch.empty(3, device="meta"), torch.empty(3, device="meta"), 2
+        )
     assert log.acc.device.type == "meta" and log.acc.shape == (6,)  # the values: the test above
+
+
+def test_align_refuses_validation_settings_without_validation_prompts(tmp_path):
+    from typer.testing import CliRunner
+
+    from videolift.cli import app
+
+    args = ["align", "--model", "m", "--scores", "s", "--videos", "v", "--out", str(tmp_path / "o")]
+    said = CliRunner().invoke(app, [*args, "--validation-steps", "3", "--validation-seed", "1"])
+    assert (
+        said.exit_code == 2
+        and "--validation-steps, --validation-seed: needs --validation-prompts" in said.output
+    )

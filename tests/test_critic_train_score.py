@@ -211,6 +211,10 @@ def test_a_diverged_loss_stops_the_run_by_name_and_keeps_the_checkpoints_before(
     assert "training diverged at update 3 (loss nan)" in said and "critic export" in said
     assert [r["step"] for r in log_of(tmp_path / "c")] == [1, 2]  # no NaN line
     assert (tmp_path / "c/checkpoints/step-000002").is_dir()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "c" / "tensorboard")).Reload()  # flushed as the run failed
+    assert [e.step for e in events.Scalars("critic/loss")] == [1, 2]
 
 
 def test_a_validation_loss_is_logged_as_the_run_goes_and_changes_nothing_trained(world, tmp_path):
@@ -237,6 +241,17 @@ def test_a_validation_loss_is_logged_as_the_run_goes_and_changes_nothing_trained
     bad.write_text(json.dumps({"video": "videos/none.mp4", "prompt": "p", "ratings": rating}) + "\n")
     refused = train(world, tmp_path / "refused", "--val-data", bad, steps=1, fails=True).output
     assert "bad.jsonl" in refused and "none.mp4" in refused and not (tmp_path / "refused").exists()
+    other = tmp_path / "other.jsonl"  # rates only a dimension this critic does not answer
+    rating = {"semantic_consistency": {"label": "Good", "reason": "the background is red"}}
+    other.write_text(json.dumps({"video": "videos/v0.mp4", "prompt": "p", "ratings": rating}) + "\n")
+    args = ("--val-data", other, "--dimensions", "video_fidelity", "--describe")  # first passes come later
+    refused = train(world, tmp_path / "refused", *args, steps=1, fails=True).output
+    assert "other.jsonl: no record rates the dimensions video_fidelity" in refused
+    assert not (tmp_path / "refused").exists() and "describing" not in refused
+    alone = CliRunner().invoke(app, ["critic", "train", "--base", str(world / "base"), "--data",
+                                     str(world / "hra.jsonl"), "--videos", str(world), "--out",
+                                     str(tmp_path / "alone"), "--val-every", "2"])  # fmt: skip
+    assert alone.exit_code == 2 and "--val-every: needs --val-data" in alone.output
 
 
 def test_the_gradient_norm_and_throughput_are_logged_and_drawn_for_tensorboard(world, tmp_path):

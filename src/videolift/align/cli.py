@@ -118,6 +118,12 @@ def align(
     options["resume"] = True if resume else None
     options["overwrite"] = True if overwrite else None
     cfg = AlignConfig.load(config, **options)
+    sampling = {"--validation-every": validation_every, "--validation-steps": validation_steps,
+                "--validation-seed": validation_seed}  # fmt: skip
+    if cfg.validation_prompts is None and (given := [k for k, v in sampling.items() if v is not None]):
+        raise typer.BadParameter(
+            f"{', '.join(given)}: needs --validation-prompts (sets how those prompts are sampled)"
+        )
 
     from videolift.align.trainer import train
     from videolift.core.progress import library_bars

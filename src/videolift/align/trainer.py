@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,7 +31,13 @@ from videolift.align.checkpoints import clear_after, resume_point, save_checkpoi
 from videolift.align.config import HASH_MEMO, AlignConfig
 from videolift.align.data import CachedItem, StepDataset, Stream, WeightedStream
 from videolift.align.export import base_directory, export_full, export_lora, gathered_transformer
-from videolift.align.validation import samples_due, validation_prompts, write_samples
+from videolift.align.validation import (
+    sampler_settings,
+    samples_dir,
+    samples_due,
+    validation_prompts,
+    write_samples,
+)
 from videolift.align.video_check import check_videos
 from videolift.align.weights import Sample, read_real, rescore, reward_scale_warning, select_synthetic
 from videolift.core.checkpoints import load_checkpoint, save_trainable_only
@@ -429,15 +435,17 @@ class _StepLog:
         self.acc: torch.Tensor | None = None  # loss, syn weighted, syn plain, real, weight, count
         self.started, self.steps, self.paused = time.perf_counter(), 0, 0.0
 
-    def add(self, loss: torch.Tensor, per_sample: torch.Tensor, batch: dict) -> None:
-        # Summed where the loss is: reading the values to the host here would wait for the GPU at every
-        # micro-step; they are read once per log line.
-        n_syn, per = batch["n_syn"], per_sample.detach().double()
-        w = batch["coef"][:n_syn].to(per.device, torch.float64) * n_syn
+    def add(self, loss: torch.Tensor, per_sample: torch.Tensor, coef: torch.Tensor, n_syn: int) -> None:
+        """``coef``: the batch's loss coefficients where the loss is (a copy from the host here would wait
+        for the GPU). Summed there too, read once per log line; in float64 (float32 where the device has
+        none: Apple's MPS)."""
+        wide = torch.float32 if per_sample.device.type == "mps" else torch.float64
+        per = per_sample.detach().to(wide)
+        w = coef[:n_syn].to(wide) * n_syn
         one = per.new_ones(())
         row = torch.stack(
             [
-                loss.detach().double(),
+                loss.detach().to(wide),
                 (w * per[:n_syn]).mean(),
                 per[:n_syn].mean(),
                 per[n_syn:].mean() if len(per) > n_syn else 0 * one,
@@ -513,16 +521,17 @@ def train(
 ) -> AlignResult:
     """Run (or resume) the alignment ``cfg`` describes. ``log``: where the main process's messages go
     (what it trains on, warnings, where the model is; default: printed)."""
-    held: list[IO[str]] = []  # OUT's lock, released here however the run ends (a caller that keeps
-    try:  # the error of a failed run keeps its frame, and would keep a lock held there)
+    # OUT's lock (then the TensorBoard writer), closed here however the run ends, the lock last (a caller
+    held: list[Any] = []  # that keeps the error of a failed run keeps its frame, and a lock held there)
+    try:
         return _train(cfg, progress, held, tell=log)
     finally:
-        for lock in held:
-            lock.close()
+        for opened in reversed(held):
+            opened.close()
 
 
 def _train(
-    cfg: AlignConfig, progress: bool, held: list[IO[str]], tell: Callable[[str], None] | None = None
+    cfg: AlignConfig, progress: bool, held: list[Any], tell: Callable[[str], None] | None = None
 ) -> AlignResult:
     from accelerate.utils import broadcast_object_list, gather_object, set_seed
     from tqdm import tqdm
@@ -554,12 +563,10 @@ def _train(
     weight_dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.mixed_precision]
     if main:
         held.append(lock_run(cfg.out, "videolift align"))  # to the end of the run
-        if cfg.overwrite:  # every check passed: the earlier run goes (a refused one leaves it whole)
-            _clear_run(cfg.out)
-        with atomic_write(cfg.out / "align_config.json") as handle:
-            handle.write(cfg.model_dump_json(indent=1))
 
     spec, pipe, params = _load_model(cfg, weight_dtype)
+    if prompts:
+        sampler_settings(cfg, spec, pipe)  # a size the model cannot sample: refused now, not at step 0
     *cached, cache_stats = _cache_all(cfg, spec, pipe, accelerator, synthetic, real, hashes, progress)
     _check_shapes(*cached)
     data["cache"] = asdict(cache_stats)
@@ -580,6 +587,12 @@ def _train(
     save_trainable_only(accelerator)  # a LoRA run's checkpoints: its adapters, not the whole transformer
     if ema is not None:
         accelerator.register_for_checkpointing(ema)
+    if main:
+        if cfg.overwrite:  # every check passed: the earlier run goes (a refused one leaves it whole)
+            _clear_run(cfg.out)
+        with atomic_write(cfg.out / "align_config.json") as handle:
+            handle.write(cfg.model_dump_json(indent=1))
+    accelerator.wait_for_everyone()
 
     step = 0
     if resume_from is not None:
@@ -612,7 +625,10 @@ def _train(
 
         # Purged from step 1 on a fresh start too: a killed attempt may have logged steps before any checkpoint.
         writer = SummaryWriter(str(log_dir / "tensorboard"), purge_step=step + 1)
-    if prompts and step == 0:  # the model before training: what every later sample is compared with
+        held.append(writer)  # closed (its events flushed) however the run ends, with OUT's lock
+    # The model before training (what later samples are compared with), or the samples of the step a
+    # killed run had checkpointed but not yet sampled.
+    if prompts and samples_due(cfg, step) and not samples_dir(cfg, step).is_dir():
         write_samples(cfg, spec, pipe, model, accelerator, prompts, step, writer)
     bar = tqdm(total=cfg.max_steps, initial=step, desc="align", disable=not (progress and main))
     log = _StepLog(samples_per_step, world)
@@ -620,6 +636,7 @@ def _train(
     last_log: dict = {}
     for micro, batch in zip(range(start_micro, len(dataset)), loader, strict=True):
         first_ids = batch["ids"] if first_ids is None else first_ids
+        coef = batch["coef"].to(accelerator.device, non_blocking=pinned)
         with accelerator.accumulate(model):
             loss, per_sample = batch_loss(
                 spec,
@@ -627,7 +644,7 @@ def _train(
                 model,
                 batch["params"].to(accelerator.device, non_blocking=pinned),
                 batch["text"].to(accelerator.device, non_blocking=pinned),
-                batch["coef"].to(accelerator.device, non_blocking=pinned),
+                coef,
                 step_generator(cfg.seed, rank, micro, accelerator.device),
                 n_syn=batch["n_syn"],
                 syn_min_timestep=cfg.synthetic_min_timestep,
@@ -638,7 +655,7 @@ def _train(
                 grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        log.add(loss, per_sample, batch)
+        log.add(loss, per_sample, coef, batch["n_syn"])
         if not accelerator.sync_gradients:
             continue
         lr = scheduler.get_last_lr()[0]  # the rate this update used
@@ -697,7 +714,7 @@ def _train(
             "world_size": world,
             "export": str(export_dir),
             "data": data,
-            "last_log": last_log,
+            "last_log": finite_values(last_log),  # an overflowing gradient norm as null, as in the log
             "ranks": [
                 dict(r, checksum=c[1:] if c else None)
                 for r, c in zip(ranks, final_sync or [[]] * world, strict=True)

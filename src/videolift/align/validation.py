@@ -50,6 +50,23 @@ def validation_prompts(cfg: AlignConfig, accelerator: Any) -> list[str]:
     return [record.prompt for record in read_prompts(cfg.validation_prompts)]
 
 
+def sampler_settings(cfg: AlignConfig, spec: Any, pipe: Any) -> Any:
+    """The validation samples' settings: the family's guidance, the model's size or the run's
+    ``frames/height/width``; refused if the model cannot sample them."""
+    from videolift.models.base import SamplerSettings
+
+    frames, height, width = spec.default_sampling(pipe, cfg.frames, cfg.height, cfg.width)
+    settings = SamplerSettings(
+        cfg.validation_steps, spec.default_guidance, False, frames, height, width, spec.fps(pipe)
+    )
+    spec.check_sampling(pipe, settings)
+    return settings
+
+
+def samples_dir(cfg: AlignConfig, step: int) -> Path:
+    return cfg.out / "validation" / f"step-{step:07d}"
+
+
 def samples_due(cfg: AlignConfig, step: int) -> bool:
     every = cfg.validation_every or cfg.checkpoint_every
     return step == 0 or step % every == 0 or step == cfg.max_steps
@@ -73,20 +90,16 @@ def write_samples(
     from videolift.align.trainer import _encoders_ready, _encoders_to
     from videolift.core.video import write_video
     from videolift.data.generate import derive_seed
-    from videolift.models.base import SamplerSettings
 
-    folder = cfg.out / "validation" / f"step-{step:07d}"
+    folder = samples_dir(cfg, step)
     partial = folder.with_name(folder.name + ".partial")
     if accelerator.is_main_process:
-        shutil.rmtree(partial, ignore_errors=True)
+        for stale in folder.parent.glob("step-*.partial"):  # a killed run's, of any step
+            shutil.rmtree(stale, ignore_errors=True)
         partial.mkdir(parents=True)
     accelerator.wait_for_everyone()
     trained = accelerator.unwrap_model(model)
-    frames, height, width = spec.default_sampling(pipe, cfg.frames, cfg.height, cfg.width)
-    settings = SamplerSettings(
-        cfg.validation_steps, spec.default_guidance, False, frames, height, width, spec.fps(pipe)
-    )
-    spec.check_sampling(pipe, settings)
+    settings = sampler_settings(cfg, spec, pipe)
     scheduler = pipe.scheduler
     devices = [accelerator.device] if accelerator.device.type == "cuda" else []
     _encoders_ready(pipe, accelerator.device, cfg.vae_tiling)
@@ -100,22 +113,22 @@ def write_samples(
                 seed = derive_seed(cfg.validation_seed, i, 0)
                 (video,) = spec.generate(pipe, [prompts[i]], [seed], settings)
                 write_video(partial / f"{i:03d}.mp4", video, fps=settings.fps)
-                made.append(({"video": f"{i:03d}.mp4", "prompt": prompts[i], "seed": seed}, _strip(video)))
+                made.append((i, {"video": f"{i:03d}.mp4", "prompt": prompts[i], "seed": seed}, _strip(video)))
     finally:
         pipe.scheduler = scheduler
         trained.train()
         _encoders_to(pipe, "cpu")
         if devices:
             torch.cuda.empty_cache()
-    made = sorted(gather_object(made), key=lambda pair: pair[0]["video"])
+    made = sorted(gather_object(made), key=lambda sample: sample[0])  # in prompt order
     if accelerator.is_main_process:
         with atomic_write(partial / SAMPLES) as handle:
-            handle.writelines(json.dumps(line) + "\n" for line, _ in made)
+            handle.writelines(json.dumps(line) + "\n" for _, line, _ in made)
         shutil.rmtree(folder, ignore_errors=True)  # a killed run's samples of this step, made again
         partial.rename(folder)
         if writer is not None:
-            for line, strip in made:
-                writer.add_image(f"validation/{Path(line['video']).stem}", strip, step, dataformats="HWC")
+            for i, _, strip in made:
+                writer.add_image(f"validation/{i:03d}", strip, step, dataformats="HWC")
     accelerator.wait_for_everyone()
     return folder
 

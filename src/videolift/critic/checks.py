@@ -205,7 +205,7 @@ def base_checks(
         {pair: f"{pair[0].resolve()}\t{pair[1]}" for pair in pairs},
         compute,
         lambda n, cached, processes: log(
-            f"checking {n} training captions with {spec.checker} ({cached} cached){split_note(processes)}"
+            f"checking {n} captions with {spec.checker} ({cached} cached){split_note(processes)}"
         ),
         progress=progress,
         desc="checking captions",

@@ -208,6 +208,12 @@ def train(
     from videolift.critic.sft import SFTConfig
     from videolift.critic.train import train_critic
 
+    if val_data is None and (
+        given := [o for o, v in (("--val-every", val_every), ("--val-videos", val_videos)) if v]
+    ):
+        raise typer.BadParameter(
+            f"{', '.join(given)}: needs --val-data (the held-out ratings it validates on)"
+        )
     cfg = SFTConfig(
         adapter=adapter.value,
         lora_r=lora_r,

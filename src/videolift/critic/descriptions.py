@@ -123,7 +123,7 @@ def base_descriptions(
         {v: str(v.resolve()) for v in videos},
         compute,
         lambda n, cached, processes: log(
-            f"describing {n} training videos with the base model ({cached} cached){split_note(processes)}"
+            f"describing {n} videos with the base model ({cached} cached){split_note(processes)}"
         ),
         progress=progress,
         desc="describing",

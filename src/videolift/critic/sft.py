@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import IO, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -344,12 +344,13 @@ def run_sft(
     ``stop_at_step`` stops after that update's checkpoint, as an interruption would (for tests and
     time-boxed runs); ``resume`` continues from the latest checkpoint. ``progress``: a progress bar of
     the updates (main process)."""
-    held: list[IO[str]] = []  # OUT's lock, released here however the run ends (a caller that keeps
-    try:  # the error of a failed run keeps its frame, and would keep a lock held there)
+    # OUT's lock (then the TensorBoard writer), closed here however the run ends, the lock last (a caller
+    held: list[Any] = []  # that keeps the error of a failed run keeps its frame, and a lock held there)
+    try:
         return _run_sft(examples, base, out, cfg, held, **options)
     finally:
-        for lock in held:
-            lock.close()
+        for opened in reversed(held):
+            opened.close()
 
 
 def _run_sft(
@@ -357,7 +358,7 @@ def _run_sft(
     base: str,
     out: str | Path,
     cfg: SFTConfig,
-    held: list[IO[str]],
+    held: list[Any],
     *,
     resume: bool = False,
     overwrite: bool = False,
@@ -431,6 +432,8 @@ def _run_sft(
     last_val = None
     bar = _progress_bar(total, step) if progress and main else None
     writer = _tensorboard(out, step) if main else None
+    if writer is not None:
+        held.append(writer)  # closed (its events flushed) however the run ends, with OUT's lock
     per_update = cfg.batch_size * cfg.grad_accum * world
     tick = time.perf_counter()  # the update's start: its examples/s leave checkpoint saves out
     # Each micro-batch is made in a thread while the one before trains (decoding releases the GIL): at
@@ -490,8 +493,6 @@ def _run_sft(
 
     if bar is not None:
         bar.close()
-    if writer is not None:
-        writer.close()
     result = SFTResult(out, step, last_loss, time.time() - started, resumed, n_trainable, stopped, main)
     result.val_loss = last_val
     if not stopped:
@@ -531,7 +532,7 @@ def _accelerator(cfg: SFTConfig) -> Any:
     return accelerator
 
 
-def _start_run(accelerator: Any, out: Path, cfg: SFTConfig, *, overwrite: bool, held: list[IO[str]]) -> None:
+def _start_run(accelerator: Any, out: Path, cfg: SFTConfig, *, overwrite: bool, held: list[Any]) -> None:
     """OUT's first writes, once the run is known to start: OUT locked for the run (``lock_run``, the lock
     added to ``held``), the run --overwrite replaces cleared and the run's config written (every process
     has checked OUT before the main one changes it)."""
@@ -700,7 +701,7 @@ def _save_final(
     state = accelerator.get_state_dict(model)  # collective under DeepSpeed / FSDP
     if accelerator.is_main_process:
         _write_model(accelerator.unwrap_model(model), state, processor, out, finalize)
-        summary = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()}
+        summary = finite_values({k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()})
         summary["environment"] = environment(accelerator.device)  # of this (the last) attempt
         with atomic_write(out / TRAIN_SUMMARY) as handle:
             handle.write(json.dumps(summary, indent=1) + "\n")

@@ -180,6 +180,8 @@ def train_critic(
     if describe or check:
         check_lora_targets(base, cfg)
         _check_batches(records, videos, spec, cfg, data)
+    if val_data is not None:  # before the first passes, which may take hours
+        _check_rated(val_records, val_videos, spec, val_data)
     model = {
         "dtype": cfg.dtype,
         "base_weights": cfg.extra["base_weights"],
@@ -207,6 +209,25 @@ def train_critic(
         progress=progress,
         validation=validation,
     )
+
+
+def _check_rated(records: list[tuple[int, Any]], videos: Path, spec: Any, data: Path) -> None:
+    """Refuse ratings of which no record makes an example (none rates the critic's dimensions) before the
+    first passes: the examples do not depend on the descriptions and checks they will hold."""
+    from collections import defaultdict
+
+    from videolift.critic.data import hra_examples
+
+    blank: defaultdict = defaultdict(str)
+    examples, _ = hra_examples(
+        [r for _, r in records], videos, spec, file=data, descriptions=blank, checks=blank
+    )
+    if not examples:
+        raise _none_rated(data, spec)
+
+
+def _none_rated(data: Path, spec: Any) -> VideoliftError:
+    return VideoliftError(f"{data}: no record rates the dimensions {', '.join(spec.dimensions)}")
 
 
 def _check_batches(
@@ -255,7 +276,7 @@ def _critic_examples(
         lines=[line for line, _ in records],
     )
     if not examples:
-        raise VideoliftError(f"{data}: no record rates the dimensions {', '.join(spec.dimensions)}")
+        raise _none_rated(data, spec)
     if skipped:
         log(f"{skipped} of {len(records)} records skipped (no rating, or not every dimension for one_pass)")
     return class_weights(examples, class_weight_power)
