@@ -137,7 +137,7 @@ def test_two_processes_split_a_first_pass_and_match_one_process(tmp_path):
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
         said[out] = " ".join(proc.stderr.split())
-    assert "checking 5 training captions" in said["one"] and "split between" not in said["one"]
+    assert "checking 5 captions" in said["one"] and "split between" not in said["one"]
     assert "(0 cached), split between 2 processes" in said["two"]
     cached = [json.loads((tmp_path / out / "checks.json").read_text()) for out in ("two", "one")]
     assert cached[0] == cached[1] and len(cached[0]["checks"]) == 5
