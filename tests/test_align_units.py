@@ -738,3 +738,19 @@ def test_align_refuses_validation_settings_without_validation_prompts(tmp_path):
         said.exit_code == 2
         and "--validation-steps, --validation-seed: needs --validation-prompts" in said.output
     )
+
+
+def test_align_trains_on_the_cpu_where_accelerate_would_pick_a_macs_mps(monkeypatch, tmp_path):
+    """Every stage runs on CUDA or the CPU: accelerate picks MPS on an Apple-silicon Mac, where align's
+    float64 rank checksums fail and the device would depend on which stage made accelerate's state first."""
+    from accelerate.state import AcceleratorState
+
+    from videolift.align.trainer import _accelerator
+
+    monkeypatch.setattr("accelerate.state.is_mps_available", lambda *a, **k: True)
+    AcceleratorState._reset_state(reset_partial_state=True)  # as a fresh process: no stage before it
+    try:
+        accelerator = _accelerator(AlignConfig(model="m", scores="s", videos="v", out=tmp_path))
+        assert accelerator.device.type == "cpu"
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)

@@ -427,3 +427,28 @@ def _running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_peak_memory_reads_macos_bytes_and_runs_without_getrusage_on_windows(monkeypatch):
+    """getrusage's ru_maxrss is in bytes on macOS (kilobytes on Linux), and Windows has no `resource`
+    module: the figures must not read 1024x too high there, nor the CLI fail to import here."""
+    import importlib
+    import sys
+    from types import SimpleNamespace
+
+    import videolift.core.memory as memory
+
+    peaks = {0: 3 << 30, 1: 1 << 30}  # bytes: 3 GiB this process, 1 GiB its largest child
+    fake = SimpleNamespace(
+        RUSAGE_SELF=0, RUSAGE_CHILDREN=1, getrusage=lambda who: SimpleNamespace(ru_maxrss=peaks[who])
+    )
+    try:
+        monkeypatch.setattr(sys, "platform", "darwin")
+        monkeypatch.setitem(sys.modules, "resource", fake)
+        assert importlib.reload(memory).peak_rss_mb() == 3072.0
+        monkeypatch.setitem(sys.modules, "resource", None)  # `import resource` fails, as on Windows
+        windows = importlib.reload(memory)
+        assert windows.peak_rss_mb() == 0.0 and windows.current_rss_mb() > 0  # /proc here
+    finally:
+        monkeypatch.undo()
+        importlib.reload(memory)

@@ -329,8 +329,12 @@ def make_trainable(transformer: torch.nn.Module, cfg: AlignConfig) -> list[torch
 def _accelerator(cfg: AlignConfig) -> Any:
     from accelerate.utils import DistributedType
 
+    # cpu=True without CUDA, as every stage: accelerate would otherwise pick a Mac's MPS device, which has
+    # no float64 (the ranks' weight checksums) and would make a run's device depend on which stage ran first.
     accelerator = fresh_accelerator(
-        mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum
+        mixed_precision=cfg.mixed_precision,
+        gradient_accumulation_steps=cfg.grad_accum,
+        cpu=not torch.cuda.is_available(),
     )
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched != accelerator.num_processes:  # e.g. torchrun on a machine without GPUs: N runs, not one

@@ -1,9 +1,24 @@
-"""Resident memory of this process (Linux /proc, with getrusage where /proc is missing)."""
+"""Resident memory of this process (Linux /proc, with getrusage where /proc is missing; 0 on Windows,
+which has neither)."""
 
 from __future__ import annotations
 
-import resource
+import sys
 from pathlib import Path
+
+try:
+    import resource
+except ImportError:  # Windows: the commands run, their memory figures read 0
+    resource = None
+
+# getrusage's ru_maxrss is in kilobytes on Linux, in bytes on macOS.
+_MAXRSS_PER_MB = 1 << 20 if sys.platform == "darwin" else 1 << 10
+
+
+def _maxrss_mb(who: str = "RUSAGE_SELF") -> float:
+    if resource is None:
+        return 0.0
+    return resource.getrusage(getattr(resource, who)).ru_maxrss / _MAXRSS_PER_MB
 
 
 def _status_mb(field: str) -> float | None:
@@ -18,20 +33,18 @@ def _status_mb(field: str) -> float | None:
 
 def current_rss_mb() -> float:
     """Resident memory now; the peak so far where /proc is missing."""
-    return _status_mb("VmRSS") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return _status_mb("VmRSS") or _maxrss_mb()
 
 
 def own_peak_rss_mb() -> float:
     """Peak resident memory of this program only. getrusage's peak of a process started by fork + exec
     (multiprocessing's spawn) starts at its parent's memory at the fork; VmHWM starts at the exec."""
-    return _status_mb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return _status_mb("VmHWM") or _maxrss_mb()
 
 
 def peak_rss_mb() -> float:
     """Peak resident memory of this process and of its largest finished child."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, kids) / 1024
+    return max(_maxrss_mb(), _maxrss_mb("RUSAGE_CHILDREN"))
 
 
 # Frame pixels (frames x height x width) one model call processes by default when clips are batched:
