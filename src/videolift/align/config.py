@@ -373,7 +373,7 @@ class AlignConfig(StrictModel):
             return cls.model_validate(data)
         except ValidationError as exc:
             field, msg = validation_field(exc)
-            # A bad value from the command line is not blamed on the file, and is named as typed; settings
+            # A bad value from the command line is not blamed on the file, and is named by its option; settings
             # refused together (height without width) may come from both.
             error = exc.errors()[0]
             if field and error["type"] == "missing":

@@ -525,8 +525,9 @@ def train(
 ) -> AlignResult:
     """Run (or resume) the alignment ``cfg`` describes. ``log``: where the main process's messages go
     (what it trains on, warnings, where the model is; default: printed)."""
-    # OUT's lock (then the TensorBoard writer), closed here however the run ends, the lock last (a caller
-    held: list[Any] = []  # that keeps the error of a failed run keeps its frame, and a lock held there)
+    # OUT's lock, then the TensorBoard writer: closed here however the run ends, the lock last (a caller
+    # that keeps a failed run's error keeps its frame, and would keep the lock held there).
+    held: list[Any] = []
     try:
         return _train(cfg, progress, held, tell=log)
     finally:

@@ -344,8 +344,9 @@ def run_sft(
     ``stop_at_step`` stops after that update's checkpoint, as an interruption would (for tests and
     time-boxed runs); ``resume`` continues from the latest checkpoint. ``progress``: a progress bar of
     the updates (main process)."""
-    # OUT's lock (then the TensorBoard writer), closed here however the run ends, the lock last (a caller
-    held: list[Any] = []  # that keeps the error of a failed run keeps its frame, and a lock held there)
+    # OUT's lock, then the TensorBoard writer: closed here however the run ends, the lock last (a caller
+    # that keeps a failed run's error keeps its frame, and would keep the lock held there).
+    held: list[Any] = []
     try:
         return _run_sft(examples, base, out, cfg, held, **options)
     finally:
