@@ -743,11 +743,13 @@ def test_align_refuses_validation_settings_without_validation_prompts(tmp_path):
 def test_align_trains_on_the_cpu_where_accelerate_would_pick_a_macs_mps(monkeypatch, tmp_path):
     """Every stage runs on CUDA or the CPU: accelerate picks MPS on an Apple-silicon Mac, where align's
     float64 rank checksums fail and the device would depend on which stage made accelerate's state first."""
-    from accelerate.state import AcceleratorState
+    import torch
+    from accelerate.state import AcceleratorState, PartialState
 
     from videolift.align.trainer import _accelerator
 
-    monkeypatch.setattr("accelerate.state.is_mps_available", lambda *a, **k: True)
+    # What accelerate's state picks without cpu=True on such a Mac (its probe differs between versions).
+    monkeypatch.setattr(PartialState, "default_device", property(lambda self: torch.device("mps")))
     AcceleratorState._reset_state(reset_partial_state=True)  # as a fresh process: no stage before it
     try:
         accelerator = _accelerator(AlignConfig(model="m", scores="s", videos="v", out=tmp_path))
