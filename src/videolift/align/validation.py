@@ -59,7 +59,10 @@ def sampler_settings(cfg: AlignConfig, spec: Any, pipe: Any) -> Any:
     settings = SamplerSettings(
         cfg.validation_steps, spec.default_guidance, False, frames, height, width, spec.fps(pipe)
     )
-    spec.check_sampling(pipe, settings)
+    try:
+        spec.check_sampling(pipe, settings)
+    except VideoliftError as exc:  # the run's --frames/--height/--width are the samples' size too
+        raise VideoliftError(f"--validation-prompts samples {frames}x{height}x{width} clips: {exc}") from None
     return settings
 
 
