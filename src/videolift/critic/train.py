@@ -211,18 +211,22 @@ def train_critic(
     )
 
 
-def _check_rated(records: list[tuple[int, Any]], videos: Path, spec: Any, data: Path) -> None:
-    """Refuse ratings of which no record makes an example (none rates the critic's dimensions) before the
-    first passes: the examples do not depend on the descriptions and checks they will hold."""
+def _examples_before_first_passes(
+    records: list[tuple[int, Any]], videos: Path, spec: Any, data: Path
+) -> list:
+    """The examples the records make, with empty descriptions and checks: their count does not depend on
+    the texts the first passes (which may take hours) will put in them, so plans are checked before."""
     from collections import defaultdict
 
     from videolift.critic.data import hra_examples
 
     blank: defaultdict = defaultdict(str)
-    examples, _ = hra_examples(
-        [r for _, r in records], videos, spec, file=data, descriptions=blank, checks=blank
-    )
-    if not examples:
+    return hra_examples([r for _, r in records], videos, spec, file=data, descriptions=blank, checks=blank)[0]
+
+
+def _check_rated(records: list[tuple[int, Any]], videos: Path, spec: Any, data: Path) -> None:
+    """Refuse ratings of which no record makes an example (none rates the critic's dimensions)."""
+    if not _examples_before_first_passes(records, videos, spec, data):
         raise _none_rated(data, spec)
 
 
@@ -233,16 +237,10 @@ def _none_rated(data: Path, spec: Any) -> VideoliftError:
 def _check_batches(
     records: list[tuple[int, Any]], videos: Path, spec: Any, cfg: SFTConfig, data: Path
 ) -> None:
-    """Refuse a batch plan the examples cannot fill before the first passes, which take long (the
-    examples' count does not depend on the descriptions and checks they will hold)."""
+    """Refuse a batch plan the examples cannot fill before the first passes."""
     import os
-    from collections import defaultdict
 
-    from videolift.critic.data import hra_examples
-
-    blank: defaultdict = defaultdict(str)
-    rated = [r for _, r in records]
-    examples, _ = hra_examples(rated, videos, spec, file=data, descriptions=blank, checks=blank)
+    examples = _examples_before_first_passes(records, videos, spec, data)
     # The launcher's process count (torchrun / accelerate launch set it): accelerate's state is made only
     # by run_sft, with the CPU flag multi-process CPU runs need.
     plan(len(examples), cfg, 0, int(os.environ.get("WORLD_SIZE", "1")))
