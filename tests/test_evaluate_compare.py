@@ -353,6 +353,28 @@ def test_model_options_name_replicates_of_a_recipe():
         parse_models(["x/rs", "rs=y/pipeline"])  # a recipe named like another model
 
 
+def test_model_options_that_name_existing_folders_are_taken_whole(tmp_path, monkeypatch):
+    """Run folders named like `lr=1e-4` or `base+ema` are models, not NAME= / +LORA parts."""
+    from videolift.evaluate.cli import parse_models
+
+    monkeypatch.chdir(tmp_path)
+    for folder in ("lr=1e-4", "base+ema", "base+ema/lora", "runs/a+b"):
+        (tmp_path / folder).mkdir(parents=True)
+    models, names, groups = parse_models(
+        [
+            "lr=1e-4",
+            "base+ema",
+            "./base+ema+base+ema/lora",
+            "rs=runs/a+b",
+            "rs=runs/a+b+adapter",
+            "Org/id+lora",
+        ]
+    )
+    assert models == [("lr=1e-4", None), ("base+ema", None), ("./base+ema", "base+ema/lora"),
+                      ("runs/a+b", None), ("runs/a+b", "adapter"), ("Org/id", "lora")]  # fmt: skip
+    assert groups == [None, None, None, "rs", "rs", None] and names[:2] == ["lr=1e-4", "base+ema"]
+
+
 def test_eval_compares_recipes_over_their_replicates(tmp_path, tiny_cogvideox_dir):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red circle moves left in a sand desert\ntwo blue squares bounce on a snow field\n")

@@ -20,7 +20,8 @@ def evaluate(
         help="Model to evaluate (pipeline dir or Hub id); repeat. "
         "Append '+LORA_DIR' to apply a LoRA. Prefix 'NAME=' to mark replicates of one recipe "
         "(e.g. --model rs=seed0/pipeline --model rs=seed1/pipeline): recipes are compared over their "
-        "replicates too. The first model (and its recipe) is the reference.",
+        "replicates too. A value naming an existing folder (e.g. lr=1e-4, base+ema) is that folder. The first "
+        "model (and its recipe) is the reference.",
     ),
     prompts: Path = typer.Option(..., "--prompts", help="Held-out prompts (.txt, .jsonl or .csv)."),
     critic: Path | None = typer.Option(None, "--critic", help="Critic directory to rate with."),
@@ -142,16 +143,19 @@ def evaluate(
 def parse_models(values: list[str]) -> tuple[list[tuple[str, str | None]], list[str], list[str | None]]:
     """``[NAME=]DIR[+LORA]`` options -> (model, lora) pairs, run names and recipe groups.
 
-    Replicates are named NAME.1, NAME.2, ...; others after their directory (deduplicated)."""
+    A value naming an existing path is that path, whatever it contains (run folders such as
+    ``lr=1e-4`` or ``base+ema``); otherwise ``NAME=`` and ``+LORA`` are split off, ``+`` where the part
+    before it exists. Replicates are named NAME.1, NAME.2, ...; others after their directory
+    (deduplicated)."""
     from videolift.evaluate.compare import model_name
 
     models, names, groups = [], [], []
     counts: dict[str, int] = {}
     for value in values:
         group, sep, rest = value.partition("=")
-        if not sep or "/" in group or not group:  # a path that merely contains '='
+        if not sep or "/" in group or not group or Path(value).exists():  # a path that contains '='
             group, rest = None, value
-        path, _, lora = rest.partition("+")
+        path, lora = _model_and_lora(rest)
         models.append((path, lora or None))
         groups.append(group)
         if group is not None:
@@ -164,6 +168,17 @@ def parse_models(values: list[str]) -> tuple[list[tuple[str, str | None]], list[
             f"model names collide: {', '.join(names)}; pick other NAME= prefixes", param_hint="--model"
         )
     return models, names, groups
+
+
+def _model_and_lora(value: str) -> tuple[str, str | None]:
+    """``DIR[+LORA]``: split at the last ``+`` whose left part exists (a Hub id: at the first ``+``)."""
+    if "+" not in value or Path(value).exists():
+        return value, None
+    cuts = [i for i, c in enumerate(value) if c == "+"]
+    for i in reversed(cuts):
+        if Path(value[:i]).exists():
+            return value[:i], value[i + 1 :] or None
+    return value[: cuts[0]], value[cuts[0] + 1 :] or None
 
 
 def _vbench(result: dict, out: Path, dimensions: list[str]) -> None:
