@@ -54,7 +54,30 @@ def test_rs_keeps_only_all_good_with_weight_one(scores):
     assert [s.video for s in samples] == ["a.mp4", "e.mp4"]
     assert {s.weight for s in samples} == {1.0}
     assert counts["dropped_not_all_good"] == 3
-    assert not all_good({"semantic_consistency": "Good", "motion_smoothness": "Good"})  # a missing dimension
+    assert not all_good({"semantic_consistency": "Good", "motion_smoothness": None})  # unparsed
+    assert not all_good({})  # rated on nothing
+
+
+def test_a_subset_critics_videos_are_all_good_on_the_dimensions_it_rates(tmp_path):
+    """`critic train --dimensions` critics write only their dimensions: RS keeps the videos Good on those,
+    and evaluation counts them all-Good and pairs them for its differences."""
+    from videolift.evaluate.metrics import paired_difference, summarize
+
+    def line(video, labels):
+        ratings = {d: {"label": lab, "reason": "r"} for d, lab in labels.items()}
+        return json.dumps({"video": video, "prompt": "p", "ratings": ratings, "reward": 0.5})
+
+    path = tmp_path / "scores.jsonl"
+    path.write_text(
+        line("a.mp4", {"semantic_consistency": "Good", "video_fidelity": "Good"}) + "\n"
+        + line("b.mp4", {"semantic_consistency": "Good", "video_fidelity": "Normal"}) + "\n"
+        + line("c.mp4", {"semantic_consistency": "Good", "video_fidelity": None}) + "\n"
+    )  # fmt: skip
+    assert [s.video for s in select_synthetic(read_scores(path), "rs")[0]] == ["a.mp4"]
+    good, normal = {"semantic_consistency": "Good"}, {"semantic_consistency": "Normal"}
+    assert summarize([good, normal])["all_good_rate"] == 0.5
+    diff = paired_difference([good, good], [normal, good])
+    assert diff["all_good_rate"]["diff"] == 0.5 and diff["mean_reward"]["pairs"] == 2
 
 
 def test_labels_in_any_case_are_read_canonical_and_counted_as_evaluation_counts_them(scores):

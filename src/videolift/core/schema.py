@@ -49,13 +49,19 @@ def parse_label(value: str) -> Label:
 
 
 def all_good(labels: Mapping[Dimension | str, Label | str | None]) -> bool:
-    """Rated Good on every LiFT dimension: the one test RS training keeps videos by and evaluation's
-    all-Good rate counts. A missing or unparsed (None) label is not Good; labels read as ``parse_label``
-    does (any case; ValueError on an unknown one, which must not pass as merely not Good)."""
+    """Rated Good on every LiFT dimension it was rated on: the one test RS training keeps videos by and
+    evaluation's all-Good rate counts. A dimension absent from ``labels`` was not asked (a critic
+    trained on a subset writes only its own, as rewards count only those); an unparsed (None) label is
+    not Good, nor is a video rated on no dimension. Labels read as ``parse_label`` does (any case;
+    ValueError on an unknown one, which must not pass as merely not Good)."""
     # Keyed by Dimension or by its value alike (a Dimension hashes and compares as its value). Every
     # label is parsed before any is tested, so an unknown one raises wherever it stands.
-    parsed = [None if (label := labels.get(d.value)) is None else parse_label(label) for d in DIMENSIONS]
-    return all(label is Label.Good for label in parsed)
+    parsed = [
+        None if (label := labels[d.value]) is None else parse_label(label)
+        for d in DIMENSIONS
+        if d.value in labels
+    ]
+    return bool(parsed) and all(label is Label.Good for label in parsed)
 
 
 def parse_dimension(value: str) -> Dimension:

@@ -22,8 +22,11 @@ def _label(value: Label | str | None) -> Label | None:
 
 
 def _complete(rating: Rating) -> bool:
-    """Every dimension has a parsed label."""
-    return all(_label(rating.get(d) if d in rating else rating.get(d.value)) is not None for d in DIMENSIONS)
+    """Every dimension the video was rated on (a subset critic's: only its own) has a parsed label."""
+    rated = [d for d in DIMENSIONS if d in rating or d.value in rating]
+    return bool(rated) and all(
+        _label(rating.get(d) if d in rating else rating.get(d.value)) is not None for d in rated
+    )
 
 
 def _reward_and_all_good(rating: Rating, reward: RewardConfig) -> tuple[float | None, bool]:
@@ -74,7 +77,7 @@ def paired_difference(
     the standard error of the per-video differences (clustered by ``clusters``, each video's prompt:
     a model may help on some prompts and hurt on others, so several videos of one prompt are not
     independent). Pairing removes the prompts' own spread, so this error is usually well below that of
-    two independent rates. Pairs where either video lacks a parsed label on some dimension are left out
+    two independent rates. Pairs where either video lacks a parsed label on a rated dimension are left out
     of the reward difference."""
     if len(a) != len(b):
         raise ValueError(f"paired difference needs aligned lists, got {len(a)} vs {len(b)} videos")
@@ -82,7 +85,7 @@ def paired_difference(
     sa = [_reward_and_all_good(r, reward) for r in a]
     sb = [_reward_and_all_good(r, reward) for r in b]
     good = [float(x[1]) - float(y[1]) for x, y in zip(sa, sb, strict=True)]
-    # Only pairs rated on every dimension: a video whose critic answers partly failed to parse gets the
+    # Only pairs with a parsed label on every dimension rated (a subset critic's: its own): a video whose critic answers partly failed to parse gets the
     # reward of its parsed dimensions alone (a lone Good is 0.9), which would count a failure as a win.
     both = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if _complete(x) and _complete(y)]
     rew = [sa[i][0] - sb[i][0] for i in both]
