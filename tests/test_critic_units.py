@@ -55,6 +55,24 @@ def test_one_pass_answer_round_trips_and_tolerates_markup():
     assert parsed[VF][0] is None  # a line without a leading label is unparsed, not a label
 
 
+def test_one_pass_reasons_typed_over_several_lines_stay_with_their_dimension():
+    dims = [SC, MS, VF]
+    # A rater's text box lets Enter into a reason; its second line names a dimension's title.
+    reason = "The circle is green.\nMotion smoothness: fine, but the colour is wrong."
+    text = one_pass_answer({SC: (B, reason), MS: (B, "it jumps"), VF: (G, "")}, dims)
+    assert len(text.splitlines()) == 3
+    assert parse_one_pass(text, dims) == {
+        SC: (B, "The circle is green. Motion smoothness: fine, but the colour is wrong."),
+        MS: (B, "it jumps"),
+        VF: (G, ""),
+    }
+    # A model that wraps a reason onto another line: the reason is kept whole.
+    wrapped = (
+        "Semantic consistency: Bad. The circle\nis green.\nMotion smoothness: Good.\nVideo fidelity: Good."
+    )
+    assert parse_one_pass(wrapped, dims)[SC] == (B, "The circle is green.")
+
+
 def test_unparsed_answers_are_null_and_reward_uses_parsed_dimensions():
     critic = Critic(Path("."), CriticSpec(base_model="x", model_type="qwen2_vl"), None, None, None)
     ratings = critic.parse(

@@ -49,7 +49,13 @@ def user_text(caption: str, question: str, description: str | None = None, check
 
 
 def one_pass_answer(ratings: dict[Dimension, tuple[Label | str, str]], dimensions: list[Dimension]) -> str:
-    return "\n".join(f"{TITLES[d]}: {format_answer(*ratings[d])}" for d in dimensions)
+    """One line per dimension: a reason typed over several lines (the rater's text box) is joined into
+    one, or its later lines would read as another dimension's."""
+    lines = []
+    for d in dimensions:
+        label, reason = ratings[d]
+        lines.append(f"{TITLES[d]}: {format_answer(label, ' '.join(str(reason or '').split()))}")
+    return "\n".join(lines)
 
 
 def _title_re(dim: Dimension) -> re.Pattern[str]:
@@ -62,12 +68,18 @@ _TITLE_RES = {d: _title_re(d) for d in Dimension}
 
 def parse_one_pass(text: str, dimensions: list[Dimension]) -> dict[Dimension, tuple[Label | None, str]]:
     """Each dimension's (label, reason) from a one-pass answer. A dimension whose line is missing, or
-    whose line has no leading label, is ``(None, "")`` / ``(None, line)``: unparsed, never a label."""
+    whose line has no leading label, is ``(None, "")`` / ``(None, line)``: unparsed, never a label. Lines
+    that name no dimension continue the reason of the one before."""
     out: dict[Dimension, tuple[Label | None, str]] = {d: (None, "") for d in dimensions}
+    last: Dimension | None = None
     for line in (text or "").splitlines():
         for dim in dimensions:
             match = _TITLE_RES[dim].match(line)
             if match and out[dim] == (None, ""):
-                out[dim] = parse_answer(line[match.end() :])
+                out[dim], last = parse_answer(line[match.end() :]), dim
                 break
+        else:
+            if last is not None and line.strip():
+                label, reason = out[last]
+                out[last] = (label, f"{reason} {line.strip()}".strip())
     return out
