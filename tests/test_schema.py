@@ -142,8 +142,18 @@ def test_reward_config_refuses_negative_scores_and_weights_that_count_nothing(tm
     path.write_text("scores: {Good: -3, Normal: 0.2, Bad: 0.05}\n")
     with pytest.raises(Exception, match=r"reward\.yaml, field 'scores': must be finite and at least 0"):
         RewardConfig.load(path)
-    path.write_text("aggregation: weighted\nweights: {semantic_consistency: 0, motion_smoothness: 0}\n")
+    path.write_text(
+        "aggregation: weighted\nweights: {semantic_consistency: 0, motion_smoothness: 0, video_fidelity: 0}\n"
+    )
     with pytest.raises(Exception, match=r"reward\.yaml: aggregation 'weighted' needs a weight above 0"):
+        RewardConfig.load(path)
+    # A mapping that names one dimension would weigh the others 0 unseen (each defaults to 1).
+    path.write_text("aggregation: weighted\nweights: {semantic_consistency: 2}\n")
+    with pytest.raises(
+        Exception,
+        match=r"reward\.yaml, field 'weights': give every dimension a weight \(0 leaves one out\); missing: "
+        "motion_smoothness, video_fidelity",
+    ):
         RewardConfig.load(path)
     path.write_text("scores: [1\n")
     with pytest.raises(Exception, match=r"reward\.yaml, line 2: malformed YAML \(expected ',' or '\]'"):

@@ -58,6 +58,17 @@ class RewardConfig(BaseModel):
             raise ValueError(f"must be finite and at least 0, got {bad}")
         return value
 
+    @field_validator("weights")
+    @classmethod
+    def _every_dimension(cls, value: dict) -> dict:
+        # Each weight defaults to 1, but a given mapping replaces them all: one naming a single dimension
+        # would weigh the others 0 unseen.
+        if missing := [d.value for d in DIMENSIONS if d not in value]:
+            raise ValueError(
+                f"give every dimension a weight (0 leaves one out); missing: {', '.join(missing)}"
+            )
+        return value
+
     @model_validator(mode="after")
     def _something_counts(self) -> RewardConfig:
         if self.aggregation == "weighted" and not any(w > 0 for w in self.weights.values()):
