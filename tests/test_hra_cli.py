@@ -464,6 +464,27 @@ def test_split_keeps_a_shared_video_on_one_side_whatever_the_grouping_and_the_li
         split_records([record("x1", "x.mp4", "a"), record("x2", "x.mp4", "b")], 0.5, 0)
 
 
+def test_one_file_written_two_ways_is_one_video(tmp_path):
+    """HRA files of two tools joined: "./videos/a.mp4" and "videos/a.mp4" are one video to the split,
+    its ids and the stats."""
+    from videolift.data.split import split_records
+
+    lines = [
+        {"video": ("./" if i % 2 else "") + f"videos//v{i // 2}.mp4", "prompt": f"p{i // 2}", "annotator": f"a{i % 2}",
+         "ratings": {"video_fidelity": {"label": "Good" if i % 3 else "Bad"}}}
+        for i in range(12)
+    ]  # fmt: skip
+    records = [HRARecord.model_validate(line) for line in lines]
+    assert {r.video for r in records} == {f"videos/v{i}.mp4" for i in range(6)}
+    assert len({r.video_id for r in records}) == 6
+    train, test = split_records(records, 0.5, 0)
+    assert not {r.video for r in train} & {r.video for r in test} and len(train) + len(test) == 12
+    hra = tmp_path / "hra.jsonl"
+    hra.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    code, out = run("hra", "stats", hra, "--json")
+    assert code == 0 and json.loads(out)["videos"] == 6, out
+
+
 def test_outputs_that_are_inputs_or_directories_are_refused_before_anything_is_written(tmp_path):
     hra = tmp_path / "hra.jsonl"
     hra.write_text(

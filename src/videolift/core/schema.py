@@ -6,6 +6,7 @@ Good / Normal / Bad label and a free-text reason. See docs/formats.md.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Mapping
 from enum import StrEnum
@@ -166,6 +167,12 @@ class HRARecord(BaseModel):
         if not value.strip():  # the critic is asked whether the video matches it
             raise ValueError("prompt is empty")
         return value
+
+    @field_validator("video")
+    @classmethod
+    def _video(cls, value: str) -> str:
+        # One file written two ways ("./v/a.mp4", "v//a.mp4") is one video: to splits, stats and ids.
+        return posixpath.normpath(value) if value.strip() else value
 
     @field_validator("video_id")
     @classmethod
