@@ -54,9 +54,11 @@ def test_record_validation_and_defaults():
             "prompt": "p",
             "ratings": {"motion_smoothness": {"label": "normal", "reason": " r "}},
             "truth": {"x": 1},
+            "lora": None,  # a generate manifest's field, carried along as it is
         }
     )
     assert rec.video_id == "v/1.mp4"
+    assert rec.to_json()["lora"] is None and "annotator" not in rec.to_json()  # anonymous: no field
     assert rec.ratings[Dimension.motion_smoothness].label is Label.Normal
     assert rec.ratings[Dimension.motion_smoothness].reason == "r"
     assert rec.to_json()["truth"] == {"x": 1}  # extra fields ride along

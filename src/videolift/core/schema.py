@@ -195,7 +195,9 @@ class HRARecord(BaseModel):
         return self
 
     def to_json(self) -> dict[str, Any]:
-        data = self.model_dump(mode="json", exclude_none=True)
+        data = self.model_dump(mode="json")
+        if data["annotator"] is None:  # anonymous: no field (extra fields keep their nulls)
+            del data["annotator"]
         # Keep dimensions in canonical order for readable, diffable files.
         data["ratings"] = {
             d.value: data["ratings"][d.value] for d in DIMENSIONS if d.value in data["ratings"]
