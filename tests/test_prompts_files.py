@@ -55,6 +55,16 @@ def test_csv_reads_prompt_column_and_other_columns(tmp_path):
     assert records[1].line == 4
 
 
+def test_csv_columns_without_a_name_are_left_out_while_empty(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("prompt,category,,\na dog,animal,,\na cat,animal\n")  # a spreadsheet's export
+    records = read_prompts(path)
+    assert [r.prompt for r in records] == ["a dog", "a cat"] and records[0].extra == {"category": "animal"}
+    path.write_text("prompt,category,,\na dog,animal,,\na cat,animal,,kept?\n")
+    with pytest.raises(DataError, match=r"p\.csv, line 3: column 4 has no name in the header \(line 1\)"):
+        read_prompts(path)
+
+
 def test_custom_prompt_field(tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_text('{"caption": "a dog"}\n')

@@ -95,11 +95,20 @@ def _read_csv(path: Path, prompt_field: str) -> list[PromptRecord]:
     if not rows:
         return []
     (header_line, header), *body = rows
+    # Spreadsheets export trailing columns with no name ("prompt,category,,"): left out when empty.
+    unnamed = {i for i, name in enumerate(header) if not name.strip()}
+    for line, cells in body:
+        if filled := [i + 1 for i in sorted(unnamed) if i < len(cells) and cells[i].strip()]:
+            raise DataError(
+                f"column {filled[0]} has no name in the header (line {header_line}) but holds a value",
+                file=path,
+                line=line,
+            )
     if prompt_field not in header:
         raise DataError(
             f"no {prompt_field!r} column (header has: {', '.join(header)})", file=path, line=header_line
         )
-    if repeated := sorted({name for name in header if header.count(name) > 1}):
+    if repeated := sorted({name for name in header if name.strip() and header.count(name) > 1}):
         raise DataError(
             f"the header names {', '.join(map(repr, repeated))} twice", file=path, line=header_line
         )
@@ -107,7 +116,13 @@ def _read_csv(path: Path, prompt_field: str) -> list[PromptRecord]:
     for line, cells in body:
         if len(cells) > len(header):
             raise DataError(f"{len(cells)} cells but the header has {len(header)}", file=path, line=line)
-        row = dict(zip(header, cells + [None] * (len(header) - len(cells)), strict=True))
+        row = {
+            name: value
+            for i, (name, value) in enumerate(
+                zip(header, cells + [None] * (len(header) - len(cells)), strict=True)
+            )
+            if i not in unnamed
+        }
         if not any((v or "").strip() for v in row.values()):
             continue  # a row of empty cells
         prompt = _checked_prompt(row[prompt_field], file=path, line=line, prompt_field=prompt_field)
