@@ -222,8 +222,13 @@ def test_every_family_trains_and_generates_through_one_collator(family):
 
 
 def test_class_weights_balance_each_dimension():
-    ex = [SFTExample(Path("v"), "t", "a", labels=((SC, lab),)) for lab in (B, B, B, G)]
+    ex = [
+        SFTExample(Path("v"), "t", "a", labels=((SC, lab),), origin=(Path("h"), {"line": 1}))
+        for lab in (B, B, B, G)
+    ]
     w = [e.weight for e in class_weights(ex, 1.0)]
+    # where each example came from stays, for errors found only when training decodes its video
+    assert [e.origin for e in class_weights(ex, 1.0)] == [e.origin for e in ex]
     # SC has 2 classes over 4 examples: Bad weight 4/(2*3), Good 4/(2*1), then scaled to mean 1.
     raw = [4 / 6] * 3 + [2.0]
     assert w == pytest.approx([r * 4 / sum(raw) for r in raw])

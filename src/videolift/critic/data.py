@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -186,10 +186,7 @@ def class_weights(examples: list[SFTExample], power: float) -> list[SFTExample]:
 
     raw = [float(np.mean([weight(p) for p in ex.labels])) if ex.labels else 1.0 for ex in examples]
     scale = len(raw) / sum(raw)
-    return [
-        SFTExample(ex.video, ex.user_text, ex.answer, w * scale, ex.labels)
-        for ex, w in zip(examples, raw, strict=True)
-    ]
+    return [replace(ex, weight=w * scale) for ex, w in zip(examples, raw, strict=True)]
 
 
 @dataclass
