@@ -155,6 +155,14 @@ def test_cli_sample_jsonl_and_txt(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "p.txt").read_text().splitlines() == [r["prompt"] for r in lines]
+    # Upper-case suffixes, as the prompt readers accept them (toy prompts too).
+    for cmd in (
+        ["prompts", "sample", "--n", "5", "--seed", "4"],
+        ["toy", "prompts", "--split", "train", "--n", "5"],
+    ):
+        result = runner.invoke(app, [*cmd, "--out", str(tmp_path / "P.TXT")])
+        assert result.exit_code == 0, result.output
+        assert not (tmp_path / "P.TXT").read_text().startswith("{")  # prompts, one a line
     args = ["prompts", "sample", "--n", "5", "--out", str(tmp_path / "p.csv")]
     result = runner.invoke(app, args, standalone_mode=False)
     assert isinstance(result.exception, VideoliftError) and "use a .jsonl file" in str(result.exception)

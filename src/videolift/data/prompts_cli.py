@@ -49,7 +49,7 @@ def sample(
     from videolift.data.prompt_files import read_prompts
     from videolift.data.prompts import EXPAND_SYSTEM_PROMPT, expand_prompts, load_categories, sample_prompts
 
-    if out.suffix not in (".jsonl", ".txt"):
+    if out.suffix.lower() not in (".jsonl", ".txt"):
         raise VideoliftError(
             f"--out {out}: use a .jsonl file (prompts with categories) or .txt (prompts only)"
         )
@@ -80,7 +80,7 @@ def sample(
             typer.echo(
                 f"warning: {failed} prompts came back empty from {expand_with}; kept them short", err=True
             )
-    if out.suffix == ".txt":
+    if out.suffix.lower() == ".txt":
         with atomic_write(out) as handle:
             handle.writelines(r["prompt"] + "\n" for r in records)
     else:

@@ -35,7 +35,7 @@ def prompts(
     from videolift.toy.grammar import sample_distinct, split_specs
 
     split = _split(split, ("train", "heldout"))
-    if out.suffix not in (".jsonl", ".txt"):
+    if out.suffix.lower() not in (".jsonl", ".txt"):
         raise VideoliftError(f"{out}: unsupported prompt file type {out.suffix!r}; use .jsonl or .txt")
     if n is not None and n < 1:
         raise VideoliftError(f"--n must be at least 1, got {n}")
@@ -43,7 +43,7 @@ def prompts(
         specs = sample_distinct(n, split, seed) if n else split_specs(split)
     except ValueError as exc:
         raise VideoliftError(str(exc)) from None
-    if out.suffix == ".txt":
+    if out.suffix.lower() == ".txt":
         with atomic_write(out) as handle:
             handle.writelines(spec.text + "\n" for spec in specs)
     else:
