@@ -355,6 +355,48 @@ def test_a_bad_stored_rating_is_named_by_annotator_and_task_on_export(study):
         cli("annotate", "export", "--project", str(project), "--out", str(project.parent / "hra.jsonl"))
 
 
+def _clip(path, fmt: str, codec: str, pix_fmt: str) -> None:
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=8)
+        stream.width = stream.height = 32
+        stream.pix_fmt = pix_fmt
+        for i in range(5):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 40 * i, np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+
+def test_videos_browsers_do_not_play_are_refused_unless_allowed(tmp_path):
+    """FFmpeg reads GIFs and MJPEG AVIs, but raters' browsers do not: they found only "does not play"."""
+    root = tmp_path / "videos"
+    root.mkdir()
+    _clip(root / "a.gif", "gif", "gif", "rgb8")
+    _clip(root / "b.avi", "avi", "mjpeg", "yuvj420p")
+    write_clip(root / "c.mp4")
+    write_jsonl(tmp_path / "m.jsonl", [{"video": v, "prompt": v} for v in ("c.mp4", "a.gif")])
+    with pytest.raises(
+        CliFailed, match=r"m\.jsonl, line 2, field 'video': a\.gif: GIF container, which browsers do not play"
+    ):
+        create(tmp_path / "p", root, tmp_path / "m.jsonl")
+    assert not (tmp_path / "p").exists()  # nothing half-created
+    create(tmp_path / "p", root, tmp_path / "m.jsonl", "--allow-unplayable")
+    write_jsonl(tmp_path / "n.jsonl", [{"video": "b.avi", "prompt": "b"}])
+    add = [
+        "annotate",
+        "add-videos",
+        "--project",
+        str(tmp_path / "p"),
+        "--manifest",
+        str(tmp_path / "n.jsonl"),
+    ]
+    with pytest.raises(CliFailed, match=r"b\.avi: AVI container"):
+        cli(*add)
+    cli(*add, "--allow-unplayable")
+
+
 def test_add_videos_with_dir_finds_ids_clashing_once_the_folder_is_put_before_the_paths(tmp_path):
     root = tmp_path / "videos"
     (root / "sub").mkdir(parents=True)

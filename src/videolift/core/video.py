@@ -40,6 +40,25 @@ def _open(path: str | Path):
     return container
 
 
+# What every major browser's <video> plays: H.264, VP8, VP9 and AV1 in MP4 / MOV / WebM / Matroska.
+# HEVC plays only where the system decodes it; GIF, MJPEG, PNG and AVI files not at all.
+BROWSER_CODECS = {"h264", "vp8", "vp9", "av1"}
+BROWSER_CONTAINERS = {"mov", "mp4", "webm", "matroska"}  # PyAV: "mov,mp4,m4a,...", "matroska,webm"
+
+
+def browser_problem(path: str | Path) -> str | None:
+    """Why a browser's video player would not play ``path`` (its container or codec), or None."""
+    container = _open(path)
+    with container:
+        formats = set(container.format.name.split(","))
+        codec = container.streams.video[0].codec_context.name
+    if not formats & BROWSER_CONTAINERS:
+        return f"{container.format.name.split(',')[0].upper()} container"
+    if codec not in BROWSER_CODECS:
+        return f"{codec.upper()} video"
+    return None
+
+
 _local = threading.local()
 
 

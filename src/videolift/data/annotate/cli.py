@@ -28,6 +28,13 @@ PROJECT = typer.Option(
 )
 
 
+ALLOW_UNPLAYABLE = typer.Option(
+    False,
+    "--allow-unplayable",
+    help="Add videos browsers do not play everywhere (HEVC, GIF, MJPEG/AVI...): when your raters' browsers do.",
+)
+
+
 def _open(directory: Path, out: Path | None = None) -> Project:
     """The project; ``out``: a file the command will write, refused if it is one of the project's own."""
     from videolift.core.files import check_outputs
@@ -61,6 +68,7 @@ def create(
     lease_minutes: float = typer.Option(
         120, "--lease-minutes", help="Hand an unsubmitted task to others after this."
     ),
+    allow_unplayable: bool = ALLOW_UNPLAYABLE,
 ) -> None:
     """Create a project and print the admin token."""
     import sqlalchemy.exc
@@ -76,7 +84,11 @@ def create(
     )
     try:
         with project, project.session() as session:
-            n = len(import_manifest(session, manifest, project.videos_root)) if manifest else 0
+            n = 0
+            if manifest:
+                n = len(
+                    import_manifest(session, manifest, project.videos_root, allow_unplayable=allow_unplayable)
+                )
             token = add_user(session, "admin", "admin")
         path = guideline.write_default(project_dir)
     except BaseException as exc:  # leave nothing half-created, so that `create` can simply be rerun
@@ -98,13 +110,18 @@ def add_videos(
     manifest: Path = typer.Option(..., "--manifest"),
     project_dir: Path = PROJECT,
     directory: Path | None = typer.Option(None, "--dir", help=DIR_HELP.format("the manifest")),
+    allow_unplayable: bool = ALLOW_UNPLAYABLE,
 ) -> None:
     """Add a manifest's videos to the rating study."""
     from videolift.data.annotate.videos import import_manifest, subdirectory
 
     with _open(project_dir) as project, project.session() as session:
         base = subdirectory(project.videos_root, directory) if directory else ""
-        n = len(import_manifest(session, manifest, project.videos_root, base=base))
+        n = len(
+            import_manifest(
+                session, manifest, project.videos_root, base=base, allow_unplayable=allow_unplayable
+            )
+        )
     err.print(f"{n} videos in {manifest} are in the rating study")
 
 
@@ -223,6 +240,7 @@ def create_pairs(
     ratings_per_pair: int | None = typer.Option(
         None, "--ratings-per-pair", min=1, help="Judgements per pair (default: as set before; 6 at first)."
     ),
+    allow_unplayable: bool = ALLOW_UNPLAYABLE,
 ) -> None:
     """Add a pairwise study: pair A's and B's videos of the same prompt."""
     from videolift.core.errors import VideoliftError
@@ -245,6 +263,7 @@ def create_pairs(
             match=match,  # type: ignore[arg-type]
             base_a=subdirectory(project.videos_root, dir_a) if dir_a else "",
             base_b=subdirectory(project.videos_root, dir_b) if dir_b else "",
+            allow_unplayable=allow_unplayable,
         )
     if ratings_per_pair is not None:
         project.settings.ratings_per_pair = ratings_per_pair

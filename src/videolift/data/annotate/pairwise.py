@@ -43,6 +43,7 @@ def create_pairs(
     match: Match = "auto",
     base_a: str = "",
     base_b: str = "",
+    allow_unplayable: bool = False,
 ) -> dict[str, Any]:
     """Add the matched pairs; returns counts of created, already present and unmatched records.
     ``base_a``/``base_b``: subdirectories of the root the manifests' paths are relative to."""
@@ -58,8 +59,8 @@ def create_pairs(
     common = [k for k in keys_a if k in keys_b]
     if not common:
         raise VideoliftError(f"no record of {manifest_a} matches one of {manifest_b} by {match}")
-    videos_a = add_videos(session, manifest_a, entries_a, rate=False)
-    videos_b = add_videos(session, manifest_b, entries_b, rate=False)
+    videos_a = add_videos(session, manifest_a, entries_a, rate=False, allow_unplayable=allow_unplayable)
+    videos_b = add_videos(session, manifest_b, entries_b, rate=False, allow_unplayable=allow_unplayable)
     position = session.scalar(select(func.max(Pair.position))) or 0
     created = present = 0
     for key in common:

@@ -73,9 +73,16 @@ def read_manifest(path: str | Path, root: Path, base: str = "") -> Entries:
 
 
 def import_manifest(
-    session: Session, path: str | Path, root: Path, *, rate: bool = True, base: str = ""
+    session: Session,
+    path: str | Path,
+    root: Path,
+    *,
+    rate: bool = True,
+    base: str = "",
+    allow_unplayable: bool = False,
 ) -> list[Video]:
-    return add_videos(session, path, read_manifest(path, root, base), rate=rate)
+    entries = read_manifest(path, root, base)
+    return add_videos(session, path, entries, rate=rate, allow_unplayable=allow_unplayable)
 
 
 def _check_free_id(
@@ -87,10 +94,13 @@ def _check_free_id(
         raise DataError(f"video_id {video_id!r} is already in the project", file=path, line=line)
 
 
-def add_videos(session: Session, path: str | Path, entries: Entries, *, rate: bool = True) -> list[Video]:
+def add_videos(
+    session: Session, path: str | Path, entries: Entries, *, rate: bool = True, allow_unplayable: bool = False
+) -> list[Video]:
     """Add a read manifest's videos (``rate``: hand them out for rating), one per entry, in order. A video
-    already in the project (same path) is reused, if its prompt is the same."""
-    from videolift.core.video import probe_video  # PyAV: only when importing
+    already in the project (same path) is reused, if its prompt is the same. One the raters' browsers
+    would not play is refused unless ``allow_unplayable``."""
+    from videolift.core.video import browser_problem, probe_video  # PyAV: only when importing
 
     position = session.scalar(select(func.max(Video.position))) or 0
     videos = []
@@ -110,8 +120,18 @@ def add_videos(session: Session, path: str | Path, entries: Entries, *, rate: bo
             _check_free_id(session, entry.key, path, line)
         try:
             info = probe_video(file)
+            why = None if allow_unplayable else browser_problem(file)
         except VideoError as exc:
             raise DataError(f"unreadable video: {exc}", file=path, line=line, field="video") from None
+        if why:  # FFmpeg reads it, but raters would find only "Video does not play"
+            raise DataError(
+                f"{entry.video}: {why}, which browsers do not play: convert it, e.g. `ffmpeg -i IN -c:v "
+                "libx264 -pix_fmt yuv420p -movflags +faststart OUT.mp4`, or pass --allow-unplayable if your "
+                "raters' browsers play it",
+                file=path,
+                line=line,
+                field="video",
+            )
         position += 1
         video = Video(
             video=entry.video,
