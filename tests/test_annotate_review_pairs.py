@@ -152,6 +152,25 @@ def test_critic_scores_of_integer_video_ids_match_their_videos(tmp_path):
         assert session.scalar(select(func.count()).select_from(CriticScore)) == 2  # matched by id, not path
 
 
+def test_scores_of_videos_added_with_dir_are_imported_with_the_same_dir(tmp_path):
+    """add-videos --dir stores run1/videos/0000.mp4; `critic score` on the same manifest writes
+    videos/0000.mp4: the scores matched nothing."""
+    root = tmp_path / "root"
+    manifest = write_manifest(root / "run1" / "manifest.jsonl", root / "run1", 2, prefix="videos")
+    create(tmp_path / "project", root)
+    project = ["--project", str(tmp_path / "project")]
+    cli("annotate", "add-videos", *project, "--manifest", str(manifest), "--dir", str(root / "run1"))
+    scores = tmp_path / "scores.jsonl"
+    label = {"semantic_consistency": {"label": "Good", "score": 0.9}}
+    rows = [json.loads(x) for x in manifest.read_text().splitlines()]
+    scores.write_text("".join(json.dumps({**r, "ratings": label, "reward": 0.9}) + "\n" for r in rows))
+    with pytest.raises(CliFailed, match="no line matches a video of the project"):
+        cli("annotate", "import-critic", str(scores), *project)
+    cli("annotate", "import-critic", str(scores), *project, "--dir", str(root / "run1"))
+    with Project.open(tmp_path / "project").session(readonly=True) as session:
+        assert session.scalar(select(func.count()).select_from(CriticScore)) == 2
+
+
 @pytest.fixture
 def pair_study(tmp_path):
     # 4 prompts in A, 3 in B: one without a partner

@@ -130,10 +130,12 @@ def _critic_rating(value: Any) -> dict[str, Any] | None:
     return rating.model_dump(mode="json") | {"score": score}
 
 
-def import_critic(session: Session, path: str | Path, critic: str) -> dict[str, int]:
+def import_critic(session: Session, path: str | Path, critic: str, base: str = "") -> dict[str, int]:
     """Load critic scores (JSONL ``{video, prompt, ratings: {dim: {label, reason, score}}, reward}``, as
     ``videolift critic score`` writes), matched to project videos by ``video_id`` if given, else by
-    ``video``. Unparsed answers (label null) are left out. Importing again under the same name replaces."""
+    ``video`` (``base``: the folder inside the videos root those paths are relative to, as ``add-videos
+    --dir`` took it). Unparsed answers (label null) are left out. Importing again under the same name
+    replaces."""
     by_path = dict(session.execute(select(Video.video, Video.id)).all())
     by_id = dict(session.execute(select(Video.video_id, Video.id).where(Video.rate)).all())
     counts = Counter()
@@ -170,7 +172,8 @@ def import_critic(session: Session, path: str | Path, critic: str) -> dict[str, 
             raise DataError(
                 f"expected a finite number or null, got {reward!r}", file=path, line=line, field="reward"
             )
-        video_pk = by_id.get(vid) or by_path.get(obj.get("video"))
+        video = obj.get("video")
+        video_pk = by_id.get(vid) or by_path.get(f"{base}/{video}" if base and video else video)
         if video_pk is None:
             counts["unmatched"] += 1
             continue

@@ -303,12 +303,17 @@ def import_critic(
     ),
     project_dir: Path = PROJECT,
     critic: str = typer.Option("critic", "--critic", help="Name of the critic (several can be imported)."),
+    directory: Path | None = typer.Option(
+        None, "--dir", help=DIR_HELP.format("the scores file") + " As add-videos --dir took the manifest."
+    ),
 ) -> None:
     """Import critic scores for model-assisted review."""
     from videolift.data.annotate import admin
+    from videolift.data.annotate.videos import subdirectory
 
     with _open(project_dir) as project, project.session() as session:
-        report = admin.import_critic(session, scores, critic)
+        base = subdirectory(project.videos_root, directory) if directory else ""
+        report = admin.import_critic(session, scores, critic, base="" if base == "." else base)
     err.print(
         f"imported {report['matched']} scores of {critic!r}; {report['unmatched']} lines matched no project video; "
         f"{report['unparsed']} unparsed answers left out"
