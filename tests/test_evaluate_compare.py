@@ -165,13 +165,25 @@ def test_eval_passes_its_sampler_device_and_dtypes_on_and_checks_them_first(
         (["--device", "gpu"], "--device gpu:"),
         (["--dtype", "float8"], "--dtype: unknown dtype 'float8'"),
         (["--critic-dtype", "half"], "--critic-dtype: unknown dtype 'half'"),
+        (["--offload", "gpu"], "--offload 'gpu': use none, model, sequential"),
     ):
         refused = CliRunner().invoke(app, [*args, "--out", str(out), *bad])
         assert refused.exit_code == 1 and said in refused.output, refused.output
         assert "Traceback" not in refused.output and not out.exists()
-    opts = ["--dtype", "float32", "--device", "cpu", "--family", "cogvideox", "--critic-dtype", "bfloat16"]
+    opts = ["--dtype", "float32", "--device", "cpu", "--family", "cogvideox", "--critic-dtype", "bfloat16",
+            "--offload", "model"]  # fmt: skip
+    from diffusers import DiffusionPipeline
+
+    offloaded = []
+    real = DiffusionPipeline.enable_model_cpu_offload
+    monkeypatch.setattr(
+        DiffusionPipeline,
+        "enable_model_cpu_offload",
+        lambda self, **k: offloaded.append(1) or real(self, **k),
+    )
     result = CliRunner().invoke(app, [*args, "--out", str(out), *opts])
     assert result.exit_code == 0, result.output
+    assert offloaded  # each model's generation
     assert loaded == [{"device": "cpu", "dtype": "bfloat16"}]
     for name in ("b.1", next(p.name for p in out.iterdir() if p.is_dir() and p.name != "b.1")):
         (line,) = (out / name / "manifest.jsonl").read_text().splitlines()  # --limit 1

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from videolift.cli import app
@@ -486,10 +487,50 @@ def test_generate_and_eval_share_their_sampling_options(tmp_path, prompts_txt):
 
     commands = typer.main.get_command(app).commands
     shared = ("steps", "guidance", "dynamic_cfg", "frames", "height", "width", "fps", "negative_prompt")
-    for name in (*shared, "lossless", "vae_tiling"):
+    for name in (*shared, "lossless", "vae_tiling", "offload"):
         a, b = (next(p for p in commands[c].params if p.name == name) for c in ("generate", "eval"))
         assert (a.opts, a.secondary_opts, a.help, a.min, a.max, a.default) == (
             b.opts, b.secondary_opts, b.help, b.min, b.max, b.default), name  # fmt: skip
     result = CliRunner().invoke(app, ["generate", "--model", "m", "--prompts", str(prompts_txt),
                                       "--out", str(tmp_path / "o"), "--steps", "0"])  # fmt: skip
     assert result.exit_code == 2 and "--steps" in result.output and not (tmp_path / "o").exists()
+
+
+def test_offloaded_generation_makes_the_same_videos_and_resumes_across_it(
+    tiny_pipeline, prompts_txt, tmp_path, monkeypatch
+):
+    """--offload model: diffusers' hooks move each component to the device while it runs (here the CPU,
+    the only device there is); the videos are the same, so a run resumes whether offloaded or not."""
+    from diffusers import DiffusionPipeline
+
+    plain, offloaded = tmp_path / "plain", tmp_path / "offloaded"
+    assert gen(tiny_pipeline, prompts_txt, plain, "--lossless").exception is None
+    calls = []
+    real = DiffusionPipeline.enable_model_cpu_offload
+
+    def spy(self, *args, **kwargs):
+        calls.append((str(self.device), kwargs))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(DiffusionPipeline, "enable_model_cpu_offload", spy)
+    result = gen(tiny_pipeline, prompts_txt, offloaded, "--lossless", "--offload", "model")
+    assert result.exception is None, result.output
+    # loaded in CPU memory, run on the device (diffusers re-arms its hooks after each call: more calls)
+    assert calls[0] == ("cpu", {"device": torch.device("cpu")})
+    for record in manifest(plain):
+        assert np.array_equal(read_video(plain / record["video"]), read_video(offloaded / record["video"]))
+    assert manifest(plain) == manifest(offloaded)
+    result = gen(tiny_pipeline, prompts_txt, offloaded, "--lossless")  # the same run, not another
+    assert result.exception is None and "0 generated here, 3 already done" in result.output, result.output
+
+    # sequential: diffusers' layer-by-layer hooks (their meta-device weights need an accelerator: the
+    # call itself is what is checked here)
+    seen = []
+    monkeypatch.setattr(
+        DiffusionPipeline, "enable_sequential_cpu_offload", lambda self, **kw: seen.append(kw)
+    )
+    result = gen(tiny_pipeline, prompts_txt, tmp_path / "seq", "--offload", "sequential", "--limit", "1")
+    assert result.exception is None and seen == [{"device": torch.device("cpu")}], result.output
+    result = gen(tiny_pipeline, prompts_txt, tmp_path / "bad", "--offload", "cpu")
+    assert "--offload 'cpu': use none, model, sequential" in str(result.exception)
+    assert not (tmp_path / "bad").exists()

@@ -538,6 +538,11 @@ def test_stages_are_keyed_on_what_changes_their_result_and_on_every_file_they_re
         return generate_stage(c, str(t2v), gen, c.align.prompts, "train", "align_videos", False)
 
     assert prompts in keys(generate, f"align.prompts.file={prompts}")[1]
+    # Offloading reaches generation but makes the same videos: finished stages stay finished.
+    assert generation_settings(cfg("sampler.offload=model").sampler)["offload"] == "model"
+    assert "offload" not in generation_settings(cfg().sampler)
+    for stage in (generate, evaluate):
+        assert keys(stage)[0] == keys(stage, "sampler.offload=model")[0]
 
 
 @pytest.mark.parametrize("text", ["", "# nothing but a comment\n", "[]\n", "0\n"])

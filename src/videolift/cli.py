@@ -53,6 +53,7 @@ INTERRUPTED = (
 _PIPELINE_MEMORY = (
     "in the pipeline file, the stage's batch sizes (align.settings.batch_size with grad_accum, "
     "critic.batch_size with critic.grad_accum, sampler.batch_size), gradient_checkpointing, vae_tiling, "
+    "sampler.offload model, "
     "critic.dtype bfloat16 or align.settings.finetune lora"
 )
 MEMORY_HINTS = {
@@ -64,8 +65,8 @@ MEMORY_HINTS = {
     "(a new run: the critic sees other inputs)",
     "critic score": "--batch-size, --dtype bfloat16",
     "critic eval": "--batch-size, --dtype bfloat16",
-    "generate": "--batch-size 1, --vae-tiling",
-    "eval": "--batch-size 1, --vae-tiling",
+    "generate": "--batch-size 1, --vae-tiling, --offload model (or sequential)",
+    "eval": "--batch-size 1, --vae-tiling, --offload model (or sequential)",
     "run": _PIPELINE_MEMORY,
     "demo": _PIPELINE_MEMORY,
 }

@@ -43,6 +43,7 @@ from videolift.data.prompt_files import PromptRecord, read_prompts
 from videolift.models.base import SamplerSettings, check_lora_dir
 
 MANIFEST = "manifest.jsonl"
+OFFLOADS = ("none", "model", "sequential")  # where the weights wait between uses (--offload)
 RUN_CONFIG = "generation.json"
 VIDEOS = "videos"
 PARTS = ".parts"
@@ -151,6 +152,11 @@ def check_run_config(out: Path, run: dict[str, Any]) -> str | None:
     keys = before.keys() | (run.keys() - ADDED_LATER)
     changed = [k for k in sorted(keys) if run.get(k) != before.get(k)]
     return _settings_differ(before, run, changed) if changed else None
+
+
+def check_offload(offload: str) -> None:
+    if offload not in OFFLOADS:
+        raise VideoliftError(f"--offload {offload!r}: use {', '.join(OFFLOADS)}")
 
 
 def known_settings(model: str, lora: str | None, seed: int, sampler: dict[str, Any]) -> dict[str, Any]:
@@ -291,11 +297,13 @@ def generate_videos(
     vae_tiling: bool = False,
     family: str | None = None,
     negative_prompt: str | None = None,
+    offload: str = "none",
     progress: bool = True,
 ) -> GenerationSummary:
     """Generate ``per_prompt`` videos for each prompt of ``prompts_path`` into ``out`` (see module doc).
     ``batch_size`` None: by clip size, up to 4 (``clips_per_call``: one 49x480x720 clip per call);
-    ``guidance`` / ``fps`` None: the model family's own (CogVideoX 6 / 8, Wan 2.1 5 / 16)."""
+    ``guidance`` / ``fps`` None: the model family's own (CogVideoX 6 / 8, Wan 2.1 5 / 16); ``offload``
+    (``OFFLOADS``) changes where the weights wait, not the videos, so a run resumes across it."""
     import torch
     from accelerate import PartialState
     from tqdm.auto import tqdm
@@ -305,6 +313,7 @@ def generate_videos(
     from videolift.models.base import resolve_dtype
 
     checked_device(device)
+    check_offload(offload)
     from videolift.models.families import spec_for
 
     start = time.perf_counter()
@@ -332,7 +341,13 @@ def generate_videos(
     dtype = str(resolve_dtype(dtype)).removeprefix("torch.")
 
     spec = spec_for(model, family)
-    pipe = spec.load(model, dtype=dtype, device=run_device, lora=lora)
+    # Offloaded, the pipeline stays in CPU memory and diffusers' hooks move each component (or layer) to
+    # the device while it runs: the same computation, in less accelerator memory.
+    pipe = spec.load(model, dtype=dtype, device="cpu" if offload != "none" else run_device, lora=lora)
+    if offload == "model":
+        pipe.enable_model_cpu_offload(device=run_device)
+    elif offload == "sequential":
+        pipe.enable_sequential_cpu_offload(device=run_device)
     if vae_tiling:
         pipe.vae.enable_tiling()
         pipe.vae.enable_slicing()

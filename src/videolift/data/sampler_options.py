@@ -44,6 +44,15 @@ Lossless = Annotated[
 VaeTiling = Annotated[
     bool, typer.Option("--vae-tiling", help="Tiled/sliced VAE decoding: less memory, slower.")
 ]
+Offload = Annotated[
+    str,
+    typer.Option(
+        "--offload",
+        help="none; model: each component on the GPU only while it runs (diffusers' enable_model_cpu_offload: "
+        "e.g. CogVideoX-5B on a 24 GB GPU, a little slower); sequential: layer by layer (least memory, "
+        "much slower). The videos are the same.",
+    ),
+]
 Dtype = Annotated[
     str, typer.Option("--dtype", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.")
 ]

@@ -97,7 +97,13 @@ def check_inputs(
     oracle), every model and LoRA, and every model's output directory."""
     from videolift.core.distributed import checked_device
     from videolift.core.errors import DataError, VideoliftError
-    from videolift.data.generate import check_out, earlier_run_conflict, known_settings, resolve_model
+    from videolift.data.generate import (
+        check_offload,
+        check_out,
+        earlier_run_conflict,
+        known_settings,
+        resolve_model,
+    )
     from videolift.data.prompt_files import read_prompts
     from videolift.models.base import check_lora_dir, resolve_dtype
     from videolift.models.families import spec_for
@@ -105,6 +111,7 @@ def check_inputs(
     sampler = sampler or {}
     sizes = sampler.get("frames"), sampler.get("height"), sampler.get("width")
     checked_device(sampler.get("device", "auto"))
+    check_offload(sampler.get("offload", "none"))
     for option, dtype in (("--dtype", sampler.get("dtype", "auto")), ("--critic-dtype", critic_dtype)):
         if dtype != "auto":
             try:

@@ -64,6 +64,10 @@ class Sampler(StrictModel):
     vae_tiling: bool = Field(
         False, description="tiled and sliced VAE decoding (`generate --vae-tiling`): less GPU memory, slower"
     )
+    offload: Literal["none", "model", "sequential"] = Field(
+        "none",
+        description="`generate --offload`: model or sequential CPU offload (less GPU memory, the same videos)",
+    )
     dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
         None,
         description="`generate --dtype` (default: bfloat16 on a GPU, float32 on the CPU; CogVideoX-2B was "

@@ -28,11 +28,21 @@ def generation_settings(sampler: Sampler) -> dict[str, Any]:
     # from the videos it has (same settings as far as generate is concerned).
     optional = {
         k: s[k]
-        for k, unset in (("negative_prompt", None), ("vae_tiling", False), ("dtype", None))
+        for k, unset in (
+            ("negative_prompt", None),
+            ("vae_tiling", False),
+            ("dtype", None),
+            ("offload", "none"),
+        )
         if s[k] != unset
     }
     rates = {k: s[k] for k in ("guidance", "fps") if s[k] is not None}
     return {k: s[k] for k in keys} | rates | optional
+
+
+def keyed(gen: dict[str, Any]) -> dict[str, Any]:
+    """The generation settings a stage is keyed on: not where the weights wait (the same videos)."""
+    return {k: v for k, v in gen.items() if k != "offload"}
 
 
 def prompt_file(cfg: PipelineConfig, prompts: PromptSet, split: str, out: Path) -> Path:
@@ -78,7 +88,7 @@ def generate_stage(
         return {"videos": s.total, "seconds": round(s.seconds, 1)}
 
     models = [Path(t2v)] if Path(t2v).exists() else []
-    settings = {"prompts": prompt_set.model_dump(mode="json"), "split": split, **gen} | hub_model(t2v)
+    settings = {"prompts": prompt_set.model_dump(mode="json"), "split": split, **keyed(gen)} | hub_model(t2v)
     return Stage(
         f"generate:{name}",
         run,
@@ -226,7 +236,7 @@ def evaluate_stage(
         "prompts": cfg.evaluate.prompts.model_dump(mode="json"),
         "oracle": oracle,
         "methods": list(aligned),
-        **gen,
+        **keyed(gen),
     } | hub_model(t2v)
     models = [Path(p) for pair in [(t2v, None), *aligned.values()] for p in pair if p and Path(p).exists()]
     # Versions to 2026-12-05 keyed on the aligned pipelines only: sound unless a LoRA or a prompts
