@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
@@ -357,7 +358,6 @@ def test_a_bad_stored_rating_is_named_by_annotator_and_task_on_export(study):
 
 def _clip(path, fmt: str, codec: str, pix_fmt: str) -> None:
     import av
-    import numpy as np
 
     with av.open(str(path), "w", format=fmt) as container:
         stream = container.add_stream(codec, rate=8)
@@ -376,6 +376,15 @@ def test_videos_browsers_do_not_play_are_refused_unless_allowed(tmp_path):
     _clip(root / "a.gif", "gif", "gif", "rgb8")
     _clip(root / "b.avi", "avi", "mjpeg", "yuvj420p")
     write_clip(root / "c.mp4")
+    # what browsers do play: AV1 (decoded by "libdav1d"), VP9 in WebM, H.264 in MKV and lossless 4:4:4
+    from videolift.core.video import browser_problem, write_video
+
+    _clip(root / "av1.mp4", "mp4", "libsvtav1", "yuv420p")
+    _clip(root / "vp9.webm", "webm", "libvpx-vp9", "yuv420p")
+    _clip(root / "h264.mkv", "matroska", "libx264", "yuv420p")
+    write_video(root / "lossless.mp4", np.zeros((5, 32, 32, 3), np.uint8), fps=8, crf=0, pix_fmt="yuv444p")
+    for name in ("av1.mp4", "vp9.webm", "h264.mkv", "lossless.mp4", "c.mp4"):
+        assert browser_problem(root / name) is None, name
     write_jsonl(tmp_path / "m.jsonl", [{"video": v, "prompt": v} for v in ("c.mp4", "a.gif")])
     with pytest.raises(
         CliFailed, match=r"m\.jsonl, line 2, field 'video': a\.gif: GIF container, which browsers do not play"

@@ -51,7 +51,8 @@ def browser_problem(path: str | Path) -> str | None:
     container = _open(path)
     with container:
         formats = set(container.format.name.split(","))
-        codec = container.streams.video[0].codec_context.name
+        # The codec, not the decoder FFmpeg picked for it (AV1 decodes with "libdav1d")
+        codec = container.streams.video[0].codec_context.codec.canonical_name
     if not formats & BROWSER_CONTAINERS:
         return f"{container.format.name.split(',')[0].upper()} container"
     if codec not in BROWSER_CODECS:
