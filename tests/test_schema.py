@@ -149,7 +149,11 @@ def test_reward_config_refuses_negative_scores_and_weights_that_count_nothing(tm
     )
     with pytest.raises(Exception, match=r"reward\.yaml: aggregation 'weighted' needs a weight above 0"):
         RewardConfig.load(path)
-    # A mapping that names one dimension would weigh the others 0 unseen (each defaults to 1).
+    # A mapping that names one dimension would weigh the others 0 unseen (each defaults to 1); a
+    # critic's stored config loads as it was, and weights that are not used are not checked.
+    assert RewardConfig.model_validate({"aggregation": "weighted", "weights": {"semantic_consistency": 2}})
+    path.write_text("aggregation: mean\nweights: {semantic_consistency: 2}\n")
+    assert RewardConfig.load(path).aggregation == "mean"
     path.write_text("aggregation: weighted\nweights: {semantic_consistency: 2}\n")
     with pytest.raises(
         Exception,

@@ -58,17 +58,6 @@ class RewardConfig(BaseModel):
             raise ValueError(f"must be finite and at least 0, got {bad}")
         return value
 
-    @field_validator("weights")
-    @classmethod
-    def _every_dimension(cls, value: dict) -> dict:
-        # Each weight defaults to 1, but a given mapping replaces them all: one naming a single dimension
-        # would weigh the others 0 unseen.
-        if missing := [d.value for d in DIMENSIONS if d not in value]:
-            raise ValueError(
-                f"give every dimension a weight (0 leaves one out); missing: {', '.join(missing)}"
-            )
-        return value
-
     @model_validator(mode="after")
     def _something_counts(self) -> RewardConfig:
         if self.aggregation == "weighted" and not any(w > 0 for w in self.weights.values()):
@@ -85,10 +74,21 @@ class RewardConfig(BaseModel):
             raise DataError("reward config not found", file=path)
         data = read_yaml(path) or {}
         try:
-            return cls.model_validate(data)
+            config = cls.model_validate(data)
         except ValidationError as exc:
             field, msg = validation_field(exc)
             raise DataError(msg, file=path, field=field) from None
+        # Each weight defaults to 1, but a mapping given replaces them all: one naming a single dimension
+        # would weigh the others 0 unseen. (Files only: configs stored in critics and reports load as before.)
+        if config.aggregation == "weighted" and (
+            missing := [d.value for d in DIMENSIONS if d not in config.weights]
+        ):
+            raise DataError(
+                f"give every dimension a weight (0 leaves one out); missing: {', '.join(missing)}",
+                file=path,
+                field="weights",
+            )
+        return config
 
     def score(self, label: Label | str) -> float:
         return float(self.scores[parse_label(str(label))])
