@@ -60,8 +60,9 @@ def test_rs_keeps_only_all_good_with_weight_one(scores):
 
 def test_a_subset_critics_videos_are_all_good_on_the_dimensions_it_rates(tmp_path):
     """`critic train --dimensions` critics write only their dimensions: RS keeps the videos Good on those,
-    and evaluation counts them all-Good and pairs them for its differences."""
-    from videolift.evaluate.metrics import paired_difference, summarize
+    and evaluation counts them all-Good, pairs them for its differences and tables only those. A line
+    without a dimension the file's other lines rate is not Good on it."""
+    from videolift.evaluate.metrics import paired_difference, pairwise, summarize
 
     def line(video, labels):
         ratings = {d: {"label": lab, "reason": "r"} for d, lab in labels.items()}
@@ -74,10 +75,16 @@ def test_a_subset_critics_videos_are_all_good_on_the_dimensions_it_rates(tmp_pat
         + line("c.mp4", {"semantic_consistency": "Good", "video_fidelity": None}) + "\n"
     )  # fmt: skip
     assert [s.video for s in select_synthetic(read_scores(path), "rs")[0]] == ["a.mp4"]
+    with path.open("a") as handle:  # merged with a line rated on semantics alone: not Good on fidelity
+        handle.write(line("d.mp4", {"semantic_consistency": "Good"}) + "\n")
+    assert [s.video for s in select_synthetic(read_scores(path), "rs")[0]] == ["a.mp4"]
     good, normal = {"semantic_consistency": "Good"}, {"semantic_consistency": "Normal"}
-    assert summarize([good, normal])["all_good_rate"] == 0.5
+    summary = summarize([good, normal])
+    assert summary["all_good_rate"] == 0.5 and list(summary["dimensions"]) == ["semantic_consistency"]
+    assert summarize([good, {"video_fidelity": "Good"}])["all_good_rate"] == 0.0
     diff = paired_difference([good, good], [normal, good])
     assert diff["all_good_rate"]["diff"] == 0.5 and diff["mean_reward"]["pairs"] == 2
+    assert list(pairwise([good], [normal])) == ["semantic_consistency", "overall"]
 
 
 def test_labels_in_any_case_are_read_canonical_and_counted_as_evaluation_counts_them(scores):

@@ -15,7 +15,7 @@ from pathlib import Path
 from videolift.core.errors import DataError
 from videolift.core.jsonl import iter_json_lines, text_field
 from videolift.core.reward import RewardConfig
-from videolift.core.schema import all_good
+from videolift.core.schema import all_good, rated_dimensions
 from videolift.core.scores import ScoredVideo
 
 
@@ -113,7 +113,8 @@ def select_synthetic(
     """
     counts: Counter = Counter(rated=len(items))
     if method == "rs":
-        kept = [i for i in items if all_good(i.labels)]
+        dims = rated_dimensions(i.labels for i in items)  # a subset critic's scores: its dimensions
+        kept = [i for i in items if all_good(i.labels, dims)]
         counts["dropped_not_all_good"] = len(items) - len(kept)
         counts["kept"] = len(kept)
         return [Sample(i.video, i.prompt, 1.0, i.line) for i in kept], counts

@@ -126,14 +126,13 @@ def label_rates_figure(models: Mapping[str, Mapping[str, Any]], title: str = "la
 
     colours = {"Good": "#4caf50", "Normal": "#ffb300", "Bad": "#e53935", "unparsed": "#9e9e9e"}
     # constrained: the suptitle clears the panel titles; the legend sits beside the bars, not on them
-    fig, axes = plt.subplots(
-        1, len(DIMENSIONS), figsize=(4 * len(DIMENSIONS) + 1, 3), sharey=True, layout="constrained"
-    )
     names = list(models)
-    for ax, dim in zip(np.atleast_1d(axes), DIMENSIONS, strict=True):
+    dims = [d for d in DIMENSIONS if any(d.value in models[m]["dimensions"] for m in names)] or DIMENSIONS
+    fig, axes = plt.subplots(1, len(dims), figsize=(4 * len(dims) + 1, 3), sharey=True, layout="constrained")
+    for ax, dim in zip(np.atleast_1d(axes), dims, strict=True):
         bottom = np.zeros(len(names))
         for key in [lab.value for lab in LABELS] + ["unparsed"]:
-            vals = np.array([models[m]["dimensions"][dim.value].get(key, 0.0) for m in names])
+            vals = np.array([models[m]["dimensions"].get(dim.value, {}).get(key, 0.0) for m in names])
             ax.bar(names, vals, bottom=bottom, color=colours[key], label=key)
             bottom += vals
         ax.set_title(dim.value.replace("_", " "))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -49,20 +49,24 @@ def parse_label(value: str) -> Label:
     raise ValueError(f"unknown label {value!r}; expected one of {', '.join(LABELS)}")
 
 
-def all_good(labels: Mapping[Dimension | str, Label | str | None]) -> bool:
-    """Rated Good on every LiFT dimension it was rated on: the one test RS training keeps videos by and
-    evaluation's all-Good rate counts. A dimension absent from ``labels`` was not asked (a critic
-    trained on a subset writes only its own, as rewards count only those); an unparsed (None) label is
-    not Good, nor is a video rated on no dimension. Labels read as ``parse_label`` does (any case;
+def rated_dimensions(ratings: Iterable[Mapping[Dimension | str, Any]]) -> tuple[Dimension, ...]:
+    """The LiFT dimensions that some of ``ratings`` hold (a critic trained on a subset of them writes only
+    its own), in canonical order; all three when none holds any."""
+    present = {d for rating in ratings for d in DIMENSIONS if d.value in rating}
+    return tuple(d for d in DIMENSIONS if d in present) or DIMENSIONS
+
+
+def all_good(
+    labels: Mapping[Dimension | str, Label | str | None], dimensions: Iterable[Dimension] = DIMENSIONS
+) -> bool:
+    """Rated Good on every one of ``dimensions``, the dimensions its rater rates (``rated_dimensions`` of
+    its file or set): the one test RS training keeps videos by and evaluation's all-Good rate counts. A
+    missing or unparsed (None) label is not Good. Labels read as ``parse_label`` does (any case;
     ValueError on an unknown one, which must not pass as merely not Good)."""
     # Keyed by Dimension or by its value alike (a Dimension hashes and compares as its value). Every
     # label is parsed before any is tested, so an unknown one raises wherever it stands.
-    parsed = [
-        None if (label := labels[d.value]) is None else parse_label(label)
-        for d in DIMENSIONS
-        if d.value in labels
-    ]
-    return bool(parsed) and all(label is Label.Good for label in parsed)
+    parsed = {d: None if (label := labels.get(d.value)) is None else parse_label(label) for d in DIMENSIONS}
+    return all(parsed[d] is Label.Good for d in dimensions)
 
 
 def parse_dimension(value: str) -> Dimension:

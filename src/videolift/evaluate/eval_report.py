@@ -23,10 +23,18 @@ def plus_minus(value: float | None, se: float | None, scale: float = 1.0, fmt: s
 def comparison_tables(rep: Report, evaluation: dict[str, Any]) -> None:
     """Pairwise win/tie/loss and paired differences against the first model; recipes if any."""
     for pair, by_rater in evaluation.get("pairwise", {}).items():
+        # Raters may rate different dimensions (a critic trained on a subset beside the oracle).
+        keys = list(dict.fromkeys(k for p in by_rater.values() for k in p))
         rep.table(
-            ["rater", *[f"{k} win/tie/loss" for k in next(iter(by_rater.values()))]],
+            ["rater", *[f"{k} win/tie/loss" for k in keys]],
             [
-                [rater, *[f"{v['win']:.0%}/{v['tie']:.0%}/{v['loss']:.0%}" for v in p.values()]]
+                [
+                    rater,
+                    *[
+                        f"{v['win']:.0%}/{v['tie']:.0%}/{v['loss']:.0%}" if (v := p.get(k)) else ""
+                        for k in keys
+                    ],
+                ]
                 for rater, p in by_rater.items()
             ],
             caption=f"pairwise: {pair}",
@@ -170,7 +178,7 @@ def write_eval_report(out: str | Path, evaluation: dict[str, Any], title: str = 
     rows = [
         [name, rater, s["videos"], plus_minus(s["all_good_rate"], s["all_good_rate_se"], 100, ".1f"),
          plus_minus(s["mean_reward"], s["mean_reward_se"]),
-         *[s["dimensions"][d.value]["Good"] for d in DIMENSIONS]]
+         *[s["dimensions"].get(d.value, {}).get("Good") for d in DIMENSIONS]]
         for name, by_rater in evaluation["summary"].items()
         for rater, s in by_rater.items()
     ]  # fmt: skip

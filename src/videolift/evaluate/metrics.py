@@ -11,7 +11,15 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 from videolift.core.reward import RewardConfig
-from videolift.core.schema import DIMENSIONS, LABEL_RANK, LABELS, Dimension, Label, all_good, parse_label
+from videolift.core.schema import (
+    LABEL_RANK,
+    LABELS,
+    Dimension,
+    Label,
+    all_good,
+    parse_label,
+    rated_dimensions,
+)
 from videolift.core.stats import mean_and_cluster_se, mean_and_se
 
 Rating = Mapping[Dimension | str, Label | str | None]
@@ -21,18 +29,21 @@ def _label(value: Label | str | None) -> Label | None:
     return None if value is None else parse_label(value)  # any case, as `all_good` and rewards read it
 
 
-def _complete(rating: Rating) -> bool:
-    """Every dimension the video was rated on (a subset critic's: only its own) has a parsed label."""
-    rated = [d for d in DIMENSIONS if d in rating or d.value in rating]
-    return bool(rated) and all(
-        _label(rating.get(d) if d in rating else rating.get(d.value)) is not None for d in rated
-    )
+def _get(rating: Rating, dim: Dimension) -> Label | None:
+    return _label(rating.get(dim) if dim in rating else rating.get(dim.value))
 
 
-def _reward_and_all_good(rating: Rating, reward: RewardConfig) -> tuple[float | None, bool]:
-    """A video's reward (from its parsed dimensions; None if none parsed) and whether all are Good."""
+def _complete(rating: Rating, dims: tuple[Dimension, ...]) -> bool:
+    """A parsed label on every dimension the rater rates (``dims``; a subset critic's: its own)."""
+    return all(_get(rating, d) is not None for d in dims)
+
+
+def _reward_and_all_good(
+    rating: Rating, reward: RewardConfig, dims: tuple[Dimension, ...]
+) -> tuple[float | None, bool]:
+    """A video's reward (from its parsed dimensions; None if none parsed) and whether all ``dims`` are Good."""
     labels = {Dimension(d): _label(v) for d, v in rating.items()}
-    return reward.reward(labels), all_good(labels)
+    return reward.reward(labels), all_good(labels, dims)
 
 
 def summarize(
@@ -49,10 +60,11 @@ def summarize(
             **out,
             **dict.fromkeys(("mean_reward", "mean_reward_se", "all_good_rate", "all_good_rate_se")),
         }
-    scored = [_reward_and_all_good(rating, reward) for rating in ratings]
+    dims = rated_dimensions(ratings)  # a subset critic's table holds its own dimensions only
+    scored = [_reward_and_all_good(rating, reward, dims) for rating in ratings]
     rewards = [value for value, _ in scored]
-    for dim in DIMENSIONS:
-        labels = [_label(r.get(dim) if dim in r else r.get(dim.value)) for r in ratings]
+    for dim in dims:
+        labels = [_get(r, dim) for r in ratings]
         out["dimensions"][dim.value] = {
             **{lab.value: sum(x is lab for x in labels) / n for lab in LABELS},
             "unparsed": sum(x is None for x in labels) / n,
@@ -82,12 +94,14 @@ def paired_difference(
     if len(a) != len(b):
         raise ValueError(f"paired difference needs aligned lists, got {len(a)} vs {len(b)} videos")
     reward = reward or RewardConfig()
-    sa = [_reward_and_all_good(r, reward) for r in a]
-    sb = [_reward_and_all_good(r, reward) for r in b]
+    dims = rated_dimensions([*a, *b])
+    sa = [_reward_and_all_good(r, reward, dims) for r in a]
+    sb = [_reward_and_all_good(r, reward, dims) for r in b]
     good = [float(x[1]) - float(y[1]) for x, y in zip(sa, sb, strict=True)]
-    # Only pairs with a parsed label on every dimension rated (a subset critic's: its own): a video whose critic answers partly failed to parse gets the
-    # reward of its parsed dimensions alone (a lone Good is 0.9), which would count a failure as a win.
-    both = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if _complete(x) and _complete(y)]
+    # Only pairs with a parsed label on every dimension rated: a video whose critic answers partly failed
+    # to parse gets the reward of its parsed dimensions alone (a lone Good is 0.9), which would count a
+    # failure as a win.
+    both = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if _complete(x, dims) and _complete(y, dims)]
     rew = [sa[i][0] - sb[i][0] for i in both]
     sets = (("all_good_rate", good, clusters), ("mean_reward", rew, _subset(clusters, both)))
     out: dict[str, dict[str, Any]] = {}
@@ -110,19 +124,20 @@ def pairwise(a: Sequence[Rating], b: Sequence[Rating]) -> dict[str, dict[str, fl
     if len(a) != len(b):
         raise ValueError(f"pairwise comparison needs aligned lists, got {len(a)} vs {len(b)} videos")
     n = len(a)
+    dims = rated_dimensions([*a, *b])
 
     def rank(r: Rating, d: Dimension) -> int:
-        lab = _label(r.get(d) if d in r else r.get(d.value))
+        lab = _get(r, d)
         return -1 if lab is None else LABEL_RANK[lab]
 
     out: dict[str, dict[str, float]] = {}
-    keys: list[tuple[str, Any]] = [(d.value, d) for d in DIMENSIONS] + [("overall", None)]
+    keys: list[tuple[str, Any]] = [(d.value, d) for d in dims] + [("overall", None)]
     for name, dim in keys:
         win = tie = loss = 0
         for ra, rb in zip(a, b, strict=True):
             if dim is None:
-                sa = sum(rank(ra, d) == LABEL_RANK[Label.Good] for d in DIMENSIONS)
-                sb = sum(rank(rb, d) == LABEL_RANK[Label.Good] for d in DIMENSIONS)
+                sa = sum(rank(ra, d) == LABEL_RANK[Label.Good] for d in dims)
+                sb = sum(rank(rb, d) == LABEL_RANK[Label.Good] for d in dims)
             else:
                 sa, sb = rank(ra, dim), rank(rb, dim)
             win += sa > sb
@@ -155,11 +170,12 @@ def _per_video(
 ) -> tuple[list[float], list[float | None]]:
     """All-Good and reward of each video averaged over replicates (reward: over those rated on every
     dimension, as ``paired_difference`` counts them)."""
-    scored = [[_reward_and_all_good(r, reward) for r in run] for run in runs]
+    dims = rated_dimensions(r for run in runs for r in run)
+    scored = [[_reward_and_all_good(r, reward, dims) for r in run] for run in runs]
     good = [sum(float(s[v][1]) for s in scored) / len(scored) for v in range(len(scored[0]))]
     rewards = []
     for v in range(len(scored[0])):
-        parsed = [s[v][0] for s, run in zip(scored, runs, strict=True) if _complete(run[v])]
+        parsed = [s[v][0] for s, run in zip(scored, runs, strict=True) if _complete(run[v], dims)]
         rewards.append(sum(parsed) / len(parsed) if parsed else None)
     return good, rewards
 

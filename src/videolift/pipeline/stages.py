@@ -255,10 +255,12 @@ def evaluate_stage(
 
 
 def any_all_good(scores: Path) -> bool:
-    from videolift.core.schema import all_good
+    from videolift.core.schema import all_good, rated_dimensions
     from videolift.core.scores import read_scores
 
-    return any(all_good(v.labels) for v in read_scores(scores))
+    videos = read_scores(scores)
+    dims = rated_dimensions(v.labels for v in videos)
+    return any(all_good(v.labels, dims) for v in videos)
 
 
 def _train_critic_quietly(**kwargs: Any) -> None:
