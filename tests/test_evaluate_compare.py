@@ -370,21 +370,17 @@ def test_model_options_that_name_existing_folders_are_taken_whole(tmp_path, monk
     from videolift.evaluate.cli import parse_models
 
     monkeypatch.chdir(tmp_path)
-    for folder in ("lr=1e-4", "base+ema", "base+ema/lora", "runs/a+b"):
+    for folder in ("lr=1e-4/lora", "base+ema/lora", "runs/a+b"):
         (tmp_path / folder).mkdir(parents=True)
     models, names, groups = parse_models(
-        [
-            "lr=1e-4",
-            "base+ema",
-            "./base+ema+base+ema/lora",
-            "rs=runs/a+b",
-            "rs=runs/a+b+adapter",
-            "Org/id+lora",
-        ]
-    )
+        ["lr=1e-4", "base+ema", "./base+ema+base+ema/lora", "rs=runs/a+b", "rs=runs/a+b+adapter", "Org/id+lora",
+         "lr=1e-4+lr=1e-4/lora", "base+ema+lr=1e-4/lora", "hub=Org/id+x"]
+    )  # fmt: skip
     assert models == [("lr=1e-4", None), ("base+ema", None), ("./base+ema", "base+ema/lora"),
-                      ("runs/a+b", None), ("runs/a+b", "adapter"), ("Org/id", "lora")]  # fmt: skip
-    assert groups == [None, None, None, "rs", "rs", None] and names[:2] == ["lr=1e-4", "base+ema"]
+                      ("runs/a+b", None), ("runs/a+b", "adapter"), ("Org/id", "lora"),
+                      ("lr=1e-4", "lr=1e-4/lora"), ("base+ema", "lr=1e-4/lora"), ("Org/id", "x")]  # fmt: skip
+    assert groups == [None, None, None, "rs", "rs", None, None, None, "hub"]
+    assert names[:2] == ["lr=1e-4", "base+ema"]
 
 
 def test_eval_compares_recipes_over_their_replicates(tmp_path, tiny_cogvideox_dir):

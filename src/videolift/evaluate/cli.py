@@ -154,10 +154,10 @@ def parse_models(values: list[str]) -> tuple[list[tuple[str, str | None]], list[
     models, names, groups = [], [], []
     counts: dict[str, int] = {}
     for value in values:
-        group, sep, rest = value.partition("=")
-        if not sep or "/" in group or not group or Path(value).exists():  # a path that contains '='
-            group, rest = None, value
-        path, lora = _model_and_lora(rest)
+        group, (path, lora) = None, _model_and_lora(value)
+        name, sep, rest = value.partition("=")
+        if not _exists(path) and sep and name and "/" not in name:  # not a folder that contains '='
+            group, (path, lora) = name, _model_and_lora(rest)
         models.append((path, lora or None))
         groups.append(group)
         if group is not None:
@@ -172,13 +172,17 @@ def parse_models(values: list[str]) -> tuple[list[tuple[str, str | None]], list[
     return models, names, groups
 
 
+def _exists(path: str) -> bool:
+    return Path(path).expanduser().exists()
+
+
 def _model_and_lora(value: str) -> tuple[str, str | None]:
     """``DIR[+LORA]``: split at the last ``+`` whose left part exists (a Hub id: at the first ``+``)."""
-    if "+" not in value or Path(value).exists():
+    if "+" not in value or _exists(value):
         return value, None
     cuts = [i for i, c in enumerate(value) if c == "+"]
     for i in reversed(cuts):
-        if Path(value[:i]).exists():
+        if _exists(value[:i]):
             return value[:i], value[i + 1 :] or None
     return value[: cuts[0]], value[cuts[0] + 1 :] or None
 
