@@ -71,6 +71,14 @@ def test_one_pass_reasons_typed_over_several_lines_stay_with_their_dimension():
         "Semantic consistency: Bad. The circle\nis green.\nMotion smoothness: Good.\nVideo fidelity: Good."
     )
     assert parse_one_pass(wrapped, dims)[SC] == (B, "The circle is green.")
+    # What is not a wrapped reason stays out of one: a line after a blank one, a title said again, or
+    # that of a dimension the critic does not rate.
+    extra = "Semantic consistency: Bad. Green.\nSemantic consistency: Good.\nVideo fidelity: Good.\n\nOverall poor."
+    assert parse_one_pass(extra, [SC]) == {SC: (B, "Green.")}
+    assert parse_one_pass(extra, dims)[VF] == (G, "")
+    assert (
+        one_pass_answer({SC: (B, "two  spaces kept")}, [SC]) == "Semantic consistency: Bad. two  spaces kept"
+    )
 
 
 def test_unparsed_answers_are_null_and_reward_uses_parsed_dimensions():

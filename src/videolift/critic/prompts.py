@@ -54,7 +54,8 @@ def one_pass_answer(ratings: dict[Dimension, tuple[Label | str, str]], dimension
     lines = []
     for d in dimensions:
         label, reason = ratings[d]
-        lines.append(f"{TITLES[d]}: {format_answer(label, ' '.join(str(reason or '').split()))}")
+        one_line = " ".join(part.strip() for part in str(reason or "").splitlines() if part.strip())
+        lines.append(f"{TITLES[d]}: {format_answer(label, one_line)}")
     return "\n".join(lines)
 
 
@@ -73,13 +74,14 @@ def parse_one_pass(text: str, dimensions: list[Dimension]) -> dict[Dimension, tu
     out: dict[Dimension, tuple[Label | None, str]] = {d: (None, "") for d in dimensions}
     last: Dimension | None = None
     for line in (text or "").splitlines():
-        for dim in dimensions:
-            match = _TITLE_RES[dim].match(line)
-            if match and out[dim] == (None, ""):
-                out[dim], last = parse_answer(line[match.end() :]), dim
+        titled = [d for d in Dimension if _TITLE_RES[d].match(line)]
+        if not titled and last is not None and line.strip():  # a wrapped reason goes on
+            label, reason = out[last]
+            out[last] = (label, f"{reason} {line.strip()}".strip())
+            continue
+        last = None  # a blank line, or any dimension's title (asked or not, again or not), ends it
+        for dim in titled:
+            if dim in out and out[dim] == (None, ""):
+                out[dim], last = parse_answer(line[_TITLE_RES[dim].match(line).end() :]), dim
                 break
-        else:
-            if last is not None and line.strip():
-                label, reason = out[last]
-                out[last] = (label, f"{reason} {line.strip()}".strip())
     return out
