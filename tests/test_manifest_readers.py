@@ -64,6 +64,8 @@ def _row(video: str = "a.mp4", **fields: Any) -> dict[str, Any]:
             "M, line 2, field 'video': 'a.mp4' already on line 1",
         ),
         ([_row(), _row("b.mp4", video_id="a.mp4")], "M, line 2, field 'video_id': 'a.mp4' already on line 1"),
+        # one file written two ways would be scored (and rated) twice
+        ([_row(), _row(".//a.mp4", video_id="y")], "M, line 2, field 'video': 'a.mp4' already on line 1"),
         ([_row(video_id="  ")], "M, line 1, field 'video_id': '  ': not a video id (a string or an integer)"),
         ([_row(video_id=""), _row("b.mp4")], "2 records"),  # "": the path stands in, as in an HRA record
         ([_row(video_id=True)], "M, line 1, field 'video_id': True: not a video id (a string or an integer)"),

@@ -15,6 +15,7 @@ from typing import Any
 
 from videolift.core.errors import DataError
 from videolift.core.jsonl import iter_json_lines, text_field
+from videolift.core.schema import tidy_path
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ def read_manifest(path: str | Path, prefix: str = "") -> list[ManifestRecord]:
     first: dict[tuple[str, str], int] = {}
     for line, obj in iter_json_lines(path):
         video, prompt = text_field(obj, "video", path, line), text_field(obj, "prompt", path, line)
-        video = f"{prefix}/{video}" if prefix else video
+        video = tidy_path(f"{prefix}/{video}" if prefix else video)  # "./a.mp4" is "a.mp4"
         vid = obj.get("video_id")
         vid = None if vid == "" else vid  # as in an HRA record: the path stands in (a blank is refused)
         # Ratings and scores are matched to their video by it: not a list, an object, true or a blank.

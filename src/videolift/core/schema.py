@@ -6,7 +6,6 @@ Good / Normal / Bad label and a free-text reason. See docs/formats.md.
 
 from __future__ import annotations
 
-import posixpath
 import re
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
@@ -47,6 +46,14 @@ def parse_label(value: str) -> Label:
         if isinstance(value, str) and value.strip().lower() == label.value.lower():
             return label
     raise ValueError(f"unknown label {value!r}; expected one of {', '.join(LABELS)}")
+
+
+def tidy_path(path: str) -> str:
+    """A relative video path without "." parts and doubled slashes: one file written two ways
+    ("./v/a.mp4", "v//a.mp4") is one video to splits, stats, ids and duplicate checks. ".." is kept
+    (collapsing it would ignore symlinks)."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    return ("/" if path.startswith("/") else "") + "/".join(parts) if parts else path
 
 
 def rated_dimensions(ratings: Iterable[Mapping[Dimension | str, Any]]) -> tuple[Dimension, ...]:
@@ -175,8 +182,7 @@ class HRARecord(BaseModel):
     @field_validator("video")
     @classmethod
     def _video(cls, value: str) -> str:
-        # One file written two ways ("./v/a.mp4", "v//a.mp4") is one video: to splits, stats and ids.
-        return posixpath.normpath(value) if value.strip() else value
+        return tidy_path(value)
 
     @field_validator("video_id")
     @classmethod

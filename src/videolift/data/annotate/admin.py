@@ -17,7 +17,15 @@ from sqlalchemy.orm import Session
 
 from videolift.core.errors import DataError, VideoliftError
 from videolift.core.jsonl import finite_number, iter_json_lines, validation_field
-from videolift.core.schema import DIMENSIONS, LABEL_RANK, HRARecord, Rating, parse_dimension, parse_label
+from videolift.core.schema import (
+    DIMENSIONS,
+    LABEL_RANK,
+    HRARecord,
+    Rating,
+    parse_dimension,
+    parse_label,
+    tidy_path,
+)
 from videolift.data import stats
 from videolift.data.annotate.models import Annotation, CriticScore, Review, Task, User, Video, utcnow
 from videolift.data.annotate.project import Settings
@@ -173,7 +181,9 @@ def import_critic(session: Session, path: str | Path, critic: str, base: str = "
                 f"expected a finite number or null, got {reward!r}", file=path, line=line, field="reward"
             )
         video = obj.get("video")
-        video_pk = by_id.get(vid) or by_path.get(f"{base}/{video}" if base and video else video)
+        if video:
+            video = tidy_path(f"{base}/{video}" if base else video)  # as add-videos stored it
+        video_pk = by_id.get(vid) or by_path.get(video)
         if video_pk is None:
             counts["unmatched"] += 1
             continue
