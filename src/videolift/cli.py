@@ -53,7 +53,7 @@ INTERRUPTED = (
 _PIPELINE_MEMORY = (
     "in the pipeline file, the stage's batch sizes (align.settings.batch_size with grad_accum, "
     "critic.batch_size with critic.grad_accum, sampler.batch_size), gradient_checkpointing, vae_tiling, "
-    "sampler.offload model, "
+    "sampler.offload=model, "
     "critic.dtype bfloat16 or align.settings.finetune lora"
 )
 MEMORY_HINTS = {

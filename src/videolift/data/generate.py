@@ -343,7 +343,7 @@ def generate_videos(
     spec = spec_for(model, family)
     # Offloaded, the pipeline stays in CPU memory and diffusers' hooks move each component (or layer) to
     # the device while it runs: the same computation, in less accelerator memory.
-    pipe = spec.load(model, dtype=dtype, device="cpu" if offload != "none" else run_device, lora=lora)
+    pipe = spec.load(model, dtype=dtype, device=None if offload != "none" else run_device, lora=lora)
     if offload == "model":
         pipe.enable_model_cpu_offload(device=run_device)
     elif offload == "sequential":

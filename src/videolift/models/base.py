@@ -63,7 +63,8 @@ class T2VModelSpec(Protocol):
     family: str
 
     def load(self, model: str, *, dtype: Any, device: Any, lora: str | None = None) -> Any:
-        """Load a pipeline (local directory or Hub id), optionally with LoRA weights applied."""
+        """Load a pipeline (local directory or Hub id), optionally with LoRA weights applied; on
+        ``device``, or where it loaded (CPU memory) for None."""
 
     def default_sampling(
         self, pipe: Any, frames: int | None = None, height: int | None = None, width: int | None = None
@@ -213,7 +214,7 @@ class DiffusersT2VSpec:
                     f"{lora}: cannot load this LoRA onto {model} ({str(exc).splitlines()[0]})"
                 ) from None
         pipe.set_progress_bar_config(disable=True)
-        return pipe.to(device)
+        return pipe if device is None else pipe.to(device)
 
     # ---- sampling ------------------------------------------------------------------------------
     def own_sampling(
