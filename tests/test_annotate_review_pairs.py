@@ -169,6 +169,16 @@ def test_scores_of_videos_added_with_dir_are_imported_with_the_same_dir(tmp_path
     cli("annotate", "import-critic", str(scores), *project, "--dir", str(root / "run1"))
     with Project.open(tmp_path / "project").session(readonly=True) as session:
         assert session.scalar(select(func.count()).select_from(CriticScore)) == 2
+    # the same over HTTP, where the folder is named inside the videos root
+    admin = cli("annotate", "admin-token", *project)
+    with TestClient(create_app(Project.open(tmp_path / "project"))) as client:
+        url = "/api/admin/critic?critic=web"
+        assert (
+            client.post(url, headers=auth(admin), content=scores.read_bytes()).status_code == 400
+        )  # no match
+        assert client.post(f"{url}&dir=../x", headers=auth(admin), content=b"").status_code == 400
+        done = client.post(f"{url}&dir=run1", headers=auth(admin), content=scores.read_bytes())
+        assert done.status_code == 201 and done.json()["matched"] == 2, done.text
 
 
 @pytest.fixture

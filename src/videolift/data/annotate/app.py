@@ -266,9 +266,15 @@ def create_app(project: Project) -> FastAPI:
 
     @app.post("/api/admin/critic", status_code=201)
     async def import_critic(
-        request: Request, critic: str = "critic", credentials: Credentials = Depends(bearer)
+        request: Request, critic: str = "critic", dir: str = "", credentials: Credentials = Depends(bearer)
     ) -> Any:
-        """Critic scores as a JSONL request body (see docs/annotate.md), at most MAX_UPLOAD bytes."""
+        """Critic scores as a JSONL request body (see docs/annotate.md), at most MAX_UPLOAD bytes. ``dir``:
+        the folder inside the videos root their paths are relative to, as `add-videos --dir` took it."""
+        from videolift.core.schema import tidy_path
+
+        base = tidy_path(dir.replace("\\", "/")) if dir.strip() else ""
+        if base.startswith("/") or ".." in base.split("/"):
+            raise HTTPException(400, f"dir {dir!r}: a folder inside the videos root, without '..'")
 
         def check() -> None:
             with project.session(readonly=True) as session:
@@ -276,7 +282,7 @@ def create_app(project: Project) -> FastAPI:
 
         def work(path: Path) -> dict[str, int]:
             with writing(credentials, "admin") as (session, _):
-                return admin.import_critic(session, path, critic)
+                return admin.import_critic(session, path, critic, base="" if base == "." else base)
 
         # Blocking database work runs off the event loop. The token is checked before the body is read,
         # and the body goes to disk as it arrives, not into memory.
