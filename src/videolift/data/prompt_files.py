@@ -95,6 +95,10 @@ def _read_csv(path: Path, prompt_field: str) -> list[PromptRecord]:
     if not rows:
         return []
     (header_line, header), *body = rows
+    if prompt_field not in header:
+        raise DataError(
+            f"no {prompt_field!r} column (header has: {', '.join(header)})", file=path, line=header_line
+        )
     # Spreadsheets export trailing columns with no name ("prompt,category,,"): left out when empty.
     unnamed = {i for i, name in enumerate(header) if not name.strip()}
     for line, cells in body:
@@ -104,10 +108,6 @@ def _read_csv(path: Path, prompt_field: str) -> list[PromptRecord]:
                 file=path,
                 line=line,
             )
-    if prompt_field not in header:
-        raise DataError(
-            f"no {prompt_field!r} column (header has: {', '.join(header)})", file=path, line=header_line
-        )
     if repeated := sorted({name for name in header if name.strip() and header.count(name) > 1}):
         raise DataError(
             f"the header names {', '.join(map(repr, repeated))} twice", file=path, line=header_line
