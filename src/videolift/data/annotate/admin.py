@@ -182,7 +182,7 @@ def import_critic(session: Session, path: str | Path, critic: str, base: str = "
             )
         video = obj.get("video")
         if video:
-            video = tidy_path(f"{base}/{video}" if base else video)  # as add-videos stored it
+            video = tidy_path(f"{base}/{video}" if base else video)  # as add-videos stored it (".": nothing)
         video_pk = by_id.get(vid) or by_path.get(video)
         if video_pk is None:
             counts["unmatched"] += 1

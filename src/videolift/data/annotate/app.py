@@ -27,7 +27,7 @@ from videolift.data.annotate import admin, guideline, pairwise, tasks
 from videolift.data.annotate.models import User, Video
 from videolift.data.annotate.project import Project, add_user, user_for_token
 from videolift.data.annotate.tasks import TaskError
-from videolift.data.annotate.videos import UnsafePath, resolve_video
+from videolift.data.annotate.videos import UnsafePath, resolve_video, subdirectory
 
 STATIC = Path(__file__).parent / "static"
 SECURITY_HEADERS = {
@@ -270,11 +270,14 @@ def create_app(project: Project) -> FastAPI:
     ) -> Any:
         """Critic scores as a JSONL request body (see docs/annotate.md), at most MAX_UPLOAD bytes. ``dir``:
         the folder inside the videos root their paths are relative to, as `add-videos --dir` took it."""
-        from videolift.core.schema import tidy_path
-
-        base = tidy_path(dir.replace("\\", "/")) if dir.strip() else ""
-        if base.startswith("/") or ".." in base.split("/"):
-            raise HTTPException(400, f"dir {dir!r}: a folder inside the videos root, without '..'")
+        try:  # the checks video paths get: relative, no '..', no symlink leading out
+            base = (
+                subdirectory(project.videos_root, resolve_video(project.videos_root, dir))
+                if dir.strip()
+                else ""
+            )
+        except VideoliftError as exc:  # UnsafePath among them
+            raise HTTPException(400, f"dir: {exc}") from None
 
         def check() -> None:
             with project.session(readonly=True) as session:
@@ -282,7 +285,7 @@ def create_app(project: Project) -> FastAPI:
 
         def work(path: Path) -> dict[str, int]:
             with writing(credentials, "admin") as (session, _):
-                return admin.import_critic(session, path, critic, base="" if base == "." else base)
+                return admin.import_critic(session, path, critic, base=base)
 
         # Blocking database work runs off the event loop. The token is checked before the body is read,
         # and the body goes to disk as it arrives, not into memory.

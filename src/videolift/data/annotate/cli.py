@@ -313,7 +313,7 @@ def import_critic(
 
     with _open(project_dir) as project, project.session() as session:
         base = subdirectory(project.videos_root, directory) if directory else ""
-        report = admin.import_critic(session, scores, critic, base="" if base == "." else base)
+        report = admin.import_critic(session, scores, critic, base=base)
     err.print(
         f"imported {report['matched']} scores of {critic!r}; {report['unmatched']} lines matched no project video; "
         f"{report['unparsed']} unparsed answers left out"
