@@ -254,6 +254,14 @@ def test_enter_after_mouse_clicks_on_the_options_submits(study, browser):
     assert sent(page) == ["POST /api/annotations"]
 
 
+def release(page, held: list) -> None:
+    """Let the first held request through, once Playwright has handed its route to Python (a request the
+    page has sent may reach the route handler a moment later)."""
+    while not held:
+        page.wait_for_timeout(20)
+    held.pop(0).continue_()
+
+
 def test_my_ratings_opened_while_a_rating_saves_or_the_next_task_loads_stays_open(study, browser):
     # The saved rating's next task, arriving after the rater had opened My ratings, switched the page
     # back to rating (whether My ratings was opened while the rating was saved or while the task loaded).
@@ -271,9 +279,7 @@ def test_my_ratings_opened_while_a_rating_saves_or_the_next_task_loads_stays_ope
         page.wait_for_function("() => state.busy")
         page.click("#nav button[data-view=mine]")
         page.wait_for_selector("#mine-view:not([hidden])")
-        while not held:
-            page.wait_for_timeout(20)
-        held.pop(0).continue_()
+        release(page, held)
         page.wait_for_function("() => !state.busy")  # the page has handled it all (it used to show the task)
         assert page.is_visible("#mine-view") and page.is_hidden("#rate-view"), held_path
         page.unroute(held_path, hold)
@@ -311,10 +317,10 @@ def test_a_second_enter_while_saving_or_loading_sends_nothing(study, browser):
         page.keyboard.press(key)
     assert sent(page) == ["POST /api/annotations"] and page.is_disabled("#submit")
     with page.expect_request("**/api/next"):
-        held.pop(0).continue_()  # the rating is saved; the next task is on its way
+        release(page, held)  # the rating is saved; the next task is on its way
     page.keyboard.press("Enter")
     assert sent(page) == ["POST /api/annotations"]
-    held.pop(0).continue_()
+    release(page, held)
     page.wait_for_function(f"() => state.task.task_id !== {task}")
     assert page.text_content("#form-error") == "" and not page.is_disabled("#submit")
 
