@@ -27,7 +27,7 @@ def tiny_world(root: Path, n_videos: int, train_steps: int) -> tuple[Path, Path]
     import numpy as np
 
     from videolift.core.video import write_video
-    from videolift.critic.sft import SFTConfig
+    from videolift.critic.sft_config import SFTConfig
     from videolift.critic.train import train_critic
     from videolift.models.tiny_vlm import build_tiny_vlm
 

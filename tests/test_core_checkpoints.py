@@ -161,7 +161,7 @@ def test_an_align_checkpoint_of_the_old_layout_is_resumed(tmp_path):
 
 
 def test_a_critic_checkpoint_of_the_old_layout_is_resumed(tmp_path):
-    from videolift.critic import sft
+    from videolift.critic import sft_outputs as sft
 
     out = tmp_path / "critic"
     old = out / "checkpoints/step-000100"  # as critic train wrote it, in place, its state file last
@@ -175,12 +175,12 @@ def test_a_critic_checkpoint_of_the_old_layout_is_resumed(tmp_path):
         sft.find_checkpoint(out, 200)
 
     acc, said = FakeAccelerator(), []
-    assert sft._resume(acc, out, True, 300, said.append) == 100
+    assert sft.resume_from(acc, out, True, 300, said.append) == 100
     assert acc.loaded == [(str(old), {"strict": False})]  # trainable weights only
     assert said == ["resumed from step-000100 (update 100 of 300)"]
     assert [json.loads(line)["step"] for line in (out / sft.TRAIN_LOG).read_text().splitlines()] == [99, 100]
     assert names(out / "checkpoints") == ["step-000100"]  # the killed save cleared
-    sft._save_checkpoint(acc, out, 200, keep=2)
+    sft.save_step_checkpoint(acc, out, 200, keep=2)
     assert sorted(sft.checkpoints(out)) == [100, 200] and names(out / "checkpoints")[1] == "step-000200"
 
 

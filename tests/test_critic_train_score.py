@@ -306,19 +306,19 @@ def test_a_checkpoint_being_removed_stops_counting_as_complete(tmp_path):
     # "complete" checkpoint without its weights (resume and export would pick it).
     from types import SimpleNamespace
 
-    from videolift.critic import sft
+    from videolift.critic import sft_outputs as sft
 
     def save_state(directory: str) -> None:
         Path(directory).mkdir(parents=True)
         (Path(directory) / "model.safetensors").write_bytes(b"w")
 
     acc = SimpleNamespace(wait_for_everyone=lambda: None, save_state=save_state, is_main_process=True)
-    sft._save_checkpoint(acc, tmp_path, 10, keep=1)
+    sft.save_step_checkpoint(acc, tmp_path, 10, keep=1)
     with pytest.MonkeyPatch.context() as mp:  # the removal dies after its first file
-        mp.setattr(sft.shutil, "rmtree", lambda path, **_: (Path(path) / "model.safetensors").unlink())
-        sft._save_checkpoint(acc, tmp_path, 20, keep=1)
+        mp.setattr(shutil, "rmtree", lambda path, **_: (Path(path) / "model.safetensors").unlink())
+        sft.save_step_checkpoint(acc, tmp_path, 20, keep=1)
     assert sorted(sft.checkpoints(tmp_path)) == [20]
-    sft._save_checkpoint(acc, tmp_path, 30, keep=1)  # the next rotation finishes the job
+    sft.save_step_checkpoint(acc, tmp_path, 30, keep=1)  # the next rotation finishes the job
     assert [p.name for p in (tmp_path / sft.CHECKPOINTS).iterdir()] == ["step-000030"]
     (tmp_path / sft.CHECKPOINTS / "step-000030" / "model.safetensors").unlink()  # e.g. removed by hand
     with pytest.raises(VideoliftError, match="incomplete checkpoint"):
@@ -1321,7 +1321,7 @@ def test_a_failed_run_whose_error_is_kept_does_not_keep_out_locked(world, tmp_pa
     examples = caption_examples([(world / "videos/v0.mp4", "A white square moves right on red.")])
     cfg, out = sft.SFTConfig(adapter="full", max_steps=1, save_every=0), tmp_path / "c"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sft, "_resume", lambda *a, **k: (_ for _ in ()).throw(MemoryError("out of memory")))
+        patch.setattr(sft, "resume_from", lambda *a, **k: (_ for _ in ()).throw(MemoryError("out of memory")))
         with pytest.raises(MemoryError) as kept:
             sft.run_sft(examples, str(world / "base"), out, cfg, log=lambda _: None)
     assert kept.value is not None and (out / "train_config.json").is_file()  # it had started

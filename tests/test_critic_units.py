@@ -209,7 +209,8 @@ def test_every_family_trains_and_generates_through_one_collator(family):
     )  # not the projector
     # LoRA with the projector trained whole: peft copies each projector module (Qwen3-VL's DeepStack
     # mergers are a ModuleList, which peft refused).
-    from videolift.critic.sft import SFTConfig, prepare_model
+    from videolift.critic.sft_config import SFTConfig
+    from videolift.critic.sft_model import prepare_model
 
     adapted = prepare_model(copy.deepcopy(model), fam, SFTConfig(adapter="lora", tune_projector=True))
     assert any(p.requires_grad for n, p in adapted.named_parameters() if "modules_to_save" in n)
@@ -461,7 +462,8 @@ def test_answers_ignore_the_checkpoints_own_sampling_settings(tiny_qwen, monkeyp
 def test_gradient_checkpointing_trains_without_deprecated_calls(adapter):
     import warnings
 
-    from videolift.critic.sft import SFTConfig, prepare_model
+    from videolift.critic.sft_config import SFTConfig
+    from videolift.critic.sft_model import prepare_model
 
     model, processor = build_tiny_vlm(config=TinyVLMConfig(family="qwen2_vl"))
     fam = get_family(model.config.model_type)

@@ -205,7 +205,7 @@ def train(
     """Fine-tune a video-VLM into a critic. Under `accelerate launch` it runs data-parallel (DDP,
     DeepSpeed or FSDP per the accelerate config; GPU configs in configs/accelerate/)."""
     from videolift.core.progress import library_bars
-    from videolift.critic.sft import SFTConfig
+    from videolift.critic.sft_config import SFTConfig
     from videolift.critic.train import train_critic
 
     if val_data is None and (

@@ -114,7 +114,7 @@ class Critic:
 def check_finished(directory: Path) -> None:
     """Refuse a `critic train` OUT whose run has not finished: its files may mix two runs (an
     interrupted --overwrite leaves the old critic_spec.json beside the new weights)."""
-    from videolift.critic.sft import TRAIN_CONFIG, TRAIN_SUMMARY
+    from videolift.critic.sft_config import TRAIN_CONFIG, TRAIN_SUMMARY
 
     if (directory / TRAIN_CONFIG).exists() and not (directory / TRAIN_SUMMARY).exists():
         raise VideoliftError(

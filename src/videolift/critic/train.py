@@ -19,18 +19,10 @@ from videolift.core.errors import VideoliftError
 from videolift.core.files import content_hash, weights_digest
 from videolift.core.jsonl import read_json
 from videolift.critic.data import SFTExample
-from videolift.critic.sft import (
-    TRAIN_CONFIG,
-    SFTConfig,
-    SFTResult,
-    check_lora_targets,
-    check_output_dir,
-    export_sft_checkpoint,
-    find_checkpoint,
-    plan,
-    run_sft,
-    settings_error,
-)
+from videolift.critic.sft import plan, run_sft
+from videolift.critic.sft_config import TRAIN_CONFIG, SFTConfig, SFTResult, settings_error
+from videolift.critic.sft_model import check_lora_targets
+from videolift.critic.sft_outputs import check_output_dir, export_sft_checkpoint, find_checkpoint
 
 
 def resolve_base(base: str) -> str:

@@ -267,7 +267,7 @@ def _train_critic_quietly(**kwargs: Any) -> None:
     """``train_critic`` without log lines, continuing an interrupted run of the same settings from its
     last checkpoint; any other run in OUT is replaced. Importable: parallel critics run it in a child
     process."""
-    from videolift.critic.sft import AlreadyFinished, RunConflict
+    from videolift.critic.sft_outputs import AlreadyFinished, RunConflict
     from videolift.critic.train import train_critic
 
     def quiet(*_: Any, **__: Any) -> None:
@@ -304,7 +304,7 @@ def _unset_later_options(c: Any) -> set[str]:
 
 def critic_train_config(cfg: PipelineConfig) -> Any:
     """`critic train`'s settings from the pipeline's critic section (unset ones: its defaults)."""
-    from videolift.critic.sft import SFTConfig
+    from videolift.critic.sft_config import SFTConfig
 
     c = cfg.critic
     given = {k: getattr(c, k) for k in sorted(LATER_CRITIC_OPTIONS.keys() - _unset_later_options(c))}

@@ -137,7 +137,7 @@ def render_split(
 
 
 def _sft_config(cfg: PretrainVLMConfig, steps: int):
-    from videolift.critic.sft import SFTConfig
+    from videolift.critic.sft_config import SFTConfig
 
     return SFTConfig(
         adapter="full",
@@ -169,7 +169,8 @@ def _fit_budget(
     of each stage are timed first (the machine's speed varies). The probe's weights are restored."""
     import copy
 
-    from videolift.critic.sft import TRAIN_LOG, run_sft
+    from videolift.critic.sft import run_sft
+    from videolift.critic.sft_config import TRAIN_LOG
 
     state = copy.deepcopy((probe.visual.state_dict(), probe.head.state_dict()))
     started = time.time()

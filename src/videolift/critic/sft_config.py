@@ -1,0 +1,152 @@
+"""Settings of the supervised fine-tuning loop (``critic train``'s options) and the names of its outputs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic.dataclasses import dataclass as checked_dataclass
+
+from videolift.core.errors import VideoliftError
+from videolift.core.jsonl import validation_field
+from videolift.core.settings import refuse_bool_number
+
+TRAIN_CONFIG = "train_config.json"
+TRAIN_LOG = "train_log.jsonl"
+TENSORBOARD = "tensorboard"  # OUT/tensorboard: the train log's curves
+TRAIN_SUMMARY = "train_summary.json"  # written last: marks a finished run
+CHECKPOINTS = "checkpoints"
+# What save_pretrained writes for a model or a peft adapter (processor files are rewritten as they are).
+MODEL_FILES = (
+    "config.json",
+    "generation_config.json",
+    "adapter_config.json",
+    "adapter_model.*",
+    "model*.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model*.bin*",
+)
+# ``extra`` keys recorded since a version (base_weights: 2026-12-06, check_weights: 2026-12-07); a run that
+# did not record them resumes.
+NEWER_EXTRA = frozenset({"base_weights", "check_weights"})
+STEP_DIGITS = 6  # checkpoints/step-000100: the names critic train has always written
+# Settings a --resume may change: when checkpoints are written and how much memory a step takes, not what
+# is trained (gradient checkpointing recomputes the same activations): e.g. a run out of GPU memory
+# continues with --gradient-checkpointing.
+RESUMABLE_CHANGES = frozenset(
+    {"save_every", "keep_checkpoints", "frame_cache_mb", "gradient_checkpointing", "val_every"}
+)
+
+
+# Settings of the critic's spec that are `critic train` options of the same name.
+_SPEC_OPTIONS = frozenset(
+    {"layout", "dimensions", "check_model", "check_instruction", "check_dimensions", "check_threshold"}
+    | {"check_frames", "max_new_tokens"}
+)
+
+
+def option_name(field: str) -> str:
+    """The ``critic train`` option of a setting (``batch_size`` -> ``--batch-size``); others as they are."""
+    options = {f.name for f in fields(SFTConfig)} - {"betas", "frame_cache_mb", "extra"} | _SPEC_OPTIONS
+    return "--" + field.replace("_", "-") if field in options else field
+
+
+def settings_error(exc: ValidationError, what: str = "critic settings") -> VideoliftError:
+    """A bad setting as a user error naming its option and value (``--batch-size 0: ...``)."""
+    field, msg = validation_field(exc)
+    if not field:
+        return VideoliftError(f"{what}: {msg}")
+    value = exc.errors()[0].get("input")
+    shown = f" {value}" if isinstance(value, int | float | str) and not isinstance(value, bool) else ""
+    return VideoliftError(f"{option_name(field)}{shown}: {msg}")
+
+
+@checked_dataclass(config=ConfigDict(extra="forbid", allow_inf_nan=False))
+class SFTConfig:
+    """Hyper-parameters of the fine-tuning loop (the CLI options of ``critic train``). Validated when
+    made: a value out of range raises a VideoliftError naming its option, before anything runs."""
+
+    adapter: Literal["lora", "full"] = "lora"  # LoRA on the language model, or full fine-tuning
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, gt=0)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    lora_targets: list[str] | None = None  # leaf names (q_proj, ...); None: every LM linear layer
+    tune_vision: bool = False  # train the vision tower too (LoRA on its linear layers / full)
+    tune_projector: bool = False  # train the projector too (saved whole with LoRA)
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.999)
+    warmup_ratio: float = Field(0.03, ge=0, le=1)
+    epochs: float = Field(3.0, gt=0)
+    max_steps: int | None = Field(None, ge=1)  # overrides epochs
+    batch_size: int = Field(4, ge=1)  # per device
+    grad_accum: int = Field(1, ge=1)
+    max_grad_norm: float = Field(1.0, ge=0)  # 0: no clipping
+    max_answer_tokens: int | None = Field(256, ge=1)
+    seed: int = Field(0, ge=0)
+    save_every: int = Field(200, ge=0)  # updates between checkpoints (0: only the final model)
+    val_every: int = Field(0, ge=0)  # updates between validation losses (0: each epoch's end), with val data
+    keep_checkpoints: int = Field(2, ge=1)
+    gradient_checkpointing: bool = False
+    dtype: str = "float32"  # weights dtype at load; mixed precision comes from the accelerate config
+    frame_cache_mb: int = Field(2048, ge=0)  # sampled frames kept in memory across epochs (per process)
+    num_frames: int = Field(8, ge=1)
+    frame_sampling: Literal["uniform", "pairs"] = "uniform"  # videolift.core.video.FRAME_SAMPLERS
+    max_pixels: int | None = Field(None, ge=1)
+    min_pixels: int | None = Field(None, ge=1)
+    extra: dict[str, Any] = Field(default_factory=dict)  # caller's settings, checked on resume
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        return refuse_bool_number(cls.__pydantic_fields__[info.field_name].annotation, value)
+
+    @field_validator("dtype")
+    @classmethod
+    def _known_dtype(cls, value: str) -> str:
+        from videolift.models.base import DTYPES
+
+        if value not in DTYPES:
+            raise ValueError(f"unknown dtype; use one of {', '.join(DTYPES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SFTConfig:
+        if self.frame_sampling == "pairs" and self.num_frames % 2:
+            raise ValueError(f"--frame-sampling pairs needs an even --num-frames, got {self.num_frames}")
+        if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
+            raise ValueError(f"--min-pixels {self.min_pixels} is above --max-pixels {self.max_pixels}")
+        return self
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _as_user_error(cls, values: Any, handler: Any) -> SFTConfig:
+        try:
+            return handler(values)
+        except ValidationError as exc:
+            raise settings_error(exc) from None
+
+    def comparable(self, recorded: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What must not change between a run and its resumption; given the settings a run ``recorded``,
+        without the ``extra`` keys it did not record yet (a run of an earlier version resumes)."""
+        now = json.loads(json.dumps(asdict(self)))
+        if recorded is not None:
+            for key in NEWER_EXTRA - set(recorded.get("extra") or {}):
+                now["extra"].pop(key, None)
+        return now
+
+
+@dataclass
+class SFTResult:
+    out: Path
+    steps: int
+    final_loss: float | None
+    seconds: float
+    resumed_from: int
+    trainable_params: int
+    stopped_early: bool
+    main_process: bool = True
+    val_loss: float | None = None  # on the validation examples after the last update, if any were given

@@ -1,0 +1,232 @@
+"""The fine-tuning run's output directory: refusing to mix runs, checkpoints and resuming, the final
+model, and a checkpoint exported as one."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from videolift.core.checkpoints import (
+    clear_partial,
+    complete_checkpoints,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from videolift.core.environment import environment
+from videolift.core.errors import VideoliftError
+from videolift.core.files import lock_run, writing
+from videolift.core.jsonl import (
+    atomic_write,
+    finite_values,
+    iter_json_lines,
+    read_json,
+    trim_step_log,
+)
+from videolift.critic.sft_config import (
+    CHECKPOINTS,
+    MODEL_FILES,
+    RESUMABLE_CHANGES,
+    STEP_DIGITS,
+    TENSORBOARD,
+    TRAIN_CONFIG,
+    TRAIN_LOG,
+    TRAIN_SUMMARY,
+    SFTConfig,
+    SFTResult,
+)
+from videolift.critic.sft_model import prepare_model
+
+
+def checkpoints(out: Path) -> dict[int, Path]:
+    """Complete checkpoints of the run in ``out`` by update (a checkpoint killed mid-save is not one)."""
+    return complete_checkpoints(out / CHECKPOINTS)
+
+
+class RunConflict(VideoliftError):
+    """OUT holds another run: a finished one, or an unfinished one with other settings."""
+
+
+class AlreadyFinished(RunConflict):
+    """--resume of a run that has finished with the same settings: there is nothing left to do."""
+
+
+def check_output_dir(out: Path, cfg: SFTConfig, *, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix runs: a finished or different run in OUT needs --overwrite, a resumed one the same
+    settings. Only reads: ``start_run`` clears what --overwrite replaces, once everything is checked."""
+    config = out / TRAIN_CONFIG
+    if overwrite:
+        return
+    if (out / TRAIN_SUMMARY).exists():
+        if resume and config.exists() and not _changed(before := read_json(config), cfg.comparable(before)):
+            raise AlreadyFinished(
+                f"{out}: this run has finished (same settings); nothing to resume. Its critic is {out}; "
+                "pass --overwrite to train it again"
+            )
+        raise RunConflict(f"{out}: already holds a finished model; pass --overwrite to replace it")
+    if config.exists():
+        before = read_json(config)
+        now = cfg.comparable(before)
+        if not resume:
+            raise VideoliftError(
+                f"{out}: holds an unfinished run; pass --resume to continue it or --overwrite"
+            )
+        if changed := _changed(before, now):
+            before, now = _flat(before), _flat(now)
+            detail = "; ".join(f"{k}: was {before.get(k)!r}, now {now.get(k)!r}" for k in changed)
+            raise RunConflict(
+                f"{out}: cannot resume with different settings ({detail}); only "
+                f"{', '.join(sorted(RESUMABLE_CHANGES))} may change on --resume"
+            )
+
+
+def _flat(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings with the caller's ``extra`` ones as ``extra.NAME``."""
+    extra = settings.get("extra") or {}
+    return {k: v for k, v in settings.items() if k != "extra"} | {f"extra.{k}": v for k, v in extra.items()}
+
+
+def _changed(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The settings (a caller's by its own name, ``extra.NAME``) that differ and that --resume may not
+    change."""
+    before, now = _flat(before), _flat(now)
+    return sorted(
+        k for k in set(before) | set(now) if before.get(k) != now.get(k) and k not in RESUMABLE_CHANGES
+    )
+
+
+def start_run(accelerator: Any, out: Path, cfg: SFTConfig, *, overwrite: bool, held: list[Any]) -> None:
+    """OUT's first writes, once the run is known to start: OUT locked for the run (``lock_run``, the lock
+    added to ``held``), the run --overwrite replaces cleared and the run's config written (every process
+    has checked OUT before the main one changes it)."""
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        held.append(lock_run(out, "videolift critic train"))
+        if overwrite:
+            shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+            shutil.rmtree(out / TENSORBOARD, ignore_errors=True)
+            # The model files too: one the new run does not write (a LoRA adapter beside new full
+            # weights, or full weights beside a new adapter) would otherwise load with it. Other
+            # files stay (first passes' caches, a caller's own data in OUT).
+            for pattern in (TRAIN_CONFIG, TRAIN_LOG, TRAIN_SUMMARY, *MODEL_FILES):
+                for path in out.glob(pattern):
+                    path.unlink()
+        with atomic_write(out / TRAIN_CONFIG) as handle:
+            handle.write(json.dumps(cfg.comparable(), indent=1) + "\n")
+    accelerator.wait_for_everyone()
+
+
+def resume_from(accelerator: Any, out: Path, resume: bool, total: int, log: Any) -> int:
+    """The update to start from: the latest checkpoint's when resuming (its log trimmed to it), else 0
+    (and no log of an earlier run)."""
+    root = out / CHECKPOINTS
+    ckpt = latest_checkpoint(root) if resume else None
+    # strict=False: checkpoints hold the trainable weights only (``save_trainable_only``).
+    step = 0 if ckpt is None else load_checkpoint(accelerator, ckpt, strict=False)["step"]
+    if accelerator.is_main_process:
+        clear_partial(root)  # what a killed save or rotation left
+        if ckpt is None:
+            (out / TRAIN_LOG).unlink(missing_ok=True)
+        else:
+            trim_step_log(out / TRAIN_LOG, step)
+            log(f"resumed from {ckpt.name} (update {step} of {total})")
+    return step
+
+
+def tensorboard_writer(out: Path, step: int) -> Any:
+    """OUT/tensorboard's writer, its events after ``step`` (those of a killed attempt) purged."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(out / TENSORBOARD), purge_step=step + 1)
+
+
+def logged_seconds(out: Path, step: int, main: bool) -> float:
+    """The ``seconds`` of the train log's line of ``step`` (0 for a fresh start, or on other ranks)."""
+    if not (main and step and (out / TRAIN_LOG).exists()):
+        return 0.0
+    lines = [o for _, o in iter_json_lines(out / TRAIN_LOG, skip_partial_last=True) if o.get("step") == step]
+    return float(lines[-1].get("seconds") or 0.0) if lines else 0.0
+
+
+def save_step_checkpoint(accelerator: Any, out: Path, step: int, keep: int) -> None:
+    save_checkpoint(accelerator, out / CHECKPOINTS, step, {"step": step}, keep, digits=STEP_DIGITS)
+
+
+def save_final(
+    accelerator: Any, model: Any, processor: Any, out: Path, finalize: Any, result: SFTResult
+) -> None:
+    accelerator.wait_for_everyone()
+    state = accelerator.get_state_dict(model)  # collective under DeepSpeed / FSDP
+    if accelerator.is_main_process:
+        write_model(accelerator.unwrap_model(model), state, processor, out, finalize)
+        summary = finite_values({k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()})
+        summary["environment"] = environment(accelerator.device)  # of this (the last) attempt
+        with atomic_write(out / TRAIN_SUMMARY) as handle:
+            handle.write(json.dumps(summary, indent=1) + "\n")
+
+
+def write_model(model: Any, state: dict[str, Any] | None, processor: Any, out: Path, finalize: Any) -> None:
+    """The adapter (or full model) and processor as plain transformers / peft load them, then ``finalize``."""
+    model.config.use_cache = True
+    getattr(model, "base_model", model).config.use_cache = True
+    with writing(out, "the critic"):
+        model.save_pretrained(out, state_dict=state, safe_serialization=True)
+        processor.save_pretrained(out)
+    if finalize is not None:
+        finalize(out, model, processor)
+
+
+def find_checkpoint(out: Path, step: int | None = None) -> tuple[Path, int]:
+    """The complete checkpoint of update ``step`` in ``out`` (default: the latest), and its step."""
+    found = checkpoints(out)
+    final = finished_step(out)
+    there_are = f"there are: {', '.join(map(str, sorted(found)))}" if found else "it has none"
+    if final is not None and final not in found and step in (None, final):
+        # Checkpoints are saved before the end, not at it: the last update is the run itself.
+        raise VideoliftError(
+            f"{out}: finished at update {final}, and is itself that critic: use it as it is "
+            f"(--critic {out}); only earlier updates are checkpointed ({there_are})"
+        )
+    if not found:
+        raise VideoliftError(f"{out}: no complete checkpoint in {out / CHECKPOINTS}")
+    step = max(found) if step is None else step
+    if step not in found:
+        raise VideoliftError(f"{out}: no checkpoint of update {step} ({there_are})")
+    return found[step], step
+
+
+def finished_step(out: Path) -> int | None:
+    """The last update of a finished run (its summary is written last), or None."""
+    try:
+        return int(read_json(out / TRAIN_SUMMARY)["steps"])
+    except (OSError, ValueError, KeyError, TypeError, VideoliftError):
+        return None
+
+
+def export_sft_checkpoint(ckpt: Path, base: str, cfg: SFTConfig, dest: Path, finalize: Any) -> None:
+    """Write the model of checkpoint ``ckpt`` into ``dest`` as ``run_sft`` writes its final model.
+    Checkpoints hold the trainable weights only; the rest comes from ``base``, prepared with the
+    run's settings ``cfg``."""
+    from safetensors.torch import load_file
+
+    from videolift.models.vlm import get_family, load_vlm
+
+    if not (ckpt / "model.safetensors").is_file():  # e.g. its files removed by hand
+        raise VideoliftError(f"{ckpt}: incomplete checkpoint (no model.safetensors); export another --step")
+    model, processor = load_vlm(base, dtype=cfg.dtype)
+    family = get_family(model.config.model_type)
+    family.configure_processor(processor, cfg.max_pixels, cfg.min_pixels)
+    model = prepare_model(model, family, cfg)
+    weights = {k.removeprefix("module."): v for k, v in load_file(ckpt / "model.safetensors").items()}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    if missing := sorted(trainable - weights.keys()):
+        raise VideoliftError(
+            f"{ckpt}: lacks {len(missing)} trainable weights (e.g. {missing[0]}); "
+            "was it made with other settings than the run's train_config.json?"
+        )
+    if unexpected := model.load_state_dict(weights, strict=False).unexpected_keys:
+        raise VideoliftError(f"{ckpt}: holds weights the model lacks (e.g. {unexpected[0]})")
+    write_model(model, None, processor, dest, finalize)
