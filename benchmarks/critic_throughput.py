@@ -65,8 +65,8 @@ def naive_loop(
     """One generate call per (video, dimension), batch 1, the video read for every call (or, with
     ``preload``, read beforehand and not timed: isolates what batching alone gains)."""
     from videolift.core.video import sample_frames
+    from videolift.critic.answers import generate
     from videolift.critic.collate import Item
-    from videolift.critic.score import generate
 
     def read(record):
         return sample_frames(videos / record["video"], critic.spec.num_frames)
@@ -85,8 +85,8 @@ def naive_loop(
 def batched_answers(critic, records: list[dict], videos: Path, batch_size: int) -> list[list[str]]:
     """Raw answers of the scorer's batching (for a string-exact comparison with the naive loop)."""
     from videolift.core.video import sample_frames
+    from videolift.critic.answers import generate
     from videolift.critic.collate import Item
-    from videolift.critic.score import generate
 
     jobs = [(i, Item(sample_frames(videos / r["video"], critic.spec.num_frames), text))
             for i, r in enumerate(records) for _d, text in critic.prompts(r["prompt"])]  # fmt: skip
@@ -116,7 +116,8 @@ def main() -> None:
 
     import torch
 
-    from videolift.critic.score import load_critic, read_manifest, score_manifest
+    from videolift.critic.answers import load_critic
+    from videolift.critic.score import read_manifest, score_manifest
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:

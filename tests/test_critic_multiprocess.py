@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from videolift.core.video import write_video
-from videolift.critic.score import load_critic, score_manifest, summary_path
+from videolift.critic.answers import load_critic
+from videolift.critic.score import score_manifest, summary_path
 from videolift.models.tiny_vlm import build_tiny_vlm
 
 BIN = Path(sys.executable).parent

@@ -16,7 +16,8 @@ from videolift.core.errors import VideoliftError
 from videolift.core.jsonl import iter_json_lines
 from videolift.core.reward import RewardConfig
 from videolift.core.video import write_video
-from videolift.critic.score import load_critic, parts_dir, rate, score_manifest, summary_path
+from videolift.critic.answers import load_critic, rate
+from videolift.critic.score import parts_dir, score_manifest, summary_path
 from videolift.models.tiny_vlm import build_tiny_vlm
 
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220), "yellow": (230, 230, 30)}
@@ -611,7 +612,7 @@ def test_describe_then_rate_critic(world, tmp_path):
     lines = [line for _, line in iter_json_lines(scores) if "error" not in line]
     assert len(lines) == 4
     from videolift.core.video import sample_frames
-    from videolift.critic.score import describe as critic_describe
+    from videolift.critic.answers import describe as critic_describe
 
     for line in lines[:2]:
         frames = sample_frames(world / line["video"], critic.spec.num_frames)
@@ -624,12 +625,12 @@ def test_describe_then_rate_critic(world, tmp_path):
 def test_check_then_rate_critic(world, tmp_path):
     from videolift.core.schema import Dimension
     from videolift.core.video import sample_frames
+    from videolift.critic.answers import Critic, rate
+    from videolift.critic.answers import check as critic_check
     from videolift.critic.checks import CACHE_FILE, NOTHING_FLAGGED, Checker, check_captions, load_checker
     from videolift.critic.data import hra_examples
     from videolift.critic.descriptions import load_describer
     from videolift.critic.prompts import user_text
-    from videolift.critic.score import Critic, rate
-    from videolift.critic.score import check as critic_check
     from videolift.critic.spec import CriticSpec
     from videolift.data.hra_file import read_hra
 

@@ -15,11 +15,12 @@ import torch
 from videolift.core.errors import VideoliftError
 from videolift.core.schema import Dimension, Label
 from videolift.core.scores import score_line
+from videolift.critic.answers import Critic
 from videolift.critic.collate import IGNORE, ChatCollator, Item, answer_loss
 from videolift.critic.data import SFTExample, class_weights, majority_items
 from videolift.critic.evaluate import evaluate_predictions, label_metrics, pairwise_accuracy
 from videolift.critic.prompts import one_pass_answer, parse_one_pass
-from videolift.critic.score import Critic, read_manifest, scored_for
+from videolift.critic.score import read_manifest, scored_for
 from videolift.critic.sft import epoch_batches
 from videolift.critic.spec import CriticSpec, check_checkpoint, video_processor_settings
 from videolift.models.tiny_vlm import FAMILIES, TinyVLMConfig, build_tiny_vlm
@@ -425,8 +426,8 @@ def test_answers_ignore_the_checkpoints_own_sampling_settings(tiny_qwen, monkeyp
     # Qwen2/2.5-VL Instruct ship top_k 1 and repetition_penalty 1.05 in generation_config.json; here
     # exaggerated so the answers would change if generate() applied them: a penalty under 1 rewards
     # repeating the prompt's tokens, which greedy decoding otherwise does not do.
-    from videolift.critic import score
-    from videolift.critic.score import generate_answers
+    from videolift.critic import answers as answering
+    from videolift.critic.answers import generate_answers
 
     model, processor = tiny_qwen
     collate = ChatCollator(
@@ -452,7 +453,7 @@ def test_answers_ignore_the_checkpoints_own_sampling_settings(tiny_qwen, monkeyp
     try:
         assert answers() == plain  # greedy is the plain argmax
         assert len(set(answers(1.0, range(4)))) > 1  # and --temperature samples (top_k 1 would not)
-        monkeypatch.delitem(score.UNSHAPED_LOGITS, "repetition_penalty")
+        monkeypatch.delitem(answering.UNSHAPED_LOGITS, "repetition_penalty")
         assert answers() != plain  # the checkpoint's penalty, were it applied, changes the answer
     finally:
         model.generation_config = saved

@@ -94,7 +94,7 @@ def test_eval_warns_when_the_oracle_judges_lossy_videos(tmp_path, tiny_cogvideox
 def test_eval_loads_its_critic_once_every_model_has_generated(tmp_path, tiny_cogvideox_dir, monkeypatch):
     """A 7B critic on the GPU beside a T2V model that is generating would not fit: the critic is checked
     first and loaded after the last model has generated."""
-    import videolift.critic.score as score
+    import videolift.critic.answers as answers
     import videolift.data.generate as generate
     import videolift.evaluate.compare as compare
     from videolift.critic.spec import CriticSpec
@@ -104,7 +104,7 @@ def test_eval_loads_its_critic_once_every_model_has_generated(tmp_path, tiny_cog
     monkeypatch.setattr(
         generate, "generate_videos", lambda model, *a, **k: events.append("generate") or made(model, *a, **k)
     )
-    monkeypatch.setattr(score, "load_critic", lambda directory, **k: events.append("load") or "critic")
+    monkeypatch.setattr(answers, "load_critic", lambda directory, **k: events.append("load") or "critic")
     labels = {"semantic_consistency": "Good", "motion_smoothness": "Good", "video_fidelity": "Bad"}
 
     def rated(critic, manifest, *a):
@@ -145,12 +145,12 @@ def test_eval_passes_its_sampler_device_and_dtypes_on_and_checks_them_first(
     """--prompt-field/--limit pick the prompts, --dtype/--family/--device reach every model's generation,
     and the critic loads on --device in --critic-dtype; a bad device or dtype is refused before any video,
     as is a later model's folder generated in another --dtype."""
-    import videolift.critic.score as score
+    import videolift.critic.answers as answers
     import videolift.evaluate.compare as compare
     from videolift.critic.spec import CriticSpec
 
     loaded: list[dict] = []
-    monkeypatch.setattr(score, "load_critic", lambda directory, **k: loaded.append(k) or "critic")
+    monkeypatch.setattr(answers, "load_critic", lambda directory, **k: loaded.append(k) or "critic")
     monkeypatch.setattr(
         compare, "critic_ratings", lambda c, manifest, *a: [{} for _ in manifest.read_text().splitlines()]
     )

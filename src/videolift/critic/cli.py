@@ -302,7 +302,7 @@ def _score_options(
     critic: Path, base: str | None, device: str, dtype: str, merge_lora: bool, num_frames: int | None
 ):
     from videolift.core.distributed import checked_device
-    from videolift.critic.score import load_critic
+    from videolift.critic.answers import load_critic
 
     return load_critic(
         critic,

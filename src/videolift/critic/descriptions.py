@@ -34,8 +34,8 @@ def describe_files(
     desc: str = "describing",
 ) -> list[str]:
     """Greedy answers of a loaded VLM to ``instruction`` for video files, batched."""
+    from videolift.critic.answers import generate_answers
     from videolift.critic.collate import Item
-    from videolift.critic.score import generate_answers
 
     out: list[str] = []
     for start in tqdm(range(0, len(videos), batch_size), desc=desc, unit="batch", disable=not progress):

@@ -279,7 +279,7 @@ def compare_models(
         checked()
     reward = reward or RewardConfig()
     if critic_dir is not None:  # a directory that is no critic: refused now, not after the generation
-        from videolift.critic.score import check_finished
+        from videolift.critic.answers import check_finished
         from videolift.critic.spec import CriticSpec
 
         check_finished(Path(critic_dir))
@@ -314,7 +314,7 @@ def compare_models(
         runs.append(run)
     if critic_dir is not None:
         # Loaded once every model has generated: a 7B critic on the GPU beside a T2V model would not fit.
-        from videolift.critic.score import load_critic
+        from videolift.critic.answers import load_critic
 
         critic = load_critic(critic_dir, device=sampler.get("device", "auto"), dtype=critic_dtype)
         for run in runs:

@@ -157,7 +157,8 @@ def score_stage(cfg: PipelineConfig, progress: bool) -> Stage:
     videos, scores = w / "align_videos", w / "align_scores.jsonl"
 
     def by_critic() -> dict:
-        from videolift.critic.score import load_critic, score_manifest
+        from videolift.critic.answers import load_critic
+        from videolift.critic.score import score_manifest
 
         s = score_manifest(
             load_critic(w / "critic"),
@@ -378,8 +379,8 @@ def critic_eval_stage(cfg: PipelineConfig, hra_videos: Path, name: str, progress
     w = cfg.workdir
 
     def run() -> dict:
+        from videolift.critic.answers import load_critic
         from videolift.critic.evaluate import evaluate_critic
-        from videolift.critic.score import load_critic
 
         report = evaluate_critic(
             load_critic(w / name),
