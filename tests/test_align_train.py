@@ -551,7 +551,7 @@ def test_a_run_into_an_out_another_run_is_training_in_is_refused(world, tmp_path
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(
-            trainer, "_cache_all", lambda *a, **k: (_ for _ in ()).throw(MemoryError("out of memory"))
+            trainer, "cache_all", lambda *a, **k: (_ for _ in ()).throw(MemoryError("out of memory"))
         )
         with pytest.raises(MemoryError) as kept:
             train(align_config(world, tmp_path / "again", max_steps=1), progress=False)
@@ -928,7 +928,7 @@ def test_bf16_full_fine_tune_starts_from_the_checkpoints_own_fp32_weights(world,
 
 @pytest.mark.parametrize("scope", ["blocks", "all"])
 def test_a_full_fine_tune_trains_the_blocks_as_the_paper_or_every_weight(world, tmp_path, scope):
-    from videolift.align.trainer import make_trainable
+    from videolift.align.trainable import make_trainable
 
     transformer = build_tiny_cogvideox().transformer
     params = make_trainable(transformer, align_config(world, tmp_path, full_scope=scope))
@@ -947,7 +947,7 @@ class NoBlocks(torch.nn.Sequential):
 
 
 def test_a_transformer_without_blocks_is_refused_for_a_blocks_fine_tune(world, tmp_path):
-    from videolift.align.trainer import make_trainable
+    from videolift.align.trainable import make_trainable
 
     with pytest.raises(VideoliftError, match="no list of blocks to train: use --full-scope all"):
         make_trainable(NoBlocks(), align_config(world, tmp_path))

@@ -130,7 +130,7 @@ def test_rescore_recomputes_rewards_from_labels(scores):
 
 
 def test_align_reward_config_reweights_the_scores_file(scores, tmp_path):
-    from videolift.align.trainer import load_samples
+    from videolift.align.inputs import load_samples
 
     req = {"model": "m", "scores": scores, "videos": "v", "out": tmp_path / "o"}
     (tmp_path / "min.yaml").write_text("aggregation: min\n")
@@ -144,7 +144,7 @@ def test_align_reward_config_reweights_the_scores_file(scores, tmp_path):
 
 
 def test_rewards_above_one_are_warned_about_once_loaded(scores, tmp_path):
-    from videolift.align.trainer import load_samples
+    from videolift.align.inputs import load_samples
 
     req = {"model": "m", "videos": "v", "out": tmp_path / "o"}
     assert "warning" not in load_samples(AlignConfig(scores=scores, **req))[2]  # the paper's scale
@@ -164,7 +164,7 @@ def test_rewards_above_one_are_warned_about_once_loaded(scores, tmp_path):
 
 
 def test_real_data_options_without_a_real_set_are_warned_about(scores, tmp_path):
-    from videolift.align.trainer import load_samples
+    from videolift.align.inputs import load_samples
 
     req = {"model": "m", "scores": scores, "videos": "v", "out": tmp_path / "o"}
     assert "warning" not in load_samples(AlignConfig(lambda_real=1.0, **req))[2]  # the default: no effect
@@ -552,7 +552,7 @@ def test_step_log_means_undo_the_loss_coefficients():
 
 
 def test_a_line_without_its_reward_or_ratings_is_an_error_not_a_dropped_video(tmp_path):
-    from videolift.align.trainer import load_samples
+    from videolift.align.inputs import load_samples
 
     path = tmp_path / "s.jsonl"
     path.write_text(
@@ -590,7 +590,7 @@ def test_the_video_check_split_over_ranks_gives_every_rank_the_sequential_verdic
     single process checking the files in order raises first (a missing file or a size mismatch,
     whichever comes first), so ranks fail together with the same message."""
     from align_world import align_config, make_world, score_line, square_video
-    from videolift.align.trainer import load_samples
+    from videolift.align.inputs import load_samples
     from videolift.align.video_check import check_videos, summarize
     from videolift.core.video import write_video
 
@@ -664,7 +664,7 @@ def test_resume_refuses_a_checkpoint_past_max_steps(tmp_path):
 
 def test_a_video_on_several_lines_of_the_scores_is_warned_about(tmp_path):
     from align_world import align_config, make_world
-    from videolift.align.trainer import load_samples
+    from videolift.align.inputs import load_samples
 
     world = make_world(tmp_path)
     lines = (world / "scores.jsonl").read_text()
@@ -677,7 +677,8 @@ def test_a_video_on_several_lines_of_the_scores_is_warned_about(tmp_path):
 
 def test_an_empty_real_set_and_a_file_for_a_directory_are_refused_before_any_work(tmp_path):
     from align_world import align_config, make_world
-    from videolift.align.trainer import load_samples, train
+    from videolift.align.inputs import load_samples
+    from videolift.align.trainer import train
 
     world = make_world(tmp_path)
     (world / "empty.jsonl").write_text("\n")
@@ -701,7 +702,7 @@ def test_fsdp_shards_the_transformer_from_where_it_is(kind, moved):
     import torch
     from accelerate.utils import DistributedType
 
-    from videolift.align.trainer import place_for_training
+    from videolift.align.trainable import place_for_training
 
     model = torch.nn.Linear(2, 2).eval()
     place_for_training(

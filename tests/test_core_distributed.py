@@ -29,7 +29,7 @@ def test_deepspeed_clips_at_max_grad_norm_unless_its_config_says_otherwise():
 
 
 def test_encoding_moves_the_frozen_encoders_but_not_the_transformer():
-    from videolift.align.trainer import _encoders_ready
+    from videolift.align.inputs import encoders_ready
 
     moved: list[str] = []
 
@@ -43,5 +43,5 @@ def test_encoding_moves_the_frozen_encoders_but_not_the_transformer():
         parts[name] = Spy(1, 1)
         parts[name].name = name
     pipe = SimpleNamespace(components={**parts, "scheduler": object()}, **parts)
-    _encoders_ready(pipe, "meta", vae_tiling=False)
+    encoders_ready(pipe, "meta", vae_tiling=False)
     assert sorted(moved) == ["text_encoder", "vae"]  # a 14B transformer would not fit beside them

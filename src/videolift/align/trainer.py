@@ -21,16 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from videolift.align.cache import (
-    CacheStats,
-    EncodingCache,
-    common_shape,
-    model_fingerprint,
-)
 from videolift.align.checkpoints import clear_after, resume_point, save_checkpoint
 from videolift.align.config import HASH_MEMO, AlignConfig
 from videolift.align.data import CachedItem, StepDataset, Stream, WeightedStream
 from videolift.align.export import base_directory, export_full, export_lora, gathered_transformer
+from videolift.align.inputs import cache_all, check_shapes, load_samples
+from videolift.align.trainable import make_trainable, place_for_training, trainable_parameters
 from videolift.align.validation import (
     sampler_settings,
     samples_dir,
@@ -39,15 +35,13 @@ from videolift.align.validation import (
     write_samples,
 )
 from videolift.align.video_check import check_videos
-from videolift.align.weights import Sample, read_real, rescore, reward_scale_warning, select_synthetic
+from videolift.align.weights import Sample
 from videolift.core.checkpoints import load_checkpoint, save_trainable_only
 from videolift.core.distributed import deepspeed_clipping, fresh_accelerator
 from videolift.core.environment import environment
 from videolift.core.errors import VideoliftError
 from videolift.core.files import HashMemo, lock_run
 from videolift.core.jsonl import append_jsonl, atomic_write, finite_values, read_json
-from videolift.core.reward import RewardConfig
-from videolift.core.scores import read_scores
 from videolift.models.base import FULL_DIR, LORA_DIR, resolve_dtype
 from videolift.models.families import detect_family, get_spec, spec_for
 
@@ -103,10 +97,6 @@ def batch_loss(
     return (coef.to(per_sample.dtype) * per_sample).sum(), per_sample.detach()
 
 
-def trainable_parameters(module: torch.nn.Module) -> list[torch.nn.Parameter]:
-    return [p for p in module.parameters() if p.requires_grad]
-
-
 def params_checksum(params: list[torch.Tensor]) -> list[float]:
     """Order-sensitive fingerprint of weights, cheap enough to compare ranks every checkpoint."""
     with torch.no_grad():
@@ -137,192 +127,6 @@ def assert_ranks_in_sync(accelerator: Any, model: Any, step: int) -> list[list[f
     if not torch.allclose(rows, rows[:1].expand_as(rows), rtol=1e-9, atol=1e-12):
         raise RuntimeError(f"ranks out of sync at step {step}: (step, checksums) per rank = {rows.tolist()}")
     return rows.tolist()
-
-
-# ---- data ---------------------------------------------------------------------------------------------
-def load_samples(cfg: AlignConfig) -> tuple[list[Sample], list[Sample], dict]:
-    """Synthetic samples with weights, real samples, and counts for the log."""
-    scored = read_scores(cfg.scores, from_labels=cfg.reward_config is not None)
-    if cfg.reward_config is not None:
-        scored = rescore(scored, RewardConfig.load(cfg.reward_config), cfg.scores)
-    try:
-        synthetic, counts = select_synthetic(scored, cfg.method, cfg.weight_transform, cfg.exp_temperature)
-    except ValueError as exc:
-        raise VideoliftError(f"{cfg.scores}: {exc}") from None
-    if not synthetic:
-        why = "none is rated Good on every dimension" if cfg.method == "rs" else "every reward is null"
-        raise VideoliftError(f"{cfg.scores}: no synthetic video to train on ({counts['rated']} rated, {why})")
-    weights = np.array([s.weight for s in synthetic])
-    if cfg.syn_sampling == "weighted" and not weights.sum() > 0:
-        raise VideoliftError(f"{cfg.scores}: --syn-sampling weighted needs a video with a positive weight")
-    real = read_real(cfg.real) if cfg.real is not None else []
-    data = dict(counts)
-    if cfg.method == "rwl" and (
-        note := reward_scale_warning(
-            scored, cfg.weight_transform, cfg.exp_temperature, bool(real) and cfg.lambda_real > 0
-        )
-    ):
-        data["warning"] = f"{cfg.scores}: {note}"
-    if repeated := _repeated_videos(synthetic):
-        video, lines = repeated[0]
-        note = (
-            f"{cfg.scores}: {len(repeated)} video(s) on more than one line (e.g. {video}, lines "
-            f"{', '.join(map(str, lines))}); each line is trained on, so they count that many times"
-        )
-        data["warning"] = "; ".join(filter(None, [data.get("warning"), note]))
-    if unused := cfg.real_options_without_real():
-        options = ", ".join(f"--{n.replace('_', '-')} {getattr(cfg, n)}" for n in unused)
-        note = f"{options} set without --real: there is no real-data term, so they change nothing"
-        data["warning"] = "; ".join(filter(None, [data.get("warning"), note]))
-    data.update(
-        real=len(real),
-        weight_mean=float(weights.mean()),
-        weight_min=float(weights.min()),
-        weight_max=float(weights.max()),
-    )
-    return synthetic, real, data
-
-
-def _repeated_videos(samples: list[Sample]) -> list[tuple[str, list[int]]]:
-    """Videos listed on several lines, with their lines (a scores file concatenated twice, say)."""
-    lines: dict[str, list[int]] = {}
-    for sample in samples:
-        lines.setdefault(sample.video, []).append(sample.line)
-    return [(video, at) for video, at in lines.items() if len(at) > 1]
-
-
-def _cache_all(
-    cfg, spec, pipe, accelerator, synthetic, real, hashes: HashMemo, progress: bool = True
-) -> tuple[list, list, Path | None, CacheStats]:
-    """Cache every synthetic and real video and prompt, and the empty prompt when text dropout is on
-    (all ranks together); afterwards only the trained transformer stays on the accelerator. ``hashes``:
-    the main process's weight hashes of the run's start, saved here."""
-    from accelerate.utils import gather_object
-
-    memo = cfg.cache_root / HASH_MEMO
-
-    def fingerprint_of(known: HashMemo | Path) -> str:
-        return model_fingerprint(cfg.model, pipe, trained=pipe.transformer, memo=known)
-
-    # The main process hashed the weights at the start and saves them now; the other ranks read its memo.
-    if accelerator.is_main_process:
-        fingerprint = fingerprint_of(hashes)
-    accelerator.wait_for_everyone()
-    if not accelerator.is_main_process:
-        fingerprint = fingerprint_of(memo)
-    cache = EncodingCache(
-        cfg.cache_root, fingerprint, cfg.preprocessing(), hash_content=cfg.hash_content, memo=memo
-    )
-    items = [(cfg.videos / s.video, s.prompt) for s in synthetic]
-    items += [(cfg.real_root / s.video, s.prompt) for s in real]
-    paths, stats = cache.build(
-        spec,
-        pipe,
-        items,
-        extra_prompts=("",) if cfg.text_dropout else (),
-        rank=accelerator.process_index,
-        world=accelerator.num_processes,
-        barrier=accelerator.wait_for_everyone,
-        video_batch=cfg.encode_batch_size,
-        before_encode=lambda: _encoders_ready(pipe, accelerator.device, cfg.vae_tiling),
-        progress=progress and accelerator.is_local_main_process,
-        listed={cfg.videos / s.video: (cfg.scores, s.line) for s in synthetic}
-        | {cfg.real_root / s.video: (cfg.real, s.line) for s in real},
-    )
-    _encoders_to(pipe, "cpu")
-    per_rank = gather_object([asdict(stats)])  # cached counts agree; encoded ones add up
-    stats.videos_encoded = sum(r["videos_encoded"] for r in per_rank)
-    stats.prompts_encoded = sum(r["prompts_encoded"] for r in per_rank)
-    empty = cache.text_path("") if cfg.text_dropout else None
-    return paths[: len(synthetic)], paths[len(synthetic) :], empty, stats
-
-
-def _encoders_to(pipe: Any, device: Any) -> None:
-    """The frozen components (VAE, text encoder) to ``device``; the transformer stays where it is (a
-    14B one in fp32 would not fit on the GPU beside them while videos are encoded)."""
-    for component in pipe.components.values():
-        if isinstance(component, torch.nn.Module) and component is not pipe.transformer:
-            component.to(device)
-
-
-def place_for_training(transformer: torch.nn.Module, accelerator: Any) -> None:
-    """Train mode, on the process's device. Under FSDP the weights stay where they are: ``prepare``
-    moves and shards one block at a time, where moving first would put the whole fp32 model on every
-    GPU (Wan 14B: 56 GB)."""
-    from accelerate.utils import DistributedType
-
-    if accelerator.distributed_type != DistributedType.FSDP:
-        transformer.to(accelerator.device)
-    transformer.train()
-
-
-def _encoders_ready(pipe: Any, device: Any, vae_tiling: bool) -> None:
-    _encoders_to(pipe, device)
-    if vae_tiling:
-        pipe.vae.enable_tiling()
-
-
-def _check_shapes(syn_paths: list, real_paths: list, empty_text: Path | None) -> None:
-    lat = common_shape([p for p, _ in syn_paths], "synthetic latents")
-    texts = [t for _, t in syn_paths + real_paths] + ([empty_text] if empty_text else [])
-    common_shape(texts, "text embeddings")  # the empty prompt's too: dropout stacks it with the rest
-    if real_paths:
-        real_lat = common_shape([p for p, _ in real_paths], "real latents")
-        if real_lat != lat:  # one forward pass over the concatenated batch needs one shape
-            raise VideoliftError(
-                f"real latents {real_lat} and synthetic latents {lat} differ in shape; "
-                "set --frames / --height / --width so both are preprocessed to one size"
-            )
-
-
-def make_trainable(transformer: torch.nn.Module, cfg: AlignConfig) -> list[torch.nn.Parameter]:
-    """Full: the blocks' weights (``full_scope`` all: every weight), in fp32 (master weights under mixed
-    precision). LoRA: peft adapters in fp32 on a frozen base left in its loaded dtype."""
-    if cfg.finetune == "lora":
-        from diffusers.training_utils import cast_training_params
-        from peft import LoraConfig
-
-        config = LoraConfig(
-            r=cfg.lora_rank,
-            lora_alpha=cfg.lora_alpha,
-            init_lora_weights=True,
-            target_modules=list(cfg.lora_targets),
-        )
-        try:
-            transformer.add_adapter(config)
-        except ValueError as err:  # peft: "Target modules {...} not found in the base model"
-            names = [
-                n for n, m in transformer.named_modules() if isinstance(m, torch.nn.Linear) and "blocks." in n
-            ]
-            # "transformer_blocks.0.attn1.to_q" -> "attn1.to_q", the name peft matches
-            linear = sorted({n.split("blocks.", 1)[1].split(".", 1)[1] for n in names})
-            raise VideoliftError(
-                f"--lora-targets {','.join(cfg.lora_targets)}: {err} The transformer blocks' linear layers: "
-                f"{', '.join(linear)}"
-            ) from err
-        cast_training_params(transformer, torch.float32)
-    else:
-        if transformer.dtype != torch.float32:
-            transformer.to(torch.float32)
-        transformer.requires_grad_(cfg.full_scope == "all")
-        if cfg.full_scope == "blocks":  # CogVideoX's transformer_blocks, Wan's blocks
-            blocks = [
-                m
-                for n, m in transformer.named_children()
-                if isinstance(m, torch.nn.ModuleList) and n.endswith("blocks")
-            ]
-            if not blocks:
-                raise VideoliftError(
-                    f"{type(transformer).__name__} has no list of blocks to train: use --full-scope all"
-                )
-            for module in blocks:
-                module.requires_grad_(True)
-    if cfg.gradient_checkpointing:
-        transformer.enable_gradient_checkpointing()
-    params = trainable_parameters(transformer)
-    if not params:
-        raise VideoliftError(f"no trainable parameters (LoRA targets {cfg.lora_targets} matched nothing?)")
-    return params
 
 
 # ---- the run, piece by piece ------------------------------------------------------------------------------
@@ -572,8 +376,8 @@ def _train(
     spec, pipe, params = _load_model(cfg, weight_dtype)
     if prompts:
         sampler_settings(cfg, spec, pipe)  # a size the model cannot sample: refused now, not at step 0
-    *cached, cache_stats = _cache_all(cfg, spec, pipe, accelerator, synthetic, real, hashes, progress)
-    _check_shapes(*cached)
+    *cached, cache_stats = cache_all(cfg, spec, pipe, accelerator, synthetic, real, hashes, progress)
+    check_shapes(*cached)
     data["cache"] = asdict(cache_stats)
     dataset = _step_dataset(cfg, synthetic, tuple(cached), rank, world)
     n_real = cfg.real_bs if dataset.real else 0

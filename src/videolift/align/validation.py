@@ -90,7 +90,7 @@ def write_samples(
     checkpoints do). The folder appears whole or not at all."""
     from accelerate.utils import gather_object
 
-    from videolift.align.trainer import _encoders_ready, _encoders_to
+    from videolift.align.inputs import encoders_ready, encoders_to
     from videolift.core.video import write_video
     from videolift.data.generate import derive_seed
 
@@ -105,7 +105,7 @@ def write_samples(
     settings = sampler_settings(cfg, spec, pipe)
     scheduler = pipe.scheduler
     devices = [accelerator.device] if accelerator.device.type == "cuda" else []
-    _encoders_ready(pipe, accelerator.device, cfg.vae_tiling)
+    encoders_ready(pipe, accelerator.device, cfg.vae_tiling)
     trained.eval()
     made = []
     try:
@@ -120,7 +120,7 @@ def write_samples(
     finally:
         pipe.scheduler = scheduler
         trained.train()
-        _encoders_to(pipe, "cpu")
+        encoders_to(pipe, "cpu")
         if devices:
             torch.cuda.empty_cache()
     made = sorted(gather_object(made), key=lambda sample: sample[0])  # in prompt order
