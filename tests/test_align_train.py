@@ -596,9 +596,14 @@ def test_two_process_ddp_on_cpu_stays_in_sync(world, tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1", ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1")
     prompts = tmp_path / "val.txt"  # validation samples: each rank samples its share
     prompts.write_text("a red square moves right\na blue square moves right\na green square moves right\n")
+    held = tmp_path / "held.jsonl"  # three held-out batches of one clip: rank 1 pads its second round
+    held.write_text(
+        "".join(json.dumps({"video": f"videos/v{i}.mp4", "prompt": "a square"}) + "\n" for i in (0, 2, 3))
+    )
     cmd = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", str(BIN / "videolift"), "align",
            *_cli_args(world, tmp_path / "ddp", max_steps=4, checkpoint_every=2), "--validation-prompts",
-           str(prompts), "--validation-steps", "1"]  # fmt: skip
+           str(prompts), "--validation-steps", "1", "--validation-real", str(held), "--validation-real-videos",
+           str(world)]  # fmt: skip
     proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
@@ -621,6 +626,14 @@ def test_two_process_ddp_on_cpu_stays_in_sync(world, tmp_path):
         folder = tmp_path / "ddp" / "validation" / step
         assert sorted(p.name for p in folder.iterdir()) == ["000.mp4", "001.mp4", "002.mp4", "samples.jsonl"]
         assert len((folder / "samples.jsonl").read_text().splitlines()) == 3
+    # The held-out loss over both processes is the one process's (its draws: by batch, not by rank).
+    lines = [json.loads(x) for x in (tmp_path / "ddp" / "logs" / "validation.jsonl").read_text().splitlines()]
+    assert [(x["step"], x["clips"]) for x in lines] == [(0, 3), (2, 3), (4, 3)]
+    one = align_config(world, tmp_path / "one", max_steps=1, real_batch_size=1, validation_real=held,
+                       validation_real_videos=world)  # fmt: skip
+    train(one, progress=False)
+    alone = json.loads((tmp_path / "one" / "logs" / "validation.jsonl").read_text().splitlines()[0])
+    assert alone["step"] == 0 and alone["val_loss"] == pytest.approx(lines[0]["val_loss"], rel=1e-6)
 
 
 def test_cli_refuses_to_overwrite_checkpoints_without_resume(world, tmp_path):
@@ -1067,3 +1080,80 @@ def test_validation_samples_watch_the_run_without_changing_what_it_trains(world,
     with pytest.raises(VideoliftError, match="none.txt"):
         train(bad, progress=False)
     assert not (tmp_path / "bad").exists()  # refused before any work
+
+
+def test_the_held_out_loss_follows_the_weights_with_draws_fixed_for_the_run(world, tmp_path):
+    """--validation-real: the diffusion loss of clips the run does not train on, before training, every
+    --validation-every steps and at the end. Its draws come from --validation-seed (not the run's seed),
+    it changes nothing the run trains, and a run killed before measuring a step measures it on resuming,
+    as the uninterrupted run did."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    import videolift.align.trainer as trainer
+
+    held = tmp_path / "held"
+    for i, rgb in enumerate(list(COLOURS.values())[:3]):
+        write_video(held / f"h{i}.mp4", square_video(rgb, 3 - i), crf=0, pix_fmt="yuv444p")
+    lines = [
+        json.dumps({"video": f"h{i}.mp4", "prompt": f"a {n} square moves right"})
+        for i, n in enumerate(COLOURS)
+    ]
+    (held / "held.jsonl").write_text("\n".join(lines[:3]) + "\n")
+
+    def run(out: str, **kw) -> list[dict]:
+        cfg = align_config(world, tmp_path / out, validation_real=held / "held.jsonl", validation_every=2,
+                           real=world / "real.jsonl", real_batch_size=2, **kw)  # fmt: skip
+        train(cfg, progress=False)
+        return [
+            json.loads(x) for x in (tmp_path / out / "logs" / "validation.jsonl").read_text().splitlines()
+        ]
+
+    measured = run("measured")
+    assert [(x["step"], x["clips"]) for x in measured] == [(0, 3), (2, 3), (4, 3)]
+    assert (
+        all(np.isfinite(x["val_loss"]) for x in measured)
+        and measured[0]["val_loss"] != measured[2]["val_loss"]
+    )
+    summary = json.loads((tmp_path / "measured" / "train_summary.json").read_text())
+    assert summary["data"]["val_loss"] == measured[-1]["val_loss"]
+    events = EventAccumulator(str(tmp_path / "measured" / "logs" / "tensorboard")).Reload()
+    assert [e.step for e in events.Scalars("align/val_loss")] == [0, 2, 4]
+    plain = train(align_config(world, tmp_path / "plain", real=world / "real.jsonl", real_batch_size=2),
+                  progress=False)  # fmt: skip
+    a, b = _transformer_state(tmp_path / "measured" / "pipeline"), _transformer_state(plain.export_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # measuring trains nothing, draws nothing of the run's
+
+    # The same weights (step 0) under another run seed: the same value; another validation seed: another.
+    assert run("seeded", seed=1, max_steps=1)[0]["val_loss"] == measured[0]["val_loss"]
+    assert run("other", validation_seed=1, max_steps=1)[0]["val_loss"] != measured[0]["val_loss"]
+
+    # Killed after measuring step 4, before its checkpoint: resumed from step 2, step 4 is measured once more
+    # and logged once. A run that had no held-out clips gets them on resuming: measured from its step on.
+    real = trainer.save_checkpoint
+
+    def killed(accelerator, root, step, *a, **k):
+        if step == 4:
+            raise KeyboardInterrupt
+        return real(accelerator, root, step, *a, **k)
+
+    trainer.save_checkpoint = killed
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run("killed", checkpoint_every=2)
+        with pytest.raises(KeyboardInterrupt):
+            train(align_config(world, tmp_path / "added", real=world / "real.jsonl", real_batch_size=2,
+                               checkpoint_every=2), progress=False)  # fmt: skip
+    finally:
+        trainer.save_checkpoint = real
+    resumed = run("killed", checkpoint_every=2, resume=True)
+    assert [x["step"] for x in resumed] == [0, 2, 4]
+    added = run("added", checkpoint_every=2, resume=True)
+    assert [x["step"] for x in added] == [2, 4]
+    for got, want in [*zip(resumed, measured, strict=True), *zip(added, measured[1:], strict=True)]:
+        assert got["val_loss"] == pytest.approx(want["val_loss"], rel=1e-5)
+
+    missing = tmp_path / "missing.jsonl"
+    missing.write_text(json.dumps({"video": "nowhere.mp4", "prompt": "a red square moves right"}) + "\n")
+    with pytest.raises(VideoliftError, match=r"missing.jsonl, line 1, field 'video': no video at"):
+        train(align_config(world, tmp_path / "bad", validation_real=missing), progress=False)
+    assert not (tmp_path / "bad").exists()  # refused before anything is written

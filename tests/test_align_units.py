@@ -758,17 +758,24 @@ def test_the_step_log_sums_where_the_loss_is_without_reading_it_each_micro_step(
     assert log.acc.device.type == "meta" and log.acc.shape == (6,)  # the values: the test above
 
 
-def test_align_refuses_validation_settings_without_validation_prompts(tmp_path):
+def test_align_refuses_validation_settings_without_what_they_set(tmp_path):
+    """The sampler's steps need prompts; when and with which seed: prompts or held-out clips; the
+    held-out clips' folder: the held-out clips."""
     from typer.testing import CliRunner
 
     from videolift.cli import app
 
     args = ["align", "--model", "m", "--scores", "s", "--videos", "v", "--out", str(tmp_path / "o")]
-    said = CliRunner().invoke(app, [*args, "--validation-steps", "3", "--validation-seed", "1"])
+    said = CliRunner().invoke(app, [*args, "--validation-steps", "3", "--validation-real", "r.jsonl"])
+    assert said.exit_code == 2 and "--validation-steps: needs --validation-prompts" in said.output
+    said = CliRunner().invoke(app, [*args, "--validation-every", "3", "--validation-seed", "1"])
+    assert said.exit_code == 2, said.output
     assert (
-        said.exit_code == 2
-        and "--validation-steps, --validation-seed: needs --validation-prompts" in said.output
+        "--validation-every, --validation-seed: needs --validation-prompts or --validation-real"
+        in said.output
     )
+    said = CliRunner().invoke(app, [*args, "--validation-real-videos", "v"])
+    assert said.exit_code == 2 and "--validation-real-videos: needs --validation-real" in said.output
 
 
 def test_align_trains_on_the_cpu_where_accelerate_would_pick_a_macs_mps(monkeypatch, tmp_path):

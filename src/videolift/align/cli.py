@@ -99,6 +99,12 @@ def align(
     validation_every: int = typer.Option(None, "--validation-every", help=_h("validation_every")),
     validation_steps: int = typer.Option(None, "--validation-steps", help=_h("validation_steps")),
     validation_seed: int = typer.Option(None, "--validation-seed", help=_h("validation_seed")),
+    validation_real: str = typer.Option(
+        None, "--validation-real", metavar="PATH", help=_h("validation_real")
+    ),
+    validation_real_videos: str = typer.Option(
+        None, "--validation-real-videos", metavar="PATH", help=_h("validation_real_videos")
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars (the same as --no-progress)."),
 ) -> None:
@@ -118,12 +124,17 @@ def align(
     options["resume"] = True if resume else None
     options["overwrite"] = True if overwrite else None
     cfg = AlignConfig.load(config, **options)
-    sampling = {"--validation-every": validation_every, "--validation-steps": validation_steps,
-                "--validation-seed": validation_seed}  # fmt: skip
-    if cfg.validation_prompts is None and (given := [k for k, v in sampling.items() if v is not None]):
+    if cfg.validation_prompts is None and validation_steps is not None:
+        raise typer.BadParameter("--validation-steps: needs --validation-prompts (sets how they are sampled)")
+    watched = {"--validation-every": validation_every, "--validation-seed": validation_seed}
+    given = [k for k, v in watched.items() if v is not None]
+    if given and cfg.validation_prompts is None and cfg.validation_real is None:
         raise typer.BadParameter(
-            f"{', '.join(given)}: needs --validation-prompts (sets how those prompts are sampled)"
+            f"{', '.join(given)}: needs --validation-prompts or --validation-real (sets when and with which "
+            "seed they are sampled or measured)"
         )
+    if cfg.validation_real is None and cfg.validation_real_videos is not None:
+        raise typer.BadParameter("--validation-real-videos: needs --validation-real (the clips it holds)")
 
     from videolift.align.trainer import train
     from videolift.core.progress import library_bars

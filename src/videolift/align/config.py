@@ -46,6 +46,8 @@ RESUMABLE_CHANGES = frozenset(
         "validation_every",
         "validation_steps",
         "validation_seed",
+        "validation_real",
+        "validation_real_videos",
     }
 )
 
@@ -220,11 +222,26 @@ class AlignConfig(StrictModel):
         "--validation-every steps and at the end, with fixed seeds (docs/align.md)",
     )
     validation_every: int | None = Field(
-        None, ge=1, description="optimizer steps between validation samples (default: --checkpoint-every)"
+        None,
+        ge=1,
+        description="optimizer steps between validation samples and held-out losses (default: --checkpoint-every)",
     )
     validation_steps: int = Field(50, ge=1, description="denoising steps of the validation samples")
     validation_seed: int = Field(
-        0, ge=0, lt=2**32, description="base seed of the validation samples (as `videolift generate --seed`)"
+        0,
+        ge=0,
+        lt=2**32,
+        description="base seed of the validation samples (as `videolift generate --seed`) and of the held-out "
+        "loss's noise",
+    )
+    validation_real: Path | None = Field(
+        None,
+        description="held-out video-text JSONL (`video`, `prompt`, as --real) whose diffusion loss, at noise "
+        "and timesteps fixed for the run, goes to OUT/logs/validation.jsonl before training, every "
+        "--validation-every steps and at the end (docs/align.md)",
+    )
+    validation_real_videos: Path | None = Field(
+        None, description="root of --validation-real's videos (default: its folder)"
     )
     overwrite: bool = Field(
         False,
@@ -251,6 +268,8 @@ class AlignConfig(StrictModel):
         "real_videos",
         "cache_dir",
         "validation_prompts",
+        "validation_real",
+        "validation_real_videos",
         mode="before",
     )
     @classmethod
@@ -291,6 +310,12 @@ class AlignConfig(StrictModel):
         if self.real is None:
             return None
         return self.real_videos or self.real.parent
+
+    @property
+    def validation_root(self) -> Path | None:
+        if self.validation_real is None:
+            return None
+        return self.validation_real_videos or self.validation_real.parent
 
     @property
     def real_bs(self) -> int:

@@ -71,11 +71,12 @@ def _repeated_videos(samples: list[Sample]) -> list[tuple[str, list[int]]]:
 
 
 def cache_all(
-    cfg, spec, pipe, accelerator, synthetic, real, hashes: HashMemo, progress: bool = True
-) -> tuple[list, list, Path | None, CacheStats]:
-    """Cache every synthetic and real video and prompt, and the empty prompt when text dropout is on
-    (all ranks together); afterwards only the trained transformer stays on the accelerator. ``hashes``:
-    the main process's weight hashes of the run's start, saved here."""
+    cfg, spec, pipe, accelerator, synthetic, real, hashes: HashMemo, progress: bool = True, held_out=()
+) -> tuple[list, list, Path | None, list, CacheStats]:
+    """Cache every synthetic, real and held-out video and prompt, and the empty prompt when text dropout
+    is on (all ranks together); afterwards only the trained transformer stays on the accelerator.
+    ``hashes``: the main process's weight hashes of the run's start, saved here. Returns the (latent,
+    text) paths of the synthetic, real and held-out samples, the empty prompt's, and the counts."""
     from accelerate.utils import gather_object
 
     memo = cfg.cache_root / HASH_MEMO
@@ -94,6 +95,7 @@ def cache_all(
     )
     items = [(cfg.videos / s.video, s.prompt) for s in synthetic]
     items += [(cfg.real_root / s.video, s.prompt) for s in real]
+    items += [(cfg.validation_root / s.video, s.prompt) for s in held_out]
     paths, stats = cache.build(
         spec,
         pipe,
@@ -106,14 +108,16 @@ def cache_all(
         before_encode=lambda: encoders_ready(pipe, accelerator.device, cfg.vae_tiling),
         progress=progress and accelerator.is_local_main_process,
         listed={cfg.videos / s.video: (cfg.scores, s.line) for s in synthetic}
-        | {cfg.real_root / s.video: (cfg.real, s.line) for s in real},
+        | {cfg.real_root / s.video: (cfg.real, s.line) for s in real}
+        | {cfg.validation_root / s.video: (cfg.validation_real, s.line) for s in held_out},
     )
     encoders_to(pipe, "cpu")
     per_rank = gather_object([asdict(stats)])  # cached counts agree; encoded ones add up
     stats.videos_encoded = sum(r["videos_encoded"] for r in per_rank)
     stats.prompts_encoded = sum(r["prompts_encoded"] for r in per_rank)
     empty = cache.text_path("") if cfg.text_dropout else None
-    return paths[: len(synthetic)], paths[len(synthetic) :], empty, stats
+    n_syn, n_real = len(synthetic), len(real)
+    return paths[:n_syn], paths[n_syn : n_syn + n_real], empty, paths[n_syn + n_real :], stats
 
 
 def encoders_to(pipe: Any, device: Any) -> None:
@@ -130,7 +134,7 @@ def encoders_ready(pipe: Any, device: Any, vae_tiling: bool) -> None:
         pipe.vae.enable_tiling()
 
 
-def check_shapes(syn_paths: list, real_paths: list, empty_text: Path | None) -> None:
+def check_shapes(syn_paths: list, real_paths: list, empty_text: Path | None, held_out: list = ()) -> None:
     lat = common_shape([p for p, _ in syn_paths], "synthetic latents")
     texts = [t for _, t in syn_paths + real_paths] + ([empty_text] if empty_text else [])
     common_shape(texts, "text embeddings")  # the empty prompt's too: dropout stacks it with the rest
@@ -141,3 +145,6 @@ def check_shapes(syn_paths: list, real_paths: list, empty_text: Path | None) -> 
                 f"real latents {real_lat} and synthetic latents {lat} differ in shape; "
                 "set --frames / --height / --width so both are preprocessed to one size"
             )
+    if held_out:  # a batch of them is one forward pass
+        common_shape([p for p, _ in held_out], "held-out latents")
+        common_shape([t for _, t in held_out], "held-out text embeddings")

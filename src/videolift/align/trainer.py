@@ -25,6 +25,8 @@ from videolift.align.checkpoints import clear_after, resume_point, save_checkpoi
 from videolift.align.config import HASH_MEMO, AlignConfig
 from videolift.align.data import CachedItem, StepDataset, Stream, WeightedStream
 from videolift.align.export import base_directory, export_full, export_lora, gathered_transformer
+from videolift.align.held_out import LOG as HELD_OUT_LOG
+from videolift.align.held_out import held_out_loss, held_out_steps, record_held_out
 from videolift.align.inputs import cache_all, check_shapes, load_samples
 from videolift.align.trainable import make_trainable, place_for_training, trainable_parameters
 from videolift.align.validation import (
@@ -35,13 +37,13 @@ from videolift.align.validation import (
     write_samples,
 )
 from videolift.align.video_check import check_videos
-from videolift.align.weights import Sample
+from videolift.align.weights import Sample, read_real
 from videolift.core.checkpoints import load_checkpoint, save_trainable_only
 from videolift.core.distributed import deepspeed_clipping, fresh_accelerator
 from videolift.core.environment import environment
 from videolift.core.errors import VideoliftError
 from videolift.core.files import HashMemo, lock_run
-from videolift.core.jsonl import append_jsonl, atomic_write, finite_values, read_json
+from videolift.core.jsonl import append_jsonl, atomic_write, finite_values, read_json, trim_step_log
 from videolift.models.base import FULL_DIR, LORA_DIR, resolve_dtype
 from videolift.models.families import detect_family, get_spec, spec_for
 
@@ -366,9 +368,10 @@ def _train(
     resume_from = resume_point(cfg, ckpt_root, inputs)
     prompts = validation_prompts(cfg, accelerator)  # a bad file refused before any work
     synthetic, real, data = load_samples(cfg)
+    held_samples = read_real(cfg.validation_real, "--validation-real") if cfg.validation_real else []
     if "warning" in data:  # before the cache, which can take long
         say(f"warning: {data['warning']}")
-    check_videos(cfg, synthetic, real, rank=rank, world=world, gather=gather_object)
+    check_videos(cfg, synthetic, real, rank=rank, world=world, gather=gather_object, held_out=held_samples)
     weight_dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.mixed_precision]
     if main:
         held.append(lock_run(cfg.out, "videolift align"))  # to the end of the run
@@ -376,8 +379,10 @@ def _train(
     spec, pipe, params = _load_model(cfg, weight_dtype)
     if prompts:
         sampler_settings(cfg, spec, pipe)  # a size the model cannot sample: refused now, not at step 0
-    *cached, cache_stats = cache_all(cfg, spec, pipe, accelerator, synthetic, real, hashes, progress)
-    check_shapes(*cached)
+    *cached, held_paths, cache_stats = cache_all(
+        cfg, spec, pipe, accelerator, synthetic, real, hashes, progress, held_out=held_samples
+    )
+    check_shapes(*cached, held_paths)
     data["cache"] = asdict(cache_stats)
     dataset = _step_dataset(cfg, synthetic, tuple(cached), rank, world)
     n_real = cfg.real_bs if dataset.real else 0
@@ -415,6 +420,7 @@ def _train(
     if main:
         log_dir.mkdir(parents=True, exist_ok=True)
         clear_after(ckpt_root, log_dir / "train.jsonl", step)
+        trim_step_log(log_dir / HELD_OUT_LOG, step)
     assert_ranks_in_sync(accelerator, model, step)
 
     start_micro = step * cfg.grad_accum
@@ -439,6 +445,28 @@ def _train(
     # killed run had checkpointed but not yet sampled.
     if prompts and samples_due(cfg, step) and not samples_dir(cfg, step).is_dir():
         write_samples(cfg, spec, pipe, model, accelerator, prompts, step, writer)
+
+    def measure_held_out(at: int) -> None:
+        """The held-out loss of the weights at step ``at``, logged (collective)."""
+        loss = held_out_loss(
+            lambda params, text, generator: batch_loss(
+                spec, pipe, model, params, text, params.new_zeros(len(params)), generator
+            )[1],
+            model,
+            accelerator,
+            held_paths,
+            cfg.real_bs,
+            cfg.validation_seed,
+        )
+        data["val_loss"] = loss
+        if main:
+            record_held_out(log_dir, at, loss, len(held_paths), writer)
+
+    # As for the samples: before training, or the step a killed run had checkpointed but not measured.
+    if held_paths and samples_due(cfg, step):
+        missing = broadcast_object_list([step not in held_out_steps(log_dir) if main else None])
+        if missing[0]:
+            measure_held_out(step)
     bar = tqdm(total=cfg.max_steps, initial=step, desc="align", disable=not (progress and main))
     log = _StepLog(samples_per_step, world)
     first_ids: list[int] | None = None
@@ -490,6 +518,10 @@ def _train(
                     "the rewards to [0, 1] (--weight-transform normalized)"
                 )
 
+        if held_paths and samples_due(cfg, step):  # before the checkpoint: a checkpointed step has its line
+            measuring = time.perf_counter()
+            measure_held_out(step)
+            log.paused += time.perf_counter() - measuring
         if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
             assert_ranks_in_sync(accelerator, model, step)
             state = {

@@ -83,15 +83,15 @@ def check_videos(
     rank: int = 0,
     world: int = 1,
     gather: Callable[[list[Summary]], list[Summary]] | None = None,
+    held_out: list[Sample] = (),
 ) -> None:
-    """Probe this rank's share of the videos; ``gather`` (accelerate's ``gather_object``) brings every
-    rank's summary to every rank. Raises DataError naming file, line and field, or VideoliftError."""
+    """Probe this rank's share of the videos (the held-out ones of ``--validation-real`` too);
+    ``gather`` (accelerate's ``gather_object``) brings every rank's summary to every rank. Raises
+    DataError naming file, line and field, or VideoliftError."""
     preprocessing = cfg.preprocessing()
-    items = [
-        (root, sample, listed_in)
-        for root, samples, listed_in in ((cfg.videos, synthetic, cfg.scores), (cfg.real_root, real, cfg.real))
-        for sample in samples
-    ]
+    sets = [(cfg.videos, synthetic, cfg.scores), (cfg.real_root, real, cfg.real)]
+    sets.append((cfg.validation_root, held_out, cfg.validation_real))
+    items = [(root, sample, listed_in) for root, samples, listed_in in sets for sample in samples]
     mine = range(rank, len(items), world)
     with ThreadPoolExecutor(PROBE_THREADS) as pool:
         answers = list(zip(mine, pool.map(lambda i: _probe(*items[i], preprocessing), mine), strict=True))

@@ -41,15 +41,16 @@ def rescore(items: list[ScoredVideo], reward: RewardConfig, path: str | Path) ->
     return out
 
 
-def read_real(path: str | Path) -> list[Sample]:
-    """A real video-text JSONL: one ``{"video": ..., "prompt": ...}`` per line, weight 1."""
+def read_real(path: str | Path, option: str = "--real") -> list[Sample]:
+    """A real video-text JSONL: one ``{"video": ..., "prompt": ...}`` per line, weight 1. ``option``: the
+    one that named it, for the error of an empty file."""
     path = Path(path)
     samples = [
         Sample(text_field(obj, "video", path, line), text_field(obj, "prompt", path, line), line=line)
         for line, obj in iter_json_lines(path)
     ]
     if not samples:  # training would go on without the real-data term the option asked for
-        raise DataError("the real set has no records (--real)", file=path)
+        raise DataError(f"the real set has no records ({option})", file=path)
     return samples
 
 
