@@ -253,6 +253,16 @@ def test_a_library_caller_gets_the_messages_instead_of_stdout(world, tmp_path, c
     train(align_config(world, tmp_path / "run", max_steps=2), progress=False, log=said.append)
     assert said[0].startswith("align: ") and said[-1].startswith("done: 2 steps")
     assert capsys.readouterr().out == ""
+    assert "4 synthetic videos (weights" in said[0]  # none dropped: nothing said of it
+    # What a run drops is said at its start, not only stored in the summary (docs/align.md).
+    said.clear()
+    train(align_config(world, tmp_path / "rs", method="rs", max_steps=1), progress=False, log=said.append)
+    assert "2 synthetic videos of 4 (2 not all Good dropped)" in said[0]
+    scores = tmp_path / "null.jsonl"
+    scores.write_text((world / "scores.jsonl").read_text() + score_line("videos/v1.mp4", "a square", None, None))
+    said.clear()
+    train(align_config(world, tmp_path / "null", scores=scores, max_steps=1), progress=False, log=said.append)
+    assert "4 synthetic videos of 5 (1 without a reward dropped)" in said[0]
 
 
 def test_the_cache_decodes_only_the_frames_it_keeps(world, tmp_path, monkeypatch):

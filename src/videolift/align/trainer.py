@@ -222,9 +222,15 @@ def _step_dataset(
 def _describe(
     cfg: AlignConfig, data: dict, n_real: int, world: int, params: list, step: int, per_step: int
 ) -> str:
+    dropped = [
+        f"{data[key]} {why}"
+        for key, why in (("dropped_null_reward", "without a reward"), ("dropped_not_all_good", "not all Good"))
+        if data.get(key)
+    ]
     return (
         f"align: {cfg.method}, {cfg.finetune} fine-tune, {data['kept']} synthetic videos "
-        f"(weights {data['weight_min']:.3g}..{data['weight_max']:.3g}"
+        + (f"of {data['rated']} ({', '.join(dropped)} dropped) " if dropped else "")
+        + f"(weights {data['weight_min']:.3g}..{data['weight_max']:.3g}"
         + (", drawn by weight" if cfg.syn_sampling == "weighted" else "")
         + f"), {data['real']} real (lambda "
         f"{cfg.lambda_real}); per step: {cfg.batch_size} syn + {n_real} real x {world} processes x "
