@@ -118,6 +118,9 @@ def test_errors_name_file_line_and_field(tmp_path, name, content, expected):
 def test_missing_file(tmp_path):
     with pytest.raises(DataError, match="nope.txt: prompt file not found"):
         read_prompts(tmp_path / "nope.txt")
+    (tmp_path / "gen").mkdir()  # e.g. generate's output folder given for its manifest
+    with pytest.raises(DataError, match="gen: is a directory, expected a prompt file"):
+        read_prompts(tmp_path / "gen")
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,8 @@ def read_prompts(path: str | Path, *, prompt_field: str = "prompt") -> list[Prom
     (a .csv quote left open, or a quoted prompt running over several lines, included).
     """
     path = Path(path)
+    if path.is_dir():  # a folder has no suffix: named as what it is, not as an unknown file type
+        raise DataError("is a directory, expected a prompt file (.txt, .jsonl or .csv)", file=path)
     if path.suffix.lower() not in SUFFIXES:
         raise DataError(
             f"unsupported prompt file type {path.suffix!r}; use one of {', '.join(SUFFIXES)}", file=path
