@@ -270,6 +270,23 @@ def test_corpus_overwrite_removes_the_old_corpus_before_rendering(tmp_path, monk
     assert sorted(p.name for p in (out / "videos").iterdir()) == ["toy-000000.mp4", "toy-000001.mp4"]
 
 
+def test_corpus_refuses_a_file_and_another_tools_folder_before_rendering(tmp_path):
+    """--out a file failed after rendering began ("Not a directory"); --overwrite into `generate`'s folder
+    replaced its manifest, orphaning its videos."""
+    (tmp_path / "tp.txt").write_text("prompts\n")
+    said = run("toy", "corpus", "--n", 3, "--out", tmp_path / "tp.txt", "--no-progress", fails=True)
+    assert "exists and is not a directory" in said and (tmp_path / "tp.txt").read_text() == "prompts\n"
+    gen = tmp_path / "gen"
+    (gen / "videos").mkdir(parents=True)
+    line = json.dumps({"video": "videos/000000.mp4", "prompt": "a red circle moves left", "seed": 1})
+    (gen / "manifest.jsonl").write_text(line + "\n")
+    for marker in (True, False):  # with generate's settings file, and a manifest without ground truth
+        (gen / "generation.json").write_text("{}") if marker else (gen / "generation.json").unlink()
+        said = run("toy", "corpus", "--n", 3, "--out", gen, "--overwrite", "--no-progress", fails=True)
+        assert "--overwrite replaces a toy corpus only" in said
+        assert (gen / "manifest.jsonl").read_text() == line + "\n" and not list((gen / "videos").iterdir())
+
+
 @pytest.mark.parametrize(
     "args",
     [

@@ -74,8 +74,15 @@ def corpus(
         raise VideoliftError(f"--defect-rate must be within [0, 1], got {defect_rate}")
     split = _split(split, ("train", "heldout", "all"))
     manifest = out / "manifest.jsonl"
+    if out.exists() and not out.is_dir():
+        raise VideoliftError(f"--out {out}: exists and is not a directory")
     if manifest.exists() and not overwrite:
         raise VideoliftError(f"{manifest} already exists; pass --overwrite to replace the corpus")
+    if overwrite and (why := _not_a_corpus(out)):
+        raise VideoliftError(
+            f"--out {out}: {why}; --overwrite replaces a toy corpus only (its videos and their ground truth). "
+            "Use another --out"
+        )
     items = plan(n, defect_rate=defect_rate, seed=seed, split=None if split == "all" else split)
     if overwrite:  # the old corpus goes first: a killed run must not leave its manifest beside new videos
         manifest.unlink(missing_ok=True)
@@ -89,6 +96,22 @@ def corpus(
     typer.echo(f"wrote {n} videos and {manifest}")
     for dim, c in counts.items():
         typer.echo(f"  {dim}: " + ", ".join(f"{lab} {c.get(lab, 0)}" for lab in ("Good", "Normal", "Bad")))
+
+
+def _not_a_corpus(out: Path) -> str | None:
+    """Why ``out`` holds something other than a toy corpus (e.g. `generate`'s videos), or None."""
+    from videolift.core.jsonl import iter_json_lines
+    from videolift.data.generate import RUN_CONFIG
+
+    if (out / RUN_CONFIG).exists():
+        return f"{out / RUN_CONFIG} says `videolift generate` wrote it"
+    manifest = out / "manifest.jsonl"
+    if not manifest.exists():
+        return None
+    first = next((record for _, record in iter_json_lines(manifest, skip_partial_last=True)), None)
+    if first is not None and ("truth" not in first or not str(first.get("video", "")).startswith("videos/toy-")):
+        return f"{manifest} was not written by `videolift toy corpus` (no ground truth)"
+    return None
 
 
 @app.command()
