@@ -185,6 +185,8 @@ def test_resume_equals_uninterrupted(world, tmp_path):
     assert "finished model" in train(world, pieces, "--save-every", "3", steps=6, fails=True).output
     again = train(world, pieces, "--save-every", "3", "--resume", steps=6, fails=True).output
     assert "has finished (same settings); nothing to resume" in again
+    longer = " ".join(train(world, pieces, "--save-every", "3", "--resume", steps=9, fails=True).output.split())
+    assert "trained with other settings (max_steps: was 6, now 9); a finished run is not continued" in longer
 
 
 def test_critic_train_takes_align_s_names_for_the_lora_rank_and_checkpoints_and_the_group_shows_its_help(

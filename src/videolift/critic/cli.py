@@ -285,7 +285,12 @@ def export(
         ..., "--run", help="Output directory of a `critic train` run (finished or not)."
     ),
     out: Path = typer.Option(..., "--out", help="Critic directory to write (as `critic train --out`)."),
-    step: int | None = typer.Option(None, "--step", help="Update of the checkpoint (default: the latest)."),
+    step: int | None = typer.Option(
+        None,
+        "--step",
+        help="Update of the checkpoint (default: the latest, for an unfinished run; a finished run is itself "
+        "the critic of its last update, so name an earlier checkpoint's).",
+    ),
     cache_dir: Path | None = typer.Option(
         None, "--cache-dir", help="The run's --cache-dir, if it had one (default: the run directory)."
     ),

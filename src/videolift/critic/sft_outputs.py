@@ -61,9 +61,17 @@ def check_output_dir(out: Path, cfg: SFTConfig, *, resume: bool, overwrite: bool
     if overwrite:
         return
     if (out / TRAIN_SUMMARY).exists():
-        if resume and config.exists() and not _changed(before := read_json(config), cfg.comparable(before)):
+        before = read_json(config) if config.exists() else None
+        changed = _changed(before, cfg.comparable(before)) if before is not None else []
+        if resume and before is not None and not changed:
             raise AlreadyFinished(
                 f"{out}: this run has finished (same settings); nothing to resume. Its critic is {out}; "
+                "pass --overwrite to train it again"
+            )
+        if resume and changed:  # a finished run is not continued (its schedule ended): say what differs
+            raise RunConflict(
+                f"{out}: already holds a finished model, trained with other settings "
+                f"({_differences(before, cfg.comparable(before), changed)}); a finished run is not continued: "
                 "pass --overwrite to train it again"
             )
         raise RunConflict(f"{out}: already holds a finished model; pass --overwrite to replace it")
@@ -75,12 +83,17 @@ def check_output_dir(out: Path, cfg: SFTConfig, *, resume: bool, overwrite: bool
                 f"{out}: holds an unfinished run; pass --resume to continue it or --overwrite"
             )
         if changed := _changed(before, now):
-            before, now = _flat(before), _flat(now)
-            detail = "; ".join(f"{k}: was {before.get(k)!r}, now {now.get(k)!r}" for k in changed)
+            detail = _differences(before, now, changed)
             raise RunConflict(
                 f"{out}: cannot resume with different settings ({detail}); only "
                 f"{', '.join(sorted(RESUMABLE_CHANGES))} may change on --resume"
             )
+
+
+def _differences(before: dict[str, Any], now: dict[str, Any], changed: list[str]) -> str:
+    """``max_steps: was 40, now 60; ...`` for the ``changed`` settings."""
+    before, now = _flat(before), _flat(now)
+    return "; ".join(f"{k}: was {before.get(k)!r}, now {now.get(k)!r}" for k in changed)
 
 
 def _flat(settings: dict[str, Any]) -> dict[str, Any]:
