@@ -199,8 +199,15 @@ def test_malformed_scores_are_located(tmp_path):
         read_scores(path)
     # A negative reward under raw weights is named by its line.
     path.write_text(_line("a.mp4", 0.9, ["Good"] * 3) + "\n" + _line("b.mp4", -0.2, ["Bad"] * 3) + "\n")
-    with pytest.raises(ValueError, match=r"line 2, field 'reward': -0.2: weight_transform=raw needs"):
+    with pytest.raises(DataError, match=r"line 2, field 'reward': -0.2: weight_transform=raw needs"):
         select_synthetic(read_scores(path), "rwl", "raw")
+    from videolift.align.config import AlignConfig
+    from videolift.align.inputs import load_samples
+
+    cfg = AlignConfig(model="m", scores=path, videos=tmp_path, out=tmp_path / "o", weight_transform="raw")
+    with pytest.raises(DataError) as info:  # named as every reader names a line: file, line, field
+        load_samples(cfg)
+    assert str(info.value).startswith(f"{path}, line 2, field 'reward': -0.2: weight_transform=raw needs")
     assert len(select_synthetic(read_scores(path), "rwl", "exp")[0]) == 2
 
 

@@ -13,7 +13,7 @@ import torch
 from videolift.align.cache import CacheStats, EncodingCache, common_shape, model_fingerprint
 from videolift.align.config import HASH_MEMO, AlignConfig
 from videolift.align.weights import Sample, read_real, rescore, reward_scale_warning, select_synthetic
-from videolift.core.errors import VideoliftError
+from videolift.core.errors import DataError, VideoliftError
 from videolift.core.files import HashMemo
 from videolift.core.reward import RewardConfig
 from videolift.core.scores import read_scores
@@ -26,6 +26,8 @@ def load_samples(cfg: AlignConfig) -> tuple[list[Sample], list[Sample], dict]:
         scored = rescore(scored, RewardConfig.load(cfg.reward_config), cfg.scores)
     try:
         synthetic, counts = select_synthetic(scored, cfg.method, cfg.weight_transform, cfg.exp_temperature)
+    except DataError as exc:  # a line of the scores file
+        raise DataError(exc.detail, file=cfg.scores, line=exc.line, field=exc.field) from None
     except ValueError as exc:
         raise VideoliftError(f"{cfg.scores}: {exc}") from None
     if not synthetic:

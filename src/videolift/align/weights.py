@@ -125,9 +125,11 @@ def select_synthetic(
     counts["dropped_null_reward"] = len(items) - len(kept)
     counts["kept"] = len(kept)
     if transform in ("raw", "normalized") and (neg := next((i for i in kept if i.reward < 0), None)):
-        raise ValueError(
-            f"line {neg.line}, field 'reward': {neg.reward}: weight_transform={transform} needs rewards >= 0 "
-            "(a negative weight ascends the loss; exp takes any reward)"
+        raise DataError(  # the caller knows the file
+            f"{neg.reward}: weight_transform={transform} needs rewards >= 0 (a negative weight ascends the "
+            "loss; exp takes any reward)",
+            line=neg.line,
+            field="reward",
         )
     weights = transform_rewards([i.reward for i in kept], transform, temperature)
     return [Sample(i.video, i.prompt, w, i.line) for i, w in zip(kept, weights, strict=True)], counts
