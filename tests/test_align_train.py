@@ -259,7 +259,9 @@ def test_a_library_caller_gets_the_messages_instead_of_stdout(world, tmp_path, c
     train(align_config(world, tmp_path / "rs", method="rs", max_steps=1), progress=False, log=said.append)
     assert "2 synthetic videos of 4 (2 not all Good dropped)" in said[0]
     scores = tmp_path / "null.jsonl"
-    scores.write_text((world / "scores.jsonl").read_text() + score_line("videos/v1.mp4", "a square", None, None))
+    scores.write_text(
+        (world / "scores.jsonl").read_text() + score_line("videos/v1.mp4", "a square", None, None)
+    )
     said.clear()
     train(align_config(world, tmp_path / "null", scores=scores, max_steps=1), progress=False, log=said.append)
     assert "4 synthetic videos of 5 (1 without a reward dropped)" in said[0]

@@ -185,7 +185,9 @@ def test_resume_equals_uninterrupted(world, tmp_path):
     assert "finished model" in train(world, pieces, "--save-every", "3", steps=6, fails=True).output
     again = train(world, pieces, "--save-every", "3", "--resume", steps=6, fails=True).output
     assert "has finished (same settings); nothing to resume" in again
-    longer = " ".join(train(world, pieces, "--save-every", "3", "--resume", steps=9, fails=True).output.split())
+    longer = " ".join(
+        train(world, pieces, "--save-every", "3", "--resume", steps=9, fails=True).output.split()
+    )
     assert "trained with other settings (max_steps: was 6, now 9); a finished run is not continued" in longer
 
 
@@ -427,7 +429,11 @@ def test_score_decodes_as_many_chunks_at_once_as_it_has_workers(world, critic_di
 def test_score_lines_resume_and_determinism(world, critic_dir, tmp_path):
     first = tmp_path / "first.jsonl"
     warned = score(critic_dir, world, first).output
-    assert "warning:" in warned and "not found" in warned and "scored as unparsed" in warned  # named
+    assert (
+        "warning:" in warned
+        and "not found" in warned
+        and "not rated: its line has this error and a null reward" in warned
+    )  # named
     lines = [obj for _, obj in iter_json_lines(first)]
     assert [line.get("video_id") for line in lines] == ["v0", "v1", "v2", "v3", None]
     reward = RewardConfig()

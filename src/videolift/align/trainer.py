@@ -224,7 +224,10 @@ def _describe(
 ) -> str:
     dropped = [
         f"{data[key]} {why}"
-        for key, why in (("dropped_null_reward", "without a reward"), ("dropped_not_all_good", "not all Good"))
+        for key, why in (
+            ("dropped_null_reward", "without a reward"),
+            ("dropped_not_all_good", "not all Good"),
+        )
         if data.get(key)
     ]
     return (

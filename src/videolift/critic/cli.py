@@ -383,8 +383,9 @@ def score(
             f"{summary.errors} unreadable; unparsed answers {summary.unparsed}; mean reward {reward}; "
             f"{summary.world_size} process(es), {summary.seconds:.1f} s)"
         )
-        for bad in summary.unreadable[:10]:  # scored as unparsed: say which, so they can be fixed
-            _log(f"[yellow]warning:[/] {escape(bad['error'])} (in {manifest}; scored as unparsed)")
+        for bad in summary.unreadable[:10]:  # not rated (no answer to parse): say which, so they can be fixed
+            where = f"in {manifest}; not rated: its line has this error and a null reward"
+            _log(f"[yellow]warning:[/] {escape(bad['error'])} ({where})")
         if len(summary.unreadable) > 10:
             _log(f"[yellow]warning:[/] ... and {len(summary.unreadable) - 10} more unreadable videos")
 

@@ -109,7 +109,9 @@ def _not_a_corpus(out: Path) -> str | None:
     if not manifest.exists():
         return None
     first = next((record for _, record in iter_json_lines(manifest, skip_partial_last=True)), None)
-    if first is not None and ("truth" not in first or not str(first.get("video", "")).startswith("videos/toy-")):
+    if first is not None and (
+        "truth" not in first or not str(first.get("video", "")).startswith("videos/toy-")
+    ):
         return f"{manifest} was not written by `videolift toy corpus` (no ground truth)"
     return None
 
