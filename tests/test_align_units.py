@@ -801,3 +801,31 @@ def test_align_trains_on_the_cpu_where_accelerate_would_pick_a_macs_mps(monkeypa
         assert accelerator.device.type == "cpu"
     finally:
         AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_rewards_of_one_are_on_the_scale_and_not_warned_about():
+    """A reward config with Good = 1 gives all-Good videos a reward of exactly 1: the warning is for rewards
+    above the [0, 1] scale only."""
+    from videolift.align.weights import reward_scale_warning
+    from videolift.core.scores import ScoredVideo
+
+    assert reward_scale_warning([ScoredVideo("a", "p", 1.0, {}, 1)], "raw", 0.1) is None
+    assert "1 of 2 rewards above 1" in reward_scale_warning(
+        [ScoredVideo("a", "p", 1.0, {}, 1), ScoredVideo("b", "p", 1.5, {}, 2)], "raw", 0.1
+    )
+
+
+def test_a_video_rewritten_in_place_is_another_cache_entry(tmp_path):
+    """Without --hash-content a video is known by path, size and modification time: one re-rendered in place
+    at the same size must not reuse the old video's latents."""
+    import os
+
+    from videolift.align.cache import file_identity
+
+    path = tmp_path / "v.mp4"
+    path.write_bytes(b"a" * 10)
+    before = file_identity(path, hash_content=False)
+    path.write_bytes(b"b" * 10)
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a later write, whatever the clock
+    assert file_identity(path, hash_content=False) != before

@@ -554,3 +554,11 @@ def test_without_clipping_the_gradient_norm_is_measured_in_float32_and_the_gradi
     assert float(_clipped_norm(single, [p], 0.0)) == pytest.approx(120000.0)
     assert torch.equal(p.grad, torch.full((4,), 60000.0, dtype=torch.float16))  # not clipped, not NaN
     assert _clipped_norm(SimpleNamespace(distributed_type=DistributedType.DEEPSPEED), [p], 0.0) is None
+
+
+def test_label_metrics_majority_ties_go_to_the_worse_label_and_macro_f1_skips_unseen_labels():
+    """The majority baseline of a tie is the worse label (the conservative baseline), and macro-F1 averages
+    only labels seen in the reference or the predictions (a perfect critic scores 1, not 2/3)."""
+    good, normal, bad = Label.Good, Label.Normal, Label.Bad
+    assert label_metrics([good, bad], [good, good])["majority_label"] == "Bad"
+    assert label_metrics([good, good, normal], [good, good, normal])["macro_f1"] == 1.0

@@ -583,3 +583,18 @@ def test_a_rerun_interrupted_midway_leaves_no_stale_summary_or_report(
     result = CliRunner().invoke(app, [*args, "--steps", "2", "--overwrite"])
     assert result.exit_code == 130 and "Interrupted" in result.output
     assert not (out / "eval.json").exists() and not (out / "report.html").exists()
+
+
+def test_findings_are_tallied_most_frequent_first():
+    """The report's fault table lists each dimension's most frequent fault first (ties by name)."""
+    from videolift.evaluate.compare import tally_findings
+
+    tally = tally_findings(
+        [
+            {"motion_smoothness": ["jitter"]},
+            {"motion_smoothness": ["teleport", "jitter"]},
+            {"video_fidelity": []},
+        ]
+    )
+    assert list(tally["motion_smoothness"].items()) == [("jitter", 2), ("teleport", 1)]
+    assert tally["video_fidelity"] == {}

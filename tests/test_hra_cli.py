@@ -523,3 +523,26 @@ def test_stats_export_and_split_refuse_what_validate_refuses(tmp_path):
             code, out = run("hra", args[0], src, *args[1:])
             assert code != 0 and message in " ".join(out.split()), (args, out)
     assert not (tmp_path / "o.json").exists() and not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize(("n", "fraction", "n_test"), [(10, 0.25, 3), (3, 0.5, 2), (4, 0.5, 2)])
+def test_the_test_share_is_rounded_up(n, fraction, n_test):
+    """docs/formats.md: the held-out share of the videos is rounded up (never below one video, never all)."""
+    from videolift.data.split import split_records
+
+    records = [
+        HRARecord(video=f"v{i}.mp4", prompt=f"p{i}", ratings={SC: {"label": "Good"}}) for i in range(n)
+    ]
+    train, test = split_records(records, fraction, seed=0)
+    assert len(test) == n_test and len(train) == n - n_test
+
+
+def test_records_without_an_annotator_are_each_kept(tmp_path):
+    """Anonymous records (an imported set without rater ids) of one video are separate ratings, not a
+    rater's second record of it."""
+    from videolift.data.hra_file import read_hra
+
+    record = HRARecord(video="v.mp4", prompt="a dog", ratings={SC: {"label": "Good"}})
+    path = tmp_path / "hra.jsonl"
+    path.write_text((json.dumps(record.to_json()) + "\n") * 2)
+    assert len(read_hra(path)) == 2

@@ -339,3 +339,19 @@ def test_running_out_of_accelerator_memory_names_what_the_command_can_do_about_i
     assert names & set(MEMORY_HINTS) == {"critic train", "critic score", "critic eval"} and top <= set(
         MEMORY_HINTS
     )
+
+
+def test_a_set_holding_no_dimension_is_judged_on_all_three_so_nothing_is_all_good():
+    """A scores file whose lines rate nothing (every video unreadable) has no all-Good video: RS keeps none and
+    the all-Good rate is 0, not 1 (judged over an empty set of dimensions)."""
+    from videolift.align.weights import select_synthetic
+    from videolift.core.schema import DIMENSIONS, all_good, rated_dimensions
+    from videolift.core.scores import ScoredVideo
+    from videolift.evaluate.metrics import summarize
+
+    assert rated_dimensions([{}, {}]) == DIMENSIONS
+    assert rated_dimensions([{"video_fidelity": "Good"}]) == (Dimension.video_fidelity,)
+    assert not all_good({}, rated_dimensions([{}]))
+    kept, counts = select_synthetic([ScoredVideo("a", "p", 0.5, {}), ScoredVideo("b", "p", 0.7, {})], "rs")
+    assert kept == [] and counts["kept"] == 0
+    assert summarize([{}, {}])["all_good_rate"] == 0.0
