@@ -115,13 +115,22 @@ def test_jsonl_fields_are_carried_and_videos_regenerate_exactly(tiny_pipeline, t
     rows = [
         {"prompt": "a dog running", "categories": {"place": "real"}, "seed": "ignored"},
         {"prompt": "an owl sleeping", "categories": {"place": "imagined"}},
+        {  # a toy corpus's line: its account of its own video is not carried onto the new one
+            "prompt": "a red circle moves left in a sand desert",
+            "split": "train",
+            "shown": "a blue circle",
+            "caption": "a blue circle moves left",
+            "defects": [{"kind": "colour"}],
+            "truth": {"semantic_consistency": "Bad"},
+        },
     ]
     prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out"
     result = gen(tiny_pipeline, prompts, out, "--lossless", "--guidance", "3.5", "--seed", "11")
     assert result.exception is None, result.output
     records = manifest(out)
-    assert [r["categories"] for r in records] == [{"place": "real"}, {"place": "imagined"}]
+    assert [r.get("categories") for r in records] == [{"place": "real"}, {"place": "imagined"}, None]
+    assert records[2]["split"] == "train" and not records[2].keys() & {"truth", "defects", "shown", "caption"}
     assert records[0]["seed"] == derive_seed(11, 0, 0)  # our fields win over the prompt file's
     assert (records[0]["guidance"], records[0]["lossless"]) == (3.5, True)
 

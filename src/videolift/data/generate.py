@@ -90,10 +90,19 @@ def work_items(n_prompts: int, per_prompt: int, base_seed: int) -> list[WorkItem
     return [WorkItem(i, k, derive_seed(base_seed, i, k)) for i in range(n_prompts) for k in range(per_prompt)]
 
 
+# What a toy corpus's line says of its own rendered video (`toy corpus`): carried onto a new video made
+# from its prompt, `toy rate` would judge the new video against the old one's injected truth.
+RENDERED_FIELDS = ("truth", "defects", "shown", "caption")
+
+
 def manifest_record(item: WorkItem, prompt: PromptRecord, run: dict[str, Any]) -> dict[str, Any]:
-    """One manifest line. The prompt file's other fields come first so ours win on a name clash."""
+    """One manifest line. The prompt file's other fields come first so ours win on a name clash; a toy
+    corpus line's account of its own video is left behind."""
+    extra = prompt.extra
+    if isinstance(extra.get("truth"), dict) and "defects" in extra:
+        extra = {k: v for k, v in extra.items() if k not in RENDERED_FIELDS}
     return {
-        **prompt.extra,
+        **extra,
         "video": item.video,
         "video_id": item.video_id,
         "prompt": prompt.prompt,
