@@ -473,6 +473,21 @@ def test_the_run_report_guards_every_aligned_model_and_shows_what_the_critic_did
     summary["align_rewards"] = "oracle"  # a perfect critic: no guard
     assert "Reward-hacking guard" not in write_report(tmp_path, summary).read_text()
 
+    # A run aligned with --validation-real shows its held-out loss; one without, no such figure.
+    curves = demo_report.curves_figure
+    titles: dict[str, dict] = {}
+    monkeypatch.setattr(
+        demo_report, "curves_figure", lambda c, t, *a: titles.update({t: c}) or curves(c, t, *a)
+    )
+    write_report(tmp_path, summary)
+    assert not any("held-out" in t for t in titles)
+    (tmp_path / "aligned_rwl" / "logs").mkdir(parents=True)
+    lines = [{"step": 0, "val_loss": 0.055, "clips": 64}, {"step": 50, "val_loss": 0.053, "clips": 64}]
+    (tmp_path / "aligned_rwl/logs/validation.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    write_report(tmp_path, summary)
+    held_out = next(c for t, c in titles.items() if "held-out clips" in t)
+    assert held_out == {"aligned_rwl": [(0, 0.055), (50, 0.053)]}
+
 
 def test_the_guard_holds_the_oracle_to_the_critics_gain_whatever_its_sign_and_targets_are_stated():
     from videolift.pipeline.run_report import _guard_text, reward_hacking_check, target_rows

@@ -193,6 +193,14 @@ def write_report(
                 align_curves, "alignment: the synthetic videos' loss (reward-weighted) + lambda x real"
             )
         )
+    # With align.settings.validation_real: the diffusion loss of held-out clips (align --validation-real).
+    held_out = {
+        p.name: _curve(p / "logs" / "validation.jsonl", "val_loss") for p in sorted(w.glob("aligned_*"))
+    }
+    if any(held_out.values()):
+        rep.figure(
+            curves_figure(held_out, "alignment: diffusion loss of the held-out clips (--validation-real)")
+        )
 
     rep.heading("Critic confusion matrices (held-out)")
     for name in ("critic", "critic_label_only"):
