@@ -1,3 +1,4 @@
+import json
 import re
 from pathlib import Path
 
@@ -369,6 +370,17 @@ def test_counts_and_fractions_out_of_range_are_refused_at_load(tmp_path, edit, f
         ("hra: {source: file, file: h.jsonl}", "hra.videos", "hra.source 'file' needs"),
         ("align: {settings: {reward_config: nope.yaml}}", "align.settings.reward_config", "no such file"),
         ("align: {settings: {real_videos: nope}}", "align.settings.real_videos", "no such directory"),
+        (
+            "align: {settings: {validation_real: nope.jsonl}}",
+            "align.settings.validation_real",
+            "no such file",
+        ),
+        (
+            "align: {settings: {validation_real_videos: h.jsonl}}",
+            "align.settings.validation_real_videos",
+            "a file, not a directory",
+        ),
+        ("align: {settings: {validation_prompts: v}}", "align.settings.validation_prompts", "not a file"),
         # Beyond the toy world, prompts come from files (only toy runs draw their own).
         (
             "t2v: THUDM/CogVideoX-2b\nhra: {source: file, file: h.jsonl, videos: v}\n",
@@ -396,6 +408,8 @@ def test_input_files_are_looked_for_at_load(tmp_path, monkeypatch, text, field, 
         ("align: {settings: {reward_config: rc.yaml}}", "rc.yaml", "scores: {Good: -1, Normal: 0.5, Bad: 0}\n",
          "rc.yaml, field 'scores': must be finite and at least 0"),
         ("align: {real: r.jsonl}", "r.jsonl", '{"video": "a.mp4"}\n', "r.jsonl, line 1, field 'prompt'"),
+        ("align: {settings: {validation_real: r.jsonl}}", "r.jsonl", "\n", "the real set has no records (--validation-real)"),
+        ("align: {settings: {validation_prompts: p.txt}}", "p.txt", "\n", "p.txt: no prompts in file"),
         ("evaluate: {prompts: {file: e.txt}}", "e.txt", "\n", "e.txt: no prompts in file"),
         ("hra: {source: file, file: h.jsonl, videos: v}", "h.jsonl", HRA_LINE.replace("Good", "Great"),
          "h.jsonl, line 1, field 'ratings.video_fidelity.label'"),
@@ -674,3 +688,54 @@ def test_a_hub_model_keys_generation_and_evaluation_and_a_local_vlm_keys_the_cri
         "outputs": stage.output_prints(runner.relative),
     }
     assert runner.why_to_run(stage) is None
+
+
+def test_the_split_is_keyed_as_before_group_by_existed_unless_grouped_by_prompt(tmp_path):
+    """Splits recorded before `hra.group_by` existed stay done; grouping by prompt redoes the split."""
+    from videolift.pipeline.stages import split_stage
+
+    hra = tmp_path / "hra.jsonl"
+    write_input(hra)
+    default = split_stage(_load_with(tmp_path), hra)
+    assert set(default.settings) == {"test_fraction", "seed"}
+    by_prompt = split_stage(_load_with(tmp_path, sets=("hra.group_by=prompt",)), hra)
+    assert by_prompt.key() != default.key()
+
+
+def test_evaluate_oracle_false_turns_the_oracle_off_in_a_toy_run(tmp_path, monkeypatch):
+    """`evaluate.oracle: false` is obeyed in the toy world (where the oracle is on by default)."""
+    from videolift.evaluate import compare
+    from videolift.pipeline.stages import evaluate_stage, generation_settings
+
+    seen = {}
+    monkeypatch.setattr(compare, "compare_models", lambda *a, **kw: seen.update(kw) or {})
+    cfg = _load_with(tmp_path, f"workdir: {tmp_path / 'w'}\nevaluate: {{oracle: false}}\n")
+    assert cfg.toy
+    stage = evaluate_stage(cfg, str(tmp_path), {}, generation_settings(cfg.sampler), False)
+    assert stage.settings["oracle"] is False
+    stage.run()
+    assert seen["oracle"] is False
+
+
+def test_a_critic_rating_one_dimension_leaves_all_good_videos_for_rs(tmp_path):
+    """Scores rating only semantic_consistency, all Good, have all-Good videos: RS is not skipped."""
+    from videolift.pipeline.stages import any_all_good
+
+    good = {"semantic_consistency": {"label": "Good", "reason": "", "score": 1.0}}
+    lines = [{"video": f"{i}.mp4", "prompt": "p", "ratings": good, "reward": 1.0} for i in range(2)]
+    scores = tmp_path / "scores.jsonl"
+    scores.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert any_all_good(scores)
+
+
+def test_a_local_t2v_is_not_keyed_by_its_directory_name(tmp_path):
+    """A local t2v is keyed by its files, not its name: earlier runs' generation and evaluation stay done."""
+    from videolift.pipeline.stages import evaluate_stage, generate_stage, generation_settings
+
+    cfg = _load_with(tmp_path, f"workdir: {tmp_path / 'w'}\n")
+    gen = generation_settings(cfg.sampler)
+    t2v = tmp_path / "CogVideoX-2b"
+    t2v.mkdir()
+    generate = generate_stage(cfg, str(t2v), gen, cfg.align.prompts, "train", "align_videos", False)
+    evaluate = evaluate_stage(cfg, str(t2v), {}, gen, False)
+    assert "model" not in generate.settings and "model" not in evaluate.settings

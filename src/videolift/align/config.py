@@ -66,7 +66,10 @@ BEFORE_THE_OPTION = {"full_scope": "all"}
 
 # Fields naming files or directories (the model: when local): --resume compares where they lead, so
 # `dir/` and `dir`, or a relative and an absolute spelling of one file, are the same setting.
-PATH_FIELDS = frozenset({"model", "scores", "videos", "real", "real_videos", "cache_dir", "reward_config"})
+PATH_FIELDS = frozenset(
+    {"model", "scores", "videos", "real", "real_videos", "cache_dir", "reward_config"}
+    | {"validation_prompts", "validation_real", "validation_real_videos"}
+)
 
 
 def _same_place(a: Any, b: Any) -> bool:

@@ -312,6 +312,9 @@ class PipelineConfig(StrictModel):
             ("align.real", self.align.real, "file", None),
             ("align.settings.reward_config", settings.get("reward_config"), "file", None),
             ("align.settings.real_videos", settings.get("real_videos"), "dir", None),
+            ("align.settings.validation_prompts", settings.get("validation_prompts"), "file", None),
+            ("align.settings.validation_real", settings.get("validation_real"), "file", None),
+            ("align.settings.validation_real_videos", settings.get("validation_real_videos"), "dir", None),
         ]
 
 
@@ -341,10 +344,12 @@ def _read_input(field: str, path: Path) -> None:
 
     if field == "hra.file":
         read_hra(path)  # as `hra split` and the split stage read it
-    elif field.endswith("prompts.file"):
+    elif field.endswith("prompts.file") or field == "align.settings.validation_prompts":
         read_prompts(path)
     elif field == "align.real":
         read_real(path)
+    elif field == "align.settings.validation_real":
+        read_real(path, "--validation-real")
     elif field == "align.settings.reward_config":
         RewardConfig.load(path)
 
