@@ -19,6 +19,7 @@ from test_annotate_support import (
     make_project,
     ratings,
     write_clip,
+    write_manifest,
 )
 from videolift.core.jsonl import read_jsonl, write_jsonl
 from videolift.core.schema import HRARecord
@@ -461,3 +462,23 @@ def test_my_ratings_take_the_same_few_queries_however_many_there_are(tmp_path):
             seen.append((len(mine), len(queries)))
     (six, first), (twelve, second) = seen
     assert (six, twelve) == (6, 12) and first == second <= 6
+
+
+def test_export_lists_ratings_in_manifest_order_then_by_annotator(tmp_path):
+    """The HRA export is v1/alice, v1/bob, v2/alice, v2/bob however the ratings came in."""
+    manifest = write_manifest(tmp_path / "m.jsonl", tmp_path / "videos", 2)
+    manifest.write_text("".join(reversed(manifest.read_text().splitlines(keepends=True))))  # v1: 0001
+    project = tmp_path / "project"
+    admin = create(project, tmp_path / "videos", manifest, "--ratings-per-video", "2")
+    tokens = {name: add_annotator(project, name) for name in ("bob", "alice")}  # bob: added first
+    with TestClient(create_app(Project.open(project))) as client:
+        for name in tokens:  # and submits first
+            rate_until_done(client, tokens[name])
+        export = client.get("/api/admin/export", headers=auth(admin)).text
+    records = [HRARecord.model_validate_json(line) for line in export.splitlines()]
+    assert [(r.video_id, r.annotator) for r in records] == [
+        ("v/0001.mp4", "alice"),
+        ("v/0001.mp4", "bob"),
+        ("v/0000.mp4", "alice"),
+        ("v/0000.mp4", "bob"),
+    ]

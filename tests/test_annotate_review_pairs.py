@@ -23,7 +23,7 @@ from test_annotate_support import (
 from videolift.core.jsonl import read_jsonl
 from videolift.core.schema import HRARecord
 from videolift.data.annotate.app import create_app
-from videolift.data.annotate.models import CriticScore, Pair, Task
+from videolift.data.annotate.models import CriticScore, Pair, Task, Video
 from videolift.data.annotate.project import Project
 
 
@@ -319,3 +319,35 @@ def test_a_legacy_record_that_is_no_hra_record_is_named_on_export():
         match="video 'v0' \\(annotator 'alice'\\) cannot be exported as an HRA record \\(prompt: ",
     ):
         _record(legacy, "alice", ratings)
+
+
+def test_an_adjudicated_review_is_not_counted_as_a_rater_in_agreement():
+    """Agreement over an export with reviews counts the raters only, not the adjudicated review."""
+    from videolift.data.annotate.admin import agreement
+
+    def record(annotator: str, label: str, **marks) -> HRARecord:
+        rating = {"semantic_consistency": {"label": label, "reason": "x"}}
+        return HRARecord(
+            video="v.mp4", video_id="v", prompt="p", annotator=annotator, ratings=rating, **marks
+        )
+
+    records = [record("x", "Good"), record("y", "Bad"), record("review:admin", "Good", adjudicated=True)]
+    semantic = agreement(records)["semantic_consistency"]
+    assert (semantic["pairwise_agreement"], semantic["videos"]) == (0.0, 1)
+
+
+def test_critic_scores_match_a_video_by_its_id_before_its_path(tmp_path):
+    """A scores line naming video a by id and video b's path scores video a, not b."""
+    manifest = write_manifest(tmp_path / "m.jsonl", tmp_path / "videos", 2)
+    rows = [json.loads(x) for x in manifest.read_text().splitlines()]
+    rows = [{**r, "video_id": vid} for r, vid in zip(rows, ("a", "b"), strict=True)]
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    create(tmp_path / "project", tmp_path / "videos", manifest)
+    scores = tmp_path / "scores.jsonl"
+    label = {"semantic_consistency": {"label": "Good", "score": 0.9}}
+    line = {"video_id": "a", "video": rows[1]["video"], "prompt": "p", "ratings": label, "reward": 0.9}
+    scores.write_text(json.dumps(line) + "\n")
+    cli("annotate", "import-critic", str(scores), "--project", str(tmp_path / "project"), "--critic", "c")
+    with Project.open(tmp_path / "project").session(readonly=True) as session:
+        scored = session.scalars(select(Video.video_id).join(CriticScore, CriticScore.video_id == Video.id))
+        assert list(scored) == ["a"]

@@ -452,3 +452,29 @@ def test_peak_memory_reads_macos_bytes_and_runs_without_getrusage_on_windows(mon
     finally:
         monkeypatch.undo()
         importlib.reload(memory)
+
+
+def test_the_align_stage_resumes_a_finished_checkpoint_of_its_own_settings(tmp_path, monkeypatch):
+    """A run killed after its last checkpoint (step == max_steps) resumes it rather than training again."""
+    from types import SimpleNamespace
+
+    from videolift.align import trainer
+    from videolift.align.checkpoints import STATE_FILE
+    from videolift.pipeline.config import PipelineConfig
+    from videolift.pipeline.stages import align_stage
+
+    resumed = []
+
+    def train(cfg, progress):  # writes the checkpoint of the last step, as the real run does
+        resumed.append(cfg.resume)
+        ckpt = cfg.out / "checkpoints" / f"step-{cfg.max_steps:07d}"
+        ckpt.mkdir(parents=True, exist_ok=True)
+        state = {"step": cfg.max_steps, "config": cfg.model_dump(mode="json"), "inputs": cfg.input_hashes()}
+        (ckpt / STATE_FILE).write_text(json.dumps(state))
+        return SimpleNamespace(steps=cfg.max_steps, export_dir=cfg.out / "export")
+
+    monkeypatch.setattr(trainer, "train", train)
+    cfg = PipelineConfig(workdir=tmp_path / "w", align={"settings": {"max_steps": 3}})
+    for _ in range(2):
+        align_stage(cfg, str(tmp_path), "rwl", None, False).run()
+    assert resumed == [False, True]
