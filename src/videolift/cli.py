@@ -40,6 +40,7 @@ COMMANDS = {
     "eval": "videolift.evaluate.cli:evaluate",
     "run": "videolift.pipeline.cli:run",
     "demo": "videolift.pipeline.demo_cli:demo",
+    "env": "videolift.core.env_cli:env",
 }
 
 

@@ -1,0 +1,44 @@
+"""`videolift env`: the machine as videolift sees it, for setup checks and bug reports."""
+
+import json
+from importlib import metadata
+
+from typer.testing import CliRunner
+
+from videolift.cli import app
+
+
+def test_env_reports_versions_accelerators_codecs_and_hub_settings():
+    import torch
+    from huggingface_hub import constants
+
+    result = CliRunner().invoke(app, ["env", "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert info["torch"] == torch.__version__ and info["diffusers"] == metadata.version("diffusers")
+    assert info["av"] == metadata.version("av") and info["vbench"] is None  # not installed here
+    assert info["codecs"]["libx264"] is True  # every video videolift writes is H.264 by libx264
+    assert info["accelerators"] == ([] if not torch.cuda.is_available() else info["accelerators"])
+    assert info["hf_hub_offline"] is constants.HF_HUB_OFFLINE and info["ram_gb"] > 0
+    table = CliRunner().invoke(app, ["env"]).output
+    assert "codecs: libx264 yes" in table and f"torch: {torch.__version__}" in table
+
+
+def test_env_says_what_is_missing(monkeypatch):
+    """A codec FFmpeg lacks is MISSING; without libx264 it warns that no video can be written."""
+    import av
+
+    from videolift.core import env_cli
+
+    real = av.codec.Codec
+
+    def codec(name, mode="r"):
+        if name == "libx264":
+            raise av.codec.codec.UnknownCodecError(name)
+        return real(name, mode)
+
+    monkeypatch.setattr(av.codec, "Codec", codec)
+    result = CliRunner().invoke(app, ["env"])
+    assert result.exit_code == 0
+    assert "libx264 MISSING" in result.output and "cannot write videos" in result.output
+    assert env_cli.codecs()["libx264"] is False and env_cli.codecs()["h264"] is True
