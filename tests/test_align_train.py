@@ -1169,3 +1169,71 @@ def test_the_held_out_loss_follows_the_weights_with_draws_fixed_for_the_run(worl
     with pytest.raises(VideoliftError, match=r"missing.jsonl, line 1, field 'video': no video at"):
         train(align_config(world, tmp_path / "bad", validation_real=missing), progress=False)
     assert not (tmp_path / "bad").exists()  # refused before anything is written
+
+
+def test_the_held_out_log_holds_one_measurement_through_what_a_run_goes_through(world, tmp_path, monkeypatch):
+    """Held-out clips of another size than the training videos are measured (they share batches with each
+    other only); a finished run resumed keeps its val_loss; a fresh start in a killed attempt's OUT measures
+    step 0 again, and a resume with other held-out settings keeps none of the other set's lines; a NaN loss
+    is null in the log and the summary; --real-batch-size is no unused setting with held-out clips."""
+    import videolift.align.trainer as trainer
+
+    held = tmp_path / "held"
+    for i, rgb in enumerate(list(COLOURS.values())[:2]):
+        write_video(held / f"h{i}.mp4", square_video(rgb, i, size=48), crf=0, pix_fmt="yuv444p")
+    (held / "held.jsonl").write_text(
+        "".join(json.dumps({"video": f"h{i}.mp4", "prompt": "a square"}) + "\n" for i in (0, 1))
+    )
+
+    def config(out: str, **kw) -> AlignConfig:
+        kw = {"validation_real": held / "held.jsonl", "validation_every": 2, "max_steps": 2} | kw
+        return align_config(world, tmp_path / out, **kw)
+
+    def lines(out: str) -> list[dict]:
+        return [
+            json.loads(x) for x in (tmp_path / out / "logs" / "validation.jsonl").read_text().splitlines()
+        ]
+
+    def summary(out: str) -> dict:
+        return json.loads((tmp_path / out / "train_summary.json").read_text(), parse_constant=pytest.fail)
+
+    train(config("small"), progress=False)  # 48x48 clips beside 64x64 training videos
+    assert [(x["step"], x["clips"]) for x in lines("small")] == [(0, 2), (2, 2)]
+    train(config("small", resume=True), progress=False)  # finished: re-exported, nothing measured
+    assert summary("small")["data"]["val_loss"] == lines("small")[-1]["val_loss"]
+    train(config("seeded", validation_seed=1), progress=False)
+
+    real, kill_at = trainer.save_checkpoint, [2]
+
+    def killed(accelerator, root, step, *a, **k):
+        if step == kill_at[0]:
+            raise KeyboardInterrupt
+        return real(accelerator, root, step, *a, **k)
+
+    monkeypatch.setattr(trainer, "save_checkpoint", killed)
+    with pytest.raises(KeyboardInterrupt):  # at its only checkpoint: the next run starts afresh
+        train(config("killed"), progress=False)
+    kill_at[0] = 4  # after checkpoint 2
+    with pytest.raises(KeyboardInterrupt):
+        train(config("changed", max_steps=4, checkpoint_every=2, validation_every=1), progress=False)
+    monkeypatch.setattr(trainer, "save_checkpoint", real)
+    train(config("killed", validation_seed=1), progress=False)
+    assert lines("killed") == lines("seeded")  # step 0 measured again, with the new seed
+    train(config("changed", max_steps=4, checkpoint_every=2, validation_every=1, validation_seed=1,
+                 resume=True), progress=False)  # fmt: skip
+    after = lines("changed")
+    assert [x["step"] for x in after] == [2, 3, 4] and len({x["set"] for x in after}) == 1
+
+    monkeypatch.setattr(trainer, "held_out_loss", lambda *a, **k: float("nan"))
+    train(config("nan"), progress=False)
+    assert all(x["val_loss"] is None and x["non_finite"] == {"val_loss": "nan"} for x in lines("nan"))
+    assert summary("nan")["data"]["val_loss"] is None
+
+    assert config("o", real_batch_size=2).real_options_without_real() == []
+    assert align_config(world, tmp_path / "o", real_batch_size=2).real_options_without_real() == [
+        "real_batch_size"
+    ]
+    with pytest.raises(
+        VideoliftError, match=r"\(--validation-real-videos\) needs validation_real"
+    ):  # CLI, pipeline
+        AlignConfig.load(None, model="m", scores="s", videos="v", out="o", validation_real_videos=str(held))

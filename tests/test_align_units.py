@@ -782,7 +782,10 @@ def test_align_refuses_validation_settings_without_what_they_set(tmp_path):
         in said.output
     )
     said = CliRunner().invoke(app, [*args, "--validation-real-videos", "v"])
-    assert said.exit_code == 2 and "--validation-real-videos: needs --validation-real" in said.output
+    assert (
+        said.exit_code == 1
+        and "(--validation-real-videos) needs validation_real (--validation-real)" in said.output
+    )
 
 
 def test_align_trains_on_the_cpu_where_accelerate_would_pick_a_macs_mps(monkeypatch, tmp_path):

@@ -42,3 +42,15 @@ def test_env_says_what_is_missing(monkeypatch):
     assert result.exit_code == 0
     assert "libx264 MISSING" in result.output and "cannot write videos" in result.output
     assert env_cli.codecs()["libx264"] is False and env_cli.codecs()["h264"] is True
+
+
+def test_the_command_line_loads_without_torch():
+    """`videolift --help` stays fast: no command module imports torch (or diffusers, transformers) at load."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, videolift.cli; print(sorted({'torch', 'diffusers', 'transformers'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -376,7 +376,7 @@ def test_counts_and_fractions_out_of_range_are_refused_at_load(tmp_path, edit, f
             "no such file",
         ),
         (
-            "align: {settings: {validation_real_videos: h.jsonl}}",
+            "align: {settings: {validation_real: h.jsonl, validation_real_videos: h.jsonl}}",
             "align.settings.validation_real_videos",
             "a file, not a directory",
         ),

@@ -133,8 +133,6 @@ def align(
             f"{', '.join(given)}: needs --validation-prompts or --validation-real (sets when and with which "
             "seed they are sampled or measured)"
         )
-    if cfg.validation_real is None and cfg.validation_real_videos is not None:
-        raise typer.BadParameter("--validation-real-videos: needs --validation-real (the clips it holds)")
 
     from videolift.align.trainer import train
     from videolift.core.progress import library_bars

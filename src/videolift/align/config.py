@@ -172,7 +172,10 @@ class AlignConfig(StrictModel):
     max_steps: int = Field(1000, ge=1, description="optimizer steps to train")
     batch_size: int = Field(1, ge=1, description="synthetic videos per process per micro-step")
     real_batch_size: int | None = Field(
-        None, ge=1, description="real videos per process per micro-step (default: batch_size)"
+        None,
+        ge=1,
+        description="real videos per process per micro-step (default: batch_size); also the batches of "
+        "--validation-real",
     )
     grad_accum: int = Field(1, ge=1, description="micro-steps per optimizer step")
     max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
@@ -299,6 +302,11 @@ class AlignConfig(StrictModel):
     def _check(self) -> AlignConfig:
         if self.resume and self.overwrite:
             raise ValueError("resume and overwrite exclude each other: continue the run, or start it again")
+        if self.validation_real_videos is not None and self.validation_real is None:
+            raise ValueError(
+                "validation_real_videos (--validation-real-videos) needs validation_real (--validation-real), "
+                "the clips it holds"
+            )
         if (self.height is None) != (self.width is None):
             raise ValueError("give both height and width, or neither")
         return self
@@ -328,7 +336,7 @@ class AlignConfig(StrictModel):
         """Options of the real-data term set away from their defaults while there is no real set."""
         if self.real is not None:
             return []
-        names = ("lambda_real", "real_batch_size", "real_videos")
+        names = ("lambda_real", "real_videos") + (() if self.validation_real else ("real_batch_size",))
         return [n for n in names if getattr(self, n) != type(self).model_fields[n].get_default()]
 
     def preprocessing(self) -> dict:

@@ -25,8 +25,14 @@ from videolift.align.checkpoints import clear_after, resume_point, save_checkpoi
 from videolift.align.config import HASH_MEMO, AlignConfig
 from videolift.align.data import CachedItem, StepDataset, Stream, WeightedStream
 from videolift.align.export import base_directory, export_full, export_lora, gathered_transformer
-from videolift.align.held_out import LOG as HELD_OUT_LOG
-from videolift.align.held_out import held_out_loss, held_out_steps, record_held_out
+from videolift.align.held_out import (
+    held_out_loss,
+    held_out_set,
+    held_out_steps,
+    keep_held_out_log,
+    last_held_out,
+    record_held_out,
+)
 from videolift.align.inputs import cache_all, check_shapes, load_samples
 from videolift.align.trainable import make_trainable, place_for_training, trainable_parameters
 from videolift.align.validation import (
@@ -43,7 +49,7 @@ from videolift.core.distributed import deepspeed_clipping, fresh_accelerator
 from videolift.core.environment import environment
 from videolift.core.errors import VideoliftError
 from videolift.core.files import HashMemo, lock_run
-from videolift.core.jsonl import append_jsonl, atomic_write, finite_values, read_json, trim_step_log
+from videolift.core.jsonl import append_jsonl, atomic_write, finite_values, read_json
 from videolift.models.base import FULL_DIR, LORA_DIR, resolve_dtype
 from videolift.models.families import detect_family, get_spec, spec_for
 
@@ -378,6 +384,7 @@ def _train(
     prompts = validation_prompts(cfg, accelerator)  # a bad file refused before any work
     synthetic, real, data = load_samples(cfg)
     held_samples = read_real(cfg.validation_real, "--validation-real") if cfg.validation_real else []
+    held_set = held_out_set(cfg) if held_samples and main else None  # what the log's lines are of
     if "warning" in data:  # before the cache, which can take long
         say(f"warning: {data['warning']}")
     check_videos(cfg, synthetic, real, rank=rank, world=world, gather=gather_object, held_out=held_samples)
@@ -429,7 +436,7 @@ def _train(
     if main:
         log_dir.mkdir(parents=True, exist_ok=True)
         clear_after(ckpt_root, log_dir / "train.jsonl", step)
-        trim_step_log(log_dir / HELD_OUT_LOG, step)
+        keep_held_out_log(log_dir, step, held_set)
     assert_ranks_in_sync(accelerator, model, step)
 
     start_micro = step * cfg.grad_accum
@@ -469,11 +476,11 @@ def _train(
         )
         data["val_loss"] = loss
         if main:
-            record_held_out(log_dir, at, loss, len(held_paths), writer)
+            record_held_out(log_dir, at, loss, len(held_paths), held_set, writer)
 
     # As for the samples: before training, or the step a killed run had checkpointed but not measured.
     if held_paths and samples_due(cfg, step):
-        missing = broadcast_object_list([step not in held_out_steps(log_dir) if main else None])
+        missing = broadcast_object_list([step not in held_out_steps(log_dir, held_set) if main else None])
         if missing[0]:
             measure_held_out(step)
     bar = tqdm(total=cfg.max_steps, initial=step, desc="align", disable=not (progress and main))
@@ -559,11 +566,13 @@ def _train(
         if step and not last_log:
             # A finished run resumed (to re-export): nothing ran now, so keep what the run logged.
             last_log, ranks = _previous_summary(cfg.out, log_dir, ranks)
+        if held_set is not None and "val_loss" not in data:  # measured before this attempt
+            data["val_loss"] = last_held_out(log_dir, held_set)
         summary = {
             "steps": step,
             "world_size": world,
             "export": str(export_dir),
-            "data": data,
+            "data": finite_values(data),  # a NaN held-out loss as null
             "last_log": finite_values(last_log),  # an overflowing gradient norm as null, as in the log
             "ranks": [
                 dict(r, checksum=c[1:] if c else None)

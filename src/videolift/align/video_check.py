@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from videolift.align.cache import preprocessed_shape
 from videolift.align.config import AlignConfig
@@ -85,12 +86,18 @@ def check_videos(
     gather: Callable[[list[Summary]], list[Summary]] | None = None,
     held_out: list[Sample] = (),
 ) -> None:
-    """Probe this rank's share of the videos (the held-out ones of ``--validation-real`` too);
-    ``gather`` (accelerate's ``gather_object``) brings every rank's summary to every rank. Raises
-    DataError naming file, line and field, or VideoliftError."""
+    """Probe this rank's share of the videos; ``gather`` (accelerate's ``gather_object``) brings every
+    rank's summary to every rank. Raises DataError naming file, line and field, or VideoliftError. The
+    held-out clips of ``--validation-real`` are checked apart: they share batches with each other only."""
+    training = [(cfg.videos, synthetic, cfg.scores), (cfg.real_root, real, cfg.real)]
+    _check(cfg, training, rank, world, gather)
+    if held_out:
+        _check(cfg, [(cfg.validation_root, held_out, cfg.validation_real)], rank, world, gather)
+
+
+def _check(cfg: AlignConfig, sets: list, rank: int, world: int, gather: Any) -> None:
+    """The check of ``sets`` ((root, samples, file listing them) each): all ranks, one verdict."""
     preprocessing = cfg.preprocessing()
-    sets = [(cfg.videos, synthetic, cfg.scores), (cfg.real_root, real, cfg.real)]
-    sets.append((cfg.validation_root, held_out, cfg.validation_real))
     items = [(root, sample, listed_in) for root, samples, listed_in in sets for sample in samples]
     mine = range(rank, len(items), world)
     with ThreadPoolExecutor(PROBE_THREADS) as pool:

@@ -40,7 +40,7 @@ def accelerators() -> list[dict[str, Any]]:
                     "device": f"cuda:{i}",
                     "name": props.name,
                     "memory_gb": round(props.total_memory / 2**30, 1),
-                    "bf16": torch.cuda.is_bf16_supported() if i == torch.cuda.current_device() else None,
+                    "bf16": (props.major, props.minor) >= (8, 0),  # Ampere or newer
                 }
             )
     elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -98,7 +98,10 @@ def report() -> dict[str, Any]:
 def env(as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
     """What this machine gives videolift: library versions, accelerators, video codecs, Hub settings.
     Paste it into a bug report."""
+    from videolift.core.environment import LIBRARIES  # imports torch: not at `videolift --help`
+
     info = report()
+    libraries = {*LIBRARIES, *MORE_LIBRARIES}
     if as_json:
         typer.echo(json.dumps(info, indent=1))
         return
@@ -107,8 +110,10 @@ def env(as_json: bool = typer.Option(False, "--json", help="Print the report as 
             shown = "; ".join(", ".join(f"{k} {v}" for k, v in a.items()) for a in value) or "none (CPU only)"
         elif key == "codecs":
             shown = ", ".join(f"{name} {'yes' if ok else 'MISSING'}" for name, ok in value.items())
+        elif value is None:
+            shown = "not installed" if key in libraries else "-"
         else:
-            shown = "not installed" if value is None else value
+            shown = value
         typer.echo(f"{key:>16}: {shown}")
     if not info["codecs"]["libx264"]:
         typer.echo("warning: PyAV's FFmpeg has no libx264 encoder: videolift cannot write videos", err=True)

@@ -1,6 +1,7 @@
 """Scoring a manifest of videos with a trained critic (``critic.answers``): batched, resumable, sharded.
 
-Each chunk of videos is rated in one batched call (``answers.rate``). Output lines, in manifest order::
+Each chunk of videos is rated in one batched ``generate`` call (``answers.rate``; a describe-then-rate or
+check-then-rate critic's first pass is one more). Output lines, in manifest order::
 
     {"video": ..., "prompt": ..., "video_id": ...,            # manifest fields carried along
      "ratings": {dim: {"label": "Bad" | null, "reason": ..., "score": 0.05 | null}},
