@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-from importlib import metadata
 from typing import Any
 
 import typer
@@ -18,13 +17,6 @@ import typer
 MORE_LIBRARIES = ("av", "numpy", "safetensors", "huggingface_hub", "fastapi", "sqlalchemy", "vbench")
 # The codecs videolift writes (libx264) and those it reads from users' videos and checks for browsers.
 CODECS = {"libx264": "w", "h264": "r", "hevc": "r", "vp9": "r", "av1": "r"}
-
-
-def _version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def accelerators() -> list[dict[str, Any]]:
@@ -76,11 +68,11 @@ def report() -> dict[str, Any]:
     import torch
     from huggingface_hub import constants as hub
 
-    from videolift.core.environment import environment
+    from videolift.core.environment import environment, installed_version
 
     return {
         **environment(),
-        **{name: _version(name) for name in MORE_LIBRARIES},
+        **{name: installed_version(name) for name in MORE_LIBRARIES},
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),

@@ -11,15 +11,18 @@ import torch
 LIBRARIES = ("videolift", "torch", "diffusers", "transformers", "accelerate", "peft", "deepspeed")
 
 
+def installed_version(name: str) -> str | None:
+    """A distribution's installed version, or None when it is not installed."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def environment(device: Any = None) -> dict[str, Any]:
     """Python and the installed versions of the libraries that decide the numbers (None: not installed);
     with ``device``, its name and, on a GPU, the peak memory torch allocated there."""
-    versions: dict[str, str | None] = {}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
+    versions = {name: installed_version(name) for name in LIBRARIES}
     versions["torch"] = torch.__version__  # with its build: "2.5.1+cu124"
     out: dict[str, Any] = {"python": platform.python_version(), **versions}
     if device is not None:
