@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -370,6 +371,17 @@ def test_a_model_that_is_not_a_video_vlm_is_refused_before_its_weights_load(tmp_
     ):
         load_vlm(tmp_path / "lm")
     assert not loaded
+
+
+@pytest.mark.skipif(os.environ.get("HF_HUB_OFFLINE") != "1", reason="needs the offline hub to fail fast")
+def test_an_uncached_hub_critic_base_offline_says_how_to_get_it():
+    from videolift.models.vlm import model_type_of
+
+    with pytest.raises(VideoliftError) as err:
+        model_type_of("no-such-org/no-such-vlm")
+    message = str(err.value)
+    assert "cannot read the model config of 'no-such-org/no-such-vlm'" in message
+    assert "HF_HUB_OFFLINE is set" in message and "`hf download no-such-org/no-such-vlm`" in message
 
 
 def test_a_score_line_matches_its_manifest_record_as_json():

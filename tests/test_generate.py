@@ -378,10 +378,25 @@ def test_unknown_hub_model_is_a_clear_error(tmp_path):
     result = gen("no-such-org/no-such-model", good, tmp_path / "out")
     assert isinstance(result.exception, VideoliftError)
     message = str(result.exception)
-    assert "cannot read the model index of 'no-such-org/no-such-model'" in message and "--family" in message
+    assert "cannot read the model index of 'no-such-org/no-such-model'" in message
+    # Offline, the library's "no file named model_index.json" is not the reason, nor --family the fix.
+    assert "HF_HUB_OFFLINE is set" in message and "`hf download no-such-org/no-such-model`" in message
+    assert "model_index.json" not in message and "--family" not in message
     result = gen("no-such-org/no-such-model", good, tmp_path / "out", "--family", "cogvideox")
-    assert "cannot load CogVideoXPipeline 'no-such-org/no-such-model'" in str(result.exception)
+    message = str(result.exception)
+    assert "cannot load CogVideoXPipeline 'no-such-org/no-such-model'" in message
+    assert "HF_HUB_OFFLINE is set" in message
     assert not (tmp_path / "out").exists()
+
+
+def test_hub_failure_online_gives_the_librarys_first_line(monkeypatch):
+    from huggingface_hub import constants
+
+    from videolift.core.hub import hub_failure
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    assert hub_failure("org/m", OSError("org/m is not a valid model\nmore")) == "org/m is not a valid model"
+    assert hub_failure("org/m", OSError()) == "OSError"
 
 
 def test_a_device_torch_cannot_use_is_refused_before_anything_is_written(

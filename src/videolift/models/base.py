@@ -201,9 +201,11 @@ class DiffusersT2VSpec:
         try:
             pipe = self.pipeline_type().from_pretrained(model, dtype=self.component_dtypes(dtype))
         except (OSError, ValueError) as exc:  # ValueError: huggingface_hub's invalid repo id (a bad path)
+            from videolift.core.hub import hub_failure
+
             raise VideoliftError(
                 f"cannot load {self.pipeline_class} {model!r}: not a local pipeline directory and not "
-                f"reachable on the Hub ({str(exc).splitlines()[0]})"
+                f"reachable on the Hub ({hub_failure(model, exc)})"
             ) from None
         if lora:
             check_lora_dir(lora)

@@ -31,15 +31,24 @@ def pipeline_class_of(model: str) -> str:
             return str(read_json(index)["_class_name"])
         except (ValueError, KeyError, TypeError, VideoliftError):
             raise VideoliftError(f"{index}: not a diffusers model_index.json (no _class_name)") from None
+    import warnings
+
     from diffusers import DiffusionPipeline
 
+    from videolift.core.hub import hub_failure
+
     try:
-        return str(DiffusionPipeline.load_config(model)["_class_name"])
+        with warnings.catch_warnings():  # diffusers' own call passes an argument huggingface_hub deprecated
+            warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks", category=UserWarning)
+            return str(DiffusionPipeline.load_config(model)["_class_name"])
     except Exception as exc:  # offline, unknown repo, or no model_index.json
+        from huggingface_hub import constants
+
+        # Offline, --family would only move the same failure to the pipeline's load.
+        hint = "" if constants.HF_HUB_OFFLINE else "; pass --family to name the model family"
         raise VideoliftError(
             f"cannot read the model index of {model!r}: not a local pipeline directory and not "
-            f"reachable on the Hub ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
-            "pass --family to name the model family"
+            f"reachable on the Hub ({hub_failure(model, exc)}){hint}"
         ) from None
 
 

@@ -217,9 +217,11 @@ def model_type_of(model: str | Path) -> str:
     try:
         return AutoConfig.from_pretrained(str(model)).model_type
     except (OSError, ValueError) as exc:
+        from videolift.core.hub import hub_failure
+
         raise VideoliftError(
             f"cannot read the model config of {str(model)!r}: not a local model directory and not "
-            f"reachable on the Hub ({str(exc).splitlines()[0]})"
+            f"reachable on the Hub ({hub_failure(str(model), exc)})"
         ) from None
 
 
