@@ -1,4 +1,5 @@
-"""User-facing errors. The CLI prints these without a traceback and exits non-zero."""
+"""User-facing errors. The CLI prints these without a traceback and exits non-zero: 2 for a
+``UsageError`` (the command line itself is wrong), 1 for every other ``VideoliftError``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import typer
 
 # typer vendors its own click: subclass the ClickException class typer's main loop actually catches.
 _ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+_UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
 
 class VideoliftError(_ClickException):
@@ -16,6 +18,18 @@ class VideoliftError(_ClickException):
     A ClickException, so every command (and typer's test runner) prints it as ``Error: ...`` without
     a traceback and exits with status 1.
     """
+
+
+class UsageError(VideoliftError, _UsageError):
+    """The command line itself is wrong: an option's value out of its range or of the wrong kind, options
+    that conflict or that need another. Found from the command line alone, without reading an input (a
+    bad data or config file, a missing video, a model that does not fit are plain VideoliftErrors).
+
+    Exits with status 2, as click's own usage errors do (a ``--steps 0``, an unknown option), after the
+    command's usage line; a VideoliftError all the same, so that callers catching those catch it.
+    """
+
+    exit_code = 2
 
 
 class DataError(VideoliftError):
@@ -42,6 +56,11 @@ class DataError(VideoliftError):
             where.append(f"field '{field}'")
         self.detail = message
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
+
+
+class OptionError(DataError, UsageError):
+    """A DataError of a setting the command line gave (an option's value, a pipeline's ``--set``), located
+    as DataErrors are; a usage error (exit status 2)."""
 
 
 class VideoError(VideoliftError):
