@@ -669,7 +669,7 @@ def test_cli_overwrite_starts_again_leaving_nothing_of_the_earlier_run_but_its_c
     assert CliRunner().invoke(app, args).exit_code == 0  # a full fine-tune: OUT/pipeline
     cached = sorted(p.name for p in (out / "cache").rglob("*"))
     both = CliRunner().invoke(app, [*args, "--resume", "--overwrite"])
-    assert both.exit_code == 1 and "resume and overwrite exclude each other" in both.output
+    assert both.exit_code == 2 and "resume and overwrite exclude each other" in both.output
     # A run refused by its checks leaves the earlier one whole, also by one made once the model is loaded.
     config = (out / "align_config.json").read_text()
     for late in (["--scores", str(tmp_path / "none.jsonl")], ["--lora", "--lora-targets", "nonexistent"]):

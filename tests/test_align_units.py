@@ -783,7 +783,7 @@ def test_align_refuses_validation_settings_without_what_they_set(tmp_path):
     )
     said = CliRunner().invoke(app, [*args, "--validation-real-videos", "v"])
     assert (
-        said.exit_code == 1
+        said.exit_code == 2  # a settings validator's refusal of options: a usage error all the same
         and "(--validation-real-videos) needs validation_real (--validation-real)" in said.output
     )
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import to_jsonable_python
 
-from videolift.core.errors import DataError
+from videolift.core.errors import DataError, OptionError
 from videolift.core.files import HashMemo, content_hash, weights_digest
 from videolift.core.jsonl import validation_field
 from videolift.core.memory import BATCH_PIXELS
@@ -80,6 +80,14 @@ def _same_place(a: Any, b: Any) -> bool:
 
 def _default(info: Any) -> Any:
     return to_jsonable_python(info.get_default(call_default_factory=True))
+
+
+class _Together(ValueError):
+    """Settings refused together, by field name: ``load`` blames the command line when it gave one of them."""
+
+    def __init__(self, message: str, *fields: str) -> None:
+        super().__init__(message)
+        self.fields = fields
 
 
 class AlignConfig(StrictModel):
@@ -301,14 +309,20 @@ class AlignConfig(StrictModel):
     @model_validator(mode="after")
     def _check(self) -> AlignConfig:
         if self.resume and self.overwrite:
-            raise ValueError("resume and overwrite exclude each other: continue the run, or start it again")
+            raise _Together(
+                "resume and overwrite exclude each other: continue the run, or start it again",
+                "resume",
+                "overwrite",
+            )
         if self.validation_real_videos is not None and self.validation_real is None:
-            raise ValueError(
+            raise _Together(
                 "validation_real_videos (--validation-real-videos) needs validation_real (--validation-real), "
-                "the clips it holds"
+                "the clips it holds",
+                "validation_real_videos",
+                "validation_real",
             )
         if (self.height is None) != (self.width is None):
-            raise ValueError("give both height and width, or neither")
+            raise _Together("give both height and width, or neither", "height", "width")
         return self
 
     # ---- derived ------------------------------------------------------------------------------------
@@ -410,16 +424,20 @@ class AlignConfig(StrictModel):
         except ValidationError as exc:
             field, msg = validation_field(exc)
             # A bad value from the command line is not blamed on the file, and is named by its option; settings
-            # refused together (height without width) may come from both.
+            # refused together (height without width) may come from both. The command line's mistakes, a
+            # missing required option too, are usage errors (exit status 2), the file's are not.
             error = exc.errors()[0]
             if field and error["type"] == "missing":
-                raise DataError(f"{option_of(field)} is required: give it here or in --config") from None
+                raise OptionError(f"{option_of(field)} is required: give it here or in --config") from None
             if field and field.split(".")[0] in given:
                 value = error.get("input")
                 typed = isinstance(value, int | float | str) and not isinstance(value, bool) and value != ""
-                raise DataError(f"{option_of(field)}{f' {value}' if typed else ''}: {msg}") from None
+                raise OptionError(f"{option_of(field)}{f' {value}' if typed else ''}: {msg}") from None
             if path is None:
                 source: Any = "command line"
             else:
                 source = f"{path} with the command-line options" if given and not field else path
-            raise DataError(msg, file=source, field=field) from None
+            together = getattr(error.get("ctx", {}).get("error"), "fields", ())
+            # the command line's when it gave every setting, or one of those refused together
+            refused = OptionError if path is None or set(together) & set(given) else DataError
+            raise refused(msg, file=source, field=field) from None
