@@ -68,16 +68,17 @@ def world(tmp_path_factory) -> Path:
     return root
 
 
-def run(*args: str, fails: bool = False):
-    """Invoke the CLI; a user error (VideoliftError: "Error: ...", exit 1) only when ``fails``."""
+def run(*args: str, fails: bool | int = False):
+    """Invoke the CLI; a user error (VideoliftError: "Error: ...", exit 1; 2 for a usage error, when
+    ``fails`` is 2) only when ``fails``."""
     result = CliRunner().invoke(app, [str(a) for a in args])
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
-    assert result.exit_code == (1 if fails else 0), result.output
+    assert result.exit_code == int(fails), result.output
     return result
 
 
-def train(world: Path, out: Path, *extra: str, steps: int = 8, fails: bool = False):
+def train(world: Path, out: Path, *extra: str, steps: int = 8, fails: bool | int = False):
     return run(
         "critic", "train", "--base", world / "base", "--data", world / "hra.jsonl", "--videos", world,
         "--out", out, "--max-steps", steps, "--lr", "5e-3", "--batch-size", "4", *extra, fails=fails,
@@ -722,7 +723,7 @@ def test_check_then_rate_critic(world, tmp_path):
     assert load_checker(spec).model is not critic.model
 
     # An unknown dimension is a clear error naming the setting, and nothing is written.
-    bad = train(world, tmp_path / "bad", "--check", "--check-dimensions", "motion", fails=True)
+    bad = train(world, tmp_path / "bad", "--check", "--check-dimensions", "motion", fails=2)
     assert "--check-dimensions: unknown dimension 'motion'" in bad.output
     assert not (tmp_path / "bad").exists()
 
@@ -767,7 +768,7 @@ def test_export_of_a_checkpoint_is_the_critic_the_run_writes(world, tmp_path, ad
     assert "not empty" in run("critic", "export", "--run", run_dir, "--out", out, fails=True).output
     # --overwrite replaces OUT: never the run itself, a directory holding it, or one inside it.
     for dest in (run_dir, tmp_path, run_dir / "checkpoints"):
-        refused = run("critic", "export", "--run", run_dir, "--out", dest, "--overwrite", fails=True).output
+        refused = run("critic", "export", "--run", run_dir, "--out", dest, "--overwrite", fails=2).output
         assert "export outside the run's directory" in " ".join(refused.split())
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-000002", "step-000004"]
     run(
@@ -942,7 +943,7 @@ def test_pairs_sampling_critic_is_fed_frame_steps(world, tmp_path, monkeypatch):
     ]
     assert [(c - 4) // 3 for c in cols] == [0, 1, 10, 11]
 
-    train(world, tmp_path / "odd", "--frame-sampling", "pairs", "--num-frames", "3", steps=1, fails=True)
+    train(world, tmp_path / "odd", "--frame-sampling", "pairs", "--num-frames", "3", steps=1, fails=2)
     assert not (tmp_path / "odd").exists()
     # The check model may read its own view (--check-frames): here 3 frames spread uniformly.
     out = tmp_path / "pairs"
@@ -1113,7 +1114,7 @@ def test_a_critic_trained_in_its_own_process_equals_one_trained_here(world, tmp_
 def test_train_refuses_a_bad_setting_by_its_option_before_writing(world, tmp_path, option, value):
     out = tmp_path / "critic"
     # The bad value comes last: it overrides train()'s own --max-steps / --batch-size.
-    refused = train(world, out, option, value, steps=1, fails=True).output
+    refused = train(world, out, option, value, steps=1, fails=2).output  # a usage error
     assert f"Error: {option} {value}" in refused and "Traceback" not in refused
     assert not out.exists()  # no train_config.json that would make the corrected run "unfinished"
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.dataclasses import dataclass as checked_dataclass
 
-from videolift.core.errors import VideoliftError
+from videolift.core.errors import UsageError
 from videolift.core.jsonl import validation_field
 from videolift.core.settings import refuse_bool_number
 
@@ -54,20 +54,21 @@ def option_name(field: str) -> str:
     return "--" + field.replace("_", "-") if field in options else field
 
 
-def settings_error(exc: ValidationError, what: str = "critic settings") -> VideoliftError:
-    """A bad setting as a user error naming its option and value (``--batch-size 0: ...``)."""
+def settings_error(exc: ValidationError, what: str = "critic settings") -> UsageError:
+    """A bad setting as a usage error naming its option and value (``--batch-size 0: ...``): the settings
+    are ``critic train``'s options (the pipeline, whose settings come from its file, makes it exit 1)."""
     field, msg = validation_field(exc)
     if not field:
-        return VideoliftError(f"{what}: {msg}")
+        return UsageError(f"{what}: {msg}")
     value = exc.errors()[0].get("input")
     shown = f" {value}" if isinstance(value, int | float | str) and not isinstance(value, bool) else ""
-    return VideoliftError(f"{option_name(field)}{shown}: {msg}")
+    return UsageError(f"{option_name(field)}{shown}: {msg}")
 
 
 @checked_dataclass(config=ConfigDict(extra="forbid", allow_inf_nan=False))
 class SFTConfig:
     """Hyper-parameters of the fine-tuning loop (the CLI options of ``critic train``). Validated when
-    made: a value out of range raises a VideoliftError naming its option, before anything runs."""
+    made: a value out of range raises a UsageError naming its option, before anything runs."""
 
     adapter: Literal["lora", "full"] = "lora"  # LoRA on the language model, or full fine-tuning
     lora_r: int = Field(16, ge=1)

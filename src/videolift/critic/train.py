@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from videolift.core.distributed import process_state
-from videolift.core.errors import VideoliftError
+from videolift.core.errors import UsageError, VideoliftError
 from videolift.core.files import content_hash, weights_digest
 from videolift.core.jsonl import read_json
 from videolift.critic.data import SFTExample
@@ -319,7 +319,7 @@ def export_critic(
     here, there = dest.resolve(), run.resolve()
     # Replacing OUT would delete the run: OUT is the run, holds it, or (with --overwrite) lies inside it.
     if here == there or there.is_relative_to(here) or (overwrite and here.is_relative_to(there)):
-        raise VideoliftError(f"{dest}: export outside the run's directory, and not into one that holds it")
+        raise UsageError(f"{dest}: export outside the run's directory, and not into one that holds it")
     if dest.is_file():
         raise VideoliftError(f"{dest}: is a file; --out names a directory")
     if dest.exists() and any(dest.iterdir()) and not overwrite:
