@@ -168,7 +168,7 @@ def test_eval_passes_its_sampler_device_and_dtypes_on_and_checks_them_first(
         (["--offload", "gpu"], "--offload 'gpu': use none, model, sequential"),
     ):
         refused = CliRunner().invoke(app, [*args, "--out", str(out), *bad])
-        assert refused.exit_code == 1 and said in refused.output, refused.output
+        assert refused.exit_code == 2 and said in refused.output, refused.output
         assert "Traceback" not in refused.output and not out.exists()
     opts = ["--dtype", "float32", "--device", "cpu", "--family", "cogvideox", "--critic-dtype", "bfloat16",
             "--offload", "model"]  # fmt: skip
@@ -200,7 +200,7 @@ def test_eval_needs_a_rater(tmp_path, tiny_cogvideox_dir):
     prompts = tmp_path / "p.txt"
     prompts.write_text("a red circle moves left in a sand desert\n")
     result = CliRunner().invoke(app, ["eval", "--model", str(tiny_cogvideox_dir), "--prompts", str(prompts)])
-    assert result.exit_code != 0 and "--critic DIR and/or --oracle" in result.output
+    assert result.exit_code == 2 and "--critic DIR and/or --oracle" in result.output
 
 
 def test_eval_refuses_a_bad_prompt_file_before_writing_anything(tmp_path):
@@ -256,7 +256,7 @@ def test_eval_oracle_refuses_a_clip_size_it_cannot_rate_before_generating(tmp_pa
         str(out),
     ]
     result = CliRunner().invoke(app, [*args, "--height", "64", "--frames", "9", "--no-progress"])
-    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.exit_code == 2 and "Traceback" not in result.output  # the options alone: a usage error
     assert "--oracle rates toy-world clips (9 x 48 x 48: frames x height x width): --height 64" in " ".join(
         result.output.split()
     )
@@ -279,7 +279,7 @@ def test_eval_vbench_lays_videos_out_without_the_package_and_checks_dimensions_f
     args = ["eval", "--model", str(tiny_cogvideox_dir), "--prompts", str(prompts), "--oracle", *TOY, "--lossless",
             "--steps", "1", "--no-progress", "--no-report", "--out", str(tmp_path / "eval")]  # fmt: skip
     refused = CliRunner().invoke(app, [*args, "--vbench", "human_action"])
-    assert refused.exit_code == 1 and "not human_action" in refused.output
+    assert refused.exit_code == 2 and "not human_action" in refused.output
     assert not (tmp_path / "eval").exists()  # refused before the first video
     result = CliRunner().invoke(app, [*args, "--vbench", "motion_smoothness", "--vbench", "dynamic_degree"])
     assert result.exit_code == 0, result.output

@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from videolift.cli import app
-from videolift.core.errors import VideoliftError
+from videolift.core.errors import UsageError, VideoliftError
 from videolift.core.jsonl import iter_json_lines
 from videolift.core.memory import clips_per_call
 from videolift.core.video import read_video
@@ -40,7 +40,8 @@ def prompts_txt(tmp_path):
 
 
 def invoke(*args: str):
-    """Run ``videolift ...`` in-process; user errors surface as result.exception (the CLI exits 2 on them)."""
+    """Run ``videolift ...`` in-process; user errors surface as result.exception (the CLI exits 1 on them, 2
+    on a UsageError)."""
     return CliRunner().invoke(app, [str(a) for a in args], standalone_mode=False)
 
 
@@ -227,18 +228,19 @@ def test_model_retrained_in_place_is_not_resumed(tiny_pipeline, prompts_txt, tmp
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--frames", "10"], "--frames 10: CogVideoX needs frames = 4k+1"),
-        (["--height", "60"], "--height 60: must be a positive multiple of 16"),
-        (["--width", "0"], "--width 0"),
-        (["--per-prompt", "0"], "--per-prompt 0: must be at least 1"),
-        (["--dtype", "int8"], "unknown dtype 'int8'"),
+    ("args", "message", "usage"),
+    [  # usage errors (exit status 2) when the command line alone is wrong, not only for this model
+        (["--frames", "10"], "--frames 10: CogVideoX needs frames = 4k+1", False),
+        (["--height", "60"], "--height 60: must be a positive multiple of 16", False),
+        (["--width", "0"], "--width 0", False),
+        (["--per-prompt", "0"], "--per-prompt 0: must be at least 1", True),
+        (["--dtype", "int8"], "unknown dtype 'int8'", True),
     ],
 )
-def test_impossible_settings_name_the_option(tiny_pipeline, prompts_txt, tmp_path, args, message):
+def test_impossible_settings_name_the_option(tiny_pipeline, prompts_txt, tmp_path, args, message, usage):
     result = gen(tiny_pipeline, prompts_txt, tmp_path / "out", *args)
     assert isinstance(result.exception, VideoliftError)
+    assert isinstance(result.exception, UsageError) == usage
     assert message in str(result.exception)
     assert not (tmp_path / "out" / "manifest.jsonl").exists()
 

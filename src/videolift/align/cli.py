@@ -134,6 +134,17 @@ def align(
             "seed they are sampled or measured)"
         )
 
+    if family is None and cfg.family is not None:
+        # --config's family, refused by the trainer as an unknown option's value (a usage error): here the
+        # file's mistake (exit status 1), found before the accelerator starts.
+        from videolift.core.errors import UsageError, VideoliftError
+        from videolift.models.families import get_spec
+
+        try:
+            get_spec(cfg.family)
+        except UsageError as exc:
+            raise VideoliftError(exc.message) from None
+
     from videolift.align.trainer import train
     from videolift.core.progress import library_bars
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from videolift.core.errors import VideoliftError
+from videolift.core.errors import UsageError, VideoliftError
 
 # Sharded jobs (generate, critic score) split their items evenly, but a rank may still finish its share
 # long before another (long videos, a resumed run): torch's default 30 minutes at a barrier would kill
@@ -25,7 +25,12 @@ def checked_device(device: str, option: str = "--device") -> str:
     try:
         torch.empty(0, device=device)
     except (RuntimeError, AssertionError) as exc:
-        raise VideoliftError(f"{option} {device}: {str(exc).splitlines()[0]}") from None
+        message = f"{option} {device}: {str(exc).splitlines()[0]}"
+        try:
+            torch.device(device)
+        except RuntimeError:  # not a device's name ("gpu"): the command line is wrong, whatever the machine
+            raise UsageError(message) from None
+        raise VideoliftError(message) from None  # a device this machine lacks ("cuda" without a GPU)
     return device
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from videolift.core.distributed import SHARDED_JOB_TIMEOUT
-from videolift.core.errors import DataError, VideoliftError
+from videolift.core.errors import DataError, UsageError, VideoliftError
 from videolift.core.files import fingerprint
 from videolift.core.jsonl import (
     append_jsonl,
@@ -165,7 +165,7 @@ def check_run_config(out: Path, run: dict[str, Any]) -> str | None:
 
 def check_offload(offload: str) -> None:
     if offload not in OFFLOADS:
-        raise VideoliftError(f"--offload {offload!r}: use {', '.join(OFFLOADS)}")
+        raise UsageError(f"--offload {offload!r}: use {', '.join(OFFLOADS)}")
 
 
 def known_settings(model: str, lora: str | None, seed: int, sampler: dict[str, Any]) -> dict[str, Any]:
@@ -329,7 +329,7 @@ def generate_videos(
     counts = {"--per-prompt": per_prompt, "--batch-size": batch_size, "--fps": fps, "--limit": limit}
     for name, value in ((k, v) for k, v in counts.items() if v is not None):  # None: a default
         if value < 1:
-            raise VideoliftError(f"{name} {value}: must be at least 1")
+            raise UsageError(f"{name} {value}: must be at least 1")
     prompts = read_prompts(prompts_path, prompt_field=prompt_field)[:limit]
     out = Path(out)
     check_out(out)

@@ -96,7 +96,7 @@ def check_inputs(
     were rated): the device and dtypes, the prompt file, every prompt a toy-world prompt (with the
     oracle), every model and LoRA, and every model's output directory."""
     from videolift.core.distributed import checked_device
-    from videolift.core.errors import DataError, VideoliftError
+    from videolift.core.errors import DataError, UsageError, VideoliftError
     from videolift.data.generate import (
         check_offload,
         check_out,
@@ -117,7 +117,7 @@ def check_inputs(
             try:
                 resolve_dtype(dtype)
             except VideoliftError as exc:
-                raise VideoliftError(f"{option}: {exc}") from None
+                raise UsageError(f"{option}: {exc}") from None
 
     prompts = Path(prompts)
     prompt_field = sampler.get("prompt_field", "prompt")
@@ -138,8 +138,8 @@ def check_inputs(
                     line=record.line,
                     field=where,
                 ) from None
-        if other := sizes_not_rated(*sizes):
-            raise VideoliftError(
+        if other := sizes_not_rated(*sizes):  # the sizes given as options, whatever the model
+            raise UsageError(
                 f"--oracle rates toy-world clips ({CLIP_SIZE}: frames x height x "
                 f"width): --{', --'.join(other)} makes others; leave it to the model"
             )
@@ -256,9 +256,9 @@ def compare_models(
     from videolift.data.generate import generate_videos
 
     if not critic_dir and not oracle:
-        from videolift.core.errors import VideoliftError
+        from videolift.core.errors import UsageError
 
-        raise VideoliftError("nothing to rate with: give --critic DIR and/or --oracle")
+        raise UsageError("nothing to rate with: give --critic DIR and/or --oracle")
     if not names:
         names = []
         for model, lora in models:

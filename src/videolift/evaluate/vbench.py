@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from videolift.core.errors import VideoliftError
+from videolift.core.errors import UsageError, VideoliftError
 from videolift.core.jsonl import atomic_write, read_json, read_jsonl_dicts
 
 CUSTOM_DIMENSIONS = (
@@ -94,7 +94,7 @@ def is_long(manifest: Path) -> bool:
 def check_dimensions(dimensions: list[str], *, custom_input: bool = True) -> None:
     """Refuse dimensions VBench cannot score on our own prompts (checked before any video is made)."""
     if custom_input and (bad := [d for d in dimensions if d not in CUSTOM_DIMENSIONS]):
-        raise VideoliftError(
+        raise UsageError(
             f"VBench custom-input mode supports {', '.join(CUSTOM_DIMENSIONS)}; not {', '.join(bad)}"
         )
 

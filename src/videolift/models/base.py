@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from videolift.core.errors import VideoliftError
+from videolift.core.errors import UsageError, VideoliftError
 from videolift.core.jsonl import read_json
 
 DTYPES = {
@@ -39,7 +39,7 @@ def resolve_dtype(name: str | torch.dtype) -> torch.dtype:
     try:
         return DTYPES[name]
     except KeyError:
-        raise VideoliftError(f"unknown dtype {name!r}; use one of {', '.join(DTYPES)}") from None
+        raise UsageError(f"unknown dtype {name!r}; use one of {', '.join(DTYPES)}") from None
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from videolift.core.errors import VideoliftError
+from videolift.core.errors import UsageError, VideoliftError
 from videolift.core.jsonl import read_json
 from videolift.models.base import DiffusersT2VSpec, not_a_pipeline
 from videolift.models.cogvideox import CogVideoXSpec
@@ -17,7 +17,7 @@ def get_spec(family: str = "cogvideox") -> DiffusersT2VSpec:
     try:
         return SPECS[family]()
     except KeyError:
-        raise VideoliftError(f"unknown T2V family {family!r}; known: {', '.join(SPECS)}") from None
+        raise UsageError(f"unknown T2V family {family!r}; known: {', '.join(SPECS)}") from None
 
 
 def pipeline_class_of(model: str) -> str:

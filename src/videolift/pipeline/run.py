@@ -14,7 +14,7 @@ import json
 import time
 from typing import Any
 
-from videolift.core.errors import VideoliftError
+from videolift.core.errors import UsageError, VideoliftError
 from videolift.core.jsonl import atomic_write
 from videolift.core.memory import current_rss_mb, peak_rss_mb
 from videolift.models.base import FULL_DIR, LORA_DIR
@@ -44,18 +44,23 @@ def run_pipeline(cfg: PipelineConfig, *, progress: bool = True, plan: bool = Fal
     started = time.time()
     w = cfg.workdir
     runner = Runner(w, plan=plan)
-    if plan:
-        try:
-            _run_stages(cfg, runner, progress, started)
-        except PlanReached:
-            runner.console.print("The stages after it run too when what it writes changes.")
-        else:
-            runner.console.print("Every stage is up to date.")
-        return None
-    from videolift.core.progress import library_bars
+    try:
+        if plan:
+            try:
+                _run_stages(cfg, runner, progress, started)
+            except PlanReached:
+                runner.console.print("The stages after it run too when what it writes changes.")
+            else:
+                runner.console.print("Every stage is up to date.")
+            return None
+        from videolift.core.progress import library_bars
 
-    with library_bars(progress):  # --no-progress: diffusers' and transformers' loading bars off too
-        return _run_stages(cfg, runner, progress, started)
+        with library_bars(progress):  # --no-progress: diffusers' and transformers' loading bars off too
+            return _run_stages(cfg, runner, progress, started)
+    except UsageError as exc:
+        # A stage's command refusing one of its options (an unknown align.settings.family): here a
+        # setting of the pipeline's file, not of the command line (exit status 1).
+        raise VideoliftError(exc.message) from None
 
 
 def _run_stages(cfg: PipelineConfig, runner: Runner, progress: bool, started: float) -> dict[str, Any]:
