@@ -472,7 +472,7 @@ def test_score_lines_resume_and_determinism(world, critic_dir, tmp_path):
         world,
         "--out",
         copy,
-        fails=True,
+        fails=2,
     )
     assert (
         "is also --manifest: give each its own file" in same.output
@@ -528,7 +528,7 @@ def test_a_fixed_videos_fresh_score_wins_over_its_old_error_in_another_ranks_log
 def test_eval_reports_metrics_matching_the_scores(world, critic_dir, tmp_path):
     held_out = tmp_path / "held_out.jsonl"  # --scores over the reference labels: refused, untouched
     shutil.copy(world / "hra.jsonl", held_out)
-    same = run("critic", "eval", "--critic", critic_dir, "--data", held_out, "--videos", world, "--scores", held_out, fails=True)  # fmt: skip
+    same = run("critic", "eval", "--critic", critic_dir, "--data", held_out, "--videos", world, "--scores", held_out, fails=2)  # fmt: skip
     assert "is also --data" in same.output and held_out.read_bytes() == (world / "hra.jsonl").read_bytes()
     scores = tmp_path / "scores.jsonl"
     result = run("critic", "eval", "--critic", critic_dir, "--data", world / "hra.jsonl", "--videos", world,

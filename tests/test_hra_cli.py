@@ -401,7 +401,7 @@ def test_an_empty_file_and_a_fraction_of_0_or_1_are_refused(tmp_path):
     code, out = run("hra", "validate", unrated)
     assert code == 1 and "unrated.jsonl, line 1, field 'ratings': no rating" in out
     code, out = run("hra", "split", hra, "--test-fraction", "1", "--out", tmp_path / "s")
-    assert code == 1 and "strictly between 0 and 1" in out
+    assert code == 2 and "strictly between 0 and 1" in out
     assert "1.0]" not in run("hra", "split", "--help")[1]  # the help does not offer 0 or 1 either
 
 
@@ -409,9 +409,9 @@ def test_annotate_create_checks_its_settings_before_making_the_project(tmp_path)
     (tmp_path / "videos").mkdir()
     base = ["annotate", "create", "--videos", tmp_path / "videos", "--project", tmp_path / "p"]
     code, out = run(*base, "--lease-minutes", "-1")
-    assert code == 1 and "--lease-minutes: Input should be greater than 0" in out
+    assert code == 2 and "--lease-minutes: Input should be greater than 0" in out
     code, out = run(*base, "--db", "nosuchdb://x")
-    assert code == 1 and "--db nosuchdb://x: Can't load plugin" in out
+    assert code == 2 and "--db nosuchdb://x: Can't load plugin" in out
     assert not (tmp_path / "p").exists()
     code, out = run(*base, "--manifest", tmp_path / "videos")  # a bad manifest: no empty project left
     assert code == 1 and "videos: is a directory, expected a file" in out and not (tmp_path / "p").exists()

@@ -10,11 +10,12 @@ from videolift.core.video import probe_video
 from videolift.toy.grammar import parse_prompt, split_specs
 
 
-def run(*args, fails=False):
+def run(*args, fails: bool | int = False):
+    """The output of ``videolift ARGS``, which exits 0, or 1 when ``fails`` (2: a usage error)."""
     result = CliRunner().invoke(app, [str(a) for a in args])
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
-    assert result.exit_code == (1 if fails else 0), result.output
+    assert result.exit_code == int(fails), result.output
     return " ".join(result.output.split())
 
 
@@ -38,10 +39,10 @@ def test_prompts_jsonl_and_txt(tmp_path):
     ],
 )
 def test_prompts_bad_input(tmp_path, args, message):
-    assert message in run("toy", "prompts", *args, "--out", tmp_path / "p.jsonl", fails=True)
+    assert message in run("toy", "prompts", *args, "--out", tmp_path / "p.jsonl", fails=2)
     assert not (tmp_path / "p.jsonl").exists()
     assert "use .jsonl or .txt" in run(
-        "toy", "prompts", "--split", "train", "--out", tmp_path / "p.csv", fails=True
+        "toy", "prompts", "--split", "train", "--out", tmp_path / "p.csv", fails=2
     )
 
 
@@ -85,12 +86,12 @@ def test_rate_with_the_oracle_recovers_the_truth(corpus, tmp_path):
         assert s.labels == {d.value: rating.label.value for d, rating in r.ratings.items()}
         assert s.reward == pytest.approx(sum(score_of[label] for label in s.labels.values()) / 3)
     assert "needs --oracle" in run("toy", "rate", "--manifest", corpus / "manifest.jsonl", "--videos", corpus,
-                                   "--out", tmp_path / "p.jsonl", "--scores-out", scores, fails=True)  # fmt: skip
+                                   "--out", tmp_path / "p.jsonl", "--scores-out", scores, fails=2)  # fmt: skip
     reward_yaml = tmp_path / "reward.yaml"
     reward_yaml.write_text("aggregation: mean\n")
     assert "only used with --scores-out" in run("toy", "rate", "--manifest", corpus / "manifest.jsonl", "--videos",
                                                 corpus, "--out", tmp_path / "q.jsonl", "--oracle",
-                                                "--reward-config", reward_yaml, fails=True)  # fmt: skip
+                                                "--reward-config", reward_yaml, fails=2)  # fmt: skip
     assert not (tmp_path / "q.jsonl").exists()
 
 
@@ -175,7 +176,7 @@ def test_rate_bad_input_names_file_line_and_field(corpus, tmp_path):
     good.write_text(lines[0] + "\n")
     for doubt in ("0.5", "nan"):  # a NaN would take any drawn shape for the asked one
         assert f"--shape-doubt {doubt}: must be a number >= 1.0" in run("toy", "rate", "--manifest", good, "--videos",
-                                             corpus, "--out", out, "--oracle", "--shape-doubt", doubt, fails=True)  # fmt: skip
+                                             corpus, "--out", out, "--oracle", "--shape-doubt", doubt, fails=2)  # fmt: skip
         assert not out.exists()
 
 
@@ -240,12 +241,12 @@ def test_rate_refuses_an_output_that_is_its_input_or_its_other_output(corpus, tm
         "--out",
         manifest,
         "--no-progress",
-        fails=True,
+        fails=2,
     )
     assert f"--out {manifest} is also --manifest" in said and manifest.read_text() == before
     out = tmp_path / "r.jsonl"
     said = run("toy", "rate", "--manifest", manifest, "--videos", corpus, "--out", out, "--oracle",
-               "--scores-out", out, "--no-progress", fails=True)  # fmt: skip
+               "--scores-out", out, "--no-progress", fails=2)  # fmt: skip
     assert f"--scores-out {out} is also --out" in said and not out.exists()
 
 

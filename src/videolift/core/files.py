@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from videolift.core.errors import VideoliftError
+from videolift.core.errors import UsageError, VideoliftError
 from videolift.core.jsonl import atomic_write, read_json
 
 # What model directories keep weights in (diffusers' and transformers' formats, and torch's own).
@@ -150,7 +150,7 @@ def check_outputs(
             raise VideoliftError(f"{name} {path} is a directory; name a file to write")
         for other, earlier in seen:
             if _same(path, earlier):
-                raise VideoliftError(f"{name} {path} is also {other}: give each its own file")
+                raise UsageError(f"{name} {path} is also {other}: give each its own file")
         seen.append((name, path))
 
 

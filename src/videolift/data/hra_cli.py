@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from videolift.core.errors import DataError
+from videolift.core.errors import DataError, OptionError
 from videolift.core.files import check_outputs
 from videolift.core.jsonl import (
     atomic_write,
@@ -53,7 +53,7 @@ def import_(
     if video_prefix is not None:
         prefix = video_prefix.strip("/")
         if not prefix or ".." in Path(prefix).parts:
-            raise DataError(f"--video-prefix {video_prefix!r}: name a folder inside the videos root")
+            raise OptionError(f"--video-prefix {video_prefix!r}: name a folder inside the videos root")
         for r in records:
             r.video_id = f"{prefix}/{r.video_id}" if r.video_id == r.video else r.video_id
             r.video = f"{prefix}/{r.video}"
@@ -197,7 +197,7 @@ def split(
     from videolift.data.split import split_records, write_split
 
     if not 0.0 < test_fraction < 1.0:
-        raise DataError(f"--test-fraction must be strictly between 0 and 1, got {test_fraction}")
+        raise OptionError(f"--test-fraction must be strictly between 0 and 1, got {test_fraction}")
     if out.exists() and not out.is_dir():
         raise DataError("is a file; --out names a directory for train.jsonl and test.jsonl", file=out)
     check_outputs([("--out", out / name) for name in ("train.jsonl", "test.jsonl")], [("the HRA file", src)])

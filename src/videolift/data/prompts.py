@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from videolift.core.errors import DataError, VideoliftError
+from videolift.core.errors import DataError, UsageError, VideoliftError
 from videolift.core.jsonl import read_text, split_lines
 
 CATEGORY_DIR = Path(__file__).with_name("prompt_categories")
@@ -88,7 +88,7 @@ def sample_prompts(
     regardless of case, spacing and a final full stop.
     """
     if n < 1:
-        raise VideoliftError(f"--n {n}: must be at least 1")
+        raise UsageError(f"--n {n}: must be at least 1")
     categories = categories or load_categories()
     distinct = {slot: {x for phrases in categories.phrases[slot].values() for x in phrases} for slot in SLOTS}
     subjects = len(distinct["subjects"])

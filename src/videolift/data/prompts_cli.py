@@ -43,16 +43,14 @@ def sample(
     device: str = typer.Option("auto", "--device", help="Device of the expansion LM (auto: GPU if present)."),
 ) -> None:
     """Sample N prompts of 1-2 subjects, one action and one place from editable category lists."""
-    from videolift.core.errors import VideoliftError
+    from videolift.core.errors import UsageError
     from videolift.core.files import check_outputs
     from videolift.core.jsonl import atomic_write, read_text, write_jsonl
     from videolift.data.prompt_files import read_prompts
     from videolift.data.prompts import EXPAND_SYSTEM_PROMPT, expand_prompts, load_categories, sample_prompts
 
     if out.suffix.lower() not in (".jsonl", ".txt"):
-        raise VideoliftError(
-            f"--out {out}: use a .jsonl file (prompts with categories) or .txt (prompts only)"
-        )
+        raise UsageError(f"--out {out}: use a .jsonl file (prompts with categories) or .txt (prompts only)")
     check_outputs([("--out", out)], [("--exclude", p) for p in exclude])
     taken: set[str] = set()
     for path in exclude:  # an expanded .jsonl excludes its short prompts too: those are what is drawn

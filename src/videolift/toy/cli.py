@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from videolift.core.errors import VideoliftError
+from videolift.core.errors import UsageError, VideoliftError
 from videolift.core.files import check_outputs
 
 app = typer.Typer(
@@ -19,7 +19,7 @@ app = typer.Typer(
 
 def _split(value: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
-        raise VideoliftError(f"--split must be one of {', '.join(allowed)}, got {value!r}")
+        raise UsageError(f"--split must be one of {', '.join(allowed)}, got {value!r}")
     return value
 
 
@@ -36,13 +36,13 @@ def prompts(
 
     split = _split(split, ("train", "heldout"))
     if out.suffix.lower() not in (".jsonl", ".txt"):
-        raise VideoliftError(f"{out}: unsupported prompt file type {out.suffix!r}; use .jsonl or .txt")
+        raise UsageError(f"{out}: unsupported prompt file type {out.suffix!r}; use .jsonl or .txt")
     if n is not None and n < 1:
-        raise VideoliftError(f"--n must be at least 1, got {n}")
+        raise UsageError(f"--n must be at least 1, got {n}")
     try:
         specs = sample_distinct(n, split, seed) if n else split_specs(split)
-    except ValueError as exc:
-        raise VideoliftError(str(exc)) from None
+    except ValueError as exc:  # more prompts than the split's grammar makes
+        raise UsageError(str(exc)) from None
     if out.suffix.lower() == ".txt":
         with atomic_write(out) as handle:
             handle.writelines(spec.text + "\n" for spec in specs)
@@ -69,9 +69,9 @@ def corpus(
     from videolift.toy.corpus import plan, write_corpus
 
     if n < 1:
-        raise VideoliftError(f"--n must be at least 1, got {n}")
+        raise UsageError(f"--n must be at least 1, got {n}")
     if not 0.0 <= defect_rate <= 1.0:
-        raise VideoliftError(f"--defect-rate must be within [0, 1], got {defect_rate}")
+        raise UsageError(f"--defect-rate must be within [0, 1], got {defect_rate}")
     split = _split(split, ("train", "heldout", "all"))
     manifest = out / "manifest.jsonl"
     if out.exists() and not out.is_dir():
@@ -147,7 +147,7 @@ def rate(
     from videolift.toy.rate import rate_manifest
 
     if annotators < 1:
-        raise VideoliftError(f"--annotators must be at least 1, got {annotators}")
+        raise UsageError(f"--annotators must be at least 1, got {annotators}")
     check_outputs([("--out", out), ("--scores-out", scores_out)], [("--manifest", manifest)])
     result = rate_manifest(
         manifest,

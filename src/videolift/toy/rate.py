@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from videolift.core.errors import DataError, VideoliftError
+from videolift.core.errors import DataError, UsageError, VideoliftError
 from videolift.core.schema import DIMENSIONS, Dimension, Label, parse_label
 
 if TYPE_CHECKING:
@@ -64,13 +64,13 @@ def rate_manifest(
     if not videos.is_dir():
         raise VideoliftError(f"{videos}: videos root is not a directory")
     if scores_out is not None and not oracle:
-        raise VideoliftError("--scores-out needs --oracle (a panel gives several ratings per video)")
+        raise UsageError("--scores-out needs --oracle (a panel gives several ratings per video)")
     if reward_config is not None and scores_out is None:
-        raise VideoliftError(
+        raise UsageError(
             f"--reward-config {reward_config}: only used with --scores-out (HRA holds labels only)"
         )
     if shape_doubt is not None and not 1.0 <= shape_doubt < math.inf:  # NaN would pass any shape
-        raise VideoliftError(f"--shape-doubt {shape_doubt}: must be a number >= 1.0 (1.0: strict)")
+        raise UsageError(f"--shape-doubt {shape_doubt}: must be a number >= 1.0 (1.0: strict)")
     doubt = SHAPE_DOUBT if shape_doubt is None else shape_doubt
     reward = RewardConfig.load(reward_config)
     rows = _read_manifest(manifest)

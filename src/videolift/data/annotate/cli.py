@@ -166,10 +166,10 @@ def serve(
     """Serve the rater/admin UI and the API."""
     import uvicorn
 
-    from videolift.core.errors import VideoliftError
+    from videolift.core.errors import UsageError
 
     if log_level.lower() not in LOG_LEVELS:
-        raise VideoliftError(f"--log-level {log_level}: use one of {', '.join(LOG_LEVELS)}")
+        raise UsageError(f"--log-level {log_level}: use one of {', '.join(LOG_LEVELS)}")
 
     from videolift.data.annotate.app import create_app
 
@@ -243,12 +243,12 @@ def create_pairs(
     allow_unplayable: bool = ALLOW_UNPLAYABLE,
 ) -> None:
     """Add a pairwise study: pair A's and B's videos of the same prompt."""
-    from videolift.core.errors import VideoliftError
+    from videolift.core.errors import UsageError
     from videolift.data.annotate.pairwise import create_pairs as make
     from videolift.data.annotate.videos import subdirectory
 
     if match not in ("auto", "prompt", "prompt+seed"):
-        raise VideoliftError(f"--match must be auto, prompt or prompt+seed, not {match!r}")
+        raise UsageError(f"--match must be auto, prompt or prompt+seed, not {match!r}")
     default_a, default_b = manifest_a.stem, manifest_b.stem
     if default_a == default_b:  # two `generate` runs' manifest.jsonl: named by their directories
         default_a, default_b = manifest_a.resolve().parent.name, manifest_b.resolve().parent.name

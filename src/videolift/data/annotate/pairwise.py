@@ -14,7 +14,7 @@ from typing import Any, Literal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from videolift.core.errors import VideoliftError
+from videolift.core.errors import UsageError, VideoliftError
 from videolift.core.schema import DIMENSIONS
 from videolift.data.annotate.models import Pair, Task
 from videolift.data.annotate.videos import add_videos, read_manifest
@@ -47,10 +47,8 @@ def create_pairs(
 ) -> dict[str, Any]:
     """Add the matched pairs; returns counts of created, already present and unmatched records.
     ``base_a``/``base_b``: subdirectories of the root the manifests' paths are relative to."""
-    if name_a == name_b:
-        raise VideoliftError(
-            f"the two models need different names (both are {name_a!r}); use --name-a/--name-b"
-        )
+    if name_a == name_b:  # given so, or both defaults: --name-a/--name-b tell them apart
+        raise UsageError(f"the two models need different names (both are {name_a!r}); use --name-a/--name-b")
     entries_a, entries_b = read_manifest(manifest_a, root, base_a), read_manifest(manifest_b, root, base_b)
     if match == "auto":
         has_seed = all("seed" in e.fields for _, e, _ in entries_a + entries_b)

@@ -22,7 +22,7 @@ from pydantic import Field, ValidationError
 from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.orm import Session
 
-from videolift.core.errors import DataError, VideoliftError
+from videolift.core.errors import DataError, UsageError, VideoliftError
 from videolift.core.jsonl import atomic_write, read_json, validation_field
 from videolift.core.schema import valid_unicode
 from videolift.core.settings import StrictModel
@@ -128,9 +128,9 @@ class Project:
                 sqlalchemy.engine.make_url(db).get_dialect()
         except ValidationError as exc:
             field, msg = validation_field(exc)
-            raise VideoliftError(f"--{field.replace('_', '-')}: {msg}") from None
+            raise UsageError(f"--{field.replace('_', '-')}: {msg}") from None
         except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError) as exc:
-            raise VideoliftError(f"--db {db}: {exc}") from None
+            raise UsageError(f"--db {db}: {exc}") from None  # not a URL, or no dialect of that name
         made = not directory.exists()
         directory.mkdir(parents=True, exist_ok=True)
         try:
@@ -209,9 +209,9 @@ def add_user(session: Session, name: str, role: str = "annotator", *, reissue: b
     """
     name = name.strip()
     if not name or len(name) > 100:
-        raise VideoliftError("a user name must have 1 to 100 characters")
+        raise UsageError("a user name must have 1 to 100 characters")
     if not valid_unicode(name):  # stored, it would break every page and export that shows the name
-        raise VideoliftError("a user name must be valid Unicode text (it holds a lone surrogate)")
+        raise UsageError("a user name must be valid Unicode text (it holds a lone surrogate)")
     token = secrets.token_urlsafe(24)
     user = session.scalar(select(User).where(User.name == name))
     if user is None:
