@@ -449,18 +449,18 @@ def test_input_files_are_looked_for_where_the_run_starts(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "edit, field",
-    [
-        ("align.settings.learnin_rate=1", "align.settings.learnin_rate"),
-        ("align.settings.max_steps=one", "align.settings.max_steps"),
-        ("align.real=nope.jsonl", "align.real"),
-        ("hra.test_fraction=1.5", "hra.test_fraction"),
-        ("sampler.steps=0", "sampler.steps"),
+    "edit, field, status",
+    [  # a value --set gives is the command line's (2); a file it names that is missing is not (1)
+        ("align.settings.learnin_rate=1", "align.settings.learnin_rate", 2),
+        ("align.settings.max_steps=one", "align.settings.max_steps", 2),
+        ("align.real=nope.jsonl", "align.real", 1),
+        ("hra.test_fraction=1.5", "hra.test_fraction", 2),
+        ("sampler.steps=0", "sampler.steps", 2),
     ],
 )
 @pytest.mark.parametrize("plan", [False, True], ids=["run", "plan"])
 def test_cli_run_refuses_bad_settings_before_any_stage_and_writes_nothing(
-    tmp_path, monkeypatch, edit, field, plan
+    tmp_path, monkeypatch, edit, field, status, plan
 ):
     from typer.testing import CliRunner
 
@@ -476,7 +476,7 @@ def test_cli_run_refuses_bad_settings_before_any_stage_and_writes_nothing(
     (tmp_path / "p.yaml").write_text("workdir: w\n")
     args = ["run", "p.yaml", "--set", edit, "--no-progress", *(["--plan"] if plan else [])]
     result = CliRunner().invoke(app, args)
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == status, result.output
     assert not isinstance(result.exception, AssertionError)
     text = " ".join(result.output.split())
     assert f"p.yaml, field '{field}'" in text and "Traceback" not in text, result.output
@@ -640,7 +640,7 @@ def test_a_bad_value_from_the_command_line_is_not_blamed_on_the_file(tmp_path, m
     (tmp_path / "run.yaml").write_text("workdir: w\n")
     for args in (["run", "run.yaml", "--workdir", "", "--plan"], ["demo", "--out", " "]):
         said = CliRunner().invoke(app, args)
-        assert said.exit_code == 1 and "is empty" in said.output, said.output
+        assert said.exit_code == 2 and "is empty" in said.output, said.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.yaml", "run.yaml"]  # nothing written
 
 

@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from videolift.core.errors import DataError, VideoliftError
+from videolift.core.errors import DataError, OptionError, VideoliftError
 from videolift.core.jsonl import parse_problem, validation_field, yaml_problem
 from videolift.core.settings import StrictModel, expand_home, read_settings
 
@@ -261,14 +261,14 @@ class PipelineConfig(StrictModel):
         except ValidationError as exc:
             field, msg = validation_field(exc)
             if field.split(".")[0] in given:  # a bad value from the command line is not blamed on the file
-                raise DataError(msg, file="command line", field=field) from None
-            raise DataError(msg + _set_note(field, sets), file=path, field=field) from None
+                raise OptionError(msg, file="command line", field=field) from None
+            raise _settings_error(msg, path, field, sets) from None
         if not cfg.workdir.is_absolute() and overrides.get("workdir") is None:
             cfg.workdir = path.parent / cfg.workdir
         if problem := _align_settings_problem(cfg.align.settings):
             field, msg = problem
             field = "align.settings" + (f".{field}" if field else "")
-            raise DataError(msg + _set_note(field, sets), file=path, field=field)
+            raise _settings_error(msg, path, field, sets)
         from videolift.data.generate import is_hub_id
 
         for field in ("t2v", "vlm"):  # before any stage runs, and naming the file's field
@@ -368,6 +368,13 @@ def _input_problem(path: Path, kind: str) -> str | None:
     return f"{str(path)!r}: {problem}{where}"
 
 
+def _settings_error(msg: str, path: Path, field: str, sets: Sequence[str]) -> DataError:
+    """A refused setting of the file; the command line's (exit status 2) when a ``--set`` gave it or
+    edited the section refused as a whole."""
+    note = _set_note(field, sets)
+    return (OptionError if note else DataError)(msg + note, file=path, field=field)
+
+
 def _set_note(field: str, sets: Sequence[str]) -> str:
     """What the ``--set`` edits had to do with a bad ``field``: they gave it, or edited the section whose
     settings together are refused (e.g. critic's min_pixels above its max_pixels)."""
@@ -383,7 +390,7 @@ def _apply_set(data: dict[str, Any], item: str, path: Path) -> None:
     """One ``--set a.b.c=VALUE``: VALUE parsed as YAML (``1`` an int, ``[rwl]`` a list, ``x`` a string)."""
     key, eq, raw = item.partition("=")
     if not eq or not key.strip():
-        raise DataError(f"--set {item!r}: expected KEY=VALUE, e.g. align.settings.seed=1", file=path)
+        raise OptionError(f"--set {item!r}: expected KEY=VALUE, e.g. align.settings.seed=1", file=path)
     *parents, leaf = key.strip().split(".")
     node = data
     for i, part in enumerate(parents):
@@ -391,13 +398,15 @@ def _apply_set(data: dict[str, Any], item: str, path: Path) -> None:
             node[part] = {}
         node = node[part]
         if not isinstance(node, dict):
-            raise DataError(f"--set {item!r}: {'.'.join(parents[: i + 1])} is not a section", file=path)
+            raise OptionError(f"--set {item!r}: {'.'.join(parents[: i + 1])} is not a section", file=path)
     try:
         node[leaf] = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
-        raise DataError(f"--set {item!r}: the value is not YAML ({yaml_problem(exc)})", file=path) from None
+        raise OptionError(f"--set {item!r}: the value is not YAML ({yaml_problem(exc)})", file=path) from None
     except (ValueError, RecursionError) as exc:  # an integer over 4,300 digits, nesting past the stack
-        raise DataError(f"--set {item!r}: the value is not YAML ({parse_problem(exc)})", file=path) from None
+        raise OptionError(
+            f"--set {item!r}: the value is not YAML ({parse_problem(exc)})", file=path
+        ) from None
 
 
 def toy_asset(name: str) -> str:

@@ -18,13 +18,13 @@ def demo(
 ) -> None:
     """Simulated ratings -> critic (with reasons and label-only) -> scores -> RWL and RS alignment ->
     evaluation on held-out prompts; prints a summary, writes OUT/report.html and OUT/summary.json."""
-    from videolift.core.errors import VideoliftError
+    from videolift.core.errors import UsageError
     from videolift.pipeline.cli import print_summary
     from videolift.pipeline.run import PipelineConfig, run_pipeline
     from videolift.pipeline.run_report import write_report
 
     if not out.strip():
-        raise VideoliftError("--out is empty: give the demo's working directory")
+        raise UsageError("--out is empty: give the demo's working directory")
     cfg = PipelineConfig.load(PRESET, workdir=Path(out).expanduser())
     summary = run_pipeline(cfg, progress=progress)
     print_summary(summary)
