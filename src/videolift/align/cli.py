@@ -7,28 +7,17 @@ the field's description. torch is imported inside the command only.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, get_args, get_origin
 
 import typer
 
 from videolift.align.config import AlignConfig
+from videolift.core.settings import field_help
 
 
 def _h(name: str) -> str:
-    """The field's description with its choices and default. The options themselves default to None, so
-    that only those given override --config; typer would show that None, not the default that applies."""
-    field = AlignConfig.model_fields[name]
-    text = field.description or ""
-    if get_origin(field.annotation) is Literal:
-        text = f"{' | '.join(get_args(field.annotation))}. {text}"
-    if field.is_required():
-        return f"{text} [required, here or in --config]"
-    default = field.get_default(call_default_factory=True)
-    if isinstance(default, bool):
-        default = "on" if default else "off"
-    elif isinstance(default, list):
-        default = ",".join(default)
-    return text if default is None else f"{text} [default: {default}]"
+    """The field's help with its choices and default: the options themselves default to None, so that
+    only those given override --config, and typer would show that None, not the default that applies."""
+    return field_help(AlignConfig, name)
 
 
 # The path options are read as text: typer would turn an empty one ("$UNSET") into Path("."), the

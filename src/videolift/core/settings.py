@@ -1,5 +1,6 @@
 """What every settings model shares: unknown keys are refused, and so is true / false for a number;
 NaN and infinity are refused; ``~`` at the start of a path setting is the user's home, as in a shell.
+A command's options take their help text and defaults from the fields (``field_help``, ``field_default``).
 
 Pydantic reads ``true`` as 1 for an int field, and YAML reads ``yes``, ``no``, ``on`` and ``off`` as
 booleans, so ``epochs: yes`` would silently train one epoch. ``.inf`` and ``.nan`` are YAML floats
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic.fields import FieldInfo
 
 from videolift.core.errors import DataError
 from videolift.core.jsonl import read_yaml
@@ -50,6 +52,37 @@ def read_settings(path: Path, *, name: str, fields: str) -> dict[str, Any]:
 def expand_home(model: str) -> str:
     """A model given as a path or a Hub id: a leading ``~`` expanded (a Hub id never starts with one)."""
     return str(Path(model).expanduser()) if model.startswith("~") else model
+
+
+def settings_field(settings: type, name: str) -> FieldInfo:
+    """A field of a settings model or of a pydantic dataclass (both keep them in ``__pydantic_fields__``)."""
+    return settings.__pydantic_fields__[name]
+
+
+def field_default(settings: type, name: str) -> Any:
+    """A field's default, for a typer option of the field to show in --help and to pass when not given."""
+    return settings_field(settings, name).get_default(call_default_factory=True)
+
+
+def field_help(settings: type, name: str, *, choices_and_default: bool = True) -> str:
+    """An option's help: its field's description, by default with the field's choices and default added.
+    Options that default to None, so that only those given override a settings file, need them added
+    (typer would show that None); an option that defaults to the field's default, with an Enum type for
+    the choices, has typer show both (``choices_and_default=False``)."""
+    field = settings_field(settings, name)
+    text = field.description or ""
+    if not choices_and_default:
+        return text
+    if get_origin(field.annotation) is Literal:
+        text = f"{' | '.join(get_args(field.annotation))}. {text}"
+    if field.is_required():
+        return f"{text} [required, here or in --config]"
+    default = field.get_default(call_default_factory=True)
+    if isinstance(default, bool):
+        default = "on" if default else "off"
+    elif isinstance(default, list):
+        default = ",".join(default)
+    return text if default is None else f"{text} [default: {default}]"
 
 
 class StrictModel(BaseModel):
