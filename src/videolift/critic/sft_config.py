@@ -70,35 +70,73 @@ class SFTConfig:
     """Hyper-parameters of the fine-tuning loop (the CLI options of ``critic train``). Validated when
     made: a value out of range raises a UsageError naming its option, before anything runs."""
 
-    adapter: Literal["lora", "full"] = "lora"  # LoRA on the language model, or full fine-tuning
-    lora_r: int = Field(16, ge=1)
-    lora_alpha: int = Field(32, gt=0)
-    lora_dropout: float = Field(0.05, ge=0, lt=1)
-    lora_targets: list[str] | None = None  # leaf names (q_proj, ...); None: every LM linear layer
-    tune_vision: bool = False  # train the vision tower too (LoRA on its linear layers / full)
-    tune_projector: bool = False  # train the projector too (saved whole with LoRA)
-    lr: float = Field(1e-4, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.999)
-    warmup_ratio: float = Field(0.03, ge=0, le=1)
-    epochs: float = Field(3.0, gt=0)
-    max_steps: int | None = Field(None, ge=1)  # overrides epochs
-    batch_size: int = Field(4, ge=1)  # per device
-    grad_accum: int = Field(1, ge=1)
-    max_grad_norm: float = Field(1.0, ge=0)  # 0: no clipping
-    max_answer_tokens: int | None = Field(256, ge=1)
-    seed: int = Field(0, ge=0)
-    save_every: int = Field(200, ge=0)  # updates between checkpoints (0: only the final model)
-    val_every: int = Field(0, ge=0)  # updates between validation losses (0: each epoch's end), with val data
-    keep_checkpoints: int = Field(2, ge=1)
-    gradient_checkpointing: bool = False
-    dtype: str = "float32"  # weights dtype at load; mixed precision comes from the accelerate config
-    frame_cache_mb: int = Field(2048, ge=0)  # sampled frames kept in memory across epochs (per process)
-    num_frames: int = Field(8, ge=1)
-    frame_sampling: Literal["uniform", "pairs"] = "uniform"  # videolift.core.video.FRAME_SAMPLERS
-    max_pixels: int | None = Field(None, ge=1)
-    min_pixels: int | None = Field(None, ge=1)
-    extra: dict[str, Any] = Field(default_factory=dict)  # caller's settings, checked on resume
+    # critic.cli reads `critic train`'s options from these fields: their help text and defaults.
+    adapter: Literal["lora", "full"] = Field(
+        "lora", description="LoRA on the language model, or full fine-tuning."
+    )
+    lora_r: int = Field(16, ge=1, description="LoRA rank (paper: 128 for 13B).")
+    lora_alpha: int = Field(32, gt=0, description="LoRA alpha (paper: 2 x r).")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA layers' input.")
+    lora_targets: list[str] | None = Field(
+        None,
+        description="Comma-separated layer names (leaves), e.g. q_proj,v_proj (default: every LM linear "
+        "layer).",
+    )
+    tune_vision: bool = Field(
+        False,
+        description="Also train the vision tower: LoRA on its linear layers, or all of it with --adapter "
+        "full (frozen by default).",
+    )
+    tune_projector: bool = Field(
+        False, description="Also train the projector, saved whole with LoRA (frozen by default)."
+    )
+    lr: float = Field(1e-4, gt=0, description="Peak learning rate (paper: 1e-5 at 13B).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = Field(
+        (0.9, 0.999), description="AdamW betas (no option of `critic train`)."
+    )
+    warmup_ratio: float = Field(0.03, ge=0, le=1, description="Linear warmup as a fraction of the updates.")
+    epochs: float = Field(3.0, gt=0, description="Passes over the examples (fractions allowed).")
+    max_steps: int | None = Field(None, ge=1, description="Number of updates (overrides --epochs).")
+    batch_size: int = Field(4, ge=1, description="Examples per device per micro-batch.")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches per update.")
+    max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping (0: off).")
+    max_answer_tokens: int | None = Field(256, ge=1, description="Longer answers are cut.")
+    seed: int = Field(0, ge=0, description="Seeds LoRA init and data order.")
+    save_every: int = Field(200, ge=0, description="Updates between checkpoints (0: only the final model).")
+    val_every: int = Field(
+        0,
+        ge=0,
+        description="Updates between validation losses on --val-data (0: at each epoch's end); and at the "
+        "last.",
+    )
+    keep_checkpoints: int = Field(2, ge=1, description="Latest checkpoints kept.")
+    gradient_checkpointing: bool = Field(
+        False,
+        description="Recompute activations in backward: less memory, the same updates (a --resume may "
+        "switch it).",
+    )
+    dtype: str = Field(
+        "float32", description="Weights dtype at load (mixed precision: the accelerate config)."
+    )
+    frame_cache_mb: int = Field(
+        2048,
+        ge=0,
+        description="MB of sampled frames kept in memory across epochs, per process (no option of "
+        "`critic train`).",
+    )
+    num_frames: int = Field(8, ge=1, description="Frames fed per clip.")
+    # The samplers of videolift.core.video.FRAME_SAMPLERS.
+    frame_sampling: Literal["uniform", "pairs"] = Field(
+        "uniform",
+        description="uniform: spread over the clip. pairs: NUM_FRAMES/2 steps spread over the clip, each a "
+        "frame and the next, so each 2-frame temporal patch (Qwen-VL) holds one step of motion.",
+    )
+    max_pixels: int | None = Field(None, ge=1, description="Per-frame pixel budget (Qwen-VL family).")
+    min_pixels: int | None = Field(None, ge=1, description="Per-frame pixel floor (Qwen-VL family).")
+    extra: dict[str, Any] = Field(
+        default_factory=dict, description="The caller's settings, checked on resume (no option)."
+    )
 
     @field_validator("*", mode="before")
     @classmethod
