@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -12,7 +13,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from videolift.core.errors import DataError
+from videolift.core.settings import field_default, field_help
 from videolift.critic.prompts import DESCRIBE_INSTRUCTION
+from videolift.critic.sft_config import SFTConfig
 
 app = typer.Typer(
     help="Train a video-VLM critic on HRA data, score videos with it, measure its accuracy.",
@@ -41,6 +44,14 @@ def _log(message: str) -> None:
 
 def _csv(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _sft(name: str, *flags: str, choices: type[StrEnum] | None = None, **kwargs: Any) -> Any:
+    """The option of SFTConfig's field ``name``: its default and help text are the field's, so the two
+    cannot disagree (typer shows the default, and the ``choices`` Enum's members, itself)."""
+    default = field_default(SFTConfig, name)
+    help_text = field_help(SFTConfig, name, choices_and_default=False)
+    return typer.Option(default if choices is None else choices(default), *flags, help=help_text, **kwargs)
 
 
 @app.command()
@@ -102,56 +113,35 @@ def train(
     dimensions: str | None = typer.Option(
         None, "--dimensions", help="Comma-separated dimensions (default: all three)."
     ),
-    num_frames: int = typer.Option(8, "--num-frames", help="Frames fed per clip."),
-    frame_sampling: FrameSampling = typer.Option(
-        FrameSampling.uniform,
-        "--frame-sampling",
-        help="uniform: spread over the clip. pairs: NUM_FRAMES/2 steps spread over the clip, each a frame "
-        "and the next, so each 2-frame temporal patch (Qwen-VL) holds one step of motion.",
-    ),
-    max_pixels: int | None = typer.Option(
-        None, "--max-pixels", help="Per-frame pixel budget (Qwen-VL family)."
-    ),
-    min_pixels: int | None = typer.Option(
-        None, "--min-pixels", help="Per-frame pixel floor (Qwen-VL family)."
-    ),
-    adapter: Adapter = typer.Option(Adapter.lora, "--adapter", help="LoRA or full fine-tuning."),
-    lora_r: int = typer.Option(16, "--lora-r", "--lora-rank", help="LoRA rank (paper: 128 for 13B)."),
-    lora_alpha: int = typer.Option(32, "--lora-alpha", help="LoRA alpha (paper: 2 x r)."),
-    lora_dropout: float = typer.Option(0.05, "--lora-dropout", help="Dropout on the LoRA layers' input."),
-    lora_targets: str | None = typer.Option(
-        None,
-        "--lora-targets",
-        help="Comma-separated layer names, e.g. q_proj,v_proj (default: every LM linear layer).",
-    ),
-    tune_vision: bool = typer.Option(
-        False, "--tune-vision", help="Also train the vision tower (frozen by default)."
-    ),
-    tune_projector: bool = typer.Option(
-        False, "--tune-projector", help="Also train the projector (frozen by default)."
-    ),
-    lr: float = typer.Option(1e-4, "--lr", help="Peak learning rate (paper: 1e-5 at 13B)."),
-    weight_decay: float = typer.Option(0.0, "--weight-decay", help="AdamW weight decay."),
-    warmup_ratio: float = typer.Option(
-        0.03, "--warmup-ratio", help="Linear warmup as a fraction of the updates."
-    ),
-    epochs: float = typer.Option(3.0, "--epochs", help="Passes over the examples (fractions allowed)."),
-    max_steps: int | None = typer.Option(None, "--max-steps", help="Number of updates (overrides --epochs)."),
-    batch_size: int = typer.Option(4, "--batch-size", help="Examples per device per micro-batch."),
-    grad_accum: int = typer.Option(1, "--grad-accum", help="Micro-batches per update."),
-    max_grad_norm: float = typer.Option(1.0, "--max-grad-norm", help="Gradient clipping (0: off)."),
-    max_answer_tokens: int = typer.Option(256, "--max-answer-tokens", help="Longer answers are cut."),
+    num_frames: int = _sft("num_frames", "--num-frames"),
+    frame_sampling: FrameSampling = _sft("frame_sampling", "--frame-sampling", choices=FrameSampling),
+    max_pixels: int | None = _sft("max_pixels", "--max-pixels"),
+    min_pixels: int | None = _sft("min_pixels", "--min-pixels"),
+    adapter: Adapter = _sft("adapter", "--adapter", choices=Adapter),
+    lora_r: int = _sft("lora_r", "--lora-r", "--lora-rank"),
+    lora_alpha: int = _sft("lora_alpha", "--lora-alpha"),
+    lora_dropout: float = _sft("lora_dropout", "--lora-dropout"),
+    lora_targets: str | None = _sft("lora_targets", "--lora-targets"),
+    tune_vision: bool = _sft("tune_vision", "--tune-vision"),
+    tune_projector: bool = _sft("tune_projector", "--tune-projector"),
+    lr: float = _sft("lr", "--lr"),
+    weight_decay: float = _sft("weight_decay", "--weight-decay"),
+    warmup_ratio: float = _sft("warmup_ratio", "--warmup-ratio"),
+    epochs: float = _sft("epochs", "--epochs"),
+    max_steps: int | None = _sft("max_steps", "--max-steps"),
+    batch_size: int = _sft("batch_size", "--batch-size"),
+    grad_accum: int = _sft("grad_accum", "--grad-accum"),
+    max_grad_norm: float = _sft("max_grad_norm", "--max-grad-norm"),
+    max_answer_tokens: int = _sft("max_answer_tokens", "--max-answer-tokens"),
     class_weights: float = typer.Option(
         0.0,
         "--class-weights",
         min=0.0,
         help="Weight examples by inverse (dimension, label) frequency ** this (1: balanced, 0.5: sqrt, 0: off).",
     ),
-    seed: int = typer.Option(0, "--seed", help="Seeds LoRA init and data order."),
-    save_every: int = typer.Option(
-        200, "--save-every", "--checkpoint-every", help="Updates between checkpoints (0: final only)."
-    ),
-    keep_checkpoints: int = typer.Option(2, "--keep-checkpoints", help="Latest checkpoints kept."),
+    seed: int = _sft("seed", "--seed"),
+    save_every: int = _sft("save_every", "--save-every", "--checkpoint-every"),
+    keep_checkpoints: int = _sft("keep_checkpoints", "--keep-checkpoints"),
     val_data: Path | None = typer.Option(
         None,
         "--val-data",
@@ -161,20 +151,11 @@ def train(
     val_videos: Path | None = typer.Option(
         None, "--val-videos", help="Root of --val-data's videos (default: --videos)."
     ),
-    val_every: int = typer.Option(
-        0,
-        "--val-every",
-        min=0,
-        help="Updates between validation losses (0: at each epoch's end); and at the last.",
+    val_every: int = _sft("val_every", "--val-every", min=0),
+    gradient_checkpointing: bool = _sft(
+        "gradient_checkpointing", "--gradient-checkpointing/--no-gradient-checkpointing"
     ),
-    gradient_checkpointing: bool = typer.Option(
-        False,
-        "--gradient-checkpointing/--no-gradient-checkpointing",
-        help="Recompute activations in backward: less memory, the same updates (a --resume may switch it).",
-    ),
-    dtype: str = typer.Option(
-        "float32", "--dtype", help="Weights dtype at load (mixed precision: accelerate config)."
-    ),
+    dtype: str = _sft("dtype", "--dtype"),
     reward_config: Path | None = typer.Option(
         None, "--reward-config", help="Label scores and aggregation (YAML/JSON), stored in the spec."
     ),
@@ -205,7 +186,6 @@ def train(
     """Fine-tune a video-VLM into a critic. Under `accelerate launch` it runs data-parallel (DDP,
     DeepSpeed or FSDP per the accelerate config; GPU configs in configs/accelerate/)."""
     from videolift.core.progress import library_bars
-    from videolift.critic.sft_config import SFTConfig
     from videolift.critic.train import train_critic
 
     if val_data is None and (
