@@ -416,6 +416,30 @@ def test_sft_settings_refuse_true_for_a_number_and_take_it_for_a_switch():
     assert SFTConfig(gradient_checkpointing=True, tune_vision=True).gradient_checkpointing
 
 
+def test_critic_train_options_default_to_their_sft_config_fields_and_say_their_descriptions():
+    """Read from the command typer builds: an option whose default or help is written again in the CLI
+    drifts from SFTConfig's, which the pipeline and the library API train with."""
+    from typing import Literal, get_args, get_origin
+
+    import typer
+
+    from videolift.critic.cli import Adapter, FrameSampling, app
+    from videolift.critic.sft_config import SFTConfig, option_name
+
+    params = {p.name: p for p in typer.main.get_command(app).commands["train"].params}
+    fields = SFTConfig.__pydantic_fields__
+    options = {name for name in fields if name in params}
+    assert options == fields.keys() - {"betas", "frame_cache_mb", "extra"}  # the settings no option sets
+    for name in options:
+        param, field = params[name], fields[name]
+        assert option_name(name) in param.opts, name
+        assert getattr(param.default, "value", param.default) == field.get_default(), name
+        assert param.help == field.description and param.help, name
+    for name, choices in {"adapter": Adapter, "frame_sampling": FrameSampling}.items():
+        assert get_origin(fields[name].annotation) is Literal
+        assert [c.value for c in choices] == list(get_args(fields[name].annotation)), name
+
+
 def test_qwen2_5_vl_spaces_its_temporal_patches_by_where_the_frames_were_taken():
     # 8 frames spread over a 49-frame clip at 8 fps: 1.31 frames a second, so each temporal patch of 2
     # frames covers 1.53 s. Without the clip's timing the processor assumes 24 fps (0.083 s a patch),
