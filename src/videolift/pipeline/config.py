@@ -23,7 +23,8 @@ from pydantic import (
 
 from videolift.core.errors import DataError, OptionError, VideoliftError
 from videolift.core.jsonl import parse_problem, validation_field, yaml_problem
-from videolift.core.settings import StrictModel, expand_home, read_settings
+from videolift.core.settings import StrictModel, expand_home, field_default, read_settings
+from videolift.critic.sft_config import SFTConfig
 
 TOY = "toy"  # model name that resolves to the committed toy-world bases
 
@@ -96,6 +97,11 @@ class HRA(StrictModel):
     )
 
 
+def _train_default(name: str) -> Any:
+    """`critic train`'s default of a setting: what the critic stage trains with when it is unset."""
+    return field_default(SFTConfig, name)
+
+
 class Critic(StrictModel):
     adapter: Literal["lora", "full"] = "full"
     lr: float = Field(1e-4, gt=0)
@@ -104,20 +110,30 @@ class Critic(StrictModel):
     batch_size: int = Field(8, ge=1)
     grad_accum: int = Field(1, ge=1, description="micro-batches per update (`critic train --grad-accum`)")
     lora_r: int | None = Field(
-        None, ge=1, description="LoRA rank (default: `critic train`'s 16; paper: 128 for 13B)"
+        None,
+        ge=1,
+        description=f"LoRA rank (default: `critic train`'s {_train_default('lora_r')}; paper: 128 for 13B)",
     )
-    lora_alpha: int | None = Field(None, gt=0, description="LoRA alpha (default: 32; paper: 2 x rank)")
+    lora_alpha: int | None = Field(
+        None, gt=0, description=f"LoRA alpha (default: {_train_default('lora_alpha')}; paper: 2 x rank)"
+    )
     # Unset: `critic train`'s defaults. What a large critic on a GPU needs, by `critic train`'s names.
     lora_targets: list[str] | None = Field(
         None, description="`critic train --lora-targets` (default: every LM linear)"
     )
-    weight_decay: float | None = Field(None, ge=0, description="AdamW weight decay (default 0)")
+    weight_decay: float | None = Field(
+        None, ge=0, description=f"AdamW weight decay (default {_train_default('weight_decay')})"
+    )
     warmup_ratio: float | None = Field(
-        None, ge=0, le=1, description="share of updates warming up (default 0.03)"
+        None,
+        ge=0,
+        le=1,
+        description=f"share of updates warming up (default {_train_default('warmup_ratio')})",
     )
     gradient_checkpointing: bool = Field(False, description="`critic train --gradient-checkpointing`")
     dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
-        None, description="`critic train --dtype` (default float32; see docs/critic.md before bf16)"
+        None,
+        description=f"`critic train --dtype` (default {_train_default('dtype')}; see docs/critic.md before bf16)",
     )
     max_pixels: int | None = Field(
         None, ge=1, description="`critic train --max-pixels`: per-frame pixel budget"
