@@ -235,6 +235,8 @@ def test_model_retrained_in_place_is_not_resumed(tiny_pipeline, prompts_txt, tmp
         (["--width", "0"], "--width 0", False),
         (["--per-prompt", "0"], "--per-prompt 0: must be at least 1", True),
         (["--dtype", "int8"], "unknown dtype 'int8'", True),
+        (["--guidance", "nan"], "--guidance nan: must be a finite number, at least 0", True),
+        (["--guidance", "-2"], "--guidance -2.0: must be a finite number, at least 0", True),
     ],
 )
 def test_impossible_settings_name_the_option(tiny_pipeline, prompts_txt, tmp_path, args, message, usage):
@@ -254,6 +256,16 @@ def test_impossible_sizes_are_named_when_batches_follow_the_clip_size(tiny_pipel
             str(tiny_pipeline), prompts_txt, tmp_path / "out", frames=0, batch_size=None, progress=False
         )
     assert not (tmp_path / "out" / "manifest.jsonl").exists()
+
+
+def test_a_sampler_guidance_that_is_not_a_finite_scale_is_refused_on_every_path():
+    """eval and the align samples build SamplerSettings too: none samples NaN into a manifest."""
+    from videolift.models.base import SamplerSettings
+
+    for guidance in (float("nan"), float("inf"), -0.5):
+        with pytest.raises(UsageError, match="--guidance"):
+            SamplerSettings(guidance=guidance)
+    assert SamplerSettings(guidance=0.0).guidance == 0.0
 
 
 def test_tiles_that_do_not_fit_the_frames_are_refused_before_a_video_is_written(tiny_pipeline, tmp_path):

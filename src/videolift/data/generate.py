@@ -40,7 +40,7 @@ from videolift.core.jsonl import (
 )
 from videolift.core.memory import clips_per_call
 from videolift.data.prompt_files import PromptRecord, read_prompts
-from videolift.models.base import SamplerSettings, check_lora_dir
+from videolift.models.base import SamplerSettings, check_guidance, check_lora_dir
 
 MANIFEST = "manifest.jsonl"
 OFFLOADS = ("none", "model", "sequential")  # where the weights wait between uses (--offload)
@@ -330,6 +330,8 @@ def generate_videos(
     for name, value in ((k, v) for k, v in counts.items() if v is not None):  # None: a default
         if value < 1:
             raise UsageError(f"{name} {value}: must be at least 1")
+    if guidance is not None:
+        check_guidance(guidance)  # before the model loads
     prompts = read_prompts(prompts_path, prompt_field=prompt_field)[:limit]
     out = Path(out)
     check_out(out)

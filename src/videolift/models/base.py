@@ -7,6 +7,7 @@ trainers and the generation stage only talk to this interface.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -55,6 +56,19 @@ class SamplerSettings:
     fps: int = 8
     max_sequence_length: int | None = None  # None: the model's own
     negative_prompt: str | None = None  # None: the pipeline's own (the empty prompt)
+
+    def __post_init__(self) -> None:
+        check_guidance(self.guidance)
+
+
+def check_guidance(guidance: float) -> None:
+    """Refuse a guidance scale that is not a finite number >= 0. A NaN one samples NaN latents into black
+    videos and writes `"guidance": NaN` (not JSON) into the manifest; a negative one is no guidance (the
+    pipelines guide above 1) under a misleading name."""
+    if not (math.isfinite(guidance) and guidance >= 0):
+        raise UsageError(
+            f"--guidance {guidance}: must be a finite number, at least 0 (1 or less: no guidance)"
+        )
 
 
 class T2VModelSpec(Protocol):
