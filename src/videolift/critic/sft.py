@@ -24,11 +24,13 @@ directory, checkpoints and final model (``sft_outputs``).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +98,44 @@ def run_sft(
             opened.close()
 
 
+@dataclass
+class _Training:
+    """What the loop trains with, set up once: the accelerator (and this process's place in it), the
+    prepared model and optimizer, the schedule and the plan of the run."""
+
+    cfg: SFTConfig
+    out: Path
+    accelerator: Any
+    main: bool
+    world: int
+    rank: int
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    params: list[Any]
+    processor: Any
+    family: Any
+    per_epoch: int
+    total: int
+    n_trainable: int
+
+
+@dataclass
+class _Progress:
+    """Where the run is: its update, its clock, the losses of the update under way and the last ones,
+    and the main process's progress bar and TensorBoard writer."""
+
+    step: int
+    started: float
+    tick: float
+    bar: Any
+    writer: Any
+    losses: list[Any] = field(default_factory=list)
+    last_loss: float | None = None
+    last_val: float | None = None
+    stopped: bool = False
+
+
 def _run_sft(
     examples: list[SFTExample],
     base: str,
@@ -111,16 +151,55 @@ def _run_sft(
     progress: bool = False,
     validation: list[SFTExample] | None = None,
 ) -> SFTResult:
-    import torch
-    from transformers import get_cosine_schedule_with_warmup
-
-    from videolift.critic.collate import ChatCollator, Item, answer_loss
+    from videolift.critic.collate import ChatCollator
 
     if not examples:
         raise VideoliftError("no training examples")
     if stop_at_step is not None and stop_at_step < 1:
         raise VideoliftError(f"stop_at_step {stop_at_step}: must be 1 or more")
-    out = Path(out)
+    run = _set_up(examples, base, Path(out), cfg, held, resume=resume, overwrite=overwrite)
+    step = resumed = resume_from(run.accelerator, run.out, resume, run.total, log)
+    if run.main:
+        per_update = cfg.batch_size * cfg.grad_accum * run.world
+        log(
+            f"{len(examples)} examples, {run.per_epoch} batches/epoch/process; batch {cfg.batch_size} x "
+            f"accum {cfg.grad_accum} x {run.world} processes = {per_update} per update; "
+            f"{run.total} updates; {run.n_trainable:,} trainable parameters ({cfg.adapter})"
+        )
+
+    collate = ChatCollator(
+        run.processor,
+        run.family,
+        eos_token_ids=eos_ids(run.accelerator.unwrap_model(run.model)),
+        max_answer_tokens=cfg.max_answer_tokens,
+    )
+    frames = FrameCache(cfg.num_frames, cfg.frame_cache_mb << 20, cfg.frame_sampling)
+    prepare = _micro_batches(run, examples, collate, frames)
+    validate = None
+    if validation:
+        validate = functools.partial(
+            _validation_loss, run.model, run.accelerator, collate, validation, frames, cfg
+        )
+    state = _start_clock(run, step, progress, held)
+    _train(run, state, prepare, validate, stop_at_step)
+    return _finish(run, state, resumed, finalize)
+
+
+def _set_up(
+    examples: list[SFTExample],
+    base: str,
+    out: Path,
+    cfg: SFTConfig,
+    held: list[Any],
+    *,
+    resume: bool,
+    overwrite: bool,
+) -> _Training:
+    """Everything checked, then the run started in OUT: the accelerator, the plan, the model loaded with
+    its optimizer and schedule and prepared, OUT's lock and config (``start_run``)."""
+    import torch
+    from transformers import get_cosine_schedule_with_warmup
+
     accelerator = _accelerator(cfg)
     main = accelerator.is_main_process
     # Every check (OUT, the model and its adapter, the batches) before OUT is written: a refused run
@@ -132,36 +211,33 @@ def _run_sft(
     params = [p for p in model.parameters() if p.requires_grad]
     n_trainable = sum(p.numel() for p in params)
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    total_micro = total * cfg.grad_accum
     scheduler = get_cosine_schedule_with_warmup(optimizer, round(cfg.warmup_ratio * total), total)
     start_run(accelerator, out, cfg, overwrite=overwrite, held=held)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
     save_trainable_only(accelerator)
+    return _Training(
+        cfg, out, accelerator, main, world, rank, model, optimizer, scheduler, params, processor, family,
+        per_epoch, total, n_trainable,
+    )  # fmt: skip
 
-    step = resumed = resume_from(accelerator, out, resume, total, log)
-    if main:
-        log(
-            f"{len(examples)} examples, {per_epoch} batches/epoch/process; batch {cfg.batch_size} x "
-            f"accum {cfg.grad_accum} x {world} processes = {cfg.batch_size * cfg.grad_accum * world} per update; "
-            f"{total} updates; {n_trainable:,} trainable parameters ({cfg.adapter})"
-        )
 
-    collate = ChatCollator(
-        processor,
-        family,
-        eos_token_ids=eos_ids(accelerator.unwrap_model(model)),
-        max_answer_tokens=cfg.max_answer_tokens,
-    )
-    frames = FrameCache(cfg.num_frames, cfg.frame_cache_mb << 20, cfg.frame_sampling)
+def _micro_batches(
+    run: _Training, examples: list[SFTExample], collate: Any, frames: FrameCache
+) -> Callable[[int], dict[str, Any]]:
+    """The maker of micro-batch ``micro`` (counted from the run's start) on the CPU: its examples those
+    of this process's share of the epoch's seeded batches (``epoch_batches``)."""
+    from videolift.critic.collate import Item
+
+    cfg, per_epoch = run.cfg, run.per_epoch
     epochs: dict[int, list[list[int]]] = {}
 
-    def prepare(micro: int) -> dict[str, torch.Tensor]:
+    def prepare(micro: int) -> dict[str, Any]:
         """Micro-batch ``micro`` on the CPU: its videos decoded, its frames and text processed."""
         epoch, index = divmod(micro, per_epoch)
         if epoch not in epochs:  # one permutation an epoch, not one a micro-batch (30 ms at 90k examples)
             epochs.clear()
-            epochs[epoch] = epoch_batches(len(examples), cfg.batch_size, cfg.seed, epoch, rank, world)
+            epochs[epoch] = epoch_batches(len(examples), cfg.batch_size, cfg.seed, epoch, run.rank, run.world)
         items = [
             Item(
                 _frames_of(examples[i], frames), examples[i].user_text, examples[i].answer, examples[i].weight
@@ -170,77 +246,139 @@ def _run_sft(
         ]
         return collate(items)
 
+    return prepare
+
+
+def _start_clock(run: _Training, step: int, progress: bool, held: list[Any]) -> _Progress:
+    """The run's state at update ``step``, its clock started, and on the main process its progress bar
+    and TensorBoard writer opened."""
+    main = run.main
     # A resumed run's time goes on from its log's last kept line (the time between runs left out).
-    started, losses, last_loss, stopped = time.time() - logged_seconds(out, step, main), [], None, False
-    last_val = None
-    bar = _progress_bar(total, step) if progress and main else None
-    writer = tensorboard_writer(out, step) if main else None
+    started = time.time() - logged_seconds(run.out, step, main)
+    bar = _progress_bar(run.total, step) if progress and main else None
+    writer = tensorboard_writer(run.out, step) if main else None
     if writer is not None:
         held.append(writer)  # closed (its events flushed) however the run ends, with OUT's lock
-    per_update = cfg.batch_size * cfg.grad_accum * world
     tick = time.perf_counter()  # the update's start: its examples/s leave checkpoint saves out
+    return _Progress(step, started, tick, bar, writer)
+
+
+def _train(
+    run: _Training,
+    state: _Progress,
+    prepare: Callable[[int], dict[str, Any]],
+    validate: Callable[[], float] | None,
+    stop_at_step: int | None,
+) -> None:
+    """The updates from ``state.step`` to the last (or ``stop_at_step``): each logged, validated when
+    due, checkpointed every ``save_every`` updates."""
+    cfg, accelerator = run.cfg, run.accelerator
     # Each micro-batch is made in a thread while the one before trains (decoding releases the GIL): at
     # real sizes a video takes ~0.15 s to decode, and LiFT-HRA makes ~90k examples an epoch.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="critic-batches") as prefetch:
-        for micro, batch in _prefetched(prefetch, prepare, range(step * cfg.grad_accum, total_micro)):
+        micros = range(state.step * cfg.grad_accum, run.total * cfg.grad_accum)
+        for micro, batch in _prefetched(prefetch, prepare, micros):
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            with accelerator.accumulate(model):
-                loss, _ = answer_loss(model, batch)
-                accelerator.backward(loss)
-                grad_norm = None
-                if accelerator.sync_gradients:
-                    grad_norm = _clipped_norm(accelerator, params, cfg.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad()
-            losses.append(loss.detach())
+            grad_norm = _micro_step(run, state, batch)
             if not accelerator.sync_gradients:
                 continue
-            lr = scheduler.get_last_lr()[0]  # the rate this update used
-            scheduler.step()
-            step += 1
-            last_loss = float(accelerator.reduce(torch.stack(losses).mean(), reduction="mean"))
-            losses = []
-            if not math.isfinite(last_loss):  # every rank sees the reduced loss: all stop here
-                raise VideoliftError(
-                    f"{out}: training diverged at update {step} (loss {last_loss}): the weights are no longer "
-                    "usable. Lower --lr, keep --max-grad-norm above 0, or load in bfloat16 rather than float16; "
-                    "the checkpoints before it are kept (`critic export` writes one as a critic)"
-                )
+            lr = _end_update(run, state)
             now = time.perf_counter()  # the update's end: a validation pass is not its time
             val_loss = None
-            if validation and _validates(cfg, step, total, micro, per_epoch):
-                val_loss = last_val = _validation_loss(model, accelerator, collate, validation, frames, cfg)
-            if main:
-                record = {
-                    "step": step,
-                    "epoch": round((micro + 1) / per_epoch, 4),  # epochs completed after this update
-                    "loss": round(last_loss, 6),
-                    "lr": lr,
-                    "grad_norm": None if grad_norm is None else round(float(grad_norm), 6),
-                    "examples_per_s": round(per_update / max(now - tick, 1e-9), 3),
-                    "seconds": round(time.time() - started, 2),
-                } | ({} if val_loss is None else {"val_loss": round(val_loss, 6)})
-                append_jsonl(out / TRAIN_LOG, finite_values(record))
-                for key in ("loss", "lr", "grad_norm", "examples_per_s", "val_loss"):
-                    if record.get(key) is not None:
-                        writer.add_scalar(f"critic/{key}", record[key], step)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{last_loss:.4f}", refresh=False)
-            if (cfg.save_every and step % cfg.save_every == 0 and step < total) or step == stop_at_step:
-                save_step_checkpoint(accelerator, out, step, cfg.keep_checkpoints)
-            tick = time.perf_counter()
-            if stop_at_step is not None and step >= stop_at_step and step < total:
-                stopped = True
+            if validate is not None and _validates(cfg, state.step, run.total, micro, run.per_epoch):
+                val_loss = state.last_val = validate()
+            if run.main:
+                _log_update(run, state, micro, lr, grad_norm, now - state.tick, val_loss)
+            step = state.step
+            if (cfg.save_every and step % cfg.save_every == 0 and step < run.total) or step == stop_at_step:
+                save_step_checkpoint(accelerator, run.out, step, cfg.keep_checkpoints)
+            state.tick = time.perf_counter()
+            if stop_at_step is not None and step >= stop_at_step and step < run.total:
+                state.stopped = True
                 break
 
-    if bar is not None:
-        bar.close()
-    result = SFTResult(out, step, last_loss, time.time() - started, resumed, n_trainable, stopped, main)
-    result.val_loss = last_val
-    if not stopped:
-        save_final(accelerator, model, processor, out, finalize, result)
-    accelerator.wait_for_everyone()
+
+def _micro_step(run: _Training, state: _Progress, batch: dict[str, Any]) -> Any:
+    """One micro-batch's forward and backward pass (and the optimizer's step when it completes an
+    update), its loss kept for the update's; the gradients' norm at an update's last micro-batch, else None."""
+    from videolift.critic.collate import answer_loss
+
+    accelerator, optimizer = run.accelerator, run.optimizer
+    with accelerator.accumulate(run.model):
+        loss, _ = answer_loss(run.model, batch)
+        accelerator.backward(loss)
+        grad_norm = None
+        if accelerator.sync_gradients:
+            grad_norm = _clipped_norm(accelerator, run.params, run.cfg.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad()
+    state.losses.append(loss.detach())
+    return grad_norm
+
+
+def _end_update(run: _Training, state: _Progress) -> float:
+    """An update done: the schedule stepped, the update counted and its loss averaged over its
+    micro-batches and the processes (a diverged one stops the run); the learning rate it used."""
+    import torch
+
+    lr = run.scheduler.get_last_lr()[0]  # the rate this update used
+    run.scheduler.step()
+    state.step += 1
+    state.last_loss = float(run.accelerator.reduce(torch.stack(state.losses).mean(), reduction="mean"))
+    state.losses = []
+    if not math.isfinite(state.last_loss):  # every rank sees the reduced loss: all stop here
+        raise VideoliftError(
+            f"{run.out}: training diverged at update {state.step} (loss {state.last_loss}): the weights are "
+            "no longer usable. Lower --lr, keep --max-grad-norm above 0, or load in bfloat16 rather than "
+            "float16; the checkpoints before it are kept (`critic export` writes one as a critic)"
+        )
+    return lr
+
+
+def _log_update(
+    run: _Training,
+    state: _Progress,
+    micro: int,
+    lr: float,
+    grad_norm: Any,
+    took: float,
+    val_loss: float | None,
+) -> None:
+    """The update's line in OUT's train log and its points in TensorBoard, and the progress bar moved on
+    (main process)."""
+    cfg, step, last_loss = run.cfg, state.step, state.last_loss
+    per_update = cfg.batch_size * cfg.grad_accum * run.world
+    record = {
+        "step": step,
+        "epoch": round((micro + 1) / run.per_epoch, 4),  # epochs completed after this update
+        "loss": round(last_loss, 6),
+        "lr": lr,
+        "grad_norm": None if grad_norm is None else round(float(grad_norm), 6),
+        "examples_per_s": round(per_update / max(took, 1e-9), 3),
+        "seconds": round(time.time() - state.started, 2),
+    } | ({} if val_loss is None else {"val_loss": round(val_loss, 6)})
+    append_jsonl(run.out / TRAIN_LOG, finite_values(record))
+    for key in ("loss", "lr", "grad_norm", "examples_per_s", "val_loss"):
+        if record.get(key) is not None:
+            state.writer.add_scalar(f"critic/{key}", record[key], step)
+    if state.bar is not None:
+        state.bar.update(1)
+        state.bar.set_postfix(loss=f"{last_loss:.4f}", refresh=False)
+
+
+def _finish(run: _Training, state: _Progress, resumed: int, finalize: Any) -> SFTResult:
+    """The run's result; unless it stopped early, the model and processor saved (then ``finalize``)
+    with the run's summary."""
+    if state.bar is not None:
+        state.bar.close()
+    result = SFTResult(
+        run.out, state.step, state.last_loss, time.time() - state.started, resumed, run.n_trainable,
+        state.stopped, run.main,
+    )  # fmt: skip
+    result.val_loss = state.last_val
+    if not state.stopped:
+        save_final(run.accelerator, run.model, run.processor, run.out, finalize, result)
+    run.accelerator.wait_for_everyone()
     return result
 
 
