@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from videolift.core.errors import DataError
+from videolift.core.errors import DataError, VideoError
 from videolift.core.schema import Dimension, HRARecord, Label, format_answer
 from videolift.core.video import sample_frames
 from videolift.critic.prompts import DESCRIBE_INSTRUCTION, one_pass_answer, user_text
@@ -57,6 +57,20 @@ class FrameCache:
                 while self.bytes > self.max_bytes:
                     self.bytes -= self._items.popitem(last=False)[1].nbytes
         return frames
+
+
+def example_frames(example: SFTExample, frames: FrameCache) -> np.ndarray:
+    """The example's frames; a video that opened when checked but fails to decode now is named by the
+    data file's line that asked for it (the run resumes from its last checkpoint once it is fixed)."""
+    try:
+        return frames(example.video)
+    except VideoError as exc:
+        if example.origin is None:
+            raise
+        file, where = example.origin
+        raise DataError(
+            f"{exc}; fix or remove it, then rerun with --resume", file=file, field="video", **where
+        ) from exc
 
 
 def resolve_video(

@@ -18,8 +18,8 @@ Output directory::
 Data order depends only on the seed and the epoch: each epoch is a seeded permutation cut into
 per-device batches, dealt round-robin to the processes, so a resumed run sees the same batches.
 
-Around the loop: its settings (``sft_config``), the model made trainable (``sft_model``) and its output
-directory, checkpoints and final model (``sft_outputs``).
+Around the loop: its settings (``sft_config``), the model made trainable (``sft_model``), its output
+directory, checkpoints and final model (``sft_outputs``) and its validation loss (``sft_validation``).
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ import numpy as np
 
 from videolift.core.checkpoints import save_trainable_only
 from videolift.core.distributed import deepspeed_clipping, fresh_accelerator
-from videolift.core.errors import DataError, VideoError, VideoliftError
+from videolift.core.errors import VideoliftError
 from videolift.core.jsonl import append_jsonl, finite_values
-from videolift.critic.data import FrameCache, SFTExample
+from videolift.critic.data import FrameCache, SFTExample, example_frames
 from videolift.critic.sft_config import TRAIN_LOG, SFTConfig, SFTResult
 from videolift.critic.sft_model import eos_ids, load_model
 from videolift.critic.sft_outputs import (
@@ -52,6 +52,7 @@ from videolift.critic.sft_outputs import (
     start_run,
     tensorboard_writer,
 )
+from videolift.critic.sft_validation import validates, validation_loss
 
 # The public API (docs/critic.md): the loop, its settings and result.
 __all__ = ["SFTConfig", "SFTResult", "epoch_batches", "plan", "run_sft"]
@@ -178,7 +179,7 @@ def _run_sft(
     validate = None
     if validation:
         validate = functools.partial(
-            _validation_loss, run.model, run.accelerator, collate, validation, frames, cfg
+            validation_loss, run.model, run.accelerator, collate, validation, frames, cfg
         )
     state = _start_clock(run, step, progress, held)
     _train(run, state, prepare, validate, stop_at_step)
@@ -240,7 +241,10 @@ def _micro_batches(
             epochs[epoch] = epoch_batches(len(examples), cfg.batch_size, cfg.seed, epoch, run.rank, run.world)
         items = [
             Item(
-                _frames_of(examples[i], frames), examples[i].user_text, examples[i].answer, examples[i].weight
+                example_frames(examples[i], frames),
+                examples[i].user_text,
+                examples[i].answer,
+                examples[i].weight,
             )
             for i in epochs[epoch][index]
         ]
@@ -285,7 +289,7 @@ def _train(
             lr = _end_update(run, state)
             now = time.perf_counter()  # the update's end: a validation pass is not its time
             val_loss = None
-            if validate is not None and _validates(cfg, state.step, run.total, micro, run.per_epoch):
+            if validate is not None and validates(cfg, state.step, run.total, micro, run.per_epoch):
                 val_loss = state.last_val = validate()
             if run.main:
                 _log_update(run, state, micro, lr, grad_norm, now - state.tick, val_loss)
@@ -426,62 +430,6 @@ def _clipped_norm(accelerator: Any, params: list[Any], max_norm: float) -> Any:
         return None
     norms = [p.grad.detach().float().norm() for p in params if p.grad is not None]
     return torch.stack(norms).norm() if norms else None
-
-
-def _validates(cfg: SFTConfig, step: int, total: int, micro: int, per_epoch: int) -> bool:
-    """Whether the update ``step`` (ending at micro-batch ``micro``) is followed by a validation pass:
-    every ``val_every`` updates, else when it completed an epoch; and after the last update."""
-    if step == total:
-        return True
-    if cfg.val_every:
-        return step % cfg.val_every == 0
-    return (micro + 1) // per_epoch > (micro + 1 - cfg.grad_accum) // per_epoch
-
-
-def _validation_loss(
-    model: Any, accelerator: Any, collate: Any, examples: list[SFTExample], frames: FrameCache, cfg: SFTConfig
-) -> float:
-    """The mean cross-entropy of every answer token of ``examples`` (unweighted), in eval mode, over the
-    processes. Each process runs as many batches (one out of examples repeats a batch it does not count),
-    so the forward passes DDP and FSDP synchronise stay matched."""
-    import torch
-
-    from videolift.critic.collate import Item, answer_loss
-
-    rank, world = accelerator.process_index, accelerator.num_processes
-    mine = examples[rank::world]
-    batches = [mine[i : i + cfg.batch_size] for i in range(0, len(mine), cfg.batch_size)]
-    rounds = math.ceil(math.ceil(len(examples) / world) / cfg.batch_size)
-    totals = torch.zeros(2, dtype=torch.float64)  # loss x tokens, tokens
-    model.eval()  # no dropout: the loss of the weights as they are
-    try:
-        with torch.no_grad():
-            for k in range(rounds):
-                batch = batches[k] if k < len(batches) else examples[:1]
-                items = [Item(_frames_of(ex, frames), ex.user_text, ex.answer, 1.0) for ex in batch]
-                loss, tokens = answer_loss(
-                    model, {n: v.to(accelerator.device) for n, v in collate(items).items()}
-                )
-                if k < len(batches):
-                    totals += torch.tensor([float(loss) * tokens, tokens], dtype=torch.float64)
-    finally:
-        model.train()
-    totals = accelerator.reduce(totals.to(accelerator.device), reduction="sum").cpu()
-    return float(totals[0] / totals[1].clamp_min(1))
-
-
-def _frames_of(example: SFTExample, frames: FrameCache) -> np.ndarray:
-    """The example's frames; a video that opened when checked but fails to decode now is named by the
-    data file's line that asked for it (the run resumes from its last checkpoint once it is fixed)."""
-    try:
-        return frames(example.video)
-    except VideoError as exc:
-        if example.origin is None:
-            raise
-        file, where = example.origin
-        raise DataError(
-            f"{exc}; fix or remove it, then rerun with --resume", file=file, field="video", **where
-        ) from exc
 
 
 def _progress_bar(total: int, done: int) -> Any:
