@@ -26,7 +26,7 @@ import json
 import shutil
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,8 +51,12 @@ from videolift.core.schema import Dimension
 from videolift.core.scores import SCORED_KEYS, score_line
 from videolift.core.video import read_video_and_fps, sample_frames
 from videolift.critic.answers import Critic, check, describe, rate
+from videolift.critic.spec import CriticSpec
 
 # ---- manifests and resumable, sharded runs ---------------------------------------------------------
+
+# A record's frames as the critic and as its check model view them, or why its video could not be read.
+_Frames = tuple[np.ndarray, np.ndarray] | str
 
 
 def read_manifest(path: str | Path) -> list[dict[str, Any]]:
@@ -183,6 +187,32 @@ def score_manifest(
     parts = parts_dir(out)
     signature = _run_signature(critic, temperature, seed)
     started = time.time()
+    _claim_parts(state, out, parts, signature, overwrite=overwrite)
+    previous = _finished_lines(out, signature)
+    pending = _pending(state, records, parts, previous)
+    mine = pending[state.process_index :: state.num_processes]
+    log_path = parts / f"rank{state.process_index}.jsonl"
+    repair_log(log_path)
+    per_chunk = max(1, batch_size // len(critic.prompts("")))
+    chunks = [mine[i : i + per_chunk] for i in range(0, len(mine), per_chunk)]
+    load = _frame_loader(critic.spec, videos)
+
+    if state.is_main_process:
+        log(f"{len(pending)} of {len(records)} videos to score on {state.num_processes} process(es)")
+    bar = tqdm(total=len(mine), unit="video", disable=not (progress and state.is_main_process))
+    _score_chunks(critic, chunks, load, log_path, bar, workers=workers, temperature=temperature, seed=seed)
+    state.wait_for_everyone()
+    summary = None
+    if state.is_main_process:
+        summary = _merge(records, parts, out, started, previous, signature)
+    state.wait_for_everyone()
+    return _score_summary(state, out, records, pending, mine, summary, started)
+
+
+def _claim_parts(state: Any, out: Path, parts: Path, signature: dict[str, Any], *, overwrite: bool) -> None:
+    """OUT.parts made this run's before any process scores: a finished OUT of another critic or settings
+    refused, and so are parts of another run (with ``overwrite``, both removed); then the run's
+    ``signature`` written as its run.json."""
     run_file = parts / "run.json"
     # Every rank checks (an error on rank 0 alone would leave the others waiting at the barrier).
     before = read_json(run_file) if run_file.exists() else None
@@ -209,24 +239,28 @@ def score_manifest(
         with atomic_write(run_file) as handle:
             handle.write(json.dumps(signature, indent=1) + "\n")
     state.wait_for_everyone()
-    previous = _finished_lines(out, signature)
+
+
+def _pending(
+    state: Any, records: list[dict[str, Any]], parts: Path, previous: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The records no earlier run scored (in OUT if finished, else in the parts' logs), read alike by
+    every process before any appends."""
     logged = _logged_lines(parts, previous)
     state.wait_for_everyone()  # everyone has read the same state before anyone appends
     # A logged video counts only for the same record (a manifest edited between runs is rescored), and
     # not when it could not be read: the user may have fixed the file since.
-    pending = [r for r in records if "error" in (_best_line(logged, r) or {"error": "none"})]
-    mine = pending[state.process_index :: state.num_processes]
-    log_path = parts / f"rank{state.process_index}.jsonl"
-    repair_log(log_path)
-    per_chunk = max(1, batch_size // len(critic.prompts("")))
-    chunks = [mine[i : i + per_chunk] for i in range(0, len(mine), per_chunk)]
+    return [r for r in records if "error" in (_best_line(logged, r) or {"error": "none"})]
 
-    spec = critic.spec
+
+def _frame_loader(spec: CriticSpec, videos: Path) -> Callable[[list[dict[str, Any]]], list[_Frames]]:
+    """The decoder of a chunk of records' videos (under ``videos``), as the critic and its check
+    model view them."""
     own_view = spec.check_view == (spec.num_frames, spec.frame_sampling)
 
-    def load(chunk: list[dict[str, Any]]) -> list[tuple[np.ndarray, np.ndarray] | str]:
+    def load(chunk: list[dict[str, Any]]) -> list[_Frames]:
         """Per record the critic's frames and the check model's (the same unless --check-frames), or an error."""
-        out_frames: list[tuple[np.ndarray, np.ndarray] | str] = []
+        out_frames: list[_Frames] = []
         for record in chunk:
             try:
                 path = videos / record["video"]
@@ -242,9 +276,22 @@ def score_manifest(
                 out_frames.append(str(exc))
         return out_frames
 
-    if state.is_main_process:
-        log(f"{len(pending)} of {len(records)} videos to score on {state.num_processes} process(es)")
-    bar = tqdm(total=len(mine), unit="video", disable=not (progress and state.is_main_process))
+    return load
+
+
+def _score_chunks(
+    critic: Critic,
+    chunks: list[list[dict[str, Any]]],
+    load: Callable[[list[dict[str, Any]]], list[_Frames]],
+    log_path: Path,
+    bar: Any,
+    *,
+    workers: int,
+    temperature: float,
+    seed: int,
+) -> None:
+    """Every chunk's videos decoded (``load``) in threads ahead of the model, then rated, its lines
+    appended to this process's ``log_path`` in order (``bar`` counting the videos)."""
     workers = max(1, workers)  # 0 from a caller: decoding still runs ahead of the model
     with bar, ThreadPoolExecutor(max_workers=workers) as pool:
         # ``workers`` chunks decode at once while the model rates the one before them.
@@ -253,30 +300,53 @@ def score_manifest(
             frames = ahead.popleft().result()
             if k + workers < len(chunks):
                 ahead.append(pool.submit(load, chunks[k + workers]))
-            ok = [i for i, f in enumerate(frames) if not isinstance(f, str)]
-            if temperature > 0:
-                torch.manual_seed(
-                    seed * 1_000_003 + int(hashlib.sha256(video_key(chunk[0]).encode()).hexdigest()[:8], 16)
-                )
-            pairs = [(frames[i][0], chunk[i]["prompt"]) for i in ok]
-            seen = describe(critic, [f for f, _ in pairs]) if spec.describe else None
-            checked = check(critic, [(frames[i][1], chunk[i]["prompt"]) for i in ok]) if spec.check else None
-            ratings = rate(critic, pairs, temperature=temperature, descriptions=seen, checks=checked)
-            by_index = dict(zip(ok, ratings, strict=True))
-            seen_by_index = dict(zip(ok, seen or [], strict=False))
-            checked_by_index = dict(zip(ok, checked or [], strict=False))
-            for i, record in enumerate(chunk):
-                error = frames[i] if isinstance(frames[i], str) else None
-                line = _line(
-                    record, by_index.get(i), critic, error, seen_by_index.get(i), checked_by_index.get(i)
-                )
-                append_jsonl(log_path, line)
+            _rate_chunk(critic, chunk, frames, log_path, temperature=temperature, seed=seed)
             bar.update(len(chunk))
-    state.wait_for_everyone()
-    summary = None
-    if state.is_main_process:
-        summary = _merge(records, parts, out, started, previous, signature)
-    state.wait_for_everyone()
+
+
+def _rate_chunk(
+    critic: Critic,
+    chunk: list[dict[str, Any]],
+    frames: list[_Frames],
+    log_path: Path,
+    *,
+    temperature: float,
+    seed: int,
+) -> None:
+    """One chunk's readable videos rated in batched passes (described or checked first, if the critic
+    does), then each record's line appended to ``log_path`` (an unreadable video's with its error)."""
+    import torch
+
+    spec = critic.spec
+    ok = [i for i, f in enumerate(frames) if not isinstance(f, str)]
+    if temperature > 0:
+        torch.manual_seed(
+            seed * 1_000_003 + int(hashlib.sha256(video_key(chunk[0]).encode()).hexdigest()[:8], 16)
+        )
+    pairs = [(frames[i][0], chunk[i]["prompt"]) for i in ok]
+    seen = describe(critic, [f for f, _ in pairs]) if spec.describe else None
+    checked = check(critic, [(frames[i][1], chunk[i]["prompt"]) for i in ok]) if spec.check else None
+    ratings = rate(critic, pairs, temperature=temperature, descriptions=seen, checks=checked)
+    by_index = dict(zip(ok, ratings, strict=True))
+    seen_by_index = dict(zip(ok, seen or [], strict=False))
+    checked_by_index = dict(zip(ok, checked or [], strict=False))
+    for i, record in enumerate(chunk):
+        error = frames[i] if isinstance(frames[i], str) else None
+        line = _line(record, by_index.get(i), critic, error, seen_by_index.get(i), checked_by_index.get(i))
+        append_jsonl(log_path, line)
+
+
+def _score_summary(
+    state: Any,
+    out: Path,
+    records: list[dict[str, Any]],
+    pending: list[dict[str, Any]],
+    mine: list[dict[str, Any]],
+    summary: dict[str, Any] | None,
+    started: float,
+) -> ScoreSummary:
+    """What this process reports of the run: its share, and the merged run's counts (``summary``: the
+    main process's; none on the others)."""
     counts = summary or {"unparsed": {}, "errors": 0, "mean_reward": None, "per_rank": {}}
     return ScoreSummary(
         videos=len(records),
