@@ -152,6 +152,8 @@ def _run_sft(
     progress: bool = False,
     validation: list[SFTExample] | None = None,
 ) -> SFTResult:
+    """``run_sft``'s run, phase by phase: set up (every check, then OUT started), resumed, its batches
+    and validation made ready, trained, finished (the model saved unless it stopped early)."""
     from videolift.critic.collate import ChatCollator
 
     if not examples:
