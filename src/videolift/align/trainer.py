@@ -21,37 +21,34 @@ from typing import Any
 import numpy as np
 import torch
 
-from videolift.align.checkpoints import clear_after, resume_point, save_checkpoint
-from videolift.align.config import HASH_MEMO, AlignConfig
+from videolift.align.checkpoints import clear_after, save_checkpoint
+from videolift.align.config import AlignConfig
 from videolift.align.data import CachedItem, StepDataset, Stream, WeightedStream
 from videolift.align.export import base_directory, export_full, export_lora, gathered_transformer
 from videolift.align.held_out import (
     held_out_loss,
-    held_out_set,
     held_out_steps,
     keep_held_out_log,
     last_held_out,
     record_held_out,
 )
-from videolift.align.inputs import cache_all, check_shapes, load_samples
+from videolift.align.inputs import cache_all, check_shapes
+from videolift.align.preflight import Preflight, check_folders, preflight
 from videolift.align.trainable import make_trainable, place_for_training, trainable_parameters
 from videolift.align.validation import (
     sampler_settings,
     samples_dir,
     samples_due,
-    validation_prompts,
     write_samples,
 )
-from videolift.align.video_check import check_videos
-from videolift.align.weights import Sample, read_real
+from videolift.align.weights import Sample
 from videolift.core.checkpoints import load_checkpoint, save_trainable_only
 from videolift.core.distributed import deepspeed_clipping, fresh_accelerator
 from videolift.core.environment import environment
 from videolift.core.errors import VideoliftError
-from videolift.core.files import HashMemo, lock_run
 from videolift.core.jsonl import append_jsonl, atomic_write, finite_values, read_json
 from videolift.models.base import FULL_DIR, LORA_DIR, resolve_dtype
-from videolift.models.families import detect_family, get_spec, spec_for
+from videolift.models.families import get_spec
 
 
 @dataclass
@@ -340,6 +337,292 @@ def _export(cfg: AlignConfig, accelerator: Any, pipe: Any, model: Any, ema: Any,
     return export_full(pipe, trained, cfg.out, weight_dtype, source)
 
 
+# ---- the run's phases, in order ------------------------------------------------------------------------
+@dataclass
+class _Run(Preflight):
+    """A run once its model is ready to train: what the phases after ``_load_for_training`` share."""
+
+    spec: Any
+    pipe: Any
+    params: list[torch.nn.Parameter]  # the trained ones
+    held_paths: list  # the held-out clips' cached (latent, text) paths
+    dataset: StepDataset
+    n_real: int  # real clips per micro-batch
+    model: Any  # the transformer as accelerate prepared it
+    optimizer: Any
+    scheduler: Any
+    ema: Any
+    writer: Any = None  # TensorBoard's, on the main process
+
+    @property
+    def pinned(self) -> bool:
+        return (
+            self.accelerator.device.type == "cuda"
+        )  # page-locked batches: copied to the GPU without a stall
+
+    @property
+    def samples_per_step(self) -> int:
+        return (self.cfg.batch_size + self.n_real) * self.world * self.cfg.grad_accum
+
+
+def _load_for_training(ready: Preflight, progress: bool) -> _Run:
+    """The model loaded, every video and prompt cached, the optimizer, LR scheduler and EMA made and the
+    transformer prepared by accelerate; then, on the main process, OUT cleared for --overwrite and
+    align_config.json written. Collective."""
+    cfg, accelerator = ready.cfg, ready.accelerator
+    spec, pipe, params = _load_model(cfg, ready.weight_dtype)
+    if ready.prompts:
+        sampler_settings(cfg, spec, pipe)  # a size the model cannot sample: refused now, not at step 0
+    *cached, held_paths, cache_stats = cache_all(
+        cfg, spec, pipe, accelerator, ready.synthetic, ready.real, ready.hashes, progress,
+        held_out=ready.held_samples,
+    )  # fmt: skip
+    check_shapes(*cached, held_paths)
+    ready.data["cache"] = asdict(cache_stats)
+    dataset = _step_dataset(cfg, ready.synthetic, tuple(cached), ready.rank, ready.world)
+    n_real = cfg.real_bs if dataset.real else 0
+
+    place_for_training(pipe.transformer, accelerator)
+    optimizer, scheduler = _optimizer(cfg, params, accelerator, micro_batch=cfg.batch_size + n_real)
+    ema = None
+    if cfg.ema_decay:  # made from the fp32 weights before DeepSpeed casts them: a bf16 average barely moves
+        from diffusers.training_utils import EMAModel
+
+        # foreach: a few fused kernels a step on a GPU rather than one per tensor (the CPU keeps the loop,
+        # whose rounding the toy results were measured with)
+        ema = EMAModel(params, decay=cfg.ema_decay, foreach=accelerator.device.type == "cuda")
+    model, optimizer = accelerator.prepare(pipe.transformer, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+    save_trainable_only(accelerator)  # a LoRA run's checkpoints: its adapters, not the whole transformer
+    if ema is not None:
+        accelerator.register_for_checkpointing(ema)
+    if ready.main:
+        if cfg.overwrite:  # every check passed: the earlier run goes (a refused one leaves it whole)
+            _clear_run(cfg.out)
+        with atomic_write(cfg.out / "align_config.json") as handle:
+            handle.write(cfg.model_dump_json(indent=1))
+    accelerator.wait_for_everyone()
+    return _Run(
+        **vars(ready),
+        spec=spec,
+        pipe=pipe,
+        params=params,
+        held_paths=held_paths,
+        dataset=dataset,
+        n_real=n_real,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        ema=ema,
+    )
+
+
+def _resume(run: _Run) -> int:
+    """The step the run starts from: the resumed checkpoint's (its state loaded) or 0. The main process
+    drops the checkpoints and log lines after it; then the ranks' weights are compared (collective)."""
+    step = 0
+    if run.resume_from is not None:
+        saved = load_checkpoint(run.accelerator, run.resume_from, strict=False)  # frozen weights: the base's
+        step = int(saved["step"])
+        run.say(f"resumed from {run.resume_from} at step {step}")
+        if saved.get("world_size") != run.world:
+            run.say(
+                f"warning: checkpoint written by {saved.get('world_size')} processes, now {run.world}: the data order differs"
+            )
+    if run.main:
+        run.log_dir.mkdir(parents=True, exist_ok=True)
+        clear_after(run.ckpt_root, run.log_dir / "train.jsonl", step)
+        keep_held_out_log(run.log_dir, step, run.held_set)
+    assert_ranks_in_sync(run.accelerator, run.model, step)
+    return step
+
+
+def _loader(run: _Run, step: int) -> torch.utils.data.DataLoader:
+    """The batches of the micro-steps from ``step`` on."""
+    return torch.utils.data.DataLoader(
+        run.dataset,
+        batch_size=None,
+        sampler=range(step * run.cfg.grad_accum, len(run.dataset)),
+        num_workers=run.cfg.num_workers,
+        pin_memory=run.pinned,
+    )
+
+
+def _open_writer(run: _Run, step: int, held: list[Any]) -> None:
+    """TensorBoard's writer on the main process, from ``step`` on."""
+    if run.main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        # Purged from step 1 on a fresh start too: a killed attempt may have logged steps before any checkpoint.
+        run.writer = SummaryWriter(str(run.log_dir / "tensorboard"), purge_step=step + 1)
+        held.append(run.writer)  # closed (its events flushed) however the run ends, with OUT's lock
+
+
+def _measure_start(run: _Run, step: int) -> None:
+    """The validation samples and the held-out loss of the step the run starts from, when due and not
+    already there. Collective."""
+    from accelerate.utils import broadcast_object_list
+
+    # The model before training (what later samples are compared with), or the samples of the step a
+    # killed run had checkpointed but not yet sampled.
+    if run.prompts and samples_due(run.cfg, step) and not samples_dir(run.cfg, step).is_dir():
+        write_samples(run.cfg, run.spec, run.pipe, run.model, run.accelerator, run.prompts, step, run.writer)
+    # As for the samples: before training, or the step a killed run had checkpointed but not measured.
+    if run.held_paths and samples_due(run.cfg, step):
+        missing = broadcast_object_list(
+            [step not in held_out_steps(run.log_dir, run.held_set) if run.main else None]
+        )
+        if missing[0]:
+            _measure_held_out(run, step)
+
+
+def _measure_held_out(run: _Run, at: int) -> None:
+    """The held-out loss of the weights at step ``at``, logged (collective)."""
+    loss = held_out_loss(
+        lambda params, text, generator: batch_loss(
+            run.spec, run.pipe, run.model, params, text, params.new_zeros(len(params)), generator
+        )[1],
+        run.model,
+        run.accelerator,
+        run.held_paths,
+        run.cfg.real_bs,
+        run.cfg.validation_seed,
+    )
+    run.data["val_loss"] = loss
+    if run.main:
+        record_held_out(run.log_dir, at, loss, len(run.held_paths), run.held_set, run.writer)
+
+
+def _updates(run: _Run, loader: Any, step: int, progress: bool) -> tuple[int, list[int] | None, dict]:
+    """Train from ``step`` to the last: each micro-step's loss and backward pass, each update's optimizer,
+    scheduler and EMA steps and what is due after it. Returns the step reached, this rank's first batch's
+    ids (None: no micro-step ran) and the last log line ({}: none was written)."""
+    from tqdm import tqdm
+
+    cfg, accelerator, model, pinned = run.cfg, run.accelerator, run.model, run.pinned
+    bar = tqdm(total=cfg.max_steps, initial=step, desc="align", disable=not (progress and run.main))
+    log = _StepLog(run.samples_per_step, run.world)
+    first_ids: list[int] | None = None
+    last_log: dict = {}
+    for micro, batch in zip(range(step * cfg.grad_accum, len(run.dataset)), loader, strict=True):
+        first_ids = batch["ids"] if first_ids is None else first_ids
+        coef = batch["coef"].to(accelerator.device, non_blocking=pinned)
+        with accelerator.accumulate(model):
+            loss, per_sample = batch_loss(
+                run.spec,
+                run.pipe,
+                model,
+                batch["params"].to(accelerator.device, non_blocking=pinned),
+                batch["text"].to(accelerator.device, non_blocking=pinned),
+                coef,
+                step_generator(cfg.seed, run.rank, micro, accelerator.device),
+                n_syn=batch["n_syn"],
+                syn_min_timestep=cfg.synthetic_min_timestep,
+            )
+            accelerator.backward(loss)
+            grad_norm = None
+            if accelerator.sync_gradients:
+                grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            run.optimizer.step()
+            run.optimizer.zero_grad(set_to_none=True)
+        log.add(loss, per_sample, coef, batch["n_syn"])
+        if not accelerator.sync_gradients:
+            continue
+        lr = run.scheduler.get_last_lr()[0]  # the rate this update used
+        run.scheduler.step()
+        if run.ema is not None:
+            run.ema.step(trainable_parameters(accelerator.unwrap_model(model)))
+        step += 1
+        log.steps += 1
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == cfg.max_steps:
+            last_log = _log_update(run, log, bar, step, lr, grad_norm)
+        _after_update(run, log, step)
+    bar.close()
+    if run.writer is not None:
+        run.writer.close()
+    return step, first_ids, last_log
+
+
+def _log_update(run: _Run, log: _StepLog, bar: Any, step: int, lr: float, grad_norm: Any) -> dict:
+    """The log line of update ``step`` (collective): in logs/train.jsonl, TensorBoard and the progress bar
+    on the main process. A loss no longer finite stops the run."""
+    line = log.row(run.accelerator, step, lr, grad_norm, bool(run.n_real))
+    if run.main:
+        append_jsonl(run.log_dir / "train.jsonl", finite_values(line))
+        for key, value in line.items():
+            if isinstance(value, float) and key != "step":
+                run.writer.add_scalar(f"align/{key}", value, step)
+        bar.set_postfix(loss=f"{line['loss']:.4g}")
+    if not math.isfinite(line["loss"]):  # reduced over the ranks: all stop here
+        raise VideoliftError(
+            f"training diverged: the loss is {line['loss']} at step {step} (its line is the last of "
+            "logs/train.jsonl; no checkpoint of it is written). Lower --lr or --max-grad-norm, or bring "
+            "the rewards to [0, 1] (--weight-transform normalized)"
+        )
+    return line
+
+
+def _after_update(run: _Run, log: _StepLog, step: int) -> None:
+    """What else is due after update ``step``, in this order: the held-out loss, the checkpoint, the
+    validation samples (collective). Their time is left out of the log's throughput."""
+    cfg = run.cfg
+    if run.held_paths and samples_due(cfg, step):  # before the checkpoint: a checkpointed step has its line
+        measuring = time.perf_counter()
+        _measure_held_out(run, step)
+        log.paused += time.perf_counter() - measuring
+    if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
+        assert_ranks_in_sync(run.accelerator, run.model, step)
+        state = {
+            "step": step,
+            "fingerprint": cfg.training_fingerprint(),
+            "config": cfg.model_dump(mode="json"),  # what --resume compares against
+            "inputs": run.inputs,  # and the content of the files it names
+            "world_size": run.world,
+        }
+        saving = time.perf_counter()
+        save_checkpoint(run.accelerator, run.ckpt_root, step, state, cfg.keep_checkpoints)
+        log.paused += time.perf_counter() - saving  # not training: out of the throughput
+    if run.prompts and samples_due(cfg, step):
+        sampling = time.perf_counter()
+        write_samples(cfg, run.spec, run.pipe, run.model, run.accelerator, run.prompts, step, run.writer)
+        log.paused += time.perf_counter() - sampling
+
+
+def _finish(run: _Run, step: int, first_ids: list[int] | None, last_log: dict) -> AlignResult:
+    """The export (EMA weights when enabled) and train_summary.json, which every rank contributes to
+    (collective); the run's result."""
+    from accelerate.utils import gather_object
+
+    final_sync = assert_ranks_in_sync(run.accelerator, run.model, step)
+    export_dir = _export(run.cfg, run.accelerator, run.pipe, run.model, run.ema, run.weight_dtype)
+    ranks = gather_object([{"rank": run.rank, "first_ids": first_ids}])
+    if run.main:
+        if step and not last_log:
+            # A finished run resumed (to re-export): nothing ran now, so keep what the run logged.
+            last_log, ranks = _previous_summary(run.cfg.out, run.log_dir, ranks)
+        if run.held_set is not None and "val_loss" not in run.data:  # measured before this attempt
+            run.data["val_loss"] = last_held_out(run.log_dir, run.held_set)
+        summary = {
+            "steps": step,
+            "world_size": run.world,
+            "export": str(export_dir),
+            "data": finite_values(run.data),  # a NaN held-out loss as null
+            "last_log": finite_values(last_log),  # an overflowing gradient norm as null, as in the log
+            "ranks": [
+                dict(r, checksum=c[1:] if c else None)
+                for r, c in zip(ranks, final_sync or [[]] * run.world, strict=True)
+            ],
+            "environment": environment(run.accelerator.device),  # of this (the last) attempt
+        }
+        with atomic_write(run.cfg.out / "train_summary.json") as handle:
+            json.dump(summary, handle, indent=1)
+        run.say(f"done: {step} steps; model in {export_dir}")
+    run.accelerator.wait_for_everyone()
+    run.accelerator.end_training()
+    return AlignResult(run.cfg.out, export_dir, step, run.world, run.data, last_log)
+
+
 # ---- the run ---------------------------------------------------------------------------------------------
 def train(
     cfg: AlignConfig, *, progress: bool = True, log: Callable[[str], None] | None = None
@@ -359,230 +642,14 @@ def train(
 def _train(
     cfg: AlignConfig, progress: bool, held: list[Any], tell: Callable[[str], None] | None = None
 ) -> AlignResult:
-    from accelerate.utils import broadcast_object_list, gather_object, set_seed
-    from tqdm import tqdm
-
-    for option, folder in (("--out", cfg.out), ("--cache-dir", cfg.cache_dir)):
-        if folder is not None and folder.exists() and not folder.is_dir():
-            raise VideoliftError(f"{option} {folder} is a file; it names a directory")
-    accelerator = _accelerator(cfg)
-    rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
-    say = accelerator.print if tell is None else (lambda message: tell(message) if main else None)
-    set_seed(cfg.seed)
-    if cfg.family is None:  # recorded resolved, so checkpoints and align_config.json name the family
-        cfg = cfg.model_copy(update={"family": detect_family(cfg.model)})
-    else:
-        spec_for(cfg.model, cfg.family)  # refuses a family the local model was not saved with
-    if (local := Path(cfg.model).expanduser()).exists():  # a LoRA's base, found from any directory
-        cfg = cfg.model_copy(update={"model": str(local.resolve())})
-    ckpt_root, log_dir = cfg.out / "checkpoints", cfg.out / "logs"
-    # The main process reads the inputs and the model's weights for their hashes (the others get its
-    # answer: N ranks reading a 10-GB model at once gains nothing); remembered with the cache.
-    hashes = HashMemo(cfg.cache_root / HASH_MEMO)
-    inputs = broadcast_object_list([cfg.input_hashes(hashes) if main else None])[0]
-    resume_from = resume_point(cfg, ckpt_root, inputs)
-    prompts = validation_prompts(cfg, accelerator)  # a bad file refused before any work
-    synthetic, real, data = load_samples(cfg)
-    held_samples = read_real(cfg.validation_real, "--validation-real") if cfg.validation_real else []
-    held_set = held_out_set(cfg) if held_samples and main else None  # what the log's lines are of
-    if "warning" in data:  # before the cache, which can take long
-        say(f"warning: {data['warning']}")
-    check_videos(cfg, synthetic, real, rank=rank, world=world, gather=gather_object, held_out=held_samples)
-    weight_dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.mixed_precision]
-    if main:
-        held.append(lock_run(cfg.out, "videolift align"))  # to the end of the run
-
-    spec, pipe, params = _load_model(cfg, weight_dtype)
-    if prompts:
-        sampler_settings(cfg, spec, pipe)  # a size the model cannot sample: refused now, not at step 0
-    *cached, held_paths, cache_stats = cache_all(
-        cfg, spec, pipe, accelerator, synthetic, real, hashes, progress, held_out=held_samples
-    )
-    check_shapes(*cached, held_paths)
-    data["cache"] = asdict(cache_stats)
-    dataset = _step_dataset(cfg, synthetic, tuple(cached), rank, world)
-    n_real = cfg.real_bs if dataset.real else 0
-
-    place_for_training(pipe.transformer, accelerator)
-    optimizer, scheduler = _optimizer(cfg, params, accelerator, micro_batch=cfg.batch_size + n_real)
-    ema = None
-    if cfg.ema_decay:  # made from the fp32 weights before DeepSpeed casts them: a bf16 average barely moves
-        from diffusers.training_utils import EMAModel
-
-        # foreach: a few fused kernels a step on a GPU rather than one per tensor (the CPU keeps the loop,
-        # whose rounding the toy results were measured with)
-        ema = EMAModel(params, decay=cfg.ema_decay, foreach=accelerator.device.type == "cuda")
-    model, optimizer = accelerator.prepare(pipe.transformer, optimizer)
-    accelerator.register_for_checkpointing(scheduler)
-    save_trainable_only(accelerator)  # a LoRA run's checkpoints: its adapters, not the whole transformer
-    if ema is not None:
-        accelerator.register_for_checkpointing(ema)
-    if main:
-        if cfg.overwrite:  # every check passed: the earlier run goes (a refused one leaves it whole)
-            _clear_run(cfg.out)
-        with atomic_write(cfg.out / "align_config.json") as handle:
-            handle.write(cfg.model_dump_json(indent=1))
-    accelerator.wait_for_everyone()
-
-    step = 0
-    if resume_from is not None:
-        saved = load_checkpoint(accelerator, resume_from, strict=False)  # frozen weights: the base's
-        step = int(saved["step"])
-        say(f"resumed from {resume_from} at step {step}")
-        if saved.get("world_size") != world:
-            say(
-                f"warning: checkpoint written by {saved.get('world_size')} processes, now {world}: the data order differs"
-            )
-    if main:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        clear_after(ckpt_root, log_dir / "train.jsonl", step)
-        keep_held_out_log(log_dir, step, held_set)
-    assert_ranks_in_sync(accelerator, model, step)
-
-    start_micro = step * cfg.grad_accum
-    pinned = accelerator.device.type == "cuda"  # page-locked batches: copied to the GPU without a stall
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_size=None,
-        sampler=range(start_micro, len(dataset)),
-        num_workers=cfg.num_workers,
-        pin_memory=pinned,
-    )
-    samples_per_step = (cfg.batch_size + n_real) * world * cfg.grad_accum
-    say(_describe(cfg, data, n_real, world, params, step, samples_per_step))
-    writer = None
-    if main:
-        from torch.utils.tensorboard import SummaryWriter
-
-        # Purged from step 1 on a fresh start too: a killed attempt may have logged steps before any checkpoint.
-        writer = SummaryWriter(str(log_dir / "tensorboard"), purge_step=step + 1)
-        held.append(writer)  # closed (its events flushed) however the run ends, with OUT's lock
-    # The model before training (what later samples are compared with), or the samples of the step a
-    # killed run had checkpointed but not yet sampled.
-    if prompts and samples_due(cfg, step) and not samples_dir(cfg, step).is_dir():
-        write_samples(cfg, spec, pipe, model, accelerator, prompts, step, writer)
-
-    def measure_held_out(at: int) -> None:
-        """The held-out loss of the weights at step ``at``, logged (collective)."""
-        loss = held_out_loss(
-            lambda params, text, generator: batch_loss(
-                spec, pipe, model, params, text, params.new_zeros(len(params)), generator
-            )[1],
-            model,
-            accelerator,
-            held_paths,
-            cfg.real_bs,
-            cfg.validation_seed,
-        )
-        data["val_loss"] = loss
-        if main:
-            record_held_out(log_dir, at, loss, len(held_paths), held_set, writer)
-
-    # As for the samples: before training, or the step a killed run had checkpointed but not measured.
-    if held_paths and samples_due(cfg, step):
-        missing = broadcast_object_list([step not in held_out_steps(log_dir, held_set) if main else None])
-        if missing[0]:
-            measure_held_out(step)
-    bar = tqdm(total=cfg.max_steps, initial=step, desc="align", disable=not (progress and main))
-    log = _StepLog(samples_per_step, world)
-    first_ids: list[int] | None = None
-    last_log: dict = {}
-    for micro, batch in zip(range(start_micro, len(dataset)), loader, strict=True):
-        first_ids = batch["ids"] if first_ids is None else first_ids
-        coef = batch["coef"].to(accelerator.device, non_blocking=pinned)
-        with accelerator.accumulate(model):
-            loss, per_sample = batch_loss(
-                spec,
-                pipe,
-                model,
-                batch["params"].to(accelerator.device, non_blocking=pinned),
-                batch["text"].to(accelerator.device, non_blocking=pinned),
-                coef,
-                step_generator(cfg.seed, rank, micro, accelerator.device),
-                n_syn=batch["n_syn"],
-                syn_min_timestep=cfg.synthetic_min_timestep,
-            )
-            accelerator.backward(loss)
-            grad_norm = None
-            if accelerator.sync_gradients:
-                grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        log.add(loss, per_sample, coef, batch["n_syn"])
-        if not accelerator.sync_gradients:
-            continue
-        lr = scheduler.get_last_lr()[0]  # the rate this update used
-        scheduler.step()
-        if ema is not None:
-            ema.step(trainable_parameters(accelerator.unwrap_model(model)))
-        step += 1
-        log.steps += 1
-        bar.update(1)
-
-        if step % cfg.log_every == 0 or step == cfg.max_steps:
-            last_log = log.row(accelerator, step, lr, grad_norm, bool(n_real))
-            if main:
-                append_jsonl(log_dir / "train.jsonl", finite_values(last_log))
-                for key, value in last_log.items():
-                    if isinstance(value, float) and key != "step":
-                        writer.add_scalar(f"align/{key}", value, step)
-                bar.set_postfix(loss=f"{last_log['loss']:.4g}")
-            if not math.isfinite(last_log["loss"]):  # reduced over the ranks: all stop here
-                raise VideoliftError(
-                    f"training diverged: the loss is {last_log['loss']} at step {step} (its line is the last of "
-                    "logs/train.jsonl; no checkpoint of it is written). Lower --lr or --max-grad-norm, or bring "
-                    "the rewards to [0, 1] (--weight-transform normalized)"
-                )
-
-        if held_paths and samples_due(cfg, step):  # before the checkpoint: a checkpointed step has its line
-            measuring = time.perf_counter()
-            measure_held_out(step)
-            log.paused += time.perf_counter() - measuring
-        if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
-            assert_ranks_in_sync(accelerator, model, step)
-            state = {
-                "step": step,
-                "fingerprint": cfg.training_fingerprint(),
-                "config": cfg.model_dump(mode="json"),  # what --resume compares against
-                "inputs": inputs,  # and the content of the files it names
-                "world_size": world,
-            }
-            saving = time.perf_counter()
-            save_checkpoint(accelerator, ckpt_root, step, state, cfg.keep_checkpoints)
-            log.paused += time.perf_counter() - saving  # not training: out of the throughput
-        if prompts and samples_due(cfg, step):
-            sampling = time.perf_counter()
-            write_samples(cfg, spec, pipe, model, accelerator, prompts, step, writer)
-            log.paused += time.perf_counter() - sampling
-    bar.close()
-    if writer is not None:
-        writer.close()
-
-    # -- export (EMA weights when enabled) and a summary every rank contributes to
-    final_sync = assert_ranks_in_sync(accelerator, model, step)
-    export_dir = _export(cfg, accelerator, pipe, model, ema, weight_dtype)
-    ranks = gather_object([{"rank": rank, "first_ids": first_ids}])
-    if main:
-        if step and not last_log:
-            # A finished run resumed (to re-export): nothing ran now, so keep what the run logged.
-            last_log, ranks = _previous_summary(cfg.out, log_dir, ranks)
-        if held_set is not None and "val_loss" not in data:  # measured before this attempt
-            data["val_loss"] = last_held_out(log_dir, held_set)
-        summary = {
-            "steps": step,
-            "world_size": world,
-            "export": str(export_dir),
-            "data": finite_values(data),  # a NaN held-out loss as null
-            "last_log": finite_values(last_log),  # an overflowing gradient norm as null, as in the log
-            "ranks": [
-                dict(r, checksum=c[1:] if c else None)
-                for r, c in zip(ranks, final_sync or [[]] * world, strict=True)
-            ],
-            "environment": environment(accelerator.device),  # of this (the last) attempt
-        }
-        with atomic_write(cfg.out / "train_summary.json") as handle:
-            json.dump(summary, handle, indent=1)
-        say(f"done: {step} steps; model in {export_dir}")
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    return AlignResult(cfg.out, export_dir, step, world, data, last_log)
+    """The run's phases in order; every rank goes through each (most are collective)."""
+    check_folders(cfg)
+    ready = preflight(cfg, _accelerator(cfg), held, tell)  # all that can be refused before the model loads
+    run = _load_for_training(ready, progress)
+    step = _resume(run)
+    loader = _loader(run, step)
+    run.say(_describe(run.cfg, run.data, run.n_real, run.world, run.params, step, run.samples_per_step))
+    _open_writer(run, step, held)
+    _measure_start(run, step)
+    step, first_ids, last_log = _updates(run, loader, step, progress)
+    return _finish(run, step, first_ids, last_log)
