@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from videolift.align.config import AlignConfig
+from videolift.align.trainable import trainable_parameters
 from videolift.core.files import writing
 from videolift.models.base import FULL_DIR, LORA_DIR
 
@@ -119,3 +121,20 @@ def gathered_transformer(accelerator: Any, model: Any) -> torch.nn.Module | None
     fresh = type(unwrapped).from_config(unwrapped.config)
     fresh.load_state_dict(state)
     return fresh
+
+
+def export_trained(
+    cfg: AlignConfig, accelerator: Any, pipe: Any, model: Any, ema: Any, weight_dtype: Any
+) -> Path | None:
+    """Copy EMA weights in when enabled, then write what plain diffusers loads (main process only;
+    collective); the exported directory on the main process, else None."""
+    if ema is not None:
+        ema.copy_to(trainable_parameters(accelerator.unwrap_model(model)))
+    trained = gathered_transformer(accelerator, model)
+    if not accelerator.is_main_process:
+        return None
+    if cfg.finetune == "lora":
+        return export_lora(pipe, trained, cfg.out)
+    # Frozen parts held in reduced precision are copied from the base's files instead.
+    source = base_directory(cfg.model) if weight_dtype != torch.float32 else None
+    return export_full(pipe, trained, cfg.out, weight_dtype, source)

@@ -8,7 +8,6 @@ goes through the model spec (``videolift.models``). Randomness and data order ar
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -24,29 +23,18 @@ import torch
 from videolift.align.checkpoints import clear_after, save_checkpoint
 from videolift.align.config import AlignConfig
 from videolift.align.data import CachedItem, StepDataset, Stream, WeightedStream
-from videolift.align.export import base_directory, export_full, export_lora, gathered_transformer
-from videolift.align.held_out import (
-    held_out_loss,
-    held_out_steps,
-    keep_held_out_log,
-    last_held_out,
-    record_held_out,
-)
+from videolift.align.export import export_trained
+from videolift.align.held_out import held_out_loss, held_out_steps, keep_held_out_log, record_held_out
 from videolift.align.inputs import cache_all, check_shapes
 from videolift.align.preflight import Preflight, check_folders, preflight
+from videolift.align.summary import write_summary
 from videolift.align.trainable import make_trainable, place_for_training, trainable_parameters
-from videolift.align.validation import (
-    sampler_settings,
-    samples_dir,
-    samples_due,
-    write_samples,
-)
+from videolift.align.validation import sampler_settings, samples_dir, samples_due, write_samples
 from videolift.align.weights import Sample
 from videolift.core.checkpoints import load_checkpoint, save_trainable_only
 from videolift.core.distributed import deepspeed_clipping, fresh_accelerator
-from videolift.core.environment import environment
 from videolift.core.errors import VideoliftError
-from videolift.core.jsonl import append_jsonl, atomic_write, finite_values, read_json
+from videolift.core.jsonl import append_jsonl, atomic_write, finite_values
 from videolift.models.base import FULL_DIR, LORA_DIR, resolve_dtype
 from videolift.models.families import get_spec
 
@@ -308,35 +296,6 @@ def _clear_run(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
-def _previous_summary(out: Path, log_dir: Path, ranks: list[dict]) -> tuple[dict, list[dict]]:
-    """The last log line and each rank's first batch of the run that a resume without steps continues."""
-    from collections import deque
-
-    from videolift.core.jsonl import iter_json_lines
-
-    log_file = log_dir / "train.jsonl"
-    lines = deque(iter_json_lines(log_file, skip_partial_last=True), maxlen=1) if log_file.exists() else ()
-    last = lines[0][1] if lines else {}
-    summary = out / "train_summary.json"
-    before = {r["rank"]: r for r in read_json(summary)["ranks"]} if summary.exists() else {}
-    return last, [r | {"first_ids": before.get(r["rank"], {}).get("first_ids")} for r in ranks]
-
-
-def _export(cfg: AlignConfig, accelerator: Any, pipe: Any, model: Any, ema: Any, weight_dtype: Any) -> Any:
-    """Copy EMA weights in when enabled, then write what plain diffusers loads (main process only;
-    collective); the exported directory on the main process, else None."""
-    if ema is not None:
-        ema.copy_to(trainable_parameters(accelerator.unwrap_model(model)))
-    trained = gathered_transformer(accelerator, model)
-    if not accelerator.is_main_process:
-        return None
-    if cfg.finetune == "lora":
-        return export_lora(pipe, trained, cfg.out)
-    # Frozen parts held in reduced precision are copied from the base's files instead.
-    source = base_directory(cfg.model) if weight_dtype != torch.float32 else None
-    return export_full(pipe, trained, cfg.out, weight_dtype, source)
-
-
 # ---- the run's phases, in order ------------------------------------------------------------------------
 @dataclass
 class _Run(Preflight):
@@ -595,28 +554,10 @@ def _finish(run: _Run, step: int, first_ids: list[int] | None, last_log: dict) -
     from accelerate.utils import gather_object
 
     final_sync = assert_ranks_in_sync(run.accelerator, run.model, step)
-    export_dir = _export(run.cfg, run.accelerator, run.pipe, run.model, run.ema, run.weight_dtype)
+    export_dir = export_trained(run.cfg, run.accelerator, run.pipe, run.model, run.ema, run.weight_dtype)
     ranks = gather_object([{"rank": run.rank, "first_ids": first_ids}])
     if run.main:
-        if step and not last_log:
-            # A finished run resumed (to re-export): nothing ran now, so keep what the run logged.
-            last_log, ranks = _previous_summary(run.cfg.out, run.log_dir, ranks)
-        if run.held_set is not None and "val_loss" not in run.data:  # measured before this attempt
-            run.data["val_loss"] = last_held_out(run.log_dir, run.held_set)
-        summary = {
-            "steps": step,
-            "world_size": run.world,
-            "export": str(export_dir),
-            "data": finite_values(run.data),  # a NaN held-out loss as null
-            "last_log": finite_values(last_log),  # an overflowing gradient norm as null, as in the log
-            "ranks": [
-                dict(r, checksum=c[1:] if c else None)
-                for r, c in zip(ranks, final_sync or [[]] * run.world, strict=True)
-            ],
-            "environment": environment(run.accelerator.device),  # of this (the last) attempt
-        }
-        with atomic_write(run.cfg.out / "train_summary.json") as handle:
-            json.dump(summary, handle, indent=1)
+        last_log = write_summary(run, step, export_dir, last_log, ranks, final_sync)
         run.say(f"done: {step} steps; model in {export_dir}")
     run.accelerator.wait_for_everyone()
     run.accelerator.end_training()
