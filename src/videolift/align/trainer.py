@@ -26,13 +26,15 @@ from videolift.align.data import CachedItem, StepDataset, Stream, WeightedStream
 from videolift.align.export import export_trained
 from videolift.align.held_out import held_out_loss, held_out_steps, keep_held_out_log, record_held_out
 from videolift.align.inputs import cache_all, check_shapes
+from videolift.align.optimizer import make_ema, make_optimizer
 from videolift.align.preflight import Preflight, check_folders, preflight
+from videolift.align.rank_sync import assert_ranks_in_sync
 from videolift.align.summary import write_summary
 from videolift.align.trainable import make_trainable, place_for_training, trainable_parameters
 from videolift.align.validation import sampler_settings, samples_dir, samples_due, write_samples
 from videolift.align.weights import Sample
 from videolift.core.checkpoints import load_checkpoint, save_trainable_only
-from videolift.core.distributed import deepspeed_clipping, fresh_accelerator
+from videolift.core.distributed import fresh_accelerator
 from videolift.core.errors import VideoliftError
 from videolift.core.jsonl import append_jsonl, atomic_write, finite_values
 from videolift.models.base import FULL_DIR, LORA_DIR, resolve_dtype
@@ -90,38 +92,6 @@ def batch_loss(
     return (coef.to(per_sample.dtype) * per_sample).sum(), per_sample.detach()
 
 
-def params_checksum(params: list[torch.Tensor]) -> list[float]:
-    """Order-sensitive fingerprint of weights, cheap enough to compare ranks every checkpoint."""
-    with torch.no_grad():
-        total = [0.0, 0.0, 0.0]
-        for i, p in enumerate(params, start=1):
-            p64 = p.detach().double()
-            total[0] += float(p64.sum())
-            total[1] += float((p64 * p64).sum())
-            total[2] += i * float(p64.abs().sum())
-    return total
-
-
-def assert_ranks_in_sync(accelerator: Any, model: Any, step: int) -> list[list[float]]:
-    """Gather every rank's (step, weight checksum); raise if any rank diverged or the weights are no
-    longer finite (every rank sees the same rows, so all raise together). Collective."""
-    from accelerate.utils import DistributedType
-
-    local = [float(step), *params_checksum(trainable_parameters(accelerator.unwrap_model(model)))]
-    rows = accelerator.gather(torch.tensor([local], dtype=torch.float64, device=accelerator.device)).cpu()
-    if not torch.isfinite(rows).all():
-        raise VideoliftError(
-            f"training diverged: the weights are NaN or infinite at step {step} (no checkpoint of it is "
-            "written). Lower --lr or --max-grad-norm, or bring the rewards to [0, 1] (--weight-transform "
-            "normalized); the loss of each logged step is in logs/train.jsonl"
-        )
-    if accelerator.distributed_type == DistributedType.FSDP:  # shards differ by design
-        return []
-    if not torch.allclose(rows, rows[:1].expand_as(rows), rtol=1e-9, atol=1e-12):
-        raise RuntimeError(f"ranks out of sync at step {step}: (step, checksums) per rank = {rows.tolist()}")
-    return rows.tolist()
-
-
 # ---- the run, piece by piece ------------------------------------------------------------------------------
 def _accelerator(cfg: AlignConfig) -> Any:
     from accelerate.utils import DistributedType
@@ -163,24 +133,6 @@ def _load_model(cfg: AlignConfig, weight_dtype: torch.dtype) -> tuple[Any, Any, 
         if isinstance(component, torch.nn.Module):
             component.requires_grad_(False)
     return spec, pipe, make_trainable(pipe.transformer, cfg)  # before caching: bad targets fail in seconds
-
-
-def _optimizer(cfg: AlignConfig, params: list, accelerator: Any, micro_batch: int) -> tuple[Any, Any]:
-    from accelerate.utils import DistributedType
-    from diffusers.optimization import get_scheduler
-
-    optimizer = torch.optim.AdamW(
-        params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, eps=cfg.adam_eps
-    )
-    # Not passed to prepare(): accelerate would step it once per process. Stepped once per optimizer step.
-    scheduler = get_scheduler(
-        cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.max_steps
-    )
-    if accelerator.distributed_type == DistributedType.DEEPSPEED:  # no prepared DataLoader to infer these
-        ds = accelerator.state.deepspeed_plugin.deepspeed_config
-        ds["train_micro_batch_size_per_gpu"] = micro_batch
-    deepspeed_clipping(accelerator, cfg.max_grad_norm)
-    return optimizer, scheduler
 
 
 def _step_dataset(
@@ -315,9 +267,8 @@ class _Run(Preflight):
 
     @property
     def pinned(self) -> bool:
-        return (
-            self.accelerator.device.type == "cuda"
-        )  # page-locked batches: copied to the GPU without a stall
+        """Page-locked batches: copied to the GPU without a stall."""
+        return self.accelerator.device.type == "cuda"
 
     @property
     def samples_per_step(self) -> int:
@@ -342,14 +293,9 @@ def _load_for_training(ready: Preflight, progress: bool) -> _Run:
     n_real = cfg.real_bs if dataset.real else 0
 
     place_for_training(pipe.transformer, accelerator)
-    optimizer, scheduler = _optimizer(cfg, params, accelerator, micro_batch=cfg.batch_size + n_real)
-    ema = None
-    if cfg.ema_decay:  # made from the fp32 weights before DeepSpeed casts them: a bf16 average barely moves
-        from diffusers.training_utils import EMAModel
-
-        # foreach: a few fused kernels a step on a GPU rather than one per tensor (the CPU keeps the loop,
-        # whose rounding the toy results were measured with)
-        ema = EMAModel(params, decay=cfg.ema_decay, foreach=accelerator.device.type == "cuda")
+    optimizer, scheduler = make_optimizer(cfg, params, accelerator, micro_batch=cfg.batch_size + n_real)
+    # EMA made from the fp32 weights before DeepSpeed casts them: a bf16 average barely moves
+    ema = make_ema(cfg, params, accelerator)
     model, optimizer = accelerator.prepare(pipe.transformer, optimizer)
     accelerator.register_for_checkpointing(scheduler)
     save_trainable_only(accelerator)  # a LoRA run's checkpoints: its adapters, not the whole transformer
