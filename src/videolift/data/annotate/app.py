@@ -6,26 +6,23 @@ leaves, so a 201 always means the rating is on disk.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy.exc
 from fastapi import Body, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from videolift.core.errors import VideoliftError
 from videolift.data.annotate import admin, guideline, pairwise, tasks
-from videolift.data.annotate.models import User, Video
-from videolift.data.annotate.project import Project, add_user, user_for_token
+from videolift.data.annotate.dependencies import Credentials, authenticate, bearer, writing
+from videolift.data.annotate.models import Video
+from videolift.data.annotate.project import Project, add_user
 from videolift.data.annotate.tasks import TaskError
 from videolift.data.annotate.videos import UnsafePath, resolve_video, subdirectory
 
@@ -42,8 +39,6 @@ SECURITY_HEADERS = {
 MAX_BODY = 1 << 20  # 1 MiB
 MAX_UPLOAD = 100 << 20  # 100 MiB
 UPLOAD_PATHS = {"/api/admin/critic"}
-
-Credentials = HTTPAuthorizationCredentials | None
 
 
 def body_cap(path: str) -> int:
@@ -83,18 +78,6 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
-def authenticate(session: Session, credentials: Credentials, role: str | None) -> User:
-    """The caller; 401 without a valid token, 403 with a token of another role (``None``: any role)."""
-    if credentials is None or not credentials.credentials:
-        raise TaskError(401, "missing bearer token (Authorization: Bearer <token>)")
-    user = user_for_token(session, credentials.credentials)
-    if user is None:
-        raise TaskError(401, "invalid token")
-    if role is not None and user.role != role:
-        raise TaskError(403, f"this needs an {role} token")
-    return user
-
-
 def create_app(project: Project) -> FastAPI:
     app = FastAPI(
         # No Swagger page: it loads its scripts from a CDN, which the app's own CSP (and an offline lab)
@@ -106,16 +89,6 @@ def create_app(project: Project) -> FastAPI:
     )
     guide = guideline.load(project.directory)
     settings = project.settings
-    bearer = HTTPBearer(auto_error=False)
-
-    @contextlib.contextmanager
-    def writing(credentials: Credentials, role: str) -> Iterator[tuple[Session, User]]:
-        """A write transaction and its caller, whose token is checked first without one: a request with
-        no valid token never waits for the write lock, nor holds it."""
-        with project.session(readonly=True) as session:
-            authenticate(session, credentials, role)
-        with project.session() as session:
-            yield session, authenticate(session, credentials, role)  # a token revoked meanwhile: refused
 
     @app.exception_handler(VideoliftError)
     def _error(_request: Request, exc: VideoliftError) -> JSONResponse:
@@ -190,7 +163,7 @@ def create_app(project: Project) -> FastAPI:
 
     @app.get("/api/next", responses={204: {"description": "nothing left for the caller"}})
     def next_task(credentials: Credentials = Depends(bearer)) -> Any:
-        with writing(credentials, "annotator") as (session, user):
+        with writing(project, credentials, "annotator") as (session, user):
             task = tasks.next_task(session, user, settings)
             view = tasks.task_view(task) if task else None
         return view if view else Response(status_code=204)
@@ -199,7 +172,7 @@ def create_app(project: Project) -> FastAPI:
     def submit(
         body: dict[str, Any] = Body(...), credentials: Credentials = Depends(bearer)
     ) -> dict[str, Any]:
-        with writing(credentials, "annotator") as (session, user):
+        with writing(project, credentials, "annotator") as (session, user):
             annotation = tasks.submit(session, user, settings, body)
             return {"task_id": annotation.task_id, "status": "done"}
 
@@ -207,7 +180,7 @@ def create_app(project: Project) -> FastAPI:
     def edit(
         task_id: int, body: dict[str, Any] = Body(...), credentials: Credentials = Depends(bearer)
     ) -> dict[str, Any]:
-        with writing(credentials, "annotator") as (session, user):
+        with writing(project, credentials, "annotator") as (session, user):
             annotation = tasks.edit(session, user, task_id, body)
             return {"task_id": annotation.task_id, "status": "done"}
 
@@ -220,7 +193,7 @@ def create_app(project: Project) -> FastAPI:
     def skip(
         task_id: int, body: dict[str, Any] = Body(...), credentials: Credentials = Depends(bearer)
     ) -> dict[str, Any]:
-        with writing(credentials, "annotator") as (session, user):
+        with writing(project, credentials, "annotator") as (session, user):
             task = tasks.skip(session, user, task_id, body.get("reason"))
             return {"task_id": task.id, "status": task.status}
 
@@ -254,7 +227,7 @@ def create_app(project: Project) -> FastAPI:
     def add_annotator(
         body: dict[str, Any] = Body(...), credentials: Credentials = Depends(bearer)
     ) -> dict[str, str]:
-        with writing(credentials, "admin") as (session, _):
+        with writing(project, credentials, "admin") as (session, _):
             name = body.get("name") or ""
             if not isinstance(name, str):  # str() would name the user "['a']"
                 raise TaskError(422, f"name: expected a string, got {name!r}")
@@ -284,7 +257,7 @@ def create_app(project: Project) -> FastAPI:
                 authenticate(session, credentials, "admin")
 
         def work(path: Path) -> dict[str, int]:
-            with writing(credentials, "admin") as (session, _):
+            with writing(project, credentials, "admin") as (session, _):
                 return admin.import_critic(session, path, critic, base=base)
 
         # Blocking database work runs off the event loop. The token is checked before the body is read,
@@ -309,7 +282,7 @@ def create_app(project: Project) -> FastAPI:
     def adjudicate(
         video_id: str, body: dict[str, Any] = Body(...), credentials: Credentials = Depends(bearer)
     ) -> Any:
-        with writing(credentials, "admin") as (session, user):
+        with writing(project, credentials, "admin") as (session, user):
             admin.save_review(session, user.name, video_id, body.get("ratings"))
             return {"video_id": video_id, "status": "reviewed"}
 
