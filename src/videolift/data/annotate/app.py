@@ -19,7 +19,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from videolift.core.errors import VideoliftError
-from videolift.data.annotate import admin, guideline, pairwise, tasks
+from videolift.data.annotate import admin, guideline, pairwise, rater_routes
 from videolift.data.annotate.dependencies import Credentials, authenticate, bearer, writing
 from videolift.data.annotate.models import Video
 from videolift.data.annotate.project import Project, add_user
@@ -87,7 +87,8 @@ def create_app(project: Project) -> FastAPI:
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
-    guide = guideline.load(project.directory)
+    app.state.project = project
+    app.state.guideline = guideline.load(project.directory)
     settings = project.settings
 
     @app.exception_handler(VideoliftError)
@@ -147,55 +148,7 @@ def create_app(project: Project) -> FastAPI:
         del response.headers["last-modified"]
         return response
 
-    # ---- rater API -----------------------------------------------------------------------------
-    @app.get("/api/guideline")
-    def get_guideline() -> dict[str, Any]:
-        return guide.model_dump(mode="json")
-
-    @app.get("/api/me")
-    def me(credentials: Credentials = Depends(bearer)) -> dict[str, Any]:
-        with project.session(readonly=True) as session:
-            user = authenticate(session, credentials, None)
-            out = {"name": user.name, "role": user.role}
-            if user.role == "annotator":
-                out["progress"] = tasks.user_progress(session, user, settings)
-            return out
-
-    @app.get("/api/next", responses={204: {"description": "nothing left for the caller"}})
-    def next_task(credentials: Credentials = Depends(bearer)) -> Any:
-        with writing(project, credentials, "annotator") as (session, user):
-            task = tasks.next_task(session, user, settings)
-            view = tasks.task_view(task) if task else None
-        return view if view else Response(status_code=204)
-
-    @app.post("/api/annotations", status_code=201)
-    def submit(
-        body: dict[str, Any] = Body(...), credentials: Credentials = Depends(bearer)
-    ) -> dict[str, Any]:
-        with writing(project, credentials, "annotator") as (session, user):
-            annotation = tasks.submit(session, user, settings, body)
-            return {"task_id": annotation.task_id, "status": "done"}
-
-    @app.put("/api/annotations/{task_id}")
-    def edit(
-        task_id: int, body: dict[str, Any] = Body(...), credentials: Credentials = Depends(bearer)
-    ) -> dict[str, Any]:
-        with writing(project, credentials, "annotator") as (session, user):
-            annotation = tasks.edit(session, user, task_id, body)
-            return {"task_id": annotation.task_id, "status": "done"}
-
-    @app.get("/api/annotations/mine")
-    def mine(credentials: Credentials = Depends(bearer)) -> list[dict[str, Any]]:
-        with project.session(readonly=True) as session:
-            return tasks.mine(session, authenticate(session, credentials, "annotator"))
-
-    @app.post("/api/tasks/{task_id}/skip")
-    def skip(
-        task_id: int, body: dict[str, Any] = Body(...), credentials: Credentials = Depends(bearer)
-    ) -> dict[str, Any]:
-        with writing(project, credentials, "annotator") as (session, user):
-            task = tasks.skip(session, user, task_id, body.get("reason"))
-            return {"task_id": task.id, "status": task.status}
+    app.include_router(rater_routes.router)
 
     # ---- admin API -----------------------------------------------------------------------------
     @app.get("/api/admin/progress")

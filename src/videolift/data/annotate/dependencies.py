@@ -1,22 +1,44 @@
-"""What the server's routes take from a request: the caller, by bearer token.
+"""What the server's routes take from a request: the project served, and the caller, by bearer token.
 
-``bearer`` reads the token, ``authenticate`` checks it, ``writing`` checks it before a route writes.
+``create_app`` keeps the project and its guideline (read once) in the app's state; a route takes them
+as ``ServedProject`` and ``ServedGuideline`` parameters. ``bearer`` reads the caller's token,
+``authenticate`` checks it, ``writing`` checks it before a route writes.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Annotated
 
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from videolift.data.annotate.guideline import Guideline
 from videolift.data.annotate.models import User
 from videolift.data.annotate.project import Project, user_for_token
 from videolift.data.annotate.tasks import TaskError
 
 Credentials = HTTPAuthorizationCredentials | None
 bearer = HTTPBearer(auto_error=False)
+
+
+async def served_project(request: Request) -> Project:
+    """The project ``create_app`` was given. (async: it does no I/O, so it runs on the event loop, not in
+    a worker thread as a plain function would.)"""
+    project: Project = request.app.state.project
+    return project
+
+
+async def served_guideline(request: Request) -> Guideline:
+    """The project's guideline, as ``create_app`` read it."""
+    guide: Guideline = request.app.state.guideline
+    return guide
+
+
+ServedProject = Annotated[Project, Depends(served_project)]
+ServedGuideline = Annotated[Guideline, Depends(served_guideline)]
 
 
 def authenticate(session: Session, credentials: Credentials, role: str | None) -> User:
