@@ -21,6 +21,7 @@ from test_annotate_support import (
     write_manifest,
 )
 from videolift.core.jsonl import write_jsonl
+from videolift.data.annotate import admin_routes
 from videolift.data.annotate import app as app_module
 from videolift.data.annotate.app import create_app
 from videolift.data.annotate.project import Project
@@ -247,7 +248,7 @@ def test_a_critic_upload_is_not_stored_before_its_token_is_checked(tmp_path, mon
     def no_store(*args, **kwargs):
         raise AssertionError("the body was stored before the token was checked")
 
-    monkeypatch.setattr(app_module.tempfile, "TemporaryDirectory", no_store)
+    monkeypatch.setattr(admin_routes.tempfile, "TemporaryDirectory", no_store)
     with TestClient(create_app(Project.open(project))) as client:
         assert client.post("/api/admin/critic", content=b"{}\n").status_code == 401
         assert client.post("/api/admin/critic", headers=auth(token), content=b"{}\n").status_code == 403

@@ -6,25 +6,21 @@ leaves, so a 201 always means the rating is on disk.
 
 from __future__ import annotations
 
-import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy.exc
-from fastapi import Body, Depends, FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import select
-from starlette.concurrency import run_in_threadpool
 
 from videolift.core.errors import VideoliftError
-from videolift.data.annotate import admin, guideline, pairwise, rater_routes
-from videolift.data.annotate.dependencies import Credentials, authenticate, bearer, writing
+from videolift.data.annotate import admin_routes, guideline, rater_routes
 from videolift.data.annotate.models import Video
-from videolift.data.annotate.project import Project, add_user
+from videolift.data.annotate.project import Project
 from videolift.data.annotate.tasks import TaskError
-from videolift.data.annotate.videos import UnsafePath, resolve_video, subdirectory
+from videolift.data.annotate.videos import UnsafePath, resolve_video
 
 STATIC = Path(__file__).parent / "static"
 SECURITY_HEADERS = {
@@ -89,7 +85,6 @@ def create_app(project: Project) -> FastAPI:
     )
     app.state.project = project
     app.state.guideline = guideline.load(project.directory)
-    settings = project.settings
 
     @app.exception_handler(VideoliftError)
     def _error(_request: Request, exc: VideoliftError) -> JSONResponse:
@@ -150,99 +145,6 @@ def create_app(project: Project) -> FastAPI:
 
     app.include_router(rater_routes.router)
 
-    # ---- admin API -----------------------------------------------------------------------------
-    @app.get("/api/admin/progress")
-    def progress(credentials: Credentials = Depends(bearer)) -> dict[str, Any]:
-        with project.session(readonly=True) as session:
-            authenticate(session, credentials, "admin")
-            return admin.progress(session, settings)
-
-    @app.get("/api/admin/export")
-    def export(with_reviews: bool = False, credentials: Credentials = Depends(bearer)) -> Response:
-        """The HRA export as JSONL, one record per (video, annotator)."""
-        with project.session(readonly=True) as session:
-            authenticate(session, credentials, "admin")
-            records = admin.export_records(session, with_reviews=with_reviews)
-        text = "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in records)
-        return Response(
-            text,
-            media_type="application/x-ndjson",
-            headers={"Content-Disposition": 'attachment; filename="hra.jsonl"'},
-        )
-
-    @app.get("/api/admin/agreement")
-    def agreement(credentials: Credentials = Depends(bearer)) -> dict[str, Any]:
-        with project.session(readonly=True) as session:
-            authenticate(session, credentials, "admin")
-            return admin.agreement(admin.export_records(session))
-
-    @app.post("/api/admin/annotators", status_code=201)
-    def add_annotator(
-        body: dict[str, Any] = Body(...), credentials: Credentials = Depends(bearer)
-    ) -> dict[str, str]:
-        with writing(project, credentials, "admin") as (session, _):
-            name = body.get("name") or ""
-            if not isinstance(name, str):  # str() would name the user "['a']"
-                raise TaskError(422, f"name: expected a string, got {name!r}")
-            reissue = body.get("reissue", False)
-            if not isinstance(reissue, bool):  # bool("false") is True: it would revoke the rater's token
-                raise TaskError(422, f"reissue: expected true or false, got {reissue!r}")
-            token = add_user(session, name, "annotator", reissue=reissue)
-            return {"name": name.strip(), "token": token}
-
-    @app.post("/api/admin/critic", status_code=201)
-    async def import_critic(
-        request: Request, critic: str = "critic", dir: str = "", credentials: Credentials = Depends(bearer)
-    ) -> Any:
-        """Critic scores as a JSONL request body (see docs/annotate.md), at most MAX_UPLOAD bytes. ``dir``:
-        the folder inside the videos root their paths are relative to, as `add-videos --dir` took it."""
-        try:  # the checks video paths get: relative, no '..', no symlink leading out
-            base = (
-                subdirectory(project.videos_root, resolve_video(project.videos_root, dir))
-                if dir.strip()
-                else ""
-            )
-        except VideoliftError as exc:  # UnsafePath among them
-            raise HTTPException(400, f"dir: {exc}") from None
-
-        def check() -> None:
-            with project.session(readonly=True) as session:
-                authenticate(session, credentials, "admin")
-
-        def work(path: Path) -> dict[str, int]:
-            with writing(project, credentials, "admin") as (session, _):
-                return admin.import_critic(session, path, critic, base=base)
-
-        # Blocking database work runs off the event loop. The token is checked before the body is read,
-        # and the body goes to disk as it arrives, not into memory.
-        await run_in_threadpool(check)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "critic_scores.jsonl"
-            with path.open("wb") as out:
-                async for chunk in request.stream():
-                    out.write(chunk)
-            return await run_in_threadpool(work, path)
-
-    @app.get("/api/admin/review")
-    def review(
-        critic: str | None = None, min_gap: float = 1.0, credentials: Credentials = Depends(bearer)
-    ) -> Any:
-        with project.session(readonly=True) as session:
-            authenticate(session, credentials, "admin")
-            return {"critics": admin.critics(session), "items": admin.disagreements(session, critic, min_gap)}
-
-    @app.put("/api/admin/review/{video_id:path}")
-    def adjudicate(
-        video_id: str, body: dict[str, Any] = Body(...), credentials: Credentials = Depends(bearer)
-    ) -> Any:
-        with writing(project, credentials, "admin") as (session, user):
-            admin.save_review(session, user.name, video_id, body.get("ratings"))
-            return {"video_id": video_id, "status": "reviewed"}
-
-    @app.get("/api/admin/pairs")
-    def pairs(credentials: Credentials = Depends(bearer)) -> dict[str, Any]:
-        with project.session(readonly=True) as session:
-            authenticate(session, credentials, "admin")
-            return pairwise.pair_results(session)
+    app.include_router(admin_routes.router)
 
     return app
