@@ -6,23 +6,19 @@ leaves, so a 201 always means the rating is on disk.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy.exc
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import select
 
 from videolift.core.errors import VideoliftError
-from videolift.data.annotate import admin_routes, guideline, rater_routes
-from videolift.data.annotate.models import Video
+from videolift.data.annotate import admin_routes, guideline, rater_routes, ui_routes
 from videolift.data.annotate.project import Project
 from videolift.data.annotate.tasks import TaskError
-from videolift.data.annotate.videos import UnsafePath, resolve_video
+from videolift.data.annotate.ui_routes import STATIC
 
-STATIC = Path(__file__).parent / "static"
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -116,33 +112,8 @@ def create_app(project: Project) -> FastAPI:
         response.headers.update(SECURITY_HEADERS)
         return response
 
-    # ---- UI and videos -------------------------------------------------------------------------
-    @app.get("/", include_in_schema=False)
-    def index() -> FileResponse:
-        return FileResponse(STATIC / "index.html")
-
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-
-    @app.get("/media/{key}", include_in_schema=False)
-    def media(key: str) -> FileResponse:
-        """A video by its opaque key. The stored path is resolved again on every request, so a file later
-        replaced by a symlink out of the videos root is refused too."""
-        with project.session(readonly=True) as session:
-            relative = session.scalar(select(Video.video).where(Video.key == key))
-        try:
-            path = resolve_video(project.videos_root, relative) if relative else None
-        except UnsafePath:
-            path = None
-        if path is None or not path.is_file():
-            raise TaskError(404, "no such video")
-        response = FileResponse(
-            path, stat_result=path.stat(), headers={"Cache-Control": "private, max-age=3600"}
-        )
-        # When a file was written would tell a pairwise rater which model made it (the second model's
-        # videos are generated later); the ETag (an opaque hash) still serves conditional requests.
-        del response.headers["last-modified"]
-        return response
-
+    app.include_router(ui_routes.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")  # on the app: see ui_routes
     app.include_router(rater_routes.router)
 
     app.include_router(admin_routes.router)

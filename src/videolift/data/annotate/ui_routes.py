@@ -1,0 +1,47 @@
+"""The web UI's page and the videos it plays, by opaque key; neither is in the OpenAPI schema.
+
+The page's scripts and styles (STATIC) are served under /static by a mount that create_app makes on the
+app itself: the older FastAPI releases pyproject allows drop a mount made on an APIRouter when the
+router is included.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse
+from sqlalchemy import select
+
+from videolift.data.annotate.dependencies import ServedProject
+from videolift.data.annotate.models import Video
+from videolift.data.annotate.tasks import TaskError
+from videolift.data.annotate.videos import UnsafePath, resolve_video
+
+STATIC = Path(__file__).parent / "static"
+
+router = APIRouter()
+
+
+@router.get("/", include_in_schema=False)
+def index() -> FileResponse:
+    return FileResponse(STATIC / "index.html")
+
+
+@router.get("/media/{key}", include_in_schema=False)
+def media(project: ServedProject, key: str) -> FileResponse:
+    """A video by its opaque key. The stored path is resolved again on every request, so a file later
+    replaced by a symlink out of the videos root is refused too."""
+    with project.session(readonly=True) as session:
+        relative = session.scalar(select(Video.video).where(Video.key == key))
+    try:
+        path = resolve_video(project.videos_root, relative) if relative else None
+    except UnsafePath:
+        path = None
+    if path is None or not path.is_file():
+        raise TaskError(404, "no such video")
+    response = FileResponse(path, stat_result=path.stat(), headers={"Cache-Control": "private, max-age=3600"})
+    # When a file was written would tell a pairwise rater which model made it (the second model's
+    # videos are generated later); the ETag (an opaque hash) still serves conditional requests.
+    del response.headers["last-modified"]
+    return response
