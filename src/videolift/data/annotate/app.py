@@ -1,4 +1,6 @@
-"""The FastAPI server: rater and admin JSON API (bearer tokens), the static UI and the videos.
+"""The FastAPI server: the routers of the UI's page and videos (ui_routes) and of the rater's and the
+admin's JSON APIs (rater_routes, admin_routes; bearer tokens), the static files, and what every request
+goes through: the body-size cap, the security headers and the error handlers.
 
 Every endpoint runs its work in one explicit transaction that is committed before the response
 leaves, so a 201 always means the rating is on disk.
@@ -9,9 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy.exc
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 from videolift.core.errors import VideoliftError
 from videolift.data.annotate import admin_routes, guideline, rater_routes, ui_routes
@@ -70,6 +73,35 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
+def _error(_request: Request, exc: VideoliftError) -> JSONResponse:
+    """The error as JSON: a TaskError with its status (a 401 asks for a bearer token), any other a 400."""
+    status = exc.status if isinstance(exc, TaskError) else 400
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
+
+
+def _busy(_request: Request, exc: Exception) -> JSONResponse:
+    """The database stayed locked past its busy timeout, or every pooled connection waited so: a JSON
+    503 to retry. Any other database failure (a full disk, a damaged file) is a 500, logged."""
+    why = getattr(exc, "orig", None) or exc
+    if isinstance(exc, sqlalchemy.exc.OperationalError) and not any(
+        sign in str(why) for sign in ("locked", "busy")
+    ):
+        raise exc
+    return JSONResponse(
+        {"detail": f"the database is busy ({why}); try again in a moment"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
+async def _headers(request: Request, call_next: RequestResponseEndpoint) -> Response:
+    """SECURITY_HEADERS on every response."""
+    response = await call_next(request)
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
 def create_app(project: Project) -> FastAPI:
     app = FastAPI(
         # No Swagger page: it loads its scripts from a CDN, which the app's own CSP (and an offline lab)
@@ -79,43 +111,15 @@ def create_app(project: Project) -> FastAPI:
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
-    app.state.project = project
-    app.state.guideline = guideline.load(project.directory)
-
-    @app.exception_handler(VideoliftError)
-    def _error(_request: Request, exc: VideoliftError) -> JSONResponse:
-        status = exc.status if isinstance(exc, TaskError) else 400
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
-
-    @app.exception_handler(sqlalchemy.exc.OperationalError)
-    @app.exception_handler(sqlalchemy.exc.TimeoutError)
-    def _busy(_request: Request, exc: Exception) -> JSONResponse:
-        """The database stayed locked past its busy timeout, or every pooled connection waited so: a JSON
-        503 to retry. Any other database failure (a full disk, a damaged file) is a 500, logged."""
-        why = getattr(exc, "orig", None) or exc
-        if isinstance(exc, sqlalchemy.exc.OperationalError) and not any(
-            sign in str(why) for sign in ("locked", "busy")
-        ):
-            raise exc
-        return JSONResponse(
-            {"detail": f"the database is busy ({why}); try again in a moment"},
-            status_code=503,
-            headers={"Retry-After": "5"},
-        )
-
+    app.state.project = project  # what the routes take as ServedProject
+    app.state.guideline = guideline.load(project.directory)  # read once; ServedGuideline
+    app.add_exception_handler(VideoliftError, _error)
+    app.add_exception_handler(sqlalchemy.exc.TimeoutError, _busy)
+    app.add_exception_handler(sqlalchemy.exc.OperationalError, _busy)
     app.add_middleware(BodyLimit)  # added first, so it runs inside _headers: a 413 has the headers too
-
-    @app.middleware("http")
-    async def _headers(request: Request, call_next):
-        response = await call_next(request)
-        response.headers.update(SECURITY_HEADERS)
-        return response
-
+    app.add_middleware(BaseHTTPMiddleware, dispatch=_headers)
     app.include_router(ui_routes.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")  # on the app: see ui_routes
     app.include_router(rater_routes.router)
-
     app.include_router(admin_routes.router)
-
     return app
