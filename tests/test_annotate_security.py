@@ -252,6 +252,9 @@ def test_a_critic_upload_is_not_stored_before_its_token_is_checked(tmp_path, mon
     with TestClient(create_app(Project.open(project))) as client:
         assert client.post("/api/admin/critic", content=b"{}\n").status_code == 401
         assert client.post("/api/admin/critic", headers=auth(token), content=b"{}\n").status_code == 403
+        # nor is its folder looked up: without the admin's token, what lies under the videos root stays unsaid
+        assert client.post("/api/admin/critic?dir=../x", content=b"{}\n").status_code == 401
+        assert client.post("/api/admin/critic?dir=../x", headers=auth(token), content=b"").status_code == 403
 
 
 def test_a_database_locked_past_its_timeout_is_a_503_and_reads_still_answer(tmp_path, monkeypatch):

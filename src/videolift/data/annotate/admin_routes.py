@@ -78,12 +78,6 @@ async def import_critic(
 ) -> Any:
     """Critic scores as a JSONL request body (see docs/annotate.md), at most MAX_UPLOAD bytes. ``dir``:
     the folder inside the videos root their paths are relative to, as `add-videos --dir` took it."""
-    try:  # the checks video paths get: relative, no '..', no symlink leading out
-        base = (
-            subdirectory(project.videos_root, resolve_video(project.videos_root, dir)) if dir.strip() else ""
-        )
-    except VideoliftError as exc:  # UnsafePath among them
-        raise HTTPException(400, f"dir: {exc}") from None
 
     def check() -> None:
         with project.session(readonly=True) as session:
@@ -94,8 +88,15 @@ async def import_critic(
             return admin.import_critic(session, path, critic, base=base)
 
     # Blocking database work runs off the event loop. The token is checked before the body is read,
-    # and the body goes to disk as it arrives, not into memory.
+    # and the body goes to disk as it arrives, not into memory; and before `dir` is resolved, so that
+    # a caller without it cannot learn what lies under the videos root (a symlink leading out: 400).
     await run_in_threadpool(check)
+    try:  # the checks video paths get: relative, no '..', no symlink leading out
+        base = (
+            subdirectory(project.videos_root, resolve_video(project.videos_root, dir)) if dir.strip() else ""
+        )
+    except VideoliftError as exc:  # UnsafePath among them
+        raise HTTPException(400, f"dir: {exc}") from None
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "critic_scores.jsonl"
         with path.open("wb") as out:
