@@ -97,13 +97,8 @@ def check_inputs(
     oracle), every model and LoRA, and every model's output directory."""
     from videolift.core.distributed import checked_device
     from videolift.core.errors import DataError, UsageError, VideoliftError
-    from videolift.data.generate import (
-        check_offload,
-        check_out,
-        earlier_run_conflict,
-        known_settings,
-        resolve_model,
-    )
+    from videolift.data.generate import check_offload, known_settings, resolve_model
+    from videolift.data.generate_resume import check_out, earlier_run_conflict
     from videolift.data.prompt_files import read_prompts
     from videolift.models.base import check_lora_dir, resolve_dtype
     from videolift.models.families import spec_for
