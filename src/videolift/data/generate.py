@@ -33,6 +33,7 @@ from videolift.core.errors import UsageError, VideoliftError
 from videolift.core.files import fingerprint
 from videolift.core.jsonl import append_jsonl, atomic_write, repair_log, write_jsonl
 from videolift.core.memory import clips_per_call
+from videolift.data.generate_model import cpu_only, device_and_dtype, load_pipeline
 from videolift.data.generate_resume import (
     MANIFEST,
     PARTS,
@@ -44,7 +45,7 @@ from videolift.data.generate_resume import (
     resume_decision,
 )
 from videolift.data.prompt_files import PromptRecord, read_prompts
-from videolift.models.base import SamplerSettings, check_guidance, check_lora_dir
+from videolift.models.base import DiffusersT2VSpec, SamplerSettings, check_guidance, check_lora_dir
 
 OFFLOADS = ("none", "model", "sequential")  # where the weights wait between uses (--offload)
 
@@ -221,25 +222,69 @@ def generate_videos(
     ``batch_size`` None: by clip size, up to 4 (``clips_per_call``: one 49x480x720 clip per call);
     ``guidance`` / ``fps`` None: the model family's own (CogVideoX 6 / 8, Wan 2.1 5 / 16); ``offload``
     (``OFFLOADS``) changes where the weights wait, not the videos, so a run resumes across it."""
-    import torch
     from accelerate import PartialState
-    from tqdm.auto import tqdm
 
     from videolift.core.distributed import checked_device
-    from videolift.core.video import write_video
-    from videolift.models.base import resolve_dtype
 
     checked_device(device)
     check_offload(offload)
-    from videolift.models.families import spec_for
-
     start = time.perf_counter()
     counts = {"--per-prompt": per_prompt, "--batch-size": batch_size, "--fps": fps, "--limit": limit}
+    _check_numbers(counts, guidance)
+    prompts, out, model, lora = _checked_inputs(model, prompts_path, out, lora, prompt_field, limit)
+    # cpu=True is what makes torchrun / `accelerate launch` ranks on a CPU machine join one gloo group.
+    state = PartialState(cpu=cpu_only(device), timeout=SHARDED_JOB_TIMEOUT)
+    run_device, dtype = device_and_dtype(state, device, dtype)
+    spec, pipe = load_pipeline(model, family, lora, dtype, run_device, offload=offload, vae_tiling=vae_tiling)
+    settings, batch_size = _sampler_settings(
+        spec, pipe, steps, guidance, dynamic_cfg, frames, height, width, fps, negative_prompt, batch_size
+    )
+    run = _run_record(model, lora, seed, dtype, settings, lossless=lossless, vae_tiling=vae_tiling)
+    items = work_items(len(prompts), per_prompt, seed)
+
+    # Every rank reads the same state before anyone writes, so all compute the same pending list.
+    done, conflict = resume_decision(out, run, items, prompts, overwrite=overwrite)
+    pending = [item for item in items if item.key not in done]
+    _start_run(state, out, run, conflict)
+    mine = pending[state.process_index :: state.num_processes]
+    loop_seconds = _generate_share(
+        state, out, mine, prompts, run, spec, pipe, settings, batch_size, lossless=lossless, progress=progress
+    )
+    manifest = _merged_manifest(state, out, items, prompts, run)
+    return GenerationSummary(
+        total=len(items),
+        generated=len(mine),
+        skipped=len(items) - len(pending),
+        world_size=state.num_processes,
+        main_process=state.is_main_process,
+        seconds=time.perf_counter() - start,
+        loop_seconds=loop_seconds,
+        manifest=manifest,
+    )
+
+
+def _check_numbers(counts: dict[str, int | None], guidance: float | None) -> None:
+    """The numbers the command line gives, refused (exit 2) before any file is read: a count below 1
+    (``counts``: option -> value; None: a default), a guidance scale that is no finite number >= 0."""
     for name, value in ((k, v) for k, v in counts.items() if v is not None):  # None: a default
         if value < 1:
             raise UsageError(f"{name} {value}: must be at least 1")
     if guidance is not None:
         check_guidance(guidance)  # before the model loads
+
+
+def _checked_inputs(
+    model: str,
+    prompts_path: str | Path,
+    out: str | Path,
+    lora: str | None,
+    prompt_field: str,
+    limit: int | None,
+) -> tuple[list[PromptRecord], Path, str, str | None]:
+    """The files and names a run refuses before its model loads (leaving nothing behind): a bad prompt
+    file, an OUT of another tool's files, a model that is neither a directory nor a Hub id, a LoRA that
+    diffusers cannot load (missing, or a folder without weights). Returns the prompts (the first ``limit``), OUT, and the model and
+    LoRA resolved."""
     prompts = read_prompts(prompts_path, prompt_field=prompt_field)[:limit]
     out = Path(out)
     check_out(out)
@@ -250,26 +295,24 @@ def generate_videos(
         except VideoliftError as exc:
             raise VideoliftError(f"--lora {exc}") from None
         lora = str(Path(lora).resolve())
+    return prompts, out, model, lora
 
-    cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
-    # cpu=True is what makes torchrun / `accelerate launch` ranks on a CPU machine join one gloo group.
-    state = PartialState(cpu=cpu, timeout=SHARDED_JOB_TIMEOUT)
-    run_device = state.device if device in ("auto", "cuda") else torch.device(device)
-    if dtype == "auto":
-        dtype = "bfloat16" if run_device.type == "cuda" else "float32"
-    dtype = str(resolve_dtype(dtype)).removeprefix("torch.")
 
-    spec = spec_for(model, family)
-    # Offloaded, the pipeline stays in CPU memory and diffusers' hooks move each component (or layer) to
-    # the device while it runs: the same computation, in less accelerator memory.
-    pipe = spec.load(model, dtype=dtype, device=None if offload != "none" else run_device, lora=lora)
-    if offload == "model":
-        pipe.enable_model_cpu_offload(device=run_device)
-    elif offload == "sequential":
-        pipe.enable_sequential_cpu_offload(device=run_device)
-    if vae_tiling:
-        pipe.vae.enable_tiling()
-        pipe.vae.enable_slicing()
+def _sampler_settings(
+    spec: DiffusersT2VSpec,
+    pipe: Any,
+    steps: int,
+    guidance: float | None,
+    dynamic_cfg: bool,
+    frames: int | None,
+    height: int | None,
+    width: int | None,
+    fps: int | None,
+    negative_prompt: str | None,
+    batch_size: int | None,
+) -> tuple[SamplerSettings, int]:
+    """How every video is sampled, the model's own values for those not given (None), checked against
+    what the model can make; and the videos per pipeline call (None: by clip size)."""
     frames, height, width = spec.default_sampling(pipe, frames, height, width)
     guidance = spec.default_guidance if guidance is None else guidance
     fps = spec.fps(pipe) if fps is None else fps
@@ -284,14 +327,31 @@ def generate_videos(
             "negative_prompt": negative_prompt,
         }
     )
+    return settings, batch_size
+
+
+def _run_record(
+    model: str,
+    lora: str | None,
+    seed: int,
+    dtype: str,
+    settings: SamplerSettings,
+    *,
+    lossless: bool,
+    vae_tiling: bool,
+) -> dict[str, Any]:
+    """The run's settings as OUT/generation.json records them and every manifest line carries them: what
+    a later run must match to resume (the model's and LoRA's files by their fingerprints)."""
     run = {"model": model, "lora": lora, "base_seed": seed, "dtype": dtype, **asdict(settings)}
     run["model_files"] = _model_files(model, lora)
     run |= {"lossless": lossless, "vae_tiling": vae_tiling}
-    items = work_items(len(prompts), per_prompt, seed)
+    return run
 
-    # Every rank reads the same state before anyone writes, so all compute the same pending list.
-    done, conflict = resume_decision(out, run, items, prompts, overwrite=overwrite)
-    pending = [item for item in items if item.key not in done]
+
+def _start_run(state: Any, out: Path, run: dict[str, Any], conflict: str | None) -> None:
+    """OUT made ready by the main process once every rank has decided what to resume (the first barrier),
+    the others waiting until it is (the second): an earlier run's files deleted on a conflict (which
+    --overwrite allowed), the folders made, the run's settings written."""
     state.wait_for_everyone()
     if state.is_main_process:
         if conflict:
@@ -302,7 +362,28 @@ def generate_videos(
             handle.write(json.dumps(run, indent=1) + "\n")
     state.wait_for_everyone()
 
-    mine = pending[state.process_index :: state.num_processes]
+
+def _generate_share(
+    state: Any,
+    out: Path,
+    mine: list[WorkItem],
+    prompts: list[PromptRecord],
+    run: dict[str, Any],
+    spec: DiffusersT2VSpec,
+    pipe: Any,
+    settings: SamplerSettings,
+    batch_size: int,
+    *,
+    lossless: bool,
+    progress: bool,
+) -> float:
+    """This rank's videos (``mine``), ``batch_size`` per pipeline call, each written, fsync'd and then
+    logged to the rank's own log (its torn last line cut first); returns the seconds it took. The bar
+    (``progress``) is the main process's."""
+    from tqdm.auto import tqdm
+
+    from videolift.core.video import write_video
+
     log = out / PARTS / f"rank{state.process_index}.jsonl"
     repair_log(log)
     codec = {"crf": 0, "pix_fmt": "yuv444p"} if lossless else {}
@@ -316,23 +397,21 @@ def generate_videos(
             texts = [prompts[item.prompt_index].prompt for item in batch]
             videos = spec.generate(pipe, texts, [item.seed for item in batch], settings)
             for item, video in zip(batch, videos, strict=True):
-                path = write_video(out / item.video, video, fps=fps, **codec)
+                path = write_video(out / item.video, video, fps=settings.fps, **codec)
                 _fsync(path)
                 append_jsonl(log, manifest_record(item, prompts[item.prompt_index], run))
             bar.update(len(batch))
-    loop_seconds = time.perf_counter() - loop_start
+    return time.perf_counter() - loop_start
+
+
+def _merged_manifest(
+    state: Any, out: Path, items: list[WorkItem], prompts: list[PromptRecord], run: dict[str, Any]
+) -> Path:
+    """OUT/manifest.jsonl, merged by the main process from every rank's log once all ranks are done (the
+    others wait for it)."""
     state.wait_for_everyone()
     manifest = out / MANIFEST
     if state.is_main_process:
         manifest = merge_manifest(out, items, prompts, run)
     state.wait_for_everyone()
-    return GenerationSummary(
-        total=len(items),
-        generated=len(mine),
-        skipped=len(items) - len(pending),
-        world_size=state.num_processes,
-        main_process=state.is_main_process,
-        seconds=time.perf_counter() - start,
-        loop_seconds=loop_seconds,
-        manifest=manifest,
-    )
+    return manifest

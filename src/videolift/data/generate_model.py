@@ -1,0 +1,60 @@
+"""The model a generation run samples with: where each of its processes runs it and in which dtype (as
+the run records it), and its pipeline loaded, with its LoRA, on the device or offloaded."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from videolift.models.base import DiffusersT2VSpec
+
+if TYPE_CHECKING:
+    import torch
+
+
+def cpu_only(device: str) -> bool:
+    """Whether this launch's processes run on the CPU: --device cpu, or auto on a machine without a GPU."""
+    import torch
+
+    return device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+
+
+def device_and_dtype(state: Any, device: str, dtype: str) -> tuple[torch.device, str]:
+    """Where this process generates (auto and cuda: the GPU accelerate gave it), and the dtype as the run
+    records it (auto: bfloat16 on a GPU, else float32)."""
+    import torch
+
+    from videolift.models.base import resolve_dtype
+
+    run_device = state.device if device in ("auto", "cuda") else torch.device(device)
+    if dtype == "auto":
+        dtype = "bfloat16" if run_device.type == "cuda" else "float32"
+    return run_device, str(resolve_dtype(dtype)).removeprefix("torch.")
+
+
+def load_pipeline(
+    model: str,
+    family: str | None,
+    lora: str | None,
+    dtype: str,
+    device: torch.device,
+    *,
+    offload: str,
+    vae_tiling: bool,
+) -> tuple[DiffusersT2VSpec, Any]:
+    """The model's family (``family``, or detected) and its pipeline, loaded in ``dtype`` with the LoRA
+    applied, on ``device`` or offloaded (``offload``: model, sequential); its VAE tiled and sliced with
+    ``vae_tiling``."""
+    from videolift.models.families import spec_for
+
+    spec = spec_for(model, family)
+    # Offloaded, the pipeline stays in CPU memory and diffusers' hooks move each component (or layer) to
+    # the device while it runs: the same computation, in less accelerator memory.
+    pipe = spec.load(model, dtype=dtype, device=None if offload != "none" else device, lora=lora)
+    if offload == "model":
+        pipe.enable_model_cpu_offload(device=device)
+    elif offload == "sequential":
+        pipe.enable_sequential_cpu_offload(device=device)
+    if vae_tiling:
+        pipe.vae.enable_tiling()
+        pipe.vae.enable_slicing()
+    return spec, pipe
