@@ -250,6 +250,48 @@ def compare_models(
     video (e.g. to print notes)."""
     from videolift.data.generate import generate_videos
 
+    names = _preflight(
+        models,
+        prompts,
+        out,
+        names,
+        critic_dir=critic_dir,
+        oracle=oracle,
+        seed=seed,
+        sampler={"steps": steps, "guidance": guidance, **sampler},
+        overwrite=overwrite,
+        critic_dtype=critic_dtype,
+        checked=checked,
+    )
+    reward = reward or RewardConfig()
+    _remove_stale_summary(out)
+    options = dict(per_prompt=per_prompt, seed=seed, steps=steps, guidance=guidance, batch_size=batch_size)
+    options |= dict(overwrite=overwrite, **sampler)
+    runs = _generate(generate_videos, models, names, prompts, out, options, oracle=oracle, progress=progress)
+    if critic_dir is not None:
+        _rate_by_critic(runs, critic_dir, out, sampler.get("device", "auto"), critic_dtype, progress)
+    result = _comparison(runs, prompts, out, seed=seed, per_prompt=per_prompt, reward=reward, groups=groups)
+    _write_eval(out, result)
+    return result
+
+
+def _preflight(
+    models: list[tuple[str, str | None]],
+    prompts: Path,
+    out: Path,
+    names: list[str] | None,
+    *,
+    critic_dir: Path | None,
+    oracle: bool,
+    seed: int,
+    sampler: dict[str, Any],
+    overwrite: bool,
+    critic_dtype: str,
+    checked: Callable[[], None] | None,
+) -> list[str]:
+    """What a comparison refuses before its first video, and the models' names (``names``, else
+    ``model_name``'s): a rater to rate with, every input (``check_inputs``), then, once ``checked`` has
+    run, the critic directory."""
     if not critic_dir and not oracle:
         from videolift.core.errors import UsageError
 
@@ -258,7 +300,6 @@ def compare_models(
         names = []
         for model, lora in models:
             names.append(model_name(model, lora, set(names)))
-    settings = {"steps": steps, "guidance": guidance, **sampler}
     check_inputs(
         models,
         prompts,
@@ -266,62 +307,91 @@ def compare_models(
         names,
         oracle=oracle,
         seed=seed,
-        sampler=settings,
+        sampler=sampler,
         overwrite=overwrite,
         critic_dtype=critic_dtype,
     )
     if checked is not None:
         checked()
-    reward = reward or RewardConfig()
     if critic_dir is not None:  # a directory that is no critic: refused now, not after the generation
         from videolift.critic.answers import check_finished
         from videolift.critic.spec import CriticSpec
 
         check_finished(Path(critic_dir))
         CriticSpec.load(Path(critic_dir))
+    return names
+
+
+def _remove_stale_summary(out: Path) -> None:
+    """OUT's eval.json and report.html from an earlier run, deleted before this run's first video."""
     # An earlier run's summary and report describe other videos as soon as this run changes any: gone
     # until this run writes its own (an interrupted run leaves none, not a stale one).
     for stale in ("eval.json", "report.html"):
         (out / stale).unlink(missing_ok=True)
+
+
+def _generate(
+    generate_videos: Callable[..., Any],
+    models: list[tuple[str, str | None]],
+    names: list[str],
+    prompts: Path,
+    out: Path,
+    options: dict[str, Any],
+    *,
+    oracle: bool,
+    progress: bool,
+) -> list[ModelRun]:
+    """Every model's videos in OUT/NAME, one model after the other (``options``: ``generate_videos``'
+    keywords but ``lora`` and ``progress``), each model's rated by the oracle (``oracle``) as soon as it
+    has generated."""
     runs: list[ModelRun] = []
     for i, (model, lora) in enumerate(models):
         run = ModelRun(names[i], model, lora)
         gen_dir = out / run.name
-        generate_videos(
-            model,
-            prompts,
-            gen_dir,
-            per_prompt=per_prompt,
-            seed=seed,
-            steps=steps,
-            guidance=guidance,
-            lora=lora,
-            batch_size=batch_size,
-            progress=progress,
-            overwrite=overwrite,
-            **sampler,
-        )
+        generate_videos(model, prompts, gen_dir, lora=lora, progress=progress, **options)
         manifest = gen_dir / "manifest.jsonl"
         if oracle:
             run.ratings["oracle"], run.findings = oracle_ratings(
                 manifest, gen_dir, gen_dir / "oracle_ratings.jsonl", progress
             )
         runs.append(run)
-    if critic_dir is not None:
-        # Loaded once every model has generated: a 7B critic on the GPU beside a T2V model would not fit.
-        from videolift.critic.answers import load_critic
+    return runs
 
-        critic = load_critic(critic_dir, device=sampler.get("device", "auto"), dtype=critic_dtype)
-        for run in runs:
-            ratings = critic_ratings(
-                critic,
-                out / run.name / "manifest.jsonl",
-                out / run.name,
-                out / run.name / "critic_scores.jsonl",
-                progress,
-            )
-            run.ratings = {"critic": ratings, **run.ratings}
-        del critic
+
+def _rate_by_critic(
+    runs: list[ModelRun], critic_dir: Path, out: Path, device: str, dtype: str, progress: bool
+) -> None:
+    """Every model's videos rated by the critic of ``critic_dir`` (on ``device``, in ``dtype``), its
+    ratings first in each run's; the critic is let go before this returns."""
+    # Loaded once every model has generated: a 7B critic on the GPU beside a T2V model would not fit.
+    from videolift.critic.answers import load_critic
+
+    critic = load_critic(critic_dir, device=device, dtype=dtype)
+    for run in runs:
+        ratings = critic_ratings(
+            critic,
+            out / run.name / "manifest.jsonl",
+            out / run.name,
+            out / run.name / "critic_scores.jsonl",
+            progress,
+        )
+        run.ratings = {"critic": ratings, **run.ratings}
+    del critic
+
+
+def _comparison(
+    runs: list[ModelRun],
+    prompts: Path,
+    out: Path,
+    *,
+    seed: int,
+    per_prompt: int,
+    reward: RewardConfig,
+    groups: list[str | None] | None,
+) -> dict[str, Any]:
+    """What eval.json holds: the run's settings, each model's summary per rater (with the oracle's
+    findings tallied), every other model's win/tie/loss and paired differences against the first, and
+    the recipes compared (``groups``)."""
     # Videos of one prompt are correlated: standard errors are clustered by prompt (the same prompts
     # and seeds for every model, in manifest order).
     clusters = [rec["prompt"] for rec in read_jsonl_dicts(out / runs[0].name / "manifest.jsonl")]
@@ -348,9 +418,13 @@ def compare_models(
         }
     if groups:
         result |= replicate_comparison(runs, groups, reward, clusters)
+    return result
+
+
+def _write_eval(out: Path, result: dict[str, Any]) -> None:
+    """OUT/eval.json, written atomically."""
     # OUT appears with the first model's videos (generate_videos checks the prompt file first), so a
     # bad prompt file leaves nothing behind.
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "eval.json") as handle:
         json.dump(result, handle, indent=1)
-    return result
