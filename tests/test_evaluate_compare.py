@@ -242,6 +242,19 @@ def test_eval_checks_every_model_and_prompt_before_generating(
     assert not out.exists()  # nothing generated, nothing rated
 
 
+def test_eval_refuses_a_directory_that_is_no_critic_before_its_lossy_advice(tmp_path, tiny_cogvideox_dir):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red circle moves left in a sand desert\n")
+    (tmp_path / "nocritic").mkdir()
+    out = tmp_path / "eval"
+    args = ["eval", "--model", str(tiny_cogvideox_dir), "--prompts", str(prompts), "--oracle", *TOY]
+    result = CliRunner().invoke(app, [*args, "--critic", str(tmp_path / "nocritic"), "--out", str(out),
+                                      "--steps", "1", "--no-progress"])  # fmt: skip
+    assert result.exit_code == 1 and "nocritic" in result.output
+    assert "Pass --lossless" not in result.output  # an error is not preceded by advice
+    assert not out.exists()
+
+
 def test_eval_oracle_refuses_a_clip_size_it_cannot_rate_before_generating(tmp_path, tiny_cogvideox_dir):
     prompts, out = tmp_path / "p.txt", tmp_path / "eval"
     prompts.write_text("a red circle moves left in a sand desert\n")

@@ -290,8 +290,8 @@ def _preflight(
     checked: Callable[[], None] | None,
 ) -> list[str]:
     """What a comparison refuses before its first video, and the models' names (``names``, else
-    ``model_name``'s): a rater to rate with, every input (``check_inputs``), then, once ``checked`` has
-    run, the critic directory."""
+    ``model_name``'s): a rater to rate with, every input (``check_inputs``) and the critic directory; then
+    ``checked`` runs."""
     if not critic_dir and not oracle:
         from videolift.core.errors import UsageError
 
@@ -311,14 +311,14 @@ def _preflight(
         overwrite=overwrite,
         critic_dtype=critic_dtype,
     )
-    if checked is not None:
-        checked()
     if critic_dir is not None:  # a directory that is no critic: refused now, not after the generation
         from videolift.critic.answers import check_finished
         from videolift.critic.spec import CriticSpec
 
         check_finished(Path(critic_dir))
         CriticSpec.load(Path(critic_dir))
+    if checked is not None:  # after every check: an error is not preceded by advice
+        checked()
     return names
 
 
