@@ -255,6 +255,22 @@ def test_eval_refuses_a_directory_that_is_no_critic_before_its_lossy_advice(tmp_
     assert not out.exists()
 
 
+@pytest.mark.parametrize("option", [["--guidance", "nan"], ["--guidance", "-1"], ["--fps", "0"]])
+def test_eval_refuses_a_bad_sampler_number_before_touching_an_earlier_runs_summary(
+    tmp_path, tiny_cogvideox_dir, option
+):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red circle moves left in a sand desert\n")
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "eval.json").write_text("{}")
+    args = ["eval", "--model", str(tiny_cogvideox_dir), "--prompts", str(prompts), "--oracle", *TOY]
+    result = CliRunner().invoke(app, [*args, *option, "--out", str(out), "--steps", "1", "--no-progress"])
+    assert result.exit_code == 2 and option[0] in result.output
+    assert "Pass --lossless" not in result.output  # an error is not preceded by advice
+    assert (out / "eval.json").read_text() == "{}"  # the earlier run's summary is left as it was
+
+
 def test_eval_oracle_refuses_a_clip_size_it_cannot_rate_before_generating(tmp_path, tiny_cogvideox_dir):
     prompts, out = tmp_path / "p.txt", tmp_path / "eval"
     prompts.write_text("a red circle moves left in a sand desert\n")

@@ -258,8 +258,8 @@ def test_impossible_sizes_are_named_when_batches_follow_the_clip_size(tiny_pipel
     assert not (tmp_path / "out" / "manifest.jsonl").exists()
 
 
-def test_a_sampler_guidance_that_is_not_a_finite_scale_is_refused_on_every_path():
-    """eval and the align samples build SamplerSettings too: none samples NaN into a manifest."""
+def test_a_sampler_guidance_that_is_not_a_finite_scale_is_refused_by_sampler_settings():
+    """The align samples build SamplerSettings too: none samples NaN into a manifest."""
     from videolift.models.base import SamplerSettings
 
     for guidance in (float("nan"), float("inf"), -0.5):
@@ -411,6 +411,18 @@ def test_hub_failure_online_gives_the_librarys_first_line(monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     assert hub_failure("org/m", OSError("org/m is not a valid model\nmore")) == "org/m is not a valid model"
     assert hub_failure("org/m", OSError()) == "OSError"
+
+
+def test_hub_failure_offline_keeps_a_local_models_own_reason(monkeypatch, tmp_path):
+    """A local directory that fails to load (a weight file missing) is not blamed on HF_HUB_OFFLINE."""
+    from huggingface_hub import constants
+
+    from videolift.core.hub import hub_failure
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    missing = OSError("no file named diffusion_pytorch_model.bin found in directory x/transformer.")
+    assert hub_failure(str(tmp_path), missing) == str(missing)
+    assert "HF_HUB_OFFLINE is set" in hub_failure("org/m", missing)
 
 
 def test_a_device_torch_cannot_use_is_refused_before_anything_is_written(

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def hub_failure(model: str, exc: BaseException) -> str:
-    """The reason to print when ``model`` (not a local path) failed to load from the Hugging Face Hub.
-
-    With ``HF_HUB_OFFLINE`` set, diffusers' and transformers' own messages name a missing file or a
-    revision ("does not appear to have a file named model_index.json"), not the setting that stopped
-    the download; the user's next step is a download or a local directory.
+    """The reason to print when ``model`` failed to load: the library's first line, or for a Hub id with
+    ``HF_HUB_OFFLINE`` set, that setting. Offline, diffusers' and transformers' own messages name a
+    missing file or a revision ("does not appear to have a file named model_index.json"), not the
+    setting that stopped the download; the user's next step is a download or a local directory. A local
+    directory that fails keeps the library's reason (a missing weight file, a broken config).
     """
     from huggingface_hub import constants
 
-    if constants.HF_HUB_OFFLINE:
+    if constants.HF_HUB_OFFLINE and not Path(model).expanduser().exists():  # a local model's own reason stays
         return (
             f"HF_HUB_OFFLINE is set and {model} is not in the Hub cache {constants.HF_HUB_CACHE}: download "
             f"it once where the Hub is reachable (`hf download {model}`), or pass a local directory"

@@ -230,7 +230,7 @@ def generate_videos(
     check_offload(offload)
     start = time.perf_counter()
     counts = {"--per-prompt": per_prompt, "--batch-size": batch_size, "--fps": fps, "--limit": limit}
-    _check_numbers(counts, guidance)
+    check_numbers(counts, guidance)
     prompts, out, model, lora = _checked_inputs(model, prompts_path, out, lora, prompt_field, limit)
     # cpu=True is what makes torchrun / `accelerate launch` ranks on a CPU machine join one gloo group.
     state = PartialState(cpu=cpu_only(device), timeout=SHARDED_JOB_TIMEOUT)
@@ -263,7 +263,7 @@ def generate_videos(
     )
 
 
-def _check_numbers(counts: dict[str, int | None], guidance: float | None) -> None:
+def check_numbers(counts: dict[str, int | None], guidance: float | None) -> None:
     """The numbers the command line gives, refused (exit 2) before any file is read: a count below 1
     (``counts``: option -> value; None: a default), a guidance scale that is no finite number >= 0."""
     for name, value in ((k, v) for k, v in counts.items() if v is not None):  # None: a default

@@ -97,7 +97,7 @@ def check_inputs(
     oracle), every model and LoRA, and every model's output directory."""
     from videolift.core.distributed import checked_device
     from videolift.core.errors import DataError, UsageError, VideoliftError
-    from videolift.data.generate import check_offload, known_settings, resolve_model
+    from videolift.data.generate import check_numbers, check_offload, known_settings, resolve_model
     from videolift.data.generate_resume import check_out, earlier_run_conflict
     from videolift.data.prompt_files import read_prompts
     from videolift.models.base import check_lora_dir, resolve_dtype
@@ -105,6 +105,9 @@ def check_inputs(
 
     sampler = sampler or {}
     sizes = sampler.get("frames"), sampler.get("height"), sampler.get("width")
+    # generate_videos checks these too, but only after the first model's turn has begun: here before OUT's
+    # earlier summary is deleted and before any advice is printed
+    check_numbers({"--fps": sampler.get("fps"), "--limit": sampler.get("limit")}, sampler.get("guidance"))
     checked_device(sampler.get("device", "auto"))
     check_offload(sampler.get("offload", "none"))
     for option, dtype in (("--dtype", sampler.get("dtype", "auto")), ("--critic-dtype", critic_dtype)):
