@@ -150,7 +150,7 @@ DATA = {  # name: (arguments, what the error says)
     ),
     "align, an unknown family in the config file": (
         [*ALIGN, "--config", "family.yaml"],
-        "unknown T2V family 'foo'; known: cogvideox, wan",
+        "family.yaml, field 'family': unknown T2V family 'foo'; known: cogvideox, wan",
     ),
     "generate, a missing prompt file": (
         [*GENERATE[:4], "nope.txt", "--out", "g"],

@@ -232,7 +232,6 @@ def test_model_retrained_in_place_is_not_resumed(tiny_pipeline, prompts_txt, tmp
     [  # usage errors (exit status 2) when the command line alone is wrong, not only for this model
         (["--frames", "10"], "--frames 10: CogVideoX needs frames = 4k+1", False),
         (["--height", "60"], "--height 60: must be a positive multiple of 16", False),
-        (["--width", "0"], "--width 0", False),
         (["--per-prompt", "0"], "--per-prompt 0: must be at least 1", True),
         (["--dtype", "int8"], "unknown dtype 'int8'", True),
         (["--guidance", "nan"], "--guidance nan: must be a finite number, at least 0", True),
@@ -245,6 +244,15 @@ def test_impossible_settings_name_the_option(tiny_pipeline, prompts_txt, tmp_pat
     assert isinstance(result.exception, UsageError) == usage
     assert message in str(result.exception)
     assert not (tmp_path / "out" / "manifest.jsonl").exists()
+
+
+@pytest.mark.parametrize("args", [["--width", "0"], ["--frames", "0"], ["--height", "-16"]])
+def test_a_size_below_1_is_a_wrong_command_line_before_the_model_loads(prompts_txt, tmp_path, args):
+    """No model is needed to know it (the missing one here is never looked for)."""
+    line = ["generate", "--model", str(tmp_path / "no-model"), "--prompts", str(prompts_txt), *args]
+    result = CliRunner().invoke(app, [*line, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and f"Invalid value for '{args[0]}'" in result.output
+    assert not (tmp_path / "out").exists()
 
 
 def test_impossible_sizes_are_named_when_batches_follow_the_clip_size(tiny_pipeline, prompts_txt, tmp_path):

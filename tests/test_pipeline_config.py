@@ -142,6 +142,13 @@ def test_a_toy_run_refuses_a_clip_size_the_oracle_cannot_rate(tmp_path):
     assert PipelineConfig.load(path).sampler.height == 48
 
 
+def test_a_negative_guidance_is_refused_when_the_file_loads(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("sampler: {guidance: -1}\n")  # not only when the generate stage runs, naming --guidance
+    with pytest.raises(DataError, match=r"p\.yaml.*sampler\.guidance"):
+        PipelineConfig.load(path)
+
+
 def test_a_toy_run_refuses_a_t2v_of_another_size_before_generating(tmp_path, tiny_cogvideox_dir, capsys):
     from videolift.pipeline.run import run_pipeline
 

@@ -126,13 +126,13 @@ def align(
     if family is None and cfg.family is not None:
         # --config's family, refused by the trainer as an unknown option's value (a usage error): here the
         # file's mistake (exit status 1), found before the accelerator starts.
-        from videolift.core.errors import UsageError, VideoliftError
+        from videolift.core.errors import DataError, UsageError
         from videolift.models.families import get_spec
 
         try:
             get_spec(cfg.family)
         except UsageError as exc:
-            raise VideoliftError(exc.message) from None
+            raise DataError(exc.message, file=config, field="family") from None
 
     from videolift.align.trainer import train
     from videolift.core.progress import library_bars

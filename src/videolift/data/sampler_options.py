@@ -19,9 +19,11 @@ Guidance = Annotated[
 DynamicCfg = Annotated[
     bool, typer.Option("--dynamic-cfg/--no-dynamic-cfg", help="CogVideoX dynamic guidance (use_dynamic_cfg).")
 ]
-Frames = Annotated[int | None, typer.Option("--frames", help="Frames (4k+1). Default: the model's own.")]
-Height = Annotated[int | None, typer.Option("--height", help="Height. Default: the model's own.")]
-Width = Annotated[int | None, typer.Option("--width", help="Width. Default: the model's own.")]
+Frames = Annotated[
+    int | None, typer.Option("--frames", min=1, help="Frames (4k+1). Default: the model's own.")
+]
+Height = Annotated[int | None, typer.Option("--height", min=1, help="Height. Default: the model's own.")]
+Width = Annotated[int | None, typer.Option("--width", min=1, help="Width. Default: the model's own.")]
 Fps = Annotated[
     int | None,
     typer.Option(

@@ -46,7 +46,9 @@ PIPELINE_ALIGN_FIELDS = {
 class Sampler(StrictModel):
     steps: int = Field(50, ge=1, description="sampling steps")
     guidance: float | None = Field(
-        None, description="classifier-free guidance scale (default: the family's, CogVideoX 6, Wan 2.1 5)"
+        None,
+        ge=0,
+        description="classifier-free guidance scale (default: the family's, CogVideoX 6, Wan 2.1 5)",
     )
     dynamic_cfg: bool = Field(False, description="CogVideoX's dynamic guidance (use_dynamic_cfg)")
     lossless: bool = Field(False, description="lossless H.264 (yuv444p, crf 0), for tiny toy videos")
