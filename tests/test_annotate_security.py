@@ -23,7 +23,7 @@ from test_annotate_support import (
 from videolift.core.jsonl import write_jsonl
 from videolift.data.annotate import admin_routes
 from videolift.data.annotate import app as app_module
-from videolift.data.annotate.app import create_app
+from videolift.data.annotate.app import SECURITY_HEADERS, create_app
 from videolift.data.annotate.project import Project
 from videolift.data.annotate.videos import UnsafePath, resolve_video
 
@@ -294,7 +294,10 @@ def test_a_database_locked_past_its_timeout_is_a_503_and_reads_still_answer(tmp_
 
     monkeypatch.setattr(tasks, "next_task", full)
     with TestClient(create_app(Project.open(project)), raise_server_exceptions=False) as client:
-        assert client.get("/api/next", headers=auth(token)).status_code == 500
+        crashed = client.get("/api/next", headers=auth(token))
+        assert crashed.status_code == 500 and crashed.json() == {"detail": "Internal Server Error"}
+        # Starlette answers it outside every middleware: the handler adds the security headers itself
+        assert all(crashed.headers.get(name) == value for name, value in SECURITY_HEADERS.items())
 
 
 def test_out_of_range_ids_and_non_boolean_reissue_are_client_errors(tmp_path):

@@ -95,6 +95,12 @@ def _busy(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _crash(_request: Request, _exc: Exception) -> JSONResponse:
+    """An unexpected failure (logged by the server) as a JSON 500. Starlette answers it outside every
+    middleware, so the security headers are added here, not by ``_headers``."""
+    return JSONResponse({"detail": "Internal Server Error"}, status_code=500, headers=SECURITY_HEADERS)
+
+
 async def _headers(request: Request, call_next: RequestResponseEndpoint) -> Response:
     """SECURITY_HEADERS on every response."""
     response = await call_next(request)
@@ -116,6 +122,7 @@ def create_app(project: Project) -> FastAPI:
     app.add_exception_handler(VideoliftError, _error)
     app.add_exception_handler(sqlalchemy.exc.TimeoutError, _busy)
     app.add_exception_handler(sqlalchemy.exc.OperationalError, _busy)
+    app.add_exception_handler(Exception, _crash)
     app.add_middleware(BodyLimit)  # added first, so it runs inside _headers: a 413 has the headers too
     app.add_middleware(BaseHTTPMiddleware, dispatch=_headers)
     app.include_router(ui_routes.router)
