@@ -213,8 +213,15 @@ def test_a_diverged_loss_stops_the_run_by_name_and_keeps_the_checkpoints_before(
         return (loss * float("nan") if len(calls) >= 3 else loss), tokens
 
     monkeypatch.setattr(collate, "answer_loss", diverging)
+    import videolift.critic.sft as sft
+
+    bars, real_bar = [], sft._progress_bar
+    monkeypatch.setattr(sft, "_progress_bar", lambda *a: bars.append(real_bar(*a)) or bars[-1])
     said = " ".join(train(world, tmp_path / "c", "--save-every", "2", steps=4, fails=True).output.split())
     assert "training diverged at update 3 (loss nan)" in said and "critic export" in said
+    assert (
+        len(bars) == 1 and bars[0].disable
+    )  # the progress bar closed (tqdm's close disables it) on the error
     assert [r["step"] for r in log_of(tmp_path / "c")] == [1, 2]  # no NaN line
     assert (tmp_path / "c/checkpoints/step-000002").is_dir()
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

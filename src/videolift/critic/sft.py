@@ -262,6 +262,8 @@ def _start_clock(run: _Training, step: int, progress: bool, held: list[Any]) -> 
     # A resumed run's time goes on from its log's last kept line (the time between runs left out).
     started = time.time() - logged_seconds(run.out, step, main)
     bar = _progress_bar(run.total, step) if progress and main else None
+    if bar is not None:
+        held.append(bar)  # closed however the run ends (a diverged run's error then starts its own line)
     writer = tensorboard_writer(run.out, step) if main else None
     if writer is not None:
         held.append(writer)  # closed (its events flushed) however the run ends, with OUT's lock
