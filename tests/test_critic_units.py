@@ -440,6 +440,16 @@ def test_critic_train_options_default_to_their_sft_config_fields_and_say_their_d
         assert [c.value for c in choices] == list(get_args(fields[name].annotation)), name
 
 
+def test_the_defaults_docs_critic_md_states_are_sft_configs():
+    """docs/critic.md writes some `critic train` defaults out in its prose: they follow SFTConfig."""
+    from videolift.critic.sft_config import SFTConfig, option_name
+
+    text = " ".join((Path(__file__).parents[1] / "docs" / "critic.md").read_text().split())
+    stated = ["lora_r", "lora_alpha", "lora_dropout", "warmup_ratio", "max_grad_norm", "max_answer_tokens"]
+    for name in stated:
+        assert f"`{option_name(name)} {SFTConfig.__pydantic_fields__[name].get_default()}`" in text, name
+
+
 def test_qwen2_5_vl_spaces_its_temporal_patches_by_where_the_frames_were_taken():
     # 8 frames spread over a 49-frame clip at 8 fps: 1.31 frames a second, so each temporal patch of 2
     # frames covers 1.53 s. Without the clip's timing the processor assumes 24 fps (0.083 s a patch),
