@@ -17,6 +17,7 @@ from typing import Any
 
 from videolift.core.jsonl import atomic_write, iter_json_lines, read_jsonl_dicts, write_jsonl
 from videolift.core.reward import RewardConfig
+from videolift.evaluate.compare_checks import check_inputs
 from videolift.evaluate.metrics import (
     paired_difference,
     pairwise,
@@ -78,94 +79,6 @@ def model_name(model: str, lora: str | None, taken: set[str]) -> str:
     while name in taken:
         name, i = f"{base}-{i}", i + 1
     return name
-
-
-def check_inputs(
-    models: list[tuple[str, str | None]],
-    prompts: Path,
-    out: Path,
-    names: list[str],
-    *,
-    oracle: bool,
-    seed: int = 0,
-    sampler: dict[str, Any] | None = None,
-    overwrite: bool = False,
-    critic_dtype: str = "auto",
-) -> None:
-    """What ``compare_models`` would otherwise find out only midway (after earlier models generated and
-    were rated): the device and dtypes, the prompt file, every prompt a toy-world prompt (with the
-    oracle), every model and LoRA, and every model's output directory."""
-    from videolift.core.distributed import checked_device
-    from videolift.core.errors import DataError, UsageError, VideoliftError
-    from videolift.data.generate import check_numbers, check_offload, known_settings, resolve_model
-    from videolift.data.generate_resume import check_out, earlier_run_conflict
-    from videolift.data.prompt_files import read_prompts
-    from videolift.models.base import check_lora_dir, resolve_dtype
-    from videolift.models.families import spec_for
-
-    sampler = sampler or {}
-    sizes = sampler.get("frames"), sampler.get("height"), sampler.get("width")
-    # generate_videos checks these too, but only after the first model's turn has begun: here before OUT's
-    # earlier summary is deleted and before any advice is printed
-    check_numbers({"--fps": sampler.get("fps"), "--limit": sampler.get("limit")}, sampler.get("guidance"))
-    checked_device(sampler.get("device", "auto"))
-    check_offload(sampler.get("offload", "none"))
-    for option, dtype in (("--dtype", sampler.get("dtype", "auto")), ("--critic-dtype", critic_dtype)):
-        if dtype != "auto":
-            try:
-                resolve_dtype(dtype)
-            except VideoliftError as exc:
-                raise UsageError(f"{option}: {exc}") from None
-
-    prompts = Path(prompts)
-    prompt_field = sampler.get("prompt_field", "prompt")
-    records = read_prompts(prompts, prompt_field=prompt_field)[: sampler.get("limit")]
-    if oracle:  # the toy world's modules only then (half a second of imports)
-        from videolift.toy.grammar import parse_prompt
-        from videolift.toy.oracle import CLIP_SIZE, model_size_error, sizes_not_rated
-        from videolift.toy.render import FRAMES, SIZE
-
-        where = None if prompts.suffix.lower() == ".txt" else prompt_field
-        for record in records:
-            try:
-                parse_prompt(record.prompt)
-            except ValueError as exc:
-                raise DataError(
-                    f"--oracle rates toy-world prompts only: {exc}",
-                    file=prompts,
-                    line=record.line,
-                    field=where,
-                ) from None
-        if other := sizes_not_rated(*sizes):  # the sizes given as options, whatever the model
-            raise UsageError(
-                f"--oracle rates toy-world clips ({CLIP_SIZE}: frames x height x "
-                f"width): --{', --'.join(other)} makes others; leave it to the model"
-            )
-    for model, lora in models:
-        # a local pipeline directory, or a reachable Hub model
-        spec_for(local := resolve_model(model), sampler.get("family"))
-        if oracle and (why := model_size_error(local, sampler.get("family"), *sizes)):
-            raise VideoliftError(
-                f"--model {model} {why}; sample it with --frames {FRAMES} --height {SIZE} --width {SIZE}"
-            )
-        if lora is not None:
-            try:
-                check_lora_dir(lora)
-            except VideoliftError as exc:
-                raise VideoliftError(f"--model {model}+{lora}: {exc}") from None
-    if out.exists() and not out.is_dir():
-        raise VideoliftError(f"--out {out}: exists and is not a directory")
-    for name, (model, lora) in zip(names, models, strict=True):
-        check_out(out / name)
-        # A folder of an earlier run with other settings is refused here, not after the models before it
-        # have generated and been rated.
-        if not overwrite and (
-            why := earlier_run_conflict(out / name, known_settings(model, lora, seed, sampler))
-        ):
-            raise VideoliftError(
-                f"--out {out / name} holds an earlier generation run that does not match this one ({why}). "
-                "Use another --out, or --overwrite to delete its videos and start over."
-            )
 
 
 def oracle_ratings(
