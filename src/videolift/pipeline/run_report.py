@@ -107,12 +107,39 @@ def target_rows(summary: dict[str, Any]) -> list[list[Any]]:
 def write_report(
     workdir: str | Path, summary: dict[str, Any], title: str = "videolift: the LiFT loop"
 ) -> Path:
+    """``WORKDIR/report.html`` of the run whose ``summary`` (summary.json) this is: its summary tables,
+    the label and reward distributions, the training curves, the critics' confusion matrices and the
+    base-vs-aligned frame grid, in that order; returns its path."""
     w = Path(workdir)
     evaluation = read_json(w / "eval" / "eval.json")
     names = list(evaluation["summary"])
     rep = Report(title)
 
     rep.heading("Summary (held-out prompts)")
+    _models_table(rep, summary)
+    _critic_accuracy_table(rep, summary["critic"])
+    _guard_paragraphs(rep, summary)
+    _targets_table(rep, summary)
+    comparison_tables(rep, evaluation)
+    _stages_table(rep, summary)
+
+    rep.heading("Label and reward distributions, before and after")
+    distributions(rep, evaluation, w / "eval")
+
+    rep.heading("Training curves")
+    _training_curves(rep, w)
+
+    rep.heading("Critic confusion matrices (held-out)")
+    _confusion_matrices(rep, w)
+
+    rep.heading("Same held-out prompts and seeds: base vs aligned")
+    frame_grid(rep, w / "eval", names)
+    return rep.write(w / "report.html")
+
+
+def _models_table(rep: Report, summary: dict[str, Any]) -> None:
+    """The base and every aligned model (``aligned_*``) on the held-out prompts: its directory and the
+    oracle's and the critic's all-Good rate and mean reward, or why it was skipped."""
     rows = []
     for key in ["base", *[k for k in summary if k.startswith("aligned_")]]:
         s = summary[key]
@@ -132,7 +159,12 @@ def write_report(
     rep.table(
         ["model", "directory", "oracle all-Good", "oracle reward", "critic all-Good", "critic reward"], rows
     )
-    acc = summary["critic"]
+
+
+def _critic_accuracy_table(rep: Report, acc: dict[str, Any]) -> None:
+    """The critic's label accuracy per dimension (``acc``: summary.json's ``critic``), with reasons and
+    without, next to the majority-label baseline and the accuracy's standard error (each row only when
+    the run has it)."""
     rep.table(
         ["critic", *[d.value for d in DIMENSIONS], "mean"],
         [
@@ -149,6 +181,11 @@ def write_report(
         "what always answering each dimension's most frequent label scores, and the accuracy's "
         "standard error over the test videos",
     )
+
+
+def _guard_paragraphs(rep: Report, summary: dict[str, Any]) -> None:
+    """The reward-hacking guard's paragraph for each aligned model, or, when the models were aligned on
+    the oracle's ratings, why there is none."""
     if summary.get("align_rewards") == "oracle":  # no critic in the loop to exploit
         rep.paragraph(
             "The aligned models were trained on the oracle's ratings (align.rewards: oracle), a perfect "
@@ -159,6 +196,10 @@ def write_report(
         for key in [k for k in summary if k.startswith("aligned_")]:
             if (check := reward_hacking_check(summary, key)) is not None:
                 rep.paragraph(*_guard_text(key, check))
+
+
+def _targets_table(rep: Report, summary: dict[str, Any]) -> None:
+    """The toy-world demo's targets, each met or not (``target_rows``); no table outside the toy world."""
     if targets := target_rows(summary):
         rep.table(
             ["target", "this run", "verdict"],
@@ -166,7 +207,11 @@ def write_report(
             caption="the toy-world demo's targets (critic accuracy on held-out videos; the oracle's rates "
             "on held-out prompts)",
         )
-    comparison_tables(rep, evaluation)
+
+
+def _stages_table(rep: Report, summary: dict[str, Any]) -> None:
+    """Each stage's time when it last ran and whether this run ran it, with the run's wall time and the
+    stages' sum in the caption; no table for a summary without stages."""
     if stages := summary.get("stages"):
         rep.table(
             ["stage", "seconds", "in this run"],
@@ -175,10 +220,10 @@ def write_report(
             f"wall, the stages {sum(s['seconds'] or 0 for s in stages.values()):.0f} s together (side by side ones overlap)",
         )
 
-    rep.heading("Label and reward distributions, before and after")
-    distributions(rep, evaluation, w / "eval")
 
-    rep.heading("Training curves")
+def _training_curves(rep: Report, w: Path) -> None:
+    """The training curves of the run in ``w``: both critics' loss, every aligned model's loss (if any)
+    and its held-out clips' diffusion loss (if it logged any)."""
     critic_curves = {n: _curve(w / n / "train_log.jsonl") for n in ("critic", "critic_label_only")}
     rep.figure(
         curves_figure(
@@ -202,7 +247,10 @@ def write_report(
             curves_figure(held_out, "alignment: diffusion loss of the held-out clips (--validation-real)")
         )
 
-    rep.heading("Critic confusion matrices (held-out)")
+
+def _confusion_matrices(rep: Report, w: Path) -> None:
+    """A confusion matrix per dimension of each critic evaluated in ``w`` (``critic_eval.json``,
+    ``critic_label_only_eval.json``): true label by answered label, unparsed answers a column."""
     for name in ("critic", "critic_label_only"):
         path = w / f"{name}_eval.json"
         if not path.exists():
@@ -213,10 +261,6 @@ def write_report(
             columns = [*labels, "unparsed"]  # an answer without a label is the critic's too
             matrix = [[m["confusion"][t].get(p, 0) for p in columns] for t in labels]
             rep.figure(confusion_figure(matrix, labels, f"{name}: {dim}", columns))
-
-    rep.heading("Same held-out prompts and seeds: base vs aligned")
-    frame_grid(rep, w / "eval", names)
-    return rep.write(w / "report.html")
 
 
 def _seconds(value: float | None) -> str:
