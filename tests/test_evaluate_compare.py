@@ -271,6 +271,18 @@ def test_eval_refuses_a_bad_sampler_number_before_touching_an_earlier_runs_summa
     assert (out / "eval.json").read_text() == "{}"  # the earlier run's summary is left as it was
 
 
+def test_compare_models_refuses_names_that_do_not_match_the_models(tmp_path, tiny_cogvideox_dir):
+    from videolift.core.errors import VideoliftError
+    from videolift.evaluate.compare import compare_models
+
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red circle moves left in a sand desert\n")
+    models = [(str(tiny_cogvideox_dir), None)] * 2
+    with pytest.raises(VideoliftError, match="1 names for 2 models"):
+        compare_models(models, prompts, tmp_path / "eval", oracle=True, names=["a"], progress=False)
+    assert not (tmp_path / "eval").exists()
+
+
 def test_eval_oracle_refuses_a_clip_size_it_cannot_rate_before_generating(tmp_path, tiny_cogvideox_dir):
     prompts, out = tmp_path / "p.txt", tmp_path / "eval"
     prompts.write_text("a red circle moves left in a sand desert\n")

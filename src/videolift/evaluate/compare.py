@@ -216,6 +216,10 @@ def _preflight(
         names = []
         for model, lora in models:
             names.append(model_name(model, lora, set(names)))
+    elif len(names) != len(models):  # a library caller's list (the CLI names every model)
+        from videolift.core.errors import VideoliftError
+
+        raise VideoliftError(f"{len(names)} names for {len(models)} models: give one name per model")
     check_inputs(
         models,
         prompts,
