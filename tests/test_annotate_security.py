@@ -332,6 +332,28 @@ def test_media_responses_do_not_say_when_a_video_was_written(tmp_path):
         url = client.get("/api/next", headers=auth(token)).json()["video_url"]
         first = client.get(url)
         assert first.status_code == 200 and "last-modified" not in first.headers and first.headers["etag"]
+        # A player's or proxy's HEAD gets the same headers without the body (it was a 405).
+        head = client.head(url)
+        assert head.status_code == 200 and head.content == b"" and "last-modified" not in head.headers
+        assert head.headers["content-length"] == first.headers["content-length"] != "0"
+        assert head.headers["etag"] == first.headers["etag"]
+        assert client.head("/media/nope").status_code == 404
+
+
+def test_a_bad_critic_upload_names_the_upload_not_the_servers_temporary_file(tmp_path):
+    project, admin = make_project(tmp_path, n=1, r=1)
+    with TestClient(create_app(Project.open(project))) as client:
+        for body, where in [
+            (
+                b'{"video": "v/0000.mp4", "ratings": {}}\n{oops\n',
+                "the uploaded scores, line 2: malformed JSON",
+            ),
+            (b'{"video": "v/0000.mp4", "ratings": 3}\n', "the uploaded scores, line 1, field 'ratings'"),
+            (b"\xff\n", "the uploaded scores, line 1: not UTF-8"),
+        ]:
+            r = client.post("/api/admin/critic", headers=auth(admin), content=body)
+            assert r.status_code == 400 and r.json()["detail"].startswith(where), r.json()
+            assert "critic_scores.jsonl" not in r.json()["detail"]
 
 
 def test_create_that_cannot_write_its_guideline_leaves_nothing_and_can_be_rerun(tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from videolift.core.errors import VideoliftError
+from videolift.core.errors import DataError, VideoliftError
 from videolift.data.annotate import admin, pairwise
 from videolift.data.annotate.dependencies import Credentials, ServedProject, authenticate, bearer, writing
 from videolift.data.annotate.project import add_user
@@ -21,6 +21,8 @@ from videolift.data.annotate.tasks import TaskError
 from videolift.data.annotate.videos import resolve_video, subdirectory
 
 router = APIRouter()
+
+UPLOAD = "the uploaded scores"  # how errors name a critic upload's body
 
 
 @router.get("/api/admin/progress")
@@ -84,8 +86,15 @@ async def import_critic(
             authenticate(session, credentials, "admin")
 
     def work(path: Path) -> dict[str, int]:
-        with writing(project, credentials, "admin") as (session, _):
-            return admin.import_critic(session, path, critic, base=base)
+        try:
+            with writing(project, credentials, "admin") as (session, _):
+                return admin.import_critic(session, path, critic, base=base)
+        except DataError as exc:  # located in the server's temporary file: name the upload instead
+            if exc.file is None or Path(exc.file) != path:
+                raise
+            raise DataError(
+                exc.detail, file=UPLOAD, line=exc.line, record=exc.record, field=exc.field
+            ) from None
 
     # Blocking database work runs off the event loop. The token is checked before the body is read,
     # and the body goes to disk as it arrives, not into memory; and before `dir` is resolved, so that

@@ -28,7 +28,7 @@ def index() -> FileResponse:
     return FileResponse(STATIC / "index.html")
 
 
-@router.get("/media/{key}", include_in_schema=False)
+@router.api_route("/media/{key}", methods=["GET", "HEAD"], include_in_schema=False)
 def media(project: ServedProject, key: str) -> FileResponse:
     """A video by its opaque key. The stored path is resolved again on every request, so a file later
     replaced by a symlink out of the videos root is refused too."""
