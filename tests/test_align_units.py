@@ -832,3 +832,25 @@ def test_a_video_rewritten_in_place_is_another_cache_entry(tmp_path):
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a later write, whatever the clock
     assert file_identity(path, hash_content=False) != before
+
+
+def test_whether_the_start_samples_are_missing_is_the_main_processs_call(tmp_path, monkeypatch):
+    """Ranks must agree to sample (a collective): a rank that sees the step's folder (its own file system,
+    a slow mount) samples when the main process finds it missing, and none does when it is there."""
+    from types import SimpleNamespace
+
+    import accelerate.utils
+
+    from videolift.align import trainer
+
+    cfg = SimpleNamespace(out=tmp_path, validation_every=2, checkpoint_every=2, max_steps=4)
+    (tmp_path / "validation" / "step-0000000").mkdir(parents=True)  # what this rank sees
+    run = SimpleNamespace(cfg=cfg, prompts=["a red circle"], main=False, held_paths=[])
+    sampled = []
+    monkeypatch.setattr(trainer, "write_samples", lambda *a: sampled.append(a[6]))
+    for main_says in (True, False):
+        monkeypatch.setattr(accelerate.utils, "broadcast_object_list", lambda objs, m=main_says: [m])
+        trainer._measure_start(
+            SimpleNamespace(**vars(run), spec=0, pipe=0, model=0, accelerator=0, writer=0), 0
+        )
+    assert sampled == [0]

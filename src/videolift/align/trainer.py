@@ -369,9 +369,14 @@ def _measure_start(run: _Run, step: int) -> None:
     from accelerate.utils import broadcast_object_list
 
     # The model before training (what later samples are compared with), or the samples of the step a
-    # killed run had checkpointed but not yet sampled.
-    if run.prompts and samples_due(run.cfg, step) and not samples_dir(run.cfg, step).is_dir():
-        write_samples(run.cfg, run.spec, run.pipe, run.model, run.accelerator, run.prompts, step, run.writer)
+    # killed run had checkpointed but not yet sampled. The main process decides for all: a rank that saw
+    # the folder otherwise (a node's own file system, a slow mount) would skip a collective the others run.
+    if run.prompts and samples_due(run.cfg, step):
+        missing = broadcast_object_list([not samples_dir(run.cfg, step).is_dir() if run.main else None])
+        if missing[0]:
+            write_samples(
+                run.cfg, run.spec, run.pipe, run.model, run.accelerator, run.prompts, step, run.writer
+            )
     # As for the samples: before training, or the step a killed run had checkpointed but not measured.
     if run.held_paths and samples_due(run.cfg, step):
         missing = broadcast_object_list(
