@@ -15,7 +15,7 @@ Read from README.md and docs/*.md (docs/results/*.md are lab notebooks, options 
 
 Each subcommand named must exist, and each option must be one the command accepts, resolved through
 the typer app as click resolves it (`--x=V`, `[--a | --b]`, `[--lora|--full]`, `--no-x` only where the
-flag has that negation, `-h` only where the command has it: videolift's commands have `--help` only).
+flag has that negation; `-h`, which every command takes for `--help`, is not looked for).
 Options the docs never name are fine, except on a page that lists a command's options in a table
 (`| option | default | ... |`): that page must name every option of the command somewhere.
 """

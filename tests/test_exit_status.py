@@ -268,3 +268,23 @@ def test_a_stage_refusing_a_setting_of_the_pipeline_file_exits_with_status_1(tmp
         with pytest.raises(VideoliftError, match="unknown T2V family 'foo'") as refused:
             pipeline.run_pipeline(cfg, progress=False, plan=plan)
         assert not isinstance(refused.value, UsageError)
+
+
+def _command_paths(group, path=()):
+    ctx = group.context_class(group, info_name="videolift")
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
+        yield (*path, name)
+        if hasattr(cmd, "list_commands"):
+            yield from _command_paths(cmd, (*path, name))
+
+
+def test_every_command_takes_dash_h_for_its_help():
+    import typer
+
+    paths = [(), *_command_paths(typer.main.get_command(app))]
+    assert ("annotate", "create") in paths and ("critic", "train") in paths and ("demo",) in paths
+    for path in paths:
+        short = CliRunner().invoke(app, [*path, "-h"], env={"COLUMNS": "120"})
+        assert short.exit_code == 0, (path, short.output)
+        assert short.output == CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "120"}).output

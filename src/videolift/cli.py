@@ -23,6 +23,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     # Plain errors ("Error: file, line 3, field 'x': ...") that stay greppable and copy-pasteable.
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},  # inherited by every sub-command
 )
 
 # name -> "module:attribute" of a typer app (a command group) or a plain function (a command).
