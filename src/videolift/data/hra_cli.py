@@ -48,12 +48,12 @@ def import_(
     """Convert the LiFT release layout (LiFT-HRA-10K/20K, VIDGEN) to canonical HRA JSONL."""
     from videolift.data.lift_format import import_lift
 
+    prefix = None if video_prefix is None else video_prefix.strip("/")
+    if prefix is not None and (not prefix or ".." in Path(prefix).parts):  # before --out: status 2 first
+        raise OptionError(f"--video-prefix {video_prefix!r}: name a folder inside the videos root")
     check_outputs([("--out", out)], [("the release file", src)])
     records, stats = import_lift(src, read_json(src))
-    if video_prefix is not None:
-        prefix = video_prefix.strip("/")
-        if not prefix or ".." in Path(prefix).parts:
-            raise OptionError(f"--video-prefix {video_prefix!r}: name a folder inside the videos root")
+    if prefix is not None:
         for r in records:
             r.video_id = f"{prefix}/{r.video_id}" if r.video_id == r.video else r.video_id
             r.video = f"{prefix}/{r.video}"

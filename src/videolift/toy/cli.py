@@ -144,10 +144,12 @@ def rate(
     ),
 ) -> None:
     """Rate any toy-world videos from their pixels: the oracle, or a simulated annotator panel."""
-    from videolift.toy.rate import rate_manifest
+    from videolift.toy.rate import check_options, rate_manifest
 
     if annotators < 1:
         raise UsageError(f"--annotators must be at least 1, got {annotators}")
+    # The command line's own mistakes (status 2) before what it meets, such as an existing --out (1).
+    check_options(oracle=oracle, scores_out=scores_out, reward_config=reward_config, shape_doubt=shape_doubt)
     check_outputs([("--out", out), ("--scores-out", scores_out)], [("--manifest", manifest)])
     result = rate_manifest(
         manifest,

@@ -33,6 +33,20 @@ def _read_manifest(path: Path) -> list[tuple[int, dict[str, Any]]]:
     return [(record.line, {**record.fields, "video_id": record.key}) for record in records]
 
 
+def check_options(
+    *, oracle: bool, scores_out: Path | None, reward_config: Path | None, shape_doubt: float | None
+) -> None:
+    """The options of ``rate_manifest`` that do not go together, from themselves alone (usage errors)."""
+    if scores_out is not None and not oracle:
+        raise UsageError("--scores-out needs --oracle (a panel gives several ratings per video)")
+    if reward_config is not None and scores_out is None:
+        raise UsageError(
+            f"--reward-config {reward_config}: only used with --scores-out (HRA holds labels only)"
+        )
+    if shape_doubt is not None and not 1.0 <= shape_doubt < math.inf:  # NaN would pass any shape
+        raise UsageError(f"--shape-doubt {shape_doubt}: must be a number >= 1.0 (1.0: strict)")
+
+
 def rate_manifest(
     manifest: Path,
     videos: Path,
@@ -63,14 +77,7 @@ def rate_manifest(
 
     if not videos.is_dir():
         raise VideoliftError(f"{videos}: videos root is not a directory")
-    if scores_out is not None and not oracle:
-        raise UsageError("--scores-out needs --oracle (a panel gives several ratings per video)")
-    if reward_config is not None and scores_out is None:
-        raise UsageError(
-            f"--reward-config {reward_config}: only used with --scores-out (HRA holds labels only)"
-        )
-    if shape_doubt is not None and not 1.0 <= shape_doubt < math.inf:  # NaN would pass any shape
-        raise UsageError(f"--shape-doubt {shape_doubt}: must be a number >= 1.0 (1.0: strict)")
+    check_options(oracle=oracle, scores_out=scores_out, reward_config=reward_config, shape_doubt=shape_doubt)
     doubt = SHAPE_DOUBT if shape_doubt is None else shape_doubt
     reward = RewardConfig.load(reward_config)
     rows = _read_manifest(manifest)
