@@ -174,6 +174,10 @@ DATA = {  # name: (arguments, what the error says)
         ["annotate", "progress", "--project", "proj"],
         "no annotation project in proj",
     ),
+    "toy prompts, an --out that exists": (
+        ["toy", "prompts", "--split", "train", "--out", "p.txt"],
+        "--out p.txt already exists; pass --overwrite to replace it",
+    ),
     "toy corpus, an OUT that is a file": (
         ["toy", "corpus", "--n", "2", "--out", "p.txt"],
         "--out p.txt: exists and is not a directory",

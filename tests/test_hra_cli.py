@@ -432,7 +432,7 @@ def test_a_split_killed_between_its_files_leaves_no_mixed_pair(tmp_path, monkeyp
         return writes(path, records)
 
     monkeypatch.setattr(split, "write_jsonl", killed_at_test)
-    assert run("hra", "split", src, "--test-fraction", 0.5, "--seed", 1, "--out", out)[0] != 0
+    assert run("hra", "split", src, "--test-fraction", 0.5, "--seed", 1, "--out", out, "--overwrite")[0] != 0
     assert (out / "train.jsonl").exists() and not (out / "test.jsonl").exists()
 
 

@@ -160,7 +160,7 @@ def test_cli_sample_jsonl_and_txt(tmp_path):
         ["prompts", "sample", "--n", "5", "--seed", "4"],
         ["toy", "prompts", "--split", "train", "--n", "5"],
     ):
-        result = runner.invoke(app, [*cmd, "--out", str(tmp_path / "P.TXT")])
+        result = runner.invoke(app, [*cmd, "--out", str(tmp_path / "P.TXT"), "--overwrite"])
         assert result.exit_code == 0, result.output
         assert not (tmp_path / "P.TXT").read_text().startswith("{")  # prompts, one a line
     args = ["prompts", "sample", "--n", "5", "--out", str(tmp_path / "p.csv")]
@@ -178,7 +178,7 @@ def test_cli_sample_excludes_the_prompts_of_other_files(tmp_path):
     # Written by hand: lower case, no full stop, doubled spaces; still the same prompt.
     first = sample_prompts(40, seed=5)[0]["prompt"]
     (tmp_path / "more.txt").write_text(first.lower().rstrip(".").replace(" ", "  ", 1) + "\n")
-    args = ["prompts", "sample", "--n", "40", "--seed", "5", "--out", str(held)]
+    args = ["prompts", "sample", "--n", "40", "--seed", "5", "--overwrite", "--out", str(held)]
     result = runner.invoke(app, [*args, "--exclude", str(train), "--exclude", str(tmp_path / "more.txt")])
     assert result.exit_code == 0, result.output
     drawn, excluded = held.read_text().splitlines(), {r["prompt"] for r in sample_prompts(40, seed=0)}
@@ -195,7 +195,7 @@ def test_cli_sample_excludes_the_prompts_of_other_files(tmp_path):
     assert result.exit_code == 0 and short not in held.read_text().splitlines()
     missing = runner.invoke(app, [*args, "--exclude", str(tmp_path / "none.txt")], standalone_mode=False)
     assert "none.txt" in str(missing.exception) and "not found" in str(missing.exception)
-    before = train.read_bytes()  # --out over a file it excludes: refused, that file untouched
+    before = train.read_bytes()  # --out over a file it excludes: refused (--overwrite or not), untouched
     same = runner.invoke(app, [*args[:-1], str(train), "--exclude", str(train)], standalone_mode=False)
     assert "is also --exclude" in str(same.exception) and train.read_bytes() == before
 

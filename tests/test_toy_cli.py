@@ -110,7 +110,7 @@ def test_rate_killed_between_ratings_and_scores_leaves_no_old_scores(corpus, tmp
 
     monkeypatch.setattr(jsonl, "write_jsonl", killed_at_scores)
     with pytest.raises(RuntimeError, match="killed"):
-        run(*args)
+        run(*args, "--overwrite")
     assert (tmp_path / "r.jsonl").exists() and not (tmp_path / "s.jsonl").exists()
 
 

@@ -137,11 +137,16 @@ def _same(a: Path, b: Path) -> bool:
 
 
 def check_outputs(
-    outputs: Iterable[tuple[str, str | Path | None]], inputs: Iterable[tuple[str, str | Path | None]] = ()
+    outputs: Iterable[tuple[str, str | Path | None]],
+    inputs: Iterable[tuple[str, str | Path | None]] = (),
+    *,
+    overwrite: bool,
 ) -> None:
     """Refuse, before any work, an output file that is a directory, or that is also an input or another
-    output (writing it would replace that file). Pairs are (what the user calls it, path); None: not given."""
+    output (writing it would replace that file); then, without ``overwrite`` (the command's --overwrite),
+    one that exists. Pairs are (what the user calls it, path); None: not given."""
     seen = [(name, Path(p)) for name, p in inputs if p is not None]
+    given = []
     for name, path in outputs:
         if path is None:
             continue
@@ -152,6 +157,12 @@ def check_outputs(
             if _same(path, earlier):
                 raise UsageError(f"{name} {path} is also {other}: give each its own file")
         seen.append((name, path))
+        given.append((name, path))
+    if overwrite:
+        return
+    for name, path in given:  # after the checks above: an output that is also an input is refused as that
+        if os.path.lexists(path):  # a link too, even one to nothing: writing would replace it
+            raise VideoliftError(f"{name} {path} already exists; pass --overwrite to replace it")
 
 
 LOCK_FILE = ".lock"

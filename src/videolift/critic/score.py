@@ -146,8 +146,9 @@ def check_scores_out(
     out: Path, option: str = "--out", inputs: Sequence[tuple[str, Path | None]] = ()
 ) -> None:
     """An output path that is a directory or one of the inputs, found before scoring rather than when the
-    scores are written (over that input)."""
-    check_outputs([(option, out)], inputs)
+    scores are written (over that input). An existing one is not refused here: a rerun resumes it, and
+    ``score_manifest`` refuses one of another critic or settings without ``overwrite``."""
+    check_outputs([(option, out)], inputs, overwrite=True)
 
 
 def check_videos_root(videos: Path) -> None:

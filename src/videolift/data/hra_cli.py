@@ -44,6 +44,7 @@ def import_(
         help="Folder put in front of every video path (and of ids taken from paths), e.g. vidgen: "
         "LiFT-HRA and VIDGEN both name their videos videos/..., under different roots.",
     ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
 ) -> None:
     """Convert the LiFT release layout (LiFT-HRA-10K/20K, VIDGEN) to canonical HRA JSONL."""
     from videolift.data.lift_format import import_lift
@@ -51,7 +52,7 @@ def import_(
     prefix = None if video_prefix is None else video_prefix.strip("/")
     if prefix is not None and (not prefix or ".." in Path(prefix).parts):  # before --out: status 2 first
         raise OptionError(f"--video-prefix {video_prefix!r}: name a folder inside the videos root")
-    check_outputs([("--out", out)], [("the release file", src)])
+    check_outputs([("--out", out)], [("the release file", src)], overwrite=overwrite)
     records, stats = import_lift(src, read_json(src))
     if prefix is not None:
         for r in records:
@@ -70,11 +71,12 @@ def export(
     src: Path = typer.Argument(..., help="Canonical HRA JSONL."),
     format: Format = typer.Option(Format.lift, "--format", help="Target layout."),
     out: Path = typer.Option(..., "--out", help="JSON file to write in the release layout."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
 ) -> None:
     """Convert canonical HRA JSONL to the LiFT release layout (one record per video and dimension)."""
     from videolift.data.lift_format import export_lift
 
-    check_outputs([("--out", out)], [("the HRA file", src)])
+    check_outputs([("--out", out)], [("the HRA file", src)], overwrite=overwrite)
     items = export_lift(read_hra(src))
     with atomic_write(out) as handle:
         json.dump(items, handle, ensure_ascii=False, indent=1)
@@ -192,6 +194,9 @@ def split(
     group_by: GroupBy = typer.Option(
         GroupBy.video, "--group-by", help="Keep each video (or each prompt) on one side."
     ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace train.jsonl and test.jsonl already in --out."
+    ),
 ) -> None:
     """Split into train.jsonl and test.jsonl, never the same video on both sides."""
     from videolift.data.split import split_records, write_split
@@ -200,7 +205,11 @@ def split(
         raise OptionError(f"--test-fraction must be strictly between 0 and 1, got {test_fraction}")
     if out.exists() and not out.is_dir():
         raise DataError("is a file; --out names a directory for train.jsonl and test.jsonl", file=out)
-    check_outputs([("--out", out / name) for name in ("train.jsonl", "test.jsonl")], [("the HRA file", src)])
+    check_outputs(
+        [("--out", out / name) for name in ("train.jsonl", "test.jsonl")],
+        [("the HRA file", src)],
+        overwrite=overwrite,
+    )
     train, test = split_records(read_hra(src), test_fraction, seed, group_by=group_by.value)
     write_split(out, train, test)
     console.print(f"train: {len(train)} records, test: {len(test)} records -> {out}")

@@ -41,6 +41,7 @@ def sample(
     ),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Prompts per LM call when expanding."),
     device: str = typer.Option("auto", "--device", help="Device of the expansion LM (auto: GPU if present)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
 ) -> None:
     """Sample N prompts of 1-2 subjects, one action and one place from editable category lists."""
     from videolift.core.errors import UsageError
@@ -51,7 +52,7 @@ def sample(
 
     if out.suffix.lower() not in (".jsonl", ".txt"):
         raise UsageError(f"--out {out}: use a .jsonl file (prompts with categories) or .txt (prompts only)")
-    check_outputs([("--out", out)], [("--exclude", p) for p in exclude])
+    check_outputs([("--out", out)], [("--exclude", p) for p in exclude], overwrite=overwrite)
     taken: set[str] = set()
     for path in exclude:  # an expanded .jsonl excludes its short prompts too: those are what is drawn
         taken.update(p for r in read_prompts(path) for p in (r.prompt, r.extra.get("short_prompt")) if p)

@@ -29,6 +29,7 @@ def prompts(
     out: Path = typer.Option(..., "--out", help="Output file: .jsonl (prompt + category fields) or .txt."),
     n: int | None = typer.Option(None, "--n", help="How many different prompts (default: all of the split)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed for drawing --n prompts."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
 ) -> None:
     """Write prompts of the toy grammar from one split."""
     from videolift.core.jsonl import atomic_write, write_jsonl
@@ -43,6 +44,7 @@ def prompts(
         specs = sample_distinct(n, split, seed) if n else split_specs(split)
     except ValueError as exc:  # more prompts than the split's grammar makes
         raise UsageError(str(exc)) from None
+    check_outputs([("--out", out)], overwrite=overwrite)
     if out.suffix.lower() == ".txt":
         with atomic_write(out) as handle:
             handle.writelines(spec.text + "\n" for spec in specs)
@@ -142,6 +144,9 @@ def rate(
         help="How many times worse the asked shape may fit than the best-fitting shape and still count "
         "as drawn (default 1.3, the oracle's benefit of the doubt; 1.0: strict, only when it fits best).",
     ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing --out (and --scores-out)."
+    ),
 ) -> None:
     """Rate any toy-world videos from their pixels: the oracle, or a simulated annotator panel."""
     from videolift.toy.rate import check_options, rate_manifest
@@ -150,7 +155,9 @@ def rate(
         raise UsageError(f"--annotators must be at least 1, got {annotators}")
     # The command line's own mistakes (status 2) before what it meets, such as an existing --out (1).
     check_options(oracle=oracle, scores_out=scores_out, reward_config=reward_config, shape_doubt=shape_doubt)
-    check_outputs([("--out", out), ("--scores-out", scores_out)], [("--manifest", manifest)])
+    check_outputs(
+        [("--out", out), ("--scores-out", scores_out)], [("--manifest", manifest)], overwrite=overwrite
+    )
     result = rate_manifest(
         manifest,
         videos,

@@ -28,6 +28,7 @@ PROJECT = typer.Option(
 )
 
 
+OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing --out.")
 ALLOW_UNPLAYABLE = typer.Option(
     False,
     "--allow-unplayable",
@@ -35,8 +36,9 @@ ALLOW_UNPLAYABLE = typer.Option(
 )
 
 
-def _open(directory: Path, out: Path | None = None) -> Project:
-    """The project; ``out``: a file the command will write, refused if it is one of the project's own."""
+def _open(directory: Path, out: Path | None = None, *, overwrite: bool = False) -> Project:
+    """The project; ``out``: a file the command will write, refused if it is one of the project's own, or
+    (without ``overwrite``) if it exists."""
     from videolift.core.files import check_outputs
     from videolift.data.annotate.project import CONFIG_FILE, Project
 
@@ -47,7 +49,7 @@ def _open(directory: Path, out: Path | None = None) -> Project:
             (f"the project's database {db.name}", db.with_name(db.name + end)) for end in ("", "-wal", "-shm")
         ]
     try:
-        check_outputs([("--out", out)], own)
+        check_outputs([("--out", out)], own, overwrite=overwrite)
     except BaseException:
         project.close()
         raise
@@ -185,12 +187,13 @@ def export(
     with_reviews: bool = typer.Option(
         False, "--with-reviews", help="Add adjudicated records (adjudicated: true)."
     ),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Write the ratings in the canonical HRA format."""
     from videolift.core.jsonl import write_jsonl
     from videolift.data.annotate import admin
 
-    with _open(project_dir, out) as project, project.session(readonly=True) as session:
+    with _open(project_dir, out, overwrite=overwrite) as project, project.session(readonly=True) as session:
         records = admin.export_records(session, with_reviews=with_reviews)
         agreement = admin.agreement(records)
     n = write_jsonl(out, records)
@@ -277,13 +280,15 @@ def create_pairs(
 
 @app.command("export-pairs")
 def export_pairs(
-    project_dir: Path = PROJECT, out: Path = typer.Option(..., "--out", help="JSON to write.")
+    project_dir: Path = PROJECT,
+    out: Path = typer.Option(..., "--out", help="JSON to write."),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Write pairwise results: win / tie / loss of model A against B per dimension, and every judgement."""
     from videolift.core.jsonl import atomic_write
     from videolift.data.annotate.pairwise import pair_results
 
-    with _open(project_dir, out) as project, project.session(readonly=True) as session:
+    with _open(project_dir, out, overwrite=overwrite) as project, project.session(readonly=True) as session:
         results = pair_results(session)
     with atomic_write(out) as handle:
         json.dump(results, handle, indent=2, ensure_ascii=False)
@@ -330,12 +335,13 @@ def review(
         1.0, "--min-gap", help="Smallest label gap (Bad 0, Normal 1, Good 2) that counts."
     ),
     out: Path | None = typer.Option(None, "--out", help="Write the list as JSONL instead of printing it."),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """List videos where the critic and the raters disagree, largest gap first."""
     from videolift.core.jsonl import write_jsonl
     from videolift.data.annotate import admin
 
-    with _open(project_dir, out) as project, project.session(readonly=True) as session:
+    with _open(project_dir, out, overwrite=overwrite) as project, project.session(readonly=True) as session:
         items = admin.disagreements(session, critic, min_gap)
     if out is not None:
         write_jsonl(out, items)
