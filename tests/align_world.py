@@ -56,3 +56,58 @@ def align_config(world: Path, out: Path, **kw) -> AlignConfig:
         cache_dir=world / "cache",  # shared: keyed by model, video and preprocessing
     )  # fmt: skip
     return AlignConfig(**(base | kw))
+
+
+def objective(family: str, pipe, transformer, world: Path, weights: list[float] = WEIGHTS) -> float:
+    """The reward-weighted loss of the four videos with fixed latents, timesteps and noise (no training
+    randomness): what an alignment run on this world should lower."""
+    import torch
+
+    from videolift.align.trainer import batch_loss, step_generator
+    from videolift.core.video import read_video
+    from videolift.models.families import get_spec
+
+    spec = get_spec(family)
+    params = spec.encode_videos(pipe, [read_video(world / f"videos/v{i}.mp4") for i in range(4)])
+    text = spec.encode_prompts(pipe, PROMPTS)
+    coef = torch.tensor(weights) / len(weights)
+    with torch.no_grad():
+        losses = [
+            float(batch_loss(spec, pipe, transformer, params, text, coef, step_generator(7, 0, k, "cpu"))[0])
+            for k in range(16)
+        ]
+    return float(np.mean(losses))
+
+
+def full_alignment(family: str, world: Path, out: Path):
+    """30 full fine-tuning steps on the world with its real set; the run's result, the base pipeline and
+    the exported one (loaded with plain diffusers), and the objective before and after."""
+    import json
+
+    from videolift.align.trainer import train
+    from videolift.models.families import get_spec
+
+    result = train(align_config(world, out, real=world / "real.jsonl", max_steps=30, batch_size=4,
+                                weight_decay=0.0), progress=False)  # fmt: skip
+    assert json.loads((out / "align_config.json").read_text())["family"] == family  # detected
+    pipeline = get_spec(family).pipeline_type()
+    base, aligned = pipeline.from_pretrained(world / "model"), pipeline.from_pretrained(result.export_dir)
+    before, after = (objective(family, base, m, world) for m in (base.transformer, aligned.transformer))
+    return result, base, aligned, before, after
+
+
+def straight_and_resumed(world: Path, out: Path, **extra) -> tuple[dict, dict]:
+    """The exported transformer weights of a 4-step run, and of one stopped at step 2 and resumed."""
+    from safetensors.torch import load_file
+
+    from videolift.align.trainer import train
+
+    kw = dict(real=world / "real.jsonl", max_steps=4, checkpoint_every=2)
+    straight = train(align_config(world, out / "a", **kw), progress=False)
+    train(align_config(world, out / "b", **(kw | {"max_steps": 2})), progress=False)
+    resumed = train(align_config(world, out / "b", **kw, resume=True, **extra), progress=False)
+    a, b = (
+        load_file(str(r.export_dir / "transformer/diffusion_pytorch_model.safetensors"))
+        for r in (straight, resumed)
+    )
+    return a, b

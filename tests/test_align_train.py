@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from align_world import COLOURS, align_config, make_world, score_line, square_video
+from align_world import COLOURS, align_config, make_world, objective, score_line, square_video
 from videolift.align.cache import READ_BATCH, EncodingCache, load_tensor, model_fingerprint
 from videolift.align.config import AlignConfig
 from videolift.align.trainer import batch_loss, step_generator, train
@@ -175,22 +175,6 @@ def _min(world: Path) -> dict:
     return {"model": "m", "scores": world / "scores.jsonl", "videos": world, "out": world / "unused"}
 
 
-def _eval_loss(pipe, transformer, world: Path, weights: list[float]) -> float:
-    """The reward-weighted objective with fixed latents, timesteps and noise (no training randomness)."""
-    from videolift.core.video import read_video
-
-    spec = get_spec("cogvideox")
-    params = spec.encode_videos(pipe, [read_video(world / f"videos/v{i}.mp4") for i in range(4)])
-    text = spec.encode_prompts(pipe, [f"a {name} square moves right" for name in COLOURS])
-    coef = torch.tensor(weights) / len(weights)
-    with torch.no_grad():
-        losses = [
-            float(batch_loss(spec, pipe, transformer, params, text, coef, step_generator(7, 0, k, "cpu"))[0])
-            for k in range(16)
-        ]
-    return float(np.mean(losses))
-
-
 def test_fingerprint_follows_encoder_contents_not_paths(world, tmp_path):
     """A copy of the same encoders (an aligned pipeline aligned again) reuses the cache; another
     transformer's weights do not matter; a changed VAE does."""
@@ -233,8 +217,8 @@ def test_training_decreases_weighted_loss_and_full_export_loads(world, tmp_path)
     aligned = CogVideoXPipeline.from_pretrained(result.export_dir)  # plain diffusers
     weights = [0.9, 0.05, 0.9, 0.05]
     before, after = (
-        _eval_loss(base, base.transformer, world, weights),
-        _eval_loss(base, aligned.transformer, world, weights),
+        objective("cogvideox", base, base.transformer, world, weights),
+        objective("cogvideox", base, aligned.transformer, world, weights),
     )
     assert after < 0.85 * before, (before, after)
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
-from align_world import PROMPTS, WEIGHTS, align_config, make_world
-from videolift.align.trainer import batch_loss, step_generator, train
+from align_world import PROMPTS, align_config, full_alignment, make_world, straight_and_resumed
+from videolift.align.trainer import train
 from videolift.cli import app
 from videolift.core.errors import VideoliftError
 from videolift.core.video import read_video, read_video_and_fps
@@ -127,36 +126,8 @@ def test_latents_are_normalised_as_the_pipeline_denormalises_them(world):
     assert torch.allclose(back, mean, atol=1e-5)
 
 
-def _objective(pipe, transformer, world: Path) -> float:
-    """The reward-weighted loss on fixed latents, timesteps and noise."""
-    spec = get_spec("wan")
-    params = spec.encode_videos(pipe, [read_video(world / f"videos/v{i}.mp4") for i in range(4)])
-    text = spec.encode_prompts(pipe, PROMPTS)
-    coef = torch.tensor(WEIGHTS) / 4
-    with torch.no_grad():
-        return float(
-            np.mean(
-                [
-                    float(
-                        batch_loss(
-                            spec, pipe, transformer, params, text, coef, step_generator(7, 0, k, "cpu")
-                        )[0]
-                    )
-                    for k in range(16)
-                ]
-            )  # fmt: skip
-        )
-
-
 def test_full_alignment_lowers_the_objective_and_exports_a_wan_pipeline(world, tmp_path):
-    from diffusers import WanPipeline
-
-    result = train(align_config(world, tmp_path / "run", real=world / "real.jsonl", max_steps=30, batch_size=4,
-                        weight_decay=0.0), progress=False)  # fmt: skip
-    assert json.loads((tmp_path / "run/align_config.json").read_text())["family"] == "wan"  # detected
-    base = WanPipeline.from_pretrained(world / "model")
-    aligned = WanPipeline.from_pretrained(result.export_dir)  # plain diffusers
-    before, after = _objective(base, base.transformer, world), _objective(base, aligned.transformer, world)
+    _, _, _, before, after = full_alignment("wan", world, tmp_path / "run")
     assert after < 0.9 * before, (before, after)
 
 
@@ -177,26 +148,13 @@ def test_lora_alignment_loads_with_plain_diffusers(world, tmp_path):
 
 
 def test_resumed_wan_run_ends_with_the_uninterrupted_weights(world, tmp_path):
-    from safetensors.torch import load_file
-
-    kw = dict(real=world / "real.jsonl", max_steps=4, checkpoint_every=2)
-    straight = train(align_config(world, tmp_path / "a", **kw), progress=False)
-    train(align_config(world, tmp_path / "b", **(kw | {"max_steps": 2})), progress=False)
-    resumed = train(
-        align_config(world, tmp_path / "b", **kw, resume=True), progress=False
-    )  # family None vs "wan"
-    a, b = (
-        load_file(str(r.export_dir / "transformer/diffusion_pytorch_model.safetensors"))
-        for r in (straight, resumed)
-    )
+    a, b = straight_and_resumed(world, tmp_path)  # family None vs "wan"
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
     # A family the model was not saved with is refused before the checkpoint is compared.
+    more = dict(real=world / "real.jsonl", max_steps=6, checkpoint_every=2, resume=True, family="cogvideox")
     with pytest.raises(VideoliftError, match="is a WanPipeline, not a CogVideoXPipeline"):
-        train(
-            align_config(world, tmp_path / "b", **(kw | {"max_steps": 6}), resume=True, family="cogvideox"),
-            progress=False,
-        )
+        train(align_config(world, tmp_path / "b", **more), progress=False)
 
 
 def test_wan_2_2_pipelines_are_refused_for_alignment_with_a_reason(world):

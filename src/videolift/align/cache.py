@@ -294,7 +294,7 @@ class EncodingCache:
             raise DataError(message, file=listed[0], line=listed[1], field="video") from None
         t, h, w = frames.shape[:3]
         try:
-            spec.check_sampling(pipe, SamplerSettings(frames=t, height=h, width=w, steps=1))
+            spec.check_sampling(pipe, SamplerSettings(frames=t, height=h, width=w))  # sizes; steps unused
         except VideoliftError as exc:
             raise VideoliftError(
                 f"{video}: {t}x{h}x{w} cannot be encoded for training ({exc}); "

@@ -184,6 +184,8 @@ class DiffusersT2VSpec:
     name = ""  # for messages
     pipeline_class = ""  # diffusers class name, as in model_index.json's _class_name
     default_max_sequence_length = 226
+    # frames, height, width when unset: a family's fixed recommendation (None: read from the model's configs)
+    default_size: tuple[int, int, int] | None = None
     # What `generate` / `eval` use when --guidance / --fps are not given (the family's own recommendation).
     default_guidance = 6.0
     default_fps = 8
@@ -233,30 +235,44 @@ class DiffusersT2VSpec:
         return pipe if device is None else pipe.to(device)
 
     # ---- sampling ------------------------------------------------------------------------------
+    def default_sampling(
+        self, pipe: Any, frames: int | None = None, height: int | None = None, width: int | None = None
+    ) -> tuple[int, int, int]:
+        f, h, w = self.default_size or (None, None, None)
+        return (
+            f if frames is None else frames,
+            h if height is None else height,
+            w if width is None else width,
+        )
+
     def own_sampling(
         self, model: str, frames: int | None = None, height: int | None = None, width: int | None = None
     ) -> tuple[int, int, int] | None:
         """``default_sampling`` read from a local pipeline's configs, before (and without) loading its
         weights; None where this family cannot tell so (the size is known once the model loads)."""
-        return None
+        return self.default_sampling(None, frames, height, width) if self.default_size else None
+
+    def compression(self, pipe: Any) -> tuple[int, int]:
+        """The VAE's (temporal, spatial) compression, under the pipeline's names for them."""
+        return int(pipe.vae_scale_factor_temporal), int(pipe.vae_scale_factor_spatial)
 
     def spatial_patch(self, pipe: Any) -> int:
         return int(pipe.transformer.config.patch_size)
 
     def check_sampling(self, pipe: Any, settings: SamplerSettings) -> None:
-        tcr = pipe.vae_scale_factor_temporal
+        tcr, scale = self.compression(pipe)
         if settings.frames < 1 or (settings.frames - 1) % tcr:
             raise VideoliftError(
                 f"--frames {settings.frames}: {self.name} needs frames = {tcr}k+1 "
                 f"(e.g. {tcr * 2 + 1}, {tcr * 3 + 1}, {tcr * 12 + 1})"
             )
         patch = self.spatial_patch(pipe)
-        multiple = pipe.vae_scale_factor_spatial * patch
+        multiple = scale * patch
         for name, value in (("height", settings.height), ("width", settings.width)):
             if value <= 0 or value % multiple:
                 raise VideoliftError(
                     f"--{name} {value}: must be a positive multiple of {multiple} "
-                    f"(VAE scale {pipe.vae_scale_factor_spatial} x patch {patch})"
+                    f"(VAE scale {scale} x patch {patch})"
                 )
         if settings.steps < 1:
             raise VideoliftError(f"--steps {settings.steps}: must be at least 1")
@@ -304,14 +320,18 @@ class DiffusersT2VSpec:
     # ---- encoding (cached once by the trainer) --------------------------------------------------
     @torch.no_grad()
     def encode_prompts(self, pipe: Any, prompts: list[str]) -> torch.Tensor:
-        embeds, _ = pipe.encode_prompt(
+        encoded = pipe.encode_prompt(
             prompts,
             do_classifier_free_guidance=False,
             max_sequence_length=self.max_sequence_length(pipe),
             device=pipe.text_encoder.device,
             dtype=pipe.text_encoder.dtype,
         )
-        return embeds.detach()
+        return self.prompt_embeds(encoded).detach()
+
+    def prompt_embeds(self, encoded: tuple) -> torch.Tensor:
+        """The (B, L, D) conditioning out of what ``pipe.encode_prompt`` returned (embeddings first)."""
+        return encoded[0]
 
     @torch.no_grad()
     def encode_videos(self, pipe: Any, videos: list[np.ndarray]) -> torch.Tensor:
@@ -320,7 +340,7 @@ class DiffusersT2VSpec:
         x = torch.from_numpy(np.stack(videos)).to(vae.device, vae.dtype)  # B T H W C
         x = x.permute(0, 4, 1, 2, 3) / 127.5 - 1.0  # B C T H W in [-1, 1]
         params = vae.encode(x).latent_dist.parameters.detach()
-        scale = pipe.vae_scale_factor_spatial
+        scale = self.compression(pipe)[1]
         want, got = (x.shape[3] // scale, x.shape[4] // scale), tuple(params.shape[3:])
         if got != want:  # found here, before such latents are cached and fail the first training step
             raise VideoliftError(

@@ -71,6 +71,22 @@ def build_tokenizer(words: list[str]):
     return T5Tokenizer(vocab=pieces, extra_ids=0)
 
 
+def t5_sizes(tokenizer, dim: int, layers: int = 2, heads: int = 2) -> dict:
+    """The config of a tiny T5 (or UMT5) encoder over ``tokenizer``'s vocabulary."""
+    return dict(
+        vocab_size=len(tokenizer),
+        d_model=dim,
+        d_kv=dim // heads,
+        d_ff=dim * 2,
+        num_layers=layers,
+        num_heads=heads,
+        relative_attention_num_buckets=8,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
+
+
 def build_tiny_cogvideox(
     out_dir: str | Path | None = None, config: TinyCogVideoXConfig | None = None, seed: int = 0
 ):
@@ -120,18 +136,7 @@ def build_tiny_cogvideox(
         max_text_seq_length=cfg.max_text_len,
     )
     text_encoder = T5EncoderModel(
-        T5Config(
-            vocab_size=len(tokenizer),
-            d_model=cfg.text_dim,
-            d_kv=cfg.text_dim // cfg.text_heads,
-            d_ff=cfg.text_dim * 2,
-            num_layers=cfg.text_layers,
-            num_heads=cfg.text_heads,
-            relative_attention_num_buckets=8,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            decoder_start_token_id=tokenizer.pad_token_id,
-        )
+        T5Config(**t5_sizes(tokenizer, cfg.text_dim, cfg.text_layers, cfg.text_heads))
     )
     scheduler = CogVideoXDDIMScheduler(
         beta_schedule="scaled_linear",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from videolift.models.tiny_cogvideox import DEFAULT_WORDS, build_tokenizer
+from videolift.models.tiny_cogvideox import DEFAULT_WORDS, build_tokenizer, t5_sizes
 
 
 def build_tiny_wan(
@@ -55,20 +55,7 @@ def build_tiny_wan(
         num_layers=layers,
         rope_max_seq_len=32,
     )
-    text_encoder = UMT5EncoderModel(
-        UMT5Config(
-            vocab_size=len(tokenizer),
-            d_model=text_dim,
-            d_kv=text_dim // 2,
-            d_ff=text_dim * 2,
-            num_layers=2,
-            num_heads=2,
-            relative_attention_num_buckets=8,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            decoder_start_token_id=tokenizer.pad_token_id,
-        )
-    )
+    text_encoder = UMT5EncoderModel(UMT5Config(**t5_sizes(tokenizer, text_dim)))
     scheduler = UniPCMultistepScheduler(
         prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0, num_train_timesteps=1000
     )
