@@ -17,6 +17,15 @@ PROMPTS = [f"a {name} square moves right" for name in COLOURS]
 WEIGHTS = [0.9, 0.05, 0.9, 0.05]  # the rewards of the four videos, in order
 
 
+def build_tiny(family: str, out_dir: Path | None = None):
+    """A tiny pipeline of ``family`` (saved to ``out_dir`` when given)."""
+    from videolift.models.tiny_cogvideox import build_tiny_cogvideox
+    from videolift.models.tiny_ltx import build_tiny_ltx
+    from videolift.models.tiny_wan import build_tiny_wan
+
+    return {"cogvideox": build_tiny_cogvideox, "wan": build_tiny_wan, "ltx": build_tiny_ltx}[family](out_dir)
+
+
 def square_video(rgb, shift: int, size: int = 64) -> np.ndarray:
     """9 frames of a size/4 square moving right by size/16 per frame."""
     video = np.full((9, size, size, 3), 40, np.uint8)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from align_world import COLOURS, align_config, make_world, objective, score_line, square_video
+from align_world import COLOURS, align_config, build_tiny, make_world, objective, score_line, square_video
 from videolift.align.cache import READ_BATCH, EncodingCache, load_tensor, model_fingerprint
 from videolift.align.config import AlignConfig
 from videolift.align.trainer import batch_loss, step_generator, train
@@ -897,13 +897,11 @@ def test_a_bf16_runs_export_keeps_the_frozen_parts_as_the_base_has_them(world, t
     assert again.data["cache"]["videos_encoded"] == 0 and again.data["cache"]["prompts_encoded"] == 0
 
 
-@pytest.mark.parametrize("family", ["cogvideox", "wan"])
+@pytest.mark.parametrize("family", ["cogvideox", "wan", "ltx"])
 def test_a_transformer_cast_to_bf16_trains_as_deepspeed_runs_it(family):
     # DeepSpeed with bf16 casts the transformer itself and runs no autocast: the cached fp32 latents and
     # text must reach it in bf16, and the per-sample losses come back in fp32.
-    from videolift.models.tiny_wan import build_tiny_wan
-
-    pipe = build_tiny_cogvideox() if family == "cogvideox" else build_tiny_wan()
+    pipe = build_tiny(family)
     spec = get_spec(family)
     videos = [np.random.default_rng(i).integers(0, 255, (9, 64, 64, 3), dtype=np.uint8) for i in range(2)]
     params, text = spec.encode_videos(pipe, videos), spec.encode_prompts(pipe, ["a red circle", ""])

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from align_world import COLOURS, square_video
+from align_world import COLOURS, build_tiny, square_video
 from videolift.cli import app
 from videolift.core.video import write_video
 
@@ -24,6 +24,7 @@ REASON = "The square is blurry."
 RECIPES = {
     "cogvideox2b_qwen2vl.yaml": ("cogvideox", "qwen2_vl", 64),
     "wan21_1.3b_qwen25vl.yaml": ("wan", "qwen2_5_vl", 32),
+    "ltx_video_qwen25vl.yaml": ("ltx", "qwen2_5_vl", 32),
 }
 
 
@@ -50,12 +51,10 @@ def _data(root: Path, size: int) -> None:
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
 def test_shipped_gpu_recipe_runs_end_to_end_on_tiny_models(name, tmp_path, monkeypatch):
-    from videolift.models.tiny_cogvideox import build_tiny_cogvideox
     from videolift.models.tiny_vlm import TinyVLMConfig, build_tiny_vlm
-    from videolift.models.tiny_wan import build_tiny_wan
 
     t2v_family, vlm_family, size = RECIPES[name]
-    (build_tiny_wan if t2v_family == "wan" else build_tiny_cogvideox)(tmp_path / "t2v")
+    build_tiny(t2v_family, tmp_path / "t2v")
     # A head of a pretrained VLM's scale: LoRA (as shipped) leaves it frozen, and a random one at the usual
     # 0.02 lets no answer become likely (which one came out likeliest then depended on the CPU's arithmetic).
     build_tiny_vlm(tmp_path / "vlm", TinyVLMConfig(family=vlm_family, corpus=[REASON], head_scale=10.0))

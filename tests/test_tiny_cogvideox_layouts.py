@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from align_world import build_tiny
 from videolift.models.base import SamplerSettings
 from videolift.models.families import get_spec
 from videolift.models.tiny_cogvideox import TinyCogVideoXConfig, build_tiny_cogvideox
@@ -71,20 +72,14 @@ def test_cogvideox_1_5_samples_at_thudms_size_and_frame_rate_by_default():
     assert spec.default_sampling(v1) == (9, 64, 64) and spec.fps(v1) == 8
 
 
-@pytest.mark.parametrize("family", ["cogvideox", "wan"])
+@pytest.mark.parametrize("family", ["cogvideox", "wan", "ltx"])
 def test_a_bf16_transformer_gets_the_fp32_loss_at_every_timestep(family):
     # DeepSpeed bf16 runs the transformer in bf16 with no autocast. The noising and the loss must stay fp32:
     # in bf16, CogVideoX's alpha_bar rounds to 1 at small t (no noise, x0 independent of the model: a zero
     # loss; a bf16 weight 1 / (1 - alpha_bar) made it NaN), and Wan's timestep sigma * 1000 is off by up
-    # to 2. So a bf16 model's losses equal the fp32 one's up to its own rounding, t = 0 included.
-    from videolift.models.tiny_wan import build_tiny_wan
-
+    # to 2 (LTX's alike). So a bf16 model's losses equal the fp32 one's up to its own rounding, t = 0 included.
     spec = get_spec(family)
-    pipe = (
-        build_tiny_cogvideox(None, TinyCogVideoXConfig(), seed=0)
-        if family == "cogvideox"
-        else build_tiny_wan()
-    )
+    pipe = build_tiny(family)
     videos = [np.random.default_rng(i).integers(0, 255, (9, 64, 64, 3), dtype=np.uint8) for i in range(2)]
     latents = spec.sample_latents(pipe, spec.encode_videos(pipe, videos), torch.Generator().manual_seed(0))
     text = spec.encode_prompts(pipe, ["a red circle", ""])

@@ -97,7 +97,7 @@ class AlignConfig(StrictModel):
     model: str = Field(description="diffusers pipeline directory or Hub id of the T2V model to align")
     family: str | None = Field(
         None,
-        description="T2V model family: cogvideox | wan (default: read from the model's model_index.json)",
+        description="T2V model family: cogvideox | wan | ltx (default: read from the model's model_index.json)",
     )
     scores: Path = Field(description="JSONL from `critic score`: video, prompt, ratings, reward")
     videos: Path = Field(description="root that the scores file's video paths are relative to")

@@ -11,7 +11,9 @@ from videolift.data import sampler_options as opt
 
 def generate(
     model: str = typer.Option(
-        ..., "--model", help="T2V pipeline (CogVideoX or Wan 2.1): a save_pretrained directory or a Hub id."
+        ...,
+        "--model",
+        help="T2V pipeline (CogVideoX, Wan 2.1 or LTX-Video): a save_pretrained directory or a Hub id.",
     ),
     prompts: Path = typer.Option(..., "--prompts", help="Prompt file: .txt (one per line), .jsonl or .csv."),
     out: Path = typer.Option(

@@ -13,7 +13,8 @@ Steps = Annotated[int, typer.Option("--steps", min=1, help="Denoising steps.")]
 Guidance = Annotated[
     float | None,
     typer.Option(
-        "--guidance", help="Classifier-free guidance scale. Default: the family's (CogVideoX 6, Wan 2.1 5)."
+        "--guidance",
+        help="Classifier-free guidance scale. Default: the family's (CogVideoX 6, Wan 2.1 5, LTX-Video 3).",
     ),
 ]
 DynamicCfg = Annotated[
@@ -28,7 +29,7 @@ Fps = Annotated[
     int | None,
     typer.Option(
         "--fps",
-        help="Frame rate written to the MP4s. Default: the family's (CogVideoX 8, CogVideoX 1.5 and Wan 2.1 16).",
+        help="Frame rate written to the MP4s. Default: the family's (CogVideoX 8, CogVideoX 1.5 and Wan 2.1 16, LTX-Video 25).",
     ),
 ]
 NegativePrompt = Annotated[
@@ -63,7 +64,7 @@ Device = Annotated[
 ]
 Family = Annotated[
     str | None,
-    typer.Option("--family", help="cogvideox | wan. Default: read from the model's model_index.json."),
+    typer.Option("--family", help="cogvideox | wan | ltx. Default: read from the model's model_index.json."),
 ]
 PromptField = Annotated[str, typer.Option("--prompt-field", help="Prompt field of .jsonl/.csv files.")]
 Limit = Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N prompts (N >= 1).")]

@@ -1,6 +1,6 @@
 """The contract between trainers/generators and a text-to-video model family.
 
-A new T2V family (HunyuanVideo, LTX-Video, ...) is one new module implementing ``T2VModelSpec``
+A new T2V family (HunyuanVideo, Mochi, ...) is one new module implementing ``T2VModelSpec``
 (usually by subclassing ``DiffusersT2VSpec``) plus one line in ``videolift.models.families``;
 trainers and the generation stage only talk to this interface.
 """

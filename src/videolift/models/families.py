@@ -8,9 +8,10 @@ from videolift.core.errors import UsageError, VideoliftError
 from videolift.core.jsonl import read_json
 from videolift.models.base import DiffusersT2VSpec, not_a_pipeline
 from videolift.models.cogvideox import CogVideoXSpec
+from videolift.models.ltx import LTXSpec
 from videolift.models.wan import WanSpec
 
-SPECS: dict[str, type[DiffusersT2VSpec]] = {"cogvideox": CogVideoXSpec, "wan": WanSpec}
+SPECS: dict[str, type[DiffusersT2VSpec]] = {"cogvideox": CogVideoXSpec, "wan": WanSpec, "ltx": LTXSpec}
 
 
 def get_spec(family: str = "cogvideox") -> DiffusersT2VSpec:

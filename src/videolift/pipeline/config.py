@@ -48,7 +48,7 @@ class Sampler(StrictModel):
     guidance: float | None = Field(
         None,
         ge=0,
-        description="classifier-free guidance scale (default: the family's, CogVideoX 6, Wan 2.1 5)",
+        description="classifier-free guidance scale (default: the family's, CogVideoX 6, Wan 2.1 5, LTX-Video 3)",
     )
     dynamic_cfg: bool = Field(False, description="CogVideoX's dynamic guidance (use_dynamic_cfg)")
     lossless: bool = Field(False, description="lossless H.264 (yuv444p, crf 0), for tiny toy videos")
@@ -61,7 +61,7 @@ class Sampler(StrictModel):
     fps: int | None = Field(
         None,
         ge=1,
-        description="frame rate written to the MP4s (default: the family's, CogVideoX 8, Wan 2.1 16)",
+        description="frame rate written to the MP4s (default: the family's, CogVideoX 8, Wan 2.1 16, LTX-Video 25)",
     )
     negative_prompt: str | None = Field(None, description="what guidance steers away from (default: empty)")
     vae_tiling: bool = Field(
