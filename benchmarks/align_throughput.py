@@ -7,8 +7,8 @@ backward, AdamW); they differ only in where the step's inputs come from:
 - reencode: every step decodes the mp4s, runs the VAE encoder and the text encoder.
 Each mode (and the one-off precompute) runs in a fresh process so its peak RSS is its own (the model
 is built in one too: a child starts with its parent's peak on Linux). Default model: a tiny-but-not-trivial
-CogVideoX (17x128x128 videos, 4-layer 128-wide transformer) built here, or with ``--family wan`` a
-Wan 2.1 of the same width; ``--model`` takes any pipeline directory (with --frames/--size to match).
+CogVideoX (17x128x128 videos, 4-layer 128-wide transformer) built here, or with ``--family wan`` / ``ltx``
+a Wan 2.1 / LTX-Video of the same width; ``--model`` takes any pipeline directory (with --frames/--size to match).
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/align_throughput.py
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/align_throughput.py --steps 30 --batch 4
@@ -41,6 +41,11 @@ def build_inputs(root: Path, args: argparse.Namespace) -> str:
 
         model = str(root / "model")
         build_tiny_wan(model, layers=4, heads=4, head_dim=32, ffn_dim=256, text_dim=64, vae_dim=16, z_dim=8)
+    elif model is None and args.family == "ltx":
+        from videolift.models.tiny_ltx import build_tiny_ltx
+
+        model = str(root / "model")
+        build_tiny_ltx(model, layers=4, heads=4, head_dim=32, text_dim=64, vae_dim=16, latent_channels=8)
     elif model is None:
         model = str(root / "model")
         config = TinyCogVideoXConfig(
@@ -133,7 +138,7 @@ def main() -> None:
         "--model", help="pipeline directory (default: a tiny-but-not-trivial model built here)"
     )
     parser.add_argument(
-        "--family", choices=("cogvideox", "wan"), default="cogvideox", help="of the built model"
+        "--family", choices=("cogvideox", "wan", "ltx"), default="cogvideox", help="of the built model"
     )
     parser.add_argument("--batch", type=int, default=2, help="videos per step")
     parser.add_argument("--steps", type=int, default=15, help="timed steps per mode")
