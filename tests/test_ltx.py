@@ -214,8 +214,13 @@ def test_full_alignment_lowers_the_objective_and_exports_an_ltx_pipeline(world, 
 def test_lora_alignment_loads_with_plain_diffusers(world, tmp_path):
     from diffusers import LTXPipeline
 
-    result = train(align_config(world, tmp_path / "run", method="rs", finetune="lora", lora_rank=4, lora_alpha=8,
-                        lr=1e-2, max_steps=3), progress=False)  # fmt: skip
+    (tmp_path / "val.txt").write_text("a red square moves right\n")
+    lora = dict(method="rs", finetune="lora", lora_rank=4, lora_alpha=8, lr=1e-2, max_steps=3)
+    samples = dict(validation_prompts=tmp_path / "val.txt", validation_steps=2, frames=9, height=32, width=32)
+    result = train(align_config(world, tmp_path / "run", **lora, **samples), progress=False)
+    # Samples of the model as it trains: the run's clip size, LTX's 25 fps (the rate it is conditioned on).
+    sample, fps = read_video_and_fps(tmp_path / "run/validation/step-0000003/000.mp4")
+    assert sample.shape == (9, 32, 32, 3) and fps == 25
     pipe = LTXPipeline.from_pretrained(world / "model")
     pipe.load_lora_weights(result.export_dir)
     base = LTXPipeline.from_pretrained(world / "model").transformer
