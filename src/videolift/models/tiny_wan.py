@@ -1,8 +1,11 @@
-"""Tiny Wan 2.1 pipelines built from configs (no download), for tests.
+"""Tiny Wan 2.1 and Wan 2.2 TI2V-5B-style pipelines built from configs (no download), for tests.
 
 Same diffusers classes as Wan2.1-T2V-1.3B-Diffusers (AutoencoderKLWan, WanTransformer3DModel,
 UMT5EncoderModel, UniPCMultistepScheduler with flow sigmas), saved as a standard pipeline directory
 that ``WanPipeline.from_pretrained`` loads. The VAE compresses 4x in time and 8x in space, as Wan's.
+``wan22=True`` builds Wan2.2-TI2V-5B-Diffusers' layout instead: a residual VAE that patchifies frames 2x2
+before its three downsamplings (16x in space, 12 input channels), per-token timesteps
+(``expand_timesteps``) and TI2V-5B's flow_shift 5.
 """
 
 from __future__ import annotations
@@ -24,21 +27,26 @@ def build_tiny_wan(
     head_dim: int = 16,
     ffn_dim: int = 32,
     vae_dim: int = 8,
-    z_dim: int = 4,
+    z_dim: int | None = None,
+    wan22: bool = False,
 ):
     """Build (and, with ``out_dir``, save) a randomly initialised tiny WanPipeline (defaults: ~34K
-    transformer parameters)."""
+    transformer parameters); ``wan22``: a Wan 2.2 TI2V-5B-style one. ``z_dim`` unset: 4, or 8 for 2.2."""
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
     torch.manual_seed(seed)
     tokenizer = build_tokenizer(list(DEFAULT_WORDS))
+    z_dim = z_dim or (8 if wan22 else 4)
+    # Wan 2.2's VAE: pixels patchified 2x2 (3 -> 12 channels) on top of the 8x of its blocks.
+    vae22 = dict(is_residual=True, in_channels=12, out_channels=12, patch_size=2, scale_factor_spatial=16)
     vae = AutoencoderKLWan(
         base_dim=vae_dim,
         z_dim=z_dim,
         dim_mult=[1, 1, 1, 1],
         num_res_blocks=1,
         temperal_downsample=[False, True, True],
+        **(vae22 if wan22 else {}),
         # not 0 / 1, so tests see the normalisation
         latents_mean=[0.1 * ((-1) ** i) * (i % 4) for i in range(z_dim)],
         latents_std=[(1.5, 0.8, 1.0, 2.0)[i % 4] for i in range(z_dim)],
@@ -57,10 +65,18 @@ def build_tiny_wan(
     )
     text_encoder = UMT5EncoderModel(UMT5Config(**t5_sizes(tokenizer, text_dim)))
     scheduler = UniPCMultistepScheduler(
-        prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0, num_train_timesteps=1000
+        prediction_type="flow_prediction",
+        use_flow_sigmas=True,
+        flow_shift=5.0 if wan22 else 3.0,
+        num_train_timesteps=1000,
     )
     pipe = WanPipeline(
-        tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=scheduler
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=vae,
+        transformer=transformer,
+        scheduler=scheduler,
+        expand_timesteps=wan22,
     )
     if out_dir is not None:
         pipe.save_pretrained(Path(out_dir))

@@ -1,20 +1,38 @@
-"""Wan 2.1 (T2V-1.3B / 14B, diffusers format) through diffusers: sampling defaults and training loss.
+"""Wan 2.1 (T2V-1.3B / 14B) and Wan 2.2 TI2V-5B (diffusers format) through diffusers: sampling defaults
+and training loss.
 
 Wan is a flow-matching model: its noising, timesteps and velocity loss are ``FlowMatchingSpec``'s,
 with the shift of Wan's own scheduler (``flow_shift``) so that training covers the noise levels the
 sampler visits, as Wan fine-tuning code does. Latents are normalised per channel with the VAE's
 ``latents_mean`` / ``latents_std`` (what the pipeline undoes before decoding) and laid out
 (B, C, F, h, w), as the transformer takes them.
+
+Wan 2.2 TI2V-5B is the same ``WanPipeline`` with one transformer, a VAE of 48 channels that patchifies
+frames 2x2 itself (16x spatial compression in all, read from its config like 2.1's 8x) and
+``expand_timesteps``: the pipeline gives the transformer one timestep per latent token, (B, tokens), which
+for text-to-video are all the step's. Training passes the same layout, every token at the sample's noise
+level (image-to-video would hold the first frame's tokens at 0; videolift trains text-to-video). The A14B
+models (two experts split by ``boundary_ratio``) can generate but are not trained.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from videolift.core.errors import VideoliftError
+from videolift.core.jsonl import read_json
 from videolift.models.flow import FlowMatchingSpec
+
+# Wan 2.2 TI2V-5B's 720p sampling (diffusers' and Wan-AI's examples): 121 frames of 704x1280 at 24 fps.
+TI2V_SIZE, TI2V_FPS = (121, 704, 1280), 24
+
+
+def per_token_timesteps(pipe: Any) -> bool:
+    """Wan 2.2 TI2V-5B: the transformer is conditioned on a timestep for each latent token."""
+    return bool(pipe.config.get("expand_timesteps"))
 
 
 class WanSpec(FlowMatchingSpec):
@@ -24,17 +42,41 @@ class WanSpec(FlowMatchingSpec):
     default_max_sequence_length = 512  # WanPipeline's own default
     # Wan 2.1's recommended 480p sampling (the pipeline's defaults); no per-checkpoint size is stored.
     default_size = (81, 480, 832)
-    default_guidance, default_fps = 5.0, 16  # diffusers' Wan 2.1 examples
+    default_guidance, default_fps = 5.0, 16  # diffusers' Wan 2.1 examples (also Wan 2.2 TI2V-5B's guidance)
     fp32_components = ("vae",)  # as diffusers' Wan examples load it: bf16 decoding costs detail
+
+    def default_sampling(
+        self, pipe: Any, frames: int | None = None, height: int | None = None, width: int | None = None
+    ) -> tuple[int, int, int]:
+        own = TI2V_SIZE if pipe is not None and per_token_timesteps(pipe) else self.default_size
+        return (
+            own[0] if frames is None else frames,
+            own[1] if height is None else height,
+            own[2] if width is None else width,
+        )
+
+    def own_sampling(
+        self, model: str, frames: int | None = None, height: int | None = None, width: int | None = None
+    ) -> tuple[int, int, int] | None:
+        """From ``model_index.json`` (does the pipeline expand timesteps?); a Hub id: Wan 2.1's."""
+        try:
+            config = read_json(Path(model).expanduser() / "model_index.json")
+        except (OSError, ValueError, VideoliftError):
+            config = {}
+        pipe = type("Index", (), {"config": config if isinstance(config, dict) else {}})
+        return self.default_sampling(pipe, frames, height, width)
+
+    def fps(self, pipe: Any) -> int:
+        return TI2V_FPS if per_token_timesteps(pipe) else self.default_fps
 
     def spatial_patch(self, pipe: Any) -> int:
         return int(pipe.transformer.config.patch_size[1])
 
     def check_trainable(self, pipe: Any) -> None:
-        if getattr(pipe, "transformer_2", None) is not None or pipe.config.get("expand_timesteps"):
+        if getattr(pipe, "transformer_2", None) is not None or pipe.config.get("boundary_ratio") is not None:
             raise VideoliftError(
-                "Wan 2.2 pipelines (two experts, or per-token timesteps) can generate but not be "
-                "aligned yet: videolift trains Wan 2.1 checkpoints"
+                "Wan 2.2 pipelines with two experts (transformer_2 and boundary_ratio: the A14B models) can "
+                "generate but not be aligned yet: videolift aligns Wan 2.1 and Wan 2.2 TI2V-5B (one transformer)"
             )
 
     @staticmethod
@@ -52,9 +94,19 @@ class WanSpec(FlowMatchingSpec):
         mean, std = self._latent_stats(pipe, latents)
         return (latents - mean) / std
 
+    @staticmethod
+    def token_timesteps(pipe: Any, noisy: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+        """(B,) timesteps spread over the latent tokens, (B, tokens), as ``expand_timesteps`` pipelines pass
+        them: one per transformer patch (WanPipeline strides its mask by 2, TI2V-5B's patch of 1x2x2)."""
+        pt, ph, pw = pipe.transformer.config.patch_size
+        tokens = (noisy.shape[2] // pt) * (noisy.shape[3] // ph) * (noisy.shape[4] // pw)
+        return timestep[:, None].expand(-1, tokens)
+
     def velocity(
         self, pipe: Any, transformer: Any, noisy: torch.Tensor, timestep: torch.Tensor, text: torch.Tensor
     ) -> torch.Tensor:
+        if per_token_timesteps(pipe):
+            timestep = self.token_timesteps(pipe, noisy, timestep)
         return transformer(
             hidden_states=noisy, timestep=timestep, encoder_hidden_states=text, return_dict=False
         )[0]
