@@ -18,11 +18,13 @@ WEIGHTS = [0.9, 0.05, 0.9, 0.05]  # the rewards of the four videos, in order
 
 
 def build_tiny(family: str, out_dir: Path | None = None):
-    """A tiny pipeline of ``family`` (saved to ``out_dir`` when given)."""
+    """A tiny pipeline of ``family`` (saved to ``out_dir`` when given); "wan22": a Wan 2.2 TI2V-style one."""
     from videolift.models.tiny_cogvideox import build_tiny_cogvideox
     from videolift.models.tiny_ltx import build_tiny_ltx
     from videolift.models.tiny_wan import build_tiny_wan
 
+    if family == "wan22":
+        return build_tiny_wan(out_dir, wan22=True)
     return {"cogvideox": build_tiny_cogvideox, "wan": build_tiny_wan, "ltx": build_tiny_ltx}[family](out_dir)
 
 

@@ -24,6 +24,7 @@ REASON = "The square is blurry."
 RECIPES = {
     "cogvideox2b_qwen2vl.yaml": ("cogvideox", "qwen2_vl", 64),
     "wan21_1.3b_qwen25vl.yaml": ("wan", "qwen2_5_vl", 32),
+    "wan22_ti2v_5b_qwen25vl.yaml": ("wan22", "qwen2_5_vl", 32),  # a Wan 2.2 TI2V-style WanPipeline
     "ltx_video_qwen25vl.yaml": ("ltx", "qwen2_5_vl", 32),
 }
 
