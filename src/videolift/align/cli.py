@@ -97,7 +97,7 @@ def align(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars (the same as --no-progress)."),
 ) -> None:
-    """Align a T2V model (CogVideoX, Wan 2.1 or LTX-Video) with critic rewards:
+    """Align a T2V model (CogVideoX, Wan 2.1, Wan 2.2 TI2V-5B or LTX-Video) with critic rewards:
     L = mean_syn(w * diffusion loss) + lambda * mean_real(loss).
 
     Writes OUT/pipeline (full: <Family>Pipeline.from_pretrained(OUT/pipeline)) or OUT/lora

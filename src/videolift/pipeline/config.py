@@ -61,7 +61,7 @@ class Sampler(StrictModel):
     fps: int | None = Field(
         None,
         ge=1,
-        description="frame rate written to the MP4s (default: the family's, CogVideoX 8, Wan 2.1 16, LTX-Video 25)",
+        description="frame rate written to the MP4s (default: the family's, CogVideoX 8, Wan 2.1 16, Wan 2.2 TI2V-5B 24, LTX-Video 25)",
     )
     negative_prompt: str | None = Field(None, description="what guidance steers away from (default: empty)")
     vae_tiling: bool = Field(
