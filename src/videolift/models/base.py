@@ -176,6 +176,13 @@ def _tiling_hint(vae: Any) -> str:
     )
 
 
+def fill_size(
+    own: tuple[Any, Any, Any], frames: int | None, height: int | None, width: int | None
+) -> tuple[int, int, int]:
+    """The frames, height and width given, the model's ``own`` for those left unset."""
+    return tuple(o if given is None else given for o, given in zip(own, (frames, height, width), strict=True))
+
+
 class DiffusersT2VSpec:
     """What diffusers T2V pipelines share: loading, frame/size checks, batched sampling with one
     generator per video, prompt and VAE encoding. A family sets ``pipeline_class`` and the rest."""
@@ -238,12 +245,7 @@ class DiffusersT2VSpec:
     def default_sampling(
         self, pipe: Any, frames: int | None = None, height: int | None = None, width: int | None = None
     ) -> tuple[int, int, int]:
-        f, h, w = self.default_size or (None, None, None)
-        return (
-            f if frames is None else frames,
-            h if height is None else height,
-            w if width is None else width,
-        )
+        return fill_size(self.default_size or (None, None, None), frames, height, width)
 
     def own_sampling(
         self, model: str, frames: int | None = None, height: int | None = None, width: int | None = None

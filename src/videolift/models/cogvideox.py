@@ -15,7 +15,7 @@ import torch
 
 from videolift.core.errors import VideoliftError
 from videolift.core.jsonl import read_json
-from videolift.models.base import DiffusersT2VSpec, SamplerSettings
+from videolift.models.base import DiffusersT2VSpec, SamplerSettings, fill_size
 
 
 class CogVideoXSpec(DiffusersT2VSpec):
@@ -34,11 +34,7 @@ class CogVideoXSpec(DiffusersT2VSpec):
         own = (int(cfg.sample_height) * scale, int(cfg.sample_width) * scale)
         if cfg.get("patch_size_t") and own == (2400, 2400):
             own = (768, 1360)
-        return (
-            int(cfg.sample_frames) if frames is None else frames,
-            own[0] if height is None else height,
-            own[1] if width is None else width,
-        )
+        return fill_size((int(cfg.sample_frames), *own), frames, height, width)
 
     def own_sampling(
         self, model: str, frames: int | None = None, height: int | None = None, width: int | None = None

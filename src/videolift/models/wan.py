@@ -24,6 +24,7 @@ import torch
 
 from videolift.core.errors import VideoliftError
 from videolift.core.jsonl import read_json
+from videolift.models.base import fill_size
 from videolift.models.flow import FlowMatchingSpec
 
 # Wan 2.2 TI2V-5B's 720p sampling (diffusers' and Wan-AI's examples): 121 frames of 704x1280 at 24 fps.
@@ -49,22 +50,18 @@ class WanSpec(FlowMatchingSpec):
         self, pipe: Any, frames: int | None = None, height: int | None = None, width: int | None = None
     ) -> tuple[int, int, int]:
         own = TI2V_SIZE if pipe is not None and per_token_timesteps(pipe) else self.default_size
-        return (
-            own[0] if frames is None else frames,
-            own[1] if height is None else height,
-            own[2] if width is None else width,
-        )
+        return fill_size(own, frames, height, width)
 
     def own_sampling(
         self, model: str, frames: int | None = None, height: int | None = None, width: int | None = None
     ) -> tuple[int, int, int] | None:
         """From ``model_index.json`` (does the pipeline expand timesteps?); a Hub id: Wan 2.1's."""
         try:
-            config = read_json(Path(model).expanduser() / "model_index.json")
+            index = read_json(Path(model).expanduser() / "model_index.json")
         except (OSError, ValueError, VideoliftError):
-            config = {}
-        pipe = type("Index", (), {"config": config if isinstance(config, dict) else {}})
-        return self.default_sampling(pipe, frames, height, width)
+            index = {}
+        expands = isinstance(index, dict) and bool(index.get("expand_timesteps"))
+        return fill_size(TI2V_SIZE if expands else self.default_size, frames, height, width)
 
     def fps(self, pipe: Any) -> int:
         return TI2V_FPS if per_token_timesteps(pipe) else self.default_fps
