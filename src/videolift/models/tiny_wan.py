@@ -5,7 +5,9 @@ UMT5EncoderModel, UniPCMultistepScheduler with flow sigmas), saved as a standard
 that ``WanPipeline.from_pretrained`` loads. The VAE compresses 4x in time and 8x in space, as Wan's.
 ``wan22=True`` builds Wan2.2-TI2V-5B-Diffusers' layout instead: a residual VAE that patchifies frames 2x2
 before its three downsamplings (16x in space, 12 input channels), per-token timesteps
-(``expand_timesteps``) and TI2V-5B's flow_shift 5.
+(``expand_timesteps``) and TI2V-5B's flow_shift 5. ``experts=True`` builds Wan2.2-T2V-A14B-Diffusers'
+layout: the 2.1 VAE and two transformers of one config, ``transformer`` for high noise and ``transformer_2``
+(other weights) for low noise, split at ``boundary_ratio`` 0.875.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ def build_tiny_wan(
     vae_dim: int = 8,
     z_dim: int | None = None,
     wan22: bool = False,
+    experts: bool = False,
 ):
     """Build (and, with ``out_dir``, save) a randomly initialised tiny WanPipeline (defaults: ~34K
-    transformer parameters); ``wan22``: a Wan 2.2 TI2V-5B-style one. ``z_dim`` unset: 4, or 8 for 2.2."""
+    transformer parameters); ``wan22``: a Wan 2.2 TI2V-5B-style one; ``experts``: a Wan 2.2 A14B-style one (two
+    transformers). ``z_dim`` unset: 4, or 8 for TI2V."""
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
@@ -51,7 +55,7 @@ def build_tiny_wan(
         latents_mean=[0.1 * ((-1) ** i) * (i % 4) for i in range(z_dim)],
         latents_std=[(1.5, 0.8, 1.0, 2.0)[i % 4] for i in range(z_dim)],
     )
-    transformer = WanTransformer3DModel(
+    sizes = dict(
         patch_size=(1, 2, 2),
         num_attention_heads=heads,
         attention_head_dim=head_dim,
@@ -63,6 +67,8 @@ def build_tiny_wan(
         num_layers=layers,
         rope_max_seq_len=32,
     )
+    transformer = WanTransformer3DModel(**sizes)
+    transformer_2 = WanTransformer3DModel(**sizes) if experts else None  # drawn after: other weights
     text_encoder = UMT5EncoderModel(UMT5Config(**t5_sizes(tokenizer, text_dim)))
     scheduler = UniPCMultistepScheduler(
         prediction_type="flow_prediction",
@@ -77,6 +83,7 @@ def build_tiny_wan(
         transformer=transformer,
         scheduler=scheduler,
         expand_timesteps=wan22,
+        **(dict(transformer_2=transformer_2, boundary_ratio=0.875) if experts else {}),
     )
     if out_dir is not None:
         pipe.save_pretrained(Path(out_dir))
