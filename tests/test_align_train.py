@@ -921,12 +921,12 @@ def test_bf16_full_fine_tune_starts_from_the_checkpoints_own_fp32_weights(world,
 
     saved = _transformer_state(world / "model")
     cfg = align_config(world, tmp_path / "run", mixed_precision="bf16", family="cogvideox")
-    _, pipe, params = _load_model(cfg, torch.bfloat16)
+    _, pipe, _, _, params = _load_model(cfg, torch.bfloat16)
     state = pipe.transformer.state_dict()
     assert all(torch.equal(state[k], v) for k, v in saved.items())  # not a bf16 rounding of them
     assert all(p.dtype == torch.float32 for p in params)
     assert pipe.text_encoder.dtype == torch.bfloat16 and pipe.vae.dtype == torch.bfloat16  # frozen: bf16
-    _, pipe, _ = _load_model(
+    _, pipe, *_ = _load_model(
         align_config(world, tmp_path / "lora", mixed_precision="bf16", finetune="lora", family="cogvideox"),
         torch.bfloat16,
     )

@@ -157,12 +157,12 @@ def test_resumed_wan_run_ends_with_the_uninterrupted_weights(world, tmp_path):
         train(align_config(world, tmp_path / "b", **more), progress=False)
 
 
-def test_two_expert_wan_2_2_pipelines_are_refused_for_alignment_with_a_reason(world):
+def test_a_boundary_without_a_second_expert_is_refused_for_alignment_with_a_reason(world):
     spec = get_spec("wan")
     pipe = spec.load(str(world / "model"))
-    spec.check_trainable(pipe)  # Wan 2.1: trainable (and 2.2 TI2V-5B: tests/test_wan22.py)
-    pipe.register_to_config(boundary_ratio=0.875)  # Wan 2.2 A14B's switch between its two experts
-    with pytest.raises(VideoliftError, match="Wan 2.2 pipelines .* can generate but not be aligned"):
+    spec.check_trainable(pipe)  # Wan 2.1: trainable (2.2 TI2V-5B and A14B: tests/test_wan22*.py)
+    pipe.register_to_config(boundary_ratio=0.875)  # Wan 2.2 A14B's switch, with no transformer_2 to switch to
+    with pytest.raises(VideoliftError, match="transformer_2 without boundary_ratio, or the other way round"):
         spec.check_trainable(pipe)
 
 

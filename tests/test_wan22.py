@@ -1,7 +1,7 @@
 """Wan 2.2 TI2V-5B (``WanPipeline`` with ``expand_timesteps``, one transformer, the 48-channel VAE that
 patchifies frames itself): generation with its own defaults, the flow-matching loss with per-token
 timesteps laid out as the pipeline lays them out, alignment (full and LoRA) that plain diffusers loads,
-resume; the two-expert A14B pipelines stay refused."""
+resume. The two-expert A14B pipelines: tests/test_wan22_a14b.py."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from align_world import PROMPTS, align_config, full_alignment, make_world, straight_and_resumed
 from videolift.align.trainer import batch_loss, step_generator, train
 from videolift.cli import app
-from videolift.core.errors import VideoliftError
+from videolift.core.errors import OptionError, VideoliftError
 from videolift.core.video import read_video_and_fps
 from videolift.models.base import SamplerSettings
 from videolift.models.families import detect_family, get_spec
@@ -188,12 +188,12 @@ def test_resumed_wan22_run_ends_with_the_uninterrupted_weights(world, tmp_path):
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
-def test_two_expert_pipelines_are_refused_for_alignment_saying_what_is_supported(world, pipe, tmp_path):
+def test_two_expert_pipelines_need_an_expert_and_half_of_one_is_refused(world, pipe, tmp_path):
     spec = get_spec("wan")
     spec.check_trainable(pipe)  # TI2V-5B: trainable
-    pipe.register_to_config(boundary_ratio=0.875)  # an A14B: a high- and a low-noise expert
+    pipe.register_to_config(boundary_ratio=0.875)  # a boundary without the low-noise expert
     try:
-        with pytest.raises(VideoliftError, match="two experts .* not be aligned yet.* Wan 2.2 TI2V-5B"):
+        with pytest.raises(VideoliftError, match="transformer_2 without boundary_ratio.* Wan 2.2 TI2V-5B"):
             spec.check_trainable(pipe)
     finally:
         pipe.register_to_config(boundary_ratio=None)
@@ -202,5 +202,5 @@ def test_two_expert_pipelines_are_refused_for_alignment_saying_what_is_supported
     two.register_modules(transformer_2=build_tiny_wan(seed=1).transformer)
     two.register_to_config(boundary_ratio=0.875)
     two.save_pretrained(tmp_path / "a14b")
-    with pytest.raises(VideoliftError, match="transformer_2 and boundary_ratio"):
+    with pytest.raises(OptionError, match="--expert is required"):  # an A14B: tests/test_wan22_a14b.py
         train(align_config(world, tmp_path / "run", model=str(tmp_path / "a14b")), progress=False)

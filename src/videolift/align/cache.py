@@ -55,7 +55,7 @@ def _config_of(component: Any) -> Any:
 def model_fingerprint(model: str, pipe: Any, trained: Any = None, memo: Path | HashMemo | None = None) -> str:
     """Identity of what encodes videos and prompts: class, config and dtype of every pipeline
     component (the scheduler aside) and, for a local directory, the content of their weight files —
-    except those of the ``trained`` module, whose weights the cache does not depend on.
+    except those of the ``trained`` module (or modules: a tuple), whose weights the cache does not depend on.
 
     A local model is known by what it holds, not where it lies: an exported copy of the same
     encoders (an aligned model aligned again, a pretraining phase continued) reuses the cache, and a
@@ -65,11 +65,12 @@ def model_fingerprint(model: str, pipe: Any, trained: Any = None, memo: Path | H
     root = Path(model)
     parts: dict[str, Any] = {} if root.exists() else {"model": model}
     hashes = memo if isinstance(memo, HashMemo) else HashMemo(memo)
+    skipped = trained if isinstance(trained, tuple) else (trained,)
     for name, component in sorted(pipe.components.items()):
         if component is None or name == "scheduler":
             continue
         entry = {"type": type(component).__name__, "config": _config_of(component)}
-        if isinstance(component, torch.nn.Module) and component is not trained:
+        if isinstance(component, torch.nn.Module) and not any(component is m for m in skipped):
             entry["dtype"] = str(next(component.parameters()).dtype)
             if (root / name).is_dir():
                 # Weights only: a saved config.json also records where it was loaded from

@@ -49,6 +49,7 @@ def align(
     ),
     text_dropout: float = typer.Option(None, "--text-dropout", help=_h("text_dropout")),
     full_scope: str = typer.Option(None, "--full-scope", help=_h("full_scope")),
+    expert: str = typer.Option(None, "--expert", help=_h("expert")),
     lora_rank: int = typer.Option(None, "--lora-rank", help=_h("lora_rank")),
     lora_alpha: float = typer.Option(None, "--lora-alpha", help=_h("lora_alpha")),
     lora_targets: str = typer.Option(None, "--lora-targets", help=_h("lora_targets")),
@@ -97,8 +98,8 @@ def align(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars (the same as --no-progress)."),
 ) -> None:
-    """Align a T2V model (CogVideoX, Wan 2.1, Wan 2.2 TI2V-5B or LTX-Video) with critic rewards:
-    L = mean_syn(w * diffusion loss) + lambda * mean_real(loss).
+    """Align a T2V model (CogVideoX, Wan 2.1, Wan 2.2 TI2V-5B, Wan 2.2 A14B one expert a run with --expert,
+    or LTX-Video) with critic rewards: L = mean_syn(w * diffusion loss) + lambda * mean_real(loss).
 
     Writes OUT/pipeline (full: <Family>Pipeline.from_pretrained(OUT/pipeline)) or OUT/lora
     (pipe.load_lora_weights(OUT/lora)), OUT/logs/train.jsonl + tensorboard, OUT/checkpoints.
@@ -133,6 +134,16 @@ def align(
             get_spec(cfg.family)
         except UsageError as exc:
             raise DataError(exc.message, file=config, field="family") from None
+
+    if expert is None and cfg.expert is not None:
+        # --config's expert, refused for a model it does not fit: the file's mistake (exit status 1).
+        from videolift.align.preflight import trained_component
+        from videolift.core.errors import DataError, UsageError
+
+        try:
+            trained_component(cfg)
+        except UsageError as exc:
+            raise DataError(exc.message, file=config, field="expert") from None
 
     from videolift.align.trainer import train
     from videolift.core.progress import library_bars

@@ -160,6 +160,15 @@ class AlignConfig(StrictModel):
         description="what a full fine-tune trains: blocks, the transformer blocks (the paper's release); "
         "all, every transformer weight (patch and time embeddings, output layers too)",
     )
+    expert: Literal["high", "low"] | None = Field(
+        None,
+        description="high | low: which expert of a two-expert Wan 2.2 A14B pipeline the run trains (required there, refused "
+        "for one-transformer models). high: `transformer`, the steps whose shifted timestep is at least "
+        "boundary_ratio x 1000; low: `transformer_2`, the rest. The run draws only that expert's timesteps and "
+        "trains only its weights; the other stays as loaded. Both: two runs, --expert high, then --expert low "
+        "with --model OUT/pipeline of the first (full), or each from the base (LoRA: load the low one with "
+        "load_into_transformer_2=True) (docs/align.md)",
+    )
     lora_rank: int = Field(64, ge=1, description="LoRA rank")
     lora_alpha: float = Field(64.0, gt=0, description="LoRA alpha (scale = alpha / rank)")
     lora_targets: list[str] = Field(
@@ -378,7 +387,8 @@ class AlignConfig(StrictModel):
 
     def training_fingerprint(self) -> str:
         """Hash of the fields that define the run (not the ones --resume may change)."""
-        data = self.model_dump(mode="json", exclude=set(RESUMABLE_CHANGES))
+        unset = {"expert"} if self.expert is None else set()  # one-transformer runs hash as before it came
+        data = self.model_dump(mode="json", exclude=set(RESUMABLE_CHANGES) | unset)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def resume_conflicts(self, saved: dict) -> list[str]:

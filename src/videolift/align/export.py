@@ -5,12 +5,18 @@
 - LoRA           -> ``OUT/lora``:     ``pipe = CogVideoXPipeline.from_pretrained(BASE)``;
                                       ``pipe.load_lora_weights("OUT/lora")``
 
+A two-expert Wan 2.2's run trains one expert: the full export is the pipeline with that expert replaced; the
+LoRA is saved as diffusers' WanLoraLoaderMixin saves one (``transformer.`` keys), which loads into
+``transformer_2`` with ``pipe.load_lora_weights("OUT/lora", load_into_transformer_2=True)`` (``EXPERT_FILE``
+says so, for videolift's own loading).
+
 Both are written to a temporary sibling and renamed into place, so a crash never leaves a
 half-written model where a loader would find it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -21,7 +27,7 @@ import torch
 from videolift.align.config import AlignConfig
 from videolift.align.trainable import trainable_parameters
 from videolift.core.files import writing
-from videolift.models.base import FULL_DIR, LORA_DIR
+from videolift.models.base import EXPERT_FILE, FULL_DIR, LORA_DIR
 
 
 def _replace_dir(tmp: Path, final: Path) -> Path:
@@ -54,16 +60,21 @@ def cast_for_export(transformer: torch.nn.Module, dtype: torch.dtype) -> None:
 
 
 def export_full(
-    pipe: Any, transformer: torch.nn.Module, out: Path, dtype: torch.dtype, source: Path | None = None
+    pipe: Any,
+    transformer: torch.nn.Module,
+    out: Path,
+    dtype: torch.dtype,
+    source: Path | None = None,
+    name: str = "transformer",
 ) -> Path:
-    """The whole pipeline with the trained transformer (in ``dtype``). The frozen parts are saved as
-    loaded, or, given the base's ``source`` directory, copied from it: a run in bf16 holds them in
-    bf16, and saving those would lose their precision for good (and make the aligned model, aligned
-    again, miss the latent cache its base filled)."""
+    """The whole pipeline with the trained transformer (in ``dtype``) as its component ``name``. The frozen
+    parts (a frozen expert too) are saved as loaded, or, given the base's ``source`` directory, copied from
+    it: a run in bf16 holds them in bf16, and saving those would lose their precision for good (and make the
+    aligned model, aligned again, miss the latent cache its base filled)."""
     cast_for_export(transformer, dtype)
-    pipe.transformer = transformer
+    setattr(pipe, name, transformer)
     tmp = _fresh_tmp(out, FULL_DIR)
-    frozen = [n for n, c in pipe.components.items() if n != "transformer" and isinstance(c, torch.nn.Module)]
+    frozen = [n for n, c in pipe.components.items() if n != name and isinstance(c, torch.nn.Module)]
     copied = [n for n in frozen if source is not None and (source / n).is_dir()]
     with writing(tmp, "the aligned pipeline"):
         if not copied:
@@ -90,8 +101,9 @@ def base_directory(model: str) -> Path | None:
         return None
 
 
-def export_lora(pipe: Any, transformer: torch.nn.Module, out: Path) -> Path:
-    """The transformer's LoRA adapter (with its rank/alpha metadata) in diffusers' LoRA format."""
+def export_lora(pipe: Any, transformer: torch.nn.Module, out: Path, name: str = "transformer") -> Path:
+    """The transformer's LoRA adapter (with its rank/alpha metadata) in diffusers' LoRA format; for the
+    component ``name`` other than ``transformer`` (a low-noise expert), with ``EXPERT_FILE`` naming it."""
     from peft.utils import get_peft_model_state_dict
 
     tmp = _fresh_tmp(out, LORA_DIR)
@@ -101,6 +113,8 @@ def export_lora(pipe: Any, transformer: torch.nn.Module, out: Path) -> Path:
             transformer_lora_layers=get_peft_model_state_dict(transformer),
             transformer_lora_adapter_metadata=transformer.peft_config["default"].to_dict(),
         )
+        if name != "transformer":
+            (tmp / EXPERT_FILE).write_text(json.dumps({"component": name}) + "\n")
     return _replace_dir(tmp, out / LORA_DIR)
 
 
@@ -124,17 +138,18 @@ def gathered_transformer(accelerator: Any, model: Any) -> torch.nn.Module | None
 
 
 def export_trained(
-    cfg: AlignConfig, accelerator: Any, pipe: Any, model: Any, ema: Any, weight_dtype: Any
+    cfg: AlignConfig, accelerator: Any, pipe: Any, model: Any, ema: Any, weight_dtype: Any, name: str
 ) -> Path | None:
-    """Copy EMA weights in when enabled, then write what plain diffusers loads (main process only;
-    collective); the exported directory on the main process, else None."""
+    """Copy EMA weights in when enabled, then write what plain diffusers loads, the trained module as the
+    pipeline's component ``name`` (main process only; collective); the exported directory on the main
+    process, else None."""
     if ema is not None:
         ema.copy_to(trainable_parameters(accelerator.unwrap_model(model)))
     trained = gathered_transformer(accelerator, model)
     if not accelerator.is_main_process:
         return None
     if cfg.finetune == "lora":
-        return export_lora(pipe, trained, cfg.out)
+        return export_lora(pipe, trained, cfg.out, name)
     # Frozen parts held in reduced precision are copied from the base's files instead.
     source = base_directory(cfg.model) if weight_dtype != torch.float32 else None
-    return export_full(pipe, trained, cfg.out, weight_dtype, source)
+    return export_full(pipe, trained, cfg.out, weight_dtype, source, name)

@@ -84,7 +84,9 @@ def cache_all(
     memo = cfg.cache_root / HASH_MEMO
 
     def fingerprint_of(known: HashMemo | Path) -> str:
-        return model_fingerprint(cfg.model, pipe, trained=pipe.transformer, memo=known)
+        # Not the experts' weights either: the two runs of a two-expert model (the second on the first's
+        # export, or on the base) share one cache.
+        return model_fingerprint(cfg.model, pipe, trained=denoisers(pipe), memo=known)
 
     # The main process hashed the weights at the start and saves them now; the other ranks read its memo.
     if accelerator.is_main_process:
@@ -122,16 +124,24 @@ def cache_all(
     return paths[:n_syn], paths[n_syn : n_syn + n_real], empty, paths[n_syn + n_real :], stats
 
 
-def encoders_to(pipe: Any, device: Any) -> None:
-    """The frozen components (VAE, text encoder) to ``device``; the transformer stays where it is (a
-    14B one in fp32 would not fit on the GPU beside them while videos are encoded)."""
+def denoisers(pipe: Any) -> tuple[torch.nn.Module, ...]:
+    """The pipeline's transformers: its one, or a two-expert Wan 2.2's both."""
+    found = (getattr(pipe, "transformer", None), getattr(pipe, "transformer_2", None))
+    return tuple(m for m in found if m is not None)
+
+
+def encoders_to(pipe: Any, device: Any, trained: Any = None) -> None:
+    """The frozen components (VAE, text encoder) to ``device``; the transformers stay where they are (a
+    14B one in fp32 would not fit on the GPU beside them while videos are encoded). Given the ``trained``
+    module, to sample with the pipeline: everything else, a frozen expert too."""
+    stay = denoisers(pipe) if trained is None else (trained,)
     for component in pipe.components.values():
-        if isinstance(component, torch.nn.Module) and component is not pipe.transformer:
+        if isinstance(component, torch.nn.Module) and not any(component is s for s in stay):
             component.to(device)
 
 
-def encoders_ready(pipe: Any, device: Any, vae_tiling: bool) -> None:
-    encoders_to(pipe, device)
+def encoders_ready(pipe: Any, device: Any, vae_tiling: bool, trained: Any = None) -> None:
+    encoders_to(pipe, device, trained)
     if vae_tiling:
         pipe.vae.enable_tiling()
 

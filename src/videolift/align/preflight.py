@@ -20,7 +20,7 @@ from videolift.align.video_check import check_videos
 from videolift.align.weights import Sample, read_real
 from videolift.core.errors import VideoliftError
 from videolift.core.files import HashMemo, lock_run
-from videolift.models.families import detect_family, spec_for
+from videolift.models.families import detect_family, model_index, spec_for
 
 
 @dataclass
@@ -43,6 +43,7 @@ class Preflight:
     held_samples: list[Sample]  # --validation-real's clips
     held_set: str | None  # what the held-out log's lines are of (on the main process)
     weight_dtype: torch.dtype  # the mixed-precision dtype: of the frozen components and the export
+    trained: str | None  # the component trained (transformer, or an expert's); None: known once loaded
 
     @property
     def rank(self) -> int:
@@ -76,6 +77,7 @@ def preflight(
     say = accelerator.print if tell is None else (lambda message: tell(message) if main else None)
     set_seed(cfg.seed)
     cfg = _resolved(cfg)
+    trained = trained_component(cfg)  # --expert refused, or missing, before anything is read
     ckpt_root, log_dir = cfg.out / "checkpoints", cfg.out / "logs"
     # The main process reads the inputs and the model's weights for their hashes (the others get its
     # answer: N ranks reading a 10-GB model at once gains nothing); remembered with the cache.
@@ -108,7 +110,15 @@ def preflight(
         held_samples=held_samples,
         held_set=held_set,
         weight_dtype=weight_dtype,
+        trained=trained,
     )
+
+
+def trained_component(cfg: AlignConfig) -> str | None:
+    """The pipeline component the run trains, read from the model's model_index.json (None where it cannot
+    be read before the model loads); raises OptionError for an ``expert`` the model does not fit."""
+    index = model_index(cfg.model)
+    return None if index is None else spec_for(cfg.model, cfg.family).trained_component(index, cfg.expert)
 
 
 def _resolved(cfg: AlignConfig) -> AlignConfig:

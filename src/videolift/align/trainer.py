@@ -69,15 +69,18 @@ def batch_loss(
     *,
     n_syn: int = 0,
     syn_min_timestep: int = 0,
+    t_range: tuple[int, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """sum_i coef_i * diffusion_loss_i, with latents drawn from cached distribution parameters,
-    t ~ U[0, num_train_timesteps) (the first ``n_syn`` rows: U[syn_min_timestep, ...)) and Gaussian
-    noise. Returns (scalar loss, per-sample losses)."""
+    t ~ U[low, high) (``t_range``, default [0, num_train_timesteps): a two-expert model's trained expert's;
+    the first ``n_syn`` rows: from ``syn_min_timestep`` up, if higher) and Gaussian noise. Returns (scalar
+    loss, per-sample losses)."""
     device = params.device
     latents = spec.sample_latents(pipe, params.float(), generator)
-    steps = pipe.scheduler.config.num_train_timesteps
-    timesteps = torch.randint(0, steps, (latents.shape[0],), generator=generator, device=device)
-    if syn_min_timestep and n_syn:  # drawn after the default draw: with 0 the RNG stream is unchanged
+    low, steps = t_range or (0, pipe.scheduler.config.num_train_timesteps)
+    # torch draws U[low, high) as low + U[0, high - low): over [0, N) the values are as they always were
+    timesteps = torch.randint(low, steps, (latents.shape[0],), generator=generator, device=device)
+    if syn_min_timestep > low and n_syn:  # drawn after the default draw: with 0 the RNG stream is unchanged
         timesteps[:n_syn] = torch.randint(
             syn_min_timestep, steps, (n_syn,), generator=generator, device=device
         )
@@ -114,25 +117,38 @@ def _accelerator(cfg: AlignConfig) -> Any:
     return accelerator
 
 
-def _load_model(cfg: AlignConfig, weight_dtype: torch.dtype) -> tuple[Any, Any, list[torch.nn.Parameter]]:
-    """The pipeline with frozen encoders in the mixed-precision dtype and its transformer made
-    trainable (fp32 master weights); (spec, pipe, trained parameters)."""
+def _load_model(
+    cfg: AlignConfig, weight_dtype: torch.dtype, trained: str | None = None
+) -> tuple[Any, Any, str, tuple[int, int], list[torch.nn.Parameter]]:
+    """The pipeline with frozen encoders (and a frozen expert) in the mixed-precision dtype and the trained
+    component (``trained``, or found now) made trainable (fp32 master weights); (spec, pipe, the trained
+    component's name, the timesteps it trains at, its trained parameters)."""
     spec = get_spec(cfg.family)
     dtype: Any = resolve_dtype(weight_dtype)
     if cfg.finetune == "full" and dtype != torch.float32:
         # The fp32 master weights start from the checkpoint's own values, not from a bf16 rounding of them.
-        dtype = {"transformer": torch.float32, "default": dtype}
+        dtype = {trained or "transformer": torch.float32, "default": dtype}
     pipe = spec.load(cfg.model, dtype=dtype, device="cpu")
     spec.check_trainable(pipe)
-    if cfg.synthetic_min_timestep >= (n_t := pipe.scheduler.config.num_train_timesteps):
+    trained = spec.trained_component(pipe.config, cfg.expert)
+    low, high = t_range = spec.timestep_range(pipe, cfg.expert)
+    if low >= high:
         raise VideoliftError(
-            f"--synthetic-min-timestep {cfg.synthetic_min_timestep}: must be below the scheduler's "
-            f"num_train_timesteps ({n_t})"
+            f"--expert {cfg.expert}: the pipeline's boundary_ratio {pipe.config.get('boundary_ratio')} leaves "
+            "this expert no timestep to train"
         )
+    if cfg.synthetic_min_timestep >= high:
+        where = (
+            f"the {cfg.expert}-noise expert's timesteps, [{low}, {high})"
+            if cfg.expert
+            else f"the scheduler's num_train_timesteps ({high})"
+        )
+        raise VideoliftError(f"--synthetic-min-timestep {cfg.synthetic_min_timestep}: must be below {where}")
     for component in pipe.components.values():
         if isinstance(component, torch.nn.Module):
             component.requires_grad_(False)
-    return spec, pipe, make_trainable(pipe.transformer, cfg)  # before caching: bad targets fail in seconds
+    params = make_trainable(getattr(pipe, trained), cfg)  # before caching: bad targets fail in seconds
+    return spec, pipe, trained, t_range, params
 
 
 def _step_dataset(
@@ -181,9 +197,17 @@ def _describe(
         + f"), {data['real']} real (lambda "
         f"{cfg.lambda_real}); per step: {cfg.batch_size} syn + {n_real} real x {world} processes x "
         f"{cfg.grad_accum} accumulation = {per_step} videos; "
-        f"{sum(p.numel() for p in params):,} trainable parameters; steps {step} -> {cfg.max_steps}"
+        f"{sum(p.numel() for p in params):,} trainable parameters"
+        + (_expert_note(cfg.expert, data["expert"]) if cfg.expert else "")
+        + f"; steps {step} -> {cfg.max_steps}"
         + (f"; {cfg.text_dropout:.0%} of prompts dropped to the empty one" if cfg.text_dropout else "")
     )
+
+
+def _expert_note(expert: str, trained: dict) -> str:
+    low, high = trained["timesteps"]
+    component = trained["component"]
+    return f" of the {expert}-noise expert ({component}, trained at t in [{low}, {high}); the other frozen)"
 
 
 class _StepLog:
@@ -255,6 +279,8 @@ class _Run(Preflight):
 
     spec: Any
     pipe: Any
+    trained_name: str  # the pipeline component trained: transformer, or transformer_2 (the low-noise expert)
+    t_range: tuple[int, int]  # the integer timesteps it trains at
     params: list[torch.nn.Parameter]  # the trained ones
     held_paths: list  # the held-out clips' cached (latent, text) paths
     dataset: StepDataset
@@ -280,7 +306,9 @@ def _load_for_training(ready: Preflight, progress: bool) -> _Run:
     transformer prepared by accelerate; then, on the main process, OUT cleared for --overwrite and
     align_config.json written. Collective."""
     cfg, accelerator = ready.cfg, ready.accelerator
-    spec, pipe, params = _load_model(cfg, ready.weight_dtype)
+    spec, pipe, trained_name, t_range, params = _load_model(cfg, ready.weight_dtype, ready.trained)
+    if cfg.expert:
+        ready.data["expert"] = {"component": trained_name, "timesteps": list(t_range)}
     if ready.prompts:
         sampler_settings(cfg, spec, pipe)  # a size the model cannot sample: refused now, not at step 0
     *cached, held_paths, cache_stats = cache_all(
@@ -292,11 +320,12 @@ def _load_for_training(ready: Preflight, progress: bool) -> _Run:
     dataset = _step_dataset(cfg, ready.synthetic, tuple(cached), ready.rank, ready.world)
     n_real = cfg.real_bs if dataset.real else 0
 
-    place_for_training(pipe.transformer, accelerator)
+    trained = getattr(pipe, trained_name)  # a frozen expert stays on the CPU
+    place_for_training(trained, accelerator)
     optimizer, scheduler = make_optimizer(cfg, params, accelerator, micro_batch=cfg.batch_size + n_real)
     # EMA made from the fp32 weights before DeepSpeed casts them: a bf16 average barely moves
     ema = make_ema(cfg, params, accelerator)
-    model, optimizer = accelerator.prepare(pipe.transformer, optimizer)
+    model, optimizer = accelerator.prepare(trained, optimizer)
     accelerator.register_for_checkpointing(scheduler)
     save_trainable_only(accelerator)  # a LoRA run's checkpoints: its adapters, not the whole transformer
     if ema is not None:
@@ -311,6 +340,8 @@ def _load_for_training(ready: Preflight, progress: bool) -> _Run:
         **vars(ready),
         spec=spec,
         pipe=pipe,
+        trained_name=trained_name,
+        t_range=t_range,
         params=params,
         held_paths=held_paths,
         dataset=dataset,
@@ -388,10 +419,14 @@ def _measure_start(run: _Run, step: int) -> None:
 
 def _measure_held_out(run: _Run, at: int) -> None:
     """The held-out loss of the weights at step ``at``, logged (collective)."""
+
+    def per_sample(params: torch.Tensor, text: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        zero = params.new_zeros(len(params))  # at the trained expert's timesteps, as training draws them
+        spec, pipe, model = run.spec, run.pipe, run.model
+        return batch_loss(spec, pipe, model, params, text, zero, generator, t_range=run.t_range)[1]
+
     loss = held_out_loss(
-        lambda params, text, generator: batch_loss(
-            run.spec, run.pipe, run.model, params, text, params.new_zeros(len(params)), generator
-        )[1],
+        per_sample,
         run.model,
         run.accelerator,
         run.held_paths,
@@ -428,6 +463,7 @@ def _updates(run: _Run, loader: Any, step: int, progress: bool) -> tuple[int, li
                 step_generator(cfg.seed, run.rank, micro, accelerator.device),
                 n_syn=batch["n_syn"],
                 syn_min_timestep=cfg.synthetic_min_timestep,
+                t_range=run.t_range,
             )
             accelerator.backward(loss)
             grad_norm = None
@@ -505,7 +541,9 @@ def _finish(run: _Run, step: int, first_ids: list[int] | None, last_log: dict) -
     from accelerate.utils import gather_object
 
     final_sync = assert_ranks_in_sync(run.accelerator, run.model, step)
-    export_dir = export_trained(run.cfg, run.accelerator, run.pipe, run.model, run.ema, run.weight_dtype)
+    export_dir = export_trained(
+        run.cfg, run.accelerator, run.pipe, run.model, run.ema, run.weight_dtype, run.trained_name
+    )
     ranks = gather_object([{"rank": run.rank, "first_ids": first_ids}])
     if run.main:
         last_log = write_summary(run, step, export_dir, last_log, ranks, final_sync)

@@ -105,7 +105,7 @@ def write_samples(
     settings = sampler_settings(cfg, spec, pipe)
     scheduler = pipe.scheduler
     devices = [accelerator.device] if accelerator.device.type == "cuda" else []
-    encoders_ready(pipe, accelerator.device, cfg.vae_tiling)
+    encoders_ready(pipe, accelerator.device, cfg.vae_tiling, trained)  # and a frozen expert: both sample
     trained.eval()
     made = []
     try:
@@ -120,7 +120,7 @@ def write_samples(
     finally:
         pipe.scheduler = scheduler
         trained.train()
-        encoders_to(pipe, "cpu")
+        encoders_to(pipe, "cpu", trained)
         if devices:
             torch.cuda.empty_cache()
     made = sorted(gather_object(made), key=lambda sample: sample[0])  # in prompt order

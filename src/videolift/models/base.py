@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from videolift.core.errors import UsageError, VideoliftError
+from videolift.core.errors import OptionError, UsageError, VideoliftError
 from videolift.core.jsonl import read_json
 
 DTYPES = {
@@ -120,6 +120,17 @@ class T2VModelSpec(Protocol):
 
 # What `align` writes under its OUT: the full pipeline, or the LoRA for the base model (align/export.py).
 FULL_DIR, LORA_DIR = "pipeline", "lora"
+# In a LoRA directory trained on another component than ``transformer`` (a Wan 2.2 A14B's low-noise expert):
+# {"component": "transformer_2"}, so that loading puts it there (diffusers: load_into_transformer_2=True).
+EXPERT_FILE = "videolift_expert.json"
+
+
+def lora_component(lora: str | Path) -> str:
+    """The pipeline component a LoRA directory adapts (``EXPERT_FILE``'s, else ``transformer``)."""
+    try:
+        return str(read_json(Path(lora) / EXPERT_FILE)["component"])
+    except (OSError, ValueError, KeyError, TypeError, VideoliftError):
+        return "transformer"
 
 
 def not_a_pipeline(model: str) -> VideoliftError:
@@ -232,8 +243,15 @@ class DiffusersT2VSpec:
             ) from None
         if lora:
             check_lora_dir(lora)
+            into = lora_component(lora)
+            if into != "transformer" and getattr(pipe, into, None) is None:
+                raise VideoliftError(
+                    f"{lora}: a LoRA of the {into} of a two-expert pipeline; {model} has none"
+                )
             try:
-                pipe.load_lora_weights(lora)
+                pipe.load_lora_weights(
+                    lora, **({"load_into_transformer_2": True} if into == "transformer_2" else {})
+                )
             except (OSError, ValueError, RuntimeError) as exc:  # e.g. a LoRA trained for another model
                 raise VideoliftError(
                     f"{lora}: cannot load this LoRA onto {model} ({str(exc).splitlines()[0]})"
@@ -281,6 +299,20 @@ class DiffusersT2VSpec:
 
     def check_trainable(self, pipe: Any) -> None:
         return None
+
+    def trained_component(self, config: Any, expert: str | None) -> str:
+        """The pipeline component an alignment run trains, from the pipeline's config (or model_index.json)
+        and ``--expert``: the one transformer, or the expert named where there are two."""
+        if expert is not None:
+            raise OptionError(
+                f"--expert {expert}: only for pipelines with two experts (Wan 2.2 A14B); this "
+                f"{self.pipeline_class or 'pipeline'} has one transformer, trained whole: leave --expert out"
+            )
+        return "transformer"
+
+    def timestep_range(self, pipe: Any, expert: str | None) -> tuple[int, int]:
+        """The integer timesteps [low, high) the trained component is trained at: all for one transformer."""
+        return 0, int(pipe.scheduler.config.num_train_timesteps)
 
     def max_sequence_length(self, pipe: Any, settings: SamplerSettings | None = None) -> int:
         if settings is not None and settings.max_sequence_length:

@@ -53,6 +53,21 @@ def pipeline_class_of(model: str) -> str:
         ) from None
 
 
+def model_index(model: str) -> dict | None:
+    """A pipeline's model_index.json: a local directory's, or the Hub's when reachable (None: unreadable,
+    which loading the model reports)."""
+    try:
+        if Path(model).exists():
+            index = read_json(Path(model) / "model_index.json")
+        else:
+            from diffusers import DiffusionPipeline
+
+            index = DiffusionPipeline.load_config(model)
+    except Exception:  # a missing or bad file, offline, an unknown repo
+        return None
+    return dict(index) if isinstance(index, dict) else None
+
+
 def detect_family(model: str) -> str:
     """The family whose pipeline class ``model`` was saved with."""
     name = pipeline_class_of(model)

@@ -11,8 +11,12 @@ Wan 2.2 TI2V-5B is the same ``WanPipeline`` with one transformer, a VAE of 48 ch
 frames 2x2 itself (16x spatial compression in all, read from its config like 2.1's 8x) and
 ``expand_timesteps``: the pipeline gives the transformer one timestep per latent token, (B, tokens), which
 for text-to-video are all the step's. Training passes the same layout, every token at the sample's noise
-level (image-to-video would hold the first frame's tokens at 0; videolift trains text-to-video). The A14B
-models (two experts split by ``boundary_ratio``) can generate but are not trained.
+level (image-to-video would hold the first frame's tokens at 0; videolift trains text-to-video).
+
+Wan 2.2 A14B is the same pipeline with two experts: ``transformer`` denoises the steps whose timestep
+(sigma' * 1000, after the shift) is at least ``boundary_ratio * num_train_timesteps``, ``transformer_2`` the
+rest. A run trains one of them (``--expert high|low``) at the trainer's integer t whose shifted timestep
+that expert would see while sampling; the other stays as loaded.
 """
 
 from __future__ import annotations
@@ -22,13 +26,24 @@ from typing import Any
 
 import torch
 
-from videolift.core.errors import VideoliftError
+from videolift.core.errors import OptionError, VideoliftError
 from videolift.core.jsonl import read_json
 from videolift.models.base import fill_size
 from videolift.models.flow import FlowMatchingSpec
 
 # Wan 2.2 TI2V-5B's 720p sampling (diffusers' and Wan-AI's examples): 121 frames of 704x1280 at 24 fps.
 TI2V_SIZE, TI2V_FPS = (121, 704, 1280), 24
+
+
+# --expert: the pipeline component each of Wan 2.2 A14B's experts is.
+EXPERTS = {"high": "transformer", "low": "transformer_2"}
+
+
+def has_experts(config: Any) -> bool:
+    """A pipeline config or model_index.json of a two-expert pipeline: a ``transformer_2`` and the boundary
+    that routes timesteps to it (without one the pipeline never calls it)."""
+    second = config.get("transformer_2")
+    return config.get("boundary_ratio") is not None and bool(second) and second[0] is not None
 
 
 def per_token_timesteps(pipe: Any) -> bool:
@@ -70,11 +85,35 @@ class WanSpec(FlowMatchingSpec):
         return int(pipe.transformer.config.patch_size[1])
 
     def check_trainable(self, pipe: Any) -> None:
-        if getattr(pipe, "transformer_2", None) is not None or pipe.config.get("boundary_ratio") is not None:
+        two = pipe.transformer is not None and getattr(pipe, "transformer_2", None) is not None
+        if two != (pipe.config.get("boundary_ratio") is not None):
             raise VideoliftError(
-                "Wan 2.2 pipelines with two experts (transformer_2 and boundary_ratio: the A14B models) can "
-                "generate but not be aligned yet: videolift aligns Wan 2.1 and Wan 2.2 TI2V-5B (one transformer)"
+                "this WanPipeline has transformer_2 without boundary_ratio, or the other way round (or no "
+                "transformer): videolift aligns one transformer (Wan 2.1, Wan 2.2 TI2V-5B) or two experts split "
+                "by boundary_ratio (Wan 2.2 A14B)"
             )
+
+    def trained_component(self, config: Any, expert: str | None) -> str:
+        if not has_experts(config):
+            return super().trained_component(config, expert)
+        if expert is None:
+            raise OptionError(
+                "--expert is required: this Wan 2.2 pipeline has two experts (transformer for high noise, "
+                "transformer_2 for low noise) and a run trains one of them (docs/align.md)"
+            )
+        return EXPERTS[expert]
+
+    def timestep_range(self, pipe: Any, expert: str | None) -> tuple[int, int]:
+        """The integer t whose shifted timestep the expert would denoise while sampling: high, those at
+        or above the boundary (WanPipeline: ``t >= boundary_ratio * num_train_timesteps``), low the rest.
+        Found on the timesteps as training computes them (float32 sigma' * N), so no t straddles it."""
+        n = int(pipe.scheduler.config.num_train_timesteps)
+        if expert is None:
+            return 0, n
+        fed = self.sigmas(pipe, torch.arange(n), torch.float32) * n  # nondecreasing in t
+        high = (fed >= pipe.config.boundary_ratio * n).nonzero()
+        first_high = int(high[0]) if len(high) else n
+        return (first_high, n) if expert == "high" else (0, first_high)
 
     @staticmethod
     def _latent_stats(pipe: Any, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
