@@ -54,15 +54,19 @@ def pipeline_class_of(model: str) -> str:
 
 
 def model_index(model: str) -> dict | None:
-    """A pipeline's model_index.json: a local directory's, or the Hub's when reachable (None: unreadable,
-    which loading the model reports)."""
+    """A pipeline's model_index.json: a local directory's, or a Hub id's in the local cache (no network
+    call: ``detect_family`` has fetched it); None where unreadable (loading the model reports why)."""
     try:
         if Path(model).exists():
             index = read_json(Path(model) / "model_index.json")
         else:
+            import warnings
+
             from diffusers import DiffusionPipeline
 
-            index = DiffusionPipeline.load_config(model)
+            with warnings.catch_warnings():  # as in pipeline_class_of
+                warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks", category=UserWarning)
+                index = DiffusionPipeline.load_config(model, local_files_only=True)
     except Exception:  # a missing or bad file, offline, an unknown repo
         return None
     return dict(index) if isinstance(index, dict) else None
