@@ -359,3 +359,28 @@ def test_a_bf16_full_run_of_the_low_expert_starts_from_its_own_fp32_weights(worl
     assert all(p.dtype == torch.float32 for p in params)
     assert not any(p.requires_grad for p in pipe.transformer.parameters())
     assert pipe.transformer.blocks[0].attn1.to_q.weight.dtype == torch.bfloat16  # the frozen expert: bf16
+    # Were the expert not known before the load (a Hub index that could not be read), the low expert would
+    # load in bf16 and its fp32 master weights be a rounding of it: refused instead.
+    with pytest.raises(VideoliftError, match="transformer_2 was not loaded in float32"):
+        _load_model(cfg, torch.bfloat16, None)
+
+
+def test_a_hub_index_not_in_the_cache_is_fetched_unless_offline(monkeypatch):
+    from diffusers import DiffusionPipeline
+    from huggingface_hub import constants
+
+    from videolift.models.families import model_index
+
+    calls = []
+
+    def load_config(model, local_files_only=False):
+        calls.append(local_files_only)
+        if local_files_only:
+            raise OSError("not in the cache")
+        return {"_class_name": "WanPipeline", "boundary_ratio": 0.875}
+
+    monkeypatch.setattr(DiffusionPipeline, "load_config", load_config)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    assert model_index("owner/a14b")["boundary_ratio"] == 0.875 and calls == [True, False]
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert model_index("owner/a14b") is None and calls == [True, False, True]

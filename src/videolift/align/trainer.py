@@ -130,7 +130,13 @@ def _load_model(
         dtype = {trained or "transformer": torch.float32, "default": dtype}
     pipe = spec.load(cfg.model, dtype=dtype, device="cpu")
     spec.check_trainable(pipe)
-    trained = spec.trained_component(pipe.config, cfg.expert)
+    found = spec.trained_component(pipe.config, cfg.expert)
+    if isinstance(dtype, dict) and found not in dtype:  # the index was unreadable before the load
+        raise VideoliftError(
+            f"{cfg.model}: its model_index.json could not be read before loading, so {found} was not loaded "
+            "in float32 for a full fine-tune; run again (the index is cached now) or use a local copy"
+        )
+    trained = found
     low, high = t_range = spec.timestep_range(pipe, cfg.expert)
     if low >= high:
         raise VideoliftError(

@@ -54,8 +54,9 @@ def pipeline_class_of(model: str) -> str:
 
 
 def model_index(model: str) -> dict | None:
-    """A pipeline's model_index.json: a local directory's, or a Hub id's in the local cache (no network
-    call: ``detect_family`` has fetched it); None where unreadable (loading the model reports why)."""
+    """A pipeline's model_index.json: a local directory's, or a Hub id's — from the local cache, else
+    fetched (loading the model fetches it first anyway; with ``--family`` nothing has yet); None where
+    unreadable (loading the model reports why)."""
     try:
         if Path(model).exists():
             index = read_json(Path(model) / "model_index.json")
@@ -63,10 +64,16 @@ def model_index(model: str) -> dict | None:
             import warnings
 
             from diffusers import DiffusionPipeline
+            from huggingface_hub import constants
 
             with warnings.catch_warnings():  # as in pipeline_class_of
                 warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks", category=UserWarning)
-                index = DiffusionPipeline.load_config(model, local_files_only=True)
+                try:
+                    index = DiffusionPipeline.load_config(model, local_files_only=True)
+                except Exception:
+                    if constants.HF_HUB_OFFLINE:
+                        raise
+                    index = DiffusionPipeline.load_config(model)
     except Exception:  # a missing or bad file, offline, an unknown repo
         return None
     return dict(index) if isinstance(index, dict) else None

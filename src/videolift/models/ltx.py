@@ -55,7 +55,7 @@ class LTXSpec(FlowMatchingSpec):
 
     def prompt_embeds(self, encoded: tuple) -> torch.Tensor:
         embeds, mask = encoded[:2]
-        return embeds * mask[..., None].to(embeds.dtype)
+        return embeds.masked_fill(~mask[..., None].bool(), 0)  # not a product: an inf row stays masked
 
     @staticmethod
     def text_mask(text: torch.Tensor) -> torch.Tensor:
