@@ -21,6 +21,17 @@ def get_spec(family: str = "cogvideox") -> DiffusersT2VSpec:
         raise UsageError(f"unknown T2V family {family!r}; known: {', '.join(SPECS)}") from None
 
 
+def _hub_index(model: str, local_files_only: bool = False) -> dict:
+    """A Hub id's model_index.json, through diffusers (its cache, the Hub)."""
+    import warnings
+
+    from diffusers import DiffusionPipeline
+
+    with warnings.catch_warnings():  # diffusers' own call passes an argument huggingface_hub deprecated
+        warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks", category=UserWarning)
+        return DiffusionPipeline.load_config(model, local_files_only=local_files_only)
+
+
 def pipeline_class_of(model: str) -> str:
     """``_class_name`` of a pipeline's model_index.json: a local directory, or fetched from the Hub."""
     local = Path(model)
@@ -32,16 +43,10 @@ def pipeline_class_of(model: str) -> str:
             return str(read_json(index)["_class_name"])
         except (ValueError, KeyError, TypeError, VideoliftError):
             raise VideoliftError(f"{index}: not a diffusers model_index.json (no _class_name)") from None
-    import warnings
-
-    from diffusers import DiffusionPipeline
-
     from videolift.core.hub import hub_failure
 
     try:
-        with warnings.catch_warnings():  # diffusers' own call passes an argument huggingface_hub deprecated
-            warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks", category=UserWarning)
-            return str(DiffusionPipeline.load_config(model)["_class_name"])
+        return str(_hub_index(model)["_class_name"])
     except Exception as exc:  # offline, unknown repo, or no model_index.json
         from huggingface_hub import constants
 
@@ -61,19 +66,14 @@ def model_index(model: str) -> dict | None:
         if Path(model).exists():
             index = read_json(Path(model) / "model_index.json")
         else:
-            import warnings
-
-            from diffusers import DiffusionPipeline
             from huggingface_hub import constants
 
-            with warnings.catch_warnings():  # as in pipeline_class_of
-                warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks", category=UserWarning)
-                try:
-                    index = DiffusionPipeline.load_config(model, local_files_only=True)
-                except Exception:
-                    if constants.HF_HUB_OFFLINE:
-                        raise
-                    index = DiffusionPipeline.load_config(model)
+            try:
+                index = _hub_index(model, local_files_only=True)
+            except Exception:
+                if constants.HF_HUB_OFFLINE:
+                    raise
+                index = _hub_index(model)
     except Exception:  # a missing or bad file, offline, an unknown repo
         return None
     return dict(index) if isinstance(index, dict) else None
