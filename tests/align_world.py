@@ -122,3 +122,19 @@ def straight_and_resumed(world: Path, out: Path, **extra) -> tuple[dict, dict]:
         for r in (straight, resumed)
     )
     return a, b
+
+
+def generate_two(model: Path, tmp_path: Path) -> tuple[list[str], list[dict]]:
+    """`videolift generate` of two prompts (2 steps, 9x32x32) into tmp_path/out: the command line without
+    --out (for reruns with other options) and the manifest's records."""
+    from typer.testing import CliRunner
+
+    from videolift.cli import app
+
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red square moves right\na blue square moves right\n")
+    args = ["generate", "--model", str(model), "--prompts", str(prompts), "--steps", "2",
+            "--frames", "9", "--height", "32", "--width", "32", "--no-progress"]  # fmt: skip
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    return args, [json.loads(line) for line in (tmp_path / "out/manifest.jsonl").read_text().splitlines()]

@@ -9,7 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from align_world import PROMPTS, align_config, full_alignment, make_world, straight_and_resumed
+from align_world import PROMPTS, align_config, full_alignment, generate_two, make_world, straight_and_resumed
 from videolift.align.trainer import train
 from videolift.cli import app
 from videolift.core.errors import VideoliftError
@@ -49,13 +49,7 @@ def test_family_is_read_from_the_model_index(world, tmp_path):
 
 
 def test_generate_cli_makes_wan_videos_and_checks_their_sizes(world, tmp_path):
-    prompts = tmp_path / "p.txt"
-    prompts.write_text("a red square moves right\na blue square moves right\n")
-    args = ["generate", "--model", str(world / "model"), "--prompts", str(prompts), "--steps", "2",
-            "--frames", "9", "--height", "32", "--width", "32", "--no-progress"]  # fmt: skip
-    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "out")])
-    assert result.exit_code == 0, result.output
-    records = [json.loads(line) for line in (tmp_path / "out/manifest.jsonl").read_text().splitlines()]
+    args, records = generate_two(world / "model", tmp_path)
     assert len(records) == 2 and records[0]["max_sequence_length"] == 512  # WanPipeline's own default
     # Wan 2.1's own guidance and frame rate when not given (CogVideoX's 6 and 8 would play it slowed down)
     assert (records[0]["guidance"], records[0]["fps"]) == (5.0, 16)
