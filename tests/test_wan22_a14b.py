@@ -346,11 +346,18 @@ def test_a_bf16_low_expert_run_through_the_cli_keeps_the_high_expert_as_the_base
     assert low["blocks.0.attn1.to_q.weight"].dtype == torch.bfloat16  # the trained expert, exported in bf16
 
 
-def test_a_bf16_full_run_of_the_low_expert_starts_from_its_own_fp32_weights(world, tmp_path):
+@pytest.mark.parametrize("samples", [False, True])
+def test_a_bf16_full_run_of_the_low_expert_starts_from_its_own_fp32_weights(world, tmp_path, samples):
     from videolift.align.trainer import _load_model
+    from videolift.models.base import is_empty
+    from videolift.models.wan import has_experts
 
     saved = load_file(str(world / "model/transformer_2/diffusion_pytorch_model.safetensors"))
-    cfg = align_config(world, tmp_path / "run", mixed_precision="bf16", family="wan", expert="low")
+    (tmp_path / "val.txt").write_text(PROMPTS[0] + "\n")
+    validation = {"validation_prompts": tmp_path / "val.txt"} if samples else {}
+    cfg = align_config(
+        world, tmp_path / "run", mixed_precision="bf16", family="wan", expert="low", **validation
+    )
     _, pipe, trained, t_range, params = _load_model(cfg, torch.bfloat16, "transformer_2")
     assert (trained, t_range) == ("transformer_2", (0, 700))
     state = pipe.transformer_2.state_dict()
@@ -358,7 +365,12 @@ def test_a_bf16_full_run_of_the_low_expert_starts_from_its_own_fp32_weights(worl
     assert {id(p) for p in params} <= {id(p) for p in pipe.transformer_2.parameters()}
     assert all(p.dtype == torch.float32 for p in params)
     assert not any(p.requires_grad for p in pipe.transformer.parameters())
-    assert pipe.transformer.blocks[0].attn1.to_q.weight.dtype == torch.bfloat16  # the frozen expert: bf16
+    if samples:  # it samples the validation videos: loaded, in the run's dtype
+        assert pipe.transformer.blocks[0].attn1.to_q.weight.dtype == torch.bfloat16
+    else:  # nothing needs its weights: its config alone, the pipeline's config as the model's
+        assert is_empty(pipe.transformer) and not is_empty(pipe.transformer_2)
+        assert dict(pipe.config) == dict(get_spec("wan").load(str(world / "model")).config)
+        assert has_experts(pipe.config) and pipe.transformer.config.num_layers == 2
     # Were the expert not known before the load (a Hub index that could not be read), the low expert would
     # load in bf16 and its fp32 master weights be a rounding of it: refused instead.
     with pytest.raises(VideoliftError, match="transformer_2 was not loaded in float32"):
@@ -384,3 +396,65 @@ def test_a_hub_index_not_in_the_cache_is_fetched_unless_offline(monkeypatch):
     assert model_index("owner/a14b")["boundary_ratio"] == 0.875 and calls == [True, False]
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     assert model_index("owner/a14b") is None and calls == [True, False, True]
+
+
+def test_a_run_without_samples_never_loads_the_frozen_expert_and_exports_it_as_the_base_has_it(
+    world, tmp_path, monkeypatch
+):
+    from diffusers import WanPipeline, WanTransformer3DModel
+
+    import videolift.align.export
+
+    loaded = []  # the transformers' folders read
+    load = WanTransformer3DModel.from_pretrained.__func__
+
+    def recording(cls, path, **kw):
+        loaded.append(Path(path, kw.get("subfolder") or "").name)
+        return load(cls, path, **kw)
+
+    monkeypatch.setattr(WanTransformer3DModel, "from_pretrained", classmethod(recording))
+    base = WanPipeline.from_pretrained(world / "model")
+    loaded.clear()
+    first = train(align_config(world, tmp_path / "high", max_steps=2, expert="high"), progress=False)
+    assert loaded == ["transformer"]  # the high expert only: the frozen one's files copied at the end
+    for file in (world / "model/transformer_2").iterdir():
+        assert (first.export_dir / "transformer_2" / file.name).read_bytes() == file.read_bytes()
+    # No base directory at the end (a Hub model no longer in the cache): the frozen expert loaded then.
+    monkeypatch.setattr(videolift.align.export, "base_directory", lambda model: None)
+    loaded.clear()
+    second = train(align_config(world, tmp_path / "low", max_steps=2, expert="low"), progress=False)
+    assert loaded == ["transformer_2", "transformer"]  # the second one for the export
+    for result, frozen in ((first, "transformer_2"), (second, "transformer")):
+        aligned = WanPipeline.from_pretrained(result.export_dir)  # plain diffusers: both experts
+        assert aligned.config.boundary_ratio == 0.875 and aligned.transformer_2 is not None
+        assert _same(_state(getattr(base, frozen)), _state(getattr(aligned, frozen))), frozen
+    # The LoRA export, as ever; and a resume that now samples (both experts loaded) ends as one that never did.
+    lora = dict(finetune="lora", lora_rank=4, lora_alpha=8, lr=1e-2, expert="low", max_steps=2)
+    lora_run = train(align_config(world, tmp_path / "lora", **lora), progress=False)
+    pipe = WanPipeline.from_pretrained(world / "model")
+    pipe.load_lora_weights(lora_run.export_dir, load_into_transformer_2=True)
+    assert pipe.transformer_2.peft_config and getattr(pipe.transformer, "peft_config", None) is None
+    (tmp_path / "val.txt").write_text(PROMPTS[0] + "\n")
+    samples = dict(validation_prompts=tmp_path / "val.txt", validation_steps=4)
+    kw = dict(max_steps=4, checkpoint_every=2, expert="high", frames=9, height=SIZE, width=SIZE)
+    straight = train(align_config(world, tmp_path / "a", **kw), progress=False)
+    train(align_config(world, tmp_path / "b", **(kw | {"max_steps": 2})), progress=False)
+    resumed = train(align_config(world, tmp_path / "b", **kw, **samples, resume=True), progress=False)
+    assert (tmp_path / "b/validation/step-0000004/000.mp4").exists()
+    a, b = (WanPipeline.from_pretrained(r.export_dir) for r in (straight, resumed))
+    assert _same(_state(a.transformer), _state(b.transformer))
+    assert _same(_state(base.transformer_2), _state(b.transformer_2))
+
+
+def test_the_cache_key_is_the_same_with_either_expert_or_both_loaded(world):
+    from videolift.align.cache import model_fingerprint
+    from videolift.align.inputs import denoisers
+
+    spec, model = get_spec("wan"), str(world / "model")
+    keys = {
+        model_fingerprint(model, pipe, trained=denoisers(pipe))
+        for pipe in (
+            spec.load(model, without=without) for without in ((), ("transformer",), ("transformer_2",))
+        )
+    }
+    assert len(keys) == 1

@@ -27,7 +27,7 @@ import torch
 from videolift.align.config import AlignConfig
 from videolift.align.trainable import trainable_parameters
 from videolift.core.files import writing
-from videolift.models.base import EXPERT_FILE, FULL_DIR, LORA_DIR
+from videolift.models.base import EXPERT_FILE, FULL_DIR, LORA_DIR, is_empty
 
 
 def _replace_dir(tmp: Path, final: Path) -> Path:
@@ -66,16 +66,20 @@ def export_full(
     dtype: torch.dtype,
     source: Path | None = None,
     name: str = "transformer",
+    copy: tuple[str, ...] | None = None,
 ) -> Path:
     """The whole pipeline with the trained transformer (in ``dtype``) as its component ``name``. The frozen
     parts (a frozen expert too) are saved as loaded, or, given the base's ``source`` directory, copied from
-    it: a run in bf16 holds them in bf16, and saving those would lose their precision for good (and make the
-    aligned model, aligned again, miss the latent cache its base filled)."""
+    it (those named in ``copy``, default: all it holds): a run in bf16 holds them in bf16, and saving those
+    would lose their precision for good (and make the aligned model, aligned again, miss the latent cache its
+    base filled)."""
     cast_for_export(transformer, dtype)
     setattr(pipe, name, transformer)
     tmp = _fresh_tmp(out, FULL_DIR)
     frozen = [n for n, c in pipe.components.items() if n != name and isinstance(c, torch.nn.Module)]
-    copied = [n for n in frozen if source is not None and (source / n).is_dir()]
+    copied = [
+        n for n in frozen if source is not None and (source / n).is_dir() and (copy is None or n in copy)
+    ]
     with writing(tmp, "the aligned pipeline"):
         if not copied:
             pipe.save_pretrained(tmp)
@@ -150,6 +154,17 @@ def export_trained(
         return None
     if cfg.finetune == "lora":
         return export_lora(pipe, trained, cfg.out, name)
-    # Frozen parts held in reduced precision are copied from the base's files instead.
-    source = base_directory(cfg.model) if weight_dtype != torch.float32 else None
-    return export_full(pipe, trained, cfg.out, weight_dtype, source, name)
+    # Frozen parts held in reduced precision are copied from the base's files instead, and so is a frozen
+    # expert never loaded (in fp32 it alone: the others are saved as loaded)
+    unloaded = tuple(n for n, c in pipe.components.items() if is_empty(c))
+    reduced = weight_dtype != torch.float32
+    source = base_directory(cfg.model) if reduced or unloaded else None
+    for missing in (n for n in unloaded if source is None or not (source / n).is_dir()):  # loaded now
+        setattr(pipe, missing, load_component(pipe, cfg.model, missing, weight_dtype))
+    return export_full(pipe, trained, cfg.out, weight_dtype, source, name, None if reduced else unloaded)
+
+
+def load_component(pipe: Any, model: str, name: str, dtype: torch.dtype) -> torch.nn.Module:
+    """The weights of the pipeline's ``empty_component`` ``name``, loaded from ``model`` in ``dtype`` as the
+    pipeline would have loaded them."""
+    return type(getattr(pipe, name)).from_pretrained(model, subfolder=name, dtype=dtype)

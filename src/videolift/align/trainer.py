@@ -122,13 +122,16 @@ def _load_model(
 ) -> tuple[Any, Any, str, tuple[int, int], list[torch.nn.Parameter]]:
     """The pipeline with frozen encoders (and a frozen expert) in the mixed-precision dtype and the trained
     component (``trained``, or found now) made trainable (fp32 master weights); (spec, pipe, the trained
-    component's name, the timesteps it trains at, its trained parameters)."""
+    component's name, the timesteps it trains at, its trained parameters). A frozen expert is loaded only to
+    sample validation videos with; otherwise it is its config without weights (``empty_component``: the
+    export copies its files from the base)."""
     spec = get_spec(cfg.family)
     dtype: Any = resolve_dtype(weight_dtype)
     if cfg.finetune == "full" and dtype != torch.float32:
         # The fp32 master weights start from the checkpoint's own values, not from a bf16 rounding of them.
         dtype = {trained or "transformer": torch.float32, "default": dtype}
-    pipe = spec.load(cfg.model, dtype=dtype, device="cpu")
+    unused = () if cfg.validation_prompts or trained is None else spec.frozen_experts(cfg.expert)
+    pipe = spec.load(cfg.model, dtype=dtype, device="cpu", without=unused)
     spec.check_trainable(pipe)
     found = spec.trained_component(pipe.config, cfg.expert)
     if isinstance(dtype, dict) and found not in dtype:  # the index was unreadable before the load
@@ -204,16 +207,17 @@ def _describe(
         f"{cfg.lambda_real}); per step: {cfg.batch_size} syn + {n_real} real x {world} processes x "
         f"{cfg.grad_accum} accumulation = {per_step} videos; "
         f"{sum(p.numel() for p in params):,} trainable parameters"
-        + (_expert_note(cfg.expert, data["expert"]) if cfg.expert else "")
+        + (_expert_note(cfg.expert, data["expert"], bool(cfg.validation_prompts)) if cfg.expert else "")
         + f"; steps {step} -> {cfg.max_steps}"
         + (f"; {cfg.text_dropout:.0%} of prompts dropped to the empty one" if cfg.text_dropout else "")
     )
 
 
-def _expert_note(expert: str, trained: dict) -> str:
+def _expert_note(expert: str, trained: dict, samples: bool) -> str:
     low, high = trained["timesteps"]
     component = trained["component"]
-    return f" of the {expert}-noise expert ({component}, trained at t in [{low}, {high}); the other frozen)"
+    other = "frozen" if samples else "frozen, not loaded: no --validation-prompts"
+    return f" of the {expert}-noise expert ({component}, trained at t in [{low}, {high}); the other {other})"
 
 
 class _StepLog:

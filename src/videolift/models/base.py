@@ -76,9 +76,11 @@ class T2VModelSpec(Protocol):
 
     family: str
 
-    def load(self, model: str, *, dtype: Any, device: Any, lora: str | None = None) -> Any:
+    def load(
+        self, model: str, *, dtype: Any, device: Any, lora: str | None = None, without: tuple[str, ...] = ()
+    ) -> Any:
         """Load a pipeline (local directory or Hub id), optionally with LoRA weights applied; on
-        ``device``, or where it loaded (CPU memory) for None."""
+        ``device``, or where it loaded (CPU memory) for None; the components ``without`` weights."""
 
     def default_sampling(
         self, pipe: Any, frames: int | None = None, height: int | None = None, width: int | None = None
@@ -187,6 +189,27 @@ def _tiling_hint(vae: Any) -> str:
     )
 
 
+def empty_component(model: str, name: str) -> Any:
+    """Component ``name`` of the pipeline ``model`` built from its config on the meta device: its class, config
+    and structure, no weights (none is read; a Hub model's configs from the local cache)."""
+    import importlib
+
+    from accelerate import init_empty_weights
+
+    from videolift.models.families import load_config, model_index
+
+    library, class_name = (model_index(model) or {})[name]
+    component = getattr(importlib.import_module(library), class_name)
+    config = load_config(component, model, subfolder=name, local_files_only=True)
+    with init_empty_weights(include_buffers=True):
+        return component.from_config(config)
+
+
+def is_empty(component: Any) -> bool:
+    """An ``empty_component``: a module whose weights were never loaded."""
+    return isinstance(component, torch.nn.Module) and any(p.is_meta for p in component.parameters())
+
+
 def fill_size(
     own: tuple[Any, Any, Any], frames: int | None, height: int | None, width: int | None
 ) -> tuple[int, int, int]:
@@ -228,12 +251,23 @@ class DiffusersT2VSpec:
         return getattr(diffusers, self.pipeline_class)
 
     # ---- loading -------------------------------------------------------------------------------
-    def load(self, model: str, *, dtype: Any = "float32", device: Any = "cpu", lora: str | None = None):
+    def load(
+        self,
+        model: str,
+        *,
+        dtype: Any = "float32",
+        device: Any = "cpu",
+        lora: str | None = None,
+        without: tuple[str, ...] = (),
+    ):
+        """``without``: components whose weights are not read (a frozen expert nothing samples with); each is
+        its ``empty_component``, so the pipeline's config and components still describe the whole model."""
         local = Path(model)
         if local.exists() and not (local / "model_index.json").exists():
             raise not_a_pipeline(model)
         try:
-            pipe = self.pipeline_type().from_pretrained(model, dtype=self.component_dtypes(dtype))
+            skipped = dict.fromkeys(without)  # diffusers reads no weights for a component passed as None
+            pipe = self.pipeline_type().from_pretrained(model, dtype=self.component_dtypes(dtype), **skipped)
         except (OSError, ValueError) as exc:  # ValueError: huggingface_hub's invalid repo id (a bad path)
             from videolift.core.hub import hub_failure
 
@@ -257,7 +291,9 @@ class DiffusersT2VSpec:
                     f"{lora}: cannot load this LoRA onto {model} ({str(exc).splitlines()[0]})"
                 ) from None
         pipe.set_progress_bar_config(disable=True)
-        return pipe if device is None else pipe.to(device)
+        pipe = pipe if device is None else pipe.to(device)
+        pipe.register_modules(**{name: empty_component(model, name) for name in without})  # after .to()
+        return pipe
 
     # ---- sampling ------------------------------------------------------------------------------
     def default_sampling(
@@ -309,6 +345,11 @@ class DiffusersT2VSpec:
                 f"{self.pipeline_class or 'pipeline'} has one transformer, trained whole: leave --expert out"
             )
         return "transformer"
+
+    def frozen_experts(self, expert: str | None) -> tuple[str, ...]:
+        """The pipeline components a run training ``expert`` leaves frozen and needs only to sample with:
+        none for one transformer."""
+        return ()
 
     def timestep_range(self, pipe: Any, expert: str | None) -> tuple[int, int]:
         """The integer timesteps [low, high) the trained component is trained at: all for one transformer."""

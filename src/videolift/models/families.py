@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from videolift.core.errors import UsageError, VideoliftError
 from videolift.core.jsonl import read_json
@@ -23,13 +24,19 @@ def get_spec(family: str = "cogvideox") -> DiffusersT2VSpec:
 
 def _hub_index(model: str, local_files_only: bool = False) -> dict:
     """A Hub id's model_index.json, through diffusers (its cache, the Hub)."""
-    import warnings
-
     from diffusers import DiffusionPipeline
+
+    return load_config(DiffusionPipeline, model, local_files_only=local_files_only)
+
+
+def load_config(owner: Any, model: str, **kwargs: Any) -> dict:
+    """``owner.load_config(model, **kwargs)``: the config of a diffusers pipeline or model class (a local
+    directory's, a Hub id's from its cache or the Hub)."""
+    import warnings
 
     with warnings.catch_warnings():  # diffusers' own call passes an argument huggingface_hub deprecated
         warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks", category=UserWarning)
-        return DiffusionPipeline.load_config(model, local_files_only=local_files_only)
+        return owner.load_config(model, **kwargs)
 
 
 def pipeline_class_of(model: str) -> str:

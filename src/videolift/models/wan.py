@@ -103,6 +103,9 @@ class WanSpec(FlowMatchingSpec):
             )
         return EXPERTS[expert]
 
+    def frozen_experts(self, expert: str | None) -> tuple[str, ...]:
+        return tuple(component for name, component in EXPERTS.items() if expert not in (None, name))
+
     def timestep_range(self, pipe: Any, expert: str | None) -> tuple[int, int]:
         """The integer t whose shifted timestep the expert would denoise while sampling: high, those at
         or above the boundary (WanPipeline: ``t >= boundary_ratio * num_train_timesteps``), low the rest.
