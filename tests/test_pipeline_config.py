@@ -103,8 +103,14 @@ def test_sampler_guidance_and_fps_are_the_model_familys_unless_set():
     from videolift.pipeline.stages import generation_settings
 
     plain = generation_settings(Sampler())
-    assert "guidance" not in plain and "fps" not in plain
+    assert "guidance" not in plain and "fps" not in plain and "guidance_2" not in plain
     assert generation_settings(Sampler(guidance=6.0, fps=8)) == {**plain, "guidance": 6.0, "fps": 8}
+    # A two-expert Wan 2.2's low-noise guidance: only when set (finished stages keep their settings).
+    assert generation_settings(Sampler(guidance=4.0, guidance_2=3.0)) == {
+        **plain,
+        "guidance": 4.0,
+        "guidance_2": 3.0,
+    }
 
 
 def test_current_memory_follows_allocations_and_the_peak_keeps_them():

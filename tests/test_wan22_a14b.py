@@ -458,3 +458,64 @@ def test_the_cache_key_is_the_same_with_either_expert_or_both_loaded(world):
         )
     }
     assert len(keys) == 1
+
+
+def test_guidance_2_reaches_the_low_noise_experts_steps_is_recorded_and_refused_without_two(
+    world, tmp_path, monkeypatch
+):
+    from diffusers import WanPipeline
+
+    from videolift.data.generate import known_settings
+
+    calls = []  # the guidance scales each pipeline call got
+    call = WanPipeline.__call__
+
+    def recording(self, *args, **kw):
+        calls.append((kw.get("guidance_scale"), kw.get("guidance_scale_2", "unset")))
+        return call(self, *args, **kw)
+
+    monkeypatch.setattr(WanPipeline, "__call__", recording)
+    (tmp_path / "p.txt").write_text("a red square moves right\n")
+    args = ["generate", "--prompts", str(tmp_path / "p.txt"), "--steps", "2", "--frames", "9", "--height",
+            str(SIZE), "--width", str(SIZE), "--no-progress"]  # fmt: skip
+    two = [*args, "--model", str(world / "model"), "--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(app, [*two, "--guidance", "4", "--guidance-2", "3"])
+    assert result.exit_code == 0, result.output
+    assert calls == [(4.0, 3.0)]
+    [record] = [json.loads(x) for x in (tmp_path / "out/manifest.jsonl").read_text().splitlines()]
+    assert (record["guidance"], record["guidance_2"]) == (4.0, 3.0)
+    assert json.loads((tmp_path / "out/generation.json").read_text())["guidance_2"] == 3.0
+    # Another value is another run, as another --guidance is: refused without --overwrite.
+    other = CliRunner().invoke(app, [*two, "--guidance", "4", "--guidance-2", "2"])
+    assert other.exit_code == 1 and "guidance_2 was 3.0, now 2.0" in other.output, other.output
+    assert known_settings(str(world / "model"), None, 0, {"guidance_2": 3.0})["guidance_2"] == 3.0
+    # Unset: the pipeline's own (its guidance_scale), recorded as unset.
+    calls.clear()
+    result = CliRunner().invoke(app, [*args, "--model", str(world / "model"), "--out", str(tmp_path / "own")])
+    assert result.exit_code == 0 and calls == [(5.0, "unset")], result.output
+    assert json.loads((tmp_path / "own/generation.json").read_text())["guidance_2"] is None
+    bad = CliRunner().invoke(app, [*two, "--guidance-2", "nan"])
+    assert bad.exit_code == 2 and "--guidance-2 nan: must be a finite number" in bad.output, bad.output
+
+    # One transformer (Wan 2.1, CogVideoX): refused as --dynamic-cfg is for Wan, before any video.
+    cogvideox = Path(__file__).resolve().parents[1] / "src/videolift/toy/assets/t2v"
+    for model, name in ((world / "wan21", "WanPipeline"), (cogvideox, "CogVideoXPipeline")):
+        out = tmp_path / f"refused-{name}"
+        refused = CliRunner().invoke(
+            app, [*args, "--model", str(model), "--out", str(out), "--guidance-2", "3"]
+        )
+        assert refused.exit_code == 1, refused.output
+        assert (
+            f"--guidance-2 3.0: the low-noise expert's guidance, only for two-expert Wan 2.2 (A14B); this {name} has one transformer"
+            in " ".join(refused.output.split())
+        )
+        assert not out.exists()
+    # eval refuses it for such a model before the first model generates.
+    evaluated = CliRunner().invoke(
+        app,
+        ["eval", "--model", str(world / "model"), "--model", str(world / "wan21"), "--prompts", str(tmp_path / "p.txt"),
+         "--critic", str(tmp_path / "no-critic"), "--out", str(tmp_path / "eval"), "--guidance-2", "3", "--no-progress"],
+    )  # fmt: skip
+    assert evaluated.exit_code == 1, evaluated.output
+    assert f"--model {world / 'wan21'}: --guidance-2 3.0" in " ".join(evaluated.output.split())
+    assert not (tmp_path / "eval").exists()

@@ -141,8 +141,8 @@ def known_settings(model: str, lora: str | None, seed: int, sampler: dict[str, A
     """The settings of a run known before its model loads, as ``generate_videos`` records them
     (``sampler``: its keywords; those not given, or None, are the model's defaults: not known yet)."""
     model, lora = resolve_model(model), str(Path(lora).resolve()) if lora else None
-    keys = ("steps", "dynamic_cfg", "negative_prompt", "lossless", "vae_tiling", "guidance", "frames", "height",
-            "width", "fps")  # fmt: skip
+    keys = ("steps", "dynamic_cfg", "negative_prompt", "lossless", "vae_tiling", "guidance", "guidance_2", "frames",
+            "height", "width", "fps")  # fmt: skip
     given = {k: sampler[k] for k in keys if sampler.get(k) is not None}
     if sampler.get("dtype", "auto") != "auto":  # auto: the device's, known once the run starts
         from videolift.models.base import resolve_dtype
@@ -199,6 +199,7 @@ def generate_videos(
     seed: int = 0,
     steps: int = 50,
     guidance: float | None = None,
+    guidance_2: float | None = None,
     dynamic_cfg: bool = False,
     frames: int | None = None,
     height: int | None = None,
@@ -220,7 +221,8 @@ def generate_videos(
 ) -> GenerationSummary:
     """Generate ``per_prompt`` videos for each prompt of ``prompts_path`` into ``out`` (see module doc).
     ``batch_size`` None: by clip size, up to 4 (``clips_per_call``: one 49x480x720 clip per call);
-    ``guidance`` / ``fps`` None: the model family's own (CogVideoX 6 / 8, Wan 2.1 5 / 16, LTX-Video 3 / 25); ``offload``
+    ``guidance`` / ``fps`` None: the model family's own (CogVideoX 6 / 8, Wan 2.1 5 / 16, LTX-Video 3 / 25);
+    ``guidance_2`` (two-expert Wan 2.2 only) None: the pipeline's own, ``guidance``; ``offload``
     (``OFFLOADS``) changes where the weights wait, not the videos, so a run resumes across it."""
     from accelerate import PartialState
 
@@ -230,14 +232,15 @@ def generate_videos(
     check_offload(offload)
     start = time.perf_counter()
     counts = {"--per-prompt": per_prompt, "--batch-size": batch_size, "--fps": fps, "--limit": limit}
-    check_numbers(counts, guidance)
+    check_numbers(counts, guidance, guidance_2)
     prompts, out, model, lora = _checked_inputs(model, prompts_path, out, lora, prompt_field, limit)
     # cpu=True is what makes torchrun / `accelerate launch` ranks on a CPU machine join one gloo group.
     state = PartialState(cpu=cpu_only(device), timeout=SHARDED_JOB_TIMEOUT)
     run_device, dtype = device_and_dtype(state, device, dtype)
     spec, pipe = load_pipeline(model, family, lora, dtype, run_device, offload=offload, vae_tiling=vae_tiling)
+    sizes = frames, height, width
     settings, batch_size = _sampler_settings(
-        spec, pipe, steps, guidance, dynamic_cfg, frames, height, width, fps, negative_prompt, batch_size
+        spec, pipe, steps, (guidance, guidance_2), dynamic_cfg, sizes, fps, negative_prompt, batch_size
     )
     run = _run_record(model, lora, seed, dtype, settings, lossless=lossless, vae_tiling=vae_tiling)
     items = work_items(len(prompts), per_prompt, seed)
@@ -263,14 +266,17 @@ def generate_videos(
     )
 
 
-def check_numbers(counts: dict[str, int | None], guidance: float | None) -> None:
+def check_numbers(
+    counts: dict[str, int | None], guidance: float | None, guidance_2: float | None = None
+) -> None:
     """The numbers the command line gives, refused (exit 2) before any file is read: a count below 1
     (``counts``: option -> value; None: a default), a guidance scale that is no finite number >= 0."""
     for name, value in ((k, v) for k, v in counts.items() if v is not None):  # None: a default
         if value < 1:
             raise UsageError(f"{name} {value}: must be at least 1")
-    if guidance is not None:
-        check_guidance(guidance)  # before the model loads
+    for option, scale in (("--guidance", guidance), ("--guidance-2", guidance_2)):
+        if scale is not None:
+            check_guidance(scale, option)  # before the model loads
 
 
 def _checked_inputs(
@@ -302,21 +308,24 @@ def _sampler_settings(
     spec: DiffusersT2VSpec,
     pipe: Any,
     steps: int,
-    guidance: float | None,
+    guidances: tuple[float | None, float | None],
     dynamic_cfg: bool,
-    frames: int | None,
-    height: int | None,
-    width: int | None,
+    sizes: tuple[int | None, int | None, int | None],
     fps: int | None,
     negative_prompt: str | None,
     batch_size: int | None,
 ) -> tuple[SamplerSettings, int]:
     """How every video is sampled, the model's own values for those not given (None), checked against
-    what the model can make; and the videos per pipeline call (None: by clip size)."""
-    frames, height, width = spec.default_sampling(pipe, frames, height, width)
+    what the model can make; and the videos per pipeline call (None: by clip size). ``guidances``: the
+    guidance and the low-noise expert's (None: the pipeline's own, the first); ``sizes``: frames, height
+    and width."""
+    frames, height, width = spec.default_sampling(pipe, *sizes)
+    guidance, guidance_2 = guidances
     guidance = spec.default_guidance if guidance is None else guidance
     fps = spec.fps(pipe) if fps is None else fps
-    settings = SamplerSettings(steps, guidance, dynamic_cfg, frames, height, width, fps)
+    settings = SamplerSettings(
+        steps, guidance, dynamic_cfg, frames, height, width, fps, guidance_2=guidance_2
+    )
     spec.check_sampling(pipe, settings)  # before a size sizes the batches (--frames 0 divided by zero)
     if batch_size is None:
         batch_size = clips_per_call(frames, height, width, cap=4)

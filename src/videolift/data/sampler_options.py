@@ -17,6 +17,14 @@ Guidance = Annotated[
         help="Classifier-free guidance scale. Default: the family's (CogVideoX 6, Wan 2.1 5, LTX-Video 3).",
     ),
 ]
+Guidance2 = Annotated[
+    float | None,
+    typer.Option(
+        "--guidance-2",
+        help="The low-noise expert's guidance scale, for two-expert Wan 2.2 (A14B; Wan-AI's: --guidance 4 "
+        "--guidance-2 3). Default: the pipeline's own, i.e. --guidance.",
+    ),
+]
 DynamicCfg = Annotated[
     bool, typer.Option("--dynamic-cfg/--no-dynamic-cfg", help="CogVideoX dynamic guidance (use_dynamic_cfg).")
 ]

@@ -33,6 +33,7 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Base seed, the same for every model."),
     steps: opt.Steps = 50,
     guidance: opt.Guidance = None,
+    guidance_2: opt.Guidance2 = None,
     dynamic_cfg: opt.DynamicCfg = False,
     batch_size: int = typer.Option(
         None,
@@ -109,6 +110,7 @@ def evaluate(
             seed=seed,
             steps=steps,
             guidance=guidance,
+            guidance_2=guidance_2,
             dynamic_cfg=dynamic_cfg,
             batch_size=batch_size,
             lossless=lossless,

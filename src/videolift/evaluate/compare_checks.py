@@ -31,7 +31,9 @@ def check_inputs(
     if oracle:
         _check_oracle_sizes(sizes)
     for model, lora in models:
-        _check_model(model, lora, sampler.get("family"), sizes, oracle=oracle)
+        _check_model(
+            model, lora, sampler.get("family"), sizes, oracle=oracle, guidance_2=sampler.get("guidance_2")
+        )
     _check_outs(models, out, names, seed=seed, sampler=sampler, overwrite=overwrite)
 
 
@@ -45,7 +47,8 @@ def _check_settings(sampler: dict[str, Any], critic_dtype: str) -> None:
 
     # generate_videos checks these too, but only after the first model's turn has begun: here before OUT's
     # earlier summary is deleted and before any advice is printed
-    check_numbers({"--fps": sampler.get("fps"), "--limit": sampler.get("limit")}, sampler.get("guidance"))
+    counts = {"--fps": sampler.get("fps"), "--limit": sampler.get("limit")}
+    check_numbers(counts, sampler.get("guidance"), sampler.get("guidance_2"))
     checked_device(sampler.get("device", "auto"))
     check_offload(sampler.get("offload", "none"))
     for option, dtype in (("--dtype", sampler.get("dtype", "auto")), ("--critic-dtype", critic_dtype)):
@@ -100,17 +103,23 @@ def _check_model(
     sizes: tuple[int | None, int | None, int | None],
     *,
     oracle: bool,
+    guidance_2: float | None = None,
 ) -> None:
     """One ``--model``: a local pipeline directory or a reachable Hub model of a known family; with the
-    oracle, one whose own clip size (``sizes``: those given) the oracle rates; its LoRA directory, if
-    any (VideoliftError naming the model)."""
+    oracle, one whose own clip size (``sizes``: those given) the oracle rates; with ``guidance_2``, one with
+    two experts (where its index can be read); its LoRA directory, if any (VideoliftError naming the model)."""
     from videolift.core.errors import VideoliftError
     from videolift.data.generate import resolve_model
     from videolift.models.base import check_lora_dir
-    from videolift.models.families import spec_for
+    from videolift.models.families import model_index, spec_for
 
     # a local pipeline directory, or a reachable Hub model
-    spec_for(local := resolve_model(model), family)
+    spec = spec_for(local := resolve_model(model), family)
+    if guidance_2 is not None and (index := model_index(local)) is not None:
+        try:
+            spec.check_guidance_2(index, guidance_2)
+        except VideoliftError as exc:
+            raise VideoliftError(f"--model {model}: {exc}") from None
     if oracle:
         from videolift.toy.oracle import model_size_error
         from videolift.toy.render import FRAMES, SIZE

@@ -56,19 +56,20 @@ class SamplerSettings:
     fps: int = 8
     max_sequence_length: int | None = None  # None: the model's own
     negative_prompt: str | None = None  # None: the pipeline's own (the empty prompt)
+    guidance_2: float | None = None  # a two-expert pipeline's low-noise steps'; None: the pipeline's own
 
     def __post_init__(self) -> None:
         check_guidance(self.guidance)
+        if self.guidance_2 is not None:
+            check_guidance(self.guidance_2, "--guidance-2")
 
 
-def check_guidance(guidance: float) -> None:
+def check_guidance(guidance: float, option: str = "--guidance") -> None:
     """Refuse a guidance scale that is not a finite number >= 0. A NaN one samples NaN latents into black
     videos and writes `"guidance": NaN` (not JSON) into the manifest; a negative one is no guidance (the
     pipelines guide above 1) under a misleading name."""
     if not (math.isfinite(guidance) and guidance >= 0):
-        raise UsageError(
-            f"--guidance {guidance}: must be a finite number, at least 0 (1 or less: no guidance)"
-        )
+        raise UsageError(f"{option} {guidance}: must be a finite number, at least 0 (1 or less: no guidance)")
 
 
 class T2VModelSpec(Protocol):
@@ -316,6 +317,7 @@ class DiffusersT2VSpec:
         return int(pipe.transformer.config.patch_size)
 
     def check_sampling(self, pipe: Any, settings: SamplerSettings) -> None:
+        self.check_guidance_2(pipe.config, settings.guidance_2)
         tcr, scale = self.compression(pipe)
         if settings.frames < 1 or (settings.frames - 1) % tcr:
             raise VideoliftError(
@@ -332,6 +334,18 @@ class DiffusersT2VSpec:
                 )
         if settings.steps < 1:
             raise VideoliftError(f"--steps {settings.steps}: must be at least 1")
+
+    def two_experts(self, config: Any) -> bool:
+        """Whether a pipeline's config (or model_index.json) has two experts (Wan 2.2 A14B)."""
+        return False
+
+    def check_guidance_2(self, config: Any, guidance_2: float | None) -> None:
+        """Refuse ``--guidance-2`` for a pipeline (its config or model_index.json) without two experts."""
+        if guidance_2 is not None and not self.two_experts(config):
+            raise VideoliftError(
+                f"--guidance-2 {guidance_2}: the low-noise expert's guidance, only for two-expert Wan 2.2 (A14B); "
+                f"this {self.pipeline_class or 'pipeline'} has one transformer: leave it out (--guidance guides it)"
+            )
 
     def check_trainable(self, pipe: Any) -> None:
         return None

@@ -28,7 +28,7 @@ import torch
 
 from videolift.core.errors import OptionError, VideoliftError
 from videolift.core.jsonl import read_json
-from videolift.models.base import fill_size
+from videolift.models.base import SamplerSettings, fill_size
 from videolift.models.flow import FlowMatchingSpec
 
 # Wan 2.2 TI2V-5B's 720p sampling (diffusers' and Wan-AI's examples): 121 frames of 704x1280 at 24 fps.
@@ -83,6 +83,12 @@ class WanSpec(FlowMatchingSpec):
 
     def spatial_patch(self, pipe: Any) -> int:
         return int(pipe.transformer.config.patch_size[1])
+
+    def two_experts(self, config: Any) -> bool:
+        return has_experts(config)
+
+    def sampling_kwargs(self, settings: SamplerSettings) -> dict[str, Any]:
+        return {} if settings.guidance_2 is None else {"guidance_scale_2": settings.guidance_2}
 
     def check_trainable(self, pipe: Any) -> None:
         two = pipe.transformer is not None and getattr(pipe, "transformer_2", None) is not None

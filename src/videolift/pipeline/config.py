@@ -50,6 +50,12 @@ class Sampler(StrictModel):
         ge=0,
         description="classifier-free guidance scale (default: the family's, CogVideoX 6, Wan 2.1 5, LTX-Video 3)",
     )
+    guidance_2: float | None = Field(
+        None,
+        ge=0,
+        description="the low-noise expert's guidance scale, for two-expert Wan 2.2 (A14B) only (default: the "
+        "pipeline's own, i.e. `guidance`)",
+    )
     dynamic_cfg: bool = Field(False, description="CogVideoX's dynamic guidance (use_dynamic_cfg)")
     lossless: bool = Field(False, description="lossless H.264 (yuv444p, crf 0), for tiny toy videos")
     batch_size: int | None = Field(

@@ -30,6 +30,7 @@ def generation_settings(sampler: Sampler) -> dict[str, Any]:
         k: s[k]
         for k, unset in (
             ("negative_prompt", None),
+            ("guidance_2", None),
             ("vae_tiling", False),
             ("dtype", None),
             ("offload", "none"),
