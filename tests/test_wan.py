@@ -68,7 +68,7 @@ def test_generate_cli_makes_wan_videos_and_checks_their_sizes(world, tmp_path):
     assert np.abs(other.astype(int) - video.astype(int)).mean() > 1.0
 
     bad = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "bad"), "--frames", "10"])
-    assert bad.exit_code != 0 and "Wan 2.1 needs frames = 4k+1" in bad.output
+    assert bad.exit_code != 0 and "Wan needs frames = 4k+1" in bad.output
     bad = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "bad"), "--width", "40"])
     assert bad.exit_code != 0 and "multiple of 16" in bad.output
     bad = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "bad"), "--dynamic-cfg"])

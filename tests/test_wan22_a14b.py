@@ -519,3 +519,12 @@ def test_guidance_2_reaches_the_low_noise_experts_steps_is_recorded_and_refused_
     assert evaluated.exit_code == 1, evaluated.output
     assert f"--model {world / 'wan21'}: --guidance-2 3.0" in " ".join(evaluated.output.split())
     assert not (tmp_path / "eval").exists()
+
+
+def test_messages_name_wan_not_wan_2_1_for_a_wan_2_2(pipe):
+    from videolift.models.base import SamplerSettings
+
+    ti2v = build_tiny_wan(wan22=True)
+    for wan22 in (pipe, ti2v):  # A14B, TI2V-5B
+        with pytest.raises(VideoliftError, match=r"^--frames 10: Wan needs frames = 4k\+1 "):
+            get_spec("wan").check_sampling(wan22, SamplerSettings(frames=10, height=SIZE, width=SIZE))

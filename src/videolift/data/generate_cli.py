@@ -13,7 +13,7 @@ def generate(
     model: str = typer.Option(
         ...,
         "--model",
-        help="T2V pipeline (CogVideoX, Wan 2.1 or LTX-Video): a save_pretrained directory or a Hub id.",
+        help="T2V pipeline (CogVideoX, Wan 2.1 / 2.2 or LTX-Video): a save_pretrained directory or a Hub id.",
     ),
     prompts: Path = typer.Option(..., "--prompts", help="Prompt file: .txt (one per line), .jsonl or .csv."),
     out: Path = typer.Option(

@@ -14,7 +14,7 @@ Guidance = Annotated[
     float | None,
     typer.Option(
         "--guidance",
-        help="Classifier-free guidance scale. Default: the family's (CogVideoX 6, Wan 2.1 5, LTX-Video 3).",
+        help="Classifier-free guidance scale. Default: the family's (CogVideoX 6, Wan 5, LTX-Video 3).",
     ),
 ]
 Guidance2 = Annotated[
@@ -37,7 +37,7 @@ Fps = Annotated[
     int | None,
     typer.Option(
         "--fps",
-        help="Frame rate written to the MP4s. Default: the family's (CogVideoX 8, CogVideoX 1.5 and Wan 2.1 16, LTX-Video 25).",
+        help="Frame rate written to the MP4s. Default: the family's (CogVideoX 8, CogVideoX 1.5 and Wan 16, Wan 2.2 TI2V-5B 24, LTX-Video 25).",
     ),
 ]
 NegativePrompt = Annotated[

@@ -53,7 +53,7 @@ def per_token_timesteps(pipe: Any) -> bool:
 
 class WanSpec(FlowMatchingSpec):
     family = "wan"
-    name = "Wan 2.1"
+    name = "Wan"  # for messages: 2.1 and 2.2 alike (the rules they state hold for both)
     pipeline_class = "WanPipeline"
     default_max_sequence_length = 512  # WanPipeline's own default
     # Wan 2.1's recommended 480p sampling (the pipeline's defaults); no per-checkpoint size is stored.
