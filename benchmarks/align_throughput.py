@@ -1,6 +1,6 @@
 """Alignment step throughput: cached latents + text embeddings vs re-encoding every step.
 
-Both modes run the same model, batch and training step (``videolift.align.trainer.batch_loss``,
+Both modes run the same model, batch and training step (``videolift.align.loss.batch_loss``,
 backward, AdamW); they differ only in where the step's inputs come from:
 - cached:   latent-distribution parameters and text embeddings read from the on-disk cache
             (precomputed once, timed separately);
@@ -72,7 +72,7 @@ def worker(args: argparse.Namespace) -> None:
     import torch
 
     from videolift.align.cache import EncodingCache, load_tensor, model_fingerprint, preprocess_video
-    from videolift.align.trainer import batch_loss, step_generator
+    from videolift.align.loss import batch_loss, step_generator
     from videolift.core.video import read_video
     from videolift.models.families import spec_for
 

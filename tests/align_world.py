@@ -74,7 +74,7 @@ def objective(family: str, pipe, transformer, world: Path, weights: list[float] 
     randomness): what an alignment run on this world should lower."""
     import torch
 
-    from videolift.align.trainer import batch_loss, step_generator
+    from videolift.align.loss import batch_loss, step_generator
     from videolift.core.video import read_video
     from videolift.models.families import get_spec
 

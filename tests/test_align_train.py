@@ -19,7 +19,8 @@ import torch
 from align_world import COLOURS, align_config, build_tiny, make_world, objective, score_line, square_video
 from videolift.align.cache import READ_BATCH, EncodingCache, load_tensor, model_fingerprint
 from videolift.align.config import AlignConfig
-from videolift.align.trainer import batch_loss, step_generator, train
+from videolift.align.loss import batch_loss, step_generator
+from videolift.align.trainer import train
 from videolift.core.errors import VideoliftError
 from videolift.core.memory import clips_per_call
 from videolift.core.video import write_video

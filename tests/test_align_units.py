@@ -531,7 +531,7 @@ def test_step_log_means_undo_the_loss_coefficients():
     averaged over the micro-steps since the last line; then the log starts afresh."""
     import torch
 
-    from videolift.align.trainer import _StepLog
+    from videolift.align.step_log import StepLog
 
     class OneRank:  # reduce over one process: the identity
         device = "cpu"
@@ -539,7 +539,7 @@ def test_step_log_means_undo_the_loss_coefficients():
         def reduce(self, tensor, reduction):
             return tensor
 
-    log = _StepLog(samples_per_step=4, world=1)
+    log = StepLog(samples_per_step=4, world=1)
     coef = torch.tensor(loss_coefficients([1.0, 3.0], n_real=2, lambda_real=1.0))
     for per in ([0.2, 0.4, 0.1, 0.3], [0.4, 0.2, 0.3, 0.1]):
         per = torch.tensor(per)
@@ -755,9 +755,9 @@ def test_the_step_log_sums_where_the_loss_is_without_reading_it_each_micro_step(
     tensors stand in for a GPU's: reading one raises) until a log line reads them once."""
     import torch
 
-    from videolift.align.trainer import _StepLog
+    from videolift.align.step_log import StepLog
 
-    log = _StepLog(samples_per_step=3, world=1)
+    log = StepLog(samples_per_step=3, world=1)
     for _ in range(2):  # the coefficients come where the loss is: batch_loss's copy
         log.add(
             torch.empty((), device="meta"), torch.empty(3, device="meta"), torch.empty(3, device="meta"), 2

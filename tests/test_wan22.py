@@ -13,7 +13,8 @@ import torch
 from typer.testing import CliRunner
 
 from align_world import PROMPTS, align_config, full_alignment, make_world, straight_and_resumed
-from videolift.align.trainer import batch_loss, step_generator, train
+from videolift.align.loss import batch_loss, step_generator
+from videolift.align.trainer import train
 from videolift.cli import app
 from videolift.core.errors import OptionError, VideoliftError
 from videolift.core.video import read_video_and_fps

@@ -15,7 +15,8 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from align_world import PROMPTS, WEIGHTS, align_config, make_world
-from videolift.align.trainer import batch_loss, step_generator, train
+from videolift.align.loss import batch_loss, step_generator
+from videolift.align.trainer import train
 from videolift.cli import app
 from videolift.core.errors import OptionError, VideoliftError
 from videolift.core.video import read_video

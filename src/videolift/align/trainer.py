@@ -26,9 +26,11 @@ from videolift.align.data import CachedItem, StepDataset, Stream, WeightedStream
 from videolift.align.export import export_trained
 from videolift.align.held_out import held_out_loss, held_out_steps, keep_held_out_log, record_held_out
 from videolift.align.inputs import cache_all, check_shapes
+from videolift.align.loss import batch_loss, step_generator
 from videolift.align.optimizer import make_ema, make_optimizer
 from videolift.align.preflight import Preflight, check_folders, preflight
 from videolift.align.rank_sync import assert_ranks_in_sync
+from videolift.align.step_log import StepLog, describe_run
 from videolift.align.summary import write_summary
 from videolift.align.trainable import make_trainable, place_for_training, trainable_parameters
 from videolift.align.validation import sampler_settings, samples_dir, samples_due, write_samples
@@ -49,50 +51,6 @@ class AlignResult:
     world_size: int
     data: dict = field(default_factory=dict)
     last_log: dict = field(default_factory=dict)
-
-
-# ---- pieces reused by the benchmark ------------------------------------------------------------------
-def step_generator(seed: int, rank: int, micro_step: int, device: Any) -> torch.Generator:
-    """The RNG of one micro-step on one rank: independent of everything that ran before."""
-    state = np.random.SeedSequence([seed, rank, micro_step]).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator(device=device).manual_seed(int(state) & (2**63 - 1))
-
-
-def batch_loss(
-    spec: Any,
-    pipe: Any,
-    model: Any,
-    params: torch.Tensor,
-    text: torch.Tensor,
-    coef: torch.Tensor,
-    generator: torch.Generator,
-    *,
-    n_syn: int = 0,
-    syn_min_timestep: int = 0,
-    t_range: tuple[int, int] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """sum_i coef_i * diffusion_loss_i, with latents drawn from cached distribution parameters,
-    t ~ U[low, high) (``t_range``, default [0, num_train_timesteps): a two-expert model's trained expert's;
-    the first ``n_syn`` rows: from ``syn_min_timestep`` up, if higher) and Gaussian noise. Returns (scalar
-    loss, per-sample losses)."""
-    device = params.device
-    latents = spec.sample_latents(pipe, params.float(), generator)
-    low, steps = t_range or (0, pipe.scheduler.config.num_train_timesteps)
-    # torch draws U[low, high) as low + U[0, high - low): over [0, N) the values are as they always were
-    timesteps = torch.randint(low, steps, (latents.shape[0],), generator=generator, device=device)
-    if syn_min_timestep > low and n_syn:  # drawn after the default draw: with 0 the RNG stream is unchanged
-        timesteps[:n_syn] = torch.randint(
-            syn_min_timestep, steps, (n_syn,), generator=generator, device=device
-        )
-    noise = torch.randn(latents.shape, generator=generator, device=device, dtype=latents.dtype)
-    # DeepSpeed casts the transformer itself to bf16 / fp16 and runs no autocast (accelerate leaves it to
-    # the engine): its inputs must be in that dtype too, and the specs give it text's. Latents and noise
-    # stay fp32: noising in bf16 rounds alpha_bar near 1 to 1 (no noise at small t, a zero loss).
-    # Elsewhere the weights are fp32 (autocast, if any, casts inside) and this changes nothing.
-    dtype = next((p.dtype for p in model.parameters() if p.requires_grad), latents.dtype)
-    text = text.to(dtype)
-    per_sample = spec.training_loss(pipe, model, latents, text, timesteps=timesteps, noise=noise)
-    return (coef.to(per_sample.dtype) * per_sample).sum(), per_sample.detach()
 
 
 # ---- the run, piece by piece ------------------------------------------------------------------------------
@@ -185,93 +143,6 @@ def _step_dataset(
         empty_text=empty_text,
         text_dropout=cfg.text_dropout,
     )
-
-
-def _describe(
-    cfg: AlignConfig, data: dict, n_real: int, world: int, params: list, step: int, per_step: int
-) -> str:
-    dropped = [
-        f"{data[key]} {why}"
-        for key, why in (
-            ("dropped_null_reward", "without a reward"),
-            ("dropped_not_all_good", "not all Good"),
-        )
-        if data.get(key)
-    ]
-    return (
-        f"align: {cfg.method}, {cfg.finetune} fine-tune, {data['kept']} synthetic videos "
-        + (f"of {data['rated']} ({', '.join(dropped)} dropped) " if dropped else "")
-        + f"(weights {data['weight_min']:.3g}..{data['weight_max']:.3g}"
-        + (", drawn by weight" if cfg.syn_sampling == "weighted" else "")
-        + f"), {data['real']} real (lambda "
-        f"{cfg.lambda_real}); per step: {cfg.batch_size} syn + {n_real} real x {world} processes x "
-        f"{cfg.grad_accum} accumulation = {per_step} videos; "
-        f"{sum(p.numel() for p in params):,} trainable parameters"
-        + (_expert_note(cfg.expert, data["expert"], bool(cfg.validation_prompts)) if cfg.expert else "")
-        + f"; steps {step} -> {cfg.max_steps}"
-        + (f"; {cfg.text_dropout:.0%} of prompts dropped to the empty one" if cfg.text_dropout else "")
-    )
-
-
-def _expert_note(expert: str, trained: dict, samples: bool) -> str:
-    low, high = trained["timesteps"]
-    component = trained["component"]
-    other = "frozen" if samples else "frozen, not loaded: no --validation-prompts"
-    return f" of the {expert}-noise expert ({component}, trained at t in [{low}, {high}); the other {other})"
-
-
-class _StepLog:
-    """Means of the losses and weights over the micro-steps since the last log line, across ranks."""
-
-    def __init__(self, samples_per_step: int, world: int):
-        self.samples_per_step, self.world = samples_per_step, world
-        self._reset()
-
-    def _reset(self) -> None:
-        self.acc: torch.Tensor | None = None  # loss, syn weighted, syn plain, real, weight, count
-        self.started, self.steps, self.paused = time.perf_counter(), 0, 0.0
-
-    def add(self, loss: torch.Tensor, per_sample: torch.Tensor, coef: torch.Tensor, n_syn: int) -> None:
-        """``coef``: the batch's loss coefficients where the loss is (a copy from the host here would wait
-        for the GPU). Summed there too, read once per log line; in float64 (float32 where the device has
-        none: Apple's MPS)."""
-        wide = torch.float32 if per_sample.device.type == "mps" else torch.float64
-        per = per_sample.detach().to(wide)
-        w = coef[:n_syn].to(wide) * n_syn
-        one = per.new_ones(())
-        row = torch.stack(
-            [
-                loss.detach().to(wide),
-                (w * per[:n_syn]).mean(),
-                per[:n_syn].mean(),
-                per[n_syn:].mean() if len(per) > n_syn else 0 * one,
-                w.mean(),
-                one,
-            ]
-        )
-        self.acc = row if self.acc is None else self.acc + row
-
-    def row(self, accelerator: Any, step: int, lr: float, grad_norm: Any, has_real: bool) -> dict:
-        """The log line of ``step`` (collective: every rank must call it), then start afresh."""
-        acc = torch.zeros(6, dtype=torch.float64) if self.acc is None else self.acc
-        means = accelerator.reduce(acc.to(accelerator.device), reduction="mean").cpu()
-        means = (means[:5] / means[5]).tolist()
-        elapsed = time.perf_counter() - self.started - self.paused
-        row = {
-            "step": step,
-            "loss": means[0],
-            "loss_syn_weighted": means[1],
-            "loss_syn": means[2],
-            "loss_real": means[3] if has_real else None,
-            "weight_mean": means[4],
-            "lr": lr,
-            "grad_norm": None if grad_norm is None else float(grad_norm),
-            "steps_per_s": self.steps / elapsed,
-            "samples_per_s": self.steps * self.samples_per_step / elapsed,
-            "world_size": self.world,
-        }
-        self._reset()
-        return row
 
 
 def _clear_run(out: Path) -> None:
@@ -456,7 +327,7 @@ def _updates(run: _Run, loader: Any, step: int, progress: bool) -> tuple[int, li
 
     cfg, accelerator, model, pinned = run.cfg, run.accelerator, run.model, run.pinned
     bar = tqdm(total=cfg.max_steps, initial=step, desc="align", disable=not (progress and run.main))
-    log = _StepLog(run.samples_per_step, run.world)
+    log = StepLog(run.samples_per_step, run.world)
     first_ids: list[int] | None = None
     last_log: dict = {}
     for micro, batch in zip(range(step * cfg.grad_accum, len(run.dataset)), loader, strict=True):
@@ -500,7 +371,7 @@ def _updates(run: _Run, loader: Any, step: int, progress: bool) -> tuple[int, li
     return step, first_ids, last_log
 
 
-def _log_update(run: _Run, log: _StepLog, bar: Any, step: int, lr: float, grad_norm: Any) -> dict:
+def _log_update(run: _Run, log: StepLog, bar: Any, step: int, lr: float, grad_norm: Any) -> dict:
     """The log line of update ``step`` (collective): in logs/train.jsonl, TensorBoard and the progress bar
     on the main process. A loss no longer finite stops the run."""
     line = log.row(run.accelerator, step, lr, grad_norm, bool(run.n_real))
@@ -519,7 +390,7 @@ def _log_update(run: _Run, log: _StepLog, bar: Any, step: int, lr: float, grad_n
     return line
 
 
-def _after_update(run: _Run, log: _StepLog, step: int) -> None:
+def _after_update(run: _Run, log: StepLog, step: int) -> None:
     """What else is due after update ``step``, in this order: the held-out loss, the checkpoint, the
     validation samples (collective). Their time is left out of the log's throughput."""
     cfg = run.cfg
@@ -588,7 +459,7 @@ def _train(
     run = _load_for_training(ready, progress)
     step = _resume(run)
     loader = _loader(run, step)
-    run.say(_describe(run.cfg, run.data, run.n_real, run.world, run.params, step, run.samples_per_step))
+    run.say(describe_run(run.cfg, run.data, run.n_real, run.world, run.params, step, run.samples_per_step))
     _open_writer(run, step, held)
     _measure_start(run, step)
     step, first_ids, last_log = _updates(run, loader, step, progress)
