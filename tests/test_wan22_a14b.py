@@ -83,7 +83,11 @@ def test_the_tiny_pipeline_generates_through_the_cli_with_both_experts(world, pi
     assert {high for _, high in routed} == {True, False}
     assert all(high == (t >= BOUNDARY) for t, high in routed)  # as WanPipeline routes its steps
     [record] = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
-    assert (record["guidance"], record["fps"]) == (5.0, 16)  # Wan's, as 2.1's
+    assert (record["guidance"], record["guidance_2"], record["fps"]) == (
+        4.0,
+        3.0,
+        16,
+    )  # Wan-AI's A14B; 2.1's fps
     assert read_video(out / record["video"]).shape == (9, SIZE, SIZE, 3)
 
 
@@ -227,6 +231,8 @@ def test_a_lora_run_lands_in_its_expert_and_samples_with_both(world, pipe, tmp_p
         return forward(self, *args, **kw)
 
     monkeypatch.setattr(WanTransformer3DModel, "forward", recording)
+    guided, call = [], WanPipeline.__call__  # the guidance scales of each sampling call
+    monkeypatch.setattr(WanPipeline, "__call__", lambda *a, **kw: guided.append(kw) or call(*a, **kw))
     drawn = _record_timesteps(monkeypatch)
     (tmp_path / "val.txt").write_text(PROMPTS[0] + "\n")
     lora = dict(method="rs", finetune="lora", lora_rank=4, lora_alpha=8, lr=1e-2, max_steps=3, expert=expert)
@@ -240,6 +246,7 @@ def test_a_lora_run_lands_in_its_expert_and_samples_with_both(world, pipe, tmp_p
     assert len(drawn) == 3 + 2 and all(low <= int(t.min()) and int(t.max()) < high for t in drawn)
     # Sampling went through both experts, each at its side of the boundary; the trained one at its own.
     assert {t >= BOUNDARY for t, _ in calls} == {True, False}
+    assert {(kw["guidance_scale"], kw["guidance_scale_2"]) for kw in guided} == {(4.0, 3.0)}  # Wan-AI's A14B
     assert all(trains == ((t >= BOUNDARY) == (expert == "high")) for t, trains in calls)
 
     assert (result.export_dir / "videolift_expert.json").exists() == (expert == "low")
@@ -490,11 +497,15 @@ def test_guidance_2_reaches_the_low_noise_experts_steps_is_recorded_and_refused_
     other = CliRunner().invoke(app, [*two, "--guidance", "4", "--guidance-2", "2"])
     assert other.exit_code == 1 and "guidance_2 was 3.0, now 2.0" in other.output, other.output
     assert known_settings(str(world / "model"), None, 0, {"guidance_2": 3.0})["guidance_2"] == 3.0
-    # Unset: the pipeline's own (its guidance_scale), recorded as unset.
+    # Unset: Wan-AI's for A14B, 4 and 3 (each on its own: --guidance 6 alone keeps the low-noise 3).
     calls.clear()
     result = CliRunner().invoke(app, [*args, "--model", str(world / "model"), "--out", str(tmp_path / "own")])
-    assert result.exit_code == 0 and calls == [(5.0, "unset")], result.output
-    assert json.loads((tmp_path / "own/generation.json").read_text())["guidance_2"] is None
+    assert result.exit_code == 0 and calls == [(4.0, 3.0)], result.output
+    own = json.loads((tmp_path / "own/generation.json").read_text())
+    assert (own["guidance"], own["guidance_2"]) == (4.0, 3.0)
+    calls.clear()
+    result = CliRunner().invoke(app, [*two[:-1], str(tmp_path / "g6"), "--guidance", "6"])
+    assert result.exit_code == 0 and calls == [(6.0, 3.0)], result.output
     bad = CliRunner().invoke(app, [*two, "--guidance-2", "nan"])
     assert bad.exit_code == 2 and "--guidance-2 nan: must be a finite number" in bad.output, bad.output
 

@@ -51,13 +51,14 @@ def validation_prompts(cfg: AlignConfig, accelerator: Any) -> list[str]:
 
 
 def sampler_settings(cfg: AlignConfig, spec: Any, pipe: Any) -> Any:
-    """The validation samples' settings: the family's guidance, the model's size or the run's
-    ``frames/height/width``; refused if the model cannot sample them."""
+    """The validation samples' settings: the model's guidance (a two-expert Wan 2.2's two), the model's size
+    or the run's ``frames/height/width``; refused if the model cannot sample them."""
     from videolift.models.base import SamplerSettings
 
     frames, height, width = spec.default_sampling(pipe, cfg.frames, cfg.height, cfg.width)
+    guidance, guidance_2 = spec.guidances(pipe)
     settings = SamplerSettings(
-        cfg.validation_steps, spec.default_guidance, False, frames, height, width, spec.fps(pipe)
+        cfg.validation_steps, guidance, False, frames, height, width, spec.fps(pipe), guidance_2=guidance_2
     )
     try:
         spec.check_sampling(pipe, settings)

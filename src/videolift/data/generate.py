@@ -317,11 +317,12 @@ def _sampler_settings(
 ) -> tuple[SamplerSettings, int]:
     """How every video is sampled, the model's own values for those not given (None), checked against
     what the model can make; and the videos per pipeline call (None: by clip size). ``guidances``: the
-    guidance and the low-noise expert's (None: the pipeline's own, the first); ``sizes``: frames, height
+    guidance and the low-noise expert's (None: the model's, ``spec.guidances``); ``sizes``: frames, height
     and width."""
     frames, height, width = spec.default_sampling(pipe, *sizes)
-    guidance, guidance_2 = guidances
-    guidance = spec.default_guidance if guidance is None else guidance
+    (guidance, guidance_2), own = guidances, spec.guidances(pipe)
+    guidance = own[0] if guidance is None else guidance
+    guidance_2 = own[1] if guidance_2 is None else guidance_2
     fps = spec.fps(pipe) if fps is None else fps
     settings = SamplerSettings(
         steps, guidance, dynamic_cfg, frames, height, width, fps, guidance_2=guidance_2

@@ -14,15 +14,15 @@ Guidance = Annotated[
     float | None,
     typer.Option(
         "--guidance",
-        help="Classifier-free guidance scale. Default: the family's (CogVideoX 6, Wan 5, LTX-Video 3).",
+        help="Classifier-free guidance scale. Default: the family's (CogVideoX 6, Wan 5, Wan 2.2 A14B 4, LTX-Video 3).",
     ),
 ]
 Guidance2 = Annotated[
     float | None,
     typer.Option(
         "--guidance-2",
-        help="The low-noise expert's guidance scale, for two-expert Wan 2.2 (A14B; Wan-AI's: --guidance 4 "
-        "--guidance-2 3). Default: the pipeline's own, i.e. --guidance.",
+        help="The low-noise expert's guidance scale, for two-expert Wan 2.2 (A14B). Default: Wan-AI's 3 "
+        "(with --guidance 4).",
     ),
 ]
 DynamicCfg = Annotated[

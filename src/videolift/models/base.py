@@ -237,6 +237,11 @@ class DiffusersT2VSpec:
         """The frame rate the model's clips play at (what `generate` writes when --fps is not given)."""
         return self.default_fps
 
+    def guidances(self, pipe: Any) -> tuple[float, float | None]:
+        """The guidance scale, and a two-expert pipeline's low-noise one (None: none of its own), that
+        `generate`, `eval` and align's validation samples use when not given."""
+        return self.default_guidance, None
+
     def component_dtypes(self, dtype: Any) -> Any:
         """What ``from_pretrained(dtype=...)`` gets: one dtype, or per component (diffusers' dict with a
         "default"; the trainer asks for an fp32 transformer so), with ``fp32_components`` kept fp32."""

@@ -37,6 +37,8 @@ TI2V_SIZE, TI2V_FPS = (121, 704, 1280), 24
 
 # --expert: the pipeline component each of Wan 2.2 A14B's experts is.
 EXPERTS = {"high": "transformer", "low": "transformer_2"}
+# Wan-AI's guidance for A14B text-to-video: the high-noise expert's, the low-noise one's (guidance_scale_2).
+A14B_GUIDANCES = 4.0, 3.0
 
 
 def has_experts(config: Any) -> bool:
@@ -86,6 +88,9 @@ class WanSpec(FlowMatchingSpec):
 
     def two_experts(self, config: Any) -> bool:
         return has_experts(config)
+
+    def guidances(self, pipe: Any) -> tuple[float, float | None]:
+        return A14B_GUIDANCES if has_experts(pipe.config) else super().guidances(pipe)
 
     def sampling_kwargs(self, settings: SamplerSettings) -> dict[str, Any]:
         return {} if settings.guidance_2 is None else {"guidance_scale_2": settings.guidance_2}

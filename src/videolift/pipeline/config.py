@@ -48,13 +48,13 @@ class Sampler(StrictModel):
     guidance: float | None = Field(
         None,
         ge=0,
-        description="classifier-free guidance scale (default: the family's, CogVideoX 6, Wan 2.1 5, LTX-Video 3)",
+        description="classifier-free guidance scale (default: the family's, CogVideoX 6, Wan 5, Wan 2.2 A14B 4, LTX-Video 3)",
     )
     guidance_2: float | None = Field(
         None,
         ge=0,
-        description="the low-noise expert's guidance scale, for two-expert Wan 2.2 (A14B) only (default: the "
-        "pipeline's own, i.e. `guidance`)",
+        description="the low-noise expert's guidance scale, for two-expert Wan 2.2 (A14B) only (default: "
+        "Wan-AI's 3, with `guidance` 4)",
     )
     dynamic_cfg: bool = Field(False, description="CogVideoX's dynamic guidance (use_dynamic_cfg)")
     lossless: bool = Field(False, description="lossless H.264 (yuv444p, crf 0), for tiny toy videos")
