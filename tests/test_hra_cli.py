@@ -200,6 +200,18 @@ def test_export_then_import_round_trips(tmp_path):
             json.dumps([{**release_item("a.mp4", "cap", SC, "Good."), "annotator": 7}]),
             "element [0], field 'annotator': annotator must be a name, got 7",
         ),
+        (  # a blank id was a pydantic traceback; another type was dropped for the path unsaid
+            json.dumps([{**release_item("a.mp4", "cap", SC, "Good."), "video_id": "\t"}]),
+            "element [0], field 'video_id': video_id must be a string, not blank, got '\\t'",
+        ),
+        (
+            json.dumps([{**release_item("a.mp4", "cap", SC, "Good."), "video_id": 7}]),
+            "element [0], field 'video_id': video_id must be a string, not blank, got 7",
+        ),
+        (
+            json.dumps([release_item("  ", "cap", SC, "Good.")]),
+            "element [0], field 'video': missing or empty video path",
+        ),
     ],
 )
 def test_import_bad_input_names_the_place_and_writes_nothing(tmp_path, content, expected):
@@ -207,7 +219,7 @@ def test_import_bad_input_names_the_place_and_writes_nothing(tmp_path, content, 
     src.write_text(content)
     out = tmp_path / "out" / "hra.jsonl"
     code, output = run("hra", "import", src, "--format", "lift", "--out", out)
-    assert code != 0
+    assert code == 1, output
     assert expected in " ".join(output.split())
     assert not out.exists() and not list(tmp_path.rglob("*.tmp"))
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from videolift.core.errors import DataError
+from videolift.core.jsonl import validation_field
 from videolift.core.schema import DIMENSIONS, Dimension, HRARecord, Rating, format_answer, parse_answer
 
 VIDEO_TOKEN = "<video>"
@@ -84,8 +87,16 @@ def import_lift(path: str | Path, data: Any) -> tuple[list[HRARecord], dict[str,
         if not isinstance(item, dict):
             raise DataError(f"expected an object, got {type(item).__name__}", file=path, record=i)
         video = item.get("video")
-        if not isinstance(video, str) or not video:
+        if not isinstance(video, str) or not video.strip():
             raise DataError("missing or empty video path", file=path, record=i, field="video")
+        video_id = item.get("video_id")  # an extra key `hra export` adds, a string; absent or "": the path
+        if video_id is not None and video_id != "" and not (isinstance(video_id, str) and video_id.strip()):
+            raise DataError(
+                f"video_id must be a string, not blank, got {video_id!r}",
+                file=path,
+                record=i,
+                field="video_id",
+            )
         conv = item.get("conversations")
         if not isinstance(conv, list):
             raise DataError("missing conversations list", file=path, record=i, field="conversations")
@@ -151,10 +162,13 @@ def import_lift(path: str | Path, data: Any) -> tuple[list[HRARecord], dict[str,
         if target is None:
             if records:
                 stats["extra_records"] += 1
-            video_id = item.get("video_id") if isinstance(item.get("video_id"), str) else video
-            target = HRARecord(
-                video_id=video_id, video=video, prompt=caption, annotator=annotator, ratings={}
-            )
+            try:  # what the checks above left to the record's own rules (a path no file can have)
+                target = HRARecord(
+                    video_id=video_id or video, video=video, prompt=caption, annotator=annotator, ratings={}
+                )
+            except ValidationError as exc:
+                field, msg = validation_field(exc)
+                raise DataError(msg, file=path, record=i, field=field) from None
             records.append(target)
         target.ratings[dim] = rating
     out = [r for records in groups.values() for r in records]
