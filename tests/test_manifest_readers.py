@@ -78,6 +78,11 @@ def _row(video: str = "a.mp4", **fields: Any) -> dict[str, Any]:
         ([{"prompt": PROMPT}], "M, line 1, field 'video': missing or empty"),
         ([_row(video=3)], "M, line 1, field 'video': missing or empty"),
         ([], "M: the manifest has no records"),
+        # a path no file can have: annotate create stopped on it with a ValueError traceback
+        (
+            [_row("a\x00.mp4")],
+            "M, line 1, field 'video': the path holds a NUL byte, which no file name can",
+        ),
     ],
 )
 def test_every_reader_takes_or_refuses_a_manifest_alike(tmp_path, rows, outcome):

@@ -83,6 +83,11 @@ def test_record_validation_and_defaults():
     assert (
         HRARecord.model_validate({"video": "a", "video_id": "", "prompt": "p", "ratings": {}}).video_id == "a"
     )
+    # A path of blanks names no file, and one with a NUL byte none either (os calls raise ValueError on it)
+    with pytest.raises(ValidationError, match="video is blank"):
+        HRARecord.model_validate({"video": " ", "prompt": "p", "ratings": {}})
+    with pytest.raises(ValidationError, match="the path holds a NUL byte"):
+        HRARecord.model_validate({"video": "a\x00.mp4", "prompt": "p", "ratings": {}})
     # JSON's "\ud800" reads as a lone surrogate: stored, it broke every later write of the record.
     lone = json.loads('{"label": "Bad", "reason": "blurry \\ud800"}')
     with pytest.raises(ValidationError, match="lone surrogate"):

@@ -15,7 +15,7 @@ from typing import Any
 
 from videolift.core.errors import DataError
 from videolift.core.jsonl import iter_json_lines, text_field
-from videolift.core.schema import tidy_path
+from videolift.core.schema import NUL_IN_PATH, tidy_path
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,8 @@ def read_manifest(path: str | Path, prefix: str = "") -> list[ManifestRecord]:
     first: dict[tuple[str, str], int] = {}
     for line, obj in iter_json_lines(path):
         video, prompt = text_field(obj, "video", path, line), text_field(obj, "prompt", path, line)
+        if "\x00" in video:  # a path no file can have (and os calls raise ValueError on)
+            raise DataError(NUL_IN_PATH, file=path, line=line, field="video")
         video = tidy_path(f"{prefix}/{video}" if prefix else video)  # "./a.mp4" is "a.mp4"
         vid = obj.get("video_id")
         vid = None if vid == "" else vid  # as in an HRA record: the path stands in (a blank is refused)

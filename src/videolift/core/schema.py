@@ -48,6 +48,9 @@ def parse_label(value: str) -> Label:
     raise ValueError(f"unknown label {value!r}; expected one of {', '.join(LABELS)}")
 
 
+NUL_IN_PATH = "the path holds a NUL byte, which no file name can"
+
+
 def tidy_path(path: str) -> str:
     """A relative video path without "." parts and doubled slashes: one file written two ways
     ("./v/a.mp4", "v//a.mp4") is one video to splits, stats, ids and duplicate checks. ".." is kept
@@ -182,6 +185,10 @@ class HRARecord(BaseModel):
     @field_validator("video")
     @classmethod
     def _video(cls, value: str) -> str:
+        if not value.strip():  # as in a manifest: no file is named by blanks
+            raise ValueError("video is blank")
+        if "\x00" in value:
+            raise ValueError(NUL_IN_PATH)
         return tidy_path(value)
 
     @field_validator("video_id")
