@@ -3,6 +3,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
+from videolift.core.errors import DataError
 from videolift.core.reward import RewardConfig
 from videolift.core.schema import Dimension, HRARecord, Label, format_answer, parse_answer
 
@@ -169,6 +170,22 @@ def test_reward_config_refuses_negative_scores_and_weights_that_count_nothing(tm
     path.write_text("scores: [1\n")
     with pytest.raises(Exception, match=r"reward\.yaml, line 2: malformed YAML \(expected ',' or '\]'"):
         RewardConfig.load(path)
+    # An empty file (a cut-short copy), [] or 0 was read as every default; yes / off as a score of 1 / 0.
+    for content, said in [
+        ("", "got nothing (write {} for every default)"),
+        ("[]\n", "got a list"),
+        ("scores: {Good: yes, Normal: 0.2, Bad: 0.05}\n", "field 'scores': Good: true is not a number"),
+        (
+            "aggregation: weighted\nweights: {semantic_consistency: off, motion_smoothness: 1, video_fidelity: 1}\n",
+            "field 'weights': semantic_consistency: false is not a number",
+        ),
+    ]:
+        path.write_text(content)
+        with pytest.raises(DataError) as caught:
+            RewardConfig.load(path)
+        assert str(caught.value).startswith(str(path)) and said in str(caught.value)
+    path.write_text("{}\n")
+    assert RewardConfig.load(path) == RewardConfig()
 
 
 def test_text_readers_name_the_file_and_line(tmp_path):

@@ -13,8 +13,19 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from videolift.core.errors import DataError
-from videolift.core.jsonl import read_yaml, validation_field
+from videolift.core.jsonl import validation_field
 from videolift.core.schema import DIMENSIONS, Dimension, Label, parse_label
+from videolift.core.settings import read_settings
+
+
+def _number(value: object, key: object) -> object:
+    """A score or weight as given, unless it is true / false (pydantic would read 1 / 0, YAML's yes / off
+    included): refused, naming its label or dimension."""
+    if isinstance(value, bool):
+        raise ValueError(
+            f"{key}: {str(value).lower()} is not a number (YAML reads yes, no, on and off as true / false)"
+        )
+    return value
 
 
 class RewardConfig(BaseModel):
@@ -43,11 +54,16 @@ class RewardConfig(BaseModel):
         for key, score in value.items():
             if (label := parse_label(key)) in out:  # "Good" and "good": which one is meant?
                 raise ValueError(f"{label.value} is given twice (labels are case-insensitive)")
-            out[label] = score
+            out[label] = _number(score, label.value)
         missing = [label.value for label in Label if label not in out]
         if missing:
             raise ValueError(f"missing score for {', '.join(missing)}")
         return out
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _weights(cls, value: object) -> object:
+        return {k: _number(w, k) for k, w in value.items()} if isinstance(value, dict) else value
 
     @field_validator("scores", "weights")
     @classmethod
@@ -70,9 +86,8 @@ class RewardConfig(BaseModel):
         if path is None:
             return cls()
         path = Path(path)
-        if not path.exists():
-            raise DataError("reward config not found", file=path)
-        data = read_yaml(path) or {}
+        # An empty file, or one holding [] or 0, is refused rather than read as every default.
+        data = read_settings(path, name="reward config", fields="scores, aggregation and weights")
         try:
             config = cls.model_validate(data)
         except ValidationError as exc:
