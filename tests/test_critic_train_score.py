@@ -1146,6 +1146,21 @@ def test_a_refused_run_leaves_out_free_for_the_corrected_command(world, tmp_path
     assert json.loads((kept / "critic_spec.json").read_text())["adapter"] == "full"
 
 
+def test_a_critic_is_not_written_over_its_base(world, tmp_path):
+    # It was: the critic's config, weights and tokenizer replaced the base's (an adapter beside them made
+    # the next run on that base a peft traceback), and --overwrite deleted the base's weights first.
+    base = tmp_path / "base"
+    shutil.copytree(world / "base", base)
+    before = {p.name: p.read_bytes() for p in base.iterdir()}
+    for out, extra in ((base, ()), (tmp_path / "." / "base", ("--overwrite", "--adapter", "full"))):
+        refused = run(
+            "critic", "train", "--base", base, "--data", world / "hra.jsonl", "--videos", world, "--out", out,
+            "--max-steps", "1", *extra, fails=2,
+        ).output  # fmt: skip
+        assert f"--out {out} is also --base: give the critic its own directory" in " ".join(refused.split())
+    assert {p.name: p.read_bytes() for p in base.iterdir()} == before
+
+
 def _with_bad_videos(world: Path, tmp_path: Path) -> Path:
     """The world's records with a missing video on line 3 and a non-video on line 6."""
     shutil.copytree(world / "videos", tmp_path / "videos")

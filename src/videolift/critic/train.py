@@ -120,6 +120,11 @@ def train_critic(
         raise VideoliftError(f"--class-weights {class_weight_power}: must be 0 or more")
     if stop_at_step is not None and stop_at_step < 1:
         raise VideoliftError(f"--stop-at-step {stop_at_step}: must be 1 or more")
+    for option, model_dir in (("--base", base), ("--check-model", check_model and resolve_base(check_model))):
+        # The critic's files (config, weights, tokenizer, an adapter) would replace the model's own, and
+        # --overwrite would delete them before the model loads.
+        if model_dir and Path(model_dir).is_dir() and Path(out).resolve() == Path(model_dir).resolve():
+            raise UsageError(f"--out {out} is also {option}: give the critic its own directory")
     reward = RewardConfig.load(reward_config)
     try:
         spec = CriticSpec(
