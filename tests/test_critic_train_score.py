@@ -1198,6 +1198,13 @@ def test_train_refuses_missing_and_unreadable_videos_before_training(world, tmp_
     assert f"{data}, line 3, field 'video'" in refused and "gone.mp4: file not found" in refused
     assert f"{data}, line 6, field 'video'" in refused and "not_a_video.mp4: not a readable video" in refused
     assert not out.exists()
+    # A root that is not a directory, once (not a "file not found" for every record); --val-videos too
+    videos = tmp_path / "nope"
+    for where in (("--videos", videos), ("--videos", world, "--val-data", data, "--val-videos", videos)):
+        refused = run("critic", "train", "--base", world / "base", "--data", world / "hra.jsonl", *where,
+                      "--out", out, "--max-steps", "1", fails=True).output  # fmt: skip
+        assert f"{videos}: the videos root of " in refused and "file not found" not in refused
+    assert not out.exists()
 
 
 def test_train_errors_name_the_jsonl_line_not_a_record_index(world, tmp_path):

@@ -93,6 +93,8 @@ def check_videos(records: list[tuple[int, HRARecord]], root: Path, *, file: Path
     field. ``action`` ends the first line of the message: what the user should do."""
     from videolift.core.video import video_problem
 
+    if not root.is_dir():  # one line, not a "file not found" for every record
+        raise DataError(f"the videos root of {file} is not a directory", file=root)
     opened: dict[str, str | None] = {}
     bad: list[str] = []
     for line, record in records:
