@@ -72,6 +72,12 @@ def test_create_reports_missing_and_duplicate_videos(tmp_path):
     write_jsonl(manifest, [{"video": "a.mp4", "prompt": "p"}, {"video": "b.mp4", "prompt": "q"}])
     with pytest.raises(CliFailed, match=r"line 2, field 'video'.*not found"):
         create(tmp_path / "p", root, manifest)
+    (root / "folder.mp4").mkdir()  # a folder is named as one, not as missing
+    write_jsonl(manifest, [{"video": "folder.mp4", "prompt": "p"}])
+    with pytest.raises(
+        CliFailed, match=r"line 1, field 'video': video .*folder\.mp4 is a directory, not a video"
+    ):
+        create(tmp_path / "p", root, manifest)
     write_jsonl(manifest, [{"video": "a.mp4", "prompt": "p"}, {"video": "a.mp4", "prompt": "q"}])
     with pytest.raises(CliFailed, match="line 2, field 'video': 'a.mp4' already on line 1"):
         create(tmp_path / "p", root, manifest)

@@ -67,7 +67,8 @@ def read_manifest(path: str | Path, root: Path, base: str = "") -> Entries:
         except UnsafePath as exc:
             raise DataError(str(exc), file=path, line=entry.line, field="video") from None
         if not file.is_file():
-            raise DataError(f"video {file} not found", file=path, line=entry.line, field="video")
+            what = "is a directory, not a video file" if file.is_dir() else "not found"
+            raise DataError(f"video {file} {what}", file=path, line=entry.line, field="video")
         entries.append((entry.line, entry, file))
     return entries
 
