@@ -685,7 +685,9 @@ def test_a_video_on_several_lines_of_the_scores_is_warned_about(tmp_path):
 def test_an_empty_real_set_and_a_file_for_a_directory_are_refused_before_any_work(tmp_path):
     from align_world import align_config, make_world
     from videolift.align.inputs import load_samples
+    from videolift.align.preflight import check_video_roots
     from videolift.align.trainer import train
+    from videolift.align.video_check import check_videos
 
     world = make_world(tmp_path)
     (world / "empty.jsonl").write_text("\n")
@@ -696,6 +698,23 @@ def test_an_empty_real_set_and_a_file_for_a_directory_are_refused_before_any_wor
                         ("--cache-dir", align_config(world, tmp_path / "run", cache_dir=tmp_path / "a_file"))]:  # fmt: skip
         with pytest.raises(VideoliftError, match=f"{option} .*a_file is a file; it names a directory"):
             train(cfg, progress=False)
+    # A videos root that is a file or missing: one line naming it, not "no video at" its first record's path.
+    for option, given in [("--videos", {"videos": tmp_path / "a_file"}),
+                          ("--real-videos", {"real": world / "real.jsonl", "real_videos": tmp_path / "gone"}),
+                          ("--validation-real-videos", {"validation_real": world / "real.jsonl",
+                                                        "validation_real_videos": tmp_path / "a_file"})]:  # fmt: skip
+        with pytest.raises(VideoliftError, match=f"^{option} .*(a_file: not a directory|gone: not found)$"):
+            check_video_roots(align_config(world, tmp_path / "run", **given))  # preflight's, on every rank
+    line = json.loads((world / "scores.jsonl").read_text().splitlines()[0]) | {"video": "videos"}
+    (world / "dir.jsonl").write_text(json.dumps(line) + "\n")  # a video path naming a directory
+    dir_cfg = align_config(world, tmp_path / "run", scores=world / "dir.jsonl")
+    with pytest.raises(
+        VideoliftError, match=r"dir\.jsonl, line 1, field 'video': .*videos is a directory, not a"
+    ):
+        check_videos(dir_cfg, load_samples(dir_cfg)[0], [])
+    (world / "empty.jsonl").write_text("")  # an empty scores file is said to be one
+    with pytest.raises(DataError, match=r"empty\.jsonl: the scores file has no records"):
+        load_samples(align_config(world, tmp_path / "run", scores=world / "empty.jsonl"))
     assert not (tmp_path / "run").exists()  # no align_config.json left behind
 
 

@@ -22,6 +22,8 @@ from videolift.core.scores import read_scores
 def load_samples(cfg: AlignConfig) -> tuple[list[Sample], list[Sample], dict]:
     """Synthetic samples with weights, real samples, and counts for the log."""
     scored = read_scores(cfg.scores, from_labels=cfg.reward_config is not None)
+    if not scored:
+        raise DataError("the scores file has no records", file=cfg.scores)
     if cfg.reward_config is not None:
         scored = rescore(scored, RewardConfig.load(cfg.reward_config), cfg.scores)
     try:

@@ -65,6 +65,14 @@ def check_folders(cfg: AlignConfig) -> None:
             raise VideoliftError(f"{option} {folder} is a file; it names a directory")
 
 
+def check_video_roots(cfg: AlignConfig) -> None:
+    """The videos roots name existing directories: one line, not a "no video at" for the first record."""
+    roots = (("--videos", cfg.videos), ("--real-videos", cfg.real_videos))
+    for option, root in (*roots, ("--validation-real-videos", cfg.validation_real_videos)):
+        if root is not None and not root.is_dir():
+            raise VideoliftError(f"{option} {root}: {'not a directory' if root.exists() else 'not found'}")
+
+
 def preflight(
     cfg: AlignConfig, accelerator: Any, held: list[Any], tell: Callable[[str], None] | None = None
 ) -> Preflight:
@@ -78,6 +86,7 @@ def preflight(
     set_seed(cfg.seed)
     cfg = _resolved(cfg)
     trained = trained_component(cfg)  # --expert refused, or missing, before anything is read
+    check_video_roots(cfg)
     ckpt_root, log_dir = cfg.out / "checkpoints", cfg.out / "logs"
     # The main process reads the inputs and the model's weights for their hashes (the others get its
     # answer: N ranks reading a 10-GB model at once gains nothing); remembered with the cache.

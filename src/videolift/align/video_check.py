@@ -33,7 +33,11 @@ def _probe(root: Path, sample: Sample, listed_in: Path, preprocessing: dict) -> 
     path = root / sample.video
     where = {"file": listed_in, "line": sample.line, "field": "video"}
     if not path.is_file():
-        return "problem", f"no video at {path}", where
+        return (
+            "problem",
+            f"{path} is a directory, not a video" if path.is_dir() else f"no video at {path}",
+            where,
+        )
     try:
         info = probe_video(path)
         shape = preprocessed_shape(info.num_frames, info.height, info.width, preprocessing)
