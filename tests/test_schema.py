@@ -174,6 +174,7 @@ def test_reward_config_refuses_negative_scores_and_weights_that_count_nothing(tm
     for content, said in [
         ("", "got nothing (write {} for every default)"),
         ("[]\n", "got a list"),
+        ("0\n", "got an int"),
         ("scores: {Good: yes, Normal: 0.2, Bad: 0.05}\n", "field 'scores': Good: true is not a number"),
         (
             "aggregation: weighted\nweights: {semantic_consistency: off, motion_smoothness: 1, video_fidelity: 1}\n",

@@ -44,7 +44,12 @@ def read_settings(path: Path, *, name: str, fields: str) -> dict[str, Any]:
         raise DataError(f"{name} not found", file=path)
     data = read_yaml(path)
     if not isinstance(data, dict):
-        got = "nothing (write {} for every default)" if data is None else f"a {type(data).__name__}"
+        kind = type(data).__name__
+        got = (
+            "nothing (write {} for every default)"
+            if data is None
+            else f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+        )
         raise DataError(f"expected a mapping of {fields}, got {got}", file=path)
     return data
 
