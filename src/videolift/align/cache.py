@@ -1,12 +1,11 @@
 """Encode once, train many steps: VAE latent-distribution parameters and text embeddings on disk.
 
 One safetensors file per video (``latents/<key>``) and per distinct prompt (``text/<key>``). Keys
-hash the model's frozen components (configs + local weight-file contents), the video (path + size +
-mtime, or its content) and the preprocessing, so a changed video, model or resize invalidates
-exactly its entries. Content hashes are memoised by (path, size, mtime) in one JSON file beside
-the cache, so each file is read for hashing once, not on every run. Each file is written
-atomically: an interrupted build resumes where it stopped; ranks split the missing entries between
-them.
+hash the model's frozen components (configs + weight-file contents, a Hub id's in its cached snapshot),
+the video (path + size + mtime, or its content) and the preprocessing, so a changed video, model or
+resize invalidates exactly its entries. Content hashes are memoised by (path, size, mtime) in one JSON
+file beside the cache, so each file is read for hashing once, not on every run. Each file is written
+atomically: an interrupted build resumes where it stopped; ranks split the missing entries between them.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ from safetensors.torch import save
 
 from videolift.core.errors import DataError, VideoError, VideoliftError
 from videolift.core.files import HashMemo
+from videolift.core.hub import base_directory
 from videolift.core.jsonl import atomic_write
 from videolift.core.memory import clips_per_call
 from videolift.core.video import read_video
@@ -54,15 +54,20 @@ def _config_of(component: Any) -> Any:
 
 def model_fingerprint(model: str, pipe: Any, trained: Any = None, memo: Path | HashMemo | None = None) -> str:
     """Identity of what encodes videos and prompts: class, config and dtype of every pipeline
-    component (the scheduler aside) and, for a local directory, the content of their weight files —
-    except those of the ``trained`` module (or modules: a tuple), whose weights the cache does not depend on.
+    component (the scheduler aside) and the content of their weight files — except those of the
+    ``trained`` module (or modules: a tuple), whose weights the cache does not depend on.
 
-    A local model is known by what it holds, not where it lies: an exported copy of the same
-    encoders (an aligned model aligned again, a pretraining phase continued) reuses the cache, and a
-    changed encoder misses it. Content hashes are memoised in ``memo`` by (path, size, mtime), so
-    multi-GB weights are read once, not on every run.
+    A model is known by what it holds, not where it lies or what it is called: an exported copy of the
+    same encoders (an aligned model aligned again, a pretraining phase continued) reuses the cache, and a
+    changed encoder misses it. A Hub id is read in its snapshot in the local Hub cache (where the
+    pipeline was loaded from), so it has the key of a local copy of the same files, and a repository
+    updated upstream gets a new one; only a Hub id with no snapshot there is known by its name. Content
+    hashes are memoised in ``memo`` by (path, size, mtime; a snapshot's symlinks followed to their
+    blobs), so multi-GB weights are read once, not on every run.
     """
     root = Path(model)
+    if not root.exists():
+        root = base_directory(model) or root
     parts: dict[str, Any] = {} if root.exists() else {"model": model}
     hashes = memo if isinstance(memo, HashMemo) else HashMemo(memo)
     skipped = trained if isinstance(trained, tuple) else (trained,)

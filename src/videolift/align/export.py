@@ -27,6 +27,7 @@ import torch
 from videolift.align.config import AlignConfig
 from videolift.align.trainable import trainable_parameters
 from videolift.core.files import writing
+from videolift.core.hub import base_directory  # (a module attribute here: tests replace it)
 from videolift.models.base import EXPERT_FILE, FULL_DIR, LORA_DIR, is_empty
 
 
@@ -93,18 +94,6 @@ def export_full(
     return _replace_dir(tmp, out / FULL_DIR)
 
 
-def base_directory(model: str) -> Path | None:
-    """The base pipeline's files: a local directory, or a Hub id's snapshot in the local cache."""
-    if Path(model).is_dir():
-        return Path(model)
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(model, local_files_only=True))
-    except Exception:  # not cached (or not a Hub id): the frozen parts are saved as loaded
-        return None
-
-
 def export_lora(pipe: Any, transformer: torch.nn.Module, out: Path, name: str = "transformer") -> Path:
     """The transformer's LoRA adapter (with its rank/alpha metadata) in diffusers' LoRA format; for the
     component ``name`` other than ``transformer`` (a low-noise expert), with ``EXPERT_FILE`` naming it."""
@@ -158,7 +147,7 @@ def export_trained(
     # expert never loaded (in fp32 it alone: the others are saved as loaded)
     unloaded = tuple(n for n, c in pipe.components.items() if is_empty(c))
     reduced = weight_dtype != torch.float32
-    source = base_directory(cfg.model) if reduced or unloaded else None
+    source = base_directory(cfg.model) if reduced or unloaded else None  # None: saved as loaded
     for missing in (n for n in unloaded if source is None or not (source / n).is_dir()):  # loaded now
         setattr(pipe, missing, load_component(pipe, cfg.model, missing, weight_dtype))
     return export_full(pipe, trained, cfg.out, weight_dtype, source, name, None if reduced else unloaded)

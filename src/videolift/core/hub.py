@@ -1,4 +1,5 @@
-"""Why a model named by a Hub id did not load: the library's own first line, or, offline, what to do."""
+"""Models named by a Hub id: where their files lie in the local Hub cache, and why one did not load (the
+library's own first line, or, offline, what to do)."""
 
 from __future__ import annotations
 
@@ -21,3 +22,17 @@ def hub_failure(model: str, exc: BaseException) -> str:
         )
     first = str(exc).splitlines()[0] if str(exc).strip() else ""
     return first or type(exc).__name__
+
+
+def base_directory(model: str) -> Path | None:
+    """The model's files: a local directory, or a Hub id's snapshot in the local Hub cache (the commit its
+    ``main`` ref names, which a load without a revision resolved; its files are symlinks to the cache's
+    blobs). None if neither (not cached, or not a Hub id). Never goes online."""
+    if Path(model).is_dir():
+        return Path(model)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(model, local_files_only=True))
+    except Exception:  # not cached (or not a Hub id)
+        return None

@@ -1,0 +1,125 @@
+"""The latent cache's key for a model named by a Hub id: the content of its snapshot in the local Hub cache
+(a fake one built here, offline, as huggingface_hub lays it out), as for a local copy of the same files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+import videolift.core.files
+from videolift.align.cache import model_fingerprint
+from videolift.align.inputs import denoisers
+from videolift.models.families import get_spec
+
+BASE = Path(__file__).resolve().parents[1] / "src/videolift/toy/assets/t2v"  # a tiny CogVideoX
+REPO_ID = "owner/tiny"
+VAE_WEIGHTS = "vae/diffusion_pytorch_model.safetensors"
+
+
+def publish(
+    hub: Path, repo_id: str, source: Path, commit: str, replace: dict[str, bytes] | None = None
+) -> Path:
+    """``source``'s files as the snapshot ``commit`` of ``repo_id`` in the Hub cache ``hub``, and ``main``
+    pointing at it: each file a relative symlink to its blob (shared by snapshots), as huggingface_hub
+    downloads them. ``replace``: other contents for some files."""
+    repo = hub / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / commit
+    for file in sorted(p for p in source.rglob("*") if p.is_file()):
+        name = file.relative_to(source).as_posix()
+        data = (replace or {}).get(name, file.read_bytes())
+        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        if not blob.exists():
+            blob.write_bytes(data)
+        link = snapshot / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs/main").write_text(commit)
+    return snapshot
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """An empty Hub cache, offline. diffusers (0.42) keeps no copy of the cache's place: it passes
+    ``cache_dir=None`` to huggingface_hub, which reads ``constants.HF_HUB_CACHE`` at each call."""
+    from huggingface_hub import constants
+
+    path = tmp_path / "hub"
+    path.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(path))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return path
+
+
+def key(model: str, memo: Path | None = None) -> str:
+    """The cache key ``align`` computes for ``model``, loaded by that name."""
+    pipe = get_spec("cogvideox").load(model)
+    return model_fingerprint(model, pipe, trained=denoisers(pipe), memo=memo)
+
+
+def test_a_hub_id_is_keyed_by_its_snapshots_files_as_a_local_copy_of_them(hub, tmp_path, monkeypatch):
+    from safetensors.torch import load_file, save
+
+    base = BASE
+    snapshot = publish(hub, REPO_ID, base, "a" * 40)
+    assert (snapshot / VAE_WEIGHTS).is_symlink()
+    local = shutil.copytree(base, tmp_path / "local")
+    memo = tmp_path / "cache/file_hashes.json"
+    original = key(REPO_ID, memo)
+    assert original == key(str(local))
+    # The memo knows the blobs the snapshot's links lead to, and spares reading them again.
+    blobs = str((hub / "models--owner--tiny/blobs").resolve())
+    known = json.loads(memo.read_text())
+    assert known and all(entry.startswith(blobs) for entry in known)
+    read = []
+    hash_file = videolift.core.files.content_hash
+    monkeypatch.setattr(videolift.core.files, "content_hash", lambda p: read.append(p) or hash_file(p))
+    assert key(REPO_ID, memo) == original and not read
+
+    # The repository updated upstream with another VAE: a new snapshot, a new key.
+    weights = load_file(base / VAE_WEIGHTS)
+    name = sorted(weights)[0]
+    weights[name] = weights[name] + 1
+    changed = save(weights)
+    publish(hub, REPO_ID, base, "b" * 40, replace={VAE_WEIGHTS: changed})
+    assert key(REPO_ID, memo) != original
+    assert [Path(p).resolve().name for p in read] == [hashlib.sha256(changed).hexdigest()]  # that blob only
+
+
+def test_a_hub_id_with_no_snapshot_is_keyed_by_its_name(hub, tmp_path, monkeypatch):
+    import videolift.align.export
+    import videolift.core.hub
+
+    assert videolift.align.export.base_directory is videolift.core.hub.base_directory
+    local = str(BASE)
+    pipe = get_spec("cogvideox").load(local)
+    assert videolift.core.hub.base_directory(REPO_ID) is None  # nothing in this Hub cache
+    by_name = {model_fingerprint(m, pipe, trained=denoisers(pipe)) for m in (REPO_ID, "owner/other")}
+    assert len(by_name) == 2 and model_fingerprint(local, pipe, trained=denoisers(pipe)) not in by_name
+
+
+def test_wan_a14b_both_experts_from_a_hub_id_encode_once(hub, tmp_path):
+    """docs/align.md's full recipe: `--expert high --model ID --out A`, then `--expert low --model A/pipeline`:
+    the export's encoders are the snapshot's files, so the second run finds every latent cached."""
+    from align_world import align_config, make_world
+    from videolift.align.trainer import train
+    from videolift.models.tiny_wan import build_tiny_wan
+
+    build_tiny_wan(tmp_path / "built", experts=True)
+    publish(hub, "owner/a14b", tmp_path / "built", "c" * 40)
+    world = make_world(tmp_path, size=32)
+    kw = dict(max_steps=2, cache_dir=tmp_path / "cache", frames=9, height=32, width=32)
+    first = train(
+        align_config(world, tmp_path / "A", **kw, expert="high", model="owner/a14b"), progress=False
+    )
+    assert first.data["cache"]["videos_encoded"] == 4
+    model = str(first.export_dir)
+    second = train(align_config(world, tmp_path / "B", **kw, expert="low", model=model), progress=False)
+    assert second.data["cache"]["videos_encoded"] == 0 and second.data["cache"]["prompts_encoded"] == 0
