@@ -346,6 +346,26 @@ def test_media_responses_do_not_say_when_a_video_was_written(tmp_path):
         assert client.head("/media/nope").status_code == 404
 
 
+def test_if_range_is_answered_by_the_etag_alone(tmp_path):
+    """A browser resuming a cached video sends If-Range: it was a 500 (Starlette compared it with the
+    Last-Modified the app removes); a date must not match either, or it would give the file's time away."""
+    from email.utils import formatdate
+
+    project, _ = make_project(tmp_path, n=1, r=1)
+    token = add_annotator(project, "alice")
+    with TestClient(create_app(Project.open(project))) as client:
+        url = client.get("/api/next", headers=auth(token)).json()["video_url"]
+        whole = client.get(url)
+        written = formatdate((tmp_path / "videos" / "v" / "0000.mp4").stat().st_mtime, usegmt=True)
+        same = client.get(url, headers={"Range": "bytes=0-9", "If-Range": whole.headers["etag"]})
+        assert same.status_code == 206 and same.content == whole.content[:10]
+        assert same.headers["content-range"] == f"bytes 0-9/{len(whole.content)}"
+        for other in (written, '"another"', "W/" + whole.headers["etag"]):
+            r = client.get(url, headers={"Range": "bytes=0-9", "If-Range": other})
+            assert r.status_code == 200 and r.content == whole.content, other
+            assert "last-modified" not in r.headers and "content-range" not in r.headers
+
+
 def test_a_bad_critic_upload_names_the_upload_not_the_servers_temporary_file(tmp_path):
     project, admin = make_project(tmp_path, n=1, r=1)
     with TestClient(create_app(Project.open(project))) as client:

@@ -8,6 +8,7 @@ router is included.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
@@ -23,13 +24,33 @@ STATIC = Path(__file__).parent / "static"
 router = APIRouter()
 
 
+class MediaResponse(FileResponse):
+    """A video without its Last-Modified: when a file was written would tell a pairwise rater which
+    model made it (the second model's videos are generated later). The ETag (an opaque hash) stands in
+    for it, also for If-Range, which is decided here: Starlette compares it with the Last-Modified too
+    (a 500 without one), and a date that matched would give the file's time away."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        asked = [(name, value) for name, value in scope["headers"] if name != b"if-range"]
+        if_range = next((value for name, value in scope["headers"] if name == b"if-range"), None)
+        if if_range is not None and if_range.decode("latin-1") != self.headers.get("etag"):
+            asked = [(name, value) for name, value in asked if name != b"range"]  # changed: all of it
+
+        async def undated(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [(k, v) for k, v in message["headers"] if k.lower() != b"last-modified"]
+            await send(message)
+
+        await super().__call__(scope | {"headers": asked}, receive, undated)
+
+
 @router.get("/", include_in_schema=False)
 def index() -> FileResponse:
     return FileResponse(STATIC / "index.html")
 
 
 @router.api_route("/media/{key}", methods=["GET", "HEAD"], include_in_schema=False)
-def media(project: ServedProject, key: str) -> FileResponse:
+def media(project: ServedProject, key: str) -> MediaResponse:
     """A video by its opaque key. The stored path is resolved again on every request, so a file later
     replaced by a symlink out of the videos root is refused too."""
     with project.session(readonly=True) as session:
@@ -40,8 +61,4 @@ def media(project: ServedProject, key: str) -> FileResponse:
         path = None
     if path is None or not path.is_file():
         raise TaskError(404, "no such video")
-    response = FileResponse(path, stat_result=path.stat(), headers={"Cache-Control": "private, max-age=3600"})
-    # When a file was written would tell a pairwise rater which model made it (the second model's
-    # videos are generated later); the ETag (an opaque hash) still serves conditional requests.
-    del response.headers["last-modified"]
-    return response
+    return MediaResponse(path, stat_result=path.stat(), headers={"Cache-Control": "private, max-age=3600"})
