@@ -45,6 +45,7 @@ def test_resolve_video_refuses_paths_out_of_the_root(tmp_path):
         "link.mp4",
         "..\\secret.mp4",
         "",
+        "sub/ok.mp4\x00",
     ):
         with pytest.raises(UnsafePath):
             resolve_video(root, bad)
@@ -344,6 +345,17 @@ def test_media_responses_do_not_say_when_a_video_was_written(tmp_path):
         assert head.headers["content-length"] == first.headers["content-length"] != "0"
         assert head.headers["etag"] == first.headers["etag"]
         assert client.head("/media/nope").status_code == 404
+
+
+def test_a_critic_upload_dir_with_a_nul_byte_is_a_400(tmp_path):
+    project, admin = make_project(tmp_path, n=1, r=1)
+    with TestClient(create_app(Project.open(project))) as client:  # a ValueError out of resolve(): a 500
+        r = client.post("/api/admin/critic", params={"dir": "v\x00"}, headers=auth(admin), content=b"{}\n")
+        assert (
+            r.status_code == 400
+            and r.json()["detail"].startswith("dir: ")
+            and "NUL byte" in r.json()["detail"]
+        )
 
 
 def test_if_range_is_answered_by_the_etag_alone(tmp_path):

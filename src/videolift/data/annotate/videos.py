@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from videolift.core.errors import DataError, VideoError, VideoliftError
 from videolift.core.manifest import ManifestRecord
 from videolift.core.manifest import read_manifest as manifest_records
+from videolift.core.schema import NUL_IN_PATH
 from videolift.data.annotate.models import Video
 
 # Keys of the export record itself: a manifest field with one of these names is not carried along
@@ -36,6 +37,8 @@ class UnsafePath(VideoliftError):
 def resolve_video(root: Path, relative: str) -> Path:
     """The file ``relative`` names under ``root``; UnsafePath if it is absolute, or if it (or a symlink
     on the way) leads outside ``root``. ``root`` must already be resolved."""
+    if "\x00" in relative:  # resolve() would raise a ValueError: a 500 for the critic upload's ?dir=
+        raise UnsafePath(f"video path {relative!r}: {NUL_IN_PATH}")
     pure = PurePosixPath(relative.replace("\\", "/"))
     if not relative or pure.is_absolute() or Path(relative).is_absolute() or ".." in pure.parts:
         raise UnsafePath(f"video path {relative!r} must be relative to the videos root, without '..'")
