@@ -136,6 +136,29 @@ def test_critic_file_errors_are_located(tmp_path):
         assert session.scalar(select(func.count()).select_from(CriticScore)) == 0
 
 
+def test_a_critic_name_is_one_to_200_characters_stored_stripped(tmp_path):
+    """An empty name was stored, and could not be chosen again (no critic given: the last one); " c " was
+    another critic than "c"; 300 characters overflow the column on PostgreSQL (a 500)."""
+    project, admin = make_project(tmp_path, n=1, r=1)
+    scores = tmp_path / "scores.jsonl"
+    label = {"semantic_consistency": {"label": "Good", "score": 0.9}}
+    scores.write_text(json.dumps({"video": "v/0000.mp4", "ratings": label}) + "\n")
+    for name in ("", "  ", "c" * 201):
+        with pytest.raises(CliFailed, match="a critic name must have 1 to 200 characters"):
+            cli("annotate", "import-critic", str(scores), "--project", str(project), "--critic", name)
+    with pytest.raises(CliFailed, match="lone surrogate"):  # an undecodable byte on the command line
+        cli("annotate", "import-critic", str(scores), "--project", str(project), "--critic", "c\udcff")
+    with TestClient(create_app(Project.open(project))) as client:
+        for name in ("", "  ", "c" * 201):
+            r = client.post("/api/admin/critic", params={"critic": name}, headers=auth(admin), content=b"")
+            assert r.status_code == 400 and "a critic name must have 1 to 200" in r.json()["detail"]
+        r = client.post(
+            "/api/admin/critic", params={"critic": " c "}, headers=auth(admin), content=scores.read_bytes()
+        )
+        assert r.status_code == 201, r.text
+        assert client.get("/api/admin/review", headers=auth(admin)).json()["critics"] == ["c"]
+
+
 def test_critic_scores_of_integer_video_ids_match_their_videos(tmp_path):
     """A manifest may give integer ids (annotate stores 7 as "7"); `critic score` writes them as given."""
     manifest = write_manifest(tmp_path / "m.jsonl", tmp_path / "videos", 2)

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from videolift.core.errors import DataError, VideoliftError
+from videolift.core.errors import DataError, UsageError, VideoliftError
 from videolift.core.jsonl import finite_number, iter_json_lines, validation_field
 from videolift.core.schema import (
     DIMENSIONS,
@@ -25,6 +25,7 @@ from videolift.core.schema import (
     parse_dimension,
     parse_label,
     tidy_path,
+    valid_unicode,
 )
 from videolift.data import stats
 from videolift.data.annotate.models import Annotation, CriticScore, Review, Task, User, Video, utcnow
@@ -138,12 +139,28 @@ def _critic_rating(value: Any) -> dict[str, Any] | None:
     return rating.model_dump(mode="json") | {"score": score}
 
 
+CRITIC_NAME = 200  # characters: CriticScore.critic's column
+
+
+def critic_name(name: str) -> str:
+    """A critic's name as it is stored (stripped); UsageError unless it has 1 to CRITIC_NAME characters of
+    valid Unicode. An empty one could not be chosen again (no critic given: the last one), one of spaces
+    would be another critic than its stripped self, a longer one overflows the column (on PostgreSQL)."""
+    clean = name.strip()
+    if not clean or len(clean) > CRITIC_NAME:
+        raise UsageError(f"a critic name must have 1 to {CRITIC_NAME} characters, got {len(clean)}")
+    if not valid_unicode(clean):  # an undecodable byte on the command line: no database stores it
+        raise UsageError("a critic name must be valid Unicode text (it holds a lone surrogate)")
+    return clean
+
+
 def import_critic(session: Session, path: str | Path, critic: str, base: str = "") -> dict[str, int]:
     """Load critic scores (JSONL ``{video, prompt, ratings: {dim: {label, reason, score}}, reward}``, as
     ``videolift critic score`` writes), matched to project videos by ``video_id`` if given, else by
     ``video`` (``base``: the folder inside the videos root those paths are relative to, as ``add-videos
     --dir`` took it). Unparsed answers (label null) are left out. Importing again under the same name
     replaces."""
+    critic = critic_name(critic)
     by_path = dict(session.execute(select(Video.video, Video.id)).all())
     by_id = dict(session.execute(select(Video.video_id, Video.id).where(Video.rate)).all())
     counts = Counter()

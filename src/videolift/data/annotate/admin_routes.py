@@ -100,6 +100,7 @@ async def import_critic(
     # and the body goes to disk as it arrives, not into memory; and before `dir` is resolved, so that
     # a caller without it cannot learn what lies under the videos root (a symlink leading out: 400).
     await run_in_threadpool(check)
+    critic = admin.critic_name(critic)  # a 400 before the body is read
     try:  # the checks video paths get: relative, no '..', no symlink leading out
         base = (
             subdirectory(project.videos_root, resolve_video(project.videos_root, dir)) if dir.strip() else ""

@@ -316,6 +316,7 @@ def import_critic(
     from videolift.data.annotate import admin
     from videolift.data.annotate.videos import subdirectory
 
+    critic = admin.critic_name(critic)  # before the project is opened: the command line is wrong
     with _open(project_dir) as project, project.session() as session:
         base = subdirectory(project.videos_root, directory) if directory else ""
         report = admin.import_critic(session, scores, critic, base=base)
