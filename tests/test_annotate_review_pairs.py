@@ -159,6 +159,27 @@ def test_a_critic_name_is_one_to_200_characters_stored_stripped(tmp_path):
         assert client.get("/api/admin/review", headers=auth(admin)).json()["critics"] == ["c"]
 
 
+def test_review_of_a_critic_never_imported_names_it(tmp_path):
+    """A typo in --critic listed no video, as if the critic agreed with every rater."""
+    project, admin = make_project(tmp_path, n=1, r=1)
+    with pytest.raises(CliFailed, match=r"no critic 'tiny' \(none is imported yet\)"):
+        cli("annotate", "review", "--project", str(project), "--critic", "tiny")
+    scores = tmp_path / "scores.jsonl"
+    scores.write_text(
+        json.dumps({"video": "v/0000.mp4", "ratings": {"video_fidelity": {"label": "Bad"}}}) + "\n"
+    )
+    cli("annotate", "import-critic", str(scores), "--project", str(project), "--critic", "small")
+    with pytest.raises(CliFailed, match=r"no critic 'tiny' \(imported: 'small'\)"):
+        cli("annotate", "review", "--project", str(project), "--critic", "tiny")
+    assert cli("annotate", "review", "--project", str(project), "--critic", "small") == ""  # nothing rated
+    with TestClient(create_app(Project.open(project))) as client:
+        r = client.get("/api/admin/review", params={"critic": "tiny"}, headers=auth(admin))
+        assert r.status_code == 404 and r.json()["detail"] == "no critic 'tiny' (imported: 'small')"
+        for given in ({}, {"critic": ""}, {"critic": " small "}):  # none given: the last one
+            r = client.get("/api/admin/review", params=given, headers=auth(admin))
+            assert r.status_code == 200 and r.json() == {"critics": ["small"], "items": []}
+
+
 def test_critic_scores_of_integer_video_ids_match_their_videos(tmp_path):
     """A manifest may give integer ids (annotate stores 7 as "7"); `critic score` writes them as given."""
     manifest = write_manifest(tmp_path / "m.jsonl", tmp_path / "videos", 2)

@@ -233,8 +233,12 @@ def critics(session: Session) -> list[str]:
 
 def disagreements(session: Session, critic: str | None = None, min_gap: float = 1.0) -> list[dict[str, Any]]:
     """Rated videos where the critic's label is at least ``min_gap`` ranks (Bad 0, Normal 1, Good 2) from
-    the raters' mean on some dimension, the largest total gap first."""
-    names = critics(session)
+    the raters' mean on some dimension, the largest total gap first. ``critic``: the last imported if not
+    given; TaskError(404) if none of that name was."""
+    names, critic = critics(session), (critic or "").strip() or None
+    if critic is not None and critic not in names:  # a typo listed nothing, as if every rater agreed
+        imported = f"imported: {', '.join(map(repr, names))}" if names else "none is imported yet"
+        raise TaskError(404, f"no critic {critic!r} ({imported})")
     critic = critic or (names[-1] if names else None)
     if critic is None:
         return []

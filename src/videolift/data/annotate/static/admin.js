@@ -76,7 +76,7 @@ window.Admin = (() => {
         method: "POST", headers: { Authorization: `Bearer ${state.token}` }, body: await upload.files[0].text() });
       const data = await res.json();
       toast(res.ok ? `imported ${data.matched} scores (${data.unmatched} unmatched)` : data.detail);
-      body().dataset.critic = name.value;
+      if (res.ok) body().dataset.critic = name.value.trim();  // as stored; a refused import: no such critic
       review();
     } }, "Import critic scores");
     body().replaceChildren(
