@@ -272,6 +272,34 @@ def test_expired_lease_hands_the_video_to_someone_else(study):
         assert session.scalar(select(Task.status).where(Task.id == stale["task_id"])) == "expired"
 
 
+def test_a_lease_longer_than_the_calendar_never_runs_out(tmp_path):
+    """--lease-minutes 1e10 ("never") overflowed the date of the cutoff: every rater's request was a 500."""
+    manifest = write_manifest(tmp_path / "m.jsonl", tmp_path / "videos", 1)
+    create(
+        tmp_path / "project",
+        tmp_path / "videos",
+        manifest,
+        "--lease-minutes",
+        "1e10",
+        "--ratings-per-video",
+        "1",
+    )
+    tokens = [add_annotator(tmp_path / "project", name) for name in ("alice", "bob")]
+    with TestClient(create_app(Project.open(tmp_path / "project"))) as client:
+        task = client.get("/api/next", headers=auth(tokens[0])).json()
+        assert client.get("/api/me", headers=auth(tokens[0])).json()["progress"]["open"] == 1
+        with Project.open(tmp_path / "project").session() as session:  # claimed a century ago: still held
+            old = utcnow() - timedelta(days=36500)
+            session.execute(update(Task).where(Task.id == task["task_id"]).values(claimed_at=old))
+        assert client.get("/api/next", headers=auth(tokens[1])).status_code == 204  # not handed to bob
+        r = client.post(
+            "/api/annotations",
+            headers=auth(tokens[0]),
+            json={"task_id": task["task_id"], "ratings": ratings()},
+        )
+        assert r.status_code == 201, r.text
+
+
 def test_agreement_per_dimension(study):
     client, _, admin, tokens = study
     for name in ("alice", "bob"):

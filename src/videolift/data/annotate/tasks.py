@@ -36,7 +36,11 @@ class TaskError(VideoliftError):
 
 
 def _cutoff(settings: Settings) -> datetime:
-    return utcnow() - timedelta(minutes=settings.lease_minutes)
+    """Open tasks claimed before this have lost their lease."""
+    try:
+        return utcnow() - timedelta(minutes=settings.lease_minutes)
+    except OverflowError:  # a lease longer than the calendar (--lease-minutes 1e10: "never"): none is lost
+        return datetime.min
 
 
 def _holds_slot(cutoff: datetime):
