@@ -300,6 +300,16 @@ def test_a_lease_longer_than_the_calendar_never_runs_out(tmp_path):
         assert r.status_code == 201, r.text
 
 
+def test_more_ratings_per_video_than_the_database_compares_are_refused(tmp_path):
+    """--ratings-per-video 2**63 made a project on which every rater's request was a 500."""
+    manifest = write_manifest(tmp_path / "m.jsonl", tmp_path / "videos", 1)
+    with pytest.raises(
+        CliFailed, match=r"--ratings-per-video: Input should be less than or equal to 1000000"
+    ):
+        create(tmp_path / "project", tmp_path / "videos", manifest, "--ratings-per-video", str(2**63))
+    assert not (tmp_path / "project").exists()
+
+
 def test_agreement_per_dimension(study):
     client, _, admin, tokens = study
     for name in ("alice", "bob"):

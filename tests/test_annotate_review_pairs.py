@@ -297,6 +297,14 @@ def test_pairs_are_shown_in_random_recorded_order_and_counted_for_model_a(pair_s
     assert j["video_a"].startswith("base/") and j["video_b"].startswith("lift/")
 
 
+def test_more_judgements_per_pair_than_the_database_compares_are_refused_first(tmp_path):
+    """--ratings-per-pair 2**63 was stored, and every rater's request was then a 500."""
+    with pytest.raises(CliFailed, match=r"--ratings-per-pair: at most 1,000,000"):
+        make_pair_project(tmp_path, 2, 2, "--ratings-per-pair", str(2**63))
+    with Project.open(tmp_path / "project").session(readonly=True) as session:  # no pair was made
+        assert session.scalar(select(func.count()).select_from(Pair)) == 0
+
+
 def test_pairs_match_by_prompt_and_seed(tmp_path):
     # One prompt, three seeds; B listed in reverse order: only the seeds can pair them right.
     project, _ = make_pair_project(tmp_path, 3, 3, reverse_b=True, prompt="same prompt")

@@ -248,10 +248,13 @@ def create_pairs(
     """Add a pairwise study: pair A's and B's videos of the same prompt."""
     from videolift.core.errors import UsageError
     from videolift.data.annotate.pairwise import create_pairs as make
+    from videolift.data.annotate.project import MAX_RATINGS
     from videolift.data.annotate.videos import subdirectory
 
     if match not in ("auto", "prompt", "prompt+seed"):
         raise UsageError(f"--match must be auto, prompt or prompt+seed, not {match!r}")
+    if ratings_per_pair is not None and ratings_per_pair > MAX_RATINGS:  # before any pair is made
+        raise UsageError(f"--ratings-per-pair: at most {MAX_RATINGS:,}, got {ratings_per_pair:,}")
     default_a, default_b = manifest_a.stem, manifest_b.stem
     if default_a == default_b:  # two `generate` runs' manifest.jsonl: named by their directories
         default_a, default_b = manifest_a.resolve().parent.name, manifest_b.resolve().parent.name

@@ -33,11 +33,18 @@ DB_FILE = "annotate.db"
 BUSY_TIMEOUT_MS = 30_000
 
 
+# Ratings a video (judgements a pair) can ask for: far more than any study has raters, and a number the
+# database can compare with (beyond 2**63, every rater's request was a 500).
+MAX_RATINGS = 1_000_000
+
+
 class Settings(StrictModel):
     db: str = Field(description="SQLAlchemy URL of the database")
     videos_root: str = Field(description="absolute path every video path is relative to")
-    ratings_per_video: int = Field(3, ge=1, description="independent ratings each video gets")
-    ratings_per_pair: int = Field(6, ge=1, description="independent judgements each pair gets")
+    ratings_per_video: int = Field(3, ge=1, le=MAX_RATINGS, description="independent ratings each video gets")
+    ratings_per_pair: int = Field(
+        6, ge=1, le=MAX_RATINGS, description="independent judgements each pair gets"
+    )
     lease_minutes: float = Field(
         120, gt=0, description="an unsubmitted task older than this may be handed to someone else"
     )
