@@ -159,8 +159,8 @@ def test_a_critic_name_is_one_to_200_characters_stored_stripped(tmp_path):
         assert client.get("/api/admin/review", headers=auth(admin)).json()["critics"] == ["c"]
 
 
-def test_review_of_a_critic_never_imported_names_it(tmp_path):
-    """A typo in --critic listed no video, as if the critic agreed with every rater."""
+def test_review_names_a_critic_never_imported_and_a_gap_out_of_range(tmp_path):
+    """A typo in --critic, or a min gap of NaN, listed no video, as if the critic agreed with every rater."""
     project, admin = make_project(tmp_path, n=1, r=1)
     with pytest.raises(CliFailed, match=r"no critic 'tiny' \(none is imported yet\)"):
         cli("annotate", "review", "--project", str(project), "--critic", "tiny")
@@ -172,9 +172,16 @@ def test_review_of_a_critic_never_imported_names_it(tmp_path):
     with pytest.raises(CliFailed, match=r"no critic 'tiny' \(imported: 'small'\)"):
         cli("annotate", "review", "--project", str(project), "--critic", "tiny")
     assert cli("annotate", "review", "--project", str(project), "--critic", "small") == ""  # nothing rated
+    with pytest.raises(CliFailed, match="the minimum gap must be a number from 0 to 2"):
+        cli("annotate", "review", "--project", str(project), "--min-gap", "nan")
     with TestClient(create_app(Project.open(project))) as client:
         r = client.get("/api/admin/review", params={"critic": "tiny"}, headers=auth(admin))
         assert r.status_code == 404 and r.json()["detail"] == "no critic 'tiny' (imported: 'small')"
+        for gap in ("nan", "-1", "2.5"):  # NaN listed nothing, as if every rater agreed with the critic
+            r = client.get("/api/admin/review", params={"min_gap": gap}, headers=auth(admin))
+            assert (
+                r.status_code == 400 and "the minimum gap must be a number from 0 to 2" in r.json()["detail"]
+            )
         for given in ({}, {"critic": ""}, {"critic": " small "}):  # none given: the last one
             r = client.get("/api/admin/review", params=given, headers=auth(admin))
             assert r.status_code == 200 and r.json() == {"critics": ["small"], "items": []}

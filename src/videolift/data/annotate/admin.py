@@ -235,6 +235,10 @@ def disagreements(session: Session, critic: str | None = None, min_gap: float = 
     """Rated videos where the critic's label is at least ``min_gap`` ranks (Bad 0, Normal 1, Good 2) from
     the raters' mean on some dimension, the largest total gap first. ``critic``: the last imported if not
     given; TaskError(404) if none of that name was."""
+    if not 0 <= min_gap <= 2:  # NaN among them: no gap is at least NaN, and nothing was listed
+        raise UsageError(
+            f"the minimum gap must be a number from 0 to 2 (Bad 0, Normal 1, Good 2), got {min_gap}"
+        )
     names, critic = critics(session), (critic or "").strip() or None
     if critic is not None and critic not in names:  # a typo listed nothing, as if every rater agreed
         imported = f"imported: {', '.join(map(repr, names))}" if names else "none is imported yet"
