@@ -364,6 +364,43 @@ def test_a_critic_upload_dir_with_a_nul_byte_is_a_400(tmp_path):
         )
 
 
+def test_a_critic_upload_cut_off_is_a_400_not_a_crash(tmp_path):
+    """A client that leaves mid-upload raised ClientDisconnect out of the route: a traceback in the log."""
+    import asyncio
+
+    project, admin = make_project(tmp_path, n=1, r=1)
+    app = create_app(Project.open(project))
+    incoming = [
+        {"type": "http.request", "body": b'{"video": "v/0000.mp4", ', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent = []
+
+    async def receive() -> dict:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/admin/critic",
+        "raw_path": b"/api/admin/critic",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"authorization", f"Bearer {admin}".encode()), (b"host", b"test")],
+        "client": ("127.0.0.1", 1),
+        "server": ("test", 80),
+    }
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 400
+    assert b"the upload was cut off" in b"".join(m.get("body", b"") for m in sent[1:])
+
+
 def test_if_range_is_answered_by_the_etag_alone(tmp_path):
     """A browser resuming a cached video sends If-Range: it was a 500 (Starlette compared it with the
     Last-Modified the app removes); a date must not match either, or it would give the file's time away."""

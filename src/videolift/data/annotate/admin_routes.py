@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from videolift.core.errors import DataError, VideoliftError
 from videolift.data.annotate import admin, pairwise
@@ -109,9 +110,12 @@ async def import_critic(
         raise HTTPException(400, f"dir: {exc}") from None
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "critic_scores.jsonl"
-        with path.open("wb") as out:
-            async for chunk in request.stream():
-                out.write(chunk)
+        try:
+            with path.open("wb") as out:
+                async for chunk in request.stream():
+                    out.write(chunk)
+        except ClientDisconnect:  # a traceback in the server's log, as a crash's; nobody reads the answer
+            raise HTTPException(400, "the upload was cut off: the client left before the end of it") from None
         return await run_in_threadpool(work, path)
 
 
