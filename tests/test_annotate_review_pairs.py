@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from fastapi.testclient import TestClient
@@ -310,6 +311,23 @@ def test_more_judgements_per_pair_than_the_database_compares_are_refused_first(t
         make_pair_project(tmp_path, 2, 2, "--ratings-per-pair", str(2**63))
     with Project.open(tmp_path / "project").session(readonly=True) as session:  # no pair was made
         assert session.scalar(select(func.count()).select_from(Pair)) == 0
+
+
+def test_model_names_are_one_to_200_characters_stored_stripped(tmp_path):
+    """ "x " and "x" passed as two models that every result then showed alike; a blank name was stored; an
+    undecodable byte on the command line (a lone surrogate) was a traceback."""
+    for name_a, name_b, message in [
+        ("x ", "x", r"the two models need different names \(both are 'x'\)"),
+        (" ", "y", "a model name must have 1 to 200 characters"),
+        ("x" * 201, "y", "a model name must have 1 to 200 characters"),
+        ("x\udcff", "y", "a model name must be valid Unicode text"),
+    ]:
+        with pytest.raises(CliFailed, match=message):
+            make_pair_project(tmp_path, 2, 2, "--name-a", name_a, "--name-b", name_b)
+        shutil.rmtree(tmp_path / "project")
+    project, admin = make_pair_project(tmp_path, 2, 2, "--name-a", " base ", "--name-b", "lift")
+    with Project.open(project).session(readonly=True) as session:
+        assert set(session.scalars(select(Pair.model_a))) == {"base"}
 
 
 def test_pairs_match_by_prompt_and_seed(tmp_path):

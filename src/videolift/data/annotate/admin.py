@@ -25,11 +25,10 @@ from videolift.core.schema import (
     parse_dimension,
     parse_label,
     tidy_path,
-    valid_unicode,
 )
 from videolift.data import stats
 from videolift.data.annotate.models import Annotation, CriticScore, Review, Task, User, Video, utcnow
-from videolift.data.annotate.project import Settings
+from videolift.data.annotate.project import Settings, clean_name
 from videolift.data.annotate.tasks import TaskError, validate_ratings
 from videolift.data.annotate.videos import media_url
 
@@ -143,15 +142,9 @@ CRITIC_NAME = 200  # characters: CriticScore.critic's column
 
 
 def critic_name(name: str) -> str:
-    """A critic's name as it is stored (stripped); UsageError unless it has 1 to CRITIC_NAME characters of
-    valid Unicode. An empty one could not be chosen again (no critic given: the last one), one of spaces
-    would be another critic than its stripped self, a longer one overflows the column (on PostgreSQL)."""
-    clean = name.strip()
-    if not clean or len(clean) > CRITIC_NAME:
-        raise UsageError(f"a critic name must have 1 to {CRITIC_NAME} characters, got {len(clean)}")
-    if not valid_unicode(clean):  # an undecodable byte on the command line: no database stores it
-        raise UsageError("a critic name must be valid Unicode text (it holds a lone surrogate)")
-    return clean
+    """A critic's name as it is stored. An empty one could not be chosen again (no critic given: the
+    last one), a longer one overflows its column (on PostgreSQL)."""
+    return clean_name(name, "a critic name", CRITIC_NAME)
 
 
 def import_critic(session: Session, path: str | Path, critic: str, base: str = "") -> dict[str, int]:

@@ -17,9 +17,11 @@ from sqlalchemy.orm import Session
 from videolift.core.errors import UsageError, VideoliftError
 from videolift.core.schema import DIMENSIONS
 from videolift.data.annotate.models import Pair, Task
+from videolift.data.annotate.project import clean_name
 from videolift.data.annotate.videos import add_videos, read_manifest
 
 Match = Literal["auto", "prompt", "prompt+seed"]
+MODEL_NAME = 200  # characters: Pair.model_a's and model_b's columns
 
 
 def _keys(entries: list, by_seed: bool) -> dict[tuple, int]:
@@ -47,6 +49,7 @@ def create_pairs(
 ) -> dict[str, Any]:
     """Add the matched pairs; returns counts of created, already present and unmatched records.
     ``base_a``/``base_b``: subdirectories of the root the manifests' paths are relative to."""
+    name_a, name_b = (clean_name(name, "a model name", MODEL_NAME) for name in (name_a, name_b))
     if name_a == name_b:  # given so, or both defaults: --name-a/--name-b tell them apart
         raise UsageError(f"the two models need different names (both are {name_a!r}); use --name-a/--name-b")
     entries_a, entries_b = read_manifest(manifest_a, root, base_a), read_manifest(manifest_b, root, base_b)

@@ -209,16 +209,24 @@ class Project:
         self.close()
 
 
+def clean_name(name: str, what: str, limit: int) -> str:
+    """A name as it is stored (a user's, a critic's, a model's): stripped, so " c " is no other name than
+    "c"; UsageError unless it has 1 to ``limit`` characters (its column's size) of valid Unicode (a lone
+    surrogate, an undecodable byte on the command line, would break every page and export showing it)."""
+    clean = name.strip()
+    if not clean or len(clean) > limit:
+        raise UsageError(f"{what} must have 1 to {limit} characters")
+    if not valid_unicode(clean):
+        raise UsageError(f"{what} must be valid Unicode text (it holds a lone surrogate)")
+    return clean
+
+
 def add_user(session: Session, name: str, role: str = "annotator", *, reissue: bool = False) -> str:
     """Create a user (or give an existing one a new token with ``reissue``); returns the bearer token.
 
     Only the token's SHA-256 is stored, so a lost token cannot be recovered, only reissued.
     """
-    name = name.strip()
-    if not name or len(name) > 100:
-        raise UsageError("a user name must have 1 to 100 characters")
-    if not valid_unicode(name):  # stored, it would break every page and export that shows the name
-        raise UsageError("a user name must be valid Unicode text (it holds a lone surrogate)")
+    name = clean_name(name, "a user name", 100)
     token = secrets.token_urlsafe(24)
     user = session.scalar(select(User).where(User.name == name))
     if user is None:
