@@ -114,6 +114,11 @@ def test_text_that_is_not_unicode_is_refused_not_stored(study):
     skip = '{"reason": "\\udfff"}'
     r = client.post(f"/api/tasks/{task['task_id']}/skip", headers=headers, content=skip.encode())
     assert r.status_code == 422 and "lone surrogate" in r.json()["detail"]
+    # A NUL character: stored by SQLite, a 500 on PostgreSQL; refused on both.
+    r = client.post("/api/annotations", headers=headers, content=raw.replace("\\ud800", "\\u0000").encode())
+    assert r.status_code == 422 and "holds a NUL character" in r.json()["detail"], r.json()
+    r = client.post(f"/api/tasks/{task['task_id']}/skip", headers=headers, content=b'{"reason": "a\\u0000"}')
+    assert r.status_code == 422 and "holds a NUL character" in r.json()["detail"], r.json()
     assert client.get("/api/annotations/mine", headers=auth(tokens["alice"])).json() == []
 
 

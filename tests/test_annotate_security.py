@@ -329,6 +329,8 @@ def test_out_of_range_ids_and_non_boolean_reissue_are_client_errors(tmp_path):
         headers = auth(admin) | {"Content-Type": "application/json"}
         r = client.post("/api/admin/annotators", content='{"name": "x\\ud800"}', headers=headers)
         assert r.status_code == 400 and "lone surrogate" in r.json()["detail"]
+        r = client.post("/api/admin/annotators", content='{"name": "x\\u0000"}', headers=headers)
+        assert r.status_code == 400 and "NUL character" in r.json()["detail"], r.json()
 
 
 def test_media_responses_do_not_say_when_a_video_was_written(tmp_path):

@@ -218,6 +218,8 @@ def clean_name(name: str, what: str, limit: int) -> str:
         raise UsageError(f"{what} must have 1 to {limit} characters")
     if not valid_unicode(clean):
         raise UsageError(f"{what} must be valid Unicode text (it holds a lone surrogate)")
+    if "\x00" in clean:  # SQLite stores it, PostgreSQL refuses it
+        raise UsageError(f"{what} must not hold a NUL character")
     return clean
 
 

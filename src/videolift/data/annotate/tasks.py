@@ -148,7 +148,7 @@ TEXT_LIMIT = 5000  # characters of a reason, comment or skip reason: LiFT's reas
 
 def clean_text(value: Any, what: str, *, missing: str | None = None) -> str:
     """A rater's free text, stripped; TaskError(422) unless it is a string of valid Unicode (a lone
-    surrogate would be stored and then break every export) of at most ``TEXT_LIMIT`` characters, and,
+    surrogate would be stored and then break every export), without NUL, of at most ``TEXT_LIMIT`` characters, and,
     given the ``missing`` message, with something visible in it (not only spaces or zero-width ones)."""
     if value is None:
         value = ""
@@ -156,6 +156,8 @@ def clean_text(value: Any, what: str, *, missing: str | None = None) -> str:
         raise TaskError(422, f"{what} must be a string")
     if not valid_unicode(value):
         raise TaskError(422, f"{what} is not valid Unicode text (it holds a lone surrogate)")
+    if "\x00" in value:  # SQLite stores it, PostgreSQL refuses it (a 500): refused on either
+        raise TaskError(422, f"{what} holds a NUL character")
     if len(value) > TEXT_LIMIT:
         raise TaskError(422, f"{what} is {len(value)} characters long; at most {TEXT_LIMIT}")
     if missing is not None and not any(unicodedata.category(c)[0] in "LNPS" for c in value):
