@@ -229,6 +229,13 @@ def test_scores_of_videos_added_with_dir_are_imported_with_the_same_dir(tmp_path
             client.post(url, headers=auth(admin), content=scores.read_bytes()).status_code == 400
         )  # no match
         assert client.post(f"{url}&dir=../x", headers=auth(admin), content=b"").status_code == 400
+        # a folder that is not there, or a file: said so (it was "no line matches")
+        for where, said in (
+            ("run9", "run9 is not found"),
+            ("run1/manifest.jsonl", "manifest.jsonl is not a directory"),
+        ):
+            r = client.post(f"{url}&dir={where}", headers=auth(admin), content=scores.read_bytes())
+            assert r.status_code == 400 and said in r.json()["detail"], r.text
         done = client.post(f"{url}&dir=run1", headers=auth(admin), content=scores.read_bytes())
         assert done.status_code == 201 and done.json()["matched"] == 2, done.text
 

@@ -49,10 +49,13 @@ def resolve_video(root: Path, relative: str) -> Path:
 
 
 def subdirectory(root: Path, directory: str | Path) -> str:
-    """``directory`` (a path on disk) as a prefix relative to the videos root; VideoliftError if outside."""
+    """``directory`` (a path on disk) as a prefix relative to the videos root; VideoliftError if outside, or
+    if no folder is there (every path under it would then match nothing, said line by line or not at all)."""
     resolved = Path(directory).resolve()
     if not resolved.is_relative_to(root):
         raise VideoliftError(f"{directory} is not inside the videos root {root}")
+    if not resolved.is_dir():
+        raise VideoliftError(f"{directory} is {'not a directory' if resolved.exists() else 'not found'}")
     return resolved.relative_to(root).as_posix()
 
 
