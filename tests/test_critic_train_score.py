@@ -1161,6 +1161,24 @@ def test_a_critic_is_not_written_over_its_base(world, tmp_path):
     assert {p.name: p.read_bytes() for p in base.iterdir()} == before
 
 
+def test_a_base_holding_an_adapter_is_refused_before_training(world, critic_dir, tmp_path):
+    # A model with a critic's adapter beside it (saved into its base by an older version) was a peft
+    # traceback ("No modules were targeted"): transformers loads the adapter onto the weights.
+    mixed = tmp_path / "mixed"
+    shutil.copytree(world / "base", mixed)
+    for adapter in critic_dir.glob("adapter_*"):
+        shutil.copy(adapter, mixed)
+    out = tmp_path / "c"
+    for base, says in (
+        (mixed, "holds a model (config.json and its weights) and a peft adapter beside it"),
+        (critic_dir, f"holds a peft adapter (adapter_config.json, on {world / 'base'}), not a model"),
+    ):
+        refused = run("critic", "train", "--base", base, "--data", world / "hra.jsonl", "--videos", world,
+                      "--out", out, "--max-steps", "1", fails=True).output  # fmt: skip
+        assert f"--base {base}: {says}" in " ".join(refused.split()), refused
+    assert not out.exists()
+
+
 def _with_bad_videos(world: Path, tmp_path: Path) -> Path:
     """The world's records with a missing video on line 3 and a non-video on line 6."""
     shutil.copytree(world / "videos", tmp_path / "videos")

@@ -31,6 +31,30 @@ def resolve_base(base: str) -> str:
     return str(local.resolve()) if local.exists() else base
 
 
+def check_base_dir(base: str) -> None:
+    """Refuse a local ``--base`` that holds a peft adapter (``adapter_config.json``): alone (a LoRA critic,
+    not a model), or beside a model's config and weights (transformers would load the adapter onto them,
+    and the critic's own LoRA could not be added over it: peft's "No modules were targeted")."""
+    root = Path(base)
+    if not (root / "adapter_config.json").is_file():
+        return
+    if not (root / "config.json").is_file():
+        try:
+            of = read_json(root / "adapter_config.json").get("base_model_name_or_path")
+        except (VideoliftError, AttributeError):
+            of = None
+        raise VideoliftError(
+            f"--base {base}: holds a peft adapter (adapter_config.json{f', on {of}' if of else ''}), not a "
+            "model: give the model to train on, a directory with config.json and its weights, or a Hub id"
+        )
+    raise VideoliftError(
+        f"--base {base}: holds a model (config.json and its weights) and a peft adapter beside it "
+        "(adapter_config.json), which transformers would load onto the weights, and the critic's LoRA could "
+        "not be added over it. To train on the model alone, move the adapter's files (adapter_config.json, "
+        "adapter_model.*) out of that directory, or give the model's own directory"
+    )
+
+
 def _main_process_answers(compute: Callable[[], Any]) -> Any:
     """``compute()`` on the main process only, its answer given to the others."""
     from accelerate.utils import broadcast_object_list
@@ -125,6 +149,7 @@ def train_critic(
         # --overwrite would delete them before the model loads.
         if model_dir and Path(model_dir).is_dir() and Path(out).resolve() == Path(model_dir).resolve():
             raise UsageError(f"--out {out} is also {option}: give the critic its own directory")
+    check_base_dir(base)  # before the records are read and the weights hashed
     reward = RewardConfig.load(reward_config)
     try:
         spec = CriticSpec(
