@@ -1264,6 +1264,28 @@ def test_eval_refuses_unreadable_videos_before_scoring(world, critic_dir, tmp_pa
     assert not scores.exists() and "videos to score" not in refused
 
 
+def test_eval_reads_its_data_before_the_critic_loads(world, critic_dir, tmp_path, monkeypatch):
+    # A bad --data (or --pairs, or videos root) was reported only after the model load: minutes at 7B.
+    import videolift.critic.answers as answers
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the critic loaded before its data was checked")
+
+    monkeypatch.setattr(answers, "load_critic", no_load)
+    good = world / "hra.jsonl"
+    malformed = tmp_path / "malformed.jsonl"
+    malformed.write_text((world / "hra.jsonl").read_text() + "{not json\n")
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"a": "v0", "b": "gone", "winner": "a"}) + "\n")
+    for where, says in (
+        (("--data", malformed, "--videos", world), f"{malformed}, line 5"),
+        (("--data", good, "--videos", tmp_path / "nope"), "the videos root of"),
+        (("--data", good, "--videos", world, "--pairs", pairs), f"{pairs}, line 1, field 'b'"),
+    ):
+        refused = run("critic", "eval", "--critic", critic_dir, *where, fails=True).output
+        assert says in " ".join(refused.split()), refused
+
+
 def test_eval_names_a_video_that_opens_but_does_not_decode(world, critic_dir, tmp_path, monkeypatch):
     import videolift.core.video as video
 

@@ -397,17 +397,22 @@ def evaluate(
 ) -> None:
     """Accuracy, macro-F1 and confusion per dimension against reference labels; pairwise accuracy."""
     from videolift.core.progress import library_bars
-    from videolift.critic.evaluate import evaluate_critic
+    from videolift.critic.answers import check_finished
+    from videolift.critic.evaluate import evaluate_critic, read_eval_data
     from videolift.critic.score import check_scores_out
+    from videolift.critic.spec import CriticSpec
 
     if scores is not None:  # before the critic loads
         check_scores_out(scores, "--scores", [("--data", data), ("--pairs", pairs)])
+    check_finished(critic)  # the critic's spec, then the records, before the (possibly minutes-long) load
+    checked = read_eval_data(data, videos, CriticSpec.load(critic).dimensions, pairs)
     with library_bars(progress):
         model = _score_options(critic, base, device, dtype, False, None)
         report = evaluate_critic(
             model,
             data,
             videos,
+            checked=checked,
             scores=scores,
             pairs=pairs,
             batch_size=batch_size,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -237,30 +237,25 @@ def evaluate_predictions(
     return report
 
 
-def evaluate_critic(
-    critic: Any,
-    data: str | Path,
-    videos: str | Path,
-    *,
-    scores: str | Path | None = None,
-    pairs: str | Path | None = None,
-    batch_size: int = 24,
-    log: Any = print,
-    overwrite: bool = False,
-    progress: bool = True,
-) -> dict[str, Any] | None:
-    """Score the held-out HRA videos with a loaded critic and compare with their (majority) labels.
+@dataclass
+class EvalData:
+    """Held-out records read and checked for a critic's dimensions, before the critic loads."""
 
-    Returns the report on the main process, None on the others. ``scores`` keeps the critic's score
-    lines (resumable); by default they go to a temporary file. ``progress``: the scoring's bar.
-    Records whose video is missing or does not open are refused, all named, before anything is scored.
-    """
-    import tempfile
+    data: Path
+    videos: Path
+    records: list[tuple[int, Any]]  # (line, record)
+    items: list[EvalItem]  # one per video, its majority labels on the critic's dimensions
+    dimensions: list[Dimension]
+    pairs: list[dict[str, Any]] | None
 
-    from videolift.core.jsonl import iter_json_lines, write_jsonl
-    from videolift.core.manifest import video_key
+
+def read_eval_data(
+    data: str | Path, videos: str | Path, dimensions: Sequence[Dimension], pairs: str | Path | None = None
+) -> EvalData:
+    """The held-out HRA records of ``data`` and the human ``pairs``, checked for a critic rating
+    ``dimensions``: every video there and opening, one id a video, every pair of evaluated videos. Cheap,
+    so ``critic eval`` reads them before its (possibly minutes-long) model load."""
     from videolift.critic.data import check_videos, majority_items
-    from videolift.critic.score import score_manifest
     from videolift.data.hra_file import read_hra_lines
     from videolift.data.stats import check_one_video_per_id
 
@@ -285,7 +280,7 @@ def evaluate_critic(
                 field="video_id",
             )
     # Only the dimensions the critic rates (`critic train --dimensions`): the others would count as wrong.
-    rated = list(critic.spec.dimensions)
+    rated = list(dimensions)
     items = [
         replace(it, labels={d: lab for d, lab in it.labels.items() if d in rated})
         for it in majority_items([record for _, record in records])
@@ -293,6 +288,39 @@ def evaluate_critic(
     judged_pairs = read_pairs(str(pairs)) if pairs else None  # a bad pairs file: refused before scoring
     if judged_pairs:
         check_pairs(judged_pairs, {it.video_id for it in items}, rated)
+    return EvalData(data, videos, records, items, rated, judged_pairs)
+
+
+def evaluate_critic(
+    critic: Any,
+    data: str | Path,
+    videos: str | Path,
+    *,
+    checked: EvalData | None = None,
+    scores: str | Path | None = None,
+    pairs: str | Path | None = None,
+    batch_size: int = 24,
+    log: Any = print,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, Any] | None:
+    """Score the held-out HRA videos with a loaded critic and compare with their (majority) labels.
+
+    Returns the report on the main process, None on the others. ``scores`` keeps the critic's score
+    lines (resumable); by default they go to a temporary file. ``progress``: the scoring's bar.
+    Records whose video is missing or does not open are refused, all named, before anything is scored.
+    ``checked``: ``read_eval_data``'s answer for ``data``, ``videos`` and ``pairs``, read before the critic
+    loaded (else read here).
+    """
+    import tempfile
+
+    from videolift.core.jsonl import iter_json_lines, write_jsonl
+    from videolift.core.manifest import video_key
+    from videolift.critic.score import score_manifest
+
+    if checked is None:
+        checked = read_eval_data(data, videos, critic.spec.dimensions, pairs)
+    records, items = checked.records, checked.items
     with tempfile.TemporaryDirectory() as tmp:
         manifest = Path(tmp) / "manifest.jsonl"
         write_jsonl(
@@ -302,7 +330,7 @@ def evaluate_critic(
         summary = score_manifest(
             critic,
             manifest,
-            videos,
+            checked.videos,
             out,
             batch_size=batch_size,
             log=log,
@@ -312,13 +340,13 @@ def evaluate_critic(
         if not summary.main_process:
             return None
         lines = {video_key(obj): obj for _, obj in iter_json_lines(out)}
-    report = evaluate_predictions(items, lines, reward=critic.spec.reward, pairs=judged_pairs)
+    report = evaluate_predictions(items, lines, reward=critic.spec.reward, pairs=checked.pairs)
     first_line: dict[str, int] = {}
     for line, record in records:
         first_line.setdefault(record.video_id, line)
     report["unreadable"] = [
         {
-            "file": str(data),
+            "file": str(checked.data),
             "line": first_line[it.video_id],
             "video_id": it.video_id,
             "video": it.video,

@@ -381,12 +381,16 @@ def critic_eval_stage(cfg: PipelineConfig, hra_videos: Path, name: str, progress
 
     def run() -> dict:
         from videolift.critic.answers import load_critic
-        from videolift.critic.evaluate import evaluate_critic
+        from videolift.critic.evaluate import evaluate_critic, read_eval_data
+        from videolift.critic.spec import CriticSpec
 
+        test = w / "hra_split" / "test.jsonl"
+        checked = read_eval_data(test, hra_videos, CriticSpec.load(w / name).dimensions)  # before the load
         report = evaluate_critic(
             load_critic(w / name),
-            w / "hra_split" / "test.jsonl",
+            test,
             hra_videos,
+            checked=checked,
             scores=w / f"{name}_test_scores.jsonl",
             overwrite=True,
             batch_size=cfg.critic.score_batch_size,
