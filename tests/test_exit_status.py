@@ -82,6 +82,26 @@ USAGE = {  # name: (arguments, what the error says)
     "generate, a count of 0": ([*GENERATE, "--per-prompt", "0"], "--per-prompt 0: must be at least 1"),
     "generate, not a dtype": ([*GENERATE, "--dtype", "float8"], "unknown dtype 'float8'"),
     "generate, not a family": ([*GENERATE, "--family", "foo"], "unknown T2V family 'foo'"),
+    "generate, an OUT that is the model": (
+        ["generate", "--model", "base", *GENERATE[3:-1], "base/"],
+        "--out base is also --model: give the videos their own directory",
+    ),
+    "eval, an OUT that is a model": (
+        ["eval", "--model", "base", *EVAL[3:-1], "base", "--oracle"],
+        "--out base is also --model: give the comparison its own directory",
+    ),
+    "eval, a model's folder in OUT that is a model": (
+        ["eval", "--model", "base", *EVAL[3:-1], ".", "--oracle"],
+        "--out .'s folder for base, base, is also --model: give the comparison another --out",
+    ),
+    "align, an OUT that is the model": (
+        ["align", "--model", "base", *ALIGN[3:-1], "./base"],
+        "command line: out (--out) base is also model (--model): give the run its own directory",
+    ),
+    "align, an OUT inside the model": (
+        ["align", "--model", "base", *ALIGN[3:-1], "base/run"],
+        "command line: out (--out) base/run is inside model (--model) base: give the run its own directory",
+    ),
     "eval, no rater": (EVAL, "nothing to rate with: give --critic DIR and/or --oracle"),
     "eval, not a VBench dimension": (
         [*EVAL, "--oracle", "--vbench", "human_action"],
@@ -160,6 +180,14 @@ DATA = {  # name: (arguments, what the error says)
         ["generate", "--model", "./nope", *GENERATE[3:]],
         "--model ./nope: no such directory, and not a Hub id",
     ),
+    "generate, an OUT holding a diffusers pipeline": (
+        [*GENERATE[:-1], "pipe"],
+        "--out pipe: holds a diffusers pipeline (model_index.json); give the videos their own directory",
+    ),
+    "align, an OUT that is the model, both in the config file": (
+        ["align", "--config", "in_model.yaml", *ALIGN[3:7]],
+        "in_model.yaml with the command-line options: out (--out) base is also model (--model)",
+    ),
     "eval, a prompt the oracle cannot rate": (
         [*EVAL[:4], "dog.txt", "--oracle"],
         "dog.txt, line 1: --oracle rates toy-world prompts only",
@@ -207,11 +235,14 @@ def here(tmp_path, monkeypatch):
     (tmp_path / "m.jsonl").write_text(json.dumps({"video": "a.mp4", "prompt": "p"}) + "\n")
     (tmp_path / "base").mkdir()  # what critic train reads of its base before its settings are checked
     (tmp_path / "base" / "config.json").write_text('{"model_type": "qwen2_vl"}')
+    (tmp_path / "pipe").mkdir()  # a diffusers pipeline, as far as generate --out looks
+    (tmp_path / "pipe" / "model_index.json").write_text("{}")
     for name, text in {
         "resume.yaml": "resume: true\n",
         "lr.yaml": "lr: -1\n",
         "held_out.yaml": "validation_real_videos: v\n",
         "family.yaml": "family: foo\n",
+        "in_model.yaml": "model: base\nout: base\n",
         "pipe.yaml": "workdir: w\n",
         "steps.yaml": "workdir: w\nsampler: {steps: 0}\n",
     }.items():

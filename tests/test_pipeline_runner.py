@@ -475,6 +475,7 @@ def test_the_align_stage_resumes_a_finished_checkpoint_of_its_own_settings(tmp_p
 
     monkeypatch.setattr(trainer, "train", train)
     cfg = PipelineConfig(workdir=tmp_path / "w", align={"settings": {"max_steps": 3}})
+    (tmp_path / "t2v").mkdir()  # the model, beside the workdir: align refuses an OUT inside it
     for _ in range(2):
-        align_stage(cfg, str(tmp_path), "rwl", None, False).run()
+        align_stage(cfg, str(tmp_path / "t2v"), "rwl", None, False).run()
     assert resumed == [False, True]

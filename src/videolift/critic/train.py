@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from videolift.core.distributed import process_state
 from videolift.core.errors import UsageError, VideoliftError
-from videolift.core.files import content_hash, weights_digest
+from videolift.core.files import check_out_dir, content_hash, weights_digest
 from videolift.core.jsonl import read_json
 from videolift.critic.data import SFTExample
 from videolift.critic.sft import plan, run_sft
@@ -144,11 +144,10 @@ def train_critic(
         raise VideoliftError(f"--class-weights {class_weight_power}: must be 0 or more")
     if stop_at_step is not None and stop_at_step < 1:
         raise VideoliftError(f"--stop-at-step {stop_at_step}: must be 1 or more")
-    for option, model_dir in (("--base", base), ("--check-model", check_model and resolve_base(check_model))):
-        # The critic's files (config, weights, tokenizer, an adapter) would replace the model's own, and
-        # --overwrite would delete them before the model loads.
-        if model_dir and Path(model_dir).is_dir() and Path(out).resolve() == Path(model_dir).resolve():
-            raise UsageError(f"--out {out} is also {option}: give the critic its own directory")
+    # The critic's files (config, weights, tokenizer, an adapter) would replace the model's own, and
+    # --overwrite would delete them before the model loads.
+    models = [("--base", base), ("--check-model", check_model)]
+    check_out_dir(out, models, "give the critic its own directory")
     check_base_dir(base)  # before the records are read and the weights hashed
     reward = RewardConfig.load(reward_config)
     try:

@@ -30,7 +30,7 @@ from typing import Any
 
 from videolift.core.distributed import SHARDED_JOB_TIMEOUT
 from videolift.core.errors import UsageError, VideoliftError
-from videolift.core.files import fingerprint
+from videolift.core.files import check_out_dir, fingerprint
 from videolift.core.jsonl import append_jsonl, atomic_write, repair_log, write_jsonl
 from videolift.core.memory import clips_per_call
 from videolift.data.generate_model import cpu_only, device_and_dtype, load_pipeline
@@ -39,6 +39,7 @@ from videolift.data.generate_resume import (
     PARTS,
     RUN_CONFIG,
     VIDEOS,
+    VIDEOS_ELSEWHERE,
     check_out,
     read_logs,
     remove_outputs,
@@ -233,6 +234,7 @@ def generate_videos(
     start = time.perf_counter()
     counts = {"--per-prompt": per_prompt, "--batch-size": batch_size, "--fps": fps, "--limit": limit}
     check_numbers(counts, guidance, guidance_2)
+    check_out_dir(out, [("--model", model), ("--lora", lora)], VIDEOS_ELSEWHERE)
     prompts, out, model, lora = _checked_inputs(model, prompts_path, out, lora, prompt_field, limit)
     # cpu=True is what makes torchrun / `accelerate launch` ranks on a CPU machine join one gloo group.
     state = PartialState(cpu=cpu_only(device), timeout=SHARDED_JOB_TIMEOUT)

@@ -19,6 +19,7 @@ MANIFEST = "manifest.jsonl"
 RUN_CONFIG = "generation.json"
 VIDEOS = "videos"
 PARTS = ".parts"
+VIDEOS_ELSEWHERE = "give the videos their own directory"
 
 
 # ---- OUT's files, an earlier run's settings ------------------------------------------------------
@@ -29,6 +30,10 @@ def check_out(out: Path) -> None:
     truth): this stage would replace them, and --overwrite deletes only a generate run's own files."""
     if out.exists() and not out.is_dir():
         raise VideoliftError(f"--out {out}: exists and is not a directory")
+    if (out / "model_index.json").is_file():  # the videos would go among a model's components
+        raise VideoliftError(
+            f"--out {out}: holds a diffusers pipeline (model_index.json); {VIDEOS_ELSEWHERE}"
+        )
     if (out / RUN_CONFIG).is_file():  # a generate run: resumed or refused by its settings
         return
     for path in (out / MANIFEST, out / VIDEOS):

@@ -23,10 +23,11 @@ def check_inputs(
 ) -> None:
     """What ``compare_models`` would otherwise find out only midway (after earlier models generated and
     were rated): the device and dtypes, the prompt file, every prompt a toy-world prompt (with the
-    oracle), every model and LoRA, and every model's output directory."""
+    oracle), every model and LoRA, and every model's output directory (first: none is a model's)."""
     sampler = sampler or {}
     sizes = sampler.get("frames"), sampler.get("height"), sampler.get("width")
     _check_settings(sampler, critic_dtype)
+    _check_out_not_a_model(models, out, names)
     _check_prompts(Path(prompts), sampler, oracle=oracle)
     if oracle:
         _check_oracle_sizes(sizes)
@@ -57,6 +58,18 @@ def _check_settings(sampler: dict[str, Any], critic_dtype: str) -> None:
                 resolve_dtype(dtype)
             except VideoliftError as exc:
                 raise UsageError(f"{option}: {exc}") from None
+
+
+def _check_out_not_a_model(models: list[tuple[str, str | None]], out: Path, names: list[str]) -> None:
+    """``--out`` and every model's ``OUT/NAME`` none of the models' (or LoRAs') directories: the comparison's
+    files and a model's videos would go beside that model's own (UsageError)."""
+    from videolift.core.files import check_out_dir
+
+    given = [("--model", model) for model, _ in models] + [("a --model's LoRA", lora) for _, lora in models]
+    check_out_dir(out, given, "give the comparison its own directory")
+    for name in names:
+        label = f"--out {out}'s folder for {name}, {out / name},"
+        check_out_dir(out / name, given, "give the comparison another --out", label=label)
 
 
 def _check_prompts(prompts: Path, sampler: dict[str, Any], *, oracle: bool) -> None:
