@@ -185,6 +185,10 @@ def test_set_edits_nested_settings_with_yaml_values(tmp_path):
     assert AlignConfig(model="m", scores="s", videos="v", out="o", **unquoted).mixed_precision == "no"
     with pytest.raises(DataError, match=r"p\.yaml.*'align\.methods\.0'"):
         PipelineConfig.load(path, sets=["align.methods=[dpo]"])  # validated like the file itself
+    with pytest.raises(DataError, match=r"'align\.methods': names no method: give at least one of rwl, rs"):
+        PipelineConfig.load(path, sets=["align.methods=[]"])
+    with pytest.raises(DataError, match=r"'critic\.lora_targets': names no layer: give at least one"):
+        PipelineConfig.load(path, sets=["critic.lora_targets=[]"])
     with pytest.raises(DataError, match=r"p\.yaml.*KEY=VALUE"):
         PipelineConfig.load(path, sets=["align.settings.seed"])
     with pytest.raises(DataError, match=r"align\.settings\.lr is not a section"):
@@ -469,6 +473,8 @@ def test_input_files_are_looked_for_where_the_run_starts(tmp_path, monkeypatch):
         ("align.real=nope.jsonl", "align.real", 1),
         ("hra.test_fraction=1.5", "hra.test_fraction", 2),
         ("sampler.steps=0", "sampler.steps", 2),
+        ("align.methods=[]", "align.methods", 2),  # a run generated and scored, then aligned nothing
+        ("critic.lora_targets=[]", "critic.lora_targets", 2),  # every layer, as unset, but another stage key
     ],
 )
 @pytest.mark.parametrize("plan", [False, True], ids=["run", "plan"])

@@ -181,6 +181,16 @@ class Critic(StrictModel):
             raise ValueError(f"min_pixels {self.min_pixels} is above max_pixels {self.max_pixels}")
         return self
 
+    @field_validator("lora_targets")
+    @classmethod
+    def _some_targets(cls, value: list[str] | None) -> list[str] | None:
+        """[] would train every LM linear layer, as unset does, but as another stage setting."""
+        if value is not None and not [v for v in value if v.strip()]:
+            raise ValueError(
+                "names no layer: give at least one (e.g. [q_proj, v_proj]), or leave it unset for every LM linear layer"
+            )
+        return value
+
     @field_validator("frame_sampling")
     @classmethod
     def _pairs_even(cls, value: str, info: ValidationInfo) -> str:
@@ -208,6 +218,16 @@ class Align(StrictModel):
         description="what scores the alignment videos: the trained critic (the LiFT loop), or in the toy "
         "world the oracle, a perfect critic (measures alignment apart from the critic's errors)",
     )
+
+    @field_validator("methods")
+    @classmethod
+    def _some_method(cls, value: list[str]) -> list[str]:
+        """[] would generate and score the alignment videos, align nothing and evaluate the base alone."""
+        if not value:
+            raise ValueError(
+                "names no method: give at least one of rwl, rs (the run aligns the model with each)"
+            )
+        return value
 
     @field_validator("settings")
     @classmethod
