@@ -302,6 +302,19 @@ def _load_with(tmp_path, text: str = "{}\n", sets: tuple[str, ...] = ()) -> Pipe
     return PipelineConfig.load(path, sets=sets)
 
 
+def test_a_workdir_in_the_t2v_models_directory_is_refused_at_load(tmp_path):
+    # align refuses an OUT in its model (the checkpoints would count as the model's weights): the run
+    # found out at its align stage, after generating, rating and training the critic.
+    model = tmp_path / "t2v"
+    model.mkdir()
+    for workdir, says in ((model, "is also t2v"), (model / "run", f"is inside t2v {model}")):
+        with pytest.raises(
+            DataError, match=f"workdir {workdir} {says}: give the run a workdir outside the model"
+        ):
+            _load_with(tmp_path, f"t2v: {model}\nworkdir: {workdir}\n")
+    _load_with(tmp_path, f"t2v: {model}\nworkdir: {tmp_path / 'run'}\n")
+
+
 @pytest.mark.parametrize(
     "text, field, message",
     [

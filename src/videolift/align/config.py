@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import to_jsonable_python
 
-from videolift.core.errors import DataError, OptionError, UsageError
-from videolift.core.files import HashMemo, check_out_dir, content_hash, weights_digest
+from videolift.core.errors import DataError, OptionError
+from videolift.core.files import HashMemo, content_hash, out_dir_problem, weights_digest
 from videolift.core.jsonl import validation_field
 from videolift.core.memory import BATCH_PIXELS
 from videolift.core.settings import StrictModel, expand_home, read_settings
@@ -332,16 +332,10 @@ class AlignConfig(StrictModel):
             )
         if (self.height is None) != (self.width is None):
             raise _Together("give both height and width, or neither", "height", "width")
-        try:  # in it, the run's checkpoints and exported weights would count as the model's (its digest)
-            check_out_dir(
-                self.out,
-                [("model (--model)", self.model)],
-                "give the run its own directory",
-                inside=True,
-                label=f"out (--out) {self.out}",
-            )
-        except UsageError as exc:
-            raise _Together(exc.message, "out", "model") from None
+        # In it, the run's checkpoints and exported weights would count as the model's (its digest).
+        models, advice = [("model (--model)", self.model)], "give the run its own directory"
+        if problem := out_dir_problem(self.out, models, advice, inside=True, label=f"out (--out) {self.out}"):
+            raise _Together(problem, "out", "model")
         return self
 
     # ---- derived ------------------------------------------------------------------------------------

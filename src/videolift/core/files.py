@@ -165,27 +165,36 @@ def check_outputs(
             raise VideoliftError(f"{name} {path} already exists; pass --overwrite to replace it")
 
 
-def check_out_dir(
+def out_dir_problem(
     out: str | Path,
     models: Iterable[tuple[str, str | Path | None]],
     advice: str,
     *,
     inside: bool = False,
     label: str | None = None,
-) -> None:
-    """Refuse (a wrong command line) an output directory that is also a model's local directory (pairs of
-    the option and its value; None: not given, a Hub id: no directory), or with ``inside`` one in it: the
-    command's files would go beside (or among) the model's own. ``advice`` ends the message, e.g. "give the
-    videos their own directory"; ``label`` begins it (default: "--out OUT")."""
+) -> str | None:
+    """Why an output directory may not be written: it is also a model's local directory (pairs of the
+    option and its value; None: not given, a Hub id: no directory), or with ``inside`` one in it; the
+    command's files would go beside (or among) the model's own. None when it may. ``advice`` ends the
+    message, e.g. "give the videos their own directory"; ``label`` begins it (default: "--out OUT")."""
     out = Path(out).expanduser()
     label = label or f"--out {out}"
     for option, model in models:
         if model is None or not (local := Path(model).expanduser()).is_dir():
             continue
         if _same(out, local):
-            raise UsageError(f"{label} is also {option}: {advice}")
+            return f"{label} is also {option}: {advice}"
         if inside and local.resolve() in out.resolve().parents:
-            raise UsageError(f"{label} is inside {option} {model}: {advice}")
+            return f"{label} is inside {option} {model}: {advice}"
+    return None
+
+
+def check_out_dir(
+    out: str | Path, models: Iterable[tuple[str, str | Path | None]], advice: str, **kw: Any
+) -> None:
+    """``out_dir_problem``'s answer as a wrong command line (UsageError)."""
+    if problem := out_dir_problem(out, models, advice, **kw):
+        raise UsageError(problem)
 
 
 LOCK_FILE = ".lock"

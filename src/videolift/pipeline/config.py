@@ -277,6 +277,17 @@ class PipelineConfig(StrictModel):
         return expand_home(value)
 
     @model_validator(mode="after")
+    def _workdir_outside_t2v(self) -> PipelineConfig:
+        """As `align` refuses an OUT in its model (its checkpoints would count as the model's weights):
+        here at load, not at the align stage."""
+        from videolift.core.files import out_dir_problem
+
+        advice, label = "give the run a workdir outside the model", f"workdir {self.workdir}"
+        if problem := out_dir_problem(self.workdir, [("t2v", self.t2v)], advice, inside=True, label=label):
+            raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
     def _oracle_needs_toy(self) -> PipelineConfig:
         if self.align.rewards == "oracle" and not self.toy:
             raise ValueError("align.rewards 'oracle' needs the toy world (t2v: toy or hra.source: toy-panel)")
