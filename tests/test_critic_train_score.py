@@ -1126,6 +1126,12 @@ def test_train_refuses_a_bad_setting_by_its_option_before_writing(world, tmp_pat
     assert not out.exists()  # no train_config.json that would make the corrected run "unfinished"
 
 
+@pytest.mark.parametrize("value", ["", ","])
+def test_lora_targets_that_name_no_layer_are_refused_not_read_as_every_layer(world, tmp_path, value):
+    refused = train(world, tmp_path / "critic", "--lora-targets", value, steps=1, fails=2).output
+    assert "Error: --lora-targets: names no layer" in refused and not (tmp_path / "critic").exists()
+
+
 def test_a_refused_run_leaves_out_free_for_the_corrected_command(world, tmp_path, critic_dir):
     out = tmp_path / "critic"
     # Settings found bad only once the model is loaded: still refused before OUT is written.

@@ -271,6 +271,7 @@ def test_sft_config_refuses_values_out_of_range_naming_the_option():
         ({"epochs": -1.0}, "--epochs -1.0: "),
         ({"max_steps": 0}, "--max-steps 0: "),
         ({"lora_dropout": 1.0}, "--lora-dropout 1.0: Input should be less than 1"),
+        ({"lora_targets": []}, "--lora-targets: names no layer"),
         ({"warmup_ratio": 1.5}, "--warmup-ratio 1.5: "),
         ({"keep_checkpoints": 0}, "--keep-checkpoints 0: "),
         ({"dtype": "fp33"}, "--dtype fp33: unknown dtype; use one of float32"),

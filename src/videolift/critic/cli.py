@@ -43,7 +43,7 @@ def _log(message: str) -> None:
 
 
 def _csv(value: str | None) -> list[str] | None:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]  # "": none named
 
 
 def _sft(name: str, *flags: str, choices: type[StrEnum] | None = None, **kwargs: Any) -> Any:
