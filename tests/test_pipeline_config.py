@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from videolift.align.config import AlignConfig
-from videolift.core.errors import DataError, VideoliftError
+from videolift.core.errors import DataError, OptionError, VideoliftError
 from videolift.pipeline.config import PipelineConfig
 from videolift.pipeline.demo_cli import PRESET
 
@@ -313,6 +313,26 @@ def test_a_workdir_in_the_t2v_models_directory_is_refused_at_load(tmp_path):
         ):
             _load_with(tmp_path, f"t2v: {model}\nworkdir: {workdir}\n")
     _load_with(tmp_path, f"t2v: {model}\nworkdir: {tmp_path / 'run'}\n")
+
+
+def test_the_workdir_check_reads_a_relative_workdir_from_the_config_files_folder(tmp_path, monkeypatch):
+    # t2v is read from the current directory, a relative workdir from the config file's: so is the check.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model").mkdir()
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "toy").mkdir()  # a folder named like the committed base's short name
+    ok = tmp_path / "cfg/a.yaml"
+    ok.write_text("t2v: model\nworkdir: model/run\n")  # cfg/model/run: not in ./model
+    assert PipelineConfig.load(ok).workdir == tmp_path / "cfg/model/run"
+    bad = tmp_path / "cfg/b.yaml"
+    bad.write_text(f"t2v: {tmp_path / 'model'}\nworkdir: ../model/run\n")  # ./model/run
+    with pytest.raises(DataError, match="b.yaml, field 'workdir': workdir .*model/run is inside t2v"):
+        PipelineConfig.load(bad)
+    with pytest.raises(OptionError, match="field 'workdir': workdir model/run is inside t2v"):
+        PipelineConfig.load(bad, workdir=Path("model/run"))  # --workdir: from the current directory
+    toy = tmp_path / "cfg/c.yaml"
+    toy.write_text(f"workdir: {tmp_path / 'toy/run1'}\n")  # t2v: toy is the committed base, not ./toy
+    assert PipelineConfig.load(toy).workdir == tmp_path / "toy/run1"
 
 
 @pytest.mark.parametrize(

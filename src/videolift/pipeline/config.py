@@ -277,17 +277,6 @@ class PipelineConfig(StrictModel):
         return expand_home(value)
 
     @model_validator(mode="after")
-    def _workdir_outside_t2v(self) -> PipelineConfig:
-        """As `align` refuses an OUT in its model (its checkpoints would count as the model's weights):
-        here at load, not at the align stage."""
-        from videolift.core.files import out_dir_problem
-
-        advice, label = "give the run a workdir outside the model", f"workdir {self.workdir}"
-        if problem := out_dir_problem(self.workdir, [("t2v", self.t2v)], advice, inside=True, label=label):
-            raise ValueError(problem)
-        return self
-
-    @model_validator(mode="after")
     def _oracle_needs_toy(self) -> PipelineConfig:
         if self.align.rewards == "oracle" and not self.toy:
             raise ValueError("align.rewards 'oracle' needs the toy world (t2v: toy or hra.source: toy-panel)")
@@ -320,6 +309,10 @@ class PipelineConfig(StrictModel):
             raise _settings_error(msg, path, field, sets) from None
         if not cfg.workdir.is_absolute() and overrides.get("workdir") is None:
             cfg.workdir = path.parent / cfg.workdir
+        if problem := _workdir_problem(cfg):  # the workdir as the stages will read it
+            if "workdir" in given:
+                raise OptionError(problem, file="command line", field="workdir")
+            raise _settings_error(problem, path, "workdir", sets)
         if problem := _align_settings_problem(cfg.align.settings):
             field, msg = problem
             field = "align.settings" + (f".{field}" if field else "")
@@ -421,6 +414,17 @@ def _input_problem(path: Path, kind: str) -> str | None:
         return None
     where = "" if path.is_absolute() else f" (relative paths are read from {Path.cwd()})"
     return f"{str(path)!r}: {problem}{where}"
+
+
+def _workdir_problem(cfg: PipelineConfig) -> str | None:
+    """As `align` refuses an OUT in its model (its checkpoints would count as the model's weights): at
+    load, not at the align stage. (The committed toy base is never a workdir's home: not checked.)"""
+    from videolift.core.files import out_dir_problem
+
+    if cfg.t2v == TOY:
+        return None
+    advice, label = "give the run a workdir outside the model", f"workdir {cfg.workdir}"
+    return out_dir_problem(cfg.workdir, [("t2v", cfg.t2v)], advice, inside=True, label=label)
 
 
 def _settings_error(msg: str, path: Path, field: str, sets: Sequence[str]) -> DataError:
