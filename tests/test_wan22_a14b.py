@@ -540,3 +540,48 @@ def test_messages_name_wan_not_wan_2_1_for_a_wan_2_2(pipe):
     for wan22 in (pipe, ti2v):  # A14B, TI2V-5B
         with pytest.raises(VideoliftError, match=r"^--frames 10: Wan needs frames = 4k\+1 "):
             get_spec("wan").check_sampling(wan22, SamplerSettings(frames=10, height=SIZE, width=SIZE))
+
+
+def test_an_expert_the_bases_files_do_not_hold_whole_is_loaded_and_the_export_never_copies_a_bare_folder(
+    world, tmp_path, monkeypatch
+):
+    """A Hub snapshot can hold an expert's config without its weights (diffusers downloads nothing of a
+    component passed as None; a download cut short): such an expert is loaded at the start, and an export
+    whose base folder lost the weights loads them rather than copying a folder of config.json alone."""
+    import shutil
+
+    import videolift.align.export
+    import videolift.align.trainer as trainer
+    from videolift.core.files import holds_weights
+    from videolift.models.base import is_empty
+
+    bare = tmp_path / "bare"  # the base, its low expert's folder holding config.json alone
+    shutil.copytree(world / "model", bare)
+    for file in (bare / "transformer_2").iterdir():
+        if file.name != "config.json":
+            file.unlink()
+    assert holds_weights(world / "model/transformer_2") and not holds_weights(bare / "transformer_2")
+    index = world / "model/transformer_2/diffusion_pytorch_model.safetensors.index.json"
+    shard = {"weight_map": {"a": "diffusion_pytorch_model-00001-of-00002.safetensors"}}
+    (sharded := tmp_path / "sharded").mkdir()  # an index naming a shard that is not there
+    (sharded / index.name).write_text(json.dumps(shard))
+    (sharded / "diffusion_pytorch_model-00002-of-00002.safetensors").write_bytes(b"")
+    assert not holds_weights(sharded)
+
+    cfg = align_config(world, tmp_path / "run", family="wan", expert="high", max_steps=2)
+    monkeypatch.setattr(trainer, "base_directory", lambda model: bare)
+    pipe = trainer._load_model(cfg, torch.float32, "transformer")[1]
+    assert not is_empty(pipe.transformer_2)  # loaded: nothing to copy it from
+    # Left out at the start (the base held it), its folder emptied before the export: loaded then.
+    monkeypatch.setattr(trainer, "base_directory", lambda model: world / "model")
+    monkeypatch.setattr(videolift.align.export, "base_directory", lambda model: bare)
+    result = train(cfg, progress=False)
+    files = sorted(p.name for p in (result.export_dir / "transformer_2").iterdir())
+    assert files != ["config.json"] and holds_weights(result.export_dir / "transformer_2"), files
+    from diffusers import WanPipeline
+
+    aligned, base = (
+        WanPipeline.from_pretrained(result.export_dir),
+        WanPipeline.from_pretrained(world / "model"),
+    )
+    assert _same(_state(aligned.transformer_2), _state(base.transformer_2))

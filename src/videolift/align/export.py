@@ -26,7 +26,7 @@ import torch
 
 from videolift.align.config import AlignConfig
 from videolift.align.trainable import trainable_parameters
-from videolift.core.files import writing
+from videolift.core.files import holds_weights, writing
 from videolift.core.hub import base_directory  # (a module attribute here: tests replace it)
 from videolift.models.base import EXPERT_FILE, FULL_DIR, LORA_DIR, is_empty
 
@@ -79,7 +79,7 @@ def export_full(
     tmp = _fresh_tmp(out, FULL_DIR)
     frozen = [n for n, c in pipe.components.items() if n != name and isinstance(c, torch.nn.Module)]
     copied = [
-        n for n in frozen if source is not None and (source / n).is_dir() and (copy is None or n in copy)
+        n for n in frozen if source is not None and holds_weights(source / n) and (copy is None or n in copy)
     ]
     with writing(tmp, "the aligned pipeline"):
         if not copied:
@@ -148,7 +148,7 @@ def export_trained(
     unloaded = tuple(n for n, c in pipe.components.items() if is_empty(c))
     reduced = weight_dtype != torch.float32
     source = base_directory(cfg.model) if reduced or unloaded else None  # None: saved as loaded
-    for missing in (n for n in unloaded if source is None or not (source / n).is_dir()):  # loaded now
+    for missing in (n for n in unloaded if source is None or not holds_weights(source / n)):  # loaded now
         setattr(pipe, missing, load_component(pipe, cfg.model, missing, weight_dtype))
     return export_full(pipe, trained, cfg.out, weight_dtype, source, name, None if reduced else unloaded)
 

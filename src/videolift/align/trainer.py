@@ -38,6 +38,8 @@ from videolift.align.weights import Sample
 from videolift.core.checkpoints import load_checkpoint, save_trainable_only
 from videolift.core.distributed import fresh_accelerator
 from videolift.core.errors import VideoliftError
+from videolift.core.files import holds_weights
+from videolift.core.hub import base_directory
 from videolift.core.jsonl import append_jsonl, atomic_write, finite_values
 from videolift.models.base import FULL_DIR, LORA_DIR, resolve_dtype
 from videolift.models.families import get_spec
@@ -89,6 +91,10 @@ def _load_model(
         # The fp32 master weights start from the checkpoint's own values, not from a bf16 rounding of them.
         dtype = {trained or "transformer": torch.float32, "default": dtype}
     unused = () if cfg.validation_prompts or trained is None else spec.frozen_experts(cfg.expert)
+    # Only an expert the base's files hold whole, for the export to copy: a Hub snapshot downloaded
+    # without it (a first run) or cut short has it loaded (downloaded) as before.
+    source = base_directory(cfg.model) if unused else None
+    unused = tuple(n for n in unused if source is not None and holds_weights(source / n))
     pipe = spec.load(cfg.model, dtype=dtype, device="cpu", without=unused)
     spec.check_trainable(pipe)
     found = spec.trained_component(pipe.config, cfg.expert)

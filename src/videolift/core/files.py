@@ -19,6 +19,23 @@ from videolift.core.jsonl import atomic_write, read_json
 WEIGHT_SUFFIXES = frozenset({".safetensors", ".bin", ".pt", ".pth", ".ckpt"})
 
 
+def holds_weights(folder: Path) -> bool:
+    """Whether a model component's folder holds its weights: a weight file, and every shard its index
+    files (``*.index.json``) name. A Hub snapshot may hold a component's config alone, or part of its shards
+    (a download cut short, or one that left the component out)."""
+    if not folder.is_dir():
+        return False
+    names = {f.name for f in folder.iterdir() if f.is_file()}
+    for index in (folder / n for n in names if n.endswith(".index.json")):
+        try:
+            shards = set(read_json(index).get("weight_map", {}).values())
+        except (OSError, ValueError, AttributeError):
+            return False
+        if not shards <= names:
+            return False
+    return any(Path(n).suffix in WEIGHT_SUFFIXES for n in names)
+
+
 def fingerprint(path: str | Path) -> str:
     """Cheap identity of a file or directory tree: names, sizes and modification times."""
     path = Path(path)
