@@ -102,6 +102,11 @@ USAGE = {  # name: (arguments, what the error says)
         ["align", "--model", "base", *ALIGN[3:-1], "base/run"],
         "command line: out (--out) base/run is inside model (--model) base: give the run its own directory",
     ),
+    "align, the model in a folder of OUT the run replaces": (
+        ["align", "--model", "run/pipeline", *ALIGN[3:-1], "run", "--overwrite"],
+        "command line: model (--model) run/pipeline is in run/pipeline, which this run deletes (--overwrite) or "
+        "replaces (its export): give the run its own directory",
+    ),
     "eval, no rater": (EVAL, "nothing to rate with: give --critic DIR and/or --oracle"),
     "eval, not a VBench dimension": (
         [*EVAL, "--oracle", "--vbench", "human_action"],
@@ -237,6 +242,7 @@ def here(tmp_path, monkeypatch):
     (tmp_path / "base" / "config.json").write_text('{"model_type": "qwen2_vl"}')
     (tmp_path / "pipe").mkdir()  # a diffusers pipeline, as far as generate --out looks
     (tmp_path / "pipe" / "model_index.json").write_text("{}")
+    (tmp_path / "run" / "pipeline").mkdir(parents=True)  # an earlier align run's export
     for name, text in {
         "resume.yaml": "resume: true\n",
         "lr.yaml": "lr: -1\n",

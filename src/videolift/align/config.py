@@ -20,6 +20,11 @@ from videolift.core.files import HashMemo, content_hash, out_dir_problem, weight
 from videolift.core.jsonl import validation_field
 from videolift.core.memory import BATCH_PIXELS
 from videolift.core.settings import StrictModel, expand_home, read_settings
+from videolift.models.base import FULL_DIR, LORA_DIR
+
+# The folders of OUT a run writes (its latent cache aside): --overwrite deletes them, the export replaces
+# its own.
+RUN_DIRS = ("checkpoints", "logs", "validation", FULL_DIR, LORA_DIR)
 
 HASH_MEMO = "file_hashes.json"  # in the cache directory: content hashes of videos and weights, by path
 
@@ -336,6 +341,17 @@ class AlignConfig(StrictModel):
         models, advice = [("model (--model)", self.model)], "give the run its own directory"
         if problem := out_dir_problem(self.out, models, advice, inside=True, label=f"out (--out) {self.out}"):
             raise _Together(problem, "out", "model")
+        # In a folder of OUT the run deletes (--overwrite) or replaces (its export): gone before it is read
+        # again (a frozen expert's files, copied at the end; a bf16 run's encoders).
+        local = Path(self.model).expanduser()
+        for name in RUN_DIRS if local.is_dir() else ():
+            if (own := (self.out / name).resolve()) == local.resolve() or own in local.resolve().parents:
+                raise _Together(
+                    f"model (--model) {self.model} is in {self.out / name}, which this run deletes "
+                    f"(--overwrite) or replaces (its export): {advice}",
+                    "out",
+                    "model",
+                )
         return self
 
     # ---- derived ------------------------------------------------------------------------------------

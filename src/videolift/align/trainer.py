@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from videolift.align.checkpoints import clear_after, save_checkpoint
-from videolift.align.config import AlignConfig
+from videolift.align.config import RUN_DIRS, AlignConfig
 from videolift.align.data import CachedItem, StepDataset, Stream, WeightedStream
 from videolift.align.export import export_trained
 from videolift.align.held_out import held_out_loss, held_out_steps, keep_held_out_log, record_held_out
@@ -41,7 +41,7 @@ from videolift.core.errors import VideoliftError
 from videolift.core.files import holds_weights
 from videolift.core.hub import base_directory
 from videolift.core.jsonl import append_jsonl, atomic_write, finite_values
-from videolift.models.base import FULL_DIR, LORA_DIR, resolve_dtype
+from videolift.models.base import resolve_dtype
 from videolift.models.families import get_spec
 
 
@@ -153,7 +153,7 @@ def _step_dataset(
 
 def _clear_run(out: Path) -> None:
     """What a run writes in OUT, but its latent cache: an earlier run's, for --overwrite."""
-    for name in ("checkpoints", "logs", "validation", FULL_DIR, LORA_DIR):
+    for name in RUN_DIRS:
         shutil.rmtree(out / name, ignore_errors=True)
     for name in ("train_summary.json", "align_config.json"):
         (out / name).unlink(missing_ok=True)
