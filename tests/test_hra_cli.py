@@ -295,10 +295,13 @@ def test_validate_checks_videos_and_duplicates(tmp_path):
     code, out = run("hra", "validate", ok, "--videos", tmp_path / "videos", "--quick")
     assert code == 0 and "1 valid records, 1 videos open" in " ".join(out.split()), out  # not decoded
     # A videos root that is not a directory is said once (it was "file not found" for every record).
-    for root in (tmp_path / "nope", tmp_path / "videos" / "ok.mp4"):
+    for root, what in (
+        (tmp_path / "nope", "is not found"),
+        (tmp_path / "videos" / "ok.mp4", "is not a directory"),
+    ):
         code, out = run("hra", "validate", src, "--videos", root)
         assert code == 1 and out.count("\n") == 1, out
-        assert f"{root}: the videos root of {src} is not a directory" in " ".join(out.split())
+        assert f"{root}: the videos root of {src} {what}" in " ".join(out.split())
 
 
 def _panel(n_videos=40, annotators=3, seed=0, flip=0.0):

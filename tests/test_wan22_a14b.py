@@ -202,7 +202,8 @@ def test_a_full_run_trains_only_its_expert_at_its_timesteps(world, pipe, tmp_pat
         or expert == "high"
     )
     summary = json.loads((tmp_path / "run/train_summary.json").read_text())
-    assert summary["data"]["expert"] == {"component": EXPERT[expert], "timesteps": list(t_range)}
+    trained = {"component": EXPERT[expert], "timesteps": list(t_range), "other_loaded": False}  # no samples
+    assert summary["data"]["expert"] == trained
 
     base, aligned = (
         WanPipeline.from_pretrained(world / "model"),
@@ -249,6 +250,7 @@ def test_a_lora_run_lands_in_its_expert_and_samples_with_both(world, pipe, tmp_p
     assert {(kw["guidance_scale"], kw["guidance_scale_2"]) for kw in guided} == {(4.0, 3.0)}  # Wan-AI's A14B
     assert all(trains == ((t >= BOUNDARY) == (expert == "high")) for t, trains in calls)
 
+    assert result.data["expert"]["other_loaded"]  # it samples with both
     assert (result.export_dir / "videolift_expert.json").exists() == (expert == "low")
     pipe2 = WanPipeline.from_pretrained(world / "model")
     pipe2.load_lora_weights(

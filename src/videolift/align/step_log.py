@@ -32,16 +32,16 @@ def describe_run(
         f"{cfg.lambda_real}); per step: {cfg.batch_size} syn + {n_real} real x {world} processes x "
         f"{cfg.grad_accum} accumulation = {per_step} videos; "
         f"{sum(p.numel() for p in params):,} trainable parameters"
-        + (expert_note(cfg.expert, data["expert"], bool(cfg.validation_prompts)) if cfg.expert else "")
+        + (expert_note(cfg.expert, data["expert"]) if cfg.expert else "")
         + f"; steps {step} -> {cfg.max_steps}"
         + (f"; {cfg.text_dropout:.0%} of prompts dropped to the empty one" if cfg.text_dropout else "")
     )
 
 
-def expert_note(expert: str, trained: dict, samples: bool) -> str:
+def expert_note(expert: str, trained: dict) -> str:
     low, high = trained["timesteps"]
     component = trained["component"]
-    other = "frozen" if samples else "frozen, not loaded: no --validation-prompts"
+    other = "frozen" if trained.get("other_loaded", True) else "frozen, not loaded: no --validation-prompts"
     return f" of the {expert}-noise expert ({component}, trained at t in [{low}, {high}); the other {other})"
 
 

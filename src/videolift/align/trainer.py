@@ -41,7 +41,7 @@ from videolift.core.errors import VideoliftError
 from videolift.core.files import holds_weights
 from videolift.core.hub import base_directory
 from videolift.core.jsonl import append_jsonl, atomic_write, finite_values
-from videolift.models.base import resolve_dtype
+from videolift.models.base import is_empty, resolve_dtype
 from videolift.models.families import get_spec
 
 
@@ -195,7 +195,9 @@ def _load_for_training(ready: Preflight, progress: bool) -> _Run:
     cfg, accelerator = ready.cfg, ready.accelerator
     spec, pipe, trained_name, t_range, params = _load_model(cfg, ready.weight_dtype, ready.trained)
     if cfg.expert:
-        ready.data["expert"] = {"component": trained_name, "timesteps": list(t_range)}
+        frozen = [c for n, c in pipe.components.items() if n in spec.frozen_experts(cfg.expert)]
+        loaded = not any(is_empty(c) for c in frozen)  # (left out only when nothing samples with it)
+        ready.data["expert"] = {"component": trained_name, "timesteps": list(t_range), "other_loaded": loaded}
     if ready.prompts:
         sampler_settings(cfg, spec, pipe)  # a size the model cannot sample: refused now, not at step 0
     *cached, held_paths, cache_stats = cache_all(

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from videolift.core.errors import DataError
+from videolift.core.errors import DataError, UsageError
 from videolift.core.settings import field_default, field_help
 from videolift.critic.prompts import DESCRIBE_INSTRUCTION
 from videolift.critic.sft_config import SFTConfig
@@ -40,6 +40,19 @@ class FrameSampling(StrEnum):
 
 def _log(message: str) -> None:
     Console(stderr=True).print(message, highlight=False, soft_wrap=True)
+
+
+def _targets(value: str | None) -> list[str] | None:
+    """--lora-targets' layers; None (left out): every LM linear layer. One that names none ("", ",") is
+    refused, not read as every layer (a rule of the command line: settings files written before it stay
+    readable)."""
+    targets = _csv(value)
+    if targets == []:
+        raise UsageError(
+            "--lora-targets: names no layer: give at least one (e.g. q_proj,v_proj), or leave it out for "
+            "every LM linear layer"
+        )
+    return targets
 
 
 def _csv(value: str | None) -> list[str] | None:
@@ -199,7 +212,7 @@ def train(
         lora_r=lora_r,
         lora_alpha=lora_alpha,
         lora_dropout=lora_dropout,
-        lora_targets=_csv(lora_targets),
+        lora_targets=_targets(lora_targets),
         tune_vision=tune_vision,
         tune_projector=tune_projector,
         lr=lr,

@@ -94,7 +94,8 @@ def check_videos(records: list[tuple[int, HRARecord]], root: Path, *, file: Path
     from videolift.core.video import video_problem
 
     if not root.is_dir():  # one line, not a "file not found" for every record
-        raise DataError(f"the videos root of {file} is not a directory", file=root)
+        what = "is not a directory" if root.exists() else "is not found"
+        raise DataError(f"the videos root of {file} {what}", file=root)
     opened: dict[str, str | None] = {}
     bad: list[str] = []
     for line, record in records:

@@ -143,17 +143,6 @@ class SFTConfig:
     def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
         return refuse_bool_number(cls.__pydantic_fields__[info.field_name].annotation, value)
 
-    @field_validator("lora_targets")
-    @classmethod
-    def _some_targets(cls, value: list[str] | None) -> list[str] | None:
-        """None (unset) is every LM linear layer; [] (``--lora-targets ""``) names none: refused, not read as
-        every layer."""
-        if value is not None and not [v for v in value if v.strip()]:
-            raise ValueError(
-                "names no layer: give at least one (e.g. q_proj,v_proj), or leave it out for every LM linear layer"
-            )
-        return value
-
     @field_validator("dtype")
     @classmethod
     def _known_dtype(cls, value: str) -> str:

@@ -223,7 +223,7 @@ def generate_videos(
     """Generate ``per_prompt`` videos for each prompt of ``prompts_path`` into ``out`` (see module doc).
     ``batch_size`` None: by clip size, up to 4 (``clips_per_call``: one 49x480x720 clip per call);
     ``guidance`` / ``fps`` None: the model family's own (CogVideoX 6 / 8, Wan 2.1 5 / 16, LTX-Video 3 / 25);
-    ``guidance_2`` (two-expert Wan 2.2 only) None: the pipeline's own, ``guidance``; ``offload``
+    ``guidance_2`` (two-expert Wan 2.2 only) None: the model's (A14B: 3, ``spec.guidances``); ``offload``
     (``OFFLOADS``) changes where the weights wait, not the videos, so a run resumes across it."""
     from accelerate import PartialState
 

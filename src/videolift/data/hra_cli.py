@@ -96,7 +96,8 @@ def validate(
     from videolift.core.video import video_problem
 
     if videos is not None and not videos.is_dir():  # one line, not a "file not found" for every record
-        raise DataError(f"the videos root of {src} is not a directory", file=videos)
+        what = "is not a directory" if videos.exists() else "is not found"
+        raise DataError(f"the videos root of {src} {what}", file=videos)
     line_errors: list[DataError] = []
     seen: dict[tuple[str, str], int] = {}
     videos_by_id: dict = {}

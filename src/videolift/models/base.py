@@ -56,7 +56,9 @@ class SamplerSettings:
     fps: int = 8
     max_sequence_length: int | None = None  # None: the model's own
     negative_prompt: str | None = None  # None: the pipeline's own (the empty prompt)
-    guidance_2: float | None = None  # a two-expert pipeline's low-noise steps'; None: the pipeline's own
+    guidance_2: float | None = (
+        None  # a two-expert pipeline's low-noise steps'; None: none passed (one transformer)
+    )
 
     def __post_init__(self) -> None:
         check_guidance(self.guidance)
