@@ -511,8 +511,12 @@ def test_guidance_2_reaches_the_low_noise_experts_steps_is_recorded_and_refused_
     bad = CliRunner().invoke(app, [*two, "--guidance-2", "nan"])
     assert bad.exit_code == 2 and "--guidance-2 nan: must be a finite number" in bad.output, bad.output
 
-    # One transformer (Wan 2.1, CogVideoX): refused as --dynamic-cfg is for Wan, before any video.
+    # One transformer (Wan 2.1, CogVideoX): refused as --dynamic-cfg is for Wan, from its index, before
+    # the model loads (minutes for a 14B one).
+    import videolift.data.generate
+
     cogvideox = Path(__file__).resolve().parents[1] / "src/videolift/toy/assets/t2v"
+    monkeypatch.setattr(videolift.data.generate, "load_pipeline", lambda *a, **k: 1 / 0)
     for model, name in ((world / "wan21", "WanPipeline"), (cogvideox, "CogVideoXPipeline")):
         out = tmp_path / f"refused-{name}"
         refused = CliRunner().invoke(

@@ -124,15 +124,14 @@ def _check_model(
     from videolift.core.errors import VideoliftError
     from videolift.data.generate import resolve_model
     from videolift.models.base import check_lora_dir
-    from videolift.models.families import model_index, spec_for
+    from videolift.models.families import check_guidance_2, spec_for
 
     # a local pipeline directory, or a reachable Hub model
-    spec = spec_for(local := resolve_model(model), family)
-    if guidance_2 is not None and (index := model_index(local)) is not None:
-        try:
-            spec.check_guidance_2(index, guidance_2)
-        except VideoliftError as exc:
-            raise VideoliftError(f"--model {model}: {exc}") from None
+    spec_for(local := resolve_model(model), family)
+    try:
+        check_guidance_2(local, family, guidance_2)
+    except VideoliftError as exc:
+        raise VideoliftError(f"--model {model}: {exc}") from None
     if oracle:
         from videolift.toy.oracle import model_size_error
         from videolift.toy.render import FRAMES, SIZE

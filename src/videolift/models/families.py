@@ -65,6 +65,13 @@ def pipeline_class_of(model: str) -> str:
         ) from None
 
 
+def check_guidance_2(model: str, family: str | None, guidance_2: float | None) -> None:
+    """``--guidance-2`` refused for a one-transformer model before it loads, where its index can be read
+    (loading it checks again); VideoliftError."""
+    if guidance_2 is not None and (index := model_index(model)) is not None:
+        spec_for(model, family).check_guidance_2(index, guidance_2)
+
+
 def model_index(model: str) -> dict | None:
     """A pipeline's model_index.json: a local directory's, or a Hub id's — from the local cache, else
     fetched (loading the model fetches it first anyway; with ``--family`` nothing has yet); None where
