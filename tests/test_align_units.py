@@ -682,6 +682,13 @@ def test_a_video_on_several_lines_of_the_scores_is_warned_about(tmp_path):
     assert "1 video(s) on more than one line (e.g. videos/v0.mp4, lines 1, 5)" in data["warning"]
 
 
+def test_the_run_folders_a_model_may_not_lie_in_name_the_exports():
+    from videolift.align.config import RUN_DIRS
+    from videolift.models.base import FULL_DIR, LORA_DIR
+
+    assert {FULL_DIR, LORA_DIR} <= set(RUN_DIRS)
+
+
 def test_an_empty_real_set_and_a_file_for_a_directory_are_refused_before_any_work(tmp_path):
     from align_world import align_config, make_world
     from videolift.align.inputs import load_samples

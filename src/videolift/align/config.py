@@ -20,11 +20,10 @@ from videolift.core.files import HashMemo, content_hash, out_dir_problem, weight
 from videolift.core.jsonl import validation_field
 from videolift.core.memory import BATCH_PIXELS
 from videolift.core.settings import StrictModel, expand_home, read_settings
-from videolift.models.base import FULL_DIR, LORA_DIR
 
 # The folders of OUT a run writes (its latent cache aside): --overwrite deletes them, the export replaces
-# its own.
-RUN_DIRS = ("checkpoints", "logs", "validation", FULL_DIR, LORA_DIR)
+# its own (models.base's FULL_DIR and LORA_DIR, named here: that module imports torch, the CLI must not).
+RUN_DIRS = ("checkpoints", "logs", "validation", "pipeline", "lora")
 
 HASH_MEMO = "file_hashes.json"  # in the cache directory: content hashes of videos and weights, by path
 

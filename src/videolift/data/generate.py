@@ -47,7 +47,6 @@ from videolift.data.generate_resume import (
 )
 from videolift.data.prompt_files import PromptRecord, read_prompts
 from videolift.models.base import DiffusersT2VSpec, SamplerSettings, check_guidance, check_lora_dir
-from videolift.models.families import check_guidance_2
 
 OFFLOADS = ("none", "model", "sequential")  # where the weights wait between uses (--offload)
 
@@ -237,6 +236,8 @@ def generate_videos(
     check_numbers(counts, guidance, guidance_2)
     check_out_dir(out, [("--model", model), ("--lora", lora)], VIDEOS_ELSEWHERE)
     prompts, out, model, lora = _checked_inputs(model, prompts_path, out, lora, prompt_field, limit)
+    from videolift.models.families import check_guidance_2  # (torch: not at the command line's load)
+
     check_guidance_2(model, family, guidance_2)  # from its index: not after minutes of loading
     # cpu=True is what makes torchrun / `accelerate launch` ranks on a CPU machine join one gloo group.
     state = PartialState(cpu=cpu_only(device), timeout=SHARDED_JOB_TIMEOUT)
