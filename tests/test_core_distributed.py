@@ -1,9 +1,15 @@
-"""Settings handed to the DeepSpeed engine, and which modules the align trainer moves to the GPU."""
+"""Settings handed to the DeepSpeed engine and the process group, and which modules the align trainer
+moves to the GPU."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 import torch
 from accelerate.utils import DistributedType
 
@@ -45,3 +51,41 @@ def test_encoding_moves_the_frozen_encoders_but_not_the_transformer():
     pipe = SimpleNamespace(components={**parts, "scheduler": object()}, **parts)
     encoders_ready(pipe, "meta", vae_tiling=False)
     assert sorted(moved) == ["text_encoder", "vae"]  # a 14B transformer would not fit beside them
+
+
+# Rank 0 stays away from the barrier for longer than --ddp-timeout: rank 1 must stop waiting (with torch's
+# default, 30 minutes on gloo, it would wait and pass).
+_LATE_RANK = """
+import sys, time
+which, out = sys.argv[1], sys.argv[2]
+if which == "align":
+    from videolift.align.config import AlignConfig
+    from videolift.align.trainer import _accelerator
+    acc = _accelerator(AlignConfig(model="m", scores="s.jsonl", videos=".", out="o", ddp_timeout=1))
+else:
+    from videolift.critic.sft import _accelerator
+    from videolift.critic.sft_config import SFTConfig
+    acc = _accelerator(SFTConfig(ddp_timeout=1))
+if acc.process_index == 0:
+    time.sleep(6)
+try:
+    acc.wait_for_everyone()
+    result = "passed"
+except Exception as exc:
+    result = "failed: " + str(exc).splitlines()[0]
+with open(out + "." + str(acc.process_index), "w") as handle:
+    handle.write(result)
+"""
+
+
+@pytest.mark.parametrize("trainer", ["align", "critic"])
+def test_ddp_timeout_is_how_long_a_rank_waits_at_a_barrier(trainer, tmp_path):
+    script = tmp_path / "late_rank.py"
+    script.write_text(_LATE_RANK)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1")
+    torchrun = Path(sys.executable).parent / "torchrun"
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", script, trainer, tmp_path / "rank"]
+    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert (tmp_path / "rank.1").exists(), proc.stderr[-3000:]
+    waited = (tmp_path / "rank.1").read_text()
+    assert waited.startswith("failed:") and "Timed out" in waited, waited

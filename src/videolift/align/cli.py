@@ -83,6 +83,7 @@ def align(
     keep_checkpoints: int = typer.Option(None, "--keep-checkpoints", help=_h("keep_checkpoints")),
     log_every: int = typer.Option(None, "--log-every", help=_h("log_every")),
     num_workers: int = typer.Option(None, "--num-workers", "--workers", help=_h("num_workers")),
+    ddp_timeout: int = typer.Option(None, "--ddp-timeout", help=_h("ddp_timeout")),
     validation_prompts: str = typer.Option(
         None, "--validation-prompts", metavar="PATH", help=_h("validation_prompts")
     ),

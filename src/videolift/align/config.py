@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import to_jsonable_python
 
+from videolift.core.distributed import TRAINING_TIMEOUT_SECONDS
 from videolift.core.errors import DataError, OptionError
 from videolift.core.files import HashMemo, content_hash, out_dir_problem, weights_digest
 from videolift.core.jsonl import validation_field
@@ -38,6 +39,7 @@ RESUMABLE_CHANGES = frozenset(
         "keep_checkpoints",
         "log_every",
         "num_workers",
+        "ddp_timeout",  # how long ranks wait for each other, not what they compute
         "out",
         "hash_content",  # how cached files are named, not what they hold
         # how many videos the VAE encodes at once, not what it encodes (but to or from 1, ~2e-5: cache.py)
@@ -242,6 +244,12 @@ class AlignConfig(StrictModel):
     keep_checkpoints: int = Field(2, ge=1, description="most recent checkpoints kept on disk")
     log_every: int = Field(1, ge=1, description="optimizer steps between log lines")
     num_workers: int = Field(2, ge=0, description="DataLoader workers reading cached tensors")
+    ddp_timeout: int = Field(
+        TRAINING_TIMEOUT_SECONDS,
+        ge=1,
+        description="seconds a process waits for the others at a collective (multi-process runs; NCCL's own "
+        "default, 10 minutes, can end a run while the main process writes a large model's export)",
+    )
     resume: bool = Field(False, description="continue from the last complete checkpoint in OUT")
     validation_prompts: Path | None = Field(
         None,

@@ -65,6 +65,7 @@ def _accelerator(cfg: AlignConfig) -> Any:
         mixed_precision=cfg.mixed_precision,
         gradient_accumulation_steps=cfg.grad_accum,
         cpu=not torch.cuda.is_available(),
+        ddp_timeout=cfg.ddp_timeout,
     )
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched != accelerator.num_processes:  # e.g. torchrun on a machine without GPUs: N runs, not one

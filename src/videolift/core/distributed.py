@@ -13,6 +13,11 @@ from videolift.core.errors import UsageError, VideoliftError
 # the finished rank and with it the run.
 SHARDED_JOB_TIMEOUT = timedelta(hours=12)
 
+# Training ranks wait at a barrier while the main process alone hashes the base's weights, writes a
+# checkpoint or exports the model (a 14B transformer is tens of GB): NCCL's default of 10 minutes ended
+# such runs there. An hour, as a default of `align` / `critic train --ddp-timeout` (seconds).
+TRAINING_TIMEOUT_SECONDS = 3600
+
 
 def checked_device(device: str, option: str = "--device") -> str:
     """``device`` as given once torch can place a tensor there ("auto" as it is), else a one-line error:
@@ -55,17 +60,22 @@ def deepspeed_clipping(accelerator: Any, max_grad_norm: float) -> None:
             ds["gradient_clipping"] = max_grad_norm
 
 
-def fresh_accelerator(**settings: Any) -> Any:
+def fresh_accelerator(*, ddp_timeout: int | None = None, **settings: Any) -> Any:
     """An ``Accelerator`` with these settings, also when an earlier run in this process fixed accelerate's
     process-wide state to others: ``videolift run`` trains its critic (no mixed precision) and then aligns
     in bf16 in one process, as a notebook may; accelerate refuses the second ("AcceleratorState has
     already been initialized and cannot be changed"). The process group (``PartialState``) is kept; an
     earlier Accelerator still held reads the new settings (accelerate's state is shared), so runs follow
-    each other, not interleave."""
+    each other, not interleave. ``ddp_timeout``: seconds a rank waits at a collective, when this call makes
+    the process group (a process's first state sets it for good)."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
+    from accelerate.utils import InitProcessGroupKwargs
 
     # Private (accelerate resets it so between its own tests); a version without it refuses as before.
     if callable(reset := getattr(AcceleratorState, "_reset_state", None)):
         reset()
+    if ddp_timeout is not None:
+        handler = InitProcessGroupKwargs(timeout=timedelta(seconds=ddp_timeout))
+        settings["kwargs_handlers"] = [*settings.get("kwargs_handlers", []), handler]
     return Accelerator(**settings)

@@ -155,6 +155,7 @@ def train(
     seed: int = _sft("seed", "--seed"),
     save_every: int = _sft("save_every", "--save-every", "--checkpoint-every"),
     keep_checkpoints: int = _sft("keep_checkpoints", "--keep-checkpoints"),
+    ddp_timeout: int = _sft("ddp_timeout", "--ddp-timeout"),
     val_data: Path | None = typer.Option(
         None,
         "--val-data",
@@ -227,6 +228,7 @@ def train(
         seed=seed,
         save_every=save_every,
         keep_checkpoints=keep_checkpoints,
+        ddp_timeout=ddp_timeout,
         val_every=val_every,
         gradient_checkpointing=gradient_checkpointing,
         dtype=dtype,

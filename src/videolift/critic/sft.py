@@ -414,7 +414,9 @@ def _accelerator(cfg: SFTConfig) -> Any:
 
     # cpu=True without a GPU: otherwise torchrun on CPU gives unsynchronised single-process runs.
     accelerator = fresh_accelerator(
-        gradient_accumulation_steps=cfg.grad_accum, cpu=not torch.cuda.is_available()
+        gradient_accumulation_steps=cfg.grad_accum,
+        cpu=not torch.cuda.is_available(),
+        ddp_timeout=cfg.ddp_timeout,
     )
     deepspeed_clipping(accelerator, cfg.max_grad_norm)
     set_seed(cfg.seed)

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.dataclasses import dataclass as checked_dataclass
 
+from videolift.core.distributed import TRAINING_TIMEOUT_SECONDS
 from videolift.core.errors import UsageError
 from videolift.core.jsonl import validation_field
 from videolift.core.settings import refuse_bool_number
@@ -37,7 +38,7 @@ STEP_DIGITS = 6  # checkpoints/step-000100: the names critic train has always wr
 # is trained (gradient checkpointing recomputes the same activations): e.g. a run out of GPU memory
 # continues with --gradient-checkpointing.
 RESUMABLE_CHANGES = frozenset(
-    {"save_every", "keep_checkpoints", "frame_cache_mb", "gradient_checkpointing", "val_every"}
+    {"save_every", "keep_checkpoints", "frame_cache_mb", "gradient_checkpointing", "val_every", "ddp_timeout"}
 )
 
 
@@ -111,6 +112,12 @@ class SFTConfig:
         "last.",
     )
     keep_checkpoints: int = Field(2, ge=1, description="Latest checkpoints kept.")
+    ddp_timeout: int = Field(
+        TRAINING_TIMEOUT_SECONDS,
+        ge=1,
+        description="Seconds a process waits for the others at a collective (multi-process runs; NCCL's "
+        "own default, 10 minutes, can end a run while the main process saves a large model).",
+    )
     gradient_checkpointing: bool = Field(
         False,
         description="Recompute activations in backward: less memory, the same updates (a --resume may "
