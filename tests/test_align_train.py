@@ -1077,6 +1077,40 @@ def test_validation_samples_watch_the_run_without_changing_what_it_trains(world,
     assert not (tmp_path / "bad").exists()  # refused before any work
 
 
+def test_validation_samples_take_their_guidance_which_a_resume_may_change(world, tmp_path, monkeypatch):
+    """--validation-guidance is the scale the validation samples' pipeline calls get (default: the model's),
+    recorded with each step's samples; a resume may change it, as the other validation settings."""
+    from diffusers import CogVideoXPipeline
+
+    guided, call = [], CogVideoXPipeline.__call__  # the guidance scale of each sampling call
+    monkeypatch.setattr(
+        CogVideoXPipeline, "__call__", lambda *a, **kw: guided.append(kw["guidance_scale"]) or call(*a, **kw)
+    )
+    prompts = tmp_path / "val.txt"
+    prompts.write_text("a red square moves right\n")
+    out = tmp_path / "run"
+    kw = dict(validation_prompts=prompts, validation_steps=1, checkpoint_every=1)
+    train(align_config(world, out, max_steps=1, validation_guidance=2.5, **kw), progress=False)
+    assert guided == [2.5, 2.5]  # before the first update and after the last
+    train(align_config(world, out, max_steps=2, validation_guidance=1.5, resume=True, **kw), progress=False)
+    train(align_config(world, out, max_steps=3, resume=True, **kw), progress=False)  # the model's again
+    assert guided == [2.5, 2.5, 1.5, 6.0]  # CogVideoX's own 6
+
+    def recorded(step: int) -> list[tuple]:
+        lines = (out / "validation" / f"step-{step:07d}" / "samples.jsonl").read_text().splitlines()
+        return [(x["guidance"], x["guidance_2"]) for x in map(json.loads, lines)]
+
+    assert [recorded(step) for step in range(4)] == [
+        [(2.5, None)],
+        [(2.5, None)],
+        [(1.5, None)],
+        [(6.0, None)],
+    ]
+    assert (
+        json.loads((out / "align_config.json").read_text())["validation_guidance"] is None
+    )  # this attempt's
+
+
 def test_the_held_out_loss_follows_the_weights_with_draws_fixed_for_the_run(world, tmp_path):
     """--validation-real: the diffusion loss of clips the run does not train on, before training, every
     --validation-every steps and at the end. Its draws come from --validation-seed (not the run's seed),

@@ -352,6 +352,15 @@ def test_resume_conflicts_name_changed_settings_and_accept_newer_options_at_defa
     assert lora.resume_conflicts(lora_before_scope) == []
     assert lora.model_copy(update={"full_scope": "all"}).resume_conflicts(lora.model_dump(mode="json")) == []
     assert lora.resume_conflicts(saved) == ["finetune: 'full' in the checkpoint, 'lora' now"]
+    # The validation samples' guidance watches the run, trains nothing: it may change, or come after the
+    # checkpoint's version, and leaves the fingerprint of runs without it as it was.
+    guided = AlignConfig(**cfg.model_dump() | {"validation_guidance": 2.5, "validation_guidance_2": 1.5})
+    assert guided.resume_conflicts(saved) == [] and guided.resume_conflicts(older) == []
+    before = {k: v for k, v in saved.items() if not k.startswith("validation_guidance")}
+    assert (
+        guided.resume_conflicts(before) == [] and cfg.resume_conflicts(guided.model_dump(mode="json")) == []
+    )
+    assert guided.training_fingerprint() == cfg.training_fingerprint()
     # Paths are compared by where they lead: another spelling of the same model or file is no conflict.
     model = tmp_path / "model"
     model.mkdir()
@@ -812,6 +821,26 @@ def test_align_refuses_validation_settings_without_what_they_set(tmp_path):
         said.exit_code == 2  # a settings validator's refusal of options: a usage error all the same
         and "(--validation-real-videos) needs validation_real (--validation-real)" in said.output
     )
+    said = CliRunner().invoke(app, [*args, "--validation-guidance", "2", "--validation-guidance-2", "1"])
+    assert said.exit_code == 2, said.output
+    assert "--validation-guidance, --validation-guidance-2: needs --validation-prompts" in said.output
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
+@pytest.mark.parametrize("option", ["--validation-guidance", "--validation-guidance-2"])
+def test_align_refuses_a_validation_guidance_that_is_no_positive_finite_number(tmp_path, option, value):
+    from typer.testing import CliRunner
+
+    from videolift.cli import app
+
+    args = ["align", "--model", "m", "--scores", "s", "--videos", "v", "--out", str(tmp_path / "o")]
+    said = CliRunner().invoke(app, [*args, "--validation-prompts", "p.txt", f"{option}={value}"])
+    assert said.exit_code == 2, said.output
+    why = "greater than 0" if value in ("0", "-1") else "a finite number"
+    assert f"Error: {option} {float(value)}: Input should be {why}" in said.output
+    (tmp_path / "c.yaml").write_text(f"{option[2:].replace('-', '_')}: {value.replace('inf', '.inf')}\n")
+    with pytest.raises(DataError, match=f"{option[2:].replace('-', '_')}"):
+        AlignConfig.load(tmp_path / "c.yaml", model="m", scores="s", videos="v", out=tmp_path / "o")
 
 
 def test_align_trains_on_the_cpu_where_accelerate_would_pick_a_macs_mps(monkeypatch, tmp_path):

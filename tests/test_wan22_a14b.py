@@ -456,6 +456,52 @@ def test_a_run_without_samples_never_loads_the_frozen_expert_and_exports_it_as_t
     assert _same(_state(base.transformer_2), _state(b.transformer_2))
 
 
+def test_validation_guidances_reach_both_experts_and_the_second_is_refused_for_one_transformer(
+    world, pipe, tmp_path, monkeypatch
+):
+    """--validation-guidance and --validation-guidance-2 are the scales of the validation samples' pipeline
+    calls (each unset one: the model's); the second is refused for a one-transformer model before it loads,
+    and by the settings where its index could not be read then."""
+    from diffusers import WanPipeline
+
+    from videolift.align.validation import sampler_settings
+
+    guided, call = [], WanPipeline.__call__  # the guidance scales of each sampling call
+    monkeypatch.setattr(WanPipeline, "__call__", lambda *a, **kw: guided.append(kw) or call(*a, **kw))
+    (tmp_path / "val.txt").write_text(PROMPTS[0] + "\n")
+    samples = dict(
+        validation_prompts=tmp_path / "val.txt", validation_steps=2, frames=9, height=SIZE, width=SIZE
+    )
+    run = align_config(world, tmp_path / "run", max_steps=1, expert="high", validation_guidance=2.5,
+                       validation_guidance_2=1.5, **samples)  # fmt: skip
+    train(run, progress=False)
+    monkeypatch.undo()
+    assert [(kw["guidance_scale"], kw["guidance_scale_2"]) for kw in guided] == [(2.5, 1.5)] * 2
+    lines = (tmp_path / "run/validation/step-0000001/samples.jsonl").read_text().splitlines()
+    assert [(x["guidance"], x["guidance_2"]) for x in map(json.loads, lines)] == [(2.5, 1.5)]
+    spec = get_spec("wan")
+    one = run.model_copy(update={"validation_guidance_2": None})
+    assert (sampler_settings(one, spec, pipe).guidance, sampler_settings(one, spec, pipe).guidance_2) == (
+        2.5,
+        3.0,
+    )
+    two = run.model_copy(update={"validation_guidance": None})
+    assert (sampler_settings(two, spec, pipe).guidance, sampler_settings(two, spec, pipe).guidance_2) == (
+        4.0,
+        1.5,
+    )
+
+    refused = "--validation-guidance-2 1.5: the low-noise expert's guidance, only for two-expert Wan 2.2"
+    wan21 = align_config(world, tmp_path / "wan21", model=str(world / "wan21"), family="wan",
+                         validation_guidance_2=1.5, **samples)  # fmt: skip
+    with pytest.raises(VideoliftError, match=refused) as caught:
+        train(wan21, progress=False)
+    assert "(--validation-guidance guides it)" in str(caught.value)
+    assert not (tmp_path / "wan21").exists()  # refused before any work
+    with pytest.raises(VideoliftError, match=refused):
+        sampler_settings(wan21, spec, spec.load(str(world / "wan21")))
+
+
 def test_the_cache_key_is_the_same_with_either_expert_or_both_loaded(world):
     from videolift.align.cache import model_fingerprint
     from videolift.align.inputs import denoisers

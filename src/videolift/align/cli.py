@@ -90,6 +90,10 @@ def align(
     validation_every: int = typer.Option(None, "--validation-every", help=_h("validation_every")),
     validation_steps: int = typer.Option(None, "--validation-steps", help=_h("validation_steps")),
     validation_seed: int = typer.Option(None, "--validation-seed", help=_h("validation_seed")),
+    validation_guidance: float = typer.Option(None, "--validation-guidance", help=_h("validation_guidance")),
+    validation_guidance_2: float = typer.Option(
+        None, "--validation-guidance-2", help=_h("validation_guidance_2")
+    ),
     validation_real: str = typer.Option(
         None, "--validation-real", metavar="PATH", help=_h("validation_real")
     ),
@@ -115,8 +119,16 @@ def align(
     options["resume"] = True if resume else None
     options["overwrite"] = True if overwrite else None
     cfg = AlignConfig.load(config, **options)
-    if cfg.validation_prompts is None and validation_steps is not None:
-        raise typer.BadParameter("--validation-steps: needs --validation-prompts (sets how they are sampled)")
+    sampling = {
+        "--validation-steps": validation_steps,
+        "--validation-guidance": validation_guidance,
+        "--validation-guidance-2": validation_guidance_2,
+    }
+    given = [k for k, v in sampling.items() if v is not None]
+    if given and cfg.validation_prompts is None:
+        raise typer.BadParameter(
+            f"{', '.join(given)}: needs --validation-prompts (sets how they are sampled)"
+        )
     watched = {"--validation-every": validation_every, "--validation-seed": validation_seed}
     given = [k for k, v in watched.items() if v is not None]
     if given and cfg.validation_prompts is None and cfg.validation_real is None:

@@ -52,6 +52,8 @@ RESUMABLE_CHANGES = frozenset(
         "validation_every",
         "validation_steps",
         "validation_seed",
+        "validation_guidance",
+        "validation_guidance_2",
         "validation_real",
         "validation_real_videos",
     }
@@ -268,6 +270,18 @@ class AlignConfig(StrictModel):
         lt=2**32,
         description="base seed of the validation samples (as `videolift generate --seed`) and of the held-out "
         "loss's noise",
+    )
+    validation_guidance: float | None = Field(
+        None,
+        gt=0,
+        description="classifier-free guidance scale of the validation samples (default: the model's, as "
+        "`videolift generate`'s: CogVideoX 6, Wan 5, Wan 2.2 A14B 4, LTX-Video 3)",
+    )
+    validation_guidance_2: float | None = Field(
+        None,
+        gt=0,
+        description="the low-noise expert's guidance scale of the validation samples, for two-expert Wan 2.2 "
+        "(A14B) only (default: Wan-AI's 3)",
     )
     validation_real: Path | None = Field(
         None,

@@ -20,7 +20,7 @@ from videolift.align.video_check import check_videos
 from videolift.align.weights import Sample, read_real
 from videolift.core.errors import VideoliftError
 from videolift.core.files import HashMemo, lock_run
-from videolift.models.families import detect_family, model_index, spec_for
+from videolift.models.families import check_guidance_2, detect_family, model_index, spec_for
 
 
 @dataclass
@@ -86,6 +86,8 @@ def preflight(
     set_seed(cfg.seed)
     cfg = _resolved(cfg)
     trained = trained_component(cfg)  # --expert refused, or missing, before anything is read
+    # as generate's --guidance-2: from the model's index, not after minutes of loading it
+    check_guidance_2(cfg.model, cfg.family, cfg.validation_guidance_2, option="--validation-guidance")
     check_video_roots(cfg)
     ckpt_root, log_dir = cfg.out / "checkpoints", cfg.out / "logs"
     # The main process reads the inputs and the model's weights for their hashes (the others get its

@@ -2,7 +2,7 @@
 (before the first update, every ``validation_every`` steps and after the last), to watch it change::
 
     OUT/validation/step-0000100/000.mp4, 001.mp4, ...
-    OUT/validation/step-0000100/samples.jsonl     {"video", "prompt", "seed"} per line
+    OUT/validation/step-0000100/samples.jsonl     {"video", "prompt", "seed", "guidance", "guidance_2"} per line
 
 Video ``i`` has ``videolift generate --seed validation_seed``'s seed for prompt ``i`` (one per prompt),
 so the base model's samples can be made apart too. The processes sample with the weights being trained
@@ -51,12 +51,18 @@ def validation_prompts(cfg: AlignConfig, accelerator: Any) -> list[str]:
 
 
 def sampler_settings(cfg: AlignConfig, spec: Any, pipe: Any) -> Any:
-    """The validation samples' settings: the model's guidance (a two-expert Wan 2.2's two), the model's size
-    or the run's ``frames/height/width``; refused if the model cannot sample them."""
+    """The validation samples' settings: ``validation_guidance`` (and a two-expert Wan 2.2's
+    ``validation_guidance_2``), by default the model's; the model's size or the run's
+    ``frames/height/width``; refused if the model cannot sample them."""
     from videolift.models.base import SamplerSettings
 
     frames, height, width = spec.default_sampling(pipe, cfg.frames, cfg.height, cfg.width)
     guidance, guidance_2 = spec.guidances(pipe)
+    if cfg.validation_guidance is not None:
+        guidance = cfg.validation_guidance
+    if cfg.validation_guidance_2 is not None:  # refused for one transformer (where its index was unread)
+        spec.check_guidance_2(pipe.config, cfg.validation_guidance_2, "--validation-guidance")
+        guidance_2 = cfg.validation_guidance_2
     settings = SamplerSettings(
         cfg.validation_steps, guidance, False, frames, height, width, spec.fps(pipe), guidance_2=guidance_2
     )
@@ -104,6 +110,7 @@ def write_samples(
     accelerator.wait_for_everyone()
     trained = accelerator.unwrap_model(model)
     settings = sampler_settings(cfg, spec, pipe)
+    guidances = {"guidance": settings.guidance, "guidance_2": settings.guidance_2}  # a resume may change them
     scheduler = pipe.scheduler
     devices = [accelerator.device] if accelerator.device.type == "cuda" else []
     encoders_ready(pipe, accelerator.device, cfg.vae_tiling, trained)  # and a frozen expert: both sample
@@ -117,7 +124,8 @@ def write_samples(
                 seed = derive_seed(cfg.validation_seed, i, 0)
                 (video,) = spec.generate(pipe, [prompts[i]], [seed], settings)
                 write_video(partial / f"{i:03d}.mp4", video, fps=settings.fps)
-                made.append((i, {"video": f"{i:03d}.mp4", "prompt": prompts[i], "seed": seed}, _strip(video)))
+                line = {"video": f"{i:03d}.mp4", "prompt": prompts[i], "seed": seed, **guidances}
+                made.append((i, line, _strip(video)))
     finally:
         pipe.scheduler = scheduler
         trained.train()

@@ -346,12 +346,13 @@ class DiffusersT2VSpec:
         """Whether a pipeline's config (or model_index.json) has two experts (Wan 2.2 A14B)."""
         return False
 
-    def check_guidance_2(self, config: Any, guidance_2: float | None) -> None:
-        """Refuse ``--guidance-2`` for a pipeline (its config or model_index.json) without two experts."""
+    def check_guidance_2(self, config: Any, guidance_2: float | None, option: str = "--guidance") -> None:
+        """Refuse ``--guidance-2`` for a pipeline (its config or model_index.json) without two experts
+        (``option``: the guidance's option, ``option-2`` the refused one's: align's --validation-guidance)."""
         if guidance_2 is not None and not self.two_experts(config):
             raise VideoliftError(
-                f"--guidance-2 {guidance_2}: the low-noise expert's guidance, only for two-expert Wan 2.2 (A14B); "
-                f"this {self.pipeline_class or 'pipeline'} has one transformer: leave it out (--guidance guides it)"
+                f"{option}-2 {guidance_2}: the low-noise expert's guidance, only for two-expert Wan 2.2 (A14B); "
+                f"this {self.pipeline_class or 'pipeline'} has one transformer: leave it out ({option} guides it)"
             )
 
     def check_trainable(self, pipe: Any) -> None:

@@ -65,11 +65,13 @@ def pipeline_class_of(model: str) -> str:
         ) from None
 
 
-def check_guidance_2(model: str, family: str | None, guidance_2: float | None) -> None:
-    """``--guidance-2`` refused for a one-transformer model before it loads, where its index can be read
-    (loading it checks again); VideoliftError."""
+def check_guidance_2(
+    model: str, family: str | None, guidance_2: float | None, option: str = "--guidance"
+) -> None:
+    """``--guidance-2`` (``option``-2) refused for a one-transformer model before it loads, where its index
+    can be read (loading it checks again); VideoliftError."""
     if guidance_2 is not None and (index := model_index(model)) is not None:
-        spec_for(model, family).check_guidance_2(index, guidance_2)
+        spec_for(model, family).check_guidance_2(index, guidance_2, option)
 
 
 def model_index(model: str) -> dict | None:
