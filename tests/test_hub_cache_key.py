@@ -1,11 +1,13 @@
-"""The latent cache's key for a model named by a Hub id: the content of its snapshot in the local Hub cache
-(a fake one built here, offline, as huggingface_hub lays it out), as for a local copy of the same files."""
+"""A model named by a Hub id, in a local Hub cache (a fake one built here, offline, as huggingface_hub lays it
+out): the latent cache's key is the content of its snapshot, as for a local copy of the same files; `align
+--resume` and `generate`'s resume refuse an id updated upstream (a new commit) since the run started."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -123,3 +125,91 @@ def test_wan_a14b_both_experts_from_a_hub_id_encode_once(hub, tmp_path):
     model = str(first.export_dir)
     second = train(align_config(world, tmp_path / "B", **kw, expert="low", model=model), progress=False)
     assert second.data["cache"]["videos_encoded"] == 0 and second.data["cache"]["prompts_encoded"] == 0
+
+
+def test_the_commit_of_a_hub_id_is_the_one_its_main_ref_names(hub, tmp_path):
+    from videolift.core.hub import hub_commit
+
+    assert hub_commit(REPO_ID) is None and hub_commit(str(BASE)) is None  # not cached; a local model
+    publish(hub, REPO_ID, BASE, "a" * 40)
+    assert hub_commit(REPO_ID) == "a" * 40
+    (hub / "models--owner--tiny/refs/main").write_text("b" * 40)  # no such snapshot
+    assert hub_commit(REPO_ID) is None
+
+
+def test_align_resume_refuses_a_hub_id_updated_upstream(hub, tmp_path, monkeypatch):
+    """Checked before the load when the cache already holds the new commit, and after it when the load
+    itself moved ``main`` (an online load fetching the update); a checkpoint recording no commit (older
+    code) resumes."""
+    from align_world import align_config, make_world
+    from videolift.align.trainer import train
+    from videolift.core.errors import VideoliftError
+
+    world, out = make_world(tmp_path, size=32), tmp_path / "out"
+    kw = dict(model=REPO_ID, frames=9, height=32, width=32, checkpoint_every=1)
+    publish(hub, REPO_ID, BASE, "a" * 40)
+    first = train(align_config(world, out, max_steps=1, **kw), progress=False)
+    state = out / "checkpoints/step-0000001/trainer_state.json"
+    assert json.loads(state.read_text())["inputs"]["model_commit"] == "a" * 40
+    assert first.data["model_commit"] == "a" * 40  # train_summary.json's data
+    publish(hub, REPO_ID, BASE, "b" * 40)  # the same files under a new commit: the refusal reads no weight
+    resumed = align_config(world, out, max_steps=2, resume=True, **kw)
+    refusal = f"model_commit: {'a' * 40} in the checkpoint, {'b' * 40} now ({REPO_ID} was updated on the Hub"
+    with pytest.raises(VideoliftError, match=re.escape(refusal)):
+        train(resumed, progress=False)
+
+    ref = hub / "models--owner--tiny/refs/main"
+    ref.write_text("a" * 40)
+    spec = type(get_spec("cogvideox"))
+    load = spec.load
+
+    fetched = []
+
+    def fetching(self, model, **options):  # what an online load does when the Hub has a new commit
+        fetched.append(ref.write_text("b" * 40))
+        return load(self, model, **options)
+
+    with monkeypatch.context() as patched, pytest.raises(VideoliftError, match=re.escape(refusal)):
+        patched.setattr(spec, "load", fetching)
+        train(resumed, progress=False)
+    assert fetched  # refused after the load, not before it
+    assert not (out / "checkpoints/step-0000002").exists()
+
+    data = json.loads(state.read_text())  # as older code wrote it: no commit
+    del data["inputs"]["model_commit"]
+    state.write_text(json.dumps(data))
+    assert train(resumed, progress=False).steps == 2
+    latest = json.loads((out / "checkpoints/step-0000002/trainer_state.json").read_text())
+    assert latest["inputs"]["model_commit"] == "b" * 40
+
+
+def test_generate_resume_refuses_a_hub_id_updated_upstream(hub, tmp_path):
+    from typer.testing import CliRunner
+
+    from videolift.cli import app
+    from videolift.core.errors import VideoliftError
+    from videolift.data.generate import known_settings
+    from videolift.data.generate_resume import earlier_run_conflict
+
+    prompts, out = tmp_path / "prompts.txt", tmp_path / "out"
+    prompts.write_text("a red circle moves left\n")
+    args = ["generate", "--model", REPO_ID, "--prompts", str(prompts), "--out", str(out), "--steps", "2"]
+
+    def generate() -> object:
+        return CliRunner().invoke(app, [*args, "--no-progress"], standalone_mode=False)
+
+    publish(hub, REPO_ID, BASE, "a" * 40)
+    assert generate().exception is None
+    settings = json.loads((out / "generation.json").read_text())
+    assert settings["model_commit"] == "a" * 40
+    assert json.loads((out / "manifest.jsonl").read_text())["model_commit"] == "a" * 40
+    publish(hub, REPO_ID, BASE, "b" * 40)
+    result = generate()
+    assert isinstance(result.exception, VideoliftError)
+    assert f"model_commit was '{'a' * 40}', now '{'b' * 40}'" in str(result.exception)
+    # eval's check before its models load sees it too, from the cache
+    assert "model_commit was" in earlier_run_conflict(out, known_settings(REPO_ID, None, 0, {}))
+    del settings["model_commit"]  # a run recorded before the commit was: resumed
+    (out / "generation.json").write_text(json.dumps(settings))
+    assert "0 generated here, 1 already done" in generate().output
+    assert json.loads((out / "generation.json").read_text())["model_commit"] == "b" * 40

@@ -32,11 +32,45 @@ def checkpoint_conflicts(cfg: AlignConfig, checkpoint: Path, inputs: dict | None
     # before 2026-12-06 no model weights: the model is compared by path).
     hashes, now = state.get("inputs") or {}, inputs or cfg.input_hashes()
     for name, digest in sorted(hashes.items()):
-        if now.get(name) != digest and not any(c.startswith(f"{name}:") for c in conflicts):
+        if name == "model_commit":  # (a Hub id not cached yet is known once loaded: compared then)
+            if why := commit_conflict(cfg, digest, now.get(name), conflicts):
+                conflicts.append(why)
+        elif now.get(name) != digest and not any(c.startswith(f"{name}:") for c in conflicts):
             conflicts.append(
                 f"{name}: {getattr(cfg, name)} has changed since the checkpoint (its content differs)"
             )
     return conflicts
+
+
+def commit_conflict(cfg: AlignConfig, saved: str | None, now: str | None, conflicts: list[str]) -> str | None:
+    """Why a Hub id that resolved to commit ``saved`` when the checkpoint was written must not resume on
+    ``now`` (None: it may). Either None is no conflict: a checkpoint from before 2026-12-07 records no
+    commit, a local model has none, and an id not in the cache yet has one once loaded. ``conflicts``: the
+    others found, among them a changed --model, which says it already."""
+    if None in (saved, now) or saved == now or any(c.startswith("model:") for c in conflicts):
+        return None
+    return (
+        f"model_commit: {saved} in the checkpoint, {now} now ({cfg.model} was updated on the Hub since: "
+        "other base weights; start again with --overwrite, or in a new --out)"
+    )
+
+
+def check_loaded_commit(cfg: AlignConfig, checkpoint: Path | None, commit: str | None) -> None:
+    """After the model loaded: refuse to resume ``checkpoint`` if the Hub id resolved to another commit
+    than the checkpoint's (an id not in the cache at preflight, or a load that fetched an update)."""
+    if checkpoint is None:
+        return
+    saved = (read_json(checkpoint / STATE_FILE).get("inputs") or {}).get("model_commit")
+    if why := commit_conflict(cfg, saved, commit, []):
+        raise _other_settings(checkpoint, [why])
+
+
+def _other_settings(checkpoint: Path, conflicts: list[str]) -> VideoliftError:
+    """The refusal to resume ``checkpoint``, naming each conflict on a line of its own."""
+    return VideoliftError(
+        f"{checkpoint}: written by a run with other settings (only {', '.join(sorted(RESUMABLE_CHANGES))}"
+        " may change on --resume):\n  " + "\n  ".join(conflicts)
+    )
 
 
 def resume_point(cfg: AlignConfig, root: Path, inputs: dict | None = None) -> Path | None:
@@ -52,10 +86,7 @@ def resume_point(cfg: AlignConfig, root: Path, inputs: dict | None = None) -> Pa
             )
         return None
     if latest is not None and (conflicts := checkpoint_conflicts(cfg, latest, inputs)):
-        raise VideoliftError(
-            f"{latest}: written by a run with other settings (only {', '.join(sorted(RESUMABLE_CHANGES))}"
-            " may change on --resume):\n  " + "\n  ".join(conflicts)
-        )
+        raise _other_settings(latest, conflicts)
     if latest is not None and (step := checkpoint_step(latest)) > cfg.max_steps:
         raise VideoliftError(  # it would export the longer run's weights as the shorter one's
             f"{latest}: the run is at step {step}, past --max-steps {cfg.max_steps}; "

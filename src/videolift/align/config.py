@@ -18,6 +18,7 @@ from pydantic_core import to_jsonable_python
 from videolift.core.distributed import TRAINING_TIMEOUT_SECONDS
 from videolift.core.errors import DataError, OptionError
 from videolift.core.files import HashMemo, content_hash, out_dir_problem, weights_digest
+from videolift.core.hub import hub_commit
 from videolift.core.jsonl import validation_field
 from videolift.core.memory import BATCH_PIXELS
 from videolift.core.settings import StrictModel, expand_home, read_settings
@@ -417,13 +418,16 @@ class AlignConfig(StrictModel):
     def input_hashes(self, memo: HashMemo | None = None) -> dict[str, str | None]:
         """SHA-256 of the files the run reads by path (None: unset or missing, which loading reports), and
         the content of a local model's weight files: --resume must not continue on edited ones, nor on a
-        base rebuilt at the same path. ``memo``: weight hashes known from earlier runs (not saved here:
-        a run refused by its checks writes nothing)."""
+        base rebuilt at the same path; and a Hub id's commit in the local Hub cache (``model_commit``; None
+        for a local model, or an id not cached yet: the run records the one it loaded), nor on an id
+        updated upstream. ``memo``: weight hashes known from earlier runs (not saved here: a run refused by
+        its checks writes nothing)."""
         files = {"scores": self.scores, "real": self.real, "reward_config": self.reward_config}
         hashes = {
             name: content_hash(p) if p is not None and p.is_file() else None for name, p in files.items()
         }
         hashes["model"] = weights_digest(self.model, memo or HashMemo(self.cache_root / HASH_MEMO))
+        hashes["model_commit"] = hub_commit(self.model)
         return hashes
 
     def training_fingerprint(self) -> str:

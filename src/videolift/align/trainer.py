@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from videolift.align.checkpoints import clear_after, save_checkpoint
+from videolift.align.checkpoints import check_loaded_commit, clear_after, save_checkpoint
 from videolift.align.config import RUN_DIRS, AlignConfig
 from videolift.align.data import CachedItem, StepDataset, Stream, WeightedStream
 from videolift.align.export import export_trained
@@ -39,7 +39,7 @@ from videolift.core.checkpoints import load_checkpoint, save_trainable_only
 from videolift.core.distributed import fresh_accelerator
 from videolift.core.errors import VideoliftError
 from videolift.core.files import holds_weights
-from videolift.core.hub import base_directory
+from videolift.core.hub import base_directory, hub_commit
 from videolift.core.jsonl import append_jsonl, atomic_write, finite_values
 from videolift.models.base import is_empty, resolve_dtype
 from videolift.models.families import get_spec
@@ -195,6 +195,7 @@ def _load_for_training(ready: Preflight, progress: bool) -> _Run:
     align_config.json written. Collective."""
     cfg, accelerator = ready.cfg, ready.accelerator
     spec, pipe, trained_name, t_range, params = _load_model(cfg, ready.weight_dtype, ready.trained)
+    _record_commit(ready)
     if cfg.expert:
         frozen = [c for n, c in pipe.components.items() if n in spec.frozen_experts(cfg.expert)]
         loaded = not any(is_empty(c) for c in frozen)  # (left out only when nothing samples with it)
@@ -241,6 +242,19 @@ def _load_for_training(ready: Preflight, progress: bool) -> _Run:
         scheduler=scheduler,
         ema=ema,
     )
+
+
+def _record_commit(ready: Preflight) -> None:
+    """Once the model is loaded: the commit a Hub id resolved to (the main process's Hub cache answers for
+    all), refused when the checkpoint to resume was written on another, else recorded by every checkpoint
+    (``inputs``) and the summary (``data``). Collective."""
+    from accelerate.utils import broadcast_object_list
+
+    commit = broadcast_object_list([hub_commit(ready.cfg.model) if ready.main else None])[0]
+    check_loaded_commit(ready.cfg, ready.resume_from, commit)
+    ready.inputs["model_commit"] = commit
+    if commit is not None:
+        ready.data["model_commit"] = commit
 
 
 def _resume(run: _Run) -> int:

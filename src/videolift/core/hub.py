@@ -36,3 +36,22 @@ def base_directory(model: str) -> Path | None:
         return Path(snapshot_download(model, local_files_only=True))
     except Exception:  # not cached (or not a Hub id)
         return None
+
+
+def hub_commit(model: str) -> str | None:
+    """The commit a Hub id resolves to in the local Hub cache: the one its ``main`` ref names, whose
+    snapshot a load without a revision reads offline, or has just downloaded online. None for a local path,
+    or an id with no snapshot of that commit in the cache. Reads the ref alone (nothing is hashed; a
+    snapshot that huggingface_hub's tree listing calls incomplete, as a diffusers download leaving files
+    out is, still has its commit); never goes online."""
+    if Path(model).expanduser().exists():
+        return None
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+
+    try:
+        repo = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=model, repo_type="model")
+        commit = (repo / "refs" / "main").read_text().strip()
+    except (OSError, ValueError):  # not cached, or not a Hub id (HFValidationError, a missing path)
+        return None
+    return commit if commit and (repo / "snapshots" / commit).is_dir() else None

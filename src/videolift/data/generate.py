@@ -31,6 +31,7 @@ from typing import Any
 from videolift.core.distributed import SHARDED_JOB_TIMEOUT
 from videolift.core.errors import UsageError, VideoliftError
 from videolift.core.files import check_out_dir, fingerprint
+from videolift.core.hub import hub_commit
 from videolift.core.jsonl import append_jsonl, atomic_write, repair_log, write_jsonl
 from videolift.core.memory import clips_per_call
 from videolift.data.generate_model import cpu_only, device_and_dtype, load_pipeline
@@ -149,7 +150,8 @@ def known_settings(model: str, lora: str | None, seed: int, sampler: dict[str, A
         from videolift.models.base import resolve_dtype
 
         given["dtype"] = str(resolve_dtype(sampler["dtype"])).removeprefix("torch.")
-    return {"model": model, "lora": lora, "base_seed": seed, "model_files": _model_files(model, lora)} | given
+    known = {"model": model, "lora": lora, "base_seed": seed, "model_files": _model_files(model, lora)}
+    return known | given | _model_commit(model)
 
 
 def _model_files(model: str, lora: str | None) -> dict[str, str | None]:
@@ -158,6 +160,12 @@ def _model_files(model: str, lora: str | None) -> dict[str, str | None]:
         name: fingerprint(path) if path and Path(path).is_dir() else None
         for name, path in (("model", model), ("lora", lora))
     }
+
+
+def _model_commit(model: str) -> dict[str, str]:
+    """A Hub id's commit in the local Hub cache, which a load without a revision resolved (none for a local
+    model, nor for an id not cached yet: known once it loads): an id updated upstream is another model."""
+    return {"model_commit": commit} if (commit := hub_commit(model)) else {}
 
 
 # ---- outputs -------------------------------------------------------------------------------------
@@ -356,10 +364,10 @@ def _run_record(
     vae_tiling: bool,
 ) -> dict[str, Any]:
     """The run's settings as OUT/generation.json records them and every manifest line carries them: what
-    a later run must match to resume (the model's and LoRA's files by their fingerprints)."""
+    a later run must match to resume (the model's and LoRA's files by their fingerprints, a Hub id's commit)."""
     run = {"model": model, "lora": lora, "base_seed": seed, "dtype": dtype, **asdict(settings)}
     run["model_files"] = _model_files(model, lora)
-    run |= {"lossless": lossless, "vae_tiling": vae_tiling}
+    run |= {"lossless": lossless, "vae_tiling": vae_tiling} | _model_commit(model)
     return run
 
 

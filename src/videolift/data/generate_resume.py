@@ -46,7 +46,7 @@ def check_out(out: Path) -> None:
             )
 
 
-ADDED_LATER = frozenset({"model_files"})  # run-config keys that older generation.json files lack
+ADDED_LATER = frozenset({"model_files", "model_commit"})  # run-config keys older generation.json files lack
 
 
 def check_run_config(out: Path, run: dict[str, Any]) -> str | None:
