@@ -107,6 +107,24 @@ def test_a_hub_id_with_no_snapshot_is_keyed_by_its_name(hub, tmp_path, monkeypat
     assert len(by_name) == 2 and model_fingerprint(local, pipe, trained=denoisers(pipe)) not in by_name
 
 
+def test_a_snapshot_without_every_file_of_the_repository_is_still_the_hub_ids_files(hub, tmp_path):
+    """An online download caches the repository's tree listing (huggingface_hub 2.4: trees/<commit>.json);
+    diffusers downloads only the files it loads, so the listing names files the snapshot lacks (a README's
+    images, other weight formats). The snapshot is still what the id loads: its files, its key."""
+    import videolift.core.hub
+
+    commit = "a" * 40
+    snapshot = publish(hub, REPO_ID, BASE, commit)
+    files = {p.relative_to(BASE).as_posix(): p.stat().st_size for p in BASE.rglob("*") if p.is_file()}
+    files |= {"assets/sample.gif": 1000, "transformer/diffusion_pytorch_model.bin": 2000}
+    listing = {name: {"size": size, "blob_id": "0" * 40} for name, size in sorted(files.items())}
+    trees = hub / "models--owner--tiny/trees"
+    trees.mkdir()
+    (trees / f"{commit}.json").write_text(json.dumps({"format_version": 1, "files": listing}))
+    assert videolift.core.hub.base_directory(REPO_ID) == snapshot
+    assert key(REPO_ID) == key(str(BASE))  # diffusers loads the files it asks for; keyed by them
+
+
 def test_wan_a14b_both_experts_from_a_hub_id_encode_once(hub, tmp_path):
     """docs/align.md's full recipe: `--expert high --model ID --out A`, then `--expert low --model A/pipeline`:
     the export's encoders are the snapshot's files, so the second run finds every latent cached."""

@@ -30,22 +30,23 @@ def base_directory(model: str) -> Path | None:
     blobs). None if neither (not cached, or not a Hub id). Never goes online."""
     if Path(model).is_dir():
         return Path(model)
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(model, local_files_only=True))
-    except Exception:  # not cached (or not a Hub id)
-        return None
+    return found[1] if (found := _main_snapshot(model)) else None
 
 
 def hub_commit(model: str) -> str | None:
     """The commit a Hub id resolves to in the local Hub cache: the one its ``main`` ref names, whose
     snapshot a load without a revision reads offline, or has just downloaded online. None for a local path,
-    or an id with no snapshot of that commit in the cache. Reads the ref alone (nothing is hashed; a
-    snapshot that huggingface_hub's tree listing calls incomplete, as a diffusers download leaving files
-    out is, still has its commit); never goes online."""
+    or an id with no snapshot of that commit in the cache. Never goes online."""
     if Path(model).expanduser().exists():
         return None
+    return found[0] if (found := _main_snapshot(model)) else None
+
+
+def _main_snapshot(model: str) -> tuple[str, Path] | None:
+    """(commit, snapshot folder) of the commit a Hub id's ``main`` ref names in the local Hub cache, read from
+    the ref alone (nothing hashed). Not huggingface_hub's ``snapshot_download(local_files_only=True)``: once
+    an online download has cached the repository's tree listing, it calls a snapshot incomplete that lacks
+    any file of the listing, and diffusers downloads only the files it loads."""
     from huggingface_hub import constants
     from huggingface_hub.file_download import repo_folder_name
 
@@ -54,4 +55,5 @@ def hub_commit(model: str) -> str | None:
         commit = (repo / "refs" / "main").read_text().strip()
     except (OSError, ValueError):  # not cached, or not a Hub id (HFValidationError, a missing path)
         return None
-    return commit if commit and (repo / "snapshots" / commit).is_dir() else None
+    snapshot = repo / "snapshots" / commit
+    return (commit, snapshot) if commit and snapshot.is_dir() else None
