@@ -846,7 +846,7 @@ def test_a_restart_and_a_finished_runs_resume_keep_logs_summary_and_export_whole
     complete pipeline, the previous export moved aside and removed only once the new one is in place."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from videolift.align.export import _replace_dir
+    from videolift.core.files import replace_dir
 
     out = tmp_path / "run"
     train(align_config(world, out, max_steps=2), progress=False)
@@ -869,9 +869,9 @@ def test_a_restart_and_a_finished_runs_resume_keep_logs_summary_and_export_whole
     seen = []
     real_replace = os.replace
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("videolift.align.export.os.replace", lambda a, b: seen.append(sorted(
+        patch.setattr("videolift.core.files.os.replace", lambda a, b: seen.append(sorted(
             p.name for p in Path(b).parent.iterdir())) or real_replace(a, b))  # fmt: skip
-        _replace_dir(tmp_path / "new", out / "pipeline")
+        replace_dir(tmp_path / "new", out / "pipeline")
     assert (out / "pipeline/model.bin").read_text() == "new" and not (out / ".pipeline.old").exists()
     assert all("pipeline" in names or ".pipeline.old" in names for names in seen)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -792,6 +794,29 @@ def test_export_of_a_checkpoint_is_the_critic_the_run_writes(world, tmp_path, ad
     shutil.rmtree(run_dir / "checkpoints" / "step-000004")
     finished = run("critic", "export", "--run", run_dir, "--out", tmp_path / "y", fails=True).output
     assert "finished at update 4" in finished and "there are: 2" in finished and not (tmp_path / "y").exists()
+
+
+def test_an_export_that_fails_to_take_its_place_keeps_the_old_critic_whole(world, tmp_path, monkeypatch):
+    """--overwrite deleted the old critic, then renamed the new one into its place: a failure (or a kill)
+    between the two left no critic at all."""
+    run_dir, out = tmp_path / "run", tmp_path / "exported"
+    train(world, run_dir, "--save-every", "2", "--stop-at-step", "2", steps=4)
+    run("critic", "export", "--run", run_dir, "--out", out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    partial = out.with_name(out.name + ".partial")
+    real_replace, real_rename = os.replace, Path.rename
+
+    def refuse(source, target) -> None:
+        if Path(source) == partial:
+            raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "replace", lambda a, b: refuse(a, b) or real_replace(a, b))
+    monkeypatch.setattr(Path, "rename", lambda a, b: refuse(a, b) or real_rename(a, b))
+    args = ["critic", "export", "--run", run_dir, "--out", out, "--step", "2", "--overwrite"]
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 1 and "Input/output error" in result.output, result.output
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert not out.with_name(f".{out.name}.old").exists()
 
 
 def test_runs_share_a_check_cache_one_file_per_setting(world, tmp_path, monkeypatch):

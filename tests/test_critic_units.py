@@ -610,3 +610,44 @@ def test_label_metrics_majority_ties_go_to_the_worse_label_and_macro_f1_skips_un
     good, normal, bad = Label.Good, Label.Normal, Label.Bad
     assert label_metrics([good, bad], [good, good])["majority_label"] == "Bad"
     assert label_metrics([good, good, normal], [good, good, normal])["macro_f1"] == 1.0
+
+
+def test_merged_scores_and_their_summary_replace_an_earlier_pair_together(tmp_path, monkeypatch):
+    """The merge wrote the scores, then their summary: a failure (or a kill) between the two left the new
+    scores beside the old summary, which names another run's critic and settings."""
+    import errno
+
+    from videolift.critic import score
+
+    out = tmp_path / "s.jsonl"
+    old = {
+        out: b'{"video": "a.mp4", "old": true}\n',
+        score.summary_path(out): b'{"run": {"temperature": 0.5}}\n',
+    }
+    for path, data in old.items():
+        path.write_bytes(data)
+    parts = score.parts_dir(out)
+    parts.mkdir()
+    record = {"video": "a.mp4", "prompt": "a cat"}
+    line = {**record, "ratings": {"semantic_consistency": {"label": "Good", "score": 1.0}}, "reward": 1.0}
+    (parts / "rank0.jsonl").write_text(json.dumps(line) + "\n")
+    synced = []
+    real_fsync = os.fsync
+
+    def second_fails(fd: int) -> None:
+        synced.append(fd)
+        if len(synced) == 2:  # the scores written, their summary not
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", second_fails)
+    with pytest.raises(OSError, match="No space left on device"):
+        score._merge([record], parts, out, 0.0, {}, {"temperature": 0.0})
+    assert {path: path.read_bytes() for path in old} == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [out.name, score.summary_path(out).name, parts.name]
+    )
+    monkeypatch.undo()
+    score._merge([record], parts, out, 0.0, {}, {"temperature": 0.0})  # the rerun's merge: the new pair
+    assert json.loads(score.summary_path(out).read_text())["run"] == {"temperature": 0.0}
+    assert json.loads(out.read_text()) == line and not parts.exists()

@@ -437,23 +437,30 @@ def test_annotate_create_checks_its_settings_before_making_the_project(tmp_path)
     assert code == 1 and "videos: is a directory, expected a file" in out and not (tmp_path / "p").exists()
 
 
-def test_a_split_killed_between_its_files_leaves_no_mixed_pair(tmp_path, monkeypatch):
-    # Another seed's train set beside the old test set would put videos on both sides.
+def test_a_split_killed_between_its_files_keeps_the_old_pair_whole(tmp_path, monkeypatch):
+    # Another seed's train set beside the old test set would put videos on both sides; and --overwrite
+    # deleted the old pair before writing, so a kill there left neither the old split nor the new one.
     from videolift.data import split
 
     src, out = tmp_path / "hra.jsonl", tmp_path / "split"
     src.write_text("".join(json.dumps(r) + "\n" for r in _panel(n_videos=20)))
     assert run("hra", "split", src, "--test-fraction", 0.5, "--seed", 0, "--out", out)[0] == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
     writes = split.write_jsonl
 
     def killed_at_test(path, records):
-        if path.name == "test.jsonl":
+        if "test.jsonl" in path.name:  # (the file's own name, or its temporary one beside it)
             raise KeyboardInterrupt  # the process dies here
         return writes(path, records)
 
     monkeypatch.setattr(split, "write_jsonl", killed_at_test)
     assert run("hra", "split", src, "--test-fraction", 0.5, "--seed", 1, "--out", out, "--overwrite")[0] != 0
-    assert (out / "train.jsonl").exists() and not (out / "test.jsonl").exists()
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # byte for byte, nothing beside them
+    monkeypatch.undo()
+    assert run("hra", "split", src, "--test-fraction", 0.5, "--seed", 1, "--out", out, "--overwrite")[0] == 0
+    assert {p.name for p in out.iterdir()} == set(before) and (out / "train.jsonl").read_bytes() != before[
+        "train.jsonl"
+    ]
 
 
 def test_split_keeps_a_shared_video_on_one_side_whatever_the_grouping_and_the_line_order(tmp_path):

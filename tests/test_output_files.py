@@ -1,6 +1,7 @@
 """The commands that write a file, or a fixed pair of files, refuse one that exists unless given --overwrite
 (status 1, the file named, its bytes untouched), as the directory writers refuse an OUT holding another run;
-with --overwrite they replace it, and a write that fails part way leaves the old file (docs/formats.md)."""
+with --overwrite they replace it, and a write that fails part way leaves the old file, or the old pair, whole
+(docs/formats.md)."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def corpus(tmp_path_factory) -> Path:
 
 
 # name: (the command line's arguments but its outputs, given tmp_path and the fixtures;
-#        its outputs as (option, file name); the outputs a failed write keeps: the others go first, by design)
+#        its outputs as (option, file name); the outputs a failed write keeps: all of them)
 Case = tuple[Callable[[Path, dict], list[str]], list[tuple[str, str]], list[str]]
 CASES: dict[str, Case] = {
     "prompts sample": (lambda t, f: ["prompts", "sample", "--n", "3"], [("--out", "p.jsonl")], ["p.jsonl"]),
@@ -67,11 +68,11 @@ CASES: dict[str, Case] = {
         [("--out", "lift.json")],
         ["lift.json"],
     ),
-    # A new train set beside the old test set would share its videos: the old pair goes first.
+    # A new train set beside the old test set would share its videos: the pair is replaced together.
     "hra split": (
         lambda t, f: ["hra", "split", str(_hra(t / "hra.jsonl")), "--test-fraction", "0.5", "--out", str(t)],
         [("--out", "train.jsonl"), ("--out", "test.jsonl")],
-        [],
+        ["train.jsonl", "test.jsonl"],
     ),
     "annotate export": (
         lambda t, f: ["annotate", "export", "--project", str(f["project"])],
@@ -88,7 +89,7 @@ CASES: dict[str, Case] = {
         [("--out", "review.jsonl")],
         ["review.jsonl"],
     ),
-    # Killed between the two writes, no old scores beside new ratings: the scores file goes first.
+    # No old scores beside new ratings: the pair is replaced together.
     "toy rate": (
         lambda t, f: [
             "toy",
@@ -101,7 +102,7 @@ CASES: dict[str, Case] = {
             "--no-progress",
         ],  # fmt: skip
         [("--out", "hra.jsonl"), ("--scores-out", "scores.jsonl")],
-        ["hra.jsonl"],
+        ["hra.jsonl", "scores.jsonl"],
     ),
 }
 NEEDS = {"annotate": "project", "toy rate": "corpus"}
@@ -181,6 +182,32 @@ def test_a_write_that_fails_leaves_the_old_output(name, tmp_path, request, monke
     for _, path in outputs:  # the old file or none, never a new one or half of one
         assert not path.exists() or path.read_bytes() == OLD
     assert not [p for p in outputs[0][1].parent.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("name", [name for name, case in CASES.items() if len(case[1]) > 1])
+def test_a_pair_whose_last_file_fails_is_kept_whole(name, tmp_path, request, monkeypatch):
+    """The first file written, the second fails: --overwrite had deleted the old pair first (hra split), or
+    the old scores (toy rate), so the user kept neither the old outputs nor the new ones."""
+    import os
+
+    args, outputs, _ = _command(name, tmp_path, request)
+    for n, (_, path) in enumerate(outputs):
+        path.write_bytes(OLD + bytes([n]))
+    before = _files(outputs[0][1].parent)
+    synced = []
+    real_fsync = os.fsync
+
+    def last_fails(fd: int) -> None:
+        synced.append(fd)
+        if len(synced) == len(outputs):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", last_fails)
+    code, said = _run([*args, "--overwrite"])
+    assert code == 1 and "No space left on device" in said, said
+    assert len(synced) == len(outputs)  # every file written, the last one failing
+    assert _files(outputs[0][1].parent) == before  # byte for byte, and no temporary left beside them
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -95,23 +96,26 @@ def test_rate_with_the_oracle_recovers_the_truth(corpus, tmp_path):
     assert not (tmp_path / "q.jsonl").exists()
 
 
-def test_rate_killed_between_ratings_and_scores_leaves_no_old_scores(corpus, tmp_path, monkeypatch):
+def test_rate_killed_between_ratings_and_scores_keeps_the_old_pair_whole(corpus, tmp_path, monkeypatch):
+    # Never old scores beside new ratings; and --overwrite deleted the old scores first, so a kill there
+    # left new ratings without any scores.
     from videolift.core import jsonl
 
     args = ["toy", "rate", "--manifest", corpus / "manifest.jsonl", "--videos", corpus, "--oracle",
             "--no-progress", "--out", tmp_path / "r.jsonl", "--scores-out", tmp_path / "s.jsonl"]  # fmt: skip
     run(*args)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     writes = jsonl.write_jsonl
 
     def killed_at_scores(path, records):
-        if str(path).endswith("s.jsonl"):
+        if "s.jsonl" in path.name:  # (the file's own name, or its temporary one beside it)
             raise RuntimeError("killed")  # the process dies here
         return writes(path, records)
 
     monkeypatch.setattr(jsonl, "write_jsonl", killed_at_scores)
     with pytest.raises(RuntimeError, match="killed"):
         run(*args, "--overwrite")
-    assert (tmp_path / "r.jsonl").exists() and not (tmp_path / "s.jsonl").exists()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # byte for byte, nothing beside
 
 
 def test_oracle_scores_line_is_a_critic_line_without_the_manifest_fields_a_scorer_writes():
@@ -250,25 +254,37 @@ def test_rate_refuses_an_output_that_is_its_input_or_its_other_output(corpus, tm
     assert f"--scores-out {out} is also --out" in said and not out.exists()
 
 
-def test_corpus_overwrite_removes_the_old_corpus_before_rendering(tmp_path, monkeypatch):
-    """A killed --overwrite left the old manifest beside new videos (rated against the old truth), and a
-    smaller --n left the old corpus's extra videos."""
+def test_corpus_overwrite_keeps_the_old_corpus_until_the_new_one_is_rendered(tmp_path, monkeypatch):
+    """--overwrite deleted the old corpus before rendering, so a run killed while rendering left neither
+    corpus; it must never leave the old manifest beside new videos (rated against the old truth), and a
+    smaller --n must not leave the old corpus's extra videos."""
     from videolift.toy import corpus as corpus_module
 
     out = tmp_path / "c"
     run("toy", "corpus", "--n", 4, "--out", out, "--seed", 7, "--no-progress")
+    (out / "hra.jsonl").write_text("not the corpus's\n")  # another file there is none of its business
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    rendered = []
+    writes = corpus_module.write_video
 
-    def killed(items, out, **kw):
-        raise KeyboardInterrupt  # interrupted before the new manifest is written
+    def killed_at_the_second(path, frames, **kw):
+        if rendered:
+            raise KeyboardInterrupt  # the process dies while rendering
+        rendered.append(path)
+        return writes(path, frames, **kw)
 
-    monkeypatch.setattr(corpus_module, "write_corpus", killed)
+    monkeypatch.setattr(corpus_module, "write_video", killed_at_the_second)
     result = CliRunner().invoke(
-        app, ["toy", "corpus", "--n", "2", "--out", str(out), "--seed", "8", "--overwrite"]
+        app, ["toy", "corpus", "--n", "2", "--out", str(out), "--seed", "8", "--overwrite", "--no-progress"]
     )
-    assert result.exit_code != 0 and not (out / "manifest.jsonl").exists()  # (click: "Aborted!")
+    assert result.exit_code != 0 and rendered  # (click: "Aborted!")
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     monkeypatch.undo()
     run("toy", "corpus", "--n", 2, "--out", out, "--seed", 8, "--overwrite", "--no-progress")
     assert sorted(p.name for p in (out / "videos").iterdir()) == ["toy-000000.mp4", "toy-000001.mp4"]
+    assert (out / "manifest.jsonl").read_bytes() != before[Path("manifest.jsonl")]
+    assert (out / "hra.jsonl").read_text() == "not the corpus's\n"
+    assert sorted(p.name for p in out.iterdir()) == ["hra.jsonl", "manifest.jsonl", "videos"]
 
 
 def test_corpus_refuses_a_file_and_another_tools_folder_before_rendering(tmp_path):

@@ -17,7 +17,6 @@ half-written model where a loader would find it.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -26,21 +25,9 @@ import torch
 
 from videolift.align.config import AlignConfig
 from videolift.align.trainable import trainable_parameters
-from videolift.core.files import holds_weights, writing
+from videolift.core.files import holds_weights, replace_dir, writing
 from videolift.core.hub import base_directory  # (a module attribute here: tests replace it)
 from videolift.models.base import EXPERT_FILE, FULL_DIR, LORA_DIR, is_empty
-
-
-def _replace_dir(tmp: Path, final: Path) -> Path:
-    """``tmp`` renamed to ``final``; a previous export is moved aside first and removed only then, so
-    a crash leaves the old model whole, no model, or the new one (never a half-deleted directory)."""
-    old = final.with_name(f".{final.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
-    return final
 
 
 def _fresh_tmp(out: Path, name: str) -> Path:
@@ -91,7 +78,7 @@ def export_full(
                     component.save_pretrained(tmp / name)
             for name in copied:
                 shutil.copytree(source / name, tmp / name)  # (follows the Hub cache's symlinks)
-    return _replace_dir(tmp, out / FULL_DIR)
+    return replace_dir(tmp, out / FULL_DIR)
 
 
 def export_lora(pipe: Any, transformer: torch.nn.Module, out: Path, name: str = "transformer") -> Path:
@@ -108,7 +95,7 @@ def export_lora(pipe: Any, transformer: torch.nn.Module, out: Path, name: str = 
         )
         if name != "transformer":
             (tmp / EXPERT_FILE).write_text(json.dumps({"component": name}) + "\n")
-    return _replace_dir(tmp, out / LORA_DIR)
+    return replace_dir(tmp, out / LORA_DIR)
 
 
 def gathered_transformer(accelerator: Any, model: Any) -> torch.nn.Module | None:

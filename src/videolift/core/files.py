@@ -1,4 +1,5 @@
-"""Cheap identities of files and directory trees, for deciding whether earlier outputs are still valid."""
+"""Cheap identities of files and directory trees, for deciding whether earlier outputs are still valid; the
+checks of a command's output paths, and the replacing of several output files together."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import errno
 import hashlib
 import json
 import os
+import secrets
 import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -180,6 +182,53 @@ def check_outputs(
     for name, path in given:  # after the checks above: an output that is also an input is refused as that
         if os.path.lexists(path):  # a link too, even one to nothing: writing would replace it
             raise VideoliftError(f"{name} {path} already exists; pass --overwrite to replace it")
+
+
+@contextlib.contextmanager
+def replacing(*paths: str | Path, remove: Iterable[Path] = ()) -> Iterator[list[Path]]:
+    """Replace several output files together: until every new one is written, the old ones stay whole.
+
+    Yields a temporary name beside each path (hidden: ``.NAME.XXXXXXXX.tmp``) for the caller to write that
+    file to, by any means (``write_jsonl``, ``atomic_write``, ``write_video``). An error, or a kill, in the
+    block leaves every old file as it was, with no new one beside it (the temporaries are removed; a
+    kill -9 leaves them, hidden). Once the block ends, the old files of every path but the first go, and
+    ``remove`` (old outputs the new set has none of), then each temporary is renamed over its path in
+    order: killed within those renames, some new files and the rest missing, never an old file beside new
+    ones. Give the file that marks the set complete (a manifest, a summary) last."""
+    finals = [Path(p) for p in paths]
+    token = secrets.token_hex(4)
+    temps = [p.with_name(f".{p.name}.{token}.tmp") for p in finals]
+    try:
+        yield temps
+        if unwritten := [str(p) for p, t in zip(finals, temps, strict=True) if not t.is_file()]:
+            raise RuntimeError(f"replacing: nothing written for {', '.join(unwritten)}")  # the caller's bug
+    except BaseException:
+        for temp in temps:
+            temp.unlink(missing_ok=True)
+        raise
+    for old in [*finals[1:], *(p for p in map(Path, remove) if p not in finals)]:
+        old.unlink(missing_ok=True)
+    for temp, path in zip(temps, finals, strict=True):
+        os.replace(temp, path)
+
+
+def replace_dir(new: Path, final: Path) -> Path:
+    """``new``, a finished directory, renamed to ``final``: an earlier ``final`` is moved aside first
+    (``.NAME.old``) and removed only once the new one is in place, so a failure leaves the old directory
+    whole, and a kill the old one (aside, if between the two renames), the new one, or a leftover
+    ``.NAME.old`` beside the new one; never a half-deleted directory."""
+    old = final.with_name(f".{final.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    try:
+        os.replace(new, final)
+    except BaseException:
+        if old.exists() and not final.exists():  # the old one back in place
+            os.replace(old, final)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    return final
 
 
 def out_dir_problem(

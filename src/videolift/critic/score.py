@@ -36,7 +36,7 @@ import numpy as np
 from tqdm import tqdm
 
 from videolift.core.errors import DataError, VideoError, VideoliftError
-from videolift.core.files import check_outputs
+from videolift.core.files import check_outputs, replacing
 from videolift.core.jsonl import (
     append_jsonl,
     atomic_write,
@@ -427,8 +427,10 @@ def _merge(
         "seconds": round(time.time() - started, 2),
         "run": signature,
     }
-    write_jsonl(out, lines)
-    with atomic_write(summary_path(out)) as handle:
-        handle.write(json.dumps(summary, indent=1) + "\n")
+    # Together: never these scores beside an earlier run's summary, which names that run's critic and settings.
+    with replacing(out, summary_path(out)) as (lines_tmp, summary_tmp):
+        write_jsonl(lines_tmp, lines)
+        with atomic_write(summary_tmp) as handle:
+            handle.write(json.dumps(summary, indent=1) + "\n")
     shutil.rmtree(parts, ignore_errors=True)
     return summary

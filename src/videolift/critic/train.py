@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from videolift.core.distributed import process_state
 from videolift.core.errors import UsageError, VideoliftError
-from videolift.core.files import check_out_dir, content_hash, weights_digest
+from videolift.core.files import check_out_dir, content_hash, replace_dir, weights_digest
 from videolift.core.jsonl import read_json
 from videolift.critic.data import SFTExample
 from videolift.critic.sft import plan, run_sft
@@ -377,6 +377,5 @@ def export_critic(
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    shutil.rmtree(dest, ignore_errors=True)
-    partial.rename(dest)
+    replace_dir(partial, dest)  # the old critic whole until the new one is in place
     return step

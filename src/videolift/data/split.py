@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from videolift.core.errors import VideoliftError
+from videolift.core.files import replacing
 from videolift.core.jsonl import write_jsonl
 from videolift.core.schema import HRARecord
 
@@ -63,9 +64,8 @@ def split_records(
 
 
 def write_split(out: Path, train: list[HRARecord], test: list[HRARecord]) -> None:
-    """``out/train.jsonl`` and ``out/test.jsonl``. The old pair goes first: a run killed between the
-    two writes leaves one file missing, never a new train set beside an old test set sharing its videos."""
-    for name in ("train.jsonl", "test.jsonl"):
-        (out / name).unlink(missing_ok=True)
-    write_jsonl(out / "train.jsonl", train)
-    write_jsonl(out / "test.jsonl", test)
+    """``out/train.jsonl`` and ``out/test.jsonl``, together (``replacing``): a run that fails or is killed
+    leaves the old pair whole, never a new train set beside an old test set sharing its videos."""
+    with replacing(out / "train.jsonl", out / "test.jsonl") as (train_tmp, test_tmp):
+        write_jsonl(train_tmp, train)
+        write_jsonl(test_tmp, test)

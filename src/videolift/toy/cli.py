@@ -86,11 +86,10 @@ def corpus(
             "Use another --out"
         )
     items = plan(n, defect_rate=defect_rate, seed=seed, split=None if split == "all" else split)
-    if overwrite:  # the old corpus goes first: a killed run must not leave its manifest beside new videos
-        manifest.unlink(missing_ok=True)
-        for old in (out / "videos").glob("toy-*.mp4"):  # its own videos only, by the corpus's naming
-            old.unlink()
-    write_corpus(items, out, progress=progress)
+    # The old corpus stays whole until the new one is rendered, then goes: its manifest, and its own videos
+    # only (by the corpus's naming), never its manifest beside new videos.
+    old = sorted((out / "videos").glob("toy-*.mp4")) if overwrite else []
+    write_corpus(items, out, progress=progress, remove=old)
     counts = {
         dim: Counter(json.loads(line)["truth"][dim] for line in manifest.read_text().splitlines())
         for dim in ("semantic_consistency", "motion_smoothness", "video_fidelity")

@@ -5,13 +5,14 @@ The plan is a pure function of (n, defect rate, seed, split), so a corpus can be
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from videolift.core.files import replacing
 from videolift.core.jsonl import write_jsonl
 from videolift.core.video import write_video
 from videolift.toy.defects import Defect, plan_severities, sample_defects, shown_spec, truth
@@ -62,15 +63,16 @@ def plan(n: int, *, defect_rate: float = 0.0, seed: int = 0, split: Split | None
     return items
 
 
-def write_corpus(items: list[Item], out: Path, *, progress: bool = True) -> Path:
-    """Render every item to ``out/videos/<id>.mp4`` (lossless, yuv444p) and write ``out/manifest.jsonl``."""
+def write_corpus(items: list[Item], out: Path, *, progress: bool = True, remove: Iterable[Path] = ()) -> Path:
+    """Render every item to ``out/videos/<id>.mp4`` (lossless, yuv444p) and write ``out/manifest.jsonl``,
+    all together (``replacing``): an earlier corpus there stays whole until every video is rendered, and
+    then goes, its manifest and ``remove`` (its videos the new corpus has none of) with it."""
     out = Path(out)
-    records = []
-    for item in _progress(items, progress):
-        rel = f"videos/{item.video_id}.mp4"
-        write_video(out / rel, item.render(), fps=FPS, crf=0, pix_fmt="yuv444p")
-        records.append(item.record(rel))
-    write_jsonl(out / "manifest.jsonl", records)
+    rels = [f"videos/{item.video_id}.mp4" for item in items]
+    with replacing(*(out / rel for rel in rels), out / "manifest.jsonl", remove=remove) as temps:
+        for item, temp in zip(_progress(items, progress), temps[:-1], strict=True):
+            write_video(temp, item.render(), fps=FPS, crf=0, pix_fmt="yuv444p")
+        write_jsonl(temps[-1], [item.record(rel) for item, rel in zip(items, rels, strict=True)])
     return out / "manifest.jsonl"
 
 

@@ -398,6 +398,8 @@ def export(model: Path, out: Path, cfg: T2VPretrainConfig, report: dict, work: P
     """Judge the finished pipeline and write it with its report to ``out`` (atomically)."""
     from shutil import copytree, rmtree
 
+    from videolift.core.files import replace_dir
+
     tmp = out.parent / f".{out.name}.partial"
     rmtree(tmp, ignore_errors=True)
     copytree(model, tmp)
@@ -410,9 +412,7 @@ def export(model: Path, out: Path, cfg: T2VPretrainConfig, report: dict, work: P
     )
     (tmp / REPORT).write_text(json.dumps(report, indent=1))
     check_replaceable(out)  # again: something may have appeared there during the hours of training
-    if out.exists():
-        rmtree(out)
-    tmp.rename(out)
+    replace_dir(tmp, out)  # an earlier export whole until this one is in place
     return report
 
 

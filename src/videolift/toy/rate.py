@@ -68,6 +68,7 @@ def rate_manifest(
     from tqdm import tqdm
 
     from videolift.core.errors import VideoError
+    from videolift.core.files import replacing
     from videolift.core.jsonl import write_jsonl
     from videolift.core.reward import RewardConfig
     from videolift.core.schema import HRARecord
@@ -119,11 +120,11 @@ def rate_manifest(
             for dim in given:
                 counted[dim.value] += 1
                 agree[dim.value] += _truth_label(truth[dim.value], dim, manifest, line) is verdict.label(dim)
-    if scores_out is not None:  # killed between the two writes: no old scores beside new ratings
-        Path(scores_out).unlink(missing_ok=True)
-    write_jsonl(out, records)
-    if scores_out is not None:
-        write_jsonl(scores_out, (_score_line(r, reward) for r in records))
+    # Both files together: a failure or a kill leaves the old ones whole, never old scores beside new ratings.
+    with replacing(out, *([] if scores_out is None else [scores_out])) as temps:
+        write_jsonl(temps[0], records)
+        if scores_out is not None:
+            write_jsonl(temps[1], (_score_line(r, reward) for r in records))
     return {
         "records": len(records),
         "videos": len(rows),
