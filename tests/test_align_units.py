@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -909,3 +911,36 @@ def test_whether_the_start_samples_are_missing_is_the_main_processs_call(tmp_pat
             SimpleNamespace(**vars(run), spec=0, pipe=0, model=0, accelerator=0, writer=0), 0
         )
     assert sampled == [0]
+
+
+def test_a_resumed_ema_goes_back_beside_the_weights_it_averages(tmp_path, monkeypatch):
+    """accelerate loads a registered object's state onto the CPU (``load_custom_state``: map_location "cpu")
+    and diffusers' EMAModel keeps the tensors it is given: on a GPU the first update after a --resume took
+    CPU averages minus CUDA weights (a device error). The meta device stands in for the GPU."""
+    from types import SimpleNamespace
+
+    import torch
+    from accelerate import checkpointing
+    from accelerate.checkpointing import load_custom_state, save_custom_state
+    from diffusers.training_utils import EMAModel
+
+    from videolift.align import trainer
+
+    monkeypatch.setattr(checkpointing, "logger", logging.getLogger("accelerate"))  # (needs no process state)
+    ema = EMAModel([torch.nn.Parameter(torch.ones(3))], decay=0.9)
+    save_custom_state(ema, str(tmp_path))
+    ema.to(device="meta")  # made from the weights on the accelerator, as the trainer makes it
+
+    def load_checkpoint(accelerator: Any, checkpoint: Path, **_: Any) -> dict:
+        load_custom_state(ema, str(checkpoint))  # what accelerator.load_state does with it
+        return {"step": 2, "world_size": 1}
+
+    monkeypatch.setattr(trainer, "load_checkpoint", load_checkpoint)
+    monkeypatch.setattr(trainer, "assert_ranks_in_sync", lambda *_: [])
+    gpu = SimpleNamespace(device=torch.device("meta"))
+    run = SimpleNamespace(
+        resume_from=tmp_path, accelerator=gpu, say=print, world=1, main=False, model=None, ema=ema
+    )
+    assert trainer._resume(run) == 2
+    assert [p.device.type for p in ema.shadow_params] == ["meta"]
+    assert [p.dtype for p in ema.shadow_params] == [torch.float32]  # the averages keep their precision

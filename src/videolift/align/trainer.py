@@ -264,6 +264,11 @@ def _resume(run: _Run) -> int:
     if run.resume_from is not None:
         saved = load_checkpoint(run.accelerator, run.resume_from, strict=False)  # frozen weights: the base's
         step = int(saved["step"])
+        if run.ema is not None:
+            # accelerate loads a registered object's state onto the CPU (load_custom_state: map_location
+            # "cpu") and EMAModel.load_state_dict keeps those tensors: on a GPU the next update would take
+            # CPU averages minus CUDA weights. Back beside the weights, in the dtype they were saved in.
+            run.ema.to(device=run.accelerator.device)
         run.say(f"resumed from {run.resume_from} at step {step}")
         if saved.get("world_size") != run.world:
             run.say(
