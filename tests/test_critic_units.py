@@ -598,10 +598,32 @@ def test_without_clipping_the_gradient_norm_is_measured_in_float32_and_the_gradi
 
     p = torch.nn.Parameter(torch.zeros(4, dtype=torch.float16))
     p.grad = torch.full((4,), 60000.0, dtype=torch.float16)  # its norm overflows float16
-    single = SimpleNamespace(distributed_type=DistributedType.NO)
+    single = SimpleNamespace(distributed_type=DistributedType.NO, unscale_gradients=lambda: None)
     assert float(_clipped_norm(single, [p], 0.0)) == pytest.approx(120000.0)
     assert torch.equal(p.grad, torch.full((4,), 60000.0, dtype=torch.float16))  # not clipped, not NaN
     assert _clipped_norm(SimpleNamespace(distributed_type=DistributedType.DEEPSPEED), [p], 0.0) is None
+
+
+def test_under_fp16_mixed_precision_the_measured_gradient_norm_is_the_unscaled_one(monkeypatch):
+    """fp16 autocast (accelerate's on a GPU) backpropagates the loss times the GradScaler's scale (65536 at
+    first): without clipping the norm was measured on those scaled gradients. Emulated on the CPU: the
+    accelerator given a CPU GradScaler and the fp16 setting that accelerate gives it only on a GPU."""
+    from accelerate import Accelerator
+
+    from videolift.core.distributed import fresh_accelerator
+    from videolift.critic.sft import _clipped_norm
+
+    accelerator = fresh_accelerator(cpu=True)
+    accelerator.native_amp, accelerator.scaler = True, torch.amp.GradScaler("cpu", init_scale=1024.0)
+    monkeypatch.setattr(Accelerator, "mixed_precision", property(lambda self: "fp16"))
+    model = torch.nn.Linear(2, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    model, optimizer = accelerator.prepare(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    x = torch.tensor([[3.0, 4.0]])
+    accelerator.backward(model(x).sum())  # gradient x, of norm 5
+    assert float(_clipped_norm(accelerator, list(model.parameters()), 0.0)) == pytest.approx(5.0)
+    optimizer.step()  # the scaler steps with the gradients unscaled once, not twice
+    assert torch.allclose(model.weight.detach(), -0.1 * x)
 
 
 def test_label_metrics_majority_ties_go_to_the_worse_label_and_macro_f1_skips_unseen_labels():

@@ -434,6 +434,10 @@ def _clipped_norm(accelerator: Any, params: list[Any], max_norm: float) -> Any:
         return accelerator.clip_grad_norm_(params, max_norm)
     if accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP):
         return None
+    # Under fp16 autocast the gradients are the loss's times the GradScaler's scale (65536 at first) until
+    # unscaled, as clip_grad_norm_ does; unscaled now, the optimizer's scaler step does not again (a no-op
+    # without fp16 autocast)
+    accelerator.unscale_gradients()
     norms = [p.grad.detach().float().norm() for p in params if p.grad is not None]
     return torch.stack(norms).norm() if norms else None
 
