@@ -1450,3 +1450,28 @@ def test_a_batch_the_examples_cannot_fill_is_refused_before_the_first_passes(wor
     said = train(world, tmp_path / "c", "--check", "--batch-size", "100000", fails=True).output
     assert "make no full round of batch 100000 x 2 processes" in " ".join(said.split()), said
     assert not (tmp_path / "c").exists()
+
+
+def test_float16_weights_under_fp16_mixed_precision_are_refused_before_the_run_starts(
+    world, tmp_path, monkeypatch
+):
+    """fp16 mixed precision (an accelerate config's, on a GPU) scales the loss with torch's GradScaler,
+    which refuses to unscale float16 gradients ("Attempting to unscale FP16 gradients"): a full critic
+    loaded with --dtype float16 ended in that traceback at its first update. Emulated on the CPU: the
+    accelerator given the CPU GradScaler and the fp16 setting accelerate gives it only on a GPU."""
+    from videolift.core import distributed
+
+    made = distributed.fresh_accelerator
+
+    def fp16_amp(**settings):
+        accelerator = made(**settings)
+        accelerator.native_amp, accelerator.scaler = True, torch.amp.GradScaler("cpu")
+        accelerator.state._mixed_precision = "fp16"  # (reset by the next fresh_accelerator): CPU autocast
+        return accelerator
+
+    monkeypatch.setattr("videolift.critic.sft.fresh_accelerator", fp16_amp)
+    out = tmp_path / "c"
+    refused = train(world, out, "--adapter", "full", "--dtype", "float16", steps=1, fails=True).output
+    assert "--dtype float16" in refused and "float32" in " ".join(refused.split())
+    assert not out.exists()  # refused before OUT is written
+    train(world, tmp_path / "lora", "--dtype", "float16", "--save-every", "0", steps=1)  # fp32 adapters

@@ -212,6 +212,7 @@ def _set_up(
     per_epoch, total = plan(len(examples), cfg, rank, world)
     model, processor, family = load_model(base, cfg)
     params = [p for p in model.parameters() if p.requires_grad]
+    _check_scaled_weights(accelerator, params, cfg)
     n_trainable = sum(p.numel() for p in params)
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, round(cfg.warmup_ratio * total), total)
@@ -421,6 +422,23 @@ def _accelerator(cfg: SFTConfig) -> Any:
     deepspeed_clipping(accelerator, cfg.max_grad_norm)
     set_seed(cfg.seed)
     return accelerator
+
+
+def _check_scaled_weights(accelerator: Any, params: list[Any], cfg: SFTConfig) -> None:
+    """fp16 mixed precision (accelerate's, not DeepSpeed's own) scales the loss with torch's GradScaler,
+    whose unscale_ refuses float16 gradients ("Attempting to unscale FP16 gradients", torch/amp/grad_scaler.py):
+    trained weights loaded in float16 would end the run at its first update. Refused before OUT is written."""
+    import torch
+
+    if getattr(accelerator, "scaler", None) is None:
+        return
+    if half := sum(p.numel() for p in params if p.dtype == torch.float16):
+        raise VideoliftError(
+            f"--dtype {cfg.dtype} with fp16 mixed precision (the accelerate config): {half:,} trained weights "
+            "would be float16, whose gradients fp16's gradient scaler refuses to unscale; load in float32 (the "
+            "default: fp16 autocast still computes in float16), or use bf16 mixed precision"
+            + ("" if cfg.adapter == "lora" else ", or --adapter lora (its adapters are float32)")
+        )
 
 
 def _clipped_norm(accelerator: Any, params: list[Any], max_norm: float) -> Any:
