@@ -592,3 +592,20 @@ def test_offloaded_generation_makes_the_same_videos_and_resumes_across_it(
     result = gen(tiny_pipeline, prompts_txt, tmp_path / "bad", "--offload", "cpu")
     assert "--offload 'cpu': use none, model, sequential" in str(result.exception)
     assert not (tmp_path / "bad").exists()
+
+
+def test_auto_dtype_is_bfloat16_on_a_gpu_only_where_the_gpu_has_it(monkeypatch):
+    """As the critic's `auto_dtype`: a GPU without bfloat16 generates in float32."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from videolift.data.generate_model import device_and_dtype
+
+    state = SimpleNamespace(device=torch.device("cuda", 0))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert device_and_dtype(state, "auto", "auto") == (torch.device("cuda", 0), "bfloat16")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert device_and_dtype(state, "auto", "auto")[1] == "float32"
+    assert device_and_dtype(state, "cpu", "auto") == (torch.device("cpu"), "float32")
+    assert device_and_dtype(state, "auto", "float16")[1] == "float16"

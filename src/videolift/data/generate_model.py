@@ -20,14 +20,14 @@ def cpu_only(device: str) -> bool:
 
 def device_and_dtype(state: Any, device: str, dtype: str) -> tuple[torch.device, str]:
     """Where this process generates (auto and cuda: the GPU accelerate gave it), and the dtype as the run
-    records it (auto: bfloat16 on a GPU, else float32)."""
+    records it (auto: bfloat16 on a GPU that has it, else float32: the critic's ``auto_dtype``)."""
     import torch
 
-    from videolift.models.base import resolve_dtype
+    from videolift.models.base import auto_dtype, resolve_dtype
 
     run_device = state.device if device in ("auto", "cuda") else torch.device(device)
     if dtype == "auto":
-        dtype = "bfloat16" if run_device.type == "cuda" else "float32"
+        dtype = auto_dtype(run_device)
     return run_device, str(resolve_dtype(dtype)).removeprefix("torch.")
 
 
