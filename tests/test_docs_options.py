@@ -18,6 +18,7 @@ the typer app as click resolves it (`--x=V`, `[--a | --b]`, `[--lora|--full]`, `
 flag has that negation; `-h`, which every command takes for `--help`, is not looked for).
 Options the docs never name are fine, except on a page that lists a command's options in a table
 (`| option | default | ... |`): that page must name every option of the command somewhere.
+The rows of such tables are kept (`Doc.rows`): test_docs_defaults checks the defaults they state.
 """
 
 from __future__ import annotations
@@ -45,6 +46,25 @@ ENV = re.compile(r"^[A-Z_][A-Z0-9_]*=")
 LIST = re.compile(r"^\s*(?:,|,?\s+and|,?\s+or|/)\s*$")
 FORWARD = re.compile(r"^(?:'s)?\s*(?:\s(?:with|takes))?\s*$")  # `critic train` with `--resume`
 BACKWARD = re.compile(r"^\s*\(?(?:on|of|in|for)\s+$")  # `--dynamic-cfg` of `videolift eval`
+
+
+@dataclass(frozen=True)
+class Row:
+    """A row of a table that lists a command's options (`| option | default | ... |`)."""
+
+    file: str
+    line: int
+    path: tuple[str, ...]  # the command
+    header: tuple[str, ...]  # the table's column names, lower case
+    cells: tuple[str, ...]
+    opts: tuple[str, ...]  # the options its first cell names
+
+    def cell(self, column: str) -> str | None:
+        """The row's cell under ``column`` (None: the table has no such column)."""
+        if column not in self.header:
+            return None
+        i = self.header.index(column)
+        return self.cells[i].strip() if i < len(self.cells) else ""
 
 
 @dataclass(frozen=True)
@@ -194,6 +214,7 @@ class Doc:
     sections: list[tuple[int, tuple[str, ...] | None]] = field(default_factory=list)
     last: tuple[str, ...] | None = None  # the last command named in this section
     named: set[str] = field(default_factory=set)  # every option written on the page, whoever's
+    rows: list[Row] = field(default_factory=list)  # the rows of its options tables
 
     @property
     def section(self) -> tuple[str, ...] | None:
@@ -309,10 +330,15 @@ class Doc:
             self.tables.setdefault(path, rows[0][0])
         for line, row in rows:
             cells = row.strip().strip("|").split("|")
+            opts = []
             for m in SPAN.finditer(cells[0]):
                 words = split(m.group(1), line)
                 for opt in option_words(words[0].text) if words else []:
                     self.option(line, path, opt, "table")
+                    opts.append(opt)
+            if listing and line != rows[0][0] and opts:
+                columns = tuple(h.lower() for h in header)
+                self.rows.append(Row(self.file, line, path, columns, tuple(cells), tuple(opts)))
 
     def code(self, block: list[tuple[int, str]]) -> None:
         """A code block: every command in it, `\\` continuations joined; comments read as prose."""
