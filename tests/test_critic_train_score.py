@@ -405,6 +405,31 @@ def test_finished_scores_of_other_settings_are_replaced_only_with_overwrite(worl
     assert "(1 scored here, 4 already done" in " ".join(score(critic_dir, world, out).output.split())
 
 
+def test_rank_logs_a_killed_removal_left_without_run_json_are_not_taken_as_this_runs(
+    world, critic_dir, tmp_path
+):
+    """OUT.parts is removed at the end of a run, and by a run of other settings with --overwrite; killed
+    midway, that removal could leave a rank log without its run.json (rmtree takes the files in no set
+    order). Those lines are of unknown settings: a run with --temperature 0.5 rescored nothing and wrote
+    them (here: greedy answers, rewards marked) as its own."""
+    out = tmp_path / "s.jsonl"
+    score(critic_dir, world, out)
+    stale = [dict(obj, reward=0.123) for _, obj in iter_json_lines(out)]
+    parts_dir(out).mkdir()
+    (parts_dir(out) / "rank0.jsonl").write_text("".join(json.dumps(line) + "\n" for line in stale))
+    result = " ".join(score(critic_dir, world, out, "--temperature", "0.5", "--overwrite").output.split())
+    assert "(5 scored here, 0 already done" in result
+    assert all(obj["reward"] != 0.123 for _, obj in iter_json_lines(out))
+    assert json.loads(summary_path(out).read_text())["run"]["temperature"] == 0.5
+    # The same left behind by a finished run of these settings: its OUT holds every line, nothing is redone.
+    parts_dir(out).mkdir()
+    (parts_dir(out) / "rank0.jsonl").write_text(json.dumps(stale[0]) + "\n")
+    before = out.read_text()
+    again = " ".join(score(critic_dir, world, out, "--temperature", "0.5").output.split())
+    assert "(1 scored here, 4 already done" in again  # the video that could not be read, as always
+    assert out.read_text() == before and not parts_dir(out).exists()
+
+
 def test_score_decodes_as_many_chunks_at_once_as_it_has_workers(world, critic_dir, tmp_path, monkeypatch):
     import threading
     import time
@@ -495,6 +520,7 @@ def test_score_lines_resume_and_determinism(world, critic_dir, tmp_path):
     # Interrupted run: two videos logged, then a torn line. The rerun scores only the other three.
     second = tmp_path / "second.jsonl"
     parts_dir(second).mkdir()
+    (parts_dir(second) / "run.json").write_text(json.dumps(summary["run"]))  # written before any line
     done = "".join(json.dumps(line) + "\n" for line in lines[:2])
     (parts_dir(second) / "rank0.jsonl").write_text(done + '{"video": "videos/v2.mp')
     result = score(critic_dir, world, second)

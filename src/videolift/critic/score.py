@@ -233,8 +233,13 @@ def _claim_parts(state: Any, out: Path, parts: Path, signature: dict[str, Any], 
                 f"{parts}: holds a scoring run with different settings ({changed}); delete it or use another --out"
             )
         if state.is_main_process:
-            shutil.rmtree(parts)
+            _remove_parts(parts)
             out.unlink(missing_ok=True)
+    elif before is None and state.is_main_process:
+        # Rank logs without a run.json are of settings nobody knows (what a removal of OUT.parts killed
+        # midway left, when it could take run.json first): scored again rather than taken as this run's.
+        for log in parts.glob("rank*.jsonl"):
+            log.unlink()
     if state.is_main_process:
         parts.mkdir(parents=True, exist_ok=True)
         with atomic_write(run_file) as handle:
@@ -432,5 +437,13 @@ def _merge(
         write_jsonl(lines_tmp, lines)
         with atomic_write(summary_tmp) as handle:
             handle.write(json.dumps(summary, indent=1) + "\n")
-    shutil.rmtree(parts, ignore_errors=True)
+    _remove_parts(parts)
     return summary
+
+
+def _remove_parts(parts: Path) -> None:
+    """OUT.parts removed, its run.json last: a removal killed midway leaves no rank log without the
+    settings it was scored with (a rerun of other settings would take its lines as its own)."""
+    for log in parts.glob("rank*.jsonl"):
+        log.unlink(missing_ok=True)
+    shutil.rmtree(parts, ignore_errors=True)
