@@ -845,6 +845,38 @@ def test_an_export_that_fails_to_take_its_place_keeps_the_old_critic_whole(world
     assert not out.with_name(f".{out.name}.old").exists()
 
 
+class Killed(BaseException):
+    """A kill -9 at that point: nothing after it runs."""
+
+
+def test_an_export_killed_while_replacing_its_out_leaves_no_half_deleted_critic(world, tmp_path, monkeypatch):
+    """`critic export --overwrite` deleted the earlier export, then renamed the new one in: killed in the
+    deletion, OUT was a critic missing some files (loaded without its tokenizer_config.json, a traceback
+    without its chat template). The earlier export is moved aside first: OUT is one whole critic or none."""
+    from videolift.critic.train import export_critic
+
+    run_dir, out = tmp_path / "run", tmp_path / "exported"
+    train(world, run_dir, "--save-every", "2", "--stop-at-step", "2", steps=4)
+    run("critic", "export", "--run", run_dir, "--out", out)
+    files = sorted(p.name for p in out.iterdir())
+    real = shutil.rmtree
+
+    def killed_midway(path, *args, **kwargs):
+        if (Path(path) / "critic_spec.json").is_file():  # a critic's removal, killed after one file
+            (Path(path) / "critic_spec.json").unlink()
+            raise Killed
+        return real(path, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(shutil, "rmtree", killed_midway)
+        with pytest.raises(Killed):
+            export_critic(run_dir, out, overwrite=True, log=lambda *a, **k: None)
+    assert sorted(p.name for p in out.iterdir()) == files
+    run("critic", "export", "--run", run_dir, "--out", out, "--overwrite")  # the same command again
+    assert sorted(p.name for p in out.iterdir()) == files
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exported", "run"]  # nothing left aside
+
+
 def test_runs_share_a_check_cache_one_file_per_setting(world, tmp_path, monkeypatch):
     import videolift.critic.checks as checks_module
 
