@@ -430,6 +430,27 @@ def test_rank_logs_a_killed_removal_left_without_run_json_are_not_taken_as_this_
     assert out.read_text() == before and not parts_dir(out).exists()
 
 
+def test_a_shared_prefix_scores_as_the_unshared_batch_and_resumes_either(world, critic_dir, tmp_path):
+    shared, unshared = tmp_path / "shared.jsonl", tmp_path / "unshared.jsonl"
+    score(critic_dir, world, shared, "--batch-size", "12")  # the default
+    score(critic_dir, world, unshared, "--batch-size", "12", "--no-share-prefix")
+    assert shared.read_text() == unshared.read_text()
+    assert json.loads(summary_path(shared).read_text())["run"]["share_prefix"] is True
+    assert json.loads(summary_path(unshared).read_text())["run"]["share_prefix"] is False
+    # Recorded, not a setting: a finished run of the other way (or of before it was recorded: unshared) is
+    # resumed, its lines kept, and the summary says they were computed both ways.
+    fixed = _world_with_its_missing_video(world, tmp_path / "fixed")
+    summary = json.loads(summary_path(unshared).read_text())
+    del summary["run"]["share_prefix"]
+    summary_path(unshared).write_text(json.dumps(summary))
+    resumed = score(critic_dir, fixed, unshared, "--batch-size", "12").output
+    assert "1 of 5 videos to score" in " ".join(resumed.split())
+    assert json.loads(summary_path(unshared).read_text())["run"]["share_prefix"] == "mixed"
+    score(critic_dir, fixed, shared, "--batch-size", "12")
+    assert json.loads(summary_path(shared).read_text())["run"]["share_prefix"] is True
+    assert shared.read_text() == unshared.read_text()
+
+
 def test_score_decodes_as_many_chunks_at_once_as_it_has_workers(world, critic_dir, tmp_path, monkeypatch):
     import threading
     import time

@@ -27,7 +27,16 @@ class Critic:
     processor: Any
     collator: Any
     base: str | None = None  # where the base model was loaded from, if not the spec's
+    share_prefix: bool = True  # a video's questions answered from one prefill of it (critic.prefix)
     _checker: Any = field(default=None, repr=False)
+
+    @property
+    def shares_prefix(self) -> bool:
+        """Whether its ratings are answered from shared prefixes: asked (``share_prefix``), several
+        questions per video (the per-dimension layout) and a family that supports it."""
+        from videolift.critic.prefix import supported
+
+        return self.share_prefix and self.spec.layout != "one_pass" and supported(self.spec.model_type)
 
     def prompts(
         self, caption: str, description: str | None = None, check: str | None = None
@@ -95,6 +104,7 @@ def load_critic(
     device: Any = "auto",
     dtype: str = "auto",
     merge_lora: bool = False,
+    share_prefix: bool = True,
     **expected: Any,
 ) -> Critic:
     """Load a critic directory (peft adapter + processor + spec, or a full model) for generation.
@@ -102,7 +112,8 @@ def load_critic(
     ``base`` overrides the base model path recorded in the spec (e.g. after moving it); ``expected``
     settings (``num_frames=8``, ``layout=...``) must match the spec or loading fails. ``device`` auto:
     this process's GPU under a launcher (else the first, else the CPU); ``dtype`` auto: bfloat16 on a GPU,
-    float32 on the CPU.
+    float32 on the CPU. ``share_prefix``: rate each video's questions from one prefill of it, where its
+    family supports that (``Critic.shares_prefix``).
     """
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -140,7 +151,7 @@ def load_critic(
     collator = ChatCollator(
         processor, family, eos_token_ids=[eos] if isinstance(eos, int) else list(eos or [])
     )
-    return Critic(directory, spec, model, processor, collator, base=base)
+    return Critic(directory, spec, model, processor, collator, base=base, share_prefix=share_prefix)
 
 
 def generate(
@@ -158,6 +169,7 @@ def generate(
         items,
         max_new_tokens=max_new_tokens or critic.spec.max_new_tokens,
         temperature=temperature,
+        share_prefix=critic.shares_prefix,
     )
 
 
@@ -183,26 +195,49 @@ def generate_answers(
     *,
     max_new_tokens: int,
     temperature: float = 0.0,
+    share_prefix: bool = False,
+    first_logits: list[Any] | None = None,
 ) -> list[str]:
-    """Greedy (or sampled) answers of any VLM to ``collate.Item`` prompts, in one batched call."""
+    """Greedy (or sampled) answers of any VLM to ``collate.Item`` prompts, in one batched call.
+
+    ``share_prefix``: consecutive items with the same frames (one video's questions) are answered from one
+    prefill of their common token prefix (``critic.prefix``; the unshared batch where it does not apply);
+    the caller checks that the model's family supports it (``critic.prefix.supported``).
+    ``first_logits``: a list that receives the (items, vocabulary) logits of the answers' first tokens.
+    """
     import torch
 
-    batch = collator(items)
     device = next(model.parameters()).device
-    batch = {k: v.to(device) for k, v in batch.items()}
-    n = batch["input_ids"].shape[1]
     sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+    settings = dict(
+        max_new_tokens=max_new_tokens,
+        eos_token_id=collator.stop_ids,
+        pad_token_id=collator.pad_id,
+        num_beams=1,
+        use_cache=True,
+        **UNSHAPED_LOGITS,
+        **sampling,
+    )
+    if first_logits is not None:  # tests: the logits of each answer's first token
+        settings |= {"return_dict_in_generate": True, "output_logits": True}
+    shared = None
+    if share_prefix:
+        from videolift.critic.prefix import plan, vision_token_ids
+
+        shared = plan(collator, items, vision_token_ids(model))
     with torch.inference_mode():
-        out = model.generate(
-            **batch,
-            max_new_tokens=max_new_tokens,
-            eos_token_id=collator.stop_ids,
-            pad_token_id=collator.pad_id,
-            num_beams=1,
-            use_cache=True,
-            **UNSHAPED_LOGITS,
-            **sampling,
-        )
+        if shared is not None:
+            from videolift.critic.prefix import generate_shared
+
+            n = shared.length
+            out = generate_shared(model, shared, device, **settings)
+        else:
+            batch = {k: v.to(device) for k, v in collator(items).items()}
+            n = batch["input_ids"].shape[1]
+            out = model.generate(**batch, **settings)
+    if first_logits is not None:
+        first_logits.append(out.logits[0].float().cpu())
+        out = out.sequences
     return processor.batch_decode(out[:, n:], skip_special_tokens=True)
 
 

@@ -299,7 +299,13 @@ def export(
 
 
 def _score_options(
-    critic: Path, base: str | None, device: str, dtype: str, merge_lora: bool, num_frames: int | None
+    critic: Path,
+    base: str | None,
+    device: str,
+    dtype: str,
+    merge_lora: bool,
+    num_frames: int | None,
+    share_prefix: bool = True,
 ):
     from videolift.core.distributed import checked_device
     from videolift.critic.answers import load_critic
@@ -310,6 +316,7 @@ def _score_options(
         device=checked_device(device),  # "auto" as it is: load_critic's (this process's GPU, else the CPU)
         dtype=dtype,
         merge_lora=merge_lora,
+        share_prefix=share_prefix,
         num_frames=num_frames,
     )
 
@@ -345,6 +352,11 @@ def score(
     num_frames: int | None = typer.Option(
         None, "--num-frames", min=1, help="Assert the critic's frame count (it always uses its own)."
     ),
+    share_prefix: bool = typer.Option(
+        True,
+        "--share-prefix/--no-share-prefix",
+        help="Encode and prefill each video once for all its questions (same answers; families that support it).",
+    ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace scores in OUT made by another critic or settings."
     ),
@@ -357,7 +369,7 @@ def score(
     check_scores_out(out, inputs=[("--manifest", manifest)])  # before the critic loads
     check_videos_root(videos)
     with library_bars(progress):
-        model = _score_options(critic, base, device, dtype, merge_lora, num_frames)
+        model = _score_options(critic, base, device, dtype, merge_lora, num_frames, share_prefix)
         summary = score_manifest(
             model,
             manifest,
@@ -403,6 +415,11 @@ def evaluate(
     dtype: str = typer.Option(
         "auto", "--dtype", help="auto (bfloat16 on a GPU, float32 on the CPU), float32, bfloat16, float16."
     ),
+    share_prefix: bool = typer.Option(
+        True,
+        "--share-prefix/--no-share-prefix",
+        help="Encode and prefill each video once for all its questions (same answers; families that support it).",
+    ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace --scores made by another critic or settings."
     ),
@@ -422,7 +439,7 @@ def evaluate(
     check_finished(critic)  # the critic's spec, then the records, before the (possibly minutes-long) load
     checked = read_eval_data(data, videos, CriticSpec.load(critic).dimensions, pairs)
     with library_bars(progress):
-        model = _score_options(critic, base, device, dtype, False, None)
+        model = _score_options(critic, base, device, dtype, False, None, share_prefix)
         report = evaluate_critic(
             model,
             data,

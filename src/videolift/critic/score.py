@@ -88,17 +88,36 @@ def _run_signature(critic: Critic, temperature: float, seed: int) -> dict[str, A
         "seed": seed if temperature > 0 else None,
         # What it computes in: greedy answers may differ between float32 and bfloat16.
         "dtype": str(next(critic.model.parameters()).dtype).removeprefix("torch."),
+        # Whether each video's questions were answered from one prefill of it (critic.prefix).
+        "share_prefix": critic.shares_prefix,
     }
 
 
-# Signature keys added later, with the value runs before them had (they scored in float32).
-_SIGNED_LATER = {"dtype": "float32"}
+# Signature keys added later, with the value runs before them had (they scored in float32, unshared).
+_SIGNED_LATER = {"dtype": "float32", "share_prefix": False}
+# Recorded, not compared: how the answers were computed, not which (a shared prefix answers as the unshared
+# batch does, to float rounding, as another --batch-size pads differently): a run resumes either way, and
+# one whose lines were scored both ways records "mixed".
+_RECORDED_ONLY = ("share_prefix",)
 
 
 def _changed(recorded: dict[str, Any], signature: dict[str, Any]) -> list[str]:
     """The keys of ``signature`` in which a run's ``recorded`` signature differs."""
     recorded = _SIGNED_LATER | recorded
-    return [k for k in signature if recorded.get(k) != signature[k]]
+    return [k for k in signature if k not in _RECORDED_ONLY and recorded.get(k) != signature[k]]
+
+
+def _recorded_with(out: Path, parts: Path, signature: dict[str, Any]) -> dict[str, Any]:
+    """``signature`` with the recorded-only keys of the earlier runs whose lines this run keeps (its
+    parts' logged lines, a finished OUT of the same settings): "mixed" where they differ from this run's."""
+    earlier = []
+    logged = any(p.stat().st_size for p in parts.glob("rank*.jsonl")) if parts.is_dir() else False
+    if logged and (run_file := parts / "run.json").exists():
+        earlier.append(read_json(run_file))
+    if out.exists() and summary_path(out).exists():
+        earlier.append(read_json(summary_path(out)).get("run") or {})
+    kept = [_SIGNED_LATER | r for r in earlier if not _changed(r, signature)]
+    return signature | {k: "mixed" for k in _RECORDED_ONLY if any(r.get(k) != signature[k] for r in kept)}
 
 
 @dataclass
@@ -187,6 +206,7 @@ def score_manifest(
     records = read_manifest(manifest)
     parts = parts_dir(out)
     signature = _run_signature(critic, temperature, seed)
+    signature = _recorded_with(out, parts, signature)
     started = time.time()
     _claim_parts(state, out, parts, signature, overwrite=overwrite)
     previous = _finished_lines(out, signature)

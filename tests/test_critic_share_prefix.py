@@ -1,0 +1,143 @@
+"""Shared-prefix scoring (critic.prefix) answers exactly as the unshared batch: greedy answers equal and the
+first answer token's logits within float rounding, on the toy critic's VLM and tiny models of every family."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from videolift.critic import prefix as prefix_module
+from videolift.critic.answers import generate_answers
+from videolift.critic.collate import ChatCollator, Item
+from videolift.critic.prompts import DEFAULT_QUESTIONS, user_text
+from videolift.models.tiny_vlm import TinyVLMConfig, build_tiny_vlm
+from videolift.models.vlm import get_family
+
+TOY_VLM = "src/videolift/toy/assets/vlm"
+CAPTIONS = [
+    "a red circle",
+    "two blue squares move left in a sand desert at night",
+    "a green triangle bounces",
+    "three yellow circles move up and down in a grass field",
+]
+QUESTIONS = list(DEFAULT_QUESTIONS.values())
+
+
+def _load(family: str, tmp_path_factory) -> tuple:
+    if family == "toy":
+        from pathlib import Path
+
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        root = Path(__file__).resolve().parents[1] / TOY_VLM
+        model = AutoModelForImageTextToText.from_pretrained(root).eval()
+        return model, AutoProcessor.from_pretrained(root), "qwen2_vl", (9, 48)
+    # A larger head than the default: logits far enough apart that a position error shows in the answers.
+    model, processor = build_tiny_vlm(config=TinyVLMConfig(family=family, head_scale=10.0))
+    return model, processor, family, (8, 56)
+
+
+@pytest.fixture(scope="module", params=["toy", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava_onevision",
+                                        "llava_next_video"])  # fmt: skip
+def vlm(request, tmp_path_factory):
+    model, processor, model_type, shape = _load(request.param, tmp_path_factory)
+    eos = model.generation_config.eos_token_id
+    collator = ChatCollator(
+        processor, get_family(model_type), eos_token_ids=[eos] if isinstance(eos, int) else list(eos or [])
+    )
+    return request.param, model, processor, collator, shape
+
+
+def _items(shape, variant: str) -> list[Item]:
+    """Four videos x three questions; ``check``: the first question carries per-video text (suffixes of
+    different lengths); ``describe``: every question carries a per-video description (a longer prefix)."""
+    n_frames, size = shape
+    items = []
+    for v, caption in enumerate(CAPTIONS):
+        frames = np.random.default_rng(v).integers(0, 255, (n_frames, size, size, 3), dtype=np.uint8)
+        for q, question in enumerate(QUESTIONS):
+            check = (
+                " ".join(["circle (expected square)"] * v) or "none."
+                if variant == "check" and q == 0
+                else None
+            )
+            description = f"a {'big ' * v}shape moves" if variant == "describe" else None
+            items.append(Item(frames, user_text(caption, question, description, check)))
+    return items
+
+
+def _answers(vlm, items, share: bool, **kwargs):
+    _, model, processor, collator, _ = vlm
+    logits: list[torch.Tensor] = []
+    texts = generate_answers(
+        model,
+        processor,
+        collator,
+        items,
+        max_new_tokens=12,
+        share_prefix=share,
+        first_logits=logits,
+        **kwargs,
+    )
+    return texts, logits[0]
+
+
+@pytest.mark.parametrize("variant", ["plain", "check", "describe"])
+def test_shared_prefix_answers_equal_the_unshared_batchs(vlm, variant, monkeypatch):
+    family, model, _, collator, shape = vlm
+    assert prefix_module.supported("qwen2_vl" if family == "toy" else family)
+    items = _items(shape, variant)
+    plan = prefix_module.plan(collator, items, prefix_module.vision_token_ids(model))
+    assert plan is not None and plan.prefix["input_ids"].shape[0] == len(CAPTIONS)  # one prefill per video
+    calls = []
+    monkeypatch.setattr(prefix_module, "plan", lambda *a: calls.append(1) or plan)
+    shared, shared_logits = _answers(vlm, items, True)
+    assert calls  # the shared path ran
+    unshared, logits = _answers(vlm, items, False)
+    assert shared == unshared
+    assert torch.allclose(shared_logits, logits, rtol=1e-4, atol=1e-4), (shared_logits - logits).abs().max()
+
+
+def test_the_comparison_notices_positions_off_by_one(vlm, monkeypatch):
+    """The equivalence test's sensitivity: the same shared path with every continued row's positions one
+    further on (the rotary offset of the Qwen-VL families, the attention-mask count of the others)."""
+    family, model, _, collator, shape = vlm
+    items = _items(shape, "check")
+    real = prefix_module._continue_positions
+
+    def shifted(model, rows, n_prefixes, full):
+        real(model, rows, n_prefixes, full)
+        for module in model.modules():
+            if isinstance(getattr(module, "rope_deltas", None), torch.Tensor):
+                module.rope_deltas = module.rope_deltas + 1
+                return
+        mask = full["attention_mask"]  # a generic family: positions from the mask's running count
+        full["position_ids"] = (mask.long().cumsum(-1) - 1).clamp_min(0) + 1
+
+    monkeypatch.setattr(prefix_module, "_continue_positions", shifted)
+    _, shared_logits = _answers(vlm, items, True)
+    _, logits = _answers(vlm, items, False)
+    assert not torch.allclose(shared_logits, logits, rtol=1e-4, atol=1e-4)
+
+
+def test_sampled_answers_keep_their_seeding(vlm):
+    """With --temperature the same rows are drawn in the same order: the same seed, the same answers."""
+    _, _, _, _, shape = vlm
+    items = _items(shape, "plain")
+    torch.manual_seed(7)
+    shared, _ = _answers(vlm, items, True, temperature=1.0)
+    torch.manual_seed(7)
+    unshared, _ = _answers(vlm, items, False, temperature=1.0)
+    assert shared == unshared
+
+
+def test_batches_without_a_shared_video_fall_back():
+    model, processor = build_tiny_vlm()
+    collator = ChatCollator(processor, get_family("qwen2_vl"), eos_token_ids=[])
+    frames = [np.random.default_rng(v).integers(0, 255, (8, 56, 56, 3), dtype=np.uint8) for v in range(2)]
+    one_each = [Item(f, user_text("a red circle", QUESTIONS[0])) for f in frames]
+    assert prefix_module.plan(collator, one_each, prefix_module.vision_token_ids(model)) is None
+    copies = [Item(f.copy(), user_text("a red circle", q)) for f in frames for q in QUESTIONS]
+    assert prefix_module.plan(collator, copies, prefix_module.vision_token_ids(model)) is None
+    assert not prefix_module.supported("qwen3_5")
