@@ -231,3 +231,55 @@ def test_generate_resume_refuses_a_hub_id_updated_upstream(hub, tmp_path):
     (out / "generation.json").write_text(json.dumps(settings))
     assert "0 generated here, 1 already done" in generate().output
     assert json.loads((out / "generation.json").read_text())["model_commit"] == "b" * 40
+
+
+def test_scores_recorded_before_the_commit_are_kept_once_generate_records_it(hub, tmp_path, monkeypatch):
+    """A finished generation of a Hub id recorded before the commit was (no model_commit), scored; the same
+    `generate` command again resumes it and rewrites its manifest, now with model_commit on every line:
+    `critic score` keeps the scores of those very videos rather than rating every one again (the new scores
+    file would also refuse `align --resume` on it)."""
+    from types import SimpleNamespace
+
+    from typer.testing import CliRunner
+
+    import videolift.critic.score as score
+    from videolift.cli import app
+
+    prompts, out = tmp_path / "prompts.txt", tmp_path / "gen"
+    prompts.write_text("a red circle moves left\na blue square\n")
+    args = ["generate", "--model", REPO_ID, "--prompts", str(prompts), "--out", str(out), "--steps", "2",
+            "--frames", "5", "--height", "32", "--width", "32", "--no-progress"]  # fmt: skip
+    publish(hub, REPO_ID, BASE, "a" * 40)
+    assert CliRunner().invoke(app, args, standalone_mode=False).exception is None
+    settings = json.loads((out / "generation.json").read_text())
+    del settings["model_commit"]  # as older code wrote them
+    (out / "generation.json").write_text(json.dumps(settings))
+    lines = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    (out / "manifest.jsonl").write_text(
+        "".join(json.dumps({k: v for k, v in line.items() if k != "model_commit"}) + "\n" for line in lines)
+    )
+
+    rated = []
+
+    def rate_chunk(critic, chunk, frames, log_path, **kw):  # a critic's lines, without the critic
+        for record in chunk:
+            rated.append(record["video"])
+            score.append_jsonl(log_path, {**record, "ratings": {}, "reward": 1.0})
+
+    monkeypatch.setattr(score, "_run_signature", lambda *a: {"critic": "fake"})
+    monkeypatch.setattr(score, "_rate_chunk", rate_chunk)
+    spec = SimpleNamespace(check_view=(2, "uniform"), num_frames=2, frame_sampling="uniform")
+    critic = SimpleNamespace(prompts=lambda text: ["question"], spec=spec)
+    scores = tmp_path / "scores.jsonl"
+    score.score_manifest(critic, out / "manifest.jsonl", out, scores, progress=False, log=lambda *a: None)
+    assert len(rated) == 2
+    before = scores.read_bytes()
+    result = CliRunner().invoke(app, args, standalone_mode=False)
+    assert "0 generated here, 2 already done" in result.output
+    assert all(json.loads(line)["model_commit"] == "a" * 40 for line in (out / "manifest.jsonl").open())
+    rated.clear()
+    summary = score.score_manifest(
+        critic, out / "manifest.jsonl", out, scores, progress=False, log=lambda *a: None
+    )
+    assert rated == [] and summary.skipped == 2
+    assert scores.read_bytes() == before

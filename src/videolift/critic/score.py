@@ -52,6 +52,7 @@ from videolift.core.scores import SCORED_KEYS, score_line
 from videolift.core.video import read_video_and_fps, sample_frames
 from videolift.critic.answers import Critic, check, describe, rate
 from videolift.critic.spec import CriticSpec
+from videolift.data.generate_resume import ADDED_LATER
 
 # ---- manifests and resumable, sharded runs ---------------------------------------------------------
 
@@ -138,8 +139,14 @@ class ScoreSummary:
 
 def scored_for(line: dict[str, Any] | None, record: dict[str, Any]) -> bool:
     """Whether ``line`` scored this very record: its prompt, and its seed, model and whatever else the
-    manifest says (a video regenerated under the same name, with another seed or model, is new)."""
-    return line is not None and all(_same(line.get(k), v) for k, v in record.items() if k not in SCORED_KEYS)
+    manifest says (a video regenerated under the same name, with another seed or model, is new). A key
+    `generate` records only since a later version (``ADDED_LATER``: ``model_commit``) is no difference when
+    the line lacks it: a run recorded before resumes as the same run, and rewrites its manifest with it."""
+    return line is not None and all(
+        _same(line.get(k), v)
+        for k, v in record.items()
+        if k not in SCORED_KEYS and not (k in ADDED_LATER and k not in line)
+    )
 
 
 def _same(a: Any, b: Any) -> bool:
