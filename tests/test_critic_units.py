@@ -673,3 +673,48 @@ def test_merged_scores_and_their_summary_replace_an_earlier_pair_together(tmp_pa
     score._merge([record], parts, out, 0.0, {}, {"temperature": 0.0})  # the rerun's merge: the new pair
     assert json.loads(score.summary_path(out).read_text())["run"] == {"temperature": 0.0}
     assert json.loads(out.read_text()) == line and not parts.exists()
+
+
+def test_scoring_over_parts_of_other_settings_keeps_the_finished_pair_until_the_merge(tmp_path, monkeypatch):
+    """A finished OUT (scores and summary) beside OUT.parts of a run of other settings that was killed: a
+    third run with --overwrite removes the parts, but OUT and its summary stay whole until its merge replaces
+    both (docs/formats.md); killed too, it left the old summary beside no scores file."""
+    from types import SimpleNamespace
+
+    import videolift.critic.score as score
+    from videolift.core.video import write_video
+
+    for i in range(2):
+        write_video(tmp_path / f"videos/v{i}.mp4", np.zeros((4, 16, 16, 3), np.uint8))
+    manifest = tmp_path / "m.jsonl"
+    lines = [{"video": f"videos/v{i}.mp4", "prompt": "p", "seed": i} for i in range(2)]
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    signature, killed = {"critic": "A"}, []
+
+    def rate_chunk(critic, chunk, frames, log_path, **kw):  # a critic's lines, without the critic
+        if killed:
+            raise KeyboardInterrupt
+        for record in chunk:
+            score.append_jsonl(log_path, {**record, "ratings": {}, "reward": 1.0})
+
+    monkeypatch.setattr(score, "_run_signature", lambda *a: dict(signature))
+    monkeypatch.setattr(score, "_rate_chunk", rate_chunk)
+    spec = SimpleNamespace(check_view=(2, "uniform"), num_frames=2, frame_sampling="uniform")
+    critic = SimpleNamespace(prompts=lambda text: ["question"], spec=spec)
+    out = tmp_path / "scores.jsonl"
+
+    def run(**kw):
+        return score.score_manifest(
+            critic, manifest, tmp_path, out, progress=False, log=lambda *a: None, **kw
+        )
+
+    run()
+    pair = out.read_bytes(), score.summary_path(out).read_bytes()
+    for critic_name in ("B", "C"):  # B killed with its parts left; C (other settings again) killed over them
+        signature["critic"], killed[:] = critic_name, [True]
+        with pytest.raises(KeyboardInterrupt):
+            run(overwrite=True)
+        assert (out.read_bytes(), score.summary_path(out).read_bytes()) == pair
+    killed.clear()
+    assert run(overwrite=True).skipped == 0
+    assert json.loads(score.summary_path(out).read_text())["run"] == {"critic": "C"}

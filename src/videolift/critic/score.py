@@ -259,9 +259,8 @@ def _claim_parts(state: Any, out: Path, parts: Path, signature: dict[str, Any], 
             raise VideoliftError(
                 f"{parts}: holds a scoring run with different settings ({changed}); delete it or use another --out"
             )
-        if state.is_main_process:
+        if state.is_main_process:  # (a finished OUT stays, with its summary, until the merge replaces both)
             _remove_parts(parts)
-            out.unlink(missing_ok=True)
     elif before is None and state.is_main_process:
         # Rank logs without a run.json are of settings nobody knows (what a removal of OUT.parts killed
         # midway left, when it could take run.json first): scored again rather than taken as this run's.
