@@ -118,7 +118,8 @@ def _recorded_with(out: Path, parts: Path, signature: dict[str, Any]) -> dict[st
     if out.exists() and summary_path(out).exists():
         earlier.append(read_json(summary_path(out)).get("run") or {})
     kept = [_SIGNED_LATER | r for r in earlier if not _changed(r, signature)]
-    return signature | {k: "mixed" for k in _RECORDED_ONLY if any(r.get(k) != signature[k] for r in kept)}
+    mixed = [k for k in _RECORDED_ONLY if k in signature and any(r.get(k) != signature[k] for r in kept)]
+    return signature | dict.fromkeys(mixed, "mixed")
 
 
 @dataclass

@@ -20,7 +20,7 @@ def cpu_only(device: str) -> bool:
 
 def device_and_dtype(state: Any, device: str, dtype: str) -> tuple[torch.device, str]:
     """Where this process generates (auto and cuda: the GPU accelerate gave it), and the dtype as the run
-    records it (auto: bfloat16 on a GPU that has it, else float32: the critic's ``auto_dtype``)."""
+    records it (auto: bfloat16 on a GPU where torch supports it, else float32: the critic's ``auto_dtype``)."""
     import torch
 
     from videolift.models.base import auto_dtype, resolve_dtype
