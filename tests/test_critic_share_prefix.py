@@ -49,13 +49,24 @@ def vlm(request, tmp_path_factory):
     return request.param, model, processor, collator, shape
 
 
-def _items(shape, variant: str) -> list[Item]:
-    """Four videos x three questions; ``check``: the first question carries per-video text (suffixes of
-    different lengths); ``describe``: every question carries a per-video description (a longer prefix)."""
+def _frames(shape, variant: str, v: int, family: str) -> np.ndarray:
+    """``varied``: the videos differ in resolution and (not LLaVA's, whose frames stack into one tensor) in
+    frame count, so their prefixes differ in length (Qwen-VL: in video tokens and rotary offsets too)."""
     n_frames, size = shape
+    t, h, w = n_frames, size, size
+    if variant == "varied":
+        t = n_frames if family.startswith("llava") else n_frames - 2 * (v % 2)
+        h, w = size * (1 + v // 2), size * (1 + v % 2)
+    return np.random.default_rng(v).integers(0, 255, (t, h, w, 3), dtype=np.uint8)
+
+
+def _items(shape, variant: str, family: str = "toy") -> list[Item]:
+    """Four videos x three questions; ``check``: the first question carries per-video text (suffixes of
+    different lengths); ``describe``: every question carries a per-video description (a longer prefix);
+    ``varied``: videos of different frame counts and resolutions."""
     items = []
     for v, caption in enumerate(CAPTIONS):
-        frames = np.random.default_rng(v).integers(0, 255, (n_frames, size, size, 3), dtype=np.uint8)
+        frames = _frames(shape, variant, v, family)
         for q, question in enumerate(QUESTIONS):
             check = (
                 " ".join(["circle (expected square)"] * v) or "none."
@@ -83,11 +94,11 @@ def _answers(vlm, items, share: bool, **kwargs):
     return texts, logits[0]
 
 
-@pytest.mark.parametrize("variant", ["plain", "check", "describe"])
+@pytest.mark.parametrize("variant", ["plain", "check", "describe", "varied"])
 def test_shared_prefix_answers_equal_the_unshared_batchs(vlm, variant, monkeypatch):
     family, model, _, collator, shape = vlm
     assert prefix_module.supported("qwen2_vl" if family == "toy" else family)
-    items = _items(shape, variant)
+    items = _items(shape, variant, family)
     plan = prefix_module.plan(collator, items, prefix_module.vision_token_ids(model))
     assert plan is not None and plan.prefix["input_ids"].shape[0] == len(CAPTIONS)  # one prefill per video
     calls = []
@@ -104,18 +115,17 @@ def test_the_comparison_notices_positions_off_by_one(vlm, monkeypatch):
     further on (the rotary offset of the Qwen-VL families, the attention-mask count of the others)."""
     family, model, _, collator, shape = vlm
     items = _items(shape, "check")
-    real = prefix_module._continue_positions
+    if prefix_module._keeps_rope_deltas(model):
+        real = prefix_module._continue_positions
+        monkeypatch.setattr(prefix_module, "_continue_positions", lambda m, offsets: real(m, offsets + 1))
+    else:  # a generic family: positions from the mask's running count
+        real_generate = model.generate
 
-    def shifted(model, rows, n_prefixes, full):
-        real(model, rows, n_prefixes, full)
-        for module in model.modules():
-            if isinstance(getattr(module, "rope_deltas", None), torch.Tensor):
-                module.rope_deltas = module.rope_deltas + 1
-                return
-        mask = full["attention_mask"]  # a generic family: positions from the mask's running count
-        full["position_ids"] = (mask.long().cumsum(-1) - 1).clamp_min(0) + 1
+        def shifted(**kwargs):
+            mask = kwargs["attention_mask"]
+            return real_generate(**kwargs, position_ids=(mask.long().cumsum(-1) - 1).clamp_min(0) + 1)
 
-    monkeypatch.setattr(prefix_module, "_continue_positions", shifted)
+        monkeypatch.setattr(model, "generate", shifted)
     _, shared_logits = _answers(vlm, items, True)
     _, logits = _answers(vlm, items, False)
     assert not torch.allclose(shared_logits, logits, rtol=1e-4, atol=1e-4)
@@ -141,3 +151,48 @@ def test_batches_without_a_shared_video_fall_back():
     copies = [Item(f.copy(), user_text("a red circle", q)) for f in frames for q in QUESTIONS]
     assert prefix_module.plan(collator, copies, prefix_module.vision_token_ids(model)) is None
     assert not prefix_module.supported("qwen3_5")
+
+
+def _slowly_sampled(seconds: list[int]) -> tuple:
+    """Tiny Qwen2.5-VL and three questions about each of 8-frame clips spread over ``seconds``: its temporal
+    positions are spaced by the frames' times, so a slowly sampled video's run past the text after it."""
+    from videolift.core.video import Clip, FrameTiming
+
+    model, processor = build_tiny_vlm(config=TinyVLMConfig(family="qwen2_5_vl", head_scale=10.0))
+    collator = ChatCollator(processor, get_family("qwen2_5_vl"), eos_token_ids=[])
+    items = []
+    for v, secs in enumerate(seconds):
+        frames = np.random.default_rng(v).integers(0, 255, (8, 56, 56, 3), dtype=np.uint8)
+        timing = FrameTiming(24.0, tuple(int(i) for i in np.linspace(0, 24 * secs - 1, 8)), 24 * secs)
+        clip = Clip(frames, timing)
+        items += [Item(clip, user_text(CAPTIONS[1], q)) for q in QUESTIONS]
+    return (None, model, processor, collator, None), items
+
+
+def test_a_slowly_sampled_qwen2_5_vl_video_keeps_its_positions():
+    """The rows' rotary offset is the unshared sequence's, not its prefix's: a 60 s clip's video positions
+    run past the caption (the prefix's largest position is a video token's), not past the questions."""
+    vlm, items = _slowly_sampled([5, 60])
+    _, model, _, collator, _ = vlm
+    assert prefix_module.plan(collator, items, prefix_module.vision_token_ids(model)) is not None
+    shared, shared_logits = _answers(vlm, items, True)
+    unshared, logits = _answers(vlm, items, False)
+    assert shared == unshared
+    assert torch.allclose(shared_logits, logits, rtol=1e-4, atol=1e-4), (shared_logits - logits).abs().max()
+
+
+def test_positions_no_offset_continues_fall_back_to_the_unshared_batch(monkeypatch):
+    """A clip whose video positions run past its whole prompt (15 min in 8 frames): no one offset places
+    both the suffix and the answer where the unshared batch does, so the batch is not shared."""
+    vlm, items = _slowly_sampled([5, 900])
+    _, model, _, collator, _ = vlm
+    assert prefix_module.plan(collator, items, prefix_module.vision_token_ids(model)) is not None
+    calls = []
+    real = prefix_module.generate_shared
+    monkeypatch.setattr(
+        prefix_module, "generate_shared", lambda *a, **k: calls.append(r := real(*a, **k)) or r
+    )
+    shared, shared_logits = _answers(vlm, items, True)
+    assert calls == [None]
+    unshared, logits = _answers(vlm, items, False)
+    assert shared == unshared and torch.equal(shared_logits, logits)

@@ -220,7 +220,7 @@ def generate_answers(
     )
     if first_logits is not None:  # tests: the logits of each answer's first token
         settings |= {"return_dict_in_generate": True, "output_logits": True}
-    shared = None
+    shared = out = None
     if share_prefix:
         from videolift.critic.prefix import plan, vision_token_ids
 
@@ -231,7 +231,7 @@ def generate_answers(
 
             n = shared.length
             out = generate_shared(model, shared, device, **settings)
-        else:
+        if out is None:
             batch = {k: v.to(device) for k, v in collator(items).items()}
             n = batch["input_ids"].shape[1]
             out = model.generate(**batch, **settings)

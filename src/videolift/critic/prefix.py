@@ -8,21 +8,22 @@ wherever the tokenizer's boundaries put it: past the caption, and past the quest
 
 1. the prefixes of a chunk's videos, left-padded together, go through the model once (vision tower
    included), ``use_cache`` on, keeping only the last logits;
-2. the cache's rows are repeated, one per question (``Cache.batch_select_indices``), and so are the
-   models' stored multimodal rotary offsets (``rope_deltas``, Qwen-VL);
+2. the cache's rows are repeated, one per question (``Cache.batch_select_indices``), and the model's
+   stored multimodal rotary offsets (``rope_deltas``, Qwen-VL) set to the rows' unshared sequences';
 3. one ``generate`` call continues every (video, question) row from that cache, in the same row order
    as the unshared batch: each row is its prefix, then masked padding up to the longest suffix, then its
    suffix (the rest of the question and the generation prompt).
 
 Positions are those of the unshared sequence: ``generate`` derives them from the attention mask (a
 cumulative count of unmasked tokens), so masked padding between prefix and suffix takes no position, as
-left padding takes none; Qwen-VL adds each row's rotary offset from the prefill, which the suffix (text
-only) does not change. Masked padding is never attended to. Sampling (``--temperature``) draws from the
+left padding takes none; Qwen-VL adds each row's rotary offset, the one its unshared sequence gets
+(``_row_offsets``). Masked padding is never attended to. Sampling (``--temperature``) draws from the
 same rows in the same order, one call as before.
 
 A batch falls back to the unshared path (``None`` from ``plan``) when nothing is shared (one question per
 video), when a video's questions do not carry the same vision inputs, or when a suffix holds vision
-tokens. Families: ``SHARED_MODEL_TYPES`` (each tested against the unshared path); others, e.g. Qwen3.5
+tokens (``plan``), and where no one rotary offset per row places both its suffix and its answer as the
+unshared batch does (``generate_shared`` returns None). Families: ``SHARED_MODEL_TYPES`` (each tested against the unshared path); others, e.g. Qwen3.5
 (linear-attention layers whose recurrent state would run over the padding), always fall back.
 """
 
@@ -140,12 +141,21 @@ def _cache_kwarg() -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
-def generate_shared(model: Any, batch: SharedBatch, device: Any, **generate_kwargs: Any) -> Any:
+def generate_shared(model: Any, batch: SharedBatch, device: Any, **generate_kwargs: Any) -> Any | None:
     """``model.generate`` over every (video, question) row of ``batch``, the prefixes prefilled once; returns
-    generate's output (sequences: the row's tokens, ``batch.length`` of them, then the answer)."""
+    generate's output (sequences: the row's tokens, ``batch.length`` of them, then the answer), or None
+    (nothing run) where the rows' positions cannot be continued as the unshared rows' (``_row_offsets``)."""
     prefix = {k: v.to(device) for k, v in batch.prefix.items()}
     rows = batch.rows.to(device)
-    if not _keeps_rope_deltas(model):
+    full = {
+        key: torch.cat([prefix[key][rows], value.to(device)], dim=1) for key, value in batch.suffix.items()
+    }
+    offsets = None
+    if _keeps_rope_deltas(model):
+        offsets = _row_offsets(model, prefix, rows, full)
+        if offsets is None:
+            return None
+    else:
         # As generate numbers a prompt: left padding takes no position (a plain forward would count it).
         mask = prefix["attention_mask"]
         prefix["position_ids"] = (mask.long().cumsum(-1) - 1).clamp_min(0)
@@ -153,10 +163,8 @@ def generate_shared(model: Any, batch: SharedBatch, device: Any, **generate_kwar
     cache = getattr(out, "cache", None)
     cache = out.past_key_values if cache is None else cache
     cache.batch_select_indices(rows)
-    full = {
-        key: torch.cat([prefix[key][rows], value.to(device)], dim=1) for key, value in batch.suffix.items()
-    }
-    _continue_positions(model, rows, prefix["input_ids"].shape[0], full)
+    if offsets is not None:
+        _continue_positions(model, offsets)
     return model.generate(**full, **{_cache_kwarg(): cache}, **generate_kwargs)
 
 
@@ -166,13 +174,51 @@ def _keeps_rope_deltas(model: Any) -> bool:
     return any(hasattr(module, "rope_deltas") for module in model.modules())
 
 
-def _continue_positions(
-    model: Any, rows: torch.Tensor, n_prefixes: int, full: dict[str, torch.Tensor]
-) -> None:
+def _rope_module(model: Any) -> Any:
+    return next(m for m in model.modules() if hasattr(m, "rope_deltas") and hasattr(m, "get_rope_index"))
+
+
+def _row_offsets(
+    model: Any, prefix: dict[str, torch.Tensor], rows: torch.Tensor, full: dict[str, torch.Tensor]
+) -> torch.Tensor | None:
+    """Qwen-VL's rotary offset of each continued row: the one the unshared sequence (its prefix, then its
+    suffix) gets from the model's ``get_rope_index``; None where one offset does not place the row's suffix
+    where the unshared sequence has it.
+
+    generate numbers the tokens after a prefilled cache by the attention mask's running count plus one
+    stored offset per row (``rope_deltas``: the sequence's largest position + 1 - its length). The prefix's
+    own offset is not the row's: where the video's positions run past the text after it (Qwen2.5-VL spaces
+    a slowly sampled video's temporal positions by its frame times), the prefix's largest position is a
+    video token's, and its suffix and answer would sit that much further on than unshared."""
+    module = _rope_module(model)
+    params = inspect.signature(module.get_rope_index).parameters
+    vision: dict[str, torch.Tensor] = {}
+    for key in ("image_grid_thw", "video_grid_thw", "second_per_grid_ts"):
+        value = prefix.get(key)
+        if value is None or key not in params:
+            continue
+        if value.shape[0] != prefix["input_ids"].shape[0]:
+            return None  # not one video per prefix: its entries cannot be repeated per row
+        vision[key] = value[rows]
+    if "mm_token_type_ids" not in full or not vision:
+        return None
+    positions, deltas = module.get_rope_index(
+        full["input_ids"],
+        mm_token_type_ids=full["mm_token_type_ids"],
+        attention_mask=full["attention_mask"],
+        **vision,
+    )
+    mask = full["attention_mask"]
+    counted = (mask.long().cumsum(-1) - 1).unsqueeze(0) + deltas.view(1, -1, 1).to(mask.device)
+    tail = mask.bool().clone()
+    tail[:, : prefix["input_ids"].shape[1]] = False
+    if not torch.equal(positions.to(counted.device)[:, tail], counted.expand_as(positions)[:, tail]):
+        return None
+    return deltas
+
+
+def _continue_positions(model: Any, offsets: torch.Tensor) -> None:
     """What the continued rows need to sit where the unshared rows do. generate numbers text tokens by
     the attention mask's running count (padding takes no position); Qwen-VL adds each row's multimodal
-    rotary offset, kept by the model from the prefill (one per prefix): one per continued row instead."""
-    for module in model.modules():
-        deltas = getattr(module, "rope_deltas", None)
-        if isinstance(deltas, torch.Tensor) and deltas.shape[0] == n_prefixes:
-            module.rope_deltas = deltas[rows]
+    rotary offset, kept by the model (from the prefill, one per prefix): the unshared row's instead."""
+    _rope_module(model).rope_deltas = offsets
