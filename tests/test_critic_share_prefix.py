@@ -101,10 +101,12 @@ def test_shared_prefix_answers_equal_the_unshared_batchs(vlm, variant, monkeypat
     items = _items(shape, variant, family)
     plan = prefix_module.plan(collator, items, prefix_module.vision_token_ids(model))
     assert plan is not None and plan.prefix["input_ids"].shape[0] == len(CAPTIONS)  # one prefill per video
-    calls = []
+    calls, ran = [], []
     monkeypatch.setattr(prefix_module, "plan", lambda *a: calls.append(1) or plan)
+    real = prefix_module.generate_shared
+    monkeypatch.setattr(prefix_module, "generate_shared", lambda *a, **k: ran.append(r := real(*a, **k)) or r)
     shared, shared_logits = _answers(vlm, items, True)
-    assert calls  # the shared path ran
+    assert calls and len(ran) == 1 and ran[0] is not None  # the shared path ran, and did not fall back
     unshared, logits = _answers(vlm, items, False)
     assert shared == unshared
     assert torch.allclose(shared_logits, logits, rtol=1e-4, atol=1e-4), (shared_logits - logits).abs().max()
