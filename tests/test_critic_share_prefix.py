@@ -198,3 +198,121 @@ def test_positions_no_offset_continues_fall_back_to_the_unshared_batch(monkeypat
     assert calls == [None]
     unshared, logits = _answers(vlm, items, False)
     assert shared == unshared and torch.equal(shared_logits, logits)
+
+
+# ---- each video processed once (ChatCollator.encode_items) ---------------------------------------------
+
+
+def _encoded_alone(collator, item) -> dict[str, torch.Tensor]:
+    """An item's prompt as the processor encodes it on its own, video included (what every item was)."""
+    kwargs = collator.family.video_kwargs(len(item.frames), getattr(item.frames, "timing", None))
+    encoded = collator.processor(
+        text=[collator.render(item.user_text)],
+        videos=[np.asarray(item.frames)],
+        return_tensors="pt",
+        **kwargs,
+    )
+    return {k: v for k, v in encoded.items() if isinstance(v, torch.Tensor)}
+
+
+def _assert_same_tensors(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert a[key].dtype == b[key].dtype and torch.equal(a[key], b[key]), key
+
+
+def _timed_items(shape, variant: str) -> list[Item]:
+    """``_items`` with frames that carry their timing (as decoded clips do: Qwen-VL's processors read it)."""
+    from videolift.core.video import Clip, FrameTiming
+
+    items, clips = _items(shape, variant), {}
+    for it in items:
+        n = len(it.frames)
+        clip = clips.setdefault(
+            id(it.frames), Clip(it.frames, FrameTiming(8.0, tuple(range(0, 3 * n, 3)), 3 * n))
+        )
+        it.frames = clip
+    return items
+
+
+@pytest.fixture
+def video_calls(monkeypatch):
+    """``count(processor)``: a list that gets an entry at every call of the processor's video processor."""
+    calls: list[int] = []
+
+    def count(processor) -> list[int]:
+        cls = type(processor.video_processor)
+        real = cls.__call__
+        monkeypatch.setattr(cls, "__call__", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+        return calls
+
+    return count
+
+
+def _one_by_one(collator, items) -> list[dict[str, torch.Tensor]]:
+    return [_encoded_alone(collator, it) for it in items]
+
+
+def _assert_encoded_as_alone(collator, items, calls) -> None:
+    """Each item's tensors exactly as encoded alone, from one video processing per video."""
+    alone = _one_by_one(collator, items)
+    calls.clear()
+    for got, want in zip(collator.encode_items(items), alone, strict=True):
+        _assert_same_tensors(got, want)
+    assert len(calls) == len(CAPTIONS)
+
+
+@pytest.mark.parametrize("variant", ["plain", "check", "describe"])
+@pytest.mark.parametrize("timed", [False, True])
+def test_a_videos_questions_encode_as_each_alone_with_one_video_processing(vlm, variant, timed, video_calls):
+    """Every tensor of every item, of the shared-prefix plan and of the unshared batch is exactly what encoding
+    each question with its video gives; the video processor runs once per video (it ran per question)."""
+    _, model, processor, collator, shape = vlm
+    items = (_timed_items if timed else _items)(shape, variant)
+    calls = video_calls(processor)
+    _assert_encoded_as_alone(collator, items, calls)
+
+    vision = prefix_module.vision_token_ids(model)
+    calls.clear()
+    shared, batch = prefix_module.plan(collator, items, vision), collator(items)
+    assert len(calls) == 2 * len(CAPTIONS)  # once per video each, not once per question
+    with pytest.MonkeyPatch.context() as patch:  # as they were built from every question encoded alone
+        patch.setattr(ChatCollator, "encode_items", _one_by_one)
+        reference, reference_batch = prefix_module.plan(collator, items, vision), collator(items)
+    _assert_same_tensors(shared.prefix, reference.prefix)
+    _assert_same_tensors(shared.suffix, reference.suffix)
+    assert torch.equal(shared.rows, reference.rows)
+    _assert_same_tensors(batch, reference_batch)
+
+
+def test_answers_equal_those_of_every_question_encoded_alone(vlm, monkeypatch):
+    items = _timed_items(vlm[4], "check")
+    shared, shared_logits = _answers(vlm, items, True)
+    unshared, logits = _answers(vlm, items, False)
+    monkeypatch.setattr(ChatCollator, "encode_items", _one_by_one)
+    assert (shared, unshared) == (_answers(vlm, items, True)[0], _answers(vlm, items, False)[0])
+    assert torch.equal(shared_logits, _answers(vlm, items, True)[1])
+    assert torch.equal(logits, _answers(vlm, items, False)[1])
+
+
+def test_unshared_families_batch_as_each_question_alone(video_calls):
+    """Qwen3.5 (never a shared prefix): its encodings, timestamps included, from one processing a video."""
+    _, processor = build_tiny_vlm(config=TinyVLMConfig(family="qwen3_5"))
+    collator = ChatCollator(processor, get_family("qwen3_5"), eos_token_ids=[])
+    _assert_encoded_as_alone(collator, _timed_items((8, 56), "check"), video_calls(processor))
+
+
+def test_another_video_or_other_options_are_processed_again():
+    """The stand-in answers only the first call's arguments again (the same video objects, equal options)."""
+    from videolift.critic.collate import _ProcessedOnce
+
+    seen = []
+    once = _ProcessedOnce(lambda videos, **kw: seen.append(1) or {"n": len(seen)})
+    a, b = [np.zeros((2, 4, 4, 3), np.uint8)], [np.zeros((2, 4, 4, 3), np.uint8)]
+    assert [once(a, size=1)["n"], once(a, size=1)["n"], once(b, size=1)["n"], once(a, size=2)["n"]] == [
+        1,
+        1,
+        2,
+        3,
+    ]
+    assert once(a, size=1) is not once(a, size=1)  # copies: the processor adds its own keys

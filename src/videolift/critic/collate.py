@@ -1,14 +1,17 @@
 """Turn (frames, user text[, answer]) into model inputs, identically for training and generation.
 
 The prompt (chat template with the generation prompt, video placeholders expanded by the processor)
-is encoded per example; for training the answer's token ids and the end-of-turn token are appended
-and are the only positions with labels. Sequences are left-padded in both cases, so answers end at
+is encoded per example, each by the processor itself, though consecutive examples holding the same
+frames object (one video's questions) have their video processed once (``ChatCollator.encode_items``);
+for training the answer's token ids and the end-of-turn token are appended and are the only positions
+with labels. Sequences are left-padded in both cases, so answers end at
 the last position: the loss only needs the last logits, and generation continues where training's
 answer began.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,12 +80,37 @@ class ChatCollator:
 
     # ---- tensors -------------------------------------------------------------------------------
     def encode_prompt(self, frames: np.ndarray, user_text: str) -> dict[str, torch.Tensor]:
+        return self.encode_prompts(frames, [user_text])[0]
+
+    def encode_prompts(self, frames: np.ndarray, user_texts: list[str]) -> list[dict[str, torch.Tensor]]:
+        """``encode_prompt`` of each text with the same video, its video processed (resized, normalised,
+        patchified) once: the processor's later calls are given the first call's video processor output
+        (``_ProcessedOnce``), so each encoding is the processor's own, template expansion and tokens
+        included, as if encoded alone. The vision tensors of the encodings are the same tensor objects."""
         # Frames from videolift.core.video.sample_frames carry where they were taken (a Clip's timing).
         kwargs = self.family.video_kwargs(len(frames), getattr(frames, "timing", None))
-        encoded = self.processor(
-            text=[self.render(user_text)], videos=[np.asarray(frames)], return_tensors="pt", **kwargs
-        )
-        return {k: v for k, v in encoded.items() if isinstance(v, torch.Tensor)}
+        videos = [np.asarray(frames)]
+        processor = self.processor
+        if len(user_texts) > 1:  # a copy, so other threads' calls never see the stand-in
+            processor = copy.copy(self.processor)
+            processor.video_processor = _ProcessedOnce(self.processor.video_processor)
+        out = []
+        for text in user_texts:
+            encoded = processor(text=[self.render(text)], videos=videos, return_tensors="pt", **kwargs)
+            out.append({k: v for k, v in encoded.items() if isinstance(v, torch.Tensor)})
+        return out
+
+    def encode_items(self, items: list[Item]) -> list[dict[str, torch.Tensor]]:
+        """``encode_prompt`` of every item, each run of consecutive items holding the same frames object
+        (one video's questions) encoded together (``encode_prompts``: its video processed once)."""
+        encoded: list[dict[str, torch.Tensor]] = []
+        start = 0
+        for end in range(1, len(items) + 1):
+            if end == len(items) or items[end].frames is not items[start].frames:
+                texts = [it.user_text for it in items[start:end]]
+                encoded += self.encode_prompts(items[start].frames, texts)
+                start = end
+        return encoded
 
     def answer_ids(self, answer: str) -> list[int]:
         ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"]
@@ -92,7 +120,7 @@ class ChatCollator:
 
     def __call__(self, items: list[Item]) -> dict[str, torch.Tensor]:
         """A left-padded batch; with answers also ``labels`` (answer + end of turn only) and ``weights``."""
-        encoded = [self.encode_prompt(it.frames, it.user_text) for it in items]
+        encoded = self.encode_items(items)
         train = items[0].answer is not None
         if any((it.answer is not None) != train for it in items):
             raise ValueError("a batch mixes items with and without answers")
@@ -124,6 +152,45 @@ class ChatCollator:
             if key not in SEQUENCE_KEYS:  # vision tensors: patches or frames, stacked along dim 0
                 batch[key] = torch.cat([enc[key] for enc in encoded])
         return batch
+
+
+class _ProcessedOnce:
+    """Stands in for a processor's video processor while one video's prompts are encoded: a call with the
+    same arguments as the first (the same video objects, equal options) is answered with a copy of the
+    first call's output (the processor adds its own keys to it), any other call is computed."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._first: tuple[tuple[Any, ...], dict[str, Any], Any] | None = None
+
+    def __getattr__(self, name: str) -> Any:  # merge_size, temporal_patch_size, ...: the real one's
+        return getattr(self._inner, name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._first is not None and _same_arguments((args, kwargs), self._first[:2]):
+            return copy.copy(self._first[2])
+        out = self._inner(*args, **kwargs)
+        if self._first is None:
+            self._first = (args, kwargs, copy.copy(out))
+        return out
+
+
+def _same_arguments(a: Any, b: Any) -> bool:
+    """The same objects, or equal plain values, all the way down (arrays and tensors: only the same ones)."""
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(_same_arguments(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same_arguments(a[k], b[k]) for k in a)
+    if isinstance(a, np.ndarray | torch.Tensor):
+        return False
+    try:
+        return bool(a == b)
+    except Exception:  # no plain truth value: not known to be equal
+        return False
 
 
 def _left_pad(x: torch.Tensor, length: int, fill: int) -> torch.Tensor:

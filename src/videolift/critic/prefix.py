@@ -14,6 +14,9 @@ wherever the tokenizer's boundaries put it: past the caption, and past the quest
    as the unshared batch: each row is its prefix, then masked padding up to the longest suffix, then its
    suffix (the rest of the question and the generation prompt).
 
+Each question's sequence is the processor's own, but its video is processed (resized, normalised,
+patchified) once per video, not once per question (``ChatCollator.encode_items``).
+
 Positions are those of the unshared sequence: ``generate`` derives them from the attention mask (a
 cumulative count of unmasked tokens), so masked padding between prefix and suffix takes no position, as
 left padding takes none; Qwen-VL adds each row's rotary offset, the one its unshared sequence gets
@@ -88,7 +91,7 @@ def plan(collator: Any, items: list[Item], vision_tokens: set[int]) -> SharedBat
     groups = _groups(items)
     if all(len(g) == 1 for g in groups):
         return None
-    encoded = [collator.encode_prompt(it.frames, it.user_text) for it in items]
+    encoded = collator.encode_items(items)  # each video processed once
     prefixes: list[dict[str, torch.Tensor]] = []
     suffixes: list[dict[str, torch.Tensor]] = [{} for _ in items]
     vision: list[dict[str, torch.Tensor]] = []
@@ -96,8 +99,10 @@ def plan(collator: Any, items: list[Item], vision_tokens: set[int]) -> SharedBat
     for row, group in enumerate(groups):
         seqs = [{k: encoded[i][k][0] for k in SEQUENCE_KEYS if k in encoded[i]} for i in group]
         extra = [{k: v for k, v in encoded[i].items() if k not in SEQUENCE_KEYS} for i in group]
-        if any(
-            e.keys() != extra[0].keys() or any(not torch.equal(e[k], extra[0][k]) for k in e) for e in extra
+        if any(  # one video's encodings hold the same tensors (encode_items), not only equal ones
+            e.keys() != extra[0].keys()
+            or any(e[k] is not extra[0][k] and not torch.equal(e[k], extra[0][k]) for k in e)
+            for e in extra
         ):
             return None  # not one video's questions
         ids = [s["input_ids"] for s in seqs]
