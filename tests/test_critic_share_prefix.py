@@ -302,6 +302,15 @@ def test_unshared_families_batch_as_each_question_alone(video_calls):
     _assert_encoded_as_alone(collator, _timed_items((8, 56), "check"), video_calls(processor))
 
 
+@pytest.mark.parametrize("family", ["qwen3_vl", "qwen3_5"])
+def test_an_odd_frame_count_with_timing_is_still_processed_once(family, video_calls):
+    """Qwen3-VL's processor pads the given frame indices to a whole temporal patch (an odd count: in place,
+    in the video processor's output metadata, which are the call's own options): still one processing."""
+    _, processor = build_tiny_vlm(config=TinyVLMConfig(family=family))
+    collator = ChatCollator(processor, get_family(family), eos_token_ids=[])
+    _assert_encoded_as_alone(collator, _timed_items((9, 56), "check"), video_calls(processor))
+
+
 def test_another_video_or_other_options_are_processed_again():
     """The stand-in answers only the first call's arguments again (the same video objects, equal options)."""
     from videolift.critic.collate import _ProcessedOnce

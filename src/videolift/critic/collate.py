@@ -157,7 +157,11 @@ class ChatCollator:
 class _ProcessedOnce:
     """Stands in for a processor's video processor while one video's prompts are encoded: a call with the
     same arguments as the first (the same video objects, equal options) is answered with a copy of the
-    first call's output (the processor adds its own keys to it), any other call is computed."""
+    first call's output (the processor adds its own keys to it), any other call is computed.
+
+    The first call's options are compared as they were when it was made: the processor may change what
+    its video processor returns, and that can be the options' own objects (Qwen3-VL's processor pads the
+    ``video_metadata`` frame indices it was given to a whole temporal patch, in place)."""
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
@@ -169,9 +173,10 @@ class _ProcessedOnce:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self._first is not None and _same_arguments((args, kwargs), self._first[:2]):
             return copy.copy(self._first[2])
+        first = copy.deepcopy(kwargs) if self._first is None else None  # options only: videos by identity
         out = self._inner(*args, **kwargs)
-        if self._first is None:
-            self._first = (args, kwargs, copy.copy(out))
+        if first is not None:
+            self._first = (args, first, copy.copy(out))
         return out
 
 
