@@ -89,7 +89,8 @@ def _run_signature(critic: Critic, temperature: float, seed: int) -> dict[str, A
         "seed": seed if temperature > 0 else None,
         # What it computes in: greedy answers may differ between float32 and bfloat16.
         "dtype": str(next(critic.model.parameters()).dtype).removeprefix("torch."),
-        # Whether each video's questions were answered from one prefill of it (critic.prefix).
+        # Whether each video's questions were to be answered from one prefill of it (critic.prefix): a batch
+        # it cannot serve (generate_answers falls back) is answered unshared all the same.
         "share_prefix": critic.shares_prefix,
     }
 
