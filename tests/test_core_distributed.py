@@ -89,3 +89,22 @@ def test_ddp_timeout_is_how_long_a_rank_waits_at_a_barrier(trainer, tmp_path):
     assert (tmp_path / "rank.1").exists(), proc.stderr[-3000:]
     waited = (tmp_path / "rank.1").read_text()
     assert waited.startswith("failed:") and "Timed out" in waited, waited
+
+
+def test_a_ddp_timeout_past_thirty_days_is_refused_by_the_settings():
+    """Not an OverflowError when the process group is made (a timedelta ends at 999,999,999 days)."""
+    from pydantic import ValidationError
+
+    from videolift.align.config import AlignConfig
+    from videolift.core.distributed import MAX_TIMEOUT_SECONDS
+    from videolift.core.errors import UsageError
+    from videolift.critic.sft_config import SFTConfig
+
+    paths = dict(model="m", scores="s.jsonl", videos=".", out="o")
+    assert AlignConfig(**paths, ddp_timeout=MAX_TIMEOUT_SECONDS).ddp_timeout == MAX_TIMEOUT_SECONDS
+    assert SFTConfig(ddp_timeout=MAX_TIMEOUT_SECONDS).ddp_timeout == MAX_TIMEOUT_SECONDS
+    for huge in (MAX_TIMEOUT_SECONDS + 1, 10**14):
+        with pytest.raises(ValidationError, match="less than or equal"):
+            AlignConfig(**paths, ddp_timeout=huge)
+        with pytest.raises(UsageError, match="--ddp-timeout .*less than or equal"):
+            SFTConfig(ddp_timeout=huge)

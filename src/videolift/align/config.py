@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import to_jsonable_python
 
-from videolift.core.distributed import TRAINING_TIMEOUT_SECONDS
+from videolift.core.distributed import MAX_TIMEOUT_SECONDS, TRAINING_TIMEOUT_SECONDS
 from videolift.core.errors import DataError, OptionError
 from videolift.core.files import HashMemo, content_hash, out_dir_problem, weights_digest
 from videolift.core.hub import hub_commit
@@ -250,6 +250,7 @@ class AlignConfig(StrictModel):
     ddp_timeout: int = Field(
         TRAINING_TIMEOUT_SECONDS,
         ge=1,
+        le=MAX_TIMEOUT_SECONDS,
         description="seconds a process waits for the others at a collective (multi-process runs; NCCL's own "
         "default, 10 minutes, can end a run while the main process writes a large model's export)",
     )

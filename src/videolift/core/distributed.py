@@ -17,6 +17,8 @@ SHARDED_JOB_TIMEOUT = timedelta(hours=12)
 # checkpoint or exports the model (a 14B transformer is tens of GB): NCCL's default of 10 minutes ended
 # such runs there. An hour, as a default of `align` / `critic train --ddp-timeout` (seconds).
 TRAINING_TIMEOUT_SECONDS = 3600
+# Its largest value: 30 days (a datetime.timedelta ends at 999,999,999 days; a longer wait is a hang).
+MAX_TIMEOUT_SECONDS = 30 * 24 * 3600
 
 
 def checked_device(device: str, option: str = "--device") -> str:

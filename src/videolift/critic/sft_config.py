@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.dataclasses import dataclass as checked_dataclass
 
-from videolift.core.distributed import TRAINING_TIMEOUT_SECONDS
+from videolift.core.distributed import MAX_TIMEOUT_SECONDS, TRAINING_TIMEOUT_SECONDS
 from videolift.core.errors import UsageError
 from videolift.core.jsonl import validation_field
 from videolift.core.settings import refuse_bool_number
@@ -115,6 +115,7 @@ class SFTConfig:
     ddp_timeout: int = Field(
         TRAINING_TIMEOUT_SECONDS,
         ge=1,
+        le=MAX_TIMEOUT_SECONDS,
         description="Seconds a process waits for the others at a collective (multi-process runs; NCCL's "
         "own default, 10 minutes, can end a run while the main process saves a large model).",
     )
