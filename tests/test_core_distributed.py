@@ -53,21 +53,30 @@ def test_encoding_moves_the_frozen_encoders_but_not_the_transformer():
     assert sorted(moved) == ["text_encoder", "vae"]  # a 14B transformer would not fit beside them
 
 
-# Rank 0 stays away from the barrier for longer than --ddp-timeout: rank 1 must stop waiting (with torch's
-# default, 30 minutes on gloo, it would wait and pass).
+# Rank 0 stays away from the barrier for longer than the job's timeout: rank 1 must stop waiting (with
+# torch's default, 30 minutes on gloo, it would wait and pass); a sharded job's ranks wait (12 hours).
+# "after": the group was made by an earlier job of the process (as in `videolift run`) with another timeout.
 _LATE_RANK = """
 import sys, time
-which, out = sys.argv[1], sys.argv[2]
+from datetime import timedelta
+which, earlier, out = sys.argv[1], sys.argv[2], sys.argv[3]
+from videolift.core.distributed import sharded_state, fresh_accelerator
+if earlier == "sharded":
+    sharded_state(cpu=True)
+elif earlier == "training":
+    fresh_accelerator(cpu=True, ddp_timeout=1)
 if which == "align":
     from videolift.align.config import AlignConfig
     from videolift.align.trainer import _accelerator
     acc = _accelerator(AlignConfig(model="m", scores="s.jsonl", videos=".", out="o", ddp_timeout=1))
-else:
+elif which == "critic":
     from videolift.critic.sft import _accelerator
     from videolift.critic.sft_config import SFTConfig
     acc = _accelerator(SFTConfig(ddp_timeout=1))
+else:
+    acc = sharded_state(cpu=True)
 if acc.process_index == 0:
-    time.sleep(6)
+    time.sleep(4)
 try:
     acc.wait_for_everyone()
     result = "passed"
@@ -78,17 +87,28 @@ with open(out + "." + str(acc.process_index), "w") as handle:
 """
 
 
-@pytest.mark.parametrize("trainer", ["align", "critic"])
-def test_ddp_timeout_is_how_long_a_rank_waits_at_a_barrier(trainer, tmp_path):
+def _late_rank(tmp_path: Path, job: str, earlier: str) -> str:
+    """What rank 1 met at a barrier rank 0 came to 4 s late."""
     script = tmp_path / "late_rank.py"
     script.write_text(_LATE_RANK)
     env = dict(os.environ, HF_HUB_OFFLINE="1", ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1")
     torchrun = Path(sys.executable).parent / "torchrun"
-    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", script, trainer, tmp_path / "rank"]
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", script, job, earlier, tmp_path / "rank"]
     proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert (tmp_path / "rank.1").exists(), proc.stderr[-3000:]
-    waited = (tmp_path / "rank.1").read_text()
+    return (tmp_path / "rank.1").read_text()
+
+
+@pytest.mark.parametrize("trainer", ["align", "critic"])
+@pytest.mark.parametrize("earlier", ["none", "sharded"])
+def test_ddp_timeout_is_how_long_a_rank_waits_at_a_barrier(trainer, earlier, tmp_path):
+    waited = _late_rank(tmp_path, trainer, earlier)
     assert waited.startswith("failed:") and "Timed out" in waited, waited
+
+
+def test_a_sharded_job_after_a_training_run_waits_its_own_timeout(tmp_path):
+    """Not the training run's 1 s that made the group: a finished rank waits for the others."""
+    assert _late_rank(tmp_path, "sharded", "training") == "passed"
 
 
 def test_a_ddp_timeout_past_thirty_days_is_refused_by_the_settings():

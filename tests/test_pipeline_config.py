@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from videolift.align.config import AlignConfig
+from videolift.core.distributed import TRAINING_TIMEOUT_SECONDS
 from videolift.core.errors import DataError, OptionError, VideoliftError
 from videolift.pipeline.config import PipelineConfig
 from videolift.pipeline.demo_cli import PRESET
@@ -567,6 +568,12 @@ def test_stages_are_keyed_on_what_changes_their_result_and_on_every_file_they_re
     assert keys(critic)[0] == keys(critic, "critic.score_batch_size=4", "critic.label_only_baseline=false")[0]
     assert keys(critic)[0] == keys(critic, "critic.val_every=0")[0]  # logs a loss, trains the same critic
     assert critic_train_config(cfg("critic.val_every=5")).val_every == 5
+    # How long ranks wait reaches `critic train` (default: its own) and trains the same critic.
+    assert keys(critic)[0] == keys(critic, "critic.ddp_timeout=7200")[0]
+    assert critic_train_config(cfg("critic.ddp_timeout=7200")).ddp_timeout == 7200
+    assert critic_train_config(cfg()).ddp_timeout == TRAINING_TIMEOUT_SECONDS
+    with pytest.raises(VideoliftError, match="critic.ddp_timeout"):
+        cfg("critic.ddp_timeout=0")
     assert keys(critic)[0] != keys(critic, "critic.lr=0.5")[0]
     # A large critic's settings reach `critic train`, and while unset leave earlier runs' keys alone.
     assert set(critic(cfg()).settings) == set(critic(cfg("critic.grad_accum=1")).settings)

@@ -41,6 +41,32 @@ def checked_device(device: str, option: str = "--device") -> str:
     return device
 
 
+def use_timeout(timeout: timedelta) -> None:
+    """Make ``timeout`` how long this process waits at a collective from now on, also when an earlier job
+    in it made the process group with another: a process's first accelerate state fixes the group's
+    timeout for good, so `videolift run` under torchrun would otherwise keep its first stage's for every
+    later one (generate's 12 hours for the trainers; a training run's hour for a later sharded job,
+    whose finished ranks then stop waiting for the others). Nothing without a process group."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    # set_timeout since torch 2.8; the private name before it (from torch 2.2; without either, as made).
+    setter = getattr(dist, "set_timeout", None) or getattr(dist.distributed_c10d, "_set_pg_timeout", None)
+    if setter is not None:
+        setter(timeout)
+
+
+def sharded_state(cpu: bool) -> Any:
+    """accelerate's state for a sharded job (generate, critic score), waiting ``SHARDED_JOB_TIMEOUT`` at
+    collectives whichever job made the process group."""
+    from accelerate import PartialState
+
+    state = PartialState(cpu=cpu, timeout=SHARDED_JOB_TIMEOUT)
+    use_timeout(SHARDED_JOB_TIMEOUT)
+    return state
+
+
 def process_state() -> Any:
     """accelerate's state of this launch's processes, made with ``SHARDED_JOB_TIMEOUT`` if this is its
     first use (the state is made once per process; later settings are ignored); CPU-only without a GPU
@@ -68,8 +94,7 @@ def fresh_accelerator(*, ddp_timeout: int | None = None, **settings: Any) -> Any
     in bf16 in one process, as a notebook may; accelerate refuses the second ("AcceleratorState has
     already been initialized and cannot be changed"). The process group (``PartialState``) is kept; an
     earlier Accelerator still held reads the new settings (accelerate's state is shared), so runs follow
-    each other, not interleave. ``ddp_timeout``: seconds a rank waits at a collective, when this call makes
-    the process group (a process's first state sets it for good)."""
+    each other, not interleave. ``ddp_timeout``: seconds a rank waits at a collective from now on."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
     from accelerate.utils import InitProcessGroupKwargs
@@ -80,4 +105,7 @@ def fresh_accelerator(*, ddp_timeout: int | None = None, **settings: Any) -> Any
     if ddp_timeout is not None:
         handler = InitProcessGroupKwargs(timeout=timedelta(seconds=ddp_timeout))
         settings["kwargs_handlers"] = [*settings.get("kwargs_handlers", []), handler]
-    return Accelerator(**settings)
+    accelerator = Accelerator(**settings)
+    if ddp_timeout is not None:  # the handler is ignored when an earlier run in this process made the group
+        use_timeout(timedelta(seconds=ddp_timeout))
+    return accelerator

@@ -204,11 +204,10 @@ def score_manifest(
     discarded.
     """
     import torch
-    from accelerate import PartialState
 
-    from videolift.core.distributed import SHARDED_JOB_TIMEOUT
+    from videolift.core.distributed import sharded_state
 
-    state = PartialState(cpu=not torch.cuda.is_available(), timeout=SHARDED_JOB_TIMEOUT)
+    state = sharded_state(cpu=not torch.cuda.is_available())
     out, videos = Path(out), Path(videos)
     check_scores_out(out, inputs=[("--manifest", Path(manifest))])
     check_videos_root(videos)

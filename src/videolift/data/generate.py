@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from videolift.core.distributed import SHARDED_JOB_TIMEOUT
+from videolift.core.distributed import sharded_state
 from videolift.core.errors import UsageError, VideoliftError
 from videolift.core.files import check_out_dir, fingerprint
 from videolift.core.hub import hub_commit
@@ -233,7 +233,6 @@ def generate_videos(
     ``guidance`` / ``fps`` None: the model family's own (CogVideoX 6 / 8, Wan 2.1 5 / 16, LTX-Video 3 / 25);
     ``guidance_2`` (two-expert Wan 2.2 only) None: the model's (A14B: 3, ``spec.guidances``); ``offload``
     (``OFFLOADS``) changes where the weights wait, not the videos, so a run resumes across it."""
-    from accelerate import PartialState
 
     from videolift.core.distributed import checked_device
 
@@ -248,7 +247,7 @@ def generate_videos(
 
     check_guidance_2(model, family, guidance_2)  # from its index: not after minutes of loading
     # cpu=True is what makes torchrun / `accelerate launch` ranks on a CPU machine join one gloo group.
-    state = PartialState(cpu=cpu_only(device), timeout=SHARDED_JOB_TIMEOUT)
+    state = sharded_state(cpu_only(device))
     run_device, dtype = device_and_dtype(state, device, dtype)
     spec, pipe = load_pipeline(model, family, lora, dtype, run_device, offload=offload, vae_tiling=vae_tiling)
     sizes = frames, height, width

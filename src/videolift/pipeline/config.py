@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from videolift.core.distributed import MAX_TIMEOUT_SECONDS
 from videolift.core.errors import DataError, OptionError, VideoliftError
 from videolift.core.jsonl import parse_problem, validation_field, yaml_problem
 from videolift.core.settings import StrictModel, expand_home, field_default, read_settings
@@ -167,6 +168,13 @@ class Critic(StrictModel):
     score_batch_size: int = Field(24, ge=1)
     save_every: int = Field(
         200, ge=0, description="updates between checkpoints: a killed run resumes from the last (0: none)"
+    )
+    ddp_timeout: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_TIMEOUT_SECONDS,
+        description=f"`critic train --ddp-timeout`: seconds a process waits for the others at a collective "
+        f"(default {_train_default('ddp_timeout')})",
     )
     val_every: int | None = Field(
         None,

@@ -289,7 +289,9 @@ def _train_critic_quietly(**kwargs: Any) -> None:
 
 # Critic settings that change when or how it is trained or used, not the trained critic (versions to
 # 2026-12-05 keyed the stage on the last two too, so changing them retrained it).
-NOT_THE_CRITIC = frozenset({"parallel", "save_every", "score_batch_size", "label_only_baseline", "val_every"})
+NOT_THE_CRITIC = frozenset(
+    {"parallel", "save_every", "score_batch_size", "label_only_baseline", "val_every", "ddp_timeout"}
+)
 
 
 # Critic options added after the first runs, with the value that leaves them unset.
@@ -322,6 +324,7 @@ def critic_train_config(cfg: PipelineConfig) -> Any:
         seed=cfg.seed,
         save_every=c.save_every,
         val_every=c.val_every or 0,
+        **({"ddp_timeout": c.ddp_timeout} if c.ddp_timeout is not None else {}),
     )
 
 
