@@ -56,7 +56,9 @@ def test_long_non_ascii_prompts_fit_a_file_name_and_reruns_leave_no_stale_videos
     assert not os.path.isabs(os.readlink(files[0])) and files[0].read_bytes() == b"x"  # relative links
     assert json.loads((tmp_path / PROMPT_FILE).read_text())[files[0].name] == long_prompt
     # VBench-Long splits the videos into clips inside the folder, and scores old clips if it finds them.
-    for work in ("split_clip", "split_scene", "temporal_filtered_cilps"):
+    # Its subject and background consistency reuse their first-frame videos likewise.
+    cats = ("subject_consistency_cat_firstframes_videos", "background_consistency_cat_firstframes_videos")
+    for work in ("split_clip", "split_scene", "temporal_filtered_cilps", *cats):
         (tmp_path / "vb" / work / files[0].stem).mkdir(parents=True)
     (tmp_path / "vb" / "notes").mkdir()  # not VBench's: left alone
     manifest.write_text(manifest.read_text().splitlines()[1] + "\n")  # a rerun with one prompt
@@ -107,3 +109,42 @@ def test_run_vbench_reads_the_scores_and_refuses_a_run_that_wrote_none(tmp_path,
     write = "json.dump({'motion_smoothness': [0.975, [{'video_path': 'a', 'video_results': 0.975}]]}, open(out + '/results_1_eval_results.json', 'w'))"
     _fake_vbench(monkeypatch, tmp_path, write)
     assert run_vbench(tmp_path, tmp_path / "out", ["motion_smoothness"]) == {"motion_smoothness": 0.975}
+
+
+def _fake_packages(tmp_path, monkeypatch, configs: bool) -> None:
+    """vbench 0.1.5 as pip installs it: vbench/VBench_full_info.json, and vbench2_beta_long without the
+    VBench_full_info.json its eval_long.py defaults to, and without configs/ (``configs``: a repository
+    checkout's, which has them)."""
+    site = tmp_path / "site"
+    (site / "vbench").mkdir(parents=True)
+    (site / "vbench" / "__init__.py").write_text("")
+    (site / "vbench" / "VBench_full_info.json").write_text("[]")
+    (site / "vbench2_beta_long").mkdir()
+    (site / "vbench2_beta_long" / "__init__.py").write_text("")
+    if configs:
+        (site / "vbench2_beta_long" / "configs").mkdir()
+        for name in vbench.LONG_CONFIGS:
+            (site / "vbench2_beta_long" / "configs" / name).write_text("{}")
+    monkeypatch.syspath_prepend(str(site))
+
+
+def test_vbench_long_reads_vbenchs_prompt_info_and_needs_its_configs(tmp_path, monkeypatch):
+    videos = tmp_path / "vb" / "videos"
+    # Not installed here: the printed command names the file by a placeholder.
+    long = vbench_command(videos, tmp_path / "res", ["motion_smoothness"], long=True)
+    assert long[long.index("--full_json_dir") + 1] == "VBENCH_DIR/VBench_full_info.json"
+    assert "--full_json_dir" not in vbench_command(videos, tmp_path / "res", ["motion_smoothness"])
+    _fake_packages(tmp_path, monkeypatch, configs=False)
+    long = vbench_command(videos, tmp_path / "res", ["motion_smoothness"], long=True)
+    info = long[long.index("--full_json_dir") + 1]
+    assert info == str(tmp_path / "site" / "vbench" / "VBench_full_info.json") and os.path.isfile(info)
+    # The PyPI wheel's VBench-Long cannot run: said before it starts, not as its FileNotFoundError.
+    assert vbench.unavailable(long=False) is None
+    assert "clip_length_mix.yaml" in vbench.unavailable(long=True)
+    with pytest.raises(VideoliftError, match="does not ship them.*pip install -e"):
+        run_vbench(videos, tmp_path / "res", ["motion_smoothness"], long=True)
+
+
+def test_vbench_long_from_a_checkout_is_available(tmp_path, monkeypatch):
+    _fake_packages(tmp_path, monkeypatch, configs=True)
+    assert vbench.unavailable(long=True) is None

@@ -198,10 +198,11 @@ def _vbench(result: dict, out: Path, dimensions: list[str]) -> None:
     from videolift.core.jsonl import atomic_write
     from videolift.evaluate.vbench import (
         LONG_CLIP_SECONDS,
+        VBENCH_DIR,
         export_for_vbench,
-        installed,
         is_long,
         run_vbench,
+        unavailable,
         vbench_command,
     )
 
@@ -216,14 +217,13 @@ def _vbench(result: dict, out: Path, dimensions: list[str]) -> None:
             )
         folder = out / "vbench" / name
         export_for_vbench(manifest, out / name, folder / "videos")
-        if installed(long):
+        if not (why := unavailable(long)):
             scores[name] = run_vbench(folder / "videos", folder / "results", dimensions, long=long)
             err.print(f"VBench, {name}: " + ", ".join(f"{d} {v:.4f}" for d, v in scores[name].items()))
         else:
             command = shlex.join(vbench_command(folder / "videos", folder / "results", dimensions, long=long))
-            err.print(
-                f"vbench is not installed (pip install vbench): {name}'s videos are laid out; score them with\n  {command}"
-            )
+            where = f" ({VBENCH_DIR}: the vbench package's folder)" if VBENCH_DIR in command else ""
+            err.print(f"{why}: {name}'s videos are laid out; score them with\n  {command}{where}")
     if scores:
         with atomic_write(out / "vbench" / "scores.json") as handle:
             json.dump(scores, handle, indent=1)

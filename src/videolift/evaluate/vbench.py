@@ -36,7 +36,15 @@ LONG_CLIP_SECONDS = 5.0
 PROMPT_FILE = "prompts.json"
 NAME_BYTES = 200  # of a file name's prompt part: Linux allows 255 bytes, UTF-8 prompts may not fit
 # What VBench-Long writes inside the videos folder (its spelling); it reuses them when they exist.
-LONG_WORK_DIRS = ("split_clip", "split_scene", "temporal_filtered_cilps")
+LONG_WORK_DIRS = ("split_clip", "split_scene", "temporal_filtered_cilps",
+                  "subject_consistency_cat_firstframes_videos", "background_consistency_cat_firstframes_videos")  # fmt: skip
+# VBench-Long's eval_long.py defaults to a VBench_full_info.json beside itself that vbench 0.1.5 does not
+# ship; it reads vbench's own (as its README does). Where vbench is not installed here: a placeholder.
+FULL_INFO = "VBench_full_info.json"
+VBENCH_DIR = "VBENCH_DIR"
+# Read by VBench-Long from vbench2_beta_long/configs/, which the PyPI wheel (0.1.5) lacks too.
+LONG_CONFIGS = ("clip_length_mix.yaml", "slow_fast_params.yaml", "subject_mapping_table.yaml",
+                "background_mapping_table.yaml")  # fmt: skip
 MODULES = {False: ("vbench", "vbench.launch.evaluate", "custom_input"),
            True: ("vbench2_beta_long", "vbench2_beta_long.eval_long", "long_custom_input")}  # fmt: skip
 
@@ -103,6 +111,28 @@ def installed(long: bool = False) -> bool:
     return importlib.util.find_spec(MODULES[long][0]) is not None
 
 
+def _package_dir(name: str) -> Path | None:
+    """Where package ``name`` is installed, found without importing it (vbench imports torch and more)."""
+    spec = importlib.util.find_spec(name)
+    locations = spec.submodule_search_locations if spec else None
+    return Path(next(iter(locations))) if locations else None
+
+
+def unavailable(long: bool = False) -> str | None:
+    """Why VBench cannot score here (None: it can)."""
+    if not installed(long):
+        return "vbench is not installed (pip install vbench)"
+    if not long:
+        return None
+    configs = (_package_dir(MODULES[True][0]) or Path()) / "configs"
+    if missing := [c for c in LONG_CONFIGS if not (configs / c).is_file()]:
+        return (
+            f"VBench-Long lacks {', '.join(missing)} in {configs} (the PyPI wheel, vbench 0.1.5, does not "
+            "ship them): install VBench from a clone of its repository (pip install -e VBench)"
+        )
+    return None
+
+
 def vbench_command(videos_dir: Path, out: Path, dimensions: list[str], *, long: bool = False) -> list[str]:
     """VBench's launch script under ``torch.distributed.run`` (one process), as an argument list."""
     _, module, mode = MODULES[long]
@@ -120,17 +150,17 @@ def vbench_command(videos_dir: Path, out: Path, dimensions: list[str], *, long: 
     cmd += ["--mode", mode]
     if not long:  # VBench-Long reads prompts from the file names only
         cmd += ["--prompt_file", str(videos_dir.parent / PROMPT_FILE)]
+    else:
+        vbench_dir = _package_dir(MODULES[False][0])
+        cmd += ["--full_json_dir", str(vbench_dir / FULL_INFO) if vbench_dir else f"{VBENCH_DIR}/{FULL_INFO}"]
     return cmd
 
 
 def run_vbench(videos_dir: Path, out: Path, dimensions: list[str], *, long: bool = False) -> dict[str, float]:
     """Run VBench on a prepared folder; its results land in ``out``. Returns each dimension's score,
     read from the results file the run wrote (a run that wrote none failed, whatever it exited with)."""
-    if not installed(long):
-        package = "vbench" + (" (with its vbench2_beta_long scripts)" if long else "")
-        raise VideoliftError(
-            f"the {package} package is not installed (pip install vbench; see docs/evaluate.md)"
-        )
+    if why := unavailable(long):
+        raise VideoliftError(f"{why}; see docs/evaluate.md")
     check_dimensions(dimensions)
     before = set(out.glob("*_eval_results.json")) if out.is_dir() else set()
     done = subprocess.run(vbench_command(videos_dir, out, dimensions, long=long), check=False)
