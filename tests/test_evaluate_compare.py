@@ -332,6 +332,8 @@ def test_eval_vbench_lays_videos_out_without_the_package_and_checks_dimensions_f
         "-m vbench.launch.evaluate" in flat
         and "--dimension motion_smoothness dynamic_degree --mode custom_input" in flat
     )
+    # For VBench's own environment (its transformers==4.33.2 pin cannot share videolift's), not this Python
+    assert "score them with python -m torch.distributed.run" in flat
 
 
 def test_eval_vae_tiling_reaches_the_decoder(tmp_path, tiny_cogvideox_dir):

@@ -221,7 +221,10 @@ def _vbench(result: dict, out: Path, dimensions: list[str]) -> None:
             scores[name] = run_vbench(folder / "videos", folder / "results", dimensions, long=long)
             err.print(f"VBench, {name}: " + ", ".join(f"{d} {v:.4f}" for d, v in scores[name].items()))
         else:
-            command = shlex.join(vbench_command(folder / "videos", folder / "results", dimensions, long=long))
+            # Run by VBench's own Python: vbench 0.1.5 pins transformers==4.33.2 and numpy<2, which
+            # videolift's environment cannot hold, so it lives in an environment of its own.
+            _, *args = vbench_command(folder / "videos", folder / "results", dimensions, long=long)
+            command = shlex.join(["python", *args])
             where = f" ({VBENCH_DIR}: the vbench package's folder)" if VBENCH_DIR in command else ""
             err.print(f"{why}: {name}'s videos are laid out; score them with\n  {command}{where}")
     if scores:
