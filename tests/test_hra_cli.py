@@ -63,6 +63,100 @@ def test_import_can_put_the_videos_under_a_folder_so_two_releases_combine(tmp_pa
     assert code != 0 and "name a folder inside the videos root" in said
 
 
+# The release's layout as its VIDGEN file writes it (CodeGoat24/LiFT, dataset/VIDGEN/vidgen-data.json, read
+# by the critic's training with LiFT-HRA-data.json: --data_mixture LiFT-HRA+vidgen): a JSON list indented by
+# 4, "<video>\n ", the caption, a space, the question; the answer "<Label>. <reason>". Captions here are
+# ours, with what the release's hold: quotes, a backslash before a quote, a quoted word ending a sentence.
+RELEASE_AS_PUBLISHED = """[
+    {
+        "video": "videos/AkQlXiOmKhM-Scene-0009.mp4",
+        "conversations": [
+            {
+                "from": "human",
+                "value": "<video>\\n The video shows a man at a desk. A screen behind him reads \\"abc.\\" Please identify the fidelity issues in this video, assessing the realism of the content, including people, animals, and other objects. Highlight any problems such as missing limbs, deformed hands or faces, or other unrealistic elements."
+            },
+            {
+                "from": "gpt",
+                "value": "Good. There are no obvious problems."
+            }
+        ]
+    },
+    {
+        "video": "videos/n24RSunEJ3w-Scene-0032.mp4",
+        "conversations": [
+            {
+                "from": "human",
+                "value": "<video>\\n The word \\\\\\"ASMR\\\\\\" appears on the screen. Please identify the semantic consistency issues in this video, focusing on the alignment between the text and the visual content. Specifically, point out any discrepancies regarding the subject (e.g., person or animal), quantity, color, scene description, style, and other relevant aspects."
+            },
+            {
+                "from": "gpt",
+                "value": "Good. There are no obvious problems."
+            }
+        ]
+    },
+    {
+        "video": "videos/n24RSunEJ3w-Scene-0032.mp4",
+        "conversations": [
+            {
+                "from": "human",
+                "value": "<video>\\n The word \\\\\\"ASMR\\\\\\" appears on the screen. Please identify the motion issues in this video, focusing on the continuity and smoothness of actions, as well as their coherence and adherence to the laws of physics."
+            },
+            {
+                "from": "gpt",
+                "value": "Bad. The letters jump between frames."
+            }
+        ]
+    }
+]"""
+
+
+def test_the_release_as_published_imports_trains_the_critic_and_exports_byte_for_byte(tmp_path):
+    from videolift.critic.data import hra_examples
+    from videolift.critic.spec import CriticSpec
+
+    src = tmp_path / "vidgen-data.json"
+    src.write_text(RELEASE_AS_PUBLISHED)
+    code, out = run("hra", "import", src, "--format", "lift", "--out", tmp_path / "hra.jsonl")
+    assert code == 0, out
+    records = read_jsonl(tmp_path / "hra.jsonl", HRARecord)
+    assert [(r.video, r.prompt, {d: (x.label, x.reason) for d, x in r.ratings.items()}) for r in records] == [
+        ("videos/AkQlXiOmKhM-Scene-0009.mp4", 'The video shows a man at a desk. A screen behind him reads "abc."',
+         {VF: (Label.Good, "There are no obvious problems.")}),
+        ("videos/n24RSunEJ3w-Scene-0032.mp4", 'The word \\"ASMR\\" appears on the screen.',
+         {SC: (Label.Good, "There are no obvious problems."), MS: (Label.Bad, "The letters jump between frames.")}),
+    ]  # fmt: skip
+    published = json.loads(RELEASE_AS_PUBLISHED)
+    turns = {(item["conversations"][0]["value"], item["conversations"][1]["value"]) for item in published}
+    # The critic is taught the release's own question and answer texts ...
+    for r in records:
+        (tmp_path / r.video).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / r.video).touch()
+    examples, _ = hra_examples(records, tmp_path, CriticSpec(base_model="b", model_type="qwen2_vl"), file=src)
+    assert {(f"<video>\n {e.user_text}", e.answer) for e in examples} == turns
+    # ... and export writes the release's records again, key for key.
+    assert run("hra", "export", tmp_path / "hra.jsonl", "--out", tmp_path / "back.json")[0] == 0
+    key = lambda item: json.dumps(item, sort_keys=True)  # noqa: E731
+    assert sorted(map(key, json.loads((tmp_path / "back.json").read_text()))) == sorted(map(key, published))
+
+
+def test_import_reads_a_video_path_as_the_record_holds_it(tmp_path):
+    """One file written two ways ("./videos//a.mp4", "videos/a.mp4") is one video: one record, whose id
+    (the path it stands in for, prefixed with the video) is its own path, not the first spelling seen."""
+    cap = "A panda walks."
+    src = tmp_path / "lift.json"
+    src.write_text(
+        json.dumps(
+            [release_item("./videos//a.mp4", cap, SC, "Good."), release_item("videos/a.mp4", cap, MS, "Bad.")]
+        )
+    )
+    for prefix, expected in (((), "videos/a.mp4"), (("--video-prefix", "hra"), "hra/videos/a.mp4")):
+        out = tmp_path / f"hra{len(prefix)}.jsonl"
+        assert run("hra", "import", src, "--out", out, *prefix)[0] == 0
+        assert [(r.video, r.video_id, sorted(r.ratings)) for r in read_jsonl(out, HRARecord)] == [
+            (expected, expected, sorted([SC, MS]))
+        ]
+
+
 def test_import_merges_per_video_and_parses_leading_labels(tmp_path):
     src = tmp_path / "lift.json"
     src.write_text(json.dumps(RELEASE))

@@ -15,7 +15,15 @@ from pydantic import ValidationError
 
 from videolift.core.errors import DataError
 from videolift.core.jsonl import validation_field
-from videolift.core.schema import DIMENSIONS, Dimension, HRARecord, Rating, format_answer, parse_answer
+from videolift.core.schema import (
+    DIMENSIONS,
+    Dimension,
+    HRARecord,
+    Rating,
+    format_answer,
+    parse_answer,
+    tidy_path,
+)
 
 VIDEO_TOKEN = "<video>"
 QUESTION_PREFIX = "Please identify the"
@@ -89,6 +97,9 @@ def import_lift(path: str | Path, data: Any) -> tuple[list[HRARecord], dict[str,
         video = item.get("video")
         if not isinstance(video, str) or not video.strip():
             raise DataError("missing or empty video path", file=path, record=i, field="video")
+        # As the record will hold it: one file written two ways ("./videos//a.mp4") is one video to the
+        # merge, and the id that the path stands in for is the record's own path.
+        video = tidy_path(video)
         video_id = item.get("video_id")  # an extra key `hra export` adds, a string; absent or "": the path
         if video_id is not None and video_id != "" and not (isinstance(video_id, str) and video_id.strip()):
             raise DataError(
