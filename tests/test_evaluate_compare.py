@@ -314,7 +314,7 @@ def test_eval_oracle_refuses_a_clip_size_it_cannot_rate_before_generating(tmp_pa
 def test_eval_vbench_lays_videos_out_without_the_package_and_checks_dimensions_first(
     tmp_path, tiny_cogvideox_dir, monkeypatch
 ):
-    monkeypatch.setattr("videolift.evaluate.vbench.installed", lambda long=False: False)  # as here
+    monkeypatch.setattr("videolift.evaluate.vbench.installed", lambda long=False, env=None: False)  # as here
     prompts = tmp_path / "p.txt"
     prompts.write_text("a red circle moves left in a sand desert\n")
     args = ["eval", "--model", str(tiny_cogvideox_dir), "--prompts", str(prompts), "--oracle", *TOY, "--lossless",
@@ -334,6 +334,42 @@ def test_eval_vbench_lays_videos_out_without_the_package_and_checks_dimensions_f
     )
     # For VBench's own environment (its transformers==4.33.2 pin cannot share videolift's), not this Python
     assert "score them with python -m torch.distributed.run" in flat
+
+
+def test_eval_vbench_python_scores_in_that_environment_and_a_bad_one_is_refused_first(
+    tmp_path, tiny_cogvideox_dir
+):
+    from test_evaluate_vbench import fake_environment, vbench_calls
+
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red circle moves left in a sand desert\n")
+    args = ["eval", "--model", str(tiny_cogvideox_dir), "--prompts", str(prompts), "--oracle", *TOY, "--lossless",
+            "--steps", "1", "--no-progress", "--no-report", "--out", str(tmp_path / "eval")]  # fmt: skip
+    bare = fake_environment(tmp_path / "bare", package=False)
+    for python, said in ((tmp_path / "nope", "no such file"), (bare, "vbench is not installed there")):
+        refused = CliRunner().invoke(
+            app, [*args, "--vbench", "motion_smoothness", "--vbench-python", str(python)]
+        )
+        assert refused.exit_code == 1 and f"--vbench-python {python}: {said}" in " ".join(
+            refused.output.split()
+        )
+    alone = CliRunner().invoke(app, [*args, "--vbench-python", str(bare)])
+    assert alone.exit_code == 2 and "--vbench-python needs --vbench" in alone.output
+    assert not (tmp_path / "eval").exists()  # all refused before the first video
+    python = fake_environment(tmp_path / "vbench-env")
+    result = CliRunner().invoke(app, [*args, "--vbench", "dynamic_degree", "--vbench-python", str(python)])
+    assert result.exit_code == 0, result.output
+    (name,) = json.loads((tmp_path / "eval" / "eval.json").read_text())["models"]
+    (call,) = vbench_calls(tmp_path / "vbench-env")  # that interpreter ran VBench's launch script
+    assert "vbench.launch.evaluate" in call and call[call.index("--videos_path") + 1].endswith(
+        f"{name}/videos"
+    )
+    assert json.loads((tmp_path / "eval" / "vbench" / "scores.json").read_text()) == {
+        name: {"dynamic_degree": 0.5}
+    }
+    assert (
+        f"VBench, {name}: dynamic_degree 0.5000" in result.output and "score them with" not in result.output
+    )
 
 
 def test_eval_vae_tiling_reaches_the_decoder(tmp_path, tiny_cogvideox_dir):

@@ -1,5 +1,7 @@
 import json
 import os
+import re
+import shlex
 import sys
 
 import pytest
@@ -84,19 +86,19 @@ def _fake_vbench(monkeypatch, tmp_path, body: str):
     """VBench replaced by a script: it is told the output folder and may write results there."""
     script = tmp_path / "fake_vbench.py"
     script.write_text(f"import json, sys\nout = sys.argv[1]\n{body}\n")
-    monkeypatch.setattr(vbench, "installed", lambda long=False: True)
+    monkeypatch.setattr(vbench, "installed", lambda long=False, env=None: True)
     monkeypatch.setattr(
         vbench,
         "vbench_command",
-        lambda videos, out, dims, long=False: [sys.executable, str(script), str(out)],
+        lambda videos, out, dims, long=False, env=None: [sys.executable, str(script), str(out)],
     )
 
 
 def test_run_vbench_reads_the_scores_and_refuses_a_run_that_wrote_none(tmp_path, monkeypatch):
-    monkeypatch.setattr(vbench, "installed", lambda long=False: False)
+    monkeypatch.setattr(vbench, "installed", lambda long=False, env=None: False)
     with pytest.raises(VideoliftError, match="pip install vbench"):
         run_vbench(tmp_path, tmp_path / "out", ["motion_smoothness"])
-    monkeypatch.setattr(vbench, "installed", lambda long=False: True)
+    monkeypatch.setattr(vbench, "installed", lambda long=False, env=None: True)
     with pytest.raises(VideoliftError, match="not human_action"):
         run_vbench(tmp_path, tmp_path / "out", ["human_action"])
     # VBench's own CLI exits 0 when its worker dies: no results file is a failure
@@ -148,3 +150,125 @@ def test_vbench_long_reads_vbenchs_prompt_info_and_needs_its_configs(tmp_path, m
 def test_vbench_long_from_a_checkout_is_available(tmp_path, monkeypatch):
     _fake_packages(tmp_path, monkeypatch, configs=True)
     assert vbench.unavailable(long=True) is None
+
+
+# A stand-in for VBench's own environment (--vbench-python): an interpreter script that logs how it was
+# called and runs this Python on a site of its own, where vbench sits as its wheel lays it out, its launch
+# scripts write a results file, and torch.distributed.run just runs the module (that environment's torch).
+LAUNCH = """import argparse, json, os
+parser = argparse.ArgumentParser()
+for option in ("--videos_path", "--output_path", "--mode", "--prompt_file", "--full_json_dir"):
+    parser.add_argument(option)
+parser.add_argument("--dimension", nargs="+")
+args = parser.parse_args()
+videos = [f for f in os.listdir(args.videos_path) if f.endswith(".mp4")]
+assert videos and (args.prompt_file or os.path.isfile(args.full_json_dir)), args
+os.makedirs(args.output_path, exist_ok=True)
+scores = {d: [0.5 + i / 10, [{"video_path": v} for v in videos]] for i, d in enumerate(args.dimension)}
+json.dump(scores, open(os.path.join(args.output_path, "results_eval_results.json"), "w"))
+"""
+RUN = """import runpy, sys
+i = sys.argv.index("-m")
+assert sys.argv[1:i] == ["--standalone", "--nproc_per_node", "1"], sys.argv
+sys.argv = sys.argv[i + 1 :]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+
+
+def fake_environment(root, *, package: bool = True, configs: bool = True):
+    """``root/bin/python``, an interpreter of another environment (calls logged to ``root/calls.log``)."""
+    site = root / "site"
+    files = {"torch/__init__.py": "", "torch/distributed/__init__.py": "", "torch/distributed/run.py": RUN}
+    if package:
+        files |= {"vbench/__init__.py": "", "vbench/VBench_full_info.json": "[]", "vbench/launch/__init__.py": "",
+                  "vbench/launch/evaluate.py": LAUNCH, "vbench2_beta_long/__init__.py": "",
+                  "vbench2_beta_long/eval_long.py": LAUNCH}  # fmt: skip
+        if configs:
+            files |= {f"vbench2_beta_long/configs/{name}": "{}" for name in vbench.LONG_CONFIGS}
+    for name, text in files.items():
+        (site / name).parent.mkdir(parents=True, exist_ok=True)
+        (site / name).write_text(text)
+    python = root / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    log, real = shlex.quote(str(root / "calls.log")), shlex.quote(sys.executable)
+    python.write_text(
+        f'#!/bin/sh\nprintf "%s\\n" "$*" >> {log}\nPYTHONPATH={shlex.quote(str(site))} exec {real} "$@"\n'
+    )
+    python.chmod(0o755)
+    return python
+
+
+def vbench_calls(root) -> list[list[str]]:
+    """The VBench runs by the fake interpreter of ``root``, as argument lists (its probes left out)."""
+    lines = (root / "calls.log").read_text().splitlines() if (root / "calls.log").exists() else []
+    return [line.split() for line in lines if line.startswith("-m torch.distributed.run")]
+
+
+def test_vbench_runs_with_another_environments_python_and_its_scores_are_read(tmp_path):
+    python = fake_environment(tmp_path / "env")
+    env = vbench.probe(python)
+    assert env.python == str(python) and env.packages["vbench"] == tmp_path / "env" / "site" / "vbench"
+    _manifest(tmp_path, ["a dog runs"], frames=9)
+    export_for_vbench(tmp_path / "manifest.jsonl", tmp_path, tmp_path / "vb" / "videos")
+    scores = run_vbench(
+        tmp_path / "vb" / "videos", tmp_path / "res", ["motion_smoothness", "dynamic_degree"], env=env
+    )
+    assert scores == {"motion_smoothness": 0.5, "dynamic_degree": 0.6}
+    (call,) = vbench_calls(tmp_path / "env")
+    assert call[call.index("-m", 1) + 1] == "vbench.launch.evaluate" and "--prompt_file" in call
+    # VBench-Long: VBench_full_info.json is that environment's vbench's, not a placeholder
+    long = run_vbench(
+        tmp_path / "vb" / "videos", tmp_path / "long", ["motion_smoothness"], long=True, env=env
+    )
+    assert long == {"motion_smoothness": 0.5}
+    call = vbench_calls(tmp_path / "env")[-1]
+    assert "vbench2_beta_long.eval_long" in call
+    assert call[call.index("--full_json_dir") + 1] == str(
+        tmp_path / "env" / "site" / "vbench" / "VBench_full_info.json"
+    )
+    assert "vbench" not in sys.modules  # asked in a subprocess, never imported here
+
+
+def test_an_interpreter_that_cannot_run_vbench_is_refused_by_name(tmp_path):
+    def refused(python, said: str) -> None:
+        with pytest.raises(VideoliftError, match=f"--vbench-python {re.escape(str(python))}: {said}"):
+            vbench.probe(python)
+
+    refused(tmp_path / "nope" / "python", "no such file")
+    refused(tmp_path, "is a directory")
+    (tmp_path / "text").write_text("not a program")
+    refused(tmp_path / "text", "is not executable")
+    (tmp_path / "false").write_text("#!/bin/sh\necho 'broken interpreter' >&2\nexit 1\n")
+    (tmp_path / "false").chmod(0o755)
+    refused(tmp_path / "false", r"does not run as a Python interpreter \(broken interpreter\)")
+    bare = fake_environment(tmp_path / "bare", package=False)
+    refused(bare, r"vbench is not installed there \(pip install vbench\)")
+    # The PyPI wheel's VBench-Long (no configs/) can score short clips only
+    wheel = vbench.probe(fake_environment(tmp_path / "wheel", configs=False))
+    assert vbench.unavailable(env=wheel) is None
+    said = vbench.unavailable(long=True, env=wheel)
+    assert said.startswith(f"--vbench-python {wheel.python}: VBench-Long lacks clip_length_mix.yaml")
+    with pytest.raises(VideoliftError, match="VBench-Long lacks"):
+        run_vbench(tmp_path, tmp_path / "res", ["motion_smoothness"], long=True, env=wheel)
+    assert not vbench_calls(tmp_path / "wheel")
+
+
+def test_eval_refuses_long_clips_its_vbench_environment_cannot_score_before_scoring_any(tmp_path):
+    from videolift.evaluate.cli import _vbench
+
+    for name, frames in (("short", 9), ("long", 49)):  # 49 frames at 8 fps: VBench-Long's
+        (tmp_path / name).mkdir()
+        _manifest(tmp_path / name, [f"a {name} clip"], frames=frames)
+    wheel = vbench.probe(fake_environment(tmp_path / "wheel", configs=False))
+    with pytest.raises(VideoliftError, match="--vbench-python .*VBench-Long lacks .*a rerun keeps them"):
+        _vbench({"models": ["short", "long"]}, tmp_path, ["motion_smoothness"], wheel)
+    assert not vbench_calls(tmp_path / "wheel") and (tmp_path / "vbench" / "long" / "videos").is_dir()
+    # An environment from VBench's repository scores both
+    checkout = vbench.probe(fake_environment(tmp_path / "checkout"))
+    _vbench({"models": ["short", "long"]}, tmp_path, ["motion_smoothness"], checkout)
+    assert [c[c.index("-m", 1) + 1] for c in vbench_calls(tmp_path / "checkout")] == [
+        "vbench.launch.evaluate",
+        "vbench2_beta_long.eval_long",
+    ]
+    scores = json.loads((tmp_path / "vbench" / "scores.json").read_text())
+    assert scores == {"short": {"motion_smoothness": 0.5}, "long": {"motion_smoothness": 0.5}}

@@ -112,6 +112,10 @@ USAGE = {  # name: (arguments, what the error says)
         [*EVAL, "--oracle", "--vbench", "human_action"],
         "VBench custom-input mode supports subject_consistency",
     ),
+    "eval, a VBench interpreter without --vbench": (
+        [*EVAL, "--oracle", "--vbench-python", "python3"],
+        "--vbench-python needs --vbench DIMENSION",
+    ),
     "eval, a size the oracle cannot rate": (
         [*EVAL, "--oracle", "--height", "64"],
         "--oracle rates toy-world clips (9 x 48 x 48: frames x height x width): --height 64 makes others",
@@ -196,6 +200,10 @@ DATA = {  # name: (arguments, what the error says)
     "eval, a prompt the oracle cannot rate": (
         [*EVAL[:4], "dog.txt", "--oracle"],
         "dog.txt, line 1: --oracle rates toy-world prompts only",
+    ),
+    "eval, a VBench interpreter that is not there": (
+        [*EVAL, "--oracle", "--vbench", "motion_smoothness", "--vbench-python", "nope/python"],
+        "--vbench-python nope/python: no such file",
     ),
     "critic score, not a critic": (SCORE, "critic: not a critic checkpoint"),
     "hra stats, a missing file": (["hra", "stats", "nope.jsonl"], "nope.jsonl: file not found"),

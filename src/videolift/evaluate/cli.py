@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -11,6 +12,9 @@ from rich.table import Table
 from videolift.core.schema import DIMENSIONS, Dimension
 from videolift.data import sampler_options as opt
 from videolift.evaluate.metrics import format_difference
+
+if TYPE_CHECKING:
+    from videolift.evaluate.vbench import Environment
 
 
 def evaluate(
@@ -73,6 +77,13 @@ def evaluate(
         help="Also lay videos out for VBench under OUT/vbench and score this VBench dimension when the "
         "vbench package is installed (a GPU; without it, the command to run is printed). Repeatable.",
     ),
+    vbench_python: Path | None = typer.Option(
+        None,
+        "--vbench-python",
+        help="The Python of the environment vbench is installed in (e.g. vbench-env/bin/python; its "
+        "transformers and numpy pins cannot share videolift's): --vbench runs VBench with it, checked "
+        "before the first video (default: this Python).",
+    ),
     overwrite: bool = typer.Option(
         False,
         "--overwrite",
@@ -95,10 +106,7 @@ def evaluate(
             )
 
     models, names, groups = parse_models(model)
-    if vbench:
-        from videolift.evaluate.vbench import check_dimensions
-
-        check_dimensions(vbench)  # before the first video, not after the last
+    vbench_env = _vbench_checks(vbench, vbench_python)
     with library_bars(progress):
         result = compare_models(
             models,
@@ -140,7 +148,7 @@ def evaluate(
 
         Console().print(f"report: {write_eval_report(out, result)}")
     if vbench:
-        _vbench(result, out, vbench)
+        _vbench(result, out, vbench, vbench_env)
     Console().print(f"written: {out / 'eval.json'}")
 
 
@@ -189,12 +197,27 @@ def _model_and_lora(value: str) -> tuple[str, str | None]:
     return value[: cuts[0]], value[cuts[0] + 1 :] or None
 
 
-def _vbench(result: dict, out: Path, dimensions: list[str]) -> None:
-    """Lay every model's videos out for VBench; score them when the vbench package is installed
-    (each model's scores also go to OUT/vbench/scores.json)."""
+def _vbench_checks(dimensions: list[str] | None, python: Path | None) -> Environment | None:
+    """--vbench's dimensions and --vbench-python's interpreter, checked before the first video, not
+    after the last; the environment VBench runs in (None: this Python's)."""
+    from videolift.core.errors import UsageError
+    from videolift.evaluate.vbench import check_dimensions, probe
+
+    if python is not None and not dimensions:
+        raise UsageError("--vbench-python needs --vbench DIMENSION: it names where VBench runs")
+    if not dimensions:
+        return None
+    check_dimensions(dimensions)
+    return probe(python) if python is not None else None
+
+
+def _vbench(result: dict, out: Path, dimensions: list[str], env: Environment | None = None) -> None:
+    """Lay every model's videos out for VBench; score them when the vbench package is installed (in
+    ``env``, --vbench-python's: there it must be; each model's scores also go to OUT/vbench/scores.json)."""
     import json
     import shlex
 
+    from videolift.core.errors import VideoliftError
     from videolift.core.jsonl import atomic_write
     from videolift.evaluate.vbench import (
         LONG_CLIP_SECONDS,
@@ -207,18 +230,25 @@ def _vbench(result: dict, out: Path, dimensions: list[str]) -> None:
     )
 
     err = Console(stderr=True, highlight=False, soft_wrap=True)
-    scores: dict[str, dict[str, float]] = {}
+    longs: dict[str, bool] = {}
     for name in result["models"]:
         manifest = out / name / "manifest.jsonl"
-        long = is_long(manifest)
-        if long:
+        longs[name] = is_long(manifest)
+        if longs[name]:
             err.print(
                 f"{name}: clips of {LONG_CLIP_SECONDS:.0f} s or more: scored with VBench-Long (vbench2_beta_long)"
             )
+        export_for_vbench(manifest, out / name, out / "vbench" / name / "videos")
+    # Clip lengths are known only now: a named environment that cannot score them all (VBench-Long's
+    # configs) is refused before VBench runs on any model. A rerun generates no video again.
+    for long in sorted(set(longs.values())) if env is not None else ():
+        if why := unavailable(long, env):
+            raise VideoliftError(f"{why}; the videos are laid out in {out / 'vbench'}, a rerun keeps them")
+    scores: dict[str, dict[str, float]] = {}
+    for name, long in longs.items():
         folder = out / "vbench" / name
-        export_for_vbench(manifest, out / name, folder / "videos")
-        if not (why := unavailable(long)):
-            scores[name] = run_vbench(folder / "videos", folder / "results", dimensions, long=long)
+        if not (why := unavailable(long, env)):
+            scores[name] = run_vbench(folder / "videos", folder / "results", dimensions, long=long, env=env)
             err.print(f"VBench, {name}: " + ", ".join(f"{d} {v:.4f}" for d, v in scores[name].items()))
         else:
             # Run by VBench's own Python: vbench 0.1.5 pins transformers==4.33.2 and numpy<2, which

@@ -4,10 +4,11 @@ VBench's custom-input mode scores a folder of videos; each video's prompt comes 
 (``{file name: prompt}``, VBench's ``--prompt_file``) beside the folder, and its file name
 ``{prompt}-{index}.mp4`` carries a readable (shortened) copy. Clips of 5 s or more belong to
 VBench-Long (``vbench2_beta_long``, ``long_custom_input`` mode: it splits them itself and reads the
-prompts from the file names). videolift runs VBench's own launch scripts with the current Python, one
-process, not its ``vbench evaluate`` wrapper (which takes one dimension, goes through a shell and
-exits 0 whatever happens). The package, its detectron2 dependency and model weights are GPU-user
-territory: videolift does not install them.
+prompts from the file names). videolift runs VBench's own launch scripts, one process, not its
+``vbench evaluate`` wrapper (which takes one dimension, goes through a shell and exits 0 whatever
+happens), with the current Python or with another environment's (``Environment``, ``probe``): vbench
+0.1.5 pins transformers and numpy below what videolift needs. The package, its detectron2 dependency
+and model weights are GPU-user territory: videolift does not install them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from videolift.core.errors import UsageError, VideoliftError
@@ -107,37 +109,105 @@ def check_dimensions(dimensions: list[str], *, custom_input: bool = True) -> Non
         )
 
 
-def installed(long: bool = False) -> bool:
-    return importlib.util.find_spec(MODULES[long][0]) is not None
+@dataclass(frozen=True)
+class Environment:
+    """Another Python environment VBench runs in (``--vbench-python``): its interpreter and where its
+    packages ``vbench`` and ``vbench2_beta_long`` are (None: not there)."""
+
+    python: str
+    packages: dict[str, Path | None]
 
 
-def _package_dir(name: str) -> Path | None:
-    """Where package ``name`` is installed, found without importing it (vbench imports torch and more)."""
+OPTION = "--vbench-python"
+# Run by the other interpreter: find_spec locates a top-level package without importing it.
+PROBE = """import importlib.util, json
+def where(name):
+    spec = importlib.util.find_spec(name)
+    return next(iter(spec.submodule_search_locations or []), None) if spec else None
+print(json.dumps({name: where(name) for name in ("vbench", "vbench2_beta_long")}))"""
+
+
+def probe(python: str | Path) -> Environment:
+    """The environment of interpreter ``python`` (a path, or a command on PATH), asked in a subprocess so
+    that vbench never enters this process. Refused unless it runs and has the vbench package."""
+    found = shutil.which(str(python))
+    if found is None:
+        raise VideoliftError(f"{OPTION} {python}: {_not_runnable(Path(python))}")
+    found = os.path.abspath(found)  # not resolved: a venv's python is a symlink that must stay one
+    answer = _ask(found)
+    if isinstance(answer, str):
+        raise VideoliftError(f"{OPTION} {python}: does not run as a Python interpreter ({answer})")
+    env = Environment(found, {name: Path(d) if d else None for name, d in answer.items()})
+    if why := unavailable(env=env):
+        raise VideoliftError(why)
+    return env
+
+
+def _ask(python: str) -> dict[str, str | None] | str:
+    """``PROBE``'s answer from ``python``, or why it gave none."""
+    try:
+        done = subprocess.run(
+            [python, "-c", PROBE], stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
+        )
+    except OSError as exc:  # e.g. a file that is no program
+        return str(exc)
+    lines = done.stdout.strip().splitlines()
+    try:
+        answer = json.loads(lines[-1]) if done.returncode == 0 and lines else None
+    except ValueError:
+        answer = None
+    if isinstance(answer, dict):
+        return answer
+    return (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+
+
+def _not_runnable(path: Path) -> str:
+    if path.is_dir():
+        return "is a directory; give the environment's interpreter (e.g. ENV/bin/python)"
+    if path.exists():
+        return "is not executable"
+    return "no such file (nor a command on PATH)"
+
+
+def installed(long: bool = False, env: Environment | None = None) -> bool:
+    return _package_dir(MODULES[long][0], env) is not None
+
+
+def _package_dir(name: str, env: Environment | None = None) -> Path | None:
+    """Where package ``name`` is installed in ``env`` (None: here), found without importing it (vbench
+    imports torch and more)."""
+    if env is not None:
+        return env.packages.get(name)
     spec = importlib.util.find_spec(name)
     locations = spec.submodule_search_locations if spec else None
     return Path(next(iter(locations))) if locations else None
 
 
-def unavailable(long: bool = False) -> str | None:
-    """Why VBench cannot score here (None: it can)."""
-    if not installed(long):
-        return "vbench is not installed (pip install vbench)"
+def unavailable(long: bool = False, env: Environment | None = None) -> str | None:
+    """Why VBench cannot score in ``env`` (default: this Python), or None when it can."""
+    there = f"{OPTION} {env.python}: " if env else ""  # the user named that interpreter: say which
+    if not installed(long, env):
+        package = MODULES[long][0] if installed(False, env) else "vbench"  # name the one missing
+        return f"{there}{package} is not installed{' there' if env else ''} (pip install vbench)"
     if not long:
         return None
-    configs = (_package_dir(MODULES[True][0]) or Path()) / "configs"
+    configs = (_package_dir(MODULES[True][0], env) or Path()) / "configs"
     if missing := [c for c in LONG_CONFIGS if not (configs / c).is_file()]:
         return (
-            f"VBench-Long lacks {', '.join(missing)} in {configs} (the PyPI wheel, vbench 0.1.5, does not "
+            f"{there}VBench-Long lacks {', '.join(missing)} in {configs} (the PyPI wheel, vbench 0.1.5, does not "
             "ship them): install VBench from a clone of its repository (pip install -e VBench)"
         )
     return None
 
 
-def vbench_command(videos_dir: Path, out: Path, dimensions: list[str], *, long: bool = False) -> list[str]:
-    """VBench's launch script under ``torch.distributed.run`` (one process), as an argument list."""
+def vbench_command(
+    videos_dir: Path, out: Path, dimensions: list[str], *, long: bool = False, env: Environment | None = None
+) -> list[str]:
+    """VBench's launch script under ``torch.distributed.run`` (one process) with ``env``'s Python (None:
+    this one), as an argument list."""
     _, module, mode = MODULES[long]
     cmd = [
-        sys.executable,
+        env.python if env else sys.executable,
         "-m",
         "torch.distributed.run",
         "--standalone",
@@ -151,19 +221,22 @@ def vbench_command(videos_dir: Path, out: Path, dimensions: list[str], *, long: 
     if not long:  # VBench-Long reads prompts from the file names only
         cmd += ["--prompt_file", str(videos_dir.parent / PROMPT_FILE)]
     else:
-        vbench_dir = _package_dir(MODULES[False][0])
+        vbench_dir = _package_dir(MODULES[False][0], env)
         cmd += ["--full_json_dir", str(vbench_dir / FULL_INFO) if vbench_dir else f"{VBENCH_DIR}/{FULL_INFO}"]
     return cmd
 
 
-def run_vbench(videos_dir: Path, out: Path, dimensions: list[str], *, long: bool = False) -> dict[str, float]:
-    """Run VBench on a prepared folder; its results land in ``out``. Returns each dimension's score,
-    read from the results file the run wrote (a run that wrote none failed, whatever it exited with)."""
-    if why := unavailable(long):
+def run_vbench(
+    videos_dir: Path, out: Path, dimensions: list[str], *, long: bool = False, env: Environment | None = None
+) -> dict[str, float]:
+    """Run VBench on a prepared folder, in ``env`` (None: here); its results land in ``out``. Returns each
+    dimension's score, read from the results file the run wrote (a run that wrote none failed, whatever
+    it exited with)."""
+    if why := unavailable(long, env):
         raise VideoliftError(f"{why}; see docs/evaluate.md")
     check_dimensions(dimensions)
     before = set(out.glob("*_eval_results.json")) if out.is_dir() else set()
-    done = subprocess.run(vbench_command(videos_dir, out, dimensions, long=long), check=False)
+    done = subprocess.run(vbench_command(videos_dir, out, dimensions, long=long, env=env), check=False)
     new = sorted(set(out.glob("*_eval_results.json")) - before) if out.is_dir() else []
     if done.returncode or not new:
         raise VideoliftError(
