@@ -192,6 +192,8 @@ def test_import_drops_exact_repeats_before_filling_another_raters_record(tmp_pat
     records = read_jsonl(tmp_path / "hra.jsonl", HRARecord)
     assert [sorted(r.ratings) for r in records] == [sorted([SC, MS, VF]), [SC]]
     assert {r.prompt for r in records} == {cap}
+    said = " ".join(out.split())
+    assert "3 exact duplicates dropped, 1 repeated ratings kept" in said, said  # the anonymous second SC
 
 
 def test_export_then_import_round_trips(tmp_path):
@@ -229,10 +231,11 @@ def test_export_then_import_round_trips(tmp_path):
     assert len(exported) == 5 and all(
         e["conversations"][0]["value"].startswith("<video>\n ") for e in exported
     )
-    assert (
-        run("hra", "import", tmp_path / "lift.json", "--format", "lift", "--out", tmp_path / "back.jsonl")[0]
-        == 0
+    code, said = run(
+        "hra", "import", tmp_path / "lift.json", "--format", "lift", "--out", tmp_path / "back.jsonl"
     )
+    # a2's rating of v1 is a2's own record, not a repeated rating of a1's
+    assert code == 0 and "0 repeated ratings kept" in " ".join(said.split()), said
     back = read_jsonl(tmp_path / "back.jsonl", HRARecord)
     key = lambda r: (r.video, r.annotator or "")  # noqa: E731
     assert [r.to_json() for r in sorted(back, key=key)] == [r.to_json() for r in sorted(records, key=key)]

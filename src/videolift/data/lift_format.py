@@ -171,7 +171,9 @@ def import_lift(path: str | Path, data: Any) -> tuple[list[HRARecord], dict[str,
             None,
         )
         if target is None:
-            if records:
+            # A repeated rating: this rater (or an unnamed one) answered the dimension already. Another
+            # named annotator's first answer (an `hra export` round trip) starts that rater's own record.
+            if any(r.annotator == annotator for r in records):
                 stats["extra_records"] += 1
             try:  # what the checks above left to the record's own rules (a path no file can have)
                 target = HRARecord(
