@@ -599,6 +599,8 @@ def test_the_guard_holds_the_oracle_to_the_critics_gain_whatever_its_sign_and_ta
     assert reward_hacking_check(partial)["critic_gain"] == pytest.approx(0.10)
     weak, _ = _guard_text("aligned_rwl", reward_hacking_check(run(+0.05, +0.006, se=0.006)))
     assert "passes" in weak and "within two standard errors of zero" in weak
+    blind, _ = _guard_text("aligned_rwl", reward_hacking_check(run(+0.05, 0.0, se=0.0)))  # same labels
+    assert "passes" in blind and "within two standard errors of zero" in blind
     sure, _ = _guard_text("aligned_rwl", reward_hacking_check(run(+0.10, +0.05, se=0.01)))
     assert "within two standard errors" not in sure
     rows = {r[0]: r[2] for r in target_rows(run(+0.10, +0.10))}

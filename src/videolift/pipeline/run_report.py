@@ -70,7 +70,8 @@ def _guard_text(key: str, check: dict[str, Any]) -> tuple[str, str]:
             "the aligned model may exploit the critic."
         )
     se = check.get("critic_gain_se")
-    if se is not None and abs(check["critic_gain"]) < 2 * se:
+    # <=: a critic that rated both models' videos alike (gain 0, SE 0) tells them apart least of all
+    if se is not None and abs(check["critic_gain"]) <= 2 * se:
         text += (
             f" The critic's gain is within two standard errors of zero (SE {se:.3f}): the critic hardly "
             "tells the two models apart, so this check says little."
