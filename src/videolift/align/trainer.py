@@ -13,6 +13,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from videolift.core.errors import VideoliftError
 from videolift.core.files import holds_weights
 from videolift.core.hub import base_directory, hub_commit
 from videolift.core.jsonl import append_jsonl, atomic_write, finite_values
+from videolift.core.progress import library_bars
 from videolift.models.base import is_empty, resolve_dtype
 from videolift.models.families import get_spec
 
@@ -467,12 +469,15 @@ def train(
     cfg: AlignConfig, *, progress: bool = True, log: Callable[[str], None] | None = None
 ) -> AlignResult:
     """Run (or resume) the alignment ``cfg`` describes. ``log``: where the main process's messages go
-    (what it trains on, warnings, where the model is; default: printed)."""
+    (what it trains on, warnings, where the model is; default: printed). ``progress=False``: no bars at
+    all, diffusers' and transformers' loading and saving bars included."""
     # OUT's lock, then the TensorBoard writer: closed here however the run ends, the lock last (a caller
     # that keeps a failed run's error keeps its frame, and would keep the lock held there).
     held: list[Any] = []
     try:
-        return _train(cfg, progress, held, tell=log)
+        # With bars on, the libraries' own state stands (the command line sets it from --no-progress).
+        with nullcontext() if progress else library_bars(False):
+            return _train(cfg, progress, held, tell=log)
     finally:
         for opened in reversed(held):
             opened.close()
