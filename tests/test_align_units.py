@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -944,3 +945,13 @@ def test_a_resumed_ema_goes_back_beside_the_weights_it_averages(tmp_path, monkey
     assert trainer._resume(run) == 2
     assert [p.device.type for p in ema.shadow_params] == ["meta"]
     assert [p.dtype for p in ema.shadow_params] == [torch.float32]  # the averages keep their precision
+
+
+def test_docs_name_every_setting_a_resume_may_change():
+    """docs/align.md's list of what may change on `--resume` is the one the checkpoint check applies."""
+    from videolift.align.config import RESUMABLE_CHANGES
+
+    text = " ".join((REPO / "docs/align.md").read_text().split())
+    start = text.index("Only `max_steps`")
+    listed = set(re.findall(r"`(\w+)`", text[start : text.index("may change between a run and its resume")]))
+    assert listed == RESUMABLE_CHANGES - {"resume", "overwrite"}
