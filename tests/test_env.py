@@ -55,3 +55,15 @@ def test_the_command_line_loads_without_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_python_dash_m_videolift_is_the_command():
+    """`python -m videolift` (no script on PATH, e.g. a notebook's kernel environment) runs the CLI."""
+    import subprocess
+    import sys
+
+    from videolift import __version__
+
+    done = subprocess.run([sys.executable, "-m", "videolift", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == __version__
