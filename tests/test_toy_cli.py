@@ -77,6 +77,7 @@ def test_rate_with_the_oracle_recovers_the_truth(corpus, tmp_path):
         assert {d.value: rating.label.value for d, rating in r.ratings.items()} == r.truth  # carried along
         assert r.video_id.startswith("toy-") and r.defects is not None
     assert "oracle vs truth (12 videos with truth): motion_smoothness 1.000" in printed
+    assert f"as critic scores, to {scores}" in printed  # the second file written, said too
     # The same ratings as a perfect critic's scores file, as `videolift align` reads it.
     from videolift.core.scores import read_scores
 

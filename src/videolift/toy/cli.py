@@ -170,6 +170,8 @@ def rate(
         shape_doubt=shape_doubt,
     )
     typer.echo(f"wrote {result['records']} ratings of {result['videos']} videos to {out}")
+    if scores_out is not None:
+        typer.echo(f"wrote their rewards, as critic scores, to {scores_out}")
     if result["oracle_vs_truth"]:
         typer.echo(
             f"oracle vs truth ({result['videos_with_truth']} videos with truth): "
