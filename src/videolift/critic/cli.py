@@ -397,6 +397,43 @@ def score(
             _log(f"[yellow]warning:[/] ... and {len(summary.unreadable) - 10} more unreadable videos")
 
 
+@app.command("import-lift")
+def import_lift(
+    src: Path = typer.Argument(
+        ...,
+        help="The released LiFT-Critic's output (run_critic_13b.py / run_critic_40b.py --save_file): a JSON "
+        "list, per video its input item and three answers.",
+    ),
+    manifest: Path = typer.Option(
+        ...,
+        "--manifest",
+        help="The manifest the critic's input JSON was made from: each answer is matched by `video`.",
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="Scores JSONL to write, as `critic score` does (OUT.summary.json beside it)."
+    ),
+    reward_config: Path | None = typer.Option(
+        None, "--reward-config", help="Label scores and aggregation (YAML/JSON); default: the paper's."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out and its summary."),
+) -> None:
+    """Convert the released LiFT-Critic's answers into a scores file for `align --scores`."""
+    from videolift.critic.lift_output import import_lift_output
+
+    summary = import_lift_output(src, manifest, out, reward_config=reward_config, overwrite=overwrite)
+    reward = "-" if summary["mean_reward"] is None else f"{summary['mean_reward']:.4f}"
+    _log(
+        f"{summary['videos']} videos from {src} in {out} (unparsed answers {summary['unparsed']}; "
+        f"mean reward {reward})"
+    )
+    if summary["unparsed_videos"]:  # the release's process_reward_score.py would have scored them Good
+        _log(
+            f"[yellow]warning:[/] {summary['unparsed_videos']} videos have an answer that does not start with "
+            "Good, Normal or Bad: their label and score are null (the line keeps the answer); the reward "
+            "is of the parsed dimensions"
+        )
+
+
 @app.command("eval")
 def evaluate(
     critic: Path = typer.Option(..., "--critic", help="Critic directory written by `critic train`."),

@@ -439,33 +439,46 @@ def _merge(
             f"{parts}: {len(missing)} videos were not scored (e.g. {missing[0]}); rerun the command"
         )
     lines = [line for line in best if line is not None]
-    unparsed: Counter[str] = Counter()
-    for line in lines:
-        for dim, rating in line["ratings"].items():
-            unparsed[dim] += rating["label"] is None
-    rewards = [line["reward"] for line in lines if line["reward"] is not None]
     per_rank = {
         p.stem.removeprefix("rank"): sum(1 for _ in iter_json_lines(p, skip_partial_last=True))
         for p in sorted(parts.glob("rank*.jsonl"))
     }
     summary = {
+        **summary_counts(lines),
+        "per_rank": per_rank,
+        "seconds": round(time.time() - started, 2),
+        "run": signature,
+    }
+    write_scores(out, lines, summary)
+    _remove_parts(parts)
+    return summary
+
+
+def summary_counts(lines: list[dict[str, Any]]) -> dict[str, Any]:
+    """A scores file's counts, as its summary states them: videos, unreadable ones, unparsed answers per
+    dimension (and videos with any), the mean of the rewards that are not null."""
+    unparsed: Counter[str] = Counter()
+    for line in lines:
+        for dim, rating in line["ratings"].items():
+            unparsed[dim] += rating["label"] is None
+    rewards = [line["reward"] for line in lines if line["reward"] is not None]
+    return {
         "videos": len(lines),
         "errors": sum("error" in line for line in lines),
         "unreadable": [{"video": line["video"], "error": line["error"]} for line in lines if "error" in line],
         "unparsed": dict(unparsed),
         "unparsed_videos": sum(any(r["label"] is None for r in line["ratings"].values()) for line in lines),
         "mean_reward": sum(rewards) / len(rewards) if rewards else None,
-        "per_rank": per_rank,
-        "seconds": round(time.time() - started, 2),
-        "run": signature,
     }
-    # Together: never these scores beside an earlier run's summary, which names that run's critic and settings.
+
+
+def write_scores(out: Path, lines: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    """``out`` and its summary, replaced together: never these scores beside an earlier run's summary,
+    which names that run's critic and settings."""
     with replacing(out, summary_path(out)) as (lines_tmp, summary_tmp):
         write_jsonl(lines_tmp, lines)
         with atomic_write(summary_tmp) as handle:
             handle.write(json.dumps(summary, indent=1) + "\n")
-    _remove_parts(parts)
-    return summary
 
 
 def _remove_parts(parts: Path) -> None:
