@@ -255,3 +255,26 @@ def test_an_existing_output_needs_overwrite_and_a_failed_import_leaves_it_whole(
     assert read_scores(out)[0].labels[Dimension.motion_smoothness].value == "Bad"
     status, text = run(src, "--manifest", manifest, "--out", src, "--overwrite")
     assert status == 2 and "is also the critic's output" in text
+
+
+def test_lift_input_is_the_release_scripts_input_and_its_answers_import_back(tmp_path):
+    """`critic lift-input` writes what run_critic_13b.py reads (a JSON list of video_id, video, caption);
+    the script copies each item and adds its answers, which `critic import-lift` matches back."""
+    manifest, _ = write_inputs(tmp_path)
+    given = tmp_path / "critic_input.json"
+    done = runner.invoke(app, ["critic", "lift-input", "--manifest", str(manifest), "--out", str(given)])
+    assert done.exit_code == 0, done.output
+    items = json.loads(given.read_text())
+    assert items == [
+        {"video_id": r["video_id"], "video": r["video"], "caption": r["prompt"]} for r in MANIFEST
+    ]
+    answered = [item | dict(zip(("semantic consistency", "fidelity issues", "motion issues"), a, strict=True))
+                for item, a in zip(items, ANSWERS, strict=True)]  # fmt: skip
+    src = tmp_path / "critic_output_13b.json"
+    src.write_text(json.dumps(answered))
+    code, said = run(src, "--manifest", manifest, "--out", tmp_path / "scores.jsonl")
+    assert code == 0, said
+    assert [s.video for s in read_scores(tmp_path / "scores.jsonl")] == [r["video"] for r in MANIFEST]
+    # An existing input is kept without --overwrite.
+    again = runner.invoke(app, ["critic", "lift-input", "--manifest", str(manifest), "--out", str(given)])
+    assert again.exit_code == 1 and "already exists" in " ".join(again.output.split())

@@ -397,6 +397,21 @@ def score(
             _log(f"[yellow]warning:[/] ... and {len(summary.unreadable) - 10} more unreadable videos")
 
 
+@app.command("lift-input")
+def lift_input(
+    manifest: Path = typer.Option(..., "--manifest", help="The videos to score: a manifest JSONL."),
+    out: Path = typer.Option(
+        ..., "--out", help="JSON to write: run_critic_13b.py / _40b.py's --data_root (their input list)."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
+) -> None:
+    """Write the released LiFT-Critic's input for a manifest's videos (then `critic import-lift`)."""
+    from videolift.critic.lift_output import write_lift_input
+
+    n = write_lift_input(manifest, out, overwrite=overwrite)
+    _log(f"{n} videos in {out}: run the release's critic with --data_root {out} --image_root VIDEOS_ROOT/")
+
+
 @app.command("import-lift")
 def import_lift(
     src: Path = typer.Argument(

@@ -16,13 +16,14 @@ An entry is matched to the manifest record whose ``video`` it names (the file th
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from videolift.core.errors import DataError
 from videolift.core.files import check_outputs, content_hash
-from videolift.core.jsonl import read_json
+from videolift.core.jsonl import atomic_write, read_json
 from videolift.core.manifest import ManifestRecord, read_manifest
 from videolift.core.reward import RewardConfig
 from videolift.core.schema import DIMENSIONS, Dimension, parse_answer, tidy_path
@@ -134,3 +135,16 @@ def import_lift_output(
     summary = {**summary_counts(lines), "run": run}
     write_scores(out, lines, summary)
     return summary
+
+
+def write_lift_input(manifest: str | Path, out: str | Path, *, overwrite: bool = False) -> int:
+    """The release script's input (its ``--data_root``) for the videos of ``manifest``: per record its
+    ``video_id``, its ``video`` path (relative to the videos root: ``--image_root``) and its prompt as the
+    ``caption``, which ``import_lift_output`` then matches back. Returns the number of videos."""
+    manifest, out = Path(manifest), Path(out)
+    check_outputs([("--out", out)], [("--manifest", manifest)], overwrite=overwrite)
+    records = read_manifest(manifest)
+    items = [{"video_id": r.key, "video": r.video, "caption": r.prompt} for r in records]
+    with atomic_write(out) as handle:
+        json.dump(items, handle, ensure_ascii=False, indent=1)
+    return len(items)
