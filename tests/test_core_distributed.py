@@ -73,12 +73,24 @@ elif which == "critic":
     from videolift.critic.sft import _accelerator
     from videolift.critic.sft_config import SFTConfig
     acc = _accelerator(SFTConfig(ddp_timeout=1))
+elif which == "first_pass":  # critic train's first passes (critic.text_cache): split, then gathered
+    from pathlib import Path
+    from videolift.core.distributed import process_state
+    from videolift.critic.text_cache import cached_texts
+    acc = process_state()
 else:
     acc = sharded_state(cpu=True)
-if acc.process_index == 0:
-    time.sleep(4)
+def late(items=()):
+    if acc.process_index == 0:
+        time.sleep(4)
+    return [str(i) for i in items]
 try:
-    acc.wait_for_everyone()
+    if which == "first_pass":
+        names = {i: str(i) for i in range(4)}
+        cached_texts(Path("cache.json"), {"k": 1}, "texts", names, late, lambda *a: None)
+    else:
+        late()
+        acc.wait_for_everyone()
     result = "passed"
 except Exception as exc:
     result = "failed: " + str(exc).splitlines()[0]
@@ -106,9 +118,11 @@ def test_ddp_timeout_is_how_long_a_rank_waits_at_a_barrier(trainer, earlier, tmp
     assert waited.startswith("failed:") and "Timed out" in waited, waited
 
 
-def test_a_sharded_job_after_a_training_run_waits_its_own_timeout(tmp_path):
-    """Not the training run's 1 s that made the group: a finished rank waits for the others."""
-    assert _late_rank(tmp_path, "sharded", "training") == "passed"
+@pytest.mark.parametrize("job", ["sharded", "first_pass"])
+def test_a_sharded_job_after_a_training_run_waits_its_own_timeout(job, tmp_path):
+    """Not the training run's 1 s that made the group: a finished rank waits for the others (a critic's
+    first passes too: a pipeline's label-only baseline describes its videos after the first critic trained)."""
+    assert _late_rank(tmp_path, job, "training") == "passed"
 
 
 def test_a_ddp_timeout_past_thirty_days_is_refused_by_the_settings():

@@ -58,7 +58,7 @@ def use_timeout(timeout: timedelta) -> None:
 
 
 def sharded_state(cpu: bool) -> Any:
-    """accelerate's state for a sharded job (generate, critic score), waiting ``SHARDED_JOB_TIMEOUT`` at
+    """accelerate's state for a sharded job (generate, critic score, a critic's first passes), waiting ``SHARDED_JOB_TIMEOUT`` at
     collectives whichever job made the process group."""
     from accelerate import PartialState
 

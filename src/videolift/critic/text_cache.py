@@ -24,7 +24,7 @@ from typing import IO, Any, TypeVar
 
 from tqdm import tqdm
 
-from videolift.core.distributed import process_state
+from videolift.core.distributed import sharded_state
 from videolift.core.jsonl import atomic_write, iter_json_lines, read_json
 
 Item = TypeVar("Item", bound=Hashable)
@@ -86,9 +86,12 @@ def cached_texts(
     ``path`` lacks, split between the launch's processes (see the module doc). ``compute(items)`` gives
     their texts in order (it may load its model on its first call); ``announce(missing, cached,
     processes)`` is called on the main process before computing. Every process returns every text."""
+    import torch
     from accelerate.utils import broadcast_object_list, gather_object
 
-    state = process_state()
+    # A sharded job: its ranks wait for each other 12 hours, also after a critic's training run (a
+    # pipeline's label-only baseline) left the group at that run's --ddp-timeout.
+    state = sharded_state(cpu=not torch.cuda.is_available())
     # The main process reads the cache and decides what is missing: the others take its word (another
     # run sharing the cache may add to it meanwhile; the ranks must split the same list).
     seen: list[Path] = []
