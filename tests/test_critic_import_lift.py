@@ -278,3 +278,24 @@ def test_lift_input_is_the_release_scripts_input_and_its_answers_import_back(tmp
     # An existing input is kept without --overwrite.
     again = runner.invoke(app, ["critic", "lift-input", "--manifest", str(manifest), "--out", str(given)])
     assert again.exit_code == 1 and "already exists" in " ".join(again.output.split())
+
+
+def test_lift_input_of_absolute_paths_says_an_empty_image_root_and_refuses_a_mixture(tmp_path):
+    """The script opens --image_root + video: absolute paths (which `critic score` reads under any
+    --videos) need an empty root, not VIDEOS_ROOT/ ("/data/syn//data/syn/a.mp4" is no file)."""
+    manifest, given = tmp_path / "m.jsonl", tmp_path / "critic_input.json"
+    paths = [str(tmp_path / "videos" / "a.mp4"), str(tmp_path / "videos" / "b.mp4")]
+    manifest.write_text("".join(json.dumps({"video": p, "prompt": PANDA}) + "\n" for p in paths))
+    done = runner.invoke(app, ["critic", "lift-input", "--manifest", str(manifest), "--out", str(given)])
+    assert done.exit_code == 0, done.output
+    assert "--image_root ''" in done.output and "VIDEOS_ROOT" not in done.output
+    assert [item["video"] for item in json.loads(given.read_text())] == paths
+    # One relative path among them: no --image_root serves both.
+    manifest.write_text(manifest.read_text() + json.dumps({"video": "videos/c.mp4", "prompt": CRANE}) + "\n")
+    done = runner.invoke(
+        app, ["critic", "lift-input", "--manifest", str(manifest), "--out", str(given), "--overwrite"]
+    )
+    said = " ".join(done.output.split())
+    assert (
+        done.exit_code == 1 and "m.jsonl, line 3, field 'video': 'videos/c.mp4' is a relative path" in said
+    ), said

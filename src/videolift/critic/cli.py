@@ -408,8 +408,9 @@ def lift_input(
     """Write the released LiFT-Critic's input for a manifest's videos (then `critic import-lift`)."""
     from videolift.critic.lift_output import write_lift_input
 
-    n = write_lift_input(manifest, out, overwrite=overwrite)
-    _log(f"{n} videos in {out}: run the release's critic with --data_root {out} --image_root VIDEOS_ROOT/")
+    n, absolute = write_lift_input(manifest, out, overwrite=overwrite)
+    root = "''" if absolute else "VIDEOS_ROOT/"  # the script joins root and path as strings
+    _log(f"{n} videos in {out}: run the release's critic with --data_root {out} --image_root {root}")
 
 
 @app.command("import-lift")

@@ -137,14 +137,28 @@ def import_lift_output(
     return summary
 
 
-def write_lift_input(manifest: str | Path, out: str | Path, *, overwrite: bool = False) -> int:
+def write_lift_input(manifest: str | Path, out: str | Path, *, overwrite: bool = False) -> tuple[int, bool]:
     """The release script's input (its ``--data_root``) for the videos of ``manifest``: per record its
     ``video_id``, its ``video`` path (relative to the videos root: ``--image_root``) and its prompt as the
-    ``caption``, which ``import_lift_output`` then matches back. Returns the number of videos."""
+    ``caption``, which ``import_lift_output`` then matches back. Returns the number of videos and whether
+    their paths are absolute (the script then needs ``--image_root ''``)."""
     manifest, out = Path(manifest), Path(out)
     check_outputs([("--out", out)], [("--manifest", manifest)], overwrite=overwrite)
     records = read_manifest(manifest)
+    # The script opens --image_root + video, joined as strings: one root serves relative paths, or
+    # absolute ones with an empty root, not both (`critic score` reads either under --videos).
+    absolute = records[0].video.startswith("/")
+    if other := next((r for r in records if r.video.startswith("/") != absolute), None):
+        kind = "an absolute" if not absolute else "a relative"
+        raise DataError(
+            f"{other.video!r} is {kind} path, line {records[0].line}'s is not: the release's script joins one "
+            "--image_root before every path as a string; give the manifest's paths all relative to the videos "
+            "root, or all absolute",
+            file=manifest,
+            line=other.line,
+            field="video",
+        )
     items = [{"video_id": r.key, "video": r.video, "caption": r.prompt} for r in records]
     with atomic_write(out) as handle:
         json.dump(items, handle, ensure_ascii=False, indent=1)
-    return len(items)
+    return len(items), absolute
