@@ -3,7 +3,7 @@ import io
 import numpy as np
 import pytest
 
-from videolift.core.report import Report, frame_strip_png, label_rates_figure
+from videolift.core.report import Report, curves_figure, frame_strip_png, label_rates_figure
 from videolift.evaluate.metrics import (
     format_difference,
     paired_difference,
@@ -176,3 +176,10 @@ def test_a_partly_unparsed_critic_answer_is_not_a_reward_win():
     assert d["mean_reward"]["pairs"] == 1  # only the pair rated on every dimension
     assert d["mean_reward"]["diff"] == pytest.approx(0.9 - (0.05 + 0.9 + 0.9) / 3)
     assert d["all_good_rate"]["pairs"] == 2
+
+
+def test_a_curve_of_one_logged_point_is_drawn():
+    """A short run logs its loss once: a plain line through one point would leave the panel empty."""
+    fig = curves_figure({"aligned_rwl": [(10, 0.15)], "long": [(s, 1 / s) for s in range(1, 200)]}, "loss")
+    short, long = fig.axes[0].lines
+    assert short.get_marker() == "o" and long.get_marker() in (None, "None", "")

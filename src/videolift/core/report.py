@@ -143,6 +143,9 @@ def label_rates_figure(models: Mapping[str, Mapping[str, Any]], title: str = "la
     return fig
 
 
+SHORT_CURVE = 30  # points: fewer are drawn with markers too
+
+
 def curves_figure(curves: Mapping[str, Sequence[tuple[float, float]]], title: str, ylabel: str = "loss"):
     import matplotlib
 
@@ -153,7 +156,9 @@ def curves_figure(curves: Mapping[str, Sequence[tuple[float, float]]], title: st
     for name, points in curves.items():
         if points:
             xs, ys = zip(*points, strict=True)
-            ax.plot(xs, ys, label=name, linewidth=1)
+            # Markers on a short log: a line through one point (a run of one logging interval) draws nothing.
+            marker = "o" if len(points) < SHORT_CURVE else None
+            ax.plot(xs, ys, label=name, linewidth=1, marker=marker, markersize=3)
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
     ax.set_title(textwrap.fill(title, 70), fontsize=9)  # a long title wraps instead of running off
