@@ -218,7 +218,8 @@ th:first-child, td:first-child {{ text-align: left; }}
 caption {{ text-align: left; font-weight: 600; padding: 4px 0; }}
 figure {{ margin: 1em 0; }} img {{ image-rendering: pixelated; max-width: 100%; }}
 .strip {{ display: flex; align-items: center; gap: 8px; margin: 2px 0; }}
-.strip span {{ width: 260px; font-size: 12px; }}
+/* a fixed label column: the rows' frames line up (a width alone let each label shrink to its own words) */
+.strip span {{ flex: 0 0 150px; font-size: 12px; }} .strip img {{ min-width: 0; }}
 .warn {{ background: #fff3e0; border-left: 4px solid #fb8c00; padding: 6px 10px; }}
 .cap {{ font-size: 12px; color: #555; }}
 </style></head>
