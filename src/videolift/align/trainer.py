@@ -460,7 +460,6 @@ def _finish(run: _Run, step: int, first_ids: list[int] | None, last_log: dict) -
         last_log = write_summary(run, step, export_dir, last_log, ranks, final_sync)
         run.say(f"done: {step} steps; model in {export_dir}")
     run.accelerator.wait_for_everyone()
-    run.accelerator.end_training()
     return AlignResult(run.cfg.out, export_dir, step, run.world, run.data, last_log)
 
 
@@ -471,16 +470,24 @@ def train(
     """Run (or resume) the alignment ``cfg`` describes. ``log``: where the main process's messages go
     (what it trains on, warnings, where the model is; default: printed). ``progress=False``: no bars at
     all, diffusers' and transformers' loading and saving bars included."""
+    from videolift.core.distributed import end_process_group, process_group_exists
+
+    # The process group ends with the run that made it; one an earlier job in this process made is the
+    # caller's (`videolift run` under torchrun evaluates after aligning, and may align twice).
+    own_group = not process_group_exists()
     # OUT's lock, then the TensorBoard writer: closed here however the run ends, the lock last (a caller
     # that keeps a failed run's error keeps its frame, and would keep the lock held there).
     held: list[Any] = []
     try:
         # With bars on, the libraries' own state stands (the command line sets it from --no-progress).
         with nullcontext() if progress else library_bars(False):
-            return _train(cfg, progress, held, tell=log)
+            result = _train(cfg, progress, held, tell=log)
     finally:
         for opened in reversed(held):
             opened.close()
+    if own_group:
+        end_process_group()
+    return result
 
 
 def _train(

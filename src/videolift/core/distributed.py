@@ -57,6 +57,21 @@ def use_timeout(timeout: timedelta) -> None:
         setter(timeout)
 
 
+def process_group_exists() -> bool:
+    """Whether this process is in a torch process group (a multi-process launch's, once a job made it)."""
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
+def end_process_group() -> None:
+    """Leave the process group, if any (NCCL warns at exit about one left open)."""
+    from accelerate import PartialState
+
+    if process_group_exists():
+        PartialState().destroy_process_group()
+
+
 def sharded_state(cpu: bool) -> Any:
     """accelerate's state for a sharded job (generate, critic score, a critic's first passes), waiting ``SHARDED_JOB_TIMEOUT`` at
     collectives whichever job made the process group."""
