@@ -6,6 +6,7 @@ critic train (with reasons, optionally label-only too) -> critic eval -> generat
 
 Each stage (``pipeline.stages``) calls the stage commands' own code, records its settings and outputs
 in ``WORKDIR/run_manifest.json`` and is skipped when those are unchanged; the stages resume themselves.
+Under torchrun / accelerate launch every process runs it, the main process deciding (``pipeline.ranks``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from videolift.core.errors import UsageError, VideoliftError
 from videolift.core.jsonl import atomic_write
 from videolift.core.memory import current_rss_mb, peak_rss_mb
 from videolift.models.base import FULL_DIR, LORA_DIR
+from videolift.pipeline import ranks
 from videolift.pipeline.config import TOY, PipelineConfig, toy_asset
 from videolift.pipeline.runner import PlanReached, Runner
 from videolift.pipeline.stages import (
@@ -38,9 +40,11 @@ __all__ = ["PipelineConfig", "build_summary", "run_pipeline"]
 
 
 def run_pipeline(cfg: PipelineConfig, *, progress: bool = True, plan: bool = False) -> dict[str, Any] | None:
-    """Run (or resume) every stage; returns the summary (also ``WORKDIR/summary.json``). ``plan``: only
-    print which stages are up to date, up to the first that would run (and why); runs nothing, returns
-    None."""
+    """Run (or resume) every stage; returns the summary (also ``WORKDIR/summary.json``), on the main
+    process (None on the others of a multi-process launch). ``plan``: only print which stages are up to
+    date, up to the first that would run (and why); runs nothing, returns None."""
+    if plan and not ranks.is_main():  # the main process's plan is every process's
+        return None
     started = time.time()
     w = cfg.workdir
     runner = Runner(w, plan=plan)
@@ -55,15 +59,18 @@ def run_pipeline(cfg: PipelineConfig, *, progress: bool = True, plan: bool = Fal
             return None
         from videolift.core.progress import library_bars
 
+        ranks.start()
         with library_bars(progress):  # --no-progress: diffusers' and transformers' loading bars off too
-            return _run_stages(cfg, runner, progress, started)
+            summary = _run_stages(cfg, runner, progress, started)
+        ranks.finish()  # once the main process has written the summary
+        return summary
     except UsageError as exc:
         # A stage's command refusing one of its options (an unknown align.settings.family): here a
         # setting of the pipeline's file, not of the command line (exit status 1).
         raise VideoliftError(exc.message) from None
 
 
-def _run_stages(cfg: PipelineConfig, runner: Runner, progress: bool, started: float) -> dict[str, Any]:
+def _run_stages(cfg: PipelineConfig, runner: Runner, progress: bool, started: float) -> dict[str, Any] | None:
     w = cfg.workdir
     t2v = toy_asset("t2v") if cfg.t2v == TOY else cfg.t2v
     vlm = toy_asset("vlm") if cfg.vlm == TOY else cfg.vlm
@@ -90,7 +97,7 @@ def _run_stages(cfg: PipelineConfig, runner: Runner, progress: bool, started: fl
 
     # ---- critic ---------------------------------------------------------------------------------------
     critics = {"critic": True} | ({"critic_label_only": False} if cfg.critic.label_only_baseline else {})
-    concurrent, memory_bound = cfg.critic.parallel and len(critics) > 1, 0.0
+    concurrent, memory_bound = _concurrent_critics(cfg, runner, len(critics)), 0.0
     stages = [
         critic_stage(cfg, vlm, hra_videos, name, reasons, concurrent) for name, reasons in critics.items()
     ]
@@ -120,7 +127,7 @@ def _run_stages(cfg: PipelineConfig, runner: Runner, progress: bool, started: fl
         real = w / "real_toy" / "manifest.jsonl"
         runner.run(real_toy_stage(cfg.align.real_toy, cfg.seed, real.parent, progress))
     for method in cfg.align.methods:
-        if method == "rs" and not any_all_good(w / "align_scores.jsonl"):
+        if method == "rs" and not ranks.from_main(lambda: any_all_good(w / "align_scores.jsonl")):
             # Nothing survives rejection sampling: report it instead of failing the whole run.
             skipped[method] = "no generated video was rated Good on every dimension"
             runner.console.print(f"[yellow]align:rs skipped: {skipped[method]}[/]")
@@ -132,6 +139,8 @@ def _run_stages(cfg: PipelineConfig, runner: Runner, progress: bool, started: fl
 
     # ---- evaluation --------------------------------------------------------------------------------------
     result = runner.run(evaluate_stage(cfg, t2v, aligned, gen, progress))
+    if not ranks.is_main():  # the summary is the main process's
+        return None
     models = {"base": (t2v, None)} | {f"aligned_{m}": paths for m, paths in aligned.items()}
     summary = build_summary(result, accuracy, models, started)
     summary["align_rewards"] = cfg.align.rewards
@@ -148,6 +157,20 @@ def _run_stages(cfg: PipelineConfig, runner: Runner, progress: bool, started: fl
         with atomic_write(w / "summary.json") as handle:
             json.dump(summary, handle, indent=1)
     return summary
+
+
+def _concurrent_critics(cfg: PipelineConfig, runner: Runner, critics: int) -> bool:
+    """Whether the critics train at the same time (``critic.parallel``), each in its own process: not
+    under a multi-process launch, where each trains on every process, one after the other (a child
+    process of each rank would start a second process group; parallel only shares out CPU cores)."""
+    if not (cfg.critic.parallel and critics > 1):
+        return False
+    if ranks.world() > 1:
+        runner.console.print(
+            f"critic.parallel: the critics train one after the other, each on all {ranks.world()} processes"
+        )
+        return False
+    return True
 
 
 def build_summary(

@@ -9,6 +9,9 @@ times), so a stage that reruns and writes the same file again does not redo the 
 Paths inside the workdir are recorded relative to it, so a run is recognised when the workdir is
 named from another directory, moved, or copied with its timestamps (``cp -a``: a copy can then rerun
 only the stages whose settings change, e.g. alignment with another seed on the same videos).
+
+Under a multi-process launch (``pipeline.ranks``) the main process alone reads and writes the manifest and
+decides; the others follow, run the multi-process stages with it and wait while it runs the others.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from rich.console import Console
 
 from videolift.core.files import content_hash, fingerprint
 from videolift.core.jsonl import atomic_write, read_json
+from videolift.pipeline import ranks
 
 console = Console()
 
@@ -62,6 +66,8 @@ class Stage:
     # that is sound: the stage knows whether the new inputs are what the recorded run used).
     dropped: frozenset[str] = frozenset()
     earlier_inputs: Sequence[Path] | None = None
+    # Run by the main process alone under a multi-process launch (work that is not sharded).
+    main_only: bool = False
 
     def earlier(self, recorded: dict[str, Any]) -> tuple[dict[str, Any], Sequence[Path]] | None:
         """The (settings, inputs) an earlier version would have keyed this stage on, given the
@@ -112,7 +118,7 @@ class Runner:
         )
         self.results: dict[str, Any] = {}
         self.ran: set[str] = set()  # stages run (not skipped) by this runner
-        self.console = console
+        self.console = console if ranks.is_main() else Console(quiet=True)  # one process's lines
         self._lock = threading.Lock()  # stages run concurrently record into one manifest
 
     def relative(self, value: Any) -> Any:
@@ -169,42 +175,57 @@ class Runner:
         return self.why_to_run(stage) is None
 
     def run(self, stage: Stage) -> Any:
+        """Run ``stage`` unless it is up to date; its result (the recorded one when skipped)."""
+        skipped, recorded = ranks.from_main(lambda: self._prepare(stage))
+        if skipped:
+            self.results[stage.name] = recorded
+            return recorded
+        start = time.time()
+        result = ranks.from_main(stage.run) if stage.main_only else stage.run()
+        ranks.wait()  # every process's files complete before the main process records them
+        if ranks.is_main():
+            self._record(stage.name, self._finished(stage, recorded, result, time.time() - start))
+        with self._lock:
+            self.results[stage.name] = result
+            self.ran.add(stage.name)
+        return result
+
+    def _prepare(self, stage: Stage) -> tuple[bool, Any]:
+        """(True, its recorded result) when ``stage`` is up to date; else (False, its key) once an
+        attempt with other inputs or settings is cleared and this one's start recorded."""
         last = self.manifest["stages"].get(stage.name) or {}
         way = self._ways()[0]  # how this version records
         finished = self._finished_way(stage, last)
         if finished is not None:
-            console.print(f"[dim]✓ {stage.name}: up to date, skipped[/]")
+            self.console.print(f"[dim]✓ {stage.name}: up to date, skipped[/]")
             if finished != 0 and not self.plan:  # an earlier version's entry: record it this way
                 self._record(
                     stage.name, last | {"key": stage.key(*way), "outputs": stage.output_prints(*way)}
                 )
-            self.results[stage.name] = last.get("result")
-            return self.results[stage.name]
+            return True, last.get("result")
         if self.plan:
             why = self._why_not_done(stage, last)
-            console.print(f"[bold]→ {stage.name}: would run ({why})[/]")
+            self.console.print(f"[bold]→ {stage.name}: would run ({why})[/]")
             raise PlanReached(stage.name, why)
-        console.rule(f"[bold]{stage.name}")
+        self.console.rule(f"[bold]{stage.name}")
         key = stage.key(*way)
         if stage.fresh is not None and self._recorded_as(stage, last, False) is None:
             stage.fresh()
         # No outputs recorded: not done until the entry below replaces this one.
         self._record(stage.name, {"key": key, "settings": stage.settings, "started": _now()})
-        start = time.time()
-        result = stage.run()
-        entry = {
+        return False, key
+
+    def _finished(self, stage: Stage, key: str, result: Any, seconds: float) -> dict[str, Any]:
+        """The manifest's entry of ``stage`` run to the end (``key``: its inputs' as it started)."""
+        way = self._ways()[0]
+        return {
             "key": key,
             "settings": stage.settings,
             "outputs": stage.output_prints(*way),
-            "seconds": round(time.time() - start, 1),
+            "seconds": round(seconds, 1),
             "result": result if _jsonable(result) else None,
             "finished": _now(),
         }
-        self._record(stage.name, entry)
-        with self._lock:
-            self.results[stage.name] = result
-            self.ran.add(stage.name)
-        return result
 
     def _record(self, name: str, entry: dict[str, Any]) -> None:
         with self._lock:

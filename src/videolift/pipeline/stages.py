@@ -3,6 +3,8 @@ commands' own code), its inputs, outputs and settings (which decide whether it i
 
 Order: generate (videos to rate) -> rate (toy panel; human HRA files are given) -> split -> critic
 train -> critic eval -> generate (videos to align on) -> score -> real:toy -> align -> evaluate.
+Under a multi-process launch the stages marked ``main_only`` run on the main process alone; the others
+on every process, as their commands do under torchrun / accelerate launch (``pipeline.ranks``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from videolift.core.errors import VideoliftError
 from videolift.core.jsonl import atomic_write, read_json, write_jsonl
+from videolift.pipeline import ranks
 from videolift.pipeline.config import PipelineConfig, PromptSet, Sampler
 from videolift.pipeline.runner import Stage, in_subprocess
 
@@ -56,7 +59,9 @@ def prompt_file(cfg: PipelineConfig, prompts: PromptSet, split: str, out: Path) 
     from videolift.toy.grammar import sample_distinct
 
     specs = sample_distinct(prompts.n, split, seed=prompts.seed)
-    write_jsonl(out, [{"prompt": s.text, "split": split, **s.categories()} for s in specs])
+    ranks.from_main(
+        lambda: write_jsonl(out, [{"prompt": s.text, "split": split, **s.categories()} for s in specs])
+    )
     return out
 
 
@@ -125,6 +130,7 @@ def toy_panel_stage(cfg: PipelineConfig, videos: Path, hra_file: Path, progress:
         inputs=[videos / "manifest.jsonl"],
         outputs=[hra_file],
         settings={"annotators": cfg.hra.annotators, "seed": cfg.seed},
+        main_only=True,
     )
 
 
@@ -148,6 +154,7 @@ def split_stage(cfg: PipelineConfig, hra_file: Path) -> Stage:
         inputs=[hra_file],
         outputs=[out / "test.jsonl"],
         settings={"test_fraction": cfg.hra.test_fraction, "seed": cfg.seed, **grouped},
+        main_only=True,
     )
 
 
@@ -195,6 +202,7 @@ def score_stage(cfg: PipelineConfig, progress: bool) -> Stage:
             inputs=[videos / "manifest.jsonl"],
             outputs=[scores],
             settings={"rewards": "oracle"},
+            main_only=True,  # the toy oracle is not sharded
         )
     return Stage(  # settings as before `align.rewards` existed: earlier runs are not redone
         "score",
@@ -400,6 +408,8 @@ def critic_eval_stage(cfg: PipelineConfig, hra_videos: Path, name: str, progress
             log=lambda *a, **k: None,
             progress=progress,
         )
+        if report is None:  # another than the main process: it scored its share
+            return None
         if bad := report["unreadable"]:  # opened, then failed to decode: scored as unparsed, i.e. wrong
             where = "; ".join(f"{b['file']}, line {b['line']}: {b['error']}" for b in bad[:3])
             raise VideoliftError(
@@ -427,7 +437,9 @@ def real_toy_stage(n: int, seed: int, out: Path, progress: bool) -> Stage:
         write_corpus(plan(n, defect_rate=0.0, seed=seed + 17, split="train"), out, progress=progress)
         return {"videos": n}
 
-    return Stage("real:toy", run, outputs=[out / "manifest.jsonl"], settings={"n": n, "seed": seed})
+    return Stage(
+        "real:toy", run, outputs=[out / "manifest.jsonl"], settings={"n": n, "seed": seed}, main_only=True
+    )
 
 
 def align_stage(cfg: PipelineConfig, t2v: str, method: str, real: Path | None, progress: bool) -> Stage:
@@ -453,16 +465,21 @@ def align_stage(cfg: PipelineConfig, t2v: str, method: str, real: Path | None, p
             real=real,
             **settings,
         )
-        # Resume a checkpoint of these very settings and inputs (a longer max_steps continues it, as
-        # `align --resume` does); anything else in OUT is stale.
-        last = latest_checkpoint(out / "checkpoints")
-        same = (
-            last is not None
-            and checkpoint_step(last) <= align_cfg.max_steps
-            and not checkpoint_conflicts(align_cfg, last)
-        )
-        if last is not None and not same:
-            shutil.rmtree(out)
+
+        def resumable() -> bool:
+            """Whether OUT's last checkpoint has these very settings and inputs (a longer max_steps
+            continues it, as `align --resume` does); anything else in OUT is stale, and cleared."""
+            last = latest_checkpoint(out / "checkpoints")
+            same = (
+                last is not None
+                and checkpoint_step(last) <= align_cfg.max_steps
+                and not checkpoint_conflicts(align_cfg, last)
+            )
+            if last is not None and not same:
+                shutil.rmtree(out)
+            return same
+
+        same = ranks.from_main(resumable)  # decided and cleared once, before any process trains
         r = train(align_cfg.model_copy(update={"resume": same}), progress=progress)
         return {"steps": r.steps, "export": str(r.export_dir)}
 
