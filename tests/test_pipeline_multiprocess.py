@@ -37,15 +37,15 @@ SAME = ["hra.jsonl", "hra_split/train.jsonl", "hra_split/test.jsonl", "align_vid
         "align_scores.jsonl", "real_toy/manifest.jsonl", "eval/base/oracle_ratings.jsonl"]  # fmt: skip
 
 
-def _torchrun(workdir: Path, *sets: str) -> str:
+def _torchrun(workdir: Path, *sets: str, options: tuple[str, ...] = (), timeout: float = 300) -> str:
     """`videolift run` of the tiny toy loop under torchrun with 2 processes; its output."""
-    args = ["run", str(TOY), "--workdir", str(workdir), "--no-progress", "--no-report"]
+    args = ["run", str(TOY), "--workdir", str(workdir), "--no-progress", "--no-report", *options]
     args += [x for s in [*TINY, *sets] for x in ("--set", s)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
     launch = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", str(BIN / "videolift")]
     proc = subprocess.Popen([*launch, *args], env=env, stdout=PIPE, stderr=PIPE, text=True)
     try:
-        stdout, stderr = proc.communicate(timeout=300)
+        stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:  # hung (as before, with critic.parallel): torchrun ends its ranks
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate()
@@ -114,6 +114,13 @@ def test_two_processes_run_the_loop_and_a_rerun_skips_every_stage(tmp_path):
     assert "align:rwl: up to date" not in resumed and "evaluate: up to date" not in resumed
     assert "steps 2 -> 2" in resumed  # from the checkpoint of step 2, not from scratch
     assert (w / "aligned_rwl/pipeline/model_index.json").is_file()
+
+
+def test_plan_on_two_processes_prints_the_main_process_plan(tmp_path):
+    """--plan under torchrun: the main process plans alone (it waited for the others, who had returned)."""
+    out = _torchrun(tmp_path / "w", options=("--plan",), timeout=120)
+    assert "→ generate:hra_videos: would run (not run yet)" in out
+    assert out.count("would run") == 1 and not (tmp_path / "w").exists()
 
 
 _FAILING_MAIN = """

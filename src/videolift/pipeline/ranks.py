@@ -11,17 +11,31 @@ Without a launcher there is one process and no collective at all.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from videolift.core.errors import VideoliftError
 
 T = TypeVar("T")
+_alone = False  # within ``alone()``
 
 
 def world() -> int:
-    """The launcher's process count (torchrun and accelerate launch set WORLD_SIZE)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
+    """The launcher's process count (torchrun and accelerate launch set WORLD_SIZE); 1 within ``alone()``."""
+    return 1 if _alone else int(os.environ.get("WORLD_SIZE", "1"))
+
+
+@contextmanager
+def alone() -> Iterator[None]:
+    """This process as if launched on its own, without collectives: ``--plan`` on the main process, which
+    the others do not follow (they have returned: a collective would wait for them for good)."""
+    global _alone
+    before, _alone = _alone, True
+    try:
+        yield
+    finally:
+        _alone = before
 
 
 def is_main() -> bool:

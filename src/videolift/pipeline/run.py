@@ -51,7 +51,8 @@ def run_pipeline(cfg: PipelineConfig, *, progress: bool = True, plan: bool = Fal
     try:
         if plan:
             try:
-                _run_stages(cfg, runner, progress, started)
+                with ranks.alone():  # the main process's plan only: no process group, no collective
+                    _run_stages(cfg, runner, progress, started)
             except PlanReached:
                 runner.console.print("The stages after it run too when what it writes changes.")
             else:
