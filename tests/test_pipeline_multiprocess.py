@@ -123,6 +123,16 @@ def test_plan_on_two_processes_prints_the_main_process_plan(tmp_path):
     assert out.count("would run") == 1 and not (tmp_path / "w").exists()
 
 
+def test_demo_leaves_the_summary_and_report_to_the_main_process(tmp_path, monkeypatch):
+    """Under a launcher the pipeline returns no summary on the other processes: demo ends there quietly."""
+    import videolift.pipeline.run as run
+
+    monkeypatch.setattr(run, "run_pipeline", lambda cfg, progress: None)  # as on rank 1
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--no-progress"])
+    assert result.exit_code == 0 and result.output == "", result.output
+    assert not (tmp_path / "demo" / "report.html").exists()
+
+
 _FAILING_MAIN = """
 from videolift.core.errors import VideoliftError
 from videolift.pipeline import ranks

@@ -27,5 +27,7 @@ def demo(
         raise UsageError("--out is empty: give the demo's working directory")
     cfg = PipelineConfig.load(PRESET, workdir=Path(out).expanduser())
     summary = run_pipeline(cfg, progress=progress)
+    if summary is None:  # another than the main process of a multi-process launch: the main one reports
+        return
     print_summary(summary)
     typer.echo(f"report: {write_report(cfg.workdir, summary)}\nsummary: {cfg.workdir / 'summary.json'}")
