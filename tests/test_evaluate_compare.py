@@ -1,5 +1,6 @@
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import typer
@@ -694,3 +695,27 @@ def test_findings_are_tallied_most_frequent_first():
     )
     assert list(tally["motion_smoothness"].items()) == [("jitter", 2), ("teleport", 1)]
     assert tally["video_fidelity"] == {}
+
+
+def test_eval_on_two_processes_reports_and_runs_vbench_once(tmp_path, tiny_cogvideox_dir):
+    """Under torchrun every process generates and scores its share; the main one alone prints, writes the
+    report and runs VBench (N VBench runs into one results folder would take each other's files)."""
+    import os
+    import subprocess
+    import sys
+
+    from test_evaluate_vbench import fake_environment, vbench_calls
+
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red circle moves left in a sand desert\na blue square moves up on a grey road\n")
+    python = fake_environment(tmp_path / "vbench-env")
+    torchrun = Path(sys.executable).parent / "torchrun"
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "videolift.cli", "eval", "--model",
+           tiny_cogvideox_dir, "--prompts", prompts, "--oracle", *TOY, "--lossless", "--steps", "1",
+           "--no-progress", "--out", tmp_path / "eval", "--vbench", "dynamic_degree", "--vbench-python", python]  # fmt: skip
+    env = dict(os.environ, HF_HUB_OFFLINE="1", ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1")
+    done = subprocess.run([str(c) for c in cmd], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(vbench_calls(tmp_path / "vbench-env")) == 1
+    assert done.stdout.count("written: ") == 1 and done.stdout.count("report: ") == 1, done.stdout
+    assert len(json.loads((tmp_path / "eval" / "eval.json").read_text())["models"]) == 1

@@ -142,6 +142,12 @@ def evaluate(
             overwrite=overwrite,
             checked=note,
         )
+    from videolift.core.distributed import process_state
+
+    # Under torchrun every process generated and scored its share; the main one reports (and runs VBench
+    # once: N runs into one results folder take each other's files).
+    if not process_state().is_main_process:
+        return
     print_comparison(result)
     if report:
         from videolift.evaluate.eval_report import write_eval_report
