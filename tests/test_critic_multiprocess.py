@@ -143,3 +143,29 @@ def test_two_processes_split_a_first_pass_and_match_one_process(tmp_path):
     cached = [json.loads((tmp_path / out / "checks.json").read_text()) for out in ("two", "one")]
     assert cached[0] == cached[1] and len(cached[0]["checks"]) == 5
     assert not (tmp_path / "two/checks.json.parts").exists()
+
+
+def test_two_process_critic_eval_without_scores_reports_once(tmp_path):
+    """`critic eval` without --scores scores into a temporary file: every rank's share must land in the main
+    process's (each rank wrote into its own temporary folder, which the main one never saw: rank 1 failed).
+    The report is printed once, and is the one process's."""
+    from videolift.critic.evaluate import evaluate_critic
+    from videolift.critic.sft import SFTConfig
+    from videolift.critic.train import train_critic
+
+    tiny_world(tmp_path, 5)
+    cfg = SFTConfig(max_steps=1, batch_size=2, save_every=0)
+    train_critic(str(tmp_path / "base"), tmp_path / "hra.jsonl", tmp_path, tmp_path / "critic", cfg,
+                 dimensions=["video_fidelity"], log=lambda _: None)  # fmt: skip
+    args = ["critic", "eval", "--critic", tmp_path / "critic", "--data", tmp_path / "hra.jsonl", "--videos",
+            tmp_path, "--batch-size", "1", "--json", "--no-progress"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
+    cmd = [BIN / "torchrun", "--standalone", "--nproc_per_node", "2", BIN / "videolift", *args]
+    proc = subprocess.run(list(map(str, cmd)), env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "5 of 5 videos to score on 2 process(es)" in proc.stderr
+    report = json.loads(proc.stdout)  # one JSON document: not one per process
+    alone = evaluate_critic(
+        load_critic(tmp_path / "critic"), tmp_path / "hra.jsonl", tmp_path, log=lambda _: None
+    )
+    assert report == {**alone, "critic": str(tmp_path / "critic")}

@@ -291,6 +291,21 @@ def read_eval_data(
     return EvalData(data, videos, records, items, rated, judged_pairs)
 
 
+def _shared_dir(tmp: str) -> Path:
+    """The main process's temporary directory ``tmp``, every process's: the ranks' score logs must meet in
+    one folder for the main process to merge them (each rank's own ``tmp`` left it without theirs)."""
+    import torch
+
+    from videolift.core.distributed import sharded_state
+
+    state = sharded_state(cpu=not torch.cuda.is_available())  # score_manifest's (one state per process)
+    if state.num_processes == 1:
+        return Path(tmp)
+    from accelerate.utils import broadcast_object_list
+
+    return Path(broadcast_object_list([tmp if state.is_main_process else None])[0])
+
+
 def evaluate_critic(
     critic: Any,
     data: str | Path,
@@ -307,7 +322,8 @@ def evaluate_critic(
     """Score the held-out HRA videos with a loaded critic and compare with their (majority) labels.
 
     Returns the report on the main process, None on the others. ``scores`` keeps the critic's score
-    lines (resumable); by default they go to a temporary file. ``progress``: the scoring's bar.
+    lines (resumable); by default they go to a temporary file, the main process's for every process (on
+    several machines, give ``scores`` on a file system they share). ``progress``: the scoring's bar.
     Records whose video is missing or does not open are refused, all named, before anything is scored.
     ``checked``: ``read_eval_data``'s answer for ``data``, ``videos`` and ``pairs``, read before the critic
     loaded (else read here).
@@ -326,7 +342,7 @@ def evaluate_critic(
         write_jsonl(
             manifest, [{"video_id": it.video_id, "video": it.video, "prompt": it.prompt} for it in items]
         )
-        out = Path(scores) if scores else Path(tmp) / "scores.jsonl"
+        out = Path(scores) if scores else _shared_dir(tmp) / "scores.jsonl"
         summary = score_manifest(
             critic,
             manifest,
