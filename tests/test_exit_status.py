@@ -337,3 +337,31 @@ def test_every_command_takes_dash_h_for_its_help():
         short = CliRunner().invoke(app, [*path, "-h"], env={"COLUMNS": "120"})
         assert short.exit_code == 0, (path, short.output)
         assert short.output == CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "120"}).output
+
+
+def test_a_one_process_command_refuses_a_multi_process_launch(tmp_path):
+    """Under torchrun / accelerate launch (WORLD_SIZE > 1) a command that runs in one process is refused
+    before it writes anything: every process wrote the same outputs (`annotate create`: one project created
+    twice, 'database is locked'; `toy corpus`: the corpus rendered twice)."""
+    import typer
+
+    from videolift.cli import MULTI_PROCESS
+
+    leaves = {" ".join(p) for p in _command_paths(typer.main.get_command(app))}
+    assert leaves >= MULTI_PROCESS  # no misspelt name lets a command through
+    launched = {"WORLD_SIZE": "2", "RANK": "1"}
+    for args in (
+        ["toy", "corpus", "--n", "2", "--out", str(tmp_path / "corpus")],
+        ["annotate", "create", "--project", str(tmp_path / "proj"), "--videos", str(tmp_path)],
+        ["critic", "export", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "critic")],
+    ):
+        result = CliRunner().invoke(app, args, env=launched)
+        assert result.exit_code == 2, result.output
+        name = " ".join(args[:2])
+        assert f"`videolift {name}` runs in one process, and 2 were launched" in " ".join(
+            result.output.split()
+        )
+    assert not list(tmp_path.iterdir())
+    # A multi-process command goes on (here to its own check of the command line).
+    result = CliRunner().invoke(app, [*GENERATE, "--per-prompt", "0"], env=launched)
+    assert result.exit_code == 2 and "--per-prompt 0: must be at least 1" in result.output

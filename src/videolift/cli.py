@@ -9,11 +9,12 @@ from __future__ import annotations
 import errno
 import functools
 import importlib
+import os
 
 import typer
 
 from videolift import __version__
-from videolift.core.errors import VideoliftError
+from videolift.core.errors import UsageError, VideoliftError
 
 app = typer.Typer(
     name="videolift",
@@ -74,6 +75,33 @@ MEMORY_HINTS = {
 }
 
 
+# The commands that run under torchrun / accelerate launch (each process its share, the main one alone
+# printing and writing what is shared; `env` only reads). Any other would run once per process over the
+# same outputs (a corpus rendered N times, N annotation servers on one port, one project created N times).
+MULTI_PROCESS = {
+    "generate",
+    "align",
+    "eval",
+    "run",
+    "demo",
+    "env",
+    "critic train",
+    "critic score",
+    "critic eval",
+}
+
+
+def _one_process(name: str) -> None:
+    """Refuse a launch of ``name`` on several processes if it runs in one (WORLD_SIZE: torchrun's and
+    accelerate launch's process count)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and name not in MULTI_PROCESS:
+        raise UsageError(
+            f"`videolift {name}` runs in one process, and {world} were launched (torchrun / accelerate "
+            "launch): each would write the same outputs. Run it without the launcher"
+        )
+
+
 def _out_of_memory(exc: BaseException) -> bool:
     """torch's OutOfMemoryError (CUDA, XPU), or the RuntimeError of a backend without one (MPS)."""
     return type(exc).__name__ == "OutOfMemoryError" or (
@@ -102,6 +130,7 @@ def _plain_errors(fn, name: str = ""):
 
     @functools.wraps(fn)
     def command(*args, **kwargs):
+        _one_process(name)
         try:
             return fn(*args, **kwargs)
         except OSError as exc:
