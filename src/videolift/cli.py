@@ -9,11 +9,11 @@ from __future__ import annotations
 import errno
 import functools
 import importlib
-import os
 
 import typer
 
 from videolift import __version__
+from videolift.core.distributed import launched_processes
 from videolift.core.errors import UsageError, VideoliftError
 
 app = typer.Typer(
@@ -94,7 +94,7 @@ MULTI_PROCESS = {
 def _one_process(name: str) -> None:
     """Refuse a launch of ``name`` on several processes if it runs in one (WORLD_SIZE: torchrun's and
     accelerate launch's process count)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = launched_processes()
     if world > 1 and name not in MULTI_PROCESS:
         raise UsageError(
             f"`videolift {name}` runs in one process, and {world} were launched (torchrun / accelerate "

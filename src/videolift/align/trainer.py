@@ -9,7 +9,6 @@ goes through the model spec (``videolift.models``). Randomness and data order ar
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -37,7 +36,7 @@ from videolift.align.trainable import make_trainable, place_for_training, traina
 from videolift.align.validation import sampler_settings, samples_dir, samples_due, write_samples
 from videolift.align.weights import Sample
 from videolift.core.checkpoints import load_checkpoint, save_trainable_only
-from videolift.core.distributed import fresh_accelerator
+from videolift.core.distributed import fresh_accelerator, launched_processes
 from videolift.core.errors import VideoliftError
 from videolift.core.files import holds_weights
 from videolift.core.hub import base_directory, hub_commit
@@ -69,7 +68,7 @@ def _accelerator(cfg: AlignConfig) -> Any:
         cpu=not torch.cuda.is_available(),
         ddp_timeout=cfg.ddp_timeout,
     )
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    launched = launched_processes()
     if launched != accelerator.num_processes:  # e.g. torchrun on a machine without GPUs: N runs, not one
         raise VideoliftError(
             f"launched {launched} processes but accelerate runs {accelerator.num_processes}: the ranks would "

@@ -3,6 +3,7 @@ accelerate leaves to DeepSpeed."""
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from typing import Any
 
@@ -19,6 +20,11 @@ SHARDED_JOB_TIMEOUT = timedelta(hours=12)
 TRAINING_TIMEOUT_SECONDS = 3600
 # Its largest value: 30 days (a datetime.timedelta ends at 999,999,999 days; a longer wait is a hang).
 MAX_TIMEOUT_SECONDS = 30 * 24 * 3600
+
+
+def launched_processes() -> int:
+    """How many processes the launcher started (torchrun and accelerate launch set WORLD_SIZE; 1 without)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def checked_device(device: str, option: str = "--device") -> str:

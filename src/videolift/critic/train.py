@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from videolift.core.distributed import process_state
+from videolift.core.distributed import launched_processes, process_state
 from videolift.core.errors import UsageError, VideoliftError
 from videolift.core.files import check_out_dir, content_hash, replace_dir, weights_digest
 from videolift.core.jsonl import read_json
@@ -259,12 +259,11 @@ def _check_batches(
     records: list[tuple[int, Any]], videos: Path, spec: Any, cfg: SFTConfig, data: Path
 ) -> None:
     """Refuse a batch plan the examples cannot fill before the first passes."""
-    import os
 
     examples = _examples_before_first_passes(records, videos, spec, data)
     # The launcher's process count (torchrun / accelerate launch set it): accelerate's state is made only
     # by run_sft, with the CPU flag multi-process CPU runs need.
-    plan(len(examples), cfg, 0, int(os.environ.get("WORLD_SIZE", "1")))
+    plan(len(examples), cfg, 0, launched_processes())
 
 
 def _critic_examples(

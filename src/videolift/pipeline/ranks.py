@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from videolift.core.distributed import launched_processes
 from videolift.core.errors import VideoliftError
 
 T = TypeVar("T")
@@ -23,7 +24,7 @@ _alone = False  # within ``alone()``
 
 def world() -> int:
     """The launcher's process count (torchrun and accelerate launch set WORLD_SIZE); 1 within ``alone()``."""
-    return 1 if _alone else int(os.environ.get("WORLD_SIZE", "1"))
+    return 1 if _alone else launched_processes()
 
 
 @contextmanager
