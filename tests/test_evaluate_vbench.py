@@ -45,6 +45,11 @@ def test_export_uses_vbench_names_and_counts_per_name(tmp_path):
     assert prompts == {"a dog runs-0.mp4": "a dog runs", "a dog runs-1.mp4": "a dog runs",
                        "a cat sits-0.mp4": "a cat/sits", "a cat sits-1.mp4": "a cat sits "}  # fmt: skip
     assert vbench_name("x", 3) == "x-3.mp4"
+    # VBench-Long names a clip folder by the file name cut at ".mp4": these two would have shared one
+    assert vbench_name("play a.mp4 twice", 0) == "play a mp4 twice-0.mp4"
+    assert (
+        vbench_name("play a.mp4", 0).split(".mp4")[0] != vbench_name("play a.mp4 again", 0).split(".mp4")[0]
+    )
     assert is_long(manifest)  # 49 frames at 8 fps = 6.1 s: VBench-Long territory
     (tmp_path / "short").mkdir()
     assert not is_long(_manifest(tmp_path / "short", ["a"], frames=9))
@@ -242,7 +247,7 @@ def test_an_interpreter_that_cannot_run_vbench_is_refused_by_name(tmp_path):
     (tmp_path / "false").chmod(0o755)
     refused(tmp_path / "false", r"does not run as a Python interpreter \(broken interpreter\)")
     bare = fake_environment(tmp_path / "bare", package=False)
-    refused(bare, r"vbench is not installed there \(pip install vbench\)")
+    refused(bare, rf"vbench is not installed there \({re.escape(str(bare))} -m pip install vbench\)")
     # The PyPI wheel's VBench-Long (no configs/) can score short clips only
     wheel = vbench.probe(fake_environment(tmp_path / "wheel", configs=False))
     assert vbench.unavailable(env=wheel) is None

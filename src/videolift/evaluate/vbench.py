@@ -52,9 +52,10 @@ MODULES = {False: ("vbench", "vbench.launch.evaluate", "custom_input"),
 
 
 def vbench_name(prompt: str, index: int) -> str:
-    """``{prompt}-{index}.mp4``: the prompt without path separators, NULs or doubled spaces, cut to
-    ``NAME_BYTES`` bytes of UTF-8 at a character boundary."""
-    safe = " ".join(re.sub(r"[/\x00]", " ", prompt).split())
+    """``{prompt}-{index}.mp4``: the prompt without path separators, NULs, doubled spaces or ``.mp4``, cut
+    to ``NAME_BYTES`` bytes of UTF-8 at a character boundary. (VBench-Long names a video's clip folder
+    by the file name cut at its first ``.mp4``: "a.mp4 x-0.mp4" and "a.mp4 y-0.mp4" would share one.)"""
+    safe = " ".join(re.sub(r"[/\x00]", " ", prompt).replace(".mp4", " mp4").split())
     safe = safe.encode()[:NAME_BYTES].decode(errors="ignore").strip()
     return f"{safe}-{index}.mp4"
 
@@ -188,7 +189,8 @@ def unavailable(long: bool = False, env: Environment | None = None) -> str | Non
     there = f"{OPTION} {env.python}: " if env else ""  # the user named that interpreter: say which
     if not installed(long, env):
         package = MODULES[long][0] if installed(False, env) else "vbench"  # name the one missing
-        return f"{there}{package} is not installed{' there' if env else ''} (pip install vbench)"
+        pip = f"{env.python} -m pip" if env else "pip"  # that environment's pip, not whichever is on PATH
+        return f"{there}{package} is not installed{' there' if env else ''} ({pip} install vbench)"
     if not long:
         return None
     configs = (_package_dir(MODULES[True][0], env) or Path()) / "configs"
