@@ -111,6 +111,31 @@ def test_generate_manifest_videos_and_resume(tiny_pipeline, prompts_txt, tmp_pat
     assert len(grown) == 9 and [r for r in grown if r["candidate"] < 2] == records
 
 
+def test_a_resumed_run_killed_before_its_merge_leaves_no_earlier_manifest(
+    tiny_pipeline, prompts_txt, tmp_path, monkeypatch
+):
+    """An earlier manifest lists fewer videos than the resumed run: left in place by a run killed midway,
+    `critic score OUT/manifest.jsonl` would read it as this run's result."""
+    from videolift.data import generate
+
+    out = tmp_path / "out"
+    assert gen(tiny_pipeline, prompts_txt, out).exception is None
+    assert len(manifest(out)) == 3
+    killed = RuntimeError("killed")
+    monkeypatch.setattr(generate, "_merged_manifest", lambda *a: (_ for _ in ()).throw(killed))
+    # killed after its videos, before the merge
+    assert gen(tiny_pipeline, prompts_txt, out, "--per-prompt", "2").exception is killed
+    assert not (out / "manifest.jsonl").exists()
+    monkeypatch.undo()
+    result = gen(tiny_pipeline, prompts_txt, out, "--per-prompt", "2")
+    assert "0 generated here, 6 already done" in result.output
+    assert len(manifest(out)) == 6
+    # Nothing to make: the manifest is rewritten, never missing meanwhile
+    monkeypatch.setattr(generate, "_merged_manifest", lambda *a: (_ for _ in ()).throw(killed))
+    assert gen(tiny_pipeline, prompts_txt, out, "--per-prompt", "2").exception is killed
+    assert len(manifest(out)) == 6
+
+
 def test_jsonl_fields_are_carried_and_videos_regenerate_exactly(tiny_pipeline, tmp_path):
     prompts = tmp_path / "p.jsonl"
     rows = [

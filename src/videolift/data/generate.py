@@ -260,7 +260,7 @@ def generate_videos(
     # Every rank reads the same state before anyone writes, so all compute the same pending list.
     done, conflict = resume_decision(out, run, items, prompts, overwrite=overwrite)
     pending = [item for item in items if item.key not in done]
-    _start_run(state, out, run, conflict)
+    _start_run(state, out, run, conflict, pending=bool(pending))
     mine = pending[state.process_index :: state.num_processes]
     loop_seconds = _generate_share(
         state, out, mine, prompts, run, spec, pipe, settings, batch_size, lossless=lossless, progress=progress
@@ -370,14 +370,18 @@ def _run_record(
     return run
 
 
-def _start_run(state: Any, out: Path, run: dict[str, Any], conflict: str | None) -> None:
+def _start_run(state: Any, out: Path, run: dict[str, Any], conflict: str | None, *, pending: bool) -> None:
     """OUT made ready by the main process once every rank has decided what to resume (the first barrier),
     the others waiting until it is (the second): an earlier run's files deleted on a conflict (which
-    --overwrite allowed), the folders made, the run's settings written."""
+    --overwrite allowed), the folders made, the run's settings written. With videos to make (``pending``),
+    an earlier run's manifest goes too: it lists fewer videos than this run's, and a run killed before
+    its own merge must not leave it looking like this run's result (its videos stay, logged)."""
     state.wait_for_everyone()
     if state.is_main_process:
         if conflict:
             remove_outputs(out)
+        elif pending:
+            (out / MANIFEST).unlink(missing_ok=True)
         (out / VIDEOS).mkdir(parents=True, exist_ok=True)
         (out / PARTS).mkdir(parents=True, exist_ok=True)
         with atomic_write(out / RUN_CONFIG) as handle:
