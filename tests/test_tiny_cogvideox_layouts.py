@@ -109,3 +109,51 @@ def test_own_size_read_from_the_configs_is_the_loaded_pipelines(cfg, tmp_path):
     assert spec.own_sampling(str(tmp_path / "m")) == spec.default_sampling(pipe)
     assert spec.own_sampling(str(tmp_path / "m"), 9, None, 96) == spec.default_sampling(pipe, 9, None, 96)
     assert spec.own_sampling("THUDM/CogVideoX-2b") is None  # a Hub id: known once loaded
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        TinyCogVideoXConfig(rotary=True),  # CogVideoX 1.0 5B: rotary positions, cropped to the grid
+        TinyCogVideoXConfig(patch_size_t=2),  # CogVideoX 1.5: sliced rotary grid, padded latent frames
+    ],
+    ids=["v1-rotary", "v1.5"],
+)
+def test_training_calls_the_transformer_as_sampling_does(cfg, monkeypatch):
+    """A guard, checked against diffusers' CogVideoXPipeline: training (1.0: at 64x96, not its config's 64x64)
+    gives the transformer the rotary embeddings, latent layout and prompt
+    embedding that sampling gives it, and no ``ofs`` (the T2V pipeline passes none); the loss is diffusers'
+    CogVideoX training example's, v turned into x0 by ``get_velocity`` and weighted 1 / (1 - alpha_bar)."""
+    spec = get_spec("cogvideox")
+    pipe = build_tiny_cogvideox(None, cfg, seed=0)
+    pipe.text_encoder.eval()  # as from_pretrained leaves it (built in memory: dropout on)
+    width = 64 if cfg.patch_size_t else 96  # 1.5's sliced grid stops at the config's size
+    calls = []
+    forward = pipe.transformer.forward
+    monkeypatch.setattr(pipe.transformer, "forward", lambda **kw: calls.append(kw) or forward(**kw))
+    settings = SamplerSettings(steps=1, guidance=1.0, frames=9, height=64, width=width, fps=8)
+    [video] = spec.generate(pipe, ["a red circle moves left"], [0], settings)
+    sampled = calls[-1]
+    calls.clear()
+
+    latents = spec.sample_latents(pipe, spec.encode_videos(pipe, [video]), torch.Generator().manual_seed(0))
+    text = spec.encode_prompts(pipe, ["a red circle moves left"])
+    noise, steps = torch.randn(latents.shape, generator=torch.Generator().manual_seed(1)), torch.tensor([700])
+    loss = spec.training_loss(pipe, pipe.transformer, latents, text, timesteps=steps, noise=noise)
+    trained = calls[-1]
+    assert trained["hidden_states"].shape == sampled["hidden_states"].shape
+    assert torch.equal(trained["encoder_hidden_states"], sampled["encoder_hidden_states"])
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(trained["image_rotary_emb"], sampled["image_rotary_emb"], strict=True)
+    )
+    assert trained.get("ofs") is None and sampled.get("ofs") is None
+
+    alpha_bar = pipe.scheduler.alphas_cumprod[700]
+    noisy = alpha_bar.sqrt().float() * latents + (1 - alpha_bar).sqrt().float() * noise
+    with torch.no_grad():
+        v = forward(hidden_states=noisy, encoder_hidden_states=text, timestep=steps,
+                    image_rotary_emb=trained["image_rotary_emb"], return_dict=False)[0]  # fmt: skip
+    x0 = alpha_bar.sqrt().float() * noisy - (1 - alpha_bar).sqrt().float() * v
+    expected = (((x0 - latents) ** 2) / (1 - alpha_bar).float()).mean()
+    assert torch.allclose(loss, expected.reshape(1), rtol=1e-4), (loss, expected)
