@@ -718,3 +718,46 @@ def test_scoring_over_parts_of_other_settings_keeps_the_finished_pair_until_the_
     killed.clear()
     assert run(overwrite=True).skipped == 0
     assert json.loads(score.summary_path(out).read_text())["run"] == {"critic": "C"}
+
+
+def test_critic_accuracy_errors_are_clustered_by_prompt():
+    """The critic's answers on videos of one prompt are correlated (the pipeline's test split keeps a
+    prompt's videos together): its accuracy's standard error counts prompts, as eval's errors do."""
+    truth = [G, G, G, G]
+    pred = [G, G, B, B]  # both videos of prompt p right, both of q wrong: two pieces of evidence, not four
+    clustered = label_metrics(truth, pred, ["p", "p", "q", "q"])
+    assert clustered["accuracy"] == 0.5
+    assert clustered["accuracy_se"] == pytest.approx(0.5)  # sqrt(2 / 1 * (1² + 1²)) / 4
+    assert label_metrics(truth, pred)["accuracy_se"] == pytest.approx(math.sqrt(1 / 3) / 2)  # per video
+    assert label_metrics(truth, pred, ["p"] * 4)["accuracy_se"] is None  # one prompt: no spread to measure
+
+    from videolift.core.schema import HRARecord
+
+    def rec(vid, prompt):
+        ratings = {SC: {"label": "Good"}, MS: {"label": "Good"}}
+        return HRARecord(video=vid, prompt=prompt, annotator="x", ratings=ratings)
+
+    items = majority_items([rec("a", "p"), rec("b", "p"), rec("c", "q"), rec("d", "q")])
+    said = {"a": "Good", "b": "Good", "c": "Bad", "d": "Bad"}
+    lines = {v: {"ratings": {SC.value: {"label": x}, MS.value: {"label": x}}} for v, x in said.items()}
+    report = evaluate_predictions(items, lines)
+    assert report["dimensions"]["semantic_consistency"]["accuracy_se"] == pytest.approx(0.5)
+    assert report["mean_accuracy"] == 0.5 and report["mean_accuracy_se"] == pytest.approx(0.5)
+
+
+def test_mean_accuracy_error_is_that_of_the_mean_of_the_dimensions_accuracies():
+    """A video rated on some dimensions only: the mean accuracy is the mean of the dimensions' accuracies,
+    and its error is that mean's (each video's influence on it), not that of the videos' shares."""
+    from videolift.core.schema import HRARecord
+
+    def rec(vid, dims):
+        return HRARecord(video=vid, prompt=vid, annotator="x", ratings={d: {"label": "Good"} for d in dims})
+
+    items = majority_items([rec("a", [SC, MS]), rec("b", [SC, MS]), rec("c", [SC])])
+    said = {"a": "Good", "b": "Bad", "c": "Good"}
+    lines = {v: {"ratings": {SC.value: {"label": x}, MS.value: {"label": x}}} for v, x in said.items()}
+    report = evaluate_predictions(items, lines)
+    assert report["mean_accuracy"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+    # influences 1/2 * sum over its dimensions of (right - accuracy) / n: 13/72, -17/72, 4/72
+    influences = [13 / 72, -17 / 72, 4 / 72]
+    assert report["mean_accuracy_se"] == pytest.approx(math.sqrt(3 / 2 * sum(x * x for x in influences)))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -20,15 +20,19 @@ from videolift.core.errors import DataError
 from videolift.core.jsonl import iter_json_lines
 from videolift.core.reward import RewardConfig
 from videolift.core.schema import DIMENSIONS, LABEL_RANK, LABELS, Dimension, Label, parse_dimension
-from videolift.core.stats import mean_and_se
+from videolift.core.stats import mean_and_cluster_se
 from videolift.critic.data import EvalItem
 
 UNPARSED = "unparsed"
 
 
-def label_metrics(truth: Sequence[Label], pred: Sequence[Label | None]) -> dict[str, Any]:
+def label_metrics(
+    truth: Sequence[Label], pred: Sequence[Label | None], clusters: Sequence[Hashable] | None = None
+) -> dict[str, Any]:
     """Accuracy, macro-F1 (over labels seen in truth or predictions), per-label precision/recall/F1,
-    confusion matrix ``{true: {predicted | "unparsed": count}}`` and the majority-class baseline."""
+    confusion matrix ``{true: {predicted | "unparsed": count}}`` and the majority-class baseline. The
+    accuracy's standard error is clustered by ``clusters`` (each video's prompt: the critic's answers on
+    videos of one prompt are not independent); None: every video on its own."""
     if len(truth) != len(pred):
         raise ValueError(f"{len(truth)} reference labels but {len(pred)} predictions")
     n = len(truth)
@@ -49,7 +53,8 @@ def label_metrics(truth: Sequence[Label], pred: Sequence[Label | None]) -> dict[
             f1s.append(f1)
     counts = Counter(truth)
     majority = max(LABELS, key=lambda lab: (counts[lab], -LABEL_RANK[lab]))
-    accuracy, accuracy_se = mean_and_se([float(t == p) for t, p in zip(truth, pred, strict=True)])
+    correct = [float(t == p) for t, p in zip(truth, pred, strict=True)]
+    accuracy, accuracy_se = mean_and_cluster_se(correct, clusters)
     return {
         "n": n,
         "accuracy": accuracy,
@@ -61,6 +66,31 @@ def label_metrics(truth: Sequence[Label], pred: Sequence[Label | None]) -> dict[
         "per_label": per_label,
         "confusion": confusion,
     }
+
+
+def _mean_accuracy_se(
+    items: Sequence[EvalItem], predicted: dict[str, dict[Dimension, Label | None]], dims: dict[str, Any]
+) -> float | None:
+    """The standard error of the mean over dimensions of their accuracies, clustered by prompt.
+
+    A video's dimensions are not independent (a critic that misreads a clip tends to miss more than one),
+    nor are videos of one prompt: each video contributes its deviations from each dimension's accuracy
+    (its influence on the mean), summed per prompt. When every video has a label on every dimension the
+    contribution is the video's share of correct dimensions less the mean; a video rated on some
+    dimensions only weighs in each of those as its dimension's accuracy counts it."""
+    scored = [it for it in items if it.labels]
+    if not scored or not dims:
+        return None
+    scale = len(scored) / len(dims)  # contributions on the scale of a per-video mean (they sum to 0)
+    contributions = [
+        scale
+        * sum(
+            (float(predicted[it.video_id][d] == lab) - dims[d.value]["accuracy"]) / dims[d.value]["n"]
+            for d, lab in it.labels.items()
+        )
+        for it in scored
+    ]
+    return mean_and_cluster_se(contributions, [it.prompt for it in scored])[1]
 
 
 def _sign(x: float, eps: float = 1e-9) -> int:
@@ -170,23 +200,18 @@ def evaluate_predictions(
         rated = [it for it in items if dim in it.labels]
         if rated:
             dims[dim.value] = label_metrics(
-                [it.labels[dim] for it in rated], [predicted[it.video_id][dim] for it in rated]
+                [it.labels[dim] for it in rated],
+                [predicted[it.video_id][dim] for it in rated],
+                [it.prompt for it in rated],
             )
     accs = [m["accuracy"] for m in dims.values()]
-    # The mean's error from each video's share of correct dimensions: a video's dimensions are not
-    # independent (a critic that misreads a clip tends to miss more than one).
-    shares = [
-        sum(predicted[it.video_id][d] == lab for d, lab in it.labels.items()) / len(it.labels)
-        for it in items
-        if it.labels
-    ]
     f1s = [m["macro_f1"] for m in dims.values() if m["macro_f1"] is not None]
     report: dict[str, Any] = {
         "videos": len(items),
         "errors": sum("error" in lines.get(it.video_id, {}) for it in items),
         "dimensions": dims,
         "mean_accuracy": sum(accs) / len(accs) if accs else None,
-        "mean_accuracy_se": mean_and_se(shares)[1],
+        "mean_accuracy_se": _mean_accuracy_se(items, predicted, dims),
         "mean_macro_f1": sum(f1s) / len(f1s) if f1s else None,
         "mean_majority_baseline": (
             sum(m["majority_baseline"] for m in dims.values()) / len(dims) if dims else None

@@ -180,7 +180,7 @@ def _critic_accuracy_table(rep: Report, acc: dict[str, Any]) -> None:
         ],
         caption="critic label accuracy on held-out videos (majority label of the raters), "
         "what always answering each dimension's most frequent label scores, and the accuracy's "
-        "standard error over the test videos",
+        "standard error over the test videos (clustered by prompt)",
     )
 
 
