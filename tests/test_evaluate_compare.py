@@ -719,3 +719,35 @@ def test_eval_on_two_processes_reports_and_runs_vbench_once(tmp_path, tiny_cogvi
     assert len(vbench_calls(tmp_path / "vbench-env")) == 1
     assert done.stdout.count("written: ") == 1 and done.stdout.count("report: ") == 1, done.stdout
     assert len(json.loads((tmp_path / "eval" / "eval.json").read_text())["models"]) == 1
+
+
+def test_the_critic_reward_histogram_uses_the_evaluations_reward_mapping(tmp_path):
+    """`eval --reward-config` maps the labels of every table; the critic's reward histogram drew the scores
+    file's own rewards, the critic's mapping (`critic train --reward-config`, or the paper's)."""
+    import matplotlib.pyplot as plt
+
+    from videolift.evaluate.eval_report import distributions
+
+    dims = ("semantic_consistency", "motion_smoothness", "video_fidelity")
+    lines = [
+        {"video": "a.mp4", "ratings": {d: {"label": "Good"} for d in dims}, "reward": 0.9},  # paper's
+        {"video": "b.mp4", "ratings": {d: {"label": "Bad"} for d in dims}, "reward": 0.05},
+        {"video": "c.mp4", "ratings": {d: {"label": None} for d in dims}, "reward": None},  # unparsed
+        {"video": "d.mp4", "ratings": {}, "reward": None, "error": "cannot decode"},
+    ]
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "critic_scores.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    drawn = {}
+
+    class Shown:
+        def figure(self, fig):
+            drawn[fig.axes[0].get_title()] = sorted(p.get_x() for p in fig.axes[0].patches if p.get_height())
+            plt.close(fig)
+
+        def paragraph(self, *_):
+            pass
+
+    mapping = {"scores": {"Good": 1.0, "Normal": 0.5, "Bad": 0.0}}  # eval --reward-config
+    distributions(Shown(), {"summary": {"m": {}}, "reward_config": mapping}, tmp_path)
+    # two videos with a reward, in the first and the last of 12 bins over [0, 1]: 0 and 1, not 0.05 and 0.9
+    assert drawn["critic reward per video"] == pytest.approx([0.0, 11 / 12])

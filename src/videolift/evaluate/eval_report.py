@@ -115,7 +115,9 @@ def distributions(rep: Report, evaluation: dict[str, Any], root: Path) -> None:
     for name in evaluation["summary"]:
         path = root / name / "critic_scores.jsonl"
         if path.exists():
-            values = [r["reward"] for r in read_jsonl_dicts(path) if r.get("reward") is not None]
+            # From the labels by the evaluation's mapping, as the tables' mean reward: the scores file's own
+            # `reward` is the critic's mapping (`critic train --reward-config`), not `eval --reward-config`'s.
+            values = _rewards(path, reward)
             if values:
                 rewards[name] = values
             else:
@@ -129,8 +131,10 @@ def distributions(rep: Report, evaluation: dict[str, Any], root: Path) -> None:
 
 
 def _rewards(ratings_file: Path, reward: Any) -> list[float]:
-    """The reward of each rated video of a ratings file (``{video, ratings: {dim: {label, ...}}}`` lines)."""
-    labels = ({d: v["label"] for d, v in r["ratings"].items()} for r in read_jsonl_dicts(ratings_file))
+    """The reward of each rated video of a ratings or scores file (``{video, ratings: {dim: {label, ...}}}``
+    lines; a null label, an unparsed answer, is left out as the tables leave it)."""
+    lines = read_jsonl_dicts(ratings_file)
+    labels = ({d: v.get("label") for d, v in (r.get("ratings") or {}).items()} for r in lines)
     return [x for one in labels if (x := reward.reward(one)) is not None]
 
 
