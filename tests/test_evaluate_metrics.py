@@ -183,3 +183,29 @@ def test_a_curve_of_one_logged_point_is_drawn():
     fig = curves_figure({"aligned_rwl": [(10, 0.15)], "long": [(s, 1 / s) for s in range(1, 200)]}, "loss")
     short, long = fig.axes[0].lines
     assert short.get_marker() == "o" and long.get_marker() in (None, "None", "")
+
+
+def test_the_recipe_tables_say_their_error_columns_are_the_all_good_rates(capsys):
+    """The recipes' difference row shows all-Good and reward with their combined SE, then the evaluation
+    and seed SEs of the all-Good difference only: the columns and the printed line say so (they read as
+    the errors of the whole row)."""
+    from videolift.evaluate.cli import print_recipes
+    from videolift.evaluate.eval_report import comparison_tables
+
+    a = [[r(G, G, G), r(B, B, B), r(G, G, G)], [r(G, G, G), r(G, G, G), r(B, B, B)]]
+    base = [[r(B, B, B), r(B, B, B), r(G, G, G)]]
+    evaluation = {
+        "groups": {"rwl": {"members": ["rwl.1", "rwl.2"], "oracle": replicate_summary(a)},
+                   "base": {"members": ["base"], "oracle": replicate_summary(base)}},
+        "group_differences": {"rwl vs base": {"oracle": replicate_difference(a, base)}},
+    }  # fmt: skip
+    tables = []
+
+    class Shown:
+        def table(self, header, rows, caption=""):
+            tables.append(header)
+
+    comparison_tables(Shown(), evaluation)
+    assert tables[-1][-2:] == ["all-Good evaluation SE (points)", "all-Good seed SE (points)"]
+    print_recipes(evaluation)
+    assert "; all-Good seed SE" in " ".join(capsys.readouterr().out.split())  # however the console wraps

@@ -318,6 +318,6 @@ def print_recipes(result: dict) -> None:
             a = d["all_good_rate"]
             seed = ""
             if a["seed_se"] is not None and a["eval_se"] is not None:  # one video: no evaluation SE
-                seed = f"; seed SE {a['seed_se'] * 100:.1f}, evaluation SE {a['eval_se'] * 100:.1f} points"
+                seed = f"; all-Good seed SE {a['seed_se'] * 100:.1f}, evaluation SE {a['eval_se'] * 100:.1f} points"
             console.print(f"{pair} ({rater}, recipes, {a['replicates'][0]} vs {a['replicates'][1]} replicates): "
                           f"{format_difference(d)}{seed}")  # fmt: skip
