@@ -761,3 +761,45 @@ def test_mean_accuracy_error_is_that_of_the_mean_of_the_dimensions_accuracies():
     # influences 1/2 * sum over its dimensions of (right - accuracy) / n: 13/72, -17/72, 4/72
     influences = [13 / 72, -17 / 72, 4 / 72]
     assert report["mean_accuracy_se"] == pytest.approx(math.sqrt(3 / 2 * sum(x * x for x in influences)))
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl"])
+def test_a_qwen_checkpoint_without_video_settings_gets_qwens_video_budget_not_its_images(family, tmp_path):
+    # Qwen's own Qwen2-VL / Qwen2.5-VL repos ship only the image processor's preprocessor_config.json
+    # (min_pixels 3136, max_pixels 12845056); transformers then builds the video processor from it, so every
+    # frame got an image's budget. qwen-vl-utils (and the video processor's own defaults) give video frames
+    # 128 * 28 * 28 to 768 * 28 * 28 pixels.
+    from videolift.models.vlm import load_vlm
+
+    base = tmp_path / "base"
+    build_tiny_vlm(base, TinyVLMConfig(family=family))
+    (base / "processor_config.json").unlink()  # the layout of Qwen's repos: image settings only
+    legacy = {
+        "min_pixels": 3136, "max_pixels": 12845056, "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2,
+        "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
+        "image_processor_type": "Qwen2VLImageProcessor",
+    }  # fmt: skip
+    (base / "preprocessor_config.json").write_text(json.dumps(legacy))
+    _, processor = load_vlm(base)
+    video = processor.video_processor
+    assert (video.size["shortest_edge"], video.size["longest_edge"]) == (128 * 28 * 28, 768 * 28 * 28)
+    assert processor.image_processor.size["longest_edge"] == 12845056  # images keep theirs
+    fam = get_family(family)
+    fam.configure_processor(processor, None, None)
+
+    def grid(height: int, width: int) -> list[int]:
+        clip = np.zeros((8, height, width, 3), np.uint8)
+        out = processor(text=["<|vision_start|><|video_pad|><|vision_end|>"], videos=[clip], return_tensors="pt",
+                        do_sample_frames=False)  # fmt: skip
+        return out["video_grid_thw"][0].tolist()
+
+    # qwen-vl-utils' smart_resize of a 720p frame under 768 * 28 * 28 pixels: 560 x 1008 (not 728 x 1288);
+    # a 56 x 56 frame is enlarged to 336 x 336 (100,352 pixels at least), not kept at 56 x 56.
+    assert grid(720, 1280) == [4, 560 // 14, 1008 // 14]
+    assert grid(56, 56) == [4, 336 // 14, 336 // 14]
+    # --max-pixels still applies on top, and a checkpoint with video settings of its own keeps them.
+    fam.configure_processor(processor, 56 * 56, None)
+    assert grid(56, 56) == [4, 4, 4]
+    build_tiny_vlm(tmp_path / "own", TinyVLMConfig(family=family))
+    _, own = load_vlm(tmp_path / "own")
+    assert own.video_processor.size["longest_edge"] == own.video_processor.size["shortest_edge"] == 56 * 56

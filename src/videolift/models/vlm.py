@@ -40,6 +40,9 @@ class VLMFamily:
         ``timing`` says. Frames are sampled by videolift, so the processor's own sampling is off."""
         return {"do_sample_frames": False}
 
+    def checkpoint_defaults(self, processor: Any, model: str | Path) -> None:
+        """Settle what the checkpoint's processor leaves to chance, before any budget is applied (none here)."""
+
     def configure_processor(self, processor: Any, max_pixels: int | None, min_pixels: int | None) -> None:
         """Apply a per-frame pixel budget to the processor (saved with the critic)."""
         if max_pixels is not None or min_pixels is not None:
@@ -110,6 +113,17 @@ class QwenVL(VLMFamily):
     vision_tower = ("model.visual",)
     projector = ("model.visual.merger",)
 
+    def checkpoint_defaults(self, processor: Any, model: str | Path) -> None:
+        """A checkpoint without video processor settings of its own (Qwen's Qwen2-VL and Qwen2.5-VL repos ship
+        only the image processor's ``preprocessor_config.json``) gets from transformers a video processor built
+        from the image settings: an image's pixel range per frame (3,136 to 12,845,056) where Qwen feeds videos
+        100,352 to 602,112 (qwen-vl-utils' VIDEO_MIN_PIXELS / VIDEO_MAX_PIXELS, the video processor's own
+        defaults). A 1080p clip's frames would keep their full size (3.4x the tokens Qwen's video budget gives
+        them) and a small clip would not be enlarged; the video defaults are restored."""
+        if not ships_video_processor(model):
+            video = processor.video_processor
+            video.size = dict(type(video).size)
+
     def configure_processor(self, processor: Any, max_pixels: int | None, min_pixels: int | None) -> None:
         video = processor.video_processor
         video.do_sample_frames = False  # the frames given are the frames seen, also for the saved processor
@@ -142,6 +156,10 @@ class Qwen3VL(QwenVL):
     name = "qwen3_vl"
     model_types = ("qwen3_vl", "qwen3_vl_moe", "qwen3_5", "qwen3_5_moe")
     projector = ("model.visual.merger", "model.visual.deepstack_merger_list")
+
+    def checkpoint_defaults(self, processor: Any, model: str | Path) -> None:
+        """Qwen3-VL checkpoints ship their video processor's settings (a budget for the whole video, unlike
+        its class defaults): nothing to restore."""
 
     def __init__(self) -> None:
         self.per_frame: dict[str, int] = {}  # the budget per frame; empty: the processor's own
@@ -210,6 +228,34 @@ def get_family(model_type: str) -> VLMFamily:
     return GenericVLM()
 
 
+def ships_video_processor(model: str | Path) -> bool:
+    """Whether a checkpoint (a local directory or a Hub id) holds video processor settings of its own:
+    ``video_preprocessor_config.json``, or ``processor_config.json`` with a ``video_processor`` entry (what
+    ``save_pretrained`` writes since transformers 5). Without either, transformers builds the video processor
+    from the image processor's ``preprocessor_config.json``."""
+    import json
+
+    from transformers.utils import cached_file
+
+    def found(name: str) -> str | None:
+        return cached_file(
+            str(model),
+            name,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+        )
+
+    if found("video_preprocessor_config.json"):
+        return True
+    nested = found("processor_config.json")
+    if nested is None:
+        return False
+    try:
+        return "video_processor" in json.loads(Path(nested).read_text())
+    except (OSError, ValueError):
+        return False
+
+
 def model_type_of(model: str | Path) -> str:
     """``config.model_type`` of a local directory or Hub id, without loading weights."""
     from transformers import AutoConfig
@@ -240,6 +286,7 @@ def load_vlm(model: str | Path, *, dtype: Any = "float32", device: Any = "cpu"):
                 f"{model}: its processor ({model_type}) has no video processor: not a video VLM. "
                 f"Video VLMs with their own support: {known}"
             )
+        get_family(model_type).checkpoint_defaults(processor, model)
         vlm = AutoModelForImageTextToText.from_pretrained(str(model), dtype=resolve_dtype(dtype))
     except (OSError, ValueError) as exc:
         raise VideoliftError(
