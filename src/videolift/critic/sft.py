@@ -169,6 +169,8 @@ def _run_sft(
             f"accum {cfg.grad_accum} x {run.world} processes = {per_update} per update; "
             f"{run.total} updates; {run.n_trainable:,} trainable parameters ({cfg.adapter})"
         )
+        if note := odd_frames_note(run.processor, cfg.num_frames):
+            log(note)
 
     collate = ChatCollator(
         run.processor,
@@ -186,6 +188,21 @@ def _run_sft(
     state = _start_clock(run, step, progress, held)
     _train(run, state, prepare, validate, stop_at_step)
     return _finish(run, state, resumed, finalize)
+
+
+def odd_frames_note(processor: Any, num_frames: int) -> str | None:
+    """What a frame count that is not a multiple of the video processor's temporal patch does (Qwen-VL:
+    frames go in pairs), or None. qwen-vl-utils always samples a multiple; the processor pads the last
+    patch with copies of the last frame, a still end the motion question sees in every clip."""
+    patch = getattr(getattr(processor, "video_processor", None), "temporal_patch_size", None) or 1
+    if num_frames % patch == 0:
+        return None
+    even = num_frames + patch - num_frames % patch
+    return (
+        f"note: --num-frames {num_frames} is not a multiple of this model's temporal patch ({patch} frames): "
+        f"its processor repeats the last frame to fill the patch, so every clip ends still; "
+        f"--num-frames {even} samples a frame there instead"
+    )
 
 
 def _set_up(
