@@ -1137,7 +1137,9 @@ def test_the_same_loop_does_caption_pretraining(world, tmp_path):
     result = run_sft(examples, str(world / "base"), out, SFTConfig(adapter="full", max_steps=3, lr=5e-3, save_every=0, num_frames=3), log=said.append)  # fmt: skip
     assert result.steps == 3 and (out / "train_summary.json").is_file()
     # Qwen-VL takes frames in pairs: an odd count gets its last frame repeated, which the run says
-    assert any("--num-frames 3 is not a multiple of this model's temporal patch (2 frames)" in s for s in said)
+    assert any(
+        "--num-frames 3 is not a multiple of this model's temporal patch (2 frames)" in s for s in said
+    )
     assert any("--num-frames 4 samples a frame there instead" in s for s in said)
     model, processor = load_vlm(out)  # a plain model directory: usable as `critic train --base`
     assert model.config.model_type == "qwen2_vl" and processor.video_processor is not None
