@@ -200,6 +200,25 @@ def test_cli_sample_excludes_the_prompts_of_other_files(tmp_path):
     assert "is also --exclude" in str(same.exception) and train.read_bytes() == before
 
 
+def test_exclude_ignores_a_space_before_the_final_full_stop_and_refuses_a_short_prompt_not_text(tmp_path):
+    # "... full of plants ." (a space before the stop, as tokenised text has it) was not excluded: the
+    # full stop was stripped but the space before it kept. A short_prompt that is not text was a traceback.
+    runner = CliRunner()
+    drawn = [r["prompt"] for r in sample_prompts(5, seed=3)]
+    ex = tmp_path / "ex.txt"
+    ex.write_text("".join(p.upper().removesuffix(".") + " .\n" for p in drawn))
+    out = tmp_path / "held.txt"
+    args = ["prompts", "sample", "--n", "5", "--seed", "3", "--out", str(out)]
+    result = runner.invoke(app, [*args, "--exclude", str(ex)])
+    assert result.exit_code == 0, result.output
+    assert not set(out.read_text().splitlines()) & set(drawn)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "x"}) + "\n" + json.dumps({"prompt": "y", "short_prompt": 5}) + "\n")
+    result = runner.invoke(app, [*args, "--overwrite", "--exclude", str(bad)], standalone_mode=False)
+    assert isinstance(result.exception, DataError), result.output
+    assert "bad.jsonl, line 2, field 'short_prompt': short_prompt must be a string" in str(result.exception)
+
+
 def test_sample_says_when_the_exclusions_leave_too_few(tmp_path):
     (tmp_path / "subjects_robots.txt").write_text("a robot\n")
     (tmp_path / "actions_any.txt").write_text("waving\n")

@@ -72,8 +72,11 @@ def compose(subjects: list[str], action: str, place: str) -> str:
     return text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
-def _key(prompt: str) -> str:
-    return " ".join(prompt.lower().split()).rstrip(".")
+def prompt_key(prompt: str) -> str:
+    """What makes two prompts the same one: compared regardless of case, spacing and a final full stop
+    ("A cat jumps." is "a cat  jumps" and "A CAT JUMPS ."). `prompts sample --exclude` and `hra split
+    --group-by prompt` both tell prompts apart by it."""
+    return re.sub(r"[\s.]+$", "", " ".join(prompt.casefold().split()))
 
 
 def sample_prompts(
@@ -99,7 +102,7 @@ def sample_prompts(
             "add phrases or ask for fewer"
         )
     rng = random.Random(seed)
-    excluded = {_key(p) for p in exclude}
+    excluded = {prompt_key(p) for p in exclude}
 
     def draw(slot: str) -> tuple[str, str]:
         category = rng.choice(sorted(categories.phrases[slot]))
@@ -115,7 +118,7 @@ def sample_prompts(
             continue
         action, place = draw("actions"), draw("places")
         prompt = compose([s for _, s in subjects], action[1], place[1])
-        if prompt in seen or _key(prompt) in excluded:
+        if prompt in seen or prompt_key(prompt) in excluded:
             continue
         seen.add(prompt)
         records.append(

@@ -44,7 +44,7 @@ def sample(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
 ) -> None:
     """Sample N prompts of 1-2 subjects, one action and one place from editable category lists."""
-    from videolift.core.errors import UsageError
+    from videolift.core.errors import DataError, UsageError
     from videolift.core.files import check_outputs
     from videolift.core.jsonl import atomic_write, read_text, write_jsonl
     from videolift.data.prompt_files import read_prompts
@@ -55,7 +55,18 @@ def sample(
     check_outputs([("--out", out)], [("--exclude", p) for p in exclude], overwrite=overwrite)
     taken: set[str] = set()
     for path in exclude:  # an expanded .jsonl excludes its short prompts too: those are what is drawn
-        taken.update(p for r in read_prompts(path) for p in (r.prompt, r.extra.get("short_prompt")) if p)
+        for record in read_prompts(path):
+            taken.add(record.prompt)
+            short = record.extra.get("short_prompt")
+            if short is not None and not isinstance(short, str):  # not a prompt: a traceback before
+                raise DataError(
+                    f"short_prompt must be a string, got {type(short).__name__}",
+                    file=path,
+                    line=record.line,
+                    field="short_prompt",
+                )
+            if short:
+                taken.add(short)
     records = sample_prompts(n, seed, load_categories(categories), exclude=taken)
     if expand_with:
         instructions = EXPAND_SYSTEM_PROMPT
