@@ -588,6 +588,40 @@ def test_split_keeps_a_shared_video_on_one_side_whatever_the_grouping_and_the_li
         split_records([record("x1", "x.mp4", "a"), record("x2", "x.mp4", "b")], 0.5, 0)
 
 
+def test_split_holds_out_the_rounded_up_share_exactly():
+    """0.14 x 50 videos is 7.000000000000001 in floating point: rounded up, 8 videos were held out."""
+    from videolift.data.split import split_records
+
+    for fraction, n, expected in ((0.14, 50, 7), (0.07, 100, 7), (0.55, 100, 55), (0.28, 25, 7), (0.1, 7, 1)):
+        records = [
+            HRARecord(video=f"v{i}.mp4", prompt=f"p{i}", ratings={"video_fidelity": {"label": "Good"}})
+            for i in range(n)
+        ]
+        train, test = split_records(records, fraction, 0)
+        assert (len(test), len(train)) == (expected, n - expected), (fraction, n)
+
+
+def test_split_by_prompt_keeps_one_prompt_written_two_ways_on_one_side():
+    """`A cat jumps.` and `a cat  jumps` are one prompt to `prompts sample --exclude`; grouped by prompt,
+    the split put them on both sides (a held-out prompt also trained on)."""
+    from videolift.data.split import split_records
+
+    variants = ["A cat jumps.", "a cat  jumps", "A CAT JUMPS .", " a cat jumps... "]
+    records = [
+        HRARecord(video=f"c{i}.mp4", prompt=p, ratings={"video_fidelity": {"label": "Bad", "reason": "x"}})
+        for i, p in enumerate(variants)
+    ]
+    records += [
+        HRARecord(video=f"v{i}.mp4", prompt=f"prompt {i}", ratings={"video_fidelity": {"label": "Good"}})
+        for i in range(6)
+    ]
+    for seed in range(8):
+        train, test = split_records(records, 0.5, seed, group_by="prompt")
+        cats = [r for r in train if "cat" in r.prompt.lower()], [r for r in test if "cat" in r.prompt.lower()]
+        assert sorted(map(len, cats)) == [0, 4], seed
+        assert len(test) in (4, 3 + 4)  # 4 of 7 prompts held out: the cat's 4 and 3 others, or 4 others
+
+
 def test_one_file_written_two_ways_is_one_video(tmp_path):
     """HRA files of two tools joined: "./videos/a.mp4" and "videos/a.mp4" are one video to the split,
     its ids and the stats."""

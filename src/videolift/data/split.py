@@ -11,6 +11,7 @@ from videolift.core.errors import VideoliftError
 from videolift.core.files import replacing
 from videolift.core.jsonl import write_jsonl
 from videolift.core.schema import HRARecord
+from videolift.data.prompts import prompt_key
 
 
 def split_records(
@@ -35,7 +36,9 @@ def split_records(
 
     def keys(r: HRARecord) -> list[str]:
         video = ["id:" + r.video_id, "path:" + r.video]  # a video is never on both sides
-        return ["p:" + r.prompt, *video] if group_by == "prompt" else video
+        # One prompt written two ways ("A cat jumps." / "a cat  jumps") is one prompt, as to `prompts
+        # sample --exclude`: held out on one side only.
+        return ["p:" + prompt_key(r.prompt), *video] if group_by == "prompt" else video
 
     firsts = []
     for record in records:
@@ -55,7 +58,8 @@ def split_records(
         )
     groups = sorted(names.values())
     random.Random(seed).shuffle(groups)
-    n_test = min(len(groups) - 1, max(1, math.ceil(test_fraction * len(groups))))
+    # Rounded up, but not past a float product's last bit: 0.14 * 50 is 7.000000000000001, 7 groups.
+    n_test = min(len(groups) - 1, max(1, math.ceil(round(test_fraction * len(groups), 9))))
     test_groups = set(groups[:n_test])
     held = [names[root] in test_groups for root in roots]
     train = [r for r, h in zip(records, held, strict=True) if not h]
