@@ -61,6 +61,14 @@ def test_import_can_put_the_videos_under_a_folder_so_two_releases_combine(tmp_pa
         ("vidgen/videos/a.mp4", "vidgen/videos/a.mp4"), ("vidgen/videos/b.mp4", "vidgen/videos/b.mp4")}  # fmt: skip
     code, said = run(*args, "../elsewhere")
     assert code != 0 and "name a folder inside the videos root" in said
+    # "./vidgen" (or "vidgen//") wrote "./vidgen/videos/a.mp4" as video and id: read back, the path is
+    # "vidgen/videos/a.mp4" but the id kept the "./", another video's id to files importing "vidgen".
+    for prefix in ("./vidgen", "vidgen//", "./vidgen/./"):
+        assert run(*args, prefix, "--overwrite")[0] == 0
+        assert (tmp_path / "v.jsonl").read_text().count('"vidgen/videos/a.mp4"') == 2, prefix
+    for prefix in (".", "./", "/"):
+        code, said = run(*args, prefix, "--overwrite")
+        assert code == 2 and "name a folder inside the videos root" in said, prefix
 
 
 # The release's layout as its VIDGEN file writes it (CodeGoat24/LiFT, dataset/VIDGEN/vidgen-data.json, read

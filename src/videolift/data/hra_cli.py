@@ -19,7 +19,7 @@ from videolift.core.jsonl import (
     read_json,
     write_jsonl,
 )
-from videolift.core.schema import DIMENSIONS, LABELS, HRARecord
+from videolift.core.schema import DIMENSIONS, LABELS, HRARecord, tidy_path
 from videolift.data.hra_file import read_hra, record_problems
 
 app = typer.Typer(
@@ -49,8 +49,9 @@ def import_(
     """Convert the LiFT release layout (LiFT-HRA-10K/20K, VIDGEN) to canonical HRA JSONL."""
     from videolift.data.lift_format import import_lift
 
-    prefix = None if video_prefix is None else video_prefix.strip("/")
-    if prefix is not None and (not prefix or ".." in Path(prefix).parts):  # before --out: status 2 first
+    # As a record's path is read ("./vidgen" is "vidgen"): written untidied, it became an id of its own.
+    prefix = None if video_prefix is None else tidy_path(video_prefix.strip("/"))
+    if prefix is not None and (prefix in ("", ".") or ".." in Path(prefix).parts):  # status 2 first
         raise OptionError(f"--video-prefix {video_prefix!r}: name a folder inside the videos root")
     check_outputs([("--out", out)], [("the release file", src)], overwrite=overwrite)
     records, stats = import_lift(src, read_json(src))
