@@ -253,6 +253,25 @@ def test_skip_needs_a_reason_and_frees_the_slot(study):
         assert carol["prompt"] == task["prompt"]
 
 
+def test_the_admin_sees_who_skipped_a_video_and_why(study):
+    # A skip needs a reason ("Video does not play", "Offensive content"), but no admin page, endpoint or
+    # command showed it: a broken or offensive video went on being handed out, its flags unread.
+    client, project, admin, tokens = study
+    flagged = {}
+    for name, reason in (("alice", "Video does not play"), ("bob", "Offensive content\nsee 0:02 ✋")):
+        task = client.get("/api/next", headers=auth(tokens[name])).json()
+        r = client.post(
+            f"/api/tasks/{task['task_id']}/skip", headers=auth(tokens[name]), json={"reason": reason}
+        )
+        assert r.status_code == 200, r.text
+        flagged.setdefault(task["prompt"], []).append({"annotator": name, "reason": reason})
+    rows = client.get("/api/admin/progress", headers=auth(admin)).json()["per_video"]
+    assert {row["prompt"]: row["skip_reasons"] for row in rows if row["skipped"]} == flagged
+    assert all(row["skip_reasons"] == [] for row in rows if not row["skipped"])
+    said = cli("annotate", "progress", "--project", str(project))
+    assert "skipped (2):" in said and "\talice\tVideo does not play" in said, said
+
+
 def test_expired_lease_hands_the_video_to_someone_else(study):
     client, project, _, tokens = study
     p = Project.open(project)

@@ -34,7 +34,8 @@ from videolift.data.annotate.videos import media_url
 
 
 def progress(session: Session, settings: Settings) -> dict[str, Any]:
-    """Per annotator (done / skipped / open) and per video (done / open / skipped) of the rating study."""
+    """Per annotator (done / skipped / open) and per video (done / open / skipped, and who skipped it
+    why) of the rating study."""
     per_user = {
         name: Counter() for name in session.scalars(select(User.name).where(User.role == "annotator"))
     }
@@ -51,12 +52,29 @@ def progress(session: Session, settings: Settings) -> dict[str, Any]:
         .group_by(Task.video_id, Task.status)
     ):
         per_video.setdefault(video_id, Counter())[status] += n
+    # Why raters skipped a video ("Video does not play", "Offensive content"): a flag the admin must
+    # see, or a broken or offensive video goes on being handed out with nobody told.
+    skips: dict[int, list[dict[str, str]]] = {}
+    for video_pk, name, reason in session.execute(
+        select(Task.video_id, User.name, Task.skip_reason)
+        .join(User, Task.annotator_id == User.id)
+        .where(Task.video_id.is_not(None), Task.status == "skipped")
+        .order_by(Task.id)
+    ):
+        skips.setdefault(video_pk, []).append({"annotator": name, "reason": reason})
     videos = session.execute(
         select(Video.id, Video.video_id, Video.prompt).where(Video.rate).order_by(Video.position)
     ).all()
     r = settings.ratings_per_video
     rows = [
-        {"video_id": vid, "prompt": prompt, "done": c["done"], "open": c["open"], "skipped": c["skipped"]}
+        {
+            "video_id": vid,
+            "prompt": prompt,
+            "done": c["done"],
+            "open": c["open"],
+            "skipped": c["skipped"],
+            "skip_reasons": skips.get(pk, []),
+        }
         for pk, vid, prompt in videos
         for c in [per_video.get(pk, Counter())]
     ]

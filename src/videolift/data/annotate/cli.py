@@ -224,6 +224,11 @@ def progress(project_dir: Path = PROJECT) -> None:
         f"{report['ratings_done']}/{report['ratings_needed']} ratings, "
         f"{report['videos_complete']}/{report['videos']} videos complete"
     )
+    skipped = [(row["video_id"], s) for row in report["per_video"] for s in row["skip_reasons"]]
+    if skipped:
+        Console(highlight=False, soft_wrap=True).print(f"skipped ({len(skipped)}):")
+        for video_id, s in skipped:
+            typer.echo(f"  {video_id}\t{s['annotator']}\t{s['reason']}")
 
 
 @app.command("create-pairs")

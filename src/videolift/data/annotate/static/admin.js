@@ -49,7 +49,8 @@ window.Admin = (() => {
         p.annotators.map((a) => [a.name, a.done, a.skipped, a.open, a.pair_done])),
       h("h2", {}, "Videos", p.per_video.length > MAX_ROWS ? h("span", { class: "muted" }, ` (least rated ${MAX_ROWS} of ${p.per_video.length})`) : ""),
       table(["video", "prompt", "done", "", "open", "skipped"],
-        leastRated(p.per_video).map((v) => [v.video_id, v.prompt, `${v.done} / ${p.ratings_per_video}`, bar(v.done / p.ratings_per_video), v.open, v.skipped])));
+        leastRated(p.per_video).map((v) => [v.video_id, v.prompt, `${v.done} / ${p.ratings_per_video}`, bar(v.done / p.ratings_per_video), v.open,
+          v.skipped ? `${v.skipped}: ${v.skip_reasons.map((s) => `${s.reason} (${s.annotator})`).join("; ")}` : 0])));
   }
 
   async function agreement() {
