@@ -37,8 +37,10 @@ def split_records(
     def keys(r: HRARecord) -> list[str]:
         video = ["id:" + r.video_id, "path:" + r.video]  # a video is never on both sides
         # One prompt written two ways ("A cat jumps." / "a cat  jumps") is one prompt, as to `prompts
-        # sample --exclude`: held out on one side only.
-        return ["p:" + prompt_key(r.prompt), *video] if group_by == "prompt" else video
+        # sample --exclude`: held out on one side only. The prompt as written stays the group's name, so
+        # a file without such variants splits as it did before.
+        by_prompt = ["p:" + r.prompt, "q:" + prompt_key(r.prompt), *video]
+        return by_prompt if group_by == "prompt" else video
 
     firsts = []
     for record in records:
