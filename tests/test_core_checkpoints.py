@@ -30,6 +30,7 @@ class FakeAccelerator:
     """What the checkpoint code uses of ``accelerate.Accelerator``, on one process."""
 
     is_main_process = True
+    num_processes = 1
 
     def __init__(self) -> None:
         self.loaded: list[tuple[str, dict[str, Any]]] = []

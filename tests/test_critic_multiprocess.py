@@ -169,3 +169,46 @@ def test_two_process_critic_eval_without_scores_reports_once(tmp_path):
         load_critic(tmp_path / "critic"), tmp_path / "hra.jsonl", tmp_path, log=lambda _: None
     )
     assert report == {**alone, "critic": str(tmp_path / "critic")}
+
+
+def test_a_resume_under_another_process_count_is_refused_naming_both(tmp_path, monkeypatch):
+    """A run checkpointed by 2 processes resumed by 1 (and one of 1 by 2) went on with a plan made for the
+    new count: the update count of --epochs doubled ("resumed from step-000002 (update 2 of 24)"), the LR
+    schedule stretched, the epoch's examples dealt again from another point; 1 -> 2 could end at once, its
+    update past the halved total, saving a part-trained critic as finished. Now refused before the model
+    loads (the first passes would run first), naming both counts, OUT left as it was."""
+    from typer.testing import CliRunner
+
+    from videolift.cli import app
+
+    tiny_world(tmp_path, 8)
+    common = ["critic", "train", "--base", tmp_path / "base", "--data", tmp_path / "hra.jsonl", "--videos", tmp_path,
+              "--dimensions", "video_fidelity", "--batch-size", "1", "--save-every", "2", "--lora-dropout", "0",
+              "--stop-at-step", "2", "--no-progress"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [
+        BIN / "torchrun",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        BIN / "videolift",
+        *common,
+        "--out",
+        tmp_path / "two",
+    ]
+    proc = subprocess.run(list(map(str, cmd)), env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "two/checkpoints/step-000002").is_dir()
+    one = CliRunner().invoke(app, list(map(str, [*common, "--out", tmp_path / "one"])))
+    assert one.exit_code == 0, one.output
+
+    before = {name: (tmp_path / name / "train_log.jsonl").read_text() for name in ("two", "one")}
+    for out, saved, now in (("two", 2, 1), ("one", 1, 2)):
+        monkeypatch.setenv("WORLD_SIZE", str(now))  # as torchrun sets it: refused before accelerate starts
+        said = CliRunner().invoke(app, list(map(str, [*common[:-3], "--resume", "--out", tmp_path / out])))
+        flat = " ".join(said.output.split())
+        assert said.exit_code != 0, flat
+        assert f"written by {saved} process(es), this run has {now}" in flat, flat
+        assert f"Resume with {saved} process(es)" in flat
+        assert (tmp_path / out / "train_log.jsonl").read_text() == before[out]
+        assert not (tmp_path / out / "train_summary.json").exists()

@@ -44,6 +44,18 @@ def latest_checkpoint(root: Path) -> Path | None:
     return done[max(done)] if done else None
 
 
+def checkpoint_world(checkpoint: Path) -> int | None:
+    """How many processes wrote ``checkpoint``: its state file's ``world_size``, else (checkpoints from
+    before it was recorded) the count of accelerate's per-process RNG files; None when neither says."""
+    try:
+        saved = read_json(checkpoint / STATE_FILE).get("world_size")
+    except (VideoliftError, AttributeError):
+        saved = None
+    if isinstance(saved, int) and saved > 0:
+        return saved
+    return len(list(checkpoint.glob("random_states_*.pkl"))) or None
+
+
 def _leftovers(root: Path) -> list[Path]:
     """Saves killed before their rename, and step directories whose removal was killed halfway."""
     partial = sorted(root.glob(f"{PARTIAL}step-*")) if root.is_dir() else []

@@ -224,8 +224,8 @@ def _set_up(
     main = accelerator.is_main_process
     # Every check (OUT, the model and its adapter, the batches) before OUT is written: a refused run
     # leaves no train_config.json that would make its corrected rerun "an unfinished run".
-    check_output_dir(out, cfg, resume=resume, overwrite=overwrite)
     world, rank = accelerator.num_processes, accelerator.process_index
+    check_output_dir(out, cfg, resume=resume, overwrite=overwrite, world=world)
     per_epoch, total = plan(len(examples), cfg, rank, world)
     model, processor, family = load_model(base, cfg)
     params = [p for p in model.parameters() if p.requires_grad]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from videolift.core.checkpoints import (
+    checkpoint_world,
     clear_partial,
     complete_checkpoints,
     latest_checkpoint,
@@ -54,9 +55,12 @@ class AlreadyFinished(RunConflict):
     """--resume of a run that has finished with the same settings: there is nothing left to do."""
 
 
-def check_output_dir(out: Path, cfg: SFTConfig, *, resume: bool, overwrite: bool) -> None:
+def check_output_dir(
+    out: Path, cfg: SFTConfig, *, resume: bool, overwrite: bool, world: int | None = None
+) -> None:
     """Refuse to mix runs: a finished or different run in OUT needs --overwrite, a resumed one the same
-    settings. Only reads: ``start_run`` clears what --overwrite replaces, once everything is checked."""
+    settings and (``world``: this run's process count) as many processes as wrote its checkpoint. Only
+    reads: ``start_run`` clears what --overwrite replaces, once everything is checked."""
     config = out / TRAIN_CONFIG
     if overwrite:
         return
@@ -88,6 +92,27 @@ def check_output_dir(out: Path, cfg: SFTConfig, *, resume: bool, overwrite: bool
                 f"{out}: cannot resume with different settings ({detail}); only "
                 f"{', '.join(sorted(RESUMABLE_CHANGES))} may change on --resume"
             )
+        if world is not None:
+            check_same_world(out, cfg, world)
+
+
+def check_same_world(out: Path, cfg: SFTConfig, world: int) -> None:
+    """Refuse to resume OUT's latest checkpoint under another process count than the one that wrote it.
+    Each process's share of an epoch's batches, the updates in the run (with --epochs), its LR schedule
+    and the examples of each update follow from the count: the run would go on with another schedule,
+    repeat or skip examples, or end at once with a model "finished" part way."""
+    ckpt = latest_checkpoint(out / CHECKPOINTS)
+    saved = None if ckpt is None else checkpoint_world(ckpt)
+    if saved is None or saved == world:  # none yet: the run starts again at update 0, as this one plans it
+        return
+    per_update = cfg.batch_size * cfg.grad_accum
+    raise RunConflict(
+        f"{out}: its checkpoint {ckpt.name} was written by {saved} process(es), this run has {world}: "
+        f"`critic train` does not resume under another process count (updates of {per_update * saved} "
+        f"examples then, {per_update * world} now; each process's share of the epochs, the number of updates "
+        f"and the LR schedule follow from it). Resume with {saved} process(es) (torchrun --nproc_per_node "
+        f"{saved}), or start again with --overwrite"
+    )
 
 
 def _differences(before: dict[str, Any], now: dict[str, Any], changed: list[str]) -> str:
@@ -165,7 +190,8 @@ def logged_seconds(out: Path, step: int, main: bool) -> float:
 
 
 def save_step_checkpoint(accelerator: Any, out: Path, step: int, keep: int) -> None:
-    save_checkpoint(accelerator, out / CHECKPOINTS, step, {"step": step}, keep, digits=STEP_DIGITS)
+    state = {"step": step, "world_size": accelerator.num_processes}  # what --resume compares with (above)
+    save_checkpoint(accelerator, out / CHECKPOINTS, step, state, keep, digits=STEP_DIGITS)
 
 
 def save_final(

@@ -197,7 +197,7 @@ def train_critic(
         "max_new_tokens": max_new_tokens,
     }
     # Before the first passes, which may take long: run_sft checks again and only then writes to OUT.
-    check_output_dir(out, cfg, resume=resume, overwrite=overwrite)
+    check_output_dir(out, cfg, resume=resume, overwrite=overwrite, world=launched_processes())
     if describe or check:
         check_lora_targets(base, cfg)
         _check_batches(records, videos, spec, cfg, data)
