@@ -635,6 +635,47 @@ def test_two_process_ddp_on_cpu_stays_in_sync(world, tmp_path):
     assert alone["step"] == 0 and alone["val_loss"] == pytest.approx(lines[0]["val_loss"], rel=1e-6)
 
 
+def test_a_run_of_two_processes_resumed_by_one_goes_on_where_it_stopped(world, tmp_path):
+    """2 -> 1 processes (LoRA, EMA): the resume continues at the checkpoint's step with its schedule and
+    says how the videos per step change. The videos go on from where the two processes stopped drawing:
+    each micro-step drew positions (micro x processes + rank) of the seeded stream, so one process
+    resumed at micro-step 4 drew positions 4.. again, which the two had drawn (the warning said only
+    "the data order differs")."""
+    from videolift.align.data import Stream
+
+    # A seed whose streams differ at the two positions, so the old order is told from the new one.
+    seed = next(s for s in range(50) if Stream(4, 1, seed=s).indices(4) != Stream(4, 1, seed=s).indices(8))
+    out, kw = tmp_path / "run", dict(max_steps=2, checkpoint_every=2, seed=seed, ema_decay=0.9)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1")
+    cmd = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", str(BIN / "videolift"), "align",
+           *_cli_args(world, out, **kw), "--lora", "--lora-rank", "4"]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, start_new_session=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    said: list[str] = []
+    flags = _flags(world, out) | kw | {"max_steps": 4}
+    resumed = AlignConfig.load(None, **flags, finetune="lora", lora_rank=4, resume=True)
+    assert train(resumed, progress=False, log=said.append).steps == 4
+    text = " ".join(said)
+    assert f"resumed from {out / 'checkpoints/step-0000002'} at step 2" in text
+    assert "checkpoint written by 2 processes, now 1: 8 videos per step before it, 4 from it on" in text
+    assert "go on from step 2 of 4" in text
+    # Micro-step 4 of the one process: the 2 x 2 x 2 = 8 batches drawn before it, then the next.
+    syn, real = Stream(4, 1, seed=seed).indices(8), Stream(2, 1, seed=seed + 1).indices(8)
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["world_size"] == 1 and summary["ranks"][0]["first_ids"] == syn + [-1 - i for i in real]
+    state = json.loads((out / "checkpoints/step-0000004/trainer_state.json").read_text())
+    assert state["world_size"] == 1 and state["stream_batches"] == 8 + 4  # where a further resume goes on
+    lines = [json.loads(x) for x in (out / "logs/train.jsonl").read_text().splitlines()]
+    assert [(x["step"], x["world_size"]) for x in lines] == [(1, 2), (2, 2), (3, 1), (4, 1)]
+    # The schedule of a straight 4-step run: warm-up over steps 1-2, then constant.
+    straight = align_config(world, tmp_path / "straight", max_steps=4, warmup_steps=2, lr=1e-3, batch_size=1,
+                            grad_accum=2, seed=seed, finetune="lora", lora_rank=4)  # fmt: skip
+    train(straight, progress=False)
+    lrs = [json.loads(x)["lr"] for x in (tmp_path / "straight/logs/train.jsonl").read_text().splitlines()]
+    assert [x["lr"] for x in lines] == lrs
+
+
 def test_cli_refuses_to_overwrite_checkpoints_without_resume(world, tmp_path):
     from typer.testing import CliRunner
 

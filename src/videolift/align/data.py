@@ -3,7 +3,9 @@
 The order of samples is a pure function of (seed, micro-step, rank): the stream is a chain of
 seeded permutations of the dataset, each micro-step takes the next ``batch x world`` positions
 and rank r the r-th slice. Resuming at micro-step k needs no saved sampler state, and ranks
-always see disjoint shards of each global batch.
+always see disjoint shards of each global batch. A run resumed under another process count goes on
+from the position the checkpoint had reached (``origin``: the checkpoint's micro-step and the batches
+of all ranks drawn before it), neither drawing again what was drawn nor skipping what was not.
 """
 
 from __future__ import annotations
@@ -27,10 +29,20 @@ class CachedItem:
 class Stream:
     """An endless, seeded sequence of item indices, sharded over ranks."""
 
-    def __init__(self, size: int, batch: int, *, seed: int, rank: int = 0, world: int = 1):
+    def __init__(
+        self,
+        size: int,
+        batch: int,
+        *,
+        seed: int,
+        rank: int = 0,
+        world: int = 1,
+        origin: tuple[int, int] = (0, 0),
+    ):
         if size < 1:
             raise ValueError("empty dataset")
         self.size, self.batch, self.seed, self.rank, self.world = size, batch, seed, rank, world
+        self.origin = origin  # (micro-step, batches of all ranks drawn before it): see batches_drawn
         self._perms: dict[int, np.ndarray] = {}
 
     def _perm(self, epoch: int) -> np.ndarray:
@@ -41,13 +53,21 @@ class Stream:
         return self._perms[epoch]
 
     def indices(self, micro_step: int) -> list[int]:
-        start = (micro_step * self.world + self.rank) * self.batch
+        start = (batches_drawn(self.origin, micro_step, self.world) + self.rank) * self.batch
         return [int(self._perm(p // self.size)[p % self.size]) for p in range(start, start + self.batch)]
+
+
+def batches_drawn(origin: tuple[int, int], micro_step: int, world: int) -> int:
+    """The batches of all ranks a ``Stream`` has drawn before ``micro_step``, from ``origin`` (a
+    micro-step and the batches drawn before it) on with ``world`` ranks: ``micro_step x world`` for a run
+    that kept one process count throughout (origin (0, 0))."""
+    return origin[1] + (micro_step - origin[0]) * world
 
 
 class WeightedStream:
     """Indices drawn with replacement, with probability proportional to ``weights``; like ``Stream``
-    a pure function of (seed, micro-step, rank), so resuming needs no saved state."""
+    a pure function of (seed, micro-step, rank), so resuming needs no saved state (under another process
+    count too: the micro-steps after the checkpoint draw afresh)."""
 
     def __init__(self, weights: list[float], batch: int, *, seed: int, rank: int = 0, world: int = 1):
         w = np.asarray(weights, dtype=np.float64)

@@ -22,7 +22,7 @@ import torch
 
 from videolift.align.checkpoints import check_loaded_commit, clear_after, save_checkpoint
 from videolift.align.config import RUN_DIRS, AlignConfig
-from videolift.align.data import CachedItem, StepDataset, Stream, WeightedStream
+from videolift.align.data import CachedItem, StepDataset, Stream, WeightedStream, batches_drawn
 from videolift.align.export import export_trained
 from videolift.align.held_out import held_out_loss, held_out_steps, keep_held_out_log, record_held_out
 from videolift.align.inputs import cache_all, check_shapes
@@ -35,12 +35,12 @@ from videolift.align.summary import write_summary
 from videolift.align.trainable import make_trainable, place_for_training, trainable_parameters
 from videolift.align.validation import sampler_settings, samples_dir, samples_due, write_samples
 from videolift.align.weights import Sample
-from videolift.core.checkpoints import load_checkpoint, save_trainable_only
+from videolift.core.checkpoints import STATE_FILE, checkpoint_world, load_checkpoint, save_trainable_only
 from videolift.core.distributed import fresh_accelerator, launched_processes
 from videolift.core.errors import VideoliftError
 from videolift.core.files import holds_weights
 from videolift.core.hub import base_directory, hub_commit
-from videolift.core.jsonl import append_jsonl, atomic_write, finite_values
+from videolift.core.jsonl import append_jsonl, atomic_write, finite_values, read_json
 from videolift.core.progress import library_bars
 from videolift.models.base import is_empty, resolve_dtype
 from videolift.models.families import get_spec
@@ -127,23 +127,31 @@ def _load_model(
 
 
 def _step_dataset(
-    cfg: AlignConfig, synthetic: list[Sample], cached: tuple[list, list, Path | None], rank: int, world: int
+    cfg: AlignConfig,
+    synthetic: list[Sample],
+    cached: tuple[list, list, Path | None],
+    rank: int,
+    world: int,
+    origin: tuple[int, int] = (0, 0),
 ) -> StepDataset:
     """Micro-step k of the run is item k: synthetic draws (by weight, or uniform with weighted loss)
-    and real ones, a pure function of (seed, rank, k)."""
+    and real ones, a pure function of (seed, rank, k) (and of ``origin``, where the uniform streams stood
+    at the checkpoint resumed: ``_stream_origin``)."""
     syn_paths, real_paths, empty_text = cached
     weights = [s.weight for s in synthetic]
     if cfg.syn_sampling == "weighted":  # draw by weight, scale by the mean weight: same objective
         syn_stream = WeightedStream(weights, cfg.batch_size, seed=cfg.seed, rank=rank, world=world)
         weights = [float(np.mean(weights))] * len(weights)
     else:
-        syn_stream = Stream(len(weights), cfg.batch_size, seed=cfg.seed, rank=rank, world=world)
+        syn_stream = Stream(
+            len(weights), cfg.batch_size, seed=cfg.seed, rank=rank, world=world, origin=origin
+        )
     real_items = [CachedItem(lat, txt, 1.0) for lat, txt in real_paths]
     return StepDataset(
         [CachedItem(lat, txt, w) for (lat, txt), w in zip(syn_paths, weights, strict=True)],
         syn_stream,
         real_items,
-        Stream(len(real_items), cfg.real_bs, seed=cfg.seed + 1, rank=rank, world=world)
+        Stream(len(real_items), cfg.real_bs, seed=cfg.seed + 1, rank=rank, world=world, origin=origin)
         if real_items
         else None,
         lambda_real=cfg.lambda_real,
@@ -151,6 +159,18 @@ def _step_dataset(
         empty_text=empty_text,
         text_dropout=cfg.text_dropout,
     )
+
+
+def _stream_origin(cfg: AlignConfig, checkpoint: Path | None, world: int) -> tuple[int, int]:
+    """Where the uniform streams of a run resumed from ``checkpoint`` go on: (its micro-step, the batches
+    of all ranks drawn before it). Checkpoints before 2026-12-07 do not record the batches: their run
+    drew ``micro-step x its process count``. Without a checkpoint (0, 0)."""
+    if checkpoint is None:
+        return 0, 0
+    state = read_json(checkpoint / STATE_FILE)
+    micro = int(state["step"]) * cfg.grad_accum
+    drawn = state.get("stream_batches")
+    return micro, int(drawn) if drawn is not None else micro * (checkpoint_world(checkpoint) or world)
 
 
 def _clear_run(out: Path) -> None:
@@ -179,6 +199,7 @@ class _Run(Preflight):
     scheduler: Any
     ema: Any
     writer: Any = None  # TensorBoard's, on the main process
+    origin: tuple[int, int] = (0, 0)  # where the uniform streams went on from (``_stream_origin``)
 
     @property
     def pinned(self) -> bool:
@@ -209,7 +230,8 @@ def _load_for_training(ready: Preflight, progress: bool) -> _Run:
     )  # fmt: skip
     check_shapes(*cached, held_paths)
     ready.data["cache"] = asdict(cache_stats)
-    dataset = _step_dataset(cfg, ready.synthetic, tuple(cached), ready.rank, ready.world)
+    origin = _stream_origin(cfg, ready.resume_from, ready.world)
+    dataset = _step_dataset(cfg, ready.synthetic, tuple(cached), ready.rank, ready.world, origin)
     n_real = cfg.real_bs if dataset.real else 0
 
     trained = getattr(pipe, trained_name)  # a frozen expert stays on the CPU
@@ -242,6 +264,7 @@ def _load_for_training(ready: Preflight, progress: bool) -> _Run:
         optimizer=optimizer,
         scheduler=scheduler,
         ema=ema,
+        origin=origin,
     )
 
 
@@ -271,9 +294,14 @@ def _resume(run: _Run) -> int:
             # CPU averages minus CUDA weights. Back beside the weights, in the dtype they were saved in.
             run.ema.to(device=run.accelerator.device)
         run.say(f"resumed from {run.resume_from} at step {step}")
-        if saved.get("world_size") != run.world:
+        before = checkpoint_world(run.resume_from)
+        if before is not None and before != run.world:
+            per_process = run.samples_per_step // run.world
             run.say(
-                f"warning: checkpoint written by {saved.get('world_size')} processes, now {run.world}: the data order differs"
+                f"warning: checkpoint written by {before} processes, now {run.world}: {per_process * before} "
+                f"videos per step before it, {run.samples_per_step} from it on, at the same learning rate; the "
+                f"step count, LR schedule, optimizer{' and EMA' if run.ema is not None else ''} go on from step "
+                f"{step} of {run.cfg.max_steps}, and the videos from where the checkpoint's run stopped drawing"
             )
     if run.main:
         run.log_dir.mkdir(parents=True, exist_ok=True)
@@ -435,6 +463,8 @@ def _after_update(run: _Run, log: StepLog, step: int) -> None:
             "config": cfg.model_dump(mode="json"),  # what --resume compares against
             "inputs": run.inputs,  # and the content of the files it names
             "world_size": run.world,
+            # the batches of all ranks the uniform streams drew before this step: where a resume goes on
+            "stream_batches": batches_drawn(run.origin, step * cfg.grad_accum, run.world),
         }
         saving = time.perf_counter()
         save_checkpoint(run.accelerator, run.ckpt_root, step, state, cfg.keep_checkpoints)
