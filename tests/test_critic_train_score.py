@@ -611,6 +611,37 @@ def test_eval_reports_metrics_matching_the_scores(world, critic_dir, tmp_path):
     assert "macro-F1" in result.stdout and "confusion" in result.stdout and "pairwise judged" in result.stdout
 
 
+def test_an_adjudicated_videos_review_replaces_its_raters_in_training_and_evaluation(world, tmp_path):
+    """`annotate export --with-reviews` adds an admin's review of a doubtful video: critic train learns
+    its labels and critic eval judges by them, not by the raters' records (one more vote beside them)."""
+    from videolift.core.schema import Dimension, Label
+    from videolift.critic.evaluate import read_eval_data
+
+    records = [json.loads(line) for line in (world / "hra.jsonl").read_text().splitlines()]
+    bob = {**records[0], "annotator": "bob"}  # a second rater of v0, agreeing with the first
+    review = {
+        **records[0],
+        "annotator": "review:admin",
+        "adjudicated": True,
+        "ratings": {d: {"label": "Bad", "reason": "the admin's"} for d in records[0]["ratings"]},
+    }
+    data = tmp_path / "hra_reviewed.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in [*records, bob, review]))
+
+    checked = read_eval_data(data, world, list(Dimension))
+    v0 = next(it for it in checked.items if it.video_id == "v0")
+    assert v0.labels == {d: Label.Bad for d in Dimension}  # the raters' majority: Good semantics, Bad motion
+    assert checked.replaced == 2 and len(checked.records) == 4
+
+    said = run(
+        "critic", "train", "--base", world / "base", "--data", data, "--videos", world, "--out", tmp_path / "c",
+        "--max-steps", "1", "--batch-size", "4",
+    ).output  # fmt: skip
+    flat = " ".join(said.split())
+    assert "2 raters' records of adjudicated videos left out" in flat
+    assert "12 examples" in flat  # 4 records of 3 dimensions; with the raters' two records of v0: 18
+
+
 def test_train_and_eval_show_bars_unless_no_progress(world, critic_dir, tmp_path):
     shown = train(world, tmp_path / "shown", steps=2).stderr
     assert "training: 100%|" in shown and "loss=" in shown  # the bar of the updates

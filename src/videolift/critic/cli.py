@@ -546,6 +546,8 @@ def _print_report(report: dict) -> None:
         "",
     )
     console.print(table)
+    if n := report.get("records_replaced_by_reviews"):
+        console.print(f"references of adjudicated videos are their reviews ({n} raters' records left out)")
     for dim, m in report["dimensions"].items():
         conf = Table(title=f"{dim}: confusion (rows: reference, columns: critic)")
         cols = list(next(iter(m["confusion"].values())))

@@ -272,6 +272,7 @@ class EvalData:
     items: list[EvalItem]  # one per video, its majority labels on the critic's dimensions
     dimensions: list[Dimension]
     pairs: list[dict[str, Any]] | None
+    replaced: int = 0  # raters' records of adjudicated videos left out (``prefer_reviews``)
 
 
 def read_eval_data(
@@ -282,10 +283,11 @@ def read_eval_data(
     so ``critic eval`` reads them before its (possibly minutes-long) model load."""
     from videolift.critic.data import check_videos, majority_items
     from videolift.data.hra_file import read_hra_lines
-    from videolift.data.stats import check_one_video_per_id
+    from videolift.data.stats import check_one_video_per_id, prefer_reviews
 
     data, videos = Path(data), Path(videos)
-    records = read_hra_lines(data)
+    # An adjudicated video is judged by its review, not by a majority the review overruled
+    records, replaced = prefer_reviews(read_hra_lines(data))
     check_videos(
         records,
         videos,
@@ -313,7 +315,7 @@ def read_eval_data(
     judged_pairs = read_pairs(str(pairs)) if pairs else None  # a bad pairs file: refused before scoring
     if judged_pairs:
         check_pairs(judged_pairs, {it.video_id for it in items}, rated)
-    return EvalData(data, videos, records, items, rated, judged_pairs)
+    return EvalData(data, videos, records, items, rated, judged_pairs, replaced)
 
 
 def _shared_dir(tmp: str) -> Path:
@@ -382,6 +384,7 @@ def evaluate_critic(
             return None
         lines = {video_key(obj): obj for _, obj in iter_json_lines(out)}
     report = evaluate_predictions(items, lines, reward=critic.spec.reward, pairs=checked.pairs)
+    report["records_replaced_by_reviews"] = checked.replaced
     first_line: dict[str, int] = {}
     for line, record in records:
         first_line.setdefault(record.video_id, line)

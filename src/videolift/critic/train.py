@@ -136,6 +136,7 @@ def train_critic(
     from videolift.critic.data import check_videos
     from videolift.critic.spec import CriticSpec
     from videolift.data.hra_file import read_hra_lines
+    from videolift.data.stats import prefer_reviews
     from videolift.models.vlm import model_type_of
 
     base = resolve_base(base)
@@ -175,11 +176,13 @@ def train_critic(
     except ValidationError as exc:  # an option out of range or unknown, e.g. --check-dimensions motion
         raise settings_error(exc) from None
     out = Path(out)
-    records = read_hra_lines(data)
+    records, replaced = prefer_reviews(read_hra_lines(data))
+    if replaced:
+        log(f"{data}: {replaced} raters' records of adjudicated videos left out (their reviews replace them)")
     check_videos(records, videos, file=data, action="fix or remove those records before training")
     if val_data is not None:
         val_data, val_videos = Path(val_data), Path(val_videos or videos)
-        val_records = read_hra_lines(val_data)
+        val_records = prefer_reviews(read_hra_lines(val_data))[0]
         check_videos(val_records, val_videos, file=val_data, action="fix or remove those records first")
     cfg.extra = {
         "spec": spec.model_dump(mode="json"),
@@ -334,6 +337,7 @@ def export_critic(
     one). Returns the update exported."""
     from videolift.critic.spec import CriticSpec
     from videolift.data.hra_file import read_hra_lines
+    from videolift.data.stats import prefer_reviews
 
     run, dest = Path(run), Path(dest)
     config_file = run / TRAIN_CONFIG
@@ -358,7 +362,7 @@ def export_critic(
     except (TypeError, ValidationError, VideoliftError) as exc:  # written by another videolift version
         raise VideoliftError(f"{config_file}: unreadable settings: {str(exc).splitlines()[0]}") from None
     data, videos = Path(extra["data"]), Path(extra["videos"])
-    records = read_hra_lines(data)
+    records = prefer_reviews(read_hra_lines(data))[0]  # as the run trained on them
     model = {
         "dtype": cfg.dtype,
         "base_weights": extra.get("base_weights"),

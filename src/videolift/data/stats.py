@@ -61,6 +61,15 @@ def is_review(record: HRARecord) -> bool:
     return bool(getattr(record, "adjudicated", False))
 
 
+def prefer_reviews(records: list[tuple[int, HRARecord]]) -> tuple[list[tuple[int, HRARecord]], int]:
+    """(line, record) pairs with every rater's record of an adjudicated video left out: the admin's
+    review (``annotate export --with-reviews``) corrected them, so a critic learns and is judged by it,
+    not by one more vote beside the labels it overruled. Returns the records kept and how many went."""
+    reviewed = {record.video_id for _, record in records if is_review(record)}
+    kept = [(line, r) for line, r in records if r.video_id not in reviewed or is_review(r)]
+    return kept, len(records) - len(kept)
+
+
 def dataset_stats(records: list[HRARecord]) -> dict[str, Any]:
     """Counts, label distributions and agreement; adjudicated reviews are counted apart, not as a rater."""
     reviews = sum(map(is_review, records))
