@@ -604,6 +604,11 @@ def test_the_guard_holds_the_oracle_to_the_critics_gain_whatever_its_sign_and_ta
     assert "passes" in blind and "within two standard errors of zero" in blind
     sure, _ = _guard_text("aligned_rwl", reward_hacking_check(run(+0.10, +0.05, se=0.01)))
     assert "within two standard errors" not in sure
+    hacked, style = _guard_text("aligned_rwl", reward_hacking_check(run(+0.01, +0.10, se=0.01)))
+    assert "may exploit the critic" in hacked and style == "warn"
+    # A critic that sees a loss has no reward being hacked: the model got worse, more than it says
+    worse, style = _guard_text("aligned_rwl", reward_hacking_check(run(-0.20, -0.01, se=0.001)))
+    assert "exploit" not in worse and "got worse, and the critic misses how much" in worse and style == "warn"
     rows = {r[0]: r[2] for r in target_rows(run(+0.10, +0.10))}
     assert rows == {"critic mean accuracy >= 0.85": "met",
                     "aligned_rwl oracle all-Good >= base + 0.15": "NOT MET",  # +0.10

@@ -64,10 +64,15 @@ def _guard_text(key: str, check: dict[str, Any]) -> tuple[str, str]:
     )
     if check["ok"]:
         text += f": passes (the oracle's gain is at least {GAIN_GUARD} of the critic's)."
-    else:
+    elif check["critic_gain"] > 0:
         text += (
             f" — BELOW {GAIN_GUARD} of the critic's gain: the critic's gain is not matched by the oracle; "
             "the aligned model may exploit the critic."
+        )
+    else:  # no reward to hack: the critic saw no gain, the oracle a loss larger than the critic's
+        text += (
+            f" — BELOW {GAIN_GUARD} of the critic's gain: the critic sees no gain and the oracle a larger "
+            "loss; the aligned model got worse, and the critic misses how much."
         )
     se = check.get("critic_gain_se")
     # <=: a critic that rated both models' videos alike (gain 0, SE 0) tells them apart least of all
