@@ -168,6 +168,6 @@ def test_run_pipeline_end_to_end_and_rerun_skips(tmp_path, tiny_cogvideox_dir):
     assert done.exit_code == 0 and "Every stage is up to date." in done.output, done.output
     edited = CliRunner().invoke(app, ["run", str(path), "--plan", "--set", "align.settings.max_steps=4"])
     assert edited.exit_code == 0, edited.output
-    assert "align:rwl: would run (its settings or inputs changed)" in edited.output
+    assert "align:rwl: would run (its settings or inputs changed: max_steps 3 -> 4)" in edited.output
     assert "score: up to date" in edited.output and "evaluate" not in edited.output
     assert (w / "run_manifest.json").read_bytes() == manifest

@@ -242,7 +242,7 @@ def test_a_file_rewritten_identically_does_not_redo_the_stages_after_it(tmp_path
     assert ran[3:] == ["first", "second"] and (w / "out.txt").read_text() == "BB"
 
 
-def test_a_plan_says_why_the_first_stage_to_run_would_and_writes_nothing(tmp_path):
+def test_a_plan_says_why_the_first_stage_to_run_would_and_writes_nothing(tmp_path, capsys):
     from videolift.pipeline.runner import PlanReached
 
     w = tmp_path / "w"
@@ -261,10 +261,18 @@ def test_a_plan_says_why_the_first_stage_to_run_would_and_writes_nothing(tmp_pat
     assert plan(_copy_stage(w, calls)) == "not run yet"
     Runner(w).run(_copy_stage(w, calls))
     assert Runner(w, plan=True).run(_copy_stage(w, calls)) is None  # up to date: the recorded result
-    assert plan(_copy_stage(w, calls, lr=2.0)) == "its settings or inputs changed"
+    # It names what changed: the settings (dotted, as in the file) and input files, or the outputs.
+    assert plan(_copy_stage(w, calls, lr=2.0)) == "its settings or inputs changed: lr 1.0 -> 2.0"
+    stat = os.stat(w / "in.txt")
+    (w / "in.txt").write_text("b")  # the same size and time: its bytes say so
+    os.utime(w / "in.txt", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert plan(_copy_stage(w, calls)) == "its settings or inputs changed: <workdir>/in.txt changed"
+    (w / "in.txt").write_text("a")
     (w / "out.txt").write_text("edited")
-    assert plan(_copy_stage(w, calls)) == "its outputs are missing or changed"
+    assert plan(_copy_stage(w, calls)) == "its outputs are missing or changed: <workdir>/out.txt changed"
     assert calls == [1.0]
+    Runner(w).run(_copy_stage(w, calls, lr=2.0))  # a run says why too
+    assert "runs: its settings or inputs changed: lr 1.0 -> 2.0" in capsys.readouterr().out
     assert not Runner(tmp_path / "none", plan=True).workdir.exists()  # a plan creates no workdir
 
 

@@ -66,16 +66,22 @@ class Stage:
     # that is sound: the stage knows whether the new inputs are what the recorded run used).
     dropped: frozenset[str] = frozenset()
     earlier_inputs: Sequence[Path] | None = None
+    # Further (settings, inputs) earlier versions keyed this same work on, where the stage knows that is
+    # sound (the ``dropped`` settings' recorded values are added to each). Called only when this
+    # version's key does not match (it may read the stage's own records).
+    older: Callable[[], Sequence[tuple[dict[str, Any], Sequence[Path]]]] | None = None
     # Run by the main process alone under a multi-process launch (work that is not sharded).
     main_only: bool = False
 
-    def earlier(self, recorded: dict[str, Any]) -> tuple[dict[str, Any], Sequence[Path]] | None:
-        """The (settings, inputs) an earlier version would have keyed this stage on, given the
-        settings it recorded; None when no version keyed it differently."""
+    def earlier(self, recorded: dict[str, Any]) -> list[tuple[dict[str, Any], Sequence[Path]]]:
+        """The (settings, inputs) earlier versions would have keyed this stage on, given the settings
+        they recorded; none when no version keyed it differently."""
+        back = {k: recorded[k] for k in self.dropped if k in recorded}
+        variants = [(settings | back, inputs) for settings, inputs in (self.older() if self.older else ())]
         if not self.dropped and self.earlier_inputs is None:
-            return None
-        settings = self.settings | {k: recorded[k] for k in self.dropped if k in recorded}
-        return settings, self.inputs if self.earlier_inputs is None else self.earlier_inputs
+            return variants
+        inputs = self.inputs if self.earlier_inputs is None else self.earlier_inputs
+        return [(self.settings | back, inputs), *variants]
 
     def key(
         self,
@@ -120,6 +126,7 @@ class Runner:
         self.ran: set[str] = set()  # stages run (not skipped) by this runner
         self.console = console if ranks.is_main() else Console(quiet=True)  # one process's lines
         self._lock = threading.Lock()  # stages run concurrently record into one manifest
+        self._started: dict[str, dict[str, str]] = {}  # the inputs' prints of the stages running
 
     def relative(self, value: Any) -> Any:
         """``value`` with every path inside the workdir (a str or Path, also within dicts and lists)
@@ -143,13 +150,20 @@ class Runner:
         """Which of ``_ways`` (and of the stage's ``earlier`` keys) ``entry`` used, if it records
         ``stage`` with these settings and inputs (and, if ``finished``, these outputs); 0: this
         version's. The ways agree on what a stage does not name."""
-        variants = [None, stage.earlier(entry.get("settings") or {})]
-        for i, (where, prints) in enumerate(self._ways()):
-            if finished and entry.get("outputs") != stage.output_prints(where, prints):
-                continue
-            for j, variant in enumerate(variants):
-                if (j == 0 or variant is not None) and entry.get("key") == stage.key(where, prints, variant):
-                    return i * len(variants) + j
+        ways = [
+            (i, way)
+            for i, way in enumerate(self._ways())
+            if not finished or entry.get("outputs") == stage.output_prints(*way)
+        ]
+        for i, way in ways:  # this version's key first: earlier ones may take reading the stage's records
+            if entry.get("key") == stage.key(*way):
+                return i
+        if not ways or "key" not in entry:
+            return None
+        variants = stage.earlier(entry.get("settings") or {})
+        for i, way in ways:
+            if any(entry.get("key") == stage.key(*way, variant) for variant in variants):
+                return len(self._ways()) + i
         return None
 
     def _finished_way(self, stage: Stage, entry: dict[str, Any]) -> int | None:
@@ -162,9 +176,44 @@ class Runner:
         if not entry:
             return "not run yet"
         same = self._recorded_as(stage, entry, False) is not None
+        changed = "" if same else self._changes(stage, entry)
         if "outputs" not in entry:
-            return "interrupted: resumes its work" if same else "interrupted, since changed: starts over"
-        return "its outputs are missing or changed" if same else "its settings or inputs changed"
+            return (
+                "interrupted: resumes its work"
+                if same
+                else f"interrupted, since changed{changed}: starts over"
+            )
+        if same:
+            return f"its outputs are missing or changed{self._damaged(stage, entry)}"
+        return f"its settings or inputs changed{changed}"
+
+    def _changes(self, stage: Stage, entry: dict[str, Any]) -> str:
+        """ ": what changed" since ``entry``: the settings it recorded that differ, and its input files
+        that differ (entries of versions that did not record their inputs' prints: the settings alone)."""
+        was, now = _flat(self.relative(entry.get("settings") or {})), _flat(self.relative(stage.settings))
+        said = [f"{k} {was.get(k, '(unset)')} -> {now.get(k, '(unset)')}" for k in sorted(was.keys() | now.keys())
+                if was.get(k, _UNSET) != now.get(k, _UNSET)]  # fmt: skip
+        if (recorded := entry.get("inputs")) is not None:
+            prints = self._input_prints(stage)
+            said += [
+                f"{p} {'changed' if p in recorded else 'now read'}"
+                for p in prints
+                if recorded.get(p) != prints[p]
+            ]
+            said += [f"{p} no longer read" for p in recorded if p not in prints]
+        return f": {'; '.join(said)}" if said else ""
+
+    def _damaged(self, stage: Stage, entry: dict[str, Any]) -> str:
+        """ ": which outputs" are missing or differ from what ``entry`` recorded."""
+        recorded, now = entry.get("outputs") or {}, stage.output_prints(*self._ways()[0])
+        said = [
+            f"{p} {'missing' if now[p] == 'missing' else 'changed'}" for p in now if recorded.get(p) != now[p]
+        ]
+        return f": {'; '.join(said)}" if said else ""
+
+    def _input_prints(self, stage: Stage) -> dict[str, str]:
+        where, prints = self._ways()[0]
+        return {where(str(p)): prints(p) for p in stage.inputs}
 
     def why_to_run(self, stage: Stage) -> str | None:
         """None when ``stage`` is up to date, else why it would run."""
@@ -199,20 +248,22 @@ class Runner:
         if finished is not None:
             self.console.print(f"[dim]✓ {stage.name}: up to date, skipped[/]")
             if finished != 0 and not self.plan:  # an earlier version's entry: record it this way
-                self._record(
-                    stage.name, last | {"key": stage.key(*way), "outputs": stage.output_prints(*way)}
-                )
+                now = {"key": stage.key(*way), "inputs": self._input_prints(stage)}
+                self._record(stage.name, last | now | {"outputs": stage.output_prints(*way)})
             return True, last.get("result")
+        why = self._why_not_done(stage, last)
         if self.plan:
-            why = self._why_not_done(stage, last)
             self.console.print(f"[bold]→ {stage.name}: would run ({why})[/]")
             raise PlanReached(stage.name, why)
         self.console.rule(f"[bold]{stage.name}")
-        key = stage.key(*way)
+        self.console.print(f"[dim]runs: {why}[/]")
+        key, inputs = stage.key(*way), self._input_prints(stage)
+        self._started[stage.name] = inputs
         if stage.fresh is not None and self._recorded_as(stage, last, False) is None:
             stage.fresh()
         # No outputs recorded: not done until the entry below replaces this one.
-        self._record(stage.name, {"key": key, "settings": stage.settings, "started": _now()})
+        entry = {"key": key, "settings": stage.settings, "inputs": inputs, "started": _now()}
+        self._record(stage.name, entry)
         return False, key
 
     def _finished(self, stage: Stage, key: str, result: Any, seconds: float) -> dict[str, Any]:
@@ -221,6 +272,7 @@ class Runner:
         return {
             "key": key,
             "settings": stage.settings,
+            "inputs": self._started.pop(stage.name, None),  # as it started, as the key
             "outputs": stage.output_prints(*way),
             "seconds": round(seconds, 1),
             "result": result if _jsonable(result) else None,
@@ -313,6 +365,20 @@ def in_subprocess(fn: Callable[..., Any], kwargs: dict[str, Any], *, threads: in
         finally:
             with _CHILDREN_LOCK:
                 _CHILDREN.discard(pool)
+
+
+_UNSET = object()
+
+
+def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings as dotted names (``prompts.n``), to say which one changed."""
+    out: dict[str, Any] = {}
+    for k, v in settings.items():
+        if isinstance(v, dict) and v:
+            out |= _flat(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def _now() -> str:
