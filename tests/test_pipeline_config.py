@@ -798,3 +798,54 @@ def test_a_local_t2v_is_not_keyed_by_its_directory_name(tmp_path):
     generate = generate_stage(cfg, str(t2v), gen, cfg.align.prompts, "train", "align_videos", False)
     evaluate = evaluate_stage(cfg, str(t2v), {}, gen, False)
     assert "model" not in generate.settings and "model" not in evaluate.settings
+
+
+def test_a_damaged_train_split_or_other_rated_videos_are_not_taken_as_the_critics(tmp_path):
+    """Found by editing the workdir by hand: a truncated hra_split/train.jsonl left the split "up to date"
+    (only test.jsonl was its output) and the critic retrained on the damaged half; and pointing
+    `hra.videos` at other clips of the same ratings kept the critic trained on the first ones."""
+    from videolift.pipeline.runner import Runner
+    from videolift.pipeline.stages import critic_eval_stage, critic_stage, split_stage
+
+    hra = tmp_path / "hra.jsonl"
+    hra.write_text("".join(HRA_LINE.replace("v.mp4", f"v{i}.mp4") for i in range(8)))
+    cfg = _load_with(tmp_path, f"workdir: {tmp_path / 'w'}\n")
+    runner = Runner(cfg.workdir)
+    runner.run(split_stage(cfg, hra))
+    train = cfg.workdir / "hra_split" / "train.jsonl"
+    train.write_text(train.read_text().splitlines(keepends=True)[0])
+    assert "train.jsonl changed" in Runner(cfg.workdir).why_to_run(split_stage(cfg, hra))
+
+    first, second = tmp_path / "clips", tmp_path / "clips_reencoded"
+    for d in (first, second):
+        d.mkdir()
+    (first / "v0.mp4").write_bytes(b"a")
+    (second / "v0.mp4").write_bytes(b"bb")
+    for make in (
+        lambda c, v: critic_stage(c, "vlm", v, "critic", True),
+        lambda c, v: critic_eval_stage(c, v, "critic", False),
+    ):
+        human = _load_with(
+            tmp_path, f"workdir: {tmp_path / 'w'}\nhra: {{source: file, file: {hra}, videos: {first}}}\n"
+        )
+        assert make(human, first).key() != make(human, second).key()
+        toy = make(cfg, cfg.workdir / "hra_videos")  # the toy panel's: its generation manifest, by its bytes
+        assert cfg.workdir / "hra_videos" / "manifest.jsonl" in toy.inputs
+
+
+def test_alignment_is_keyed_on_a_local_base_models_files(tmp_path):
+    """Found with the toy loop: a t2v rebuilt in place whose videos scored the same (a critic that rates
+    everything alike) kept the model aligned from the old base; the align stage keyed the model's name."""
+    from videolift.pipeline.stages import align_stage
+
+    cfg = _load_with(tmp_path, f"workdir: {tmp_path / 'w'}\n")
+    t2v = tmp_path / "t2v"
+    t2v.mkdir()
+    (t2v / "model.safetensors").write_text("old")
+    stage = align_stage(cfg, str(t2v), "rwl", None, False)
+    before = stage.key()
+    (t2v / "model.safetensors").write_text("rebuilt, and bigger")
+    assert align_stage(cfg, str(t2v), "rwl", None, False).key() != before
+    assert (
+        align_stage(cfg, "THUDM/CogVideoX-2b", "rwl", None, False).settings["model"] == "THUDM/CogVideoX-2b"
+    )

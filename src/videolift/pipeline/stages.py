@@ -152,7 +152,8 @@ def split_stage(cfg: PipelineConfig, hra_file: Path) -> Stage:
         "split",
         run,
         inputs=[hra_file],
-        outputs=[out / "test.jsonl"],
+        # Both halves: the critic trains on train.jsonl, a damaged one must not pass as the split's.
+        outputs=[out / "train.jsonl", out / "test.jsonl"],
         settings={"test_fraction": cfg.hra.test_fraction, "seed": cfg.seed, **grouped},
         main_only=True,
     )
@@ -362,6 +363,12 @@ def critic_stage(
     if c.val_every is not None:  # the split's held-out ratings, which the critic's evaluation uses too
         kwargs |= {"val_data": w / "hra_split" / "test.jsonl", "val_videos": hra_videos}
 
+    settings = {
+        "vlm": vlm,
+        "reasons": reasons,
+        **c.model_dump(exclude=NOT_THE_CRITIC | _unset_later_options(c)),
+    }
+
     def run() -> dict:
         if not own_process:
             _train_critic_quietly(**kwargs)
@@ -369,19 +376,19 @@ def critic_stage(
         _, peak_mb = in_subprocess(_train_critic_quietly, kwargs, threads=1)
         return {"reasons": reasons, "peak_rss_mb": round(peak_mb, 1)}
 
+    train, base = w / "hra_split" / "train.jsonl", [Path(vlm)] if Path(vlm).exists() else []
     return Stage(
         f"critic:{name}",
         run,
-        # The base VLM by its files: a model rebuilt in place is new work. Versions to 2026-12-06 did not
-        # track it; their records are taken as made from the VLM there now (and recorded so from then on).
-        inputs=[w / "hra_split" / "train.jsonl", *([Path(vlm)] if Path(vlm).exists() else [])],
-        earlier_inputs=[w / "hra_split" / "train.jsonl"],
+        # The base VLM by its files: a model rebuilt in place is new work; so are other rated videos (the
+        # same ratings of other clips). Versions to 2026-12-06 tracked neither, to 2026-12-07 not the
+        # videos; their records are taken as made from the VLM there now, and from these videos where
+        # the critic says it trained on videos at this path (recorded this version's way from then on).
+        inputs=[train, rated_videos(cfg, hra_videos), *base],
+        earlier_inputs=[train] if _trained_on_videos(cfg, w / name, hra_videos) else None,
+        older=lambda: [(settings, [train, *base])] if _trained_on_videos(cfg, w / name, hra_videos) else [],
         outputs=[w / name],
-        settings={
-            "vlm": vlm,
-            "reasons": reasons,
-            **c.model_dump(exclude=NOT_THE_CRITIC | _unset_later_options(c)),
-        },
+        settings=settings,
         fresh=lambda: shutil.rmtree(w / name, ignore_errors=True),
         dropped=NOT_THE_CRITIC,
     )
@@ -420,12 +427,34 @@ def critic_eval_stage(cfg: PipelineConfig, hra_videos: Path, name: str, progress
             json.dump(report, handle, indent=1)
         return report
 
+    before = [w / name, w / "hra_split" / "test.jsonl"]
     return Stage(
         f"critic-eval:{name}",
         run,
-        inputs=[w / name, w / "hra_split" / "test.jsonl"],
+        inputs=[*before, rated_videos(cfg, hra_videos)],  # the test videos scored
         outputs=[w / f"{name}_eval.json"],
+        # Versions to 2026-12-07 did not track the videos (see critic_stage).
+        older=lambda: [({}, before)] if _trained_on_videos(cfg, w / name, hra_videos) else [],
     )
+
+
+def rated_videos(cfg: PipelineConfig, hra_videos: Path) -> Path:
+    """What identifies the rated videos the critic trains and is tested on: the toy panel's generation
+    manifest (by its bytes: each video's seed, model files and sampler settings), or a human HRA file's
+    videos directory (by its files' names, sizes and times, as the critic's own directory is)."""
+    return hra_videos / "manifest.jsonl" if cfg.hra.source == "toy-panel" else hra_videos
+
+
+def _trained_on_videos(cfg: PipelineConfig, critic: Path, hra_videos: Path) -> bool:
+    """Whether the critic in ``critic`` records that it trained on the videos at ``hra_videos`` (the
+    toy panel's are always the workdir's own: whatever an earlier version recorded of them stands)."""
+    if cfg.hra.source == "toy-panel":
+        return True
+    try:
+        recorded = (read_json(critic / "train_config.json").get("extra") or {}).get("videos")
+    except (OSError, ValueError, VideoliftError):
+        return False
+    return recorded is not None and Path(recorded).resolve() == Path(hra_videos).resolve()
 
 
 def real_toy_stage(n: int, seed: int, out: Path, progress: bool) -> Stage:
@@ -484,29 +513,46 @@ def align_stage(cfg: PipelineConfig, t2v: str, method: str, real: Path | None, p
         return {"steps": r.steps, "export": str(r.export_dir)}
 
     AlignConfig(model=t2v, scores=w / "align_scores.jsonl", videos=w, out=out, **settings)  # validate early
-    # A reward config's content changes the weights as much as the scores do; so does the real set's.
+    # A reward config's content changes the weights as much as the scores do; so does the real set's, and
+    # the base model's: a local one by its files (rebuilt in place, the same scores would not redo it),
+    # not its name (moved or copied elsewhere, the same work); a Hub model by its id.
     before = [w / "align_scores.jsonl", *([Path(rc)] if (rc := settings.get("reward_config")) else [])]
+    with_real = [*before, *([real] if real is not None else [])]
+    named = {"model": t2v, "real": str(real), **keyed}  # as versions to 2026-12-07 keyed it
+
+    def older() -> list[tuple[dict[str, Any], list[Path]]]:
+        """Versions to 2026-12-07 keyed on the model's name, not its files; to 2026-12-05 also on every
+        setting and not on the real set: sound when the run's last checkpoint trained on the weights
+        there now (and on this real set)."""
+        if not _trained_on(out, real, t2v, settings["cache_dir"], model=True):
+            return []
+        return [(named, with_real), *([(named, before)] if _trained_on(out, real, t2v, None) else [])]
+
     return Stage(
         f"align:{method}",
         run,
-        inputs=[*before, *([real] if real is not None else [])],
+        inputs=[*with_real, *([Path(t2v)] if Path(t2v).exists() else [])],
         outputs=[out],
-        settings={"model": t2v, "real": str(real), **keyed},
+        settings=hub_model(t2v) | {"real": str(real), **keyed},
         # No `fresh`: the run itself clears OUT unless its checkpoint's settings and inputs match.
-        # Versions to 2026-12-05 keyed on every setting and not on the real set: sound when the run's
-        # last checkpoint trained on this real set.
         dropped=frozenset(settings) - frozenset(keyed),
-        earlier_inputs=before if _trained_on(out, real) else None,
+        older=older,
     )
 
 
-def _trained_on(out: Path, real: Path | None) -> bool:
-    """Whether the last checkpoint in ``out`` recorded ``real``'s content (or no real set) as its own."""
+def _trained_on(out: Path, real: Path | None, t2v: str, cache: str | None, *, model: bool = False) -> bool:
+    """Whether the last checkpoint in ``out`` recorded ``real``'s content (or no real set) as its own;
+    ``model``: instead, the weights of ``t2v`` now (a Hub id: always; ``cache``: where hashes are kept)."""
     from videolift.align.checkpoints import STATE_FILE, latest_checkpoint
-    from videolift.core.files import content_hash
+    from videolift.align.config import HASH_MEMO
+    from videolift.core.files import HashMemo, content_hash, weights_digest
 
     last = latest_checkpoint(out / "checkpoints")
     if last is None:
         return False
-    recorded = (read_json(last / STATE_FILE).get("inputs") or {}).get("real", False)
+    inputs = read_json(last / STATE_FILE).get("inputs") or {}
+    if model:
+        memo = HashMemo(Path(cache) / HASH_MEMO if cache else None)
+        return inputs.get("model") == weights_digest(t2v, memo)
+    recorded = inputs.get("real", False)
     return recorded == (content_hash(real) if real is not None and real.is_file() else None)
