@@ -829,6 +829,11 @@ def test_a_damaged_train_split_or_other_rated_videos_are_not_taken_as_the_critic
             tmp_path, f"workdir: {tmp_path / 'w'}\nhra: {{source: file, file: {hra}, videos: {first}}}\n"
         )
         assert make(human, first).key() != make(human, second).key()
+        # hra.videos is keyed by its path: the folder may hold the prompts, the real clips and more (the
+        # GPU recipe's data/), and editing those must not retrain the critic
+        before = make(human, first).key()
+        (first / "heldout_prompts.txt").write_text(f"{make}")
+        assert make(human, first).key() == before
         toy = make(cfg, cfg.workdir / "hra_videos")  # the toy panel's: its generation manifest, by its bytes
         assert cfg.workdir / "hra_videos" / "manifest.jsonl" in toy.inputs
 

@@ -377,6 +377,7 @@ def critic_stage(
         return {"reasons": reasons, "peak_rss_mb": round(peak_mb, 1)}
 
     train, base = w / "hra_split" / "train.jsonl", [Path(vlm)] if Path(vlm).exists() else []
+    videos, rated = rated_videos(cfg, hra_videos)
     return Stage(
         f"critic:{name}",
         run,
@@ -384,11 +385,14 @@ def critic_stage(
         # same ratings of other clips). Versions to 2026-12-06 tracked neither, to 2026-12-07 not the
         # videos; their records are taken as made from the VLM there now, and from these videos where
         # the critic says it trained on videos at this path (recorded this version's way from then on).
-        inputs=[train, rated_videos(cfg, hra_videos), *base],
-        earlier_inputs=[train] if _trained_on_videos(cfg, w / name, hra_videos) else None,
-        older=lambda: [(settings, [train, *base])] if _trained_on_videos(cfg, w / name, hra_videos) else [],
+        inputs=[train, *rated, *base],
+        older=lambda: (
+            [(settings, [train, *base]), (settings, [train])]
+            if _trained_on_videos(cfg, w / name, hra_videos)
+            else []
+        ),
         outputs=[w / name],
-        settings=settings,
+        settings=settings | videos,
         fresh=lambda: shutil.rmtree(w / name, ignore_errors=True),
         dropped=NOT_THE_CRITIC,
     )
@@ -428,21 +432,27 @@ def critic_eval_stage(cfg: PipelineConfig, hra_videos: Path, name: str, progress
         return report
 
     before = [w / name, w / "hra_split" / "test.jsonl"]
+    videos, rated = rated_videos(cfg, hra_videos)
     return Stage(
         f"critic-eval:{name}",
         run,
-        inputs=[*before, rated_videos(cfg, hra_videos)],  # the test videos scored
+        inputs=[*before, *rated],  # and the test videos scored (``rated_videos``)
         outputs=[w / f"{name}_eval.json"],
+        settings=videos,
         # Versions to 2026-12-07 did not track the videos (see critic_stage).
         older=lambda: [({}, before)] if _trained_on_videos(cfg, w / name, hra_videos) else [],
     )
 
 
-def rated_videos(cfg: PipelineConfig, hra_videos: Path) -> Path:
-    """What identifies the rated videos the critic trains and is tested on: the toy panel's generation
-    manifest (by its bytes: each video's seed, model files and sampler settings), or a human HRA file's
-    videos directory (by its files' names, sizes and times, as the critic's own directory is)."""
-    return hra_videos / "manifest.jsonl" if cfg.hra.source == "toy-panel" else hra_videos
+def rated_videos(cfg: PipelineConfig, hra_videos: Path) -> tuple[dict[str, str], list[Path]]:
+    """What identifies the rated videos the critic trains and is tested on, as (settings, inputs): the toy
+    panel's generation manifest (by its bytes: each video's seed, model files and sampler settings), or a
+    human HRA file's videos directory by its path (not its files: it may hold the prompts, the real clips
+    and more, e.g. `data/`, whose every edit would retrain the critic; clips replaced in place under the
+    same ratings are not seen)."""
+    if cfg.hra.source == "toy-panel":
+        return {}, [hra_videos / "manifest.jsonl"]
+    return {"videos": str(hra_videos)}, []
 
 
 def _trained_on_videos(cfg: PipelineConfig, critic: Path, hra_videos: Path) -> bool:
