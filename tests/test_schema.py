@@ -377,3 +377,25 @@ def test_a_set_holding_no_dimension_is_judged_on_all_three_so_nothing_is_all_goo
     kept, counts = select_synthetic([ScoredVideo("a", "p", 0.5, {}), ScoredVideo("b", "p", 0.7, {})], "rs")
     assert kept == [] and counts["kept"] == 0
     assert summarize([{}, {}])["all_good_rate"] == 0.0
+
+
+def test_a_torn_last_line_cut_inside_a_character_is_skipped_like_any_torn_line(tmp_path):
+    """A writer killed (or a disk filled) mid-append can cut a line inside a multi-byte character: a
+    resumable stage reading its log (skip_partial_last) must skip that line as it skips any torn one, not
+    refuse the whole log as not UTF-8. A bad byte anywhere else is still refused, by its line."""
+    from videolift.core.jsonl import iter_json_lines, repair_log
+
+    log = tmp_path / "rank0.jsonl"
+    whole = json.dumps({"video": "a.mp4", "reason": "the panda\u2019s paw"}, ensure_ascii=False) + "\n"
+    torn = whole.encode()[: whole.encode().index("\u2019".encode()) + 1]  # 1 of the 3 bytes of ’
+    log.write_bytes(b"\xef\xbb\xbf" + whole.encode() + torn)
+    assert [obj["video"] for _, obj in iter_json_lines(log, skip_partial_last=True)] == ["a.mp4"]
+    with pytest.raises(DataError, match=r"rank0\.jsonl, line 2: not UTF-8 text \(byte 0xe2 at column 40\)"):
+        list(iter_json_lines(log))  # not a resumable log: every line counts
+    repair_log(log)
+    assert log.read_bytes() == b"\xef\xbb\xbf" + whole.encode()
+    log.write_bytes(torn + b"\n" + whole.encode())  # terminated: not a torn last line but a bad one
+    with pytest.raises(DataError, match=r"rank0\.jsonl, line 1: not UTF-8 text"):
+        list(iter_json_lines(log, skip_partial_last=True))
+    log.write_bytes(torn)  # the only line, torn
+    assert list(iter_json_lines(log, skip_partial_last=True)) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import json
 import math
@@ -113,7 +114,7 @@ def iter_json_lines(
     path = Path(path)
     # Lines end at "\n" only: str.splitlines would also cut at U+2028 and friends, which JSON strings
     # may hold unescaped.
-    lines = read_text(path).split("\n")
+    lines = _decoded(path, torn_tail=skip_partial_last).split("\n")
     lines = [line + "\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
     for i, line in enumerate(lines, start=1):
         if not line.strip():
@@ -221,15 +222,23 @@ def split_lines(text: str) -> list[str]:
 def read_text(path: str | Path) -> str:
     """A text file's content; DataError naming the file (and line) if it is missing, a directory or
     not UTF-8. A leading byte-order mark is dropped."""
+    return _decoded(path)
+
+
+def _decoded(path: str | Path, *, torn_tail: bool = False) -> str:
+    """``read_text``; with ``torn_tail``, an unterminated last line that is not UTF-8 is left out (a writer
+    killed, or a disk filled, in the middle of a character's bytes): the text up to its last newline."""
     path = Path(path)
     if not path.exists():
         raise DataError("file not found", file=path)
     if path.is_dir():
         raise DataError("is a directory, expected a file", file=path)
-    data = path.read_bytes()
+    data = path.read_bytes().removeprefix(codecs.BOM_UTF8)  # (error offsets then count from its end)
     try:
-        return data.decode("utf-8-sig")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
+        if torn_tail and exc.start > data.rfind(b"\n"):
+            return data[: data.rfind(b"\n") + 1].decode("utf-8")
         line = data[: exc.start].count(b"\n") + 1
         column = exc.start - data.rfind(b"\n", 0, exc.start)
         raise DataError(
