@@ -955,3 +955,46 @@ def test_docs_name_every_setting_a_resume_may_change():
     start = text.index("Only `max_steps`")
     listed = set(re.findall(r"`(\w+)`", text[start : text.index("may change between a run and its resume")]))
     assert listed == RESUMABLE_CHANGES - {"resume", "overwrite"}
+
+
+def test_rs_needs_each_lines_ratings(tmp_path):
+    """RS keeps videos by their labels: a line without ratings (or with null) is refused by file, line and
+    field, not dropped as not all Good (a video that could not be read has {}: dropped)."""
+    from videolift.align.inputs import load_samples
+
+    req = {"model": "m", "videos": "v", "out": tmp_path / "o"}
+    path = tmp_path / "s.jsonl"
+    for ratings, said in (({}, "missing"), ({"ratings": None}, "expected an object")):
+        path.write_text(
+            _line("a.mp4", 0.9, ["Good"] * 3)
+            + "\n"
+            + json.dumps({"video": "b.mp4", "prompt": "p", "reward": 0.9} | ratings)
+            + "\n"
+        )
+        with pytest.raises(DataError, match=rf"s.jsonl, line 2, field 'ratings': {said}"):
+            load_samples(AlignConfig(scores=path, method="rs", **req))
+        assert len(load_samples(AlignConfig(scores=path, **req))[0]) == 2  # RWL: its reward is what counts
+    error = {"video": "c.mp4", "prompt": "p", "ratings": {}, "reward": None, "error": "file not found"}
+    path.write_text(_line("a.mp4", 0.9, ["Good"] * 3) + "\n" + json.dumps(error) + "\n")
+    assert [s.video for s in load_samples(AlignConfig(scores=path, method="rs", **req))[0]] == ["a.mp4"]
+
+
+def test_the_weight_options_that_weigh_nothing_are_warned_about(scores, tmp_path):
+    """The options that shape RWL's weights change nothing under RS, and --exp-temperature nothing without
+    exp weights: said, as the real options without --real are."""
+    from videolift.align.inputs import load_samples
+
+    req = {"model": "m", "videos": "v", "out": tmp_path / "o"}
+    assert "warning" not in load_samples(AlignConfig(scores=scores, method="rs", **req))[2]
+    (tmp_path / "min.yaml").write_text("aggregation: min\n")
+    rs = dict(scores=scores, method="rs", weight_transform="exp", exp_temperature=0.5, **req)
+    data = load_samples(AlignConfig(reward_config=tmp_path / "min.yaml", **rs))[2]
+    assert (
+        f"--weight-transform exp, --exp-temperature 0.5, --reward-config {tmp_path / 'min.yaml'} set"
+        in (data["warning"])
+    )
+    assert "--method rs weights every video it keeps 1" in data["warning"]
+    assert "warning" not in load_samples(AlignConfig(scores=scores, weight_transform="exp", exp_temperature=0.5,
+                                                     **req))[2]  # fmt: skip
+    raw = load_samples(AlignConfig(scores=scores, exp_temperature=0.5, **req))[2]
+    assert "--exp-temperature 0.5 set, but the temperature is --weight-transform exp's" in raw["warning"]

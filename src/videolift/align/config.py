@@ -398,6 +398,14 @@ class AlignConfig(StrictModel):
     def real_bs(self) -> int:
         return self.real_batch_size or self.batch_size
 
+    def weight_options_unused(self) -> list[str]:
+        """Options of the synthetic weights set away from their defaults where they weigh nothing: under RS
+        (weight 1 for every video kept, by its labels), and --exp-temperature without exp weights."""
+        names = ("weight_transform", "exp_temperature", "reward_config") if self.method == "rs" else ()
+        if self.method == "rwl" and self.weight_transform != "exp":
+            names = ("exp_temperature",)
+        return [n for n in names if getattr(self, n) != type(self).model_fields[n].get_default()]
+
     def real_options_without_real(self) -> list[str]:
         """Options of the real-data term set away from their defaults while there is no real set."""
         if self.real is not None:

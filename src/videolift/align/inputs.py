@@ -21,7 +21,8 @@ from videolift.core.scores import read_scores
 
 def load_samples(cfg: AlignConfig) -> tuple[list[Sample], list[Sample], dict]:
     """Synthetic samples with weights, real samples, and counts for the log."""
-    scored = read_scores(cfg.scores, from_labels=cfg.reward_config is not None)
+    # RS keeps videos by their labels: a line without ratings would be dropped as not all Good, unseen.
+    scored = read_scores(cfg.scores, from_labels=cfg.reward_config is not None or cfg.method == "rs")
     if not scored:
         raise DataError("the scores file has no records", file=cfg.scores)
     if cfg.reward_config is not None:
@@ -52,6 +53,16 @@ def load_samples(cfg: AlignConfig) -> tuple[list[Sample], list[Sample], dict]:
             f"{cfg.scores}: {len(repeated)} video(s) on more than one line (e.g. {video}, lines "
             f"{', '.join(map(str, lines))}); each line is trained on, so they count that many times"
         )
+        data["warning"] = "; ".join(filter(None, [data.get("warning"), note]))
+    if unused := cfg.weight_options_unused():
+        options = ", ".join(f"--{n.replace('_', '-')} {getattr(cfg, n)}" for n in unused)
+        why = (
+            "--method rs weights every video it keeps 1 (rated Good on every dimension the scores file rates, "
+            "whatever its reward)"
+            if cfg.method == "rs"
+            else "the temperature is --weight-transform exp's"
+        )
+        note = f"{options} set, but {why}: they change nothing"
         data["warning"] = "; ".join(filter(None, [data.get("warning"), note]))
     if unused := cfg.real_options_without_real():
         options = ", ".join(f"--{n.replace('_', '-')} {getattr(cfg, n)}" for n in unused)

@@ -56,8 +56,9 @@ def read_scores(path: str | Path, *, from_labels: bool = False) -> list[ScoredVi
     in any case ("good") and kept canonical (Label.Good), so every reader counts them alike.
 
     Every line needs a ``reward`` (null: the critic's answer was unparsed), or with ``from_labels``
-    (rewards recomputed by a reward config) its ``ratings``: a line without is a mistake, not a
-    video to drop silently."""
+    (what is trained on follows from the labels: rewards recomputed by a reward config, or RS's all-Good
+    test) its ``ratings`` object (``{}``: a video that could not be read): a line without is a mistake,
+    not a video to drop silently."""
     path = Path(path)
     items = []
     for line, obj in iter_json_lines(path):
@@ -72,7 +73,9 @@ def read_scores(path: str | Path, *, from_labels: bool = False) -> list[ScoredVi
             raise DataError(
                 f"expected a finite number or null, got {reward!r}", file=path, line=line, field="reward"
             )
-        ratings = obj.get("ratings") or {}
+        ratings = obj.get("ratings")
+        if ratings is None and not from_labels:  # its reward is what counts
+            ratings = {}
         if not isinstance(ratings, dict):
             raise DataError("expected an object", file=path, line=line, field="ratings")
         labels = {}
