@@ -692,6 +692,13 @@ def test_a_video_on_several_lines_of_the_scores_is_warned_about(tmp_path):
     synthetic, _, data = load_samples(align_config(world, tmp_path / "run"))
     assert len(synthetic) == 5  # still trained as given
     assert "1 video(s) on more than one line (e.g. videos/v0.mp4, lines 1, 5)" in data["warning"]
+    # The same file written another way ("./", a doubled slash) is the same video, trained twice as well.
+    again = lines.splitlines(keepends=True)[1].replace('"videos/v1.mp4"', '"./videos//v1.mp4"')
+    (world / "scores.jsonl").write_text(lines + again)
+    assert (
+        "(e.g. videos/v1.mp4, lines 2, 5)"
+        in load_samples(align_config(world, tmp_path / "run"))[2]["warning"]
+    )
 
 
 def test_the_run_folders_a_model_may_not_lie_in_name_the_exports():

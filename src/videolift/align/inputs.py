@@ -16,6 +16,7 @@ from videolift.align.weights import Sample, read_real, rescore, reward_scale_war
 from videolift.core.errors import DataError, VideoliftError
 from videolift.core.files import HashMemo
 from videolift.core.reward import RewardConfig
+from videolift.core.schema import tidy_path
 from videolift.core.scores import read_scores
 
 
@@ -78,10 +79,11 @@ def load_samples(cfg: AlignConfig) -> tuple[list[Sample], list[Sample], dict]:
 
 
 def _repeated_videos(samples: list[Sample]) -> list[tuple[str, list[int]]]:
-    """Videos listed on several lines, with their lines (a scores file concatenated twice, say)."""
+    """Videos listed on several lines, with their lines (a scores file concatenated twice, say); one file
+    written two ways ("./v/a.mp4", "v/a.mp4": two critics' scores merged) is one video."""
     lines: dict[str, list[int]] = {}
     for sample in samples:
-        lines.setdefault(sample.video, []).append(sample.line)
+        lines.setdefault(tidy_path(sample.video), []).append(sample.line)
     return [(video, at) for video, at in lines.items() if len(at) > 1]
 
 
