@@ -144,6 +144,18 @@ def test_align_reward_config_reweights_the_scores_file(scores, tmp_path):
                                                      ("d.mp4", 0.2), ("e.mp4", 0.9)]  # fmt: skip
     with pytest.raises(DataError, match="reward config not found"):
         load_samples(AlignConfig(reward_config=tmp_path / "nope.yaml", **req))
+    # A subset critic's scores (semantics and motion) under a reward of fidelity alone: no reward, and why.
+    subset = tmp_path / "subset.jsonl"
+    line = json.loads(_line("a.mp4", 0.9, ["Good"] * 3))
+    del line["ratings"]["video_fidelity"]
+    subset.write_text(json.dumps(line) + "\n")
+    (tmp_path / "vf.yaml").write_text(
+        "aggregation: weighted\nweights: {semantic_consistency: 0, motion_smoothness: 0, video_fidelity: 1}\n"
+    )
+    with pytest.raises(VideoliftError) as info:
+        load_samples(AlignConfig(**(req | {"scores": subset, "reward_config": tmp_path / "vf.yaml"})))
+    assert "gives every video a null reward: it counts no dimension with a parsed label (the file rates " \
+        "semantic_consistency, motion_smoothness)" in str(info.value)  # fmt: skip
 
 
 def test_rewards_above_one_are_warned_about_once_loaded(scores, tmp_path):

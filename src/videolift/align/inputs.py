@@ -16,7 +16,7 @@ from videolift.align.weights import Sample, read_real, rescore, reward_scale_war
 from videolift.core.errors import DataError, VideoliftError
 from videolift.core.files import HashMemo
 from videolift.core.reward import RewardConfig
-from videolift.core.schema import tidy_path
+from videolift.core.schema import rated_dimensions, tidy_path
 from videolift.core.scores import read_scores
 
 
@@ -36,6 +36,12 @@ def load_samples(cfg: AlignConfig) -> tuple[list[Sample], list[Sample], dict]:
         raise VideoliftError(f"{cfg.scores}: {exc}") from None
     if not synthetic:
         why = "none is rated Good on every dimension" if cfg.method == "rs" else "every reward is null"
+        if cfg.method == "rwl" and cfg.reward_config is not None:  # the file's own rewards may be fine
+            rated = ", ".join(rated_dimensions(i.labels for i in scored))
+            why = (
+                f"--reward-config {cfg.reward_config} gives every video a null reward: it counts no dimension "
+                f"with a parsed label (the file rates {rated})"
+            )
         raise VideoliftError(f"{cfg.scores}: no synthetic video to train on ({counts['rated']} rated, {why})")
     weights = np.array([s.weight for s in synthetic])
     if cfg.syn_sampling == "weighted" and not weights.sum() > 0:
