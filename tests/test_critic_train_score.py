@@ -327,7 +327,9 @@ def test_a_checkpoint_being_removed_stops_counting_as_complete(tmp_path):
         Path(directory).mkdir(parents=True)
         (Path(directory) / "model.safetensors").write_bytes(b"w")
 
-    acc = SimpleNamespace(wait_for_everyone=lambda: None, save_state=save_state, is_main_process=True)
+    acc = SimpleNamespace(
+        wait_for_everyone=lambda: None, save_state=save_state, is_main_process=True, num_processes=1
+    )
     sft.save_step_checkpoint(acc, tmp_path, 10, keep=1)
     with pytest.MonkeyPatch.context() as mp:  # the removal dies after its first file
         mp.setattr(shutil, "rmtree", lambda path, **_: (Path(path) / "model.safetensors").unlink())
