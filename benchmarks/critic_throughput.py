@@ -69,7 +69,7 @@ def naive_loop(
     from videolift.critic.collate import Item
 
     def read(record):
-        return sample_frames(videos / record["video"], critic.spec.num_frames)
+        return sample_frames(videos / record["video"], critic.spec.num_frames, critic.spec.frame_sampling)
 
     cache = {r["video"]: read(r) for r in records} if preload else {}
     started, answers = time.perf_counter(), []
@@ -88,7 +88,8 @@ def batched_answers(critic, records: list[dict], videos: Path, batch_size: int) 
     from videolift.critic.answers import generate
     from videolift.critic.collate import Item
 
-    jobs = [(i, Item(sample_frames(videos / r["video"], critic.spec.num_frames), text))
+    spec = critic.spec
+    jobs = [(i, Item(sample_frames(videos / r["video"], spec.num_frames, spec.frame_sampling), text))
             for i, r in enumerate(records) for _d, text in critic.prompts(r["prompt"])]  # fmt: skip
     out: list[list[str]] = [[] for _ in records]
     per_call = max(1, batch_size // len(critic.prompts(""))) * len(critic.prompts(""))
@@ -99,7 +100,7 @@ def batched_answers(critic, records: list[dict], videos: Path, batch_size: int) 
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--critic", type=Path, help="critic directory (default: train a tiny one)")
     parser.add_argument("--manifest", type=Path, help="manifest JSONL (with --critic)")
@@ -110,9 +111,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: stable on shared CPUs)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each method (best counts)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    if args.critic and not (args.manifest and args.videos):
+        parser.error("--critic needs --manifest and --videos")
 
     import torch
 
@@ -128,6 +131,8 @@ def main() -> None:
             critic_dir, manifest = tiny_world(tmp, args.num_videos, args.train_steps)
             videos = tmp
         critic = load_critic(critic_dir, device=args.device)
+        if critic.spec.describe or critic.spec.check:  # the naive loop asks the questions alone
+            parser.error(f"{critic_dir}: a describe- or check-then-rate critic; only plain ones are timed")
         records = read_manifest(manifest)
         generate_calls = len(records) * len(critic.prompts(""))
 
