@@ -157,7 +157,7 @@ def panel_agreement(items: list[Item], annotators: int, seed: int) -> dict:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -169,7 +169,7 @@ def main() -> None:
     parser.add_argument("--annotators", type=int, default=3, help="simulated panel size (0: skip the panel)")
     parser.add_argument("--dump", type=Path, help="write every rating with its measurements to this JSONL")
     parser.add_argument("--verbose", action="store_true", help="also print confusion matrices")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if unknown := set(args.conditions.split(",")) - set(CONDITIONS):  # anything else ran as yuv420p
         parser.error(f"unknown --conditions {', '.join(sorted(unknown))}; known: {', '.join(CONDITIONS)}")
     if args.n < 1 or args.workers < 1:

@@ -43,7 +43,7 @@ def timed(read, paths: list[Path]) -> tuple[float, list[np.ndarray]]:
     return (time.perf_counter() - start) / len(paths) * 1000, frames
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=48)
     parser.add_argument("--pix-fmt", default="yuv444p", choices=["yuv444p", "yuv420p"])
     parser.add_argument("--repeats", type=int, default=3, help="timed passes of each reader (best counts)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if min(args.videos, args.frames, args.size, args.repeats) < 1:
         parser.error("--videos, --frames, --size and --repeats must be at least 1")
     rng = np.random.default_rng(0)
