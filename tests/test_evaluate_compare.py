@@ -756,3 +756,61 @@ def test_the_critic_reward_histogram_uses_the_evaluations_reward_mapping(tmp_pat
     distributions(Shown(), {"summary": {"m": {}}, "reward_config": mapping}, tmp_path)
     # two videos with a reward, in the first and the last of 12 bins over [0, 1]: 0 and 1, not 0.05 and 0.9
     assert drawn["critic reward per video"] == pytest.approx([0.0, 11 / 12])
+
+
+def test_eval_maps_labels_by_the_critics_own_reward_mapping_and_says_so(
+    tmp_path, tiny_cogvideox_dir, monkeypatch
+):
+    """`critic train --reward-config` stores a mapping in the critic's spec, which `critic score` writes as
+    each video's reward; `eval --critic` reported mean rewards by the paper's mapping all the same, unsaid.
+    Now it takes the critic's, names it in eval.json, the printed summary and the report; --reward-config
+    still overrides it, and the paper's mapping goes without a note."""
+    import videolift.critic.answers as answers
+    import videolift.evaluate.compare as compare
+    from videolift.core.reward import RewardConfig
+    from videolift.critic.spec import CriticSpec
+
+    labels = {"semantic_consistency": "Good", "motion_smoothness": "Good", "video_fidelity": "Bad"}
+    monkeypatch.setattr(answers, "load_critic", lambda directory, **k: "critic")
+    monkeypatch.setattr(
+        compare,
+        "critic_ratings",
+        lambda critic, manifest, *a: [labels for _ in manifest.read_text().splitlines()],
+    )
+    own = RewardConfig(scores={"Good": 1.0, "Normal": 0.5, "Bad": 0.0})
+    critic = tmp_path / "critic"
+    critic.mkdir()
+    CriticSpec(base_model="b", model_type="qwen2_vl", reward=own).save(critic)
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red circle moves left in a sand desert\n")
+    out = tmp_path / "e"
+    args = ["eval", "--model", str(tiny_cogvideox_dir), "--prompts", str(prompts), "--critic", str(critic),
+            "--out", str(out), "--steps", "1", "--no-progress"]  # fmt: skip
+
+    def evaluated(*extra: str) -> tuple[dict, str]:
+        result = CliRunner().invoke(app, [*args, *extra])
+        assert result.exit_code == 0, result.output
+        return json.loads((out / "eval.json").read_text()), " ".join(result.output.split())
+
+    data, said = evaluated()
+    (name,) = data["models"]
+    assert data["reward_config"] == own.model_dump(mode="json")
+    assert data["reward_source"] == f"the critic's ({critic / 'critic_spec.json'})"
+    assert data["summary"][name]["critic"]["mean_reward"] == pytest.approx(
+        2 / 3
+    )  # (1 + 1 + 0) / 3, not 0.617
+    assert "note: Rewards" in said and "Good 1, Normal 0.5, Bad 0; mean over the rated dimensions" in said
+    assert "Not the paper's (Good 0.9, Normal 0.2, Bad 0.05" in said
+    assert "Good 1, Normal 0.5, Bad 0" in (out / "report.html").read_text()
+
+    paper = tmp_path / "paper.yaml"
+    paper.write_text("{}\n")  # every default: the paper's mapping, over the critic's own
+    data, said = evaluated("--reward-config", str(paper))
+    assert data["reward_config"] == RewardConfig().model_dump(mode="json")
+    assert data["reward_source"] == f"--reward-config {paper}"
+    assert data["summary"][name]["critic"]["mean_reward"] == pytest.approx(1.85 / 3)
+    assert "note: Rewards" not in said and "Not the paper's" not in (out / "report.html").read_text()
+
+    CriticSpec(base_model="b", model_type="qwen2_vl").save(critic)  # a critic of the paper's mapping
+    data, said = evaluated()
+    assert data["reward_config"] == RewardConfig().model_dump(mode="json") and "note: Rewards" not in said

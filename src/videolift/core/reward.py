@@ -105,6 +105,21 @@ class RewardConfig(BaseModel):
             )
         return config
 
+    def is_paper(self) -> bool:
+        """Whether this maps labels as the paper does: its label scores, mean over the rated dimensions
+        (weights count only for ``weighted``)."""
+        paper = RewardConfig()
+        return self.aggregation == paper.aggregation and self.scores == paper.scores
+
+    def describe(self) -> str:
+        """The mapping in a line: ``Good 0.9, Normal 0.2, Bad 0.05; mean over the rated dimensions``."""
+        scores = ", ".join(f"{label.value} {self.scores[label]:g}" for label in Label)
+        if self.aggregation == "weighted":
+            weights = ", ".join(f"{d.value} {self.weights.get(d, 0.0):g}" for d in DIMENSIONS)
+            return f"{scores}; weighted over the rated dimensions ({weights})"
+        how = "mean" if self.aggregation == "mean" else "minimum"
+        return f"{scores}; {how} over the rated dimensions"
+
     def score(self, label: Label | str) -> float:
         return float(self.scores[parse_label(str(label))])
 

@@ -66,7 +66,10 @@ def evaluate(
         "--device once every model has generated.",
     ),
     reward_config: Path | None = typer.Option(
-        None, "--reward-config", help="Label->score mapping (YAML/JSON)."
+        None,
+        "--reward-config",
+        help="Label->score mapping (YAML/JSON) of every rater's rewards (default: the --critic's own, "
+        "from its critic_spec.json, else the paper's).",
     ),
     report: bool = typer.Option(
         True, "--report/--no-report", help="Also write OUT/report.html (tables, distributions, frames)."
@@ -135,7 +138,9 @@ def evaluate(
             prompt_field=prompt_field,
             limit=limit,
             critic_dtype=critic_dtype,
-            reward=RewardConfig.load(reward_config),
+            # None: the critic's own mapping (its spec's), else the paper's (compare.evaluation_reward)
+            reward=RewardConfig.load(reward_config) if reward_config is not None else None,
+            reward_source=f"--reward-config {reward_config}" if reward_config is not None else None,
             names=names,
             groups=groups,
             progress=progress,
@@ -269,7 +274,9 @@ def _vbench(result: dict, out: Path, dimensions: list[str], env: Environment | N
 
 
 def print_comparison(result: dict) -> None:
-    from videolift.evaluate.eval_report import findings_text, plus_minus
+    from rich.markup import escape
+
+    from videolift.evaluate.eval_report import findings_text, plus_minus, reward_note
 
     def pct(rate: float | None) -> str:
         return "n/a" if rate is None else f"{rate:.1%}"
@@ -286,6 +293,8 @@ def print_comparison(result: dict) -> None:
                 *[pct(s["dimensions"].get(d.value, {}).get("Good")) for d in DIMENSIONS],
             )
     console.print(table)
+    if note := reward_note(result):  # the paper's mapping goes without saying
+        console.print(f"[yellow]note:[/yellow] {escape(note)}")
 
     for name, by_rater in result["summary"].items():
         if found := by_rater.get("oracle", {}).get("findings"):

@@ -149,6 +149,7 @@ def compare_models(
     guidance: float | None = None,
     batch_size: int | None = None,
     reward: RewardConfig | None = None,
+    reward_source: str | None = None,
     progress: bool = True,
     names: list[str] | None = None,
     groups: list[str | None] | None = None,
@@ -163,7 +164,9 @@ def compare_models(
     the same ``device`` in ``critic_dtype``. ``groups`` names each model's recipe (None: its own): models
     of one group are replicates (e.g. training seeds), compared as recipes in ``groups`` /
     ``group_differences`` too. ``checked`` runs once every input has been checked, before the first
-    video (e.g. to print notes)."""
+    video (e.g. to print notes). ``reward`` maps every rater's labels to rewards (None: the critic's own
+    mapping, else the paper's: ``evaluation_reward``); ``reward_source`` says where a given one is from
+    (eval.json's ``reward_source``)."""
     from videolift.data.generate import generate_videos
 
     names = _preflight(
@@ -179,16 +182,43 @@ def compare_models(
         critic_dtype=critic_dtype,
         checked=checked,
     )
-    reward = reward or RewardConfig()
+    reward, reward_source = evaluation_reward(reward, reward_source, critic_dir)
     _remove_stale_summary(out)
     options = dict(per_prompt=per_prompt, seed=seed, steps=steps, guidance=guidance, batch_size=batch_size)
     options |= dict(overwrite=overwrite, **sampler)
     runs = _generate(generate_videos, models, names, prompts, out, options, oracle=oracle, progress=progress)
     if critic_dir is not None:
         _rate_by_critic(runs, critic_dir, out, sampler.get("device", "auto"), critic_dtype, progress)
-    result = _comparison(runs, prompts, out, seed=seed, per_prompt=per_prompt, reward=reward, groups=groups)
+    result = _comparison(
+        runs,
+        prompts,
+        out,
+        seed=seed,
+        per_prompt=per_prompt,
+        reward=reward,
+        source=reward_source,
+        groups=groups,
+    )
     _write_eval(out, result)
     return result
+
+
+PAPER_SOURCE = "the paper's (default)"
+
+
+def evaluation_reward(
+    reward: RewardConfig | None, source: str | None, critic_dir: Path | None
+) -> tuple[RewardConfig, str]:
+    """The mapping an evaluation turns labels into rewards with, and what it is: ``reward`` as given
+    (``source`` names where from), else the critic's own (its spec's: the rewards `critic score` writes,
+    which `align` trains on unless given another mapping), else the paper's."""
+    if reward is not None:
+        return reward, source or ("the paper's" if reward.is_paper() else "the caller's")
+    if critic_dir is not None:
+        from videolift.critic.spec import SPEC_FILE, CriticSpec
+
+        return CriticSpec.load(Path(critic_dir)).reward, f"the critic's ({Path(critic_dir) / SPEC_FILE})"
+    return RewardConfig(), PAPER_SOURCE
 
 
 def _preflight(
@@ -307,6 +337,7 @@ def _comparison(
     seed: int,
     per_prompt: int,
     reward: RewardConfig,
+    source: str,
     groups: list[str | None] | None,
 ) -> dict[str, Any]:
     """What eval.json holds: the run's settings, each model's summary per rater (with the oracle's
@@ -320,6 +351,7 @@ def _comparison(
         "seed": seed,
         "per_prompt": per_prompt,
         "reward_config": reward.model_dump(mode="json"),  # what turned labels into rewards
+        "reward_source": source,  # and whose mapping it is (``evaluation_reward``)
         "models": {r.name: {"model": r.model, "lora": r.lora} for r in runs},
         "summary": {
             r.name: {rater: summarize(v, reward, clusters) for rater, v in r.ratings.items()} for r in runs

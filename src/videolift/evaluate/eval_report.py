@@ -20,6 +20,23 @@ def plus_minus(value: float | None, se: float | None, scale: float = 1.0, fmt: s
     return f"{value * scale:{fmt}}" + ("" if se is None else f" ± {se * scale:{fmt}}")
 
 
+def reward_note(evaluation: dict[str, Any]) -> str | None:
+    """Which mapping turned labels into the rewards shown, when it is not the paper's (``evaluation``:
+    eval.json or summary.json, their ``reward_config`` and ``reward_source``); None for the paper's."""
+    from videolift.core.reward import RewardConfig
+
+    if (config := evaluation.get("reward_config")) is None:
+        return None
+    reward = RewardConfig.model_validate(config)
+    if reward.is_paper():
+        return None
+    source = evaluation.get("reward_source") or "reward_config"
+    return (
+        f"Rewards (every rater's, and their differences) map labels by {source}: {reward.describe()}. "
+        f"Not the paper's ({RewardConfig().describe()})."
+    )
+
+
 def comparison_tables(rep: Report, evaluation: dict[str, Any]) -> None:
     """Pairwise win/tie/loss and paired differences against the first model; recipes if any."""
     for pair, by_rater in evaluation.get("pairwise", {}).items():
@@ -197,6 +214,8 @@ def write_eval_report(out: str | Path, evaluation: dict[str, Any], title: str = 
         ],
         rows,
     )
+    if note := reward_note(evaluation):
+        rep.paragraph(note)
     comparison_tables(rep, evaluation)
     findings_table(rep, evaluation)
     rep.heading("Label and reward distributions")
