@@ -814,3 +814,49 @@ def test_eval_maps_labels_by_the_critics_own_reward_mapping_and_says_so(
     CriticSpec(base_model="b", model_type="qwen2_vl").save(critic)  # a critic of the paper's mapping
     data, said = evaluated()
     assert data["reward_config"] == RewardConfig().model_dump(mode="json") and "note: Rewards" not in said
+
+
+def test_the_run_summary_and_report_name_a_reward_mapping_that_is_not_the_papers(tmp_path, capsys):
+    """The pipeline's summary.json records the evaluation's mapping (the one alignment used); the printed
+    summary and report.html name it when it is not the paper's, so the rewards and the guard's gains are
+    not read as the paper's."""
+    import time
+
+    from videolift.core.reward import RewardConfig
+    from videolift.evaluate.metrics import summarize
+    from videolift.pipeline.cli import print_summary
+    from videolift.pipeline.run import build_summary
+    from videolift.pipeline.run_report import write_report
+
+    good = {"semantic_consistency": "Good", "motion_smoothness": "Good", "video_fidelity": "Bad"}
+    custom = RewardConfig(aggregation="min")
+    source = "align.settings.reward_config (min.yaml), the mapping alignment used"
+    evaluation = {
+        "summary": {"base": {"oracle": summarize([good], custom), "critic": summarize([good], custom)}},
+        "pairwise": {},
+        "reward_config": custom.model_dump(mode="json"),
+        "reward_source": source,
+    }
+    (tmp_path / "eval" / "base").mkdir(parents=True)
+    (tmp_path / "eval" / "base" / "manifest.jsonl").write_text("")
+    (tmp_path / "eval" / "eval.json").write_text(json.dumps(evaluation))
+    summary = build_summary(evaluation, {}, {"base": ("t2v", None)}, time.time())
+    assert summary["reward_config"] == custom.model_dump(mode="json") and summary["reward_source"] == source
+    assert summary["base"]["oracle_mean_reward"] == pytest.approx(0.05)  # the minimum, not the mean
+    html = " ".join(write_report(tmp_path, summary).read_text().split())
+    assert (
+        f"map labels by {source}: Good 0.9, Normal 0.2, Bad 0.05; minimum over the rated dimensions" in html
+    )
+    print_summary(summary)
+    assert "align.settings.reward_config (min.yaml)" in " ".join(capsys.readouterr().out.split())
+
+    paper = {**evaluation, "reward_config": RewardConfig().model_dump(mode="json"), "reward_source": "x"}
+    summary = build_summary(paper, {}, {"base": ("t2v", None)}, time.time())
+    assert "map labels by" not in write_report(tmp_path, summary).read_text()
+    print_summary(summary)
+    assert "note:" not in capsys.readouterr().out
+    older = {k: v for k, v in paper.items() if k != "reward_source"}  # recorded before reward_source
+    assert (
+        build_summary(older, {}, {"base": ("t2v", None)}, time.time())["reward_source"]
+        == "the paper's (default)"
+    )

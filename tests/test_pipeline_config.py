@@ -854,3 +854,39 @@ def test_alignment_is_keyed_on_a_local_base_models_files(tmp_path):
     assert (
         align_stage(cfg, "THUDM/CogVideoX-2b", "rwl", None, False).settings["model"] == "THUDM/CogVideoX-2b"
     )
+
+
+def test_the_evaluation_maps_rewards_as_alignment_did(tmp_path, monkeypatch):
+    """`align.settings.reward_config` re-weights alignment, but the evaluate stage (summary.json's mean
+    rewards, the reward-hacking guard) mapped labels by the paper's all the same. Now it maps them as
+    alignment did: that file's mapping (a setting of the stage: a run evaluated by another reruns), with
+    `align.rewards: oracle` the paper's (as the oracle's labels were mapped), else the critic's own."""
+    from videolift.core.reward import RewardConfig
+    from videolift.evaluate import compare
+    from videolift.pipeline.stages import evaluate_stage, generation_settings
+
+    seen: dict = {}
+    monkeypatch.setattr(compare, "compare_models", lambda *a, **kw: seen.update(kw) or {})
+
+    def stage(text: str = "", *sets: str):
+        cfg = _load_with(tmp_path, f"workdir: {tmp_path / 'w'}\n" + text, sets)
+        made = evaluate_stage(cfg, str(tmp_path), {}, generation_settings(cfg.sampler), False)
+        seen.clear()
+        made.run()
+        return made
+
+    default = stage()
+    assert (
+        seen["reward"] is None and "reward" not in default.settings
+    )  # the critic's own: compare_models reads it
+    (tmp_path / "min.yaml").write_text("aggregation: min\n")
+    custom = stage(f"align: {{settings: {{reward_config: {tmp_path / 'min.yaml'}}}}}\n")
+    assert seen["reward"] == RewardConfig(aggregation="min")
+    assert seen["reward_source"].startswith("align.settings.reward_config (")
+    assert custom.settings["reward"] == RewardConfig(aggregation="min").model_dump(mode="json")
+    assert custom.key() != default.key()  # evaluated by the paper's mapping before: evaluated again
+    (tmp_path / "paper.yaml").write_text("aggregation: mean\n")
+    same = stage(f"align: {{settings: {{reward_config: {tmp_path / 'paper.yaml'}}}}}\n")
+    assert same.key() == default.key() and seen["reward"].is_paper()  # the same figures: not redone
+    oracle = stage("align: {rewards: oracle}\n")
+    assert seen["reward"].is_paper() and "oracle" in seen["reward_source"] and oracle.key() == default.key()

@@ -64,6 +64,12 @@ def print_summary(summary: dict) -> None:
             ]
             table.add_row(key, *["-" if c is None else f"{c:.3f}" for c in cells])
     console.print(table)
+    from rich.markup import escape
+
+    from videolift.evaluate.eval_report import reward_note
+
+    if note := reward_note(summary):
+        console.print(f"[yellow]note:[/yellow] {escape(note)}")
     acc = summary["critic"]
     for name, key in (
         ("critic (with reasons)", "accuracy"),

@@ -18,6 +18,7 @@ from typing import Any
 from videolift.core.errors import UsageError, VideoliftError
 from videolift.core.jsonl import atomic_write
 from videolift.core.memory import current_rss_mb, peak_rss_mb
+from videolift.evaluate.compare import PAPER_SOURCE
 from videolift.models.base import FULL_DIR, LORA_DIR
 from videolift.pipeline import ranks
 from videolift.pipeline.config import TOY, PipelineConfig, toy_asset
@@ -178,7 +179,8 @@ def build_summary(
     result: dict, accuracy: dict, models: dict[str, tuple[str, str | None]], started: float
 ) -> dict[str, Any]:
     """The contract of ``summary.json``: critic accuracy, and per model (``key: (model, lora)``, in the
-    evaluation's order) the oracle and critic rewards."""
+    evaluation's order) the oracle and critic rewards, and the mapping that made them (the evaluation's
+    ``reward_config`` and ``reward_source``: the one alignment used, ``stages.alignment_reward``)."""
 
     def acc(report: dict | None, key: str = "accuracy") -> dict | None:
         if not report:
@@ -212,6 +214,10 @@ def build_summary(
             # where this workdir holds it (a copied workdir's evaluation may name the original's)
             "model": lora or model,
         }
+    # An evaluation recorded before reward_source existed (to 2026-12-07) mapped by the paper's: a run's
+    # evaluation did whatever alignment used (one whose align.settings.reward_config set another reruns).
+    out["reward_config"] = result.get("reward_config")
+    out["reward_source"] = result.get("reward_source", PAPER_SOURCE if "reward_config" in result else None)
     out["pairwise"] = result.get("pairwise", {})
     out["differences"] = result.get("differences", {})
     out["wall_seconds"] = round(time.time() - started, 1)

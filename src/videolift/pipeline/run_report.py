@@ -9,7 +9,7 @@ from typing import Any
 from videolift.core.jsonl import read_json, read_jsonl_dicts
 from videolift.core.report import Report, confusion_figure, curves_figure
 from videolift.core.schema import DIMENSIONS, LABELS
-from videolift.evaluate.eval_report import comparison_tables, distributions, frame_grid
+from videolift.evaluate.eval_report import comparison_tables, distributions, frame_grid, reward_note
 
 GAIN_GUARD = 0.7  # oracle gain must be at least this share of the critic-measured gain
 # The toy-world demo's targets (issue #9), shown met or not in its report.
@@ -123,6 +123,8 @@ def write_report(
 
     rep.heading("Summary (held-out prompts)")
     _models_table(rep, summary)
+    if note := reward_note(summary):  # the rewards above and the guard's gains: not the paper's mapping
+        rep.paragraph(note)
     _critic_accuracy_table(rep, summary["critic"])
     _guard_paragraphs(rep, summary)
     _targets_table(rep, summary)

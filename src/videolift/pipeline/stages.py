@@ -16,6 +16,7 @@ from typing import Any
 
 from videolift.core.errors import VideoliftError
 from videolift.core.jsonl import atomic_write, read_json, write_jsonl
+from videolift.core.reward import RewardConfig
 from videolift.pipeline import ranks
 from videolift.pipeline.config import PipelineConfig, PromptSet, Sampler
 from videolift.pipeline.runner import Stage, in_subprocess
@@ -221,14 +222,17 @@ def evaluate_stage(
     gen: dict[str, Any],
     progress: bool,
 ) -> Stage:
-    """Base vs every aligned model (``method: (model, lora)``) on held-out prompts (``WORKDIR/eval``)."""
+    """Base vs every aligned model (``method: (model, lora)``) on held-out prompts (``WORKDIR/eval``),
+    rewards mapped as alignment mapped them (``alignment_reward``)."""
     w = cfg.workdir
     oracle = cfg.toy if cfg.evaluate.oracle is None else cfg.evaluate.oracle
+    given = alignment_reward(cfg)
 
     def run() -> dict:
         from videolift.evaluate.compare import compare_models
 
         prompts = prompt_file(cfg, cfg.evaluate.prompts, "heldout", w / "eval_prompts.jsonl")
+        reward, source = given or (None, None)  # None: the critic's, read from its spec when it runs
         return compare_models(
             [(t2v, None), *aligned.values()],
             prompts,
@@ -240,6 +244,8 @@ def evaluate_stage(
             progress=progress,
             names=["base", *(f"aligned_{m}" for m in aligned)],
             overwrite=True,
+            reward=reward,
+            reward_source=source,
             **gen,
         )
 
@@ -249,6 +255,8 @@ def evaluate_stage(
         "methods": list(aligned),
         **keyed(gen),
     } | hub_model(t2v)
+    if given is not None and not given[0].is_paper():  # runs evaluated by the paper's mapping stay done
+        settings["reward"] = given[0].model_dump(mode="json")
     models = [Path(p) for pair in [(t2v, None), *aligned.values()] for p in pair if p and Path(p).exists()]
     # Versions to 2026-12-05 keyed on the aligned pipelines only: sound unless a LoRA or a prompts
     # file (which they did not track) is evaluated.
@@ -263,6 +271,18 @@ def evaluate_stage(
         settings=settings,
         earlier_inputs=None if unseen else before,
     )
+
+
+def alignment_reward(cfg: PipelineConfig) -> tuple[RewardConfig, str] | None:
+    """The reward mapping alignment optimised, as (``RewardConfig``, what it is), for the evaluation to
+    report rewards by: ``align.settings.reward_config``'s (align recomputes the rewards from the labels
+    with it), else with ``align.rewards: oracle`` the paper's (the oracle's labels are mapped so); None:
+    the critic's own (its spec's, which ``critic score`` wrote as each video's reward)."""
+    if (path := cfg.align.settings.get("reward_config")) is not None:
+        return RewardConfig.load(path), f"align.settings.reward_config ({path}), the mapping alignment used"
+    if cfg.align.rewards == "oracle":
+        return RewardConfig(), "the paper's, as align.rewards: oracle maps the oracle's labels"
+    return None
 
 
 def any_all_good(scores: Path) -> bool:
