@@ -61,6 +61,10 @@ def test_run_pipeline_end_to_end_and_rerun_skips(tmp_path, tiny_cogvideox_dir):
     assert set(summary["critic"]) == {"accuracy", "accuracy_no_reasons", "majority_baseline", "accuracy_se"}
     assert set(summary["critic"]["accuracy_se"]) == set(summary["critic"]["accuracy"])
     assert "mean" in summary["critic"]["accuracy"]
+    # Rewards by the mapping alignment used: here the critic's own, which the pipeline trains with the paper's.
+    paper_mapping = {"scores": {"Good": 0.9, "Normal": 0.2, "Bad": 0.05}, "aggregation": "mean"}
+    assert paper_mapping.items() <= summary["reward_config"].items()
+    assert summary["reward_source"] == f"the critic's ({w / 'critic' / 'critic_spec.json'})"
     manifest = json.loads((w / "run_manifest.json").read_text())
     stages = manifest.get("stages", manifest)
     children = [stages[f"critic:{n}"]["result"]["peak_rss_mb"] for n in ("critic", "critic_label_only")]
@@ -160,6 +164,10 @@ def test_run_pipeline_end_to_end_and_rerun_skips(tmp_path, tiny_cogvideox_dir):
     assert stages["score"]["settings"] == {"rewards": "oracle"}
     summary = json.loads((w / "summary.json").read_text())
     assert summary["align_rewards"] == "oracle"
+    assert (
+        "align.rewards: oracle maps" in summary["reward_source"]
+        and summary["reward_config"]["scores"] == paper
+    )
     assert "align.rewards: oracle" in (w / "report.html").read_text()
 
     # --plan runs and writes nothing: it says which stages are done and why the first to run would.
