@@ -17,6 +17,7 @@ from videolift.critic.score import score_manifest, summary_path
 from videolift.models.tiny_vlm import build_tiny_vlm
 
 BIN = Path(sys.executable).parent
+TWO = [BIN / "torchrun", "--standalone", "--nproc_per_node", "2", BIN / "videolift"]  # two CPU ranks
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
 
@@ -60,9 +61,7 @@ def test_two_processes_share_the_manifest_and_match_one_process(tmp_path):
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
 
-    score(
-        [BIN / "torchrun", "--standalone", "--nproc_per_node", "2", BIN / "videolift"], tmp_path / "two.jsonl"
-    )
+    score(TWO, tmp_path / "two.jsonl")
     summary = json.loads(summary_path(tmp_path / "two.jsonl").read_text())
     assert summary["per_rank"] == {"0": 3, "1": 2}  # pending[rank::2]: both ranks really scored
     score_manifest(load_critic(tmp_path / "critic"), tmp_path / "manifest.jsonl", tmp_path, tmp_path / "one.jsonl",
@@ -86,16 +85,7 @@ def test_two_process_training_equals_one_process_with_accumulation(tmp_path):
               "--dimensions", "video_fidelity", "--max-steps", "3", "--lr", "5e-3", "--lora-dropout", "0",
               "--batch-size", "2", "--save-every", "0", "--val-data", val, "--val-every", "2"]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    two = [
-        BIN / "torchrun",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        BIN / "videolift",
-        *common,
-        "--out",
-        tmp_path / "two",
-    ]
+    two = [*TWO, *common, "--out", tmp_path / "two"]
     one = [BIN / "videolift", *common, "--grad-accum", "2", "--out", tmp_path / "one"]
     for cmd, world in ((two, "2"), (one, "1")):
         proc = subprocess.run(list(map(str, cmd)), env=env, capture_output=True, text=True, timeout=300)
@@ -126,7 +116,7 @@ def test_two_processes_split_a_first_pass_and_match_one_process(tmp_path):
               "--dimensions", "video_fidelity", "--check", "--check-dimensions", "video_fidelity",
               "--max-steps", "1", "--batch-size", "1", "--save-every", "0"]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    two = [BIN / "torchrun", "--standalone", "--nproc_per_node", "2", BIN / "videolift", *common]
+    two = [*TWO, *common]
     said = {}
     for cmd, out in ((two, "two"), ([BIN / "videolift", *common], "one")):
         proc = subprocess.run(
@@ -160,7 +150,7 @@ def test_two_process_critic_eval_without_scores_reports_once(tmp_path):
     args = ["critic", "eval", "--critic", tmp_path / "critic", "--data", tmp_path / "hra.jsonl", "--videos",
             tmp_path, "--batch-size", "1", "--json", "--no-progress"]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
-    cmd = [BIN / "torchrun", "--standalone", "--nproc_per_node", "2", BIN / "videolift", *args]
+    cmd = [*TWO, *args]
     proc = subprocess.run(list(map(str, cmd)), env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "5 of 5 videos to score on 2 process(es)" in proc.stderr
@@ -186,16 +176,7 @@ def test_a_resume_under_another_process_count_is_refused_naming_both(tmp_path, m
               "--dimensions", "video_fidelity", "--batch-size", "1", "--save-every", "2", "--lora-dropout", "0",
               "--stop-at-step", "2", "--no-progress"]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [
-        BIN / "torchrun",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        BIN / "videolift",
-        *common,
-        "--out",
-        tmp_path / "two",
-    ]
+    cmd = [*TWO, *common, "--out", tmp_path / "two"]
     proc = subprocess.run(list(map(str, cmd)), env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "two/checkpoints/step-000002").is_dir()
