@@ -634,3 +634,46 @@ def test_auto_dtype_is_bfloat16_on_a_gpu_only_where_the_gpu_has_it(monkeypatch):
     assert device_and_dtype(state, "auto", "auto")[1] == "float32"
     assert device_and_dtype(state, "cpu", "auto") == (torch.device("cpu"), "float32")
     assert device_and_dtype(state, "auto", "float16")[1] == "float16"
+
+
+def test_auto_dtype_on_a_gpu_is_the_models_own_recommendation(
+    tiny_pipeline, prompts_txt, tmp_path, monkeypatch
+):
+    """diffusers' CogVideoX docs (and THUDM's cards): CogVideoX-2B in float16, 5B and 1.5 in bfloat16.
+    `--dtype auto` gave every model bfloat16 on a GPU, CogVideoX-2B included (the LiFT paper's model)."""
+    from types import SimpleNamespace
+
+    import videolift.data.generate as generate_module
+    from videolift.core.jsonl import read_json
+    from videolift.data.generate_model import device_and_dtype
+    from videolift.models.families import spec_for
+
+    two_b = tmp_path / "cogvideox-2b-like"
+    five_b = tmp_path / "cogvideox-5b-like"
+    for path, rotary in ((two_b, False), (five_b, True)):
+        (path / "transformer").mkdir(parents=True)
+        (path / "model_index.json").write_text(json.dumps({"_class_name": "CogVideoXPipeline"}))
+        config = read_json(tiny_pipeline / "transformer" / "config.json")
+        config["use_rotary_positional_embeddings"] = rotary
+        (path / "transformer" / "config.json").write_text(json.dumps(config))
+    assert spec_for(str(two_b)).gpu_dtype(str(two_b)) == "float16"
+    assert spec_for(str(five_b)).gpu_dtype(str(five_b)) is None  # auto_dtype's: bfloat16
+    assert spec_for(str(tmp_path / "gone"), "cogvideox").gpu_dtype(str(tmp_path / "gone")) is None
+
+    gpu = SimpleNamespace(device=torch.device("cuda", 0))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert device_and_dtype(gpu, "auto", "auto", lambda: "float16")[1] == "float16"
+    assert device_and_dtype(gpu, "auto", "auto", lambda: None)[1] == "bfloat16"
+    assert device_and_dtype(gpu, "auto", "bfloat16", lambda: "float16")[1] == "bfloat16"  # given: kept
+    assert device_and_dtype(gpu, "cpu", "auto", lambda: "float16")[1] == "float32"  # not on a CPU
+
+    seen = []
+
+    def stop(state, device, dtype, gpu_dtype=None):
+        seen.append(gpu_dtype())
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(generate_module, "device_and_dtype", stop)
+    with pytest.raises(RuntimeError, match="stop"):
+        generate_module.generate_videos(str(two_b), prompts_txt, tmp_path / "out", progress=False)
+    assert seen == ["float16"]  # generate asks the model's family

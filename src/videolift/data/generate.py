@@ -243,12 +243,15 @@ def generate_videos(
     check_numbers(counts, guidance, guidance_2)
     check_out_dir(out, [("--model", model), ("--lora", lora)], VIDEOS_ELSEWHERE)
     prompts, out, model, lora = _checked_inputs(model, prompts_path, out, lora, prompt_field, limit)
-    from videolift.models.families import check_guidance_2  # (torch: not at the command line's load)
+    # (torch: not at the command line's load)
+    from videolift.models.families import check_guidance_2, spec_for
 
     check_guidance_2(model, family, guidance_2)  # from its index: not after minutes of loading
     # cpu=True is what makes torchrun / `accelerate launch` ranks on a CPU machine join one gloo group.
     state = sharded_state(cpu_only(device))
-    run_device, dtype = device_and_dtype(state, device, dtype)
+    run_device, dtype = device_and_dtype(
+        state, device, dtype, lambda: spec_for(model, family).gpu_dtype(model)
+    )
     spec, pipe = load_pipeline(model, family, lora, dtype, run_device, offload=offload, vae_tiling=vae_tiling)
     sizes = frames, height, width
     settings, batch_size = _sampler_settings(

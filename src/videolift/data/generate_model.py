@@ -3,6 +3,7 @@ the run records it), and its pipeline loaded, with its LoRA, on the device or of
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from videolift.models.base import DiffusersT2VSpec
@@ -18,16 +19,21 @@ def cpu_only(device: str) -> bool:
     return device == "cpu" or (device == "auto" and not torch.cuda.is_available())
 
 
-def device_and_dtype(state: Any, device: str, dtype: str) -> tuple[torch.device, str]:
+def device_and_dtype(
+    state: Any, device: str, dtype: str, gpu_dtype: Callable[[], str | None] | None = None
+) -> tuple[torch.device, str]:
     """Where this process generates (auto and cuda: the GPU accelerate gave it), and the dtype as the run
-    records it (auto: bfloat16 on a GPU where torch supports it, else float32: the critic's ``auto_dtype``)."""
+    records it. auto: on a GPU the model's own recommendation where it has one (``gpu_dtype()``, the spec's:
+    float16 for CogVideoX-2B), else bfloat16 where torch supports it; float32 elsewhere (the critic's
+    ``auto_dtype``)."""
     import torch
 
     from videolift.models.base import auto_dtype, resolve_dtype
 
     run_device = state.device if device in ("auto", "cuda") else torch.device(device)
     if dtype == "auto":
-        dtype = auto_dtype(run_device)
+        own = gpu_dtype() if gpu_dtype is not None and run_device.type == "cuda" else None
+        dtype = own or auto_dtype(run_device)
     return run_device, str(resolve_dtype(dtype)).removeprefix("torch.")
 
 

@@ -65,7 +65,12 @@ Offload = Annotated[
     ),
 ]
 Dtype = Annotated[
-    str, typer.Option("--dtype", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.")
+    str,
+    typer.Option(
+        "--dtype",
+        help="auto (on a GPU the model's recommended one: fp16 for CogVideoX-2B, else bf16; fp32 on CPU), "
+        "float32, bfloat16, float16.",
+    ),
 ]
 Device = Annotated[
     str, typer.Option("--device", help="auto (each rank's GPU, else CPU), cpu, cuda, cuda:1, ...")

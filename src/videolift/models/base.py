@@ -235,6 +235,11 @@ class DiffusersT2VSpec:
     default_fps = 8
     fp32_components: tuple[str, ...] = ()  # loaded in fp32 whatever the run's dtype
 
+    def gpu_dtype(self, model: str) -> str | None:
+        """What ``dtype: auto`` loads ``model`` in on a GPU where its makers recommend a dtype other than
+        ``auto_dtype``'s (read from its configs, before loading); None: ``auto_dtype``'s."""
+        return None
+
     def fps(self, pipe: Any) -> int:
         """The frame rate the model's clips play at (what `generate` writes when --fps is not given)."""
         return self.default_fps

@@ -55,6 +55,17 @@ class CogVideoXSpec(DiffusersT2VSpec):
         except (OSError, KeyError, TypeError, AttributeError, VideoliftError):  # a Hub id, other configs
             return None
 
+    def gpu_dtype(self, model: str) -> str | None:
+        """float16 for CogVideoX-2B and the models built like it (3D sin-cos positions, no rotary ones), whose
+        card and diffusers' CogVideoX docs give FP16 as its inference precision; None (bfloat16) for 5B and 1.5,
+        recommended in BF16. None where the transformer's config cannot be read (loading reports why)."""
+        from videolift.models.families import component_config
+
+        config = component_config(model, "transformer")
+        if config is None or config.get("use_rotary_positional_embeddings", True):
+            return None
+        return "float16"
+
     def fps(self, pipe: Any) -> int:
         """CogVideoX 1.0: 49 frames at 8 fps; 1.5 (temporal patches, ``patch_size_t``): 81 or 161 frames
         at 16 fps (THUDM's cli_demo), so 8 would play it at half speed."""

@@ -95,6 +95,27 @@ def model_index(model: str) -> dict | None:
     return dict(index) if isinstance(index, dict) else None
 
 
+def component_config(model: str, name: str) -> dict | None:
+    """The config.json of a pipeline's component ``name``: a local directory's, or a Hub id's (its cache,
+    else fetched unless offline, as ``model_index``); None where unreadable (loading the model reports why)."""
+    try:
+        if Path(model).exists():
+            config = read_json(Path(model) / name / "config.json")
+        else:
+            from diffusers import ModelMixin
+            from huggingface_hub import constants
+
+            try:
+                config = load_config(ModelMixin, model, subfolder=name, local_files_only=True)
+            except Exception:
+                if constants.HF_HUB_OFFLINE:
+                    raise
+                config = load_config(ModelMixin, model, subfolder=name)
+    except Exception:  # a missing or bad file, offline, an unknown repo
+        return None
+    return dict(config) if isinstance(config, dict) else None
+
+
 def detect_family(model: str) -> str:
     """The family whose pipeline class ``model`` was saved with."""
     name = pipeline_class_of(model)
