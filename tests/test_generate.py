@@ -677,3 +677,11 @@ def test_auto_dtype_on_a_gpu_is_the_models_own_recommendation(
     with pytest.raises(RuntimeError, match="stop"):
         generate_module.generate_videos(str(two_b), prompts_txt, tmp_path / "out", progress=False)
     assert seen == ["float16"]  # generate asks the model's family
+
+
+def test_frames_help_gives_each_familys_rule():
+    """`--frames` help said 4k+1 only; LTX-Video needs 8k+1 (check_sampling refuses a 4k+1 such as 13)."""
+    from videolift.data import sampler_options as opt
+
+    text = opt.Frames.__metadata__[0].help
+    assert "4k+1" in text and "8k+1 for LTX-Video" in text

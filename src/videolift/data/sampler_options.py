@@ -29,7 +29,13 @@ DynamicCfg = Annotated[
     bool, typer.Option("--dynamic-cfg/--no-dynamic-cfg", help="CogVideoX dynamic guidance (use_dynamic_cfg).")
 ]
 Frames = Annotated[
-    int | None, typer.Option("--frames", min=1, help="Frames (4k+1). Default: the model's own.")
+    int | None,
+    typer.Option(
+        "--frames",
+        min=1,
+        help="Frames: 4k+1 for CogVideoX and Wan, 8k+1 for LTX-Video (its VAE's temporal compression). "
+        "Default: the model's own.",
+    ),
 ]
 Height = Annotated[int | None, typer.Option("--height", min=1, help="Height. Default: the model's own.")]
 Width = Annotated[int | None, typer.Option("--width", min=1, help="Width. Default: the model's own.")]
@@ -42,7 +48,11 @@ Fps = Annotated[
 ]
 NegativePrompt = Annotated[
     str | None,
-    typer.Option("--negative-prompt", help="What guidance steers away from (default: the empty prompt)."),
+    typer.Option(
+        "--negative-prompt",
+        help="What guidance steers away from. Default: the empty prompt (the pipelines' own default), not the "
+        "long one of Wan's or LTX-Video's examples (docs/generate.md).",
+    ),
 ]
 Lossless = Annotated[
     bool,
