@@ -435,3 +435,43 @@ def test_critic_scores_match_a_video_by_its_id_before_its_path(tmp_path):
     with Project.open(tmp_path / "project").session(readonly=True) as session:
         scored = session.scalars(select(Video.video_id).join(CriticScore, CriticScore.video_id == Video.id))
         assert list(scored) == ["a"]
+
+
+def test_the_admin_sees_who_skipped_a_pair_and_why(pair_study, tmp_path):
+    # A rater's skip reason was shown for rating tasks only: a pair skipped because a video does not play
+    # or is offensive was counted at most (`pair_skipped`), its reason in no endpoint, page or command.
+    project, admin = pair_study
+    tokens = {name: add_annotator(project, name) for name in ("alice", "bob")}
+    flagged = []
+    with TestClient(create_app(Project.open(project))) as client:
+        for name, reason in (("alice", "Video does not play"), ("bob", "Offensive content\nsee 0:02 ✋")):
+            task = client.get("/api/next", headers=auth(tokens[name])).json()
+            assert task["kind"] == "pair"
+            r = client.post(
+                f"/api/tasks/{task['task_id']}/skip", headers=auth(tokens[name]), json={"reason": reason}
+            )
+            assert r.status_code == 200, r.text
+            with Project.open(project).session(readonly=True) as s:
+                pair = s.scalar(select(Task).where(Task.id == task["task_id"])).pair
+                flagged.append(
+                    {
+                        "pair_id": pair.id,
+                        "prompt": pair.prompt,
+                        "model_a": "cogvideox-2b",
+                        "model_b": "lift",
+                        "video_a": pair.video_a.video,
+                        "video_b": pair.video_b.video,
+                        "annotator": name,
+                        "reason": reason,
+                    }
+                )
+        results = client.get("/api/admin/pairs", headers=auth(admin)).json()
+        assert results["skipped"] == flagged and results["comparisons"] == []
+        annotators = client.get("/api/admin/progress", headers=auth(admin)).json()["annotators"]
+        assert {a["name"]: a["pair_skipped"] for a in annotators} == {"alice": 1, "bob": 1}
+    said = cli("annotate", "progress", "--project", str(project))
+    assert "skipped pairs (2):" in said, said
+    assert f"pair {flagged[0]['pair_id']}\talice\tVideo does not play\t{flagged[0]['video_a']}" in said, said
+    out = tmp_path / "pairs.json"
+    cli("annotate", "export-pairs", "--project", str(project), "--out", str(out))
+    assert json.loads(out.read_text())["skipped"] == flagged

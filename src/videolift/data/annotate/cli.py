@@ -210,15 +210,15 @@ def progress(project_dir: Path = PROJECT) -> None:
     """Print progress per annotator."""
     from rich.table import Table
 
-    from videolift.data.annotate import admin
+    from videolift.data.annotate import admin, pairwise
 
     with _open(project_dir) as project, project.session(readonly=True) as session:
         report = admin.progress(session, project.settings)
-    table = Table("annotator", "done", "skipped", "open", "pairs done")
+        pair_skips = pairwise.pair_skips(session)
+    table = Table("annotator", "done", "skipped", "open", "pairs done", "pairs skipped")
     for row in report["annotators"]:
-        table.add_row(
-            row["name"], str(row["done"]), str(row["skipped"]), str(row["open"]), str(row["pair_done"])
-        )
+        keys = ("done", "skipped", "open", "pair_done", "pair_skipped")
+        table.add_row(row["name"], *(str(row[key]) for key in keys))
     Console().print(table)
     Console().print(
         f"{report['ratings_done']}/{report['ratings_needed']} ratings, "
@@ -229,6 +229,12 @@ def progress(project_dir: Path = PROJECT) -> None:
         Console(highlight=False, soft_wrap=True).print(f"skipped ({len(skipped)}):")
         for video_id, s in skipped:
             typer.echo(f"  {video_id}\t{s['annotator']}\t{s['reason']}")
+    if pair_skips:  # the same flags on pairs (section 7 of docs/annotate.md)
+        Console(highlight=False, soft_wrap=True).print(f"skipped pairs ({len(pair_skips)}):")
+        for s in pair_skips:
+            typer.echo(
+                f"  pair {s['pair_id']}\t{s['annotator']}\t{s['reason']}\t{s['video_a']}\t{s['video_b']}"
+            )
 
 
 @app.command("create-pairs")
@@ -306,6 +312,10 @@ def export_pairs(
         )
         for dim, c in comp["dimensions"].items():
             err.print(f"  {dim}: win {c['win']} / tie {c['tie']} / loss {c['loss']}")
+    if results["skipped"]:
+        err.print(f"skipped pairs ({len(results['skipped'])}):")
+        for s in results["skipped"]:
+            err.print(f"  pair {s['pair_id']}\t{s['annotator']}\t{s['reason']}", markup=False)
     err.print(f"wrote {out}")
 
 

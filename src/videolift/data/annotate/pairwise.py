@@ -98,7 +98,8 @@ def _rates(counts: dict[str, int]) -> dict[str, Any]:
 
 
 def pair_results(session: Session) -> dict[str, Any]:
-    """Per comparison (model A vs model B): win / tie / loss of A per dimension, plus every judgement."""
+    """Per comparison (model A vs model B): win / tie / loss of A per dimension, plus every judgement,
+    and every skip with its reason (who skipped which pair, and why)."""
     tasks = session.scalars(
         select(Task).where(Task.pair_id.is_not(None), Task.status == "done").order_by(Task.id)
     )
@@ -144,4 +145,26 @@ def pair_results(session: Session) -> dict[str, Any]:
                 "dimensions": {dim: _rates(c) for dim, c in per_dim.items()},
             }
         )
-    return {"comparisons": comparisons, "judgements": judgements}
+    return {"comparisons": comparisons, "judgements": judgements, "skipped": pair_skips(session)}
+
+
+def pair_skips(session: Session) -> list[dict[str, Any]]:
+    """Every skipped pair task, oldest first: ``{pair_id, prompt, model_a, model_b, video_a, video_b,
+    annotator, reason}``. A skip needs a reason ("Video does not play", "Offensive content"): a flag the
+    admin must see, or a broken or offensive pair goes on being handed out with nobody told."""
+    tasks = session.scalars(
+        select(Task).where(Task.pair_id.is_not(None), Task.status == "skipped").order_by(Task.id)
+    )
+    return [
+        {
+            "pair_id": task.pair.id,
+            "prompt": task.pair.prompt,
+            "model_a": task.pair.model_a,
+            "model_b": task.pair.model_b,
+            "video_a": task.pair.video_a.video,
+            "video_b": task.pair.video_b.video,
+            "annotator": task.annotator.name,
+            "reason": task.skip_reason,
+        }
+        for task in tasks
+    ]

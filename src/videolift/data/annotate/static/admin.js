@@ -45,8 +45,8 @@ window.Admin = (() => {
         h("button", { class: "primary", onclick: () => download("/api/admin/export", "hra.jsonl") }, "Export HRA (JSONL)"),
         h("button", { onclick: () => download("/api/admin/export?with_reviews=true", "hra_reviewed.jsonl") }, "Export with reviews")),
       h("h2", {}, "Annotators"),
-      table(["annotator", "done", "skipped", "open", "pairs done"],
-        p.annotators.map((a) => [a.name, a.done, a.skipped, a.open, a.pair_done])),
+      table(["annotator", "done", "skipped", "open", "pairs done", "pairs skipped"],
+        p.annotators.map((a) => [a.name, a.done, a.skipped, a.open, a.pair_done, a.pair_skipped])),
       h("h2", {}, "Videos", p.per_video.length > MAX_ROWS ? h("span", { class: "muted" }, ` (least rated ${MAX_ROWS} of ${p.per_video.length})`) : ""),
       table(["video", "prompt", "done", "", "open", "skipped"],
         leastRated(p.per_video).map((v) => [v.video_id, v.prompt, `${v.done} / ${p.ratings_per_video}`, bar(v.done / p.ratings_per_video), v.open,
@@ -137,6 +137,12 @@ window.Admin = (() => {
           const x = c.dimensions[d];
           return [title(d), `${x.win} (${pct(x.win_rate)})`, `${x.tie} (${pct(x.tie_rate)})`, `${x.loss} (${pct(x.loss_rate)})`];
         })));
+    }
+    // Why raters skipped a pair ("Video does not play", "Offensive content"): flags the admin must see.
+    if (r.skipped.length) {
+      out.push(h("h2", {}, `Skipped pairs (${r.skipped.length})`),
+        table(["pair", "prompt", "videos", "annotator", "reason"],
+          r.skipped.map((s) => [s.pair_id, s.prompt, `${s.video_a} (${s.model_a}) / ${s.video_b} (${s.model_b})`, s.annotator, s.reason])));
     }
     body().replaceChildren(...out);
   }
