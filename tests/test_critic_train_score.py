@@ -581,6 +581,26 @@ def test_a_fixed_videos_fresh_score_wins_over_its_old_error_in_another_ranks_log
     fixed = _world_with_its_missing_video(world, tmp_path / "fixed")
     assert "1 scored here" in score(critic_dir, fixed, out).output
     assert not any("error" in obj for _, obj in iter_json_lines(out))
+    # rank 1's error line is not what the scores keep: it scored none of them
+    assert json.loads(summary_path(out).read_text())["per_rank"] == {"0": 1, "1": 0}
+
+
+def test_per_rank_counts_a_retried_video_once(world, critic_dir, tmp_path):
+    """A run killed before its merge left every video in rank 0's log, one of them unreadable; the rerun
+    retries that one once it is fixed, appending a second line for it. ``per_rank`` (the videos each
+    process scored) counted log lines: 6 for 5 videos (a helper saw 44 for 42 after a resume)."""
+    first = tmp_path / "first.jsonl"
+    score(critic_dir, world, first)
+    run_json = json.loads(summary_path(first).read_text())["run"]
+    out = tmp_path / "s.jsonl"
+    parts_dir(out).mkdir()
+    (parts_dir(out) / "run.json").write_text(json.dumps(run_json))
+    (parts_dir(out) / "rank0.jsonl").write_text(first.read_text())  # 5 lines, one an error
+    fixed = _world_with_its_missing_video(world, tmp_path / "fixed")
+    assert "1 scored here, 4 already done" in score(critic_dir, fixed, out).output
+    summary = json.loads(summary_path(out).read_text())
+    assert summary["videos"] == 5 and summary["errors"] == 0
+    assert summary["per_rank"] == {"0": 5}
 
 
 def test_eval_reports_metrics_matching_the_scores(world, critic_dir, tmp_path):

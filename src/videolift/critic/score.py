@@ -397,11 +397,22 @@ def _score_summary(
     )
 
 
-def _logged_lines(parts: Path, previous: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Every line logged per video: a finished earlier run's, then each rank log's in order."""
+def _rank_logs(parts: Path) -> dict[str, list[dict[str, Any]]]:
+    """Each rank log's lines in order (a torn last line left out), by rank ("0", "1", ...)."""
+    return {
+        path.stem.removeprefix("rank"): [line for _, line in iter_json_lines(path, skip_partial_last=True)]
+        for path in sorted(parts.glob("rank*.jsonl"))
+    }
+
+
+def _logged_lines(
+    parts: Path, previous: dict[str, dict[str, Any]], logs: dict[str, list[dict[str, Any]]] | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Every line logged per video: a finished earlier run's, then each rank log's in order (``logs``:
+    the rank logs as read already)."""
     logged = {key: [line] for key, line in previous.items()}
-    for path in sorted(parts.glob("rank*.jsonl")):
-        for _, line in iter_json_lines(path, skip_partial_last=True):
+    for lines in (_rank_logs(parts) if logs is None else logs).values():
+        for line in lines:
             logged.setdefault(video_key(line), []).append(line)
     return logged
 
@@ -431,7 +442,8 @@ def _merge(
     previous: dict[str, dict[str, Any]],
     signature: dict[str, Any],
 ) -> dict[str, Any]:
-    logged = _logged_lines(parts, previous)
+    logs = _rank_logs(parts)
+    logged = _logged_lines(parts, previous, logs)
     best = [_best_line(logged, r) for r in records]
     missing = [video_key(r) for r, line in zip(records, best, strict=True) if line is None]
     if missing:
@@ -439,10 +451,10 @@ def _merge(
             f"{parts}: {len(missing)} videos were not scored (e.g. {missing[0]}); rerun the command"
         )
     lines = [line for line in best if line is not None]
-    per_rank = {
-        p.stem.removeprefix("rank"): sum(1 for _ in iter_json_lines(p, skip_partial_last=True))
-        for p in sorted(parts.glob("rank*.jsonl"))
-    }
+    # The videos each process scored: those whose kept line is in its log, each once. Counting log lines
+    # counted a video twice when its first attempt could not be read and a rerun retried it (44 for 42).
+    kept = {id(line) for line in lines}
+    per_rank = {rank: sum(id(line) in kept for line in log) for rank, log in logs.items()}
     summary = {
         **summary_counts(lines),
         "per_rank": per_rank,
