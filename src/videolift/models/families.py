@@ -22,11 +22,14 @@ def get_spec(family: str = "cogvideox") -> DiffusersT2VSpec:
         raise UsageError(f"unknown T2V family {family!r}; known: {', '.join(SPECS)}") from None
 
 
-def _hub_index(model: str, local_files_only: bool = False) -> dict:
-    """A Hub id's model_index.json, through diffusers (its cache, the Hub)."""
-    from diffusers import DiffusionPipeline
+def _hub_config(model: str, component: str | None, local_files_only: bool = False) -> dict:
+    """A Hub id's model_index.json (``component`` None) or a component's config.json, through diffusers
+    (its cache, the Hub)."""
+    from diffusers import DiffusionPipeline, ModelMixin
 
-    return load_config(DiffusionPipeline, model, local_files_only=local_files_only)
+    if component is None:
+        return load_config(DiffusionPipeline, model, local_files_only=local_files_only)
+    return load_config(ModelMixin, model, subfolder=component, local_files_only=local_files_only)
 
 
 def load_config(owner: Any, model: str, **kwargs: Any) -> dict:
@@ -53,7 +56,7 @@ def pipeline_class_of(model: str) -> str:
     from videolift.core.hub import hub_failure
 
     try:
-        return str(_hub_index(model)["_class_name"])
+        return str(_hub_config(model, None)["_class_name"])
     except Exception as exc:  # offline, unknown repo, or no model_index.json
         from huggingface_hub import constants
 
@@ -78,39 +81,31 @@ def model_index(model: str) -> dict | None:
     """A pipeline's model_index.json: a local directory's, or a Hub id's — from the local cache, else
     fetched (loading the model fetches it first anyway; with ``--family`` nothing has yet); None where
     unreadable (loading the model reports why)."""
-    try:
-        if Path(model).exists():
-            index = read_json(Path(model) / "model_index.json")
-        else:
-            from huggingface_hub import constants
-
-            try:
-                index = _hub_index(model, local_files_only=True)
-            except Exception:
-                if constants.HF_HUB_OFFLINE:
-                    raise
-                index = _hub_index(model)
-    except Exception:  # a missing or bad file, offline, an unknown repo
-        return None
-    return dict(index) if isinstance(index, dict) else None
+    return _pipeline_config(model, None)
 
 
 def component_config(model: str, name: str) -> dict | None:
-    """The config.json of a pipeline's component ``name``: a local directory's, or a Hub id's (its cache,
-    else fetched unless offline, as ``model_index``); None where unreadable (loading the model reports why)."""
+    """The config.json of a pipeline's component ``name``, read as ``model_index`` reads the index."""
+    return _pipeline_config(model, name)
+
+
+def _pipeline_config(model: str, component: str | None) -> dict | None:
+    """``model``'s model_index.json (``component`` None) or its component's config.json: a local
+    directory's, or a Hub id's from its cache, else fetched unless offline; None where unreadable."""
     try:
         if Path(model).exists():
-            config = read_json(Path(model) / name / "config.json")
+            config = read_json(
+                Path(model) / (f"{component}/config.json" if component else "model_index.json")
+            )
         else:
-            from diffusers import ModelMixin
             from huggingface_hub import constants
 
             try:
-                config = load_config(ModelMixin, model, subfolder=name, local_files_only=True)
+                config = _hub_config(model, component, local_files_only=True)
             except Exception:
                 if constants.HF_HUB_OFFLINE:
                     raise
-                config = load_config(ModelMixin, model, subfolder=name)
+                config = _hub_config(model, component)
     except Exception:  # a missing or bad file, offline, an unknown repo
         return None
     return dict(config) if isinstance(config, dict) else None
