@@ -279,7 +279,7 @@ def _pending(
 ) -> list[dict[str, Any]]:
     """The records no earlier run scored (in OUT if finished, else in the parts' logs), read alike by
     every process before any appends."""
-    logged = _logged_lines(parts, previous)
+    logged = _logged_lines(_rank_logs(parts), previous)
     state.wait_for_everyone()  # everyone has read the same state before anyone appends
     # A logged video counts only for the same record (a manifest edited between runs is rescored), and
     # not when it could not be read: the user may have fixed the file since.
@@ -406,12 +406,11 @@ def _rank_logs(parts: Path) -> dict[str, list[dict[str, Any]]]:
 
 
 def _logged_lines(
-    parts: Path, previous: dict[str, dict[str, Any]], logs: dict[str, list[dict[str, Any]]] | None = None
+    logs: dict[str, list[dict[str, Any]]], previous: dict[str, dict[str, Any]]
 ) -> dict[str, list[dict[str, Any]]]:
-    """Every line logged per video: a finished earlier run's, then each rank log's in order (``logs``:
-    the rank logs as read already)."""
+    """Every line logged per video: a finished earlier run's, then each rank log's (``_rank_logs``) in order."""
     logged = {key: [line] for key, line in previous.items()}
-    for lines in (_rank_logs(parts) if logs is None else logs).values():
+    for lines in logs.values():
         for line in lines:
             logged.setdefault(video_key(line), []).append(line)
     return logged
@@ -443,7 +442,7 @@ def _merge(
     signature: dict[str, Any],
 ) -> dict[str, Any]:
     logs = _rank_logs(parts)
-    logged = _logged_lines(parts, previous, logs)
+    logged = _logged_lines(logs, previous)
     best = [_best_line(logged, r) for r in records]
     missing = [video_key(r) for r, line in zip(records, best, strict=True) if line is None]
     if missing:
