@@ -55,7 +55,7 @@ def use_timeout(timeout: timedelta) -> None:
     whose finished ranks then stop waiting for the others). Nothing without a process group."""
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()):
+    if not process_group_exists():
         return
     # set_timeout since torch 2.8; the private name before it (from torch 2.2; without either, as made).
     setter = getattr(dist, "set_timeout", None) or getattr(dist.distributed_c10d, "_set_pg_timeout", None)
