@@ -92,6 +92,10 @@ def test_generate_manifest_videos_and_resume(tiny_pipeline, prompts_txt, tmp_pat
         assert read_video(out / r["video"]).shape == (9, 64, 64, 3)
     assert records[2]["prompt"] == "a dog running on the beach"
     assert records[0]["model"] == str(tiny_pipeline.resolve())
+    # docs/generate.md's manifest line has every field a line has (`categories` came from its prompt file)
+    from test_docs_examples import example
+
+    assert set(records[0]) == set(example("generate.md", "Output")) - {"categories"}
     assert len({r["seed"] for r in records}) == 6
     assert not np.array_equal(read_video(out / records[0]["video"]), read_video(out / records[1]["video"]))
     assert "6 videos" in result.output and "6 generated here" in result.output
