@@ -168,3 +168,16 @@ def test_a_lossy_encode_of_the_same_frames_reads_back_the_same_every_time(tmp_pa
             junk = [os.urandom(1 << 16) for _ in range(64)]  # 4 MB of random bytes, freed
             del junk
             assert np.array_equal(read_video(write_video(tmp_path / "b.mp4", clip)), first), seed
+
+
+def test_a_decoding_probe_counts_every_frame_but_keeps_only_the_first(tmp_path, monkeypatch):
+    """``hra validate --videos`` decodes every video to count its frames: it held them all as RGB (a 100-s
+    clip of 320x240 took 1.4 GB; one of 1080p would take tens), where it needs only the first's size."""
+    import videolift.core.video as video
+
+    path = write_video(tmp_path / "a.mp4", _clip(t=30, h=16, w=24), fps=8)
+    converted = []
+    to_rgb = video._to_rgb
+    monkeypatch.setattr(video, "_to_rgb", lambda frame: converted.append(1) or to_rgb(frame))
+    assert probe_video(path, decode=True) == video.VideoInfo(8.0, 30, 16, 24)
+    assert len(converted) == 1

@@ -144,9 +144,9 @@ def _stored_count(stream: Any, container: Any) -> int:
 def probe_video(path: str | Path, *, decode: bool = False) -> VideoInfo:
     """fps, frame count and (upright) size; the first frame is decoded, for its rotation and colours.
     ``decode=True`` counts frames by decoding them all (slower, catches truncation)."""
-    if decode:
-        frames, rate = read_video_and_fps(path)
-        return VideoInfo(rate, frames.shape[0], frames.shape[1], frames.shape[2])
+    if decode:  # every frame decoded and counted, only the first kept (a long 1080p clip is GBs of RGB)
+        first, rate, count = _decode(path, keep=lambda i: i == 0)
+        return VideoInfo(rate, count, *first[0].shape[:2])
     first, _, _ = _decode(path, max_frames=1)
     height, width = first[0].shape[:2]
     container = _open(path)
