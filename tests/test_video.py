@@ -144,7 +144,7 @@ def test_sampling_a_file_converts_only_the_frames_it_keeps(tmp_path, monkeypatch
     whole = read_video(path)
     converted = []
     to_rgb = video._to_rgb
-    monkeypatch.setattr(video, "_to_rgb", lambda frame: converted.append(1) or to_rgb(frame))
+    monkeypatch.setattr(video, "_to_rgb", lambda frame, size=None: converted.append(1) or to_rgb(frame, size))
     clip = sample_frames(path, 4)
     assert len(converted) == 4 and np.array_equal(clip, whole[sample_indices(30, 4)])
     assert clip.timing.indices == tuple(sample_indices(30, 4)) and clip.timing.total == 30
@@ -178,6 +178,58 @@ def test_a_decoding_probe_counts_every_frame_but_keeps_only_the_first(tmp_path, 
     path = write_video(tmp_path / "a.mp4", _clip(t=30, h=16, w=24), fps=8)
     converted = []
     to_rgb = video._to_rgb
-    monkeypatch.setattr(video, "_to_rgb", lambda frame: converted.append(1) or to_rgb(frame))
+    monkeypatch.setattr(video, "_to_rgb", lambda frame, size=None: converted.append(1) or to_rgb(frame, size))
     assert probe_video(path, decode=True) == video.VideoInfo(8.0, 30, 16, 24)
     assert len(converted) == 1
+
+
+def _encode(path, frames, *, codec="libx264", fmt=None, setup=lambda stream: None):
+    """Write RGB ``frames`` (a list, sizes may differ) with PyAV, ``setup`` adjusting the stream."""
+    import av
+
+    with av.open(str(path), "w", format=fmt) as out:
+        stream = out.add_stream(codec, rate=8)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv444p"
+        stream.options = {"crf": "0"}
+        setup(stream)
+        for frame in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(stream.encode())
+    return path
+
+
+def _halves(h, w, left=(255, 0, 0), right=(0, 0, 255)):
+    frame = np.zeros((h, w, 3), np.uint8)
+    frame[:, : w // 2], frame[:, w // 2 :] = left, right
+    return frame
+
+
+def test_anamorphic_pixels_are_read_square_as_players_show_them(tmp_path):
+    """A video whose pixels are twice as wide as tall (its sample aspect ratio, e.g. HDV's 1440x1080 shown
+    at 1920x1080) is read at the size players show it, not squeezed to half its width."""
+    from fractions import Fraction
+
+    def wide_pixels(stream):
+        stream.codec_context.sample_aspect_ratio = Fraction(2, 1)
+
+    path = _encode(tmp_path / "hdv.mp4", [_halves(16, 16)] * 3, setup=wide_pixels)
+    frames = read_video(path)
+    assert frames.shape == (3, 16, 32, 3)
+    assert np.abs(frames[0].astype(int) - _halves(16, 32))[:, [0, 14, 17, 31]].max() <= 3
+    assert (probe_video(path).height, probe_video(path).width) == (16, 32)
+    assert probe_video(path, decode=True).width == 32 and sample_frames(path, 2).shape == (2, 16, 32, 3)
+
+
+def test_a_stream_that_changes_size_midway_is_read_at_its_first_size(tmp_path):
+    """Frames of a stream whose size changes (two H.264 streams one after the other; WebRTC recordings
+    change size with the bandwidth) are scaled to the first frame's size, as FFmpeg converts them; they
+    raised numpy's "all input arrays must have the same shape", which critic scoring did not catch."""
+    big = _encode(tmp_path / "a.h264", [_halves(16, 32)] * 3, fmt="h264")
+    small = _encode(tmp_path / "b.h264", [_halves(8, 8, left=(0, 255, 0))] * 3, fmt="h264")
+    path = tmp_path / "both.h264"
+    path.write_bytes(big.read_bytes() + small.read_bytes())
+    frames = read_video(path)
+    assert frames.shape == (6, 16, 32, 3)
+    assert np.abs(frames[4].astype(int) - _halves(16, 32, left=(0, 255, 0)))[:, [0, 12, 19, 31]].max() <= 3
+    assert sample_frames(path, 4).shape == (4, 16, 32, 3) and probe_video(path, decode=True).num_frames == 6

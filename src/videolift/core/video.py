@@ -63,7 +63,8 @@ def browser_problem(path: str | Path) -> str | None:
 _local = threading.local()
 
 
-def _to_rgb(frame) -> np.ndarray:
+def _to_rgb(frame, size: tuple[int, int] | None = None) -> np.ndarray:
+    """``frame`` as RGB, scaled to ``size`` (width, height) if given."""
     # One reformatter per thread: `frame.to_ndarray(format=...)` builds a new swscale context for every
     # frame (~8 ms); reusing one reads 48x48 toy clips 9x faster, same pixels (benchmarks/video_read.py).
     reformatter = getattr(_local, "reformatter", None)
@@ -71,7 +72,17 @@ def _to_rgb(frame) -> np.ndarray:
         from av.video.reformatter import VideoReformatter
 
         reformatter = _local.reformatter = VideoReformatter()
-    return reformatter.reformat(frame, format="rgb24").to_ndarray()
+    width, height = size or (None, None)
+    return reformatter.reformat(frame, width=width, height=height, format="rgb24").to_ndarray()
+
+
+def _shown_size(stream: Any, frame: Any) -> tuple[int, int]:
+    """(width, height) at which ``frame``'s pixels are shown square: its width times the stream's sample
+    aspect ratio, as players show an anamorphic video (HDV's 1440x1080 with pixels 4/3 wide is 1920x1080)."""
+    sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+    if not sar or sar <= 0 or sar == 1:
+        return frame.width, frame.height
+    return max(1, round(frame.width * sar)), frame.height
 
 
 # Transfer curves of HDR video (FFmpeg's AVColorTransferCharacteristic): swscale converts the colour
@@ -91,8 +102,8 @@ def _frame_problem(frame: Any) -> str | None:
     return None
 
 
-def _upright_rgb(frame: Any) -> np.ndarray:
-    rgb = _to_rgb(frame)
+def _upright_rgb(frame: Any, size: tuple[int, int] | None = None) -> np.ndarray:
+    rgb = _to_rgb(frame, size if size != (frame.width, frame.height) else None)
     return np.ascontiguousarray(np.rot90(rgb, k)) if (k := _turns(frame)) else rgb
 
 
@@ -100,18 +111,24 @@ def _decode(
     path: str | Path, keep: Any = None, max_frames: int | None = None
 ) -> tuple[dict[int, np.ndarray], float, int]:
     """Decode ``path``: (upright RGB frames by index, the ones ``keep(i)`` accepts (default all), the
-    stream's frame rate (0 if unknown), frames decoded). Stops after ``max_frames``."""
+    stream's frame rate (0 if unknown), frames decoded). Stops after ``max_frames``. Pixels are made
+    square (``_shown_size``), and every frame has the first one's size: a stream that changes size
+    midway (WebRTC recordings do) has its later frames scaled to it, as FFmpeg does when converting."""
     container = _open(path)
     kept: dict[int, np.ndarray] = {}
     count = 0
+    size = None
     try:
         with container:
-            rate = container.streams.video[0].average_rate
-            for frame in container.decode(video=0):
-                if count == 0 and (problem := _frame_problem(frame)):
-                    raise VideoError(path, problem)
+            stream = container.streams.video[0]
+            rate = stream.average_rate
+            for frame in container.decode(stream):
+                if count == 0:
+                    if problem := _frame_problem(frame):
+                        raise VideoError(path, problem)
+                    size = _shown_size(stream, frame)
                 if keep is None or keep(count):
-                    kept[count] = _upright_rgb(frame)
+                    kept[count] = _upright_rgb(frame, size)
                 count += 1
                 if count == max_frames:  # a long clip's rest is not decoded
                     break
