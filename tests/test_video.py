@@ -183,12 +183,13 @@ def test_a_decoding_probe_counts_every_frame_but_keeps_only_the_first(tmp_path, 
     assert len(converted) == 1
 
 
-def _encode(path, frames, *, codec="libx264", fmt=None, setup=lambda stream: None):
-    """Write RGB ``frames`` (a list, sizes may differ) with PyAV, ``setup`` adjusting the stream."""
+def _encode(path, frames, *, fmt=None, options=None, setup=lambda stream: None):
+    """Write RGB ``frames`` (a list, sizes may differ) with PyAV (the muxer's ``options``), ``setup``
+    adjusting the stream."""
     import av
 
-    with av.open(str(path), "w", format=fmt) as out:
-        stream = out.add_stream(codec, rate=8)
+    with av.open(str(path), "w", format=fmt, options=options) as out:
+        stream = out.add_stream("libx264", rate=8)
         stream.height, stream.width = frames[0].shape[:2]
         stream.pix_fmt = "yuv444p"
         stream.options = {"crf": "0"}
@@ -233,3 +234,29 @@ def test_a_stream_that_changes_size_midway_is_read_at_its_first_size(tmp_path):
     assert frames.shape == (6, 16, 32, 3)
     assert np.abs(frames[4].astype(int) - _halves(16, 32, left=(0, 255, 0)))[:, [0, 12, 19, 31]].max() <= 3
     assert sample_frames(path, 4).shape == (4, 16, 32, 3) and probe_video(path, decode=True).num_frames == 6
+
+
+def test_a_video_cut_short_is_refused_as_truncated_not_read_as_a_shorter_one(tmp_path):
+    """A WebM/MKV (frames counted, not stated) cut midway, and an MP4 with its index first cut between two
+    frames, read as shorter videos: the critic rated, and align trained on, what was left. Their
+    headers state the duration; data ending well before it is a truncated file, named as such."""
+    import av
+
+    frames = list(np.random.default_rng(0).integers(0, 255, (24, 16, 16, 3), dtype=np.uint8))  # 3 s at 8 fps
+    mkv = _encode(tmp_path / "whole.mkv", frames)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(mkv.read_bytes()[: mkv.stat().st_size // 2])
+    for read in (probe_video, read_video, lambda p: sample_frames(p, 4)):
+        with pytest.raises(VideoError, match=r"cut\.mkv: truncated: its header says 3\.00 s"):
+            read(cut)
+
+    # the index before the frames, as MP4s made for streaming have it
+    mp4 = _encode(tmp_path / "whole.mp4", frames, options={"movflags": "faststart"})
+    with av.open(str(mp4)) as container:  # where the 13th frame's data starts
+        start = sorted(p.pos for p in container.demux(video=0) if p.size)[12]
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(mp4.read_bytes()[:start])
+    for read in (read_video, lambda p: sample_frames(p, 4), lambda p: probe_video(p, decode=True)):
+        with pytest.raises(VideoError, match=r"cut\.mp4: truncated"):
+            read(cut)
+    assert read_video(mp4).shape[0] == 24 and sample_frames(mkv, 4).timing.total == 24  # whole files read

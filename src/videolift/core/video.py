@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -118,11 +119,12 @@ def _decode(
     kept: dict[int, np.ndarray] = {}
     count = 0
     size = None
+    ends: list[float] = []
     try:
         with container:
             stream = container.streams.video[0]
             rate = stream.average_rate
-            for frame in container.decode(stream):
+            for frame in _frames(container, stream, ends):
                 if count == 0:
                     if problem := _frame_problem(frame):
                         raise VideoError(path, problem)
@@ -132,6 +134,8 @@ def _decode(
                 count += 1
                 if count == max_frames:  # a long clip's rest is not decoded
                     break
+            else:
+                _check_complete(path, container, ends)
     except VideoError:
         raise
     except Exception as exc:
@@ -153,9 +157,58 @@ def read_video(path: str | Path, max_frames: int | None = None) -> np.ndarray:
     return read_video_and_fps(path, max_frames)[0]
 
 
-def _stored_count(stream: Any, container: Any) -> int:
-    """The stream's frame count as the container stores it, else by counting its packets."""
-    return int(stream.frames or sum(1 for p in container.demux(stream) if p.size))
+def _packets(container: Any, stream: Any, ends: list[float]) -> Iterator[Any]:
+    """The packets of ``stream`` (``container.demux(stream)``), every stream's read for
+    ``_check_complete``: the latest time one of them ends at is kept in ``ends`` (an audio track may
+    outlast the video)."""
+    for packet in container.demux():
+        if packet.pts is not None and packet.time_base is not None:
+            end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+            ends[:] = [max(ends[0], end)] if ends else [end]
+        if packet.stream.index == stream.index:
+            yield packet
+
+
+def _frames(container: Any, stream: Any, ends: list[float]) -> Iterator[Any]:
+    """``container.decode(stream)``, the packets' ends kept in ``ends`` (``_packets``)."""
+    for packet in _packets(container, stream, ends):
+        yield from packet.decode()
+
+
+# Containers whose header states the duration (from the index, written when the file was finished); other
+# formats' durations may be estimates from the bit rate (AVI without its index, MPEG-TS).
+STATED_DURATION = {"mov", "mp4", "matroska", "webm"}
+MISSING_SECONDS = 0.5  # ... or 5% of the duration: more missing at the end is a truncated file
+
+
+def _check_complete(path: str | Path, container: Any, ends: list[float]) -> None:
+    """VideoError if the packets read (their latest end: ``ends``) stop well before the duration the
+    header states: a copy or download cut short. A WebM or MKV cut midway otherwise reads as a shorter
+    video (its frames are counted, not stated); an MP4 too when cut between two frames."""
+    formats = set(container.format.name.split(","))
+    if not ends or not container.duration or not formats & STATED_DURATION:
+        return
+    stated = container.duration / 1e6  # AV_TIME_BASE
+    reached = ends[0] - (container.start_time or 0) / 1e6
+    if stated - reached > max(MISSING_SECONDS, 0.05 * stated):
+        raise VideoError(
+            path, f"truncated: its header says {stated:.2f} s, its data ends at {max(reached, 0):.2f} s"
+        )
+
+
+def _stored_count(path: str | Path, container: Any) -> int:
+    """The video stream's frame count as the container stores it, else by counting its packets (and
+    checking, for ``_check_complete``, that they last as long as the header says)."""
+    stream = container.streams.video[0]
+    if stream.frames:
+        return int(stream.frames)
+    ends: list[float] = []
+    try:
+        count = sum(1 for f in _packets(container, stream, ends) if f.size)
+    except Exception as exc:  # PyAV raises a family of FFmpeg errors
+        raise VideoError(path, f"could not read ({exc.__class__.__name__}: {exc})") from None
+    _check_complete(path, container, ends)
+    return count
 
 
 def probe_video(path: str | Path, *, decode: bool = False) -> VideoInfo:
@@ -169,7 +222,7 @@ def probe_video(path: str | Path, *, decode: bool = False) -> VideoInfo:
     container = _open(path)
     with container:
         stream = container.streams.video[0]
-        count = _stored_count(stream, container)
+        count = _stored_count(path, container)
     if not count:
         raise VideoError(path, "no video frames (truncated or empty file)")
     return VideoInfo(float(stream.average_rate or 0), count, height, width)
@@ -321,7 +374,7 @@ def _sample_file(path: str | Path, n: int, sampling: str) -> tuple[np.ndarray, l
     where the container's frame count proves wrong, the frames are chosen again from the decoded count."""
     container = _open(path)
     with container:
-        stored = _stored_count(container.streams.video[0], container)
+        stored = _stored_count(path, container)
     if stored:
         indices = FRAME_SAMPLERS[sampling](stored, n)
         kept, rate, count = _decode(path, set(indices).__contains__)
