@@ -459,7 +459,7 @@ def test_score_decodes_as_many_chunks_at_once_as_it_has_workers(world, critic_di
 
     import videolift.critic.score as score_module
 
-    read, lock, running, most = score_module.sample_frames, threading.Lock(), [0], [0]
+    read, lock, running, most = score_module.sample_views, threading.Lock(), [0], [0]
 
     def slow(*args, **kwargs):
         with lock:
@@ -470,7 +470,7 @@ def test_score_decodes_as_many_chunks_at_once_as_it_has_workers(world, critic_di
             running[0] -= 1
         return read(*args, **kwargs)
 
-    monkeypatch.setattr(score_module, "sample_frames", slow)
+    monkeypatch.setattr(score_module, "sample_views", slow)
     for workers in (1, 3):  # batch 3: one video (three questions) a chunk
         most[0] = 0
         score(
@@ -1118,8 +1118,10 @@ def test_pairs_sampling_critic_is_fed_frame_steps(world, tmp_path, monkeypatch):
     assert json.loads((out / CACHE_FILE).read_text())["key"]["num_frames"] == 3
 
     fed = []
-    real = score_module.sample_frames
-    monkeypatch.setattr(score_module, "sample_frames", lambda *a, **k: fed.append(a[1:]) or real(*a, **k))
+    real = score_module.sample_views
+    monkeypatch.setattr(
+        score_module, "sample_views", lambda path, views, **k: fed.extend(views) or real(path, views, **k)
+    )
     scores = tmp_path / "s.jsonl"
     score(out, world, scores)
     assert fed and set(fed) == {(4, "pairs"), (3, "uniform")}

@@ -803,3 +803,36 @@ def test_a_qwen_checkpoint_without_video_settings_gets_qwens_video_budget_not_it
     build_tiny_vlm(tmp_path / "own", TinyVLMConfig(family=family))
     _, own = load_vlm(tmp_path / "own")
     assert own.video_processor.size["longest_edge"] == own.video_processor.size["shortest_edge"] == 56 * 56
+
+
+def test_scoring_with_check_frames_decodes_once_and_keeps_only_the_sampled_frames(tmp_path, monkeypatch):
+    """With --check-frames the critic and its check model view a clip differently: scoring read the whole
+    clip as RGB for the two views (a 60-s 1080p clip is ~11 GB, in each decoding thread), not only the
+    frames they sample."""
+    import videolift.core.video as video
+    from videolift.critic.score import _frame_loader
+    from videolift.critic.spec import CriticSpec
+
+    frames = np.random.default_rng(0).integers(0, 255, (30, 16, 16, 3), dtype=np.uint8)
+    video.write_video(tmp_path / "v.mp4", frames, fps=8, crf=0, pix_fmt="yuv444p")
+    whole = video.read_video(tmp_path / "v.mp4")
+    spec = CriticSpec(
+        base_model="b",
+        model_type="qwen2_vl",
+        num_frames=4,
+        frame_sampling="pairs",
+        check=True,
+        check_frames=3,
+    )
+    converted = []
+    to_rgb = video._to_rgb
+    monkeypatch.setattr(video, "_to_rgb", lambda frame, size=None: converted.append(1) or to_rgb(frame, size))
+    [(fed, seen)] = _frame_loader(spec, tmp_path)([{"video": "v.mp4"}])
+    pairs, uniform = video.pair_indices(30, 4), video.sample_indices(30, 3)
+    assert np.array_equal(fed, whole[pairs]) and np.array_equal(seen, whole[uniform])
+    assert fed.timing.indices == tuple(pairs) and seen.timing == video.FrameTiming(8.0, tuple(uniform), 30)
+    assert len(converted) == len(set(pairs) | set(uniform))
+    [(fed, seen)] = _frame_loader(spec.model_copy(update={"check_frames": None}), tmp_path)(
+        [{"video": "v.mp4"}]
+    )
+    assert seen is fed  # one view: the same frames object (its questions encoded together)

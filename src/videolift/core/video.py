@@ -357,32 +357,48 @@ def sample_frames(
     """``n`` frames of a clip (an array or a file), ``uniform`` or in ``pairs``: (n, H, W, 3) uint8,
     with their timing (a file's own frame rate; for an array, ``fps`` if given)."""
     if isinstance(video, str | Path):
-        frames, indices, total, rate = _sample_file(video, n, sampling)
-        fps = fps or rate or None
-    else:
-        whole = np.asarray(video)
-        total = whole.shape[0]
-        indices = FRAME_SAMPLERS[sampling](total, n)
-        frames = whole[indices]
+        return sample_views(video, [(n, sampling)], fps=fps)[0]
+    whole = np.asarray(video)
+    indices = FRAME_SAMPLERS[sampling](whole.shape[0], n)
+    return _clip(whole, indices, whole.shape[0], fps)
+
+
+def sample_views(path: str | Path, views: list[tuple[int, str]], *, fps: float | None = None) -> list[Clip]:
+    """``sample_frames`` of a file for each (n, sampling) of ``views``, decoded once (a critic's frames
+    and its check model's): only the frames some view samples are converted and kept."""
+    kept, chosen, total, rate = _sample_file(path, views)
+    return [_clip(kept, indices, total, fps or rate or None) for indices in chosen]
+
+
+def _clip(frames: Any, indices: list[int], total: int, fps: float | None) -> Clip:
+    """The frames at ``indices`` (of an array, or of a dict by index), with their timing if ``fps``."""
+    picked = frames[indices] if isinstance(frames, np.ndarray) else np.stack([frames[i] for i in indices])
     timing = FrameTiming(float(fps), tuple(int(i) for i in indices), total) if fps else None
-    return Clip(frames, timing)
+    return Clip(picked, timing)
 
 
-def _sample_file(path: str | Path, n: int, sampling: str) -> tuple[np.ndarray, list[int], int, float]:
-    """(the sampled frames, their indices, the clip's frame count, its frame rate) of a file. Every frame is
-    decoded but only the sampled ones are converted and kept (a 10-s 1080p clip is ~1.9 GB of RGB frames);
-    where the container's frame count proves wrong, the frames are chosen again from the decoded count."""
+def _sample_file(
+    path: str | Path, views: list[tuple[int, str]]
+) -> tuple[dict[int, np.ndarray], list[list[int]], int, float]:
+    """(the sampled frames by index, each view's indices, the clip's frame count, its frame rate) of a file.
+    Every frame is decoded but only the sampled ones are converted and kept (a 10-s 1080p clip is ~1.9 GB of
+    RGB frames); where the container's frame count proves wrong, the frames are chosen again from the
+    decoded count."""
+
+    def choose(total: int) -> list[list[int]]:
+        return [FRAME_SAMPLERS[sampling](total, n) for n, sampling in views]
+
     container = _open(path)
     with container:
         stored = _stored_count(path, container)
     if stored:
-        indices = FRAME_SAMPLERS[sampling](stored, n)
-        kept, rate, count = _decode(path, set(indices).__contains__)
+        chosen = choose(stored)
+        kept, rate, count = _decode(path, set().union(*chosen).__contains__)
         if count == stored:
-            return np.stack([kept[i] for i in indices]), indices, count, rate
+            return kept, chosen, count, rate
         stored = count
     else:
         _, rate, stored = _decode(path, lambda i: False)
-    indices = FRAME_SAMPLERS[sampling](stored, n)
-    kept, rate, _ = _decode(path, set(indices).__contains__)
-    return np.stack([kept[i] for i in indices]), indices, stored, rate
+    chosen = choose(stored)
+    kept, rate, _ = _decode(path, set().union(*chosen).__contains__)
+    return kept, chosen, stored, rate

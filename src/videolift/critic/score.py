@@ -49,7 +49,7 @@ from videolift.core.manifest import read_manifest as manifest_records
 from videolift.core.manifest import video_key
 from videolift.core.schema import Dimension
 from videolift.core.scores import SCORED_KEYS, score_line
-from videolift.core.video import read_video_and_fps, sample_frames
+from videolift.core.video import sample_views
 from videolift.critic.answers import Critic, check, describe, rate
 from videolift.critic.spec import CriticSpec
 from videolift.data.generate_resume import ADDED_LATER
@@ -289,22 +289,17 @@ def _pending(
 def _frame_loader(spec: CriticSpec, videos: Path) -> Callable[[list[dict[str, Any]]], list[_Frames]]:
     """The decoder of a chunk of records' videos (under ``videos``), as the critic and its check
     model view them."""
-    own_view = spec.check_view == (spec.num_frames, spec.frame_sampling)
+    own = (spec.num_frames, spec.frame_sampling)
+    views = [own] if spec.check_view == own else [own, spec.check_view]
 
     def load(chunk: list[dict[str, Any]]) -> list[_Frames]:
         """Per record the critic's frames and the check model's (the same unless --check-frames), or an error."""
         out_frames: list[_Frames] = []
         for record in chunk:
             try:
-                path = videos / record["video"]
-                if own_view:  # only the sampled frames kept (not a whole 1080p clip in RAM)
-                    fed = sample_frames(path, spec.num_frames, spec.frame_sampling)
-                    out_frames.append((fed, fed))
-                    continue
-                clip, rate = read_video_and_fps(path)  # one decode for both views
-                fps = rate or None
-                fed = sample_frames(clip, spec.num_frames, spec.frame_sampling, fps=fps)
-                out_frames.append((fed, sample_frames(clip, *spec.check_view, fps=fps)))
+                # One decode for both views, only their frames kept (not a whole 1080p clip in RAM)
+                clips = sample_views(videos / record["video"], views)
+                out_frames.append((clips[0], clips[-1]))
             except VideoError as exc:
                 out_frames.append(str(exc))
         return out_frames
