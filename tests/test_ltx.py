@@ -98,11 +98,14 @@ class _Recorder(torch.nn.Module):
 
 def test_flow_matching_loss_on_packed_tokens_against_a_hand_computation(pipe):
     spec = get_spec("ltx")
-    # LTX's scheduler shifts by sequence length when sampling; its static shift is 1: sigma = t / 1000.
+    # LTX's scheduler shifts by sequence length when sampling; its static shift is 1: sigma = (t + 1) / 1000,
+    # the scheduler's own training grid.
     assert pipe.scheduler.config.use_dynamic_shifting and spec.shift(pipe.scheduler) == 1.0
     t = torch.tensor([0, 500, 999])
     sigma = spec.sigmas(pipe, t, torch.float32)
-    assert torch.allclose(sigma, torch.tensor([0.0, 0.5, 0.999]))
+    assert torch.allclose(sigma, torch.tensor([0.001, 0.501, 1.0]))
+    own = type(pipe.scheduler).from_config(pipe.scheduler.config)  # as loaded: sampling resets its sigmas
+    assert torch.equal(sigma, own.sigmas[999 - t])  # its own training grid (unshifted: dynamic shifting)
 
     gen = torch.Generator().manual_seed(0)
     latents, noise = (torch.randn(3, 8, 3, 4, 6, generator=gen) for _ in range(2))

@@ -93,8 +93,10 @@ def test_flow_matching_loss_uses_shifted_sigmas_and_the_velocity_target(world):
     pipe = spec.load(str(world / "model"))
     assert spec.shift(pipe.scheduler) == 3.0  # the tiny model's UniPC flow_shift, as Wan2.1-1.3B's
     t = torch.tensor([0, 500, 999])
-    sigma = spec.sigmas(pipe, t, torch.float32)
-    assert torch.allclose(sigma, torch.tensor([0.0, 0.75, 3 * 0.999 / (1 + 2 * 0.999)]))  # s*x / (1+(s-1)x)
+    sigma = spec.sigmas(pipe, t, torch.float32)  # (t + 1) / 1000, shifted: s*x / (1+(s-1)x)
+    assert torch.allclose(
+        sigma, torch.tensor([3 * 0.001 / (1 + 2 * 0.001), 3 * 0.501 / (1 + 2 * 0.501), 1.0])
+    )
 
     gen = torch.Generator().manual_seed(0)
     latents, noise, pred = (torch.randn(3, 4, 3, 4, 4, generator=gen) for _ in range(3))
@@ -104,6 +106,41 @@ def test_flow_matching_loss_uses_shifted_sigmas_and_the_velocity_target(world):
     assert torch.allclose(model.seen["x"], (1 - s) * latents + s * noise)
     assert torch.allclose(model.seen["t"], sigma * 1000)
     assert torch.allclose(loss, ((pred - (noise - latents)) ** 2).flatten(1).mean(1))
+
+
+@pytest.mark.parametrize(("n", "shift"), [(1000, 1.0), (1000, 3.0), (1000, 5.0), (1000, 12.0), (7, 3.0)])
+def test_training_noise_levels_are_the_flow_match_schedulers_grid(n, shift):
+    """The trainer's t in [0, N) draws diffusers' FlowMatchEulerDiscreteScheduler's own sigmas and timesteps
+    (what diffusers' flow-matching examples, finetrainers and DiffSynth-Studio draw from), bit for bit:
+    never sigma 0 (a clean input, nothing to learn), sigma 1 (pure noise) included."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    ref = FlowMatchEulerDiscreteScheduler(num_train_timesteps=n, shift=shift)
+    pipe = type("P", (), {"scheduler": ref})()
+    spec = get_spec("wan")
+    sigma = spec.sigmas(pipe, torch.arange(n), torch.float32)
+    assert torch.equal(sigma, ref.sigmas.flip(0))  # the grid runs noisiest first; t, noisiest last
+    assert torch.equal(sigma * n, ref.timesteps.flip(0))  # the timestep training feeds the transformer
+    assert float(sigma.min()) > 0 and float(sigma.max()) == 1.0
+
+
+def test_the_wan_pipelines_own_flow_shift_gives_the_same_grid(world):
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    spec = get_spec("wan")
+    pipe = spec.load(str(world / "model"))  # UniPC with flow_shift 3, as Wan2.1-1.3B's
+    ref = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0)
+    t = torch.arange(1000)
+    assert torch.equal(spec.sigmas(pipe, t, torch.float32), ref.sigmas.flip(0))
+    model = _Recorder(torch.zeros(4, 4, 3, 4, 4))
+    ends = torch.tensor([0, 1, 998, 999])
+    latents = torch.randn(4, 4, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    spec.training_loss(
+        pipe, model, latents, torch.zeros(4, 8, 32), timesteps=ends, noise=torch.ones_like(latents)
+    )
+    assert torch.equal(model.seen["t"], ref.timesteps[999 - ends])
+    assert float(model.seen["t"][-1]) == 1000.0  # t = 999: pure noise, the sampler's first step
+    assert torch.equal(model.seen["x"][-1], torch.ones_like(latents[-1]))
 
 
 def test_latents_are_normalised_as_the_pipeline_denormalises_them(world):

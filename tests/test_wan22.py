@@ -80,7 +80,8 @@ def test_flow_matching_loss_with_per_token_timesteps_against_a_hand_computation(
     spec = get_spec("wan")
     assert spec.shift(pipe.scheduler) == 5.0  # the tiny model's UniPC flow_shift, as TI2V-5B's
     t = torch.tensor([0, 500, 999])
-    sigma = torch.tensor([0.0, 5 * 0.5 / 3, 5 * 0.999 / (1 + 4 * 0.999)])  # shifted: s*x / (1+(s-1)x)
+    # (t + 1) / 1000, shifted: s*x / (1+(s-1)x)
+    sigma = torch.tensor([5 * 0.001 / (1 + 4 * 0.001), 5 * 0.501 / (1 + 4 * 0.501), 1.0])
     gen = torch.Generator().manual_seed(0)
     latents, noise, pred = (torch.randn(3, 8, 3, 4, 6, generator=gen) for _ in range(3))
     model = _Recorder(pred)

@@ -46,8 +46,8 @@ def pipe(world):
 
 
 def _fed(t: torch.Tensor, shift: float = 3.0) -> torch.Tensor:
-    """The timestep the transformer is fed for integer t, by the formula (float64): shift(t / 1000) * 1000."""
-    sigma = t.double() / 1000
+    """The timestep the transformer is fed for integer t, by the formula (float64): shift((t + 1) / 1000) * 1000."""
+    sigma = (t.double() + 1) / 1000
     return shift * sigma / (1 + (shift - 1) * sigma) * 1000
 
 
@@ -96,7 +96,8 @@ def test_each_experts_timesteps_are_those_the_pipeline_routes_to_it(pipe):
     assert spec.timestep_range(pipe, None) == (0, 1000)
     (low, first_high), (high_from, n) = spec.timestep_range(pipe, "low"), spec.timestep_range(pipe, "high")
     assert low == 0 and n == 1000 and first_high == high_from
-    # shift 3, boundary 0.875: sigma' >= 0.875 from sigma = 0.875 / (3 - 2 * 0.875) = 0.7 on, t = 700
+    # shift 3, boundary 0.875: sigma' >= 0.875 from sigma = (t + 1) / 1000 = 0.875 / (3 - 2 * 0.875) = 0.7 on
+    # (in float32 that grid point lands just below 875: t = 700)
     assert abs(first_high - 700) <= 1
     # What the transformer is fed (as training computes it) is on the expert's side of the boundary...
     fed = spec.sigmas(pipe, torch.arange(1000), torch.float32) * 1000
@@ -104,6 +105,12 @@ def test_each_experts_timesteps_are_those_the_pipeline_routes_to_it(pipe):
     # ... and by the formula too, away from the float rounding at the boundary itself.
     assert (_fed(torch.arange(first_high + 1, 1000)) > BOUNDARY).all()
     assert (_fed(torch.arange(0, first_high - 1)) < BOUNDARY).all()
+    # Each expert trains exactly the scheduler grid's timesteps on its side (sigma' = 1 for the high one).
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    grid = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0).timesteps
+    assert set(fed[first_high:].tolist()) == set(grid[grid >= BOUNDARY].tolist()) and fed[-1] == 1000.0
+    assert set(fed[:first_high].tolist()) == set(grid[grid < BOUNDARY].tolist()) and fed[0] > 0
     # The sampler's own timesteps: WanPipeline calls `transformer` at t >= 875 and `transformer_2` below.
     scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
     scheduler.set_timesteps(50)

@@ -2,9 +2,11 @@
 
 x_t = (1 - sigma) x0 + sigma * noise, and the transformer predicts the velocity noise - x0 at timestep
 sigma * 1000 (the float the pipelines' samplers pass). The loss is the plain mean squared error of that
-prediction. The trainer's integer timestep t in [0, N) becomes sigma = t / N, then the scheduler's own
-static shift (``flow_shift`` / ``shift``: sigma' = s*sigma / (1 + (s - 1)*sigma)), as the families'
-fine-tuning code draws them. A family says how its transformer is called (``velocity``).
+prediction. The trainer's integer timestep t in [0, N) picks a noise level on the training grid of
+diffusers' ``FlowMatchEulerDiscreteScheduler``, the grid diffusers' flow-matching examples, finetrainers
+and DiffSynth-Studio draw from: sigma = (t + 1) / N, in {1/N, ..., 1} (never 0, a clean input with nothing
+to learn; 1, pure noise, included), then the scheduler's own static shift (``flow_shift`` / ``shift``:
+sigma' = s*sigma / (1 + (s - 1)*sigma)). A family says how its transformer is called (``velocity``).
 """
 
 from __future__ import annotations
@@ -33,8 +35,11 @@ class FlowMatchingSpec(DiffusersT2VSpec):
         return float(cfg.get("shift", 1.0) or 1.0)  # FlowMatchEulerDiscreteScheduler
 
     def sigmas(self, pipe: Any, timesteps: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """sigma in [0, 1) of integer timesteps, shifted as the pipeline's scheduler shifts them."""
-        sigma = timesteps.to(torch.float64) / pipe.scheduler.config.num_train_timesteps
+        """sigma' in (0, 1] of integer timesteps t in [0, N), higher t noisier: FlowMatchEulerDiscreteScheduler's
+        ``sigmas[N - 1 - t]`` with the pipeline scheduler's shift (its grid is (N, ..., 1) / N, shifted).
+        Computed in float32 as the scheduler computes it, so sigma' and sigma' * N (the timestep fed) are
+        its ``sigmas`` and ``timesteps`` bit for bit."""
+        sigma = (timesteps.to(torch.float32) + 1) / pipe.scheduler.config.num_train_timesteps
         s = self.shift(pipe.scheduler)
         return (s * sigma / (1 + (s - 1) * sigma)).to(dtype)
 

@@ -120,7 +120,8 @@ class WanSpec(FlowMatchingSpec):
     def timestep_range(self, pipe: Any, expert: str | None) -> tuple[int, int]:
         """The integer t whose shifted timestep the expert would denoise while sampling: high, those at
         or above the boundary (WanPipeline: ``t >= boundary_ratio * num_train_timesteps``), low the rest.
-        Found on the timesteps as training computes them (float32 sigma' * N), so no t straddles it."""
+        Found on the timesteps as training feeds them (the scheduler grid's float32 sigma' * N), so no t
+        straddles it: high trains exactly the grid's timesteps >= the boundary (sigma' = 1 among them)."""
         n = int(pipe.scheduler.config.num_train_timesteps)
         if expert is None:
             return 0, n
