@@ -169,7 +169,16 @@ def frame_grid(rep: Report, root: Path, names: list[str], n: int = 6) -> None:
         for name in names
         if (p := root / name / "oracle_ratings.jsonl").exists()
     }
-    shown = [key for key in manifests[names[0]] if all(key in m for m in manifests.values())][:n]
+    shared = [key for key in manifests[names[0]] if all(key in m for m in manifests.values())]
+    shown = shared[:n]
+    # Say what the grid leaves out: it shows a few prompts, the tables all of them.
+    if not shared:
+        rep.paragraph("No frames to show: no prompt and seed has a video of every model.", "warn")
+    else:
+        rep.paragraph(
+            f"The first {len(shown)} of the {len(shared)} prompt-and-seed pairs every model has a video of "
+            "(the tables above count every video)."
+        )
     for prompt, seed in shown:
         rows = []
         for name in names:

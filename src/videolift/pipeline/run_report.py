@@ -135,10 +135,10 @@ def write_report(
     distributions(rep, evaluation, w / "eval")
 
     rep.heading("Training curves")
-    _training_curves(rep, w)
+    _training_curves(rep, w, summary)
 
     rep.heading("Critic confusion matrices (held-out)")
-    _confusion_matrices(rep, w)
+    _confusion_matrices(rep, w, summary)
 
     rep.heading("Same held-out prompts and seeds: base vs aligned")
     frame_grid(rep, w / "eval", names)
@@ -229,39 +229,66 @@ def _stages_table(rep: Report, summary: dict[str, Any]) -> None:
         )
 
 
-def _training_curves(rep: Report, w: Path) -> None:
-    """The training curves of the run in ``w``: both critics' loss, every aligned model's loss (if any)
-    and its held-out clips' diffusion loss (if it logged any)."""
-    critic_curves = {n: _curve(w / n / "train_log.jsonl") for n in ("critic", "critic_label_only")}
-    rep.figure(
-        curves_figure(
-            critic_curves,
-            "critic fine-tuning: cross-entropy of the answer tokens (label and reason, or the label only)",
-        )
+def _critics(summary: dict[str, Any]) -> list[str]:
+    """The critics this run trained: the critic, and its label-only baseline (``critic.label_only_baseline``)
+    when the summary has its accuracy or its stage."""
+    label_only = summary["critic"].get("accuracy_no_reasons") or "critic:critic_label_only" in summary.get(
+        "stages", {}
     )
-    align_curves = {p.name: _curve(p / "logs" / "train.jsonl") for p in sorted(w.glob("aligned_*"))}
-    if align_curves:
+    return ["critic", *(["critic_label_only"] if label_only else [])]
+
+
+def _aligned(summary: dict[str, Any]) -> list[str]:
+    """The aligned models this run trained (not a skipped one, nor a folder left by earlier settings)."""
+    return [k for k in summary if k.startswith("aligned_") and "skipped" not in summary[k]]
+
+
+def _missing(rep: Report, what: str, paths: list[Path]) -> None:
+    """Say which expected files a section lacks: a missing piece is said, not silently left out."""
+    if paths:
+        rep.paragraph(f"No {what} for: " + ", ".join(str(p) for p in paths) + " (missing or empty).", "warn")
+
+
+def _training_curves(rep: Report, w: Path, summary: dict[str, Any]) -> None:
+    """The training curves of the run in ``w``: its critics' loss, every aligned model's loss and its
+    held-out clips' diffusion loss (if it logged any); an expected log that is missing is named."""
+    logs = {n: w / n / "train_log.jsonl" for n in _critics(summary)}
+    critic_curves = {n: _curve(path) for n, path in logs.items()}
+    if any(critic_curves.values()):
+        rep.figure(
+            curves_figure(
+                critic_curves,
+                "critic fine-tuning: cross-entropy of the answer tokens (label and reason, or the label only)",
+            )
+        )
+    _missing(rep, "critic training curve", [logs[n] for n, c in critic_curves.items() if not c])
+    aligned = _aligned(summary)
+    logs = {n: w / n / "logs" / "train.jsonl" for n in aligned}
+    align_curves = {n: _curve(path) for n, path in logs.items()}
+    if any(align_curves.values()):
         rep.figure(
             curves_figure(
                 align_curves, "alignment: the synthetic videos' loss (reward-weighted) + lambda x real"
             )
         )
+    _missing(rep, "alignment training curve", [logs[n] for n, c in align_curves.items() if not c])
     # With align.settings.validation_real: the diffusion loss of held-out clips (align --validation-real).
-    held_out = {
-        p.name: _curve(p / "logs" / "validation.jsonl", "val_loss") for p in sorted(w.glob("aligned_*"))
-    }
-    if any(held_out.values()):
+    held_out = {n: c for n in aligned if (c := _curve(w / n / "logs" / "validation.jsonl", "val_loss"))}
+    if held_out:
         rep.figure(
             curves_figure(held_out, "alignment: diffusion loss of the held-out clips (--validation-real)")
         )
 
 
-def _confusion_matrices(rep: Report, w: Path) -> None:
-    """A confusion matrix per dimension of each critic evaluated in ``w`` (``critic_eval.json``,
-    ``critic_label_only_eval.json``): true label by answered label, unparsed answers a column."""
-    for name in ("critic", "critic_label_only"):
+def _confusion_matrices(rep: Report, w: Path, summary: dict[str, Any]) -> None:
+    """A confusion matrix per dimension of each critic the run evaluated (``critic_eval.json``,
+    ``critic_label_only_eval.json``): true label by answered label, unparsed answers a column; an
+    evaluation file that is missing is named."""
+    missing = []
+    for name in _critics(summary):
         path = w / f"{name}_eval.json"
         if not path.exists():
+            missing.append(path)
             continue
         report = read_json(path)
         for dim, m in report.get("dimensions", {}).items():
@@ -269,6 +296,7 @@ def _confusion_matrices(rep: Report, w: Path) -> None:
             columns = [*labels, "unparsed"]  # an answer without a label is the critic's too
             matrix = [[m["confusion"][t].get(p, 0) for p in columns] for t in labels]
             rep.figure(confusion_figure(matrix, labels, f"{name}: {dim}", columns))
+    _missing(rep, "critic evaluation (confusion matrices)", missing)
 
 
 def _seconds(value: float | None) -> str:
