@@ -19,6 +19,7 @@ class Page(HTMLParser):
         self.paragraphs: list[tuple[str, str]] = []  # (class, text)
         self.th: list[str] = []
         self.td: list[str] = []
+        self.captions: list[str] = []
         self.tags: list[str] = []
         self.attributes: list[tuple[str, str, str]] = []  # (tag, name, value)
         self._open: list[tuple[str, str, list[str]]] = []
@@ -42,6 +43,8 @@ class Page(HTMLParser):
                 self.paragraphs.append((cls, text))
             elif tag in ("th", "td"):
                 getattr(self, tag).append(text)
+            elif tag == "caption":
+                self.captions.append(text)
 
     def warnings(self) -> list[str]:
         return [text for cls, text in self.paragraphs if cls == "warn"]
@@ -138,3 +141,24 @@ def test_the_frame_grid_says_how_many_of_the_prompts_it_shows(tmp_path):
     root = _workdir(tmp_path / "apart", {"base": keys[:2], "aligned": keys[2:4]})
     page = Page(write_eval_report(root, json.loads((root / "eval.json").read_text())).read_text())
     assert page.warnings() == ["No frames to show: no prompt and seed has a video of every model."]
+
+
+def test_the_report_tables_say_their_units(tmp_path):
+    """eval's model table showed all-Good in percent (25.0) beside each dimension's Good rate as a fraction
+    (0.250) under headers that named neither; the run's model table gave its rates with no unit at all."""
+    from videolift.evaluate.eval_report import write_eval_report
+    from videolift.evaluate.metrics import summarize
+    from videolift.pipeline.run_report import write_report
+
+    root = _workdir(tmp_path, {"base": [("p", 1)], "aligned_rwl": [("p", 1)]})
+    evaluation = json.loads((root / "eval.json").read_text())
+    good, bad = dict.fromkeys(DIMS, "Good"), dict.fromkeys(DIMS, "Bad")
+    evaluation["summary"]["base"]["oracle"] = summarize([good, bad, bad, {**bad, DIMS[0]: "Good"}])
+    page = Page(write_eval_report(root, evaluation).read_text())
+    header = page.th[: 5 + len(DIMS)]  # model, rater, videos, all-Good, reward, each dimension
+    row = dict(zip(header, page.td[: len(header)], strict=True))
+    assert row["all-Good % ± SE"].startswith("25.0 ± ")
+    assert row["semantic_consistency Good %"] == "50.0" and row["video_fidelity Good %"] == "25.0"
+
+    page = Page(write_report(tmp_path, _run_summary()).read_text())
+    assert any("both in [0, 1]" in t for t in page.captions)

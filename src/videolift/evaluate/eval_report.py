@@ -199,6 +199,11 @@ def frame_grid(rep: Report, root: Path, names: list[str], n: int = 6) -> None:
         rep.frames(rows, caption=f'"{prompt}" (seed {seed}){legend}')
 
 
+def _percent(rate: float | None) -> str | None:
+    """A rate as the all-Good column beside it shows one (``25.0``, in percent); None (not rated) stays."""
+    return None if rate is None else f"{100 * rate:.1f}"
+
+
 def write_eval_report(out: str | Path, evaluation: dict[str, Any], title: str = "videolift eval") -> Path:
     """``OUT/report.html`` for a ``videolift eval`` run (``evaluation`` is its eval.json)."""
     out = Path(out)
@@ -208,7 +213,7 @@ def write_eval_report(out: str | Path, evaluation: dict[str, Any], title: str = 
     rows = [
         [name, rater, s["videos"], plus_minus(s["all_good_rate"], s["all_good_rate_se"], 100, ".1f"),
          plus_minus(s["mean_reward"], s["mean_reward_se"]),
-         *[s["dimensions"].get(d.value, {}).get("Good") for d in DIMENSIONS]]
+         *[_percent(s["dimensions"].get(d.value, {}).get("Good")) for d in DIMENSIONS]]
         for name, by_rater in evaluation["summary"].items()
         for rater, s in by_rater.items()
     ]  # fmt: skip
@@ -219,7 +224,7 @@ def write_eval_report(out: str | Path, evaluation: dict[str, Any], title: str = 
             "videos",
             "all-Good % ± SE",
             "mean reward ± SE",
-            *[f"{d.value} Good" for d in DIMENSIONS],
+            *[f"{d.value} Good %" for d in DIMENSIONS],
         ],
         rows,
     )

@@ -165,7 +165,10 @@ def _models_table(rep: Report, summary: dict[str, Any]) -> None:
             ]
         )
     rep.table(
-        ["model", "directory", "oracle all-Good", "oracle reward", "critic all-Good", "critic reward"], rows
+        ["model", "directory", "oracle all-Good", "oracle reward", "critic all-Good", "critic reward"],
+        rows,
+        caption="each model on the held-out prompts: the share of its videos rated Good on every dimension "
+        "(all-Good) and its mean reward per video, both in [0, 1]",
     )
 
 
