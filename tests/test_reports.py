@@ -162,3 +162,24 @@ def test_the_report_tables_say_their_units(tmp_path):
 
     page = Page(write_report(tmp_path, _run_summary()).read_text())
     assert any("both in [0, 1]" in t for t in page.captions)
+
+
+def test_model_names_and_prompts_are_shown_as_written(tmp_path):
+    """Names and prompts reach the page as text, never markup, and the figures draw a `$` as a `$`:
+    matplotlib took `$...$` for math, so a model named `run$\\foo$x` failed the report at savefig."""
+    from videolift.evaluate.eval_report import write_eval_report
+
+    prompt = "<script>alert(1)</script> & \"quoted\" 'single' é 日本"
+    names = {"base": 'b<img src=x onerror=alert(1)>&"é', "aligned": "run$\\foo$x"}
+    root = _workdir(tmp_path, {names["base"]: [(prompt, 1)], names["aligned"]: [(prompt, 1)]})
+    evaluation = json.loads((root / "eval.json").read_text())
+    evaluation["prompts"] = "<b>prompts</b>.txt"
+    page = Page(write_eval_report(root, evaluation, title="<i>t</i> & é").read_text(encoding="utf-8"))
+    assert set(page.tags) <= {"html", "head", "meta", "title", "style", "body", "h1", "h2", "p", "table",
+                              "caption", "thead", "tbody", "tr", "th", "td", "figure", "figcaption", "img",
+                              "div", "span"}  # fmt: skip
+    sources = [v for _, k, v in page.attributes if k in ("src", "href")]
+    assert len(sources) == page.tags.count("img") and all(v.startswith("data:") for v in sources)
+    assert not [k for _, k, _ in page.attributes if k.startswith("on")]
+    assert {names["base"], names["aligned"]} <= set(page.td)
+    assert any(prompt in t for _, t in page.paragraphs)

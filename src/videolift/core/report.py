@@ -117,6 +117,12 @@ def frame_strip_png(frames: np.ndarray, scale: int = 3, gap: int = 2) -> bytes:
     return buf.getvalue()
 
 
+def _literal(text: str) -> str:
+    """``text`` drawn as written: matplotlib reads a ``$...$`` span as math (a model named ``a$x$`` drew an
+    italic x, one named ``run$\\foo$x`` raised at savefig, after the evaluation, before its report)."""
+    return text.replace("$", r"\$")
+
+
 def label_rates_figure(models: Mapping[str, Mapping[str, Any]], title: str = "label rates"):
     """Stacked bars of Good/Normal/Bad per dimension for each model (``summarize`` outputs)."""
     import matplotlib
@@ -133,7 +139,7 @@ def label_rates_figure(models: Mapping[str, Mapping[str, Any]], title: str = "la
         bottom = np.zeros(len(names))
         for key in [lab.value for lab in LABELS] + ["unparsed"]:
             vals = np.array([models[m]["dimensions"].get(dim.value, {}).get(key, 0.0) for m in names])
-            ax.bar(names, vals, bottom=bottom, color=colours[key], label=key)
+            ax.bar([_literal(n) for n in names], vals, bottom=bottom, color=colours[key], label=key)
             bottom += vals
         ax.set_title(dim.value.replace("_", " "))
         ax.set_ylim(0, 1)
@@ -158,7 +164,7 @@ def curves_figure(curves: Mapping[str, Sequence[tuple[float, float]]], title: st
             xs, ys = zip(*points, strict=True)
             # Markers on a short log: a line through one point (a run of one logging interval) draws nothing.
             marker = "o" if len(points) < SHORT_CURVE else None
-            ax.plot(xs, ys, label=name, linewidth=1, marker=marker, markersize=3)
+            ax.plot(xs, ys, label=_literal(name), linewidth=1, marker=marker, markersize=3)
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
     ax.set_title(textwrap.fill(title, 70), fontsize=9)  # a long title wraps instead of running off
@@ -200,7 +206,7 @@ def histogram_figure(values: Mapping[str, Sequence[float]], title: str, bins: in
     fig, ax = plt.subplots(figsize=(6, 3))
     for name, vals in values.items():
         if len(vals):
-            ax.hist(vals, bins=bins, range=(0, 1), alpha=0.5, label=name)
+            ax.hist(vals, bins=bins, range=(0, 1), alpha=0.5, label=_literal(name))
     ax.set_xlabel("reward")
     ax.set_title(title)
     if ax.get_legend_handles_labels()[0]:  # no curve logged (e.g. its run's log is gone): no legend
