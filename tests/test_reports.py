@@ -183,3 +183,13 @@ def test_model_names_and_prompts_are_shown_as_written(tmp_path):
     assert not [k for _, k, _ in page.attributes if k.startswith("on")]
     assert {names["base"], names["aligned"]} <= set(page.td)
     assert any(prompt in t for _, t in page.paragraphs)
+
+
+def test_the_distribution_figures_label_their_y_axes():
+    """The reward histograms' counts and the label bars' shares had no y-axis label (counts or density?)."""
+    from videolift.core.report import histogram_figure, label_rates_figure
+    from videolift.evaluate.metrics import summarize
+
+    assert histogram_figure({"base": [0.1, 0.5]}, "oracle reward per video").axes[0].get_ylabel() == "videos"
+    fig = label_rates_figure({"base": summarize([dict.fromkeys(DIMS, "Good")])})
+    assert fig.axes[0].get_ylabel() == "share of videos"

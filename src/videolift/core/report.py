@@ -144,6 +144,7 @@ def label_rates_figure(models: Mapping[str, Mapping[str, Any]], title: str = "la
         ax.set_title(dim.value.replace("_", " "))
         ax.set_ylim(0, 1)
         ax.tick_params(axis="x", rotation=20)
+    np.atleast_1d(axes)[0].set_ylabel("share of videos")
     fig.legend(*np.atleast_1d(axes)[0].get_legend_handles_labels(), fontsize=7, loc="outside right center")
     fig.suptitle(title)
     return fig
@@ -208,6 +209,7 @@ def histogram_figure(values: Mapping[str, Sequence[float]], title: str, bins: in
         if len(vals):
             ax.hist(vals, bins=bins, range=(0, 1), alpha=0.5, label=_literal(name))
     ax.set_xlabel("reward")
+    ax.set_ylabel("videos")  # counts, not a density: the models' bars overlap
     ax.set_title(title)
     if ax.get_legend_handles_labels()[0]:  # no curve logged (e.g. its run's log is gone): no legend
         ax.legend(fontsize=7)
