@@ -193,3 +193,18 @@ def test_the_distribution_figures_label_their_y_axes():
     assert histogram_figure({"base": [0.1, 0.5]}, "oracle reward per video").axes[0].get_ylabel() == "videos"
     fig = label_rates_figure({"base": summarize([dict.fromkeys(DIMS, "Good")])})
     assert fig.axes[0].get_ylabel() == "share of videos"
+
+
+def test_a_run_without_an_oracle_says_it_has_no_reward_hacking_guard(tmp_path):
+    """Outside the toy world there is no oracle: the guard was left out without a word, as if it passed."""
+    from videolift.pipeline.run_report import write_report
+
+    _workdir(tmp_path, {"base": [("p", 1)], "aligned_rwl": [("p", 1)]})
+    summary = _run_summary()
+    del summary["align_rewards"]
+    for key in ("base", "aligned_rwl"):
+        summary[key] |= {"oracle_all_good_rate": None, "oracle_mean_reward": None}
+    said = " ".join(Page(write_report(tmp_path, summary).read_text()).warnings())
+    assert "No reward-hacking guard: it needs a rater independent of the critic" in said
+    summary["base"]["oracle_mean_reward"] = summary["aligned_rwl"]["oracle_mean_reward"] = 0.5  # toy world
+    assert "No reward-hacking guard" not in write_report(tmp_path, summary).read_text()

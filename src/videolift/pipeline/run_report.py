@@ -203,6 +203,13 @@ def _guard_paragraphs(rep: Report, summary: dict[str, Any]) -> None:
             "critic: this measures alignment apart from the critic's errors, and the reward-hacking "
             "guard does not apply."
         )
+    elif summary.get("base", {}).get("oracle_mean_reward") is None and _aligned(summary):
+        # Outside the toy world nothing rates the videos but the critic: say the guard is missing.
+        rep.paragraph(
+            "No reward-hacking guard: it needs a rater independent of the critic (the toy world's oracle), "
+            "and this run has none, so the critic's gains above are not checked against another rater.",
+            "warn",
+        )
     else:
         for key in [k for k in summary if k.startswith("aligned_")]:
             if (check := reward_hacking_check(summary, key)) is not None:
