@@ -38,6 +38,12 @@ def world(tmp_path_factory):
     return make_world(root)
 
 
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
 def _transformer_state(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
@@ -427,6 +433,55 @@ def test_a_diverged_run_stops_with_a_clear_error_and_writes_no_checkpoint_of_it(
     refuse = {"parse_constant": lambda name: pytest.fail(f"{name} in the log")}
     last = json.loads((tmp_path / "b" / "logs" / "train.jsonl").read_text().splitlines()[-1], **refuse)
     assert last["step"] == 1 and last["loss"] is None and last["non_finite"]["loss"] in ("nan", "inf")
+
+
+def test_fp16_needs_a_gradient_scaler_and_an_update_it_skips_keeps_the_lr_schedule(
+    world, tmp_path, monkeypatch
+):
+    """On the CPU accelerate gives fp16 neither autocast nor a GradScaler: a LoRA run ended at its first step
+    in "mat1 and mat2 must have the same dtype" after the whole cache (a full one trained in fp32). On a
+    GPU (emulated: the CPU GradScaler and autocast the critic's test uses too) an update the scaler skips
+    moves no weight, and the LR schedule waits for it, as accelerate's prepared scheduler does."""
+    import videolift.align.trainer as trainer
+    from videolift.core import distributed
+
+    out = tmp_path / "cpu"
+    with pytest.raises(
+        VideoliftError, match="--mixed-precision fp16: .* GPU only, and this run is on the cpu"
+    ):
+        train(align_config(world, out, finetune="lora", mixed_precision="fp16"), progress=False)
+    assert not out.exists()  # refused before anything is written
+
+    made = distributed.fresh_accelerator
+
+    def fp16_amp(**settings):
+        accelerator = made(**settings)
+        # a scale of 2^100 overflows the fp16 backward at every update: every step is skipped
+        accelerator.native_amp, accelerator.scaler = True, torch.amp.GradScaler("cpu", init_scale=2.0**100)
+        accelerator.state._mixed_precision = "fp16"  # (reset by the next fresh_accelerator): CPU autocast
+        return accelerator
+
+    monkeypatch.setattr(trainer, "fresh_accelerator", fp16_amp)
+    cfg = align_config(world, tmp_path / "gpu", finetune="lora", mixed_precision="fp16", max_steps=3,
+                       warmup_steps=2, checkpoint_every=1, keep_checkpoints=3)  # fmt: skip
+    train(cfg, progress=False)
+    log = [json.loads(line) for line in (tmp_path / "gpu/logs/train.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["lr"], r["grad_norm"]) for r in log] == [
+        (1, 0.0, None),
+        (2, 0.0, None),
+        (3, 0.0, None),
+    ]
+    first, last = (
+        load_tensors(tmp_path / f"gpu/checkpoints/step-000000{i}/model.safetensors") for i in (1, 3)
+    )
+    assert all(torch.equal(first[k], last[k]) for k in first)  # nothing moved
+
+
+def test_a_warm_up_longer_than_the_run_is_said(world, tmp_path):
+    said: list[str] = []
+    train(align_config(world, tmp_path / "run", max_steps=2, warmup_steps=4), progress=False, log=said.append)
+    warning = next(line for line in said if line.startswith("warning: --warmup-steps"))
+    assert "--warmup-steps 4 is not below --max-steps 2" in warning and "0.25 x --lr" in warning
 
 
 def test_gradient_checkpointing_is_exact_and_ema_is_exported(world, tmp_path):

@@ -101,6 +101,13 @@ def preflight(
     held_set = held_out_set(cfg) if held_samples and main else None  # what the log's lines are of
     if "warning" in data:  # before the cache, which can take long
         say(f"warning: {data['warning']}")
+    # e.g. the default 200 warm-up steps in a short run: it trains below the --lr asked for, silently
+    if cfg.warmup_steps >= cfg.max_steps:
+        say(
+            f"warning: --warmup-steps {cfg.warmup_steps} is not below --max-steps {cfg.max_steps}: the run never "
+            f"leaves its linear warm-up; its last update's learning rate is "
+            f"{(cfg.max_steps - 1) / cfg.warmup_steps:.3g} x --lr, and no --lr-scheduler decay follows"
+        )
     check_videos(cfg, synthetic, real, rank=rank, world=world, gather=gather_object, held_out=held_samples)
     weight_dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.mixed_precision]
     if main:

@@ -74,6 +74,18 @@ def _accelerator(cfg: AlignConfig) -> Any:
             f"launched {launched} processes but accelerate runs {accelerator.num_processes}: the ranks would "
             "not synchronise; on CPU set ACCELERATE_USE_CPU=1 (see docs/align.md)"
         )
+    if (
+        cfg.mixed_precision == "fp16"
+        and accelerator.scaler is None
+        and accelerator.distributed_type != DistributedType.DEEPSPEED  # (DeepSpeed's engine scales)
+    ):
+        # accelerate gives fp16 its autocast and GradScaler on a GPU only: on the CPU the frozen parts would
+        # load in float16 with nothing casting for them (a LoRA run's first step: "mat1 and mat2 must have
+        # the same dtype"; a full one trains in fp32 and exports fp16), after the whole latent cache.
+        raise VideoliftError(
+            "--mixed-precision fp16: accelerate runs fp16 autocast and its gradient scaler on a GPU only, "
+            f"and this run is on the {accelerator.device.type}; use --mixed-precision bf16 or no"
+        )
     if accelerator.distributed_type == DistributedType.FSDP and (cfg.finetune == "lora" or cfg.ema_decay):
         raise VideoliftError("FSDP supports full fine-tuning without EMA; use DDP or ZeRO-2 for LoRA / EMA")
     return accelerator
@@ -413,7 +425,10 @@ def _updates(run: _Run, loader: Any, step: int, progress: bool) -> tuple[int, li
         if not accelerator.sync_gradients:
             continue
         lr = run.scheduler.get_last_lr()[0]  # the rate this update used
-        run.scheduler.step()
+        # An update fp16's gradient scaler skipped (inf/NaN gradients) moves no weight: as accelerate's own
+        # prepared scheduler (diffusers' examples), it does not use up a step of the warm-up or decay either.
+        if not run.optimizer.step_was_skipped:
+            run.scheduler.step()
         if run.ema is not None:
             run.ema.step(trainable_parameters(accelerator.unwrap_model(model)))
         step += 1
