@@ -1045,6 +1045,38 @@ def test_a_full_fine_tune_trains_the_blocks_as_the_paper_or_every_weight(world, 
     assert "patch_embed.proj.weight" in trained or scope == "blocks"
 
 
+def test_lora_adapters_train_under_gradient_checkpointing(world, tmp_path):
+    """The frozen base feeds the checkpointed blocks inputs that need no grad: a reentrant checkpoint would
+    give the adapters no gradient at all. diffusers' non-reentrant one gives them the plain backward's."""
+    from videolift.align.trainable import make_trainable
+
+    def grads(checkpointing: bool) -> dict[str, torch.Tensor]:
+        transformer = build_tiny_cogvideox().transformer.requires_grad_(False)
+        torch.manual_seed(0)  # the same adapters' init
+        cfg = align_config(
+            world, tmp_path, finetune="lora", lora_rank=4, gradient_checkpointing=checkpointing
+        )
+        make_trainable(transformer, cfg)
+        with torch.no_grad():  # B away from 0, so that A has a gradient too
+            for n, p in transformer.named_parameters():
+                if "lora_B" in n:
+                    p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(len(n))) * 0.1)
+        transformer.train()
+        assert transformer.gradient_checkpointing == checkpointing
+        gen = torch.Generator().manual_seed(0)
+        x, text = torch.randn(1, 3, 4, 8, 8, generator=gen), torch.randn(1, 16, 32, generator=gen)
+        out = transformer(
+            hidden_states=x, encoder_hidden_states=text, timestep=torch.tensor([500]), return_dict=False
+        )
+        out[0].square().mean().backward()
+        return {n: p.grad for n, p in transformer.named_parameters() if p.requires_grad}
+
+    plain, checkpointed = grads(False), grads(True)
+    assert plain.keys() == checkpointed.keys() and all("lora_" in n for n in plain)
+    assert all(g is not None and g.abs().max() > 0 for g in checkpointed.values())
+    assert all(torch.allclose(plain[n], checkpointed[n], atol=1e-7) for n in plain)
+
+
 class NoBlocks(torch.nn.Sequential):
     dtype = torch.float32
 
