@@ -429,6 +429,28 @@ def test_eval_refuses_a_later_models_folder_of_other_settings_before_any_video(t
     assert json.loads((out / "b.1" / "generation.json").read_text())["steps"] == 2
 
 
+def test_eval_refuses_a_later_models_folder_of_other_prompts_before_any_video(tmp_path, tiny_cogvideox_dir):
+    """A prompt edited since the second model's folder was made: `generate` would refuse that folder, so
+    eval refuses it before the first model generates and is rated, not after."""
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red circle moves left in a sand desert\ntwo blue squares bounce on a snow field\n")
+    out, model = tmp_path / "eval", str(tiny_cogvideox_dir)
+    args = ["eval", "--prompts", str(prompts), "--oracle", *TOY, "--out", str(out), "--steps", "1",
+            "--per-prompt", "2", "--no-report", "--no-progress"]  # fmt: skip
+    assert CliRunner().invoke(app, [*args, "--model", f"b={model}"]).exit_code == 0
+    prompts.write_text("a red circle moves left in a sand desert\ntwo red squares bounce on a snow field\n")
+    result = CliRunner().invoke(app, [*args, "--model", model, "--model", f"b={model}"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    text = " ".join(result.output.split())
+    assert "b.1 holds an earlier generation run" in text and "prompt 1 (line 2) was 'two blue squares" in text
+    assert sorted(p.name for p in out.iterdir()) == ["b.1", "eval.json"]  # the first model generated nothing
+    # Prompts only added at the end resume: nothing refused.
+    prompts.write_text("a red circle moves left in a sand desert\ntwo blue squares bounce on a snow field\n"
+                       "a red circle moves left in a sand desert\n")  # fmt: skip
+    result = CliRunner().invoke(app, [*args, "--model", model, "--model", f"b={model}"])
+    assert result.exit_code == 0, result.output
+
+
 def test_model_options_name_replicates_of_a_recipe():
     from videolift.evaluate.cli import parse_models
 

@@ -71,6 +71,15 @@ def earlier_run_conflict(out: Path, known: dict[str, Any]) -> str | None:
     return _settings_differ(before, known, changed) if changed else None
 
 
+def earlier_prompts_conflict(out: Path, items: list[WorkItem], prompts: list[PromptRecord]) -> str | None:
+    """Why ``generate_videos`` would refuse OUT for its prompts (a prompt whose video an earlier run logged
+    has another text now), so that `eval` can refuse before its first model generates; None when it may
+    resume. A log damaged mid-file raises DataError, as that run's resume would."""
+    if not (out / PARTS).exists():
+        return None
+    return finished(out, items, prompts, read_logs(out))[1]
+
+
 def _settings_differ(before: dict[str, Any], run: dict[str, Any], changed: list[str]) -> str:
     return "settings differ: " + "; ".join(f"{k} was {before.get(k)!r}, now {run.get(k)!r}" for k in changed)
 

@@ -6,7 +6,11 @@ reports them: the first one's error is the run's."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from videolift.data.generate import WorkItem
+    from videolift.data.prompt_files import PromptRecord
 
 
 def check_inputs(
@@ -17,6 +21,7 @@ def check_inputs(
     *,
     oracle: bool,
     seed: int = 0,
+    per_prompt: int = 1,
     sampler: dict[str, Any] | None = None,
     overwrite: bool = False,
     critic_dtype: str = "auto",
@@ -28,14 +33,17 @@ def check_inputs(
     sizes = sampler.get("frames"), sampler.get("height"), sampler.get("width")
     _check_settings(sampler, critic_dtype)
     _check_out_not_a_model(models, out, names)
-    _check_prompts(Path(prompts), sampler, oracle=oracle)
+    records = _check_prompts(Path(prompts), sampler, oracle=oracle)
     if oracle:
         _check_oracle_sizes(sizes)
     for model, lora in models:
         _check_model(
             model, lora, sampler.get("family"), sizes, oracle=oracle, guidance_2=sampler.get("guidance_2")
         )
-    _check_outs(models, out, names, seed=seed, sampler=sampler, overwrite=overwrite)
+    from videolift.data.generate import work_items
+
+    items = work_items(len(records), per_prompt, seed)  # the videos each model's folder is to hold
+    _check_outs(models, out, names, seed=seed, sampler=sampler, overwrite=overwrite, work=(items, records))
 
 
 def _check_settings(sampler: dict[str, Any], critic_dtype: str) -> None:
@@ -72,9 +80,9 @@ def _check_out_not_a_model(models: list[tuple[str, str | None]], out: Path, name
         check_out_dir(out / name, given, "give the comparison another --out", label=label)
 
 
-def _check_prompts(prompts: Path, sampler: dict[str, Any], *, oracle: bool) -> None:
-    """The prompt file read (its ``--prompt-field``, the first ``--limit`` prompts), and with the oracle
-    every one of those a toy-world prompt (DataError at the first that is not, with its line)."""
+def _check_prompts(prompts: Path, sampler: dict[str, Any], *, oracle: bool) -> list[PromptRecord]:
+    """The prompt file read (its ``--prompt-field``, the first ``--limit`` prompts, returned), and with the
+    oracle every one of those a toy-world prompt (DataError at the first that is not, with its line)."""
     from videolift.core.errors import DataError
     from videolift.data.prompt_files import read_prompts
 
@@ -94,6 +102,7 @@ def _check_prompts(prompts: Path, sampler: dict[str, Any], *, oracle: bool) -> N
                     line=record.line,
                     field=where,
                 ) from None
+    return records
 
 
 def _check_oracle_sizes(sizes: tuple[int | None, int | None, int | None]) -> None:
@@ -155,12 +164,14 @@ def _check_outs(
     seed: int,
     sampler: dict[str, Any],
     overwrite: bool,
+    work: tuple[list[WorkItem], list[PromptRecord]],
 ) -> None:
     """``--out`` a directory (or not there yet), and every model's ``OUT/NAME`` one ``generate`` may
-    write: no other tool's files, and (without ``overwrite``) no earlier run with other settings."""
+    write: no other tool's files, and (without ``overwrite``) no earlier run with other settings or with
+    other texts for its prompts (``work``: the run's videos and prompts)."""
     from videolift.core.errors import VideoliftError
     from videolift.data.generate import known_settings
-    from videolift.data.generate_resume import check_out, earlier_run_conflict
+    from videolift.data.generate_resume import check_out, earlier_prompts_conflict, earlier_run_conflict
 
     if out.exists() and not out.is_dir():
         raise VideoliftError(f"--out {out}: exists and is not a directory")
@@ -169,7 +180,8 @@ def _check_outs(
         # A folder of an earlier run with other settings is refused here, not after the models before it
         # have generated and been rated.
         if not overwrite and (
-            why := earlier_run_conflict(out / name, known_settings(model, lora, seed, sampler))
+            (why := earlier_run_conflict(out / name, known_settings(model, lora, seed, sampler)))
+            or (why := earlier_prompts_conflict(out / name, *work))
         ):
             raise VideoliftError(
                 f"--out {out / name} holds an earlier generation run that does not match this one ({why}). "
