@@ -179,6 +179,32 @@ def test_jsonl_fields_are_carried_and_videos_regenerate_exactly(tiny_pipeline, t
     assert np.abs(other - stored).mean() > 5 * np.abs(again - stored).mean() + 1
 
 
+def test_the_documented_plain_diffusers_snippet_regenerates_a_video_exactly(
+    tiny_pipeline, prompts_txt, tmp_path
+):
+    """docs/generate.md's snippet, run as written on a manifest line: the frames videolift made (its CPU
+    generator, its rounding to uint8)."""
+    import re
+    from pathlib import Path
+
+    from videolift.models.base import SamplerSettings
+    from videolift.models.families import get_spec
+
+    out = tmp_path / "out"
+    assert gen(tiny_pipeline, prompts_txt, out, "--per-prompt", "2", "--lossless").exception is None
+    doc = (Path(__file__).parents[1] / "docs" / "generate.md").read_text()
+    [snippet] = re.findall(r"```python\n(.*?)```", doc.split("**Regenerating**")[1], re.S)[:1]
+    scope: dict = {}
+    exec(snippet.replace('"OUT/manifest.jsonl"', repr(str(out / "manifest.jsonl"))), scope)
+    line = scope["line"]
+    assert (line["prompt_index"], line["candidate"]) == (2, 1)  # the snippet's [5]
+    spec = get_spec("cogvideox")
+    pipe = spec.load(line["model"], dtype=line["dtype"])
+    settings = SamplerSettings(**{k: line[k] for k in SamplerSettings.__dataclass_fields__})
+    assert np.array_equal(scope["video"], spec.generate(pipe, [line["prompt"]], [line["seed"]], settings)[0])
+    assert np.abs(scope["video"].astype(int) - read_video(out / line["video"])).max() <= 2  # lossless
+
+
 def test_resume_repairs_every_crash_state(tiny_pipeline, prompts_txt, tmp_path):
     out = tmp_path / "out"
     assert gen(tiny_pipeline, prompts_txt, out, "--per-prompt", "2").exception is None
@@ -204,6 +230,50 @@ def test_resume_repairs_every_crash_state(tiny_pipeline, prompts_txt, tmp_path):
     assert sorted((r["prompt_index"], r["candidate"]) for r in logged) == sorted(
         [(r["prompt_index"], r["candidate"]) for r in first] + [(0, 0)]
     )
+
+
+def test_a_resumed_run_makes_every_video_in_the_batch_an_uninterrupted_run_makes_it_in(
+    tiny_pipeline, prompts_txt, tmp_path, monkeypatch
+):
+    """Float batching changes a video's pixels with its batch companions (on a CPU: one sample or several),
+    and a lossy encode magnifies a level into many: a resumed run must batch as an uninterrupted one did."""
+    from videolift.data import generate
+    from videolift.models.base import DiffusersT2VSpec
+
+    calls: list[frozenset[int]] = []
+    real_generate = DiffusersT2VSpec.generate
+
+    def recorded(self, pipe, prompts, seeds, settings):
+        calls.append(frozenset(seeds))
+        return real_generate(self, pipe, prompts, seeds, settings)
+
+    monkeypatch.setattr(DiffusersT2VSpec, "generate", recorded)
+    args = ("--per-prompt", "2", "--batch-size", "3")
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    assert gen(tiny_pipeline, prompts_txt, whole, *args).exception is None
+    batch_of = {seed: call for call in calls for seed in call}
+
+    # Killed after its 5th video was logged (of 6), then rerun.
+    real_append, appended = generate.append_jsonl, []
+    killed = RuntimeError("killed")
+
+    def append_then_die(path, record):
+        if len(appended) == 5:
+            raise killed
+        real_append(path, record)
+        appended.append(record)
+
+    monkeypatch.setattr(generate, "append_jsonl", append_then_die)
+    assert gen(tiny_pipeline, prompts_txt, resumed, *args).exception is killed
+    monkeypatch.setattr(generate, "append_jsonl", real_append)
+    calls.clear()
+    result = gen(tiny_pipeline, prompts_txt, resumed, *args)
+    assert "1 generated here, 5 already done" in result.output
+    assert all(batch_of[seed] == call for call in calls for seed in call)  # its companions of then
+    records = manifest(whole)
+    assert manifest(resumed) == records
+    for r in records:  # so the same bytes
+        assert (whole / r["video"]).read_bytes() == (resumed / r["video"]).read_bytes(), r["video"]
 
 
 def test_other_settings_or_prompts_are_refused_unless_overwrite(tiny_pipeline, prompts_txt, tmp_path):
@@ -531,10 +601,12 @@ def test_batch_size_unset_is_chosen_by_clip_size(tiny_pipeline, prompts_txt, tmp
         "generate",
         lambda self, pipe, texts, *a: calls.append(len(texts)) or sample(self, pipe, texts, *a),
     )
+    five = tmp_path / "five.txt"
+    five.write_text("".join(f"a dog running number {i}\n" for i in range(5)))
     generate_videos(
-        tiny_pipeline, prompts_txt, tmp_path / "a", per_prompt=2, steps=1, batch_size=None, progress=False
+        tiny_pipeline, five, tmp_path / "a", per_prompt=2, steps=1, batch_size=None, progress=False
     )
-    assert calls[0] == 4 and sum(calls) == len(manifest(tmp_path / "a"))
+    assert calls == [4, 4, 1, 1]  # each candidate's prompts 0-3, then prompt 4's (`batches`)
     assert clips_per_call(49, 480, 720, cap=4) == 1 and clips_per_call(9, 48, 48, cap=4) == 4
     # The rule is what sizes the calls: asked of the run's clip size, its answer is the batch.
     asked = []

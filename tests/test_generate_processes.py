@@ -109,3 +109,13 @@ def test_two_cpu_ranks_under_accelerate_launch_share_the_work(tiny_pipeline, tmp
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "0 generated here, 15 already done" in rerun.stdout
     check_exactly_once(out, keys)
+
+    # One process makes the same videos, byte for byte: every video is made in the same pipeline call
+    # (with 2 ranks sharing out single videos, one of them would be alone in a call: other float sums,
+    # magnified by the lossy encode).
+    alone = tmp_path / "alone"
+    single = [str(BIN / "videolift"), *generate_args(tiny_pipeline, prompts, alone, *args[-4:])]
+    assert subprocess.run(single, env=ENV, capture_output=True, text=True, timeout=300).returncode == 0
+    assert lines(alone / "manifest.jsonl") == lines(out / "manifest.jsonl")
+    for r in lines(out / "manifest.jsonl"):
+        assert (out / r["video"]).read_bytes() == (alone / r["video"]).read_bytes(), r["video"]

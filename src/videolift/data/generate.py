@@ -12,8 +12,11 @@ logged. A logged video whose file exists is finished; anything else (no log line
 rename and log, or a log line whose file was deleted) is generated again and replaced. A torn last
 log line (killed mid-append) is ignored and cut off before the rank appends again.
 
-Sharding: every rank reads the same state before anyone writes, takes ``pending[rank::world]`` and
-logs to its own file; rank 0 merges after all ranks are done.
+Batches: fixed by the videos and the batch size alone (``batches``), so a video is made with the same
+companions whatever the number of ranks and however often the run was resumed: its pixels do not move.
+
+Sharding: every rank reads the same state before anyone writes, takes ``calls[rank::world]`` of the
+batches with a video to make and logs to its own file; rank 0 merges after all ranks are done.
 
 What an earlier run left in OUT, and what this run resumes from it: ``videolift.data.generate_resume``.
 """
@@ -91,6 +94,18 @@ def derive_seed(base_seed: int, prompt_index: int, candidate: int) -> int:
 
 def work_items(n_prompts: int, per_prompt: int, base_seed: int) -> list[WorkItem]:
     return [WorkItem(i, k, derive_seed(base_seed, i, k)) for i in range(n_prompts) for k in range(per_prompt)]
+
+
+def batches(items: list[WorkItem], batch_size: int) -> list[list[WorkItem]]:
+    """The pipeline calls that make ``items``: for every candidate k, prompts 0..b-1, b..2b-1, ... (b:
+    ``batch_size``). Float batching changes a video's pixels with its companions in a call (a CPU's kernels
+    differ between one sample and several, a GPU's by shape; a lossy encode turns a level into many), so
+    the calls depend on the videos and ``batch_size`` alone: not on the ranks, nor on what an earlier run
+    finished, nor on ``--per-prompt`` (candidate k's calls are the same with more candidates)."""
+    calls: dict[tuple[int, int], list[WorkItem]] = {}
+    for item in items:
+        calls.setdefault((item.candidate, item.prompt_index // batch_size), []).append(item)
+    return list(calls.values())
 
 
 # What a toy corpus's line says of its own rendered video (`toy corpus`): carried onto a new video made
@@ -264,14 +279,17 @@ def generate_videos(
     done, conflict = resume_decision(out, run, items, prompts, overwrite=overwrite)
     pending = [item for item in items if item.key not in done]
     _start_run(state, out, run, conflict, pending=bool(pending))
-    mine = pending[state.process_index :: state.num_processes]
+    # A call with a finished video makes it again (and keeps the earlier file): its other videos keep
+    # the companions an uninterrupted run gives them, at the price of a few videos per resume.
+    calls = [call for call in batches(items, batch_size) if any(item.key not in done for item in call)]
+    mine = calls[state.process_index :: state.num_processes]
     loop_seconds = _generate_share(
-        state, out, mine, prompts, run, spec, pipe, settings, batch_size, lossless=lossless, progress=progress
+        state, out, mine, done, prompts, run, spec, pipe, settings, lossless=lossless, progress=progress
     )
     manifest = _merged_manifest(state, out, items, prompts, run)
     return GenerationSummary(
         total=len(items),
-        generated=len(mine),
+        generated=sum(item.key not in done for call in mine for item in call),
         skipped=len(items) - len(pending),
         world_size=state.num_processes,
         main_process=state.is_main_process,
@@ -395,20 +413,20 @@ def _start_run(state: Any, out: Path, run: dict[str, Any], conflict: str | None,
 def _generate_share(
     state: Any,
     out: Path,
-    mine: list[WorkItem],
+    mine: list[list[WorkItem]],
+    done: set[tuple[int, int]],
     prompts: list[PromptRecord],
     run: dict[str, Any],
     spec: DiffusersT2VSpec,
     pipe: Any,
     settings: SamplerSettings,
-    batch_size: int,
     *,
     lossless: bool,
     progress: bool,
 ) -> float:
-    """This rank's videos (``mine``), ``batch_size`` per pipeline call, each written, fsync'd and then
-    logged to the rank's own log (its torn last line cut first); returns the seconds it took. The bar
-    (``progress``) is the main process's."""
+    """This rank's pipeline calls (``mine``, from ``batches``), each video not ``done`` already written,
+    fsync'd and then logged to the rank's own log (its torn last line cut first); returns the seconds it
+    took. The bar (``progress``) is the main process's."""
     from tqdm.auto import tqdm
 
     from videolift.core.video import write_video
@@ -418,18 +436,17 @@ def _generate_share(
     codec = {"crf": 0, "pix_fmt": "yuv444p"} if lossless else {}
     desc = f"rank {state.process_index}/{state.num_processes}" if state.num_processes > 1 else "generate"
     loop_start = time.perf_counter()
-    with tqdm(
-        total=len(mine), unit="video", desc=desc, disable=not (progress and state.is_main_process)
-    ) as bar:
-        for start_at in range(0, len(mine), batch_size):
-            batch = mine[start_at : start_at + batch_size]
+    total = sum(item.key not in done for batch in mine for item in batch)
+    with tqdm(total=total, unit="video", desc=desc, disable=not (progress and state.is_main_process)) as bar:
+        for batch in mine:
             texts = [prompts[item.prompt_index].prompt for item in batch]
             videos = spec.generate(pipe, texts, [item.seed for item in batch], settings)
-            for item, video in zip(batch, videos, strict=True):
+            made = [(item, video) for item, video in zip(batch, videos, strict=True) if item.key not in done]
+            for item, video in made:
                 path = write_video(out / item.video, video, fps=settings.fps, **codec)
                 _fsync(path)
                 append_jsonl(log, manifest_record(item, prompts[item.prompt_index], run))
-            bar.update(len(batch))
+            bar.update(len(made))
     return time.perf_counter() - loop_start
 
 
