@@ -97,15 +97,14 @@ def work_items(n_prompts: int, per_prompt: int, base_seed: int) -> list[WorkItem
 
 
 def batches(items: list[WorkItem], batch_size: int) -> list[list[WorkItem]]:
-    """The pipeline calls that make ``items``: for every candidate k, prompts 0..b-1, b..2b-1, ... (b:
-    ``batch_size``). Float batching changes a video's pixels with its companions in a call (a CPU's kernels
-    differ between one sample and several, a GPU's by shape; a lossy encode turns a level into many), so
-    the calls depend on the videos and ``batch_size`` alone: not on the ranks, nor on what an earlier run
-    finished, nor on ``--per-prompt`` (candidate k's calls are the same with more candidates)."""
-    calls: dict[tuple[int, int], list[WorkItem]] = {}
-    for item in items:
-        calls.setdefault((item.candidate, item.prompt_index // batch_size), []).append(item)
-    return list(calls.values())
+    """The pipeline calls that make ``items``: the videos candidate by candidate (every prompt's candidate 0,
+    then every prompt's candidate 1, ...) cut into calls of ``batch_size``. Float batching changes a video's
+    pixels with its companions in a call (a CPU's kernels differ between one sample and several, a GPU's by
+    shape; a lossy encode turns a level into many), so the calls depend on the videos and ``batch_size``
+    alone: not on the ranks, nor on what an earlier run finished; a grown ``--per-prompt`` adds calls after
+    them. Every call but the last is full, however few the prompts (one prompt's 8 candidates: one call)."""
+    ordered = sorted(items, key=lambda item: (item.candidate, item.prompt_index))
+    return [ordered[start : start + batch_size] for start in range(0, len(ordered), batch_size)]
 
 
 # What a toy corpus's line says of its own rendered video (`toy corpus`): carried onto a new video made
