@@ -1615,3 +1615,62 @@ def test_float16_weights_under_fp16_mixed_precision_are_refused_before_the_run_s
     assert "--dtype float16" in refused and "float32" in " ".join(refused.split())
     assert not out.exists()  # refused before OUT is written
     train(world, tmp_path / "lora", "--dtype", "float16", "--save-every", "0", steps=1)  # fp32 adapters
+
+
+@pytest.mark.parametrize("adapter", ["full", "lora"])
+def test_plain_transformers_generation_with_the_saved_config_answers_as_critic_score(
+    world, tmp_path, adapter
+):
+    """Found by generating with plain transformers from a critic of a base like Qwen2-VL-2B, whose tokenizer
+    and generation_config end text with <|endoftext|>, not the <|im_end|> the critic is trained to end its
+    answer with, and of an Instruct-like base whose generation_config shapes the logits: a full critic
+    saved the base's generation_config, so `generate` ran past the answer ('Bad. ok<|im_end|>. ok...') under
+    the base's repetition penalty; a LoRA critic saved none. Now the critic's generation_config.json holds
+    critic score's own settings: its stop ids, greedy, unshaped logits, the spec's answer budget."""
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText, AutoProcessor, GenerationConfig
+
+    from videolift.core.video import sample_frames
+    from videolift.critic.answers import generate
+    from videolift.critic.collate import Item
+    from videolift.critic.prompts import user_text
+
+    base = tmp_path / "base"
+    shutil.copytree(world / "base", base)
+    generation = json.loads((base / "generation_config.json").read_text())
+    tokenizer = json.loads((base / "tokenizer_config.json").read_text())
+    generation |= {"eos_token_id": 0, "do_sample": True, "top_k": 1, "top_p": 0.001, "temperature": 0.1}
+    generation["repetition_penalty"] = 1.3  # exaggerated (Qwen2-VL Instruct: 1.05)
+    tokenizer["eos_token"] = "<|endoftext|>"  # id 0 in the tiny vocabulary, as in Qwen2-VL-2B's
+    (base / "generation_config.json").write_text(json.dumps(generation))
+    (base / "tokenizer_config.json").write_text(json.dumps(tokenizer))
+    out = tmp_path / "critic"
+    run(
+        "critic", "train", "--base", base, "--data", world / "hra.jsonl", "--videos", world, "--out", out,
+        "--max-steps", 30, "--lr", "1e-2" if adapter == "full" else "2e-3", "--batch-size", 4,
+        "--adapter", adapter, "--save-every", 0, "--no-progress",
+    )  # fmt: skip
+    critic = load_critic(out)
+    spec = critic.spec
+    frames = sample_frames(world / "videos/v1.mp4", 8)
+    texts = [user_text("a white square on green", spec.question(d)) for d in spec.dimensions]
+    ours = generate(critic, [Item(frames, t) for t in texts])
+    if adapter == "full":
+        model = AutoModelForImageTextToText.from_pretrained(out)
+    else:  # peft keeps the base's generation_config: the critic's is set as docs/critic.md shows
+        model = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(base), out)
+        model.generation_config = GenerationConfig.from_pretrained(out)
+    processor = AutoProcessor.from_pretrained(out)
+    plain, ended = [], []
+    end = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    for text in texts:
+        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": text}]}]
+        prompt = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        inputs = processor(text=[prompt], videos=[frames], return_tensors="pt")
+        with torch.no_grad():
+            ids = model.eval().generate(**inputs)  # nothing but the saved settings
+        plain.append(processor.decode(ids[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True))
+        ended.append(int(ids[0, -1]) == end)
+    assert plain == ours
+    if adapter == "full":  # trained enough to end an answer by itself (not by its budget)
+        assert any(ended)

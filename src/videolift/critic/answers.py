@@ -187,6 +187,52 @@ UNSHAPED_LOGITS = {
 }
 
 
+def answer_settings(collator: Any, *, max_new_tokens: int | None, temperature: float = 0.0) -> dict[str, Any]:
+    """``generate``'s settings for answers: the collator's stop ids (the end-of-turn token training
+    appends, and the tokenizer's and checkpoint's own ends) and pad id, greedy or sampled, the logits
+    unshaped. ``max_new_tokens`` None: left out (a saved config without a budget of its own)."""
+    sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+    budget = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
+    return dict(
+        **budget,
+        eos_token_id=collator.stop_ids,
+        pad_token_id=collator.pad_id,
+        num_beams=1,
+        use_cache=True,
+        **UNSHAPED_LOGITS,
+        **sampling,
+    )
+
+
+def save_answer_config(model: Any, processor: Any, out: Path, max_new_tokens: int | None = None) -> None:
+    """``OUT/generation_config.json`` as ``generate_answers`` answers (greedy): plain transformers
+    ``generate`` then stops where the fine-tuned model was taught to end its answer, and ignores the
+    base's sampling and repetition penalty, as ``critic score`` does. A full model's ``save_pretrained``
+    wrote the base's (whose end of text may not be the template's end of turn: Qwen2-VL-2B's
+    ``<|endoftext|>``); a peft adapter's wrote none. ``max_new_tokens``: the answer budget, if known."""
+    from transformers import GenerationConfig
+
+    from videolift.critic.collate import ChatCollator
+    from videolift.critic.sft_model import eos_ids
+    from videolift.models.vlm import get_family
+
+    collator = ChatCollator(processor, get_family(model.config.model_type), eos_token_ids=eos_ids(model))
+    config = GenerationConfig.from_dict(model.generation_config.to_dict())
+    # temperature: a greedy config that keeps the base's (Qwen Instruct: 0.1) is refused on saving
+    config.update(**answer_settings(collator, max_new_tokens=max_new_tokens), temperature=None)
+    config._from_model_config = False  # the critic's own settings, never re-derived from its config.json
+    config.save_pretrained(out)
+
+
+def set_answer_budget(out: Path, max_new_tokens: int) -> None:
+    """The answer budget (``critic_spec.json``'s) in ``OUT/generation_config.json``."""
+    from transformers import GenerationConfig
+
+    config = GenerationConfig.from_pretrained(out)
+    config.max_new_tokens = max_new_tokens
+    config.save_pretrained(out)
+
+
 def generate_answers(
     model: Any,
     processor: Any,
@@ -208,16 +254,7 @@ def generate_answers(
     import torch
 
     device = next(model.parameters()).device
-    sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
-    settings = dict(
-        max_new_tokens=max_new_tokens,
-        eos_token_id=collator.stop_ids,
-        pad_token_id=collator.pad_id,
-        num_beams=1,
-        use_cache=True,
-        **UNSHAPED_LOGITS,
-        **sampling,
-    )
+    settings = answer_settings(collator, max_new_tokens=max_new_tokens, temperature=temperature)
     if first_logits is not None:  # tests: the logits of each answer's first token
         settings |= {"return_dict_in_generate": True, "output_logits": True}
     shared = out = None

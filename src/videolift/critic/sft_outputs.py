@@ -208,12 +208,16 @@ def save_final(
 
 
 def write_model(model: Any, state: dict[str, Any] | None, processor: Any, out: Path, finalize: Any) -> None:
-    """The adapter (or full model) and processor as plain transformers / peft load them, then ``finalize``."""
+    """The adapter (or full model), its generation config and processor as plain transformers / peft load
+    them, then ``finalize``."""
+    from videolift.critic.answers import save_answer_config
+
     model.config.use_cache = True
     getattr(model, "base_model", model).config.use_cache = True
     with writing(out, "the critic"):
         model.save_pretrained(out, state_dict=state, safe_serialization=True)
         processor.save_pretrained(out)
+        save_answer_config(model, processor, out)  # how it answers: over the base's (full) or none (LoRA)
     if finalize is not None:
         finalize(out, model, processor)
 

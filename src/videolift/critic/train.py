@@ -307,6 +307,7 @@ def _spec_writer(
     spec: Any, examples: list[SFTExample], cfg: SFTConfig, max_new_tokens: int | None
 ) -> Callable:
     """``finalize`` for ``run_sft``: completes the spec from the processor and the answers, and saves it."""
+    from videolift.critic.answers import set_answer_budget
     from videolift.critic.spec import video_processor_settings
 
     def finalize(directory: Path, model: Any, processor: Any) -> None:
@@ -318,6 +319,7 @@ def _spec_writer(
         # Room for answers a little longer than any seen in training, not for rambling.
         spec.max_new_tokens = max_new_tokens or int(longest * 1.25) + 8
         spec.video_processor = video_processor_settings(processor)
+        set_answer_budget(directory, spec.max_new_tokens)  # plain `generate` answers as critic score
         spec.save(directory)
 
     return finalize
