@@ -1674,3 +1674,29 @@ def test_plain_transformers_generation_with_the_saved_config_answers_as_critic_s
     assert plain == ours
     if adapter == "full":  # trained enough to end an answer by itself (not by its budget)
         assert any(ended)
+
+
+def test_answers_longer_than_the_answer_budget_are_reported_when_cut(world, tmp_path):
+    """Found reviewing the training targets: an answer over --max-answer-tokens was cut without a word, its
+    end-of-turn token after the cut (the critic learns to stop mid-reason; a one-pass answer's last
+    dimensions vanish). The run now says how many are cut, and by how much."""
+    from videolift.critic.data import caption_examples
+    from videolift.critic.sft import SFTConfig, run_sft
+
+    pairs = [
+        (world / f"videos/v{i}.mp4", f"A white square moves right on {c}.") for i, c in enumerate(COLORS)
+    ]
+    pairs[0] = (pairs[0][0], "Red.")  # within the budget
+    cfg = SFTConfig(
+        adapter="full", max_steps=1, save_every=0, num_frames=2, max_answer_tokens=4, batch_size=2
+    )
+    said: list[str] = []
+    run_sft(caption_examples(pairs), str(world / "base"), tmp_path / "out", cfg, log=said.append)
+    notes = [s for s in said if "--max-answer-tokens" in s]
+    assert len(notes) == 1 and notes[0].startswith(
+        "note: 3 of 4 answers are longer than --max-answer-tokens 4"
+    )
+    said.clear()
+    cfg.max_answer_tokens = 64
+    run_sft(caption_examples(pairs), str(world / "base"), tmp_path / "whole", cfg, log=said.append)
+    assert not [s for s in said if "--max-answer-tokens" in s]

@@ -171,6 +171,8 @@ def _run_sft(
         )
         if note := odd_frames_note(run.processor, cfg.num_frames):
             log(note)
+        if note := cut_answers_note(run.processor.tokenizer, examples, cfg.max_answer_tokens):
+            log(note)
 
     collate = ChatCollator(
         run.processor,
@@ -202,6 +204,26 @@ def odd_frames_note(processor: Any, num_frames: int) -> str | None:
         f"note: --num-frames {num_frames} is not a multiple of this model's temporal patch ({patch} frames): "
         f"its processor repeats the last frame to fill the patch, so every clip ends still; "
         f"--num-frames {even} samples a frame there instead"
+    )
+
+
+def cut_answers_note(tokenizer: Any, examples: list[SFTExample], budget: int | None) -> str | None:
+    """What ``--max-answer-tokens`` cuts, or None: the collator trains a longer answer's first ``budget``
+    tokens followed by the end-of-turn token, so the model learns to stop there (mid-reason; a one-pass
+    answer loses its last dimensions' lines)."""
+    if budget is None:
+        return None
+    answers = list({ex.answer for ex in examples})  # HRA data repeats answers ("Good.")
+    lengths = dict(
+        zip(answers, map(len, tokenizer(answers, add_special_tokens=False)["input_ids"]), strict=True)
+    )
+    cut = [lengths[ex.answer] for ex in examples if lengths[ex.answer] > budget]
+    if not cut:
+        return None
+    return (
+        f"note: {len(cut)} of {len(examples)} answers are longer than --max-answer-tokens {budget} (the longest "
+        f"{max(cut)} tokens): each is trained up to there and then ended, as if it stopped there; raise "
+        "--max-answer-tokens to train them whole"
     )
 
 
