@@ -193,3 +193,21 @@ def test_a_resume_under_another_process_count_is_refused_naming_both(tmp_path, m
         assert f"Resume with {saved} process(es)" in flat
         assert (tmp_path / out / "train_log.jsonl").read_text() == before[out]
         assert not (tmp_path / out / "train_summary.json").exists()
+
+
+def test_two_processes_train_weights_a_video_loss_does_not_use(tmp_path):
+    """Found by a two-process full fine-tune of LLaVA-NeXT-Video: its image_newline (images only) is
+    trainable and takes no part in a video's loss, and DDP stopped at the second update ("Expected to have
+    finished reduction in the prior iteration ... parameters that were not used in producing loss"); so
+    would --tune-vision where the features come before the tower's last layer or its pooling head."""
+    from videolift.models.tiny_vlm import TinyVLMConfig
+
+    tiny_world(tmp_path, 4)
+    build_tiny_vlm(tmp_path / "llava", TinyVLMConfig(family="llava_next_video"))
+    cmd = [*TWO, "critic", "train", "--base", tmp_path / "llava", "--data", tmp_path / "hra.jsonl",
+           "--videos", tmp_path, "--dimensions", "video_fidelity", "--adapter", "full", "--max-steps", "2",
+           "--batch-size", "2", "--save-every", "0", "--out", tmp_path / "critic", "--no-progress"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(list(map(str, cmd)), env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "x 2 processes" in proc.stderr and (tmp_path / "critic/train_summary.json").is_file()

@@ -450,13 +450,18 @@ def _prefetched(pool: Any, make: Callable[[int], Any], indices: Iterable[int]) -
 def _accelerator(cfg: SFTConfig) -> Any:
     """The accelerator, seeded."""
     import torch
-    from accelerate.utils import set_seed
+    from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
     # cpu=True without a GPU: otherwise torchrun on CPU gives unsynchronised single-process runs.
     accelerator = fresh_accelerator(
         gradient_accumulation_steps=cfg.grad_accum,
         cpu=not torch.cuda.is_available(),
         ddp_timeout=cfg.ddp_timeout,
+        # Trained weights a video's loss never uses (LLaVA-NeXT-Video's image_newline, with --tune-vision a
+        # tower's layers after the one its features come from, SigLIP's pooling head) would stop DDP at its
+        # second update ("Expected to have finished reduction in the prior iteration"), as Trainer's default
+        # ddp_find_unused_parameters avoids too; the cost is a walk of the autograd graph per backward.
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
     deepspeed_clipping(accelerator, cfg.max_grad_norm)
     set_seed(cfg.seed)
