@@ -606,7 +606,7 @@ def test_batch_size_unset_is_chosen_by_clip_size(tiny_pipeline, prompts_txt, tmp
     generate_videos(
         tiny_pipeline, five, tmp_path / "a", per_prompt=2, steps=1, batch_size=None, progress=False
     )
-    assert calls == [4, 4, 2]  # candidate 0 of prompts 0-3, then 4 (and candidate 1 of 0-2), ... (`batches`)
+    assert calls == [4, 4, 2]  # prompts 0-1's candidates, 2-3's, then 4's (`batches`)
     assert clips_per_call(49, 480, 720, cap=4) == 1 and clips_per_call(9, 48, 48, cap=4) == 4
     # The rule is what sizes the calls: asked of the run's clip size, its answer is the batch.
     asked = []

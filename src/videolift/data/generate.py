@@ -97,13 +97,13 @@ def work_items(n_prompts: int, per_prompt: int, base_seed: int) -> list[WorkItem
 
 
 def batches(items: list[WorkItem], batch_size: int) -> list[list[WorkItem]]:
-    """The pipeline calls that make ``items``: the videos candidate by candidate (every prompt's candidate 0,
-    then every prompt's candidate 1, ...) cut into calls of ``batch_size``. Float batching changes a video's
-    pixels with its companions in a call (a CPU's kernels differ between one sample and several, a GPU's by
-    shape; a lossy encode turns a level into many), so the calls depend on the videos and ``batch_size``
-    alone: not on the ranks, nor on what an earlier run finished; a grown ``--per-prompt`` adds calls after
-    them. Every call but the last is full, however few the prompts (one prompt's 8 candidates: one call)."""
-    ordered = sorted(items, key=lambda item: (item.candidate, item.prompt_index))
+    """The pipeline calls that make ``items``: the videos prompt by prompt (prompt 0's candidates, then
+    prompt 1's, ...) cut into calls of ``batch_size``, as an uninterrupted one-process run always made them.
+    Float batching changes a video's pixels with its companions in a call (a CPU's kernels differ between one
+    sample and several, a GPU's by shape; a lossy encode turns a level into many), so the calls depend on the
+    videos and ``batch_size`` alone: not on the ranks, nor on what an earlier run finished. Every call but
+    the last is full, however few the prompts (one prompt's 8 candidates: one call)."""
+    ordered = sorted(items, key=lambda item: (item.prompt_index, item.candidate))
     return [ordered[start : start + batch_size] for start in range(0, len(ordered), batch_size)]
 
 
