@@ -528,6 +528,50 @@ def test_gradient_checkpointing_trains_without_deprecated_calls(adapter):
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
 
+@pytest.mark.parametrize("family", ["qwen2_vl", "llava_onevision"])
+@pytest.mark.parametrize(("adapter", "tune_vision"), [("lora", False), ("lora", True), ("full", False)])
+def test_gradient_checkpointing_backpropagates_through_the_vision_tower_only_when_it_trains(
+    family, adapter, tune_vision
+):
+    """A frozen vision tower has nothing to train: with gradient checkpointing (the GPU recipes') its
+    activations must not require grad, else autograd records, recomputes and differentiates the whole
+    tower for each video (transformers 5 hooks every sub-model's input embeddings, the vision patch
+    embedding too). The LoRA gradients are those of a run without checkpointing."""
+    from videolift.critic.sft_config import SFTConfig
+    from videolift.critic.sft_model import prepare_model
+
+    fam = get_family(family)
+    grads, vision_grad = [], []
+    for checkpointing in (False, True):
+        model, processor = build_tiny_vlm(config=TinyVLMConfig(family=family))
+        (tower,) = (model.get_submodule(name) for name in fam.vision_modules(model))
+        cfg = SFTConfig(
+            adapter=adapter, gradient_checkpointing=checkpointing, tune_vision=tune_vision, lora_dropout=0.0
+        )
+        model = prepare_model(model, fam, cfg)
+        model.train()
+        tower.register_forward_hook(lambda _m, _i, out: vision_grad.append(_first_tensor(out).requires_grad))
+        loss, _ = answer_loss(model, ChatCollator(processor, fam)([Item(frames(0), "a", "Bad. no.")]))
+        loss.backward()
+        # (a LLaVA tower's unused pooling head has LoRA layers that get no gradient either way)
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.requires_grad})
+    assert vision_grad == [tune_vision, tune_vision]
+    assert grads[0].keys() == grads[1].keys() and any(g is not None for g in grads[0].values())
+    for name, grad in grads[0].items():
+        if grad is None or grads[1][name] is None:
+            assert grad is grads[1][name], name
+        else:
+            torch.testing.assert_close(grads[1][name], grad, msg=name)
+
+
+def _first_tensor(out: object) -> torch.Tensor:
+    """A module's output tensor (transformers returns tuples and ModelOutputs too)."""
+    if isinstance(out, torch.Tensor):
+        return out
+    values = out.values() if hasattr(out, "values") else out
+    return next(v for v in values if isinstance(v, torch.Tensor))
+
+
 @pytest.mark.parametrize("command", ["critic score", "generate"])
 def test_sharded_jobs_let_ranks_wait_hours_at_their_barriers(
     monkeypatch, tmp_path, command, tiny_cogvideox_dir

@@ -35,15 +35,32 @@ def check_lora_targets(base: str, cfg: SFTConfig) -> None:
     lora_target_modules(model, get_family(model.config.model_type), cfg)
 
 
+def _require_grad(_module: Any, _inputs: Any, output: Any) -> None:
+    """Forward hook: the output requires grad, so checkpointed layers above it see an input that does."""
+    output.requires_grad_(True)
+
+
+def _checkpointing(model: Any, tune_vision: bool) -> None:
+    """Gradient checkpointing on, and the input embeddings' outputs made to require grad so that checkpointed
+    layers above frozen ones pass gradients on: transformers 5 does it for every sub-model's embeddings, the
+    vision tower's patch embedding too, so a frozen tower was recorded, recomputed and differentiated for
+    each video (Qwen2-VL-7B: ~7K patches a clip) for nothing. A frozen tower's output needs no grad: then
+    only the language model's embeddings get the hook (the same gradients, tested)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers 5.2x; the old name goes in v6
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    if not tune_vision:
+        model.disable_input_require_grads()
+        model.get_input_embeddings().register_forward_hook(_require_grad)
+
+
 def prepare_model(model: Any, family: Any, cfg: SFTConfig):
     """Apply LoRA or freeze modules per config; returns the (possibly peft-wrapped) model."""
-    if cfg.gradient_checkpointing:
-        kwargs = {"use_reentrant": False}
-        if hasattr(model, "activation_checkpointing_enable"):  # transformers 5.2x; the old name goes in v6
-            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
-        else:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     if cfg.adapter == "full":
+        if cfg.gradient_checkpointing:
+            _checkpointing(model, cfg.tune_vision)
         for name in family.vision_modules(model):
             model.get_submodule(name).requires_grad_(cfg.tune_vision)
         for name in family.projector_modules(model):  # after the tower: Qwen's projector lives inside it
@@ -60,11 +77,13 @@ def prepare_model(model: Any, family: Any, cfg: SFTConfig):
         modules_to_save=family.projector_modules(model) if cfg.tune_projector else None,
         task_type="CAUSAL_LM",
     )
-    if cfg.gradient_checkpointing:
-        model.enable_input_require_grads()
     with warnings.catch_warnings():  # peft probes a deprecated transformers attribute
         warnings.simplefilter("ignore", FutureWarning)
-        return get_peft_model(model, lora)
+        peft_model = get_peft_model(model, lora)
+    # After peft: on a checkpointing model it hooks every sub-model's embeddings again (enable_input_require_grads)
+    if cfg.gradient_checkpointing:
+        _checkpointing(model, cfg.tune_vision)
+    return peft_model
 
 
 def load_model(base: str, cfg: SFTConfig) -> tuple[Any, Any, Any]:
