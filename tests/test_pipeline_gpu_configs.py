@@ -123,6 +123,7 @@ def test_shipped_gpu_recipe_runs_end_to_end_on_tiny_models(name, tmp_path, monke
         shipped["critic"].get("lora_alpha", 32),
     )  # the recipe's LoRA (the 13B release's r 128 / alpha 256 for CogVideoX-2B's)
     assert trained_critic["gradient_checkpointing"] is shipped["critic"]["gradient_checkpointing"] is True
+    assert trained_critic["dtype"] == shipped["critic"]["dtype"]  # a bf16 base (float32: 33 GB for a 7B)
     trained = json.loads((w / "aligned_rwl/align_config.json").read_text())
     for key in ("lr", "weight_decay", "grad_accum", "max_grad_norm", "gradient_checkpointing", "finetune"):
         assert trained[key] == shipped["align"]["settings"][key], key
@@ -131,3 +132,45 @@ def test_shipped_gpu_recipe_runs_end_to_end_on_tiny_models(name, tmp_path, monke
     assert generated["guidance"] == shipped["sampler"]["guidance"]
     assert generated["negative_prompt"] == shipped["sampler"].get("negative_prompt")  # Wan's, kept
     assert (w / "report.html").stat().st_size > 0
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_gpu_recipes_train_their_7b_critic_on_a_bf16_base(name):
+    """The critic's base in bfloat16 (its LoRA stays fp32): at float32 a 7B base holds 33 GB and a plain
+    `videolift run`, which has no accelerate autocast, multiplies in fp32 (docs/evaluate.md, estimates)."""
+    critic = yaml.safe_load((REPO / "configs/pipeline" / name).read_text())["critic"]
+    assert (critic["adapter"], critic["dtype"]) == ("lora", "bfloat16")
+
+
+def test_cogvideox_recipe_counts_are_the_papers_and_agree_with_each_other():
+    """What LIFT_REFERENCE.md states, and the arithmetic the files' comments claim, on 8 GPUs."""
+    from videolift.align.config import AlignConfig
+    from videolift.critic.sft_config import SFTConfig
+
+    recipe = yaml.safe_load((REPO / "configs/pipeline/cogvideox2b_qwen2vl.yaml").read_text())
+    sampler, critic, align = recipe["sampler"], recipe["critic"], recipe["align"]["settings"]
+    gpus = yaml.safe_load((REPO / "configs/accelerate/ddp.yaml").read_text())["num_processes"]
+    assert gpus == 8
+    # the generated videos: 49 frames of 480x720, 50 steps, guidance 6; alignment trains at that size
+    assert (sampler["frames"], sampler["height"], sampler["width"]) == (49, 480, 720)
+    assert (sampler["steps"], sampler["guidance"]) == (50, 6.0)
+    assert (align["frames"], align["height"], align["width"]) == (49, 480, 720)
+    # critic: 9K / 1K split, AdamW 1e-5 cosine with 3 % warmup, ~20 epochs, 8 frames, LoRA r 128 / alpha 256
+    assert recipe["hra"]["test_fraction"] == 0.1
+    assert (critic["lr"], critic["epochs"], critic["lora_r"], critic["lora_alpha"]) == (1e-5, 20, 128, 256)
+    defaults = SFTConfig()
+    assert (defaults.warmup_ratio, defaults.num_frames) == (0.03, 8)
+    assert critic["batch_size"] * critic["grad_accum"] * gpus == 128  # the 13B release's global batch
+    # alignment: the release's optimizer, 64 videos a step, 20 epochs of ~40K generated + ~20K real videos
+    assert (align["lr"], tuple(align["betas"]), align["weight_decay"]) == (1e-5, (0.9, 0.95), 1e-4)
+    assert (align["warmup_steps"], align["max_grad_norm"], align["mixed_precision"]) == (200, 1.0, "bf16")
+    per_step = (align["batch_size"] + align["real_batch_size"]) * align["grad_accum"] * gpus
+    assert per_step == 64 and align["max_steps"] * per_step == 20 * 60_000
+    assert align["warmup_steps"] < align["max_steps"] // 10
+    # the standalone align config (`align --config`, DeepSpeed) trains what the pipeline's align stage does
+    standalone = AlignConfig.load(
+        REPO / "configs/align/cogvideox2b_lift.yaml", model="m", scores="s.jsonl", videos="v", out="o"
+    )
+    for key, value in align.items():
+        assert getattr(standalone, key) == (tuple(value) if key == "betas" else value), key
+    assert standalone.checkpoint_every <= standalone.max_steps
