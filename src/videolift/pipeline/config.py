@@ -80,8 +80,8 @@ class Sampler(StrictModel):
     )
     dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
         None,
-        description="`generate --dtype` (default: bfloat16 on a GPU, float32 on the CPU; CogVideoX-2B was "
-        "trained in float16)",
+        description="`generate --dtype` (default: on a GPU the model's recommended one, float16 for CogVideoX-2B, "
+        "else bfloat16; float32 on the CPU)",
     )
 
 
