@@ -218,7 +218,7 @@ REFUSALS = {
     ),
     "answer not text": (
         _edited(lambda o: o[2].update({"fidelity issues": None})),
-        "element [2], field 'fidelity issues': expected a string, got NoneType",
+        "element [2], field 'fidelity issues': expected a string, got null",
     ),
     "unanswered video": (
         _edited(lambda o: o.pop(1)),

@@ -76,7 +76,10 @@ def _row(video: str = "a.mp4", **fields: Any) -> dict[str, Any]:
         ),
         ([_row(prompt=" ")], "M, line 1, field 'prompt': missing or empty"),
         ([{"prompt": PROMPT}], "M, line 1, field 'video': missing or empty"),
-        ([_row(video=3)], "M, line 1, field 'video': missing or empty"),
+        # given, but not a string: not "missing"
+        ([_row(video=3)], "M, line 1, field 'video': expected a string, got a number"),
+        ([_row(prompt=["a", "b"])], "M, line 1, field 'prompt': expected a string, got an array"),
+        ([_row(video=None)], "M, line 1, field 'video': missing or empty"),
         ([], "M: the manifest has no records"),
         # a path no file can have: annotate create stopped on it with a ValueError traceback
         (

@@ -83,7 +83,7 @@ def test_custom_prompt_field(tmp_path):
             "missing.jsonl, line 2, field 'prompt': missing prompt",
         ),
         ("blank.jsonl", '{"prompt": "  "}\n', "blank.jsonl, line 1, field 'prompt': empty prompt"),
-        ("number.jsonl", '{"prompt": 3}\n', "field 'prompt': prompt must be a string, got int"),
+        ("number.jsonl", '{"prompt": 3}\n', "field 'prompt': prompt must be a string, got a number"),
         ("array.jsonl", "[1, 2]\n", "array.jsonl, line 1: expected a JSON object"),
         ("nocol.csv", "text\na dog\n", "nocol.csv, line 1: no 'prompt' column (header has: text)"),
         ("cell.csv", "prompt,id\na dog,1\n,2\n", "cell.csv, line 3, field 'prompt': empty prompt"),
@@ -113,6 +113,21 @@ def test_errors_name_file_line_and_field(tmp_path, name, content, expected):
     with pytest.raises(DataError) as info:
         read_prompts(path)
     assert expected in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "said"),
+    [
+        ("empty.txt", "", "empty.txt: no prompts in file (it is empty)"),
+        ("blanks.txt", "\n  \n", "blanks.txt: no prompts in file"),  # was "(it is empty)": it is not
+        ("header.csv", "prompt,id\n", "header.csv: no prompts in file"),
+    ],
+)
+def test_a_file_without_prompts_is_called_empty_only_if_it_is(tmp_path, name, content, said):
+    (tmp_path / name).write_text(content)
+    with pytest.raises(DataError) as info:
+        read_prompts(tmp_path / name)
+    assert str(info.value) == f"{tmp_path / name}: {said.split(': ', 1)[1]}"
 
 
 def test_missing_file(tmp_path):

@@ -231,6 +231,52 @@ def test_text_readers_name_the_file_and_line(tmp_path):
     assert list(tmp_path.glob(".*.tmp")) == []
 
 
+def test_jsonl_records_that_are_no_object_or_repeat_a_key_are_named_in_json_s_words(tmp_path):
+    from videolift.core.errors import DataError
+    from videolift.core.jsonl import read_jsonl_dicts
+
+    path = tmp_path / "r.jsonl"
+    for record, said in [
+        ("null", "got null"),  # was "got NoneType"
+        ('"a prompt"', "got a string"),
+        ("[1, 2]", "got an array"),
+        ("7", "got a number"),
+        ("true", "got true"),
+    ]:
+        path.write_text('{"prompt": "a"}\n' + record + "\n")
+        with pytest.raises(DataError, match=rf"r\.jsonl, line 2: expected a JSON object, {said}$"):
+            read_jsonl_dicts(path)
+    # json.loads keeps the last of a key given twice, silently (a hand-merged line): refused, as in YAML
+    path.write_text('{"prompt": "a"}\n\n{"prompt": "a", "video": "v.mp4", "prompt": "b"}\n')
+    with pytest.raises(
+        DataError, match=r"r\.jsonl, line 3, field 'prompt': 'prompt' is given twice in one object$"
+    ):
+        read_jsonl_dicts(path)
+    path.write_text('{"ratings": {"motion_smoothness": {"label": "Good", "label": "Bad"}}}\n')
+    with pytest.raises(DataError, match=r"line 1, field 'label': 'label' is given twice"):
+        read_jsonl_dicts(path)
+
+
+@pytest.mark.parametrize("indent", [None, 2])
+def test_a_json_array_given_for_json_lines_is_named_as_such(tmp_path, indent):
+    from videolift.core.errors import DataError
+    from videolift.core.jsonl import iter_json_lines, read_jsonl_dicts
+
+    path = tmp_path / "hra.jsonl"
+    path.write_text(json.dumps([{"prompt": "a"}, {"prompt": "b"}], indent=indent) + "\n")
+    said = r"hra\.jsonl: one JSON array, not JSON Lines: write one object per line"
+    with pytest.raises(DataError, match=said):  # was "line 1: malformed JSON (Expecting value at column 2)"
+        read_jsonl_dicts(path)
+    errors: list[DataError] = []  # `hra validate` listed each of its lines as an error of its own
+    assert list(iter_json_lines(path, errors=errors)) == []
+    assert [e.detail for e in errors] == [
+        "one JSON array, not JSON Lines: write one object per line (jq -c '.[]' converts it)"
+    ]
+    path.write_text('[1, 2]\n{"prompt": "a"}\n')  # a first record that is an array, in JSON Lines
+    with pytest.raises(DataError, match=r"hra\.jsonl, line 1: expected a JSON object, got an array$"):
+        read_jsonl_dicts(path)
+
+
 def test_cli_reports_file_system_mistakes_without_a_traceback(tmp_path):
     from typer.testing import CliRunner
 

@@ -105,34 +105,89 @@ def repair_log(path: str | Path) -> None:
 def iter_json_lines(
     path: str | Path, *, skip_partial_last: bool = False, errors: list[DataError] | None = None
 ) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, object) for each non-blank line; DataError on malformed JSON.
+    """Yield (line number, object) for each non-blank line; DataError on malformed JSON, a line that is
+    not an object or an object giving one key twice.
 
     ``skip_partial_last`` tolerates a torn final line (a process killed mid-append), which resumable
     stages then rewrite. With an ``errors`` list, bad lines are collected there instead of raising
     (for validators that report every problem).
     """
     path = Path(path)
+    text = _decoded(path, torn_tail=skip_partial_last)
     # Lines end at "\n" only: str.splitlines would also cut at U+2028 and friends, which JSON strings
     # may hold unescaped.
-    lines = _decoded(path, torn_tail=skip_partial_last).split("\n")
+    lines = text.split("\n")
     lines = [line + "\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
+    first = True
     for i, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line.rstrip("\r\n"))  # so a cut-off line's error column is where it ends
+            # so a cut-off line's error column is where it ends
+            obj = json.loads(line.rstrip("\r\n"), object_pairs_hook=_unique_keys)
+        except _RepeatedKey as exc:  # json would keep the last value silently, as PyYAML would
+            error = DataError(f"{exc.key!r} is given twice in one object", file=path, line=i, field=exc.key)
         except (ValueError, RecursionError) as exc:  # also an integer over 4,300 digits, deep nesting
             if skip_partial_last and i == len(lines) and not line.endswith("\n"):
                 return
             error = DataError(f"malformed JSON ({parse_problem(exc)})", file=path, line=i)
         else:
             if isinstance(obj, dict):
+                first = False
                 yield i, obj
                 continue
-            error = DataError(f"expected a JSON object, got {type(obj).__name__}", file=path, line=i)
+            error = DataError(f"expected a JSON object, got {json_kind(obj)}", file=path, line=i)
+        if first and line.lstrip().startswith("[") and _json_array(text):
+            # A whole file in one JSON array: every line of it would be an error of its own.
+            error = DataError(
+                "one JSON array, not JSON Lines: write one object per line (jq -c '.[]' converts it)",
+                file=path,
+            )
+            if errors is None:
+                raise error
+            errors.append(error)
+            return
+        first = False
         if errors is None:
             raise error
         errors.append(error)
+
+
+class _RepeatedKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"{key!r} is given twice")
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object's pairs as a dict; _RepeatedKey for a key given twice."""
+    obj = dict(pairs)
+    if len(obj) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _RepeatedKey(key)
+            seen.add(key)
+    return obj
+
+
+def _json_array(text: str) -> bool:
+    """Whether ``text`` is one JSON array of objects (a JSON file given where JSON Lines are read)."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(data, list) and all(isinstance(item, dict) for item in data)
+
+
+def json_kind(value: Any) -> str:
+    """What a parsed JSON (or YAML) value is, in JSON's words, for errors ("got null", not "NoneType")."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    kinds = ((int | float, "a number"), (str, "a string"), (list, "an array"), (dict, "an object"))
+    return next((kind for types, kind in kinds if isinstance(value, types)), type(value).__name__)
 
 
 def parse_problem(exc: ValueError | RecursionError, *, line: bool = False) -> str:
@@ -208,7 +263,9 @@ def finite_number(value: Any) -> bool:
 def text_field(obj: dict[str, Any], name: str, path: Path, line: int, allow_empty: bool = False) -> str:
     """``obj[name]`` if it is a string (not blank unless ``allow_empty``); DataError naming it otherwise."""
     value = obj.get(name)
-    if not isinstance(value, str) or (not allow_empty and not value.strip()):
+    if value is not None and not isinstance(value, str):  # a number, say: not "missing"
+        raise DataError(f"expected a string, got {json_kind(value)}", file=path, line=line, field=name)
+    if value is None or (not allow_empty and not value.strip()):
         raise DataError("missing or empty", file=path, line=line, field=name)
     return value
 

@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from videolift.core.jsonl import json_kind
+
 
 class Dimension(StrEnum):
     semantic_consistency = "semantic_consistency"
@@ -140,7 +142,7 @@ class Rating(BaseModel):
         if isinstance(value, Label):
             return value
         if not isinstance(value, str):
-            raise ValueError(f"label must be a string, got {type(value).__name__}")
+            raise ValueError(f"label must be a string, got {json_kind(value)}")
         return parse_label(value)
 
     @field_validator("reason", mode="before")
@@ -149,7 +151,7 @@ class Rating(BaseModel):
         if value is None:
             return ""
         if not isinstance(value, str):
-            raise ValueError(f"reason must be a string, got {type(value).__name__}")
+            raise ValueError(f"reason must be a string, got {json_kind(value)}")
         if not valid_unicode(value):
             raise ValueError("reason is not valid Unicode text (it holds a lone surrogate)")
         return value.strip()

@@ -23,7 +23,7 @@ from typing import Any
 
 from videolift.core.errors import DataError
 from videolift.core.files import check_outputs, content_hash
-from videolift.core.jsonl import atomic_write, read_json
+from videolift.core.jsonl import atomic_write, json_kind, read_json
 from videolift.core.manifest import ManifestRecord, read_manifest
 from videolift.core.reward import RewardConfig
 from videolift.core.schema import DIMENSIONS, Dimension, parse_answer, tidy_path
@@ -44,7 +44,7 @@ RELEASED_CRITIC = "LiFT-Critic (released; answers imported by `critic import-lif
 def _text(entry: dict[str, Any], key: str, src: Path, i: int) -> str:
     value = entry.get(key)
     if not isinstance(value, str):
-        got = "missing" if key not in entry else f"expected a string, got {type(value).__name__}"
+        got = "missing" if key not in entry else f"expected a string, got {json_kind(value)}"
         raise DataError(got, file=src, record=i, field=key)
     return value
 
@@ -52,14 +52,14 @@ def _text(entry: dict[str, Any], key: str, src: Path, i: int) -> str:
 def _entries(src: Path, data: Any, records: Sequence[ManifestRecord]) -> dict[str, dict[str, Any]]:
     """The output's entries by the manifest video each one answers; every entry checked first."""
     if not isinstance(data, list):
-        raise DataError(f"expected the critic's JSON list of videos, got {type(data).__name__}", file=src)
+        raise DataError(f"expected the critic's JSON list of videos, got {json_kind(data)}", file=src)
     if not data:
         raise DataError("the critic's output holds no videos", file=src)
     by_video = {r.video: r for r in records}
     found: dict[str, tuple[int, dict[str, Any]]] = {}
     for i, entry in enumerate(data):
         if not isinstance(entry, dict):
-            raise DataError(f"expected an object, got {type(entry).__name__}", file=src, record=i)
+            raise DataError(f"expected an object, got {json_kind(entry)}", file=src, record=i)
         video = tidy_path(_text(entry, "video", src, i))  # as the manifest's paths are read
         if video in found:
             raise DataError(

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from videolift.core.errors import DataError
-from videolift.core.jsonl import validation_field
+from videolift.core.jsonl import json_kind, validation_field
 from videolift.core.schema import (
     DIMENSIONS,
     Dimension,
@@ -85,7 +85,7 @@ def import_lift(path: str | Path, data: Any) -> tuple[list[HRARecord], dict[str,
     video, so nothing is lost. Returns the records and counts for a summary.
     """
     if not isinstance(data, list):
-        raise DataError(f"expected a JSON list of records, got {type(data).__name__}", file=path)
+        raise DataError(f"expected a JSON list of records, got {json_kind(data)}", file=path)
     if not data:
         raise DataError("the release file holds no records", file=path)
     groups: dict[tuple[str, str], list[HRARecord]] = {}
@@ -93,7 +93,7 @@ def import_lift(path: str | Path, data: Any) -> tuple[list[HRARecord], dict[str,
     stats = {"input_records": len(data), "duplicates": 0, "extra_records": 0}
     for i, item in enumerate(data):
         if not isinstance(item, dict):
-            raise DataError(f"expected an object, got {type(item).__name__}", file=path, record=i)
+            raise DataError(f"expected an object, got {json_kind(item)}", file=path, record=i)
         video = item.get("video")
         if not isinstance(video, str) or not video.strip():
             raise DataError("missing or empty video path", file=path, record=i, field="video")

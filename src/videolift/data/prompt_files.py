@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from videolift.core.errors import DataError
-from videolift.core.jsonl import iter_json_lines, read_text, split_lines
+from videolift.core.jsonl import iter_json_lines, json_kind, read_text, split_lines
 
 SUFFIXES = (".txt", ".jsonl", ".csv")
 
@@ -42,8 +42,10 @@ def read_prompts(path: str | Path, *, prompt_field: str = "prompt") -> list[Prom
         raise DataError("prompt file not found" if not path.exists() else "not a file", file=path)
     reader = {".txt": _read_txt, ".jsonl": _read_jsonl, ".csv": _read_csv}[path.suffix.lower()]
     records = reader(path, prompt_field)
-    if not records:
-        raise DataError("no prompts in file (it is empty)", file=path)
+    if not records:  # "it is empty" only if it is: not of blank lines, or a CSV header alone
+        raise DataError(
+            "no prompts in file" + (" (it is empty)" if not path.stat().st_size else ""), file=path
+        )
     return records
 
 
@@ -57,7 +59,7 @@ def _checked_prompt(value: Any, *, file: Path, line: int, prompt_field: str) -> 
         raise DataError("missing prompt", file=file, line=line, field=prompt_field)
     if not isinstance(value, str):
         raise DataError(
-            f"prompt must be a string, got {type(value).__name__}", file=file, line=line, field=prompt_field
+            f"prompt must be a string, got {json_kind(value)}", file=file, line=line, field=prompt_field
         )
     if not value.strip():
         raise DataError("empty prompt", file=file, line=line, field=prompt_field)

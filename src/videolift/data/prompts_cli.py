@@ -46,7 +46,7 @@ def sample(
     """Sample N prompts of 1-2 subjects, one action and one place from editable category lists."""
     from videolift.core.errors import DataError, UsageError
     from videolift.core.files import check_outputs
-    from videolift.core.jsonl import atomic_write, read_text, write_jsonl
+    from videolift.core.jsonl import atomic_write, json_kind, read_text, write_jsonl
     from videolift.data.prompt_files import read_prompts
     from videolift.data.prompts import EXPAND_SYSTEM_PROMPT, expand_prompts, load_categories, sample_prompts
 
@@ -60,7 +60,7 @@ def sample(
             short = record.extra.get("short_prompt")
             if short is not None and not isinstance(short, str):  # not a prompt: a traceback before
                 raise DataError(
-                    f"short_prompt must be a string, got {type(short).__name__}",
+                    f"short_prompt must be a string, got {json_kind(short)}",
                     file=path,
                     line=record.line,
                     field="short_prompt",
