@@ -99,3 +99,27 @@ def test_critic_score_matches_a_line_to_its_video_by_the_id_as_a_string():
 
     # 0 used to count as no id (the path stood in): a scores line of id 0 matched the record of "a.mp4".
     assert [video_key(_row(video_id=v)) for v in (0, 7, "7", None, "")] == ["0", "7", "7", "a.mp4", "a.mp4"]
+
+
+def test_critic_score_reads_its_manifest_before_it_loads_the_critic(tmp_path, monkeypatch):
+    """A bad manifest is said at once, not after minutes of loading a 7B critic (here: none loads)."""
+    from typer.testing import CliRunner
+
+    from videolift.cli import app
+    from videolift.critic import answers
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the critic was loaded before the manifest was read")
+
+    monkeypatch.setattr(answers, "load_critic", no_loading)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps(_row()) + "\nnull\n")
+    out = tmp_path / "scores.jsonl"
+    result = CliRunner().invoke(
+        app,
+        ["critic", "score", "--critic", str(tmp_path / "critic"), "--manifest", str(manifest)]
+        + ["--videos", str(tmp_path), "--out", str(out)],
+    )
+    assert result.exit_code == 1, result.output
+    assert f"{manifest}, line 2: expected a JSON object, got null" in " ".join(result.output.split())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.jsonl"]  # nothing written

@@ -364,10 +364,11 @@ def score(
 ) -> None:
     """Rate every manifest video on each dimension; rerun to resume; shards under accelerate/torchrun."""
     from videolift.core.progress import library_bars
-    from videolift.critic.score import check_scores_out, check_videos_root, score_manifest
+    from videolift.critic.score import check_scores_out, check_videos_root, read_manifest, score_manifest
 
     check_scores_out(out, inputs=[("--manifest", manifest)])  # before the critic loads
     check_videos_root(videos)
+    read_manifest(manifest)  # a bad line said now, not after minutes of loading the critic
     with library_bars(progress):
         model = _score_options(critic, base, device, dtype, merge_lora, num_frames, share_prefix)
         summary = score_manifest(
