@@ -880,3 +880,21 @@ def test_scoring_with_check_frames_decodes_once_and_keeps_only_the_sampled_frame
         [{"video": "v.mp4"}]
     )
     assert seen is fed  # one view: the same frames object (its questions encoded together)
+
+
+@pytest.mark.parametrize(
+    ("pair", "said"),
+    [
+        ({"b": "v1", "winner": "a"}, "field 'a': missing or empty"),
+        ({"a": 5, "b": "v1", "winner": "a"}, "field 'a': expected a string, got a number"),  # was "missing"
+        ({"a": "v0", "b": "", "winner": "a"}, "field 'b': missing or empty"),
+    ],
+)
+def test_a_pairs_line_whose_video_id_is_no_string_says_what_it_is(tmp_path, pair, said):
+    from videolift.core.errors import DataError
+    from videolift.critic.evaluate import read_pairs
+
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps(pair) + "\n")
+    with pytest.raises(DataError, match=rf"pairs\.jsonl, line 1, {said}$"):
+        read_pairs(str(path))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from videolift.core.errors import DataError
-from videolift.core.jsonl import iter_json_lines
+from videolift.core.jsonl import iter_json_lines, text_field
 from videolift.core.reward import RewardConfig
 from videolift.core.schema import DIMENSIONS, LABEL_RANK, LABELS, Dimension, Label, parse_dimension
 from videolift.core.stats import mean_and_cluster_se
@@ -140,9 +140,8 @@ def read_pairs(path: str) -> list[dict[str, Any]]:
     (no dimension, or "overall": compared by reward)."""
     out = []
     for line, obj in iter_json_lines(path):
-        for key in ("a", "b"):
-            if not isinstance(obj.get(key), str):
-                raise DataError("missing video id", file=path, line=line, field=key)
+        for key in ("a", "b"):  # "missing or empty", or a number that is no id ("expected a string")
+            text_field(obj, key, Path(path), line)
         if obj["a"] == obj["b"]:
             raise DataError(f"a video judged against itself ({obj['a']!r})", file=path, line=line, field="b")
         if obj.get("winner") not in ("a", "b", "tie"):
