@@ -223,6 +223,25 @@ DATA = {  # name: (arguments, what the error says)
         ["toy", "corpus", "--n", "2", "--out", "p.txt"],
         "--out p.txt: exists and is not a directory",
     ),
+    # Each said "File exists" (the first mkdir's), critic train once its model had loaded, toy pretrain-vlm once
+    # its corpus was rendered; run --plan said nothing.
+    "critic train, an OUT that is a file": (
+        [*CRITIC[:-1], "p.txt"],
+        "--out p.txt: exists and is not a directory",
+    ),
+    "annotate create, a project that is a file": (
+        ["annotate", "create", "--project", "p.txt", "--videos", "."],
+        "--project p.txt: exists and is not a directory",
+    ),
+    "run, a workdir that is a file": (
+        ["run", "pipe.yaml", "--workdir", "p.txt", "--plan"],
+        "workdir p.txt: exists and is not a directory",
+    ),
+    "demo, an OUT that is a file": (["demo", "--out", "p.txt"], "--out p.txt: exists and is not a directory"),
+    "toy pretrain-vlm, an OUT that is a file": (
+        ["toy", "pretrain-vlm", "--out", "p.txt"],
+        "--out p.txt: exists and is not a directory",
+    ),
     "toy rate, no videos root": (
         [*TOY_RATE[:5], "novids", *TOY_RATE[6:]],
         "novids: videos root is not a directory",

@@ -255,6 +255,14 @@ def out_dir_problem(
     return None
 
 
+def check_dir_out(out: str | Path, option: str = "--out") -> None:
+    """An output directory that exists as a file: refused by name before any work, rather than as the
+    "File exists" of the first mkdir (once a model has loaded, or a corpus been rendered)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise VideoliftError(f"{option} {out}: exists and is not a directory")
+
+
 def check_out_dir(
     out: str | Path, models: Iterable[tuple[str, str | Path | None]], advice: str, **kw: Any
 ) -> None:
