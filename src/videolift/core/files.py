@@ -255,7 +255,7 @@ def out_dir_problem(
     return None
 
 
-def check_dir_out(out: str | Path, option: str = "--out") -> None:
+def refuse_file_as_dir(out: str | Path, option: str = "--out") -> None:
     """An output directory that exists as a file: refused by name before any work, rather than as the
     "File exists" of the first mkdir (once a model has loaded, or a corpus been rendered)."""
     out = Path(out)

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from videolift.core.distributed import launched_processes, process_state
 from videolift.core.errors import UsageError, VideoliftError
-from videolift.core.files import check_dir_out, check_out_dir, content_hash, replace_dir, weights_digest
+from videolift.core.files import check_out_dir, content_hash, refuse_file_as_dir, replace_dir, weights_digest
 from videolift.core.jsonl import read_json
 from videolift.critic.data import SFTExample
 from videolift.critic.sft import plan, run_sft
@@ -149,7 +149,7 @@ def train_critic(
     # --overwrite would delete them before the model loads.
     models = [("--base", base), ("--check-model", check_model)]
     check_out_dir(out, models, "give the critic its own directory")
-    check_dir_out(out)  # before the model loads
+    refuse_file_as_dir(out)  # before the model loads
     check_base_dir(base)  # before the records are read and the weights hashed
     reward = RewardConfig.load(reward_config)
     try:

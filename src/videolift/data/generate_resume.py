@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from videolift.core.errors import DataError, VideoliftError
-from videolift.core.files import check_dir_out
+from videolift.core.files import refuse_file_as_dir
 from videolift.core.jsonl import read_json, read_rank_logs
 from videolift.data.prompt_files import PromptRecord
 
@@ -29,7 +29,7 @@ VIDEOS_ELSEWHERE = "give the videos their own directory"
 def check_out(out: Path) -> None:
     """Refuse an OUT whose manifest or videos another tool wrote (e.g. a toy corpus, with its ground
     truth): this stage would replace them, and --overwrite deletes only a generate run's own files."""
-    check_dir_out(out)
+    refuse_file_as_dir(out)
     if (out / "model_index.json").is_file():  # the videos would go among a model's components
         raise VideoliftError(
             f"--out {out}: holds a diffusers pipeline (model_index.json); {VIDEOS_ELSEWHERE}"

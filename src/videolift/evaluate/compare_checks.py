@@ -170,11 +170,11 @@ def _check_outs(
     write: no other tool's files, and (without ``overwrite``) no earlier run with other settings or with
     other texts for its prompts (``work``: the run's videos and prompts)."""
     from videolift.core.errors import VideoliftError
-    from videolift.core.files import check_dir_out
+    from videolift.core.files import refuse_file_as_dir
     from videolift.data.generate import known_settings
     from videolift.data.generate_resume import check_out, earlier_prompts_conflict, earlier_run_conflict
 
-    check_dir_out(out)
+    refuse_file_as_dir(out)
     for name, (model, lora) in zip(names, models, strict=True):
         check_out(out / name)
         # A folder of an earlier run with other settings is refused here, not after the models before it

@@ -317,9 +317,9 @@ class PipelineConfig(StrictModel):
             raise _settings_error(msg, path, field, sets) from None
         if not cfg.workdir.is_absolute() and overrides.get("workdir") is None:
             cfg.workdir = path.parent / cfg.workdir
-        from videolift.core.files import check_dir_out
+        from videolift.core.files import refuse_file_as_dir
 
-        check_dir_out(cfg.workdir, "workdir")  # `run` (even --plan) and `demo`, before any stage
+        refuse_file_as_dir(cfg.workdir, "workdir")  # `run` (even --plan) and `demo`, before any stage
         if problem := _workdir_problem(cfg):  # the workdir as the stages will read it
             if "workdir" in given:
                 raise OptionError(problem, file="command line", field="workdir")

@@ -19,14 +19,14 @@ def demo(
     """Simulated ratings -> critic (with reasons and label-only) -> scores -> RWL and RS alignment ->
     evaluation on held-out prompts; prints a summary, writes OUT/report.html and OUT/summary.json."""
     from videolift.core.errors import UsageError
-    from videolift.core.files import check_dir_out
+    from videolift.core.files import refuse_file_as_dir
     from videolift.pipeline.cli import print_summary
     from videolift.pipeline.run import PipelineConfig, run_pipeline
     from videolift.pipeline.run_report import write_report
 
     if not out.strip():
         raise UsageError("--out is empty: give the demo's working directory")
-    check_dir_out(Path(out).expanduser())  # named as --out, not as the preset's workdir
+    refuse_file_as_dir(Path(out).expanduser())  # named as --out, not as the preset's workdir
     cfg = PipelineConfig.load(PRESET, workdir=Path(out).expanduser())
     summary = run_pipeline(cfg, progress=progress)
     if summary is None:  # another than the main process of a multi-process launch: the main one reports

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from videolift.core.errors import UsageError, VideoliftError
-from videolift.core.files import check_dir_out, check_outputs
+from videolift.core.files import check_outputs, refuse_file_as_dir
 
 app = typer.Typer(
     help="The toy world: a synthetic video domain with ground truth, an oracle rater and a simulated panel.",
@@ -76,7 +76,7 @@ def corpus(
         raise UsageError(f"--defect-rate must be within [0, 1], got {defect_rate}")
     split = _split(split, ("train", "heldout", "all"))
     manifest = out / "manifest.jsonl"
-    check_dir_out(out)
+    refuse_file_as_dir(out)
     if manifest.exists() and not overwrite:
         raise VideoliftError(f"{manifest} already exists; pass --overwrite to replace the corpus")
     if overwrite and (why := _not_a_corpus(out)):

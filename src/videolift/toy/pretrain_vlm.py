@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from videolift.core.errors import VideoliftError
-from videolift.core.files import check_dir_out
+from videolift.core.files import refuse_file_as_dir
 from videolift.core.jsonl import atomic_write, read_json, read_jsonl_dicts
 from videolift.models.tiny_vlm import TinyVLMConfig
 from videolift.toy.caption_check import clause_table, quality_report
@@ -215,7 +215,7 @@ def pretrain_vlm(
 
     cfg = cfg or PretrainVLMConfig()
     out = Path(out)
-    check_dir_out(out)  # before the corpus is rendered into it
+    refuse_file_as_dir(out)  # before the corpus is rendered into it
     torch.set_num_threads(cfg.threads)
     started = time.time()
     work = out / "corpus"

@@ -76,12 +76,12 @@ def create(
     import sqlalchemy.exc
 
     from videolift.core.errors import VideoliftError
-    from videolift.core.files import check_dir_out
+    from videolift.core.files import refuse_file_as_dir
     from videolift.data.annotate import guideline
     from videolift.data.annotate.project import Project, add_user
     from videolift.data.annotate.videos import import_manifest
 
-    check_dir_out(project_dir, "--project")
+    refuse_file_as_dir(project_dir, "--project")
     made_dir = not project_dir.exists()
     project = Project.create(
         project_dir, videos, db=db, ratings_per_video=ratings_per_video, lease_minutes=lease_minutes
