@@ -211,3 +211,43 @@ def test_two_processes_train_weights_a_video_loss_does_not_use(tmp_path):
     proc = subprocess.run(list(map(str, cmd)), env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "x 2 processes" in proc.stderr and (tmp_path / "critic/train_summary.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "stop", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["straight", "resumed"]
+)
+def test_an_fsdp_full_fine_tune_clips_and_equals_one_process(tmp_path, stop):
+    """fsdp_vlm.yaml on two CPU processes (tests/fsdp_cpu_site; 20-40 s a launch here), straight or
+    stopped at its checkpoint and resumed: the weights and log of one process with accumulation 2. FSDP's
+    prepare replaces the parameters with sharded ones, and the run clipped the list taken before (no
+    gradients): nothing was clipped (the norms here are ~4, the clip 1) and every logged grad_norm was 0.0
+    (found by the first real FSDP run, 2026-12-07)."""
+    from safetensors.torch import load_file
+    from torch.testing import assert_close
+
+    from fsdp_cpu import fsdp_launch
+
+    tiny_world(tmp_path, 8)
+    common = ["critic", "train", "--base", tmp_path / "base", "--data", tmp_path / "hra.jsonl", "--videos", tmp_path,
+              "--dimensions", "video_fidelity", "--adapter", "full", "--max-steps", "4", "--lr", "5e-3",
+              "--batch-size", "2", "--save-every", "2", "--no-progress"]  # fmt: skip
+    launch, env = fsdp_launch("fsdp_vlm.yaml", tmp_path)
+    for more in (["--stop-at-step", "2"], ["--resume"]) if stop else ([],):
+        cmd = [*launch, *common, "--out", tmp_path / "fsdp", *more]
+        proc = subprocess.run(list(map(str, cmd)), env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "x 2 processes" in proc.stderr
+    assert (tmp_path / "fsdp/checkpoints/step-000002/pytorch_model_fsdp.bin").is_file()  # really FSDP's
+    one = [BIN / "videolift", *common, "--grad-accum", "2", "--out", tmp_path / "one"]
+    proc = subprocess.run(list(map(str, one)), env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    logs = [[json.loads(x) for x in (tmp_path / name / "train_log.jsonl").read_text().splitlines()] for name in ("fsdp", "one")]  # fmt: skip
+    assert [x["step"] for x in logs[0]] == [1, 2, 3, 4]
+    for key in ("loss", "grad_norm"):
+        assert [x[key] for x in logs[0]] == [pytest.approx(x[key], rel=1e-5) for x in logs[1]], key
+    assert min(x["grad_norm"] for x in logs[0]) > 1  # so the clip to 1 acted
+    a, b = load_file(tmp_path / "fsdp/model.safetensors"), load_file(tmp_path / "one/model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert_close(a[key], b[key], rtol=1e-4, atol=1e-6)

@@ -257,6 +257,9 @@ def _set_up(
     scheduler = get_cosine_schedule_with_warmup(optimizer, round(cfg.warmup_ratio * total), total)
     start_run(accelerator, out, cfg, overwrite=overwrite, held=held)
     model, optimizer = accelerator.prepare(model, optimizer)
+    # FSDP2's prepare replaces every parameter with a sharded one (and points the optimizer at it): the
+    # list taken before holds no gradients, so clipping it clipped nothing and logged a norm of 0.
+    params = [p for p in model.parameters() if p.requires_grad]
     accelerator.register_for_checkpointing(scheduler)
     save_trainable_only(accelerator)
     return _Training(
