@@ -1384,3 +1384,40 @@ def test_the_held_out_log_holds_one_measurement_through_what_a_run_goes_through(
         VideoliftError, match=r"\(--validation-real-videos\) needs validation_real"
     ):  # CLI, pipeline
         AlignConfig.load(None, model="m", scores="s", videos="v", out="o", validation_real_videos=str(held))
+
+
+def test_an_fsdp_full_fine_tune_trains_exports_and_equals_ddp(world, tmp_path):
+    """fsdp.yaml on two CPU processes (tests/fsdp_cpu_site): each holds shards only, yet the run trains
+    what DDP trains with the same seed and data (here bit for bit), its sharded checkpoint holds the
+    weights it exports, and the export loads with plain diffusers."""
+    from diffusers import CogVideoXPipeline
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    from fsdp_cpu import fsdp_launch
+
+    launch, env = fsdp_launch("fsdp.yaml", tmp_path)
+    args = _cli_args(world, tmp_path / "fsdp", max_steps=3, checkpoint_every=3)
+    proc = subprocess.run(
+        [*launch, "align", *args, "--full"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", str(BIN / "videolift"), "align",
+           *_cli_args(world, tmp_path / "ddp", max_steps=3, checkpoint_every=3), "--full"]  # fmt: skip
+    env["PYTHONPATH"] = os.environ.get("PYTHONPATH", "")  # without tests/fsdp_cpu_site: DDP
+    proc = subprocess.run(ddp, env=env, capture_output=True, text=True, timeout=300, start_new_session=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    sharded = tmp_path / "fsdp/checkpoints/step-0000003/pytorch_model_fsdp_0"  # FSDP's own layout
+    dcp_to_torch_save(sharded, tmp_path / "gathered.pt")
+    gathered = torch.load(tmp_path / "gathered.pt")["model"]
+    exported = CogVideoXPipeline.from_pretrained(tmp_path / "fsdp/pipeline").transformer.state_dict()
+    by_ddp, base = _transformer_state(tmp_path / "ddp/pipeline"), _transformer_state(world / "model")
+    assert exported.keys() == gathered.keys() == by_ddp.keys()
+    assert all(torch.equal(exported[k], gathered[k]) for k in exported)
+    assert any(not torch.equal(exported[k], base[k]) for k in base)
+    for key in exported:
+        torch.testing.assert_close(exported[key], by_ddp[key], rtol=1e-5, atol=1e-7)
+    logs = [(tmp_path / name / "logs/train.jsonl").read_text().splitlines() for name in ("fsdp", "ddp")]
+    for a, b in zip(*logs, strict=True):
+        assert json.loads(a)["loss"] == pytest.approx(json.loads(b)["loss"], rel=1e-5)
+        assert json.loads(a)["grad_norm"] == pytest.approx(json.loads(b)["grad_norm"], rel=1e-5)
