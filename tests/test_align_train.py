@@ -1386,6 +1386,7 @@ def test_the_held_out_log_holds_one_measurement_through_what_a_run_goes_through(
         AlignConfig.load(None, model="m", scores="s", videos="v", out="o", validation_real_videos=str(held))
 
 
+@pytest.mark.slow  # 40-65 s; found no fault (critic train's FSDP test, run by default, found one)
 def test_an_fsdp_full_fine_tune_trains_exports_and_equals_ddp(world, tmp_path):
     """fsdp.yaml on two CPU processes (tests/fsdp_cpu_site): each holds shards only, yet the run trains
     what DDP trains with the same seed and data (here bit for bit), its sharded checkpoint holds the
