@@ -149,6 +149,33 @@ def test_a_spawned_child_reports_its_own_peak_not_its_parents(tmp_path):
     del block
 
 
+def die_killed() -> None:
+    """A stage's child process killed -9 mid-work (the out-of-memory killer picks the largest process)."""
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_child_process_killed_is_one_line_naming_the_stage_and_the_signal(tmp_path):
+    # Found killing one parallel critic's process with `kill -9` (as the OOM killer would): `videolift run`
+    # ended in concurrent.futures' BrokenProcessPool traceback, saying neither which stage nor why.
+    from videolift.core.errors import VideoliftError
+    from videolift.pipeline.runner import in_subprocess
+
+    stage = Stage("s", lambda: in_subprocess(die_killed, {}), outputs=[tmp_path / "x"])
+    with pytest.raises(
+        VideoliftError, match=r"^die_killed: its process .* signal 9"
+    ):  # unnamed: the function
+        Runner(tmp_path / "w").run_concurrently([stage])
+    assert not Runner(tmp_path / "w").is_done(stage)
+    with pytest.raises(VideoliftError) as caught:
+        in_subprocess(die_killed, {}, what="critic:critic_label_only")
+    message = str(caught.value)
+    assert message.startswith("critic:critic_label_only: its process (pid ")
+    assert "killed by signal 9 (SIGKILL, e.g. by the system's out-of-memory killer" in message
+    assert "run the same command again to resume" in message
+
+
 def _copy_stage(w, calls: list, lr: float = 1.0) -> Stage:
     """A stage whose input, output and settings all name paths inside the workdir ``w``."""
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from rich.console import Console
 
+from videolift.core.errors import VideoliftError
 from videolift.core.files import content_hash, fingerprint
 from videolift.core.jsonl import atomic_write, read_json
 from videolift.pipeline import ranks
@@ -349,22 +350,53 @@ def _call_with_threads(
     return result, own_peak_rss_mb()
 
 
-def in_subprocess(fn: Callable[..., Any], kwargs: dict[str, Any], *, threads: int = 1) -> tuple[Any, float]:
+def in_subprocess(
+    fn: Callable[..., Any], kwargs: dict[str, Any], *, threads: int = 1, what: str | None = None
+) -> tuple[Any, float]:
     """``fn(**kwargs)`` in a fresh (spawned) process with ``threads`` torch threads; returns its result
     and the process's peak RSS in MB. ``fn`` must be importable and ``kwargs`` picklable. The process
-    ends within a second of this one's death, however it dies."""
+    ends within a second of this one's death, however it dies; killed itself (``what``: the stage, named
+    in the error), it is a VideoliftError, not the pool's traceback."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
         future = pool.submit(_call_with_threads, threads, fn, kwargs, os.getpid())
+        # The process, kept for its exit code: the pool forgets it once broken (no public way before 3.14).
+        processes = list((getattr(pool, "_processes", None) or {}).values())
         with _CHILDREN_LOCK:
             _CHILDREN.add(pool)
         try:
             return future.result()
+        except BrokenProcessPool:
+            raise VideoliftError(_died(what or fn.__name__, processes)) from None
         finally:
             with _CHILDREN_LOCK:
                 _CHILDREN.discard(pool)
+
+
+def _died(what: str, processes: list[Any]) -> str:
+    """Why ``what``'s child process ended before its result, e.g. killed -9 by the out-of-memory killer
+    (the largest process: a critic training), and that a rerun resumes it."""
+    for process in processes:
+        process.join(timeout=5)  # its exit code is set once reaped
+    codes = [p.exitcode for p in processes if p.exitcode]
+    how = "ended abruptly"
+    if codes and codes[0] < 0:
+        import signal
+
+        number = -codes[0]
+        name = signal.Signals(number).name if number in signal.valid_signals() else "?"
+        how = f"was killed by signal {number} ({name}"
+        how += ", e.g. by the system's out-of-memory killer: see `dmesg`)" if name == "SIGKILL" else ")"
+    elif codes:
+        how = f"exited with status {codes[0]}"
+    pids = ", ".join(str(p.pid) for p in processes)
+    return (
+        f"{what}: its process{f' (pid {pids})' if pids else ''} {how} before it finished. What it finished "
+        "is kept: run the same command again to resume it"
+    )
 
 
 _UNSET = object()

@@ -393,7 +393,7 @@ def critic_stage(
         if not own_process:
             _train_critic_quietly(**kwargs)
             return {"reasons": reasons}
-        _, peak_mb = in_subprocess(_train_critic_quietly, kwargs, threads=1)
+        _, peak_mb = in_subprocess(_train_critic_quietly, kwargs, threads=1, what=f"critic:{name}")
         return {"reasons": reasons, "peak_rss_mb": round(peak_mb, 1)}
 
     train, base = w / "hra_split" / "train.jsonl", [Path(vlm)] if Path(vlm).exists() else []
