@@ -143,3 +143,21 @@ def test_a_panel_flip_to_normal_on_an_empty_video_gets_a_normal_reason():
         assert reason_as(verdict, VF, B, variant) == verdict.reason(VF, variant)
         lenient = reason_as(verdict, VF, N, variant)
         assert lenient and lenient not in {verdict.reason(VF, v) for v in range(2)}, lenient
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [PROMPTS[0], "a green triangle grows on a grey road", "two red squares move right on a grey road"],
+)
+@pytest.mark.parametrize(
+    "order", [[0] * 5 + [8] * 4, [0, 0, 0, 4, 4, 4, 8, 8, 8], [7, 0, 1, 4, 2, 5, 8, 6, 3]]
+)
+def test_a_freeze_and_a_leap_or_frames_out_of_order_are_bad_motion(prompt, order):
+    """The subject covers the whole action, but standing still for most steps and leaping (or in shuffled
+    frames, going back and forth) is the worst of motion, not a subject too still to time: such clips were
+    rated Good on motion, a degenerate clip a fine-tune could drift to for free reward."""
+    spec = parse_prompt(prompt)
+    verdict = judge(render(spec, 3)[order], spec)
+    assert verdict.label(MS) == B, verdict.reason(MS)
+    kinds = set(verdict.finding_kinds()[MS])
+    assert kinds & {"frozen", "dropped", "reversal"}, kinds

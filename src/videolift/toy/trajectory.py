@@ -339,21 +339,29 @@ def smoothness(states: np.ndarray, action: Action) -> Smoothness:
     vertex = detail.get("vertex")
     idx = np.flatnonzero(valid)
 
-    def per_frame_steps(kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Step (tau per frame) starting at each frame, and the typical step of its phase (NaN: unknown)."""
+    def per_frame_steps(kept: np.ndarray, pace: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """Step (tau per frame) starting at each frame, and the typical step of its phase (NaN: unknown),
+        at least ``pace``."""
         steps = np.full(frames - 1, np.nan)
         for a, b in zip(kept[:-1], kept[1:], strict=True):
             steps[a:b] = (tau[b] - tau[a]) / (b - a)
         phase = np.arange(frames - 1) >= vertex if vertex is not None else np.zeros(frames - 1, dtype=bool)
         overall = np.nanmedian(steps)
         typical = np.array([_median_or_nan(steps[phase == p]) for p in phase])
-        return steps, np.maximum(np.nan_to_num(typical, nan=overall), 0.5 * overall)
+        return steps, np.maximum(np.maximum(np.nan_to_num(typical, nan=overall), 0.5 * overall), pace)
 
-    steps, typical = per_frame_steps(idx)
     out = Smoothness()
-    extent = speed * float(np.nanmax(tau[valid]) - np.nanmin(tau[valid]))
-    if np.nanmedian(steps) < 0.2 or extent < MIN_TIMED_EXTENT:  # too little motion to judge its timing
+    span = float(np.nanmax(tau[valid]) - np.nanmin(tau[valid]))
+    pace = 0.0
+    steps, typical = per_frame_steps(idx)
+    if speed * span < MIN_TIMED_EXTENT:  # too little motion to judge its timing
         out.timed = False
+    elif np.nanmedian(steps) < 0.2:
+        # It covers the distance, yet most steps stand still or go back (a long freeze and one leap,
+        # frames out of order): broken timing, not a still subject. Its steps are compared with the
+        # even pace that covers the same span (the median step, ~0 or negative, would explain it away).
+        pace = span / max(int(idx[-1] - idx[0]), 1)
+        steps, typical = per_frame_steps(idx, pace)
     # A single frame out of place: its neighbours agree with each other and the usual pace, it does not.
     best = 0.0
     for j in range(1, len(idx) - 1):
@@ -366,7 +374,7 @@ def smoothness(states: np.ndarray, action: Action) -> Smoothness:
             best, out.glitch_frame = jump, int(t)
     if out.glitch_frame is not None:
         out.glitch = best
-        steps, typical = per_frame_steps(idx[idx != out.glitch_frame])
+        steps, typical = per_frame_steps(idx[idx != out.glitch_frame], pace)
     rest = offset[valid & (np.arange(frames) != (-1 if out.glitch_frame is None else out.glitch_frame))]
     out.jitter = float(np.sqrt(np.mean(rest**2))) if len(rest) else 0.0
     if out.timed:
