@@ -161,3 +161,23 @@ def test_a_freeze_and_a_leap_or_frames_out_of_order_are_bad_motion(prompt, order
     assert verdict.label(MS) == B, verdict.reason(MS)
     kinds = set(verdict.finding_kinds()[MS])
     assert kinds & {"frozen", "dropped", "reversal"}, kinds
+
+
+@pytest.mark.parametrize("shown", [[1, 3, 5, 7], [0, 1, 2], [6, 7, 8]])
+def test_a_subject_seen_in_fewer_than_half_the_frames_vanishes(shown):
+    """Blinking every other frame, or shown for three frames only, is Bad motion by the vanish rule (Bad
+    from two frames), as with five of nine frames shown; it was Good ("nothing moves"): too few frames to
+    count it as a subject left no motion to judge."""
+    spec = parse_prompt(PROMPTS[0])
+    frames = render(spec, 3)
+    gone = [t for t in range(9) if t not in shown]
+    frames[gone] = frames[0, 0, 0]  # the background
+    verdict = judge(frames, spec)
+    assert verdict.labels() == {SC: B, MS: B, VF: B}
+    assert verdict.finding_kinds()[MS] == ["vanish"], verdict.reason(MS)
+    assert verdict.reason(MS) == "The shape keeps disappearing."
+    blinking = render(spec, 3)
+    blinking[1::2] = blinking[0, 0, 0]  # five of nine frames shown: a subject, which vanishes
+    assert judge(blinking, spec).label(MS) == B
+    empty = np.full((9, 48, 48, 3), (176, 146, 100), dtype=np.uint8)  # nothing ever shown: nothing vanishes
+    assert judge(empty, spec).label(MS) == G

@@ -34,6 +34,7 @@ from videolift.toy.render import COLOUR_RGB, FRAMES, SCENE_RGB, SIZE
 from videolift.toy.segment import Blob, Segmentation, segment
 from videolift.toy.shapes import ShapeFit, fit_shape
 from videolift.toy.trajectory import (
+    VANISH_MIN_SIZE,
     Action,
     Smoothness,
     Track,
@@ -376,6 +377,14 @@ def _motion(subjects: list[Subject]) -> list[Finding]:
     return out
 
 
+def _glimpsed(seg: Segmentation) -> list[Finding]:
+    """No subject is found in most frames, yet one shows in some: it vanishes for most of the clip (Bad from
+    two frames), which is no still picture to call smooth."""
+    if any(b.size() >= VANISH_MIN_SIZE for frame in seg.blobs for b in frame):
+        return [Finding("vanish", B, {"it": "the shape"})]
+    return []
+
+
 def _fidelity(seg: Segmentation, subjects: list[Subject]) -> list[Finding]:
     if not subjects:
         return [Finding("absent", B)]
@@ -457,7 +466,7 @@ def judge(frames: np.ndarray, prompt: str | PromptSpec, shape_doubt: float = SHA
     desc = f"{subjects_text(spec.subjects)} {ACTION_PHRASES[spec.action][2]} {SCENE_PHRASES[spec.scene]}"
     findings = {
         S: _semantic(spec, seg, subjects, shape_doubt),
-        M: _motion(subjects),
+        M: _motion(subjects) if subjects else _glimpsed(seg),
         F: _fidelity(seg, subjects),
     }
     measurements = {

@@ -18,6 +18,7 @@ from videolift.toy.render import GROWTH_MID, GROWTH_SPAN, TRAVEL
 from videolift.toy.segment import Blob
 
 _GRID = np.arange(-1.5, 9.55, 0.05)
+VANISH_MIN_SIZE = 10.0  # px; a smaller (blurred) shape may fade below detection without anything wrong
 
 
 @dataclass
@@ -44,13 +45,13 @@ class Track:
 
     @property
     def missing(self) -> int:
-        """Frames where the subject is not found though it is big enough (>= 10 px) in the nearest frames
+        """Frames where the subject is not found though it is big enough (VANISH_MIN_SIZE) in the nearest frames
         where it is: a tiny, blurred shape may fade below detection without anything being wrong."""
         count = 0
         for t, b in enumerate(self.blobs):
             if b is None:
                 near = _last_seen(self, t)
-                count += near is not None and near.size() >= 10
+                count += near is not None and near.size() >= VANISH_MIN_SIZE
         return count
 
 
