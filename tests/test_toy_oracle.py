@@ -181,3 +181,18 @@ def test_a_subject_seen_in_fewer_than_half_the_frames_vanishes(shown):
     assert judge(blinking, spec).label(MS) == B
     empty = np.full((9, 48, 48, 3), (176, 146, 100), dtype=np.uint8)  # nothing ever shown: nothing vanishes
     assert judge(empty, spec).label(MS) == G
+
+
+def test_a_shape_pulsing_in_size_is_not_a_steady_picture():
+    """A shape that jumps between its smallest and largest size every frame travels nowhere, but it is no
+    still picture: its size counts in its jitter, as for every moving subject (it was Good, "nothing
+    moves"). A picture that is really still stays Good."""
+    spec = parse_prompt("a green triangle grows on a grey road")
+    clean = render(spec, 3)
+    pulsing = judge(clean[[0, 8] * 4 + [0]], spec)
+    assert pulsing.label(MS) == B and pulsing.finding_kinds()[MS] == ["jitter"], pulsing.reason(MS)
+    assert judge(clean[[0, 1] * 4 + [0]], spec).label(MS) == N  # 10 <-> 12.8 px
+    assert judge(clean[[0, 1, 2, 3, 4, 3, 2, 1, 0]], spec).label(MS) == G  # grows and shrinks back smoothly
+    still = judge(clean[[4] * 9], spec)
+    assert still.labels() == {SC: B, MS: G, VF: G}
+    assert still.reason(MS) == "Nothing moves, so there is no stutter or jump."

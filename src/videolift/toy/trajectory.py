@@ -321,7 +321,13 @@ def smoothness(states: np.ndarray, action: Action) -> Smoothness:
         detail["vertex"] = _vertex(states[:, 1])
     if kind == "still":
         centre = np.nanmedian(states, axis=0)
-        offsets = np.linalg.norm((states - centre)[valid, :2], axis=1)
+        off = (states - centre)[valid]
+        # Size counts too, as for every other action (a shape pulsing from frame to frame travels nowhere
+        # but is no steady picture), off a smooth (quadratic) course: growing a little, or growing and
+        # shrinking back, is not shaking.
+        t = np.flatnonzero(valid)
+        off[:, 2] = states[t, 2] - np.polyval(np.polyfit(t, states[t, 2], 2), t)
+        offsets = np.linalg.norm(off, axis=1)
         return Smoothness(jitter=float(np.sqrt(np.mean(offsets**2))), timed=False)
 
     tau = np.arange(frames, dtype=float)
