@@ -379,8 +379,15 @@ def in_subprocess(
 def _died(what: str, processes: list[Any]) -> str:
     """Why ``what``'s child process ended before its result, e.g. killed -9 by the out-of-memory killer
     (the largest process: a critic training), and that a rerun resumes it."""
+    import time
+
+    deadline = time.monotonic() + 5
     for process in processes:
-        process.join(timeout=5)  # its exit code is set once reaped
+        process.join(timeout=5)  # its exit code is set once reaped ...
+        # ... by whichever thread reaps it: the pool's manager thread may, and then this join's own wait
+        # finds no child and returns before the manager has recorded the code (seen once in CI, under load)
+        while process.exitcode is None and time.monotonic() < deadline:
+            time.sleep(0.05)
     codes = [p.exitcode for p in processes if p.exitcode]
     how = "ended abruptly"
     if codes and codes[0] < 0:
