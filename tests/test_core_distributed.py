@@ -142,3 +142,17 @@ def test_a_ddp_timeout_past_thirty_days_is_refused_by_the_settings():
             AlignConfig(**paths, ddp_timeout=huge)
         with pytest.raises(UsageError, match="--ddp-timeout .*less than or equal"):
             SFTConfig(ddp_timeout=huge)
+
+
+def test_a_second_accelerator_of_an_fsdp_launch_is_made_as_the_first():
+    """An FSDP accelerator writes FSDP over the process group's type (accelerate's state.py), and the next
+    one found no FSDP plugin: "AcceleratorState object has no attribute fsdp_plugin" (found under the FSDP
+    CPU launch: a resume's layout check made an accelerator before the trainer's). Here, one process's
+    group marked as an FSDP accelerator leaves it (DDP's FSDP twin: tests/test_critic_multiprocess.py)."""
+    from accelerate import PartialState
+
+    from videolift.core.distributed import fresh_accelerator
+
+    assert fresh_accelerator(cpu=True).distributed_type == DistributedType.NO
+    PartialState._shared_state["distributed_type"] = DistributedType.FSDP  # as an FSDP accelerator leaves it
+    assert fresh_accelerator(cpu=True).distributed_type == DistributedType.NO

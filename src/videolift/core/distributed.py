@@ -109,6 +109,24 @@ def deepspeed_clipping(accelerator: Any, max_grad_norm: float) -> None:
             ds["gradient_clipping"] = max_grad_norm
 
 
+def _restore_process_group_type() -> None:
+    """An FSDP accelerator writes FSDP over the process group's own distributed type (MULTI_GPU, ...;
+    accelerate's state.py), and the next AcceleratorState takes its FSDP plugin only when it finds that
+    type: a second accelerator of an FSDP launch (``videolift run``'s align after its critic; a resume's
+    ``launched_layout`` check) had none and failed ("AcceleratorState object has no attribute
+    fsdp_plugin"). Put the process group's type back, as accelerate derives it (private; kept if absent)."""
+    from accelerate import PartialState
+    from accelerate.utils import DistributedType
+
+    shared = PartialState._shared_state
+    if shared.get("distributed_type") != DistributedType.FSDP or not hasattr(
+        PartialState, "_prepare_backend"
+    ):
+        return
+    group = PartialState()
+    shared["distributed_type"] = group._prepare_backend(group._cpu, False, group.backend)[1]
+
+
 def fresh_accelerator(*, ddp_timeout: int | None = None, **settings: Any) -> Any:
     """An ``Accelerator`` with these settings, also when an earlier run in this process fixed accelerate's
     process-wide state to others: ``videolift run`` trains its critic (no mixed precision) and then aligns
@@ -123,6 +141,7 @@ def fresh_accelerator(*, ddp_timeout: int | None = None, **settings: Any) -> Any
     # Private (accelerate resets it so between its own tests); a version without it refuses as before.
     if callable(reset := getattr(AcceleratorState, "_reset_state", None)):
         reset()
+    _restore_process_group_type()
     if ddp_timeout is not None:
         handler = InitProcessGroupKwargs(timeout=timedelta(seconds=ddp_timeout))
         settings["kwargs_handlers"] = [*settings.get("kwargs_handlers", []), handler]
