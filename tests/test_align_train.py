@@ -1422,3 +1422,77 @@ def test_an_fsdp_full_fine_tune_trains_exports_and_equals_ddp(world, tmp_path):
     for a, b in zip(*logs, strict=True):
         assert json.loads(a)["loss"] == pytest.approx(json.loads(b)["loss"], rel=1e-5)
         assert json.loads(a)["grad_norm"] == pytest.approx(json.loads(b)["grad_norm"], rel=1e-5)
+
+
+def _refused_before_the_hashes(monkeypatch) -> None:
+    """Reaching the inputs' hashes (the step before the cache) fails the test: the refusal came too late."""
+
+    def reached(*_: Any, **__: Any) -> None:
+        raise AssertionError("reached the input hashes and the cache: not refused before them")
+
+    monkeypatch.setattr(AlignConfig, "input_hashes", reached)
+
+
+def test_an_fsdp_checkpoint_resumed_by_one_process_is_refused_before_the_cache(world, tmp_path, monkeypatch):
+    """fsdp.yaml (tests/fsdp_cpu_site; ~20 s) writes FSDP's sharded checkpoint; one process resuming it
+    failed after the preflight and the cache (33 s on the smallest model) with "step-0000001/
+    pytorch_model.bin: No such file or directory", the file one process's accelerate looks for."""
+    from typer.testing import CliRunner
+
+    from fsdp_cpu import fsdp_launch
+    from videolift.cli import app
+
+    launch, env = fsdp_launch("fsdp.yaml", tmp_path)
+    args = _cli_args(world, tmp_path / "fsdp", max_steps=1, checkpoint_every=1)
+    proc = subprocess.run(
+        [*launch, "align", *args, "--full"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = tmp_path / "fsdp/checkpoints/step-0000001"
+    log = (tmp_path / "fsdp/logs/train.jsonl").read_text()
+
+    _refused_before_the_hashes(monkeypatch)
+    said = CliRunner().invoke(
+        app, ["align", *_cli_args(world, tmp_path / "fsdp", max_steps=2), "--full", "--resume"]
+    )
+    flat = " ".join(said.output.split())
+    assert said.exit_code == 1, flat
+    assert f"{ckpt}: written under FSDP with SHARDED_STATE_DICT" in flat and "by 2 process(es)" in flat
+    assert "this run is under DDP or one process" in flat
+    assert "Resume with the accelerate config" in flat and "--overwrite" in flat
+    assert (tmp_path / "fsdp/logs/train.jsonl").read_text() == log
+    assert json.loads((ckpt / "trainer_state.json").read_text())["layout"] == "fsdp-sharded"  # recorded
+
+
+def test_a_one_process_checkpoint_resumed_under_fsdp_is_refused_before_the_cache(world, tmp_path):
+    """The other way round: FSDP resuming a checkpoint of one process (or DDP) died after the cache in
+    torch.distributed.checkpoint's traceback ("metadata is None", looking for pytorch_model_fsdp_0/.metadata);
+    refused at once, nothing of the run changed."""
+    from typer.testing import CliRunner
+
+    from fsdp_cpu import fsdp_launch
+    from videolift.cli import app
+
+    out = tmp_path / "one"
+    said = CliRunner().invoke(
+        app, ["align", *_cli_args(world, out, max_steps=1, checkpoint_every=1), "--full"]
+    )
+    assert said.exit_code == 0, said.output
+    ckpt = out / "checkpoints/step-0000001"
+    state = json.loads((ckpt / "trainer_state.json").read_text())
+    recorded = state.pop("layout", None)  # as checkpoints from before it was recorded: told by its files
+    (ckpt / "trainer_state.json").write_text(json.dumps(state))
+    log = (out / "logs/train.jsonl").read_text()
+
+    launch, env = fsdp_launch("fsdp.yaml", tmp_path)
+    args = _cli_args(world, out, max_steps=2)
+    proc = subprocess.run(
+        [*launch, "align", *args, "--full", "--resume"], env=env, capture_output=True, text=True, timeout=300
+    )
+    flat = " ".join(proc.stderr.split())
+    assert proc.returncode == 1, flat[-3000:]
+    assert f"{ckpt}: written under DDP or one process" in flat, flat[-3000:]
+    assert "this run is under FSDP with SHARDED_STATE_DICT" in flat
+    assert "Traceback" not in flat.split("torch/distributed/elastic")[0], flat  # (the launcher's own follows)
+    assert (out / "logs/train.jsonl").read_text() == log
+    assert recorded == "ddp"

@@ -304,3 +304,98 @@ def test_under_deepspeed_frozen_weights_are_left_out_by_its_own_keywords(tmp_pat
     assert acc.saved_with == {"exclude_frozen_parameters": True}
     assert load_checkpoint(acc, path, strict=False) == {"step": 2}
     assert acc.loaded[-1][1] == {"load_module_strict": False}
+
+
+# ---- the layout a checkpoint was written under (DDP / one process, FSDP, DeepSpeed) -----------------
+
+# What accelerate's save_state writes under each layout (the files its load_state looks for).
+LAYOUT_FILES = {
+    "ddp": ["model.safetensors", "optimizer.bin", "random_states_0.pkl"],
+    "fsdp-sharded": ["pytorch_model_fsdp_0/.metadata", "optimizer_0/.metadata", "random_states_0.pkl"],
+    "fsdp-full": ["pytorch_model_fsdp.bin", "optimizer.bin", "random_states_0.pkl"],
+    "fsdp-local": ["pytorch_model_fsdp_rank0.bin", "pytorch_model_fsdp_rank1.bin"],
+    "deepspeed": ["pytorch_model/mp_rank_00_model_states.pt", "latest", "random_states_0.pkl"],
+}
+
+
+def fabricated(root: Path, layout: str, state: dict[str, Any]) -> Path:
+    """A complete checkpoint of ``layout``'s files (empty) and ``state`` as its state file."""
+    path = root / "checkpoints/step-000002"
+    for name in LAYOUT_FILES[layout]:
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_bytes(b"")
+    (path / STATE_FILE).write_text(json.dumps(state))
+    return path
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUT_FILES))
+def test_a_checkpoints_layout_is_its_recorded_one_else_that_of_its_files(tmp_path, layout):
+    old = fabricated(tmp_path / "old", layout, {"step": 2})  # written before the layout was recorded
+    assert ckpt.checkpoint_layout(old) == layout
+    assert ckpt.layout_conflict(old, layout) is None
+    recorded = fabricated(tmp_path / "new", "ddp", {"step": 2, "layout": layout})
+    assert ckpt.checkpoint_layout(recorded) == layout  # the record, whatever the files
+    assert ckpt.checkpoint_layout(fabricated(tmp_path / "bare", "ddp", {}).parent / "none") is None
+
+
+def test_a_checkpoint_of_another_layout_is_refused_naming_both_and_what_to_do(tmp_path):
+    path = fabricated(tmp_path, "fsdp-sharded", {"step": 2, "world_size": 2})
+    why = ckpt.layout_conflict(path, "ddp")
+    assert why.startswith(f"{path}: written under FSDP with SHARDED_STATE_DICT")
+    assert "by 2 process(es)" in why and "this run is under DDP or one process" in why
+    assert "Resume with the accelerate config" in why and "--overwrite" in why
+    unknown = tmp_path / "unknown/checkpoints/step-000002"  # no state, no files it can tell: not refused
+    unknown.mkdir(parents=True)
+    assert ckpt.layout_conflict(unknown, "ddp") is None
+
+
+def test_the_run_layout_follows_the_accelerators_distributed_type():
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedType
+
+    assert ckpt.run_layout(Accelerator(cpu=True)) == "ddp"
+    assert ckpt.run_layout(FakeAccelerator()) == "ddp"  # (no distributed_type: one process)
+
+    def fsdp(state_dict_type: str) -> SimpleNamespace:
+        plugin = SimpleNamespace(state_dict_type=SimpleNamespace(name=state_dict_type))
+        return SimpleNamespace(
+            distributed_type=DistributedType.FSDP, state=SimpleNamespace(fsdp_plugin=plugin)
+        )
+
+    assert ckpt.run_layout(fsdp("SHARDED_STATE_DICT")) == "fsdp-sharded"
+    assert ckpt.run_layout(fsdp("FULL_STATE_DICT")) == "fsdp-full"
+    assert ckpt.run_layout(SimpleNamespace(distributed_type=DistributedType.DEEPSPEED)) == "deepspeed"
+    assert ckpt.run_layout(SimpleNamespace(distributed_type=DistributedType.MULTI_GPU)) == "ddp"
+
+
+def test_align_refuses_a_resume_under_another_layout_and_resumes_its_own(tmp_path):
+    from videolift.align.checkpoints import check_resume_layout
+    from videolift.align.config import AlignConfig
+
+    cfg = AlignConfig(model="m", scores="s.jsonl", videos="v", out=tmp_path, max_steps=9, resume=True)
+    fabricated(tmp_path, "fsdp-full", {"step": 2, "world_size": 4})
+    check_resume_layout(cfg, tmp_path / "checkpoints", "fsdp-full")  # another count, same layout: resumed
+    check_resume_layout(cfg.model_copy(update={"resume": False}), tmp_path / "checkpoints", "deepspeed")
+    with pytest.raises(ckpt.VideoliftError, match="written under FSDP with FULL_STATE_DICT .* by 4 process"):
+        check_resume_layout(cfg, tmp_path / "checkpoints", "deepspeed")
+
+
+def test_critic_train_refuses_a_resume_under_another_layout_before_another_count(tmp_path):
+    from videolift.critic.sft_config import TRAIN_CONFIG, SFTConfig
+    from videolift.critic.sft_outputs import RunConflict, check_output_dir
+
+    cfg = SFTConfig(adapter="full", max_steps=4)
+    (tmp_path / TRAIN_CONFIG).write_text(json.dumps(cfg.comparable()))
+    path = fabricated(tmp_path, "fsdp-full", {"step": 2, "world_size": 2})
+    check_output_dir(tmp_path, cfg, resume=True, overwrite=False, world=2, layout="fsdp-full")
+    for world in (1, 2):  # the count's advice ("Resume with 2 process(es) (torchrun ...)") would not load it
+        with pytest.raises(RunConflict) as refused:
+            check_output_dir(tmp_path, cfg, resume=True, overwrite=False, world=world, layout="ddp")
+        assert str(refused.value).startswith(
+            f"{path}: written under FSDP with FULL_STATE_DICT (pytorch_model_fsdp.bin)"
+        )
+    check_output_dir(tmp_path, cfg, resume=True, overwrite=True, world=1, layout="ddp")  # starts again
+    state = {"step": 2, "world_size": 2}
+    with pytest.raises(RunConflict, match="written by 2 process"):  # the same layout: the count is checked
+        check_output_dir(tmp_path, cfg, resume=True, overwrite=False, world=1, layout="fsdp-full")
+    assert json.loads((path / STATE_FILE).read_text()) == state  # only read

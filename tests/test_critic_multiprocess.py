@@ -251,3 +251,45 @@ def test_an_fsdp_full_fine_tune_clips_and_equals_one_process(tmp_path, stop):
     assert a.keys() == b.keys()
     for key in a:
         assert_close(a[key], b[key], rtol=1e-4, atol=1e-6)
+
+
+def test_a_ddp_checkpoint_resumed_under_fsdp_is_refused_before_the_model_loads(tmp_path):
+    """A DDP checkpoint of a full fine-tune resumed by fsdp_vlm.yaml on as many processes (two) loaded the
+    model, then died in a traceback looking for FSDP's pytorch_model_fsdp.bin. Refused before the model
+    loads, naming both layouts; OUT left as it was. (The checkpoint is one process's, made a two-process
+    DDP one: DDP writes the same files, and a RNG state each.)"""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from fsdp_cpu import fsdp_launch
+    from videolift.cli import app
+
+    tiny_world(tmp_path, 8)
+    common = ["critic", "train", "--base", tmp_path / "base", "--data", tmp_path / "hra.jsonl", "--videos", tmp_path,
+              "--dimensions", "video_fidelity", "--adapter", "full", "--max-steps", "4", "--batch-size", "2",
+              "--save-every", "2", "--no-progress", "--out", tmp_path / "critic"]  # fmt: skip
+    one = CliRunner().invoke(app, list(map(str, [*common, "--stop-at-step", "2"])))
+    assert one.exit_code == 0, one.output
+    ckpt = tmp_path / "critic/checkpoints/step-000002"
+    state = json.loads((ckpt / "trainer_state.json").read_text())
+    (ckpt / "trainer_state.json").write_text(json.dumps(state | {"world_size": 2}))
+    shutil.copy(ckpt / "random_states_0.pkl", ckpt / "random_states_1.pkl")
+    log = (tmp_path / "critic/train_log.jsonl").read_text()
+
+    launch, env = fsdp_launch("fsdp_vlm.yaml", tmp_path)
+    proc = subprocess.run(list(map(str, [*launch, *common, "--resume"])), env=env, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    flat = " ".join(proc.stderr.split())
+    assert proc.returncode == 1, flat[-3000:]
+    assert (
+        f"{ckpt}: written under DDP or one process (model.safetensors, optimizer.bin) by 2 process(es)"
+        in flat
+    )
+    assert (
+        "this run is under FSDP with FULL_STATE_DICT" in flat and "Resume with the accelerate config" in flat
+    )
+    assert "Traceback" not in flat.split("torch/distributed/elastic")[0], flat  # (the launcher's own follows)
+    assert (tmp_path / "critic/train_log.jsonl").read_text() == log and not (
+        tmp_path / "critic/train_summary.json"
+    ).exists()

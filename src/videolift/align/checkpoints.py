@@ -8,7 +8,13 @@ from typing import Any
 
 from videolift.align.config import RESUMABLE_CHANGES, AlignConfig
 from videolift.core import checkpoints as core
-from videolift.core.checkpoints import STATE_FILE, checkpoint_step, clear_partial, latest_checkpoint
+from videolift.core.checkpoints import (
+    STATE_FILE,
+    checkpoint_step,
+    clear_partial,
+    latest_checkpoint,
+    layout_conflict,
+)
 from videolift.core.errors import VideoliftError
 from videolift.core.jsonl import read_json, trim_step_log
 
@@ -93,6 +99,15 @@ def resume_point(cfg: AlignConfig, root: Path, inputs: dict | None = None) -> Pa
             "train fewer steps into a new --out"
         )
     return latest
+
+
+def check_resume_layout(cfg: AlignConfig, root: Path, layout: str) -> None:
+    """Refuse --resume of the latest checkpoint under ``root`` when this run's layout (``run_layout``)
+    is not the one it was written under: accelerate's load would fail only after the cache, in a
+    traceback. Before the inputs are hashed. Another process count under the same layout resumes."""
+    latest = latest_checkpoint(root) if cfg.resume else None
+    if latest is not None and (why := layout_conflict(latest, layout)):
+        raise VideoliftError(why)
 
 
 def save_checkpoint(accelerator: Any, root: Path, step: int, state: dict, keep: int) -> Path:

@@ -11,13 +11,14 @@ from typing import Any
 
 import torch
 
-from videolift.align.checkpoints import resume_point
+from videolift.align.checkpoints import check_resume_layout, resume_point
 from videolift.align.config import HASH_MEMO, AlignConfig
 from videolift.align.held_out import held_out_set
 from videolift.align.inputs import load_samples
 from videolift.align.validation import validation_prompts
 from videolift.align.video_check import check_videos
 from videolift.align.weights import Sample, read_real
+from videolift.core.checkpoints import run_layout
 from videolift.core.errors import VideoliftError
 from videolift.core.files import HashMemo, lock_run
 from videolift.models.families import check_guidance_2, detect_family, model_index, spec_for
@@ -90,6 +91,7 @@ def preflight(
     check_guidance_2(cfg.model, cfg.family, cfg.validation_guidance_2, option="--validation-guidance")
     check_video_roots(cfg)
     ckpt_root, log_dir = cfg.out / "checkpoints", cfg.out / "logs"
+    check_resume_layout(cfg, ckpt_root, run_layout(accelerator))  # before the hashes and the cache
     # The main process reads the inputs and the model's weights for their hashes (the others get its
     # answer: N ranks reading a 10-GB model at once gains nothing); remembered with the cache.
     hashes = HashMemo(cfg.cache_root / HASH_MEMO)

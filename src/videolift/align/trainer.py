@@ -35,7 +35,13 @@ from videolift.align.summary import write_summary
 from videolift.align.trainable import make_trainable, place_for_training, trainable_parameters
 from videolift.align.validation import sampler_settings, samples_dir, samples_due, write_samples
 from videolift.align.weights import Sample
-from videolift.core.checkpoints import STATE_FILE, checkpoint_world, load_checkpoint, save_trainable_only
+from videolift.core.checkpoints import (
+    STATE_FILE,
+    checkpoint_world,
+    load_checkpoint,
+    run_layout,
+    save_trainable_only,
+)
 from videolift.core.distributed import fresh_accelerator, launched_processes
 from videolift.core.errors import VideoliftError
 from videolift.core.files import holds_weights
@@ -478,6 +484,7 @@ def _after_update(run: _Run, log: StepLog, step: int) -> None:
             "config": cfg.model_dump(mode="json"),  # what --resume compares against
             "inputs": run.inputs,  # and the content of the files it names
             "world_size": run.world,
+            "layout": run_layout(run.accelerator),  # what --resume must run under (check_resume_layout)
             # the batches of all ranks the uniform streams drew before this step: where a resume goes on
             "stream_batches": batches_drawn(run.origin, step * cfg.grad_accum, run.world),
         }

@@ -56,6 +56,84 @@ def checkpoint_world(checkpoint: Path) -> int | None:
     return len(list(checkpoint.glob("random_states_*.pkl"))) or None
 
 
+# How accelerate's save_state lays a checkpoint out, by distributed type: its load_state reads only the
+# files of the layout it runs under (one process looks for model.safetensors / pytorch_model.bin in an
+# FSDP checkpoint; FSDP for its own files in a DDP one), and says so after the model has loaded.
+LAYOUTS = {
+    "ddp": "DDP or one process (model.safetensors, optimizer.bin)",
+    "fsdp-sharded": "FSDP with SHARDED_STATE_DICT (pytorch_model_fsdp_0/, optimizer_0/)",
+    "fsdp-full": "FSDP with FULL_STATE_DICT (pytorch_model_fsdp.bin)",
+    "fsdp-local": "FSDP with LOCAL_STATE_DICT (pytorch_model_fsdp_rank*.bin)",
+    "deepspeed": "DeepSpeed (pytorch_model/)",
+    "megatron": "Megatron-LM",
+}
+
+
+def run_layout(accelerator: Any) -> str:
+    """The layout (a ``LAYOUTS`` key) ``accelerator.save_state`` writes and its ``load_state`` reads."""
+    from accelerate.utils import DistributedType
+
+    kind = getattr(accelerator, "distributed_type", None)
+    if kind == DistributedType.FSDP:
+        state_dict = getattr(accelerator.state.fsdp_plugin.state_dict_type, "name", "SHARDED_STATE_DICT")
+        return {"FULL_STATE_DICT": "fsdp-full", "LOCAL_STATE_DICT": "fsdp-local"}.get(
+            state_dict, "fsdp-sharded"
+        )
+    if kind == DistributedType.DEEPSPEED:
+        return "deepspeed"
+    if kind == DistributedType.MEGATRON_LM:
+        return "megatron"
+    return "ddp"  # one process, DDP on any device, XLA: accelerate's own model / optimizer files
+
+
+def launched_layout() -> str:
+    """The layout this launch's training would write, before its trainer makes its accelerator: one made
+    as the trainers make theirs (the launcher's FSDP / DeepSpeed settings are in the environment), so a
+    resume under another layout is refused before any long work."""
+    import torch
+
+    from videolift.core.distributed import fresh_accelerator
+
+    return run_layout(fresh_accelerator(cpu=not torch.cuda.is_available()))
+
+
+def checkpoint_layout(checkpoint: Path) -> str | None:
+    """The layout ``checkpoint`` was written under: its state file's ``layout``, else (checkpoints from
+    before it was recorded) the one its files are of; None when neither says."""
+    try:
+        saved = read_json(checkpoint / STATE_FILE).get("layout")
+    except (VideoliftError, AttributeError):
+        saved = None
+    if isinstance(saved, str) and saved:
+        return saved
+    if (checkpoint / "pytorch_model").is_dir():  # DeepSpeed's engine saves under its tag, "pytorch_model"
+        return "deepspeed"
+    if (checkpoint / "pytorch_model_fsdp_0").is_dir():
+        return "fsdp-sharded"
+    if (checkpoint / "pytorch_model_fsdp.bin").is_file():
+        return "fsdp-full"
+    if any(checkpoint.glob("pytorch_model_fsdp_rank*.bin")):
+        return "fsdp-local"
+    if (checkpoint / "model.safetensors").is_file() or (checkpoint / "pytorch_model.bin").is_file():
+        return "ddp"
+    return None
+
+
+def layout_conflict(checkpoint: Path, now: str) -> str | None:
+    """Why ``checkpoint`` cannot be resumed by a run under layout ``now`` (None: it can, or its layout is
+    unknown): accelerate loads a checkpoint only under the layout that wrote it."""
+    saved = checkpoint_layout(checkpoint)
+    if saved is None or saved == now:
+        return None
+    world = checkpoint_world(checkpoint)
+    by = f" by {world} process(es)" if world else ""
+    return (
+        f"{checkpoint}: written under {LAYOUTS.get(saved, saved)}{by}, and this run is under "
+        f"{LAYOUTS.get(now, now)}: accelerate loads a checkpoint only under the layout that wrote it. Resume "
+        "with the accelerate config (launcher and config file) that wrote it, or start again with --overwrite"
+    )
+
+
 def _leftovers(root: Path) -> list[Path]:
     """Saves killed before their rename, and step directories whose removal was killed halfway."""
     partial = sorted(root.glob(f"{PARTIAL}step-*")) if root.is_dir() else []

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from videolift.core.checkpoints import save_trainable_only
+from videolift.core.checkpoints import run_layout, save_trainable_only
 from videolift.core.distributed import deepspeed_clipping, fresh_accelerator
 from videolift.core.errors import VideoliftError
 from videolift.core.jsonl import append_jsonl, finite_values
@@ -247,7 +247,9 @@ def _set_up(
     # Every check (OUT, the model and its adapter, the batches) before OUT is written: a refused run
     # leaves no train_config.json that would make its corrected rerun "an unfinished run".
     world, rank = accelerator.num_processes, accelerator.process_index
-    check_output_dir(out, cfg, resume=resume, overwrite=overwrite, world=world)
+    check_output_dir(
+        out, cfg, resume=resume, overwrite=overwrite, world=world, layout=run_layout(accelerator)
+    )
     per_epoch, total = plan(len(examples), cfg, rank, world)
     model, processor, family = load_model(base, cfg)
     params = [p for p in model.parameters() if p.requires_grad]

@@ -14,7 +14,9 @@ from videolift.core.checkpoints import (
     clear_partial,
     complete_checkpoints,
     latest_checkpoint,
+    layout_conflict,
     load_checkpoint,
+    run_layout,
     save_checkpoint,
 )
 from videolift.core.environment import environment
@@ -56,11 +58,18 @@ class AlreadyFinished(RunConflict):
 
 
 def check_output_dir(
-    out: Path, cfg: SFTConfig, *, resume: bool, overwrite: bool, world: int | None = None
+    out: Path,
+    cfg: SFTConfig,
+    *,
+    resume: bool,
+    overwrite: bool,
+    world: int | None = None,
+    layout: str | None = None,
 ) -> None:
     """Refuse to mix runs: a finished or different run in OUT needs --overwrite, a resumed one the same
-    settings and (``world``: this run's process count) as many processes as wrote its checkpoint. Only
-    reads: ``start_run`` clears what --overwrite replaces, once everything is checked."""
+    settings, (``layout``: this run's ``run_layout``) the layout its checkpoint was written under and
+    (``world``: this run's process count) as many processes. Only reads: ``start_run`` clears what
+    --overwrite replaces, once everything is checked."""
     config = out / TRAIN_CONFIG
     if overwrite:
         return
@@ -92,6 +101,10 @@ def check_output_dir(
                 f"{out}: cannot resume with different settings ({detail}); only "
                 f"{', '.join(sorted(RESUMABLE_CHANGES))} may change on --resume"
             )
+        if layout is not None:  # first: the process count's advice would not make it load
+            ckpt = latest_checkpoint(out / CHECKPOINTS)
+            if ckpt is not None and (why := layout_conflict(ckpt, layout)):
+                raise RunConflict(why)
         if world is not None:
             check_same_world(out, cfg, world)
 
@@ -190,7 +203,8 @@ def logged_seconds(out: Path, step: int, main: bool) -> float:
 
 
 def save_step_checkpoint(accelerator: Any, out: Path, step: int, keep: int) -> None:
-    state = {"step": step, "world_size": accelerator.num_processes}  # what --resume compares with (above)
+    # what --resume compares with (check_output_dir)
+    state = {"step": step, "world_size": accelerator.num_processes, "layout": run_layout(accelerator)}
     save_checkpoint(accelerator, out / CHECKPOINTS, step, state, keep, digits=STEP_DIGITS)
 
 

@@ -14,13 +14,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from videolift.core.checkpoints import latest_checkpoint, launched_layout
 from videolift.core.distributed import launched_processes, process_state
 from videolift.core.errors import UsageError, VideoliftError
 from videolift.core.files import check_out_dir, content_hash, refuse_file_as_dir, replace_dir, weights_digest
 from videolift.core.jsonl import read_json
 from videolift.critic.data import SFTExample
 from videolift.critic.sft import plan, run_sft
-from videolift.critic.sft_config import TRAIN_CONFIG, SFTConfig, SFTResult, settings_error
+from videolift.critic.sft_config import CHECKPOINTS, TRAIN_CONFIG, SFTConfig, SFTResult, settings_error
 from videolift.critic.sft_model import check_lora_targets
 from videolift.critic.sft_outputs import check_output_dir, export_sft_checkpoint, find_checkpoint
 
@@ -201,7 +202,9 @@ def train_critic(
         "max_new_tokens": max_new_tokens,
     }
     # Before the first passes, which may take long: run_sft checks again and only then writes to OUT.
-    check_output_dir(out, cfg, resume=resume, overwrite=overwrite, world=launched_processes())
+    # The layout of a resumed checkpoint too: the accelerator it takes is made only if one is there.
+    layout = launched_layout() if resume and not overwrite and latest_checkpoint(out / CHECKPOINTS) else None
+    check_output_dir(out, cfg, resume=resume, overwrite=overwrite, world=launched_processes(), layout=layout)
     if describe or check:
         check_lora_targets(base, cfg)
         _check_batches(records, videos, spec, cfg, data)
