@@ -1433,6 +1433,7 @@ def _refused_before_the_hashes(monkeypatch) -> None:
     monkeypatch.setattr(AlignConfig, "input_hashes", reached)
 
 
+@pytest.mark.slow  # an FSDP launch (15-25 s); the layout check itself: tests/test_core_checkpoints.py -k layout
 def test_an_fsdp_checkpoint_resumed_by_one_process_is_refused_before_the_cache(world, tmp_path, monkeypatch):
     """fsdp.yaml (tests/fsdp_cpu_site; ~20 s) writes FSDP's sharded checkpoint; one process resuming it
     failed after the preflight and the cache (33 s on the smallest model) with "step-0000001/
@@ -1464,6 +1465,7 @@ def test_an_fsdp_checkpoint_resumed_by_one_process_is_refused_before_the_cache(w
     assert json.loads((ckpt / "trainer_state.json").read_text())["layout"] == "fsdp-sharded"  # recorded
 
 
+@pytest.mark.slow  # an FSDP launch (15-25 s); the layout check itself: tests/test_core_checkpoints.py -k layout
 def test_a_one_process_checkpoint_resumed_under_fsdp_is_refused_before_the_cache(world, tmp_path):
     """The other way round: FSDP resuming a checkpoint of one process (or DDP) died after the cache in
     torch.distributed.checkpoint's traceback ("metadata is None", looking for pytorch_model_fsdp_0/.metadata);

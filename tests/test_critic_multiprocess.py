@@ -253,6 +253,7 @@ def test_an_fsdp_full_fine_tune_clips_and_equals_one_process(tmp_path, stop):
         assert_close(a[key], b[key], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow  # an FSDP launch (15-25 s); the layout check itself: tests/test_core_checkpoints.py -k layout
 def test_a_ddp_checkpoint_resumed_under_fsdp_is_refused_before_the_model_loads(tmp_path):
     """A DDP checkpoint of a full fine-tune resumed by fsdp_vlm.yaml on as many processes (two) loaded the
     model, then died in a traceback looking for FSDP's pytorch_model_fsdp.bin. Refused before the model
