@@ -379,8 +379,6 @@ def in_subprocess(
 def _died(what: str, processes: list[Any]) -> str:
     """Why ``what``'s child process ended before its result, e.g. killed -9 by the out-of-memory killer
     (the largest process: a critic training), and that a rerun resumes it."""
-    import time
-
     deadline = time.monotonic() + 5
     for process in processes:
         process.join(timeout=5)  # its exit code is set once reaped ...
