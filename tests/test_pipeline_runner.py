@@ -514,3 +514,44 @@ def test_the_align_stage_resumes_a_finished_checkpoint_of_its_own_settings(tmp_p
     for _ in range(2):
         align_stage(cfg, str(tmp_path / "t2v"), "rwl", None, False).run()
     assert resumed == [False, True]
+
+
+def test_an_alignment_in_its_own_process_equals_one_run_here(tmp_path, tiny_cogvideox_dir):
+    """align.parallel's child (one process, one thread) exports exactly what the pipeline's own process
+    does with one thread, and reports its peak memory; the setting changes when, not what, is trained."""
+    import torch
+    from safetensors.torch import load_file
+
+    from align_world import make_world
+    from videolift.pipeline.config import PipelineConfig
+    from videolift.pipeline.stages import align_stage
+
+    world = make_world(tmp_path / "world")
+    settings = {"max_steps": 3, "batch_size": 2, "warmup_steps": 0, "lr": 1e-3, "num_workers": 0}
+    # The same stage either way: switching align.parallel redoes nothing.
+    keys = [
+        align_stage(
+            PipelineConfig(workdir=tmp_path / "w", align={"parallel": own}), "m", "rwl", None, False, own
+        )
+        for own in (False, True)
+    ]
+    assert keys[0].settings == keys[1].settings and keys[0].inputs == keys[1].inputs
+    results, weights = [], []
+    for name, own in (("here", False), ("there", True)):
+        w = tmp_path / name
+        (w / "align_videos").mkdir(parents=True)
+        shutil.copytree(world / "videos", w / "align_videos" / "videos")
+        shutil.copy(world / "scores.jsonl", w / "align_scores.jsonl")
+        cfg = PipelineConfig(workdir=w, align={"settings": settings, "parallel": own})
+        stage = align_stage(cfg, str(tiny_cogvideox_dir), "rwl", None, False, own_process=own)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # as the child runs
+        try:
+            results.append(stage.run())
+        finally:
+            torch.set_num_threads(threads)
+        weights.append(load_file(str(next((w / "aligned_rwl").glob("pipeline/transformer/*.safetensors")))))
+    here, there = results
+    assert here["steps"] == there["steps"] == 3 and there["peak_rss_mb"] > 0 and "peak_rss_mb" not in here
+    a, b = weights
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

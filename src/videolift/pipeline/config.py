@@ -226,6 +226,11 @@ class Align(StrictModel):
         description="what scores the alignment videos: the trained critic (the LiFT loop), or in the toy "
         "world the oracle, a perfect critic (measures alignment apart from the critic's errors)",
     )
+    parallel: bool = Field(
+        False,
+        description="align with each method at the same time, each in its own process with one thread "
+        "(the demo on 2 cores; on one GPU: twice the memory)",
+    )
 
     @field_validator("methods")
     @classmethod

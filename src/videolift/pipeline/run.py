@@ -22,7 +22,7 @@ from videolift.evaluate.compare import PAPER_SOURCE
 from videolift.models.base import FULL_DIR, LORA_DIR
 from videolift.pipeline import ranks
 from videolift.pipeline.config import TOY, PipelineConfig, toy_asset
-from videolift.pipeline.runner import PlanReached, Runner
+from videolift.pipeline.runner import PlanReached, Runner, Stage
 from videolift.pipeline.stages import (
     align_stage,
     any_all_good,
@@ -99,22 +99,11 @@ def _run_stages(cfg: PipelineConfig, runner: Runner, progress: bool, started: fl
 
     # ---- critic ---------------------------------------------------------------------------------------
     critics = {"critic": True} | ({"critic_label_only": False} if cfg.critic.label_only_baseline else {})
-    concurrent, memory_bound = _concurrent_critics(cfg, runner, len(critics)), 0.0
+    concurrent = _concurrent(cfg.critic.parallel, "critic.parallel", "critics train", runner, len(critics))
     stages = [
         critic_stage(cfg, vlm, hra_videos, name, reasons, concurrent) for name, reasons in critics.items()
     ]
-    if concurrent:
-        done = runner.run_concurrently(stages)
-        # Memory while they ran: this (waiting) process's plus each critic process's own peak
-        # (skipped ones used none now).
-        memory_bound = current_rss_mb() + sum(
-            (r or {}).get("peak_rss_mb", 0.0)
-            for r, s in zip(done, stages, strict=True)
-            if s.name in runner.ran
-        )
-    else:
-        for stage in stages:
-            runner.run(stage)
+    memory_bound = _run_all(runner, stages, concurrent)
     accuracy: dict[str, Any] = {
         name: runner.run(critic_eval_stage(cfg, hra_videos, name, progress)) for name in critics
     }
@@ -128,13 +117,18 @@ def _run_stages(cfg: PipelineConfig, runner: Runner, progress: bool, started: fl
     if cfg.align.real_toy:
         real = w / "real_toy" / "manifest.jsonl"
         runner.run(real_toy_stage(cfg.align.real_toy, cfg.seed, real.parent, progress))
+    methods = []
     for method in cfg.align.methods:
         if method == "rs" and not ranks.from_main(lambda: any_all_good(w / "align_scores.jsonl")):
             # Nothing survives rejection sampling: report it instead of failing the whole run.
             skipped[method] = "no generated video was rated Good on every dimension"
             runner.console.print(f"[yellow]align:rs skipped: {skipped[method]}[/]")
             continue
-        runner.run(align_stage(cfg, t2v, method, real, progress))
+        methods.append(method)
+    parallel = _concurrent(cfg.align.parallel, "align.parallel", "alignments run", runner, len(methods))
+    stages = [align_stage(cfg, t2v, method, real, progress, parallel) for method in methods]
+    memory_bound = max(memory_bound, _run_all(runner, stages, parallel))
+    for method in methods:
         out = w / f"aligned_{method}"
         full, lora = out / FULL_DIR, out / LORA_DIR
         aligned[method] = (str(full), None) if full.exists() else (t2v, str(lora))
@@ -152,8 +146,8 @@ def _run_stages(cfg: PipelineConfig, runner: Runner, progress: bool, started: fl
         name: {"seconds": runner.manifest["stages"][name].get("seconds"), "ran": name in runner.ran}
         for name in runner.results
     }
-    if concurrent:  # the critics' processes overlapped: their memory adds up
-        summary["peak_rss_mb"] = round(max(summary["peak_rss_mb"], memory_bound), 1)
+    # Stages run in processes at the same time (critic.parallel, align.parallel): their memory adds up.
+    summary["peak_rss_mb"] = round(max(summary["peak_rss_mb"], memory_bound), 1)
     summary.update({f"aligned_{m}": {"skipped": why} for m, why in skipped.items()})
     if not runner.plan:
         with atomic_write(w / "summary.json") as handle:
@@ -161,18 +155,33 @@ def _run_stages(cfg: PipelineConfig, runner: Runner, progress: bool, started: fl
     return summary
 
 
-def _concurrent_critics(cfg: PipelineConfig, runner: Runner, critics: int) -> bool:
-    """Whether the critics train at the same time (``critic.parallel``), each in its own process: not
-    under a multi-process launch, where each trains on every process, one after the other (a child
-    process of each rank would start a second process group; parallel only shares out CPU cores)."""
-    if not (cfg.critic.parallel and critics > 1):
+def _concurrent(wanted: bool, option: str, what: str, runner: Runner, count: int) -> bool:
+    """Whether ``count`` stages run at the same time (``option``: critic.parallel, align.parallel), each in
+    its own process: not under a multi-process launch, where each runs on every process, one after the
+    other (a child process of each rank would start a second process group; parallel only shares out
+    CPU cores)."""
+    if not (wanted and count > 1):
         return False
     if ranks.world() > 1:
         runner.console.print(
-            f"critic.parallel: the critics train one after the other, each on all {ranks.world()} processes"
+            f"{option}: the {what} one after the other, each on all {ranks.world()} processes"
         )
         return False
     return True
+
+
+def _run_all(runner: Runner, stages: list[Stage], concurrent: bool) -> float:
+    """Run ``stages``, at the same time if ``concurrent``; returns the memory (MB) they held at once:
+    this (waiting) process's plus each stage process's own peak (skipped ones used none now); 0 if
+    they ran in turn, in this process (its own peak counts them)."""
+    if not concurrent:
+        for stage in stages:
+            runner.run(stage)
+        return 0.0
+    done = runner.run_concurrently(stages)
+    return current_rss_mb() + sum(
+        (r or {}).get("peak_rss_mb", 0.0) for r, s in zip(done, stages, strict=True) if s.name in runner.ran
+    )
 
 
 def build_summary(

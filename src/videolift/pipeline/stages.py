@@ -501,7 +501,24 @@ def real_toy_stage(n: int, seed: int, out: Path, progress: bool) -> Stage:
     )
 
 
-def align_stage(cfg: PipelineConfig, t2v: str, method: str, real: Path | None, progress: bool) -> Stage:
+def _align_quietly(cfg: Any, name: str) -> dict:
+    """``align.trainer.train`` without bars, its messages prefixed with the stage's ``name``: parallel
+    alignments run it in a child process each (importable)."""
+    from videolift.align.trainer import train
+
+    r = train(cfg, progress=False, log=lambda line: print(f"{name}: {line}", flush=True))
+    return {"steps": r.steps, "export": str(r.export_dir)}
+
+
+def align_stage(
+    cfg: PipelineConfig,
+    t2v: str,
+    method: str,
+    real: Path | None,
+    progress: bool,
+    own_process: bool = False,
+) -> Stage:
+    """``own_process``: train in a child process with one torch thread (``align.parallel``)."""
     w = cfg.workdir
     from videolift.align.config import RESUMABLE_CHANGES, AlignConfig
 
@@ -539,7 +556,12 @@ def align_stage(cfg: PipelineConfig, t2v: str, method: str, real: Path | None, p
             return same
 
         same = ranks.from_main(resumable)  # decided and cleared once, before any process trains
-        r = train(align_cfg.model_copy(update={"resume": same}), progress=progress)
+        run_cfg = align_cfg.model_copy(update={"resume": same})
+        if own_process:
+            kwargs = {"cfg": run_cfg, "name": f"align:{method}"}
+            result, peak_mb = in_subprocess(_align_quietly, kwargs, threads=1, what=f"align:{method}")
+            return result | {"peak_rss_mb": round(peak_mb, 1)}
+        r = train(run_cfg, progress=progress)
         return {"steps": r.steps, "export": str(r.export_dir)}
 
     AlignConfig(model=t2v, scores=w / "align_scores.jsonl", videos=w, out=out, **settings)  # validate early
