@@ -408,3 +408,37 @@ def test_a_login_link_for_another_rater_asks_before_switching(study, browser):
     fresh.goto(f"{server.url}/#token={add_annotator(project, 'carol_link')}")
     fresh.wait_for_function("() => document.getElementById('who').textContent.startsWith('carol_link')")
     assert not questions
+
+
+PLAYING = "() => !document.getElementById('video-a').paused"
+
+
+def test_the_first_task_and_an_edited_one_play_as_the_button_says(study, browser):
+    # openTask started the videos while the rating view was still hidden (the first task after a login
+    # or a reload, and Edit from My ratings): they stood on their first frame under a "Pause" button.
+    page, _ = rater(study, browser, "plays")
+    page.wait_for_function(PLAYING, timeout=10_000)
+    assert page.text_content("#play") == "Pause"
+    for key in ("1", "4", "7", "Enter"):
+        page.keyboard.press(key)
+    page.wait_for_function("() => window.sent.length === 1")
+    page.click("#nav button[data-view=mine]")
+    page.click("#mine-list .item button")
+    page.wait_for_selector("#edit-banner:not([hidden])")
+    page.wait_for_function(PLAYING, timeout=10_000)
+    assert page.text_content("#play") == "Pause"
+
+
+def test_on_a_phone_the_next_task_opens_with_its_video_in_view(study, browser):
+    # Focusing the new prompt scrolled only as far as the prompt: after Submit at the bottom of a phone
+    # page, the next video sat under the sticky header, cut off, on every task.
+    page, _ = rater(study, browser, "phone_next", width=390)
+    for key in ("1", "4", "7"):
+        page.keyboard.press(key)
+    first = page.evaluate("state.task.task_id")
+    page.click("#submit")  # scrolls down to it, as a rater's thumb would
+    page.wait_for_function(f"() => state.task && state.task.task_id !== {first}")
+    top = page.evaluate("document.getElementById('video-a').getBoundingClientRect().top")
+    header = page.evaluate("document.querySelector('header').getBoundingClientRect().bottom")
+    assert top >= header
+    assert page.evaluate("document.activeElement.id") == "prompt"  # the keys and screen readers still work

@@ -200,10 +200,14 @@ function openTask(task, previous) {
   $("skip-panel").hidden = true;
   $("form-error").textContent = "";
   $("prompt").textContent = task.prompt;
+  show("rate"); // first: setVideos starts only the videos of the shown view (after a login, a reload or
+  // Edit the view was still hidden, and the video stood still under a "Pause" button)
   setVideos(task);
   renderForm();
-  show("rate");
-  $("prompt").focus(); // a screen reader announces the new task; the keys keep working from here
+  // A screen reader announces the new task and the keys keep working from the prompt. Scrolled to the top:
+  // after Submit at the bottom of a phone page, focusing the prompt alone left the video under the header.
+  $("prompt").focus({ preventScroll: true });
+  window.scrollTo(0, 0);
 }
 
 function renderForm() {
