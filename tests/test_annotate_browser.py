@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from test_annotate_support import (
+    DIMS,
     Server,
     add_annotator,
     auth,
@@ -21,8 +22,10 @@ from test_annotate_support import (
     create,
     make_pair_project,
     make_project,
+    ratings,
     write_manifest,
 )
+from videolift.core.jsonl import write_jsonl
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -442,3 +445,48 @@ def test_on_a_phone_the_next_task_opens_with_its_video_in_view(study, browser):
     header = page.evaluate("document.querySelector('header').getBoundingClientRect().bottom")
     assert top >= header
     assert page.evaluate("document.activeElement.id") == "prompt"  # the keys and screen readers still work
+
+
+def test_the_admin_pages_fit_a_phone_and_the_review_form_is_labelled(study, browser, tmp_path):
+    project, server = study
+    admin = cli("annotate", "admin-token", "--project", str(project))
+    # A rating the critic contradicts on every dimension puts its video on the review list.
+    token = add_annotator(project, "reviewed")
+    task = httpx.get(server.url + "/api/next", headers=auth(token)).json()
+    body = {"task_id": task["task_id"], "ratings": ratings("Bad", "reviewed by the test")}
+    httpx.post(server.url + "/api/annotations", json=body, headers=auth(token)).raise_for_status()
+    critic = {d: {"label": "Good", "reason": "fine", "score": 0.9} for d in DIMS}
+    scores = tmp_path / "scores.jsonl"
+    write_jsonl(scores, [{"video_id": f"v/{i:04d}.mp4", "ratings": critic, "reward": 0.9} for i in range(24)])
+    cli("annotate", "import-critic", str(scores), "--project", str(project))
+    page = browser.new_page(viewport={"width": 390, "height": 800})
+    page.goto(f"{server.url}/#token={admin}")
+    page.wait_for_selector("#admin-body table")
+    # The videos table (long prompts, a progress bar) made the page 500-3,000 px wide: the skip column and
+    # the header's end were off screen. Tables scroll on their own now.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.click("#admin-tabs button[data-tab=review]")
+    card = page.locator("#admin-body .list > .card", has_text="reviewed by the test")
+    card.wait_for()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    # The import and adjudication controls had no names (a screen reader said "combo box" nine times).
+    for role, name in (("combobox", "Critic"), ("combobox", "Minimum gap"), ("textbox", "Critic name")):
+        assert page.get_by_role(role, name=name, exact=True).count() == 1
+    assert page.get_by_label("Critic scores file (JSONL)").count() == 1
+    label = card.get_by_role("combobox", name="Motion smoothness: adjudicated label")
+    reason = card.get_by_role("textbox", name="Motion smoothness: adjudicated reason")
+    assert label.input_value() == "Bad" and reason.input_value() == "reviewed by the test"
+    label.select_option("Normal")
+    reason.fill("a slight stutter, not a jump")
+    assert "· reviewed" not in card.text_content()
+    card.get_by_role("button", name="Save adjudication").click()
+    # Saved, and the card says so at once (it said so only once the tab was opened again).
+    card.get_by_text("· reviewed").wait_for()
+    page.click("#admin-tabs button[data-tab=raters]")
+    assert page.get_by_role("textbox", name="Rater name").count() == 1
+    export = httpx.get(server.url + "/api/admin/export?with_reviews=true", headers=auth(admin)).text
+    (review,) = [r for r in map(json.loads, export.splitlines()) if r["annotator"] == "review:admin"]
+    assert review["ratings"]["motion_smoothness"] == {
+        "label": "Normal",
+        "reason": "a slight stutter, not a jump",
+    }

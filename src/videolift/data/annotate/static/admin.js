@@ -8,9 +8,10 @@ window.Admin = (() => {
   const pct = (x) => (x == null ? "n/a" : `${(100 * x).toFixed(1)}%`);
   const num = (x) => (x == null ? "n/a" : x.toFixed(3));
 
+  // In a box of its own that scrolls sideways: a wide table made the whole page wider than a phone.
   function table(head, rows) {
-    return h("table", {}, h("thead", {}, h("tr", {}, head.map((c) => h("th", {}, c)))),
-      h("tbody", {}, rows.map((r) => h("tr", {}, r.map((c) => h("td", {}, c))))));
+    return h("div", { class: "table-box" }, h("table", {}, h("thead", {}, h("tr", {}, head.map((c) => h("th", {}, c)))),
+      h("tbody", {}, rows.map((r) => h("tr", {}, r.map((c) => h("td", {}, c)))))));
   }
 
   function bar(fraction) {
@@ -65,11 +66,12 @@ window.Admin = (() => {
     const critic = body().dataset.critic || "";
     const minGap = body().dataset.minGap || "1";
     const r = await api("GET", `/api/admin/review?min_gap=${encodeURIComponent(minGap)}${critic ? `&critic=${encodeURIComponent(critic)}` : ""}`);
-    const upload = h("input", { type: "file", accept: ".jsonl,.json,application/x-ndjson" });
-    const name = h("input", { placeholder: "critic name", value: critic || "critic" });
-    const gap = h("select", {}, ["0.5", "1", "1.5", "2"].map((g) => h("option", { selected: g === minGap }, g)));
+    // Every control named (aria-label): a screen reader said only "combo box" or "edit text".
+    const upload = h("input", { type: "file", accept: ".jsonl,.json,application/x-ndjson", "aria-label": "Critic scores file (JSONL)" });
+    const name = h("input", { placeholder: "critic name", value: critic || "critic", "aria-label": "Critic name" });
+    const gap = h("select", { "aria-label": "Minimum gap" }, ["0.5", "1", "1.5", "2"].map((g) => h("option", { selected: g === minGap }, g)));
     gap.addEventListener("change", () => { body().dataset.minGap = gap.value; review(); });
-    const pick = h("select", {}, r.critics.map((c) => h("option", { selected: c === critic }, c)));
+    const pick = h("select", { "aria-label": "Critic" }, r.critics.map((c) => h("option", { selected: c === critic }, c)));
     pick.addEventListener("change", () => { body().dataset.critic = pick.value; review(); });
     const importButton = h("button", { onclick: async () => {
       if (!upload.files.length) { toast("choose a critic scores file"); return; }
@@ -100,8 +102,9 @@ window.Admin = (() => {
     const rows = DIMS.map((dim) => {
       const d = item.dimensions[dim];
       const start = (item.review && item.review[dim]) || (d ? majority(d.raters) : { label: "Good", reason: "" });
-      const select = h("select", {}, LABELS.map((l) => h("option", { selected: l === start.label }, l)));
-      const reason = h("input", { value: start.reason || "", placeholder: "reason" });
+      const select = h("select", { "aria-label": `${title(dim)}: adjudicated label` },
+        LABELS.map((l) => h("option", { selected: l === start.label }, l)));
+      const reason = h("input", { value: start.reason || "", placeholder: "reason", "aria-label": `${title(dim)}: adjudicated reason` });
       form[dim] = [select, reason];
       const raters = d ? d.raters.map((x) => h("div", {}, h("span", { class: `tag ${x.label}` }, x.label), h("span", { class: "muted" }, x.reason))) : [];
       return h("div", { class: `dim${d && d.gap >= minGap ? " flagged" : ""}` },
@@ -111,17 +114,23 @@ window.Admin = (() => {
         h("div", {}, "raters", raters),
         h("div", { class: "row" }, select, reason));
     });
+    const status = h("div", { class: "muted" });
+    const showStatus = () => {
+      status.textContent = `reward ${item.reward == null ? "n/a" : item.reward.toFixed(3)}${item.review ? " · reviewed" : ""}`;
+    };
+    showStatus();
     const save = async () => {
       const ratings = Object.fromEntries(DIMS.map((d) => [d, { label: form[d][0].value, reason: form[d][1].value }]));
       try {
         await api("PUT", `/api/admin/review/${encodeURIComponent(item.video_id)}`, { ratings });
         toast("review saved");
+        item.review = ratings; // marked at once: it said "reviewed" only once the tab was opened again
+        showStatus();
       } catch (e) { toast(e.message); }
     };
     return h("div", { class: "card" },
       h("div", { class: "row" }, h("video", { src: item.video_url, muted: true, loop: true, autoplay: true, class: "thumb" }),
-        h("div", {}, h("b", {}, item.video_id), h("div", {}, item.prompt),
-          h("div", { class: "muted" }, `reward ${item.reward == null ? "n/a" : item.reward.toFixed(3)}${item.review ? " · reviewed" : ""}`))),
+        h("div", { class: "text" }, h("b", {}, item.video_id), h("div", {}, item.prompt), status)),
       h("div", { class: "review-dims" }, rows), h("button", { class: "primary", onclick: save }, "Save adjudication"));
   }
 
@@ -148,7 +157,7 @@ window.Admin = (() => {
   }
 
   function raters() {
-    const name = h("input", { placeholder: "rater name" });
+    const name = h("input", { placeholder: "rater name", "aria-label": "Rater name" });
     const out = h("pre", { class: "mono" });
     const add = async (reissue) => {
       try {
