@@ -490,3 +490,26 @@ def test_the_admin_pages_fit_a_phone_and_the_review_form_is_labelled(study, brow
         "label": "Normal",
         "reason": "a slight stutter, not a jump",
     }
+
+
+def test_a_second_tab_refused_for_a_task_saved_in_the_first_shows_the_new_count(study, browser):
+    project, server = study
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page, other = context.new_page(), context.new_page()  # two tabs of one rater (one localStorage)
+    page.goto(f"{server.url}/#token={add_annotator(project, 'two_tabs')}")
+    page.wait_for_selector("#rate-view:not([hidden])")
+    other.goto(server.url)
+    other.wait_for_selector("#rate-view:not([hidden])")
+    assert other.evaluate("state.task.task_id") == page.evaluate("state.task.task_id")
+    for tab in (page, other):
+        for key in ("1", "4", "7"):
+            tab.keyboard.press(key)
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => document.getElementById('progress').textContent.startsWith('1 done')")
+    other.keyboard.press("Enter")
+    other.wait_for_function(
+        "() => document.getElementById('form-error').textContent.includes('already saved')"
+    )
+    # The refusal left the count at "0 done" although the rating was stored (from the first tab).
+    other.wait_for_function("() => document.getElementById('progress').textContent.startsWith('1 done')")
+    context.close()

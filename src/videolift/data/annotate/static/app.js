@@ -302,6 +302,7 @@ const submit = () => exclusive(async () => {
     else await api("POST", "/api/annotations", body);
   } catch (e) {
     if (state.task === task) $("form-error").textContent = e.message; // not on another task opened meanwhile
+    refreshProgress().catch(() => {}); // a 409 (saved in another tab, expired) means the count has moved
     return;
   }
   sessionStorage.removeItem(draftKey(task));
