@@ -516,9 +516,10 @@ def test_the_align_stage_resumes_a_finished_checkpoint_of_its_own_settings(tmp_p
     assert resumed == [False, True]
 
 
-def test_an_alignment_in_its_own_process_equals_one_run_here(tmp_path, tiny_cogvideox_dir):
-    """align.parallel's child (one process, one thread) exports exactly what the pipeline's own process
-    does with one thread, and reports its peak memory; the setting changes when, not what, is trained."""
+def test_alignments_beside_each_other_export_what_one_run_alone_exports(tmp_path, tiny_cogvideox_dir):
+    """align.parallel's two ways, in this process and in a child process (one thread each, no bars),
+    export exactly what the stage run alone with one thread does; the child reports its peak memory; the
+    setting changes when, not what, is trained."""
     import torch
     from safetensors.torch import load_file
 
@@ -526,32 +527,33 @@ def test_an_alignment_in_its_own_process_equals_one_run_here(tmp_path, tiny_cogv
     from videolift.pipeline.config import PipelineConfig
     from videolift.pipeline.stages import align_stage
 
-    world = make_world(tmp_path / "world")
-    settings = {"max_steps": 3, "batch_size": 2, "warmup_steps": 0, "lr": 1e-3, "num_workers": 0}
     # The same stage either way: switching align.parallel redoes nothing.
     keys = [
         align_stage(
-            PipelineConfig(workdir=tmp_path / "w", align={"parallel": own}), "m", "rwl", None, False, own
+            PipelineConfig(workdir=tmp_path / "w", align={"parallel": on}), "m", "rwl", None, False, mode
         )
-        for own in (False, True)
+        for on, mode in ((False, "alone"), (True, "here"), (True, "process"))
     ]
-    assert keys[0].settings == keys[1].settings and keys[0].inputs == keys[1].inputs
+    assert all(k.settings == keys[0].settings and k.inputs == keys[0].inputs for k in keys)
+    world = make_world(tmp_path / "world")
+    settings = {"max_steps": 3, "batch_size": 2, "warmup_steps": 0, "lr": 1e-3, "num_workers": 0}
     results, weights = [], []
-    for name, own in (("here", False), ("there", True)):
-        w = tmp_path / name
+    threads = torch.get_num_threads()
+    for mode in ("alone", "here", "process"):
+        w = tmp_path / mode
         (w / "align_videos").mkdir(parents=True)
         shutil.copytree(world / "videos", w / "align_videos" / "videos")
         shutil.copy(world / "scores.jsonl", w / "align_scores.jsonl")
-        cfg = PipelineConfig(workdir=w, align={"settings": settings, "parallel": own})
-        stage = align_stage(cfg, str(tiny_cogvideox_dir), "rwl", None, False, own_process=own)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # as the child runs
+        cfg = PipelineConfig(workdir=w, align={"settings": settings, "parallel": mode != "alone"})
+        stage = align_stage(cfg, str(tiny_cogvideox_dir), "rwl", None, False, mode)
+        torch.set_num_threads(1 if mode == "alone" else threads)  # alone: as the others run
         try:
             results.append(stage.run())
         finally:
             torch.set_num_threads(threads)
+        assert torch.get_num_threads() == threads  # "here" gives back this process's threads
         weights.append(load_file(str(next((w / "aligned_rwl").glob("pipeline/transformer/*.safetensors")))))
-    here, there = results
-    assert here["steps"] == there["steps"] == 3 and there["peak_rss_mb"] > 0 and "peak_rss_mb" not in here
-    a, b = weights
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["steps"] for r in results] == [3, 3, 3]
+    assert results[2]["peak_rss_mb"] > 0 and "peak_rss_mb" not in results[0] | results[1]
+    a = weights[0]
+    assert all(b.keys() == a.keys() and all(torch.equal(a[k], b[k]) for k in a) for b in weights[1:])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from videolift.core.errors import VideoliftError
 from videolift.core.jsonl import atomic_write, read_json, write_jsonl
@@ -502,12 +502,23 @@ def real_toy_stage(n: int, seed: int, out: Path, progress: bool) -> Stage:
 
 
 def _align_quietly(cfg: Any, name: str) -> dict:
-    """``align.trainer.train`` without bars, its messages prefixed with the stage's ``name``: parallel
-    alignments run it in a child process each (importable)."""
+    """``align.trainer.train`` with one torch thread, without bars, its messages prefixed with the stage's
+    ``name``: how alignments run beside each other (``align.parallel``), one in this process, the others in
+    a child process each (importable)."""
+    import torch
+
     from videolift.align.trainer import train
 
-    r = train(cfg, progress=False, log=lambda line: print(f"{name}: {line}", flush=True))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # (this process's other work waits meanwhile: the stages beside are processes)
+    try:
+        r = train(cfg, progress=False, log=lambda line: print(f"{name}: {line}", flush=True))
+    finally:
+        torch.set_num_threads(threads)
     return {"steps": r.steps, "export": str(r.export_dir)}
+
+
+AlignMode = Literal["alone", "here", "process"]
 
 
 def align_stage(
@@ -516,9 +527,10 @@ def align_stage(
     method: str,
     real: Path | None,
     progress: bool,
-    own_process: bool = False,
+    mode: AlignMode = "alone",
 ) -> Stage:
-    """``own_process``: train in a child process with one torch thread (``align.parallel``)."""
+    """``mode``: "alone", the run as `align` runs it; beside other alignments (``align.parallel``), with one
+    torch thread and no bars, "here" in this process or "process" in a child process of its own."""
     w = cfg.workdir
     from videolift.align.config import RESUMABLE_CHANGES, AlignConfig
 
@@ -557,10 +569,12 @@ def align_stage(
 
         same = ranks.from_main(resumable)  # decided and cleared once, before any process trains
         run_cfg = align_cfg.model_copy(update={"resume": same})
-        if own_process:
-            kwargs = {"cfg": run_cfg, "name": f"align:{method}"}
+        kwargs = {"cfg": run_cfg, "name": f"align:{method}"}
+        if mode == "process":
             result, peak_mb = in_subprocess(_align_quietly, kwargs, threads=1, what=f"align:{method}")
             return result | {"peak_rss_mb": round(peak_mb, 1)}
+        if mode == "here":
+            return _align_quietly(**kwargs)
         r = train(run_cfg, progress=progress)
         return {"steps": r.steps, "export": str(r.export_dir)}
 
