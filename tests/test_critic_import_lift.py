@@ -299,3 +299,13 @@ def test_lift_input_of_absolute_paths_says_an_empty_image_root_and_refuses_a_mix
     assert (
         done.exit_code == 1 and "m.jsonl, line 3, field 'video': 'videos/c.mp4' is a relative path" in said
     ), said
+
+
+def test_lift_input_of_a_prompt_no_utf8_file_can_hold_names_its_line_and_writes_nothing(tmp_path):
+    """A lone surrogate (JSON's "\\ud800") in a manifest prompt made the input's write fail, a traceback."""
+    manifest, given = tmp_path / "m.jsonl", tmp_path / "critic_input.json"
+    manifest.write_text(json.dumps({"video": "a.mp4", "prompt": "A \ud800 panda"}) + "\n")
+    done = runner.invoke(app, ["critic", "lift-input", "--manifest", str(manifest), "--out", str(given)])
+    said = " ".join(done.output.split())
+    assert done.exit_code == 1 and "m.jsonl, line 1, field 'prompt': not valid Unicode text" in said, said
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.jsonl"]

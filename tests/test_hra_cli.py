@@ -317,6 +317,28 @@ def test_export_then_import_round_trips(tmp_path):
             json.dumps([release_item("  ", "cap", SC, "Good.")]),
             "element [0], field 'video': missing or empty video path",
         ),
+        # JSON's "\ud800" escape reads as a lone surrogate, which no UTF-8 file can hold: each of these
+        # was a traceback (a pydantic error, or the output's write failing)
+        (
+            json.dumps([release_item("a.mp4", "A \ud800 cat.", SC, "Good.")]),
+            "element [0], field 'conversations[human].value': not valid Unicode text (it holds a lone surrogate)",
+        ),
+        (
+            json.dumps([release_item("a.mp4", "cap", SC, "Bad. \ud800")]),
+            "element [0], field 'conversations[gpt].value': not valid Unicode text (it holds a lone surrogate)",
+        ),
+        (
+            json.dumps([{**release_item("a.mp4", "cap", SC, "Good."), "annotator": "Zo\ud800"}]),
+            "element [0], field 'annotator': not valid Unicode text (it holds a lone surrogate)",
+        ),
+        (
+            json.dumps([{**release_item("a.mp4", "cap", SC, "Good."), "video_id": "v\ud800"}]),
+            "element [0], field 'video_id': not valid Unicode text (it holds a lone surrogate)",
+        ),
+        (
+            json.dumps([release_item("a\ud800.mp4", "cap", SC, "Good.")]),
+            "element [0], field 'video': not valid Unicode text (it holds a lone surrogate)",
+        ),
     ],
 )
 def test_import_bad_input_names_the_place_and_writes_nothing(tmp_path, content, expected):
@@ -327,6 +349,22 @@ def test_import_bad_input_names_the_place_and_writes_nothing(tmp_path, content, 
     assert code == 1, output
     assert expected in " ".join(output.split())
     assert not out.exists() and not list(tmp_path.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("field", ["prompt", "video_id", "annotator"])
+def test_export_of_a_lone_surrogate_names_the_line_and_field(tmp_path, field):
+    """`hra validate` passed such a record and `hra export` then failed writing it, with a traceback."""
+    src = tmp_path / "hra.jsonl"
+    good = {"video": "v.mp4", "prompt": "p", "ratings": {"video_fidelity": {"label": "Good"}}}
+    src.write_text(json.dumps(good) + "\n" + json.dumps({**good, field: "x \ud800"}) + "\n")
+    code, out = run("hra", "export", src, "--out", tmp_path / "o.json")
+    said = (
+        f"hra.jsonl, line 2, field '{field}': {field} is not valid Unicode text (it holds a lone surrogate)"
+    )
+    assert code == 1 and said in " ".join(out.split()), out
+    assert not list(tmp_path.glob("o.json*"))
+    code, out = run("hra", "validate", src)
+    assert code == 1 and said in " ".join(out.split()), out
 
 
 def test_bad_jsonl_names_file_line_and_field(tmp_path):

@@ -75,6 +75,19 @@ def _row(video: str = "a.mp4", **fields: Any) -> dict[str, Any]:
             "M, line 1, field 'video_id': ['a']: not a video id (a string or an integer)",
         ),
         ([_row(prompt=" ")], "M, line 1, field 'prompt': missing or empty"),
+        # a lone surrogate (JSON's "\ud800"): no UTF-8 file can hold it, so every later write failed
+        (
+            [_row(prompt="a \ud800")],
+            "M, line 1, field 'prompt': not valid Unicode text (it holds a lone surrogate)",
+        ),
+        (
+            [_row("a\ud800.mp4")],
+            "M, line 1, field 'video': not valid Unicode text (it holds a lone surrogate)",
+        ),
+        (
+            [_row(video_id="x\ud800")],
+            "M, line 1, field 'video_id': not valid Unicode text (it holds a lone surrogate)",
+        ),
         ([{"prompt": PROMPT}], "M, line 1, field 'video': missing or empty"),
         # given, but not a string: not "missing"
         ([_row(video=3)], "M, line 1, field 'video': expected a string, got a number"),

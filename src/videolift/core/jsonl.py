@@ -180,6 +180,19 @@ def _json_array(text: str) -> bool:
     return isinstance(data, list) and all(isinstance(item, dict) for item in data)
 
 
+LONE_SURROGATE = "not valid Unicode text (it holds a lone surrogate)"
+
+
+def valid_unicode(text: str) -> bool:
+    """False for text holding a lone surrogate (JSON's "\\ud800" reads as one): no UTF-8 file can hold it,
+    so every later write of it fails."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def json_kind(value: Any) -> str:
     """What a parsed JSON (or YAML) value is, in JSON's words, for errors ("got null", not "NoneType")."""
     if value is None:
@@ -267,6 +280,8 @@ def text_field(obj: dict[str, Any], name: str, path: Path, line: int, allow_empt
         raise DataError(f"expected a string, got {json_kind(value)}", file=path, line=line, field=name)
     if value is None or (not allow_empty and not value.strip()):
         raise DataError("missing or empty", file=path, line=line, field=name)
+    if not valid_unicode(value):  # read fine, it would break every file written with it
+        raise DataError(LONE_SURROGATE, file=path, line=line, field=name)
     return value
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from videolift.core.errors import DataError
-from videolift.core.jsonl import iter_json_lines, text_field
+from videolift.core.jsonl import LONE_SURROGATE, iter_json_lines, text_field, valid_unicode
 from videolift.core.schema import NUL_IN_PATH, tidy_path
 
 
@@ -59,6 +59,8 @@ def read_manifest(path: str | Path, prefix: str = "") -> list[ManifestRecord]:
             raise DataError(
                 f"{vid!r}: not a video id (a string or an integer)", file=path, line=line, field="video_id"
             )
+        if vid is not None and not valid_unicode(str(vid)):  # it is written wherever the video is
+            raise DataError(LONE_SURROGATE, file=path, line=line, field="video_id")
         record = ManifestRecord(line, video, prompt, None if vid is None else str(vid), obj)
         # A repeated video would be rated or scored twice; a repeated id would merge two videos' ratings.
         for field, key in (("video", video), ("video_id", record.key)):

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from videolift.core.jsonl import json_kind
+from videolift.core.jsonl import json_kind, valid_unicode
 
 
 class Dimension(StrEnum):
@@ -120,16 +120,6 @@ def format_answer(label: Label | str, reason: str = "") -> str:
     return f"{label.value}. {reason}" if reason else f"{label.value}."
 
 
-def valid_unicode(text: str) -> bool:
-    """False for text holding a lone surrogate (JSON's "\\ud800" reads as one): no UTF-8 file can hold it,
-    so every later write of it fails."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 class Rating(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -182,6 +172,8 @@ class HRARecord(BaseModel):
     def _prompt(cls, value: str) -> str:
         if not value.strip():  # the critic is asked whether the video matches it
             raise ValueError("prompt is empty")
+        if not valid_unicode(value):  # read fine, it broke every file written with it (export, split)
+            raise ValueError("prompt is not valid Unicode text (it holds a lone surrogate)")
         return value
 
     @field_validator("video")
@@ -198,6 +190,8 @@ class HRARecord(BaseModel):
     def _video_id(cls, value: str) -> str:
         if value and not value.strip():  # ratings are grouped by it: a blank would be an id nobody means
             raise ValueError("video_id is blank (omit the field: the video path stands in)")
+        if not valid_unicode(value):
+            raise ValueError("video_id is not valid Unicode text (it holds a lone surrogate)")
         return value
 
     @field_validator("annotator")
@@ -205,6 +199,8 @@ class HRARecord(BaseModel):
     def _annotator(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():  # a blank name would merge raters; omit it instead
             raise ValueError("annotator is blank (omit the field for an anonymous rater)")
+        if value is not None and not valid_unicode(value):
+            raise ValueError("annotator is not valid Unicode text (it holds a lone surrogate)")
         return value
 
     @model_validator(mode="after")

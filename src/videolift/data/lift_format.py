@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from videolift.core.errors import DataError
-from videolift.core.jsonl import json_kind, validation_field
+from videolift.core.jsonl import LONE_SURROGATE, json_kind, valid_unicode, validation_field
 from videolift.core.schema import (
     DIMENSIONS,
     Dimension,
@@ -97,6 +97,14 @@ def import_lift(path: str | Path, data: Any) -> tuple[list[HRARecord], dict[str,
         video = item.get("video")
         if not isinstance(video, str) or not video.strip():
             raise DataError("missing or empty video path", file=path, record=i, field="video")
+        # A lone surrogate (JSON's "\\ud800") in any text kept: no UTF-8 file can hold it, the write failed.
+        for field, value in (
+            ("video", video),
+            ("video_id", item.get("video_id")),
+            ("annotator", item.get("annotator")),
+        ):
+            if isinstance(value, str) and not valid_unicode(value):
+                raise DataError(LONE_SURROGATE, file=path, record=i, field=field)
         # As the record will hold it: one file written two ways ("./videos//a.mp4") is one video to the
         # merge, and the id that the path stands in for is the record's own path.
         video = tidy_path(video)
@@ -126,6 +134,9 @@ def import_lift(path: str | Path, data: Any) -> tuple[list[HRARecord], dict[str,
             answer = _turn(conv, "gpt")
         except KeyError:
             raise DataError("no gpt (answer) turn", file=path, record=i, field="conversations") from None
+        for field, text in (("conversations[human].value", human), ("conversations[gpt].value", answer)):
+            if not valid_unicode(text):
+                raise DataError(LONE_SURROGATE, file=path, record=i, field=field)
         try:
             caption, dim = split_human_turn(human)
         except ValueError as exc:
