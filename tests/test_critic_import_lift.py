@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from videolift.cli import app
 from videolift.core.errors import VideoliftError
 from videolift.core.files import content_hash
+from videolift.core.jsonl import valid_unicode
 from videolift.core.reward import RewardConfig
 from videolift.core.schema import Dimension
 from videolift.core.scores import read_scores
@@ -64,7 +65,10 @@ def release_output(manifest=MANIFEST, answers=ANSWERS) -> list[dict]:
 def write_inputs(tmp_path: Path, output: list | dict | None = None) -> tuple[Path, Path]:
     manifest, src = tmp_path / "manifest.jsonl", tmp_path / "critic_output_13b.json"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in MANIFEST))
-    src.write_text(json.dumps(release_output() if output is None else output, ensure_ascii=False, indent=4))
+    output = release_output() if output is None else output
+    # As the release writes it; a lone surrogate only as JSON's escape (as a character no file holds it)
+    ascii_only = not valid_unicode(json.dumps(output, ensure_ascii=False))
+    src.write_text(json.dumps(output, ensure_ascii=ascii_only, indent=4))
     return manifest, src
 
 
@@ -219,6 +223,11 @@ REFUSALS = {
     "answer not text": (
         _edited(lambda o: o[2].update({"fidelity issues": None})),
         "element [2], field 'fidelity issues': expected a string, got null",
+    ),
+    # JSON's "\\ud800" (a lone surrogate) read fine, then the scores' write failed: a traceback
+    "answer no UTF-8 file can hold": (
+        _edited(lambda o: o[1].update({"motion issues": "Bad. \ud800"})),
+        "element [1], field 'motion issues': not valid Unicode text (it holds a lone surrogate)",
     ),
     "unanswered video": (
         _edited(lambda o: o.pop(1)),

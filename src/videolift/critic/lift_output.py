@@ -23,7 +23,7 @@ from typing import Any
 
 from videolift.core.errors import DataError
 from videolift.core.files import check_outputs, content_hash
-from videolift.core.jsonl import atomic_write, json_kind, read_json
+from videolift.core.jsonl import LONE_SURROGATE, atomic_write, json_kind, read_json, valid_unicode
 from videolift.core.manifest import ManifestRecord, read_manifest
 from videolift.core.reward import RewardConfig
 from videolift.core.schema import DIMENSIONS, Dimension, parse_answer, tidy_path
@@ -46,6 +46,8 @@ def _text(entry: dict[str, Any], key: str, src: Path, i: int) -> str:
     if not isinstance(value, str):
         got = "missing" if key not in entry else f"expected a string, got {json_kind(value)}"
         raise DataError(got, file=src, record=i, field=key)
+    if not valid_unicode(value):  # JSON's "\\ud800": read fine, it broke the scores' write
+        raise DataError(LONE_SURROGATE, file=src, record=i, field=key)
     return value
 
 
