@@ -281,6 +281,23 @@ def test_export_then_import_round_trips(tmp_path):
             json.dumps([{"video": "a.mp4", "conversations": [RELEASE[0]["conversations"][0]]}]),
             "element [0], field 'conversations': no gpt",
         ),
+        (  # the turn is there: "no human turn" sent one looking for a missing one
+            json.dumps(
+                [
+                    {
+                        "video": "a.mp4",
+                        "conversations": [{"from": "human", "value": 5}, RELEASE[0]["conversations"][1]],
+                    }
+                ]
+            ),
+            "element [0], field 'conversations[human].value': expected a string, got a number",
+        ),
+        (
+            json.dumps(
+                [{"video": "a.mp4", "conversations": [RELEASE[0]["conversations"][0], {"from": "gpt"}]}]
+            ),
+            "element [0], field 'conversations[gpt].value': expected a string, got null",
+        ),
         (
             json.dumps([release_item("a.mp4", "", SC, "Good.")]),
             "element [0], field 'conversations[human].value': empty caption",

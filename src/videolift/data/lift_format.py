@@ -69,11 +69,17 @@ def human_turn(caption: str, dimension: Dimension) -> str:
     return f"{VIDEO_TOKEN}\n {caption} {QUESTIONS[dimension]}"
 
 
-def _turn(conversations: list[Any], role: str) -> str:
-    for turn in conversations:
-        if isinstance(turn, dict) and turn.get("from") == role and isinstance(turn.get("value"), str):
-            return turn["value"]
-    raise KeyError(role)
+def _turn(conversations: list[Any], role: str, what: str, path: str | Path, i: int) -> str:
+    """The text of the ``role`` turn; DataError naming element ``i`` and the field if it is missing or not text."""
+    turn = next((t for t in conversations if isinstance(t, dict) and t.get("from") == role), None)
+    if turn is None:
+        raise DataError(f"no {what} turn", file=path, record=i, field="conversations")
+    value, field = turn.get("value"), f"conversations[{role}].value"
+    if not isinstance(value, str):  # the turn is there: not "no human turn"
+        raise DataError(f"expected a string, got {json_kind(value)}", file=path, record=i, field=field)
+    if not valid_unicode(value):  # JSON's "\\ud800": no UTF-8 file can hold it, the write failed
+        raise DataError(LONE_SURROGATE, file=path, record=i, field=field)
+    return value
 
 
 def import_lift(path: str | Path, data: Any) -> tuple[list[HRARecord], dict[str, int]]:
@@ -126,17 +132,7 @@ def import_lift(path: str | Path, data: Any) -> tuple[list[HRARecord], dict[str,
                 f"expected one human turn and its gpt answer, got turns {roles}",
                 file=path, record=i, field="conversations",
             )  # fmt: skip
-        try:
-            human = _turn(conv, "human")
-        except KeyError:
-            raise DataError("no human turn", file=path, record=i, field="conversations") from None
-        try:
-            answer = _turn(conv, "gpt")
-        except KeyError:
-            raise DataError("no gpt (answer) turn", file=path, record=i, field="conversations") from None
-        for field, text in (("conversations[human].value", human), ("conversations[gpt].value", answer)):
-            if not valid_unicode(text):
-                raise DataError(LONE_SURROGATE, file=path, record=i, field=field)
+        human, answer = _turn(conv, "human", "human", path, i), _turn(conv, "gpt", "gpt (answer)", path, i)
         try:
             caption, dim = split_human_turn(human)
         except ValueError as exc:
