@@ -118,11 +118,20 @@ def test_run_vbench_reads_the_scores_and_refuses_a_run_that_wrote_none(tmp_path,
     assert run_vbench(tmp_path, tmp_path / "out", ["motion_smoothness"]) == {"motion_smoothness": 0.975}
 
 
-def _fake_packages(tmp_path, monkeypatch, configs: bool) -> None:
+# What VBench-Long imports as it loads (vbench2_beta_long/utils.py, subject_consistency.py), which neither
+# the vbench wheel nor VBench's requirements.txt installs; moviepy 1.x has moviepy/editor.py, 2.x not.
+LONG_MODULE_FILES = {"scenedetect/__init__.py": "", "moviepy/__init__.py": "", "moviepy/editor.py": "",
+                     "dreamsim/__init__.py": ""}  # fmt: skip
+
+
+def _fake_packages(tmp_path, monkeypatch, configs: bool, long_modules: bool = True) -> None:
     """vbench 0.1.5 as pip installs it: vbench/VBench_full_info.json, and vbench2_beta_long without the
     VBench_full_info.json its eval_long.py defaults to, and without configs/ (``configs``: a repository
-    checkout's, which has them)."""
+    checkout's, which has them); ``long_modules``: with what VBench-Long imports besides."""
     site = tmp_path / "site"
+    for name, text in LONG_MODULE_FILES.items() if long_modules else ():
+        (site / name).parent.mkdir(parents=True, exist_ok=True)
+        (site / name).write_text(text)
     (site / "vbench").mkdir(parents=True)
     (site / "vbench" / "__init__.py").write_text("")
     (site / "vbench" / "VBench_full_info.json").write_text("[]")
@@ -160,17 +169,87 @@ def test_vbench_long_from_a_checkout_is_available(tmp_path, monkeypatch):
 # A stand-in for VBench's own environment (--vbench-python): an interpreter script that logs how it was
 # called and runs this Python on a site of its own, where vbench sits as its wheel lays it out, its launch
 # scripts write a results file, and torch.distributed.run just runs the module (that environment's torch).
-LAUNCH = """import argparse, json, os
+LAUNCH = """import argparse, json, os, time
+from pathlib import Path
+here = os.path.dirname(os.path.abspath(__file__))
 parser = argparse.ArgumentParser()
-for option in ("--videos_path", "--output_path", "--mode", "--prompt_file", "--full_json_dir"):
-    parser.add_argument(option)
-parser.add_argument("--dimension", nargs="+")
+parser.add_argument("--output_path", default="./evaluation_results/")
+parser.add_argument("--full_json_dir", default=os.path.join(here, "..", "VBench_full_info.json"))
+parser.add_argument("--videos_path", required=True)
+parser.add_argument("--dimension", nargs="+", required=True)
+parser.add_argument("--mode", choices=["custom_input", "vbench_standard", "vbench_category"], default="vbench_standard")
+parser.add_argument("--prompt", default="None")
+parser.add_argument("--prompt_file")
 args = parser.parse_args()
-videos = [f for f in os.listdir(args.videos_path) if f.endswith(".mp4")]
-assert videos and (args.prompt_file or os.path.isfile(args.full_json_dir)), args
+if args.prompt_file is not None and args.mode != "custom_input":
+    raise Exception("must set --mode=custom_input for using external prompt")
+assert args.mode == "custom_input", args.mode
+unsupported = {"object_class", "multiple_objects", "scene", "appearance_style", "color", "spatial_relationship"}
+assert not set(args.dimension) & unsupported, "not supported for custom input"
+videos = [os.path.join(args.videos_path, f) for f in os.listdir(args.videos_path)
+          if Path(f).suffix.lower() in (".mp4", ".gif", ".jpg", ".png")]
+if args.prompt_file:
+    # VBench reads it in the locale's encoding (FAKE_VBENCH_ENCODING: a machine whose locale is another),
+    # its keys joined to --videos_path, and wants a prompt for every video
+    with open(args.prompt_file, encoding=os.environ.get("FAKE_VBENCH_ENCODING")) as f:
+        given = json.load(f)
+    assert type(given) == dict
+    given = {os.path.abspath(os.path.join(args.videos_path, k)): v for k, v in given.items()}
+    missing = {os.path.abspath(v) for v in videos} - set(given)
+    assert not missing, f"The prompts for the following videos are not found in the prompt file: {missing}"
 os.makedirs(args.output_path, exist_ok=True)
-scores = {d: [0.5 + i / 10, [{"video_path": v} for v in videos]] for i, d in enumerate(args.dimension)}
-json.dump(scores, open(os.path.join(args.output_path, "results_eval_results.json"), "w"))
+name = "results_" + time.strftime("%Y-%m-%d-%H:%M:%S")
+scores = {}
+for i, dim in enumerate(args.dimension):
+    per_video = [{"video_path": v, "video_results": 0.5 + i / 10} for v in videos]
+    scores[dim] = [sum(r["video_results"] for r in per_video) / len(per_video), per_video]
+with open(os.path.join(args.output_path, name + "_eval_results.json"), "w") as f:
+    json.dump(scores, f)
+"""
+# VBench-Long's eval_long.py: imports what it needs, reads --full_json_dir and its configs whatever the mode,
+# splits each video into clips under VIDEOS/split_clip/<file name cut at its first ".mp4">/ (reusing them
+# when there are as many folders as videos), takes each folder as one video, and scores
+# [score, per clip, per video].
+LONG = """import argparse, json, os, time
+import scenedetect, dreamsim
+from moviepy import editor
+here = os.path.dirname(os.path.abspath(__file__))
+parser = argparse.ArgumentParser()
+parser.add_argument("--output_path", default="./evaluation_results/")
+parser.add_argument("--full_json_dir", default=os.path.join(here, "VBench_full_info.json"))
+parser.add_argument("--videos_path", required=True)
+parser.add_argument("--dimension", nargs="+", required=True)
+parser.add_argument("--mode", choices=["custom_input", "vbench_standard", "vbench_category",
+                    "long_vbench_standard", "long_custom_input"], default="vbench_standard")
+parser.add_argument("--prompt", default="")
+parser.add_argument("--prompt_file")
+args = parser.parse_args()
+if (args.prompt_file is not None or args.prompt) and args.mode != "custom_input":
+    raise Exception("must set --mode=custom_input for using external prompt")
+assert args.mode == "long_custom_input", args.mode
+json.load(open(args.full_json_dir))
+for config in ("clip_length_mix.yaml", "slow_fast_params.yaml", "subject_mapping_table.yaml",
+               "background_mapping_table.yaml"):
+    open(os.path.join(here, "configs", config)).close()
+videos = [f for f in os.listdir(args.videos_path) if f.endswith(".mp4")]
+clips = os.path.join(args.videos_path, "split_clip")
+if not (os.path.isdir(clips) and len(os.listdir(clips)) == len(videos)):
+    for video in videos:
+        folder = os.path.join(clips, video.split(".mp4")[0])
+        os.makedirs(folder, exist_ok=True)
+        open(os.path.join(folder, video.split(".mp4")[0] + "_000.mp4"), "w").close()
+folders = sorted(os.listdir(clips))
+assert len(folders) == len(videos), f"{len(videos)} videos split into {len(folders)} folders"
+os.makedirs(args.output_path, exist_ok=True)
+scores = {}
+for i, dim in enumerate(args.dimension):
+    per_clip = [{"video_path": os.path.join(clips, d, c), "video_results": 0.5 + i / 10}
+                for d in folders for c in os.listdir(os.path.join(clips, d))]
+    per_video = [{"video_path": os.path.join(args.videos_path, d + ".mp4"), "video_results": 0.5 + i / 10}
+                 for d in folders]
+    scores[dim] = [sum(r["video_results"] for r in per_clip) / len(per_clip), per_clip, per_video]
+with open(os.path.join(args.output_path, "results_" + time.strftime("%Y-%m-%d-%H:%M:%S") + "_eval_results.json"), "w") as f:
+    json.dump(scores, f)
 """
 RUN = """import runpy, sys
 i = sys.argv.index("-m")
@@ -180,16 +259,18 @@ runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
 """
 
 
-def fake_environment(root, *, package: bool = True, configs: bool = True):
+def fake_environment(root, *, package: bool = True, configs: bool = True, long_modules: bool = True):
     """``root/bin/python``, an interpreter of another environment (calls logged to ``root/calls.log``)."""
     site = root / "site"
     files = {"torch/__init__.py": "", "torch/distributed/__init__.py": "", "torch/distributed/run.py": RUN}
     if package:
         files |= {"vbench/__init__.py": "", "vbench/VBench_full_info.json": "[]", "vbench/launch/__init__.py": "",
                   "vbench/launch/evaluate.py": LAUNCH, "vbench2_beta_long/__init__.py": "",
-                  "vbench2_beta_long/eval_long.py": LAUNCH}  # fmt: skip
+                  "vbench2_beta_long/eval_long.py": LONG}  # fmt: skip
         if configs:
             files |= {f"vbench2_beta_long/configs/{name}": "{}" for name in vbench.LONG_CONFIGS}
+    if long_modules:
+        files |= LONG_MODULE_FILES
     for name, text in files.items():
         (site / name).parent.mkdir(parents=True, exist_ok=True)
         (site / name).write_text(text)
@@ -277,3 +358,66 @@ def test_eval_refuses_long_clips_its_vbench_environment_cannot_score_before_scor
     ]
     scores = json.loads((tmp_path / "vbench" / "scores.json").read_text())
     assert scores == {"short": {"motion_smoothness": 0.5}, "long": {"motion_smoothness": 0.5}}
+
+
+def test_vbench_long_needs_the_modules_it_imports_that_vbench_does_not_install(tmp_path, monkeypatch):
+    # vbench2_beta_long imports scenedetect and moviepy.editor as it loads, dreamsim for subject and background
+    # consistency: a checkout without them would fail after the videos are made, on its ImportError.
+    _fake_packages(tmp_path, monkeypatch, configs=True, long_modules=False)
+    assert vbench.unavailable(long=False) is None
+    said = vbench.unavailable(long=True)
+    assert said == (
+        "VBench-Long imports scenedetect, moviepy<2, dreamsim, which vbench does not install "
+        "(pip install scenedetect 'moviepy<2' dreamsim)"
+    )
+    with pytest.raises(VideoliftError, match="VBench-Long imports"):
+        run_vbench(tmp_path / "videos", tmp_path / "res", ["motion_smoothness"], long=True)
+    # moviepy 2 has no moviepy.editor
+    for name in ("scenedetect/__init__.py", "moviepy/__init__.py", "dreamsim/__init__.py"):
+        (tmp_path / "site" / name).parent.mkdir(exist_ok=True)
+        (tmp_path / "site" / name).write_text("")
+    assert "imports moviepy<2," in vbench.unavailable(long=True)
+    # Another environment: refused before VBench runs, naming its pip
+    python = fake_environment(tmp_path / "env", long_modules=False)
+    env = vbench.probe(python)
+    assert vbench.unavailable(env=env) is None
+    assert vbench.unavailable(long=True, env=env).startswith(
+        f"--vbench-python {python}: VBench-Long imports scenedetect, moviepy<2, dreamsim"
+    )
+    assert f"({python} -m pip install scenedetect" in vbench.unavailable(long=True, env=env)
+    with pytest.raises(VideoliftError, match="VBench-Long imports"):
+        run_vbench(tmp_path / "videos", tmp_path / "res", ["motion_smoothness"], long=True, env=env)
+    assert not vbench_calls(tmp_path / "env")
+
+
+EDGE_PROMPTS = [
+    "a cat/sits on a mat",  # a path separator
+    "a cat sits on a mat",  # the same file name as the one above
+    "a dog runs",
+    "a dog runs",  # a duplicate
+    "play a.mp4 file",  # VBench-Long cuts a clip folder's name at ".mp4"
+    "play a.mp4 file again",
+    "一只熊猫在竹林里吃竹子，阳光透过树叶洒下斑驳的光影，" * 4,  # 312 bytes of UTF-8
+    "un café très élégant — «naïve» façade",
+]
+
+
+@pytest.mark.parametrize("frames", [9, 49], ids=["vbench", "vbench-long"])
+def test_vbench_scores_every_video_of_awkward_prompts_as_its_scripts_expect_them(tmp_path, frames):
+    env = vbench.probe(fake_environment(tmp_path / "env"))
+    _manifest(tmp_path, EDGE_PROMPTS, frames=frames)
+    files = export_for_vbench(tmp_path / "manifest.jsonl", tmp_path, tmp_path / "vb" / "videos")
+    assert len({f.name for f in files}) == len(EDGE_PROMPTS)
+    long = is_long(tmp_path / "manifest.jsonl")
+    assert long == (frames == 49)
+    scores = run_vbench(
+        tmp_path / "vb" / "videos",
+        tmp_path / "res",
+        ["motion_smoothness", "dynamic_degree"],
+        long=long,
+        env=env,
+    )
+    assert scores == {"motion_smoothness": 0.5, "dynamic_degree": 0.6}
+    (results,) = (tmp_path / "res").glob("results_*_eval_results.json")
+    per_video = json.loads(results.read_text())["motion_smoothness"][-1]
+    assert len(per_video) == len(EDGE_PROMPTS)  # each video scored as one (VBench-Long: one clip folder each)

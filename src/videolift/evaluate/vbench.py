@@ -17,6 +17,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -47,6 +48,10 @@ VBENCH_DIR = "VBENCH_DIR"
 # Read by VBench-Long from vbench2_beta_long/configs/, which the PyPI wheel (0.1.5) lacks too.
 LONG_CONFIGS = ("clip_length_mix.yaml", "slow_fast_params.yaml", "subject_mapping_table.yaml",
                 "background_mapping_table.yaml")  # fmt: skip
+# Imported by VBench-Long as it loads (vbench2_beta_long/utils.py: scenedetect, moviepy.editor; its subject and
+# background consistency: dreamsim), installed neither by the vbench wheel nor by its repository's
+# requirements.txt; moviepy 2 has no moviepy.editor. Module -> what pip installs.
+LONG_MODULES = {"scenedetect": "scenedetect", "moviepy": "moviepy<2", "dreamsim": "dreamsim"}
 MODULES = {False: ("vbench", "vbench.launch.evaluate", "custom_input"),
            True: ("vbench2_beta_long", "vbench2_beta_long.eval_long", "long_custom_input")}  # fmt: skip
 
@@ -113,19 +118,21 @@ def check_dimensions(dimensions: list[str], *, custom_input: bool = True) -> Non
 @dataclass(frozen=True)
 class Environment:
     """Another Python environment VBench runs in (``--vbench-python``): its interpreter and where its
-    packages ``vbench`` and ``vbench2_beta_long`` are (None: not there)."""
+    packages ``vbench``, ``vbench2_beta_long`` and VBench-Long's ``LONG_MODULES`` are (None: not there)."""
 
     python: str
     packages: dict[str, Path | None]
 
 
 OPTION = "--vbench-python"
-# Run by the other interpreter: find_spec locates a top-level package without importing it.
-PROBE = """import importlib.util, json
+# Run by the other interpreter, given the packages to find: find_spec locates a top-level package without
+# importing it.
+PROBE = """import importlib.util, json, sys
 def where(name):
     spec = importlib.util.find_spec(name)
     return next(iter(spec.submodule_search_locations or []), None) if spec else None
-print(json.dumps({name: where(name) for name in ("vbench", "vbench2_beta_long")}))"""
+print(json.dumps({name: where(name) for name in sys.argv[1:]}))"""
+PROBED = ("vbench", "vbench2_beta_long", *LONG_MODULES)
 
 
 def probe(python: str | Path) -> Environment:
@@ -148,7 +155,11 @@ def _ask(python: str) -> dict[str, str | None] | str:
     """``PROBE``'s answer from ``python``, or why it gave none."""
     try:
         done = subprocess.run(
-            [python, "-c", PROBE], stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
+            [python, "-c", PROBE, *PROBED],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=False,
         )
     except OSError as exc:  # e.g. a file that is no program
         return str(exc)
@@ -199,7 +210,19 @@ def unavailable(long: bool = False, env: Environment | None = None) -> str | Non
             f"{there}VBench-Long lacks {', '.join(missing)} in {configs} (the PyPI wheel, vbench 0.1.5, does not "
             "ship them): install VBench from a clone of its repository (pip install -e VBench)"
         )
+    if missing := [pip for name, pip in LONG_MODULES.items() if not _long_module(name, env)]:
+        pip = f"{env.python} -m pip" if env else "pip"
+        return (
+            f"{there}VBench-Long imports {', '.join(missing)}, which vbench does not install "
+            f"({pip} install {shlex.join(missing)})"
+        )
     return None
+
+
+def _long_module(name: str, env: Environment | None) -> bool:
+    """Whether VBench-Long's import of ``name`` would succeed (moviepy: the 1.x that has moviepy.editor)."""
+    where = _package_dir(name, env)
+    return where is not None and (name != "moviepy" or (where / "editor.py").is_file())
 
 
 def vbench_command(
