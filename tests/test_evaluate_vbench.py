@@ -421,3 +421,14 @@ def test_vbench_scores_every_video_of_awkward_prompts_as_its_scripts_expect_them
     (results,) = (tmp_path / "res").glob("results_*_eval_results.json")
     per_video = json.loads(results.read_text())["motion_smoothness"][-1]
     assert len(per_video) == len(EDGE_PROMPTS)  # each video scored as one (VBench-Long: one clip folder each)
+
+
+def test_the_prompt_file_reads_the_same_whatever_vbenchs_locale(tmp_path, monkeypatch):
+    # VBench opens --prompt_file in the locale's encoding: non-ASCII file names must still match its keys
+    env = vbench.probe(fake_environment(tmp_path / "env"))
+    _manifest(tmp_path, ["un café très élégant", "一只熊猫"], frames=9)
+    export_for_vbench(tmp_path / "manifest.jsonl", tmp_path, tmp_path / "vb" / "videos")
+    assert (tmp_path / "vb" / PROMPT_FILE).read_bytes().isascii()
+    monkeypatch.setenv("FAKE_VBENCH_ENCODING", "latin-1")
+    scores = run_vbench(tmp_path / "vb" / "videos", tmp_path / "res", ["motion_smoothness"], env=env)
+    assert scores == {"motion_smoothness": 0.5}

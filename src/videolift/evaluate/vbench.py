@@ -91,8 +91,10 @@ def export_for_vbench(manifest: Path, videos: Path, out: Path, *, link: bool = T
             shutil.copyfile(source, target)
         written.append(target)
         prompts[target.name] = rec["prompt"]
+    # ASCII (\u escapes): VBench opens it in the locale's encoding (launch/evaluate.py), where UTF-8 file
+    # names would not match its keys.
     with atomic_write(out.parent / PROMPT_FILE) as handle:
-        json.dump(prompts, handle, indent=1, ensure_ascii=False)
+        json.dump(prompts, handle, indent=1)
     return written
 
 
