@@ -12,7 +12,7 @@ TORCH  ?= torch==2.14.1 torchvision==0.29.1
 
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup venv demo test test-all lint bench clean chromium
+.PHONY: setup venv demo test test-all lint clean chromium
 
 # The venv is (re)made unless it has pip and Python 3.11+: an interrupted `python -m venv`, or one
 # where ensurepip is missing (Debian's python3 without python3-venv), leaves bin/python without pip,
