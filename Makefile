@@ -12,31 +12,25 @@ TORCH  ?= torch==2.14.1 torchvision==0.29.1
 
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup venv demo test test-all lint clean chromium
+.PHONY: setup demo test test-all lint clean chromium
 
+# The stamp is written last: an interrupted set-up has none, and the next run carries on.
 # The venv is (re)made unless it has pip and Python 3.11+: an interrupted `python -m venv`, or one
-# where ensurepip is missing (Debian's python3 without python3-venv), leaves bin/python without pip,
-# which `test -x bin/python` took for a finished venv and every later run failed at bin/pip.
-define make_venv
+# where ensurepip is missing (Debian's python3 without python3-venv), leaves bin/python without pip.
+# TORCH goes only into a venv without torch: the torch chosen at the first set-up (a CUDA build by
+# TORCH=...) stays when a changed pyproject.toml reruns this.
+$(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || \
 	  { echo "videolift needs Python 3.11 or newer; '$(PYTHON)' is missing or older: make PYTHON=/path/to/python3.11"; exit 1; }
 	$(BIN)/python -c 'import sys, pip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || \
 	  $(PYTHON) -m venv --clear $(VENV)
-endef
-
-# The stamp is written last: an interrupted set-up has none, and the next run resumes it.
-$(BIN)/.installed: pyproject.toml
-	$(make_venv)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -c 'from importlib.metadata import version; version("torch"); version("torchvision")' 2>/dev/null || \
+	  $(BIN)/python -m pip install -q $(TORCH)
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
 setup: $(BIN)/.installed
-
-# Only the empty venv (with pip): the first step of setup.
-venv:
-	$(make_venv)
 
 # The annotation app's browser test drives Debian's Chromium (never a downloaded browser build).
 # Installed when missing and we may (root + apt-get); otherwise that one test is skipped.
