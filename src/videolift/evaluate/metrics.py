@@ -97,18 +97,29 @@ def paired_difference(
     dims = rated_dimensions([*a, *b])
     sa = [_reward_and_all_good(r, reward, dims) for r in a]
     sb = [_reward_and_all_good(r, reward, dims) for r in b]
-    good = [float(x[1]) - float(y[1]) for x, y in zip(sa, sb, strict=True)]
     # Only pairs with a parsed label on every dimension rated: a video whose critic answers partly failed
     # to parse gets the reward of its parsed dimensions alone (a lone Good is 0.9), which would count a
     # failure as a win.
-    both = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if _complete(x, dims) and _complete(y, dims)]
-    rew = [sa[i][0] - sb[i][0] for i in both]
-    sets = (("all_good_rate", good, clusters), ("mean_reward", rew, _subset(clusters, both)))
-    out: dict[str, dict[str, Any]] = {}
-    for name, values, groups in sets:
-        diff, se = mean_and_cluster_se(values, groups)
-        out[name] = {"diff": diff, "se": se, "pairs": len(values)}
-    return out
+    ra = [s[0] if _complete(r, dims) else None for s, r in zip(sa, a, strict=True)]
+    rb = [s[0] if _complete(r, dims) else None for s, r in zip(sb, b, strict=True)]
+    return {
+        "all_good_rate": paired_values([float(x[1]) for x in sa], [float(y[1]) for y in sb], clusters),
+        "mean_reward": paired_values(ra, rb, clusters),
+    }
+
+
+def paired_values(
+    a: Sequence[float | None], b: Sequence[float | None], clusters: Sequence[Hashable] | None = None
+) -> dict[str, Any]:
+    """A minus B of one per-video number (a reward, a CLIP similarity) over videos of the same prompt and
+    seed: ``{"diff", "se", "pairs"}``, the standard error clustered by ``clusters`` (each video's prompt);
+    a pair where either value is None (not measured) is left out."""
+    if len(a) != len(b):
+        raise ValueError(f"paired difference needs aligned lists, got {len(a)} vs {len(b)} videos")
+    both = [(i, x - y) for i, (x, y) in enumerate(zip(a, b, strict=True)) if x is not None and y is not None]
+    values = [d for _, d in both]
+    diff, se = mean_and_cluster_se(values, _subset(clusters, [i for i, _ in both]))
+    return {"diff": diff, "se": se, "pairs": len(values)}
 
 
 def _subset(clusters: Sequence[Hashable] | None, keep: Sequence[int]) -> list[Hashable] | None:
