@@ -52,6 +52,7 @@ CHECKED = [
     LIFT,
     ("generate.md", "`videolift prompts sample`"),
     ("critic.md", "Using the released LiFT-Critic (`critic import-lift`)"),
+    ("evaluate.md", "CLIPSIM and CLIP temporal consistency (`--clip MODEL`)"),
 ]
 OUTPUT_ONLY = [("annotate.md", "7. Pairwise human study"), ("evaluate.md", "`videolift demo`")]
 
@@ -131,3 +132,17 @@ def test_the_released_critics_output_example_imports(tmp_path):
     )
     summary = import_lift_output(output, manifest, tmp_path / "scores.jsonl")
     assert summary["videos"] == 1 and not any(summary["unparsed"].values())
+
+
+def test_the_clip_example_has_the_keys_eval_writes():
+    """eval.json's ``clip`` as docs/evaluate.md shows it: the keys ``clip_summary`` writes, at every level."""
+    from videolift.evaluate.clip_score import clip_summary
+
+    shown = example("evaluate.md", "CLIPSIM and CLIP temporal consistency (`--clip MODEL`)")["clip"]
+    line = {"prompt": "p", "clipsim": 0.3, "temporal_consistency": 0.9, "prompt_truncated": False}
+    made = clip_summary("m", {"base": [line, line], "aligned_rwl": [line, line]}, ["p", "q"], 0)
+
+    def keys(d: object) -> object:
+        return {k: keys(v) for k, v in d.items()} if isinstance(d, dict) else None
+
+    assert keys(shown) == keys(made)

@@ -201,7 +201,7 @@ def test_eval_needs_a_rater(tmp_path, tiny_cogvideox_dir):
     prompts = tmp_path / "p.txt"
     prompts.write_text("a red circle moves left in a sand desert\n")
     result = CliRunner().invoke(app, ["eval", "--model", str(tiny_cogvideox_dir), "--prompts", str(prompts)])
-    assert result.exit_code == 2 and "--critic DIR and/or --oracle" in result.output
+    assert result.exit_code == 2 and "--critic DIR, --oracle and/or --clip MODEL" in result.output
 
 
 def test_eval_refuses_a_bad_prompt_file_before_writing_anything(tmp_path):

@@ -107,7 +107,7 @@ USAGE = {  # name: (arguments, what the error says)
         "command line: model (--model) run/pipeline is in run/pipeline, which this run deletes (--overwrite) or "
         "replaces (its export): give the run its own directory",
     ),
-    "eval, no rater": (EVAL, "nothing to rate with: give --critic DIR and/or --oracle"),
+    "eval, no rater": (EVAL, "nothing to rate with: give --critic DIR, --oracle and/or --clip MODEL"),
     "eval, not a VBench dimension": (
         [*EVAL, "--oracle", "--vbench", "human_action"],
         "VBench custom-input mode supports subject_consistency",

@@ -32,6 +32,13 @@ def evaluate(
     oracle: bool = typer.Option(
         False, "--oracle", help="Also rate with the toy-world oracle (toy prompts only)."
     ),
+    clip: str | None = typer.Option(
+        None,
+        "--clip",
+        help="Also score every video with this CLIP model (a transformers CLIPModel directory or Hub id, e.g. "
+        "openai/clip-vit-base-patch32): CLIPSIM (text alignment) and temporal consistency, a rater "
+        "independent of the critic.",
+    ),
     out: Path = typer.Option(Path("eval-out"), "--out", help="Directory for videos, ratings and eval.json."),
     per_prompt: int = typer.Option(1, "--per-prompt", min=1, help="Videos per prompt (seeds are shared)."),
     seed: int = typer.Option(0, "--seed", help="Base seed, the same for every model."),
@@ -138,6 +145,7 @@ def evaluate(
             prompt_field=prompt_field,
             limit=limit,
             critic_dtype=critic_dtype,
+            clip=clip,
             # None: the critic's own mapping (its spec's), else the paper's (compare.evaluation_reward)
             reward=RewardConfig.load(reward_config) if reward_config is not None else None,
             reward_source=f"--reward-config {reward_config}" if reward_config is not None else None,
@@ -276,7 +284,15 @@ def _vbench(result: dict, out: Path, dimensions: list[str], env: Environment | N
 def print_comparison(result: dict) -> None:
     from rich.markup import escape
 
-    from videolift.evaluate.eval_report import findings_text, plus_minus, reward_note
+    from videolift.evaluate.eval_report import (
+        CLIP_COLUMNS,
+        CLIP_NOTE,
+        clip_paired_cells,
+        clip_rows,
+        findings_text,
+        plus_minus,
+        reward_note,
+    )
 
     def pct(rate: float | None) -> str:
         return "n/a" if rate is None else f"{rate:.1%}"
@@ -292,7 +308,8 @@ def print_comparison(result: dict) -> None:
                 pct(s["all_good_rate"]),
                 *[pct(s["dimensions"].get(d.value, {}).get("Good")) for d in DIMENSIONS],
             )
-    console.print(table)
+    if any(result["summary"].values()):  # not with --clip alone: no rater's labels
+        console.print(table)
     if note := reward_note(result):  # the paper's mapping goes without saying
         console.print(f"[yellow]note:[/yellow] {escape(note)}")
 
@@ -306,6 +323,13 @@ def print_comparison(result: dict) -> None:
             console.print(f"{pair} ({rater}, win/tie/loss): {cells}")
             if diff := result.get("differences", {}).get(pair, {}).get(rater):
                 console.print(f"{pair} ({rater}, paired difference ± SE): {format_difference(diff)}")
+    if clip := result.get("clip"):
+        table = Table(*CLIP_COLUMNS, title=f"CLIP ({escape(clip['model'])}, {CLIP_NOTE})")
+        for row in clip_rows(clip):
+            table.add_row(*map(str, row))
+        console.print(table)
+        for pair, cells in clip_paired_cells(clip):
+            console.print(f"{pair} (CLIP, paired difference ± SE): {cells}")
     if result.get("groups"):
         print_recipes(result)
 

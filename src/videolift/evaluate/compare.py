@@ -156,6 +156,7 @@ def compare_models(
     overwrite: bool = False,
     checked: Callable[[], None] | None = None,
     critic_dtype: str = "auto",
+    clip: str | None = None,
     **sampler: Any,
 ) -> dict[str, Any]:
     """Generate with every model, rate, and return (and write ``out/eval.json``) the comparison.
@@ -166,7 +167,8 @@ def compare_models(
     ``group_differences`` too. ``checked`` runs once every input has been checked, before the first
     video (e.g. to print notes). ``reward`` maps every rater's labels to rewards (None: the critic's own
     mapping, else the paper's: ``evaluation_reward``); ``reward_source`` says where a given one is from
-    (eval.json's ``reward_source``)."""
+    (eval.json's ``reward_source``). ``clip``: a CLIP model (directory or Hub id) that also scores every
+    video, on ``device`` once the critic is done (eval.json's ``clip``: ``clip_score``)."""
     from videolift.data.generate import generate_videos
 
     names = _preflight(
@@ -181,6 +183,7 @@ def compare_models(
         sampler={"steps": steps, "guidance": guidance, **sampler},
         overwrite=overwrite,
         critic_dtype=critic_dtype,
+        clip=clip,
         checked=checked,
     )
     reward, reward_source = evaluation_reward(reward, reward_source, critic_dir)
@@ -200,6 +203,12 @@ def compare_models(
         source=reward_source,
         groups=groups,
     )
+    if clip is not None:  # after the critic has let go of the GPU
+        from videolift.evaluate.clip_score import rate_by_clip
+
+        names = [r.name for r in runs]
+        device = sampler.get("device", "auto")
+        result["clip"] = rate_by_clip(names, clip, out, device, _clusters(out, runs), progress)
     _write_eval(out, result)
     return result
 
@@ -236,14 +245,15 @@ def _preflight(
     overwrite: bool,
     critic_dtype: str,
     checked: Callable[[], None] | None,
+    clip: str | None = None,
 ) -> list[str]:
     """What a comparison refuses before its first video, and the models' names (``names``, else
     ``model_name``'s): a rater to rate with, every input (``check_inputs``) and the critic directory; then
     ``checked`` runs."""
-    if not critic_dir and not oracle:
+    if not critic_dir and not oracle and clip is None:
         from videolift.core.errors import UsageError
 
-        raise UsageError("nothing to rate with: give --critic DIR and/or --oracle")
+        raise UsageError("nothing to rate with: give --critic DIR, --oracle and/or --clip MODEL")
     if not names:
         names = []
         for model, lora in models:
@@ -263,6 +273,7 @@ def _preflight(
         sampler=sampler,
         overwrite=overwrite,
         critic_dtype=critic_dtype,
+        clip=clip,
     )
     if critic_dir is not None:  # a directory that is no critic: refused now, not after the generation
         from videolift.critic.answers import check_finished
@@ -346,9 +357,7 @@ def _comparison(
     """What eval.json holds: the run's settings, each model's summary per rater (with the oracle's
     findings tallied), every other model's win/tie/loss and paired differences against the first, and
     the recipes compared (``groups``)."""
-    # Videos of one prompt are correlated: standard errors are clustered by prompt (the same prompts
-    # and seeds for every model, in manifest order).
-    clusters = [rec["prompt"] for rec in read_jsonl_dicts(out / runs[0].name / "manifest.jsonl")]
+    clusters = _clusters(out, runs)
     result: dict[str, Any] = {
         "prompts": str(prompts),
         "seed": seed,
@@ -374,6 +383,12 @@ def _comparison(
     if groups:
         result |= replicate_comparison(runs, groups, reward, clusters)
     return result
+
+
+def _clusters(out: Path, runs: list[ModelRun]) -> list[str]:
+    """Each video's prompt, in manifest order (the same prompts and seeds for every model)."""
+    # Videos of one prompt are correlated: standard errors are clustered by prompt.
+    return [rec["prompt"] for rec in read_jsonl_dicts(out / runs[0].name / "manifest.jsonl")]
 
 
 def _write_eval(out: Path, result: dict[str, Any]) -> None:

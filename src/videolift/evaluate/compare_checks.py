@@ -1,6 +1,6 @@
 """What ``videolift eval`` refuses before its first video (``check_inputs``): the sampler's numbers,
 device, offload and dtypes; the prompt file; with ``--oracle`` toy-world prompts and clip sizes; every
-model and LoRA; every model's output directory. Each phase in the order a run with several problems
+model and LoRA; ``--clip``'s CLIP model; every model's output directory. Each phase in the order a run with several problems
 reports them: the first one's error is the run's."""
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ def check_inputs(
     sampler: dict[str, Any] | None = None,
     overwrite: bool = False,
     critic_dtype: str = "auto",
+    clip: str | None = None,
 ) -> None:
     """What ``compare_models`` would otherwise find out only midway (after earlier models generated and
     were rated): the device and dtypes, the prompt file, every prompt a toy-world prompt (with the
-    oracle), every model and LoRA, and every model's output directory (first: none is a model's)."""
+    oracle), every model and LoRA, the CLIP model (``clip``), and every model's output directory (first:
+    none is a model's)."""
     sampler = sampler or {}
     sizes = sampler.get("frames"), sampler.get("height"), sampler.get("width")
     _check_settings(sampler, critic_dtype)
@@ -40,6 +42,10 @@ def check_inputs(
         _check_model(
             model, lora, sampler.get("family"), sizes, oracle=oracle, guidance_2=sampler.get("guidance_2")
         )
+    if clip is not None:  # a CLIP model scores only after every video: a wrong one is refused now
+        from videolift.evaluate.clip_score import check_clip_model
+
+        check_clip_model(clip)
     from videolift.data.generate import work_items
 
     items = work_items(len(records), per_prompt, seed)  # the videos each model's folder is to hold

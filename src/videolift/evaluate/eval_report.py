@@ -95,6 +95,55 @@ def comparison_tables(rep: Report, evaluation: dict[str, Any]) -> None:
     )
 
 
+CLIP_COLUMNS = ("model", "videos", "CLIPSIM ± SE", "temporal consistency ± SE")
+CLIP_NOTE = "CLIPSIM: text alignment only"
+
+
+def clip_rows(clip: dict[str, Any]) -> list[list[Any]]:
+    """eval.json's ``clip`` per model: videos scored, CLIPSIM and temporal consistency with their SEs."""
+    return [
+        [name, m["n"], plus_minus(m["clipsim"], m["clipsim_se"], fmt=".4f"),
+         plus_minus(m["temporal_consistency"], m["temporal_consistency_se"], fmt=".4f")]
+        for name, m in clip["per_model"].items()
+    ]  # fmt: skip
+
+
+def clip_paired_cells(clip: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every model's paired CLIP differences from the first: (pair, ``CLIPSIM +0.0012 ± 0.0008, temporal
+    consistency -0.0100 ± 0.0030``)."""
+
+    def cell(d: dict[str, Any]) -> str:
+        if d["diff"] is None:  # no pair with both videos read
+            return "n/a"
+        return f"{d['diff']:+.4f}" + ("" if d["se"] is None else f" ± {d['se']:.4f}")
+
+    return [
+        (pair, f"CLIPSIM {cell(d['clipsim'])}, temporal consistency {cell(d['temporal_consistency'])}")
+        for pair, d in clip["paired"].items()
+    ]
+
+
+def clip_tables(rep: Report, evaluation: dict[str, Any]) -> None:
+    """CLIPSIM and CLIP temporal consistency per model and paired against the first (``--clip``)."""
+    if not (clip := evaluation.get("clip")):
+        return
+    truncated = clip.get("truncated_prompts") or 0
+    rep.table(
+        list(CLIP_COLUMNS),
+        clip_rows(clip),
+        caption=f"CLIP ({clip['model']}), a rater independent of the critic, on up to {clip['frames']} frames "
+        "of each video: CLIPSIM is the mean cosine similarity of each frame with the prompt (text alignment "
+        "only: not motion, nor fidelity), temporal consistency that of consecutive frames (1 for a still video)"
+        + (f"; {truncated} prompt(s) cut at CLIP's text length" if truncated else ""),
+    )
+    if pairs := clip_paired_cells(clip):
+        rep.table(
+            ["models", "paired difference ± standard error"],
+            [list(p) for p in pairs],
+            caption="CLIP, over videos of the same prompt and seed",
+        )
+
+
 def findings_text(kinds: dict[str, int]) -> str:
     """``{"shape": 65, "colour": 20}`` -> ``"shape 65, colour 20"``."""
     return ", ".join(f"{kind} {n}" for kind, n in kinds.items()) or "none"
@@ -231,6 +280,7 @@ def write_eval_report(out: str | Path, evaluation: dict[str, Any], title: str = 
     if note := reward_note(evaluation):
         rep.paragraph(note)
     comparison_tables(rep, evaluation)
+    clip_tables(rep, evaluation)
     findings_table(rep, evaluation)
     rep.heading("Label and reward distributions")
     distributions(rep, evaluation, out)

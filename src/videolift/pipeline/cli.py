@@ -86,6 +86,11 @@ def print_summary(summary: dict) -> None:
     for pair, by_rater in summary.get("differences", {}).items():
         for rater, diff in by_rater.items():
             console.print(f"{pair} ({rater}, paired difference ± SE): {format_difference(diff)}")
+    if clip := summary.get("clip"):
+        from videolift.evaluate.eval_report import clip_paired_cells
+
+        for pair, cells in clip_paired_cells(clip):
+            console.print(f"{pair} (CLIP {escape(clip['model'])}, paired difference ± SE): {cells}")
     from videolift.pipeline.run_report import target_rows
 
     for target, value, verdict in target_rows(summary):

@@ -260,6 +260,18 @@ class Align(StrictModel):
 class Evaluate(StrictModel):
     prompts: PromptSet = Field(default_factory=lambda: PromptSet(n=64, per_prompt=2, seed=2))
     oracle: bool | None = Field(None, description="rate with the toy oracle too (default: on in toy runs)")
+    clip: str | None = Field(
+        None,
+        description="a CLIP model (transformers CLIPModel dir or Hub id) that also scores every video: CLIPSIM "
+        "and temporal consistency (`eval --clip`), a rater independent of the critic",
+    )
+
+    @field_validator("clip")
+    @classmethod
+    def _clip_home(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("is empty (leave it out for no CLIP scores)")
+        return None if value is None else expand_home(value)
 
 
 class PipelineConfig(StrictModel):

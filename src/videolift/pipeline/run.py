@@ -233,6 +233,8 @@ def build_summary(
     out["reward_source"] = result.get("reward_source", PAPER_SOURCE if "reward_config" in result else None)
     out["pairwise"] = result.get("pairwise", {})
     out["differences"] = result.get("differences", {})
+    if "clip" in result:  # evaluate.clip: CLIPSIM and temporal consistency, and their paired differences
+        out["clip"] = result["clip"]
     out["wall_seconds"] = round(time.time() - started, 1)
     out["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return out

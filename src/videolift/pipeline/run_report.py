@@ -9,7 +9,13 @@ from typing import Any
 from videolift.core.jsonl import read_json, read_jsonl_dicts
 from videolift.core.report import Report, confusion_figure, curves_figure
 from videolift.core.schema import DIMENSIONS, LABELS
-from videolift.evaluate.eval_report import comparison_tables, distributions, frame_grid, reward_note
+from videolift.evaluate.eval_report import (
+    clip_tables,
+    comparison_tables,
+    distributions,
+    frame_grid,
+    reward_note,
+)
 
 GAIN_GUARD = 0.7  # oracle gain must be at least this share of the critic-measured gain
 # The toy-world demo's targets (issue #9), shown met or not in its report.
@@ -84,6 +90,39 @@ def _guard_text(key: str, check: dict[str, Any]) -> tuple[str, str]:
     return text, "" if check["ok"] else "warn"
 
 
+def clip_guard_text(key: str, summary: dict[str, Any]) -> tuple[str, str]:
+    """Without an oracle, CLIPSIM's paired change beside the critic's for the aligned model ``key``
+    (summary.json's ``clip`` and ``differences``), and its style: "warn" when the critic's reward rises while
+    CLIPSIM falls."""
+    pair = f"{key} vs base"
+    critic = summary.get("differences", {}).get(pair, {}).get("critic", {}).get("mean_reward", {})
+    clip = summary["clip"].get("paired", {}).get(pair, {}).get("clipsim", {})
+
+    def cell(d: dict[str, Any], fmt: str) -> str:
+        if d.get("diff") is None:
+            return "n/a"
+        return f"{d['diff']:{fmt}}" + ("" if d.get("se") is None else f" ± {d['se']:{fmt[1:]}}")
+
+    text = (
+        f"No oracle here; CLIP check ({key}, {summary['clip']['model']}): critic reward change "
+        f"{cell(critic, '+.3f')}, CLIPSIM change {cell(clip, '+.4f')} (paired, same prompts and seeds). "
+        "CLIPSIM measures text alignment only (how well the frames match the prompt), not motion or "
+        "fidelity, so it checks part of what the critic rates; a CLIPSIM drop while the critic's reward "
+        "rises is a warning sign that the aligned model exploits the critic."
+    )
+    rises, drops = (critic.get("diff") or 0.0) > 0, (clip.get("diff") or 0.0) < 0
+    if rises and drops:
+        se = clip.get("se")
+        beyond = se is not None and -clip["diff"] > 2 * se
+        text += " Here CLIPSIM " + (
+            "drops by more than two standard errors: WARNING."
+            if beyond
+            else "drops, within two standard errors."
+        )
+        return text, "warn"
+    return text, ""
+
+
 def target_rows(summary: dict[str, Any]) -> list[list[Any]]:
     """The demo's targets against this run, each met or not; none outside the toy world (no oracle)."""
     base, rwl = summary.get("base", {}), summary.get("aligned_rwl", {})
@@ -129,6 +168,7 @@ def write_report(
     _guard_paragraphs(rep, summary)
     _targets_table(rep, summary)
     comparison_tables(rep, evaluation)
+    clip_tables(rep, evaluation)
     _stages_table(rep, summary)
 
     rep.heading("Label and reward distributions, before and after")
@@ -204,10 +244,16 @@ def _guard_paragraphs(rep: Report, summary: dict[str, Any]) -> None:
             "guard does not apply."
         )
     elif summary.get("base", {}).get("oracle_mean_reward") is None and _aligned(summary):
-        # Outside the toy world nothing rates the videos but the critic: say the guard is missing.
+        # Outside the toy world nothing rates the videos but the critic (and CLIP, with evaluate.clip):
+        # say the guard is missing, or how far CLIP stands in for it.
+        if summary.get("clip"):
+            for key in _aligned(summary):
+                rep.paragraph(*clip_guard_text(key, summary))
+            return
         rep.paragraph(
             "No reward-hacking guard: it needs a rater independent of the critic (the toy world's oracle), "
-            "and this run has none, so the critic's gains above are not checked against another rater.",
+            "and this run has none, so the critic's gains above are not checked against another rater "
+            "(evaluate.clip: MODEL adds CLIPSIM, a partial one).",
             "warn",
         )
     else:

@@ -246,6 +246,7 @@ def evaluate_stage(
             overwrite=True,
             reward=reward,
             reward_source=source,
+            clip=cfg.evaluate.clip,
             **gen,
         )
 
@@ -257,6 +258,8 @@ def evaluate_stage(
     } | hub_model(t2v)
     if given is not None and not given[0].is_paper():  # runs evaluated by the paper's mapping stay done
         settings["reward"] = given[0].model_dump(mode="json")
+    if cfg.evaluate.clip is not None:  # runs without CLIP scores stay done; naming a model (another) reruns
+        settings["clip"] = cfg.evaluate.clip  # (the videos and critic scores are reused: only CLIP runs)
     models = [Path(p) for pair in [(t2v, None), *aligned.values()] for p in pair if p and Path(p).exists()]
     # Versions to 2026-12-05 keyed on the aligned pipelines only: sound unless a LoRA or a prompts
     # file (which they did not track) is evaluated.

@@ -1,0 +1,248 @@
+"""`videolift eval --clip MODEL`: CLIPSIM and CLIP temporal consistency, on a tiny CLIP built from configs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from videolift.cli import app
+from videolift.core.video import write_video
+
+TOY = ("--height", "48", "--width", "48")
+PROMPTS = "a red circle moves left in a sand desert\ntwo blue squares bounce on a snow field\n"
+
+
+@pytest.fixture(scope="module")
+def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random CLIPModel (hidden 32, 2 layers, 32x32 images in 8x8 patches) and a CLIPProcessor whose
+    tokenizer is built from a vocabulary (every byte, alone and word-final) and loads offline."""
+    from tokenizers import pre_tokenizers
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    out = tmp_path_factory.mktemp("tiny_clip")
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab: dict[str, int] = {}
+    for token in ["<|startoftext|>", "<|endoftext|>", *alphabet, *[a + "</w>" for a in alphabet]]:
+        vocab.setdefault(token, len(vocab))
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
+    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    layers = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2)
+    text = dict(layers, vocab_size=len(tokenizer), max_position_embeddings=77,
+                eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
+                pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+    config = CLIPConfig(
+        text_config=text, vision_config=dict(layers, image_size=32, patch_size=8), projection_dim=16
+    )
+    CLIPModel(config).save_pretrained(out)
+    CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(out)
+    return out
+
+
+def _video(path: Path, frames: np.ndarray) -> Path:
+    write_video(path, frames, fps=8, crf=0, pix_fmt="yuv444p")  # lossless: a still video stays still
+    return path
+
+
+def test_clip_scores_are_the_direct_computation_and_a_still_video_is_consistent(tmp_path, tiny_clip_dir):
+    import torch
+    from transformers import CLIPModel, CLIPProcessor
+
+    from videolift.core.video import read_video, sample_indices
+    from videolift.evaluate.clip_score import CLIP_FRAMES, load_clip, sampled_frames
+
+    rng = np.random.default_rng(0)
+    noisy = _video(tmp_path / "noise.mp4", rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8))
+    still = _video(tmp_path / "still.mp4", np.repeat(rng.integers(0, 256, (1, 32, 32, 3), np.uint8), 20, 0))
+    scorer = load_clip(str(tiny_clip_dir), "cpu")
+    prompt = "a red circle moves left " * 20  # > 77 tokens: cut there
+    got = scorer.scores(sampled_frames(noisy), prompt)
+    assert got["prompt_truncated"] is True
+
+    # The same by hand: 16 frames spread uniformly over the 20, CLIP's own features, cosine similarities.
+    model, processor = (
+        CLIPModel.from_pretrained(tiny_clip_dir).eval(),
+        CLIPProcessor.from_pretrained(tiny_clip_dir),
+    )
+    frames = read_video(noisy)[sample_indices(20, CLIP_FRAMES)]
+    with torch.no_grad():
+        text = model.get_text_features(
+            **processor.tokenizer([prompt], truncation=True, max_length=77, return_tensors="pt")
+        ).pooler_output
+        image = model.get_image_features(
+            pixel_values=processor(images=list(frames), return_tensors="pt")["pixel_values"]
+        ).pooler_output
+    text, image = (torch.nn.functional.normalize(x, dim=-1) for x in (text, image))
+    assert got["clipsim"] == pytest.approx(float((image @ text[0]).mean()), abs=1e-6)
+    assert got["temporal_consistency"] == pytest.approx(
+        float((image[1:] * image[:-1]).sum(-1).mean()), abs=1e-6
+    )
+
+    assert scorer.scores(sampled_frames(still), "a still")["temporal_consistency"] == pytest.approx(
+        1.0, abs=1e-5
+    )
+    assert got["temporal_consistency"] < 0.999
+    # A clip shorter than 16 frames gives each frame once (repeats would count as frames that did not move).
+    assert len(sampled_frames(_video(tmp_path / "short.mp4", read_video(noisy)[:9]))) == 9
+
+
+def test_identical_videos_differ_by_exactly_nothing(tmp_path, tiny_clip_dir):
+    from videolift.evaluate.clip_score import rate_by_clip
+
+    rng = np.random.default_rng(1)
+    (tmp_path / "a").mkdir()
+    records = []
+    for i, prompt in enumerate(["a red circle", "a red circle", "a blue square"]):
+        _video(tmp_path / "a" / f"{i}.mp4", rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8))
+        records.append({"video": f"{i}.mp4", "prompt": prompt, "seed": i})
+    (tmp_path / "a" / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    clusters = [r["prompt"] for r in records]
+    clip = rate_by_clip(["a", "b"], str(tiny_clip_dir), tmp_path, "cpu", clusters, progress=False)
+    assert clip["paired"]["b vs a"]["clipsim"] == {"diff": 0.0, "se": 0.0, "pairs": 3}
+    assert clip["per_model"]["a"] == clip["per_model"]["b"] and clip["per_model"]["a"]["n"] == 3
+
+
+def test_eval_clip_writes_its_scores_and_a_rerun_reuses_them(
+    tmp_path, tiny_cogvideox_dir, tiny_clip_dir, monkeypatch
+):
+    import videolift.evaluate.clip_score as clip_score
+
+    prompts = tmp_path / "p.txt"
+    prompts.write_text(PROMPTS)
+    out = tmp_path / "eval"
+    args = ["eval", "--model", str(tiny_cogvideox_dir), "--model", f"b={tiny_cogvideox_dir}", "--prompts",
+            str(prompts), *TOY, "--lossless", "--steps", "1", "--out", str(out), "--no-progress",
+            "--clip", str(tiny_clip_dir)]  # fmt: skip
+    calls = {"load": 0, "scores": 0}
+    load, scores = clip_score.load_clip, clip_score.ClipScorer.scores
+
+    def counted_load(*a, **k):
+        calls["load"] += 1
+        return load(*a, **k)
+
+    def counted_scores(self, *a, **k):
+        calls["scores"] += 1
+        return scores(self, *a, **k)
+
+    monkeypatch.setattr(clip_score, "load_clip", counted_load)
+    monkeypatch.setattr(clip_score.ClipScorer, "scores", counted_scores)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert calls == {"load": 1, "scores": 4}
+    data = json.loads((out / "eval.json").read_text())
+    names = list(data["models"])
+    clip = data["clip"]
+    assert clip["model"] == str(tiny_clip_dir) and clip["frames"] == 16 and clip["truncated_prompts"] == 0
+    for name in names:
+        m = clip["per_model"][name]
+        assert m["n"] == 2 and -1 <= m["clipsim"] <= 1 and m["clipsim_se"] is not None
+        assert 0 < m["temporal_consistency"] <= 1 + 1e-6
+        lines = [json.loads(x) for x in (out / name / "clip_scores.jsonl").read_text().splitlines()]
+        assert sum(x["clipsim"] for x in lines) / 2 == pytest.approx(m["clipsim"])
+    pair = clip["paired"][f"{names[1]} vs {names[0]}"]
+    assert pair["clipsim"]["pairs"] == 2 and pair["temporal_consistency"]["pairs"] == 2
+    assert "CLIPSIM" in result.output and "(CLIP, paired difference ± SE)" in result.output
+    assert "CLIPSIM" in (out / "report.html").read_text()
+
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert calls == {"load": 1, "scores": 4}  # every value reused: CLIP not even loaded
+    assert json.loads((out / "eval.json").read_text())["clip"] == clip
+
+
+def test_eval_refuses_a_model_that_is_not_clip_before_any_video(tmp_path, tiny_cogvideox_dir):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text(PROMPTS)
+    out = tmp_path / "eval"
+    base = [
+        "eval",
+        "--model",
+        str(tiny_cogvideox_dir),
+        "--prompts",
+        str(prompts),
+        "--out",
+        str(out),
+        "--steps",
+        "1",
+    ]
+    result = CliRunner().invoke(app, [*base, "--clip", str(tiny_cogvideox_dir / "text_encoder")])  # a T5
+    assert result.exit_code == 1
+    assert "--clip" in result.output and "not a CLIP model" in result.output and "'t5'" in result.output
+    assert not out.exists()  # before any video
+    result = CliRunner().invoke(app, [*base, "--clip", str(tmp_path / "missing")])
+    assert result.exit_code == 1 and "--clip" in result.output and not out.exists()
+
+
+def test_without_an_oracle_the_run_report_sets_clipsim_beside_the_critics_gain(tmp_path):
+    """Outside the toy world the report said only that there is no reward-hacking guard; with
+    evaluate.clip it shows CLIPSIM's paired change beside the critic's, and warns when CLIPSIM drops while
+    the critic's reward rises."""
+    from test_reports import Page, _run_summary, _workdir
+    from videolift.pipeline.run_report import write_report
+
+    root = _workdir(tmp_path, {"base": [("p", 1)], "aligned_rwl": [("p", 1)]})
+    diff = lambda d, se: {"diff": d, "se": se, "pairs": 40}  # noqa: E731
+    clip = {"model": "openai/clip-vit-large-patch14", "frames": 16, "truncated_prompts": 0,
+            "per_model": {n: {"clipsim": 0.3, "clipsim_se": 0.01, "temporal_consistency": 0.95,
+                              "temporal_consistency_se": 0.01, "n": 40, "unreadable": 0}
+                          for n in ("base", "aligned_rwl")},
+            "paired": {"aligned_rwl vs base": {"clipsim": diff(-0.02, 0.005),
+                                               "temporal_consistency": diff(0.001, 0.002)}}}  # fmt: skip
+    evaluation = json.loads((root / "eval.json").read_text()) | {"clip": clip}
+    (root / "eval.json").write_text(json.dumps(evaluation))
+    summary = _run_summary()
+    del summary["align_rewards"]
+    for key in ("base", "aligned_rwl"):
+        summary[key] |= {"oracle_all_good_rate": None, "oracle_mean_reward": None}
+    summary["differences"] = {"aligned_rwl vs base": {"critic": {"mean_reward": diff(0.05, 0.01)}}}
+    summary["clip"] = clip
+    page = Page(write_report(tmp_path, summary).read_text())
+    (said,) = [t for t in page.warnings() if "CLIP check" in t]
+    assert "critic reward change +0.050 ± 0.010, CLIPSIM change -0.0200 ± 0.0050" in said
+    assert "text alignment only" in said and "more than two standard errors" in said
+    assert not any("No reward-hacking guard" in t for _, t in page.paragraphs)
+    assert "-0.0200 ± 0.0050" in " ".join(page.td)  # the paired table, from eval.json
+    summary["clip"]["paired"]["aligned_rwl vs base"]["clipsim"] = diff(0.01, 0.005)  # both rise
+    page = Page(write_report(tmp_path, summary).read_text())
+    assert not any("CLIP check" in t for t in page.warnings())
+    assert any("CLIP check" in t for _, t in page.paragraphs)
+
+
+def test_evaluate_clip_is_a_pipeline_setting_that_reruns_only_the_evaluation(tmp_path):
+    from videolift.pipeline.config import PipelineConfig
+    from videolift.pipeline.stages import evaluate_stage, generation_settings
+
+    cfg = PipelineConfig(workdir=tmp_path / "w")
+    assert cfg.evaluate.clip is None
+    gen = generation_settings(cfg.sampler)
+    without = evaluate_stage(cfg, "THUDM/CogVideoX-2b", {}, gen, False)
+    assert "clip" not in without.settings  # runs recorded before the setting stay done
+    cfg = PipelineConfig.model_validate(
+        {"workdir": tmp_path / "w", "evaluate": {"clip": "openai/clip-vit-base-patch32"}}
+    )
+    named = evaluate_stage(cfg, "THUDM/CogVideoX-2b", {}, gen, False)
+    assert named.settings["clip"] == "openai/clip-vit-base-patch32" and named.key() != without.key()
+
+
+def test_the_run_summary_carries_the_clip_scores_and_prints_their_differences(capsys):
+    from videolift.pipeline.cli import print_summary
+    from videolift.pipeline.run import build_summary
+
+    pair = {"diff": -0.0123, "se": 0.004, "pairs": 4}
+    clip = {"model": "clip-dir", "per_model": {}, "paired": {"aligned_rwl vs base": {"clipsim": pair,
+            "temporal_consistency": {"diff": None, "se": None, "pairs": 0}}}}  # fmt: skip
+    rated = {"critic": {"mean_reward": 0.5, "all_good_rate": 0.25}}
+    result = {"summary": {"base": rated, "aligned_rwl": rated}, "clip": clip}
+    models = {"base": ("t2v", None), "aligned_rwl": ("aligned_rwl/pipeline", None)}
+    summary = build_summary(result, {}, models, 0.0)
+    assert summary["clip"] == clip
+    assert "clip" not in build_summary({"summary": result["summary"]}, {}, models, 0.0)
+    print_summary(summary)
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "aligned_rwl vs base (CLIP clip-dir, paired difference ± SE): CLIPSIM -0.0123 ± 0.0040" in shown
+    assert "temporal consistency n/a" in shown
