@@ -246,3 +246,22 @@ def test_the_run_summary_carries_the_clip_scores_and_prints_their_differences(ca
     shown = " ".join(capsys.readouterr().out.split())
     assert "aligned_rwl vs base (CLIP clip-dir, paired difference ± SE): CLIPSIM -0.0123 ± 0.0040" in shown
     assert "temporal consistency n/a" in shown
+
+
+def test_a_run_refuses_an_evaluate_clip_that_is_not_clip_before_its_first_stage(
+    tmp_path, tiny_cogvideox_dir, monkeypatch
+):
+    """The evaluation is the run's last stage: a wrong CLIP model was found only after hours of training."""
+    import videolift.pipeline.run as run
+    from videolift.core.errors import VideoliftError
+    from videolift.pipeline.config import PipelineConfig
+    from videolift.pipeline.run import run_pipeline
+
+    def no_stage(*a, **k):
+        raise AssertionError("a stage began before evaluate.clip was checked")
+
+    monkeypatch.setattr(run, "generate_stage", no_stage)
+    clip = str(tiny_cogvideox_dir / "text_encoder")
+    cfg = PipelineConfig.model_validate({"workdir": tmp_path / "w", "evaluate": {"clip": clip}})
+    with pytest.raises(VideoliftError, match=r"evaluate\.clip .*not a CLIP model"):
+        run_pipeline(cfg, progress=False)

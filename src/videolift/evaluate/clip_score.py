@@ -30,9 +30,10 @@ IMAGE_BATCH = 64  # frames per image-encoder call
 KEYS = ("clipsim", "temporal_consistency")
 
 
-def check_clip_model(model: str) -> None:
+def check_clip_model(model: str, option: str = "--clip") -> None:
     """``--clip MODEL``: a CLIP model (``model_type`` "clip", what ``CLIPModel`` loads) with a processor that
-    tokenizes text and prepares images; refused before the first video (VideoliftError naming the option)."""
+    tokenizes text and prepares images; refused before the first video (VideoliftError naming ``option``,
+    the pipeline's ``evaluate.clip`` there)."""
     from transformers import AutoConfig, AutoProcessor
 
     from videolift.core.hub import hub_failure
@@ -41,23 +42,23 @@ def check_clip_model(model: str) -> None:
         model_type = AutoConfig.from_pretrained(str(model)).model_type
     except (OSError, ValueError) as exc:
         raise VideoliftError(
-            f"--clip {model}: cannot read its model config: not a local model directory and not reachable "
+            f"{option} {model}: cannot read its model config: not a local model directory and not reachable "
             f"on the Hub ({hub_failure(str(model), exc)})"
         ) from None
     if model_type != "clip":
         raise VideoliftError(
-            f"--clip {model}: a {model_type!r} model, not a CLIP model (transformers' CLIPModel, e.g. "
+            f"{option} {model}: a {model_type!r} model, not a CLIP model (transformers' CLIPModel, e.g. "
             "openai/clip-vit-base-patch32)"
         )
     try:
         processor = AutoProcessor.from_pretrained(str(model))
     except (OSError, ValueError, TypeError) as exc:
         raise VideoliftError(
-            f"--clip {model}: cannot load its processor ({hub_failure(str(model), exc)})"
+            f"{option} {model}: cannot load its processor ({hub_failure(str(model), exc)})"
         ) from None
     if getattr(processor, "tokenizer", None) is None or getattr(processor, "image_processor", None) is None:
         raise VideoliftError(
-            f"--clip {model}: its processor ({type(processor).__name__}) lacks a tokenizer or an image "
+            f"{option} {model}: its processor ({type(processor).__name__}) lacks a tokenizer or an image "
             "processor; CLIPSIM needs both (a CLIPProcessor)"
         )
 

@@ -86,6 +86,11 @@ def _run_stages(cfg: PipelineConfig, runner: Runner, progress: bool, started: fl
                 f"t2v {t2v} {why}; set sampler.frames {FRAMES}, sampler.height {SIZE} and sampler.width {SIZE}"
             )
 
+    if cfg.evaluate.clip is not None and not runner.plan:  # found now, not after hours of training
+        from videolift.evaluate.clip_score import check_clip_model
+
+        check_clip_model(cfg.evaluate.clip, option="evaluate.clip")
+
     # ---- data: ratings ------------------------------------------------------------------------------
     if cfg.hra.source == "toy-panel":
         hra_file, hra_videos = w / "hra.jsonl", w / "hra_videos"
