@@ -12,12 +12,17 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from tiny_clip import build_tiny_clip
 from videolift.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
 REASON = "The clip is blurry."
 DIMENSIONS = ("semantic_consistency", "motion_smoothness", "video_fidelity")
-HUB = {"THUDM/CogVideoX-2b": "t2v", "Qwen/Qwen2-VL-7B-Instruct": "vlm"}  # README id -> tiny model dir
+HUB = {
+    "THUDM/CogVideoX-2b": "t2v",
+    "Qwen/Qwen2-VL-7B-Instruct": "vlm",
+    "openai/clip-vit-large-patch14": "clip",
+}  # README id -> tiny model dir
 COUNTS = {"--n": "4", "--per-prompt": "2"}
 TINY_VIDEO = ["--steps", "2", "--frames", "9", "--height", "64", "--width", "64", "--no-progress"]
 SMALL = {  # appended to the README's command: sizes and step counts only
@@ -72,6 +77,7 @@ def test_the_readme_loop_runs_as_written(tmp_path, monkeypatch):
     from videolift.models.tiny_vlm import TinyVLMConfig, build_tiny_vlm
 
     build_tiny_cogvideox(tmp_path / "t2v")
+    build_tiny_clip(tmp_path / "clip")
     # A head of a pretrained VLM's scale, so that the LoRA critic learns to answer (with a random 0.02
     # head which guess came out on top depended on the CPU: tests/test_pipeline_gpu_configs.py).
     build_tiny_vlm(tmp_path / "vlm", TinyVLMConfig(family="qwen2_vl", corpus=[REASON], head_scale=10.0))
@@ -120,6 +126,7 @@ def test_the_readme_loop_runs_as_written(tmp_path, monkeypatch):
     assert len(held) == 4 and not set(held) & (used | set(Path("align_prompts.txt").read_text().splitlines()))
     report = json.loads(Path("eval-out/eval.json").read_text())
     assert set(report["models"]) == {"t2v", "aligned"}  # align's OUT/pipeline is named OUT
+    assert report["clip"]["paired"]["aligned vs t2v"]["clipsim"]["pairs"] == 4  # --clip, the same videos
     CogVideoXPipeline.from_pretrained("aligned/pipeline")  # plain diffusers loads the aligned model
 
 
