@@ -418,30 +418,39 @@ def hold(path: str) -> None:
     time.sleep(120)
 
 
-def stage(name: str) -> Stage:
-    return Stage(name, lambda: in_subprocess(hold, {"path": str(Path(sys.argv[1]) / name)}))
+def stage(name: str, here: bool = False) -> Stage:
+    path = str(Path(sys.argv[1]) / name)
+    return Stage(name, (lambda: hold(path)) if here else lambda: in_subprocess(hold, {"path": path}))
 
 
 if __name__ == "__main__":
-    Runner(Path(sys.argv[1]) / "w").run_concurrently([stage("a.pid"), stage("b.pid")])
+    here = sys.argv[2] == "here"  # the first stage's work in this process (align.parallel's way)
+    stages = [stage("a.pid", here), stage("b.pid")]
+    Runner(Path(sys.argv[1]) / "w").run_concurrently(stages, first_here=here)
 """
 
 
-def test_sigint_to_the_runner_alone_ends_its_concurrent_stages_processes(tmp_path):
+@pytest.mark.parametrize("first", ["process", "here"])
+def test_sigint_to_the_runner_alone_ends_its_concurrent_stages_processes(tmp_path, first):
     # `kill -INT` (a scheduler's, `timeout -s INT`) reaches only `videolift run`, not the critics it trains
-    # side by side: it waited for both to finish, hours on a real run.
+    # side by side: it waited for both to finish, hours on a real run. "here": the first stage works in the
+    # runner's own process (align.parallel's first alignment), where Ctrl-C must stop it too (in a worker
+    # thread nothing would, and the process would wait for it at exit).
     import signal
     import subprocess
     import sys
     import time
 
     (tmp_path / "two_stages.py").write_text(CONCURRENT)
-    parent = subprocess.Popen([sys.executable, str(tmp_path / "two_stages.py"), str(tmp_path)])
+    parent = subprocess.Popen([sys.executable, str(tmp_path / "two_stages.py"), str(tmp_path), first])
     pids = [tmp_path / "a.pid", tmp_path / "b.pid"]
     deadline = time.time() + 120
     while not all(p.exists() and p.read_text() for p in pids) and time.time() < deadline:
         time.sleep(0.2)
     children = [int(p.read_text()) for p in pids]
+    if first == "here":
+        assert children[0] == parent.pid
+        children = children[1:]
     try:
         parent.send_signal(signal.SIGINT)
         assert parent.wait(timeout=20) != 0

@@ -180,14 +180,14 @@ def _concurrent(wanted: bool, option: str, what: str, runner: Runner, count: int
 
 def _run_all(runner: Runner, stages: list[Stage], concurrent: bool, *, one_here: bool = False) -> float:
     """Run ``stages``, at the same time if ``concurrent``; returns the memory (MB) they held at once:
-    this process's (``one_here``: one of them runs in it, so its peak so far, an upper bound; else while
-    it waited) plus each stage process's own peak (skipped ones used none now); 0 if they ran in turn,
+    this process's (``one_here``: the first runs in it, in this thread, so its peak so far, an upper
+    bound; else while it waited) plus each stage process's own peak (skipped ones used none now); 0 if they ran in turn,
     in this process (its own peak counts them)."""
     if not concurrent:
         for stage in stages:
             runner.run(stage)
         return 0.0
-    done = runner.run_concurrently(stages)
+    done = runner.run_concurrently(stages, first_here=one_here)
     return (peak_rss_mb() if one_here else current_rss_mb()) + sum(
         (r or {}).get("peak_rss_mb", 0.0) for r, s in zip(done, stages, strict=True) if s.name in runner.ran
     )

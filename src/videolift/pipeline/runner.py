@@ -286,17 +286,26 @@ class Runner:
             with atomic_write(self.manifest_path) as handle:
                 json.dump(self.manifest, handle, indent=1, default=str)
 
-    def run_concurrently(self, stages: Sequence[Stage]) -> list[Any]:
+    def run_concurrently(self, stages: Sequence[Stage], *, first_here: bool = False) -> list[Any]:
         """Run independent stages at the same time (each in a thread; stages that compute should
-        do so in their own process, see ``in_subprocess``). The first failure is raised once all
-        have stopped."""
+        do so in their own process, see ``in_subprocess``). ``first_here``: the first runs in the calling
+        thread instead, so that Ctrl-C reaches it (a thread's work cannot be stopped, and this process
+        would wait for it at exit). The first failure is raised once all have stopped; Ctrl-C ends the
+        stages' processes at once."""
         from concurrent.futures import ThreadPoolExecutor, wait
 
         if self.plan:  # nothing runs: in order, stopping at the first that would
             return [self.run(stage) for stage in stages]
-        pool = ThreadPoolExecutor(max_workers=max(1, len(stages)))
-        futures = [pool.submit(self.run, stage) for stage in stages]
+        here, others = (stages[:1], stages[1:]) if first_here else ([], stages)
+        pool = ThreadPoolExecutor(max_workers=max(1, len(others)))
+        futures = [pool.submit(self.run, stage) for stage in others]
+        results, failure = [], None
         try:
+            for stage in here:
+                try:
+                    results.append(self.run(stage))
+                except Exception as exc:  # raised once the others have stopped, as a thread's would be
+                    failure = exc
             wait(futures)
         except BaseException:
             # Ctrl-C (or a scheduler's SIGINT) to this process alone: the stages' processes would train
@@ -305,7 +314,9 @@ class Runner:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown()
-        return [f.result() for f in futures]
+        if failure is not None:
+            raise failure
+        return results + [f.result() for f in futures]
 
 
 _CHILDREN: set[Any] = set()  # the process pools of running ``in_subprocess`` calls
