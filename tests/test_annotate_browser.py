@@ -144,6 +144,13 @@ def test_pairwise_judgement_by_keyboard(tmp_path, browser):
         page.wait_for_selector("#done-view:not([hidden])")
         shot(page, "pairwise_done")
         results = httpx.get(server.url + "/api/admin/pairs", headers=auth(admin)).json()
+        # The admin's Progress of a study of pairs alone: its judgements (it read "ratings 0 / 0").
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(f"{server.url}/#token={admin}")
+        stat = page.locator("#admin-body .stat", has_text="pairwise judgements")
+        stat.wait_for()
+        assert stat.locator("b").text_content() == "1 / 6"  # 1 pair, 6 judgements each by default
+        assert page.locator("#admin-body .stat", has_text="ratings").count() == 0
     (judgement,) = results["judgements"]
     left = judgement["shown_left"]
     right = "b" if left == "a" else "a"  # model names default to the manifest stems

@@ -312,6 +312,39 @@ def test_pairs_are_shown_in_random_recorded_order_and_counted_for_model_a(pair_s
     assert j["video_a"].startswith("base/") and j["video_b"].startswith("lift/")
 
 
+def test_the_progress_of_a_pairwise_study_counts_its_judgements(pair_study):
+    # A study of pairs alone read "0/0 ratings, 0/0 videos complete" in `annotate progress` and on the
+    # admin page: nothing said how many judgements were done of how many needed.
+    project, admin = pair_study  # 3 pairs, 5 judgements each
+    tokens = [add_annotator(project, f"r{i}") for i in range(5)]
+    choices = {d: "tie" for d in ("semantic_consistency", "motion_smoothness", "video_fidelity")}
+
+    def judge(client, token: str, n: int) -> None:
+        for _ in range(n):
+            task = client.get("/api/next", headers=auth(token)).json()
+            sent = client.post(
+                "/api/annotations", headers=auth(token), json={"task_id": task["task_id"], "choices": choices}
+            )
+            assert sent.status_code == 201, sent.text
+
+    with TestClient(create_app(Project.open(project))) as client:
+        judge(client, tokens[0], 2)
+        p = client.get("/api/admin/progress", headers=auth(admin)).json()
+        assert (p["judgements_done"], p["judgements_needed"], p["pairs_complete"], p["pairs"]) == (
+            2,
+            15,
+            0,
+            3,
+        )
+        said = cli("annotate", "progress", "--project", str(project))
+        assert "2/15 pairwise judgements, 0/3 pairs complete" in said and "0/0 ratings" not in said, said
+        judge(client, tokens[0], 1)
+        for token in tokens[1:]:
+            judge(client, token, 3)
+        p = client.get("/api/admin/progress", headers=auth(admin)).json()
+        assert (p["judgements_done"], p["pairs_complete"]) == (15, 3)
+
+
 def test_more_judgements_per_pair_than_the_database_compares_are_refused_first(tmp_path):
     """--ratings-per-pair 2**63 was stored, and every rater's request was then a 500."""
     with pytest.raises(CliFailed, match=r"--ratings-per-pair: at most 1,000,000"):

@@ -27,7 +27,7 @@ from videolift.core.schema import (
     tidy_path,
 )
 from videolift.data import stats
-from videolift.data.annotate.models import Annotation, CriticScore, Review, Task, User, Video, utcnow
+from videolift.data.annotate.models import Annotation, CriticScore, Pair, Review, Task, User, Video, utcnow
 from videolift.data.annotate.project import Settings, clean_name
 from videolift.data.annotate.tasks import TaskError, validate_ratings
 from videolift.data.annotate.videos import media_url
@@ -79,12 +79,24 @@ def progress(session: Session, settings: Settings) -> dict[str, Any]:
         for c in [per_video.get(pk, Counter())]
     ]
     keys = ("done", "skipped", "open", "pair_done", "pair_skipped", "pair_open")
+    # The pairwise study's totals: a study of pairs alone read "0/0 ratings, 0/0 videos complete".
+    per_pair = Counter(
+        dict(session.execute(select(Task.pair_id, func.count(Task.id)).where(
+            Task.pair_id.is_not(None), Task.status == "done").group_by(Task.pair_id)).all())
+    )  # fmt: skip
+    pairs = session.scalar(select(func.count(Pair.id))) or 0
+    rp = settings.ratings_per_pair
     return {
         "ratings_per_video": r,
         "videos": len(rows),
         "videos_complete": sum(row["done"] >= r for row in rows),
         "ratings_done": sum(row["done"] for row in rows),
         "ratings_needed": r * len(rows),
+        "ratings_per_pair": rp,
+        "pairs": pairs,
+        "pairs_complete": sum(n >= rp for n in per_pair.values()),
+        "judgements_done": sum(per_pair.values()),
+        "judgements_needed": rp * pairs,
         "annotators": [{"name": name, **{k: c[k] for k in keys}} for name, c in sorted(per_user.items())],
         "per_video": rows,
     }

@@ -222,10 +222,16 @@ def progress(project_dir: Path = PROJECT) -> None:
         keys = ("done", "skipped", "open", "pair_done", "pair_skipped")
         table.add_row(row["name"], *(str(row[key]) for key in keys))
     Console().print(table)
-    Console().print(
-        f"{report['ratings_done']}/{report['ratings_needed']} ratings, "
-        f"{report['videos_complete']}/{report['videos']} videos complete"
-    )
+    if report["videos"] or not report["pairs"]:
+        Console().print(
+            f"{report['ratings_done']}/{report['ratings_needed']} ratings, "
+            f"{report['videos_complete']}/{report['videos']} videos complete"
+        )
+    if report["pairs"]:  # the pairwise study (section 7 of docs/annotate.md)
+        Console().print(
+            f"{report['judgements_done']}/{report['judgements_needed']} pairwise judgements, "
+            f"{report['pairs_complete']}/{report['pairs']} pairs complete"
+        )
     skipped = [(row["video_id"], s) for row in report["per_video"] for s in row["skip_reasons"]]
     if skipped:
         Console(highlight=False, soft_wrap=True).print(f"skipped ({len(skipped)}):")

@@ -39,9 +39,14 @@ window.Admin = (() => {
     const stat = (label, value) => h("div", { class: "stat" }, h("span", { class: "muted" }, label), h("b", {}, value));
     body().replaceChildren(
       h("div", { class: "stats" },
-        stat("ratings", `${p.ratings_done} / ${p.ratings_needed}`),
-        stat("videos complete", `${p.videos_complete} / ${p.videos}`),
-        stat("ratings per video", String(p.ratings_per_video))),
+        // A study of pairs alone read "0 / 0" here: its own totals, and the rating study's only if it has one.
+        ...(p.videos || !p.pairs ? [
+          stat("ratings", `${p.ratings_done} / ${p.ratings_needed}`),
+          stat("videos complete", `${p.videos_complete} / ${p.videos}`),
+          stat("ratings per video", String(p.ratings_per_video))] : []),
+        ...(p.pairs ? [
+          stat("pairwise judgements", `${p.judgements_done} / ${p.judgements_needed}`),
+          stat("pairs complete", `${p.pairs_complete} / ${p.pairs}`)] : [])),
       h("div", { class: "row" },
         h("button", { class: "primary", onclick: () => download("/api/admin/export", "hra.jsonl") }, "Export HRA (JSONL)"),
         h("button", { onclick: () => download("/api/admin/export?with_reviews=true", "hra_reviewed.jsonl") }, "Export with reviews")),
