@@ -51,11 +51,11 @@ def browser_problem(path: str | Path) -> str | None:
     """Why a browser's video player would not play ``path`` (its container or codec), or None."""
     container = _open(path)
     with container:
-        formats = set(container.format.name.split(","))
+        name = container.format.name
         # The codec, not the decoder FFmpeg picked for it (AV1 decodes with "libdav1d")
         codec = container.streams.video[0].codec_context.codec.canonical_name
-    if not formats & BROWSER_CONTAINERS:
-        return f"{container.format.name.split(',')[0].upper()} container"
+    if not set(name.split(",")) & BROWSER_CONTAINERS:
+        return f"{name.split(',')[0].upper()} container"
     if codec not in BROWSER_CODECS:
         return f"{codec.upper()} video"
     return None
@@ -220,12 +220,12 @@ def probe_video(path: str | Path, *, decode: bool = False) -> VideoInfo:
     first, _, _ = _decode(path, max_frames=1)
     height, width = first[0].shape[:2]
     container = _open(path)
-    with container:
-        stream = container.streams.video[0]
+    with container:  # (PyAV 18.1.1 refuses a closed container's streams' properties)
+        rate = float(container.streams.video[0].average_rate or 0)
         count = _stored_count(path, container)
     if not count:
         raise VideoError(path, "no video frames (truncated or empty file)")
-    return VideoInfo(float(stream.average_rate or 0), count, height, width)
+    return VideoInfo(rate, count, height, width)
 
 
 def video_problem(path: str | Path, *, decode: bool = False, seen: dict[str, str | None]) -> str | None:
