@@ -48,7 +48,7 @@ def fake_venv(tmp_path: Path, *, has: tuple[str, ...]) -> tuple[Path, Path, Path
     return python, venv, calls
 
 
-def setup(python: Path, venv: Path) -> list[str]:
+def setup(python: Path, venv: Path) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
         ["make", "-s", "-C", str(REPO), "setup", f"VENV={venv}", f"PYTHON={python}", "TORCH=torch==9"],
         capture_output=True,
