@@ -234,6 +234,9 @@ def test_expansion_messages_and_cleaning():
     assert messages[0] == {"role": "system", "content": EXPAND_SYSTEM_PROMPT}
     assert messages[1]["role"] == "user" and "A dog running." in messages[1]["content"]
     assert clean_expansion(' Description:  "A golden dog\n runs."  ') == "A golden dog runs."
+    # a markdown heading's '#'s would make the prompt a comment line of a .txt prompt file
+    assert clean_expansion("## Video description: A golden dog runs.") == "A golden dog runs."
+    assert clean_expansion("# A golden dog runs.") == "A golden dog runs."
 
 
 def test_cli_expand_keeps_short_prompt(tmp_path, chat_lms):

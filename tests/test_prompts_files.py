@@ -20,6 +20,26 @@ def test_txt_skips_blank_lines_and_keeps_line_numbers(tmp_path):
     ]
 
 
+def test_txt_lines_starting_with_hash_are_comments(tmp_path):
+    # A header note was a prompt before: a video generated for "# held-out prompts, v2".
+    path = tmp_path / "p.txt"
+    path.write_text("# held-out prompts, v2\n\na dog running\n   #a note, indented\na sign reading #1\n#\n")
+    assert [(r.prompt, r.line) for r in read_prompts(path)] == [
+        ("a dog running", 3),
+        ("a sign reading #1", 5),
+    ]
+    path.write_text("# only notes\n\n")
+    with pytest.raises(DataError, match=r"p\.txt: no prompts in file$"):
+        read_prompts(path)
+    # .jsonl and .csv have no comments: a prompt starting with '#' is written there
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_text(json.dumps({"prompt": "#1 fan cheering"}) + "\n")
+    assert [r.prompt for r in read_prompts(jsonl)] == ["#1 fan cheering"]
+    csv = tmp_path / "p.csv"
+    csv.write_text("prompt\n#1 fan cheering\n")
+    assert [r.prompt for r in read_prompts(csv)] == ["#1 fan cheering"]
+
+
 def test_a_line_ends_at_a_line_break_only(tmp_path):
     path = tmp_path / "p.txt"
     path.write_text("a dog\u2028running\r\na cat\x0cjumping\n\nan owl\n", newline="")

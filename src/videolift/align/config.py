@@ -257,8 +257,9 @@ class AlignConfig(StrictModel):
     resume: bool = Field(False, description="continue from the last complete checkpoint in OUT")
     validation_prompts: Path | None = Field(
         None,
-        description="prompt file (.txt/.jsonl/.csv) sampled into OUT/validation/step-N/ before training, every "
-        "--validation-every steps and at the end, with fixed seeds (docs/align.md)",
+        description="prompt file (.txt/.jsonl/.csv; # starts a .txt comment line) sampled into "
+        "OUT/validation/step-N/ before training, every --validation-every steps and at the end, with fixed "
+        "seeds (docs/align.md)",
     )
     validation_every: int | None = Field(
         None,

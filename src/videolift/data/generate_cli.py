@@ -15,7 +15,11 @@ def generate(
         "--model",
         help="T2V pipeline (CogVideoX, Wan 2.1 / 2.2 or LTX-Video): a save_pretrained directory or a Hub id.",
     ),
-    prompts: Path = typer.Option(..., "--prompts", help="Prompt file: .txt (one per line), .jsonl or .csv."),
+    prompts: Path = typer.Option(
+        ...,
+        "--prompts",
+        help="Prompt file: .txt (one per line; lines starting with # are comments), .jsonl or .csv.",
+    ),
     out: Path = typer.Option(
         ...,
         "--out",

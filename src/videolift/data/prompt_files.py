@@ -28,7 +28,8 @@ class PromptRecord:
 def read_prompts(path: str | Path, *, prompt_field: str = "prompt") -> list[PromptRecord]:
     """All prompts of a .txt (one per line), .jsonl (``prompt_field``) or .csv (a ``prompt_field`` column).
 
-    Blank .txt lines are skipped. DataError for a missing, empty, non-UTF-8 or malformed file or record
+    Blank .txt lines and .txt lines starting with ``#`` (comments, as in the phrase lists) are skipped;
+    a prompt that starts with ``#`` needs a .jsonl or .csv file. DataError for a missing, empty, non-UTF-8 or malformed file or record
     (a .csv quote left open, or a quoted prompt running over several lines, included).
     """
     path = Path(path)
@@ -50,8 +51,14 @@ def read_prompts(path: str | Path, *, prompt_field: str = "prompt") -> list[Prom
 
 
 def _read_txt(path: Path, _field: str) -> list[PromptRecord]:
+    # A "# held-out set, v2" header is a note, not a prompt to spend a video on; only whole lines are
+    # comments ("a sign reading #1" keeps its '#'). Line numbers stay those of the file.
     lines = split_lines(read_text(path))
-    return [PromptRecord(line.strip(), i) for i, line in enumerate(lines, start=1) if line.strip()]
+    return [
+        PromptRecord(text, i)
+        for i, line in enumerate(lines, start=1)
+        if (text := line.strip()) and not text.startswith("#")
+    ]
 
 
 def _checked_prompt(value: Any, *, file: Path, line: int, prompt_field: str) -> str:

@@ -154,8 +154,11 @@ def expansion_messages(short_prompt: str, system_prompt: str = EXPAND_SYSTEM_PRO
 
 
 def clean_expansion(text: str) -> str:
-    """One line without wrapping quotes or a leading 'Description:' label."""
+    """One line without wrapping quotes, a markdown heading's '#'s or a leading 'Description:' label."""
     text = re.sub(r"\s+", " ", text).strip()
+    # A chat LM may answer "## Description: ..."; written to a .txt prompt file, a line starting with
+    # '#' would be read back as a comment (prompt_files.read_prompts) and its prompt lost.
+    text = re.sub(r"^#+\s*", "", text)
     text = re.sub(r"^(detailed )?(video )?description\s*:\s*", "", text, flags=re.IGNORECASE)
     return text.strip().strip("\"'").strip()
 

@@ -27,7 +27,11 @@ def evaluate(
         "replicates too. A value naming an existing folder (e.g. lr=1e-4, base+ema) is that folder. The first "
         "model (and its recipe) is the reference.",
     ),
-    prompts: Path = typer.Option(..., "--prompts", help="Held-out prompts (.txt, .jsonl or .csv)."),
+    prompts: Path = typer.Option(
+        ...,
+        "--prompts",
+        help="Held-out prompts: .txt (one per line; lines starting with # are comments), .jsonl or .csv.",
+    ),
     critic: Path | None = typer.Option(None, "--critic", help="Critic directory to rate with."),
     oracle: bool = typer.Option(
         False, "--oracle", help="Also rate with the toy-world oracle (toy prompts only)."

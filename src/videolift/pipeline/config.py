@@ -86,7 +86,9 @@ class Sampler(StrictModel):
 
 
 class PromptSet(StrictModel):
-    file: Path | None = Field(None, description="prompt file (.txt/.jsonl/.csv); toy runs may omit it")
+    file: Path | None = Field(
+        None, description="prompt file (.txt/.jsonl/.csv; # starts a .txt comment line); toy runs may omit it"
+    )
     n: int = Field(64, ge=1, description="toy world: number of distinct prompts drawn from the split")
     per_prompt: int = Field(1, ge=1, description="videos per prompt")
     seed: int = 0
