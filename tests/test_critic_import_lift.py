@@ -289,6 +289,22 @@ def test_lift_input_is_the_release_scripts_input_and_its_answers_import_back(tmp
     assert again.exit_code == 1 and "already exists" in " ".join(again.output.split())
 
 
+def test_lift_input_strips_each_caption_as_critic_score_does_and_its_answers_import_back(tmp_path):
+    """A hand-written manifest's prompt with spaces or a line break around it went to the release's
+    script as is (it joins caption and question as strings); `critic score` asks about it stripped."""
+    manifest, given = tmp_path / "m.jsonl", tmp_path / "critic_input.json"
+    manifest.write_text(json.dumps({"video": "a.mp4", "prompt": f"  {PANDA}\n"}) + "\n")
+    done = runner.invoke(app, ["critic", "lift-input", "--manifest", str(manifest), "--out", str(given)])
+    assert done.exit_code == 0, done.output
+    items = json.loads(given.read_text())
+    assert [item["caption"] for item in items] == [PANDA]
+    src = tmp_path / "critic_output_13b.json"
+    keys = ("semantic consistency", "fidelity issues", "motion issues")
+    src.write_text(json.dumps([items[0] | dict(zip(keys, ANSWERS[0], strict=True))]))
+    code, said = run(src, "--manifest", manifest, "--out", tmp_path / "scores.jsonl")
+    assert code == 0, said
+
+
 def test_lift_input_of_absolute_paths_says_an_empty_image_root_and_refuses_a_mixture(tmp_path):
     """The script opens --image_root + video: absolute paths (which `critic score` reads under any
     --videos) need an empty root, not VIDEOS_ROOT/ ("/data/syn//data/syn/a.mp4" is no file)."""

@@ -160,7 +160,10 @@ def write_lift_input(manifest: str | Path, out: str | Path, *, overwrite: bool =
             line=other.line,
             field="video",
         )
-    items = [{"video_id": r.key, "video": r.video, "caption": r.prompt} for r in records]
+    # The caption stripped, as `critic score` asks (prompts.user_text): the release trained on
+    # "<video>\n caption question", one space each side, and its script joins them as strings, so a
+    # hand-written prompt's trailing newline would reach the critic. import-lift compares by words.
+    items = [{"video_id": r.key, "video": r.video, "caption": r.prompt.strip()} for r in records]
     with atomic_write(out) as handle:
         json.dump(items, handle, ensure_ascii=False, indent=1)
     return len(items), absolute
