@@ -187,6 +187,30 @@ def test_import_merges_per_video_and_parses_leading_labels(tmp_path):
     assert VF not in b.ratings  # a record may rate a subset of dimensions
 
 
+def test_import_warns_once_of_record_keys_it_does_not_import(tmp_path):
+    """Keys outside the layout (the release's video and conversations, export's video_id and annotator)
+    were dropped without a word; the output stays as it was, the warning names each key once."""
+    items = [dict(item) for item in RELEASE]
+    for n, item in enumerate(items):
+        item["id"] = f"r{n}"  # e.g. a LLaVA file's per-record id: one video's merged records have several
+    items[3]["[bold]score"] = 3  # a key in rich's markup syntax is printed as written
+    src, out = tmp_path / "lift.json", tmp_path / "hra.jsonl"
+    src.write_text(json.dumps(items))
+    code, said = run("hra", "import", src, "--format", "lift", "--out", out)
+    assert code == 0, said
+    said = " ".join(said.split())
+    assert said.count("warning:") == 1, said
+    assert (
+        "lift.json: keys not in the LiFT layout, not imported: '[bold]score' (1 record, first element [3]), "
+        "'id' (6 records, first element [0])" in said
+    ), said
+    imported = out.read_text()
+    src.write_text(json.dumps(RELEASE))
+    code, said = run("hra", "import", src, "--format", "lift", "--out", out, "--overwrite")
+    assert code == 0 and "warning" not in said, said
+    assert out.read_text() == imported  # the output is what the layout's keys alone make
+
+
 def test_import_drops_exact_repeats_before_filling_another_raters_record(tmp_path):
     """Rater 1 rates all three, rater 2 (anonymous too) only semantics, then rater 1's three answers
     come again (the 20K file repeats the 10K one): the repeats must not complete rater 2's record."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from videolift.core.errors import DataError, OptionError
@@ -65,6 +66,16 @@ def import_(
         f" ({stats['duplicates']} exact duplicates dropped, {stats['extra_records']} repeated ratings kept"
         " as extra records)"
     )
+    if ignored := stats["ignored_keys"]:  # once, not per record: a file's records share their keys
+        keys = ", ".join(
+            f"{key!r} ({n} record{'s' * (n != 1)}, first element [{first}])"
+            for key, (n, first) in list(ignored.items())[:10]
+        ) + (f" and {len(ignored) - 10} more" if len(ignored) > 10 else "")
+        Console(stderr=True).print(
+            f"[yellow]warning:[/] {escape(str(src))}: keys not in the LiFT layout, not imported: {escape(keys)}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command("export")

@@ -45,6 +45,8 @@ QUESTIONS: dict[Dimension, str] = {
         "faces, or other unrealistic elements."
     ),
 }
+# The keys a release record is read by: the release's two, and the two `hra export` adds.
+RECORD_KEYS = ("video", "conversations", "video_id", "annotator")
 KEY_PHRASES: dict[str, Dimension] = {
     "semantic consistency": Dimension.semantic_consistency,
     "motion issues": Dimension.motion_smoothness,
@@ -82,13 +84,14 @@ def _turn(conversations: list[Any], role: str, what: str, path: str | Path, i: i
     return value
 
 
-def import_lift(path: str | Path, data: Any) -> tuple[list[HRARecord], dict[str, int]]:
+def import_lift(path: str | Path, data: Any) -> tuple[list[HRARecord], dict[str, Any]]:
     """Merge per-(video, dimension) release records into canonical per-video records.
 
     Records of the same video merge into one (a video has one caption: another is refused, one
     differing only in spacing takes the first's text). A second answer for a dimension that a
     record already has (duplicates across releases, or several raters) starts another record for that
-    video, so nothing is lost. Returns the records and counts for a summary.
+    video, so nothing is lost. Returns the records and counts for a summary; ``ignored_keys`` maps each
+    key outside ``RECORD_KEYS`` to (records holding it, first element), for the caller to warn of once.
     """
     if not isinstance(data, list):
         raise DataError(f"expected a JSON list of records, got {json_kind(data)}", file=path)
@@ -96,10 +99,15 @@ def import_lift(path: str | Path, data: Any) -> tuple[list[HRARecord], dict[str,
         raise DataError("the release file holds no records", file=path)
     groups: dict[tuple[str, str], list[HRARecord]] = {}
     captions: dict[str, tuple[int, str]] = {}  # video -> (element, caption) of its first record
-    stats = {"input_records": len(data), "duplicates": 0, "extra_records": 0}
+    stats: dict[str, Any] = {"input_records": len(data), "duplicates": 0, "extra_records": 0}
+    # Not carried into the canonical records: one video's records are merged, and a per-(video,
+    # dimension) key (an "id", say) has no single value there. Said, not dropped unseen.
+    ignored: dict[str, list[int]] = {}  # key -> [records holding it, first element]
     for i, item in enumerate(data):
         if not isinstance(item, dict):
             raise DataError(f"expected an object, got {json_kind(item)}", file=path, record=i)
+        for key in item.keys() - set(RECORD_KEYS):
+            ignored.setdefault(key, [0, i])[0] += 1
         video = item.get("video")
         if not isinstance(video, str) or not video.strip():
             raise DataError("missing or empty video path", file=path, record=i, field="video")
@@ -193,6 +201,7 @@ def import_lift(path: str | Path, data: Any) -> tuple[list[HRARecord], dict[str,
         target.ratings[dim] = rating
     out = [r for records in groups.values() for r in records]
     stats["output_records"] = len(out)
+    stats["ignored_keys"] = {key: (n, first) for key, (n, first) in sorted(ignored.items())}
     return out, stats
 
 
