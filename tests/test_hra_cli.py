@@ -380,6 +380,12 @@ def test_export_then_import_round_trips(tmp_path):
             json.dumps([release_item("a\ud800.mp4", "cap", SC, "Good.")]),
             "element [0], field 'video': not valid Unicode text (it holds a lone surrogate)",
         ),
+        (  # json kept the last video of the two: the ratings went to b.mp4 unsaid
+            json.dumps([release_item("a.mp4", "cap", SC, "Good.")]).replace(
+                '"video"', '"video": "b.mp4", "video"'
+            ),
+            "lift.json, field 'video': 'video' is given twice in one object",
+        ),
     ],
 )
 def test_import_bad_input_names_the_place_and_writes_nothing(tmp_path, content, expected):

@@ -257,6 +257,30 @@ def test_jsonl_records_that_are_no_object_or_repeat_a_key_are_named_in_json_s_wo
         read_jsonl_dicts(path)
 
 
+def test_read_json_refuses_a_key_given_twice_but_reads_model_configs_as_their_libraries_do(tmp_path):
+    """read_json kept the last of a repeated key without a word, in user files (a LiFT release JSON,
+    critic_spec.json, an annotation project's settings) where JSON Lines and YAML refuse one."""
+    from videolift.core.jsonl import read_json
+    from videolift.critic.spec import SPEC_FILE, CriticSpec
+    from videolift.models.families import pipeline_class_of
+
+    path = tmp_path / "r.json"
+    path.write_text('[{"video": "a.mp4",\n  "conversations": [], "video": "b.mp4"}]')
+    with pytest.raises(DataError, match=r"r\.json, field 'video': 'video' is given twice in one object$"):
+        read_json(path)
+    assert read_json(path, last_of_repeated_keys=True) == [{"video": "b.mp4", "conversations": []}]
+    (tmp_path / "critic").mkdir()
+    (tmp_path / "critic" / SPEC_FILE).write_text('{"base_model": "a", "base_model": "b"}')
+    with pytest.raises(DataError, match=rf"{SPEC_FILE}, field 'base_model': 'base_model' is given twice"):
+        CriticSpec.load(tmp_path / "critic")
+    # diffusers and transformers read their own files with json.loads: a model they load is read here too
+    (tmp_path / "pipe").mkdir()
+    (tmp_path / "pipe" / "model_index.json").write_text(
+        '{"_class_name": "WanPipeline", "_class_name": "CogVideoXPipeline"}'
+    )
+    assert pipeline_class_of(str(tmp_path / "pipe")) == "CogVideoXPipeline"
+
+
 @pytest.mark.parametrize("indent", [None, 2])
 def test_a_json_array_given_for_json_lines_is_named_as_such(tmp_path, indent):
     from videolift.core.errors import DataError

@@ -30,7 +30,8 @@ def holds_weights(folder: Path) -> bool:
     names = {f.name for f in folder.iterdir() if f.is_file()}
     for index in (folder / n for n in names if n.endswith(".index.json")):
         try:
-            shards = set(read_json(index).get("weight_map", {}).values())
+            # a transformers/diffusers index, read as they read it (a repeated key's last value)
+            shards = set(read_json(index, last_of_repeated_keys=True).get("weight_map", {}).values())
         except (OSError, ValueError, AttributeError):
             return False
         if not shards <= names:

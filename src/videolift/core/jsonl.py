@@ -360,9 +360,16 @@ def read_yaml(path: str | Path) -> Any:
         raise DataError(f"malformed YAML ({parse_problem(exc)})", file=path) from None
 
 
-def read_json(path: str | Path) -> Any:
+def read_json(path: str | Path, *, last_of_repeated_keys: bool = False) -> Any:
+    """A JSON file's content; DataError naming the file if it does not parse or (as JSON Lines and YAML
+    are read) an object gives one key twice, which json would read as its last value without a word.
+    ``last_of_repeated_keys``: read that last value, as transformers and diffusers read their config
+    files (a model they load must not be refused here)."""
     path = Path(path)
+    hook = None if last_of_repeated_keys else _unique_keys
     try:
-        return json.loads(read_text(path))
+        return json.loads(read_text(path), object_pairs_hook=hook)
+    except _RepeatedKey as exc:
+        raise DataError(f"{exc.key!r} is given twice in one object", file=path, field=exc.key) from None
     except (ValueError, RecursionError) as exc:
         raise DataError(f"malformed JSON ({parse_problem(exc, line=True)})", file=path) from None

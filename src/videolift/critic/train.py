@@ -41,7 +41,10 @@ def check_base_dir(base: str) -> None:
         return
     if not (root / "config.json").is_file():
         try:
-            of = read_json(root / "adapter_config.json").get("base_model_name_or_path")
+            # peft's file, read as peft reads it (a repeated key's last value)
+            of = read_json(root / "adapter_config.json", last_of_repeated_keys=True).get(
+                "base_model_name_or_path"
+            )
         except (VideoliftError, AttributeError):
             of = None
         raise VideoliftError(

@@ -45,8 +45,11 @@ class CogVideoXSpec(DiffusersT2VSpec):
 
         root = Path(model).expanduser()
         try:
-            transformer = FrozenDict(read_json(root / "transformer" / "config.json"))
-            blocks = read_json(root / "vae" / "config.json")["block_out_channels"]
+            # diffusers' config files, read as diffusers reads them (a repeated key's last value)
+            transformer = FrozenDict(
+                read_json(root / "transformer" / "config.json", last_of_repeated_keys=True)
+            )
+            blocks = read_json(root / "vae" / "config.json", last_of_repeated_keys=True)["block_out_channels"]
             pipe = SimpleNamespace(
                 transformer=SimpleNamespace(config=transformer),
                 vae_scale_factor_spatial=2 ** (len(blocks) - 1),

@@ -50,7 +50,8 @@ def pipeline_class_of(model: str) -> str:
         if not index.exists():
             raise not_a_pipeline(model)
         try:
-            return str(read_json(index)["_class_name"])
+            # diffusers' own file: read as diffusers reads it (a repeated key's last value)
+            return str(read_json(index, last_of_repeated_keys=True)["_class_name"])
         except (ValueError, KeyError, TypeError, VideoliftError):
             raise VideoliftError(f"{index}: not a diffusers model_index.json (no _class_name)") from None
     from videolift.core.hub import hub_failure
@@ -94,8 +95,9 @@ def _pipeline_config(model: str, component: str | None) -> dict | None:
     directory's, or a Hub id's from its cache, else fetched unless offline; None where unreadable."""
     try:
         if Path(model).exists():
-            config = read_json(
-                Path(model) / (f"{component}/config.json" if component else "model_index.json")
+            config = read_json(  # as diffusers reads it, as a Hub id's below is
+                Path(model) / (f"{component}/config.json" if component else "model_index.json"),
+                last_of_repeated_keys=True,
             )
         else:
             from huggingface_hub import constants

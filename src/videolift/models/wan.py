@@ -74,7 +74,8 @@ class WanSpec(FlowMatchingSpec):
     ) -> tuple[int, int, int] | None:
         """From ``model_index.json`` (does the pipeline expand timesteps?); a Hub id: Wan 2.1's."""
         try:
-            index = read_json(Path(model).expanduser() / "model_index.json")
+            # diffusers' file, read as diffusers reads it (a repeated key's last value)
+            index = read_json(Path(model).expanduser() / "model_index.json", last_of_repeated_keys=True)
         except (OSError, ValueError, VideoliftError):
             index = {}
         expands = isinstance(index, dict) and bool(index.get("expand_timesteps"))
