@@ -1700,3 +1700,40 @@ def test_answers_longer_than_the_answer_budget_are_reported_when_cut(world, tmp_
     cfg.max_answer_tokens = 64
     run_sft(caption_examples(pairs), str(world / "base"), tmp_path / "whole", cfg, log=said.append)
     assert not [s for s in said if "--max-answer-tokens" in s]
+
+
+@pytest.mark.parametrize("adapter", ["lora", "full"])
+def test_a_frozen_towers_video_features_are_computed_once_and_train_the_same_weights(
+    world, tmp_path, monkeypatch, adapter
+):
+    """Each video goes through the frozen vision tower once (its three questions, every epoch), and the
+    run trains what encoding it with every batch trains; --vision-cache-mb 0, or a trained projector,
+    encodes with every batch as before."""
+    from safetensors.torch import load_file
+    from transformers.models.qwen2_vl import modeling_qwen2_vl
+
+    encoded: list[int] = []
+    original = modeling_qwen2_vl.Qwen2VLModel.get_video_features
+
+    def counted(self, pixel_values_videos, video_grid_thw=None, **kwargs):
+        encoded.append(len(video_grid_thw))
+        return original(self, pixel_values_videos, video_grid_thw, **kwargs)
+
+    monkeypatch.setattr(modeling_qwen2_vl.Qwen2VLModel, "get_video_features", counted)
+    runs = {"cached": (), "off": ("--vision-cache-mb", "0"), "projector": ("--tune-projector",)}
+    videos, weights = {}, {}
+    for name, extra in runs.items():
+        encoded.clear()
+        out = tmp_path / name
+        # 4 videos x 3 questions = 12 examples, batch 4: 6 updates are two passes over every video's questions
+        said = train(world, out, "--adapter", adapter, "--save-every", "0", *extra, steps=6).output
+        videos[name] = sum(encoded)
+        weights[name] = load_file(
+            out / ("model.safetensors" if adapter == "full" else "adapter_model.safetensors")
+        )
+        assert ("computed once and kept" in said) == (name == "cached"), said
+    assert videos == {"cached": 4, "off": 24, "projector": 24}
+    cached, off = weights["cached"], weights["off"]
+    assert cached.keys() == off.keys()
+    for key in cached:
+        torch.testing.assert_close(cached[key], off[key], rtol=1e-5, atol=1e-6, msg=key)

@@ -898,3 +898,48 @@ def test_a_pairs_line_whose_video_id_is_no_string_says_what_it_is(tmp_path, pair
     path.write_text(json.dumps(pair) + "\n")
     with pytest.raises(DataError, match=rf"pairs\.jsonl, line 1, {said}$"):
         read_pairs(str(path))
+
+
+def test_the_video_feature_cache_encodes_each_video_once_within_its_budget():
+    """Videos known by their pixels: one seen before is not encoded again, one repeated in a batch is
+    encoded once, and the least recently used leave when the budget is full (then encoded again)."""
+    from types import SimpleNamespace
+
+    from accelerate import Accelerator
+
+    from videolift.critic.vision_cache import DIGESTS, VideoFeatureCache, video_digests
+
+    calls: list[int] = []
+
+    def get_video_features(pixels, grid, return_dict=True):  # one feature row of 4 floats per pixel row
+        calls.append(len(grid))
+        return SimpleNamespace(pooler_output=torch.split(pixels[:, :4] * 2, grid.prod(-1).tolist()))
+
+    def batch(*videos: int) -> dict:
+        b = {
+            "pixel_values_videos": torch.cat([torch.full((2, 6), float(v)) for v in videos]),
+            "video_grid_thw": torch.tensor([[1, 1, 2]] * len(videos)),
+            "input_ids": torch.zeros(len(videos), 3, dtype=torch.long),
+        }
+        return b | {DIGESTS: video_digests(b)}
+
+    per_video = 2 * 4 * 4  # bytes of one video's features
+    cache = VideoFeatureCache(
+        Accelerator(cpu=True), SimpleNamespace(get_video_features=get_video_features), 2 * per_video
+    )
+    out = cache.inputs(batch(1, 2, 1))
+    assert calls == [2] and "pixel_values_videos" not in out and DIGESTS not in out
+    assert out["input_ids"].shape == (3, 3)  # the rest of the batch as it was
+    features = out["mm_encoder_outputs"]["video"].pooler_output
+    assert [float(f[0, 0]) for f in features] == [2.0, 4.0, 2.0]
+    cache.inputs(batch(2, 1))
+    assert calls == [2] and (cache.encoded, cache.reused) == (2, 3)
+    cache.inputs(batch(3))  # the budget holds two videos: 2, used before 1 in the last batch, leaves
+    assert calls == [2, 1] and cache.bytes == 2 * per_video
+    cache.inputs(batch(1))
+    assert calls == [2, 1]
+    cache.inputs(batch(2))
+    assert calls == [2, 1, 1]
+    # A batch without videos passes through unchanged.
+    plain = {"input_ids": torch.zeros(1, 3, dtype=torch.long)}
+    assert cache.inputs(plain).keys() == plain.keys() and video_digests(plain) is None

@@ -53,6 +53,7 @@ from videolift.critic.sft_outputs import (
     tensorboard_writer,
 )
 from videolift.critic.sft_validation import validates, validation_loss
+from videolift.critic.vision_cache import DIGESTS, video_digests
 
 # The public API (docs/critic.md): the loop, its settings and result.
 __all__ = ["SFTConfig", "SFTResult", "epoch_batches", "plan", "run_sft"]
@@ -119,6 +120,7 @@ class _Training:
     per_epoch: int
     total: int
     n_trainable: int
+    video_features: Any = None  # a critic.vision_cache.VideoFeatureCache, or None: encoded with each batch
 
 
 @dataclass
@@ -173,6 +175,10 @@ def _run_sft(
             log(note)
         if note := cut_answers_note(run.processor.tokenizer, examples, cfg.max_answer_tokens):
             log(note)
+        if run.video_features is not None:
+            log(
+                f"vision tower frozen: each video's features computed once and kept (up to {cfg.vision_cache_mb} MB)"
+            )
 
     collate = ChatCollator(
         run.processor,
@@ -259,6 +265,7 @@ def _set_up(
     scheduler = get_cosine_schedule_with_warmup(optimizer, round(cfg.warmup_ratio * total), total)
     start_run(accelerator, out, cfg, overwrite=overwrite, held=held)
     model, optimizer = accelerator.prepare(model, optimizer)
+    video_features = _video_feature_cache(accelerator, model, family, cfg)
     # FSDP2's prepare replaces every parameter with a sharded one (and points the optimizer at it): the
     # list taken before holds no gradients, so clipping it clipped nothing and logged a norm of 0.
     params = [p for p in model.parameters() if p.requires_grad]
@@ -266,7 +273,7 @@ def _set_up(
     save_trainable_only(accelerator)
     return _Training(
         cfg, out, accelerator, main, world, rank, model, optimizer, scheduler, params, processor, family,
-        per_epoch, total, n_trainable,
+        per_epoch, total, n_trainable, video_features,
     )  # fmt: skip
 
 
@@ -295,7 +302,10 @@ def _micro_batches(
             )
             for i in epochs[epoch][index]
         ]
-        return collate(items)
+        batch = collate(items)
+        if run.video_features is not None:  # here, on the CPU, while the update before trains
+            batch[DIGESTS] = video_digests(batch)
+        return batch
 
     return prepare
 
@@ -331,7 +341,7 @@ def _train(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="critic-batches") as prefetch:
         micros = range(state.step * cfg.grad_accum, run.total * cfg.grad_accum)
         for micro, batch in _prefetched(prefetch, prepare, micros):
-            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            batch = {k: v if k == DIGESTS else v.to(accelerator.device) for k, v in batch.items()}
             grad_norm = _micro_step(run, state, batch)
             if not accelerator.sync_gradients:
                 continue
@@ -357,6 +367,8 @@ def _micro_step(run: _Training, state: _Progress, batch: dict[str, Any]) -> Any:
     from videolift.critic.collate import answer_loss
 
     accelerator, optimizer = run.accelerator, run.optimizer
+    if run.video_features is not None:
+        batch = run.video_features.inputs(batch)
     with accelerator.accumulate(run.model):
         loss, _ = answer_loss(run.model, batch)
         accelerator.backward(loss)
@@ -433,6 +445,17 @@ def _finish(run: _Training, state: _Progress, resumed: int, finalize: Any) -> SF
         save_final(run.accelerator, run.model, run.processor, run.out, finalize, result)
     run.accelerator.wait_for_everyone()
     return result
+
+
+def _video_feature_cache(accelerator: Any, model: Any, family: Any, cfg: SFTConfig) -> Any:
+    """The run's cache of its videos' features (``critic.vision_cache``), or None where it is not exact."""
+    from videolift.critic.vision_cache import VideoFeatureCache, cache_reason
+
+    inner = accelerator.unwrap_model(model)
+    inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner  # under peft
+    if cache_reason(accelerator, inner, family, cfg.vision_cache_mb << 20) is not None:
+        return None
+    return VideoFeatureCache(accelerator, inner, cfg.vision_cache_mb << 20)
 
 
 def _prefetched(pool: Any, make: Callable[[int], Any], indices: Iterable[int]) -> Iterator[tuple[int, Any]]:

@@ -39,6 +39,7 @@ STEP_DIGITS = 6  # checkpoints/step-000100: the names critic train has always wr
 # continues with --gradient-checkpointing.
 RESUMABLE_CHANGES = frozenset(
     {"save_every", "keep_checkpoints", "frame_cache_mb", "gradient_checkpointing", "val_every", "ddp_timeout"}
+    | {"vision_cache_mb"}
 )
 
 
@@ -132,6 +133,12 @@ class SFTConfig:
         ge=0,
         description="MB of sampled frames kept in memory across epochs, per process (no option of "
         "`critic train`).",
+    )
+    vision_cache_mb: int = Field(
+        2048,
+        ge=0,
+        description="MB of video features kept in memory per process when the vision tower and projector are "
+        "frozen (Qwen2-VL, Qwen2.5-VL): each video is encoded once, not at every question and epoch; 0: off.",
     )
     num_frames: int = Field(8, ge=1, description="Frames fed per clip.")
     # The samplers of videolift.core.video.FRAME_SAMPLERS.

@@ -25,6 +25,10 @@ class VLMFamily:
     vision_tower: ClassVar[tuple[str, ...]] = ()
     projector: ClassVar[tuple[str, ...]] = ()
     language_model: ClassVar[str] = "model.language_model"
+    # Whether the forward reads a video's features from ``get_video_features(...).pooler_output`` alone,
+    # one tensor per video, so that features computed before can be given as ``mm_encoder_outputs``
+    # (``critic.vision_cache``; tested against encoding with each batch).
+    caches_video_features: ClassVar[bool] = False
 
     def messages(self, user_text: str, answer: str | None = None) -> list[dict[str, Any]]:
         """A user turn with the video before the text (LiFT's layout), optionally the assistant's answer."""
@@ -112,6 +116,7 @@ class QwenVL(VLMFamily):
     model_types = ("qwen2_vl", "qwen2_5_vl")
     vision_tower = ("model.visual",)
     projector = ("model.visual.merger",)
+    caches_video_features = True
 
     def checkpoint_defaults(self, processor: Any, model: str | Path) -> None:
         """A checkpoint without video processor settings of its own (Qwen's Qwen2-VL and Qwen2.5-VL repos ship
@@ -156,6 +161,7 @@ class Qwen3VL(QwenVL):
     name = "qwen3_vl"
     model_types = ("qwen3_vl", "qwen3_vl_moe", "qwen3_5", "qwen3_5_moe")
     projector = ("model.visual.merger", "model.visual.deepstack_merger_list")
+    caches_video_features = False  # its DeepStack features go into the language model's layers too
 
     def checkpoint_defaults(self, processor: Any, model: str | Path) -> None:
         """Qwen3-VL checkpoints ship their video processor's settings (a budget for the whole video, unlike
