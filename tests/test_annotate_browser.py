@@ -520,3 +520,64 @@ def test_a_second_tab_refused_for_a_task_saved_in_the_first_shows_the_new_count(
     # The refusal left the count at "0 done" although the rating was stored (from the first tab).
     other.wait_for_function("() => document.getElementById('progress').textContent.startsWith('1 done')")
     context.close()
+
+
+def test_the_review_tab_shows_the_critic_it_lists_and_names_a_refused_import(tmp_path, browser):
+    """The critic box and name box said the first critic by name and "critic" while the list was of the
+    last critic by name; an import answered with something else than JSON (a proxy's HTML page) threw
+    in the page and the admin was told nothing, a refused one did not name the file; a refused export
+    said only its status."""
+    project, admin = make_project(tmp_path, n=1, r=1)
+    token = add_annotator(project, "rater")
+    with Server(project) as server:  # a rating the critics contradict
+        task = httpx.get(server.url + "/api/next", headers=auth(token)).json()
+        body = {"task_id": task["task_id"], "ratings": ratings("Bad")}
+        httpx.post(server.url + "/api/annotations", json=body, headers=auth(token)).raise_for_status()
+        for name in ("zeta", "alpha"):  # imported in this order: alpha is the last imported
+            critic = {d: {"label": "Good", "reason": f"{name} says Good", "score": 0.9} for d in DIMS}
+            write_jsonl(tmp_path / f"{name}.jsonl", [{"video_id": "v/0000.mp4", "ratings": critic}])
+            cli(
+                "annotate",
+                "import-critic",
+                str(tmp_path / f"{name}.jsonl"),
+                "--project",
+                str(project),
+                "--critic",
+                name,
+            )
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        errors = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"{server.url}/#token={admin}")
+        page.wait_for_selector("#admin-body table")
+        # An export the server refuses: its reason (it said "export failed: 400").
+        refusal = '{"detail": "video \'v/0000.mp4\' cannot be exported as an HRA record"}'
+        page.route(
+            "**/api/admin/export*",
+            lambda route: route.fulfill(status=400, content_type="application/json", body=refusal),
+        )
+        page.get_by_role("button", name="Export HRA (JSONL)").click()
+        page.wait_for_function("() => document.getElementById('toast').textContent.includes('HRA record')")
+        assert page.text_content("#toast").startswith("hra.jsonl not exported: video 'v/0000.mp4'")
+        page.click("#admin-tabs button[data-tab=review]")
+        page.locator("#admin-body .card", has_text="alpha says Good").wait_for()
+        pick = page.get_by_role("combobox", name="Critic", exact=True)
+        name = page.get_by_role("textbox", name="Critic name", exact=True)
+        assert pick.input_value() == "alpha" and name.input_value() == "alpha"
+        pick.select_option("zeta")
+        page.locator("#admin-body .card", has_text="zeta says Good").wait_for()
+        assert pick.input_value() == "zeta" and name.input_value() == "zeta"
+        # A file that is not JSONL: the server's refusal, with the file's name.
+        upload = page.get_by_label("Critic scores file (JSONL)")
+        upload.set_input_files({"name": "scores.csv", "mimeType": "text/csv", "buffer": b"video,label\n"})
+        page.get_by_role("button", name="Import critic scores").click()
+        failed = page.locator("#admin-body [role=alert]")
+        failed.get_by_text("scores.csv not imported: the uploaded scores, line 1: malformed JSON").wait_for()
+        # An answer that is not JSON (a proxy's own 413 page): said so, nothing thrown.
+        page.route(
+            "**/api/admin/critic*",
+            lambda route: route.fulfill(status=413, content_type="text/html", body="<html>Too Large</html>"),
+        )
+        page.get_by_role("button", name="Import critic scores").click()
+        failed.get_by_text("scores.csv not imported: 413").wait_for()
+        assert errors == []

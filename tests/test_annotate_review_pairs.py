@@ -185,7 +185,45 @@ def test_review_names_a_critic_never_imported_and_a_gap_out_of_range(tmp_path):
             )
         for given in ({}, {"critic": ""}, {"critic": " small "}):  # none given: the last one
             r = client.get("/api/admin/review", params=given, headers=auth(admin))
-            assert r.status_code == 200 and r.json() == {"critics": ["small"], "items": []}
+            assert r.status_code == 200 and r.json() == {"critics": ["small"], "critic": "small", "items": []}
+
+
+def test_the_review_compares_with_the_last_imported_critic_and_says_which(tmp_path):
+    """Documented as the last imported, the default critic was the last by name (the admin page showed the
+    first by name over that list); importing a critic again makes it the last imported."""
+    project, admin = make_project(tmp_path, n=1, r=1)
+    rater = add_annotator(project, "rater")
+    scores = {}
+    for name, said in (("zeta", "Normal"), ("alpha", "Good")):  # gaps to the raters' Bad: 1 and 2
+        label = {d: {"label": said, "reason": f"{name} says {said}"} for d in DIMS}
+        scores[name] = tmp_path / f"{name}.jsonl"
+        scores[name].write_text(json.dumps({"video": "v/0000.mp4", "ratings": label}) + "\n")
+    with TestClient(create_app(Project.open(project))) as client:
+        task = client.get("/api/next", headers=auth(rater)).json()
+        body = {"task_id": task["task_id"], "ratings": ratings("Bad")}
+        assert client.post("/api/annotations", headers=auth(rater), json=body).status_code == 201
+
+        def listed(**given):
+            r = client.get("/api/admin/review", params=given, headers=auth(admin)).json()
+            (item,) = r["items"]
+            return (
+                r["critics"],
+                r["critic"],
+                item["critic"],
+                item["dimensions"]["video_fidelity"]["critic"]["reason"],
+            )
+
+        for name in ("zeta", "alpha"):
+            r = client.post(
+                f"/api/admin/critic?critic={name}", headers=auth(admin), content=scores[name].read_bytes()
+            )
+            assert r.status_code == 201, r.text
+        assert listed() == (["alpha", "zeta"], "alpha", "alpha", "alpha says Good")
+        assert listed(critic="zeta") == (["alpha", "zeta"], "zeta", "zeta", "zeta says Normal")
+        assert cli("annotate", "review", "--project", str(project)).startswith("v/0000.mp4\tgap 6.00\t")
+        cli("annotate", "import-critic", str(scores["zeta"]), "--project", str(project), "--critic", "zeta")
+        assert listed() == (["alpha", "zeta"], "zeta", "zeta", "zeta says Normal")
+    assert cli("annotate", "review", "--project", str(project)).startswith("v/0000.mp4\tgap 3.00\t")
 
 
 def test_critic_scores_of_integer_video_ids_match_their_videos(tmp_path):

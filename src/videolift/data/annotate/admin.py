@@ -12,7 +12,7 @@ from statistics import mean
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from videolift.core.errors import DataError, UsageError, VideoliftError
@@ -233,13 +233,12 @@ def import_critic(session: Session, path: str | Path, critic: str, base: str = "
                 f"this video was scored on line {seen[video_pk]} already", file=path, line=line, field=field
             )
         seen[video_pk] = line
-        score = session.scalar(
-            select(CriticScore).where(CriticScore.video_id == video_pk, CriticScore.critic == critic)
+        # Replaced by a new row, not updated: the newest row marks the last imported critic (the review's
+        # default), also when a critic is imported again.
+        session.execute(
+            delete(CriticScore).where(CriticScore.video_id == video_pk, CriticScore.critic == critic)
         )
-        if score is None:
-            score = CriticScore(video_id=video_pk, critic=critic)
-            session.add(score)
-        score.ratings, score.reward = clean, reward
+        session.add(CriticScore(video_id=video_pk, critic=critic, ratings=clean, reward=reward))
         counts["matched"] += 1
     if not counts["matched"]:  # raised inside the session: nothing is stored
         raise DataError(
@@ -254,6 +253,17 @@ def critics(session: Session) -> list[str]:
     return list(session.scalars(select(CriticScore.critic).distinct().order_by(CriticScore.critic)))
 
 
+def chosen_critic(session: Session, critic: str | None = None) -> str | None:
+    """The critic a review compares with: ``critic`` (TaskError(404) if none of that name was imported),
+    else the last imported (its scores have the newest rows: `import_critic` replaces rows); None if
+    none was. It was the last by name, and the admin page showed the first by name over its list."""
+    names, critic = critics(session), (critic or "").strip() or None
+    if critic is not None and critic not in names:  # a typo listed nothing, as if every rater agreed
+        imported = f"imported: {', '.join(map(repr, names))}" if names else "none is imported yet"
+        raise TaskError(404, f"no critic {critic!r} ({imported})")
+    return critic or session.scalar(select(CriticScore.critic).order_by(CriticScore.id.desc()).limit(1))
+
+
 def disagreements(session: Session, critic: str | None = None, min_gap: float = 1.0) -> list[dict[str, Any]]:
     """Rated videos where the critic's label is at least ``min_gap`` ranks (Bad 0, Normal 1, Good 2) from
     the raters' mean on some dimension, the largest total gap first. ``critic``: the last imported if not
@@ -262,11 +272,7 @@ def disagreements(session: Session, critic: str | None = None, min_gap: float = 
         raise UsageError(
             f"the minimum gap must be a number from 0 to 2 (Bad 0, Normal 1, Good 2), got {min_gap}"
         )
-    names, critic = critics(session), (critic or "").strip() or None
-    if critic is not None and critic not in names:  # a typo listed nothing, as if every rater agreed
-        imported = f"imported: {', '.join(map(repr, names))}" if names else "none is imported yet"
-        raise TaskError(404, f"no critic {critic!r} ({imported})")
-    critic = critic or (names[-1] if names else None)
+    critic = chosen_critic(session, critic)
     if critic is None:
         return []
     human: dict[int, dict[str, list[dict[str, str]]]] = {}

@@ -128,7 +128,13 @@ def review(
 ) -> Any:
     with project.session(readonly=True) as session:
         authenticate(session, credentials, "admin")
-        return {"critics": admin.critics(session), "items": admin.disagreements(session, critic, min_gap)}
+        items = admin.disagreements(session, critic, min_gap)
+        # Which critic they are of: none given, the last imported, which the page shows as chosen.
+        return {
+            "critics": admin.critics(session),
+            "critic": admin.chosen_critic(session, critic),
+            "items": items,
+        }
 
 
 @router.put("/api/admin/review/{video_id:path}")

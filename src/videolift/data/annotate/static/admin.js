@@ -21,9 +21,13 @@ window.Admin = (() => {
   }
 
   async function download(path, filename) {
-    const res = await fetch(path, { headers: { Authorization: `Bearer ${state.token}` } });
-    if (!res.ok) { toast(`export failed: ${res.status}`); return; }
-    const url = URL.createObjectURL(await res.blob());
+    let blob;
+    try {  // the server's reason (a record that cannot be exported), not only "export failed: 400"
+      const res = await fetch(path, { headers: { Authorization: `Bearer ${state.token}` } });
+      if (!res.ok) await answer(res);  // throws
+      blob = await res.blob();
+    } catch (e) { toast(`${filename} not exported: ${e.message}`); return; }
+    const url = URL.createObjectURL(blob);
     const a = h("a", { href: url, download: filename });
     document.body.append(a);
     a.click();
@@ -73,23 +77,36 @@ window.Admin = (() => {
     const r = await api("GET", `/api/admin/review?min_gap=${encodeURIComponent(minGap)}${critic ? `&critic=${encodeURIComponent(critic)}` : ""}`);
     // Every control named (aria-label): a screen reader said only "combo box" or "edit text".
     const upload = h("input", { type: "file", accept: ".jsonl,.json,application/x-ndjson", "aria-label": "Critic scores file (JSONL)" });
-    const name = h("input", { placeholder: "critic name", value: critic || "critic", "aria-label": "Critic name" });
+    // The critic listed (none chosen: the server's default, the last imported) is the one shown as chosen,
+    // and the name an import goes under (importing again replaces). They said the first critic by name
+    // and "critic" over another critic's list.
+    const shown = r.critic || critic;
+    const name = h("input", { placeholder: "critic name", value: shown || "critic", "aria-label": "Critic name" });
     const gap = h("select", { "aria-label": "Minimum gap" }, ["0.5", "1", "1.5", "2"].map((g) => h("option", { selected: g === minGap }, g)));
     gap.addEventListener("change", () => { body().dataset.minGap = gap.value; review(); });
-    const pick = h("select", { "aria-label": "Critic" }, r.critics.map((c) => h("option", { selected: c === critic }, c)));
+    const pick = h("select", { "aria-label": "Critic" }, r.critics.map((c) => h("option", { selected: c === shown }, c)));
     pick.addEventListener("change", () => { body().dataset.critic = pick.value; review(); });
+    const failed = h("p", { class: "error", role: "alert" });  // stays: a toast went before it was read
     const importButton = h("button", { onclick: async () => {
       if (!upload.files.length) { toast("choose a critic scores file"); return; }
-      const res = await fetch(`/api/admin/critic?critic=${encodeURIComponent(name.value)}`, {
-        method: "POST", headers: { Authorization: `Bearer ${state.token}` }, body: await upload.files[0].text() });
-      const data = await res.json();
-      toast(res.ok ? `imported ${data.matched} scores (${data.unmatched} unmatched)` : data.detail);
-      if (res.ok) body().dataset.critic = name.value.trim();  // as stored; a refused import: no such critic
-      review();
+      const file = upload.files[0];
+      failed.textContent = "";
+      let data;
+      try {  // the file as it is (its text() turned bytes that are not UTF-8 into U+FFFD: "malformed JSON")
+        data = await answer(await fetch(`/api/admin/critic?critic=${encodeURIComponent(name.value)}`, {
+          method: "POST", headers: { Authorization: `Bearer ${state.token}` }, body: file }));
+      } catch (e) {  // a refusal, an answer that is not JSON, no answer: said, with the file (it threw unsaid)
+        failed.textContent = `${file.name} not imported: ${e.message}`;
+        return;
+      }
+      toast(`${file.name}: imported ${data.matched} scores (${data.unmatched} unmatched)`);
+      body().dataset.critic = name.value.trim();  // as stored
+      review().catch((e) => toast(e.message));
     } }, "Import critic scores");
     body().replaceChildren(
       h("p", { class: "muted" }, "Videos where the critic's label is far from the raters' (Bad 0, Normal 1, Good 2), largest gap first. Adjudicate to record the corrected ratings."),
       h("div", { class: "row" }, upload, name, importButton),
+      failed,
       h("div", { class: "row" }, h("span", { class: "muted" }, "critic"), pick, h("span", { class: "muted" }, "min gap"), gap,
         h("span", { class: "muted" }, `${r.items.length} videos to review`)),
       h("div", { class: "list" }, r.items.map((item) => reviewItem(item, Number(minGap)))));

@@ -25,11 +25,16 @@ const state = {
 };
 
 async function api(method, path, body) {
-  const res = await fetch(path, {
+  return answer(await fetch(path, {
     method,
     headers: { Authorization: `Bearer ${state.token}`, "Content-Type": "application/json" },
     body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  }));
+}
+
+// A response's JSON (or text), or an Error with the server's detail; an answer that is not JSON (a
+// proxy's own error page) by its status.
+async function answer(res) {
   if (res.status === 204) return null;
   const type = res.headers.get("content-type") || "";
   const data = type.includes("json") ? await res.json() : await res.text();
