@@ -19,8 +19,10 @@ from test_annotate_support import (
     make_pair_project,
     make_project,
     ratings,
+    runner,
     write_manifest,
 )
+from videolift.cli import app
 from videolift.core.jsonl import read_jsonl
 from videolift.core.schema import HRARecord
 from videolift.data.annotate.app import create_app
@@ -276,6 +278,20 @@ def test_scores_of_videos_added_with_dir_are_imported_with_the_same_dir(tmp_path
             assert r.status_code == 400 and said in r.json()["detail"], r.text
         done = client.post(f"{url}&dir=run1", headers=auth(admin), content=scores.read_bytes())
         assert done.status_code == 201 and done.json()["matched"] == 2, done.text
+
+
+def test_create_says_what_the_study_asks_for(tmp_path):
+    """A project made for a pairwise study (no manifest) was announced as "0 videos, 3 ratings each"."""
+    manifest = write_manifest(tmp_path / "m.jsonl", tmp_path / "videos", 2)
+    made = {}
+    for name, extra in (("rate", ["--manifest", str(manifest)]), ("pairs", [])):
+        args = ["annotate", "create", "--videos", str(tmp_path / "videos"), "--project", str(tmp_path / name)]
+        result = runner.invoke(app, args + extra)
+        assert result.exit_code == 0, result.output
+        made[name] = result.stderr
+    assert "2 videos, 3 ratings each" in made["rate"]
+    assert "no videos yet (pairs to judge: `create-pairs`; videos to rate: `add-videos`" in made["pairs"]
+    assert "0 videos" not in made["pairs"]
 
 
 @pytest.fixture

@@ -104,7 +104,14 @@ def create(
         if isinstance(exc, sqlalchemy.exc.OperationalError):  # e.g. "database or disk is full"
             raise VideoliftError(f"{project_dir}: cannot write the project's database ({exc.orig})") from None
         raise
-    err.print(f"created {project_dir}: {n} videos, {ratings_per_video} ratings each; guideline in {path}")
+    if manifest:
+        study = f"{n} videos, {ratings_per_video} ratings each"
+    else:  # a pairwise study's project: it said "0 videos, 3 ratings each"
+        study = (
+            "no videos yet (pairs to judge: `create-pairs`; videos to rate: `add-videos`, "
+            f"{ratings_per_video} ratings each)"
+        )
+    err.print(f"created {project_dir}: {study}; guideline in {path}")
     err.print("admin token (shown once, only its hash is stored; `admin-token` issues a new one):")
     typer.echo(token)
 
