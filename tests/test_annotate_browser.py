@@ -580,4 +580,12 @@ def test_the_review_tab_shows_the_critic_it_lists_and_names_a_refused_import(tmp
         )
         page.get_by_role("button", name="Import critic scores").click()
         failed.get_by_text("scores.csv not imported: 413").wait_for()
+        # Another critic or gap chosen while the database is busy: said (it threw in the page).
+        busy = '{"detail": "the database is busy (locked); try again in a moment"}'
+        page.route(
+            "**/api/admin/review*",
+            lambda route: route.fulfill(status=503, content_type="application/json", body=busy),
+        )
+        page.get_by_role("combobox", name="Minimum gap", exact=True).select_option("2")
+        page.wait_for_function("() => document.getElementById('toast').textContent.includes('is busy')")
         assert errors == []

@@ -83,9 +83,11 @@ window.Admin = (() => {
     const shown = r.critic || critic;
     const name = h("input", { placeholder: "critic name", value: shown || "critic", "aria-label": "Critic name" });
     const gap = h("select", { "aria-label": "Minimum gap" }, ["0.5", "1", "1.5", "2"].map((g) => h("option", { selected: g === minGap }, g)));
-    gap.addEventListener("change", () => { body().dataset.minGap = gap.value; review(); });
+    // Reloaded with its failure said (a busy database's 503 threw in the page, unsaid), as open() does.
+    const reload = () => review().catch((e) => toast(e.message));
+    gap.addEventListener("change", () => { body().dataset.minGap = gap.value; reload(); });
     const pick = h("select", { "aria-label": "Critic" }, r.critics.map((c) => h("option", { selected: c === shown }, c)));
-    pick.addEventListener("change", () => { body().dataset.critic = pick.value; review(); });
+    pick.addEventListener("change", () => { body().dataset.critic = pick.value; reload(); });
     const failed = h("p", { class: "error", role: "alert" });  // stays: a toast went before it was read
     const importButton = h("button", { onclick: async () => {
       if (!upload.files.length) { toast("choose a critic scores file"); return; }
@@ -101,7 +103,7 @@ window.Admin = (() => {
       }
       toast(`${file.name}: imported ${data.matched} scores (${data.unmatched} unmatched)`);
       body().dataset.critic = name.value.trim();  // as stored
-      review().catch((e) => toast(e.message));
+      reload();
     } }, "Import critic scores");
     body().replaceChildren(
       h("p", { class: "muted" }, "Videos where the critic's label is far from the raters' (Bad 0, Normal 1, Good 2), largest gap first. Adjudicate to record the corrected ratings."),
