@@ -1702,31 +1702,46 @@ def test_answers_longer_than_the_answer_budget_are_reported_when_cut(world, tmp_
     assert not [s for s in said if "--max-answer-tokens" in s]
 
 
-@pytest.mark.parametrize("adapter", ["lora", "full"])
+@pytest.mark.parametrize(
+    ("family", "adapter"), [("qwen2_vl", "lora"), ("qwen2_vl", "full"), ("qwen2_5_vl", "full")]
+)
 def test_a_frozen_towers_video_features_are_computed_once_and_train_the_same_weights(
-    world, tmp_path, monkeypatch, adapter
+    world, tmp_path, monkeypatch, family, adapter
 ):
     """Each video goes through the frozen vision tower once (its three questions, every epoch), and the
     run trains what encoding it with every batch trains; --vision-cache-mb 0, or a trained projector,
     encodes with every batch as before."""
-    from safetensors.torch import load_file
-    from transformers.models.qwen2_vl import modeling_qwen2_vl
+    import importlib
 
+    from safetensors.torch import load_file
+
+    from videolift.models.tiny_vlm import TinyVLMConfig
+
+    base = world / "base"
+    if family != "qwen2_vl":
+        base = tmp_path / family
+        build_tiny_vlm(base, TinyVLMConfig(family=family))
+    module = importlib.import_module(f"transformers.models.{family}.modeling_{family}")
+    inner = {"qwen2_vl": "Qwen2VLModel", "qwen2_5_vl": "Qwen2_5_VLModel"}[family]
     encoded: list[int] = []
-    original = modeling_qwen2_vl.Qwen2VLModel.get_video_features
+    original = getattr(module, inner).get_video_features
 
     def counted(self, pixel_values_videos, video_grid_thw=None, **kwargs):
         encoded.append(len(video_grid_thw))
         return original(self, pixel_values_videos, video_grid_thw, **kwargs)
 
-    monkeypatch.setattr(modeling_qwen2_vl.Qwen2VLModel, "get_video_features", counted)
+    monkeypatch.setattr(getattr(module, inner), "get_video_features", counted)
     runs = {"cached": (), "off": ("--vision-cache-mb", "0"), "projector": ("--tune-projector",)}
     videos, weights = {}, {}
     for name, extra in runs.items():
         encoded.clear()
         out = tmp_path / name
         # 4 videos x 3 questions = 12 examples, batch 4: 6 updates are two passes over every video's questions
-        said = train(world, out, "--adapter", adapter, "--save-every", "0", *extra, steps=6).output
+        said = run(
+            "critic", "train", "--base", base, "--data", world / "hra.jsonl", "--videos", world, "--out", out,
+            "--max-steps", 6, "--lr", "5e-3", "--batch-size", "4", "--adapter", adapter, "--save-every", "0",
+            *extra,
+        ).output  # fmt: skip
         videos[name] = sum(encoded)
         weights[name] = load_file(
             out / ("model.safetensors" if adapter == "full" else "adapter_model.safetensors")
