@@ -525,10 +525,10 @@ def test_the_align_stage_resumes_a_finished_checkpoint_of_its_own_settings(tmp_p
     assert resumed == [False, True]
 
 
-def test_alignments_beside_each_other_export_what_one_run_alone_exports(tmp_path, tiny_cogvideox_dir):
+def test_alignments_beside_each_other_export_what_one_run_alone_exports(tmp_path, tiny_cogvideox_dir, capfd):
     """align.parallel's two ways, in this process and in a child process (one thread each, no bars),
     export exactly what the stage run alone with one thread does; the child reports its peak memory; the
-    setting changes when, not what, is trained."""
+    setting changes when, not what, is trained; their lines are known by the stage's name."""
     import torch
     from safetensors.torch import load_file
 
@@ -561,6 +561,9 @@ def test_alignments_beside_each_other_export_what_one_run_alone_exports(tmp_path
         finally:
             torch.set_num_threads(threads)
         assert torch.get_num_threads() == threads  # "here" gives back this process's threads
+        said = capfd.readouterr().out
+        if mode != "alone":  # the name once: it read "align:rwl: align: rwl, full fine-tune, ..."
+            assert "align:rwl: full fine-tune, " in said and "align: rwl" not in said, said
         weights.append(load_file(str(next((w / "aligned_rwl").glob("pipeline/transformer/*.safetensors")))))
     assert [r["steps"] for r in results] == [3, 3, 3]
     assert results[2]["peak_rss_mb"] > 0 and "peak_rss_mb" not in results[0] | results[1]

@@ -515,7 +515,12 @@ def _align_quietly(cfg: Any, name: str) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # (this process's other work waits meanwhile: the stages beside are processes)
     try:
-        r = train(cfg, progress=False, log=lambda line: print(f"{name}: {line}", flush=True))
+        # The stage's name says what the trainer's first line opens with ("align:rs: align: rs, full ...").
+        r = train(
+            cfg,
+            progress=False,
+            log=lambda line: print(f"{name}: {line.removeprefix(f'align: {cfg.method}, ')}", flush=True),
+        )
     finally:
         torch.set_num_threads(threads)
     return {"steps": r.steps, "export": str(r.export_dir)}
