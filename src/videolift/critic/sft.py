@@ -121,6 +121,7 @@ class _Training:
     total: int
     n_trainable: int
     video_features: Any = None  # a critic.vision_cache.VideoFeatureCache, or None: encoded with each batch
+    uncached_because: str | None = None  # why None (critic.vision_cache.cache_reason)
 
 
 @dataclass
@@ -179,6 +180,8 @@ def _run_sft(
             log(
                 f"vision tower frozen: each video's features computed once and kept (up to {cfg.vision_cache_mb} MB)"
             )
+        elif cfg.vision_cache_mb:  # said, as a run that trains its tower (or shards it) is slower for it
+            log(f"video features encoded with each batch: {run.uncached_because}")
 
     collate = ChatCollator(
         run.processor,
@@ -265,7 +268,7 @@ def _set_up(
     scheduler = get_cosine_schedule_with_warmup(optimizer, round(cfg.warmup_ratio * total), total)
     start_run(accelerator, out, cfg, overwrite=overwrite, held=held)
     model, optimizer = accelerator.prepare(model, optimizer)
-    video_features = _video_feature_cache(accelerator, model, family, cfg)
+    video_features, uncached_because = _video_feature_cache(accelerator, model, family, cfg)
     # FSDP2's prepare replaces every parameter with a sharded one (and points the optimizer at it): the
     # list taken before holds no gradients, so clipping it clipped nothing and logged a norm of 0.
     params = [p for p in model.parameters() if p.requires_grad]
@@ -273,7 +276,7 @@ def _set_up(
     save_trainable_only(accelerator)
     return _Training(
         cfg, out, accelerator, main, world, rank, model, optimizer, scheduler, params, processor, family,
-        per_epoch, total, n_trainable, video_features,
+        per_epoch, total, n_trainable, video_features, uncached_because,
     )  # fmt: skip
 
 
@@ -447,15 +450,16 @@ def _finish(run: _Training, state: _Progress, resumed: int, finalize: Any) -> SF
     return result
 
 
-def _video_feature_cache(accelerator: Any, model: Any, family: Any, cfg: SFTConfig) -> Any:
-    """The run's cache of its videos' features (``critic.vision_cache``), or None where it is not exact."""
+def _video_feature_cache(accelerator: Any, model: Any, family: Any, cfg: SFTConfig) -> tuple[Any, str | None]:
+    """The run's cache of its videos' features (``critic.vision_cache``), or None and why where it would not
+    be exact."""
     from videolift.critic.vision_cache import VideoFeatureCache, cache_reason
 
     inner = accelerator.unwrap_model(model)
     inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner  # under peft
-    if cache_reason(accelerator, inner, family, cfg.vision_cache_mb << 20) is not None:
-        return None
-    return VideoFeatureCache(accelerator, inner, cfg.vision_cache_mb << 20)
+    if why := cache_reason(accelerator, inner, family, cfg.vision_cache_mb << 20):
+        return None, why
+    return VideoFeatureCache(accelerator, inner, cfg.vision_cache_mb << 20), None
 
 
 def _prefetched(pool: Any, make: Callable[[int], Any], indices: Iterable[int]) -> Iterator[tuple[int, Any]]:
