@@ -124,3 +124,55 @@ def test_an_interrupted_save_of_the_vae_phase_is_not_taken_for_a_finished_phase(
         pretrain_t2v(tmp_path / "t2v", T2VPretrainConfig(vae=VAEPhase(steps=2)))
     work = tmp_path / ".t2v.work"
     assert not (work / "base_vae" / "model_index.json").exists()  # a rerun trains the phase again
+
+
+def _tiny(steps: int, **kw):
+    from videolift.toy.pretrain_t2v import DecoderPhase, T2VPretrainConfig, VAEPhase
+
+    return T2VPretrainConfig(
+        vae=VAEPhase(steps=2),
+        corpus_size=8,
+        steps=steps,
+        batch=4,
+        warmup=1,
+        eval_prompts=1,
+        sample_steps=1,
+        first_steps=0,
+        polish_steps=0,
+        decoder=DecoderPhase(steps=2, batch=2),
+        **kw,
+    )
+
+
+def test_a_rerun_with_more_steps_exports_the_longer_run_not_the_old_decoder_phase(tmp_path):
+    # The decoder phase's finished pipeline was reused whatever transformer it had sharpened: a rerun that
+    # trained the transformer further exported the old, shorter-trained one (its report said the new steps).
+    from diffusers import CogVideoXPipeline
+
+    from videolift.toy.pretrain_t2v import pretrain_t2v
+
+    out, work = tmp_path / "t2v", tmp_path / ".t2v.work"
+    pretrain_t2v(out, _tiny(2))
+    pretrain_t2v(out, _tiny(4))
+    exported = CogVideoXPipeline.from_pretrained(out).transformer.state_dict()
+    trained = CogVideoXPipeline.from_pretrained(work / "transformer" / "pipeline").transformer.state_dict()
+    assert all(torch.equal(exported[k], trained[k]) for k in trained)
+
+
+def test_a_rerun_with_other_settings_is_refused_before_it_reuses_the_work_directory(tmp_path):
+    # A rerun took the corpus (captioned by the other --corpus-text) and the VAE of the first run's settings,
+    # unsaid, and reported the new ones.
+    from videolift.core.errors import VideoliftError
+    from videolift.toy.pretrain_t2v import VAEPhase, pretrain_t2v
+
+    out = tmp_path / "t2v"
+    pretrain_t2v(out, _tiny(2))
+    before = (out / "videolift_pretrain.json").read_text()
+    for changed in (_tiny(2, corpus_text="prompt"), _tiny(2, seed=1)):
+        with pytest.raises(VideoliftError, match=r"\.t2v\.work was started with other settings"):
+            pretrain_t2v(out, changed)
+    changed = _tiny(2)
+    changed.vae = VAEPhase(steps=3)
+    with pytest.raises(VideoliftError, match="vae.steps: 2 then, 3 now"):
+        pretrain_t2v(out, changed)
+    assert (out / "videolift_pretrain.json").read_text() == before

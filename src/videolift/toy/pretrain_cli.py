@@ -151,7 +151,8 @@ def pretrain_t2v_command(
     ),
 ) -> None:
     """Pretrain the toy T2V base (CogVideoX classes): the VAE on toy clips, then the transformer on a
-    rendered web corpus with defects. Writes OUT (pipeline + videolift_pretrain.json quality report)."""
+    rendered web corpus with defects. Writes OUT (pipeline + videolift_pretrain.json quality report); the
+    phases are kept in .OUT.work, where a rerun continues (docs/toy-world.md)."""
     from dataclasses import replace
 
     from videolift.toy.pretrain_t2v import T2VPretrainConfig, pretrain_t2v

@@ -242,6 +242,46 @@ def check_replaceable(out: Path) -> None:
         )
 
 
+WORK_SETTINGS = "pretrain_config.json"  # in the work directory: the settings its phases were made with
+# What a rerun may change: the transformer phases' updates (they resume from their checkpoints, or start)
+# and the decoder phase (redone when its settings or the model it sharpens changed).
+RERUN_MAY_CHANGE = ("first_steps", "steps", "polish_steps", "decoder")
+
+
+def check_work_settings(work: Path, cfg: T2VPretrainConfig) -> None:
+    """Refuse a rerun whose settings differ from those the work directory's finished phases (VAE, corpora)
+    were made with in anything but ``RERUN_MAY_CHANGE``: they would be reused unsaid, and reported as the
+    new settings. The first run records its settings."""
+    now = _flat(asdict(cfg))
+    path = work / WORK_SETTINGS
+    if not path.is_file():
+        with atomic_write(path) as handle:
+            json.dump(asdict(cfg), handle, indent=1)
+        return
+    then = _flat(read_json(path))
+    differ = [
+        f"{k}: {then.get(k)!r} then, {now.get(k)!r} now"
+        for k in sorted(set(now) | set(then))
+        if k.split(".")[0] not in RERUN_MAY_CHANGE and now.get(k) != then.get(k)
+    ]
+    if differ:
+        raise VideoliftError(
+            f"{work} was started with other settings (" + "; ".join(differ) + "): rerun with those to "
+            f"continue it, or delete {work} to start again"
+        )
+
+
+def _flat(settings: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"vae": {"steps": 2}}`` -> ``{"vae.steps": 2}``."""
+    flat: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            flat |= _flat(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def pretrain_t2v(out: str | Path, cfg: T2VPretrainConfig | None = None, minutes: float | None = None) -> dict:
     """Build, train and save the toy base T2V pipeline; returns the quality report."""
     from videolift.align.config import AlignConfig
@@ -253,6 +293,7 @@ def pretrain_t2v(out: str | Path, cfg: T2VPretrainConfig | None = None, minutes:
     check_replaceable(out)
     work = out.parent / f".{out.name}.work"
     work.mkdir(parents=True, exist_ok=True)
+    check_work_settings(work, cfg)
     start = time.time()
     budget = None if minutes is None else minutes * 60
     log_path = work / "pretrain_log.jsonl"
@@ -367,16 +408,23 @@ def sharpen_pipeline(
     log: Callable | None = None,
     deadline: float | None = None,
 ) -> Path:
-    """The decoder phase on a saved pipeline; writes ``work_dir/pipeline`` (kept: a rerun skips it)."""
+    """The decoder phase on a saved pipeline; writes ``work_dir/pipeline`` (kept: a rerun of the same model
+    and settings skips it)."""
     from shutil import rmtree
 
     from diffusers import CogVideoXPipeline
 
+    from videolift.core.files import weights_digest
     from videolift.toy.sharpen_decoder import sharpen_decoder
 
     done = work_dir / "pipeline"
-    if (done / "model_index.json").exists():
+    # A finished phase is reused only for the same model and settings: a rerun that trained the transformer
+    # further must not export the earlier transformer this phase sharpened.
+    source = {"model": weights_digest(model), "seed": cfg.seed, "decoder": asdict(cfg.decoder)}
+    made_from = work_dir / "source.json"
+    if (done / "model_index.json").exists() and made_from.is_file() and read_json(made_from) == source:
         return done
+    rmtree(done, ignore_errors=True)
     pipe = CogVideoXPipeline.from_pretrained(model)
     report = sharpen_decoder(
         pipe.vae,
@@ -390,7 +438,8 @@ def sharpen_pipeline(
     rmtree(tmp, ignore_errors=True)
     pipe.save_pretrained(tmp)
     (work_dir / "decoder_report.json").write_text(json.dumps(report))
-    tmp.rename(done)
+    made_from.write_text(json.dumps(source))
+    tmp.rename(done)  # last: marks the phase done
     return done
 
 
