@@ -142,3 +142,16 @@ def test_pretrain_report_has_caption_accuracies(pretrained) -> None:
     assert set(report["vision_probe"]) >= {"colours", "shapes", "action", "motion", "fidelity"}
     config = json.loads((out / "pretrain_config.json").read_text())
     assert config["steps_run"] == 3 and config["vision_steps_run"] == 3 and config["num_frames"] == 9
+
+
+def test_pretrain_vlm_refuses_an_out_holding_another_run_before_any_work(tmp_path) -> None:
+    # --out naming another run's directory (a critic's) deleted its checkpoints, logs and model files
+    # (the caption stage replaces its own run there), unsaid.
+    out = tmp_path / "critic"
+    (out / "checkpoints" / "step-100").mkdir(parents=True)
+    (out / "model.safetensors").write_bytes(b"someone's weights")
+    result = CliRunner().invoke(_app(), _args(out))
+    assert result.exit_code == 1, result.output
+    assert "not a toy VLM written by `videolift toy pretrain-vlm`" in result.output
+    assert (out / "checkpoints" / "step-100").is_dir() and not (out / "corpus").exists()
+    assert (out / "model.safetensors").read_bytes() == b"someone's weights"

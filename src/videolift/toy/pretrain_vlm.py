@@ -215,7 +215,7 @@ def pretrain_vlm(
 
     cfg = cfg or PretrainVLMConfig()
     out = Path(out)
-    refuse_file_as_dir(out)  # before the corpus is rendered into it
+    check_own_out(out)  # before the corpus is rendered into it
     torch.set_num_threads(cfg.threads)
     started = time.time()
     work = out / "corpus"
@@ -238,6 +238,18 @@ def pretrain_vlm(
     else:
         shutil.rmtree(work / "init", ignore_errors=True)
     return report
+
+
+def check_own_out(out: Path) -> None:
+    """Refuse an OUT that is a file, or a directory holding something else than this command's run (one
+    started renders its corpus first; one finished keeps its config): the caption stage clears the
+    checkpoints, logs and model files of the run it replaces, so another run's would go."""
+    refuse_file_as_dir(out)
+    if out.is_dir() and any(out.iterdir()) and not ((out / CONFIG).is_file() or (out / "corpus").is_dir()):
+        raise VideoliftError(
+            f"--out {out}: not empty and not a toy VLM written by `videolift toy pretrain-vlm` (no {CONFIG} "
+            "or corpus/); its model files and checkpoints would be replaced, so choose a new or empty directory"
+        )
 
 
 def _trained(out: Path, cfg: PretrainVLMConfig) -> bool:
