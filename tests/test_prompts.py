@@ -273,3 +273,15 @@ def test_expansion_errors(chat_lms, tmp_path):
         expand_prompts(["a dog"], str(root / "nochat"), progress=False)
     with pytest.raises(VideoliftError, match="cannot load a causal chat LM"):
         expand_prompts(["a dog"], str(tmp_path / "missing"), progress=False)
+
+
+def test_cli_refuses_a_system_prompt_without_an_expansion_lm(tmp_path):
+    # --system-prompt without --expand-with wrote short prompts and said nothing (a forgotten --expand-with).
+    (tmp_path / "system.txt").write_text("Describe it.")
+    out = tmp_path / "p.txt"
+    system = ["--system-prompt", str(tmp_path / "system.txt")]
+    args = ["prompts", "sample", "--n", "3", "--out", str(out), *system]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "--system-prompt" in result.output and "--expand-with" in result.output
+    assert not out.exists()

@@ -31,7 +31,9 @@ def sample(
         help="A transformers chat LM (directory or Hub id) that rewrites each prompt in detail.",
     ),
     system_prompt: Path | None = typer.Option(
-        None, "--system-prompt", help="Text file replacing the built-in expansion instructions."
+        None,
+        "--system-prompt",
+        help="Text file replacing the built-in expansion instructions (with --expand-with).",
     ),
     max_new_tokens: int = typer.Option(
         200, "--max-new-tokens", min=1, help="Expansion length limit in tokens."
@@ -52,6 +54,8 @@ def sample(
 
     if out.suffix.lower() not in (".jsonl", ".txt"):
         raise UsageError(f"--out {out}: use a .jsonl file (prompts with categories) or .txt (prompts only)")
+    if system_prompt is not None and not expand_with:  # instructions for an LM not asked for
+        raise UsageError(f"--system-prompt {system_prompt}: only used with --expand-with (expansion's LM)")
     check_outputs([("--out", out)], [("--exclude", p) for p in exclude], overwrite=overwrite)
     taken: set[str] = set()
     for path in exclude:  # an expanded .jsonl excludes its short prompts too: those are what is drawn
