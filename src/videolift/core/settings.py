@@ -19,6 +19,18 @@ from videolift.core.errors import DataError
 from videolift.core.jsonl import read_yaml
 
 
+def dotted(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings as dotted names (``{"vae": {"steps": 2}}`` -> ``{"vae.steps": 2}``), to say which one
+    changed; an empty mapping stays a value."""
+    out: dict[str, Any] = {}
+    for k, v in settings.items():
+        if isinstance(v, dict) and v:
+            out |= dotted(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def takes_bool(annotation: Any) -> bool:
     """Whether a field of this type is meant to hold true / false (bool, bool | None, Literal[True])."""
     if annotation is bool or annotation is Any:

@@ -32,6 +32,7 @@ from rich.console import Console
 from videolift.core.errors import VideoliftError
 from videolift.core.files import content_hash, fingerprint
 from videolift.core.jsonl import atomic_write, read_json
+from videolift.core.settings import dotted
 from videolift.pipeline import ranks
 
 console = Console()
@@ -191,7 +192,7 @@ class Runner:
     def _changes(self, stage: Stage, entry: dict[str, Any]) -> str:
         """ ": what changed" since ``entry``: the settings it recorded that differ, and its input files
         that differ (entries of versions that did not record their inputs' prints: the settings alone)."""
-        was, now = _flat(self.relative(entry.get("settings") or {})), _flat(self.relative(stage.settings))
+        was, now = dotted(self.relative(entry.get("settings") or {})), dotted(self.relative(stage.settings))
         said = [f"{k} {was.get(k, '(unset)')} -> {now.get(k, '(unset)')}" for k in sorted(was.keys() | now.keys())
                 if was.get(k, _UNSET) != now.get(k, _UNSET)]  # fmt: skip
         if (recorded := entry.get("inputs")) is not None:
@@ -416,17 +417,6 @@ def _died(what: str, processes: list[Any]) -> str:
 
 
 _UNSET = object()
-
-
-def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested settings as dotted names (``prompts.n``), to say which one changed."""
-    out: dict[str, Any] = {}
-    for k, v in settings.items():
-        if isinstance(v, dict) and v:
-            out |= _flat(v, f"{prefix}{k}.")
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def _now() -> str:

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from videolift.core.errors import VideoliftError
 from videolift.core.jsonl import atomic_write, read_json
+from videolift.core.settings import dotted
 from videolift.models.tiny_cogvideox import TinyCogVideoXConfig
 from videolift.toy.sharpen_decoder import DecoderPhase
 
@@ -252,13 +253,13 @@ def check_work_settings(work: Path, cfg: T2VPretrainConfig) -> None:
     """Refuse a rerun whose settings differ from those the work directory's finished phases (VAE, corpora)
     were made with in anything but ``RERUN_MAY_CHANGE``: they would be reused unsaid, and reported as the
     new settings. The first run records its settings."""
-    now = _flat(asdict(cfg))
+    now = dotted(asdict(cfg))
     path = work / WORK_SETTINGS
     if not path.is_file():
         with atomic_write(path) as handle:
             json.dump(asdict(cfg), handle, indent=1)
         return
-    then = _flat(read_json(path))
+    then = dotted(read_json(path))
     differ = [
         f"{k}: {then.get(k)!r} then, {now.get(k)!r} now"
         for k in sorted(set(now) | set(then))
@@ -269,17 +270,6 @@ def check_work_settings(work: Path, cfg: T2VPretrainConfig) -> None:
             f"{work} was started with other settings (" + "; ".join(differ) + "): rerun with those to "
             f"continue it, or delete {work} to start again"
         )
-
-
-def _flat(settings: dict, prefix: str = "") -> dict[str, Any]:
-    """``{"vae": {"steps": 2}}`` -> ``{"vae.steps": 2}``."""
-    flat: dict[str, Any] = {}
-    for key, value in settings.items():
-        if isinstance(value, dict):
-            flat |= _flat(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def pretrain_t2v(out: str | Path, cfg: T2VPretrainConfig | None = None, minutes: float | None = None) -> dict:
