@@ -26,6 +26,14 @@ def tiny_cogvideox_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture
+def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty local Hub cache, offline (HF_HUB_OFFLINE); ``hub_cache.publish`` puts models in it."""
+    from hub_cache import offline_hub
+
+    return offline_hub(tmp_path / "hub", monkeypatch)
+
+
 @pytest.fixture(autouse=True)
 def one_thread():
     """Tiny models gain nothing from threads; on a shared 2-core machine they only contend."""

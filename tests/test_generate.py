@@ -532,6 +532,32 @@ def test_hub_failure_offline_keeps_a_local_models_own_reason(monkeypatch, tmp_pa
     assert "HF_HUB_OFFLINE is set" in hub_failure("org/m", missing)
 
 
+@pytest.mark.parametrize("offline", [True, False], ids=["offline", "online"])
+@pytest.mark.parametrize("model", ["./models/mine", "/data/models/mine", "~/mine", "runs/a/pipeline"])
+def test_hub_failure_says_a_missing_path_is_missing_not_to_download(monkeypatch, model, offline):
+    """A mistyped local path is not a Hub id: offline it was told to run `hf download ./models/mine`, online
+    it got huggingface_hub's "Repo id must be in the form 'repo_name' or 'namespace/repo_name'"."""
+    from huggingface_hub import constants
+
+    from videolift.core.hub import hub_failure
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
+    error = ValueError(f"Repo id must be in the form 'repo_name' or 'namespace/repo_name': '{model}'.")
+    assert hub_failure(model, error) == f"no such directory {model}, and not a Hub id like owner/name"
+
+
+def test_an_align_model_path_that_does_not_exist_is_not_sent_to_the_hub(tmp_path):
+    """``align --model ./typo`` (and eval's, critic's, --clip's): no such directory, before any output."""
+    from align_world import make_world
+
+    world, out = make_world(tmp_path, size=32), tmp_path / "out"
+    args = ["align", "--model", "./typo/pipeline", "--scores", str(world / "scores.jsonl"), "--videos"]
+    result = CliRunner().invoke(app, [*args, str(world), "--out", str(out), "--no-progress"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "no such directory ./typo/pipeline, and not a Hub id" in " ".join(result.output.split())
+    assert "hf download" not in result.output and not out.exists()
+
+
 def test_a_device_torch_cannot_use_is_refused_before_anything_is_written(
     tiny_pipeline, prompts_txt, tmp_path
 ):

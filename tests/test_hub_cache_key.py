@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import videolift.core.files
+from hub_cache import publish
 from videolift.align.cache import model_fingerprint
 from videolift.align.inputs import denoisers
 from videolift.models.families import get_spec
@@ -21,43 +21,6 @@ from videolift.models.families import get_spec
 BASE = Path(__file__).resolve().parents[1] / "src/videolift/toy/assets/t2v"  # a tiny CogVideoX
 REPO_ID = "owner/tiny"
 VAE_WEIGHTS = "vae/diffusion_pytorch_model.safetensors"
-
-
-def publish(
-    hub: Path, repo_id: str, source: Path, commit: str, replace: dict[str, bytes] | None = None
-) -> Path:
-    """``source``'s files as the snapshot ``commit`` of ``repo_id`` in the Hub cache ``hub``, and ``main``
-    pointing at it: each file a relative symlink to its blob (shared by snapshots), as huggingface_hub
-    downloads them. ``replace``: other contents for some files."""
-    repo = hub / f"models--{repo_id.replace('/', '--')}"
-    snapshot = repo / "snapshots" / commit
-    for file in sorted(p for p in source.rglob("*") if p.is_file()):
-        name = file.relative_to(source).as_posix()
-        data = (replace or {}).get(name, file.read_bytes())
-        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
-        blob.parent.mkdir(parents=True, exist_ok=True)
-        if not blob.exists():
-            blob.write_bytes(data)
-        link = snapshot / name
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(os.path.relpath(blob, link.parent))
-    (repo / "refs").mkdir(exist_ok=True)
-    (repo / "refs/main").write_text(commit)
-    return snapshot
-
-
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    """An empty Hub cache, offline. diffusers (0.42) keeps no copy of the cache's place: it passes
-    ``cache_dir=None`` to huggingface_hub, which reads ``constants.HF_HUB_CACHE`` at each call."""
-    from huggingface_hub import constants
-
-    path = tmp_path / "hub"
-    path.mkdir()
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(path))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return path
 
 
 def key(model: str, memo: Path | None = None) -> str:

@@ -11,10 +11,14 @@ def hub_failure(model: str, exc: BaseException) -> str:
     ``HF_HUB_OFFLINE`` set, that setting. Offline, diffusers' and transformers' own messages name a
     missing file or a revision ("does not appear to have a file named model_index.json"), not the
     setting that stopped the download; the user's next step is a download or a local directory. A local
-    directory that fails keeps the library's reason (a missing weight file, a broken config).
+    directory that fails keeps the library's reason (a missing weight file, a broken config); a path that
+    does not exist and cannot be a Hub id (``./x``) is said to be missing, not to be downloaded.
     """
     from huggingface_hub import constants
 
+    if not Path(model).expanduser().exists() and not can_be_hub_id(model):
+        # A path that does not exist (./x, /data/x, a/b/c): not a download to make, whatever the setting
+        return f"no such directory {model}, and not a Hub id like owner/name"
     if constants.HF_HUB_OFFLINE and not Path(model).expanduser().exists():  # a local model's own reason stays
         return (
             f"HF_HUB_OFFLINE is set and {model} is not in the Hub cache {constants.HF_HUB_CACHE}: download "
@@ -22,6 +26,18 @@ def hub_failure(model: str, exc: BaseException) -> str:
         )
     first = str(exc).splitlines()[0] if str(exc).strip() else ""
     return first or type(exc).__name__
+
+
+def can_be_hub_id(model: str) -> bool:
+    """``model`` has the form of a Hub repository id (``owner/name``, or a legacy ``name``), as
+    huggingface_hub validates it: ``./x``, ``/data/x``, ``~/x`` or ``a/b/c`` are paths, never ids."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(model)
+    except HFValidationError:
+        return False
+    return True
 
 
 def base_directory(model: str) -> Path | None:
