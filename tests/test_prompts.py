@@ -285,3 +285,33 @@ def test_cli_refuses_a_system_prompt_without_an_expansion_lm(tmp_path):
     assert result.exit_code == 2, result.output
     assert "--system-prompt" in result.output and "--expand-with" in result.output
     assert not out.exists()
+
+
+def test_expand_with_a_hub_id_loads_from_the_hub_cache_offline_and_says_how_to_get_one_not_there(
+    chat_lms, hub, tmp_path
+):
+    """Offline, an id not in the Hub cache was refused with transformers' "We couldn't connect to
+    'https://huggingface.co'": neither HF_HUB_OFFLINE nor the download to make was named."""
+    from hub_cache import publish
+
+    root, tokenizer = chat_lms
+    publish(hub, "owner/chat", root / "zero", "a" * 40)
+    out = tmp_path / "p.jsonl"
+    args = ["prompts", "sample", "--n", "2", "--max-new-tokens", "6", "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--expand-with", "owner/chat"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {r["expanded_with"] for r in records} == {"owner/chat"}
+    assert {r["prompt"] for r in records} == {tokenizer.decode([0] * 6).strip()}
+
+    out.unlink()
+    result = CliRunner().invoke(app, [*args, "--expand-with", "owner/other"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    text = " ".join(result.output.split())
+    assert (
+        f"--expand-with owner/other: cannot load a causal chat LM (HF_HUB_OFFLINE is set and owner/other is not in the Hub cache {hub}"
+        in text
+    )
+    assert "`hf download owner/other`" in text and not out.exists()
+    result = CliRunner().invoke(app, [*args, "--expand-with", "./my-lm"])
+    assert "(no such directory ./my-lm, and not a Hub id like owner/name)" in " ".join(result.output.split())

@@ -178,8 +178,11 @@ def load_chat_lm(model: str, *, device: str = "auto", dtype: str = "auto"):
         tokenizer = AutoTokenizer.from_pretrained(model)
         lm = AutoModelForCausalLM.from_pretrained(model, dtype=resolve_dtype(dtype))
     except (OSError, ValueError) as exc:
+        from videolift.core.hub import hub_failure
+
+        # Offline, transformers says only that it "couldn't connect": hub_failure names HF_HUB_OFFLINE and the fix
         raise VideoliftError(
-            f"--expand-with {model}: cannot load a causal chat LM ({str(exc).splitlines()[0]})"
+            f"--expand-with {model}: cannot load a causal chat LM ({hub_failure(model, exc)})"
         ) from None
     if not tokenizer.chat_template:
         raise VideoliftError(
