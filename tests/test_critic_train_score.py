@@ -633,6 +633,36 @@ def test_eval_reports_metrics_matching_the_scores(world, critic_dir, tmp_path):
     assert "macro-F1" in result.stdout and "confusion" in result.stdout and "pairwise judged" in result.stdout
 
 
+def test_a_hub_check_model_or_critic_base_not_in_the_hub_cache_is_refused_before_any_work(
+    world, critic_dir, hub, tmp_path, tiny_cogvideox_dir
+):
+    """Offline, `critic train --check --check-model ID` said so only once the first passes began, leaving
+    OUT/checks.json.parts behind; `eval --critic` of a LoRA critic on a Hub base only after every model
+    had generated its videos."""
+    from hub_cache import publish
+
+    out = tmp_path / "critic"
+    refused = train(world, out, "--check", "--check-model", "owner/checker", steps=1, fails=True)
+    text = " ".join(refused.output.split())
+    assert "--check-model: cannot read the model config of 'owner/checker'" in text
+    assert "HF_HUB_OFFLINE is set" in text and "`hf download owner/checker`" in text
+    assert not out.exists()
+
+    critic = shutil.copytree(critic_dir, tmp_path / "hub_critic")  # a LoRA critic trained on owner/vlm
+    spec = json.loads((critic / "critic_spec.json").read_text())
+    assert spec["adapter"] == "lora"
+    (critic / "critic_spec.json").write_text(json.dumps(spec | {"base_model": "owner/vlm"}))
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a white square on red\n")
+    args = ["eval", "--model", tiny_cogvideox_dir, "--critic", critic, "--prompts", prompts, "--steps", "1"]
+    refused = run(*args, "--out", tmp_path / "eval", "--no-progress", fails=True)
+    text = " ".join(refused.output.split())
+    assert f"--critic {critic}: its base model: cannot read the model config of 'owner/vlm'" in text
+    assert "`hf download owner/vlm`" in text and not (tmp_path / "eval").exists()
+    publish(hub, "owner/vlm", world / "base", "a" * 40)  # in the Hub cache: it loads and rates
+    assert load_critic(critic).spec.base_model == "owner/vlm"
+
+
 def test_an_adjudicated_videos_review_replaces_its_raters_in_training_and_evaluation(world, tmp_path):
     """`annotate export --with-reviews` adds an admin's review of a doubtful video: critic train learns
     its labels and critic eval judges by them, not by the raters' records (one more vote beside them)."""

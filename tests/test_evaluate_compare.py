@@ -9,6 +9,8 @@ from typer.testing import CliRunner
 from videolift.cli import app
 
 TOY = ("--height", "48", "--width", "48")  # the clip size the oracle rates (the tiny model makes 64x64)
+# The base of the tests' stand-in LoRA critics: eval reads its config before the first video
+BASE = str(Path(__file__).resolve().parents[1] / "src/videolift/toy/assets/vlm")
 
 
 def test_eval_rates_every_model_on_the_same_prompts_and_seeds(tmp_path, tiny_cogvideox_dir):
@@ -132,7 +134,7 @@ def test_eval_loads_its_critic_once_every_model_has_generated(tmp_path, tiny_cog
     assert (
         refused.exit_code == 1 and "critic_spec.json" in refused.output and events == []
     )  # before generating
-    CriticSpec(base_model="b", model_type="qwen2_vl").save(critic)
+    CriticSpec(base_model=BASE, model_type="qwen2_vl").save(critic)
     result = CliRunner().invoke(
         app, [*args, "--critic", str(critic), "--out", str(tmp_path / "e"), "--steps", "1"]
     )
@@ -156,7 +158,7 @@ def test_eval_passes_its_sampler_device_and_dtypes_on_and_checks_them_first(
         compare, "critic_ratings", lambda c, manifest, *a: [{} for _ in manifest.read_text().splitlines()]
     )
     critic = tmp_path / "critic"
-    CriticSpec(base_model="b", model_type="qwen2_vl").save(critic)
+    CriticSpec(base_model=BASE, model_type="qwen2_vl").save(critic)
     prompts = tmp_path / "p.jsonl"
     prompts.write_text('{"text": "a red circle moves left in a sand desert"}\n{"text": "a dog on a beach"}\n')
     out, model = tmp_path / "eval", str(tiny_cogvideox_dir)
@@ -802,7 +804,7 @@ def test_eval_maps_labels_by_the_critics_own_reward_mapping_and_says_so(
     own = RewardConfig(scores={"Good": 1.0, "Normal": 0.5, "Bad": 0.0})
     critic = tmp_path / "critic"
     critic.mkdir()
-    CriticSpec(base_model="b", model_type="qwen2_vl", reward=own).save(critic)
+    CriticSpec(base_model=BASE, model_type="qwen2_vl", reward=own).save(critic)
     prompts = tmp_path / "p.txt"
     prompts.write_text("a red circle moves left in a sand desert\n")
     out = tmp_path / "e"
@@ -833,7 +835,7 @@ def test_eval_maps_labels_by_the_critics_own_reward_mapping_and_says_so(
     assert data["summary"][name]["critic"]["mean_reward"] == pytest.approx(1.85 / 3)
     assert "note: Rewards" not in said and "Not the paper's" not in (out / "report.html").read_text()
 
-    CriticSpec(base_model="b", model_type="qwen2_vl").save(critic)  # a critic of the paper's mapping
+    CriticSpec(base_model=BASE, model_type="qwen2_vl").save(critic)  # a critic of the paper's mapping
     data, said = evaluated()
     assert data["reward_config"] == RewardConfig().model_dump(mode="json") and "note: Rewards" not in said
 

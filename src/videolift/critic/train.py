@@ -156,6 +156,11 @@ def train_critic(
     refuse_file_as_dir(out)  # before the model loads
     check_base_dir(base)  # before the records are read and the weights hashed
     reward = RewardConfig.load(reward_config)
+    if check_model:  # loaded only by the first passes, after OUT is made: a missing one is found now
+        try:
+            model_type_of(resolve_base(check_model))
+        except VideoliftError as exc:
+            raise VideoliftError(f"--check-model: {exc}") from None
     try:
         spec = CriticSpec(
             base_model=base,

@@ -280,7 +280,15 @@ def _preflight(
         from videolift.critic.spec import CriticSpec
 
         check_finished(Path(critic_dir))
-        CriticSpec.load(Path(critic_dir))
+        spec = CriticSpec.load(Path(critic_dir))
+        if spec.adapter == "lora":  # the base it loads on (a Hub id not cached offline, a moved directory)
+            from videolift.core.errors import VideoliftError
+            from videolift.models.vlm import model_type_of
+
+            try:
+                model_type_of(spec.base_model)
+            except VideoliftError as exc:
+                raise VideoliftError(f"--critic {critic_dir}: its base model: {exc}") from None
     if checked is not None:  # after every check: an error is not preceded by advice
         checked()
     return names
