@@ -890,3 +890,39 @@ def test_the_evaluation_maps_rewards_as_alignment_did(tmp_path, monkeypatch):
     assert same.key() == default.key() and seen["reward"].is_paper()  # the same figures: not redone
     oracle = stage("align: {rewards: oracle}\n")
     assert seen["reward"].is_paper() and "oracle" in seen["reward_source"] and oracle.key() == default.key()
+
+
+def test_a_hub_model_not_in_the_hub_cache_offline_is_refused_before_the_first_stage(
+    hub, tmp_path, monkeypatch
+):
+    """Offline, `run` found the VLM missing from the Hub cache only at its critic stage, after generating and
+    rating the videos (and with rated data given, the T2V model only after training the critics)."""
+    import videolift.pipeline.run as run
+    from hub_cache import publish
+    from videolift.pipeline.run import run_pipeline
+
+    class Reached(Exception):
+        pass
+
+    def first_stage(*a, **k):
+        raise Reached
+
+    monkeypatch.setattr(run, "generate_stage", first_stage)
+    assets = Path(run.__file__).parents[1] / "toy/assets"
+    path = tmp_path / "p.yaml"
+    for models, missing, field in (
+        ("vlm: owner/vlm\n", "owner/vlm", "vlm"),
+        ("t2v: owner/t2v\n", "owner/t2v", "t2v"),
+    ):
+        path.write_text(f"workdir: {tmp_path / 'w'}\n{models}")
+        with pytest.raises(VideoliftError) as refused:
+            run_pipeline(PipelineConfig.load(path), progress=False)
+        message = str(refused.value)
+        assert message.startswith(f"{field}: cannot read the ") and f"'{missing}'" in message
+        assert f"HF_HUB_OFFLINE is set and {missing} is not in the Hub cache" in message
+        assert not (tmp_path / "w" / "hra_videos").exists()
+    publish(hub, "owner/t2v", assets / "t2v", "a" * 40)
+    publish(hub, "owner/vlm", assets / "vlm", "b" * 40)
+    path.write_text(f"workdir: {tmp_path / 'w'}\nt2v: owner/t2v\nvlm: owner/vlm\n")
+    with pytest.raises(Reached):  # both in the Hub cache: the run begins
+        run_pipeline(PipelineConfig.load(path), progress=False)

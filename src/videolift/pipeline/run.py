@@ -72,6 +72,20 @@ def run_pipeline(cfg: PipelineConfig, *, progress: bool = True, plan: bool = Fal
         raise VideoliftError(exc.message) from None
 
 
+def _check_models(t2v: str, vlm: str) -> None:
+    """The T2V model's model_index.json and the VLM's config.json readable (a local directory's, or a Hub
+    id's from the Hub cache or the Hub): the critic stages load the VLM only after the videos are generated
+    and rated, and with rated data given, the T2V model only after the critics are trained."""
+    from videolift.models.families import pipeline_class_of
+    from videolift.models.vlm import model_type_of
+
+    for field, check, model in (("t2v", pipeline_class_of, t2v), ("vlm", model_type_of, vlm)):
+        try:
+            check(model)
+        except VideoliftError as exc:
+            raise VideoliftError(f"{field}: {exc}") from None
+
+
 def _run_stages(cfg: PipelineConfig, runner: Runner, progress: bool, started: float) -> dict[str, Any] | None:
     w = cfg.workdir
     t2v = toy_asset("t2v") if cfg.t2v == TOY else cfg.t2v
@@ -86,6 +100,10 @@ def _run_stages(cfg: PipelineConfig, runner: Runner, progress: bool, started: fl
                 f"t2v {t2v} {why}; set sampler.frames {FRAMES}, sampler.height {SIZE} and sampler.width {SIZE}"
             )
 
+    if (
+        not runner.plan
+    ):  # a model that cannot load (offline, not in the Hub cache): found before the first stage
+        _check_models(t2v, vlm)
     if cfg.evaluate.clip is not None and not runner.plan:  # found now, not after hours of training
         from videolift.evaluate.clip_score import check_clip_model
 
