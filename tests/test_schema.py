@@ -365,7 +365,7 @@ def test_a_failed_write_names_its_file_and_ctrl_c_says_what_was_kept(tmp_path, m
 
     import typer
 
-    from videolift.cli import INTERRUPTED, _plain_errors
+    from videolift.cli import INTERRUPTED, INTERRUPTED_WHOLE, RESUMES, _plain_errors, app
     from videolift.core import jsonl
     from videolift.core.errors import VideoliftError
     from videolift.core.jsonl import append_jsonl, atomic_write
@@ -393,9 +393,21 @@ def test_a_failed_write_names_its_file_and_ctrl_c_says_what_was_kept(tmp_path, m
     def interrupted() -> None:
         raise KeyboardInterrupt
 
-    with pytest.raises(typer.Exit) as stopped:
-        _plain_errors(interrupted)()
-    assert stopped.value.exit_code == 130 and f"Interrupted: {INTERRUPTED}" in capsys.readouterr().err
+    for name in ("generate", "critic train", "toy corpus", "prompts sample"):
+        with pytest.raises(typer.Exit) as stopped:
+            _plain_errors(interrupted, name)()
+        said = capsys.readouterr().err
+        assert stopped.value.exit_code == 130
+        # the commands that keep their finished work say so; the others (all or nothing) that they start over
+        if name in ("generate", "critic train"):
+            assert f"Interrupted: {INTERRUPTED}" in said
+        else:
+            assert f"Interrupted: {INTERRUPTED_WHOLE}" in said and INTERRUPTED not in said
+    # RESUMES names commands as the CLI does ("critic train"): each one is a command
+    commands = typer.main.get_command(app).commands
+    for name in RESUMES:
+        group, _, sub = name.partition(" ")
+        assert group in commands and (not sub or sub in commands[group].commands), name
 
 
 def test_running_out_of_accelerator_memory_names_what_the_command_can_do_about_it():

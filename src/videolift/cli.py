@@ -46,11 +46,14 @@ COMMANDS = {
 }
 
 
-# Every long command keeps what it finished (videos, scores lines, checkpoints, stages) and continues there.
+# The commands that keep what they finished (videos, scores lines, checkpoints, stages, phases) and
+# continue there; the others write their output whole or not at all, so a rerun starts over.
+RESUMES = {"generate", "critic score", "critic train", "align", "eval", "run", "demo", "toy pretrain"}
 INTERRUPTED = (
     "what was finished is kept; run the same command again to continue "
     "(`align` and `critic train` with --resume)"
 )
+INTERRUPTED_WHOLE = "nothing half-written is kept; run the same command again to start over"
 
 # What takes less accelerator memory, by command: said when one runs out of it.
 _PIPELINE_MEMORY = (
@@ -148,7 +151,8 @@ def _plain_errors(fn, name: str = ""):
         except UnicodeDecodeError as exc:
             raise VideoliftError(f"an input is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         except KeyboardInterrupt:
-            typer.echo(f"\nInterrupted: {INTERRUPTED}", err=True)
+            # (`toy corpus`, `toy rate`, `prompts sample`, ... said "what was finished is kept" too)
+            typer.echo(f"\nInterrupted: {INTERRUPTED if name in RESUMES else INTERRUPTED_WHOLE}", err=True)
             raise typer.Exit(130) from None
         except Exception as exc:
             if _out_of_memory(exc):

@@ -100,14 +100,13 @@ def _run_stages(cfg: PipelineConfig, runner: Runner, progress: bool, started: fl
                 f"t2v {t2v} {why}; set sampler.frames {FRAMES}, sampler.height {SIZE} and sampler.width {SIZE}"
             )
 
-    if (
-        not runner.plan
-    ):  # a model that cannot load (offline, not in the Hub cache): found before the first stage
+    # A model that cannot load (offline, not in the Hub cache): found now, not hours later.
+    if not runner.plan:
         _check_models(t2v, vlm)
-    if cfg.evaluate.clip is not None and not runner.plan:  # found now, not after hours of training
-        from videolift.evaluate.clip_score import check_clip_model
+        if cfg.evaluate.clip is not None:
+            from videolift.evaluate.clip_score import check_clip_model
 
-        check_clip_model(cfg.evaluate.clip, option="evaluate.clip")
+            check_clip_model(cfg.evaluate.clip, option="evaluate.clip")
 
     # ---- data: ratings ------------------------------------------------------------------------------
     if cfg.hra.source == "toy-panel":
