@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -25,6 +26,7 @@ from test_annotate_support import (
 from videolift.cli import app
 from videolift.core.jsonl import read_jsonl
 from videolift.core.schema import HRARecord
+from videolift.data.annotate.admin import disagreements
 from videolift.data.annotate.app import create_app
 from videolift.data.annotate.models import CriticScore, Pair, Task, Video
 from videolift.data.annotate.project import Project
@@ -59,7 +61,8 @@ def test_review_lists_critic_disagreements_and_exports_adjudications(tmp_path):
         critic.write_text("".join(json.dumps(x) + "\n" for x in lines))
         cli("annotate", "import-critic", str(critic), "--project", str(project), "--critic", "tiny")
         again = client.post("/api/admin/critic?critic=tiny", headers=auth(admin), content=critic.read_bytes())
-        assert again.json() == {"matched": 3, "unmatched": 1, "unparsed": 1}  # replaces, no duplicates
+        # replaces, no duplicates; the same videos: no earlier score dropped
+        assert again.json() == {"matched": 3, "unmatched": 1, "unparsed": 1, "dropped": 0}
         review = client.get("/api/admin/review", headers=auth(admin)).json()
         assert review["critics"] == ["tiny"]
         # Good vs Good: agreement; Normal is one rank away (listed at min_gap 1); Bad is two (listed first).
@@ -226,6 +229,61 @@ def test_the_review_compares_with_the_last_imported_critic_and_says_which(tmp_pa
         cli("annotate", "import-critic", str(scores["zeta"]), "--project", str(project), "--critic", "zeta")
         assert listed() == (["alpha", "zeta"], "zeta", "zeta", "zeta says Normal")
     assert cli("annotate", "review", "--project", str(project)).startswith("v/0000.mp4\tgap 3.00\t")
+
+
+def test_importing_a_critic_again_replaces_it_whole_and_keeps_the_adjudications(tmp_path):
+    """Documented as replacing the critic, a re-import updated the videos of the new file and kept the
+    critic's old scores of the others: the review mixed two runs of the critic, unsaid."""
+    project, admin = make_project(tmp_path, n=3, r=1)
+    rater = add_annotator(project, "rater")
+    where = ["--project", str(project)]
+
+    def scores(name: str, videos: range, label: str = "Bad") -> str:
+        path = tmp_path / f"{name}.jsonl"
+        rating = {d: {"label": label, "reason": f"{name} says {label}"} for d in DIMS}
+        path.write_text(
+            "".join(json.dumps({"video": f"v/{i:04d}.mp4", "ratings": rating}) + "\n" for i in videos)
+        )
+        return str(path)
+
+    def listed(critic: str) -> list[str]:
+        with Project.open(project).session(readonly=True) as session:
+            return [i["video_id"] for i in disagreements(session, critic)]
+
+    with TestClient(create_app(Project.open(project))) as client:
+        while (task := client.get("/api/next", headers=auth(rater))).status_code == 200:
+            body = {"task_id": task.json()["task_id"], "ratings": ratings("Good")}
+            assert client.post("/api/annotations", headers=auth(rater), json=body).status_code == 201
+        cli("annotate", "import-critic", scores("all", range(3)), *where, "--critic", "c")
+        cli("annotate", "import-critic", scores("other", range(3)), *where, "--critic", "other")
+        fixed = {"ratings": ratings("Normal", "adjudicated")}
+        assert client.put("/api/admin/review/v/0000.mp4", headers=auth(admin), json=fixed).status_code == 200
+        # A refused file changes nothing: the critic's scores are dropped in the import's transaction.
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text(Path(scores("part", [2])).read_text() + '{"video": "v/0001.mp4", "ratings": 1}\n')
+        with pytest.raises(CliFailed, match="ratings"):
+            cli("annotate", "import-critic", str(bad), *where, "--critic", "c")
+        assert listed("c") == ["v/0000.mp4", "v/0001.mp4", "v/0002.mp4"]
+        result = runner.invoke(
+            app, ["annotate", "import-critic", scores("part", [2]), *where, "--critic", "c"]
+        )
+        assert result.exit_code == 0, result.output
+        assert "imported 1 scores of 'c'" in result.stderr
+        assert "2 earlier scores of 'c' dropped" in result.stderr, result.stderr
+        assert listed("c") == ["v/0002.mp4"]  # v/0000 and v/0001 were still listed
+        assert listed("other") == ["v/0000.mp4", "v/0001.mp4", "v/0002.mp4"]  # another critic: kept
+        # The same over HTTP, which says it in its answer.
+        r = client.post(
+            "/api/admin/critic?critic=c", headers=auth(admin), content=Path(scores("one", [1])).read_bytes()
+        )
+        assert r.json() == {"matched": 1, "unmatched": 0, "unparsed": 0, "dropped": 1}, r.text
+        review = client.get("/api/admin/review?critic=c", headers=auth(admin)).json()
+        assert [i["video_id"] for i in review["items"]] == ["v/0001.mp4"]
+    # The adjudication of v/0000, which no score of c lists now, is kept and exported.
+    out = tmp_path / "hra.jsonl"
+    cli("annotate", "export", *where, "--out", str(out), "--with-reviews")
+    (reviewed,) = [r for r in read_jsonl(out, HRARecord) if r.model_extra.get("adjudicated")]
+    assert reviewed.video_id == "v/0000.mp4" and reviewed.ratings["video_fidelity"].reason == "adjudicated"
 
 
 def test_critic_scores_of_integer_video_ids_match_their_videos(tmp_path):

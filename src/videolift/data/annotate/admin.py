@@ -182,8 +182,14 @@ def import_critic(session: Session, path: str | Path, critic: str, base: str = "
     ``videolift critic score`` writes), matched to project videos by ``video_id`` if given, else by
     ``video`` (``base``: the folder inside the videos root those paths are relative to, as ``add-videos
     --dir`` took it). Unparsed answers (label null) are left out. Importing again under the same name
-    replaces."""
+    replaces that critic whole: its scores of videos the new file leaves out are dropped (counted in
+    ``dropped``; a re-import kept them, mixing two runs of the critic in one review). Adjudications
+    (`Review`) are the admin's, keyed by video alone, and stay."""
     critic = critic_name(critic)
+    before = set(session.scalars(select(CriticScore.video_id).where(CriticScore.critic == critic)))
+    # All at once, before the new rows: the newest rows then mark the last imported critic (the
+    # review's default), also when a critic is imported again. A refused file rolls this back.
+    session.execute(delete(CriticScore).where(CriticScore.critic == critic))
     by_path = dict(session.execute(select(Video.video, Video.id)).all())
     by_id = dict(session.execute(select(Video.video_id, Video.id).where(Video.rate)).all())
     counts = Counter()
@@ -233,11 +239,6 @@ def import_critic(session: Session, path: str | Path, critic: str, base: str = "
                 f"this video was scored on line {seen[video_pk]} already", file=path, line=line, field=field
             )
         seen[video_pk] = line
-        # Replaced by a new row, not updated: the newest row marks the last imported critic (the review's
-        # default), also when a critic is imported again.
-        session.execute(
-            delete(CriticScore).where(CriticScore.video_id == video_pk, CriticScore.critic == critic)
-        )
         session.add(CriticScore(video_id=video_pk, critic=critic, ratings=clean, reward=reward))
         counts["matched"] += 1
     if not counts["matched"]:  # raised inside the session: nothing is stored
@@ -246,7 +247,8 @@ def import_critic(session: Session, path: str | Path, critic: str, base: str = "
             "lines of the project's videos, by video_id or video path)",
             file=path,
         )
-    return {key: counts[key] for key in ("matched", "unmatched", "unparsed")}
+    counts["dropped"] = len(before - seen.keys())
+    return {key: counts[key] for key in ("matched", "unmatched", "unparsed", "dropped")}
 
 
 def critics(session: Session) -> list[str]:

@@ -353,9 +353,17 @@ def import_critic(
     with _open(project_dir) as project, project.session() as session:
         base = subdirectory(project.videos_root, directory) if directory else ""
         report = admin.import_critic(session, scores, critic, base=base)
+    # Said, not only done: a user importing a critic in chunks learns the earlier chunks are gone.
+    dropped = (
+        f"; {report['dropped']} earlier scores of {critic!r} dropped (videos this file leaves out: "
+        "importing again replaces the critic whole)"
+        if report["dropped"]
+        else ""
+    )
     err.print(
         f"imported {report['matched']} scores of {critic!r}; {report['unmatched']} lines matched no project video; "
-        f"{report['unparsed']} unparsed answers left out"
+        f"{report['unparsed']} unparsed answers left out{dropped}",
+        markup=False,
     )
 
 

@@ -101,7 +101,9 @@ window.Admin = (() => {
         failed.textContent = `${file.name} not imported: ${e.message}`;
         return;
       }
-      toast(`${file.name}: imported ${data.matched} scores (${data.unmatched} unmatched)`);
+      // Importing again replaces the critic whole: said when earlier scores went with it.
+      const dropped = data.dropped ? `; ${data.dropped} earlier scores of this critic dropped` : "";
+      toast(`${file.name}: imported ${data.matched} scores (${data.unmatched} unmatched${dropped})`);
       body().dataset.critic = name.value.trim();  // as stored
       reload();
     } }, "Import critic scores");
