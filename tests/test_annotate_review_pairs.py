@@ -286,6 +286,29 @@ def test_importing_a_critic_again_replaces_it_whole_and_keeps_the_adjudications(
     assert reviewed.video_id == "v/0000.mp4" and reviewed.ratings["video_fidelity"].reason == "adjudicated"
 
 
+def test_the_review_command_names_the_critic_it_compares_with(tmp_path):
+    """`annotate review` without --critic compared with the last imported and did not say which."""
+    project, _ = make_project(tmp_path, n=1, r=1)
+    where = ["--project", str(project)]
+    result = runner.invoke(app, ["annotate", "review", *where])
+    assert result.exit_code == 0 and "0 videos to review (no critic scores imported yet" in result.stderr
+    path = tmp_path / "s.jsonl"
+    path.write_text(
+        json.dumps({"video": "v/0000.mp4", "ratings": {"video_fidelity": {"label": "Bad"}}}) + "\n"
+    )
+    # A name read as rich markup ("[/v2]": a closing tag) crashed import-critic after the import.
+    for name in ("first", "[/v2]"):
+        result = runner.invoke(app, ["annotate", "import-critic", str(path), *where, "--critic", name])
+        assert result.exit_code == 0 and f"imported 1 scores of {name!r}" in result.stderr, result.output
+    result = runner.invoke(app, ["annotate", "review", *where])
+    assert result.exit_code == 0 and "0 videos to review (against critic '[/v2]')" in result.stderr, (
+        result.stderr
+    )
+    out = tmp_path / "review.jsonl"
+    result = runner.invoke(app, ["annotate", "review", *where, "--critic", "first", "--out", str(out)])
+    assert result.exit_code == 0 and f"to {out} (against critic 'first')" in result.stderr, result.stderr
+
+
 def test_critic_scores_of_integer_video_ids_match_their_videos(tmp_path):
     """A manifest may give integer ids (annotate stores 7 as "7"); `critic score` writes them as given."""
     manifest = write_manifest(tmp_path / "m.jsonl", tmp_path / "videos", 2)

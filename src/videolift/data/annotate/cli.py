@@ -385,9 +385,12 @@ def review(
 
     with _open(project_dir, out, overwrite=overwrite) as project, project.session(readonly=True) as session:
         items = admin.disagreements(session, critic, min_gap)
+        critic = admin.chosen_critic(session, critic)  # which one, when none was given: the last imported
+    # Named: without --critic the list was of whichever critic was imported last, unsaid.
+    of = f"against critic {critic!r}" if critic else "no critic scores imported yet (annotate import-critic)"
     if out is not None:
         write_jsonl(out, items)
-        err.print(f"wrote {len(items)} videos to review to {out}")
+        err.print(f"wrote {len(items)} videos to review to {out} ({of})", markup=False)
         return
     for item in items:
         parts = [
@@ -396,4 +399,4 @@ def review(
             if d["gap"] >= min_gap
         ]
         typer.echo(f"{item['video_id']}\tgap {item['gap']:.2f}\t" + "; ".join(parts))
-    err.print(f"{len(items)} videos to review")
+    err.print(f"{len(items)} videos to review ({of})", markup=False)
