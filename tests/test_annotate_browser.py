@@ -491,6 +491,9 @@ def test_the_admin_pages_fit_a_phone_and_the_review_form_is_labelled(study, brow
     card.get_by_text("· reviewed").wait_for()
     page.click("#admin-tabs button[data-tab=raters]")
     assert page.get_by_role("textbox", name="Rater name").count() == 1
+    # A refused rater stays said (it was a 2.2 s toast), until the next action.
+    page.get_by_role("button", name="Add rater").click()
+    page.get_by_role("alert").get_by_text("rater not added: a user name must have 1 to 100").wait_for()
     export = httpx.get(server.url + "/api/admin/export?with_reviews=true", headers=auth(admin)).text
     (review,) = [r for r in map(json.loads, export.splitlines()) if r["annotator"] == "review:admin"]
     assert review["ratings"]["motion_smoothness"] == {
@@ -526,7 +529,8 @@ def test_the_review_tab_shows_the_critic_it_lists_and_names_a_refused_import(tmp
     """The critic box and name box said the first critic by name and "critic" while the list was of the
     last critic by name; an import answered with something else than JSON (a proxy's HTML page) threw
     in the page and the admin was told nothing, a refused one did not name the file; a refused export
-    said only its status."""
+    said only its status. A failed action's reason (an export, an adjudication, a reload) was a toast gone
+    after 2.2 s: it stays now, by the control that failed, until the next action."""
     project, admin = make_project(tmp_path, n=1, r=1)
     token = add_annotator(project, "rater")
     with Server(project) as server:  # a rating the critics contradict
@@ -557,9 +561,10 @@ def test_the_review_tab_shows_the_critic_it_lists_and_names_a_refused_import(tmp
             lambda route: route.fulfill(status=400, content_type="application/json", body=refusal),
         )
         page.get_by_role("button", name="Export HRA (JSONL)").click()
-        page.wait_for_function("() => document.getElementById('toast').textContent.includes('HRA record')")
-        assert page.text_content("#toast").startswith("hra.jsonl not exported: video 'v/0000.mp4'")
-        page.click("#admin-tabs button[data-tab=review]")
+        tab_error = page.locator("#admin-error[role=alert]")
+        tab_error.get_by_text("hra.jsonl not exported: video 'v/0000.mp4' cannot be exported").wait_for()
+        page.click("#admin-tabs button[data-tab=review]")  # the next action: the old reason goes
+        page.wait_for_function("() => document.getElementById('admin-error').textContent === ''")
         page.locator("#admin-body .card", has_text="alpha says Good").wait_for()
         pick = page.get_by_role("combobox", name="Critic", exact=True)
         name = page.get_by_role("textbox", name="Critic name", exact=True)
@@ -586,6 +591,15 @@ def test_the_review_tab_shows_the_critic_it_lists_and_names_a_refused_import(tmp
             "**/api/admin/review*",
             lambda route: route.fulfill(status=503, content_type="application/json", body=busy),
         )
+        # An adjudication refused: said under its card's button (a long list's top is out of view).
+        page.route(
+            "**/api/admin/review/*",
+            lambda route: route.fulfill(status=503, content_type="application/json", body=busy),
+        )
+        card = page.locator("#admin-body .list > .card")
+        card.get_by_role("button", name="Save adjudication").click()
+        card.get_by_role("alert").get_by_text("adjudication not saved: the database is busy").wait_for()
+        assert page.text_content("#admin-body > [role=alert]") == ""  # the import's reason: gone
         page.get_by_role("combobox", name="Minimum gap", exact=True).select_option("2")
-        page.wait_for_function("() => document.getElementById('toast').textContent.includes('is busy')")
+        tab_error.get_by_text("review not reloaded: the database is busy").wait_for()
         assert errors == []

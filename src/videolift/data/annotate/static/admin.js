@@ -1,5 +1,5 @@
 // videolift annotate: admin UI (progress, agreement, model-assisted review, pairwise results, raters,
-// export). Uses h(), api(), toast(), show() and DIMS/LABELS from app.js.
+// export). Uses h(), api(), answer(), toast(), show() and DIMS/LABELS from app.js.
 "use strict";
 
 window.Admin = (() => {
@@ -20,13 +20,22 @@ window.Admin = (() => {
     return h("div", { class: "bar" }, fill);
   }
 
+  // A failed action's reason stays on screen until the next action begins, in a line by the control that
+  // failed (#admin-error under the tabs: a tab, a reload, an export). A 2.2 s toast was gone before a
+  // long reason could be read. Every action that calls the API goes through here; successes still toast.
+  const errorLine = () => h("p", { class: "error", role: "alert" });
+  async function attempt(line, what, work) {  // -> whether it worked
+    for (const el of document.querySelectorAll("#admin-view .error")) el.textContent = "";
+    try { await work(); return true; } catch (e) { line.textContent = `${what}: ${e.message}`; return false; }
+  }
+  const tabError = () => $("admin-error");
+
+  // Export buttons: the server's reason (a record that cannot be exported), not only "export failed: 400".
+  const exporter = (path, filename) => () => attempt(tabError(), `${filename} not exported`, () => download(path, filename));
   async function download(path, filename) {
-    let blob;
-    try {  // the server's reason (a record that cannot be exported), not only "export failed: 400"
-      const res = await fetch(path, { headers: { Authorization: `Bearer ${state.token}` } });
-      if (!res.ok) await answer(res);  // throws
-      blob = await res.blob();
-    } catch (e) { toast(`${filename} not exported: ${e.message}`); return; }
+    const res = await fetch(path, { headers: { Authorization: `Bearer ${state.token}` } });
+    if (!res.ok) await answer(res);  // throws
+    const blob = await res.blob();
     const url = URL.createObjectURL(blob);
     const a = h("a", { href: url, download: filename });
     document.body.append(a);
@@ -52,8 +61,8 @@ window.Admin = (() => {
           stat("pairwise judgements", `${p.judgements_done} / ${p.judgements_needed}`),
           stat("pairs complete", `${p.pairs_complete} / ${p.pairs}`)] : [])),
       h("div", { class: "row" },
-        h("button", { class: "primary", onclick: () => download("/api/admin/export", "hra.jsonl") }, "Export HRA (JSONL)"),
-        h("button", { onclick: () => download("/api/admin/export?with_reviews=true", "hra_reviewed.jsonl") }, "Export with reviews")),
+        h("button", { class: "primary", onclick: exporter("/api/admin/export", "hra.jsonl") }, "Export HRA (JSONL)"),
+        h("button", { onclick: exporter("/api/admin/export?with_reviews=true", "hra_reviewed.jsonl") }, "Export with reviews")),
       h("h2", {}, "Annotators"),
       table(["annotator", "done", "skipped", "open", "pairs done", "pairs skipped"],
         p.annotators.map((a) => [a.name, a.done, a.skipped, a.open, a.pair_done, a.pair_skipped])),
@@ -84,28 +93,26 @@ window.Admin = (() => {
     const name = h("input", { placeholder: "critic name", value: shown || "critic", "aria-label": "Critic name" });
     const gap = h("select", { "aria-label": "Minimum gap" }, ["0.5", "1", "1.5", "2"].map((g) => h("option", { selected: g === minGap }, g)));
     // Reloaded with its failure said (a busy database's 503 threw in the page, unsaid), as open() does.
-    const reload = () => review().catch((e) => toast(e.message));
+    const reload = () => attempt(tabError(), "review not reloaded", review);
     gap.addEventListener("change", () => { body().dataset.minGap = gap.value; reload(); });
     const pick = h("select", { "aria-label": "Critic" }, r.critics.map((c) => h("option", { selected: c === shown }, c)));
     pick.addEventListener("change", () => { body().dataset.critic = pick.value; reload(); });
-    const failed = h("p", { class: "error", role: "alert" });  // stays: a toast went before it was read
-    const importButton = h("button", { onclick: async () => {
-      if (!upload.files.length) { toast("choose a critic scores file"); return; }
+    const failed = errorLine();
+    const importFile = async () => {
+      if (!upload.files.length) throw new Error("choose a critic scores file");
       const file = upload.files[0];
-      failed.textContent = "";
-      let data;
-      try {  // the file as it is (its text() turned bytes that are not UTF-8 into U+FFFD: "malformed JSON")
-        data = await answer(await fetch(`/api/admin/critic?critic=${encodeURIComponent(name.value)}`, {
-          method: "POST", headers: { Authorization: `Bearer ${state.token}` }, body: file }));
-      } catch (e) {  // a refusal, an answer that is not JSON, no answer: said, with the file (it threw unsaid)
-        failed.textContent = `${file.name} not imported: ${e.message}`;
-        return;
-      }
+      // the file as it is (its text() turned bytes that are not UTF-8 into U+FFFD: "malformed JSON")
+      const data = await answer(await fetch(`/api/admin/critic?critic=${encodeURIComponent(name.value)}`, {
+        method: "POST", headers: { Authorization: `Bearer ${state.token}` }, body: file }));
       // Importing again replaces the critic whole: said when earlier scores went with it.
       const dropped = data.dropped ? `; ${data.dropped} earlier scores of this critic dropped` : "";
       toast(`${file.name}: imported ${data.matched} scores (${data.unmatched} unmatched${dropped})`);
       body().dataset.critic = name.value.trim();  // as stored
-      reload();
+    };
+    // A refusal, an answer that is not JSON, no answer: said, with the file (it threw unsaid).
+    const importButton = h("button", { onclick: async () => {
+      const what = upload.files.length ? `${upload.files[0].name} not imported` : "nothing imported";
+      if (await attempt(failed, what, importFile)) reload();  // a failed reload is no failed import
     } }, "Import critic scores");
     body().replaceChildren(
       h("p", { class: "muted" }, "Videos where the critic's label is far from the raters' (Bad 0, Normal 1, Good 2), largest gap first. Adjudicate to record the corrected ratings."),
@@ -145,25 +152,24 @@ window.Admin = (() => {
       status.textContent = `reward ${item.reward == null ? "n/a" : item.reward.toFixed(3)}${item.review ? " · reviewed" : ""}`;
     };
     showStatus();
-    const save = async () => {
+    const failed = errorLine();  // under the card's button: the top of a long list is out of view
+    const save = () => attempt(failed, "adjudication not saved", async () => {
       const ratings = Object.fromEntries(DIMS.map((d) => [d, { label: form[d][0].value, reason: form[d][1].value }]));
-      try {
-        await api("PUT", `/api/admin/review/${encodeURIComponent(item.video_id)}`, { ratings });
-        toast("review saved");
-        item.review = ratings; // marked at once: it said "reviewed" only once the tab was opened again
-        showStatus();
-      } catch (e) { toast(e.message); }
-    };
+      await api("PUT", `/api/admin/review/${encodeURIComponent(item.video_id)}`, { ratings });
+      toast("review saved");
+      item.review = ratings; // marked at once: it said "reviewed" only once the tab was opened again
+      showStatus();
+    });
     return h("div", { class: "card" },
       h("div", { class: "row" }, h("video", { src: item.video_url, muted: true, loop: true, autoplay: true, class: "thumb" }),
         h("div", { class: "text" }, h("b", {}, item.video_id), h("div", {}, item.prompt), status)),
-      h("div", { class: "review-dims" }, rows), h("button", { class: "primary", onclick: save }, "Save adjudication"));
+      h("div", { class: "review-dims" }, rows), h("button", { class: "primary", onclick: save }, "Save adjudication"), failed);
   }
 
   async function pairs() {
     const r = await api("GET", "/api/admin/pairs");
     const out = [h("div", { class: "row" },
-      h("button", { class: "primary", onclick: () => download("/api/admin/pairs", "pairwise.json") }, "Export results (JSON)"))];
+      h("button", { class: "primary", onclick: exporter("/api/admin/pairs", "pairwise.json") }, "Export results (JSON)"))];
     if (!r.comparisons.length) out.push(h("p", { class: "muted" }, "No pairwise judgements yet (create pairs with `videolift annotate create-pairs`)."));
     for (const c of r.comparisons) {
       out.push(h("h2", {}, `${c.model_a} vs ${c.model_b}`),
@@ -185,24 +191,23 @@ window.Admin = (() => {
   function raters() {
     const name = h("input", { placeholder: "rater name", "aria-label": "Rater name" });
     const out = h("pre", { class: "mono" });
-    const add = async (reissue) => {
-      try {
-        const r = await api("POST", "/api/admin/annotators", { name: name.value, reissue });
-        out.textContent = `${r.name}: ${r.token}\nlogin link: ${location.origin}/#token=${encodeURIComponent(r.token)}\n(shown once)`;
-      } catch (e) { toast(e.message); }
-    };
+    const failed = errorLine();
+    const add = (reissue) => attempt(failed, reissue ? "token not reissued" : "rater not added", async () => {
+      const r = await api("POST", "/api/admin/annotators", { name: name.value, reissue });
+      out.textContent = `${r.name}: ${r.token}\nlogin link: ${location.origin}/#token=${encodeURIComponent(r.token)}\n(shown once)`;
+    });
     body().replaceChildren(
       h("p", { class: "muted" }, "Add a rater and send them their login link. Tokens are stored hashed: a lost one can only be reissued."),
       h("div", { class: "row" }, name, h("button", { class: "primary", onclick: () => add(false) }, "Add rater"),
         h("button", { onclick: () => add(true) }, "Reissue token")),
-      out);
+      failed, out);
   }
 
   const VIEWS = { progress, agreement, review, pairs, raters };
 
   async function open(tab) {
     for (const b of $("admin-tabs").children) b.classList.toggle("active", b.dataset.tab === tab);
-    try { await VIEWS[tab](); } catch (e) { toast(e.message); }
+    await attempt(tabError(), `${TABS.find(([t]) => t === tab)[1]} not loaded`, VIEWS[tab]);
   }
 
   function start() {
