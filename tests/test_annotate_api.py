@@ -25,7 +25,7 @@ from videolift.core.jsonl import read_jsonl, write_jsonl
 from videolift.core.schema import HRARecord
 from videolift.data.annotate.app import create_app
 from videolift.data.annotate.models import Annotation, Task, utcnow
-from videolift.data.annotate.project import Project
+from videolift.data.annotate.project import Project, user_for_token
 
 
 @pytest.fixture
@@ -373,6 +373,18 @@ def test_tokens_are_stored_hashed_and_can_be_reissued(study):
         r.status_code == 201
         and client.get("/api/me", headers=auth(r.json()["token"])).json()["role"] == "annotator"
     )
+
+
+def test_a_rater_name_in_square_brackets_is_printed_as_it_is(tmp_path):
+    """The annotate commands printed names as rich markup: add-annotator "[/x]" stored the rater, then
+    crashed on a MarkupError before the token (shown once) was printed; "[b]x" was shown as "x"."""
+    project, _ = make_project(tmp_path, n=1, r=1)
+    for name in ("[/x]", "[b]y"):
+        token = add_annotator(project, name)  # CliFailed before
+        with Project.open(project).session(readonly=True) as session:
+            assert user_for_token(session, token).name == name
+    shown = cli("annotate", "progress", "--project", str(project))
+    assert "[/x]" in shown and "[b]y" in shown
 
 
 def test_a_manifest_field_named_adjudicated_is_not_carried_into_rater_records(tmp_path):

@@ -20,7 +20,9 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")  # uvico
 app = typer.Typer(
     help="Collect LiFT ratings with a self-hosted web app (see docs/annotate.md).", no_args_is_help=True
 )
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# No markup: names (raters, critics, models) and paths are printed as they are. A rater named "[/x]"
+# raised rich's MarkupError after add-annotator had stored them, and their token was never shown.
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 DIR_HELP = "Directory {}'s video paths are relative to, inside the videos root (default: the videos root)."
 PROJECT = typer.Option(
@@ -228,7 +230,7 @@ def progress(project_dir: Path = PROJECT) -> None:
     for row in report["annotators"]:
         keys = ("done", "skipped", "open", "pair_done", "pair_skipped")
         table.add_row(row["name"], *(str(row[key]) for key in keys))
-    Console().print(table)
+    Console(markup=False).print(table)  # rater names as they are (see err)
     if report["videos"] or not report["pairs"]:
         Console().print(
             f"{report['ratings_done']}/{report['ratings_needed']} ratings, "
@@ -330,7 +332,7 @@ def export_pairs(
     if results["skipped"]:
         err.print(f"skipped pairs ({len(results['skipped'])}):")
         for s in results["skipped"]:
-            err.print(f"  pair {s['pair_id']}\t{s['annotator']}\t{s['reason']}", markup=False)
+            err.print(f"  pair {s['pair_id']}\t{s['annotator']}\t{s['reason']}")
     err.print(f"wrote {out}")
 
 
@@ -362,8 +364,7 @@ def import_critic(
     )
     err.print(
         f"imported {report['matched']} scores of {critic!r}; {report['unmatched']} lines matched no project video; "
-        f"{report['unparsed']} unparsed answers left out{dropped}",
-        markup=False,
+        f"{report['unparsed']} unparsed answers left out{dropped}"
     )
 
 
@@ -390,7 +391,7 @@ def review(
     of = f"against critic {critic!r}" if critic else "no critic scores imported yet (annotate import-critic)"
     if out is not None:
         write_jsonl(out, items)
-        err.print(f"wrote {len(items)} videos to review to {out} ({of})", markup=False)
+        err.print(f"wrote {len(items)} videos to review to {out} ({of})")
         return
     for item in items:
         parts = [
@@ -399,4 +400,4 @@ def review(
             if d["gap"] >= min_gap
         ]
         typer.echo(f"{item['video_id']}\tgap {item['gap']:.2f}\t" + "; ".join(parts))
-    err.print(f"{len(items)} videos to review ({of})", markup=False)
+    err.print(f"{len(items)} videos to review ({of})")
