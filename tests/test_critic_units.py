@@ -903,9 +903,8 @@ def test_a_pairs_line_whose_video_id_is_no_string_says_what_it_is(tmp_path, pair
 def test_the_video_feature_cache_encodes_each_video_once_within_its_budget():
     """Videos known by their pixels: one seen before is not encoded again, one repeated in a batch is
     encoded once, and the least recently used leave when the budget is full (then encoded again)."""
+    from contextlib import nullcontext
     from types import SimpleNamespace
-
-    from accelerate import Accelerator
 
     from videolift.critic.vision_cache import DIGESTS, VideoFeatureCache, video_digests
 
@@ -925,7 +924,9 @@ def test_the_video_feature_cache_encodes_each_video_once_within_its_budget():
 
     per_video = 2 * 4 * 4  # bytes of one video's features
     cache = VideoFeatureCache(
-        Accelerator(cpu=True), SimpleNamespace(get_video_features=get_video_features), 2 * per_video
+        SimpleNamespace(autocast=nullcontext),  # a real Accelerator would set accelerate's process-wide state
+        SimpleNamespace(get_video_features=get_video_features),
+        2 * per_video,
     )
     out = cache.inputs(batch(1, 2, 1))
     assert calls == [2] and "pixel_values_videos" not in out and DIGESTS not in out
