@@ -185,6 +185,27 @@ def test_rate_bad_input_names_file_line_and_field(corpus, tmp_path):
         assert not out.exists()
 
 
+def test_rate_refuses_every_missing_or_unreadable_video_before_rating_any(corpus, tmp_path, monkeypatch):
+    # Found only on reaching it, a bad video near the end of a 20k-video manifest cost every rating before it.
+    lines = (corpus / "manifest.jsonl").read_text().splitlines()
+    (corpus / "videos" / "junk.mp4").write_bytes(b"not a video")
+    rows = [json.loads(x) for x in lines[:3]]
+    rows[1]["video"], rows[2]["video"] = "videos/nope.mp4", "videos/junk.mp4"
+    manifest, out = tmp_path / "m.jsonl", tmp_path / "hra.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def judge(*args, **kwargs):
+        raise AssertionError("rated before the videos were checked")
+
+    monkeypatch.setattr("videolift.toy.oracle.judge", judge)
+    msg = run(
+        "toy", "rate", "--manifest", manifest, "--videos", corpus, "--out", out, "--no-progress", fails=True
+    )
+    assert "2 record(s) name a missing or unreadable video" in msg
+    assert "m.jsonl, line 2, field 'video'" in msg and "m.jsonl, line 3, field 'video'" in msg
+    assert not out.exists()
+
+
 def test_rate_counts_agreement_over_the_videos_with_truth_and_refuses_a_bad_truth_or_clip(corpus, tmp_path):
     lines = [json.loads(x) for x in (corpus / "manifest.jsonl").read_text().splitlines()[:4]]
     manifest, out = tmp_path / "m.jsonl", tmp_path / "hra.jsonl"

@@ -12,6 +12,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -87,7 +88,14 @@ def resolve_video(
 MAX_LISTED = 20  # unreadable videos listed in one error
 
 
-def check_videos(records: list[tuple[int, HRARecord]], root: Path, *, file: Path, action: str) -> None:
+class NamesAVideo(Protocol):
+    """A record naming a video relative to a root: an HRA record, a manifest record (``toy rate``)."""
+
+    @property
+    def video(self) -> str: ...
+
+
+def check_videos(records: list[tuple[int, NamesAVideo]], root: Path, *, file: Path, action: str) -> None:
     """Refuse, before any work, records whose video is missing or does not open as a video container
     (the check of ``hra validate --videos --quick``: cheap, no decoding), each named by file, line and
     field. ``action`` ends the first line of the message: what the user should do."""

@@ -12,15 +12,15 @@ from videolift.core.errors import DataError, UsageError, VideoliftError
 from videolift.core.schema import DIMENSIONS, Dimension, Label, parse_label
 
 if TYPE_CHECKING:
+    from videolift.core.manifest import ManifestRecord
     from videolift.core.reward import RewardConfig
     from videolift.core.schema import HRARecord
 
 HRA_FIELDS = ("video_id", "video", "prompt", "annotator", "ratings")
 
 
-def _read_manifest(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """(line, fields) per record, read by core.manifest's rules, with ``video_id`` set to the record's
-    id (a string; the path when not given); then each prompt must be in the toy grammar."""
+def _read_manifest(path: Path) -> list[ManifestRecord]:
+    """The records, read by core.manifest's rules; then each prompt must be in the toy grammar."""
     from videolift.core.manifest import read_manifest
     from videolift.toy.grammar import parse_prompt
 
@@ -30,7 +30,7 @@ def _read_manifest(path: Path) -> list[tuple[int, dict[str, Any]]]:
             parse_prompt(record.prompt)
         except ValueError as exc:
             raise DataError(str(exc), file=path, line=record.line, field="prompt") from None
-    return [(record.line, {**record.fields, "video_id": record.key}) for record in records]
+    return records
 
 
 def check_options(
@@ -73,6 +73,7 @@ def rate_manifest(
     from videolift.core.reward import RewardConfig
     from videolift.core.schema import HRARecord
     from videolift.core.video import read_video
+    from videolift.critic.data import check_videos
     from videolift.toy.oracle import SHAPE_DOUBT, ClipSizeError, judge
     from videolift.toy.panel import Panel
 
@@ -81,7 +82,12 @@ def rate_manifest(
     check_options(oracle=oracle, scores_out=scores_out, reward_config=reward_config, shape_doubt=shape_doubt)
     doubt = SHAPE_DOUBT if shape_doubt is None else shape_doubt
     reward = RewardConfig.load(reward_config)
-    rows = _read_manifest(manifest)
+    records_in = _read_manifest(manifest)
+    # Every video there and opening before the first is rated, all the bad ones said at once: not the
+    # first of them found after minutes of rating the ones before it (as `critic train` / `eval` do).
+    check_videos([(r.line, r) for r in records_in], videos, file=manifest, action="fix or remove those lines")
+    # Each record's fields with ``video_id`` set to its id (a string; the path when not given).
+    rows = [(r.line, {**r.fields, "video_id": r.key}) for r in records_in]
     panel = None if oracle else Panel(annotators, seed=seed)
     records: list[HRARecord] = []
     agree: Counter[str] = Counter()
@@ -98,7 +104,7 @@ def rate_manifest(
             verdict = judge(frames, obj["prompt"], shape_doubt=doubt)
         except ClipSizeError as exc:
             raise DataError(str(exc), file=manifest, line=line, field="video") from None
-        video_id = obj["video_id"]  # the record's id, or its path (``_read_manifest``)
+        video_id = obj["video_id"]  # the record's id, or its path
         extra = {k: v for k, v in obj.items() if k not in HRA_FIELDS}
         rated = [("oracle", verdict.ratings())] if panel is None else panel.rate(video_id, verdict)
         for name, ratings in rated:
