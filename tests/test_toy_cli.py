@@ -206,6 +206,20 @@ def test_rate_refuses_every_missing_or_unreadable_video_before_rating_any(corpus
     assert not out.exists()
 
 
+def test_rate_refuses_an_output_under_a_file_before_rating(corpus, tmp_path, monkeypatch):
+    # It was found on writing, after every video was rated, naming a hidden temporary file.
+    monkeypatch.setattr("videolift.toy.oracle.judge", lambda *a, **k: pytest.fail("rated"))
+    (tmp_path / "f").write_text("mine\n")
+    manifest = corpus / "manifest.jsonl"
+    for extra in (["--out", tmp_path / "f" / "h.jsonl"], ["--out", tmp_path / "o" / "h.jsonl", "--oracle",
+                                                           "--scores-out", tmp_path / "f" / "s.jsonl"]):  # fmt: skip
+        said = run(
+            "toy", "rate", "--manifest", manifest, "--videos", corpus, *extra, "--no-progress", fails=True
+        )
+        assert f"{tmp_path / 'f'} is a file, not a directory" in said and ".tmp" not in said
+    assert not (tmp_path / "o").exists() and (tmp_path / "f").read_text() == "mine\n"
+
+
 def test_rate_counts_agreement_over_the_videos_with_truth_and_refuses_a_bad_truth_or_clip(corpus, tmp_path):
     lines = [json.loads(x) for x in (corpus / "manifest.jsonl").read_text().splitlines()[:4]]
     manifest, out = tmp_path / "m.jsonl", tmp_path / "hra.jsonl"
@@ -315,6 +329,10 @@ def test_corpus_refuses_a_file_and_another_tools_folder_before_rendering(tmp_pat
     (tmp_path / "tp.txt").write_text("prompts\n")
     said = run("toy", "corpus", "--n", 3, "--out", tmp_path / "tp.txt", "--no-progress", fails=True)
     assert "exists and is not a directory" in said and (tmp_path / "tp.txt").read_text() == "prompts\n"
+    # Under a file: it failed once rendering began, naming a hidden temporary video instead of --out.
+    said = run("toy", "corpus", "--n", 3, "--out", tmp_path / "tp.txt" / "c", "--no-progress", fails=True)
+    assert f"--out {tmp_path / 'tp.txt' / 'c'}: {tmp_path / 'tp.txt'} is a file, not a directory" in said
+    assert ".tmp" not in said
     gen = tmp_path / "gen"
     (gen / "videos").mkdir(parents=True)
     line = json.dumps({"video": "videos/000000.mp4", "prompt": "a red circle moves left", "seed": 1})

@@ -156,6 +156,15 @@ def _same(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
 
+def file_in_the_way(path: Path) -> Path | None:
+    """The nearest existing folder above ``path`` when it is a file (``--out notes.txt/x``): nothing can
+    be made under it, and the mkdir or write that finds out would name a temporary file, after the work."""
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
 def check_outputs(
     outputs: Iterable[tuple[str, str | Path | None]],
     inputs: Iterable[tuple[str, str | Path | None]] = (),
@@ -173,6 +182,8 @@ def check_outputs(
         path = Path(path)
         if path.is_dir():
             raise VideoliftError(f"{name} {path} is a directory; name a file to write")
+        if (blocker := file_in_the_way(path)) is not None:
+            raise VideoliftError(f"{name} {path}: {blocker} is a file, not a directory")
         for other, earlier in seen:
             if _same(path, earlier):
                 raise UsageError(f"{name} {path} is also {other}: give each its own file")
@@ -257,11 +268,14 @@ def out_dir_problem(
 
 
 def refuse_file_as_dir(out: str | Path, option: str = "--out") -> None:
-    """An output directory that exists as a file: refused by name before any work, rather than as the
-    "File exists" of the first mkdir (once a model has loaded, or a corpus been rendered)."""
+    """An output directory that exists as a file, or is to be made under one: refused by name before any
+    work, rather than as the "File exists" or "Not a directory" of the first mkdir (once a model has
+    loaded, or a corpus been rendered), which names a temporary file of it."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise VideoliftError(f"{option} {out}: exists and is not a directory")
+    if not out.exists() and (blocker := file_in_the_way(out)) is not None:
+        raise VideoliftError(f"{option} {out}: {blocker} is a file, not a directory")
 
 
 def check_out_dir(
