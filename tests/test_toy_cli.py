@@ -320,7 +320,36 @@ def test_corpus_overwrite_keeps_the_old_corpus_until_the_new_one_is_rendered(tmp
     assert sorted(p.name for p in (out / "videos").iterdir()) == ["toy-000000.mp4", "toy-000001.mp4"]
     assert (out / "manifest.jsonl").read_bytes() != before[Path("manifest.jsonl")]
     assert (out / "hra.jsonl").read_text() == "not the corpus's\n"
-    assert sorted(p.name for p in out.iterdir()) == ["hra.jsonl", "manifest.jsonl", "videos"]
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "hra.jsonl", "manifest.jsonl", "videos"]
+
+
+def test_corpus_clears_what_killed_runs_left_but_never_a_live_runs_or_other_files(tmp_path):
+    """SIGTERM or kill -9 skip the temporaries' cleanup: each killed run left hidden files in videos/."""
+    from videolift.core.files import lock_run
+
+    out = tmp_path / "c"
+    (out / "videos").mkdir(parents=True)
+    leftovers = [
+        "videos/.toy-000007.mp4.0a1b2c3d.tmp",  # a finished video of the killed run
+        "videos/..toy-000008.mp4.0a1b2c3d.partial.tmp",  # the one write_video was writing
+        "videos/.first-000001.mp4.ffffffff.tmp",  # a pretraining corpus's
+        ".manifest.jsonl.0a1b2c3d.tmp",
+        "..manifest.jsonl.0a1b2c3d.tmp.k2_x9abc.tmp",
+    ]
+    others = ["videos/.mine.mp4.tmp", "videos/.toy-1.mp4.draft.tmp", ".notes.tmp", "videos/x.mp4"]
+    for name in leftovers + others:
+        (out / name).write_bytes(b"x")
+    held = lock_run(out, "videolift toy corpus")  # a live run: its temporaries are not to be touched
+    try:
+        assert "in use by another `videolift toy corpus` run" in run(
+            "toy", "corpus", "--n", 2, "--out", out, "--no-progress", fails=True
+        )
+        assert all((out / name).exists() for name in leftovers)
+    finally:
+        held.close()
+    run("toy", "corpus", "--n", 2, "--out", out, "--no-progress")
+    assert [name for name in leftovers if (out / name).exists()] == []
+    assert all((out / name).read_bytes() == b"x" for name in others)
 
 
 def test_corpus_refuses_a_file_and_another_tools_folder_before_rendering(tmp_path):

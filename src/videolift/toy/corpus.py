@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from videolift.core.files import replacing
+from videolift.core.files import lock_run, replacing
 from videolift.core.jsonl import write_jsonl
 from videolift.core.video import write_video
 from videolift.toy.defects import Defect, plan_severities, sample_defects, shown_spec, truth
@@ -63,16 +63,37 @@ def plan(n: int, *, defect_rate: float = 0.0, seed: int = 0, split: Split | None
     return items
 
 
+_TOKEN = "[0-9a-f]" * 8  # ``replacing``'s token in a temporary's name
+# What a killed ``write_corpus`` leaves (SIGTERM or kill -9 skip ``replacing``'s cleanup): the hidden
+# temporaries of its videos and manifest (``.NAME.TOKEN.tmp``), and the half-written file of the one
+# ``write_video`` or ``write_jsonl`` was writing (``..NAME.TOKEN.partial.tmp``, ``..NAME.TOKEN.tmp.X.tmp``).
+LEFTOVERS = (
+    f"videos/.*.mp4.{_TOKEN}.tmp",
+    f"videos/..*.mp4.{_TOKEN}.partial.tmp",
+    f".manifest.jsonl.{_TOKEN}.tmp",
+    f"..manifest.jsonl.{_TOKEN}.tmp.*.tmp",
+)
+
+
 def write_corpus(items: list[Item], out: Path, *, progress: bool = True, remove: Iterable[Path] = ()) -> Path:
     """Render every item to ``out/videos/<id>.mp4`` (lossless, yuv444p) and write ``out/manifest.jsonl``,
     all together (``replacing``): an earlier corpus there stays whole until every video is rendered, and
-    then goes, its manifest and ``remove`` (its videos the new corpus has none of) with it."""
+    then goes, its manifest and ``remove`` (its videos the new corpus has none of) with it. ``out`` is
+    locked for the run (``out/.lock``), so what killed runs left (``LEFTOVERS``) is removed first:
+    never a live run's temporaries, and never files of other names."""
     out = Path(out)
     rels = [f"videos/{item.video_id}.mp4" for item in items]
-    with replacing(*(out / rel for rel in rels), out / "manifest.jsonl", remove=remove) as temps:
-        for item, temp in zip(_progress(items, progress), temps[:-1], strict=True):
-            write_video(temp, item.render(), fps=FPS, crf=0, pix_fmt="yuv444p")
-        write_jsonl(temps[-1], [item.record(rel) for item, rel in zip(items, rels, strict=True)])
+    held = lock_run(out, "videolift toy corpus")
+    try:
+        for leftover in [p for pattern in LEFTOVERS for p in out.glob(pattern)]:
+            leftover.unlink(missing_ok=True)
+        with replacing(*(out / rel for rel in rels), out / "manifest.jsonl", remove=remove) as temps:
+            for item, temp in zip(_progress(items, progress), temps[:-1], strict=True):
+                write_video(temp, item.render(), fps=FPS, crf=0, pix_fmt="yuv444p")
+            write_jsonl(temps[-1], [item.record(rel) for item, rel in zip(items, rels, strict=True)])
+    finally:
+        if held is not None:
+            held.close()
     return out / "manifest.jsonl"
 
 
