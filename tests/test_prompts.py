@@ -140,6 +140,11 @@ def test_custom_categories_and_exhaustion(tmp_path):
     (tmp_path / "places_moon.txt").unlink()
     with pytest.raises(DataError, match="no places_<category>.txt file"):
         load_categories(tmp_path)
+    # A category file given for the directory was said to be "not found".
+    with pytest.raises(DataError, match=r"actions_any\.txt: not a directory \(categories are a directory of"):
+        load_categories(tmp_path / "actions_any.txt")
+    with pytest.raises(DataError, match=r"nowhere: category directory not found$"):
+        load_categories(tmp_path / "nowhere")
 
 
 def test_cli_sample_jsonl_and_txt(tmp_path):

@@ -45,6 +45,10 @@ class Categories:
 def load_categories(directory: str | Path | None = None) -> Categories:
     """Read ``<slot>_<category>.txt`` files (one phrase per line, ``#`` comments) from ``directory``."""
     directory = Path(directory) if directory is not None else CATEGORY_DIR
+    if directory.exists() and not directory.is_dir():  # a file given for it was said to be "not found"
+        raise DataError(
+            "not a directory (categories are a directory of <slot>_<category>.txt files)", file=directory
+        )
     if not directory.is_dir():
         raise DataError("category directory not found", file=directory)
     phrases: dict[str, dict[str, list[str]]] = {slot: {} for slot in SLOTS}
