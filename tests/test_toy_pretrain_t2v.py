@@ -54,7 +54,8 @@ def test_pretrain_t2v_short_schedule_loads_with_plain_diffusers(tmp_path):
     summary = json.loads((tmp_path / ".t2v.work" / "transformer_polish" / "train_summary.json").read_text())
     assert summary["data"]["cache"]["videos_encoded"] == 0 and summary["data"]["cache"]["videos_cached"] > 0
     # The decoder phase: only the decoder changed; the encoder (so every latent) is the polish export's.
-    assert set(saved["decoder"]) == {"recon_loss", "edge_loss"}
+    assert set(saved["decoder"]) == {"recon_loss", "edge_loss", "steps_run"}
+    assert (saved["vae"]["steps_run"], saved["decoder"]["steps_run"]) == (3, 3)
     polished = CogVideoXPipeline.from_pretrained(tmp_path / ".t2v.work" / "transformer_polish" / "pipeline")
     before, after = polished.vae.state_dict(), pipe.vae.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith("decoder."))
@@ -64,6 +65,26 @@ def test_pretrain_t2v_short_schedule_loads_with_plain_diffusers(tmp_path):
         "shape",
         "direction",
     }
+
+
+def test_the_vae_and_decoder_phases_report_the_updates_made_when_the_time_budget_stops_them():
+    """--minutes stopped a phase early, but the report said only the configured steps (config.vae.steps)."""
+    from videolift.models.tiny_cogvideox import build_tiny_cogvideox
+    from videolift.toy.pretrain_t2v import DecoderPhase, VAEPhase, toy_model_config, train_vae
+    from videolift.toy.sharpen_decoder import sharpen_decoder
+
+    rng = np.random.default_rng(0)
+
+    def clips(batch: int) -> tuple[np.ndarray, list[str]]:
+        return rng.integers(0, 256, (batch, 9, 48, 48, 3), dtype=np.uint8), [""] * batch
+
+    vae = build_tiny_cogvideox(None, toy_model_config(), seed=0).vae
+    assert (
+        train_vae(vae, clips, VAEPhase(steps=50, batch=1), deadline=0.0)["steps_run"] == 1
+    )  # past: one update
+    assert train_vae(vae, clips, VAEPhase(steps=2, batch=1))["steps_run"] == 2
+    assert sharpen_decoder(vae, clips, DecoderPhase(steps=50, batch=1), deadline=0.0)["steps_run"] == 1
+    assert sharpen_decoder(vae, clips, DecoderPhase(steps=2, batch=1))["steps_run"] == 2
 
 
 def test_committed_base_is_what_the_defaults_build():

@@ -110,7 +110,8 @@ def train_vae(
     deadline: float | None = None,
     log: Callable[[dict], None] | None = None,
 ) -> dict[str, float]:
-    """Reconstruction + tiny KL; returns the final reconstruction MSE and the latent std."""
+    """Reconstruction + tiny KL; returns the final reconstruction MSE, the latent std and the updates
+    made (``steps_run``: fewer than ``phase.steps`` when the ``deadline`` stopped it)."""
     vae.train()
     opt = torch.optim.AdamW(vae.parameters(), lr=phase.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(
@@ -119,6 +120,7 @@ def train_vae(
     ema = None
     rng = np.random.default_rng(0)
     bar = tqdm(range(phase.steps), desc="VAE", unit="step")
+    steps_run = 0
     for step in bar:
         x = training_windows(sample(phase.batch)[0], phase.window, rng)
         posterior = vae.encode(x).latent_dist
@@ -132,6 +134,7 @@ def train_vae(
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         opt.step()
         sched.step()
+        steps_run += 1
         ema = mse.item() if ema is None else 0.98 * ema + 0.02 * mse.item()
         bar.set_postfix(mse=f"{ema:.4f}")
         if log and step % 50 == 0:
@@ -144,7 +147,11 @@ def train_vae(
         x = torch.from_numpy(videos).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
         mean = vae.encode(x).latent_dist.mean
         recon = vae.decode(mean).sample
-    return {"recon_mse_01": float(torch.mean(((recon - x) / 2) ** 2)), "latent_std": float(mean.std())}
+    return {
+        "recon_mse_01": float(torch.mean(((recon - x) / 2) ** 2)),
+        "latent_std": float(mean.std()),
+        "steps_run": steps_run,  # the report's config says the steps asked for, not those made
+    }
 
 
 @dataclass

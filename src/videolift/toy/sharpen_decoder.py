@@ -61,7 +61,8 @@ def sharpen_decoder(
     deadline: float | None = None,
     log: Callable[[dict], None] | None = None,
 ) -> dict[str, float]:
-    """Train ``vae``'s decoder in place; returns the final reconstruction and edge losses (EMA)."""
+    """Train ``vae``'s decoder in place; returns the final reconstruction and edge losses (EMA) and the
+    updates made (``steps_run``: fewer than ``phase.steps`` when the ``deadline`` stopped it)."""
     from videolift.toy.pretrain_t2v import training_windows
 
     vae.requires_grad_(False)
@@ -73,6 +74,7 @@ def sharpen_decoder(
     vae.train()
     ema: dict[str, float] = {}
     bar = tqdm(range(phase.steps), desc="decoder", unit="step")
+    steps_run = 0
     for step in bar:
         x = training_windows(sample(phase.batch)[0], phase.window, rng)
         sigmas = rng.uniform(0, phase.max_blur, len(x)) * (rng.random(len(x)) < phase.blur_share)
@@ -86,6 +88,7 @@ def sharpen_decoder(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+        steps_run += 1
         for key, value in (("recon", recon.item()), ("edge", edges.item())):
             ema[key] = value if key not in ema else 0.98 * ema[key] + 0.02 * value
         bar.set_postfix(recon=f"{ema['recon']:.4f}", edge=f"{ema['edge']:.4f}")
@@ -95,4 +98,8 @@ def sharpen_decoder(
             break
     vae.eval()
     vae.requires_grad_(False)
-    return {"recon_loss": ema.get("recon", float("nan")), "edge_loss": ema.get("edge", float("nan"))}
+    return {
+        "recon_loss": ema.get("recon", float("nan")),
+        "edge_loss": ema.get("edge", float("nan")),
+        "steps_run": steps_run,
+    }
