@@ -442,7 +442,7 @@ def test_out_holding_another_tools_corpus_is_refused_and_left_alone(tiny_pipelin
     made = CliRunner().invoke(app, ["toy", "corpus", "--n", "4", "--out", str(corpus), "--no-progress"])
     assert made.exit_code == 0, made.output
     before = snapshot(corpus)
-    assert len(before) == 5  # manifest.jsonl + 4 videos
+    assert len(before) == 6  # manifest.jsonl + 4 videos + the corpus run's .lock
     prompts = tmp_path / "p.txt"
     prompts.write_text("a dog running\n")
     args = ["generate", "--model", str(tiny_pipeline), "--prompts", str(prompts), "--out", str(corpus)]
@@ -457,7 +457,7 @@ def test_out_holding_another_tools_corpus_is_refused_and_left_alone(tiny_pipelin
     (corpus / "manifest.jsonl").unlink()
     result = CliRunner().invoke(app, [*args, "--steps", "1", "--no-progress"])
     assert result.exit_code == 1 and f"{corpus / 'videos'} was not written" in " ".join(result.output.split())
-    assert sorted(p.name for p in corpus.iterdir()) == ["videos"]
+    assert sorted(p.name for p in corpus.iterdir()) == [".lock", "videos"]  # the corpus run's
 
 
 @pytest.mark.parametrize("limit", ["0", "-2"])
