@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -797,3 +798,28 @@ def test_records_without_an_annotator_are_each_kept(tmp_path):
     path = tmp_path / "hra.jsonl"
     path.write_text((json.dumps(record.to_json()) + "\n") * 2)
     assert len(read_hra(path)) == 2
+
+
+def test_paths_in_square_brackets_are_printed_as_written(tmp_path, monkeypatch):
+    """File names were printed as rich markup: "data/[v2]/hra.jsonl" as "data//hra.jsonl", and a "[/x]"
+    in a path raised rich's MarkupError after the work was done (import, split) or instead of the report
+    (validate, stats)."""
+    monkeypatch.chdir(tmp_path)  # short relative paths: none is wrapped
+    src, root = Path("lift.json"), Path("[/x]", "[v2]")
+    root.mkdir(parents=True)
+    src.write_text(json.dumps(RELEASE))
+    hra = root / "hra.jsonl"
+    for args in (
+        ("import", src, "--format", "lift", "--out", hra),
+        ("validate", hra),
+        ("stats", hra),
+        ("split", hra, "--test-fraction", "0.5", "--out", root / "split"),
+        ("export", hra, "--out", root / "lift.json"),
+    ):
+        code, said = run("hra", *args)
+        assert code == 0 and "[/x]/[v2]/" in said, (args, said)
+    bad = root / "bad [b]x.jsonl"
+    bad.write_text('{"video": "[red]a.mp4"}\n')
+    code, said = run("hra", "validate", bad)
+    said = " ".join(said.split())
+    assert code == 1 and f"✗ {bad}, line 1" in said and f"1 error(s) in {bad}" in said, said

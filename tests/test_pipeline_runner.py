@@ -569,3 +569,23 @@ def test_alignments_beside_each_other_export_what_one_run_alone_exports(tmp_path
     assert results[2]["peak_rss_mb"] > 0 and "peak_rss_mb" not in results[0] | results[1]
     a = weights[0]
     assert all(b.keys() == a.keys() and all(torch.equal(a[k], b[k]) for k in a) for b in weights[1:])
+
+
+def test_why_a_stage_runs_is_printed_as_written_with_square_brackets(tmp_path, capsys):
+    """Paths and settings outside the workdir ("data/[v2]/hra.jsonl") were read as rich markup: `run --plan`
+    printed "data//hra.jsonl", and a "[/x]" in a path raised rich's MarkupError (a traceback)."""
+    from videolift.pipeline.runner import PlanReached
+
+    w = tmp_path / "runs" / "[v2]"
+    w.mkdir(parents=True)
+
+    def stage(prompts: str) -> Stage:
+        return Stage("s", lambda: None, settings={"prompts": prompts})
+
+    Runner(w).run(stage("data/[v2]/a.txt"))
+    changed = "its settings or inputs changed: prompts data/[v2]/a.txt -> data/[/x]/b.txt"
+    with pytest.raises(PlanReached):
+        Runner(w, plan=True).run(stage("data/[/x]/b.txt"))
+    assert f"would run ({changed})" in " ".join(capsys.readouterr().out.split())
+    Runner(w).run(stage("data/[/x]/b.txt"))
+    assert f"runs: {changed}" in " ".join(capsys.readouterr().out.split())

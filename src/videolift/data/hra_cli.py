@@ -7,10 +7,9 @@ from enum import StrEnum
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from videolift.core.console import plain_console, styled
 from videolift.core.errors import DataError, OptionError
 from videolift.core.files import check_outputs
 from videolift.core.jsonl import (
@@ -27,7 +26,7 @@ app = typer.Typer(
     help="Human-rating (HRA) datasets: import/export the LiFT release, validate, stats, split.",
     no_args_is_help=True,
 )
-console = Console()
+console = plain_console()  # file names and values as they are (a "[v2]" in a path is not markup)
 
 
 class Format(StrEnum):
@@ -71,8 +70,8 @@ def import_(
             f"{key!r} ({n} record{'s' * (n != 1)}, first element [{first}])"
             for key, (n, first) in list(ignored.items())[:10]
         ) + (f" and {len(ignored) - 10} more" if len(ignored) > 10 else "")
-        Console(stderr=True).print(
-            f"[yellow]warning:[/] {escape(str(src))}: keys not in the LiFT layout, not imported: {escape(keys)}",
+        plain_console(stderr=True).print(
+            styled("warning:", "yellow", f"{src}: keys not in the LiFT layout, not imported: {keys}"),
             highlight=False,
             soft_wrap=True,
         )
@@ -134,14 +133,18 @@ def validate(
     if not records and not errors:
         errors.append(str(DataError("no records: the file is empty", file=src)))
     for message in errors[:max_errors]:
-        console.print(f"[red]✗[/] {message}", highlight=False, soft_wrap=True)
+        console.print(styled("✗", "red", message), soft_wrap=True)
     if errors:
         more = " (stopped early)" if len(errors) >= max_errors else ""
-        console.print(f"[red]{len(errors)} error(s){more}[/] in {src}")
+        console.print(styled(f"{len(errors)} error(s){more}", "red", f"in {src}"))
         raise typer.Exit(1)
     console.print(
-        f"[green]✓[/] {src}: {records} valid records"
-        + (f", {len(checked)} videos {'open' if quick else 'decode'}" if videos else "")
+        styled(
+            "✓",
+            "green",
+            f"{src}: {records} valid records"
+            + (f", {len(checked)} videos {'open' if quick else 'decode'}" if videos else ""),
+        )
     )
 
 

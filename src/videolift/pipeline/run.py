@@ -15,6 +15,8 @@ import json
 import time
 from typing import Any
 
+from rich.text import Text
+
 from videolift.core.errors import UsageError, VideoliftError
 from videolift.core.jsonl import atomic_write
 from videolift.core.memory import current_rss_mb, peak_rss_mb
@@ -144,7 +146,7 @@ def _run_stages(cfg: PipelineConfig, runner: Runner, progress: bool, started: fl
         if method == "rs" and not ranks.from_main(lambda: any_all_good(w / "align_scores.jsonl")):
             # Nothing survives rejection sampling: report it instead of failing the whole run.
             skipped[method] = "no generated video was rated Good on every dimension"
-            runner.console.print(f"[yellow]align:rs skipped: {skipped[method]}[/]")
+            runner.console.print(Text(f"align:rs skipped: {skipped[method]}", style="yellow"))
             continue
         methods.append(method)
     parallel = _concurrent(cfg.align.parallel, "align.parallel", "alignments run", runner, len(methods))

@@ -28,14 +28,17 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
+from videolift.core.console import plain_console
 from videolift.core.errors import VideoliftError
 from videolift.core.files import content_hash, fingerprint
 from videolift.core.jsonl import atomic_write, read_json
 from videolift.core.settings import dotted
 from videolift.pipeline import ranks
 
-console = Console()
+# Plain: why a stage runs names paths and settings ("data/[v2]/hra.jsonl changed"), not rich markup.
+console = plain_console()
 
 
 Print = Callable[[Path], str]
@@ -248,17 +251,17 @@ class Runner:
         way = self._ways()[0]  # how this version records
         finished = self._finished_way(stage, last)
         if finished is not None:
-            self.console.print(f"[dim]✓ {stage.name}: up to date, skipped[/]")
+            self.console.print(Text(f"✓ {stage.name}: up to date, skipped", style="dim"))
             if finished != 0 and not self.plan:  # an earlier version's entry: record it this way
                 now = {"key": stage.key(*way), "inputs": self._input_prints(stage)}
                 self._record(stage.name, last | now | {"outputs": stage.output_prints(*way)})
             return True, last.get("result")
         why = self._why_not_done(stage, last)
         if self.plan:
-            self.console.print(f"[bold]→ {stage.name}: would run ({why})[/]")
+            self.console.print(Text(f"→ {stage.name}: would run ({why})", style="bold"))
             raise PlanReached(stage.name, why)
-        self.console.rule(f"[bold]{stage.name}")
-        self.console.print(f"[dim]runs: {why}[/]")
+        self.console.rule(Text(stage.name, style="bold"))
+        self.console.print(Text(f"runs: {why}", style="dim"))
         key, inputs = stage.key(*way), self._input_prints(stage)
         self._started[stage.name] = inputs
         if stage.fresh is not None and self._recorded_as(stage, last, False) is None:
