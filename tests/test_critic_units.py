@@ -944,3 +944,17 @@ def test_the_video_feature_cache_encodes_each_video_once_within_its_budget():
     # A batch without videos passes through unchanged.
     plain = {"input_ids": torch.zeros(1, 3, dtype=torch.long)}
     assert cache.inputs(plain).keys() == plain.keys() and video_digests(plain) is None
+
+
+def test_the_critic_commands_print_paths_in_square_brackets_as_written(capsys):
+    """`critic eval`'s table title (the critic's directory) and the commands' lines naming files were read
+    as rich markup: "runs/[v2]/critic" was printed "runs//critic", and "[/x]" raised rich's MarkupError."""
+    from videolift.core.schema import HRARecord
+    from videolift.critic.cli import _log, _print_report
+
+    items = majority_items([HRARecord(video="a", prompt="p", annotator="x", ratings={SC: {"label": "Good"}})])
+    report = evaluate_predictions(items, {"a": {"ratings": {SC.value: {"label": "Good"}}, "reward": None}})
+    _print_report(report | {"critic": "runs/[v2]/critic"})
+    assert "critic runs/[v2]/critic: 1 videos" in capsys.readouterr().out
+    _log("finished; critic in runs/[/x]/critic")
+    assert "critic in runs/[/x]/critic" in capsys.readouterr().err

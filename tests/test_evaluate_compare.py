@@ -884,3 +884,34 @@ def test_the_run_summary_and_report_name_a_reward_mapping_that_is_not_the_papers
         build_summary(older, {}, {"base": ("t2v", None)}, time.time())["reward_source"]
         == "the paper's (default)"
     )
+
+
+def test_model_and_recipe_names_in_square_brackets_are_printed_as_written(capsys):
+    """A model named after its folder ("t2v[b]") or by NAME= ("[a]=...") was read as rich markup in the
+    tables and lines of `eval`: printed "t2v" and ".1", and a "[/x]" raised rich's MarkupError."""
+    from videolift.evaluate.cli import print_comparison, print_recipes
+    from videolift.evaluate.metrics import replicate_difference, replicate_summary, summarize
+
+    good = summarize([{"semantic_consistency": "Good", "motion_smoothness": "Good", "video_fidelity": "Bad"}])
+    diff = {"all_good_rate": {"diff": 0.0, "se": 0.0}, "mean_reward": {"diff": 0.0, "se": 0.0}}
+    print_comparison(
+        {
+            "summary": {"t2v[b]": {"critic": good}, "[/x].1": {"critic": good}},
+            "pairwise": {"[/x].1 vs t2v[b]": {"critic": {"overall": {"win": 0, "tie": 1, "loss": 0}}}},
+            "differences": {"[/x].1 vs t2v[b]": {"critic": diff}},
+        }
+    )
+    out = capsys.readouterr().out
+    assert "t2v[b]" in out and "[/x].1 vs t2v[b] (critic, win/tie/loss)" in out, out
+    labels = [[{"semantic_consistency": "Good", "motion_smoothness": "Good", "video_fidelity": "Good"}]]
+    print_recipes(
+        {
+            "groups": {
+                "[/x]": {"members": ["[/x].1"], "oracle": replicate_summary(labels)},
+                "[b]": {"members": ["[b].1"], "oracle": replicate_summary(labels)},
+            },
+            "group_differences": {"[/x] vs [b]": {"oracle": replicate_difference(labels, labels)}},
+        }
+    )
+    out = capsys.readouterr().out
+    assert "[b]" in out and "[/x] vs [b] (oracle, recipes" in out, out

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
+from videolift.core.console import plain_console, styled
 from videolift.core.errors import DataError, UsageError
 from videolift.core.settings import field_default, field_help
 from videolift.critic.prompts import DESCRIBE_INSTRUCTION
@@ -38,8 +38,13 @@ class FrameSampling(StrEnum):
     pairs = "pairs"
 
 
-def _log(message: str) -> None:
-    Console(stderr=True).print(message, highlight=False, soft_wrap=True)
+def _log(message: str | Text) -> None:
+    # Plain: the lines name files and critics ("critic in runs/[v2]/critic"), not rich markup.
+    plain_console(stderr=True).print(message, highlight=False, soft_wrap=True)
+
+
+def _warn(message: str) -> None:
+    _log(styled("warning:", "yellow", message))
 
 
 def _targets(value: str | None) -> list[str] | None:
@@ -395,9 +400,9 @@ def score(
         )
         for bad in summary.unreadable[:10]:  # not rated (no answer to parse): say which, so they can be fixed
             where = f"in {manifest}; not rated: its line has this error and a null reward"
-            _log(f"[yellow]warning:[/] {escape(bad['error'])} ({where})")
+            _warn(f"{bad['error']} ({where})")
         if len(summary.unreadable) > 10:
-            _log(f"[yellow]warning:[/] ... and {len(summary.unreadable) - 10} more unreadable videos")
+            _warn(f"... and {len(summary.unreadable) - 10} more unreadable videos")
 
 
 @app.command("lift-input")
@@ -446,8 +451,8 @@ def import_lift(
         f"mean reward {reward})"
     )
     if summary["unparsed_videos"]:  # the release's process_reward_score.py would have scored them Good
-        _log(
-            f"[yellow]warning:[/] {summary['unparsed_videos']} videos have an answer that does not start with "
+        _warn(
+            f"{summary['unparsed_videos']} videos have an answer that does not start with "
             "Good, Normal or Bad: their label and score are null (the line keeps the answer); the reward "
             "is of the parsed dimensions"
         )
@@ -513,7 +518,7 @@ def evaluate(
     report["critic"] = str(critic)
     for bad in report["unreadable"]:  # opened before scoring, but failed to decode
         where = DataError(bad["error"], file=bad["file"], line=bad["line"], field="video")
-        _log(f"[yellow]warning:[/] {escape(str(where))} (its answers count as unparsed)")
+        _warn(f"{where} (its answers count as unparsed)")
     if as_json:
         typer.echo(json.dumps(report, indent=1))
         return
@@ -527,7 +532,7 @@ def _fmt(x: float | None, se: float | None = None) -> str:
 
 
 def _print_report(report: dict) -> None:
-    console = Console()
+    console = plain_console()  # the critic's directory in the title as it is
     table = Table(title=f"critic {report['critic']}: {report['videos']} videos")
     for col in ("dimension", "accuracy % ± SE", "macro-F1 %", "majority baseline %", "unparsed", "n"):
         table.add_column(col, justify="right" if col != "dimension" else "left")

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from videolift.core.console import plain_console, styled
 from videolift.core.schema import DIMENSIONS, Dimension
 from videolift.data import sampler_options as opt
 from videolift.evaluate.metrics import format_difference
@@ -114,9 +114,13 @@ def evaluate(
 
     def note() -> None:  # after the input checks: an error is not preceded by advice
         if oracle and not lossless:
-            Console(stderr=True).print(
-                "[yellow]note:[/yellow] the oracle judges lossy H.264 here; tiny toy videos lose fidelity "
-                "Good to the encode (docs/evaluate.md). Pass --lossless to judge what the model made."
+            plain_console(stderr=True).print(
+                styled(
+                    "note:",
+                    "yellow",
+                    "the oracle judges lossy H.264 here; tiny toy videos lose fidelity Good to the encode "
+                    "(docs/evaluate.md). Pass --lossless to judge what the model made.",
+                )
             )
 
     models, names, groups = parse_models(model)
@@ -169,10 +173,10 @@ def evaluate(
     if report:
         from videolift.evaluate.eval_report import write_eval_report
 
-        Console().print(f"report: {write_eval_report(out, result)}")
+        plain_console().print(f"report: {write_eval_report(out, result)}")
     if vbench:
         _vbench(result, out, vbench, vbench_env)
-    Console().print(f"written: {out / 'eval.json'}")
+    plain_console().print(f"written: {out / 'eval.json'}")
 
 
 def parse_models(values: list[str]) -> tuple[list[tuple[str, str | None]], list[str], list[str | None]]:
@@ -252,7 +256,7 @@ def _vbench(result: dict, out: Path, dimensions: list[str], env: Environment | N
         vbench_command,
     )
 
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err = plain_console(stderr=True, highlight=False, soft_wrap=True)  # model names, paths
     longs: dict[str, bool] = {}
     for name in result["models"]:
         manifest = out / name / "manifest.jsonl"
@@ -286,8 +290,6 @@ def _vbench(result: dict, out: Path, dimensions: list[str], env: Environment | N
 
 
 def print_comparison(result: dict) -> None:
-    from rich.markup import escape
-
     from videolift.evaluate.eval_report import (
         CLIP_COLUMNS,
         CLIP_NOTE,
@@ -301,7 +303,7 @@ def print_comparison(result: dict) -> None:
     def pct(rate: float | None) -> str:
         return "n/a" if rate is None else f"{rate:.1%}"
 
-    console = Console()
+    console = plain_console()  # model names as they are (a folder "t2v[b]", a NAME= "[a]")
     table = Table("model", "rater", "mean reward", "all Good", *[d.short + " Good" for d in DIMENSIONS])
     for name, by_rater in result["summary"].items():
         for rater, s in by_rater.items():
@@ -315,7 +317,7 @@ def print_comparison(result: dict) -> None:
     if any(result["summary"].values()):  # not with --clip alone: no rater's labels
         console.print(table)
     if note := reward_note(result):  # the paper's mapping goes without saying
-        console.print(f"[yellow]note:[/yellow] {escape(note)}")
+        console.print(styled("note:", "yellow", note))
 
     for name, by_rater in result["summary"].items():
         if found := by_rater.get("oracle", {}).get("findings"):
@@ -328,7 +330,7 @@ def print_comparison(result: dict) -> None:
             if diff := result.get("differences", {}).get(pair, {}).get(rater):
                 console.print(f"{pair} ({rater}, paired difference ± SE): {format_difference(diff)}")
     if clip := result.get("clip"):
-        table = Table(*CLIP_COLUMNS, title=f"CLIP ({escape(clip['model'])}, {CLIP_NOTE})")
+        table = Table(*CLIP_COLUMNS, title=f"CLIP ({clip['model']}, {CLIP_NOTE})")
         for row in clip_rows(clip):
             table.add_row(*map(str, row))
         console.print(table)
@@ -342,7 +344,7 @@ def print_recipes(result: dict) -> None:
     """Recipes over their replicates, and their differences with evaluation and seed errors."""
     from videolift.evaluate.eval_report import plus_minus as pm
 
-    console = Console()
+    console = plain_console()  # recipes named by NAME= as they are
     table = Table("recipe", "replicates", "rater", "mean reward ± seed SE", "all Good ± seed SE")
 
     for group, g in result["groups"].items():

@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from videolift.core.console import plain_console
+
 
 def _positive_minutes(value: float | None) -> float | None:
     if value is not None and not value > 0:  # NaN too
@@ -68,7 +70,7 @@ def pretrain_vlm_command(
         threads=threads,
         **{k: v for k, v in overrides.items() if v is not None},
     )
-    console = Console(stderr=True)
+    console = plain_console(stderr=True)  # the lines name --out and its folders as they are
     report = pretrain_vlm(
         out,
         cfg,
@@ -90,7 +92,7 @@ def _print_report(report: dict, out: Path) -> None:
             continue
         ref = chance.get(field, majority.get(field))
         table.add_row(field, f"{100 * value:.1f}", "-" if ref is None else f"{100 * ref:.1f}")
-    console = Console()
+    console = plain_console()  # "model in OUT" as it is
     for dim, scores in report["defects"].items():
         table.add_row(
             f"{dim} seen (best clause)",
