@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.text import Text
 
 from videolift.core.console import plain_console
@@ -129,7 +128,7 @@ class Runner:
         )
         self.results: dict[str, Any] = {}
         self.ran: set[str] = set()  # stages run (not skipped) by this runner
-        self.console = console if ranks.is_main() else Console(quiet=True)  # one process's lines
+        self.console = console if ranks.is_main() else plain_console(quiet=True)  # one process's lines
         self._lock = threading.Lock()  # stages run concurrently record into one manifest
         self._started: dict[str, dict[str, str]] = {}  # the inputs' prints of the stages running
 
