@@ -260,7 +260,7 @@ def check_work_settings(work: Path, cfg: T2VPretrainConfig) -> None:
     """Refuse a rerun whose settings differ from those the work directory's finished phases (VAE, corpora)
     were made with in anything but ``RERUN_MAY_CHANGE``: they would be reused unsaid, and reported as the
     new settings. The first run records its settings."""
-    now = dotted(asdict(cfg))
+    now = dotted(json.loads(json.dumps(asdict(cfg))))  # as recorded: a tuple setting reads back as a list
     path = work / WORK_SETTINGS
     if not path.is_file():
         with atomic_write(path) as handle:
