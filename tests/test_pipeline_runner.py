@@ -359,6 +359,7 @@ HOLD = """
 import os, sys, time
 from pathlib import Path
 
+from videolift.core.signals import sigterm_as_interrupt
 from videolift.pipeline.runner import in_subprocess
 
 
@@ -368,13 +369,16 @@ def hold(path: str) -> None:
 
 
 if __name__ == "__main__":
-    in_subprocess(hold, {"path": sys.argv[1]})
+    with sigterm_as_interrupt():  # as every videolift command runs
+        in_subprocess(hold, {"path": sys.argv[1]})
 """
 
 
-def test_a_child_process_ends_with_its_parent_killed(tmp_path):
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_a_child_process_ends_with_its_parent_killed(tmp_path, how):
     # `videolift run` killed -9 while its parallel critics train: they must not train on unseen, into
-    # the directories a rerun resumes.
+    # the directories a rerun resumes. SIGTERM (a scheduler's stop) is handled as Ctrl-C, and the pool's
+    # exit then waited for the child's whole stage (its Ctrl-C reached the child too; SIGTERM does not).
     import signal
     import subprocess
     import sys
@@ -395,8 +399,8 @@ def test_a_child_process_ends_with_its_parent_killed(tmp_path):
     child = int(pid_file.read_text())
     try:
         assert alive(child)
-        parent.send_signal(signal.SIGKILL)
-        parent.wait()
+        parent.send_signal(getattr(signal, how))
+        parent.wait(timeout=30)
         deadline = time.time() + 15
         while alive(child) and time.time() < deadline:
             time.sleep(0.2)

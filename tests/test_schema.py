@@ -403,6 +403,22 @@ def test_a_failed_write_names_its_file_and_ctrl_c_says_what_was_kept(tmp_path, m
             assert f"Interrupted: {INTERRUPTED}" in said
         else:
             assert f"Interrupted: {INTERRUPTED_WHOLE}" in said and INTERRUPTED not in said
+    # SIGTERM (a scheduler's stop) is Ctrl-C's path, said as such; the handler is gone after the command
+    import os
+    import signal
+    import time
+
+    def terminated() -> None:
+        # (without a handler SIGTERM would end pytest itself)
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, "no SIGTERM handler"
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises here
+
+    with pytest.raises(typer.Exit) as stopped:
+        _plain_errors(terminated, "align")()
+    assert stopped.value.exit_code == 143
+    assert f"Terminated (SIGTERM): {INTERRUPTED}" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     # RESUMES names commands as the CLI does ("critic train"): each one is a command
     commands = typer.main.get_command(app).commands
     for name in RESUMES:

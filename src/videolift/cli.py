@@ -15,6 +15,7 @@ import typer
 from videolift import __version__
 from videolift.core.distributed import launched_processes
 from videolift.core.errors import UsageError, VideoliftError
+from videolift.core.signals import Terminated, sigterm_as_interrupt
 
 app = typer.Typer(
     name="videolift",
@@ -135,7 +136,8 @@ def _plain_errors(fn, name: str = ""):
     def command(*args, **kwargs):
         _one_process(name)
         try:
-            return fn(*args, **kwargs)
+            with sigterm_as_interrupt():
+                return fn(*args, **kwargs)
         except OSError as exc:
             if exc.filename is None:
                 # A failed write or fsync names no file (the commands' own writers name theirs).
@@ -150,10 +152,12 @@ def _plain_errors(fn, name: str = ""):
             raise VideoliftError(f"{where}: {exc.strerror or exc}") from None
         except UnicodeDecodeError as exc:
             raise VideoliftError(f"an input is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             # (`toy corpus`, `toy rate`, `prompts sample`, ... said "what was finished is kept" too)
-            typer.echo(f"\nInterrupted: {INTERRUPTED if name in RESUMES else INTERRUPTED_WHOLE}", err=True)
-            raise typer.Exit(130) from None
+            said = INTERRUPTED if name in RESUMES else INTERRUPTED_WHOLE
+            stopped = isinstance(exc, Terminated)
+            typer.echo(f"\n{'Terminated (SIGTERM)' if stopped else 'Interrupted'}: {said}", err=True)
+            raise typer.Exit(143 if stopped else 130) from None  # the shells' 128 + signal
         except Exception as exc:
             if _out_of_memory(exc):
                 raise _memory_error(exc, name) from None

@@ -385,6 +385,13 @@ def in_subprocess(
             return future.result()
         except BrokenProcessPool:
             raise VideoliftError(_died(what or fn.__name__, processes)) from None
+        except KeyboardInterrupt:
+            # SIGTERM (or SIGINT) to this process alone: the pool's exit would wait for the child's whole
+            # stage. Ctrl-C at a terminal reaches the child too; a scheduler's signal does not.
+            for process in processes:
+                with contextlib.suppress(Exception):  # one that ended meanwhile
+                    process.terminate()
+            raise
         finally:
             with _CHILDREN_LOCK:
                 _CHILDREN.discard(pool)
