@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from align_world import COLOURS, align_config, build_tiny, make_world, objective, score_line, square_video
+from sigterm import sigterm_when
 from videolift.align.cache import READ_BATCH, EncodingCache, load_tensor, model_fingerprint
 from videolift.align.config import AlignConfig
 from videolift.align.loss import batch_loss, step_generator
@@ -639,6 +640,83 @@ def test_resume_after_kill_matches_uninterrupted_run(world, tmp_path):
     steps = [json.loads(x)["step"] for x in (moved / "logs/train.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 21))  # lines past the last checkpoint were replaced, not duplicated
     assert len(list((moved / "checkpoints").glob("step-*"))) == 2  # keep_checkpoints
+
+
+def test_sigterm_checkpoints_the_update_it_stops_at_and_resume_matches(world, tmp_path):
+    """A scheduler's stop (SIGTERM; Slurm's preemption) ended the run at once: every update since the last
+    checkpoint was lost. Now the update under way ends, is checkpointed, and the run exits 143."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    args = {"max_steps": 12, "checkpoint_every": 100}  # no checkpoint but the last of its own
+    out = tmp_path / "stopped"
+    proc = subprocess.Popen(
+        [str(BIN / "videolift"), "align", *_cli_args(world, out, **args)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    said = sigterm_when(proc, lambda: len(_lines(out / "logs/train.jsonl")) >= 2)
+    assert proc.returncode == 143, said
+    (checkpoint,) = (out / "checkpoints").glob("step-*")
+    stopped_at = int(checkpoint.name.split("-")[1])
+    said = " ".join(said.split())
+    assert f"Terminated (SIGTERM) after update {stopped_at} of 12, checkpointed: what was finished" in said
+    assert "Traceback" not in said
+    assert 2 <= stopped_at < 12 and not (out / "pipeline").exists()
+    steps = [json.loads(x)["step"] for x in (out / "logs/train.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, stopped_at + 1))  # every update it made is kept
+
+    flags = {**_flags(world, out), **args}
+    train(AlignConfig.load(None, **flags, resume=True), progress=False)
+    train(AlignConfig.load(None, **{**flags, "out": tmp_path / "straight"}), progress=False)
+    a, b = _transformer_state(out / "pipeline"), _transformer_state(tmp_path / "straight/pipeline")
+    assert all(torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-7) for k in a)
+
+
+def test_sigterm_to_one_of_two_processes_checkpoints_the_same_update_on_both(world, tmp_path):
+    """The signal reaches the ranks at different moments (here one rank alone): they agree, at each
+    update's end, to stop at the same one and checkpoint it together, instead of one rank leaving the
+    other waiting in a collective."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1")
+    out = tmp_path / "ddp"
+    cmd = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", str(BIN / "videolift"), "align",
+           *_cli_args(world, out, max_steps=30, checkpoint_every=100)]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+
+    def rank1() -> int | None:  # torchrun's worker of rank 1 (its child)
+        workers = [p for p in Path("/proc").glob("[0-9]*") if _ppid(p) == proc.pid]
+        found = [int(p.name) for p in workers if _environ(p).get("RANK") == "1"]
+        return found[0] if len(found) == 1 else None
+
+    said = sigterm_when(proc, lambda: len(_lines(out / "logs/train.jsonl")) >= 2 and rank1(), pid=rank1)
+    assert proc.returncode != 0 and said.count(", checkpointed: what was finished is kept") == 2
+    (checkpoint,) = (out / "checkpoints").glob("step-*")
+    stopped_at = int(checkpoint.name.split("-")[1])
+    assert 2 <= stopped_at < 30 and not (out / "pipeline").exists()
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    assert state["step"] == stopped_at and state["world_size"] == 2
+    assert {p.name for p in checkpoint.glob("random_states_*")} == {
+        "random_states_0.pkl",
+        "random_states_1.pkl",
+    }
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def _environ(proc: Path) -> dict[str, str]:
+    try:
+        pairs = (proc / "environ").read_bytes().split(b"\0")
+    except OSError:
+        return {}
+    return dict(p.decode(errors="replace").split("=", 1) for p in pairs if b"=" in p)
+
+
+def _ppid(proc: Path) -> int:
+    try:
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
 
 
 def _flags(world: Path, out: Path) -> dict:

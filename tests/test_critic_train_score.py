@@ -194,6 +194,42 @@ def test_resume_equals_uninterrupted(world, tmp_path):
     assert "trained with other settings (max_steps: was 6, now 9); a finished run is not continued" in longer
 
 
+def test_sigterm_checkpoints_the_update_it_stops_at_and_resume_matches(world, tmp_path):
+    """A scheduler's stop (SIGTERM) ended `critic train` at once, losing every update since the last
+    checkpoint; now it checkpoints the update it is at and exits 143, and --resume goes on from there."""
+    import os
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    from sigterm import sigterm_when
+
+    stopped = tmp_path / "stopped"
+    args = ["critic", "train", "--base", world / "base", "--data", world / "hra.jsonl", "--videos", world,
+            "--out", stopped, "--max-steps", 40, "--lr", "5e-3", "--batch-size", "4", "--save-every", "0",
+            "--no-progress"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "videolift", *map(str, args)], env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    ready = (stopped / "train_log.jsonl").exists
+    said = " ".join(sigterm_when(proc, lambda: ready() and len(log_of(stopped)) >= 2).split())
+    assert proc.returncode == 143, said
+    (checkpoint,) = (stopped / "checkpoints").glob("step-*")
+    at = int(checkpoint.name.split("-")[1])
+    assert f"Terminated (SIGTERM) after update {at} of 40, checkpointed: what was finished is kept" in said
+    assert 2 <= at < 40 and [r["step"] for r in log_of(stopped)] == list(range(1, at + 1))
+    assert not (stopped / "adapter_model.safetensors").exists()
+    train(world, stopped, "--save-every", "0", "--resume", steps=40)
+    train(world, tmp_path / "whole", "--save-every", "0", steps=40)
+    a = load_file(stopped / "adapter_model.safetensors")
+    b = load_file(tmp_path / "whole" / "adapter_model.safetensors")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+
+
 def test_critic_train_takes_align_s_names_for_the_lora_rank_and_checkpoints_and_the_group_shows_its_help(
     world, tmp_path
 ):

@@ -403,24 +403,18 @@ def test_sigterm_cleans_up_as_ctrl_c_does(tmp_path):
     """A scheduler's stop (SIGTERM) ended the process at once: no cleanup ran, so a stopped `toy corpus`
     left its hidden temporaries (556 after 5 s) and said nothing. Now it takes Ctrl-C's path."""
     import os
-    import signal
     import subprocess
     import sys
-    import time
+
+    from sigterm import sigterm_when
 
     out = tmp_path / "c"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "videolift", "toy", "corpus", "--n", 5000, "--out", out, "--no-progress"]
-    proc = subprocess.Popen([str(c) for c in command], env=env, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.time() + 120  # until it has written into videos/
-        while not (out / "videos").is_dir() or not any((out / "videos").iterdir()):
-            assert proc.poll() is None and time.time() < deadline, "the corpus ended or never started"
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGTERM)
-        said = proc.communicate(timeout=60)[1]
-    finally:
-        proc.kill()
+    proc = subprocess.Popen(
+        [str(c) for c in command], env=env, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    said = sigterm_when(proc, lambda: (out / "videos").is_dir() and any((out / "videos").iterdir()))
     assert proc.returncode == 143, said
     assert "Terminated (SIGTERM): nothing half-written is kept" in said and "Traceback" not in said
     assert [p.name for p in out.rglob("*.tmp")] == []

@@ -156,7 +156,8 @@ def _plain_errors(fn, name: str = ""):
             # (`toy corpus`, `toy rate`, `prompts sample`, ... said "what was finished is kept" too)
             said = INTERRUPTED if name in RESUMES else INTERRUPTED_WHOLE
             stopped = isinstance(exc, Terminated)
-            typer.echo(f"\n{'Terminated (SIGTERM)' if stopped else 'Interrupted'}: {said}", err=True)
+            how = "Terminated (SIGTERM)" + (f" {exc.args[0]}" if stopped and exc.args else "")
+            typer.echo(f"\n{how if stopped else 'Interrupted'}: {said}", err=True)
             raise typer.Exit(143 if stopped else 130) from None  # the shells' 128 + signal
         except Exception as exc:
             if _out_of_memory(exc):

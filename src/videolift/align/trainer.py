@@ -48,6 +48,7 @@ from videolift.core.files import holds_weights
 from videolift.core.hub import base_directory, hub_commit
 from videolift.core.jsonl import append_jsonl, atomic_write, finite_values, read_json
 from videolift.core.progress import library_bars
+from videolift.core.signals import StopRequest, Terminated, stop_at_update_end
 from videolift.models.base import is_empty, resolve_dtype
 from videolift.models.families import get_spec
 
@@ -394,10 +395,13 @@ def _measure_held_out(run: _Run, at: int) -> None:
         record_held_out(run.log_dir, at, loss, len(run.held_paths), run.held_set, run.writer)
 
 
-def _updates(run: _Run, loader: Any, step: int, progress: bool) -> tuple[int, list[int] | None, dict]:
+def _updates(
+    run: _Run, loader: Any, step: int, progress: bool, stop: StopRequest
+) -> tuple[int, list[int] | None, dict]:
     """Train from ``step`` to the last: each micro-step's loss and backward pass, each update's optimizer,
-    scheduler and EMA steps and what is due after it. Returns the step reached, this rank's first batch's
-    ids (None: no micro-step ran) and the last log line ({}: none was written)."""
+    scheduler and EMA steps and what is due after it, or a SIGTERM's stop (``stop``). Returns the step
+    reached, this rank's first batch's ids (None: no micro-step ran) and the last log line ({}: none was
+    written)."""
     from tqdm import tqdm
 
     cfg, accelerator, model, pinned = run.cfg, run.accelerator, run.model, run.pinned
@@ -443,6 +447,8 @@ def _updates(run: _Run, loader: Any, step: int, progress: bool) -> tuple[int, li
         if step % cfg.log_every == 0 or step == cfg.max_steps:
             last_log = _log_update(run, log, bar, step, lr, grad_norm)
         _after_update(run, log, step)
+        if stop.due(accelerator):
+            _stop_at(run, log, step)
     bar.close()
     if run.writer is not None:
         run.writer.close()
@@ -476,25 +482,43 @@ def _after_update(run: _Run, log: StepLog, step: int) -> None:
         measuring = time.perf_counter()
         _measure_held_out(run, step)
         log.paused += time.perf_counter() - measuring
-    if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
-        assert_ranks_in_sync(run.accelerator, run.model, step)
-        state = {
-            "step": step,
-            "fingerprint": cfg.training_fingerprint(),
-            "config": cfg.model_dump(mode="json"),  # what --resume compares against
-            "inputs": run.inputs,  # and the content of the files it names
-            "world_size": run.world,
-            "layout": run_layout(run.accelerator),  # what --resume must run under (check_resume_layout)
-            # the batches of all ranks the uniform streams drew before this step: where a resume goes on
-            "stream_batches": batches_drawn(run.origin, step * cfg.grad_accum, run.world),
-        }
-        saving = time.perf_counter()
-        save_checkpoint(run.accelerator, run.ckpt_root, step, state, cfg.keep_checkpoints)
-        log.paused += time.perf_counter() - saving  # not training: out of the throughput
+    if _checkpoint_due(cfg, step):
+        _checkpoint(run, log, step)
     if run.prompts and samples_due(cfg, step):
         sampling = time.perf_counter()
         write_samples(cfg, run.spec, run.pipe, run.model, run.accelerator, run.prompts, step, run.writer)
         log.paused += time.perf_counter() - sampling
+
+
+def _checkpoint_due(cfg: AlignConfig, step: int) -> bool:
+    return step % cfg.checkpoint_every == 0 or step == cfg.max_steps
+
+
+def _checkpoint(run: _Run, log: StepLog, step: int) -> None:
+    """Checkpoint update ``step`` (collective), the ranks' weights compared first."""
+    cfg = run.cfg
+    assert_ranks_in_sync(run.accelerator, run.model, step)
+    state = {
+        "step": step,
+        "fingerprint": cfg.training_fingerprint(),
+        "config": cfg.model_dump(mode="json"),  # what --resume compares against
+        "inputs": run.inputs,  # and the content of the files it names
+        "world_size": run.world,
+        "layout": run_layout(run.accelerator),  # what --resume must run under (check_resume_layout)
+        # the batches of all ranks the uniform streams drew before this step: where a resume goes on
+        "stream_batches": batches_drawn(run.origin, step * cfg.grad_accum, run.world),
+    }
+    saving = time.perf_counter()
+    save_checkpoint(run.accelerator, run.ckpt_root, step, state, cfg.keep_checkpoints)
+    log.paused += time.perf_counter() - saving  # not training: out of the throughput
+
+
+def _stop_at(run: _Run, log: StepLog, step: int) -> None:
+    """SIGTERM asked the run to stop (``stop_at_update_end``): update ``step`` is checkpointed unless it
+    just was, and the run ends as an interrupted one does."""
+    if not _checkpoint_due(run.cfg, step):
+        _checkpoint(run, log, step)
+    raise Terminated(f"after update {step} of {run.cfg.max_steps}, checkpointed")
 
 
 def _finish(run: _Run, step: int, first_ids: list[int] | None, last_log: dict) -> AlignResult:
@@ -553,5 +577,6 @@ def _train(
     run.say(describe_run(run.cfg, run.data, run.n_real, run.world, run.params, step, run.samples_per_step))
     _open_writer(run, step, held)
     _measure_start(run, step)
-    step, first_ids, last_log = _updates(run, loader, step, progress)
+    with stop_at_update_end() as stop:
+        step, first_ids, last_log = _updates(run, loader, step, progress, stop)
     return _finish(run, step, first_ids, last_log)

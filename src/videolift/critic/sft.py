@@ -40,6 +40,7 @@ from videolift.core.checkpoints import run_layout, save_trainable_only
 from videolift.core.distributed import deepspeed_clipping, fresh_accelerator
 from videolift.core.errors import VideoliftError
 from videolift.core.jsonl import append_jsonl, finite_values
+from videolift.core.signals import StopRequest, Terminated, stop_at_update_end
 from videolift.critic.data import FrameCache, SFTExample, example_frames
 from videolift.critic.sft_config import TRAIN_LOG, SFTConfig, SFTResult
 from videolift.critic.sft_model import eos_ids, load_model
@@ -197,7 +198,8 @@ def _run_sft(
             validation_loss, run.model, run.accelerator, collate, validation, frames, cfg
         )
     state = _start_clock(run, step, progress, held)
-    _train(run, state, prepare, validate, stop_at_step)
+    with stop_at_update_end() as stop:
+        _train(run, state, prepare, validate, stop_at_step, stop)
     return _finish(run, state, resumed, finalize)
 
 
@@ -335,9 +337,10 @@ def _train(
     prepare: Callable[[int], dict[str, Any]],
     validate: Callable[[], float] | None,
     stop_at_step: int | None,
+    stop: StopRequest,
 ) -> None:
-    """The updates from ``state.step`` to the last (or ``stop_at_step``): each logged, validated when
-    due, checkpointed every ``save_every`` updates."""
+    """The updates from ``state.step`` to the last (or ``stop_at_step``, or a SIGTERM's ``stop``): each
+    logged, validated when due, checkpointed every ``save_every`` updates."""
     cfg, accelerator = run.cfg, run.accelerator
     # Each micro-batch is made in a thread while the one before trains (decoding releases the GIL): at
     # real sizes a video takes ~0.15 s to decode, and LiFT-HRA makes ~90k examples an epoch.
@@ -356,8 +359,14 @@ def _train(
             if run.main:
                 _log_update(run, state, micro, lr, grad_norm, now - state.tick, val_loss)
             step = state.step
-            if (cfg.save_every and step % cfg.save_every == 0 and step < run.total) or step == stop_at_step:
+            scheduled = (
+                cfg.save_every and step % cfg.save_every == 0 and step < run.total
+            ) or step == stop_at_step
+            stopping = stop.due(accelerator)  # a SIGTERM's (collective: every rank stops here)
+            if scheduled or stopping:
                 save_step_checkpoint(accelerator, run.out, step, cfg.keep_checkpoints)
+            if stopping:
+                raise Terminated(f"after update {step} of {run.total}, checkpointed")
             state.tick = time.perf_counter()
             if stop_at_step is not None and step >= stop_at_step and step < run.total:
                 state.stopped = True

@@ -356,11 +356,13 @@ def _call_with_threads(
     import torch
 
     from videolift.core.memory import own_peak_rss_mb
+    from videolift.core.signals import sigterm_as_interrupt
 
     if parent is not None:
         _exit_with(parent)
     torch.set_num_threads(threads)
-    result = fn(**kwargs)
+    with sigterm_as_interrupt():  # the parent's SIGTERM ends it so: a training stage checkpoints first
+        result = fn(**kwargs)
     return result, own_peak_rss_mb()
 
 
@@ -387,7 +389,8 @@ def in_subprocess(
             raise VideoliftError(_died(what or fn.__name__, processes)) from None
         except KeyboardInterrupt:
             # SIGTERM (or SIGINT) to this process alone: the pool's exit would wait for the child's whole
-            # stage. Ctrl-C at a terminal reaches the child too; a scheduler's signal does not.
+            # stage. Ctrl-C at a terminal reaches the child too; a scheduler's signal does not. The child
+            # takes SIGTERM as its own (a training stage checkpoints its update), and the pool waits for it.
             for process in processes:
                 with contextlib.suppress(Exception):  # one that ended meanwhile
                     process.terminate()
