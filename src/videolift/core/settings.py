@@ -9,6 +9,8 @@ that pass every ``gt`` / ``le`` bound. Pydantic keeps ``~/runs`` literally: a fo
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -16,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 
 from videolift.core.errors import DataError
-from videolift.core.jsonl import read_yaml
+from videolift.core.jsonl import read_json, read_yaml
 
 
 def dotted(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -29,6 +31,21 @@ def dotted(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{k}"] = v
     return out
+
+
+def recorded_changes(path: Path, now: dict[str, Any], may_change: Iterable[str] = ()) -> list[str] | None:
+    """How the settings recorded in ``path`` (JSON) differ from ``now``, one ``"name: X then, Y now"`` a
+    setting (nested ones dotted), leaving out the names in ``may_change`` (a top-level name covers the
+    settings under it); None when nothing is recorded. Compared as recorded: a tuple reads back as a list."""
+    if not path.is_file():
+        return None
+    then, now = dotted(read_json(path)), dotted(json.loads(json.dumps(now)))
+    allowed = set(may_change)
+    return [
+        f"{k}: {then.get(k)!r} then, {now.get(k)!r} now"
+        for k in sorted(set(now) | set(then))
+        if k.split(".")[0] not in allowed and now.get(k) != then.get(k)
+    ]
 
 
 def takes_bool(annotation: Any) -> bool:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from videolift.core.errors import VideoliftError
 from videolift.core.jsonl import atomic_write, read_json
-from videolift.core.settings import dotted
+from videolift.core.settings import recorded_changes
 from videolift.models.tiny_cogvideox import TinyCogVideoXConfig
 from videolift.toy.sharpen_decoder import DecoderPhase
 
@@ -260,18 +260,12 @@ def check_work_settings(work: Path, cfg: T2VPretrainConfig) -> None:
     """Refuse a rerun whose settings differ from those the work directory's finished phases (VAE, corpora)
     were made with in anything but ``RERUN_MAY_CHANGE``: they would be reused unsaid, and reported as the
     new settings. The first run records its settings."""
-    now = dotted(json.loads(json.dumps(asdict(cfg))))  # as recorded: a tuple setting reads back as a list
     path = work / WORK_SETTINGS
-    if not path.is_file():
+    differ = recorded_changes(path, asdict(cfg), RERUN_MAY_CHANGE)
+    if differ is None:
         with atomic_write(path) as handle:
             json.dump(asdict(cfg), handle, indent=1)
         return
-    then = dotted(read_json(path))
-    differ = [
-        f"{k}: {then.get(k)!r} then, {now.get(k)!r} now"
-        for k in sorted(set(now) | set(then))
-        if k.split(".")[0] not in RERUN_MAY_CHANGE and now.get(k) != then.get(k)
-    ]
     if differ:
         raise VideoliftError(
             f"{work} was started with other settings (" + "; ".join(differ) + "): rerun with those to "
