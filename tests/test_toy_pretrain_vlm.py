@@ -155,3 +155,78 @@ def test_pretrain_vlm_refuses_an_out_holding_another_run_before_any_work(tmp_pat
     assert "not a toy VLM written by `videolift toy pretrain-vlm`" in result.output
     assert (out / "checkpoints" / "step-100").is_dir() and not (out / "corpus").exists()
     assert (out / "model.safetensors").read_bytes() == b"someone's weights"
+
+
+def test_a_rerun_that_only_checks_renders_no_train_split_clips(pretrained, monkeypatch) -> None:
+    # A rerun on a finished OUT said it only repeats the checks, yet rendered every train-split clip
+    # first (8,000 at the defaults, about 1.5 min here) for nothing.
+    import videolift.toy.corpus as corpus
+
+    out, _ = pretrained
+    rendered: list[str] = []
+    write_corpus = corpus.write_corpus
+    monkeypatch.setattr(
+        corpus, "write_corpus", lambda items, d, **kw: rendered.append(d.name) or write_corpus(items, d, **kw)
+    )
+    result = CliRunner().invoke(_app(), _args(out))
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "already holds the trained model" in result.output and rendered == ["heldout"]
+
+
+def _manifest_prompts(split_dir) -> list[str]:
+    return [json.loads(line)["prompt"] for line in (split_dir / "manifest.jsonl").read_text().splitlines()]
+
+
+def test_a_kept_corpus_of_other_settings_is_rendered_again(tmp_path) -> None:
+    # With --keep-corpus, a rerun into the same OUT with another --seed trained and checked on the clips
+    # rendered for the first seed, unsaid (and another --eval-videos stopped with "delete it").
+    out = tmp_path / "vlm"
+
+    def run(*more: str) -> str:
+        result = CliRunner().invoke(_app(), [*_args(out), "--keep-corpus", *more])
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        return result.output
+
+    def assert_rendered(split: str, n: int, seed: int) -> None:
+        planned = [item.spec.text for item in plan(n, defect_rate=0.5, seed=seed, split=split)]
+        assert _manifest_prompts(out / "corpus" / split) == planned
+        videos = sorted(p.name for p in (out / "corpus" / split / "videos").iterdir())
+        assert videos == [f"toy-{i:06d}.mp4" for i in range(n)]
+
+    run()
+    output = run("--seed", "1")
+    assert "seed: 0 then, 1 now" in output and "seed: 1 then, 2 now" in output
+    assert_rendered("train", 12, 1)
+    assert_rendered("heldout", 4, 2)
+    output = run("--seed", "1", "--eval-videos", "3")
+    assert "videos: 4 then, 3 now" in output
+    assert_rendered("heldout", 3, 2)
+    assert json.loads((out / "pretrain_report.json").read_text())["heldout"]["clips"] == 3
+    # The same settings again: the kept clips are reused.
+    output = run("--seed", "1", "--eval-videos", "3")
+    assert "reusing the 3 heldout-split clips" in output and "rendering" not in output
+
+
+def test_minutes_reports_the_updates_run_and_a_rerun_without_them_trains_again(tmp_path) -> None:
+    # The report's total_minutes counted the training twice (its minutes plus the whole run's, which holds
+    # them); and a rerun without --minutes (or with another budget) kept the model fitted to the old
+    # budget, saying it "already holds the trained model of this configuration".
+    import time
+
+    out = tmp_path / "vlm"
+    started = time.time()
+    result = CliRunner().invoke(_app(), [*_args(out), "--minutes", "0.05"])
+    elapsed = (time.time() - started) / 60
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    report = json.loads((out / "pretrain_report.json").read_text())
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    vision_log = [json.loads(line) for line in (out / "vision_log.jsonl").read_text().splitlines()]
+    assert report["steps"] == len(log) == log[-1]["step"]
+    assert report["vision_steps"] == vision_log[-1]["step"]
+    assert f"{report['vision_steps']} vision-encoder and {report['steps']} caption updates" in result.output
+    assert report["train_minutes"] <= report["total_minutes"] <= elapsed + 0.01
+    result = CliRunner().invoke(_app(), _args(out))
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "minutes: 0.05 then, None now" in result.output and "already holds" not in result.output
+    report = json.loads((out / "pretrain_report.json").read_text())
+    assert report["steps"] == report["vision_steps"] == 3

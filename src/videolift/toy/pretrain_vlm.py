@@ -32,6 +32,7 @@ import numpy as np
 from videolift.core.errors import VideoliftError
 from videolift.core.files import refuse_file_as_dir
 from videolift.core.jsonl import atomic_write, read_json, read_jsonl_dicts
+from videolift.core.settings import recorded_changes
 from videolift.models.tiny_vlm import TinyVLMConfig
 from videolift.toy.caption_check import clause_table, quality_report
 from videolift.toy.vision_probe import VisionProbe, attribute_targets, train_vision
@@ -122,15 +123,40 @@ def toy_texts(seed: int = 0, n: int = 400) -> list[str]:
 # ---- the pretraining run --------------------------------------------------------------------------
 
 
+CORPUS_SETTINGS = "corpus_settings.json"  # in each split's folder: what its clips were rendered with
+
+
 def render_split(
-    out: Path, n: int, cfg: PretrainVLMConfig, split: str, seed: int, progress: bool = True
+    out: Path,
+    n: int,
+    cfg: PretrainVLMConfig,
+    split: str,
+    seed: int,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
-    """Render ``n`` clips of a prompt split (once) and return their manifest records."""
+    """Render ``n`` clips of a prompt split (once) and return their manifest records. A split kept from a
+    run with other settings (seed, count, defect rate) is rendered again, not reused as this run's."""
     from videolift.toy.corpus import plan, write_corpus
 
-    manifest = out / "manifest.jsonl"
-    if not manifest.exists():
-        write_corpus(plan(n, defect_rate=cfg.defect_rate, seed=seed, split=split), out, progress=progress)
+    manifest, recorded = out / "manifest.jsonl", out / CORPUS_SETTINGS
+    settings = {"split": split, "videos": n, "defect_rate": cfg.defect_rate, "seed": seed}
+    differ = recorded_changes(recorded, settings)
+    if manifest.exists() and differ == []:
+        log(f"reusing the {n} {split}-split clips in {out}")
+    else:
+        if manifest.exists():
+            why = "; ".join(differ) if differ else f"no {CORPUS_SETTINGS}"
+            log(f"{out} holds clips of other settings ({why}): rendering them again")
+        # Gone before the new clips replace the old: a kill between the two never leaves them described
+        # by the old settings.
+        recorded.unlink(missing_ok=True)
+        log(f"rendering {n} {split}-split clips into {out}")
+        old = sorted((out / "videos").glob("toy-*.mp4"))
+        items = plan(n, defect_rate=cfg.defect_rate, seed=seed, split=split)
+        write_corpus(items, out, progress=progress, remove=old)
+        with atomic_write(recorded) as handle:
+            handle.write(json.dumps(settings, indent=1) + "\n")
     records = read_jsonl_dicts(manifest)
     if len(records) != n:
         raise VideoliftError(f"{manifest}: holds {len(records)} clips, expected {n}; delete it to re-render")
@@ -219,18 +245,21 @@ def pretrain_vlm(
     torch.set_num_threads(cfg.threads)
     started = time.time()
     work = out / "corpus"
-    log(f"rendering {cfg.train_videos} train-split and {cfg.eval_videos} held-out-split clips into {work}")
-    train = render_split(work / "train", cfg.train_videos, cfg, "train", cfg.seed, progress)
-    heldout = render_split(work / "heldout", cfg.eval_videos, cfg, "heldout", cfg.seed + 1, progress)
-    if _trained(out, cfg):
-        # A run that stopped after training (e.g. killed while captioning) only needs its checks.
+    heldout = render_split(work / "heldout", cfg.eval_videos, cfg, "heldout", cfg.seed + 1, progress, log)
+    trained = _trained(out, cfg, minutes, log)
+    if trained:
+        # A run that stopped after training (e.g. killed while captioning) only needs its checks, and
+        # no train-split clips.
         log(f"{out} already holds the trained model of this configuration: checking it")
         training = read_json(out / TRAINING)
     else:
+        train = render_split(work / "train", cfg.train_videos, cfg, "train", cfg.seed, progress, log)
         training = _train(out, cfg, train, heldout, work, minutes, progress, log)
     log(f"captioning {len(heldout)} held-out-split clips")
     report = quality_report(out, work / "heldout", heldout, cfg.num_frames, progress) | training
-    report["total_minutes"] = round(training["train_minutes"] + (time.time() - started) / 60, 2)
+    # This run's time, and the earlier run's training when it only checks (its own time holds this run's).
+    spent = (time.time() - started) / 60
+    report["total_minutes"] = round(spent + (training["train_minutes"] if trained else 0.0), 2)
     with atomic_write(out / REPORT) as handle:
         handle.write(json.dumps(report, indent=1) + "\n")
     if not keep_corpus:
@@ -252,11 +281,16 @@ def check_own_out(out: Path) -> None:
         )
 
 
-def _trained(out: Path, cfg: PretrainVLMConfig) -> bool:
+def _trained(out: Path, cfg: PretrainVLMConfig, minutes: float | None, log: Callable[[str], None]) -> bool:
+    """Whether ``out`` holds a finished training of these settings and time budget (with another budget,
+    or none, its updates were not the ones asked for now)."""
     if not (out / TRAINING).exists() or not (out / CONFIG).exists():
         return False
-    saved = read_json(out / CONFIG)
-    return all(saved.get(k) == v for k, v in json.loads(json.dumps(asdict(cfg))).items() if k != "threads")
+    ran = ("threads", "vision_steps_run", "steps_run")  # not settings: a rerun may use other threads
+    differ = recorded_changes(out / CONFIG, asdict(cfg) | {"minutes": minutes}, ran)
+    if differ:
+        log(f"{out} holds a model trained with other settings ({'; '.join(differ)}): training again")
+    return differ == []
 
 
 def _train(
