@@ -386,6 +386,11 @@ def test_corpus_refuses_a_file_and_another_tools_folder_before_rendering(tmp_pat
         ["toy", "pretrain-vlm", "--out", "m", "--minutes", "0"],
         ["toy", "pretrain", "--out", "m", "--steps", "0"],
         ["toy", "pretrain", "--out", "m", "--minutes", "nan"],
+        # A negative seed raised numpy's "expected non-negative integer" (a traceback), pretrain-vlm's
+        # after creating OUT/corpus, probe-t2v's after loading the model.
+        ["toy", "pretrain-vlm", "--out", "m", "--seed", "-1"],
+        ["toy", "pretrain", "--out", "m", "--seed", "-1"],
+        ["toy", "probe-t2v", "--model", "m", "--seed", "-1"],
         ["toy", "prompts", "--split", "train", "--n", "3", "--out", "x.txt", "--seed", "-1"],
         ["toy", "corpus", "--n", "3", "--out", "c", "--seed", "-1"],
         ["toy", "rate", "--manifest", "m.jsonl", "--videos", ".", "--out", "x.jsonl", "--seed", "-1"],

@@ -46,7 +46,7 @@ def pretrain_vlm_command(
     eval_videos: int | None = typer.Option(
         None, "--eval-videos", min=1, help="Held-out-split clips captioned for the quality report."
     ),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0),
     threads: int = typer.Option(1, "--threads", min=1, help="torch CPU threads."),
     keep_corpus: bool = typer.Option(False, "--keep-corpus", help="Keep the rendered clips in OUT/corpus."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
@@ -122,7 +122,7 @@ def pretrain_t2v_command(
     steps: int | None = typer.Option(
         None, "--steps", min=1, help="Transformer updates (default: the committed model's)."
     ),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0),
     first_steps: int | None = typer.Option(
         None,
         "--first-steps",
@@ -208,7 +208,7 @@ def probe_t2v_command(
     clips: int = typer.Option(64, "--clips", min=1, help="Clean single-subject clips of linear moves."),
     split: str = typer.Option("heldout", "--split", help="Prompt split the clips are drawn from."),
     t_low: int = typer.Option(700, "--t-low", min=0, help="Noise levels probed: t in [T_LOW, T)."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0),
     as_json: bool = typer.Option(False, "--json", help="Print the probe as JSON."),
 ) -> None:
     """Does a toy T2V model read the colour, shape and direction words of its prompt? Compares its
