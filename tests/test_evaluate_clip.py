@@ -245,3 +245,89 @@ def test_a_run_refuses_an_evaluate_clip_that_is_not_clip_before_its_first_stage(
     cfg = PipelineConfig.model_validate({"workdir": tmp_path / "w", "evaluate": {"clip": clip}})
     with pytest.raises(VideoliftError, match=r"evaluate\.clip .*not a CLIP model"):
         run_pipeline(cfg, progress=False)
+
+
+def _one_video_folder(folder: Path, prompts: tuple[str, ...] = ("a red circle",)) -> list[dict]:
+    """``folder`` with a random video per prompt and their manifest."""
+    folder.mkdir(exist_ok=True)
+    records = []
+    for i, prompt in enumerate(prompts):  # video i the same whatever the others
+        frames = np.random.default_rng(i).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+        _video(folder / f"{i}.mp4", frames)
+        records.append({"video": f"{i}.mp4", "prompt": prompt, "seed": i})
+    (folder / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return records
+
+
+def test_clip_runs_in_float32_whatever_its_checkpoint_and_other_dtypes_lines_are_not_reused(
+    tmp_path, tiny_clip_dir
+):
+    """transformers 5 loads a checkpoint in its own dtype: a CLIP saved in float16 ran in float16 (CLIPSIM off
+    by up to ~1e-3, the size of a difference between models), unlike what the docs say, and its lines (no
+    dtype in their "clip") would be reused by the fixed version."""
+    import torch
+    from transformers import CLIPModel
+
+    from videolift.evaluate.clip_score import CLIP_FILE, clip_signature, load_clip, rate_by_clip
+
+    half = shutil.copytree(tiny_clip_dir, tmp_path / "clip16")
+    CLIPModel.from_pretrained(half).to(torch.float16).save_pretrained(half)
+    assert next(load_clip(str(half), "cpu").model.parameters()).dtype == torch.float32
+
+    (record,) = _one_video_folder(tmp_path / "a")
+    earlier = {k: v for k, v in clip_signature(str(half)).items() if k != "dtype"}  # an earlier version's
+    line = {**record, "clipsim": 0.5, "temporal_consistency": 0.5, "prompt_truncated": False, "clip": earlier}
+    (tmp_path / "a" / CLIP_FILE).write_text(json.dumps(line) + "\n")
+    clip = rate_by_clip(["a"], str(half), tmp_path, "cpu", None, progress=False)
+    assert clip["per_model"]["a"]["clipsim"] != 0.5  # computed again
+    (written,) = [json.loads(x) for x in (tmp_path / "a" / CLIP_FILE).read_text().splitlines()]
+    assert written["clip"]["dtype"] == "float32"
+
+
+def test_a_load_that_fetches_a_newer_hub_commit_scores_every_video_with_it(
+    tmp_path, tiny_clip_dir, monkeypatch
+):
+    """Online, loading a Hub id fetches the commit its main ref now names: the lines reused from the snapshot
+    cached before (read as the signature before the load) were mixed with values of the new commit, all
+    stamped with the old one."""
+    import huggingface_hub.constants
+    import torch
+    from transformers import CLIPModel
+
+    import videolift.evaluate.clip_score as clip_score
+    from videolift.core.files import fingerprint
+
+    cache = tmp_path / "hub"
+    repo = cache / "models--org--clip"
+    old, new = repo / "snapshots" / ("a" * 40), repo / "snapshots" / ("b" * 40)
+    shutil.copytree(tiny_clip_dir, old)
+    shutil.copytree(tiny_clip_dir, new)
+    model = CLIPModel.from_pretrained(new)
+    with torch.no_grad():
+        model.visual_projection.weight.mul_(-1)  # the new commit's weights: other values
+    model.save_pretrained(new)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("a" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+
+    real_load, online = clip_score.load_clip, []
+
+    def load(model: str, device: str = "auto") -> clip_score.ClipScorer:
+        """from_pretrained: online (the second run), the main ref first moves to the new commit."""
+        if online:
+            (repo / "refs" / "main").write_text("b" * 40)
+        return real_load(str(repo / "snapshots" / (repo / "refs" / "main").read_text()), device)
+
+    monkeypatch.setattr(clip_score, "load_clip", load)
+    _one_video_folder(tmp_path / "a")
+    first = clip_score.rate_by_clip(["a"], "org/clip", tmp_path, "cpu", None, progress=False)
+    online.append(True)
+    _one_video_folder(tmp_path / "a", ("a red circle", "a blue square"))  # one video more: CLIP loads
+    clip_score.rate_by_clip(["a"], "org/clip", tmp_path, "cpu", None, progress=False)
+    lines = [json.loads(x) for x in (tmp_path / "a" / clip_score.CLIP_FILE).read_text().splitlines()]
+    assert [line["clip"]["files"] for line in lines] == [fingerprint(new)] * 2
+    assert lines[0]["clipsim"] != pytest.approx(first["per_model"]["a"]["clipsim"])  # the new commit's value
+    expected = real_load(str(new), "cpu").scores(
+        clip_score.sampled_frames(tmp_path / "a" / "0.mp4"), "a red circle"
+    )
+    assert lines[0]["clipsim"] == pytest.approx(expected["clipsim"], abs=1e-6)

@@ -25,6 +25,9 @@ from videolift.core.errors import VideoError, VideoliftError
 from videolift.core.jsonl import iter_json_lines, read_jsonl_dicts, write_jsonl
 
 CLIP_FRAMES = 16  # frames sampled per video, uniformly over the clip (first and last included)
+# What CLIP computes in, whatever its checkpoint was saved in: transformers 5 loads a checkpoint in its own
+# dtype, and a float16 or bfloat16 CLIP moves CLIPSIM by up to ~1e-3, the size of a difference between models.
+CLIP_DTYPE = "float32"
 CLIP_FILE = "clip_scores.jsonl"
 IMAGE_BATCH = 64  # frames per image-encoder call
 KEYS = ("clipsim", "temporal_consistency")
@@ -65,7 +68,8 @@ def check_clip_model(model: str, option: str = "--clip") -> None:
 
 def clip_signature(model: str) -> dict[str, Any]:
     """What a CLIP value was computed with: the model as given, its files' fingerprint (a local directory's, or
-    a Hub id's cached snapshot; None if not cached yet) and the frames sampled."""
+    a Hub id's cached snapshot; None if not cached yet), the frames sampled and the dtype. Not the device:
+    in float32 it changes CLIPSIM by float rounding only (~1e-7; a GPU's TF32 convolutions ~1e-5)."""
     from videolift.core.files import fingerprint
     from videolift.core.hub import base_directory
 
@@ -74,6 +78,7 @@ def clip_signature(model: str) -> dict[str, Any]:
         "model": str(model),
         "files": None if files is None else fingerprint(files),
         "frames": CLIP_FRAMES,
+        "dtype": CLIP_DTYPE,  # lines of versions that ran a checkpoint in its own dtype lack it: computed again
     }
 
 
@@ -143,7 +148,8 @@ def _unit(x: Any) -> Any:
 
 def load_clip(model: str, device: str = "auto") -> ClipScorer:
     """``model`` (a directory or Hub id; offline with ``HF_HUB_OFFLINE``, as every model here) on ``device``
-    ("auto": this process's), in float32, evaluation mode."""
+    ("auto": this process's), in ``CLIP_DTYPE``, evaluation mode."""
+    import torch
     from transformers import AutoProcessor, CLIPModel
 
     from videolift.core.hub import hub_failure
@@ -154,7 +160,7 @@ def load_clip(model: str, device: str = "auto") -> ClipScorer:
         device = process_state().device
     try:
         processor = AutoProcessor.from_pretrained(str(model))
-        clip = CLIPModel.from_pretrained(str(model))
+        clip = CLIPModel.from_pretrained(str(model), dtype=getattr(torch, CLIP_DTYPE))
     except (OSError, ValueError) as exc:
         raise VideoliftError(f"--clip {model}: cannot load it ({hub_failure(str(model), exc)})") from None
     clip = clip.to(device).eval()
@@ -270,13 +276,20 @@ def rate_by_clip(
             scorers.append(load_clip(model, device))
         return scorers[0]
 
+    def score_all(signature: dict[str, Any]) -> None:
+        for name in names:
+            folder = out / name
+            clip_values(load, folder / "manifest.jsonl", folder, folder / CLIP_FILE, signature, progress)
+
     if state.is_main_process:
         if signature["files"] is None:  # a Hub id not cached yet: its files are known once downloaded
             load()
             signature = clip_signature(model)
-        for name in names:
-            folder = out / name
-            clip_values(load, folder / "manifest.jsonl", folder, folder / CLIP_FILE, signature, progress)
+        score_all(signature)
+        # Online, the load may have fetched a newer commit of a Hub id than the snapshot the reused lines were
+        # made with: every value again with the commit loaded (no earlier line matches its fingerprint).
+        if scorers and (loaded := clip_signature(model)) != signature:
+            score_all(loaded)
     scorers.clear()  # let the model go before the report
     state.wait_for_everyone()
     lines = {name: read_jsonl_dicts(out / name / CLIP_FILE) for name in names}
