@@ -331,3 +331,47 @@ def test_a_load_that_fetches_a_newer_hub_commit_scores_every_video_with_it(
         clip_score.sampled_frames(tmp_path / "a" / "0.mp4"), "a red circle"
     )
     assert lines[0]["clipsim"] == pytest.approx(expected["clipsim"], abs=1e-6)
+
+
+def test_recipe_clip_values_average_replicates_per_video():
+    from videolift.evaluate.metrics import replicate_value_difference, replicate_value_summary
+
+    a = [[1.0, 2.0, None], [3.0, None, 5.0]]  # None: a video CLIP could not read
+    assert replicate_value_summary(a) == pytest.approx((2.75, 1.25))  # replicate means 1.5 and 4
+    got = replicate_value_difference(a, [[0.0, 0.0, None]])
+    # per video: (1+3)/2, 2, and the third has no value on b's side
+    assert got["diff"] == pytest.approx(2.0) and got["pairs"] == 2 and got["replicates"] == [2, 1]
+    assert got["seed_se"] == pytest.approx(1.25) and got["eval_se"] == pytest.approx(0.0)
+
+
+def test_eval_clip_summarises_recipes_over_their_replicates(tmp_path, tiny_cogvideox_dir, tiny_clip_dir):
+    """The raters' recipes (--model NAME=) had no CLIP counterpart: eval.json's clip had per-model values only,
+    and with --clip alone the recipes table was printed with no row."""
+    prompts = tmp_path / "p.txt"
+    prompts.write_text(PROMPTS)
+    out = tmp_path / "eval"
+    model = str(tiny_cogvideox_dir)
+    args = ["eval", "--model", model, "--model", f"r={model}", "--model", f"r={model}", "--prompts", str(prompts),
+            *TOY, "--lossless", "--steps", "1", "--out", str(out), "--no-progress", "--clip", str(tiny_clip_dir)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "eval.json").read_text())
+    base = next(iter(data["models"]))
+    clip = data["clip"]
+    assert "groups" not in data  # no rater of labels: nothing to summarise there
+    recipe = clip["groups"]["r"]
+    assert recipe["members"] == ["r.1", "r.2"] and recipe["replicates"] == 2
+    per_model = clip["per_model"]
+    assert recipe["clipsim"] == pytest.approx((per_model["r.1"]["clipsim"] + per_model["r.2"]["clipsim"]) / 2)
+    assert clip["groups"][base]["replicates"] == 1
+    diff = clip["group_differences"][f"r vs {base}"]
+    assert diff["clipsim"]["replicates"] == [2, 1] and diff["clipsim"]["pairs"] == 2
+    assert diff["clipsim"]["diff"] == pytest.approx(0.0, abs=1e-6)  # the same model, prompts and seeds
+    shown = " ".join(result.output.split())
+    assert "CLIP recipes" in shown and f"r vs {base} (CLIP, recipes, 2 vs 1 replicates): CLIPSIM" in shown
+    assert "mean reward ± seed SE" not in shown  # no empty table of the raters' recipes
+    report = (out / "report.html").read_text()
+    assert (
+        "CLIP, recipes averaged over their replicates" in report
+        and f"r vs {base} (2 vs 1 replicates)" in report
+    )

@@ -293,7 +293,10 @@ def print_comparison(result: dict) -> None:
     from videolift.evaluate.eval_report import (
         CLIP_COLUMNS,
         CLIP_NOTE,
+        CLIP_RECIPE_COLUMNS,
         clip_paired_cells,
+        clip_recipe_cells,
+        clip_recipe_rows,
         clip_rows,
         findings_text,
         plus_minus,
@@ -338,6 +341,13 @@ def print_comparison(result: dict) -> None:
             console.print(f"{pair} (CLIP, paired difference ± SE): {cells}")
     if result.get("groups"):
         print_recipes(result)
+    if clip and (rows := clip_recipe_rows(clip)):  # recipes over replicates, as the raters' above
+        table = Table(*CLIP_RECIPE_COLUMNS, title=f"CLIP recipes ({clip['model']})")
+        for row in rows:
+            table.add_row(*map(str, row))
+        console.print(table)
+        for pair, n, cells in clip_recipe_cells(clip):
+            console.print(f"{pair} (CLIP, recipes, {n} replicates): {cells}")
 
 
 def print_recipes(result: dict) -> None:

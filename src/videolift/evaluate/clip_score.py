@@ -221,12 +221,20 @@ def clip_summary(
     lines: dict[str, list[dict[str, Any]]],
     clusters: Sequence[Hashable] | None,
     truncated: int,
+    groups: Sequence[str | None] | None = None,
 ) -> dict[str, Any]:
     """eval.json's ``"clip"``: per model (``lines``: each run's per-video lines, in manifest order) the mean
     and standard error of each value, and every other model's paired difference from the first, over the
-    same prompts and seeds and clustered by prompt (``clusters``) as the critic's and the oracle's."""
+    same prompts and seeds and clustered by prompt (``clusters``) as the critic's and the oracle's; with
+    replicates (``groups``, each model's recipe) the recipes too, as the raters' ``groups`` and
+    ``group_differences``."""
     from videolift.core.stats import mean_and_cluster_se
-    from videolift.evaluate.metrics import paired_values
+    from videolift.evaluate.metrics import (
+        paired_values,
+        recipes,
+        replicate_value_difference,
+        replicate_value_summary,
+    )
 
     def values(name: str, key: str) -> list[float | None]:
         return [line.get(key) for line in lines[name]]
@@ -236,8 +244,8 @@ def clip_summary(
         row: dict[str, Any] = {}
         for key in KEYS:
             kept = [(i, v) for i, v in enumerate(values(name, key)) if v is not None]  # not unreadable ones
-            groups = None if clusters is None else [clusters[i] for i, _ in kept]
-            row[key], row[f"{key}_se"] = mean_and_cluster_se([v for _, v in kept], groups)
+            kept_clusters = None if clusters is None else [clusters[i] for i, _ in kept]
+            row[key], row[f"{key}_se"] = mean_and_cluster_se([v for _, v in kept], kept_clusters)
         row["n"] = sum(line.get("clipsim") is not None for line in lines[name])
         row["unreadable"] = sum("error" in line for line in lines[name])
         per_model[name] = row
@@ -248,21 +256,53 @@ def clip_summary(
         }
         for name in others
     }
-    return {
+    summary = {
         "model": model,
         "frames": CLIP_FRAMES,
         "truncated_prompts": truncated,
         "per_model": per_model,
         "paired": paired,
     }
+    names = list(lines)
+    if not (members := recipes(names, groups)):
+        return summary
+
+    def runs(recipe: str, key: str) -> list[list[float | None]]:
+        return [values(names[i], key) for i in members[recipe]]
+
+    def recipe_row(recipe: str) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "members": [names[i] for i in members[recipe]],
+            "replicates": len(members[recipe]),
+        }
+        for key in KEYS:
+            row[key], row[f"{key}_seed_se"] = replicate_value_summary(runs(recipe, key))
+        return row
+
+    first, *rest = members
+    summary["groups"] = {recipe: recipe_row(recipe) for recipe in members}
+    summary["group_differences"] = {
+        f"{recipe} vs {first}": {
+            key: replicate_value_difference(runs(recipe, key), runs(first, key), clusters) for key in KEYS
+        }
+        for recipe in rest
+    }
+    return summary
 
 
 def rate_by_clip(
-    names: list[str], model: str, out: Path, device: str, clusters: Sequence[Hashable] | None, progress: bool
+    names: list[str],
+    model: str,
+    out: Path,
+    device: str,
+    clusters: Sequence[Hashable] | None,
+    progress: bool,
+    groups: Sequence[str | None] | None = None,
 ) -> dict[str, Any]:
     """Every model's videos (``OUT/<name>``) scored by CLIP ``model`` on ``device`` (loaded once, only if some
-    video has no value yet), and eval.json's ``"clip"`` (``clip_summary``). Under several processes the main
-    one scores (CLIP is cheap next to generation) while the others wait, then every one reads the files."""
+    video has no value yet), and eval.json's ``"clip"`` (``clip_summary``; ``groups``: each model's recipe).
+    Under several processes the main one scores (CLIP is cheap next to generation) while the others wait,
+    then every one reads the files."""
     from rich.console import Console
 
     from videolift.core.distributed import process_state
@@ -302,4 +342,4 @@ def rate_by_clip(
             f"[yellow]note:[/yellow] {truncated} prompt(s) longer than CLIP's text length (77 tokens for "
             "OpenAI's CLIP): CLIPSIM compares the video with their first tokens only"
         )
-    return clip_summary(model, lines, clusters, truncated)
+    return clip_summary(model, lines, clusters, truncated, groups)

@@ -21,6 +21,7 @@ from videolift.evaluate.compare_checks import check_inputs
 from videolift.evaluate.metrics import (
     paired_difference,
     pairwise,
+    recipes,
     replicate_difference,
     replicate_summary,
     summarize,
@@ -40,13 +41,13 @@ def replicate_comparison(
     runs: list[ModelRun], groups: list[str | None], reward: RewardConfig, clusters: list[str] | None = None
 ) -> dict:
     """Recipes (groups of replicate models) summarised over their replicates and compared with the
-    first model's recipe; nothing when every group has one model."""
-    members: dict[str, list[ModelRun]] = {}
-    for run, group in zip(runs, groups, strict=True):
-        members.setdefault(group or run.name, []).append(run)
-    if all(len(m) == 1 for m in members.values()):
-        return {}
+    first model's recipe, per rater of labels; nothing when every group has one model or no rater gave labels
+    (``--clip`` alone: CLIP's recipes are eval.json's ``clip.groups``)."""
+    recipe_runs = recipes([r.name for r in runs], groups)
     raters = list(runs[0].ratings)
+    if not recipe_runs or not raters:  # --clip alone: its own recipes (eval.json's clip.groups)
+        return {}
+    members = {g: [runs[i] for i in indices] for g, indices in recipe_runs.items()}
 
     def ratings(group: str, rater: str) -> list:
         return [r.ratings[rater] for r in members[group]]
@@ -208,7 +209,7 @@ def compare_models(
 
         names = [r.name for r in runs]
         device = sampler.get("device", "auto")
-        result["clip"] = rate_by_clip(names, clip, out, device, _clusters(out, runs), progress)
+        result["clip"] = rate_by_clip(names, clip, out, device, _clusters(out, runs), progress, groups)
     _write_eval(out, result)
     return result
 

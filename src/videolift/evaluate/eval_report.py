@@ -108,18 +108,44 @@ def clip_rows(clip: dict[str, Any]) -> list[list[Any]]:
     ]  # fmt: skip
 
 
+def _clip_cell(d: dict[str, Any]) -> str:
+    """``+0.0012 ± 0.0008`` of a paired difference; a recipes' one adds its seed and evaluation SEs."""
+    if d["diff"] is None:  # no pair with both videos read
+        return "n/a"
+    cell = f"{d['diff']:+.4f}" + ("" if d["se"] is None else f" ± {d['se']:.4f}")
+    if d.get("seed_se") is not None and d.get("eval_se") is not None:
+        cell += f" (seed SE {d['seed_se']:.4f}, evaluation SE {d['eval_se']:.4f})"
+    return cell
+
+
+def _clip_cells(d: dict[str, Any]) -> str:
+    return f"CLIPSIM {_clip_cell(d['clipsim'])}, temporal consistency {_clip_cell(d['temporal_consistency'])}"
+
+
 def clip_paired_cells(clip: dict[str, Any]) -> list[tuple[str, str]]:
     """Every model's paired CLIP differences from the first: (pair, ``CLIPSIM +0.0012 ± 0.0008, temporal
     consistency -0.0100 ± 0.0030``)."""
+    return [(pair, _clip_cells(d)) for pair, d in clip["paired"].items()]
 
-    def cell(d: dict[str, Any]) -> str:
-        if d["diff"] is None:  # no pair with both videos read
-            return "n/a"
-        return f"{d['diff']:+.4f}" + ("" if d["se"] is None else f" ± {d['se']:.4f}")
 
+CLIP_RECIPE_COLUMNS = ("recipe", "members", "CLIPSIM ± seed SE", "temporal consistency ± seed SE")
+
+
+def clip_recipe_rows(clip: dict[str, Any]) -> list[list[Any]]:
+    """eval.json's ``clip.groups``: each recipe's CLIP values averaged over its replicates (``--model NAME=``)."""
     return [
-        (pair, f"CLIPSIM {cell(d['clipsim'])}, temporal consistency {cell(d['temporal_consistency'])}")
-        for pair, d in clip["paired"].items()
+        [recipe, ", ".join(g["members"]), plus_minus(g["clipsim"], g["clipsim_seed_se"], fmt=".4f"),
+         plus_minus(g["temporal_consistency"], g["temporal_consistency_seed_se"], fmt=".4f")]
+        for recipe, g in clip.get("groups", {}).items()
+    ]  # fmt: skip
+
+
+def clip_recipe_cells(clip: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Every recipe's CLIP difference from the first model's recipe: (``rwl vs base``, ``3 vs 1``
+    replicates, cells as ``clip_paired_cells``' with the seed and evaluation SEs)."""
+    return [
+        (pair, "{} vs {}".format(*d["clipsim"]["replicates"]), _clip_cells(d))
+        for pair, d in clip.get("group_differences", {}).items()
     ]
 
 
@@ -141,6 +167,17 @@ def clip_tables(rep: Report, evaluation: dict[str, Any]) -> None:
             ["models", "paired difference ± standard error"],
             [list(p) for p in pairs],
             caption="CLIP, over videos of the same prompt and seed",
+        )
+    if rows := clip_recipe_rows(clip):
+        rep.table(
+            list(CLIP_RECIPE_COLUMNS),
+            rows,
+            caption="CLIP, recipes averaged over their replicates (training seeds); the SE is the replicates' spread",
+        )
+        rep.table(
+            ["recipes", "difference ± SE (evaluation and seeds)"],
+            [[f"{pair} ({n} replicates)", cells] for pair, n, cells in clip_recipe_cells(clip)],
+            caption="CLIP, recipe minus the first model's recipe, per video averaged over replicates",
         )
 
 

@@ -225,12 +225,66 @@ def replicate_difference(
         "all_good_rate": ([x - y for x, y in zip(good_a, good_b, strict=True)], clusters),
         "mean_reward": ([rew_a[i] - rew_b[i] for i in both], _subset(clusters, both)),
     }
-    out: dict[str, dict[str, Any]] = {}
-    for key, (values, groups) in per_video.items():
-        diff, eval_se = mean_and_cluster_se(values, groups)
-        seed_terms = [s[f"{key}_seed_se"] for s in (sa, sb) if s[f"{key}_seed_se"] is not None]
-        seed_se = sum(t * t for t in seed_terms) ** 0.5 if seed_terms else None
-        se = None if eval_se is None else (eval_se**2 + (seed_se or 0.0) ** 2) ** 0.5
-        out[key] = {"diff": diff, "se": se, "eval_se": eval_se, "seed_se": seed_se,
-                    "replicates": [len(a), len(b)], "pairs": len(values)}  # fmt: skip
-    return out
+    return {
+        key: _recipe_difference(
+            values, groups, (sa[f"{key}_seed_se"], sb[f"{key}_seed_se"]), [len(a), len(b)]
+        )
+        for key, (values, groups) in per_video.items()
+    }
+
+
+def _recipe_difference(
+    values: Sequence[float],
+    clusters: Sequence[Hashable] | None,
+    seed_ses: tuple[float | None, float | None],
+    replicates: list[int],
+) -> dict[str, Any]:
+    """``replicate_difference``'s entry for one measure from its per-video differences and the two recipes'
+    seed SEs."""
+    diff, eval_se = mean_and_cluster_se(values, clusters)
+    seed_terms = [t for t in seed_ses if t is not None]
+    seed_se = sum(t * t for t in seed_terms) ** 0.5 if seed_terms else None
+    se = None if eval_se is None else (eval_se**2 + (seed_se or 0.0) ** 2) ** 0.5
+    return {"diff": diff, "se": se, "eval_se": eval_se, "seed_se": seed_se,
+            "replicates": replicates, "pairs": len(values)}  # fmt: skip
+
+
+def recipes(names: Sequence[str], groups: Sequence[str | None] | None) -> dict[str, list[int]]:
+    """Each recipe's replicates, as indices into ``names`` (a model without a group is a recipe of one, named
+    after it), the first model's recipe first; empty when every recipe has one model (nothing to add)."""
+    members: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        members.setdefault((groups[i] if groups else None) or name, []).append(i)
+    return {} if all(len(m) == 1 for m in members.values()) else members
+
+
+def replicate_value_summary(runs: Sequence[Sequence[float | None]]) -> tuple[float | None, float | None]:
+    """A per-video number (a CLIP similarity; None: not measured) averaged over each replicate's videos, then
+    over the replicates, with the standard error of that mean from the replicates' spread (None with one)."""
+    return mean_and_se([m for run in runs if (m := _mean([v for v in run if v is not None])) is not None])
+
+
+def replicate_value_difference(
+    a: Sequence[Sequence[float | None]],
+    b: Sequence[Sequence[float | None]],
+    clusters: Sequence[Hashable] | None = None,
+) -> dict[str, Any]:
+    """Recipe A minus recipe B in a per-video number, as ``replicate_difference`` computes its measures: per
+    video each recipe's replicates averaged (those that measured it), videos measured on both sides only."""
+    if len({len(run) for run in [*a, *b]}) != 1:
+        raise ValueError("replicate difference needs the same videos for every replicate")
+    per_a, per_b = (
+        [_mean([v for v in video if v is not None]) for video in zip(*x, strict=True)] for x in (a, b)
+    )
+    pairs = [
+        (i, x - y)
+        for i, (x, y) in enumerate(zip(per_a, per_b, strict=True))
+        if x is not None and y is not None
+    ]
+    values, both = [d for _, d in pairs], [i for i, _ in pairs]
+    seed_ses = (replicate_value_summary(a)[1], replicate_value_summary(b)[1])
+    return _recipe_difference(values, _subset(clusters, both), seed_ses, [len(a), len(b)])
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
