@@ -340,7 +340,7 @@ def test_eval_vbench_lays_videos_out_without_the_package_and_checks_dimensions_f
 
 
 def test_eval_vbench_python_scores_in_that_environment_and_a_bad_one_is_refused_first(
-    tmp_path, tiny_cogvideox_dir
+    tmp_path, tiny_cogvideox_dir, monkeypatch
 ):
     from test_evaluate_vbench import fake_environment, vbench_calls
 
@@ -372,6 +372,14 @@ def test_eval_vbench_python_scores_in_that_environment_and_a_bad_one_is_refused_
     }
     assert (
         f"VBench, {name}: dynamic_degree 0.5000" in result.output and "score them with" not in result.output
+    )
+    # VBench failing (after the evaluation): the error names the model, and eval.json is said to be written
+    monkeypatch.setenv("FAKE_VBENCH_FAIL", f"/{name}/")
+    failed = CliRunner().invoke(app, [*args, "--vbench", "dynamic_degree", "--vbench-python", str(python)])
+    flat = " ".join(failed.output.split())
+    assert failed.exit_code == 1 and f"VBench, model {name}: VBench failed on" in flat, failed.output
+    assert (
+        f"written: {tmp_path / 'eval' / 'eval.json'}" in flat and (tmp_path / "eval" / "eval.json").exists()
     )
 
 

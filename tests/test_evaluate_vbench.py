@@ -184,6 +184,9 @@ args = parser.parse_args()
 if args.prompt_file is not None and args.mode != "custom_input":
     raise Exception("must set --mode=custom_input for using external prompt")
 assert args.mode == "custom_input", args.mode
+fail = os.environ.get("FAKE_VBENCH_FAIL")  # a run that fails (a GPU out of memory, ...)
+if fail and fail in args.videos_path:
+    raise SystemExit("CUDA out of memory")
 unsupported = {"object_class", "multiple_objects", "scene", "appearance_style", "color", "spatial_relationship"}
 assert not set(args.dimension) & unsupported, "not supported for custom input"
 videos = [os.path.join(args.videos_path, f) for f in os.listdir(args.videos_path)
@@ -432,3 +435,31 @@ def test_the_prompt_file_reads_the_same_whatever_vbenchs_locale(tmp_path, monkey
     monkeypatch.setenv("FAKE_VBENCH_ENCODING", "latin-1")
     scores = run_vbench(tmp_path / "vb" / "videos", tmp_path / "res", ["motion_smoothness"], env=env)
     assert scores == {"motion_smoothness": 0.5}
+
+
+def test_a_vbench_failure_on_a_later_model_keeps_the_earlier_ones_scores(tmp_path, monkeypatch):
+    """scores.json was written once every model had been scored: a failure on the second model left the
+    first's scores unwritten (and an earlier run's scores.json in place), the error naming a folder only."""
+    from videolift.evaluate.cli import _vbench
+
+    names = ["first", "second", "third"]
+    for name in names:
+        (tmp_path / name).mkdir()
+        _manifest(tmp_path / name, [f"a {name} clip"], frames=9)
+    env = vbench.probe(fake_environment(tmp_path / "env"))
+    scores = tmp_path / "vbench" / "scores.json"
+    scores.parent.mkdir()
+    scores.write_text('{"earlier": {"motion_smoothness": 0.1}}')  # an earlier run's, of other videos
+    monkeypatch.setenv("FAKE_VBENCH_FAIL", f"{os.sep}second{os.sep}")
+    with pytest.raises(VideoliftError) as raised:
+        _vbench({"models": names}, tmp_path, ["motion_smoothness"], env)
+    said = str(raised.value)
+    assert said.startswith("VBench, model second: VBench failed on ") and "exit status 1" in said
+    assert f"the scores of first are in {scores}" in said and said.endswith("; not run on third")
+    assert json.loads(scores.read_text()) == {"first": {"motion_smoothness": 0.5}}
+    assert len(vbench_calls(tmp_path / "env")) == 2
+    # Failing on the first model: no scores, and none of the earlier run's left to be taken for this one's
+    monkeypatch.setenv("FAKE_VBENCH_FAIL", f"{os.sep}first{os.sep}")
+    with pytest.raises(VideoliftError, match=r"^VBench, model first: .*; not run on second, third$"):
+        _vbench({"models": names}, tmp_path, ["motion_smoothness"], env)
+    assert not scores.exists()

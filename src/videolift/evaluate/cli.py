@@ -174,9 +174,10 @@ def evaluate(
         from videolift.evaluate.eval_report import write_eval_report
 
         plain_console().print(f"report: {write_eval_report(out, result)}")
+    # Said before VBench runs: a VBench failure stops eval with an error, eval.json and the report written.
+    plain_console().print(f"written: {out / 'eval.json'}")
     if vbench:
         _vbench(result, out, vbench, vbench_env)
-    plain_console().print(f"written: {out / 'eval.json'}")
 
 
 def parse_models(values: list[str]) -> tuple[list[tuple[str, str | None]], list[str], list[str | None]]:
@@ -271,12 +272,26 @@ def _vbench(result: dict, out: Path, dimensions: list[str], env: Environment | N
     for long in sorted(set(longs.values())) if env is not None else ():
         if why := unavailable(long, env):
             raise VideoliftError(f"{why}; the videos are laid out in {out / 'vbench'}, a rerun keeps them")
+    # OUT/vbench/scores.json holds this run's scores only: an earlier run's described the videos laid out then.
+    scores_file = out / "vbench" / "scores.json"
+    scores_file.unlink(missing_ok=True)
     scores: dict[str, dict[str, float]] = {}
     for name, long in longs.items():
         folder = out / "vbench" / name
         if not (why := unavailable(long, env)):
-            scores[name] = run_vbench(folder / "videos", folder / "results", dimensions, long=long, env=env)
+            try:
+                scores[name] = run_vbench(
+                    folder / "videos", folder / "results", dimensions, long=long, env=env
+                )
+            except VideoliftError as exc:  # the models scored before it keep their scores (written below)
+                kept = f"; the scores of {', '.join(scores)} are in {scores_file}" if scores else ""
+                left = list(longs)[list(longs).index(name) + 1 :]
+                later = f"; not run on {', '.join(left)}" if left else ""
+                raise VideoliftError(f"VBench, model {name}: {exc}{kept}{later}") from None
             err.print(f"VBench, {name}: " + ", ".join(f"{d} {v:.4f}" for d, v in scores[name].items()))
+            # Written after every model: a failure (or a kill) on a later one keeps the earlier ones' scores.
+            with atomic_write(scores_file) as handle:
+                json.dump(scores, handle, indent=1)
         else:
             # Run by VBench's own Python: vbench 0.1.5 pins transformers==4.33.2 and numpy<2, which
             # videolift's environment cannot hold, so it lives in an environment of its own.
@@ -284,9 +299,6 @@ def _vbench(result: dict, out: Path, dimensions: list[str], env: Environment | N
             command = shlex.join(["python", *args])
             where = f" ({VBENCH_DIR}: the vbench package's folder)" if VBENCH_DIR in command else ""
             err.print(f"{why}: {name}'s videos are laid out; score them with\n  {command}{where}")
-    if scores:
-        with atomic_write(out / "vbench" / "scores.json") as handle:
-            json.dump(scores, handle, indent=1)
 
 
 def print_comparison(result: dict) -> None:
