@@ -209,6 +209,23 @@ def test_evaluate_clip_is_a_pipeline_setting_that_reruns_only_the_evaluation(tmp
     assert named.settings["clip"] == "openai/clip-vit-base-patch32" and named.key() != without.key()
 
 
+def test_a_local_clip_replaced_in_place_reruns_the_pipelines_evaluation(tmp_path, tiny_clip_dir):
+    """The evaluate stage keyed a CLIP directory by its path alone: other files under the same path left the
+    stage done, eval.json holding the old files' values."""
+    import os
+
+    from videolift.pipeline.config import PipelineConfig
+    from videolift.pipeline.stages import evaluate_stage, generation_settings
+
+    clip = shutil.copytree(tiny_clip_dir, tmp_path / "clip")
+    cfg = PipelineConfig.model_validate({"workdir": tmp_path / "w", "evaluate": {"clip": str(clip)}})
+    gen = generation_settings(cfg.sampler)
+    before = evaluate_stage(cfg, "THUDM/CogVideoX-2b", {}, gen, False).key()
+    weights = next(clip.glob("*.safetensors"))
+    os.utime(weights, ns=(weights.stat().st_mtime_ns + 10**9,) * 2)  # another CLIP's weights, same path
+    assert evaluate_stage(cfg, "THUDM/CogVideoX-2b", {}, gen, False).key() != before
+
+
 def test_the_run_summary_carries_the_clip_scores_and_prints_their_differences(capsys):
     from videolift.pipeline.cli import print_summary
     from videolift.pipeline.run import build_summary

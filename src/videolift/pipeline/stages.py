@@ -261,6 +261,9 @@ def evaluate_stage(
     if cfg.evaluate.clip is not None:  # runs without CLIP scores stay done; naming a model (another) reruns
         settings["clip"] = cfg.evaluate.clip  # (the videos and critic scores are reused: only CLIP runs)
     models = [Path(p) for pair in [(t2v, None), *aligned.values()] for p in pair if p and Path(p).exists()]
+    # A local CLIP is an input by its files, as a local T2V model (a Hub id is keyed by its id, above): CLIP
+    # files replaced in place would otherwise leave the stage done with the old files' values.
+    clip = [Path(cfg.evaluate.clip)] if cfg.evaluate.clip and Path(cfg.evaluate.clip).exists() else []
     # Versions to 2026-12-05 keyed on the aligned pipelines only: sound unless a LoRA or a prompts
     # file (which they did not track) is evaluated.
     unseen = any(lora for _, lora in aligned.values()) or cfg.evaluate.prompts.file is not None
@@ -269,7 +272,7 @@ def evaluate_stage(
         "evaluate",
         run,
         # A retrained LoRA is new work (its base is the same path), and so is an edited prompts file.
-        inputs=[w / "critic", *dict.fromkeys(models), *given_prompts(cfg.evaluate.prompts)],
+        inputs=[w / "critic", *dict.fromkeys(models), *given_prompts(cfg.evaluate.prompts), *clip],
         outputs=[w / "eval" / "eval.json"],
         settings=settings,
         earlier_inputs=None if unseen else before,
