@@ -128,13 +128,19 @@ def clip_paired_cells(clip: dict[str, Any]) -> list[tuple[str, str]]:
     return [(pair, _clip_cells(d)) for pair, d in clip["paired"].items()]
 
 
-CLIP_RECIPE_COLUMNS = ("recipe", "members", "CLIPSIM ± seed SE", "temporal consistency ± seed SE")
+CLIP_RECIPE_COLUMNS = (
+    "recipe",
+    "members",
+    "replicates",
+    "CLIPSIM ± seed SE",
+    "temporal consistency ± seed SE",
+)
 
 
 def clip_recipe_rows(clip: dict[str, Any]) -> list[list[Any]]:
     """eval.json's ``clip.groups``: each recipe's CLIP values averaged over its replicates (``--model NAME=``)."""
     return [
-        [recipe, ", ".join(g["members"]), plus_minus(g["clipsim"], g["clipsim_seed_se"], fmt=".4f"),
+        [recipe, ", ".join(g["members"]), g["replicates"], plus_minus(g["clipsim"], g["clipsim_seed_se"], fmt=".4f"),
          plus_minus(g["temporal_consistency"], g["temporal_consistency_seed_se"], fmt=".4f")]
         for recipe, g in clip.get("groups", {}).items()
     ]  # fmt: skip
