@@ -392,3 +392,5 @@ def test_eval_clip_summarises_recipes_over_their_replicates(tmp_path, tiny_cogvi
         "CLIP, recipes averaged over their replicates" in report
         and f"r vs {base} (2 vs 1 replicates)" in report
     )
+    # no rater of labels: none of their tables, which were shown empty, nor their distributions' heading
+    assert "<tbody></tbody>" not in report and "Label and reward distributions" not in report

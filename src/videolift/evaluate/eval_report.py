@@ -39,7 +39,8 @@ def reward_note(evaluation: dict[str, Any]) -> str | None:
 
 def comparison_tables(rep: Report, evaluation: dict[str, Any]) -> None:
     """Pairwise win/tie/loss and paired differences against the first model; recipes if any."""
-    for pair, by_rater in evaluation.get("pairwise", {}).items():
+    # ``--clip`` alone: no rater of labels, so no pair has a row (CLIP's own tables follow)
+    for pair, by_rater in ((k, v) for k, v in evaluation.get("pairwise", {}).items() if v):
         # Raters may rate different dimensions (a critic trained on a subset beside the oracle).
         keys = list(dict.fromkeys(k for p in by_rater.values() for k in p))
         rep.table(
@@ -56,7 +57,7 @@ def comparison_tables(rep: Report, evaluation: dict[str, Any]) -> None:
             ],
             caption=f"pairwise: {pair}",
         )
-    for pair, by_rater in evaluation.get("differences", {}).items():
+    for pair, by_rater in ((k, v) for k, v in evaluation.get("differences", {}).items() if v):
         rep.table(
             ["rater", "paired difference ± standard error"],
             [[rater, format_difference(d)] for rater, d in by_rater.items()],
@@ -309,24 +310,26 @@ def write_eval_report(out: str | Path, evaluation: dict[str, Any], title: str = 
         for name, by_rater in evaluation["summary"].items()
         for rater, s in by_rater.items()
     ]  # fmt: skip
-    rep.table(
-        [
-            "model",
-            "rater",
-            "videos",
-            "all-Good % ± SE",
-            "mean reward ± SE",
-            *[f"{d.value} Good %" for d in DIMENSIONS],
-        ],
-        rows,
-    )
+    if rows:  # none with --clip alone: no rater of labels (as the printed table)
+        rep.table(
+            [
+                "model",
+                "rater",
+                "videos",
+                "all-Good % ± SE",
+                "mean reward ± SE",
+                *[f"{d.value} Good %" for d in DIMENSIONS],
+            ],
+            rows,
+        )
     if note := reward_note(evaluation):
         rep.paragraph(note)
     comparison_tables(rep, evaluation)
     clip_tables(rep, evaluation)
     findings_table(rep, evaluation)
-    rep.heading("Label and reward distributions")
-    distributions(rep, evaluation, out)
+    if rows:
+        rep.heading("Label and reward distributions")
+        distributions(rep, evaluation, out)
     rep.heading("Same prompts and seeds, every model")
     frame_grid(rep, out, names)
     return rep.write(out / "report.html")
