@@ -414,11 +414,17 @@ def test_a_failed_write_names_its_file_and_ctrl_c_says_what_was_kept(tmp_path, m
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)  # the handler raises here
 
-    with pytest.raises(typer.Exit) as stopped:
-        _plain_errors(terminated, "align")()
-    assert stopped.value.exit_code == 143
-    assert f"Terminated (SIGTERM): {INTERRUPTED}" in capsys.readouterr().err
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    try:
+        with pytest.raises(typer.Exit) as stopped:
+            _plain_errors(terminated, "align")()
+        assert stopped.value.exit_code == 143
+        assert f"Terminated (SIGTERM): {INTERRUPTED}" in capsys.readouterr().err
+        # the process is ending: a SIGTERM passed on again must not cut its exit (status -15)
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _plain_errors(lambda: None, "align")()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # a command that ends as usual leaves none
     # RESUMES names commands as the CLI does ("critic train"): each one is a command
     commands = typer.main.get_command(app).commands
     for name in RESUMES:

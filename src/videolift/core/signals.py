@@ -19,15 +19,17 @@ class Terminated(KeyboardInterrupt):
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
-    # A second SIGTERM (cleanup that hangs, a scheduler's impatience) ends the process the default way.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # Once: the same request often comes twice, to the process group (Slurm, `timeout`) and again from a
+    # parent passing it on (torchrun's agent, `videolift run`), and a second Terminated would cut the
+    # cleanup short. Ctrl-C, or the scheduler's SIGKILL after its grace period, still stops it.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Terminated
 
 
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """While inside, SIGTERM raises ``Terminated`` in the main thread; the previous handler is restored
-    after. Leaves a handler someone else installed (a caller's, a server's) alone, and does nothing off the
+    """While inside, SIGTERM raises ``Terminated`` in the main thread; the default comes back after, unless
+    it was raised (then SIGTERM stays ignored). Leaves a handler someone else installed (a caller's, a server's) alone, and does nothing off the
     main thread (where Python cannot install handlers)."""
     if (
         threading.current_thread() is not threading.main_thread()
@@ -38,8 +40,15 @@ def sigterm_as_interrupt() -> Iterator[None]:
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield
-    finally:
+    except Terminated:
+        # Left ignored: the process is ending, and a SIGTERM passed on again now would end it -15 after its
+        # cleanup and message (a caller that goes on restores the handler it wants).
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise
+    except BaseException:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class StopRequest:
@@ -62,10 +71,10 @@ class StopRequest:
 
 @contextlib.contextmanager
 def stop_at_update_end() -> Iterator[StopRequest]:
-    """Inside a training loop under ``sigterm_as_interrupt``: the first SIGTERM only asks (``due``), so
-    the loop checkpoints the update it is at and raises ``Terminated`` (a preempted job then loses no
-    update); a second SIGTERM raises at once. Elsewhere (a library caller's own handler, or none) it is
-    never asked."""
+    """Inside a training loop under ``sigterm_as_interrupt``: SIGTERM only asks (``due``), so the loop
+    checkpoints the update it is at and raises ``Terminated`` (a preempted job then loses no update); more
+    SIGTERMs ask again (see ``_raise_terminated``). Elsewhere (a library caller's own handler, or none) it
+    is never asked."""
     request = StopRequest()
     if (
         threading.current_thread() is not threading.main_thread()
@@ -76,10 +85,9 @@ def stop_at_update_end() -> Iterator[StopRequest]:
 
     def ask(signum: int, frame: object) -> None:
         request.asked = True
-        signal.signal(signal.SIGTERM, _raise_terminated)
 
     signal.signal(signal.SIGTERM, ask)
     try:
         yield request
-    finally:
-        signal.signal(signal.SIGTERM, _raise_terminated)
+    finally:  # asked: the run is stopping, and later SIGTERMs are the same request
+        signal.signal(signal.SIGTERM, signal.SIG_IGN if request.asked else _raise_terminated)
