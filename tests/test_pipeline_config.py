@@ -920,7 +920,12 @@ def test_a_hub_model_not_in_the_hub_cache_offline_is_refused_before_the_first_st
         message = str(refused.value)
         assert message.startswith(f"{field}: cannot read the ") and f"'{missing}'" in message
         assert f"HF_HUB_OFFLINE is set and {missing} is not in the Hub cache" in message
-        assert not (tmp_path / "w" / "hra_videos").exists()
+        assert not (tmp_path / "w").exists()  # refused before any stage: no empty workdir left behind
+    (tmp_path / "w").mkdir()  # one that was there before is left as it was
+    (tmp_path / "w" / "notes.txt").write_text("mine\n")
+    with pytest.raises(VideoliftError, match="owner/t2v"):
+        run_pipeline(PipelineConfig.load(path), progress=False)
+    assert [p.name for p in (tmp_path / "w").iterdir()] == ["notes.txt"]
     publish(hub, "owner/t2v", assets / "t2v", "a" * 40)
     publish(hub, "owner/vlm", assets / "vlm", "b" * 40)
     path.write_text(f"workdir: {tmp_path / 'w'}\nt2v: owner/t2v\nvlm: owner/vlm\n")

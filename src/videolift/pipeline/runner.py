@@ -120,8 +120,8 @@ class Runner:
         that would run; nothing is run or written."""
         self.workdir = Path(workdir)
         self.plan = plan
-        if not plan:
-            self.workdir.mkdir(parents=True, exist_ok=True)
+        # The workdir is made by the first record (``_record``): a run refused before its first stage (a
+        # model that cannot load) leaves no empty directory behind.
         self.manifest_path = self.workdir / "run_manifest.json"
         self.manifest: dict[str, Any] = (
             read_json(self.manifest_path) if self.manifest_path.exists() else {"stages": {}}
@@ -286,6 +286,7 @@ class Runner:
     def _record(self, name: str, entry: dict[str, Any]) -> None:
         with self._lock:
             self.manifest["stages"][name] = entry
+            self.workdir.mkdir(parents=True, exist_ok=True)
             with atomic_write(self.manifest_path) as handle:
                 json.dump(self.manifest, handle, indent=1, default=str)
 
