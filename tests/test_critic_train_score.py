@@ -1216,7 +1216,7 @@ def test_loading_refuses_a_critic_fed_differently(critic_dir, tmp_path):
         load_critic(copy)
 
 
-def test_pipeline_critic_stage_resumes_its_own_run_and_replaces_any_other(world, tmp_path):
+def test_pipeline_critic_stage_resumes_its_own_run_and_replaces_any_other(world, tmp_path, capsys):
     """`videolift run`'s critic stage: a killed run continues from its checkpoint, a finished one of
     the same settings is kept (the stage was killed before its manifest recorded it); a finished run or
     one of other settings in the same directory is replaced (it is never mixed in)."""
@@ -1232,7 +1232,10 @@ def test_pipeline_critic_stage_resumes_its_own_run_and_replaces_any_other(world,
         return json.loads(summary.read_text()) if summary.exists() else {}
 
     assert stage(stop_at_step=2) == {}  # "killed" after update 2's checkpoint
+    assert "resumed" not in capsys.readouterr().out
     assert stage()["resumed_from"] == 2 and [r["step"] for r in log_of(out)] == [1, 2, 3, 4]
+    # Said as `critic train --resume` says it (the stage's other log lines stay quiet).
+    assert capsys.readouterr().out.strip() == "critic: resumed from step-000002 (update 2 of 4)"
     weights = (out / "model.safetensors").read_bytes()
     assert stage()["resumed_from"] == 2 and (out / "model.safetensors").read_bytes() == weights  # kept
     replaced = stage(lr=1e-3)  # finished, other settings: trained again from the start
@@ -1241,6 +1244,28 @@ def test_pipeline_critic_stage_resumes_its_own_run_and_replaces_any_other(world,
     stage(lr=2e-3, stop_at_step=2)  # an unfinished run of other settings is replaced too
     assert stage()["resumed_from"] == 0
     assert json.loads((out / "train_config.json").read_text())["lr"] == 5e-3
+
+
+def test_pipeline_score_stage_says_how_many_videos_it_continues_from(world, critic_dir, tmp_path, capsys):
+    """Inside `run` the score stage said nothing of the videos an earlier attempt had scored, where
+    `critic score` says "N already done"."""
+    from videolift.pipeline.config import PipelineConfig
+    from videolift.pipeline.stages import score_stage
+
+    w = tmp_path / "w"
+    (w / "align_videos").mkdir(parents=True)
+    (w / "critic").symlink_to(critic_dir)
+    (w / "align_videos" / "videos").symlink_to(world / "videos")
+    (tmp_path / "p.yaml").write_text(f"workdir: {w}\n")
+    cfg = PipelineConfig.load(tmp_path / "p.yaml")
+    lines = (world / "manifest.jsonl").read_text().splitlines(keepends=True)
+    (w / "align_videos" / "manifest.jsonl").write_text("".join(lines[:2]))
+    score_stage(cfg, False).run()
+    assert "continued" not in capsys.readouterr().out  # nothing scored before: nothing to say
+    (w / "align_videos" / "manifest.jsonl").write_text("".join(lines))  # the first two are kept
+    assert score_stage(cfg, False).run()["videos"] == 5
+    said = " ".join(capsys.readouterr().out.split())
+    assert "score: continued: 2 of its 5 videos were already scored (kept)" in said, said
 
 
 def test_the_same_loop_does_caption_pretraining(world, tmp_path):

@@ -931,3 +931,24 @@ def test_a_hub_model_not_in_the_hub_cache_offline_is_refused_before_the_first_st
     path.write_text(f"workdir: {tmp_path / 'w'}\nt2v: owner/t2v\nvlm: owner/vlm\n")
     with pytest.raises(Reached):  # both in the Hub cache: the run begins
         run_pipeline(PipelineConfig.load(path), progress=False)
+
+
+def test_a_generation_stage_says_how_many_videos_it_continues_from(tmp_path, capsys):
+    """Inside `run` the generation stages said nothing of the videos an earlier attempt had made (only
+    "runs: interrupted: resumes its work"), where `generate` says "N already done"."""
+    from videolift.pipeline.config import toy_asset
+    from videolift.pipeline.stages import generate_stage, generation_settings
+
+    path = tmp_path / "p.yaml"
+    path.write_text(f"workdir: {tmp_path / 'w'}\nsampler: {{steps: 2, batch_size: 2}}\n")
+
+    def stage(per_prompt: int) -> None:
+        cfg = PipelineConfig.load(path, sets=["hra.prompts.n=1", f"hra.prompts.per_prompt={per_prompt}"])
+        gen = generation_settings(cfg.sampler)
+        generate_stage(cfg, toy_asset("t2v"), gen, cfg.hra.prompts, "train", "hra_videos", False).run()
+
+    stage(1)
+    assert "continued" not in capsys.readouterr().out  # nothing made before: nothing to say
+    stage(2)  # the first video is kept, as after an interruption
+    said = " ".join(capsys.readouterr().out.split())
+    assert "generate:hra_videos: continued: 1 of its 2 videos were already made (kept)" in said, said

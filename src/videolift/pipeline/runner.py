@@ -40,6 +40,14 @@ from videolift.pipeline import ranks
 console = plain_console()
 
 
+def say(line: str) -> None:
+    """A stage's own line (e.g. what an interrupted stage continues from) on the Runner's console: the main
+    process's only (the other processes of a launch are quiet). A stage in a process of its own prints
+    to the same terminal."""
+    if ranks.is_main():
+        console.print(Text(line))
+
+
 Print = Callable[[Path], str]
 
 

@@ -19,7 +19,7 @@ from videolift.core.jsonl import atomic_write, read_json, write_jsonl
 from videolift.core.reward import RewardConfig
 from videolift.pipeline import ranks
 from videolift.pipeline.config import PipelineConfig, PromptSet, Sampler
-from videolift.pipeline.runner import Stage, in_subprocess
+from videolift.pipeline.runner import Stage, in_subprocess, say
 
 
 def generation_settings(sampler: Sampler) -> dict[str, Any]:
@@ -92,6 +92,8 @@ def generate_stage(
             overwrite=True,  # resumes a matching run; restarts one with other settings
             **gen,
         )
+        if s.skipped:  # `generate`'s "already done": known from its logs once its model loaded, so said after
+            say(f"generate:{name}: continued: {s.skipped} of its {s.total} videos were already made (kept)")
         return {"videos": s.total, "seconds": round(s.seconds, 1)}
 
     models = [Path(t2v)] if Path(t2v).exists() else []
@@ -180,6 +182,8 @@ def score_stage(cfg: PipelineConfig, progress: bool) -> Stage:
             log=lambda *a, **k: None,
             overwrite=True,  # the stage reruns only when the critic or the videos changed
         )
+        if s.skipped:  # `critic score`'s "already done"
+            say(f"score: continued: {s.skipped} of its {s.videos} videos were already scored (kept)")
         return {"videos": s.videos, "mean_reward": s.mean_reward, "unparsed": s.unparsed}
 
     def by_oracle() -> dict:
@@ -300,15 +304,20 @@ def any_all_good(scores: Path) -> bool:
     return any(all_good(v.labels, dims) for v in videos)
 
 
-def _train_critic_quietly(**kwargs: Any) -> None:
-    """``train_critic`` without log lines, continuing an interrupted run of the same settings from its
-    last checkpoint; any other run in OUT is replaced. Importable: parallel critics run it in a child
-    process."""
+# The line of `critic train --resume` that says which checkpoint it continues from (``resume_from``).
+RESUMED = "resumed from "
+
+
+def _train_critic_quietly(*, stage: str = "critic", **kwargs: Any) -> None:
+    """``train_critic`` without log lines but the one saying which checkpoint an interrupted run of the
+    same settings continues from (as ``stage``'s); any other run in OUT is replaced. Importable: parallel
+    critics run it in a child process."""
     from videolift.critic.sft_outputs import AlreadyFinished, RunConflict
     from videolift.critic.train import train_critic
 
-    def quiet(*_: Any, **__: Any) -> None:
-        pass
+    def quiet(line: Any = "", *_: Any, **__: Any) -> None:
+        if isinstance(line, str) and line.startswith(RESUMED):  # (the main process's: the others log none)
+            say(f"{stage}: {line}")
 
     from videolift.core.progress import library_bars
 
@@ -397,9 +406,10 @@ def critic_stage(
 
     def run() -> dict:
         if not own_process:
-            _train_critic_quietly(**kwargs)
+            _train_critic_quietly(**kwargs, stage=f"critic:{name}")
             return {"reasons": reasons}
-        _, peak_mb = in_subprocess(_train_critic_quietly, kwargs, threads=1, what=f"critic:{name}")
+        named = kwargs | {"stage": f"critic:{name}"}
+        _, peak_mb = in_subprocess(_train_critic_quietly, named, threads=1, what=f"critic:{name}")
         return {"reasons": reasons, "peak_rss_mb": round(peak_mb, 1)}
 
     train, base = w / "hra_split" / "train.jsonl", [Path(vlm)] if Path(vlm).exists() else []
