@@ -47,6 +47,25 @@ def test_a_failing_stage_is_not_recorded_as_done(tmp_path):
     entry = json.loads((tmp_path / "run_manifest.json").read_text())["stages"]["s"]
     assert "started" in entry and "outputs" not in entry  # its start only
     assert not Runner(tmp_path).is_done(Stage("s", boom, outputs=[tmp_path / "x"]))
+    # Rerun, it said "interrupted", as if stopped by Ctrl-C or kill -9 (which it still says for those).
+    assert Runner(tmp_path).why_to_run(Stage("s", boom, outputs=[tmp_path / "x"])) == (
+        "its last attempt failed: resumes its work"
+    )
+    changed = Stage("s", boom, outputs=[tmp_path / "x"], settings={"k": 1})
+    assert (
+        Runner(tmp_path).why_to_run(changed)
+        == "its last attempt failed, since changed: k (unset) -> 1: starts over"
+    )
+
+    def stopped():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Runner(tmp_path).run(Stage("s", stopped, outputs=[tmp_path / "x"]))
+    assert (
+        Runner(tmp_path).why_to_run(Stage("s", boom, outputs=[tmp_path / "x"]))
+        == "interrupted: resumes its work"
+    )
 
 
 def test_an_interrupted_stage_resumes_only_with_the_same_inputs_and_settings(tmp_path):

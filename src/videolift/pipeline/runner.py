@@ -189,12 +189,9 @@ class Runner:
             return "not run yet"
         same = self._recorded_as(stage, entry, False) is not None
         changed = "" if same else self._changes(stage, entry)
-        if "outputs" not in entry:
-            return (
-                "interrupted: resumes its work"
-                if same
-                else f"interrupted, since changed{changed}: starts over"
-            )
+        if "outputs" not in entry:  # started, not finished: stopped (Ctrl-C, kill -9) or failed
+            how = "its last attempt failed" if "failed" in entry else "interrupted"
+            return f"{how}: resumes its work" if same else f"{how}, since changed{changed}: starts over"
         if same:
             return f"its outputs are missing or changed{self._damaged(stage, entry)}"
         return f"its settings or inputs changed{changed}"
@@ -242,7 +239,13 @@ class Runner:
             self.results[stage.name] = recorded
             return recorded
         start = time.time()
-        result = ranks.from_main(stage.run) if stage.main_only else stage.run()
+        try:
+            result = ranks.from_main(stage.run) if stage.main_only else stage.run()
+        except Exception:  # (not Ctrl-C: that one was interrupted)
+            if ranks.is_main():  # a rerun says the last attempt failed, not that it was interrupted
+                with contextlib.suppress(OSError):  # the stage's error is the one to report
+                    self._record(stage.name, self.manifest["stages"][stage.name] | {"failed": _now()})
+            raise
         ranks.wait()  # every process's files complete before the main process records them
         if ranks.is_main():
             self._record(stage.name, self._finished(stage, recorded, result, time.time() - start))
