@@ -399,8 +399,10 @@ def test_a_failed_write_names_its_file_and_ctrl_c_says_what_was_kept(tmp_path, m
         said = capsys.readouterr().err
         assert stopped.value.exit_code == 130
         # the commands that keep their finished work say so; the others (all or nothing) that they start over
-        if name in ("generate", "critic train"):
-            assert f"Interrupted: {INTERRUPTED}" in said
+        if name == "generate":
+            assert f"Interrupted: {INTERRUPTED}" in said and "--resume" not in said
+        elif name == "critic train":  # continued only with --resume (`run`, `generate`: without)
+            assert "Interrupted: what was finished is kept; run the same command with --resume" in said
         else:
             assert f"Interrupted: {INTERRUPTED_WHOLE}" in said and INTERRUPTED not in said
     # SIGTERM (a scheduler's stop) is Ctrl-C's path, said as such; the handler is gone after the command
@@ -418,7 +420,9 @@ def test_a_failed_write_names_its_file_and_ctrl_c_says_what_was_kept(tmp_path, m
         with pytest.raises(typer.Exit) as stopped:
             _plain_errors(terminated, "align")()
         assert stopped.value.exit_code == 143
-        assert f"Terminated (SIGTERM): {INTERRUPTED}" in capsys.readouterr().err
+        assert "Terminated (SIGTERM): what was finished is kept; run the same command with --resume" in (
+            capsys.readouterr().err
+        )
         # the process is ending: a SIGTERM passed on again must not cut its exit (status -15)
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
     finally:

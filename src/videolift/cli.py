@@ -50,11 +50,17 @@ COMMANDS = {
 # The commands that keep what they finished (videos, scores lines, checkpoints, stages, phases) and
 # continue there; the others write their output whole or not at all, so a rerun starts over.
 RESUMES = {"generate", "critic score", "critic train", "align", "eval", "run", "demo", "toy pretrain"}
-INTERRUPTED = (
-    "what was finished is kept; run the same command again to continue "
-    "(`align` and `critic train` with --resume)"
-)
+INTERRUPTED = "what was finished is kept; run the same command again to continue"
 INTERRUPTED_WHOLE = "nothing half-written is kept; run the same command again to start over"
+RESUME_FLAG = {"align", "critic train"}  # continue only when asked (--resume); a plain rerun is refused
+
+
+def interrupted(name: str) -> str:
+    """What an interrupted ``name`` kept and how to go on (``run`` and ``demo`` continue without a flag)."""
+    if name in RESUME_FLAG:
+        return "what was finished is kept; run the same command with --resume to continue"
+    return INTERRUPTED if name in RESUMES else INTERRUPTED_WHOLE
+
 
 # What takes less accelerator memory, by command: said when one runs out of it.
 _PIPELINE_MEMORY = (
@@ -154,7 +160,7 @@ def _plain_errors(fn, name: str = ""):
             raise VideoliftError(f"an input is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         except KeyboardInterrupt as exc:
             # (`toy corpus`, `toy rate`, `prompts sample`, ... said "what was finished is kept" too)
-            said = INTERRUPTED if name in RESUMES else INTERRUPTED_WHOLE
+            said = interrupted(name)
             stopped = isinstance(exc, Terminated)
             how = "Terminated (SIGTERM)" + (f" {exc.args[0]}" if stopped and exc.args else "")
             typer.echo(f"\n{how if stopped else 'Interrupted'}: {said}", err=True)
