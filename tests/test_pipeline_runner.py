@@ -66,6 +66,9 @@ def test_a_failing_stage_is_not_recorded_as_done(tmp_path):
         Runner(tmp_path).why_to_run(Stage("s", boom, outputs=[tmp_path / "x"]))
         == "interrupted: resumes its work"
     )
+    # A stage that writes its outputs whole (ratings, a split) said it too, and starts over
+    whole = Stage("s", boom, outputs=[tmp_path / "x"], resumes=False)
+    assert Runner(tmp_path).why_to_run(whole) == "interrupted: runs again"
 
 
 def test_an_interrupted_stage_resumes_only_with_the_same_inputs_and_settings(tmp_path):

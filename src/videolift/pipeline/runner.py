@@ -84,6 +84,9 @@ class Stage:
     older: Callable[[], Sequence[tuple[dict[str, Any], Sequence[Path]]]] | None = None
     # Run by the main process alone under a multi-process launch (work that is not sharded).
     main_only: bool = False
+    # Whether an interrupted attempt's work is continued (videos, score lines, checkpoints) or the stage
+    # writes its outputs whole, and so runs again from the start (seconds: ratings, a split, renders).
+    resumes: bool = True
 
     def earlier(self, recorded: dict[str, Any]) -> list[tuple[dict[str, Any], Sequence[Path]]]:
         """The (settings, inputs) earlier versions would have keyed this stage on, given the settings
@@ -191,7 +194,9 @@ class Runner:
         changed = "" if same else self._changes(stage, entry)
         if "outputs" not in entry:  # started, not finished: stopped (Ctrl-C, kill -9) or failed
             how = "its last attempt failed" if "failed" in entry else "interrupted"
-            return f"{how}: resumes its work" if same else f"{how}, since changed{changed}: starts over"
+            if not same:
+                return f"{how}, since changed{changed}: starts over"
+            return f"{how}: {'resumes its work' if stage.resumes else 'runs again'}"
         if same:
             return f"its outputs are missing or changed{self._damaged(stage, entry)}"
         return f"its settings or inputs changed{changed}"

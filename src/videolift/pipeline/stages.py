@@ -134,6 +134,7 @@ def toy_panel_stage(cfg: PipelineConfig, videos: Path, hra_file: Path, progress:
         outputs=[hra_file],
         settings={"annotators": cfg.hra.annotators, "seed": cfg.seed},
         main_only=True,
+        resumes=False,
     )
 
 
@@ -158,6 +159,7 @@ def split_stage(cfg: PipelineConfig, hra_file: Path) -> Stage:
         # Both halves: the critic trains on train.jsonl, a damaged one must not pass as the split's.
         outputs=[out / "train.jsonl", out / "test.jsonl"],
         settings={"test_fraction": cfg.hra.test_fraction, "seed": cfg.seed, **grouped},
+        resumes=False,
         main_only=True,
     )
 
@@ -209,6 +211,7 @@ def score_stage(cfg: PipelineConfig, progress: bool) -> Stage:
             outputs=[scores],
             settings={"rewards": "oracle"},
             main_only=True,  # the toy oracle is not sharded
+            resumes=False,
         )
     return Stage(  # settings as before `align.rewards` existed: earlier runs are not redone
         "score",
@@ -513,7 +516,12 @@ def real_toy_stage(n: int, seed: int, out: Path, progress: bool) -> Stage:
         return {"videos": n}
 
     return Stage(
-        "real:toy", run, outputs=[out / "manifest.jsonl"], settings={"n": n, "seed": seed}, main_only=True
+        "real:toy",
+        run,
+        outputs=[out / "manifest.jsonl"],
+        settings={"n": n, "seed": seed},
+        main_only=True,
+        resumes=False,
     )
 
 
