@@ -699,6 +699,41 @@ def test_a_hub_check_model_or_critic_base_not_in_the_hub_cache_is_refused_before
     assert load_critic(critic).spec.base_model == "owner/vlm"
 
 
+def test_a_first_pass_model_that_is_no_video_vlm_is_refused_by_its_option_before_any_work(world, tmp_path):
+    """A text-only --check-model (or --base of a describing critic) was loaded only by the first pass,
+    after OUT was made: an error not naming the option, and OUT/checks.json.parts left behind."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    text_only = tmp_path / "llama"
+    config = LlamaConfig(
+        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
+    )
+    LlamaForCausalLM(config).save_pretrained(text_only)
+    out = tmp_path / "critic"
+    for option, args in (
+        ("--check-model", ("--check", "--check-model", text_only)),
+        ("--base", ("--base", text_only, "--describe")),
+    ):
+        refused = " ".join(train(world, out, *args, steps=1, fails=True).output.split())
+        assert f"Error: --{option.lstrip('-')}: cannot load VLM '{text_only}' (llama)" in refused
+        assert not out.exists()
+
+
+def test_a_check_no_question_carries_is_refused_before_any_work(world, tmp_path):
+    """`--check --dimensions motion_smoothness` checked every training caption, recorded check: true
+    and checked every scored video, while no question carried the check (--check-dimensions'
+    semantic_consistency is not asked)."""
+    out = tmp_path / "critic"
+    refused = train(world, out, "--check", "--dimensions", "motion_smoothness", steps=1, fails=2).output
+    refused = " ".join(refused.split())
+    expected = "--check-dimensions semantic_consistency: semantic_consistency is not among the critic's"
+    assert expected in refused and not out.exists()
+    both = "semantic_consistency,video_fidelity"
+    args = ("--check", "--dimensions", "semantic_consistency", "--check-dimensions", both)
+    assert "video_fidelity is not among" in train(world, out, *args, steps=1, fails=2).output
+    assert not out.exists()
+
+
 def test_an_adjudicated_videos_review_replaces_its_raters_in_training_and_evaluation(world, tmp_path):
     """`annotate export --with-reviews` adds an admin's review of a doubtful video: critic train learns
     its labels and critic eval judges by them, not by the raters' records (one more vote beside them)."""

@@ -141,7 +141,7 @@ def train_critic(
     from videolift.critic.spec import CriticSpec
     from videolift.data.hra_file import read_hra_lines
     from videolift.data.stats import prefer_reviews
-    from videolift.models.vlm import model_type_of
+    from videolift.models.vlm import model_type_of, video_vlm_processor
 
     base = resolve_base(base)
     data, videos = Path(data), Path(videos)
@@ -185,6 +185,18 @@ def train_critic(
         )
     except ValidationError as exc:  # an option out of range or unknown, e.g. --check-dimensions motion
         raise settings_error(exc) from None
+    _check_carried(spec)
+    # The first passes load their models after OUT is made: a model that is no video VLM (a text
+    # model) is refused now, by its option, not once they start (leaving OUT/*.json.parts behind).
+    for option, model_dir in (
+        ("--base", base if describe or check else None),
+        ("--check-model", check_model),
+    ):
+        if model_dir:
+            try:
+                video_vlm_processor(resolve_base(model_dir))
+            except VideoliftError as exc:
+                raise VideoliftError(f"{option}: {exc}") from None
     out = Path(out)
     records, replaced = prefer_reviews(read_hra_lines(data))
     if replaced:
@@ -245,6 +257,20 @@ def train_critic(
         progress=progress,
         validation=validation,
     )
+
+
+def _check_carried(spec: Any) -> None:
+    """Refuse check dimensions the critic does not ask (per-dimension layout; the one-pass question
+    always carries the check): a check no question carries would still be computed for every training
+    caption and every scored video, and the critic would rate without it."""
+    if not spec.check or spec.layout == "one_pass":
+        return
+    if extra := [d for d in spec.check_dimensions if d not in spec.dimensions]:
+        raise UsageError(
+            f"--check-dimensions {','.join(spec.check_dimensions)}: {', '.join(extra)} is not among the "
+            f"critic's dimensions ({','.join(spec.dimensions)}), so no question would carry its check; "
+            "name the questions that carry it with --check-dimensions"
+        )
 
 
 def _examples_before_first_passes(

@@ -279,24 +279,45 @@ def model_type_of(model: str | Path) -> str:
 
 def load_vlm(model: str | Path, *, dtype: Any = "float32", device: Any = "cpu"):
     """(model, processor) with ``AutoModelForImageTextToText`` + ``AutoProcessor``, clear errors."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
 
     from videolift.models.base import resolve_dtype
 
     model_type = model_type_of(model)  # a readable error before the heavy load
-    known = ", ".join(sorted({t for f in FAMILIES for t in f.model_types}))
-    try:  # the processor first: an image-only or text model is refused before its weights load
-        processor = AutoProcessor.from_pretrained(str(model))
-        if getattr(processor, "video_processor", None) is None:
-            raise VideoliftError(
-                f"{model}: its processor ({model_type}) has no video processor: not a video VLM. "
-                f"Video VLMs with their own support: {known}"
-            )
+    # the processor first: an image-only or text model is refused before its weights load
+    processor = video_vlm_processor(model, model_type)
+    try:
         get_family(model_type).checkpoint_defaults(processor, model)
         vlm = AutoModelForImageTextToText.from_pretrained(str(model), dtype=resolve_dtype(dtype))
     except (OSError, ValueError) as exc:
-        raise VideoliftError(
-            f"cannot load VLM {str(model)!r} ({model_type}): {str(exc).splitlines()[0]}. "
-            f"Video VLMs with their own support: {known}; others load through AutoModelForImageTextToText"
-        ) from None
+        raise _not_loaded(model, model_type, exc) from None
     return vlm.to(device), processor
+
+
+def video_vlm_processor(model: str | Path, model_type: str | None = None) -> Any:
+    """The processor of a video VLM (directory or Hub id), read without its weights; a text-only or
+    image-only model (no video processor) is refused. For checks before a model is loaded for real."""
+    from transformers import AutoProcessor
+
+    model_type = model_type or model_type_of(model)
+    try:
+        processor = AutoProcessor.from_pretrained(str(model))
+    except (OSError, ValueError) as exc:  # a text model's: "Unrecognized processing class"
+        raise _not_loaded(model, model_type, exc) from None
+    if getattr(processor, "video_processor", None) is None:
+        raise VideoliftError(
+            f"{model}: its processor ({model_type}) has no video processor: not a video VLM. "
+            f"Video VLMs with their own support: {_known()}"
+        )
+    return processor
+
+
+def _known() -> str:
+    return ", ".join(sorted({t for f in FAMILIES for t in f.model_types}))
+
+
+def _not_loaded(model: str | Path, model_type: str, exc: Exception) -> VideoliftError:
+    return VideoliftError(
+        f"cannot load VLM {str(model)!r} ({model_type}): {str(exc).splitlines()[0].rstrip('.')}. "
+        f"Video VLMs with their own support: {_known()}; others load through AutoModelForImageTextToText"
+    )
