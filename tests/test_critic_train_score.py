@@ -393,6 +393,16 @@ def test_resume_refuses_edited_ratings_at_the_same_path(world, tmp_path):
     assert [r["step"] for r in log_of(out)] == [1, 2, 3, 4]
 
 
+def test_resume_names_the_spec_setting_that_changed(world, tmp_path):
+    """A --resume with another --check-threshold was refused with two copies of the whole spec (every
+    question's text, the reward, ...), ~3 KB to compare by eye; the setting that changed is named."""
+    out = tmp_path / "critic"
+    train(world, out, "--check", "--save-every", "1", "--stop-at-step", "1", steps=2)
+    refused = " ".join(train(world, out, "--check", "--check-threshold", "0.5", "--resume", steps=2, fails=True).output.split())  # fmt: skip
+    assert "different settings (extra.spec.check_threshold: was 0.05, now 0.5); only" in refused
+    assert "questions" not in refused
+
+
 def test_resume_refuses_a_base_rebuilt_at_the_same_path(world, tmp_path):
     base, out = tmp_path / "base", tmp_path / "critic"
     shutil.copytree(world / "base", base)

@@ -135,9 +135,19 @@ def _differences(before: dict[str, Any], now: dict[str, Any], changed: list[str]
 
 
 def _flat(settings: dict[str, Any]) -> dict[str, Any]:
-    """Settings with the caller's ``extra`` ones as ``extra.NAME``."""
-    extra = settings.get("extra") or {}
-    return {k: v for k, v in settings.items() if k != "extra"} | {f"extra.{k}": v for k, v in extra.items()}
+    """Settings with the caller's ``extra`` ones as ``extra.NAME``, nested ones by their path
+    (``extra.spec.check_threshold``): a difference is named by the value that differs, not shown as two
+    copies of the critic's whole spec."""
+    flat = {k: v for k, v in settings.items() if k != "extra"}
+    pending = [("extra", settings.get("extra") or {})]
+    while pending:
+        path, value = pending.pop()
+        for k, v in value.items():
+            if isinstance(v, dict) and v:  # an empty one stays a value, so it differs from a missing one
+                pending.append((f"{path}.{k}", v))
+            else:
+                flat[f"{path}.{k}"] = v
+    return flat
 
 
 def _changed(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
