@@ -729,6 +729,16 @@ def test_a_first_pass_model_that_is_no_video_vlm_is_refused_by_its_option_before
         assert not out.exists()
 
 
+def test_check_options_without_check_are_refused_not_ignored(world, tmp_path):
+    """`--check-model M --check-threshold 0.3` without --check trained a plain critic, its spec recording
+    the check model and threshold of a check it never had."""
+    out = tmp_path / "critic"
+    args = ("--check-model", world / "base", "--check-threshold", "0.3", "--check-frames", "3")
+    refused = " ".join(train(world, out, *args, steps=1, fails=2).output.split())
+    assert "--check-model, --check-threshold, --check-frames: needs --check" in refused
+    assert not out.exists()
+
+
 def test_a_check_no_question_carries_is_refused_before_any_work(world, tmp_path):
     """`--check --dimensions motion_smoothness` checked every training caption, recorded check: true
     and checked every scored video, while no question carried the check (--check-dimensions'

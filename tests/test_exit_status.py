@@ -59,7 +59,7 @@ USAGE = {  # name: (arguments, what the error says)
         "unknown T2V family 'foo'; known: cogvideox, wan",
     ),
     "critic train, a validator: unknown dimension": (
-        [*CRITIC, "--check-dimensions", "motion"],
+        [*CRITIC, "--check", "--check-dimensions", "motion"],
         "--check-dimensions: unknown dimension 'motion'",
     ),
     "critic train, a validator: out of range": (

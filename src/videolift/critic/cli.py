@@ -103,23 +103,25 @@ def train(
     check_model: str | None = typer.Option(
         None, "--check-model", help="VLM that checks captions (default: the base model)."
     ),
-    check_instruction: str = typer.Option(
-        DESCRIBE_INSTRUCTION,
+    # None (left out): the spec's defaults, said in the help; --check-* options need --check.
+    check_instruction: str | None = typer.Option(
+        None,
         "--check-instruction",
         help="The question the caption is read as the answer to (for chat VLMs e.g. 'Caption this video "
-        "in one sentence.').",
+        f"in one sentence.'). [default: {DESCRIBE_INSTRUCTION}]",
     ),
-    check_dimensions: str = typer.Option(
-        "semantic_consistency",
+    check_dimensions: str | None = typer.Option(
+        None,
         "--check-dimensions",
-        help="Comma-separated dimensions whose questions carry the check (per_dimension layout).",
+        help="Comma-separated dimensions whose questions carry the check (per_dimension layout). "
+        "[default: semantic_consistency]",
     ),
-    check_threshold: float = typer.Option(
-        0.05,
+    check_threshold: float | None = typer.Option(
+        None,
         "--check-threshold",
         min=1e-6,
         max=0.999,
-        help="A caption token the check model gives less probability than this is unexpected.",
+        help="A caption token the check model gives less probability than this is unexpected. [default: 0.05]",
     ),
     check_frames: int | None = typer.Option(
         None,
@@ -214,6 +216,16 @@ def train(
         raise typer.BadParameter(
             f"{', '.join(given)}: needs --val-data (the held-out ratings it validates on)"
         )
+    checks = (
+        ("--check-model", check_model),
+        ("--check-instruction", check_instruction),
+        ("--check-dimensions", check_dimensions),
+        ("--check-threshold", check_threshold),
+        ("--check-frames", check_frames),
+    )
+    if not check and (given := [o for o, v in checks if v is not None]):
+        # Else left unused: a plain critic trained, its spec recording a check model it never had.
+        raise typer.BadParameter(f"{', '.join(given)}: needs --check (they set up the check it adds)")
     cfg = SFTConfig(
         adapter=adapter.value,
         lora_r=lora_r,
@@ -258,7 +270,7 @@ def train(
             check_model=check_model,
             check_instruction=check_instruction,
             check_dimensions=_csv(check_dimensions),
-            check_threshold=check_threshold,
+            **({"check_threshold": check_threshold} if check_threshold is not None else {}),
             check_frames=check_frames,
             dimensions=_csv(dimensions),
             class_weight_power=class_weights,
