@@ -29,8 +29,8 @@ def _raise_terminated(signum: int, frame: object) -> None:
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """While inside, SIGTERM raises ``Terminated`` in the main thread; the default comes back after, unless
-    it was raised (then SIGTERM stays ignored). Leaves a handler someone else installed (a caller's, a server's) alone, and does nothing off the
-    main thread (where Python cannot install handlers)."""
+    it was raised (then SIGTERM stays ignored). Leaves a handler someone else installed (a caller's, a
+    server's) alone, and does nothing off the main thread (where Python cannot install handlers)."""
     if (
         threading.current_thread() is not threading.main_thread()
         or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
@@ -89,5 +89,9 @@ def stop_at_update_end() -> Iterator[StopRequest]:
     signal.signal(signal.SIGTERM, ask)
     try:
         yield request
-    finally:  # asked: the run is stopping, and later SIGTERMs are the same request
+    except BaseException:  # asked: the run is stopping, and later SIGTERMs are the same request
         signal.signal(signal.SIGTERM, signal.SIG_IGN if request.asked else _raise_terminated)
+        raise
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    if request.asked:  # after the loop's last look: stop before the export, as at any time after the loop
+        _raise_terminated(signal.SIGTERM, None)
