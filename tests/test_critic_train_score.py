@@ -1040,6 +1040,25 @@ def test_an_export_that_fails_to_take_its_place_keeps_the_old_critic_whole(world
     assert not out.with_name(f".{out.name}.old").exists()
 
 
+def test_export_reads_the_first_passes_from_the_runs_cache_dir_and_resume_may_move_it(world, tmp_path):
+    """`critic export` without --cache-dir made a check-then-rate run's first passes again in the run
+    directory (hours of checking at LiFT's scale): the run now records its --cache-dir."""
+    run_dir, shared, out = tmp_path / "run", tmp_path / "shared", tmp_path / "exported"
+    train(
+        world, run_dir, "--check", "--cache-dir", shared, "--save-every", "2", "--stop-at-step", "2", steps=4
+    )
+    made = sorted(p.name for p in run_dir.iterdir())
+    said = " ".join(run("critic", "export", "--run", run_dir, "--out", out).output.split())
+    assert f"first passes from the run's --cache-dir {shared.resolve()}" in said and "checking" not in said
+    assert sorted(p.name for p in run_dir.iterdir()) == made  # nothing made again there
+    assert json.loads((out / "critic_spec.json").read_text())["check"] is True
+    # Not a setting: a resume may name another (its first passes are made there).
+    train(
+        world, run_dir, "--check", "--cache-dir", tmp_path / "moved", "--resume", "--save-every", "2", steps=4
+    )
+    assert (run_dir / "critic_spec.json").is_file()
+
+
 class Killed(BaseException):
     """A kill -9 at that point: nothing after it runs."""
 

@@ -306,7 +306,10 @@ def export(
         "the critic of its last update, so name an earlier checkpoint's).",
     ),
     cache_dir: Path | None = typer.Option(
-        None, "--cache-dir", help="The run's --cache-dir, if it had one (default: the run directory)."
+        None,
+        "--cache-dir",
+        help="Where the run's first passes are cached (default: the run's recorded --cache-dir, else the run "
+        "directory).",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
 ) -> None:

@@ -39,7 +39,7 @@ STEP_DIGITS = 6  # checkpoints/step-000100: the names critic train has always wr
 # continues with --gradient-checkpointing.
 RESUMABLE_CHANGES = frozenset(
     {"save_every", "keep_checkpoints", "frame_cache_mb", "gradient_checkpointing", "val_every", "ddp_timeout"}
-    | {"vision_cache_mb"}
+    | {"vision_cache_mb", "extra.cache_dir"}
 )
 
 

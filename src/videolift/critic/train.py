@@ -220,6 +220,9 @@ def train_critic(
         "videos": str(videos.resolve()),
         "class_weight_power": class_weight_power,
         "max_new_tokens": max_new_tokens,
+        # Where the first passes are cached, for `critic export` (which recomputed them without it: hours
+        # of describing at LiFT's scale). Not a setting: --resume may name another.
+        "cache_dir": None if cache_dir is None else str(Path(cache_dir).resolve()),
     }
     # Before the first passes, which may take long: run_sft checks again and only then writes to OUT.
     # The layout of a resumed checkpoint too: the accelerator it takes is made only if one is there.
@@ -373,8 +376,9 @@ def export_critic(
     log: Any = print,
 ) -> int:
     """A checkpoint of a ``critic train`` run (finished or not) as a critic directory (``critic export``):
-    what the run would have written had it ended at that update (``cache_dir``: the run's, if it had
-    one). Returns the update exported."""
+    what the run would have written had it ended at that update (``cache_dir``: where its first passes
+    are cached, default the run's recorded --cache-dir, else the run directory). Returns the update
+    exported."""
     from videolift.critic.spec import CriticSpec
     from videolift.data.hra_file import read_hra_lines
     from videolift.data.stats import prefer_reviews
@@ -403,6 +407,12 @@ def export_critic(
         raise VideoliftError(f"{config_file}: unreadable settings: {str(exc).splitlines()[0]}") from None
     data, videos = Path(extra["data"]), Path(extra["videos"])
     records = prefer_reviews(read_hra_lines(data))[0]  # as the run trained on them
+    if cache_dir is None and (recorded := extra.get("cache_dir")) and (spec.describe or spec.check):
+        if Path(recorded).is_dir():
+            cache_dir = recorded
+            log(f"first passes from the run's --cache-dir {recorded}")
+        else:
+            log(f"the run's --cache-dir {recorded} is gone: its first passes are made again in {run}")
     model = {
         "dtype": cfg.dtype,
         "base_weights": extra.get("base_weights"),
