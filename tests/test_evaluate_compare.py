@@ -713,6 +713,11 @@ def test_a_rerun_interrupted_midway_leaves_no_stale_summary_or_report(
     def interrupted(*_args, **_kwargs):
         raise KeyboardInterrupt
 
+    # Rerun as it was: every video kept, and said (a rerun said nothing of what it reused)
+    again = CliRunner().invoke(app, [*args, "--overwrite"])
+    kept = f"{tiny_cogvideox_dir.name}: 1 of its 1 videos kept from an earlier run"
+    assert again.exit_code == 0 and kept in again.output
+
     monkeypatch.setattr("videolift.data.generate.generate_videos", interrupted)  # imported at call time
     result = CliRunner().invoke(app, [*args, "--steps", "2", "--overwrite"])
     assert result.exit_code == 130 and "Interrupted" in result.output

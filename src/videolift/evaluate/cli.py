@@ -162,6 +162,7 @@ def evaluate(
             progress=progress,
             overwrite=overwrite,
             checked=note,
+            log=plain_console(stderr=True).print,
         )
     from videolift.core.distributed import process_state
 

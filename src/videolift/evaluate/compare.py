@@ -156,6 +156,7 @@ def compare_models(
     groups: list[str | None] | None = None,
     overwrite: bool = False,
     checked: Callable[[], None] | None = None,
+    log: Callable[[str], None] | None = None,
     critic_dtype: str = "auto",
     clip: str | None = None,
     **sampler: Any,
@@ -166,7 +167,8 @@ def compare_models(
     the same ``device`` in ``critic_dtype``. ``groups`` names each model's recipe (None: its own): models
     of one group are replicates (e.g. training seeds), compared as recipes in ``groups`` /
     ``group_differences`` too. ``checked`` runs once every input has been checked, before the first
-    video (e.g. to print notes). ``reward`` maps every rater's labels to rewards (None: the critic's own
+    video (e.g. to print notes); ``log`` hears (main process) how many of a model's
+    videos an earlier run of the same settings left, kept. ``reward`` maps every rater's labels to rewards (None: the critic's own
     mapping, else the paper's: ``evaluation_reward``); ``reward_source`` says where a given one is from
     (eval.json's ``reward_source``). ``clip``: a CLIP model (directory or Hub id) that also scores every
     video, on ``device`` once the critic is done (eval.json's ``clip``: ``clip_score``)."""
@@ -191,7 +193,9 @@ def compare_models(
     _remove_stale_summary(out)
     options = dict(per_prompt=per_prompt, seed=seed, steps=steps, guidance=guidance, batch_size=batch_size)
     options |= dict(overwrite=overwrite, **sampler)
-    runs = _generate(generate_videos, models, names, prompts, out, options, oracle=oracle, progress=progress)
+    runs = _generate(
+        generate_videos, models, names, prompts, out, options, oracle=oracle, progress=progress, log=log
+    )
     if critic_dir is not None:
         _rate_by_critic(runs, critic_dir, out, sampler.get("device", "auto"), critic_dtype, progress)
     result = _comparison(
@@ -313,6 +317,7 @@ def _generate(
     *,
     oracle: bool,
     progress: bool,
+    log: Callable[[str], None] | None = None,
 ) -> list[ModelRun]:
     """Every model's videos in OUT/NAME, one model after the other (``options``: ``generate_videos``'
     keywords but ``lora`` and ``progress``), each model's rated by the oracle (``oracle``) as soon as it
@@ -321,7 +326,9 @@ def _generate(
     for i, (model, lora) in enumerate(models):
         run = ModelRun(names[i], model, lora)
         gen_dir = out / run.name
-        generate_videos(model, prompts, gen_dir, lora=lora, progress=progress, **options)
+        made = generate_videos(model, prompts, gen_dir, lora=lora, progress=progress, **options)
+        if log is not None and made.main_process and made.skipped:  # a rerun said nothing of them
+            log(f"{run.name}: {made.skipped} of its {made.total} videos kept from an earlier run")
         manifest = gen_dir / "manifest.jsonl"
         if oracle:
             run.ratings["oracle"], run.findings = oracle_ratings(

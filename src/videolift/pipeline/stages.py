@@ -254,6 +254,7 @@ def evaluate_stage(
             reward=reward,
             reward_source=source,
             clip=cfg.evaluate.clip,
+            log=lambda line: say(f"evaluate: {line}"),  # what an interrupted attempt left, continued
             **gen,
         )
 
