@@ -674,6 +674,17 @@ def test_critic_and_sampler_values_the_stages_refuse_are_refused_at_load(tmp_pat
         _load_with(tmp_path, "critic: {max_pixels: 10}\n", sets=(edit,))
 
 
+@pytest.mark.parametrize(
+    "edit", ["critic.check_frames=9", "critic.check_threshold=0.2", "critic.check_threshold=0.05"]
+)
+def test_check_settings_without_check_are_refused_at_load_not_left_unused(tmp_path, edit):
+    """As `critic train --check-*` without --check: a plain critic was trained, its spec recording the
+    check frames and threshold of a check it never had."""
+    with pytest.raises(DataError, match=r"p\.yaml, field 'critic': .*needs critic\.check: true"):
+        _load_with(tmp_path, sets=(edit,))
+    assert _load_with(tmp_path, "critic: {check: true}\n", sets=(edit,)).critic.check
+
+
 def test_a_bad_value_from_the_command_line_is_not_blamed_on_the_file(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 

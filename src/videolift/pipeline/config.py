@@ -191,6 +191,15 @@ class Critic(StrictModel):
             raise ValueError(f"min_pixels {self.min_pixels} is above max_pixels {self.max_pixels}")
         return self
 
+    @model_validator(mode="after")
+    def _check_settings_need_check(self) -> Critic:
+        """As `critic train` refuses --check-* without --check: else a plain critic is trained, its spec
+        recording the frames and threshold of a check it never had. Given ones only (the default stays)."""
+        given = sorted({"check_threshold", "check_frames"} & self.model_fields_set)
+        if not self.check and given:
+            raise ValueError(f"{', '.join(given)}: needs critic.check: true (they set up the check it adds)")
+        return self
+
     @field_validator("lora_targets")
     @classmethod
     def _some_targets(cls, value: list[str] | None) -> list[str] | None:
