@@ -491,6 +491,33 @@ def test_sigint_to_the_runner_alone_ends_its_concurrent_stages_processes(tmp_pat
                 os.kill(child, signal.SIGKILL)
 
 
+def test_sigterm_says_where_each_concurrent_stage_stopped_once_all_have(tmp_path):
+    # Seen stopping `videolift run` (align.parallel) with SIGTERM to its process group: both alignments
+    # checkpointed, but the run said "Terminated (SIGTERM) after update 612 of 3000, checkpointed", the first
+    # alignment's update only, unnamed, and said it before the other's checkpoint was written.
+    import time
+
+    from videolift.core.signals import Terminated
+
+    def stop(at: int, after: float = 0.0):
+        def run():
+            time.sleep(after)
+            (tmp_path / f"checkpoint-{at}").write_text("")
+            raise Terminated(f"after update {at} of 10, checkpointed")  # as align's trainer raises it
+
+        return run
+
+    stages = [Stage("align:rwl", stop(7)), Stage("align:rs", stop(5, after=1.0))]
+    with pytest.raises(Terminated) as caught:
+        Runner(tmp_path / "w").run_concurrently(stages, first_here=True)
+    assert caught.value.args == (
+        "in align:rwl after update 7 of 10, checkpointed; in align:rs after update 5 of 10, checkpointed",
+    )
+    assert (tmp_path / "checkpoint-5").exists()  # said once the other stage had stopped
+    with pytest.raises(Terminated, match="^in align:rs after update 5 of 10, checkpointed$"):
+        Runner(tmp_path / "w2").run(stages[1])  # one stage alone is named too
+
+
 def _running(pid: int) -> bool:
     """Alive and not a zombie (exited, not yet reaped)."""
     try:

@@ -34,6 +34,7 @@ from videolift.core.errors import VideoliftError
 from videolift.core.files import content_hash, fingerprint
 from videolift.core.jsonl import atomic_write, read_json
 from videolift.core.settings import dotted
+from videolift.core.signals import Terminated
 from videolift.pipeline import ranks
 
 # Plain: why a stage runs names paths and settings ("data/[v2]/hra.jsonl changed"), not rich markup.
@@ -251,6 +252,8 @@ class Runner:
                 with contextlib.suppress(OSError):  # the stage's error is the one to report
                     self._record(stage.name, self.manifest["stages"][stage.name] | {"failed": _now()})
             raise
+        except Terminated as exc:  # a run trains several models: say which stopped where
+            raise (Terminated(f"in {stage.name} {exc.args[0]}") if exc.args else exc) from None
         ranks.wait()  # every process's files complete before the main process records them
         if ranks.is_main():
             self._record(stage.name, self._finished(stage, recorded, result, time.time() - start))
@@ -327,16 +330,31 @@ class Runner:
                 except Exception as exc:  # raised once the others have stopped, as a thread's would be
                     failure = exc
             wait(futures)
-        except BaseException:
+        except BaseException as exc:
             # Ctrl-C (or a scheduler's SIGINT) to this process alone: the stages' processes would train
             # on, and this one would wait for them at exit. End them; each stage resumes when rerun.
             _end_children()
+            if isinstance(exc, Terminated) and (stopped := _where_stopped(exc, futures)):
+                raise Terminated(stopped) from None
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown()
         if failure is not None:
             raise failure
         return results + [f.result() for f in futures]
+
+
+def _where_stopped(exc: BaseException, futures: list[Any]) -> str:
+    """Where SIGTERM stopped this process's stage (``exc``) and the concurrent ones (``futures``), e.g.
+    "in align:rwl after update 612 of 3000, checkpointed; in align:rs after update 576 of 3000, checkpointed".
+    Waits for the others: their processes, given the SIGTERM too, checkpoint the update they are at first
+    (the exit would wait for them all the same), and the message said one alignment's update only, before the
+    other's checkpoint was written."""
+    from concurrent.futures import wait
+
+    wait(futures)
+    stopped = [exc, *(f.exception() for f in futures if not f.cancelled())]
+    return "; ".join(e.args[0] for e in stopped if isinstance(e, Terminated) and e.args)
 
 
 _CHILDREN: set[Any] = set()  # the process pools of running ``in_subprocess`` calls
