@@ -57,6 +57,9 @@ def _mtimes(workdir: Path) -> dict[str, int]:
     return {str(p.relative_to(workdir)): p.stat().st_mtime_ns for p in workdir.rglob("*") if p.is_file()}
 
 
+# 45-55 s, the longest test: run by `make test-all`; under torchrun the default run keeps the plan, the demo's
+# summary and a failure's stop (below), and each stage command's own two-process tests.
+@pytest.mark.slow
 def test_two_processes_run_the_loop_and_a_rerun_skips_every_stage(tmp_path):
     w = tmp_path / "two"
     out = _torchrun(w)  # critic.parallel (the toy file's): one critic after the other here
