@@ -167,9 +167,9 @@ def compare_models(
     the same ``device`` in ``critic_dtype``. ``groups`` names each model's recipe (None: its own): models
     of one group are replicates (e.g. training seeds), compared as recipes in ``groups`` /
     ``group_differences`` too. ``checked`` runs once every input has been checked, before the first
-    video (e.g. to print notes); ``log`` hears (main process) how many of a model's
-    videos an earlier run of the same settings left, kept. ``reward`` maps every rater's labels to rewards (None: the critic's own
-    mapping, else the paper's: ``evaluation_reward``); ``reward_source`` says where a given one is from
+    video (e.g. to print notes); ``log`` hears (main process) how many of a model's videos an earlier
+    run of the same settings left, kept. ``reward`` maps every rater's labels to rewards (None: the
+    critic's own mapping, else the paper's: ``evaluation_reward``); ``reward_source`` says where a given one is from
     (eval.json's ``reward_source``). ``clip``: a CLIP model (directory or Hub id) that also scores every
     video, on ``device`` once the critic is done (eval.json's ``clip``: ``clip_score``)."""
     from videolift.data.generate import generate_videos
